@@ -3,8 +3,8 @@
 
     /usr/bin/python3 scripts/make_example.py [--examples DIR] [--bench-models DIR]
 
-  examples/tiny_cnn/   model.onnx, input_x.npy, output_y.npy: a tiny CNN on a
-                       [1,3,32,32] input `x`, softmax probabilities `y` [1,10].
+  examples/tiny_cnn/   model.onnx, input_x.npy, output_y.npy, samples.json: a tiny
+                       CNN on a [1,3,32,32] input `x`, softmax probabilities `y` [1,10].
   bench/models/        add16.onnx (y = a + b over [16] floats) with input_a.npy and
                        input_b.npy, for measuring per-call overhead.
 
@@ -15,6 +15,7 @@ only when the models change on purpose.
 
 import argparse
 import copy
+import json
 import os
 import sys
 
@@ -73,6 +74,12 @@ def make_tiny_cnn(out_dir):
         ref = model64(x.double()).float().numpy()
     np.save(os.path.join(out_dir, "input_x.npy"), x.numpy())
     np.save(os.path.join(out_dir, "output_y.npy"), ref)
+    # Same manifest format as scripts/export_models.py, for tests/models/check_model.py.
+    manifest = {"model": "model.onnx", "inputs": ["x"], "outputs": ["y"], "compile_args": [],
+                "samples": [{"inputs": {"x": "input_x.npy"}, "outputs": {"y": "output_y.npy"}}]}
+    with open(os.path.join(out_dir, "samples.json"), "w") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
     print(f"tiny_cnn -> {out_dir}: y = {np.array2string(ref[0], precision=4)}")
 
 
