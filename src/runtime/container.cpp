@@ -1,0 +1,195 @@
+// Container lifetime: option checks, version checks, constants, runners.
+#include "container.h"
+#include "error.h"
+
+#include <kiln/runtime.h>
+#include <kiln/shim.h>
+
+#include <cstring>
+#include <new>
+#include <thread>
+
+using kiln::rt::fail;
+
+kiln::rt::Runner* kiln_container::acquire() {
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return !freeRunners.empty(); });
+  kiln::rt::Runner* r = freeRunners.back();
+  freeRunners.pop_back();
+  return r;
+}
+
+void kiln_container::release(kiln::rt::Runner* r) {
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    freeRunners.push_back(r);
+  }
+  cv.notify_one();
+}
+
+namespace kiln::rt {
+namespace {
+
+int hardwareThreads() {
+  unsigned n = std::thread::hardware_concurrency();
+  return n ? static_cast<int>(n) : 1;
+}
+
+int checkDesc(const kiln_model_desc_v1* desc) {
+  if (!desc)
+    return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_container_create: model descriptor is NULL");
+  if (desc->struct_size < sizeof(kiln_model_desc_v1))
+    return fail(KILN_ERR_VERSION_MISMATCH,
+                "model descriptor is %zu bytes, smaller than the v1 descriptor (%zu); the "
+                "model.so is corrupt or was not built by kiln",
+                desc->struct_size, sizeof(kiln_model_desc_v1));
+  if (desc->abi_version > KILN_ABI_VERSION)
+    return fail(KILN_ERR_VERSION_MISMATCH,
+                "model needs kiln ABI v%u but this libkiln_rt provides v%d; upgrade libkiln_rt",
+                desc->abi_version, KILN_ABI_VERSION);
+  if (desc->shim_version > KILN_SHIM_VERSION)
+    return fail(KILN_ERR_VERSION_MISMATCH,
+                "model needs kiln shim v%u but this libkiln_rt provides v%d; upgrade libkiln_rt",
+                desc->shim_version, KILN_SHIM_VERSION);
+  if (desc->num_inputs < 0 || desc->num_outputs < 0 || desc->num_constants < 0 ||
+      desc->num_symbols < 0 || !desc->bind_shapes || !desc->output_dims || !desc->run)
+    return fail(KILN_ERR_INTERNAL, "model descriptor is malformed (negative counts or missing "
+                                   "functions)");
+  return KILN_OK;
+}
+
+int checkOptions(const kiln_model_desc_v1& desc, const kiln_container_options& o) {
+  if (o.struct_size < sizeof(kiln_container_options))
+    return fail(KILN_ERR_INVALID_ARGUMENT,
+                "kiln_container_options.struct_size is %zu, expected at least %zu; call "
+                "kiln_container_options_init first",
+                o.struct_size, sizeof(kiln_container_options));
+  for (uint32_t r : o.reserved)
+    if (r != 0)
+      return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_container_options.reserved must be zero");
+  if (o.flags != KILN_FLAG_NONE)
+    return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_container_options.flags has unknown bits 0x%x",
+                o.flags);
+  if (o.num_runners < 0)
+    return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_container_options.num_runners is %d; use 0 "
+                                           "for one per hardware thread", o.num_runners);
+  if (o.threads_per_run < 0)
+    return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_container_options.threads_per_run is %d; use 0 "
+                                           "for all hardware threads", o.threads_per_run);
+
+  const char* modelDevice = desc.device ? desc.device : "cpu";
+  if (std::strcmp(modelDevice, "cpu") != 0)
+    return fail(KILN_ERR_UNSUPPORTED,
+                "model was compiled for device '%s'; this libkiln_rt supports only cpu",
+                modelDevice);
+  const char* dev = o.device;
+  if (!dev || std::strcmp(dev, "cpu") == 0 || std::strcmp(dev, "cpu:0") == 0)
+    return KILN_OK;
+  if (std::strncmp(dev, "cuda", 4) == 0)
+    return fail(KILN_ERR_DEVICE,
+                "device '%s' requested, but this model was compiled for cpu only; recompile "
+                "with a cuda target or pass device \"cpu\"",
+                dev);
+  return fail(KILN_ERR_INVALID_ARGUMENT,
+              "unknown device '%s'; expected \"cpu\", \"cuda\" or \"cuda:N\"", dev);
+}
+
+void buildInfo(const kiln_model_desc_v1& desc, const kiln_io_desc_v1& io, TensorInfoArrays& a) {
+  a.dimNames.assign(io.ndim > 0 ? io.ndim : 1, nullptr);
+  a.dimMin.assign(io.ndim > 0 ? io.ndim : 1, 0);
+  a.dimMax.assign(io.ndim > 0 ? io.ndim : 1, 0);
+  for (int32_t d = 0; d < io.ndim; ++d) {
+    if (io.dims[d] >= 0) {
+      a.dimMin[d] = a.dimMax[d] = io.dims[d];
+      continue;
+    }
+    int32_t s = io.dim_symbol ? io.dim_symbol[d] : -1;
+    if (s >= 0 && s < desc.num_symbols) {
+      a.dimNames[d] = desc.symbols[s].name;
+      a.dimMin[d] = desc.symbols[s].min;
+      a.dimMax[d] = desc.symbols[s].max;
+      continue;
+    }
+    // A derived dim (e.g. 2*seq): its range is checked by bind_shapes, not known here.
+    a.dimMin[d] = 0;
+    a.dimMax[d] = INT64_MAX;
+  }
+}
+
+} // namespace
+} // namespace kiln::rt
+
+extern "C" {
+
+KILN_RT_API void kiln_rt_container_options_init(kiln_container_options* options) {
+  if (!options)
+    return;
+  std::memset(options, 0, sizeof *options);
+  options->struct_size = sizeof *options;
+}
+
+KILN_RT_API uint32_t kiln_rt_abi_version(void) { return KILN_ABI_VERSION; }
+KILN_RT_API uint32_t kiln_rt_shim_version(void) { return KILN_SHIM_VERSION; }
+
+KILN_RT_API int kiln_rt_container_create_v1(const kiln_model_desc_v1* desc,
+                                            const kiln_container_options* options,
+                                            kiln_container** out) {
+  using namespace kiln::rt;
+  if (!out)
+    return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_container_create: out is NULL");
+  *out = nullptr;
+  if (int st = checkDesc(desc))
+    return st;
+  kiln_container_options opts;
+  kiln_rt_container_options_init(&opts);
+  if (options) {
+    if (int st = checkOptions(*desc, *options))
+      return st;
+    opts = *options; // only v1 fields are read
+  } else if (int st = checkOptions(*desc, opts)) {
+    return st;
+  }
+
+  try {
+    auto c = std::make_unique<kiln_container>();
+    c->desc = desc;
+    c->threadsPerRun = opts.threads_per_run ? opts.threads_per_run : hardwareThreads();
+    c->constantSets.resize(1);
+    if (int st = loadConstants(*desc, opts.weights_path, c->weightsFile, c->constantSets[0]))
+      return st;
+
+    c->inputInfo.resize(desc->num_inputs);
+    for (int32_t i = 0; i < desc->num_inputs; ++i)
+      buildInfo(*desc, desc->inputs[i], c->inputInfo[i]);
+    c->outputInfo.resize(desc->num_outputs);
+    for (int32_t i = 0; i < desc->num_outputs; ++i)
+      buildInfo(*desc, desc->outputs[i], c->outputInfo[i]);
+
+    int n = opts.num_runners ? opts.num_runners : hardwareThreads();
+    c->runners.reserve(n);
+    c->freeRunners.reserve(n);
+    for (int i = 0; i < n; ++i) {
+      auto r = std::make_unique<Runner>();
+      r->scratch.init(*desc);
+      const ConstantSet& set = c->constantSets[0];
+      r->constantRanges.emplace_back(set.base, set.size);
+      c->freeRunners.push_back(r.get());
+      c->runners.push_back(std::move(r));
+    }
+    *out = c.release();
+    clearError();
+    return KILN_OK;
+  } catch (const std::bad_alloc&) {
+    return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_container_create: out of memory");
+  } catch (const std::exception& e) {
+    return fail(KILN_ERR_INTERNAL, "kiln_container_create: %s", e.what());
+  }
+}
+
+KILN_RT_API int kiln_rt_container_destroy(kiln_container* container) {
+  // Destroying NULL is a no-op, like free(). Runs must have finished.
+  delete container;
+  return KILN_OK;
+}
+
+} // extern "C"
