@@ -26,9 +26,24 @@ struct ConvEntry : CacheEntry {
   memory srcUser, dstUser, resUser, bias, scratchpad, wScratch;
   memory srcBuf, dstBuf; // blocked copies when the primitive wants another layout
   bool srcReorder = false, dstReorder = false;
+  bool separate = false; // residual (+ eltwise) added by addResidual after the conv
+  dnnl::binary addResidual;
+  memory resCopy;
   dnnl::reorder srcR, dstR, resR;
   size_t dstBytes = 0;
 };
+
+dnnl::algorithm eltwiseAlg(int postOp) {
+  return postOp == KILN_POST_RELU ? dnnl::algorithm::eltwise_relu : dnnl::algorithm::eltwise_clip;
+}
+
+// relu's alpha is its negative slope (0); clip's alpha/beta are its bounds.
+float eltwiseAlpha(const kiln_conv_params_v1& p) {
+  return p.post_op == KILN_POST_CLIP ? p.clip_min : 0.f;
+}
+float eltwiseBeta(const kiln_conv_params_v1& p) {
+  return p.post_op == KILN_POST_CLIP ? p.clip_max : 0.f;
+}
 
 tag plainData(int rank) { return rank == 1 ? tag::ncw : rank == 2 ? tag::nchw : tag::ncdhw; }
 tag plainWeights(int rank, bool grouped) {
@@ -119,25 +134,31 @@ std::unique_ptr<ConvEntry> build(DnnlCache& cache, const int64_t* xDims, const i
   memory::desc weiMd(wei, f32, tag::any);
   memory::desc biasMd({yDims[1]}, f32, tag::x);
 
-  dnnl::post_ops ops;
-  if (hasResidual)
-    ops.append_sum(1.f);
-  if (p.post_op == KILN_POST_RELU)
-    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-  if (p.post_op == KILN_POST_CLIP)
-    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, p.clip_min, p.clip_max);
-  dnnl::primitive_attr attr;
-  attr.set_post_ops(ops);
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-
   const auto prop = dnnl::prop_kind::forward_inference;
   const auto alg = dnnl::algorithm::convolution_direct;
   dnnl::engine& eng = cache.engine();
-  auto desc = hasBias ? dnnl::convolution_forward::desc(prop, alg, srcMd, weiMd, biasMd, dstMd,
-                                                        strides, dil, padL, padR)
-                      : dnnl::convolution_forward::desc(prop, alg, srcMd, weiMd, dstMd, strides,
-                                                        dil, padL, padR);
-  dnnl::convolution_forward::primitive_desc pd(desc, attr, eng);
+  auto makePd = [&](bool fuse) {
+    dnnl::post_ops ops;
+    if (fuse && hasResidual)
+      ops.append_sum(1.f);
+    if (fuse && p.post_op != KILN_POST_NONE)
+      ops.append_eltwise(1.f, eltwiseAlg(p.post_op), eltwiseAlpha(p), eltwiseBeta(p));
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(ops);
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    auto desc = hasBias ? dnnl::convolution_forward::desc(prop, alg, srcMd, weiMd, biasMd, dstMd,
+                                                          strides, dil, padL, padR)
+                        : dnnl::convolution_forward::desc(prop, alg, srcMd, weiMd, dstMd,
+                                                          strides, dil, padL, padR);
+    return dnnl::convolution_forward::primitive_desc(desc, attr, eng);
+  };
+  dnnl::convolution_forward::primitive_desc pd = makePd(true);
+  // oneDNN 2.6's brgconv (AVX-512) mishandles the sum post-op: it crashes with sum+relu or
+  // sum+clip, and leaves output rows that see only padding without conv and bias. There the
+  // residual add (and the eltwise) run afterwards as one binary primitive.
+  bool separate = hasResidual && std::strncmp(pd.impl_info_str(), "brg", 3) == 0;
+  if (separate)
+    pd = makePd(false);
 
   auto e = std::make_unique<ConvEntry>();
   e->prim = dnnl::convolution_forward(pd);
@@ -149,6 +170,19 @@ std::unique_ptr<ConvEntry> build(DnnlCache& cache, const int64_t* xDims, const i
   e->bias = memory(biasMd, eng, nullptr);
   e->scratchpad = memory(pd.scratchpad_desc(), eng);
   e->dstBytes = dstPlain.get_size();
+  if (separate) {
+    dnnl::post_ops ops;
+    if (p.post_op != KILN_POST_NONE)
+      ops.append_eltwise(1.f, eltwiseAlg(p.post_op), eltwiseAlpha(p), eltwiseBeta(p));
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(ops);
+    dnnl::binary::desc bd(dnnl::algorithm::binary_add, pd.dst_desc(), dstPlain, pd.dst_desc());
+    e->addResidual = dnnl::binary(dnnl::binary::primitive_desc(bd, attr, eng));
+    e->separate = true;
+    // The conv overwrites y before the add reads the residual when they share memory.
+    if (pd.dst_desc() == dstPlain)
+      e->resCopy = memory(dstPlain, eng);
+  }
   if (pd.src_desc() != srcPlain) {
     e->srcReorder = true;
     e->srcBuf = memory(pd.src_desc(), eng);
@@ -158,7 +192,7 @@ std::unique_ptr<ConvEntry> build(DnnlCache& cache, const int64_t* xDims, const i
     e->dstReorder = true;
     e->dstBuf = memory(pd.dst_desc(), eng);
     e->dstR = dnnl::reorder(e->dstBuf, e->dstUser);
-    if (hasResidual)
+    if (hasResidual && !separate)
       e->resR = dnnl::reorder(e->resUser, e->dstBuf);
   }
   return e;
@@ -190,7 +224,15 @@ int convForward(Runner& r, int64_t site, const float* x, const int64_t* xDims, c
     }
     if (e->dstReorder)
       dst = e->dstBuf;
-    if (residual) {
+    memory res;
+    if (residual && e->separate) {
+      e->resUser.set_data_handle(const_cast<float*>(residual));
+      res = e->resUser;
+      if (residual == y && e->resCopy) {
+        std::memcpy(e->resCopy.get_data_handle(), residual, e->dstBytes);
+        res = e->resCopy;
+      }
+    } else if (residual) {
       // The sum post-op adds what dst holds, so dst starts as the residual.
       if (e->dstReorder) {
         e->resUser.set_data_handle(const_cast<float*>(residual));
@@ -208,6 +250,8 @@ int convForward(Runner& r, int64_t site, const float* x, const int64_t* xDims, c
       args[DNNL_ARG_BIAS] = e->bias;
     }
     e->prim.execute(s, args);
+    if (e->separate)
+      e->addResidual.execute(s, {{DNNL_ARG_SRC_0, dst}, {DNNL_ARG_SRC_1, res}, {DNNL_ARG_DST, dst}});
     if (e->dstReorder)
       e->dstR.execute(s, e->dstBuf, e->dstUser);
     s.wait();

@@ -30,7 +30,8 @@ struct MatmulEntry : CacheEntry {
 int checkArgs(int64_t site, const float* a, const float* b, const float* addend, float* c,
               const kiln_matmul_params_v1& p) {
   long long s = static_cast<long long>(site);
-  if (!a || !b || !c)
+  bool empty = p.batch == 0 || p.m == 0 || p.n == 0;
+  if ((!c && !empty) || ((!a || !b) && !empty && p.k > 0))
     return fail(KILN_ERR_INVALID_ARGUMENT, "matmul site %lld: NULL a, b or c", s);
   if (p.batch < 0 || p.m < 0 || p.n < 0 || p.k < 0)
     return fail(KILN_ERR_INVALID_ARGUMENT, "matmul site %lld: negative batch/m/n/k", s);

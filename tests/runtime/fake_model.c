@@ -1,0 +1,89 @@
+/* A hand-written stand-in for a generated model: y = x + c, x: [batch, 4] float32 with
+ * batch in 1..8, c: 4 floats in the weights blob. Built with src/runtime/model_entry.c into
+ * a shared library, exactly like a generated model.so. FAKE_SHIM_VERSION overrides the shim
+ * version it claims to need (for the version-mismatch test). */
+#include <kiln/model.h>
+#include <kiln/model_desc.h>
+#include <kiln/shim.h>
+
+#include <stdint.h>
+#include <stdio.h>
+
+#ifndef FAKE_SHIM_VERSION
+#define FAKE_SHIM_VERSION KILN_SHIM_VERSION
+#endif
+
+#define FAKE_C_OFFSET 64
+
+static const kiln_symbol_desc_v1 symbols[] = {{"batch", 1, 8}};
+static const int64_t io_dims[] = {-1, 4};
+static const int32_t io_symbols[] = {0, -1};
+static const int64_t c_dims[] = {4};
+
+static const kiln_io_desc_v1 inputs[] = {{"x", {kDLFloat, 32, 1}, 2, io_dims, io_symbols}};
+static const kiln_io_desc_v1 outputs[] = {{"y", {kDLFloat, 32, 1}, 2, io_dims, io_symbols}};
+static const kiln_constant_desc_v1 constants[] = {
+    {"c", {kDLFloat, 32, 1}, 1, c_dims, 16, FAKE_C_OFFSET}};
+
+/* The blob: 64 bytes of padding, then c = {10, 20, 30, 40}. */
+static const float blob[32] __attribute__((aligned(64))) = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 20, 30, 40};
+
+static int bind_shapes(const int64_t* const* input_dims, const int32_t* input_ndims,
+                       int64_t* syms, char* err, size_t err_size) {
+  if (input_ndims[0] != 2 || input_dims[0][1] != 4) {
+    snprintf(err, err_size, "input 'x': expected [batch, 4]");
+    return KILN_ERR_SHAPE_MISMATCH;
+  }
+  syms[0] = input_dims[0][0];
+  return 0;
+}
+
+static void output_dims(const int64_t* syms, int64_t* const* out_dims) {
+  out_dims[0][0] = syms[0];
+  out_dims[0][1] = 4;
+}
+
+static int run(kiln_run_ctx* ctx, void* const* in, void* const* out, const int64_t* syms,
+               void* const* consts) {
+  const float* x = (const float*)in[0];
+  const float* c = (const float*)consts[0];
+  float* y = (float*)out[0];
+  int64_t n = syms[0] * 4, i;
+  /* Go through arena scratch, as generated code does for intermediates. */
+  float* tmp = (float*)ctx->alloc(ctx->runner, (size_t)n * sizeof(float));
+  if (!tmp || ((uintptr_t)tmp & 63) != 0) {
+    snprintf(ctx->error, ctx->error_size, "fake model: bad scratch pointer");
+    return KILN_ERR_INTERNAL;
+  }
+  for (i = 0; i < n; ++i) {
+    if (x[i] != x[i]) { /* NaN: exercise the run-error path */
+      snprintf(ctx->error, ctx->error_size, "fake model: NaN in input 'x' at %lld", (long long)i);
+      return KILN_ERR_INVALID_ARGUMENT;
+    }
+    tmp[i] = x[i] + c[i % 4];
+  }
+  for (i = 0; i < n; ++i)
+    y[i] = tmp[i];
+  return 0;
+}
+
+const kiln_model_desc_v1 kiln_model_desc = {
+    sizeof(kiln_model_desc_v1),
+    KILN_ABI_VERSION,
+    FAKE_SHIM_VERSION,
+    "cpu",
+    1,
+    1,
+    1,
+    1,
+    symbols,
+    inputs,
+    outputs,
+    constants,
+    (const uint8_t*)blob,
+    sizeof blob,
+    bind_shapes,
+    output_dims,
+    run,
+};
