@@ -26,45 +26,43 @@ extern "C" {
 
 /* Creates a container for the model described by desc (borrowed; it must outlive the
  * container, which it does when it lives in model.so). options may be NULL. */
-KILN_RT_API int kiln_rt_container_create_v1(const kiln_model_desc_v1* desc,
-                                            const kiln_container_options* options,
-                                            kiln_container** out);
-KILN_RT_API int kiln_rt_container_destroy(kiln_container* container);
+KILN_RT_API int kiln_rt_container_create_v1(const kiln_model_desc_v1 *desc,
+                                            const kiln_container_options *options,
+                                            kiln_container **out);
+KILN_RT_API int kiln_rt_container_destroy(kiln_container *container);
 
-KILN_RT_API void kiln_rt_container_options_init(kiln_container_options* options);
-KILN_RT_API const char* kiln_rt_last_error(void);
+KILN_RT_API void kiln_rt_container_options_init(kiln_container_options *options);
+KILN_RT_API const char *kiln_rt_last_error(void);
 KILN_RT_API uint32_t kiln_rt_abi_version(void);
 KILN_RT_API uint32_t kiln_rt_shim_version(void);
 
-KILN_RT_API int kiln_rt_num_inputs(const kiln_container* c, int32_t* out);
-KILN_RT_API int kiln_rt_num_outputs(const kiln_container* c, int32_t* out);
-KILN_RT_API int kiln_rt_input_info(const kiln_container* c, int32_t index,
-                                   kiln_tensor_info* out);
-KILN_RT_API int kiln_rt_output_info(const kiln_container* c, int32_t index,
-                                    kiln_tensor_info* out);
+KILN_RT_API int kiln_rt_num_inputs(const kiln_container *c, int32_t *out);
+KILN_RT_API int kiln_rt_num_outputs(const kiln_container *c, int32_t *out);
+KILN_RT_API int kiln_rt_input_info(const kiln_container *c, int32_t index, kiln_tensor_info *out);
+KILN_RT_API int kiln_rt_output_info(const kiln_container *c, int32_t index, kiln_tensor_info *out);
 
-KILN_RT_API int kiln_rt_run(kiln_container* c, const DLTensor* inputs, int32_t num_inputs,
-                            DLTensor* outputs, int32_t num_outputs);
-KILN_RT_API int kiln_rt_output_dims(kiln_container* c, const DLTensor* inputs,
-                                    int32_t num_inputs, int64_t* const* out_dims);
-KILN_RT_API int kiln_rt_run_alloc(kiln_container* c, const DLTensor* inputs, int32_t num_inputs,
-                                  DLManagedTensor** outputs, int32_t num_outputs);
+KILN_RT_API int kiln_rt_run(kiln_container *c, const DLTensor *inputs, int32_t num_inputs,
+                            DLTensor *outputs, int32_t num_outputs);
+KILN_RT_API int kiln_rt_output_dims(kiln_container *c, const DLTensor *inputs, int32_t num_inputs,
+                                    int64_t *const *out_dims);
+KILN_RT_API int kiln_rt_run_alloc(kiln_container *c, const DLTensor *inputs, int32_t num_inputs,
+                                  DLManagedTensor **outputs, int32_t num_outputs);
 
 /* Standalone runners: a shim ctx for calling kiln_shim_* outside a container (tests, tools,
  * the compiler's own kernel tests). Not thread-safe: one call at a time per runner. */
-KILN_RT_API int kiln_rt_runner_create(kiln_shim_ctx** out);
-KILN_RT_API void kiln_rt_runner_destroy(kiln_shim_ctx* runner);
+KILN_RT_API int kiln_rt_runner_create(kiln_shim_ctx **out);
+KILN_RT_API void kiln_rt_runner_destroy(kiln_shim_ctx *runner);
 /* Declares [data, data + nbytes) constant while the runner lives, so shims may cache
  * reordered copies of weights inside it (as they do for a container's constants). */
-KILN_RT_API int kiln_rt_runner_add_constant_range(kiln_shim_ctx* runner, const void* data,
+KILN_RT_API int kiln_rt_runner_add_constant_range(kiln_shim_ctx *runner, const void *data,
                                                   size_t nbytes);
 /* 64-byte aligned scratch from the runner's arena (the kiln_run_ctx.alloc behaviour), valid
  * until kiln_rt_runner_reset; NULL when out of memory. */
-KILN_RT_API void* kiln_rt_runner_alloc(kiln_shim_ctx* runner, size_t nbytes);
-KILN_RT_API void kiln_rt_runner_reset(kiln_shim_ctx* runner);
+KILN_RT_API void *kiln_rt_runner_alloc(kiln_shim_ctx *runner, size_t nbytes);
+KILN_RT_API void kiln_rt_runner_reset(kiln_shim_ctx *runner);
 
 /* Records a printf-style message as the calling thread's last error (for shim code). */
-KILN_RT_API void kiln_rt_set_error(const char* fmt, ...)
+KILN_RT_API void kiln_rt_set_error(const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 1, 2)))
 #endif

@@ -8,21 +8,25 @@ namespace {
 
 constexpr size_t kMinChunk = size_t(1) << 20;
 
-size_t roundUp(size_t n, size_t a) { return (n + a - 1) / a * a; }
+size_t roundUp(size_t n, size_t a) {
+  return (n + a - 1) / a * a;
+}
 
 } // namespace
 
-Arena::~Arena() { freeChunks(); }
+Arena::~Arena() {
+  freeChunks();
+}
 
 size_t Arena::capacity() const {
   size_t total = 0;
-  for (const Chunk& c : chunks_)
+  for (const Chunk &c : chunks_)
     total += c.size;
   return total;
 }
 
 void Arena::freeChunks() {
-  for (Chunk& c : chunks_)
+  for (Chunk &c : chunks_)
     std::free(c.data);
   chunks_.clear();
 }
@@ -30,22 +34,20 @@ void Arena::freeChunks() {
 bool Arena::addChunk(size_t minSize) {
   // Double the capacity so a run that outgrows the arena needs few new chunks.
   size_t size = roundUp(std::max({minSize, kMinChunk, capacity()}), kAlign);
-  void* p = std::aligned_alloc(kAlign, size);
-  if (!p)
-    return false;
+  void *p = std::aligned_alloc(kAlign, size);
+  if (!p) return false;
   chunks_.reserve(8);
-  chunks_.push_back({static_cast<char*>(p), size, 0});
+  chunks_.push_back({static_cast<char *>(p), size, 0});
   return true;
 }
 
-void* Arena::alloc(size_t nbytes) {
+void *Arena::alloc(size_t nbytes) {
   size_t need = roundUp(nbytes == 0 ? 1 : nbytes, kAlign);
   if (chunks_.empty() || chunks_.back().size - chunks_.back().offset < need) {
-    if (!addChunk(need))
-      return nullptr;
+    if (!addChunk(need)) return nullptr;
   }
-  Chunk& c = chunks_.back();
-  void* p = c.data + c.offset;
+  Chunk &c = chunks_.back();
+  void *p = c.data + c.offset;
   c.offset += need;
   used_ += need;
   return p;
@@ -58,7 +60,7 @@ void Arena::reset() {
     freeChunks();
     addChunk(total);
   }
-  for (Chunk& c : chunks_)
+  for (Chunk &c : chunks_)
     c.offset = 0;
   used_ = 0;
 }

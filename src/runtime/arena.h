@@ -12,13 +12,13 @@ public:
   static constexpr size_t kAlign = 64;
 
   Arena() = default;
-  Arena(const Arena&) = delete;
-  Arena& operator=(const Arena&) = delete;
+  Arena(const Arena &) = delete;
+  Arena &operator=(const Arena &) = delete;
   ~Arena();
 
   // Returns nbytes of 64-byte aligned memory valid until reset(), or nullptr when out of
   // memory. nbytes == 0 yields a valid unique pointer.
-  void* alloc(size_t nbytes);
+  void *alloc(size_t nbytes);
 
   // Frees every block handed out. If the run needed more than one chunk, the chunks are
   // replaced by one chunk big enough for all of them, so a steady state does no mallocs.
@@ -31,7 +31,7 @@ public:
 
 private:
   struct Chunk {
-    char* data;
+    char *data;
     size_t size;
     size_t offset;
   };

@@ -13,13 +13,12 @@
 namespace kiln::rt {
 
 MappedFile::~MappedFile() {
-  if (data)
-    munmap(data, size);
+  if (data) munmap(data, size);
 }
 
 namespace {
 
-int mapFile(const char* path, MappedFile& file) {
+int mapFile(const char *path, MappedFile &file) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return fail(KILN_ERR_NOT_FOUND, "cannot open weights file '%s': %s", path,
@@ -36,7 +35,7 @@ int mapFile(const char* path, MappedFile& file) {
     close(fd);
     return KILN_OK;
   }
-  void* p = mmap(nullptr, file.size, PROT_READ, MAP_PRIVATE, fd, 0);
+  void *p = mmap(nullptr, file.size, PROT_READ, MAP_PRIVATE, fd, 0);
   int err = errno;
   close(fd); // the mapping keeps the file alive
   if (p == MAP_FAILED) {
@@ -50,21 +49,20 @@ int mapFile(const char* path, MappedFile& file) {
 
 } // namespace
 
-int loadConstants(const kiln_model_desc_v1& desc, const char* weightsPath, MappedFile& file,
-                  ConstantSet& set) {
+int loadConstants(const kiln_model_desc_v1 &desc, const char *weightsPath, MappedFile &file,
+                  ConstantSet &set) {
   uint64_t needed = 0;
   for (int32_t i = 0; i < desc.num_constants; ++i) {
-    const kiln_constant_desc_v1& c = desc.constants[i];
+    const kiln_constant_desc_v1 &c = desc.constants[i];
     needed = std::max<uint64_t>(needed, c.offset + c.nbytes);
   }
 
-  const char* base = reinterpret_cast<const char*>(desc.weights);
+  const char *base = reinterpret_cast<const char *>(desc.weights);
   size_t size = desc.weights_size;
-  const char* source = "embedded weights";
+  const char *source = "embedded weights";
   if (weightsPath) {
-    if (int st = mapFile(weightsPath, file))
-      return st;
-    base = static_cast<const char*>(file.data);
+    if (int st = mapFile(weightsPath, file)) return st;
+    base = static_cast<const char *>(file.data);
     size = file.size;
     source = weightsPath;
   } else if (!base && needed > 0) {
@@ -80,7 +78,7 @@ int loadConstants(const kiln_model_desc_v1& desc, const char* weightsPath, Mappe
   set.size = size;
   set.ptrs.assign(desc.num_constants > 0 ? desc.num_constants : 1, nullptr);
   for (int32_t i = 0; i < desc.num_constants; ++i)
-    set.ptrs[i] = const_cast<char*>(base + desc.constants[i].offset);
+    set.ptrs[i] = const_cast<char *>(base + desc.constants[i].offset);
   return KILN_OK;
 }
 

@@ -11,15 +11,15 @@
 
 using kiln::rt::fail;
 
-kiln::rt::Runner* kiln_container::acquire() {
+kiln::rt::Runner *kiln_container::acquire() {
   std::unique_lock<std::mutex> lock(mu);
   cv.wait(lock, [&] { return !freeRunners.empty(); });
-  kiln::rt::Runner* r = freeRunners.back();
+  kiln::rt::Runner *r = freeRunners.back();
   freeRunners.pop_back();
   return r;
 }
 
-void kiln_container::release(kiln::rt::Runner* r) {
+void kiln_container::release(kiln::rt::Runner *r) {
   {
     std::lock_guard<std::mutex> lock(mu);
     freeRunners.push_back(r);
@@ -35,7 +35,7 @@ int hardwareThreads() {
   return n ? static_cast<int>(n) : 1;
 }
 
-int checkDesc(const kiln_model_desc_v1* desc) {
+int checkDesc(const kiln_model_desc_v1 *desc) {
   if (!desc)
     return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_container_create: model descriptor is NULL");
   if (desc->struct_size < sizeof(kiln_model_desc_v1))
@@ -58,7 +58,7 @@ int checkDesc(const kiln_model_desc_v1* desc) {
   return KILN_OK;
 }
 
-int checkOptions(const kiln_model_desc_v1& desc, const kiln_container_options& o) {
+int checkOptions(const kiln_model_desc_v1 &desc, const kiln_container_options &o) {
   if (o.struct_size < sizeof(kiln_container_options))
     return fail(KILN_ERR_INVALID_ARGUMENT,
                 "kiln_container_options.struct_size is %zu, expected at least %zu; call "
@@ -71,20 +71,23 @@ int checkOptions(const kiln_model_desc_v1& desc, const kiln_container_options& o
     return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_container_options.flags has unknown bits 0x%x",
                 o.flags);
   if (o.num_runners < 0)
-    return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_container_options.num_runners is %d; use 0 "
-                                           "for one per hardware thread", o.num_runners);
+    return fail(KILN_ERR_INVALID_ARGUMENT,
+                "kiln_container_options.num_runners is %d; use 0 "
+                "for one per hardware thread",
+                o.num_runners);
   if (o.threads_per_run < 0)
-    return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_container_options.threads_per_run is %d; use 0 "
-                                           "for all hardware threads", o.threads_per_run);
+    return fail(KILN_ERR_INVALID_ARGUMENT,
+                "kiln_container_options.threads_per_run is %d; use 0 "
+                "for all hardware threads",
+                o.threads_per_run);
 
-  const char* modelDevice = desc.device ? desc.device : "cpu";
+  const char *modelDevice = desc.device ? desc.device : "cpu";
   if (std::strcmp(modelDevice, "cpu") != 0)
     return fail(KILN_ERR_UNSUPPORTED,
                 "model was compiled for device '%s'; this libkiln_rt supports only cpu",
                 modelDevice);
-  const char* dev = o.device;
-  if (!dev || std::strcmp(dev, "cpu") == 0 || std::strcmp(dev, "cpu:0") == 0)
-    return KILN_OK;
+  const char *dev = o.device;
+  if (!dev || std::strcmp(dev, "cpu") == 0 || std::strcmp(dev, "cpu:0") == 0) return KILN_OK;
   if (std::strncmp(dev, "cuda", 4) == 0)
     return fail(KILN_ERR_DEVICE,
                 "device '%s' requested, but this model was compiled for cpu only; recompile "
@@ -94,7 +97,7 @@ int checkOptions(const kiln_model_desc_v1& desc, const kiln_container_options& o
               "unknown device '%s'; expected \"cpu\", \"cuda\" or \"cuda:N\"", dev);
 }
 
-void buildInfo(const kiln_model_desc_v1& desc, const kiln_io_desc_v1& io, TensorInfoArrays& a) {
+void buildInfo(const kiln_model_desc_v1 &desc, const kiln_io_desc_v1 &io, TensorInfoArrays &a) {
   a.dimNames.assign(io.ndim > 0 ? io.ndim : 1, nullptr);
   a.dimMin.assign(io.ndim > 0 ? io.ndim : 1, 0);
   a.dimMax.assign(io.ndim > 0 ? io.ndim : 1, 0);
@@ -121,30 +124,30 @@ void buildInfo(const kiln_model_desc_v1& desc, const kiln_io_desc_v1& io, Tensor
 
 extern "C" {
 
-KILN_RT_API void kiln_rt_container_options_init(kiln_container_options* options) {
-  if (!options)
-    return;
+KILN_RT_API void kiln_rt_container_options_init(kiln_container_options *options) {
+  if (!options) return;
   std::memset(options, 0, sizeof *options);
   options->struct_size = sizeof *options;
 }
 
-KILN_RT_API uint32_t kiln_rt_abi_version(void) { return KILN_ABI_VERSION; }
-KILN_RT_API uint32_t kiln_rt_shim_version(void) { return KILN_SHIM_VERSION; }
+KILN_RT_API uint32_t kiln_rt_abi_version(void) {
+  return KILN_ABI_VERSION;
+}
+KILN_RT_API uint32_t kiln_rt_shim_version(void) {
+  return KILN_SHIM_VERSION;
+}
 
-KILN_RT_API int kiln_rt_container_create_v1(const kiln_model_desc_v1* desc,
-                                            const kiln_container_options* options,
-                                            kiln_container** out) {
+KILN_RT_API int kiln_rt_container_create_v1(const kiln_model_desc_v1 *desc,
+                                            const kiln_container_options *options,
+                                            kiln_container **out) {
   using namespace kiln::rt;
-  if (!out)
-    return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_container_create: out is NULL");
+  if (!out) return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_container_create: out is NULL");
   *out = nullptr;
-  if (int st = checkDesc(desc))
-    return st;
+  if (int st = checkDesc(desc)) return st;
   kiln_container_options opts;
   kiln_rt_container_options_init(&opts);
   if (options) {
-    if (int st = checkOptions(*desc, *options))
-      return st;
+    if (int st = checkOptions(*desc, *options)) return st;
     opts = *options; // only v1 fields are read
   } else if (int st = checkOptions(*desc, opts)) {
     return st;
@@ -171,7 +174,7 @@ KILN_RT_API int kiln_rt_container_create_v1(const kiln_model_desc_v1* desc,
     for (int i = 0; i < n; ++i) {
       auto r = std::make_unique<Runner>();
       r->scratch.init(*desc);
-      const ConstantSet& set = c->constantSets[0];
+      const ConstantSet &set = c->constantSets[0];
       r->constantRanges.emplace_back(set.base, set.size);
       c->freeRunners.push_back(r.get());
       c->runners.push_back(std::move(r));
@@ -179,14 +182,14 @@ KILN_RT_API int kiln_rt_container_create_v1(const kiln_model_desc_v1* desc,
     *out = c.release();
     clearError();
     return KILN_OK;
-  } catch (const std::bad_alloc&) {
+  } catch (const std::bad_alloc &) {
     return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_container_create: out of memory");
-  } catch (const std::exception& e) {
+  } catch (const std::exception &e) {
     return fail(KILN_ERR_INTERNAL, "kiln_container_create: %s", e.what());
   }
 }
 
-KILN_RT_API int kiln_rt_container_destroy(kiln_container* container) {
+KILN_RT_API int kiln_rt_container_destroy(kiln_container *container) {
   // Destroying NULL is a no-op, like free(). Runs must have finished.
   delete container;
   return KILN_OK;

@@ -21,21 +21,20 @@ struct CacheKey {
 
   void push(int64_t x) {
     // Callers push bounded counts; overflow would be a kiln bug.
-    if (n < kCapacity)
-      v[n++] = x;
+    if (n < kCapacity) v[n++] = x;
   }
   void pushFloat(float f) {
     int32_t bits;
     std::memcpy(&bits, &f, sizeof bits);
     push(bits);
   }
-  bool operator==(const CacheKey& o) const {
+  bool operator==(const CacheKey &o) const {
     return n == o.n && std::memcmp(v.data(), o.v.data(), sizeof(int64_t) * n) == 0;
   }
 };
 
 struct CacheKeyHash {
-  size_t operator()(const CacheKey& k) const {
+  size_t operator()(const CacheKey &k) const {
     uint64_t h = 1469598103934665603ull;
     for (int i = 0; i < k.n; ++i)
       h = (h ^ static_cast<uint64_t>(k.v[i])) * 1099511628211ull;
@@ -50,18 +49,18 @@ struct CacheEntry {
 
 class DnnlCache {
 public:
-  dnnl::engine& engine();
-  dnnl::stream& stream();
+  dnnl::engine &engine();
+  dnnl::stream &stream();
 
   // The entry for key, or nullptr.
-  CacheEntry* find(const CacheKey& key) const;
-  CacheEntry* insert(const CacheKey& key, std::unique_ptr<CacheEntry> entry);
+  CacheEntry *find(const CacheKey &key) const;
+  CacheEntry *insert(const CacheKey &key, std::unique_ptr<CacheEntry> entry);
 
   // Weights `w` (plain layout `plain`) in the layout `want`. When cacheable, the reordered
   // copy is kept per (site, w) and reused while `want` stays the same; otherwise the
   // reorder goes into `scratch` (owned by the caller's entry) on every call.
-  dnnl::memory weights(int64_t site, const void* w, bool cacheable, const dnnl::memory::desc& plain,
-                       const dnnl::memory::desc& want, dnnl::memory& scratch);
+  dnnl::memory weights(int64_t site, const void *w, bool cacheable, const dnnl::memory::desc &plain,
+                       const dnnl::memory::desc &want, dnnl::memory &scratch);
 
   // Drops cached weights (constants were updated in place).
   void clearWeights() { weights_.clear(); }

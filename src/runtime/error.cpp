@@ -13,20 +13,20 @@ namespace {
 constexpr size_t kMaxMessage = 1024;
 thread_local char gMessage[kMaxMessage];
 
-void setErrorV(const char* fmt, va_list args) {
+void setErrorV(const char *fmt, va_list args) {
   std::vsnprintf(gMessage, kMaxMessage, fmt, args);
 }
 
 } // namespace
 
-void setError(const char* fmt, ...) {
+void setError(const char *fmt, ...) {
   va_list args;
   va_start(args, fmt);
   setErrorV(fmt, args);
   va_end(args);
 }
 
-int fail(int status, const char* fmt, ...) {
+int fail(int status, const char *fmt, ...) {
   va_list args;
   va_start(args, fmt);
   setErrorV(fmt, args);
@@ -34,15 +34,19 @@ int fail(int status, const char* fmt, ...) {
   return status;
 }
 
-void clearError() { gMessage[0] = '\0'; }
+void clearError() {
+  gMessage[0] = '\0';
+}
 
-const char* lastError() { return gMessage; }
+const char *lastError() {
+  return gMessage;
+}
 
 } // namespace kiln::rt
 
 extern "C" {
 
-KILN_RT_API void kiln_rt_set_error(const char* fmt, ...) {
+KILN_RT_API void kiln_rt_set_error(const char *fmt, ...) {
   if (!fmt) {
     kiln::rt::clearError();
     return;
@@ -53,6 +57,8 @@ KILN_RT_API void kiln_rt_set_error(const char* fmt, ...) {
   va_end(args);
 }
 
-KILN_RT_API const char* kiln_rt_last_error(void) { return kiln::rt::lastError(); }
+KILN_RT_API const char *kiln_rt_last_error(void) {
+  return kiln::rt::lastError();
+}
 
 } // extern "C"

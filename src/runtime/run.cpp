@@ -18,76 +18,67 @@ namespace {
 // Returns the runner to the pool on every exit path.
 class RunnerLease {
 public:
-  explicit RunnerLease(kiln_container* c) : c_(c), r_(c->acquire()) {}
+  explicit RunnerLease(kiln_container *c) : c_(c), r_(c->acquire()) {}
   ~RunnerLease() { c_->release(r_); }
-  Runner* get() const { return r_; }
+  Runner *get() const { return r_; }
 
 private:
-  kiln_container* c_;
-  Runner* r_;
+  kiln_container *c_;
+  Runner *r_;
 };
 
-int checkCounts(const char* fn, const kiln_container* c, const void* inputs, int32_t numInputs,
-                const void* outputs, int32_t numOutputs) {
-  if (!c)
-    return fail(KILN_ERR_INVALID_ARGUMENT, "%s: container is NULL", fn);
-  const kiln_model_desc_v1& d = *c->desc;
+int checkCounts(const char *fn, const kiln_container *c, const void *inputs, int32_t numInputs,
+                const void *outputs, int32_t numOutputs) {
+  if (!c) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: container is NULL", fn);
+  const kiln_model_desc_v1 &d = *c->desc;
   if (numInputs != d.num_inputs)
     return fail(KILN_ERR_INVALID_ARGUMENT, "%s: model has %d inputs, got %d", fn, d.num_inputs,
                 numInputs);
-  if (numInputs > 0 && !inputs)
-    return fail(KILN_ERR_INVALID_ARGUMENT, "%s: inputs is NULL", fn);
+  if (numInputs > 0 && !inputs) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: inputs is NULL", fn);
   if (numOutputs != d.num_outputs)
-    return fail(KILN_ERR_INVALID_ARGUMENT, "%s: model has %d outputs, got %d", fn,
-                d.num_outputs, numOutputs);
-  if (numOutputs > 0 && !outputs)
-    return fail(KILN_ERR_INVALID_ARGUMENT, "%s: outputs is NULL", fn);
+    return fail(KILN_ERR_INVALID_ARGUMENT, "%s: model has %d outputs, got %d", fn, d.num_outputs,
+                numOutputs);
+  if (numOutputs > 0 && !outputs) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: outputs is NULL", fn);
   return KILN_OK;
 }
 
 // Calls the generated graph with the runner's bound pointers.
-int execute(kiln_container* c, Runner* r) {
-  const kiln_model_desc_v1& d = *c->desc;
+int execute(kiln_container *c, Runner *r) {
+  const kiln_model_desc_v1 &d = *c->desc;
   r->error[0] = '\0';
   kiln_run_ctx ctx{r, runnerAlloc, c->threadsPerRun, r->error, Runner::kErrorSize};
   // OpenMP's thread count is per calling thread; oneDNN reads it too.
   omp_set_num_threads(c->threadsPerRun);
-  const ConstantSet& constants = c->constantSets[c->activeSet];
+  const ConstantSet &constants = c->constantSets[c->activeSet];
   int st;
   try {
-    st = d.run(&ctx, r->scratch.inData.data(), r->scratch.outData.data(),
-               r->scratch.symbols.data(), constants.ptrs.data());
-  } catch (const std::exception& e) {
+    st = d.run(&ctx, r->scratch.inData.data(), r->scratch.outData.data(), r->scratch.symbols.data(),
+               constants.ptrs.data());
+  } catch (const std::exception &e) {
     st = fail(KILN_ERR_INTERNAL, "model run threw: %s", e.what());
   }
   r->arena.reset();
-  if (st == KILN_OK)
-    return KILN_OK;
-  if (st < 0 || st > KILN_ERR_INTERNAL)
-    st = KILN_ERR_INTERNAL;
+  if (st == KILN_OK) return KILN_OK;
+  if (st < 0 || st > KILN_ERR_INTERNAL) st = KILN_ERR_INTERNAL;
   // The wrapper's own message wins; otherwise keep what a shim recorded.
-  if (r->error[0])
-    return fail(st, "%s", r->error);
-  if (!lastError()[0])
-    return fail(st, "model run failed with status %d and no message", st);
+  if (r->error[0]) return fail(st, "%s", r->error);
+  if (!lastError()[0]) return fail(st, "model run failed with status %d and no message", st);
   return st;
 }
 
-void freeManaged(DLManagedTensor* t) {
-  if (!t)
-    return;
+void freeManaged(DLManagedTensor *t) {
+  if (!t) return;
   std::free(t->dl_tensor.data);
   std::free(t);
 }
 
 // A DLManagedTensor whose one malloc holds the struct and its shape; data is separate and
 // 64-byte aligned. The deleter frees both.
-DLManagedTensor* allocManaged(DLDataType dtype, int32_t ndim, const int64_t* dims) {
+DLManagedTensor *allocManaged(DLDataType dtype, int32_t ndim, const int64_t *dims) {
   size_t head = sizeof(DLManagedTensor) + sizeof(int64_t) * (ndim > 0 ? ndim : 1);
-  auto* t = static_cast<DLManagedTensor*>(std::calloc(1, head));
-  if (!t)
-    return nullptr;
-  auto* shape = reinterpret_cast<int64_t*>(t + 1);
+  auto *t = static_cast<DLManagedTensor *>(std::calloc(1, head));
+  if (!t) return nullptr;
+  auto *shape = reinterpret_cast<int64_t *>(t + 1);
   std::memcpy(shape, dims, sizeof(int64_t) * ndim);
   size_t bytes = tensorBytes(dtype, ndim, dims);
   size_t rounded = (bytes + 63) / 64 * 64;
@@ -111,55 +102,49 @@ DLManagedTensor* allocManaged(DLDataType dtype, int32_t ndim, const int64_t* dim
 
 extern "C" {
 
-KILN_RT_API int kiln_rt_run(kiln_container* c, const DLTensor* inputs, int32_t num_inputs,
-                            DLTensor* outputs, int32_t num_outputs) {
+KILN_RT_API int kiln_rt_run(kiln_container *c, const DLTensor *inputs, int32_t num_inputs,
+                            DLTensor *outputs, int32_t num_outputs) {
   clearError();
-  if (int st = checkCounts("kiln_run", c, inputs, num_inputs, outputs, num_outputs))
-    return st;
+  if (int st = checkCounts("kiln_run", c, inputs, num_inputs, outputs, num_outputs)) return st;
   RunnerLease lease(c);
-  Runner* r = lease.get();
-  const kiln_model_desc_v1& d = *c->desc;
-  if (int st = bindInputs(d, inputs, r->scratch))
-    return st;
+  Runner *r = lease.get();
+  const kiln_model_desc_v1 &d = *c->desc;
+  if (int st = bindInputs(d, inputs, r->scratch)) return st;
   computeOutputDims(d, r->scratch);
-  if (int st = checkOutputs(d, outputs, r->scratch))
-    return st;
+  if (int st = checkOutputs(d, outputs, r->scratch)) return st;
   return execute(c, r);
 }
 
-KILN_RT_API int kiln_rt_output_dims(kiln_container* c, const DLTensor* inputs,
-                                    int32_t num_inputs, int64_t* const* out_dims) {
+KILN_RT_API int kiln_rt_output_dims(kiln_container *c, const DLTensor *inputs, int32_t num_inputs,
+                                    int64_t *const *out_dims) {
   clearError();
-  if (!c)
-    return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_output_dims: container is NULL");
-  const kiln_model_desc_v1& d = *c->desc;
+  if (!c) return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_output_dims: container is NULL");
+  const kiln_model_desc_v1 &d = *c->desc;
   if (int st = checkCounts("kiln_output_dims", c, inputs, num_inputs, out_dims, d.num_outputs))
     return st;
   for (int32_t i = 0; i < d.num_outputs; ++i)
     if (!out_dims[i] && d.outputs[i].ndim > 0)
       return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_output_dims: out_dims[%d] is NULL", i);
   RunnerLease lease(c);
-  RunScratch& s = lease.get()->scratch;
-  if (int st = bindInputs(d, inputs, s))
-    return st;
+  RunScratch &s = lease.get()->scratch;
+  if (int st = bindInputs(d, inputs, s)) return st;
   computeOutputDims(d, s);
   for (int32_t i = 0; i < d.num_outputs; ++i)
     std::memcpy(out_dims[i], s.outDims[i], sizeof(int64_t) * d.outputs[i].ndim);
   return KILN_OK;
 }
 
-KILN_RT_API int kiln_rt_run_alloc(kiln_container* c, const DLTensor* inputs, int32_t num_inputs,
-                                  DLManagedTensor** outputs, int32_t num_outputs) {
+KILN_RT_API int kiln_rt_run_alloc(kiln_container *c, const DLTensor *inputs, int32_t num_inputs,
+                                  DLManagedTensor **outputs, int32_t num_outputs) {
   clearError();
   if (int st = checkCounts("kiln_run_alloc", c, inputs, num_inputs, outputs, num_outputs))
     return st;
   for (int32_t i = 0; i < num_outputs; ++i)
     outputs[i] = nullptr;
   RunnerLease lease(c);
-  Runner* r = lease.get();
-  const kiln_model_desc_v1& d = *c->desc;
-  if (int st = bindInputs(d, inputs, r->scratch))
-    return st;
+  Runner *r = lease.get();
+  const kiln_model_desc_v1 &d = *c->desc;
+  if (int st = bindInputs(d, inputs, r->scratch)) return st;
   computeOutputDims(d, r->scratch);
 
   auto freeAll = [&] {
@@ -169,12 +154,11 @@ KILN_RT_API int kiln_rt_run_alloc(kiln_container* c, const DLTensor* inputs, int
     }
   };
   for (int32_t i = 0; i < num_outputs; ++i) {
-    const kiln_io_desc_v1& io = d.outputs[i];
+    const kiln_io_desc_v1 &io = d.outputs[i];
     outputs[i] = allocManaged(io.dtype, io.ndim, r->scratch.outDims[i]);
     if (!outputs[i]) {
       freeAll();
-      return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_run_alloc: cannot allocate output '%s'",
-                  io.name);
+      return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_run_alloc: cannot allocate output '%s'", io.name);
     }
     r->scratch.outData[i] = outputs[i]->dl_tensor.data;
   }

@@ -17,14 +17,14 @@ namespace kiln::rt {
 // Shape and pointer scratch for one run, sized once for the model so runs don't allocate.
 struct RunScratch {
   std::vector<int64_t> symbols;
-  std::vector<const int64_t*> inDims;
+  std::vector<const int64_t *> inDims;
   std::vector<int32_t> inNdims;
   std::vector<int64_t> outDimStorage;
-  std::vector<int64_t*> outDims;
-  std::vector<void*> inData;
-  std::vector<void*> outData;
+  std::vector<int64_t *> outDims;
+  std::vector<void *> inData;
+  std::vector<void *> outData;
 
-  void init(const kiln_model_desc_v1& desc);
+  void init(const kiln_model_desc_v1 &desc);
 };
 
 struct Runner {
@@ -36,18 +36,17 @@ struct Runner {
   char error[kErrorSize] = {};
   // Memory that stays constant while this runner lives: shims may cache derived copies of
   // weights that lie inside it (reordered conv weights). Anything else is treated as data.
-  std::vector<std::pair<const char*, size_t>> constantRanges;
+  std::vector<std::pair<const char *, size_t>> constantRanges;
 
-  bool isConstant(const void* p) const {
-    const char* c = static_cast<const char*>(p);
-    for (const auto& [base, size] : constantRanges)
-      if (c >= base && c < base + size)
-        return true;
+  bool isConstant(const void *p) const {
+    const char *c = static_cast<const char *>(p);
+    for (const auto &[base, size] : constantRanges)
+      if (c >= base && c < base + size) return true;
     return false;
   }
 };
 
 // The kiln_run_ctx.alloc callback: scratch from the runner's arena.
-void* runnerAlloc(void* runner, size_t nbytes);
+void *runnerAlloc(void *runner, size_t nbytes);
 
 } // namespace kiln::rt

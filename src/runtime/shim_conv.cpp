@@ -45,23 +45,23 @@ dnnl::algorithm eltwiseAlg(int postOp) {
 }
 
 // relu's alpha is its negative slope (0); clip's alpha/beta are its bounds.
-float eltwiseAlpha(const kiln_conv_params_v1& p) {
+float eltwiseAlpha(const kiln_conv_params_v1 &p) {
   return p.post_op == KILN_POST_CLIP ? p.clip_min : 0.f;
 }
-float eltwiseBeta(const kiln_conv_params_v1& p) {
+float eltwiseBeta(const kiln_conv_params_v1 &p) {
   return p.post_op == KILN_POST_CLIP ? p.clip_max : 0.f;
 }
 
-tag plainData(int rank) { return rank == 1 ? tag::ncw : rank == 2 ? tag::nchw : tag::ncdhw; }
+tag plainData(int rank) {
+  return rank == 1 ? tag::ncw : rank == 2 ? tag::nchw : tag::ncdhw;
+}
 tag plainWeights(int rank, bool grouped) {
-  if (grouped)
-    return rank == 1 ? tag::goiw : rank == 2 ? tag::goihw : tag::goidhw;
+  if (grouped) return rank == 1 ? tag::goiw : rank == 2 ? tag::goihw : tag::goidhw;
   return rank == 1 ? tag::oiw : rank == 2 ? tag::oihw : tag::oidhw;
 }
 
-int checkArgs(int64_t site, const float* x, const int64_t* xDims, const float* w,
-              const int64_t* wDims, float* y, const int64_t* yDims,
-              const kiln_conv_params_v1& p) {
+int checkArgs(int64_t site, const float *x, const int64_t *xDims, const float *w,
+              const int64_t *wDims, float *y, const int64_t *yDims, const kiln_conv_params_v1 &p) {
   if (!x || !xDims || !w || !wDims || !y || !yDims)
     return fail(KILN_ERR_INVALID_ARGUMENT, "conv site %lld: NULL tensor or dims",
                 static_cast<long long>(site));
@@ -90,9 +90,8 @@ int checkArgs(int64_t site, const float* x, const int64_t* xDims, const float* w
   return KILN_OK;
 }
 
-CacheKey makeKey(int64_t site, const int64_t* xDims, const int64_t* wDims, const int64_t* yDims,
-                 bool hasBias, bool hasResidual, const kiln_conv_params_v1& p,
-                 ConvLayout layout) {
+CacheKey makeKey(int64_t site, const int64_t *xDims, const int64_t *wDims, const int64_t *yDims,
+                 bool hasBias, bool hasResidual, const kiln_conv_params_v1 &p, ConvLayout layout) {
   int r = p.spatial_rank;
   CacheKey k;
   k.push(site);
@@ -117,9 +116,9 @@ CacheKey makeKey(int64_t site, const int64_t* xDims, const int64_t* wDims, const
   return k;
 }
 
-std::unique_ptr<ConvEntry> build(DnnlCache& cache, const int64_t* xDims, const int64_t* wDims,
-                                 const int64_t* yDims, bool hasBias, bool hasResidual,
-                                 const kiln_conv_params_v1& p, ConvLayout layout) {
+std::unique_ptr<ConvEntry> build(DnnlCache &cache, const int64_t *xDims, const int64_t *wDims,
+                                 const int64_t *yDims, bool hasBias, bool hasResidual,
+                                 const kiln_conv_params_v1 &p, ConvLayout layout) {
   int r = p.spatial_rank;
   int64_t g = p.groups;
   memory::dims src(xDims, xDims + r + 2), dst(yDims, yDims + r + 2), wei;
@@ -143,11 +142,10 @@ std::unique_ptr<ConvEntry> build(DnnlCache& cache, const int64_t* xDims, const i
 
   const auto prop = dnnl::prop_kind::forward_inference;
   const auto alg = dnnl::algorithm::convolution_direct;
-  dnnl::engine& eng = cache.engine();
+  dnnl::engine &eng = cache.engine();
   auto makePd = [&](bool fuse) {
     dnnl::post_ops ops;
-    if (fuse && hasResidual)
-      ops.append_sum(1.f);
+    if (fuse && hasResidual) ops.append_sum(1.f);
     if (fuse && p.post_op != KILN_POST_NONE)
       ops.append_eltwise(1.f, eltwiseAlg(p.post_op), eltwiseAlpha(p), eltwiseBeta(p));
     dnnl::primitive_attr attr;
@@ -155,8 +153,8 @@ std::unique_ptr<ConvEntry> build(DnnlCache& cache, const int64_t* xDims, const i
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     auto desc = hasBias ? dnnl::convolution_forward::desc(prop, alg, srcMd, weiMd, biasMd, dstMd,
                                                           strides, dil, padL, padR)
-                        : dnnl::convolution_forward::desc(prop, alg, srcMd, weiMd, dstMd,
-                                                          strides, dil, padL, padR);
+                        : dnnl::convolution_forward::desc(prop, alg, srcMd, weiMd, dstMd, strides,
+                                                          dil, padL, padR);
     return dnnl::convolution_forward::primitive_desc(desc, attr, eng);
   };
   dnnl::convolution_forward::primitive_desc pd = makePd(true);
@@ -164,8 +162,7 @@ std::unique_ptr<ConvEntry> build(DnnlCache& cache, const int64_t* xDims, const i
   // sum+clip, and leaves output rows that see only padding without conv and bias. There the
   // residual add (and the eltwise) run afterwards as one binary primitive.
   bool separate = hasResidual && std::strncmp(pd.impl_info_str(), "brg", 3) == 0;
-  if (separate)
-    pd = makePd(false);
+  if (separate) pd = makePd(false);
 
   auto e = std::make_unique<ConvEntry>();
   e->prim = dnnl::convolution_forward(pd);
@@ -187,8 +184,7 @@ std::unique_ptr<ConvEntry> build(DnnlCache& cache, const int64_t* xDims, const i
     e->addResidual = dnnl::binary(dnnl::binary::primitive_desc(bd, attr, eng));
     e->separate = true;
     // The conv overwrites y before the add reads the residual when they share memory.
-    if (pd.dst_desc() == dstPlain)
-      e->resCopy = memory(dstPlain, eng);
+    if (pd.dst_desc() == dstPlain) e->resCopy = memory(dstPlain, eng);
   }
   if (pd.src_desc() != srcPlain) {
     e->srcReorder = true;
@@ -199,41 +195,38 @@ std::unique_ptr<ConvEntry> build(DnnlCache& cache, const int64_t* xDims, const i
     e->dstReorder = true;
     e->dstBuf = memory(pd.dst_desc(), eng);
     e->dstR = dnnl::reorder(e->dstBuf, e->dstUser);
-    if (hasResidual && !separate)
-      e->resR = dnnl::reorder(e->resUser, e->dstBuf);
+    if (hasResidual && !separate) e->resR = dnnl::reorder(e->resUser, e->dstBuf);
   }
   return e;
 }
 
 } // namespace
 
-int convForward(Runner& r, int64_t site, const float* x, const int64_t* xDims, const float* w,
-                const int64_t* wDims, const float* bias, const float* residual, float* y,
-                const int64_t* yDims, const kiln_conv_params_v1& p, ConvLayout layout) {
-  if (int st = checkArgs(site, x, xDims, w, wDims, y, yDims, p))
-    return st;
+int convForward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const float *w,
+                const int64_t *wDims, const float *bias, const float *residual, float *y,
+                const int64_t *yDims, const kiln_conv_params_v1 &p, ConvLayout layout) {
+  if (int st = checkArgs(site, x, xDims, w, wDims, y, yDims, p)) return st;
   try {
-    DnnlCache& cache = r.dnnl;
+    DnnlCache &cache = r.dnnl;
     CacheKey key = makeKey(site, xDims, wDims, yDims, bias, residual, p, layout);
-    auto* e = static_cast<ConvEntry*>(cache.find(key));
+    auto *e = static_cast<ConvEntry *>(cache.find(key));
     if (!e)
-      e = static_cast<ConvEntry*>(
+      e = static_cast<ConvEntry *>(
           cache.insert(key, build(cache, xDims, wDims, yDims, bias, residual, p, layout)));
 
-    dnnl::stream& s = cache.stream();
+    dnnl::stream &s = cache.stream();
     memory wei = cache.weights(site, w, r.isConstant(w), e->wPlain, e->wWant, e->wScratch);
-    e->srcUser.set_data_handle(const_cast<float*>(x));
+    e->srcUser.set_data_handle(const_cast<float *>(x));
     e->dstUser.set_data_handle(y);
     memory src = e->srcUser, dst = e->dstUser;
     if (e->srcReorder) {
       e->srcR.execute(s, e->srcUser, e->srcBuf);
       src = e->srcBuf;
     }
-    if (e->dstReorder)
-      dst = e->dstBuf;
+    if (e->dstReorder) dst = e->dstBuf;
     memory res;
     if (residual && e->separate) {
-      e->resUser.set_data_handle(const_cast<float*>(residual));
+      e->resUser.set_data_handle(const_cast<float *>(residual));
       res = e->resUser;
       if (residual == y && e->resCopy) {
         std::memcpy(e->resCopy.get_data_handle(), residual, e->dstBytes);
@@ -242,7 +235,7 @@ int convForward(Runner& r, int64_t site, const float* x, const int64_t* xDims, c
     } else if (residual) {
       // The sum post-op adds what dst holds, so dst starts as the residual.
       if (e->dstReorder) {
-        e->resUser.set_data_handle(const_cast<float*>(residual));
+        e->resUser.set_data_handle(const_cast<float *>(residual));
         e->resR.execute(s, e->resUser, e->dstBuf);
       } else if (residual != y) {
         std::memmove(y, residual, e->dstBytes);
@@ -253,20 +246,20 @@ int convForward(Runner& r, int64_t site, const float* x, const int64_t* xDims, c
                                          {DNNL_ARG_DST, dst},
                                          {DNNL_ARG_SCRATCHPAD, e->scratchpad}};
     if (bias) {
-      e->bias.set_data_handle(const_cast<float*>(bias));
+      e->bias.set_data_handle(const_cast<float *>(bias));
       args[DNNL_ARG_BIAS] = e->bias;
     }
     e->prim.execute(s, args);
     if (e->separate)
-      e->addResidual.execute(s, {{DNNL_ARG_SRC_0, dst}, {DNNL_ARG_SRC_1, res}, {DNNL_ARG_DST, dst}});
-    if (e->dstReorder)
-      e->dstR.execute(s, e->dstBuf, e->dstUser);
+      e->addResidual.execute(s,
+                             {{DNNL_ARG_SRC_0, dst}, {DNNL_ARG_SRC_1, res}, {DNNL_ARG_DST, dst}});
+    if (e->dstReorder) e->dstR.execute(s, e->dstBuf, e->dstUser);
     s.wait();
     return KILN_OK;
-  } catch (const dnnl::error& err) {
+  } catch (const dnnl::error &err) {
     return fail(KILN_ERR_INTERNAL, "conv site %lld: oneDNN error: %s (status %d)",
                 static_cast<long long>(site), err.what(), static_cast<int>(err.status));
-  } catch (const std::bad_alloc&) {
+  } catch (const std::bad_alloc &) {
     return fail(KILN_ERR_OUT_OF_MEMORY, "conv site %lld: out of memory",
                 static_cast<long long>(site));
   }
@@ -274,14 +267,13 @@ int convForward(Runner& r, int64_t site, const float* x, const int64_t* xDims, c
 
 } // namespace kiln::rt
 
-extern "C" KILN_RT_API int kiln_shim_conv_v1(kiln_shim_ctx* ctx, int64_t site, const float* x,
-                                             const int64_t* x_dims, const float* w,
-                                             const int64_t* w_dims, const float* bias,
-                                             const float* residual, float* y,
-                                             const int64_t* y_dims,
-                                             const kiln_conv_params_v1* params) {
+extern "C" KILN_RT_API int kiln_shim_conv_v1(kiln_shim_ctx *ctx, int64_t site, const float *x,
+                                             const int64_t *x_dims, const float *w,
+                                             const int64_t *w_dims, const float *bias,
+                                             const float *residual, float *y, const int64_t *y_dims,
+                                             const kiln_conv_params_v1 *params) {
   if (!ctx || !params)
     return kiln::rt::fail(KILN_ERR_INVALID_ARGUMENT, "kiln_shim_conv_v1: NULL ctx or params");
-  return kiln::rt::convForward(*static_cast<kiln::rt::Runner*>(ctx), site, x, x_dims, w, w_dims,
+  return kiln::rt::convForward(*static_cast<kiln::rt::Runner *>(ctx), site, x, x_dims, w, w_dims,
                                bias, residual, y, y_dims, *params, kiln::rt::ConvLayout::Blocked);
 }

@@ -12,8 +12,8 @@ enum class ConvLayout {
   Blocked, // oneDNN picks src/dst layouts; reorders in and out around the conv
 };
 
-int convForward(Runner& r, int64_t site, const float* x, const int64_t* xDims, const float* w,
-                const int64_t* wDims, const float* bias, const float* residual, float* y,
-                const int64_t* yDims, const kiln_conv_params_v1& p, ConvLayout layout);
+int convForward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const float *w,
+                const int64_t *wDims, const float *bias, const float *residual, float *y,
+                const int64_t *yDims, const kiln_conv_params_v1 &p, ConvLayout layout);
 
 } // namespace kiln::rt

@@ -27,8 +27,8 @@ struct MatmulEntry : CacheEntry {
   std::vector<float> scaledBias;
 };
 
-int checkArgs(int64_t site, const float* a, const float* b, const float* addend, float* c,
-              const kiln_matmul_params_v1& p) {
+int checkArgs(int64_t site, const float *a, const float *b, const float *addend, float *c,
+              const kiln_matmul_params_v1 &p) {
   long long s = static_cast<long long>(site);
   bool empty = p.batch == 0 || p.m == 0 || p.n == 0;
   if ((!c && !empty) || ((!a || !b) && !empty && p.k > 0))
@@ -46,26 +46,24 @@ int checkArgs(int64_t site, const float* a, const float* b, const float* addend,
                 "matmul site %lld: batch strides must be >= 0 and C's non-zero", s);
   if (p.addend_kind < 0 || p.addend_kind > 2 || (p.addend_kind != 0 && !addend))
     return fail(KILN_ERR_INVALID_ARGUMENT, "matmul site %lld: bad addend (kind %d, ptr %p)", s,
-                p.addend_kind, static_cast<const void*>(addend));
+                p.addend_kind, static_cast<const void *>(addend));
   if (p.post_op != KILN_POST_NONE && p.post_op != KILN_POST_RELU && p.post_op != KILN_POST_CLIP)
     return fail(KILN_ERR_INVALID_ARGUMENT, "matmul site %lld: unknown post_op %d", s, p.post_op);
   return KILN_OK;
 }
 
-float applyPost(float v, const kiln_matmul_params_v1& p) {
-  if (p.post_op == KILN_POST_RELU)
-    return v > 0.f ? v : 0.f;
-  if (p.post_op == KILN_POST_CLIP)
-    return std::min(std::max(v, p.clip_min), p.clip_max);
+float applyPost(float v, const kiln_matmul_params_v1 &p) {
+  if (p.post_op == KILN_POST_RELU) return v > 0.f ? v : 0.f;
+  if (p.post_op == KILN_POST_CLIP) return std::min(std::max(v, p.clip_min), p.clip_max);
   return v;
 }
 
 // C = post_op(beta * addend) for the degenerate cases oneDNN does not take (k == 0, or
 // alpha == 0 where an output scale of 0 would also zero the bias).
-void addendOnly(const float* addend, float* c, const kiln_matmul_params_v1& p) {
+void addendOnly(const float *addend, float *c, const kiln_matmul_params_v1 &p) {
   for (int64_t bi = 0; bi < p.batch; ++bi)
     for (int64_t i = 0; i < p.m; ++i) {
-      float* row = c + bi * p.c_batch_stride + i * p.ldc;
+      float *row = c + bi * p.c_batch_stride + i * p.ldc;
       for (int64_t j = 0; j < p.n; ++j) {
         float v = 0.f;
         if (p.addend_kind == 1)
@@ -78,18 +76,17 @@ void addendOnly(const float* addend, float* c, const kiln_matmul_params_v1& p) {
 }
 
 // Row-major A (m x k) or its transpose stored k x m, with leading dimension ld.
-memory::desc matrixMd(int64_t batchDim, int64_t batchStride, int64_t rows, int64_t cols,
-                      int64_t ld, bool trans, bool batched) {
+memory::desc matrixMd(int64_t batchDim, int64_t batchStride, int64_t rows, int64_t cols, int64_t ld,
+                      bool trans, bool batched) {
   const auto f32 = memory::data_type::f32;
   memory::dims inner = trans ? memory::dims{1, ld} : memory::dims{ld, 1};
-  if (!batched)
-    return memory::desc({rows, cols}, f32, inner);
+  if (!batched) return memory::desc({rows, cols}, f32, inner);
   // A broadcast (stride 0) batch is a batch dim of 1; its stride is then irrelevant.
   int64_t bs = batchDim == 1 ? std::max<int64_t>(1, ld * (trans ? cols : rows)) : batchStride;
   return memory::desc({batchDim, rows, cols}, f32, {bs, inner[0], inner[1]});
 }
 
-CacheKey makeKey(int64_t site, const kiln_matmul_params_v1& p) {
+CacheKey makeKey(int64_t site, const kiln_matmul_params_v1 &p) {
   CacheKey k;
   k.push(site);
   k.push(p.batch);
@@ -110,7 +107,7 @@ CacheKey makeKey(int64_t site, const kiln_matmul_params_v1& p) {
   return k;
 }
 
-dnnl::matmul::primitive_desc makePd(dnnl::engine& eng, const kiln_matmul_params_v1& p,
+dnnl::matmul::primitive_desc makePd(dnnl::engine &eng, const kiln_matmul_params_v1 &p,
                                     bool batched) {
   int64_t aB = p.a_batch_stride == 0 ? 1 : p.batch;
   int64_t bB = p.b_batch_stride == 0 ? 1 : p.batch;
@@ -119,17 +116,14 @@ dnnl::matmul::primitive_desc makePd(dnnl::engine& eng, const kiln_matmul_params_
   memory::desc cMd = matrixMd(p.batch, p.c_batch_stride, p.m, p.n, p.ldc, false, batched);
 
   dnnl::post_ops ops;
-  if (p.addend_kind == 2)
-    ops.append_sum(p.beta);
-  if (p.post_op == KILN_POST_RELU)
-    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+  if (p.addend_kind == 2) ops.append_sum(p.beta);
+  if (p.post_op == KILN_POST_RELU) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
   if (p.post_op == KILN_POST_CLIP)
     ops.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, p.clip_min, p.clip_max);
   dnnl::primitive_attr attr;
   attr.set_post_ops(ops);
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  if (p.alpha != 1.f)
-    attr.set_output_scales(0, {p.alpha});
+  if (p.alpha != 1.f) attr.set_output_scales(0, {p.alpha});
 
   if (p.addend_kind == 1) {
     const auto f32 = memory::data_type::f32;
@@ -140,16 +134,15 @@ dnnl::matmul::primitive_desc makePd(dnnl::engine& eng, const kiln_matmul_params_
   return {dnnl::matmul::desc(aMd, bMd, cMd), attr, eng};
 }
 
-std::unique_ptr<MatmulEntry> build(DnnlCache& cache, const kiln_matmul_params_v1& p) {
-  dnnl::engine& eng = cache.engine();
+std::unique_ptr<MatmulEntry> build(DnnlCache &cache, const kiln_matmul_params_v1 &p) {
+  dnnl::engine &eng = cache.engine();
   auto e = std::make_unique<MatmulEntry>();
   dnnl::matmul::primitive_desc pd;
   bool batched = p.batch > 1;
   try {
     pd = makePd(eng, p, batched);
-  } catch (const dnnl::error&) {
-    if (!batched)
-      throw;
+  } catch (const dnnl::error &) {
+    if (!batched) throw;
     // Strides one 3-D descriptor cannot express: one 2-D primitive per matrix.
     batched = false;
     pd = makePd(eng, p, false);
@@ -168,9 +161,8 @@ std::unique_ptr<MatmulEntry> build(DnnlCache& cache, const kiln_matmul_params_v1
 }
 
 // Copies a full addend into C (same ldc and batch stride) so the sum post-op adds it.
-void copyAddend(const float* addend, float* c, const kiln_matmul_params_v1& p) {
-  if (addend == c)
-    return;
+void copyAddend(const float *addend, float *c, const kiln_matmul_params_v1 &p) {
+  if (addend == c) return;
   for (int64_t bi = 0; bi < p.batch; ++bi)
     for (int64_t i = 0; i < p.m; ++i) {
       int64_t off = bi * p.c_batch_stride + i * p.ldc;
@@ -180,22 +172,19 @@ void copyAddend(const float* addend, float* c, const kiln_matmul_params_v1& p) {
 
 } // namespace
 
-int matmulForward(Runner& r, int64_t site, const float* a, const float* b, const float* addend,
-                  float* c, const kiln_matmul_params_v1& p) {
-  if (int st = checkArgs(site, a, b, addend, c, p))
-    return st;
-  if (p.batch == 0 || p.m == 0 || p.n == 0)
-    return KILN_OK;
+int matmulForward(Runner &r, int64_t site, const float *a, const float *b, const float *addend,
+                  float *c, const kiln_matmul_params_v1 &p) {
+  if (int st = checkArgs(site, a, b, addend, c, p)) return st;
+  if (p.batch == 0 || p.m == 0 || p.n == 0) return KILN_OK;
   if (p.k == 0 || p.alpha == 0.f) {
     addendOnly(addend, c, p);
     return KILN_OK;
   }
   try {
-    DnnlCache& cache = r.dnnl;
+    DnnlCache &cache = r.dnnl;
     CacheKey key = makeKey(site, p);
-    auto* e = static_cast<MatmulEntry*>(cache.find(key));
-    if (!e)
-      e = static_cast<MatmulEntry*>(cache.insert(key, build(cache, p)));
+    auto *e = static_cast<MatmulEntry *>(cache.find(key));
+    if (!e) e = static_cast<MatmulEntry *>(cache.insert(key, build(cache, p)));
 
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, e->a},
                                          {DNNL_ARG_WEIGHTS, e->b},
@@ -204,32 +193,31 @@ int matmulForward(Runner& r, int64_t site, const float* a, const float* b, const
     if (p.addend_kind == 1) {
       // oneDNN adds the bias before the output scale: pre-scale by beta / alpha.
       float scale = p.beta / p.alpha;
-      const float* bias = addend;
+      const float *bias = addend;
       if (scale != 1.f) {
         for (int64_t j = 0; j < p.n; ++j)
           e->scaledBias[j] = scale * addend[j];
         bias = e->scaledBias.data();
       }
-      e->bias.set_data_handle(const_cast<float*>(bias));
+      e->bias.set_data_handle(const_cast<float *>(bias));
       args[DNNL_ARG_BIAS] = e->bias;
     }
-    if (p.addend_kind == 2)
-      copyAddend(addend, c, p);
+    if (p.addend_kind == 2) copyAddend(addend, c, p);
 
-    dnnl::stream& s = cache.stream();
+    dnnl::stream &s = cache.stream();
     int64_t count = e->perMatrix ? p.batch : 1;
     for (int64_t bi = 0; bi < count; ++bi) {
-      e->a.set_data_handle(const_cast<float*>(a + bi * p.a_batch_stride));
-      e->b.set_data_handle(const_cast<float*>(b + bi * p.b_batch_stride));
+      e->a.set_data_handle(const_cast<float *>(a + bi * p.a_batch_stride));
+      e->b.set_data_handle(const_cast<float *>(b + bi * p.b_batch_stride));
       e->c.set_data_handle(c + bi * p.c_batch_stride);
       e->prim.execute(s, args);
     }
     s.wait();
     return KILN_OK;
-  } catch (const dnnl::error& err) {
+  } catch (const dnnl::error &err) {
     return fail(KILN_ERR_INTERNAL, "matmul site %lld: oneDNN error: %s (status %d)",
                 static_cast<long long>(site), err.what(), static_cast<int>(err.status));
-  } catch (const std::bad_alloc&) {
+  } catch (const std::bad_alloc &) {
     return fail(KILN_ERR_OUT_OF_MEMORY, "matmul site %lld: out of memory",
                 static_cast<long long>(site));
   }
@@ -237,11 +225,11 @@ int matmulForward(Runner& r, int64_t site, const float* a, const float* b, const
 
 } // namespace kiln::rt
 
-extern "C" KILN_RT_API int kiln_shim_matmul_v1(kiln_shim_ctx* ctx, int64_t site, const float* a,
-                                               const float* b, const float* addend, float* c,
-                                               const kiln_matmul_params_v1* params) {
+extern "C" KILN_RT_API int kiln_shim_matmul_v1(kiln_shim_ctx *ctx, int64_t site, const float *a,
+                                               const float *b, const float *addend, float *c,
+                                               const kiln_matmul_params_v1 *params) {
   if (!ctx || !params)
     return kiln::rt::fail(KILN_ERR_INVALID_ARGUMENT, "kiln_shim_matmul_v1: NULL ctx or params");
-  return kiln::rt::matmulForward(*static_cast<kiln::rt::Runner*>(ctx), site, a, b, addend, c,
+  return kiln::rt::matmulForward(*static_cast<kiln::rt::Runner *>(ctx), site, a, b, addend, c,
                                  *params);
 }

@@ -16,7 +16,7 @@ struct DtypeName {
 
 DtypeName dtypeName(DLDataType t) {
   DtypeName n;
-  const char* base = "type";
+  const char *base = "type";
   switch (t.code) {
   case kDLInt:
     base = "int";
@@ -50,22 +50,19 @@ bool sameDtype(DLDataType a, DLDataType b) {
   return a.code == b.code && a.bits == b.bits && a.lanes == b.lanes;
 }
 
-bool isContiguous(const DLTensor& t) {
-  if (!t.strides)
-    return true;
+bool isContiguous(const DLTensor &t) {
+  if (!t.strides) return true;
   int64_t expected = 1;
   for (int32_t d = t.ndim - 1; d >= 0; --d) {
-    if (t.shape[d] == 0)
-      return true; // empty: layout is moot
-    if (t.shape[d] != 1 && t.strides[d] != expected)
-      return false;
+    if (t.shape[d] == 0) return true; // empty: layout is moot
+    if (t.shape[d] != 1 && t.strides[d] != expected) return false;
     expected *= t.shape[d];
   }
   return true;
 }
 
 // Checks what every tensor crossing the API must satisfy; kind is "input" or "output".
-int checkTensor(const char* kind, const kiln_io_desc_v1& io, const DLTensor& t) {
+int checkTensor(const char *kind, const kiln_io_desc_v1 &io, const DLTensor &t) {
   if (t.device.device_type != kDLCPU)
     return fail(KILN_ERR_DEVICE, "%s '%s': expected a CPU tensor (kDLCPU), got device type %d",
                 kind, io.name, static_cast<int>(t.device.device_type));
@@ -79,8 +76,8 @@ int checkTensor(const char* kind, const kiln_io_desc_v1& io, const DLTensor& t) 
     return fail(KILN_ERR_INVALID_ARGUMENT, "%s '%s': shape is NULL", kind, io.name);
   for (int32_t d = 0; d < t.ndim; ++d)
     if (t.shape[d] < 0)
-      return fail(KILN_ERR_SHAPE_MISMATCH, "%s '%s' dim %d: negative size %lld", kind, io.name,
-                  d, static_cast<long long>(t.shape[d]));
+      return fail(KILN_ERR_SHAPE_MISMATCH, "%s '%s' dim %d: negative size %lld", kind, io.name, d,
+                  static_cast<long long>(t.shape[d]));
   if (!isContiguous(t))
     return fail(KILN_ERR_INVALID_ARGUMENT,
                 "%s '%s': tensor is not contiguous (strides must be NULL or compact row-major)",
@@ -90,36 +87,35 @@ int checkTensor(const char* kind, const kiln_io_desc_v1& io, const DLTensor& t) 
   return KILN_OK;
 }
 
-void* dataPtr(const DLTensor& t) { return static_cast<char*>(t.data) + t.byte_offset; }
+void *dataPtr(const DLTensor &t) {
+  return static_cast<char *>(t.data) + t.byte_offset;
+}
 
 } // namespace
 
-size_t tensorBytes(DLDataType dtype, int32_t ndim, const int64_t* dims) {
+size_t tensorBytes(DLDataType dtype, int32_t ndim, const int64_t *dims) {
   size_t n = 1;
   for (int32_t d = 0; d < ndim; ++d)
     n *= static_cast<size_t>(dims[d]);
   return n * ((static_cast<size_t>(dtype.bits) * dtype.lanes + 7) / 8);
 }
 
-int bindInputs(const kiln_model_desc_v1& desc, const DLTensor* inputs, RunScratch& s) {
+int bindInputs(const kiln_model_desc_v1 &desc, const DLTensor *inputs, RunScratch &s) {
   for (int32_t i = 0; i < desc.num_inputs; ++i) {
-    const kiln_io_desc_v1& io = desc.inputs[i];
-    const DLTensor& t = inputs[i];
-    if (int st = checkTensor("input", io, t))
-      return st;
+    const kiln_io_desc_v1 &io = desc.inputs[i];
+    const DLTensor &t = inputs[i];
+    if (int st = checkTensor("input", io, t)) return st;
     for (int32_t d = 0; d < t.ndim; ++d) {
       int64_t got = t.shape[d];
       if (io.dims[d] >= 0) {
         if (got != io.dims[d])
           return fail(KILN_ERR_SHAPE_MISMATCH, "input '%s' dim %d: expected %lld, got %lld",
-                      io.name, d, static_cast<long long>(io.dims[d]),
-                      static_cast<long long>(got));
+                      io.name, d, static_cast<long long>(io.dims[d]), static_cast<long long>(got));
         continue;
       }
       int32_t sym = io.dim_symbol ? io.dim_symbol[d] : -1;
-      if (sym < 0 || sym >= desc.num_symbols)
-        continue; // derived dim: bind_shapes checks it
-      const kiln_symbol_desc_v1& sd = desc.symbols[sym];
+      if (sym < 0 || sym >= desc.num_symbols) continue; // derived dim: bind_shapes checks it
+      const kiln_symbol_desc_v1 &sd = desc.symbols[sym];
       if (got < sd.min || got > sd.max)
         return fail(KILN_ERR_SHAPE_MISMATCH,
                     "input '%s' dim %d (%s): expected %lld..%lld, got %lld", io.name, d, sd.name,
@@ -133,28 +129,24 @@ int bindInputs(const kiln_model_desc_v1& desc, const DLTensor* inputs, RunScratc
 
   char err[512] = {};
   int st = desc.bind_shapes(s.inDims.data(), s.inNdims.data(), s.symbols.data(), err, sizeof err);
-  if (st == KILN_OK)
-    return KILN_OK;
-  if (st < 0 || st > KILN_ERR_INTERNAL)
-    st = KILN_ERR_SHAPE_MISMATCH;
+  if (st == KILN_OK) return KILN_OK;
+  if (st < 0 || st > KILN_ERR_INTERNAL) st = KILN_ERR_SHAPE_MISMATCH;
   return fail(st, "%s", err[0] ? err : "input shapes violate the model's shape guards");
 }
 
-void computeOutputDims(const kiln_model_desc_v1& desc, RunScratch& s) {
+void computeOutputDims(const kiln_model_desc_v1 &desc, RunScratch &s) {
   desc.output_dims(s.symbols.data(), s.outDims.data());
 }
 
-int checkOutputs(const kiln_model_desc_v1& desc, const DLTensor* outputs, RunScratch& s) {
+int checkOutputs(const kiln_model_desc_v1 &desc, const DLTensor *outputs, RunScratch &s) {
   for (int32_t i = 0; i < desc.num_outputs; ++i) {
-    const kiln_io_desc_v1& io = desc.outputs[i];
-    const DLTensor& t = outputs[i];
-    if (int st = checkTensor("output", io, t))
-      return st;
+    const kiln_io_desc_v1 &io = desc.outputs[i];
+    const DLTensor &t = outputs[i];
+    if (int st = checkTensor("output", io, t)) return st;
     for (int32_t d = 0; d < t.ndim; ++d)
       if (t.shape[d] != s.outDims[i][d])
-        return fail(KILN_ERR_SHAPE_MISMATCH, "output '%s' dim %d: expected %lld, got %lld",
-                    io.name, d, static_cast<long long>(s.outDims[i][d]),
-                    static_cast<long long>(t.shape[d]));
+        return fail(KILN_ERR_SHAPE_MISMATCH, "output '%s' dim %d: expected %lld, got %lld", io.name,
+                    d, static_cast<long long>(s.outDims[i][d]), static_cast<long long>(t.shape[d]));
     s.outData[i] = dataPtr(t);
   }
   return KILN_OK;

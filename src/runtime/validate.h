@@ -11,15 +11,15 @@ namespace kiln::rt {
 
 // Checks inputs (device, dtype, rank, layout, static dims, symbol ranges), runs the model's
 // bind_shapes and fills s.symbols, s.inDims, s.inNdims and s.inData. Counts must be checked.
-int bindInputs(const kiln_model_desc_v1& desc, const DLTensor* inputs, RunScratch& s);
+int bindInputs(const kiln_model_desc_v1 &desc, const DLTensor *inputs, RunScratch &s);
 
 // Fills s.outDims from the bound symbols.
-void computeOutputDims(const kiln_model_desc_v1& desc, RunScratch& s);
+void computeOutputDims(const kiln_model_desc_v1 &desc, RunScratch &s);
 
 // Checks caller outputs against s.outDims and fills s.outData.
-int checkOutputs(const kiln_model_desc_v1& desc, const DLTensor* outputs, RunScratch& s);
+int checkOutputs(const kiln_model_desc_v1 &desc, const DLTensor *outputs, RunScratch &s);
 
 // Bytes of a contiguous tensor of this dtype and shape.
-size_t tensorBytes(DLDataType dtype, int32_t ndim, const int64_t* dims);
+size_t tensorBytes(DLDataType dtype, int32_t ndim, const int64_t *dims);
 
 } // namespace kiln::rt

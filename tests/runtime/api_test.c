@@ -16,34 +16,34 @@
 #include <unistd.h>
 
 /* Exported by model_entry.c (model_desc.h names it but does not declare it). */
-const kiln_model_desc_v1* kiln_model_descriptor(void);
+const kiln_model_desc_v1 *kiln_model_descriptor(void);
 
 static int failures = 0;
 
-#define CHECK(cond)                                                                        \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      fprintf(stderr, "%s:%d: CHECK(%s) failed; last error: '%s'\n", __FILE__, __LINE__, \
-              #cond, kiln_last_error());                                                   \
-      ++failures;                                                                          \
-    }                                                                                      \
+#define CHECK(cond)                                                                                \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      fprintf(stderr, "%s:%d: CHECK(%s) failed; last error: '%s'\n", __FILE__, __LINE__, #cond,    \
+              kiln_last_error());                                                                  \
+      ++failures;                                                                                  \
+    }                                                                                              \
   } while (0)
 
 /* Expects status st and a last-error message containing needle. */
-#define CHECK_ERR(expr, st, needle)                                                      \
-  do {                                                                                   \
-    int got_ = (expr);                                                                   \
-    if (got_ != (st) || !strstr(kiln_last_error(), (needle))) {                          \
-      fprintf(stderr, "%s:%d: %s returned %d (want %d), message '%s' (want '%s')\n",     \
-              __FILE__, __LINE__, #expr, got_, (int)(st), kiln_last_error(), (needle));  \
-      ++failures;                                                                        \
-    }                                                                                    \
+#define CHECK_ERR(expr, st, needle)                                                                \
+  do {                                                                                             \
+    int got_ = (expr);                                                                             \
+    if (got_ != (st) || !strstr(kiln_last_error(), (needle))) {                                    \
+      fprintf(stderr, "%s:%d: %s returned %d (want %d), message '%s' (want '%s')\n", __FILE__,     \
+              __LINE__, #expr, got_, (int)(st), kiln_last_error(), (needle));                      \
+      ++failures;                                                                                  \
+    }                                                                                              \
   } while (0)
 
 static const DLDataType kF32 = {kDLFloat, 32, 1};
 static const float kC[4] = {10, 20, 30, 40};
 
-static DLTensor tensor(void* data, int64_t* shape, int32_t ndim) {
+static DLTensor tensor(void *data, int64_t *shape, int32_t ndim) {
   DLTensor t;
   memset(&t, 0, sizeof t);
   t.data = data;
@@ -55,7 +55,7 @@ static DLTensor tensor(void* data, int64_t* shape, int32_t ndim) {
 }
 
 /* Runs y = x + c at this batch and checks every value. */
-static int run_batch(kiln_container* c, int64_t batch, float seed) {
+static int run_batch(kiln_container *c, int64_t batch, float seed) {
   float x[32], y[32];
   int64_t xs[2] = {batch, 4}, ys[2] = {batch, 4};
   DLTensor in, out;
@@ -68,16 +68,14 @@ static int run_batch(kiln_container* c, int64_t batch, float seed) {
   in = tensor(x, xs, 2);
   out = tensor(y, ys, 2);
   st = kiln_run(c, &in, 1, &out, 1);
-  if (st != KILN_OK)
-    return st;
+  if (st != KILN_OK) return st;
   for (i = 0; i < batch * 4; ++i)
-    if (y[i] != x[i] + kC[i % 4])
-      return -1;
+    if (y[i] != x[i] + kC[i % 4]) return -1;
   return KILN_OK;
 }
 
 static void test_create_and_introspect(void) {
-  kiln_container* c = NULL;
+  kiln_container *c = NULL;
   kiln_container_options o;
   kiln_tensor_info info;
   int32_t n = -1;
@@ -122,12 +120,12 @@ static void test_create_and_introspect(void) {
 }
 
 static void test_runs(void) {
-  kiln_container* c = NULL;
+  kiln_container *c = NULL;
   float x[32], y[32];
   int64_t dims[2], *dim_ptrs[1] = {dims};
   int64_t xs[2] = {3, 4};
   DLTensor in;
-  DLManagedTensor* out = NULL;
+  DLManagedTensor *out = NULL;
   int64_t i;
 
   CHECK(kiln_container_create(NULL, &c) == KILN_OK);
@@ -146,9 +144,8 @@ static void test_runs(void) {
   CHECK(kiln_run_alloc(c, &in, 1, &out, 1) == KILN_OK);
   CHECK(out != NULL);
   if (out) {
-    const float* yv = (const float*)out->dl_tensor.data;
-    CHECK(out->dl_tensor.ndim == 2 && out->dl_tensor.shape[0] == 5 &&
-          out->dl_tensor.shape[1] == 4);
+    const float *yv = (const float *)out->dl_tensor.data;
+    CHECK(out->dl_tensor.ndim == 2 && out->dl_tensor.shape[0] == 5 && out->dl_tensor.shape[1] == 4);
     CHECK(out->dl_tensor.device.device_type == kDLCPU);
     CHECK(out->dl_tensor.strides == NULL && out->dl_tensor.byte_offset == 0);
     CHECK(((uintptr_t)out->dl_tensor.data & 63) == 0);
@@ -171,11 +168,11 @@ static void test_runs(void) {
 }
 
 static void test_run_errors(void) {
-  kiln_container* c = NULL;
+  kiln_container *c = NULL;
   float x[64], y[64];
   int64_t xs[3] = {3, 4, 1}, ys[2] = {3, 4}, dims[2], *dim_ptrs[1] = {dims};
   DLTensor in[2], out;
-  DLManagedTensor* managed = (DLManagedTensor*)&out; /* poison: must become NULL */
+  DLManagedTensor *managed = (DLManagedTensor *)&out; /* poison: must become NULL */
 
   memset(x, 0, sizeof x);
   CHECK(kiln_container_create(NULL, &c) == KILN_OK);
@@ -249,7 +246,7 @@ static void test_run_errors(void) {
 }
 
 static void test_create_errors(void) {
-  kiln_container* c = (kiln_container*)&failures; /* poison: must become NULL */
+  kiln_container *c = (kiln_container *)&failures; /* poison: must become NULL */
   kiln_container_options o;
 
   CHECK_ERR(kiln_container_create(NULL, NULL), KILN_ERR_INVALID_ARGUMENT, "out is NULL");
@@ -278,7 +275,7 @@ static void test_create_errors(void) {
 
 static void test_descriptor_variants(void) {
   kiln_model_desc_v1 d = *kiln_model_descriptor();
-  kiln_container* c = NULL;
+  kiln_container *c = NULL;
   kiln_container_options o;
   char path[] = "/tmp/kiln_weights_XXXXXX";
   int fd;
@@ -298,8 +295,7 @@ static void test_descriptor_variants(void) {
   /* External weights: an embedded-less model needs weights_path, of sufficient size. */
   d = *kiln_model_descriptor();
   d.weights = NULL;
-  CHECK_ERR(kiln_rt_container_create_v1(&d, NULL, &c), KILN_ERR_INVALID_ARGUMENT,
-            "weights_path");
+  CHECK_ERR(kiln_rt_container_create_v1(&d, NULL, &c), KILN_ERR_INVALID_ARGUMENT, "weights_path");
   memset(blob, 0, sizeof blob);
   blob[16] = 1;
   blob[17] = 2;
@@ -307,8 +303,7 @@ static void test_descriptor_variants(void) {
   blob[19] = 4;
   fd = mkstemp(path);
   CHECK(fd >= 0);
-  if (fd < 0)
-    return;
+  if (fd < 0) return;
   CHECK(write(fd, blob, 70) == 70); /* too small: the constant ends at byte 80 */
   kiln_container_options_init(&o);
   o.weights_path = path;
@@ -327,20 +322,20 @@ static void test_descriptor_variants(void) {
   unlink(path);
 }
 
-static int test_version(const char* lib) {
-  typedef int (*create_fn)(const kiln_container_options*, kiln_container**);
-  typedef const char* (*error_fn)(void);
-  void* h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+static int test_version(const char *lib) {
+  typedef int (*create_fn)(const kiln_container_options *, kiln_container **);
+  typedef const char *(*error_fn)(void);
+  void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
   create_fn create;
   error_fn last_error;
-  kiln_container* c = NULL;
+  kiln_container *c = NULL;
   int st;
   if (!h) {
     fprintf(stderr, "dlopen %s: %s\n", lib, dlerror());
     return 1;
   }
-  *(void**)&create = dlsym(h, "kiln_container_create");
-  *(void**)&last_error = dlsym(h, "kiln_last_error");
+  *(void **)&create = dlsym(h, "kiln_container_create");
+  *(void **)&last_error = dlsym(h, "kiln_last_error");
   if (!create || !last_error) {
     fprintf(stderr, "missing symbols in %s\n", lib);
     return 1;
@@ -357,23 +352,22 @@ static int test_version(const char* lib) {
 }
 
 typedef struct {
-  kiln_container* c;
+  kiln_container *c;
   int id;
   int bad;
 } thread_arg;
 
-static void* thread_main(void* p) {
-  thread_arg* a = (thread_arg*)p;
+static void *thread_main(void *p) {
+  thread_arg *a = (thread_arg *)p;
   int i;
   for (i = 0; i < 500; ++i)
-    if (run_batch(a->c, 1 + (a->id + i) % 8, (float)(a->id * 1000 + i)) != KILN_OK)
-      ++a->bad;
+    if (run_batch(a->c, 1 + (a->id + i) % 8, (float)(a->id * 1000 + i)) != KILN_OK) ++a->bad;
   return NULL;
 }
 
 static int test_threads(void) {
   kiln_container_options o;
-  kiln_container* c = NULL;
+  kiln_container *c = NULL;
   pthread_t t[8];
   thread_arg args[8];
   int i, bad = 0;
@@ -399,11 +393,9 @@ static int test_threads(void) {
   return bad != 0;
 }
 
-int main(int argc, char** argv) {
-  if (argc >= 2 && strcmp(argv[1], "threads") == 0)
-    return test_threads();
-  if (argc >= 3 && strcmp(argv[1], "version") == 0)
-    return test_version(argv[2]);
+int main(int argc, char **argv) {
+  if (argc >= 2 && strcmp(argv[1], "threads") == 0) return test_threads();
+  if (argc >= 3 && strcmp(argv[1], "version") == 0) return test_version(argv[2]);
   test_create_and_introspect();
   test_runs();
   test_run_errors();

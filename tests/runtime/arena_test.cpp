@@ -10,7 +10,7 @@ namespace {
 TEST(Arena, AlignedAndCoalescesAfterGrowth) {
   kiln::rt::Arena arena;
   for (int i = 0; i < 5; ++i) {
-    void* p = arena.alloc(3 << 20); // larger than one default chunk each time
+    void *p = arena.alloc(3 << 20); // larger than one default chunk each time
     ASSERT_NE(p, nullptr);
     EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u);
   }
@@ -27,11 +27,11 @@ TEST(Arena, AlignedAndCoalescesAfterGrowth) {
 
 TEST(Arena, ZeroByteAllocationsAreDistinct) {
   kiln::rt::Arena arena;
-  void* a = arena.alloc(0);
-  void* b = arena.alloc(0);
+  void *a = arena.alloc(0);
+  void *b = arena.alloc(0);
   EXPECT_NE(a, nullptr);
   EXPECT_NE(a, b);
-  void* c = arena.alloc(1);
+  void *c = arena.alloc(1);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(c) % 64, 0u);
 }
 

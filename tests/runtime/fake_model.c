@@ -26,11 +26,11 @@ static const kiln_constant_desc_v1 constants[] = {
     {"c", {kDLFloat, 32, 1}, 1, c_dims, 16, FAKE_C_OFFSET}};
 
 /* The blob: 64 bytes of padding, then c = {10, 20, 30, 40}. */
-static const float blob[32] __attribute__((aligned(64))) = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 20, 30, 40};
+static const float blob[32]
+    __attribute__((aligned(64))) = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 20, 30, 40};
 
-static int bind_shapes(const int64_t* const* input_dims, const int32_t* input_ndims,
-                       int64_t* syms, char* err, size_t err_size) {
+static int bind_shapes(const int64_t *const *input_dims, const int32_t *input_ndims, int64_t *syms,
+                       char *err, size_t err_size) {
   if (input_ndims[0] != 2 || input_dims[0][1] != 4) {
     snprintf(err, err_size, "input 'x': expected [batch, 4]");
     return KILN_ERR_SHAPE_MISMATCH;
@@ -39,19 +39,19 @@ static int bind_shapes(const int64_t* const* input_dims, const int32_t* input_nd
   return 0;
 }
 
-static void output_dims(const int64_t* syms, int64_t* const* out_dims) {
+static void output_dims(const int64_t *syms, int64_t *const *out_dims) {
   out_dims[0][0] = syms[0];
   out_dims[0][1] = 4;
 }
 
-static int run(kiln_run_ctx* ctx, void* const* in, void* const* out, const int64_t* syms,
-               void* const* consts) {
-  const float* x = (const float*)in[0];
-  const float* c = (const float*)consts[0];
-  float* y = (float*)out[0];
+static int run(kiln_run_ctx *ctx, void *const *in, void *const *out, const int64_t *syms,
+               void *const *consts) {
+  const float *x = (const float *)in[0];
+  const float *c = (const float *)consts[0];
+  float *y = (float *)out[0];
   int64_t n = syms[0] * 4, i;
   /* Go through arena scratch, as generated code does for intermediates. */
-  float* tmp = (float*)ctx->alloc(ctx->runner, (size_t)n * sizeof(float));
+  float *tmp = (float *)ctx->alloc(ctx->runner, (size_t)n * sizeof(float));
   if (!tmp || ((uintptr_t)tmp & 63) != 0) {
     snprintf(ctx->error, ctx->error_size, "fake model: bad scratch pointer");
     return KILN_ERR_INTERNAL;
@@ -81,7 +81,7 @@ const kiln_model_desc_v1 kiln_model_desc = {
     inputs,
     outputs,
     constants,
-    (const uint8_t*)blob,
+    (const uint8_t *)blob,
     sizeof blob,
     bind_shapes,
     output_dims,

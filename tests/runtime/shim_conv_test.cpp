@@ -47,9 +47,9 @@ struct Dims5 {
   int64_t v[5];
 };
 
-std::vector<double> reference(const ConvCase& t, const std::vector<float>& x,
-                              const std::vector<float>& w, const std::vector<float>& bias,
-                              const std::vector<float>& residual, const int64_t* yDims) {
+std::vector<double> reference(const ConvCase &t, const std::vector<float> &x,
+                              const std::vector<float> &w, const std::vector<float> &bias,
+                              const std::vector<float> &residual, const int64_t *yDims) {
   int r = t.rank;
   int64_t in[3] = {1, 1, 1}, k[3] = {1, 1, 1}, out[3] = {1, 1, 1}, s[3] = {1, 1, 1},
           d[3] = {1, 1, 1}, pl[3] = {0, 0, 0};
@@ -86,10 +86,8 @@ std::vector<double> reference(const ConvCase& t, const std::vector<float>& x,
                     acc += xv * wv;
                   }
             int64_t yi = (((n * t.o + o) * out[0] + z) * out[1] + yy) * out[2] + xx;
-            if (t.residual)
-              acc += residual[yi];
-            if (t.p.post_op == KILN_POST_RELU)
-              acc = std::max(acc, 0.0);
+            if (t.residual) acc += residual[yi];
+            if (t.p.post_op == KILN_POST_RELU) acc = std::max(acc, 0.0);
             if (t.p.post_op == KILN_POST_CLIP)
               acc = std::min(std::max(acc, double(t.p.clip_min)), double(t.p.clip_max));
             y[yi] = acc;
@@ -97,7 +95,7 @@ std::vector<double> reference(const ConvCase& t, const std::vector<float>& x,
   return y;
 }
 
-ConvCase randomCase(std::mt19937& rng, int rank, int groupKind) {
+ConvCase randomCase(std::mt19937 &rng, int rank, int groupKind) {
   auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
   ConvCase t{};
   t.rank = rank;
@@ -139,11 +137,10 @@ ConvCase randomCase(std::mt19937& rng, int rank, int groupKind) {
 }
 
 // Runs one case through the shim (layout Blocked via the C entry, or Plain directly).
-void runCase(kiln_shim_ctx* ctx, const ConvCase& t, ConvLayout layout, int64_t site,
-             std::mt19937& rng) {
+void runCase(kiln_shim_ctx *ctx, const ConvCase &t, ConvLayout layout, int64_t site,
+             std::mt19937 &rng) {
   SCOPED_TRACE(t.describe());
-  if (getenv("KILN_TEST_VERBOSE"))
-    fprintf(stderr, "%s\n", t.describe().c_str());
+  if (getenv("KILN_TEST_VERBOSE")) fprintf(stderr, "%s\n", t.describe().c_str());
   int r = t.rank;
   std::vector<int64_t> xDims{t.n, t.c}, wDims{t.o, t.c / t.groups}, yDims{t.n, t.o};
   for (int i = 0; i < r; ++i) {
@@ -152,7 +149,7 @@ void runCase(kiln_shim_ctx* ctx, const ConvCase& t, ConvLayout layout, int64_t s
     yDims.push_back(outSize(t.in[i], t.kernel[i], t.p.strides[i], t.p.dilations[i],
                             t.p.pads_begin[i], t.p.pads_end[i]));
   }
-  auto count = [](const std::vector<int64_t>& d) {
+  auto count = [](const std::vector<int64_t> &d) {
     int64_t n = 1;
     for (int64_t v : d)
       n *= v;
@@ -162,18 +159,16 @@ void runCase(kiln_shim_ctx* ctx, const ConvCase& t, ConvLayout layout, int64_t s
                      bias = randomVector(rng, t.o), residual = randomVector(rng, count(yDims));
   std::vector<double> want = reference(t, x, w, bias, residual, yDims.data());
   std::vector<float> y(count(yDims), 123.f);
-  if (t.residualInPlace)
-    y = residual;
-  const float* res = t.residual ? (t.residualInPlace ? y.data() : residual.data()) : nullptr;
+  if (t.residualInPlace) y = residual;
+  const float *res = t.residual ? (t.residualInPlace ? y.data() : residual.data()) : nullptr;
   int st;
   if (layout == ConvLayout::Blocked)
     st = kiln_shim_conv_v1(ctx, site, x.data(), xDims.data(), w.data(), wDims.data(),
                            t.bias ? bias.data() : nullptr, res, y.data(), yDims.data(), &t.p);
   else
-    st = kiln::rt::convForward(*static_cast<kiln::rt::Runner*>(ctx), site, x.data(),
-                               xDims.data(), w.data(), wDims.data(),
-                               t.bias ? bias.data() : nullptr, res, y.data(), yDims.data(), t.p,
-                               layout);
+    st = kiln::rt::convForward(*static_cast<kiln::rt::Runner *>(ctx), site, x.data(), xDims.data(),
+                               w.data(), wDims.data(), t.bias ? bias.data() : nullptr, res,
+                               y.data(), yDims.data(), t.p, layout);
   ASSERT_EQ(st, KILN_OK) << kiln_rt_last_error();
   EXPECT_LT(relL2(y.data(), want), 1e-5);
   if (getenv("KILN_TEST_VERBOSE") && relL2(y.data(), want) > 1e-5)
@@ -185,7 +180,7 @@ class ConvShim : public ::testing::TestWithParam<ConvLayout> {
 protected:
   void SetUp() override { ASSERT_EQ(kiln_rt_runner_create(&ctx_), KILN_OK); }
   void TearDown() override { kiln_rt_runner_destroy(ctx_); }
-  kiln_shim_ctx* ctx_ = nullptr;
+  kiln_shim_ctx *ctx_ = nullptr;
 };
 
 TEST_P(ConvShim, RandomCasesMatchReference) {
@@ -208,13 +203,13 @@ TEST_P(ConvShim, CachedPrimitiveIsReusedAcrossCalls) {
 
 INSTANTIATE_TEST_SUITE_P(Layouts, ConvShim,
                          ::testing::Values(ConvLayout::Blocked, ConvLayout::Plain),
-                         [](const auto& info) {
+                         [](const auto &info) {
                            return info.param == ConvLayout::Blocked ? std::string("Blocked")
                                                                     : std::string("Plain");
                          });
 
 TEST(ConvShimErrors, BadArgumentsSetMessage) {
-  kiln_shim_ctx* ctx;
+  kiln_shim_ctx *ctx;
   ASSERT_EQ(kiln_rt_runner_create(&ctx), KILN_OK);
   kiln_conv_params_v1 p{};
   p.spatial_rank = 4;
@@ -230,7 +225,7 @@ TEST(ConvShimErrors, BadArgumentsSetMessage) {
 }
 
 TEST(ConvShimCache, ConstantWeightsAreReorderedOnce) {
-  kiln_shim_ctx* ctx;
+  kiln_shim_ctx *ctx;
   ASSERT_EQ(kiln_rt_runner_create(&ctx), KILN_OK);
   std::mt19937 rng(3);
   std::vector<float> x = randomVector(rng, 16 * 8 * 8), w = randomVector(rng, 32 * 16 * 9);
@@ -245,11 +240,11 @@ TEST(ConvShimCache, ConstantWeightsAreReorderedOnce) {
     p.pads_begin[i] = p.pads_end[i] = 1;
   }
   for (int i = 0; i < 3; ++i)
-    ASSERT_EQ(kiln_shim_conv_v1(ctx, 1, x.data(), xd, w.data(), wd, nullptr, nullptr, y.data(),
-                                yd, &p),
-              KILN_OK)
+    ASSERT_EQ(
+        kiln_shim_conv_v1(ctx, 1, x.data(), xd, w.data(), wd, nullptr, nullptr, y.data(), yd, &p),
+        KILN_OK)
         << kiln_rt_last_error();
-  auto* runner = static_cast<kiln::rt::Runner*>(ctx);
+  auto *runner = static_cast<kiln::rt::Runner *>(ctx);
   EXPECT_EQ(runner->dnnl.numEntries(), 1u);
   EXPECT_LE(runner->dnnl.numWeights(), 1u); // 0 when oneDNN takes the plain layout
   kiln_rt_runner_destroy(ctx);

@@ -29,7 +29,7 @@ class MatmulShim : public ::testing::TestWithParam<MatmulCase> {
 protected:
   void SetUp() override { ASSERT_EQ(kiln_rt_runner_create(&ctx_), KILN_OK); }
   void TearDown() override { kiln_rt_runner_destroy(ctx_); }
-  kiln_shim_ctx* ctx_ = nullptr;
+  kiln_shim_ctx *ctx_ = nullptr;
 };
 
 TEST_P(MatmulShim, MatchesReference) {
@@ -59,18 +59,18 @@ TEST_P(MatmulShim, MatchesReference) {
   std::mt19937 rng(static_cast<unsigned>(t.m * 131 + t.n * 17 + t.k));
   std::vector<float> a = randomVector(rng, aSize * (t.broadcastA ? 1 : t.batch));
   std::vector<float> b = randomVector(rng, bSize * (t.broadcastB ? 1 : t.batch));
-  std::vector<float> addend =
-      randomVector(rng, t.addend == 1 ? t.n : t.addend == 2 ? cSize * t.batch : 1);
+  std::vector<float> addend = randomVector(rng, t.addend == 1   ? t.n
+                                                : t.addend == 2 ? cSize * t.batch
+                                                                : 1);
   std::vector<float> c(cSize * t.batch, 42.f);
-  if (t.addendInPlace)
-    c = addend;
+  if (t.addendInPlace) c = addend;
 
   std::vector<double> want(c.begin(), c.end());
   for (int64_t bi = 0; bi < t.batch; ++bi)
     for (int64_t i = 0; i < t.m; ++i)
       for (int64_t j = 0; j < t.n; ++j) {
-        const float* ab = a.data() + bi * p.a_batch_stride;
-        const float* bb = b.data() + bi * p.b_batch_stride;
+        const float *ab = a.data() + bi * p.a_batch_stride;
+        const float *bb = b.data() + bi * p.b_batch_stride;
         double acc = 0;
         for (int64_t q = 0; q < t.k; ++q) {
           double av = t.transA ? ab[q * p.lda + i] : ab[i * p.lda + q];
@@ -79,18 +79,14 @@ TEST_P(MatmulShim, MatchesReference) {
         }
         int64_t ci = bi * cSize + i * p.ldc + j;
         double v = t.alpha * acc;
-        if (t.addend == 1)
-          v += double(t.beta) * addend[j];
-        if (t.addend == 2)
-          v += double(t.beta) * addend[ci];
-        if (t.post == KILN_POST_RELU)
-          v = std::max(v, 0.0);
-        if (t.post == KILN_POST_CLIP)
-          v = std::min(std::max(v, -0.5), 0.75);
+        if (t.addend == 1) v += double(t.beta) * addend[j];
+        if (t.addend == 2) v += double(t.beta) * addend[ci];
+        if (t.post == KILN_POST_RELU) v = std::max(v, 0.0);
+        if (t.post == KILN_POST_CLIP) v = std::min(std::max(v, -0.5), 0.75);
         want[ci] = v;
       }
 
-  const float* add = t.addend == 0 ? nullptr : t.addendInPlace ? c.data() : addend.data();
+  const float *add = t.addend == 0 ? nullptr : t.addendInPlace ? c.data() : addend.data();
   ASSERT_EQ(kiln_shim_matmul_v1(ctx_, 1, a.data(), b.data(), add, c.data(), &p), KILN_OK)
       << kiln_rt_last_error();
   // Padding elements between rows must be untouched.
@@ -133,15 +129,15 @@ INSTANTIATE_TEST_SUITE_P(
         MatmulCase{2, 4, 4, 0, false, false, false, false, 0, 0, 0, 1.f, 2.f, 2, 1},
         MatmulCase{1, 4, 4, 3, false, false, false, false, 0, 0, 0, 0.f, 2.f, 1, 0},
         MatmulCase{2, 6, 10, 4, false, false, false, false, 0, 0, 0, 1.f, 0.5f, 2, 1, true}),
-    [](const ::testing::TestParamInfo<MatmulCase>& info) {
-      const MatmulCase& t = info.param;
+    [](const ::testing::TestParamInfo<MatmulCase> &info) {
+      const MatmulCase &t = info.param;
       return "b" + std::to_string(t.batch) + "_m" + std::to_string(t.m) + "_n" +
              std::to_string(t.n) + "_k" + std::to_string(t.k) + "_case" +
              std::to_string(info.index);
     });
 
 TEST(MatmulShimErrors, BadArgumentsSetMessage) {
-  kiln_shim_ctx* ctx;
+  kiln_shim_ctx *ctx;
   ASSERT_EQ(kiln_rt_runner_create(&ctx), KILN_OK);
   kiln_matmul_params_v1 p{};
   p.batch = 1;
