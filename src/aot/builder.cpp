@@ -1,0 +1,182 @@
+#include "aot/builder.h"
+
+#include "support/error.h"
+#include "support/hash.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <unistd.h>
+
+#ifndef KILN_INCLUDE_DIR
+#error "KILN_INCLUDE_DIR must be defined by the build"
+#endif
+
+namespace kiln::aot {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string shellQuote(const std::string &s) {
+  std::string r = "'";
+  for (char c : s)
+    r += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return r + "'";
+}
+
+void writeFile(const fs::path &p, std::string_view data) {
+  std::ofstream out(p, std::ios::binary);
+  out.write(data.data(), static_cast<std::streamsize>(data.size()));
+  if (!out)
+    fail("cannot write '{}'", p.string());
+}
+
+std::string readFile(const fs::path &p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct Job {
+  fs::path source;
+  std::string key; // cache key
+  std::vector<std::string> flags;
+  fs::path object;
+};
+
+const char *compilerFor(const fs::path &src) {
+  return src.extension() == ".c" ? "gcc" : "g++";
+}
+
+} // namespace
+
+BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::string &output,
+                               const std::string &cacheDir, int jobs, bool embedWeights,
+                               bool keepSources) {
+  BuildResult result;
+  fs::path cache = fs::path(cacheDir) / "objects";
+  fs::create_directories(cache);
+  fs::path work = fs::path(cacheDir) / ("build-" + std::to_string(getpid()) + "-" +
+                                        hexHash(fnv1a(output)).substr(0, 8));
+  fs::create_directories(work);
+  std::vector<std::string> common = {"-fPIC", "-fvisibility=hidden", "-I" KILN_INCLUDE_DIR};
+  std::string toolId = "gcc12;" KILN_INCLUDE_DIR; // part of every cache key
+  std::vector<Job> all;
+  for (const auto &src : gm.sources) {
+    Job j;
+    j.source = work / src.name;
+    writeFile(j.source, src.text);
+    j.flags = src.flags;
+    j.flags.insert(j.flags.end(), common.begin(), common.end());
+    std::string flagStr;
+    for (auto &f : j.flags)
+      flagStr += f + " ";
+    j.key = hexHash(fnv1a(src.text, fnv1a(flagStr + toolId)));
+    j.object = cache / (j.key + ".o");
+    all.push_back(j);
+  }
+  {
+    Job entry;
+    entry.source = KILN_MODEL_ENTRY_SOURCE;
+    entry.flags = {"-O2", "-std=c99"};
+    entry.flags.insert(entry.flags.end(), common.begin(), common.end());
+    entry.key = hexHash(fnv1a(readFile(entry.source), fnv1a(toolId + "entry")));
+    entry.object = cache / (entry.key + ".o");
+    all.push_back(entry);
+  }
+  if (embedWeights) {
+    std::string_view blob(reinterpret_cast<const char *>(gm.weights.data()), gm.weights.size());
+    std::string wkey = hexHash(fnv1a(blob, fnv1a("weights")));
+    fs::path bin = cache / (wkey + ".bin");
+    if (!fs::exists(bin)) {
+      fs::path tmp = bin;
+      tmp += ".tmp" + std::to_string(getpid());
+      writeFile(tmp, blob);
+      fs::rename(tmp, bin);
+    }
+    Job w;
+    w.source = work / "weights.S";
+    writeFile(w.source, "  .section .rodata\n  .balign 64\n  .globl kiln_weights_blob\n"
+                        "  .hidden kiln_weights_blob\nkiln_weights_blob:\n  .incbin \"" +
+                            bin.string() + "\"\n  .byte 0\n  .section .note.GNU-stack,\"\",@progbits\n");
+    w.key = wkey + "-S";
+    w.object = cache / (w.key + ".o");
+    all.push_back(w);
+  }
+  std::vector<Job *> pending;
+  for (Job &j : all) {
+    if (fs::exists(j.object))
+      ++result.cacheHits;
+    else
+      pending.push_back(&j);
+  }
+  std::atomic<size_t> next{0};
+  std::mutex errMu;
+  std::string firstError;
+  int n = jobs > 0 ? jobs : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  auto worker = [&] {
+    for (size_t i; (i = next++) < pending.size();) {
+      Job &j = *pending[i];
+      fs::path tmpObj = j.object;
+      tmpObj += ".tmp" + std::to_string(getpid()) + "_" + std::to_string(i);
+      fs::path log = work / (j.source.filename().string() + ".log");
+      std::string cmd = std::string(compilerFor(j.source));
+      if (j.source.extension() == ".S")
+        cmd = "gcc";
+      for (auto &f : j.flags)
+        cmd += " " + shellQuote(f);
+      cmd += " -c " + shellQuote(j.source.string()) + " -o " + shellQuote(tmpObj.string()) +
+             " 2> " + shellQuote(log.string());
+      int rc = std::system(cmd.c_str());
+      if (rc != 0) {
+        std::lock_guard<std::mutex> lk(errMu);
+        if (firstError.empty())
+          firstError = "compiling " + j.source.string() + " failed:\n" + readFile(log).substr(0, 4000);
+        continue;
+      }
+      fs::rename(tmpObj, j.object);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < std::min<int>(n, static_cast<int>(pending.size())); ++t)
+    threads.emplace_back(worker);
+  for (auto &t : threads)
+    t.join();
+  result.compiled = pending.size();
+  if (!firstError.empty())
+    throw InternalError("kiln internal error: generated code did not compile (" + firstError + ")");
+  fs::path out = fs::absolute(output);
+  fs::path tmpOut = out;
+  tmpOut += ".tmp" + std::to_string(getpid());
+  std::string link = "g++ -shared -fopenmp -o " + shellQuote(tmpOut.string());
+  for (const Job &j : all)
+    link += " " + shellQuote(j.object.string());
+  link += " -L" KILN_RT_LIB_DIR " -lkiln_rt -Wl,-rpath," KILN_RT_LIB_DIR " 2> " +
+          shellQuote((work / "link.log").string());
+  if (std::system(link.c_str()) != 0) {
+    std::error_code ec;
+    fs::remove(tmpOut, ec);
+    throw InternalError("kiln internal error: linking model.so failed:\n" +
+                        readFile(work / "link.log").substr(0, 4000));
+  }
+  fs::rename(tmpOut, out);
+  if (keepSources) {
+    fs::path dir = out;
+    dir += ".src";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    for (const auto &src : gm.sources)
+      writeFile(dir / src.name, src.text);
+  }
+  std::error_code ec;
+  fs::remove_all(work, ec);
+  return result;
+}
+
+} // namespace kiln::aot

@@ -1,0 +1,97 @@
+#include "aot/compile.h"
+
+#include "aot/builder.h"
+#include "codegen/wrapper/wrapper.h"
+#include "lower/lowerer.h"
+#include "passes/passes.h"
+#include "sched/schedule.h"
+#include "support/error.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <unistd.h>
+
+namespace kiln::aot {
+
+namespace fs = std::filesystem;
+
+std::string defaultCacheDir() {
+  if (const char *env = std::getenv("KILN_CACHE_DIR"); env && *env)
+    return env;
+  if (const char *xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg)
+    return std::string(xdg) + "/kiln";
+  if (const char *home = std::getenv("HOME"); home && *home)
+    return std::string(home) + "/.cache/kiln";
+  return "/tmp/kiln-cache";
+}
+
+CompileStats compileModel(const CompileOptions &opts) {
+  auto start = std::chrono::steady_clock::now();
+  sym::Context ctx;
+  auto graph = frontend::importModel(opts.modelPath, ctx, opts.import);
+  auto dumpAfter = [&](const char *pass) {
+    if (opts.printAfterAll)
+      std::cerr << "// ---- after " << pass << " ----\n" << ir::dump(*graph);
+  };
+  dumpAfter("import");
+  // The pass pipeline: a flat list, each step one documented function.
+  passes::inferAndFold(*graph);
+  dumpAfter("inferAndFold");
+  passes::eliminateDeadCode(*graph);
+  dumpAfter("eliminateDeadCode");
+  passes::eliminateCommonSubexpressions(*graph);
+  dumpAfter("eliminateCommonSubexpressions");
+  passes::foldBatchNormIntoConv(*graph);
+  dumpAfter("foldBatchNormIntoConv");
+  passes::fuseExternEpilogues(*graph);
+  dumpAfter("fuseExternEpilogues");
+  passes::eliminateDeadCode(*graph);
+  ir::verify(*graph);
+
+  loop::Program prog;
+  lower::Lowerer lowerer(*graph, prog);
+  lowerer.lowerGraph();
+  sched::eliminateDeadKernels(prog);
+  if (opts.printAfterAll)
+    std::cerr << "// ---- loop IR ----\n" << loop::dump(prog);
+
+  bool embed = !opts.externalWeights;
+  codegen::GeneratedModel gm =
+      codegen::generateModel(*graph, prog, codegen::cpuDeviceOps(), opts.kernelsPerFile, embed);
+  std::string cacheDir = opts.cacheDir.empty() ? defaultCacheDir() : opts.cacheDir;
+  if (!embed) {
+    // Written first under a temp name; renamed only after model.so links.
+    fs::path wpath = opts.outputPath + ".weights";
+    fs::path tmp = wpath;
+    tmp += ".tmp" + std::to_string(getpid());
+    std::ofstream out(tmp, std::ios::binary);
+    out.write(reinterpret_cast<const char *>(gm.weights.data()),
+              static_cast<std::streamsize>(gm.weights.size()));
+    out.close();
+    if (!out)
+      fail("cannot write weights file '{}'", tmp.string());
+    try {
+      buildSharedLibrary(gm, opts.outputPath, cacheDir, opts.jobs, false, opts.keepSources);
+    } catch (...) {
+      std::error_code ec;
+      fs::remove(tmp, ec);
+      throw;
+    }
+    fs::rename(tmp, wpath);
+  }
+  BuildResult br;
+  if (embed)
+    br = buildSharedLibrary(gm, opts.outputPath, cacheDir, opts.jobs, true, opts.keepSources);
+  CompileStats st;
+  st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (auto &k : prog.kernels)
+    (k->kind == loop::KernelKind::Extern ? st.externs : st.kernels)++;
+  st.sources = gm.sources.size();
+  st.cacheHits = br.cacheHits;
+  return st;
+}
+
+} // namespace kiln::aot

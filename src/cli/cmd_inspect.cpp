@@ -1,0 +1,50 @@
+#include "cli/commands.h"
+#include "frontend/onnx/importer.h"
+#include "lower/lowerer.h"
+#include "passes/passes.h"
+#include "support/error.h"
+
+#include <iostream>
+#include <map>
+
+namespace kiln::cli {
+
+void addInspectCommand(CLI::App &app) {
+  auto *cmd = app.add_subcommand("inspect", "list a model's inputs, outputs, ops and support");
+  auto path = std::make_shared<std::string>();
+  cmd->add_option("model", *path, "model.onnx")->required();
+  cmd->callback([=] {
+    sym::Context ctx;
+    auto g = frontend::importModel(*path, ctx, {});
+    std::cout << "model: " << *path << "\n";
+    for (const ir::Value *v : g->inputs)
+      std::cout << "  input  " << v->name << ": " << dtypeName(v->dtype) << " "
+                << ir::shapeToString(v->shape) << "\n";
+    std::map<std::string, int> counts;
+    std::map<std::string, int> opsets;
+    for (auto &n : g->nodes) {
+      counts[n->op]++;
+      opsets[n->op] = n->opset;
+    }
+    std::cout << "ops:\n";
+    int unsupported = 0;
+    for (auto &[op, c] : counts) {
+      bool ok = lower::findOp(op) != nullptr;
+      unsupported += !ok;
+      std::cout << fmt::format("  {:<24} x{:<4} opset {:<3} {}\n", op, c, opsets[op],
+                               ok ? "supported" : "NOT SUPPORTED");
+    }
+    try {
+      passes::inferAndFold(*g);
+      for (const ir::Value *v : g->outputs)
+        std::cout << "  output " << v->name << ": " << dtypeName(v->dtype) << " "
+                  << ir::shapeToString(v->shape) << "\n";
+    } catch (const UserError &e) {
+      std::cout << "shape inference stopped: " << e.what() << "\n";
+    }
+    std::cout << (unsupported ? fmt::format("{} op type(s) not supported\n", unsupported)
+                              : std::string("all ops supported\n"));
+  });
+}
+
+} // namespace kiln::cli

@@ -1,0 +1,187 @@
+// `kiln run`: loads a model.so with dlopen, feeds .npy inputs, writes .npy outputs and
+// reports latency (optionally a benchmark: warm-up then median of repeated runs).
+#include "cli/commands.h"
+#include "cli/npy.h"
+#include "kiln/model.h"
+#include "support/error.h"
+
+#include <algorithm>
+#include <chrono>
+#include <dlfcn.h>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <regex>
+
+namespace kiln::cli {
+
+namespace {
+
+struct ModelLib {
+  void *handle = nullptr;
+#define KILN_FN(name) decltype(&::name) name = nullptr;
+  KILN_FN(kiln_container_options_init)
+  KILN_FN(kiln_container_create)
+  KILN_FN(kiln_container_destroy)
+  KILN_FN(kiln_last_error)
+  KILN_FN(kiln_num_inputs)
+  KILN_FN(kiln_num_outputs)
+  KILN_FN(kiln_input_info)
+  KILN_FN(kiln_output_info)
+  KILN_FN(kiln_run)
+  KILN_FN(kiln_output_dims)
+#undef KILN_FN
+
+  explicit ModelLib(const std::string &path) {
+    std::string p = std::filesystem::absolute(path).string();
+    handle = dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!handle)
+      fail("cannot load '{}': {}", path, dlerror());
+#define KILN_FN(name)                                                                              \
+  name = reinterpret_cast<decltype(name)>(dlsym(handle, #name));                                   \
+  if (!name)                                                                                       \
+    fail("'{}' is not a kiln model: symbol {} missing", path, #name);
+    KILN_FN(kiln_container_options_init)
+    KILN_FN(kiln_container_create)
+    KILN_FN(kiln_container_destroy)
+    KILN_FN(kiln_last_error)
+    KILN_FN(kiln_num_inputs)
+    KILN_FN(kiln_num_outputs)
+    KILN_FN(kiln_input_info)
+    KILN_FN(kiln_output_info)
+    KILN_FN(kiln_run)
+    KILN_FN(kiln_output_dims)
+#undef KILN_FN
+  }
+  void check(int st, const char *what) const {
+    if (st != KILN_OK)
+      fail("{} failed (status {}): {}", what, st, kiln_last_error());
+  }
+};
+
+std::string safeFileName(const std::string &name) {
+  std::string r;
+  for (char c : name)
+    r += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-') ? c : '_';
+  return r.empty() ? "output" : r;
+}
+
+struct Aligned {
+  void *p = nullptr;
+  explicit Aligned(size_t n) { p = std::aligned_alloc(64, std::max<size_t>(64, (n + 63) / 64 * 64)); }
+  ~Aligned() { std::free(p); }
+  Aligned(const Aligned &) = delete;
+};
+
+} // namespace
+
+void addRunCommand(CLI::App &app) {
+  auto *cmd = app.add_subcommand("run", "run a compiled model on .npy inputs");
+  struct Opts {
+    std::string lib, outDir;
+    std::vector<std::string> inputs;
+    int bench = 0, warmup = 3, threads = 0, runners = 1;
+    bool json = false;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("model", o->lib, "model.so")->required();
+  cmd->add_option("--input", o->inputs, "name=file.npy (repeat per input)");
+  cmd->add_option("--output-dir", o->outDir, "write one .npy per output here");
+  cmd->add_option("--bench", o->bench, "timed runs (after warm-up); prints median latency");
+  cmd->add_option("--warmup", o->warmup, "warm-up runs before timing");
+  cmd->add_option("--threads", o->threads, "threads per run (default: all)");
+  cmd->add_flag("--json", o->json, "print timing as one JSON line");
+  cmd->callback([o] {
+    ModelLib lib(o->lib);
+    kiln_container_options opts;
+    lib.kiln_container_options_init(&opts);
+    opts.num_runners = o->runners;
+    opts.threads_per_run = o->threads;
+    kiln_container *c = nullptr;
+    lib.check(lib.kiln_container_create(&opts, &c), "creating the container");
+    std::unique_ptr<kiln_container, decltype(lib.kiln_container_destroy)> guard(c, lib.kiln_container_destroy);
+    int32_t nin = 0, nout = 0;
+    lib.check(lib.kiln_num_inputs(c, &nin), "kiln_num_inputs");
+    lib.check(lib.kiln_num_outputs(c, &nout), "kiln_num_outputs");
+    std::map<std::string, std::string> files;
+    for (const std::string &spec : o->inputs) {
+      auto eq = spec.find('=');
+      if (eq == std::string::npos)
+        fail("--input '{}': expected name=file.npy", spec);
+      files[spec.substr(0, eq)] = spec.substr(eq + 1);
+    }
+    std::vector<NpyArray> arrays(nin);
+    std::vector<std::unique_ptr<Aligned>> inBufs;
+    std::vector<DLTensor> ins(nin);
+    for (int32_t i = 0; i < nin; ++i) {
+      kiln_tensor_info info{sizeof(kiln_tensor_info)};
+      lib.check(lib.kiln_input_info(c, i, &info), "kiln_input_info");
+      auto it = files.find(info.name);
+      if (it == files.end())
+        fail("model input '{}' has no --input {}=file.npy", info.name, info.name);
+      arrays[i] = readNpy(it->second);
+      files.erase(it);
+      inBufs.push_back(std::make_unique<Aligned>(arrays[i].data.size()));
+      std::memcpy(inBufs.back()->p, arrays[i].data.data(), arrays[i].data.size());
+      ins[i] = DLTensor{inBufs.back()->p, {kDLCPU, 0}, static_cast<int32_t>(arrays[i].shape.size()),
+                        arrays[i].dtype, arrays[i].shape.data(), nullptr, 0};
+    }
+    if (!files.empty())
+      fail("--input '{}': the model has no input with that name", files.begin()->first);
+    std::vector<std::vector<int64_t>> outDims(nout);
+    std::vector<int64_t *> dimPtrs(nout);
+    std::vector<kiln_tensor_info> outInfo(nout);
+    for (int32_t i = 0; i < nout; ++i) {
+      outInfo[i] = kiln_tensor_info{sizeof(kiln_tensor_info)};
+      lib.check(lib.kiln_output_info(c, i, &outInfo[i]), "kiln_output_info");
+      outDims[i].resize(std::max(outInfo[i].ndim, 1));
+      dimPtrs[i] = outDims[i].data();
+    }
+    lib.check(lib.kiln_output_dims(c, ins.data(), nin, dimPtrs.data()), "computing output dims");
+    std::vector<std::unique_ptr<Aligned>> outBufs;
+    std::vector<DLTensor> outs(nout);
+    for (int32_t i = 0; i < nout; ++i) {
+      outDims[i].resize(outInfo[i].ndim);
+      int64_t n = 1;
+      for (int64_t d : outDims[i])
+        n *= d;
+      size_t bytes = static_cast<size_t>(n) * ((outInfo[i].dtype.bits + 7) / 8);
+      outBufs.push_back(std::make_unique<Aligned>(bytes));
+      outs[i] = DLTensor{outBufs.back()->p, {kDLCPU, 0}, outInfo[i].ndim, outInfo[i].dtype,
+                         outDims[i].data(), nullptr, 0};
+    }
+    auto runOnce = [&] {
+      auto t0 = std::chrono::steady_clock::now();
+      lib.check(lib.kiln_run(c, ins.data(), nin, outs.data(), nout), "kiln_run");
+      return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    };
+    double first = runOnce();
+    std::vector<double> times;
+    if (o->bench > 0) {
+      for (int i = 0; i < o->warmup; ++i)
+        runOnce();
+      for (int i = 0; i < o->bench; ++i)
+        times.push_back(runOnce());
+      std::sort(times.begin(), times.end());
+    } else {
+      times.push_back(first);
+    }
+    auto pct = [&](double q) { return times[std::min(times.size() - 1, size_t(q * (times.size() - 1) + 0.5))]; };
+    if (!o->outDir.empty()) {
+      std::filesystem::create_directories(o->outDir);
+      for (int32_t i = 0; i < nout; ++i)
+        writeNpy((std::filesystem::path(o->outDir) / (safeFileName(outInfo[i].name) + ".npy")).string(),
+                 outInfo[i].dtype, outDims[i], outs[i].data);
+    }
+    if (o->json)
+      std::cout << fmt::format("{{\"median_ms\": {:.4f}, \"p10_ms\": {:.4f}, \"p90_ms\": {:.4f}, "
+                               "\"first_ms\": {:.4f}, \"runs\": {}}}\n",
+                               pct(0.5), pct(0.1), pct(0.9), first, times.size());
+    else
+      std::cout << fmt::format("latency: median {:.3f} ms (p10 {:.3f}, p90 {:.3f}; first run {:.3f} "
+                               "ms; {} timed runs)\n",
+                               pct(0.5), pct(0.1), pct(0.9), first, times.size());
+  });
+}
+
+} // namespace kiln::cli

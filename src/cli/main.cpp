@@ -1,0 +1,28 @@
+// The `kiln` command: compile, run, inspect.
+#include "cli/commands.h"
+#include "support/error.h"
+
+#include <iostream>
+
+int main(int argc, char **argv) {
+  CLI::App app{"kiln: ahead-of-time compiler from ONNX to a native shared library"};
+  app.require_subcommand(1);
+  kiln::cli::addCompileCommand(app);
+  kiln::cli::addRunCommand(app);
+  kiln::cli::addInspectCommand(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError &e) {
+    return app.exit(e);
+  } catch (const kiln::UserError &e) {
+    std::cerr << "kiln: error: " << e.what() << "\n";
+    return 1;
+  } catch (const kiln::InternalError &e) {
+    std::cerr << e.what() << "\n";
+    return 70;
+  } catch (const std::exception &e) {
+    std::cerr << "kiln: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,384 @@
+#include "codegen/wrapper/wrapper.h"
+
+#include "codegen/cpu/kernel_printer.h"
+#include "sched/schedule.h"
+#include "support/error.h"
+
+#include <fmt/format.h>
+#include <sstream>
+
+namespace kiln::codegen {
+
+int ModelSymbols::indexOf(sym::Expr s) const {
+  for (size_t i = 0; i < symbols.size(); ++i)
+    if (symbols[i] == s)
+      return static_cast<int>(i);
+  return -1;
+}
+
+ModelSymbols collectModelSymbols(const ir::Graph &g) {
+  ModelSymbols ms;
+  for (const ir::Value *in : g.inputs)
+    for (const sym::Expr &d : in->shape)
+      for (const sym::Expr &s : sym::freeSymbols(d))
+        if (ms.indexOf(s) < 0)
+          ms.symbols.push_back(s);
+  return ms;
+}
+
+namespace {
+
+std::string cString(const std::string &s) {
+  std::string r = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\')
+      r += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) {
+      r += fmt::format("\\{:03o}", static_cast<unsigned char>(c));
+      continue;
+    }
+    r += c;
+  }
+  return r + "\"";
+}
+
+std::string dlType(DType t) {
+  return fmt::format("{{{}, {}, 1}}", dtypeDLCode(t), dtypeBits(t));
+}
+
+class WrapperGen {
+public:
+  WrapperGen(const ir::Graph &g, loop::Program &p, const DeviceOps &ops)
+      : g_(g), p_(p), ops_(ops), ctx_(g.ctx()), syms_(collectModelSymbols(g)) {}
+
+  std::string symName(sym::Expr s) const {
+    int i = syms_.indexOf(s);
+    if (i < 0)
+      fail("dimension symbol '{}' is not determined by any model input shape", s.name());
+    return fmt::format("S{}", i);
+  }
+  std::string cpp(sym::Expr e) const {
+    return sym::toCpp(e, [this](sym::Expr s) { return symName(s); });
+  }
+  bool isModelSymbol(sym::Expr s) const { return syms_.indexOf(s) >= 0; }
+
+  GeneratedModel generate(size_t perFile, bool embed) {
+    GeneratedModel gm;
+    packWeights(gm.weights);
+    std::vector<KernelSignature> sigs(p_.kernels.size());
+    std::vector<std::string> kernelSources;
+    for (auto &k : p_.kernels) {
+      if (k->kind == loop::KernelKind::Extern)
+        continue;
+      sigs[k->id] = signatureOf(*k, [this](sym::Expr s) { return isModelSymbol(s); });
+      kernelSources.push_back(printCpuKernel(*k, sigs[k->id],
+                                             [this](sym::Expr s) { return symName(s); }, ctx_));
+    }
+    std::vector<std::string> flags = ops_.kernelFlags();
+    for (size_t i = 0; i < kernelSources.size(); i += perFile) {
+      SourceFile f;
+      f.name = fmt::format("kernels_{}.cpp", i / perFile);
+      f.text = "#include \"kiln/prelude.h\"\n#include <limits>\n\n";
+      for (size_t j = i; j < std::min(kernelSources.size(), i + perFile); ++j)
+        f.text += kernelSources[j];
+      f.flags = flags;
+      gm.sources.push_back(std::move(f));
+    }
+    SourceFile w;
+    w.name = "wrapper.cpp";
+    w.text = wrapperSource(sigs, embed);
+    w.flags = {"-O2", "-fopenmp"};
+    gm.sources.push_back(std::move(w));
+    return gm;
+  }
+
+private:
+  void packWeights(std::vector<uint8_t> &blob) {
+    for (loop::Buffer *b : p_.constants) {
+      size_t off = (blob.size() + 63) / 64 * 64;
+      blob.resize(off);
+      offsets_.push_back(off);
+      if (b->dtype == DType::String)
+        fail("string constants are not supported");
+      blob.insert(blob.end(), b->data->bytes.begin(), b->data->bytes.end());
+    }
+  }
+
+  std::string ioTables(const char *kind, const std::vector<loop::Buffer *> &bufs,
+                       const std::vector<ir::Value *> &values) {
+    std::ostringstream os;
+    for (size_t i = 0; i < bufs.size(); ++i) {
+      const loop::Buffer *b = bufs[i];
+      std::vector<std::string> dims, syms;
+      for (const sym::Expr &d : b->shape) {
+        dims.push_back(d.isConst() ? std::to_string(d->value) : "-1");
+        syms.push_back(d.isSymbol() && isModelSymbol(d) ? std::to_string(syms_.indexOf(d)) : "-1");
+      }
+      if (dims.empty()) {
+        dims.push_back("0");
+        syms.push_back("-1");
+      }
+      os << fmt::format("static const int64_t {}_dims_{}[] = {{{}}};\n", kind, i, fmt::join(dims, ", "));
+      os << fmt::format("static const int32_t {}_syms_{}[] = {{{}}};\n", kind, i, fmt::join(syms, ", "));
+    }
+    os << fmt::format("static const kiln_io_desc_v1 {}_desc[] = {{\n", kind);
+    for (size_t i = 0; i < bufs.size(); ++i)
+      os << fmt::format("  {{{}, {}, {}, {}_dims_{}, {}_syms_{}}},\n", cString(values[i]->name),
+                        dlType(bufs[i]->dtype), bufs[i]->shape.size(), kind, i, kind, i);
+    if (bufs.empty())
+      os << "  {nullptr, {0, 0, 0}, 0, nullptr, nullptr},\n";
+    os << "};\n";
+    return os.str();
+  }
+
+  std::string bindShapes() {
+    std::ostringstream os;
+    os << "static int bind_shapes(const int64_t *const *dims, const int32_t *ndims, int64_t *S,\n"
+          "                       char *err, size_t err_size) {\n  (void)ndims;\n";
+    std::vector<bool> solved(syms_.symbols.size(), false);
+    // Solve each symbol from the first input dim that is exactly that symbol.
+    for (size_t i = 0; i < p_.inputs.size(); ++i) {
+      const loop::Buffer *b = p_.inputs[i];
+      for (size_t d = 0; d < b->shape.size(); ++d) {
+        sym::Expr e = b->shape[d];
+        int si = e.isSymbol() ? syms_.indexOf(e) : -1;
+        if (si < 0 || solved[si])
+          continue;
+        solved[si] = true;
+        sym::Range r = ctx_.symbolRange(e);
+        os << fmt::format("  S[{}] = dims[{}][{}];\n", si, i, d);
+        os << fmt::format("  if (S[{0}] < INT64_C({1}) || S[{0}] > INT64_C({2})) {{\n"
+                          "    snprintf(err, err_size, \"input '%s' dim {3} ({4}) = %lld is outside "
+                          "the compiled range [{1}, {2}]\", {5}, (long long)S[{0}]);\n"
+                          "    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
+                          si, r.lo, r.hi, d, e.name(), cString(g_.inputs[i]->name));
+      }
+    }
+    for (size_t s = 0; s < solved.size(); ++s)
+      if (!solved[s])
+        fail("dimension '{}' appears only inside derived input dims; kiln needs it as a plain "
+             "input dim to solve it at run time",
+             syms_.symbols[s].name());
+    for (size_t s = 0; s < syms_.symbols.size(); ++s)
+      os << fmt::format("  const int64_t S{0} = S[{0}]; (void)S{0};\n", s);
+    for (size_t i = 0; i < p_.inputs.size(); ++i) {
+      const loop::Buffer *b = p_.inputs[i];
+      for (size_t d = 0; d < b->shape.size(); ++d) {
+        sym::Expr e = b->shape[d];
+        os << fmt::format("  if (dims[{0}][{1}] != ({2})) {{\n    snprintf(err, err_size, \"input "
+                          "'%s' dim {1}: expected %lld ({3}), got %lld\", {4}, (long long)({2}), "
+                          "(long long)dims[{0}][{1}]);\n    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
+                          i, d, cpp(e), sym::toString(e), cString(g_.inputs[i]->name));
+      }
+    }
+    os << "  return 0;\n}\n\n";
+    os << "static void output_dims(const int64_t *S, int64_t *const *out) {\n";
+    for (size_t s = 0; s < syms_.symbols.size(); ++s)
+      os << fmt::format("  const int64_t S{0} = S[{0}]; (void)S{0};\n", s);
+    if (syms_.symbols.empty())
+      os << "  (void)S;\n";
+    for (size_t i = 0; i < p_.outputs.size(); ++i)
+      for (size_t d = 0; d < p_.outputs[i]->shape.size(); ++d)
+        os << fmt::format("  out[{}][{}] = {};\n", i, d, cpp(p_.outputs[i]->shape[d]));
+    os << "}\n\n";
+    return os.str();
+  }
+
+  std::string bufferExpr(const loop::Buffer *b) const {
+    return b->name;
+  }
+
+  std::string externCall(const loop::Kernel &k, int &scopeCounter) {
+    std::ostringstream os;
+    const loop::ExternCall &e = k.ext;
+    os << "  { // " << e.function << " for " << k.origin << "\n";
+    os << "    " << e.paramsType << " p;\n    memset(&p, 0, sizeof p);\n";
+    for (auto &[field, value] : e.params)
+      os << "    p." << field << " = " << value << ";\n";
+    for (auto &[field, value] : e.symParams)
+      os << "    p." << field << " = " << cpp(value) << ";\n";
+    std::vector<std::string> args;
+    int dimsIdx = 0;
+    for (const loop::ExternArg &a : e.args) {
+      switch (a.kind) {
+      case loop::ExternArg::Kind::Site:
+        args.push_back(fmt::format("INT64_C({})", e.site));
+        break;
+      case loop::ExternArg::Kind::Null:
+        args.push_back("nullptr");
+        break;
+      case loop::ExternArg::Kind::Buffer:
+        args.push_back(bufferExpr(a.buf));
+        break;
+      case loop::ExternArg::Kind::Params:
+        args.push_back("&p");
+        break;
+      case loop::ExternArg::Kind::Dims: {
+        std::vector<std::string> ds;
+        for (auto &d : a.dims)
+          ds.push_back(cpp(d));
+        if (ds.empty())
+          ds.push_back("0");
+        os << fmt::format("    const int64_t d{}[] = {{{}}};\n", dimsIdx, fmt::join(ds, ", "));
+        args.push_back(fmt::format("d{}", dimsIdx++));
+        break;
+      }
+      }
+    }
+    ++scopeCounter;
+    os << "    int st = " << e.function << "(ctx->runner, " << fmt::format("{}", fmt::join(args, ", "))
+       << ");\n";
+    os << "    if (st) { snprintf(ctx->error, ctx->error_size, \"%s (in " << k.origin
+       << ")\", kiln_rt_last_error()); return st; }\n  }\n";
+    return os.str();
+  }
+
+  std::string wrapperSource(const std::vector<KernelSignature> &sigs, bool embed) {
+    std::ostringstream os;
+    os << "// Generated by kiln: the host wrapper of one model.\n";
+    os << "#include \"kiln/model.h\"\n#include \"kiln/model_desc.h\"\n#include \"kiln/shim.h\"\n"
+          "#include \"kiln/runtime.h\"\n#include <cmath>\n#include <cstdint>\n#include <cstdio>\n#include <cstring>\n";
+    os << ops_.includes() << "\n";
+    // Kernel declarations.
+    for (auto &k : p_.kernels) {
+      if (k->kind == loop::KernelKind::Extern)
+        continue;
+      const KernelSignature &sig = sigs[k->id];
+      std::vector<std::string> types;
+      for (size_t i = 0; i < sig.buffers.size(); ++i)
+        types.push_back(fmt::format("{}{} *", sig.written[i] ? "" : "const ", dtypeCType(sig.buffers[i]->dtype)));
+      for (size_t i = 0; i < sig.symbols.size(); ++i)
+        types.push_back("int64_t");
+      os << ops_.declareKernel(fmt::format("kiln_kernel_{}", k->id), types);
+    }
+    os << "\n";
+    // Descriptor tables.
+    std::vector<ir::Value *> inVals(g_.inputs.begin(), g_.inputs.end());
+    std::vector<ir::Value *> outVals(g_.outputs.begin(), g_.outputs.end());
+    os << ioTables("in", p_.inputs, inVals) << ioTables("out", p_.outputs, outVals);
+    os << "static const kiln_symbol_desc_v1 symbols_desc[] = {\n";
+    for (const sym::Expr &s : syms_.symbols) {
+      sym::Range r = ctx_.symbolRange(s);
+      os << fmt::format("  {{{}, INT64_C({}), INT64_C({})}},\n", cString(s.name()), r.lo, r.hi);
+    }
+    if (syms_.symbols.empty())
+      os << "  {nullptr, 0, 0},\n";
+    os << "};\n";
+    for (size_t i = 0; i < p_.constants.size(); ++i) {
+      const loop::Buffer *b = p_.constants[i];
+      std::vector<std::string> dims;
+      for (auto &d : b->shape)
+        dims.push_back(std::to_string(d->value));
+      if (dims.empty())
+        dims.push_back("0");
+      os << fmt::format("static const int64_t const_dims_{}[] = {{{}}};\n", i, fmt::join(dims, ", "));
+    }
+    os << "static const kiln_constant_desc_v1 constants_desc[] = {\n";
+    for (size_t i = 0; i < p_.constants.size(); ++i) {
+      const loop::Buffer *b = p_.constants[i];
+      os << fmt::format("  {{{}, {}, {}, const_dims_{}, UINT64_C({}), UINT64_C({})}},\n",
+                        cString(b->name), dlType(b->dtype), b->shape.size(), i,
+                        b->data->bytes.size(), offsets_[i]);
+    }
+    if (p_.constants.empty())
+      os << "  {nullptr, {0, 0, 0}, 0, nullptr, 0, 0},\n";
+    os << "};\n\n";
+    os << bindShapes();
+    // The run function.
+    os << "static int run_impl(kiln_run_ctx *ctx, void *const *inputs, void *const *outputs,\n"
+          "                    const int64_t *S, void *const *constants) {\n";
+    os << "  (void)inputs; (void)outputs; (void)constants;\n";
+    for (size_t s = 0; s < syms_.symbols.size(); ++s)
+      os << fmt::format("  const int64_t S{0} = S[{0}]; (void)S{0};\n", s);
+    if (syms_.symbols.empty())
+      os << "  (void)S;\n";
+    sched::MemoryPlan plan = sched::planMemory(p_, ctx_);
+    for (size_t s = 0; s < plan.slots.size(); ++s)
+      os << "  " << ops_.allocScratch(fmt::format("slot{}", s), cpp(plan.slots[s].bytes));
+    for (auto &b : p_.buffers) {
+      std::string ct = dtypeCType(b->dtype);
+      switch (b->kind) {
+      case loop::BufferKind::Input:
+        os << fmt::format("  {0} *{1} = ({0} *)inputs[{2}]; (void){1};\n", ct, b->name, b->index);
+        break;
+      case loop::BufferKind::Output:
+        os << fmt::format("  {0} *{1} = ({0} *)outputs[{2}]; (void){1};\n", ct, b->name, b->index);
+        break;
+      case loop::BufferKind::Constant:
+        os << fmt::format("  {0} *{1} = ({0} *)constants[{2}]; (void){1};\n", ct, b->name, b->index);
+        break;
+      case loop::BufferKind::Intermediate: {
+        auto it = plan.slotOf.find(b.get());
+        if (it == plan.slotOf.end())
+          continue;
+        os << fmt::format("  {0} *{1} = ({0} *)slot{2};\n", ct, b->name, it->second);
+        break;
+      }
+      }
+    }
+    int scopes = 0;
+    for (auto &k : p_.kernels) {
+      if (k->kind == loop::KernelKind::Extern) {
+        os << externCall(*k, scopes);
+        continue;
+      }
+      const KernelSignature &sig = sigs[k->id];
+      std::vector<std::string> args;
+      for (loop::Buffer *b : sig.buffers)
+        args.push_back(bufferExpr(b));
+      for (const sym::Expr &s : sig.symbols)
+        args.push_back(symName(s));
+      os << "  " << ops_.launchKernel(fmt::format("kiln_kernel_{}", k->id), args);
+    }
+    os << "  " << ops_.synchronize();
+    os << "  return 0;\n}\n\n";
+    if (embed) {
+      os << "extern \"C\" const uint8_t kiln_weights_blob[];\n";
+    }
+    os << "extern \"C\" __attribute__((visibility(\"hidden\"))) const kiln_model_desc_v1 "
+          "kiln_model_desc = {\n";
+    os << "  sizeof(kiln_model_desc_v1), KILN_ABI_VERSION, " << shimVersion() << ", "
+       << cString(ops_.deviceName()) << ",\n";
+    os << fmt::format("  {}, {}, {}, {},\n", syms_.symbols.size(), p_.inputs.size(),
+                      p_.outputs.size(), p_.constants.size());
+    os << "  symbols_desc, in_desc, out_desc, constants_desc,\n";
+    os << (embed ? "  kiln_weights_blob, " : "  nullptr, ") << fmt::format("UINT64_C({}),\n", weightsSize_());
+    os << "  bind_shapes, output_dims, run_impl,\n};\n";
+    return os.str();
+  }
+
+  int shimVersion() const {
+    int v = 1;
+    for (auto &k : p_.kernels)
+      if (k->kind == loop::KernelKind::Extern) {
+        auto pos = k->ext.function.rfind("_v");
+        if (pos != std::string::npos)
+          v = std::max(v, std::stoi(k->ext.function.substr(pos + 2)));
+      }
+    return v;
+  }
+
+  size_t weightsSize_() const {
+    size_t n = 0;
+    for (size_t i = 0; i < p_.constants.size(); ++i)
+      n = offsets_[i] + p_.constants[i]->data->bytes.size();
+    return n;
+  }
+
+  const ir::Graph &g_;
+  loop::Program &p_;
+  const DeviceOps &ops_;
+  sym::Context &ctx_;
+  ModelSymbols syms_;
+  std::vector<size_t> offsets_;
+};
+
+} // namespace
+
+GeneratedModel generateModel(const ir::Graph &g, loop::Program &p, const DeviceOps &ops,
+                             size_t kernelsPerFile, bool embedWeights) {
+  WrapperGen gen(g, p, ops);
+  return gen.generate(std::max<size_t>(kernelsPerFile, 1), embedWeights);
+}
+
+} // namespace kiln::codegen

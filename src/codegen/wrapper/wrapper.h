@@ -1,0 +1,38 @@
+// The device-agnostic wrapper generator: prints the host code that checks shapes,
+// allocates scratch by the memory plan, launches kernels in order and calls externs,
+// plus the model descriptor libkiln_rt reads. Kernels go to separate sources.
+#pragma once
+
+#include "codegen/wrapper/device_ops.h"
+#include "ir/graph.h"
+#include "loop/program.h"
+
+#include <string>
+#include <vector>
+
+namespace kiln::codegen {
+
+struct SourceFile {
+  std::string name; // e.g. "kernels_0.cpp"
+  std::string text;
+  std::vector<std::string> flags;
+};
+
+struct GeneratedModel {
+  std::vector<SourceFile> sources;
+  std::vector<uint8_t> weights; // constants, 64-byte aligned, in constant order
+};
+
+struct ModelSymbols {
+  std::vector<sym::Expr> symbols; // index = position in the symbols array
+  int indexOf(sym::Expr s) const;
+};
+
+/// Symbols of the graph's input shapes, in order of first appearance.
+ModelSymbols collectModelSymbols(const ir::Graph &g);
+
+/// Generates every source of model.so. `kernelsPerFile` splits kernels across units.
+GeneratedModel generateModel(const ir::Graph &g, loop::Program &p, const DeviceOps &ops,
+                             size_t kernelsPerFile, bool embedWeights);
+
+} // namespace kiln::codegen

@@ -1,0 +1,265 @@
+#include "frontend/onnx/importer.h"
+
+#include "frontend/onnx/tensor_proto.h"
+#include "support/error.h"
+
+#include <filesystem>
+#include <fstream>
+#include <onnx/onnx_pb.h>
+#include <cstring>
+#include <set>
+#include <sstream>
+
+namespace kiln::frontend {
+
+namespace {
+
+constexpr int kMaxOpset = 21;
+
+struct Importer {
+  sym::Context &ctx;
+  const ImportOptions &opts;
+  std::string dir, file;
+  int opset = 0;
+  std::set<std::string> usedDynamic;
+  int anonSymbols = 0;
+
+  std::string where() const { return fmt::format("model '{}'", file); }
+
+  ir::Attribute convertAttr(const onnx::AttributeProto &a, const std::string &ctxName,
+                            ir::Graph &g) {
+    ir::Attribute r;
+    using A = onnx::AttributeProto;
+    switch (a.type()) {
+    case A::INT:
+      r.kind = ir::Attribute::Kind::Int;
+      r.i = a.i();
+      break;
+    case A::FLOAT:
+      r.kind = ir::Attribute::Kind::Float;
+      r.f = a.f();
+      break;
+    case A::STRING:
+      r.kind = ir::Attribute::Kind::String;
+      r.s = a.s();
+      break;
+    case A::INTS:
+      r.kind = ir::Attribute::Kind::Ints;
+      r.ints.assign(a.ints().begin(), a.ints().end());
+      break;
+    case A::FLOATS:
+      r.kind = ir::Attribute::Kind::Floats;
+      r.floats.assign(a.floats().begin(), a.floats().end());
+      break;
+    case A::STRINGS:
+      r.kind = ir::Attribute::Kind::Strings;
+      r.strings.assign(a.strings().begin(), a.strings().end());
+      break;
+    case A::TENSOR:
+      r.kind = ir::Attribute::Kind::Tensor;
+      r.tensor = convertTensor(a.t(), dir, ctxName);
+      break;
+    case A::GRAPH:
+      r.kind = ir::Attribute::Kind::Graph;
+      r.graph = std::make_shared<ir::Graph>(ctx);
+      break;
+    default:
+      fail("{}: attribute '{}' has unsupported type {}", ctxName, a.name(),
+           A::AttributeType_Name(a.type()));
+    }
+    return r;
+  }
+
+  sym::Expr dimExpr(const onnx::TensorShapeProto_Dimension &d, const std::string &input,
+                    int index) {
+    if (opts.allInputDimsDynamic) {
+      std::string name = d.has_dim_param() && !d.dim_param().empty()
+                             ? d.dim_param()
+                             : fmt::format("{}_d{}", input, index);
+      return ctx.symbol(name, 1, 1 << 20);
+    }
+    if (d.has_dim_value())
+      return ctx.constant(d.dim_value());
+    std::string name = d.dim_param();
+    if (name.empty())
+      name = fmt::format("{}_d{}", input, index);
+    auto it = opts.dynamic.find(name);
+    if (it != opts.dynamic.end()) {
+      usedDynamic.insert(name);
+      return ctx.symbol(name, it->second.min, it->second.max);
+    }
+    return ctx.symbol(name, 1, INT32_MAX);
+  }
+
+  void importGraph(const onnx::GraphProto &gp, ir::Graph &g) {
+    std::set<std::string> initNames;
+    for (const auto &init : gp.initializer()) {
+      ir::Value *v = g.newValue(init.name());
+      v->data = convertTensor(init, dir, where());
+      v->dtype = v->data->dtype;
+      for (int64_t d : v->data->dims)
+        v->shape.push_back(ctx.constant(d));
+      v->shapeKnown = true;
+      initNames.insert(init.name());
+    }
+    for (const auto &in : gp.input()) {
+      if (initNames.count(in.name()))
+        continue; // an initializer listed as input (old exporters): a constant
+      ir::Value *v = g.newValue(in.name());
+      v->isGraphInput = true;
+      const auto &tt = in.type().tensor_type();
+      if (!in.type().has_tensor_type())
+        fail("{}: input '{}' is not a tensor (sequence/map inputs are not supported)", where(),
+             in.name());
+      if (!dtypeFromOnnx(tt.elem_type(), v->dtype))
+        fail("{}: input '{}' has unsupported element type {}", where(), in.name(),
+             tt.elem_type());
+      if (!tt.has_shape())
+        fail("{}: input '{}' has no shape; give its rank in the model", where(), in.name());
+      for (int d = 0; d < tt.shape().dim_size(); ++d)
+        v->shape.push_back(dimExpr(tt.shape().dim(d), in.name(), d));
+      v->shapeKnown = true;
+      g.inputs.push_back(v);
+    }
+    int counter = 0;
+    for (const auto &np : gp.node()) {
+      std::string name = np.name().empty() ? fmt::format("{}_{}", np.op_type(), counter) : np.name();
+      ++counter;
+      int nodeOpset = opset;
+      std::string ctxName = fmt::format("{}: node '{}' ({}, opset {})", where(), name,
+                                        np.op_type(), nodeOpset);
+      if (np.op_type() == "Constant") {
+        importConstant(np, g, ctxName);
+        continue;
+      }
+      ir::Node *n = g.newNode(np.op_type(), name);
+      n->domain = np.domain();
+      n->opset = nodeOpset;
+      for (const auto &a : np.attribute())
+        n->attrs[a.name()] = convertAttr(a, ctxName, g);
+      for (const auto &inName : np.input()) {
+        if (inName.empty()) {
+          n->inputs.push_back(nullptr);
+          continue;
+        }
+        ir::Value *v = g.findValue(inName);
+        if (!v)
+          fail("{}: input '{}' is not defined by any earlier node, initializer or graph input",
+               ctxName, inName);
+        n->inputs.push_back(v);
+      }
+      for (const auto &outName : np.output()) {
+        ir::Value *v = g.newValue(outName.empty() ? "" : outName);
+        n->outputs.push_back(v);
+      }
+      g.connect(n);
+    }
+    for (const auto &out : gp.output()) {
+      ir::Value *v = g.findValue(out.name());
+      if (!v)
+        fail("{}: graph output '{}' is not produced by any node", where(), out.name());
+      v->isGraphOutput = true;
+      g.outputs.push_back(v);
+    }
+  }
+
+  void importConstant(const onnx::NodeProto &np, ir::Graph &g, const std::string &ctxName) {
+    if (np.output_size() != 1)
+      fail("{}: Constant must have one output", ctxName);
+    ir::Value *v = g.newValue(np.output(0));
+    auto data = std::make_shared<ir::TensorData>();
+    for (const auto &a : np.attribute()) {
+      if (a.name() == "value") {
+        data = convertTensor(a.t(), dir, ctxName);
+      } else if (a.name() == "value_float") {
+        data->dtype = DType::Float32;
+        data->bytes.resize(4);
+        float f = a.f();
+        std::memcpy(data->bytes.data(), &f, 4);
+      } else if (a.name() == "value_floats") {
+        data->dtype = DType::Float32;
+        data->dims = {a.floats_size()};
+        data->bytes.resize(4 * a.floats_size());
+        std::memcpy(data->bytes.data(), a.floats().data(), data->bytes.size());
+      } else if (a.name() == "value_int") {
+        data->dtype = DType::Int64;
+        data->bytes.resize(8);
+        int64_t x = a.i();
+        std::memcpy(data->bytes.data(), &x, 8);
+      } else if (a.name() == "value_ints") {
+        data->dtype = DType::Int64;
+        data->dims = {a.ints_size()};
+        data->bytes.resize(8 * a.ints_size());
+        std::memcpy(data->bytes.data(), a.ints().data(), data->bytes.size());
+      } else {
+        fail("{}: Constant attribute '{}' is not supported", ctxName, a.name());
+      }
+    }
+    v->data = data;
+    v->dtype = data->dtype;
+    for (int64_t d : data->dims)
+      v->shape.push_back(ctx.constant(d));
+    v->shapeKnown = true;
+  }
+};
+
+} // namespace
+
+std::unique_ptr<ir::Graph> importModelBytes(const std::string &bytes, const std::string &dir,
+                                            const std::string &displayName, sym::Context &ctx,
+                                            const ImportOptions &opts) {
+  onnx::ModelProto model;
+  if (bytes.empty())
+    fail("'{}' is empty, not an ONNX model", displayName);
+  if (!model.ParseFromString(bytes))
+    fail("'{}' is not a valid ONNX model (protobuf parse failed; is the file truncated?)",
+         displayName);
+  if (!model.has_graph() || model.graph().node_size() == 0)
+    fail("'{}' is not an ONNX model: it has no graph nodes", displayName);
+  Importer im{ctx, opts, dir, displayName};
+  for (const auto &op : model.opset_import()) {
+    if (op.domain().empty() || op.domain() == "ai.onnx")
+      im.opset = static_cast<int>(op.version());
+  }
+  if (im.opset == 0)
+    im.opset = 1;
+  if (im.opset > kMaxOpset)
+    fail("'{}' uses ONNX opset {}; kiln supports opsets 1 to {}", displayName, im.opset,
+         kMaxOpset);
+  auto g = std::make_unique<ir::Graph>(ctx);
+  g->modelPath = displayName;
+  im.importGraph(model.graph(), *g);
+  for (const auto &[name, range] : opts.dynamic)
+    if (!im.usedDynamic.count(name))
+      fail("--dynamic {}: model '{}' has no input dim named '{}' (dim_params are: see `kiln "
+           "inspect`)",
+           name, displayName, name);
+  return g;
+}
+
+std::unique_ptr<ir::Graph> importModel(const std::string &path, sym::Context &ctx,
+                                       const ImportOptions &opts) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    fail("cannot open model file '{}'", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  return importModelBytes(ss.str(), dir, path, ctx, opts);
+}
+
+std::shared_ptr<ir::TensorData> readTensorProtoFile(const std::string &path, std::string *name) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    fail("cannot open tensor file '{}'", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  onnx::TensorProto t;
+  if (!t.ParseFromString(ss.str()))
+    fail("'{}' is not a TensorProto", path);
+  if (name)
+    *name = t.name();
+  return convertTensor(t, std::filesystem::path(path).parent_path().string(), path);
+}
+
+} // namespace kiln::frontend

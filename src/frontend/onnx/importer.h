@@ -1,0 +1,35 @@
+// ONNX protobuf → graph IR. Reads initializers (including external data confined to the
+// model's directory), turns dim_params into shared symbols, and applies --dynamic.
+#pragma once
+
+#include "ir/graph.h"
+
+#include <map>
+#include <memory>
+#include <string>
+
+namespace kiln::frontend {
+
+struct DynamicDim {
+  int64_t min = 1, max = INT32_MAX;
+};
+
+struct ImportOptions {
+  /// dim_param name → range; names must exist in the model.
+  std::map<std::string, DynamicDim> dynamic;
+  /// Make every input dim a fresh symbol (exercises run-time shape logic).
+  bool allInputDimsDynamic = false;
+};
+
+/// Reads `path`; throws UserError naming the file (and node/op/opset) on any problem.
+std::unique_ptr<ir::Graph> importModel(const std::string &path, sym::Context &ctx,
+                                       const ImportOptions &opts);
+/// Same, from bytes already in memory (tests).
+std::unique_ptr<ir::Graph> importModelBytes(const std::string &bytes, const std::string &dir,
+                                            const std::string &displayName, sym::Context &ctx,
+                                            const ImportOptions &opts);
+
+/// Parses a serialized TensorProto (test data files).
+std::shared_ptr<ir::TensorData> readTensorProtoFile(const std::string &path, std::string *name);
+
+} // namespace kiln::frontend

@@ -1,0 +1,117 @@
+// Graph IR: values with a dtype and a symbolic shape, ONNX-level ops, constants.
+// Values may also carry compile-time contents: full data (constants) or, for small
+// int64 shape tensors, symbolic element values (so Shape→Gather→Reshape chains stay
+// exact for dynamic dims instead of being specialised).
+#pragma once
+
+#include "ir/dtype.h"
+#include "sym/expr.h"
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace kiln::ir {
+
+using Shape = std::vector<sym::Expr>;
+
+/// Host-side tensor data, row-major. Strings are stored in `strings`.
+struct TensorData {
+  DType dtype = DType::Float32;
+  std::vector<int64_t> dims;
+  std::vector<uint8_t> bytes;
+  std::vector<std::string> strings;
+  int64_t numel() const;
+  template <typename T> const T *as() const { return reinterpret_cast<const T *>(bytes.data()); }
+  template <typename T> T *as() { return reinterpret_cast<T *>(bytes.data()); }
+  /// Element i converted to double / int64 (numeric dtypes only).
+  double getDouble(int64_t i) const;
+  int64_t getInt(int64_t i) const;
+};
+
+class Graph;
+
+struct Attribute {
+  enum class Kind { Int, Float, String, Ints, Floats, Strings, Tensor, Graph };
+  Kind kind = Kind::Int;
+  int64_t i = 0;
+  float f = 0;
+  std::string s;
+  std::vector<int64_t> ints;
+  std::vector<float> floats;
+  std::vector<std::string> strings;
+  std::shared_ptr<TensorData> tensor;
+  std::shared_ptr<Graph> graph;
+};
+
+struct Node;
+
+struct Value {
+  std::string name;
+  DType dtype = DType::Float32;
+  Shape shape;
+  bool shapeKnown = false;
+  std::shared_ptr<const TensorData> data;       // compile-time contents
+  std::optional<std::vector<sym::Expr>> symData; // int64 contents as sym exprs
+  Node *producer = nullptr;
+  std::vector<Node *> users;
+  bool isGraphInput = false;
+  bool isGraphOutput = false;
+  int rank() const { return static_cast<int>(shape.size()); }
+};
+
+struct Node {
+  std::string op;
+  std::string domain;
+  std::string name;
+  int opset = 0;
+  std::vector<Value *> inputs; // nullptr = absent optional input
+  std::vector<Value *> outputs;
+  std::map<std::string, Attribute> attrs;
+  bool dead = false;
+
+  Value *input(size_t i) const { return i < inputs.size() ? inputs[i] : nullptr; }
+  bool hasAttr(const std::string &k) const { return attrs.count(k) != 0; }
+  int64_t attrInt(const std::string &k, int64_t dflt) const;
+  float attrFloat(const std::string &k, float dflt) const;
+  std::string attrString(const std::string &k, const std::string &dflt) const;
+  std::vector<int64_t> attrInts(const std::string &k, std::vector<int64_t> dflt = {}) const;
+  std::vector<float> attrFloats(const std::string &k) const;
+  /// "node 'name' (Op, opset N)" for error messages.
+  std::string describe() const;
+};
+
+class Graph {
+public:
+  explicit Graph(sym::Context &ctx) : ctx_(&ctx) {}
+  sym::Context &ctx() const { return *ctx_; }
+
+  Value *newValue(const std::string &name);
+  Node *newNode(const std::string &op, const std::string &name);
+  void connect(Node *n); // registers n as user of its inputs, producer of its outputs
+  Value *findValue(const std::string &name) const;
+
+  std::vector<Value *> inputs, outputs;
+  std::deque<std::unique_ptr<Node>> nodes; // topological order
+  std::deque<std::unique_ptr<Value>> values;
+  std::string modelPath;
+
+  /// Removes dead nodes and recomputes users.
+  void compact();
+
+private:
+  sym::Context *ctx_;
+  std::map<std::string, Value *> byName_;
+};
+
+std::string shapeToString(const Shape &s);
+/// Textual dump (used by --print-after-all and golden tests).
+std::string dump(const Graph &g);
+/// Checks structural invariants; throws InternalError naming the broken one.
+void verify(const Graph &g);
+
+} // namespace kiln::ir

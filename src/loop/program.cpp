@@ -1,0 +1,94 @@
+#include "loop/program.h"
+#include "support/error.h"
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <sstream>
+
+namespace kiln::loop {
+
+sym::Expr Buffer::numel(sym::Context &ctx) const {
+  sym::Expr n = ctx.constant(1);
+  for (const sym::Expr &d : shape)
+    n = n * d;
+  return n;
+}
+
+const char *reduceName(ReduceOp op) {
+  switch (op) {
+  case ReduceOp::Sum: return "sum";
+  case ReduceOp::Prod: return "prod";
+  case ReduceOp::Max: return "max";
+  case ReduceOp::Min: return "min";
+  case ReduceOp::ArgMax: return "argmax";
+  case ReduceOp::ArgMin: return "argmin";
+  }
+  return "?";
+}
+
+static void collectLoads(const VRef &v, std::vector<Buffer *> &out) {
+  if (v->kind == VKind::Load) {
+    if (std::find(out.begin(), out.end(), v->buf) == out.end())
+      out.push_back(v->buf);
+    for (auto &[s, iv] : v->indirect)
+      collectLoads(iv, out);
+  }
+  for (const VRef &a : v->args)
+    collectLoads(a, out);
+}
+
+std::vector<Buffer *> Kernel::reads() const {
+  std::vector<Buffer *> r;
+  if (kind == KernelKind::Extern) {
+    for (Buffer *b : ext.inputs)
+      if (b && std::find(r.begin(), r.end(), b) == r.end())
+        r.push_back(b);
+    return r;
+  }
+  collectLoads(body, r);
+  return r;
+}
+
+Buffer *Program::newBuffer(DType t, ir::Shape shape, BufferKind kind, const std::string &hint) {
+  auto b = std::make_unique<Buffer>();
+  b->id = static_cast<int>(buffers.size());
+  b->name = fmt::format("buf{}", b->id);
+  (void)hint;
+  b->dtype = t;
+  b->shape = std::move(shape);
+  b->kind = kind;
+  buffers.push_back(std::move(b));
+  return buffers.back().get();
+}
+
+Kernel *Program::newKernel(KernelKind k) {
+  auto kn = std::make_unique<Kernel>();
+  kn->kind = k;
+  kn->id = static_cast<int>(kernels.size());
+  kernels.push_back(std::move(kn));
+  return kernels.back().get();
+}
+
+std::string dump(const Program &p) {
+  std::ostringstream os;
+  for (const auto &k : p.kernels) {
+    if (k->kind == KernelKind::Extern) {
+      os << "kernel" << k->id << ": extern " << k->ext.function << "(";
+      for (size_t i = 0; i < k->ext.inputs.size(); ++i)
+        os << (i ? ", " : "") << (k->ext.inputs[i] ? k->ext.inputs[i]->name : "null");
+      os << ") -> ";
+      for (size_t i = 0; i < k->ext.outputs.size(); ++i)
+        os << (i ? ", " : "") << k->ext.outputs[i]->name;
+      os << "\n";
+      continue;
+    }
+    os << "kernel" << k->id << ": " << k->out->name << ir::shapeToString(k->out->shape) << " = ";
+    if (k->kind == KernelKind::Reduction) {
+      os << reduceName(k->rop) << " over " << ir::shapeToString(k->rsizes) << " of ";
+    }
+    os << toString(k->body) << "\n";
+  }
+  return os.str();
+}
+
+} // namespace kiln::loop

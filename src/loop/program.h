@@ -1,0 +1,78 @@
+// Loop IR program: buffers and the kernels that fill them, in execution order.
+#pragma once
+
+#include "ir/graph.h"
+#include "loop/vexpr.h"
+
+#include <list>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace kiln::loop {
+
+enum class BufferKind { Input, Output, Constant, Intermediate };
+
+struct Buffer {
+  int id = 0;
+  std::string name;
+  DType dtype = DType::Float32;
+  ir::Shape shape; // contiguous row-major
+  BufferKind kind = BufferKind::Intermediate;
+  int index = -1; // input/output/constant number
+  std::shared_ptr<const ir::TensorData> data; // constants: contents
+  sym::Expr numel(sym::Context &ctx) const;
+};
+
+enum class ReduceOp { Sum, Prod, Max, Min, ArgMax, ArgMin };
+const char *reduceName(ReduceOp op);
+
+enum class KernelKind { Pointwise, Reduction, Extern };
+
+/// One argument of a shim call, printed by the wrapper in order.
+struct ExternArg {
+  enum class Kind { Buffer, Null, Dims, Site, Params } kind = Kind::Null;
+  Buffer *buf = nullptr;
+  std::vector<sym::Expr> dims;
+};
+
+/// One extern call: a shim function with buffers and a params struct.
+struct ExternCall {
+  std::string function; // e.g. "kiln_shim_conv_v1"
+  std::vector<ExternArg> args;
+  std::vector<Buffer *> inputs, outputs; // for liveness
+  std::string paramsType;                // C struct type of the params
+  std::vector<std::pair<std::string, std::string>> params; // field -> value (sym or literal)
+  std::vector<std::pair<std::string, sym::Expr>> symParams; // field -> sym expression
+  int site = 0;
+};
+
+struct Kernel {
+  KernelKind kind = KernelKind::Pointwise;
+  int id = 0;
+  std::string origin; // ONNX node names it came from (for comments/errors)
+  Buffer *out = nullptr;
+  std::vector<sym::Expr> vars;   // loop variables over out->shape
+  VRef body;                     // Pointwise: value; Reduction: reduced operand
+  // Reduction only:
+  std::vector<sym::Expr> rvars;  // reduction variables
+  std::vector<sym::Expr> rsizes; // their extents
+  ReduceOp rop = ReduceOp::Sum;
+  DType accDtype = DType::Float32;
+  ExternCall ext;
+  std::vector<Buffer *> reads() const;
+};
+
+struct Program {
+  std::vector<std::unique_ptr<Buffer>> buffers;
+  std::vector<std::unique_ptr<Kernel>> kernels;
+  std::vector<Buffer *> inputs, outputs, constants;
+  int nextSite = 0;
+
+  Buffer *newBuffer(DType t, ir::Shape shape, BufferKind kind, const std::string &hint);
+  Kernel *newKernel(KernelKind k);
+};
+
+std::string dump(const Program &p);
+
+} // namespace kiln::loop

@@ -1,0 +1,66 @@
+// Loop IR value expressions: the scalar body of a kernel, evaluated at one point of
+// the iteration space whose loop variables are sym symbols. Immutable and shared; a
+// node used twice is computed once by the printer.
+#pragma once
+
+#include "ir/dtype.h"
+#include "loop/ops.h"
+#include "sym/expr.h"
+
+#include <memory>
+#include <vector>
+
+namespace kiln::loop {
+
+struct Buffer;
+struct VNode;
+using VRef = std::shared_ptr<const VNode>;
+
+enum class VKind {
+  Const,  // literal (fval for floats, ival otherwise)
+  SymInt, // an integer sym expression used as a value (sizes, loop indices)
+  Load,   // buf[index]; `indirect` binds symbols to loaded values first
+  Unary,
+  Binary,
+  Select, // args[0] ? args[1] : args[2]
+  Cast,   // args[0] converted to dtype
+};
+
+struct VNode {
+  VKind kind;
+  DType dtype;
+  double fval = 0;
+  int64_t ival = 0;
+  sym::Expr sym;  // SymInt value, Load index
+  Buffer *buf = nullptr;
+  std::vector<std::pair<sym::Expr, VRef>> indirect;
+  UnaryOp uop = UnaryOp::Neg;
+  BinaryOp bop = BinaryOp::Add;
+  std::vector<VRef> args;
+};
+
+// Constructors fold constants and sym arithmetic as they build, so shape tensors
+// computed from Shape() stay symbolic expressions rather than opaque loads.
+VRef constant(DType t, double v);
+VRef constantInt(DType t, int64_t v);
+VRef symInt(sym::Expr e, DType t = DType::Int64);
+VRef load(Buffer *b, sym::Expr index, std::vector<std::pair<sym::Expr, VRef>> indirect = {});
+VRef unary(UnaryOp op, VRef a);
+VRef binary(BinaryOp op, VRef a, VRef b);
+VRef select(VRef c, VRef a, VRef b);
+VRef cast(VRef a, DType to);
+
+bool isConst(const VRef &v);
+/// Numeric constant value as double (Const only).
+double constAsDouble(const VRef &v);
+/// If v is an integer known as a sym expression (Const int or SymInt), returns it.
+std::optional<sym::Expr> asSym(const VRef &v, sym::Context &ctx);
+
+/// Attaches `var := value` to every load in v whose index mentions var (gather-style
+/// indirect indexing: the index symbol is bound to a loaded value at run time).
+VRef bindIndirect(const VRef &v, sym::Expr var, const VRef &value);
+
+/// Readable one-line form for dumps and tests.
+std::string toString(const VRef &v);
+
+} // namespace kiln::loop

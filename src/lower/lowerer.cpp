@@ -1,0 +1,256 @@
+#include "lower/lowerer.h"
+
+#include "support/error.h"
+
+#include <algorithm>
+
+namespace kiln::lower {
+
+sym::Context &OpCtx::ctx() { return l_.graph.ctx(); }
+loop::Program &OpCtx::prog() { return l_.prog; }
+
+LTensor OpCtx::in(size_t i) {
+  const ir::Value *v = node.input(i);
+  if (!v)
+    fail("{}: input {} is required but absent", node.describe(), i);
+  return l_.valueTensor(v);
+}
+
+const ir::TensorData *OpCtx::constIn(size_t i) {
+  const ir::Value *v = node.input(i);
+  return v && v->data ? v->data.get() : nullptr;
+}
+
+std::optional<std::vector<sym::Expr>> OpCtx::symIn(size_t i) {
+  const ir::Value *v = node.input(i);
+  if (!v)
+    return std::nullopt;
+  if (v->symData)
+    return v->symData;
+  if (v->data && isInteger(v->data->dtype)) {
+    std::vector<sym::Expr> r;
+    for (int64_t k = 0; k < v->data->numel(); ++k)
+      r.push_back(ctx().constant(v->data->getInt(k)));
+    return r;
+  }
+  return std::nullopt;
+}
+
+std::vector<sym::Expr> OpCtx::requireSymIn(size_t i, const char *what) {
+  auto r = symIn(i);
+  if (!r)
+    fail("{}: input {} ({}) must be known at compile time; it is computed from run-time data",
+         node.describe(), i, what);
+  return *r;
+}
+
+std::vector<int64_t> OpCtx::requireIntsIn(size_t i, const char *what) {
+  std::vector<int64_t> r;
+  for (sym::Expr e : requireSymIn(i, what)) {
+    if (!e.isConst())
+      fail("{}: input {} ({}) must be a compile-time constant, got {}", node.describe(), i, what,
+           sym::toString(e));
+    r.push_back(e->value);
+  }
+  return r;
+}
+
+void OpCtx::out(size_t i, LTensor t) {
+  if (i >= node.outputs.size() || !node.outputs[i])
+    return;
+  l_.env[node.outputs[i]] = std::move(t);
+}
+
+LTensor OpCtx::pointwise(DType t, ir::Shape shape, Loader fn, bool cheap) {
+  LTensor r;
+  r.dtype = t;
+  r.shape = std::move(shape);
+  r.load = std::move(fn);
+  r.cheap = cheap;
+  return r;
+}
+
+LTensor OpCtx::realize(const LTensor &t) {
+  if (t.buffer)
+    return t;
+  loop::Buffer *b = prog().newBuffer(t.dtype, t.shape, loop::BufferKind::Intermediate, "");
+  loop::Kernel *k = prog().newKernel(loop::KernelKind::Pointwise);
+  k->origin = node.name;
+  k->out = b;
+  for (const sym::Expr &d : t.shape)
+    k->vars.push_back(l_.newVar("i", d));
+  k->body = t.load(k->vars);
+  return fromBuffer(ctx(), b);
+}
+
+LTensor OpCtx::reduce(const LTensor &t, std::vector<int> axes, bool keepdims, loop::ReduceOp op,
+                      DType acc, const std::function<loop::VRef(loop::VRef)> &pre) {
+  std::sort(axes.begin(), axes.end());
+  axes.erase(std::unique(axes.begin(), axes.end()), axes.end());
+  ir::Shape outShape;
+  std::vector<int> keptAxes;
+  for (int d = 0; d < t.rank(); ++d) {
+    bool reduced = std::count(axes.begin(), axes.end(), d) != 0;
+    if (!reduced) {
+      outShape.push_back(t.shape[d]);
+      keptAxes.push_back(d);
+    } else if (keepdims) {
+      outShape.push_back(ctx().constant(1));
+    }
+  }
+  DType outType = (op == loop::ReduceOp::ArgMax || op == loop::ReduceOp::ArgMin) ? DType::Int64
+                                                                                 : acc;
+  loop::Buffer *b = prog().newBuffer(outType, outShape, loop::BufferKind::Intermediate, "");
+  loop::Kernel *k = prog().newKernel(loop::KernelKind::Reduction);
+  k->origin = node.name;
+  k->out = b;
+  k->rop = op;
+  k->accDtype = acc;
+  for (const sym::Expr &d : outShape)
+    k->vars.push_back(l_.newVar("i", d));
+  Index full(t.rank());
+  size_t outPos = 0;
+  for (int d = 0; d < t.rank(); ++d) {
+    bool reduced = std::count(axes.begin(), axes.end(), d) != 0;
+    if (reduced) {
+      sym::Expr r = l_.newVar("r", t.shape[d]);
+      k->rvars.push_back(r);
+      k->rsizes.push_back(t.shape[d]);
+      full[d] = r;
+      if (keepdims)
+        ++outPos;
+    } else {
+      full[d] = k->vars[outPos++];
+    }
+  }
+  loop::VRef v = t.load(full);
+  if (pre)
+    v = pre(v);
+  k->body = loop::cast(v, acc);
+  return fromBuffer(ctx(), b);
+}
+
+loop::Kernel *OpCtx::externKernel(const std::string &fn) {
+  loop::Kernel *k = prog().newKernel(loop::KernelKind::Extern);
+  k->origin = node.name;
+  k->ext.function = fn;
+  k->ext.site = prog().nextSite++;
+  return k;
+}
+
+void OpCtx::unsupported(const std::string &what) {
+  fail("{}: {} is not supported by kiln", node.describe(), what);
+}
+
+int OpCtx::normAxis(int64_t axis, int rank) {
+  if (axis < -rank || axis >= std::max(rank, 1))
+    fail("{}: axis {} is out of range for rank {}", node.describe(), axis, rank);
+  return static_cast<int>(axis < 0 ? axis + rank : axis);
+}
+
+sym::Expr Lowerer::newVar(const char *prefix, sym::Expr size) {
+  std::string name = fmt::format("_{}{}", prefix, varCounter_++);
+  sym::Range r = sym::rangeOf(size);
+  int64_t hi = r.hi == INT64_MAX ? INT64_MAX : r.hi - 1;
+  return graph.ctx().symbol(name, 0, hi);
+}
+
+loop::Buffer *Lowerer::constantBuffer(const ir::Value *v) {
+  auto it = constBuffers_.find(v);
+  if (it != constBuffers_.end())
+    return it->second;
+  ir::Shape shape;
+  for (int64_t d : v->data->dims)
+    shape.push_back(graph.ctx().constant(d));
+  loop::Buffer *b = prog.newBuffer(v->data->dtype, shape, loop::BufferKind::Constant, v->name);
+  b->data = v->data;
+  b->index = static_cast<int>(prog.constants.size());
+  prog.constants.push_back(b);
+  constBuffers_[v] = b;
+  return b;
+}
+
+LTensor Lowerer::valueTensor(const ir::Value *v) {
+  if (v->data && !env.count(v))
+    env[v] = fromBuffer(graph.ctx(), constantBuffer(v));
+  auto it = env.find(v);
+  KILN_ASSERT(it != env.end(), "value '{}' used before it was lowered", v->name);
+  // Shape tensors known symbolically read as their sym values, not as loads.
+  if (v->symData && !v->data) {
+    LTensor t = it->second;
+    auto vals = *v->symData;
+    sym::Context *c = &graph.ctx();
+    DType dt = v->dtype;
+    t.load = [vals, c, dt](const Index &idx) {
+      sym::Expr flat = idx.empty() ? c->constant(0) : idx[0];
+      if (flat.isConst() && flat->value >= 0 && flat->value < (int64_t)vals.size())
+        return loop::symInt(vals[flat->value], dt);
+      // Data-dependent index into a symbolic shape vector: select chain.
+      loop::VRef r = loop::symInt(vals.back(), dt);
+      for (size_t k = vals.size() - 1; k-- > 0;)
+        r = loop::select(loop::binary(loop::BinaryOp::Eq, loop::symInt(flat),
+                                      loop::constantInt(DType::Int64, (int64_t)k)),
+                         loop::symInt(vals[k], dt), r);
+      return r;
+    };
+    t.cheap = true;
+    return t;
+  }
+  return it->second;
+}
+
+void Lowerer::lowerNode(const ir::Node &n) {
+  if (!n.domain.empty() && n.domain != "ai.onnx")
+    fail("{}: operator domain '{}' is not supported (only the default ONNX domain)",
+         n.describe(), n.domain);
+  const OpInfo *info = findOp(n.op);
+  if (!info)
+    fail("{}: operator '{}' is not supported by kiln", n.describe(), n.op);
+  OpCtx c(*this, n);
+  info->lower(c);
+  for (size_t i = 0; i < n.outputs.size(); ++i) {
+    const ir::Value *o = n.outputs[i];
+    if (o && !o->name.empty() && !env.count(o))
+      fail("{}: output {} ('{}') is not produced by kiln's lowering", n.describe(), i, o->name);
+  }
+}
+
+} // namespace kiln::lower
+
+namespace kiln::lower {
+
+void Lowerer::lowerGraph() {
+  sym::Context &ctx = graph.ctx();
+  for (size_t i = 0; i < graph.inputs.size(); ++i) {
+    const ir::Value *v = graph.inputs[i];
+    loop::Buffer *b = prog.newBuffer(v->dtype, v->shape, loop::BufferKind::Input, v->name);
+    b->index = static_cast<int>(i);
+    prog.inputs.push_back(b);
+    env[v] = fromBuffer(ctx, b);
+  }
+  for (const auto &n : graph.nodes)
+    lowerNode(*n);
+  for (size_t j = 0; j < graph.outputs.size(); ++j) {
+    const ir::Value *v = graph.outputs[j];
+    LTensor t = valueTensor(v);
+    bool takeOver = t.buffer && t.buffer->kind == loop::BufferKind::Intermediate;
+    if (takeOver) {
+      t.buffer->kind = loop::BufferKind::Output;
+      t.buffer->index = static_cast<int>(j);
+      prog.outputs.push_back(t.buffer);
+      continue;
+    }
+    // Inputs, constants, views and outputs listed twice are copied into the output.
+    loop::Buffer *b = prog.newBuffer(t.dtype, t.shape, loop::BufferKind::Output, v->name);
+    b->index = static_cast<int>(j);
+    prog.outputs.push_back(b);
+    loop::Kernel *k = prog.newKernel(loop::KernelKind::Pointwise);
+    k->origin = "output " + v->name;
+    k->out = b;
+    for (const sym::Expr &d : t.shape)
+      k->vars.push_back(newVar("i", d));
+    k->body = t.load(k->vars);
+  }
+}
+
+} // namespace kiln::lower

@@ -1,0 +1,82 @@
+// Graph IR → loop IR. Walks nodes in order, calls each op's lowering, and keeps a
+// lazy LTensor per value. Realization decisions (what becomes a buffer) live here.
+#pragma once
+
+#include "ir/graph.h"
+#include "lower/tensor.h"
+
+#include <map>
+
+namespace kiln::lower {
+
+class Lowerer;
+
+/// What an op's lowering function sees: its node, inputs, and the tools to build.
+class OpCtx {
+public:
+  OpCtx(Lowerer &l, const ir::Node &n) : l_(l), node(n) {}
+  Lowerer &lowerer() { return l_; }
+  sym::Context &ctx();
+  loop::Program &prog();
+
+  const ir::Node &node;
+  size_t numInputs() const { return node.inputs.size(); }
+  bool has(size_t i) const { return node.input(i) != nullptr; }
+  LTensor in(size_t i);
+  /// Compile-time contents of input i (nullptr if not known).
+  const ir::TensorData *constIn(size_t i);
+  /// Input i as a list of integers known at compile time (possibly symbolic).
+  std::optional<std::vector<sym::Expr>> symIn(size_t i);
+  /// Like symIn but fails with a clear message when not compile-time known.
+  std::vector<sym::Expr> requireSymIn(size_t i, const char *what);
+  std::vector<int64_t> requireIntsIn(size_t i, const char *what);
+  void out(size_t i, LTensor t);
+
+  /// Builds a pointwise LTensor from a scalar function of the index.
+  LTensor pointwise(DType t, ir::Shape shape, Loader fn, bool cheap = false);
+  /// Materialises t into a contiguous buffer (a Pointwise kernel) unless it is one.
+  LTensor realize(const LTensor &t);
+  /// Reduction over `axes` of t with body transform; keepdims keeps size-1 axes.
+  LTensor reduce(const LTensor &t, std::vector<int> axes, bool keepdims, loop::ReduceOp op,
+                 DType acc, const std::function<loop::VRef(loop::VRef)> &pre = nullptr);
+  /// Records an extern kernel; returns the kernel so the caller can fill it.
+  loop::Kernel *externKernel(const std::string &fn);
+  [[noreturn]] void unsupported(const std::string &what);
+  int normAxis(int64_t axis, int rank);
+
+private:
+  Lowerer &l_;
+};
+
+using LowerFn = void (*)(OpCtx &);
+
+struct OpInfo {
+  const char *name;
+  int sinceOpset;
+  LowerFn lower;
+};
+/// The registry of supported ops (default ONNX domain). One entry per op.
+const std::vector<OpInfo> &opRegistry();
+const OpInfo *findOp(const std::string &op);
+
+class Lowerer {
+public:
+  Lowerer(ir::Graph &g, loop::Program &p) : graph(g), prog(p) {}
+  ir::Graph &graph;
+  loop::Program &prog;
+  std::map<const ir::Value *, LTensor> env;
+
+  LTensor valueTensor(const ir::Value *v);
+  void lowerNode(const ir::Node &n);
+  /// Lowers the whole graph: inputs, constants, nodes, then writes outputs.
+  void lowerGraph();
+  /// Builds a fresh loop variable of range [0, size).
+  sym::Expr newVar(const char *prefix, sym::Expr size);
+  loop::Buffer *constantBuffer(const ir::Value *v);
+
+private:
+  std::map<const ir::Value *, loop::Buffer *> constBuffers_;
+  int varCounter_ = 0;
+};
+
+} // namespace kiln::lower

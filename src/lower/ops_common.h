@@ -1,0 +1,29 @@
+// Helpers shared by the op lowering files.
+#pragma once
+
+#include "lower/lowerer.h"
+#include "support/error.h"
+
+namespace kiln::lower {
+
+using loop::BinaryOp;
+using loop::UnaryOp;
+using loop::VRef;
+
+/// out = op(a, b) with numpy broadcasting; both operands must share a dtype.
+LTensor broadcastBinary(OpCtx &c, const LTensor &a, const LTensor &b, BinaryOp op);
+/// out = f(a) elementwise.
+LTensor mapUnary(OpCtx &c, const LTensor &a, const std::function<VRef(VRef)> &f);
+/// Fails unless t's dtype is one of the allowed kinds.
+void requireFloat(OpCtx &c, const LTensor &t, const char *what);
+/// Scalar float attribute or compile-time scalar input `i` (opset-dependent ops).
+std::optional<VRef> scalarInput(OpCtx &c, size_t i, DType t);
+/// Static int list → sym exprs.
+std::vector<sym::Expr> constants(sym::Context &ctx, const std::vector<int64_t> &v);
+
+void registerElementwiseOps(std::vector<OpInfo> &r);
+void registerShapeOps(std::vector<OpInfo> &r);
+void registerReduceOps(std::vector<OpInfo> &r);
+void registerNNOps(std::vector<OpInfo> &r);
+
+} // namespace kiln::lower

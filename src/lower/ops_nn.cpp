@@ -1,0 +1,362 @@
+// Neural-network ops: Conv/MatMul/Gemm as oneDNN externs through the shim, pooling as
+// reductions over the window, BatchNormalization as a pointwise affine.
+#include "lower/ops_common.h"
+
+#include <cmath>
+
+namespace kiln::lower {
+
+namespace {
+
+using loop::ExternArg;
+using loop::ReduceOp;
+
+/// A C float expression for a params field (handles infinities from Clip).
+std::string floatLiteral(double v) {
+  if (std::isinf(v))
+    return v > 0 ? "INFINITY" : "-INFINITY";
+  return fmt::format("(float)({:.17g})", v);
+}
+
+ExternArg bufArg(loop::Buffer *b) {
+  ExternArg a;
+  a.kind = b ? ExternArg::Kind::Buffer : ExternArg::Kind::Null;
+  a.buf = b;
+  return a;
+}
+ExternArg dimsArg(const ir::Shape &s) {
+  ExternArg a;
+  a.kind = ExternArg::Kind::Dims;
+  a.dims = s;
+  return a;
+}
+ExternArg kindArg(ExternArg::Kind k) {
+  ExternArg a;
+  a.kind = k;
+  return a;
+}
+
+struct Window {
+  std::vector<sym::Expr> padsBegin, padsEnd, out;
+  std::vector<int64_t> strides, dilations, kernel;
+};
+
+/// Spatial geometry shared by Conv and pooling: pads (explicit or auto_pad),
+/// strides, dilations and the output extents.
+Window windowGeometry(OpCtx &c, const ir::Shape &in, std::vector<int64_t> kernel, bool ceilMode) {
+  size_t n = kernel.size();
+  Window w;
+  w.kernel = kernel;
+  w.strides = c.node.attrInts("strides", std::vector<int64_t>(n, 1));
+  w.dilations = c.node.attrInts("dilations", std::vector<int64_t>(n, 1));
+  std::vector<int64_t> pads = c.node.attrInts("pads", std::vector<int64_t>(2 * n, 0));
+  if (w.strides.size() != n || w.dilations.size() != n || pads.size() != 2 * n)
+    fail("{}: strides/dilations/pads do not match {} spatial dims", c.node.describe(), n);
+  std::string autoPad = c.node.attrString("auto_pad", "NOTSET");
+  sym::Context &ctx = c.ctx();
+  for (size_t d = 0; d < n; ++d) {
+    sym::Expr size = in[2 + d];
+    int64_t eff = w.dilations[d] * (kernel[d] - 1) + 1;
+    sym::Expr pb = ctx.constant(pads[d]), pe = ctx.constant(pads[n + d]);
+    if (autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER") {
+      sym::Expr outSize = sym::floorDiv(size + (w.strides[d] - 1), w.strides[d]);
+      sym::Expr total = sym::max((outSize - 1) * w.strides[d] + eff - size, ctx.constant(0));
+      sym::Expr small = sym::floorDiv(total, 2);
+      pb = autoPad == "SAME_UPPER" ? small : total - small;
+      pe = total - pb;
+    } else if (autoPad == "VALID") {
+      pb = pe = ctx.constant(0);
+    } else if (autoPad != "NOTSET") {
+      fail("{}: auto_pad '{}' is not valid", c.node.describe(), autoPad);
+    }
+    sym::Expr span = size + pb + pe - eff;
+    sym::Expr o = ceilMode ? sym::floorDiv(span + (w.strides[d] - 1), w.strides[d]) + 1
+                           : sym::floorDiv(span, w.strides[d]) + 1;
+    if (ceilMode) // the last window must start inside the input or left padding
+      o = sym::min(o, sym::floorDiv(size + pb - 1, w.strides[d]) + 1);
+    w.padsBegin.push_back(pb);
+    w.padsEnd.push_back(pe);
+    w.out.push_back(o);
+  }
+  return w;
+}
+
+void lowerConv(OpCtx &c) {
+  LTensor x = c.in(0), wt = c.in(1);
+  if (x.dtype != DType::Float32 || wt.dtype != DType::Float32)
+    c.unsupported(fmt::format("Conv on {} (float32 only)", dtypeName(x.dtype)));
+  int spatial = x.rank() - 2;
+  if (spatial < 1 || spatial > 3)
+    c.unsupported(fmt::format("Conv with {} spatial dims", spatial));
+  std::vector<int64_t> kernel;
+  for (int d = 0; d < spatial; ++d) {
+    if (!wt.shape[2 + d].isConst())
+      fail("{}: kernel dims must be static", c.node.describe());
+    kernel.push_back(wt.shape[2 + d]->value);
+  }
+  int64_t groups = c.node.attrInt("group", 1);
+  Window w = windowGeometry(c, x.shape, kernel, false);
+  ir::Shape outShape{x.shape[0], wt.shape[0]};
+  for (auto &o : w.out)
+    outShape.push_back(o);
+  LTensor xr = c.realize(x), wr = c.realize(wt);
+  loop::Buffer *bias = c.has(2) ? c.realize(c.in(2)).buffer : nullptr;
+  loop::Buffer *residual = c.has(3) ? c.realize(c.in(3)).buffer : nullptr;
+  loop::Buffer *out = c.prog().newBuffer(DType::Float32, outShape, loop::BufferKind::Intermediate, "");
+  loop::Kernel *k = c.externKernel("kiln_shim_conv_v1");
+  k->ext.inputs = {xr.buffer, wr.buffer, bias, residual};
+  k->ext.outputs = {out};
+  k->ext.args = {kindArg(ExternArg::Kind::Site), bufArg(xr.buffer), dimsArg(x.shape),
+                 bufArg(wr.buffer), dimsArg(wt.shape), bufArg(bias), bufArg(residual),
+                 bufArg(out), dimsArg(outShape), kindArg(ExternArg::Kind::Params)};
+  k->ext.paramsType = "kiln_conv_params_v1";
+  auto &p = k->ext.params;
+  auto &sp = k->ext.symParams;
+  p.push_back({"spatial_rank", std::to_string(spatial)});
+  p.push_back({"groups", std::to_string(groups)});
+  int post = static_cast<int>(c.node.attrInt("_kiln_post", 0));
+  p.push_back({"post_op", std::to_string(post)});
+  if (post == 2) {
+    auto clip = c.node.attrFloats("_kiln_clip");
+    p.push_back({"clip_min", floatLiteral(clip[0])});
+    p.push_back({"clip_max", floatLiteral(clip[1])});
+  }
+  for (int d = 0; d < spatial; ++d) {
+    p.push_back({fmt::format("strides[{}]", d), std::to_string(w.strides[d])});
+    p.push_back({fmt::format("dilations[{}]", d), std::to_string(w.dilations[d])});
+    sp.push_back({fmt::format("pads_begin[{}]", d), w.padsBegin[d]});
+    sp.push_back({fmt::format("pads_end[{}]", d), w.padsEnd[d]});
+  }
+  c.out(0, fromBuffer(c.ctx(), out));
+}
+
+/// Batched matmul through the shim: a [.., M, K] x b [.., K, N] (+ row bias).
+LTensor matmul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> bias, bool transA,
+               bool transB, double alpha, double beta, int addendKind) {
+  sym::Context &ctx = c.ctx();
+  if (a.dtype != DType::Float32 || b.dtype != DType::Float32)
+    c.unsupported(fmt::format("MatMul on {} (float32 only)", dtypeName(a.dtype)));
+  bool vecA = a.rank() == 1, vecB = b.rank() == 1;
+  if (vecA)
+    a = reshapeView(ctx, a, {ctx.constant(1), a.shape[0]});
+  if (vecB)
+    b = reshapeView(ctx, b, {b.shape[0], ctx.constant(1)});
+  ir::Shape ba(a.shape.begin(), a.shape.end() - 2), bb(b.shape.begin(), b.shape.end() - 2);
+  ir::Shape batch = broadcastShapes(ba, bb, c.node.describe());
+  sym::Expr m = transA ? a.shape[a.rank() - 1] : a.shape[a.rank() - 2];
+  sym::Expr k = transA ? a.shape[a.rank() - 2] : a.shape[a.rank() - 1];
+  sym::Expr kb = transB ? b.shape[b.rank() - 1] : b.shape[b.rank() - 2];
+  sym::Expr n = transB ? b.shape[b.rank() - 2] : b.shape[b.rank() - 1];
+  if (k.isConst() && kb.isConst() && k->value != kb->value)
+    fail("{}: inner dims differ ({} vs {})", c.node.describe(), k->value, kb->value);
+  sym::Expr nbatch = product(ctx, batch, 0, batch.size());
+  // An operand whose batch dims are all 1 is broadcast with stride 0; any other
+  // broadcast is materialised so one strided batch loop covers it.
+  auto prepare = [&](LTensor t, const ir::Shape &own) -> std::pair<LTensor, sym::Expr> {
+    sym::Expr ownBatch = product(ctx, own, 0, own.size());
+    sym::Expr mat = t.shape[t.rank() - 1] * t.shape[t.rank() - 2];
+    if (ownBatch.isConst(1))
+      return {c.realize(t), ctx.constant(0)};
+    if (sym::provablyEqual(ownBatch, nbatch) && own.size() == batch.size())
+      return {c.realize(t), mat};
+    ir::Shape full = batch;
+    full.push_back(t.shape[t.rank() - 2]);
+    full.push_back(t.shape[t.rank() - 1]);
+    sym::Context *cx = &ctx;
+    LTensor e = c.pointwise(t.dtype, full, [=](const Index &i) { return loadBroadcast(*cx, t, full, i); });
+    return {c.realize(e), mat};
+  };
+  auto [ar, strideA] = prepare(a, ba);
+  auto [br, strideB] = prepare(b, bb);
+  ir::Shape outShape = batch;
+  outShape.push_back(m);
+  outShape.push_back(n);
+  loop::Buffer *addend = nullptr;
+  if (bias) {
+    if (addendKind == 2) {
+      ir::Shape mn{m, n};
+      sym::Context *cx = &ctx;
+      LTensor bt = *bias;
+      addend = c.realize(c.pointwise(bt.dtype, mn, [=](const Index &i) {
+                 return loadBroadcast(*cx, bt, mn, i);
+               })).buffer;
+    } else {
+      addend = c.realize(*bias).buffer;
+    }
+  }
+  loop::Buffer *out = c.prog().newBuffer(DType::Float32, outShape, loop::BufferKind::Intermediate, "");
+  loop::Kernel *kn = c.externKernel("kiln_shim_matmul_v1");
+  kn->ext.inputs = {ar.buffer, br.buffer, addend};
+  kn->ext.outputs = {out};
+  kn->ext.args = {kindArg(ExternArg::Kind::Site), bufArg(ar.buffer), bufArg(br.buffer),
+                  bufArg(addend), bufArg(out), kindArg(ExternArg::Kind::Params)};
+  kn->ext.paramsType = "kiln_matmul_params_v1";
+  auto &sp = kn->ext.symParams;
+  sp.push_back({"batch", nbatch});
+  sp.push_back({"m", m});
+  sp.push_back({"n", n});
+  sp.push_back({"k", k});
+  sp.push_back({"a_batch_stride", strideA});
+  sp.push_back({"b_batch_stride", strideB});
+  sp.push_back({"c_batch_stride", m * n});
+  sp.push_back({"lda", transA ? m : k});
+  sp.push_back({"ldb", transB ? k : n});
+  sp.push_back({"ldc", n});
+  auto &p = kn->ext.params;
+  p.push_back({"trans_a", transA ? "1" : "0"});
+  p.push_back({"trans_b", transB ? "1" : "0"});
+  p.push_back({"alpha", floatLiteral(alpha)});
+  p.push_back({"beta", floatLiteral(beta)});
+  p.push_back({"addend_kind", std::to_string(addend ? addendKind : 0)});
+  int post = static_cast<int>(c.node.attrInt("_kiln_post", 0));
+  p.push_back({"post_op", std::to_string(post)});
+  LTensor r = fromBuffer(ctx, out);
+  ir::Shape finalShape = batch;
+  if (!vecA)
+    finalShape.push_back(m);
+  if (!vecB)
+    finalShape.push_back(n);
+  if (vecA || vecB)
+    r = reshapeView(ctx, r, finalShape);
+  return r;
+}
+
+void lowerMatMul(OpCtx &c) {
+  std::optional<LTensor> bias;
+  if (c.has(2))
+    bias = c.in(2);
+  c.out(0, matmul(c, c.in(0), c.in(1), bias, false, false, 1.0, 1.0, 1));
+}
+
+void lowerGemm(OpCtx &c) {
+  bool ta = c.node.attrInt("transA", 0), tb = c.node.attrInt("transB", 0);
+  double alpha = c.node.attrFloat("alpha", 1.0f), beta = c.node.attrFloat("beta", 1.0f);
+  std::optional<LTensor> bias;
+  int kind = 1;
+  if (c.has(2) && beta != 0.0) {
+    bias = c.in(2);
+    LTensor b = c.in(1);
+    sym::Expr n = tb ? b.shape[0] : b.shape[1];
+    bool row = (bias->rank() == 1 && sym::provablyEqual(bias->shape[0], n) && beta == 1.0) ||
+               (bias->rank() == 2 && bias->shape[0].isConst(1) &&
+                sym::provablyEqual(bias->shape[1], n) && beta == 1.0);
+    if (row && bias->rank() == 2)
+      bias = reshapeView(c.ctx(), *bias, {n});
+    kind = row ? 1 : 2;
+  }
+  c.out(0, matmul(c, c.in(0), c.in(1), bias, ta, tb, alpha, beta, kind));
+}
+
+void lowerBatchNorm(OpCtx &c) {
+  LTensor x = c.in(0), scale = c.in(1), bias = c.in(2), mean = c.in(3), var = c.in(4);
+  requireFloat(c, x, "BatchNormalization input");
+  double eps = c.node.attrFloat("epsilon", 1e-5f);
+  DType t = x.dtype;
+  c.out(0, c.pointwise(t, x.shape, [=](const Index &i) {
+    Index ch{x.rank() > 1 ? i[1] : i[0]};
+    VRef inv = loop::binary(BinaryOp::Div, scale.load(ch),
+                            loop::unary(UnaryOp::Sqrt, loop::binary(BinaryOp::Add, var.load(ch),
+                                                                    loop::constant(t, eps))));
+    return loop::binary(BinaryOp::Add,
+                        loop::binary(BinaryOp::Mul, loop::binary(BinaryOp::Sub, x.load(i), mean.load(ch)), inv),
+                        bias.load(ch));
+  }));
+}
+
+void lowerPool(OpCtx &c) {
+  LTensor x = c.in(0);
+  bool isMax = c.node.op == "MaxPool";
+  if (isMax && c.node.outputs.size() > 1 && c.node.outputs[1] && !c.node.outputs[1]->users.empty())
+    c.unsupported("MaxPool Indices output");
+  std::vector<int64_t> kernel = c.node.attrInts("kernel_shape");
+  int spatial = x.rank() - 2;
+  if ((int)kernel.size() != spatial)
+    fail("{}: kernel_shape has {} dims for {} spatial dims", c.node.describe(), kernel.size(), spatial);
+  bool ceilMode = c.node.attrInt("ceil_mode", 0) != 0;
+  Window w = windowGeometry(c, x.shape, kernel, ceilMode);
+  bool countPad = c.node.attrInt("count_include_pad", 0) != 0;
+  LTensor src = x.cheap ? x : c.realize(x);
+  sym::Context &ctx = c.ctx();
+  ir::Shape outShape{x.shape[0], x.shape[1]};
+  for (auto &o : w.out)
+    outShape.push_back(o);
+  // A window tensor [N, C, out..., k...] reduced over its k axes.
+  ir::Shape winShape = outShape;
+  for (int64_t kd : kernel)
+    winShape.push_back(ctx.constant(kd));
+  DType t = x.dtype;
+  sym::Context *cx = &ctx;
+  LTensor win = c.pointwise(t, winShape, [=](const Index &i) {
+    Index s{i[0], i[1]};
+    VRef inside;
+    for (int d = 0; d < spatial; ++d) {
+      sym::Expr pos = i[2 + d] * w.strides[d] + i[2 + spatial + d] * w.dilations[d] - w.padsBegin[d];
+      sym::Expr size = x.shape[2 + d];
+      s.push_back(sym::max(sym::min(pos, size - 1), cx->constant(0)));
+      VRef ok = loop::binary(BinaryOp::And,
+                             loop::binary(BinaryOp::Ge, loop::symInt(pos), loop::constantInt(DType::Int64, 0)),
+                             loop::binary(BinaryOp::Lt, loop::symInt(pos), loop::symInt(size)));
+      inside = inside ? loop::binary(BinaryOp::And, inside, ok) : ok;
+    }
+    VRef pad = isMax ? loop::constant(t, -INFINITY) : loop::constant(t, 0);
+    return loop::select(inside, src.load(s), pad);
+  });
+  std::vector<int> axes;
+  for (int d = 0; d < spatial; ++d)
+    axes.push_back(2 + spatial + d);
+  if (isMax) {
+    c.out(0, c.reduce(win, axes, false, ReduceOp::Max, t));
+    return;
+  }
+  DType acc = t == DType::Float64 ? DType::Float64 : DType::Float32;
+  LTensor sum = c.reduce(win, axes, false, ReduceOp::Sum, acc);
+  c.out(0, c.pointwise(t, outShape, [=](const Index &i) {
+    sym::Expr count = cx->constant(1);
+    for (int d = 0; d < spatial; ++d) {
+      sym::Expr start = i[2 + d] * w.strides[d] - w.padsBegin[d];
+      sym::Expr end = start + (kernel[d] - 1) * w.dilations[d] + 1;
+      sym::Expr size = x.shape[2 + d];
+      sym::Expr lo = countPad ? sym::max(start, cx->constant(0) - w.padsBegin[d]) : sym::max(start, cx->constant(0));
+      sym::Expr hi = countPad ? sym::min(end, size + w.padsEnd[d]) : sym::min(end, size);
+      // Count of taps (stride = dilation) inside [lo, hi).
+      sym::Expr taps = sym::floorDiv(hi - start + (w.dilations[d] - 1), w.dilations[d]) -
+                       sym::floorDiv(lo - start + (w.dilations[d] - 1), w.dilations[d]);
+      count = count * taps;
+    }
+    return loop::cast(loop::binary(BinaryOp::Div, sum.load(i), loop::cast(loop::symInt(count), acc)), t);
+  }));
+}
+
+void lowerGlobalPool(OpCtx &c) {
+  LTensor x = c.in(0);
+  std::vector<int> axes;
+  for (int d = 2; d < x.rank(); ++d)
+    axes.push_back(d);
+  if (c.node.op == "GlobalMaxPool") {
+    c.out(0, c.reduce(x, axes, true, ReduceOp::Max, x.dtype));
+    return;
+  }
+  DType t = x.dtype, acc = t == DType::Float64 ? DType::Float64 : DType::Float32;
+  sym::Expr n = product(c.ctx(), x.shape, 2, x.shape.size());
+  LTensor s = c.reduce(x, axes, true, ReduceOp::Sum, acc);
+  c.out(0, mapUnary(c, s, [=](VRef v) {
+    return loop::cast(loop::binary(BinaryOp::Div, v, loop::cast(loop::symInt(n), acc)), t);
+  }));
+}
+
+} // namespace
+
+void registerNNOps(std::vector<OpInfo> &r) {
+  r.insert(r.end(), {
+    {"Conv", 1, lowerConv},
+    {"MatMul", 1, lowerMatMul},
+    {"Gemm", 1, lowerGemm},
+    {"BatchNormalization", 1, lowerBatchNorm},
+    {"MaxPool", 1, lowerPool},
+    {"AveragePool", 1, lowerPool},
+    {"GlobalAveragePool", 1, lowerGlobalPool},
+    {"GlobalMaxPool", 1, lowerGlobalPool},
+  });
+}
+
+} // namespace kiln::lower

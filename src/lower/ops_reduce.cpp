@@ -1,0 +1,247 @@
+// Reductions and normalizations: Reduce*, ArgMax/ArgMin, Softmax, LogSoftmax,
+// LayerNormalization. Each becomes Reduction kernels with pointwise prologues inlined.
+#include "lower/ops_common.h"
+
+#include <cmath>
+
+namespace kiln::lower {
+
+namespace {
+
+using loop::ReduceOp;
+
+std::vector<int> reduceAxes(OpCtx &c, const LTensor &x, bool &noop) {
+  std::vector<int64_t> axes;
+  bool axesAsInput = (c.node.op == "ReduceSum" && c.node.opset >= 13) || c.node.opset >= 18;
+  if (axesAsInput) {
+    if (c.has(1))
+      axes = c.requireIntsIn(1, "axes");
+  } else {
+    axes = c.node.attrInts("axes");
+  }
+  noop = false;
+  std::vector<int> r;
+  if (axes.empty()) {
+    if (c.node.attrInt("noop_with_empty_axes", 0)) {
+      noop = true;
+      return r;
+    }
+    for (int d = 0; d < x.rank(); ++d)
+      r.push_back(d);
+    return r;
+  }
+  for (int64_t a : axes)
+    r.push_back(c.normAxis(a, x.rank()));
+  return r;
+}
+
+sym::Expr countOf(sym::Context &ctx, const LTensor &x, const std::vector<int> &axes) {
+  sym::Expr n = ctx.constant(1);
+  for (int a : axes)
+    n = n * x.shape[a];
+  return n;
+}
+
+void lowerReduce(OpCtx &c) {
+  LTensor x = c.in(0);
+  bool noop;
+  std::vector<int> axes = reduceAxes(c, x, noop);
+  bool keep = c.node.attrInt("keepdims", 1) != 0;
+  const std::string &op = c.node.op;
+  DType t = x.dtype;
+  if (noop) {
+    if (op == "ReduceSumSquare")
+      c.out(0, mapUnary(c, x, [](VRef v) { return loop::binary(BinaryOp::Mul, v, v); }));
+    else if (op == "ReduceL1")
+      c.out(0, mapUnary(c, x, [](VRef v) { return loop::unary(UnaryOp::Abs, v); }));
+    else
+      c.out(0, x);
+    return;
+  }
+  DType acc = isFloat(t) ? (t == DType::Float64 ? DType::Float64 : DType::Float32) : t;
+  auto castBack = [&](LTensor r) {
+    return mapUnary(c, r, [t](VRef v) { return loop::cast(v, t); });
+  };
+  if (op == "ReduceSum" || op == "ReduceMean") {
+    LTensor s = c.reduce(x, axes, keep, ReduceOp::Sum, acc);
+    if (op == "ReduceMean") {
+      sym::Expr n = countOf(c.ctx(), x, axes);
+      s = mapUnary(c, s, [n, acc](VRef v) {
+        return loop::binary(BinaryOp::Div, v, loop::cast(loop::symInt(n), acc));
+      });
+    }
+    c.out(0, castBack(s));
+    return;
+  }
+  if (op == "ReduceMax" || op == "ReduceMin") {
+    c.out(0, c.reduce(x, axes, keep, op == "ReduceMax" ? ReduceOp::Max : ReduceOp::Min, t));
+    return;
+  }
+  if (op == "ReduceProd") {
+    c.out(0, castBack(c.reduce(x, axes, keep, ReduceOp::Prod, acc)));
+    return;
+  }
+  if (op == "ReduceSumSquare" || op == "ReduceL2") {
+    LTensor s = c.reduce(x, axes, keep, ReduceOp::Sum, acc, [acc](VRef v) {
+      v = loop::cast(v, acc);
+      return loop::binary(BinaryOp::Mul, v, v);
+    });
+    if (op == "ReduceL2")
+      s = mapUnary(c, s, [](VRef v) { return loop::unary(UnaryOp::Sqrt, v); });
+    c.out(0, castBack(s));
+    return;
+  }
+  if (op == "ReduceL1") {
+    c.out(0, castBack(c.reduce(x, axes, keep, ReduceOp::Sum, acc,
+                               [](VRef v) { return loop::unary(UnaryOp::Abs, v); })));
+    return;
+  }
+  if (op == "ReduceLogSum") {
+    LTensor s = c.reduce(x, axes, keep, ReduceOp::Sum, acc);
+    c.out(0, castBack(mapUnary(c, s, [](VRef v) { return loop::unary(UnaryOp::Log, v); })));
+    return;
+  }
+  if (op == "ReduceLogSumExp") {
+    // log(sum(exp(x - max))) + max, stable for large inputs.
+    LTensor m = c.realize(c.reduce(x, axes, true, ReduceOp::Max, t));
+    ir::Shape xs = x.shape;
+    sym::Context *ctx = &c.ctx();
+    LTensor shifted = c.pointwise(acc, xs, [=](const Index &i) {
+      return loop::unary(UnaryOp::Exp, loop::cast(loop::binary(BinaryOp::Sub, x.load(i),
+                                                               loadBroadcast(*ctx, m, xs, i)),
+                                                  acc));
+    });
+    LTensor s = c.reduce(shifted, axes, true, ReduceOp::Sum, acc);
+    LTensor r = c.pointwise(t, s.shape, [=](const Index &i) {
+      return loop::cast(loop::binary(BinaryOp::Add, loop::unary(UnaryOp::Log, s.load(i)),
+                                     loop::cast(m.load(i), acc)),
+                        t);
+    });
+    if (!keep) {
+      ir::Shape outShape;
+      for (int d = 0; d < x.rank(); ++d)
+        if (std::find(axes.begin(), axes.end(), d) == axes.end())
+          outShape.push_back(x.shape[d]);
+      r = reshapeView(c.ctx(), r, outShape);
+    }
+    c.out(0, r);
+    return;
+  }
+  c.unsupported(op);
+}
+
+void lowerArgReduce(OpCtx &c) {
+  LTensor x = c.in(0);
+  int axis = c.normAxis(c.node.attrInt("axis", 0), x.rank());
+  bool keep = c.node.attrInt("keepdims", 1) != 0;
+  if (c.node.attrInt("select_last_index", 0))
+    c.unsupported("select_last_index=1");
+  ReduceOp op = c.node.op == "ArgMax" ? ReduceOp::ArgMax : ReduceOp::ArgMin;
+  c.out(0, c.reduce(x, {axis}, keep, op, x.dtype));
+}
+
+/// Softmax family over one axis (opset >= 13) or the flattened tail (older opsets).
+void lowerSoftmax(OpCtx &c) {
+  LTensor x = c.in(0);
+  requireFloat(c, x, "Softmax input");
+  bool legacy = c.node.opset < 13;
+  int axis = c.normAxis(c.node.attrInt("axis", legacy ? 1 : -1), x.rank());
+  ir::Shape orig = x.shape;
+  if (legacy) {
+    x = reshapeView(c.ctx(), x, {product(c.ctx(), orig, 0, axis),
+                                  product(c.ctx(), orig, axis, orig.size())});
+    axis = 1;
+  }
+  DType t = x.dtype, acc = t == DType::Float64 ? DType::Float64 : DType::Float32;
+  sym::Context *ctx = &c.ctx();
+  ir::Shape xs = x.shape;
+  LTensor m = c.reduce(x, {axis}, true, ReduceOp::Max, t);
+  auto shiftedAt = [=](const Index &i) {
+    return loop::cast(loop::binary(BinaryOp::Sub, x.load(i), loadBroadcast(*ctx, m, xs, i)), acc);
+  };
+  std::string op = c.node.op;
+  LTensor e = c.pointwise(acc, xs, [=](const Index &i) {
+    VRef s = shiftedAt(i);
+    return op == "Hardmax" ? s : loop::unary(UnaryOp::Exp, s);
+  });
+  LTensor s = c.reduce(e, {axis}, true, ReduceOp::Sum, acc);
+  LTensor r = c.pointwise(t, xs, [=](const Index &i) {
+    VRef sum = loadBroadcast(*ctx, s, xs, i);
+    VRef v = op == "LogSoftmax"
+                 ? loop::binary(BinaryOp::Sub, shiftedAt(i), loop::unary(UnaryOp::Log, sum))
+                 : loop::binary(BinaryOp::Div, loop::unary(UnaryOp::Exp, shiftedAt(i)), sum);
+    return loop::cast(v, t);
+  });
+  if (legacy)
+    r = reshapeView(c.ctx(), r, orig);
+  c.out(0, r);
+}
+
+void lowerLayerNorm(OpCtx &c) {
+  LTensor x = c.in(0);
+  requireFloat(c, x, "LayerNormalization input");
+  int axis = c.normAxis(c.node.attrInt("axis", -1), x.rank());
+  double eps = c.node.attrFloat("epsilon", 1e-5f);
+  std::vector<int> axes;
+  for (int d = axis; d < x.rank(); ++d)
+    axes.push_back(d);
+  DType t = x.dtype, acc = t == DType::Float64 ? DType::Float64 : DType::Float32;
+  sym::Context *ctx = &c.ctx();
+  ir::Shape xs = x.shape;
+  sym::Expr n = countOf(c.ctx(), x, axes);
+  VRef nv = loop::cast(loop::symInt(n), acc);
+  LTensor sum = c.reduce(x, axes, true, ReduceOp::Sum, acc);
+  LTensor mean = c.realize(c.pointwise(acc, sum.shape, [=](const Index &i) {
+    return loop::binary(BinaryOp::Div, sum.load(i), nv);
+  }));
+  auto centered = [=](const Index &i) {
+    return loop::binary(BinaryOp::Sub, loop::cast(x.load(i), acc), loadBroadcast(*ctx, mean, xs, i));
+  };
+  LTensor sq = c.pointwise(acc, xs, [=](const Index &i) {
+    VRef d = centered(i);
+    return loop::binary(BinaryOp::Mul, d, d);
+  });
+  LTensor var = c.reduce(sq, axes, true, ReduceOp::Sum, acc);
+  LTensor inv = c.realize(c.pointwise(acc, var.shape, [=](const Index &i) {
+    VRef v = loop::binary(BinaryOp::Add, loop::binary(BinaryOp::Div, var.load(i), nv),
+                          loop::constant(acc, eps));
+    return loop::binary(BinaryOp::Div, loop::constant(acc, 1), loop::unary(UnaryOp::Sqrt, v));
+  }));
+  LTensor scale = c.in(1);
+  std::optional<LTensor> bias;
+  if (c.has(2))
+    bias = c.in(2);
+  c.out(0, c.pointwise(t, xs, [=](const Index &i) {
+    VRef y = loop::binary(BinaryOp::Mul, centered(i), loadBroadcast(*ctx, inv, xs, i));
+    y = loop::binary(BinaryOp::Mul, y, loop::cast(loadBroadcast(*ctx, scale, xs, i), acc));
+    if (bias)
+      y = loop::binary(BinaryOp::Add, y, loop::cast(loadBroadcast(*ctx, *bias, xs, i), acc));
+    return loop::cast(y, t);
+  }));
+  c.out(1, mean);
+  c.out(2, inv);
+}
+
+} // namespace
+
+void registerReduceOps(std::vector<OpInfo> &r) {
+  r.insert(r.end(), {
+    {"ReduceSum", 1, lowerReduce},
+    {"ReduceMean", 1, lowerReduce},
+    {"ReduceMax", 1, lowerReduce},
+    {"ReduceMin", 1, lowerReduce},
+    {"ReduceProd", 1, lowerReduce},
+    {"ReduceSumSquare", 1, lowerReduce},
+    {"ReduceL1", 1, lowerReduce},
+    {"ReduceL2", 1, lowerReduce},
+    {"ReduceLogSum", 1, lowerReduce},
+    {"ReduceLogSumExp", 1, lowerReduce},
+    {"ArgMax", 1, lowerArgReduce},
+    {"ArgMin", 1, lowerArgReduce},
+    {"Softmax", 1, lowerSoftmax},
+    {"LogSoftmax", 1, lowerSoftmax},
+    {"LayerNormalization", 17, lowerLayerNorm},
+  });
+}
+
+} // namespace kiln::lower

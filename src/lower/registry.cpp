@@ -1,0 +1,69 @@
+#include "lower/ops_common.h"
+
+#include <map>
+
+namespace kiln::lower {
+
+const std::vector<OpInfo> &opRegistry() {
+  static const std::vector<OpInfo> ops = [] {
+    std::vector<OpInfo> r;
+    registerElementwiseOps(r);
+    registerShapeOps(r);
+    registerReduceOps(r);
+    registerNNOps(r);
+    return r;
+  }();
+  return ops;
+}
+
+const OpInfo *findOp(const std::string &op) {
+  static const std::map<std::string, const OpInfo *> index = [] {
+    std::map<std::string, const OpInfo *> m;
+    for (const OpInfo &o : opRegistry())
+      m[o.name] = &o;
+    return m;
+  }();
+  auto it = index.find(op);
+  return it == index.end() ? nullptr : it->second;
+}
+
+LTensor broadcastBinary(OpCtx &c, const LTensor &a, const LTensor &b, BinaryOp op) {
+  if (a.dtype != b.dtype)
+    fail("{}: operands have different element types ({} and {})", c.node.describe(),
+         dtypeName(a.dtype), dtypeName(b.dtype));
+  ir::Shape shape = broadcastShapes(a.shape, b.shape, c.node.describe());
+  sym::Context *ctx = &c.ctx();
+  DType out = loop::binaryIsPredicate(op) ? DType::Bool : a.dtype;
+  return c.pointwise(out, shape, [=](const Index &idx) {
+    return loop::binary(op, loadBroadcast(*ctx, a, shape, idx), loadBroadcast(*ctx, b, shape, idx));
+  });
+}
+
+LTensor mapUnary(OpCtx &c, const LTensor &a, const std::function<VRef(VRef)> &f) {
+  Loader inner = a.load;
+  VRef probe = f(loop::constant(a.dtype, 0));
+  return c.pointwise(probe->dtype, a.shape, [=](const Index &idx) { return f(inner(idx)); });
+}
+
+void requireFloat(OpCtx &c, const LTensor &t, const char *what) {
+  if (!isFloat(t.dtype))
+    fail("{}: {} of type {} is not supported (float types only)", c.node.describe(), what,
+         dtypeName(t.dtype));
+}
+
+std::optional<VRef> scalarInput(OpCtx &c, size_t i, DType t) {
+  if (!c.has(i))
+    return std::nullopt;
+  LTensor s = c.in(i);
+  Index zeros(s.rank(), c.ctx().constant(0));
+  return loop::cast(s.load(zeros), t);
+}
+
+std::vector<sym::Expr> constants(sym::Context &ctx, const std::vector<int64_t> &v) {
+  std::vector<sym::Expr> r;
+  for (int64_t x : v)
+    r.push_back(ctx.constant(x));
+  return r;
+}
+
+} // namespace kiln::lower

@@ -1,0 +1,102 @@
+#include "lower/tensor.h"
+
+#include "support/error.h"
+
+namespace kiln::lower {
+
+sym::Expr linearIndex(sym::Context &ctx, const Index &idx, const ir::Shape &shape) {
+  KILN_ASSERT(idx.size() == shape.size(), "index rank {} vs shape rank {}", idx.size(),
+              shape.size());
+  sym::Expr off = ctx.constant(0);
+  for (size_t d = 0; d < shape.size(); ++d)
+    off = off * shape[d] + idx[d];
+  return off;
+}
+
+Index unravel(sym::Context &ctx, sym::Expr flat, const ir::Shape &shape) {
+  Index idx(shape.size());
+  sym::Expr stride = ctx.constant(1);
+  for (size_t d = shape.size(); d-- > 0;) {
+    sym::Expr q = sym::floorDiv(flat, stride);
+    idx[d] = d == 0 ? q : sym::mod(q, shape[d]);
+    stride = stride * shape[d];
+  }
+  return idx;
+}
+
+sym::Expr product(sym::Context &ctx, const ir::Shape &shape, size_t begin, size_t end) {
+  sym::Expr p = ctx.constant(1);
+  for (size_t d = begin; d < end && d < shape.size(); ++d)
+    p = p * shape[d];
+  return p;
+}
+
+LTensor fromBuffer(sym::Context &ctx, loop::Buffer *b) {
+  LTensor t;
+  t.dtype = b->dtype;
+  t.shape = b->shape;
+  t.buffer = b;
+  t.cheap = true;
+  ir::Shape shape = b->shape;
+  sym::Context *c = &ctx;
+  t.load = [c, b, shape](const Index &idx) {
+    return loop::load(b, linearIndex(*c, idx, shape));
+  };
+  return t;
+}
+
+LTensor reshapeView(sym::Context &ctx, const LTensor &t, const ir::Shape &shape) {
+  LTensor r;
+  r.dtype = t.dtype;
+  r.shape = shape;
+  r.cheap = t.cheap;
+  sym::Context *c = &ctx;
+  ir::Shape from = t.shape, to = shape;
+  Loader inner = t.load;
+  r.load = [c, from, to, inner](const Index &idx) {
+    return inner(unravel(*c, linearIndex(*c, idx, to), from));
+  };
+  if (t.buffer)
+    r.buffer = nullptr; // shape differs from the buffer's; callers realize if needed
+  return r;
+}
+
+loop::VRef loadBroadcast(sym::Context &ctx, const LTensor &t, const ir::Shape &shape,
+                         const Index &idx) {
+  size_t off = shape.size() - t.shape.size();
+  Index sub(t.shape.size());
+  for (size_t d = 0; d < t.shape.size(); ++d) {
+    bool broadcast = t.shape[d].isConst(1) && !shape[off + d].isConst(1);
+    sub[d] = broadcast ? ctx.constant(0) : idx[off + d];
+  }
+  return t.load(sub);
+}
+
+ir::Shape broadcastShapes(const ir::Shape &a, const ir::Shape &b, const std::string &what) {
+  size_t n = std::max(a.size(), b.size());
+  ir::Shape r(n);
+  for (size_t i = 0; i < n; ++i) {
+    bool hasA = i + a.size() >= n, hasB = i + b.size() >= n;
+    if (!hasA) {
+      r[i] = b[i + b.size() - n];
+      continue;
+    }
+    if (!hasB) {
+      r[i] = a[i + a.size() - n];
+      continue;
+    }
+    sym::Expr x = a[i + a.size() - n], y = b[i + b.size() - n];
+    if (x == y || y.isConst(1))
+      r[i] = x;
+    else if (x.isConst(1))
+      r[i] = y;
+    else if (x.isConst() && y.isConst())
+      fail("{}: shapes {} and {} cannot be broadcast (dim {}: {} vs {})", what,
+           ir::shapeToString(a), ir::shapeToString(b), i, x->value, y->value);
+    else
+      r[i] = x.isConst() ? x : y; // symbolic: the dims must agree at run time
+  }
+  return r;
+}
+
+} // namespace kiln::lower

@@ -1,0 +1,40 @@
+// A lowered tensor: dtype, symbolic shape and a loader that yields the element at a
+// multi-index as a value expression. Pointwise ops compose loaders (vertical fusion
+// by inlining); views remap indices; only `realize` materialises a buffer.
+#pragma once
+
+#include "loop/program.h"
+
+#include <functional>
+
+namespace kiln::lower {
+
+using Index = std::vector<sym::Expr>;
+using Loader = std::function<loop::VRef(const Index &)>;
+
+struct LTensor {
+  DType dtype = DType::Float32;
+  ir::Shape shape;
+  Loader load;
+  loop::Buffer *buffer = nullptr; // set when this is exactly a contiguous buffer
+  bool cheap = false;             // a view or constant: free to recompute per use
+  int rank() const { return static_cast<int>(shape.size()); }
+};
+
+/// Row-major linear offset of idx in shape.
+sym::Expr linearIndex(sym::Context &ctx, const Index &idx, const ir::Shape &shape);
+/// Inverse: the multi-index of linear offset `flat` in shape.
+Index unravel(sym::Context &ctx, sym::Expr flat, const ir::Shape &shape);
+/// Product of dims [begin, end).
+sym::Expr product(sym::Context &ctx, const ir::Shape &shape, size_t begin, size_t end);
+
+LTensor fromBuffer(sym::Context &ctx, loop::Buffer *b);
+/// Same data viewed with a new shape of equal element count (reshape semantics).
+LTensor reshapeView(sym::Context &ctx, const LTensor &t, const ir::Shape &shape);
+/// Reads t broadcast (numpy rules, aligned right) to `shape` at idx.
+loop::VRef loadBroadcast(sym::Context &ctx, const LTensor &t, const ir::Shape &shape,
+                         const Index &idx);
+/// Numpy broadcast of two shapes; throws UserError describing `what` on mismatch.
+ir::Shape broadcastShapes(const ir::Shape &a, const ir::Shape &b, const std::string &what);
+
+} // namespace kiln::lower

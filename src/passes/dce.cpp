@@ -1,0 +1,26 @@
+#include "passes/passes.h"
+
+#include <set>
+
+namespace kiln::passes {
+
+void eliminateDeadCode(ir::Graph &g) {
+  std::set<const ir::Value *> live(g.outputs.begin(), g.outputs.end());
+  for (auto it = g.nodes.rbegin(); it != g.nodes.rend(); ++it) {
+    ir::Node &n = **it;
+    bool needed = false;
+    for (const ir::Value *o : n.outputs)
+      if (o && live.count(o) && !o->data)
+        needed = true;
+    if (!needed) {
+      n.dead = true;
+      continue;
+    }
+    for (const ir::Value *in : n.inputs)
+      if (in)
+        live.insert(in);
+  }
+  g.compact();
+}
+
+} // namespace kiln::passes

@@ -1,0 +1,97 @@
+#include "loop/interp.h"
+#include "lower/lowerer.h"
+#include "passes/passes.h"
+#include "support/error.h"
+
+namespace kiln::passes {
+
+namespace {
+
+constexpr int64_t kMaxSymElements = 64;       // shape-tensor sized
+constexpr int64_t kMaxFoldElements = 1 << 22; // bigger constant subgraphs stay at run time
+
+std::optional<int64_t> staticNumel(const ir::Shape &s) {
+  int64_t n = 1;
+  for (const sym::Expr &d : s) {
+    if (!d.isConst())
+      return std::nullopt;
+    n *= d->value;
+  }
+  return n;
+}
+
+bool allInputsKnown(const ir::Node &n) {
+  for (const ir::Value *v : n.inputs)
+    if (v && !v->data)
+      return false;
+  return true;
+}
+
+/// Element values as sym expressions, if every element folds to one.
+std::optional<std::vector<sym::Expr>> symbolicContents(sym::Context &ctx,
+                                                       const lower::LTensor &t, int64_t n) {
+  std::vector<sym::Expr> vals;
+  for (int64_t i = 0; i < n; ++i) {
+    lower::Index idx = lower::unravel(ctx, ctx.constant(i), t.shape);
+    auto s = loop::asSym(t.load(idx), ctx);
+    if (!s)
+      return std::nullopt;
+    vals.push_back(*s);
+  }
+  return vals;
+}
+
+} // namespace
+
+void inferAndFold(ir::Graph &g) {
+  sym::Context &ctx = g.ctx();
+  loop::Program scratch;
+  lower::Lowerer low(g, scratch);
+  for (ir::Value *in : g.inputs) {
+    loop::Buffer *b = scratch.newBuffer(in->dtype, in->shape, loop::BufferKind::Input, in->name);
+    low.env[in] = lower::fromBuffer(ctx, b);
+  }
+  for (auto &np : g.nodes) {
+    ir::Node &n = *np;
+    low.lowerNode(n);
+    bool inputsKnown = allInputsKnown(n);
+    for (ir::Value *o : n.outputs) {
+      if (!o || !low.env.count(o))
+        continue;
+      lower::LTensor &t = low.env[o];
+      o->dtype = t.dtype;
+      o->shape = t.shape;
+      o->shapeKnown = true;
+      auto numel = staticNumel(t.shape);
+      if (!numel)
+        continue;
+      if (isInteger(t.dtype) && t.rank() <= 1 && *numel <= kMaxSymElements) {
+        if (auto vals = symbolicContents(ctx, t, *numel)) {
+          bool allConst = std::all_of(vals->begin(), vals->end(),
+                                      [](sym::Expr e) { return e.isConst(); });
+          if (!allConst) {
+            o->symData = vals;
+            continue;
+          }
+        }
+      }
+      if (!inputsKnown || *numel > kMaxFoldElements || t.dtype == DType::String)
+        continue;
+      try {
+        loop::Interpreter interp(scratch, ctx);
+        std::vector<int64_t> dims;
+        for (const sym::Expr &d : t.shape)
+          dims.push_back(d->value);
+        std::vector<sym::Expr> vars;
+        for (const sym::Expr &d : t.shape)
+          vars.push_back(low.newVar("f", d));
+        o->data = interp.evaluate(t.dtype, dims, vars, t.load(vars));
+        low.env.erase(o); // re-read as a constant buffer from now on
+      } catch (const UserError &) {
+        // Not foldable (extern, symbolic); it stays a run-time computation.
+      }
+    }
+  }
+}
+
+} // namespace kiln::passes

@@ -1,0 +1,27 @@
+// Graph passes. Each is one documented free function; the pipeline (aot/compile.cpp)
+// runs them as a flat list with an optional dump after each.
+#pragma once
+
+#include "ir/graph.h"
+
+namespace kiln::passes {
+
+/// Infers every value's dtype and symbolic shape by lowering each node once, and folds
+/// what is known at compile time: full constants (small or all-constant subgraphs) and
+/// symbolic int64 shape tensors (Shape → Gather → Concat → Reshape chains).
+void inferAndFold(ir::Graph &g);
+
+/// Removes nodes whose outputs are unused or already folded to constants.
+void eliminateDeadCode(ir::Graph &g);
+
+/// Merges nodes with the same op, attributes and inputs (common subexpressions).
+void eliminateCommonSubexpressions(ir::Graph &g);
+
+/// Folds BatchNormalization (inference) into a preceding Conv with constant weights.
+void foldBatchNormIntoConv(ir::Graph &g);
+
+/// Fuses Relu/Clip and a residual Add after a Conv into the conv's oneDNN post-ops, and
+/// a bias Add after MatMul into the matmul (kiln-internal attributes on the node).
+void fuseExternEpilogues(ir::Graph &g);
+
+} // namespace kiln::passes

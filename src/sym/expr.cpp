@@ -1,0 +1,537 @@
+// Interning and the algebraic simplifier. Canonical forms: a sum is a list of terms
+// coeff*base sorted by base id with the constant last; a product carries its constant
+// coefficient first; constants distribute over sums so affine indices stay flat.
+#include "sym/expr.h"
+
+#include "support/error.h"
+
+#include <algorithm>
+#include <unordered_map>
+
+namespace kiln::sym {
+
+const char *kindName(Kind k) {
+  switch (k) {
+#define X(k)                                                                                       \
+  case Kind::k:                                                                                    \
+    return #k;
+    KILN_SYM_KINDS(X)
+#undef X
+  }
+  return "?";
+}
+
+namespace {
+
+size_t hashNode(Kind k, const std::vector<const Node *> &ops, int64_t value,
+                const std::string &name) {
+  size_t h = std::hash<int>()(static_cast<int>(k)) * 1000003u;
+  h ^= std::hash<int64_t>()(value) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+  h ^= std::hash<std::string>()(name) + (h << 6) + (h >> 2);
+  for (const Node *o : ops)
+    h ^= std::hash<const void *>()(o) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+  return h;
+}
+
+struct KeyHash {
+  size_t operator()(const Node *n) const { return n->hash; }
+};
+struct KeyEq {
+  bool operator()(const Node *a, const Node *b) const {
+    return a->kind == b->kind && a->value == b->value && a->name == b->name && a->ops == b->ops;
+  }
+};
+
+int64_t satAdd(int64_t a, int64_t b) {
+  __int128 r = static_cast<__int128>(a) + b;
+  if (r > INT64_MAX)
+    return INT64_MAX;
+  if (r < INT64_MIN)
+    return INT64_MIN;
+  return static_cast<int64_t>(r);
+}
+int64_t satMul(int64_t a, int64_t b) {
+  if (a == 0 || b == 0)
+    return 0;
+  __int128 r = static_cast<__int128>(a) * b;
+  if (r > INT64_MAX)
+    return INT64_MAX;
+  if (r < INT64_MIN)
+    return INT64_MIN;
+  return static_cast<int64_t>(r);
+}
+int64_t floorDivInt(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  if ((a % b != 0) && ((a < 0) != (b < 0)))
+    --q;
+  return q;
+}
+int64_t modInt(int64_t a, int64_t b) { return a - b * floorDivInt(a, b); }
+
+} // namespace
+
+struct Context::Impl {
+  std::unordered_map<const Node *, std::unique_ptr<Node>, KeyHash, KeyEq> table;
+  std::map<std::string, const Node *> symbols;
+  std::unordered_map<const Node *, Range> ranges;
+  uint64_t nextId = 0;
+};
+
+Context::Context() : impl_(std::make_unique<Impl>()) {}
+Context::~Context() = default;
+
+Expr Context::make(Kind k, std::vector<const Node *> ops, int64_t value, std::string name) {
+  Node probe;
+  probe.kind = k;
+  probe.ops = std::move(ops);
+  probe.value = value;
+  probe.name = std::move(name);
+  probe.hash = hashNode(probe.kind, probe.ops, probe.value, probe.name);
+  auto it = impl_->table.find(&probe);
+  if (it != impl_->table.end())
+    return Expr(it->second.get());
+  auto node = std::make_unique<Node>(std::move(probe));
+  node->id = impl_->nextId++;
+  node->ctx = this;
+  const Node *raw = node.get();
+  impl_->table.emplace(raw, std::move(node));
+  return Expr(raw);
+}
+
+Expr Context::constant(int64_t v) { return make(Kind::Const, {}, v); }
+
+Expr Context::symbol(const std::string &name, int64_t lo, int64_t hi) {
+  auto it = impl_->symbols.find(name);
+  if (it != impl_->symbols.end())
+    return Expr(it->second);
+  Expr s = make(Kind::Symbol, {}, 0, name);
+  impl_->symbols[name] = s.node();
+  impl_->ranges[s.node()] = Range{lo, hi};
+  return s;
+}
+
+std::optional<Expr> Context::findSymbol(const std::string &name) const {
+  auto it = impl_->symbols.find(name);
+  if (it == impl_->symbols.end())
+    return std::nullopt;
+  return Expr(it->second);
+}
+
+void Context::setRange(Expr s, Range r) {
+  KILN_ASSERT(s.isSymbol(), "setRange on non-symbol {}", toString(s));
+  impl_->ranges[s.node()] = r;
+}
+
+Range Context::symbolRange(Expr s) const {
+  auto it = impl_->ranges.find(s.node());
+  return it == impl_->ranges.end() ? Range{} : it->second;
+}
+
+// ---- sums ---------------------------------------------------------------------------
+
+namespace {
+
+/// Splits a term into (coefficient, base); base is null for a constant.
+std::pair<int64_t, const Node *> splitTerm(Context &ctx, Expr e) {
+  if (e.isConst())
+    return {e->value, nullptr};
+  if (e.kind() == Kind::Mul && e.op(0).isConst()) {
+    std::vector<const Node *> rest(e->ops.begin() + 1, e->ops.end());
+    if (rest.size() == 1)
+      return {e.op(0)->value, rest[0]};
+    return {e.op(0)->value, ctx.make(Kind::Mul, rest).node()};
+  }
+  return {1, e.node()};
+}
+
+void collectTerms(Context &ctx, Expr e, std::map<uint64_t, std::pair<const Node *, int64_t>> &terms,
+                  int64_t &constant) {
+  if (e.kind() == Kind::Add) {
+    for (size_t i = 0; i < e.numOps(); ++i)
+      collectTerms(ctx, e.op(i), terms, constant);
+    return;
+  }
+  auto [coeff, base] = splitTerm(ctx, e);
+  if (!base) {
+    constant += coeff;
+    return;
+  }
+  auto &slot = terms[base->id];
+  slot.first = base;
+  slot.second += coeff;
+}
+
+Expr scaleBase(Context &ctx, int64_t coeff, const Node *base) {
+  if (coeff == 1)
+    return Expr(base);
+  std::vector<const Node *> ops{ctx.constant(coeff).node()};
+  if (base->kind == Kind::Mul)
+    ops.insert(ops.end(), base->ops.begin(), base->ops.end());
+  else
+    ops.push_back(base);
+  return ctx.make(Kind::Mul, ops);
+}
+
+Expr buildSum(Context &ctx, const std::map<uint64_t, std::pair<const Node *, int64_t>> &terms,
+              int64_t constant) {
+  std::vector<const Node *> ops;
+  for (auto &[id, t] : terms)
+    if (t.second != 0)
+      ops.push_back(scaleBase(ctx, t.second, t.first).node());
+  if (ops.empty())
+    return ctx.constant(constant);
+  if (constant != 0)
+    ops.push_back(ctx.constant(constant).node());
+  if (ops.size() == 1)
+    return Expr(ops[0]);
+  return ctx.make(Kind::Add, ops);
+}
+
+} // namespace
+
+Expr Context::add(Expr a, Expr b) {
+  if (a.isConst() && b.isConst())
+    return constant(a->value + b->value);
+  if (a.isConst(0))
+    return b;
+  if (b.isConst(0))
+    return a;
+  std::map<uint64_t, std::pair<const Node *, int64_t>> terms;
+  int64_t c = 0;
+  collectTerms(*this, a, terms, c);
+  collectTerms(*this, b, terms, c);
+  return buildSum(*this, terms, c);
+}
+
+// ---- products -----------------------------------------------------------------------
+
+Expr Context::mul(Expr a, Expr b) {
+  if (a.isConst() && b.isConst())
+    return constant(a->value * b->value);
+  if (b.isConst())
+    std::swap(a, b);
+  if (a.isConst()) {
+    int64_t c = a->value;
+    if (c == 0)
+      return constant(0);
+    if (c == 1)
+      return b;
+    if (b.kind() == Kind::Add) { // distribute: keeps affine indices flat
+      std::map<uint64_t, std::pair<const Node *, int64_t>> terms;
+      int64_t k = 0;
+      collectTerms(*this, b, terms, k);
+      for (auto &[id, t] : terms)
+        t.second *= c;
+      return buildSum(*this, terms, k * c);
+    }
+    auto [coeff, base] = splitTerm(*this, b);
+    return scaleBase(*this, coeff * c, base);
+  }
+  auto [ca, ba] = splitTerm(*this, a);
+  auto [cb, bb] = splitTerm(*this, b);
+  std::vector<const Node *> factors;
+  for (const Node *base : {ba, bb}) {
+    if (base->kind == Kind::Mul)
+      factors.insert(factors.end(), base->ops.begin(), base->ops.end());
+    else
+      factors.push_back(base);
+  }
+  std::sort(factors.begin(), factors.end(),
+            [](const Node *x, const Node *y) { return x->id < y->id; });
+  Expr base = make(Kind::Mul, factors);
+  return scaleBase(*this, ca * cb, base.node());
+}
+
+// ---- division -----------------------------------------------------------------------
+
+namespace {
+
+/// Splits sum e into (multiple of d, remainder) where the first part divided by d is exact.
+std::pair<Expr, Expr> splitDivisible(Context &ctx, Expr e, int64_t d) {
+  std::map<uint64_t, std::pair<const Node *, int64_t>> terms;
+  int64_t c = 0;
+  collectTerms(ctx, e, terms, c);
+  std::map<uint64_t, std::pair<const Node *, int64_t>> q, r;
+  for (auto &[id, t] : terms) {
+    if (t.second % d == 0)
+      q[id] = {t.first, t.second / d};
+    else
+      r[id] = t;
+  }
+  int64_t cq = floorDivInt(c, d);
+  int64_t cr = modInt(c, d);
+  return {buildSum(ctx, q, cq), buildSum(ctx, r, cr)};
+}
+
+/// If e == k * d as a product containing factor d, returns k.
+std::optional<Expr> exactQuotient(Context &ctx, Expr e, Expr d) {
+  if (e == d)
+    return ctx.constant(1);
+  if (e.kind() != Kind::Mul)
+    return std::nullopt;
+  std::vector<const Node *> ops = e->ops;
+  auto it = std::find(ops.begin(), ops.end(), d.node());
+  if (it == ops.end())
+    return std::nullopt;
+  ops.erase(it);
+  Expr r = ctx.constant(1);
+  for (const Node *o : ops)
+    r = ctx.mul(r, Expr(o));
+  return r;
+}
+
+} // namespace
+
+Expr Context::floorDiv(Expr a, Expr b) {
+  if (a.isConst() && b.isConst()) {
+    KILN_ASSERT(b->value != 0, "floor_div by zero");
+    return constant(floorDivInt(a->value, b->value));
+  }
+  if (b.isConst(1))
+    return a;
+  if (b.isConst() && b->value > 0) {
+    int64_t d = b->value;
+    if (a.kind() == Kind::FloorDiv && a.op(1).isConst() && a.op(1)->value > 0)
+      return floorDiv(a.op(0), constant(a.op(1)->value * d));
+    auto [q, r] = splitDivisible(*this, a, d);
+    Range rr = rangeOf(r);
+    Expr rest = (rr.lo >= 0 && rr.hi < d) ? constant(0)
+                : r.isConst()             ? constant(floorDivInt(r->value, d))
+                                          : make(Kind::FloorDiv, {r.node(), b.node()});
+    return add(q, rest);
+  }
+  if (auto k = exactQuotient(*this, a, b))
+    return *k;
+  return make(Kind::FloorDiv, {a.node(), b.node()});
+}
+
+Expr Context::mod(Expr a, Expr b) {
+  if (a.isConst() && b.isConst()) {
+    KILN_ASSERT(b->value != 0, "mod by zero");
+    return constant(modInt(a->value, b->value));
+  }
+  if (b.isConst(1))
+    return constant(0);
+  if (b.isConst() && b->value > 0) {
+    int64_t d = b->value;
+    auto [q, r] = splitDivisible(*this, a, d);
+    (void)q;
+    Range rr = rangeOf(r);
+    if (rr.lo >= 0 && rr.hi < d)
+      return r;
+    if (r.isConst())
+      return constant(modInt(r->value, d));
+    return make(Kind::Mod, {r.node(), b.node()});
+  }
+  if (exactQuotient(*this, a, b))
+    return constant(0);
+  Range ra = rangeOf(a), rb = rangeOf(b);
+  if (ra.lo >= 0 && rb.lo > 0 && provablyGE(b - 1, a))
+    return a;
+  return make(Kind::Mod, {a.node(), b.node()});
+}
+
+Expr Context::min(Expr a, Expr b) {
+  if (a == b)
+    return a;
+  if (a.isConst() && b.isConst())
+    return constant(std::min(a->value, b->value));
+  if (provablyGE(b, a))
+    return a;
+  if (provablyGE(a, b))
+    return b;
+  if (b < a)
+    std::swap(a, b);
+  return make(Kind::Min, {a.node(), b.node()});
+}
+
+Expr Context::max(Expr a, Expr b) {
+  if (a == b)
+    return a;
+  if (a.isConst() && b.isConst())
+    return constant(std::max(a->value, b->value));
+  if (provablyGE(a, b))
+    return a;
+  if (provablyGE(b, a))
+    return b;
+  if (b < a)
+    std::swap(a, b);
+  return make(Kind::Max, {a.node(), b.node()});
+}
+
+// ---- free functions ---------------------------------------------------------------
+
+Expr operator+(Expr a, Expr b) { return a.ctx().add(a, b); }
+Expr operator-(Expr a, Expr b) { return a.ctx().add(a, a.ctx().mul(a.ctx().constant(-1), b)); }
+Expr operator*(Expr a, Expr b) { return a.ctx().mul(a, b); }
+Expr operator+(Expr a, int64_t b) { return a + a.ctx().constant(b); }
+Expr operator-(Expr a, int64_t b) { return a + a.ctx().constant(-b); }
+Expr operator*(Expr a, int64_t b) { return a * a.ctx().constant(b); }
+Expr operator-(Expr a) { return a * int64_t{-1}; }
+Expr floorDiv(Expr a, Expr b) { return a.ctx().floorDiv(a, b); }
+Expr floorDiv(Expr a, int64_t b) { return a.ctx().floorDiv(a, a.ctx().constant(b)); }
+Expr mod(Expr a, Expr b) { return a.ctx().mod(a, b); }
+Expr mod(Expr a, int64_t b) { return a.ctx().mod(a, a.ctx().constant(b)); }
+Expr min(Expr a, Expr b) { return a.ctx().min(a, b); }
+Expr max(Expr a, Expr b) { return a.ctx().max(a, b); }
+
+Range rangeOf(Expr e) {
+  switch (e.kind()) {
+  case Kind::Const:
+    return {e->value, e->value};
+  case Kind::Symbol:
+    return e.ctx().symbolRange(e);
+  case Kind::Add: {
+    Range r{0, 0};
+    for (size_t i = 0; i < e.numOps(); ++i) {
+      Range o = rangeOf(e.op(i));
+      r.lo = satAdd(r.lo, o.lo);
+      r.hi = satAdd(r.hi, o.hi);
+    }
+    return r;
+  }
+  case Kind::Mul: {
+    Range r{1, 1};
+    for (size_t i = 0; i < e.numOps(); ++i) {
+      Range o = rangeOf(e.op(i));
+      int64_t c[4] = {satMul(r.lo, o.lo), satMul(r.lo, o.hi), satMul(r.hi, o.lo),
+                      satMul(r.hi, o.hi)};
+      r = {*std::min_element(c, c + 4), *std::max_element(c, c + 4)};
+    }
+    return r;
+  }
+  case Kind::FloorDiv: {
+    Range a = rangeOf(e.op(0)), b = rangeOf(e.op(1));
+    if (b.lo <= 0)
+      return {};
+    auto fd = [](int64_t x, int64_t y) {
+      return (x == INT64_MIN || x == INT64_MAX) ? x : floorDivInt(x, y);
+    };
+    return {std::min(fd(a.lo, b.lo), fd(a.lo, b.hi)), std::max(fd(a.hi, b.lo), fd(a.hi, b.hi))};
+  }
+  case Kind::Mod: {
+    Range b = rangeOf(e.op(1));
+    if (b.lo <= 0 || b.hi == INT64_MAX)
+      return {0, INT64_MAX};
+    return {0, b.hi - 1};
+  }
+  case Kind::Min: {
+    Range a = rangeOf(e.op(0)), b = rangeOf(e.op(1));
+    return {std::min(a.lo, b.lo), std::min(a.hi, b.hi)};
+  }
+  case Kind::Max: {
+    Range a = rangeOf(e.op(0)), b = rangeOf(e.op(1));
+    return {std::max(a.lo, b.lo), std::max(a.hi, b.hi)};
+  }
+  }
+  return {};
+}
+
+bool provablyGE(Expr a, Expr b) {
+  if (a == b)
+    return true;
+  Context &ctx = a.ctx();
+  Expr d = ctx.add(a, ctx.mul(ctx.constant(-1), b));
+  if (d.isConst())
+    return d->value >= 0;
+  Range r = rangeOf(d);
+  return r.lo >= 0 && r.lo != INT64_MIN;
+}
+
+bool provablyEqual(Expr a, Expr b) {
+  if (a == b)
+    return true;
+  return (a - b).isConst(0);
+}
+
+int64_t evaluate(Expr e, const std::map<std::string, int64_t> &env) {
+  switch (e.kind()) {
+  case Kind::Const:
+    return e->value;
+  case Kind::Symbol: {
+    auto it = env.find(e.name());
+    if (it == env.end())
+      fail("symbol '{}' has no value", e.name());
+    return it->second;
+  }
+  case Kind::Add: {
+    int64_t r = 0;
+    for (size_t i = 0; i < e.numOps(); ++i)
+      r += evaluate(e.op(i), env);
+    return r;
+  }
+  case Kind::Mul: {
+    int64_t r = 1;
+    for (size_t i = 0; i < e.numOps(); ++i)
+      r *= evaluate(e.op(i), env);
+    return r;
+  }
+  case Kind::FloorDiv:
+    return floorDivInt(evaluate(e.op(0), env), evaluate(e.op(1), env));
+  case Kind::Mod:
+    return modInt(evaluate(e.op(0), env), evaluate(e.op(1), env));
+  case Kind::Min:
+    return std::min(evaluate(e.op(0), env), evaluate(e.op(1), env));
+  case Kind::Max:
+    return std::max(evaluate(e.op(0), env), evaluate(e.op(1), env));
+  }
+  return 0;
+}
+
+Expr substitute(Expr e, const std::map<const Node *, Expr> &repl) {
+  auto it = repl.find(e.node());
+  if (it != repl.end())
+    return it->second;
+  if (e.numOps() == 0)
+    return e;
+  Context &ctx = e.ctx();
+  std::vector<Expr> ops;
+  for (size_t i = 0; i < e.numOps(); ++i)
+    ops.push_back(substitute(e.op(i), repl));
+  switch (e.kind()) {
+  case Kind::Add: {
+    Expr r = ctx.constant(0);
+    for (Expr o : ops)
+      r = ctx.add(r, o);
+    return r;
+  }
+  case Kind::Mul: {
+    Expr r = ctx.constant(1);
+    for (Expr o : ops)
+      r = ctx.mul(r, o);
+    return r;
+  }
+  case Kind::FloorDiv:
+    return ctx.floorDiv(ops[0], ops[1]);
+  case Kind::Mod:
+    return ctx.mod(ops[0], ops[1]);
+  case Kind::Min:
+    return ctx.min(ops[0], ops[1]);
+  case Kind::Max:
+    return ctx.max(ops[0], ops[1]);
+  case Kind::Const:
+  case Kind::Symbol:
+    break;
+  }
+  return e;
+}
+
+static void gatherSymbols(Expr e, std::map<uint64_t, Expr> &out) {
+  if (e.isSymbol()) {
+    out[e->id] = e;
+    return;
+  }
+  for (size_t i = 0; i < e.numOps(); ++i)
+    gatherSymbols(e.op(i), out);
+}
+
+std::vector<Expr> freeSymbols(Expr e) {
+  std::map<uint64_t, Expr> m;
+  gatherSymbols(e, m);
+  std::vector<Expr> r;
+  for (auto &[id, s] : m)
+    r.push_back(s);
+  return r;
+}
+
+} // namespace kiln::sym
