@@ -149,10 +149,9 @@ int OpCtx::normAxis(int64_t axis, int rank) {
 }
 
 sym::Expr Lowerer::newVar(const char *prefix, sym::Expr size) {
-  std::string name = fmt::format("_{}{}", prefix, varCounter_++);
   sym::Range r = sym::rangeOf(size);
   int64_t hi = r.hi == INT64_MAX ? INT64_MAX : r.hi - 1;
-  return graph.ctx().symbol(name, 0, hi);
+  return graph.ctx().freshSymbol(std::string("_") + prefix, 0, hi);
 }
 
 loop::Buffer *Lowerer::constantBuffer(const ir::Value *v) {

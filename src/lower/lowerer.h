@@ -76,7 +76,6 @@ public:
 
 private:
   std::map<const ir::Value *, loop::Buffer *> constBuffers_;
-  int varCounter_ = 0;
 };
 
 } // namespace kiln::lower

@@ -75,6 +75,7 @@ struct Context::Impl {
   std::map<std::string, const Node *> symbols;
   std::unordered_map<const Node *, Range> ranges;
   uint64_t nextId = 0;
+  uint64_t fresh = 0;
 };
 
 Context::Context() : impl_(std::make_unique<Impl>()) {}
@@ -108,6 +109,14 @@ Expr Context::symbol(const std::string &name, int64_t lo, int64_t hi) {
   impl_->symbols[name] = s.node();
   impl_->ranges[s.node()] = Range{lo, hi};
   return s;
+}
+
+Expr Context::freshSymbol(const std::string &prefix, int64_t lo, int64_t hi) {
+  for (;;) {
+    std::string name = prefix + std::to_string(impl_->fresh++);
+    if (!impl_->symbols.count(name))
+      return symbol(name, lo, hi);
+  }
 }
 
 std::optional<Expr> Context::findSymbol(const std::string &name) const {

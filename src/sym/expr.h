@@ -88,6 +88,8 @@ public:
   Expr constant(int64_t v);
   /// Returns the symbol `name`, creating it with range [lo, hi] the first time.
   Expr symbol(const std::string &name, int64_t lo = 0, int64_t hi = INT64_MAX);
+  /// A new symbol never returned before (name = prefix + counter), e.g. loop variables.
+  Expr freshSymbol(const std::string &prefix, int64_t lo, int64_t hi);
   std::optional<Expr> findSymbol(const std::string &name) const;
   void setRange(Expr symbol, Range r);
   Range symbolRange(Expr symbol) const;

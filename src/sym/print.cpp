@@ -64,8 +64,11 @@ std::string print(Expr e, const std::function<std::string(Expr)> &names, bool cp
     bool nonneg = rangeOf(e.op(0)).lo >= 0 && rangeOf(e.op(1)).lo > 0;
     if (!cpp)
       return fmt::format("{}({}, {})", isDiv ? "floor_div" : "mod", sub(e.op(0)), sub(e.op(1)));
-    if (nonneg)
-      return fmt::format("({} {} {})", paren(e.op(0)), isDiv ? "/" : "%", paren(e.op(1)));
+    if (nonneg) {
+      Expr d = e.op(1);
+      std::string ds = d.isConst() || d.isSymbol() ? sub(d) : "(" + sub(d) + ")";
+      return fmt::format("({} {} {})", paren(e.op(0)), isDiv ? "/" : "%", ds);
+    }
     return fmt::format("{}({}, {})", isDiv ? "kiln_floordiv" : "kiln_imod", sub(e.op(0)),
                        sub(e.op(1)));
   }
