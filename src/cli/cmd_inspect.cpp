@@ -6,10 +6,28 @@
 
 #include <iostream>
 #include <map>
+#include <set>
 
 namespace kiln::cli {
 
+/// `kiln ops`: the op coverage table (docs/ops.md is generated from it).
+static void addOpsCommand(CLI::App &app) {
+  auto *cmd = app.add_subcommand("ops", "print the supported-op table as markdown");
+  cmd->callback([] {
+    std::map<std::string, const lower::OpInfo *> sorted;
+    for (const lower::OpInfo &o : lower::opRegistry())
+      sorted[o.name] = &o;
+    std::cout << "| op | opsets | CPU | how |\n|---|---|---|---|\n";
+    for (auto &[name, o] : sorted) {
+      static const std::set<std::string> externs = {"Conv", "MatMul", "Gemm"};
+      std::string how = externs.count(name) ? "oneDNN via shim (float32)" : "generated kernel";
+      std::cout << fmt::format("| {} | {}–21 | yes | {} |\n", name, o->sinceOpset, how);
+    }
+  });
+}
+
 void addInspectCommand(CLI::App &app) {
+  addOpsCommand(app);
   auto *cmd = app.add_subcommand("inspect", "list a model's inputs, outputs, ops and support");
   auto path = std::make_shared<std::string>();
   cmd->add_option("model", *path, "model.onnx")->required();
