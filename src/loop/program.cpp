@@ -53,7 +53,7 @@ Buffer *Program::newBuffer(DType t, ir::Shape shape, BufferKind kind, const std:
   auto b = std::make_unique<Buffer>();
   b->id = static_cast<int>(buffers.size());
   b->name = fmt::format("buf{}", b->id);
-  (void)hint;
+  b->label = hint;
   b->dtype = t;
   b->shape = std::move(shape);
   b->kind = kind;

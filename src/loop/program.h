@@ -15,7 +15,8 @@ enum class BufferKind { Input, Output, Constant, Intermediate };
 
 struct Buffer {
   int id = 0;
-  std::string name;
+  std::string name;  // C identifier in generated code
+  std::string label; // ONNX name it came from (constants: the initializer name)
   DType dtype = DType::Float32;
   ir::Shape shape; // contiguous row-major
   BufferKind kind = BufferKind::Intermediate;

@@ -277,7 +277,8 @@ private:
     for (size_t i = 0; i < p_.constants.size(); ++i) {
       const loop::Buffer *b = p_.constants[i];
       os << fmt::format("  {{{}, {}, {}, const_dims_{}, UINT64_C({}), UINT64_C({})}},\n",
-                        cString(b->name), dlType(b->dtype), b->shape.size(), i,
+                        cString(b->label.empty() ? b->name : b->label), dlType(b->dtype),
+                        b->shape.size(), i,
                         b->data->bytes.size(), offsets_[i]);
     }
     if (p_.constants.empty())
