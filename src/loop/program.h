@@ -64,10 +64,19 @@ struct Kernel {
   std::vector<Buffer *> reads() const;
 };
 
+/// Kernels executed as one function. With more than one member they share the loops
+/// over their first `outerRank` output dims (reduction epilogue fusion, sched/).
+struct KernelGroup {
+  std::vector<Kernel *> kernels;
+  size_t outerRank = 0;
+  bool isExtern() const { return kernels.size() == 1 && kernels[0]->kind == KernelKind::Extern; }
+};
+
 struct Program {
   std::vector<std::unique_ptr<Buffer>> buffers;
   std::vector<std::unique_ptr<Kernel>> kernels;
   std::vector<Buffer *> inputs, outputs, constants;
+  std::vector<KernelGroup> groups; // set by sched::formGroups; execution order
   int nextSite = 0;
 
   Buffer *newBuffer(DType t, ir::Shape shape, BufferKind kind, const std::string &hint);

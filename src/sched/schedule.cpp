@@ -29,21 +29,101 @@ void eliminateDeadKernels(loop::Program &p) {
     p.kernels[i]->id = static_cast<int>(i);
 }
 
+namespace {
+
+/// Outer dims a reduction's result is indexed by: its shape without trailing 1s.
+size_t outerRankOf(const loop::Kernel &k) {
+  size_t r = k.out->shape.size();
+  while (r > 0 && k.out->shape[r - 1].isConst(1))
+    --r;
+  return r;
+}
+
+/// Does every load in v of a buffer in `produced` read it exactly at the outer point
+/// (vars[0..rank), zeros after)?
+bool readsAtOuterPoint(const loop::VRef &v, const std::set<const loop::Buffer *> &produced,
+                       const std::vector<sym::Expr> &vars, size_t rank, sym::Context &ctx) {
+  if (v->kind == loop::VKind::Load && produced.count(v->buf)) {
+    if (!v->indirect.empty())
+      return false;
+    const ir::Shape &shape = v->buf->shape;
+    if (shape.size() < rank)
+      return false;
+    sym::Expr idx = ctx.constant(0);
+    for (size_t d = 0; d < shape.size(); ++d) {
+      if (d >= rank && !shape[d].isConst(1))
+        return false;
+      idx = idx * shape[d] + (d < rank ? vars[d] : ctx.constant(0));
+    }
+    if (idx != v->sym)
+      return false;
+  }
+  for (auto &[var, iv] : v->indirect)
+    if (!readsAtOuterPoint(iv, produced, vars, rank, ctx))
+      return false;
+  for (const loop::VRef &a : v->args)
+    if (!readsAtOuterPoint(a, produced, vars, rank, ctx))
+      return false;
+  return true;
+}
+
+bool canJoin(const loop::KernelGroup &g, const loop::Kernel &k,
+             const std::set<const loop::Buffer *> &produced, sym::Context &ctx) {
+  if (k.kind == loop::KernelKind::Extern || k.vars.size() < g.outerRank)
+    return false;
+  const ir::Shape &lead = g.kernels.front()->out->shape;
+  for (size_t d = 0; d < g.outerRank; ++d)
+    if (!sym::provablyEqual(k.out->shape[d], lead[d]))
+      return false;
+  bool readsGroup = false;
+  for (loop::Buffer *b : k.reads())
+    readsGroup |= produced.count(b) != 0;
+  return readsGroup && readsAtOuterPoint(k.body, produced, k.vars, g.outerRank, ctx);
+}
+
+} // namespace
+
+void formGroups(loop::Program &p, sym::Context &ctx) {
+  p.groups.clear();
+  std::set<const loop::Buffer *> produced;
+  for (auto &kp : p.kernels) {
+    loop::Kernel &k = *kp;
+    if (!p.groups.empty()) {
+      loop::KernelGroup &g = p.groups.back();
+      if (g.outerRank > 0 && canJoin(g, k, produced, ctx)) {
+        g.kernels.push_back(&k);
+        produced.insert(k.out);
+        continue;
+      }
+    }
+    loop::KernelGroup g;
+    g.kernels.push_back(&k);
+    produced.clear();
+    if (k.kind == loop::KernelKind::Reduction) {
+      g.outerRank = outerRankOf(k);
+      produced.insert(k.out);
+    }
+    p.groups.push_back(g);
+  }
+}
+
 MemoryPlan planMemory(const loop::Program &p, sym::Context &ctx) {
   std::map<const loop::Buffer *, size_t> lastUse, firstDef;
-  for (size_t i = 0; i < p.kernels.size(); ++i) {
-    const loop::Kernel &k = *p.kernels[i];
-    for (loop::Buffer *b : k.reads())
-      lastUse[b] = i;
-    std::vector<loop::Buffer *> outs =
-        k.kind == loop::KernelKind::Extern ? k.ext.outputs : std::vector<loop::Buffer *>{k.out};
-    for (loop::Buffer *b : outs)
-      if (!firstDef.count(b))
-        firstDef[b] = i;
+  for (size_t i = 0; i < p.groups.size(); ++i) {
+    for (const loop::Kernel *kp : p.groups[i].kernels) {
+      const loop::Kernel &k = *kp;
+      for (loop::Buffer *b : k.reads())
+        lastUse[b] = i;
+      std::vector<loop::Buffer *> outs =
+          k.kind == loop::KernelKind::Extern ? k.ext.outputs : std::vector<loop::Buffer *>{k.out};
+      for (loop::Buffer *b : outs)
+        if (!firstDef.count(b))
+          firstDef[b] = i;
+    }
   }
   MemoryPlan plan;
   std::vector<bool> slotFree;
-  for (size_t i = 0; i < p.kernels.size(); ++i) {
+  for (size_t i = 0; i < p.groups.size(); ++i) {
     for (auto &[b, def] : firstDef) {
       if (def != i || b->kind != loop::BufferKind::Intermediate)
         continue;

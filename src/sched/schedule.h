@@ -9,6 +9,11 @@ namespace kiln::sched {
 /// Removes kernels whose outputs are neither read nor graph outputs.
 void eliminateDeadKernels(loop::Program &p);
 
+/// Groups kernels for execution: each extern alone; a reduction followed by kernels
+/// that iterate the same outer dims and read the group's results only at the current
+/// outer point (softmax, layer norm) share one parallel outer loop nest.
+void formGroups(loop::Program &p, sym::Context &ctx);
+
 struct Slot {
   sym::Expr bytes;
 };
@@ -18,7 +23,7 @@ struct MemoryPlan {
   std::map<const loop::Buffer *, int> slotOf; // intermediate buffer → slot
 };
 
-/// Greedy liveness-based reuse over the kernel order.
+/// Greedy liveness-based reuse over the group order (a group's buffers live across it).
 MemoryPlan planMemory(const loop::Program &p, sym::Context &ctx);
 
 } // namespace kiln::sched

@@ -187,30 +187,6 @@ sym::Expr linear(const std::vector<sym::Expr> &idx, const ir::Shape &shape, sym:
 
 } // namespace
 
-KernelSignature signatureOf(const loop::Kernel &k,
-                            const std::function<bool(sym::Expr)> &isModelSymbol) {
-  KernelSignature sig;
-  for (loop::Buffer *b : k.reads()) {
-    sig.buffers.push_back(b);
-    sig.written.push_back(false);
-  }
-  sig.buffers.push_back(k.out);
-  sig.written.push_back(true);
-  std::set<const sym::Node *> syms;
-  collectVSyms(k.body, syms);
-  for (const sym::Expr &d : k.out->shape)
-    collectSyms(d, syms);
-  for (const sym::Expr &d : k.rsizes)
-    collectSyms(d, syms);
-  std::map<uint64_t, sym::Expr> ordered;
-  for (const sym::Node *n : syms)
-    if (isModelSymbol(sym::Expr(n)))
-      ordered[n->id] = sym::Expr(n);
-  for (auto &[id, e] : ordered)
-    sig.symbols.push_back(e);
-  return sig;
-}
-
 static const char *reduceInit(loop::ReduceOp op, DType acc) {
   switch (op) {
   case loop::ReduceOp::Sum:
@@ -227,12 +203,162 @@ static const char *reduceInit(loop::ReduceOp op, DType acc) {
   return "0";
 }
 
-std::string printCpuKernel(const loop::Kernel &k, const KernelSignature &sig,
-                           const SymbolNamer &modelSymbol, sym::Context &ctx) {
-  KILN_ASSERT(k.kind != loop::KernelKind::Extern, "extern kernels are printed by the wrapper");
+namespace {
+
+/// Prints one kernel's loops below the first `shared` output dims, which an enclosing
+/// group loop already iterates (as i0..i{shared-1}). With shared == 0 the kernel
+/// parallelises its own outer loops.
+class MemberPrinter {
+public:
+  MemberPrinter(std::ostringstream &os, const loop::Kernel &k, size_t shared,
+                const SymbolNamer &model, sym::Context &ctx)
+      : os_(os), k_(k), shared_(shared), model_(model), ctx_(ctx) {}
+
+  void print(std::string indent) {
+    for (size_t d = 0; d < k_.vars.size(); ++d)
+      locals_[k_.vars[d].node()] = fmt::format("i{}", d);
+    for (size_t d = 0; d < k_.rvars.size(); ++d)
+      locals_[k_.rvars[d].node()] = fmt::format("r{}", d);
+    const ir::Shape &oshape = k_.out->shape;
+    sym::Expr work = ctx_.constant(1);
+    for (auto &d : oshape)
+      work = work * d;
+    for (auto &d : k_.rsizes)
+      work = work * d;
+    parallelIf_ = fmt::format("if({} >= 16384)", sizeCpp(work));
+    outIdx_ = sym::toCpp(linear(k_.vars, oshape, ctx_), [&](sym::Expr s) {
+      auto it = locals_.find(s.node());
+      return it != locals_.end() ? it->second : model_(s);
+    });
+    size_t rank = k_.vars.size();
+    bool pointwise = k_.kind == loop::KernelKind::Pointwise;
+    // Own outer loops: all but the innermost for pointwise; all output dims for reductions.
+    size_t outerEnd = pointwise ? (rank > 0 ? rank - 1 : 0) : rank;
+    if (outerEnd < shared_)
+      outerEnd = shared_;
+    size_t own = outerEnd - shared_;
+    if (own > 0 && shared_ == 0)
+      os_ << indent << "#pragma omp parallel for "
+          << (own > 1 ? fmt::format("collapse({}) ", own) : "") << parallelIf_ << "\n";
+    for (size_t d = shared_; d < outerEnd; ++d) {
+      os_ << indent << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0}) {{\n", d,
+                                   sizeCpp(oshape[d]));
+      indent += "  ";
+    }
+    if (pointwise)
+      printPointwise(indent, rank, outerEnd);
+    else
+      printReduction(indent, rank);
+    for (size_t d = shared_; d < outerEnd; ++d) {
+      indent.resize(indent.size() - 2);
+      os_ << indent << "}\n";
+    }
+  }
+
+private:
+  std::string sizeCpp(sym::Expr e) { return sym::toCpp(e, model_); }
+
+  void printPointwise(std::string indent, size_t rank, size_t outerEnd) {
+    bool inner = rank > outerEnd;
+    if (inner) {
+      if (outerEnd == 0 && shared_ == 0)
+        os_ << indent << "#pragma omp parallel for simd " << parallelIf_ << "\n";
+      else
+        os_ << indent << "#pragma omp simd\n";
+      os_ << indent << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0}) {{\n", rank - 1,
+                                   sizeCpp(k_.out->shape[rank - 1]));
+      indent += "  ";
+    }
+    BodyPrinter bp(os_, indent, model_, locals_);
+    std::string v = bp.emit(k_.body);
+    os_ << indent << k_.out->name << "[" << outIdx_ << "] = " << storeExpr(k_.out, v) << ";\n";
+    if (inner) {
+      indent.resize(indent.size() - 2);
+      os_ << indent << "}\n";
+    }
+  }
+
+  void printReduction(std::string indent, size_t rank) {
+    const char *acc = computeType(k_.accDtype);
+    bool arg = k_.rop == loop::ReduceOp::ArgMax || k_.rop == loop::ReduceOp::ArgMin;
+    std::string init = reduceInit(k_.rop, k_.accDtype);
+    if (auto pos = init.find("ACC"); pos != std::string::npos)
+      init.replace(pos, 3, acc);
+    os_ << indent << acc << " acc = " << init << ";\n";
+    if (arg)
+      os_ << indent << "int64_t best = 0;\n";
+    size_t nr = k_.rvars.size();
+    bool simple = !arg && (k_.rop == loop::ReduceOp::Sum || k_.rop == loop::ReduceOp::Prod);
+    const char *clause = k_.rop == loop::ReduceOp::Sum ? "+" : "*";
+    if (rank == 0 && shared_ == 0 && simple && nr > 0)
+      os_ << indent << "#pragma omp parallel for reduction(" << clause << ":acc) " << parallelIf_
+          << "\n";
+    for (size_t d = 0; d < nr; ++d) {
+      if (d + 1 == nr && simple && !(rank == 0 && shared_ == 0 && nr == 1))
+        os_ << indent << "#pragma omp simd reduction(" << clause << ":acc)\n";
+      os_ << indent << fmt::format("for (int64_t r{0} = 0; r{0} < {1}; ++r{0}) {{\n", d,
+                                   sizeCpp(k_.rsizes[d]));
+      indent += "  ";
+    }
+    BodyPrinter bp(os_, indent, model_, locals_);
+    std::string v = bp.emit(k_.body);
+    bool fl = isFloat(k_.accDtype);
+    switch (k_.rop) {
+    case loop::ReduceOp::Sum:
+      os_ << indent << "acc += " << v << ";\n";
+      break;
+    case loop::ReduceOp::Prod:
+      os_ << indent << "acc *= " << v << ";\n";
+      break;
+    case loop::ReduceOp::Max: // NaN wins, as in ONNX Runtime and numpy
+      os_ << indent
+          << (fl ? fmt::format("acc = ({0} > acc || {0} != {0}) ? {0} : acc;\n", v)
+                 : fmt::format("acc = {0} > acc ? {0} : acc;\n", v));
+      break;
+    case loop::ReduceOp::Min:
+      os_ << indent
+          << (fl ? fmt::format("acc = ({0} < acc || {0} != {0}) ? {0} : acc;\n", v)
+                 : fmt::format("acc = {0} < acc ? {0} : acc;\n", v));
+      break;
+    case loop::ReduceOp::ArgMax:
+    case loop::ReduceOp::ArgMin: {
+      std::string flat = "0";
+      for (size_t d = 0; d < nr; ++d)
+        flat = fmt::format("({}) * ({}) + r{}", flat, sizeCpp(k_.rsizes[d]), d);
+      const char *cmp = k_.rop == loop::ReduceOp::ArgMax ? ">" : "<";
+      // Strict comparison keeps the first index of the extreme value (ONNX default).
+      os_ << indent
+          << fmt::format("if ({0} {1} acc) {{ acc = {0}; best = {2}; }}\n", v, cmp, flat);
+      break;
+    }
+    }
+    for (size_t d = 0; d < nr; ++d) {
+      indent.resize(indent.size() - 2);
+      os_ << indent << "}\n";
+    }
+    os_ << indent << k_.out->name << "[" << outIdx_ << "] = " << storeExpr(k_.out, arg ? "best" : "acc")
+        << ";\n";
+  }
+
+  std::ostringstream &os_;
+  const loop::Kernel &k_;
+  size_t shared_;
+  const SymbolNamer &model_;
+  sym::Context &ctx_;
+  std::map<const sym::Node *, std::string> locals_;
+  std::string parallelIf_, outIdx_;
+};
+
+} // namespace
+
+std::string printCpuGroup(const loop::KernelGroup &g, const KernelSignature &sig,
+                          const SymbolNamer &modelSymbol, sym::Context &ctx) {
+  const loop::Kernel &first = *g.kernels.front();
   std::ostringstream os;
-  os << "// kernel " << k.id << " from " << k.origin << "\n";
-  os << "extern \"C\" void kiln_kernel_" << k.id << "(";
+  os << "// kernel " << first.id << " from";
+  for (const loop::Kernel *k : g.kernels)
+    os << " " << k->origin;
+  os << "\nextern \"C\" void kiln_kernel_" << first.id << "(";
   for (size_t i = 0; i < sig.buffers.size(); ++i) {
     const loop::Buffer *b = sig.buffers[i];
     os << (i ? ", " : "") << (sig.written[i] ? "" : "const ") << dtypeCType(b->dtype)
@@ -241,123 +367,62 @@ std::string printCpuKernel(const loop::Kernel &k, const KernelSignature &sig,
   for (const sym::Expr &s : sig.symbols)
     os << ", const int64_t " << modelSymbol(s);
   os << ") {\n";
-
-  std::map<const sym::Node *, std::string> locals;
-  for (size_t d = 0; d < k.vars.size(); ++d)
-    locals[k.vars[d].node()] = fmt::format("i{}", d);
-  for (size_t d = 0; d < k.rvars.size(); ++d)
-    locals[k.rvars[d].node()] = fmt::format("r{}", d);
-  auto sizeCpp = [&](sym::Expr e) { return sym::toCpp(e, [&](sym::Expr s) { return modelSymbol(s); }); };
-
-  const ir::Shape &oshape = k.out->shape;
-  sym::Expr numel = ctx.constant(1);
-  for (auto &d : oshape)
-    numel = numel * d;
-  sym::Expr work = numel;
-  for (auto &d : k.rsizes)
-    work = work * d;
-  std::string parallelIf = fmt::format("if({} >= 16384)", sizeCpp(work));
-  std::string outIdx;
-  {
-    std::map<const sym::Node *, std::string> *l = &locals;
-    outIdx = sym::toCpp(linear(k.vars, oshape, ctx), [&](sym::Expr s) {
-      auto it = l->find(s.node());
-      return it != l->end() ? it->second : modelSymbol(s);
-    });
-  }
-
-  size_t rank = k.vars.size();
   std::string indent = "  ";
-  bool pointwise = k.kind == loop::KernelKind::Pointwise;
-  // Outer loops: all but the innermost for pointwise; all output dims for reductions.
-  size_t outerLoops = pointwise ? (rank > 0 ? rank - 1 : 0) : rank;
-  if (outerLoops > 0)
-    os << indent << "#pragma omp parallel for " << (outerLoops > 1 ? fmt::format("collapse({}) ", outerLoops) : "")
-       << parallelIf << "\n";
-  for (size_t d = 0; d < outerLoops; ++d) {
-    os << indent << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0}) {{\n", d, sizeCpp(oshape[d]));
-    indent += "  ";
-  }
-  if (pointwise) {
-    if (rank > 0) {
-      if (outerLoops == 0)
-        os << indent << "#pragma omp parallel for simd " << parallelIf << "\n";
-      else
-        os << indent << "#pragma omp simd\n";
-      os << indent << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0}) {{\n", rank - 1,
-                                  sizeCpp(oshape[rank - 1]));
+  size_t shared = g.kernels.size() > 1 ? g.outerRank : 0;
+  if (shared > 0) {
+    // Fused group: one parallel region over the shared outer loops; each member runs
+    // its inner loops per outer point, so intermediates stay hot in cache.
+    os << indent << "#pragma omp parallel for"
+       << (shared > 1 ? fmt::format(" collapse({})", shared) : "") << "\n";
+    for (size_t d = 0; d < shared; ++d) {
+      os << indent << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0}) {{\n", d,
+                                  sym::toCpp(first.out->shape[d], modelSymbol));
       indent += "  ";
     }
-    BodyPrinter bp(os, indent, modelSymbol, locals);
-    std::string v = bp.emit(k.body);
-    os << indent << k.out->name << "[" << outIdx << "] = " << storeExpr(k.out, v) << ";\n";
-    if (rank > 0) {
-      indent.resize(indent.size() - 2);
-      os << indent << "}\n";
-    }
-  } else {
-    const char *acc = computeType(k.accDtype);
-    bool arg = k.rop == loop::ReduceOp::ArgMax || k.rop == loop::ReduceOp::ArgMin;
-    std::string init = reduceInit(k.rop, k.accDtype);
-    if (auto pos = init.find("ACC"); pos != std::string::npos)
-      init.replace(pos, 3, acc);
-    os << indent << acc << " acc = " << init << ";\n";
-    if (arg)
-      os << indent << "int64_t best = 0;\n";
-    size_t nr = k.rvars.size();
-    bool simple = !arg && (k.rop == loop::ReduceOp::Sum || k.rop == loop::ReduceOp::Prod ||
-                           k.rop == loop::ReduceOp::Max || k.rop == loop::ReduceOp::Min);
-    const char *clause = k.rop == loop::ReduceOp::Sum    ? "+"
-                         : k.rop == loop::ReduceOp::Prod ? "*"
-                         : k.rop == loop::ReduceOp::Max  ? "max"
-                                                         : "min";
-    bool hasNaNCheck = isFloat(k.accDtype) && (k.rop == loop::ReduceOp::Max || k.rop == loop::ReduceOp::Min);
-    if (rank == 0 && simple && nr > 0 && !hasNaNCheck)
-      os << indent << "#pragma omp parallel for reduction(" << clause << ":acc) " << parallelIf << "\n";
-    std::string flatR = "";
-    for (size_t d = 0; d < nr; ++d) {
-      if (d + 1 == nr && simple && !hasNaNCheck && !(rank == 0 && nr == 1))
-        os << indent << "#pragma omp simd reduction(" << clause << ":acc)\n";
-      os << indent << fmt::format("for (int64_t r{0} = 0; r{0} < {1}; ++r{0}) {{\n", d, sizeCpp(k.rsizes[d]));
-      indent += "  ";
-    }
-    BodyPrinter bp(os, indent, modelSymbol, locals);
-    std::string v = bp.emit(k.body);
-    switch (k.rop) {
-    case loop::ReduceOp::Sum: os << indent << "acc += " << v << ";\n"; break;
-    case loop::ReduceOp::Prod: os << indent << "acc *= " << v << ";\n"; break;
-    case loop::ReduceOp::Max:
-      os << indent << (isFloat(k.accDtype) ? fmt::format("acc = ({0} > acc || {0} != {0}) ? {0} : acc;\n", v)
-                                            : fmt::format("acc = {0} > acc ? {0} : acc;\n", v));
-      break;
-    case loop::ReduceOp::Min:
-      os << indent << (isFloat(k.accDtype) ? fmt::format("acc = ({0} < acc || {0} != {0}) ? {0} : acc;\n", v)
-                                            : fmt::format("acc = {0} < acc ? {0} : acc;\n", v));
-      break;
-    case loop::ReduceOp::ArgMax:
-    case loop::ReduceOp::ArgMin: {
-      std::string flat = "0";
-      for (size_t d = 0; d < nr; ++d)
-        flat = fmt::format("({}) * ({}) + r{}", flat, sizeCpp(k.rsizes[d]), d);
-      const char *cmp = k.rop == loop::ReduceOp::ArgMax ? ">" : "<";
-      // Strict comparison keeps the first index of the extreme value (ONNX default).
-      os << indent << fmt::format("if ({0} {1} acc) {{ acc = {0}; best = {2}; }}\n", v, cmp, flat);
-      break;
-    }
-    }
-    for (size_t d = 0; d < nr; ++d) {
-      indent.resize(indent.size() - 2);
-      os << indent << "}\n";
-    }
-    std::string result = arg ? "best" : "acc";
-    os << indent << k.out->name << "[" << outIdx << "] = " << storeExpr(k.out, result) << ";\n";
   }
-  for (size_t d = 0; d < outerLoops; ++d) {
+  for (const loop::Kernel *k : g.kernels) {
+    os << indent << "{ // " << k->origin << "\n";
+    MemberPrinter(os, *k, shared, modelSymbol, ctx).print(indent + "  ");
+    os << indent << "}\n";
+  }
+  for (size_t d = 0; d < shared; ++d) {
     indent.resize(indent.size() - 2);
     os << indent << "}\n";
   }
   os << "}\n\n";
   return os.str();
+}
+
+KernelSignature signatureOf(const loop::KernelGroup &g,
+                            const std::function<bool(sym::Expr)> &isModelSymbol) {
+  KernelSignature sig;
+  std::set<const sym::Node *> syms;
+  auto addBuffer = [&](loop::Buffer *b, bool written) {
+    for (size_t i = 0; i < sig.buffers.size(); ++i)
+      if (sig.buffers[i] == b) {
+        sig.written[i] = sig.written[i] || written;
+        return;
+      }
+    sig.buffers.push_back(b);
+    sig.written.push_back(written);
+  };
+  for (const loop::Kernel *k : g.kernels) {
+    for (loop::Buffer *b : k->reads())
+      addBuffer(b, false);
+    addBuffer(k->out, true);
+    collectVSyms(k->body, syms);
+    for (const sym::Expr &d : k->out->shape)
+      collectSyms(d, syms);
+    for (const sym::Expr &d : k->rsizes)
+      collectSyms(d, syms);
+  }
+  std::map<uint64_t, sym::Expr> ordered;
+  for (const sym::Node *n : syms)
+    if (isModelSymbol(sym::Expr(n)))
+      ordered[n->id] = sym::Expr(n);
+  for (auto &[id, e] : ordered)
+    sig.symbols.push_back(e);
+  return sig;
 }
 
 } // namespace kiln::codegen

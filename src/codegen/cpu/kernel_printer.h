@@ -19,11 +19,13 @@ struct KernelSignature {
   std::vector<sym::Expr> symbols;      // model symbols used, in parameter order
 };
 
-KernelSignature signatureOf(const loop::Kernel &k, const std::function<bool(sym::Expr)> &isModelSymbol);
+/// Buffers (read/written) and model symbols of a kernel group, in parameter order.
+KernelSignature signatureOf(const loop::KernelGroup &g,
+                            const std::function<bool(sym::Expr)> &isModelSymbol);
 
-/// C++ source of one kernel function.
-std::string printCpuKernel(const loop::Kernel &k, const KernelSignature &sig,
-                           const SymbolNamer &modelSymbol, sym::Context &ctx);
+/// C++ source of one kernel group as one function `kiln_kernel_<first id>`.
+std::string printCpuGroup(const loop::KernelGroup &g, const KernelSignature &sig,
+                          const SymbolNamer &modelSymbol, sym::Context &ctx);
 
 /// Compute type used for arithmetic on a dtype (halves compute in float).
 const char *computeType(DType t);

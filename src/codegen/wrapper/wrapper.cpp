@@ -65,14 +65,15 @@ public:
   GeneratedModel generate(size_t perFile, bool embed) {
     GeneratedModel gm;
     packWeights(gm.weights);
-    std::vector<KernelSignature> sigs(p_.kernels.size());
+    std::vector<KernelSignature> sigs(p_.groups.size());
     std::vector<std::string> kernelSources;
-    for (auto &k : p_.kernels) {
-      if (k->kind == loop::KernelKind::Extern)
+    for (size_t gi = 0; gi < p_.groups.size(); ++gi) {
+      const loop::KernelGroup &g = p_.groups[gi];
+      if (g.isExtern())
         continue;
-      sigs[k->id] = signatureOf(*k, [this](sym::Expr s) { return isModelSymbol(s); });
-      kernelSources.push_back(printCpuKernel(*k, sigs[k->id],
-                                             [this](sym::Expr s) { return symName(s); }, ctx_));
+      sigs[gi] = signatureOf(g, [this](sym::Expr s) { return isModelSymbol(s); });
+      kernelSources.push_back(
+          printCpuGroup(g, sigs[gi], [this](sym::Expr s) { return symName(s); }, ctx_));
     }
     std::vector<std::string> flags = ops_.kernelFlags();
     for (size_t i = 0; i < kernelSources.size(); i += perFile) {
@@ -240,10 +241,12 @@ private:
           "#include \"kiln/runtime.h\"\n#include <cmath>\n#include <cstdint>\n#include <cstdio>\n#include <cstring>\n";
     os << ops_.includes() << "\n";
     // Kernel declarations.
-    for (auto &k : p_.kernels) {
-      if (k->kind == loop::KernelKind::Extern)
+    for (size_t gi = 0; gi < p_.groups.size(); ++gi) {
+      const loop::KernelGroup &g = p_.groups[gi];
+      if (g.isExtern())
         continue;
-      const KernelSignature &sig = sigs[k->id];
+      const loop::Kernel *k = g.kernels.front();
+      const KernelSignature &sig = sigs[gi];
       std::vector<std::string> types;
       for (size_t i = 0; i < sig.buffers.size(); ++i)
         types.push_back(fmt::format("{}{} *", sig.written[i] ? "" : "const ", dtypeCType(sig.buffers[i]->dtype)));
@@ -318,12 +321,14 @@ private:
       }
     }
     int scopes = 0;
-    for (auto &k : p_.kernels) {
-      if (k->kind == loop::KernelKind::Extern) {
+    for (size_t gi = 0; gi < p_.groups.size(); ++gi) {
+      const loop::KernelGroup &g = p_.groups[gi];
+      const loop::Kernel *k = g.kernels.front();
+      if (g.isExtern()) {
         os << externCall(*k, scopes);
         continue;
       }
-      const KernelSignature &sig = sigs[k->id];
+      const KernelSignature &sig = sigs[gi];
       std::vector<std::string> args;
       for (loop::Buffer *b : sig.buffers)
         args.push_back(bufferExpr(b));
