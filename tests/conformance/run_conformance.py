@@ -1,0 +1,613 @@
+#!/usr/bin/python3
+"""ONNX backend-test-suite conformance runner for kiln.
+
+For every test directory (model.onnx + test_data_set_*/{input,output}_N.pb)
+under the ONNX test data folders, this script
+
+  1. converts the TensorProto inputs/outputs to .npy files in a temp dir,
+  2. runs `kiln compile model.onnx -o model.so` (optionally --all-dims-dynamic),
+  3. runs `kiln run model.so --input NAME=file.npy ... --output-dir D` for
+     every data set, and
+  4. compares each output with ONNX's rule
+         |actual - expected| <= atol + rtol * |expected|
+     (rtol 1e-3, atol 1e-7; exact for integers/bools; NaN matches NaN).
+
+Every test is classified as one of
+  pass, fail-compile, fail-run, mismatch, crash, timeout, unsupported-io
+and a deterministic Markdown report can be written (--report). --floor makes
+the script exit 1 when the pass count of a variant falls below the recorded
+floor (tests/conformance/floor.json).
+"""
+
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+DEFAULT_DATA = "/usr/share/libonnx-testdata/data"
+DEFAULT_FOLDERS = ["node", "pytorch-converted", "pytorch-operator", "simple"]
+RTOL = 1e-3
+ATOL = 1e-7
+STATUSES = ["pass", "fail-compile", "fail-run", "mismatch", "crash", "timeout",
+            "unsupported-io", "error"]
+
+# TensorProto data types kiln run can exchange through .npy files.
+NPY_TYPES = {
+    onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
+    onnx.TensorProto.INT8, onnx.TensorProto.INT16, onnx.TensorProto.INT32,
+    onnx.TensorProto.INT64, onnx.TensorProto.UINT8, onnx.TensorProto.UINT16,
+    onnx.TensorProto.UINT32, onnx.TensorProto.UINT64, onnx.TensorProto.BOOL,
+}
+
+
+def sanitize(name):
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def type_problem(vi):
+    """Why a graph input/output can't cross `kiln run` as .npy, or None."""
+    t = vi.type
+    kind = t.WhichOneof("value")
+    if kind != "tensor_type":
+        return "%s '%s' has %s type" % ("value", vi.name, kind or "no")
+    et = t.tensor_type.elem_type
+    if et not in NPY_TYPES:
+        return "'%s' has element type %s" % (
+            vi.name, onnx.TensorProto.DataType.Name(et))
+    return None
+
+
+def run_proc(cmd, timeout, env):
+    """Run cmd in its own process group; kill the whole group on timeout.
+
+    Returns (returncode or None on timeout, stdout, stderr, seconds)."""
+    t0 = time.monotonic()
+    for attempt in range(30):
+        try:
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=env,
+                                 start_new_session=True)
+            break
+        except OSError:  # ETXTBSY/EACCES while the binary is being relinked
+            if attempt == 29:
+                raise
+            time.sleep(2)
+    try:
+        out, err = p.communicate(timeout=timeout)
+        rc = p.returncode
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        out, err = p.communicate()
+        rc = None
+    return (rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
+            time.monotonic() - t0)
+
+
+def is_crash(rc):
+    return rc < 0 or rc >= 128 or rc == 70
+
+
+def first_line(text):
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return line
+    return "(no message)"
+
+
+def crash_msg(rc, err):
+    if rc < 0:
+        try:
+            sig = signal.Signals(-rc).name
+        except ValueError:
+            sig = "signal %d" % -rc
+        head = "killed by %s" % sig
+    elif rc >= 128:
+        head = "exit code %d" % rc
+        try:
+            head += " (%s?)" % signal.Signals(rc - 128).name
+        except ValueError:
+            pass
+    else:
+        head = "internal error (exit 70)"
+    msg = first_line(err)
+    if msg == "(no message)":
+        return head
+    # Generated code that did not compile: name the first compiler error.
+    msg = re.sub(r"\(compiling \S*/([^/\s]+) failed:?", r"(\1)", msg)
+    for line in err.splitlines()[1:]:
+        m = re.search(r"\berror: (.*)", line)
+        if m:
+            msg += " -- " + m.group(1).strip()
+            break
+    return "%s: %s" % (head, msg)
+
+
+def compare(expected, actual):
+    """None when equal under ONNX's rule, else a description."""
+    if actual.dtype != expected.dtype:
+        return "dtype %s, expected %s" % (actual.dtype, expected.dtype)
+    if actual.shape != expected.shape:
+        return "shape %s, expected %s" % (list(actual.shape),
+                                          list(expected.shape))
+    if expected.size == 0:
+        return None
+    if expected.dtype.kind in "fc":
+        e = expected.astype(np.float64)
+        a = actual.astype(np.float64)
+        both_nan = np.isnan(e) & np.isnan(a)
+        with np.errstate(invalid="ignore", over="ignore"):
+            diff = np.abs(a - e)
+            same_inf = np.isinf(e) & (a == e)
+            ok = (diff <= ATOL + RTOL * np.abs(e)) | both_nan | same_inf
+        if ok.all():
+            return None
+        bad = ~ok
+        finite = np.where(np.isnan(diff), np.inf, diff)
+        maxerr = float(np.max(finite[bad]))
+        nbad = int(bad.sum())
+    else:
+        ok = actual == expected
+        if ok.all():
+            return None
+        bad = ~ok
+        if expected.dtype.kind in "iu":
+            maxerr = float(np.max(np.abs(actual.astype(np.float64) -
+                                         expected.astype(np.float64))))
+        else:
+            maxerr = 1.0
+        nbad = int(bad.sum())
+    idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)),
+                                                   expected.shape))
+    return ("max abs err %.3g, %d/%d bad, first at %s (got %r, expected %r)"
+            % (maxerr, nbad, expected.size, list(idx), actual[idx].item(),
+               expected[idx].item()))
+
+
+class Runner:
+    def __init__(self, args):
+        self.args = args
+        self.env = dict(os.environ)
+        self.env["KILN_CACHE_DIR"] = args.cache_dir
+
+    def run_test(self, test_dir, variant):
+        """Compile and run one test directory; returns a result dict."""
+        res = {"test": test_dir, "variant": variant, "ops": []}
+        try:
+            self._run_test(test_dir, variant, res)
+        except Exception as e:  # a bug in the runner or a broken test dir
+            res["status"] = "error"
+            res["reason"] = "runner: %s: %s" % (type(e).__name__, e)
+        return res
+
+    def _run_test(self, test_dir, variant, res):
+        args = self.args
+        path = os.path.join(args.data, test_dir)
+        model_path = os.path.join(path, "model.onnx")
+        model = onnx.load(model_path)
+        g = model.graph
+        res["ops"] = sorted({n.op_type for n in g.node})
+        inits = {t.name for t in g.initializer}
+        inputs = [vi for vi in g.input if vi.name not in inits]
+        outputs = list(g.output)
+        for vi in inputs + outputs:
+            prob = type_problem(vi)
+            if prob:
+                res["status"] = "unsupported-io"
+                res["reason"] = prob
+                return
+        datasets = sorted(d for d in os.listdir(path)
+                          if d.startswith("test_data_set_"))
+        work = tempfile.mkdtemp(prefix="kiln-conf-", dir=args.tmp)
+        try:
+            # Convert all data first: unsupported data fails early, cheaply.
+            sets = []
+            for ds in datasets:
+                dsp = os.path.join(path, ds)
+                feeds, expects = [], []
+                for i, vi in enumerate(inputs):
+                    pb = os.path.join(dsp, "input_%d.pb" % i)
+                    if not os.path.exists(pb):
+                        continue  # optional trailing input left out
+                    arr = self._load(pb, vi, res)
+                    if arr is None:
+                        return
+                    npy = os.path.join(work, "%s_in%d.npy" % (ds, i))
+                    np.save(npy, arr)
+                    feeds.append((vi.name, npy))
+                for i, vi in enumerate(outputs):
+                    pb = os.path.join(dsp, "output_%d.pb" % i)
+                    if not os.path.exists(pb):
+                        continue
+                    arr = self._load(pb, vi, res)
+                    if arr is None:
+                        return
+                    expects.append((vi.name, arr))
+                sets.append((ds, feeds, expects))
+
+            so = os.path.join(work, "model.so")
+            cmd = [args.kiln, "compile", model_path, "-o", so]
+            if args.kiln_jobs:
+                cmd += ["-j", str(args.kiln_jobs)]
+            if variant == "dynamic":
+                cmd.append("--all-dims-dynamic")
+            rc, out, err, secs = run_proc(cmd, args.compile_timeout, self.env)
+            res["compile_s"] = round(secs, 2)
+            if rc is None:
+                res["status"] = "timeout"
+                res["reason"] = "compile exceeded %ds" % args.compile_timeout
+                return
+            if rc != 0:
+                if is_crash(rc):
+                    res["status"] = "crash"
+                    res["reason"] = "compile: " + crash_msg(rc, err)
+                else:
+                    res["status"] = "fail-compile"
+                    res["reason"] = first_line(err)
+                return
+
+            for ds, feeds, expects in sets:
+                outdir = os.path.join(work, ds + "_out")
+                os.mkdir(outdir)
+                cmd = [args.kiln, "run", so, "--output-dir", outdir]
+                for name, npy in feeds:
+                    cmd += ["--input", "%s=%s" % (name, npy)]
+                rc, out, err, secs = run_proc(cmd, args.run_timeout, self.env)
+                if rc is None:
+                    res["status"] = "timeout"
+                    res["reason"] = "%s: run exceeded %ds" % (
+                        ds, args.run_timeout)
+                    return
+                if rc != 0:
+                    if is_crash(rc):
+                        res["status"] = "crash"
+                        res["reason"] = "run %s: %s" % (ds, crash_msg(rc, err))
+                    else:
+                        res["status"] = "fail-run"
+                        res["reason"] = "%s: %s" % (ds, first_line(err))
+                    return
+                for name, exp in expects:
+                    f = os.path.join(outdir, sanitize(name) + ".npy")
+                    if not os.path.exists(f):
+                        res["status"] = "fail-run"
+                        res["reason"] = "%s: output '%s' not written" % (
+                            ds, name)
+                        return
+                    try:
+                        act = np.load(f, allow_pickle=False)
+                    except Exception as e:
+                        res["status"] = "fail-run"
+                        res["reason"] = "%s: output '%s' unreadable: %s" % (
+                            ds, name, e)
+                        return
+                    why = compare(exp, act)
+                    if why:
+                        res["status"] = "mismatch"
+                        res["reason"] = "%s output '%s': %s" % (ds, name, why)
+                        return
+            res["status"] = "pass"
+        finally:
+            if not args.keep:
+                shutil.rmtree(work, ignore_errors=True)
+            else:
+                res["work"] = work
+
+    @staticmethod
+    def _load(pb, vi, res):
+        t = onnx.load_tensor(pb)
+        if t.data_type not in NPY_TYPES:
+            res["status"] = "unsupported-io"
+            res["reason"] = "'%s' data has element type %s" % (
+                vi.name, onnx.TensorProto.DataType.Name(t.data_type))
+            return None
+        return numpy_helper.to_array(t)
+
+
+def discover(args):
+    tests = []
+    for folder in args.folders:
+        root = os.path.join(args.data, folder)
+        if not os.path.isdir(root):
+            print("warning: no folder %s" % root, file=sys.stderr)
+            continue
+        for d in sorted(os.listdir(root)):
+            rel = folder + "/" + d
+            if not os.path.exists(os.path.join(root, d, "model.onnx")):
+                continue
+            if args.filter and not re.search(args.filter, rel):
+                continue
+            tests.append(rel)
+    if args.limit:
+        tests = tests[:args.limit]
+    return tests
+
+
+# --------------------------------------------------------------------------
+# Reporting
+
+
+def trunc(s, n=150):
+    s = s.replace("|", "\\|").replace("\n", " ")
+    return s if len(s) <= n else s[:n - 3] + "..."
+
+
+def reason_key(r):
+    """Normalise a failure reason so similar failures group together."""
+    s = r["reason"]
+    m = re.search(r"operator '([^']+)' is not supported", s)
+    if m:
+        return "op not supported: " + m.group(1)
+    if r["status"] == "mismatch":
+        ops = r["ops"]
+        return "mismatch in model with ops: " + (", ".join(ops) or "-")
+    s = re.sub(r"^test_data_set_\d+: ", "", s)
+    s = re.sub(r"node '[^']*'", "node '*'", s)
+    s = re.sub(r"'[^']*'", "'*'", s)
+    s = re.sub(r"\d+", "N", s)
+    return "%s: %s" % (r["status"], s)
+
+
+def summarize(results, variants, folders):
+    totals = {}
+    for r in results:
+        folder = r["test"].split("/")[0]
+        key = (folder, r["variant"])
+        t = totals.setdefault(key, {"pass": 0, "total": 0})
+        t["total"] += 1
+        if r["status"] == "pass":
+            t["pass"] += 1
+    return totals
+
+
+def write_report(path, results, variants, folders, meta):
+    totals = summarize(results, variants, folders)
+    L = []
+    L.append("# ONNX backend-test conformance")
+    L.append("")
+    L.append("Generated by `tests/conformance/run_conformance.py` "
+             "(do not edit by hand). Each test dir under "
+             "`/usr/share/libonnx-testdata/data/{%s}` is compiled with "
+             "`kiln compile` (variant *dynamic* adds `--all-dims-dynamic`) "
+             "and every `test_data_set_*` is run with `kiln run`. Outputs are "
+             "compared with |actual − expected| ≤ %g + %g·|expected| "
+             "(exact for ints/bools, NaN matches NaN). Regenerate with "
+             "`/usr/bin/python3 tests/conformance/run_conformance.py "
+             "--variant both --report docs/conformance.md` (add "
+             "`--floor tests/conformance/floor.json --update-floor` to raise "
+             "the CI floor); ctest runs it as `conformance.static` / "
+             "`conformance.dynamic` (label `conformance`)."
+             % (",".join(folders), ATOL, RTOL))
+    L.append("")
+    if meta:
+        L.append(meta)
+        L.append("")
+    L.append("## Totals (pass / total)")
+    L.append("")
+    L.append("| folder | " + " | ".join(variants) + " |")
+    L.append("|---|" + "---|" * len(variants))
+    for folder in folders + ["**all**"]:
+        cells = []
+        for v in variants:
+            if folder == "**all**":
+                p = sum(t["pass"] for (f, vv), t in totals.items() if vv == v)
+                n = sum(t["total"] for (f, vv), t in totals.items() if vv == v)
+            else:
+                t = totals.get((folder, v), {"pass": 0, "total": 0})
+                p, n = t["pass"], t["total"]
+            cells.append("%d / %d" % (p, n))
+        L.append("| %s | %s |" % (folder, " | ".join(cells)))
+    L.append("")
+    L.append("### By status")
+    L.append("")
+    L.append("| status | " + " | ".join(variants) + " |")
+    L.append("|---|" + "---|" * len(variants))
+    for st in STATUSES:
+        cells = [str(sum(1 for r in results
+                         if r["variant"] == v and r["status"] == st))
+                 for v in variants]
+        if any(c != "0" for c in cells):
+            L.append("| %s | %s |" % (st, " | ".join(cells)))
+    L.append("")
+
+    fails = [r for r in results if r["status"] != "pass"]
+    # Most common failure reasons (grouped), per variant.
+    L.append("## Most common failure reasons")
+    L.append("")
+    for v in variants:
+        groups = {}
+        for r in fails:
+            if r["variant"] == v:
+                groups.setdefault(reason_key(r), []).append(r["test"])
+        L.append("### %s" % v)
+        L.append("")
+        L.append("| tests | reason | examples |")
+        L.append("|---:|---|---|")
+        for key, tests in sorted(groups.items(),
+                                 key=lambda kv: (-len(kv[1]), kv[0])):
+            ex = ", ".join(t.split("/", 1)[1] for t in sorted(tests)[:3])
+            L.append("| %d | %s | %s |" % (len(tests), trunc(key), trunc(ex)))
+        L.append("")
+
+    L.append("## Failing tests")
+    L.append("")
+    L.append("| test | variant | status | reason |")
+    L.append("|---|---|---|---|")
+    for r in sorted(fails, key=lambda r: (r["test"], r["variant"])):
+        L.append("| %s | %s | %s | %s |" % (r["test"], r["variant"],
+                                          r["status"], trunc(r["reason"])))
+    L.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(L))
+
+
+def from_json(args):
+    merged = {}
+    for path in args.from_json:
+        with open(path) as f:
+            for r in json.load(f)["results"]:
+                merged[(r["test"], r["variant"])] = r
+    results = sorted(merged.values(), key=lambda r: (r["test"], r["variant"]))
+    variants = [v for v in ["static", "dynamic"]
+                if any(r["variant"] == v for r in results)]
+    return finish(args, results, variants, None)
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--kiln", default=os.path.join(
+        here, "..", "..", "build", "release", "src", "kiln"))
+    ap.add_argument("--data", default=DEFAULT_DATA)
+    ap.add_argument("--folders", default=",".join(DEFAULT_FOLDERS),
+                    help="comma-separated folders under --data")
+    ap.add_argument("--variant", choices=["static", "dynamic", "both"],
+                    default="static")
+    ap.add_argument("--filter", help="regex on 'folder/test_name'")
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("-j", "--jobs", type=int, default=2)
+    ap.add_argument("--kiln-jobs", type=int, default=1,
+                    help="`kiln compile -j` per test (0: kiln's default)")
+    ap.add_argument("--compile-timeout", type=int, default=120)
+    ap.add_argument("--run-timeout", type=int, default=60)
+    ap.add_argument("--cache-dir", default=os.environ.get(
+        "KILN_CACHE_DIR", os.path.join(tempfile.gettempdir(),
+                                       "kiln-conformance-cache")))
+    ap.add_argument("--tmp", default=None, help="parent for temp dirs")
+    ap.add_argument("--no-snapshot", action="store_true",
+                    help="run --kiln in place instead of a private copy")
+    ap.add_argument("--keep", action="store_true", help="keep temp dirs")
+    ap.add_argument("--report", help="write a Markdown report here")
+    ap.add_argument("--json", help="write all results as JSON here")
+    ap.add_argument("--floor", help="JSON {variant: min pass count}")
+    ap.add_argument("--update-floor", action="store_true",
+                    help="write the measured pass counts to --floor")
+    ap.add_argument("--from-json", nargs="+", metavar="RESULTS.json",
+                    help="run nothing: build --report/--floor from result "
+                    "files written earlier by --json (later files win)")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="print every result, not only failures")
+    args = ap.parse_args()
+    args.folders = [f for f in args.folders.split(",") if f]
+    args.kiln = os.path.abspath(args.kiln)
+    if args.from_json:
+        return from_json(args)
+    if not os.access(args.kiln, os.X_OK):
+        sys.exit("kiln binary not found: %s" % args.kiln)
+    os.makedirs(args.cache_dir, exist_ok=True)
+    snapdir = None
+    if not args.no_snapshot:
+        # kiln is rebuilt while we run; use one consistent copy throughout.
+        # (Its include/runtime paths are absolute, so a copy works.)
+        snapdir = tempfile.mkdtemp(prefix="kiln-conf-bin-", dir=args.tmp)
+        snap = os.path.join(snapdir, "kiln")
+        for attempt in range(30):
+            try:
+                shutil.copy2(args.kiln, snap)
+                subprocess.run([snap, "--help"], check=True,
+                               stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+                break
+            except (OSError, subprocess.CalledProcessError):
+                if attempt == 29:
+                    raise
+                time.sleep(2)
+        args.kiln = snap
+
+    variants = ["static", "dynamic"] if args.variant == "both" \
+        else [args.variant]
+    tests = discover(args)
+    if not tests:
+        sys.exit("no tests found")
+    runner = Runner(args)
+    jobs = [(t, v) for v in variants for t in tests]
+    results = []
+    lock = threading.Lock()
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as ex:
+        futs = [ex.submit(runner.run_test, t, v) for t, v in jobs]
+        for n, fut in enumerate(concurrent.futures.as_completed(futs), 1):
+            r = fut.result()
+            with lock:
+                results.append(r)
+                if args.verbose or r["status"] != "pass":
+                    print("[%d/%d] %-8s %-14s %s  %s" % (
+                        n, len(jobs), r["variant"], r["status"], r["test"],
+                        trunc(r.get("reason", ""), 200)), flush=True)
+                elif n % 50 == 0:
+                    print("[%d/%d] ..." % (n, len(jobs)), flush=True)
+    wall = time.monotonic() - t0
+    if snapdir:
+        shutil.rmtree(snapdir, ignore_errors=True)
+    results.sort(key=lambda r: (r["test"], r["variant"]))
+    return finish(args, results, variants, wall)
+
+
+def finish(args, results, variants, wall):
+    counts = {v: sum(1 for r in results
+                     if r["variant"] == v and r["status"] == "pass")
+              for v in variants}
+    print()
+    for v in variants:
+        n = sum(1 for r in results if r["variant"] == v)
+        print("%s: %d / %d pass" % (v, counts[v], n))
+    if wall is not None:
+        print("wall time: %.0f s (%d jobs)" % (wall, args.jobs))
+
+    if args.json and wall is not None:
+        with open(args.json, "w") as f:
+            json.dump({"wall_s": round(wall, 1), "results": results}, f,
+                      indent=1, sort_keys=True)
+    if args.report:
+        write_report(args.report, results, variants, args.folders, "")
+        print("report: %s" % args.report)
+
+    rc = 0
+    partial = bool(args.filter or args.limit or
+                   args.folders != DEFAULT_FOLDERS)
+    if args.floor and args.update_floor:
+        floor = {}
+        if os.path.exists(args.floor):
+            with open(args.floor) as f:
+                floor = json.load(f)
+        floor.update(counts)
+        with open(args.floor, "w") as f:
+            json.dump(floor, f, indent=2, sort_keys=True)
+            f.write("\n")
+        print("floor updated: %s" % args.floor)
+    elif args.floor:
+        if partial:
+            print("floor not checked: --filter/--limit/--folders restrict "
+                  "the run")
+        else:
+            with open(args.floor) as f:
+                floor = json.load(f)
+            for v in variants:
+                want = int(floor.get(v, 0))
+                if counts[v] < want:
+                    print("FAIL: %s passes %d < floor %d" % (v, counts[v],
+                                                             want))
+                    rc = 1
+                else:
+                    print("floor ok: %s passes %d >= %d" % (v, counts[v],
+                                                            want))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
