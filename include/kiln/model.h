@@ -15,8 +15,11 @@
 extern "C" {
 #endif
 
-/* Version of this API; bumped only by additions (old functions never change). */
-#define KILN_ABI_VERSION 1
+/* Version of this API; bumped only by additions (old functions never change).
+ *   1: container create/destroy, run, run_alloc, output_dims, input/output introspection.
+ *   2: constants (introspection, double-buffered update, swap, free, read back),
+ *      kiln_run_minimal, KILN_ERR_INVALID_STATE. */
+#define KILN_ABI_VERSION 2
 
 #if defined(_WIN32)
 #define KILN_API __declspec(dllexport)
@@ -35,7 +38,9 @@ typedef enum kiln_status {
   KILN_ERR_VERSION_MISMATCH = 6, /* model needs a newer runtime/shim */
   KILN_ERR_NOT_FOUND = 7,        /* unknown constant / input name */
   KILN_ERR_UNSUPPORTED = 8,      /* valid request this model/build cannot serve */
-  KILN_ERR_INTERNAL = 9          /* a kiln bug: please report the message */
+  KILN_ERR_INTERNAL = 9,         /* a kiln bug: please report the message */
+  KILN_ERR_INVALID_STATE = 10    /* valid request at the wrong time (e.g. swap with no
+                                    inactive constant buffer) */
 } kiln_status;
 
 typedef struct kiln_container kiln_container; /* opaque */
@@ -97,6 +102,59 @@ KILN_API int kiln_output_dims(kiln_container* c, const DLTensor* inputs, int32_t
  * caller owns and releases by calling its deleter. */
 KILN_API int kiln_run_alloc(kiln_container* c, const DLTensor* inputs, int32_t num_inputs,
                             DLManagedTensor** outputs, int32_t num_outputs);
+
+/* ---- ABI v2 ------------------------------------------------------------------------- */
+
+/* Minimal run for static-shape CPU models: inputs[i] / outputs[i] are raw data pointers to
+ * contiguous tensors with exactly the dims and dtypes of kiln_input_info / kiln_output_info
+ * (borrowed; not checked beyond NULL). Takes a runner (waits when all are busy), allocates
+ * nothing, takes no lock other than the runner pool's. KILN_ERR_UNSUPPORTED when the model
+ * has symbolic dims. Safe to call from many threads at once. */
+KILN_API int kiln_run_minimal(kiln_container* c, void* const* inputs, void* const* outputs);
+
+/* Constants: the model's weights, by ONNX initializer name. A container holds an active
+ * buffer (what runs read) and, once created by an update, an inactive one. */
+KILN_API int kiln_num_constants(const kiln_container* c, int32_t* out);
+/* Name, dtype and (static) dims of constant index; dim_names are all NULL. */
+KILN_API int kiln_constant_info(const kiln_container* c, int32_t index, kiln_tensor_info* out);
+
+/* Which constant buffer an update or read addresses. */
+typedef enum kiln_constant_buffer {
+  KILN_CONSTANTS_ACTIVE = 0,
+  KILN_CONSTANTS_INACTIVE = 1
+} kiln_constant_buffer;
+
+/* Flags for kiln_update_constants. */
+#define KILN_UPDATE_NONE 0u
+#define KILN_UPDATE_REQUIRE_ALL 1u /* every constant of the model must be given, once */
+
+/* Copies values[i] (CPU, contiguous, the constant's dtype and dims) into constant names[i]
+ * of the given buffer. All-or-nothing: an unknown name (KILN_ERR_NOT_FOUND), a wrong dtype
+ * (KILN_ERR_DTYPE_MISMATCH) or dims (KILN_ERR_SHAPE_MISMATCH), a duplicate name or, with
+ * KILN_UPDATE_REQUIRE_ALL, a missing constant (KILN_ERR_INVALID_ARGUMENT) changes nothing.
+ *  - KILN_CONSTANTS_INACTIVE: writes the inactive buffer while runs go on (it is created on
+ *    first use: a copy of the active buffer, or uninitialised-then-filled with REQUIRE_ALL).
+ *    Constants not named keep the inactive buffer's previous values.
+ *  - KILN_CONSTANTS_ACTIVE: builds a copy of the active buffer with the new values and
+ *    publishes it atomically (a run sees all old or all new values); costs one copy of the
+ *    weights, so prefer INACTIVE + kiln_swap_constants for large models.
+ * values are borrowed; the data is copied before return. Safe to call while other threads
+ * run; updates, swaps and frees are serialised among themselves. */
+KILN_API int kiln_update_constants(kiln_container* c, int32_t buffer, const char* const* names,
+                                   const DLTensor* values, int32_t count, uint32_t flags);
+
+/* Makes the inactive buffer active and the active one inactive, atomically with respect to
+ * runs: each run uses one buffer from start to end. Returns once no run still uses the
+ * now-inactive buffer. KILN_ERR_INVALID_STATE when there is no inactive buffer. */
+KILN_API int kiln_swap_constants(kiln_container* c);
+
+/* Frees the inactive buffer (after runs still using it finish). No-op when there is none. */
+KILN_API int kiln_free_inactive_constants(kiln_container* c);
+
+/* Copies constant `name` of the given buffer into out (CPU, contiguous, caller-allocated,
+ * the constant's dtype and dims). KILN_ERR_INVALID_STATE for INACTIVE when there is none. */
+KILN_API int kiln_read_constant(kiln_container* c, int32_t buffer, const char* name,
+                                DLTensor* out);
 
 #ifdef __cplusplus
 }

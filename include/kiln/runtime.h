@@ -48,6 +48,19 @@ KILN_RT_API int kiln_rt_output_dims(kiln_container *c, const DLTensor *inputs, i
 KILN_RT_API int kiln_rt_run_alloc(kiln_container *c, const DLTensor *inputs, int32_t num_inputs,
                                   DLManagedTensor **outputs, int32_t num_outputs);
 
+/* ABI v2 */
+KILN_RT_API int kiln_rt_run_minimal(kiln_container *c, void *const *inputs, void *const *outputs);
+KILN_RT_API int kiln_rt_num_constants(const kiln_container *c, int32_t *out);
+KILN_RT_API int kiln_rt_constant_info(const kiln_container *c, int32_t index,
+                                      kiln_tensor_info *out);
+KILN_RT_API int kiln_rt_update_constants(kiln_container *c, int32_t buffer,
+                                         const char *const *names, const DLTensor *values,
+                                         int32_t count, uint32_t flags);
+KILN_RT_API int kiln_rt_swap_constants(kiln_container *c);
+KILN_RT_API int kiln_rt_free_inactive_constants(kiln_container *c);
+KILN_RT_API int kiln_rt_read_constant(kiln_container *c, int32_t buffer, const char *name,
+                                      DLTensor *out);
+
 /* Standalone runners: a shim ctx for calling kiln_shim_* outside a container (tests, tools,
  * the compiler's own kernel tests). Not thread-safe: one call at a time per runner. */
 KILN_RT_API int kiln_rt_runner_create(kiln_shim_ctx **out);

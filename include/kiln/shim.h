@@ -17,7 +17,7 @@ extern "C" {
 #endif
 
 /* Highest shim version this header declares; model.so records the version it needs. */
-#define KILN_SHIM_VERSION 1
+#define KILN_SHIM_VERSION 2
 
 /* Per-runner state (primitive caches); obtained from kiln_run_ctx.runner. */
 typedef void kiln_shim_ctx;
@@ -45,6 +45,19 @@ int kiln_shim_conv_v1(kiln_shim_ctx* ctx, int64_t site, const float* x, const in
                       const float* residual, float* y, const int64_t* y_dims,
                       const kiln_conv_params_v1* params);
 
+/* Memory layout of activations for kiln_shim_conv_v2 (dims are always given as N,C,spatial). */
+typedef enum kiln_data_layout {
+  KILN_LAYOUT_CHANNELS_FIRST = 0, /* NC[D]HW, as v1 */
+  KILN_LAYOUT_CHANNELS_LAST = 1   /* N[D]HWC for x, y and residual */
+} kiln_data_layout;
+
+/* As kiln_shim_conv_v1, with x, y and residual stored in `data_layout` (kiln_data_layout).
+ * Channels-last lets consecutive convs run without layout conversions. */
+int kiln_shim_conv_v2(kiln_shim_ctx* ctx, int64_t site, const float* x, const int64_t* x_dims,
+                      const float* w, const int64_t* w_dims, const float* bias,
+                      const float* residual, float* y, const int64_t* y_dims,
+                      const kiln_conv_params_v1* params, int32_t data_layout);
+
 typedef struct kiln_matmul_params_v1 {
   int64_t batch;         /* number of matrices */
   int64_t m, n, k;
@@ -62,6 +75,77 @@ typedef struct kiln_matmul_params_v1 {
 /* C = post_op(alpha * op(A) * op(B) + beta * addend), float32, batched. */
 int kiln_shim_matmul_v1(kiln_shim_ctx* ctx, int64_t site, const float* a, const float* b,
                         const float* addend, float* c, const kiln_matmul_params_v1* params);
+
+/* ---- level 2 ------------------------------------------------------------------------ */
+
+/* Element types of dtype-generic shims (explicit values; append only). */
+typedef enum kiln_elem_type {
+  KILN_ELEM_F32 = 0,
+  KILN_ELEM_F64 = 1,
+  KILN_ELEM_F16 = 2,
+  KILN_ELEM_BF16 = 3,
+  KILN_ELEM_I8 = 4,
+  KILN_ELEM_I16 = 5,
+  KILN_ELEM_I32 = 6,
+  KILN_ELEM_I64 = 7,
+  KILN_ELEM_U8 = 8,
+  KILN_ELEM_U16 = 9,
+  KILN_ELEM_U32 = 10,
+  KILN_ELEM_U64 = 11,
+  KILN_ELEM_BOOL = 12 /* one byte, 0 or 1; add = or, mul = and */
+} kiln_elem_type;
+
+/* ONNX `reduction` of ScatterElements / ScatterND (opset 16/18). */
+typedef enum kiln_reduction {
+  KILN_REDUCE_NONE = 0, /* overwrite; with duplicate indices the last update wins */
+  KILN_REDUCE_ADD = 1,
+  KILN_REDUCE_MUL = 2,
+  KILN_REDUCE_MIN = 3,
+  KILN_REDUCE_MAX = 4
+} kiln_reduction;
+
+/* ONNX ScatterElements. out = data, then for every index position p of `indices` (shape
+ * indices_dims, rank `rank`, same rank as data): out[p with p[axis] = indices[p]] =
+ * reduce(that, updates[p]). updates has the shape of indices. Tensors are contiguous
+ * row-major; elem_size must be the size of elem_type (it is checked). Indices are int64, may
+ * be negative (counted from the end of the axis) and must lie in [-dim, dim-1]; otherwise
+ * KILN_ERR_INVALID_ARGUMENT naming the position. axis in [-rank, rank-1]. out may equal data
+ * (in place, no copy); it must not otherwise overlap data, indices or updates. Updates are
+ * applied in row-major order of `indices`, single-threaded (deterministic). ctx may be NULL. */
+int kiln_shim_scatter_elements_v1(kiln_shim_ctx* ctx, int64_t site, int32_t elem_type,
+                                  int32_t elem_size, const void* data, const int64_t* data_dims,
+                                  int32_t rank, const int64_t* indices,
+                                  const int64_t* indices_dims, const void* updates,
+                                  int32_t axis, int32_t reduction, void* out);
+
+/* ONNX ScatterND. data: data_rank dims; indices: indices_rank dims, the last of which (k,
+ * 1 <= k <= data_rank) indexes the first k dims of data; updates: indices_dims[0..-2] followed
+ * by data_dims[k..]. out = data, then for each index tuple i: the slice out[indices[i]] =
+ * reduce(slice, updates[i]). Index, overlap, ordering and elem rules as for
+ * kiln_shim_scatter_elements_v1. */
+int kiln_shim_scatter_nd_v1(kiln_shim_ctx* ctx, int64_t site, int32_t elem_type,
+                            int32_t elem_size, const void* data, const int64_t* data_dims,
+                            int32_t data_rank, const int64_t* indices,
+                            const int64_t* indices_dims, int32_t indices_rank,
+                            const void* updates, int32_t reduction, void* out);
+
+/* Scaled dot-product attention, float32, contiguous [B, H, S, D] layouts:
+ *   out[b,h,i,:] = softmax_j(scale * q[b,h,i,:].k[b,h,j,:] + mask[b,h,i,j]) . v[b,h,j,:]
+ * dims = {B, H, Sq, Skv, D, Dv}: q is [B,H,Sq,D], k [B,H,Skv,D], v [B,H,Skv,Dv],
+ * out [B,H,Sq,Dv]. mask (optional, NULL = none) is additive (use -INFINITY to mask out);
+ * mask_strides (optional; NULL = contiguous [B,H,Sq,Skv]) gives its strides in elements for
+ * b, h, i, j, 0 to broadcast a dim (e.g. {0, 0, Skv, 1} for one [Sq,Skv] mask). A row whose
+ * scores are all -inf yields zeros. out must not overlap the inputs. ctx must be a runner (its
+ * arena holds per-thread score rows); work is split over (b, h, i) with OpenMP. */
+int kiln_shim_sdpa_v1(kiln_shim_ctx* ctx, int64_t site, const float* q, const float* k,
+                      const float* v, const float* mask, const int64_t* mask_strides, float* out,
+                      const int64_t* dims, float scale);
+
+/* As kiln_shim_sdpa_v1, with the scale optional: NULL means 1/sqrt(D) (ONNX Attention's
+ * default). The compiler emits _v2 and passes NULL when the model gives no scale. */
+int kiln_shim_sdpa_v2(kiln_shim_ctx* ctx, int64_t site, const float* q, const float* k,
+                      const float* v, const float* mask, const int64_t* mask_strides, float* out,
+                      const int64_t* dims, const float* scale);
 
 #ifdef __cplusplus
 }

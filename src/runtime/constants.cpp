@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -11,6 +12,10 @@
 #include <unistd.h>
 
 namespace kiln::rt {
+
+ConstantSet::~ConstantSet() {
+  std::free(owned);
+}
 
 MappedFile::~MappedFile() {
   if (data) munmap(data, size);

@@ -5,6 +5,7 @@
 #include <kiln/runtime.h>
 #include <kiln/shim.h>
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <thread>
@@ -25,6 +26,22 @@ void kiln_container::release(kiln::rt::Runner *r) {
     freeRunners.push_back(r);
   }
   cv.notify_one();
+}
+
+int kiln_container::pinConstants() {
+  for (;;) {
+    int s = activeSlot.load(std::memory_order_seq_cst);
+    pins[s].fetch_add(1, std::memory_order_seq_cst);
+    if (activeSlot.load(std::memory_order_seq_cst) == s) return s;
+    pins[s].fetch_sub(1, std::memory_order_relaxed); // swapped meanwhile: retry
+  }
+}
+
+void kiln_container::drain(int slot) {
+  // Runs are short compared with weight updates; yielding keeps this simple and lets the
+  // run path stay free of locks and notifications.
+  while (pins[slot].load(std::memory_order_acquire) != 0)
+    std::this_thread::yield();
 }
 
 namespace kiln::rt {
@@ -157,9 +174,13 @@ KILN_RT_API int kiln_rt_container_create_v1(const kiln_model_desc_v1 *desc,
     auto c = std::make_unique<kiln_container>();
     c->desc = desc;
     c->threadsPerRun = opts.threads_per_run ? opts.threads_per_run : hardwareThreads();
-    c->constantSets.resize(1);
-    if (int st = loadConstants(*desc, opts.weights_path, c->weightsFile, c->constantSets[0]))
-      return st;
+    c->slots[0] = std::make_unique<ConstantSet>();
+    if (int st = loadConstants(*desc, opts.weights_path, c->weightsFile, *c->slots[0])) return st;
+    c->slots[0]->token = c->nextToken++;
+    int32_t maxNdim = 1;
+    for (int32_t i = 0; i < desc->num_constants; ++i)
+      maxNdim = std::max(maxNdim, desc->constants[i].ndim);
+    c->nullDimNames.assign(maxNdim, nullptr);
 
     c->inputInfo.resize(desc->num_inputs);
     for (int32_t i = 0; i < desc->num_inputs; ++i)
@@ -174,8 +195,6 @@ KILN_RT_API int kiln_rt_container_create_v1(const kiln_model_desc_v1 *desc,
     for (int i = 0; i < n; ++i) {
       auto r = std::make_unique<Runner>();
       r->scratch.init(*desc);
-      const ConstantSet &set = c->constantSets[0];
-      r->constantRanges.emplace_back(set.base, set.size);
       c->freeRunners.push_back(r.get());
       c->runners.push_back(std::move(r));
     }

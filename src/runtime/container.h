@@ -7,6 +7,7 @@
 #include <kiln/model.h>
 #include <kiln/model_desc.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -15,12 +16,21 @@
 
 namespace kiln::rt {
 
-// One buffer of constants: pointer i is what generated code sees as constants[i]. Kept as
-// a set so a second (inactive) set can be added for double-buffered updates.
+// One buffer of constants: pointer i is what generated code sees as constants[i]. It
+// points into the embedded blob or the mapped weights file (read-only, not owned) or into
+// `owned`, a 64-byte aligned copy made on the first write.
 struct ConstantSet {
   std::vector<void *> ptrs;
   const char *base = nullptr; // the blob the pointers point into
   size_t size = 0;
+  char *owned = nullptr;      // == base when the set owns its memory
+  // Changes whenever the contents change; runners drop weights derived from an older one.
+  uint64_t token = 0;
+
+  ConstantSet() = default;
+  ConstantSet(const ConstantSet &) = delete;
+  ConstantSet &operator=(const ConstantSet &) = delete;
+  ~ConstantSet();
 };
 
 // Per-tensor arrays kiln_tensor_info points at; built once at create.
@@ -51,8 +61,26 @@ struct kiln_container {
   int32_t threadsPerRun = 1;
 
   kiln::rt::MappedFile weightsFile;
-  std::vector<kiln::rt::ConstantSet> constantSets;
-  int activeSet = 0;
+
+  // Double-buffered constants in three slots: the active one (what runs read), the
+  // inactive one (-1 when none) and a spare used to publish an active update atomically.
+  // A run pins a slot: pins[s]++, then re-checks that s is still active (else unpins and
+  // retries). Writers (serialised by constMu) change a slot only when it is not active and
+  // its pin count is zero, so a pinned run sees one set, unchanged, from start to end.
+  static constexpr int kSlots = 3;
+  std::unique_ptr<kiln::rt::ConstantSet> slots[kSlots];
+  std::atomic<int> pins[kSlots] = {};
+  std::atomic<int> activeSlot{0};
+  int inactiveSlot = -1; // guarded by constMu
+  uint64_t nextToken = 1; // guarded by constMu
+  std::mutex constMu;
+  std::vector<const char *> nullDimNames; // kiln_constant_info's dim_names (all NULL)
+
+  // Pins the active slot for one run; returns its index. Never blocks.
+  int pinConstants();
+  void unpinConstants(int slot) { pins[slot].fetch_sub(1, std::memory_order_release); }
+  // Waits until no run pins slot (which must not be active). Only writers wait.
+  void drain(int slot);
 
   std::vector<kiln::rt::TensorInfoArrays> inputInfo, outputInfo;
 

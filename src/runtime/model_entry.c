@@ -65,3 +65,33 @@ KILN_API int kiln_run_alloc(kiln_container *c, const DLTensor *inputs, int32_t n
                             DLManagedTensor **outputs, int32_t num_outputs) {
   return kiln_rt_run_alloc(c, inputs, num_inputs, outputs, num_outputs);
 }
+
+KILN_API int kiln_run_minimal(kiln_container *c, void *const *inputs, void *const *outputs) {
+  return kiln_rt_run_minimal(c, inputs, outputs);
+}
+
+KILN_API int kiln_num_constants(const kiln_container *c, int32_t *out) {
+  return kiln_rt_num_constants(c, out);
+}
+
+KILN_API int kiln_constant_info(const kiln_container *c, int32_t index, kiln_tensor_info *out) {
+  return kiln_rt_constant_info(c, index, out);
+}
+
+KILN_API int kiln_update_constants(kiln_container *c, int32_t buffer, const char *const *names,
+                                   const DLTensor *values, int32_t count, uint32_t flags) {
+  return kiln_rt_update_constants(c, buffer, names, values, count, flags);
+}
+
+KILN_API int kiln_swap_constants(kiln_container *c) {
+  return kiln_rt_swap_constants(c);
+}
+
+KILN_API int kiln_free_inactive_constants(kiln_container *c) {
+  return kiln_rt_free_inactive_constants(c);
+}
+
+KILN_API int kiln_read_constant(kiln_container *c, int32_t buffer, const char *name,
+                                DLTensor *out) {
+  return kiln_rt_read_constant(c, buffer, name, out);
+}

@@ -42,20 +42,35 @@ int checkCounts(const char *fn, const kiln_container *c, const void *inputs, int
   return KILN_OK;
 }
 
-// Calls the generated graph with the runner's bound pointers.
-int execute(kiln_container *c, Runner *r) {
+// Keeps the active constant set pinned for one run (see kiln_container::pinConstants).
+class ConstantsPin {
+public:
+  explicit ConstantsPin(kiln_container *c) : c_(c), slot_(c->pinConstants()) {}
+  ~ConstantsPin() { c_->unpinConstants(slot_); }
+  const ConstantSet &set() const { return *c_->slots[slot_]; }
+
+private:
+  kiln_container *c_;
+  int slot_;
+};
+
+// Calls the generated graph with the given pointers on the active constants.
+int execute(kiln_container *c, Runner *r, void *const *in, void *const *out) {
   const kiln_model_desc_v1 &d = *c->desc;
   r->error[0] = '\0';
   kiln_run_ctx ctx{r, runnerAlloc, c->threadsPerRun, r->error, Runner::kErrorSize};
   // OpenMP's thread count is per calling thread; oneDNN reads it too.
   omp_set_num_threads(c->threadsPerRun);
-  const ConstantSet &constants = c->constantSets[c->activeSet];
   int st;
-  try {
-    st = d.run(&ctx, r->scratch.inData.data(), r->scratch.outData.data(), r->scratch.symbols.data(),
-               constants.ptrs.data());
-  } catch (const std::exception &e) {
-    st = fail(KILN_ERR_INTERNAL, "model run threw: %s", e.what());
+  {
+    ConstantsPin pin(c);
+    const ConstantSet &constants = pin.set();
+    r->useConstants(constants.base, constants.size, constants.token);
+    try {
+      st = d.run(&ctx, in, out, r->scratch.symbols.data(), constants.ptrs.data());
+    } catch (const std::exception &e) {
+      st = fail(KILN_ERR_INTERNAL, "model run threw: %s", e.what());
+    }
   }
   r->arena.reset();
   if (st == KILN_OK) return KILN_OK;
@@ -112,7 +127,22 @@ KILN_RT_API int kiln_rt_run(kiln_container *c, const DLTensor *inputs, int32_t n
   if (int st = bindInputs(d, inputs, r->scratch)) return st;
   computeOutputDims(d, r->scratch);
   if (int st = checkOutputs(d, outputs, r->scratch)) return st;
-  return execute(c, r);
+  return execute(c, r, r->scratch.inData.data(), r->scratch.outData.data());
+}
+
+KILN_RT_API int kiln_rt_run_minimal(kiln_container *c, void *const *inputs, void *const *outputs) {
+  clearError();
+  if (!c) return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_run_minimal: container is NULL");
+  const kiln_model_desc_v1 &d = *c->desc;
+  if ((d.num_inputs > 0 && !inputs) || (d.num_outputs > 0 && !outputs))
+    return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_run_minimal: %s is NULL",
+                d.num_inputs > 0 && !inputs ? "inputs" : "outputs");
+  if (d.num_symbols > 0)
+    return fail(KILN_ERR_UNSUPPORTED,
+                "kiln_run_minimal: the model has %d symbolic dim(s) (first: '%s'); use kiln_run",
+                d.num_symbols, d.symbols[0].name);
+  RunnerLease lease(c);
+  return execute(c, lease.get(), inputs, outputs);
 }
 
 KILN_RT_API int kiln_rt_output_dims(kiln_container *c, const DLTensor *inputs, int32_t num_inputs,
@@ -162,7 +192,7 @@ KILN_RT_API int kiln_rt_run_alloc(kiln_container *c, const DLTensor *inputs, int
     }
     r->scratch.outData[i] = outputs[i]->dl_tensor.data;
   }
-  if (int st = execute(c, r)) {
+  if (int st = execute(c, r, r->scratch.inData.data(), r->scratch.outData.data())) {
     freeAll();
     return st;
   }

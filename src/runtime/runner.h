@@ -37,9 +37,26 @@ struct Runner {
   // Memory that stays constant while this runner lives: shims may cache derived copies of
   // weights that lie inside it (reordered conv weights). Anything else is treated as data.
   std::vector<std::pair<const char *, size_t>> constantRanges;
+  // The container's constant set pinned by the current run, and the token of the set the
+  // cached reordered weights were derived from (see Runner::useConstants).
+  const char *pinnedBase = nullptr;
+  size_t pinnedSize = 0;
+  uint64_t weightsToken = 0;
+
+  // Called at the start of a container run: weights cached from another constant set (or
+  // an older version of this one) are dropped, so a run never sees stale reordered weights.
+  void useConstants(const char *base, size_t size, uint64_t token) {
+    pinnedBase = base;
+    pinnedSize = size;
+    if (token != weightsToken) {
+      dnnl.clearWeights();
+      weightsToken = token;
+    }
+  }
 
   bool isConstant(const void *p) const {
     const char *c = static_cast<const char *>(p);
+    if (c >= pinnedBase && c < pinnedBase + pinnedSize) return true;
     for (const auto &[base, size] : constantRanges)
       if (c >= base && c < base + size) return true;
     return false;

@@ -55,6 +55,9 @@ float eltwiseBeta(const kiln_conv_params_v1 &p) {
 tag plainData(int rank) {
   return rank == 1 ? tag::ncw : rank == 2 ? tag::nchw : tag::ncdhw;
 }
+tag channelsLastData(int rank) {
+  return rank == 1 ? tag::nwc : rank == 2 ? tag::nhwc : tag::ndhwc;
+}
 tag plainWeights(int rank, bool grouped) {
   if (grouped) return rank == 1 ? tag::goiw : rank == 2 ? tag::goihw : tag::goidhw;
   return rank == 1 ? tag::oiw : rank == 2 ? tag::oihw : tag::oidhw;
@@ -134,7 +137,9 @@ std::unique_ptr<ConvEntry> build(DnnlCache &cache, const int64_t *xDims, const i
     dil[i] = p.dilations[i] - 1; // oneDNN counts the gap: 0 = dense
 
   const auto f32 = memory::data_type::f32;
-  memory::desc srcPlain(src, f32, plainData(r)), dstPlain(dst, f32, plainData(r));
+  // "Plain" here means the caller's layout: NC[D]HW, or N[D]HWC for ChannelsLast.
+  tag userTag = layout == ConvLayout::ChannelsLast ? channelsLastData(r) : plainData(r);
+  memory::desc srcPlain(src, f32, userTag), dstPlain(dst, f32, userTag);
   tag dataTag = layout == ConvLayout::Plain ? plainData(r) : tag::any;
   memory::desc srcMd(src, f32, dataTag), dstMd(dst, f32, dataTag);
   memory::desc weiMd(wei, f32, tag::any);
@@ -276,4 +281,21 @@ extern "C" KILN_RT_API int kiln_shim_conv_v1(kiln_shim_ctx *ctx, int64_t site, c
     return kiln::rt::fail(KILN_ERR_INVALID_ARGUMENT, "kiln_shim_conv_v1: NULL ctx or params");
   return kiln::rt::convForward(*static_cast<kiln::rt::Runner *>(ctx), site, x, x_dims, w, w_dims,
                                bias, residual, y, y_dims, *params, kiln::rt::ConvLayout::Blocked);
+}
+
+extern "C" KILN_RT_API int kiln_shim_conv_v2(kiln_shim_ctx *ctx, int64_t site, const float *x,
+                                             const int64_t *x_dims, const float *w,
+                                             const int64_t *w_dims, const float *bias,
+                                             const float *residual, float *y, const int64_t *y_dims,
+                                             const kiln_conv_params_v1 *params,
+                                             int32_t data_layout) {
+  if (!ctx || !params)
+    return kiln::rt::fail(KILN_ERR_INVALID_ARGUMENT, "kiln_shim_conv_v2: NULL ctx or params");
+  if (data_layout != KILN_LAYOUT_CHANNELS_FIRST && data_layout != KILN_LAYOUT_CHANNELS_LAST)
+    return kiln::rt::fail(KILN_ERR_INVALID_ARGUMENT, "kiln_shim_conv_v2: data_layout %d unknown",
+                          static_cast<int>(data_layout));
+  auto layout = data_layout == KILN_LAYOUT_CHANNELS_LAST ? kiln::rt::ConvLayout::ChannelsLast
+                                                         : kiln::rt::ConvLayout::Blocked;
+  return kiln::rt::convForward(*static_cast<kiln::rt::Runner *>(ctx), site, x, x_dims, w, w_dims,
+                               bias, residual, y, y_dims, *params, layout);
 }

@@ -8,11 +8,6 @@
 #include <cstring>
 
 namespace kiln::rt {
-namespace {
-
-struct DtypeName {
-  char text[64];
-};
 
 DtypeName dtypeName(DLDataType t) {
   DtypeName n;
@@ -60,6 +55,8 @@ bool isContiguous(const DLTensor &t) {
   }
   return true;
 }
+
+namespace {
 
 // Checks what every tensor crossing the API must satisfy; kind is "input" or "output".
 int checkTensor(const char *kind, const kiln_io_desc_v1 &io, const DLTensor &t) {

@@ -19,6 +19,15 @@ void computeOutputDims(const kiln_model_desc_v1 &desc, RunScratch &s);
 // Checks caller outputs against s.outDims and fills s.outData.
 int checkOutputs(const kiln_model_desc_v1 &desc, const DLTensor *outputs, RunScratch &s);
 
+struct DtypeName {
+  char text[64];
+};
+// "float32", "int64", "bool", ... for messages.
+DtypeName dtypeName(DLDataType t);
+bool sameDtype(DLDataType a, DLDataType b);
+// True when strides are NULL or compact row-major.
+bool isContiguous(const DLTensor &t);
+
 // Bytes of a contiguous tensor of this dtype and shape.
 size_t tensorBytes(DLDataType dtype, int32_t ndim, const int64_t *dims);
 
