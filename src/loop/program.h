@@ -32,7 +32,7 @@ enum class KernelKind { Pointwise, Reduction, Extern };
 
 /// One argument of a shim call, printed by the wrapper in order.
 struct ExternArg {
-  enum class Kind { Buffer, Null, Dims, Site, Params } kind = Kind::Null;
+  enum class Kind { Buffer, Null, Dims, Site, Params, Layout } kind = Kind::Null;
   Buffer *buf = nullptr;
   std::vector<sym::Expr> dims;
 };

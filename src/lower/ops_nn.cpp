@@ -81,6 +81,21 @@ Window windowGeometry(OpCtx &c, const ir::Shape &in, std::vector<int64_t> kernel
   return w;
 }
 
+/// t as a channels-last buffer view: itself if it already is one, else a transposing copy.
+LTensor asChannelsLast(OpCtx &c, const LTensor &t) {
+  if (t.channelsLast)
+    return t;
+  ir::Shape phys = channelsLastShape(t.shape);
+  int rank = t.rank();
+  LTensor src = t;
+  LTensor physT = c.pointwise(t.dtype, phys, [src, rank](const Index &p) {
+    Index logical{p[0], p[rank - 1]};
+    logical.insert(logical.end(), p.begin() + 1, p.end() - 1);
+    return src.load(logical);
+  });
+  return fromChannelsLastBuffer(c.ctx(), c.realize(physT).buffer, t.shape);
+}
+
 void lowerConv(OpCtx &c) {
   LTensor x = c.in(0), wt = c.in(1);
   if (x.dtype != DType::Float32 || wt.dtype != DType::Float32)
@@ -99,16 +114,21 @@ void lowerConv(OpCtx &c) {
   ir::Shape outShape{x.shape[0], wt.shape[0]};
   for (auto &o : w.out)
     outShape.push_back(o);
-  LTensor xr = c.realize(x), wr = c.realize(wt);
+  // Activations stay channels-last between convs: oneDNN's preferred layout on x86, so a
+  // chain of convs runs with no layout conversion at all.
+  loop::Buffer *xb = asChannelsLast(c, x).channelsLast;
+  LTensor wr = c.realize(wt);
   loop::Buffer *bias = c.has(2) ? c.realize(c.in(2)).buffer : nullptr;
-  loop::Buffer *residual = c.has(3) ? c.realize(c.in(3)).buffer : nullptr;
-  loop::Buffer *out = c.prog().newBuffer(DType::Float32, outShape, loop::BufferKind::Intermediate, "");
-  loop::Kernel *k = c.externKernel("kiln_shim_conv_v1");
-  k->ext.inputs = {xr.buffer, wr.buffer, bias, residual};
+  loop::Buffer *residual = c.has(3) ? asChannelsLast(c, c.in(3)).channelsLast : nullptr;
+  loop::Buffer *out = c.prog().newBuffer(DType::Float32, channelsLastShape(outShape),
+                                         loop::BufferKind::Intermediate, "");
+  loop::Kernel *k = c.externKernel("kiln_shim_conv_v2");
+  k->ext.inputs = {xb, wr.buffer, bias, residual};
   k->ext.outputs = {out};
-  k->ext.args = {kindArg(ExternArg::Kind::Site), bufArg(xr.buffer), dimsArg(x.shape),
+  k->ext.args = {kindArg(ExternArg::Kind::Site), bufArg(xb), dimsArg(x.shape),
                  bufArg(wr.buffer), dimsArg(wt.shape), bufArg(bias), bufArg(residual),
-                 bufArg(out), dimsArg(outShape), kindArg(ExternArg::Kind::Params)};
+                 bufArg(out), dimsArg(outShape), kindArg(ExternArg::Kind::Params),
+                 kindArg(ExternArg::Kind::Layout)};
   k->ext.paramsType = "kiln_conv_params_v1";
   auto &p = k->ext.params;
   auto &sp = k->ext.symParams;
@@ -127,7 +147,7 @@ void lowerConv(OpCtx &c) {
     sp.push_back({fmt::format("pads_begin[{}]", d), w.padsBegin[d]});
     sp.push_back({fmt::format("pads_end[{}]", d), w.padsEnd[d]});
   }
-  c.out(0, fromBuffer(c.ctx(), out));
+  c.out(0, fromChannelsLastBuffer(c.ctx(), out, outShape));
 }
 
 /// Batched matmul through the shim: a [.., M, K] x b [.., K, N] (+ row bias).

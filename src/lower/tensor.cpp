@@ -45,6 +45,30 @@ LTensor fromBuffer(sym::Context &ctx, loop::Buffer *b) {
   return t;
 }
 
+ir::Shape channelsLastShape(const ir::Shape &logical) {
+  ir::Shape phys{logical[0]};
+  phys.insert(phys.end(), logical.begin() + 2, logical.end());
+  phys.push_back(logical[1]);
+  return phys;
+}
+
+LTensor fromChannelsLastBuffer(sym::Context &ctx, loop::Buffer *b, const ir::Shape &logical) {
+  LTensor t;
+  t.dtype = b->dtype;
+  t.shape = logical;
+  t.cheap = true;
+  t.channelsLast = b;
+  sym::Context *c = &ctx;
+  ir::Shape phys = b->shape;
+  t.load = [c, b, phys](const Index &idx) {
+    Index p{idx[0]};
+    p.insert(p.end(), idx.begin() + 2, idx.end());
+    p.push_back(idx[1]);
+    return loop::load(b, linearIndex(*c, p, phys));
+  };
+  return t;
+}
+
 LTensor reshapeView(sym::Context &ctx, const LTensor &t, const ir::Shape &shape) {
   LTensor r;
   r.dtype = t.dtype;

@@ -18,6 +18,9 @@ struct LTensor {
   Loader load;
   loop::Buffer *buffer = nullptr; // set when this is exactly a contiguous buffer
   bool cheap = false;             // a view or constant: free to recompute per use
+  // Set when this N,C,spatial... tensor is exactly a channels-last buffer (physical
+  // N,spatial...,C), so convs can consume and produce it without conversion.
+  loop::Buffer *channelsLast = nullptr;
   int rank() const { return static_cast<int>(shape.size()); }
 };
 
@@ -29,6 +32,10 @@ Index unravel(sym::Context &ctx, sym::Expr flat, const ir::Shape &shape);
 sym::Expr product(sym::Context &ctx, const ir::Shape &shape, size_t begin, size_t end);
 
 LTensor fromBuffer(sym::Context &ctx, loop::Buffer *b);
+/// Physical shape of a channels-last buffer for logical shape N,C,spatial...
+ir::Shape channelsLastShape(const ir::Shape &logical);
+/// The logical N,C,spatial... view of a channels-last buffer.
+LTensor fromChannelsLastBuffer(sym::Context &ctx, loop::Buffer *b, const ir::Shape &logical);
 /// Same data viewed with a new shape of equal element count (reshape semantics).
 LTensor reshapeView(sym::Context &ctx, const LTensor &t, const ir::Shape &shape);
 /// Reads t broadcast (numpy rules, aligned right) to `shape` at idx.

@@ -214,6 +214,9 @@ private:
       case loop::ExternArg::Kind::Params:
         args.push_back("&p");
         break;
+      case loop::ExternArg::Kind::Layout:
+        args.push_back("KILN_LAYOUT_CHANNELS_LAST");
+        break;
       case loop::ExternArg::Kind::Dims: {
         std::vector<std::string> ds;
         for (auto &d : a.dims)
