@@ -1,0 +1,324 @@
+/* AOT test: a plain C99 host that loads a kiln-compiled model.so with dlopen and calls
+ * the include/kiln/model.h API through dlsym only (links nothing but libdl).
+ *
+ *   aot_test mlp <model.so> <datadir>       dynamic batch: runs B = 1, 5, 16 from one .so,
+ *                                           B = 17 must fail with KILN_ERR_SHAPE_MISMATCH;
+ *                                           wrong dtype / rank / inner dim / count
+ *   aot_test static2 <model.so> <datadir>   two inputs: values, wrong input/output count
+ */
+#include <kiln/model.h>
+
+#include <dlfcn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef void (*options_init_fn)(kiln_container_options *);
+typedef const char *(*last_error_fn)(void);
+typedef uint32_t (*abi_version_fn)(void);
+typedef int (*create_fn)(const kiln_container_options *, kiln_container **);
+typedef int (*destroy_fn)(kiln_container *);
+typedef int (*count_fn)(const kiln_container *, int32_t *);
+typedef int (*info_fn)(const kiln_container *, int32_t, kiln_tensor_info *);
+typedef int (*run_fn)(kiln_container *, const DLTensor *, int32_t, DLTensor *, int32_t);
+typedef int (*output_dims_fn)(kiln_container *, const DLTensor *, int32_t, int64_t *const *);
+
+static struct {
+  options_init_fn options_init;
+  last_error_fn last_error;
+  abi_version_fn abi_version;
+  create_fn create;
+  destroy_fn destroy;
+  count_fn num_inputs, num_outputs;
+  info_fn input_info, output_info;
+  run_fn run;
+  output_dims_fn output_dims;
+} api;
+
+static int failures = 0;
+#define CHECK(cond, ...)                                                                           \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);                     \
+      fprintf(stderr, __VA_ARGS__);                                                                \
+      fprintf(stderr, "\n");                                                                       \
+      ++failures;                                                                                  \
+    }                                                                                              \
+  } while (0)
+
+static void *sym_or_die(void *lib, const char *name) {
+  void *p = dlsym(lib, name);
+  if (!p) {
+    fprintf(stderr, "dlsym(%s) failed: %s\n", name, dlerror());
+    exit(2);
+  }
+  return p;
+}
+
+static void load_api(const char *path) {
+  void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!lib) {
+    fprintf(stderr, "dlopen(%s) failed: %s\n", path, dlerror());
+    exit(2);
+  }
+  /* Function pointers from void*: POSIX guarantees this works; go through memcpy to stay
+   * within ISO C under -Wall -Werror. */
+#define LOAD(field, name)                                                                          \
+  do {                                                                                             \
+    void *p_ = sym_or_die(lib, name);                                                              \
+    memcpy(&api.field, &p_, sizeof p_);                                                            \
+  } while (0)
+  LOAD(options_init, "kiln_container_options_init");
+  LOAD(last_error, "kiln_last_error");
+  LOAD(abi_version, "kiln_abi_version");
+  LOAD(create, "kiln_container_create");
+  LOAD(destroy, "kiln_container_destroy");
+  LOAD(num_inputs, "kiln_num_inputs");
+  LOAD(num_outputs, "kiln_num_outputs");
+  LOAD(input_info, "kiln_input_info");
+  LOAD(output_info, "kiln_output_info");
+  LOAD(run, "kiln_run");
+  LOAD(output_dims, "kiln_output_dims");
+#undef LOAD
+}
+
+static float *read_floats(const char *dir, const char *name, size_t n) {
+  char path[4096];
+  FILE *f;
+  float *buf = (float *)malloc(n * sizeof(float) + 1);
+  size_t got;
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  f = fopen(path, "rb");
+  if (!f || !buf) {
+    fprintf(stderr, "cannot open %s\n", path);
+    exit(2);
+  }
+  got = fread(buf, sizeof(float), n + 1, f);
+  fclose(f);
+  if (got != n) {
+    fprintf(stderr, "%s: expected %zu floats, got %zu\n", path, n, got);
+    exit(2);
+  }
+  return buf;
+}
+
+static DLTensor tensor(void *data, int32_t ndim, int64_t *shape, uint8_t code, uint8_t bits) {
+  DLTensor t;
+  memset(&t, 0, sizeof t);
+  t.data = data;
+  t.device.device_type = kDLCPU;
+  t.device.device_id = 0;
+  t.ndim = ndim;
+  t.dtype.code = code;
+  t.dtype.bits = bits;
+  t.dtype.lanes = 1;
+  t.shape = shape;
+  t.strides = NULL;
+  t.byte_offset = 0;
+  return t;
+}
+
+static void compare(const char *what, const float *got, const float *want, size_t n) {
+  size_t i;
+  for (i = 0; i < n; ++i) {
+    double tol = 1e-5 + 1e-4 * fabs(want[i]);
+    if (!(fabs((double)got[i] - (double)want[i]) <= tol)) {
+      CHECK(0, "%s[%zu]: got %.8g, want %.8g", what, i, got[i], want[i]);
+      return;
+    }
+  }
+}
+
+static kiln_container *make_container(void) {
+  kiln_container_options opt;
+  kiln_container *c = NULL;
+  int st;
+  api.options_init(&opt);
+  CHECK(opt.struct_size == sizeof opt, "options_init did not set struct_size");
+  opt.num_runners = 2;
+  st = api.create(&opt, &c);
+  if (st != KILN_OK || !c) {
+    fprintf(stderr, "kiln_container_create: %d %s\n", st, api.last_error());
+    exit(2);
+  }
+  return c;
+}
+
+static int test_mlp(const char *dir) {
+  const int64_t K = 8, N = 5;
+  const int64_t sizes[] = {1, 5, 16};
+  kiln_container *c = make_container();
+  kiln_tensor_info info;
+  int32_t n = -1;
+  int st;
+  size_t s;
+
+  CHECK(api.abi_version() == KILN_ABI_VERSION, "abi %u", api.abi_version());
+  CHECK(api.num_inputs(c, &n) == KILN_OK && n == 1, "num_inputs %d", n);
+  CHECK(api.num_outputs(c, &n) == KILN_OK && n == 1, "num_outputs %d", n);
+  memset(&info, 0, sizeof info);
+  info.struct_size = sizeof info;
+  st = api.input_info(c, 0, &info);
+  CHECK(st == KILN_OK, "input_info: %s", api.last_error());
+  if (st == KILN_OK) {
+    CHECK(strcmp(info.name, "x") == 0, "input name %s", info.name);
+    CHECK(info.ndim == 2, "input ndim %d", info.ndim);
+    CHECK(info.dtype.code == kDLFloat && info.dtype.bits == 32, "input dtype");
+    CHECK(info.dims[0] == -1, "dim 0 should be symbolic, got %lld", (long long)info.dims[0]);
+    CHECK(info.dims[1] == K, "dim 1 %lld", (long long)info.dims[1]);
+    CHECK(info.dim_names[0] && strcmp(info.dim_names[0], "batch") == 0, "dim 0 name");
+    CHECK(info.dim_names[1] == NULL, "dim 1 should be static");
+    CHECK(info.dim_min[0] == 1 && info.dim_max[0] == 16, "batch range [%lld, %lld]",
+          (long long)info.dim_min[0], (long long)info.dim_max[0]);
+  }
+  CHECK(api.input_info(c, 1, &info) == KILN_ERR_INVALID_ARGUMENT, "input_info(1) must fail");
+
+  for (s = 0; s < sizeof sizes / sizeof sizes[0]; ++s) {
+    int64_t B = sizes[s];
+    char name[64];
+    float *x, *want, *y;
+    int64_t xs[2], ys[2], od[2] = {0, 0};
+    int64_t *odp[1];
+    DLTensor in, out;
+    snprintf(name, sizeof name, "x_%lld.bin", (long long)B);
+    x = read_floats(dir, name, (size_t)(B * K));
+    snprintf(name, sizeof name, "y_%lld.bin", (long long)B);
+    want = read_floats(dir, name, (size_t)(B * N));
+    y = (float *)calloc((size_t)(B * N), sizeof(float));
+    xs[0] = B; xs[1] = K;
+    ys[0] = B; ys[1] = N;
+    in = tensor(x, 2, xs, kDLFloat, 32);
+    out = tensor(y, 2, ys, kDLFloat, 32);
+    odp[0] = od;
+    st = api.output_dims(c, &in, 1, odp);
+    CHECK(st == KILN_OK && od[0] == B && od[1] == N, "output_dims B=%lld: %d [%lld, %lld] %s",
+          (long long)B, st, (long long)od[0], (long long)od[1], api.last_error());
+    st = api.run(c, &in, 1, &out, 1);
+    CHECK(st == KILN_OK, "run B=%lld: %d %s", (long long)B, st, api.last_error());
+    snprintf(name, sizeof name, "y(B=%lld)", (long long)B);
+    if (st == KILN_OK)
+      compare(name, y, want, (size_t)(B * N));
+    free(x); free(want); free(y);
+  }
+
+  { /* B = 17 is outside the compiled range [1, 16]. */
+    float *x = read_floats(dir, "x_17.bin", 17 * 8);
+    float *y = (float *)calloc(17 * 5, sizeof(float));
+    int64_t xs[2] = {17, 8}, ys[2] = {17, 5};
+    DLTensor in = tensor(x, 2, xs, kDLFloat, 32), out = tensor(y, 2, ys, kDLFloat, 32);
+    const char *msg;
+    st = api.run(c, &in, 1, &out, 1);
+    msg = api.last_error();
+    CHECK(st == KILN_ERR_SHAPE_MISMATCH, "B=17: status %d (%s)", st, msg);
+    CHECK(strstr(msg, "'x'") != NULL, "B=17 message must name input x: %s", msg);
+    CHECK(strstr(msg, "batch") != NULL, "B=17 message must name dim batch: %s", msg);
+    CHECK(strstr(msg, "17") != NULL, "B=17 message must give the value: %s", msg);
+    free(x); free(y);
+  }
+
+  { /* Wrong dtype, rank, inner dim and counts. */
+    double xd[2 * 8];
+    float xf[3 * 8], y[3 * 5];
+    int64_t xs[2] = {2, 8}, ys[2] = {2, 5}, xs3[3] = {1, 2, 8}, bad[2] = {2, 7};
+    DLTensor in, out, two[2];
+    memset(xd, 0, sizeof xd);
+    memset(xf, 0, sizeof xf);
+    out = tensor(y, 2, ys, kDLFloat, 32);
+
+    in = tensor(xd, 2, xs, kDLFloat, 64);
+    st = api.run(c, &in, 1, &out, 1);
+    CHECK(st == KILN_ERR_DTYPE_MISMATCH, "float64 input: status %d (%s)", st, api.last_error());
+    CHECK(strstr(api.last_error(), "'x'") != NULL, "dtype message: %s", api.last_error());
+
+    in = tensor(xf, 3, xs3, kDLFloat, 32);
+    st = api.run(c, &in, 1, &out, 1);
+    CHECK(st == KILN_ERR_SHAPE_MISMATCH, "rank 3 input: status %d (%s)", st, api.last_error());
+    CHECK(strstr(api.last_error(), "rank") != NULL, "rank message: %s", api.last_error());
+
+    in = tensor(xf, 2, bad, kDLFloat, 32);
+    st = api.run(c, &in, 1, &out, 1);
+    CHECK(st == KILN_ERR_SHAPE_MISMATCH, "inner dim 7: status %d (%s)", st, api.last_error());
+    CHECK(strstr(api.last_error(), "dim 1") != NULL, "inner-dim message: %s",
+          api.last_error());
+
+    in = tensor(xf, 2, xs, kDLFloat, 32);
+    st = api.run(c, &in, 0, &out, 1);
+    CHECK(st == KILN_ERR_INVALID_ARGUMENT, "0 inputs: status %d (%s)", st, api.last_error());
+    two[0] = in;
+    two[1] = in;
+    st = api.run(c, two, 2, &out, 1);
+    CHECK(st == KILN_ERR_INVALID_ARGUMENT, "2 inputs: status %d (%s)", st, api.last_error());
+
+    /* Output of the wrong shape for these inputs. */
+    ys[0] = 3;
+    out = tensor(y, 2, ys, kDLFloat, 32);
+    st = api.run(c, &in, 1, &out, 1);
+    CHECK(st == KILN_ERR_SHAPE_MISMATCH, "wrong output shape: status %d (%s)", st,
+          api.last_error());
+    /* Null container. */
+    st = api.run(NULL, &in, 1, &out, 1);
+    CHECK(st == KILN_ERR_INVALID_ARGUMENT, "null container: status %d", st);
+    /* A good run still works after all the failures. */
+    ys[0] = 2;
+    out = tensor(y, 2, ys, kDLFloat, 32);
+    st = api.run(c, &in, 1, &out, 1);
+    CHECK(st == KILN_OK, "run after errors: %d (%s)", st, api.last_error());
+  }
+  CHECK(api.destroy(c) == KILN_OK, "destroy");
+  return failures;
+}
+
+static int test_static2(const char *dir) {
+  kiln_container *c = make_container();
+  float *a = read_floats(dir, "a.bin", 21), *b = read_floats(dir, "c.bin", 21);
+  float *want = read_floats(dir, "z.bin", 21);
+  float z[21], z2[21];
+  int64_t s[2] = {3, 7};
+  DLTensor in[2], out[2];
+  int32_t n = -1;
+  int st;
+  CHECK(api.num_inputs(c, &n) == KILN_OK && n == 2, "num_inputs %d", n);
+  in[0] = tensor(a, 2, s, kDLFloat, 32);
+  in[1] = tensor(b, 2, s, kDLFloat, 32);
+  out[0] = tensor(z, 2, s, kDLFloat, 32);
+  out[1] = tensor(z2, 2, s, kDLFloat, 32);
+  st = api.run(c, in, 2, out, 1);
+  CHECK(st == KILN_OK, "run: %d %s", st, api.last_error());
+  if (st == KILN_OK)
+    compare("z", z, want, 21);
+  st = api.run(c, in, 1, out, 1);
+  CHECK(st == KILN_ERR_INVALID_ARGUMENT, "1 of 2 inputs: status %d (%s)", st, api.last_error());
+  st = api.run(c, in, 2, out, 2);
+  CHECK(st == KILN_ERR_INVALID_ARGUMENT, "2 outputs: status %d (%s)", st, api.last_error());
+  st = api.run(c, in, 2, out, 0);
+  CHECK(st == KILN_ERR_INVALID_ARGUMENT, "0 outputs: status %d (%s)", st, api.last_error());
+  /* Second input with the wrong dtype: the message names it. */
+  in[1] = tensor(b, 2, s, kDLInt, 32);
+  st = api.run(c, in, 2, out, 1);
+  CHECK(st == KILN_ERR_DTYPE_MISMATCH, "int32 input: status %d (%s)", st, api.last_error());
+  CHECK(strstr(api.last_error(), "'c'") != NULL, "dtype message: %s", api.last_error());
+  CHECK(api.destroy(c) == KILN_OK, "destroy");
+  free(a); free(b); free(want);
+  return failures;
+}
+
+int main(int argc, char **argv) {
+  int f;
+  if (argc != 4) {
+    fprintf(stderr, "usage: %s mlp|static2 model.so datadir\n", argv[0]);
+    return 2;
+  }
+  load_api(argv[2]);
+  if (strcmp(argv[1], "mlp") == 0)
+    f = test_mlp(argv[3]);
+  else if (strcmp(argv[1], "static2") == 0)
+    f = test_static2(argv[3]);
+  else
+    return 2;
+  if (f)
+    fprintf(stderr, "%d check(s) failed\n", f);
+  else
+    printf("ok\n");
+  return f ? 1 : 0;
+}

@@ -1,0 +1,12 @@
+#!/bin/sh
+# Fixture for the AOT tests: generate the ONNX models and expected outputs with numpy,
+# then compile each with kiln. Usage: setup.sh <python> <kiln> <workdir> <srcdir>
+set -eu
+PY=$1 KILN=$2 WORK=$3 SRC=$4
+rm -rf "$WORK"
+mkdir -p "$WORK"
+"$PY" "$SRC/gen_mlp.py" "$WORK"
+"$KILN" compile "$WORK/mlp.onnx" -o "$WORK/mlp.so" --dynamic batch=1:16
+"$KILN" compile "$WORK/static2.onnx" -o "$WORK/static2.so"
+test -f "$WORK/mlp.so"
+test -f "$WORK/static2.so"

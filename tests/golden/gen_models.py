@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Writes the small ONNX models whose generated C++ the golden tests check.
+Usage: gen_models.py <outdir>"""
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto as T
+from onnx import helper as h
+from onnx import numpy_helper as nh
+
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+
+
+def save(name, nodes, inputs, outputs, inits=()):
+    g = h.make_graph(nodes, name, inputs, outputs, list(inits))
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    onnx.checker.check_model(m)
+    onnx.save(m, os.path.join(out, name + ".onnx"))
+
+
+# 1. A pointwise chain of five ops: one fused kernel.
+save("pointwise_chain",
+     [h.make_node("Relu", ["x"], ["a"], name="relu"),
+      h.make_node("Mul", ["a", "two"], ["b"], name="mul"),
+      h.make_node("Sigmoid", ["b"], ["c"], name="sigmoid"),
+      h.make_node("Add", ["c", "one"], ["d"], name="add"),
+      h.make_node("Tanh", ["d"], ["y"], name="tanh")],
+     [h.make_tensor_value_info("x", T.FLOAT, [32, 64])],
+     [h.make_tensor_value_info("y", T.FLOAT, [32, 64])],
+     [nh.from_array(np.array(2.0, np.float32), "two"),
+      nh.from_array(np.array(1.0, np.float32), "one")])
+
+# 2. Softmax over the last axis: reductions (max, sum) with a pointwise epilogue.
+save("softmax",
+     [h.make_node("Softmax", ["x"], ["y"], name="softmax", axis=-1)],
+     [h.make_tensor_value_info("x", T.FLOAT, [16, 128])],
+     [h.make_tensor_value_info("y", T.FLOAT, [16, 128])])
+
+# 3. Dynamic batch: sizes come from the symbol, never a hard-coded batch.
+save("dynamic_batch",
+     [h.make_node("Relu", ["x"], ["a"], name="relu"),
+      h.make_node("Exp", ["a"], ["y"], name="exp")],
+     [h.make_tensor_value_info("x", T.FLOAT, ["batch", 48])],
+     [h.make_tensor_value_info("y", T.FLOAT, ["batch", 48])])

@@ -1,0 +1,310 @@
+// Lowering to loop IR, scheduling (dead kernels, memory plan) and the loop interpreter.
+#include "loop/interp.h"
+#include "lower/lowerer.h"
+#include "onnx_builder.h"
+#include "passes/passes.h"
+#include "sched/schedule.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+using namespace kiln;
+using kiln::test::OnnxBuilder;
+
+namespace {
+
+struct Lowered {
+  sym::Context ctx;
+  std::unique_ptr<ir::Graph> g;
+  loop::Program prog;
+};
+
+std::unique_ptr<Lowered> lowerModel(OnnxBuilder &b, frontend::ImportOptions opts = {}) {
+  auto l = std::make_unique<Lowered>();
+  l->g = b.import(l->ctx, opts);
+  passes::inferAndFold(*l->g);
+  passes::eliminateDeadCode(*l->g);
+  passes::eliminateCommonSubexpressions(*l->g);
+  passes::eliminateDeadCode(*l->g);
+  lower::Lowerer lw(*l->g, l->prog);
+  lw.lowerGraph();
+  sched::eliminateDeadKernels(l->prog);
+  sched::formGroups(l->prog, l->ctx);
+  return l;
+}
+
+int countKind(const loop::Program &p, loop::KernelKind k) {
+  int n = 0;
+  for (auto &kern : p.kernels)
+    n += kern->kind == k;
+  return n;
+}
+
+} // namespace
+
+TEST(Lower, PointwiseChainIsOneKernel) {
+  OnnxBuilder b;
+  b.input("x", {4, 8});
+  b.initFloat("two", {}, {2.0f});
+  b.node("Relu", {"x"}, {"a"});
+  b.node("Sigmoid", {"a"}, {"c"});
+  b.node("Mul", {"c", "two"}, {"d"});
+  b.node("Tanh", {"d"}, {"e"});
+  b.node("Exp", {"e"}, {"y"});
+  b.output("y", {4, 8});
+  auto l = lowerModel(b);
+  ASSERT_EQ(l->prog.kernels.size(), 1u) << loop::dump(l->prog);
+  const loop::Kernel &k = *l->prog.kernels[0];
+  EXPECT_EQ(k.kind, loop::KernelKind::Pointwise);
+  ASSERT_EQ(l->prog.outputs.size(), 1u);
+  EXPECT_EQ(k.out, l->prog.outputs[0]);
+  // The fused body reads the input directly: no intermediate buffers at all.
+  for (auto &buf : l->prog.buffers)
+    EXPECT_NE(buf->kind, loop::BufferKind::Intermediate) << loop::dump(l->prog);
+}
+
+TEST(Lower, DynamicBatchKernelKeepsSymbolicShape) {
+  OnnxBuilder b;
+  b.input("x", {"batch", 8});
+  b.node("Relu", {"x"}, {"a"});
+  b.node("Neg", {"a"}, {"y"});
+  b.output("y", {"batch", 8});
+  frontend::ImportOptions opts;
+  opts.dynamic["batch"] = {1, 16};
+  auto l = lowerModel(b, opts);
+  ASSERT_EQ(l->prog.kernels.size(), 1u) << loop::dump(l->prog);
+  const loop::Buffer *out = l->prog.outputs[0];
+  ASSERT_EQ(out->shape.size(), 2u);
+  EXPECT_EQ(out->shape[0], *l->ctx.findSymbol("batch"));
+  EXPECT_TRUE(out->shape[1].isConst(8));
+}
+
+TEST(Lower, SymbolicReshapeNeedsNoShapeKernels) {
+  // Shape -> Gather -> Unsqueeze -> Concat -> Reshape on a dynamic batch: the shape
+  // arithmetic is folded at compile time, so the only kernel is the copy into the output.
+  OnnxBuilder b(13);
+  b.input("x", {"batch", 4, 6});
+  b.initInt64("idx0", {}, {0});
+  b.initInt64("axes0", {1}, {0});
+  b.initInt64("minus1", {1}, {-1});
+  b.node("Shape", {"x"}, {"shp"});
+  b.node("Gather", {"shp", "idx0"}, {"bdim"});
+  b.node("Unsqueeze", {"bdim", "axes0"}, {"bdim1"});
+  OnnxBuilder::attrInt(b.node("Concat", {"bdim1", "minus1"}, {"newshape"}), "axis", 0);
+  b.node("Reshape", {"x", "newshape"}, {"r"});
+  b.node("Relu", {"r"}, {"y"});
+  b.outputUntyped("y");
+  frontend::ImportOptions opts;
+  opts.dynamic["batch"] = {1, 32};
+  auto l = lowerModel(b, opts);
+  ASSERT_EQ(l->prog.kernels.size(), 1u) << loop::dump(l->prog);
+  for (auto &buf : l->prog.buffers)
+    if (buf->kind != loop::BufferKind::Constant)
+      EXPECT_NE(buf->dtype, DType::Int64) << "shape tensor materialised: " << buf->name << "\n"
+                                          << loop::dump(l->prog);
+  for (auto &k : l->prog.kernels)
+    for (loop::Buffer *rd : k->reads())
+      EXPECT_NE(rd->dtype, DType::Int64) << "kernel reads a shape tensor: " << rd->name;
+  const loop::Buffer *out = l->prog.outputs[0];
+  ASSERT_EQ(out->shape.size(), 2u);
+  EXPECT_EQ(out->shape[0], *l->ctx.findSymbol("batch"));
+  EXPECT_TRUE(out->shape[1].isConst(24));
+}
+
+TEST(Lower, ReshapeAndTransposeAreViews) {
+  OnnxBuilder b;
+  b.input("x", {4, 6});
+  b.initInt64("shape", {2}, {6, 4});
+  OnnxBuilder::attrInts(b.node("Transpose", {"x"}, {"t"}), "perm", {1, 0});
+  b.node("Reshape", {"t", "shape"}, {"r"});
+  b.node("Relu", {"r"}, {"y"});
+  b.output("y", {6, 4});
+  auto l = lowerModel(b);
+  // Transpose and Reshape fold into the Relu's index expression: one kernel, no copies.
+  EXPECT_EQ(l->prog.kernels.size(), 1u) << loop::dump(l->prog);
+  for (auto &buf : l->prog.buffers)
+    EXPECT_NE(buf->kind, loop::BufferKind::Intermediate) << loop::dump(l->prog);
+}
+
+TEST(Lower, ReshapeAfterComputeIsFree) {
+  OnnxBuilder b;
+  b.input("x", {4, 6});
+  b.initInt64("shape", {1}, {24});
+  b.node("Relu", {"x"}, {"a"});
+  b.node("Reshape", {"a", "shape"}, {"r"});
+  b.node("Neg", {"r"}, {"y"});
+  b.output("y", {24});
+  auto l = lowerModel(b);
+  EXPECT_EQ(l->prog.kernels.size(), 1u) << loop::dump(l->prog);
+}
+
+TEST(Lower, SoftmaxHasReductions) {
+  OnnxBuilder b;
+  b.input("x", {4, 16});
+  OnnxBuilder::attrInt(b.node("Softmax", {"x"}, {"y"}), "axis", -1);
+  b.output("y", {4, 16});
+  auto l = lowerModel(b);
+  EXPECT_GE(countKind(l->prog, loop::KernelKind::Reduction), 1) << loop::dump(l->prog);
+  EXPECT_LE(l->prog.kernels.size(), 4u) << loop::dump(l->prog);
+  EXPECT_EQ(l->prog.kernels.back()->out, l->prog.outputs[0]);
+}
+
+TEST(Sched, MemoryPlanReusesSlotsInChain) {
+  // Four matmuls in a row: each intermediate is an extern output (a real buffer) of the
+  // same size, and each dies after the next matmul, so two slots suffice.
+  OnnxBuilder b;
+  b.input("x", {8, 8});
+  std::vector<float> w(64, 0.0f);
+  for (int i = 0; i < 8; ++i)
+    w[i * 8 + i] = 1.0f;
+  b.initFloat("w", {8, 8}, w);
+  b.node("MatMul", {"x", "w"}, {"t1"});
+  b.node("Sigmoid", {"t1"}, {"s1"});
+  b.node("MatMul", {"s1", "w"}, {"t2"});
+  b.node("Sigmoid", {"t2"}, {"s2"});
+  b.node("MatMul", {"s2", "w"}, {"t3"});
+  b.node("Sigmoid", {"t3"}, {"s3"});
+  b.node("MatMul", {"s3", "w"}, {"t4"});
+  b.node("Sigmoid", {"t4"}, {"y"});
+  b.output("y", {8, 8});
+  auto l = lowerModel(b);
+  int intermediates = 0;
+  for (auto &buf : l->prog.buffers)
+    intermediates += buf->kind == loop::BufferKind::Intermediate;
+  ASSERT_GE(intermediates, 4) << loop::dump(l->prog);
+  auto plan = sched::planMemory(l->prog, l->ctx);
+  EXPECT_LT(plan.slots.size(), static_cast<size_t>(intermediates)) << loop::dump(l->prog);
+  EXPECT_LE(plan.slots.size(), 2u) << loop::dump(l->prog);
+  // Every intermediate gets a slot, big enough for it.
+  for (auto &buf : l->prog.buffers) {
+    if (buf->kind != loop::BufferKind::Intermediate)
+      continue;
+    auto it = plan.slotOf.find(buf.get());
+    ASSERT_NE(it, plan.slotOf.end()) << buf->name;
+    ASSERT_LT(static_cast<size_t>(it->second), plan.slots.size());
+    EXPECT_TRUE(sym::provablyGE(plan.slots[it->second].bytes, buf->numel(l->ctx) * 4))
+        << buf->name;
+  }
+  // Two buffers live at the same time never share a slot: a kernel's inputs and its
+  // output are live together.
+  for (auto &k : l->prog.kernels) {
+    auto out = plan.slotOf.find(k->out ? k->out : (k->ext.outputs.empty() ? nullptr
+                                                                          : k->ext.outputs[0]));
+    if (out == plan.slotOf.end())
+      continue;
+    for (loop::Buffer *in : k->reads()) {
+      auto s = plan.slotOf.find(in);
+      if (s != plan.slotOf.end())
+        EXPECT_NE(s->second, out->second) << "kernel " << k->id << " reads and writes one slot";
+    }
+  }
+}
+
+TEST(Sched, DeadKernelsRemoved) {
+  sym::Context ctx;
+  loop::Program p;
+  auto *in = p.newBuffer(DType::Float32, {ctx.constant(4)}, loop::BufferKind::Input, "x");
+  p.inputs.push_back(in);
+  auto *out = p.newBuffer(DType::Float32, {ctx.constant(4)}, loop::BufferKind::Output, "y");
+  p.outputs.push_back(out);
+  auto *dead = p.newBuffer(DType::Float32, {ctx.constant(4)}, loop::BufferKind::Intermediate, "d");
+  sym::Expr i = ctx.freshSymbol("i", 0, 3);
+  auto *k1 = p.newKernel(loop::KernelKind::Pointwise);
+  k1->out = dead;
+  k1->vars = {i};
+  k1->body = loop::unary(loop::UnaryOp::Exp, loop::load(in, i));
+  auto *k2 = p.newKernel(loop::KernelKind::Pointwise);
+  k2->out = out;
+  k2->vars = {i};
+  k2->body = loop::unary(loop::UnaryOp::Neg, loop::load(in, i));
+  sched::eliminateDeadKernels(p);
+  ASSERT_EQ(p.kernels.size(), 1u);
+  EXPECT_EQ(p.kernels[0]->out, out);
+}
+
+namespace {
+
+std::shared_ptr<ir::TensorData> floatTensor(std::vector<int64_t> dims, std::vector<float> v) {
+  auto t = std::make_shared<ir::TensorData>();
+  t->dtype = DType::Float32;
+  t->dims = std::move(dims);
+  t->bytes.resize(v.size() * sizeof(float));
+  std::memcpy(t->bytes.data(), v.data(), t->bytes.size());
+  return t;
+}
+
+} // namespace
+
+TEST(Interp, TransposeScaleAndRowSum) {
+  sym::Context ctx;
+  loop::Program p;
+  // c = [[1,2,3],[4,5,6]]
+  auto *c = p.newBuffer(DType::Float32, {ctx.constant(2), ctx.constant(3)},
+                        loop::BufferKind::Constant, "c");
+  c->data = floatTensor({2, 3}, {1, 2, 3, 4, 5, 6});
+  p.constants.push_back(c);
+  // t[i][j] = 2 * c[j][i] + 1   (3x2)
+  auto *t = p.newBuffer(DType::Float32, {ctx.constant(3), ctx.constant(2)},
+                        loop::BufferKind::Intermediate, "t");
+  sym::Expr i = ctx.freshSymbol("i", 0, 2), j = ctx.freshSymbol("j", 0, 1);
+  auto *k1 = p.newKernel(loop::KernelKind::Pointwise);
+  k1->out = t;
+  k1->vars = {i, j};
+  k1->body = loop::binary(
+      loop::BinaryOp::Add,
+      loop::binary(loop::BinaryOp::Mul, loop::constant(DType::Float32, 2.0),
+                   loop::load(c, j * 3 + i)),
+      loop::constant(DType::Float32, 1.0));
+  // s[i] = sum_r t[i][r]  (3)
+  auto *s = p.newBuffer(DType::Float32, {ctx.constant(3)}, loop::BufferKind::Intermediate, "s");
+  sym::Expr i2 = ctx.freshSymbol("i", 0, 2), r = ctx.freshSymbol("r", 0, 1);
+  auto *k2 = p.newKernel(loop::KernelKind::Reduction);
+  k2->out = s;
+  k2->vars = {i2};
+  k2->rvars = {r};
+  k2->rsizes = {ctx.constant(2)};
+  k2->rop = loop::ReduceOp::Sum;
+  k2->body = loop::load(t, i2 * 2 + r);
+  // m[0] = max over all of c (6 elements)
+  auto *m = p.newBuffer(DType::Float32, {ctx.constant(1)}, loop::BufferKind::Intermediate, "m");
+  sym::Expr z = ctx.freshSymbol("z", 0, 0), q = ctx.freshSymbol("q", 0, 5);
+  auto *k3 = p.newKernel(loop::KernelKind::Reduction);
+  k3->out = m;
+  k3->vars = {z};
+  k3->rvars = {q};
+  k3->rsizes = {ctx.constant(6)};
+  k3->rop = loop::ReduceOp::Max;
+  k3->body = loop::unary(loop::UnaryOp::Neg, loop::load(c, q));
+
+  loop::Interpreter interp(p, ctx);
+  const ir::TensorData &td = interp.bufferData(t);
+  ASSERT_EQ(td.numel(), 6);
+  const float wantT[] = {3, 9, 5, 11, 7, 13};
+  for (int e = 0; e < 6; ++e)
+    EXPECT_FLOAT_EQ(td.as<float>()[e], wantT[e]) << "t[" << e << "]";
+  const ir::TensorData &sd = interp.bufferData(s);
+  ASSERT_EQ(sd.numel(), 3);
+  const float wantS[] = {12, 16, 20};
+  for (int e = 0; e < 3; ++e)
+    EXPECT_FLOAT_EQ(sd.as<float>()[e], wantS[e]) << "s[" << e << "]";
+  const ir::TensorData &md = interp.bufferData(m);
+  ASSERT_EQ(md.numel(), 1);
+  EXPECT_FLOAT_EQ(md.as<float>()[0], -1.0f);
+}
+
+TEST(Interp, EvaluateBodyWithSymbolicIndex) {
+  sym::Context ctx;
+  loop::Program p;
+  loop::Interpreter interp(p, ctx);
+  sym::Expr i = ctx.freshSymbol("i", 0, 3), j = ctx.freshSymbol("j", 0, 2);
+  // v[i][j] = floor_div(7*i + j, 3) - mod(7*i + j, 3), as float
+  auto body = loop::cast(loop::symInt(floorDiv(i * 7 + j, 3) - mod(i * 7 + j, 3)), DType::Float32);
+  auto out = interp.evaluate(DType::Float32, {4, 3}, {i, j}, body);
+  ASSERT_EQ(out->numel(), 12);
+  for (int a = 0; a < 4; ++a)
+    for (int bb = 0; bb < 3; ++bb) {
+      int v = 7 * a + bb;
+      EXPECT_FLOAT_EQ(out->as<float>()[a * 3 + bb], static_cast<float>(v / 3 - v % 3));
+    }
+}
