@@ -25,5 +25,7 @@ void registerElementwiseOps(std::vector<OpInfo> &r);
 void registerShapeOps(std::vector<OpInfo> &r);
 void registerReduceOps(std::vector<OpInfo> &r);
 void registerNNOps(std::vector<OpInfo> &r);
+void registerTensorOps(std::vector<OpInfo> &r);  // ops_tensor.cpp
+void registerModelOps(std::vector<OpInfo> &r);   // ops_model.cpp
 
 } // namespace kiln::lower

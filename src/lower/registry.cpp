@@ -11,6 +11,8 @@ const std::vector<OpInfo> &opRegistry() {
     registerShapeOps(r);
     registerReduceOps(r);
     registerNNOps(r);
+    registerTensorOps(r);
+    registerModelOps(r);
     return r;
   }();
   return ops;
