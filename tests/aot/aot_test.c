@@ -5,6 +5,8 @@
  *                                           B = 17 must fail with KILN_ERR_SHAPE_MISMATCH;
  *                                           wrong dtype / rank / inner dim / count
  *   aot_test static2 <model.so> <datadir>   two inputs: values, wrong input/output count
+ *   aot_test chain <model.so> <datadir>     dynamic batch through Shape/Reshape/Softmax/
+ *                                           Transpose, B = 1, 3, 7, with kiln_run_alloc
  */
 #include <kiln/model.h>
 
@@ -22,6 +24,8 @@ typedef int (*destroy_fn)(kiln_container *);
 typedef int (*count_fn)(const kiln_container *, int32_t *);
 typedef int (*info_fn)(const kiln_container *, int32_t, kiln_tensor_info *);
 typedef int (*run_fn)(kiln_container *, const DLTensor *, int32_t, DLTensor *, int32_t);
+typedef int (*run_alloc_fn)(kiln_container *, const DLTensor *, int32_t, DLManagedTensor **,
+                            int32_t);
 typedef int (*output_dims_fn)(kiln_container *, const DLTensor *, int32_t, int64_t *const *);
 
 static struct {
@@ -33,6 +37,7 @@ static struct {
   count_fn num_inputs, num_outputs;
   info_fn input_info, output_info;
   run_fn run;
+  run_alloc_fn run_alloc;
   output_dims_fn output_dims;
 } api;
 
@@ -79,6 +84,7 @@ static void load_api(const char *path) {
   LOAD(input_info, "kiln_input_info");
   LOAD(output_info, "kiln_output_info");
   LOAD(run, "kiln_run");
+  LOAD(run_alloc, "kiln_run_alloc");
   LOAD(output_dims, "kiln_output_dims");
 #undef LOAD
 }
@@ -303,6 +309,47 @@ static int test_static2(const char *dir) {
   return failures;
 }
 
+static int test_chain(const char *dir) {
+  const int64_t sizes[] = {1, 3, 7};
+  kiln_container *c = make_container();
+  size_t s;
+  for (s = 0; s < sizeof sizes / sizeof sizes[0]; ++s) {
+    int64_t B = sizes[s];
+    char name[64];
+    float *x, *want;
+    int64_t xs[3];
+    DLTensor in;
+    DLManagedTensor *out = NULL;
+    int st;
+    snprintf(name, sizeof name, "cx_%lld.bin", (long long)B);
+    x = read_floats(dir, name, (size_t)(B * 24));
+    snprintf(name, sizeof name, "cy_%lld.bin", (long long)B);
+    want = read_floats(dir, name, (size_t)(B * 24));
+    xs[0] = B; xs[1] = 4; xs[2] = 6;
+    in = tensor(x, 3, xs, kDLFloat, 32);
+    st = api.run_alloc(c, &in, 1, &out, 1);
+    CHECK(st == KILN_OK && out != NULL, "run_alloc B=%lld: %d %s", (long long)B, st,
+          api.last_error());
+    if (st == KILN_OK && out) {
+      const DLTensor *t = &out->dl_tensor;
+      CHECK(t->ndim == 3 && t->shape[0] == B && t->shape[1] == 6 && t->shape[2] == 4,
+            "B=%lld: output shape", (long long)B);
+      CHECK(t->dtype.code == kDLFloat && t->dtype.bits == 32, "output dtype");
+      CHECK(t->strides == NULL || (t->strides[2] == 1 && t->strides[1] == 4),
+            "output must be contiguous");
+      snprintf(name, sizeof name, "chain y(B=%lld)", (long long)B);
+      if (t->ndim == 3 && t->shape[0] == B)
+        compare(name, (const float *)((const char *)t->data + t->byte_offset), want,
+                (size_t)(B * 24));
+      if (out->deleter)
+        out->deleter(out);
+    }
+    free(x); free(want);
+  }
+  CHECK(api.destroy(c) == KILN_OK, "destroy");
+  return failures;
+}
+
 int main(int argc, char **argv) {
   int f;
   if (argc != 4) {
@@ -314,6 +361,8 @@ int main(int argc, char **argv) {
     f = test_mlp(argv[3]);
   else if (strcmp(argv[1], "static2") == 0)
     f = test_static2(argv[3]);
+  else if (strcmp(argv[1], "chain") == 0)
+    f = test_chain(argv[3]);
   else
     return 2;
   if (f)

@@ -57,3 +57,31 @@ z = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
 a.tofile(os.path.join(out, "a.bin"))
 c.tofile(os.path.join(out, "c.bin"))
 z.tofile(os.path.join(out, "z.bin"))
+
+# A dynamic-batch chain through shape arithmetic, views and a reduction:
+# y = transpose(reshape(softmax(reshape(x, [batch, -1])), shape(x)), (0, 2, 1))
+g3 = h.make_graph(
+    [h.make_node("Shape", ["x"], ["shp"], name="shape"),
+     h.make_node("Gather", ["shp", "zero"], ["b0"], name="gather", axis=0),
+     h.make_node("Unsqueeze", ["b0", "axes0"], ["b1"], name="unsq"),
+     h.make_node("Concat", ["b1", "minus1"], ["flat_shape"], name="concat", axis=0),
+     h.make_node("Reshape", ["x", "flat_shape"], ["flat"], name="flatten"),
+     h.make_node("Softmax", ["flat"], ["sm"], name="softmax", axis=-1),
+     h.make_node("Reshape", ["sm", "shp"], ["back"], name="unflatten"),
+     h.make_node("Transpose", ["back"], ["y"], name="transpose", perm=[0, 2, 1])],
+    "chain",
+    [h.make_tensor_value_info("x", T.FLOAT, ["batch", 4, 6])],
+    [h.make_tensor_value_info("y", T.FLOAT, ["batch", 6, 4])],
+    [nh.from_array(np.array(0, np.int64), "zero"),
+     nh.from_array(np.array([0], np.int64), "axes0"),
+     nh.from_array(np.array([-1], np.int64), "minus1")])
+m3 = h.make_model(g3, opset_imports=[h.make_opsetid("", 17)])
+onnx.checker.check_model(m3)
+onnx.save(m3, os.path.join(out, "chain.onnx"))
+for B in (1, 3, 7):
+    x = (rng.standard_normal((B, 4, 6)) * 3).astype(np.float32)
+    f = x.astype(np.float64).reshape(B, -1)
+    e = np.exp(f - f.max(axis=-1, keepdims=True))
+    y = (e / e.sum(axis=-1, keepdims=True)).reshape(B, 4, 6).transpose(0, 2, 1)
+    x.tofile(os.path.join(out, f"cx_{B}.bin"))
+    np.ascontiguousarray(y, dtype=np.float32).tofile(os.path.join(out, f"cy_{B}.bin"))

@@ -8,5 +8,7 @@ mkdir -p "$WORK"
 "$PY" "$SRC/gen_mlp.py" "$WORK"
 "$KILN" compile "$WORK/mlp.onnx" -o "$WORK/mlp.so" --dynamic batch=1:16
 "$KILN" compile "$WORK/static2.onnx" -o "$WORK/static2.so"
+"$KILN" compile "$WORK/chain.onnx" -o "$WORK/chain.so" --dynamic batch=1:8
 test -f "$WORK/mlp.so"
 test -f "$WORK/static2.so"
+test -f "$WORK/chain.so"

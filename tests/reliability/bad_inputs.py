@@ -152,6 +152,12 @@ def case_output_dir_missing(d):
     return write_model(d, valid_model()), ["-o", os.path.join(d, "nodir", "m.so")], ["nodir"]
 
 
+def case_output_is_directory(d):
+    # -o names an existing directory: the final rename fails; no temp file may remain.
+    os.makedirs(os.path.join(d, "out_dir.so"))
+    return write_model(d, valid_model()), ["-o", os.path.join(d, "out_dir.so")], ["out_dir.so"]
+
+
 CASES = [
     ("not_onnx", case_not_onnx),
     ("empty_file", case_empty_file),
@@ -167,6 +173,7 @@ CASES = [
     ("dynamic_unknown_name", case_dynamic_unknown_name),
     ("dynamic_bad_range", case_dynamic_bad_range),
     ("output_dir_missing", case_output_dir_missing),
+    ("output_is_directory", case_output_is_directory),
 ]
 
 
@@ -200,7 +207,7 @@ def run_case(name, fn):
         alts = n if isinstance(n, tuple) else (n,)
         if not any(a.lower() in msg.lower() for a in alts):
             errors.append(f"message does not mention {' or '.join(map(repr, alts))}")
-    if os.path.exists(out):
+    if os.path.isfile(out):
         errors.append(f"output file {out} exists")
     after = set(os.listdir(d))
     leftover = sorted(after - before)

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <random>
 
 using namespace kiln::sym;
@@ -209,19 +210,30 @@ std::string refStr(const RefTree &t) {
 
 } // namespace
 
-TEST(Sym, SimplifierPreservesValue) {
-  std::mt19937 rng(1234);
+namespace {
+
+struct Grid {
+  int64_t lo[3], hi[3];
+};
+
+// KILN_SYM_FUZZ_ITERS scales the number of random expressions (for longer local runs).
+void checkRandomExpressions(unsigned seed, const Grid &grid, int iters) {
+  if (const char *env = std::getenv("KILN_SYM_FUZZ_ITERS"))
+    iters = std::atoi(env);
+  std::mt19937 rng(seed);
   int failures = 0;
-  for (int iter = 0; iter < 400 && failures < 5; ++iter) {
+  for (int iter = 0; iter < iters && failures < 5; ++iter) {
     Context c;
-    // Symbol ranges as loop indices / dims have them: non-negative and bounded.
-    std::vector<Expr> syms = {c.symbol("x", 0, 9), c.symbol("y", 1, 6), c.symbol("z", 0, 4)};
+    std::vector<Expr> syms = {c.symbol("x", grid.lo[0], grid.hi[0]),
+                              c.symbol("y", grid.lo[1], grid.hi[1]),
+                              c.symbol("z", grid.lo[2], grid.hi[2])};
     auto tree = randomTree(rng, 4);
     Expr e = build(c, *tree, syms);
     Range r = rangeOf(e);
-    for (int64_t x = 0; x <= 9; ++x)
-      for (int64_t y = 1; y <= 6; ++y)
-        for (int64_t z = 0; z <= 4; ++z) {
+    bool bad = false;
+    for (int64_t x = grid.lo[0]; x <= grid.hi[0] && !bad; ++x)
+      for (int64_t y = grid.lo[1]; y <= grid.hi[1] && !bad; ++y)
+        for (int64_t z = grid.lo[2]; z <= grid.hi[2] && !bad; ++z) {
           int64_t v[3] = {x, y, z};
           int64_t want = ref(*tree, v);
           int64_t got = evaluate(e, {{"x", x}, {"y", y}, {"z", z}});
@@ -229,17 +241,37 @@ TEST(Sym, SimplifierPreservesValue) {
             ADD_FAILURE() << "tree " << refStr(*tree) << " simplified to " << toString(e)
                           << " at x=" << x << " y=" << y << " z=" << z << ": got " << got
                           << ", want " << want;
-            ++failures;
-            x = 100, y = 100, z = 100;
-            break;
-          }
-          if (want < r.lo || want > r.hi) {
+            bad = true;
+          } else if (want < r.lo || want > r.hi) {
             ADD_FAILURE() << "rangeOf(" << toString(e) << ") = [" << r.lo << ", " << r.hi
                           << "] excludes " << want << " at x=" << x << " y=" << y << " z=" << z;
-            ++failures;
-            x = 100, y = 100, z = 100;
-            break;
+            bad = true;
           }
         }
+    failures += bad;
+  }
+}
+
+} // namespace
+
+TEST(Sym, SimplifierPreservesValue) {
+  // Symbol ranges as loop indices and dims have them: non-negative and bounded.
+  checkRandomExpressions(1234, {{0, 1, 0}, {9, 6, 4}}, 400);
+}
+
+TEST(Sym, SimplifierPreservesValueWithNegativeRanges) {
+  // Symbols that can be negative (e.g. after substitution of index offsets).
+  checkRandomExpressions(99, {{-6, -3, -2}, {5, 4, 3}}, 400);
+}
+
+TEST(Sym, DivModOfNegativeRange) {
+  Context c;
+  Expr x = c.symbol("x", -3, 3);
+  // mod/floor_div must not be dropped when the numerator can be negative.
+  for (int64_t v = -3; v <= 3; ++v) {
+    EXPECT_EQ(evaluate(mod(x, 4), {{"x", v}}), refMod(v, 4)) << v;
+    EXPECT_EQ(evaluate(floorDiv(x, 4), {{"x", v}}), refFloorDiv(v, 4)) << v;
+    EXPECT_EQ(evaluate(floorDiv(x * 4 + 3, 4), {{"x", v}}), v) << v;
+    EXPECT_EQ(evaluate(mod(x * 4 + 3, 4), {{"x", v}}), 3) << v;
   }
 }
