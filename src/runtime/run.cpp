@@ -74,7 +74,12 @@ int execute(kiln_container *c, Runner *r, void *const *in, void *const *out) {
   }
   r->arena.reset();
   if (st == KILN_OK) return KILN_OK;
-  if (st < 0 || st > KILN_ERR_INTERNAL) st = KILN_ERR_INTERNAL;
+  if (st < 0 || st > KILN_ERR_INVALID_STATE) {
+    if (r->error[0])
+      return fail(KILN_ERR_INTERNAL, "model run returned status %d (not a kiln_status): %s", st,
+                  r->error);
+    return fail(KILN_ERR_INTERNAL, "model run returned status %d, which is not a kiln_status", st);
+  }
   // The wrapper's own message wins; otherwise keep what a shim recorded.
   if (r->error[0]) return fail(st, "%s", r->error);
   if (!lastError()[0]) return fail(st, "model run failed with status %d and no message", st);
