@@ -150,7 +150,8 @@ void Interpreter::runKernel(const Kernel &k, ir::TensorData &out) {
         break;
       case ReduceOp::Max:
       case ReduceOp::ArgMax:
-        if (first || x > accF || (std::isnan(x) && k.rop == ReduceOp::Max)) {
+        if (first || x > accF || (k.lastIndex && x == accF) ||
+            (std::isnan(x) && k.rop == ReduceOp::Max)) {
           accF = x;
           accI = s.i;
           best = r;
@@ -158,7 +159,8 @@ void Interpreter::runKernel(const Kernel &k, ir::TensorData &out) {
         break;
       case ReduceOp::Min:
       case ReduceOp::ArgMin:
-        if (first || x < accF || (std::isnan(x) && k.rop == ReduceOp::Min)) {
+        if (first || x < accF || (k.lastIndex && x == accF) ||
+            (std::isnan(x) && k.rop == ReduceOp::Min)) {
           accF = x;
           accI = s.i;
           best = r;

@@ -59,6 +59,7 @@ struct Kernel {
   std::vector<sym::Expr> rvars;  // reduction variables
   std::vector<sym::Expr> rsizes; // their extents
   ReduceOp rop = ReduceOp::Sum;
+  bool lastIndex = false; // ArgMax/ArgMin: report the last index of ties
   DType accDtype = DType::Float32;
   ExternCall ext;
   std::vector<Buffer *> reads() const;

@@ -172,6 +172,13 @@ void lowerThresholdedRelu(OpCtx &c) {
 
 void lowerPRelu(OpCtx &c) {
   LTensor x = c.in(0), slope = c.in(1);
+  // Before opset 7 a 1-D slope is per channel (axis 1), not numpy-broadcast.
+  if (c.node.opset < 7 && slope.rank() == 1 && x.rank() > 2) {
+    ir::Shape s{slope.shape[0]};
+    for (int d = 2; d < x.rank(); ++d)
+      s.push_back(c.ctx().constant(1));
+    slope = reshapeView(c.ctx(), slope, s);
+  }
   ir::Shape shape = broadcastShapes(x.shape, slope.shape, c.node.describe());
   sym::Context *ctx = &c.ctx();
   c.out(0, c.pointwise(x.dtype, shape, [=](const Index &i) {

@@ -1,8 +1,462 @@
-// More ONNX ops (see registerXOps below).
+// Model-level ops built from the generic lowering primitives:
+//   NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss (reductions + indirect gather),
+//   Resize / Upsample (separable per-dim interpolation with indirect loads),
+//   ConvTranspose (a generated reduction over input channels and kernel taps),
+//   RNN / GRU / LSTM (sequence unrolled at compile time).
 #include "lower/ops_common.h"
+
+#include <cmath>
 
 namespace kiln::lower {
 
-void registerModelOps(std::vector<OpInfo> &r) { (void)r; }
+namespace {
+
+using loop::ReduceOp;
+
+// ---- small value-expression helpers -------------------------------------------------
+
+VRef add(VRef a, VRef b) { return loop::binary(BinaryOp::Add, a, b); }
+VRef sub(VRef a, VRef b) { return loop::binary(BinaryOp::Sub, a, b); }
+VRef mul(VRef a, VRef b) { return loop::binary(BinaryOp::Mul, a, b); }
+VRef divv(VRef a, VRef b) { return loop::binary(BinaryOp::Div, a, b); }
+VRef fc(DType t, double v) { return loop::constant(t, v); }
+VRef ic(int64_t v) { return loop::constantInt(DType::Int64, v); }
+VRef land(VRef a, VRef b) { return loop::binary(BinaryOp::And, a, b); }
+VRef lor(VRef a, VRef b) { return loop::binary(BinaryOp::Or, a, b); }
+VRef symF(sym::Expr e, DType t) { return loop::cast(loop::symInt(e), t); }
+
+DType accOf(DType t) { return t == DType::Float64 ? DType::Float64 : DType::Float32; }
+
+/// Clamps an Int64 value expression into [0, n - 1].
+VRef clampIndex(VRef v, sym::Expr n) {
+  return loop::binary(BinaryOp::Max, loop::binary(BinaryOp::Min, v, loop::symInt(n - 1)), ic(0));
+}
+
+/// data[prefix..., v, suffix...] where v is a run-time Int64 index at `axis` (clamped).
+VRef gatherAt(Lowerer &low, const LTensor &data, Index idx, int axis, VRef v) {
+  if (auto s = loop::asSym(v, data.shape[axis].ctx())) {
+    sym::Expr n = data.shape[axis];
+    idx[axis] = sym::max(sym::min(*s, n - 1), n.ctx().constant(0));
+    return data.load(idx);
+  }
+  sym::Expr var = low.newVar("g", data.shape[axis]);
+  idx[axis] = var;
+  return loop::bindIndirect(data.load(idx), var, clampIndex(v, data.shape[axis]));
+}
+
+// ---- NegativeLogLikelihoodLoss / SoftmaxCrossEntropyLoss ---------------------------
+
+/// Shared tail: loss from log-probabilities `lp` (N,C,d...), targets (N,d...).
+void nllFromLogProb(OpCtx &c, const LTensor &lp, const LTensor &target,
+                    std::optional<LTensor> weight) {
+  std::string reduction = c.node.attrString("reduction", "mean");
+  bool hasIi = c.node.hasAttr("ignore_index");
+  int64_t ii = c.node.attrInt("ignore_index", 0);
+  DType t = lp.dtype, acc = accOf(t);
+  Lowerer *low = &c.lowerer();
+  sym::Context *cp = &c.ctx();
+  ir::Shape ts = target.shape;
+  if (ts.size() + 1 != lp.shape.size())
+    fail("{}: target rank {} does not match input rank {}", c.node.describe(), ts.size(),
+         lp.rank());
+  auto tgt = [=](const Index &i) { return loop::cast(target.load(i), DType::Int64); };
+  auto ignored = [=](const Index &i) -> VRef {
+    if (!hasIi)
+      return nullptr;
+    return loop::binary(BinaryOp::Eq, tgt(i), ic(ii));
+  };
+  // Per-element weight (0 for ignored targets).
+  auto wAt = [=](const Index &i) -> VRef {
+    VRef w = fc(acc, 1);
+    if (weight) {
+      Index wi{cp->constant(0)};
+      w = loop::cast(gatherAt(*low, *weight, wi, 0, tgt(i)), acc);
+    }
+    if (VRef ig = ignored(i))
+      w = loop::select(ig, fc(acc, 0), w);
+    return w;
+  };
+  auto lossAt = [=](const Index &i) -> VRef {
+    Index src{i[0], i[0]};
+    src.insert(src.end(), i.begin() + 1, i.end());
+    VRef v = loop::cast(gatherAt(*low, lp, src, 1, tgt(i)), acc);
+    VRef l = mul(loop::unary(UnaryOp::Neg, v), wAt(i));
+    if (VRef ig = ignored(i))
+      l = loop::select(ig, fc(acc, 0), l);
+    return l;
+  };
+  LTensor loss = c.pointwise(acc, ts, lossAt);
+  if (reduction == "none") {
+    c.out(0, c.pointwise(t, ts, [=](const Index &i) { return loop::cast(lossAt(i), t); }));
+    return;
+  }
+  std::vector<int> all;
+  for (int d = 0; d < (int)ts.size(); ++d)
+    all.push_back(d);
+  LTensor sum = c.reduce(loss, all, false, ReduceOp::Sum, acc);
+  if (reduction == "sum") {
+    c.out(0, c.pointwise(t, {}, [=](const Index &i) { return loop::cast(sum.load(i), t); }));
+    return;
+  }
+  if (reduction != "mean")
+    fail("{}: reduction '{}' is not valid", c.node.describe(), reduction);
+  LTensor wsum = c.reduce(c.pointwise(acc, ts, wAt), all, false, ReduceOp::Sum, acc);
+  c.out(0, c.pointwise(t, {}, [=](const Index &i) {
+    return loop::cast(divv(sum.load(i), wsum.load(i)), t);
+  }));
+}
+
+void lowerNLL(OpCtx &c) {
+  LTensor x = c.in(0), target = c.in(1);
+  requireFloat(c, x, "NegativeLogLikelihoodLoss input");
+  std::optional<LTensor> w;
+  if (c.has(2))
+    w = c.in(2);
+  nllFromLogProb(c, x, target, w);
+}
+
+void lowerSCE(OpCtx &c) {
+  LTensor x = c.in(0), target = c.in(1);
+  requireFloat(c, x, "SoftmaxCrossEntropyLoss scores");
+  std::optional<LTensor> w;
+  if (c.has(2))
+    w = c.in(2);
+  DType t = x.dtype, acc = accOf(t);
+  sym::Context *ctx = &c.ctx();
+  ir::Shape xs = x.shape;
+  LTensor m = c.reduce(x, {1}, true, ReduceOp::Max, t);
+  auto shifted = [=](const Index &i) {
+    return loop::cast(sub(x.load(i), loadBroadcast(*ctx, m, xs, i)), acc);
+  };
+  LTensor e = c.pointwise(acc, xs, [=](const Index &i) { return loop::unary(UnaryOp::Exp, shifted(i)); });
+  LTensor s = c.reduce(e, {1}, true, ReduceOp::Sum, acc);
+  LTensor lp = c.realize(c.pointwise(t, xs, [=](const Index &i) {
+    return loop::cast(sub(shifted(i), loop::unary(UnaryOp::Log, loadBroadcast(*ctx, s, xs, i))), t);
+  }));
+  nllFromLogProb(c, lp, target, w);
+  c.out(1, lp);
+}
+
+// ---- ConvTranspose -------------------------------------------------------------------
+
+void lowerConvTranspose(OpCtx &c) {
+  LTensor x = c.in(0), wt = c.in(1);
+  requireFloat(c, x, "ConvTranspose input");
+  int spatial = x.rank() - 2;
+  if (spatial < 1)
+    c.unsupported("ConvTranspose with no spatial dims");
+  sym::Context &ctx = c.ctx();
+  int64_t group = c.node.attrInt("group", 1);
+  std::vector<int64_t> kernel;
+  for (int d = 0; d < spatial; ++d) {
+    if (!wt.shape[2 + d].isConst())
+      fail("{}: kernel dims must be static", c.node.describe());
+    kernel.push_back(wt.shape[2 + d]->value);
+  }
+  size_t n = spatial;
+  auto strides = c.node.attrInts("strides", std::vector<int64_t>(n, 1));
+  auto dil = c.node.attrInts("dilations", std::vector<int64_t>(n, 1));
+  auto pads = c.node.attrInts("pads", std::vector<int64_t>(2 * n, 0));
+  auto outPad = c.node.attrInts("output_padding", std::vector<int64_t>(n, 0));
+  auto outShapeAttr = c.node.attrInts("output_shape");
+  std::string autoPad = c.node.attrString("auto_pad", "NOTSET");
+  if (strides.size() != n || dil.size() != n || pads.size() != 2 * n || outPad.size() != n)
+    fail("{}: strides/dilations/pads/output_padding do not match {} spatial dims",
+         c.node.describe(), n);
+  if (!outShapeAttr.empty() && outShapeAttr.size() != n) {
+    if (outShapeAttr.size() == n + 2)
+      outShapeAttr.erase(outShapeAttr.begin(), outShapeAttr.begin() + 2);
+    else
+      fail("{}: output_shape has {} entries for {} spatial dims", c.node.describe(),
+           outShapeAttr.size(), n);
+  }
+  std::vector<sym::Expr> pb(n), outDims(n);
+  for (size_t d = 0; d < n; ++d) {
+    sym::Expr in = x.shape[2 + d];
+    int64_t eff = dil[d] * (kernel[d] - 1) + 1;
+    sym::Expr full = (in - 1) * strides[d] + (outPad[d] + eff);
+    bool same = autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER";
+    if (!outShapeAttr.empty() || same) {
+      sym::Expr target = !outShapeAttr.empty() ? ctx.constant(outShapeAttr[d]) : in * strides[d];
+      sym::Expr total = full - target;
+      if (autoPad == "SAME_UPPER")
+        pb[d] = sym::floorDiv(total, 2);
+      else
+        pb[d] = total - sym::floorDiv(total, 2);
+      outDims[d] = target;
+    } else if (autoPad == "VALID" || autoPad == "NOTSET") {
+      int64_t b = autoPad == "VALID" ? 0 : pads[d], e = autoPad == "VALID" ? 0 : pads[n + d];
+      pb[d] = ctx.constant(b);
+      outDims[d] = full - (b + e);
+    } else {
+      fail("{}: auto_pad '{}' is not valid", c.node.describe(), autoPad);
+    }
+  }
+  sym::Expr C = x.shape[1];
+  sym::Expr Mg = wt.shape[1];
+  sym::Expr Cg = sym::floorDiv(C, group);
+  sym::Expr M = Mg * group;
+  DType t = x.dtype, acc = accOf(t);
+  // Product tensor (N, M, out..., Cg, k...) reduced over its trailing axes.
+  ir::Shape pshape{x.shape[0], M};
+  pshape.insert(pshape.end(), outDims.begin(), outDims.end());
+  pshape.push_back(Cg);
+  for (int64_t k : kernel)
+    pshape.push_back(ctx.constant(k));
+  ir::Shape xs = x.shape;
+  sym::Context *cp = &ctx;
+  LTensor prod = c.pointwise(acc, pshape, [=](const Index &i) {
+    sym::Expr nn = i[0], m = i[1], cl = i[2 + n];
+    sym::Expr g = sym::floorDiv(m, Mg);
+    sym::Expr ch = g * Cg + cl;
+    Index xi{nn, ch}, wi{ch, sym::mod(m, Mg)};
+    VRef valid;
+    for (size_t d = 0; d < n; ++d) {
+      sym::Expr o = i[2 + d], k = i[3 + n + d];
+      sym::Expr num = o + pb[d] - k * dil[d];
+      sym::Expr q = sym::floorDiv(num, strides[d]);
+      sym::Expr in = xs[2 + d];
+      VRef ok = loop::binary(BinaryOp::Ge, loop::symInt(q), ic(0));
+      ok = land(ok, loop::binary(BinaryOp::Lt, loop::symInt(q), loop::symInt(in)));
+      if (strides[d] != 1)
+        ok = land(ok, loop::binary(BinaryOp::Eq, loop::symInt(sym::mod(num, strides[d])), ic(0)));
+      valid = valid ? land(valid, ok) : ok;
+      xi.push_back(sym::max(sym::min(q, in - 1), cp->constant(0)));
+      wi.push_back(k);
+    }
+    VRef p = mul(loop::cast(x.load(xi), acc), loop::cast(wt.load(wi), acc));
+    return loop::select(valid, p, fc(acc, 0));
+  });
+  std::vector<int> axes;
+  for (int d = 2 + (int)n; d < (int)pshape.size(); ++d)
+    axes.push_back(d);
+  LTensor sum = c.reduce(prod, axes, false, ReduceOp::Sum, acc);
+  std::optional<LTensor> bias;
+  if (c.has(2))
+    bias = c.in(2);
+  c.out(0, c.pointwise(t, sum.shape, [=](const Index &i) {
+    VRef v = sum.load(i);
+    if (bias)
+      v = add(v, loop::cast(bias->load({i[1]}), acc));
+    return loop::cast(v, t);
+  }));
+}
+
+// ---- Resize / Upsample ---------------------------------------------------------------
+
+struct ResizeCfg {
+  std::string mode = "nearest";      // nearest | linear | cubic
+  std::string coord = "half_pixel";
+  std::string nearest = "round_prefer_floor";
+  double cubicA = -0.75;
+  bool excludeOutside = false;
+  double extrapolation = 0;
+};
+
+/// Resizes one axis of x to `outLen`. scale < 0 means "outLen / inLen" at run time.
+LTensor resizeAxis(OpCtx &c, const LTensor &x, int axis, sym::Expr outLen, double scale,
+                   double roiStart, double roiEnd, const ResizeCfg &cfg) {
+  Lowerer *low = &c.lowerer();
+  DType t = x.dtype;
+  const DType F = DType::Float64;
+  ir::Shape shape = x.shape;
+  shape[axis] = outLen;
+  sym::Expr inLen = x.shape[axis];
+  return c.pointwise(t, shape, [=](const Index &i) {
+    VRef xo = symF(i[axis], F);
+    VRef inF = symF(inLen, F);
+    VRef sc = scale > 0 ? fc(F, scale) : divv(symF(outLen, F), inF);
+    VRef outW = mul(sc, inF); // the reference's "output_width" (scale * input length)
+    VRef one = fc(F, 1), half = fc(F, 0.5);
+    VRef outW1 = loop::binary(BinaryOp::Eq, outW, one);
+    VRef xori;
+    VRef outside;
+    const std::string &m = cfg.coord;
+    if (m == "align_corners") {
+      xori = loop::select(outW1, fc(F, 0), divv(mul(xo, sub(inF, one)), sub(outW, one)));
+    } else if (m == "asymmetric") {
+      xori = divv(xo, sc);
+    } else if (m == "tf_half_pixel_for_nn") {
+      xori = divv(add(xo, half), sc);
+    } else if (m == "pytorch_half_pixel") {
+      xori = loop::select(outW1, fc(F, -0.5), sub(divv(add(xo, half), sc), half));
+    } else if (m == "half_pixel") {
+      xori = sub(divv(add(xo, half), sc), half);
+    } else if (m == "tf_crop_and_resize") {
+      VRef span = fc(F, roiEnd - roiStart);
+      VRef in1 = sub(inF, one);
+      xori = loop::select(outW1, divv(mul(span, in1), fc(F, 2)),
+                          divv(mul(mul(xo, span), in1), sub(outW, one)));
+      xori = add(xori, mul(fc(F, roiStart), in1));
+      outside = lor(loop::binary(BinaryOp::Lt, xori, fc(F, 0)),
+                    loop::binary(BinaryOp::Gt, xori, in1));
+    } else {
+      fail("{}: coordinate_transformation_mode '{}' is not supported", c.node.describe(), m);
+    }
+    // Taps start at base = ceil(x) - 1 with ratio = x - base in (0, 1].
+    VRef baseF = sub(loop::unary(UnaryOp::Ceil, xori), one);
+    VRef ratio = sub(xori, baseF);
+    VRef base = loop::cast(baseF, DType::Int64);
+    auto tap = [&](VRef idx) {
+      return loop::cast(gatherAt(*low, x, i, axis, idx), F);
+    };
+    VRef val;
+    if (cfg.mode == "nearest") {
+      VRef up;
+      const std::string &nm = cfg.nearest;
+      if (nm == "round_prefer_floor")
+        up = loop::binary(BinaryOp::Gt, ratio, half);
+      else if (nm == "round_prefer_ceil")
+        up = loop::binary(BinaryOp::Ge, ratio, half);
+      else if (nm == "floor")
+        up = loop::binary(BinaryOp::Eq, ratio, one);
+      else if (nm == "ceil")
+        up = nullptr;
+      else
+        fail("{}: nearest_mode '{}' is not valid", c.node.describe(), nm);
+      VRef idx = up ? loop::select(up, add(base, ic(1)), base) : add(base, ic(1));
+      val = tap(idx);
+    } else if (cfg.mode == "linear") {
+      val = add(mul(sub(one, ratio), tap(base)), mul(ratio, tap(add(base, ic(1)))));
+    } else if (cfg.mode == "cubic") {
+      VRef A = fc(F, cfg.cubicA);
+      auto far = [&](VRef r) { // weight at distance r in [1, 2]
+        return sub(mul(add(mul(sub(mul(A, r), mul(fc(F, 5), A)), r), mul(fc(F, 8), A)), r),
+                   mul(fc(F, 4), A));
+      };
+      auto near = [&](VRef r) { // weight at distance r in [0, 1]
+        return add(mul(mul(sub(mul(add(A, fc(F, 2)), r), add(A, fc(F, 3))), r), r), one);
+      };
+      VRef inv = sub(one, ratio);
+      VRef w[4] = {far(add(ratio, one)), near(ratio), near(inv), far(add(inv, one))};
+      VRef idx[4];
+      for (int k = 0; k < 4; ++k)
+        idx[k] = add(base, ic(k - 1));
+      if (cfg.excludeOutside) {
+        VRef tot;
+        for (int k = 0; k < 4; ++k) {
+          VRef in = land(loop::binary(BinaryOp::Ge, idx[k], ic(0)),
+                         loop::binary(BinaryOp::Lt, idx[k], loop::symInt(inLen)));
+          w[k] = loop::select(in, w[k], fc(F, 0));
+          tot = tot ? add(tot, w[k]) : w[k];
+        }
+        for (int k = 0; k < 4; ++k)
+          w[k] = divv(w[k], tot);
+      }
+      for (int k = 0; k < 4; ++k) {
+        VRef term = mul(w[k], tap(idx[k]));
+        val = val ? add(val, term) : term;
+      }
+    } else {
+      fail("{}: mode '{}' is not supported", c.node.describe(), cfg.mode);
+    }
+    if (outside)
+      val = loop::select(outside, fc(F, cfg.extrapolation), val);
+    return loop::cast(val, t);
+  });
+}
+
+/// floor(in * scale) for a float scale, exact for symbolic `in` (scale as a dyadic rational).
+sym::Expr scaledLen(sym::Expr in, double scale) {
+  if (in.isConst())
+    return in.ctx().constant((int64_t)std::floor((double)in->value * scale));
+  int k = 0;
+  double m = scale;
+  while (m != std::floor(m) && k < 40) {
+    m *= 2;
+    ++k;
+  }
+  int64_t num = (int64_t)m, den = int64_t(1) << k;
+  while (den > 1 && num % 2 == 0) {
+    num /= 2;
+    den /= 2;
+  }
+  return sym::floorDiv(in * num, den);
+}
+
+void lowerResize(OpCtx &c) {
+  LTensor x = c.in(0);
+  requireFloat(c, x, "Resize input");
+  int rank = x.rank();
+  bool legacy = c.node.op == "Upsample" || c.node.opset < 11;
+  ResizeCfg cfg;
+  cfg.mode = c.node.attrString("mode", "nearest");
+  if (cfg.mode == "bilinear" || cfg.mode == "trilinear")
+    cfg.mode = "linear";
+  if (legacy) {
+    cfg.coord = "asymmetric";
+    cfg.nearest = "floor";
+  } else {
+    cfg.coord = c.node.attrString("coordinate_transformation_mode", "half_pixel");
+    cfg.nearest = c.node.attrString("nearest_mode", "round_prefer_floor");
+    cfg.cubicA = c.node.attrFloat("cubic_coeff_a", -0.75f);
+    cfg.excludeOutside = c.node.attrInt("exclude_outside", 0) != 0;
+    cfg.extrapolation = c.node.attrFloat("extrapolation_value", 0.f);
+  }
+  std::vector<double> scales, roi;
+  std::vector<sym::Expr> sizes;
+  auto constDoubles = [&](size_t i, const char *what) {
+    std::vector<double> r;
+    if (!c.has(i))
+      return r;
+    const ir::TensorData *d = c.constIn(i);
+    if (!d)
+      fail("{}: input {} ({}) must be known at compile time; it is computed from run-time data",
+           c.node.describe(), i, what);
+    for (int64_t k = 0; k < d->numel(); ++k)
+      r.push_back(d->getDouble(k));
+    return r;
+  };
+  if (c.node.op == "Upsample" && c.node.opset < 9) {
+    for (float f : c.node.attrFloats("scales"))
+      scales.push_back(f);
+  } else if (legacy) {
+    scales = constDoubles(1, "scales");
+  } else {
+    if (cfg.coord == "tf_crop_and_resize")
+      roi = constDoubles(1, "roi");
+    scales = constDoubles(2, "scales");
+    if (scales.empty() && c.has(3))
+      sizes = c.requireSymIn(3, "sizes");
+  }
+  if (scales.empty() && sizes.empty())
+    fail("{}: one of scales or sizes is required", c.node.describe());
+  if ((!scales.empty() && (int)scales.size() != rank) || (!sizes.empty() && (int)sizes.size() != rank))
+    fail("{}: scales/sizes need {} entries", c.node.describe(), rank);
+  if (!roi.empty() && (int)roi.size() != 2 * rank)
+    fail("{}: roi needs {} entries", c.node.describe(), 2 * rank);
+  LTensor cur = x;
+  std::vector<int> todo;
+  std::vector<sym::Expr> outLens(rank);
+  for (int d = 0; d < rank; ++d) {
+    sym::Expr in = x.shape[d];
+    outLens[d] = scales.empty() ? sizes[d] : scaledLen(in, scales[d]);
+    bool identity = cfg.coord != "tf_crop_and_resize" &&
+                    (scales.empty() ? sizes[d] == in : scales[d] == 1.0);
+    if (!identity)
+      todo.push_back(d);
+  }
+  for (size_t k = 0; k < todo.size(); ++k) {
+    int d = todo[k];
+    double s = scales.empty() ? -1.0 : scales[d];
+    double r0 = roi.empty() ? 0 : roi[d], r1 = roi.empty() ? 1 : roi[rank + d];
+    cur = resizeAxis(c, cur, d, outLens[d], s, r0, r1, cfg);
+    if (k + 1 < todo.size())
+      cur = c.realize(cur);
+  }
+  c.out(0, cur);
+}
+
+} // namespace
+
+void registerModelOps(std::vector<OpInfo> &r) {
+  r.insert(r.end(), {
+    {"NegativeLogLikelihoodLoss", 12, lowerNLL},
+    {"SoftmaxCrossEntropyLoss", 12, lowerSCE},
+    {"ConvTranspose", 1, lowerConvTranspose},
+    {"Resize", 10, lowerResize},
+    {"Upsample", 7, lowerResize},
+  });
+}
 
 } // namespace kiln::lower

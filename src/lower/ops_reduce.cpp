@@ -134,10 +134,11 @@ void lowerArgReduce(OpCtx &c) {
   LTensor x = c.in(0);
   int axis = c.normAxis(c.node.attrInt("axis", 0), x.rank());
   bool keep = c.node.attrInt("keepdims", 1) != 0;
-  if (c.node.attrInt("select_last_index", 0))
-    c.unsupported("select_last_index=1");
   ReduceOp op = c.node.op == "ArgMax" ? ReduceOp::ArgMax : ReduceOp::ArgMin;
-  c.out(0, c.reduce(x, {axis}, keep, op, x.dtype));
+  LTensor r = c.reduce(x, {axis}, keep, op, x.dtype);
+  if (c.node.attrInt("select_last_index", 0))
+    c.prog().kernels.back()->lastIndex = true;
+  c.out(0, r);
 }
 
 /// Softmax family over one axis (opset >= 13) or the flattened tail (older opsets).

@@ -87,7 +87,10 @@ void lowerReshape(OpCtx &c) {
 
 void lowerFlatten(OpCtx &c) {
   LTensor x = c.in(0);
-  int axis = c.normAxis(c.node.attrInt("axis", 1), x.rank() + 1);
+  int64_t a = c.node.attrInt("axis", 1);
+  if (a < -x.rank() || a > x.rank())
+    fail("{}: axis {} is out of range for rank {}", c.node.describe(), a, x.rank());
+  int axis = static_cast<int>(a < 0 ? a + x.rank() : a);
   ir::Shape shape{product(c.ctx(), x.shape, 0, axis),
                   product(c.ctx(), x.shape, axis, x.shape.size())};
   c.out(0, reshapeView(c.ctx(), x, shape));

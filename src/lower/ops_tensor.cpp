@@ -1,8 +1,728 @@
-// More ONNX ops (see registerXOps below).
+// More ONNX ops: data movement (Trilu, GatherElements, GatherND, Pad, Tile,
+// DepthToSpace, SpaceToDepth, ReverseSequence, OneHot, EyeLike), scans (CumSum,
+// Hardmax), normalizations (InstanceNormalization, MeanVarianceNormalization,
+// LpNormalization, LRN), Lp pooling, and small elementwise ops (Dropout at
+// inference, Shrink, Celu).
 #include "lower/ops_common.h"
+
+#include <cmath>
 
 namespace kiln::lower {
 
-void registerTensorOps(std::vector<OpInfo> &r) { (void)r; }
+namespace {
+
+using loop::ReduceOp;
+
+VRef i64(int64_t v) { return loop::constantInt(DType::Int64, v); }
+VRef sv(sym::Expr e) { return loop::symInt(e); }
+VRef bin(BinaryOp op, VRef a, VRef b) { return loop::binary(op, std::move(a), std::move(b)); }
+VRef cval(DType t, double v) {
+  return isFloat(t) ? loop::constant(t, v) : loop::constantInt(t, static_cast<int64_t>(v));
+}
+DType accOf(DType t) { return t == DType::Float64 ? DType::Float64 : DType::Float32; }
+
+/// A tensor whose loads may take indirect (data-dependent) indices: a buffer.
+LTensor asBuffer(OpCtx &c, const LTensor &t) { return t.buffer ? t : c.realize(t); }
+
+/// Wraps a negative index by `dim` and clamps into [0, dim-1] (bad indices never read
+/// outside the tensor).
+VRef wrapClamp(VRef iv, sym::Expr dim) {
+  VRef dimv = sv(dim);
+  VRef w = loop::select(bin(BinaryOp::Lt, iv, i64(0)), bin(BinaryOp::Add, iv, dimv), iv);
+  return bin(BinaryOp::Max, bin(BinaryOp::Min, w, sv(dim - 1)), i64(0));
+}
+
+/// If iv is a compile-time (symbolic) integer, the wrapped index expression.
+std::optional<sym::Expr> staticIndex(const VRef &iv, sym::Expr dim) {
+  auto s = loop::asSym(iv, dim.ctx());
+  if (!s)
+    return std::nullopt;
+  sym::Expr e = *s;
+  if (e.isConst() && e->value < 0)
+    e = e + dim;
+  return e;
+}
+
+// ---------------------------------------------------------------- Dropout
+
+void lowerDropout(OpCtx &c) {
+  LTensor x = c.in(0);
+  bool training = false;
+  double ratio = c.node.attrFloat("ratio", 0.5f);
+  if (c.node.opset < 7)
+    training = c.node.attrInt("is_test", 0) == 0 && c.node.hasAttr("is_test");
+  if (c.node.opset >= 12) {
+    if (c.has(1)) {
+      if (const ir::TensorData *r = c.constIn(1))
+        ratio = r->getDouble(0);
+      else
+        ratio = -1; // unknown
+    }
+    if (c.has(2)) {
+      const ir::TensorData *tm = c.constIn(2);
+      if (!tm)
+        c.unsupported("Dropout with a run-time training_mode");
+      training = tm->getInt(0) != 0;
+    }
+  }
+  if (training && ratio != 0.0)
+    c.unsupported("Dropout in training mode");
+  c.out(0, x);
+  if (c.node.outputs.size() > 1 && c.node.outputs[1]) {
+    DType mt = c.node.opset >= 10 ? DType::Bool : x.dtype;
+    VRef one = mt == DType::Bool ? loop::constantInt(DType::Bool, 1) : cval(mt, 1);
+    c.out(1, c.pointwise(mt, x.shape, [one](const Index &) { return one; }, true));
+  }
+}
+
+// ---------------------------------------------------------------- Trilu
+
+void lowerTrilu(OpCtx &c) {
+  LTensor x = c.in(0);
+  if (x.rank() < 2)
+    fail("{}: input must have rank >= 2", c.node.describe());
+  bool upper = c.node.attrInt("upper", 1) != 0;
+  VRef k = i64(0);
+  if (c.has(1)) {
+    if (auto s = c.symIn(1); s && !s->empty())
+      k = sv((*s)[0]);
+    else
+      k = *scalarInput(c, 1, DType::Int64);
+  }
+  int rank = x.rank();
+  DType t = x.dtype;
+  Loader inner = x.load;
+  c.out(0, c.pointwise(t, x.shape, [=](const Index &i) {
+    VRef diff = sv(i[rank - 1] - i[rank - 2]);
+    VRef keep = bin(upper ? BinaryOp::Ge : BinaryOp::Le, diff, k);
+    VRef zero = t == DType::Bool ? loop::constantInt(t, 0) : cval(t, 0);
+    return loop::select(keep, inner(i), zero);
+  }));
+}
+
+// ---------------------------------------------------------------- GatherElements
+
+void lowerGatherElements(OpCtx &c) {
+  LTensor data = asBuffer(c, c.in(0)), ind = c.in(1);
+  int axis = c.normAxis(c.node.attrInt("axis", 0), data.rank());
+  if (ind.rank() != data.rank())
+    fail("{}: indices rank {} differs from data rank {}", c.node.describe(), ind.rank(),
+         data.rank());
+  sym::Expr dim = data.shape[axis];
+  Lowerer *low = &c.lowerer();
+  c.out(0, c.pointwise(data.dtype, ind.shape, [=](const Index &i) {
+    VRef iv = loop::cast(ind.load(i), DType::Int64);
+    Index src = i;
+    if (auto e = staticIndex(iv, dim)) {
+      src[axis] = *e;
+      return data.load(src);
+    }
+    sym::Expr var = low->newVar("g", dim);
+    src[axis] = var;
+    return loop::bindIndirect(data.load(src), var, wrapClamp(iv, dim));
+  }));
+}
+
+// ---------------------------------------------------------------- GatherND
+
+void lowerGatherND(OpCtx &c) {
+  LTensor data = asBuffer(c, c.in(0)), ind = c.in(1);
+  int64_t b = c.node.attrInt("batch_dims", 0);
+  int r = data.rank(), q = ind.rank();
+  if (q < 1 || !ind.shape[q - 1].isConst())
+    fail("{}: the last dim of indices must be static", c.node.describe());
+  int64_t m = ind.shape[q - 1]->value;
+  if (b < 0 || b >= q || b >= r || m > r - b)
+    fail("{}: invalid batch_dims {} / index depth {} for ranks {} and {}", c.node.describe(), b,
+         m, r, q);
+  ir::Shape shape(ind.shape.begin(), ind.shape.end() - 1);
+  for (int d = static_cast<int>(b + m); d < r; ++d)
+    shape.push_back(data.shape[d]);
+  Lowerer *low = &c.lowerer();
+  sym::Context *ctx = &c.ctx();
+  c.out(0, c.pointwise(data.dtype, shape, [=](const Index &i) {
+    Index src(i.begin(), i.begin() + b);
+    Index pre(i.begin(), i.begin() + (q - 1));
+    std::vector<std::pair<sym::Expr, VRef>> binds;
+    for (int64_t k = 0; k < m; ++k) {
+      Index ii = pre;
+      ii.push_back(ctx->constant(k));
+      VRef iv = loop::cast(ind.load(ii), DType::Int64);
+      sym::Expr dim = data.shape[b + k];
+      if (auto e = staticIndex(iv, dim)) {
+        src.push_back(*e);
+        continue;
+      }
+      sym::Expr var = low->newVar("g", dim);
+      src.push_back(var);
+      binds.push_back({var, wrapClamp(iv, dim)});
+    }
+    for (int d = q - 1; d < static_cast<int>(i.size()); ++d)
+      src.push_back(i[d]);
+    VRef v = data.load(src);
+    for (auto &[var, val] : binds)
+      v = loop::bindIndirect(v, var, val);
+    return v;
+  }));
+}
+
+// ---------------------------------------------------------------- Pad
+
+void lowerPad(OpCtx &c) {
+  LTensor x = c.in(0);
+  int rank = x.rank();
+  sym::Context &ctx = c.ctx();
+  std::string mode = c.node.attrString("mode", "constant");
+  std::vector<sym::Expr> pads;
+  std::optional<VRef> value;
+  DType t = x.dtype;
+  if (c.node.opset < 11) {
+    std::vector<int64_t> p = c.node.hasAttr("pads") ? c.node.attrInts("pads")
+                                                    : c.node.attrInts("paddings");
+    pads = constants(ctx, p);
+    value = cval(t, c.node.attrFloat("value", 0.0f));
+  } else {
+    pads = c.requireSymIn(1, "pads");
+    if (c.has(2)) {
+      if (const ir::TensorData *v = c.constIn(2); v && v->numel() >= 1)
+        value = isFloat(t) ? cval(t, v->getDouble(0))
+                           : (t == DType::Bool ? loop::constantInt(t, v->getInt(0) != 0)
+                                               : loop::constantInt(t, v->getInt(0)));
+      else
+        value = scalarInput(c, 2, t);
+    }
+  }
+  if (!value)
+    value = t == DType::Bool ? loop::constantInt(t, 0) : cval(t, 0);
+  std::vector<int> axes;
+  if (c.node.opset >= 18 && c.has(3)) {
+    for (int64_t a : c.requireIntsIn(3, "axes"))
+      axes.push_back(c.normAxis(a, rank));
+  } else {
+    for (int d = 0; d < rank; ++d)
+      axes.push_back(d);
+  }
+  if (pads.size() != 2 * axes.size())
+    fail("{}: {} pads for {} axes", c.node.describe(), pads.size(), axes.size());
+  std::vector<sym::Expr> pb(rank, ctx.constant(0)), pe(rank, ctx.constant(0));
+  for (size_t k = 0; k < axes.size(); ++k) {
+    pb[axes[k]] = pads[k];
+    pe[axes[k]] = pads[axes.size() + k];
+  }
+  if (mode != "constant" && mode != "reflect" && mode != "edge" && mode != "wrap")
+    fail("{}: pad mode '{}' is not valid", c.node.describe(), mode);
+  ir::Shape shape = x.shape;
+  for (int d = 0; d < rank; ++d)
+    shape[d] = x.shape[d] + pb[d] + pe[d];
+  Loader inner = x.load;
+  VRef fill = *value;
+  sym::Context *cx = &ctx;
+  auto absE = [](sym::Expr e) { return sym::max(e, -e); };
+  c.out(0, c.pointwise(t, shape, [=](const Index &i) {
+    Index src(rank);
+    VRef inside;
+    for (int d = 0; d < rank; ++d) {
+      sym::Expr dim = x.shape[d];
+      sym::Expr s = i[d] - pb[d];
+      if (pb[d].isConst(0) && pe[d].isConst() && pe[d]->value <= 0) {
+        src[d] = s;
+        continue;
+      }
+      if (mode == "constant") {
+        src[d] = sym::max(sym::min(s, dim - 1), cx->constant(0));
+        VRef ok = bin(BinaryOp::And, bin(BinaryOp::Ge, sv(s), i64(0)),
+                      bin(BinaryOp::Lt, sv(s), sv(dim)));
+        if (pb[d].isConst() && pb[d]->value <= 0) // no left padding: only the right bound
+          ok = bin(BinaryOp::Lt, sv(s), sv(dim));
+        else if (pe[d].isConst() && pe[d]->value <= 0)
+          ok = bin(BinaryOp::Ge, sv(s), i64(0));
+        inside = inside ? bin(BinaryOp::And, inside, ok) : ok;
+      } else if (mode == "edge") {
+        src[d] = sym::max(sym::min(s, dim - 1), cx->constant(0));
+      } else if (mode == "reflect") {
+        sym::Expr hi = dim - 1;
+        src[d] = sym::max(sym::min(hi - absE(hi - absE(s)), hi), cx->constant(0));
+      } else { // wrap
+        src[d] = sym::mod(s, dim);
+      }
+    }
+    VRef v = inner(src);
+    return inside ? loop::select(inside, v, fill) : v;
+  }));
+}
+
+// ---------------------------------------------------------------- Tile
+
+void lowerTile(OpCtx &c) {
+  LTensor x = c.in(0);
+  std::vector<sym::Expr> reps = c.requireSymIn(1, "repeats");
+  if ((int)reps.size() != x.rank())
+    fail("{}: {} repeats for rank {}", c.node.describe(), reps.size(), x.rank());
+  ir::Shape shape = x.shape;
+  for (int d = 0; d < x.rank(); ++d)
+    shape[d] = x.shape[d] * reps[d];
+  Loader inner = x.load;
+  ir::Shape xs = x.shape;
+  c.out(0, c.pointwise(x.dtype, shape, [=](const Index &i) {
+    Index src(i.size());
+    for (size_t d = 0; d < i.size(); ++d)
+      src[d] = xs[d].isConst(1) ? xs[d].ctx().constant(0) : sym::mod(i[d], xs[d]);
+    return inner(src);
+  }, x.cheap));
+}
+
+// ---------------------------------------------------------------- DepthToSpace / SpaceToDepth
+
+void lowerDepthToSpace(OpCtx &c) {
+  LTensor x = c.in(0);
+  if (x.rank() != 4)
+    fail("{}: input must be 4-D", c.node.describe());
+  int64_t b = c.node.attrInt("blocksize", 0);
+  if (b <= 0)
+    fail("{}: blocksize must be positive", c.node.describe());
+  bool crd = c.node.attrString("mode", "DCR") == "CRD";
+  sym::Expr C = sym::floorDiv(x.shape[1], b * b);
+  ir::Shape shape{x.shape[0], C, x.shape[2] * b, x.shape[3] * b};
+  Loader inner = x.load;
+  c.out(0, c.pointwise(x.dtype, shape, [=](const Index &i) {
+    sym::Expr h = sym::floorDiv(i[2], b), bh = sym::mod(i[2], b);
+    sym::Expr w = sym::floorDiv(i[3], b), bw = sym::mod(i[3], b);
+    sym::Expr ch = crd ? i[1] * (b * b) + bh * b + bw : (bh * b + bw) * C + i[1];
+    return inner({i[0], ch, h, w});
+  }, x.cheap));
+}
+
+void lowerSpaceToDepth(OpCtx &c) {
+  LTensor x = c.in(0);
+  if (x.rank() != 4)
+    fail("{}: input must be 4-D", c.node.describe());
+  int64_t b = c.node.attrInt("blocksize", 0);
+  if (b <= 0)
+    fail("{}: blocksize must be positive", c.node.describe());
+  sym::Expr C = x.shape[1];
+  ir::Shape shape{x.shape[0], C * (b * b), sym::floorDiv(x.shape[2], b),
+                  sym::floorDiv(x.shape[3], b)};
+  Loader inner = x.load;
+  c.out(0, c.pointwise(x.dtype, shape, [=](const Index &i) {
+    sym::Expr ch = sym::mod(i[1], C), blk = sym::floorDiv(i[1], C);
+    sym::Expr bh = sym::floorDiv(blk, b), bw = sym::mod(blk, b);
+    return inner({i[0], ch, i[2] * b + bh, i[3] * b + bw});
+  }, x.cheap));
+}
+
+// ---------------------------------------------------------------- Hardmax
+
+void lowerHardmax(OpCtx &c) {
+  LTensor x = c.in(0);
+  bool legacy = c.node.opset < 13;
+  int axis = c.normAxis(c.node.attrInt("axis", legacy ? 1 : -1), x.rank());
+  ir::Shape orig = x.shape;
+  if (legacy) {
+    x = reshapeView(c.ctx(), x, {product(c.ctx(), orig, 0, axis),
+                                  product(c.ctx(), orig, axis, orig.size())});
+    axis = 1;
+  }
+  LTensor am = c.reduce(x, {axis}, true, ReduceOp::ArgMax, x.dtype);
+  DType t = x.dtype;
+  int ax = axis;
+  LTensor r = c.pointwise(t, x.shape, [=](const Index &i) {
+    Index j = i;
+    j[ax] = i[ax].ctx().constant(0);
+    return loop::select(bin(BinaryOp::Eq, am.load(j), sv(i[ax])), cval(t, 1), cval(t, 0));
+  });
+  if (legacy)
+    r = reshapeView(c.ctx(), r, orig);
+  c.out(0, r);
+}
+
+// ---------------------------------------------------------------- CumSum
+
+void lowerCumSum(OpCtx &c) {
+  LTensor x = c.in(0);
+  std::vector<int64_t> a = c.requireIntsIn(1, "axis");
+  if (a.size() != 1)
+    fail("{}: axis must be a scalar", c.node.describe());
+  int axis = c.normAxis(a[0], x.rank());
+  bool exclusive = c.node.attrInt("exclusive", 0) != 0;
+  bool reverse = c.node.attrInt("reverse", 0) != 0;
+  DType t = x.dtype;
+  DType acc = isFloat(t) ? accOf(t) : t;
+  sym::Expr n = x.shape[axis];
+  ir::Shape win = x.shape;
+  win.push_back(n);
+  int rank = x.rank();
+  Loader inner = x.load;
+  BinaryOp cmp = reverse ? (exclusive ? BinaryOp::Gt : BinaryOp::Ge)
+                         : (exclusive ? BinaryOp::Lt : BinaryOp::Le);
+  LTensor w = c.pointwise(acc, win, [=](const Index &i) {
+    Index src(i.begin(), i.begin() + rank);
+    sym::Expr r = i[rank];
+    src[axis] = r;
+    return loop::select(bin(cmp, sv(r), sv(i[axis])), loop::cast(inner(src), acc), cval(acc, 0));
+  });
+  LTensor s = c.reduce(w, {rank}, false, ReduceOp::Sum, acc);
+  if (acc != t)
+    s = mapUnary(c, s, [t](VRef v) { return loop::cast(v, t); });
+  c.out(0, s);
+}
+
+// ---------------------------------------------------------------- OneHot
+
+void lowerOneHot(OpCtx &c) {
+  LTensor ind = c.in(0), vals = c.in(2);
+  sym::Expr depth;
+  if (const ir::TensorData *d = c.constIn(1))
+    depth = c.ctx().constant(static_cast<int64_t>(d->getDouble(0)));
+  else
+    depth = c.requireSymIn(1, "depth").at(0);
+  int outRank = ind.rank() + 1;
+  int axis = c.normAxis(c.node.attrInt("axis", -1), outRank);
+  ir::Shape shape = ind.shape;
+  shape.insert(shape.begin() + axis, depth);
+  DType t = vals.dtype;
+  sym::Context *ctx = &c.ctx();
+  c.out(0, c.pointwise(t, shape, [=](const Index &i) {
+    Index ii = i;
+    ii.erase(ii.begin() + axis);
+    VRef iv = loop::cast(ind.load(ii), DType::Int64);
+    VRef dv = sv(depth);
+    iv = loop::select(bin(BinaryOp::Lt, iv, i64(0)), bin(BinaryOp::Add, iv, dv), iv);
+    VRef on = vals.load({ctx->constant(1)}), off = vals.load({ctx->constant(0)});
+    return loop::select(bin(BinaryOp::Eq, iv, sv(i[axis])), on, off);
+  }));
+}
+
+// ---------------------------------------------------------------- EyeLike
+
+void lowerEyeLike(OpCtx &c) {
+  LTensor x = c.in(0);
+  if (x.rank() != 2)
+    fail("{}: input must be 2-D", c.node.describe());
+  DType t = x.dtype;
+  if (c.node.hasAttr("dtype")) {
+    int64_t code = c.node.attrInt("dtype", 0);
+    if (!dtypeFromOnnx(static_cast<int>(code), t))
+      c.unsupported(fmt::format("EyeLike dtype {}", code));
+  }
+  int64_t k = c.node.attrInt("k", 0);
+  c.out(0, c.pointwise(t, x.shape, [=](const Index &i) {
+    VRef one = t == DType::Bool ? loop::constantInt(t, 1) : cval(t, 1);
+    VRef zero = t == DType::Bool ? loop::constantInt(t, 0) : cval(t, 0);
+    return loop::select(bin(BinaryOp::Eq, sv(i[1] - i[0]), i64(k)), one, zero);
+  }, true));
+}
+
+// ---------------------------------------------------------------- Shrink / Celu
+
+void lowerShrink(OpCtx &c) {
+  double lambd = c.node.attrFloat("lambd", 0.5f), bias = c.node.attrFloat("bias", 0.0f);
+  LTensor x = c.in(0);
+  DType t = x.dtype;
+  // Compare in float so that integer inputs honour fractional lambd.
+  DType ct = isFloat(t) ? t : DType::Float64;
+  c.out(0, mapUnary(c, x, [=](VRef v) {
+    VRef f = loop::cast(v, ct);
+    VRef lo = bin(BinaryOp::Lt, f, loop::constant(ct, -lambd));
+    VRef hi = bin(BinaryOp::Gt, f, loop::constant(ct, lambd));
+    VRef r = loop::select(lo, bin(BinaryOp::Add, f, loop::constant(ct, bias)),
+                          loop::select(hi, bin(BinaryOp::Sub, f, loop::constant(ct, bias)),
+                                       loop::constant(ct, 0)));
+    return loop::cast(r, t);
+  }));
+}
+
+void lowerCelu(OpCtx &c) {
+  double alpha = c.node.attrFloat("alpha", 1.0f);
+  LTensor x = c.in(0);
+  requireFloat(c, x, "Celu input");
+  c.out(0, mapUnary(c, x, [=](VRef v) {
+    DType t = v->dtype;
+    VRef e = bin(BinaryOp::Sub,
+                 loop::unary(UnaryOp::Exp, bin(BinaryOp::Div, v, loop::constant(t, alpha))),
+                 loop::constant(t, 1));
+    VRef neg = bin(BinaryOp::Min, loop::constant(t, 0), bin(BinaryOp::Mul, loop::constant(t, alpha), e));
+    return bin(BinaryOp::Add, bin(BinaryOp::Max, loop::constant(t, 0), v), neg);
+  }));
+}
+
+// ---------------------------------------------------------------- normalizations
+
+struct Moments {
+  LTensor mean; // acc dtype, keepdims shape, realized
+  LTensor var;  // acc dtype, keepdims shape, realized (population variance)
+};
+
+/// Mean and variance of x over `axes` (two-pass: mean, then mean of squared deviation).
+Moments moments(OpCtx &c, const LTensor &x, const std::vector<int> &axes) {
+  DType acc = accOf(x.dtype);
+  sym::Context *ctx = &c.ctx();
+  sym::Expr n = ctx->constant(1);
+  for (int a : axes)
+    n = n * x.shape[a];
+  VRef nv = loop::cast(sv(n), acc);
+  ir::Shape xs = x.shape;
+  LTensor sum = c.reduce(x, axes, true, ReduceOp::Sum, acc);
+  LTensor mean = c.realize(c.pointwise(acc, sum.shape, [=](const Index &i) {
+    return bin(BinaryOp::Div, sum.load(i), nv);
+  }));
+  LTensor sq = c.pointwise(acc, xs, [=](const Index &i) {
+    VRef d = bin(BinaryOp::Sub, loop::cast(x.load(i), acc), loadBroadcast(*ctx, mean, xs, i));
+    return bin(BinaryOp::Mul, d, d);
+  });
+  LTensor vs = c.reduce(sq, axes, true, ReduceOp::Sum, acc);
+  LTensor var = c.realize(c.pointwise(acc, vs.shape, [=](const Index &i) {
+    return bin(BinaryOp::Div, vs.load(i), nv);
+  }));
+  return {mean, var};
+}
+
+void lowerInstanceNorm(OpCtx &c) {
+  LTensor x = c.in(0), scale = c.in(1), bias = c.in(2);
+  requireFloat(c, x, "InstanceNormalization input");
+  if (x.rank() < 3)
+    fail("{}: input must have rank >= 3", c.node.describe());
+  double eps = c.node.attrFloat("epsilon", 1e-5f);
+  std::vector<int> axes;
+  for (int d = 2; d < x.rank(); ++d)
+    axes.push_back(d);
+  Moments m = moments(c, x, axes);
+  DType t = x.dtype, acc = accOf(t);
+  sym::Context *ctx = &c.ctx();
+  ir::Shape xs = x.shape;
+  LTensor var = m.var;
+  LTensor inv = c.realize(c.pointwise(acc, var.shape, [=](const Index &i) {
+    return bin(BinaryOp::Div, loop::constant(acc, 1),
+               loop::unary(UnaryOp::Sqrt, bin(BinaryOp::Add, var.load(i), loop::constant(acc, eps))));
+  }));
+  LTensor mean = m.mean;
+  c.out(0, c.pointwise(t, xs, [=](const Index &i) {
+    VRef d = bin(BinaryOp::Sub, loop::cast(x.load(i), acc), loadBroadcast(*ctx, mean, xs, i));
+    VRef y = bin(BinaryOp::Mul, d, loadBroadcast(*ctx, inv, xs, i));
+    y = bin(BinaryOp::Mul, y, loop::cast(scale.load({i[1]}), acc));
+    y = bin(BinaryOp::Add, y, loop::cast(bias.load({i[1]}), acc));
+    return loop::cast(y, t);
+  }));
+}
+
+void lowerMVN(OpCtx &c) {
+  LTensor x = c.in(0);
+  requireFloat(c, x, "MeanVarianceNormalization input");
+  std::vector<int64_t> a = c.node.attrInts("axes", {0, 2, 3});
+  std::vector<int> axes;
+  for (int64_t v : a)
+    axes.push_back(c.normAxis(v, x.rank()));
+  Moments m = moments(c, x, axes);
+  DType t = x.dtype, acc = accOf(t);
+  sym::Context *ctx = &c.ctx();
+  ir::Shape xs = x.shape;
+  LTensor mean = m.mean, var = m.var;
+  c.out(0, c.pointwise(t, xs, [=](const Index &i) {
+    VRef d = bin(BinaryOp::Sub, loop::cast(x.load(i), acc), loadBroadcast(*ctx, mean, xs, i));
+    VRef sd = bin(BinaryOp::Add, loop::unary(UnaryOp::Sqrt, loadBroadcast(*ctx, var, xs, i)),
+                  loop::constant(acc, 1e-9));
+    return loop::cast(bin(BinaryOp::Div, d, sd), t);
+  }));
+}
+
+/// (sum |v|^p)^(1/p) building blocks.
+VRef lpTerm(VRef v, int64_t p, DType acc) {
+  v = loop::cast(v, acc);
+  if (p == 1)
+    return loop::unary(UnaryOp::Abs, v);
+  if (p == 2)
+    return bin(BinaryOp::Mul, v, v);
+  return bin(BinaryOp::Pow, loop::unary(UnaryOp::Abs, v), loop::constant(acc, (double)p));
+}
+VRef lpRoot(VRef s, int64_t p, DType acc) {
+  if (p == 1)
+    return s;
+  if (p == 2)
+    return loop::unary(UnaryOp::Sqrt, s);
+  return bin(BinaryOp::Pow, s, loop::constant(acc, 1.0 / (double)p));
+}
+
+void lowerLpNormalization(OpCtx &c) {
+  LTensor x = c.in(0);
+  requireFloat(c, x, "LpNormalization input");
+  int axis = c.normAxis(c.node.attrInt("axis", -1), x.rank());
+  int64_t p = c.node.attrInt("p", 2);
+  if (p != 1 && p != 2)
+    fail("{}: p must be 1 or 2, got {}", c.node.describe(), p);
+  DType t = x.dtype, acc = accOf(t);
+  LTensor s = c.reduce(x, {axis}, true, ReduceOp::Sum, acc,
+                       [=](VRef v) { return lpTerm(v, p, acc); });
+  sym::Context *ctx = &c.ctx();
+  ir::Shape xs = x.shape;
+  LTensor norm = c.realize(mapUnary(c, s, [=](VRef v) { return lpRoot(v, p, acc); }));
+  c.out(0, c.pointwise(t, xs, [=](const Index &i) {
+    return loop::cast(bin(BinaryOp::Div, loop::cast(x.load(i), acc), loadBroadcast(*ctx, norm, xs, i)), t);
+  }));
+}
+
+void lowerGlobalLpPool(OpCtx &c) {
+  LTensor x = c.in(0);
+  requireFloat(c, x, "GlobalLpPool input");
+  int64_t p = c.node.attrInt("p", 2);
+  DType t = x.dtype, acc = accOf(t);
+  std::vector<int> axes;
+  for (int d = 2; d < x.rank(); ++d)
+    axes.push_back(d);
+  LTensor s = c.reduce(x, axes, true, ReduceOp::Sum, acc, [=](VRef v) { return lpTerm(v, p, acc); });
+  c.out(0, mapUnary(c, s, [=](VRef v) { return loop::cast(lpRoot(v, p, acc), t); }));
+}
+
+void lowerLpPool(OpCtx &c) {
+  LTensor x = c.in(0);
+  requireFloat(c, x, "LpPool input");
+  int64_t p = c.node.attrInt("p", 2);
+  std::vector<int64_t> kernel = c.node.attrInts("kernel_shape");
+  int n = x.rank() - 2;
+  if ((int)kernel.size() != n)
+    fail("{}: kernel_shape has {} dims for {} spatial dims", c.node.describe(), kernel.size(), n);
+  std::vector<int64_t> strides = c.node.attrInts("strides", std::vector<int64_t>(n, 1));
+  std::vector<int64_t> dil = c.node.attrInts("dilations", std::vector<int64_t>(n, 1));
+  std::vector<int64_t> pads = c.node.attrInts("pads", std::vector<int64_t>(2 * n, 0));
+  bool ceilMode = c.node.attrInt("ceil_mode", 0) != 0;
+  std::string autoPad = c.node.attrString("auto_pad", "NOTSET");
+  if ((int)strides.size() != n || (int)dil.size() != n || (int)pads.size() != 2 * n)
+    fail("{}: strides/dilations/pads do not match {} spatial dims", c.node.describe(), n);
+  sym::Context &ctx = c.ctx();
+  std::vector<sym::Expr> pb, out;
+  for (int d = 0; d < n; ++d) {
+    sym::Expr size = x.shape[2 + d];
+    int64_t eff = dil[d] * (kernel[d] - 1) + 1;
+    sym::Expr b = ctx.constant(pads[d]), e = ctx.constant(pads[n + d]);
+    if (autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER") {
+      sym::Expr o = sym::floorDiv(size + (strides[d] - 1), strides[d]);
+      sym::Expr total = sym::max((o - 1) * strides[d] + eff - size, ctx.constant(0));
+      sym::Expr small = sym::floorDiv(total, 2);
+      b = autoPad == "SAME_UPPER" ? small : total - small;
+      e = total - b;
+    } else if (autoPad == "VALID") {
+      b = e = ctx.constant(0);
+    }
+    sym::Expr span = size + b + e - eff;
+    sym::Expr o = ceilMode ? sym::floorDiv(span + (strides[d] - 1), strides[d]) + 1
+                           : sym::floorDiv(span, strides[d]) + 1;
+    pb.push_back(b);
+    out.push_back(o);
+  }
+  DType t = x.dtype, acc = accOf(t);
+  LTensor src = x.cheap ? x : c.realize(x);
+  ir::Shape outShape{x.shape[0], x.shape[1]};
+  for (auto &o : out)
+    outShape.push_back(o);
+  ir::Shape winShape = outShape;
+  for (int64_t k : kernel)
+    winShape.push_back(ctx.constant(k));
+  sym::Context *cx = &ctx;
+  LTensor win = c.pointwise(acc, winShape, [=](const Index &i) {
+    Index s{i[0], i[1]};
+    VRef inside;
+    for (int d = 0; d < n; ++d) {
+      sym::Expr pos = i[2 + d] * strides[d] + i[2 + n + d] * dil[d] - pb[d];
+      sym::Expr size = x.shape[2 + d];
+      s.push_back(sym::max(sym::min(pos, size - 1), cx->constant(0)));
+      VRef ok = bin(BinaryOp::And, bin(BinaryOp::Ge, sv(pos), i64(0)), bin(BinaryOp::Lt, sv(pos), sv(size)));
+      inside = inside ? bin(BinaryOp::And, inside, ok) : ok;
+    }
+    return loop::select(inside, lpTerm(src.load(s), p, acc), loop::constant(acc, 0));
+  });
+  std::vector<int> axes;
+  for (int d = 0; d < n; ++d)
+    axes.push_back(2 + n + d);
+  LTensor sum = c.reduce(win, axes, false, ReduceOp::Sum, acc);
+  c.out(0, mapUnary(c, sum, [=](VRef v) { return loop::cast(lpRoot(v, p, acc), t); }));
+}
+
+void lowerLRN(OpCtx &c) {
+  LTensor x = c.in(0);
+  requireFloat(c, x, "LRN input");
+  if (x.rank() < 2)
+    fail("{}: input must have rank >= 2", c.node.describe());
+  double alpha = c.node.attrFloat("alpha", 1e-4f), beta = c.node.attrFloat("beta", 0.75f);
+  double bias = c.node.attrFloat("bias", 1.0f);
+  int64_t size = c.node.attrInt("size", 0);
+  if (size <= 0)
+    fail("{}: size must be positive", c.node.describe());
+  DType t = x.dtype, acc = accOf(t);
+  int rank = x.rank();
+  int64_t lo = (size - 1) / 2;
+  ir::Shape win = x.shape;
+  win.push_back(c.ctx().constant(size));
+  sym::Expr C = x.shape[1];
+  sym::Context *cx = &c.ctx();
+  LTensor src = x.cheap ? x : c.realize(x);
+  LTensor w = c.pointwise(acc, win, [=](const Index &i) {
+    Index s(i.begin(), i.begin() + rank);
+    sym::Expr ch = i[1] - lo + i[rank];
+    s[1] = sym::max(sym::min(ch, C - 1), cx->constant(0));
+    VRef ok = bin(BinaryOp::And, bin(BinaryOp::Ge, sv(ch), i64(0)), bin(BinaryOp::Lt, sv(ch), sv(C)));
+    VRef v = loop::cast(src.load(s), acc);
+    return loop::select(ok, bin(BinaryOp::Mul, v, v), loop::constant(acc, 0));
+  });
+  LTensor sq = c.reduce(w, {rank}, false, ReduceOp::Sum, acc);
+  c.out(0, c.pointwise(t, x.shape, [=](const Index &i) {
+    VRef d = bin(BinaryOp::Add, loop::constant(acc, bias),
+                 bin(BinaryOp::Mul, loop::constant(acc, alpha / (double)size), sq.load(i)));
+    VRef den = bin(BinaryOp::Pow, d, loop::constant(acc, beta));
+    return loop::cast(bin(BinaryOp::Div, loop::cast(src.load(i), acc), den), t);
+  }));
+}
+
+// ---------------------------------------------------------------- ReverseSequence
+
+void lowerReverseSequence(OpCtx &c) {
+  LTensor x = asBuffer(c, c.in(0)), lens = c.in(1);
+  int batchAxis = c.normAxis(c.node.attrInt("batch_axis", 1), x.rank());
+  int timeAxis = c.normAxis(c.node.attrInt("time_axis", 0), x.rank());
+  if (batchAxis == timeAxis)
+    fail("{}: batch_axis and time_axis must differ", c.node.describe());
+  sym::Expr T = x.shape[timeAxis];
+  Lowerer *low = &c.lowerer();
+  c.out(0, c.pointwise(x.dtype, x.shape, [=](const Index &i) {
+    VRef L = loop::cast(lens.load({i[batchAxis]}), DType::Int64);
+    VRef t = sv(i[timeAxis]);
+    VRef rev = bin(BinaryOp::Sub, bin(BinaryOp::Sub, L, i64(1)), t);
+    VRef srcT = loop::select(bin(BinaryOp::Lt, t, L), rev, t);
+    Index src = i;
+    if (auto e = loop::asSym(srcT, T.ctx())) {
+      src[timeAxis] = *e;
+      return x.load(src);
+    }
+    sym::Expr var = low->newVar("g", T);
+    src[timeAxis] = var;
+    VRef clamped = bin(BinaryOp::Max, bin(BinaryOp::Min, srcT, sv(T - 1)), i64(0));
+    return loop::bindIndirect(x.load(src), var, clamped);
+  }));
+}
+
+} // namespace
+
+void registerTensorOps(std::vector<OpInfo> &r) {
+  r.insert(r.end(), {
+    {"Dropout", 1, lowerDropout},
+    {"Trilu", 14, lowerTrilu},
+    {"GatherElements", 11, lowerGatherElements},
+    {"GatherND", 11, lowerGatherND},
+    {"Pad", 1, lowerPad},
+    {"Tile", 6, lowerTile},
+    {"DepthToSpace", 1, lowerDepthToSpace},
+    {"SpaceToDepth", 1, lowerSpaceToDepth},
+    {"Hardmax", 1, lowerHardmax},
+    {"CumSum", 11, lowerCumSum},
+    {"OneHot", 9, lowerOneHot},
+    {"EyeLike", 9, lowerEyeLike},
+    {"Shrink", 9, lowerShrink},
+    {"Celu", 12, lowerCelu},
+    {"InstanceNormalization", 1, lowerInstanceNorm},
+    {"MeanVarianceNormalization", 9, lowerMVN},
+    {"LpNormalization", 1, lowerLpNormalization},
+    {"GlobalLpPool", 1, lowerGlobalLpPool},
+    {"LpPool", 1, lowerLpPool},
+    {"LRN", 1, lowerLRN},
+    {"ReverseSequence", 10, lowerReverseSequence},
+  });
+}
 
 } // namespace kiln::lower

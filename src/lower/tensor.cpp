@@ -90,8 +90,13 @@ loop::VRef loadBroadcast(sym::Context &ctx, const LTensor &t, const ir::Shape &s
   size_t off = shape.size() - t.shape.size();
   Index sub(t.shape.size());
   for (size_t d = 0; d < t.shape.size(); ++d) {
-    bool broadcast = t.shape[d].isConst(1) && !shape[off + d].isConst(1);
-    sub[d] = broadcast ? ctx.constant(0) : idx[off + d];
+    sym::Expr own = t.shape[d], out = shape[off + d];
+    if (own.isConst(1) && !out.isConst(1))
+      sub[d] = ctx.constant(0);
+    else if (own.isConst() || sym::provablyEqual(own, out))
+      sub[d] = idx[off + d];
+    else // symbolic dim that may be 1 at run time: index * (own == 1 ? 0 : 1)
+      sub[d] = idx[off + d] * sym::min(own - 1, ctx.constant(1));
   }
   return t.load(sub);
 }
@@ -117,8 +122,12 @@ ir::Shape broadcastShapes(const ir::Shape &a, const ir::Shape &b, const std::str
     else if (x.isConst() && y.isConst())
       fail("{}: shapes {} and {} cannot be broadcast (dim {}: {} vs {})", what,
            ir::shapeToString(a), ir::shapeToString(b), i, x->value, y->value);
+    else if (x.isConst())
+      r[i] = x; // the symbolic one must be 1 or equal at run time
+    else if (y.isConst())
+      r[i] = y;
     else
-      r[i] = x.isConst() ? x : y; // symbolic: the dims must agree at run time
+      r[i] = sym::max(x, y); // either may be 1 at run time
   }
   return r;
 }

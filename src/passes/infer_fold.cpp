@@ -73,6 +73,18 @@ void inferAndFold(ir::Graph &g) {
             o->symData = vals;
             continue;
           }
+          // Every element is a known integer (e.g. Shape of a static tensor): a constant,
+          // even when the input's data is not known.
+          auto data = std::make_shared<ir::TensorData>();
+          data->dtype = t.dtype;
+          for (const sym::Expr &d : t.shape)
+            data->dims.push_back(d->value);
+          data->bytes.resize(static_cast<size_t>(*numel) * dtypeSize(t.dtype));
+          for (int64_t i = 0; i < *numel; ++i)
+            loop::storeScalar(*data, i, 0, (*vals)[i]->value);
+          o->data = data;
+          low.env.erase(o);
+          continue;
         }
       }
       if (!inputsKnown || *numel > kMaxFoldElements || t.dtype == DType::String)

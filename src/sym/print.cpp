@@ -47,13 +47,13 @@ std::string print(Expr e, const std::function<std::string(Expr)> &names, bool cp
   case Kind::Mul: {
     std::string s;
     for (size_t i = 0; i < e.numOps(); ++i) {
-      if (i)
-        s += "*";
       Expr f = e.op(i);
       if (i == 0 && f.isConst(-1) && e.numOps() > 1) {
         s = "-";
         continue;
       }
+      if (i && s != "-")
+        s += "*";
       s += paren(f);
     }
     return s;

@@ -325,7 +325,8 @@ private:
       std::string flat = "0";
       for (size_t d = 0; d < nr; ++d)
         flat = fmt::format("({}) * ({}) + r{}", flat, sizeCpp(k_.rsizes[d]), d);
-      const char *cmp = k_.rop == loop::ReduceOp::ArgMax ? ">" : "<";
+      const char *cmp = k_.rop == loop::ReduceOp::ArgMax ? (k_.lastIndex ? ">=" : ">")
+                                                         : (k_.lastIndex ? "<=" : "<");
       // Strict comparison keeps the first index of the extreme value (ONNX default).
       os_ << indent
           << fmt::format("if ({0} {1} acc) {{ acc = {0}; best = {2}; }}\n", v, cmp, flat);
