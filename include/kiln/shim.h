@@ -16,8 +16,25 @@
 extern "C" {
 #endif
 
-/* Highest shim version this header declares; model.so records the version it needs. */
+/* Shim level of this header. A level is a set of functions; model.so records in its
+ * descriptor (shim_version) the highest level among the functions it calls, found with
+ * KILN_SHIM_FUNCTIONS below -- not from the _vN suffix, which numbers revisions of one
+ * function (kiln_shim_scatter_elements_v1 is revision 1 but arrived at level 2). A runtime
+ * refuses a model whose level is above its own with KILN_ERR_VERSION_MISMATCH.
+ *   level 1: conv_v1, matmul_v1
+ *   level 2: conv_v2, scatter_elements_v1, scatter_nd_v1, sdpa_v1, sdpa_v2 */
 #define KILN_SHIM_VERSION 2
+
+/* X(function, level): every released shim function and the level that introduced it. One
+ * list for the compiler (the level to record), the runtime and tests/abi/. Append only. */
+#define KILN_SHIM_FUNCTIONS(X)                                                             \
+  X(kiln_shim_conv_v1, 1)                                                                  \
+  X(kiln_shim_matmul_v1, 1)                                                                \
+  X(kiln_shim_conv_v2, 2)                                                                  \
+  X(kiln_shim_scatter_elements_v1, 2)                                                      \
+  X(kiln_shim_scatter_nd_v1, 2)                                                            \
+  X(kiln_shim_sdpa_v1, 2)                                                                  \
+  X(kiln_shim_sdpa_v2, 2)
 
 /* Per-runner state (primitive caches); obtained from kiln_run_ctx.runner. */
 typedef void kiln_shim_ctx;
