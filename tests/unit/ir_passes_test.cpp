@@ -337,3 +337,73 @@ TEST(Passes, NoEpilogueFusionWhenConvOutputHasTwoUsers) {
   EXPECT_EQ(countOp(*g, "Relu"), 1) << ir::dump(*g);
   EXPECT_NO_THROW(ir::verify(*g));
 }
+
+TEST(Import, DimParamIsOneSharedSymbol) {
+  OnnxBuilder b;
+  b.input("a", {"batch", 4});
+  b.input("c", {"batch", 4});
+  b.node("Add", {"a", "c"}, {"y"}, "add");
+  b.output("y", {"batch", 4});
+  sym::Context ctx;
+  frontend::ImportOptions opts;
+  opts.dynamic["batch"] = {2, 9};
+  auto g = b.import(ctx, opts);
+  ASSERT_EQ(g->inputs.size(), 2u);
+  EXPECT_TRUE(g->inputs[0]->shape[0].isSymbol());
+  EXPECT_EQ(g->inputs[0]->shape[0], g->inputs[1]->shape[0]);
+  EXPECT_TRUE(g->inputs[0]->shape[1].isConst(4));
+  sym::Range r = ctx.symbolRange(g->inputs[0]->shape[0]);
+  EXPECT_EQ(r.lo, 2);
+  EXPECT_EQ(r.hi, 9);
+  passes::inferAndFold(*g);
+  EXPECT_EQ(g->findValue("y")->shape[0], g->inputs[0]->shape[0]);
+}
+
+TEST(Import, DynamicNameMustExist) {
+  OnnxBuilder b;
+  b.input("a", {"batch", 4});
+  b.node("Relu", {"a"}, {"y"}, "relu");
+  b.output("y", {"batch", 4});
+  sym::Context ctx;
+  frontend::ImportOptions opts;
+  opts.dynamic["seq"] = {1, 8};
+  try {
+    b.import(ctx, opts);
+    FAIL() << "--dynamic with an unknown dim name was accepted";
+  } catch (const UserError &e) {
+    EXPECT_NE(std::string(e.what()).find("seq"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Import, UnknownOpNamesNodeOpAndOpset) {
+  OnnxBuilder b(15);
+  b.input("a", {2});
+  b.node("NoSuchOp", {"a"}, {"y"}, "weird");
+  b.output("y", {2});
+  sym::Context ctx;
+  try {
+    auto g = b.import(ctx);
+    passes::inferAndFold(*g);
+    FAIL() << "unknown op accepted";
+  } catch (const UserError &e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("weird"), std::string::npos) << m;
+    EXPECT_NE(m.find("NoSuchOp"), std::string::npos) << m;
+    EXPECT_NE(m.find("15"), std::string::npos) << m;
+  }
+}
+
+TEST(Import, AllInputDimsDynamicMakesFreshSymbols) {
+  OnnxBuilder b;
+  b.input("a", {3, 4});
+  b.node("Relu", {"a"}, {"y"}, "relu");
+  b.output("y", {3, 4});
+  sym::Context ctx;
+  frontend::ImportOptions opts;
+  opts.allInputDimsDynamic = true;
+  auto g = b.import(ctx, opts);
+  ASSERT_EQ(g->inputs[0]->rank(), 2);
+  EXPECT_TRUE(g->inputs[0]->shape[0].isSymbol());
+  EXPECT_TRUE(g->inputs[0]->shape[1].isSymbol());
+  EXPECT_NE(g->inputs[0]->shape[0], g->inputs[0]->shape[1]);
+}

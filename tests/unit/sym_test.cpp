@@ -275,3 +275,60 @@ TEST(Sym, DivModOfNegativeRange) {
     EXPECT_EQ(evaluate(mod(x * 4 + 3, 4), {{"x", v}}), 3) << v;
   }
 }
+
+// toCpp output, compiled with the host C++ compiler against kiln/prelude.h and run over a
+// grid (including negative values), must agree with evaluate() on the same expression.
+#if defined(KILN_TEST_CXX) && defined(KILN_TEST_INCLUDE_DIR)
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+TEST(Sym, ToCppCompilesToSameValues) {
+  const int kExprs = 150;
+  const int64_t lo[3] = {-6, -3, 0}, hi[3] = {5, 4, 3};
+  std::mt19937 rng(777);
+  Context c;
+  std::vector<Expr> syms = {c.symbol("x", lo[0], hi[0]), c.symbol("y", lo[1], hi[1]),
+                            c.symbol("z", lo[2], hi[2])};
+  auto names = [](Expr e) { return "v_" + e.name(); };
+  std::vector<Expr> exprs;
+  std::ostringstream src;
+  src << "#include \"kiln/prelude.h\"\n#include <cstdio>\n";
+  for (int i = 0; i < kExprs; ++i) {
+    auto tree = randomTree(rng, 4);
+    exprs.push_back(build(c, *tree, syms));
+    src << "static int64_t f" << i << "(int64_t v_x, int64_t v_y, int64_t v_z) { (void)v_x; "
+        << "(void)v_y; (void)v_z; return " << toCpp(exprs.back(), names) << "; }\n";
+  }
+  src << "int main() {\n";
+  for (int i = 0; i < kExprs; ++i)
+    src << "  for (int64_t x = " << lo[0] << "; x <= " << hi[0] << "; ++x) for (int64_t y = "
+        << lo[1] << "; y <= " << hi[1] << "; ++y) for (int64_t z = " << lo[2] << "; z <= "
+        << hi[2] << "; ++z) std::printf(\"%lld \", (long long)f" << i
+        << "(x, y, z));\n  std::printf(\"\\n\");\n";
+  src << "  return 0;\n}\n";
+  std::string dir = ::testing::TempDir();
+  std::string cpp = dir + "/kiln_sym_tocpp.cpp", exe = dir + "/kiln_sym_tocpp";
+  std::ofstream(cpp) << src.str();
+  std::string cmd = std::string(KILN_TEST_CXX) + " -std=c++20 -O0 -w -I" +
+                    KILN_TEST_INCLUDE_DIR + " " + cpp + " -o " + exe;
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << "compiling printed expressions failed: " << cmd;
+  FILE *p = popen(exe.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  int mismatches = 0;
+  for (int i = 0; i < kExprs; ++i)
+    for (int64_t x = lo[0]; x <= hi[0]; ++x)
+      for (int64_t y = lo[1]; y <= hi[1]; ++y)
+        for (int64_t z = lo[2]; z <= hi[2]; ++z) {
+          long long got = 0;
+          ASSERT_EQ(std::fscanf(p, "%lld", &got), 1);
+          int64_t want = evaluate(exprs[i], {{"x", x}, {"y", y}, {"z", z}});
+          if (got != want && ++mismatches <= 5)
+            ADD_FAILURE() << "toCpp(" << toString(exprs[i]) << ") = " << toCpp(exprs[i], names)
+                          << " gives " << got << " at x=" << x << " y=" << y << " z=" << z
+                          << ", evaluate gives " << want;
+        }
+  pclose(p);
+  EXPECT_EQ(mismatches, 0);
+}
+#endif
