@@ -38,15 +38,15 @@ ExternArg kindArg(ExternArg::Kind k) {
 
 struct Window {
   std::vector<sym::Expr> padsBegin, padsEnd, out;
-  std::vector<int64_t> strides, dilations, kernel;
+  std::vector<int64_t> strides, dilations;
 };
 
 /// Spatial geometry shared by Conv and pooling: pads (explicit or auto_pad),
 /// strides, dilations and the output extents.
-Window windowGeometry(OpCtx &c, const ir::Shape &in, std::vector<int64_t> kernel, bool ceilMode) {
+Window windowGeometry(OpCtx &c, const ir::Shape &in, const std::vector<sym::Expr> &kernel,
+                      bool ceilMode) {
   size_t n = kernel.size();
   Window w;
-  w.kernel = kernel;
   w.strides = c.node.attrInts("strides", std::vector<int64_t>(n, 1));
   w.dilations = c.node.attrInts("dilations", std::vector<int64_t>(n, 1));
   std::vector<int64_t> pads = c.node.attrInts("pads", std::vector<int64_t>(2 * n, 0));
@@ -56,7 +56,7 @@ Window windowGeometry(OpCtx &c, const ir::Shape &in, std::vector<int64_t> kernel
   sym::Context &ctx = c.ctx();
   for (size_t d = 0; d < n; ++d) {
     sym::Expr size = in[2 + d];
-    int64_t eff = w.dilations[d] * (kernel[d] - 1) + 1;
+    sym::Expr eff = (kernel[d] - 1) * w.dilations[d] + 1;
     sym::Expr pb = ctx.constant(pads[d]), pe = ctx.constant(pads[n + d]);
     if (autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER") {
       sym::Expr outSize = sym::floorDiv(size + (w.strides[d] - 1), w.strides[d]);
@@ -103,12 +103,7 @@ void lowerConv(OpCtx &c) {
   int spatial = x.rank() - 2;
   if (spatial < 1 || spatial > 3)
     c.unsupported(fmt::format("Conv with {} spatial dims", spatial));
-  std::vector<int64_t> kernel;
-  for (int d = 0; d < spatial; ++d) {
-    if (!wt.shape[2 + d].isConst())
-      fail("{}: kernel dims must be static", c.node.describe());
-    kernel.push_back(wt.shape[2 + d]->value);
-  }
+  std::vector<sym::Expr> kernel(wt.shape.begin() + 2, wt.shape.end());
   int64_t groups = c.node.attrInt("group", 1);
   Window w = windowGeometry(c, x.shape, kernel, false);
   ir::Shape outShape{x.shape[0], wt.shape[0]};
@@ -293,7 +288,7 @@ void lowerPool(OpCtx &c) {
   if ((int)kernel.size() != spatial)
     fail("{}: kernel_shape has {} dims for {} spatial dims", c.node.describe(), kernel.size(), spatial);
   bool ceilMode = c.node.attrInt("ceil_mode", 0) != 0;
-  Window w = windowGeometry(c, x.shape, kernel, ceilMode);
+  Window w = windowGeometry(c, x.shape, constants(c.ctx(), kernel), ceilMode);
   bool countPad = c.node.attrInt("count_include_pad", 0) != 0;
   LTensor src = x.cheap ? x : c.realize(x);
   sym::Context &ctx = c.ctx();
