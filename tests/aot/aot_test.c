@@ -7,6 +7,8 @@
  *   aot_test static2 <model.so> <datadir>   two inputs: values, wrong input/output count
  *   aot_test chain <model.so> <datadir>     dynamic batch through Shape/Reshape/Softmax/
  *                                           Transpose, B = 1, 3, 7, with kiln_run_alloc
+ *   aot_test pair <model.so> <datadir>      two inputs sharing 'batch': z = a - c, and a
+ *                                           run where they disagree must fail naming 'c'
  */
 #include <kiln/model.h>
 
@@ -350,6 +352,37 @@ static int test_chain(const char *dir) {
   return failures;
 }
 
+static int test_pair(const char *dir) {
+  kiln_container *c = make_container();
+  float a[5 * 4], b[5 * 4], z[5 * 4];
+  int64_t s3[2] = {3, 4}, s5[2] = {5, 4};
+  DLTensor in[2], out;
+  int i, st;
+  const char *msg;
+  (void)dir;
+  for (i = 0; i < 20; ++i) {
+    a[i] = (float)i;
+    b[i] = (float)(3 * i) - 1.0f;
+    z[i] = -1000.0f;
+  }
+  in[0] = tensor(a, 2, s5, kDLFloat, 32);
+  in[1] = tensor(b, 2, s5, kDLFloat, 32);
+  out = tensor(z, 2, s5, kDLFloat, 32);
+  st = api.run(c, in, 2, &out, 1);
+  CHECK(st == KILN_OK, "pair run: %d %s", st, api.last_error());
+  for (i = 0; i < 20 && st == KILN_OK; ++i)
+    CHECK(z[i] == a[i] - b[i], "z[%d] = %g, want %g", i, z[i], a[i] - b[i]);
+  /* a has batch 5, c has batch 3: the shared symbol disagrees. */
+  in[1] = tensor(b, 2, s3, kDLFloat, 32);
+  st = api.run(c, in, 2, &out, 1);
+  msg = api.last_error();
+  CHECK(st == KILN_ERR_SHAPE_MISMATCH, "disagreeing batch: status %d (%s)", st, msg);
+  CHECK(strstr(msg, "'c'") != NULL, "message must name input c: %s", msg);
+  CHECK(strstr(msg, "batch") != NULL, "message must name dim batch: %s", msg);
+  CHECK(api.destroy(c) == KILN_OK, "destroy");
+  return failures;
+}
+
 int main(int argc, char **argv) {
   int f;
   if (argc != 4) {
@@ -363,6 +396,8 @@ int main(int argc, char **argv) {
     f = test_static2(argv[3]);
   else if (strcmp(argv[1], "chain") == 0)
     f = test_chain(argv[3]);
+  else if (strcmp(argv[1], "pair") == 0)
+    f = test_pair(argv[3]);
   else
     return 2;
   if (f)

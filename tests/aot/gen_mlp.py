@@ -85,3 +85,14 @@ for B in (1, 3, 7):
     y = (e / e.sum(axis=-1, keepdims=True)).reshape(B, 4, 6).transpose(0, 2, 1)
     x.tofile(os.path.join(out, f"cx_{B}.bin"))
     np.ascontiguousarray(y, dtype=np.float32).tofile(os.path.join(out, f"cy_{B}.bin"))
+
+# Two inputs sharing the dynamic dim 'batch': z = a - c.
+g4 = h.make_graph(
+    [h.make_node("Sub", ["a", "c"], ["z"], name="sub")],
+    "pair",
+    [h.make_tensor_value_info("a", T.FLOAT, ["batch", 4]),
+     h.make_tensor_value_info("c", T.FLOAT, ["batch", 4])],
+    [h.make_tensor_value_info("z", T.FLOAT, ["batch", 4])])
+m4 = h.make_model(g4, opset_imports=[h.make_opsetid("", 17)])
+onnx.checker.check_model(m4)
+onnx.save(m4, os.path.join(out, "pair.onnx"))

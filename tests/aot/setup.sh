@@ -9,6 +9,8 @@ mkdir -p "$WORK"
 "$KILN" compile "$WORK/mlp.onnx" -o "$WORK/mlp.so" --dynamic batch=1:16
 "$KILN" compile "$WORK/static2.onnx" -o "$WORK/static2.so"
 "$KILN" compile "$WORK/chain.onnx" -o "$WORK/chain.so" --dynamic batch=1:8
+"$KILN" compile "$WORK/pair.onnx" -o "$WORK/pair.so" --dynamic batch=1:8
 test -f "$WORK/mlp.so"
 test -f "$WORK/static2.so"
 test -f "$WORK/chain.so"
+test -f "$WORK/pair.so"

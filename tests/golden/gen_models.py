@@ -45,3 +45,23 @@ save("dynamic_batch",
       h.make_node("Exp", ["a"], ["y"], name="exp")],
      [h.make_tensor_value_info("x", T.FLOAT, ["batch", 48])],
      [h.make_tensor_value_info("y", T.FLOAT, ["batch", 48])])
+
+# 4. Views: Transpose then Reshape feeding a Relu is one kernel with remapped indices,
+#    not a copy kernel per view.
+save("views",
+     [h.make_node("Transpose", ["x"], ["t"], name="transpose", perm=[1, 0]),
+      h.make_node("Reshape", ["t", "shape"], ["r"], name="reshape"),
+      h.make_node("Relu", ["r"], ["y"], name="relu")],
+     [h.make_tensor_value_info("x", T.FLOAT, [8, 12])],
+     [h.make_tensor_value_info("y", T.FLOAT, [4, 24])],
+     [nh.from_array(np.array([4, 24], np.int64), "shape")])
+
+# 5. MatMul goes to the shim; bias + relu become its epilogue or one pointwise kernel.
+save("matmul_bias_relu",
+     [h.make_node("MatMul", ["x", "W"], ["t"], name="mm"),
+      h.make_node("Add", ["t", "b"], ["u"], name="bias"),
+      h.make_node("Relu", ["u"], ["y"], name="relu")],
+     [h.make_tensor_value_info("x", T.FLOAT, ["batch", 32])],
+     [h.make_tensor_value_info("y", T.FLOAT, ["batch", 16])],
+     [nh.from_array(np.ones((32, 16), np.float32), "W"),
+      nh.from_array(np.ones(16, np.float32), "b")])
