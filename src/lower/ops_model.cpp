@@ -148,12 +148,9 @@ void lowerConvTranspose(OpCtx &c) {
     c.unsupported("ConvTranspose with no spatial dims");
   sym::Context &ctx = c.ctx();
   int64_t group = c.node.attrInt("group", 1);
-  std::vector<int64_t> kernel;
-  for (int d = 0; d < spatial; ++d) {
-    if (!wt.shape[2 + d].isConst())
-      fail("{}: kernel dims must be static", c.node.describe());
-    kernel.push_back(wt.shape[2 + d]->value);
-  }
+  std::vector<sym::Expr> kernel; // may be symbolic when the weights are a graph input
+  for (int d = 0; d < spatial; ++d)
+    kernel.push_back(wt.shape[2 + d]);
   size_t n = spatial;
   auto strides = c.node.attrInts("strides", std::vector<int64_t>(n, 1));
   auto dil = c.node.attrInts("dilations", std::vector<int64_t>(n, 1));
@@ -174,8 +171,8 @@ void lowerConvTranspose(OpCtx &c) {
   std::vector<sym::Expr> pb(n), outDims(n);
   for (size_t d = 0; d < n; ++d) {
     sym::Expr in = x.shape[2 + d];
-    int64_t eff = dil[d] * (kernel[d] - 1) + 1;
-    sym::Expr full = (in - 1) * strides[d] + (outPad[d] + eff);
+    sym::Expr eff = (kernel[d] - 1) * dil[d] + 1;
+    sym::Expr full = (in - 1) * strides[d] + eff + outPad[d];
     bool same = autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER";
     if (!outShapeAttr.empty() || same) {
       sym::Expr target = !outShapeAttr.empty() ? ctx.constant(outShapeAttr[d]) : in * strides[d];
@@ -202,8 +199,8 @@ void lowerConvTranspose(OpCtx &c) {
   ir::Shape pshape{x.shape[0], M};
   pshape.insert(pshape.end(), outDims.begin(), outDims.end());
   pshape.push_back(Cg);
-  for (int64_t k : kernel)
-    pshape.push_back(ctx.constant(k));
+  for (const sym::Expr &k : kernel)
+    pshape.push_back(k);
   ir::Shape xs = x.shape;
   sym::Context *cp = &ctx;
   LTensor prod = c.pointwise(acc, pshape, [=](const Index &i) {
