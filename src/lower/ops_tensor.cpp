@@ -50,29 +50,52 @@ void lowerDropout(OpCtx &c) {
   bool training = false;
   double ratio = c.node.attrFloat("ratio", 0.5f);
   if (c.node.opset < 7)
-    training = c.node.attrInt("is_test", 0) == 0 && c.node.hasAttr("is_test");
+    training = c.node.hasAttr("is_test") && c.node.attrInt("is_test", 0) == 0;
+  std::optional<VRef> runtimeDrop; // run-time "would drop" predicate
   if (c.node.opset >= 12) {
+    std::optional<VRef> ratioV;
     if (c.has(1)) {
       if (const ir::TensorData *r = c.constIn(1))
         ratio = r->getDouble(0);
       else
-        ratio = -1; // unknown
+        ratioV = scalarInput(c, 1, DType::Float64);
+    } else {
+      ratio = 0.5;
     }
     if (c.has(2)) {
-      const ir::TensorData *tm = c.constIn(2);
-      if (!tm)
-        c.unsupported("Dropout with a run-time training_mode");
-      training = tm->getInt(0) != 0;
+      if (const ir::TensorData *tm = c.constIn(2)) {
+        training = tm->getInt(0) != 0;
+        if (training && ratioV)
+          c.unsupported("Dropout in training mode");
+      } else {
+        // training_mode known only at run time. kiln does inference only: with
+        // training_mode false or ratio 0 the op is the identity; a real random drop is not
+        // implemented, so that case yields NaN (never a silently wrong but plausible result).
+        VRef tmv = *scalarInput(c, 2, DType::Bool);
+        VRef ratioNZ = ratioV ? bin(BinaryOp::Ne, *ratioV, loop::constant(DType::Float64, 0))
+                              : loop::constantInt(DType::Bool, ratio != 0.0);
+        runtimeDrop = bin(BinaryOp::And, tmv, ratioNZ);
+      }
     }
   }
   if (training && ratio != 0.0)
     c.unsupported("Dropout in training mode");
-  c.out(0, x);
-  if (c.node.outputs.size() > 1 && c.node.outputs[1]) {
-    DType mt = c.node.opset >= 10 ? DType::Bool : x.dtype;
-    VRef one = mt == DType::Bool ? loop::constantInt(DType::Bool, 1) : cval(mt, 1);
-    c.out(1, c.pointwise(mt, x.shape, [one](const Index &) { return one; }, true));
+  bool wantMask = c.node.outputs.size() > 1 && c.node.outputs[1];
+  DType mt = c.node.opset >= 10 ? DType::Bool : x.dtype;
+  VRef one = mt == DType::Bool ? loop::constantInt(DType::Bool, 1) : cval(mt, 1);
+  if (runtimeDrop) {
+    VRef drop = *runtimeDrop;
+    DType t = x.dtype;
+    c.out(0, mapUnary(c, x, [=](VRef v) { return loop::select(drop, loop::constant(t, NAN), v); }));
+    if (wantMask)
+      c.out(1, c.pointwise(mt, x.shape, [=](const Index &) {
+        return loop::select(drop, loop::constantInt(DType::Bool, 0), one);
+      }));
+    return;
   }
+  c.out(0, x);
+  if (wantMask)
+    c.out(1, c.pointwise(mt, x.shape, [one](const Index &) { return one; }, true));
 }
 
 // ---------------------------------------------------------------- Trilu
@@ -337,16 +360,9 @@ void lowerHardmax(OpCtx &c) {
 
 // ---------------------------------------------------------------- CumSum
 
-void lowerCumSum(OpCtx &c) {
-  LTensor x = c.in(0);
-  std::vector<int64_t> a = c.requireIntsIn(1, "axis");
-  if (a.size() != 1)
-    fail("{}: axis must be a scalar", c.node.describe());
-  int axis = c.normAxis(a[0], x.rank());
-  bool exclusive = c.node.attrInt("exclusive", 0) != 0;
-  bool reverse = c.node.attrInt("reverse", 0) != 0;
-  DType t = x.dtype;
-  DType acc = isFloat(t) ? accOf(t) : t;
+/// Inclusive/exclusive, forward/reverse running sum along `axis` (acc dtype): a
+/// reduction over r of select(r <= i, x[r], 0), O(n^2) per line.
+LTensor cumSumAlong(OpCtx &c, const LTensor &x, int axis, bool exclusive, bool reverse, DType acc) {
   sym::Expr n = x.shape[axis];
   ir::Shape win = x.shape;
   win.push_back(n);
@@ -360,7 +376,37 @@ void lowerCumSum(OpCtx &c) {
     src[axis] = r;
     return loop::select(bin(cmp, sv(r), sv(i[axis])), loop::cast(inner(src), acc), cval(acc, 0));
   });
-  LTensor s = c.reduce(w, {rank}, false, ReduceOp::Sum, acc);
+  return c.reduce(w, {rank}, false, ReduceOp::Sum, acc);
+}
+
+void lowerCumSum(OpCtx &c) {
+  LTensor x = c.in(0);
+  if (x.rank() == 0)
+    fail("{}: input must have rank >= 1", c.node.describe());
+  bool exclusive = c.node.attrInt("exclusive", 0) != 0;
+  bool reverse = c.node.attrInt("reverse", 0) != 0;
+  DType t = x.dtype;
+  DType acc = isFloat(t) ? accOf(t) : t;
+  int rank = x.rank();
+  LTensor s;
+  auto a = c.symIn(1);
+  if (a && a->size() == 1 && (*a)[0].isConst()) {
+    s = cumSumAlong(c, x, c.normAxis((*a)[0]->value, rank), exclusive, reverse, acc);
+  } else {
+    // Axis known only at run time: one running sum per candidate axis, chosen by value.
+    VRef av = *scalarInput(c, 1, DType::Int64);
+    av = loop::select(bin(BinaryOp::Lt, av, i64(0)), bin(BinaryOp::Add, av, i64(rank)), av);
+    std::vector<LTensor> per;
+    LTensor src = x.cheap || x.buffer ? x : c.realize(x);
+    for (int d = 0; d < rank; ++d)
+      per.push_back(cumSumAlong(c, src, d, exclusive, reverse, acc));
+    s = c.pointwise(acc, x.shape, [=](const Index &i) {
+      VRef r = per[rank - 1].load(i);
+      for (int d = rank - 1; d-- > 0;)
+        r = loop::select(bin(BinaryOp::Eq, av, i64(d)), per[d].load(i), r);
+      return r;
+    });
+  }
   if (acc != t)
     s = mapUnary(c, s, [t](VRef v) { return loop::cast(v, t); });
   c.out(0, s);
