@@ -27,5 +27,6 @@ void registerReduceOps(std::vector<OpInfo> &r);
 void registerNNOps(std::vector<OpInfo> &r);
 void registerTensorOps(std::vector<OpInfo> &r);  // ops_tensor.cpp
 void registerModelOps(std::vector<OpInfo> &r);   // ops_model.cpp
+void registerQuantOps(std::vector<OpInfo> &r);   // ops_quant.cpp
 
 } // namespace kiln::lower

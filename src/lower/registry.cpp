@@ -13,6 +13,7 @@ const std::vector<OpInfo> &opRegistry() {
     registerNNOps(r);
     registerTensorOps(r);
     registerModelOps(r);
+    registerQuantOps(r);
     return r;
   }();
   return ops;

@@ -1,0 +1,305 @@
+// Quantization ops: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear, and the
+// integer matmul/conv family (MatMulInteger, QLinearMatMul, ConvInteger, QLinearConv)
+// as generated reductions with int32 accumulation.
+#include "lower/ops_common.h"
+
+#include <cmath>
+
+namespace kiln::lower {
+
+namespace {
+
+using loop::binary;
+using loop::cast;
+using loop::constant;
+using loop::ReduceOp;
+
+/// Index `i` into a 1-D parameter of length `dim` that is either per-tensor (dim 1,
+/// possibly only known at run time) or per-element along an axis.
+sym::Expr paramIndex(sym::Expr dim, sym::Expr i, sym::Context &ctx) {
+  if (dim.isConst(1))
+    return ctx.constant(0);
+  return dim.isConst() ? i : i * sym::min(dim - 1, ctx.constant(1));
+}
+
+/// Per-tensor or per-axis parameter read at the element's index along `axis`.
+VRef paramAt(const LTensor &p, const Index &idx, int axis, sym::Context &ctx) {
+  if (p.rank() == 0)
+    return p.load({});
+  if (axis < 0 || axis >= static_cast<int>(idx.size()))
+    return p.load({ctx.constant(0)});
+  return p.load({paramIndex(p.shape[0], idx[axis], ctx)});
+}
+
+/// The quantization axis; only meaningful (and checked) for per-axis parameters.
+int quantAxis(OpCtx &c, const LTensor &x, const LTensor &scale) {
+  int64_t a = c.node.attrInt("axis", 1);
+  if (scale.rank() == 0 || scale.shape[0].isConst(1))
+    return -1;
+  return c.normAxis(a, x.rank());
+}
+
+VRef saturate(VRef v, DType to) {
+  double lo = to == DType::UInt8 ? 0 : to == DType::Int8 ? -128 : to == DType::UInt16 ? 0 : -32768;
+  double hi = to == DType::UInt8 ? 255 : to == DType::Int8 ? 127 : to == DType::UInt16 ? 65535 : 32767;
+  v = binary(BinaryOp::Max, v, constant(v->dtype, lo));
+  v = binary(BinaryOp::Min, v, constant(v->dtype, hi));
+  return cast(v, to);
+}
+
+/// round-half-to-even(x / scale) + zp, saturated to the zero point's type.
+VRef quantize(VRef x, VRef scale, VRef zp, DType to) {
+  VRef q = loop::unary(UnaryOp::Round, binary(BinaryOp::Div, x, scale));
+  q = binary(BinaryOp::Add, q, cast(zp, DType::Float32));
+  return saturate(q, to);
+}
+
+void lowerQuantizeLinear(OpCtx &c) {
+  LTensor x = c.in(0), scale = c.in(1);
+  DType to = DType::UInt8;
+  std::optional<LTensor> zp;
+  if (c.has(2)) {
+    zp = c.in(2);
+    to = zp->dtype;
+  }
+  int axis = quantAxis(c, x, scale);
+  sym::Context *ctx = &c.ctx();
+  c.out(0, c.pointwise(to, x.shape, [=](const Index &i) {
+    VRef s = cast(paramAt(scale, i, axis, *ctx), DType::Float32);
+    VRef z = zp ? paramAt(*zp, i, axis, *ctx) : loop::constantInt(DType::UInt8, 0);
+    return quantize(cast(x.load(i), DType::Float32), s, z, to);
+  }));
+}
+
+void lowerDequantizeLinear(OpCtx &c) {
+  LTensor x = c.in(0), scale = c.in(1);
+  std::optional<LTensor> zp;
+  if (c.has(2))
+    zp = c.in(2);
+  int axis = quantAxis(c, x, scale);
+  sym::Context *ctx = &c.ctx();
+  DType t = scale.dtype;
+  c.out(0, c.pointwise(t, x.shape, [=](const Index &i) {
+    VRef v = cast(x.load(i), DType::Int64);
+    if (zp)
+      v = binary(BinaryOp::Sub, v, cast(paramAt(*zp, i, axis, *ctx), DType::Int64));
+    return binary(BinaryOp::Mul, cast(v, t), paramAt(scale, i, axis, *ctx));
+  }));
+}
+
+void lowerDynamicQuantizeLinear(OpCtx &c) {
+  LTensor x = c.in(0);
+  std::vector<int> all;
+  for (int d = 0; d < x.rank(); ++d)
+    all.push_back(d);
+  LTensor mx = c.realize(c.reduce(x, all, false, ReduceOp::Max, DType::Float32));
+  LTensor mn = c.realize(c.reduce(x, all, false, ReduceOp::Min, DType::Float32));
+  LTensor scale = c.realize(c.pointwise(DType::Float32, {}, [=](const Index &) {
+    VRef hi = binary(BinaryOp::Max, mx.load({}), constant(DType::Float32, 0));
+    VRef lo = binary(BinaryOp::Min, mn.load({}), constant(DType::Float32, 0));
+    return binary(BinaryOp::Div, binary(BinaryOp::Sub, hi, lo), constant(DType::Float32, 255));
+  }));
+  LTensor zp = c.realize(c.pointwise(DType::UInt8, {}, [=](const Index &) {
+    VRef lo = binary(BinaryOp::Min, mn.load({}), constant(DType::Float32, 0));
+    VRef z = loop::unary(UnaryOp::Round,
+                         binary(BinaryOp::Sub, constant(DType::Float32, 0),
+                                binary(BinaryOp::Div, lo, scale.load({}))));
+    return saturate(z, DType::UInt8);
+  }));
+  c.out(0, c.pointwise(DType::UInt8, x.shape, [=](const Index &i) {
+    return quantize(x.load(i), scale.load({}), zp.load({}), DType::UInt8);
+  }));
+  c.out(1, scale);
+  c.out(2, zp);
+}
+
+/// Zero point of an operand at a row/column (per-tensor or 1-D per-row/per-column).
+VRef zeroPoint(const std::optional<LTensor> &zp, sym::Expr along, sym::Context &ctx) {
+  if (!zp)
+    return loop::constantInt(DType::Int32, 0);
+  if (zp->rank() == 0 || (zp->rank() == 1 && zp->shape[0].isConst(1)))
+    return cast(zp->load(Index(zp->rank(), ctx.constant(0))), DType::Int32);
+  return cast(zp->load({paramIndex(zp->shape[0], along, ctx)}), DType::Int32);
+}
+
+/// int32 sum_k (a[..m,k] - za) * (b[..k,n] - zb), numpy-broadcast batch dims.
+LTensor integerMatMul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> za,
+                      std::optional<LTensor> zb) {
+  sym::Context &ctx = c.ctx();
+  if (a.rank() == 1)
+    a = reshapeView(ctx, a, {ctx.constant(1), a.shape[0]});
+  bool vecB = b.rank() == 1;
+  if (vecB)
+    b = reshapeView(ctx, b, {b.shape[0], ctx.constant(1)});
+  ir::Shape ba(a.shape.begin(), a.shape.end() - 2), bb(b.shape.begin(), b.shape.end() - 2);
+  ir::Shape batch = broadcastShapes(ba, bb, c.node.describe());
+  sym::Expr m = a.shape[a.rank() - 2], k = a.shape[a.rank() - 1], n = b.shape[b.rank() - 1];
+  ir::Shape full = batch;
+  full.insert(full.end(), {m, n, k});
+  sym::Context *cx = &ctx;
+  size_t nb = batch.size();
+  LTensor prod = c.pointwise(DType::Int32, full, [=](const Index &i) {
+    Index ai(i.begin(), i.begin() + nb), bi = ai;
+    ai.insert(ai.end(), {i[nb], i[nb + 2]});
+    bi.insert(bi.end(), {i[nb + 2], i[nb + 1]});
+    ir::Shape as = batch, bs = batch;
+    as.insert(as.end(), {a.shape[a.rank() - 2], a.shape[a.rank() - 1]});
+    bs.insert(bs.end(), {b.shape[b.rank() - 2], b.shape[b.rank() - 1]});
+    VRef av = binary(BinaryOp::Sub, cast(loadBroadcast(*cx, a, as, ai), DType::Int32),
+                     zeroPoint(za, i[nb], *cx));
+    VRef bv = binary(BinaryOp::Sub, cast(loadBroadcast(*cx, b, bs, bi), DType::Int32),
+                     zeroPoint(zb, i[nb + 1], *cx));
+    return binary(BinaryOp::Mul, av, bv);
+  });
+  LTensor r = c.reduce(prod, {static_cast<int>(nb + 2)}, false, ReduceOp::Sum, DType::Int32);
+  ir::Shape outShape = batch;
+  if (ba.size() + 2 == static_cast<size_t>(a.rank()) && c.in(0).rank() != 1)
+    outShape.push_back(m);
+  if (!vecB)
+    outShape.push_back(n);
+  if (outShape.size() != r.shape.size())
+    r = reshapeView(ctx, r, outShape);
+  return r;
+}
+
+void lowerMatMulInteger(OpCtx &c) {
+  std::optional<LTensor> za, zb;
+  if (c.has(2))
+    za = c.in(2);
+  if (c.has(3))
+    zb = c.in(3);
+  c.out(0, integerMatMul(c, c.in(0), c.in(1), za, zb));
+}
+
+/// Requantizes an int32 accumulator: round(acc * sa * sb / sy) + zy, saturated.
+LTensor requantize(OpCtx &c, const LTensor &acc, const LTensor &sa, const LTensor &sb,
+                   const LTensor &sy, const LTensor &zy, int channelAxis) {
+  sym::Context *cx = &c.ctx();
+  DType to = zy.dtype;
+  return c.pointwise(to, acc.shape, [=](const Index &i) {
+    auto scalarOr = [&](const LTensor &p) {
+      if (p.rank() == 0)
+        return cast(p.load({}), DType::Float32);
+      return cast(p.load({paramIndex(p.shape[0], i[channelAxis], *cx)}), DType::Float32);
+    };
+    VRef real = binary(BinaryOp::Mul, cast(acc.load(i), DType::Float32),
+                       binary(BinaryOp::Mul, scalarOr(sa), scalarOr(sb)));
+    return quantize(real, scalarOr(sy), cast(zy.load(Index(zy.rank(), cx->constant(0))),
+                                              DType::Int32),
+                    to);
+  });
+}
+
+void lowerQLinearMatMul(OpCtx &c) {
+  LTensor acc = c.realize(integerMatMul(c, c.in(0), c.in(3), c.in(2), c.in(5)));
+  c.out(0, requantize(c, acc, c.in(1), c.in(4), c.in(6), c.in(7), acc.rank() - 1));
+}
+
+/// int32 convolution by direct summation (window tensor reduced over ic and taps).
+LTensor integerConv(OpCtx &c, LTensor x, LTensor w, std::optional<LTensor> zx,
+                    std::optional<LTensor> zw) {
+  sym::Context &ctx = c.ctx();
+  int spatial = x.rank() - 2;
+  std::vector<int64_t> kernel;
+  for (int d = 0; d < spatial; ++d) {
+    if (!w.shape[2 + d].isConst())
+      fail("{}: kernel dims must be static", c.node.describe());
+    kernel.push_back(w.shape[2 + d]->value);
+  }
+  std::vector<int64_t> strides = c.node.attrInts("strides", std::vector<int64_t>(spatial, 1));
+  std::vector<int64_t> dil = c.node.attrInts("dilations", std::vector<int64_t>(spatial, 1));
+  std::vector<int64_t> pads = c.node.attrInts("pads", std::vector<int64_t>(2 * spatial, 0));
+  std::string autoPad = c.node.attrString("auto_pad", "NOTSET");
+  int64_t groups = c.node.attrInt("group", 1);
+  std::vector<sym::Expr> pb, out;
+  for (int d = 0; d < spatial; ++d) {
+    sym::Expr size = x.shape[2 + d];
+    int64_t eff = dil[d] * (kernel[d] - 1) + 1;
+    sym::Expr b = ctx.constant(pads[d]), e = ctx.constant(pads[spatial + d]);
+    if (autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER") {
+      sym::Expr o = sym::floorDiv(size + (strides[d] - 1), strides[d]);
+      sym::Expr total = sym::max((o - 1) * strides[d] + eff - size, ctx.constant(0));
+      sym::Expr small = sym::floorDiv(total, 2);
+      b = autoPad == "SAME_UPPER" ? small : total - small;
+      e = total - b;
+    } else if (autoPad == "VALID") {
+      b = e = ctx.constant(0);
+    }
+    pb.push_back(b);
+    out.push_back(sym::floorDiv(size + b + e - eff, strides[d]) + 1);
+  }
+  sym::Expr icg = w.shape[1], oc = w.shape[0];
+  sym::Expr ocg = sym::floorDiv(oc, groups);
+  ir::Shape full{x.shape[0], oc};
+  full.insert(full.end(), out.begin(), out.end());
+  full.push_back(icg);
+  for (int64_t k : kernel)
+    full.push_back(ctx.constant(k));
+  sym::Context *cx = &ctx;
+  LTensor src = x.cheap ? x : c.realize(x);
+  LTensor prod = c.pointwise(DType::Int32, full, [=](const Index &i) {
+    sym::Expr g = sym::floorDiv(i[1], ocg);
+    sym::Expr ic = g * icg + i[2 + spatial];
+    Index xi{i[0], ic}, wi{i[1], i[2 + spatial]};
+    VRef inside;
+    for (int d = 0; d < spatial; ++d) {
+      sym::Expr kd = i[3 + spatial + d];
+      sym::Expr pos = i[2 + d] * strides[d] + kd * dil[d] - pb[d];
+      sym::Expr size = x.shape[2 + d];
+      xi.push_back(sym::max(sym::min(pos, size - 1), cx->constant(0)));
+      wi.push_back(kd);
+      VRef ok = binary(BinaryOp::And,
+                       binary(BinaryOp::Ge, loop::symInt(pos), loop::constantInt(DType::Int64, 0)),
+                       binary(BinaryOp::Lt, loop::symInt(pos), loop::symInt(size)));
+      inside = inside ? binary(BinaryOp::And, inside, ok) : ok;
+    }
+    VRef zxv = zx ? cast(zx->load(Index(zx->rank(), cx->constant(0))), DType::Int32)
+                  : loop::constantInt(DType::Int32, 0);
+    VRef xv = binary(BinaryOp::Sub, cast(src.load(xi), DType::Int32), zxv);
+    xv = loop::select(inside, xv, loop::constantInt(DType::Int32, 0));
+    VRef wv = binary(BinaryOp::Sub, cast(w.load(wi), DType::Int32), zeroPoint(zw, i[1], *cx));
+    return binary(BinaryOp::Mul, xv, wv);
+  });
+  std::vector<int> axes;
+  for (int d = 0; d <= spatial; ++d)
+    axes.push_back(2 + spatial + d);
+  return c.reduce(prod, axes, false, ReduceOp::Sum, DType::Int32);
+}
+
+void lowerConvInteger(OpCtx &c) {
+  std::optional<LTensor> zx, zw;
+  if (c.has(2))
+    zx = c.in(2);
+  if (c.has(3))
+    zw = c.in(3);
+  c.out(0, integerConv(c, c.in(0), c.in(1), zx, zw));
+}
+
+void lowerQLinearConv(OpCtx &c) {
+  LTensor acc = integerConv(c, c.in(0), c.in(3), c.in(2), c.in(5));
+  if (c.has(8)) {
+    LTensor bias = c.in(8);
+    LTensor a = acc;
+    acc = c.pointwise(DType::Int32, acc.shape, [=](const Index &i) {
+      return binary(BinaryOp::Add, a.load(i), cast(bias.load({i[1]}), DType::Int32));
+    });
+  }
+  acc = c.realize(acc);
+  c.out(0, requantize(c, acc, c.in(1), c.in(4), c.in(6), c.in(7), 1));
+}
+
+} // namespace
+
+void registerQuantOps(std::vector<OpInfo> &r) {
+  r.insert(r.end(), {
+                        {"QuantizeLinear", 10, lowerQuantizeLinear},
+                        {"DequantizeLinear", 10, lowerDequantizeLinear},
+                        {"DynamicQuantizeLinear", 11, lowerDynamicQuantizeLinear},
+                        {"MatMulInteger", 10, lowerMatMulInteger},
+                        {"QLinearMatMul", 10, lowerQLinearMatMul},
+                        {"ConvInteger", 10, lowerConvInteger},
+                        {"QLinearConv", 10, lowerQLinearConv},
+                    });
+}
+
+} // namespace kiln::lower
