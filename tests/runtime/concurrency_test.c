@@ -95,6 +95,17 @@ static void make_tensors(tensor_list *l, int32_t n, int input, int64_t *const *o
   }
 }
 
+static void free_tensors(tensor_list *l) {
+  int32_t i;
+  for (i = 0; i < l->n; ++i) {
+    free(l->t[i].data);
+    free(l->shapes[i]);
+  }
+  free(l->t);
+  free(l->shapes);
+  free(l->bytes);
+}
+
 static double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -137,6 +148,9 @@ static void *work(void *p) {
       nanosleep(&ts, NULL);
     }
   }
+  free_tensors(&out);
+  free(in_ptrs);
+  free(out_ptrs);
   return NULL;
 }
 
@@ -321,6 +335,9 @@ int main(int argc, char **argv) {
          argv[1], threads, g_runs, g_static ? "kiln_run + kiln_run_minimal" : "kiln_run", swaps,
          now_ms() - t0, matched[0], matched[1], total_torn, total_failed);
   api.destroy(g_c);
+  for (i = 0; i < g_nout; ++i)
+    free(out_dims[i]);
+  free(out_dims);
   return total_torn != 0 || total_failed != 0 || up_rc != NULL || swaps < 10 || !matched[0] ||
          !matched[1];
 }
