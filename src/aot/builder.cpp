@@ -60,6 +60,14 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
                                const std::string &cacheDir, int jobs, bool embedWeights,
                                bool keepSources) {
   BuildResult result;
+  {
+    fs::path parent = fs::absolute(output).parent_path();
+    std::error_code ec;
+    if (!fs::is_directory(parent, ec))
+      fail("output directory '{}' does not exist", parent.string());
+    if (fs::is_directory(output, ec))
+      fail("output path '{}' is a directory", output);
+  }
   fs::path cache = fs::path(cacheDir) / "objects";
   fs::create_directories(cache);
   fs::path work = fs::path(cacheDir) / ("build-" + std::to_string(getpid()) + "-" +
@@ -165,7 +173,13 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
     throw InternalError("kiln internal error: linking model.so failed:\n" +
                         readFile(work / "link.log").substr(0, 4000));
   }
-  fs::rename(tmpOut, out);
+  std::error_code renameError;
+  fs::rename(tmpOut, out, renameError);
+  if (renameError) {
+    std::error_code ec;
+    fs::remove(tmpOut, ec);
+    fail("cannot write '{}': {}", out.string(), renameError.message());
+  }
   if (keepSources) {
     fs::path dir = out;
     dir += ".src";
