@@ -210,7 +210,7 @@ void verify(const Graph &g) {
   for (const Value *v : g.inputs)
     defined.insert(v);
   for (const auto &v : g.values)
-    if (v->data)
+    if (v->data || v->symData) // known at compile time: needs no producer at run time
       defined.insert(v.get());
   for (const auto &n : g.nodes) {
     for (const Value *in : n->inputs)

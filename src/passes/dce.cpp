@@ -10,7 +10,9 @@ void eliminateDeadCode(ir::Graph &g) {
     ir::Node &n = **it;
     bool needed = false;
     for (const ir::Value *o : n.outputs)
-      if (o && live.count(o) && !o->data)
+      // Values known at compile time (data, or symbolic contents that lower to symbol
+      // arithmetic) never need their producer at run time.
+      if (o && live.count(o) && !o->data && !o->symData)
         needed = true;
     if (!needed) {
       n.dead = true;

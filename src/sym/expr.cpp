@@ -209,6 +209,23 @@ Expr Context::add(Expr a, Expr b) {
   int64_t c = 0;
   collectTerms(*this, a, terms, c);
   collectTerms(*this, b, terms, c);
+  // k*mod(e, d) + k*d*floor_div(e, d) == k*e: recombines what unravel() split, so
+  // reshape views of contiguous data index without divisions.
+  for (auto &[id, t] : terms) {
+    const Node *m = t.first;
+    if (t.second == 0 || m->kind != Kind::Mod || m->ops[1]->kind != Kind::Const)
+      continue;
+    int64_t d = m->ops[1]->value;
+    Expr fd = floorDiv(Expr(m->ops[0]), Expr(m->ops[1]));
+    auto it = terms.find(fd->id);
+    if (it == terms.end() || it->second.second != t.second * d)
+      continue;
+    int64_t k = t.second;
+    t.second = 0;
+    it->second.second = 0;
+    collectTerms(*this, mul(constant(k), Expr(m->ops[0])), terms, c);
+    return add(buildSum(*this, terms, c), constant(0));
+  }
   return buildSum(*this, terms, c);
 }
 
