@@ -162,7 +162,7 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
   fs::path out = fs::absolute(output);
   fs::path tmpOut = out;
   tmpOut += ".tmp" + std::to_string(getpid());
-  std::string link = "g++ -shared -fopenmp -o " + shellQuote(tmpOut.string());
+  std::string link = "g++ -shared -fopenmp -Wl,-z,now -o " + shellQuote(tmpOut.string());
   for (const Job &j : all)
     link += " " + shellQuote(j.object.string());
   link += " -L" KILN_RT_LIB_DIR " -lkiln_rt -Wl,-rpath," KILN_RT_LIB_DIR " 2> " +

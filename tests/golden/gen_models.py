@@ -28,16 +28,16 @@ save("pointwise_chain",
       h.make_node("Sigmoid", ["b"], ["c"], name="sigmoid"),
       h.make_node("Add", ["c", "one"], ["d"], name="add"),
       h.make_node("Tanh", ["d"], ["y"], name="tanh")],
-     [h.make_tensor_value_info("x", T.FLOAT, [32, 64])],
-     [h.make_tensor_value_info("y", T.FLOAT, [32, 64])],
+     [h.make_tensor_value_info("x", T.FLOAT, [512, 64])],
+     [h.make_tensor_value_info("y", T.FLOAT, [512, 64])],
      [nh.from_array(np.array(2.0, np.float32), "two"),
       nh.from_array(np.array(1.0, np.float32), "one")])
 
 # 2. Softmax over the last axis: reductions (max, sum) with a pointwise epilogue.
 save("softmax",
      [h.make_node("Softmax", ["x"], ["y"], name="softmax", axis=-1)],
-     [h.make_tensor_value_info("x", T.FLOAT, [16, 128])],
-     [h.make_tensor_value_info("y", T.FLOAT, [16, 128])])
+     [h.make_tensor_value_info("x", T.FLOAT, [256, 128])],
+     [h.make_tensor_value_info("y", T.FLOAT, [256, 128])])
 
 # 3. Dynamic batch: sizes come from the symbol, never a hard-coded batch.
 save("dynamic_batch",

@@ -226,6 +226,9 @@ public:
     for (auto &d : k_.rsizes)
       work = work * d;
     parallelIf_ = fmt::format("if({} >= 16384)", sizeCpp(work));
+    // Entering libgomp costs more than a small kernel itself: no parallel region when
+    // the work is known to be small.
+    serial_ = work.isConst() && work->value < 16384;
     outIdx_ = sym::toCpp(linear(k_.vars, oshape, ctx_), [&](sym::Expr s) {
       auto it = locals_.find(s.node());
       return it != locals_.end() ? it->second : model_(s);
@@ -237,7 +240,7 @@ public:
     if (outerEnd < shared_)
       outerEnd = shared_;
     size_t own = outerEnd - shared_;
-    if (own > 0 && shared_ == 0)
+    if (own > 0 && shared_ == 0 && !serial_)
       os_ << indent << "#pragma omp parallel for "
           << (own > 1 ? fmt::format("collapse({}) ", own) : "") << parallelIf_ << "\n";
     for (size_t d = shared_; d < outerEnd; ++d) {
@@ -261,7 +264,7 @@ private:
   void printPointwise(std::string indent, size_t rank, size_t outerEnd) {
     bool inner = rank > outerEnd;
     if (inner) {
-      if (outerEnd == 0 && shared_ == 0)
+      if (outerEnd == 0 && shared_ == 0 && !serial_)
         os_ << indent << "#pragma omp parallel for simd " << parallelIf_ << "\n";
       else
         os_ << indent << "#pragma omp simd\n";
@@ -290,11 +293,11 @@ private:
     size_t nr = k_.rvars.size();
     bool simple = !arg && (k_.rop == loop::ReduceOp::Sum || k_.rop == loop::ReduceOp::Prod);
     const char *clause = k_.rop == loop::ReduceOp::Sum ? "+" : "*";
-    if (rank == 0 && shared_ == 0 && simple && nr > 0)
+    if (rank == 0 && shared_ == 0 && simple && nr > 0 && !serial_)
       os_ << indent << "#pragma omp parallel for reduction(" << clause << ":acc) " << parallelIf_
           << "\n";
     for (size_t d = 0; d < nr; ++d) {
-      if (d + 1 == nr && simple && !(rank == 0 && shared_ == 0 && nr == 1))
+      if (d + 1 == nr && simple && !(rank == 0 && shared_ == 0 && nr == 1 && !serial_))
         os_ << indent << "#pragma omp simd reduction(" << clause << ":acc)\n";
       os_ << indent << fmt::format("for (int64_t r{0} = 0; r{0} < {1}; ++r{0}) {{\n", d,
                                    sizeCpp(k_.rsizes[d]));
@@ -348,6 +351,7 @@ private:
   sym::Context &ctx_;
   std::map<const sym::Node *, std::string> locals_;
   std::string parallelIf_, outIdx_;
+  bool serial_ = false;
 };
 
 } // namespace
@@ -373,8 +377,19 @@ std::string printCpuGroup(const loop::KernelGroup &g, const KernelSignature &sig
   if (shared > 0) {
     // Fused group: one parallel region over the shared outer loops; each member runs
     // its inner loops per outer point, so intermediates stay hot in cache.
-    os << indent << "#pragma omp parallel for"
-       << (shared > 1 ? fmt::format(" collapse({})", shared) : "") << "\n";
+    sym::Expr work = ctx.constant(0);
+    for (const loop::Kernel *k : g.kernels) {
+      sym::Expr w = ctx.constant(1);
+      for (auto &d : k->out->shape)
+        w = w * d;
+      for (auto &d : k->rsizes)
+        w = w * d;
+      work = work + w;
+    }
+    if (!(work.isConst() && work->value < 16384))
+      os << indent << "#pragma omp parallel for"
+         << (shared > 1 ? fmt::format(" collapse({})", shared) : "")
+         << fmt::format(" if({} >= 16384)", sym::toCpp(work, modelSymbol)) << "\n";
     for (size_t d = 0; d < shared; ++d) {
       os << indent << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0}) {{\n", d,
                                   sym::toCpp(first.out->shape[d], modelSymbol));

@@ -3,8 +3,10 @@
 #include "codegen/cpu/kernel_printer.h"
 #include "sched/schedule.h"
 #include "support/error.h"
+#include "kiln/shim.h"
 
 #include <fmt/format.h>
+#include <map>
 #include <sstream>
 
 namespace kiln::codegen {
@@ -356,14 +358,22 @@ private:
     return os.str();
   }
 
+  /// Highest shim level among the functions called, from shim.h's release list.
   int shimVersion() const {
+    static const std::map<std::string, int> levels = {
+#define KILN_X(fn, level) {#fn, level},
+        KILN_SHIM_FUNCTIONS(KILN_X)
+#undef KILN_X
+    };
     int v = 1;
-    for (auto &k : p_.kernels)
-      if (k->kind == loop::KernelKind::Extern) {
-        auto pos = k->ext.function.rfind("_v");
-        if (pos != std::string::npos)
-          v = std::max(v, std::stoi(k->ext.function.substr(pos + 2)));
-      }
+    for (auto &k : p_.kernels) {
+      if (k->kind != loop::KernelKind::Extern)
+        continue;
+      auto it = levels.find(k->ext.function);
+      KILN_ASSERT(it != levels.end(), "shim function {} is not in KILN_SHIM_FUNCTIONS",
+                  k->ext.function);
+      v = std::max(v, it->second);
+    }
     return v;
   }
 
