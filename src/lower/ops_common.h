@@ -28,5 +28,6 @@ void registerNNOps(std::vector<OpInfo> &r);
 void registerTensorOps(std::vector<OpInfo> &r);  // ops_tensor.cpp
 void registerModelOps(std::vector<OpInfo> &r);   // ops_model.cpp
 void registerQuantOps(std::vector<OpInfo> &r);   // ops_quant.cpp
+void registerScatterOps(std::vector<OpInfo> &r); // ops_scatter.cpp
 
 } // namespace kiln::lower

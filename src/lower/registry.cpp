@@ -14,6 +14,7 @@ const std::vector<OpInfo> &opRegistry() {
     registerTensorOps(r);
     registerModelOps(r);
     registerQuantOps(r);
+    registerScatterOps(r);
     return r;
   }();
   return ops;

@@ -195,7 +195,8 @@ private:
     std::ostringstream os;
     const loop::ExternCall &e = k.ext;
     os << "  { // " << e.function << " for " << k.origin << "\n";
-    os << "    " << e.paramsType << " p;\n    memset(&p, 0, sizeof p);\n";
+    if (!e.paramsType.empty())
+      os << "    " << e.paramsType << " p;\n    memset(&p, 0, sizeof p);\n";
     for (auto &[field, value] : e.params)
       os << "    p." << field << " = " << value << ";\n";
     for (auto &[field, value] : e.symParams)
@@ -218,6 +219,9 @@ private:
         break;
       case loop::ExternArg::Kind::Layout:
         args.push_back("KILN_LAYOUT_CHANNELS_LAST");
+        break;
+      case loop::ExternArg::Kind::Literal:
+        args.push_back(a.literal);
         break;
       case loop::ExternArg::Kind::Dims: {
         std::vector<std::string> ds;

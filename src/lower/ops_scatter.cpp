@@ -1,0 +1,125 @@
+// ScatterElements / Scatter / ScatterND through the versioned shim (the writes are
+// data-dependent, so they run as a library call on realized buffers).
+#include "lower/ops_common.h"
+
+#include "kiln/shim.h"
+
+namespace kiln::lower {
+
+namespace {
+
+using loop::ExternArg;
+
+int elemType(DType t) {
+  switch (t) {
+  case DType::Float32: return KILN_ELEM_F32;
+  case DType::Float64: return KILN_ELEM_F64;
+  case DType::Float16: return KILN_ELEM_F16;
+  case DType::BFloat16: return KILN_ELEM_BF16;
+  case DType::Int8: return KILN_ELEM_I8;
+  case DType::Int16: return KILN_ELEM_I16;
+  case DType::Int32: return KILN_ELEM_I32;
+  case DType::Int64: return KILN_ELEM_I64;
+  case DType::UInt8: return KILN_ELEM_U8;
+  case DType::UInt16: return KILN_ELEM_U16;
+  case DType::UInt32: return KILN_ELEM_U32;
+  case DType::UInt64: return KILN_ELEM_U64;
+  case DType::Bool: return KILN_ELEM_BOOL;
+  case DType::String: break;
+  }
+  return -1;
+}
+
+int reductionCode(OpCtx &c) {
+  std::string r = c.node.attrString("reduction", "none");
+  if (r == "none")
+    return KILN_REDUCE_NONE;
+  if (r == "add")
+    return KILN_REDUCE_ADD;
+  if (r == "mul")
+    return KILN_REDUCE_MUL;
+  if (r == "min")
+    return KILN_REDUCE_MIN;
+  if (r == "max")
+    return KILN_REDUCE_MAX;
+  fail("{}: reduction '{}' is not valid", c.node.describe(), r);
+}
+
+ExternArg arg(ExternArg::Kind k, loop::Buffer *b = nullptr, std::string lit = {}) {
+  ExternArg a;
+  a.kind = k;
+  a.buf = b;
+  a.literal = std::move(lit);
+  return a;
+}
+ExternArg dims(const ir::Shape &s) {
+  ExternArg a = arg(ExternArg::Kind::Dims);
+  a.dims = s;
+  return a;
+}
+
+/// Realized int64 copy of an index tensor.
+loop::Buffer *int64Indices(OpCtx &c, const LTensor &ind) {
+  LTensor i64 = ind.dtype == DType::Int64
+                    ? ind
+                    : mapUnary(c, ind, [](VRef v) { return loop::cast(v, DType::Int64); });
+  return c.realize(i64).buffer;
+}
+
+void lowerScatterElements(OpCtx &c) {
+  LTensor data = c.in(0), ind = c.in(1), upd = c.in(2);
+  int et = elemType(data.dtype);
+  if (et < 0)
+    c.unsupported(fmt::format("{} on {}", c.node.op, dtypeName(data.dtype)));
+  int axis = c.normAxis(c.node.attrInt("axis", 0), data.rank());
+  loop::Buffer *db = c.realize(data).buffer, *ib = int64Indices(c, ind);
+  loop::Buffer *ub = c.realize(upd).buffer;
+  loop::Buffer *out = c.prog().newBuffer(data.dtype, data.shape, loop::BufferKind::Intermediate, "");
+  loop::Kernel *k = c.externKernel("kiln_shim_scatter_elements_v1");
+  k->ext.inputs = {db, ib, ub};
+  k->ext.outputs = {out};
+  k->ext.args = {arg(ExternArg::Kind::Site), arg(ExternArg::Kind::Literal, nullptr, std::to_string(et)),
+                 arg(ExternArg::Kind::Literal, nullptr, std::to_string(dtypeSize(data.dtype))),
+                 arg(ExternArg::Kind::Buffer, db), dims(data.shape),
+                 arg(ExternArg::Kind::Literal, nullptr, std::to_string(data.rank())),
+                 arg(ExternArg::Kind::Buffer, ib), dims(ind.shape), arg(ExternArg::Kind::Buffer, ub),
+                 arg(ExternArg::Kind::Literal, nullptr, std::to_string(axis)),
+                 arg(ExternArg::Kind::Literal, nullptr, std::to_string(reductionCode(c))),
+                 arg(ExternArg::Kind::Buffer, out)};
+  c.out(0, fromBuffer(c.ctx(), out));
+}
+
+void lowerScatterND(OpCtx &c) {
+  LTensor data = c.in(0), ind = c.in(1), upd = c.in(2);
+  int et = elemType(data.dtype);
+  if (et < 0)
+    c.unsupported(fmt::format("ScatterND on {}", dtypeName(data.dtype)));
+  loop::Buffer *db = c.realize(data).buffer, *ib = int64Indices(c, ind);
+  loop::Buffer *ub = c.realize(upd).buffer;
+  loop::Buffer *out = c.prog().newBuffer(data.dtype, data.shape, loop::BufferKind::Intermediate, "");
+  loop::Kernel *k = c.externKernel("kiln_shim_scatter_nd_v1");
+  k->ext.inputs = {db, ib, ub};
+  k->ext.outputs = {out};
+  k->ext.args = {arg(ExternArg::Kind::Site), arg(ExternArg::Kind::Literal, nullptr, std::to_string(et)),
+                 arg(ExternArg::Kind::Literal, nullptr, std::to_string(dtypeSize(data.dtype))),
+                 arg(ExternArg::Kind::Buffer, db), dims(data.shape),
+                 arg(ExternArg::Kind::Literal, nullptr, std::to_string(data.rank())),
+                 arg(ExternArg::Kind::Buffer, ib), dims(ind.shape),
+                 arg(ExternArg::Kind::Literal, nullptr, std::to_string(ind.rank())),
+                 arg(ExternArg::Kind::Buffer, ub),
+                 arg(ExternArg::Kind::Literal, nullptr, std::to_string(reductionCode(c))),
+                 arg(ExternArg::Kind::Buffer, out)};
+  c.out(0, fromBuffer(c.ctx(), out));
+}
+
+} // namespace
+
+void registerScatterOps(std::vector<OpInfo> &r) {
+  r.insert(r.end(), {
+                        {"ScatterElements", 11, lowerScatterElements},
+                        {"Scatter", 9, lowerScatterElements},
+                        {"ScatterND", 11, lowerScatterND},
+                    });
+}
+
+} // namespace kiln::lower
