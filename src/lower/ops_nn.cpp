@@ -225,6 +225,11 @@ LTensor matmul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> bias, bool
   p.push_back({"addend_kind", std::to_string(addend ? addendKind : 0)});
   int post = static_cast<int>(c.node.attrInt("_kiln_post", 0));
   p.push_back({"post_op", std::to_string(post)});
+  if (post == 2) {
+    auto clip = c.node.attrFloats("_kiln_clip");
+    p.push_back({"clip_min", floatLiteral(clip[0])});
+    p.push_back({"clip_max", floatLiteral(clip[1])});
+  }
   LTensor r = fromBuffer(ctx, out);
   ir::Shape finalShape = batch;
   if (!vecA)

@@ -37,7 +37,77 @@ bool sameShape(const ir::Value *a, const ir::Value *b) {
 
 } // namespace
 
+/// Post-op code for a Relu/Clip node with constant bounds (0 if it is neither).
+int activationPostOp(const ir::Node &act, float &lo, float &hi) {
+  lo = -std::numeric_limits<float>::infinity();
+  hi = -lo;
+  if (act.op == "Relu")
+    return 1;
+  if (act.op != "Clip")
+    return 0;
+  if (act.opset < 11) {
+    lo = act.attrFloat("min", lo);
+    hi = act.attrFloat("max", hi);
+    return 2;
+  }
+  if ((act.input(1) && !scalarConst(act.input(1), lo)) ||
+      (act.input(2) && !scalarConst(act.input(2), hi)))
+    return 0;
+  return 2;
+}
+
+void setPostOp(ir::Node &n, int post, float lo, float hi) {
+  ir::Attribute a;
+  a.kind = ir::Attribute::Kind::Int;
+  a.i = post;
+  n.attrs["_kiln_post"] = a;
+  if (post == 2) {
+    ir::Attribute fl;
+    fl.kind = ir::Attribute::Kind::Floats;
+    fl.floats = {lo, hi};
+    n.attrs["_kiln_clip"] = fl;
+  }
+}
+
+/// MatMul (2-D weight) + Add(1-D constant bias of length N) [+ Relu/Clip] → one matmul
+/// with a row addend and a post-op; Gemm + Relu/Clip likewise.
+void fuseMatMulEpilogues(ir::Graph &g) {
+  for (auto &np : g.nodes) {
+    ir::Node &mm = *np;
+    if (mm.dead || (mm.op != "MatMul" && mm.op != "Gemm") || mm.outputs.size() != 1 ||
+        mm.outputs[0]->dtype != DType::Float32 || mm.hasAttr("_kiln_post"))
+      continue;
+    ir::Node *user = soleUser(mm.outputs[0]);
+    if (!user)
+      continue;
+    ir::Node *fused = &mm;
+    if (mm.op == "MatMul" && mm.inputs.size() == 2 && user->op == "Add") {
+      ir::Value *other = user->input(0) == mm.outputs[0] ? user->input(1) : user->input(0);
+      const ir::Value *w = mm.input(1);
+      bool rowBias = other && other->data && other->rank() == 1 && w && w->rank() == 2 &&
+                     other->dtype == DType::Float32 &&
+                     sym::provablyEqual(other->shape[0], w->shape[1]);
+      if (rowBias) {
+        user->inputs = {mm.input(0), mm.input(1), other};
+        absorb(mm, *user);
+        fused = user;
+        user = soleUser(user->outputs[0]);
+      }
+    }
+    if (!user)
+      continue;
+    float lo, hi;
+    int post = activationPostOp(*user, lo, hi);
+    if (!post)
+      continue;
+    user->inputs = fused->inputs;
+    absorb(*fused, *user);
+    setPostOp(*user, post, lo, hi);
+  }
+}
+
 void fuseExternEpilogues(ir::Graph &g) {
+  fuseMatMulEpilogues(g);
   for (auto &np : g.nodes) {
     ir::Node &conv = *np;
     if (conv.dead || conv.op != "Conv" || conv.outputs.size() != 1 ||
