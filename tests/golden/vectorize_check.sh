@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Checks that generated inner loops vectorize: compiles a model's kernels to assembly with
+# the flags kiln uses and requires packed SIMD arithmetic, and that the math function in the
+# loop (tanh/exp) goes through a glibc libmvec vector variant (_ZGV...), not a scalar call.
+# usage: vectorize_check.sh KILN MODEL.onnx WORKDIR
+set -euo pipefail
+kiln=$1 model=$2 work=$3
+include_dir=$(cd "$(dirname "$0")/../../include" && pwd)
+rm -rf "$work" && mkdir -p "$work"
+"$kiln" compile "$model" -o "$work/model.so" --keep-sources >/dev/null 2>&1
+asm="$work/kernels.s"
+g++ -O3 -march=native -fopenmp -fno-math-errno -fno-trapping-math -I"$include_dir" -S \
+  -o "$asm" "$work/model.so.src/kernels_0.cpp"
+packed=$(grep -cE '\b(v(add|mul|max|min|fmadd[0-9]*|sub)ps)\b.*%(x|y|z)mm' "$asm" || true)
+vector_math=$(grep -cE 'call\s+_ZGV[a-zA-Z]+[0-9]+v_(tanhf|expf)' "$asm" || true)
+echo "packed float instructions: $packed; libmvec vector calls: $vector_math"
+if [[ "$packed" -lt 4 ]]; then
+  echo "FAIL: inner loop did not vectorize (see $asm)"
+  exit 1
+fi
+if [[ "$vector_math" -lt 1 ]]; then
+  echo "FAIL: tanh/exp in the loop is not a libmvec vector call (see $asm)"
+  exit 1
+fi
+echo "PASS"
