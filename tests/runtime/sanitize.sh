@@ -3,12 +3,14 @@
 # them there. Usage: sanitize.sh tsan|asan <source dir> <build dir>
 #   tsan: ThreadSanitizer on runtime.threads, runtime.concurrency, runtime.concurrency_static
 #         (fake models: no OpenMP regions, whose uninstrumented libgomp would give false reports)
-#   asan: AddressSanitizer + UBSan on runtime.api, runtime.constants, runtime.concurrency*
+#   asan: AddressSanitizer + UBSan on runtime.api, runtime.constants, runtime.concurrency*,
+#         and the aot tests (kiln itself, the generated model.so and the C host program)
 set -eu
 preset=$1 src=$2 build=$3
 cmake -S "$src" -B "$build" --preset "$preset" -DKILN_SANITIZER_TREE=ON >/dev/null
 targets="kiln_rt kiln_fake_model kiln_fake_model_v99 kiln_fake_model_static kiln_fake_model_big
   kiln_runtime_api_test kiln_runtime_constants_test kiln_runtime_concurrency_test"
+[ "$preset" = asan ] && targets="$targets kiln kiln_aot_test"
 # shellcheck disable=SC2086
 cmake --build "$build" -j"$(nproc)" --target $targets
 if [ "$preset" = tsan ]; then
@@ -17,6 +19,6 @@ if [ "$preset" = tsan ]; then
 else
   export UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1"
   export ASAN_OPTIONS="allocator_may_return_null=1 detect_leaks=1"
-  tests='^runtime\.(api|version|constants|concurrency|concurrency_static)$'
+  tests='^(runtime\.(api|version|constants|concurrency|concurrency_static)|aot\..*)$'
 fi
 ctest --test-dir "$build" -R "$tests" --output-on-failure
