@@ -46,6 +46,8 @@ CompileStats compileModel(const CompileOptions &opts) {
   dumpAfter("eliminateCommonSubexpressions");
   passes::foldBatchNormIntoConv(*graph);
   dumpAfter("foldBatchNormIntoConv");
+  passes::fuseAttention(*graph);
+  dumpAfter("fuseAttention");
   passes::fuseExternEpilogues(*graph);
   dumpAfter("fuseExternEpilogues");
   passes::eliminateDeadCode(*graph);

@@ -17,19 +17,23 @@ namespace kiln::cli {
 
 namespace {
 
+// The model.h functions `kiln run` uses, looked up with dlsym.
+#define KILN_RUN_FUNCTIONS(X)                                                                      \
+  X(kiln_container_options_init)                                                                   \
+  X(kiln_container_create)                                                                         \
+  X(kiln_container_destroy)                                                                        \
+  X(kiln_last_error)                                                                               \
+  X(kiln_num_inputs)                                                                               \
+  X(kiln_num_outputs)                                                                              \
+  X(kiln_input_info)                                                                               \
+  X(kiln_output_info)                                                                              \
+  X(kiln_run)                                                                                      \
+  X(kiln_output_dims)
+
 struct ModelLib {
   void *handle = nullptr;
 #define KILN_FN(name) decltype(&::name) name = nullptr;
-  KILN_FN(kiln_container_options_init)
-  KILN_FN(kiln_container_create)
-  KILN_FN(kiln_container_destroy)
-  KILN_FN(kiln_last_error)
-  KILN_FN(kiln_num_inputs)
-  KILN_FN(kiln_num_outputs)
-  KILN_FN(kiln_input_info)
-  KILN_FN(kiln_output_info)
-  KILN_FN(kiln_run)
-  KILN_FN(kiln_output_dims)
+  KILN_RUN_FUNCTIONS(KILN_FN)
 #undef KILN_FN
 
   explicit ModelLib(const std::string &path) {
@@ -41,16 +45,7 @@ struct ModelLib {
   name = reinterpret_cast<decltype(name)>(dlsym(handle, #name));                                   \
   if (!name)                                                                                       \
     fail("'{}' is not a kiln model: symbol {} missing", path, #name);
-    KILN_FN(kiln_container_options_init)
-    KILN_FN(kiln_container_create)
-    KILN_FN(kiln_container_destroy)
-    KILN_FN(kiln_last_error)
-    KILN_FN(kiln_num_inputs)
-    KILN_FN(kiln_num_outputs)
-    KILN_FN(kiln_input_info)
-    KILN_FN(kiln_output_info)
-    KILN_FN(kiln_run)
-    KILN_FN(kiln_output_dims)
+    KILN_RUN_FUNCTIONS(KILN_FN)
 #undef KILN_FN
   }
   void check(int st, const char *what) const {
@@ -78,7 +73,7 @@ struct Aligned {
 void addRunCommand(CLI::App &app) {
   auto *cmd = app.add_subcommand("run", "run a compiled model on .npy inputs");
   struct Opts {
-    std::string lib, outDir;
+    std::string lib, outDir, weights;
     std::vector<std::string> inputs;
     int bench = 0, warmup = 3, threads = 0, runners = 1;
     bool json = false;
@@ -90,6 +85,8 @@ void addRunCommand(CLI::App &app) {
   cmd->add_option("--bench", o->bench, "timed runs (after warm-up); prints median latency");
   cmd->add_option("--warmup", o->warmup, "warm-up runs before timing");
   cmd->add_option("--threads", o->threads, "threads per run (default: all)");
+  cmd->add_option("--weights", o->weights,
+                  "external weights file (default: <model>.weights when it exists)");
   cmd->add_flag("--json", o->json, "print timing as one JSON line");
   cmd->callback([o] {
     ModelLib lib(o->lib);
@@ -97,6 +94,11 @@ void addRunCommand(CLI::App &app) {
     lib.kiln_container_options_init(&opts);
     opts.num_runners = o->runners;
     opts.threads_per_run = o->threads;
+    std::string weights = o->weights;
+    if (weights.empty() && std::filesystem::exists(o->lib + ".weights"))
+      weights = o->lib + ".weights"; // written by `kiln compile --weights external`
+    if (!weights.empty())
+      opts.weights_path = weights.c_str();
     kiln_container *c = nullptr;
     lib.check(lib.kiln_container_create(&opts, &c), "creating the container");
     std::unique_ptr<kiln_container, decltype(lib.kiln_container_destroy)> guard(c, lib.kiln_container_destroy);

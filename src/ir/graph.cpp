@@ -1,5 +1,6 @@
 #include "ir/graph.h"
 
+#include "kiln/prelude.h"
 #include "support/error.h"
 
 #include <cstring>
@@ -40,31 +41,9 @@ template <typename F> static auto visitElement(const TensorData &t, int64_t i, F
   case DType::Bool:
     return f(t.as<uint8_t>()[i] != 0);
   case DType::Float16:
-  case DType::BFloat16: {
-    uint16_t h = t.as<uint16_t>()[i];
-    uint32_t bits;
-    if (t.dtype == DType::BFloat16) {
-      bits = static_cast<uint32_t>(h) << 16;
-    } else {
-      uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-      if (exp == 0 && man == 0)
-        bits = sign;
-      else if (exp == 0) { // subnormal
-        int e = -1;
-        do {
-          man <<= 1;
-          ++e;
-        } while (!(man & 0x400));
-        bits = sign | ((127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
-      } else if (exp == 31)
-        bits = sign | 0x7f800000u | (man << 13);
-      else
-        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    }
-    float fv;
-    std::memcpy(&fv, &bits, 4);
-    return f(fv);
-  }
+    return f(kiln_h2f(t.as<uint16_t>()[i]));
+  case DType::BFloat16:
+    return f(kiln_bf2f(t.as<uint16_t>()[i]));
   case DType::String:
     break;
   }

@@ -32,8 +32,8 @@ enum class KernelKind { Pointwise, Reduction, Extern };
 
 /// One argument of a shim call, printed by the wrapper in order.
 struct ExternArg {
-  enum class Kind { Buffer, Null, Dims, Site, Params, Layout, Literal } kind = Kind::Null;
-  std::string literal; // Literal: a C expression printed as is
+  enum class Kind { Buffer, Null, Dims, Site, Params, Layout, Literal, FloatPtr } kind = Kind::Null;
+  std::string literal; // Literal: a C expression printed as is; FloatPtr: its value
   Buffer *buf = nullptr;
   std::vector<sym::Expr> dims;
 };

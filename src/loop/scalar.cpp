@@ -1,75 +1,19 @@
 #include "loop/scalar.h"
 
+#include "kiln/prelude.h"
+
 #include <cmath>
 #include <cstring>
 #include <limits>
 
 namespace kiln::loop {
 
-float halfToFloat(uint16_t h) {
-  uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-  if (exp == 0 && man == 0) {
-    bits = sign;
-  } else if (exp == 0) {
-    int e = -1;
-    do {
-      man <<= 1;
-      ++e;
-    } while (!(man & 0x400));
-    bits = sign | ((127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
-  } else if (exp == 31) {
-    bits = sign | 0x7f800000u | (man << 13);
-  } else {
-    bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-uint16_t floatToHalf(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  uint32_t sign = (x >> 16) & 0x8000u;
-  int32_t exp = static_cast<int32_t>((x >> 23) & 0xff) - 127 + 15;
-  uint32_t man = x & 0x7fffffu;
-  if (((x >> 23) & 0xff) == 0xff) // inf / nan
-    return static_cast<uint16_t>(sign | 0x7c00u | (man ? 0x200u : 0));
-  if (exp >= 31)
-    return static_cast<uint16_t>(sign | 0x7c00u);
-  if (exp <= 0) {
-    if (exp < -10)
-      return static_cast<uint16_t>(sign);
-    man |= 0x800000u;
-    uint32_t shift = static_cast<uint32_t>(14 - exp);
-    uint32_t half = man >> shift;
-    uint32_t rem = man & ((1u << shift) - 1), mid = 1u << (shift - 1);
-    if (rem > mid || (rem == mid && (half & 1)))
-      ++half;
-    return static_cast<uint16_t>(sign | half);
-  }
-  uint32_t half = sign | (static_cast<uint32_t>(exp) << 10) | (man >> 13);
-  uint32_t rem = man & 0x1fffu;
-  if (rem > 0x1000u || (rem == 0x1000u && (half & 1)))
-    ++half; // carries into the exponent correctly
-  return static_cast<uint16_t>(half);
-}
-
-float bf16ToFloat(uint16_t h) {
-  uint32_t bits = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-uint16_t floatToBf16(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  if (std::isnan(f))
-    return static_cast<uint16_t>((x >> 16) | 0x40);
-  uint32_t rounding = 0x7fffu + ((x >> 16) & 1);
-  return static_cast<uint16_t>((x + rounding) >> 16);
-}
+// One implementation of the half/bfloat16 conversions: the prelude's, which generated
+// code uses too, so folding and run time round identically.
+float halfToFloat(uint16_t h) { return kiln_h2f(h); }
+uint16_t floatToHalf(float f) { return kiln_f2h(f); }
+float bf16ToFloat(uint16_t h) { return kiln_bf2f(h); }
+uint16_t floatToBf16(float f) { return kiln_f2bf(f); }
 
 Scalar normalize(DType t, Scalar s) {
   switch (t) {

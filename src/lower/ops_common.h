@@ -29,5 +29,6 @@ void registerTensorOps(std::vector<OpInfo> &r);  // ops_tensor.cpp
 void registerModelOps(std::vector<OpInfo> &r);   // ops_model.cpp
 void registerQuantOps(std::vector<OpInfo> &r);   // ops_quant.cpp
 void registerScatterOps(std::vector<OpInfo> &r); // ops_scatter.cpp
+void registerAttentionOps(std::vector<OpInfo> &r); // ops_attention.cpp
 
 } // namespace kiln::lower

@@ -2,6 +2,7 @@
 // integer matmul/conv family (MatMulInteger, QLinearMatMul, ConvInteger, QLinearConv)
 // as generated reductions with int32 accumulation.
 #include "lower/ops_common.h"
+#include "lower/window.h"
 
 #include <cmath>
 
@@ -206,28 +207,10 @@ LTensor integerConv(OpCtx &c, LTensor x, LTensor w, std::optional<LTensor> zx,
       fail("{}: kernel dims must be static", c.node.describe());
     kernel.push_back(w.shape[2 + d]->value);
   }
-  std::vector<int64_t> strides = c.node.attrInts("strides", std::vector<int64_t>(spatial, 1));
-  std::vector<int64_t> dil = c.node.attrInts("dilations", std::vector<int64_t>(spatial, 1));
-  std::vector<int64_t> pads = c.node.attrInts("pads", std::vector<int64_t>(2 * spatial, 0));
-  std::string autoPad = c.node.attrString("auto_pad", "NOTSET");
   int64_t groups = c.node.attrInt("group", 1);
-  std::vector<sym::Expr> pb, out;
-  for (int d = 0; d < spatial; ++d) {
-    sym::Expr size = x.shape[2 + d];
-    int64_t eff = dil[d] * (kernel[d] - 1) + 1;
-    sym::Expr b = ctx.constant(pads[d]), e = ctx.constant(pads[spatial + d]);
-    if (autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER") {
-      sym::Expr o = sym::floorDiv(size + (strides[d] - 1), strides[d]);
-      sym::Expr total = sym::max((o - 1) * strides[d] + eff - size, ctx.constant(0));
-      sym::Expr small = sym::floorDiv(total, 2);
-      b = autoPad == "SAME_UPPER" ? small : total - small;
-      e = total - b;
-    } else if (autoPad == "VALID") {
-      b = e = ctx.constant(0);
-    }
-    pb.push_back(b);
-    out.push_back(sym::floorDiv(size + b + e - eff, strides[d]) + 1);
-  }
+  Window win = windowGeometry(c, x.shape, constants(ctx, kernel), false);
+  const std::vector<int64_t> &strides = win.strides, &dil = win.dilations;
+  const std::vector<sym::Expr> &pb = win.padsBegin, &out = win.out;
   sym::Expr icg = w.shape[1], oc = w.shape[0];
   sym::Expr ocg = sym::floorDiv(oc, groups);
   ir::Shape full{x.shape[0], oc};

@@ -4,6 +4,7 @@
 // LpNormalization, LRN), Lp pooling, and small elementwise ops (Dropout at
 // inference, Shrink, Celu).
 #include "lower/ops_common.h"
+#include "lower/window.h"
 
 #include <cmath>
 
@@ -625,34 +626,11 @@ void lowerLpPool(OpCtx &c) {
   int n = x.rank() - 2;
   if ((int)kernel.size() != n)
     fail("{}: kernel_shape has {} dims for {} spatial dims", c.node.describe(), kernel.size(), n);
-  std::vector<int64_t> strides = c.node.attrInts("strides", std::vector<int64_t>(n, 1));
-  std::vector<int64_t> dil = c.node.attrInts("dilations", std::vector<int64_t>(n, 1));
-  std::vector<int64_t> pads = c.node.attrInts("pads", std::vector<int64_t>(2 * n, 0));
   bool ceilMode = c.node.attrInt("ceil_mode", 0) != 0;
-  std::string autoPad = c.node.attrString("auto_pad", "NOTSET");
-  if ((int)strides.size() != n || (int)dil.size() != n || (int)pads.size() != 2 * n)
-    fail("{}: strides/dilations/pads do not match {} spatial dims", c.node.describe(), n);
   sym::Context &ctx = c.ctx();
-  std::vector<sym::Expr> pb, out;
-  for (int d = 0; d < n; ++d) {
-    sym::Expr size = x.shape[2 + d];
-    int64_t eff = dil[d] * (kernel[d] - 1) + 1;
-    sym::Expr b = ctx.constant(pads[d]), e = ctx.constant(pads[n + d]);
-    if (autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER") {
-      sym::Expr o = sym::floorDiv(size + (strides[d] - 1), strides[d]);
-      sym::Expr total = sym::max((o - 1) * strides[d] + eff - size, ctx.constant(0));
-      sym::Expr small = sym::floorDiv(total, 2);
-      b = autoPad == "SAME_UPPER" ? small : total - small;
-      e = total - b;
-    } else if (autoPad == "VALID") {
-      b = e = ctx.constant(0);
-    }
-    sym::Expr span = size + b + e - eff;
-    sym::Expr o = ceilMode ? sym::floorDiv(span + (strides[d] - 1), strides[d]) + 1
-                           : sym::floorDiv(span, strides[d]) + 1;
-    pb.push_back(b);
-    out.push_back(o);
-  }
+  Window geo = windowGeometry(c, x.shape, constants(ctx, kernel), ceilMode);
+  const std::vector<int64_t> &strides = geo.strides, &dil = geo.dilations;
+  const std::vector<sym::Expr> &pb = geo.padsBegin, &out = geo.out;
   DType t = x.dtype, acc = accOf(t);
   LTensor src = x.cheap ? x : c.realize(x);
   ir::Shape outShape{x.shape[0], x.shape[1]};

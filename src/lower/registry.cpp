@@ -15,6 +15,7 @@ const std::vector<OpInfo> &opRegistry() {
     registerModelOps(r);
     registerQuantOps(r);
     registerScatterOps(r);
+    registerAttentionOps(r);
     return r;
   }();
   return ops;

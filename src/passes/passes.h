@@ -24,4 +24,8 @@ void foldBatchNormIntoConv(ir::Graph &g);
 /// a bias Add after MatMul into the matmul (kiln-internal attributes on the node).
 void fuseExternEpilogues(ir::Graph &g);
 
+/// MatMul(Q, Kᵀ) [· or / scalar] → Softmax(last axis) → MatMul(·, V) on rank-4 float32
+/// tensors becomes one internal `_KilnSDPA` node (the scaled-dot-product attention shim).
+void fuseAttention(ir::Graph &g);
+
 } // namespace kiln::passes

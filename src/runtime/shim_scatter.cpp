@@ -6,6 +6,7 @@
 #include "error.h"
 
 #include <kiln/model.h>
+#include <kiln/prelude.h>
 #include <kiln/runtime.h>
 #include <kiln/shim.h>
 
@@ -17,62 +18,11 @@ namespace kiln::rt {
 namespace {
 
 // Half and bfloat16 values are reduced in float and rounded back (nearest-even).
-float halfToFloat(uint16_t h) {
-  uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-  if (exp == 0x1f) {
-    bits = sign | 0x7f800000u | (man << 13);
-  } else if (exp != 0) {
-    bits = sign | ((exp + 112) << 23) | (man << 13);
-  } else if (man == 0) {
-    bits = sign;
-  } else { // subnormal: normalise
-    int e = -1;
-    do {
-      ++e;
-      man <<= 1;
-    } while (!(man & 0x400));
-    bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-uint16_t floatToHalf(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  uint32_t sign = (x >> 16) & 0x8000u;
-  uint32_t absx = x & 0x7fffffffu;
-  if (absx >= 0x7f800000u) return (uint16_t)(sign | 0x7c00u | (absx > 0x7f800000u ? 0x200u : 0));
-  if (absx >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); // overflow to inf
-  if (absx < 0x38800000u) {                                   // subnormal or zero
-    if (absx < 0x33000000u) return (uint16_t)sign;
-    uint32_t e = absx >> 23, man = (absx & 0x7fffff) | 0x800000;
-    uint32_t shift = 126 - e;
-    uint32_t h = man >> shift, rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
-    if (rem > half || (rem == half && (h & 1))) ++h;
-    return (uint16_t)(sign | h);
-  }
-  uint32_t h = ((absx - 0x38000000u) >> 13);
-  uint32_t rem = absx & 0x1fff;
-  if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) ++h;
-  return (uint16_t)(sign | h);
-}
-
-float bf16ToFloat(uint16_t b) {
-  uint32_t bits = (uint32_t)b << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-uint16_t floatToBf16(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40);
-  x += 0x7fff + ((x >> 16) & 1);
-  return (uint16_t)(x >> 16);
-}
+// Conversions shared with generated code (kiln/prelude.h), so scatter rounds as kernels do.
+float halfToFloat(uint16_t h) { return kiln_h2f(h); }
+uint16_t floatToHalf(float f) { return kiln_f2h(f); }
+float bf16ToFloat(uint16_t b) { return kiln_bf2f(b); }
+uint16_t floatToBf16(float f) { return kiln_f2bf(f); }
 
 template <typename T> T reduce(int32_t r, T a, T b) {
   switch (r) {

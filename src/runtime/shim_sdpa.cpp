@@ -1,13 +1,14 @@
 // kiln_shim_sdpa_v1 / _v2: scaled dot-product attention, float32, [B, H, S, D] layouts.
 //
-// One score row per (b, h, i): scores in a per-thread row from the runner's arena, a
-// max-subtracted softmax, then the weighted sum of V rows. Work is split over (b, h, i) with
-// OpenMP (the thread count of the calling run). Accumulation is float32 with float64 only
-// for the softmax denominator.
+// Per (b, h): K transposed into a per-thread block from the runner's arena, then for each
+// query row the scores, a max-subtracted softmax, and the weighted sum of V rows. Work is
+// split over (b, h) with OpenMP (the thread count of the calling run). Accumulation is float32 with float64 only
+// for nothing: the softmax denominator sums at most Skv terms in [0, 1].
 #include "error.h"
 #include "runner.h"
 
 #include <kiln/model.h>
+#include <kiln/prelude.h>
 #include <kiln/runtime.h>
 #include <kiln/shim.h>
 
@@ -19,6 +20,60 @@
 
 namespace kiln::rt {
 namespace {
+
+/// All Sq output rows of one (batch, head). K is transposed once into `kt` so scores are
+/// computed as AXPYs over the key axis (vectorizable, no horizontal reductions), then a
+/// max-subtracted softmax and the weighted sum of V rows. Cloned per ISA (libkiln_rt is
+/// built for the baseline ISA) so the simd loops use AVX2/AVX-512 and libmvec's expf.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void
+attentionHead(const float *qb, const float *kb, const float *vb, const float *maskHead,
+              const int64_t *ms, float *kt, float *s, float *ob, int64_t Sq, int64_t Skv,
+              int64_t D, int64_t Dv, float scale) {
+  for (int64_t j = 0; j < Skv; ++j)
+    for (int64_t d = 0; d < D; ++d)
+      kt[d * Skv + j] = kb[j * D + d];
+  for (int64_t i = 0; i < Sq; ++i) {
+    const float *qr = qb + i * D;
+    float *o = ob + i * Dv;
+#pragma omp simd
+    for (int64_t j = 0; j < Skv; ++j)
+      s[j] = 0.f;
+    for (int64_t d = 0; d < D; ++d) {
+      const float qd = qr[d] * scale;
+      const float *kr = kt + d * Skv;
+#pragma omp simd
+      for (int64_t j = 0; j < Skv; ++j)
+        s[j] += qd * kr[j];
+    }
+    if (maskHead) {
+      const float *mr = maskHead + i * ms[2];
+      for (int64_t j = 0; j < Skv; ++j)
+        s[j] += mr[j * ms[3]];
+    }
+    float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+    for (int64_t j = 0; j < Skv; ++j)
+      mx = s[j] > mx ? s[j] : mx;
+#pragma omp simd
+    for (int64_t d = 0; d < Dv; ++d)
+      o[d] = 0.f;
+    if (mx == -INFINITY) continue; // every key masked out (or Skv == 0): zeros
+    float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < Skv; ++j) {
+      s[j] = expf(s[j] - mx);
+      sum += s[j];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j < Skv; ++j) {
+      const float p = s[j] * inv;
+      const float *vr = vb + j * Dv;
+#pragma omp simd
+      for (int64_t d = 0; d < Dv; ++d)
+        o[d] += p * vr[d];
+    }
+  }
+}
 
 int sdpa(const char *fn, kiln_shim_ctx *ctx, const float *q, const float *k, const float *v,
          const float *mask, const int64_t *maskStrides, float *out, const int64_t *dims,
@@ -39,43 +94,18 @@ int sdpa(const char *fn, kiln_shim_ctx *ctx, const float *q, const float *k, con
 
   auto *r = static_cast<Runner *>(ctx);
   const int threads = std::max(1, omp_get_max_threads());
-  auto *scratch = static_cast<float *>(r->arena.alloc(sizeof(float) * threads * (Skv ? Skv : 1)));
+  const int64_t per = D * Skv + (Skv ? Skv : 1); // transposed K block + one score row
+  auto *scratch = static_cast<float *>(r->arena.alloc(sizeof(float) * threads * per));
   if (!scratch) return fail(KILN_ERR_OUT_OF_MEMORY, "%s: cannot allocate score rows", fn);
 
+  const int64_t heads = B * H;
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t row = 0; row < rows; ++row) {
-    const int64_t i = row % Sq, bh = row / Sq, b = bh / H, h = bh % H;
-    float *s = scratch + (int64_t)omp_get_thread_num() * Skv;
-    const float *qr = q + row * D;
-    const float *kb = k + bh * Skv * D;
-    const float *vb = v + bh * Skv * Dv;
-    float *o = out + row * Dv;
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < Skv; ++j) {
-      const float *kr = kb + j * D;
-      float dot = 0.f;
-      for (int64_t d = 0; d < D; ++d)
-        dot += qr[d] * kr[d];
-      float sc = dot * scale;
-      if (mask) sc += mask[b * ms[0] + h * ms[1] + i * ms[2] + j * ms[3]];
-      s[j] = sc;
-      mx = std::max(mx, sc);
-    }
-    for (int64_t d = 0; d < Dv; ++d)
-      o[d] = 0.f;
-    if (mx == -INFINITY) continue; // every key masked out (or Skv == 0): zeros
-    double sum = 0;
-    for (int64_t j = 0; j < Skv; ++j) {
-      s[j] = std::exp(s[j] - mx);
-      sum += s[j];
-    }
-    const float inv = (float)(1.0 / sum);
-    for (int64_t j = 0; j < Skv; ++j) {
-      const float p = s[j] * inv;
-      const float *vr = vb + j * Dv;
-      for (int64_t d = 0; d < Dv; ++d)
-        o[d] += p * vr[d];
-    }
+  for (int64_t bh = 0; bh < heads; ++bh) {
+    const int64_t b = bh / H, h = bh % H;
+    float *mine = scratch + (int64_t)omp_get_thread_num() * per;
+    const float *maskHead = mask ? mask + b * ms[0] + h * ms[1] : nullptr;
+    attentionHead(q + bh * Sq * D, k + bh * Skv * D, v + bh * Skv * Dv, maskHead, ms, mine,
+                  mine + D * Skv, out + bh * Sq * Dv, Sq, Skv, D, Dv, scale);
   }
   return KILN_OK;
 }

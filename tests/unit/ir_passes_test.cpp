@@ -407,3 +407,70 @@ TEST(Import, AllInputDimsDynamicMakesFreshSymbols) {
   EXPECT_TRUE(g->inputs[0]->shape[1].isSymbol());
   EXPECT_NE(g->inputs[0]->shape[0], g->inputs[0]->shape[1]);
 }
+
+TEST(Passes, FuseAttentionPattern) {
+  // q @ kᵀ * 0.25 → softmax(last) → @ v becomes one _KilnSDPA node with scale 0.25.
+  OnnxBuilder b;
+  b.input("q", {2, 4, 8, 16});
+  b.input("kt", {2, 4, 16, 8});
+  b.input("v", {2, 4, 8, 16});
+  b.initFloat("s", {}, {0.25f});
+  b.node("MatMul", {"q", "kt"}, {"scores"}, "qk");
+  b.node("Mul", {"scores", "s"}, {"scaled"}, "scale");
+  auto *sm = b.node("Softmax", {"scaled"}, {"p"}, "softmax");
+  OnnxBuilder::attrInt(sm, "axis", -1);
+  b.node("MatMul", {"p", "v"}, {"y"}, "pv");
+  b.output("y", {2, 4, 8, 16});
+  sym::Context ctx;
+  auto g = b.import(ctx);
+  passes::inferAndFold(*g);
+  passes::fuseAttention(*g);
+  passes::eliminateDeadCode(*g);
+  ASSERT_EQ(countOp(*g, "_KilnSDPA"), 1) << ir::dump(*g);
+  EXPECT_EQ(countOp(*g, "Softmax"), 0);
+  EXPECT_EQ(countOp(*g, "MatMul"), 0);
+  for (auto &n : g->nodes)
+    if (n->op == "_KilnSDPA")
+      EXPECT_FLOAT_EQ(n->attrFloat("scale", 0), 0.25f);
+  EXPECT_NO_THROW(ir::verify(*g));
+}
+
+TEST(Passes, NoAttentionFusionWhenScoresAreReused) {
+  OnnxBuilder b;
+  b.input("q", {1, 2, 4, 8});
+  b.input("kt", {1, 2, 8, 4});
+  b.input("v", {1, 2, 4, 8});
+  b.node("MatMul", {"q", "kt"}, {"scores"}, "qk");
+  auto *sm = b.node("Softmax", {"scores"}, {"p"}, "softmax");
+  OnnxBuilder::attrInt(sm, "axis", -1);
+  b.node("MatMul", {"p", "v"}, {"y"}, "pv");
+  b.output("y", {1, 2, 4, 8});
+  b.output("scores", {1, 2, 4, 4}); // a second user of the scores: keep the graph as is
+  sym::Context ctx;
+  auto g = b.import(ctx);
+  passes::inferAndFold(*g);
+  passes::fuseAttention(*g);
+  EXPECT_EQ(countOp(*g, "_KilnSDPA"), 0) << ir::dump(*g);
+}
+
+TEST(Passes, FuseMatMulBiasRelu) {
+  OnnxBuilder b;
+  b.input("x", {"batch", 8});
+  b.initFloat("w", {8, 4}, randomVec(32, 3));
+  b.initFloat("bias", {4}, randomVec(4, 4));
+  b.node("MatMul", {"x", "w"}, {"mm"}, "mm");
+  b.node("Add", {"bias", "mm"}, {"a"}, "add");
+  b.node("Relu", {"a"}, {"y"}, "relu");
+  b.output("y", {"batch", 4});
+  sym::Context ctx;
+  auto g = b.import(ctx);
+  passes::inferAndFold(*g);
+  passes::fuseExternEpilogues(*g);
+  passes::eliminateDeadCode(*g);
+  ASSERT_EQ(kiln::test::liveNodes(*g), 1) << ir::dump(*g);
+  const ir::Node &mm = *g->nodes.front();
+  EXPECT_EQ(mm.op, "MatMul");
+  EXPECT_EQ(mm.inputs.size(), 3u);
+  EXPECT_EQ(mm.attrInt("_kiln_post", 0), 1);
+  EXPECT_EQ(mm.outputs[0], g->outputs[0]);
+}

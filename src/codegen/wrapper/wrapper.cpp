@@ -223,6 +223,10 @@ private:
       case loop::ExternArg::Kind::Literal:
         args.push_back(a.literal);
         break;
+      case loop::ExternArg::Kind::FloatPtr:
+        os << fmt::format("    const float f{} = {};\n", dimsIdx, a.literal);
+        args.push_back(fmt::format("&f{}", dimsIdx++));
+        break;
       case loop::ExternArg::Kind::Dims: {
         std::vector<std::string> ds;
         for (auto &d : a.dims)
