@@ -172,14 +172,16 @@ loop::Buffer *Lowerer::constantBuffer(const ir::Value *v) {
 LTensor Lowerer::valueTensor(const ir::Value *v) {
   if (v->data && !env.count(v))
     env[v] = fromBuffer(graph.ctx(), constantBuffer(v));
-  auto it = env.find(v);
-  KILN_ASSERT(it != env.end(), "value '{}' used before it was lowered", v->name);
-  // Shape tensors known symbolically read as their sym values, not as loads.
+  // Shape tensors known symbolically read as their sym values, not as loads (their
+  // producers may have been removed as dead code).
   if (v->symData && !v->data) {
-    LTensor t = it->second;
     auto vals = *v->symData;
     sym::Context *c = &graph.ctx();
     DType dt = v->dtype;
+    LTensor t;
+    t.dtype = dt;
+    t.shape = v->shape;
+    t.cheap = true;
     t.load = [vals, c, dt](const Index &idx) {
       sym::Expr flat = idx.empty() ? c->constant(0) : idx[0];
       if (flat.isConst() && flat->value >= 0 && flat->value < (int64_t)vals.size())
@@ -192,9 +194,10 @@ LTensor Lowerer::valueTensor(const ir::Value *v) {
                          loop::symInt(vals[k], dt), r);
       return r;
     };
-    t.cheap = true;
     return t;
   }
+  auto it = env.find(v);
+  KILN_ASSERT(it != env.end(), "value '{}' used before it was lowered", v->name);
   return it->second;
 }
 

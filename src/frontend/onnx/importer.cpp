@@ -76,7 +76,7 @@ struct Importer {
       std::string name = d.has_dim_param() && !d.dim_param().empty()
                              ? d.dim_param()
                              : fmt::format("{}_d{}", input, index);
-      return ctx.symbol(name, 1, 1 << 20);
+      return ctx.symbol(name, 0, 1 << 20); // zero-size tensors are valid ONNX
     }
     if (d.has_dim_value())
       return ctx.constant(d.dim_value());
