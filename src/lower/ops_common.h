@@ -30,5 +30,6 @@ void registerModelOps(std::vector<OpInfo> &r);   // ops_model.cpp
 void registerQuantOps(std::vector<OpInfo> &r);   // ops_quant.cpp
 void registerScatterOps(std::vector<OpInfo> &r); // ops_scatter.cpp
 void registerAttentionOps(std::vector<OpInfo> &r); // ops_attention.cpp
+void registerEinsumOps(std::vector<OpInfo> &r);   // ops_einsum.cpp
 
 } // namespace kiln::lower

@@ -16,6 +16,7 @@ const std::vector<OpInfo> &opRegistry() {
     registerQuantOps(r);
     registerScatterOps(r);
     registerAttentionOps(r);
+    registerEinsumOps(r);
     return r;
   }();
   return ops;
