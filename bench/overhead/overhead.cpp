@@ -146,8 +146,7 @@ int overhead(const char *path, int calls, int batch) {
       [&] { bad |= a.run_minimal(c, io.inPtr.data(), io.outPtr.data()); }, calls, batch);
   double run = medianNsPerCall(
       [&] {
-        bad |= a.run(c, io.in.data(), int32_t(io.in.size()), io.out.data(),
-                     int32_t(io.out.size()));
+        bad |= a.run(c, io.in.data(), int32_t(io.in.size()), io.out.data(), int32_t(io.out.size()));
       },
       calls, batch);
   if (bad) {
@@ -235,11 +234,16 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&] { return i + 1 < argc ? argv[++i] : (std::exit(2), ""); };
-    if (a == "--calls") calls = std::atoi(next());
-    else if (a == "--batch") batch = std::atoi(next());
-    else if (a == "--clients") clients = std::atoi(next());
-    else if (a == "--seconds") seconds = std::atof(next());
-    else if (a == "--throughput") tp = true;
+    if (a == "--calls")
+      calls = std::atoi(next());
+    else if (a == "--batch")
+      batch = std::atoi(next());
+    else if (a == "--clients")
+      clients = std::atoi(next());
+    else if (a == "--seconds")
+      seconds = std::atof(next());
+    else if (a == "--throughput")
+      tp = true;
     else if (a == "--runners") {
       runners.clear();
       std::string s = next();
@@ -248,7 +252,8 @@ int main(int argc, char **argv) {
         runners.push_back(std::atoi(s.substr(p, q - p).c_str()));
         p = q == std::string::npos ? s.size() : q + 1;
       }
-    } else model = argv[i];
+    } else
+      model = argv[i];
   }
   if (!model) return 2;
   return tp ? throughput(model, runners, clients, seconds) : overhead(model, calls, batch);

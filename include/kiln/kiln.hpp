@@ -38,17 +38,28 @@ public:
 
   static std::string statusName(int s) {
     switch (s) {
-    case KILN_OK: return "KILN_OK";
-    case KILN_ERR_INVALID_ARGUMENT: return "KILN_ERR_INVALID_ARGUMENT";
-    case KILN_ERR_SHAPE_MISMATCH: return "KILN_ERR_SHAPE_MISMATCH";
-    case KILN_ERR_DTYPE_MISMATCH: return "KILN_ERR_DTYPE_MISMATCH";
-    case KILN_ERR_DEVICE: return "KILN_ERR_DEVICE";
-    case KILN_ERR_OUT_OF_MEMORY: return "KILN_ERR_OUT_OF_MEMORY";
-    case KILN_ERR_VERSION_MISMATCH: return "KILN_ERR_VERSION_MISMATCH";
-    case KILN_ERR_NOT_FOUND: return "KILN_ERR_NOT_FOUND";
-    case KILN_ERR_UNSUPPORTED: return "KILN_ERR_UNSUPPORTED";
-    case KILN_ERR_INTERNAL: return "KILN_ERR_INTERNAL";
-    case KILN_ERR_INVALID_STATE: return "KILN_ERR_INVALID_STATE";
+    case KILN_OK:
+      return "KILN_OK";
+    case KILN_ERR_INVALID_ARGUMENT:
+      return "KILN_ERR_INVALID_ARGUMENT";
+    case KILN_ERR_SHAPE_MISMATCH:
+      return "KILN_ERR_SHAPE_MISMATCH";
+    case KILN_ERR_DTYPE_MISMATCH:
+      return "KILN_ERR_DTYPE_MISMATCH";
+    case KILN_ERR_DEVICE:
+      return "KILN_ERR_DEVICE";
+    case KILN_ERR_OUT_OF_MEMORY:
+      return "KILN_ERR_OUT_OF_MEMORY";
+    case KILN_ERR_VERSION_MISMATCH:
+      return "KILN_ERR_VERSION_MISMATCH";
+    case KILN_ERR_NOT_FOUND:
+      return "KILN_ERR_NOT_FOUND";
+    case KILN_ERR_UNSUPPORTED:
+      return "KILN_ERR_UNSUPPORTED";
+    case KILN_ERR_INTERNAL:
+      return "KILN_ERR_INTERNAL";
+    case KILN_ERR_INVALID_STATE:
+      return "KILN_ERR_INVALID_STATE";
     }
     return "kiln status " + std::to_string(s);
   }
@@ -77,8 +88,8 @@ struct Api {
   int (*run_minimal)(kiln_container *, void *const *, void *const *) = nullptr;
   int (*num_constants)(const kiln_container *, int32_t *) = nullptr;
   int (*constant_info)(const kiln_container *, int32_t, kiln_tensor_info *) = nullptr;
-  int (*update_constants)(kiln_container *, int32_t, const char *const *, const DLTensor *,
-                          int32_t, uint32_t) = nullptr;
+  int (*update_constants)(kiln_container *, int32_t, const char *const *, const DLTensor *, int32_t,
+                          uint32_t) = nullptr;
   int (*swap_constants)(kiln_container *) = nullptr;
   int (*free_inactive_constants)(kiln_container *) = nullptr;
   int (*read_constant)(kiln_container *, int32_t, const char *, DLTensor *) = nullptr;
@@ -151,8 +162,7 @@ struct Api {
 // A non-owning view of contiguous CPU data as a DLTensor (shape stored inline).
 class TensorView {
 public:
-  TensorView(void *data, std::vector<int64_t> shape, DLDataType dtype)
-      : shape_(std::move(shape)) {
+  TensorView(void *data, std::vector<int64_t> shape, DLDataType dtype) : shape_(std::move(shape)) {
     t_ = DLTensor{};
     t_.data = data;
     t_.device = DLDevice{kDLCPU, 0};
@@ -268,14 +278,28 @@ public:
     if (c_) api_.destroy(c_);
   }
 
-  kiln_container *handle() const { return c_; }
-  const Api &api() const { return api_; }
+  kiln_container *handle() const {
+    return c_;
+  }
+  const Api &api() const {
+    return api_;
+  }
 
-  int32_t num_inputs() const { return count(api_.num_inputs); }
-  int32_t num_outputs() const { return count(api_.num_outputs); }
-  int32_t num_constants() const { return count(need(api_.num_constants, "kiln_num_constants")); }
-  TensorInfo input_info(int32_t i) const { return info(api_.input_info, i); }
-  TensorInfo output_info(int32_t i) const { return info(api_.output_info, i); }
+  int32_t num_inputs() const {
+    return count(api_.num_inputs);
+  }
+  int32_t num_outputs() const {
+    return count(api_.num_outputs);
+  }
+  int32_t num_constants() const {
+    return count(need(api_.num_constants, "kiln_num_constants"));
+  }
+  TensorInfo input_info(int32_t i) const {
+    return info(api_.input_info, i);
+  }
+  TensorInfo output_info(int32_t i) const {
+    return info(api_.output_info, i);
+  }
   TensorInfo constant_info(int32_t i) const {
     return info(need(api_.constant_info, "kiln_constant_info"), i);
   }
@@ -328,7 +352,9 @@ public:
         c_, buffer, names.data(), tensors.data(), int32_t(names.size()),
         require_all ? KILN_UPDATE_REQUIRE_ALL : KILN_UPDATE_NONE));
   }
-  void swap_constants() { check(need(api_.swap_constants, "kiln_swap_constants")(c_)); }
+  void swap_constants() {
+    check(need(api_.swap_constants, "kiln_swap_constants")(c_));
+  }
   void free_inactive_constants() {
     check(need(api_.free_inactive_constants, "kiln_free_inactive_constants")(c_));
   }
@@ -342,7 +368,9 @@ private:
     if (st != KILN_OK) throw Error(st, api_.last_error());
   }
   template <typename F> F need(F f, const char *name) const {
-    if (!f) throw Error(KILN_ERR_UNSUPPORTED, std::string(name) + " needs a model.so built for kiln ABI 2");
+    if (!f)
+      throw Error(KILN_ERR_UNSUPPORTED,
+                  std::string(name) + " needs a model.so built for kiln ABI 2");
     return f;
   }
   int32_t count(int (*fn)(const kiln_container *, int32_t *)) const {

@@ -49,59 +49,59 @@ typedef struct kiln_container kiln_container; /* opaque */
 #define KILN_FLAG_NONE 0u
 
 typedef struct kiln_container_options {
-  size_t struct_size;      /* must be sizeof(kiln_container_options) */
-  int32_t num_runners;     /* concurrent runs; 0 = one per hardware thread */
-  int32_t threads_per_run; /* OpenMP threads inside one run; 0 = all hardware threads */
-  const char* device;      /* "cpu" (default when NULL), "cuda", "cuda:1" */
-  const char* weights_path; /* external weights file (from --weights external); NULL = embedded */
+  size_t struct_size;       /* must be sizeof(kiln_container_options) */
+  int32_t num_runners;      /* concurrent runs; 0 = one per hardware thread */
+  int32_t threads_per_run;  /* OpenMP threads inside one run; 0 = all hardware threads */
+  const char *device;       /* "cpu" (default when NULL), "cuda", "cuda:1" */
+  const char *weights_path; /* external weights file (from --weights external); NULL = embedded */
   uint32_t flags;
   uint32_t reserved[7]; /* must be zero */
 } kiln_container_options;
 
 /* Fills *options with defaults (struct_size set, everything else zero). */
-KILN_API void kiln_container_options_init(kiln_container_options* options);
+KILN_API void kiln_container_options_init(kiln_container_options *options);
 
 /* The last error message of the calling thread ("" if none). Valid until the next
  * kiln call on this thread; owned by the runtime. */
-KILN_API const char* kiln_last_error(void);
+KILN_API const char *kiln_last_error(void);
 KILN_API uint32_t kiln_abi_version(void);
 
 /* Creates a container. options may be NULL (defaults). On success *out owns the container;
  * release it with kiln_container_destroy. */
-KILN_API int kiln_container_create(const kiln_container_options* options, kiln_container** out);
-KILN_API int kiln_container_destroy(kiln_container* container);
+KILN_API int kiln_container_create(const kiln_container_options *options, kiln_container **out);
+KILN_API int kiln_container_destroy(kiln_container *container);
 
 /* Introspection. Names are owned by the model and live as long as the library. */
 typedef struct kiln_tensor_info {
-  size_t struct_size;    /* must be sizeof(kiln_tensor_info) */
-  const char* name;
+  size_t struct_size; /* must be sizeof(kiln_tensor_info) */
+  const char *name;
   DLDataType dtype;
   int32_t ndim;
-  const int64_t* dims;        /* -1 where the dim is symbolic */
-  const char* const* dim_names; /* symbol name per dim, NULL for static dims */
-  const int64_t* dim_min;     /* range per dim (min == max for static dims) */
-  const int64_t* dim_max;
+  const int64_t *dims;          /* -1 where the dim is symbolic */
+  const char *const *dim_names; /* symbol name per dim, NULL for static dims */
+  const int64_t *dim_min;       /* range per dim (min == max for static dims) */
+  const int64_t *dim_max;
 } kiln_tensor_info;
 
-KILN_API int kiln_num_inputs(const kiln_container* c, int32_t* out);
-KILN_API int kiln_num_outputs(const kiln_container* c, int32_t* out);
-KILN_API int kiln_input_info(const kiln_container* c, int32_t index, kiln_tensor_info* out);
-KILN_API int kiln_output_info(const kiln_container* c, int32_t index, kiln_tensor_info* out);
+KILN_API int kiln_num_inputs(const kiln_container *c, int32_t *out);
+KILN_API int kiln_num_outputs(const kiln_container *c, int32_t *out);
+KILN_API int kiln_input_info(const kiln_container *c, int32_t index, kiln_tensor_info *out);
+KILN_API int kiln_output_info(const kiln_container *c, int32_t index, kiln_tensor_info *out);
 
 /* Runs the model. inputs[i] and outputs[i] are borrowed; outputs must be caller-allocated,
  * contiguous, with the dims the model yields for these inputs (see kiln_output_dims).
  * Safe to call from many threads at once. */
-KILN_API int kiln_run(kiln_container* c, const DLTensor* inputs, int32_t num_inputs,
-                      DLTensor* outputs, int32_t num_outputs);
+KILN_API int kiln_run(kiln_container *c, const DLTensor *inputs, int32_t num_inputs,
+                      DLTensor *outputs, int32_t num_outputs);
 
 /* Output dims for the given input dims: out_dims[i] must hold outputs' ndim entries. */
-KILN_API int kiln_output_dims(kiln_container* c, const DLTensor* inputs, int32_t num_inputs,
-                              int64_t* const* out_dims);
+KILN_API int kiln_output_dims(kiln_container *c, const DLTensor *inputs, int32_t num_inputs,
+                              int64_t *const *out_dims);
 
 /* Runs the model and allocates the outputs: outputs[i] receives a DLManagedTensor that the
  * caller owns and releases by calling its deleter. */
-KILN_API int kiln_run_alloc(kiln_container* c, const DLTensor* inputs, int32_t num_inputs,
-                            DLManagedTensor** outputs, int32_t num_outputs);
+KILN_API int kiln_run_alloc(kiln_container *c, const DLTensor *inputs, int32_t num_inputs,
+                            DLManagedTensor **outputs, int32_t num_outputs);
 
 /* ---- ABI v2 ------------------------------------------------------------------------- */
 
@@ -110,13 +110,13 @@ KILN_API int kiln_run_alloc(kiln_container* c, const DLTensor* inputs, int32_t n
  * (borrowed; not checked beyond NULL). Takes a runner (waits when all are busy), allocates
  * nothing, takes no lock other than the runner pool's. KILN_ERR_UNSUPPORTED when the model
  * has symbolic dims. Safe to call from many threads at once. */
-KILN_API int kiln_run_minimal(kiln_container* c, void* const* inputs, void* const* outputs);
+KILN_API int kiln_run_minimal(kiln_container *c, void *const *inputs, void *const *outputs);
 
 /* Constants: the model's weights, by ONNX initializer name. A container holds an active
  * buffer (what runs read) and, once created by an update, an inactive one. */
-KILN_API int kiln_num_constants(const kiln_container* c, int32_t* out);
+KILN_API int kiln_num_constants(const kiln_container *c, int32_t *out);
 /* Name, dtype and (static) dims of constant index; dim_names are all NULL. */
-KILN_API int kiln_constant_info(const kiln_container* c, int32_t index, kiln_tensor_info* out);
+KILN_API int kiln_constant_info(const kiln_container *c, int32_t index, kiln_tensor_info *out);
 
 /* Which constant buffer an update or read addresses. */
 typedef enum kiln_constant_buffer {
@@ -140,21 +140,20 @@ typedef enum kiln_constant_buffer {
  *    weights, so prefer INACTIVE + kiln_swap_constants for large models.
  * values are borrowed; the data is copied before return. Safe to call while other threads
  * run; updates, swaps and frees are serialised among themselves. */
-KILN_API int kiln_update_constants(kiln_container* c, int32_t buffer, const char* const* names,
-                                   const DLTensor* values, int32_t count, uint32_t flags);
+KILN_API int kiln_update_constants(kiln_container *c, int32_t buffer, const char *const *names,
+                                   const DLTensor *values, int32_t count, uint32_t flags);
 
 /* Makes the inactive buffer active and the active one inactive, atomically with respect to
  * runs: each run uses one buffer from start to end. Returns once no run still uses the
  * now-inactive buffer. KILN_ERR_INVALID_STATE when there is no inactive buffer. */
-KILN_API int kiln_swap_constants(kiln_container* c);
+KILN_API int kiln_swap_constants(kiln_container *c);
 
 /* Frees the inactive buffer (after runs still using it finish). No-op when there is none. */
-KILN_API int kiln_free_inactive_constants(kiln_container* c);
+KILN_API int kiln_free_inactive_constants(kiln_container *c);
 
 /* Copies constant `name` of the given buffer into out (CPU, contiguous, caller-allocated,
  * the constant's dtype and dims). KILN_ERR_INVALID_STATE for INACTIVE when there is none. */
-KILN_API int kiln_read_constant(kiln_container* c, int32_t buffer, const char* name,
-                                DLTensor* out);
+KILN_API int kiln_read_constant(kiln_container *c, int32_t buffer, const char *name, DLTensor *out);
 
 #ifdef __cplusplus
 }

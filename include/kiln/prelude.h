@@ -22,31 +22,34 @@ static inline int64_t kiln_floordiv(int64_t a, int64_t b) {
   int64_t q = a / b;
   return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
-static inline int64_t kiln_imod(int64_t a, int64_t b) { return a - b * kiln_floordiv(a, b); }
-static inline int64_t kiln_imin(int64_t a, int64_t b) { return a < b ? a : b; }
-static inline int64_t kiln_imax(int64_t a, int64_t b) { return a > b ? a : b; }
+static inline int64_t kiln_imod(int64_t a, int64_t b) {
+  return a - b * kiln_floordiv(a, b);
+}
+static inline int64_t kiln_imin(int64_t a, int64_t b) {
+  return a < b ? a : b;
+}
+static inline int64_t kiln_imax(int64_t a, int64_t b) {
+  return a > b ? a : b;
+}
 template <typename T> static inline T kiln_mod(T a, T b) {
   if constexpr (sizeof(T) > 0 && (T)0.5 != 0) { // floating point: Python-style mod
     T r = std::fmod(a, b);
     return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
   } else {
-    if (b == 0)
-      return 0;
+    if (b == 0) return 0;
     T r = a % b;
     return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
   }
 }
 template <typename T> static inline T kiln_min(T a, T b) {
   if constexpr ((T)0.5 != 0) {
-    if (a != a || b != b)
-      return a + b; // NaN propagates
+    if (a != a || b != b) return a + b; // NaN propagates
   }
   return a < b ? a : b;
 }
 template <typename T> static inline T kiln_max(T a, T b) {
   if constexpr ((T)0.5 != 0) {
-    if (a != a || b != b)
-      return a + b;
+    if (a != a || b != b) return a + b;
   }
   return a > b ? a : b;
 }
@@ -71,9 +74,15 @@ template <typename T> static inline T kiln_pow(T a, T b) {
     return (T)std::pow((double)a, (double)b);
   }
 }
-template <typename T> static inline T kiln_abs(T a) { return a < 0 ? -a : a; }
-template <typename T> static inline T kiln_sign(T a) { return (T)((a > 0) - (a < 0)); }
-template <typename T> static inline T kiln_sigmoid(T a) { return (T)1 / ((T)1 + std::exp(-a)); }
+template <typename T> static inline T kiln_abs(T a) {
+  return a < 0 ? -a : a;
+}
+template <typename T> static inline T kiln_sign(T a) {
+  return (T)((a > 0) - (a < 0));
+}
+template <typename T> static inline T kiln_sigmoid(T a) {
+  return (T)1 / ((T)1 + std::exp(-a));
+}
 template <typename T, typename U> static inline T kiln_shl(T a, U b) {
   return b >= (U)(8 * sizeof(T)) ? 0 : (T)(a << b);
 }
@@ -111,23 +120,18 @@ static inline kiln_half kiln_f2h(float f) {
   uint32_t sign = (x >> 16) & 0x8000u;
   int32_t exp = (int32_t)((x >> 23) & 0xff) - 127 + 15;
   uint32_t man = x & 0x7fffffu;
-  if (((x >> 23) & 0xff) == 0xff)
-    return (kiln_half)(sign | 0x7c00u | (man ? 0x200u : 0));
-  if (exp >= 31)
-    return (kiln_half)(sign | 0x7c00u);
+  if (((x >> 23) & 0xff) == 0xff) return (kiln_half)(sign | 0x7c00u | (man ? 0x200u : 0));
+  if (exp >= 31) return (kiln_half)(sign | 0x7c00u);
   if (exp <= 0) {
-    if (exp < -10)
-      return (kiln_half)sign;
+    if (exp < -10) return (kiln_half)sign;
     man |= 0x800000u;
     uint32_t shift = (uint32_t)(14 - exp);
     uint32_t half = man >> shift, rem = man & ((1u << shift) - 1), mid = 1u << (shift - 1);
-    if (rem > mid || (rem == mid && (half & 1)))
-      ++half;
+    if (rem > mid || (rem == mid && (half & 1))) ++half;
     return (kiln_half)(sign | half);
   }
   uint32_t half = sign | ((uint32_t)exp << 10) | (man >> 13), rem = man & 0x1fffu;
-  if (rem > 0x1000u || (rem == 0x1000u && (half & 1)))
-    ++half;
+  if (rem > 0x1000u || (rem == 0x1000u && (half & 1))) ++half;
   return (kiln_half)half;
 }
 
@@ -140,10 +144,11 @@ static inline float kiln_bf2f(kiln_bfloat16 h) {
 static inline kiln_bfloat16 kiln_f2bf(float f) {
   uint32_t x;
   std::memcpy(&x, &f, 4);
-  if (f != f)
-    return (kiln_bfloat16)((x >> 16) | 0x40);
+  if (f != f) return (kiln_bfloat16)((x >> 16) | 0x40);
   return (kiln_bfloat16)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
 }
 
 /// Float → integer conversion as ONNX Cast does it (truncation toward zero).
-template <typename T, typename F> static inline T kiln_f2i(F v) { return (T)v; }
+template <typename T, typename F> static inline T kiln_f2i(F v) {
+  return (T)v;
+}

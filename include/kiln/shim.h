@@ -27,27 +27,31 @@ extern "C" {
 
 /* X(function, level): every released shim function and the level that introduced it. One
  * list for the compiler (the level to record), the runtime and tests/abi/. Append only. */
-#define KILN_SHIM_FUNCTIONS(X)                                                             \
-  X(kiln_shim_conv_v1, 1)                                                                  \
-  X(kiln_shim_matmul_v1, 1)                                                                \
-  X(kiln_shim_conv_v2, 2)                                                                  \
-  X(kiln_shim_scatter_elements_v1, 2)                                                      \
-  X(kiln_shim_scatter_nd_v1, 2)                                                            \
-  X(kiln_shim_sdpa_v1, 2)                                                                  \
+#define KILN_SHIM_FUNCTIONS(X)                                                                     \
+  X(kiln_shim_conv_v1, 1)                                                                          \
+  X(kiln_shim_matmul_v1, 1)                                                                        \
+  X(kiln_shim_conv_v2, 2)                                                                          \
+  X(kiln_shim_scatter_elements_v1, 2)                                                              \
+  X(kiln_shim_scatter_nd_v1, 2)                                                                    \
+  X(kiln_shim_sdpa_v1, 2)                                                                          \
   X(kiln_shim_sdpa_v2, 2)
 
 /* Per-runner state (primitive caches); obtained from kiln_run_ctx.runner. */
 typedef void kiln_shim_ctx;
 
 /* Fused elementwise operation applied after conv/matmul (oneDNN post-op). */
-typedef enum kiln_post_op { KILN_POST_NONE = 0, KILN_POST_RELU = 1, KILN_POST_CLIP = 2 } kiln_post_op;
+typedef enum kiln_post_op {
+  KILN_POST_NONE = 0,
+  KILN_POST_RELU = 1,
+  KILN_POST_CLIP = 2
+} kiln_post_op;
 
 typedef struct kiln_conv_params_v1 {
-  int32_t spatial_rank;  /* 1, 2 or 3 */
-  int32_t post_op;       /* kiln_post_op, applied after bias and residual add */
+  int32_t spatial_rank; /* 1, 2 or 3 */
+  int32_t post_op;      /* kiln_post_op, applied after bias and residual add */
   int64_t groups;
   int64_t strides[3];
-  int64_t dilations[3];  /* ONNX convention: 1 = dense */
+  int64_t dilations[3]; /* ONNX convention: 1 = dense */
   int64_t pads_begin[3];
   int64_t pads_end[3];
   float clip_min, clip_max;
@@ -57,10 +61,10 @@ typedef struct kiln_conv_params_v1 {
  * x_dims: N,C,spatial...; w_dims: O,C/groups,kernel...; y_dims: N,O,spatial...
  * bias (length O) and residual (shape of y) are optional. site identifies the call site
  * so primitives are created once per runner and shape. */
-int kiln_shim_conv_v1(kiln_shim_ctx* ctx, int64_t site, const float* x, const int64_t* x_dims,
-                      const float* w, const int64_t* w_dims, const float* bias,
-                      const float* residual, float* y, const int64_t* y_dims,
-                      const kiln_conv_params_v1* params);
+int kiln_shim_conv_v1(kiln_shim_ctx *ctx, int64_t site, const float *x, const int64_t *x_dims,
+                      const float *w, const int64_t *w_dims, const float *bias,
+                      const float *residual, float *y, const int64_t *y_dims,
+                      const kiln_conv_params_v1 *params);
 
 /* Memory layout of activations for kiln_shim_conv_v2 (dims are always given as N,C,spatial). */
 typedef enum kiln_data_layout {
@@ -70,28 +74,28 @@ typedef enum kiln_data_layout {
 
 /* As kiln_shim_conv_v1, with x, y and residual stored in `data_layout` (kiln_data_layout).
  * Channels-last lets consecutive convs run without layout conversions. */
-int kiln_shim_conv_v2(kiln_shim_ctx* ctx, int64_t site, const float* x, const int64_t* x_dims,
-                      const float* w, const int64_t* w_dims, const float* bias,
-                      const float* residual, float* y, const int64_t* y_dims,
-                      const kiln_conv_params_v1* params, int32_t data_layout);
+int kiln_shim_conv_v2(kiln_shim_ctx *ctx, int64_t site, const float *x, const int64_t *x_dims,
+                      const float *w, const int64_t *w_dims, const float *bias,
+                      const float *residual, float *y, const int64_t *y_dims,
+                      const kiln_conv_params_v1 *params, int32_t data_layout);
 
 typedef struct kiln_matmul_params_v1 {
-  int64_t batch;         /* number of matrices */
+  int64_t batch; /* number of matrices */
   int64_t m, n, k;
   int64_t a_batch_stride, b_batch_stride, c_batch_stride; /* elements; 0 = broadcast */
   int64_t lda, ldb, ldc; /* row strides in elements of A (m x k or k x m), B, C */
   int32_t trans_a, trans_b;
-  int32_t post_op;       /* kiln_post_op */
-  float alpha;           /* scales A*B */
-  float beta;            /* scales addend */
+  int32_t post_op; /* kiln_post_op */
+  float alpha;     /* scales A*B */
+  float beta;      /* scales addend */
   float clip_min, clip_max;
-  int32_t addend_kind;   /* 0 none, 1 row vector (n), 2 full (m x n, ld = ldc, per batch) */
+  int32_t addend_kind; /* 0 none, 1 row vector (n), 2 full (m x n, ld = ldc, per batch) */
   int32_t reserved;
 } kiln_matmul_params_v1;
 
 /* C = post_op(alpha * op(A) * op(B) + beta * addend), float32, batched. */
-int kiln_shim_matmul_v1(kiln_shim_ctx* ctx, int64_t site, const float* a, const float* b,
-                        const float* addend, float* c, const kiln_matmul_params_v1* params);
+int kiln_shim_matmul_v1(kiln_shim_ctx *ctx, int64_t site, const float *a, const float *b,
+                        const float *addend, float *c, const kiln_matmul_params_v1 *params);
 
 /* ---- level 2 ------------------------------------------------------------------------ */
 
@@ -129,22 +133,21 @@ typedef enum kiln_reduction {
  * KILN_ERR_INVALID_ARGUMENT naming the position. axis in [-rank, rank-1]. out may equal data
  * (in place, no copy); it must not otherwise overlap data, indices or updates. Updates are
  * applied in row-major order of `indices`, single-threaded (deterministic). ctx may be NULL. */
-int kiln_shim_scatter_elements_v1(kiln_shim_ctx* ctx, int64_t site, int32_t elem_type,
-                                  int32_t elem_size, const void* data, const int64_t* data_dims,
-                                  int32_t rank, const int64_t* indices,
-                                  const int64_t* indices_dims, const void* updates,
-                                  int32_t axis, int32_t reduction, void* out);
+int kiln_shim_scatter_elements_v1(kiln_shim_ctx *ctx, int64_t site, int32_t elem_type,
+                                  int32_t elem_size, const void *data, const int64_t *data_dims,
+                                  int32_t rank, const int64_t *indices, const int64_t *indices_dims,
+                                  const void *updates, int32_t axis, int32_t reduction, void *out);
 
 /* ONNX ScatterND. data: data_rank dims; indices: indices_rank dims, the last of which (k,
  * 1 <= k <= data_rank) indexes the first k dims of data; updates: indices_dims[0..-2] followed
  * by data_dims[k..]. out = data, then for each index tuple i: the slice out[indices[i]] =
  * reduce(slice, updates[i]). Index, overlap, ordering and elem rules as for
  * kiln_shim_scatter_elements_v1. */
-int kiln_shim_scatter_nd_v1(kiln_shim_ctx* ctx, int64_t site, int32_t elem_type,
-                            int32_t elem_size, const void* data, const int64_t* data_dims,
-                            int32_t data_rank, const int64_t* indices,
-                            const int64_t* indices_dims, int32_t indices_rank,
-                            const void* updates, int32_t reduction, void* out);
+int kiln_shim_scatter_nd_v1(kiln_shim_ctx *ctx, int64_t site, int32_t elem_type, int32_t elem_size,
+                            const void *data, const int64_t *data_dims, int32_t data_rank,
+                            const int64_t *indices, const int64_t *indices_dims,
+                            int32_t indices_rank, const void *updates, int32_t reduction,
+                            void *out);
 
 /* Scaled dot-product attention, float32, contiguous [B, H, S, D] layouts:
  *   out[b,h,i,:] = softmax_j(scale * q[b,h,i,:].k[b,h,j,:] + mask[b,h,i,j]) . v[b,h,j,:]
@@ -154,15 +157,15 @@ int kiln_shim_scatter_nd_v1(kiln_shim_ctx* ctx, int64_t site, int32_t elem_type,
  * b, h, i, j, 0 to broadcast a dim (e.g. {0, 0, Skv, 1} for one [Sq,Skv] mask). A row whose
  * scores are all -inf yields zeros. out must not overlap the inputs. ctx must be a runner (its
  * arena holds per-thread score rows); work is split over (b, h, i) with OpenMP. */
-int kiln_shim_sdpa_v1(kiln_shim_ctx* ctx, int64_t site, const float* q, const float* k,
-                      const float* v, const float* mask, const int64_t* mask_strides, float* out,
-                      const int64_t* dims, float scale);
+int kiln_shim_sdpa_v1(kiln_shim_ctx *ctx, int64_t site, const float *q, const float *k,
+                      const float *v, const float *mask, const int64_t *mask_strides, float *out,
+                      const int64_t *dims, float scale);
 
 /* As kiln_shim_sdpa_v1, with the scale optional: NULL means 1/sqrt(D) (ONNX Attention's
  * default). The compiler emits _v2 and passes NULL when the model gives no scale. */
-int kiln_shim_sdpa_v2(kiln_shim_ctx* ctx, int64_t site, const float* q, const float* k,
-                      const float* v, const float* mask, const int64_t* mask_strides, float* out,
-                      const int64_t* dims, const float* scale);
+int kiln_shim_sdpa_v2(kiln_shim_ctx *ctx, int64_t site, const float *q, const float *k,
+                      const float *v, const float *mask, const int64_t *mask_strides, float *out,
+                      const int64_t *dims, const float *scale);
 
 #ifdef __cplusplus
 }

@@ -32,8 +32,7 @@ std::string shellQuote(const std::string &s) {
 void writeFile(const fs::path &p, std::string_view data) {
   std::ofstream out(p, std::ios::binary);
   out.write(data.data(), static_cast<std::streamsize>(data.size()));
-  if (!out)
-    fail("cannot write '{}'", p.string());
+  if (!out) fail("cannot write '{}'", p.string());
 }
 
 std::string readFile(const fs::path &p) {
@@ -65,13 +64,12 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
     std::error_code ec;
     if (!fs::is_directory(parent, ec))
       fail("output directory '{}' does not exist", parent.string());
-    if (fs::is_directory(output, ec))
-      fail("output path '{}' is a directory", output);
+    if (fs::is_directory(output, ec)) fail("output path '{}' is a directory", output);
   }
   fs::path cache = fs::path(cacheDir) / "objects";
   fs::create_directories(cache);
-  fs::path work = fs::path(cacheDir) / ("build-" + std::to_string(getpid()) + "-" +
-                                        hexHash(fnv1a(output)).substr(0, 8));
+  fs::path work = fs::path(cacheDir) /
+                  ("build-" + std::to_string(getpid()) + "-" + hexHash(fnv1a(output)).substr(0, 8));
   fs::create_directories(work);
   std::vector<std::string> common = {"-fPIC", "-fvisibility=hidden", "-I" KILN_INCLUDE_DIR};
   std::string toolId = "gcc12;" KILN_INCLUDE_DIR; // part of every cache key
@@ -112,7 +110,8 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
     w.source = work / "weights.S";
     writeFile(w.source, "  .section .rodata\n  .balign 64\n  .globl kiln_weights_blob\n"
                         "  .hidden kiln_weights_blob\nkiln_weights_blob:\n  .incbin \"" +
-                            bin.string() + "\"\n  .byte 0\n  .section .note.GNU-stack,\"\",@progbits\n");
+                            bin.string() +
+                            "\"\n  .byte 0\n  .section .note.GNU-stack,\"\",@progbits\n");
     w.key = wkey + "-S";
     w.object = cache / (w.key + ".o");
     all.push_back(w);
@@ -135,8 +134,7 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
       tmpObj += ".tmp" + std::to_string(getpid()) + "_" + std::to_string(i);
       fs::path log = work / (j.source.filename().string() + ".log");
       std::string cmd = std::string(compilerFor(j.source));
-      if (j.source.extension() == ".S")
-        cmd = "gcc";
+      if (j.source.extension() == ".S") cmd = "gcc";
       for (auto &f : j.flags)
         cmd += " " + shellQuote(f);
       cmd += " -c " + shellQuote(j.source.string()) + " -o " + shellQuote(tmpObj.string()) +
@@ -145,7 +143,8 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
       if (rc != 0) {
         std::lock_guard<std::mutex> lk(errMu);
         if (firstError.empty())
-          firstError = "compiling " + j.source.string() + " failed:\n" + readFile(log).substr(0, 4000);
+          firstError =
+              "compiling " + j.source.string() + " failed:\n" + readFile(log).substr(0, 4000);
         continue;
       }
       fs::rename(tmpObj, j.object);

@@ -19,8 +19,7 @@ namespace kiln::aot {
 namespace fs = std::filesystem;
 
 std::string defaultCacheDir() {
-  if (const char *env = std::getenv("KILN_CACHE_DIR"); env && *env)
-    return env;
+  if (const char *env = std::getenv("KILN_CACHE_DIR"); env && *env) return env;
   if (const char *xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg)
     return std::string(xdg) + "/kiln";
   if (const char *home = std::getenv("HOME"); home && *home)
@@ -33,8 +32,7 @@ CompileStats compileModel(const CompileOptions &opts) {
   sym::Context ctx;
   auto graph = frontend::importModel(opts.modelPath, ctx, opts.import);
   auto dumpAfter = [&](const char *pass) {
-    if (opts.printAfterAll)
-      std::cerr << "// ---- after " << pass << " ----\n" << ir::dump(*graph);
+    if (opts.printAfterAll) std::cerr << "// ---- after " << pass << " ----\n" << ir::dump(*graph);
   };
   dumpAfter("import");
   // The pass pipeline: a flat list, each step one documented function.
@@ -58,8 +56,7 @@ CompileStats compileModel(const CompileOptions &opts) {
   lowerer.lowerGraph();
   sched::eliminateDeadKernels(prog);
   sched::formGroups(prog, ctx);
-  if (opts.printAfterAll)
-    std::cerr << "// ---- loop IR ----\n" << loop::dump(prog);
+  if (opts.printAfterAll) std::cerr << "// ---- loop IR ----\n" << loop::dump(prog);
 
   bool embed = !opts.externalWeights;
   codegen::GeneratedModel gm =
@@ -74,8 +71,7 @@ CompileStats compileModel(const CompileOptions &opts) {
     out.write(reinterpret_cast<const char *>(gm.weights.data()),
               static_cast<std::streamsize>(gm.weights.size()));
     out.close();
-    if (!out)
-      fail("cannot write weights file '{}'", tmp.string());
+    if (!out) fail("cannot write weights file '{}'", tmp.string());
     try {
       buildSharedLibrary(gm, opts.outputPath, cacheDir, opts.jobs, false, opts.keepSources);
     } catch (...) {

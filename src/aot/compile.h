@@ -16,8 +16,8 @@ struct CompileOptions {
   bool externalWeights = false; // write <output>.weights instead of embedding
   std::string cacheDir;         // empty: $KILN_CACHE_DIR or ~/.cache/kiln
   size_t kernelsPerFile = 24;
-  int jobs = 0;                 // parallel compiler processes; 0 = hardware threads
-  bool keepSources = false;     // leave the generated sources next to the output
+  int jobs = 0;             // parallel compiler processes; 0 = hardware threads
+  bool keepSources = false; // leave the generated sources next to the output
 };
 
 struct CompileStats {

@@ -30,8 +30,7 @@ void addCompileCommand(CLI::App &app) {
       if (!std::regex_match(d, m, spec))
         fail("--dynamic '{}': expected name=min:max, e.g. batch=1:64", d);
       frontend::DynamicDim dim{std::stoll(m[2]), std::stoll(m[3])};
-      if (dim.min < 0 || dim.min > dim.max)
-        fail("--dynamic '{}': min must be >= 0 and <= max", d);
+      if (dim.min < 0 || dim.min > dim.max) fail("--dynamic '{}': min must be >= 0 and <= max", d);
       opts->import.dynamic[m[1]] = dim;
     }
     opts->externalWeights = *weights == "external";

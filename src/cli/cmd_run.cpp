@@ -39,31 +39,31 @@ struct ModelLib {
   explicit ModelLib(const std::string &path) {
     std::string p = std::filesystem::absolute(path).string();
     handle = dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!handle)
-      fail("cannot load '{}': {}", path, dlerror());
+    if (!handle) fail("cannot load '{}': {}", path, dlerror());
 #define KILN_FN(name)                                                                              \
   name = reinterpret_cast<decltype(name)>(dlsym(handle, #name));                                   \
-  if (!name)                                                                                       \
-    fail("'{}' is not a kiln model: symbol {} missing", path, #name);
+  if (!name) fail("'{}' is not a kiln model: symbol {} missing", path, #name);
     KILN_RUN_FUNCTIONS(KILN_FN)
 #undef KILN_FN
   }
   void check(int st, const char *what) const {
-    if (st != KILN_OK)
-      fail("{} failed (status {}): {}", what, st, kiln_last_error());
+    if (st != KILN_OK) fail("{} failed (status {}): {}", what, st, kiln_last_error());
   }
 };
 
 std::string safeFileName(const std::string &name) {
   std::string r;
   for (char c : name)
-    r += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-') ? c : '_';
+    r +=
+        (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-') ? c : '_';
   return r.empty() ? "output" : r;
 }
 
 struct Aligned {
   void *p = nullptr;
-  explicit Aligned(size_t n) { p = std::aligned_alloc(64, std::max<size_t>(64, (n + 63) / 64 * 64)); }
+  explicit Aligned(size_t n) {
+    p = std::aligned_alloc(64, std::max<size_t>(64, (n + 63) / 64 * 64));
+  }
   ~Aligned() { std::free(p); }
   Aligned(const Aligned &) = delete;
 };
@@ -97,19 +97,18 @@ void addRunCommand(CLI::App &app) {
     std::string weights = o->weights;
     if (weights.empty() && std::filesystem::exists(o->lib + ".weights"))
       weights = o->lib + ".weights"; // written by `kiln compile --weights external`
-    if (!weights.empty())
-      opts.weights_path = weights.c_str();
+    if (!weights.empty()) opts.weights_path = weights.c_str();
     kiln_container *c = nullptr;
     lib.check(lib.kiln_container_create(&opts, &c), "creating the container");
-    std::unique_ptr<kiln_container, decltype(lib.kiln_container_destroy)> guard(c, lib.kiln_container_destroy);
+    std::unique_ptr<kiln_container, decltype(lib.kiln_container_destroy)> guard(
+        c, lib.kiln_container_destroy);
     int32_t nin = 0, nout = 0;
     lib.check(lib.kiln_num_inputs(c, &nin), "kiln_num_inputs");
     lib.check(lib.kiln_num_outputs(c, &nout), "kiln_num_outputs");
     std::map<std::string, std::string> files;
     for (const std::string &spec : o->inputs) {
       auto eq = spec.find('=');
-      if (eq == std::string::npos)
-        fail("--input '{}': expected name=file.npy", spec);
+      if (eq == std::string::npos) fail("--input '{}': expected name=file.npy", spec);
       files[spec.substr(0, eq)] = spec.substr(eq + 1);
     }
     std::vector<NpyArray> arrays(nin);
@@ -125,8 +124,13 @@ void addRunCommand(CLI::App &app) {
       files.erase(it);
       inBufs.push_back(std::make_unique<Aligned>(arrays[i].data.size()));
       std::memcpy(inBufs.back()->p, arrays[i].data.data(), arrays[i].data.size());
-      ins[i] = DLTensor{inBufs.back()->p, {kDLCPU, 0}, static_cast<int32_t>(arrays[i].shape.size()),
-                        arrays[i].dtype, arrays[i].shape.data(), nullptr, 0};
+      ins[i] = DLTensor{inBufs.back()->p,
+                        {kDLCPU, 0},
+                        static_cast<int32_t>(arrays[i].shape.size()),
+                        arrays[i].dtype,
+                        arrays[i].shape.data(),
+                        nullptr,
+                        0};
     }
     if (!files.empty())
       fail("--input '{}': the model has no input with that name", files.begin()->first);
@@ -149,13 +153,19 @@ void addRunCommand(CLI::App &app) {
         n *= d;
       size_t bytes = static_cast<size_t>(n) * ((outInfo[i].dtype.bits + 7) / 8);
       outBufs.push_back(std::make_unique<Aligned>(bytes));
-      outs[i] = DLTensor{outBufs.back()->p, {kDLCPU, 0}, outInfo[i].ndim, outInfo[i].dtype,
-                         outDims[i].data(), nullptr, 0};
+      outs[i] = DLTensor{outBufs.back()->p,
+                         {kDLCPU, 0},
+                         outInfo[i].ndim,
+                         outInfo[i].dtype,
+                         outDims[i].data(),
+                         nullptr,
+                         0};
     }
     auto runOnce = [&] {
       auto t0 = std::chrono::steady_clock::now();
       lib.check(lib.kiln_run(c, ins.data(), nin, outs.data(), nout), "kiln_run");
-      return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+          .count();
     };
     double first = runOnce();
     std::vector<double> times;
@@ -168,21 +178,25 @@ void addRunCommand(CLI::App &app) {
     } else {
       times.push_back(first);
     }
-    auto pct = [&](double q) { return times[std::min(times.size() - 1, size_t(q * (times.size() - 1) + 0.5))]; };
+    auto pct = [&](double q) {
+      return times[std::min(times.size() - 1, size_t(q * (times.size() - 1) + 0.5))];
+    };
     if (!o->outDir.empty()) {
       std::filesystem::create_directories(o->outDir);
       for (int32_t i = 0; i < nout; ++i)
-        writeNpy((std::filesystem::path(o->outDir) / (safeFileName(outInfo[i].name) + ".npy")).string(),
-                 outInfo[i].dtype, outDims[i], outs[i].data);
+        writeNpy(
+            (std::filesystem::path(o->outDir) / (safeFileName(outInfo[i].name) + ".npy")).string(),
+            outInfo[i].dtype, outDims[i], outs[i].data);
     }
     if (o->json)
       std::cout << fmt::format("{{\"median_ms\": {:.4f}, \"p10_ms\": {:.4f}, \"p90_ms\": {:.4f}, "
                                "\"first_ms\": {:.4f}, \"runs\": {}}}\n",
                                pct(0.5), pct(0.1), pct(0.9), first, times.size());
     else
-      std::cout << fmt::format("latency: median {:.3f} ms (p10 {:.3f}, p90 {:.3f}; first run {:.3f} "
-                               "ms; {} timed runs)\n",
-                               pct(0.5), pct(0.1), pct(0.9), first, times.size());
+      std::cout << fmt::format(
+          "latency: median {:.3f} ms (p10 {:.3f}, p90 {:.3f}; first run {:.3f} "
+          "ms; {} timed runs)\n",
+          pct(0.5), pct(0.1), pct(0.9), first, times.size());
   });
 }
 

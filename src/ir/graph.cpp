@@ -86,8 +86,7 @@ Value *Graph::newValue(const std::string &name) {
   values.push_back(std::make_unique<Value>());
   Value *v = values.back().get();
   v->name = name;
-  if (!name.empty())
-    byName_[name] = v;
+  if (!name.empty()) byName_[name] = v;
   return v;
 }
 
@@ -101,11 +100,9 @@ Node *Graph::newNode(const std::string &op, const std::string &name) {
 
 void Graph::connect(Node *n) {
   for (Value *v : n->inputs)
-    if (v)
-      v->users.push_back(n);
+    if (v) v->users.push_back(n);
   for (Value *v : n->outputs)
-    if (v)
-      v->producer = n;
+    if (v) v->producer = n;
 }
 
 Value *Graph::findValue(const std::string &name) const {
@@ -116,8 +113,7 @@ Value *Graph::findValue(const std::string &name) const {
 void Graph::compact() {
   std::deque<std::unique_ptr<Node>> live;
   for (auto &n : nodes)
-    if (!n->dead)
-      live.push_back(std::move(n));
+    if (!n->dead) live.push_back(std::move(n));
   nodes = std::move(live);
   for (auto &v : values) {
     v->users.clear();
@@ -135,8 +131,7 @@ std::string shapeToString(const Shape &s) {
 }
 
 static std::string valueRef(const Value *v) {
-  if (!v)
-    return "<absent>";
+  if (!v) return "<absent>";
   return fmt::format("%{}:{}{}", v->name, dtypeName(v->dtype), shapeToString(v->shape));
 }
 
@@ -196,8 +191,7 @@ void verify(const Graph &g) {
       KILN_ASSERT(!in || defined.count(in), "{} uses '{}' before it is defined", n->describe(),
                   in->name);
     for (const Value *out : n->outputs) {
-      KILN_ASSERT(out && out->producer == n.get(), "{} output has wrong producer",
-                  n->describe());
+      KILN_ASSERT(out && out->producer == n.get(), "{} output has wrong producer", n->describe());
       KILN_ASSERT(out->shapeKnown, "{} output '{}' has no shape", n->describe(), out->name);
       defined.insert(out);
     }

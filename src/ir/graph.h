@@ -55,7 +55,7 @@ struct Value {
   DType dtype = DType::Float32;
   Shape shape;
   bool shapeKnown = false;
-  std::shared_ptr<const TensorData> data;       // compile-time contents
+  std::shared_ptr<const TensorData> data;        // compile-time contents
   std::optional<std::vector<sym::Expr>> symData; // int64 contents as sym exprs
   Node *producer = nullptr;
   std::vector<Node *> users;

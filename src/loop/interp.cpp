@@ -11,20 +11,48 @@ namespace kiln::loop {
 
 void storeScalar(ir::TensorData &t, int64_t i, double f, int64_t iv) {
   switch (t.dtype) {
-  case DType::Float32: t.as<float>()[i] = static_cast<float>(f); break;
-  case DType::Float64: t.as<double>()[i] = f; break;
-  case DType::Float16: t.as<uint16_t>()[i] = floatToHalf(static_cast<float>(f)); break;
-  case DType::BFloat16: t.as<uint16_t>()[i] = floatToBf16(static_cast<float>(f)); break;
-  case DType::Int8: t.as<int8_t>()[i] = static_cast<int8_t>(iv); break;
-  case DType::Int16: t.as<int16_t>()[i] = static_cast<int16_t>(iv); break;
-  case DType::Int32: t.as<int32_t>()[i] = static_cast<int32_t>(iv); break;
-  case DType::Int64: t.as<int64_t>()[i] = iv; break;
-  case DType::UInt8: t.as<uint8_t>()[i] = static_cast<uint8_t>(iv); break;
-  case DType::UInt16: t.as<uint16_t>()[i] = static_cast<uint16_t>(iv); break;
-  case DType::UInt32: t.as<uint32_t>()[i] = static_cast<uint32_t>(iv); break;
-  case DType::UInt64: t.as<uint64_t>()[i] = static_cast<uint64_t>(iv); break;
-  case DType::Bool: t.as<uint8_t>()[i] = iv != 0; break;
-  case DType::String: KILN_ASSERT(false, "storeScalar on string"); break;
+  case DType::Float32:
+    t.as<float>()[i] = static_cast<float>(f);
+    break;
+  case DType::Float64:
+    t.as<double>()[i] = f;
+    break;
+  case DType::Float16:
+    t.as<uint16_t>()[i] = floatToHalf(static_cast<float>(f));
+    break;
+  case DType::BFloat16:
+    t.as<uint16_t>()[i] = floatToBf16(static_cast<float>(f));
+    break;
+  case DType::Int8:
+    t.as<int8_t>()[i] = static_cast<int8_t>(iv);
+    break;
+  case DType::Int16:
+    t.as<int16_t>()[i] = static_cast<int16_t>(iv);
+    break;
+  case DType::Int32:
+    t.as<int32_t>()[i] = static_cast<int32_t>(iv);
+    break;
+  case DType::Int64:
+    t.as<int64_t>()[i] = iv;
+    break;
+  case DType::UInt8:
+    t.as<uint8_t>()[i] = static_cast<uint8_t>(iv);
+    break;
+  case DType::UInt16:
+    t.as<uint16_t>()[i] = static_cast<uint16_t>(iv);
+    break;
+  case DType::UInt32:
+    t.as<uint32_t>()[i] = static_cast<uint32_t>(iv);
+    break;
+  case DType::UInt64:
+    t.as<uint64_t>()[i] = static_cast<uint64_t>(iv);
+    break;
+  case DType::Bool:
+    t.as<uint8_t>()[i] = iv != 0;
+    break;
+  case DType::String:
+    KILN_ASSERT(false, "storeScalar on string");
+    break;
   }
 }
 
@@ -46,8 +74,7 @@ Interpreter::Scalar2 Interpreter::eval(const VRef &v, std::map<std::string, int6
     if (idx < 0 || idx >= d.numel())
       fail("index {} out of bounds for a tensor of {} elements (while folding constants)", idx,
            d.numel());
-    if (isFloat(d.dtype))
-      return {d.getDouble(idx), 0};
+    if (isFloat(d.dtype)) return {d.getDouble(idx), 0};
     return {0, d.getInt(idx)};
   }
   case VKind::Unary: {
@@ -76,8 +103,7 @@ Interpreter::Scalar2 Interpreter::eval(const VRef &v, std::map<std::string, int6
 static std::vector<int64_t> staticDims(const ir::Shape &s) {
   std::vector<int64_t> d;
   for (const sym::Expr &e : s) {
-    if (!e.isConst())
-      fail("cannot fold a tensor with symbolic dim {}", sym::toString(e));
+    if (!e.isConst()) fail("cannot fold a tensor with symbolic dim {}", sym::toString(e));
     d.push_back(e->value);
   }
   return d;
@@ -100,8 +126,7 @@ std::shared_ptr<ir::TensorData> Interpreter::evaluate(DType t, const std::vector
     Scalar norm = normalize(t, evalCast(body->dtype, t, Scalar{s.f, s.i}));
     storeScalar(*out, flat, norm.f, norm.i);
     for (size_t d = shape.size(); d-- > 0;) {
-      if (++idx[d] < shape[d])
-        break;
+      if (++idx[d] < shape[d]) break;
       idx[d] = 0;
     }
   }
@@ -109,8 +134,7 @@ std::shared_ptr<ir::TensorData> Interpreter::evaluate(DType t, const std::vector
 }
 
 void Interpreter::runKernel(const Kernel &k, ir::TensorData &out) {
-  if (k.kind == KernelKind::Extern)
-    fail("cannot fold through extern {}", k.ext.function);
+  if (k.kind == KernelKind::Extern) fail("cannot fold through extern {}", k.ext.function);
   if (k.kind == KernelKind::Pointwise) {
     out = *evaluate(k.out->dtype, staticDims(k.out->shape), k.vars, k.body);
     return;
@@ -138,7 +162,9 @@ void Interpreter::runKernel(const Kernel &k, ir::TensorData &out) {
       Scalar2 s = eval(k.body, env);
       double x = fl ? s.f : static_cast<double>(s.i);
       switch (k.rop) {
-      case ReduceOp::Sum: fl ? (void)(accF += x) : (void)(accI += s.i); break;
+      case ReduceOp::Sum:
+        fl ? (void)(accF += x) : (void)(accI += s.i);
+        break;
       case ReduceOp::Prod:
         if (first) {
           accF = x;
@@ -169,8 +195,7 @@ void Interpreter::runKernel(const Kernel &k, ir::TensorData &out) {
       }
       first = false;
       for (size_t d = rshape.size(); d-- > 0;) {
-        if (++ridx[d] < rshape[d])
-          break;
+        if (++ridx[d] < rshape[d]) break;
         ridx[d] = 0;
       }
     }
@@ -184,25 +209,20 @@ void Interpreter::runKernel(const Kernel &k, ir::TensorData &out) {
     else
       storeScalar(out, flat, accF, fl ? static_cast<int64_t>(accF) : accI);
     for (size_t d = oshape.size(); d-- > 0;) {
-      if (++idx[d] < oshape[d])
-        break;
+      if (++idx[d] < oshape[d]) break;
       idx[d] = 0;
     }
   }
 }
 
 const ir::TensorData &Interpreter::bufferData(const Buffer *b) {
-  if (b->data)
-    return *b->data;
+  if (b->data) return *b->data;
   auto it = cache_.find(b);
-  if (it != cache_.end())
-    return *it->second;
-  if (b->kind == BufferKind::Input)
-    fail("cannot fold: depends on graph input");
+  if (it != cache_.end()) return *it->second;
+  if (b->kind == BufferKind::Input) fail("cannot fold: depends on graph input");
   for (const auto &k : prog_.kernels) {
     bool writes = k->out == b || std::count(k->ext.outputs.begin(), k->ext.outputs.end(), b);
-    if (!writes)
-      continue;
+    if (!writes) continue;
     auto data = std::make_shared<ir::TensorData>();
     runKernel(*k, *data);
     cache_[b] = data;

@@ -16,20 +16,25 @@ sym::Expr Buffer::numel(sym::Context &ctx) const {
 
 const char *reduceName(ReduceOp op) {
   switch (op) {
-  case ReduceOp::Sum: return "sum";
-  case ReduceOp::Prod: return "prod";
-  case ReduceOp::Max: return "max";
-  case ReduceOp::Min: return "min";
-  case ReduceOp::ArgMax: return "argmax";
-  case ReduceOp::ArgMin: return "argmin";
+  case ReduceOp::Sum:
+    return "sum";
+  case ReduceOp::Prod:
+    return "prod";
+  case ReduceOp::Max:
+    return "max";
+  case ReduceOp::Min:
+    return "min";
+  case ReduceOp::ArgMax:
+    return "argmax";
+  case ReduceOp::ArgMin:
+    return "argmin";
   }
   return "?";
 }
 
 static void collectLoads(const VRef &v, std::vector<Buffer *> &out) {
   if (v->kind == VKind::Load) {
-    if (std::find(out.begin(), out.end(), v->buf) == out.end())
-      out.push_back(v->buf);
+    if (std::find(out.begin(), out.end(), v->buf) == out.end()) out.push_back(v->buf);
     for (auto &[s, iv] : v->indirect)
       collectLoads(iv, out);
   }
@@ -41,8 +46,7 @@ std::vector<Buffer *> Kernel::reads() const {
   std::vector<Buffer *> r;
   if (kind == KernelKind::Extern) {
     for (Buffer *b : ext.inputs)
-      if (b && std::find(r.begin(), r.end(), b) == r.end())
-        r.push_back(b);
+      if (b && std::find(r.begin(), r.end(), b) == r.end()) r.push_back(b);
     return r;
   }
   collectLoads(body, r);

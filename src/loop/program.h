@@ -20,7 +20,7 @@ struct Buffer {
   DType dtype = DType::Float32;
   ir::Shape shape; // contiguous row-major
   BufferKind kind = BufferKind::Intermediate;
-  int index = -1; // input/output/constant number
+  int index = -1;                             // input/output/constant number
   std::shared_ptr<const ir::TensorData> data; // constants: contents
   sym::Expr numel(sym::Context &ctx) const;
 };
@@ -42,9 +42,9 @@ struct ExternArg {
 struct ExternCall {
   std::string function; // e.g. "kiln_shim_conv_v1"
   std::vector<ExternArg> args;
-  std::vector<Buffer *> inputs, outputs; // for liveness
-  std::string paramsType;                // C struct type of the params
-  std::vector<std::pair<std::string, std::string>> params; // field -> value (sym or literal)
+  std::vector<Buffer *> inputs, outputs;                    // for liveness
+  std::string paramsType;                                   // C struct type of the params
+  std::vector<std::pair<std::string, std::string>> params;  // field -> value (sym or literal)
   std::vector<std::pair<std::string, sym::Expr>> symParams; // field -> sym expression
   int site = 0;
 };
@@ -54,8 +54,8 @@ struct Kernel {
   int id = 0;
   std::string origin; // ONNX node names it came from (for comments/errors)
   Buffer *out = nullptr;
-  std::vector<sym::Expr> vars;   // loop variables over out->shape
-  VRef body;                     // Pointwise: value; Reduction: reduced operand
+  std::vector<sym::Expr> vars; // loop variables over out->shape
+  VRef body;                   // Pointwise: value; Reduction: reduced operand
   // Reduction only:
   std::vector<sym::Expr> rvars;  // reduction variables
   std::vector<sym::Expr> rsizes; // their extents

@@ -10,10 +10,18 @@ namespace kiln::loop {
 
 // One implementation of the half/bfloat16 conversions: the prelude's, which generated
 // code uses too, so folding and run time round identically.
-float halfToFloat(uint16_t h) { return kiln_h2f(h); }
-uint16_t floatToHalf(float f) { return kiln_f2h(f); }
-float bf16ToFloat(uint16_t h) { return kiln_bf2f(h); }
-uint16_t floatToBf16(float f) { return kiln_f2bf(f); }
+float halfToFloat(uint16_t h) {
+  return kiln_h2f(h);
+}
+uint16_t floatToHalf(float f) {
+  return kiln_f2h(f);
+}
+float bf16ToFloat(uint16_t h) {
+  return kiln_bf2f(h);
+}
+uint16_t floatToBf16(float f) {
+  return kiln_f2bf(f);
+}
 
 Scalar normalize(DType t, Scalar s) {
   switch (t) {
@@ -54,10 +62,8 @@ Scalar normalize(DType t, Scalar s) {
 }
 
 double asDouble(DType t, Scalar s) {
-  if (isFloat(t))
-    return s.f;
-  if (t == DType::UInt64)
-    return static_cast<double>(static_cast<uint64_t>(s.i));
+  if (isFloat(t)) return s.f;
+  if (t == DType::UInt64) return static_cast<double>(static_cast<uint64_t>(s.i));
   return static_cast<double>(s.i);
 }
 
@@ -78,35 +84,87 @@ Scalar evalUnary(UnaryOp op, DType t, Scalar a) {
   case UnaryOp::Abs:
     fl ? (void)(r.f = std::fabs(a.f)) : (void)(r.i = a.i < 0 ? -a.i : a.i);
     break;
-  case UnaryOp::Exp: fres(std::exp(x)); break;
-  case UnaryOp::Log: fres(std::log(x)); break;
-  case UnaryOp::Sqrt: fres(std::sqrt(x)); break;
-  case UnaryOp::Tanh: fres(std::tanh(x)); break;
-  case UnaryOp::Erf: fres(std::erf(x)); break;
-  case UnaryOp::Sigmoid: fres(1.0 / (1.0 + std::exp(-x))); break;
-  case UnaryOp::Floor: fres(std::floor(x)); break;
-  case UnaryOp::Ceil: fres(std::ceil(x)); break;
-  case UnaryOp::Round: fres(std::nearbyint(x)); break;
-  case UnaryOp::Sin: fres(std::sin(x)); break;
-  case UnaryOp::Cos: fres(std::cos(x)); break;
-  case UnaryOp::Tan: fres(std::tan(x)); break;
-  case UnaryOp::Asin: fres(std::asin(x)); break;
-  case UnaryOp::Acos: fres(std::acos(x)); break;
-  case UnaryOp::Atan: fres(std::atan(x)); break;
-  case UnaryOp::Sinh: fres(std::sinh(x)); break;
-  case UnaryOp::Cosh: fres(std::cosh(x)); break;
-  case UnaryOp::Asinh: fres(std::asinh(x)); break;
-  case UnaryOp::Acosh: fres(std::acosh(x)); break;
-  case UnaryOp::Atanh: fres(std::atanh(x)); break;
-  case UnaryOp::Not: r.i = !a.i; break;
-  case UnaryOp::BitNot: r.i = ~a.i; break;
+  case UnaryOp::Exp:
+    fres(std::exp(x));
+    break;
+  case UnaryOp::Log:
+    fres(std::log(x));
+    break;
+  case UnaryOp::Sqrt:
+    fres(std::sqrt(x));
+    break;
+  case UnaryOp::Tanh:
+    fres(std::tanh(x));
+    break;
+  case UnaryOp::Erf:
+    fres(std::erf(x));
+    break;
+  case UnaryOp::Sigmoid:
+    fres(1.0 / (1.0 + std::exp(-x)));
+    break;
+  case UnaryOp::Floor:
+    fres(std::floor(x));
+    break;
+  case UnaryOp::Ceil:
+    fres(std::ceil(x));
+    break;
+  case UnaryOp::Round:
+    fres(std::nearbyint(x));
+    break;
+  case UnaryOp::Sin:
+    fres(std::sin(x));
+    break;
+  case UnaryOp::Cos:
+    fres(std::cos(x));
+    break;
+  case UnaryOp::Tan:
+    fres(std::tan(x));
+    break;
+  case UnaryOp::Asin:
+    fres(std::asin(x));
+    break;
+  case UnaryOp::Acos:
+    fres(std::acos(x));
+    break;
+  case UnaryOp::Atan:
+    fres(std::atan(x));
+    break;
+  case UnaryOp::Sinh:
+    fres(std::sinh(x));
+    break;
+  case UnaryOp::Cosh:
+    fres(std::cosh(x));
+    break;
+  case UnaryOp::Asinh:
+    fres(std::asinh(x));
+    break;
+  case UnaryOp::Acosh:
+    fres(std::acosh(x));
+    break;
+  case UnaryOp::Atanh:
+    fres(std::atanh(x));
+    break;
+  case UnaryOp::Not:
+    r.i = !a.i;
+    break;
+  case UnaryOp::BitNot:
+    r.i = ~a.i;
+    break;
   case UnaryOp::Sign:
     fl ? (void)(r.f = (a.f > 0) - (a.f < 0)) : (void)(r.i = (a.i > 0) - (a.i < 0));
     break;
-  case UnaryOp::Reciprocal: fres(1.0 / x); break;
-  case UnaryOp::IsNaN: r.i = std::isnan(x); break;
-  case UnaryOp::IsPosInf: r.i = std::isinf(x) && x > 0; break;
-  case UnaryOp::IsNegInf: r.i = std::isinf(x) && x < 0; break;
+  case UnaryOp::Reciprocal:
+    fres(1.0 / x);
+    break;
+  case UnaryOp::IsNaN:
+    r.i = std::isnan(x);
+    break;
+  case UnaryOp::IsPosInf:
+    r.i = std::isinf(x) && x > 0;
+    break;
+  case UnaryOp::IsNegInf:
+    r.i = std::isinf(x) && x < 0;
+    break;
   }
   return unaryIsPredicate(op) ? normalize(DType::Bool, r) : normalize(t, r);
 }
@@ -117,9 +175,15 @@ Scalar evalBinary(BinaryOp op, DType t, Scalar a, Scalar b) {
   bool uns = t == DType::UInt64;
   double x = asDouble(t, a), y = asDouble(t, b);
   switch (op) {
-  case BinaryOp::Add: fl ? (void)(r.f = x + y) : (void)(r.i = a.i + b.i); break;
-  case BinaryOp::Sub: fl ? (void)(r.f = x - y) : (void)(r.i = a.i - b.i); break;
-  case BinaryOp::Mul: fl ? (void)(r.f = x * y) : (void)(r.i = a.i * b.i); break;
+  case BinaryOp::Add:
+    fl ? (void)(r.f = x + y) : (void)(r.i = a.i + b.i);
+    break;
+  case BinaryOp::Sub:
+    fl ? (void)(r.f = x - y) : (void)(r.i = a.i - b.i);
+    break;
+  case BinaryOp::Mul:
+    fl ? (void)(r.f = x * y) : (void)(r.i = a.i * b.i);
+    break;
   case BinaryOp::Div:
     if (fl)
       r.f = x / y;
@@ -156,26 +220,48 @@ Scalar evalBinary(BinaryOp op, DType t, Scalar a, Scalar b) {
   case BinaryOp::Mod:
     if (fl) {
       r.f = std::fmod(x, y);
-      if (r.f != 0 && ((r.f < 0) != (y < 0)))
-        r.f += y;
+      if (r.f != 0 && ((r.f < 0) != (y < 0))) r.f += y;
     } else if (b.i != 0) {
       r.i = a.i % b.i;
-      if (r.i != 0 && ((r.i < 0) != (b.i < 0)))
-        r.i += b.i;
+      if (r.i != 0 && ((r.i < 0) != (b.i < 0))) r.i += b.i;
     }
     break;
-  case BinaryOp::And: r.i = a.i && b.i; break;
-  case BinaryOp::Or: r.i = a.i || b.i; break;
-  case BinaryOp::Xor: r.i = (a.i != 0) != (b.i != 0); break;
-  case BinaryOp::Eq: r.i = fl ? x == y : a.i == b.i; break;
-  case BinaryOp::Ne: r.i = fl ? x != y : a.i != b.i; break;
-  case BinaryOp::Lt: r.i = (fl || uns) ? x < y : a.i < b.i; break;
-  case BinaryOp::Le: r.i = (fl || uns) ? x <= y : a.i <= b.i; break;
-  case BinaryOp::Gt: r.i = (fl || uns) ? x > y : a.i > b.i; break;
-  case BinaryOp::Ge: r.i = (fl || uns) ? x >= y : a.i >= b.i; break;
-  case BinaryOp::BitAnd: r.i = a.i & b.i; break;
-  case BinaryOp::BitOr: r.i = a.i | b.i; break;
-  case BinaryOp::BitXor: r.i = a.i ^ b.i; break;
+  case BinaryOp::And:
+    r.i = a.i && b.i;
+    break;
+  case BinaryOp::Or:
+    r.i = a.i || b.i;
+    break;
+  case BinaryOp::Xor:
+    r.i = (a.i != 0) != (b.i != 0);
+    break;
+  case BinaryOp::Eq:
+    r.i = fl ? x == y : a.i == b.i;
+    break;
+  case BinaryOp::Ne:
+    r.i = fl ? x != y : a.i != b.i;
+    break;
+  case BinaryOp::Lt:
+    r.i = (fl || uns) ? x < y : a.i < b.i;
+    break;
+  case BinaryOp::Le:
+    r.i = (fl || uns) ? x <= y : a.i <= b.i;
+    break;
+  case BinaryOp::Gt:
+    r.i = (fl || uns) ? x > y : a.i > b.i;
+    break;
+  case BinaryOp::Ge:
+    r.i = (fl || uns) ? x >= y : a.i >= b.i;
+    break;
+  case BinaryOp::BitAnd:
+    r.i = a.i & b.i;
+    break;
+  case BinaryOp::BitOr:
+    r.i = a.i | b.i;
+    break;
+  case BinaryOp::BitXor:
+    r.i = a.i ^ b.i;
+    break;
   case BinaryOp::ShiftL:
     r.i = b.i >= 64 ? 0 : static_cast<int64_t>(static_cast<uint64_t>(a.i) << b.i);
     break;

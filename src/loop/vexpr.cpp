@@ -10,9 +10,13 @@ namespace kiln::loop {
 
 namespace {
 
-VRef make(VNode n) { return std::make_shared<const VNode>(std::move(n)); }
+VRef make(VNode n) {
+  return std::make_shared<const VNode>(std::move(n));
+}
 
-Scalar scalarOf(const VRef &v) { return Scalar{v->fval, v->ival}; }
+Scalar scalarOf(const VRef &v) {
+  return Scalar{v->fval, v->ival};
+}
 
 VRef fromScalar(DType t, Scalar s) {
   VNode n{VKind::Const, t};
@@ -25,7 +29,9 @@ VRef fromScalar(DType t, Scalar s) {
   return make(std::move(n));
 }
 
-bool isIntLike(DType t) { return isInteger(t); }
+bool isIntLike(DType t) {
+  return isInteger(t);
+}
 
 } // namespace
 
@@ -48,8 +54,7 @@ VRef constantInt(DType t, int64_t v) {
 }
 
 VRef symInt(sym::Expr e, DType t) {
-  if (e.isConst())
-    return constantInt(t, e->value);
+  if (e.isConst()) return constantInt(t, e->value);
   VNode n{VKind::SymInt, t};
   n.sym = e;
   return make(std::move(n));
@@ -62,8 +67,7 @@ VRef load(Buffer *b, sym::Expr index, std::vector<std::pair<sym::Expr, VRef>> in
     const ir::TensorData &d = *b->data;
     int64_t i = index->value;
     if (i >= 0 && i < d.numel()) {
-      if (isFloat(d.dtype))
-        return constant(d.dtype, d.getDouble(i));
+      if (isFloat(d.dtype)) return constant(d.dtype, d.getDouble(i));
       return constantInt(d.dtype, d.getInt(i));
     }
   }
@@ -74,26 +78,25 @@ VRef load(Buffer *b, sym::Expr index, std::vector<std::pair<sym::Expr, VRef>> in
   return make(std::move(n));
 }
 
-bool isConst(const VRef &v) { return v->kind == VKind::Const; }
+bool isConst(const VRef &v) {
+  return v->kind == VKind::Const;
+}
 
-double constAsDouble(const VRef &v) { return asDouble(v->dtype, scalarOf(v)); }
+double constAsDouble(const VRef &v) {
+  return asDouble(v->dtype, scalarOf(v));
+}
 
 std::optional<sym::Expr> asSym(const VRef &v, sym::Context &ctx) {
-  if (!isIntLike(v->dtype))
-    return std::nullopt;
-  if (v->kind == VKind::Const)
-    return ctx.constant(v->ival);
-  if (v->kind == VKind::SymInt)
-    return v->sym;
+  if (!isIntLike(v->dtype)) return std::nullopt;
+  if (v->kind == VKind::Const) return ctx.constant(v->ival);
+  if (v->kind == VKind::SymInt) return v->sym;
   return std::nullopt;
 }
 
 VRef unary(UnaryOp op, VRef a) {
   DType out = unaryIsPredicate(op) ? DType::Bool : a->dtype;
-  if (isConst(a))
-    return fromScalar(out, evalUnary(op, a->dtype, scalarOf(a)));
-  if (op == UnaryOp::Neg && a->kind == VKind::SymInt)
-    return symInt(-a->sym, a->dtype);
+  if (isConst(a)) return fromScalar(out, evalUnary(op, a->dtype, scalarOf(a)));
+  if (op == UnaryOp::Neg && a->kind == VKind::SymInt) return symInt(-a->sym, a->dtype);
   VNode n{VKind::Unary, out};
   n.uop = op;
   n.args = {std::move(a)};
@@ -101,56 +104,48 @@ VRef unary(UnaryOp op, VRef a) {
 }
 
 static std::optional<VRef> foldSymBinary(BinaryOp op, const VRef &a, const VRef &b) {
-  if (!isIntLike(a->dtype))
-    return std::nullopt;
-  if (!(a->kind == VKind::SymInt || b->kind == VKind::SymInt))
-    return std::nullopt;
+  if (!isIntLike(a->dtype)) return std::nullopt;
+  if (!(a->kind == VKind::SymInt || b->kind == VKind::SymInt)) return std::nullopt;
   sym::Context &ctx = (a->kind == VKind::SymInt ? a : b)->sym.ctx();
   auto sa = asSym(a, ctx), sb = asSym(b, ctx);
-  if (!sa || !sb)
-    return std::nullopt;
+  if (!sa || !sb) return std::nullopt;
   sym::Expr x = *sa, y = *sb;
   auto nonneg = [](sym::Expr e) { return sym::rangeOf(e).lo >= 0; };
   auto boolean = [](bool v) { return constantInt(DType::Bool, v); };
   switch (op) {
-  case BinaryOp::Add: return symInt(x + y, a->dtype);
-  case BinaryOp::Sub: return symInt(x - y, a->dtype);
-  case BinaryOp::Mul: return symInt(x * y, a->dtype);
+  case BinaryOp::Add:
+    return symInt(x + y, a->dtype);
+  case BinaryOp::Sub:
+    return symInt(x - y, a->dtype);
+  case BinaryOp::Mul:
+    return symInt(x * y, a->dtype);
   case BinaryOp::Div:
-    if (nonneg(x) && sym::rangeOf(y).lo > 0)
-      return symInt(sym::floorDiv(x, y), a->dtype);
+    if (nonneg(x) && sym::rangeOf(y).lo > 0) return symInt(sym::floorDiv(x, y), a->dtype);
     return std::nullopt;
   case BinaryOp::Mod:
-    if (sym::rangeOf(y).lo > 0)
-      return symInt(sym::mod(x, y), a->dtype);
+    if (sym::rangeOf(y).lo > 0) return symInt(sym::mod(x, y), a->dtype);
     return std::nullopt;
-  case BinaryOp::Max: return symInt(sym::max(x, y), a->dtype);
-  case BinaryOp::Min: return symInt(sym::min(x, y), a->dtype);
+  case BinaryOp::Max:
+    return symInt(sym::max(x, y), a->dtype);
+  case BinaryOp::Min:
+    return symInt(sym::min(x, y), a->dtype);
   case BinaryOp::Eq:
-    if (sym::provablyEqual(x, y))
-      return boolean(true);
-    if (sym::provablyGE(x, y + 1) || sym::provablyGE(y, x + 1))
-      return boolean(false);
+    if (sym::provablyEqual(x, y)) return boolean(true);
+    if (sym::provablyGE(x, y + 1) || sym::provablyGE(y, x + 1)) return boolean(false);
     return std::nullopt;
   case BinaryOp::Ne:
-    if (sym::provablyEqual(x, y))
-      return boolean(false);
-    if (sym::provablyGE(x, y + 1) || sym::provablyGE(y, x + 1))
-      return boolean(true);
+    if (sym::provablyEqual(x, y)) return boolean(false);
+    if (sym::provablyGE(x, y + 1) || sym::provablyGE(y, x + 1)) return boolean(true);
     return std::nullopt;
   case BinaryOp::Lt:
   case BinaryOp::Ge:
-    if (sym::provablyGE(x, y))
-      return boolean(op == BinaryOp::Ge);
-    if (sym::provablyGE(y, x + 1))
-      return boolean(op == BinaryOp::Lt);
+    if (sym::provablyGE(x, y)) return boolean(op == BinaryOp::Ge);
+    if (sym::provablyGE(y, x + 1)) return boolean(op == BinaryOp::Lt);
     return std::nullopt;
   case BinaryOp::Gt:
   case BinaryOp::Le:
-    if (sym::provablyGE(x, y + 1))
-      return boolean(op == BinaryOp::Gt);
-    if (sym::provablyGE(y, x))
-      return boolean(op == BinaryOp::Le);
+    if (sym::provablyGE(x, y + 1)) return boolean(op == BinaryOp::Gt);
+    if (sym::provablyGE(y, x)) return boolean(op == BinaryOp::Le);
     return std::nullopt;
   default:
     return std::nullopt;
@@ -163,19 +158,15 @@ VRef binary(BinaryOp op, VRef a, VRef b) {
   DType out = binaryIsPredicate(op) ? DType::Bool : a->dtype;
   if (isConst(a) && isConst(b))
     return fromScalar(out, evalBinary(op, a->dtype, scalarOf(a), scalarOf(b)));
-  if (auto f = foldSymBinary(op, a, b))
-    return *f;
+  if (auto f = foldSymBinary(op, a, b)) return *f;
   // Algebraic identities that matter for generated code size (x*1, x+0).
   if (!isFloat(a->dtype) || true) {
-    if (op == BinaryOp::Mul && isConst(b) && constAsDouble(b) == 1.0)
-      return a;
-    if (op == BinaryOp::Mul && isConst(a) && constAsDouble(a) == 1.0)
-      return b;
+    if (op == BinaryOp::Mul && isConst(b) && constAsDouble(b) == 1.0) return a;
+    if (op == BinaryOp::Mul && isConst(a) && constAsDouble(a) == 1.0) return b;
     if ((op == BinaryOp::Add || op == BinaryOp::Sub) && isConst(b) && constAsDouble(b) == 0.0 &&
         !std::signbit(b->fval))
       return a;
-    if (op == BinaryOp::Div && isConst(b) && constAsDouble(b) == 1.0)
-      return a;
+    if (op == BinaryOp::Div && isConst(b) && constAsDouble(b) == 1.0) return a;
   }
   VNode n{VKind::Binary, out};
   n.bop = op;
@@ -186,39 +177,31 @@ VRef binary(BinaryOp op, VRef a, VRef b) {
 VRef select(VRef c, VRef a, VRef b) {
   KILN_ASSERT(a->dtype == b->dtype, "select on {} and {}", dtypeName(a->dtype),
               dtypeName(b->dtype));
-  if (isConst(c))
-    return c->ival ? a : b;
-  if (a == b)
-    return a;
+  if (isConst(c)) return c->ival ? a : b;
+  if (a == b) return a;
   VNode n{VKind::Select, a->dtype};
   n.args = {std::move(c), std::move(a), std::move(b)};
   return make(std::move(n));
 }
 
 VRef cast(VRef a, DType to) {
-  if (a->dtype == to)
-    return a;
-  if (isConst(a))
-    return fromScalar(to, evalCast(a->dtype, to, scalarOf(a)));
-  if (a->kind == VKind::SymInt && isIntLike(to) && dtypeSize(to) >= 4)
-    return symInt(a->sym, to);
+  if (a->dtype == to) return a;
+  if (isConst(a)) return fromScalar(to, evalCast(a->dtype, to, scalarOf(a)));
+  if (a->kind == VKind::SymInt && isIntLike(to) && dtypeSize(to) >= 4) return symInt(a->sym, to);
   VNode n{VKind::Cast, to};
   n.args = {std::move(a)};
   return make(std::move(n));
 }
 
 static bool mentions(sym::Expr e, sym::Expr var) {
-  if (e == var)
-    return true;
+  if (e == var) return true;
   for (size_t i = 0; i < e.numOps(); ++i)
-    if (mentions(e.op(i), var))
-      return true;
+    if (mentions(e.op(i), var)) return true;
   return false;
 }
 
 VRef bindIndirect(const VRef &v, sym::Expr var, const VRef &value) {
-  if (v->kind == VKind::Const || v->kind == VKind::SymInt)
-    return v;
+  if (v->kind == VKind::Const || v->kind == VKind::SymInt) return v;
   VNode n = *v;
   bool changed = false;
   for (auto &a : n.args) {

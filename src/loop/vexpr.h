@@ -31,7 +31,7 @@ struct VNode {
   DType dtype;
   double fval = 0;
   int64_t ival = 0;
-  sym::Expr sym;  // SymInt value, Load index
+  sym::Expr sym; // SymInt value, Load index
   Buffer *buf = nullptr;
   std::vector<std::pair<sym::Expr, VRef>> indirect;
   UnaryOp uop = UnaryOp::Neg;

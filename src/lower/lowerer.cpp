@@ -6,13 +6,16 @@
 
 namespace kiln::lower {
 
-sym::Context &OpCtx::ctx() { return l_.graph.ctx(); }
-loop::Program &OpCtx::prog() { return l_.prog; }
+sym::Context &OpCtx::ctx() {
+  return l_.graph.ctx();
+}
+loop::Program &OpCtx::prog() {
+  return l_.prog;
+}
 
 LTensor OpCtx::in(size_t i) {
   const ir::Value *v = node.input(i);
-  if (!v)
-    fail("{}: input {} is required but absent", node.describe(), i);
+  if (!v) fail("{}: input {} is required but absent", node.describe(), i);
   return l_.valueTensor(v);
 }
 
@@ -23,10 +26,8 @@ const ir::TensorData *OpCtx::constIn(size_t i) {
 
 std::optional<std::vector<sym::Expr>> OpCtx::symIn(size_t i) {
   const ir::Value *v = node.input(i);
-  if (!v)
-    return std::nullopt;
-  if (v->symData)
-    return v->symData;
+  if (!v) return std::nullopt;
+  if (v->symData) return v->symData;
   if (v->data && isInteger(v->data->dtype)) {
     std::vector<sym::Expr> r;
     for (int64_t k = 0; k < v->data->numel(); ++k)
@@ -56,8 +57,7 @@ std::vector<int64_t> OpCtx::requireIntsIn(size_t i, const char *what) {
 }
 
 void OpCtx::out(size_t i, LTensor t) {
-  if (i >= node.outputs.size() || !node.outputs[i])
-    return;
+  if (i >= node.outputs.size() || !node.outputs[i]) return;
   l_.env[node.outputs[i]] = std::move(t);
 }
 
@@ -71,8 +71,7 @@ LTensor OpCtx::pointwise(DType t, ir::Shape shape, Loader fn, bool cheap) {
 }
 
 LTensor OpCtx::realize(const LTensor &t) {
-  if (t.buffer)
-    return t;
+  if (t.buffer) return t;
   loop::Buffer *b = prog().newBuffer(t.dtype, t.shape, loop::BufferKind::Intermediate, "");
   loop::Kernel *k = prog().newKernel(loop::KernelKind::Pointwise);
   k->origin = node.name;
@@ -98,8 +97,8 @@ LTensor OpCtx::reduce(const LTensor &t, std::vector<int> axes, bool keepdims, lo
       outShape.push_back(ctx().constant(1));
     }
   }
-  DType outType = (op == loop::ReduceOp::ArgMax || op == loop::ReduceOp::ArgMin) ? DType::Int64
-                                                                                 : acc;
+  DType outType =
+      (op == loop::ReduceOp::ArgMax || op == loop::ReduceOp::ArgMin) ? DType::Int64 : acc;
   loop::Buffer *b = prog().newBuffer(outType, outShape, loop::BufferKind::Intermediate, "");
   loop::Kernel *k = prog().newKernel(loop::KernelKind::Reduction);
   k->origin = node.name;
@@ -117,15 +116,13 @@ LTensor OpCtx::reduce(const LTensor &t, std::vector<int> axes, bool keepdims, lo
       k->rvars.push_back(r);
       k->rsizes.push_back(t.shape[d]);
       full[d] = r;
-      if (keepdims)
-        ++outPos;
+      if (keepdims) ++outPos;
     } else {
       full[d] = k->vars[outPos++];
     }
   }
   loop::VRef v = t.load(full);
-  if (pre)
-    v = pre(v);
+  if (pre) v = pre(v);
   k->body = loop::cast(v, acc);
   return fromBuffer(ctx(), b);
 }
@@ -156,8 +153,7 @@ sym::Expr Lowerer::newVar(const char *prefix, sym::Expr size) {
 
 loop::Buffer *Lowerer::constantBuffer(const ir::Value *v) {
   auto it = constBuffers_.find(v);
-  if (it != constBuffers_.end())
-    return it->second;
+  if (it != constBuffers_.end()) return it->second;
   ir::Shape shape;
   for (int64_t d : v->data->dims)
     shape.push_back(graph.ctx().constant(d));
@@ -170,8 +166,7 @@ loop::Buffer *Lowerer::constantBuffer(const ir::Value *v) {
 }
 
 LTensor Lowerer::valueTensor(const ir::Value *v) {
-  if (v->data && !env.count(v))
-    env[v] = fromBuffer(graph.ctx(), constantBuffer(v));
+  if (v->data && !env.count(v)) env[v] = fromBuffer(graph.ctx(), constantBuffer(v));
   // Shape tensors known symbolically read as their sym values, not as loads (their
   // producers may have been removed as dead code).
   if (v->symData && !v->data) {
@@ -203,11 +198,10 @@ LTensor Lowerer::valueTensor(const ir::Value *v) {
 
 void Lowerer::lowerNode(const ir::Node &n) {
   if (!n.domain.empty() && n.domain != "ai.onnx")
-    fail("{}: operator domain '{}' is not supported (only the default ONNX domain)",
-         n.describe(), n.domain);
+    fail("{}: operator domain '{}' is not supported (only the default ONNX domain)", n.describe(),
+         n.domain);
   const OpInfo *info = findOp(n.op);
-  if (!info)
-    fail("{}: operator '{}' is not supported by kiln", n.describe(), n.op);
+  if (!info) fail("{}: operator '{}' is not supported by kiln", n.describe(), n.op);
   OpCtx c(*this, n);
   info->lower(c);
   for (size_t i = 0; i < n.outputs.size(); ++i) {

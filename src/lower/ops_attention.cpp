@@ -32,7 +32,8 @@ void lowerSDPA(OpCtx &c) {
       c.unsupported("attention with broadcast batch/head dims");
   loop::Buffer *qb = c.realize(q).buffer, *kb = c.realize(k).buffer, *vb = c.realize(v).buffer;
   ir::Shape outShape{q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
-  loop::Buffer *out = c.prog().newBuffer(DType::Float32, outShape, loop::BufferKind::Intermediate, "");
+  loop::Buffer *out =
+      c.prog().newBuffer(DType::Float32, outShape, loop::BufferKind::Intermediate, "");
   loop::Kernel *kn = c.externKernel("kiln_shim_sdpa_v2");
   kn->ext.inputs = {qb, kb, vb};
   kn->ext.outputs = {out};
@@ -40,10 +41,14 @@ void lowerSDPA(OpCtx &c) {
   dims.dims = {q.shape[0], q.shape[1], q.shape[2], k.shape[2], q.shape[3], v.shape[3]};
   // The model gives the scale explicitly (the matched Mul/Div, or 1 without one).
   std::string scale = fmt::format("(float)({:.17g})", c.node.attrFloat("scale", 1.0f));
-  kn->ext.args = {arg(ExternArg::Kind::Site), arg(ExternArg::Kind::Buffer, qb),
-                  arg(ExternArg::Kind::Buffer, kb), arg(ExternArg::Kind::Buffer, vb),
-                  arg(ExternArg::Kind::Null), arg(ExternArg::Kind::Null),
-                  arg(ExternArg::Kind::Buffer, out), dims,
+  kn->ext.args = {arg(ExternArg::Kind::Site),
+                  arg(ExternArg::Kind::Buffer, qb),
+                  arg(ExternArg::Kind::Buffer, kb),
+                  arg(ExternArg::Kind::Buffer, vb),
+                  arg(ExternArg::Kind::Null),
+                  arg(ExternArg::Kind::Null),
+                  arg(ExternArg::Kind::Buffer, out),
+                  dims,
                   arg(ExternArg::Kind::FloatPtr, nullptr, scale)};
   (void)ctx;
   c.out(0, fromBuffer(c.ctx(), out));
@@ -51,6 +56,8 @@ void lowerSDPA(OpCtx &c) {
 
 } // namespace
 
-void registerAttentionOps(std::vector<OpInfo> &r) { r.push_back({"_KilnSDPA", 1, lowerSDPA}); }
+void registerAttentionOps(std::vector<OpInfo> &r) {
+  r.push_back({"_KilnSDPA", 1, lowerSDPA});
+}
 
 } // namespace kiln::lower

@@ -25,11 +25,11 @@ void registerElementwiseOps(std::vector<OpInfo> &r);
 void registerShapeOps(std::vector<OpInfo> &r);
 void registerReduceOps(std::vector<OpInfo> &r);
 void registerNNOps(std::vector<OpInfo> &r);
-void registerTensorOps(std::vector<OpInfo> &r);  // ops_tensor.cpp
-void registerModelOps(std::vector<OpInfo> &r);   // ops_model.cpp
-void registerQuantOps(std::vector<OpInfo> &r);   // ops_quant.cpp
-void registerScatterOps(std::vector<OpInfo> &r); // ops_scatter.cpp
+void registerTensorOps(std::vector<OpInfo> &r);    // ops_tensor.cpp
+void registerModelOps(std::vector<OpInfo> &r);     // ops_model.cpp
+void registerQuantOps(std::vector<OpInfo> &r);     // ops_quant.cpp
+void registerScatterOps(std::vector<OpInfo> &r);   // ops_scatter.cpp
 void registerAttentionOps(std::vector<OpInfo> &r); // ops_attention.cpp
-void registerEinsumOps(std::vector<OpInfo> &r);   // ops_einsum.cpp
+void registerEinsumOps(std::vector<OpInfo> &r);    // ops_einsum.cpp
 
 } // namespace kiln::lower

@@ -35,16 +35,15 @@ std::vector<char> expand(const std::string &term, int rank, int ellipsisRank, Op
 void lowerEinsum(OpCtx &c) {
   std::string eq;
   for (char ch : c.node.attrString("equation", ""))
-    if (ch != ' ')
-      eq += ch;
+    if (ch != ' ') eq += ch;
   size_t arrow = eq.find("->");
   std::string lhs = eq.substr(0, arrow);
   std::vector<std::string> terms;
   for (size_t start = 0;;) {
     size_t comma = lhs.find(',', start);
-    terms.push_back(lhs.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-    if (comma == std::string::npos)
-      break;
+    terms.push_back(
+        lhs.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) break;
     start = comma + 1;
   }
   if (terms.size() != c.numInputs())
@@ -70,15 +69,13 @@ void lowerEinsum(OpCtx &c) {
       ++count[ch];
       sym::Expr dim = ins[i].shape[d];
       auto it = size.find(ch);
-      if (it == size.end() || it->second.isConst(1))
-        size[ch] = dim;
+      if (it == size.end() || it->second.isConst(1)) size[ch] = dim;
     }
   }
   std::vector<char> outSubs;
   if (arrow != std::string::npos) {
     for (char ch : eq.substr(arrow + 2)) {
-      if (ch == '.')
-        continue;
+      if (ch == '.') continue;
       outSubs.push_back(ch);
     }
     if (size_t dots = eq.find("...", arrow); dots != std::string::npos) {
@@ -92,13 +89,11 @@ void lowerEinsum(OpCtx &c) {
     for (int k = 0; k < ellipsisRank; ++k)
       outSubs.push_back(static_cast<char>('A' + k));
     for (auto &[ch, n] : count)
-      if (n == 1 && ch >= 'a')
-        outSubs.push_back(ch);
+      if (n == 1 && ch >= 'a') outSubs.push_back(ch);
   }
   std::vector<char> all = outSubs;
   for (auto &[ch, n] : size)
-    if (std::find(all.begin(), all.end(), ch) == all.end())
-      all.push_back(ch);
+    if (std::find(all.begin(), all.end(), ch) == all.end()) all.push_back(ch);
   ir::Shape shape;
   for (char ch : all)
     shape.push_back(size.at(ch));
@@ -128,6 +123,8 @@ void lowerEinsum(OpCtx &c) {
 
 } // namespace
 
-void registerEinsumOps(std::vector<OpInfo> &r) { r.push_back({"Einsum", 12, lowerEinsum}); }
+void registerEinsumOps(std::vector<OpInfo> &r) {
+  r.push_back({"Einsum", 12, lowerEinsum});
+}
 
 } // namespace kiln::lower

@@ -20,8 +20,9 @@ template <UnaryOp Op> void lowerUnary(OpCtx &c) {
 }
 
 void lowerSum(OpCtx &c) { // variadic Sum/Max/Min/Mean
-  BinaryOp op = c.node.op == "Max" ? BinaryOp::Max : c.node.op == "Min" ? BinaryOp::Min
-                                                                        : BinaryOp::Add;
+  BinaryOp op = c.node.op == "Max"   ? BinaryOp::Max
+                : c.node.op == "Min" ? BinaryOp::Min
+                                     : BinaryOp::Add;
   LTensor acc = c.in(0);
   for (size_t i = 1; i < c.numInputs(); ++i)
     acc = broadcastBinary(c, acc, c.in(i), op);
@@ -54,7 +55,9 @@ void lowerPow(OpCtx &c) {
   c.out(0, broadcastBinary(c, a, b, BinaryOp::Pow));
 }
 
-void lowerDiv(OpCtx &c) { c.out(0, broadcastBinary(c, c.in(0), c.in(1), BinaryOp::Div)); }
+void lowerDiv(OpCtx &c) {
+  c.out(0, broadcastBinary(c, c.in(0), c.in(1), BinaryOp::Div));
+}
 
 void lowerMod(OpCtx &c) {
   bool fmod = c.node.attrInt("fmod", 0) != 0;
@@ -72,10 +75,10 @@ void lowerRelu(OpCtx &c) {
 void lowerLeakyRelu(OpCtx &c) {
   double alpha = c.node.attrFloat("alpha", 0.01f);
   c.out(0, mapUnary(c, c.in(0), [alpha](VRef x) {
-    VRef z = constant(x->dtype, 0);
-    return loop::select(binary(BinaryOp::Lt, x, z),
-                        binary(BinaryOp::Mul, x, constant(x->dtype, alpha)), x);
-  }));
+          VRef z = constant(x->dtype, 0);
+          return loop::select(binary(BinaryOp::Lt, x, z),
+                              binary(BinaryOp::Mul, x, constant(x->dtype, alpha)), x);
+        }));
 }
 
 VRef hardSigmoid(VRef x, double alpha, double beta) {
@@ -92,82 +95,79 @@ void lowerHardSigmoid(OpCtx &c) {
 
 void lowerHardSwish(OpCtx &c) {
   c.out(0, mapUnary(c, c.in(0), [](VRef x) {
-    return binary(BinaryOp::Mul, x, hardSigmoid(x, 1.0 / 6.0, 0.5));
-  }));
+          return binary(BinaryOp::Mul, x, hardSigmoid(x, 1.0 / 6.0, 0.5));
+        }));
 }
 
 void lowerClip(OpCtx &c) {
   LTensor x = c.in(0);
   std::optional<VRef> lo, hi;
   if (c.node.opset < 11) {
-    if (c.node.hasAttr("min"))
-      lo = constant(x.dtype, c.node.attrFloat("min", 0));
-    if (c.node.hasAttr("max"))
-      hi = constant(x.dtype, c.node.attrFloat("max", 0));
+    if (c.node.hasAttr("min")) lo = constant(x.dtype, c.node.attrFloat("min", 0));
+    if (c.node.hasAttr("max")) hi = constant(x.dtype, c.node.attrFloat("max", 0));
   } else {
     lo = scalarInput(c, 1, x.dtype);
     hi = scalarInput(c, 2, x.dtype);
   }
   c.out(0, mapUnary(c, x, [=](VRef v) {
-    if (lo)
-      v = binary(BinaryOp::Max, v, *lo);
-    if (hi)
-      v = binary(BinaryOp::Min, v, *hi);
-    return v;
-  }));
+          if (lo) v = binary(BinaryOp::Max, v, *lo);
+          if (hi) v = binary(BinaryOp::Min, v, *hi);
+          return v;
+        }));
 }
 
 void lowerElu(OpCtx &c) {
   double alpha = c.node.attrFloat("alpha", 1.0f);
   bool selu = c.node.op == "Selu";
   double scale = selu ? c.node.attrFloat("gamma", 1.05070102214813232421875f) : 1.0;
-  if (selu)
-    alpha = c.node.attrFloat("alpha", 1.67326319217681884765625f);
+  if (selu) alpha = c.node.attrFloat("alpha", 1.67326319217681884765625f);
   c.out(0, mapUnary(c, c.in(0), [=](VRef x) {
-    VRef neg = binary(BinaryOp::Mul, constant(x->dtype, alpha),
-                      binary(BinaryOp::Sub, unary(UnaryOp::Exp, x), constant(x->dtype, 1)));
-    VRef r = loop::select(binary(BinaryOp::Gt, x, constant(x->dtype, 0)), x, neg);
-    return selu ? binary(BinaryOp::Mul, r, constant(x->dtype, scale)) : r;
-  }));
+          VRef neg = binary(BinaryOp::Mul, constant(x->dtype, alpha),
+                            binary(BinaryOp::Sub, unary(UnaryOp::Exp, x), constant(x->dtype, 1)));
+          VRef r = loop::select(binary(BinaryOp::Gt, x, constant(x->dtype, 0)), x, neg);
+          return selu ? binary(BinaryOp::Mul, r, constant(x->dtype, scale)) : r;
+        }));
 }
 
 void lowerGelu(OpCtx &c) {
   bool tanhApprox = c.node.attrString("approximate", "none") == "tanh";
   c.out(0, mapUnary(c, c.in(0), [=](VRef x) {
-    DType t = x->dtype;
-    VRef half = binary(BinaryOp::Mul, x, constant(t, 0.5));
-    VRef inner;
-    if (tanhApprox) {
-      VRef cube = binary(BinaryOp::Mul, binary(BinaryOp::Mul, x, x), x);
-      VRef arg = binary(BinaryOp::Mul, constant(t, std::sqrt(2.0 / M_PI)),
-                        binary(BinaryOp::Add, x, binary(BinaryOp::Mul, constant(t, 0.044715), cube)));
-      inner = unary(UnaryOp::Tanh, arg);
-    } else {
-      inner = unary(UnaryOp::Erf, binary(BinaryOp::Mul, x, constant(t, M_SQRT1_2)));
-    }
-    return binary(BinaryOp::Mul, half, binary(BinaryOp::Add, constant(t, 1), inner));
-  }));
+          DType t = x->dtype;
+          VRef half = binary(BinaryOp::Mul, x, constant(t, 0.5));
+          VRef inner;
+          if (tanhApprox) {
+            VRef cube = binary(BinaryOp::Mul, binary(BinaryOp::Mul, x, x), x);
+            VRef arg = binary(
+                BinaryOp::Mul, constant(t, std::sqrt(2.0 / M_PI)),
+                binary(BinaryOp::Add, x, binary(BinaryOp::Mul, constant(t, 0.044715), cube)));
+            inner = unary(UnaryOp::Tanh, arg);
+          } else {
+            inner = unary(UnaryOp::Erf, binary(BinaryOp::Mul, x, constant(t, M_SQRT1_2)));
+          }
+          return binary(BinaryOp::Mul, half, binary(BinaryOp::Add, constant(t, 1), inner));
+        }));
 }
 
 void lowerSoftplus(OpCtx &c) {
   c.out(0, mapUnary(c, c.in(0), [](VRef x) {
-    return unary(UnaryOp::Log, binary(BinaryOp::Add, unary(UnaryOp::Exp, x), constant(x->dtype, 1)));
-  }));
+          return unary(UnaryOp::Log,
+                       binary(BinaryOp::Add, unary(UnaryOp::Exp, x), constant(x->dtype, 1)));
+        }));
 }
 
 void lowerSoftsign(OpCtx &c) {
   c.out(0, mapUnary(c, c.in(0), [](VRef x) {
-    return binary(BinaryOp::Div, x,
-                  binary(BinaryOp::Add, unary(UnaryOp::Abs, x), constant(x->dtype, 1)));
-  }));
+          return binary(BinaryOp::Div, x,
+                        binary(BinaryOp::Add, unary(UnaryOp::Abs, x), constant(x->dtype, 1)));
+        }));
 }
 
 void lowerThresholdedRelu(OpCtx &c) {
   double alpha = c.node.attrFloat("alpha", 1.0f);
   c.out(0, mapUnary(c, c.in(0), [=](VRef x) {
-    return loop::select(binary(BinaryOp::Gt, x, constant(x->dtype, alpha)), x,
-                        constant(x->dtype, 0));
-  }));
+          return loop::select(binary(BinaryOp::Gt, x, constant(x->dtype, alpha)), x,
+                              constant(x->dtype, 0));
+        }));
 }
 
 void lowerPRelu(OpCtx &c) {
@@ -183,8 +183,8 @@ void lowerPRelu(OpCtx &c) {
   sym::Context *ctx = &c.ctx();
   c.out(0, c.pointwise(x.dtype, shape, [=](const Index &i) {
     VRef v = loadBroadcast(*ctx, x, shape, i), s = loadBroadcast(*ctx, slope, shape, i);
-    return loop::select(binary(BinaryOp::Lt, v, constant(v->dtype, 0)),
-                        binary(BinaryOp::Mul, v, s), v);
+    return loop::select(binary(BinaryOp::Lt, v, constant(v->dtype, 0)), binary(BinaryOp::Mul, v, s),
+                        v);
   }));
 }
 
@@ -193,8 +193,7 @@ void lowerCast(OpCtx &c) {
   if (!dtypeFromOnnx(static_cast<int>(c.node.attrInt("to", 0)), to))
     fail("{}: Cast to ONNX type {} is not supported", c.node.describe(), c.node.attrInt("to", 0));
   LTensor x = c.in(0);
-  if (x.dtype == DType::String || to == DType::String)
-    c.unsupported("Cast from/to string");
+  if (x.dtype == DType::String || to == DType::String) c.unsupported("Cast from/to string");
   c.out(0, mapUnary(c, x, [to](VRef v) { return loop::cast(v, to); }));
 }
 
@@ -214,7 +213,9 @@ void lowerWhere(OpCtx &c) {
   }));
 }
 
-void lowerIdentity(OpCtx &c) { c.out(0, c.in(0)); }
+void lowerIdentity(OpCtx &c) {
+  c.out(0, c.in(0));
+}
 
 void lowerBitShift(OpCtx &c) {
   bool left = c.node.attrString("direction", "") == "LEFT";
@@ -224,88 +225,85 @@ void lowerBitShift(OpCtx &c) {
 void lowerIsInf(OpCtx &c) {
   bool pos = c.node.attrInt("detect_positive", 1), neg = c.node.attrInt("detect_negative", 1);
   c.out(0, mapUnary(c, c.in(0), [=](VRef x) {
-    VRef p = unary(UnaryOp::IsPosInf, x), n = unary(UnaryOp::IsNegInf, x);
-    if (pos && neg)
-      return binary(BinaryOp::Or, p, n);
-    if (pos)
-      return p;
-    if (neg)
-      return n;
-    return loop::constantInt(DType::Bool, 0);
-  }));
+          VRef p = unary(UnaryOp::IsPosInf, x), n = unary(UnaryOp::IsNegInf, x);
+          if (pos && neg) return binary(BinaryOp::Or, p, n);
+          if (pos) return p;
+          if (neg) return n;
+          return loop::constantInt(DType::Bool, 0);
+        }));
 }
 
 } // namespace
 
 void registerElementwiseOps(std::vector<OpInfo> &r) {
   r.insert(r.end(), {
-    {"Add", 1, lowerBinary<BinaryOp::Add>},
-    {"Sub", 1, lowerBinary<BinaryOp::Sub>},
-    {"Mul", 1, lowerBinary<BinaryOp::Mul>},
-    {"Div", 1, lowerDiv},
-    {"Pow", 1, lowerPow},
-    {"Mod", 10, lowerMod},
-    {"Equal", 1, lowerBinary<BinaryOp::Eq>},
-    {"Less", 1, lowerBinary<BinaryOp::Lt>},
-    {"LessOrEqual", 12, lowerBinary<BinaryOp::Le>},
-    {"Greater", 1, lowerBinary<BinaryOp::Gt>},
-    {"GreaterOrEqual", 12, lowerBinary<BinaryOp::Ge>},
-    {"And", 1, lowerBinary<BinaryOp::And>},
-    {"Or", 1, lowerBinary<BinaryOp::Or>},
-    {"Xor", 1, lowerBinary<BinaryOp::Xor>},
-    {"BitwiseAnd", 18, lowerBinary<BinaryOp::BitAnd>},
-    {"BitwiseOr", 18, lowerBinary<BinaryOp::BitOr>},
-    {"BitwiseXor", 18, lowerBinary<BinaryOp::BitXor>},
-    {"BitwiseNot", 18, lowerUnary<UnaryOp::BitNot>},
-    {"BitShift", 11, lowerBitShift},
-    {"Sum", 1, lowerSum},
-    {"Max", 1, lowerSum},
-    {"Min", 1, lowerSum},
-    {"Mean", 1, lowerSum},
-    {"Neg", 1, lowerUnary<UnaryOp::Neg>},
-    {"Abs", 1, lowerUnary<UnaryOp::Abs>},
-    {"Exp", 1, lowerUnary<UnaryOp::Exp>},
-    {"Log", 1, lowerUnary<UnaryOp::Log>},
-    {"Sqrt", 1, lowerUnary<UnaryOp::Sqrt>},
-    {"Tanh", 1, lowerUnary<UnaryOp::Tanh>},
-    {"Erf", 9, lowerUnary<UnaryOp::Erf>},
-    {"Sigmoid", 1, lowerUnary<UnaryOp::Sigmoid>},
-    {"Floor", 1, lowerUnary<UnaryOp::Floor>},
-    {"Ceil", 1, lowerUnary<UnaryOp::Ceil>},
-    {"Round", 11, lowerUnary<UnaryOp::Round>},
-    {"Sin", 7, lowerUnary<UnaryOp::Sin>},
-    {"Cos", 7, lowerUnary<UnaryOp::Cos>},
-    {"Tan", 7, lowerUnary<UnaryOp::Tan>},
-    {"Asin", 7, lowerUnary<UnaryOp::Asin>},
-    {"Acos", 7, lowerUnary<UnaryOp::Acos>},
-    {"Atan", 7, lowerUnary<UnaryOp::Atan>},
-    {"Sinh", 9, lowerUnary<UnaryOp::Sinh>},
-    {"Cosh", 9, lowerUnary<UnaryOp::Cosh>},
-    {"Asinh", 9, lowerUnary<UnaryOp::Asinh>},
-    {"Acosh", 9, lowerUnary<UnaryOp::Acosh>},
-    {"Atanh", 9, lowerUnary<UnaryOp::Atanh>},
-    {"Not", 1, lowerUnary<UnaryOp::Not>},
-    {"Sign", 9, lowerUnary<UnaryOp::Sign>},
-    {"Reciprocal", 1, lowerUnary<UnaryOp::Reciprocal>},
-    {"IsNaN", 9, lowerUnary<UnaryOp::IsNaN>},
-    {"IsInf", 10, lowerIsInf},
-    {"Relu", 1, lowerRelu},
-    {"LeakyRelu", 1, lowerLeakyRelu},
-    {"PRelu", 1, lowerPRelu},
-    {"HardSigmoid", 1, lowerHardSigmoid},
-    {"HardSwish", 14, lowerHardSwish},
-    {"Clip", 1, lowerClip},
-    {"Elu", 1, lowerElu},
-    {"Selu", 1, lowerElu},
-    {"Gelu", 20, lowerGelu},
-    {"Softplus", 1, lowerSoftplus},
-    {"Softsign", 1, lowerSoftsign},
-    {"ThresholdedRelu", 10, lowerThresholdedRelu},
-    {"Cast", 1, lowerCast},
-    {"CastLike", 15, lowerCastLike},
-    {"Where", 9, lowerWhere},
-    {"Identity", 1, lowerIdentity},
-  });
+                        {"Add", 1, lowerBinary<BinaryOp::Add>},
+                        {"Sub", 1, lowerBinary<BinaryOp::Sub>},
+                        {"Mul", 1, lowerBinary<BinaryOp::Mul>},
+                        {"Div", 1, lowerDiv},
+                        {"Pow", 1, lowerPow},
+                        {"Mod", 10, lowerMod},
+                        {"Equal", 1, lowerBinary<BinaryOp::Eq>},
+                        {"Less", 1, lowerBinary<BinaryOp::Lt>},
+                        {"LessOrEqual", 12, lowerBinary<BinaryOp::Le>},
+                        {"Greater", 1, lowerBinary<BinaryOp::Gt>},
+                        {"GreaterOrEqual", 12, lowerBinary<BinaryOp::Ge>},
+                        {"And", 1, lowerBinary<BinaryOp::And>},
+                        {"Or", 1, lowerBinary<BinaryOp::Or>},
+                        {"Xor", 1, lowerBinary<BinaryOp::Xor>},
+                        {"BitwiseAnd", 18, lowerBinary<BinaryOp::BitAnd>},
+                        {"BitwiseOr", 18, lowerBinary<BinaryOp::BitOr>},
+                        {"BitwiseXor", 18, lowerBinary<BinaryOp::BitXor>},
+                        {"BitwiseNot", 18, lowerUnary<UnaryOp::BitNot>},
+                        {"BitShift", 11, lowerBitShift},
+                        {"Sum", 1, lowerSum},
+                        {"Max", 1, lowerSum},
+                        {"Min", 1, lowerSum},
+                        {"Mean", 1, lowerSum},
+                        {"Neg", 1, lowerUnary<UnaryOp::Neg>},
+                        {"Abs", 1, lowerUnary<UnaryOp::Abs>},
+                        {"Exp", 1, lowerUnary<UnaryOp::Exp>},
+                        {"Log", 1, lowerUnary<UnaryOp::Log>},
+                        {"Sqrt", 1, lowerUnary<UnaryOp::Sqrt>},
+                        {"Tanh", 1, lowerUnary<UnaryOp::Tanh>},
+                        {"Erf", 9, lowerUnary<UnaryOp::Erf>},
+                        {"Sigmoid", 1, lowerUnary<UnaryOp::Sigmoid>},
+                        {"Floor", 1, lowerUnary<UnaryOp::Floor>},
+                        {"Ceil", 1, lowerUnary<UnaryOp::Ceil>},
+                        {"Round", 11, lowerUnary<UnaryOp::Round>},
+                        {"Sin", 7, lowerUnary<UnaryOp::Sin>},
+                        {"Cos", 7, lowerUnary<UnaryOp::Cos>},
+                        {"Tan", 7, lowerUnary<UnaryOp::Tan>},
+                        {"Asin", 7, lowerUnary<UnaryOp::Asin>},
+                        {"Acos", 7, lowerUnary<UnaryOp::Acos>},
+                        {"Atan", 7, lowerUnary<UnaryOp::Atan>},
+                        {"Sinh", 9, lowerUnary<UnaryOp::Sinh>},
+                        {"Cosh", 9, lowerUnary<UnaryOp::Cosh>},
+                        {"Asinh", 9, lowerUnary<UnaryOp::Asinh>},
+                        {"Acosh", 9, lowerUnary<UnaryOp::Acosh>},
+                        {"Atanh", 9, lowerUnary<UnaryOp::Atanh>},
+                        {"Not", 1, lowerUnary<UnaryOp::Not>},
+                        {"Sign", 9, lowerUnary<UnaryOp::Sign>},
+                        {"Reciprocal", 1, lowerUnary<UnaryOp::Reciprocal>},
+                        {"IsNaN", 9, lowerUnary<UnaryOp::IsNaN>},
+                        {"IsInf", 10, lowerIsInf},
+                        {"Relu", 1, lowerRelu},
+                        {"LeakyRelu", 1, lowerLeakyRelu},
+                        {"PRelu", 1, lowerPRelu},
+                        {"HardSigmoid", 1, lowerHardSigmoid},
+                        {"HardSwish", 14, lowerHardSwish},
+                        {"Clip", 1, lowerClip},
+                        {"Elu", 1, lowerElu},
+                        {"Selu", 1, lowerElu},
+                        {"Gelu", 20, lowerGelu},
+                        {"Softplus", 1, lowerSoftplus},
+                        {"Softsign", 1, lowerSoftsign},
+                        {"ThresholdedRelu", 10, lowerThresholdedRelu},
+                        {"Cast", 1, lowerCast},
+                        {"CastLike", 15, lowerCastLike},
+                        {"Where", 9, lowerWhere},
+                        {"Identity", 1, lowerIdentity},
+                    });
 }
 
 } // namespace kiln::lower

@@ -16,17 +16,37 @@ using loop::ReduceOp;
 
 // ---- small value-expression helpers -------------------------------------------------
 
-VRef add(VRef a, VRef b) { return loop::binary(BinaryOp::Add, a, b); }
-VRef sub(VRef a, VRef b) { return loop::binary(BinaryOp::Sub, a, b); }
-VRef mul(VRef a, VRef b) { return loop::binary(BinaryOp::Mul, a, b); }
-VRef divv(VRef a, VRef b) { return loop::binary(BinaryOp::Div, a, b); }
-VRef fc(DType t, double v) { return loop::constant(t, v); }
-VRef ic(int64_t v) { return loop::constantInt(DType::Int64, v); }
-VRef land(VRef a, VRef b) { return loop::binary(BinaryOp::And, a, b); }
-VRef lor(VRef a, VRef b) { return loop::binary(BinaryOp::Or, a, b); }
-VRef symF(sym::Expr e, DType t) { return loop::cast(loop::symInt(e), t); }
+VRef add(VRef a, VRef b) {
+  return loop::binary(BinaryOp::Add, a, b);
+}
+VRef sub(VRef a, VRef b) {
+  return loop::binary(BinaryOp::Sub, a, b);
+}
+VRef mul(VRef a, VRef b) {
+  return loop::binary(BinaryOp::Mul, a, b);
+}
+VRef divv(VRef a, VRef b) {
+  return loop::binary(BinaryOp::Div, a, b);
+}
+VRef fc(DType t, double v) {
+  return loop::constant(t, v);
+}
+VRef ic(int64_t v) {
+  return loop::constantInt(DType::Int64, v);
+}
+VRef land(VRef a, VRef b) {
+  return loop::binary(BinaryOp::And, a, b);
+}
+VRef lor(VRef a, VRef b) {
+  return loop::binary(BinaryOp::Or, a, b);
+}
+VRef symF(sym::Expr e, DType t) {
+  return loop::cast(loop::symInt(e), t);
+}
 
-DType accOf(DType t) { return t == DType::Float64 ? DType::Float64 : DType::Float32; }
+DType accOf(DType t) {
+  return t == DType::Float64 ? DType::Float64 : DType::Float32;
+}
 
 /// Clamps an Int64 value expression into [0, n - 1].
 VRef clampIndex(VRef v, sym::Expr n) {
@@ -62,8 +82,7 @@ void nllFromLogProb(OpCtx &c, const LTensor &lp, const LTensor &target,
          lp.rank());
   auto tgt = [=](const Index &i) { return loop::cast(target.load(i), DType::Int64); };
   auto ignored = [=](const Index &i) -> VRef {
-    if (!hasIi)
-      return nullptr;
+    if (!hasIi) return nullptr;
     return loop::binary(BinaryOp::Eq, tgt(i), ic(ii));
   };
   // Per-element weight (0 for ignored targets).
@@ -73,8 +92,7 @@ void nllFromLogProb(OpCtx &c, const LTensor &lp, const LTensor &target,
       Index wi{cp->constant(0)};
       w = loop::cast(gatherAt(*low, *weight, wi, 0, tgt(i)), acc);
     }
-    if (VRef ig = ignored(i))
-      w = loop::select(ig, fc(acc, 0), w);
+    if (VRef ig = ignored(i)) w = loop::select(ig, fc(acc, 0), w);
     return w;
   };
   auto lossAt = [=](const Index &i) -> VRef {
@@ -82,8 +100,7 @@ void nllFromLogProb(OpCtx &c, const LTensor &lp, const LTensor &target,
     src.insert(src.end(), i.begin() + 1, i.end());
     VRef v = loop::cast(gatherAt(*low, lp, src, 1, tgt(i)), acc);
     VRef l = mul(loop::unary(UnaryOp::Neg, v), wAt(i));
-    if (VRef ig = ignored(i))
-      l = loop::select(ig, fc(acc, 0), l);
+    if (VRef ig = ignored(i)) l = loop::select(ig, fc(acc, 0), l);
     return l;
   };
   LTensor loss = c.pointwise(acc, ts, lossAt);
@@ -99,8 +116,7 @@ void nllFromLogProb(OpCtx &c, const LTensor &lp, const LTensor &target,
     c.out(0, c.pointwise(t, {}, [=](const Index &i) { return loop::cast(sum.load(i), t); }));
     return;
   }
-  if (reduction != "mean")
-    fail("{}: reduction '{}' is not valid", c.node.describe(), reduction);
+  if (reduction != "mean") fail("{}: reduction '{}' is not valid", c.node.describe(), reduction);
   LTensor wsum = c.reduce(c.pointwise(acc, ts, wAt), all, false, ReduceOp::Sum, acc);
   c.out(0, c.pointwise(t, {}, [=](const Index &i) {
     return loop::cast(divv(sum.load(i), wsum.load(i)), t);
@@ -111,8 +127,7 @@ void lowerNLL(OpCtx &c) {
   LTensor x = c.in(0), target = c.in(1);
   requireFloat(c, x, "NegativeLogLikelihoodLoss input");
   std::optional<LTensor> w;
-  if (c.has(2))
-    w = c.in(2);
+  if (c.has(2)) w = c.in(2);
   nllFromLogProb(c, x, target, w);
 }
 
@@ -120,8 +135,7 @@ void lowerSCE(OpCtx &c) {
   LTensor x = c.in(0), target = c.in(1);
   requireFloat(c, x, "SoftmaxCrossEntropyLoss scores");
   std::optional<LTensor> w;
-  if (c.has(2))
-    w = c.in(2);
+  if (c.has(2)) w = c.in(2);
   DType t = x.dtype, acc = accOf(t);
   sym::Context *ctx = &c.ctx();
   ir::Shape xs = x.shape;
@@ -129,7 +143,8 @@ void lowerSCE(OpCtx &c) {
   auto shifted = [=](const Index &i) {
     return loop::cast(sub(x.load(i), loadBroadcast(*ctx, m, xs, i)), acc);
   };
-  LTensor e = c.pointwise(acc, xs, [=](const Index &i) { return loop::unary(UnaryOp::Exp, shifted(i)); });
+  LTensor e =
+      c.pointwise(acc, xs, [=](const Index &i) { return loop::unary(UnaryOp::Exp, shifted(i)); });
   LTensor s = c.reduce(e, {1}, true, ReduceOp::Sum, acc);
   LTensor lp = c.realize(c.pointwise(t, xs, [=](const Index &i) {
     return loop::cast(sub(shifted(i), loop::unary(UnaryOp::Log, loadBroadcast(*ctx, s, xs, i))), t);
@@ -144,8 +159,7 @@ void lowerConvTranspose(OpCtx &c) {
   LTensor x = c.in(0), wt = c.in(1);
   requireFloat(c, x, "ConvTranspose input");
   int spatial = x.rank() - 2;
-  if (spatial < 1)
-    c.unsupported("ConvTranspose with no spatial dims");
+  if (spatial < 1) c.unsupported("ConvTranspose with no spatial dims");
   sym::Context &ctx = c.ctx();
   int64_t group = c.node.attrInt("group", 1);
   std::vector<sym::Expr> kernel; // may be symbolic when the weights are a graph input
@@ -230,12 +244,10 @@ void lowerConvTranspose(OpCtx &c) {
     axes.push_back(d);
   LTensor sum = c.reduce(prod, axes, false, ReduceOp::Sum, acc);
   std::optional<LTensor> bias;
-  if (c.has(2))
-    bias = c.in(2);
+  if (c.has(2)) bias = c.in(2);
   c.out(0, c.pointwise(t, sum.shape, [=](const Index &i) {
     VRef v = sum.load(i);
-    if (bias)
-      v = add(v, loop::cast(bias->load({i[1]}), acc));
+    if (bias) v = add(v, loop::cast(bias->load({i[1]}), acc));
     return loop::cast(v, t);
   }));
 }
@@ -243,7 +255,7 @@ void lowerConvTranspose(OpCtx &c) {
 // ---- Resize / Upsample ---------------------------------------------------------------
 
 struct ResizeCfg {
-  std::string mode = "nearest";      // nearest | linear | cubic
+  std::string mode = "nearest"; // nearest | linear | cubic
   std::string coord = "half_pixel";
   std::string nearest = "round_prefer_floor";
   double cubicA = -0.75;
@@ -286,8 +298,8 @@ LTensor resizeAxis(OpCtx &c, const LTensor &x, int axis, sym::Expr outLen, doubl
       xori = loop::select(outW1, divv(mul(span, in1), fc(F, 2)),
                           divv(mul(mul(xo, span), in1), sub(outW, one)));
       xori = add(xori, mul(fc(F, roiStart), in1));
-      outside = lor(loop::binary(BinaryOp::Lt, xori, fc(F, 0)),
-                    loop::binary(BinaryOp::Gt, xori, in1));
+      outside =
+          lor(loop::binary(BinaryOp::Lt, xori, fc(F, 0)), loop::binary(BinaryOp::Gt, xori, in1));
     } else {
       fail("{}: coordinate_transformation_mode '{}' is not supported", c.node.describe(), m);
     }
@@ -295,9 +307,7 @@ LTensor resizeAxis(OpCtx &c, const LTensor &x, int axis, sym::Expr outLen, doubl
     VRef baseF = sub(loop::unary(UnaryOp::Ceil, xori), one);
     VRef ratio = sub(xori, baseF);
     VRef base = loop::cast(baseF, DType::Int64);
-    auto tap = [&](VRef idx) {
-      return loop::cast(gatherAt(*low, x, i, axis, idx), F);
-    };
+    auto tap = [&](VRef idx) { return loop::cast(gatherAt(*low, x, i, axis, idx), F); };
     VRef val;
     if (cfg.mode == "nearest") {
       VRef up;
@@ -348,16 +358,14 @@ LTensor resizeAxis(OpCtx &c, const LTensor &x, int axis, sym::Expr outLen, doubl
     } else {
       fail("{}: mode '{}' is not supported", c.node.describe(), cfg.mode);
     }
-    if (outside)
-      val = loop::select(outside, fc(F, cfg.extrapolation), val);
+    if (outside) val = loop::select(outside, fc(F, cfg.extrapolation), val);
     return loop::cast(val, t);
   });
 }
 
 /// floor(in * scale) for a float scale, exact for symbolic `in` (scale as a dyadic rational).
 sym::Expr scaledLen(sym::Expr in, double scale) {
-  if (in.isConst())
-    return in.ctx().constant((int64_t)std::floor((double)in->value * scale));
+  if (in.isConst()) return in.ctx().constant((int64_t)std::floor((double)in->value * scale));
   int k = 0;
   double m = scale;
   while (m != std::floor(m) && k < 40) {
@@ -379,8 +387,7 @@ void lowerResize(OpCtx &c) {
   bool legacy = c.node.op == "Upsample" || c.node.opset < 11;
   ResizeCfg cfg;
   cfg.mode = c.node.attrString("mode", "nearest");
-  if (cfg.mode == "bilinear" || cfg.mode == "trilinear")
-    cfg.mode = "linear";
+  if (cfg.mode == "bilinear" || cfg.mode == "trilinear") cfg.mode = "linear";
   if (legacy) {
     cfg.coord = "asymmetric";
     cfg.nearest = "floor";
@@ -395,8 +402,7 @@ void lowerResize(OpCtx &c) {
   std::vector<sym::Expr> sizes;
   auto constDoubles = [&](size_t i, const char *what) {
     std::vector<double> r;
-    if (!c.has(i))
-      return r;
+    if (!c.has(i)) return r;
     const ir::TensorData *d = c.constIn(i);
     if (!d)
       fail("{}: input {} ({}) must be known at compile time; it is computed from run-time data",
@@ -411,15 +417,14 @@ void lowerResize(OpCtx &c) {
   } else if (legacy) {
     scales = constDoubles(1, "scales");
   } else {
-    if (cfg.coord == "tf_crop_and_resize")
-      roi = constDoubles(1, "roi");
+    if (cfg.coord == "tf_crop_and_resize") roi = constDoubles(1, "roi");
     scales = constDoubles(2, "scales");
-    if (scales.empty() && c.has(3))
-      sizes = c.requireSymIn(3, "sizes");
+    if (scales.empty() && c.has(3)) sizes = c.requireSymIn(3, "sizes");
   }
   if (scales.empty() && sizes.empty())
     fail("{}: one of scales or sizes is required", c.node.describe());
-  if ((!scales.empty() && (int)scales.size() != rank) || (!sizes.empty() && (int)sizes.size() != rank))
+  if ((!scales.empty() && (int)scales.size() != rank) ||
+      (!sizes.empty() && (int)sizes.size() != rank))
     fail("{}: scales/sizes need {} entries", c.node.describe(), rank);
   if (!roi.empty() && (int)roi.size() != 2 * rank)
     fail("{}: roi needs {} entries", c.node.describe(), 2 * rank);
@@ -429,18 +434,16 @@ void lowerResize(OpCtx &c) {
   for (int d = 0; d < rank; ++d) {
     sym::Expr in = x.shape[d];
     outLens[d] = scales.empty() ? sizes[d] : scaledLen(in, scales[d]);
-    bool identity = cfg.coord != "tf_crop_and_resize" &&
-                    (scales.empty() ? sizes[d] == in : scales[d] == 1.0);
-    if (!identity)
-      todo.push_back(d);
+    bool identity =
+        cfg.coord != "tf_crop_and_resize" && (scales.empty() ? sizes[d] == in : scales[d] == 1.0);
+    if (!identity) todo.push_back(d);
   }
   for (size_t k = 0; k < todo.size(); ++k) {
     int d = todo[k];
     double s = scales.empty() ? -1.0 : scales[d];
     double r0 = roi.empty() ? 0 : roi[d], r1 = roi.empty() ? 1 : roi[rank + d];
     cur = resizeAxis(c, cur, d, outLens[d], s, r0, r1, cfg);
-    if (k + 1 < todo.size())
-      cur = c.realize(cur);
+    if (k + 1 < todo.size()) cur = c.realize(cur);
   }
   c.out(0, cur);
 }
@@ -454,27 +457,22 @@ struct Act {
 
 VRef applyAct(const Act &a, VRef v, DType t) {
   const std::string &n = a.name;
-  if (n == "Tanh")
-    return loop::unary(UnaryOp::Tanh, v);
-  if (n == "Sigmoid")
-    return loop::unary(UnaryOp::Sigmoid, v);
-  if (n == "Relu")
-    return loop::binary(BinaryOp::Max, v, fc(t, 0));
+  if (n == "Tanh") return loop::unary(UnaryOp::Tanh, v);
+  if (n == "Sigmoid") return loop::unary(UnaryOp::Sigmoid, v);
+  if (n == "Relu") return loop::binary(BinaryOp::Max, v, fc(t, 0));
   if (n == "LeakyRelu")
     return loop::select(loop::binary(BinaryOp::Lt, v, fc(t, 0)), mul(v, fc(t, a.alpha)), v);
   if (n == "HardSigmoid")
-    return loop::binary(BinaryOp::Max, fc(t, 0),
-                        loop::binary(BinaryOp::Min, fc(t, 1),
-                                     add(mul(v, fc(t, a.alpha)), fc(t, a.beta))));
-  if (n == "Softsign")
-    return divv(v, add(fc(t, 1), loop::unary(UnaryOp::Abs, v)));
+    return loop::binary(
+        BinaryOp::Max, fc(t, 0),
+        loop::binary(BinaryOp::Min, fc(t, 1), add(mul(v, fc(t, a.alpha)), fc(t, a.beta))));
+  if (n == "Softsign") return divv(v, add(fc(t, 1), loop::unary(UnaryOp::Abs, v)));
   if (n == "Softplus")
     return loop::unary(UnaryOp::Log, add(fc(t, 1), loop::unary(UnaryOp::Exp, v)));
   if (n == "Elu")
     return loop::select(loop::binary(BinaryOp::Lt, v, fc(t, 0)),
                         mul(fc(t, a.alpha), sub(loop::unary(UnaryOp::Exp, v), fc(t, 1))), v);
-  if (n == "Affine")
-    return add(mul(v, fc(t, a.alpha)), fc(t, a.beta));
+  if (n == "Affine") return add(mul(v, fc(t, a.alpha)), fc(t, a.beta));
   if (n == "ScaledTanh")
     return mul(fc(t, a.alpha), loop::unary(UnaryOp::Tanh, mul(v, fc(t, a.beta))));
   if (n == "ThresholdedRelu")
@@ -486,8 +484,7 @@ VRef applyAct(const Act &a, VRef v, DType t) {
 std::vector<Act> rnnActs(OpCtx &c, std::vector<std::string> dflt, int dirs) {
   std::vector<Act> r;
   std::vector<std::string> names;
-  if (c.node.hasAttr("activations"))
-    names = c.node.attrs.at("activations").strings;
+  if (c.node.hasAttr("activations")) names = c.node.attrs.at("activations").strings;
   std::vector<float> al = c.node.attrFloats("activation_alpha"),
                      be = c.node.attrFloats("activation_beta");
   size_t ai = 0, bi = 0;
@@ -505,14 +502,19 @@ std::vector<Act> rnnActs(OpCtx &c, std::vector<std::string> dflt, int dirs) {
         std::string nl;
         for (const char *p = n; *p; ++p)
           nl += (char)std::tolower((unsigned char)*p);
-        if (nl == low)
-          a.name = n;
+        if (nl == low) a.name = n;
       }
       double da = 0, db = 0;
       if (a.name == "LeakyRelu") da = 0.01;
-      if (a.name == "HardSigmoid") { da = 0.2; db = 0.5; }
+      if (a.name == "HardSigmoid") {
+        da = 0.2;
+        db = 0.5;
+      }
       if (a.name == "Elu" || a.name == "ThresholdedRelu") da = 1.0;
-      if (a.name == "Affine" || a.name == "ScaledTanh") { da = 1.0; db = 0.0; }
+      if (a.name == "Affine" || a.name == "ScaledTanh") {
+        da = 1.0;
+        db = 0.0;
+      }
       bool usesA = a.name == "LeakyRelu" || a.name == "HardSigmoid" || a.name == "Elu" ||
                    a.name == "Affine" || a.name == "ScaledTanh" || a.name == "ThresholdedRelu";
       bool usesB = a.name == "HardSigmoid" || a.name == "Affine" || a.name == "ScaledTanh";
@@ -532,8 +534,7 @@ void lowerRecurrent(OpCtx &c) {
   int layout = (int)c.node.attrInt("layout", 0);
   std::string direction = c.node.attrString("direction", "forward");
   int dirs = direction == "bidirectional" ? 2 : 1;
-  if (c.node.attrInt("input_forget", 0))
-    c.unsupported("LSTM input_forget=1");
+  if (c.node.attrInt("input_forget", 0)) c.unsupported("LSTM input_forget=1");
   bool hasClip = c.node.hasAttr("clip");
   double clip = c.node.attrFloat("clip", 0.f);
   int64_t lbr = c.node.attrInt("linear_before_reset", 0);
@@ -544,12 +545,11 @@ void lowerRecurrent(OpCtx &c) {
     fail("{}: the sequence length must be static (kiln unrolls the recurrence), got {}",
          c.node.describe(), sym::toString(seqE));
   int64_t seq = seqE->value;
-  if (!R.shape[2].isConst())
-    fail("{}: hidden_size must be static", c.node.describe());
+  if (!R.shape[2].isConst()) fail("{}: hidden_size must be static", c.node.describe());
   int64_t H = R.shape[2]->value;
   sym::Expr Hs = cp->constant(H), GH = cp->constant(G * H);
   DType t = X.dtype, acc = accOf(t);
-  std::vector<std::string> dflt = op == "LSTM"  ? std::vector<std::string>{"Sigmoid", "Tanh", "Tanh"}
+  std::vector<std::string> dflt = op == "LSTM" ? std::vector<std::string>{"Sigmoid", "Tanh", "Tanh"}
                                   : op == "GRU" ? std::vector<std::string>{"Sigmoid", "Tanh"}
                                                 : std::vector<std::string>{"Tanh"};
   std::vector<Act> acts = rnnActs(c, dflt, dirs);
@@ -563,22 +563,20 @@ void lowerRecurrent(OpCtx &c) {
     return loop::cast(layout ? X.load({b, tt, i}) : X.load({tt, b, i}), acc);
   };
   auto bAt = [=](int d, sym::Expr k) -> VRef { // k in [0, 2*G*H)
-    if (!B)
-      return fc(acc, 0);
+    if (!B) return fc(acc, 0);
     return loop::cast(B->load({cp->constant(d), k}), acc);
   };
   auto stateInit = [&, cp](const std::optional<LTensor> &s, int d) {
     return c.pointwise(acc, {batch, Hs}, [=](const Index &i) -> VRef {
-      if (!s)
-        return fc(acc, 0);
+      if (!s) return fc(acc, 0);
       Index si = layout ? Index{i[0], cp->constant(d), i[1]} : Index{cp->constant(d), i[0], i[1]};
       return loop::cast(s->load(si), acc);
     });
   };
   auto clipV = [=](VRef v) {
-    if (!hasClip)
-      return v;
-    return loop::binary(BinaryOp::Max, fc(acc, -clip), loop::binary(BinaryOp::Min, fc(acc, clip), v));
+    if (!hasClip) return v;
+    return loop::binary(BinaryOp::Max, fc(acc, -clip),
+                        loop::binary(BinaryOp::Min, fc(acc, clip), v));
   };
   // [batch, GH] = sum_j A[b, j] * M[d, gh, j]  (A given by a loader over [batch, K]).
   auto matvec = [&](std::function<VRef(sym::Expr, sym::Expr)> a, const LTensor &M, int d,
@@ -616,8 +614,7 @@ void lowerRecurrent(OpCtx &c) {
         return add(HR.load({b, k}), bAt(d, k + G * H));
       };
       auto validAt = [=](sym::Expr b) -> VRef {
-        if (!seqLens)
-          return nullptr;
+        if (!seqLens) return nullptr;
         return loop::binary(BinaryOp::Lt, ic(tt), loop::cast(seqLens->load({b}), DType::Int64));
       };
       LTensor Hn, Cn;
@@ -632,7 +629,9 @@ void lowerRecurrent(OpCtx &c) {
         LTensor hh;
         if (lbr) {
           hh = c.pointwise(acc, {batch, Hs}, [=](const Index &i) {
-            return applyAct(A[1], clipV(add(xg(i[0], 2, i[1]), mul(zr(i[0], 1, i[1]), rg(i[0], 2, i[1])))), acc);
+            return applyAct(
+                A[1], clipV(add(xg(i[0], 2, i[1]), mul(zr(i[0], 1, i[1]), rg(i[0], 2, i[1])))),
+                acc);
           });
         } else {
           LTensor rH = c.realize(c.pointwise(acc, {batch, Hs}, [=](const Index &i) {
@@ -655,8 +654,7 @@ void lowerRecurrent(OpCtx &c) {
         });
       } else { // LSTM, gates i, o, f, c
         auto pAt = [=](int k, sym::Expr h) -> VRef {
-          if (!P)
-            return fc(acc, 0);
+          if (!P) return fc(acc, 0);
           return loop::cast(P->load({cp->constant(d), h + k * H}), acc);
         };
         auto pre = [=](sym::Expr b, int g, sym::Expr h) { return add(xg(b, g, h), rg(b, g, h)); };
@@ -666,8 +664,7 @@ void lowerRecurrent(OpCtx &c) {
           VRef fg = applyAct(A[0], clipV(add(pre(i[0], 2, i[1]), mul(pAt(2, i[1]), cp0))), acc);
           VRef cg = applyAct(A[1], clipV(pre(i[0], 3, i[1])), acc);
           VRef v = add(mul(fg, cp0), mul(ig, cg));
-          if (VRef ok = validAt(i[0]))
-            v = loop::select(ok, v, cp0);
+          if (VRef ok = validAt(i[0])) v = loop::select(ok, v, cp0);
           return v;
         });
         Cn = c.realize(Cn);
@@ -680,18 +677,15 @@ void lowerRecurrent(OpCtx &c) {
       LTensor HnRaw = Hn;
       Hn = c.pointwise(acc, {batch, Hs}, [=](const Index &i) {
         VRef v = HnRaw.load(i);
-        if (VRef ok = validAt(i[0]))
-          v = loop::select(ok, v, Hprev.load(i));
+        if (VRef ok = validAt(i[0])) v = loop::select(ok, v, Hprev.load(i));
         return v;
       });
       Ht = c.realize(Hn);
-      if (op == "LSTM")
-        Ct = Cn;
+      if (op == "LSTM") Ct = Cn;
       LTensor Hcur = Ht;
       Ys[d][tt] = c.pointwise(acc, {batch, Hs}, [=](const Index &i) {
         VRef v = Hcur.load(i);
-        if (VRef ok = validAt(i[0]))
-          v = loop::select(ok, v, fc(acc, 0));
+        if (VRef ok = validAt(i[0])) v = loop::select(ok, v, fc(acc, 0));
         return v;
       });
     }
@@ -725,29 +719,28 @@ void lowerRecurrent(OpCtx &c) {
       sym::Expr dI = layout ? i[1] : i[0], b = layout ? i[0] : i[1];
       VRef r = st[0].load({b, i[2]});
       for (int d = 1; d < dirs; ++d)
-        r = loop::select(loop::binary(BinaryOp::Eq, loop::symInt(dI), ic(d)),
-                         st[d].load({b, i[2]}), r);
+        r = loop::select(loop::binary(BinaryOp::Eq, loop::symInt(dI), ic(d)), st[d].load({b, i[2]}),
+                         r);
       return loop::cast(r, t);
     });
   };
   c.out(1, stateOut(Hlast));
-  if (op == "LSTM")
-    c.out(2, stateOut(Clast));
+  if (op == "LSTM") c.out(2, stateOut(Clast));
 }
 
 } // namespace
 
 void registerModelOps(std::vector<OpInfo> &r) {
   r.insert(r.end(), {
-    {"NegativeLogLikelihoodLoss", 12, lowerNLL},
-    {"SoftmaxCrossEntropyLoss", 12, lowerSCE},
-    {"ConvTranspose", 1, lowerConvTranspose},
-    {"Resize", 10, lowerResize},
-    {"Upsample", 7, lowerResize},
-    {"RNN", 7, lowerRecurrent},
-    {"GRU", 7, lowerRecurrent},
-    {"LSTM", 7, lowerRecurrent},
-  });
+                        {"NegativeLogLikelihoodLoss", 12, lowerNLL},
+                        {"SoftmaxCrossEntropyLoss", 12, lowerSCE},
+                        {"ConvTranspose", 1, lowerConvTranspose},
+                        {"Resize", 10, lowerResize},
+                        {"Upsample", 7, lowerResize},
+                        {"RNN", 7, lowerRecurrent},
+                        {"GRU", 7, lowerRecurrent},
+                        {"LSTM", 7, lowerRecurrent},
+                    });
 }
 
 } // namespace kiln::lower

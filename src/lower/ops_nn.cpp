@@ -14,8 +14,7 @@ using loop::ReduceOp;
 
 /// A C float expression for a params field (handles infinities from Clip).
 std::string floatLiteral(double v) {
-  if (std::isinf(v))
-    return v > 0 ? "INFINITY" : "-INFINITY";
+  if (std::isinf(v)) return v > 0 ? "INFINITY" : "-INFINITY";
   return fmt::format("(float)({:.17g})", v);
 }
 
@@ -37,11 +36,9 @@ ExternArg kindArg(ExternArg::Kind k) {
   return a;
 }
 
-
 /// t as a channels-last buffer view: itself if it already is one, else a transposing copy.
 LTensor asChannelsLast(OpCtx &c, const LTensor &t) {
-  if (t.channelsLast)
-    return t;
+  if (t.channelsLast) return t;
   ir::Shape phys = channelsLastShape(t.shape);
   int rank = t.rank();
   LTensor src = t;
@@ -58,8 +55,7 @@ void lowerConv(OpCtx &c) {
   if (x.dtype != DType::Float32 || wt.dtype != DType::Float32)
     c.unsupported(fmt::format("Conv on {} (float32 only)", dtypeName(x.dtype)));
   int spatial = x.rank() - 2;
-  if (spatial < 1 || spatial > 3)
-    c.unsupported(fmt::format("Conv with {} spatial dims", spatial));
+  if (spatial < 1 || spatial > 3) c.unsupported(fmt::format("Conv with {} spatial dims", spatial));
   std::vector<sym::Expr> kernel(wt.shape.begin() + 2, wt.shape.end());
   int64_t groups = c.node.attrInt("group", 1);
   Window w = windowGeometry(c, x.shape, kernel, false);
@@ -77,9 +73,16 @@ void lowerConv(OpCtx &c) {
   loop::Kernel *k = c.externKernel("kiln_shim_conv_v2");
   k->ext.inputs = {xb, wr.buffer, bias, residual};
   k->ext.outputs = {out};
-  k->ext.args = {kindArg(ExternArg::Kind::Site), bufArg(xb), dimsArg(x.shape),
-                 bufArg(wr.buffer), dimsArg(wt.shape), bufArg(bias), bufArg(residual),
-                 bufArg(out), dimsArg(outShape), kindArg(ExternArg::Kind::Params),
+  k->ext.args = {kindArg(ExternArg::Kind::Site),
+                 bufArg(xb),
+                 dimsArg(x.shape),
+                 bufArg(wr.buffer),
+                 dimsArg(wt.shape),
+                 bufArg(bias),
+                 bufArg(residual),
+                 bufArg(out),
+                 dimsArg(outShape),
+                 kindArg(ExternArg::Kind::Params),
                  kindArg(ExternArg::Kind::Layout)};
   k->ext.paramsType = "kiln_conv_params_v1";
   auto &p = k->ext.params;
@@ -109,10 +112,8 @@ LTensor matmul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> bias, bool
   if (a.dtype != DType::Float32 || b.dtype != DType::Float32)
     c.unsupported(fmt::format("MatMul on {} (float32 only)", dtypeName(a.dtype)));
   bool vecA = a.rank() == 1, vecB = b.rank() == 1;
-  if (vecA)
-    a = reshapeView(ctx, a, {ctx.constant(1), a.shape[0]});
-  if (vecB)
-    b = reshapeView(ctx, b, {b.shape[0], ctx.constant(1)});
+  if (vecA) a = reshapeView(ctx, a, {ctx.constant(1), a.shape[0]});
+  if (vecB) b = reshapeView(ctx, b, {b.shape[0], ctx.constant(1)});
   ir::Shape ba(a.shape.begin(), a.shape.end() - 2), bb(b.shape.begin(), b.shape.end() - 2);
   ir::Shape batch = broadcastShapes(ba, bb, c.node.describe());
   sym::Expr m = transA ? a.shape[a.rank() - 1] : a.shape[a.rank() - 2];
@@ -127,15 +128,15 @@ LTensor matmul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> bias, bool
   auto prepare = [&](LTensor t, const ir::Shape &own) -> std::pair<LTensor, sym::Expr> {
     sym::Expr ownBatch = product(ctx, own, 0, own.size());
     sym::Expr mat = t.shape[t.rank() - 1] * t.shape[t.rank() - 2];
-    if (ownBatch.isConst(1))
-      return {c.realize(t), ctx.constant(0)};
+    if (ownBatch.isConst(1)) return {c.realize(t), ctx.constant(0)};
     if (sym::provablyEqual(ownBatch, nbatch) && own.size() == batch.size())
       return {c.realize(t), mat};
     ir::Shape full = batch;
     full.push_back(t.shape[t.rank() - 2]);
     full.push_back(t.shape[t.rank() - 1]);
     sym::Context *cx = &ctx;
-    LTensor e = c.pointwise(t.dtype, full, [=](const Index &i) { return loadBroadcast(*cx, t, full, i); });
+    LTensor e =
+        c.pointwise(t.dtype, full, [=](const Index &i) { return loadBroadcast(*cx, t, full, i); });
     return {c.realize(e), mat};
   };
   auto [ar, strideA] = prepare(a, ba);
@@ -150,18 +151,23 @@ LTensor matmul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> bias, bool
       sym::Context *cx = &ctx;
       LTensor bt = *bias;
       addend = c.realize(c.pointwise(bt.dtype, mn, [=](const Index &i) {
-                 return loadBroadcast(*cx, bt, mn, i);
-               })).buffer;
+                  return loadBroadcast(*cx, bt, mn, i);
+                })).buffer;
     } else {
       addend = c.realize(*bias).buffer;
     }
   }
-  loop::Buffer *out = c.prog().newBuffer(DType::Float32, outShape, loop::BufferKind::Intermediate, "");
+  loop::Buffer *out =
+      c.prog().newBuffer(DType::Float32, outShape, loop::BufferKind::Intermediate, "");
   loop::Kernel *kn = c.externKernel("kiln_shim_matmul_v1");
   kn->ext.inputs = {ar.buffer, br.buffer, addend};
   kn->ext.outputs = {out};
-  kn->ext.args = {kindArg(ExternArg::Kind::Site), bufArg(ar.buffer), bufArg(br.buffer),
-                  bufArg(addend), bufArg(out), kindArg(ExternArg::Kind::Params)};
+  kn->ext.args = {kindArg(ExternArg::Kind::Site),
+                  bufArg(ar.buffer),
+                  bufArg(br.buffer),
+                  bufArg(addend),
+                  bufArg(out),
+                  kindArg(ExternArg::Kind::Params)};
   kn->ext.paramsType = "kiln_matmul_params_v1";
   auto &sp = kn->ext.symParams;
   sp.push_back({"batch", nbatch});
@@ -189,19 +195,15 @@ LTensor matmul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> bias, bool
   }
   LTensor r = fromBuffer(ctx, out);
   ir::Shape finalShape = batch;
-  if (!vecA)
-    finalShape.push_back(m);
-  if (!vecB)
-    finalShape.push_back(n);
-  if (vecA || vecB)
-    r = reshapeView(ctx, r, finalShape);
+  if (!vecA) finalShape.push_back(m);
+  if (!vecB) finalShape.push_back(n);
+  if (vecA || vecB) r = reshapeView(ctx, r, finalShape);
   return r;
 }
 
 void lowerMatMul(OpCtx &c) {
   std::optional<LTensor> bias;
-  if (c.has(2))
-    bias = c.in(2);
+  if (c.has(2)) bias = c.in(2);
   c.out(0, matmul(c, c.in(0), c.in(1), bias, false, false, 1.0, 1.0, 1));
 }
 
@@ -217,8 +219,7 @@ void lowerGemm(OpCtx &c) {
     bool row = (bias->rank() == 1 && sym::provablyEqual(bias->shape[0], n) && beta == 1.0) ||
                (bias->rank() == 2 && bias->shape[0].isConst(1) &&
                 sym::provablyEqual(bias->shape[1], n) && beta == 1.0);
-    if (row && bias->rank() == 2)
-      bias = reshapeView(c.ctx(), *bias, {n});
+    if (row && bias->rank() == 2) bias = reshapeView(c.ctx(), *bias, {n});
     kind = row ? 1 : 2;
   }
   c.out(0, matmul(c, c.in(0), c.in(1), bias, ta, tb, alpha, beta, kind));
@@ -234,9 +235,10 @@ void lowerBatchNorm(OpCtx &c) {
     VRef inv = loop::binary(BinaryOp::Div, scale.load(ch),
                             loop::unary(UnaryOp::Sqrt, loop::binary(BinaryOp::Add, var.load(ch),
                                                                     loop::constant(t, eps))));
-    return loop::binary(BinaryOp::Add,
-                        loop::binary(BinaryOp::Mul, loop::binary(BinaryOp::Sub, x.load(i), mean.load(ch)), inv),
-                        bias.load(ch));
+    return loop::binary(
+        BinaryOp::Add,
+        loop::binary(BinaryOp::Mul, loop::binary(BinaryOp::Sub, x.load(i), mean.load(ch)), inv),
+        bias.load(ch));
   }));
 }
 
@@ -248,7 +250,8 @@ void lowerPool(OpCtx &c) {
   std::vector<int64_t> kernel = c.node.attrInts("kernel_shape");
   int spatial = x.rank() - 2;
   if ((int)kernel.size() != spatial)
-    fail("{}: kernel_shape has {} dims for {} spatial dims", c.node.describe(), kernel.size(), spatial);
+    fail("{}: kernel_shape has {} dims for {} spatial dims", c.node.describe(), kernel.size(),
+         spatial);
   bool ceilMode = c.node.attrInt("ceil_mode", 0) != 0;
   Window w = windowGeometry(c, x.shape, constants(c.ctx(), kernel), ceilMode);
   bool countPad = c.node.attrInt("count_include_pad", 0) != 0;
@@ -267,12 +270,14 @@ void lowerPool(OpCtx &c) {
     Index s{i[0], i[1]};
     VRef inside;
     for (int d = 0; d < spatial; ++d) {
-      sym::Expr pos = i[2 + d] * w.strides[d] + i[2 + spatial + d] * w.dilations[d] - w.padsBegin[d];
+      sym::Expr pos =
+          i[2 + d] * w.strides[d] + i[2 + spatial + d] * w.dilations[d] - w.padsBegin[d];
       sym::Expr size = x.shape[2 + d];
       s.push_back(sym::max(sym::min(pos, size - 1), cx->constant(0)));
-      VRef ok = loop::binary(BinaryOp::And,
-                             loop::binary(BinaryOp::Ge, loop::symInt(pos), loop::constantInt(DType::Int64, 0)),
-                             loop::binary(BinaryOp::Lt, loop::symInt(pos), loop::symInt(size)));
+      VRef ok = loop::binary(
+          BinaryOp::And,
+          loop::binary(BinaryOp::Ge, loop::symInt(pos), loop::constantInt(DType::Int64, 0)),
+          loop::binary(BinaryOp::Lt, loop::symInt(pos), loop::symInt(size)));
       inside = inside ? loop::binary(BinaryOp::And, inside, ok) : ok;
     }
     VRef pad = isMax ? loop::constant(t, -INFINITY) : loop::constant(t, 0);
@@ -293,14 +298,16 @@ void lowerPool(OpCtx &c) {
       sym::Expr start = i[2 + d] * w.strides[d] - w.padsBegin[d];
       sym::Expr end = start + (kernel[d] - 1) * w.dilations[d] + 1;
       sym::Expr size = x.shape[2 + d];
-      sym::Expr lo = countPad ? sym::max(start, cx->constant(0) - w.padsBegin[d]) : sym::max(start, cx->constant(0));
+      sym::Expr lo = countPad ? sym::max(start, cx->constant(0) - w.padsBegin[d])
+                              : sym::max(start, cx->constant(0));
       sym::Expr hi = countPad ? sym::min(end, size + w.padsEnd[d]) : sym::min(end, size);
       // Count of taps (stride = dilation) inside [lo, hi).
       sym::Expr taps = sym::floorDiv(hi - start + (w.dilations[d] - 1), w.dilations[d]) -
                        sym::floorDiv(lo - start + (w.dilations[d] - 1), w.dilations[d]);
       count = count * taps;
     }
-    return loop::cast(loop::binary(BinaryOp::Div, sum.load(i), loop::cast(loop::symInt(count), acc)), t);
+    return loop::cast(
+        loop::binary(BinaryOp::Div, sum.load(i), loop::cast(loop::symInt(count), acc)), t);
   }));
 }
 
@@ -317,23 +324,23 @@ void lowerGlobalPool(OpCtx &c) {
   sym::Expr n = product(c.ctx(), x.shape, 2, x.shape.size());
   LTensor s = c.reduce(x, axes, true, ReduceOp::Sum, acc);
   c.out(0, mapUnary(c, s, [=](VRef v) {
-    return loop::cast(loop::binary(BinaryOp::Div, v, loop::cast(loop::symInt(n), acc)), t);
-  }));
+          return loop::cast(loop::binary(BinaryOp::Div, v, loop::cast(loop::symInt(n), acc)), t);
+        }));
 }
 
 } // namespace
 
 void registerNNOps(std::vector<OpInfo> &r) {
   r.insert(r.end(), {
-    {"Conv", 1, lowerConv},
-    {"MatMul", 1, lowerMatMul},
-    {"Gemm", 1, lowerGemm},
-    {"BatchNormalization", 1, lowerBatchNorm},
-    {"MaxPool", 1, lowerPool},
-    {"AveragePool", 1, lowerPool},
-    {"GlobalAveragePool", 1, lowerGlobalPool},
-    {"GlobalMaxPool", 1, lowerGlobalPool},
-  });
+                        {"Conv", 1, lowerConv},
+                        {"MatMul", 1, lowerMatMul},
+                        {"Gemm", 1, lowerGemm},
+                        {"BatchNormalization", 1, lowerBatchNorm},
+                        {"MaxPool", 1, lowerPool},
+                        {"AveragePool", 1, lowerPool},
+                        {"GlobalAveragePool", 1, lowerGlobalPool},
+                        {"GlobalMaxPool", 1, lowerGlobalPool},
+                    });
 }
 
 } // namespace kiln::lower

@@ -18,31 +18,30 @@ using loop::ReduceOp;
 /// Index `i` into a 1-D parameter of length `dim` that is either per-tensor (dim 1,
 /// possibly only known at run time) or per-element along an axis.
 sym::Expr paramIndex(sym::Expr dim, sym::Expr i, sym::Context &ctx) {
-  if (dim.isConst(1))
-    return ctx.constant(0);
+  if (dim.isConst(1)) return ctx.constant(0);
   return dim.isConst() ? i : i * sym::min(dim - 1, ctx.constant(1));
 }
 
 /// Per-tensor or per-axis parameter read at the element's index along `axis`.
 VRef paramAt(const LTensor &p, const Index &idx, int axis, sym::Context &ctx) {
-  if (p.rank() == 0)
-    return p.load({});
-  if (axis < 0 || axis >= static_cast<int>(idx.size()))
-    return p.load({ctx.constant(0)});
+  if (p.rank() == 0) return p.load({});
+  if (axis < 0 || axis >= static_cast<int>(idx.size())) return p.load({ctx.constant(0)});
   return p.load({paramIndex(p.shape[0], idx[axis], ctx)});
 }
 
 /// The quantization axis; only meaningful (and checked) for per-axis parameters.
 int quantAxis(OpCtx &c, const LTensor &x, const LTensor &scale) {
   int64_t a = c.node.attrInt("axis", 1);
-  if (scale.rank() == 0 || scale.shape[0].isConst(1))
-    return -1;
+  if (scale.rank() == 0 || scale.shape[0].isConst(1)) return -1;
   return c.normAxis(a, x.rank());
 }
 
 VRef saturate(VRef v, DType to) {
   double lo = to == DType::UInt8 ? 0 : to == DType::Int8 ? -128 : to == DType::UInt16 ? 0 : -32768;
-  double hi = to == DType::UInt8 ? 255 : to == DType::Int8 ? 127 : to == DType::UInt16 ? 65535 : 32767;
+  double hi = to == DType::UInt8    ? 255
+              : to == DType::Int8   ? 127
+              : to == DType::UInt16 ? 65535
+                                    : 32767;
   v = binary(BinaryOp::Max, v, constant(v->dtype, lo));
   v = binary(BinaryOp::Min, v, constant(v->dtype, hi));
   return cast(v, to);
@@ -75,15 +74,13 @@ void lowerQuantizeLinear(OpCtx &c) {
 void lowerDequantizeLinear(OpCtx &c) {
   LTensor x = c.in(0), scale = c.in(1);
   std::optional<LTensor> zp;
-  if (c.has(2))
-    zp = c.in(2);
+  if (c.has(2)) zp = c.in(2);
   int axis = quantAxis(c, x, scale);
   sym::Context *ctx = &c.ctx();
   DType t = scale.dtype;
   c.out(0, c.pointwise(t, x.shape, [=](const Index &i) {
     VRef v = cast(x.load(i), DType::Int64);
-    if (zp)
-      v = binary(BinaryOp::Sub, v, cast(paramAt(*zp, i, axis, *ctx), DType::Int64));
+    if (zp) v = binary(BinaryOp::Sub, v, cast(paramAt(*zp, i, axis, *ctx), DType::Int64));
     return binary(BinaryOp::Mul, cast(v, t), paramAt(scale, i, axis, *ctx));
   }));
 }
@@ -102,9 +99,8 @@ void lowerDynamicQuantizeLinear(OpCtx &c) {
   }));
   LTensor zp = c.realize(c.pointwise(DType::UInt8, {}, [=](const Index &) {
     VRef lo = binary(BinaryOp::Min, mn.load({}), constant(DType::Float32, 0));
-    VRef z = loop::unary(UnaryOp::Round,
-                         binary(BinaryOp::Sub, constant(DType::Float32, 0),
-                                binary(BinaryOp::Div, lo, scale.load({}))));
+    VRef z = loop::unary(UnaryOp::Round, binary(BinaryOp::Sub, constant(DType::Float32, 0),
+                                                binary(BinaryOp::Div, lo, scale.load({}))));
     return saturate(z, DType::UInt8);
   }));
   c.out(0, c.pointwise(DType::UInt8, x.shape, [=](const Index &i) {
@@ -116,8 +112,7 @@ void lowerDynamicQuantizeLinear(OpCtx &c) {
 
 /// Zero point of an operand at a row/column (per-tensor or 1-D per-row/per-column).
 VRef zeroPoint(const std::optional<LTensor> &zp, sym::Expr along, sym::Context &ctx) {
-  if (!zp)
-    return loop::constantInt(DType::Int32, 0);
+  if (!zp) return loop::constantInt(DType::Int32, 0);
   if (zp->rank() == 0 || (zp->rank() == 1 && zp->shape[0].isConst(1)))
     return cast(zp->load(Index(zp->rank(), ctx.constant(0))), DType::Int32);
   return cast(zp->load({paramIndex(zp->shape[0], along, ctx)}), DType::Int32);
@@ -127,11 +122,9 @@ VRef zeroPoint(const std::optional<LTensor> &zp, sym::Expr along, sym::Context &
 LTensor integerMatMul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> za,
                       std::optional<LTensor> zb) {
   sym::Context &ctx = c.ctx();
-  if (a.rank() == 1)
-    a = reshapeView(ctx, a, {ctx.constant(1), a.shape[0]});
+  if (a.rank() == 1) a = reshapeView(ctx, a, {ctx.constant(1), a.shape[0]});
   bool vecB = b.rank() == 1;
-  if (vecB)
-    b = reshapeView(ctx, b, {b.shape[0], ctx.constant(1)});
+  if (vecB) b = reshapeView(ctx, b, {b.shape[0], ctx.constant(1)});
   ir::Shape ba(a.shape.begin(), a.shape.end() - 2), bb(b.shape.begin(), b.shape.end() - 2);
   ir::Shape batch = broadcastShapes(ba, bb, c.node.describe());
   sym::Expr m = a.shape[a.rank() - 2], k = a.shape[a.rank() - 1], n = b.shape[b.rank() - 1];
@@ -154,21 +147,16 @@ LTensor integerMatMul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> za,
   });
   LTensor r = c.reduce(prod, {static_cast<int>(nb + 2)}, false, ReduceOp::Sum, DType::Int32);
   ir::Shape outShape = batch;
-  if (ba.size() + 2 == static_cast<size_t>(a.rank()) && c.in(0).rank() != 1)
-    outShape.push_back(m);
-  if (!vecB)
-    outShape.push_back(n);
-  if (outShape.size() != r.shape.size())
-    r = reshapeView(ctx, r, outShape);
+  if (ba.size() + 2 == static_cast<size_t>(a.rank()) && c.in(0).rank() != 1) outShape.push_back(m);
+  if (!vecB) outShape.push_back(n);
+  if (outShape.size() != r.shape.size()) r = reshapeView(ctx, r, outShape);
   return r;
 }
 
 void lowerMatMulInteger(OpCtx &c) {
   std::optional<LTensor> za, zb;
-  if (c.has(2))
-    za = c.in(2);
-  if (c.has(3))
-    zb = c.in(3);
+  if (c.has(2)) za = c.in(2);
+  if (c.has(3)) zb = c.in(3);
   c.out(0, integerMatMul(c, c.in(0), c.in(1), za, zb));
 }
 
@@ -179,15 +167,13 @@ LTensor requantize(OpCtx &c, const LTensor &acc, const LTensor &sa, const LTenso
   DType to = zy.dtype;
   return c.pointwise(to, acc.shape, [=](const Index &i) {
     auto scalarOr = [&](const LTensor &p) {
-      if (p.rank() == 0)
-        return cast(p.load({}), DType::Float32);
+      if (p.rank() == 0) return cast(p.load({}), DType::Float32);
       return cast(p.load({paramIndex(p.shape[0], i[channelAxis], *cx)}), DType::Float32);
     };
     VRef real = binary(BinaryOp::Mul, cast(acc.load(i), DType::Float32),
                        binary(BinaryOp::Mul, scalarOr(sa), scalarOr(sb)));
-    return quantize(real, scalarOr(sy), cast(zy.load(Index(zy.rank(), cx->constant(0))),
-                                              DType::Int32),
-                    to);
+    return quantize(real, scalarOr(sy),
+                    cast(zy.load(Index(zy.rank(), cx->constant(0))), DType::Int32), to);
   });
 }
 
@@ -203,8 +189,7 @@ LTensor integerConv(OpCtx &c, LTensor x, LTensor w, std::optional<LTensor> zx,
   int spatial = x.rank() - 2;
   std::vector<int64_t> kernel;
   for (int d = 0; d < spatial; ++d) {
-    if (!w.shape[2 + d].isConst())
-      fail("{}: kernel dims must be static", c.node.describe());
+    if (!w.shape[2 + d].isConst()) fail("{}: kernel dims must be static", c.node.describe());
     kernel.push_back(w.shape[2 + d]->value);
   }
   int64_t groups = c.node.attrInt("group", 1);
@@ -251,10 +236,8 @@ LTensor integerConv(OpCtx &c, LTensor x, LTensor w, std::optional<LTensor> zx,
 
 void lowerConvInteger(OpCtx &c) {
   std::optional<LTensor> zx, zw;
-  if (c.has(2))
-    zx = c.in(2);
-  if (c.has(3))
-    zw = c.in(3);
+  if (c.has(2)) zx = c.in(2);
+  if (c.has(3)) zw = c.in(3);
   c.out(0, integerConv(c, c.in(0), c.in(1), zx, zw));
 }
 

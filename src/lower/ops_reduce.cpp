@@ -14,8 +14,7 @@ std::vector<int> reduceAxes(OpCtx &c, const LTensor &x, bool &noop) {
   std::vector<int64_t> axes;
   bool axesAsInput = (c.node.op == "ReduceSum" && c.node.opset >= 13) || c.node.opset >= 18;
   if (axesAsInput) {
-    if (c.has(1))
-      axes = c.requireIntsIn(1, "axes");
+    if (c.has(1)) axes = c.requireIntsIn(1, "axes");
   } else {
     axes = c.node.attrInts("axes");
   }
@@ -86,8 +85,7 @@ void lowerReduce(OpCtx &c) {
       v = loop::cast(v, acc);
       return loop::binary(BinaryOp::Mul, v, v);
     });
-    if (op == "ReduceL2")
-      s = mapUnary(c, s, [](VRef v) { return loop::unary(UnaryOp::Sqrt, v); });
+    if (op == "ReduceL2") s = mapUnary(c, s, [](VRef v) { return loop::unary(UnaryOp::Sqrt, v); });
     c.out(0, castBack(s));
     return;
   }
@@ -107,9 +105,9 @@ void lowerReduce(OpCtx &c) {
     ir::Shape xs = x.shape;
     sym::Context *ctx = &c.ctx();
     LTensor shifted = c.pointwise(acc, xs, [=](const Index &i) {
-      return loop::unary(UnaryOp::Exp, loop::cast(loop::binary(BinaryOp::Sub, x.load(i),
-                                                               loadBroadcast(*ctx, m, xs, i)),
-                                                  acc));
+      return loop::unary(
+          UnaryOp::Exp,
+          loop::cast(loop::binary(BinaryOp::Sub, x.load(i), loadBroadcast(*ctx, m, xs, i)), acc));
     });
     LTensor s = c.reduce(shifted, axes, true, ReduceOp::Sum, acc);
     LTensor r = c.pointwise(t, s.shape, [=](const Index &i) {
@@ -120,8 +118,7 @@ void lowerReduce(OpCtx &c) {
     if (!keep) {
       ir::Shape outShape;
       for (int d = 0; d < x.rank(); ++d)
-        if (std::find(axes.begin(), axes.end(), d) == axes.end())
-          outShape.push_back(x.shape[d]);
+        if (std::find(axes.begin(), axes.end(), d) == axes.end()) outShape.push_back(x.shape[d]);
       r = reshapeView(c.ctx(), r, outShape);
     }
     c.out(0, r);
@@ -136,8 +133,7 @@ void lowerArgReduce(OpCtx &c) {
   bool keep = c.node.attrInt("keepdims", 1) != 0;
   ReduceOp op = c.node.op == "ArgMax" ? ReduceOp::ArgMax : ReduceOp::ArgMin;
   LTensor r = c.reduce(x, {axis}, keep, op, x.dtype);
-  if (c.node.attrInt("select_last_index", 0))
-    c.prog().kernels.back()->lastIndex = true;
+  if (c.node.attrInt("select_last_index", 0)) c.prog().kernels.back()->lastIndex = true;
   c.out(0, r);
 }
 
@@ -149,8 +145,8 @@ void lowerSoftmax(OpCtx &c) {
   int axis = c.normAxis(c.node.attrInt("axis", legacy ? 1 : -1), x.rank());
   ir::Shape orig = x.shape;
   if (legacy) {
-    x = reshapeView(c.ctx(), x, {product(c.ctx(), orig, 0, axis),
-                                  product(c.ctx(), orig, axis, orig.size())});
+    x = reshapeView(c.ctx(), x,
+                    {product(c.ctx(), orig, 0, axis), product(c.ctx(), orig, axis, orig.size())});
     axis = 1;
   }
   DType t = x.dtype, acc = t == DType::Float64 ? DType::Float64 : DType::Float32;
@@ -173,8 +169,7 @@ void lowerSoftmax(OpCtx &c) {
                  : loop::binary(BinaryOp::Div, loop::unary(UnaryOp::Exp, shiftedAt(i)), sum);
     return loop::cast(v, t);
   });
-  if (legacy)
-    r = reshapeView(c.ctx(), r, orig);
+  if (legacy) r = reshapeView(c.ctx(), r, orig);
   c.out(0, r);
 }
 
@@ -196,7 +191,8 @@ void lowerLayerNorm(OpCtx &c) {
     return loop::binary(BinaryOp::Div, sum.load(i), nv);
   }));
   auto centered = [=](const Index &i) {
-    return loop::binary(BinaryOp::Sub, loop::cast(x.load(i), acc), loadBroadcast(*ctx, mean, xs, i));
+    return loop::binary(BinaryOp::Sub, loop::cast(x.load(i), acc),
+                        loadBroadcast(*ctx, mean, xs, i));
   };
   LTensor sq = c.pointwise(acc, xs, [=](const Index &i) {
     VRef d = centered(i);
@@ -210,8 +206,7 @@ void lowerLayerNorm(OpCtx &c) {
   }));
   LTensor scale = c.in(1);
   std::optional<LTensor> bias;
-  if (c.has(2))
-    bias = c.in(2);
+  if (c.has(2)) bias = c.in(2);
   c.out(0, c.pointwise(t, xs, [=](const Index &i) {
     VRef y = loop::binary(BinaryOp::Mul, centered(i), loadBroadcast(*ctx, inv, xs, i));
     y = loop::binary(BinaryOp::Mul, y, loop::cast(loadBroadcast(*ctx, scale, xs, i), acc));
@@ -227,22 +222,22 @@ void lowerLayerNorm(OpCtx &c) {
 
 void registerReduceOps(std::vector<OpInfo> &r) {
   r.insert(r.end(), {
-    {"ReduceSum", 1, lowerReduce},
-    {"ReduceMean", 1, lowerReduce},
-    {"ReduceMax", 1, lowerReduce},
-    {"ReduceMin", 1, lowerReduce},
-    {"ReduceProd", 1, lowerReduce},
-    {"ReduceSumSquare", 1, lowerReduce},
-    {"ReduceL1", 1, lowerReduce},
-    {"ReduceL2", 1, lowerReduce},
-    {"ReduceLogSum", 1, lowerReduce},
-    {"ReduceLogSumExp", 1, lowerReduce},
-    {"ArgMax", 1, lowerArgReduce},
-    {"ArgMin", 1, lowerArgReduce},
-    {"Softmax", 1, lowerSoftmax},
-    {"LogSoftmax", 1, lowerSoftmax},
-    {"LayerNormalization", 17, lowerLayerNorm},
-  });
+                        {"ReduceSum", 1, lowerReduce},
+                        {"ReduceMean", 1, lowerReduce},
+                        {"ReduceMax", 1, lowerReduce},
+                        {"ReduceMin", 1, lowerReduce},
+                        {"ReduceProd", 1, lowerReduce},
+                        {"ReduceSumSquare", 1, lowerReduce},
+                        {"ReduceL1", 1, lowerReduce},
+                        {"ReduceL2", 1, lowerReduce},
+                        {"ReduceLogSum", 1, lowerReduce},
+                        {"ReduceLogSumExp", 1, lowerReduce},
+                        {"ArgMax", 1, lowerArgReduce},
+                        {"ArgMin", 1, lowerArgReduce},
+                        {"Softmax", 1, lowerSoftmax},
+                        {"LogSoftmax", 1, lowerSoftmax},
+                        {"LayerNormalization", 17, lowerLayerNorm},
+                    });
 }
 
 } // namespace kiln::lower

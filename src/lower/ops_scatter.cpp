@@ -12,36 +12,45 @@ using loop::ExternArg;
 
 int elemType(DType t) {
   switch (t) {
-  case DType::Float32: return KILN_ELEM_F32;
-  case DType::Float64: return KILN_ELEM_F64;
-  case DType::Float16: return KILN_ELEM_F16;
-  case DType::BFloat16: return KILN_ELEM_BF16;
-  case DType::Int8: return KILN_ELEM_I8;
-  case DType::Int16: return KILN_ELEM_I16;
-  case DType::Int32: return KILN_ELEM_I32;
-  case DType::Int64: return KILN_ELEM_I64;
-  case DType::UInt8: return KILN_ELEM_U8;
-  case DType::UInt16: return KILN_ELEM_U16;
-  case DType::UInt32: return KILN_ELEM_U32;
-  case DType::UInt64: return KILN_ELEM_U64;
-  case DType::Bool: return KILN_ELEM_BOOL;
-  case DType::String: break;
+  case DType::Float32:
+    return KILN_ELEM_F32;
+  case DType::Float64:
+    return KILN_ELEM_F64;
+  case DType::Float16:
+    return KILN_ELEM_F16;
+  case DType::BFloat16:
+    return KILN_ELEM_BF16;
+  case DType::Int8:
+    return KILN_ELEM_I8;
+  case DType::Int16:
+    return KILN_ELEM_I16;
+  case DType::Int32:
+    return KILN_ELEM_I32;
+  case DType::Int64:
+    return KILN_ELEM_I64;
+  case DType::UInt8:
+    return KILN_ELEM_U8;
+  case DType::UInt16:
+    return KILN_ELEM_U16;
+  case DType::UInt32:
+    return KILN_ELEM_U32;
+  case DType::UInt64:
+    return KILN_ELEM_U64;
+  case DType::Bool:
+    return KILN_ELEM_BOOL;
+  case DType::String:
+    break;
   }
   return -1;
 }
 
 int reductionCode(OpCtx &c) {
   std::string r = c.node.attrString("reduction", "none");
-  if (r == "none")
-    return KILN_REDUCE_NONE;
-  if (r == "add")
-    return KILN_REDUCE_ADD;
-  if (r == "mul")
-    return KILN_REDUCE_MUL;
-  if (r == "min")
-    return KILN_REDUCE_MIN;
-  if (r == "max")
-    return KILN_REDUCE_MAX;
+  if (r == "none") return KILN_REDUCE_NONE;
+  if (r == "add") return KILN_REDUCE_ADD;
+  if (r == "mul") return KILN_REDUCE_MUL;
+  if (r == "min") return KILN_REDUCE_MIN;
+  if (r == "max") return KILN_REDUCE_MAX;
   fail("{}: reduction '{}' is not valid", c.node.describe(), r);
 }
 
@@ -69,20 +78,24 @@ loop::Buffer *int64Indices(OpCtx &c, const LTensor &ind) {
 void lowerScatterElements(OpCtx &c) {
   LTensor data = c.in(0), ind = c.in(1), upd = c.in(2);
   int et = elemType(data.dtype);
-  if (et < 0)
-    c.unsupported(fmt::format("{} on {}", c.node.op, dtypeName(data.dtype)));
+  if (et < 0) c.unsupported(fmt::format("{} on {}", c.node.op, dtypeName(data.dtype)));
   int axis = c.normAxis(c.node.attrInt("axis", 0), data.rank());
   loop::Buffer *db = c.realize(data).buffer, *ib = int64Indices(c, ind);
   loop::Buffer *ub = c.realize(upd).buffer;
-  loop::Buffer *out = c.prog().newBuffer(data.dtype, data.shape, loop::BufferKind::Intermediate, "");
+  loop::Buffer *out =
+      c.prog().newBuffer(data.dtype, data.shape, loop::BufferKind::Intermediate, "");
   loop::Kernel *k = c.externKernel("kiln_shim_scatter_elements_v1");
   k->ext.inputs = {db, ib, ub};
   k->ext.outputs = {out};
-  k->ext.args = {arg(ExternArg::Kind::Site), arg(ExternArg::Kind::Literal, nullptr, std::to_string(et)),
+  k->ext.args = {arg(ExternArg::Kind::Site),
+                 arg(ExternArg::Kind::Literal, nullptr, std::to_string(et)),
                  arg(ExternArg::Kind::Literal, nullptr, std::to_string(dtypeSize(data.dtype))),
-                 arg(ExternArg::Kind::Buffer, db), dims(data.shape),
+                 arg(ExternArg::Kind::Buffer, db),
+                 dims(data.shape),
                  arg(ExternArg::Kind::Literal, nullptr, std::to_string(data.rank())),
-                 arg(ExternArg::Kind::Buffer, ib), dims(ind.shape), arg(ExternArg::Kind::Buffer, ub),
+                 arg(ExternArg::Kind::Buffer, ib),
+                 dims(ind.shape),
+                 arg(ExternArg::Kind::Buffer, ub),
                  arg(ExternArg::Kind::Literal, nullptr, std::to_string(axis)),
                  arg(ExternArg::Kind::Literal, nullptr, std::to_string(reductionCode(c))),
                  arg(ExternArg::Kind::Buffer, out)};
@@ -92,19 +105,22 @@ void lowerScatterElements(OpCtx &c) {
 void lowerScatterND(OpCtx &c) {
   LTensor data = c.in(0), ind = c.in(1), upd = c.in(2);
   int et = elemType(data.dtype);
-  if (et < 0)
-    c.unsupported(fmt::format("ScatterND on {}", dtypeName(data.dtype)));
+  if (et < 0) c.unsupported(fmt::format("ScatterND on {}", dtypeName(data.dtype)));
   loop::Buffer *db = c.realize(data).buffer, *ib = int64Indices(c, ind);
   loop::Buffer *ub = c.realize(upd).buffer;
-  loop::Buffer *out = c.prog().newBuffer(data.dtype, data.shape, loop::BufferKind::Intermediate, "");
+  loop::Buffer *out =
+      c.prog().newBuffer(data.dtype, data.shape, loop::BufferKind::Intermediate, "");
   loop::Kernel *k = c.externKernel("kiln_shim_scatter_nd_v1");
   k->ext.inputs = {db, ib, ub};
   k->ext.outputs = {out};
-  k->ext.args = {arg(ExternArg::Kind::Site), arg(ExternArg::Kind::Literal, nullptr, std::to_string(et)),
+  k->ext.args = {arg(ExternArg::Kind::Site),
+                 arg(ExternArg::Kind::Literal, nullptr, std::to_string(et)),
                  arg(ExternArg::Kind::Literal, nullptr, std::to_string(dtypeSize(data.dtype))),
-                 arg(ExternArg::Kind::Buffer, db), dims(data.shape),
+                 arg(ExternArg::Kind::Buffer, db),
+                 dims(data.shape),
                  arg(ExternArg::Kind::Literal, nullptr, std::to_string(data.rank())),
-                 arg(ExternArg::Kind::Buffer, ib), dims(ind.shape),
+                 arg(ExternArg::Kind::Buffer, ib),
+                 dims(ind.shape),
                  arg(ExternArg::Kind::Literal, nullptr, std::to_string(ind.rank())),
                  arg(ExternArg::Kind::Buffer, ub),
                  arg(ExternArg::Kind::Literal, nullptr, std::to_string(reductionCode(c))),

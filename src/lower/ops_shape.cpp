@@ -7,36 +7,34 @@ namespace kiln::lower {
 namespace {
 
 std::vector<int64_t> axesFrom(OpCtx &c, size_t inputIdx, const char *attr) {
-  if (c.node.hasAttr(attr))
-    return c.node.attrInts(attr);
-  if (c.has(inputIdx))
-    return c.requireIntsIn(inputIdx, attr);
+  if (c.node.hasAttr(attr)) return c.node.attrInts(attr);
+  if (c.has(inputIdx)) return c.requireIntsIn(inputIdx, attr);
   return {};
 }
 
 LTensor constTensor(OpCtx &c, DType t, ir::Shape shape, std::vector<sym::Expr> vals) {
   sym::Context *ctx = &c.ctx();
-  return c.pointwise(t, shape, [=](const Index &i) {
-    sym::Expr flat = i.empty() ? ctx->constant(0) : i[0];
-    if (flat.isConst())
-      return loop::symInt(vals.at(flat->value), t);
-    VRef r = loop::symInt(vals.back(), t);
-    for (size_t k = vals.size() - 1; k-- > 0;)
-      r = loop::select(loop::binary(BinaryOp::Eq, loop::symInt(flat),
-                                    loop::constantInt(DType::Int64, (int64_t)k)),
-                       loop::symInt(vals[k], t), r);
-    return r;
-  }, true);
+  return c.pointwise(
+      t, shape,
+      [=](const Index &i) {
+        sym::Expr flat = i.empty() ? ctx->constant(0) : i[0];
+        if (flat.isConst()) return loop::symInt(vals.at(flat->value), t);
+        VRef r = loop::symInt(vals.back(), t);
+        for (size_t k = vals.size() - 1; k-- > 0;)
+          r = loop::select(loop::binary(BinaryOp::Eq, loop::symInt(flat),
+                                        loop::constantInt(DType::Int64, (int64_t)k)),
+                           loop::symInt(vals[k], t), r);
+        return r;
+      },
+      true);
 }
 
 void lowerShape(OpCtx &c) {
   LTensor x = c.in(0);
   int rank = x.rank();
   int64_t start = c.node.attrInt("start", 0), end = c.node.attrInt("end", rank);
-  if (start < 0)
-    start += rank;
-  if (end < 0)
-    end += rank;
+  if (start < 0) start += rank;
+  if (end < 0) end += rank;
   start = std::clamp<int64_t>(start, 0, rank);
   end = std::clamp<int64_t>(end, 0, rank);
   std::vector<sym::Expr> dims(x.shape.begin() + start, x.shape.begin() + std::max(start, end));
@@ -62,8 +60,7 @@ void lowerReshape(OpCtx &c) {
   ir::Shape shape(req.size());
   for (size_t i = 0; i < req.size(); ++i) {
     if (req[i].isConst(-1)) {
-      if (inferred >= 0)
-        fail("{}: more than one -1 in the target shape", c.node.describe());
+      if (inferred >= 0) fail("{}: more than one -1 in the target shape", c.node.describe());
       inferred = static_cast<int>(i);
       continue;
     }
@@ -77,8 +74,7 @@ void lowerReshape(OpCtx &c) {
     }
     known = known * shape[i];
   }
-  if (inferred >= 0)
-    shape[inferred] = sym::floorDiv(total, known);
+  if (inferred >= 0) shape[inferred] = sym::floorDiv(total, known);
   if (inferred < 0 && !sym::provablyEqual(known, total) && known.isConst() && total.isConst())
     fail("{}: cannot reshape {} ({} elements) to {} ({} elements)", c.node.describe(),
          ir::shapeToString(x.shape), total->value, ir::shapeToString(shape), known->value);
@@ -109,12 +105,15 @@ void lowerTranspose(OpCtx &c) {
     shape.push_back(x.shape.at(c.normAxis(p, x.rank())));
   Loader inner = x.load;
   int rank = x.rank();
-  c.out(0, c.pointwise(x.dtype, shape, [=](const Index &i) {
-    Index src(rank);
-    for (int d = 0; d < rank; ++d)
-      src[perm[d] < 0 ? perm[d] + rank : perm[d]] = i[d];
-    return inner(src);
-  }, x.cheap));
+  c.out(0, c.pointwise(
+               x.dtype, shape,
+               [=](const Index &i) {
+                 Index src(rank);
+                 for (int d = 0; d < rank; ++d)
+                   src[perm[d] < 0 ? perm[d] + rank : perm[d]] = i[d];
+                 return inner(src);
+               },
+               x.cheap));
 }
 
 void lowerSqueeze(OpCtx &c) {
@@ -133,17 +132,19 @@ void lowerSqueeze(OpCtx &c) {
   }
   ir::Shape shape;
   for (int d = 0; d < x.rank(); ++d)
-    if (!drop[d])
-      shape.push_back(x.shape[d]);
+    if (!drop[d]) shape.push_back(x.shape[d]);
   Loader inner = x.load;
   sym::Context *ctx = &c.ctx();
-  c.out(0, c.pointwise(x.dtype, shape, [=](const Index &i) {
-    Index src;
-    size_t k = 0;
-    for (size_t d = 0; d < drop.size(); ++d)
-      src.push_back(drop[d] ? ctx->constant(0) : i[k++]);
-    return inner(src);
-  }, x.cheap));
+  c.out(0, c.pointwise(
+               x.dtype, shape,
+               [=](const Index &i) {
+                 Index src;
+                 size_t k = 0;
+                 for (size_t d = 0; d < drop.size(); ++d)
+                   src.push_back(drop[d] ? ctx->constant(0) : i[k++]);
+                 return inner(src);
+               },
+               x.cheap));
 }
 
 void lowerUnsqueeze(OpCtx &c) {
@@ -153,8 +154,7 @@ void lowerUnsqueeze(OpCtx &c) {
   std::vector<bool> added(outRank, false);
   for (int64_t a : axes) {
     int d = c.normAxis(a, outRank);
-    if (added[d])
-      fail("{}: axis {} repeated", c.node.describe(), a);
+    if (added[d]) fail("{}: axis {} repeated", c.node.describe(), a);
     added[d] = true;
   }
   ir::Shape shape;
@@ -162,22 +162,22 @@ void lowerUnsqueeze(OpCtx &c) {
   for (int d = 0; d < outRank; ++d)
     shape.push_back(added[d] ? c.ctx().constant(1) : x.shape[k++]);
   Loader inner = x.load;
-  c.out(0, c.pointwise(x.dtype, shape, [=](const Index &i) {
-    Index src;
-    for (int d = 0; d < outRank; ++d)
-      if (!added[d])
-        src.push_back(i[d]);
-    return inner(src);
-  }, x.cheap));
+  c.out(0, c.pointwise(
+               x.dtype, shape,
+               [=](const Index &i) {
+                 Index src;
+                 for (int d = 0; d < outRank; ++d)
+                   if (!added[d]) src.push_back(i[d]);
+                 return inner(src);
+               },
+               x.cheap));
 }
 
 void lowerConcat(OpCtx &c) {
   std::vector<LTensor> ins;
   for (size_t i = 0; i < c.numInputs(); ++i)
-    if (c.has(i))
-      ins.push_back(c.in(i));
-  if (ins.empty())
-    fail("{}: no inputs", c.node.describe());
+    if (c.has(i)) ins.push_back(c.in(i));
+  if (ins.empty()) fail("{}: no inputs", c.node.describe());
   int rank = ins[0].rank();
   int axis = c.normAxis(c.node.attrInt("axis", 0), rank);
   std::vector<LTensor> parts;
@@ -186,8 +186,7 @@ void lowerConcat(OpCtx &c) {
   for (auto &t : ins) {
     if (t.rank() != rank)
       fail("{}: inputs have ranks {} and {}", c.node.describe(), rank, t.rank());
-    if (t.shape[axis].isConst(0))
-      continue;
+    if (t.shape[axis].isConst(0)) continue;
     parts.push_back(t);
     offsets.push_back(total);
     total = total + t.shape[axis];
@@ -195,9 +194,8 @@ void lowerConcat(OpCtx &c) {
   ir::Shape shape = ins[0].shape;
   shape[axis] = total;
   if (parts.empty()) {
-    c.out(0, c.pointwise(ins[0].dtype, shape, [=](const Index &) {
-      return loop::constant(ins[0].dtype, 0);
-    }));
+    c.out(0, c.pointwise(ins[0].dtype, shape,
+                         [=](const Index &) { return loop::constant(ins[0].dtype, 0); }));
     return;
   }
   c.out(0, c.pointwise(ins[0].dtype, shape, [=](const Index &i) {
@@ -221,7 +219,9 @@ void lowerConcat(OpCtx &c) {
   }));
 }
 
-sym::Expr clampIndex(sym::Expr v, sym::Expr lo, sym::Expr hi) { return sym::max(sym::min(v, hi), lo); }
+sym::Expr clampIndex(sym::Expr v, sym::Expr lo, sym::Expr hi) {
+  return sym::max(sym::min(v, hi), lo);
+}
 
 void lowerSlice(OpCtx &c) {
   LTensor x = c.in(0);
@@ -234,16 +234,13 @@ void lowerSlice(OpCtx &c) {
   } else {
     starts = c.requireSymIn(1, "starts");
     ends = c.requireSymIn(2, "ends");
-    if (c.has(3))
-      axes = c.requireIntsIn(3, "axes");
-    if (c.has(4))
-      steps = c.requireIntsIn(4, "steps");
+    if (c.has(3)) axes = c.requireIntsIn(3, "axes");
+    if (c.has(4)) steps = c.requireIntsIn(4, "steps");
   }
   if (axes.empty())
     for (size_t i = 0; i < starts.size(); ++i)
       axes.push_back(static_cast<int64_t>(i));
-  if (steps.empty())
-    steps.assign(starts.size(), 1);
+  if (steps.empty()) steps.assign(starts.size(), 1);
   int rank = x.rank();
   sym::Context &ctx = c.ctx();
   std::vector<sym::Expr> begin(rank, ctx.constant(0));
@@ -253,18 +250,14 @@ void lowerSlice(OpCtx &c) {
     int d = c.normAxis(axes[k], rank);
     sym::Expr dim = x.shape[d];
     int64_t s = steps[k];
-    if (s == 0)
-      fail("{}: step 0", c.node.describe());
+    if (s == 0) fail("{}: step 0", c.node.describe());
     auto norm = [&](sym::Expr v) {
-      if (v.isConst() && v->value < 0)
-        return dim + v;
-      if (v.isConst() && v->value > INT32_MAX)
-        return dim;
+      if (v.isConst() && v->value < 0) return dim + v;
+      if (v.isConst() && v->value > INT32_MAX) return dim;
       return v;
     };
     sym::Expr st = norm(starts[k]), en = norm(ends[k]);
-    if (ends[k].isConst() && ends[k]->value < -(int64_t)INT32_MAX)
-      en = ctx.constant(-1);
+    if (ends[k].isConst() && ends[k]->value < -(int64_t)INT32_MAX) en = ctx.constant(-1);
     if (s > 0) {
       st = clampIndex(st, ctx.constant(0), dim);
       en = clampIndex(en, ctx.constant(0), dim);
@@ -278,12 +271,15 @@ void lowerSlice(OpCtx &c) {
     step[d] = s;
   }
   Loader inner = x.load;
-  c.out(0, c.pointwise(x.dtype, shape, [=](const Index &i) {
-    Index src(rank);
-    for (int d = 0; d < rank; ++d)
-      src[d] = begin[d] + i[d] * step[d];
-    return inner(src);
-  }, x.cheap));
+  c.out(0, c.pointwise(
+               x.dtype, shape,
+               [=](const Index &i) {
+                 Index src(rank);
+                 for (int d = 0; d < rank; ++d)
+                   src[d] = begin[d] + i[d] * step[d];
+                 return inner(src);
+               },
+               x.cheap));
 }
 
 void lowerSplit(OpCtx &c) {
@@ -314,11 +310,14 @@ void lowerSplit(OpCtx &c) {
     shape[axis] = sizes[k];
     Loader inner = x.load;
     sym::Expr o = off;
-    c.out(k, c.pointwise(x.dtype, shape, [=](const Index &i) {
-      Index src = i;
-      src[axis] = i[axis] + o;
-      return inner(src);
-    }, x.cheap));
+    c.out(k, c.pointwise(
+                 x.dtype, shape,
+                 [=](const Index &i) {
+                   Index src = i;
+                   src[axis] = i[axis] + o;
+                   return inner(src);
+                 },
+                 x.cheap));
     off = off + sizes[k];
   }
 }
@@ -345,23 +344,22 @@ void lowerGather(OpCtx &c) {
     sym::Context &ctx = dim.ctx();
     if (auto s = loop::asSym(iv, ctx)) {
       sym::Expr e = *s;
-      if (e.isConst() && e->value < 0)
-        e = e + dim;
+      if (e.isConst() && e->value < 0) e = e + dim;
       src.push_back(e);
     } else {
       // Negative indices wrap; the value becomes an indirect index symbol.
       VRef dimv = loop::symInt(dim);
-      VRef wrapped = loop::select(loop::binary(BinaryOp::Lt, iv, loop::constantInt(DType::Int64, 0)),
-                                  loop::binary(BinaryOp::Add, iv, dimv), iv);
+      VRef wrapped =
+          loop::select(loop::binary(BinaryOp::Lt, iv, loop::constantInt(DType::Int64, 0)),
+                       loop::binary(BinaryOp::Add, iv, dimv), iv);
       sym::Expr var = low->newVar("g", dim);
       src.push_back(var);
       for (int d = axis + 1; d < data.rank(); ++d)
         src.push_back(i[d - 1 + ir]);
       // Clamped so a bad index cannot read outside the tensor.
-      VRef clamped = loop::binary(
-          BinaryOp::Max,
-          loop::binary(BinaryOp::Min, wrapped, loop::symInt(dim - 1)),
-          loop::constantInt(DType::Int64, 0));
+      VRef clamped =
+          loop::binary(BinaryOp::Max, loop::binary(BinaryOp::Min, wrapped, loop::symInt(dim - 1)),
+                       loop::constantInt(DType::Int64, 0));
       return loop::bindIndirect(data.load(src), var, clamped);
     }
     for (int d = axis + 1; d < data.rank(); ++d)
@@ -375,8 +373,9 @@ void lowerExpand(OpCtx &c) {
   std::vector<sym::Expr> req = c.requireSymIn(1, "shape");
   ir::Shape shape = broadcastShapes(x.shape, req, c.node.describe());
   sym::Context *ctx = &c.ctx();
-  c.out(0, c.pointwise(x.dtype, shape,
-                       [=](const Index &i) { return loadBroadcast(*ctx, x, shape, i); }, x.cheap));
+  c.out(0, c.pointwise(
+               x.dtype, shape, [=](const Index &i) { return loadBroadcast(*ctx, x, shape, i); },
+               x.cheap));
 }
 
 void lowerConstantOfShape(OpCtx &c) {
@@ -393,7 +392,8 @@ void lowerConstantOfShape(OpCtx &c) {
       iv = tensor->getInt(0);
   }
   VRef v = isFloat(t) ? loop::constant(t, fv) : loop::constantInt(t, iv);
-  c.out(0, c.pointwise(t, shape, [v](const Index &) { return v; }, true));
+  c.out(0, c.pointwise(
+               t, shape, [v](const Index &) { return v; }, true));
 }
 
 void lowerRange(OpCtx &c) {
@@ -402,25 +402,24 @@ void lowerRange(OpCtx &c) {
   DType t = st.dtype;
   if (s && l && d && (*d)[0].isConst() && (*d)[0]->value != 0) {
     int64_t delta = (*d)[0]->value;
-    sym::Expr n = sym::max(sym::floorDiv((*l)[0] - (*s)[0] + (delta > 0 ? delta - 1 : delta + 1), delta),
-                           c.ctx().constant(0));
+    sym::Expr n =
+        sym::max(sym::floorDiv((*l)[0] - (*s)[0] + (delta > 0 ? delta - 1 : delta + 1), delta),
+                 c.ctx().constant(0));
     if (delta < 0)
       n = sym::max(sym::floorDiv((*s)[0] - (*l)[0] + (-delta - 1), -delta), c.ctx().constant(0));
     sym::Expr start = (*s)[0];
-    c.out(0, c.pointwise(t, {n}, [=](const Index &i) {
-      return loop::symInt(start + i[0] * delta, t);
-    }));
+    c.out(0, c.pointwise(t, {n},
+                         [=](const Index &i) { return loop::symInt(start + i[0] * delta, t); }));
     return;
   }
   const ir::TensorData *a = c.constIn(0), *b = c.constIn(1), *e = c.constIn(2);
-  if (!a || !b || !e)
-    fail("{}: Range bounds must be known at compile time", c.node.describe());
+  if (!a || !b || !e) fail("{}: Range bounds must be known at compile time", c.node.describe());
   double start = a->getDouble(0), limit = b->getDouble(0), delta = e->getDouble(0);
   int64_t n = std::max<int64_t>(0, static_cast<int64_t>(std::ceil((limit - start) / delta)));
   c.out(0, c.pointwise(t, {c.ctx().constant(n)}, [=](const Index &i) {
-    return loop::binary(BinaryOp::Add, loop::constant(t, start),
-                        loop::binary(BinaryOp::Mul, loop::cast(loop::symInt(i[0]), t),
-                                     loop::constant(t, delta)));
+    return loop::binary(
+        BinaryOp::Add, loop::constant(t, start),
+        loop::binary(BinaryOp::Mul, loop::cast(loop::symInt(i[0]), t), loop::constant(t, delta)));
   }));
 }
 
@@ -428,21 +427,21 @@ void lowerRange(OpCtx &c) {
 
 void registerShapeOps(std::vector<OpInfo> &r) {
   r.insert(r.end(), {
-    {"Shape", 1, lowerShape},
-    {"Size", 1, lowerSize},
-    {"Reshape", 1, lowerReshape},
-    {"Flatten", 1, lowerFlatten},
-    {"Transpose", 1, lowerTranspose},
-    {"Squeeze", 1, lowerSqueeze},
-    {"Unsqueeze", 1, lowerUnsqueeze},
-    {"Concat", 1, lowerConcat},
-    {"Slice", 1, lowerSlice},
-    {"Split", 1, lowerSplit},
-    {"Gather", 1, lowerGather},
-    {"Expand", 8, lowerExpand},
-    {"ConstantOfShape", 9, lowerConstantOfShape},
-    {"Range", 11, lowerRange},
-  });
+                        {"Shape", 1, lowerShape},
+                        {"Size", 1, lowerSize},
+                        {"Reshape", 1, lowerReshape},
+                        {"Flatten", 1, lowerFlatten},
+                        {"Transpose", 1, lowerTranspose},
+                        {"Squeeze", 1, lowerSqueeze},
+                        {"Unsqueeze", 1, lowerUnsqueeze},
+                        {"Concat", 1, lowerConcat},
+                        {"Slice", 1, lowerSlice},
+                        {"Split", 1, lowerSplit},
+                        {"Gather", 1, lowerGather},
+                        {"Expand", 8, lowerExpand},
+                        {"ConstantOfShape", 9, lowerConstantOfShape},
+                        {"Range", 11, lowerRange},
+                    });
 }
 
 } // namespace kiln::lower

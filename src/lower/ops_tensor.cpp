@@ -14,16 +14,26 @@ namespace {
 
 using loop::ReduceOp;
 
-VRef i64(int64_t v) { return loop::constantInt(DType::Int64, v); }
-VRef sv(sym::Expr e) { return loop::symInt(e); }
-VRef bin(BinaryOp op, VRef a, VRef b) { return loop::binary(op, std::move(a), std::move(b)); }
+VRef i64(int64_t v) {
+  return loop::constantInt(DType::Int64, v);
+}
+VRef sv(sym::Expr e) {
+  return loop::symInt(e);
+}
+VRef bin(BinaryOp op, VRef a, VRef b) {
+  return loop::binary(op, std::move(a), std::move(b));
+}
 VRef cval(DType t, double v) {
   return isFloat(t) ? loop::constant(t, v) : loop::constantInt(t, static_cast<int64_t>(v));
 }
-DType accOf(DType t) { return t == DType::Float64 ? DType::Float64 : DType::Float32; }
+DType accOf(DType t) {
+  return t == DType::Float64 ? DType::Float64 : DType::Float32;
+}
 
 /// A tensor whose loads may take indirect (data-dependent) indices: a buffer.
-LTensor asBuffer(OpCtx &c, const LTensor &t) { return t.buffer ? t : c.realize(t); }
+LTensor asBuffer(OpCtx &c, const LTensor &t) {
+  return t.buffer ? t : c.realize(t);
+}
 
 /// Wraps a negative index by `dim` and clamps into [0, dim-1] (bad indices never read
 /// outside the tensor).
@@ -36,11 +46,9 @@ VRef wrapClamp(VRef iv, sym::Expr dim) {
 /// If iv is a compile-time (symbolic) integer, the wrapped index expression.
 std::optional<sym::Expr> staticIndex(const VRef &iv, sym::Expr dim) {
   auto s = loop::asSym(iv, dim.ctx());
-  if (!s)
-    return std::nullopt;
+  if (!s) return std::nullopt;
   sym::Expr e = *s;
-  if (e.isConst() && e->value < 0)
-    e = e + dim;
+  if (e.isConst() && e->value < 0) e = e + dim;
   return e;
 }
 
@@ -50,8 +58,7 @@ void lowerDropout(OpCtx &c) {
   LTensor x = c.in(0);
   bool training = false;
   double ratio = c.node.attrFloat("ratio", 0.5f);
-  if (c.node.opset < 7)
-    training = c.node.hasAttr("is_test") && c.node.attrInt("is_test", 0) == 0;
+  if (c.node.opset < 7) training = c.node.hasAttr("is_test") && c.node.attrInt("is_test", 0) == 0;
   std::optional<VRef> runtimeDrop; // run-time "would drop" predicate
   if (c.node.opset >= 12) {
     std::optional<VRef> ratioV;
@@ -66,8 +73,7 @@ void lowerDropout(OpCtx &c) {
     if (c.has(2)) {
       if (const ir::TensorData *tm = c.constIn(2)) {
         training = tm->getInt(0) != 0;
-        if (training && ratioV)
-          c.unsupported("Dropout in training mode");
+        if (training && ratioV) c.unsupported("Dropout in training mode");
       } else {
         // training_mode known only at run time. kiln does inference only: with
         // training_mode false or ratio 0 the op is the identity; a real random drop is not
@@ -79,8 +85,7 @@ void lowerDropout(OpCtx &c) {
       }
     }
   }
-  if (training && ratio != 0.0)
-    c.unsupported("Dropout in training mode");
+  if (training && ratio != 0.0) c.unsupported("Dropout in training mode");
   bool wantMask = c.node.outputs.size() > 1 && c.node.outputs[1];
   DType mt = c.node.opset >= 10 ? DType::Bool : x.dtype;
   VRef one = mt == DType::Bool ? loop::constantInt(DType::Bool, 1) : cval(mt, 1);
@@ -96,15 +101,15 @@ void lowerDropout(OpCtx &c) {
   }
   c.out(0, x);
   if (wantMask)
-    c.out(1, c.pointwise(mt, x.shape, [one](const Index &) { return one; }, true));
+    c.out(1, c.pointwise(
+                 mt, x.shape, [one](const Index &) { return one; }, true));
 }
 
 // ---------------------------------------------------------------- Trilu
 
 void lowerTrilu(OpCtx &c) {
   LTensor x = c.in(0);
-  if (x.rank() < 2)
-    fail("{}: input must have rank >= 2", c.node.describe());
+  if (x.rank() < 2) fail("{}: input must have rank >= 2", c.node.describe());
   bool upper = c.node.attrInt("upper", 1) != 0;
   VRef k = i64(0);
   if (c.has(1)) {
@@ -157,8 +162,8 @@ void lowerGatherND(OpCtx &c) {
     fail("{}: the last dim of indices must be static", c.node.describe());
   int64_t m = ind.shape[q - 1]->value;
   if (b < 0 || b >= q || b >= r || m > r - b)
-    fail("{}: invalid batch_dims {} / index depth {} for ranks {} and {}", c.node.describe(), b,
-         m, r, q);
+    fail("{}: invalid batch_dims {} / index depth {} for ranks {} and {}", c.node.describe(), b, m,
+         r, q);
   ir::Shape shape(ind.shape.begin(), ind.shape.end() - 1);
   for (int d = static_cast<int>(b + m); d < r; ++d)
     shape.push_back(data.shape[d]);
@@ -201,8 +206,8 @@ void lowerPad(OpCtx &c) {
   std::optional<VRef> value;
   DType t = x.dtype;
   if (c.node.opset < 11) {
-    std::vector<int64_t> p = c.node.hasAttr("pads") ? c.node.attrInts("pads")
-                                                    : c.node.attrInts("paddings");
+    std::vector<int64_t> p =
+        c.node.hasAttr("pads") ? c.node.attrInts("pads") : c.node.attrInts("paddings");
     pads = constants(ctx, p);
     value = cval(t, c.node.attrFloat("value", 0.0f));
   } else {
@@ -216,8 +221,7 @@ void lowerPad(OpCtx &c) {
         value = scalarInput(c, 2, t);
     }
   }
-  if (!value)
-    value = t == DType::Bool ? loop::constantInt(t, 0) : cval(t, 0);
+  if (!value) value = t == DType::Bool ? loop::constantInt(t, 0) : cval(t, 0);
   std::vector<int> axes;
   if (c.node.opset >= 18 && c.has(3)) {
     for (int64_t a : c.requireIntsIn(3, "axes"))
@@ -254,8 +258,8 @@ void lowerPad(OpCtx &c) {
       }
       if (mode == "constant") {
         src[d] = sym::max(sym::min(s, dim - 1), cx->constant(0));
-        VRef ok = bin(BinaryOp::And, bin(BinaryOp::Ge, sv(s), i64(0)),
-                      bin(BinaryOp::Lt, sv(s), sv(dim)));
+        VRef ok =
+            bin(BinaryOp::And, bin(BinaryOp::Ge, sv(s), i64(0)), bin(BinaryOp::Lt, sv(s), sv(dim)));
         if (pb[d].isConst() && pb[d]->value <= 0) // no left padding: only the right bound
           ok = bin(BinaryOp::Lt, sv(s), sv(dim));
         else if (pe[d].isConst() && pe[d]->value <= 0)
@@ -287,51 +291,56 @@ void lowerTile(OpCtx &c) {
     shape[d] = x.shape[d] * reps[d];
   Loader inner = x.load;
   ir::Shape xs = x.shape;
-  c.out(0, c.pointwise(x.dtype, shape, [=](const Index &i) {
-    Index src(i.size());
-    for (size_t d = 0; d < i.size(); ++d)
-      src[d] = xs[d].isConst(1) ? xs[d].ctx().constant(0) : sym::mod(i[d], xs[d]);
-    return inner(src);
-  }, x.cheap));
+  c.out(0, c.pointwise(
+               x.dtype, shape,
+               [=](const Index &i) {
+                 Index src(i.size());
+                 for (size_t d = 0; d < i.size(); ++d)
+                   src[d] = xs[d].isConst(1) ? xs[d].ctx().constant(0) : sym::mod(i[d], xs[d]);
+                 return inner(src);
+               },
+               x.cheap));
 }
 
 // ---------------------------------------------------------------- DepthToSpace / SpaceToDepth
 
 void lowerDepthToSpace(OpCtx &c) {
   LTensor x = c.in(0);
-  if (x.rank() != 4)
-    fail("{}: input must be 4-D", c.node.describe());
+  if (x.rank() != 4) fail("{}: input must be 4-D", c.node.describe());
   int64_t b = c.node.attrInt("blocksize", 0);
-  if (b <= 0)
-    fail("{}: blocksize must be positive", c.node.describe());
+  if (b <= 0) fail("{}: blocksize must be positive", c.node.describe());
   bool crd = c.node.attrString("mode", "DCR") == "CRD";
   sym::Expr C = sym::floorDiv(x.shape[1], b * b);
   ir::Shape shape{x.shape[0], C, x.shape[2] * b, x.shape[3] * b};
   Loader inner = x.load;
-  c.out(0, c.pointwise(x.dtype, shape, [=](const Index &i) {
-    sym::Expr h = sym::floorDiv(i[2], b), bh = sym::mod(i[2], b);
-    sym::Expr w = sym::floorDiv(i[3], b), bw = sym::mod(i[3], b);
-    sym::Expr ch = crd ? i[1] * (b * b) + bh * b + bw : (bh * b + bw) * C + i[1];
-    return inner({i[0], ch, h, w});
-  }, x.cheap));
+  c.out(0, c.pointwise(
+               x.dtype, shape,
+               [=](const Index &i) {
+                 sym::Expr h = sym::floorDiv(i[2], b), bh = sym::mod(i[2], b);
+                 sym::Expr w = sym::floorDiv(i[3], b), bw = sym::mod(i[3], b);
+                 sym::Expr ch = crd ? i[1] * (b * b) + bh * b + bw : (bh * b + bw) * C + i[1];
+                 return inner({i[0], ch, h, w});
+               },
+               x.cheap));
 }
 
 void lowerSpaceToDepth(OpCtx &c) {
   LTensor x = c.in(0);
-  if (x.rank() != 4)
-    fail("{}: input must be 4-D", c.node.describe());
+  if (x.rank() != 4) fail("{}: input must be 4-D", c.node.describe());
   int64_t b = c.node.attrInt("blocksize", 0);
-  if (b <= 0)
-    fail("{}: blocksize must be positive", c.node.describe());
+  if (b <= 0) fail("{}: blocksize must be positive", c.node.describe());
   sym::Expr C = x.shape[1];
   ir::Shape shape{x.shape[0], C * (b * b), sym::floorDiv(x.shape[2], b),
                   sym::floorDiv(x.shape[3], b)};
   Loader inner = x.load;
-  c.out(0, c.pointwise(x.dtype, shape, [=](const Index &i) {
-    sym::Expr ch = sym::mod(i[1], C), blk = sym::floorDiv(i[1], C);
-    sym::Expr bh = sym::floorDiv(blk, b), bw = sym::mod(blk, b);
-    return inner({i[0], ch, i[2] * b + bh, i[3] * b + bw});
-  }, x.cheap));
+  c.out(0, c.pointwise(
+               x.dtype, shape,
+               [=](const Index &i) {
+                 sym::Expr ch = sym::mod(i[1], C), blk = sym::floorDiv(i[1], C);
+                 sym::Expr bh = sym::floorDiv(blk, b), bw = sym::mod(blk, b);
+                 return inner({i[0], ch, i[2] * b + bh, i[3] * b + bw});
+               },
+               x.cheap));
 }
 
 // ---------------------------------------------------------------- Hardmax
@@ -342,8 +351,8 @@ void lowerHardmax(OpCtx &c) {
   int axis = c.normAxis(c.node.attrInt("axis", legacy ? 1 : -1), x.rank());
   ir::Shape orig = x.shape;
   if (legacy) {
-    x = reshapeView(c.ctx(), x, {product(c.ctx(), orig, 0, axis),
-                                  product(c.ctx(), orig, axis, orig.size())});
+    x = reshapeView(c.ctx(), x,
+                    {product(c.ctx(), orig, 0, axis), product(c.ctx(), orig, axis, orig.size())});
     axis = 1;
   }
   LTensor am = c.reduce(x, {axis}, true, ReduceOp::ArgMax, x.dtype);
@@ -354,8 +363,7 @@ void lowerHardmax(OpCtx &c) {
     j[ax] = i[ax].ctx().constant(0);
     return loop::select(bin(BinaryOp::Eq, am.load(j), sv(i[ax])), cval(t, 1), cval(t, 0));
   });
-  if (legacy)
-    r = reshapeView(c.ctx(), r, orig);
+  if (legacy) r = reshapeView(c.ctx(), r, orig);
   c.out(0, r);
 }
 
@@ -382,8 +390,7 @@ LTensor cumSumAlong(OpCtx &c, const LTensor &x, int axis, bool exclusive, bool r
 
 void lowerCumSum(OpCtx &c) {
   LTensor x = c.in(0);
-  if (x.rank() == 0)
-    fail("{}: input must have rank >= 1", c.node.describe());
+  if (x.rank() == 0) fail("{}: input must have rank >= 1", c.node.describe());
   bool exclusive = c.node.attrInt("exclusive", 0) != 0;
   bool reverse = c.node.attrInt("reverse", 0) != 0;
   DType t = x.dtype;
@@ -408,8 +415,7 @@ void lowerCumSum(OpCtx &c) {
       return r;
     });
   }
-  if (acc != t)
-    s = mapUnary(c, s, [t](VRef v) { return loop::cast(v, t); });
+  if (acc != t) s = mapUnary(c, s, [t](VRef v) { return loop::cast(v, t); });
   c.out(0, s);
 }
 
@@ -443,8 +449,7 @@ void lowerOneHot(OpCtx &c) {
 
 void lowerEyeLike(OpCtx &c) {
   LTensor x = c.in(0);
-  if (x.rank() != 2)
-    fail("{}: input must be 2-D", c.node.describe());
+  if (x.rank() != 2) fail("{}: input must be 2-D", c.node.describe());
   DType t = x.dtype;
   if (c.node.hasAttr("dtype")) {
     int64_t code = c.node.attrInt("dtype", 0);
@@ -452,11 +457,14 @@ void lowerEyeLike(OpCtx &c) {
       c.unsupported(fmt::format("EyeLike dtype {}", code));
   }
   int64_t k = c.node.attrInt("k", 0);
-  c.out(0, c.pointwise(t, x.shape, [=](const Index &i) {
-    VRef one = t == DType::Bool ? loop::constantInt(t, 1) : cval(t, 1);
-    VRef zero = t == DType::Bool ? loop::constantInt(t, 0) : cval(t, 0);
-    return loop::select(bin(BinaryOp::Eq, sv(i[1] - i[0]), i64(k)), one, zero);
-  }, true));
+  c.out(0, c.pointwise(
+               t, x.shape,
+               [=](const Index &i) {
+                 VRef one = t == DType::Bool ? loop::constantInt(t, 1) : cval(t, 1);
+                 VRef zero = t == DType::Bool ? loop::constantInt(t, 0) : cval(t, 0);
+                 return loop::select(bin(BinaryOp::Eq, sv(i[1] - i[0]), i64(k)), one, zero);
+               },
+               true));
 }
 
 // ---------------------------------------------------------------- Shrink / Celu
@@ -468,14 +476,14 @@ void lowerShrink(OpCtx &c) {
   // Compare in float so that integer inputs honour fractional lambd.
   DType ct = isFloat(t) ? t : DType::Float64;
   c.out(0, mapUnary(c, x, [=](VRef v) {
-    VRef f = loop::cast(v, ct);
-    VRef lo = bin(BinaryOp::Lt, f, loop::constant(ct, -lambd));
-    VRef hi = bin(BinaryOp::Gt, f, loop::constant(ct, lambd));
-    VRef r = loop::select(lo, bin(BinaryOp::Add, f, loop::constant(ct, bias)),
-                          loop::select(hi, bin(BinaryOp::Sub, f, loop::constant(ct, bias)),
-                                       loop::constant(ct, 0)));
-    return loop::cast(r, t);
-  }));
+          VRef f = loop::cast(v, ct);
+          VRef lo = bin(BinaryOp::Lt, f, loop::constant(ct, -lambd));
+          VRef hi = bin(BinaryOp::Gt, f, loop::constant(ct, lambd));
+          VRef r = loop::select(lo, bin(BinaryOp::Add, f, loop::constant(ct, bias)),
+                                loop::select(hi, bin(BinaryOp::Sub, f, loop::constant(ct, bias)),
+                                             loop::constant(ct, 0)));
+          return loop::cast(r, t);
+        }));
 }
 
 void lowerCelu(OpCtx &c) {
@@ -483,13 +491,14 @@ void lowerCelu(OpCtx &c) {
   LTensor x = c.in(0);
   requireFloat(c, x, "Celu input");
   c.out(0, mapUnary(c, x, [=](VRef v) {
-    DType t = v->dtype;
-    VRef e = bin(BinaryOp::Sub,
-                 loop::unary(UnaryOp::Exp, bin(BinaryOp::Div, v, loop::constant(t, alpha))),
-                 loop::constant(t, 1));
-    VRef neg = bin(BinaryOp::Min, loop::constant(t, 0), bin(BinaryOp::Mul, loop::constant(t, alpha), e));
-    return bin(BinaryOp::Add, bin(BinaryOp::Max, loop::constant(t, 0), v), neg);
-  }));
+          DType t = v->dtype;
+          VRef e = bin(BinaryOp::Sub,
+                       loop::unary(UnaryOp::Exp, bin(BinaryOp::Div, v, loop::constant(t, alpha))),
+                       loop::constant(t, 1));
+          VRef neg = bin(BinaryOp::Min, loop::constant(t, 0),
+                         bin(BinaryOp::Mul, loop::constant(t, alpha), e));
+          return bin(BinaryOp::Add, bin(BinaryOp::Max, loop::constant(t, 0), v), neg);
+        }));
 }
 
 // ---------------------------------------------------------------- normalizations
@@ -509,25 +518,22 @@ Moments moments(OpCtx &c, const LTensor &x, const std::vector<int> &axes) {
   VRef nv = loop::cast(sv(n), acc);
   ir::Shape xs = x.shape;
   LTensor sum = c.reduce(x, axes, true, ReduceOp::Sum, acc);
-  LTensor mean = c.realize(c.pointwise(acc, sum.shape, [=](const Index &i) {
-    return bin(BinaryOp::Div, sum.load(i), nv);
-  }));
+  LTensor mean = c.realize(c.pointwise(
+      acc, sum.shape, [=](const Index &i) { return bin(BinaryOp::Div, sum.load(i), nv); }));
   LTensor sq = c.pointwise(acc, xs, [=](const Index &i) {
     VRef d = bin(BinaryOp::Sub, loop::cast(x.load(i), acc), loadBroadcast(*ctx, mean, xs, i));
     return bin(BinaryOp::Mul, d, d);
   });
   LTensor vs = c.reduce(sq, axes, true, ReduceOp::Sum, acc);
-  LTensor var = c.realize(c.pointwise(acc, vs.shape, [=](const Index &i) {
-    return bin(BinaryOp::Div, vs.load(i), nv);
-  }));
+  LTensor var = c.realize(c.pointwise(
+      acc, vs.shape, [=](const Index &i) { return bin(BinaryOp::Div, vs.load(i), nv); }));
   return {mean, var};
 }
 
 void lowerInstanceNorm(OpCtx &c) {
   LTensor x = c.in(0), scale = c.in(1), bias = c.in(2);
   requireFloat(c, x, "InstanceNormalization input");
-  if (x.rank() < 3)
-    fail("{}: input must have rank >= 3", c.node.describe());
+  if (x.rank() < 3) fail("{}: input must have rank >= 3", c.node.describe());
   double eps = c.node.attrFloat("epsilon", 1e-5f);
   std::vector<int> axes;
   for (int d = 2; d < x.rank(); ++d)
@@ -538,8 +544,9 @@ void lowerInstanceNorm(OpCtx &c) {
   ir::Shape xs = x.shape;
   LTensor var = m.var;
   LTensor inv = c.realize(c.pointwise(acc, var.shape, [=](const Index &i) {
-    return bin(BinaryOp::Div, loop::constant(acc, 1),
-               loop::unary(UnaryOp::Sqrt, bin(BinaryOp::Add, var.load(i), loop::constant(acc, eps))));
+    return bin(
+        BinaryOp::Div, loop::constant(acc, 1),
+        loop::unary(UnaryOp::Sqrt, bin(BinaryOp::Add, var.load(i), loop::constant(acc, eps))));
   }));
   LTensor mean = m.mean;
   c.out(0, c.pointwise(t, xs, [=](const Index &i) {
@@ -574,17 +581,13 @@ void lowerMVN(OpCtx &c) {
 /// (sum |v|^p)^(1/p) building blocks.
 VRef lpTerm(VRef v, int64_t p, DType acc) {
   v = loop::cast(v, acc);
-  if (p == 1)
-    return loop::unary(UnaryOp::Abs, v);
-  if (p == 2)
-    return bin(BinaryOp::Mul, v, v);
+  if (p == 1) return loop::unary(UnaryOp::Abs, v);
+  if (p == 2) return bin(BinaryOp::Mul, v, v);
   return bin(BinaryOp::Pow, loop::unary(UnaryOp::Abs, v), loop::constant(acc, (double)p));
 }
 VRef lpRoot(VRef s, int64_t p, DType acc) {
-  if (p == 1)
-    return s;
-  if (p == 2)
-    return loop::unary(UnaryOp::Sqrt, s);
+  if (p == 1) return s;
+  if (p == 2) return loop::unary(UnaryOp::Sqrt, s);
   return bin(BinaryOp::Pow, s, loop::constant(acc, 1.0 / (double)p));
 }
 
@@ -593,16 +596,16 @@ void lowerLpNormalization(OpCtx &c) {
   requireFloat(c, x, "LpNormalization input");
   int axis = c.normAxis(c.node.attrInt("axis", -1), x.rank());
   int64_t p = c.node.attrInt("p", 2);
-  if (p != 1 && p != 2)
-    fail("{}: p must be 1 or 2, got {}", c.node.describe(), p);
+  if (p != 1 && p != 2) fail("{}: p must be 1 or 2, got {}", c.node.describe(), p);
   DType t = x.dtype, acc = accOf(t);
-  LTensor s = c.reduce(x, {axis}, true, ReduceOp::Sum, acc,
-                       [=](VRef v) { return lpTerm(v, p, acc); });
+  LTensor s =
+      c.reduce(x, {axis}, true, ReduceOp::Sum, acc, [=](VRef v) { return lpTerm(v, p, acc); });
   sym::Context *ctx = &c.ctx();
   ir::Shape xs = x.shape;
   LTensor norm = c.realize(mapUnary(c, s, [=](VRef v) { return lpRoot(v, p, acc); }));
   c.out(0, c.pointwise(t, xs, [=](const Index &i) {
-    return loop::cast(bin(BinaryOp::Div, loop::cast(x.load(i), acc), loadBroadcast(*ctx, norm, xs, i)), t);
+    return loop::cast(
+        bin(BinaryOp::Div, loop::cast(x.load(i), acc), loadBroadcast(*ctx, norm, xs, i)), t);
   }));
 }
 
@@ -614,7 +617,8 @@ void lowerGlobalLpPool(OpCtx &c) {
   std::vector<int> axes;
   for (int d = 2; d < x.rank(); ++d)
     axes.push_back(d);
-  LTensor s = c.reduce(x, axes, true, ReduceOp::Sum, acc, [=](VRef v) { return lpTerm(v, p, acc); });
+  LTensor s =
+      c.reduce(x, axes, true, ReduceOp::Sum, acc, [=](VRef v) { return lpTerm(v, p, acc); });
   c.out(0, mapUnary(c, s, [=](VRef v) { return loop::cast(lpRoot(v, p, acc), t); }));
 }
 
@@ -647,7 +651,8 @@ void lowerLpPool(OpCtx &c) {
       sym::Expr pos = i[2 + d] * strides[d] + i[2 + n + d] * dil[d] - pb[d];
       sym::Expr size = x.shape[2 + d];
       s.push_back(sym::max(sym::min(pos, size - 1), cx->constant(0)));
-      VRef ok = bin(BinaryOp::And, bin(BinaryOp::Ge, sv(pos), i64(0)), bin(BinaryOp::Lt, sv(pos), sv(size)));
+      VRef ok = bin(BinaryOp::And, bin(BinaryOp::Ge, sv(pos), i64(0)),
+                    bin(BinaryOp::Lt, sv(pos), sv(size)));
       inside = inside ? bin(BinaryOp::And, inside, ok) : ok;
     }
     return loop::select(inside, lpTerm(src.load(s), p, acc), loop::constant(acc, 0));
@@ -662,13 +667,11 @@ void lowerLpPool(OpCtx &c) {
 void lowerLRN(OpCtx &c) {
   LTensor x = c.in(0);
   requireFloat(c, x, "LRN input");
-  if (x.rank() < 2)
-    fail("{}: input must have rank >= 2", c.node.describe());
+  if (x.rank() < 2) fail("{}: input must have rank >= 2", c.node.describe());
   double alpha = c.node.attrFloat("alpha", 1e-4f), beta = c.node.attrFloat("beta", 0.75f);
   double bias = c.node.attrFloat("bias", 1.0f);
   int64_t size = c.node.attrInt("size", 0);
-  if (size <= 0)
-    fail("{}: size must be positive", c.node.describe());
+  if (size <= 0) fail("{}: size must be positive", c.node.describe());
   DType t = x.dtype, acc = accOf(t);
   int rank = x.rank();
   int64_t lo = (size - 1) / 2;
@@ -681,7 +684,8 @@ void lowerLRN(OpCtx &c) {
     Index s(i.begin(), i.begin() + rank);
     sym::Expr ch = i[1] - lo + i[rank];
     s[1] = sym::max(sym::min(ch, C - 1), cx->constant(0));
-    VRef ok = bin(BinaryOp::And, bin(BinaryOp::Ge, sv(ch), i64(0)), bin(BinaryOp::Lt, sv(ch), sv(C)));
+    VRef ok =
+        bin(BinaryOp::And, bin(BinaryOp::Ge, sv(ch), i64(0)), bin(BinaryOp::Lt, sv(ch), sv(C)));
     VRef v = loop::cast(src.load(s), acc);
     return loop::select(ok, bin(BinaryOp::Mul, v, v), loop::constant(acc, 0));
   });
@@ -700,8 +704,7 @@ void lowerReverseSequence(OpCtx &c) {
   LTensor x = asBuffer(c, c.in(0)), lens = c.in(1);
   int batchAxis = c.normAxis(c.node.attrInt("batch_axis", 1), x.rank());
   int timeAxis = c.normAxis(c.node.attrInt("time_axis", 0), x.rank());
-  if (batchAxis == timeAxis)
-    fail("{}: batch_axis and time_axis must differ", c.node.describe());
+  if (batchAxis == timeAxis) fail("{}: batch_axis and time_axis must differ", c.node.describe());
   sym::Expr T = x.shape[timeAxis];
   Lowerer *low = &c.lowerer();
   c.out(0, c.pointwise(x.dtype, x.shape, [=](const Index &i) {
@@ -725,28 +728,28 @@ void lowerReverseSequence(OpCtx &c) {
 
 void registerTensorOps(std::vector<OpInfo> &r) {
   r.insert(r.end(), {
-    {"Dropout", 1, lowerDropout},
-    {"Trilu", 14, lowerTrilu},
-    {"GatherElements", 11, lowerGatherElements},
-    {"GatherND", 11, lowerGatherND},
-    {"Pad", 1, lowerPad},
-    {"Tile", 6, lowerTile},
-    {"DepthToSpace", 1, lowerDepthToSpace},
-    {"SpaceToDepth", 1, lowerSpaceToDepth},
-    {"Hardmax", 1, lowerHardmax},
-    {"CumSum", 11, lowerCumSum},
-    {"OneHot", 9, lowerOneHot},
-    {"EyeLike", 9, lowerEyeLike},
-    {"Shrink", 9, lowerShrink},
-    {"Celu", 12, lowerCelu},
-    {"InstanceNormalization", 1, lowerInstanceNorm},
-    {"MeanVarianceNormalization", 9, lowerMVN},
-    {"LpNormalization", 1, lowerLpNormalization},
-    {"GlobalLpPool", 1, lowerGlobalLpPool},
-    {"LpPool", 1, lowerLpPool},
-    {"LRN", 1, lowerLRN},
-    {"ReverseSequence", 10, lowerReverseSequence},
-  });
+                        {"Dropout", 1, lowerDropout},
+                        {"Trilu", 14, lowerTrilu},
+                        {"GatherElements", 11, lowerGatherElements},
+                        {"GatherND", 11, lowerGatherND},
+                        {"Pad", 1, lowerPad},
+                        {"Tile", 6, lowerTile},
+                        {"DepthToSpace", 1, lowerDepthToSpace},
+                        {"SpaceToDepth", 1, lowerSpaceToDepth},
+                        {"Hardmax", 1, lowerHardmax},
+                        {"CumSum", 11, lowerCumSum},
+                        {"OneHot", 9, lowerOneHot},
+                        {"EyeLike", 9, lowerEyeLike},
+                        {"Shrink", 9, lowerShrink},
+                        {"Celu", 12, lowerCelu},
+                        {"InstanceNormalization", 1, lowerInstanceNorm},
+                        {"MeanVarianceNormalization", 9, lowerMVN},
+                        {"LpNormalization", 1, lowerLpNormalization},
+                        {"GlobalLpPool", 1, lowerGlobalLpPool},
+                        {"LpPool", 1, lowerLpPool},
+                        {"LRN", 1, lowerLRN},
+                        {"ReverseSequence", 10, lowerReverseSequence},
+                    });
 }
 
 } // namespace kiln::lower

@@ -58,8 +58,7 @@ void requireFloat(OpCtx &c, const LTensor &t, const char *what) {
 }
 
 std::optional<VRef> scalarInput(OpCtx &c, size_t i, DType t) {
-  if (!c.has(i))
-    return std::nullopt;
+  if (!c.has(i)) return std::nullopt;
   LTensor s = c.in(i);
   Index zeros(s.rank(), c.ctx().constant(0));
   return loop::cast(s.load(zeros), t);

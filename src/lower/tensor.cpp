@@ -39,9 +39,7 @@ LTensor fromBuffer(sym::Context &ctx, loop::Buffer *b) {
   t.cheap = true;
   ir::Shape shape = b->shape;
   sym::Context *c = &ctx;
-  t.load = [c, b, shape](const Index &idx) {
-    return loop::load(b, linearIndex(*c, idx, shape));
-  };
+  t.load = [c, b, shape](const Index &idx) { return loop::load(b, linearIndex(*c, idx, shape)); };
   return t;
 }
 
@@ -80,8 +78,7 @@ LTensor reshapeView(sym::Context &ctx, const LTensor &t, const ir::Shape &shape)
   r.load = [c, from, to, inner](const Index &idx) {
     return inner(unravel(*c, linearIndex(*c, idx, to), from));
   };
-  if (t.buffer)
-    r.buffer = nullptr; // shape differs from the buffer's; callers realize if needed
+  if (t.buffer) r.buffer = nullptr; // shape differs from the buffer's; callers realize if needed
   return r;
 }
 

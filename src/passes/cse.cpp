@@ -9,14 +9,21 @@ namespace {
 
 std::string attrKey(const ir::Attribute &a) {
   switch (a.kind) {
-  case ir::Attribute::Kind::Int: return fmt::format("i{}", a.i);
-  case ir::Attribute::Kind::Float: return fmt::format("f{}", a.f);
-  case ir::Attribute::Kind::String: return "s" + a.s;
-  case ir::Attribute::Kind::Ints: return fmt::format("I{}", fmt::join(a.ints, ","));
-  case ir::Attribute::Kind::Floats: return fmt::format("F{}", fmt::join(a.floats, ","));
-  case ir::Attribute::Kind::Strings: return fmt::format("S{}", fmt::join(a.strings, ","));
+  case ir::Attribute::Kind::Int:
+    return fmt::format("i{}", a.i);
+  case ir::Attribute::Kind::Float:
+    return fmt::format("f{}", a.f);
+  case ir::Attribute::Kind::String:
+    return "s" + a.s;
+  case ir::Attribute::Kind::Ints:
+    return fmt::format("I{}", fmt::join(a.ints, ","));
+  case ir::Attribute::Kind::Floats:
+    return fmt::format("F{}", fmt::join(a.floats, ","));
+  case ir::Attribute::Kind::Strings:
+    return fmt::format("S{}", fmt::join(a.strings, ","));
   case ir::Attribute::Kind::Tensor:
-  case ir::Attribute::Kind::Graph: return fmt::format("p{}", (const void *)&a);
+  case ir::Attribute::Kind::Graph:
+    return fmt::format("p{}", (const void *)&a);
   }
   return "";
 }
@@ -40,8 +47,7 @@ void eliminateCommonSubexpressions(ir::Graph &g) {
     ir::Node &n = *np;
     for (ir::Value *&in : n.inputs) {
       auto it = repl.find(in);
-      if (in && it != repl.end())
-        in = it->second;
+      if (in && it != repl.end()) in = it->second;
     }
     bool graphOut = false;
     for (ir::Value *o : n.outputs)
@@ -58,8 +64,7 @@ void eliminateCommonSubexpressions(ir::Graph &g) {
   }
   for (ir::Value *&o : g.outputs) {
     auto it = repl.find(o);
-    if (it != repl.end())
-      o = it->second;
+    if (it != repl.end()) o = it->second;
   }
   g.compact();
 }

@@ -12,15 +12,13 @@ void eliminateDeadCode(ir::Graph &g) {
     for (const ir::Value *o : n.outputs)
       // Values known at compile time (data, or symbolic contents that lower to symbol
       // arithmetic) never need their producer at run time.
-      if (o && live.count(o) && !o->data && !o->symData)
-        needed = true;
+      if (o && live.count(o) && !o->data && !o->symData) needed = true;
     if (!needed) {
       n.dead = true;
       continue;
     }
     for (const ir::Value *in : n.inputs)
-      if (in)
-        live.insert(in);
+      if (in) live.insert(in);
   }
   g.compact();
 }

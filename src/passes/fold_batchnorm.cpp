@@ -6,7 +6,9 @@ namespace kiln::passes {
 
 namespace {
 
-bool isF32Const(const ir::Value *v) { return v && v->data && v->data->dtype == DType::Float32; }
+bool isF32Const(const ir::Value *v) {
+  return v && v->data && v->data->dtype == DType::Float32;
+}
 
 std::shared_ptr<ir::TensorData> f32(std::vector<int64_t> dims) {
   auto t = std::make_shared<ir::TensorData>();
@@ -21,8 +23,7 @@ std::shared_ptr<ir::TensorData> f32(std::vector<int64_t> dims) {
 void foldBatchNormIntoConv(ir::Graph &g) {
   for (auto &np : g.nodes) {
     ir::Node &bn = *np;
-    if (bn.dead || bn.op != "BatchNormalization" || bn.attrInt("training_mode", 0) != 0)
-      continue;
+    if (bn.dead || bn.op != "BatchNormalization" || bn.attrInt("training_mode", 0) != 0) continue;
     ir::Value *x = bn.input(0);
     if (!x || !x->producer || x->producer->op != "Conv" || x->users.size() != 1 ||
         x->isGraphOutput || bn.outputs.size() != 1)
@@ -34,8 +35,7 @@ void foldBatchNormIntoConv(ir::Graph &g) {
         !isF32Const(mean) || !isF32Const(var))
       continue;
     int64_t outC = w->data->dims[0];
-    if (scale->data->numel() != outC)
-      continue;
+    if (scale->data->numel() != outC) continue;
     float eps = bn.attrFloat("epsilon", 1e-5f);
     int64_t per = w->data->numel() / outC;
     auto nw = f32(w->data->dims);

@@ -7,21 +7,18 @@ namespace kiln::passes {
 namespace {
 
 ir::Node *soleUserOf(const ir::Value *v) {
-  if (!v || v->users.size() != 1 || v->isGraphOutput)
-    return nullptr;
+  if (!v || v->users.size() != 1 || v->isGraphOutput) return nullptr;
   return v->users[0];
 }
 
 bool scalarF32(const ir::Value *v, float &out) {
-  if (!v || !v->data || v->data->dtype != DType::Float32 || v->data->numel() != 1)
-    return false;
+  if (!v || !v->data || v->data->dtype != DType::Float32 || v->data->numel() != 1) return false;
   out = v->data->as<float>()[0];
   return true;
 }
 
 bool lastAxisSoftmax(const ir::Node &n) {
-  if (n.op != "Softmax" || n.outputs.size() != 1)
-    return false;
+  if (n.op != "Softmax" || n.outputs.size() != 1) return false;
   int rank = n.outputs[0]->rank();
   int64_t axis = n.attrInt("axis", n.opset < 13 ? 1 : -1);
   // Before opset 13 Softmax flattens from `axis`; for the last axis both rules agree.
@@ -52,16 +49,13 @@ void fuseAttention(ir::Graph &g) {
         other = a;
       else if (scaleNode->op == "Mul" && scalarF32(a, c))
         other = b;
-      if (!other || c == 0.0f)
-        continue;
+      if (!other || c == 0.0f) continue;
       scale = scaleNode->op == "Mul" ? c : 1.0f / c;
       qk = other->producer;
-      if (soleUserOf(other) != scaleNode)
-        continue;
+      if (soleUserOf(other) != scaleNode) continue;
     } else {
       scaleNode = nullptr;
-      if (soleUserOf(scores) != &sm)
-        continue;
+      if (soleUserOf(scores) != &sm) continue;
     }
     if (!qk || qk->op != "MatMul" || qk->input(0)->rank() != 4 || qk->input(1)->rank() != 4)
       continue;
@@ -75,8 +69,7 @@ void fuseAttention(ir::Graph &g) {
     pv->attrs["scale"] = s;
     sm.dead = true;
     qk->dead = true;
-    if (scaleNode)
-      scaleNode->dead = true;
+    if (scaleNode) scaleNode->dead = true;
   }
   g.compact();
 }

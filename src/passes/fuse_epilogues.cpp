@@ -8,14 +8,12 @@ namespace {
 
 /// The only user of v, if v has exactly one and is not a graph output.
 ir::Node *soleUser(const ir::Value *v) {
-  if (!v || v->users.size() != 1 || v->isGraphOutput)
-    return nullptr;
+  if (!v || v->users.size() != 1 || v->isGraphOutput) return nullptr;
   return v->users[0];
 }
 
 bool scalarConst(const ir::Value *v, float &out) {
-  if (!v || !v->data || v->data->dtype != DType::Float32 || v->data->numel() != 1)
-    return false;
+  if (!v || !v->data || v->data->dtype != DType::Float32 || v->data->numel() != 1) return false;
   out = v->data->as<float>()[0];
   return true;
 }
@@ -41,10 +39,8 @@ bool sameShape(const ir::Value *a, const ir::Value *b) {
 int activationPostOp(const ir::Node &act, float &lo, float &hi) {
   lo = -std::numeric_limits<float>::infinity();
   hi = -lo;
-  if (act.op == "Relu")
-    return 1;
-  if (act.op != "Clip")
-    return 0;
+  if (act.op == "Relu") return 1;
+  if (act.op != "Clip") return 0;
   if (act.opset < 11) {
     lo = act.attrFloat("min", lo);
     hi = act.attrFloat("max", hi);
@@ -78,8 +74,7 @@ void fuseMatMulEpilogues(ir::Graph &g) {
         mm.outputs[0]->dtype != DType::Float32 || mm.hasAttr("_kiln_post"))
       continue;
     ir::Node *user = soleUser(mm.outputs[0]);
-    if (!user)
-      continue;
+    if (!user) continue;
     ir::Node *fused = &mm;
     if (mm.op == "MatMul" && mm.inputs.size() == 2 && user->op == "Add") {
       ir::Value *other = user->input(0) == mm.outputs[0] ? user->input(1) : user->input(0);
@@ -94,12 +89,10 @@ void fuseMatMulEpilogues(ir::Graph &g) {
         user = soleUser(user->outputs[0]);
       }
     }
-    if (!user)
-      continue;
+    if (!user) continue;
     float lo, hi;
     int post = activationPostOp(*user, lo, hi);
-    if (!post)
-      continue;
+    if (!post) continue;
     user->inputs = fused->inputs;
     absorb(*fused, *user);
     setPostOp(*user, post, lo, hi);
@@ -114,8 +107,7 @@ void fuseExternEpilogues(ir::Graph &g) {
         conv.outputs[0]->dtype != DType::Float32)
       continue;
     ir::Node *user = soleUser(conv.outputs[0]);
-    if (!user)
-      continue;
+    if (!user) continue;
     // Residual add: conv(x) + r, same shape, becomes oneDNN's sum post-op.
     if (user->op == "Add" && !conv.hasAttr("_kiln_post") && conv.inputs.size() <= 3) {
       ir::Value *other = user->input(0) == conv.outputs[0] ? user->input(1) : user->input(0);
@@ -127,8 +119,7 @@ void fuseExternEpilogues(ir::Graph &g) {
         user->inputs = ins;
         absorb(conv, *user);
         ir::Node *next = soleUser(user->outputs[0]);
-        if (!next)
-          continue;
+        if (!next) continue;
         user = next;
         // fall through to activation fusion on the moved conv
         ir::Node &moved = *user;
@@ -140,8 +131,7 @@ void fuseExternEpilogues(ir::Graph &g) {
     }
     ir::Node *act = user;
     ir::Node *convNode = act->inputs.empty() ? nullptr : act->input(0)->producer;
-    if (!convNode || convNode->op != "Conv" || convNode->hasAttr("_kiln_post"))
-      continue;
+    if (!convNode || convNode->op != "Conv" || convNode->hasAttr("_kiln_post")) continue;
     float lo = -std::numeric_limits<float>::infinity(), hi = -lo;
     int post = 0;
     if (act->op == "Relu") {
@@ -157,8 +147,7 @@ void fuseExternEpilogues(ir::Graph &g) {
       }
       post = 2;
     }
-    if (!post)
-      continue;
+    if (!post) continue;
     act->inputs = convNode->inputs;
     absorb(*convNode, *act);
     ir::Attribute a;

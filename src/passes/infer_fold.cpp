@@ -13,8 +13,7 @@ constexpr int64_t kMaxFoldElements = 1 << 22; // bigger constant subgraphs stay 
 std::optional<int64_t> staticNumel(const ir::Shape &s) {
   int64_t n = 1;
   for (const sym::Expr &d : s) {
-    if (!d.isConst())
-      return std::nullopt;
+    if (!d.isConst()) return std::nullopt;
     n *= d->value;
   }
   return n;
@@ -22,20 +21,18 @@ std::optional<int64_t> staticNumel(const ir::Shape &s) {
 
 bool allInputsKnown(const ir::Node &n) {
   for (const ir::Value *v : n.inputs)
-    if (v && !v->data)
-      return false;
+    if (v && !v->data) return false;
   return true;
 }
 
 /// Element values as sym expressions, if every element folds to one.
-std::optional<std::vector<sym::Expr>> symbolicContents(sym::Context &ctx,
-                                                       const lower::LTensor &t, int64_t n) {
+std::optional<std::vector<sym::Expr>> symbolicContents(sym::Context &ctx, const lower::LTensor &t,
+                                                       int64_t n) {
   std::vector<sym::Expr> vals;
   for (int64_t i = 0; i < n; ++i) {
     lower::Index idx = lower::unravel(ctx, ctx.constant(i), t.shape);
     auto s = loop::asSym(t.load(idx), ctx);
-    if (!s)
-      return std::nullopt;
+    if (!s) return std::nullopt;
     vals.push_back(*s);
   }
   return vals;
@@ -56,19 +53,17 @@ void inferAndFold(ir::Graph &g) {
     low.lowerNode(n);
     bool inputsKnown = allInputsKnown(n);
     for (ir::Value *o : n.outputs) {
-      if (!o || !low.env.count(o))
-        continue;
+      if (!o || !low.env.count(o)) continue;
       lower::LTensor &t = low.env[o];
       o->dtype = t.dtype;
       o->shape = t.shape;
       o->shapeKnown = true;
       auto numel = staticNumel(t.shape);
-      if (!numel)
-        continue;
+      if (!numel) continue;
       if (isInteger(t.dtype) && t.rank() <= 1 && *numel <= kMaxSymElements) {
         if (auto vals = symbolicContents(ctx, t, *numel)) {
-          bool allConst = std::all_of(vals->begin(), vals->end(),
-                                      [](sym::Expr e) { return e.isConst(); });
+          bool allConst =
+              std::all_of(vals->begin(), vals->end(), [](sym::Expr e) { return e.isConst(); });
           if (!allConst) {
             o->symData = vals;
             continue;
@@ -87,8 +82,7 @@ void inferAndFold(ir::Graph &g) {
           continue;
         }
       }
-      if (!inputsKnown || *numel > kMaxFoldElements || t.dtype == DType::String)
-        continue;
+      if (!inputsKnown || *numel > kMaxFoldElements || t.dtype == DType::String) continue;
       try {
         loop::Interpreter interp(scratch, ctx);
         std::vector<int64_t> dims;

@@ -35,20 +35,20 @@ int findConstant(const kiln_model_desc_v1 &d, const char *name) {
 // Checks a caller tensor against constant ci; kind is "value" or "out".
 int checkConstantTensor(const char *fn, const kiln_constant_desc_v1 &cd, const DLTensor &t) {
   if (t.device.device_type != kDLCPU)
-    return fail(KILN_ERR_DEVICE, "%s: constant '%s': expected a CPU tensor, got device type %d",
-                fn, cd.name, static_cast<int>(t.device.device_type));
+    return fail(KILN_ERR_DEVICE, "%s: constant '%s': expected a CPU tensor, got device type %d", fn,
+                cd.name, static_cast<int>(t.device.device_type));
   if (!sameDtype(t.dtype, cd.dtype))
     return fail(KILN_ERR_DTYPE_MISMATCH, "%s: constant '%s': expected dtype %s, got %s", fn,
                 cd.name, dtypeName(cd.dtype).text, dtypeName(t.dtype).text);
   if (t.ndim != cd.ndim)
-    return fail(KILN_ERR_SHAPE_MISMATCH, "%s: constant '%s': expected rank %d, got %d", fn,
-                cd.name, cd.ndim, t.ndim);
+    return fail(KILN_ERR_SHAPE_MISMATCH, "%s: constant '%s': expected rank %d, got %d", fn, cd.name,
+                cd.ndim, t.ndim);
   if (t.ndim > 0 && !t.shape)
     return fail(KILN_ERR_INVALID_ARGUMENT, "%s: constant '%s': shape is NULL", fn, cd.name);
   for (int32_t d = 0; d < t.ndim; ++d)
     if (t.shape[d] != cd.dims[d])
-      return fail(KILN_ERR_SHAPE_MISMATCH, "%s: constant '%s' dim %d: expected %lld, got %lld",
-                  fn, cd.name, d, static_cast<long long>(cd.dims[d]),
+      return fail(KILN_ERR_SHAPE_MISMATCH, "%s: constant '%s' dim %d: expected %lld, got %lld", fn,
+                  cd.name, d, static_cast<long long>(cd.dims[d]),
                   static_cast<long long>(t.shape[d]));
   if (!isContiguous(t))
     return fail(KILN_ERR_INVALID_ARGUMENT, "%s: constant '%s': tensor is not contiguous", fn,
@@ -227,8 +227,7 @@ KILN_RT_API int kiln_rt_swap_constants(kiln_container *c) {
 }
 
 KILN_RT_API int kiln_rt_free_inactive_constants(kiln_container *c) {
-  if (!c)
-    return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_free_inactive_constants: container is NULL");
+  if (!c) return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_free_inactive_constants: container is NULL");
   std::lock_guard<std::mutex> lock(c->constMu);
   int slot = c->inactiveSlot;
   if (slot < 0) return KILN_OK;
@@ -243,7 +242,9 @@ KILN_RT_API int kiln_rt_read_constant(kiln_container *c, int32_t buffer, const c
   const char *fn = "kiln_read_constant";
   if (!c || !name || !out)
     return fail(KILN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
-                !c ? "container" : !name ? "name" : "out");
+                !c      ? "container"
+                : !name ? "name"
+                        : "out");
   if (int st = checkBuffer(fn, buffer)) return st;
   const kiln_model_desc_v1 &d = *c->desc;
   int32_t ci = findConstant(d, name);

@@ -23,7 +23,7 @@ struct ConstantSet {
   std::vector<void *> ptrs;
   const char *base = nullptr; // the blob the pointers point into
   size_t size = 0;
-  char *owned = nullptr;      // == base when the set owns its memory
+  char *owned = nullptr; // == base when the set owns its memory
   // Changes whenever the contents change; runners drop weights derived from an older one.
   uint64_t token = 0;
 
@@ -71,7 +71,7 @@ struct kiln_container {
   std::unique_ptr<kiln::rt::ConstantSet> slots[kSlots];
   std::atomic<int> pins[kSlots] = {};
   std::atomic<int> activeSlot{0};
-  int inactiveSlot = -1; // guarded by constMu
+  int inactiveSlot = -1;  // guarded by constMu
   uint64_t nextToken = 1; // guarded by constMu
   std::mutex constMu;
   std::vector<const char *> nullDimNames; // kiln_constant_info's dim_names (all NULL)

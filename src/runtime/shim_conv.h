@@ -8,8 +8,8 @@
 namespace kiln::rt {
 
 enum class ConvLayout {
-  Plain,   // oneDNN works on the caller's NC[D]HW src/dst directly
-  Blocked, // oneDNN picks src/dst layouts; reorders in and out around the conv
+  Plain,        // oneDNN works on the caller's NC[D]HW src/dst directly
+  Blocked,      // oneDNN picks src/dst layouts; reorders in and out around the conv
   ChannelsLast, // caller's src/dst/residual are N[D]HWC; oneDNN's preferred layout on x86,
                 // so consecutive convs run with no reorders at all
 };

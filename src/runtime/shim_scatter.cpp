@@ -19,10 +19,18 @@ namespace {
 
 // Half and bfloat16 values are reduced in float and rounded back (nearest-even).
 // Conversions shared with generated code (kiln/prelude.h), so scatter rounds as kernels do.
-float halfToFloat(uint16_t h) { return kiln_h2f(h); }
-uint16_t floatToHalf(float f) { return kiln_f2h(f); }
-float bf16ToFloat(uint16_t b) { return kiln_bf2f(b); }
-uint16_t floatToBf16(float f) { return kiln_f2bf(f); }
+float halfToFloat(uint16_t h) {
+  return kiln_h2f(h);
+}
+uint16_t floatToHalf(float f) {
+  return kiln_f2h(f);
+}
+float bf16ToFloat(uint16_t b) {
+  return kiln_bf2f(b);
+}
+uint16_t floatToBf16(float f) {
+  return kiln_f2bf(f);
+}
 
 template <typename T> T reduce(int32_t r, T a, T b) {
   switch (r) {
@@ -148,9 +156,9 @@ extern "C" {
 KILN_RT_API int kiln_shim_scatter_elements_v1(kiln_shim_ctx *ctx, int64_t site, int32_t elem_type,
                                               int32_t elem_size, const void *data,
                                               const int64_t *data_dims, int32_t rank,
-                                              const int64_t *indices,
-                                              const int64_t *indices_dims, const void *updates,
-                                              int32_t axis, int32_t reduction, void *out) {
+                                              const int64_t *indices, const int64_t *indices_dims,
+                                              const void *updates, int32_t axis, int32_t reduction,
+                                              void *out) {
   const char *fn = "kiln_shim_scatter_elements_v1";
   ElemInfo info;
   if (int st = checkCommon(fn, elem_type, elem_size, reduction, info)) return st;
@@ -161,9 +169,8 @@ KILN_RT_API int kiln_shim_scatter_elements_v1(kiln_shim_ctx *ctx, int64_t site, 
   if (axis < 0) axis += rank;
   for (int32_t d = 0; d < rank; ++d)
     if (indices_dims[d] < 0 || data_dims[d] < 0 || (d != axis && indices_dims[d] > data_dims[d]))
-      return fail(KILN_ERR_INVALID_ARGUMENT,
-                  "%s: indices dim %d is %lld but data dim %d is %lld", fn, d,
-                  (long long)indices_dims[d], d, (long long)data_dims[d]);
+      return fail(KILN_ERR_INVALID_ARGUMENT, "%s: indices dim %d is %lld but data dim %d is %lld",
+                  fn, d, (long long)indices_dims[d], d, (long long)data_dims[d]);
   int64_t nData = product(data_dims, rank), nIdx = product(indices_dims, rank);
   if ((nData && (!data || !out)) || (nIdx && (!indices || !updates)))
     return fail(KILN_ERR_INVALID_ARGUMENT, "%s: NULL tensor", fn);

@@ -2,8 +2,8 @@
 //
 // Per (b, h): K transposed into a per-thread block from the runner's arena, then for each
 // query row the scores, a max-subtracted softmax, and the weighted sum of V rows. Work is
-// split over (b, h) with OpenMP (the thread count of the calling run). Accumulation is float32 with float64 only
-// for nothing: the softmax denominator sums at most Skv terms in [0, 1].
+// split over (b, h) with OpenMP (the thread count of the calling run). Accumulation is float32 with
+// float64 only for nothing: the softmax denominator sums at most Skv terms in [0, 1].
 #include "error.h"
 #include "runner.h"
 
@@ -27,8 +27,8 @@ namespace {
 /// built for the baseline ISA) so the simd loops use AVX2/AVX-512 and libmvec's expf.
 __attribute__((target_clones("avx512f", "avx2", "default"))) void
 attentionHead(const float *qb, const float *kb, const float *vb, const float *maskHead,
-              const int64_t *ms, float *kt, float *s, float *ob, int64_t Sq, int64_t Skv,
-              int64_t D, int64_t Dv, float scale) {
+              const int64_t *ms, float *kt, float *s, float *ob, int64_t Sq, int64_t Skv, int64_t D,
+              int64_t Dv, float scale) {
   for (int64_t j = 0; j < Skv; ++j)
     for (int64_t d = 0; d < D; ++d)
       kt[d * Skv + j] = kb[j * D + d];
@@ -115,17 +115,15 @@ int sdpa(const char *fn, kiln_shim_ctx *ctx, const float *q, const float *k, con
 
 extern "C" {
 
-KILN_RT_API int kiln_shim_sdpa_v1(kiln_shim_ctx *ctx, int64_t site, const float *q,
-                                  const float *k, const float *v, const float *mask,
-                                  const int64_t *mask_strides, float *out, const int64_t *dims,
-                                  float scale) {
+KILN_RT_API int kiln_shim_sdpa_v1(kiln_shim_ctx *ctx, int64_t site, const float *q, const float *k,
+                                  const float *v, const float *mask, const int64_t *mask_strides,
+                                  float *out, const int64_t *dims, float scale) {
   return kiln::rt::sdpa("kiln_shim_sdpa_v1", ctx, q, k, v, mask, mask_strides, out, dims, &scale);
 }
 
-KILN_RT_API int kiln_shim_sdpa_v2(kiln_shim_ctx *ctx, int64_t site, const float *q,
-                                  const float *k, const float *v, const float *mask,
-                                  const int64_t *mask_strides, float *out, const int64_t *dims,
-                                  const float *scale) {
+KILN_RT_API int kiln_shim_sdpa_v2(kiln_shim_ctx *ctx, int64_t site, const float *q, const float *k,
+                                  const float *v, const float *mask, const int64_t *mask_strides,
+                                  float *out, const int64_t *dims, const float *scale) {
   return kiln::rt::sdpa("kiln_shim_sdpa_v2", ctx, q, k, v, mask, mask_strides, out, dims, scale);
 }
 

@@ -14,16 +14,14 @@ void eliminateDeadKernels(loop::Program &p) {
     bool live = false;
     for (loop::Buffer *b : outs)
       live |= b->kind == loop::BufferKind::Output || needed.count(b);
-    if (!live)
-      continue;
+    if (!live) continue;
     keep[i] = true;
     for (loop::Buffer *b : k.reads())
       needed.insert(b);
   }
   std::vector<std::unique_ptr<loop::Kernel>> kept;
   for (size_t i = 0; i < p.kernels.size(); ++i)
-    if (keep[i])
-      kept.push_back(std::move(p.kernels[i]));
+    if (keep[i]) kept.push_back(std::move(p.kernels[i]));
   p.kernels = std::move(kept);
   for (size_t i = 0; i < p.kernels.size(); ++i)
     p.kernels[i]->id = static_cast<int>(i);
@@ -44,37 +42,29 @@ size_t outerRankOf(const loop::Kernel &k) {
 bool readsAtOuterPoint(const loop::VRef &v, const std::set<const loop::Buffer *> &produced,
                        const std::vector<sym::Expr> &vars, size_t rank, sym::Context &ctx) {
   if (v->kind == loop::VKind::Load && produced.count(v->buf)) {
-    if (!v->indirect.empty())
-      return false;
+    if (!v->indirect.empty()) return false;
     const ir::Shape &shape = v->buf->shape;
-    if (shape.size() < rank)
-      return false;
+    if (shape.size() < rank) return false;
     sym::Expr idx = ctx.constant(0);
     for (size_t d = 0; d < shape.size(); ++d) {
-      if (d >= rank && !shape[d].isConst(1))
-        return false;
+      if (d >= rank && !shape[d].isConst(1)) return false;
       idx = idx * shape[d] + (d < rank ? vars[d] : ctx.constant(0));
     }
-    if (idx != v->sym)
-      return false;
+    if (idx != v->sym) return false;
   }
   for (auto &[var, iv] : v->indirect)
-    if (!readsAtOuterPoint(iv, produced, vars, rank, ctx))
-      return false;
+    if (!readsAtOuterPoint(iv, produced, vars, rank, ctx)) return false;
   for (const loop::VRef &a : v->args)
-    if (!readsAtOuterPoint(a, produced, vars, rank, ctx))
-      return false;
+    if (!readsAtOuterPoint(a, produced, vars, rank, ctx)) return false;
   return true;
 }
 
 bool canJoin(const loop::KernelGroup &g, const loop::Kernel &k,
              const std::set<const loop::Buffer *> &produced, sym::Context &ctx) {
-  if (k.kind == loop::KernelKind::Extern || k.vars.size() < g.outerRank)
-    return false;
+  if (k.kind == loop::KernelKind::Extern || k.vars.size() < g.outerRank) return false;
   const ir::Shape &lead = g.kernels.front()->out->shape;
   for (size_t d = 0; d < g.outerRank; ++d)
-    if (!sym::provablyEqual(k.out->shape[d], lead[d]))
-      return false;
+    if (!sym::provablyEqual(k.out->shape[d], lead[d])) return false;
   bool readsGroup = false;
   for (loop::Buffer *b : k.reads())
     readsGroup |= produced.count(b) != 0;
@@ -117,24 +107,21 @@ MemoryPlan planMemory(const loop::Program &p, sym::Context &ctx) {
       std::vector<loop::Buffer *> outs =
           k.kind == loop::KernelKind::Extern ? k.ext.outputs : std::vector<loop::Buffer *>{k.out};
       for (loop::Buffer *b : outs)
-        if (!firstDef.count(b))
-          firstDef[b] = i;
+        if (!firstDef.count(b)) firstDef[b] = i;
     }
   }
   MemoryPlan plan;
   std::vector<bool> slotFree;
   for (size_t i = 0; i < p.groups.size(); ++i) {
     for (auto &[b, def] : firstDef) {
-      if (def != i || b->kind != loop::BufferKind::Intermediate)
-        continue;
+      if (def != i || b->kind != loop::BufferKind::Intermediate) continue;
       sym::Expr bytes = b->numel(ctx) * dtypeSize(b->dtype);
       int pick = -1;
       for (size_t s = 0; s < plan.slots.size() && pick < 0; ++s)
         if (slotFree[s] && sym::provablyEqual(plan.slots[s].bytes, bytes))
           pick = static_cast<int>(s);
       for (size_t s = 0; s < plan.slots.size() && pick < 0; ++s)
-        if (slotFree[s] && sym::provablyGE(plan.slots[s].bytes, bytes))
-          pick = static_cast<int>(s);
+        if (slotFree[s] && sym::provablyGE(plan.slots[s].bytes, bytes)) pick = static_cast<int>(s);
       if (pick < 0) {
         plan.slots.push_back({bytes});
         slotFree.push_back(false);
@@ -145,14 +132,12 @@ MemoryPlan planMemory(const loop::Program &p, sym::Context &ctx) {
     }
     for (auto &[b, last] : lastUse) {
       auto it = plan.slotOf.find(b);
-      if (last == i && it != plan.slotOf.end())
-        slotFree[it->second] = true;
+      if (last == i && it != plan.slotOf.end()) slotFree[it->second] = true;
     }
     // A buffer written but never read frees right after its kernel.
     for (auto &[b, def] : firstDef) {
       auto it = plan.slotOf.find(b);
-      if (def == i && !lastUse.count(b) && it != plan.slotOf.end())
-        slotFree[it->second] = true;
+      if (def == i && !lastUse.count(b) && it != plan.slotOf.end()) slotFree[it->second] = true;
     }
   }
   return plan;

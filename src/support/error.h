@@ -20,8 +20,7 @@ public:
   explicit InternalError(const std::string &msg) : std::logic_error(msg) {}
 };
 
-template <typename... Args>
-[[noreturn]] void fail(fmt::format_string<Args...> f, Args &&...args) {
+template <typename... Args> [[noreturn]] void fail(fmt::format_string<Args...> f, Args &&...args) {
   throw UserError(fmt::format(f, std::forward<Args>(args)...));
 }
 
@@ -34,5 +33,6 @@ template <typename... Args>
 #define KILN_ASSERT(cond, ...)                                                                     \
   do {                                                                                             \
     if (!(cond))                                                                                   \
-      ::kiln::internalFail(__FILE__, __LINE__, std::string(#cond ": ") + fmt::format(__VA_ARGS__)); \
+      ::kiln::internalFail(__FILE__, __LINE__,                                                     \
+                           std::string(#cond ": ") + fmt::format(__VA_ARGS__));                    \
   } while (0)

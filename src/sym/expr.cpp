@@ -44,29 +44,25 @@ struct KeyEq {
 
 int64_t satAdd(int64_t a, int64_t b) {
   __int128 r = static_cast<__int128>(a) + b;
-  if (r > INT64_MAX)
-    return INT64_MAX;
-  if (r < INT64_MIN)
-    return INT64_MIN;
+  if (r > INT64_MAX) return INT64_MAX;
+  if (r < INT64_MIN) return INT64_MIN;
   return static_cast<int64_t>(r);
 }
 int64_t satMul(int64_t a, int64_t b) {
-  if (a == 0 || b == 0)
-    return 0;
+  if (a == 0 || b == 0) return 0;
   __int128 r = static_cast<__int128>(a) * b;
-  if (r > INT64_MAX)
-    return INT64_MAX;
-  if (r < INT64_MIN)
-    return INT64_MIN;
+  if (r > INT64_MAX) return INT64_MAX;
+  if (r < INT64_MIN) return INT64_MIN;
   return static_cast<int64_t>(r);
 }
 int64_t floorDivInt(int64_t a, int64_t b) {
   int64_t q = a / b;
-  if ((a % b != 0) && ((a < 0) != (b < 0)))
-    --q;
+  if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
   return q;
 }
-int64_t modInt(int64_t a, int64_t b) { return a - b * floorDivInt(a, b); }
+int64_t modInt(int64_t a, int64_t b) {
+  return a - b * floorDivInt(a, b);
+}
 
 } // namespace
 
@@ -89,8 +85,7 @@ Expr Context::make(Kind k, std::vector<const Node *> ops, int64_t value, std::st
   probe.name = std::move(name);
   probe.hash = hashNode(probe.kind, probe.ops, probe.value, probe.name);
   auto it = impl_->table.find(&probe);
-  if (it != impl_->table.end())
-    return Expr(it->second.get());
+  if (it != impl_->table.end()) return Expr(it->second.get());
   auto node = std::make_unique<Node>(std::move(probe));
   node->id = impl_->nextId++;
   node->ctx = this;
@@ -99,12 +94,13 @@ Expr Context::make(Kind k, std::vector<const Node *> ops, int64_t value, std::st
   return Expr(raw);
 }
 
-Expr Context::constant(int64_t v) { return make(Kind::Const, {}, v); }
+Expr Context::constant(int64_t v) {
+  return make(Kind::Const, {}, v);
+}
 
 Expr Context::symbol(const std::string &name, int64_t lo, int64_t hi) {
   auto it = impl_->symbols.find(name);
-  if (it != impl_->symbols.end())
-    return Expr(it->second);
+  if (it != impl_->symbols.end()) return Expr(it->second);
   Expr s = make(Kind::Symbol, {}, 0, name);
   impl_->symbols[name] = s.node();
   impl_->ranges[s.node()] = Range{lo, hi};
@@ -114,15 +110,13 @@ Expr Context::symbol(const std::string &name, int64_t lo, int64_t hi) {
 Expr Context::freshSymbol(const std::string &prefix, int64_t lo, int64_t hi) {
   for (;;) {
     std::string name = prefix + std::to_string(impl_->fresh++);
-    if (!impl_->symbols.count(name))
-      return symbol(name, lo, hi);
+    if (!impl_->symbols.count(name)) return symbol(name, lo, hi);
   }
 }
 
 std::optional<Expr> Context::findSymbol(const std::string &name) const {
   auto it = impl_->symbols.find(name);
-  if (it == impl_->symbols.end())
-    return std::nullopt;
+  if (it == impl_->symbols.end()) return std::nullopt;
   return Expr(it->second);
 }
 
@@ -142,12 +136,10 @@ namespace {
 
 /// Splits a term into (coefficient, base); base is null for a constant.
 std::pair<int64_t, const Node *> splitTerm(Context &ctx, Expr e) {
-  if (e.isConst())
-    return {e->value, nullptr};
+  if (e.isConst()) return {e->value, nullptr};
   if (e.kind() == Kind::Mul && e.op(0).isConst()) {
     std::vector<const Node *> rest(e->ops.begin() + 1, e->ops.end());
-    if (rest.size() == 1)
-      return {e.op(0)->value, rest[0]};
+    if (rest.size() == 1) return {e.op(0)->value, rest[0]};
     return {e.op(0)->value, ctx.make(Kind::Mul, rest).node()};
   }
   return {1, e.node()};
@@ -171,8 +163,7 @@ void collectTerms(Context &ctx, Expr e, std::map<uint64_t, std::pair<const Node 
 }
 
 Expr scaleBase(Context &ctx, int64_t coeff, const Node *base) {
-  if (coeff == 1)
-    return Expr(base);
+  if (coeff == 1) return Expr(base);
   std::vector<const Node *> ops{ctx.constant(coeff).node()};
   if (base->kind == Kind::Mul)
     ops.insert(ops.end(), base->ops.begin(), base->ops.end());
@@ -185,26 +176,19 @@ Expr buildSum(Context &ctx, const std::map<uint64_t, std::pair<const Node *, int
               int64_t constant) {
   std::vector<const Node *> ops;
   for (auto &[id, t] : terms)
-    if (t.second != 0)
-      ops.push_back(scaleBase(ctx, t.second, t.first).node());
-  if (ops.empty())
-    return ctx.constant(constant);
-  if (constant != 0)
-    ops.push_back(ctx.constant(constant).node());
-  if (ops.size() == 1)
-    return Expr(ops[0]);
+    if (t.second != 0) ops.push_back(scaleBase(ctx, t.second, t.first).node());
+  if (ops.empty()) return ctx.constant(constant);
+  if (constant != 0) ops.push_back(ctx.constant(constant).node());
+  if (ops.size() == 1) return Expr(ops[0]);
   return ctx.make(Kind::Add, ops);
 }
 
 } // namespace
 
 Expr Context::add(Expr a, Expr b) {
-  if (a.isConst() && b.isConst())
-    return constant(a->value + b->value);
-  if (a.isConst(0))
-    return b;
-  if (b.isConst(0))
-    return a;
+  if (a.isConst() && b.isConst()) return constant(a->value + b->value);
+  if (a.isConst(0)) return b;
+  if (b.isConst(0)) return a;
   std::map<uint64_t, std::pair<const Node *, int64_t>> terms;
   int64_t c = 0;
   collectTerms(*this, a, terms, c);
@@ -213,13 +197,11 @@ Expr Context::add(Expr a, Expr b) {
   // reshape views of contiguous data index without divisions.
   for (auto &[id, t] : terms) {
     const Node *m = t.first;
-    if (t.second == 0 || m->kind != Kind::Mod || m->ops[1]->kind != Kind::Const)
-      continue;
+    if (t.second == 0 || m->kind != Kind::Mod || m->ops[1]->kind != Kind::Const) continue;
     int64_t d = m->ops[1]->value;
     Expr fd = floorDiv(Expr(m->ops[0]), Expr(m->ops[1]));
     auto it = terms.find(fd->id);
-    if (it == terms.end() || it->second.second != t.second * d)
-      continue;
+    if (it == terms.end() || it->second.second != t.second * d) continue;
     int64_t k = t.second;
     t.second = 0;
     it->second.second = 0;
@@ -232,16 +214,12 @@ Expr Context::add(Expr a, Expr b) {
 // ---- products -----------------------------------------------------------------------
 
 Expr Context::mul(Expr a, Expr b) {
-  if (a.isConst() && b.isConst())
-    return constant(a->value * b->value);
-  if (b.isConst())
-    std::swap(a, b);
+  if (a.isConst() && b.isConst()) return constant(a->value * b->value);
+  if (b.isConst()) std::swap(a, b);
   if (a.isConst()) {
     int64_t c = a->value;
-    if (c == 0)
-      return constant(0);
-    if (c == 1)
-      return b;
+    if (c == 0) return constant(0);
+    if (c == 1) return b;
     if (b.kind() == Kind::Add) { // distribute: keeps affine indices flat
       std::map<uint64_t, std::pair<const Node *, int64_t>> terms;
       int64_t k = 0;
@@ -291,14 +269,11 @@ std::pair<Expr, Expr> splitDivisible(Context &ctx, Expr e, int64_t d) {
 
 /// If e == k * d as a product containing factor d, returns k.
 std::optional<Expr> exactQuotient(Context &ctx, Expr e, Expr d) {
-  if (e == d)
-    return ctx.constant(1);
-  if (e.kind() != Kind::Mul)
-    return std::nullopt;
+  if (e == d) return ctx.constant(1);
+  if (e.kind() != Kind::Mul) return std::nullopt;
   std::vector<const Node *> ops = e->ops;
   auto it = std::find(ops.begin(), ops.end(), d.node());
-  if (it == ops.end())
-    return std::nullopt;
+  if (it == ops.end()) return std::nullopt;
   ops.erase(it);
   Expr r = ctx.constant(1);
   for (const Node *o : ops)
@@ -313,8 +288,7 @@ Expr Context::floorDiv(Expr a, Expr b) {
     KILN_ASSERT(b->value != 0, "floor_div by zero");
     return constant(floorDivInt(a->value, b->value));
   }
-  if (b.isConst(1))
-    return a;
+  if (b.isConst(1)) return a;
   if (b.isConst() && b->value > 0) {
     int64_t d = b->value;
     if (a.kind() == Kind::FloorDiv && a.op(1).isConst() && a.op(1)->value > 0)
@@ -326,8 +300,7 @@ Expr Context::floorDiv(Expr a, Expr b) {
                                           : make(Kind::FloorDiv, {r.node(), b.node()});
     return add(q, rest);
   }
-  if (auto k = exactQuotient(*this, a, b))
-    return *k;
+  if (auto k = exactQuotient(*this, a, b)) return *k;
   return make(Kind::FloorDiv, {a.node(), b.node()});
 }
 
@@ -336,70 +309,81 @@ Expr Context::mod(Expr a, Expr b) {
     KILN_ASSERT(b->value != 0, "mod by zero");
     return constant(modInt(a->value, b->value));
   }
-  if (b.isConst(1))
-    return constant(0);
+  if (b.isConst(1)) return constant(0);
   if (b.isConst() && b->value > 0) {
     int64_t d = b->value;
     auto [q, r] = splitDivisible(*this, a, d);
     (void)q;
     Range rr = rangeOf(r);
-    if (rr.lo >= 0 && rr.hi < d)
-      return r;
-    if (r.isConst())
-      return constant(modInt(r->value, d));
+    if (rr.lo >= 0 && rr.hi < d) return r;
+    if (r.isConst()) return constant(modInt(r->value, d));
     return make(Kind::Mod, {r.node(), b.node()});
   }
-  if (exactQuotient(*this, a, b))
-    return constant(0);
+  if (exactQuotient(*this, a, b)) return constant(0);
   Range ra = rangeOf(a), rb = rangeOf(b);
-  if (ra.lo >= 0 && rb.lo > 0 && provablyGE(b - 1, a))
-    return a;
+  if (ra.lo >= 0 && rb.lo > 0 && provablyGE(b - 1, a)) return a;
   return make(Kind::Mod, {a.node(), b.node()});
 }
 
 Expr Context::min(Expr a, Expr b) {
-  if (a == b)
-    return a;
-  if (a.isConst() && b.isConst())
-    return constant(std::min(a->value, b->value));
-  if (provablyGE(b, a))
-    return a;
-  if (provablyGE(a, b))
-    return b;
-  if (b < a)
-    std::swap(a, b);
+  if (a == b) return a;
+  if (a.isConst() && b.isConst()) return constant(std::min(a->value, b->value));
+  if (provablyGE(b, a)) return a;
+  if (provablyGE(a, b)) return b;
+  if (b < a) std::swap(a, b);
   return make(Kind::Min, {a.node(), b.node()});
 }
 
 Expr Context::max(Expr a, Expr b) {
-  if (a == b)
-    return a;
-  if (a.isConst() && b.isConst())
-    return constant(std::max(a->value, b->value));
-  if (provablyGE(a, b))
-    return a;
-  if (provablyGE(b, a))
-    return b;
-  if (b < a)
-    std::swap(a, b);
+  if (a == b) return a;
+  if (a.isConst() && b.isConst()) return constant(std::max(a->value, b->value));
+  if (provablyGE(a, b)) return a;
+  if (provablyGE(b, a)) return b;
+  if (b < a) std::swap(a, b);
   return make(Kind::Max, {a.node(), b.node()});
 }
 
 // ---- free functions ---------------------------------------------------------------
 
-Expr operator+(Expr a, Expr b) { return a.ctx().add(a, b); }
-Expr operator-(Expr a, Expr b) { return a.ctx().add(a, a.ctx().mul(a.ctx().constant(-1), b)); }
-Expr operator*(Expr a, Expr b) { return a.ctx().mul(a, b); }
-Expr operator+(Expr a, int64_t b) { return a + a.ctx().constant(b); }
-Expr operator-(Expr a, int64_t b) { return a + a.ctx().constant(-b); }
-Expr operator*(Expr a, int64_t b) { return a * a.ctx().constant(b); }
-Expr operator-(Expr a) { return a * int64_t{-1}; }
-Expr floorDiv(Expr a, Expr b) { return a.ctx().floorDiv(a, b); }
-Expr floorDiv(Expr a, int64_t b) { return a.ctx().floorDiv(a, a.ctx().constant(b)); }
-Expr mod(Expr a, Expr b) { return a.ctx().mod(a, b); }
-Expr mod(Expr a, int64_t b) { return a.ctx().mod(a, a.ctx().constant(b)); }
-Expr min(Expr a, Expr b) { return a.ctx().min(a, b); }
-Expr max(Expr a, Expr b) { return a.ctx().max(a, b); }
+Expr operator+(Expr a, Expr b) {
+  return a.ctx().add(a, b);
+}
+Expr operator-(Expr a, Expr b) {
+  return a.ctx().add(a, a.ctx().mul(a.ctx().constant(-1), b));
+}
+Expr operator*(Expr a, Expr b) {
+  return a.ctx().mul(a, b);
+}
+Expr operator+(Expr a, int64_t b) {
+  return a + a.ctx().constant(b);
+}
+Expr operator-(Expr a, int64_t b) {
+  return a + a.ctx().constant(-b);
+}
+Expr operator*(Expr a, int64_t b) {
+  return a * a.ctx().constant(b);
+}
+Expr operator-(Expr a) {
+  return a * int64_t{-1};
+}
+Expr floorDiv(Expr a, Expr b) {
+  return a.ctx().floorDiv(a, b);
+}
+Expr floorDiv(Expr a, int64_t b) {
+  return a.ctx().floorDiv(a, a.ctx().constant(b));
+}
+Expr mod(Expr a, Expr b) {
+  return a.ctx().mod(a, b);
+}
+Expr mod(Expr a, int64_t b) {
+  return a.ctx().mod(a, a.ctx().constant(b));
+}
+Expr min(Expr a, Expr b) {
+  return a.ctx().min(a, b);
+}
+Expr max(Expr a, Expr b) {
+  return a.ctx().max(a, b);
+}
 
 Range rangeOf(Expr e) {
   switch (e.kind()) {
@@ -428,8 +412,7 @@ Range rangeOf(Expr e) {
   }
   case Kind::FloorDiv: {
     Range a = rangeOf(e.op(0)), b = rangeOf(e.op(1));
-    if (b.lo <= 0)
-      return {};
+    if (b.lo <= 0) return {};
     auto fd = [](int64_t x, int64_t y) {
       return (x == INT64_MIN || x == INT64_MAX) ? x : floorDivInt(x, y);
     };
@@ -437,8 +420,7 @@ Range rangeOf(Expr e) {
   }
   case Kind::Mod: {
     Range b = rangeOf(e.op(1));
-    if (b.lo <= 0 || b.hi == INT64_MAX)
-      return {0, INT64_MAX};
+    if (b.lo <= 0 || b.hi == INT64_MAX) return {0, INT64_MAX};
     return {0, b.hi - 1};
   }
   case Kind::Min: {
@@ -454,19 +436,16 @@ Range rangeOf(Expr e) {
 }
 
 bool provablyGE(Expr a, Expr b) {
-  if (a == b)
-    return true;
+  if (a == b) return true;
   Context &ctx = a.ctx();
   Expr d = ctx.add(a, ctx.mul(ctx.constant(-1), b));
-  if (d.isConst())
-    return d->value >= 0;
+  if (d.isConst()) return d->value >= 0;
   Range r = rangeOf(d);
   return r.lo >= 0 && r.lo != INT64_MIN;
 }
 
 bool provablyEqual(Expr a, Expr b) {
-  if (a == b)
-    return true;
+  if (a == b) return true;
   return (a - b).isConst(0);
 }
 
@@ -476,8 +455,7 @@ int64_t evaluate(Expr e, const std::map<std::string, int64_t> &env) {
     return e->value;
   case Kind::Symbol: {
     auto it = env.find(e.name());
-    if (it == env.end())
-      fail("symbol '{}' has no value", e.name());
+    if (it == env.end()) fail("symbol '{}' has no value", e.name());
     return it->second;
   }
   case Kind::Add: {
@@ -506,10 +484,8 @@ int64_t evaluate(Expr e, const std::map<std::string, int64_t> &env) {
 
 Expr substitute(Expr e, const std::map<const Node *, Expr> &repl) {
   auto it = repl.find(e.node());
-  if (it != repl.end())
-    return it->second;
-  if (e.numOps() == 0)
-    return e;
+  if (it != repl.end()) return it->second;
+  if (e.numOps() == 0) return e;
   Context &ctx = e.ctx();
   std::vector<Expr> ops;
   for (size_t i = 0; i < e.numOps(); ++i)

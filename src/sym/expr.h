@@ -40,10 +40,10 @@ struct Range {
 
 struct Node {
   Kind kind;
-  int64_t value = 0;           // Const: the value
-  std::string name;            // Symbol: the name
+  int64_t value = 0; // Const: the value
+  std::string name;  // Symbol: the name
   std::vector<const Node *> ops;
-  uint64_t id = 0;             // creation order: a deterministic total order
+  uint64_t id = 0; // creation order: a deterministic total order
   size_t hash = 0;
   Context *ctx = nullptr;
 };
@@ -60,8 +60,7 @@ public:
   bool isConst() const { return n_->kind == Kind::Const; }
   bool isConst(int64_t v) const { return isConst() && n_->value == v; }
   std::optional<int64_t> constValue() const {
-    if (!isConst())
-      return std::nullopt;
+    if (!isConst()) return std::nullopt;
     return n_->value;
   }
   bool isSymbol() const { return n_->kind == Kind::Symbol; }

@@ -10,8 +10,7 @@ namespace kiln::sym {
 namespace {
 
 std::string literal(int64_t v) {
-  if (v > INT32_MAX || v < INT32_MIN)
-    return fmt::format("INT64_C({})", v);
+  if (v > INT32_MAX || v < INT32_MIN) return fmt::format("INT64_C({})", v);
   return std::to_string(v);
 }
 
@@ -52,8 +51,7 @@ std::string print(Expr e, const std::function<std::string(Expr)> &names, bool cp
         s = "-";
         continue;
       }
-      if (i && s != "-")
-        s += "*";
+      if (i && s != "-") s += "*";
       s += paren(f);
     }
     return s;
@@ -74,7 +72,8 @@ std::string print(Expr e, const std::function<std::string(Expr)> &names, bool cp
   }
   case Kind::Min:
   case Kind::Max: {
-    const char *fn = e.kind() == Kind::Min ? (cpp ? "kiln_imin" : "min") : (cpp ? "kiln_imax" : "max");
+    const char *fn =
+        e.kind() == Kind::Min ? (cpp ? "kiln_imin" : "min") : (cpp ? "kiln_imax" : "max");
     return fmt::format("{}({}, {})", fn, sub(e.op(0)), sub(e.op(1)));
   }
   }
@@ -83,7 +82,9 @@ std::string print(Expr e, const std::function<std::string(Expr)> &names, bool cp
 
 } // namespace
 
-std::string toString(Expr e) { return print(e, nullptr, false); }
+std::string toString(Expr e) {
+  return print(e, nullptr, false);
+}
 
 std::string toCpp(Expr e, const std::function<std::string(Expr)> &names) {
   return print(e, names, true);

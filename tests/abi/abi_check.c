@@ -149,12 +149,9 @@ _Static_assert(KILN_SHIM_VERSION >= 2, "KILN_SHIM_VERSION went backwards");
 static const struct {
   const char *name;
   int level;
-} kReleased[] = {{"kiln_shim_conv_v1", 1},
-                 {"kiln_shim_matmul_v1", 1},
-                 {"kiln_shim_conv_v2", 2},
-                 {"kiln_shim_scatter_elements_v1", 2},
-                 {"kiln_shim_scatter_nd_v1", 2},
-                 {"kiln_shim_sdpa_v1", 2},
+} kReleased[] = {{"kiln_shim_conv_v1", 1},       {"kiln_shim_matmul_v1", 1},
+                 {"kiln_shim_conv_v2", 2},       {"kiln_shim_scatter_elements_v1", 2},
+                 {"kiln_shim_scatter_nd_v1", 2}, {"kiln_shim_sdpa_v1", 2},
                  {"kiln_shim_sdpa_v2", 2}};
 
 #define LISTED(fn, level) {#fn, level},

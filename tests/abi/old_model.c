@@ -19,8 +19,8 @@ static const kiln_io_desc_v1 inputs[] = {{"x", {kDLFloat, 32, 1}, 2, x_dims, no_
 static const kiln_io_desc_v1 outputs[] = {{"y", {kDLFloat, 32, 1}, 2, y_dims, no_symbols}};
 static const kiln_constant_desc_v1 constants[] = {{"w", {kDLFloat, 32, 1}, 2, w_dims, 48, 0},
                                                   {"b", {kDLFloat, 32, 1}, 1, b_dims, 16, 64}};
-static const float blob[32] __attribute__((aligned(64))) = {
-    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0, 0, 0, 0, 0.5f, 0.25f, -1, 2};
+static const float blob[32] __attribute__((aligned(64))) = {1,  2,  3, 4, 5, 6, 7,    8,     9,  10,
+                                                            11, 12, 0, 0, 0, 0, 0.5f, 0.25f, -1, 2};
 
 static int bind_shapes(const int64_t *const *input_dims, const int32_t *input_ndims, int64_t *syms,
                        char *err, size_t err_size) {
@@ -58,6 +58,20 @@ static int run(kiln_run_ctx *ctx, void *const *in, void *const *out, const int64
                              (const float *)consts[1], (float *)out[0], &p);
 }
 
-const kiln_model_desc_v1 kiln_model_desc = {
-    sizeof(kiln_model_desc_v1), 1 /* ABI */, 1 /* shim level */, "cpu", 0, 1, 1, 2, NULL, inputs,
-    outputs, constants, (const uint8_t *)blob, sizeof blob, bind_shapes, output_dims, run};
+const kiln_model_desc_v1 kiln_model_desc = {sizeof(kiln_model_desc_v1),
+                                            1 /* ABI */,
+                                            1 /* shim level */,
+                                            "cpu",
+                                            0,
+                                            1,
+                                            1,
+                                            2,
+                                            NULL,
+                                            inputs,
+                                            outputs,
+                                            constants,
+                                            (const uint8_t *)blob,
+                                            sizeof blob,
+                                            bind_shapes,
+                                            output_dims,
+                                            run};

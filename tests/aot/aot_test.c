@@ -194,8 +194,10 @@ static int test_mlp(const char *dir) {
     snprintf(name, sizeof name, "y_%lld.bin", (long long)B);
     want = read_floats(dir, name, (size_t)(B * N));
     y = (float *)calloc((size_t)(B * N), sizeof(float));
-    xs[0] = B; xs[1] = K;
-    ys[0] = B; ys[1] = N;
+    xs[0] = B;
+    xs[1] = K;
+    ys[0] = B;
+    ys[1] = N;
     in = tensor(x, 2, xs, kDLFloat, 32);
     out = tensor(y, 2, ys, kDLFloat, 32);
     odp[0] = od;
@@ -205,9 +207,10 @@ static int test_mlp(const char *dir) {
     st = api.run(c, &in, 1, &out, 1);
     CHECK(st == KILN_OK, "run B=%lld: %d %s", (long long)B, st, api.last_error());
     snprintf(name, sizeof name, "y(B=%lld)", (long long)B);
-    if (st == KILN_OK)
-      compare(name, y, want, (size_t)(B * N));
-    free(x); free(want); free(y);
+    if (st == KILN_OK) compare(name, y, want, (size_t)(B * N));
+    free(x);
+    free(want);
+    free(y);
   }
 
   { /* B = 17 is outside the compiled range [1, 16]. */
@@ -222,7 +225,8 @@ static int test_mlp(const char *dir) {
     CHECK(strstr(msg, "'x'") != NULL, "B=17 message must name input x: %s", msg);
     CHECK(strstr(msg, "batch") != NULL, "B=17 message must name dim batch: %s", msg);
     CHECK(strstr(msg, "17") != NULL, "B=17 message must give the value: %s", msg);
-    free(x); free(y);
+    free(x);
+    free(y);
   }
 
   { /* Wrong dtype, rank, inner dim and counts. */
@@ -247,8 +251,7 @@ static int test_mlp(const char *dir) {
     in = tensor(xf, 2, bad, kDLFloat, 32);
     st = api.run(c, &in, 1, &out, 1);
     CHECK(st == KILN_ERR_SHAPE_MISMATCH, "inner dim 7: status %d (%s)", st, api.last_error());
-    CHECK(strstr(api.last_error(), "dim 1") != NULL, "inner-dim message: %s",
-          api.last_error());
+    CHECK(strstr(api.last_error(), "dim 1") != NULL, "inner-dim message: %s", api.last_error());
 
     in = tensor(xf, 2, xs, kDLFloat, 32);
     st = api.run(c, &in, 0, &out, 1);
@@ -293,8 +296,7 @@ static int test_static2(const char *dir) {
   out[1] = tensor(z2, 2, s, kDLFloat, 32);
   st = api.run(c, in, 2, out, 1);
   CHECK(st == KILN_OK, "run: %d %s", st, api.last_error());
-  if (st == KILN_OK)
-    compare("z", z, want, 21);
+  if (st == KILN_OK) compare("z", z, want, 21);
   st = api.run(c, in, 1, out, 1);
   CHECK(st == KILN_ERR_INVALID_ARGUMENT, "1 of 2 inputs: status %d (%s)", st, api.last_error());
   st = api.run(c, in, 2, out, 2);
@@ -307,7 +309,9 @@ static int test_static2(const char *dir) {
   CHECK(st == KILN_ERR_DTYPE_MISMATCH, "int32 input: status %d (%s)", st, api.last_error());
   CHECK(strstr(api.last_error(), "'c'") != NULL, "dtype message: %s", api.last_error());
   CHECK(api.destroy(c) == KILN_OK, "destroy");
-  free(a); free(b); free(want);
+  free(a);
+  free(b);
+  free(want);
   return failures;
 }
 
@@ -327,7 +331,9 @@ static int test_chain(const char *dir) {
     x = read_floats(dir, name, (size_t)(B * 24));
     snprintf(name, sizeof name, "cy_%lld.bin", (long long)B);
     want = read_floats(dir, name, (size_t)(B * 24));
-    xs[0] = B; xs[1] = 4; xs[2] = 6;
+    xs[0] = B;
+    xs[1] = 4;
+    xs[2] = 6;
     in = tensor(x, 3, xs, kDLFloat, 32);
     st = api.run_alloc(c, &in, 1, &out, 1);
     CHECK(st == KILN_OK && out != NULL, "run_alloc B=%lld: %d %s", (long long)B, st,
@@ -343,10 +349,10 @@ static int test_chain(const char *dir) {
       if (t->ndim == 3 && t->shape[0] == B)
         compare(name, (const float *)((const char *)t->data + t->byte_offset), want,
                 (size_t)(B * 24));
-      if (out->deleter)
-        out->deleter(out);
+      if (out->deleter) out->deleter(out);
     }
-    free(x); free(want);
+    free(x);
+    free(want);
   }
   CHECK(api.destroy(c) == KILN_OK, "destroy");
   return failures;

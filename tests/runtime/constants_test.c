@@ -110,8 +110,8 @@ static void test_constants(void) {
   CHECK(read_expect(c, KILN_CONSTANTS_ACTIVE, "c", orig_c));
   CHECK(read_expect(c, KILN_CONSTANTS_ACTIVE, "d", zero));
   vals[0] = tensor(c2, k4, 1);
-  CHECK_ERR(kiln_read_constant(c, KILN_CONSTANTS_INACTIVE, "c", &vals[0]),
-            KILN_ERR_INVALID_STATE, "no inactive");
+  CHECK_ERR(kiln_read_constant(c, KILN_CONSTANTS_INACTIVE, "c", &vals[0]), KILN_ERR_INVALID_STATE,
+            "no inactive");
   CHECK_ERR(kiln_swap_constants(c), KILN_ERR_INVALID_STATE, "no inactive");
   CHECK(kiln_free_inactive_constants(c) == KILN_OK); /* none: no-op */
 
@@ -151,17 +151,17 @@ static void test_constants(void) {
     CHECK_ERR(kiln_update_constants(c, KILN_CONSTANTS_ACTIVE, names, bad, 2, 0),
               KILN_ERR_INVALID_ARGUMENT, "data is NULL");
   }
-  CHECK_ERR(kiln_update_constants(c, KILN_CONSTANTS_INACTIVE, names, vals, 1,
-                                  KILN_UPDATE_REQUIRE_ALL),
-            KILN_ERR_INVALID_ARGUMENT, "'d' is missing");
+  CHECK_ERR(
+      kiln_update_constants(c, KILN_CONSTANTS_INACTIVE, names, vals, 1, KILN_UPDATE_REQUIRE_ALL),
+      KILN_ERR_INVALID_ARGUMENT, "'d' is missing");
   CHECK_ERR(kiln_update_constants(c, 2, names, vals, 2, 0), KILN_ERR_INVALID_ARGUMENT, "buffer");
   CHECK_ERR(kiln_update_constants(c, 0, names, vals, 2, 0x80), KILN_ERR_INVALID_ARGUMENT, "flag");
   CHECK_ERR(kiln_update_constants(c, 0, NULL, vals, 2, 0), KILN_ERR_INVALID_ARGUMENT, "NULL");
   CHECK_ERR(kiln_update_constants(NULL, 0, names, vals, 2, 0), KILN_ERR_INVALID_ARGUMENT, "NULL");
   CHECK(read_expect(c, KILN_CONSTANTS_ACTIVE, "c", orig_c));
   CHECK(read_expect(c, KILN_CONSTANTS_ACTIVE, "d", zero));
-  CHECK_ERR(kiln_read_constant(c, KILN_CONSTANTS_INACTIVE, "c", &vals[0]),
-            KILN_ERR_INVALID_STATE, "no inactive");
+  CHECK_ERR(kiln_read_constant(c, KILN_CONSTANTS_INACTIVE, "c", &vals[0]), KILN_ERR_INVALID_STATE,
+            "no inactive");
   CHECK(run_expect(c, orig_c));
 
   /* Inactive update (full), runs still see the active one; swap; runs see the new one. */
@@ -225,8 +225,8 @@ static void test_constants(void) {
   kiln_container_destroy(c);
 }
 
-static int bad_status_run(kiln_run_ctx *ctx, void *const *in, void *const *out,
-                          const int64_t *syms, void *const *consts) {
+static int bad_status_run(kiln_run_ctx *ctx, void *const *in, void *const *out, const int64_t *syms,
+                          void *const *consts) {
   (void)ctx, (void)in, (void)out, (void)syms, (void)consts;
   return 42; /* not a kiln_status: the runtime reports an internal error */
 }

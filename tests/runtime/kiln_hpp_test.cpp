@@ -36,8 +36,9 @@ TEST(KilnHpp, RunsAndConstants) {
   EXPECT_EQ(outs[0].data<float>()[1], 22.f);
 
   std::vector<float> c = {1, 1, 1, 1}, d = {2, 2, 2, 2}, back(4);
-  m.update_constants({{"c", kiln::TensorView(c.data(), {4})}, {"d", kiln::TensorView(d.data(), {4})}},
-                     kiln::Inactive, /*require_all=*/true);
+  m.update_constants(
+      {{"c", kiln::TensorView(c.data(), {4})}, {"d", kiln::TensorView(d.data(), {4})}},
+      kiln::Inactive, /*require_all=*/true);
   m.read_constant("c", kiln::TensorView(back.data(), {4}), kiln::Inactive);
   EXPECT_EQ(back, c);
   m.swap_constants();

@@ -54,21 +54,11 @@ template <typename T> T refReduce(int r, T a, T b) {
 }
 
 template <typename T> struct TypeCode;
-template <> struct TypeCode<float> {
-  static constexpr int v = KILN_ELEM_F32;
-};
-template <> struct TypeCode<double> {
-  static constexpr int v = KILN_ELEM_F64;
-};
-template <> struct TypeCode<int32_t> {
-  static constexpr int v = KILN_ELEM_I32;
-};
-template <> struct TypeCode<int64_t> {
-  static constexpr int v = KILN_ELEM_I64;
-};
-template <> struct TypeCode<uint8_t> {
-  static constexpr int v = KILN_ELEM_U8;
-};
+template <> struct TypeCode<float> { static constexpr int v = KILN_ELEM_F32; };
+template <> struct TypeCode<double> { static constexpr int v = KILN_ELEM_F64; };
+template <> struct TypeCode<int32_t> { static constexpr int v = KILN_ELEM_I32; };
+template <> struct TypeCode<int64_t> { static constexpr int v = KILN_ELEM_I64; };
+template <> struct TypeCode<uint8_t> { static constexpr int v = KILN_ELEM_U8; };
 
 template <typename T> std::vector<T> values(std::mt19937 &rng, int64_t n) {
   std::uniform_int_distribution<int> dist(-5, 5);

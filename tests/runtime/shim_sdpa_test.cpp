@@ -87,11 +87,10 @@ TEST_P(SdpaShim, MatchesFloat64Reference) {
     std::vector<float> out(want.size(), 123.f);
     const float *m = c.mask ? mask.data() : nullptr;
     const int64_t *msp = c.mask == 2 ? ms : nullptr;
-    int st = c.explicitScale
-                 ? kiln_shim_sdpa_v1(ctx_, 0, q.data(), k.data(), v.data(), m, msp, out.data(),
-                                     dims, scale)
-                 : kiln_shim_sdpa_v2(ctx_, 0, q.data(), k.data(), v.data(), m, msp, out.data(),
-                                     dims, nullptr);
+    int st = c.explicitScale ? kiln_shim_sdpa_v1(ctx_, 0, q.data(), k.data(), v.data(), m, msp,
+                                                 out.data(), dims, scale)
+                             : kiln_shim_sdpa_v2(ctx_, 0, q.data(), k.data(), v.data(), m, msp,
+                                                 out.data(), dims, nullptr);
     ASSERT_EQ(st, KILN_OK) << kiln_rt_last_error();
     EXPECT_LT(relL2(out.data(), want), 1e-5) << "threads " << threads;
     if (c.mask == 2) {

@@ -180,8 +180,7 @@ TEST(Passes, CommonSubexpressionsMerged) {
   EXPECT_EQ(countOp(*g, "Relu"), 1) << ir::dump(*g);
   ir::Node *add = nullptr;
   for (auto &n : g->nodes)
-    if (!n->dead && n->op == "Add")
-      add = n.get();
+    if (!n->dead && n->op == "Add") add = n.get();
   ASSERT_NE(add, nullptr);
   EXPECT_EQ(add->input(0), add->input(1)) << ir::dump(*g);
   EXPECT_NO_THROW(ir::verify(*g));
@@ -218,8 +217,7 @@ std::vector<double> conv2d(const std::vector<double> &x, int C, int H, int Wd,
           for (int r = 0; r < R; ++r)
             for (int s = 0; s < R; ++s) {
               int ih = oh + r - pad, iw = ow + s - pad;
-              if (ih < 0 || ih >= H || iw < 0 || iw >= Wd)
-                continue;
+              if (ih < 0 || ih >= H || iw < 0 || iw >= Wd) continue;
               acc += x[(c * H + ih) * Wd + iw] * w[((k * C + c) * R + r) * R + s];
             }
         y[(k * OH + oh) * OW + ow] = acc;
@@ -227,7 +225,9 @@ std::vector<double> conv2d(const std::vector<double> &x, int C, int H, int Wd,
   return y;
 }
 
-std::vector<double> toD(const std::vector<float> &v) { return {v.begin(), v.end()}; }
+std::vector<double> toD(const std::vector<float> &v) {
+  return {v.begin(), v.end()};
+}
 std::vector<double> toD(const ir::TensorData &t) {
   std::vector<double> v(t.numel());
   for (int64_t i = 0; i < t.numel(); ++i)
@@ -255,9 +255,9 @@ TEST(Passes, FoldBatchNormIntoConvMatchesReference) {
   b.initFloat("mean", {K}, mean);
   b.initFloat("var", {K}, var);
   OnnxBuilder::attrInts(b.node("Conv", {"x", "w", "bias"}, {"c"}, "conv"), "pads", {1, 1, 1, 1});
-  OnnxBuilder::attrFloat(b.node("BatchNormalization", {"c", "scale", "beta", "mean", "var"},
-                                {"y"}, "bn"),
-                         "epsilon", eps);
+  OnnxBuilder::attrFloat(
+      b.node("BatchNormalization", {"c", "scale", "beta", "mean", "var"}, {"y"}, "bn"), "epsilon",
+      eps);
   b.output("y", {1, K, H, W});
   sym::Context ctx;
   auto g = b.import(ctx);
@@ -268,8 +268,7 @@ TEST(Passes, FoldBatchNormIntoConvMatchesReference) {
   ASSERT_EQ(countOp(*g, "Conv"), 1) << ir::dump(*g);
   ir::Node *conv = nullptr;
   for (auto &n : g->nodes)
-    if (!n->dead && n->op == "Conv")
-      conv = n.get();
+    if (!n->dead && n->op == "Conv") conv = n.get();
   ASSERT_EQ(conv->outputs[0], g->outputs[0]) << "folded conv must produce the graph output";
   ASSERT_NE(conv->input(1), nullptr);
   ASSERT_NE(conv->input(1)->data, nullptr) << "folded weights must be constant";
@@ -311,8 +310,7 @@ TEST(Passes, FuseConvReluEpilogue) {
   EXPECT_EQ(kiln::test::liveNodes(*g), 1);
   ir::Node *conv = nullptr;
   for (auto &n : g->nodes)
-    if (!n->dead && n->op == "Conv")
-      conv = n.get();
+    if (!n->dead && n->op == "Conv") conv = n.get();
   ASSERT_TRUE(conv->hasAttr("_kiln_post")) << ir::dump(*g);
   EXPECT_EQ(conv->attrInt("_kiln_post", 0), 1);
   EXPECT_EQ(conv->outputs[0], g->outputs[0]);
@@ -430,8 +428,7 @@ TEST(Passes, FuseAttentionPattern) {
   EXPECT_EQ(countOp(*g, "Softmax"), 0);
   EXPECT_EQ(countOp(*g, "MatMul"), 0);
   for (auto &n : g->nodes)
-    if (n->op == "_KilnSDPA")
-      EXPECT_FLOAT_EQ(n->attrFloat("scale", 0), 0.25f);
+    if (n->op == "_KilnSDPA") EXPECT_FLOAT_EQ(n->attrFloat("scale", 0), 0.25f);
   EXPECT_NO_THROW(ir::verify(*g));
 }
 

@@ -178,21 +178,18 @@ TEST(Sched, MemoryPlanReusesSlotsInChain) {
   EXPECT_LE(plan.slots.size(), 2u) << loop::dump(l->prog);
   // Every intermediate gets a slot, big enough for it.
   for (auto &buf : l->prog.buffers) {
-    if (buf->kind != loop::BufferKind::Intermediate)
-      continue;
+    if (buf->kind != loop::BufferKind::Intermediate) continue;
     auto it = plan.slotOf.find(buf.get());
     ASSERT_NE(it, plan.slotOf.end()) << buf->name;
     ASSERT_LT(static_cast<size_t>(it->second), plan.slots.size());
-    EXPECT_TRUE(sym::provablyGE(plan.slots[it->second].bytes, buf->numel(l->ctx) * 4))
-        << buf->name;
+    EXPECT_TRUE(sym::provablyGE(plan.slots[it->second].bytes, buf->numel(l->ctx) * 4)) << buf->name;
   }
   // Two buffers live at the same time never share a slot: a kernel's inputs and its
   // output are live together.
   for (auto &k : l->prog.kernels) {
-    auto out = plan.slotOf.find(k->out ? k->out : (k->ext.outputs.empty() ? nullptr
-                                                                          : k->ext.outputs[0]));
-    if (out == plan.slotOf.end())
-      continue;
+    auto out =
+        plan.slotOf.find(k->out ? k->out : (k->ext.outputs.empty() ? nullptr : k->ext.outputs[0]));
+    if (out == plan.slotOf.end()) continue;
     for (loop::Buffer *in : k->reads()) {
       auto s = plan.slotOf.find(in);
       if (s != plan.slotOf.end())
@@ -251,11 +248,10 @@ TEST(Interp, TransposeScaleAndRowSum) {
   auto *k1 = p.newKernel(loop::KernelKind::Pointwise);
   k1->out = t;
   k1->vars = {i, j};
-  k1->body = loop::binary(
-      loop::BinaryOp::Add,
-      loop::binary(loop::BinaryOp::Mul, loop::constant(DType::Float32, 2.0),
-                   loop::load(c, j * 3 + i)),
-      loop::constant(DType::Float32, 1.0));
+  k1->body = loop::binary(loop::BinaryOp::Add,
+                          loop::binary(loop::BinaryOp::Mul, loop::constant(DType::Float32, 2.0),
+                                       loop::load(c, j * 3 + i)),
+                          loop::constant(DType::Float32, 1.0));
   // s[i] = sum_r t[i][r]  (3)
   auto *s = p.newBuffer(DType::Float32, {ctx.constant(3)}, loop::BufferKind::Intermediate, "s");
   sym::Expr i2 = ctx.freshSymbol("i", 0, 2), r = ctx.freshSymbol("r", 0, 1);

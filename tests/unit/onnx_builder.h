@@ -120,8 +120,7 @@ private:
 inline int countOp(const ir::Graph &g, const std::string &op) {
   int n = 0;
   for (auto &node : g.nodes)
-    if (!node->dead && node->op == op)
-      ++n;
+    if (!node->dead && node->op == op) ++n;
   return n;
 }
 

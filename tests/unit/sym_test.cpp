@@ -13,11 +13,12 @@ namespace {
 
 int64_t refFloorDiv(int64_t a, int64_t b) {
   int64_t q = a / b;
-  if ((a % b != 0) && ((a < 0) != (b < 0)))
-    --q;
+  if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
   return q;
 }
-int64_t refMod(int64_t a, int64_t b) { return a - b * refFloorDiv(a, b); }
+int64_t refMod(int64_t a, int64_t b) {
+  return a - b * refFloorDiv(a, b);
+}
 
 } // namespace
 
@@ -164,30 +165,48 @@ std::unique_ptr<RefTree> randomTree(std::mt19937 &rng, int depth) {
 
 Expr build(Context &c, const RefTree &t, const std::vector<Expr> &syms) {
   switch (t.op) {
-  case RefTree::Sym: return syms[t.sym];
-  case RefTree::Const: return c.constant(t.value);
-  case RefTree::Add: return build(c, *t.a, syms) + build(c, *t.b, syms);
-  case RefTree::Sub: return build(c, *t.a, syms) - build(c, *t.b, syms);
-  case RefTree::Mul: return build(c, *t.a, syms) * build(c, *t.b, syms);
-  case RefTree::FDiv: return floorDiv(build(c, *t.a, syms), build(c, *t.b, syms));
-  case RefTree::Mod: return mod(build(c, *t.a, syms), build(c, *t.b, syms));
-  case RefTree::Min: return min(build(c, *t.a, syms), build(c, *t.b, syms));
-  case RefTree::Max: return max(build(c, *t.a, syms), build(c, *t.b, syms));
+  case RefTree::Sym:
+    return syms[t.sym];
+  case RefTree::Const:
+    return c.constant(t.value);
+  case RefTree::Add:
+    return build(c, *t.a, syms) + build(c, *t.b, syms);
+  case RefTree::Sub:
+    return build(c, *t.a, syms) - build(c, *t.b, syms);
+  case RefTree::Mul:
+    return build(c, *t.a, syms) * build(c, *t.b, syms);
+  case RefTree::FDiv:
+    return floorDiv(build(c, *t.a, syms), build(c, *t.b, syms));
+  case RefTree::Mod:
+    return mod(build(c, *t.a, syms), build(c, *t.b, syms));
+  case RefTree::Min:
+    return min(build(c, *t.a, syms), build(c, *t.b, syms));
+  case RefTree::Max:
+    return max(build(c, *t.a, syms), build(c, *t.b, syms));
   }
   return {};
 }
 
 int64_t ref(const RefTree &t, const int64_t *v) {
   switch (t.op) {
-  case RefTree::Sym: return v[t.sym];
-  case RefTree::Const: return t.value;
-  case RefTree::Add: return ref(*t.a, v) + ref(*t.b, v);
-  case RefTree::Sub: return ref(*t.a, v) - ref(*t.b, v);
-  case RefTree::Mul: return ref(*t.a, v) * ref(*t.b, v);
-  case RefTree::FDiv: return refFloorDiv(ref(*t.a, v), ref(*t.b, v));
-  case RefTree::Mod: return refMod(ref(*t.a, v), ref(*t.b, v));
-  case RefTree::Min: return std::min(ref(*t.a, v), ref(*t.b, v));
-  case RefTree::Max: return std::max(ref(*t.a, v), ref(*t.b, v));
+  case RefTree::Sym:
+    return v[t.sym];
+  case RefTree::Const:
+    return t.value;
+  case RefTree::Add:
+    return ref(*t.a, v) + ref(*t.b, v);
+  case RefTree::Sub:
+    return ref(*t.a, v) - ref(*t.b, v);
+  case RefTree::Mul:
+    return ref(*t.a, v) * ref(*t.b, v);
+  case RefTree::FDiv:
+    return refFloorDiv(ref(*t.a, v), ref(*t.b, v));
+  case RefTree::Mod:
+    return refMod(ref(*t.a, v), ref(*t.b, v));
+  case RefTree::Min:
+    return std::min(ref(*t.a, v), ref(*t.b, v));
+  case RefTree::Max:
+    return std::max(ref(*t.a, v), ref(*t.b, v));
   }
   return 0;
 }
@@ -195,15 +214,24 @@ int64_t ref(const RefTree &t, const int64_t *v) {
 std::string refStr(const RefTree &t) {
   static const char *names[] = {"x", "y", "z"};
   switch (t.op) {
-  case RefTree::Sym: return names[t.sym];
-  case RefTree::Const: return std::to_string(t.value);
-  case RefTree::Add: return "(" + refStr(*t.a) + " + " + refStr(*t.b) + ")";
-  case RefTree::Sub: return "(" + refStr(*t.a) + " - " + refStr(*t.b) + ")";
-  case RefTree::Mul: return "(" + refStr(*t.a) + " * " + refStr(*t.b) + ")";
-  case RefTree::FDiv: return "floordiv(" + refStr(*t.a) + ", " + refStr(*t.b) + ")";
-  case RefTree::Mod: return "mod(" + refStr(*t.a) + ", " + refStr(*t.b) + ")";
-  case RefTree::Min: return "min(" + refStr(*t.a) + ", " + refStr(*t.b) + ")";
-  case RefTree::Max: return "max(" + refStr(*t.a) + ", " + refStr(*t.b) + ")";
+  case RefTree::Sym:
+    return names[t.sym];
+  case RefTree::Const:
+    return std::to_string(t.value);
+  case RefTree::Add:
+    return "(" + refStr(*t.a) + " + " + refStr(*t.b) + ")";
+  case RefTree::Sub:
+    return "(" + refStr(*t.a) + " - " + refStr(*t.b) + ")";
+  case RefTree::Mul:
+    return "(" + refStr(*t.a) + " * " + refStr(*t.b) + ")";
+  case RefTree::FDiv:
+    return "floordiv(" + refStr(*t.a) + ", " + refStr(*t.b) + ")";
+  case RefTree::Mod:
+    return "mod(" + refStr(*t.a) + ", " + refStr(*t.b) + ")";
+  case RefTree::Min:
+    return "min(" + refStr(*t.a) + ", " + refStr(*t.b) + ")";
+  case RefTree::Max:
+    return "max(" + refStr(*t.a) + ", " + refStr(*t.b) + ")";
   }
   return "";
 }
@@ -218,8 +246,7 @@ struct Grid {
 
 // KILN_SYM_FUZZ_ITERS scales the number of random expressions (for longer local runs).
 void checkRandomExpressions(unsigned seed, const Grid &grid, int iters) {
-  if (const char *env = std::getenv("KILN_SYM_FUZZ_ITERS"))
-    iters = std::atoi(env);
+  if (const char *env = std::getenv("KILN_SYM_FUZZ_ITERS")) iters = std::atoi(env);
   std::mt19937 rng(seed);
   int failures = 0;
   for (int iter = 0; iter < iters && failures < 5; ++iter) {
@@ -302,16 +329,17 @@ TEST(Sym, ToCppCompilesToSameValues) {
   }
   src << "int main() {\n";
   for (int i = 0; i < kExprs; ++i)
-    src << "  for (int64_t x = " << lo[0] << "; x <= " << hi[0] << "; ++x) for (int64_t y = "
-        << lo[1] << "; y <= " << hi[1] << "; ++y) for (int64_t z = " << lo[2] << "; z <= "
-        << hi[2] << "; ++z) std::printf(\"%lld \", (long long)f" << i
+    src << "  for (int64_t x = " << lo[0] << "; x <= " << hi[0]
+        << "; ++x) for (int64_t y = " << lo[1] << "; y <= " << hi[1]
+        << "; ++y) for (int64_t z = " << lo[2] << "; z <= " << hi[2]
+        << "; ++z) std::printf(\"%lld \", (long long)f" << i
         << "(x, y, z));\n  std::printf(\"\\n\");\n";
   src << "  return 0;\n}\n";
   std::string dir = ::testing::TempDir();
   std::string cpp = dir + "/kiln_sym_tocpp.cpp", exe = dir + "/kiln_sym_tocpp";
   std::ofstream(cpp) << src.str();
-  std::string cmd = std::string(KILN_TEST_CXX) + " -std=c++20 -O0 -w -I" +
-                    KILN_TEST_INCLUDE_DIR + " " + cpp + " -o " + exe;
+  std::string cmd = std::string(KILN_TEST_CXX) + " -std=c++20 -O0 -w -I" + KILN_TEST_INCLUDE_DIR +
+                    " " + cpp + " -o " + exe;
   ASSERT_EQ(std::system(cmd.c_str()), 0) << "compiling printed expressions failed: " << cmd;
   FILE *p = popen(exe.c_str(), "r");
   ASSERT_NE(p, nullptr);

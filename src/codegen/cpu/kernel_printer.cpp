@@ -12,8 +12,7 @@
 namespace kiln::codegen {
 
 const char *computeType(DType t) {
-  if (t == DType::Float16 || t == DType::BFloat16)
-    return "float";
+  if (t == DType::Float16 || t == DType::BFloat16) return "float";
   return dtypeCType(t);
 }
 
@@ -29,8 +28,7 @@ void collectSyms(sym::Expr e, std::set<const sym::Node *> &out) {
 }
 
 void collectVSyms(const loop::VRef &v, std::set<const sym::Node *> &out) {
-  if (v->kind == loop::VKind::SymInt || v->kind == loop::VKind::Load)
-    collectSyms(v->sym, out);
+  if (v->kind == loop::VKind::SymInt || v->kind == loop::VKind::Load) collectSyms(v->sym, out);
   for (auto &[var, val] : v->indirect)
     collectVSyms(val, out);
   for (auto &a : v->args)
@@ -38,13 +36,11 @@ void collectVSyms(const loop::VRef &v, std::set<const sym::Node *> &out) {
 }
 
 std::string literal(DType t, const loop::VRef &v) {
-  if (t == DType::Bool)
-    return v->ival ? "true" : "false";
+  if (t == DType::Bool) return v->ival ? "true" : "false";
   if (isFloat(t)) {
     double x = v->fval;
     const char *ct = computeType(t);
-    if (std::isnan(x))
-      return fmt::format("(({})NAN)", ct);
+    if (std::isnan(x)) return fmt::format("(({})NAN)", ct);
     if (std::isinf(x))
       return x > 0 ? fmt::format("(({})INFINITY)", ct) : fmt::format("(-({})INFINITY)", ct);
     if (t == DType::Float64)
@@ -53,8 +49,7 @@ std::string literal(DType t, const loop::VRef &v) {
                ? fmt::format("{:.9g}.0f", x)
                : fmt::format("{:.9g}f", x);
   }
-  if (t == DType::UInt64)
-    return fmt::format("UINT64_C({})", static_cast<uint64_t>(v->ival));
+  if (t == DType::UInt64) return fmt::format("UINT64_C({})", static_cast<uint64_t>(v->ival));
   return fmt::format("(({})INT64_C({}))", dtypeCType(t), v->ival);
 }
 
@@ -67,16 +62,14 @@ public:
   std::string symCpp(sym::Expr e) {
     return sym::toCpp(e, [this](sym::Expr s) {
       auto it = locals_.find(s.node());
-      if (it != locals_.end())
-        return it->second;
+      if (it != locals_.end()) return it->second;
       return model_(s);
     });
   }
 
   std::string emit(const loop::VRef &v) {
     auto it = names_.find(v.get());
-    if (it != names_.end())
-      return it->second;
+    if (it != names_.end()) return it->second;
     std::string expr = build(v);
     std::string name = fmt::format("t{}", counter_++);
     os_ << indent_ << "const " << computeType(v->dtype) << " " << name << " = " << expr << ";\n";
@@ -94,18 +87,15 @@ private:
       return fmt::format("(({})({}))", computeType(v->dtype), symCpp(v->sym));
     case VKind::Load: {
       for (auto &[var, val] : v->indirect) {
-        if (locals_.count(var.node()))
-          continue;
+        if (locals_.count(var.node())) continue;
         std::string vv = emit(val);
         std::string name = fmt::format("x{}", counter_++);
         os_ << indent_ << "const int64_t " << name << " = (int64_t)" << vv << ";\n";
         locals_[var.node()] = name;
       }
       std::string ref = fmt::format("{}[{}]", v->buf->name, symCpp(v->sym));
-      if (v->buf->dtype == DType::Float16)
-        return "kiln_h2f(" + ref + ")";
-      if (v->buf->dtype == DType::BFloat16)
-        return "kiln_bf2f(" + ref + ")";
+      if (v->buf->dtype == DType::Float16) return "kiln_h2f(" + ref + ")";
+      if (v->buf->dtype == DType::BFloat16) return "kiln_bf2f(" + ref + ")";
       return ref;
     }
     case VKind::Unary: {
@@ -125,10 +115,8 @@ private:
     case VKind::Cast: {
       std::string a = emit(v->args[0]);
       DType from = v->args[0]->dtype, to = v->dtype;
-      if (to == DType::Bool)
-        return fmt::format("({} != 0)", a);
-      if (isFloat(from) && !isFloat(to))
-        return fmt::format("kiln_f2i<{}>({})", computeType(to), a);
+      if (to == DType::Bool) return fmt::format("({} != 0)", a);
+      if (isFloat(from) && !isFloat(to)) return fmt::format("kiln_f2i<{}>({})", computeType(to), a);
       return fmt::format("(({}){})", computeType(to), a);
     }
     }
@@ -138,10 +126,11 @@ private:
   static std::string replaceAll(std::string tpl, const std::string &var, const std::string &val) {
     std::string out;
     for (size_t i = 0; i < tpl.size(); ++i) {
-      bool ident = tpl.compare(i, var.size(), var) == 0 &&
-                   (i == 0 || !(std::isalnum((unsigned char)tpl[i - 1]) || tpl[i - 1] == '_')) &&
-                   (i + var.size() >= tpl.size() ||
-                    !(std::isalnum((unsigned char)tpl[i + var.size()]) || tpl[i + var.size()] == '_'));
+      bool ident =
+          tpl.compare(i, var.size(), var) == 0 &&
+          (i == 0 || !(std::isalnum((unsigned char)tpl[i - 1]) || tpl[i - 1] == '_')) &&
+          (i + var.size() >= tpl.size() ||
+           !(std::isalnum((unsigned char)tpl[i + var.size()]) || tpl[i + var.size()] == '_'));
       if (ident) {
         out += val;
         i += var.size() - 1;
@@ -171,10 +160,8 @@ private:
 };
 
 std::string storeExpr(const loop::Buffer *b, const std::string &v) {
-  if (b->dtype == DType::Float16)
-    return "kiln_f2h(" + v + ")";
-  if (b->dtype == DType::BFloat16)
-    return "kiln_f2bf(" + v + ")";
+  if (b->dtype == DType::Float16) return "kiln_f2h(" + v + ")";
+  if (b->dtype == DType::BFloat16) return "kiln_f2bf(" + v + ")";
   return fmt::format("({}){}", dtypeCType(b->dtype), v);
 }
 
@@ -237,15 +224,14 @@ public:
     bool pointwise = k_.kind == loop::KernelKind::Pointwise;
     // Own outer loops: all but the innermost for pointwise; all output dims for reductions.
     size_t outerEnd = pointwise ? (rank > 0 ? rank - 1 : 0) : rank;
-    if (outerEnd < shared_)
-      outerEnd = shared_;
+    if (outerEnd < shared_) outerEnd = shared_;
     size_t own = outerEnd - shared_;
     if (own > 0 && shared_ == 0 && !serial_)
       os_ << indent << "#pragma omp parallel for "
           << (own > 1 ? fmt::format("collapse({}) ", own) : "") << parallelIf_ << "\n";
     for (size_t d = shared_; d < outerEnd; ++d) {
-      os_ << indent << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0}) {{\n", d,
-                                   sizeCpp(oshape[d]));
+      os_ << indent
+          << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0}) {{\n", d, sizeCpp(oshape[d]));
       indent += "  ";
     }
     if (pointwise)
@@ -268,8 +254,9 @@ private:
         os_ << indent << "#pragma omp parallel for simd " << parallelIf_ << "\n";
       else
         os_ << indent << "#pragma omp simd\n";
-      os_ << indent << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0}) {{\n", rank - 1,
-                                   sizeCpp(k_.out->shape[rank - 1]));
+      os_ << indent
+          << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0}) {{\n", rank - 1,
+                         sizeCpp(k_.out->shape[rank - 1]));
       indent += "  ";
     }
     BodyPrinter bp(os_, indent, model_, locals_);
@@ -285,11 +272,9 @@ private:
     const char *acc = computeType(k_.accDtype);
     bool arg = k_.rop == loop::ReduceOp::ArgMax || k_.rop == loop::ReduceOp::ArgMin;
     std::string init = reduceInit(k_.rop, k_.accDtype);
-    if (auto pos = init.find("ACC"); pos != std::string::npos)
-      init.replace(pos, 3, acc);
+    if (auto pos = init.find("ACC"); pos != std::string::npos) init.replace(pos, 3, acc);
     os_ << indent << acc << " acc = " << init << ";\n";
-    if (arg)
-      os_ << indent << "int64_t best = 0;\n";
+    if (arg) os_ << indent << "int64_t best = 0;\n";
     size_t nr = k_.rvars.size();
     bool simple = !arg && (k_.rop == loop::ReduceOp::Sum || k_.rop == loop::ReduceOp::Prod);
     const char *clause = k_.rop == loop::ReduceOp::Sum ? "+" : "*";
@@ -299,8 +284,9 @@ private:
     for (size_t d = 0; d < nr; ++d) {
       if (d + 1 == nr && simple && !(rank == 0 && shared_ == 0 && nr == 1 && !serial_))
         os_ << indent << "#pragma omp simd reduction(" << clause << ":acc)\n";
-      os_ << indent << fmt::format("for (int64_t r{0} = 0; r{0} < {1}; ++r{0}) {{\n", d,
-                                   sizeCpp(k_.rsizes[d]));
+      os_ << indent
+          << fmt::format("for (int64_t r{0} = 0; r{0} < {1}; ++r{0}) {{\n", d,
+                         sizeCpp(k_.rsizes[d]));
       indent += "  ";
     }
     BodyPrinter bp(os_, indent, model_, locals_);
@@ -331,8 +317,7 @@ private:
       const char *cmp = k_.rop == loop::ReduceOp::ArgMax ? (k_.lastIndex ? ">=" : ">")
                                                          : (k_.lastIndex ? "<=" : "<");
       // Strict comparison keeps the first index of the extreme value (ONNX default).
-      os_ << indent
-          << fmt::format("if ({0} {1} acc) {{ acc = {0}; best = {2}; }}\n", v, cmp, flat);
+      os_ << indent << fmt::format("if ({0} {1} acc) {{ acc = {0}; best = {2}; }}\n", v, cmp, flat);
       break;
     }
     }
@@ -340,8 +325,8 @@ private:
       indent.resize(indent.size() - 2);
       os_ << indent << "}\n";
     }
-    os_ << indent << k_.out->name << "[" << outIdx_ << "] = " << storeExpr(k_.out, arg ? "best" : "acc")
-        << ";\n";
+    os_ << indent << k_.out->name << "[" << outIdx_
+        << "] = " << storeExpr(k_.out, arg ? "best" : "acc") << ";\n";
   }
 
   std::ostringstream &os_;
@@ -391,8 +376,9 @@ std::string printCpuGroup(const loop::KernelGroup &g, const KernelSignature &sig
          << (shared > 1 ? fmt::format(" collapse({})", shared) : "")
          << fmt::format(" if({} >= 16384)", sym::toCpp(work, modelSymbol)) << "\n";
     for (size_t d = 0; d < shared; ++d) {
-      os << indent << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0}) {{\n", d,
-                                  sym::toCpp(first.out->shape[d], modelSymbol));
+      os << indent
+         << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0}) {{\n", d,
+                        sym::toCpp(first.out->shape[d], modelSymbol));
       indent += "  ";
     }
   }
@@ -434,8 +420,7 @@ KernelSignature signatureOf(const loop::KernelGroup &g,
   }
   std::map<uint64_t, sym::Expr> ordered;
   for (const sym::Node *n : syms)
-    if (isModelSymbol(sym::Expr(n)))
-      ordered[n->id] = sym::Expr(n);
+    if (isModelSymbol(sym::Expr(n))) ordered[n->id] = sym::Expr(n);
   for (auto &[id, e] : ordered)
     sig.symbols.push_back(e);
   return sig;

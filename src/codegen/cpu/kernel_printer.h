@@ -16,7 +16,7 @@ using SymbolNamer = std::function<std::string(sym::Expr)>;
 struct KernelSignature {
   std::vector<loop::Buffer *> buffers; // in parameter order
   std::vector<bool> written;
-  std::vector<sym::Expr> symbols;      // model symbols used, in parameter order
+  std::vector<sym::Expr> symbols; // model symbols used, in parameter order
 };
 
 /// Buffers (read/written) and model symbols of a kernel group, in parameter order.

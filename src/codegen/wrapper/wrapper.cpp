@@ -1,9 +1,9 @@
 #include "codegen/wrapper/wrapper.h"
 
 #include "codegen/cpu/kernel_printer.h"
+#include "kiln/shim.h"
 #include "sched/schedule.h"
 #include "support/error.h"
-#include "kiln/shim.h"
 
 #include <fmt/format.h>
 #include <map>
@@ -13,8 +13,7 @@ namespace kiln::codegen {
 
 int ModelSymbols::indexOf(sym::Expr s) const {
   for (size_t i = 0; i < symbols.size(); ++i)
-    if (symbols[i] == s)
-      return static_cast<int>(i);
+    if (symbols[i] == s) return static_cast<int>(i);
   return -1;
 }
 
@@ -23,8 +22,7 @@ ModelSymbols collectModelSymbols(const ir::Graph &g) {
   for (const ir::Value *in : g.inputs)
     for (const sym::Expr &d : in->shape)
       for (const sym::Expr &s : sym::freeSymbols(d))
-        if (ms.indexOf(s) < 0)
-          ms.symbols.push_back(s);
+        if (ms.indexOf(s) < 0) ms.symbols.push_back(s);
   return ms;
 }
 
@@ -33,8 +31,7 @@ namespace {
 std::string cString(const std::string &s) {
   std::string r = "\"";
   for (char c : s) {
-    if (c == '"' || c == '\\')
-      r += '\\';
+    if (c == '"' || c == '\\') r += '\\';
     if (static_cast<unsigned char>(c) < 0x20) {
       r += fmt::format("\\{:03o}", static_cast<unsigned char>(c));
       continue;
@@ -55,8 +52,7 @@ public:
 
   std::string symName(sym::Expr s) const {
     int i = syms_.indexOf(s);
-    if (i < 0)
-      fail("dimension symbol '{}' is not determined by any model input shape", s.name());
+    if (i < 0) fail("dimension symbol '{}' is not determined by any model input shape", s.name());
     return fmt::format("S{}", i);
   }
   std::string cpp(sym::Expr e) const {
@@ -71,11 +67,10 @@ public:
     std::vector<std::string> kernelSources;
     for (size_t gi = 0; gi < p_.groups.size(); ++gi) {
       const loop::KernelGroup &g = p_.groups[gi];
-      if (g.isExtern())
-        continue;
+      if (g.isExtern()) continue;
       sigs[gi] = signatureOf(g, [this](sym::Expr s) { return isModelSymbol(s); });
-      kernelSources.push_back(
-          printCpuGroup(g, sigs[gi], [this](sym::Expr s) { return symName(s); }, ctx_));
+      kernelSources.push_back(printCpuGroup(
+          g, sigs[gi], [this](sym::Expr s) { return symName(s); }, ctx_));
     }
     std::vector<std::string> flags = ops_.kernelFlags();
     for (size_t i = 0; i < kernelSources.size(); i += perFile) {
@@ -101,8 +96,7 @@ private:
       size_t off = (blob.size() + 63) / 64 * 64;
       blob.resize(off);
       offsets_.push_back(off);
-      if (b->dtype == DType::String)
-        fail("string constants are not supported");
+      if (b->dtype == DType::String) fail("string constants are not supported");
       blob.insert(blob.end(), b->data->bytes.begin(), b->data->bytes.end());
     }
   }
@@ -121,15 +115,16 @@ private:
         dims.push_back("0");
         syms.push_back("-1");
       }
-      os << fmt::format("static const int64_t {}_dims_{}[] = {{{}}};\n", kind, i, fmt::join(dims, ", "));
-      os << fmt::format("static const int32_t {}_syms_{}[] = {{{}}};\n", kind, i, fmt::join(syms, ", "));
+      os << fmt::format("static const int64_t {}_dims_{}[] = {{{}}};\n", kind, i,
+                        fmt::join(dims, ", "));
+      os << fmt::format("static const int32_t {}_syms_{}[] = {{{}}};\n", kind, i,
+                        fmt::join(syms, ", "));
     }
     os << fmt::format("static const kiln_io_desc_v1 {}_desc[] = {{\n", kind);
     for (size_t i = 0; i < bufs.size(); ++i)
       os << fmt::format("  {{{}, {}, {}, {}_dims_{}, {}_syms_{}}},\n", cString(values[i]->name),
                         dlType(bufs[i]->dtype), bufs[i]->shape.size(), kind, i, kind, i);
-    if (bufs.empty())
-      os << "  {nullptr, {0, 0, 0}, 0, nullptr, nullptr},\n";
+    if (bufs.empty()) os << "  {nullptr, {0, 0, 0}, 0, nullptr, nullptr},\n";
     os << "};\n";
     return os.str();
   }
@@ -145,16 +140,16 @@ private:
       for (size_t d = 0; d < b->shape.size(); ++d) {
         sym::Expr e = b->shape[d];
         int si = e.isSymbol() ? syms_.indexOf(e) : -1;
-        if (si < 0 || solved[si])
-          continue;
+        if (si < 0 || solved[si]) continue;
         solved[si] = true;
         sym::Range r = ctx_.symbolRange(e);
         os << fmt::format("  S[{}] = dims[{}][{}];\n", si, i, d);
-        os << fmt::format("  if (S[{0}] < INT64_C({1}) || S[{0}] > INT64_C({2})) {{\n"
-                          "    snprintf(err, err_size, \"input '%s' dim {3} ({4}) = %lld is outside "
-                          "the compiled range [{1}, {2}]\", {5}, (long long)S[{0}]);\n"
-                          "    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
-                          si, r.lo, r.hi, d, e.name(), cString(g_.inputs[i]->name));
+        os << fmt::format(
+            "  if (S[{0}] < INT64_C({1}) || S[{0}] > INT64_C({2})) {{\n"
+            "    snprintf(err, err_size, \"input '%s' dim {3} ({4}) = %lld is outside "
+            "the compiled range [{1}, {2}]\", {5}, (long long)S[{0}]);\n"
+            "    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
+            si, r.lo, r.hi, d, e.name(), cString(g_.inputs[i]->name));
       }
     }
     for (size_t s = 0; s < solved.size(); ++s)
@@ -168,18 +163,18 @@ private:
       const loop::Buffer *b = p_.inputs[i];
       for (size_t d = 0; d < b->shape.size(); ++d) {
         sym::Expr e = b->shape[d];
-        os << fmt::format("  if (dims[{0}][{1}] != ({2})) {{\n    snprintf(err, err_size, \"input "
-                          "'%s' dim {1}: expected %lld ({3}), got %lld\", {4}, (long long)({2}), "
-                          "(long long)dims[{0}][{1}]);\n    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
-                          i, d, cpp(e), sym::toString(e), cString(g_.inputs[i]->name));
+        os << fmt::format(
+            "  if (dims[{0}][{1}] != ({2})) {{\n    snprintf(err, err_size, \"input "
+            "'%s' dim {1}: expected %lld ({3}), got %lld\", {4}, (long long)({2}), "
+            "(long long)dims[{0}][{1}]);\n    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
+            i, d, cpp(e), sym::toString(e), cString(g_.inputs[i]->name));
       }
     }
     os << "  return 0;\n}\n\n";
     os << "static void output_dims(const int64_t *S, int64_t *const *out) {\n";
     for (size_t s = 0; s < syms_.symbols.size(); ++s)
       os << fmt::format("  const int64_t S{0} = S[{0}]; (void)S{0};\n", s);
-    if (syms_.symbols.empty())
-      os << "  (void)S;\n";
+    if (syms_.symbols.empty()) os << "  (void)S;\n";
     for (size_t i = 0; i < p_.outputs.size(); ++i)
       for (size_t d = 0; d < p_.outputs[i]->shape.size(); ++d)
         os << fmt::format("  out[{}][{}] = {};\n", i, d, cpp(p_.outputs[i]->shape[d]));
@@ -187,9 +182,7 @@ private:
     return os.str();
   }
 
-  std::string bufferExpr(const loop::Buffer *b) const {
-    return b->name;
-  }
+  std::string bufferExpr(const loop::Buffer *b) const { return b->name; }
 
   std::string externCall(const loop::Kernel &k, int &scopeCounter) {
     std::ostringstream os;
@@ -231,8 +224,7 @@ private:
         std::vector<std::string> ds;
         for (auto &d : a.dims)
           ds.push_back(cpp(d));
-        if (ds.empty())
-          ds.push_back("0");
+        if (ds.empty()) ds.push_back("0");
         os << fmt::format("    const int64_t d{}[] = {{{}}};\n", dimsIdx, fmt::join(ds, ", "));
         args.push_back(fmt::format("d{}", dimsIdx++));
         break;
@@ -240,8 +232,8 @@ private:
       }
     }
     ++scopeCounter;
-    os << "    int st = " << e.function << "(ctx->runner, " << fmt::format("{}", fmt::join(args, ", "))
-       << ");\n";
+    os << "    int st = " << e.function << "(ctx->runner, "
+       << fmt::format("{}", fmt::join(args, ", ")) << ");\n";
     os << "    if (st) { snprintf(ctx->error, ctx->error_size, \"%s (in " << k.origin
        << ")\", kiln_rt_last_error()); return st; }\n  }\n";
     return os.str();
@@ -251,18 +243,19 @@ private:
     std::ostringstream os;
     os << "// Generated by kiln: the host wrapper of one model.\n";
     os << "#include \"kiln/model.h\"\n#include \"kiln/model_desc.h\"\n#include \"kiln/shim.h\"\n"
-          "#include \"kiln/runtime.h\"\n#include \"kiln/prelude.h\"\n#include <cmath>\n#include <cstdint>\n#include <cstdio>\n#include <cstring>\n";
+          "#include \"kiln/runtime.h\"\n#include \"kiln/prelude.h\"\n#include <cmath>\n#include "
+          "<cstdint>\n#include <cstdio>\n#include <cstring>\n";
     os << ops_.includes() << "\n";
     // Kernel declarations.
     for (size_t gi = 0; gi < p_.groups.size(); ++gi) {
       const loop::KernelGroup &g = p_.groups[gi];
-      if (g.isExtern())
-        continue;
+      if (g.isExtern()) continue;
       const loop::Kernel *k = g.kernels.front();
       const KernelSignature &sig = sigs[gi];
       std::vector<std::string> types;
       for (size_t i = 0; i < sig.buffers.size(); ++i)
-        types.push_back(fmt::format("{}{} *", sig.written[i] ? "" : "const ", dtypeCType(sig.buffers[i]->dtype)));
+        types.push_back(fmt::format("{}{} *", sig.written[i] ? "" : "const ",
+                                    dtypeCType(sig.buffers[i]->dtype)));
       for (size_t i = 0; i < sig.symbols.size(); ++i)
         types.push_back("int64_t");
       os << ops_.declareKernel(fmt::format("kiln_kernel_{}", k->id), types);
@@ -277,28 +270,25 @@ private:
       sym::Range r = ctx_.symbolRange(s);
       os << fmt::format("  {{{}, INT64_C({}), INT64_C({})}},\n", cString(s.name()), r.lo, r.hi);
     }
-    if (syms_.symbols.empty())
-      os << "  {nullptr, 0, 0},\n";
+    if (syms_.symbols.empty()) os << "  {nullptr, 0, 0},\n";
     os << "};\n";
     for (size_t i = 0; i < p_.constants.size(); ++i) {
       const loop::Buffer *b = p_.constants[i];
       std::vector<std::string> dims;
       for (auto &d : b->shape)
         dims.push_back(std::to_string(d->value));
-      if (dims.empty())
-        dims.push_back("0");
-      os << fmt::format("static const int64_t const_dims_{}[] = {{{}}};\n", i, fmt::join(dims, ", "));
+      if (dims.empty()) dims.push_back("0");
+      os << fmt::format("static const int64_t const_dims_{}[] = {{{}}};\n", i,
+                        fmt::join(dims, ", "));
     }
     os << "static const kiln_constant_desc_v1 constants_desc[] = {\n";
     for (size_t i = 0; i < p_.constants.size(); ++i) {
       const loop::Buffer *b = p_.constants[i];
       os << fmt::format("  {{{}, {}, {}, const_dims_{}, UINT64_C({}), UINT64_C({})}},\n",
                         cString(b->label.empty() ? b->name : b->label), dlType(b->dtype),
-                        b->shape.size(), i,
-                        b->data->bytes.size(), offsets_[i]);
+                        b->shape.size(), i, b->data->bytes.size(), offsets_[i]);
     }
-    if (p_.constants.empty())
-      os << "  {nullptr, {0, 0, 0}, 0, nullptr, 0, 0},\n";
+    if (p_.constants.empty()) os << "  {nullptr, {0, 0, 0}, 0, nullptr, 0, 0},\n";
     os << "};\n\n";
     os << bindShapes();
     // The run function.
@@ -307,8 +297,7 @@ private:
     os << "  (void)inputs; (void)outputs; (void)constants;\n";
     for (size_t s = 0; s < syms_.symbols.size(); ++s)
       os << fmt::format("  const int64_t S{0} = S[{0}]; (void)S{0};\n", s);
-    if (syms_.symbols.empty())
-      os << "  (void)S;\n";
+    if (syms_.symbols.empty()) os << "  (void)S;\n";
     sched::MemoryPlan plan = sched::planMemory(p_, ctx_);
     for (size_t s = 0; s < plan.slots.size(); ++s)
       os << "  " << ops_.allocScratch(fmt::format("slot{}", s), cpp(plan.slots[s].bytes));
@@ -322,12 +311,12 @@ private:
         os << fmt::format("  {0} *{1} = ({0} *)outputs[{2}]; (void){1};\n", ct, b->name, b->index);
         break;
       case loop::BufferKind::Constant:
-        os << fmt::format("  {0} *{1} = ({0} *)constants[{2}]; (void){1};\n", ct, b->name, b->index);
+        os << fmt::format("  {0} *{1} = ({0} *)constants[{2}]; (void){1};\n", ct, b->name,
+                          b->index);
         break;
       case loop::BufferKind::Intermediate: {
         auto it = plan.slotOf.find(b.get());
-        if (it == plan.slotOf.end())
-          continue;
+        if (it == plan.slotOf.end()) continue;
         os << fmt::format("  {0} *{1} = ({0} *)slot{2};\n", ct, b->name, it->second);
         break;
       }
@@ -361,7 +350,8 @@ private:
     os << fmt::format("  {}, {}, {}, {},\n", syms_.symbols.size(), p_.inputs.size(),
                       p_.outputs.size(), p_.constants.size());
     os << "  symbols_desc, in_desc, out_desc, constants_desc,\n";
-    os << (embed ? "  kiln_weights_blob, " : "  nullptr, ") << fmt::format("UINT64_C({}),\n", weightsSize_());
+    os << (embed ? "  kiln_weights_blob, " : "  nullptr, ")
+       << fmt::format("UINT64_C({}),\n", weightsSize_());
     os << "  bind_shapes, output_dims, run_impl,\n};\n";
     return os.str();
   }
@@ -375,8 +365,7 @@ private:
     };
     int v = 1;
     for (auto &k : p_.kernels) {
-      if (k->kind != loop::KernelKind::Extern)
-        continue;
+      if (k->kind != loop::KernelKind::Extern) continue;
       auto it = levels.find(k->ext.function);
       KILN_ASSERT(it != levels.end(), "shim function {} is not in KILN_SHIM_FUNCTIONS",
                   k->ext.function);

@@ -3,10 +3,10 @@
 #include "frontend/onnx/tensor_proto.h"
 #include "support/error.h"
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <onnx/onnx_pb.h>
-#include <cstring>
 #include <set>
 #include <sstream>
 
@@ -78,11 +78,9 @@ struct Importer {
                              : fmt::format("{}_d{}", input, index);
       return ctx.symbol(name, 0, 1 << 20); // zero-size tensors are valid ONNX
     }
-    if (d.has_dim_value())
-      return ctx.constant(d.dim_value());
+    if (d.has_dim_value()) return ctx.constant(d.dim_value());
     std::string name = d.dim_param();
-    if (name.empty())
-      name = fmt::format("{}_d{}", input, index);
+    if (name.empty()) name = fmt::format("{}_d{}", input, index);
     auto it = opts.dynamic.find(name);
     if (it != opts.dynamic.end()) {
       usedDynamic.insert(name);
@@ -112,8 +110,7 @@ struct Importer {
         fail("{}: input '{}' is not a tensor (sequence/map inputs are not supported)", where(),
              in.name());
       if (!dtypeFromOnnx(tt.elem_type(), v->dtype))
-        fail("{}: input '{}' has unsupported element type {}", where(), in.name(),
-             tt.elem_type());
+        fail("{}: input '{}' has unsupported element type {}", where(), in.name(), tt.elem_type());
       if (!tt.has_shape())
         fail("{}: input '{}' has no shape; give its rank in the model", where(), in.name());
       for (int d = 0; d < tt.shape().dim_size(); ++d)
@@ -123,11 +120,12 @@ struct Importer {
     }
     int counter = 0;
     for (const auto &np : gp.node()) {
-      std::string name = np.name().empty() ? fmt::format("{}_{}", np.op_type(), counter) : np.name();
+      std::string name =
+          np.name().empty() ? fmt::format("{}_{}", np.op_type(), counter) : np.name();
       ++counter;
       int nodeOpset = opset;
-      std::string ctxName = fmt::format("{}: node '{}' ({}, opset {})", where(), name,
-                                        np.op_type(), nodeOpset);
+      std::string ctxName =
+          fmt::format("{}: node '{}' ({}, opset {})", where(), name, np.op_type(), nodeOpset);
       if (np.op_type() == "Constant") {
         importConstant(np, g, ctxName);
         continue;
@@ -156,16 +154,14 @@ struct Importer {
     }
     for (const auto &out : gp.output()) {
       ir::Value *v = g.findValue(out.name());
-      if (!v)
-        fail("{}: graph output '{}' is not produced by any node", where(), out.name());
+      if (!v) fail("{}: graph output '{}' is not produced by any node", where(), out.name());
       v->isGraphOutput = true;
       g.outputs.push_back(v);
     }
   }
 
   void importConstant(const onnx::NodeProto &np, ir::Graph &g, const std::string &ctxName) {
-    if (np.output_size() != 1)
-      fail("{}: Constant must have one output", ctxName);
+    if (np.output_size() != 1) fail("{}: Constant must have one output", ctxName);
     ir::Value *v = g.newValue(np.output(0));
     auto data = std::make_shared<ir::TensorData>();
     for (const auto &a : np.attribute()) {
@@ -209,8 +205,7 @@ std::unique_ptr<ir::Graph> importModelBytes(const std::string &bytes, const std:
                                             const std::string &displayName, sym::Context &ctx,
                                             const ImportOptions &opts) {
   onnx::ModelProto model;
-  if (bytes.empty())
-    fail("'{}' is empty, not an ONNX model", displayName);
+  if (bytes.empty()) fail("'{}' is empty, not an ONNX model", displayName);
   if (!model.ParseFromString(bytes))
     fail("'{}' is not a valid ONNX model (protobuf parse failed; is the file truncated?)",
          displayName);
@@ -218,14 +213,11 @@ std::unique_ptr<ir::Graph> importModelBytes(const std::string &bytes, const std:
     fail("'{}' is not an ONNX model: it has no graph nodes", displayName);
   Importer im{ctx, opts, dir, displayName};
   for (const auto &op : model.opset_import()) {
-    if (op.domain().empty() || op.domain() == "ai.onnx")
-      im.opset = static_cast<int>(op.version());
+    if (op.domain().empty() || op.domain() == "ai.onnx") im.opset = static_cast<int>(op.version());
   }
-  if (im.opset == 0)
-    im.opset = 1;
+  if (im.opset == 0) im.opset = 1;
   if (im.opset > kMaxOpset)
-    fail("'{}' uses ONNX opset {}; kiln supports opsets 1 to {}", displayName, im.opset,
-         kMaxOpset);
+    fail("'{}' uses ONNX opset {}; kiln supports opsets 1 to {}", displayName, im.opset, kMaxOpset);
   auto g = std::make_unique<ir::Graph>(ctx);
   g->modelPath = displayName;
   im.importGraph(model.graph(), *g);
@@ -240,8 +232,7 @@ std::unique_ptr<ir::Graph> importModelBytes(const std::string &bytes, const std:
 std::unique_ptr<ir::Graph> importModel(const std::string &path, sym::Context &ctx,
                                        const ImportOptions &opts) {
   std::ifstream in(path, std::ios::binary);
-  if (!in)
-    fail("cannot open model file '{}'", path);
+  if (!in) fail("cannot open model file '{}'", path);
   std::stringstream ss;
   ss << in.rdbuf();
   std::string dir = std::filesystem::path(path).parent_path().string();
@@ -250,15 +241,12 @@ std::unique_ptr<ir::Graph> importModel(const std::string &path, sym::Context &ct
 
 std::shared_ptr<ir::TensorData> readTensorProtoFile(const std::string &path, std::string *name) {
   std::ifstream in(path, std::ios::binary);
-  if (!in)
-    fail("cannot open tensor file '{}'", path);
+  if (!in) fail("cannot open tensor file '{}'", path);
   std::stringstream ss;
   ss << in.rdbuf();
   onnx::TensorProto t;
-  if (!t.ParseFromString(ss.str()))
-    fail("'{}' is not a TensorProto", path);
-  if (name)
-    *name = t.name();
+  if (!t.ParseFromString(ss.str())) fail("'{}' is not a TensorProto", path);
+  if (name) *name = t.name();
   return convertTensor(t, std::filesystem::path(path).parent_path().string(), path);
 }
 

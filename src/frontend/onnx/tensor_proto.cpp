@@ -29,19 +29,18 @@ static void readExternal(const onnx::TensorProto &t, const std::string &dir,
   fs::path file = fs::weakly_canonical(base / location);
   auto rel = file.lexically_relative(base);
   if (fs::path(location).is_absolute() || rel.empty() || *rel.begin() == "..")
-    fail("{}: tensor '{}' external data path '{}' leaves the model directory {}", context,
-         t.name(), location, base.string());
+    fail("{}: tensor '{}' external data path '{}' leaves the model directory {}", context, t.name(),
+         location, base.string());
   std::ifstream in(file, std::ios::binary);
   if (!in)
     fail("{}: tensor '{}' external data file '{}' cannot be opened", context, t.name(),
          file.string());
   in.seekg(0, std::ios::end);
   int64_t size = in.tellg();
-  if (length < 0)
-    length = size - offset;
+  if (length < 0) length = size - offset;
   if (offset < 0 || offset + length > size)
-    fail("{}: tensor '{}' external data [{}, {}) exceeds file '{}' of {} bytes", context,
-         t.name(), offset, offset + length, file.string(), size);
+    fail("{}: tensor '{}' external data [{}, {}) exceeds file '{}' of {} bytes", context, t.name(),
+         offset, offset + length, file.string(), size);
   out.bytes.resize(static_cast<size_t>(length));
   in.seekg(offset);
   in.read(reinterpret_cast<char *>(out.bytes.data()), length);
@@ -52,11 +51,9 @@ std::shared_ptr<ir::TensorData> convertTensor(const onnx::TensorProto &t, const 
   auto out = std::make_shared<ir::TensorData>();
   if (!dtypeFromOnnx(t.data_type(), out->dtype))
     fail("{}: tensor '{}' has unsupported data type {} ({})", context, t.name(), t.data_type(),
-         onnx::TensorProto_DataType_Name(
-             static_cast<onnx::TensorProto_DataType>(t.data_type())));
+         onnx::TensorProto_DataType_Name(static_cast<onnx::TensorProto_DataType>(t.data_type())));
   for (int64_t d : t.dims()) {
-    if (d < 0)
-      fail("{}: tensor '{}' has negative dim {}", context, t.name(), d);
+    if (d < 0) fail("{}: tensor '{}' has negative dim {}", context, t.name(), d);
     out->dims.push_back(d);
   }
   int64_t n = out->numel();
