@@ -23,12 +23,13 @@ namespace {
 
 /// All Sq output rows of one (batch, head). K is transposed once into `kt` so scores are
 /// computed as AXPYs over the key axis (vectorizable, no horizontal reductions), then a
-/// max-subtracted softmax and the weighted sum of V rows. Cloned per ISA (libkiln_rt is
-/// built for the baseline ISA) so the simd loops use AVX2/AVX-512 and libmvec's expf.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void
-attentionHead(const float *qb, const float *kb, const float *vb, const float *maskHead,
-              const int64_t *ms, float *kt, float *s, float *ob, int64_t Sq, int64_t Skv, int64_t D,
-              int64_t Dv, float scale) {
+/// max-subtracted softmax and the weighted sum of V rows. Compiled per ISA below (libkiln_rt
+/// is built for the baseline ISA) so the simd loops use AVX2/AVX-512 and libmvec's expf.
+template <int Isa>
+__attribute__((always_inline)) inline void
+attentionHeadBody(const float *qb, const float *kb, const float *vb, const float *maskHead,
+                  const int64_t *ms, float *kt, float *s, float *ob, int64_t Sq, int64_t Skv,
+                  int64_t D, int64_t Dv, float scale) {
   for (int64_t j = 0; j < Skv; ++j)
     for (int64_t d = 0; d < D; ++d)
       kt[d * Skv + j] = kb[j * D + d];
@@ -75,6 +76,32 @@ attentionHead(const float *qb, const float *kb, const float *vb, const float *ma
   }
 }
 
+// One compiled copy per ISA, picked at run time (not with target_clones: its ifunc resolver
+// runs before sanitizer runtimes initialise and crashes TSan/ASan builds).
+#define KILN_HEAD_PARAMS                                                                           \
+  const float *qb, const float *kb, const float *vb, const float *maskHead, const int64_t *ms,     \
+      float *kt, float *s, float *ob, int64_t Sq, int64_t Skv, int64_t D, int64_t Dv, float scale
+#define KILN_HEAD_ARGS qb, kb, vb, maskHead, ms, kt, s, ob, Sq, Skv, D, Dv, scale
+__attribute__((target("avx512f"))) void attentionHeadAvx512(KILN_HEAD_PARAMS) {
+  attentionHeadBody<2>(KILN_HEAD_ARGS);
+}
+__attribute__((target("avx2,fma"))) void attentionHeadAvx2(KILN_HEAD_PARAMS) {
+  attentionHeadBody<1>(KILN_HEAD_ARGS);
+}
+void attentionHeadBaseline(KILN_HEAD_PARAMS) {
+  attentionHeadBody<0>(KILN_HEAD_ARGS);
+}
+
+using HeadFn = void (*)(KILN_HEAD_PARAMS);
+HeadFn pickAttentionHead() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return attentionHeadAvx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return attentionHeadAvx2;
+  return attentionHeadBaseline;
+}
+#undef KILN_HEAD_ARGS
+#undef KILN_HEAD_PARAMS
+
 int sdpa(const char *fn, kiln_shim_ctx *ctx, const float *q, const float *k, const float *v,
          const float *mask, const int64_t *maskStrides, float *out, const int64_t *dims,
          const float *scaleOrNull) {
@@ -99,6 +126,7 @@ int sdpa(const char *fn, kiln_shim_ctx *ctx, const float *q, const float *k, con
   if (!scratch) return fail(KILN_ERR_OUT_OF_MEMORY, "%s: cannot allocate score rows", fn);
 
   const int64_t heads = B * H;
+  static const HeadFn attentionHead = pickAttentionHead();
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t bh = 0; bh < heads; ++bh) {
     const int64_t b = bh / H, h = bh % H;
