@@ -14,7 +14,7 @@ class Lowerer;
 /// What an op's lowering function sees: its node, inputs, and the tools to build.
 class OpCtx {
 public:
-  OpCtx(Lowerer &l, const ir::Node &n) : l_(l), node(n) {}
+  OpCtx(Lowerer &l, const ir::Node &n) : node(n), l_(l) {}
   Lowerer &lowerer() { return l_; }
   sym::Context &ctx();
   loop::Program &prog();

@@ -99,10 +99,12 @@ TEST(Lower, SymbolicReshapeNeedsNoShapeKernels) {
   opts.dynamic["batch"] = {1, 32};
   auto l = lowerModel(b, opts);
   ASSERT_EQ(l->prog.kernels.size(), 1u) << loop::dump(l->prog);
-  for (auto &buf : l->prog.buffers)
-    if (buf->kind != loop::BufferKind::Constant)
+  for (auto &buf : l->prog.buffers) {
+    if (buf->kind != loop::BufferKind::Constant) {
       EXPECT_NE(buf->dtype, DType::Int64) << "shape tensor materialised: " << buf->name << "\n"
                                           << loop::dump(l->prog);
+    }
+  }
   for (auto &k : l->prog.kernels)
     for (loop::Buffer *rd : k->reads())
       EXPECT_NE(rd->dtype, DType::Int64) << "kernel reads a shape tensor: " << rd->name;
@@ -192,8 +194,9 @@ TEST(Sched, MemoryPlanReusesSlotsInChain) {
     if (out == plan.slotOf.end()) continue;
     for (loop::Buffer *in : k->reads()) {
       auto s = plan.slotOf.find(in);
-      if (s != plan.slotOf.end())
+      if (s != plan.slotOf.end()) {
         EXPECT_NE(s->second, out->second) << "kernel " << k->id << " reads and writes one slot";
+      }
     }
   }
 }
