@@ -69,6 +69,12 @@ typedef struct kiln_model_desc_v1 {
    * constant i in the active buffer. Returns 0 or a kiln_status with ctx->error filled. */
   int (*run)(kiln_run_ctx *ctx, void *const *inputs, void *const *outputs, const int64_t *symbols,
              void *const *constants);
+  /* Appended in ABI 2 (read only when struct_size covers it; NULL when unused): as
+   * bind_shapes, with the inputs' data, for models whose dims depend on values read from
+   * small integer inputs at run time (e.g. a Reshape target shape given as an input). */
+  int (*bind_shapes_v2)(const int64_t *const *input_dims, const int32_t *input_ndims,
+                        const void *const *input_data, int64_t *symbols, char *err,
+                        size_t err_size);
 } kiln_model_desc_v1;
 
 #ifdef __cplusplus

@@ -85,6 +85,21 @@ struct Node {
   std::string describe() const;
 };
 
+/// A symbol whose value is read at run time from an element of a small integer graph
+/// input (e.g. a Reshape target shape fed as an input).
+struct DataSymbol {
+  sym::Expr symbol;
+  const Value *input = nullptr;
+  int64_t element = 0;
+};
+
+/// A run-time check that two dim expressions agree (e.g. a Reshape to a shape read from
+/// input data keeps the element count); the wrapper tests it before running.
+struct ShapeGuard {
+  sym::Expr lhs, rhs;
+  std::string what;
+};
+
 class Graph {
 public:
   explicit Graph(sym::Context &ctx) : ctx_(&ctx) {}
@@ -99,6 +114,8 @@ public:
   std::deque<std::unique_ptr<Node>> nodes; // topological order
   std::deque<std::unique_ptr<Value>> values;
   std::string modelPath;
+  std::vector<DataSymbol> dataSymbols;
+  std::vector<ShapeGuard> guards;
 
   /// Removes dead nodes and recomputes users.
   void compact();

@@ -37,8 +37,26 @@ std::optional<std::vector<sym::Expr>> OpCtx::symIn(size_t i) {
   return std::nullopt;
 }
 
-std::vector<sym::Expr> OpCtx::requireSymIn(size_t i, const char *what) {
+std::vector<sym::Expr> OpCtx::requireSymIn(size_t i, const char *what,
+                                           std::optional<int64_t> runtimeMin) {
   auto r = symIn(i);
+  const ir::Value *v = node.input(i);
+  if (!r && runtimeMin && v && v->isGraphInput && isInteger(v->dtype) && v->rank() <= 1) {
+    int64_t n = v->rank() == 0 ? 1 : (v->shape[0].isConst() ? v->shape[0]->value : -1);
+    if (n >= 0 && n <= 16) {
+      std::vector<sym::Expr> syms;
+      ir::Graph &g = lowerer().graph;
+      for (int64_t k = 0; k < n; ++k) {
+        std::string name = v->rank() == 0 ? v->name : fmt::format("{}[{}]", v->name, k);
+        sym::Expr s = ctx().symbol(name, *runtimeMin, INT32_MAX);
+        bool known = std::any_of(g.dataSymbols.begin(), g.dataSymbols.end(),
+                                 [&](const ir::DataSymbol &d) { return d.symbol == s; });
+        if (!known) g.dataSymbols.push_back({s, v, k});
+        syms.push_back(s);
+      }
+      return syms;
+    }
+  }
   if (!r)
     fail("{}: input {} ({}) must be known at compile time; it is computed from run-time data",
          node.describe(), i, what);
@@ -54,6 +72,16 @@ std::vector<int64_t> OpCtx::requireIntsIn(size_t i, const char *what) {
     r.push_back(e->value);
   }
   return r;
+}
+
+void OpCtx::guardEqual(sym::Expr a, sym::Expr b, const std::string &what) {
+  if (sym::provablyEqual(a, b)) return;
+  if (a.isConst() && b.isConst())
+    fail("{}: {} ({} vs {})", node.describe(), what, a->value, b->value);
+  auto &guards = lowerer().graph.guards;
+  for (const ir::ShapeGuard &g : guards)
+    if (g.lhs == a && g.rhs == b) return;
+  guards.push_back({a, b, fmt::format("{}: {}", node.describe(), what)});
 }
 
 void OpCtx::out(size_t i, LTensor t) {

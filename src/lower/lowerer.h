@@ -27,10 +27,16 @@ public:
   const ir::TensorData *constIn(size_t i);
   /// Input i as a list of integers known at compile time (possibly symbolic).
   std::optional<std::vector<sym::Expr>> symIn(size_t i);
-  /// Like symIn but fails with a clear message when not compile-time known.
-  std::vector<sym::Expr> requireSymIn(size_t i, const char *what);
+  /// Like symIn but fails with a clear message when not compile-time known. With
+  /// `runtimeMin`, a small integer graph input is accepted instead: its elements become
+  /// data symbols (read at run time, checked to lie in [runtimeMin, 2^31-1]).
+  std::vector<sym::Expr> requireSymIn(size_t i, const char *what,
+                                      std::optional<int64_t> runtimeMin = std::nullopt);
   std::vector<int64_t> requireIntsIn(size_t i, const char *what);
   void out(size_t i, LTensor t);
+  /// Records that a and b must be equal at run time (checked before the run) unless it is
+  /// provable now; fails at compile time if they are known to differ.
+  void guardEqual(sym::Expr a, sym::Expr b, const std::string &what);
 
   /// Builds a pointwise LTensor from a scalar function of the index.
   LTensor pointwise(DType t, ir::Shape shape, Loader fn, bool cheap = false);

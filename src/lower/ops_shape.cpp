@@ -52,7 +52,7 @@ void lowerReshape(OpCtx &c) {
   if (c.node.opset < 5)
     req = constants(c.ctx(), c.node.attrInts("shape"));
   else
-    req = c.requireSymIn(1, "shape");
+    req = c.requireSymIn(1, "shape", c.node.attrInt("allowzero", 0) ? 0 : 1);
   bool allowZero = c.node.attrInt("allowzero", 0) != 0;
   sym::Expr total = product(c.ctx(), x.shape, 0, x.shape.size());
   sym::Expr known = c.ctx().constant(1);
@@ -78,6 +78,7 @@ void lowerReshape(OpCtx &c) {
   if (inferred < 0 && !sym::provablyEqual(known, total) && known.isConst() && total.isConst())
     fail("{}: cannot reshape {} ({} elements) to {} ({} elements)", c.node.describe(),
          ir::shapeToString(x.shape), total->value, ir::shapeToString(shape), known->value);
+  if (inferred < 0) c.guardEqual(known, total, "the target shape must keep the element count");
   c.out(0, reshapeView(c.ctx(), x, shape));
 }
 
@@ -290,7 +291,7 @@ void lowerSplit(OpCtx &c) {
   if (c.node.hasAttr("split"))
     sizes = constants(c.ctx(), c.node.attrInts("split"));
   else if (c.node.opset >= 13 && c.has(1))
-    sizes = c.requireSymIn(1, "split");
+    sizes = c.requireSymIn(1, "split", 0);
   if (sizes.empty()) {
     sym::Expr dim = x.shape[axis];
     int64_t parts = c.node.attrInt("num_outputs", static_cast<int64_t>(n));
@@ -370,7 +371,7 @@ void lowerGather(OpCtx &c) {
 
 void lowerExpand(OpCtx &c) {
   LTensor x = c.in(0);
-  std::vector<sym::Expr> req = c.requireSymIn(1, "shape");
+  std::vector<sym::Expr> req = c.requireSymIn(1, "shape", 1);
   ir::Shape shape = broadcastShapes(x.shape, req, c.node.describe());
   sym::Context *ctx = &c.ctx();
   c.out(0, c.pointwise(
@@ -379,7 +380,7 @@ void lowerExpand(OpCtx &c) {
 }
 
 void lowerConstantOfShape(OpCtx &c) {
-  std::vector<sym::Expr> shape = c.requireSymIn(0, "shape");
+  std::vector<sym::Expr> shape = c.requireSymIn(0, "shape", 0);
   DType t = DType::Float32;
   double fv = 0;
   int64_t iv = 0;

@@ -283,7 +283,7 @@ void lowerPad(OpCtx &c) {
 
 void lowerTile(OpCtx &c) {
   LTensor x = c.in(0);
-  std::vector<sym::Expr> reps = c.requireSymIn(1, "repeats");
+  std::vector<sym::Expr> reps = c.requireSymIn(1, "repeats", 0);
   if ((int)reps.size() != x.rank())
     fail("{}: {} repeats for rank {}", c.node.describe(), reps.size(), x.rank());
   ir::Shape shape = x.shape;
@@ -427,7 +427,7 @@ void lowerOneHot(OpCtx &c) {
   if (const ir::TensorData *d = c.constIn(1))
     depth = c.ctx().constant(static_cast<int64_t>(d->getDouble(0)));
   else
-    depth = c.requireSymIn(1, "depth").at(0);
+    depth = c.requireSymIn(1, "depth", 1).at(0);
   int outRank = ind.rank() + 1;
   int axis = c.normAxis(c.node.attrInt("axis", -1), outRank);
   ir::Shape shape = ind.shape;

@@ -1,5 +1,7 @@
 #include "validate.h"
 
+#include <cstddef>
+
 #include "error.h"
 
 #include <kiln/model.h>
@@ -125,7 +127,15 @@ int bindInputs(const kiln_model_desc_v1 &desc, const DLTensor *inputs, RunScratc
   }
 
   char err[512] = {};
-  int st = desc.bind_shapes(s.inDims.data(), s.inNdims.data(), s.symbols.data(), err, sizeof err);
+  // Models whose dims depend on input values (ABI 2) solve their symbols from the data too.
+  bool dataSymbols = desc.struct_size >= offsetof(kiln_model_desc_v1, bind_shapes_v2) +
+                                             sizeof(desc.bind_shapes_v2) &&
+                     desc.bind_shapes_v2;
+  int st = dataSymbols ? desc.bind_shapes_v2(s.inDims.data(), s.inNdims.data(),
+                                             const_cast<const void *const *>(s.inData.data()),
+                                             s.symbols.data(), err, sizeof err)
+                       : desc.bind_shapes(s.inDims.data(), s.inNdims.data(), s.symbols.data(), err,
+                                          sizeof err);
   if (st == KILN_OK) return KILN_OK;
   if (st < 0 || st > KILN_ERR_INTERNAL) st = KILN_ERR_SHAPE_MISMATCH;
   return fail(st, "%s", err[0] ? err : "input shapes violate the model's shape guards");

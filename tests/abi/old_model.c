@@ -8,6 +8,7 @@
 
 #include <kiln/model.h>
 #include <kiln/model_desc.h>
+#include <stddef.h>
 
 #include <stdint.h>
 #include <stdio.h>
@@ -58,20 +59,25 @@ static int run(kiln_run_ctx *ctx, void *const *in, void *const *out, const int64
                              (const float *)consts[1], (float *)out[0], &p);
 }
 
-const kiln_model_desc_v1 kiln_model_desc = {sizeof(kiln_model_desc_v1),
-                                            1 /* ABI */,
-                                            1 /* shim level */,
-                                            "cpu",
-                                            0,
-                                            1,
-                                            1,
-                                            2,
-                                            NULL,
-                                            inputs,
-                                            outputs,
-                                            constants,
-                                            (const uint8_t *)blob,
-                                            sizeof blob,
-                                            bind_shapes,
-                                            output_dims,
-                                            run};
+/* An ABI-1 descriptor ends before bind_shapes_v2 (appended in ABI 2): its struct_size says
+ * so, and the runtime must not read past it. */
+const kiln_model_desc_v1 kiln_model_desc = {
+    offsetof(kiln_model_desc_v1, bind_shapes_v2),
+    1 /* ABI */,
+    1 /* shim level */,
+    "cpu",
+    0,
+    1,
+    1,
+    2,
+    NULL,
+    inputs,
+    outputs,
+    constants,
+    (const uint8_t *)blob,
+    sizeof blob,
+    bind_shapes,
+    output_dims,
+    run,
+    NULL /* not part of an ABI-1 descriptor */
+};

@@ -128,4 +128,5 @@ const kiln_model_desc_v1 kiln_model_desc = {
     bind_shapes,
     output_dims,
     run,
+    NULL, /* bind_shapes_v2: no data-dependent dims */
 };

@@ -23,6 +23,8 @@ ModelSymbols collectModelSymbols(const ir::Graph &g) {
     for (const sym::Expr &d : in->shape)
       for (const sym::Expr &s : sym::freeSymbols(d))
         if (ms.indexOf(s) < 0) ms.symbols.push_back(s);
+  for (const ir::DataSymbol &ds : g.dataSymbols)
+    if (ms.indexOf(ds.symbol) < 0) ms.symbols.push_back(ds.symbol);
   return ms;
 }
 
@@ -131,9 +133,27 @@ private:
 
   std::string bindShapes() {
     std::ostringstream os;
-    os << "static int bind_shapes(const int64_t *const *dims, const int32_t *ndims, int64_t *S,\n"
-          "                       char *err, size_t err_size) {\n  (void)ndims;\n";
+    os << "static int bind_impl(const int64_t *const *dims, const int32_t *ndims,\n"
+          "                     const void *const *data, int64_t *S, char *err, size_t err_size) "
+          "{\n"
+          "  (void)ndims; (void)data;\n";
     std::vector<bool> solved(syms_.symbols.size(), false);
+    // Data symbols: read from small integer inputs, range-checked like dims.
+    for (const ir::DataSymbol &ds : g_.dataSymbols) {
+      int si = syms_.indexOf(ds.symbol);
+      size_t in = std::find(g_.inputs.begin(), g_.inputs.end(), ds.input) - g_.inputs.begin();
+      KILN_ASSERT(si >= 0 && in < g_.inputs.size(), "data symbol {} has no input",
+                  ds.symbol.name());
+      solved[si] = true;
+      sym::Range r = ctx_.symbolRange(ds.symbol);
+      os << fmt::format("  S[{}] = (int64_t)((const {} *)data[{}])[{}];\n", si,
+                        dtypeCType(ds.input->dtype), in, ds.element);
+      os << fmt::format("  if (S[{0}] < INT64_C({1}) || S[{0}] > INT64_C({2})) {{\n"
+                        "    snprintf(err, err_size, \"input '%s' element {3} = %lld is outside "
+                        "[{1}, {2}], the values kiln compiled this shape input for\", {4}, "
+                        "(long long)S[{0}]);\n    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
+                        si, r.lo, r.hi, ds.element, cString(ds.input->name));
+    }
     // Solve each symbol from the first input dim that is exactly that symbol.
     for (size_t i = 0; i < p_.inputs.size(); ++i) {
       const loop::Buffer *b = p_.inputs[i];
@@ -170,7 +190,24 @@ private:
             i, d, cpp(e), sym::toString(e), cString(g_.inputs[i]->name));
       }
     }
+    for (const ir::ShapeGuard &gd : g_.guards)
+      os << fmt::format(
+          "  if (({0}) != ({1})) {{\n    snprintf(err, err_size, \"%s (%lld vs %lld)\", "
+          "{2}, (long long)({0}), (long long)({1}));\n"
+          "    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
+          cpp(gd.lhs), cpp(gd.rhs), cString(gd.what));
     os << "  return 0;\n}\n\n";
+    if (g_.dataSymbols.empty()) {
+      os << "static int bind_shapes(const int64_t *const *dims, const int32_t *ndims, int64_t *S,\n"
+            "                       char *err, size_t err_size) {\n"
+            "  return bind_impl(dims, ndims, nullptr, S, err, err_size);\n}\n\n";
+    } else {
+      os << "static int bind_shapes(const int64_t *const *, const int32_t *, int64_t *, char "
+            "*err,\n"
+            "                       size_t err_size) {\n"
+            "  snprintf(err, err_size, \"this model reads shape values from input data; it needs "
+            "libkiln_rt with ABI 2 or newer\");\n  return KILN_ERR_VERSION_MISMATCH;\n}\n\n";
+    }
     os << "static void output_dims(const int64_t *S, int64_t *const *out) {\n";
     for (size_t s = 0; s < syms_.symbols.size(); ++s)
       os << fmt::format("  const int64_t S{0} = S[{0}]; (void)S{0};\n", s);
@@ -352,7 +389,8 @@ private:
     os << "  symbols_desc, in_desc, out_desc, constants_desc,\n";
     os << (embed ? "  kiln_weights_blob, " : "  nullptr, ")
        << fmt::format("UINT64_C({}),\n", weightsSize_());
-    os << "  bind_shapes, output_dims, run_impl,\n};\n";
+    os << "  bind_shapes, output_dims, run_impl,\n";
+    os << (g_.dataSymbols.empty() ? "  nullptr,\n" : "  bind_impl,\n") << "};\n";
     return os.str();
   }
 
