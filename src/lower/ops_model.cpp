@@ -419,7 +419,7 @@ void lowerResize(OpCtx &c) {
   } else {
     if (cfg.coord == "tf_crop_and_resize") roi = constDoubles(1, "roi");
     scales = constDoubles(2, "scales");
-    if (scales.empty() && c.has(3)) sizes = c.requireSymIn(3, "sizes");
+    if (scales.empty() && c.has(3)) sizes = c.requireSymIn(3, "sizes", 1);
   }
   if (scales.empty() && sizes.empty())
     fail("{}: one of scales or sizes is required", c.node.describe());
