@@ -75,57 +75,42 @@ loop::Buffer *int64Indices(OpCtx &c, const LTensor &ind) {
   return c.realize(i64).buffer;
 }
 
-void lowerScatterElements(OpCtx &c) {
+/// Both scatter shims share one argument layout; they differ in one integer that follows
+/// the indices' dims (ScatterND: the indices rank) or the updates (ScatterElements: axis).
+void lowerScatter(OpCtx &c, bool nd) {
   LTensor data = c.in(0), ind = c.in(1), upd = c.in(2);
   int et = elemType(data.dtype);
   if (et < 0) c.unsupported(fmt::format("{} on {}", c.node.op, dtypeName(data.dtype)));
-  int axis = c.normAxis(c.node.attrInt("axis", 0), data.rank());
   loop::Buffer *db = c.realize(data).buffer, *ib = int64Indices(c, ind);
   loop::Buffer *ub = c.realize(upd).buffer;
   loop::Buffer *out =
       c.prog().newBuffer(data.dtype, data.shape, loop::BufferKind::Intermediate, "");
-  loop::Kernel *k = c.externKernel("kiln_shim_scatter_elements_v1");
+  loop::Kernel *k =
+      c.externKernel(nd ? "kiln_shim_scatter_nd_v1" : "kiln_shim_scatter_elements_v1");
   k->ext.inputs = {db, ib, ub};
   k->ext.outputs = {out};
-  k->ext.args = {arg(ExternArg::Kind::Site),
-                 arg(ExternArg::Kind::Literal, nullptr, std::to_string(et)),
-                 arg(ExternArg::Kind::Literal, nullptr, std::to_string(dtypeSize(data.dtype))),
-                 arg(ExternArg::Kind::Buffer, db),
-                 dims(data.shape),
-                 arg(ExternArg::Kind::Literal, nullptr, std::to_string(data.rank())),
-                 arg(ExternArg::Kind::Buffer, ib),
-                 dims(ind.shape),
-                 arg(ExternArg::Kind::Buffer, ub),
-                 arg(ExternArg::Kind::Literal, nullptr, std::to_string(axis)),
-                 arg(ExternArg::Kind::Literal, nullptr, std::to_string(reductionCode(c))),
-                 arg(ExternArg::Kind::Buffer, out)};
+  auto lit = [](int64_t v) { return arg(ExternArg::Kind::Literal, nullptr, std::to_string(v)); };
+  auto &a = k->ext.args;
+  a = {arg(ExternArg::Kind::Site),       lit(et),          lit(dtypeSize(data.dtype)),
+       arg(ExternArg::Kind::Buffer, db), dims(data.shape), lit(data.rank()),
+       arg(ExternArg::Kind::Buffer, ib), dims(ind.shape)};
+  if (nd) {
+    a.push_back(lit(ind.rank()));
+    a.push_back(arg(ExternArg::Kind::Buffer, ub));
+  } else {
+    a.push_back(arg(ExternArg::Kind::Buffer, ub));
+    a.push_back(lit(c.normAxis(c.node.attrInt("axis", 0), data.rank())));
+  }
+  a.push_back(lit(reductionCode(c)));
+  a.push_back(arg(ExternArg::Kind::Buffer, out));
   c.out(0, fromBuffer(c.ctx(), out));
 }
 
+void lowerScatterElements(OpCtx &c) {
+  lowerScatter(c, false);
+}
 void lowerScatterND(OpCtx &c) {
-  LTensor data = c.in(0), ind = c.in(1), upd = c.in(2);
-  int et = elemType(data.dtype);
-  if (et < 0) c.unsupported(fmt::format("ScatterND on {}", dtypeName(data.dtype)));
-  loop::Buffer *db = c.realize(data).buffer, *ib = int64Indices(c, ind);
-  loop::Buffer *ub = c.realize(upd).buffer;
-  loop::Buffer *out =
-      c.prog().newBuffer(data.dtype, data.shape, loop::BufferKind::Intermediate, "");
-  loop::Kernel *k = c.externKernel("kiln_shim_scatter_nd_v1");
-  k->ext.inputs = {db, ib, ub};
-  k->ext.outputs = {out};
-  k->ext.args = {arg(ExternArg::Kind::Site),
-                 arg(ExternArg::Kind::Literal, nullptr, std::to_string(et)),
-                 arg(ExternArg::Kind::Literal, nullptr, std::to_string(dtypeSize(data.dtype))),
-                 arg(ExternArg::Kind::Buffer, db),
-                 dims(data.shape),
-                 arg(ExternArg::Kind::Literal, nullptr, std::to_string(data.rank())),
-                 arg(ExternArg::Kind::Buffer, ib),
-                 dims(ind.shape),
-                 arg(ExternArg::Kind::Literal, nullptr, std::to_string(ind.rank())),
-                 arg(ExternArg::Kind::Buffer, ub),
-                 arg(ExternArg::Kind::Literal, nullptr, std::to_string(reductionCode(c))),
-                 arg(ExternArg::Kind::Buffer, out)};
-  c.out(0, fromBuffer(c.ctx(), out));
+  lowerScatter(c, true);
 }
 
 } // namespace
