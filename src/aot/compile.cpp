@@ -55,6 +55,7 @@ CompileStats compileModel(const CompileOptions &opts) {
   lower::Lowerer lowerer(*graph, prog);
   lowerer.lowerGraph();
   sched::eliminateDeadKernels(prog);
+  sched::unrollSmallReductions(prog, ctx);
   sched::formGroups(prog, ctx);
   if (opts.printAfterAll) std::cerr << "// ---- loop IR ----\n" << loop::dump(prog);
 

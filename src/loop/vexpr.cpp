@@ -216,6 +216,31 @@ VRef bindIndirect(const VRef &v, sym::Expr var, const VRef &value) {
   return changed ? std::make_shared<const VNode>(std::move(n)) : v;
 }
 
+VRef substituteSyms(const VRef &v, const std::map<const sym::Node *, sym::Expr> &repl) {
+  switch (v->kind) {
+  case VKind::Const:
+    return v;
+  case VKind::SymInt:
+    return symInt(sym::substitute(v->sym, repl), v->dtype);
+  case VKind::Load: {
+    std::vector<std::pair<sym::Expr, VRef>> ind;
+    for (auto &[var, val] : v->indirect)
+      ind.push_back({var, substituteSyms(val, repl)});
+    return load(v->buf, sym::substitute(v->sym, repl), std::move(ind));
+  }
+  case VKind::Unary:
+    return unary(v->uop, substituteSyms(v->args[0], repl));
+  case VKind::Binary:
+    return binary(v->bop, substituteSyms(v->args[0], repl), substituteSyms(v->args[1], repl));
+  case VKind::Select:
+    return select(substituteSyms(v->args[0], repl), substituteSyms(v->args[1], repl),
+                  substituteSyms(v->args[2], repl));
+  case VKind::Cast:
+    return cast(substituteSyms(v->args[0], repl), v->dtype);
+  }
+  return v;
+}
+
 std::string toString(const VRef &v) {
   switch (v->kind) {
   case VKind::Const:

@@ -7,6 +7,7 @@
 #include "loop/ops.h"
 #include "sym/expr.h"
 
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -59,6 +60,10 @@ std::optional<sym::Expr> asSym(const VRef &v, sym::Context &ctx);
 /// Attaches `var := value` to every load in v whose index mentions var (gather-style
 /// indirect indexing: the index symbol is bound to a loaded value at run time).
 VRef bindIndirect(const VRef &v, sym::Expr var, const VRef &value);
+
+/// Replaces symbols in every index and sym value of v (e.g. reduction variables by
+/// constants when a small reduction is unrolled).
+VRef substituteSyms(const VRef &v, const std::map<const sym::Node *, sym::Expr> &repl);
 
 /// Readable one-line form for dumps and tests.
 std::string toString(const VRef &v);

@@ -286,6 +286,23 @@ void lowerPool(OpCtx &c) {
   std::vector<int> axes;
   for (int d = 0; d < spatial; ++d)
     axes.push_back(2 + spatial + d);
+  if (isMax && x.channelsLast) {
+    // Channels-last input (a conv's output): reduce in physical order [N, out..., C] so
+    // reads are contiguous over C, and hand the next conv a channels-last buffer.
+    ir::Shape physWin = channelsLastShape(outShape);
+    for (int64_t kd : kernel)
+      physWin.push_back(ctx.constant(kd));
+    int rank = static_cast<int>(outShape.size());
+    LTensor physView = c.pointwise(t, physWin, [=](const Index &p) {
+      Index logical{p[0], p[rank - 1]};
+      logical.insert(logical.end(), p.begin() + 1, p.begin() + rank - 1);
+      logical.insert(logical.end(), p.begin() + rank, p.end());
+      return win.load(logical);
+    });
+    LTensor r = c.reduce(physView, axes, false, ReduceOp::Max, t);
+    c.out(0, fromChannelsLastBuffer(ctx, r.buffer, outShape));
+    return;
+  }
   if (isMax) {
     c.out(0, c.reduce(win, axes, false, ReduceOp::Max, t));
     return;

@@ -1,8 +1,67 @@
 #include "sched/schedule.h"
 
+#include <map>
 #include <set>
 
 namespace kiln::sched {
+
+namespace {
+
+/// Indirect index symbols are bound once per element in generated code, so a body that
+/// uses them cannot be replicated per tap.
+bool hasIndirect(const loop::VRef &v) {
+  if (!v->indirect.empty())
+    return true;
+  for (const loop::VRef &a : v->args)
+    if (hasIndirect(a))
+      return true;
+  return false;
+}
+
+} // namespace
+
+void unrollSmallReductions(loop::Program &p, sym::Context &ctx, int64_t maxTaps) {
+  for (auto &kp : p.kernels) {
+    loop::Kernel &k = *kp;
+    if (k.kind != loop::KernelKind::Reduction || k.rvars.empty())
+      continue;
+    loop::BinaryOp op;
+    switch (k.rop) {
+    case loop::ReduceOp::Sum: op = loop::BinaryOp::Add; break;
+    case loop::ReduceOp::Prod: op = loop::BinaryOp::Mul; break;
+    case loop::ReduceOp::Max: op = loop::BinaryOp::Max; break;
+    case loop::ReduceOp::Min: op = loop::BinaryOp::Min; break;
+    default: continue; // arg reductions keep their index bookkeeping
+    }
+    int64_t taps = 1;
+    bool isStatic = true;
+    for (const sym::Expr &r : k.rsizes) {
+      isStatic &= r.isConst();
+      taps *= r.isConst() ? r->value : 0;
+    }
+    if (!isStatic || taps < 1 || taps > maxTaps || hasIndirect(k.body))
+      continue;
+    // Row-major walk over the taps, combining left to right as the loop would.
+    loop::VRef acc;
+    std::vector<int64_t> idx(k.rvars.size(), 0);
+    for (int64_t t = 0; t < taps; ++t) {
+      std::map<const sym::Node *, sym::Expr> repl;
+      for (size_t d = 0; d < k.rvars.size(); ++d)
+        repl[k.rvars[d].node()] = ctx.constant(idx[d]);
+      loop::VRef tap = loop::substituteSyms(k.body, repl);
+      acc = acc ? loop::binary(op, acc, tap) : tap;
+      for (size_t d = idx.size(); d-- > 0;) {
+        if (++idx[d] < k.rsizes[d]->value)
+          break;
+        idx[d] = 0;
+      }
+    }
+    k.kind = loop::KernelKind::Pointwise;
+    k.body = loop::cast(acc, k.out->dtype);
+    k.rvars.clear();
+    k.rsizes.clear();
+  }
+}
 
 void eliminateDeadKernels(loop::Program &p) {
   std::set<const loop::Buffer *> needed;

@@ -6,6 +6,11 @@
 
 namespace kiln::sched {
 
+/// Turns reductions over a few statically known taps (pooling windows, small reduced
+/// dims) into pointwise kernels whose body combines the taps explicitly, so the innermost
+/// output dim vectorizes instead of looping over a tiny reduction per element.
+void unrollSmallReductions(loop::Program &p, sym::Context &ctx, int64_t maxTaps = 16);
+
 /// Removes kernels whose outputs are neither read nor graph outputs.
 void eliminateDeadKernels(loop::Program &p);
 

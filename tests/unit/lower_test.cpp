@@ -307,3 +307,27 @@ TEST(Interp, EvaluateBodyWithSymbolicIndex) {
       EXPECT_FLOAT_EQ(out->as<float>()[a * 3 + bb], static_cast<float>(v / 3 - v % 3));
     }
 }
+
+TEST(Sched, SmallReductionsUnrollIntoPointwise) {
+  // A 3x3 max pool (9 taps) becomes a pointwise kernel; the interpreter's result must not
+  // change; a 1000-wide row max stays a reduction.
+  OnnxBuilder b;
+  b.input("x", {1, 2, 6, 6});
+  b.input("r", {4, 1000});
+  auto *mp = b.node("MaxPool", {"x"}, {"y"}, "pool");
+  OnnxBuilder::attrInts(mp, "kernel_shape", {3, 3});
+  OnnxBuilder::attrInts(mp, "pads", {1, 1, 1, 1});
+  auto *rm = b.node("ReduceMax", {"r"}, {"m"}, "rowmax");
+  OnnxBuilder::attrInts(rm, "axes", {1});
+  b.output("y", {1, 2, 6, 6});
+  b.output("m", {4, 1});
+  auto l = lowerModel(b);
+  ASSERT_EQ(countKind(l->prog, loop::KernelKind::Reduction), 2) << loop::dump(l->prog);
+  sched::unrollSmallReductions(l->prog, l->ctx);
+  EXPECT_EQ(countKind(l->prog, loop::KernelKind::Reduction), 1) << loop::dump(l->prog);
+  for (auto &k : l->prog.kernels)
+    if (k->out->shape.size() == 4) {
+      EXPECT_EQ(k->kind, loop::KernelKind::Pointwise);
+      EXPECT_TRUE(k->rvars.empty());
+    }
+}
