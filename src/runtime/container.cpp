@@ -1,6 +1,8 @@
 // Container lifetime: option checks, version checks, constants, runners.
 #include "container.h"
+
 #include "error.h"
+#include <cstddef>
 
 #include <kiln/runtime.h>
 #include <kiln/shim.h>
@@ -55,11 +57,14 @@ int hardwareThreads() {
 int checkDesc(const kiln_model_desc_v1 *desc) {
   if (!desc)
     return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_container_create: model descriptor is NULL");
-  if (desc->struct_size < sizeof(kiln_model_desc_v1))
+  // The descriptor is append-only: ABI 1 ended before bind_shapes_v2. Later fields are
+  // read only when struct_size covers them (validate.cpp).
+  const size_t abi1Size = offsetof(kiln_model_desc_v1, bind_shapes_v2);
+  if (desc->struct_size < abi1Size)
     return fail(KILN_ERR_VERSION_MISMATCH,
-                "model descriptor is %zu bytes, smaller than the v1 descriptor (%zu); the "
+                "model descriptor is %zu bytes, smaller than the ABI-1 descriptor (%zu); the "
                 "model.so is corrupt or was not built by kiln",
-                desc->struct_size, sizeof(kiln_model_desc_v1));
+                desc->struct_size, abi1Size);
   if (desc->abi_version > KILN_ABI_VERSION)
     return fail(KILN_ERR_VERSION_MISMATCH,
                 "model needs kiln ABI v%u but this libkiln_rt provides v%d; upgrade libkiln_rt",

@@ -428,7 +428,9 @@ TEST(Passes, FuseAttentionPattern) {
   EXPECT_EQ(countOp(*g, "Softmax"), 0);
   EXPECT_EQ(countOp(*g, "MatMul"), 0);
   for (auto &n : g->nodes)
-    if (n->op == "_KilnSDPA") EXPECT_FLOAT_EQ(n->attrFloat("scale", 0), 0.25f);
+    if (n->op == "_KilnSDPA") {
+      EXPECT_FLOAT_EQ(n->attrFloat("scale", 0), 0.25f);
+    }
   EXPECT_NO_THROW(ir::verify(*g));
 }
 
