@@ -31,5 +31,6 @@ void registerQuantOps(std::vector<OpInfo> &r);     // ops_quant.cpp
 void registerScatterOps(std::vector<OpInfo> &r);   // ops_scatter.cpp
 void registerAttentionOps(std::vector<OpInfo> &r); // ops_attention.cpp
 void registerEinsumOps(std::vector<OpInfo> &r);    // ops_einsum.cpp
+void registerTopKOps(std::vector<OpInfo> &r);      // ops_topk.cpp
 
 } // namespace kiln::lower

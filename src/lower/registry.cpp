@@ -17,6 +17,7 @@ const std::vector<OpInfo> &opRegistry() {
     registerScatterOps(r);
     registerAttentionOps(r);
     registerEinsumOps(r);
+    registerTopKOps(r);
     return r;
   }();
   return ops;
