@@ -104,62 +104,32 @@ void fuseExternEpilogues(ir::Graph &g) {
   for (auto &np : g.nodes) {
     ir::Node &conv = *np;
     if (conv.dead || conv.op != "Conv" || conv.outputs.size() != 1 ||
-        conv.outputs[0]->dtype != DType::Float32)
+        conv.outputs[0]->dtype != DType::Float32 || conv.hasAttr("_kiln_post"))
       continue;
     ir::Node *user = soleUser(conv.outputs[0]);
     if (!user) continue;
+    ir::Node *fused = &conv;
     // Residual add: conv(x) + r, same shape, becomes oneDNN's sum post-op.
-    if (user->op == "Add" && !conv.hasAttr("_kiln_post") && conv.inputs.size() <= 3) {
+    if (user->op == "Add" && conv.inputs.size() <= 3) {
       ir::Value *other = user->input(0) == conv.outputs[0] ? user->input(1) : user->input(0);
-      if (other && other != conv.outputs[0] && sameShape(other, conv.outputs[0]) &&
-          other->dtype == DType::Float32) {
-        std::vector<ir::Value *> ins = conv.inputs;
-        ins.resize(3, nullptr);
-        ins.push_back(other);
-        user->inputs = ins;
-        absorb(conv, *user);
-        ir::Node *next = soleUser(user->outputs[0]);
-        if (!next) continue;
-        user = next;
-        // fall through to activation fusion on the moved conv
-        ir::Node &moved = *user;
-        (void)moved;
-      } else {
+      if (!other || other == conv.outputs[0] || !sameShape(other, conv.outputs[0]) ||
+          other->dtype != DType::Float32)
         continue;
-      }
-      // user is now the activation candidate after the fused add; find the conv node
+      std::vector<ir::Value *> ins = conv.inputs;
+      ins.resize(3, nullptr);
+      ins.push_back(other);
+      user->inputs = ins;
+      absorb(conv, *user);
+      fused = user;
+      user = soleUser(user->outputs[0]);
+      if (!user) continue;
     }
-    ir::Node *act = user;
-    ir::Node *convNode = act->inputs.empty() ? nullptr : act->input(0)->producer;
-    if (!convNode || convNode->op != "Conv" || convNode->hasAttr("_kiln_post")) continue;
-    float lo = -std::numeric_limits<float>::infinity(), hi = -lo;
-    int post = 0;
-    if (act->op == "Relu") {
-      post = 1;
-    } else if (act->op == "Clip") {
-      if (act->opset < 11) {
-        lo = act->attrFloat("min", lo);
-        hi = act->attrFloat("max", hi);
-      } else {
-        if ((act->input(1) && !scalarConst(act->input(1), lo)) ||
-            (act->input(2) && !scalarConst(act->input(2), hi)))
-          continue;
-      }
-      post = 2;
-    }
+    float lo, hi;
+    int post = activationPostOp(*user, lo, hi);
     if (!post) continue;
-    act->inputs = convNode->inputs;
-    absorb(*convNode, *act);
-    ir::Attribute a;
-    a.kind = ir::Attribute::Kind::Int;
-    a.i = post;
-    act->attrs["_kiln_post"] = a;
-    if (post == 2) {
-      ir::Attribute fl;
-      fl.kind = ir::Attribute::Kind::Floats;
-      fl.floats = {lo, hi};
-      act->attrs["_kiln_clip"] = fl;
-    }
+    user->inputs = fused->inputs;
+    absorb(*fused, *user);
+    setPostOp(*user, post, lo, hi);
   }
   g.compact();
 }
