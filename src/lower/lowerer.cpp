@@ -197,28 +197,7 @@ LTensor Lowerer::valueTensor(const ir::Value *v) {
   if (v->data && !env.count(v)) env[v] = fromBuffer(graph.ctx(), constantBuffer(v));
   // Shape tensors known symbolically read as their sym values, not as loads (their
   // producers may have been removed as dead code).
-  if (v->symData && !v->data) {
-    auto vals = *v->symData;
-    sym::Context *c = &graph.ctx();
-    DType dt = v->dtype;
-    LTensor t;
-    t.dtype = dt;
-    t.shape = v->shape;
-    t.cheap = true;
-    t.load = [vals, c, dt](const Index &idx) {
-      sym::Expr flat = idx.empty() ? c->constant(0) : idx[0];
-      if (flat.isConst() && flat->value >= 0 && flat->value < (int64_t)vals.size())
-        return loop::symInt(vals[flat->value], dt);
-      // Data-dependent index into a symbolic shape vector: select chain.
-      loop::VRef r = loop::symInt(vals.back(), dt);
-      for (size_t k = vals.size() - 1; k-- > 0;)
-        r = loop::select(loop::binary(loop::BinaryOp::Eq, loop::symInt(flat),
-                                      loop::constantInt(DType::Int64, (int64_t)k)),
-                         loop::symInt(vals[k], dt), r);
-      return r;
-    };
-    return t;
-  }
+  if (v->symData && !v->data) return symbolicVector(graph.ctx(), v->dtype, v->shape, *v->symData);
   auto it = env.find(v);
   KILN_ASSERT(it != env.end(), "value '{}' used before it was lowered", v->name);
   return it->second;

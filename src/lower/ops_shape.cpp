@@ -12,23 +12,6 @@ std::vector<int64_t> axesFrom(OpCtx &c, size_t inputIdx, const char *attr) {
   return {};
 }
 
-LTensor constTensor(OpCtx &c, DType t, ir::Shape shape, std::vector<sym::Expr> vals) {
-  sym::Context *ctx = &c.ctx();
-  return c.pointwise(
-      t, shape,
-      [=](const Index &i) {
-        sym::Expr flat = i.empty() ? ctx->constant(0) : i[0];
-        if (flat.isConst()) return loop::symInt(vals.at(flat->value), t);
-        VRef r = loop::symInt(vals.back(), t);
-        for (size_t k = vals.size() - 1; k-- > 0;)
-          r = loop::select(loop::binary(BinaryOp::Eq, loop::symInt(flat),
-                                        loop::constantInt(DType::Int64, (int64_t)k)),
-                           loop::symInt(vals[k], t), r);
-        return r;
-      },
-      true);
-}
-
 void lowerShape(OpCtx &c) {
   LTensor x = c.in(0);
   int rank = x.rank();
@@ -38,12 +21,13 @@ void lowerShape(OpCtx &c) {
   start = std::clamp<int64_t>(start, 0, rank);
   end = std::clamp<int64_t>(end, 0, rank);
   std::vector<sym::Expr> dims(x.shape.begin() + start, x.shape.begin() + std::max(start, end));
-  c.out(0, constTensor(c, DType::Int64, {c.ctx().constant((int64_t)dims.size())}, dims));
+  c.out(0, symbolicVector(c.ctx(), DType::Int64, {c.ctx().constant((int64_t)dims.size())}, dims));
 }
 
 void lowerSize(OpCtx &c) {
   LTensor x = c.in(0);
-  c.out(0, constTensor(c, DType::Int64, {}, {product(c.ctx(), x.shape, 0, x.shape.size())}));
+  c.out(0,
+        symbolicVector(c.ctx(), DType::Int64, {}, {product(c.ctx(), x.shape, 0, x.shape.size())}));
 }
 
 void lowerReshape(OpCtx &c) {

@@ -43,6 +43,27 @@ LTensor fromBuffer(sym::Context &ctx, loop::Buffer *b) {
   return t;
 }
 
+LTensor symbolicVector(sym::Context &ctx, DType t, const ir::Shape &shape,
+                       std::vector<sym::Expr> vals) {
+  LTensor r;
+  r.dtype = t;
+  r.shape = shape;
+  r.cheap = true;
+  sym::Context *c = &ctx;
+  r.load = [c, t, vals](const Index &idx) {
+    sym::Expr flat = idx.empty() ? c->constant(0) : idx[0];
+    if (flat.isConst() && flat->value >= 0 && flat->value < (int64_t)vals.size())
+      return loop::symInt(vals[flat->value], t);
+    loop::VRef v = loop::symInt(vals.back(), t);
+    for (size_t k = vals.size() - 1; k-- > 0;)
+      v = loop::select(loop::binary(loop::BinaryOp::Eq, loop::symInt(flat),
+                                    loop::constantInt(DType::Int64, (int64_t)k)),
+                       loop::symInt(vals[k], t), v);
+    return v;
+  };
+  return r;
+}
+
 ir::Shape channelsLastShape(const ir::Shape &logical) {
   ir::Shape phys{logical[0]};
   phys.insert(phys.end(), logical.begin() + 2, logical.end());

@@ -32,6 +32,11 @@ Index unravel(sym::Context &ctx, sym::Expr flat, const ir::Shape &shape);
 sym::Expr product(sym::Context &ctx, const ir::Shape &shape, size_t begin, size_t end);
 
 LTensor fromBuffer(sym::Context &ctx, loop::Buffer *b);
+/// A tensor of at most one dim whose elements are known sym expressions (shape values):
+/// element k reads as `vals[k]`; a run-time index selects among them.
+LTensor symbolicVector(sym::Context &ctx, DType t, const ir::Shape &shape,
+                       std::vector<sym::Expr> vals);
+
 /// Physical shape of a channels-last buffer for logical shape N,C,spatial...
 ir::Shape channelsLastShape(const ir::Shape &logical);
 /// The logical N,C,spatial... view of a channels-last buffer.
