@@ -14,6 +14,16 @@ sym::Expr Buffer::numel(sym::Context &ctx) const {
   return n;
 }
 
+sym::Expr linearIndex(sym::Context &ctx, const std::vector<sym::Expr> &idx,
+                      const ir::Shape &shape) {
+  KILN_ASSERT(idx.size() == shape.size(), "index rank {} vs shape rank {}", idx.size(),
+              shape.size());
+  sym::Expr off = ctx.constant(0);
+  for (size_t d = 0; d < shape.size(); ++d)
+    off = off * shape[d] + idx[d];
+  return off;
+}
+
 const char *reduceName(ReduceOp op) {
   switch (op) {
   case ReduceOp::Sum:

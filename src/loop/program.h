@@ -87,4 +87,7 @@ struct Program {
 
 std::string dump(const Program &p);
 
+/// Row-major linear offset of idx in shape (how every buffer is indexed).
+sym::Expr linearIndex(sym::Context &ctx, const std::vector<sym::Expr> &idx, const ir::Shape &shape);
+
 } // namespace kiln::loop

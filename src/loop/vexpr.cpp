@@ -14,12 +14,19 @@ VRef make(VNode n) {
   return std::make_shared<const VNode>(std::move(n));
 }
 
+VNode blank(VKind k, DType t) {
+  VNode n{};
+  n.kind = k;
+  n.dtype = t;
+  return n;
+}
+
 Scalar scalarOf(const VRef &v) {
   return Scalar{v->fval, v->ival};
 }
 
 VRef fromScalar(DType t, Scalar s) {
-  VNode n{VKind::Const, t};
+  VNode n = blank(VKind::Const, t);
   n.fval = s.f;
   n.ival = s.i;
   if (isFloat(t))
@@ -55,7 +62,7 @@ VRef constantInt(DType t, int64_t v) {
 
 VRef symInt(sym::Expr e, DType t) {
   if (e.isConst()) return constantInt(t, e->value);
-  VNode n{VKind::SymInt, t};
+  VNode n = blank(VKind::SymInt, t);
   n.sym = e;
   return make(std::move(n));
 }
@@ -71,7 +78,7 @@ VRef load(Buffer *b, sym::Expr index, std::vector<std::pair<sym::Expr, VRef>> in
       return constantInt(d.dtype, d.getInt(i));
     }
   }
-  VNode n{VKind::Load, b->dtype};
+  VNode n = blank(VKind::Load, b->dtype);
   n.buf = b;
   n.sym = index;
   n.indirect = std::move(indirect);
@@ -97,7 +104,7 @@ VRef unary(UnaryOp op, VRef a) {
   DType out = unaryIsPredicate(op) ? DType::Bool : a->dtype;
   if (isConst(a)) return fromScalar(out, evalUnary(op, a->dtype, scalarOf(a)));
   if (op == UnaryOp::Neg && a->kind == VKind::SymInt) return symInt(-a->sym, a->dtype);
-  VNode n{VKind::Unary, out};
+  VNode n = blank(VKind::Unary, out);
   n.uop = op;
   n.args = {std::move(a)};
   return make(std::move(n));
@@ -168,7 +175,7 @@ VRef binary(BinaryOp op, VRef a, VRef b) {
       return a;
     if (op == BinaryOp::Div && isConst(b) && constAsDouble(b) == 1.0) return a;
   }
-  VNode n{VKind::Binary, out};
+  VNode n = blank(VKind::Binary, out);
   n.bop = op;
   n.args = {std::move(a), std::move(b)};
   return make(std::move(n));
@@ -179,7 +186,7 @@ VRef select(VRef c, VRef a, VRef b) {
               dtypeName(b->dtype));
   if (isConst(c)) return c->ival ? a : b;
   if (a == b) return a;
-  VNode n{VKind::Select, a->dtype};
+  VNode n = blank(VKind::Select, a->dtype);
   n.args = {std::move(c), std::move(a), std::move(b)};
   return make(std::move(n));
 }
@@ -188,7 +195,7 @@ VRef cast(VRef a, DType to) {
   if (a->dtype == to) return a;
   if (isConst(a)) return fromScalar(to, evalCast(a->dtype, to, scalarOf(a)));
   if (a->kind == VKind::SymInt && isIntLike(to) && dtypeSize(to) >= 4) return symInt(a->sym, to);
-  VNode n{VKind::Cast, to};
+  VNode n = blank(VKind::Cast, to);
   n.args = {std::move(a)};
   return make(std::move(n));
 }

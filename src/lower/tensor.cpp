@@ -4,15 +4,6 @@
 
 namespace kiln::lower {
 
-sym::Expr linearIndex(sym::Context &ctx, const Index &idx, const ir::Shape &shape) {
-  KILN_ASSERT(idx.size() == shape.size(), "index rank {} vs shape rank {}", idx.size(),
-              shape.size());
-  sym::Expr off = ctx.constant(0);
-  for (size_t d = 0; d < shape.size(); ++d)
-    off = off * shape[d] + idx[d];
-  return off;
-}
-
 Index unravel(sym::Context &ctx, sym::Expr flat, const ir::Shape &shape) {
   Index idx(shape.size());
   sym::Expr stride = ctx.constant(1);

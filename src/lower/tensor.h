@@ -24,8 +24,7 @@ struct LTensor {
   int rank() const { return static_cast<int>(shape.size()); }
 };
 
-/// Row-major linear offset of idx in shape.
-sym::Expr linearIndex(sym::Context &ctx, const Index &idx, const ir::Shape &shape);
+using loop::linearIndex; // row-major offset of idx in shape
 /// Inverse: the multi-index of linear offset `flat` in shape.
 Index unravel(sym::Context &ctx, sym::Expr flat, const ir::Shape &shape);
 /// Product of dims [begin, end).

@@ -165,13 +165,6 @@ std::string storeExpr(const loop::Buffer *b, const std::string &v) {
   return fmt::format("({}){}", dtypeCType(b->dtype), v);
 }
 
-sym::Expr linear(const std::vector<sym::Expr> &idx, const ir::Shape &shape, sym::Context &ctx) {
-  sym::Expr off = ctx.constant(0);
-  for (size_t d = 0; d < shape.size(); ++d)
-    off = off * shape[d] + idx[d];
-  return off;
-}
-
 } // namespace
 
 static const char *reduceInit(loop::ReduceOp op, DType acc) {
@@ -216,7 +209,7 @@ public:
     // Entering libgomp costs more than a small kernel itself: no parallel region when
     // the work is known to be small.
     serial_ = work.isConst() && work->value < 16384;
-    outIdx_ = sym::toCpp(linear(k_.vars, oshape, ctx_), [&](sym::Expr s) {
+    outIdx_ = sym::toCpp(loop::linearIndex(ctx_, k_.vars, oshape), [&](sym::Expr s) {
       auto it = locals_.find(s.node());
       return it != locals_.end() ? it->second : model_(s);
     });
