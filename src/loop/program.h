@@ -74,9 +74,19 @@ struct KernelGroup {
   bool isExtern() const { return kernels.size() == 1 && kernels[0]->kind == KernelKind::Extern; }
 };
 
+/// A kernel run by the wrapper's bind_shapes, before the model runs: it computes shape
+/// values from input data (a run-time Reshape target, reduction axes, a Range length) and
+/// its output elements become model symbols, range-checked like input dims. It reads only
+/// model inputs, so the runtime knows every shape before any kernel runs.
+struct SymbolKernel {
+  std::unique_ptr<Kernel> kernel; // Pointwise, out: int64 [symbols.size()]
+  std::vector<sym::Expr> symbols;
+};
+
 struct Program {
   std::vector<std::unique_ptr<Buffer>> buffers;
   std::vector<std::unique_ptr<Kernel>> kernels;
+  std::vector<SymbolKernel> symbolKernels; // in dependency order
   std::vector<Buffer *> inputs, outputs, constants;
   std::vector<KernelGroup> groups; // set by sched::formGroups; execution order
   int nextSite = 0;

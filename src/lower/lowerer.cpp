@@ -42,7 +42,7 @@ std::vector<sym::Expr> OpCtx::requireSymIn(size_t i, const char *what,
   auto r = symIn(i);
   const ir::Value *v = node.input(i);
   if (!r && runtimeMin && v && v->isGraphInput && isInteger(v->dtype) && v->rank() <= 1) {
-    int64_t n = v->rank() == 0 ? 1 : (v->shape[0].isConst() ? v->shape[0]->value : -1);
+    int64_t n = v->rank() == 0 ? 1 : specialize(v->shape[0], what).value_or(-1);
     if (n >= 0 && n <= 16) {
       std::vector<sym::Expr> syms;
       ir::Graph &g = lowerer().graph;
@@ -72,6 +72,105 @@ std::vector<int64_t> OpCtx::requireIntsIn(size_t i, const char *what) {
     r.push_back(e->value);
   }
   return r;
+}
+
+std::optional<int64_t> OpCtx::specialize(sym::Expr e, const char *what) {
+  if (e.isConst()) return e->value;
+  std::map<std::string, int64_t> env;
+  for (sym::Expr s : sym::freeSymbols(e)) {
+    std::optional<int64_t> h = ctx().hint(s);
+    if (!h) return std::nullopt;
+    env[s.name()] = *h;
+  }
+  int64_t v = sym::evaluate(e, env);
+  guardEqual(e, ctx().constant(v),
+             fmt::format("kiln specialised {} ({}) to the model's declared value {}; it must be "
+                         "static here",
+                         what, sym::toString(e), v));
+  return v;
+}
+
+int64_t OpCtx::requireStatic(sym::Expr e, const char *what) {
+  std::optional<int64_t> v = specialize(e, what);
+  if (!v) fail("{}: {} must be static, got {}", node.describe(), what, sym::toString(e));
+  return *v;
+}
+
+namespace {
+
+/// Replaces loads of compile-time constants at constant offsets by literals, so a
+/// symbol kernel needs no constant buffers (bind_shapes runs before weights are bound).
+loop::VRef inlineConstantLoads(const loop::VRef &v) {
+  if (v->kind == loop::VKind::Load && v->buf && v->buf->kind == loop::BufferKind::Constant &&
+      v->sym.isConst() && v->indirect.empty() && v->buf->data) {
+    int64_t off = v->sym->value;
+    if (isFloat(v->buf->dtype))
+      return loop::constant(v->dtype, v->buf->data->getDouble(off));
+    return loop::constantInt(v->dtype, v->buf->data->getInt(off));
+  }
+  bool changed = false;
+  auto n = std::make_shared<loop::VNode>(*v);
+  for (auto &a : n->args) {
+    loop::VRef r = inlineConstantLoads(a);
+    changed |= r != a;
+    a = r;
+  }
+  for (auto &[s, iv] : n->indirect) {
+    loop::VRef r = inlineConstantLoads(iv);
+    changed |= r != iv;
+    iv = r;
+  }
+  return changed ? loop::VRef(n) : v;
+}
+
+void collectReads(const loop::VRef &v, std::vector<const loop::Buffer *> &out) {
+  if (v->kind == loop::VKind::Load) out.push_back(v->buf);
+  for (auto &a : v->args)
+    collectReads(a, out);
+  for (auto &[s, iv] : v->indirect)
+    collectReads(iv, out);
+}
+
+} // namespace
+
+std::vector<sym::Expr> OpCtx::runtimeSymbols(const LTensor &values, const char *tag, int64_t lo,
+                                             int64_t hi) {
+  if (values.rank() > 1 || !isInteger(values.dtype))
+    fail("{}: {} must be a rank-0 or rank-1 integer tensor", node.describe(), tag);
+  int64_t n = values.rank() == 0 ? 1 : requireStatic(values.shape[0], tag);
+  std::vector<sym::Expr> syms;
+  for (int64_t k = 0; k < n; ++k)
+    syms.push_back(ctx().symbol(fmt::format("{}.{}{}", node.name, tag, k), lo, hi));
+  if (n == 0) return syms;
+  loop::Buffer *b = prog().newBuffer(DType::Int64, {ctx().constant(n)},
+                                     loop::BufferKind::Intermediate, tag);
+  loop::Kernel *k = prog().newKernel(loop::KernelKind::Pointwise);
+  k->origin = node.name;
+  k->out = b;
+  Index idx;
+  if (values.rank() == 1) {
+    k->vars.push_back(l_.newVar("i", ctx().constant(n)));
+    idx = k->vars;
+  } else {
+    k->vars.push_back(l_.newVar("i", ctx().constant(1)));
+  }
+  k->body = loop::cast(inlineConstantLoads(values.load(idx)), DType::Int64);
+  std::vector<const loop::Buffer *> reads;
+  collectReads(k->body, reads);
+  for (const loop::Buffer *r : reads)
+    if (r->kind != loop::BufferKind::Input)
+      fail("{}: {} is computed by the model at run time; kiln reads run-time shape values "
+           "only from model inputs (directly or through elementwise math)",
+           node.describe(), tag);
+  std::unique_ptr<loop::Kernel> owned = std::move(prog().kernels.back());
+  prog().kernels.pop_back();
+  prog().symbolKernels.push_back({std::move(owned), syms});
+  return syms;
+}
+
+sym::Expr OpCtx::runtimeSymbol(loop::VRef value, const char *tag, int64_t lo, int64_t hi) {
+  LTensor t = pointwise(value->dtype, {}, [value](const Index &) { return value; });
+  return runtimeSymbols(t, tag, lo, hi)[0];
 }
 
 void OpCtx::guardEqual(sym::Expr a, sym::Expr b, const std::string &what) {

@@ -33,6 +33,19 @@ public:
   std::vector<sym::Expr> requireSymIn(size_t i, const char *what,
                                       std::optional<int64_t> runtimeMin = std::nullopt);
   std::vector<int64_t> requireIntsIn(size_t i, const char *what);
+  /// The value of a dim the lowering needs as a constant (a recurrence length, a kernel
+  /// size). A symbolic dim with a hint (its declared static value) is specialised to it
+  /// with a run-time guard; otherwise this fails naming `what`.
+  int64_t requireStatic(sym::Expr e, const char *what);
+  /// Shape values computed at run time: each element of `values` (rank <= 1, integer,
+  /// computed from model inputs only) becomes a model symbol that bind_shapes evaluates
+  /// before the run and checks against [lo, hi]. `tag` names them in messages.
+  std::vector<sym::Expr> runtimeSymbols(const LTensor &values, const char *tag, int64_t lo,
+                                        int64_t hi);
+  /// One run-time scalar shape value (see runtimeSymbols).
+  sym::Expr runtimeSymbol(loop::VRef value, const char *tag, int64_t lo, int64_t hi);
+  /// Like requireStatic, but returns nullopt instead of failing.
+  std::optional<int64_t> specialize(sym::Expr e, const char *what);
   void out(size_t i, LTensor t);
   /// Records that a and b must be equal at run time (checked before the run) unless it is
   /// provable now; fails at compile time if they are known to differ.

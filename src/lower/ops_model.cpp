@@ -541,12 +541,8 @@ void lowerRecurrent(OpCtx &c) {
   sym::Expr seqE = layout ? X.shape[1] : X.shape[0];
   sym::Expr batch = layout ? X.shape[0] : X.shape[1];
   sym::Expr inSize = X.shape[2];
-  if (!seqE.isConst())
-    fail("{}: the sequence length must be static (kiln unrolls the recurrence), got {}",
-         c.node.describe(), sym::toString(seqE));
-  int64_t seq = seqE->value;
-  if (!R.shape[2].isConst()) fail("{}: hidden_size must be static", c.node.describe());
-  int64_t H = R.shape[2]->value;
+  int64_t seq = c.requireStatic(seqE, "the sequence length (kiln unrolls the recurrence)");
+  int64_t H = c.requireStatic(R.shape[2], "hidden_size");
   sym::Expr Hs = cp->constant(H), GH = cp->constant(G * H);
   DType t = X.dtype, acc = accOf(t);
   std::vector<std::string> dflt = op == "LSTM" ? std::vector<std::string>{"Sigmoid", "Tanh", "Tanh"}

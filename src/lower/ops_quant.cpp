@@ -189,8 +189,7 @@ LTensor integerConv(OpCtx &c, LTensor x, LTensor w, std::optional<LTensor> zx,
   int spatial = x.rank() - 2;
   std::vector<int64_t> kernel;
   for (int d = 0; d < spatial; ++d) {
-    if (!w.shape[2 + d].isConst()) fail("{}: kernel dims must be static", c.node.describe());
-    kernel.push_back(w.shape[2 + d]->value);
+    kernel.push_back(c.requireStatic(w.shape[2 + d], "the kernel size"));
   }
   int64_t groups = c.node.attrInt("group", 1);
   Window win = windowGeometry(c, x.shape, constants(ctx, kernel), false);

@@ -30,15 +30,58 @@ void lowerSize(OpCtx &c) {
         symbolicVector(c.ctx(), DType::Int64, {}, {product(c.ctx(), x.shape, 0, x.shape.size())}));
 }
 
+/// Reshape to a target read from input data at run time: 0 (copy the input dim unless
+/// allowzero) and -1 (infer) are resolved by a symbol kernel before the run.
+ir::Shape runtimeReshapeTarget(OpCtx &c, const LTensor &x, bool allowZero) {
+  LTensor req = c.in(1);
+  int64_t n = c.requireStatic(req.shape.at(0), "the length of the target shape");
+  sym::Context &ctx = c.ctx();
+  auto I = [](int64_t v) { return loop::constantInt(DType::Int64, v); };
+  std::vector<VRef> raw, dim;
+  for (int64_t k = 0; k < n; ++k) {
+    VRef s = loop::cast(req.load({ctx.constant(k)}), DType::Int64);
+    raw.push_back(s);
+    VRef copied = k < x.rank() ? loop::symInt(x.shape[k]) : I(-2); // -2: invalid, caught below
+    dim.push_back(allowZero ? s : loop::select(loop::binary(BinaryOp::Eq, s, I(0)), copied, s));
+  }
+  VRef total = loop::symInt(product(ctx, x.shape, 0, x.shape.size()));
+  std::vector<VRef> resolved;
+  for (int64_t k = 0; k < n; ++k) {
+    VRef others = I(1);
+    for (int64_t j = 0; j < n; ++j)
+      if (j != k)
+        others = loop::binary(
+            BinaryOp::Mul, others,
+            loop::select(loop::binary(BinaryOp::Eq, raw[j], I(-1)), I(1), dim[j]));
+    VRef inferred = loop::select(loop::binary(BinaryOp::Eq, others, I(0)), I(0),
+                                 loop::binary(BinaryOp::Div, total, others));
+    resolved.push_back(loop::select(loop::binary(BinaryOp::Eq, raw[k], I(-1)), inferred, dim[k]));
+  }
+  LTensor vals = c.pointwise(DType::Int64, {ctx.constant(n)}, [=](const Index &i) {
+    VRef r = resolved.back();
+    for (int64_t k = n - 2; k >= 0; --k)
+      r = loop::select(loop::binary(BinaryOp::Eq, loop::symInt(i[0]), I(k)), resolved[k], r);
+    return r;
+  });
+  return c.runtimeSymbols(vals, "shape", 0, INT32_MAX);
+}
+
 void lowerReshape(OpCtx &c) {
   LTensor x = c.in(0);
-  std::vector<sym::Expr> req;
-  if (c.node.opset < 5)
-    req = constants(c.ctx(), c.node.attrInts("shape"));
-  else
-    req = c.requireSymIn(1, "shape", c.node.attrInt("allowzero", 0) ? 0 : 1);
   bool allowZero = c.node.attrInt("allowzero", 0) != 0;
   sym::Expr total = product(c.ctx(), x.shape, 0, x.shape.size());
+  std::vector<sym::Expr> req;
+  if (c.node.opset < 5) {
+    req = constants(c.ctx(), c.node.attrInts("shape"));
+  } else if (auto known = c.symIn(1)) {
+    req = *known;
+  } else {
+    ir::Shape shape = runtimeReshapeTarget(c, x, allowZero);
+    c.guardEqual(product(c.ctx(), shape, 0, shape.size()), total,
+                 "the target shape must keep the element count");
+    c.out(0, reshapeView(c.ctx(), x, shape));
+    return;
+  }
   sym::Expr known = c.ctx().constant(1);
   int inferred = -1;
   ir::Shape shape(req.size());

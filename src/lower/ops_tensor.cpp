@@ -158,9 +158,8 @@ void lowerGatherND(OpCtx &c) {
   LTensor data = asBuffer(c, c.in(0)), ind = c.in(1);
   int64_t b = c.node.attrInt("batch_dims", 0);
   int r = data.rank(), q = ind.rank();
-  if (q < 1 || !ind.shape[q - 1].isConst())
-    fail("{}: the last dim of indices must be static", c.node.describe());
-  int64_t m = ind.shape[q - 1]->value;
+  if (q < 1) fail("{}: indices must have rank >= 1", c.node.describe());
+  int64_t m = c.requireStatic(ind.shape[q - 1], "the last dim of indices");
   if (b < 0 || b >= q || b >= r || m > r - b)
     fail("{}: invalid batch_dims {} / index depth {} for ranks {} and {}", c.node.describe(), b, m,
          r, q);

@@ -70,6 +70,7 @@ struct Context::Impl {
   std::unordered_map<const Node *, std::unique_ptr<Node>, KeyHash, KeyEq> table;
   std::map<std::string, const Node *> symbols;
   std::unordered_map<const Node *, Range> ranges;
+  std::unordered_map<const Node *, int64_t> hints;
   uint64_t nextId = 0;
   uint64_t fresh = 0;
 };
@@ -105,6 +106,16 @@ Expr Context::symbol(const std::string &name, int64_t lo, int64_t hi) {
   impl_->symbols[name] = s.node();
   impl_->ranges[s.node()] = Range{lo, hi};
   return s;
+}
+
+void Context::setHint(Expr symbol, int64_t value) {
+  impl_->hints[symbol.node()] = value;
+}
+
+std::optional<int64_t> Context::hint(Expr symbol) const {
+  auto it = impl_->hints.find(symbol.node());
+  if (it == impl_->hints.end()) return std::nullopt;
+  return it->second;
 }
 
 Expr Context::freshSymbol(const std::string &prefix, int64_t lo, int64_t hi) {

@@ -92,6 +92,11 @@ public:
   std::optional<Expr> findSymbol(const std::string &name) const;
   void setRange(Expr symbol, Range r);
   Range symbolRange(Expr symbol) const;
+  /// A value the symbol is expected to take (the static dim a model declared before
+  /// --all-dims-dynamic made it symbolic). Lowerings that need a static value may
+  /// specialise on it, guarded at run time.
+  void setHint(Expr symbol, int64_t value);
+  std::optional<int64_t> hint(Expr symbol) const;
 
   Expr add(Expr a, Expr b);
   Expr mul(Expr a, Expr b);

@@ -17,7 +17,7 @@ int ModelSymbols::indexOf(sym::Expr s) const {
   return -1;
 }
 
-ModelSymbols collectModelSymbols(const ir::Graph &g) {
+ModelSymbols collectModelSymbols(const ir::Graph &g, const loop::Program &p) {
   ModelSymbols ms;
   for (const ir::Value *in : g.inputs)
     for (const sym::Expr &d : in->shape)
@@ -25,6 +25,9 @@ ModelSymbols collectModelSymbols(const ir::Graph &g) {
         if (ms.indexOf(s) < 0) ms.symbols.push_back(s);
   for (const ir::DataSymbol &ds : g.dataSymbols)
     if (ms.indexOf(ds.symbol) < 0) ms.symbols.push_back(ds.symbol);
+  for (const loop::SymbolKernel &sk : p.symbolKernels)
+    for (const sym::Expr &s : sk.symbols)
+      if (ms.indexOf(s) < 0) ms.symbols.push_back(s);
   return ms;
 }
 
@@ -50,7 +53,7 @@ std::string dlType(DType t) {
 class WrapperGen {
 public:
   WrapperGen(const ir::Graph &g, loop::Program &p, const DeviceOps &ops)
-      : g_(g), p_(p), ops_(ops), ctx_(g.ctx()), syms_(collectModelSymbols(g)) {}
+      : g_(g), p_(p), ops_(ops), ctx_(g.ctx()), syms_(collectModelSymbols(g, p)) {}
 
   std::string symName(sym::Expr s) const {
     int i = syms_.indexOf(s);
@@ -73,6 +76,17 @@ public:
       sigs[gi] = signatureOf(g, [this](sym::Expr s) { return isModelSymbol(s); });
       kernelSources.push_back(printCpuGroup(
           g, sigs[gi], [this](sym::Expr s) { return symName(s); }, ctx_));
+    }
+    // Symbol kernels are named after the (renumbered) model kernels.
+    symbolSigs_.resize(p_.symbolKernels.size());
+    for (size_t i = 0; i < p_.symbolKernels.size(); ++i) {
+      loop::Kernel *k = p_.symbolKernels[i].kernel.get();
+      k->id = static_cast<int>(p_.kernels.size() + i);
+      loop::KernelGroup g;
+      g.kernels = {k};
+      symbolSigs_[i] = signatureOf(g, [this](sym::Expr s) { return isModelSymbol(s); });
+      kernelSources.push_back(printCpuGroup(
+          g, symbolSigs_[i], [this](sym::Expr s) { return symName(s); }, ctx_));
     }
     std::vector<std::string> flags = ops_.kernelFlags();
     for (size_t i = 0; i < kernelSources.size(); i += perFile) {
@@ -131,6 +145,44 @@ private:
     return os.str();
   }
 
+  bool readsInputData() const { return !g_.dataSymbols.empty() || !p_.symbolKernels.empty(); }
+
+  /// bind_impl's calls of the symbol kernels (after input dims are solved): each writes
+  /// its values into a local array, which are range-checked and stored into S.
+  std::string symbolKernelCalls() {
+    std::ostringstream os;
+    for (size_t i = 0; i < p_.symbolKernels.size(); ++i) {
+      const loop::SymbolKernel &sk = p_.symbolKernels[i];
+      const KernelSignature &sig = symbolSigs_[i];
+      os << fmt::format("  {{ // shape values of {}\n    int64_t v[{}];\n", sk.kernel->origin,
+                        sk.symbols.size());
+      std::vector<std::string> args;
+      for (loop::Buffer *b : sig.buffers) {
+        if (b == sk.kernel->out) {
+          args.push_back("v");
+          continue;
+        }
+        KILN_ASSERT(b->kind == loop::BufferKind::Input, "symbol kernel reads a non-input");
+        args.push_back(fmt::format("(const {} *)data[{}]", dtypeCType(b->dtype), b->index));
+      }
+      for (const sym::Expr &s : sig.symbols)
+        args.push_back(fmt::format("S[{}]", syms_.indexOf(s)));
+      os << fmt::format("    kiln_kernel_{}({});\n", sk.kernel->id, fmt::join(args, ", "));
+      for (size_t j = 0; j < sk.symbols.size(); ++j) {
+        int si = syms_.indexOf(sk.symbols[j]);
+        sym::Range r = ctx_.symbolRange(sk.symbols[j]);
+        os << fmt::format("    S[{0}] = v[{1}];\n"
+                          "    if (S[{0}] < INT64_C({2}) || S[{0}] > INT64_C({3})) {{\n"
+                          "      snprintf(err, err_size, \"%s = %lld is outside [{2}, {3}], the "
+                          "values kiln supports there\", {4}, (long long)S[{0}]);\n"
+                          "      return KILN_ERR_SHAPE_MISMATCH;\n    }}\n",
+                          si, j, r.lo, r.hi, cString(sk.symbols[j].name()));
+      }
+      os << "  }\n";
+    }
+    return os.str();
+  }
+
   std::string bindShapes() {
     std::ostringstream os;
     os << "static int bind_impl(const int64_t *const *dims, const int32_t *ndims,\n"
@@ -172,6 +224,10 @@ private:
             si, r.lo, r.hi, d, e.name(), cString(g_.inputs[i]->name));
       }
     }
+    for (const loop::SymbolKernel &sk : p_.symbolKernels)
+      for (const sym::Expr &s : sk.symbols)
+        solved[syms_.indexOf(s)] = true;
+    os << symbolKernelCalls();
     for (size_t s = 0; s < solved.size(); ++s)
       if (!solved[s])
         fail("dimension '{}' appears only inside derived input dims; kiln needs it as a plain "
@@ -197,7 +253,7 @@ private:
           "    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
           cpp(gd.lhs), cpp(gd.rhs), cString(gd.what));
     os << "  return 0;\n}\n\n";
-    if (g_.dataSymbols.empty()) {
+    if (!readsInputData()) {
       os << "static int bind_shapes(const int64_t *const *dims, const int32_t *ndims, int64_t *S,\n"
             "                       char *err, size_t err_size) {\n"
             "  return bind_impl(dims, ndims, nullptr, S, err, err_size);\n}\n\n";
@@ -297,6 +353,17 @@ private:
         types.push_back("int64_t");
       os << ops_.declareKernel(fmt::format("kiln_kernel_{}", k->id), types);
     }
+    for (size_t i = 0; i < p_.symbolKernels.size(); ++i) {
+      const KernelSignature &sig = symbolSigs_[i];
+      std::vector<std::string> types;
+      for (size_t j = 0; j < sig.buffers.size(); ++j)
+        types.push_back(fmt::format("{}{} *", sig.written[j] ? "" : "const ",
+                                    dtypeCType(sig.buffers[j]->dtype)));
+      for (size_t j = 0; j < sig.symbols.size(); ++j)
+        types.push_back("int64_t");
+      os << fmt::format("extern \"C\" void kiln_kernel_{}({});\n",
+                        p_.symbolKernels[i].kernel->id, fmt::join(types, ", "));
+    }
     os << "\n";
     // Descriptor tables.
     std::vector<ir::Value *> inVals(g_.inputs.begin(), g_.inputs.end());
@@ -390,7 +457,7 @@ private:
     os << (embed ? "  kiln_weights_blob, " : "  nullptr, ")
        << fmt::format("UINT64_C({}),\n", weightsSize_());
     os << "  bind_shapes, output_dims, run_impl,\n";
-    os << (g_.dataSymbols.empty() ? "  nullptr,\n" : "  bind_impl,\n") << "};\n";
+    os << (readsInputData() ? "  bind_impl,\n" : "  nullptr,\n") << "};\n";
     return os.str();
   }
 
@@ -424,6 +491,7 @@ private:
   const DeviceOps &ops_;
   sym::Context &ctx_;
   ModelSymbols syms_;
+  std::vector<KernelSignature> symbolSigs_;
   std::vector<size_t> offsets_;
 };
 

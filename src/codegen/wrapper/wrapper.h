@@ -28,8 +28,9 @@ struct ModelSymbols {
   int indexOf(sym::Expr s) const;
 };
 
-/// Symbols of the graph's input shapes, in order of first appearance.
-ModelSymbols collectModelSymbols(const ir::Graph &g);
+/// Symbols of the graph's input shapes, in order of first appearance, then data symbols,
+/// then the symbols computed by the program's symbol kernels.
+ModelSymbols collectModelSymbols(const ir::Graph &g, const loop::Program &p);
 
 /// Generates every source of model.so. `kernelsPerFile` splits kernels across units.
 GeneratedModel generateModel(const ir::Graph &g, loop::Program &p, const DeviceOps &ops,

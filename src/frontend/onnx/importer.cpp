@@ -76,7 +76,9 @@ struct Importer {
       std::string name = d.has_dim_param() && !d.dim_param().empty()
                              ? d.dim_param()
                              : fmt::format("{}_d{}", input, index);
-      return ctx.symbol(name, 0, 1 << 20); // zero-size tensors are valid ONNX
+      sym::Expr s = ctx.symbol(name, 0, 1 << 20); // zero-size tensors are valid ONNX
+      if (d.has_dim_value()) ctx.setHint(s, d.dim_value());
+      return s;
     }
     if (d.has_dim_value()) return ctx.constant(d.dim_value());
     std::string name = d.dim_param();
