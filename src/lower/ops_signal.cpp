@@ -1,0 +1,207 @@
+// Signal ops: DFT, STFT and the Hann/Hamming/Blackman windows. A DFT is a plain sum over
+// n of z[n] * exp(-+2*pi*i*k*n/N), one Float64 reduction per output bin; the angle is
+// built from the integer (k*n mod N) so that large k*n loses no accuracy. O(N^2) per
+// transform, which suits the short transforms ONNX models use and needs no FFT state.
+#include "lower/ops_common.h"
+
+#include <numbers>
+
+namespace kiln::lower {
+
+namespace {
+
+using loop::ReduceOp;
+
+VRef f64(double v) {
+  return loop::constant(DType::Float64, v);
+}
+VRef bin(BinaryOp op, VRef a, VRef b) {
+  return loop::binary(op, std::move(a), std::move(b));
+}
+VRef asF64(sym::Expr e) {
+  return loop::cast(loop::symInt(e), DType::Float64);
+}
+
+/// Checks that the last dim of x (real/imaginary components) is 1 or 2.
+void requireComponents(OpCtx &c, const LTensor &x, const char *what) {
+  sym::Expr comps = x.shape.back();
+  if (comps.isConst() && comps->value != 1 && comps->value != 2)
+    fail("{}: the last dim of {} must be 1 (real) or 2 (complex), got {}", c.node.describe(), what,
+         comps->value);
+  c.guardEqual(sym::max(sym::min(comps, c.ctx().constant(2)), c.ctx().constant(1)), comps,
+               fmt::format("the last dim of {} must be 1 (real) or 2 (complex)", what));
+}
+
+/// Fails (or guards at run time) unless x is real, for one-sided outputs.
+void requireReal(OpCtx &c, const LTensor &x, const char *what) {
+  c.guardEqual(x.shape.back(), c.ctx().constant(1),
+               fmt::format("onesided output needs a real {} (last dim 1)", what));
+}
+
+/// (re, im) of x at `at` (all dims but the components one), as Float64.
+std::pair<VRef, VRef> components(const LTensor &x, Index at) {
+  sym::Expr comps = x.shape.back();
+  at.push_back(comps.ctx().constant(0));
+  VRef re = loop::cast(x.load(at), DType::Float64);
+  at.back() = comps - 1; // the imaginary part when there are two components
+  VRef isComplex = bin(BinaryOp::Eq, loop::symInt(comps), loop::constantInt(DType::Int64, 2));
+  VRef im = loop::select(isComplex, loop::cast(x.load(at), DType::Float64), f64(0));
+  return {re, im};
+}
+
+/// (re, im) of the sample that bin `p` (all dims but the components one) sums at step n.
+using SampleFn = std::function<std::pair<VRef, VRef>(const Index &p, sym::Expr n)>;
+
+/// out[p..., comp] = sum_{n < len} z(p, n) * exp(sign * 2*pi*i * p[kAxis]*n / period), where
+/// the sign is - (forward) or + (inverse, also scaled by 1/period); cast to `t`.
+LTensor dftSum(OpCtx &c, DType t, ir::Shape outShape, int kAxis, sym::Expr len, sym::Expr period,
+               bool inverse, SampleFn z) {
+  int r = static_cast<int>(outShape.size()); // components dim is r-1, n is r
+  ir::Shape terms = outShape;
+  terms.push_back(len);
+  double step = 2 * std::numbers::pi;
+  LTensor prod = c.pointwise(DType::Float64, terms, [=](const Index &p) {
+    Index at(p.begin(), p.end() - 2);
+    sym::Expr n = p[r];
+    auto [zr, zi] = z(at, n);
+    VRef angle =
+        bin(BinaryOp::Div, bin(BinaryOp::Mul, asF64(sym::mod(at[kAxis] * n, period)), f64(step)),
+            asF64(period));
+    VRef cs = loop::unary(UnaryOp::Cos, angle), sn = loop::unary(UnaryOp::Sin, angle);
+    if (inverse) sn = loop::unary(UnaryOp::Neg, sn);
+    // z * (cos - i sin): re = zr cos + zi sin, im = zi cos - zr sin.
+    VRef re = bin(BinaryOp::Add, bin(BinaryOp::Mul, zr, cs), bin(BinaryOp::Mul, zi, sn));
+    VRef im = bin(BinaryOp::Sub, bin(BinaryOp::Mul, zi, cs), bin(BinaryOp::Mul, zr, sn));
+    VRef isRe = bin(BinaryOp::Eq, loop::symInt(p[r - 1]), loop::constantInt(DType::Int64, 0));
+    return loop::select(isRe, re, im);
+  });
+  LTensor sum = c.realize(c.reduce(prod, {r}, false, ReduceOp::Sum, DType::Float64));
+  return c.pointwise(t, outShape, [=](const Index &p) {
+    VRef v = sum.load(p);
+    if (inverse) v = bin(BinaryOp::Div, v, asF64(period));
+    return loop::cast(v, t);
+  });
+}
+
+void lowerDFT(OpCtx &c) {
+  LTensor x = c.in(0);
+  requireFloat(c, x, "input");
+  if (x.rank() < 3)
+    fail("{}: input must have rank >= 3 ([batch, dims..., 1 or 2]), got rank {}", c.node.describe(),
+         x.rank());
+  requireComponents(c, x, "input");
+  int64_t axisAttr = c.node.opset >= 20 ? (c.has(2) ? c.requireIntsIn(2, "axis").at(0) : -2)
+                                        : c.node.attrInt("axis", 1);
+  int axis = c.normAxis(axisAttr, x.rank());
+  if (axis == 0 || axis == x.rank() - 1)
+    fail("{}: axis {} must be a signal dim (not the batch or the components dim)",
+         c.node.describe(), axisAttr);
+  bool inverse = c.node.attrInt("inverse", 0) != 0;
+  bool onesided = c.node.attrInt("onesided", 0) != 0;
+  if (inverse && onesided) c.unsupported("DFT with both inverse and onesided set");
+  if (onesided) requireReal(c, x, "input");
+  sym::Expr len = x.shape[axis];
+  sym::Expr n = c.has(1) ? c.requireSymIn(1, "dft_length", 1).at(0) : len;
+  ir::Shape outShape = x.shape;
+  outShape[axis] = onesided ? sym::floorDiv(n, 2) + 1 : n;
+  outShape.back() = c.ctx().constant(2);
+  LTensor src = x.cheap ? x : c.realize(x);
+  // dft_length pads with zeros past the signal's end (or truncates it).
+  bool mayPad = !sym::provablyGE(len, n);
+  if (mayPad) // the clamped index of a padded sample must exist
+    c.guardEqual(sym::max(len, c.ctx().constant(1)), len, "an empty signal cannot be padded");
+  c.out(0, dftSum(c, x.dtype, outShape, axis, n, n, inverse, [=](const Index &p, sym::Expr k) {
+          Index at = p;
+          at[axis] = mayPad ? sym::min(k, len - 1) : k;
+          auto [re, im] = components(src, at);
+          if (!mayPad) return std::pair{re, im};
+          VRef inside = bin(BinaryOp::Lt, loop::symInt(k), loop::symInt(len));
+          return std::pair{loop::select(inside, re, f64(0)), loop::select(inside, im, f64(0))};
+        }));
+}
+
+void lowerSTFT(OpCtx &c) {
+  LTensor x = c.in(0);
+  requireFloat(c, x, "signal");
+  if (x.rank() != 3)
+    fail("{}: signal must have rank 3 ([batch, length, 1 or 2]), got rank {}", c.node.describe(),
+         x.rank());
+  requireComponents(c, x, "signal");
+  bool onesided = c.node.attrInt("onesided", 1) != 0;
+  if (onesided) requireReal(c, x, "signal");
+  sym::Expr step = c.requireSymIn(1, "frame_step", 1).at(0);
+  std::optional<LTensor> window;
+  if (c.has(2)) {
+    window = c.in(2);
+    if (window->rank() != 1)
+      fail("{}: window must be 1-D, got rank {}", c.node.describe(), window->rank());
+  }
+  sym::Expr frameLen;
+  if (c.has(3)) {
+    frameLen = c.requireSymIn(3, "frame_length", 1).at(0);
+    if (window) c.guardEqual(window->shape[0], frameLen, "window length must equal frame_length");
+  } else if (window) {
+    frameLen = window->shape[0];
+  } else {
+    fail("{}: one of window and frame_length is required", c.node.describe());
+  }
+  sym::Expr len = x.shape[1];
+  c.guardEqual(sym::min(frameLen, len), frameLen, "frame_length must not exceed the signal length");
+  sym::Expr frames = sym::floorDiv(len - frameLen, step) + 1;
+  ir::Shape outShape = {x.shape[0], frames, onesided ? sym::floorDiv(frameLen, 2) + 1 : frameLen,
+                        c.ctx().constant(2)};
+  LTensor src = x.cheap ? x : c.realize(x);
+  std::optional<LTensor> w;
+  if (window) w = window->cheap ? *window : c.realize(*window);
+  c.out(0, dftSum(c, x.dtype, outShape, 2, frameLen, frameLen, false,
+                  [=](const Index &p, sym::Expr n) {
+                    auto [re, im] = components(src, {p[0], p[1] * step + n});
+                    if (!w) return std::pair{re, im};
+                    VRef wn = loop::cast(w->load({n}), DType::Float64);
+                    return std::pair{bin(BinaryOp::Mul, re, wn), bin(BinaryOp::Mul, im, wn)};
+                  }));
+}
+
+/// Generalized cosine window: a0 - a1 cos(x) + a2 cos(2x), x = 2*pi*n / (N or N-1).
+void cosineWindow(OpCtx &c, double a0, double a1, double a2) {
+  sym::Expr size = c.requireSymIn(0, "size", 0).at(0);
+  int64_t code = c.node.attrInt("output_datatype", 1);
+  DType t;
+  if (!dtypeFromOnnx(static_cast<int>(code), t) || t == DType::String)
+    c.unsupported(fmt::format("output_datatype {}", code));
+  bool periodic = c.node.attrInt("periodic", 1) != 0;
+  sym::Expr denom = periodic ? size : size - 1;
+  c.out(0, c.pointwise(t, {size}, [=](const Index &i) {
+    // Float division: a symmetric window of size 1 gives 0/0 = NaN as the spec's formula.
+    VRef x = bin(BinaryOp::Div, bin(BinaryOp::Mul, asF64(i[0]), f64(2 * std::numbers::pi)),
+                 asF64(denom));
+    VRef v = bin(BinaryOp::Sub, f64(a0), bin(BinaryOp::Mul, f64(a1), loop::unary(UnaryOp::Cos, x)));
+    if (a2 != 0)
+      v = bin(
+          BinaryOp::Add, v,
+          bin(BinaryOp::Mul, f64(a2), loop::unary(UnaryOp::Cos, bin(BinaryOp::Mul, f64(2), x))));
+    return loop::cast(v, t);
+  }));
+}
+
+void lowerHannWindow(OpCtx &c) {
+  cosineWindow(c, 0.5, 0.5, 0);
+}
+void lowerHammingWindow(OpCtx &c) {
+  cosineWindow(c, 25.0 / 46, 21.0 / 46, 0);
+}
+void lowerBlackmanWindow(OpCtx &c) {
+  cosineWindow(c, 0.42, 0.5, 0.08);
+}
+
+} // namespace
+
+void registerSignalOps(std::vector<OpInfo> &r) {
+  r.push_back({"DFT", 17, lowerDFT});
+  r.push_back({"STFT", 17, lowerSTFT});
+  r.push_back({"HannWindow", 17, lowerHannWindow});
+  r.push_back({"HammingWindow", 17, lowerHammingWindow});
+  r.push_back({"BlackmanWindow", 17, lowerBlackmanWindow});
+}
+
+} // namespace kiln::lower
