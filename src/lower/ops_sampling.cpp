@@ -150,7 +150,7 @@ void lowerGridSample(OpCtx &c) {
   Lowerer *low = &c.lowerer();
   c.out(0, c.pointwise(t, outShape, [=](const Index &i) {
     VRef one = fc(F, 1), two = fc(F, 2), zero = fc(F, 0);
-    std::vector<VRef> pos(k), lo(k), hi(k), len(k);
+    std::vector<VRef> pos(k), lo(k), hi(k);
     for (int d = 0; d < k; ++d) {
       // The grid's last axis lists coordinates innermost dim first (x, y, ...).
       Index gi(i.begin() + 1, i.end());
@@ -158,7 +158,6 @@ void lowerGridSample(OpCtx &c) {
       gi.push_back(ctx->constant(k - 1 - d));
       VRef g = loop::cast(grid.load(gi), F);
       VRef L = symF(xs[2 + d], F);
-      len[d] = L;
       lo[d] = align ? zero : fc(F, -0.5);
       hi[d] = align ? sub(L, one) : sub(L, fc(F, 0.5));
       VRef p = align ? mul(divv(add(g, one), two), sub(L, one))
