@@ -18,6 +18,10 @@ LTensor mapUnary(OpCtx &c, const LTensor &a, const std::function<VRef(VRef)> &f)
 void requireFloat(OpCtx &c, const LTensor &t, const char *what);
 /// Scalar float attribute or compile-time scalar input `i` (opset-dependent ops).
 std::optional<VRef> scalarInput(OpCtx &c, size_t i, DType t);
+/// ScatterElements through the scatter shim (reduction: a KILN_REDUCE_* code from
+/// kiln/shim.h): a copy of data with upd written at ind along axis.
+LTensor scatterElements(OpCtx &c, const LTensor &data, const LTensor &ind, const LTensor &upd,
+                        int axis, int reduction);
 /// Static int list → sym exprs.
 std::vector<sym::Expr> constants(sym::Context &ctx, const std::vector<int64_t> &v);
 
@@ -33,5 +37,6 @@ void registerAttentionOps(std::vector<OpInfo> &r); // ops_attention.cpp
 void registerEinsumOps(std::vector<OpInfo> &r);    // ops_einsum.cpp
 void registerTopKOps(std::vector<OpInfo> &r);      // ops_topk.cpp
 void registerSignalOps(std::vector<OpInfo> &r);    // ops_signal.cpp
+void registerSamplingOps(std::vector<OpInfo> &r);  // ops_sampling.cpp
 
 } // namespace kiln::lower

@@ -225,9 +225,66 @@ void lowerGemm(OpCtx &c) {
   c.out(0, matmul(c, c.in(0), c.in(1), bias, ta, tb, alpha, beta, kind));
 }
 
+/// Training-mode BatchNormalization (opset 14+): normalizes with the batch statistics and
+/// outputs the updated running mean and variance (population variance, as the reference).
+void batchNormTraining(OpCtx &c) {
+  LTensor x = c.in(0), scale = c.in(1), bias = c.in(2), mean = c.in(3), var = c.in(4);
+  if (x.rank() < 2) fail("{}: training mode needs an input of rank >= 2", c.node.describe());
+  double eps = c.node.attrFloat("epsilon", 1e-5f), mom = c.node.attrFloat("momentum", 0.9f);
+  DType t = x.dtype, acc = t == DType::Float64 ? DType::Float64 : DType::Float32;
+  LTensor src = x.cheap ? x : c.realize(x);
+  std::vector<int> axes{0};
+  for (int d = 2; d < x.rank(); ++d)
+    axes.push_back(d);
+  VRef count =
+      loop::cast(loop::symInt(x.shape[0] * product(c.ctx(), x.shape, 2, x.shape.size())), acc);
+  auto at = [](const LTensor &v, sym::Expr ch, DType d) { return loop::cast(v.load({ch}), d); };
+  auto perChannel = [&](const LTensor &sum) {
+    return c.realize(c.pointwise(acc, sum.shape, [=](const Index &i) {
+      return loop::binary(BinaryOp::Div, sum.load(i), count);
+    }));
+  };
+  LTensor bmean = perChannel(c.reduce(src, axes, false, ReduceOp::Sum, acc));
+  LTensor sq = c.pointwise(acc, x.shape, [=](const Index &i) {
+    VRef d = loop::binary(BinaryOp::Sub, loop::cast(src.load(i), acc), bmean.load({i[1]}));
+    return loop::binary(BinaryOp::Mul, d, d);
+  });
+  LTensor bvar = perChannel(c.reduce(sq, axes, false, ReduceOp::Sum, acc));
+  c.out(0, c.pointwise(t, x.shape, [=](const Index &i) {
+    VRef inv =
+        loop::binary(BinaryOp::Div, at(scale, i[1], acc),
+                     loop::unary(UnaryOp::Sqrt, loop::binary(BinaryOp::Add, bvar.load({i[1]}),
+                                                             loop::constant(acc, eps))));
+    VRef d = loop::binary(BinaryOp::Sub, loop::cast(src.load(i), acc), bmean.load({i[1]}));
+    return loop::cast(
+        loop::binary(BinaryOp::Add, loop::binary(BinaryOp::Mul, d, inv), at(bias, i[1], acc)), t);
+  }));
+  // running = input * momentum + batch * (1 - momentum)
+  auto running = [&](const LTensor &in, const LTensor &batch) {
+    DType rt = in.dtype;
+    return c.pointwise(rt, in.shape, [=](const Index &i) {
+      VRef r = loop::binary(
+          BinaryOp::Add, loop::binary(BinaryOp::Mul, at(in, i[0], acc), loop::constant(acc, mom)),
+          loop::binary(BinaryOp::Mul, batch.load(i), loop::constant(acc, 1.0 - mom)));
+      return loop::cast(r, rt);
+    });
+  };
+  c.out(1, running(mean, bmean));
+  c.out(2, running(var, bvar));
+}
+
 void lowerBatchNorm(OpCtx &c) {
   LTensor x = c.in(0), scale = c.in(1), bias = c.in(2), mean = c.in(3), var = c.in(4);
   requireFloat(c, x, "BatchNormalization input");
+  if (c.node.opset >= 14 && c.node.attrInt("training_mode", 0) != 0) {
+    batchNormTraining(c);
+    return;
+  }
+  for (size_t k = 1; k < c.node.outputs.size(); ++k)
+    if (c.node.outputs[k] && !c.node.outputs[k]->name.empty())
+      c.unsupported(c.node.opset < 14
+                        ? fmt::format("BatchNormalization statistics output {} before opset 14", k)
+                        : fmt::format("BatchNormalization output {} with training_mode 0", k));
   double eps = c.node.attrFloat("epsilon", 1e-5f);
   DType t = x.dtype;
   c.out(0, c.pointwise(t, x.shape, [=](const Index &i) {
@@ -242,11 +299,67 @@ void lowerBatchNorm(OpCtx &c) {
   }));
 }
 
+/// MaxPool's Indices output: the flat input offset (over N, C and the spatial dims) of the
+/// first maximum in window scan order. Positions in a window rise with the scan, so the
+/// first hit is the smallest row-major offset; storage_order 1 reports it column-major.
+LTensor maxPoolIndices(OpCtx &c, const LTensor &src, const LTensor &mx, const Window &w,
+                       const std::vector<int64_t> &kernel) {
+  int64_t order = c.node.attrInt("storage_order", 0);
+  if (order != 0 && order != 1) fail("{}: storage_order {} is not valid", c.node.describe(), order);
+  int spatial = src.rank() - 2;
+  sym::Context *cx = &c.ctx();
+  ir::Shape xs = src.shape, winShape = mx.shape;
+  for (int64_t kd : kernel)
+    winShape.push_back(cx->constant(kd));
+  LTensor hits = c.pointwise(DType::Int64, winShape, [=](const Index &i) {
+    Index s{i[0], i[1]};
+    VRef inside;
+    sym::Expr flat = cx->constant(0);
+    for (int d = 0; d < spatial; ++d) {
+      sym::Expr pos =
+          i[2 + d] * w.strides[d] + i[2 + spatial + d] * w.dilations[d] - w.padsBegin[d];
+      sym::Expr size = xs[2 + d];
+      s.push_back(sym::max(sym::min(pos, size - 1), cx->constant(0)));
+      flat = flat * size + pos;
+      VRef ok = loop::binary(
+          BinaryOp::And,
+          loop::binary(BinaryOp::Ge, loop::symInt(pos), loop::constantInt(DType::Int64, 0)),
+          loop::binary(BinaryOp::Lt, loop::symInt(pos), loop::symInt(size)));
+      inside = inside ? loop::binary(BinaryOp::And, inside, ok) : ok;
+    }
+    Index o(i.begin(), i.begin() + 2 + spatial);
+    VRef hit =
+        loop::binary(BinaryOp::And, inside, loop::binary(BinaryOp::Eq, src.load(s), mx.load(o)));
+    return loop::select(hit, loop::symInt(flat), loop::constantInt(DType::Int64, INT64_MAX));
+  });
+  std::vector<int> axes;
+  for (int d = 0; d < spatial; ++d)
+    axes.push_back(2 + spatial + d);
+  LTensor first = c.reduce(hits, axes, false, ReduceOp::Min, DType::Int64);
+  return c.pointwise(DType::Int64, mx.shape, [=](const Index &i) {
+    sym::Expr plane = product(*cx, xs, 2, xs.size());
+    VRef r = first.load(i);
+    if (order == 1) { // re-encode the spatial offset with the first spatial dim fastest
+      VRef col = loop::constantInt(DType::Int64, 0);
+      sym::Expr stride = plane;
+      for (int d = spatial - 1; d >= 0; --d) {
+        stride = sym::floorDiv(stride, xs[2 + d]);
+        VRef coord = loop::binary(BinaryOp::Mod, r, loop::symInt(xs[2 + d]));
+        r = loop::binary(BinaryOp::Div, r, loop::symInt(xs[2 + d]));
+        col = loop::binary(BinaryOp::Add, col,
+                           loop::binary(BinaryOp::Mul, coord, loop::symInt(stride)));
+      }
+      r = col;
+    }
+    return loop::binary(BinaryOp::Add, r, loop::symInt((i[0] * xs[1] + i[1]) * plane));
+  });
+}
+
 void lowerPool(OpCtx &c) {
   LTensor x = c.in(0);
   bool isMax = c.node.op == "MaxPool";
-  if (isMax && c.node.outputs.size() > 1 && c.node.outputs[1] && !c.node.outputs[1]->users.empty())
-    c.unsupported("MaxPool Indices output");
+  bool wantIndices =
+      isMax && c.node.outputs.size() > 1 && c.node.outputs[1] && !c.node.outputs[1]->name.empty();
   std::vector<int64_t> kernel = c.node.attrInts("kernel_shape");
   int spatial = x.rank() - 2;
   if ((int)kernel.size() != spatial)
@@ -286,7 +399,7 @@ void lowerPool(OpCtx &c) {
   std::vector<int> axes;
   for (int d = 0; d < spatial; ++d)
     axes.push_back(2 + spatial + d);
-  if (isMax && x.channelsLast) {
+  if (isMax && x.channelsLast && !wantIndices) {
     // Channels-last input (a conv's output): reduce in physical order [N, out..., C] so
     // reads are contiguous over C, and hand the next conv a channels-last buffer.
     ir::Shape physWin = channelsLastShape(outShape);
@@ -304,7 +417,9 @@ void lowerPool(OpCtx &c) {
     return;
   }
   if (isMax) {
-    c.out(0, c.reduce(win, axes, false, ReduceOp::Max, t));
+    LTensor mx = c.reduce(win, axes, false, ReduceOp::Max, t);
+    c.out(0, mx);
+    if (wantIndices) c.out(1, maxPoolIndices(c, src, mx, w, kernel));
     return;
   }
   DType acc = t == DType::Float64 ? DType::Float64 : DType::Float32;

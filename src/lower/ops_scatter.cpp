@@ -77,8 +77,8 @@ loop::Buffer *int64Indices(OpCtx &c, const LTensor &ind) {
 
 /// Both scatter shims share one argument layout; they differ in one integer that follows
 /// the indices' dims (ScatterND: the indices rank) or the updates (ScatterElements: axis).
-void lowerScatter(OpCtx &c, bool nd) {
-  LTensor data = c.in(0), ind = c.in(1), upd = c.in(2);
+LTensor scatterShim(OpCtx &c, const LTensor &data, const LTensor &ind, const LTensor &upd, bool nd,
+                    int axis, int reduction) {
   int et = elemType(data.dtype);
   if (et < 0) c.unsupported(fmt::format("{} on {}", c.node.op, dtypeName(data.dtype)));
   loop::Buffer *db = c.realize(data).buffer, *ib = int64Indices(c, ind);
@@ -99,11 +99,17 @@ void lowerScatter(OpCtx &c, bool nd) {
     a.push_back(arg(ExternArg::Kind::Buffer, ub));
   } else {
     a.push_back(arg(ExternArg::Kind::Buffer, ub));
-    a.push_back(lit(c.normAxis(c.node.attrInt("axis", 0), data.rank())));
+    a.push_back(lit(axis));
   }
-  a.push_back(lit(reductionCode(c)));
+  a.push_back(lit(reduction));
   a.push_back(arg(ExternArg::Kind::Buffer, out));
-  c.out(0, fromBuffer(c.ctx(), out));
+  return fromBuffer(c.ctx(), out);
+}
+
+void lowerScatter(OpCtx &c, bool nd) {
+  LTensor data = c.in(0);
+  int axis = nd ? 0 : c.normAxis(c.node.attrInt("axis", 0), data.rank());
+  c.out(0, scatterShim(c, data, c.in(1), c.in(2), nd, axis, reductionCode(c)));
 }
 
 void lowerScatterElements(OpCtx &c) {
@@ -114,6 +120,11 @@ void lowerScatterND(OpCtx &c) {
 }
 
 } // namespace
+
+LTensor scatterElements(OpCtx &c, const LTensor &data, const LTensor &ind, const LTensor &upd,
+                        int axis, int reduction) {
+  return scatterShim(c, data, ind, upd, false, axis, reduction);
+}
 
 void registerScatterOps(std::vector<OpInfo> &r) {
   r.insert(r.end(), {

@@ -19,6 +19,7 @@ const std::vector<OpInfo> &opRegistry() {
     registerEinsumOps(r);
     registerTopKOps(r);
     registerSignalOps(r);
+    registerSamplingOps(r);
     return r;
   }();
   return ops;
