@@ -1,6 +1,7 @@
 // Reductions and normalizations: Reduce*, ArgMax/ArgMin, Softmax, LogSoftmax,
 // LayerNormalization. Each becomes Reduction kernels with pointwise prologues inlined.
 #include "lower/ops_common.h"
+#include "lower/runtime_shape.h"
 
 #include <cmath>
 
@@ -10,45 +11,69 @@ namespace {
 
 using loop::ReduceOp;
 
-std::vector<int> reduceAxes(OpCtx &c, const LTensor &x, bool &noop) {
+/// The reduced axes: a static list, or per-dim flags when the axes input is run-time data.
+struct ReduceAxes {
+  std::vector<int> fixed;
+  std::vector<sym::Expr> flags; // non-empty: run-time axes
+  int64_t numFlagged = 0;
+  bool noop = false;
+};
+
+ReduceAxes reduceAxes(OpCtx &c, const LTensor &x) {
+  ReduceAxes r;
   std::vector<int64_t> axes;
   bool axesAsInput = (c.node.op == "ReduceSum" && c.node.opset >= 13) || c.node.opset >= 18;
-  if (axesAsInput) {
+  if (axesAsInput && c.has(1) && !c.symIn(1)) {
+    LTensor a = c.in(1);
+    r.numFlagged = a.rank() == 0 ? 1 : c.requireStatic(a.shape[0], "the number of axes");
+    if (r.numFlagged > 0) {
+      r.flags = runtimeAxisFlags(c, 1, x.rank());
+      return r;
+    }
+  } else if (axesAsInput) {
     if (c.has(1)) axes = c.requireIntsIn(1, "axes");
   } else {
     axes = c.node.attrInts("axes");
   }
-  noop = false;
-  std::vector<int> r;
   if (axes.empty()) {
     if (c.node.attrInt("noop_with_empty_axes", 0)) {
-      noop = true;
+      r.noop = true;
       return r;
     }
     for (int d = 0; d < x.rank(); ++d)
-      r.push_back(d);
+      r.fixed.push_back(d);
     return r;
   }
   for (int64_t a : axes)
-    r.push_back(c.normAxis(a, x.rank()));
+    r.fixed.push_back(c.normAxis(a, x.rank()));
   return r;
 }
 
-sym::Expr countOf(sym::Context &ctx, const LTensor &x, const std::vector<int> &axes) {
+sym::Expr countOf(sym::Context &ctx, const LTensor &x, const ReduceAxes &axes) {
+  if (!axes.flags.empty()) return flaggedCount(ctx, x.shape, axes.flags);
   sym::Expr n = ctx.constant(1);
-  for (int a : axes)
+  for (int a : axes.fixed)
     n = n * x.shape[a];
   return n;
 }
 
 void lowerReduce(OpCtx &c) {
   LTensor x = c.in(0);
-  bool noop;
-  std::vector<int> axes = reduceAxes(c, x, noop);
+  ReduceAxes axes = reduceAxes(c, x);
   bool keep = c.node.attrInt("keepdims", 1) != 0;
   const std::string &op = c.node.op;
   DType t = x.dtype;
-  if (noop) {
+  ir::Shape dropped; // output shape without the reduced dims (run-time axes)
+  auto reduce = [&](const LTensor &v, bool keepdims, loop::ReduceOp rop, DType a,
+                    const std::function<VRef(VRef)> &pre = nullptr) {
+    if (axes.flags.empty()) return c.reduce(v, axes.fixed, keepdims, rop, a, pre);
+    LTensor r = reduceFlagged(c, v, axes.flags, rop, a, pre);
+    if (keepdims) return r;
+    if (dropped.empty() && x.rank() > axes.numFlagged)
+      dropped = keptDims(c, x.shape, axes.flags, x.rank() - axes.numFlagged, "out_dim");
+    return reshapeView(c.ctx(), r, dropped);
+  };
+  if (axes.noop) {
     if (op == "ReduceSumSquare")
       c.out(0, mapUnary(c, x, [](VRef v) { return loop::binary(BinaryOp::Mul, v, v); }));
     else if (op == "ReduceL1")
@@ -62,7 +87,7 @@ void lowerReduce(OpCtx &c) {
     return mapUnary(c, r, [t](VRef v) { return loop::cast(v, t); });
   };
   if (op == "ReduceSum" || op == "ReduceMean") {
-    LTensor s = c.reduce(x, axes, keep, ReduceOp::Sum, acc);
+    LTensor s = reduce(x, keep, ReduceOp::Sum, acc);
     if (op == "ReduceMean") {
       sym::Expr n = countOf(c.ctx(), x, axes);
       s = mapUnary(c, s, [n, acc](VRef v) {
@@ -73,15 +98,15 @@ void lowerReduce(OpCtx &c) {
     return;
   }
   if (op == "ReduceMax" || op == "ReduceMin") {
-    c.out(0, c.reduce(x, axes, keep, op == "ReduceMax" ? ReduceOp::Max : ReduceOp::Min, t));
+    c.out(0, reduce(x, keep, op == "ReduceMax" ? ReduceOp::Max : ReduceOp::Min, t));
     return;
   }
   if (op == "ReduceProd") {
-    c.out(0, castBack(c.reduce(x, axes, keep, ReduceOp::Prod, acc)));
+    c.out(0, castBack(reduce(x, keep, ReduceOp::Prod, acc)));
     return;
   }
   if (op == "ReduceSumSquare" || op == "ReduceL2") {
-    LTensor s = c.reduce(x, axes, keep, ReduceOp::Sum, acc, [acc](VRef v) {
+    LTensor s = reduce(x, keep, ReduceOp::Sum, acc, [acc](VRef v) {
       v = loop::cast(v, acc);
       return loop::binary(BinaryOp::Mul, v, v);
     });
@@ -90,18 +115,18 @@ void lowerReduce(OpCtx &c) {
     return;
   }
   if (op == "ReduceL1") {
-    c.out(0, castBack(c.reduce(x, axes, keep, ReduceOp::Sum, acc,
+    c.out(0, castBack(reduce(x, keep, ReduceOp::Sum, acc,
                                [](VRef v) { return loop::unary(UnaryOp::Abs, v); })));
     return;
   }
   if (op == "ReduceLogSum") {
-    LTensor s = c.reduce(x, axes, keep, ReduceOp::Sum, acc);
+    LTensor s = reduce(x, keep, ReduceOp::Sum, acc);
     c.out(0, castBack(mapUnary(c, s, [](VRef v) { return loop::unary(UnaryOp::Log, v); })));
     return;
   }
   if (op == "ReduceLogSumExp") {
     // log(sum(exp(x - max))) + max, stable for large inputs.
-    LTensor m = c.realize(c.reduce(x, axes, true, ReduceOp::Max, t));
+    LTensor m = c.realize(reduce(x, true, ReduceOp::Max, t));
     ir::Shape xs = x.shape;
     sym::Context *ctx = &c.ctx();
     LTensor shifted = c.pointwise(acc, xs, [=](const Index &i) {
@@ -109,17 +134,22 @@ void lowerReduce(OpCtx &c) {
           UnaryOp::Exp,
           loop::cast(loop::binary(BinaryOp::Sub, x.load(i), loadBroadcast(*ctx, m, xs, i)), acc));
     });
-    LTensor s = c.reduce(shifted, axes, true, ReduceOp::Sum, acc);
+    LTensor s = reduce(shifted, true, ReduceOp::Sum, acc);
     LTensor r = c.pointwise(t, s.shape, [=](const Index &i) {
       return loop::cast(loop::binary(BinaryOp::Add, loop::unary(UnaryOp::Log, s.load(i)),
                                      loop::cast(m.load(i), acc)),
                         t);
     });
-    if (!keep) {
+    if (!keep && axes.flags.empty()) {
       ir::Shape outShape;
       for (int d = 0; d < x.rank(); ++d)
-        if (std::find(axes.begin(), axes.end(), d) == axes.end()) outShape.push_back(x.shape[d]);
+        if (std::find(axes.fixed.begin(), axes.fixed.end(), d) == axes.fixed.end())
+          outShape.push_back(x.shape[d]);
       r = reshapeView(c.ctx(), r, outShape);
+    } else if (!keep) {
+      if (x.rank() > axes.numFlagged)
+        dropped = keptDims(c, x.shape, axes.flags, x.rank() - axes.numFlagged, "out_dim");
+      r = reshapeView(c.ctx(), r, dropped);
     }
     c.out(0, r);
     return;
@@ -184,7 +214,7 @@ void lowerLayerNorm(OpCtx &c) {
   DType t = x.dtype, acc = t == DType::Float64 ? DType::Float64 : DType::Float32;
   sym::Context *ctx = &c.ctx();
   ir::Shape xs = x.shape;
-  sym::Expr n = countOf(c.ctx(), x, axes);
+  sym::Expr n = product(c.ctx(), x.shape, axis, x.shape.size());
   VRef nv = loop::cast(loop::symInt(n), acc);
   LTensor sum = c.reduce(x, axes, true, ReduceOp::Sum, acc);
   LTensor mean = c.realize(c.pointwise(acc, sum.shape, [=](const Index &i) {

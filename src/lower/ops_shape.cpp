@@ -1,6 +1,7 @@
 // Shape and data-movement ops. Views (reshape, transpose, slice, squeeze, expand)
 // only remap indices; nothing is copied unless a consumer needs a buffer.
 #include "lower/ops_common.h"
+#include "lower/runtime_shape.h"
 
 namespace kiln::lower {
 
@@ -144,8 +145,46 @@ void lowerTranspose(OpCtx &c) {
                x.cheap));
 }
 
+/// Squeeze/Unsqueeze with axes read at run time: the output is the same data with dims
+/// computed by symbol kernels (a reshape view; a guard checks the element count).
+bool runtimeAxesReshape(OpCtx &c, const LTensor &x, bool unsqueeze) {
+  if (c.node.opset < 13 || !c.has(1) || c.symIn(1)) return false;
+  LTensor a = c.in(1);
+  int64_t n = a.rank() == 0 ? 1 : c.requireStatic(a.shape[0], "the number of axes");
+  if (n == 0) return false;
+  int outRank = unsqueeze ? x.rank() + static_cast<int>(n) : x.rank() - static_cast<int>(n);
+  if (outRank < 0) fail("{}: {} axes for rank {}", c.node.describe(), n, x.rank());
+  ir::Shape shape;
+  if (unsqueeze) {
+    // Output dim j is 1 where flagged, else input dim (j - flagged dims before j).
+    std::vector<sym::Expr> flags = runtimeAxisFlags(c, 1, outRank);
+    sym::Expr before = c.ctx().constant(0);
+    std::vector<VRef> dims;
+    for (int j = 0; j < outRank; ++j) {
+      VRef from = pickDim(x.shape, loop::symInt(c.ctx().constant(j) - before));
+      dims.push_back(loop::select(loop::binary(BinaryOp::Eq, loop::symInt(flags[j]),
+                                               loop::constantInt(DType::Int64, 1)),
+                                  loop::constantInt(DType::Int64, 1), from));
+      before = before + flags[j];
+    }
+    shape = runtimeShape(c, dims, "out_dim");
+  } else {
+    std::vector<sym::Expr> flags = runtimeAxisFlags(c, 1, x.rank());
+    for (int d = 0; d < x.rank(); ++d)
+      c.guardEqual(flags[d] * (x.shape[d] - 1), c.ctx().constant(0),
+                   fmt::format("squeezed dim {} must have size 1", d));
+    shape = keptDims(c, x.shape, flags, outRank, "out_dim");
+  }
+  c.guardEqual(product(c.ctx(), shape, 0, shape.size()),
+               product(c.ctx(), x.shape, 0, x.shape.size()),
+               "the output must keep the element count");
+  c.out(0, reshapeView(c.ctx(), x, shape));
+  return true;
+}
+
 void lowerSqueeze(OpCtx &c) {
   LTensor x = c.in(0);
+  if (runtimeAxesReshape(c, x, false)) return;
   std::vector<int64_t> axes = axesFrom(c, 1, "axes");
   std::vector<bool> drop(x.rank(), false);
   if (axes.empty()) {
@@ -177,6 +216,7 @@ void lowerSqueeze(OpCtx &c) {
 
 void lowerUnsqueeze(OpCtx &c) {
   LTensor x = c.in(0);
+  if (runtimeAxesReshape(c, x, true)) return;
   std::vector<int64_t> axes = axesFrom(c, 1, "axes");
   int outRank = x.rank() + static_cast<int>(axes.size());
   std::vector<bool> added(outRank, false);
