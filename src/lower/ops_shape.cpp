@@ -291,8 +291,82 @@ sym::Expr clampIndex(sym::Expr v, sym::Expr lo, sym::Expr hi) {
   return sym::max(sym::min(v, hi), lo);
 }
 
+/// Slice whose starts/ends/axes/steps are read at run time: begin, step and length of
+/// every dim become run-time symbols (ONNX clamping rules, evaluated by a symbol kernel).
+void lowerRuntimeSlice(OpCtx &c, const LTensor &x) {
+  sym::Context &ctx = c.ctx();
+  int rank = x.rank();
+  LTensor starts = c.in(1);
+  int64_t n = c.requireStatic(starts.shape.at(0), "the number of slice starts");
+  auto I = [](int64_t v) { return loop::constantInt(DType::Int64, v); };
+  auto bin = [](BinaryOp op, VRef a, VRef b) { return loop::binary(op, a, b); };
+  auto elem = [&](size_t input, int64_t k, int64_t dflt) {
+    if (!c.has(input)) return I(dflt);
+    return loop::cast(c.in(input).load({ctx.constant(k)}), DType::Int64);
+  };
+  std::vector<VRef> vals; // per dim: begin, step, length
+  for (int d = 0; d < rank; ++d) {
+    VRef st = I(0), en = I(INT64_MAX), sp = I(1);
+    for (int64_t k = 0; k < n; ++k) {
+      VRef a = elem(3, k, k);
+      a = loop::select(bin(BinaryOp::Lt, a, I(0)), bin(BinaryOp::Add, a, I(rank)), a);
+      VRef hit = bin(BinaryOp::Eq, a, I(d));
+      st = loop::select(hit, elem(1, k, 0), st);
+      en = loop::select(hit, elem(2, k, 0), en);
+      sp = loop::select(hit, elem(4, k, 1), sp);
+    }
+    VRef dim = loop::symInt(x.shape[d]);
+    auto wrap = [&](VRef v) {
+      return loop::select(bin(BinaryOp::Lt, v, I(0)), bin(BinaryOp::Add, v, dim), v);
+    };
+    auto clamp = [&](VRef v, VRef lo, VRef hi) {
+      return bin(BinaryOp::Max, bin(BinaryOp::Min, v, hi), lo);
+    };
+    VRef pos = bin(BinaryOp::Gt, sp, I(0));
+    VRef dimLess = bin(BinaryOp::Sub, dim, I(1));
+    VRef s = loop::select(pos, clamp(wrap(st), I(0), dim), clamp(wrap(st), I(-1), dimLess));
+    VRef e = loop::select(pos, clamp(wrap(en), I(0), dim), clamp(wrap(en), I(-1), dimLess));
+    VRef absStep = bin(BinaryOp::Max, sp, bin(BinaryOp::Sub, I(0), sp));
+    VRef span = loop::select(pos, bin(BinaryOp::Sub, e, s), bin(BinaryOp::Sub, s, e));
+    VRef len = bin(BinaryOp::Max, I(0),
+                   bin(BinaryOp::Div, bin(BinaryOp::Add, span, bin(BinaryOp::Sub, absStep, I(1))),
+                       absStep));
+    vals.insert(vals.end(), {s, sp, len});
+  }
+  LTensor table = c.pointwise(DType::Int64, {ctx.constant(3 * rank)}, [vals](const Index &i) {
+    VRef r = vals.back();
+    for (int64_t k = static_cast<int64_t>(vals.size()) - 2; k >= 0; --k)
+      r = loop::select(loop::binary(BinaryOp::Eq, loop::symInt(i[0]),
+                                    loop::constantInt(DType::Int64, k)),
+                       vals[k], r);
+    return r;
+  });
+  std::vector<sym::Expr> v = c.runtimeSymbols(table, "slice", -INT32_MAX, INT32_MAX);
+  std::vector<sym::Expr> begin, step;
+  ir::Shape shape;
+  for (int d = 0; d < rank; ++d) {
+    begin.push_back(v[3 * d]);
+    step.push_back(v[3 * d + 1]);
+    shape.push_back(sym::max(v[3 * d + 2], ctx.constant(0))); // lengths are >= 0
+    c.guardEqual(sym::min(sym::max(step[d], -step[d]), ctx.constant(1)), ctx.constant(1),
+                 fmt::format("slice step of dim {} must be nonzero", d));
+  }
+  Loader inner = x.load;
+  c.out(0, c.pointwise(x.dtype, shape, [=](const Index &i) {
+    Index src(rank);
+    for (int d = 0; d < rank; ++d)
+      src[d] = begin[d] + i[d] * step[d];
+    return inner(src);
+  }));
+}
+
 void lowerSlice(OpCtx &c) {
   LTensor x = c.in(0);
+  if (c.node.opset >= 10 && (!c.symIn(1) || !c.symIn(2) || (c.has(3) && !c.symIn(3)) ||
+                             (c.has(4) && !c.symIn(4)))) {
+    lowerRuntimeSlice(c, x);
+    return;
+  }
   std::vector<sym::Expr> starts, ends;
   std::vector<int64_t> axes, steps;
   if (c.node.opset < 10) {
