@@ -57,6 +57,15 @@ std::vector<sym::Expr> OpCtx::requireSymIn(size_t i, const char *what,
       return syms;
     }
   }
+  if (!r && runtimeMin && v && v->rank() <= 1) {
+    // Computed from inputs (or not an integer): evaluate it in a symbol kernel.
+    LTensor t = in(i);
+    if (!isInteger(t.dtype))
+      t = pointwise(DType::Int64, t.shape, [t](const Index &ix) {
+        return loop::cast(t.load(ix), DType::Int64);
+      });
+    return runtimeSymbols(t, what, *runtimeMin, INT32_MAX);
+  }
   if (!r)
     fail("{}: input {} ({}) must be known at compile time; it is computed from run-time data",
          node.describe(), i, what);

@@ -555,7 +555,21 @@ void lowerRange(OpCtx &c) {
     return;
   }
   const ir::TensorData *a = c.constIn(0), *b = c.constIn(1), *e = c.constIn(2);
-  if (!a || !b || !e) fail("{}: Range bounds must be known at compile time", c.node.describe());
+  if (!a || !b || !e) {
+    // Bounds from run-time data: the length is a run-time symbol, the values loads.
+    VRef s0 = st.load({}), l0 = c.in(1).load({}), d0 = c.in(2).load({});
+    auto f64 = [](VRef v) { return loop::cast(v, DType::Float64); };
+    VRef len = loop::unary(UnaryOp::Ceil, loop::binary(BinaryOp::Div,
+                                                       loop::binary(BinaryOp::Sub, f64(l0), f64(s0)),
+                                                       f64(d0)));
+    len = loop::binary(BinaryOp::Max, len, loop::constant(DType::Float64, 0));
+    sym::Expr n = c.runtimeSymbol(loop::cast(len, DType::Int64), "length", 0, INT32_MAX);
+    c.out(0, c.pointwise(t, {n}, [=](const Index &i) {
+      return loop::binary(BinaryOp::Add, s0,
+                          loop::binary(BinaryOp::Mul, loop::cast(loop::symInt(i[0]), t), d0));
+    }));
+    return;
+  }
   double start = a->getDouble(0), limit = b->getDouble(0), delta = e->getDouble(0);
   int64_t n = std::max<int64_t>(0, static_cast<int64_t>(std::ceil((limit - start) / delta)));
   c.out(0, c.pointwise(t, {c.ctx().constant(n)}, [=](const Index &i) {

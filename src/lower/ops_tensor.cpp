@@ -210,7 +210,7 @@ void lowerPad(OpCtx &c) {
     pads = constants(ctx, p);
     value = cval(t, c.node.attrFloat("value", 0.0f));
   } else {
-    pads = c.requireSymIn(1, "pads");
+    pads = c.requireSymIn(1, "pads", -INT32_MAX);
     if (c.has(2)) {
       if (const ir::TensorData *v = c.constIn(2); v && v->numel() >= 1)
         value = isFloat(t) ? cval(t, v->getDouble(0))
