@@ -263,9 +263,10 @@ struct ResizeCfg {
   double extrapolation = 0;
 };
 
-/// Resizes one axis of x to `outLen`. scale < 0 means "outLen / inLen" at run time.
-LTensor resizeAxis(OpCtx &c, const LTensor &x, int axis, sym::Expr outLen, double scale,
-                   double roiStart, double roiEnd, const ResizeCfg &cfg) {
+/// Resizes one axis of x to `outLen`. A null scale means "outLen / inLen" at run time.
+/// scale and roi are float64 values (literals, or loads of run-time inputs).
+LTensor resizeAxis(OpCtx &c, const LTensor &x, int axis, sym::Expr outLen, VRef scale,
+                   VRef roiStart, VRef roiEnd, const ResizeCfg &cfg) {
   Lowerer *low = &c.lowerer();
   DType t = x.dtype;
   const DType F = DType::Float64;
@@ -275,7 +276,7 @@ LTensor resizeAxis(OpCtx &c, const LTensor &x, int axis, sym::Expr outLen, doubl
   return c.pointwise(t, shape, [=](const Index &i) {
     VRef xo = symF(i[axis], F);
     VRef inF = symF(inLen, F);
-    VRef sc = scale > 0 ? fc(F, scale) : divv(symF(outLen, F), inF);
+    VRef sc = scale ? scale : divv(symF(outLen, F), inF);
     VRef outW = mul(sc, inF); // the reference's "output_width" (scale * input length)
     VRef one = fc(F, 1), half = fc(F, 0.5);
     VRef outW1 = loop::binary(BinaryOp::Eq, outW, one);
@@ -293,11 +294,11 @@ LTensor resizeAxis(OpCtx &c, const LTensor &x, int axis, sym::Expr outLen, doubl
     } else if (m == "half_pixel") {
       xori = sub(divv(add(xo, half), sc), half);
     } else if (m == "tf_crop_and_resize") {
-      VRef span = fc(F, roiEnd - roiStart);
+      VRef span = sub(roiEnd, roiStart);
       VRef in1 = sub(inF, one);
       xori = loop::select(outW1, divv(mul(span, in1), fc(F, 2)),
                           divv(mul(mul(xo, span), in1), sub(outW, one)));
-      xori = add(xori, mul(fc(F, roiStart), in1));
+      xori = add(xori, mul(roiStart, in1));
       outside =
           lor(loop::binary(BinaryOp::Lt, xori, fc(F, 0)), loop::binary(BinaryOp::Gt, xori, in1));
     } else {
@@ -398,27 +399,34 @@ void lowerResize(OpCtx &c) {
     cfg.excludeOutside = c.node.attrInt("exclude_outside", 0) != 0;
     cfg.extrapolation = c.node.attrFloat("extrapolation_value", 0.f);
   }
-  std::vector<double> scales, roi;
+  // scales and roi as float64 values: literals when known, else loads of the input.
+  std::vector<VRef> scales, roi;
   std::vector<sym::Expr> sizes;
-  auto constDoubles = [&](size_t i, const char *what) {
-    std::vector<double> r;
+  bool runtimeScales = false;
+  auto doubles = [&](size_t i) {
+    std::vector<VRef> r;
     if (!c.has(i)) return r;
-    const ir::TensorData *d = c.constIn(i);
-    if (!d)
-      fail("{}: input {} ({}) must be known at compile time; it is computed from run-time data",
-           c.node.describe(), i, what);
-    for (int64_t k = 0; k < d->numel(); ++k)
-      r.push_back(d->getDouble(k));
+    if (const ir::TensorData *d = c.constIn(i)) {
+      for (int64_t k = 0; k < d->numel(); ++k)
+        r.push_back(fc(DType::Float64, d->getDouble(k)));
+      return r;
+    }
+    LTensor t = c.in(i);
+    if (t.rank() != 1) fail("{}: input {} must be 1-D", c.node.describe(), i);
+    int64_t n = c.requireStatic(t.shape[0], "the length of scales/roi");
+    for (int64_t k = 0; k < n; ++k)
+      r.push_back(loop::cast(t.load({c.ctx().constant(k)}), DType::Float64));
+    if ((i != 1 || legacy) && n > 0) runtimeScales = true;
     return r;
   };
   if (c.node.op == "Upsample" && c.node.opset < 9) {
     for (float f : c.node.attrFloats("scales"))
-      scales.push_back(f);
+      scales.push_back(fc(DType::Float64, f));
   } else if (legacy) {
-    scales = constDoubles(1, "scales");
+    scales = doubles(1);
   } else {
-    if (cfg.coord == "tf_crop_and_resize") roi = constDoubles(1, "roi");
-    scales = constDoubles(2, "scales");
+    if (cfg.coord == "tf_crop_and_resize") roi = doubles(1);
+    scales = doubles(2);
     if (scales.empty() && c.has(3)) sizes = c.requireSymIn(3, "sizes", 1);
   }
   if (scales.empty() && sizes.empty())
@@ -428,20 +436,40 @@ void lowerResize(OpCtx &c) {
     fail("{}: scales/sizes need {} entries", c.node.describe(), rank);
   if (!roi.empty() && (int)roi.size() != 2 * rank)
     fail("{}: roi needs {} entries", c.node.describe(), 2 * rank);
+  std::vector<sym::Expr> outLens(rank);
+  if (runtimeScales) {
+    // Output sizes floor(in * scale) from run-time scales: one symbol kernel.
+    std::vector<VRef> lens;
+    for (int d = 0; d < rank; ++d)
+      lens.push_back(loop::cast(
+          loop::unary(UnaryOp::Floor, mul(symF(x.shape[d], DType::Float64), scales[d])),
+          DType::Int64));
+    LTensor table = c.pointwise(DType::Int64, {c.ctx().constant(rank)}, [lens](const Index &i) {
+      VRef r = lens.back();
+      for (int64_t k = static_cast<int64_t>(lens.size()) - 2; k >= 0; --k)
+        r = loop::select(loop::binary(BinaryOp::Eq, loop::symInt(i[0]), ic(k)), lens[k], r);
+      return r;
+    });
+    outLens = c.runtimeSymbols(table, "out_dim", 0, INT32_MAX);
+  }
   LTensor cur = x;
   std::vector<int> todo;
-  std::vector<sym::Expr> outLens(rank);
   for (int d = 0; d < rank; ++d) {
     sym::Expr in = x.shape[d];
-    outLens[d] = scales.empty() ? sizes[d] : scaledLen(in, scales[d]);
-    bool identity =
-        cfg.coord != "tf_crop_and_resize" && (scales.empty() ? sizes[d] == in : scales[d] == 1.0);
+    bool constScale = !scales.empty() && isConst(scales[d]);
+    if (!sizes.empty())
+      outLens[d] = sizes[d];
+    else if (constScale)
+      outLens[d] = scaledLen(in, constAsDouble(scales[d]));
+    bool identity = cfg.coord != "tf_crop_and_resize" &&
+                    (scales.empty() ? sizes[d] == in : constScale && constAsDouble(scales[d]) == 1.0);
     if (!identity) todo.push_back(d);
   }
   for (size_t k = 0; k < todo.size(); ++k) {
     int d = todo[k];
-    double s = scales.empty() ? -1.0 : scales[d];
-    double r0 = roi.empty() ? 0 : roi[d], r1 = roi.empty() ? 1 : roi[rank + d];
+    VRef s = scales.empty() ? nullptr : scales[d];
+    VRef r0 = roi.empty() ? fc(DType::Float64, 0) : roi[d];
+    VRef r1 = roi.empty() ? fc(DType::Float64, 1) : roi[rank + d];
     cur = resizeAxis(c, cur, d, outLens[d], s, r0, r1, cfg);
     if (k + 1 < todo.size()) cur = c.realize(cur);
   }
