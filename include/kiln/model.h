@@ -18,8 +18,11 @@ extern "C" {
 /* Version of this API; bumped only by additions (old functions never change).
  *   1: container create/destroy, run, run_alloc, output_dims, input/output introspection.
  *   2: constants (introspection, double-buffered update, swap, free, read back),
- *      kiln_run_minimal, KILN_ERR_INVALID_STATE. */
-#define KILN_ABI_VERSION 2
+ *      kiln_run_minimal, KILN_ERR_INVALID_STATE.
+ *   3: models with data-dependent output dims (NonZero, Unique, ...): outputs are sized
+ *      for the upper bounds kiln_output_dims reports, and kiln_run writes each such
+ *      output's actual dims into its DLTensor.shape (kiln_run_alloc's tensors carry them). */
+#define KILN_ABI_VERSION 3
 
 #if defined(_WIN32)
 #define KILN_API __declspec(dllexport)

@@ -75,6 +75,14 @@ typedef struct kiln_model_desc_v1 {
   int (*bind_shapes_v2)(const int64_t *const *input_dims, const int32_t *input_ndims,
                         const void *const *input_data, int64_t *symbols, char *err,
                         size_t err_size);
+  /* Appended in ABI 3 (NULL when unused): as run, for models with output or intermediate
+   * dims that are known only during the run (NonZero, Unique, NonMaxSuppression, ...).
+   * Before the call, symbols holds upper bounds for those dims (bind_shapes sets them, and
+   * outputs are sized for them); the run overwrites them with the actual values, writes
+   * every tensor compactly for the actual dims, and the runtime recomputes the output dims.
+   * Such models set `run` to a function that fails with KILN_ERR_VERSION_MISMATCH. */
+  int (*run_v2)(kiln_run_ctx *ctx, void *const *inputs, void *const *outputs, int64_t *symbols,
+                void *const *constants);
 } kiln_model_desc_v1;
 
 #ifdef __cplusplus

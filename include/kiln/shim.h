@@ -22,8 +22,9 @@ extern "C" {
  * function (kiln_shim_scatter_elements_v1 is revision 1 but arrived at level 2). A runtime
  * refuses a model whose level is above its own with KILN_ERR_VERSION_MISMATCH.
  *   level 1: conv_v1, matmul_v1
- *   level 2: conv_v2, scatter_elements_v1, scatter_nd_v1, sdpa_v1, sdpa_v2 */
-#define KILN_SHIM_VERSION 2
+ *   level 2: conv_v2, scatter_elements_v1, scatter_nd_v1, sdpa_v1, sdpa_v2
+ *   level 3: nonzero_v1, unique_v1, nms_v1 (ops whose output size depends on data) */
+#define KILN_SHIM_VERSION 3
 
 /* X(function, level): every released shim function and the level that introduced it. One
  * list for the compiler (the level to record), the runtime and tests/abi/. Append only. */
@@ -34,7 +35,10 @@ extern "C" {
   X(kiln_shim_scatter_elements_v1, 2)                                                              \
   X(kiln_shim_scatter_nd_v1, 2)                                                                    \
   X(kiln_shim_sdpa_v1, 2)                                                                          \
-  X(kiln_shim_sdpa_v2, 2)
+  X(kiln_shim_sdpa_v2, 2)                                                                          \
+  X(kiln_shim_nonzero_v1, 3)                                                                       \
+  X(kiln_shim_unique_v1, 3)                                                                        \
+  X(kiln_shim_nms_v1, 3)
 
 /* Per-runner state (primitive caches); obtained from kiln_run_ctx.runner. */
 typedef void kiln_shim_ctx;
@@ -166,6 +170,37 @@ int kiln_shim_sdpa_v1(kiln_shim_ctx *ctx, int64_t site, const float *q, const fl
 int kiln_shim_sdpa_v2(kiln_shim_ctx *ctx, int64_t site, const float *q, const float *k,
                       const float *v, const float *mask, const int64_t *mask_strides, float *out,
                       const int64_t *dims, const float *scale);
+
+/* ---- level 3: outputs whose size depends on data ------------------------------------
+ * Each writes its outputs compactly (row-major for the actual size) into buffers sized for
+ * the upper bound, and the actual size into *count, which the generated code then uses as
+ * the value of a symbol (see run_v2 in model_desc.h). */
+
+/* ONNX NonZero on a mask of n = prod(dims) bytes (0 or 1, row-major): y receives the
+ * multi-indices of the set bytes as int64 [rank, count] (room for rank * n), count their
+ * number. rank 0 is a scalar: count is 0 or 1 and y is [0, count]. */
+int kiln_shim_nonzero_v1(kiln_shim_ctx *ctx, int64_t site, const uint8_t *mask,
+                         const int64_t *dims, int32_t rank, int64_t *y, int64_t *count);
+
+/* ONNX Unique over slices. x is [outer, n, inner] (dims) of elem_type/elem_size; slice j is
+ * x[:, j, :], compared element by element in row-major order. sorted != 0 orders the unique
+ * slices ascending (lexicographically), else by first occurrence. Writes y [outer, count,
+ * inner], first_index [count] (first occurrence of each), inverse [n] (the unique slice of
+ * each input slice) and counts [count]; any of them may be NULL. Buffers have room for n. */
+int kiln_shim_unique_v1(kiln_shim_ctx *ctx, int64_t site, int32_t elem_type, int32_t elem_size,
+                        const void *x, const int64_t *dims, int32_t sorted, void *y,
+                        int64_t *first_index, int64_t *inverse, int64_t *counts, int64_t *count);
+
+/* ONNX NonMaxSuppression, float32. dims = {B, C, N}: boxes [B, N, 4] (corners y1,x1,y2,x2 in
+ * any order, or center_point_box: cx,cy,w,h), scores [B, C, N]. For each (batch, class),
+ * boxes with score > score_threshold (if given) are taken in descending score order (ties:
+ * lower index first) and kept unless their IoU with a kept box exceeds iou_threshold, up to
+ * max_per_class. NULL thresholds/limit mean the ONNX defaults (none, 0, 0 boxes). selected
+ * receives int64 [count, 3] rows (batch, class, box); room for B * C * N rows. */
+int kiln_shim_nms_v1(kiln_shim_ctx *ctx, int64_t site, const float *boxes, const float *scores,
+                     const int64_t *dims, const int64_t *max_per_class, const float *iou_threshold,
+                     const float *score_threshold, int32_t center_point_box, int64_t *selected,
+                     int64_t *count);
 
 #ifdef __cplusplus
 }

@@ -161,7 +161,12 @@ void addRunCommand(CLI::App &app) {
                          nullptr,
                          0};
     }
+    // kiln_run writes the actual dims of data-dependent outputs (NonZero, Unique, ...)
+    // into their shapes; each run starts again from the bounds kiln_output_dims gave.
+    const std::vector<std::vector<int64_t>> boundDims = outDims;
     auto runOnce = [&] {
+      for (int32_t i = 0; i < nout; ++i)
+        std::copy(boundDims[i].begin(), boundDims[i].end(), outDims[i].begin());
       auto t0 = std::chrono::steady_clock::now();
       lib.check(lib.kiln_run(c, ins.data(), nin, outs.data(), nout), "kiln_run");
       return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)

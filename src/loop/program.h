@@ -32,7 +32,9 @@ enum class KernelKind { Pointwise, Reduction, Extern };
 
 /// One argument of a shim call, printed by the wrapper in order.
 struct ExternArg {
-  enum class Kind { Buffer, Null, Dims, Site, Params, Layout, Literal, FloatPtr } kind = Kind::Null;
+  // SymbolOut: the address of a late symbol (dims[0]) the call writes (a data-dependent size).
+  enum class Kind { Buffer, Null, Dims, Site, Params, Layout, Literal, FloatPtr, SymbolOut };
+  Kind kind = Kind::Null;
   std::string literal; // Literal: a C expression printed as is; FloatPtr: its value
   Buffer *buf = nullptr;
   std::vector<sym::Expr> dims;
@@ -83,7 +85,16 @@ struct SymbolKernel {
   std::vector<sym::Expr> symbols;
 };
 
+/// A size known only during the run (NonZero's count, Unique's number of values): an
+/// extern call writes it (ExternArg::SymbolOut), later kernels read it as a symbol, and
+/// buffers whose shape mentions it are allocated for `bound`, evaluated before the run.
+struct LateSymbol {
+  sym::Expr symbol;
+  sym::Expr bound; // in input-dim symbols
+};
+
 struct Program {
+  std::vector<LateSymbol> lateSymbols;
   std::vector<std::unique_ptr<Buffer>> buffers;
   std::vector<std::unique_ptr<Kernel>> kernels;
   std::vector<SymbolKernel> symbolKernels; // in dependency order

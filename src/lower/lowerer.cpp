@@ -177,6 +177,15 @@ std::vector<sym::Expr> OpCtx::runtimeSymbols(const LTensor &values, const char *
   return syms;
 }
 
+sym::Expr OpCtx::lateSymbol(const char *tag, sym::Expr bound) {
+  sym::Expr s = ctx().symbol(fmt::format("{}.{}", node.name, tag), 0, sym::rangeOf(bound).hi);
+  auto &late = prog().lateSymbols;
+  if (std::none_of(late.begin(), late.end(),
+                   [&](const loop::LateSymbol &l) { return l.symbol == s; }))
+    late.push_back({s, bound});
+  return s;
+}
+
 sym::Expr OpCtx::runtimeSymbol(loop::VRef value, const char *tag, int64_t lo, int64_t hi) {
   LTensor t = pointwise(value->dtype, {}, [value](const Index &) { return value; });
   return runtimeSymbols(t, tag, lo, hi)[0];

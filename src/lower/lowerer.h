@@ -42,6 +42,9 @@ public:
   /// before the run and checks against [lo, hi]. `tag` names them in messages.
   std::vector<sym::Expr> runtimeSymbols(const LTensor &values, const char *tag, int64_t lo,
                                         int64_t hi);
+  /// A size the run computes (an extern writes it via ExternArg::SymbolOut), at most
+  /// `bound`; buffers shaped by it are allocated for the bound.
+  sym::Expr lateSymbol(const char *tag, sym::Expr bound);
   /// One run-time scalar shape value (see runtimeSymbols).
   sym::Expr runtimeSymbol(loop::VRef value, const char *tag, int64_t lo, int64_t hi);
   /// Like requireStatic, but returns nullopt instead of failing.

@@ -22,6 +22,13 @@ std::optional<VRef> scalarInput(OpCtx &c, size_t i, DType t);
 /// kiln/shim.h): a copy of data with upd written at ind along axis.
 LTensor scatterElements(OpCtx &c, const LTensor &data, const LTensor &ind, const LTensor &upd,
                         int axis, int reduction);
+/// kiln_elem_type code of a dtype for dtype-generic shims (-1 if none).
+int shimElemType(DType t);
+/// One argument of an extern (shim) call.
+loop::ExternArg externArg(loop::ExternArg::Kind k, loop::Buffer *b = nullptr,
+                          std::string literal = {});
+/// A dims array argument (printed as an int64 array of the evaluated dims).
+loop::ExternArg externDims(const ir::Shape &s);
 /// Static int list → sym exprs.
 std::vector<sym::Expr> constants(sym::Context &ctx, const std::vector<int64_t> &v);
 
@@ -38,5 +45,6 @@ void registerEinsumOps(std::vector<OpInfo> &r);    // ops_einsum.cpp
 void registerTopKOps(std::vector<OpInfo> &r);      // ops_topk.cpp
 void registerSignalOps(std::vector<OpInfo> &r);    // ops_signal.cpp
 void registerSamplingOps(std::vector<OpInfo> &r);  // ops_sampling.cpp
+void registerSelectOps(std::vector<OpInfo> &r);    // ops_select.cpp
 
 } // namespace kiln::lower

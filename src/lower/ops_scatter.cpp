@@ -10,7 +10,9 @@ namespace {
 
 using loop::ExternArg;
 
-int elemType(DType t) {
+} // namespace
+
+int shimElemType(DType t) {
   switch (t) {
   case DType::Float32:
     return KILN_ELEM_F32;
@@ -44,6 +46,8 @@ int elemType(DType t) {
   return -1;
 }
 
+namespace {
+
 int reductionCode(OpCtx &c) {
   std::string r = c.node.attrString("reduction", "none");
   if (r == "none") return KILN_REDUCE_NONE;
@@ -54,17 +58,28 @@ int reductionCode(OpCtx &c) {
   fail("{}: reduction '{}' is not valid", c.node.describe(), r);
 }
 
-ExternArg arg(ExternArg::Kind k, loop::Buffer *b = nullptr, std::string lit = {}) {
+} // namespace
+
+ExternArg externArg(ExternArg::Kind k, loop::Buffer *b, std::string lit) {
   ExternArg a;
   a.kind = k;
   a.buf = b;
   a.literal = std::move(lit);
   return a;
 }
-ExternArg dims(const ir::Shape &s) {
-  ExternArg a = arg(ExternArg::Kind::Dims);
+ExternArg externDims(const ir::Shape &s) {
+  ExternArg a = externArg(ExternArg::Kind::Dims);
   a.dims = s;
   return a;
+}
+
+namespace {
+
+ExternArg arg(ExternArg::Kind k, loop::Buffer *b = nullptr, std::string lit = {}) {
+  return externArg(k, b, std::move(lit));
+}
+ExternArg dims(const ir::Shape &s) {
+  return externDims(s);
 }
 
 /// Realized int64 copy of an index tensor.
@@ -79,7 +94,7 @@ loop::Buffer *int64Indices(OpCtx &c, const LTensor &ind) {
 /// the indices' dims (ScatterND: the indices rank) or the updates (ScatterElements: axis).
 LTensor scatterShim(OpCtx &c, const LTensor &data, const LTensor &ind, const LTensor &upd, bool nd,
                     int axis, int reduction) {
-  int et = elemType(data.dtype);
+  int et = shimElemType(data.dtype);
   if (et < 0) c.unsupported(fmt::format("{} on {}", c.node.op, dtypeName(data.dtype)));
   loop::Buffer *db = c.realize(data).buffer, *ib = int64Indices(c, ind);
   loop::Buffer *ub = c.realize(upd).buffer;

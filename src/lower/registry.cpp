@@ -20,6 +20,7 @@ const std::vector<OpInfo> &opRegistry() {
     registerTopKOps(r);
     registerSignalOps(r);
     registerSamplingOps(r);
+    registerSelectOps(r);
     return r;
   }();
   return ops;

@@ -7,6 +7,7 @@
 
 #include <omp.h>
 
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -54,6 +55,11 @@ private:
   int slot_;
 };
 
+// Models of ABI 3 whose dims are partly known only during the run (run_v2).
+bool hasLateDims(const kiln_model_desc_v1 &d) {
+  return d.struct_size >= offsetof(kiln_model_desc_v1, run_v2) + sizeof(d.run_v2) && d.run_v2;
+}
+
 // Calls the generated graph with the given pointers on the active constants.
 int execute(kiln_container *c, Runner *r, void *const *in, void *const *out) {
   const kiln_model_desc_v1 &d = *c->desc;
@@ -67,7 +73,9 @@ int execute(kiln_container *c, Runner *r, void *const *in, void *const *out) {
     const ConstantSet &constants = pin.set();
     r->useConstants(constants.base, constants.size, constants.token);
     try {
-      st = d.run(&ctx, in, out, r->scratch.symbols.data(), constants.ptrs.data());
+      st = hasLateDims(d) ? d.run_v2(&ctx, in, out, r->scratch.symbols.data(),
+                                     constants.ptrs.data())
+                          : d.run(&ctx, in, out, r->scratch.symbols.data(), constants.ptrs.data());
     } catch (const std::exception &e) {
       st = fail(KILN_ERR_INTERNAL, "model run threw: %s", e.what());
     }
@@ -132,7 +140,16 @@ KILN_RT_API int kiln_rt_run(kiln_container *c, const DLTensor *inputs, int32_t n
   if (int st = bindInputs(d, inputs, r->scratch)) return st;
   computeOutputDims(d, r->scratch);
   if (int st = checkOutputs(d, outputs, r->scratch)) return st;
-  return execute(c, r, r->scratch.inData.data(), r->scratch.outData.data());
+  if (int st = execute(c, r, r->scratch.inData.data(), r->scratch.outData.data())) return st;
+  if (hasLateDims(d)) {
+    // The run bound the data-dependent dims: report the actual dims in the caller's shapes.
+    computeOutputDims(d, r->scratch);
+    for (int32_t i = 0; i < d.num_outputs; ++i)
+      for (int32_t k = 0; k < outputs[i].ndim; ++k)
+        if (outputs[i].shape[k] != r->scratch.outDims[i][k])
+          outputs[i].shape[k] = r->scratch.outDims[i][k];
+  }
+  return KILN_OK;
 }
 
 KILN_RT_API int kiln_rt_run_minimal(kiln_container *c, void *const *inputs, void *const *outputs) {
@@ -200,6 +217,12 @@ KILN_RT_API int kiln_rt_run_alloc(kiln_container *c, const DLTensor *inputs, int
   if (int st = execute(c, r, r->scratch.inData.data(), r->scratch.outData.data())) {
     freeAll();
     return st;
+  }
+  if (hasLateDims(d)) {
+    computeOutputDims(d, r->scratch);
+    for (int32_t i = 0; i < num_outputs; ++i)
+      std::memcpy(outputs[i]->dl_tensor.shape, r->scratch.outDims[i],
+                  sizeof(int64_t) * d.outputs[i].ndim);
   }
   return KILN_OK;
 }

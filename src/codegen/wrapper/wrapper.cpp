@@ -28,6 +28,8 @@ ModelSymbols collectModelSymbols(const ir::Graph &g, const loop::Program &p) {
   for (const loop::SymbolKernel &sk : p.symbolKernels)
     for (const sym::Expr &s : sk.symbols)
       if (ms.indexOf(s) < 0) ms.symbols.push_back(s);
+  for (const loop::LateSymbol &l : p.lateSymbols)
+    if (ms.indexOf(l.symbol) < 0) ms.symbols.push_back(l.symbol);
   return ms;
 }
 
@@ -145,6 +147,12 @@ private:
     return os.str();
   }
 
+  bool isLate(sym::Expr s) const {
+    for (const loop::LateSymbol &l : p_.lateSymbols)
+      if (l.symbol == s) return true;
+    return false;
+  }
+
   bool readsInputData() const { return !g_.dataSymbols.empty() || !p_.symbolKernels.empty(); }
 
   /// bind_impl's calls of the symbol kernels (after input dims are solved): each writes
@@ -228,6 +236,8 @@ private:
       for (const sym::Expr &s : sk.symbols)
         solved[syms_.indexOf(s)] = true;
     os << symbolKernelCalls();
+    for (const loop::LateSymbol &l : p_.lateSymbols)
+      solved[syms_.indexOf(l.symbol)] = true;
     for (size_t s = 0; s < solved.size(); ++s)
       if (!solved[s])
         fail("dimension '{}' appears only inside derived input dims; kiln needs it as a plain "
@@ -235,6 +245,9 @@ private:
              syms_.symbols[s].name());
     for (size_t s = 0; s < syms_.symbols.size(); ++s)
       os << fmt::format("  const int64_t S{0} = S[{0}]; (void)S{0};\n", s);
+    // Sizes the run computes start at their bounds (outputs and scratch are sized by them).
+    for (const loop::LateSymbol &l : p_.lateSymbols)
+      os << fmt::format("  S[{}] = {};\n", syms_.indexOf(l.symbol), cpp(l.bound));
     for (size_t i = 0; i < p_.inputs.size(); ++i) {
       const loop::Buffer *b = p_.inputs[i];
       for (size_t d = 0; d < b->shape.size(); ++d) {
@@ -308,6 +321,9 @@ private:
         break;
       case loop::ExternArg::Kind::Literal:
         args.push_back(a.literal);
+        break;
+      case loop::ExternArg::Kind::SymbolOut:
+        args.push_back("&" + symName(a.dims.at(0)));
         break;
       case loop::ExternArg::Kind::FloatPtr:
         os << fmt::format("    const float f{} = {};\n", dimsIdx, a.literal);
@@ -396,11 +412,14 @@ private:
     os << "};\n\n";
     os << bindShapes();
     // The run function.
-    os << "static int run_impl(kiln_run_ctx *ctx, void *const *inputs, void *const *outputs,\n"
-          "                    const int64_t *S, void *const *constants) {\n";
+    bool late = !p_.lateSymbols.empty();
+    os << fmt::format("static int run_impl(kiln_run_ctx *ctx, void *const *inputs, void *const "
+                      "*outputs,\n                    {}int64_t *S, void *const *constants) {{\n",
+                      late ? "" : "const ");
     os << "  (void)inputs; (void)outputs; (void)constants;\n";
     for (size_t s = 0; s < syms_.symbols.size(); ++s)
-      os << fmt::format("  const int64_t S{0} = S[{0}]; (void)S{0};\n", s);
+      os << fmt::format("  {0}int64_t S{1} = S[{1}]; (void)S{1};\n",
+                        isLate(syms_.symbols[s]) ? "" : "const ", s);
     if (syms_.symbols.empty()) os << "  (void)S;\n";
     sched::MemoryPlan plan = sched::planMemory(p_, ctx_);
     for (size_t s = 0; s < plan.slots.size(); ++s)
@@ -443,21 +462,31 @@ private:
       os << "  " << ops_.launchKernel(fmt::format("kiln_kernel_{}", k->id), args);
     }
     os << "  " << ops_.synchronize();
+    for (const loop::LateSymbol &l : p_.lateSymbols)
+      os << fmt::format("  S[{0}] = S{0};\n", syms_.indexOf(l.symbol));
     os << "  return 0;\n}\n\n";
+    if (late)
+      os << "static int run_needs_abi3(kiln_run_ctx *ctx, void *const *, void *const *, const "
+            "int64_t *, void *const *) {\n  snprintf(ctx->error, ctx->error_size, \"this model "
+            "has data-dependent output dims; it needs libkiln_rt with ABI 3 or newer\");\n  "
+            "return KILN_ERR_VERSION_MISMATCH;\n}\n\n";
     if (embed) {
       os << "extern \"C\" const uint8_t kiln_weights_blob[];\n";
     }
     os << "extern \"C\" __attribute__((visibility(\"hidden\"))) const kiln_model_desc_v1 "
           "kiln_model_desc = {\n";
-    os << "  sizeof(kiln_model_desc_v1), KILN_ABI_VERSION, " << shimVersion() << ", "
+    // The lowest ABI that has what the model uses, so older runtimes keep loading it.
+    os << "  sizeof(kiln_model_desc_v1), " << (late ? 3 : 2) << ", " << shimVersion() << ", "
        << cString(ops_.deviceName()) << ",\n";
     os << fmt::format("  {}, {}, {}, {},\n", syms_.symbols.size(), p_.inputs.size(),
                       p_.outputs.size(), p_.constants.size());
     os << "  symbols_desc, in_desc, out_desc, constants_desc,\n";
     os << (embed ? "  kiln_weights_blob, " : "  nullptr, ")
        << fmt::format("UINT64_C({}),\n", weightsSize_());
-    os << "  bind_shapes, output_dims, run_impl,\n";
-    os << (readsInputData() ? "  bind_impl,\n" : "  nullptr,\n") << "};\n";
+    os << (late ? "  bind_shapes, output_dims, run_needs_abi3,\n"
+                : "  bind_shapes, output_dims, run_impl,\n");
+    os << (readsInputData() ? "  bind_impl,\n" : "  nullptr,\n");
+    os << (late ? "  run_impl,\n" : "  nullptr,\n") << "};\n";
     return os.str();
   }
 
