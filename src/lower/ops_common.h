@@ -32,5 +32,6 @@ void registerScatterOps(std::vector<OpInfo> &r);   // ops_scatter.cpp
 void registerAttentionOps(std::vector<OpInfo> &r); // ops_attention.cpp
 void registerEinsumOps(std::vector<OpInfo> &r);    // ops_einsum.cpp
 void registerTopKOps(std::vector<OpInfo> &r);      // ops_topk.cpp
+void registerMiscOps(std::vector<OpInfo> &r);      // ops_misc.cpp
 
 } // namespace kiln::lower

@@ -18,6 +18,7 @@ const std::vector<OpInfo> &opRegistry() {
     registerAttentionOps(r);
     registerEinsumOps(r);
     registerTopKOps(r);
+    registerMiscOps(r);
     return r;
   }();
   return ops;
