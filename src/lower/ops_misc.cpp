@@ -12,7 +12,7 @@ namespace {
 
 using loop::ReduceOp;
 
-/// A compile-time int64 table built by the lowering (n-gram pools and weights are
+/// A compile-time table built by the lowering (n-gram pools and weights are
 /// attributes, not initializers), stored like an initializer.
 LTensor constTable(OpCtx &c, const std::vector<int64_t> &dims, const void *bytes, DType t,
                    const std::string &label) {
@@ -105,7 +105,8 @@ void lowerTfIdfVectorizer(OpCtx &c) {
   std::string label = node.name + "_tfidf";
   LTensor lenT = constTable(c, {slots}, lens.data(), DType::Int64, label + "_len");
   LTensor gramT = constTable(c, {width, slots}, table.data(), DType::Int64, label + "_pool");
-  LTensor wT = constTable(c, {slots}, w.data(), DType::Float32, label + "_weights");
+  LTensor wT; // only IDF/TFIDF read the weights
+  if (mode != "TF") wT = constTable(c, {slots}, w.data(), DType::Float32, label + "_weights");
 
   LTensor src = x.cheap ? x : c.realize(x);
   bool batched = x.rank() == 2;
