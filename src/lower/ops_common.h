@@ -46,5 +46,6 @@ void registerTopKOps(std::vector<OpInfo> &r);      // ops_topk.cpp
 void registerSignalOps(std::vector<OpInfo> &r);    // ops_signal.cpp
 void registerSamplingOps(std::vector<OpInfo> &r);  // ops_sampling.cpp
 void registerSelectOps(std::vector<OpInfo> &r);    // ops_select.cpp
+void registerMiscOps(std::vector<OpInfo> &r);      // ops_misc.cpp
 
 } // namespace kiln::lower
