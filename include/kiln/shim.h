@@ -23,7 +23,8 @@ extern "C" {
  * refuses a model whose level is above its own with KILN_ERR_VERSION_MISMATCH.
  *   level 1: conv_v1, matmul_v1
  *   level 2: conv_v2, scatter_elements_v1, scatter_nd_v1, sdpa_v1, sdpa_v2
- *   level 3: nonzero_v1, unique_v1, nms_v1 (ops whose output size depends on data) */
+ *   level 3: nonzero_v1, unique_v1, nms_v1 (ops whose output size depends on data),
+ *            to_string_v1, from_string_v1, string_normalizer_v1 (string tensors) */
 #define KILN_SHIM_VERSION 3
 
 /* X(function, level): every released shim function and the level that introduced it. One
@@ -38,7 +39,10 @@ extern "C" {
   X(kiln_shim_sdpa_v2, 2)                                                                          \
   X(kiln_shim_nonzero_v1, 3)                                                                       \
   X(kiln_shim_unique_v1, 3)                                                                        \
-  X(kiln_shim_nms_v1, 3)
+  X(kiln_shim_nms_v1, 3)                                                                           \
+  X(kiln_shim_to_string_v1, 3)                                                                     \
+  X(kiln_shim_from_string_v1, 3)                                                                   \
+  X(kiln_shim_string_normalizer_v1, 3)
 
 /* Per-runner state (primitive caches); obtained from kiln_run_ctx.runner. */
 typedef void kiln_shim_ctx;
@@ -201,6 +205,32 @@ int kiln_shim_nms_v1(kiln_shim_ctx *ctx, int64_t site, const float *boxes, const
                      const int64_t *dims, const int64_t *max_per_class, const float *iou_threshold,
                      const float *score_threshold, int32_t center_point_box, int64_t *selected,
                      int64_t *count);
+
+/* ---- level 3: string tensors ---------------------------------------------------------
+ * A string element is a `const char *` to NUL-terminated UTF-8. Strings a shim produces
+ * live in the runner's scratch arena until the run ends (the runtime copies model outputs
+ * out before that). ctx must be a runner. */
+
+/* ONNX Cast to string: each of the n numbers of elem_type/elem_size as the shortest decimal
+ * that reads back to the same value ("0.039187793", "NaN", "INF", "-INF"; integers and
+ * bools as integers). */
+int kiln_shim_to_string_v1(kiln_shim_ctx *ctx, int64_t site, int32_t elem_type, int32_t elem_size,
+                           const void *x, int64_t n, const char **y);
+
+/* ONNX Cast from string: parses n decimal strings (as strtod/strtoll; "NaN", "INF", "-INF"
+ * and "inf"/"infinity" in any case) into elem_type/elem_size. Unparsable text fails with
+ * KILN_ERR_INVALID_ARGUMENT naming the element. */
+int kiln_shim_from_string_v1(kiln_shim_ctx *ctx, int64_t site, const char *const *x, int64_t n,
+                             int32_t elem_type, int32_t elem_size, void *y);
+
+/* ONNX StringNormalizer on n strings: drops the stopwords (case_sensitive != 0 compares
+ * exactly, else ignoring ASCII case), then applies case_action (0 NONE, 1 LOWER, 2 UPPER;
+ * ASCII letters). y receives the kept strings in order (room for max(n, 1)) and count their
+ * number; when every string is dropped, y holds one empty string and count is 1. */
+int kiln_shim_string_normalizer_v1(kiln_shim_ctx *ctx, int64_t site, const char *const *x,
+                                   int64_t n, int32_t case_action, int32_t case_sensitive,
+                                   const char *const *stopwords, int64_t num_stopwords,
+                                   const char **y, int64_t *count);
 
 #ifdef __cplusplus
 }

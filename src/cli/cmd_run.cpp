@@ -28,6 +28,7 @@ namespace {
   X(kiln_input_info)                                                                               \
   X(kiln_output_info)                                                                              \
   X(kiln_run)                                                                                      \
+  X(kiln_run_alloc)                                                                                \
   X(kiln_output_dims)
 
 struct ModelLib {
@@ -164,11 +165,34 @@ void addRunCommand(CLI::App &app) {
     // kiln_run writes the actual dims of data-dependent outputs (NonZero, Unique, ...)
     // into their shapes; each run starts again from the bounds kiln_output_dims gave.
     const std::vector<std::vector<int64_t>> boundDims = outDims;
+    // String outputs need runtime-owned text: such models run through kiln_run_alloc.
+    bool anyString = false;
+    for (int32_t i = 0; i < nout; ++i)
+      anyString |= outInfo[i].dtype.code == kDLOpaqueHandle && outInfo[i].dtype.bits == 64;
+    std::vector<DLManagedTensor *> managed(nout, nullptr);
+    auto freeManaged = [&] {
+      for (DLManagedTensor *&m : managed)
+        if (m) {
+          m->deleter(m);
+          m = nullptr;
+        }
+    };
+    std::shared_ptr<void> freeAtExit(nullptr, [&](void *) { freeManaged(); });
     auto runOnce = [&] {
       for (int32_t i = 0; i < nout; ++i)
         std::copy(boundDims[i].begin(), boundDims[i].end(), outDims[i].begin());
       auto t0 = std::chrono::steady_clock::now();
-      lib.check(lib.kiln_run(c, ins.data(), nin, outs.data(), nout), "kiln_run");
+      if (anyString) {
+        freeManaged();
+        lib.check(lib.kiln_run_alloc(c, ins.data(), nin, managed.data(), nout), "kiln_run_alloc");
+        for (int32_t i = 0; i < nout; ++i) {
+          std::copy(managed[i]->dl_tensor.shape, managed[i]->dl_tensor.shape + outInfo[i].ndim,
+                    outDims[i].begin());
+          outs[i].data = managed[i]->dl_tensor.data;
+        }
+      } else {
+        lib.check(lib.kiln_run(c, ins.data(), nin, outs.data(), nout), "kiln_run");
+      }
       return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
           .count();
     };

@@ -2,6 +2,7 @@
 
 #include "support/error.h"
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <regex>
@@ -20,6 +21,73 @@ const Descr kDescrs[] = {
     {"i8", {kDLInt, 64, 1}},   {"u1", {kDLUInt, 8, 1}},   {"u2", {kDLUInt, 16, 1}},
     {"u4", {kDLUInt, 32, 1}},  {"u8", {kDLUInt, 64, 1}},  {"b1", {6, 8, 1}},
 };
+
+std::vector<int64_t> readShape(const std::string &header, const std::string &path) {
+  std::smatch m;
+  if (!std::regex_search(header, m, std::regex("'shape':\\s*\\(([^)]*)\\)")))
+    fail("'{}': cannot read shape", path);
+  std::string dims = m[1];
+  std::vector<int64_t> shape;
+  std::regex num("[0-9]+");
+  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), num); it != std::sregex_iterator();
+       ++it)
+    shape.push_back(std::stoll(it->str()));
+  return shape;
+}
+
+void appendUtf8(std::string &out, uint32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+/// 'S<n>' (bytes, NUL-padded) or 'U<n>' (UTF-32) elements as UTF-8 strings.
+NpyArray readStrings(std::ifstream &in, const std::string &header, const std::string &path,
+                     char kind, int64_t width) {
+  NpyArray a;
+  a.dtype = {kDLOpaqueHandle, 64, 1};
+  a.shape = readShape(header, path);
+  int64_t n = 1;
+  for (int64_t d : a.shape)
+    n *= d;
+  size_t elem = static_cast<size_t>(width) * (kind == 'U' ? 4 : 1);
+  std::vector<char> raw(static_cast<size_t>(n) * elem);
+  in.read(raw.data(), static_cast<std::streamsize>(raw.size()));
+  if (!in) fail("'{}': file is shorter than its shape needs", path);
+  for (int64_t i = 0; i < n; ++i) {
+    const char *e = raw.data() + i * elem;
+    std::string text;
+    if (kind == 'S') {
+      text.assign(e, strnlen(e, elem));
+    } else {
+      for (int64_t k = 0; k < width; ++k) {
+        uint32_t cp;
+        std::memcpy(&cp, e + 4 * k, 4);
+        if (!cp) break;
+        appendUtf8(text, cp);
+      }
+    }
+    a.strings.push_back(std::move(text));
+  }
+  a.data.resize(static_cast<size_t>(n) * sizeof(const char *));
+  for (int64_t i = 0; i < n; ++i) {
+    const char *p = a.strings[i].c_str();
+    std::memcpy(a.data.data() + i * sizeof p, &p, sizeof p);
+  }
+  return a;
+}
 
 } // namespace
 
@@ -48,10 +116,12 @@ NpyArray readNpy(const std::string &path) {
   std::string header(hlen, '\0');
   in.read(header.data(), hlen);
   std::smatch m;
-  if (!std::regex_search(header, m, std::regex("'descr':\\s*'([<>|=])([a-z][0-9]+)'")))
+  if (!std::regex_search(header, m, std::regex("'descr':\\s*'([<>|=])([a-zA-Z][0-9]+)'")))
     fail("'{}': cannot read dtype from header {}", path, header);
   if (m[1] == ">") fail("'{}': big-endian arrays are not supported", path);
   NpyArray a;
+  char kind = m[2].str()[0];
+  if (kind == 'S' || kind == 'U') return readStrings(in, header, path, kind, std::stoll(m[2].str().substr(1)));
   bool found = false;
   for (const Descr &d : kDescrs)
     if (m[2] == d.code) {
@@ -79,11 +149,28 @@ NpyArray readNpy(const std::string &path) {
 
 void writeNpy(const std::string &path, const DLDataType &dtype, const std::vector<int64_t> &shape,
               const void *data) {
+  int64_t count = 1;
+  for (int64_t d : shape)
+    count *= d;
+  std::vector<char> strBytes;
+  std::string descr;
+  if (dtype.code == kDLOpaqueHandle && dtype.bits == 64) {
+    auto *strs = static_cast<const char *const *>(data);
+    size_t width = 1;
+    for (int64_t i = 0; i < count; ++i)
+      width = std::max(width, std::strlen(strs[i] ? strs[i] : ""));
+    strBytes.assign(static_cast<size_t>(count) * width, '\0');
+    for (int64_t i = 0; i < count; ++i)
+      if (strs[i]) std::memcpy(strBytes.data() + i * width, strs[i], std::strlen(strs[i]));
+    descr = "|S" + std::to_string(width);
+  } else {
+    descr = dtypeDescr(dtype);
+  }
   std::string dims;
   for (size_t i = 0; i < shape.size(); ++i)
     dims += std::to_string(shape[i]) + (shape.size() == 1 || i + 1 < shape.size() ? "," : "");
   std::string header =
-      "{'descr': '" + dtypeDescr(dtype) + "', 'fortran_order': False, 'shape': (" + dims + "), }";
+      "{'descr': '" + descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
   size_t total = 10 + header.size() + 1;
   header += std::string((64 - total % 64) % 64, ' ') + "\n";
   std::ofstream out(path, std::ios::binary);
@@ -94,8 +181,11 @@ void writeNpy(const std::string &path, const DLDataType &dtype, const std::vecto
   int64_t n = 1;
   for (int64_t d : shape)
     n *= d;
-  out.write(static_cast<const char *>(data),
-            static_cast<std::streamsize>(n * ((dtype.bits + 7) / 8)));
+  if (!strBytes.empty() || descr[1] == 'S')
+    out.write(strBytes.data(), static_cast<std::streamsize>(strBytes.size()));
+  else
+    out.write(static_cast<const char *>(data),
+              static_cast<std::streamsize>(n * ((dtype.bits + 7) / 8)));
   if (!out) fail("cannot write '{}'", path);
 }
 

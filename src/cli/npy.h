@@ -12,10 +12,14 @@ struct NpyArray {
   DLDataType dtype{};
   std::vector<int64_t> shape;
   std::vector<uint8_t> data; // 64-byte aligned copy is made by the caller when needed
+  // String arrays (.npy 'S' or 'U'): the text; `data` holds one `const char *` per element
+  // into it (kiln's string tensors: kDLOpaqueHandle, 64 bits).
+  std::vector<std::string> strings;
 };
 
 /// Throws UserError naming the file on anything it cannot read.
 NpyArray readNpy(const std::string &path);
+/// Writes a .npy; string tensors (data = `const char *` per element) as bytes ('|S<n>').
 void writeNpy(const std::string &path, const DLDataType &dtype, const std::vector<int64_t> &shape,
               const void *data);
 std::string dtypeDescr(const DLDataType &t);

@@ -16,7 +16,7 @@ namespace kiln {
   X(Int16, "int16", "int16_t", 2, 5, 0, 16)                                                        \
   X(Int32, "int32", "int32_t", 4, 6, 0, 32)                                                        \
   X(Int64, "int64", "int64_t", 8, 7, 0, 64)                                                        \
-  X(String, "string", "const char*", 8, 8, 255, 64)                                                \
+  X(String, "string", "const char*", 8, 8, 3, 64)                                                  \
   X(Bool, "bool", "bool", 1, 9, 6, 8)                                                              \
   X(Float16, "float16", "kiln_half", 2, 10, 2, 16)                                                 \
   X(Float64, "float64", "double", 8, 11, 2, 64)                                                    \

@@ -74,6 +74,10 @@ std::vector<int64_t> Node::attrInts(const std::string &k, std::vector<int64_t> d
   auto it = attrs.find(k);
   return it == attrs.end() ? dflt : it->second.ints;
 }
+std::vector<std::string> Node::attrStrings(const std::string &k) const {
+  auto it = attrs.find(k);
+  return it == attrs.end() ? std::vector<std::string>{} : it->second.strings;
+}
 std::vector<float> Node::attrFloats(const std::string &k) const {
   auto it = attrs.find(k);
   return it == attrs.end() ? std::vector<float>{} : it->second.floats;

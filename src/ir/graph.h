@@ -80,6 +80,7 @@ struct Node {
   float attrFloat(const std::string &k, float dflt) const;
   std::string attrString(const std::string &k, const std::string &dflt) const;
   std::vector<int64_t> attrInts(const std::string &k, std::vector<int64_t> dflt = {}) const;
+  std::vector<std::string> attrStrings(const std::string &k) const;
   std::vector<float> attrFloats(const std::string &k) const;
   /// "node 'name' (Op, opset N)" for error messages.
   std::string describe() const;

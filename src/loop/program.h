@@ -33,11 +33,16 @@ enum class KernelKind { Pointwise, Reduction, Extern };
 /// One argument of a shim call, printed by the wrapper in order.
 struct ExternArg {
   // SymbolOut: the address of a late symbol (dims[0]) the call writes (a data-dependent size).
-  enum class Kind { Buffer, Null, Dims, Site, Params, Layout, Literal, FloatPtr, SymbolOut };
+  // Strings: a static array of C strings (`strings`), e.g. StringNormalizer's stopwords.
+  // Value: the int64 value of the expression dims[0] (e.g. an element count).
+  enum class Kind {
+    Buffer, Null, Dims, Site, Params, Layout, Literal, FloatPtr, SymbolOut, Strings, Value
+  };
   Kind kind = Kind::Null;
   std::string literal; // Literal: a C expression printed as is; FloatPtr: its value
   Buffer *buf = nullptr;
   std::vector<sym::Expr> dims;
+  std::vector<std::string> strings;
 };
 
 /// One extern call: a shim function with buffers and a params struct.

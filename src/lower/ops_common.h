@@ -46,6 +46,9 @@ void registerTopKOps(std::vector<OpInfo> &r);      // ops_topk.cpp
 void registerSignalOps(std::vector<OpInfo> &r);    // ops_signal.cpp
 void registerSamplingOps(std::vector<OpInfo> &r);  // ops_sampling.cpp
 void registerSelectOps(std::vector<OpInfo> &r);    // ops_select.cpp
+void registerStringOps(std::vector<OpInfo> &r);    // ops_string.cpp
+/// Cast between string and a numeric type (or string to string) through the string shims.
+LTensor castString(OpCtx &c, const LTensor &x, DType to);
 void registerMiscOps(std::vector<OpInfo> &r);      // ops_misc.cpp
 
 } // namespace kiln::lower

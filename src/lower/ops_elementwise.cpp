@@ -193,13 +193,21 @@ void lowerCast(OpCtx &c) {
   if (!dtypeFromOnnx(static_cast<int>(c.node.attrInt("to", 0)), to))
     fail("{}: Cast to ONNX type {} is not supported", c.node.describe(), c.node.attrInt("to", 0));
   LTensor x = c.in(0);
-  if (x.dtype == DType::String || to == DType::String) c.unsupported("Cast from/to string");
+  if (x.dtype == DType::String || to == DType::String) {
+    c.out(0, castString(c, x, to));
+    return;
+  }
   c.out(0, mapUnary(c, x, [to](VRef v) { return loop::cast(v, to); }));
 }
 
 void lowerCastLike(OpCtx &c) {
   DType to = c.in(1).dtype;
-  c.out(0, mapUnary(c, c.in(0), [to](VRef v) { return loop::cast(v, to); }));
+  LTensor x = c.in(0);
+  if (x.dtype == DType::String || to == DType::String) {
+    c.out(0, castString(c, x, to));
+    return;
+  }
+  c.out(0, mapUnary(c, x, [to](VRef v) { return loop::cast(v, to); }));
 }
 
 void lowerWhere(OpCtx &c) {

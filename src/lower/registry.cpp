@@ -21,6 +21,7 @@ const std::vector<OpInfo> &opRegistry() {
     registerSignalOps(r);
     registerSamplingOps(r);
     registerSelectOps(r);
+    registerStringOps(r);
     registerMiscOps(r);
     return r;
   }();

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <functional>
 
 using namespace kiln::rt;
 
@@ -60,8 +61,16 @@ bool hasLateDims(const kiln_model_desc_v1 &d) {
   return d.struct_size >= offsetof(kiln_model_desc_v1, run_v2) + sizeof(d.run_v2) && d.run_v2;
 }
 
-// Calls the generated graph with the given pointers on the active constants.
-int execute(kiln_container *c, Runner *r, void *const *in, void *const *out) {
+// String tensors: DLPack has no string type; kiln passes each element as a `const char *`
+// (kDLOpaqueHandle, 64 bits).
+bool isString(DLDataType t) {
+  return t.code == kDLOpaqueHandle && t.bits == 64;
+}
+
+// Calls the generated graph with the given pointers on the active constants. `afterRun`
+// runs on success while the run's scratch (where shims put produced strings) is alive.
+int execute(kiln_container *c, Runner *r, void *const *in, void *const *out,
+            const std::function<int()> &afterRun = nullptr) {
   const kiln_model_desc_v1 &d = *c->desc;
   r->error[0] = '\0';
   kiln_run_ctx ctx{r, runnerAlloc, c->threadsPerRun, r->error, Runner::kErrorSize};
@@ -80,6 +89,7 @@ int execute(kiln_container *c, Runner *r, void *const *in, void *const *out) {
       st = fail(KILN_ERR_INTERNAL, "model run threw: %s", e.what());
     }
   }
+  if (st == KILN_OK && afterRun) st = afterRun();
   r->arena.reset();
   if (st == KILN_OK) return KILN_OK;
   if (st < 0 || st > KILN_ERR_INVALID_STATE) {
@@ -96,6 +106,7 @@ int execute(kiln_container *c, Runner *r, void *const *in, void *const *out) {
 
 void freeManaged(DLManagedTensor *t) {
   if (!t) return;
+  std::free(t->manager_ctx); // the text of a string tensor
   std::free(t->dl_tensor.data);
   std::free(t);
 }
@@ -140,6 +151,12 @@ KILN_RT_API int kiln_rt_run(kiln_container *c, const DLTensor *inputs, int32_t n
   if (int st = bindInputs(d, inputs, r->scratch)) return st;
   computeOutputDims(d, r->scratch);
   if (int st = checkOutputs(d, outputs, r->scratch)) return st;
+  for (int32_t i = 0; i < d.num_outputs; ++i)
+    if (isString(d.outputs[i].dtype))
+      return fail(KILN_ERR_UNSUPPORTED,
+                  "kiln_run: output '%s' is a string tensor, whose text the runtime must own; "
+                  "use kiln_run_alloc",
+                  d.outputs[i].name);
   if (int st = execute(c, r, r->scratch.inData.data(), r->scratch.outData.data())) return st;
   if (hasLateDims(d)) {
     // The run bound the data-dependent dims: report the actual dims in the caller's shapes.
@@ -163,6 +180,11 @@ KILN_RT_API int kiln_rt_run_minimal(kiln_container *c, void *const *inputs, void
     return fail(KILN_ERR_UNSUPPORTED,
                 "kiln_run_minimal: the model has %d symbolic dim(s) (first: '%s'); use kiln_run",
                 d.num_symbols, d.symbols[0].name);
+  for (int32_t i = 0; i < d.num_outputs; ++i)
+    if (isString(d.outputs[i].dtype))
+      return fail(KILN_ERR_UNSUPPORTED,
+                  "kiln_run_minimal: output '%s' is a string tensor; use kiln_run_alloc",
+                  d.outputs[i].name);
   RunnerLease lease(c);
   return execute(c, lease.get(), inputs, outputs);
 }
@@ -214,7 +236,33 @@ KILN_RT_API int kiln_rt_run_alloc(kiln_container *c, const DLTensor *inputs, int
     }
     r->scratch.outData[i] = outputs[i]->dl_tensor.data;
   }
-  if (int st = execute(c, r, r->scratch.inData.data(), r->scratch.outData.data())) {
+  // String outputs point into the run's scratch: copy their text into one block per
+  // tensor, owned by the tensor (freed by its deleter), before the scratch is reused.
+  auto copyStrings = [&]() -> int {
+    if (hasLateDims(d)) computeOutputDims(d, r->scratch);
+    for (int32_t i = 0; i < num_outputs; ++i) {
+      if (!isString(d.outputs[i].dtype)) continue;
+      int64_t n = 1;
+      for (int32_t k = 0; k < d.outputs[i].ndim; ++k)
+        n *= r->scratch.outDims[i][k];
+      auto **ptrs = static_cast<const char **>(outputs[i]->dl_tensor.data);
+      size_t total = 0;
+      for (int64_t e = 0; e < n; ++e)
+        total += std::strlen(ptrs[e] ? ptrs[e] : "") + 1;
+      auto *text = static_cast<char *>(std::malloc(total ? total : 1));
+      if (!text) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_run_alloc: cannot copy string output");
+      outputs[i]->manager_ctx = text;
+      for (int64_t e = 0; e < n; ++e) {
+        const char *src = ptrs[e] ? ptrs[e] : "";
+        size_t len = std::strlen(src) + 1;
+        std::memcpy(text, src, len);
+        ptrs[e] = text;
+        text += len;
+      }
+    }
+    return KILN_OK;
+  };
+  if (int st = execute(c, r, r->scratch.inData.data(), r->scratch.outData.data(), copyStrings)) {
     freeAll();
     return st;
   }

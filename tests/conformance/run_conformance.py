@@ -49,6 +49,7 @@ NPY_TYPES = {
     onnx.TensorProto.INT8, onnx.TensorProto.INT16, onnx.TensorProto.INT32,
     onnx.TensorProto.INT64, onnx.TensorProto.UINT8, onnx.TensorProto.UINT16,
     onnx.TensorProto.UINT32, onnx.TensorProto.UINT64, onnx.TensorProto.BOOL,
+    onnx.TensorProto.STRING,  # as bytes ('S') arrays; kiln passes UTF-8 C strings
 }
 
 
@@ -140,6 +141,15 @@ def crash_msg(rc, err):
 
 def compare(expected, actual):
     """None when equal under ONNX's rule, else a description."""
+    if expected.dtype.kind == "S" and actual.dtype.kind == "S":
+        if actual.shape != expected.shape:
+            return "shape %s, expected %s" % (list(actual.shape),
+                                              list(expected.shape))
+        bad = [(e, a) for e, a in zip(expected.flat, actual.flat) if e != a]
+        if bad:
+            return "%d of %d strings differ, e.g. %r, expected %r" % (
+                len(bad), expected.size, bad[0][1], bad[0][0])
+        return None
     if actual.dtype != expected.dtype:
         return "dtype %s, expected %s" % (actual.dtype, expected.dtype)
     if actual.shape != expected.shape:
@@ -315,7 +325,12 @@ class Runner:
             res["reason"] = "'%s' data has element type %s" % (
                 vi.name, onnx.TensorProto.DataType.Name(t.data_type))
             return None
-        return numpy_helper.to_array(t)
+        arr = numpy_helper.to_array(t)
+        if t.data_type == onnx.TensorProto.STRING:
+            flat = [v if isinstance(v, bytes) else str(v).encode("utf-8")
+                    for v in arr.flat]
+            arr = np.array(flat, dtype=bytes).reshape(arr.shape)
+        return arr
 
 
 def discover(args):

@@ -322,6 +322,19 @@ private:
       case loop::ExternArg::Kind::Literal:
         args.push_back(a.literal);
         break;
+      case loop::ExternArg::Kind::Strings: {
+        std::vector<std::string> quoted;
+        for (const std::string &t : a.strings)
+          quoted.push_back(cString(t));
+        quoted.push_back("nullptr");
+        os << fmt::format("    static const char *const s{}[] = {{{}}};\n", dimsIdx,
+                          fmt::join(quoted, ", "));
+        args.push_back(fmt::format("s{}", dimsIdx++));
+        break;
+      }
+      case loop::ExternArg::Kind::Value:
+        args.push_back(fmt::format("(int64_t)({})", cpp(a.dims.at(0))));
+        break;
       case loop::ExternArg::Kind::SymbolOut:
         args.push_back("&" + symName(a.dims.at(0)));
         break;
