@@ -47,5 +47,6 @@ void registerSignalOps(std::vector<OpInfo> &r);    // ops_signal.cpp
 void registerSamplingOps(std::vector<OpInfo> &r);  // ops_sampling.cpp
 void registerSelectOps(std::vector<OpInfo> &r);    // ops_select.cpp
 void registerMiscOps(std::vector<OpInfo> &r);      // ops_misc.cpp
+void registerSequenceOps(std::vector<OpInfo> &r);  // ops_sequence.cpp
 
 } // namespace kiln::lower

@@ -22,6 +22,7 @@ const std::vector<OpInfo> &opRegistry() {
     registerSamplingOps(r);
     registerSelectOps(r);
     registerMiscOps(r);
+    registerSequenceOps(r);
     return r;
   }();
   return ops;
