@@ -19,6 +19,20 @@ LTensor OpCtx::in(size_t i) {
   return l_.valueTensor(v);
 }
 
+const LSequence &OpCtx::inSeq(size_t i) {
+  const ir::Value *v = node.input(i);
+  if (!v) fail("{}: input {} is required but absent", node.describe(), i);
+  auto it = l_.seqEnv.find(v);
+  if (it == l_.seqEnv.end())
+    fail("{}: input {} ('{}') must be a sequence, got a tensor", node.describe(), i, v->name);
+  return it->second;
+}
+
+bool OpCtx::isSeqIn(size_t i) const {
+  const ir::Value *v = node.input(i);
+  return v && l_.seqEnv.count(v);
+}
+
 const ir::TensorData *OpCtx::constIn(size_t i) {
   const ir::Value *v = node.input(i);
   return v && v->data ? v->data.get() : nullptr;
@@ -206,6 +220,11 @@ void OpCtx::out(size_t i, LTensor t) {
   l_.env[node.outputs[i]] = std::move(t);
 }
 
+void OpCtx::outSeq(size_t i, LSequence s) {
+  if (i >= node.outputs.size() || !node.outputs[i]) return;
+  l_.seqEnv[node.outputs[i]] = std::move(s);
+}
+
 LTensor OpCtx::pointwise(DType t, ir::Shape shape, Loader fn, bool cheap) {
   LTensor r;
   r.dtype = t;
@@ -316,6 +335,10 @@ LTensor Lowerer::valueTensor(const ir::Value *v) {
   // producers may have been removed as dead code).
   if (v->symData && !v->data) return symbolicVector(graph.ctx(), v->dtype, v->shape, *v->symData);
   auto it = env.find(v);
+  if (it == env.end() && seqEnv.count(v))
+    fail("value '{}' is a sequence where a tensor is expected (sequences are supported only "
+         "as inputs of the Sequence* ops)",
+         v->name);
   KILN_ASSERT(it != env.end(), "value '{}' used before it was lowered", v->name);
   return it->second;
 }
@@ -327,10 +350,13 @@ void Lowerer::lowerNode(const ir::Node &n) {
   const OpInfo *info = findOp(n.op);
   if (!info) fail("{}: operator '{}' is not supported by kiln", n.describe(), n.op);
   OpCtx c(*this, n);
-  info->lower(c);
+  if (n.op == "Identity" && c.isSeqIn(0))
+    c.outSeq(0, c.inSeq(0)); // Identity also passes sequences through (opset 14+)
+  else
+    info->lower(c);
   for (size_t i = 0; i < n.outputs.size(); ++i) {
     const ir::Value *o = n.outputs[i];
-    if (o && !o->name.empty() && !env.count(o))
+    if (o && !o->name.empty() && !env.count(o) && !seqEnv.count(o))
       fail("{}: output {} ('{}') is not produced by kiln's lowering", n.describe(), i, o->name);
   }
 }
@@ -352,6 +378,9 @@ void Lowerer::lowerGraph() {
     lowerNode(*n);
   for (size_t j = 0; j < graph.outputs.size(); ++j) {
     const ir::Value *v = graph.outputs[j];
+    if (seqEnv.count(v))
+      fail("graph output '{}' is a sequence; kiln supports sequences only inside the graph",
+           v->name);
     LTensor t = valueTensor(v);
     bool takeOver = t.buffer && t.buffer->kind == loop::BufferKind::Intermediate;
     if (takeOver) {

@@ -11,6 +11,14 @@ namespace kiln::lower {
 
 class Lowerer;
 
+/// An ONNX sequence value: a list of tensors fixed at compile time (its length and the
+/// positions used on it must be compile-time known). `dtype` is the element type, kept
+/// for empty sequences.
+struct LSequence {
+  DType dtype = DType::Float32;
+  std::vector<LTensor> items;
+};
+
 /// What an op's lowering function sees: its node, inputs, and the tools to build.
 class OpCtx {
 public:
@@ -23,6 +31,9 @@ public:
   size_t numInputs() const { return node.inputs.size(); }
   bool has(size_t i) const { return node.input(i) != nullptr; }
   LTensor in(size_t i);
+  /// Input i as a sequence (fails if it is a tensor).
+  const LSequence &inSeq(size_t i);
+  bool isSeqIn(size_t i) const;
   /// Compile-time contents of input i (nullptr if not known).
   const ir::TensorData *constIn(size_t i);
   /// Input i as a list of integers known at compile time (possibly symbolic).
@@ -50,6 +61,7 @@ public:
   /// Like requireStatic, but returns nullopt instead of failing.
   std::optional<int64_t> specialize(sym::Expr e, const char *what);
   void out(size_t i, LTensor t);
+  void outSeq(size_t i, LSequence s);
   /// Records that a and b must be equal at run time (checked before the run) unless it is
   /// provable now; fails at compile time if they are known to differ.
   void guardEqual(sym::Expr a, sym::Expr b, const std::string &what);
@@ -87,6 +99,7 @@ public:
   ir::Graph &graph;
   loop::Program &prog;
   std::map<const ir::Value *, LTensor> env;
+  std::map<const ir::Value *, LSequence> seqEnv; // sequence-typed values
 
   LTensor valueTensor(const ir::Value *v);
   void lowerNode(const ir::Node &n);

@@ -50,5 +50,6 @@ void registerStringOps(std::vector<OpInfo> &r);    // ops_string.cpp
 /// Cast between string and a numeric type (or string to string) through the string shims.
 LTensor castString(OpCtx &c, const LTensor &x, DType to);
 void registerMiscOps(std::vector<OpInfo> &r);      // ops_misc.cpp
+void registerSequenceOps(std::vector<OpInfo> &r);  // ops_sequence.cpp
 
 } // namespace kiln::lower

@@ -23,6 +23,7 @@ const std::vector<OpInfo> &opRegistry() {
     registerSelectOps(r);
     registerStringOps(r);
     registerMiscOps(r);
+    registerSequenceOps(r);
     return r;
   }();
   return ops;

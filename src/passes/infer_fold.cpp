@@ -53,6 +53,14 @@ void inferAndFold(ir::Graph &g) {
     low.lowerNode(n);
     bool inputsKnown = allInputsKnown(n);
     for (ir::Value *o : n.outputs) {
+      if (o && low.seqEnv.count(o)) {
+        // A sequence has no tensor shape; its element type stands in for the dtype and
+        // it is never folded (its elements fold where SequenceAt reads them).
+        o->dtype = low.seqEnv[o].dtype;
+        o->shape.clear();
+        o->shapeKnown = true;
+        continue;
+      }
       if (!o || !low.env.count(o)) continue;
       lower::LTensor &t = low.env[o];
       o->dtype = t.dtype;

@@ -157,6 +157,9 @@ struct Importer {
     for (const auto &out : gp.output()) {
       ir::Value *v = g.findValue(out.name());
       if (!v) fail("{}: graph output '{}' is not produced by any node", where(), out.name());
+      if (out.has_type() && !out.type().has_tensor_type())
+        fail("{}: output '{}' is not a tensor (sequence/map outputs are not supported)", where(),
+             out.name());
       v->isGraphOutput = true;
       g.outputs.push_back(v);
     }
