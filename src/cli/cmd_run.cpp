@@ -81,8 +81,11 @@ void addRunCommand(CLI::App &app) {
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("model", o->lib, "model.so")->required();
-  cmd->add_option("--input", o->inputs, "name=file.npy (repeat per input)");
-  cmd->add_option("--output-dir", o->outDir, "write one .npy per output here");
+  cmd->add_option("--input", o->inputs,
+                  "name=file.npy (repeat per input); a bfloat16 input takes a uint16 .npy "
+                  "holding the raw bf16 bits");
+  cmd->add_option("--output-dir", o->outDir,
+                  "write one .npy per output here (bfloat16 outputs as uint16 raw bits)");
   cmd->add_option("--bench", o->bench, "timed runs (after warm-up); prints median latency");
   cmd->add_option("--warmup", o->warmup, "warm-up runs before timing");
   cmd->add_option("--threads", o->threads, "threads per run (default: all)");
@@ -122,6 +125,13 @@ void addRunCommand(CLI::App &app) {
       if (it == files.end())
         fail("model input '{}' has no --input {}=file.npy", info.name, info.name);
       arrays[i] = readNpy(it->second);
+      // numpy has no bfloat16: a bfloat16 input comes as a uint16 .npy of raw bf16 bits.
+      if (info.dtype.code == kDLBfloat && info.dtype.bits == 16) {
+        if (arrays[i].dtype.code != kDLUInt || arrays[i].dtype.bits != 16)
+          fail("input '{}' is bfloat16: give a uint16 .npy of raw bf16 bits ('{}' has {})",
+               info.name, it->second, dtypeDescr(arrays[i].dtype));
+        arrays[i].dtype = info.dtype;
+      }
       files.erase(it);
       inBufs.push_back(std::make_unique<Aligned>(arrays[i].data.size()));
       std::memcpy(inBufs.back()->p, arrays[i].data.data(), arrays[i].data.size());

@@ -34,7 +34,8 @@ namespace kiln::loop {
   X(Reciprocal, "(1 / a)", 0)                                                                      \
   X(IsNaN, "std::isnan(a)", 1)                                                                     \
   X(IsPosInf, "(std::isinf(a) && a > 0)", 1)                                                       \
-  X(IsNegInf, "(std::isinf(a) && a < 0)", 1)
+  X(IsNegInf, "(std::isinf(a) && a < 0)", 1)                                                       \
+  X(Log10, "std::log10(a)", 0)
 
 #define KILN_BINARY_OPS(X)                                                                         \
   X(Add, "(a + b)", 0)                                                                             \

@@ -90,6 +90,9 @@ Scalar evalUnary(UnaryOp op, DType t, Scalar a) {
   case UnaryOp::Log:
     fres(std::log(x));
     break;
+  case UnaryOp::Log10:
+    fres(std::log10(x));
+    break;
   case UnaryOp::Sqrt:
     fres(std::sqrt(x));
     break;

@@ -1,5 +1,5 @@
-// Signal ops: DFT, STFT and the Hann/Hamming/Blackman windows. A DFT is a plain sum over
-// n of z[n] * exp(-+2*pi*i*k*n/N), one Float64 reduction per output bin; the angle is
+// Signal ops: DFT, STFT, MelWeightMatrix and the Hann/Hamming/Blackman windows. A DFT is a plain
+// sum over n of z[n] * exp(-+2*pi*i*k*n/N), one Float64 reduction per output bin; the angle is
 // built from the integer (k*n mod N) so that large k*n loses no accuracy. O(N^2) per
 // transform, which suits the short transforms ONNX models use and needs no FFT state.
 #include "lower/ops_common.h"
@@ -194,6 +194,77 @@ void lowerBlackmanWindow(OpCtx &c) {
   cosineWindow(c, 0.42, 0.5, 0.08);
 }
 
+/// A float scalar input (ONNX gives rank 0; element 0 of any rank is taken) as Float64.
+VRef floatScalarIn(OpCtx &c, size_t i, const char *what) {
+  requireFloat(c, c.in(i), what);
+  return *scalarInput(c, i, DType::Float64);
+}
+
+/// MelWeightMatrix as the ONNX reference computes it, in float64 (numpy 1.x promotion, which
+/// made the suite's data): mel edges m_k = lowMel + k * (highMel - lowMel) / (bins + 2) for
+/// k = 0..bins+1, back to hertz, then the integer bin f_k = (dft_length + 1) * hz // sample_rate
+/// (numpy's float floor division, truncated to int). Column i is the triangle f_i, f_i+1, f_i+2.
+/// The stages are realized so that the C++ compiler cannot fuse a multiply with the following
+/// add into one FMA, which would round differently from numpy near the integer boundaries.
+void lowerMelWeightMatrix(OpCtx &c) {
+  sym::Expr bins = c.requireSymIn(0, "num_mel_bins", 0).at(0);
+  sym::Expr dft = c.requireSymIn(1, "dft_length", 1).at(0);
+  VRef rate = asF64(c.requireSymIn(2, "sample_rate", 1).at(0));
+  VRef lo = floatScalarIn(c, 3, "lower_edge_hertz"), hi = floatScalarIn(c, 4, "upper_edge_hertz");
+  int64_t code = c.node.attrInt("output_datatype", 1);
+  DType t;
+  if (!dtypeFromOnnx(static_cast<int>(code), t) || !isFloat(t))
+    c.unsupported(fmt::format("output_datatype {}", code));
+  auto mul = [](VRef a, VRef b) { return bin(BinaryOp::Mul, a, b); };
+  sym::Expr edges = bins + 2;
+  // mel[0] = lowMel, mel[1] = highMel: 2595 * log10(1 + hz / 700).
+  LTensor mel = c.realize(c.pointwise(DType::Float64, {c.ctx().constant(2)}, [=](const Index &p) {
+    VRef hz = loop::select(
+        bin(BinaryOp::Eq, loop::symInt(p[0]), loop::constantInt(DType::Int64, 0)), lo, hi);
+    VRef ratio = bin(BinaryOp::Add, f64(1), bin(BinaryOp::Div, hz, f64(700)));
+    return mul(f64(2595), loop::unary(UnaryOp::Log10, ratio));
+  }));
+  VRef lowMel = mel.load({c.ctx().constant(0)}), highMel = mel.load({c.ctx().constant(1)});
+  LTensor steps = c.realize(c.pointwise(DType::Float64, {edges}, [=](const Index &p) {
+    return mul(asF64(p[0]), bin(BinaryOp::Div, bin(BinaryOp::Sub, highMel, lowMel), asF64(edges)));
+  }));
+  // (dft_length + 1) * 700 * (10^(m / 2595) - 1)
+  LTensor scaled = c.realize(c.pointwise(DType::Float64, {edges}, [=](const Index &p) {
+    VRef m = bin(BinaryOp::Add, steps.load(p), lowMel);
+    VRef hz =
+        mul(f64(700), bin(BinaryOp::Sub,
+                          bin(BinaryOp::Pow, f64(10), bin(BinaryOp::Div, m, f64(2595))), f64(1)));
+    return mul(asF64(dft + 1), hz);
+  }));
+  // numpy's floor division (b = sample_rate >= 1): d = (a - fmod(a, b)) / b, one less if the
+  // remainder is negative, then rounded to the nearest integer (d is one up to rounding).
+  LTensor fbin = c.realize(c.pointwise(DType::Int64, {edges}, [=](const Index &p) {
+    VRef a = scaled.load(p);
+    VRef mod = bin(BinaryOp::Fmod, a, rate);
+    VRef d = bin(BinaryOp::Div, bin(BinaryOp::Sub, a, mod), rate);
+    d = loop::select(bin(BinaryOp::Lt, mod, f64(0)), bin(BinaryOp::Sub, d, f64(1)), d);
+    VRef fl = loop::unary(UnaryOp::Floor, d);
+    VRef up = bin(BinaryOp::Gt, bin(BinaryOp::Sub, d, fl), f64(0.5));
+    return loop::cast(loop::select(up, bin(BinaryOp::Add, fl, f64(1)), fl), DType::Int64);
+  }));
+  // Rows outside [0, dft_length / 2] (where the reference fails or wraps around) stay 0.
+  c.out(0, c.pointwise(t, {sym::floorDiv(dft, 2) + 1, bins}, [=](const Index &p) {
+    VRef j = loop::symInt(p[0]);
+    VRef l = fbin.load({p[1]}), ctr = fbin.load({p[1] + 1}), h = fbin.load({p[1] + 2});
+    auto asF = [](VRef v) { return loop::cast(v, DType::Float64); };
+    VRef falling = bin(BinaryOp::And, bin(BinaryOp::Gt, h, ctr),
+                       bin(BinaryOp::And, bin(BinaryOp::Ge, j, ctr), bin(BinaryOp::Lt, j, h)));
+    VRef fall = bin(BinaryOp::Div, asF(bin(BinaryOp::Sub, h, j)), asF(bin(BinaryOp::Sub, h, ctr)));
+    VRef rising = bin(BinaryOp::And, bin(BinaryOp::Ge, j, l), bin(BinaryOp::Le, j, ctr));
+    VRef rise = bin(BinaryOp::Div, asF(bin(BinaryOp::Sub, j, l)), asF(bin(BinaryOp::Sub, ctr, l)));
+    VRef peak = loop::select(bin(BinaryOp::Eq, j, ctr), f64(1), f64(0));
+    VRef v = loop::select(
+        falling, fall,
+        loop::select(bin(BinaryOp::Eq, l, ctr), peak, loop::select(rising, rise, f64(0))));
+    return loop::cast(v, t);
+  }));
+}
+
 } // namespace
 
 void registerSignalOps(std::vector<OpInfo> &r) {
@@ -202,6 +273,7 @@ void registerSignalOps(std::vector<OpInfo> &r) {
   r.push_back({"HannWindow", 17, lowerHannWindow});
   r.push_back({"HammingWindow", 17, lowerHammingWindow});
   r.push_back({"BlackmanWindow", 17, lowerBlackmanWindow});
+  r.push_back({"MelWeightMatrix", 17, lowerMelWeightMatrix});
 }
 
 } // namespace kiln::lower

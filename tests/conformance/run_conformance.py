@@ -12,6 +12,11 @@ under the ONNX test data folders, this script
          |actual - expected| <= atol + rtol * |expected|
      (rtol 1e-3, atol 1e-7; exact for integers/bools; NaN matches NaN).
 
+bfloat16 crosses `kiln run` as a uint16 .npy of the raw bf16 bits (numpy has
+no bfloat16); bf16 outputs are compared as float32 values by the rule above,
+also accepting a result one bf16 ulp away: the suite's expected bf16 data was
+made by truncating float32 (onnx/onnx#3876), kiln rounds to nearest even.
+
 Every test is classified as one of
   pass, fail-compile, fail-run, mismatch, crash, timeout, unsupported-io
 and a deterministic Markdown report can be written (--report). --floor makes
@@ -50,6 +55,7 @@ NPY_TYPES = {
     onnx.TensorProto.INT64, onnx.TensorProto.UINT8, onnx.TensorProto.UINT16,
     onnx.TensorProto.UINT32, onnx.TensorProto.UINT64, onnx.TensorProto.BOOL,
     onnx.TensorProto.STRING,  # as bytes ('S') arrays; kiln passes UTF-8 C strings
+    onnx.TensorProto.BFLOAT16,  # as uint16 raw bits
 }
 
 
@@ -68,6 +74,10 @@ def type_problem(vi):
         return "'%s' has element type %s" % (
             vi.name, onnx.TensorProto.DataType.Name(et))
     return None
+
+
+def is_bf16(vi):
+    return vi.type.tensor_type.elem_type == onnx.TensorProto.BFLOAT16
 
 
 def run_proc(cmd, timeout, env):
@@ -139,8 +149,45 @@ def crash_msg(rc, err):
     return "%s: %s" % (head, msg)
 
 
-def compare(expected, actual):
-    """None when equal under ONNX's rule, else a description."""
+def bf16_bits(t):
+    """The raw bits (uint16 array) of a bfloat16 TensorProto.
+
+    Old test data stores bf16 tensors as UINT16; onnx versions differ in what
+    to_array returns for BFLOAT16 (float32 values, uint16 bits or a bfloat16
+    dtype), so every form is mapped back to the bits."""
+    a = numpy_helper.to_array(t)
+    if a.dtype == np.float32:  # widened exactly from bf16: the low half is 0
+        return (a.view(np.uint32) >> 16).astype(np.uint16)
+    if a.dtype.itemsize == 2:  # uint16 bits, or ml_dtypes.bfloat16
+        return a.view(np.uint16)
+    raise ValueError("bfloat16 tensor '%s' came back as %s" % (t.name, a.dtype))
+
+
+def bf16_to_f32(bits):
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def compare(expected, actual, bf16=False):
+    """None when equal under ONNX's rule, else a description.
+
+    bf16: both are uint16 arrays of bfloat16 bits (see the module doc)."""
+    if bf16:
+        if actual.dtype != np.uint16:
+            return "dtype %s, expected uint16 (bfloat16 bits)" % actual.dtype
+        if actual.shape != expected.shape:
+            return "shape %s, expected %s" % (list(actual.shape),
+                                              list(expected.shape))
+        ea, aa = expected.astype(np.int32), actual.astype(np.int32)
+        e, a = bf16_to_f32(expected), bf16_to_f32(actual)
+        # One ulp: same sign, both finite, magnitudes' bits 1 apart.
+        near = (((ea ^ aa) & 0x8000) == 0) & np.isfinite(e) & np.isfinite(a) & (
+            np.abs((ea & 0x7fff) - (aa & 0x7fff)) <= 1)
+        return compare_values(e, a, near=near)
+    return compare_values(expected, actual)
+
+
+def compare_values(expected, actual, near=None):
+    """compare() for numpy arrays; near: elements that pass regardless."""
     if expected.dtype.kind == "S" and actual.dtype.kind == "S":
         if actual.shape != expected.shape:
             return "shape %s, expected %s" % (list(actual.shape),
@@ -158,13 +205,15 @@ def compare(expected, actual):
     if expected.size == 0:
         return None
     if expected.dtype.kind in "fc":
-        e = expected.astype(np.float64)
-        a = actual.astype(np.float64)
-        both_nan = np.isnan(e) & np.isnan(a)
-        with np.errstate(invalid="ignore", over="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):  # signaling NaNs
+            e = expected.astype(np.float64)
+            a = actual.astype(np.float64)
+            both_nan = np.isnan(e) & np.isnan(a)
             diff = np.abs(a - e)
             same_inf = np.isinf(e) & (a == e)
             ok = (diff <= ATOL + RTOL * np.abs(e)) | both_nan | same_inf
+        if near is not None:
+            ok |= near
         if ok.all():
             return None
         bad = ~ok
@@ -247,7 +296,7 @@ class Runner:
                     arr = self._load(pb, vi, res)
                     if arr is None:
                         return
-                    expects.append((vi.name, arr))
+                    expects.append((vi.name, arr, is_bf16(vi)))
                 sets.append((ds, feeds, expects))
 
             so = os.path.join(work, "model.so")
@@ -291,7 +340,7 @@ class Runner:
                         res["status"] = "fail-run"
                         res["reason"] = "%s: %s" % (ds, first_line(err))
                     return
-                for name, exp in expects:
+                for name, exp, bf16 in expects:
                     f = os.path.join(outdir, sanitize(name) + ".npy")
                     if not os.path.exists(f):
                         res["status"] = "fail-run"
@@ -305,7 +354,7 @@ class Runner:
                         res["reason"] = "%s: output '%s' unreadable: %s" % (
                             ds, name, e)
                         return
-                    why = compare(exp, act)
+                    why = compare(exp, act, bf16)
                     if why:
                         res["status"] = "mismatch"
                         res["reason"] = "%s output '%s': %s" % (ds, name, why)
@@ -320,7 +369,12 @@ class Runner:
     @staticmethod
     def _load(pb, vi, res):
         t = onnx.load_tensor(pb)
-        if t.data_type not in NPY_TYPES:
+        if is_bf16(vi) and t.data_type in (onnx.TensorProto.BFLOAT16,
+                                           onnx.TensorProto.UINT16):
+            return bf16_bits(t)
+        # bf16 data only travels (as bits) for a value declared bfloat16.
+        if t.data_type not in NPY_TYPES or (
+                t.data_type == onnx.TensorProto.BFLOAT16):
             res["status"] = "unsupported-io"
             res["reason"] = "'%s' data has element type %s" % (
                 vi.name, onnx.TensorProto.DataType.Name(t.data_type))
@@ -400,7 +454,10 @@ def write_report(path, results, variants, folders, meta):
              "`kiln compile` (variant *dynamic* adds `--all-dims-dynamic`) "
              "and every `test_data_set_*` is run with `kiln run`. Outputs are "
              "compared with |actual − expected| ≤ %g + %g·|expected| "
-             "(exact for ints/bools, NaN matches NaN). Regenerate with "
+             "(exact for ints/bools, NaN matches NaN; bfloat16 travels as "
+             "uint16 bits and may also be one bf16 ulp off, since the suite's "
+             "bf16 data truncates and kiln rounds to nearest even). "
+             "Regenerate with "
              "`/usr/bin/python3 tests/conformance/run_conformance.py "
              "--variant both --report docs/conformance.md` (add "
              "`--floor tests/conformance/floor.json --update-floor` to raise "
