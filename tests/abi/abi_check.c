@@ -67,6 +67,22 @@ FROZEN(kiln_shim_sdpa_v1, int,
 FROZEN(kiln_shim_sdpa_v2, int,
        (kiln_shim_ctx *, int64_t, const float *, const float *, const float *, const float *,
         const int64_t *, float *, const int64_t *, const float *))
+/* level 3 */
+FROZEN(kiln_shim_nonzero_v1, int,
+       (kiln_shim_ctx *, int64_t, const uint8_t *, const int64_t *, int32_t, int64_t *, int64_t *))
+FROZEN(kiln_shim_unique_v1, int,
+       (kiln_shim_ctx *, int64_t, int32_t, int32_t, const void *, const int64_t *, int32_t, void *,
+        int64_t *, int64_t *, int64_t *, int64_t *))
+FROZEN(kiln_shim_nms_v1, int,
+       (kiln_shim_ctx *, int64_t, const float *, const float *, const int64_t *, const int64_t *,
+        const float *, const float *, int32_t, int64_t *, int64_t *))
+FROZEN(kiln_shim_to_string_v1, int,
+       (kiln_shim_ctx *, int64_t, int32_t, int32_t, const void *, int64_t, const char **))
+FROZEN(kiln_shim_from_string_v1, int,
+       (kiln_shim_ctx *, int64_t, const char *const *, int64_t, int32_t, int32_t, void *))
+FROZEN(kiln_shim_string_normalizer_v1, int,
+       (kiln_shim_ctx *, int64_t, const char *const *, int64_t, int32_t, int32_t,
+        const char *const *, int64_t, const char **, int64_t *))
 
 /* ---- layouts (x86-64 / aarch64 LP64) ---- */
 #define LAYOUT(T, size) _Static_assert(sizeof(T) == (size), "sizeof(" #T ") changed");
@@ -91,9 +107,11 @@ LAYOUT(kiln_symbol_desc_v1, 24)
 LAYOUT(kiln_io_desc_v1, 32)
 LAYOUT(kiln_constant_desc_v1, 40)
 LAYOUT(kiln_run_ctx, 40)
-/* Append-only: ABI 1 ended at 112 bytes (run at 104); ABI 2 appended bind_shapes_v2. */
-LAYOUT(kiln_model_desc_v1, 120)
+/* Append-only: ABI 1 ended at 112 bytes (run at 104); ABI 2 appended bind_shapes_v2,
+ * ABI 3 run_v2. */
+LAYOUT(kiln_model_desc_v1, 128)
 FIELD(kiln_model_desc_v1, bind_shapes_v2, 112)
+FIELD(kiln_model_desc_v1, run_v2, 120)
 FIELD(kiln_model_desc_v1, shim_version, 12)
 FIELD(kiln_model_desc_v1, weights, 72)
 FIELD(kiln_model_desc_v1, bind_shapes, 88)

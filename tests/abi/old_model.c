@@ -79,5 +79,6 @@ const kiln_model_desc_v1 kiln_model_desc = {
     bind_shapes,
     output_dims,
     run,
-    NULL /* not part of an ABI-1 descriptor */
+    NULL, /* not part of an ABI-1 descriptor */
+    NULL  /* not part of an ABI-1 descriptor */
 };

@@ -14,3 +14,8 @@ test -f "$WORK/mlp.so"
 test -f "$WORK/static2.so"
 test -f "$WORK/chain.so"
 test -f "$WORK/pair.so"
+"$PY" "$SRC/gen_values.py" "$WORK"
+for m in select reshape reduce strings; do
+  "$KILN" compile "$WORK/$m.onnx" -o "$WORK/$m.so"
+  test -f "$WORK/$m.so"
+done

@@ -90,7 +90,7 @@ static void test_constants(void) {
   DLTensor vals[2];
   int j;
 
-  CHECK(kiln_abi_version() == 2);
+  CHECK(kiln_abi_version() == KILN_ABI_VERSION);
   CHECK(kiln_container_create(NULL, &c) == KILN_OK);
   CHECK(kiln_num_constants(c, &n) == KILN_OK && n == 2);
   memset(&info, 0, sizeof info);
@@ -241,8 +241,8 @@ static void test_other_statuses(void) {
   DLTensor in = tensor(x, s, 2), out = tensor(y, s, 2);
   DLManagedTensor *m = NULL;
 
-  d.shim_version = 3;
-  CHECK_ERR(kiln_rt_container_create_v1(&d, NULL, &c), KILN_ERR_VERSION_MISMATCH, "shim v3");
+  d.shim_version = KILN_SHIM_VERSION + 1;
+  CHECK_ERR(kiln_rt_container_create_v1(&d, NULL, &c), KILN_ERR_VERSION_MISMATCH, "kiln shim v");
   d = *kiln_model_descriptor();
   d.run = bad_status_run;
   CHECK(kiln_rt_container_create_v1(&d, NULL, &c) == KILN_OK);

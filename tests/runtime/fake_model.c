@@ -129,4 +129,5 @@ const kiln_model_desc_v1 kiln_model_desc = {
     output_dims,
     run,
     NULL, /* bind_shapes_v2: no data-dependent dims */
+    NULL, /* run_v2: no sizes computed during the run */
 };
