@@ -1,4 +1,5 @@
 #include "cli/commands.h"
+#include "cli/op_notes.h"
 #include "frontend/onnx/importer.h"
 #include "lower/lowerer.h"
 #include "passes/passes.h"
@@ -17,11 +18,12 @@ static void addOpsCommand(CLI::App &app) {
     std::map<std::string, const lower::OpInfo *> sorted;
     for (const lower::OpInfo &o : lower::opRegistry())
       sorted[o.name] = &o;
-    std::cout << "| op | opsets | CPU | how |\n|---|---|---|---|\n";
+    std::cout << "| op | opsets | dtypes | CPU | notes |\n|---|---|---|---|---|\n";
     for (auto &[name, o] : sorted) {
-      static const std::set<std::string> externs = {"Conv", "MatMul", "Gemm"};
-      std::string how = externs.count(name) ? "oneDNN via shim (float32)" : "generated kernel";
-      std::cout << fmt::format("| {} | {}–21 | yes | {} |\n", name, o->sinceOpset, how);
+      OpNote note = opNote(name);
+      std::cout << fmt::format("| {} | {}–21 | {} | yes | {} |\n", name, o->sinceOpset,
+                               note.dtypes.empty() ? "all" : note.dtypes,
+                               note.notes.empty() ? "generated kernel" : note.notes);
     }
   });
 }

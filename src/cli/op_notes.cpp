@@ -1,0 +1,44 @@
+#include "cli/op_notes.h"
+
+#include <map>
+
+namespace kiln::cli {
+
+OpNote opNote(const std::string &op) {
+  static const std::map<std::string, OpNote> notes = {
+      {"Conv", {"float32", "oneDNN through the shim; channels-last between convs"}},
+      {"ConvTranspose", {"float32", "generated kernel"}},
+      {"MatMul", {"float32 (others: generated kernel)", "oneDNN through the shim"}},
+      {"Gemm", {"float32 (others: generated kernel)", "oneDNN through the shim"}},
+      {"ConvInteger", {"int8, uint8", "direct summation"}},
+      {"QLinearConv", {"int8, uint8", "direct summation"}},
+      {"Cast", {"", "to/from string through the string shims"}},
+      {"CastLike", {"", "to/from string through the string shims"}},
+      {"StringNormalizer", {"string", "ASCII case changes; output size known after the run"}},
+      {"NonZero", {"", "output size known after the run (shim)"}},
+      {"Compress", {"", "output size known after the run (shim)"}},
+      {"Unique", {"all but float16/bfloat16", "output size known after the run (shim)"}},
+      {"NonMaxSuppression", {"float32", "output size known after the run (shim)"}},
+      {"ScatterElements", {"", "shim"}},
+      {"ScatterND", {"", "shim"}},
+      {"Scatter", {"", "shim"}},
+      {"RNN", {"float", "recurrence unrolled: sequence length must be static"}},
+      {"GRU", {"float", "recurrence unrolled: sequence length must be static"}},
+      {"LSTM", {"float", "recurrence unrolled: sequence length must be static"}},
+      {"Det", {"float", "matrix size static, at most 64"}},
+      {"Dropout", {"", "inference only (training_mode with ratio > 0 is random)"}},
+      {"TfIdfVectorizer", {"int32, int64", "integer pools only"}},
+      {"RoiAlign", {"float", "sampling_ratio > 0"}},
+      {"Reshape", {"", "target may be read from an input at run time"}},
+      {"Slice", {"", "starts/ends/axes/steps may be run-time inputs"}},
+      {"Resize", {"float", "scales/sizes/roi may be run-time inputs"}},
+      {"SequenceAt", {"", "sequences are compile-time lists: positions must be known"}},
+      {"SequenceInsert", {"", "sequences are compile-time lists: positions must be known"}},
+      {"SequenceErase", {"", "sequences are compile-time lists: positions must be known"}},
+      {"SplitToSequence", {"", "number of pieces must be known at compile time"}},
+  };
+  auto it = notes.find(op);
+  return it == notes.end() ? OpNote{} : it->second;
+}
+
+} // namespace kiln::cli
