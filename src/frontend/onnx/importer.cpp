@@ -88,7 +88,7 @@ struct Importer {
       usedDynamic.insert(name);
       return ctx.symbol(name, it->second.min, it->second.max);
     }
-    return ctx.symbol(name, 1, INT32_MAX);
+    return ctx.symbol(name, 0, INT32_MAX); // zero-size tensors are valid ONNX
   }
 
   void importGraph(const onnx::GraphProto &gp, ir::Graph &g) {
