@@ -59,7 +59,6 @@ void lowerDropout(OpCtx &c) {
   bool training = false;
   double ratio = c.node.attrFloat("ratio", 0.5f);
   if (c.node.opset < 7) training = c.node.hasAttr("is_test") && c.node.attrInt("is_test", 0) == 0;
-  std::optional<VRef> runtimeDrop; // run-time "would drop" predicate
   if (c.node.opset >= 12) {
     std::optional<VRef> ratioV;
     if (c.has(1)) {
@@ -76,12 +75,16 @@ void lowerDropout(OpCtx &c) {
         if (training && ratioV) c.unsupported("Dropout in training mode");
       } else {
         // training_mode known only at run time. kiln does inference only: with
-        // training_mode false or ratio 0 the op is the identity; a real random drop is not
-        // implemented, so that case yields NaN (never a silently wrong but plausible result).
+        // training_mode false or ratio 0 the op is the identity; a random drop is refused
+        // before the run by a guard on a run-time symbol (never a plausible wrong result).
         VRef tmv = *scalarInput(c, 2, DType::Bool);
         VRef ratioNZ = ratioV ? bin(BinaryOp::Ne, *ratioV, loop::constant(DType::Float64, 0))
                               : loop::constantInt(DType::Bool, ratio != 0.0);
-        runtimeDrop = bin(BinaryOp::And, tmv, ratioNZ);
+        sym::Expr drops = c.runtimeSymbol(
+            loop::cast(bin(BinaryOp::And, tmv, ratioNZ), DType::Int64), "random_drop", 0, 1);
+        c.guardEqual(drops, c.ctx().constant(0),
+                     "Dropout with training_mode true and ratio > 0 draws random masks, which "
+                     "kiln does not support (inference only)");
       }
     }
   }
@@ -89,16 +92,6 @@ void lowerDropout(OpCtx &c) {
   bool wantMask = c.node.outputs.size() > 1 && c.node.outputs[1];
   DType mt = c.node.opset >= 10 ? DType::Bool : x.dtype;
   VRef one = mt == DType::Bool ? loop::constantInt(DType::Bool, 1) : cval(mt, 1);
-  if (runtimeDrop) {
-    VRef drop = *runtimeDrop;
-    DType t = x.dtype;
-    c.out(0, mapUnary(c, x, [=](VRef v) { return loop::select(drop, loop::constant(t, NAN), v); }));
-    if (wantMask)
-      c.out(1, c.pointwise(mt, x.shape, [=](const Index &) {
-        return loop::select(drop, loop::constantInt(DType::Bool, 0), one);
-      }));
-    return;
-  }
   c.out(0, x);
   if (wantMask)
     c.out(1, c.pointwise(
