@@ -4,6 +4,7 @@
 #include "passes/passes.h"
 #include "support/error.h"
 
+#include <functional>
 #include <iostream>
 #include <map>
 #include <set>
@@ -20,7 +21,10 @@ static void addOpsCommand(CLI::App &app) {
     std::cout << "| op | opsets | CPU | how |\n|---|---|---|---|\n";
     for (auto &[name, o] : sorted) {
       static const std::set<std::string> externs = {"Conv", "MatMul", "Gemm"};
-      std::string how = externs.count(name) ? "oneDNN via shim (float32)" : "generated kernel";
+      static const std::set<std::string> control = {"If", "Loop", "Scan"};
+      std::string how = externs.count(name)   ? "oneDNN via shim (float32)"
+                        : control.count(name) ? "wrapper control flow; subgraphs as own kernels"
+                                              : "generated kernel";
       std::cout << fmt::format("| {} | {}–21 | yes | {} |\n", name, o->sinceOpset, how);
     }
   });
@@ -40,10 +44,16 @@ void addInspectCommand(CLI::App &app) {
                 << ir::shapeToString(v->shape) << "\n";
     std::map<std::string, int> counts;
     std::map<std::string, int> opsets;
-    for (auto &n : g->nodes) {
-      counts[n->op]++;
-      opsets[n->op] = n->opset;
-    }
+    // Ops inside subgraphs (If/Loop/Scan bodies) count too.
+    std::function<void(const ir::Graph &)> countOps = [&](const ir::Graph &graph) {
+      for (auto &n : graph.nodes) {
+        counts[n->op]++;
+        opsets[n->op] = n->opset;
+        for (auto &[k, a] : n->attrs)
+          if (a.kind == ir::Attribute::Kind::Graph && a.graph) countOps(*a.graph);
+      }
+    };
+    countOps(*g);
     std::cout << "ops:\n";
     int unsupported = 0;
     for (auto &[op, c] : counts) {

@@ -88,7 +88,10 @@ private:
     os_ << ind << "  if (need > " << s << ".cap) {\n";
     os_ << ind << "    const size_t cap = need > 2 * " << s << ".cap ? need : 2 * " << s
         << ".cap;\n";
-    os_ << ind << "    " << p_.ops.allocScratch("blk", "cap");
+    std::string alloc = p_.ops.allocScratch("blk", "cap");
+    for (size_t at = alloc.find("\n  "); at != std::string::npos; at = alloc.find("\n  ", at + 1))
+      alloc.replace(at, 3, "\n" + ind + "    ");
+    os_ << ind << "    " << alloc;
     os_ << ind << "    " << s << ".p = blk;\n" << ind << "    " << s << ".cap = cap;\n";
     os_ << ind << "  }\n";
     os_ << ind << "  int st = " << p_.function(sub) << "(ctx, in, out, SL, constants, " << s
