@@ -65,6 +65,20 @@ void requireCondition(OpCtx &c, loop::SubProgram &sub, size_t j, const char *wha
 }
 
 void lowerIf(OpCtx &c) {
+  if (const ir::TensorData *cond = c.constIn(0)) {
+    // Known condition: only the taken branch is compiled, inline with the parent.
+    if (cond->numel() != 1)
+      fail("{}: the condition has {} elements, expected 1", c.node.describe(), cond->numel());
+    bool taken = cond->getInt(0) != 0;
+    std::vector<LTensor> outs = inlineBody(c, graphAttr(c, taken ? "then_branch" : "else_branch"),
+                                           c.node.name + (taken ? " then" : " else"));
+    if (outs.size() != c.node.outputs.size())
+      fail("{}: its {} branch gives {} outputs; the node has {}", c.node.describe(),
+           taken ? "then" : "else", outs.size(), c.node.outputs.size());
+    for (size_t j = 0; j < outs.size(); ++j)
+      c.out(j, outs[j]);
+    return;
+  }
   std::vector<CompiledBody> bodies;
   bodies.push_back(compileBody(c, graphAttr(c, "then_branch"), c.node.name + " then", {}));
   bodies.push_back(compileBody(c, graphAttr(c, "else_branch"), c.node.name + " else", {}));

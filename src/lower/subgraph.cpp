@@ -120,6 +120,38 @@ CompiledBody compileBody(OpCtx &c, const ir::Graph &body, const std::string &nam
   return r;
 }
 
+std::vector<LTensor> inlineBody(OpCtx &c, const ir::Graph &body, const std::string &name) {
+  if (!body.inputs.empty())
+    fail("{}: {} has {} inputs; it takes none", c.node.describe(), name, body.inputs.size());
+  std::unique_ptr<ir::Graph> g = ir::clone(body);
+  std::vector<ir::Value *> runtime;
+  for (const ir::Capture &cap : g->captures) {
+    const ir::Value *outer = c.node.input(cap.nodeInput);
+    ir::Value *v = cap.inner;
+    v->dtype = outer->dtype;
+    v->shape = outer->shape;
+    v->shapeKnown = true;
+    v->data = outer->data;
+    v->symData = outer->symData;
+    if (!v->data && !v->symData) runtime.push_back(v);
+  }
+  g->inputs = runtime; // for inference only: lowering reads the parent's tensors
+  passes::optimizeGraph(*g);
+  Lowerer low(*g, c.prog());
+  for (const ir::Capture &cap : g->captures)
+    if (!cap.inner->data && !cap.inner->symData) low.env[cap.inner] = c.in(cap.nodeInput);
+  for (const auto &n : g->nodes)
+    low.lowerNode(*n);
+  std::vector<LTensor> outs;
+  for (const ir::Value *v : g->outputs)
+    outs.push_back(low.valueTensor(v));
+  // Checks recorded while lowering belong to the enclosing graph now.
+  for (const ir::ShapeGuard &gd : g->guards)
+    c.guardEqual(gd.lhs, gd.rhs, gd.what);
+  KILN_ASSERT(g->dataSymbols.empty(), "{}: data symbols inside {}", c.node.describe(), name);
+  return outs;
+}
+
 void requireOutputShape(OpCtx &c, loop::SubProgram &sub, size_t j, const ir::Shape &shape,
                         const std::string &what) {
   const ir::Shape &actual = sub.prog.outputs.at(j)->shape;

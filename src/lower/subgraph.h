@@ -41,6 +41,11 @@ const ir::Graph &graphAttr(OpCtx &c, const char *name);
 CompiledBody compileBody(OpCtx &c, const ir::Graph &body, const std::string &name,
                          const std::vector<FormalInput> &formals);
 
+/// Lowers `body` (a subgraph without formal inputs) straight into the node's program, as
+/// if its nodes were the parent's, and returns its outputs: the taken branch of an If
+/// whose condition is known at compile time.
+std::vector<LTensor> inlineBody(OpCtx &c, const ir::Graph &body, const std::string &name);
+
 /// Requires output j of `sub` to have `shape` at every call: provable now, else a guard
 /// checked at each call; fails now when the dims are known to differ.
 void requireOutputShape(OpCtx &c, loop::SubProgram &sub, size_t j, const ir::Shape &shape,
