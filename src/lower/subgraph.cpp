@@ -55,6 +55,33 @@ void lowerBody(ir::Graph &g, loop::SubProgram &sub, const std::vector<const Form
   low.writeOutputs();
 }
 
+/// The model has one constants table: the body's constants join the parent's (and,
+/// through it, the model's). A constant the parent holds too (a captured weight) is
+/// shared, so it is stored once and updating it reaches the body; the body's own ones
+/// are named after it. Indices are reassigned in every nested program as well.
+void hoistConstants(OpCtx &c, loop::Program &p, const std::string &name) {
+  loop::Program &parent = c.prog();
+  auto find = [&](const ir::TensorData *d) {
+    auto it = std::find_if(parent.constants.begin(), parent.constants.end(),
+                           [&](const loop::Buffer *o) { return o->data.get() == d; });
+    return it == parent.constants.end() ? nullptr : *it;
+  };
+  for (loop::Buffer *b : p.constants) {
+    if (find(b->data.get())) continue;
+    b->index = static_cast<int>(parent.constants.size());
+    b->label = fmt::format("{}/{}", name, b->label);
+    parent.constants.push_back(b);
+  }
+  std::vector<const loop::SubProgram *> nested;
+  loop::collectSubPrograms(p, nested);
+  std::vector<const loop::Program *> progs{&p};
+  for (const loop::SubProgram *sp : nested)
+    progs.push_back(&sp->prog);
+  for (const loop::Program *prog : progs)
+    for (const auto &b : prog->buffers)
+      if (b->kind == loop::BufferKind::Constant) b->index = find(b->data.get())->index;
+}
+
 } // namespace
 
 CompiledBody compileBody(OpCtx &c, const ir::Graph &body, const std::string &name,
@@ -88,7 +115,8 @@ CompiledBody compileBody(OpCtx &c, const ir::Graph &body, const std::string &nam
     v->shapeKnown = true;
     v->data = outer->data;
     v->symData = outer->symData;
-    if (v->data || v->symData) continue; // known at compile time: folded into the body
+    if (v->data) c.lowerer().constantBuffer(outer); // shared with the body (hoistConstants)
+    if (v->data || v->symData) continue;            // known at compile time: folded into the body
     passed.push_back(v);
     bind.push_back(nullptr);
     r.captureInputs.push_back(cap.nodeInput);
@@ -109,14 +137,7 @@ CompiledBody compileBody(OpCtx &c, const ir::Graph &body, const std::string &nam
   sched::eliminateDeadKernels(p);
   sched::unrollSmallReductions(p, ctx);
   sched::formGroups(p, ctx);
-  // The model has one constants table: the body's constants join the parent's (and,
-  // through it, the model's), under names that say where they came from.
-  loop::Program &parent = c.prog();
-  for (loop::Buffer *b : p.constants) {
-    b->index = static_cast<int>(parent.constants.size());
-    b->label = fmt::format("{}/{}", name, b->label);
-    parent.constants.push_back(b);
-  }
+  hoistConstants(c, p, name);
   return r;
 }
 
