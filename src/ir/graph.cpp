@@ -160,6 +160,7 @@ std::unique_ptr<Graph> clone(const Graph &g) {
   for (const Value *v : g.outputs)
     r->outputs.push_back(map(v));
   r->modelPath = g.modelPath;
+  r->isSubgraph = g.isSubgraph;
   for (const DataSymbol &d : g.dataSymbols)
     r->dataSymbols.push_back({d.symbol, map(d.input), d.element});
   r->guards = g.guards;

@@ -127,6 +127,7 @@ public:
   std::vector<DataSymbol> dataSymbols;
   std::vector<ShapeGuard> guards;
   std::vector<Capture> captures; // subgraphs only
+  bool isSubgraph = false;       // an If/Loop/Scan body, compiled into its own program
 
   /// Removes dead nodes and recomputes users.
   void compact();

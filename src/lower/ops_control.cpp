@@ -113,11 +113,61 @@ void lowerIf(OpCtx &c) {
     c.out(j, fromBuffer(c.ctx(), outs[j]));
 }
 
-/// Loop's trip count as a symbol (scan outputs are sized by it before the run).
+/// Loop's trip count M as a symbol (scan outputs are sized by it before the run).
 sym::Expr tripSymbol(OpCtx &c) {
   if (auto m = c.symIn(0)) return m->at(0);
   if (c.node.input(0)->isGraphInput) return c.requireSymIn(0, "M", 0).at(0);
   return c.runtimeSymbols(c.in(0), "M", 0, INT32_MAX).at(0);
+}
+
+/// Whether a value reads only model inputs (and constants at fixed offsets): what
+/// OpCtx::runtimeSymbols can evaluate before the run.
+bool readsOnlyInputs(const VRef &v) {
+  if (v->kind == loop::VKind::Load) {
+    bool constant = v->buf->kind == loop::BufferKind::Constant && v->buf->data &&
+                    v->sym.isConst() && v->indirect.empty();
+    if (v->buf->kind != loop::BufferKind::Input && !constant) return false;
+  }
+  for (const auto &[s, iv] : v->indirect)
+    if (!readsOnlyInputs(iv)) return false;
+  for (const VRef &a : v->args)
+    if (!readsOnlyInputs(a)) return false;
+  return true;
+}
+
+/// For a body that passes its condition on unchanged, the loop runs `cond ? M : 0` times:
+/// a shape value bind_shapes evaluates, if cond and M come from model inputs.
+std::optional<sym::Expr> tripsOfKeptCondition(OpCtx &c) {
+  LTensor m = c.in(0), cond = c.in(1);
+  sym::Context &ctx = c.ctx();
+  VRef v = loop::select(loop::cast(cond.load(Index(cond.rank(), ctx.constant(0))), DType::Bool),
+                        loop::cast(m.load(Index(m.rank(), ctx.constant(0))), DType::Int64),
+                        loop::constantInt(DType::Int64, 0));
+  if (!readsOnlyInputs(v)) return std::nullopt;
+  return c.runtimeSymbol(v, "trips", 0, INT32_MAX);
+}
+
+/// Sets cf's trip count for a Loop with scan outputs, which are sized by the iterations
+/// run: M when the condition provably stays true; `cond ? M : 0` when the body passes the
+/// condition on; otherwise M as a bound and the actual count as a late symbol (set by the
+/// run). Inside a subgraph that last case fails at run time if the loop ends early.
+void setScanTrips(OpCtx &c, ControlFlow &cf, const CompiledBody &cb) {
+  const ir::TensorData *known = cb.known[0].get();
+  bool keeps = cb.passThrough[0] == 1 || (known && known->numel() == 1 && known->getInt(0) != 0);
+  std::optional<bool> initial;
+  if (!c.has(1)) initial = true;
+  if (const ir::TensorData *ci = c.constIn(1); ci && ci->numel() == 1) initial = ci->getInt(0) != 0;
+  if (keeps && initial) {
+    cf.trips = *initial ? tripSymbol(c) : c.ctx().constant(0);
+    return;
+  }
+  if (keeps)
+    if (auto t = tripsOfKeptCondition(c)) {
+      cf.trips = *t;
+      return;
+    }
+  cf.trips = tripSymbol(c);
+  if (!c.lowerer().graph.isSubgraph) cf.iterations = c.lateSymbol("iterations", cf.trips);
 }
 
 void lowerLoop(OpCtx &c) {
@@ -129,16 +179,14 @@ void lowerLoop(OpCtx &c) {
     fail("{}: its body has {} outputs; it needs at least {} (cond and {} loop-carried)",
          c.node.describe(), body.outputs.size(), N + 1, N);
   size_t K = body.outputs.size() - 1 - N;
-  auto cf = newControlFlow(c, ControlFlow::Op::Loop);
-  if (c.has(0) && K > 0) {
-    cf->trips = tripSymbol(c);
-  } else if (c.has(0)) {
-    // No scan outputs: every shape is known without M, so it is just read at run time.
-    if (auto m = c.symIn(0)) cf->trips = m->at(0);
-  } else if (K > 0) {
+  if (!c.has(0) && K > 0)
     c.unsupported("a Loop with scan outputs and no trip count M (their size would depend on "
                   "when the condition ends it)");
-  }
+  auto cf = newControlFlow(c, ControlFlow::Op::Loop);
+  // Without scan outputs every shape is known without M: it is read at run time unless
+  // known now.
+  std::optional<std::vector<sym::Expr>> m = c.has(0) ? c.symIn(0) : std::nullopt;
+  if (m) cf->trips = m->at(0);
   cf->iter = iterationSymbol(c.ctx(), "_iter", cf->trips);
 
   std::vector<FormalInput> formals(2 + N);
@@ -154,6 +202,7 @@ void lowerLoop(OpCtx &c) {
   CompiledBody cb = compileBody(c, body, c.node.name + " body", formals);
   loop::SubProgram &sub = *cb.sub;
   requireCondition(c, sub, 0, "its body's condition output");
+  if (K > 0) setScanTrips(c, *cf, cb);
   for (size_t k = 0; k < N; ++k) {
     std::string what = fmt::format("loop-carried value {} (body output {})", k, 1 + k);
     if (sub.prog.outputs[1 + k]->dtype != init[k].dtype)
@@ -188,7 +237,7 @@ void lowerLoop(OpCtx &c) {
     cf->carried.push_back(cv);
   }
   for (size_t s = 0; s < K; ++s) {
-    ir::Shape shape{cf->trips};
+    ir::Shape shape{cf->iterations.valid() ? cf->iterations : cf->trips};
     shape.insert(shape.end(), perIter[s].begin(), perIter[s].end());
     ControlFlow::Stacked st;
     st.buf = newBuffer(c, sub.prog.outputs[1 + N + s]->dtype, shape, "");

@@ -121,14 +121,23 @@ CompiledBody compileBody(OpCtx &c, const ir::Graph &body, const std::string &nam
     bind.push_back(nullptr);
     r.captureInputs.push_back(cap.nodeInput);
   }
+  std::vector<ir::Value *> formalValues = g->inputs;
   g->inputs = passed;
   passes::optimizeGraph(*g);
+  for (const ir::Value *v : g->outputs) {
+    while (v->producer && v->producer->op == "Identity" && v->producer->input(0))
+      v = v->producer->input(0);
+    auto it = std::find(formalValues.begin(), formalValues.end(), v);
+    r.passThrough.push_back(it == formalValues.end() ? -1
+                                                     : static_cast<int>(it - formalValues.begin()));
+    r.known.push_back(v->data);
+  }
 
   r.sub = std::make_unique<loop::SubProgram>();
   r.sub->name = name;
   lowerBody(*g, *r.sub, bind);
   loop::Program &p = r.sub->prog;
-  if (!p.symbolKernels.empty() || !g->dataSymbols.empty())
+  if (!g->dataSymbols.empty() || !p.lateSymbols.empty())
     fail("{}: {} computes a shape from run-time values; kiln does not support run-time shape "
          "values inside subgraphs",
          c.node.describe(), name);
@@ -157,6 +166,7 @@ std::vector<LTensor> inlineBody(OpCtx &c, const ir::Graph &body, const std::stri
     if (!v->data && !v->symData) runtime.push_back(v);
   }
   g->inputs = runtime; // for inference only: lowering reads the parent's tensors
+  g->isSubgraph = c.lowerer().graph.isSubgraph; // lowered at the parent's level
   passes::optimizeGraph(*g);
   Lowerer low(*g, c.prog());
   for (const ir::Capture &cap : g->captures)

@@ -28,6 +28,10 @@ struct CompiledBody {
   /// The node inputs (outer-scope values known only at run time) passed after the
   /// formals, in the sub-program's input order.
   std::vector<size_t> captureInputs;
+  /// Per body output: the formal input it passes on unchanged (itself or through
+  /// Identity), or -1; and its contents when known at compile time.
+  std::vector<int> passThrough;
+  std::vector<std::shared_ptr<const ir::TensorData>> known;
 };
 
 /// Number of a node's ONNX inputs: the ones before its subgraphs' captured values.

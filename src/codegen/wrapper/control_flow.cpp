@@ -2,25 +2,11 @@
 
 #include "support/error.h"
 
+#include <algorithm>
 #include <fmt/format.h>
 #include <sstream>
 
 namespace kiln::codegen {
-
-ScratchLayout scratchLayout(const loop::Program &p, sym::Context &ctx) {
-  ScratchLayout l;
-  l.plan = sched::planMemory(p, ctx);
-  l.total = ctx.constant(0);
-  for (const sched::Slot &s : l.plan.slots) {
-    l.offsets.push_back(l.total);
-    l.total = l.total + sym::floorDiv(s.bytes + 63, 64) * 64;
-  }
-  return l;
-}
-
-std::string controlFlowPrelude() {
-  return "struct kiln_cf_scratch { char *p; size_t cap; };\n\n";
-}
 
 namespace {
 
@@ -34,16 +20,171 @@ std::string cString(const std::string &s) {
   return r + "\"";
 }
 
+} // namespace
+
+SubPrograms::SubPrograms(const loop::Program &top, sym::Context &ctx) : ctx_(ctx) {
+  loop::collectSubPrograms(top, subs_);
+  std::vector<const loop::Program *> progs{&top};
+  for (const loop::SubProgram *sub : subs_)
+    progs.push_back(&sub->prog);
+  for (const loop::Program *prog : progs)
+    for (const auto &k : prog->kernels) {
+      if (k->kind != loop::KernelKind::Call) continue;
+      sites_[k.get()] = static_cast<int>(sites_.size());
+      for (sym::Expr s : {k->call->iter, k->call->batch})
+        if (s.valid()) locals_.push_back(s);
+    }
+  for (const loop::SubProgram *sub : subs_) {
+    for (const loop::SymbolKernel &sk : sub->prog.symbolKernels)
+      locals_.insert(locals_.end(), sk.symbols.begin(), sk.symbols.end());
+    Layout &l = layouts_[sub];
+    l.plan = sched::planMemory(sub->prog, ctx);
+    l.total = ctx.constant(0);
+    for (const sched::Slot &slot : l.plan.slots) {
+      l.offsets.push_back(l.total);
+      l.total = l.total + sym::floorDiv(slot.bytes + 63, 64) * 64;
+    }
+  }
+}
+
+std::string SubPrograms::function(const loop::SubProgram &sub) const {
+  auto it = std::find(subs_.begin(), subs_.end(), &sub);
+  KILN_ASSERT(it != subs_.end(), "sub-program {} was not collected", sub.name);
+  return fmt::format("run_sub_{}", it - subs_.begin());
+}
+
+void SubPrograms::printKernels(int firstId, std::vector<std::string> &sources,
+                               const std::function<bool(sym::Expr)> &isSymbol,
+                               const SymbolNamer &name) {
+  int next = firstId;
+  for (const loop::SubProgram *sub : subs_) {
+    auto print = [&](const loop::KernelGroup &g) {
+      KernelSignature sig = signatureOf(g, isSymbol);
+      sources.push_back(printCpuGroup(g, sig, name, ctx_));
+      return sig;
+    };
+    for (const auto &k : sub->prog.kernels)
+      k->id = next++;
+    for (const loop::SymbolKernel &sk : sub->prog.symbolKernels) {
+      sk.kernel->id = next++;
+      loop::KernelGroup g;
+      g.kernels = {sk.kernel.get()};
+      symbolSigs_[sub].push_back(print(g));
+    }
+    std::vector<KernelSignature> &sigs = sigs_[sub];
+    sigs.resize(sub->prog.groups.size());
+    for (size_t gi = 0; gi < sub->prog.groups.size(); ++gi)
+      if (!sub->prog.groups[gi].isExtern() && !sub->prog.groups[gi].isCall())
+        sigs[gi] = print(sub->prog.groups[gi]);
+  }
+}
+
+std::string SubPrograms::declarations(const DeviceOps &ops) const {
+  std::ostringstream os;
+  auto declare = [&](const loop::Kernel &k, const KernelSignature &sig) {
+    std::vector<std::string> types;
+    for (size_t i = 0; i < sig.buffers.size(); ++i)
+      types.push_back(
+          fmt::format("{}{} *", sig.written[i] ? "" : "const ", dtypeCType(sig.buffers[i]->dtype)));
+    types.insert(types.end(), sig.symbols.size(), "int64_t");
+    os << ops.declareKernel(fmt::format("kiln_kernel_{}", k.id), types);
+  };
+  for (const loop::SubProgram *sub : subs_) {
+    for (size_t i = 0; i < sub->prog.symbolKernels.size(); ++i)
+      declare(*sub->prog.symbolKernels[i].kernel, symbolSigs_.at(sub)[i]);
+    for (size_t gi = 0; gi < sub->prog.groups.size(); ++gi)
+      if (!sub->prog.groups[gi].isExtern() && !sub->prog.groups[gi].isCall())
+        declare(*sub->prog.groups[gi].kernels.front(), sigs_.at(sub)[gi]);
+  }
+  return os.str();
+}
+
+std::string
+SubPrograms::functions(const std::function<std::string(const loop::SubProgram &)> &body) const {
+  if (subs_.empty()) return "";
+  std::ostringstream os;
+  // Per-call-site scratch blocks, kept across iterations: declared once in run_impl and
+  // passed down, so a loop body's scratch is allocated once, not per iteration.
+  os << "struct kiln_cf_scratch { char *p; size_t cap; };\n\n";
+  const char *params = "(kiln_run_ctx *ctx, void *const *inputs, void *const *outputs, "
+                       "const int64_t *S,\n    void *const *constants, kiln_cf_scratch *scr, "
+                       "kiln_cf_scratch *cfs)";
+  for (const loop::SubProgram *sub : subs_)
+    os << "static int " << function(*sub) << params << ";\n";
+  for (const loop::SubProgram *sub : subs_)
+    os << "\n// " << sub->name << "\nstatic int " << function(*sub) << params
+       << " {\n  (void)cfs;\n"
+       << body(*sub) << "}\n";
+  return os.str() + "\n";
+}
+
+std::string SubPrograms::symbolKernelCalls(const loop::SubProgram &sub, size_t numSymbols,
+                                           const std::function<int(sym::Expr)> &index) const {
+  if (sub.prog.symbolKernels.empty()) return "";
+  std::ostringstream os;
+  size_t n = std::max<size_t>(numSymbols, 1);
+  os << fmt::format("  int64_t SS[{0}];\n  memcpy(SS, S, sizeof(int64_t) * {0});\n", n);
+  for (size_t i = 0; i < sub.prog.symbolKernels.size(); ++i) {
+    const loop::SymbolKernel &sk = sub.prog.symbolKernels[i];
+    const KernelSignature &sig = symbolSigs_.at(&sub)[i];
+    std::vector<std::string> args;
+    for (loop::Buffer *b : sig.buffers) {
+      KILN_ASSERT(b == sk.kernel->out || b->kind == loop::BufferKind::Input,
+                  "symbol kernel of {} reads a non-input", sub.name);
+      args.push_back(b == sk.kernel->out
+                         ? std::string("v")
+                         : fmt::format("(const {} *)inputs[{}]", dtypeCType(b->dtype), b->index));
+    }
+    for (const sym::Expr &s : sig.symbols)
+      args.push_back(fmt::format("SS[{}]", index(s)));
+    os << fmt::format("  {{ // shape values of {}\n    int64_t v[{}];\n    kiln_kernel_{}({});\n",
+                      sk.kernel->origin, sk.symbols.size(), sk.kernel->id, fmt::join(args, ", "));
+    for (size_t j = 0; j < sk.symbols.size(); ++j) {
+      sym::Range r = ctx_.symbolRange(sk.symbols[j]);
+      os << fmt::format("    SS[{0}] = v[{1}];\n    if (SS[{0}] < INT64_C({2}) || SS[{0}] > "
+                        "INT64_C({3})) {{\n      snprintf(ctx->error, ctx->error_size, \"%s = "
+                        "%lld is outside [{2}, {3}], the values kiln supports there\", {4}, "
+                        "(long long)SS[{0}]);\n      return KILN_ERR_SHAPE_MISMATCH;\n    }}\n",
+                        index(sk.symbols[j]), j, r.lo, r.hi, cString(sk.symbols[j].name()));
+    }
+    os << "  }\n";
+  }
+  return os.str();
+}
+
+std::string SubPrograms::prologue(const loop::SubProgram &sub, const DeviceOps &ops,
+                                  const SymbolCpp &cpp) const {
+  std::ostringstream os;
+  for (const ir::ShapeGuard &gd : sub.guards)
+    os << fmt::format("  if (({0}) != ({1})) {{\n    snprintf(ctx->error, ctx->error_size, \"%s "
+                      "(%lld vs %lld)\", {2}, (long long)({0}), (long long)({1}));\n"
+                      "    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
+                      cpp(gd.lhs), cpp(gd.rhs), cString(gd.what));
+  const Layout &l = layouts_.at(&sub);
+  std::string need = cpp(l.total);
+  os << "  if ((size_t)(" << need << ") > scr->cap) {\n    const size_t cap = (size_t)(" << need
+     << ") > 2 * scr->cap ? (size_t)(" << need << ") : 2 * scr->cap;\n    "
+     << ops.allocScratch("blk", "cap") << "    scr->p = blk;\n    scr->cap = cap;\n  }\n";
+  os << "  char *scratch = scr->p; (void)scratch;\n";
+  for (size_t s = 0; s < l.offsets.size(); ++s)
+    os << fmt::format("  char *slot{} = scratch + ({});\n", s, cpp(l.offsets[s]));
+  return os.str();
+}
+
+namespace {
+
 class CallGen {
 public:
-  CallGen(const loop::Kernel &k, int site, const CallPrinter &p)
-      : k_(k), cf_(*k.call), site_(site), p_(p) {}
+  CallGen(const loop::Kernel &k, const CallPrinter &p)
+      : k_(k), cf_(*k.call), site_(p.subs.site(&k)), p_(p) {}
 
   std::string print() {
     os_ << "  { // " << k_.origin << ": " << cf_.origin << "\n";
     os_ << fmt::format("    int64_t SL[{}];\n", std::max<size_t>(p_.numSymbols, 1));
     if (p_.numSymbols)
       os_ << fmt::format("    memcpy(SL, {}, sizeof(int64_t) * {});\n", p_.symbols, p_.numSymbols);
+    for (int i : p_.live)
+      os_ << fmt::format("    SL[{0}] = S{0};\n", i);
     if (cf_.op == loop::ControlFlow::Op::If)
       printIf();
     else
@@ -80,22 +221,11 @@ private:
     ins.push_back("nullptr");
     std::vector<std::string> o = outs;
     o.push_back("nullptr");
-    std::string s = fmt::format("cfs[{}]", site_);
     os_ << ind << "{ // " << sub.name << "\n";
     os_ << ind << fmt::format("  void *in[] = {{{}}};\n", fmt::join(ins, ", "));
     os_ << ind << fmt::format("  void *out[] = {{{}}};\n", fmt::join(o, ", "));
-    os_ << ind << "  const size_t need = (size_t)(" << cpp(p_.scratchBytes(sub)) << ");\n";
-    os_ << ind << "  if (need > " << s << ".cap) {\n";
-    os_ << ind << "    const size_t cap = need > 2 * " << s << ".cap ? need : 2 * " << s
-        << ".cap;\n";
-    std::string alloc = p_.ops.allocScratch("blk", "cap");
-    for (size_t at = alloc.find("\n  "); at != std::string::npos; at = alloc.find("\n  ", at + 1))
-      alloc.replace(at, 3, "\n" + ind + "    ");
-    os_ << ind << "    " << alloc;
-    os_ << ind << "    " << s << ".p = blk;\n" << ind << "    " << s << ".cap = cap;\n";
-    os_ << ind << "  }\n";
-    os_ << ind << "  int st = " << p_.function(sub) << "(ctx, in, out, SL, constants, " << s
-        << ".p, cfs);\n";
+    os_ << ind << "  int st = " << p_.subs.function(sub) << "(ctx, in, out, SL, constants, &cfs["
+        << site_ << "], cfs);\n";
     os_ << ind << "  if (st) return st;\n" << ind << "}\n";
   }
 
@@ -164,13 +294,17 @@ private:
       os_ << in2 << fmt::format("cur{0} = nxt{0};\n", c);
     if (isLoop) os_ << in2 << "cond = condOut;\n";
     os_ << ind << "}\n";
-    if (isLoop && !cf_.scanOutputs.empty())
+    if (cf_.iterations.valid()) // the scan outputs' leading dim: the iterations run
+      os_ << ind << fmt::format("S{} = it;\n", p_.symbolIndex(cf_.iterations));
+    else if (isLoop && !cf_.scanOutputs.empty())
       os_ << ind
-          << fmt::format("if (it < trips) {{\n{0}  snprintf(ctx->error, ctx->error_size, \"%s: its "
-                         "condition ended the loop after %lld of %lld iterations; kiln sizes scan "
-                         "outputs by the trip count and cannot return fewer\", {1}, (long long)it, "
-                         "(long long)trips);\n{0}  return KILN_ERR_UNSUPPORTED;\n{0}}}\n",
-                         ind, cString(cf_.origin));
+          << fmt::format(
+                 "if (it < trips) {{\n{0}  snprintf(ctx->error, ctx->error_size, \"%s: its "
+                 "condition ended the loop after %lld of %lld iterations; inside a subgraph "
+                 "kiln sizes scan outputs by the trip count and cannot return fewer\", {1}, (long "
+                 "long)it, "
+                 "(long long)trips);\n{0}  return KILN_ERR_UNSUPPORTED;\n{0}}}\n",
+                 ind, cString(cf_.origin));
     for (size_t c = 0; c < cf_.carried.size(); ++c)
       os_ << ind
           << fmt::format("if (cur{0} != dst{0}) memcpy(dst{0}, cur{0}, {1});\n", c,
@@ -187,8 +321,8 @@ private:
 
 } // namespace
 
-std::string printCall(const loop::Kernel &k, int site, const CallPrinter &p) {
-  return CallGen(k, site, p).print();
+std::string printCall(const loop::Kernel &k, const CallPrinter &p) {
+  return CallGen(k, p).print();
 }
 
 } // namespace kiln::codegen

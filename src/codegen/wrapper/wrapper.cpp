@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <fmt/format.h>
 #include <map>
+#include <optional>
 #include <sstream>
 
 namespace kiln::codegen {
@@ -64,11 +65,13 @@ public:
   int symbolIndex(sym::Expr s) const {
     int i = syms_.indexOf(s);
     if (i >= 0) return i;
-    auto it = std::find(locals_.begin(), locals_.end(), s);
-    return it == locals_.end() ? -1
-                               : static_cast<int>(syms_.symbols.size() + (it - locals_.begin()));
+    if (!cf_) return -1;
+    auto it = std::find(cf_->locals().begin(), cf_->locals().end(), s);
+    return it == cf_->locals().end()
+               ? -1
+               : static_cast<int>(syms_.symbols.size() + (it - cf_->locals().begin()));
   }
-  size_t numSymbols() const { return syms_.symbols.size() + locals_.size(); }
+  size_t numSymbols() const { return syms_.symbols.size() + (cf_ ? cf_->locals().size() : 0); }
   std::string symName(sym::Expr s) const {
     int i = symbolIndex(s);
     if (i < 0) fail("dimension symbol '{}' is not determined by any model input shape", s.name());
@@ -102,7 +105,11 @@ public:
       kernelSources.push_back(printCpuGroup(
           g, symbolSigs_[i], [this](sym::Expr s) { return symName(s); }, ctx_));
     }
-    prepareSubPrograms(kernelSources);
+    cf_.emplace(p_, ctx_);
+    cf_->printKernels(
+        static_cast<int>(p_.kernels.size() + p_.symbolKernels.size()), kernelSources,
+        [this](sym::Expr s) { return isModelSymbol(s); },
+        [this](sym::Expr s) { return symName(s); });
     std::vector<std::string> flags = ops_.kernelFlags();
     for (size_t i = 0; i < kernelSources.size(); i += perFile) {
       SourceFile f;
@@ -374,115 +381,36 @@ private:
     return os.str();
   }
 
-  std::string declareKernels(const loop::Program &p, const std::vector<KernelSignature> &sigs) {
-    std::ostringstream os;
-    for (size_t gi = 0; gi < p.groups.size(); ++gi) {
-      const loop::KernelGroup &g = p.groups[gi];
-      if (g.isExtern() || g.isCall()) continue;
-      const loop::Kernel *k = g.kernels.front();
-      const KernelSignature &sig = sigs[gi];
-      std::vector<std::string> types;
-      for (size_t i = 0; i < sig.buffers.size(); ++i)
-        types.push_back(fmt::format("{}{} *", sig.written[i] ? "" : "const ",
-                                    dtypeCType(sig.buffers[i]->dtype)));
-      for (size_t i = 0; i < sig.symbols.size(); ++i)
-        types.push_back("int64_t");
-      os << ops_.declareKernel(fmt::format("kiln_kernel_{}", k->id), types);
-    }
-    return os.str();
-  }
-
-  /// Control flow: numbers the sub-programs' kernels after the model's, registers the
-  /// iteration symbols, and prints their kernels.
-  void prepareSubPrograms(std::vector<std::string> &kernelSources) {
-    loop::collectSubPrograms(p_, subs_);
-    std::vector<const loop::Program *> progs{&p_};
-    for (const loop::SubProgram *sub : subs_)
-      progs.push_back(&sub->prog);
-    for (const loop::Program *prog : progs)
-      for (const auto &k : prog->kernels) {
-        if (k->kind != loop::KernelKind::Call) continue;
-        sites_[k.get()] = static_cast<int>(sites_.size());
-        for (sym::Expr s : {k->call->iter, k->call->batch})
-          if (s.valid()) locals_.push_back(s);
-      }
-    int next = static_cast<int>(p_.kernels.size() + p_.symbolKernels.size());
-    for (const loop::SubProgram *sub : subs_) {
-      for (const auto &k : sub->prog.kernels)
-        k->id = next++;
-      std::vector<KernelSignature> &sigs = subSigs_[sub];
-      sigs.resize(sub->prog.groups.size());
-      for (size_t gi = 0; gi < sub->prog.groups.size(); ++gi) {
-        const loop::KernelGroup &g = sub->prog.groups[gi];
-        if (g.isExtern() || g.isCall()) continue;
-        sigs[gi] = signatureOf(g, [this](sym::Expr s) { return isModelSymbol(s); });
-        kernelSources.push_back(printCpuGroup(
-            g, sigs[gi], [this](sym::Expr s) { return symName(s); }, ctx_));
-      }
-      layouts_.emplace(sub, scratchLayout(sub->prog, ctx_));
-    }
-  }
-
-  std::string subFunction(const loop::SubProgram &sub) const {
-    auto it = std::find(subs_.begin(), subs_.end(), &sub);
-    KILN_ASSERT(it != subs_.end(), "sub-program {} was not collected", sub.name);
-    return fmt::format("run_sub_{}", it - subs_.begin());
-  }
-
-  /// One function per sub-program, like run_impl but with its scratch block passed in and
-  /// its guards (which may depend on the iteration) checked first.
-  std::string subProgramFunctions() {
-    if (subs_.empty()) return "";
-    std::ostringstream os;
-    os << controlFlowPrelude();
-    const char *params = "(kiln_run_ctx *ctx, void *const *inputs, void *const *outputs, "
-                         "const int64_t *S,\n    void *const *constants, char *scratch, "
-                         "kiln_cf_scratch *cfs)";
-    for (const loop::SubProgram *sub : subs_)
-      os << "static int " << subFunction(*sub) << params << ";\n";
-    for (const loop::SubProgram *sub : subs_) {
-      os << "\n// " << sub->name << "\nstatic int " << subFunction(*sub) << params << " {\n";
-      os << "  (void)scratch; (void)cfs;\n";
-      os << runBody(sub->prog, subSigs_.at(sub), sub) << "}\n";
-    }
-    return os.str() + "\n";
-  }
-
   /// The body of run_impl (sub == nullptr) or of a sub-program's function.
   std::string runBody(const loop::Program &p, const std::vector<KernelSignature> &sigs,
                       const loop::SubProgram *sub) {
     std::ostringstream os;
     os << "  (void)inputs; (void)outputs; (void)constants;\n";
     size_t nsym = sub ? numSymbols() : syms_.symbols.size();
+    bool own = sub && !p.symbolKernels.empty();
+    if (sub)
+      os << cf_->symbolKernelCalls(*sub, numSymbols(),
+                                   [this](sym::Expr e) { return symbolIndex(e); });
     // Late symbols (sizes the run computes) are variables of run_impl, stored back at the end.
     for (size_t s = 0; s < nsym; ++s)
-      os << fmt::format("  {0}int64_t S{1} = S[{1}]; (void)S{1};\n",
-                        !sub && isLate(syms_.symbols[s]) ? "" : "const ", s);
+      os << fmt::format("  {0}int64_t S{1} = {2}[{1}]; (void)S{1};\n",
+                        !sub && isLate(syms_.symbols[s]) ? "" : "const ", s, own ? "SS" : "S");
     if (nsym == 0) os << "  (void)S;\n";
     bool calls = std::any_of(p.groups.begin(), p.groups.end(),
                              [](const loop::KernelGroup &g) { return g.isCall(); });
-    std::string full = "S";
+    std::string full = own ? "SS" : "S";
     if (calls && !sub) {
       // The model's symbols, then room for iteration numbers; scratch kept per call site.
       os << fmt::format("  int64_t SX[{}] = {{0}};\n", std::max<size_t>(numSymbols(), 1));
       if (!syms_.symbols.empty())
         os << fmt::format("  memcpy(SX, S, sizeof(int64_t) * {});\n", syms_.symbols.size());
-      os << fmt::format("  kiln_cf_scratch cfs[{}] = {{}};\n", sites_.size());
+      os << fmt::format("  kiln_cf_scratch cfs[{}] = {{}};\n", cf_->numSites());
       full = "SX";
     }
-    if (sub)
-      for (const ir::ShapeGuard &gd : sub->guards)
-        os << fmt::format(
-            "  if (({0}) != ({1})) {{\n    snprintf(ctx->error, ctx->error_size, \"%s (%lld vs "
-            "%lld)\", {2}, (long long)({0}), (long long)({1}));\n"
-            "    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
-            cpp(gd.lhs), cpp(gd.rhs), cString(gd.what));
     sched::MemoryPlan plan;
     if (sub) {
-      const ScratchLayout &l = layouts_.at(sub);
-      plan = l.plan;
-      for (size_t s = 0; s < l.offsets.size(); ++s)
-        os << fmt::format("  char *slot{} = scratch + ({});\n", s, cpp(l.offsets[s]));
+      plan = cf_->plan(*sub);
+      os << cf_->prologue(*sub, ops_, [this](sym::Expr e) { return cpp(e); });
     } else {
       plan = sched::planMemory(p, ctx_);
       for (size_t s = 0; s < plan.slots.size(); ++s)
@@ -509,12 +437,10 @@ private:
       }
       }
     }
-    CallPrinter cp{ops_,
-                   numSymbols(),
-                   [this](sym::Expr s) { return symbolIndex(s); },
-                   [this](const loop::SubProgram &sp) { return subFunction(sp); },
-                   [this](const loop::SubProgram &sp) { return layouts_.at(&sp).total; },
-                   full};
+    CallPrinter cp{numSymbols(), [this](sym::Expr s) { return symbolIndex(s); }, *cf_, full, {}};
+    if (!sub)
+      for (const loop::LateSymbol &l : p_.lateSymbols)
+        cp.live.push_back(syms_.indexOf(l.symbol));
     int scopes = 0;
     for (size_t gi = 0; gi < p.groups.size(); ++gi) {
       const loop::KernelGroup &g = p.groups[gi];
@@ -524,7 +450,7 @@ private:
         continue;
       }
       if (g.isCall()) {
-        os << printCall(*k, sites_.at(k), cp);
+        os << printCall(*k, cp);
         continue;
       }
       const KernelSignature &sig = sigs[gi];
@@ -552,9 +478,20 @@ private:
           "<cstdint>\n#include <cstdio>\n#include <cstring>\n";
     os << ops_.includes() << "\n";
     // Kernel declarations.
-    os << declareKernels(p_, sigs);
-    for (const loop::SubProgram *sub : subs_)
-      os << declareKernels(sub->prog, subSigs_.at(sub));
+    for (size_t gi = 0; gi < p_.groups.size(); ++gi) {
+      const loop::KernelGroup &g = p_.groups[gi];
+      if (g.isExtern() || g.isCall()) continue;
+      const loop::Kernel *k = g.kernels.front();
+      const KernelSignature &sig = sigs[gi];
+      std::vector<std::string> types;
+      for (size_t i = 0; i < sig.buffers.size(); ++i)
+        types.push_back(fmt::format("{}{} *", sig.written[i] ? "" : "const ",
+                                    dtypeCType(sig.buffers[i]->dtype)));
+      for (size_t i = 0; i < sig.symbols.size(); ++i)
+        types.push_back("int64_t");
+      os << ops_.declareKernel(fmt::format("kiln_kernel_{}", k->id), types);
+    }
+    os << cf_->declarations(ops_);
     for (size_t i = 0; i < p_.symbolKernels.size(); ++i) {
       const KernelSignature &sig = symbolSigs_[i];
       std::vector<std::string> types;
@@ -597,7 +534,9 @@ private:
     if (p_.constants.empty()) os << "  {nullptr, {0, 0, 0}, 0, nullptr, 0, 0},\n";
     os << "};\n\n";
     os << bindShapes();
-    os << subProgramFunctions();
+    os << cf_->functions([this](const loop::SubProgram &sub) {
+      return runBody(sub.prog, cf_->signatures(sub), &sub);
+    });
     // The run function.
     bool late = !p_.lateSymbols.empty();
     os << fmt::format("static int run_impl(kiln_run_ctx *ctx, void *const *inputs, void *const "
@@ -638,7 +577,7 @@ private:
     };
     int v = 1;
     std::vector<const loop::Program *> progs{&p_};
-    for (const loop::SubProgram *sub : subs_)
+    for (const loop::SubProgram *sub : cf_->all())
       progs.push_back(&sub->prog);
     for (const loop::Program *prog : progs)
       for (auto &k : prog->kernels) {
@@ -664,12 +603,7 @@ private:
   sym::Context &ctx_;
   ModelSymbols syms_;
   std::vector<KernelSignature> symbolSigs_;
-  // Control flow (codegen/wrapper/control_flow.h).
-  std::vector<const loop::SubProgram *> subs_;
-  std::vector<sym::Expr> locals_; // iteration symbols, after the model's in the S array
-  std::map<const loop::SubProgram *, std::vector<KernelSignature>> subSigs_;
-  std::map<const loop::SubProgram *, ScratchLayout> layouts_;
-  std::map<const loop::Kernel *, int> sites_;
+  std::optional<SubPrograms> cf_; // control flow (codegen/wrapper/control_flow.h)
   std::vector<size_t> offsets_;
 };
 

@@ -117,6 +117,7 @@ struct Importer {
   void importGraph(const onnx::GraphProto &gp, Scope &scope) {
     ir::Graph &g = *scope.g;
     bool sub = scope.parent != nullptr;
+    g.isSubgraph = sub;
     std::set<std::string> initNames;
     for (const auto &init : gp.initializer()) {
       ir::Value *v = g.newValue(init.name());
