@@ -190,3 +190,72 @@ TEST(ControlFlow, UnusedCallIsDead) {
   ASSERT_EQ(p.groups.size(), 2u);
   EXPECT_TRUE(p.groups[0].isCall());
 }
+
+namespace {
+
+/// vf, ys = Loop(M, cond, v): the body passes its condition on (Identity) or computes it
+/// (i < 3); ys is a scan output.
+const loop::ControlFlow &lowerLoopWithCondition(OnnxBuilder &b, sym::Context &ctx,
+                                                loop::Program &prog, bool passCondition,
+                                                std::unique_ptr<ir::Graph> &g) {
+  constexpr int F = onnx::TensorProto::FLOAT, B = onnx::TensorProto::BOOL,
+                I = onnx::TensorProto::INT64;
+  b.input("M", {}, I);
+  b.input("cond", {}, B);
+  b.input("v", {2});
+  b.initInt64("stop", {}, {3});
+  auto *loop = b.node("Loop", {"M", "cond", "v"}, {"vf", "ys"}, "loop");
+  onnx::GraphProto *body = graphAttr(loop, "body");
+  addIo(body->mutable_input(), "i", I, {});
+  addIo(body->mutable_input(), "c", B, {});
+  addIo(body->mutable_input(), "v_in", F, {2});
+  if (passCondition)
+    addNode(body, "Identity", {"c"}, {"c_out"});
+  else
+    addNode(body, "Less", {"i", "stop"}, {"c_out"});
+  addNode(body, "Neg", {"v_in"}, {"v_out"});
+  body->add_output()->set_name("c_out");
+  body->add_output()->set_name("v_out");
+  body->add_output()->set_name("v_in");
+  b.output("vf", {2});
+  b.outputUntyped("ys");
+  g = b.import(ctx);
+  passes::optimizeGraph(*g);
+  lower::Lowerer low(*g, prog);
+  low.lowerGraph();
+  for (auto &k : prog.kernels)
+    if (k->kind == loop::KernelKind::Call) return *k->call;
+  ADD_FAILURE() << "no Call kernel";
+  return *prog.calls.at(0);
+}
+
+} // namespace
+
+TEST(ControlFlow, LoopPassingConditionOnRunsCondTimesM) {
+  OnnxBuilder b;
+  sym::Context ctx;
+  loop::Program prog;
+  std::unique_ptr<ir::Graph> g;
+  const loop::ControlFlow &cf = lowerLoopWithCondition(b, ctx, prog, true, g);
+  // cond ? M : 0, evaluated before the run: output sizes stay known up front.
+  EXPECT_EQ(cf.trips.name(), "loop.trips0");
+  EXPECT_FALSE(cf.iterations.valid());
+  EXPECT_TRUE(prog.lateSymbols.empty());
+  ASSERT_EQ(prog.symbolKernels.size(), 1u);
+  EXPECT_EQ(g->findValue("ys")->shape[0], cf.trips);
+}
+
+TEST(ControlFlow, LoopEndingEarlyCountsIterationsAtRunTime) {
+  OnnxBuilder b;
+  sym::Context ctx;
+  loop::Program prog;
+  std::unique_ptr<ir::Graph> g;
+  const loop::ControlFlow &cf = lowerLoopWithCondition(b, ctx, prog, false, g);
+  // The body decides when to stop: the scan output's length is a late symbol bounded by M.
+  ASSERT_TRUE(cf.iterations.valid());
+  EXPECT_EQ(cf.trips.name(), "M");
+  ASSERT_EQ(prog.lateSymbols.size(), 1u);
+  EXPECT_EQ(prog.lateSymbols[0].symbol, cf.iterations);
+  EXPECT_EQ(prog.lateSymbols[0].bound, cf.trips);
+  EXPECT_EQ(g->findValue("ys")->shape[0], cf.iterations);
+}
