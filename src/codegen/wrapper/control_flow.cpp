@@ -297,14 +297,13 @@ private:
     if (cf_.iterations.valid()) // the scan outputs' leading dim: the iterations run
       os_ << ind << fmt::format("S{} = it;\n", p_.symbolIndex(cf_.iterations));
     else if (isLoop && !cf_.scanOutputs.empty())
-      os_ << ind
-          << fmt::format(
-                 "if (it < trips) {{\n{0}  snprintf(ctx->error, ctx->error_size, \"%s: its "
-                 "condition ended the loop after %lld of %lld iterations; inside a subgraph "
-                 "kiln sizes scan outputs by the trip count and cannot return fewer\", {1}, (long "
-                 "long)it, "
-                 "(long long)trips);\n{0}  return KILN_ERR_UNSUPPORTED;\n{0}}}\n",
-                 ind, cString(cf_.origin));
+      os_ << ind << "if (it < trips) {\n"
+          << ind << "  snprintf(ctx->error, ctx->error_size, \"%s: its condition ended the loop "
+          << "after %lld of %lld iterations; inside a subgraph kiln sizes scan outputs by the "
+          << "trip count and cannot return fewer\", " << cString(cf_.origin)
+          << ", (long long)it, (long long)trips);\n"
+          << ind << "  return KILN_ERR_UNSUPPORTED;\n"
+          << ind << "}\n";
     for (size_t c = 0; c < cf_.carried.size(); ++c)
       os_ << ind
           << fmt::format("if (cur{0} != dst{0}) memcpy(dst{0}, cur{0}, {1});\n", c,
