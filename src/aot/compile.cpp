@@ -35,21 +35,8 @@ CompileStats compileModel(const CompileOptions &opts) {
     if (opts.printAfterAll) std::cerr << "// ---- after " << pass << " ----\n" << ir::dump(*graph);
   };
   dumpAfter("import");
-  // The pass pipeline: a flat list, each step one documented function.
-  passes::inferAndFold(*graph);
-  dumpAfter("inferAndFold");
-  passes::eliminateDeadCode(*graph);
-  dumpAfter("eliminateDeadCode");
-  passes::eliminateCommonSubexpressions(*graph);
-  dumpAfter("eliminateCommonSubexpressions");
-  passes::foldBatchNormIntoConv(*graph);
-  dumpAfter("foldBatchNormIntoConv");
-  passes::fuseAttention(*graph);
-  dumpAfter("fuseAttention");
-  passes::fuseExternEpilogues(*graph);
-  dumpAfter("fuseExternEpilogues");
-  passes::eliminateDeadCode(*graph);
-  ir::verify(*graph);
+  // The pass pipeline (passes/pipeline.cpp): a flat list, each step one documented function.
+  passes::optimizeGraph(*graph, dumpAfter);
 
   loop::Program prog;
   lower::Lowerer lowerer(*graph, prog);

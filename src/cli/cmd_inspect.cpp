@@ -5,6 +5,7 @@
 #include "passes/passes.h"
 #include "support/error.h"
 
+#include <functional>
 #include <iostream>
 #include <map>
 #include <set>
@@ -42,10 +43,16 @@ void addInspectCommand(CLI::App &app) {
                 << ir::shapeToString(v->shape) << "\n";
     std::map<std::string, int> counts;
     std::map<std::string, int> opsets;
-    for (auto &n : g->nodes) {
-      counts[n->op]++;
-      opsets[n->op] = n->opset;
-    }
+    // Ops inside subgraphs (If/Loop/Scan bodies) count too.
+    std::function<void(const ir::Graph &)> countOps = [&](const ir::Graph &graph) {
+      for (auto &n : graph.nodes) {
+        counts[n->op]++;
+        opsets[n->op] = n->opset;
+        for (auto &[k, a] : n->attrs)
+          if (a.kind == ir::Attribute::Kind::Graph && a.graph) countOps(*a.graph);
+      }
+    };
+    countOps(*g);
     std::cout << "ops:\n";
     int unsupported = 0;
     for (auto &[op, c] : counts) {

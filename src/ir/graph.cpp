@@ -4,6 +4,7 @@
 #include "support/error.h"
 
 #include <cstring>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -127,6 +128,47 @@ void Graph::compact() {
     connect(n.get());
 }
 
+std::unique_ptr<Graph> clone(const Graph &g) {
+  auto r = std::make_unique<Graph>(g.ctx());
+  std::map<const Value *, Value *> vm;
+  auto map = [&](const Value *v) { return v ? vm.at(v) : nullptr; };
+  for (const auto &v : g.values) {
+    Value *c = r->newValue(v->name);
+    c->dtype = v->dtype;
+    c->shape = v->shape;
+    c->shapeKnown = v->shapeKnown;
+    c->data = v->data;
+    c->symData = v->symData;
+    c->isGraphInput = v->isGraphInput;
+    c->isGraphOutput = v->isGraphOutput;
+    vm[v.get()] = c;
+  }
+  for (const auto &n : g.nodes) {
+    Node *c = r->newNode(n->op, n->name);
+    c->domain = n->domain;
+    c->opset = n->opset;
+    c->attrs = n->attrs;
+    c->dead = n->dead;
+    for (const Value *v : n->inputs)
+      c->inputs.push_back(map(v));
+    for (const Value *v : n->outputs)
+      c->outputs.push_back(map(v));
+    r->connect(c);
+  }
+  for (const Value *v : g.inputs)
+    r->inputs.push_back(map(v));
+  for (const Value *v : g.outputs)
+    r->outputs.push_back(map(v));
+  r->modelPath = g.modelPath;
+  r->isSubgraph = g.isSubgraph;
+  for (const DataSymbol &d : g.dataSymbols)
+    r->dataSymbols.push_back({d.symbol, map(d.input), d.element});
+  r->guards = g.guards;
+  for (const Capture &c : g.captures)
+    r->captures.push_back({map(c.inner), c.nodeInput});
+  return r;
+}
+
 std::string shapeToString(const Shape &s) {
   std::string r = "[";
   for (size_t i = 0; i < s.size(); ++i)
@@ -170,11 +212,19 @@ std::string dump(const Graph &g) {
           for (size_t i = 0; i < a.ints.size(); ++i)
             os << (i ? "," : "") << a.ints[i];
           os << "]";
+        } else if (a.kind == Attribute::Kind::Graph && a.graph) {
+          os << "=<subgraph>";
         }
       }
       os << "}";
     }
     os << "\n";
+    for (auto &[k, a] : n->attrs) {
+      if (a.kind != Attribute::Kind::Graph || !a.graph) continue;
+      std::istringstream sub(dump(*a.graph));
+      for (std::string line; std::getline(sub, line);)
+        os << "    | " << (line.rfind("graph(", 0) == 0 ? k + " = " : "") << line << "\n";
+    }
   }
   os << "  return ";
   for (size_t i = 0; i < g.outputs.size(); ++i)

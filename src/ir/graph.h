@@ -101,6 +101,15 @@ struct ShapeGuard {
   std::string what;
 };
 
+/// A subgraph's use of a value from an enclosing graph (an ONNX outer-scope name):
+/// `inner` stands for it inside the subgraph, and the node owning the subgraph lists
+/// the outer value as its input `nodeInput` (after the ONNX inputs), so DCE, CSE and
+/// ordering in the enclosing graph see the dependency.
+struct Capture {
+  Value *inner = nullptr;
+  size_t nodeInput = 0;
+};
+
 class Graph {
 public:
   explicit Graph(sym::Context &ctx) : ctx_(&ctx) {}
@@ -117,6 +126,8 @@ public:
   std::string modelPath;
   std::vector<DataSymbol> dataSymbols;
   std::vector<ShapeGuard> guards;
+  std::vector<Capture> captures; // subgraphs only
+  bool isSubgraph = false;       // an If/Loop/Scan body, compiled into its own program
 
   /// Removes dead nodes and recomputes users.
   void compact();
@@ -129,6 +140,9 @@ private:
 std::string shapeToString(const Shape &s);
 /// Textual dump (used by --print-after-all and golden tests).
 std::string dump(const Graph &g);
+/// Deep copy of values, nodes and captures (a subgraph is compiled from a fresh copy each
+/// time its node is lowered); nested subgraph attributes are shared, not copied.
+std::unique_ptr<Graph> clone(const Graph &g);
 /// Checks structural invariants; throws InternalError naming the broken one.
 void verify(const Graph &g);
 

@@ -135,6 +135,7 @@ std::shared_ptr<ir::TensorData> Interpreter::evaluate(DType t, const std::vector
 
 void Interpreter::runKernel(const Kernel &k, ir::TensorData &out) {
   if (k.kind == KernelKind::Extern) fail("cannot fold through extern {}", k.ext.function);
+  if (k.kind == KernelKind::Call) fail("cannot fold through control flow ({})", k.origin);
   if (k.kind == KernelKind::Pointwise) {
     out = *evaluate(k.out->dtype, staticDims(k.out->shape), k.vars, k.body);
     return;
@@ -221,8 +222,8 @@ const ir::TensorData &Interpreter::bufferData(const Buffer *b) {
   if (it != cache_.end()) return *it->second;
   if (b->kind == BufferKind::Input) fail("cannot fold: depends on graph input");
   for (const auto &k : prog_.kernels) {
-    bool writes = k->out == b || std::count(k->ext.outputs.begin(), k->ext.outputs.end(), b);
-    if (!writes) continue;
+    std::vector<Buffer *> w = k->writes();
+    if (std::find(w.begin(), w.end(), b) == w.end()) continue;
     auto data = std::make_shared<ir::TensorData>();
     runKernel(*k, *data);
     cache_[b] = data;

@@ -1,4 +1,5 @@
 #include "loop/program.h"
+#include "loop/control_flow.h"
 #include "support/error.h"
 #include <algorithm>
 
@@ -54,13 +55,26 @@ static void collectLoads(const VRef &v, std::vector<Buffer *> &out) {
 
 std::vector<Buffer *> Kernel::reads() const {
   std::vector<Buffer *> r;
-  if (kind == KernelKind::Extern) {
-    for (Buffer *b : ext.inputs)
+  if (kind == KernelKind::Extern || kind == KernelKind::Call) {
+    for (Buffer *b : kind == KernelKind::Call ? call->reads : ext.inputs)
       if (b && std::find(r.begin(), r.end(), b) == r.end()) r.push_back(b);
     return r;
   }
   collectLoads(body, r);
   return r;
+}
+
+std::vector<Buffer *> Kernel::writes() const {
+  switch (kind) {
+  case KernelKind::Pointwise:
+  case KernelKind::Reduction:
+    return {out};
+  case KernelKind::Extern:
+    return ext.outputs;
+  case KernelKind::Call:
+    return call->writes;
+  }
+  return {};
 }
 
 Buffer *Program::newBuffer(DType t, ir::Shape shape, BufferKind kind, const std::string &hint) {
@@ -86,6 +100,10 @@ Kernel *Program::newKernel(KernelKind k) {
 std::string dump(const Program &p) {
   std::ostringstream os;
   for (const auto &k : p.kernels) {
+    if (k->kind == KernelKind::Call) {
+      os << "kernel" << k->id << ": " << describeCall(*k->call) << "\n";
+      continue;
+    }
     if (k->kind == KernelKind::Extern) {
       os << "kernel" << k->id << ": extern " << k->ext.function << "(";
       for (size_t i = 0; i < k->ext.inputs.size(); ++i)

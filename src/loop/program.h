@@ -28,7 +28,10 @@ struct Buffer {
 enum class ReduceOp { Sum, Prod, Max, Min, ArgMax, ArgMin };
 const char *reduceName(ReduceOp op);
 
-enum class KernelKind { Pointwise, Reduction, Extern };
+/// Call: host control flow (If/Loop/Scan) around sub-programs (loop/control_flow.h).
+enum class KernelKind { Pointwise, Reduction, Extern, Call };
+
+struct ControlFlow;
 
 /// One argument of a shim call, printed by the wrapper in order.
 struct ExternArg {
@@ -70,7 +73,9 @@ struct Kernel {
   bool lastIndex = false; // ArgMax/ArgMin: report the last index of ties
   DType accDtype = DType::Float32;
   ExternCall ext;
+  std::shared_ptr<ControlFlow> call; // Call only
   std::vector<Buffer *> reads() const;
+  std::vector<Buffer *> writes() const;
 };
 
 /// Kernels executed as one function. With more than one member they share the loops
@@ -79,6 +84,7 @@ struct KernelGroup {
   std::vector<Kernel *> kernels;
   size_t outerRank = 0;
   bool isExtern() const { return kernels.size() == 1 && kernels[0]->kind == KernelKind::Extern; }
+  bool isCall() const { return kernels.size() == 1 && kernels[0]->kind == KernelKind::Call; }
 };
 
 /// A kernel run by the wrapper's bind_shapes, before the model runs: it computes shape
@@ -106,6 +112,9 @@ struct Program {
   std::vector<Buffer *> inputs, outputs, constants;
   std::vector<KernelGroup> groups; // set by sched::formGroups; execution order
   int nextSite = 0;
+  // Every ControlFlow lowered into this program, dead or not: `constants` may point at
+  // their sub-programs' buffers.
+  std::vector<std::shared_ptr<ControlFlow>> calls;
 
   Buffer *newBuffer(DType t, ir::Shape shape, BufferKind kind, const std::string &hint);
   Kernel *newKernel(KernelKind k);

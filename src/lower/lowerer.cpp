@@ -376,6 +376,10 @@ void Lowerer::lowerGraph() {
   }
   for (const auto &n : graph.nodes)
     lowerNode(*n);
+  writeOutputs();
+}
+
+void Lowerer::writeOutputs() {
   for (size_t j = 0; j < graph.outputs.size(); ++j) {
     const ir::Value *v = graph.outputs[j];
     if (seqEnv.count(v))

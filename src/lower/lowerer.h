@@ -105,6 +105,9 @@ public:
   void lowerNode(const ir::Node &n);
   /// Lowers the whole graph: inputs, constants, nodes, then writes outputs.
   void lowerGraph();
+  /// The graph outputs as Output buffers (a realized result is taken over, anything else
+  /// copied); the last step of lowerGraph.
+  void writeOutputs();
   /// Builds a fresh loop variable of range [0, size).
   sym::Expr newVar(const char *prefix, sym::Expr size);
   loop::Buffer *constantBuffer(const ir::Value *v);

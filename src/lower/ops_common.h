@@ -51,5 +51,6 @@ void registerStringOps(std::vector<OpInfo> &r);    // ops_string.cpp
 LTensor castString(OpCtx &c, const LTensor &x, DType to);
 void registerMiscOps(std::vector<OpInfo> &r);      // ops_misc.cpp
 void registerSequenceOps(std::vector<OpInfo> &r);  // ops_sequence.cpp
+void registerControlOps(std::vector<OpInfo> &r);   // ops_control.cpp
 
 } // namespace kiln::lower

@@ -24,6 +24,7 @@ const std::vector<OpInfo> &opRegistry() {
     registerStringOps(r);
     registerMiscOps(r);
     registerSequenceOps(r);
+    registerControlOps(r);
     return r;
   }();
   return ops;

@@ -4,7 +4,13 @@
 
 #include "ir/graph.h"
 
+#include <functional>
+
 namespace kiln::passes {
+
+/// The graph pipeline, a flat list of the passes below (the model's graph and every
+/// subgraph go through it); `after` is called with each pass's name (dumps).
+void optimizeGraph(ir::Graph &g, const std::function<void(const char *pass)> &after = nullptr);
 
 /// Infers every value's dtype and symbolic shape by lowering each node once, and folds
 /// what is known at compile time: full constants (small or all-constant subgraphs) and

@@ -68,10 +68,8 @@ void eliminateDeadKernels(loop::Program &p) {
   std::vector<bool> keep(p.kernels.size(), false);
   for (size_t i = p.kernels.size(); i-- > 0;) {
     loop::Kernel &k = *p.kernels[i];
-    std::vector<loop::Buffer *> outs =
-        k.kind == loop::KernelKind::Extern ? k.ext.outputs : std::vector<loop::Buffer *>{k.out};
     bool live = false;
-    for (loop::Buffer *b : outs)
+    for (loop::Buffer *b : k.writes())
       live |= b->kind == loop::BufferKind::Output || needed.count(b);
     if (!live) continue;
     keep[i] = true;
@@ -120,7 +118,9 @@ bool readsAtOuterPoint(const loop::VRef &v, const std::set<const loop::Buffer *>
 
 bool canJoin(const loop::KernelGroup &g, const loop::Kernel &k,
              const std::set<const loop::Buffer *> &produced, sym::Context &ctx) {
-  if (k.kind == loop::KernelKind::Extern || k.vars.size() < g.outerRank) return false;
+  if (k.kind == loop::KernelKind::Extern || k.kind == loop::KernelKind::Call ||
+      k.vars.size() < g.outerRank)
+    return false;
   const ir::Shape &lead = g.kernels.front()->out->shape;
   for (size_t d = 0; d < g.outerRank; ++d)
     if (!sym::provablyEqual(k.out->shape[d], lead[d])) return false;
@@ -163,9 +163,7 @@ MemoryPlan planMemory(const loop::Program &p, sym::Context &ctx) {
       const loop::Kernel &k = *kp;
       for (loop::Buffer *b : k.reads())
         lastUse[b] = i;
-      std::vector<loop::Buffer *> outs =
-          k.kind == loop::KernelKind::Extern ? k.ext.outputs : std::vector<loop::Buffer *>{k.out};
-      for (loop::Buffer *b : outs)
+      for (loop::Buffer *b : k.writes())
         if (!firstDef.count(b)) firstDef[b] = i;
     }
   }

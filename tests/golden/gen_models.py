@@ -65,3 +65,24 @@ save("matmul_bias_relu",
      [h.make_tensor_value_info("y", T.FLOAT, ["batch", 16])],
      [nh.from_array(np.ones((32, 16), np.float32), "W"),
       nh.from_array(np.ones(16, np.float32), "b")])
+
+# 6. Control flow: a Loop with a run-time trip count, a loop-carried value and a scan
+#    output. The wrapper runs the body (its own function, own kernels) in a real C++ loop.
+body = h.make_graph(
+    [h.make_node("Identity", ["cond"], ["cond_out"], name="keep"),
+     h.make_node("Cast", ["i"], ["fi"], name="cast", to=T.FLOAT),
+     h.make_node("Mul", ["v_in", "fi"], ["t"], name="scale"),
+     h.make_node("Add", ["t", "w"], ["v_out"], name="add"),
+     h.make_node("Relu", ["v_out"], ["s"], name="relu")],
+    "body",
+    [h.make_tensor_value_info("i", T.INT64, []), h.make_tensor_value_info("cond", T.BOOL, []),
+     h.make_tensor_value_info("v_in", T.FLOAT, [64])],
+    [h.make_tensor_value_info("cond_out", T.BOOL, []),
+     h.make_tensor_value_info("v_out", T.FLOAT, [64]),
+     h.make_tensor_value_info("s", T.FLOAT, [64])])
+save("loop_scan",
+     [h.make_node("Loop", ["M", "", "v"], ["v_final", "ss"], name="loop", body=body)],
+     [h.make_tensor_value_info("M", T.INT64, []), h.make_tensor_value_info("v", T.FLOAT, [64]),
+      h.make_tensor_value_info("w", T.FLOAT, [64])],
+     [h.make_tensor_value_info("v_final", T.FLOAT, [64]),
+      h.make_tensor_value_info("ss", T.FLOAT, ["M", 64])])

@@ -1,12 +1,15 @@
 #include "codegen/wrapper/wrapper.h"
 
 #include "codegen/cpu/kernel_printer.h"
+#include "codegen/wrapper/control_flow.h"
 #include "kiln/shim.h"
 #include "sched/schedule.h"
 #include "support/error.h"
 
+#include <algorithm>
 #include <fmt/format.h>
 #include <map>
+#include <optional>
 #include <sstream>
 
 namespace kiln::codegen {
@@ -57,15 +60,27 @@ public:
   WrapperGen(const ir::Graph &g, loop::Program &p, const DeviceOps &ops)
       : g_(g), p_(p), ops_(ops), ctx_(g.ctx()), syms_(collectModelSymbols(g, p)) {}
 
-  std::string symName(sym::Expr s) const {
+  /// Position in the symbols array: the model's symbols, then the iteration numbers of
+  /// control flow (set by the caller of each sub-program).
+  int symbolIndex(sym::Expr s) const {
     int i = syms_.indexOf(s);
+    if (i >= 0) return i;
+    if (!cf_) return -1;
+    auto it = std::find(cf_->locals().begin(), cf_->locals().end(), s);
+    return it == cf_->locals().end()
+               ? -1
+               : static_cast<int>(syms_.symbols.size() + (it - cf_->locals().begin()));
+  }
+  size_t numSymbols() const { return syms_.symbols.size() + (cf_ ? cf_->locals().size() : 0); }
+  std::string symName(sym::Expr s) const {
+    int i = symbolIndex(s);
     if (i < 0) fail("dimension symbol '{}' is not determined by any model input shape", s.name());
     return fmt::format("S{}", i);
   }
   std::string cpp(sym::Expr e) const {
     return sym::toCpp(e, [this](sym::Expr s) { return symName(s); });
   }
-  bool isModelSymbol(sym::Expr s) const { return syms_.indexOf(s) >= 0; }
+  bool isModelSymbol(sym::Expr s) const { return symbolIndex(s) >= 0; }
 
   GeneratedModel generate(size_t perFile, bool embed) {
     GeneratedModel gm;
@@ -74,7 +89,7 @@ public:
     std::vector<std::string> kernelSources;
     for (size_t gi = 0; gi < p_.groups.size(); ++gi) {
       const loop::KernelGroup &g = p_.groups[gi];
-      if (g.isExtern()) continue;
+      if (g.isExtern() || g.isCall()) continue;
       sigs[gi] = signatureOf(g, [this](sym::Expr s) { return isModelSymbol(s); });
       kernelSources.push_back(printCpuGroup(
           g, sigs[gi], [this](sym::Expr s) { return symName(s); }, ctx_));
@@ -90,6 +105,11 @@ public:
       kernelSources.push_back(printCpuGroup(
           g, symbolSigs_[i], [this](sym::Expr s) { return symName(s); }, ctx_));
     }
+    cf_.emplace(p_, ctx_);
+    cf_->printKernels(
+        static_cast<int>(p_.kernels.size() + p_.symbolKernels.size()), kernelSources,
+        [this](sym::Expr s) { return isModelSymbol(s); },
+        [this](sym::Expr s) { return symName(s); });
     std::vector<std::string> flags = ops_.kernelFlags();
     for (size_t i = 0; i < kernelSources.size(); i += perFile) {
       SourceFile f;
@@ -361,6 +381,95 @@ private:
     return os.str();
   }
 
+  /// The body of run_impl (sub == nullptr) or of a sub-program's function.
+  std::string runBody(const loop::Program &p, const std::vector<KernelSignature> &sigs,
+                      const loop::SubProgram *sub) {
+    std::ostringstream os;
+    os << "  (void)inputs; (void)outputs; (void)constants;\n";
+    size_t nsym = sub ? numSymbols() : syms_.symbols.size();
+    bool own = sub && !p.symbolKernels.empty();
+    if (sub)
+      os << cf_->symbolKernelCalls(*sub, numSymbols(),
+                                   [this](sym::Expr e) { return symbolIndex(e); });
+    // Late symbols (sizes the run computes) are variables of run_impl, stored back at the end.
+    for (size_t s = 0; s < nsym; ++s)
+      os << fmt::format("  {0}int64_t S{1} = {2}[{1}]; (void)S{1};\n",
+                        !sub && isLate(syms_.symbols[s]) ? "" : "const ", s, own ? "SS" : "S");
+    if (nsym == 0) os << "  (void)S;\n";
+    bool calls = std::any_of(p.groups.begin(), p.groups.end(),
+                             [](const loop::KernelGroup &g) { return g.isCall(); });
+    std::string full = own ? "SS" : "S";
+    if (calls && !sub) {
+      // The model's symbols, then room for iteration numbers; scratch kept per call site.
+      os << fmt::format("  int64_t SX[{}] = {{0}};\n", std::max<size_t>(numSymbols(), 1));
+      if (!syms_.symbols.empty())
+        os << fmt::format("  memcpy(SX, S, sizeof(int64_t) * {});\n", syms_.symbols.size());
+      os << fmt::format("  kiln_cf_scratch cfs[{}] = {{}};\n", cf_->numSites());
+      full = "SX";
+    }
+    sched::MemoryPlan plan;
+    if (sub) {
+      plan = cf_->plan(*sub);
+      os << cf_->prologue(*sub, ops_, [this](sym::Expr e) { return cpp(e); });
+    } else {
+      plan = sched::planMemory(p, ctx_);
+      for (size_t s = 0; s < plan.slots.size(); ++s)
+        os << "  " << ops_.allocScratch(fmt::format("slot{}", s), cpp(plan.slots[s].bytes));
+    }
+    for (auto &b : p.buffers) {
+      std::string ct = dtypeCType(b->dtype);
+      switch (b->kind) {
+      case loop::BufferKind::Input:
+        os << fmt::format("  {0} *{1} = ({0} *)inputs[{2}]; (void){1};\n", ct, b->name, b->index);
+        break;
+      case loop::BufferKind::Output:
+        os << fmt::format("  {0} *{1} = ({0} *)outputs[{2}]; (void){1};\n", ct, b->name, b->index);
+        break;
+      case loop::BufferKind::Constant:
+        os << fmt::format("  {0} *{1} = ({0} *)constants[{2}]; (void){1};\n", ct, b->name,
+                          b->index);
+        break;
+      case loop::BufferKind::Intermediate: {
+        auto it = plan.slotOf.find(b.get());
+        if (it == plan.slotOf.end()) continue;
+        os << fmt::format("  {0} *{1} = ({0} *)slot{2};\n", ct, b->name, it->second);
+        break;
+      }
+      }
+    }
+    CallPrinter cp{numSymbols(), [this](sym::Expr s) { return symbolIndex(s); }, *cf_, full, {}};
+    if (!sub)
+      for (const loop::LateSymbol &l : p_.lateSymbols)
+        cp.live.push_back(syms_.indexOf(l.symbol));
+    int scopes = 0;
+    for (size_t gi = 0; gi < p.groups.size(); ++gi) {
+      const loop::KernelGroup &g = p.groups[gi];
+      const loop::Kernel *k = g.kernels.front();
+      if (g.isExtern()) {
+        os << externCall(*k, scopes);
+        continue;
+      }
+      if (g.isCall()) {
+        os << printCall(*k, cp);
+        continue;
+      }
+      const KernelSignature &sig = sigs[gi];
+      std::vector<std::string> args;
+      for (loop::Buffer *b : sig.buffers)
+        args.push_back(bufferExpr(b));
+      for (const sym::Expr &s : sig.symbols)
+        args.push_back(symName(s));
+      os << "  " << ops_.launchKernel(fmt::format("kiln_kernel_{}", k->id), args);
+    }
+    if (!sub) {
+      os << "  " << ops_.synchronize();
+      for (const loop::LateSymbol &l : p_.lateSymbols)
+        os << fmt::format("  S[{0}] = S{0};\n", syms_.indexOf(l.symbol));
+    }
+    os << "  return 0;\n";
+    return os.str();
+  }
+
   std::string wrapperSource(const std::vector<KernelSignature> &sigs, bool embed) {
     std::ostringstream os;
     os << "// Generated by kiln: the host wrapper of one model.\n";
@@ -371,7 +480,7 @@ private:
     // Kernel declarations.
     for (size_t gi = 0; gi < p_.groups.size(); ++gi) {
       const loop::KernelGroup &g = p_.groups[gi];
-      if (g.isExtern()) continue;
+      if (g.isExtern() || g.isCall()) continue;
       const loop::Kernel *k = g.kernels.front();
       const KernelSignature &sig = sigs[gi];
       std::vector<std::string> types;
@@ -382,6 +491,7 @@ private:
         types.push_back("int64_t");
       os << ops_.declareKernel(fmt::format("kiln_kernel_{}", k->id), types);
     }
+    os << cf_->declarations(ops_);
     for (size_t i = 0; i < p_.symbolKernels.size(); ++i) {
       const KernelSignature &sig = symbolSigs_[i];
       std::vector<std::string> types;
@@ -424,60 +534,15 @@ private:
     if (p_.constants.empty()) os << "  {nullptr, {0, 0, 0}, 0, nullptr, 0, 0},\n";
     os << "};\n\n";
     os << bindShapes();
+    os << cf_->functions([this](const loop::SubProgram &sub) {
+      return runBody(sub.prog, cf_->signatures(sub), &sub);
+    });
     // The run function.
     bool late = !p_.lateSymbols.empty();
     os << fmt::format("static int run_impl(kiln_run_ctx *ctx, void *const *inputs, void *const "
                       "*outputs,\n                    {}int64_t *S, void *const *constants) {{\n",
                       late ? "" : "const ");
-    os << "  (void)inputs; (void)outputs; (void)constants;\n";
-    for (size_t s = 0; s < syms_.symbols.size(); ++s)
-      os << fmt::format("  {0}int64_t S{1} = S[{1}]; (void)S{1};\n",
-                        isLate(syms_.symbols[s]) ? "" : "const ", s);
-    if (syms_.symbols.empty()) os << "  (void)S;\n";
-    sched::MemoryPlan plan = sched::planMemory(p_, ctx_);
-    for (size_t s = 0; s < plan.slots.size(); ++s)
-      os << "  " << ops_.allocScratch(fmt::format("slot{}", s), cpp(plan.slots[s].bytes));
-    for (auto &b : p_.buffers) {
-      std::string ct = dtypeCType(b->dtype);
-      switch (b->kind) {
-      case loop::BufferKind::Input:
-        os << fmt::format("  {0} *{1} = ({0} *)inputs[{2}]; (void){1};\n", ct, b->name, b->index);
-        break;
-      case loop::BufferKind::Output:
-        os << fmt::format("  {0} *{1} = ({0} *)outputs[{2}]; (void){1};\n", ct, b->name, b->index);
-        break;
-      case loop::BufferKind::Constant:
-        os << fmt::format("  {0} *{1} = ({0} *)constants[{2}]; (void){1};\n", ct, b->name,
-                          b->index);
-        break;
-      case loop::BufferKind::Intermediate: {
-        auto it = plan.slotOf.find(b.get());
-        if (it == plan.slotOf.end()) continue;
-        os << fmt::format("  {0} *{1} = ({0} *)slot{2};\n", ct, b->name, it->second);
-        break;
-      }
-      }
-    }
-    int scopes = 0;
-    for (size_t gi = 0; gi < p_.groups.size(); ++gi) {
-      const loop::KernelGroup &g = p_.groups[gi];
-      const loop::Kernel *k = g.kernels.front();
-      if (g.isExtern()) {
-        os << externCall(*k, scopes);
-        continue;
-      }
-      const KernelSignature &sig = sigs[gi];
-      std::vector<std::string> args;
-      for (loop::Buffer *b : sig.buffers)
-        args.push_back(bufferExpr(b));
-      for (const sym::Expr &s : sig.symbols)
-        args.push_back(symName(s));
-      os << "  " << ops_.launchKernel(fmt::format("kiln_kernel_{}", k->id), args);
-    }
-    os << "  " << ops_.synchronize();
-    for (const loop::LateSymbol &l : p_.lateSymbols)
-      os << fmt::format("  S[{0}] = S{0};\n", syms_.indexOf(l.symbol));
-    os << "  return 0;\n}\n\n";
+    os << runBody(p_, sigs, nullptr) << "}\n\n";
     if (late)
       os << "static int run_needs_abi3(kiln_run_ctx *ctx, void *const *, void *const *, const "
             "int64_t *, void *const *) {\n  snprintf(ctx->error, ctx->error_size, \"this model "
@@ -511,13 +576,17 @@ private:
 #undef KILN_X
     };
     int v = 1;
-    for (auto &k : p_.kernels) {
-      if (k->kind != loop::KernelKind::Extern) continue;
-      auto it = levels.find(k->ext.function);
-      KILN_ASSERT(it != levels.end(), "shim function {} is not in KILN_SHIM_FUNCTIONS",
-                  k->ext.function);
-      v = std::max(v, it->second);
-    }
+    std::vector<const loop::Program *> progs{&p_};
+    for (const loop::SubProgram *sub : cf_->all())
+      progs.push_back(&sub->prog);
+    for (const loop::Program *prog : progs)
+      for (auto &k : prog->kernels) {
+        if (k->kind != loop::KernelKind::Extern) continue;
+        auto it = levels.find(k->ext.function);
+        KILN_ASSERT(it != levels.end(), "shim function {} is not in KILN_SHIM_FUNCTIONS",
+                    k->ext.function);
+        v = std::max(v, it->second);
+      }
     return v;
   }
 
@@ -534,6 +603,7 @@ private:
   sym::Context &ctx_;
   ModelSymbols syms_;
   std::vector<KernelSignature> symbolSigs_;
+  std::optional<SubPrograms> cf_; // control flow (codegen/wrapper/control_flow.h)
   std::vector<size_t> offsets_;
 };
 

@@ -3,6 +3,7 @@
 #include "frontend/onnx/tensor_proto.h"
 #include "support/error.h"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -26,8 +27,28 @@ struct Importer {
 
   std::string where() const { return fmt::format("model '{}'", file); }
 
-  ir::Attribute convertAttr(const onnx::AttributeProto &a, const std::string &ctxName,
-                            ir::Graph &g) {
+  /// Names visible while importing one graph: its own, then its enclosing graphs'. A
+  /// name found outside becomes a capture of this graph (see ir::Capture); `outer` holds
+  /// the enclosing graph's value for each capture until the owning node lists it.
+  struct Scope {
+    ir::Graph *g;
+    Scope *parent;
+    std::vector<ir::Value *> outer;
+  };
+
+  ir::Value *resolve(Scope &s, const std::string &name) {
+    if (ir::Value *v = s.g->findValue(name)) return v;
+    if (!s.parent) return nullptr;
+    ir::Value *outer = resolve(*s.parent, name);
+    if (!outer) return nullptr;
+    ir::Value *inner = s.g->newValue(name);
+    s.g->captures.push_back({inner, 0});
+    s.outer.push_back(outer);
+    return inner;
+  }
+
+  ir::Attribute convertAttr(const onnx::AttributeProto &a, const std::string &ctxName, Scope &scope,
+                            std::vector<Scope> &subScopes) {
     ir::Attribute r;
     using A = onnx::AttributeProto;
     switch (a.type()) {
@@ -62,6 +83,8 @@ struct Importer {
     case A::GRAPH:
       r.kind = ir::Attribute::Kind::Graph;
       r.graph = std::make_shared<ir::Graph>(ctx);
+      subScopes.push_back(Scope{r.graph.get(), &scope, {}});
+      importGraph(a.g(), subScopes.back());
       break;
     default:
       fail("{}: attribute '{}' has unsupported type {}", ctxName, a.name(),
@@ -91,7 +114,10 @@ struct Importer {
     return ctx.symbol(name, 0, INT32_MAX); // zero-size tensors are valid ONNX
   }
 
-  void importGraph(const onnx::GraphProto &gp, ir::Graph &g) {
+  void importGraph(const onnx::GraphProto &gp, Scope &scope) {
+    ir::Graph &g = *scope.g;
+    bool sub = scope.parent != nullptr;
+    g.isSubgraph = sub;
     std::set<std::string> initNames;
     for (const auto &init : gp.initializer()) {
       ir::Value *v = g.newValue(init.name());
@@ -106,6 +132,20 @@ struct Importer {
       if (initNames.count(in.name()))
         continue; // an initializer listed as input (old exporters): a constant
       ir::Value *v = g.newValue(in.name());
+      if (sub) {
+        // A subgraph's inputs take dtype and shape from its node at lowering; a declared
+        // element type is kept to be checked there.
+        if (in.type().has_sequence_type() || in.type().has_optional_type() ||
+            in.type().has_map_type())
+          fail("{}: subgraph '{}' input '{}' is not a tensor (sequence/optional inputs are not "
+               "supported)",
+               where(), gp.name(), in.name());
+        int et = in.type().tensor_type().elem_type();
+        if (et && !dtypeFromOnnx(et, v->dtype))
+          fail("{}: subgraph input '{}' has unsupported element type {}", where(), in.name(), et);
+        g.inputs.push_back(v);
+        continue;
+      }
       v->isGraphInput = true;
       const auto &tt = in.type().tensor_type();
       if (!in.type().has_tensor_type())
@@ -135,18 +175,30 @@ struct Importer {
       ir::Node *n = g.newNode(np.op_type(), name);
       n->domain = np.domain();
       n->opset = nodeOpset;
+      std::vector<Scope> subScopes;
+      subScopes.reserve(np.attribute_size()); // scopes are referenced while importing
       for (const auto &a : np.attribute())
-        n->attrs[a.name()] = convertAttr(a, ctxName, g);
+        n->attrs[a.name()] = convertAttr(a, ctxName, scope, subScopes);
       for (const auto &inName : np.input()) {
         if (inName.empty()) {
           n->inputs.push_back(nullptr);
           continue;
         }
-        ir::Value *v = g.findValue(inName);
+        ir::Value *v = resolve(scope, inName);
         if (!v)
           fail("{}: input '{}' is not defined by any earlier node, initializer or graph input",
                ctxName, inName);
         n->inputs.push_back(v);
+      }
+      // Outer-scope values used by subgraphs become extra inputs after the ONNX ones.
+      size_t explicitInputs = n->inputs.size();
+      for (Scope &ss : subScopes) {
+        for (size_t k = 0; k < ss.outer.size(); ++k) {
+          auto begin = n->inputs.begin() + static_cast<std::ptrdiff_t>(explicitInputs);
+          auto it = std::find(begin, n->inputs.end(), ss.outer[k]);
+          ss.g->captures[k].nodeInput = static_cast<size_t>(it - n->inputs.begin());
+          if (it == n->inputs.end()) n->inputs.push_back(ss.outer[k]);
+        }
       }
       for (const auto &outName : np.output()) {
         ir::Value *v = g.newValue(outName.empty() ? "" : outName);
@@ -155,7 +207,7 @@ struct Importer {
       g.connect(n);
     }
     for (const auto &out : gp.output()) {
-      ir::Value *v = g.findValue(out.name());
+      ir::Value *v = resolve(scope, out.name());
       if (!v) fail("{}: graph output '{}' is not produced by any node", where(), out.name());
       if (out.has_type() && !out.type().has_tensor_type())
         fail("{}: output '{}' is not a tensor (sequence/map outputs are not supported)", where(),
@@ -225,7 +277,8 @@ std::unique_ptr<ir::Graph> importModelBytes(const std::string &bytes, const std:
     fail("'{}' uses ONNX opset {}; kiln supports opsets 1 to {}", displayName, im.opset, kMaxOpset);
   auto g = std::make_unique<ir::Graph>(ctx);
   g->modelPath = displayName;
-  im.importGraph(model.graph(), *g);
+  Importer::Scope top{g.get(), nullptr, {}};
+  im.importGraph(model.graph(), top);
   for (const auto &[name, range] : opts.dynamic)
     if (!im.usedDynamic.count(name))
       fail("--dynamic {}: model '{}' has no input dim named '{}' (dim_params are: see `kiln "

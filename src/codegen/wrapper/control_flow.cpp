@@ -1,0 +1,327 @@
+#include "codegen/wrapper/control_flow.h"
+
+#include "support/error.h"
+
+#include <algorithm>
+#include <fmt/format.h>
+#include <sstream>
+
+namespace kiln::codegen {
+
+namespace {
+
+std::string cString(const std::string &s) {
+  std::string r = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') r += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) continue;
+    r += c;
+  }
+  return r + "\"";
+}
+
+} // namespace
+
+SubPrograms::SubPrograms(const loop::Program &top, sym::Context &ctx) : ctx_(ctx) {
+  loop::collectSubPrograms(top, subs_);
+  std::vector<const loop::Program *> progs{&top};
+  for (const loop::SubProgram *sub : subs_)
+    progs.push_back(&sub->prog);
+  for (const loop::Program *prog : progs)
+    for (const auto &k : prog->kernels) {
+      if (k->kind != loop::KernelKind::Call) continue;
+      sites_[k.get()] = static_cast<int>(sites_.size());
+      for (sym::Expr s : {k->call->iter, k->call->batch})
+        if (s.valid()) locals_.push_back(s);
+    }
+  for (const loop::SubProgram *sub : subs_) {
+    for (const loop::SymbolKernel &sk : sub->prog.symbolKernels)
+      locals_.insert(locals_.end(), sk.symbols.begin(), sk.symbols.end());
+    Layout &l = layouts_[sub];
+    l.plan = sched::planMemory(sub->prog, ctx);
+    l.total = ctx.constant(0);
+    for (const sched::Slot &slot : l.plan.slots) {
+      l.offsets.push_back(l.total);
+      l.total = l.total + sym::floorDiv(slot.bytes + 63, 64) * 64;
+    }
+  }
+}
+
+std::string SubPrograms::function(const loop::SubProgram &sub) const {
+  auto it = std::find(subs_.begin(), subs_.end(), &sub);
+  KILN_ASSERT(it != subs_.end(), "sub-program {} was not collected", sub.name);
+  return fmt::format("run_sub_{}", it - subs_.begin());
+}
+
+void SubPrograms::printKernels(int firstId, std::vector<std::string> &sources,
+                               const std::function<bool(sym::Expr)> &isSymbol,
+                               const SymbolNamer &name) {
+  int next = firstId;
+  for (const loop::SubProgram *sub : subs_) {
+    auto print = [&](const loop::KernelGroup &g) {
+      KernelSignature sig = signatureOf(g, isSymbol);
+      sources.push_back(printCpuGroup(g, sig, name, ctx_));
+      return sig;
+    };
+    for (const auto &k : sub->prog.kernels)
+      k->id = next++;
+    for (const loop::SymbolKernel &sk : sub->prog.symbolKernels) {
+      sk.kernel->id = next++;
+      loop::KernelGroup g;
+      g.kernels = {sk.kernel.get()};
+      symbolSigs_[sub].push_back(print(g));
+    }
+    std::vector<KernelSignature> &sigs = sigs_[sub];
+    sigs.resize(sub->prog.groups.size());
+    for (size_t gi = 0; gi < sub->prog.groups.size(); ++gi)
+      if (!sub->prog.groups[gi].isExtern() && !sub->prog.groups[gi].isCall())
+        sigs[gi] = print(sub->prog.groups[gi]);
+  }
+}
+
+std::string SubPrograms::declarations(const DeviceOps &ops) const {
+  std::ostringstream os;
+  auto declare = [&](const loop::Kernel &k, const KernelSignature &sig) {
+    std::vector<std::string> types;
+    for (size_t i = 0; i < sig.buffers.size(); ++i)
+      types.push_back(
+          fmt::format("{}{} *", sig.written[i] ? "" : "const ", dtypeCType(sig.buffers[i]->dtype)));
+    types.insert(types.end(), sig.symbols.size(), "int64_t");
+    os << ops.declareKernel(fmt::format("kiln_kernel_{}", k.id), types);
+  };
+  for (const loop::SubProgram *sub : subs_) {
+    for (size_t i = 0; i < sub->prog.symbolKernels.size(); ++i)
+      declare(*sub->prog.symbolKernels[i].kernel, symbolSigs_.at(sub)[i]);
+    for (size_t gi = 0; gi < sub->prog.groups.size(); ++gi)
+      if (!sub->prog.groups[gi].isExtern() && !sub->prog.groups[gi].isCall())
+        declare(*sub->prog.groups[gi].kernels.front(), sigs_.at(sub)[gi]);
+  }
+  return os.str();
+}
+
+std::string
+SubPrograms::functions(const std::function<std::string(const loop::SubProgram &)> &body) const {
+  if (subs_.empty()) return "";
+  std::ostringstream os;
+  // Per-call-site scratch blocks, kept across iterations: declared once in run_impl and
+  // passed down, so a loop body's scratch is allocated once, not per iteration.
+  os << "struct kiln_cf_scratch { char *p; size_t cap; };\n\n";
+  const char *params = "(kiln_run_ctx *ctx, void *const *inputs, void *const *outputs, "
+                       "const int64_t *S,\n    void *const *constants, kiln_cf_scratch *scr, "
+                       "kiln_cf_scratch *cfs)";
+  for (const loop::SubProgram *sub : subs_)
+    os << "static int " << function(*sub) << params << ";\n";
+  for (const loop::SubProgram *sub : subs_)
+    os << "\n// " << sub->name << "\nstatic int " << function(*sub) << params
+       << " {\n  (void)cfs;\n"
+       << body(*sub) << "}\n";
+  return os.str() + "\n";
+}
+
+std::string SubPrograms::symbolKernelCalls(const loop::SubProgram &sub, size_t numSymbols,
+                                           const std::function<int(sym::Expr)> &index) const {
+  if (sub.prog.symbolKernels.empty()) return "";
+  std::ostringstream os;
+  size_t n = std::max<size_t>(numSymbols, 1);
+  os << fmt::format("  int64_t SS[{0}];\n  memcpy(SS, S, sizeof(int64_t) * {0});\n", n);
+  for (size_t i = 0; i < sub.prog.symbolKernels.size(); ++i) {
+    const loop::SymbolKernel &sk = sub.prog.symbolKernels[i];
+    const KernelSignature &sig = symbolSigs_.at(&sub)[i];
+    std::vector<std::string> args;
+    for (loop::Buffer *b : sig.buffers) {
+      KILN_ASSERT(b == sk.kernel->out || b->kind == loop::BufferKind::Input,
+                  "symbol kernel of {} reads a non-input", sub.name);
+      args.push_back(b == sk.kernel->out
+                         ? std::string("v")
+                         : fmt::format("(const {} *)inputs[{}]", dtypeCType(b->dtype), b->index));
+    }
+    for (const sym::Expr &s : sig.symbols)
+      args.push_back(fmt::format("SS[{}]", index(s)));
+    os << fmt::format("  {{ // shape values of {}\n    int64_t v[{}];\n    kiln_kernel_{}({});\n",
+                      sk.kernel->origin, sk.symbols.size(), sk.kernel->id, fmt::join(args, ", "));
+    for (size_t j = 0; j < sk.symbols.size(); ++j) {
+      sym::Range r = ctx_.symbolRange(sk.symbols[j]);
+      os << fmt::format("    SS[{0}] = v[{1}];\n    if (SS[{0}] < INT64_C({2}) || SS[{0}] > "
+                        "INT64_C({3})) {{\n      snprintf(ctx->error, ctx->error_size, \"%s = "
+                        "%lld is outside [{2}, {3}], the values kiln supports there\", {4}, "
+                        "(long long)SS[{0}]);\n      return KILN_ERR_SHAPE_MISMATCH;\n    }}\n",
+                        index(sk.symbols[j]), j, r.lo, r.hi, cString(sk.symbols[j].name()));
+    }
+    os << "  }\n";
+  }
+  return os.str();
+}
+
+std::string SubPrograms::prologue(const loop::SubProgram &sub, const DeviceOps &ops,
+                                  const SymbolCpp &cpp) const {
+  std::ostringstream os;
+  for (const ir::ShapeGuard &gd : sub.guards)
+    os << fmt::format("  if (({0}) != ({1})) {{\n    snprintf(ctx->error, ctx->error_size, \"%s "
+                      "(%lld vs %lld)\", {2}, (long long)({0}), (long long)({1}));\n"
+                      "    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
+                      cpp(gd.lhs), cpp(gd.rhs), cString(gd.what));
+  const Layout &l = layouts_.at(&sub);
+  std::string need = cpp(l.total);
+  os << "  if ((size_t)(" << need << ") > scr->cap) {\n    const size_t cap = (size_t)(" << need
+     << ") > 2 * scr->cap ? (size_t)(" << need << ") : 2 * scr->cap;\n    "
+     << ops.allocScratch("blk", "cap") << "    scr->p = blk;\n    scr->cap = cap;\n  }\n";
+  os << "  char *scratch = scr->p; (void)scratch;\n";
+  for (size_t s = 0; s < l.offsets.size(); ++s)
+    os << fmt::format("  char *slot{} = scratch + ({});\n", s, cpp(l.offsets[s]));
+  return os.str();
+}
+
+namespace {
+
+class CallGen {
+public:
+  CallGen(const loop::Kernel &k, const CallPrinter &p)
+      : k_(k), cf_(*k.call), site_(p.subs.site(&k)), p_(p) {}
+
+  std::string print() {
+    os_ << "  { // " << k_.origin << ": " << cf_.origin << "\n";
+    os_ << fmt::format("    int64_t SL[{}];\n", std::max<size_t>(p_.numSymbols, 1));
+    if (p_.numSymbols)
+      os_ << fmt::format("    memcpy(SL, {}, sizeof(int64_t) * {});\n", p_.symbols, p_.numSymbols);
+    for (int i : p_.live)
+      os_ << fmt::format("    SL[{0}] = S{0};\n", i);
+    if (cf_.op == loop::ControlFlow::Op::If)
+      printIf();
+    else
+      printLoop();
+    os_ << "  }\n";
+    return os_.str();
+  }
+
+private:
+  /// Sizes and offsets in the caller: this call's iteration numbers live in SL.
+  std::string cpp(sym::Expr e) const {
+    return sym::toCpp(e, [this](sym::Expr s) {
+      int i = p_.symbolIndex(s);
+      KILN_ASSERT(i >= 0, "symbol {} has no slot", s.name());
+      bool mine = s == cf_.iter || (cf_.batch.valid() && s == cf_.batch);
+      return mine ? fmt::format("SL[{}]", i) : fmt::format("S{}", i);
+    });
+  }
+
+  std::string bytes(const loop::Buffer *b, size_t skip) const {
+    sym::Context &ctx = cf_.iter.ctx();
+    sym::Expr n = ctx.constant(dtypeSize(b->dtype));
+    for (size_t d = skip; d < b->shape.size(); ++d)
+      n = n * b->shape[d];
+    return cpp(n);
+  }
+
+  /// One call of body `bi` with the given input/output pointers (captures appended).
+  void call(size_t bi, std::vector<std::string> ins, const std::vector<std::string> &outs,
+            const std::string &ind) {
+    const loop::SubProgram &sub = *cf_.bodies[bi];
+    for (const loop::Buffer *b : cf_.captures[bi])
+      ins.push_back(fmt::format("(void *){}", b->name));
+    ins.push_back("nullptr");
+    std::vector<std::string> o = outs;
+    o.push_back("nullptr");
+    os_ << ind << "{ // " << sub.name << "\n";
+    os_ << ind << fmt::format("  void *in[] = {{{}}};\n", fmt::join(ins, ", "));
+    os_ << ind << fmt::format("  void *out[] = {{{}}};\n", fmt::join(o, ", "));
+    os_ << ind << "  int st = " << p_.subs.function(sub) << "(ctx, in, out, SL, constants, &cfs["
+        << site_ << "], cfs);\n";
+    os_ << ind << "  if (st) return st;\n" << ind << "}\n";
+  }
+
+  void printIf() {
+    std::vector<std::string> outs;
+    for (const loop::Buffer *b : cf_.writes)
+      outs.push_back(fmt::format("(void *){}", b->name));
+    os_ << "    if (" << cf_.cond->name << "[0]) {\n";
+    call(0, {}, outs, "      ");
+    os_ << "    } else {\n";
+    call(1, {}, outs, "      ");
+    os_ << "    }\n";
+  }
+
+  void printLoop() {
+    bool isLoop = cf_.op == loop::ControlFlow::Op::Loop;
+    bool batched = cf_.batch.valid();
+    std::string trips = cf_.trips.valid() ? cpp(cf_.trips)
+                        : cf_.tripBuffer  ? fmt::format("(int64_t){}[0]", cf_.tripBuffer->name)
+                                          : std::string("INT64_MAX");
+    os_ << "    const int64_t trips = " << trips << ";\n";
+    os_ << "    const int64_t batches = " << (batched ? cpp(cf_.batches) : "1") << ";\n";
+    os_ << "    for (int64_t b = 0; b < batches; ++b) {\n";
+    std::string ind = "      ";
+    if (batched) os_ << ind << fmt::format("SL[{}] = b;\n", p_.symbolIndex(cf_.batch));
+    if (isLoop)
+      os_ << ind << "bool cond = "
+          << (cf_.cond ? fmt::format("{}[0]", cf_.cond->name) : std::string("true")) << ";\n";
+    // Carried values ping-pong between the output (for this batch) and a spare buffer,
+    // starting from the initial value; a final copy lands the result in the output.
+    for (size_t c = 0; c < cf_.carried.size(); ++c) {
+      const auto &cv = cf_.carried[c];
+      std::string sb = bytes(cv.spare, 0);
+      os_ << ind
+          << fmt::format("const char *cur{0} = (const char *){1} + b * ({2});\n", c, cv.init->name,
+                         sb);
+      os_ << ind << fmt::format("char *dst{0} = (char *){1} + b * ({2});\n", c, cv.out->name, sb);
+    }
+    os_ << ind << "int64_t it = 0;\n";
+    os_ << ind << "for (; it < trips" << (isLoop ? " && cond" : "") << "; ++it) {\n";
+    std::string in2 = ind + "  ";
+    os_ << in2 << fmt::format("SL[{}] = it;\n", p_.symbolIndex(cf_.iter));
+    std::vector<std::string> ins, outs;
+    if (isLoop) {
+      os_ << in2 << "bool condOut = false;\n";
+      ins.push_back("(void *)&cond");
+      outs.push_back("(void *)&condOut");
+    }
+    for (size_t c = 0; c < cf_.carried.size(); ++c) {
+      os_ << in2
+          << fmt::format("char *nxt{0} = cur{0} == dst{0} ? (char *){1} : dst{0};\n", c,
+                         cf_.carried[c].spare->name);
+      ins.push_back(fmt::format("(void *)cur{}", c));
+      outs.push_back(fmt::format("(void *)nxt{}", c));
+    }
+    for (const loop::Buffer *b : cf_.scanInputs)
+      ins.push_back(fmt::format("(void *){}", b->name));
+    size_t lead = batched ? 2 : 1;
+    for (const auto &so : cf_.scanOutputs) {
+      std::string pos = so.reverse ? "trips - 1 - it" : "it";
+      outs.push_back(fmt::format("(void *)((char *){} + (b * trips + {}) * ({}))", so.buf->name,
+                                 pos, bytes(so.buf, lead)));
+    }
+    call(0, ins, outs, in2);
+    for (size_t c = 0; c < cf_.carried.size(); ++c)
+      os_ << in2 << fmt::format("cur{0} = nxt{0};\n", c);
+    if (isLoop) os_ << in2 << "cond = condOut;\n";
+    os_ << ind << "}\n";
+    if (cf_.iterations.valid()) // the scan outputs' leading dim: the iterations run
+      os_ << ind << fmt::format("S{} = it;\n", p_.symbolIndex(cf_.iterations));
+    else if (isLoop && !cf_.scanOutputs.empty())
+      os_ << ind << "if (it < trips) {\n"
+          << ind << "  snprintf(ctx->error, ctx->error_size, \"%s: its condition ended the loop "
+          << "after %lld of %lld iterations; inside a subgraph kiln sizes scan outputs by the "
+          << "trip count and cannot return fewer\", " << cString(cf_.origin)
+          << ", (long long)it, (long long)trips);\n"
+          << ind << "  return KILN_ERR_UNSUPPORTED;\n"
+          << ind << "}\n";
+    for (size_t c = 0; c < cf_.carried.size(); ++c)
+      os_ << ind
+          << fmt::format("if (cur{0} != dst{0}) memcpy(dst{0}, cur{0}, {1});\n", c,
+                         bytes(cf_.carried[c].spare, 0));
+    os_ << "    }\n";
+  }
+
+  const loop::Kernel &k_;
+  const loop::ControlFlow &cf_;
+  int site_;
+  const CallPrinter &p_;
+  std::ostringstream os_;
+};
+
+} // namespace
+
+std::string printCall(const loop::Kernel &k, const CallPrinter &p) {
+  return CallGen(k, p).print();
+}
+
+} // namespace kiln::codegen

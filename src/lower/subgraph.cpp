@@ -1,0 +1,218 @@
+#include "lower/subgraph.h"
+
+#include "passes/passes.h"
+#include "sched/schedule.h"
+#include "support/error.h"
+
+#include <algorithm>
+
+namespace kiln::lower {
+
+size_t explicitInputs(const ir::Node &n) {
+  size_t r = n.inputs.size();
+  for (const auto &[k, a] : n.attrs)
+    if (a.kind == ir::Attribute::Kind::Graph && a.graph)
+      for (const ir::Capture &cap : a.graph->captures)
+        r = std::min(r, cap.nodeInput);
+  return r;
+}
+
+const ir::Graph &graphAttr(OpCtx &c, const char *name) {
+  auto it = c.node.attrs.find(name);
+  if (it == c.node.attrs.end() || it->second.kind != ir::Attribute::Kind::Graph ||
+      !it->second.graph)
+    fail("{}: graph attribute '{}' is missing", c.node.describe(), name);
+  return *it->second.graph;
+}
+
+namespace {
+
+/// Lowers the prepared subgraph into sub.prog: inputs as buffers (scan inputs whole,
+/// read through their slice), then every node, then the outputs.
+void lowerBody(ir::Graph &g, loop::SubProgram &sub, const std::vector<const FormalInput *> &bind) {
+  sym::Context &ctx = g.ctx();
+  Lowerer low(g, sub.prog);
+  for (size_t i = 0; i < g.inputs.size(); ++i) {
+    const ir::Value *v = g.inputs[i];
+    const FormalInput *f = bind[i];
+    bool whole = f && f->whole;
+    loop::Buffer *b = sub.prog.newBuffer(v->dtype, whole ? *f->whole : v->shape,
+                                         loop::BufferKind::Input, v->name);
+    b->index = static_cast<int>(i);
+    sub.prog.inputs.push_back(b);
+    LTensor t = fromBuffer(ctx, b);
+    if (whole) {
+      Loader inner = t.load;
+      auto slice = f->slice;
+      t.shape = v->shape;
+      t.buffer = nullptr;
+      t.load = [inner, slice](const Index &idx) { return inner(slice(idx)); };
+    }
+    low.env[v] = t;
+  }
+  for (const auto &n : g.nodes)
+    low.lowerNode(*n);
+  low.writeOutputs();
+}
+
+/// The model has one constants table: the body's constants join the parent's (and,
+/// through it, the model's). A constant the parent holds too (a captured weight) is
+/// shared, so it is stored once and updating it reaches the body; the body's own ones
+/// are named after it. Indices are reassigned in every nested program as well.
+void hoistConstants(OpCtx &c, loop::Program &p, const std::string &name) {
+  loop::Program &parent = c.prog();
+  auto find = [&](const ir::TensorData *d) {
+    auto it = std::find_if(parent.constants.begin(), parent.constants.end(),
+                           [&](const loop::Buffer *o) { return o->data.get() == d; });
+    return it == parent.constants.end() ? nullptr : *it;
+  };
+  for (loop::Buffer *b : p.constants) {
+    if (find(b->data.get())) continue;
+    b->index = static_cast<int>(parent.constants.size());
+    b->label = fmt::format("{}/{}", name, b->label);
+    parent.constants.push_back(b);
+  }
+  std::vector<const loop::SubProgram *> nested;
+  loop::collectSubPrograms(p, nested);
+  std::vector<const loop::Program *> progs{&p};
+  for (const loop::SubProgram *sp : nested)
+    progs.push_back(&sp->prog);
+  for (const loop::Program *prog : progs)
+    for (const auto &b : prog->buffers)
+      if (b->kind == loop::BufferKind::Constant) b->index = find(b->data.get())->index;
+}
+
+} // namespace
+
+CompiledBody compileBody(OpCtx &c, const ir::Graph &body, const std::string &name,
+                         const std::vector<FormalInput> &formals) {
+  if (body.inputs.size() != formals.size())
+    fail("{}: {} has {} inputs; this node passes {}", c.node.describe(), name, body.inputs.size(),
+         formals.size());
+  std::unique_ptr<ir::Graph> g = ir::clone(body);
+  std::vector<ir::Value *> passed;
+  std::vector<const FormalInput *> bind;
+  for (size_t i = 0; i < formals.size(); ++i) {
+    ir::Value *v = g->inputs[i];
+    v->dtype = formals[i].dtype;
+    v->shape = formals[i].shape;
+    v->shapeKnown = true;
+    if (formals[i].contents) {
+      v->symData = formals[i].contents;
+      continue;
+    }
+    passed.push_back(v);
+    bind.push_back(&formals[i]);
+  }
+  CompiledBody r;
+  for (const ir::Capture &cap : g->captures) {
+    const ir::Value *outer = c.node.input(cap.nodeInput);
+    KILN_ASSERT(outer && outer->shapeKnown, "{}: captured value of {} has no shape",
+                c.node.describe(), name);
+    ir::Value *v = cap.inner;
+    v->dtype = outer->dtype;
+    v->shape = outer->shape;
+    v->shapeKnown = true;
+    v->data = outer->data;
+    v->symData = outer->symData;
+    if (v->data) c.lowerer().constantBuffer(outer); // shared with the body (hoistConstants)
+    if (v->data || v->symData) continue;            // known at compile time: folded into the body
+    passed.push_back(v);
+    bind.push_back(nullptr);
+    r.captureInputs.push_back(cap.nodeInput);
+  }
+  std::vector<ir::Value *> formalValues = g->inputs;
+  g->inputs = passed;
+  passes::optimizeGraph(*g);
+  for (const ir::Value *v : g->outputs) {
+    while (v->producer && v->producer->op == "Identity" && v->producer->input(0))
+      v = v->producer->input(0);
+    auto it = std::find(formalValues.begin(), formalValues.end(), v);
+    r.passThrough.push_back(it == formalValues.end() ? -1
+                                                     : static_cast<int>(it - formalValues.begin()));
+    r.known.push_back(v->data);
+  }
+
+  r.sub = std::make_unique<loop::SubProgram>();
+  r.sub->name = name;
+  lowerBody(*g, *r.sub, bind);
+  loop::Program &p = r.sub->prog;
+  if (!g->dataSymbols.empty() || !p.lateSymbols.empty())
+    fail("{}: {} computes a shape from run-time values; kiln does not support run-time shape "
+         "values inside subgraphs",
+         c.node.describe(), name);
+  r.sub->guards = g->guards;
+  sym::Context &ctx = c.ctx();
+  sched::eliminateDeadKernels(p);
+  sched::unrollSmallReductions(p, ctx);
+  sched::formGroups(p, ctx);
+  hoistConstants(c, p, name);
+  return r;
+}
+
+std::vector<LTensor> inlineBody(OpCtx &c, const ir::Graph &body, const std::string &name) {
+  if (!body.inputs.empty())
+    fail("{}: {} has {} inputs; it takes none", c.node.describe(), name, body.inputs.size());
+  std::unique_ptr<ir::Graph> g = ir::clone(body);
+  std::vector<ir::Value *> runtime;
+  for (const ir::Capture &cap : g->captures) {
+    const ir::Value *outer = c.node.input(cap.nodeInput);
+    ir::Value *v = cap.inner;
+    v->dtype = outer->dtype;
+    v->shape = outer->shape;
+    v->shapeKnown = true;
+    v->data = outer->data;
+    v->symData = outer->symData;
+    if (!v->data && !v->symData) runtime.push_back(v);
+  }
+  g->inputs = runtime; // for inference only: lowering reads the parent's tensors
+  g->isSubgraph = c.lowerer().graph.isSubgraph; // lowered at the parent's level
+  passes::optimizeGraph(*g);
+  Lowerer low(*g, c.prog());
+  for (const ir::Capture &cap : g->captures)
+    if (!cap.inner->data && !cap.inner->symData) low.env[cap.inner] = c.in(cap.nodeInput);
+  for (const auto &n : g->nodes)
+    low.lowerNode(*n);
+  std::vector<LTensor> outs;
+  for (const ir::Value *v : g->outputs)
+    outs.push_back(low.valueTensor(v));
+  // Checks recorded while lowering belong to the enclosing graph now.
+  for (const ir::ShapeGuard &gd : g->guards)
+    c.guardEqual(gd.lhs, gd.rhs, gd.what);
+  KILN_ASSERT(g->dataSymbols.empty(), "{}: data symbols inside {}", c.node.describe(), name);
+  return outs;
+}
+
+void requireOutputShape(OpCtx &c, loop::SubProgram &sub, size_t j, const ir::Shape &shape,
+                        const std::string &what) {
+  const ir::Shape &actual = sub.prog.outputs.at(j)->shape;
+  if (actual.size() != shape.size())
+    fail("{}: {} has rank {}, expected {} ({})", c.node.describe(), what, actual.size(),
+         shape.size(), ir::shapeToString(shape));
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (sym::provablyEqual(actual[d], shape[d])) continue;
+    if (actual[d].isConst() && shape[d].isConst())
+      fail("{}: {} has shape {}, expected {}", c.node.describe(), what, ir::shapeToString(actual),
+           ir::shapeToString(shape));
+    bool known = std::any_of(sub.guards.begin(), sub.guards.end(), [&](const ir::ShapeGuard &g) {
+      return g.lhs == actual[d] && g.rhs == shape[d];
+    });
+    if (known) continue;
+    sub.guards.push_back(
+        {actual[d], shape[d],
+         fmt::format("{}: {} must have shape {} at every call; dim {} is {}", c.node.describe(),
+                     what, ir::shapeToString(shape), d, sym::toString(actual[d]))});
+  }
+}
+
+ir::Shape firstCallShape(const ir::Shape &shape, const std::vector<sym::Expr> &locals) {
+  std::map<const sym::Node *, sym::Expr> zero;
+  for (const sym::Expr &s : locals)
+    if (s.valid()) zero[s.node()] = s.ctx().constant(0);
+  ir::Shape r;
+  for (const sym::Expr &d : shape)
+    r.push_back(sym::substitute(d, zero));
+  return r;
+}
+
+} // namespace kiln::lower
