@@ -183,8 +183,8 @@ int kiln_shim_sdpa_v2(kiln_shim_ctx *ctx, int64_t site, const float *q, const fl
 /* ONNX NonZero on a mask of n = prod(dims) bytes (0 or 1, row-major): y receives the
  * multi-indices of the set bytes as int64 [rank, count] (room for rank * n), count their
  * number. rank 0 is a scalar: count is 0 or 1 and y is [0, count]. */
-int kiln_shim_nonzero_v1(kiln_shim_ctx *ctx, int64_t site, const uint8_t *mask,
-                         const int64_t *dims, int32_t rank, int64_t *y, int64_t *count);
+int kiln_shim_nonzero_v1(kiln_shim_ctx *ctx, int64_t site, const uint8_t *mask, const int64_t *dims,
+                         int32_t rank, int64_t *y, int64_t *count);
 
 /* ONNX Unique over slices. x is [outer, n, inner] (dims) of elem_type/elem_size; slice j is
  * x[:, j, :], compared element by element in row-major order. sorted != 0 orders the unique

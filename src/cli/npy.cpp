@@ -121,7 +121,8 @@ NpyArray readNpy(const std::string &path) {
   if (m[1] == ">") fail("'{}': big-endian arrays are not supported", path);
   NpyArray a;
   char kind = m[2].str()[0];
-  if (kind == 'S' || kind == 'U') return readStrings(in, header, path, kind, std::stoll(m[2].str().substr(1)));
+  if (kind == 'S' || kind == 'U')
+    return readStrings(in, header, path, kind, std::stoll(m[2].str().substr(1)));
   bool found = false;
   for (const Descr &d : kDescrs)
     if (m[2] == d.code) {

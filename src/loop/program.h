@@ -39,7 +39,17 @@ struct ExternArg {
   // Strings: a static array of C strings (`strings`), e.g. StringNormalizer's stopwords.
   // Value: the int64 value of the expression dims[0] (e.g. an element count).
   enum class Kind {
-    Buffer, Null, Dims, Site, Params, Layout, Literal, FloatPtr, SymbolOut, Strings, Value
+    Buffer,
+    Null,
+    Dims,
+    Site,
+    Params,
+    Layout,
+    Literal,
+    FloatPtr,
+    SymbolOut,
+    Strings,
+    Value
   };
   Kind kind = Kind::Null;
   std::string literal; // Literal: a C expression printed as is; FloatPtr: its value

@@ -49,8 +49,8 @@ void registerSelectOps(std::vector<OpInfo> &r);    // ops_select.cpp
 void registerStringOps(std::vector<OpInfo> &r);    // ops_string.cpp
 /// Cast between string and a numeric type (or string to string) through the string shims.
 LTensor castString(OpCtx &c, const LTensor &x, DType to);
-void registerMiscOps(std::vector<OpInfo> &r);      // ops_misc.cpp
-void registerSequenceOps(std::vector<OpInfo> &r);  // ops_sequence.cpp
-void registerControlOps(std::vector<OpInfo> &r);   // ops_control.cpp
+void registerMiscOps(std::vector<OpInfo> &r);     // ops_misc.cpp
+void registerSequenceOps(std::vector<OpInfo> &r); // ops_sequence.cpp
+void registerControlOps(std::vector<OpInfo> &r);  // ops_control.cpp
 
 } // namespace kiln::lower

@@ -441,9 +441,9 @@ void lowerResize(OpCtx &c) {
     // Output sizes floor(in * scale) from run-time scales: one symbol kernel.
     std::vector<VRef> lens;
     for (int d = 0; d < rank; ++d)
-      lens.push_back(loop::cast(
-          loop::unary(UnaryOp::Floor, mul(symF(x.shape[d], DType::Float64), scales[d])),
-          DType::Int64));
+      lens.push_back(
+          loop::cast(loop::unary(UnaryOp::Floor, mul(symF(x.shape[d], DType::Float64), scales[d])),
+                     DType::Int64));
     LTensor table = c.pointwise(DType::Int64, {c.ctx().constant(rank)}, [lens](const Index &i) {
       VRef r = lens.back();
       for (int64_t k = static_cast<int64_t>(lens.size()) - 2; k >= 0; --k)
@@ -461,8 +461,9 @@ void lowerResize(OpCtx &c) {
       outLens[d] = sizes[d];
     else if (constScale)
       outLens[d] = scaledLen(in, constAsDouble(scales[d]));
-    bool identity = cfg.coord != "tf_crop_and_resize" &&
-                    (scales.empty() ? sizes[d] == in : constScale && constAsDouble(scales[d]) == 1.0);
+    bool identity =
+        cfg.coord != "tf_crop_and_resize" &&
+        (scales.empty() ? sizes[d] == in : constScale && constAsDouble(scales[d]) == 1.0);
     if (!identity) todo.push_back(d);
   }
   for (size_t k = 0; k < todo.size(); ++k) {

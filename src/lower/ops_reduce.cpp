@@ -116,7 +116,7 @@ void lowerReduce(OpCtx &c) {
   }
   if (op == "ReduceL1") {
     c.out(0, castBack(reduce(x, keep, ReduceOp::Sum, acc,
-                               [](VRef v) { return loop::unary(UnaryOp::Abs, v); })));
+                             [](VRef v) { return loop::unary(UnaryOp::Abs, v); })));
     return;
   }
   if (op == "ReduceLogSum") {

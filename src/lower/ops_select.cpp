@@ -39,13 +39,17 @@ LTensor nonZeroIndices(OpCtx &c, const LTensor &t, const char *tag) {
   }));
   sym::Expr n = product(c.ctx(), t.shape, 0, t.shape.size());
   sym::Expr count = c.lateSymbol(tag, n);
-  loop::Buffer *out = c.prog().newBuffer(
-      DType::Int64, {c.ctx().constant(t.rank()), count}, loop::BufferKind::Intermediate, "");
+  loop::Buffer *out = c.prog().newBuffer(DType::Int64, {c.ctx().constant(t.rank()), count},
+                                         loop::BufferKind::Intermediate, "");
   loop::Kernel *k = c.externKernel("kiln_shim_nonzero_v1");
   k->ext.inputs = {mask.buffer};
   k->ext.outputs = {out};
-  k->ext.args = {externArg(ExternArg::Kind::Site), buf(mask.buffer), externDims(t.shape),
-                 lit(t.rank()), buf(out), symbolOut(count)};
+  k->ext.args = {externArg(ExternArg::Kind::Site),
+                 buf(mask.buffer),
+                 externDims(t.shape),
+                 lit(t.rank()),
+                 buf(out),
+                 symbolOut(count)};
   return fromBuffer(c.ctx(), out);
 }
 
@@ -142,17 +146,14 @@ void lowerNonMaxSuppression(OpCtx &c) {
   loop::Buffer *maxOut = realizedAs(c, 2, DType::Int64), *iou = realizedAs(c, 3, DType::Float32),
                *minScore = realizedAs(c, 4, DType::Float32);
   sym::Expr count = c.lateSymbol("count", B * C * N);
-  loop::Buffer *out =
-      c.prog().newBuffer(DType::Int64, {count, ctx.constant(3)}, loop::BufferKind::Intermediate,
-                         "");
+  loop::Buffer *out = c.prog().newBuffer(DType::Int64, {count, ctx.constant(3)},
+                                         loop::BufferKind::Intermediate, "");
   loop::Kernel *k = c.externKernel("kiln_shim_nms_v1");
   k->ext.inputs = {bb, sb};
   for (loop::Buffer *b : {maxOut, iou, minScore})
     if (b) k->ext.inputs.push_back(b);
   k->ext.outputs = {out};
-  auto optional = [](loop::Buffer *b) {
-    return b ? buf(b) : externArg(ExternArg::Kind::Null);
-  };
+  auto optional = [](loop::Buffer *b) { return b ? buf(b) : externArg(ExternArg::Kind::Null); };
   k->ext.args = {externArg(ExternArg::Kind::Site),
                  buf(bb),
                  buf(sb),

@@ -51,9 +51,9 @@ ir::Shape runtimeReshapeTarget(OpCtx &c, const LTensor &x, bool allowZero) {
     VRef others = I(1);
     for (int64_t j = 0; j < n; ++j)
       if (j != k)
-        others = loop::binary(
-            BinaryOp::Mul, others,
-            loop::select(loop::binary(BinaryOp::Eq, raw[j], I(-1)), I(1), dim[j]));
+        others =
+            loop::binary(BinaryOp::Mul, others,
+                         loop::select(loop::binary(BinaryOp::Eq, raw[j], I(-1)), I(1), dim[j]));
     VRef inferred = loop::select(loop::binary(BinaryOp::Eq, others, I(0)), I(0),
                                  loop::binary(BinaryOp::Div, total, others));
     resolved.push_back(loop::select(loop::binary(BinaryOp::Eq, raw[k], I(-1)), inferred, dim[k]));
@@ -162,9 +162,9 @@ bool runtimeAxesReshape(OpCtx &c, const LTensor &x, bool unsqueeze) {
     std::vector<VRef> dims;
     for (int j = 0; j < outRank; ++j) {
       VRef from = pickDim(x.shape, loop::symInt(c.ctx().constant(j) - before));
-      dims.push_back(loop::select(loop::binary(BinaryOp::Eq, loop::symInt(flags[j]),
-                                               loop::constantInt(DType::Int64, 1)),
-                                  loop::constantInt(DType::Int64, 1), from));
+      dims.push_back(loop::select(
+          loop::binary(BinaryOp::Eq, loop::symInt(flags[j]), loop::constantInt(DType::Int64, 1)),
+          loop::constantInt(DType::Int64, 1), from));
       before = before + flags[j];
     }
     shape = runtimeShape(c, dims, "out_dim");
@@ -328,17 +328,17 @@ void lowerRuntimeSlice(OpCtx &c, const LTensor &x) {
     VRef e = loop::select(pos, clamp(wrap(en), I(0), dim), clamp(wrap(en), I(-1), dimLess));
     VRef absStep = bin(BinaryOp::Max, sp, bin(BinaryOp::Sub, I(0), sp));
     VRef span = loop::select(pos, bin(BinaryOp::Sub, e, s), bin(BinaryOp::Sub, s, e));
-    VRef len = bin(BinaryOp::Max, I(0),
-                   bin(BinaryOp::Div, bin(BinaryOp::Add, span, bin(BinaryOp::Sub, absStep, I(1))),
-                       absStep));
+    VRef len = bin(
+        BinaryOp::Max, I(0),
+        bin(BinaryOp::Div, bin(BinaryOp::Add, span, bin(BinaryOp::Sub, absStep, I(1))), absStep));
     vals.insert(vals.end(), {s, sp, len});
   }
   LTensor table = c.pointwise(DType::Int64, {ctx.constant(3 * rank)}, [vals](const Index &i) {
     VRef r = vals.back();
     for (int64_t k = static_cast<int64_t>(vals.size()) - 2; k >= 0; --k)
-      r = loop::select(loop::binary(BinaryOp::Eq, loop::symInt(i[0]),
-                                    loop::constantInt(DType::Int64, k)),
-                       vals[k], r);
+      r = loop::select(
+          loop::binary(BinaryOp::Eq, loop::symInt(i[0]), loop::constantInt(DType::Int64, k)),
+          vals[k], r);
     return r;
   });
   std::vector<sym::Expr> v = c.runtimeSymbols(table, "slice", -INT32_MAX, INT32_MAX);
@@ -362,8 +362,8 @@ void lowerRuntimeSlice(OpCtx &c, const LTensor &x) {
 
 void lowerSlice(OpCtx &c) {
   LTensor x = c.in(0);
-  if (c.node.opset >= 10 && (!c.symIn(1) || !c.symIn(2) || (c.has(3) && !c.symIn(3)) ||
-                             (c.has(4) && !c.symIn(4)))) {
+  if (c.node.opset >= 10 &&
+      (!c.symIn(1) || !c.symIn(2) || (c.has(3) && !c.symIn(3)) || (c.has(4) && !c.symIn(4)))) {
     lowerRuntimeSlice(c, x);
     return;
   }
@@ -559,9 +559,9 @@ void lowerRange(OpCtx &c) {
     // Bounds from run-time data: the length is a run-time symbol, the values loads.
     VRef s0 = st.load({}), l0 = c.in(1).load({}), d0 = c.in(2).load({});
     auto f64 = [](VRef v) { return loop::cast(v, DType::Float64); };
-    VRef len = loop::unary(UnaryOp::Ceil, loop::binary(BinaryOp::Div,
-                                                       loop::binary(BinaryOp::Sub, f64(l0), f64(s0)),
-                                                       f64(d0)));
+    VRef len = loop::unary(
+        UnaryOp::Ceil,
+        loop::binary(BinaryOp::Div, loop::binary(BinaryOp::Sub, f64(l0), f64(s0)), f64(d0)));
     len = loop::binary(BinaryOp::Max, len, loop::constant(DType::Float64, 0));
     sym::Expr n = c.runtimeSymbol(loop::cast(len, DType::Int64), "length", 0, INT32_MAX);
     c.out(0, c.pointwise(t, {n}, [=](const Index &i) {

@@ -30,7 +30,8 @@ void lowerStringNormalizer(OpCtx &c) {
   if (caseAction < 0) fail("{}: case_change_action '{}' is not valid", c.node.describe(), action);
   std::string locale = c.node.attrString("locale", "");
   if (!locale.empty() && locale != "en_US" && locale != "C")
-    c.unsupported(fmt::format("StringNormalizer locale '{}' (kiln changes ASCII case only)", locale));
+    c.unsupported(
+        fmt::format("StringNormalizer locale '{}' (kiln changes ASCII case only)", locale));
   sym::Context &ctx = c.ctx();
   sym::Expr n = x.shape[x.rank() - 1];
   sym::Expr count = c.lateSymbol("count", sym::max(n, ctx.constant(1)));
@@ -66,18 +67,17 @@ LTensor castString(OpCtx &c, const LTensor &x, DType to) {
   loop::Buffer *xb = c.realize(x).buffer;
   loop::Buffer *out = c.prog().newBuffer(to, x.shape, loop::BufferKind::Intermediate, "");
   bool toString = to == DType::String;
-  loop::Kernel *k = c.externKernel(toString ? "kiln_shim_to_string_v1" : "kiln_shim_from_string_v1");
+  loop::Kernel *k =
+      c.externKernel(toString ? "kiln_shim_to_string_v1" : "kiln_shim_from_string_v1");
   k->ext.inputs = {xb};
   k->ext.outputs = {out};
   auto buf = [](loop::Buffer *b) { return externArg(ExternArg::Kind::Buffer, b); };
   ExternArg count = value(product(c.ctx(), x.shape, 0, x.shape.size()));
   k->ext.args = {externArg(ExternArg::Kind::Site)};
   if (toString)
-    k->ext.args.insert(k->ext.args.end(),
-                       {lit(et), lit(dtypeSize(num)), buf(xb), count, buf(out)});
+    k->ext.args.insert(k->ext.args.end(), {lit(et), lit(dtypeSize(num)), buf(xb), count, buf(out)});
   else
-    k->ext.args.insert(k->ext.args.end(),
-                       {buf(xb), count, lit(et), lit(dtypeSize(num)), buf(out)});
+    k->ext.args.insert(k->ext.args.end(), {buf(xb), count, lit(et), lit(dtypeSize(num)), buf(out)});
   return fromBuffer(c.ctx(), out);
 }
 

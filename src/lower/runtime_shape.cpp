@@ -43,8 +43,8 @@ std::vector<sym::Expr> runtimeAxisFlags(OpCtx &c, size_t i, int rank) {
   int64_t n = axes.rank() == 0 ? 1 : c.requireStatic(axes.shape[0], "the number of axes");
   std::vector<loop::VRef> norm;
   for (int64_t k = 0; k < n; ++k) {
-    loop::VRef a = loop::cast(axes.load(axes.rank() ? Index{c.ctx().constant(k)} : Index{}),
-                              DType::Int64);
+    loop::VRef a =
+        loop::cast(axes.load(axes.rank() ? Index{c.ctx().constant(k)} : Index{}), DType::Int64);
     norm.push_back(loop::select(loop::binary(loop::BinaryOp::Lt, a, i64(0)),
                                 loop::binary(loop::BinaryOp::Add, a, i64(rank)), a));
   }
@@ -74,10 +74,9 @@ ir::Shape keptDims(OpCtx &c, const ir::Shape &dims, const std::vector<sym::Expr>
     loop::VRef v = i64(-1);
     sym::Expr before = c.ctx().constant(0);
     for (size_t q = 0; q < dims.size(); ++q) {
-      loop::VRef hit =
-          loop::binary(loop::BinaryOp::And, eq(loop::symInt(flags[q]), i64(0)),
-                       eq(loop::symInt(c.ctx().constant(static_cast<int64_t>(q)) - before),
-                          i64(j)));
+      loop::VRef hit = loop::binary(
+          loop::BinaryOp::And, eq(loop::symInt(flags[q]), i64(0)),
+          eq(loop::symInt(c.ctx().constant(static_cast<int64_t>(q)) - before), i64(j)));
       v = loop::select(hit, loop::symInt(dims[q]), v);
       before = before + flags[q];
     }

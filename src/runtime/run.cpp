@@ -82,9 +82,9 @@ int execute(kiln_container *c, Runner *r, void *const *in, void *const *out,
     const ConstantSet &constants = pin.set();
     r->useConstants(constants.base, constants.size, constants.token);
     try {
-      st = hasLateDims(d) ? d.run_v2(&ctx, in, out, r->scratch.symbols.data(),
-                                     constants.ptrs.data())
-                          : d.run(&ctx, in, out, r->scratch.symbols.data(), constants.ptrs.data());
+      st = hasLateDims(d)
+               ? d.run_v2(&ctx, in, out, r->scratch.symbols.data(), constants.ptrs.data())
+               : d.run(&ctx, in, out, r->scratch.symbols.data(), constants.ptrs.data());
     } catch (const std::exception &e) {
       st = fail(KILN_ERR_INTERNAL, "model run threw: %s", e.what());
     }

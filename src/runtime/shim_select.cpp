@@ -91,8 +91,7 @@ Box cornerBox(const float *b, bool center) {
     float cx = b[0], cy = b[1], w = b[2], h = b[3];
     return {cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2};
   }
-  return {std::min(b[0], b[2]), std::min(b[1], b[3]), std::max(b[0], b[2]),
-          std::max(b[1], b[3])};
+  return {std::min(b[0], b[2]), std::min(b[1], b[3]), std::max(b[0], b[2]), std::max(b[1], b[3])};
 }
 
 float iou(const Box &a, const Box &b) {

@@ -41,7 +41,8 @@ template <typename T> size_t formatInt(T v, char *buf, size_t size) {
 
 bool equalsIgnoreCase(const char *a, const char *b) {
   for (; *a && *b; ++a, ++b)
-    if (std::tolower(static_cast<unsigned char>(*a)) != std::tolower(static_cast<unsigned char>(*b)))
+    if (std::tolower(static_cast<unsigned char>(*a)) !=
+        std::tolower(static_cast<unsigned char>(*b)))
       return false;
   return *a == *b;
 }
@@ -124,9 +125,8 @@ KILN_RT_API int kiln_shim_to_string_v1(kiln_shim_ctx *ctx, int64_t, int32_t elem
   return KILN_OK;
 }
 
-KILN_RT_API int kiln_shim_from_string_v1(kiln_shim_ctx *, int64_t, const char *const *x,
-                                         int64_t n, int32_t elem_type, int32_t elem_size,
-                                         void *y) {
+KILN_RT_API int kiln_shim_from_string_v1(kiln_shim_ctx *, int64_t, const char *const *x, int64_t n,
+                                         int32_t elem_type, int32_t elem_size, void *y) {
   const char *fn = "kiln_shim_from_string_v1";
   if (n < 0 || (n > 0 && (!x || !y)))
     return fail(KILN_ERR_INVALID_ARGUMENT, "%s: NULL data or output", fn);
@@ -134,8 +134,9 @@ KILN_RT_API int kiln_shim_from_string_v1(kiln_shim_ctx *, int64_t, const char *c
     const char *s = x[i] ? x[i] : "";
     double v = 0;
     if (!parseDouble(s, v))
-      return fail(KILN_ERR_INVALID_ARGUMENT, "Cast from string: element %lld (\"%.40s\") is not a "
-                                             "number",
+      return fail(KILN_ERR_INVALID_ARGUMENT,
+                  "Cast from string: element %lld (\"%.40s\") is not a "
+                  "number",
                   static_cast<long long>(i), s);
     switch (elem_type) {
     case KILN_ELEM_F32:
@@ -187,9 +188,9 @@ KILN_RT_API int kiln_shim_from_string_v1(kiln_shim_ctx *, int64_t, const char *c
 
 KILN_RT_API int kiln_shim_string_normalizer_v1(kiln_shim_ctx *ctx, int64_t, const char *const *x,
                                                int64_t n, int32_t case_action,
-                                               int32_t case_sensitive,
-                                               const char *const *stopwords, int64_t num_stopwords,
-                                               const char **y, int64_t *count) {
+                                               int32_t case_sensitive, const char *const *stopwords,
+                                               int64_t num_stopwords, const char **y,
+                                               int64_t *count) {
   const char *fn = "kiln_shim_string_normalizer_v1";
   if (!ctx || !count || !y || n < 0 || (n > 0 && !x) || (num_stopwords > 0 && !stopwords))
     return fail(KILN_ERR_INVALID_ARGUMENT, "%s: NULL argument", fn);

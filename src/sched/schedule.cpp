@@ -10,11 +10,9 @@ namespace {
 /// Indirect index symbols are bound once per element in generated code, so a body that
 /// uses them cannot be replicated per tap.
 bool hasIndirect(const loop::VRef &v) {
-  if (!v->indirect.empty())
-    return true;
+  if (!v->indirect.empty()) return true;
   for (const loop::VRef &a : v->args)
-    if (hasIndirect(a))
-      return true;
+    if (hasIndirect(a)) return true;
   return false;
 }
 
@@ -23,15 +21,23 @@ bool hasIndirect(const loop::VRef &v) {
 void unrollSmallReductions(loop::Program &p, sym::Context &ctx, int64_t maxTaps) {
   for (auto &kp : p.kernels) {
     loop::Kernel &k = *kp;
-    if (k.kind != loop::KernelKind::Reduction || k.rvars.empty())
-      continue;
+    if (k.kind != loop::KernelKind::Reduction || k.rvars.empty()) continue;
     loop::BinaryOp op;
     switch (k.rop) {
-    case loop::ReduceOp::Sum: op = loop::BinaryOp::Add; break;
-    case loop::ReduceOp::Prod: op = loop::BinaryOp::Mul; break;
-    case loop::ReduceOp::Max: op = loop::BinaryOp::Max; break;
-    case loop::ReduceOp::Min: op = loop::BinaryOp::Min; break;
-    default: continue; // arg reductions keep their index bookkeeping
+    case loop::ReduceOp::Sum:
+      op = loop::BinaryOp::Add;
+      break;
+    case loop::ReduceOp::Prod:
+      op = loop::BinaryOp::Mul;
+      break;
+    case loop::ReduceOp::Max:
+      op = loop::BinaryOp::Max;
+      break;
+    case loop::ReduceOp::Min:
+      op = loop::BinaryOp::Min;
+      break;
+    default:
+      continue; // arg reductions keep their index bookkeeping
     }
     int64_t taps = 1;
     bool isStatic = true;
@@ -39,8 +45,7 @@ void unrollSmallReductions(loop::Program &p, sym::Context &ctx, int64_t maxTaps)
       isStatic &= r.isConst();
       taps *= r.isConst() ? r->value : 0;
     }
-    if (!isStatic || taps < 1 || taps > maxTaps || hasIndirect(k.body))
-      continue;
+    if (!isStatic || taps < 1 || taps > maxTaps || hasIndirect(k.body)) continue;
     // Row-major walk over the taps, combining left to right as the loop would.
     loop::VRef acc;
     std::vector<int64_t> idx(k.rvars.size(), 0);
@@ -51,8 +56,7 @@ void unrollSmallReductions(loop::Program &p, sym::Context &ctx, int64_t maxTaps)
       loop::VRef tap = loop::substituteSyms(k.body, repl);
       acc = acc ? loop::binary(op, acc, tap) : tap;
       for (size_t d = idx.size(); d-- > 0;) {
-        if (++idx[d] < k.rsizes[d]->value)
-          break;
+        if (++idx[d] < k.rsizes[d]->value) break;
         idx[d] = 0;
       }
     }

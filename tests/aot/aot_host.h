@@ -104,7 +104,8 @@ static inline float *read_floats(const char *dir, const char *name, size_t n) {
   return buf;
 }
 
-static inline DLTensor tensor(void *data, int32_t ndim, int64_t *shape, uint8_t code, uint8_t bits) {
+static inline DLTensor tensor(void *data, int32_t ndim, int64_t *shape, uint8_t code,
+                              uint8_t bits) {
   DLTensor t;
   memset(&t, 0, sizeof t);
   t.data = data;

@@ -130,8 +130,7 @@ static int test_reduce(void) {
     st = api.output_dims(c, in, 2, dims);
     CHECK(st == KILN_OK, "dims: %s", api.last_error());
     CHECK(ys[0] * ys[1] == 24 / xs[axis] && ys[0] == (axis == 0 ? 3 : 2),
-          "axis %lld: dims [%lld, %lld]", (long long)cases[k], (long long)ys[0],
-          (long long)ys[1]);
+          "axis %lld: dims [%lld, %lld]", (long long)cases[k], (long long)ys[0], (long long)ys[1]);
     out = tensor(y, 2, ys, kDLFloat, 32);
     st = api.run(c, in, 2, &out, 1);
     CHECK(st == KILN_OK, "run: %s", api.last_error());
@@ -168,8 +167,7 @@ static int test_strings(void) {
   out[0] = tensor((void *)s, 1, ss, kDLOpaqueHandle, 64);
   out[1] = tensor(f, 1, fs, kDLFloat, 32);
   st = api.run(c, in, 2, out, 2);
-  CHECK(st == KILN_ERR_UNSUPPORTED, "kiln_run with a string output: %d (%s)", st,
-        api.last_error());
+  CHECK(st == KILN_ERR_UNSUPPORTED, "kiln_run with a string output: %d (%s)", st, api.last_error());
   CHECK(strstr(api.last_error(), "kiln_run_alloc") != NULL, "message: %s", api.last_error());
   st = api.run_alloc(c, in, 2, m, 2);
   CHECK(st == KILN_OK, "run_alloc: %d %s", st, api.last_error());

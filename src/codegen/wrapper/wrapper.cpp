@@ -500,8 +500,8 @@ private:
                                     dtypeCType(sig.buffers[j]->dtype)));
       for (size_t j = 0; j < sig.symbols.size(); ++j)
         types.push_back("int64_t");
-      os << fmt::format("extern \"C\" void kiln_kernel_{}({});\n",
-                        p_.symbolKernels[i].kernel->id, fmt::join(types, ", "));
+      os << fmt::format("extern \"C\" void kiln_kernel_{}({});\n", p_.symbolKernels[i].kernel->id,
+                        fmt::join(types, ", "));
     }
     os << "\n";
     // Descriptor tables.
