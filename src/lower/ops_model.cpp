@@ -4,6 +4,7 @@
 //   ConvTranspose (a generated reduction over input channels and kernel taps),
 //   RNN / GRU / LSTM (sequence unrolled at compile time).
 #include "lower/ops_common.h"
+#include "lower/value_math.h"
 
 #include <cctype>
 #include <cmath>
@@ -13,36 +14,7 @@ namespace kiln::lower {
 namespace {
 
 using loop::ReduceOp;
-
-// ---- small value-expression helpers -------------------------------------------------
-
-VRef add(VRef a, VRef b) {
-  return loop::binary(BinaryOp::Add, a, b);
-}
-VRef sub(VRef a, VRef b) {
-  return loop::binary(BinaryOp::Sub, a, b);
-}
-VRef mul(VRef a, VRef b) {
-  return loop::binary(BinaryOp::Mul, a, b);
-}
-VRef divv(VRef a, VRef b) {
-  return loop::binary(BinaryOp::Div, a, b);
-}
-VRef fc(DType t, double v) {
-  return loop::constant(t, v);
-}
-VRef ic(int64_t v) {
-  return loop::constantInt(DType::Int64, v);
-}
-VRef land(VRef a, VRef b) {
-  return loop::binary(BinaryOp::And, a, b);
-}
-VRef lor(VRef a, VRef b) {
-  return loop::binary(BinaryOp::Or, a, b);
-}
-VRef symF(sym::Expr e, DType t) {
-  return loop::cast(loop::symInt(e), t);
-}
+using namespace vmath;
 
 DType accOf(DType t) {
   return t == DType::Float64 ? DType::Float64 : DType::Float32;

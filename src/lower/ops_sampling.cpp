@@ -4,6 +4,7 @@
 //   MaxUnpool (a flat scatter into zeros through the scatter shim, then zero padding).
 // Semantics follow the ONNX reference implementations (which mirror onnxruntime).
 #include "lower/ops_common.h"
+#include "lower/value_math.h"
 
 #include "kiln/shim.h"
 
@@ -14,46 +15,8 @@ namespace kiln::lower {
 namespace {
 
 using loop::ReduceOp;
+using namespace vmath;
 
-VRef add(VRef a, VRef b) {
-  return loop::binary(BinaryOp::Add, a, b);
-}
-VRef sub(VRef a, VRef b) {
-  return loop::binary(BinaryOp::Sub, a, b);
-}
-VRef mul(VRef a, VRef b) {
-  return loop::binary(BinaryOp::Mul, a, b);
-}
-VRef divv(VRef a, VRef b) {
-  return loop::binary(BinaryOp::Div, a, b);
-}
-VRef vmax(VRef a, VRef b) {
-  return loop::binary(BinaryOp::Max, a, b);
-}
-VRef vmin(VRef a, VRef b) {
-  return loop::binary(BinaryOp::Min, a, b);
-}
-VRef lt(VRef a, VRef b) {
-  return loop::binary(BinaryOp::Lt, a, b);
-}
-VRef gt(VRef a, VRef b) {
-  return loop::binary(BinaryOp::Gt, a, b);
-}
-VRef land(VRef a, VRef b) {
-  return a ? loop::binary(BinaryOp::And, a, b) : b;
-}
-VRef lor(VRef a, VRef b) {
-  return loop::binary(BinaryOp::Or, a, b);
-}
-VRef fc(DType t, double v) {
-  return loop::constant(t, v);
-}
-VRef ic(int64_t v) {
-  return loop::constantInt(DType::Int64, v);
-}
-VRef symF(sym::Expr e, DType t) {
-  return loop::cast(loop::symInt(e), t);
-}
 VRef zeroOf(DType t) {
   return isFloat(t) ? loop::constant(t, 0) : loop::constantInt(t, 0);
 }
