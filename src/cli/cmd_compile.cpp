@@ -15,6 +15,23 @@ void addCompileCommand(CLI::App &app) {
   cmd->add_option("model", opts->modelPath, "model.onnx")->required();
   cmd->add_option("-o,--output", opts->outputPath, "output shared library")->required();
   cmd->add_option("--dynamic", *dynamics, "make a named dim symbolic: name=min:max");
+  auto seqLens = std::make_shared<std::vector<std::string>>();
+  auto optionals = std::make_shared<std::vector<std::string>>();
+  auto shapes = std::make_shared<std::vector<std::string>>();
+  cmd->add_option("--sequence-length", *seqLens,
+                  "length of a sequence-typed input: name=N; its items become tensor inputs "
+                  "name.0 ... name.<N-1>");
+  cmd->add_option("--optional", *optionals,
+                  "an optional-typed input: name=present (default: a tensor or sequence input) "
+                  "or name=absent (no input; OptionalHasElement is false)");
+  cmd->add_option("--input-shape", *shapes,
+                  "shape of an input, replacing the model's: name=D0,D1,... (integers or dim "
+                  "names; nothing after '=' for a scalar); name.K for one sequence item, name "
+                  "for all");
+  cmd->footer("Sequence and optional graph values cross the C API as tensors. A sequence input or "
+              "output\n`s` of N items is the tensors s.0 ... s.<N-1> (an output's N is fixed when "
+              "compiling).\nAn optional-typed output `o` is reported as a bool scalar output "
+              "o.has_value, followed\nby its element's tensors when it holds one.");
   cmd->add_flag("--print-after-all", opts->printAfterAll, "dump the IR after every pass");
   cmd->add_flag("--all-dims-dynamic", opts->import.allInputDimsDynamic,
                 "make every input dim symbolic");
@@ -32,6 +49,34 @@ void addCompileCommand(CLI::App &app) {
       frontend::DynamicDim dim{std::stoll(m[2]), std::stoll(m[3])};
       if (dim.min < 0 || dim.min > dim.max) fail("--dynamic '{}': min must be >= 0 and <= max", d);
       opts->import.dynamic[m[1]] = dim;
+    }
+    std::regex named("([^=]+)=(.*)");
+    for (const std::string &d : *seqLens) {
+      std::smatch m;
+      if (!std::regex_match(d, m, named) || !std::regex_match(m[2].str(), std::regex("[0-9]+")))
+        fail("--sequence-length '{}': expected name=N, e.g. inputs=3", d);
+      opts->import.sequenceLengths[m[1]] = std::stoll(m[2]);
+    }
+    for (const std::string &d : *optionals) {
+      std::smatch m;
+      if (!std::regex_match(d, m, named) || (m[2] != "present" && m[2] != "absent"))
+        fail("--optional '{}': expected name=present or name=absent", d);
+      opts->import.optionalPresent[m[1]] = m[2] == "present";
+    }
+    for (const std::string &d : *shapes) {
+      std::smatch m;
+      if (!std::regex_match(d, m, named) ||
+          !std::regex_match(m[2].str(), std::regex("([A-Za-z0-9_]+(,[A-Za-z0-9_]+)*)?")))
+        fail("--input-shape '{}': expected name=D0,D1,... (integers or dim names), e.g. x=2,3", d);
+      std::vector<std::string> dims;
+      std::string rest = m[2];
+      for (size_t at = 0; !rest.empty() && at <= rest.size();) {
+        size_t comma = rest.find(',', at);
+        if (comma == std::string::npos) comma = rest.size();
+        dims.push_back(rest.substr(at, comma - at));
+        at = comma + 1;
+      }
+      opts->import.inputShapes[m[1]] = dims;
     }
     opts->externalWeights = *weights == "external";
     aot::CompileStats st = aot::compileModel(*opts);

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -121,6 +122,8 @@ public:
   Value *findValue(const std::string &name) const;
 
   std::vector<Value *> inputs, outputs;
+  /// Indices into `outputs` declared optional-typed: each also reports `<name>.has_value`.
+  std::set<size_t> optionalOutputs;
   std::deque<std::unique_ptr<Node>> nodes; // topological order
   std::deque<std::unique_ptr<Value>> values;
   std::string modelPath;

@@ -120,6 +120,8 @@ struct Program {
   std::vector<std::unique_ptr<Kernel>> kernels;
   std::vector<SymbolKernel> symbolKernels; // in dependency order
   std::vector<Buffer *> inputs, outputs, constants;
+  /// The model's name of each output (a sequence output is several: `<name>.K`).
+  std::vector<std::string> outputNames;
   std::vector<KernelGroup> groups; // set by sched::formGroups; execution order
   int nextSite = 0;
   // Every ControlFlow lowered into this program, dead or not: `constants` may point at

@@ -33,6 +33,11 @@ bool OpCtx::isSeqIn(size_t i) const {
   return v && l_.seqEnv.count(v);
 }
 
+bool OpCtx::isNoneIn(size_t i) const {
+  const ir::Value *v = node.input(i);
+  return v && l_.noneEnv.count(v);
+}
+
 const ir::TensorData *OpCtx::constIn(size_t i) {
   const ir::Value *v = node.input(i);
   return v && v->data ? v->data.get() : nullptr;
@@ -75,9 +80,8 @@ std::vector<sym::Expr> OpCtx::requireSymIn(size_t i, const char *what,
     // Computed from inputs (or not an integer): evaluate it in a symbol kernel.
     LTensor t = in(i);
     if (!isInteger(t.dtype))
-      t = pointwise(DType::Int64, t.shape, [t](const Index &ix) {
-        return loop::cast(t.load(ix), DType::Int64);
-      });
+      t = pointwise(DType::Int64, t.shape,
+                    [t](const Index &ix) { return loop::cast(t.load(ix), DType::Int64); });
     return runtimeSymbols(t, what, *runtimeMin, INT32_MAX);
   }
   if (!r)
@@ -127,8 +131,7 @@ loop::VRef inlineConstantLoads(const loop::VRef &v) {
   if (v->kind == loop::VKind::Load && v->buf && v->buf->kind == loop::BufferKind::Constant &&
       v->sym.isConst() && v->indirect.empty() && v->buf->data) {
     int64_t off = v->sym->value;
-    if (isFloat(v->buf->dtype))
-      return loop::constant(v->dtype, v->buf->data->getDouble(off));
+    if (isFloat(v->buf->dtype)) return loop::constant(v->dtype, v->buf->data->getDouble(off));
     return loop::constantInt(v->dtype, v->buf->data->getInt(off));
   }
   bool changed = false;
@@ -165,8 +168,8 @@ std::vector<sym::Expr> OpCtx::runtimeSymbols(const LTensor &values, const char *
   for (int64_t k = 0; k < n; ++k)
     syms.push_back(ctx().symbol(fmt::format("{}.{}{}", node.name, tag, k), lo, hi));
   if (n == 0) return syms;
-  loop::Buffer *b = prog().newBuffer(DType::Int64, {ctx().constant(n)},
-                                     loop::BufferKind::Intermediate, tag);
+  loop::Buffer *b =
+      prog().newBuffer(DType::Int64, {ctx().constant(n)}, loop::BufferKind::Intermediate, tag);
   loop::Kernel *k = prog().newKernel(loop::KernelKind::Pointwise);
   k->origin = node.name;
   k->out = b;
@@ -223,6 +226,11 @@ void OpCtx::out(size_t i, LTensor t) {
 void OpCtx::outSeq(size_t i, LSequence s) {
   if (i >= node.outputs.size() || !node.outputs[i]) return;
   l_.seqEnv[node.outputs[i]] = std::move(s);
+}
+
+void OpCtx::outNone(size_t i) {
+  if (i >= node.outputs.size() || !node.outputs[i]) return;
+  l_.noneEnv.insert(node.outputs[i]);
 }
 
 LTensor OpCtx::pointwise(DType t, ir::Shape shape, Loader fn, bool cheap) {
@@ -339,6 +347,8 @@ LTensor Lowerer::valueTensor(const ir::Value *v) {
     fail("value '{}' is a sequence where a tensor is expected (sequences are supported only "
          "as inputs of the Sequence* ops)",
          v->name);
+  if (it == env.end() && noneEnv.count(v))
+    fail("value '{}' is an empty optional where a tensor is expected", v->name);
   KILN_ASSERT(it != env.end(), "value '{}' used before it was lowered", v->name);
   return it->second;
 }
@@ -352,11 +362,13 @@ void Lowerer::lowerNode(const ir::Node &n) {
   OpCtx c(*this, n);
   if (n.op == "Identity" && c.isSeqIn(0))
     c.outSeq(0, c.inSeq(0)); // Identity also passes sequences through (opset 14+)
+  else if (n.op == "Identity" && c.isNoneIn(0))
+    c.outNone(0); // and optionals (opset 16+)
   else
     info->lower(c);
   for (size_t i = 0; i < n.outputs.size(); ++i) {
     const ir::Value *o = n.outputs[i];
-    if (o && !o->name.empty() && !env.count(o) && !seqEnv.count(o))
+    if (o && !o->name.empty() && !env.count(o) && !seqEnv.count(o) && !noneEnv.count(o))
       fail("{}: output {} ('{}') is not produced by kiln's lowering", n.describe(), i, o->name);
   }
 }
@@ -380,12 +392,36 @@ void Lowerer::lowerGraph() {
 }
 
 void Lowerer::writeOutputs() {
+  // The C API passes tensors only: a sequence output becomes one output per item
+  // (`<name>.K`); an optional-typed one reports `<name>.has_value` (a bool scalar) first.
+  std::vector<std::pair<std::string, LTensor>> outs;
+  auto flag = [&](bool b) {
+    return LTensor{
+        DType::Bool, {}, [b](const Index &) { return loop::constantInt(DType::Bool, b ? 1 : 0); }};
+  };
   for (size_t j = 0; j < graph.outputs.size(); ++j) {
     const ir::Value *v = graph.outputs[j];
-    if (seqEnv.count(v))
-      fail("graph output '{}' is a sequence; kiln supports sequences only inside the graph",
-           v->name);
-    LTensor t = valueTensor(v);
+    bool none = noneEnv.count(v) != 0;
+    if (graph.isSubgraph && (none || seqEnv.count(v)))
+      fail("subgraph output '{}' is {}; kiln passes only tensors out of If/Loop/Scan bodies",
+           v->name, none ? "an empty optional" : "a sequence");
+    if (graph.isSubgraph) {
+      outs.push_back({v->name, valueTensor(v)});
+      continue;
+    }
+    if (graph.optionalOutputs.count(j) || none)
+      outs.push_back({v->name + ".has_value", flag(!none)});
+    if (none) continue;
+    if (auto it = seqEnv.find(v); it != seqEnv.end()) {
+      for (size_t k = 0; k < it->second.items.size(); ++k)
+        outs.push_back({fmt::format("{}.{}", v->name, k), it->second.items[k]});
+      continue;
+    }
+    outs.push_back({v->name, valueTensor(v)});
+  }
+  for (size_t j = 0; j < outs.size(); ++j) {
+    const auto &[name, t] = outs[j];
+    prog.outputNames.push_back(name);
     bool takeOver = t.buffer && t.buffer->kind == loop::BufferKind::Intermediate;
     if (takeOver) {
       t.buffer->kind = loop::BufferKind::Output;
@@ -394,11 +430,11 @@ void Lowerer::writeOutputs() {
       continue;
     }
     // Inputs, constants, views and outputs listed twice are copied into the output.
-    loop::Buffer *b = prog.newBuffer(t.dtype, t.shape, loop::BufferKind::Output, v->name);
+    loop::Buffer *b = prog.newBuffer(t.dtype, t.shape, loop::BufferKind::Output, name);
     b->index = static_cast<int>(j);
     prog.outputs.push_back(b);
     loop::Kernel *k = prog.newKernel(loop::KernelKind::Pointwise);
-    k->origin = "output " + v->name;
+    k->origin = "output " + name;
     k->out = b;
     for (const sym::Expr &d : t.shape)
       k->vars.push_back(newVar("i", d));

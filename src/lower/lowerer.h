@@ -6,6 +6,7 @@
 #include "lower/tensor.h"
 
 #include <map>
+#include <set>
 
 namespace kiln::lower {
 
@@ -34,6 +35,8 @@ public:
   /// Input i as a sequence (fails if it is a tensor).
   const LSequence &inSeq(size_t i);
   bool isSeqIn(size_t i) const;
+  /// Whether input i is an empty optional (absent inputs are not).
+  bool isNoneIn(size_t i) const;
   /// Compile-time contents of input i (nullptr if not known).
   const ir::TensorData *constIn(size_t i);
   /// Input i as a list of integers known at compile time (possibly symbolic).
@@ -62,6 +65,8 @@ public:
   std::optional<int64_t> specialize(sym::Expr e, const char *what);
   void out(size_t i, LTensor t);
   void outSeq(size_t i, LSequence s);
+  /// Output i is an empty optional.
+  void outNone(size_t i);
   /// Records that a and b must be equal at run time (checked before the run) unless it is
   /// provable now; fails at compile time if they are known to differ.
   void guardEqual(sym::Expr a, sym::Expr b, const std::string &what);
@@ -100,6 +105,7 @@ public:
   loop::Program &prog;
   std::map<const ir::Value *, LTensor> env;
   std::map<const ir::Value *, LSequence> seqEnv; // sequence-typed values
+  std::set<const ir::Value *> noneEnv;           // empty optionals (present ones are plain)
 
   LTensor valueTensor(const ir::Value *v);
   void lowerNode(const ir::Node &n);

@@ -52,5 +52,6 @@ LTensor castString(OpCtx &c, const LTensor &x, DType to);
 void registerMiscOps(std::vector<OpInfo> &r);     // ops_misc.cpp
 void registerSequenceOps(std::vector<OpInfo> &r); // ops_sequence.cpp
 void registerControlOps(std::vector<OpInfo> &r);  // ops_control.cpp
+void registerOptionalOps(std::vector<OpInfo> &r); // ops_optional.cpp
 
 } // namespace kiln::lower

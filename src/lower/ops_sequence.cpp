@@ -1,6 +1,7 @@
 // ONNX sequence ops inside a graph. A sequence is a compile-time list of lazy tensors
-// (LSequence): its length and every position used on it must be known at compile time,
-// so each op is list surgery plus views; only ConcatFromSequence builds a kernel.
+// (LSequence): its length must be known at compile time, so each op is list surgery plus
+// views. A position read at run time (SequenceInsert/Erase/At) makes each affected item a
+// select among its candidates, with dims that differ between them as run-time sums.
 #include "lower/ops_common.h"
 
 namespace kiln::lower {
@@ -23,6 +24,70 @@ int64_t positionIn(OpCtx &c, size_t i, int64_t n, int64_t hi, int64_t dflt) {
   if (p < -n || p > hi)
     fail("{}: position {} is out of range for a sequence of {} tensors", c.node.describe(), p, n);
   return p < 0 ? p + n : p;
+}
+
+/// Whether position input i is absent or known at compile time.
+bool staticPosition(OpCtx &c, size_t i) {
+  return !c.has(i) || c.symIn(i).has_value();
+}
+
+/// 1 when a < b, else 0 (integers).
+sym::Expr lessThan(sym::Expr a, sym::Expr b) {
+  sym::Context &ctx = a.ctx();
+  return sym::min(sym::max(b - a, ctx.constant(0)), ctx.constant(1));
+}
+
+/// A position read at run time, checked (before the run) to lie in [-n, hi], normalised.
+sym::Expr runtimePosition(OpCtx &c, size_t i, int64_t n, int64_t hi) {
+  std::vector<sym::Expr> v = c.requireSymIn(i, "the sequence position", -n);
+  if (v.size() != 1)
+    fail("{}: input {} (the sequence position) must hold one value, got {}", c.node.describe(), i,
+         v.size());
+  sym::Expr p = v[0];
+  sym::Context &ctx = c.ctx();
+  std::string range = fmt::format("the sequence position must lie in [{}, {}]", -n, hi);
+  c.guardEqual(sym::min(p, ctx.constant(hi)), p, range);
+  c.guardEqual(sym::max(p, ctx.constant(-n)), p, range);
+  return p + lessThan(p, ctx.constant(0)) * n;
+}
+
+/// The item chosen at run time among `cands`, each with a 0/1 indicator (exactly one is 1
+/// at run time). Dims that differ between candidates become sums of indicator * dim, and
+/// each candidate is read at clamped indices so that unchosen ones stay in bounds.
+LTensor chooseItem(OpCtx &c, const std::vector<std::pair<sym::Expr, LTensor>> &cands) {
+  const LTensor &first = cands[0].second;
+  int rank = first.rank();
+  ir::Shape shape = first.shape;
+  for (const auto &[ind, t] : cands)
+    if (t.rank() != rank)
+      fail("{}: sequence items of ranks {} and {} meet at a position known only at run time",
+           c.node.describe(), rank, t.rank());
+  for (int d = 0; d < rank; ++d) {
+    bool same = std::all_of(cands.begin(), cands.end(), [&](const auto &ct) {
+      return sym::provablyEqual(ct.second.shape[d], first.shape[d]);
+    });
+    if (same) continue;
+    shape[d] = c.ctx().constant(0);
+    for (const auto &[ind, t] : cands)
+      shape[d] = shape[d] + ind * t.shape[d];
+  }
+  if (cands.size() == 1) return first;
+  return c.pointwise(first.dtype, shape, [=](const Index &i) {
+    VRef result;
+    for (size_t j = cands.size(); j-- > 0;) {
+      const auto &[ind, t] = cands[j];
+      Index src = i;
+      for (int d = 0; d < rank; ++d)
+        if (!sym::provablyEqual(t.shape[d], shape[d]))
+          src[d] = sym::max(sym::min(i[d], t.shape[d] - 1), i[d].ctx().constant(0));
+      VRef v = t.load(src);
+      result = result ? loop::select(loop::binary(BinaryOp::Ne, loop::symInt(ind),
+                                                  loop::constantInt(DType::Int64, 0)),
+                                     v, result)
+                      : v;
+    }
+    return result;
+  });
 }
 
 void requireElemType(OpCtx &c, const LSequence &s, const LTensor &t) {
@@ -56,25 +121,65 @@ void lowerSequenceInsert(OpCtx &c) {
   LTensor t = c.in(1);
   requireElemType(c, s, t);
   int64_t n = static_cast<int64_t>(s.items.size());
-  int64_t p = positionIn(c, 2, n, n, n);
-  s.items.insert(s.items.begin() + p, t);
-  c.outSeq(0, s);
+  if (staticPosition(c, 2)) {
+    int64_t p = positionIn(c, 2, n, n, n);
+    s.items.insert(s.items.begin() + p, t);
+    c.outSeq(0, s);
+    return;
+  }
+  // Item k is s[k] before the position, t at it, s[k-1] after it.
+  sym::Expr q = runtimePosition(c, 2, n, n);
+  sym::Context &ctx = c.ctx();
+  LSequence r;
+  r.dtype = s.dtype;
+  for (int64_t k = 0; k <= n; ++k) {
+    sym::Expr kk = ctx.constant(k), before = lessThan(kk, q), after = lessThan(q, kk);
+    std::vector<std::pair<sym::Expr, LTensor>> cands;
+    if (k < n) cands.push_back({before, s.items[k]});
+    cands.push_back({ctx.constant(1) - before - after, t});
+    if (k > 0) cands.push_back({after, s.items[k - 1]});
+    r.items.push_back(chooseItem(c, cands));
+  }
+  c.outSeq(0, r);
 }
 
 void lowerSequenceErase(OpCtx &c) {
   LSequence s = c.inSeq(0);
   int64_t n = static_cast<int64_t>(s.items.size());
   if (n == 0) fail("{}: cannot erase from an empty sequence", c.node.describe());
-  int64_t p = positionIn(c, 1, n, n - 1, n - 1);
-  s.items.erase(s.items.begin() + p);
-  c.outSeq(0, s);
+  if (staticPosition(c, 1)) {
+    int64_t p = positionIn(c, 1, n, n - 1, n - 1);
+    s.items.erase(s.items.begin() + p);
+    c.outSeq(0, s);
+    return;
+  }
+  // Item k is s[k] before the position, s[k+1] from it on.
+  sym::Expr q = runtimePosition(c, 1, n, n - 1);
+  LSequence r;
+  r.dtype = s.dtype;
+  for (int64_t k = 0; k + 1 < n; ++k) {
+    sym::Expr before = lessThan(c.ctx().constant(k), q);
+    r.items.push_back(
+        chooseItem(c, {{before, s.items[k]}, {c.ctx().constant(1) - before, s.items[k + 1]}}));
+  }
+  c.outSeq(0, r);
 }
 
 void lowerSequenceAt(OpCtx &c) {
   const LSequence &s = c.inSeq(0);
   int64_t n = static_cast<int64_t>(s.items.size());
-  int64_t p = positionIn(c, 1, n, n - 1, 0);
-  c.out(0, s.items[p]);
+  if (staticPosition(c, 1)) {
+    c.out(0, s.items[positionIn(c, 1, n, n - 1, 0)]);
+    return;
+  }
+  if (n == 0) fail("{}: the sequence is empty; there is no item to read", c.node.describe());
+  sym::Expr q = runtimePosition(c, 1, n, n - 1);
+  std::vector<std::pair<sym::Expr, LTensor>> cands;
+  for (int64_t k = 0; k < n; ++k) {
+    sym::Expr kk = c.ctx().constant(k);
+    cands.push_back({c.ctx().constant(1) - lessThan(kk, q) - lessThan(q, kk), s.items[k]});
+  }
+  c.out(0, chooseItem(c, cands));
 }
 
 void lowerSequenceLength(OpCtx &c) {

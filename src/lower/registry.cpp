@@ -25,6 +25,7 @@ const std::vector<OpInfo> &opRegistry() {
     registerMiscOps(r);
     registerSequenceOps(r);
     registerControlOps(r);
+    registerOptionalOps(r);
     return r;
   }();
   return ops;

@@ -61,6 +61,11 @@ void inferAndFold(ir::Graph &g) {
         o->shapeKnown = true;
         continue;
       }
+      if (o && low.noneEnv.count(o)) { // an empty optional: no tensor to infer
+        o->shape.clear();
+        o->shapeKnown = true;
+        continue;
+      }
       if (!o || !low.env.count(o)) continue;
       lower::LTensor &t = low.env[o];
       o->dtype = t.dtype;

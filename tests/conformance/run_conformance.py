@@ -63,10 +63,18 @@ def sanitize(name):
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
-def type_problem(vi):
-    """Why a graph input/output can't cross `kiln run` as .npy, or None."""
-    t = vi.type
+def type_problem(vi, t=None, inner=False):
+    """Why a graph input/output can't cross `kiln run` as .npy, or None.
+
+    Sequences of tensors travel as one .npy per item (NAME.K); optionals as
+    their element, or not at all when empty (see docs/runtime-api.md)."""
+    t = vi.type if t is None else t
     kind = t.WhichOneof("value")
+    if kind == "sequence_type" and \
+            t.sequence_type.elem_type.WhichOneof("value") == "tensor_type":
+        return type_problem(vi, t.sequence_type.elem_type, True)
+    if kind == "optional_type" and not inner:
+        return type_problem(vi, t.optional_type.elem_type, True)
     if kind != "tensor_type":
         return "%s '%s' has %s type" % ("value", vi.name, kind or "no")
     et = t.tensor_type.elem_type
@@ -76,8 +84,59 @@ def type_problem(vi):
     return None
 
 
+def tensor_type(t):
+    """The TypeProto.Tensor inside a tensor, sequence or optional type."""
+    while t.WhichOneof("value") != "tensor_type":
+        t = (t.sequence_type.elem_type if t.HasField("sequence_type")
+             else t.optional_type.elem_type)
+    return t.tensor_type
+
+
 def is_bf16(vi):
-    return vi.type.tensor_type.elem_type == onnx.TensorProto.BFLOAT16
+    return tensor_type(vi.type).elem_type == onnx.TensorProto.BFLOAT16
+
+
+def flatten_value(pb, vi):
+    """The data file of graph value vi as [(name, TensorProto)] in kiln's
+    tensor terms, plus the `kiln compile` options the data needs:
+    a sequence NAME becomes NAME.0 ... (with --sequence-length, and
+    --input-shape for items the model gives no shape); an optional is
+    --optional NAME=present|absent and, as an output, NAME.has_value."""
+    with open(pb, "rb") as f:
+        data = f.read()
+    return flatten_proto(data, vi.type, vi.name)
+
+
+def flatten_proto(data, t, name):
+    kind = t.WhichOneof("value")
+    if kind == "tensor_type":
+        return [(name, onnx.load_tensor_from_string(data))], []
+    if kind == "sequence_type":
+        seq = onnx.SequenceProto()
+        seq.ParseFromString(data)
+        items = list(seq.tensor_values)
+        opts = ["--sequence-length", "%s=%d" % (name, len(items))]
+        if not t.sequence_type.elem_type.tensor_type.HasField("shape"):
+            for k, it in enumerate(items):
+                opts += ["--input-shape", "%s.%d=%s" % (
+                    name, k, ",".join(str(d) for d in it.dims))]
+        # (NAME.<N>, None): no such tensor (an output has no item too many).
+        return [("%s.%d" % (name, k), it) for k, it in enumerate(items)] + [
+            ("%s.%d" % (name, len(items)), None)], opts
+    opt = onnx.OptionalProto()
+    opt.ParseFromString(data)
+    present = opt.HasField("tensor_value") or opt.HasField("sequence_value")
+    flag = ("%s.has_value" % name,
+            numpy_helper.from_array(np.array(present), "%s.has_value" % name))
+    opts = ["--optional", "%s=%s" % (name, "present" if present else "absent")]
+    if not present:
+        elem = t.optional_type.elem_type
+        absent = name if elem.HasField("tensor_type") else name + ".0"
+        return [flag, (absent, None)], opts
+    inner = (opt.tensor_value if opt.HasField("tensor_value")
+             else opt.sequence_value).SerializeToString()
+    items, more = flatten_proto(inner, t.optional_type.elem_type, name)
+    return [flag] + items, opts + more
 
 
 def run_proc(cmd, timeout, env):
@@ -278,26 +337,38 @@ class Runner:
             sets = []
             for ds in datasets:
                 dsp = os.path.join(path, ds)
-                feeds, expects = [], []
+                feeds, expects, opts = [], [], []
                 for i, vi in enumerate(inputs):
                     pb = os.path.join(dsp, "input_%d.pb" % i)
                     if not os.path.exists(pb):
                         continue  # optional trailing input left out
-                    arr = self._load(pb, vi, res)
-                    if arr is None:
-                        return
-                    npy = os.path.join(work, "%s_in%d.npy" % (ds, i))
-                    np.save(npy, arr)
-                    feeds.append((vi.name, npy))
+                    items, more = flatten_value(pb, vi)
+                    opts += more
+                    for k, (name, t) in enumerate(items):
+                        if t is None or name.endswith(".has_value"):
+                            continue  # presence is a compile option
+                        arr = self._load(t, vi, res)
+                        if arr is None:
+                            return
+                        npy = os.path.join(work, "%s_in%d_%d.npy" % (ds, i, k))
+                        np.save(npy, arr)
+                        feeds.append((name, npy))
                 for i, vi in enumerate(outputs):
                     pb = os.path.join(dsp, "output_%d.pb" % i)
                     if not os.path.exists(pb):
                         continue
-                    arr = self._load(pb, vi, res)
-                    if arr is None:
-                        return
-                    expects.append((vi.name, arr, is_bf16(vi)))
-                sets.append((ds, feeds, expects))
+                    items, _ = flatten_value(pb, vi)
+                    for name, t in items:
+                        arr = None if t is None else self._load(t, vi, res)
+                        if arr is None and t is not None:
+                            return
+                        expects.append((name, arr, is_bf16(vi)))
+                if sets and opts != sets[0][3]:
+                    res["status"] = "unsupported-io"
+                    res["reason"] = ("data sets need different compile "
+                                     "options: %s vs %s" % (opts, sets[0][3]))
+                    return
+                sets.append((ds, feeds, expects, opts))
 
             so = os.path.join(work, "model.so")
             cmd = [args.kiln, "compile", model_path, "-o", so]
@@ -305,6 +376,8 @@ class Runner:
                 cmd += ["-j", str(args.kiln_jobs)]
             if variant == "dynamic":
                 cmd.append("--all-dims-dynamic")
+            if sets:
+                cmd += sets[0][3]
             rc, out, err, secs = run_proc(cmd, args.compile_timeout, self.env)
             res["compile_s"] = round(secs, 2)
             if rc is None:
@@ -320,7 +393,7 @@ class Runner:
                     res["reason"] = first_line(err)
                 return
 
-            for ds, feeds, expects in sets:
+            for ds, feeds, expects, _ in sets:
                 outdir = os.path.join(work, ds + "_out")
                 os.mkdir(outdir)
                 cmd = [args.kiln, "run", so, "--output-dir", outdir]
@@ -342,6 +415,13 @@ class Runner:
                     return
                 for name, exp, bf16 in expects:
                     f = os.path.join(outdir, sanitize(name) + ".npy")
+                    if exp is None:
+                        if os.path.exists(f):
+                            res["status"] = "mismatch"
+                            res["reason"] = "%s: output '%s' was written; " \
+                                "expected no such tensor" % (ds, name)
+                            return
+                        continue
                     if not os.path.exists(f):
                         res["status"] = "fail-run"
                         res["reason"] = "%s: output '%s' not written" % (
@@ -367,8 +447,7 @@ class Runner:
                 res["work"] = work
 
     @staticmethod
-    def _load(pb, vi, res):
-        t = onnx.load_tensor(pb)
+    def _load(t, vi, res):
         if is_bf16(vi) and t.data_type in (onnx.TensorProto.BFLOAT16,
                                            onnx.TensorProto.UINT16):
             return bf16_bits(t)

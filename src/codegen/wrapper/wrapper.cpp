@@ -140,7 +140,7 @@ private:
   }
 
   std::string ioTables(const char *kind, const std::vector<loop::Buffer *> &bufs,
-                       const std::vector<ir::Value *> &values) {
+                       const std::vector<std::string> &names) {
     std::ostringstream os;
     for (size_t i = 0; i < bufs.size(); ++i) {
       const loop::Buffer *b = bufs[i];
@@ -160,7 +160,7 @@ private:
     }
     os << fmt::format("static const kiln_io_desc_v1 {}_desc[] = {{\n", kind);
     for (size_t i = 0; i < bufs.size(); ++i)
-      os << fmt::format("  {{{}, {}, {}, {}_dims_{}, {}_syms_{}}},\n", cString(values[i]->name),
+      os << fmt::format("  {{{}, {}, {}, {}_dims_{}, {}_syms_{}}},\n", cString(names[i]),
                         dlType(bufs[i]->dtype), bufs[i]->shape.size(), kind, i, kind, i);
     if (bufs.empty()) os << "  {nullptr, {0, 0, 0}, 0, nullptr, nullptr},\n";
     os << "};\n";
@@ -505,9 +505,10 @@ private:
     }
     os << "\n";
     // Descriptor tables.
-    std::vector<ir::Value *> inVals(g_.inputs.begin(), g_.inputs.end());
-    std::vector<ir::Value *> outVals(g_.outputs.begin(), g_.outputs.end());
-    os << ioTables("in", p_.inputs, inVals) << ioTables("out", p_.outputs, outVals);
+    std::vector<std::string> inNames;
+    for (const ir::Value *v : g_.inputs)
+      inNames.push_back(v->name);
+    os << ioTables("in", p_.inputs, inNames) << ioTables("out", p_.outputs, p_.outputNames);
     os << "static const kiln_symbol_desc_v1 symbols_desc[] = {\n";
     for (const sym::Expr &s : syms_.symbols) {
       sym::Range r = ctx_.symbolRange(s);

@@ -22,7 +22,7 @@ struct Importer {
   const ImportOptions &opts;
   std::string dir, file;
   int opset = 0;
-  std::set<std::string> usedDynamic;
+  std::set<std::string> usedDynamic, usedSeqLengths, usedOptionals, usedShapes;
   int anonSymbols = 0;
 
   std::string where() const { return fmt::format("model '{}'", file); }
@@ -80,6 +80,10 @@ struct Importer {
       r.kind = ir::Attribute::Kind::Tensor;
       r.tensor = convertTensor(a.t(), dir, ctxName);
       break;
+    case A::TYPE_PROTO: // Optional's element type: not needed to lower, kept for dumps
+      r.kind = ir::Attribute::Kind::String;
+      r.s = a.tp().has_tensor_type() ? "tensor" : a.tp().has_sequence_type() ? "sequence" : "type";
+      break;
     case A::GRAPH:
       r.kind = ir::Attribute::Kind::Graph;
       r.graph = std::make_shared<ir::Graph>(ctx);
@@ -114,6 +118,98 @@ struct Importer {
     return ctx.symbol(name, 0, INT32_MAX); // zero-size tensors are valid ONNX
   }
 
+  /// A tensor graph input; its shape comes from --input-shape (`name`, else `seqName` for a
+  /// sequence item) or the model.
+  ir::Value *tensorInput(const std::string &name, const onnx::TypeProto_Tensor &tt, ir::Graph &g,
+                         const std::string &seqName) {
+    ir::Value *v = g.newValue(name);
+    v->isGraphInput = true;
+    if (!dtypeFromOnnx(tt.elem_type(), v->dtype))
+      fail("{}: input '{}' has unsupported element type {}", where(), name, tt.elem_type());
+    onnx::TensorShapeProto shape = tt.shape();
+    auto given = opts.inputShapes.find(name);
+    if (given == opts.inputShapes.end() && !seqName.empty()) given = opts.inputShapes.find(seqName);
+    if (given != opts.inputShapes.end()) {
+      usedShapes.insert(given->first);
+      shape.Clear();
+      for (const std::string &d : given->second) {
+        bool number = !d.empty() && d.find_first_not_of("0123456789") == std::string::npos;
+        if (number)
+          shape.add_dim()->set_dim_value(std::stoll(d));
+        else
+          shape.add_dim()->set_dim_param(d);
+      }
+    } else if (!tt.has_shape()) {
+      if (seqName.empty())
+        fail("{}: input '{}' has no shape; give its rank in the model or its shape with "
+             "--input-shape {}=D0,D1,...",
+             where(), name, name);
+      fail("{}: the items of sequence input '{}' have no shape in the model; give it with "
+           "--input-shape {}=D0,D1,... (every item) or --input-shape {}=... (one item)",
+           where(), seqName, seqName, name);
+    }
+    for (int d = 0; d < shape.dim_size(); ++d)
+      v->shape.push_back(dimExpr(shape.dim(d), name, d));
+    v->shapeKnown = true;
+    g.inputs.push_back(v);
+    return v;
+  }
+
+  /// The graph inputs for model input `name`. The C API passes tensors only, so a sequence
+  /// of N items becomes inputs name.0 … name.N-1 and a node that builds `name` from them;
+  /// an absent optional becomes an Optional node without inputs.
+  void importInput(const std::string &name, const onnx::TypeProto &type, ir::Graph &g) {
+    if (type.has_tensor_type()) {
+      tensorInput(name, type.tensor_type(), g, "");
+      return;
+    }
+    ir::Node *n = nullptr;
+    if (type.has_sequence_type()) {
+      const onnx::TypeProto &item = type.sequence_type().elem_type();
+      if (!item.has_tensor_type())
+        fail("{}: input '{}' is a sequence of non-tensors; kiln supports sequences of tensors",
+             where(), name);
+      auto len = opts.sequenceLengths.find(name);
+      if (len == opts.sequenceLengths.end())
+        fail("{}: input '{}' is a sequence; give its length with --sequence-length {}=N (its "
+             "items become tensor inputs {}.0 ... {}.<N-1>)",
+             where(), name, name, name, name);
+      usedSeqLengths.insert(name);
+      n = g.newNode(len->second ? "SequenceConstruct" : "SequenceEmpty", name + ".sequence");
+      for (int64_t k = 0; k < len->second; ++k)
+        n->inputs.push_back(
+            tensorInput(fmt::format("{}.{}", name, k), item.tensor_type(), g, name));
+      ir::Attribute dtype;
+      dtype.i = item.tensor_type().elem_type();
+      if (!len->second) n->attrs["dtype"] = dtype;
+    } else if (type.has_optional_type()) {
+      auto given = opts.optionalPresent.find(name);
+      if (given != opts.optionalPresent.end()) usedOptionals.insert(name);
+      if (given == opts.optionalPresent.end() || given->second) {
+        importInput(name, type.optional_type().elem_type(), g);
+        return;
+      }
+      n = g.newNode("Optional", name + ".absent"); // an empty optional
+    } else {
+      fail("{}: input '{}' has a type kiln does not support (only tensors, sequences of "
+           "tensors and optionals of these)",
+           where(), name);
+    }
+    n->opset = opset;
+    n->outputs.push_back(g.newValue(name));
+    g.connect(n);
+  }
+
+  void checkOutputType(const std::string &name, const onnx::TypeProto &t, bool inner) {
+    if (t.has_sequence_type() && t.sequence_type().elem_type().has_tensor_type()) return;
+    if (t.has_optional_type() && !inner)
+      return checkOutputType(name, t.optional_type().elem_type(), true);
+    if (!t.has_tensor_type() && t.value_case() != onnx::TypeProto::VALUE_NOT_SET)
+      fail("{}: output '{}' has a type kiln does not support (only tensors, sequences of "
+           "tensors and optionals of these)",
+           where(), name);
+  }
+
   void importGraph(const onnx::GraphProto &gp, Scope &scope) {
     ir::Graph &g = *scope.g;
     bool sub = scope.parent != nullptr;
@@ -131,33 +227,21 @@ struct Importer {
     for (const auto &in : gp.input()) {
       if (initNames.count(in.name()))
         continue; // an initializer listed as input (old exporters): a constant
-      ir::Value *v = g.newValue(in.name());
-      if (sub) {
-        // A subgraph's inputs take dtype and shape from its node at lowering; a declared
-        // element type is kept to be checked there.
-        if (in.type().has_sequence_type() || in.type().has_optional_type() ||
-            in.type().has_map_type())
-          fail("{}: subgraph '{}' input '{}' is not a tensor (sequence/optional inputs are not "
-               "supported)",
-               where(), gp.name(), in.name());
-        int et = in.type().tensor_type().elem_type();
-        if (et && !dtypeFromOnnx(et, v->dtype))
-          fail("{}: subgraph input '{}' has unsupported element type {}", where(), in.name(), et);
-        g.inputs.push_back(v);
+      if (!sub) {
+        importInput(in.name(), in.type(), g);
         continue;
       }
-      v->isGraphInput = true;
-      const auto &tt = in.type().tensor_type();
-      if (!in.type().has_tensor_type())
-        fail("{}: input '{}' is not a tensor (sequence/map inputs are not supported)", where(),
-             in.name());
-      if (!dtypeFromOnnx(tt.elem_type(), v->dtype))
-        fail("{}: input '{}' has unsupported element type {}", where(), in.name(), tt.elem_type());
-      if (!tt.has_shape())
-        fail("{}: input '{}' has no shape; give its rank in the model", where(), in.name());
-      for (int d = 0; d < tt.shape().dim_size(); ++d)
-        v->shape.push_back(dimExpr(tt.shape().dim(d), in.name(), d));
-      v->shapeKnown = true;
+      // A subgraph's inputs take dtype and shape from its node at lowering; a declared
+      // element type is kept to be checked there.
+      ir::Value *v = g.newValue(in.name());
+      if (in.type().has_sequence_type() || in.type().has_optional_type() ||
+          in.type().has_map_type())
+        fail("{}: subgraph '{}' input '{}' is not a tensor (sequence/optional inputs are not "
+             "supported)",
+             where(), gp.name(), in.name());
+      int et = in.type().tensor_type().elem_type();
+      if (et && !dtypeFromOnnx(et, v->dtype))
+        fail("{}: subgraph input '{}' has unsupported element type {}", where(), in.name(), et);
       g.inputs.push_back(v);
     }
     int counter = 0;
@@ -209,9 +293,8 @@ struct Importer {
     for (const auto &out : gp.output()) {
       ir::Value *v = resolve(scope, out.name());
       if (!v) fail("{}: graph output '{}' is not produced by any node", where(), out.name());
-      if (out.has_type() && !out.type().has_tensor_type())
-        fail("{}: output '{}' is not a tensor (sequence/map outputs are not supported)", where(),
-             out.name());
+      if (out.has_type()) checkOutputType(out.name(), out.type(), false);
+      if (out.type().has_optional_type()) g.optionalOutputs.insert(g.outputs.size());
       v->isGraphOutput = true;
       g.outputs.push_back(v);
     }
@@ -284,6 +367,15 @@ std::unique_ptr<ir::Graph> importModelBytes(const std::string &bytes, const std:
       fail("--dynamic {}: model '{}' has no input dim named '{}' (dim_params are: see `kiln "
            "inspect`)",
            name, displayName, name);
+  auto unused = [&](const char *flag, const auto &given, const std::set<std::string> &used,
+                    const char *kind) {
+    for (const auto &[name, value] : given)
+      if (!used.count(name))
+        fail("{} {}: model '{}' has no {}input named '{}'", flag, name, displayName, kind, name);
+  };
+  unused("--sequence-length", opts.sequenceLengths, im.usedSeqLengths, "sequence ");
+  unused("--optional", opts.optionalPresent, im.usedOptionals, "optional ");
+  unused("--input-shape", opts.inputShapes, im.usedShapes, "");
   return g;
 }
 

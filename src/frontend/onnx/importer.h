@@ -19,6 +19,15 @@ struct ImportOptions {
   std::map<std::string, DynamicDim> dynamic;
   /// Make every input dim a fresh symbol (exercises run-time shape logic).
   bool allInputDimsDynamic = false;
+  /// Sequence-typed graph input → its length N; its items become tensor inputs
+  /// `<name>.0` … `<name>.<N-1>` (the C API passes tensors only).
+  std::map<std::string, int64_t> sequenceLengths;
+  /// Optional-typed graph input → present (a tensor or sequence input, the default) or absent
+  /// (no input; OptionalHasElement folds to false).
+  std::map<std::string, bool> optionalPresent;
+  /// Input → shape replacing the model's (each dim an integer or a dim_param-like name; none
+  /// for a scalar). Sequence items take `<name>.K`, else `<name>` for every item.
+  std::map<std::string, std::vector<std::string>> inputShapes;
 };
 
 /// Reads `path`; throws UserError naming the file (and node/op/opset) on any problem.
