@@ -35,9 +35,12 @@ OpNote opNote(const std::string &op) {
       {"Reshape", {"", "target may be read from an input at run time"}},
       {"Slice", {"", "starts/ends/axes/steps may be run-time inputs"}},
       {"Resize", {"float", "scales/sizes/roi may be run-time inputs"}},
-      {"SequenceAt", {"", "sequences are compile-time lists: positions must be known"}},
-      {"SequenceInsert", {"", "sequences are compile-time lists: positions must be known"}},
-      {"SequenceErase", {"", "sequences are compile-time lists: positions must be known"}},
+      {"SequenceAt", {"", "compile-time list; a run-time position selects among items"}},
+      {"SequenceInsert", {"", "compile-time list; a run-time position selects among items"}},
+      {"SequenceErase", {"", "compile-time list; a run-time position selects among items"}},
+      {"Optional", {"", "presence known at compile time (--optional for inputs)"}},
+      {"OptionalGetElement", {"", "presence known at compile time (--optional for inputs)"}},
+      {"OptionalHasElement", {"", "presence known at compile time (--optional for inputs)"}},
       {"SplitToSequence", {"", "number of pieces must be known at compile time"}},
   };
   auto it = notes.find(op);
