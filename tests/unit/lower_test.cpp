@@ -4,6 +4,7 @@
 #include "onnx_builder.h"
 #include "passes/passes.h"
 #include "sched/schedule.h"
+#include "support/error.h"
 
 #include <gtest/gtest.h>
 
@@ -330,4 +331,54 @@ TEST(Sched, SmallReductionsUnrollIntoPointwise) {
       EXPECT_EQ(k->kind, loop::KernelKind::Pointwise);
       EXPECT_TRUE(k->rvars.empty());
     }
+}
+
+// Sequence/optional graph values cross the C API as tensors: a sequence input is N tensor
+// inputs name.K, a sequence output one output per item, an optional output adds
+// name.has_value; an absent optional input has no input at all.
+TEST(Lower, SequenceAndOptionalGraphIO) {
+  OnnxBuilder b(18);
+  auto *s = b.graph().add_input();
+  s->set_name("s");
+  s->mutable_type()
+      ->mutable_sequence_type()
+      ->mutable_elem_type()
+      ->mutable_tensor_type()
+      ->set_elem_type(onnx::TensorProto::FLOAT);
+  auto *o = b.graph().add_input();
+  o->set_name("o");
+  OnnxBuilder::setType(o, "o", onnx::TensorProto::FLOAT, {2});
+  onnx::TypeProto inner = o->type();
+  *o->mutable_type()->mutable_optional_type()->mutable_elem_type() = inner;
+  b.input("t", {3});
+  b.node("SequenceInsert", {"s", "t"}, {"y"});
+  b.node("OptionalHasElement", {"o"}, {"h"});
+  b.node("Optional", {"t"}, {"p"});
+  auto *y = b.graph().add_output();
+  y->set_name("y");
+  y->mutable_type()
+      ->mutable_sequence_type()
+      ->mutable_elem_type()
+      ->mutable_tensor_type()
+      ->set_elem_type(onnx::TensorProto::FLOAT);
+  b.outputUntyped("h", onnx::TensorProto::BOOL);
+  auto *p = b.graph().add_output();
+  p->set_name("p");
+  *p->mutable_type()->mutable_optional_type()->mutable_elem_type() = inner;
+
+  frontend::ImportOptions opts;
+  opts.sequenceLengths["s"] = 2;
+  opts.inputShapes["s"] = {"3"};
+  opts.optionalPresent["o"] = false;
+  auto l = lowerModel(b, opts);
+  std::vector<std::string> ins;
+  for (const ir::Value *v : l->g->inputs)
+    ins.push_back(v->name);
+  EXPECT_EQ(ins, (std::vector<std::string>{"s.0", "s.1", "t"}));
+  EXPECT_EQ(l->prog.outputNames,
+            (std::vector<std::string>{"y.0", "y.1", "y.2", "h", "p.has_value", "p"}));
+
+  frontend::ImportOptions missing;
+  sym::Context ctx;
+  EXPECT_THROW(b.import(ctx, missing), UserError); // no --sequence-length for 's'
 }
