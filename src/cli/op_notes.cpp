@@ -41,6 +41,7 @@ OpNote opNote(const std::string &op) {
       {"Optional", {"", "presence known at compile time (--optional for inputs)"}},
       {"OptionalGetElement", {"", "presence known at compile time (--optional for inputs)"}},
       {"OptionalHasElement", {"", "presence known at compile time (--optional for inputs)"}},
+      {"SequenceMap", {"", "unrolled: the body is inlined once per item"}},
       {"SplitToSequence", {"", "number of pieces must be known at compile time"}},
   };
   auto it = notes.find(op);

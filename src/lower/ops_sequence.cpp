@@ -3,6 +3,7 @@
 // views. A position read at run time (SequenceInsert/Erase/At) makes each affected item a
 // select among its candidates, with dims that differ between them as run-time sums.
 #include "lower/ops_common.h"
+#include "lower/subgraph.h"
 
 namespace kiln::lower {
 
@@ -309,6 +310,40 @@ void lowerConcatFromSequence(OpCtx &c) {
   }));
 }
 
+/// The body runs once per item, unrolled: each iteration is the body inlined with its
+/// formals bound to the items (and to the tensor inputs, the same every time), so items
+/// of different shapes are fine.
+void lowerSequenceMap(OpCtx &c) {
+  const ir::Graph &body = graphAttr(c, "body");
+  size_t inputs = explicitInputs(c.node);
+  size_t n = c.inSeq(0).items.size();
+  for (size_t j = 1; j < inputs; ++j)
+    if (c.isSeqIn(j) && c.inSeq(j).items.size() != n)
+      fail("{}: input {} is a sequence of {} items; input 0 has {}", c.node.describe(), j,
+           c.inSeq(j).items.size(), n);
+  std::vector<LSequence> outs(c.node.outputs.size());
+  for (size_t k = 0; k < n; ++k) {
+    std::vector<LTensor> formals;
+    for (size_t j = 0; j < inputs; ++j)
+      formals.push_back(c.isSeqIn(j) ? c.inSeq(j).items[k] : c.in(j));
+    std::vector<LTensor> r = inlineBody(c, body, fmt::format("body (item {})", k), formals);
+    if (r.size() != outs.size())
+      fail("{}: its body gives {} outputs; the node has {}", c.node.describe(), r.size(),
+           outs.size());
+    for (size_t j = 0; j < outs.size(); ++j) {
+      if (k > 0 && r[j].dtype != outs[j].dtype)
+        fail("{}: body output {} is {} for item {} but {} before", c.node.describe(), j,
+             dtypeName(r[j].dtype), k, dtypeName(outs[j].dtype));
+      outs[j].dtype = r[j].dtype;
+      outs[j].items.push_back(r[j]);
+    }
+  }
+  if (n == 0)
+    c.unsupported("SequenceMap over an empty sequence (the output element types are unknown)");
+  for (size_t j = 0; j < outs.size(); ++j)
+    c.outSeq(j, outs[j]);
+}
+
 } // namespace
 
 void registerSequenceOps(std::vector<OpInfo> &r) {
@@ -319,7 +354,8 @@ void registerSequenceOps(std::vector<OpInfo> &r) {
                      {"SequenceAt", 11, lowerSequenceAt},
                      {"SequenceLength", 11, lowerSequenceLength},
                      {"SplitToSequence", 11, lowerSplitToSequence},
-                     {"ConcatFromSequence", 11, lowerConcatFromSequence}});
+                     {"ConcatFromSequence", 11, lowerConcatFromSequence},
+                     {"SequenceMap", 17, lowerSequenceMap}});
 }
 
 } // namespace kiln::lower

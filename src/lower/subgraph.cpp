@@ -150,11 +150,18 @@ CompiledBody compileBody(OpCtx &c, const ir::Graph &body, const std::string &nam
   return r;
 }
 
-std::vector<LTensor> inlineBody(OpCtx &c, const ir::Graph &body, const std::string &name) {
-  if (!body.inputs.empty())
-    fail("{}: {} has {} inputs; it takes none", c.node.describe(), name, body.inputs.size());
+std::vector<LTensor> inlineBody(OpCtx &c, const ir::Graph &body, const std::string &name,
+                                const std::vector<LTensor> &formals) {
+  if (body.inputs.size() != formals.size())
+    fail("{}: {} has {} inputs; this node passes {}", c.node.describe(), name, body.inputs.size(),
+         formals.size());
   std::unique_ptr<ir::Graph> g = ir::clone(body);
-  std::vector<ir::Value *> runtime;
+  std::vector<ir::Value *> runtime = g->inputs, formalValues = g->inputs;
+  for (size_t i = 0; i < formals.size(); ++i) {
+    runtime[i]->dtype = formals[i].dtype;
+    runtime[i]->shape = formals[i].shape;
+    runtime[i]->shapeKnown = true;
+  }
   for (const ir::Capture &cap : g->captures) {
     const ir::Value *outer = c.node.input(cap.nodeInput);
     ir::Value *v = cap.inner;
@@ -171,6 +178,8 @@ std::vector<LTensor> inlineBody(OpCtx &c, const ir::Graph &body, const std::stri
   Lowerer low(*g, c.prog());
   for (const ir::Capture &cap : g->captures)
     if (!cap.inner->data && !cap.inner->symData) low.env[cap.inner] = c.in(cap.nodeInput);
+  for (size_t i = 0; i < formals.size(); ++i)
+    low.env[formalValues[i]] = formals[i];
   for (const auto &n : g->nodes)
     low.lowerNode(*n);
   std::vector<LTensor> outs;

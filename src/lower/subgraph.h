@@ -45,10 +45,11 @@ const ir::Graph &graphAttr(OpCtx &c, const char *name);
 CompiledBody compileBody(OpCtx &c, const ir::Graph &body, const std::string &name,
                          const std::vector<FormalInput> &formals);
 
-/// Lowers `body` (a subgraph without formal inputs) straight into the node's program, as
-/// if its nodes were the parent's, and returns its outputs: the taken branch of an If
-/// whose condition is known at compile time.
-std::vector<LTensor> inlineBody(OpCtx &c, const ir::Graph &body, const std::string &name);
+/// Lowers `body` straight into the node's program, as if its nodes were the parent's, with
+/// its formal inputs bound to `formals`, and returns its outputs: the taken branch of an
+/// If whose condition is known at compile time, one SequenceMap iteration.
+std::vector<LTensor> inlineBody(OpCtx &c, const ir::Graph &body, const std::string &name,
+                                const std::vector<LTensor> &formals = {});
 
 /// Requires output j of `sub` to have `shape` at every call: provable now, else a guard
 /// checked at each call; fails now when the dims are known to differ.

@@ -97,11 +97,13 @@ struct Importer {
     return r;
   }
 
-  sym::Expr dimExpr(const onnx::TensorShapeProto_Dimension &d, const std::string &input,
-                    int index) {
+  /// `scope`: a sequence item's name; its dim_params are its own (items differ in shape).
+  sym::Expr dimExpr(const onnx::TensorShapeProto_Dimension &d, const std::string &input, int index,
+                    std::string scope = "") {
+    auto scoped = [&](const std::string &n) { return scope.empty() ? n : scope + "." + n; };
     if (opts.allInputDimsDynamic) {
       std::string name = d.has_dim_param() && !d.dim_param().empty()
-                             ? d.dim_param()
+                             ? scoped(d.dim_param())
                              : fmt::format("{}_d{}", input, index);
       sym::Expr s = ctx.symbol(name, 0, 1 << 20); // zero-size tensors are valid ONNX
       if (d.has_dim_value()) ctx.setHint(s, d.dim_value());
@@ -109,13 +111,16 @@ struct Importer {
     }
     if (d.has_dim_value()) return ctx.constant(d.dim_value());
     std::string name = d.dim_param();
-    if (name.empty()) name = fmt::format("{}_d{}", input, index);
+    if (name.empty()) {
+      name = fmt::format("{}_d{}", input, index); // already the input's own
+      scope.clear();
+    }
     auto it = opts.dynamic.find(name);
     if (it != opts.dynamic.end()) {
       usedDynamic.insert(name);
-      return ctx.symbol(name, it->second.min, it->second.max);
+      return ctx.symbol(scoped(name), it->second.min, it->second.max);
     }
-    return ctx.symbol(name, 0, INT32_MAX); // zero-size tensors are valid ONNX
+    return ctx.symbol(scoped(name), 0, INT32_MAX); // zero-size tensors are valid ONNX
   }
 
   /// A tensor graph input; its shape comes from --input-shape (`name`, else `seqName` for a
@@ -149,7 +154,7 @@ struct Importer {
            where(), seqName, seqName, name);
     }
     for (int d = 0; d < shape.dim_size(); ++d)
-      v->shape.push_back(dimExpr(shape.dim(d), name, d));
+      v->shape.push_back(dimExpr(shape.dim(d), name, d, seqName.empty() ? "" : name));
     v->shapeKnown = true;
     g.inputs.push_back(v);
     return v;
