@@ -161,6 +161,8 @@ std::unique_ptr<Graph> clone(const Graph &g) {
     r->outputs.push_back(map(v));
   r->modelPath = g.modelPath;
   r->isSubgraph = g.isSubgraph;
+  r->optionalOutputs = g.optionalOutputs;
+  r->sequenceOutputs = g.sequenceOutputs;
   for (const DataSymbol &d : g.dataSymbols)
     r->dataSymbols.push_back({d.symbol, map(d.input), d.element});
   r->guards = g.guards;

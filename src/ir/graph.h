@@ -124,6 +124,8 @@ public:
   std::vector<Value *> inputs, outputs;
   /// Indices into `outputs` declared optional-typed: each also reports `<name>.has_value`.
   std::set<size_t> optionalOutputs;
+  /// Indices into `outputs` declared sequence-typed (subgraphs: If branches yielding lists).
+  std::set<size_t> sequenceOutputs;
   std::deque<std::unique_ptr<Node>> nodes; // topological order
   std::deque<std::unique_ptr<Value>> values;
   std::string modelPath;

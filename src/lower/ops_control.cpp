@@ -64,6 +64,56 @@ void requireCondition(OpCtx &c, loop::SubProgram &sub, size_t j, const char *wha
   requireOutputShape(c, sub, j, ir::Shape(b->shape.size(), c.ctx().constant(1)), what);
 }
 
+/// If whose branches yield sequences. Sequences are compile-time lists, so both branches
+/// are inlined (they have no side effects) and each output element is chosen by the
+/// condition at run time; the branches must agree on lengths, dtypes and shapes.
+void lowerIfOfSequences(OpCtx &c) {
+  requireBool(c, c.in(0).dtype, "the condition");
+  LTensor condT = c.in(0);
+  VRef cond = loop::cast(condT.load(Index(condT.rank(), c.ctx().constant(0))), DType::Bool);
+  std::vector<BodyOutput> a = inlineBodyOutputs(c, graphAttr(c, "then_branch"),
+                                                c.node.name + " then"),
+                          b = inlineBodyOutputs(c, graphAttr(c, "else_branch"),
+                                                c.node.name + " else");
+  if (a.size() != c.node.outputs.size() || b.size() != c.node.outputs.size())
+    fail("{}: its branches give {} and {} outputs; the node has {}", c.node.describe(), a.size(),
+         b.size(), c.node.outputs.size());
+  auto choose = [&](const LTensor &x, const LTensor &y, const std::string &what) {
+    if (x.dtype != y.dtype || x.rank() != y.rank())
+      fail("{}: {} is {}{} in the then branch but {}{} in the else branch; kiln needs both "
+           "branches to agree",
+           c.node.describe(), what, dtypeName(x.dtype), ir::shapeToString(x.shape),
+           dtypeName(y.dtype), ir::shapeToString(y.shape));
+    for (int d = 0; d < x.rank(); ++d)
+      c.guardEqual(x.shape[d], y.shape[d],
+                   fmt::format("{} dim {} differs between the then and else branches", what, d));
+    return c.pointwise(x.dtype, x.shape, [=](const Index &i) {
+      return loop::select(cond, x.load(i), y.load(i));
+    });
+  };
+  for (size_t j = 0; j < a.size(); ++j) {
+    std::string what = fmt::format("output {}", j);
+    if (a[j].tensor && b[j].tensor) {
+      c.out(j, choose(*a[j].tensor, *b[j].tensor, what));
+      continue;
+    }
+    if (!a[j].sequence || !b[j].sequence)
+      fail("{}: {} is a sequence in one branch and a tensor in the other", c.node.describe(),
+           what);
+    const LSequence &x = *a[j].sequence, &y = *b[j].sequence;
+    if (x.items.size() != y.items.size())
+      fail("{}: {} has {} items in the then branch but {} in the else branch; kiln keeps "
+           "sequences as compile-time lists, so both branches must give the same length",
+           c.node.describe(), what, x.items.size(), y.items.size());
+    LSequence r;
+    r.dtype = x.dtype;
+    for (size_t k = 0; k < x.items.size(); ++k)
+      r.items.push_back(
+          choose(x.items[k], y.items[k], fmt::format("{} item {}", what, k)));
+    c.outSeq(j, r);
+  }
+}
+
 void lowerIf(OpCtx &c) {
   if (const ir::TensorData *cond = c.constIn(0)) {
     // Known condition: only the taken branch is compiled, inline with the parent.
@@ -77,6 +127,11 @@ void lowerIf(OpCtx &c) {
            taken ? "then" : "else", outs.size(), c.node.outputs.size());
     for (size_t j = 0; j < outs.size(); ++j)
       c.out(j, outs[j]);
+    return;
+  }
+  const ir::Graph &thenG = graphAttr(c, "then_branch"), &elseG = graphAttr(c, "else_branch");
+  if (!thenG.sequenceOutputs.empty() || !elseG.sequenceOutputs.empty()) {
+    lowerIfOfSequences(c);
     return;
   }
   std::vector<CompiledBody> bodies;

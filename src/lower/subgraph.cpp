@@ -152,6 +152,19 @@ CompiledBody compileBody(OpCtx &c, const ir::Graph &body, const std::string &nam
 
 std::vector<LTensor> inlineBody(OpCtx &c, const ir::Graph &body, const std::string &name,
                                 const std::vector<LTensor> &formals) {
+  std::vector<LTensor> outs;
+  for (BodyOutput &o : inlineBodyOutputs(c, body, name, formals)) {
+    if (!o.tensor)
+      fail("{}: {} output {} is a sequence here; a tensor is needed", c.node.describe(), name,
+           outs.size());
+    outs.push_back(*o.tensor);
+  }
+  return outs;
+}
+
+std::vector<BodyOutput> inlineBodyOutputs(OpCtx &c, const ir::Graph &body,
+                                          const std::string &name,
+                                          const std::vector<LTensor> &formals) {
   if (body.inputs.size() != formals.size())
     fail("{}: {} has {} inputs; this node passes {}", c.node.describe(), name, body.inputs.size(),
          formals.size());
@@ -182,9 +195,15 @@ std::vector<LTensor> inlineBody(OpCtx &c, const ir::Graph &body, const std::stri
     low.env[formalValues[i]] = formals[i];
   for (const auto &n : g->nodes)
     low.lowerNode(*n);
-  std::vector<LTensor> outs;
-  for (const ir::Value *v : g->outputs)
-    outs.push_back(low.valueTensor(v));
+  std::vector<BodyOutput> outs;
+  for (const ir::Value *v : g->outputs) {
+    BodyOutput o;
+    if (auto it = low.seqEnv.find(v); it != low.seqEnv.end())
+      o.sequence = it->second;
+    else
+      o.tensor = low.valueTensor(v);
+    outs.push_back(std::move(o));
+  }
   // Checks recorded while lowering belong to the enclosing graph now.
   for (const ir::ShapeGuard &gd : g->guards)
     c.guardEqual(gd.lhs, gd.rhs, gd.what);

@@ -51,6 +51,17 @@ CompiledBody compileBody(OpCtx &c, const ir::Graph &body, const std::string &nam
 std::vector<LTensor> inlineBody(OpCtx &c, const ir::Graph &body, const std::string &name,
                                 const std::vector<LTensor> &formals = {});
 
+/// One output of an inlined body: a tensor, or a sequence (a compile-time list).
+struct BodyOutput {
+  std::optional<LTensor> tensor;
+  std::optional<LSequence> sequence;
+};
+
+/// inlineBody for bodies whose outputs may be sequences.
+std::vector<BodyOutput> inlineBodyOutputs(OpCtx &c, const ir::Graph &body,
+                                          const std::string &name,
+                                          const std::vector<LTensor> &formals = {});
+
 /// Requires output j of `sub` to have `shape` at every call: provable now, else a guard
 /// checked at each call; fails now when the dims are known to differ.
 void requireOutputShape(OpCtx &c, loop::SubProgram &sub, size_t j, const ir::Shape &shape,

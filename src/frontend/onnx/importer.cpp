@@ -300,6 +300,7 @@ struct Importer {
       if (!v) fail("{}: graph output '{}' is not produced by any node", where(), out.name());
       if (out.has_type()) checkOutputType(out.name(), out.type(), false);
       if (out.type().has_optional_type()) g.optionalOutputs.insert(g.outputs.size());
+      if (out.type().has_sequence_type()) g.sequenceOutputs.insert(g.outputs.size());
       v->isGraphOutput = true;
       g.outputs.push_back(v);
     }
