@@ -163,6 +163,7 @@ std::unique_ptr<Graph> clone(const Graph &g) {
   r->isSubgraph = g.isSubgraph;
   r->optionalOutputs = g.optionalOutputs;
   r->sequenceOutputs = g.sequenceOutputs;
+  r->sequenceInputs = g.sequenceInputs;
   for (const DataSymbol &d : g.dataSymbols)
     r->dataSymbols.push_back({d.symbol, map(d.input), d.element});
   r->guards = g.guards;

@@ -126,6 +126,10 @@ public:
   std::set<size_t> optionalOutputs;
   /// Indices into `outputs` declared sequence-typed (subgraphs: If branches yielding lists).
   std::set<size_t> sequenceOutputs;
+  /// Subgraphs: indices into `inputs` that are sequence-typed (loop-carried lists).
+  std::set<size_t> sequenceInputs;
+  /// Inference only: the item shapes of sequence-typed inputs (see inferAndFold).
+  std::map<const Value *, std::vector<Shape>> sequenceInputItems;
   std::deque<std::unique_ptr<Node>> nodes; // topological order
   std::deque<std::unique_ptr<Value>> values;
   std::string modelPath;

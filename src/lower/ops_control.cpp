@@ -2,6 +2,7 @@
 // the node one Call kernel, whose host control flow the wrapper prints as real C++
 // (codegen/wrapper/control_flow.cpp). Loop and Scan bodies see the iteration number as
 // a symbol, so slicing by it stays symbolic and their scan inputs are read in place.
+#include "loop/interp.h"
 #include "lower/ops_common.h"
 #include "lower/subgraph.h"
 
@@ -87,9 +88,8 @@ void lowerIfOfSequences(OpCtx &c) {
     for (int d = 0; d < x.rank(); ++d)
       c.guardEqual(x.shape[d], y.shape[d],
                    fmt::format("{} dim {} differs between the then and else branches", what, d));
-    return c.pointwise(x.dtype, x.shape, [=](const Index &i) {
-      return loop::select(cond, x.load(i), y.load(i));
-    });
+    return c.pointwise(x.dtype, x.shape,
+                       [=](const Index &i) { return loop::select(cond, x.load(i), y.load(i)); });
   };
   for (size_t j = 0; j < a.size(); ++j) {
     std::string what = fmt::format("output {}", j);
@@ -98,8 +98,7 @@ void lowerIfOfSequences(OpCtx &c) {
       continue;
     }
     if (!a[j].sequence || !b[j].sequence)
-      fail("{}: {} is a sequence in one branch and a tensor in the other", c.node.describe(),
-           what);
+      fail("{}: {} is a sequence in one branch and a tensor in the other", c.node.describe(), what);
     const LSequence &x = *a[j].sequence, &y = *b[j].sequence;
     if (x.items.size() != y.items.size())
       fail("{}: {} has {} items in the then branch but {} in the else branch; kiln keeps "
@@ -108,8 +107,7 @@ void lowerIfOfSequences(OpCtx &c) {
     LSequence r;
     r.dtype = x.dtype;
     for (size_t k = 0; k < x.items.size(); ++k)
-      r.items.push_back(
-          choose(x.items[k], y.items[k], fmt::format("{} item {}", what, k)));
+      r.items.push_back(choose(x.items[k], y.items[k], fmt::format("{} item {}", what, k)));
     c.outSeq(j, r);
   }
 }
@@ -225,6 +223,76 @@ void setScanTrips(OpCtx &c, ControlFlow &cf, const CompiledBody &cb) {
   if (!c.lowerer().graph.isSubgraph) cf.iterations = c.lateSymbol("iterations", cf.trips);
 }
 
+std::shared_ptr<const ir::TensorData> scalarData(DType t, int64_t v) {
+  auto d = std::make_shared<ir::TensorData>();
+  d->dtype = t;
+  d->bytes.resize(static_cast<size_t>(dtypeSize(t)));
+  loop::storeScalar(*d, 0, static_cast<double>(v), v);
+  return d;
+}
+
+/// The value of a one-element tensor if it is known at compile time.
+std::optional<int64_t> knownScalar(OpCtx &c, const LTensor &t) {
+  auto v =
+      loop::asSym(loop::cast(t.load(Index(t.rank(), c.ctx().constant(0))), DType::Int64), c.ctx());
+  if (v && v->isConst()) return (*v)->value;
+  return std::nullopt;
+}
+
+/// A Loop that carries a sequence (a compile-time list, so its length after each iteration
+/// must be known) is unrolled: the body is inlined once per iteration with the iteration
+/// number as a constant. The trip count and the condition must be known at compile time.
+void lowerUnrolledLoop(OpCtx &c, const ir::Graph &body, size_t N, size_t K) {
+  constexpr int64_t kMaxUnroll = 1024;
+  if (K > 0) c.unsupported("scan outputs in a Loop that carries a sequence");
+  std::optional<int64_t> trips = c.has(0) ? knownScalar(c, c.in(0)) : std::nullopt;
+  if (!trips)
+    fail("{}: this Loop carries a sequence, so kiln unrolls it at compile time; its trip count "
+         "M must be known at compile time",
+         c.node.describe());
+  if (*trips > kMaxUnroll)
+    fail("{}: unrolling {} iterations (a Loop carrying a sequence) exceeds kiln's limit of {}",
+         c.node.describe(), *trips, kMaxUnroll);
+  std::optional<int64_t> cond = c.has(1) ? knownScalar(c, c.in(1)) : std::optional<int64_t>(1);
+  if (!cond)
+    fail("{}: this Loop carries a sequence, so kiln unrolls it; its initial condition must be "
+         "known at compile time",
+         c.node.describe());
+  std::vector<BodyValue> carried;
+  for (size_t k = 0; k < N; ++k) {
+    BodyValue v;
+    if (c.isSeqIn(2 + k))
+      v.sequence = c.inSeq(2 + k);
+    else
+      v.tensor = c.in(2 + k);
+    carried.push_back(v);
+  }
+  for (int64_t i = 0; i < *trips && *cond; ++i) {
+    std::vector<BodyFormal> formals;
+    formals.push_back({{}, scalarData(DType::Int64, i)});
+    formals.push_back({{}, scalarData(DType::Bool, 1)});
+    for (const BodyValue &v : carried)
+      formals.push_back({v, nullptr});
+    std::vector<BodyOutput> outs =
+        inlineBodyOutputs(c, body, fmt::format("{} iteration {}", c.node.name, i), formals);
+    if (outs.size() != N + 1 || !outs[0].tensor)
+      fail("{}: its body gives {} outputs; it needs the condition and {} loop-carried values",
+           c.node.describe(), outs.size(), N);
+    cond = knownScalar(c, *outs[0].tensor);
+    if (!cond)
+      fail("{}: this Loop carries a sequence, so kiln unrolls it; the condition its body "
+           "computes must be known at compile time",
+           c.node.describe());
+    carried.assign(outs.begin() + 1, outs.end());
+  }
+  for (size_t k = 0; k < N; ++k) {
+    if (carried[k].sequence)
+      c.outSeq(k, *carried[k].sequence);
+    else
+      c.out(k, *carried[k].tensor);
+  }
+}
+
 void lowerLoop(OpCtx &c) {
   const ir::Graph &body = graphAttr(c, "body");
   size_t nIn = explicitInputs(c.node);
@@ -234,6 +302,10 @@ void lowerLoop(OpCtx &c) {
     fail("{}: its body has {} outputs; it needs at least {} (cond and {} loop-carried)",
          c.node.describe(), body.outputs.size(), N + 1, N);
   size_t K = body.outputs.size() - 1 - N;
+  if (!body.sequenceInputs.empty()) {
+    lowerUnrolledLoop(c, body, N, K);
+    return;
+  }
   if (!c.has(0) && K > 0)
     c.unsupported("a Loop with scan outputs and no trip count M (their size would depend on "
                   "when the condition ends it)");

@@ -89,6 +89,10 @@ CompiledBody compileBody(OpCtx &c, const ir::Graph &body, const std::string &nam
   if (body.inputs.size() != formals.size())
     fail("{}: {} has {} inputs; this node passes {}", c.node.describe(), name, body.inputs.size(),
          formals.size());
+  if (!body.sequenceInputs.empty())
+    fail("{}: {} takes a sequence input; kiln handles sequence-carrying bodies only in Loops "
+         "it can unroll (trip count and condition known at compile time)",
+         c.node.describe(), name);
   std::unique_ptr<ir::Graph> g = ir::clone(body);
   std::vector<ir::Value *> passed;
   std::vector<const FormalInput *> bind;
@@ -152,8 +156,11 @@ CompiledBody compileBody(OpCtx &c, const ir::Graph &body, const std::string &nam
 
 std::vector<LTensor> inlineBody(OpCtx &c, const ir::Graph &body, const std::string &name,
                                 const std::vector<LTensor> &formals) {
+  std::vector<BodyFormal> bound;
+  for (const LTensor &t : formals)
+    bound.push_back({BodyValue{t, std::nullopt}, nullptr});
   std::vector<LTensor> outs;
-  for (BodyOutput &o : inlineBodyOutputs(c, body, name, formals)) {
+  for (BodyOutput &o : inlineBodyOutputs(c, body, name, bound)) {
     if (!o.tensor)
       fail("{}: {} output {} is a sequence here; a tensor is needed", c.node.describe(), name,
            outs.size());
@@ -162,18 +169,36 @@ std::vector<LTensor> inlineBody(OpCtx &c, const ir::Graph &body, const std::stri
   return outs;
 }
 
-std::vector<BodyOutput> inlineBodyOutputs(OpCtx &c, const ir::Graph &body,
-                                          const std::string &name,
-                                          const std::vector<LTensor> &formals) {
+std::vector<BodyOutput> inlineBodyOutputs(OpCtx &c, const ir::Graph &body, const std::string &name,
+                                          const std::vector<BodyFormal> &formals) {
   if (body.inputs.size() != formals.size())
     fail("{}: {} has {} inputs; this node passes {}", c.node.describe(), name, body.inputs.size(),
          formals.size());
   std::unique_ptr<ir::Graph> g = ir::clone(body);
-  std::vector<ir::Value *> runtime = g->inputs, formalValues = g->inputs;
+  std::vector<ir::Value *> runtime, formalValues = g->inputs;
   for (size_t i = 0; i < formals.size(); ++i) {
-    runtime[i]->dtype = formals[i].dtype;
-    runtime[i]->shape = formals[i].shape;
-    runtime[i]->shapeKnown = true;
+    ir::Value *v = formalValues[i];
+    v->shapeKnown = true;
+    if (const auto &k = formals[i].constant) {
+      // Known now (an unrolled Loop's iteration number): folded inside the body.
+      v->data = k;
+      v->dtype = k->dtype;
+      v->shape.clear();
+      for (int64_t d : k->dims)
+        v->shape.push_back(c.ctx().constant(d));
+      continue;
+    }
+    if (const auto &seq = formals[i].value.sequence) {
+      v->dtype = seq->dtype;
+      std::vector<ir::Shape> items;
+      for (const LTensor &t : seq->items)
+        items.push_back(t.shape);
+      g->sequenceInputItems[v] = items;
+    } else {
+      v->dtype = formals[i].value.tensor->dtype;
+      v->shape = formals[i].value.tensor->shape;
+    }
+    runtime.push_back(v);
   }
   for (const ir::Capture &cap : g->captures) {
     const ir::Value *outer = c.node.input(cap.nodeInput);
@@ -183,16 +208,32 @@ std::vector<BodyOutput> inlineBodyOutputs(OpCtx &c, const ir::Graph &body,
     v->shapeKnown = true;
     v->data = outer->data;
     v->symData = outer->symData;
+    if (c.isSeqIn(cap.nodeInput)) { // an outer list read by the body
+      std::vector<ir::Shape> items;
+      for (const LTensor &t : c.inSeq(cap.nodeInput).items)
+        items.push_back(t.shape);
+      g->sequenceInputItems[v] = items;
+    }
     if (!v->data && !v->symData) runtime.push_back(v);
   }
   g->inputs = runtime; // for inference only: lowering reads the parent's tensors
   g->isSubgraph = c.lowerer().graph.isSubgraph; // lowered at the parent's level
   passes::optimizeGraph(*g);
   Lowerer low(*g, c.prog());
-  for (const ir::Capture &cap : g->captures)
-    if (!cap.inner->data && !cap.inner->symData) low.env[cap.inner] = c.in(cap.nodeInput);
-  for (size_t i = 0; i < formals.size(); ++i)
-    low.env[formalValues[i]] = formals[i];
+  for (const ir::Capture &cap : g->captures) {
+    if (cap.inner->data || cap.inner->symData) continue;
+    if (c.isSeqIn(cap.nodeInput))
+      low.seqEnv[cap.inner] = c.inSeq(cap.nodeInput);
+    else
+      low.env[cap.inner] = c.in(cap.nodeInput);
+  }
+  for (size_t i = 0; i < formals.size(); ++i) {
+    if (formals[i].constant) continue;
+    if (formals[i].value.sequence)
+      low.seqEnv[formalValues[i]] = *formals[i].value.sequence;
+    else
+      low.env[formalValues[i]] = *formals[i].value.tensor;
+  }
   for (const auto &n : g->nodes)
     low.lowerNode(*n);
   std::vector<BodyOutput> outs;

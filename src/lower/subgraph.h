@@ -57,10 +57,17 @@ struct BodyOutput {
   std::optional<LSequence> sequence;
 };
 
-/// inlineBody for bodies whose outputs may be sequences.
-std::vector<BodyOutput> inlineBodyOutputs(OpCtx &c, const ir::Graph &body,
-                                          const std::string &name,
-                                          const std::vector<LTensor> &formals = {});
+/// A value bound to a formal input of an inlined body: a tensor, a sequence, or a
+/// compile-time constant (an unrolled Loop's iteration number, folded inside the body).
+using BodyValue = BodyOutput;
+struct BodyFormal {
+  BodyValue value;
+  std::shared_ptr<const ir::TensorData> constant;
+};
+
+/// inlineBody for bodies whose inputs and outputs may be sequences.
+std::vector<BodyOutput> inlineBodyOutputs(OpCtx &c, const ir::Graph &body, const std::string &name,
+                                          const std::vector<BodyFormal> &formals = {});
 
 /// Requires output j of `sub` to have `shape` at every call: provable now, else a guard
 /// checked at each call; fails now when the dims are known to differ.

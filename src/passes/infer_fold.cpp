@@ -45,6 +45,15 @@ void inferAndFold(ir::Graph &g) {
   loop::Program scratch;
   lower::Lowerer low(g, scratch);
   for (ir::Value *in : g.inputs) {
+    if (auto it = g.sequenceInputItems.find(in); it != g.sequenceInputItems.end()) {
+      lower::LSequence seq; // a list bound by an unrolled Loop: one stand-in per item
+      seq.dtype = in->dtype;
+      for (const ir::Shape &s : it->second)
+        seq.items.push_back(lower::fromBuffer(
+            ctx, scratch.newBuffer(in->dtype, s, loop::BufferKind::Input, in->name)));
+      low.seqEnv[in] = seq;
+      continue;
+    }
     loop::Buffer *b = scratch.newBuffer(in->dtype, in->shape, loop::BufferKind::Input, in->name);
     low.env[in] = lower::fromBuffer(ctx, b);
   }

@@ -239,12 +239,16 @@ struct Importer {
       // A subgraph's inputs take dtype and shape from its node at lowering; a declared
       // element type is kept to be checked there.
       ir::Value *v = g.newValue(in.name());
-      if (in.type().has_sequence_type() || in.type().has_optional_type() ||
-          in.type().has_map_type())
-        fail("{}: subgraph '{}' input '{}' is not a tensor (sequence/optional inputs are not "
-             "supported)",
+      if (in.type().has_optional_type() || in.type().has_map_type())
+        fail("{}: subgraph '{}' input '{}' is not a tensor or a sequence (optional/map inputs "
+             "are not supported)",
              where(), gp.name(), in.name());
       int et = in.type().tensor_type().elem_type();
+      if (in.type().has_sequence_type()) {
+        // A loop-carried list: kiln unrolls such Loops at compile time.
+        g.sequenceInputs.insert(g.inputs.size());
+        et = in.type().sequence_type().elem_type().tensor_type().elem_type();
+      }
       if (et && !dtypeFromOnnx(et, v->dtype))
         fail("{}: subgraph input '{}' has unsupported element type {}", where(), in.name(), et);
       g.inputs.push_back(v);
