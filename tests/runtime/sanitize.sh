@@ -10,7 +10,7 @@ preset=$1 src=$2 build=$3
 cmake -S "$src" -B "$build" --preset "$preset" -DKILN_SANITIZER_TREE=ON >/dev/null
 targets="kiln_rt kiln_fake_model kiln_fake_model_v99 kiln_fake_model_static kiln_fake_model_big
   kiln_runtime_api_test kiln_runtime_constants_test kiln_runtime_concurrency_test"
-[ "$preset" = asan ] && targets="$targets kiln kiln_aot_test"
+[ "$preset" = asan ] && targets="$targets kiln kiln_aot_test kiln_values_test"
 # shellcheck disable=SC2086
 cmake --build "$build" -j"$(nproc)" --target $targets
 if [ "$preset" = tsan ]; then
