@@ -29,6 +29,8 @@ loop::ExternArg externArg(loop::ExternArg::Kind k, loop::Buffer *b = nullptr,
                           std::string literal = {});
 /// A dims array argument (printed as an int64 array of the evaluated dims).
 loop::ExternArg externDims(const ir::Shape &s);
+/// Concatenation of `ins` (equal ranks; other dims guarded equal) along `axis`.
+LTensor concatAlong(OpCtx &c, const std::vector<LTensor> &ins, int axis, DType t);
 /// Static int list → sym exprs.
 std::vector<sym::Expr> constants(sym::Context &ctx, const std::vector<int64_t> &v);
 

@@ -255,9 +255,6 @@ void lowerConcatFromSequence(OpCtx &c) {
   int outRank = newAxis ? rank + 1 : rank;
   int axis = c.normAxis(c.node.attrInt("axis", 0), outRank);
   std::vector<LTensor> parts;
-  std::vector<sym::Expr> offsets;
-  sym::Expr total = c.ctx().constant(0);
-  ir::Shape shape;
   for (const LTensor &t : s.items) {
     if (t.rank() != rank)
       fail("{}: sequence items have ranks {} and {}", c.node.describe(), rank, t.rank());
@@ -274,45 +271,11 @@ void lowerConcatFromSequence(OpCtx &c) {
       p.buffer = nullptr;
       p.channelsLast = nullptr;
     }
-    if (shape.empty()) shape = p.shape;
-    for (int d = 0; d < outRank; ++d)
-      if (d != axis)
-        c.guardEqual(p.shape[d], shape[d], fmt::format("sequence items differ in dim {}", d));
-    if (p.shape[axis].isConst(0)) continue;
     parts.push_back(p);
-    offsets.push_back(total);
-    total = total + p.shape[axis];
   }
-  shape[axis] = total;
-  DType t = s.dtype;
-  if (parts.empty()) {
-    c.out(0, c.pointwise(t, shape, [=](const Index &) { return loop::constant(t, 0); }));
-    return;
-  }
-  c.out(0, c.pointwise(t, shape, [=](const Index &i) {
-    // The item is chosen by the axis coordinate; the last item is the default.
-    VRef result;
-    for (size_t p = parts.size(); p-- > 0;) {
-      Index src = i;
-      sym::Expr local = i[axis] - offsets[p];
-      // Clamped so that an unselected branch never reads out of bounds.
-      src[axis] = sym::max(sym::min(local, parts[p].shape[axis] - 1), local.ctx().constant(0));
-      VRef v = parts[p].load(src);
-      if (!result) {
-        result = v;
-        continue;
-      }
-      VRef inPart = loop::binary(BinaryOp::Lt, loop::symInt(i[axis]),
-                                 loop::symInt(offsets[p] + parts[p].shape[axis]));
-      result = loop::select(inPart, v, result);
-    }
-    return result;
-  }));
+  c.out(0, concatAlong(c, parts, axis, s.dtype));
 }
 
-/// The body runs once per item, unrolled: each iteration is the body inlined with its
-/// formals bound to the items (and to the tensor inputs, the same every time), so items
-/// of different shapes are fine.
 void lowerSequenceMap(OpCtx &c) {
   const ir::Graph &body = graphAttr(c, "body");
   size_t inputs = explicitInputs(c.node);

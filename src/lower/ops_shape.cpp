@@ -241,32 +241,29 @@ void lowerUnsqueeze(OpCtx &c) {
                x.cheap));
 }
 
-void lowerConcat(OpCtx &c) {
-  std::vector<LTensor> ins;
-  for (size_t i = 0; i < c.numInputs(); ++i)
-    if (c.has(i)) ins.push_back(c.in(i));
-  if (ins.empty()) fail("{}: no inputs", c.node.describe());
-  int rank = ins[0].rank();
-  int axis = c.normAxis(c.node.attrInt("axis", 0), rank);
+} // namespace
+
+LTensor concatAlong(OpCtx &c, const std::vector<LTensor> &ins, int axis, DType t) {
+  int rank = ins.at(0).rank();
   std::vector<LTensor> parts;
   std::vector<sym::Expr> offsets;
   sym::Expr total = c.ctx().constant(0);
-  for (auto &t : ins) {
-    if (t.rank() != rank)
-      fail("{}: inputs have ranks {} and {}", c.node.describe(), rank, t.rank());
-    if (t.shape[axis].isConst(0)) continue;
-    parts.push_back(t);
-    offsets.push_back(total);
-    total = total + t.shape[axis];
-  }
   ir::Shape shape = ins[0].shape;
-  shape[axis] = total;
-  if (parts.empty()) {
-    c.out(0, c.pointwise(ins[0].dtype, shape,
-                         [=](const Index &) { return loop::constant(ins[0].dtype, 0); }));
-    return;
+  for (const LTensor &p : ins) {
+    if (p.rank() != rank)
+      fail("{}: inputs have ranks {} and {}", c.node.describe(), rank, p.rank());
+    for (int d = 0; d < rank; ++d)
+      if (d != axis)
+        c.guardEqual(p.shape[d], shape[d], fmt::format("the inputs differ in dim {}", d));
+    if (p.shape[axis].isConst(0)) continue;
+    parts.push_back(p);
+    offsets.push_back(total);
+    total = total + p.shape[axis];
   }
-  c.out(0, c.pointwise(ins[0].dtype, shape, [=](const Index &i) {
+  shape[axis] = total;
+  if (parts.empty())
+    return c.pointwise(t, shape, [=](const Index &) { return loop::constant(t, 0); });
+  return c.pointwise(t, shape, [=](const Index &i) {
     // Select among parts by the axis coordinate; the last part is the default.
     VRef result;
     for (size_t p = parts.size(); p-- > 0;) {
@@ -284,7 +281,18 @@ void lowerConcat(OpCtx &c) {
       result = loop::select(inPart, v, result);
     }
     return result;
-  }));
+  });
+}
+
+namespace {
+
+void lowerConcat(OpCtx &c) {
+  std::vector<LTensor> ins;
+  for (size_t i = 0; i < c.numInputs(); ++i)
+    if (c.has(i)) ins.push_back(c.in(i));
+  if (ins.empty()) fail("{}: no inputs", c.node.describe());
+  int axis = c.normAxis(c.node.attrInt("axis", 0), ins[0].rank());
+  c.out(0, concatAlong(c, ins, axis, ins[0].dtype));
 }
 
 sym::Expr clampIndex(sym::Expr v, sym::Expr lo, sym::Expr hi) {
