@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 #include <sstream>
+#include <unordered_set>
 
 namespace kiln::loop {
 
@@ -43,14 +44,18 @@ const char *reduceName(ReduceOp op) {
   return "?";
 }
 
-static void collectLoads(const VRef &v, std::vector<Buffer *> &out) {
+// Value expressions are DAGs (a node used twice is shared): `seen` makes the walk visit
+// each node once instead of once per path, which is exponential for deep reuse.
+static void collectLoads(const VRef &v, std::vector<Buffer *> &out,
+                         std::unordered_set<const VNode *> &seen) {
+  if (!seen.insert(v.get()).second) return;
   if (v->kind == VKind::Load) {
     if (std::find(out.begin(), out.end(), v->buf) == out.end()) out.push_back(v->buf);
     for (auto &[s, iv] : v->indirect)
-      collectLoads(iv, out);
+      collectLoads(iv, out, seen);
   }
   for (const VRef &a : v->args)
-    collectLoads(a, out);
+    collectLoads(a, out, seen);
 }
 
 std::vector<Buffer *> Kernel::reads() const {
@@ -60,7 +65,8 @@ std::vector<Buffer *> Kernel::reads() const {
       if (b && std::find(r.begin(), r.end(), b) == r.end()) r.push_back(b);
     return r;
   }
-  collectLoads(body, r);
+  std::unordered_set<const VNode *> seen;
+  collectLoads(body, r, seen);
   return r;
 }
 

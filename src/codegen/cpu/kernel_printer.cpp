@@ -27,12 +27,19 @@ void collectSyms(sym::Expr e, std::set<const sym::Node *> &out) {
     collectSyms(e.op(i), out);
 }
 
-void collectVSyms(const loop::VRef &v, std::set<const sym::Node *> &out) {
+void collectVSyms(const loop::VRef &v, std::set<const sym::Node *> &out,
+                  std::set<const loop::VNode *> &seen) {
+  if (!seen.insert(v.get()).second) return; // a shared node: its symbols are in already
   if (v->kind == loop::VKind::SymInt || v->kind == loop::VKind::Load) collectSyms(v->sym, out);
   for (auto &[var, val] : v->indirect)
-    collectVSyms(val, out);
+    collectVSyms(val, out, seen);
   for (auto &a : v->args)
-    collectVSyms(a, out);
+    collectVSyms(a, out, seen);
+}
+
+void collectVSyms(const loop::VRef &v, std::set<const sym::Node *> &out) {
+  std::set<const loop::VNode *> seen;
+  collectVSyms(v, out, seen);
 }
 
 std::string literal(DType t, const loop::VRef &v) {
