@@ -4,6 +4,7 @@
 //   ConvTranspose (a generated reduction over input channels and kernel taps),
 //   RNN / GRU / LSTM (sequence unrolled at compile time).
 #include "lower/ops_common.h"
+#include "lower/runtime_shape.h"
 #include "lower/value_math.h"
 
 #include <cctype>
@@ -416,13 +417,7 @@ void lowerResize(OpCtx &c) {
       lens.push_back(
           loop::cast(loop::unary(UnaryOp::Floor, mul(symF(x.shape[d], DType::Float64), scales[d])),
                      DType::Int64));
-    LTensor table = c.pointwise(DType::Int64, {c.ctx().constant(rank)}, [lens](const Index &i) {
-      VRef r = lens.back();
-      for (int64_t k = static_cast<int64_t>(lens.size()) - 2; k >= 0; --k)
-        r = loop::select(loop::binary(BinaryOp::Eq, loop::symInt(i[0]), ic(k)), lens[k], r);
-      return r;
-    });
-    outLens = c.runtimeSymbols(table, "out_dim", 0, INT32_MAX);
+    outLens = runtimeShape(c, lens, "out_dim");
   }
   LTensor cur = x;
   std::vector<int> todo;

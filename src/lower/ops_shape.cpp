@@ -58,13 +58,7 @@ ir::Shape runtimeReshapeTarget(OpCtx &c, const LTensor &x, bool allowZero) {
                                  loop::binary(BinaryOp::Div, total, others));
     resolved.push_back(loop::select(loop::binary(BinaryOp::Eq, raw[k], I(-1)), inferred, dim[k]));
   }
-  LTensor vals = c.pointwise(DType::Int64, {ctx.constant(n)}, [=](const Index &i) {
-    VRef r = resolved.back();
-    for (int64_t k = n - 2; k >= 0; --k)
-      r = loop::select(loop::binary(BinaryOp::Eq, loop::symInt(i[0]), I(k)), resolved[k], r);
-    return r;
-  });
-  return c.runtimeSymbols(vals, "shape", 0, INT32_MAX);
+  return runtimeShape(c, resolved, "shape");
 }
 
 void lowerReshape(OpCtx &c) {
@@ -341,15 +335,7 @@ void lowerRuntimeSlice(OpCtx &c, const LTensor &x) {
         bin(BinaryOp::Div, bin(BinaryOp::Add, span, bin(BinaryOp::Sub, absStep, I(1))), absStep));
     vals.insert(vals.end(), {s, sp, len});
   }
-  LTensor table = c.pointwise(DType::Int64, {ctx.constant(3 * rank)}, [vals](const Index &i) {
-    VRef r = vals.back();
-    for (int64_t k = static_cast<int64_t>(vals.size()) - 2; k >= 0; --k)
-      r = loop::select(
-          loop::binary(BinaryOp::Eq, loop::symInt(i[0]), loop::constantInt(DType::Int64, k)),
-          vals[k], r);
-    return r;
-  });
-  std::vector<sym::Expr> v = c.runtimeSymbols(table, "slice", -INT32_MAX, INT32_MAX);
+  std::vector<sym::Expr> v = runtimeValues(c, vals, "slice", -INT32_MAX, INT32_MAX);
   std::vector<sym::Expr> begin, step;
   ir::Shape shape;
   for (int d = 0; d < rank; ++d) {

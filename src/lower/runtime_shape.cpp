@@ -33,9 +33,14 @@ loop::VRef pickDim(const ir::Shape &dims, loop::VRef index) {
   return v;
 }
 
+std::vector<sym::Expr> runtimeValues(OpCtx &c, const std::vector<loop::VRef> &vals, const char *tag,
+                                     int64_t lo, int64_t hi) {
+  if (vals.empty()) return {};
+  return c.runtimeSymbols(vectorOf(c, vals), tag, lo, hi);
+}
+
 ir::Shape runtimeShape(OpCtx &c, const std::vector<loop::VRef> &dims, const char *tag) {
-  if (dims.empty()) return {};
-  return c.runtimeSymbols(vectorOf(c, dims), tag, 0, INT32_MAX);
+  return runtimeValues(c, dims, tag, 0, INT32_MAX);
 }
 
 std::vector<sym::Expr> runtimeAxisFlags(OpCtx &c, size_t i, int rank) {
@@ -56,7 +61,7 @@ std::vector<sym::Expr> runtimeAxisFlags(OpCtx &c, size_t i, int rank) {
     flags.push_back(f);
   }
   if (rank == 0) return {};
-  std::vector<sym::Expr> syms = c.runtimeSymbols(vectorOf(c, flags), "axis_flag", 0, 1);
+  std::vector<sym::Expr> syms = runtimeValues(c, flags, "axis_flag", 0, 1);
   sym::Expr count = c.ctx().constant(0);
   for (const sym::Expr &f : syms)
     count = count + f;

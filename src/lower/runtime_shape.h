@@ -15,6 +15,11 @@ std::vector<sym::Expr> runtimeAxisFlags(OpCtx &c, size_t i, int rank);
 /// dims[index] as a value (-1 when index is out of range).
 loop::VRef pickDim(const ir::Shape &dims, loop::VRef index);
 
+/// Run-time symbols for int64 values computed from model inputs (one symbol kernel),
+/// each checked against [lo, hi] before the run; `tag` names them.
+std::vector<sym::Expr> runtimeValues(OpCtx &c, const std::vector<loop::VRef> &vals, const char *tag,
+                                     int64_t lo, int64_t hi);
+
 /// Run-time symbols for dims given as values (`tag` names them).
 ir::Shape runtimeShape(OpCtx &c, const std::vector<loop::VRef> &dims, const char *tag);
 
