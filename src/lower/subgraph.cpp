@@ -84,6 +84,26 @@ void hoistConstants(OpCtx &c, loop::Program &p, const std::string &name) {
 
 } // namespace
 
+namespace {
+
+/// A captured value inside a body takes the outer value's type and compile-time contents.
+void takeOuterValue(ir::Value *inner, const ir::Value *outer) {
+  inner->dtype = outer->dtype;
+  inner->shape = outer->shape;
+  inner->shapeKnown = true;
+  inner->data = outer->data;
+  inner->symData = outer->symData;
+}
+
+std::vector<ir::Shape> itemShapes(const LSequence &seq) {
+  std::vector<ir::Shape> items;
+  for (const LTensor &t : seq.items)
+    items.push_back(t.shape);
+  return items;
+}
+
+} // namespace
+
 CompiledBody compileBody(OpCtx &c, const ir::Graph &body, const std::string &name,
                          const std::vector<FormalInput> &formals) {
   if (body.inputs.size() != formals.size())
@@ -114,11 +134,7 @@ CompiledBody compileBody(OpCtx &c, const ir::Graph &body, const std::string &nam
     KILN_ASSERT(outer && outer->shapeKnown, "{}: captured value of {} has no shape",
                 c.node.describe(), name);
     ir::Value *v = cap.inner;
-    v->dtype = outer->dtype;
-    v->shape = outer->shape;
-    v->shapeKnown = true;
-    v->data = outer->data;
-    v->symData = outer->symData;
+    takeOuterValue(v, outer);
     if (v->data) c.lowerer().constantBuffer(outer); // shared with the body (hoistConstants)
     if (v->data || v->symData) continue;            // known at compile time: folded into the body
     passed.push_back(v);
@@ -190,10 +206,7 @@ std::vector<BodyOutput> inlineBodyOutputs(OpCtx &c, const ir::Graph &body, const
     }
     if (const auto &seq = formals[i].value.sequence) {
       v->dtype = seq->dtype;
-      std::vector<ir::Shape> items;
-      for (const LTensor &t : seq->items)
-        items.push_back(t.shape);
-      g->sequenceInputItems[v] = items;
+      g->sequenceInputItems[v] = itemShapes(*seq);
     } else {
       v->dtype = formals[i].value.tensor->dtype;
       v->shape = formals[i].value.tensor->shape;
@@ -203,17 +216,9 @@ std::vector<BodyOutput> inlineBodyOutputs(OpCtx &c, const ir::Graph &body, const
   for (const ir::Capture &cap : g->captures) {
     const ir::Value *outer = c.node.input(cap.nodeInput);
     ir::Value *v = cap.inner;
-    v->dtype = outer->dtype;
-    v->shape = outer->shape;
-    v->shapeKnown = true;
-    v->data = outer->data;
-    v->symData = outer->symData;
-    if (c.isSeqIn(cap.nodeInput)) { // an outer list read by the body
-      std::vector<ir::Shape> items;
-      for (const LTensor &t : c.inSeq(cap.nodeInput).items)
-        items.push_back(t.shape);
-      g->sequenceInputItems[v] = items;
-    }
+    takeOuterValue(v, outer);
+    if (c.isSeqIn(cap.nodeInput)) // an outer list read by the body
+      g->sequenceInputItems[v] = itemShapes(c.inSeq(cap.nodeInput));
     if (!v->data && !v->symData) runtime.push_back(v);
   }
   g->inputs = runtime; // for inference only: lowering reads the parent's tensors
