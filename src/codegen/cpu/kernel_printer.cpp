@@ -395,6 +395,15 @@ std::string printCpuGroup(const loop::KernelGroup &g, const KernelSignature &sig
   return os.str();
 }
 
+std::vector<std::string> parameterTypes(const KernelSignature &sig) {
+  std::vector<std::string> types;
+  for (size_t i = 0; i < sig.buffers.size(); ++i)
+    types.push_back(
+        fmt::format("{}{} *", sig.written[i] ? "" : "const ", dtypeCType(sig.buffers[i]->dtype)));
+  types.insert(types.end(), sig.symbols.size(), "int64_t");
+  return types;
+}
+
 KernelSignature signatureOf(const loop::KernelGroup &g,
                             const std::function<bool(sym::Expr)> &isModelSymbol) {
   KernelSignature sig;

@@ -19,6 +19,10 @@ struct KernelSignature {
   std::vector<sym::Expr> symbols; // model symbols used, in parameter order
 };
 
+/// C parameter types of a kernel with this signature: `[const] T *` per buffer, then one
+/// int64_t per symbol (for declarations in the wrapper).
+std::vector<std::string> parameterTypes(const KernelSignature &sig);
+
 /// Buffers (read/written) and model symbols of a kernel group, in parameter order.
 KernelSignature signatureOf(const loop::KernelGroup &g,
                             const std::function<bool(sym::Expr)> &isModelSymbol);

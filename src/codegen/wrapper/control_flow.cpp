@@ -82,12 +82,7 @@ void SubPrograms::printKernels(int firstId, std::vector<std::string> &sources,
 std::string SubPrograms::declarations(const DeviceOps &ops) const {
   std::ostringstream os;
   auto declare = [&](const loop::Kernel &k, const KernelSignature &sig) {
-    std::vector<std::string> types;
-    for (size_t i = 0; i < sig.buffers.size(); ++i)
-      types.push_back(
-          fmt::format("{}{} *", sig.written[i] ? "" : "const ", dtypeCType(sig.buffers[i]->dtype)));
-    types.insert(types.end(), sig.symbols.size(), "int64_t");
-    os << ops.declareKernel(fmt::format("kiln_kernel_{}", k.id), types);
+    os << ops.declareKernel(fmt::format("kiln_kernel_{}", k.id), parameterTypes(sig));
   };
   for (const loop::SubProgram *sub : subs_) {
     for (size_t i = 0; i < sub->prog.symbolKernels.size(); ++i)

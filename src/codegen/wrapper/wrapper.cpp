@@ -482,27 +482,12 @@ private:
       const loop::KernelGroup &g = p_.groups[gi];
       if (g.isExtern() || g.isCall()) continue;
       const loop::Kernel *k = g.kernels.front();
-      const KernelSignature &sig = sigs[gi];
-      std::vector<std::string> types;
-      for (size_t i = 0; i < sig.buffers.size(); ++i)
-        types.push_back(fmt::format("{}{} *", sig.written[i] ? "" : "const ",
-                                    dtypeCType(sig.buffers[i]->dtype)));
-      for (size_t i = 0; i < sig.symbols.size(); ++i)
-        types.push_back("int64_t");
-      os << ops_.declareKernel(fmt::format("kiln_kernel_{}", k->id), types);
+      os << ops_.declareKernel(fmt::format("kiln_kernel_{}", k->id), parameterTypes(sigs[gi]));
     }
     os << cf_->declarations(ops_);
-    for (size_t i = 0; i < p_.symbolKernels.size(); ++i) {
-      const KernelSignature &sig = symbolSigs_[i];
-      std::vector<std::string> types;
-      for (size_t j = 0; j < sig.buffers.size(); ++j)
-        types.push_back(fmt::format("{}{} *", sig.written[j] ? "" : "const ",
-                                    dtypeCType(sig.buffers[j]->dtype)));
-      for (size_t j = 0; j < sig.symbols.size(); ++j)
-        types.push_back("int64_t");
+    for (size_t i = 0; i < p_.symbolKernels.size(); ++i) // host code: bind_shapes calls them
       os << fmt::format("extern \"C\" void kiln_kernel_{}({});\n", p_.symbolKernels[i].kernel->id,
-                        fmt::join(types, ", "));
-    }
+                        fmt::join(parameterTypes(symbolSigs_[i]), ", "));
     os << "\n";
     // Descriptor tables.
     std::vector<std::string> inNames;
