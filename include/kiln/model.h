@@ -22,7 +22,7 @@ extern "C" {
  *   3: models with data-dependent output dims (NonZero, Unique, ...): outputs are sized
  *      for the upper bounds kiln_output_dims reports, and kiln_run writes each such
  *      output's actual dims into its DLTensor.shape (kiln_run_alloc's tensors carry them). */
-#define KILN_ABI_VERSION 3
+#define KILN_ABI_VERSION 4
 
 #if defined(_WIN32)
 #define KILN_API __declspec(dllexport)
@@ -157,6 +157,47 @@ KILN_API int kiln_free_inactive_constants(kiln_container *c);
 /* Copies constant `name` of the given buffer into out (CPU, contiguous, caller-allocated,
  * the constant's dtype and dims). KILN_ERR_INVALID_STATE for INACTIVE when there is none. */
 KILN_API int kiln_read_constant(kiln_container *c, int32_t buffer, const char *name, DLTensor *out);
+
+/* ---- ABI v4: devices and streams ------------------------------------------------------- */
+
+/* Options of one run (kiln_run_v2 / kiln_run_alloc_v2). */
+typedef struct kiln_run_options {
+  size_t struct_size; /* must be sizeof(kiln_run_options) */
+  void *stream;       /* CUDA models: the CUstream the run is enqueued on (NULL = the
+                         legacy default stream). Ignored by CPU models. */
+  uint32_t flags;     /* KILN_RUN_* */
+  uint32_t reserved[5]; /* must be zero */
+} kiln_run_options;
+
+#define KILN_RUN_NONE 0u
+#define KILN_RUN_SYNC 1u /* return only when the outputs are ready (CPU runs always are) */
+
+/* Fills *options with defaults (struct_size set, everything else zero). */
+KILN_API void kiln_run_options_init(kiln_run_options *options);
+
+/* As kiln_run, on the stream of options (NULL options = defaults). For a CUDA model the run
+ * is asynchronous: it returns once every kernel is enqueued; outputs are valid when work
+ * enqueued on the stream after it may read them. Tensors must be on the container's device
+ * (KILN_ERR_DEVICE names the first that is not). kiln_run on a CUDA model is kiln_run_v2 with
+ * KILN_RUN_SYNC on the runner's own stream. */
+KILN_API int kiln_run_v2(kiln_container *c, const kiln_run_options *options,
+                         const DLTensor *inputs, int32_t num_inputs, DLTensor *outputs,
+                         int32_t num_outputs);
+
+/* As kiln_run_alloc on the stream of options: outputs are allocated on the container's device
+ * and their deleters free that memory. */
+KILN_API int kiln_run_alloc_v2(kiln_container *c, const kiln_run_options *options,
+                               const DLTensor *inputs, int32_t num_inputs,
+                               DLManagedTensor **outputs, int32_t num_outputs);
+
+/* Allocates a contiguous tensor on the container's device (kDLCPU or kDLCUDA); the caller
+ * owns *out and frees it with its deleter. */
+KILN_API int kiln_alloc_tensor(kiln_container *c, DLDataType dtype, int32_t ndim,
+                               const int64_t *dims, DLManagedTensor **out);
+
+/* Copies src into dst (same dtype and dims, contiguous), each on the host or on the
+ * container's device; returns when the copy is complete. */
+KILN_API int kiln_copy_tensor(kiln_container *c, DLTensor *dst, const DLTensor *src);
 
 #ifdef __cplusplus
 }

@@ -47,6 +47,38 @@ typedef struct kiln_run_ctx {
   size_t error_size;
 } kiln_run_ctx;
 
+/* ABI 4: what a CUDA model's wrapper calls to reach the GPU. The runtime's CUDA plugin fills
+ * it from the driver API (libcuda.so.1 through dlopen + cuGetProcAddress; model.so links no
+ * CUDA library); tests may fill it with a mock. Every function returns 0 (CUDA_SUCCESS) or a
+ * CUresult. Device pointers are CUdeviceptr values carried in void *. */
+typedef struct kiln_cuda_driver_v1 {
+  size_t struct_size;
+  /* cuLaunchKernel on `stream` (asynchronous). */
+  int (*launch)(void *function, uint32_t grid_x, uint32_t grid_y, uint32_t grid_z,
+                uint32_t block_x, uint32_t block_y, uint32_t block_z, uint32_t shared_bytes,
+                void *stream, void **args);
+  /* Device-to-device copy, asynchronous on stream. */
+  int (*copy)(void *dst, const void *src, size_t bytes, void *stream);
+  /* Device-to-host copy that returns once the bytes are on the host (one synchronisation:
+   * control flow reading a condition or trip count). */
+  int (*read_to_host)(void *dst, const void *src, size_t bytes, void *stream);
+  /* Byte fill, asynchronous on stream. */
+  int (*fill)(void *dst, uint8_t value, size_t bytes, void *stream);
+  /* Text of a status returned above. */
+  const char *(*error_string)(int status);
+} kiln_cuda_driver_v1;
+
+/* The run context of a CUDA model (device "cuda"): the wrapper casts kiln_run_ctx * to it.
+ * base.alloc returns device memory from the runner's arena (reserved before the run from
+ * the descriptor's scratch_bytes, so steady-state runs allocate nothing). */
+typedef struct kiln_run_ctx_cuda {
+  kiln_run_ctx base;
+  size_t struct_size;
+  void *stream;             /* CUstream every launch of this run is enqueued on */
+  void *const *functions;   /* CUfunction of cuda_kernel_names[i], loaded once per container */
+  const kiln_cuda_driver_v1 *drv;
+} kiln_run_ctx_cuda;
+
 typedef struct kiln_model_desc_v1 {
   size_t struct_size;
   uint32_t abi_version;  /* KILN_ABI_VERSION the model was built against */
@@ -83,6 +115,21 @@ typedef struct kiln_model_desc_v1 {
    * Such models set `run` to a function that fails with KILN_ERR_VERSION_MISMATCH. */
   int (*run_v2)(kiln_run_ctx *ctx, void *const *inputs, void *const *outputs, int64_t *symbols,
                 void *const *constants);
+  /* Appended in ABI 4 (CUDA models; zero/NULL for CPU models). The kernels' fatbin (SASS for
+   * the compiled archs + PTX), loaded once per container with cuModuleLoadData, and the
+   * names of the kernels the wrapper launches by index (kiln_run_ctx_cuda.functions). */
+  const uint8_t *cuda_fatbin;
+  uint64_t cuda_fatbin_size;
+  int32_t num_cuda_kernels;
+  const char *const *cuda_kernel_names;
+  /* Device scratch one run needs at these symbols (the runtime reserves it before the run,
+   * so base.alloc never allocates in steady state); NULL for CPU models. */
+  uint64_t (*scratch_bytes)(const int64_t *symbols);
+  /* Per input: 1 when bind_shapes_v2 reads its data (a run-time Reshape target...). For a
+   * CUDA model the runtime copies those inputs to the host before binding (documented
+   * synchronisation); NULL when none. */
+  const int32_t *input_data_on_host;
+  const char *cuda_arch; /* e.g. "sm_80,sm_90": what the fatbin holds, for messages */
 } kiln_model_desc_v1;
 
 #ifdef __cplusplus

@@ -24,8 +24,9 @@ extern "C" {
  *   level 1: conv_v1, matmul_v1
  *   level 2: conv_v2, scatter_elements_v1, scatter_nd_v1, sdpa_v1, sdpa_v2
  *   level 3: nonzero_v1, unique_v1, nms_v1 (ops whose output size depends on data),
- *            to_string_v1, from_string_v1, string_normalizer_v1 (string tensors) */
-#define KILN_SHIM_VERSION 3
+ *            to_string_v1, from_string_v1, string_normalizer_v1 (string tensors)
+ *   level 4: cuda_matmul_v1 (cuBLASLt), cuda_conv_v1 (cuDNN): CUDA models only */
+#define KILN_SHIM_VERSION 4
 
 /* X(function, level): every released shim function and the level that introduced it. One
  * list for the compiler (the level to record), the runtime and tests/abi/. Append only. */
@@ -42,7 +43,9 @@ extern "C" {
   X(kiln_shim_nms_v1, 3)                                                                           \
   X(kiln_shim_to_string_v1, 3)                                                                     \
   X(kiln_shim_from_string_v1, 3)                                                                   \
-  X(kiln_shim_string_normalizer_v1, 3)
+  X(kiln_shim_string_normalizer_v1, 3)                                                            \
+  X(kiln_shim_cuda_matmul_v1, 4)                                                                  \
+  X(kiln_shim_cuda_conv_v1, 4)
 
 /* Per-runner state (primitive caches); obtained from kiln_run_ctx.runner. */
 typedef void kiln_shim_ctx;
@@ -231,6 +234,32 @@ int kiln_shim_string_normalizer_v1(kiln_shim_ctx *ctx, int64_t site, const char 
                                    int64_t n, int32_t case_action, int32_t case_sensitive,
                                    const char *const *stopwords, int64_t num_stopwords,
                                    const char **y, int64_t *count);
+
+/* ---- level 4: CUDA library calls ------------------------------------------------------
+ * Pointers are device pointers (CUdeviceptr). ctx is a runner of a CUDA container: the
+ * calls are enqueued on its run's stream, take workspace from its arena and keep plans
+ * (cuBLASLt matmul descriptors and heuristics, cuDNN plans) per (site, shape). */
+
+#define KILN_CUDA_ALLOW_TF32 1u /* flags bit: let fp32 math use TF32 tensor cores */
+
+typedef struct kiln_cuda_matmul_params_v1 {
+  kiln_matmul_params_v1 mm; /* geometry, alpha/beta, addend and post_op as for matmul_v1 */
+  int32_t elem_type;        /* kiln_elem_type of a, b, addend and c: F32, F16 or BF16 */
+  uint32_t flags;           /* KILN_CUDA_* */
+  int32_t reserved[6];      /* must be zero */
+} kiln_cuda_matmul_params_v1;
+
+/* C = post_op(alpha * op(A) * op(B) + beta * addend) through cuBLASLt (bias and ReLU as
+ * epilogues; others by a separate kernel). */
+int kiln_shim_cuda_matmul_v1(kiln_shim_ctx *ctx, int64_t site, const void *a, const void *b,
+                             const void *addend, void *c, const kiln_cuda_matmul_params_v1 *params);
+
+/* y = post_op(conv(x, w) + bias + residual) through cuDNN; NC[D]HW layouts; bias and
+ * residual optional (NULL). elem_type F32, F16 or BF16; flags KILN_CUDA_*. */
+int kiln_shim_cuda_conv_v1(kiln_shim_ctx *ctx, int64_t site, const void *x, const int64_t *x_dims,
+                           const void *w, const int64_t *w_dims, const void *bias,
+                           const void *residual, void *y, const int64_t *y_dims,
+                           const kiln_conv_params_v1 *params, int32_t elem_type, uint32_t flags);
 
 #ifdef __cplusplus
 }
