@@ -1,12 +1,20 @@
 // Header-only helpers that generated kernels include: floor division and modulo with
 // floor semantics, min/max, half types, and math declared with SIMD variants so GCC can
 // vectorize exp/log/tanh/erf through glibc's libmvec. No dependency on kiln headers.
+// The same helpers serve CUDA kernels: under nvcc every function is __host__ __device__
+// and half conversions use the hardware instructions.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
+#ifdef __CUDACC__
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#define KILN_HD __host__ __device__
+#else
+#define KILN_HD
 extern "C" {
 // glibc's libmvec provides these vector variants; declaring them lets loops using them
 // vectorize without -ffast-math (which would break NaN/Inf semantics elsewhere).
@@ -17,21 +25,22 @@ __attribute__((simd("notinbranch"))) float erff(float);
 __attribute__((simd("notinbranch"))) float sinf(float);
 __attribute__((simd("notinbranch"))) float cosf(float);
 }
+#endif
 
-static inline int64_t kiln_floordiv(int64_t a, int64_t b) {
+KILN_HD static inline int64_t kiln_floordiv(int64_t a, int64_t b) {
   int64_t q = a / b;
   return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
-static inline int64_t kiln_imod(int64_t a, int64_t b) {
+KILN_HD static inline int64_t kiln_imod(int64_t a, int64_t b) {
   return a - b * kiln_floordiv(a, b);
 }
-static inline int64_t kiln_imin(int64_t a, int64_t b) {
+KILN_HD static inline int64_t kiln_imin(int64_t a, int64_t b) {
   return a < b ? a : b;
 }
-static inline int64_t kiln_imax(int64_t a, int64_t b) {
+KILN_HD static inline int64_t kiln_imax(int64_t a, int64_t b) {
   return a > b ? a : b;
 }
-template <typename T> static inline T kiln_mod(T a, T b) {
+template <typename T> KILN_HD static inline T kiln_mod(T a, T b) {
   if constexpr (sizeof(T) > 0 && (T)0.5 != 0) { // floating point: Python-style mod
     T r = std::fmod(a, b);
     return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
@@ -41,59 +50,67 @@ template <typename T> static inline T kiln_mod(T a, T b) {
     return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
   }
 }
-template <typename T> static inline T kiln_min(T a, T b) {
+template <typename T> KILN_HD static inline T kiln_min(T a, T b) {
   if constexpr ((T)0.5 != 0) {
     if (a != a || b != b) return a + b; // NaN propagates
   }
   return a < b ? a : b;
 }
-template <typename T> static inline T kiln_max(T a, T b) {
+template <typename T> KILN_HD static inline T kiln_max(T a, T b) {
   if constexpr ((T)0.5 != 0) {
     if (a != a || b != b) return a + b;
   }
   return a > b ? a : b;
 }
-template <typename T> static inline T kiln_div(T a, T b) {
+template <typename T> KILN_HD static inline T kiln_div(T a, T b) {
   if constexpr ((T)0.5 != 0) {
     return a / b;
   } else {
     return b == 0 ? 0 : a / b; // integer division by zero is undefined in ONNX; avoid a trap
   }
 }
-template <typename T> static inline T kiln_fmod(T a, T b) {
+template <typename T> KILN_HD static inline T kiln_fmod(T a, T b) {
   if constexpr ((T)0.5 != 0) {
     return std::fmod(a, b);
   } else {
     return b == 0 ? 0 : a % b;
   }
 }
-template <typename T> static inline T kiln_pow(T a, T b) {
+template <typename T> KILN_HD static inline T kiln_pow(T a, T b) {
   if constexpr ((T)0.5 != 0) {
     return std::pow(a, b);
   } else {
     return (T)std::pow((double)a, (double)b);
   }
 }
-template <typename T> static inline T kiln_abs(T a) {
+template <typename T> KILN_HD static inline T kiln_abs(T a) {
   return a < 0 ? -a : a;
 }
-template <typename T> static inline T kiln_sign(T a) {
+template <typename T> KILN_HD static inline T kiln_sign(T a) {
   return (T)((a > 0) - (a < 0));
 }
-template <typename T> static inline T kiln_sigmoid(T a) {
+template <typename T> KILN_HD static inline T kiln_sigmoid(T a) {
   return (T)1 / ((T)1 + std::exp(-a));
 }
-template <typename T, typename U> static inline T kiln_shl(T a, U b) {
+template <typename T, typename U> KILN_HD static inline T kiln_shl(T a, U b) {
   return b >= (U)(8 * sizeof(T)) ? 0 : (T)(a << b);
 }
-template <typename T, typename U> static inline T kiln_shr(T a, U b) {
+template <typename T, typename U> KILN_HD static inline T kiln_shr(T a, U b) {
   return b >= (U)(8 * sizeof(T)) ? 0 : (T)(a >> b);
 }
 
 typedef uint16_t kiln_half;
 typedef uint16_t kiln_bfloat16;
 
-static inline float kiln_h2f(kiln_half h) {
+#ifdef __CUDACC__
+__device__ static inline float kiln_h2f(kiln_half h) { return __half2float(__ushort_as_half(h)); }
+__device__ static inline kiln_half kiln_f2h(float f) { return __half_as_ushort(__float2half_rn(f)); }
+__device__ static inline float kiln_bf2f(kiln_bfloat16 h) { return __uint_as_float((uint32_t)h << 16); }
+__device__ static inline kiln_bfloat16 kiln_f2bf(float f) {
+  return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+}
+#else
+KILN_HD static inline float kiln_h2f(kiln_half h) {
   uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
   if (exp == 0 && man == 0) {
     bits = sign;
@@ -114,7 +131,7 @@ static inline float kiln_h2f(kiln_half h) {
   return f;
 }
 
-static inline kiln_half kiln_f2h(float f) {
+KILN_HD static inline kiln_half kiln_f2h(float f) {
   uint32_t x;
   std::memcpy(&x, &f, 4);
   uint32_t sign = (x >> 16) & 0x8000u;
@@ -135,20 +152,22 @@ static inline kiln_half kiln_f2h(float f) {
   return (kiln_half)half;
 }
 
-static inline float kiln_bf2f(kiln_bfloat16 h) {
+KILN_HD static inline float kiln_bf2f(kiln_bfloat16 h) {
   uint32_t bits = (uint32_t)h << 16;
   float f;
   std::memcpy(&f, &bits, 4);
   return f;
 }
-static inline kiln_bfloat16 kiln_f2bf(float f) {
+KILN_HD static inline kiln_bfloat16 kiln_f2bf(float f) {
   uint32_t x;
   std::memcpy(&x, &f, 4);
   if (f != f) return (kiln_bfloat16)((x >> 16) | 0x40);
   return (kiln_bfloat16)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
 }
 
+#endif
+
 /// Float → integer conversion as ONNX Cast does it (truncation toward zero).
-template <typename T, typename F> static inline T kiln_f2i(F v) {
+template <typename T, typename F> KILN_HD static inline T kiln_f2i(F v) {
   return (T)v;
 }

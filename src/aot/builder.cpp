@@ -47,10 +47,73 @@ struct Job {
   std::string key; // cache key
   std::vector<std::string> flags;
   fs::path object;
+  codegen::SourceTool tool = codegen::SourceTool::HostCxx;
 };
 
 const char *compilerFor(const fs::path &src) {
   return src.extension() == ".c" ? "gcc" : "g++";
+}
+
+/// Where the compiler finds kiln's headers, libkiln_rt and the model entry source: the build
+/// tree by default; KILN_INCLUDE_DIR / KILN_RT_LIB_DIR / KILN_MODEL_ENTRY_SOURCE override
+/// them (a relocated kiln, e.g. carried to another machine).
+std::string pathSetting(const char *env, const char *builtIn) {
+  if (const char *v = std::getenv(env); v && *v) return v;
+  return builtIn;
+}
+std::string includeDir() { return pathSetting("KILN_INCLUDE_DIR", KILN_INCLUDE_DIR); }
+std::string runtimeLibDir() { return pathSetting("KILN_RT_LIB_DIR", KILN_RT_LIB_DIR); }
+std::string entrySource() {
+  return pathSetting("KILN_MODEL_ENTRY_SOURCE", KILN_MODEL_ENTRY_SOURCE);
+}
+
+std::string nvccPath() {
+  if (const char *env = std::getenv("KILN_NVCC"); env && *env) return env;
+  return "/usr/local/cuda/bin/nvcc";
+}
+
+/// nvcc's version line, part of the cache key of CUDA objects; fails clearly without nvcc.
+std::string nvccVersion() {
+  static const std::string version = [] {
+    std::string cmd = nvccPath() + " --version 2>/dev/null";
+    std::string out;
+    if (FILE *p = popen(cmd.c_str(), "r")) {
+      char buf[256];
+      while (fgets(buf, sizeof buf, p))
+        out += buf;
+      pclose(p);
+    }
+    return out;
+  }();
+  if (version.find("release") == std::string::npos)
+    fail("compiling for cuda needs nvcc (the CUDA toolkit); '{}' was not found or did not run "
+         "(set KILN_NVCC to its path)",
+         nvccPath());
+  return version;
+}
+
+/// The command compiling one job into tmpObj (an object, or a fatbin for CUDA sources).
+std::string compileCommand(const Job &j, const fs::path &tmpObj) {
+  bool cuda = j.tool == codegen::SourceTool::CudaFatbin;
+  std::string cmd = cuda ? nvccPath() + " -fatbin" : std::string(compilerFor(j.source));
+  if (j.source.extension() == ".S") cmd = "gcc";
+  for (auto &f : j.flags)
+    cmd += " " + shellQuote(f);
+  cmd += (cuda ? " " : " -c ") + shellQuote(j.source.string()) + " -o " +
+         shellQuote(tmpObj.string());
+  return cmd;
+}
+
+/// An object defining `symbol` (64-byte aligned, hidden) with the bytes of file `bin`, and
+/// `<symbol>_size` holding their count.
+std::string incbinAsm(const std::string &symbol, const fs::path &bin, bool withSize) {
+  std::string s = "  .section .rodata\n  .balign 64\n  .globl " + symbol + "\n  .hidden " +
+                  symbol + "\n" + symbol + ":\n  .incbin \"" + bin.string() + "\"\n" + symbol +
+                  "_end:\n  .byte 0\n";
+  if (withSize)
+    s += "  .balign 8\n  .globl " + symbol + "_size\n  .hidden " + symbol + "_size\n" + symbol +
+         "_size:\n  .quad " + symbol + "_end - " + symbol + "\n";
+  return s + "  .section .note.GNU-stack,\"\",@progbits\n";
 }
 
 } // namespace
@@ -71,14 +134,28 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
   fs::path work = fs::path(cacheDir) /
                   ("build-" + std::to_string(getpid()) + "-" + hexHash(fnv1a(output)).substr(0, 8));
   fs::create_directories(work);
-  std::vector<std::string> common = {"-fPIC", "-fvisibility=hidden", "-I" KILN_INCLUDE_DIR};
-  std::string toolId = "gcc12;" KILN_INCLUDE_DIR; // part of every cache key
+  std::vector<std::string> common = {"-fPIC", "-fvisibility=hidden", "-I" + includeDir()};
+  // Part of every cache key: the compiler and the prelude every kernel includes.
+  std::string toolId = "gcc12;" + includeDir() + ";" +
+                       hexHash(fnv1a(readFile(fs::path(includeDir()) / "kiln/prelude.h")));
   std::vector<Job> all;
+  std::vector<Job> fatbins;
   for (const auto &src : gm.sources) {
     Job j;
     j.source = work / src.name;
+    j.tool = src.tool;
     writeFile(j.source, src.text);
     j.flags = src.flags;
+    if (j.tool == codegen::SourceTool::CudaFatbin) {
+      j.flags.push_back("-I" + includeDir());
+      std::string flagStr;
+      for (auto &f : j.flags)
+        flagStr += f + " ";
+      j.key = hexHash(fnv1a(src.text, fnv1a(flagStr + toolId + nvccVersion())));
+      j.object = cache / (j.key + ".fatbin");
+      fatbins.push_back(j);
+      continue;
+    }
     j.flags.insert(j.flags.end(), common.begin(), common.end());
     std::string flagStr;
     for (auto &f : j.flags)
@@ -89,7 +166,7 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
   }
   {
     Job entry;
-    entry.source = KILN_MODEL_ENTRY_SOURCE;
+    entry.source = entrySource();
     entry.flags = {"-O2", "-std=c99"};
     entry.flags.insert(entry.flags.end(), common.begin(), common.end());
     entry.key = hexHash(fnv1a(readFile(entry.source), fnv1a(toolId + "entry")));
@@ -108,15 +185,18 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
     }
     Job w;
     w.source = work / "weights.S";
-    writeFile(w.source, "  .section .rodata\n  .balign 64\n  .globl kiln_weights_blob\n"
-                        "  .hidden kiln_weights_blob\nkiln_weights_blob:\n  .incbin \"" +
-                            bin.string() +
-                            "\"\n  .byte 0\n  .section .note.GNU-stack,\"\",@progbits\n");
+    writeFile(w.source, incbinAsm("kiln_weights_blob", bin, false));
     w.key = wkey + "-S";
     w.object = cache / (w.key + ".o");
     all.push_back(w);
   }
   std::vector<Job *> pending;
+  for (Job &j : fatbins) {
+    if (fs::exists(j.object))
+      ++result.cacheHits;
+    else
+      pending.push_back(&j);
+  }
   for (Job &j : all) {
     if (fs::exists(j.object))
       ++result.cacheHits;
@@ -133,12 +213,7 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
       fs::path tmpObj = j.object;
       tmpObj += ".tmp" + std::to_string(getpid()) + "_" + std::to_string(i);
       fs::path log = work / (j.source.filename().string() + ".log");
-      std::string cmd = std::string(compilerFor(j.source));
-      if (j.source.extension() == ".S") cmd = "gcc";
-      for (auto &f : j.flags)
-        cmd += " " + shellQuote(f);
-      cmd += " -c " + shellQuote(j.source.string()) + " -o " + shellQuote(tmpObj.string()) +
-             " 2> " + shellQuote(log.string());
+      std::string cmd = compileCommand(j, tmpObj) + " 2> " + shellQuote(log.string());
       int rc = std::system(cmd.c_str());
       if (rc != 0) {
         std::lock_guard<std::mutex> lk(errMu);
@@ -158,13 +233,37 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
   result.compiled = pending.size();
   if (!firstError.empty())
     throw InternalError("kiln internal error: generated code did not compile (" + firstError + ")");
+  // The (one) CUDA fatbin becomes kiln_cuda_fatbin / kiln_cuda_fatbin_size in model.so.
+  KILN_ASSERT(fatbins.size() <= 1, "a model has one fatbin, got {}", fatbins.size());
+  for (const Job &fb : fatbins) {
+    fs::path asmFile = work / "cuda_fatbin.S", obj = cache / (fb.key + "-fatbin.o");
+    if (!fs::exists(obj)) {
+      writeFile(asmFile, incbinAsm("kiln_cuda_fatbin", fb.object, true));
+      fs::path tmpObj = obj;
+      tmpObj += ".tmp" + std::to_string(getpid());
+      std::string cmd = "gcc -c " + shellQuote(asmFile.string()) + " -o " +
+                        shellQuote(tmpObj.string()) + " 2> " +
+                        shellQuote((work / "fatbin.log").string());
+      if (std::system(cmd.c_str()) != 0)
+        throw InternalError("kiln internal error: embedding the CUDA fatbin failed:\n" +
+                            readFile(work / "fatbin.log").substr(0, 4000));
+      fs::rename(tmpObj, obj);
+    }
+    Job embed;
+    embed.object = obj;
+    all.push_back(embed);
+  }
   fs::path out = fs::absolute(output);
   fs::path tmpOut = out;
   tmpOut += ".tmp" + std::to_string(getpid());
-  std::string link = "g++ -shared -fopenmp -Wl,-z,now -o " + shellQuote(tmpOut.string());
+  std::string link = "g++ -shared";
+  for (const std::string &f : gm.linkFlags)
+    link += " " + shellQuote(f);
+  link += " -Wl,-z,now -o " + shellQuote(tmpOut.string());
   for (const Job &j : all)
     link += " " + shellQuote(j.object.string());
-  link += " -L" KILN_RT_LIB_DIR " -lkiln_rt -Wl,-rpath," KILN_RT_LIB_DIR " 2> " +
+  link += " -L" + shellQuote(runtimeLibDir()) + " -lkiln_rt -Wl,-rpath," +
+          shellQuote(runtimeLibDir()) + " 2> " +
           shellQuote((work / "link.log").string());
   if (std::system(link.c_str()) != 0) {
     std::error_code ec;

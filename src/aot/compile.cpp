@@ -36,19 +36,21 @@ CompileStats compileModel(const CompileOptions &opts) {
   };
   dumpAfter("import");
   // The pass pipeline (passes/pipeline.cpp): a flat list, each step one documented function.
-  passes::optimizeGraph(*graph, dumpAfter);
+  passes::optimizeGraph(*graph, dumpAfter, opts.target);
 
   loop::Program prog;
-  lower::Lowerer lowerer(*graph, prog);
+  lower::Lowerer lowerer(*graph, prog, opts.target);
   lowerer.lowerGraph();
   sched::eliminateDeadKernels(prog);
   sched::unrollSmallReductions(prog, ctx);
-  sched::formGroups(prog, ctx);
+  sched::formGroups(prog, ctx, opts.target);
+  sched::legalizeExterns(prog, opts.target);
   if (opts.printAfterAll) std::cerr << "// ---- loop IR ----\n" << loop::dump(prog);
 
   bool embed = !opts.externalWeights;
+  std::unique_ptr<codegen::DeviceOps> ops = codegen::makeDeviceOps(opts.target);
   codegen::GeneratedModel gm =
-      codegen::generateModel(*graph, prog, codegen::cpuDeviceOps(), opts.kernelsPerFile, embed);
+      codegen::generateModel(*graph, prog, *ops, opts.kernelsPerFile, embed);
   std::string cacheDir = opts.cacheDir.empty() ? defaultCacheDir() : opts.cacheDir;
   if (!embed) {
     // Written first under a temp name; renamed only after model.so links.

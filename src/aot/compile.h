@@ -2,6 +2,8 @@
 // build), and the AOT builder that turns generated sources into model.so.
 #pragma once
 
+#include "sched/target.h"
+
 #include "frontend/onnx/importer.h"
 
 #include <string>
@@ -18,6 +20,7 @@ struct CompileOptions {
   size_t kernelsPerFile = 24;
   int jobs = 0;             // parallel compiler processes; 0 = hardware threads
   bool keepSources = false; // leave the generated sources next to the output
+  sched::Target target;     // device and per-device choices (default: this CPU)
 };
 
 struct CompileStats {

@@ -40,7 +40,35 @@ void addCompileCommand(CLI::App &app) {
   cmd->add_option("--cache-dir", opts->cacheDir, "object cache (default ~/.cache/kiln)");
   cmd->add_option("-j,--jobs", opts->jobs, "parallel compiler processes");
   cmd->add_flag("--keep-sources", opts->keepSources, "keep generated sources in <output>.src/");
+  auto device = std::make_shared<std::string>("cpu");
+  auto archs = std::make_shared<std::string>("sm_80,sm_90");
+  auto tf32 = std::make_shared<bool>(false);
+  cmd->add_option("--device", *device, "cpu (default) or cuda: where model.so runs")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--cuda-arch", *archs,
+                  "with --device cuda: GPU architectures of the fatbin, e.g. sm_80,sm_90 "
+                  "(SASS for each, PTX of the last)");
+  cmd->add_flag("--allow-tf32", *tf32,
+                "with --device cuda: let fp32 MatMul/Conv use TF32 tensor cores (off by default: "
+                "results match PyTorch with TF32 off)");
   cmd->callback([=] {
+    if (*device == "cuda") {
+      std::vector<std::string> list;
+      std::regex arch("sm_[0-9]+[a-z]?");
+      for (size_t at = 0; at <= archs->size();) {
+        size_t comma = archs->find(',', at);
+        if (comma == std::string::npos) comma = archs->size();
+        std::string a = archs->substr(at, comma - at);
+        if (!std::regex_match(a, arch))
+          fail("--cuda-arch '{}': expected a list like sm_80,sm_90", *archs);
+        list.push_back(a);
+        at = comma + 1;
+      }
+      opts->target = sched::Target::cuda(list);
+      opts->target.allowTf32 = *tf32;
+    } else if (*tf32) {
+      fail("--allow-tf32 applies only with --device cuda");
+    }
     std::regex spec("([^=]+)=([0-9]+):([0-9]+)");
     for (const std::string &d : *dynamics) {
       std::smatch m;

@@ -2,31 +2,21 @@
 
 namespace kiln::loop {
 
-#define U_NAME(e, t, p)                                                                            \
+#define U_NAME(e, p)                                                                            \
   case UnaryOp::e:                                                                                 \
     return #e;
-#define U_TPL(e, t, p)                                                                             \
-  case UnaryOp::e:                                                                                 \
-    return t;
-#define U_PRED(e, t, p)                                                                            \
+#define U_PRED(e, p)                                                                            \
   case UnaryOp::e:                                                                                 \
     return p;
-#define B_NAME(e, t, p)                                                                            \
+#define B_NAME(e, p)                                                                            \
   case BinaryOp::e:                                                                                \
     return #e;
-#define B_TPL(e, t, p)                                                                             \
-  case BinaryOp::e:                                                                                \
-    return t;
-#define B_PRED(e, t, p)                                                                            \
+#define B_PRED(e, p)                                                                            \
   case BinaryOp::e:                                                                                \
     return p;
 
 const char *unaryName(UnaryOp op) {
   switch (op) { KILN_UNARY_OPS(U_NAME) }
-  return "?";
-}
-const char *unaryTemplate(UnaryOp op) {
-  switch (op) { KILN_UNARY_OPS(U_TPL) }
   return "?";
 }
 bool unaryIsPredicate(UnaryOp op) {
@@ -35,10 +25,6 @@ bool unaryIsPredicate(UnaryOp op) {
 }
 const char *binaryName(BinaryOp op) {
   switch (op) { KILN_BINARY_OPS(B_NAME) }
-  return "?";
-}
-const char *binaryTemplate(BinaryOp op) {
-  switch (op) { KILN_BINARY_OPS(B_TPL) }
   return "?";
 }
 bool binaryIsPredicate(BinaryOp op) {

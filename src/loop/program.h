@@ -88,11 +88,34 @@ struct Kernel {
   std::vector<Buffer *> writes() const;
 };
 
+/// How the CPU printer runs a group; decided by sched::scheduleGroups.
+struct CpuSchedule {
+  bool groupParallel = false;       // fused group: one OpenMP region over the shared loops
+  std::vector<bool> memberParallel; // per member without shared loops: its own region
+  int64_t minParallelWork = 16384;  // run-time work below which a region stays serial
+};
+
+/// How the CUDA printer maps a group onto threads; decided by sched::scheduleGroups.
+enum class CudaStrategy {
+  Elementwise,     // pointwise: one thread per output element (grid-stride)
+  ThreadPerOutput, // reduction over a short extent: one thread per output
+  BlockPerOutput,  // reduction: one block per output, shuffles + shared memory combine
+  BlockPerOuter    // fused group (softmax, layer norm): one block per shared outer point
+};
+struct CudaSchedule {
+  CudaStrategy strategy = CudaStrategy::Elementwise;
+  int block = 256;
+  bool index32 = false; // every index provably below 2^31: 32-bit index arithmetic
+  int64_t maxBlocks = int64_t(1) << 20; // grid-stride beyond this many blocks
+};
+
 /// Kernels executed as one function. With more than one member they share the loops
 /// over their first `outerRank` output dims (reduction epilogue fusion, sched/).
 struct KernelGroup {
   std::vector<Kernel *> kernels;
   size_t outerRank = 0;
+  CpuSchedule cpu;
+  CudaSchedule cuda;
   bool isExtern() const { return kernels.size() == 1 && kernels[0]->kind == KernelKind::Extern; }
   bool isCall() const { return kernels.size() == 1 && kernels[0]->kind == KernelKind::Call; }
 };

@@ -2,6 +2,8 @@
 // lazy LTensor per value. Realization decisions (what becomes a buffer) live here.
 #pragma once
 
+#include "sched/target.h"
+
 #include "ir/graph.h"
 #include "lower/tensor.h"
 
@@ -100,9 +102,11 @@ const OpInfo *findOp(const std::string &op);
 
 class Lowerer {
 public:
-  Lowerer(ir::Graph &g, loop::Program &p) : graph(g), prog(p) {}
+  Lowerer(ir::Graph &g, loop::Program &p, sched::Target t = sched::Target::cpu())
+      : graph(g), prog(p), target(std::move(t)) {}
   ir::Graph &graph;
   loop::Program &prog;
+  sched::Target target; // per-device lowering choices (conv layout)
   std::map<const ir::Value *, LTensor> env;
   std::map<const ir::Value *, LSequence> seqEnv; // sequence-typed values
   std::set<const ir::Value *> noneEnv;           // empty optionals (present ones are plain)

@@ -62,15 +62,18 @@ void lowerConv(OpCtx &c) {
   ir::Shape outShape{x.shape[0], wt.shape[0]};
   for (auto &o : w.out)
     outShape.push_back(o);
-  // Activations stay channels-last between convs: oneDNN's preferred layout on x86, so a
-  // chain of convs runs with no layout conversion at all.
-  loop::Buffer *xb = asChannelsLast(c, x).channelsLast;
+  // Activations stay channels-last between convs where the target wants it (oneDNN on x86:
+  // a chain of convs runs with no layout conversion at all); elsewhere NC[D]HW.
+  bool cl = c.lowerer().target.convChannelsLast;
+  loop::Buffer *xb = cl ? asChannelsLast(c, x).channelsLast : c.realize(x).buffer;
   LTensor wr = c.realize(wt);
   loop::Buffer *bias = c.has(2) ? c.realize(c.in(2)).buffer : nullptr;
-  loop::Buffer *residual = c.has(3) ? asChannelsLast(c, c.in(3)).channelsLast : nullptr;
-  loop::Buffer *out = c.prog().newBuffer(DType::Float32, channelsLastShape(outShape),
+  loop::Buffer *residual = !c.has(3) ? nullptr
+                           : cl      ? asChannelsLast(c, c.in(3)).channelsLast
+                                     : c.realize(c.in(3)).buffer;
+  loop::Buffer *out = c.prog().newBuffer(DType::Float32, cl ? channelsLastShape(outShape) : outShape,
                                          loop::BufferKind::Intermediate, "");
-  loop::Kernel *k = c.externKernel("kiln_shim_conv_v2");
+  loop::Kernel *k = c.externKernel(cl ? "kiln_shim_conv_v2" : "kiln_shim_conv_v1");
   k->ext.inputs = {xb, wr.buffer, bias, residual};
   k->ext.outputs = {out};
   k->ext.args = {kindArg(ExternArg::Kind::Site),
@@ -82,8 +85,8 @@ void lowerConv(OpCtx &c) {
                  bufArg(residual),
                  bufArg(out),
                  dimsArg(outShape),
-                 kindArg(ExternArg::Kind::Params),
-                 kindArg(ExternArg::Kind::Layout)};
+                 kindArg(ExternArg::Kind::Params)};
+  if (cl) k->ext.args.push_back(kindArg(ExternArg::Kind::Layout));
   k->ext.paramsType = "kiln_conv_params_v1";
   auto &p = k->ext.params;
   auto &sp = k->ext.symParams;
@@ -102,7 +105,7 @@ void lowerConv(OpCtx &c) {
     sp.push_back({fmt::format("pads_begin[{}]", d), w.padsBegin[d]});
     sp.push_back({fmt::format("pads_end[{}]", d), w.padsEnd[d]});
   }
-  c.out(0, fromChannelsLastBuffer(c.ctx(), out, outShape));
+  c.out(0, cl ? fromChannelsLastBuffer(c.ctx(), out, outShape) : fromBuffer(c.ctx(), out));
 }
 
 /// Batched matmul through the shim: a [.., M, K] x b [.., K, N] (+ row bias).

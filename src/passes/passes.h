@@ -3,6 +3,7 @@
 #pragma once
 
 #include "ir/graph.h"
+#include "sched/target.h"
 
 #include <functional>
 
@@ -10,7 +11,10 @@ namespace kiln::passes {
 
 /// The graph pipeline, a flat list of the passes below (the model's graph and every
 /// subgraph go through it); `after` is called with each pass's name (dumps).
-void optimizeGraph(ir::Graph &g, const std::function<void(const char *pass)> &after = nullptr);
+/// Device-specific fusions (oneDNN post-ops, the CPU attention shim) run only when the
+/// target wants them.
+void optimizeGraph(ir::Graph &g, const std::function<void(const char *pass)> &after = nullptr,
+                   const sched::Target &target = sched::Target::cpu());
 
 /// Infers every value's dtype and symbolic shape by lowering each node once, and folds
 /// what is known at compile time: full constants (small or all-constant subgraphs) and

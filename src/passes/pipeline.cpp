@@ -2,7 +2,8 @@
 
 namespace kiln::passes {
 
-void optimizeGraph(ir::Graph &g, const std::function<void(const char *)> &after) {
+void optimizeGraph(ir::Graph &g, const std::function<void(const char *)> &after,
+                   const sched::Target &target) {
   auto step = [&](const char *name, void (*pass)(ir::Graph &)) {
     pass(g);
     if (after) after(name);
@@ -11,8 +12,8 @@ void optimizeGraph(ir::Graph &g, const std::function<void(const char *)> &after)
   step("eliminateDeadCode", eliminateDeadCode);
   step("eliminateCommonSubexpressions", eliminateCommonSubexpressions);
   step("foldBatchNormIntoConv", foldBatchNormIntoConv);
-  step("fuseAttention", fuseAttention);
-  step("fuseExternEpilogues", fuseExternEpilogues);
+  if (target.fuseAttention) step("fuseAttention", fuseAttention);
+  if (target.fuseExternEpilogues) step("fuseExternEpilogues", fuseExternEpilogues);
   eliminateDeadCode(g);
   ir::verify(g);
 }

@@ -136,7 +136,7 @@ bool canJoin(const loop::KernelGroup &g, const loop::Kernel &k,
 
 } // namespace
 
-void formGroups(loop::Program &p, sym::Context &ctx) {
+void formGroups(loop::Program &p, sym::Context &ctx, const Target &t) {
   p.groups.clear();
   std::set<const loop::Buffer *> produced;
   for (auto &kp : p.kernels) {
@@ -158,6 +158,7 @@ void formGroups(loop::Program &p, sym::Context &ctx) {
     }
     p.groups.push_back(g);
   }
+  scheduleGroups(p, ctx, t);
 }
 
 MemoryPlan planMemory(const loop::Program &p, sym::Context &ctx) {

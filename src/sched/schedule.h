@@ -3,6 +3,7 @@
 #pragma once
 
 #include "loop/program.h"
+#include "sched/target.h"
 
 namespace kiln::sched {
 
@@ -17,7 +18,16 @@ void eliminateDeadKernels(loop::Program &p);
 /// Groups kernels for execution: each extern alone; a reduction followed by kernels
 /// that iterate the same outer dims and read the group's results only at the current
 /// outer point (softmax, layer norm) share one parallel outer loop nest.
-void formGroups(loop::Program &p, sym::Context &ctx);
+/// Then records the per-device decisions of each group (CpuSchedule, CudaSchedule) for the
+/// printers of target t.
+void formGroups(loop::Program &p, sym::Context &ctx, const Target &t = Target::cpu());
+
+/// The per-device part of formGroups alone (sched/device_schedule.cpp).
+void scheduleGroups(loop::Program &p, sym::Context &ctx, const Target &t);
+
+/// Maps extern calls to the shims of target t's device (cuBLASLt/cuDNN on CUDA) and refuses,
+/// naming the node, what that device cannot run (sched/legalize_externs.cpp).
+void legalizeExterns(loop::Program &p, const Target &t);
 
 struct Slot {
   sym::Expr bytes;

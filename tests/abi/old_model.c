@@ -80,5 +80,6 @@ const kiln_model_desc_v1 kiln_model_desc = {
     output_dims,
     run,
     NULL, /* not part of an ABI-1 descriptor */
-    NULL  /* not part of an ABI-1 descriptor */
+    NULL, /* not part of an ABI-1 descriptor */
+    NULL, 0, 0, NULL, NULL, NULL, NULL /* ABI-4 CUDA fields: not part of it either */
 };

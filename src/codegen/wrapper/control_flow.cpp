@@ -8,20 +8,6 @@
 
 namespace kiln::codegen {
 
-namespace {
-
-std::string cString(const std::string &s) {
-  std::string r = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') r += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) continue;
-    r += c;
-  }
-  return r + "\"";
-}
-
-} // namespace
-
 SubPrograms::SubPrograms(const loop::Program &top, sym::Context &ctx) : ctx_(ctx) {
   loop::collectSubPrograms(top, subs_);
   std::vector<const loop::Program *> progs{&top};
@@ -55,12 +41,12 @@ std::string SubPrograms::function(const loop::SubProgram &sub) const {
 
 void SubPrograms::printKernels(int firstId, std::vector<std::string> &sources,
                                const std::function<bool(sym::Expr)> &isSymbol,
-                               const SymbolNamer &name) {
+                               const SymbolNamer &name, const KernelBackend &backend) {
   int next = firstId;
   for (const loop::SubProgram *sub : subs_) {
     auto print = [&](const loop::KernelGroup &g) {
       KernelSignature sig = signatureOf(g, isSymbol);
-      sources.push_back(printCpuGroup(g, sig, name, ctx_));
+      sources.push_back(backend.printGroup(g, sig, name, ctx_).text);
       return sig;
     };
     for (const auto &k : sub->prog.kernels)
@@ -133,7 +119,7 @@ std::string SubPrograms::symbolKernelCalls(const loop::SubProgram &sub, size_t n
     for (const sym::Expr &s : sig.symbols)
       args.push_back(fmt::format("SS[{}]", index(s)));
     os << fmt::format("  {{ // shape values of {}\n    int64_t v[{}];\n    kiln_kernel_{}({});\n",
-                      sk.kernel->origin, sk.symbols.size(), sk.kernel->id, fmt::join(args, ", "));
+                      commentText(sk.kernel->origin), sk.symbols.size(), sk.kernel->id, fmt::join(args, ", "));
     for (size_t j = 0; j < sk.symbols.size(); ++j) {
       sym::Range r = ctx_.symbolRange(sk.symbols[j]);
       os << fmt::format("    SS[{0}] = v[{1}];\n    if (SS[{0}] < INT64_C({2}) || SS[{0}] > "
@@ -174,7 +160,7 @@ public:
       : k_(k), cf_(*k.call), site_(p.subs.site(&k)), p_(p) {}
 
   std::string print() {
-    os_ << "  { // " << k_.origin << ": " << cf_.origin << "\n";
+    os_ << "  { // " << commentText(k_.origin) << ": " << commentText(cf_.origin) << "\n";
     os_ << fmt::format("    int64_t SL[{}];\n", std::max<size_t>(p_.numSymbols, 1));
     if (p_.numSymbols)
       os_ << fmt::format("    memcpy(SL, {}, sizeof(int64_t) * {});\n", p_.symbols, p_.numSymbols);

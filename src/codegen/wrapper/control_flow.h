@@ -3,7 +3,6 @@
 // and each Call kernel real C++ control flow around calls of them.
 #pragma once
 
-#include "codegen/cpu/kernel_printer.h"
 #include "codegen/wrapper/device_ops.h"
 #include "loop/control_flow.h"
 #include "sched/schedule.h"
@@ -30,7 +29,8 @@ public:
 
   /// Numbers the sub-programs' kernels from `firstId` and prints them into `sources`.
   void printKernels(int firstId, std::vector<std::string> &sources,
-                    const std::function<bool(sym::Expr)> &isSymbol, const SymbolNamer &name);
+                    const std::function<bool(sym::Expr)> &isSymbol, const SymbolNamer &name,
+                    const KernelBackend &backend);
   const std::vector<KernelSignature> &signatures(const loop::SubProgram &sub) const {
     return sigs_.at(&sub);
   }

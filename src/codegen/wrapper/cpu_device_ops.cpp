@@ -8,8 +8,10 @@ namespace {
 
 class CpuDeviceOps final : public DeviceOps {
 public:
+  explicit CpuDeviceOps(const sched::Target &t) : backend_(makeCpuBackend(t.hostArch)) {}
   const char *deviceName() const override { return "cpu"; }
   std::string includes() const override { return "#include <omp.h>\n"; }
+  std::string runPrologue() const override { return ""; }
   std::string allocScratch(const std::string &var, const std::string &bytes) const override {
     return fmt::format("char *{0} = (char *)ctx->alloc(ctx->runner, (size_t)({1}));\n"
                        "  if (!{0} && ({1}) > 0) {{ snprintf(ctx->error, ctx->error_size, "
@@ -21,21 +23,36 @@ public:
                             const std::vector<std::string> &paramTypes) const override {
     return fmt::format("extern \"C\" void {}({});\n", name, fmt::join(paramTypes, ", "));
   }
-  std::string launchKernel(const std::string &name,
-                           const std::vector<std::string> &args) const override {
-    return fmt::format("{}({});\n", name, fmt::join(args, ", "));
+  std::string launchKernel(const LaunchCall &call) const override {
+    return fmt::format("{}({});\n", call.name, fmt::join(call.args, ", "));
+  }
+  std::string copy(const std::string &dst, const std::string &src,
+                   const std::string &bytes) const override {
+    return fmt::format("memcpy({}, {}, {});", dst, src, bytes);
+  }
+  std::string readToHost(const std::string &dst, const std::string &src,
+                         const std::string &bytes) const override {
+    return copy(dst, src, bytes);
   }
   std::string synchronize() const override { return ""; }
-  std::vector<std::string> kernelFlags() const override {
-    return {"-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"};
+  const KernelBackend &kernelBackend() const override { return *backend_; }
+  const KernelBackend &hostBackend() const override { return *backend_; }
+  std::vector<std::string> wrapperFlags() const override { return {"-O2", "-fopenmp"}; }
+  std::vector<std::string> linkFlags() const override { return {"-fopenmp"}; }
+  int minAbi() const override { return 2; }
+  std::string descriptorKernelFields(const std::string &, size_t) const override {
+    return "nullptr, 0, 0, nullptr";
   }
+  std::string deviceArch() const override { return "nullptr"; }
+
+private:
+  std::unique_ptr<KernelBackend> backend_;
 };
 
 } // namespace
 
-const DeviceOps &cpuDeviceOps() {
-  static const CpuDeviceOps ops;
-  return ops;
+std::unique_ptr<DeviceOps> makeCpuDeviceOps(const sched::Target &t) {
+  return std::make_unique<CpuDeviceOps>(t);
 }
 
 } // namespace kiln::codegen

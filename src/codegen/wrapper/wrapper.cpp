@@ -1,6 +1,5 @@
 #include "codegen/wrapper/wrapper.h"
 
-#include "codegen/cpu/kernel_printer.h"
 #include "codegen/wrapper/control_flow.h"
 #include "kiln/shim.h"
 #include "sched/schedule.h"
@@ -38,19 +37,6 @@ ModelSymbols collectModelSymbols(const ir::Graph &g, const loop::Program &p) {
 
 namespace {
 
-std::string cString(const std::string &s) {
-  std::string r = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') r += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      r += fmt::format("\\{:03o}", static_cast<unsigned char>(c));
-      continue;
-    }
-    r += c;
-  }
-  return r + "\"";
-}
-
 std::string dlType(DType t) {
   return fmt::format("{{{}, {}, 1}}", dtypeDLCode(t), dtypeBits(t));
 }
@@ -85,16 +71,24 @@ public:
   GeneratedModel generate(size_t perFile, bool embed) {
     GeneratedModel gm;
     packWeights(gm.weights);
+    const KernelBackend &device = ops_.kernelBackend(), &host = ops_.hostBackend();
     std::vector<KernelSignature> sigs(p_.groups.size());
-    std::vector<std::string> kernelSources;
+    launches_.assign(p_.groups.size(), {});
+    kernelIndex_.assign(p_.groups.size(), -1);
+    std::vector<std::string> deviceSources, hostSources;
+    auto namer = [this](sym::Expr s) { return symName(s); };
     for (size_t gi = 0; gi < p_.groups.size(); ++gi) {
       const loop::KernelGroup &g = p_.groups[gi];
       if (g.isExtern() || g.isCall()) continue;
       sigs[gi] = signatureOf(g, [this](sym::Expr s) { return isModelSymbol(s); });
-      kernelSources.push_back(printCpuGroup(
-          g, sigs[gi], [this](sym::Expr s) { return symName(s); }, ctx_));
+      KernelSource ks = device.printGroup(g, sigs[gi], namer, ctx_);
+      deviceSources.push_back(std::move(ks.text));
+      launches_[gi] = std::move(ks.launch);
+      kernelIndex_[gi] = static_cast<int>(kernelNames_.size());
+      kernelNames_.push_back(fmt::format("kiln_kernel_{}", g.kernels.front()->id));
     }
-    // Symbol kernels are named after the (renumbered) model kernels.
+    // Symbol kernels run on the host in bind_shapes; named after the (renumbered) kernels.
+    std::vector<std::string> &symbolSources = &host == &device ? deviceSources : hostSources;
     symbolSigs_.resize(p_.symbolKernels.size());
     for (size_t i = 0; i < p_.symbolKernels.size(); ++i) {
       loop::Kernel *k = p_.symbolKernels[i].kernel.get();
@@ -102,29 +96,23 @@ public:
       loop::KernelGroup g;
       g.kernels = {k};
       symbolSigs_[i] = signatureOf(g, [this](sym::Expr s) { return isModelSymbol(s); });
-      kernelSources.push_back(printCpuGroup(
-          g, symbolSigs_[i], [this](sym::Expr s) { return symName(s); }, ctx_));
+      symbolSources.push_back(host.printGroup(g, symbolSigs_[i], namer, ctx_).text);
     }
     cf_.emplace(p_, ctx_);
     cf_->printKernels(
-        static_cast<int>(p_.kernels.size() + p_.symbolKernels.size()), kernelSources,
-        [this](sym::Expr s) { return isModelSymbol(s); },
-        [this](sym::Expr s) { return symName(s); });
-    std::vector<std::string> flags = ops_.kernelFlags();
-    for (size_t i = 0; i < kernelSources.size(); i += perFile) {
-      SourceFile f;
-      f.name = fmt::format("kernels_{}.cpp", i / perFile);
-      f.text = "#include \"kiln/prelude.h\"\n#include <limits>\n\n";
-      for (size_t j = i; j < std::min(kernelSources.size(), i + perFile); ++j)
-        f.text += kernelSources[j];
-      f.flags = flags;
+        static_cast<int>(p_.kernels.size() + p_.symbolKernels.size()), deviceSources,
+        [this](sym::Expr s) { return isModelSymbol(s); }, namer, device);
+    for (SourceFile &f : device.sourceFiles(deviceSources, perFile))
       gm.sources.push_back(std::move(f));
-    }
+    if (!hostSources.empty())
+      for (SourceFile &f : host.sourceFiles(hostSources, perFile))
+        gm.sources.push_back(std::move(f));
     SourceFile w;
     w.name = "wrapper.cpp";
     w.text = wrapperSource(sigs, embed);
-    w.flags = {"-O2", "-fopenmp"};
+    w.flags = ops_.wrapperFlags();
     gm.sources.push_back(std::move(w));
+    gm.linkFlags = ops_.linkFlags();
     return gm;
   }
 
@@ -182,7 +170,7 @@ private:
     for (size_t i = 0; i < p_.symbolKernels.size(); ++i) {
       const loop::SymbolKernel &sk = p_.symbolKernels[i];
       const KernelSignature &sig = symbolSigs_[i];
-      os << fmt::format("  {{ // shape values of {}\n    int64_t v[{}];\n", sk.kernel->origin,
+      os << fmt::format("  {{ // shape values of {}\n    int64_t v[{}];\n", commentText(sk.kernel->origin),
                         sk.symbols.size());
       std::vector<std::string> args;
       for (loop::Buffer *b : sig.buffers) {
@@ -313,7 +301,7 @@ private:
   std::string externCall(const loop::Kernel &k, int &scopeCounter) {
     std::ostringstream os;
     const loop::ExternCall &e = k.ext;
-    os << "  { // " << e.function << " for " << k.origin << "\n";
+    os << "  { // " << e.function << " for " << commentText(k.origin) << "\n";
     if (!e.paramsType.empty())
       os << "    " << e.paramsType << " p;\n    memset(&p, 0, sizeof p);\n";
     for (auto &[field, value] : e.params)
@@ -376,8 +364,9 @@ private:
     ++scopeCounter;
     os << "    int st = " << e.function << "(ctx->runner, "
        << fmt::format("{}", fmt::join(args, ", ")) << ");\n";
-    os << "    if (st) { snprintf(ctx->error, ctx->error_size, \"%s (in " << k.origin
-       << ")\", kiln_rt_last_error()); return st; }\n  }\n";
+    os << "    if (st) { snprintf(ctx->error, ctx->error_size, \"%s (in %s)\", "
+          "kiln_rt_last_error(), "
+       << cString(k.origin) << "); return st; }\n  }\n";
     return os.str();
   }
 
@@ -385,6 +374,7 @@ private:
   std::string runBody(const loop::Program &p, const std::vector<KernelSignature> &sigs,
                       const loop::SubProgram *sub) {
     std::ostringstream os;
+    os << ops_.runPrologue();
     os << "  (void)inputs; (void)outputs; (void)constants;\n";
     size_t nsym = sub ? numSymbols() : syms_.symbols.size();
     bool own = sub && !p.symbolKernels.empty();
@@ -413,6 +403,7 @@ private:
       os << cf_->prologue(*sub, ops_, [this](sym::Expr e) { return cpp(e); });
     } else {
       plan = sched::planMemory(p, ctx_);
+      topPlan_ = plan;
       for (size_t s = 0; s < plan.slots.size(); ++s)
         os << "  " << ops_.allocScratch(fmt::format("slot{}", s), cpp(plan.slots[s].bytes));
     }
@@ -454,12 +445,22 @@ private:
         continue;
       }
       const KernelSignature &sig = sigs[gi];
-      std::vector<std::string> args;
+      LaunchCall call;
+      call.name = fmt::format("kiln_kernel_{}", k->id);
       for (loop::Buffer *b : sig.buffers)
-        args.push_back(bufferExpr(b));
+        call.args.push_back(bufferExpr(b));
       for (const sym::Expr &s : sig.symbols)
-        args.push_back(symName(s));
-      os << "  " << ops_.launchKernel(fmt::format("kiln_kernel_{}", k->id), args);
+        call.args.push_back(symName(s));
+      call.argTypes = parameterTypes(sig);
+      if (!sub) {
+        const LaunchSpec &spec = launches_[gi];
+        call.index = kernelIndex_[gi];
+        for (const sym::Expr &e : spec.grid)
+          call.grid.push_back(cpp(e));
+        std::copy(spec.block, spec.block + 3, call.block);
+        call.sharedBytes = spec.sharedBytes;
+      }
+      os << "  " << ops_.launchKernel(call);
     }
     if (!sub) {
       os << "  " << ops_.synchronize();
@@ -534,13 +535,15 @@ private:
             "int64_t *, void *const *) {\n  snprintf(ctx->error, ctx->error_size, \"this model "
             "has data-dependent output dims; it needs libkiln_rt with ABI 3 or newer\");\n  "
             "return KILN_ERR_VERSION_MISMATCH;\n}\n\n";
+    os << deviceTables();
     if (embed) {
       os << "extern \"C\" const uint8_t kiln_weights_blob[];\n";
     }
     os << "extern \"C\" __attribute__((visibility(\"hidden\"))) const kiln_model_desc_v1 "
           "kiln_model_desc = {\n";
     // The lowest ABI that has what the model uses, so older runtimes keep loading it.
-    os << "  sizeof(kiln_model_desc_v1), " << (late ? 3 : 2) << ", " << shimVersion() << ", "
+    int abi = std::max(ops_.minAbi(), late ? 3 : 2);
+    os << "  sizeof(kiln_model_desc_v1), " << abi << ", " << shimVersion() << ", "
        << cString(ops_.deviceName()) << ",\n";
     os << fmt::format("  {}, {}, {}, {},\n", syms_.symbols.size(), p_.inputs.size(),
                       p_.outputs.size(), p_.constants.size());
@@ -550,7 +553,39 @@ private:
     os << (late ? "  bind_shapes, output_dims, run_needs_abi3,\n"
                 : "  bind_shapes, output_dims, run_impl,\n");
     os << (readsInputData() ? "  bind_impl,\n" : "  nullptr,\n");
-    os << (late ? "  run_impl,\n" : "  nullptr,\n") << "};\n";
+    os << (late ? "  run_impl,\n" : "  nullptr,\n");
+    os << "  " << ops_.descriptorKernelFields("kernel_names", kernelNames_.size()) << ",\n";
+    os << "  scratch_bytes, input_data_on_host, " << ops_.deviceArch() << "\n};\n";
+    return os.str();
+  }
+
+  /// The ABI-4 tables: kernel names by launch index, the run's scratch size, and which
+  /// inputs bind_shapes reads the data of.
+  std::string deviceTables() const {
+    std::ostringstream os;
+    std::vector<std::string> names;
+    for (const std::string &n : kernelNames_)
+      names.push_back(cString(n));
+    if (names.empty()) names.push_back("nullptr");
+    os << fmt::format("static const char *const kernel_names[] = {{{}}};\n", fmt::join(names, ", "));
+    os << "static uint64_t scratch_bytes(const int64_t *S) {\n";
+    for (size_t s = 0; s < syms_.symbols.size(); ++s)
+      os << fmt::format("  const int64_t S{0} = S[{0}]; (void)S{0};\n", s);
+    os << "  (void)S;\n  uint64_t total = 0;\n";
+    // Each slot rounded as the runtime's arena rounds allocations.
+    for (const sched::Slot &slot : topPlan_.slots)
+      os << fmt::format("  total += ((uint64_t)({}) + 255) / 256 * 256;\n", cpp(slot.bytes));
+    os << "  return total;\n}\n";
+    std::vector<std::string> flags(std::max<size_t>(p_.inputs.size(), 1), "0");
+    for (const ir::DataSymbol &ds : g_.dataSymbols) {
+      size_t in = std::find(g_.inputs.begin(), g_.inputs.end(), ds.input) - g_.inputs.begin();
+      if (in < p_.inputs.size()) flags[in] = "1";
+    }
+    for (const loop::SymbolKernel &sk : p_.symbolKernels)
+      for (const loop::Buffer *b : sk.kernel->reads())
+        if (b->kind == loop::BufferKind::Input) flags.at(b->index) = "1";
+    os << fmt::format("static const int32_t input_data_on_host[] = {{{}}};\n\n",
+                      fmt::join(flags, ", "));
     return os.str();
   }
 
@@ -591,6 +626,10 @@ private:
   std::vector<KernelSignature> symbolSigs_;
   std::optional<SubPrograms> cf_; // control flow (codegen/wrapper/control_flow.h)
   std::vector<size_t> offsets_;
+  std::vector<LaunchSpec> launches_; // per group of p_
+  std::vector<int> kernelIndex_;     // per group: position in kernelNames_, -1 for none
+  std::vector<std::string> kernelNames_;
+  sched::MemoryPlan topPlan_;
 };
 
 } // namespace

@@ -12,14 +12,9 @@
 
 namespace kiln::codegen {
 
-struct SourceFile {
-  std::string name; // e.g. "kernels_0.cpp"
-  std::string text;
-  std::vector<std::string> flags;
-};
-
 struct GeneratedModel {
   std::vector<SourceFile> sources;
+  std::vector<std::string> linkFlags; // extra flags of the model.so link
   std::vector<uint8_t> weights; // constants, 64-byte aligned, in constant order
 };
 

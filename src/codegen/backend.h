@@ -1,0 +1,55 @@
+// The kernel-backend interface: a scheduled kernel group in, source text and a launch spec
+// out, plus how the printed kernels become source files and which tool compiles them.
+// codegen/cpu (C++ + OpenMP) and codegen/cuda (CUDA C++) implement it; a Triton backend
+// would too (its tool: a Python driver emitting cubin).
+#pragma once
+
+#include "codegen/common/c_printer.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace kiln::sched {
+struct Target;
+}
+
+namespace kiln::codegen {
+
+/// The tool a source file is built with (aot/builder.cpp maps each to a command line).
+enum class SourceTool {
+  HostCxx,   // g++ -c → object linked into model.so
+  CudaFatbin // nvcc -fatbin → one blob embedded in model.so (kiln_cuda_fatbin)
+};
+
+struct SourceFile {
+  std::string name; // e.g. "kernels_0.cpp"
+  std::string text;
+  std::vector<std::string> flags;
+  SourceTool tool = SourceTool::HostCxx;
+};
+
+struct KernelSource {
+  std::string text;
+  LaunchSpec launch;
+};
+
+class KernelBackend {
+public:
+  virtual ~KernelBackend() = default;
+  virtual const char *name() const = 0;
+  /// Prints group g as the function `kiln_kernel_<id of its first kernel>`.
+  virtual KernelSource printGroup(const loop::KernelGroup &g, const KernelSignature &sig,
+                                  const SymbolNamer &modelSymbol, sym::Context &ctx) const = 0;
+  /// Source files holding `kernels` (printed texts), `perFile` kernels a file where the
+  /// backend splits them, each with its tool and flags.
+  virtual std::vector<SourceFile> sourceFiles(const std::vector<std::string> &kernels,
+                                              size_t perFile) const = 0;
+};
+
+/// C++ with OpenMP over outer loops and `omp simd` inner loops, built for `hostArch`.
+std::unique_ptr<KernelBackend> makeCpuBackend(const std::string &hostArch);
+/// CUDA C++ kernels launched with cuLaunchKernel, built into one fatbin for `target`'s archs.
+std::unique_ptr<KernelBackend> makeCudaBackend(const sched::Target &target);
+
+} // namespace kiln::codegen

@@ -1,0 +1,287 @@
+#include "codegen/common/c_printer.h"
+
+#include "support/error.h"
+
+#include <cmath>
+#include <fmt/format.h>
+#include <set>
+
+namespace kiln::codegen {
+
+const char *computeType(DType t) {
+  if (t == DType::Float16 || t == DType::BFloat16) return "float";
+  return dtypeCType(t);
+}
+
+namespace {
+
+void collectSyms(sym::Expr e, std::set<const sym::Node *> &out) {
+  if (e.isSymbol()) {
+    out.insert(e.node());
+    return;
+  }
+  for (size_t i = 0; i < e.numOps(); ++i)
+    collectSyms(e.op(i), out);
+}
+
+void collectVSyms(const loop::VRef &v, std::set<const sym::Node *> &out,
+                  std::set<const loop::VNode *> &seen) {
+  if (!seen.insert(v.get()).second) return; // a shared node: its symbols are in already
+  if (v->kind == loop::VKind::SymInt || v->kind == loop::VKind::Load) collectSyms(v->sym, out);
+  for (auto &[var, val] : v->indirect)
+    collectVSyms(val, out, seen);
+  for (auto &a : v->args)
+    collectVSyms(a, out, seen);
+}
+
+void collectVSyms(const loop::VRef &v, std::set<const sym::Node *> &out) {
+  std::set<const loop::VNode *> seen;
+  collectVSyms(v, out, seen);
+}
+
+std::string replaceAll(std::string tpl, const std::string &var, const std::string &val) {
+    std::string out;
+    for (size_t i = 0; i < tpl.size(); ++i) {
+      bool ident =
+          tpl.compare(i, var.size(), var) == 0 &&
+          (i == 0 || !(std::isalnum((unsigned char)tpl[i - 1]) || tpl[i - 1] == '_')) &&
+          (i + var.size() >= tpl.size() ||
+           !(std::isalnum((unsigned char)tpl[i + var.size()]) || tpl[i + var.size()] == '_'));
+      if (ident) {
+        out += val;
+        i += var.size() - 1;
+      } else {
+        out += tpl[i];
+      }
+    }
+    return out;
+  }
+std::string substitute2(const std::string &tpl, const std::string &a,
+                                 const std::string &b) {
+    // Two-step through placeholders so `b` inside `a` is not re-substituted.
+    std::string s = replaceAll(tpl, "a", "\x01");
+    s = replaceAll(s, "b", "\x02");
+    std::string out;
+    for (char ch : s)
+      out += ch == '\x01' ? a : ch == '\x02' ? b : std::string(1, ch);
+    return out;
+  }
+
+} // namespace
+
+std::string literal(DType t, const loop::VRef &v) {
+  if (t == DType::Bool) return v->ival ? "true" : "false";
+  if (isFloat(t)) {
+    double x = v->fval;
+    const char *ct = computeType(t);
+    if (std::isnan(x)) return fmt::format("(({})NAN)", ct);
+    if (std::isinf(x))
+      return x > 0 ? fmt::format("(({})INFINITY)", ct) : fmt::format("(-({})INFINITY)", ct);
+    if (t == DType::Float64)
+      return fmt::format("{:.17g}", x) + (std::floor(x) == x && std::fabs(x) < 1e15 ? ".0" : "");
+    return fmt::format("{:.9g}f", x).find_first_of(".e") == std::string::npos
+               ? fmt::format("{:.9g}.0f", x)
+               : fmt::format("{:.9g}f", x);
+  }
+  if (t == DType::UInt64) return fmt::format("UINT64_C({})", static_cast<uint64_t>(v->ival));
+  return fmt::format("(({})INT64_C({}))", dtypeCType(t), v->ival);
+}
+
+std::string storeExpr(const loop::Buffer *b, const std::string &v) {
+  if (b->dtype == DType::Float16) return "kiln_f2h(" + v + ")";
+  if (b->dtype == DType::BFloat16) return "kiln_f2bf(" + v + ")";
+  return fmt::format("({}){}", dtypeCType(b->dtype), v);
+}
+
+std::string cString(const std::string &s) {
+  std::string r = "\"";
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\' || c == '?') {
+      r += '\\';
+      r += c;
+    } else if (u < 0x20 || u >= 0x7f) {
+      r += fmt::format("\\{:03o}", u);
+    } else {
+      r += c;
+    }
+  }
+  return r + "\"";
+}
+
+std::string commentText(const std::string &s) {
+  std::string r = s;
+  for (char &c : r) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u >= 0x7f || c == '\\') c = '?';
+  }
+  return r;
+}
+
+std::string reduceInit(loop::ReduceOp op, DType acc) {
+  switch (op) {
+  case loop::ReduceOp::Sum:
+    return "0";
+  case loop::ReduceOp::Prod:
+    return "1";
+  case loop::ReduceOp::Max:
+  case loop::ReduceOp::ArgMax:
+    return isFloat(acc) ? "-INFINITY" : "std::numeric_limits<ACC>::lowest()";
+  case loop::ReduceOp::Min:
+  case loop::ReduceOp::ArgMin:
+    return isFloat(acc) ? "INFINITY" : "std::numeric_limits<ACC>::max()";
+  }
+  return "0";
+}
+
+std::string ValuePrinter::symCpp(sym::Expr e) {
+    return sym::toCpp(e, [this](sym::Expr s) {
+      auto it = locals_.find(s.node());
+      if (it != locals_.end()) return it->second;
+      return model_(s);
+    });
+  }
+
+std::string ValuePrinter::emit(const loop::VRef &v) {
+    auto it = names_.find(v.get());
+    if (it != names_.end()) return it->second;
+    std::string expr = build(v);
+    std::string name = fmt::format("t{}", counter_++);
+    os_ << indent_ << "const " << computeType(v->dtype) << " " << name << " = " << expr << ";\n";
+    names_[v.get()] = name;
+    return name;
+  }
+
+std::string ValuePrinter::build(const loop::VRef &v) {
+    using loop::VKind;
+    switch (v->kind) {
+    case VKind::Const:
+      return literal(v->dtype, v);
+    case VKind::SymInt:
+      return fmt::format("(({})({}))", computeType(v->dtype), symCpp(v->sym));
+    case VKind::Load: {
+      for (auto &[var, val] : v->indirect) {
+        if (locals_.count(var.node())) continue;
+        std::string vv = emit(val);
+        std::string name = fmt::format("x{}", counter_++);
+        os_ << indent_ << "const int64_t " << name << " = (int64_t)" << vv << ";\n";
+        locals_[var.node()] = name;
+      }
+      std::string ref = fmt::format("{}[{}]", v->buf->name, symCpp(v->sym));
+      if (v->buf->dtype == DType::Float16) return "kiln_h2f(" + ref + ")";
+      if (v->buf->dtype == DType::BFloat16) return "kiln_bf2f(" + ref + ")";
+      return ref;
+    }
+    case VKind::Unary: {
+      std::string a = emit(v->args[0]);
+      std::string tpl = unaryText(v->uop);
+      return replaceAll(tpl, "a", a);
+    }
+    case VKind::Binary: {
+      std::string a = emit(v->args[0]), b = emit(v->args[1]);
+      std::string tpl = binaryText(v->bop);
+      return substitute2(tpl, a, b);
+    }
+    case VKind::Select: {
+      std::string c = emit(v->args[0]), a = emit(v->args[1]), b = emit(v->args[2]);
+      return fmt::format("({} ? {} : {})", c, a, b);
+    }
+    case VKind::Cast: {
+      std::string a = emit(v->args[0]);
+      DType from = v->args[0]->dtype, to = v->dtype;
+      if (to == DType::Bool) return fmt::format("({} != 0)", a);
+      if (isFloat(from) && !isFloat(to)) return fmt::format("kiln_f2i<{}>({})", computeType(to), a);
+      return fmt::format("(({}){})", computeType(to), a);
+    }
+    }
+    return "?";
+  }
+
+std::vector<std::string> parameterTypes(const KernelSignature &sig) {
+  std::vector<std::string> types;
+  for (size_t i = 0; i < sig.buffers.size(); ++i)
+    types.push_back(
+        fmt::format("{}{} *", sig.written[i] ? "" : "const ", dtypeCType(sig.buffers[i]->dtype)));
+  types.insert(types.end(), sig.symbols.size(), "int64_t");
+  return types;
+}
+
+KernelSignature signatureOf(const loop::KernelGroup &g,
+                            const std::function<bool(sym::Expr)> &isModelSymbol) {
+  KernelSignature sig;
+  std::set<const sym::Node *> syms;
+  auto addBuffer = [&](loop::Buffer *b, bool written) {
+    for (size_t i = 0; i < sig.buffers.size(); ++i)
+      if (sig.buffers[i] == b) {
+        sig.written[i] = sig.written[i] || written;
+        return;
+      }
+    sig.buffers.push_back(b);
+    sig.written.push_back(written);
+  };
+  for (const loop::Kernel *k : g.kernels) {
+    for (loop::Buffer *b : k->reads())
+      addBuffer(b, false);
+    addBuffer(k->out, true);
+    collectVSyms(k->body, syms);
+    for (const sym::Expr &d : k->out->shape)
+      collectSyms(d, syms);
+    for (const sym::Expr &d : k->rsizes)
+      collectSyms(d, syms);
+  }
+  std::map<uint64_t, sym::Expr> ordered;
+  for (const sym::Node *n : syms)
+    if (isModelSymbol(sym::Expr(n))) ordered[n->id] = sym::Expr(n);
+  for (auto &[id, e] : ordered)
+    sig.symbols.push_back(e);
+  return sig;
+}
+
+} // namespace kiln::codegen
+
+namespace kiln::codegen {
+
+std::string accumulateStmt(const loop::Kernel &k, const std::string &v, const std::string &flat) {
+  bool fl = isFloat(k.accDtype);
+  switch (k.rop) {
+  case loop::ReduceOp::Sum:
+    return "acc += " + v + ";";
+  case loop::ReduceOp::Prod:
+    return "acc *= " + v + ";";
+  case loop::ReduceOp::Max: // NaN wins, as in ONNX Runtime and numpy
+    return fl ? fmt::format("acc = ({0} > acc || {0} != {0}) ? {0} : acc;", v)
+              : fmt::format("acc = {0} > acc ? {0} : acc;", v);
+  case loop::ReduceOp::Min:
+    return fl ? fmt::format("acc = ({0} < acc || {0} != {0}) ? {0} : acc;", v)
+              : fmt::format("acc = {0} < acc ? {0} : acc;", v);
+  case loop::ReduceOp::ArgMax:
+  case loop::ReduceOp::ArgMin: {
+    // Strict comparison keeps the first index of the extreme value (ONNX default).
+    const char *cmp = k.rop == loop::ReduceOp::ArgMax ? (k.lastIndex ? ">=" : ">")
+                                                      : (k.lastIndex ? "<=" : "<");
+    return fmt::format("if ({0} {1} acc) {{ acc = {0}; best = {2}; }}", v, cmp, flat);
+  }
+  }
+  return "";
+}
+
+std::string combineStmt(const loop::Kernel &k, const std::string &ov, const std::string &ob) {
+  switch (k.rop) {
+  case loop::ReduceOp::Sum:
+  case loop::ReduceOp::Prod:
+  case loop::ReduceOp::Max:
+  case loop::ReduceOp::Min:
+    return accumulateStmt(k, ov, "");
+  case loop::ReduceOp::ArgMax:
+  case loop::ReduceOp::ArgMin: {
+    const char *cmp = k.rop == loop::ReduceOp::ArgMax ? ">" : "<";
+    // Equal values: the smaller index wins (first occurrence), or the larger one.
+    return fmt::format("if ({0} {1} acc || ({0} == acc && {2} {3} best)) {{ acc = {0}; best = "
+                       "{2}; }}",
+                       ov, cmp, ob, k.lastIndex ? ">" : "<");
+  }
+  }
+  return "";
+}
+
+} // namespace kiln::codegen

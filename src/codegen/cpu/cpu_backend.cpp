@@ -1,0 +1,225 @@
+// The CPU kernel backend: each fused group becomes one C++ function with OpenMP over its
+// outer loops (where sched/ said so) and an innermost `omp simd` loop GCC vectorizes. The
+// wrapper calls it directly as `kiln_kernel_<id>(buffers..., symbols...)`.
+#include "codegen/backend.h"
+
+#include "support/error.h"
+
+#include <fmt/format.h>
+
+namespace kiln::codegen {
+
+namespace {
+
+/// Prints one kernel's loops below the first `shared` output dims, which an enclosing
+/// group loop already iterates (as i0..i{shared-1}). With shared == 0 the kernel
+/// parallelises its own outer loops.
+class MemberPrinter {
+public:
+  MemberPrinter(std::ostringstream &os, const loop::Kernel &k, size_t shared, bool parallel,
+                int64_t minWork, const SymbolNamer &model, sym::Context &ctx)
+      : os_(os), k_(k), shared_(shared), model_(model), ctx_(ctx), serial_(!parallel),
+        minWork_(minWork) {}
+
+  void print(std::string indent) {
+    for (size_t d = 0; d < k_.vars.size(); ++d)
+      locals_[k_.vars[d].node()] = fmt::format("i{}", d);
+    for (size_t d = 0; d < k_.rvars.size(); ++d)
+      locals_[k_.rvars[d].node()] = fmt::format("r{}", d);
+    const ir::Shape &oshape = k_.out->shape;
+    sym::Expr work = ctx_.constant(1);
+    for (auto &d : oshape)
+      work = work * d;
+    for (auto &d : k_.rsizes)
+      work = work * d;
+    parallelIf_ = fmt::format("if({} >= {})", sizeCpp(work), minWork_);
+    outIdx_ = sym::toCpp(loop::linearIndex(ctx_, k_.vars, oshape), [&](sym::Expr s) {
+      auto it = locals_.find(s.node());
+      return it != locals_.end() ? it->second : model_(s);
+    });
+    size_t rank = k_.vars.size();
+    bool pointwise = k_.kind == loop::KernelKind::Pointwise;
+    // Own outer loops: all but the innermost for pointwise; all output dims for reductions.
+    size_t outerEnd = pointwise ? (rank > 0 ? rank - 1 : 0) : rank;
+    if (outerEnd < shared_) outerEnd = shared_;
+    size_t own = outerEnd - shared_;
+    if (own > 0 && shared_ == 0 && !serial_)
+      os_ << indent << "#pragma omp parallel for "
+          << (own > 1 ? fmt::format("collapse({}) ", own) : "") << parallelIf_ << "\n";
+    for (size_t d = shared_; d < outerEnd; ++d) {
+      os_ << indent
+          << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0}) {{\n", d, sizeCpp(oshape[d]));
+      indent += "  ";
+    }
+    if (pointwise)
+      printPointwise(indent, rank, outerEnd);
+    else
+      printReduction(indent, rank);
+    for (size_t d = shared_; d < outerEnd; ++d) {
+      indent.resize(indent.size() - 2);
+      os_ << indent << "}\n";
+    }
+  }
+
+private:
+  std::string sizeCpp(sym::Expr e) { return sym::toCpp(e, model_); }
+
+  void printPointwise(std::string indent, size_t rank, size_t outerEnd) {
+    bool inner = rank > outerEnd;
+    if (inner) {
+      if (outerEnd == 0 && shared_ == 0 && !serial_)
+        os_ << indent << "#pragma omp parallel for simd " << parallelIf_ << "\n";
+      else
+        os_ << indent << "#pragma omp simd\n";
+      os_ << indent
+          << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0}) {{\n", rank - 1,
+                         sizeCpp(k_.out->shape[rank - 1]));
+      indent += "  ";
+    }
+    ValuePrinter bp(os_, indent, model_, locals_);
+    std::string v = bp.emit(k_.body);
+    os_ << indent << k_.out->name << "[" << outIdx_ << "] = " << storeExpr(k_.out, v) << ";\n";
+    if (inner) {
+      indent.resize(indent.size() - 2);
+      os_ << indent << "}\n";
+    }
+  }
+
+  void printReduction(std::string indent, size_t rank) {
+    const char *acc = computeType(k_.accDtype);
+    bool arg = k_.rop == loop::ReduceOp::ArgMax || k_.rop == loop::ReduceOp::ArgMin;
+    std::string init = reduceInit(k_.rop, k_.accDtype);
+    if (auto pos = init.find("ACC"); pos != std::string::npos) init.replace(pos, 3, acc);
+    os_ << indent << acc << " acc = " << init << ";\n";
+    if (arg) os_ << indent << "int64_t best = 0;\n";
+    size_t nr = k_.rvars.size();
+    bool simple = !arg && (k_.rop == loop::ReduceOp::Sum || k_.rop == loop::ReduceOp::Prod);
+    const char *clause = k_.rop == loop::ReduceOp::Sum ? "+" : "*";
+    if (rank == 0 && shared_ == 0 && simple && nr > 0 && !serial_)
+      os_ << indent << "#pragma omp parallel for reduction(" << clause << ":acc) " << parallelIf_
+          << "\n";
+    for (size_t d = 0; d < nr; ++d) {
+      if (d + 1 == nr && simple && !(rank == 0 && shared_ == 0 && nr == 1 && !serial_))
+        os_ << indent << "#pragma omp simd reduction(" << clause << ":acc)\n";
+      os_ << indent
+          << fmt::format("for (int64_t r{0} = 0; r{0} < {1}; ++r{0}) {{\n", d,
+                         sizeCpp(k_.rsizes[d]));
+      indent += "  ";
+    }
+    ValuePrinter bp(os_, indent, model_, locals_);
+    std::string v = bp.emit(k_.body);
+    std::string flat = "0";
+    for (size_t d = 0; d < nr && arg; ++d)
+      flat = fmt::format("({}) * ({}) + r{}", flat, sizeCpp(k_.rsizes[d]), d);
+    os_ << indent << accumulateStmt(k_, v, flat) << "\n";
+    for (size_t d = 0; d < nr; ++d) {
+      indent.resize(indent.size() - 2);
+      os_ << indent << "}\n";
+    }
+    os_ << indent << k_.out->name << "[" << outIdx_
+        << "] = " << storeExpr(k_.out, arg ? "best" : "acc") << ";\n";
+  }
+
+  std::ostringstream &os_;
+  const loop::Kernel &k_;
+  size_t shared_;
+  const SymbolNamer &model_;
+  sym::Context &ctx_;
+  std::map<const sym::Node *, std::string> locals_;
+  std::string parallelIf_, outIdx_;
+  bool serial_;
+  int64_t minWork_;
+};
+
+std::string printGroupText(const loop::KernelGroup &g, const KernelSignature &sig,
+                           const SymbolNamer &modelSymbol, sym::Context &ctx) {
+  const loop::Kernel &first = *g.kernels.front();
+  std::ostringstream os;
+  os << "// kernel " << first.id << " from";
+  for (const loop::Kernel *k : g.kernels)
+    os << " " << commentText(k->origin);
+  os << "\nextern \"C\" void kiln_kernel_" << first.id << "(";
+  for (size_t i = 0; i < sig.buffers.size(); ++i) {
+    const loop::Buffer *b = sig.buffers[i];
+    os << (i ? ", " : "") << (sig.written[i] ? "" : "const ") << dtypeCType(b->dtype)
+       << " *__restrict__ " << b->name;
+  }
+  for (const sym::Expr &s : sig.symbols)
+    os << ", const int64_t " << modelSymbol(s);
+  os << ") {\n";
+  std::string indent = "  ";
+  size_t shared = g.kernels.size() > 1 ? g.outerRank : 0;
+  if (shared > 0) {
+    // Fused group: one parallel region over the shared outer loops; each member runs
+    // its inner loops per outer point, so intermediates stay hot in cache.
+    sym::Expr work = ctx.constant(0);
+    for (const loop::Kernel *k : g.kernels) {
+      sym::Expr w = ctx.constant(1);
+      for (auto &d : k->out->shape)
+        w = w * d;
+      for (auto &d : k->rsizes)
+        w = w * d;
+      work = work + w;
+    }
+    if (g.cpu.groupParallel)
+      os << indent << "#pragma omp parallel for"
+         << (shared > 1 ? fmt::format(" collapse({})", shared) : "")
+         << fmt::format(" if({} >= {})", sym::toCpp(work, modelSymbol), g.cpu.minParallelWork)
+         << "\n";
+    for (size_t d = 0; d < shared; ++d) {
+      os << indent
+         << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0}) {{\n", d,
+                        sym::toCpp(first.out->shape[d], modelSymbol));
+      indent += "  ";
+    }
+  }
+  for (size_t m = 0; m < g.kernels.size(); ++m) {
+    const loop::Kernel *k = g.kernels[m];
+    os << indent << "{ // " << commentText(k->origin) << "\n";
+    bool parallel = m < g.cpu.memberParallel.size() && g.cpu.memberParallel[m];
+    MemberPrinter(os, *k, shared, parallel, g.cpu.minParallelWork, modelSymbol, ctx)
+        .print(indent + "  ");
+    os << indent << "}\n";
+  }
+  for (size_t d = 0; d < shared; ++d) {
+    indent.resize(indent.size() - 2);
+    os << indent << "}\n";
+  }
+  os << "}\n\n";
+  return os.str();
+}
+
+class CpuBackend final : public KernelBackend {
+public:
+  explicit CpuBackend(std::string arch) : arch_(std::move(arch)) {}
+  const char *name() const override { return "cpu"; }
+  KernelSource printGroup(const loop::KernelGroup &g, const KernelSignature &sig,
+                          const SymbolNamer &modelSymbol, sym::Context &ctx) const override {
+    return {printGroupText(g, sig, modelSymbol, ctx), {}};
+  }
+  std::vector<SourceFile> sourceFiles(const std::vector<std::string> &kernels,
+                                      size_t perFile) const override {
+    std::vector<SourceFile> files;
+    for (size_t i = 0; i < kernels.size(); i += perFile) {
+      SourceFile f;
+      f.name = fmt::format("kernels_{}.cpp", i / perFile);
+      f.text = "#include \"kiln/prelude.h\"\n#include <limits>\n\n";
+      for (size_t j = i; j < std::min(kernels.size(), i + perFile); ++j)
+        f.text += kernels[j];
+      f.flags = {"-O3", "-march=" + arch_, "-fopenmp", "-fno-math-errno", "-fno-trapping-math"};
+      files.push_back(std::move(f));
+    }
+    return files;
+  }
+
+private:
+  std::string arch_;
+};
+
+} // namespace
+
+std::unique_ptr<KernelBackend> makeCpuBackend(const std::string &hostArch) {
+  return std::make_unique<CpuBackend>(hostArch);
+}
+
+} // namespace kiln::codegen

@@ -1,0 +1,98 @@
+// Per-device legalisation of the loop IR: maps each extern call to the shim that runs it
+// on the target device and refuses, at compile time and by node, what the device cannot
+// run. On the CPU every extern already names its (oneDNN / host) shim.
+#include "sched/schedule.h"
+
+#include "support/error.h"
+
+#include <map>
+
+namespace kiln::sched {
+
+namespace {
+
+/// What a CPU shim computes, for messages ("Conv", "NonZero", ...).
+const char *externOp(const std::string &fn) {
+  static const std::map<std::string, const char *> ops = {
+      {"kiln_shim_conv_v1", "Conv"},
+      {"kiln_shim_conv_v2", "Conv"},
+      {"kiln_shim_matmul_v1", "MatMul/Gemm"},
+      {"kiln_shim_sdpa_v1", "attention"},
+      {"kiln_shim_sdpa_v2", "attention"},
+      {"kiln_shim_scatter_elements_v1", "ScatterElements"},
+      {"kiln_shim_scatter_nd_v1", "ScatterND"},
+      {"kiln_shim_nonzero_v1", "NonZero"},
+      {"kiln_shim_unique_v1", "Unique"},
+      {"kiln_shim_nms_v1", "NonMaxSuppression"},
+      {"kiln_shim_to_string_v1", "Cast to string"},
+      {"kiln_shim_from_string_v1", "Cast from string"},
+      {"kiln_shim_string_normalizer_v1", "StringNormalizer"}};
+  auto it = ops.find(fn);
+  return it == ops.end() ? fn.c_str() : it->second;
+}
+
+loop::ExternArg literalArg(std::string text) {
+  loop::ExternArg a;
+  a.kind = loop::ExternArg::Kind::Literal;
+  a.literal = std::move(text);
+  return a;
+}
+
+void toCudaConv(loop::ExternCall &e, const Target &t) {
+  for (auto &[field, value] : e.params)
+    if (field == "post_op" && value != "0")
+      fail("internal: a fused conv post-op reached CUDA legalisation");
+  e.function = "kiln_shim_cuda_conv_v1";
+  e.args.push_back(literalArg("KILN_ELEM_F32"));
+  e.args.push_back(literalArg(t.allowTf32 ? "KILN_CUDA_ALLOW_TF32" : "0u"));
+}
+
+void toCudaMatmul(loop::ExternCall &e, const Target &t) {
+  e.function = "kiln_shim_cuda_matmul_v1";
+  e.paramsType = "kiln_cuda_matmul_params_v1";
+  for (auto &[field, value] : e.params)
+    field = "mm." + field;
+  for (auto &[field, value] : e.symParams)
+    field = "mm." + field;
+  e.params.push_back({"elem_type", "KILN_ELEM_F32"});
+  e.params.push_back({"flags", t.allowTf32 ? "KILN_CUDA_ALLOW_TF32" : "0u"});
+}
+
+void legalizeForCuda(loop::Program &p, const Target &t) {
+  for (auto &b : p.buffers)
+    if (b->dtype == DType::String)
+      fail("{}: string tensors are not supported on cuda; compile for cpu",
+           b->label.empty() ? b->name : b->label);
+  for (auto &kp : p.kernels) {
+    loop::Kernel &k = *kp;
+    if (k.kind == loop::KernelKind::Call)
+      fail("node '{}': control flow (If/Loop/Scan) is not supported on cuda yet; compile for "
+           "cpu",
+           k.origin);
+    if (k.kind != loop::KernelKind::Extern) continue;
+    const std::string &fn = k.ext.function;
+    if (fn == "kiln_shim_conv_v1") {
+      toCudaConv(k.ext, t);
+    } else if (fn == "kiln_shim_matmul_v1") {
+      toCudaMatmul(k.ext, t);
+    } else {
+      fail("node '{}': {} has no CUDA implementation in kiln yet (it runs as {} on the cpu); "
+           "compile for cpu",
+           k.origin, externOp(fn), fn);
+    }
+  }
+}
+
+} // namespace
+
+void legalizeExterns(loop::Program &p, const Target &t) {
+  switch (t.device) {
+  case DeviceKind::Cpu:
+    return;
+  case DeviceKind::Cuda:
+    legalizeForCuda(p, t);
+    return;
+  }
+}
+
+} // namespace kiln::sched

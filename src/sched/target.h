@@ -1,0 +1,43 @@
+// What the compiler targets, as data: the device and the per-device choices the passes,
+// lowering and schedulers read (DESIGN: sched/ decides per device, printers only print).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kiln::sched {
+
+enum class DeviceKind { Cpu, Cuda };
+
+struct Target {
+  DeviceKind device = DeviceKind::Cpu;
+  // Layout and fusions that only pay off with oneDNN on x86.
+  bool convChannelsLast = true;    // activations stay N[D]HWC between convs
+  bool fuseExternEpilogues = true; // conv/matmul + bias/residual/relu/clip as post-ops
+  bool fuseAttention = true;       // MatMul-Softmax-MatMul into the SDPA shim
+  // CPU: kernels whose statically known work is below this run without an OpenMP region,
+  // and others open one only when their run-time work reaches it.
+  int64_t cpuParallelMinWork = 16384;
+  // CUDA: architectures of the fatbin (SASS each, plus PTX of the newest), threads per block.
+  std::vector<std::string> cudaArchs;
+  int cudaBlock = 256;
+  bool allowTf32 = false;
+  // Host code of the model (wrapper, shape kernels): the -march to build it for.
+  std::string hostArch = "native";
+
+  static Target cpu() { return Target{}; }
+  static Target cuda(std::vector<std::string> archs) {
+    Target t;
+    t.device = DeviceKind::Cuda;
+    t.convChannelsLast = false;
+    t.fuseExternEpilogues = false;
+    t.fuseAttention = false;
+    t.cudaArchs = std::move(archs);
+    t.hostArch = "x86-64-v3"; // the GPU host may be another CPU than the build machine
+    return t;
+  }
+  const char *deviceName() const { return device == DeviceKind::Cpu ? "cpu" : "cuda"; }
+};
+
+} // namespace kiln::sched
