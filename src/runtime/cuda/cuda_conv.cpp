@@ -75,14 +75,19 @@ int checkArgs(int64_t site, const void *x, const int64_t *xDims, const void *w,
   return KILN_OK;
 }
 
+// cuDNN 9 statuses are families (2000 BAD_PARAM_*, 3000 NOT_SUPPORTED_*, 4000 INTERNAL_*, 5000
+// EXECUTION_FAILED_*): compare the family, not the exact code.
+int statusClass(cudnnStatus_t st) {
+  return static_cast<int>(st) / 1000;
+}
+
 #define DNN_TRY(call, what)                                                                        \
   do {                                                                                             \
     cudnnStatus_t st_ = (call);                                                                    \
     if (st_ != CUDNN_STATUS_SUCCESS) {                                                             \
       char last_[512] = "";                                                                        \
       cudnnGetLastErrorString(last_, sizeof last_);                                                \
-      return fail(err, errSize,                                                                    \
-                  st_ == CUDNN_STATUS_NOT_SUPPORTED ? KILN_ERR_UNSUPPORTED : KILN_ERR_INTERNAL,    \
+      return fail(err, errSize, statusClass(st_) == 3 ? KILN_ERR_UNSUPPORTED : KILN_ERR_INTERNAL,  \
                   "cuda conv site %lld (x %s, w %s, groups %lld): %s: %s %s",                      \
                   static_cast<long long>(site), dimsText(xDims, p.spatial_rank + 2).c_str(),       \
                   dimsText(wDims, p.spatial_rank + 2).c_str(), static_cast<long long>(p.groups),   \

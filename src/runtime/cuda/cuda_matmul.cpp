@@ -221,8 +221,9 @@ int CudaLibrariesImpl::matmul(void *stream, Workspace ws, int64_t site, const vo
   if (it == mmPlans_.end()) {
     auto plan = std::make_unique<MatmulPlan>();
     int rc = buildMatmulPlan(*plan, p, mode, ws.bytes, align, false, err, errSize, site);
-    if (rc == KILN_ERR_UNSUPPORTED && m.batch > 1) {
-      // Some stride combinations (e.g. broadcast operands) have no batched kernel.
+    if (rc != KILN_OK && m.batch > 1) {
+      // Strides one batched layout cannot take (e.g. a broadcast operand that the heuristic
+      // rejects): one matmul per matrix, same plan otherwise.
       plan = std::make_unique<MatmulPlan>();
       rc = buildMatmulPlan(*plan, p, mode, ws.bytes, align, true, err, errSize, site);
     }
