@@ -142,9 +142,14 @@ std::vector<float> randVec(size_t n) {
 void upload(Dev &d, const std::vector<uint8_t> &b) {
   CK(cudaMemcpy(d.p, b.data(), b.size(), cudaMemcpyHostToDevice));
 }
+// All-ones bits: NaN in every type, so a read of the output before it is written shows.
 void fillNan(Dev &d) {
   CK(cudaMemset(d.p, 0xff, d.bytes));
-} // all-ones bits: NaN in every type
+}
+// Uploads and memsets are not ordered with the library's stream: wait for everything.
+void syncAll() {
+  CK(cudaDeviceSynchronize());
+}
 
 double tolFor(int t) {
   return t == KILN_ELEM_F32 ? 2e-5 : t == KILN_ELEM_F16 ? 2e-3 : 1.6e-2;
@@ -156,6 +161,9 @@ int failures = 0, cases = 0;
 void report(const std::string &name, const char *kind, int t, int rc, int wantRc, double maxErr,
             const char *err) {
   bool ok = rc == wantRc && (rc != 0 || maxErr <= tolFor(t));
+  std::string msg = rc ? err : "";
+  for (char &ch : msg)
+    if (ch == '"' || ch == '\\' || ch < ' ') ch = ' '; // keep the JSON valid
   ++cases;
   if (!ok) ++failures;
   char buf[1024];
@@ -163,8 +171,7 @@ void report(const std::string &name, const char *kind, int t, int rc, int wantRc
                 "%s\n    {\"name\": \"%s\", \"kind\": \"%s\", \"dtype\": \"%s\", \"rc\": %d, "
                 "\"max_err\": %.3e, \"tol\": %.1e, \"ok\": %s%s%s%s}",
                 json.empty() ? "" : ",", name.c_str(), kind, typeName(t), rc, maxErr, tolFor(t),
-                ok ? "true" : "false", rc ? ", \"message\": \"" : "", rc ? err : "",
-                rc ? "\"" : "");
+                ok ? "true" : "false", rc ? ", \"message\": \"" : "", msg.c_str(), rc ? "\"" : "");
   json += buf;
 }
 
@@ -214,10 +221,12 @@ void runMatmul(const MM &c) {
   char err[512] = "";
   int rc = 0;
   for (int rep = 0; rep < 2 && rc == 0; ++rep) { // the second call reuses the cached plan
+    syncAll();
     fillNan(dC);
+    syncAll();
     rc = libs->matmul(stream, ws, 1, dA.p, dB.p, addN ? dAdd.p : nullptr, dC.p, p, err, sizeof err);
   }
-  CK(cudaStreamSynchronize(stream));
+  syncAll();
   double maxErr = 0;
   if (rc == 0) {
     std::vector<uint8_t> raw(cN * esz(t));
@@ -297,16 +306,18 @@ void runConv(const CV &c) {
   char err[512] = "";
   int rc = 0;
   for (int rep = 0; rep < 2 && rc == 0; ++rep) {
+    syncAll();
     if (c.inPlace)
       upload(dy, resBytes);
     else
       fillNan(dy);
     if (c.residual && !c.inPlace) upload(dres, resBytes);
     const void *resPtr = c.inPlace ? dy.p : c.residual ? dres.p : nullptr;
+    syncAll();
     rc = libs->conv(stream, ws, 2, dx.p, xd, dw.p, wd, c.bias ? db.p : nullptr, resPtr, dy.p, yd, p,
                     t, 0, err, sizeof err);
   }
-  CK(cudaStreamSynchronize(stream));
+  syncAll();
   double maxErr = 0;
   if (rc == 0) {
     std::vector<uint8_t> raw(yN * esz(t));
@@ -353,7 +364,7 @@ int main() {
   int dev = 0;
   CK(cudaSetDevice(dev));
   CK(cudaFree(nullptr)); // create the primary context before the libraries
-  CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  CK(cudaStreamCreate(&stream));
   Dev wsMem(CudaLibraries::kWorkspaceBytes);
   ws = {wsMem.p, wsMem.bytes};
   char err[512] = "";

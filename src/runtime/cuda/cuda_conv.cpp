@@ -295,7 +295,8 @@ int CudaLibrariesImpl::conv(void *stream, Workspace ws, int64_t site, const void
   const void *convIn = x;
   cudnnTensorDescriptor_t convInD = plan.xD;
   if (plan.padD) {
-    DNN_TRY(cudnnSetTensor(dnn, plan.padD, wsPtr, &zero), "zeroing the padded x");
+    const double zeroBits = 0; // all-zero bytes: 0 whichever type cuDNN reads the value as
+    DNN_TRY(cudnnSetTensor(dnn, plan.padD, wsPtr, &zeroBits), "zeroing the padded x");
     DNN_TRY(cudnnTransformTensor(dnn, &one, plan.xD, x, &zero, plan.padInteriorD,
                                  wsPtr + plan.padOffsetElems * static_cast<int64_t>(plan.elemSize)),
             "copying x into the padded buffer");
