@@ -20,6 +20,7 @@
 
 #include <kiln/model.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -65,6 +66,14 @@ int checkArgs(int64_t site, const void *x, const int64_t *xDims, const void *w,
     if (p.strides[i] < 1 || p.dilations[i] < 1 || p.pads_begin[i] < 0 || p.pads_end[i] < 0)
       return fail(err, errSize, KILN_ERR_INVALID_ARGUMENT,
                   "cuda conv site %lld: strides and dilations must be >= 1 and pads >= 0", s);
+  // cuDNN's legacy descriptors take int dims and pads.
+  for (int i = 0; i < r + 2; ++i)
+    if (xDims[i] > INT32_MAX || wDims[i] > INT32_MAX || yDims[i] > INT32_MAX ||
+        (i < r && (p.pads_begin[i] + p.pads_end[i] > INT32_MAX || p.strides[i] > INT32_MAX ||
+                   p.dilations[i] > INT32_MAX)))
+      return fail(err, errSize, KILN_ERR_UNSUPPORTED,
+                  "cuda conv site %lld: a dim, pad, stride or dilation exceeds cuDNN's int range",
+                  s);
   if (p.post_op == KILN_POST_CLIP)
     return fail(err, errSize, KILN_ERR_UNSUPPORTED,
                 "cuda conv site %lld: post_op CLIP is not supported by cuDNN (not fused on CUDA)",

@@ -13,6 +13,8 @@
 
 #include <kiln/model.h>
 
+#include <cstdint>
+
 namespace kiln::rt::cuda {
 namespace {
 
@@ -68,6 +70,9 @@ int checkArgs(int64_t site, const void *a, const void *b, const void *addend, co
   if (p.post_op != KILN_POST_NONE && p.post_op != KILN_POST_RELU)
     return fail(err, errSize, KILN_ERR_INVALID_ARGUMENT,
                 "cuda matmul site %lld: unknown post_op %d", s, p.post_op);
+  if (p.batch > INT32_MAX) // cuBLASLt's batch count is an int32
+    return fail(err, errSize, KILN_ERR_UNSUPPORTED, "cuda matmul site %lld: batch %lld > 2^31-1", s,
+                static_cast<long long>(p.batch));
   if (!empty && p.k == 0)
     return fail(err, errSize, KILN_ERR_UNSUPPORTED,
                 "cuda matmul site %lld: k == 0 (an addend-only result; fold it at compile time)",
