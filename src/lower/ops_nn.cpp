@@ -3,6 +3,8 @@
 #include "lower/ops_common.h"
 #include "lower/window.h"
 
+#include "kiln/shim.h"
+
 #include <cmath>
 
 namespace kiln::lower {
@@ -94,7 +96,7 @@ void lowerConv(OpCtx &c) {
   p.push_back({"groups", std::to_string(groups)});
   int post = static_cast<int>(c.node.attrInt("_kiln_post", 0));
   p.push_back({"post_op", std::to_string(post)});
-  if (post == 2) {
+  if (post == KILN_POST_CLIP) {
     auto clip = c.node.attrFloats("_kiln_clip");
     p.push_back({"clip_min", floatLiteral(clip[0])});
     p.push_back({"clip_max", floatLiteral(clip[1])});
@@ -191,7 +193,7 @@ LTensor matmul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> bias, bool
   p.push_back({"addend_kind", std::to_string(addend ? addendKind : 0)});
   int post = static_cast<int>(c.node.attrInt("_kiln_post", 0));
   p.push_back({"post_op", std::to_string(post)});
-  if (post == 2) {
+  if (post == KILN_POST_CLIP) {
     auto clip = c.node.attrFloats("_kiln_clip");
     p.push_back({"clip_min", floatLiteral(clip[0])});
     p.push_back({"clip_max", floatLiteral(clip[1])});

@@ -1,5 +1,7 @@
 #include "passes/passes.h"
 
+#include "kiln/shim.h"
+
 #include <limits>
 
 namespace kiln::passes {
@@ -39,17 +41,17 @@ bool sameShape(const ir::Value *a, const ir::Value *b) {
 int activationPostOp(const ir::Node &act, float &lo, float &hi) {
   lo = -std::numeric_limits<float>::infinity();
   hi = -lo;
-  if (act.op == "Relu") return 1;
-  if (act.op != "Clip") return 0;
+  if (act.op == "Relu") return KILN_POST_RELU;
+  if (act.op != "Clip") return KILN_POST_NONE;
   if (act.opset < 11) {
     lo = act.attrFloat("min", lo);
     hi = act.attrFloat("max", hi);
-    return 2;
+    return KILN_POST_CLIP;
   }
   if ((act.input(1) && !scalarConst(act.input(1), lo)) ||
       (act.input(2) && !scalarConst(act.input(2), hi)))
-    return 0;
-  return 2;
+    return KILN_POST_NONE;
+  return KILN_POST_CLIP;
 }
 
 void setPostOp(ir::Node &n, int post, float lo, float hi) {
@@ -57,7 +59,7 @@ void setPostOp(ir::Node &n, int post, float lo, float hi) {
   a.kind = ir::Attribute::Kind::Int;
   a.i = post;
   n.attrs["_kiln_post"] = a;
-  if (post == 2) {
+  if (post == KILN_POST_CLIP) {
     ir::Attribute fl;
     fl.kind = ir::Attribute::Kind::Floats;
     fl.floats = {lo, hi};

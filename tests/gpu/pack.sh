@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Packs what tests/gpu/run_all.sh needs on the GPU machine into build/gpu-carry/ (an ignored
+# folder the device tool carries): the stripped kiln compiler and runtime libraries with the
+# Debian libraries they need there, dlpack.h, and the ONNX node test data, xz-compressed.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+b=build/release
+out=build/gpu-carry
+rm -rf "$out" && mkdir -p "$out/stage/lib" "$out/stage/bin" "$out/stage/include"
+strip -o "$out/stage/bin/kiln" "$b/src/kiln"
+for f in "$b"/src/runtime/libkiln_rt*.so* "$b"/src/runtime/cuda/libkiln_rt_cuda*.so*; do
+  [[ -e $f ]] && strip -o "$out/stage/lib/$(basename "$f")" "$f"
+done
+for l in libonnx.so.1 libonnx_proto.so.1 libprotobuf.so.32 libfmt.so.9 libdnnl.so.2 \
+  libOpenCL.so.1; do
+  cp -L "/usr/lib/x86_64-linux-gnu/$l" "$out/stage/lib/"
+done
+cp -r /usr/include/dlpack "$out/stage/include/"
+[[ -x $b/tests/gpu/kiln_gpu_libs_check ]] && strip -o "$out/stage/bin/libs_check" \
+  "$b/tests/gpu/kiln_gpu_libs_check"
+for h in "$b"/tests/gpu/*_host "$b"/tests/runtime/kiln_gpu_*; do
+  [[ -x $h ]] && strip -o "$out/stage/bin/$(basename "$h")" "$h"
+done
+tar cf - -C /usr/share/libonnx-testdata/data node > "$out/stage/node.tar"
+tar cf - -C "$out/stage" . | xz -T2 -6 > "$out/carry.tar.xz"
+rm -rf "$out/stage"
+ls -la "$out"
