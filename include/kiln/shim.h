@@ -43,9 +43,28 @@ extern "C" {
   X(kiln_shim_nms_v1, 3)                                                                           \
   X(kiln_shim_to_string_v1, 3)                                                                     \
   X(kiln_shim_from_string_v1, 3)                                                                   \
-  X(kiln_shim_string_normalizer_v1, 3)                                                            \
-  X(kiln_shim_cuda_matmul_v1, 4)                                                                  \
+  X(kiln_shim_string_normalizer_v1, 3)                                                             \
+  X(kiln_shim_cuda_matmul_v1, 4)                                                                   \
   X(kiln_shim_cuda_conv_v1, 4)
+
+/* Weak references to shims newer than level 3. model.so links with -z now, so a strong
+ * reference to a function an older libkiln_rt lacks fails inside dlopen ("undefined symbol")
+ * before container creation can refuse the model, by its recorded shim level, with a message
+ * naming both versions. Generated code -- and only it: a weak declaration in the runtime
+ * would make its own definitions weak -- defines KILN_SHIM_WEAK_FROM_LEVEL to 4 before it
+ * includes any kiln header. Each function of that level or above is then declared weak and
+ * is NULL on a runtime without it, which refuses the model at creation. Levels 1-3 stay
+ * strong: every runtime a model can meet has them, and the linker keeps checking them.
+ * A new level N adds a KILN_SHIM_SINCE_N like KILN_SHIM_SINCE_4 and puts it on each of its
+ * declarations; tests/abi/weak_shim_test.c fails if one is missing. */
+#if defined(KILN_SHIM_WEAK_FROM_LEVEL) && KILN_SHIM_WEAK_FROM_LEVEL < 4
+#error "KILN_SHIM_WEAK_FROM_LEVEL must be at least 4: shim levels 1-3 are in every libkiln_rt"
+#endif
+#if defined(KILN_SHIM_WEAK_FROM_LEVEL) && KILN_SHIM_WEAK_FROM_LEVEL <= 4
+#define KILN_SHIM_SINCE_4 __attribute__((weak))
+#else
+#define KILN_SHIM_SINCE_4
+#endif
 
 /* Per-runner state (primitive caches); obtained from kiln_run_ctx.runner. */
 typedef void kiln_shim_ctx;
@@ -251,15 +270,18 @@ typedef struct kiln_cuda_matmul_params_v1 {
 
 /* C = post_op(alpha * op(A) * op(B) + beta * addend) through cuBLASLt (bias and ReLU as
  * epilogues; others by a separate kernel). */
-int kiln_shim_cuda_matmul_v1(kiln_shim_ctx *ctx, int64_t site, const void *a, const void *b,
-                             const void *addend, void *c, const kiln_cuda_matmul_params_v1 *params);
+KILN_SHIM_SINCE_4 int kiln_shim_cuda_matmul_v1(kiln_shim_ctx *ctx, int64_t site, const void *a,
+                                               const void *b, const void *addend, void *c,
+                                               const kiln_cuda_matmul_params_v1 *params);
 
 /* y = post_op(conv(x, w) + bias + residual) through cuDNN; NC[D]HW layouts; bias and
  * residual optional (NULL). elem_type F32, F16 or BF16; flags KILN_CUDA_*. */
-int kiln_shim_cuda_conv_v1(kiln_shim_ctx *ctx, int64_t site, const void *x, const int64_t *x_dims,
-                           const void *w, const int64_t *w_dims, const void *bias,
-                           const void *residual, void *y, const int64_t *y_dims,
-                           const kiln_conv_params_v1 *params, int32_t elem_type, uint32_t flags);
+KILN_SHIM_SINCE_4 int kiln_shim_cuda_conv_v1(kiln_shim_ctx *ctx, int64_t site, const void *x,
+                                             const int64_t *x_dims, const void *w,
+                                             const int64_t *w_dims, const void *bias,
+                                             const void *residual, void *y, const int64_t *y_dims,
+                                             const kiln_conv_params_v1 *params, int32_t elem_type,
+                                             uint32_t flags);
 
 #ifdef __cplusplus
 }

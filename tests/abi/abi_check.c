@@ -8,6 +8,9 @@
  * checks that KILN_SHIM_FUNCTIONS lists exactly the released shim functions with their
  * levels. New functions are added here when released; nothing here is ever edited.
  * C11 (for _Static_assert); the headers themselves are C99. */
+/* As generated code does: level >= 4 shims are weak references (shim.h), so this program links
+ * while libkiln_rt does not export them yet; their types are checked all the same. */
+#define KILN_SHIM_WEAK_FROM_LEVEL 4
 #include <kiln/model.h>
 #include <kiln/model_desc.h>
 #include <kiln/runtime.h>
@@ -18,6 +21,11 @@
 #include <string.h>
 
 #define FROZEN(name, ret, params) ret(*const frozen_##name) params = name;
+/* Type check only, no reference: for declared functions no library here defines yet (the
+ * ABI-4 model.h entry points; model_entry.c does not forward them yet). */
+#define FROZEN_DECL(name, ret, params)                                                             \
+  static ret(*frozen_##name) params;                                                               \
+  _Static_assert(sizeof(frozen_##name = name) == sizeof(frozen_##name), #name);
 
 /* ---- model.h, ABI 1 ---- */
 FROZEN(kiln_container_options_init, void, (kiln_container_options *))
@@ -42,6 +50,17 @@ FROZEN(kiln_update_constants, int,
 FROZEN(kiln_swap_constants, int, (kiln_container *))
 FROZEN(kiln_free_inactive_constants, int, (kiln_container *))
 FROZEN(kiln_read_constant, int, (kiln_container *, int32_t, const char *, DLTensor *))
+/* ---- model.h, ABI 4 ---- */
+FROZEN_DECL(kiln_run_options_init, void, (kiln_run_options *))
+FROZEN_DECL(kiln_run_v2, int,
+            (kiln_container *, const kiln_run_options *, const DLTensor *, int32_t, DLTensor *,
+             int32_t))
+FROZEN_DECL(kiln_run_alloc_v2, int,
+            (kiln_container *, const kiln_run_options *, const DLTensor *, int32_t,
+             DLManagedTensor **, int32_t))
+FROZEN_DECL(kiln_alloc_tensor, int,
+            (kiln_container *, DLDataType, int32_t, const int64_t *, DLManagedTensor **))
+FROZEN_DECL(kiln_copy_tensor, int, (kiln_container *, DLTensor *, const DLTensor *))
 
 /* ---- shim level 1 ---- */
 FROZEN(kiln_shim_conv_v1, int,
@@ -67,7 +86,7 @@ FROZEN(kiln_shim_sdpa_v1, int,
 FROZEN(kiln_shim_sdpa_v2, int,
        (kiln_shim_ctx *, int64_t, const float *, const float *, const float *, const float *,
         const int64_t *, float *, const int64_t *, const float *))
-/* level 3 */
+/* ---- shim level 3 ---- */
 FROZEN(kiln_shim_nonzero_v1, int,
        (kiln_shim_ctx *, int64_t, const uint8_t *, const int64_t *, int32_t, int64_t *, int64_t *))
 FROZEN(kiln_shim_unique_v1, int,
@@ -83,6 +102,14 @@ FROZEN(kiln_shim_from_string_v1, int,
 FROZEN(kiln_shim_string_normalizer_v1, int,
        (kiln_shim_ctx *, int64_t, const char *const *, int64_t, int32_t, int32_t,
         const char *const *, int64_t, const char **, int64_t *))
+/* ---- shim level 4 (weak references, see above) ---- */
+FROZEN(kiln_shim_cuda_matmul_v1, int,
+       (kiln_shim_ctx *, int64_t, const void *, const void *, const void *, void *,
+        const kiln_cuda_matmul_params_v1 *))
+FROZEN(kiln_shim_cuda_conv_v1, int,
+       (kiln_shim_ctx *, int64_t, const void *, const int64_t *, const void *, const int64_t *,
+        const void *, const void *, void *, const int64_t *, const kiln_conv_params_v1 *, int32_t,
+        uint32_t))
 
 /* ---- layouts (x86-64 / aarch64 LP64) ---- */
 #define LAYOUT(T, size) _Static_assert(sizeof(T) == (size), "sizeof(" #T ") changed");
@@ -108,10 +135,17 @@ LAYOUT(kiln_io_desc_v1, 32)
 LAYOUT(kiln_constant_desc_v1, 40)
 LAYOUT(kiln_run_ctx, 40)
 /* Append-only: ABI 1 ended at 112 bytes (run at 104); ABI 2 appended bind_shapes_v2,
- * ABI 3 run_v2. */
-LAYOUT(kiln_model_desc_v1, 128)
+ * ABI 3 run_v2 (128 bytes), ABI 4 the CUDA fields (184 bytes). */
+LAYOUT(kiln_model_desc_v1, 184)
 FIELD(kiln_model_desc_v1, bind_shapes_v2, 112)
 FIELD(kiln_model_desc_v1, run_v2, 120)
+FIELD(kiln_model_desc_v1, cuda_fatbin, 128)
+FIELD(kiln_model_desc_v1, cuda_fatbin_size, 136)
+FIELD(kiln_model_desc_v1, num_cuda_kernels, 144)
+FIELD(kiln_model_desc_v1, cuda_kernel_names, 152)
+FIELD(kiln_model_desc_v1, scratch_bytes, 160)
+FIELD(kiln_model_desc_v1, input_data_on_host, 168)
+FIELD(kiln_model_desc_v1, cuda_arch, 176)
 FIELD(kiln_model_desc_v1, shim_version, 12)
 FIELD(kiln_model_desc_v1, weights, 72)
 FIELD(kiln_model_desc_v1, bind_shapes, 88)
@@ -122,6 +156,30 @@ LAYOUT(kiln_matmul_params_v1, 120)
 FIELD(kiln_matmul_params_v1, trans_a, 80)
 FIELD(kiln_matmul_params_v1, alpha, 92)
 FIELD(kiln_matmul_params_v1, addend_kind, 108)
+/* ABI 4 / shim level 4 */
+LAYOUT(kiln_run_options, 40)
+FIELD(kiln_run_options, struct_size, 0)
+FIELD(kiln_run_options, stream, 8)
+FIELD(kiln_run_options, flags, 16)
+FIELD(kiln_run_options, reserved, 20)
+LAYOUT(kiln_cuda_driver_v1, 48)
+FIELD(kiln_cuda_driver_v1, struct_size, 0)
+FIELD(kiln_cuda_driver_v1, launch, 8)
+FIELD(kiln_cuda_driver_v1, copy, 16)
+FIELD(kiln_cuda_driver_v1, read_to_host, 24)
+FIELD(kiln_cuda_driver_v1, fill, 32)
+FIELD(kiln_cuda_driver_v1, error_string, 40)
+LAYOUT(kiln_run_ctx_cuda, 72)
+FIELD(kiln_run_ctx_cuda, base, 0)
+FIELD(kiln_run_ctx_cuda, struct_size, 40)
+FIELD(kiln_run_ctx_cuda, stream, 48)
+FIELD(kiln_run_ctx_cuda, functions, 56)
+FIELD(kiln_run_ctx_cuda, drv, 64)
+LAYOUT(kiln_cuda_matmul_params_v1, 152)
+FIELD(kiln_cuda_matmul_params_v1, mm, 0)
+FIELD(kiln_cuda_matmul_params_v1, elem_type, 120)
+FIELD(kiln_cuda_matmul_params_v1, flags, 124)
+FIELD(kiln_cuda_matmul_params_v1, reserved, 128)
 
 /* ---- enum values ---- */
 #define VALUE(e, v) _Static_assert((e) == (v), #e " changed");
@@ -162,17 +220,31 @@ VALUE(KILN_REDUCE_ADD, 1)
 VALUE(KILN_REDUCE_MUL, 2)
 VALUE(KILN_REDUCE_MIN, 3)
 VALUE(KILN_REDUCE_MAX, 4)
-_Static_assert(KILN_ABI_VERSION >= 2, "KILN_ABI_VERSION went backwards");
-_Static_assert(KILN_SHIM_VERSION >= 2, "KILN_SHIM_VERSION went backwards");
+VALUE(KILN_RUN_NONE, 0u)
+VALUE(KILN_RUN_SYNC, 1u)
+VALUE(KILN_CUDA_ALLOW_TF32, 1u)
+_Static_assert(KILN_ABI_VERSION >= 4, "KILN_ABI_VERSION went backwards");
+_Static_assert(KILN_SHIM_VERSION >= 4, "KILN_SHIM_VERSION went backwards");
 
 /* The released shim functions and their levels, in KILN_SHIM_FUNCTIONS order. */
 static const struct {
   const char *name;
   int level;
-} kReleased[] = {{"kiln_shim_conv_v1", 1},       {"kiln_shim_matmul_v1", 1},
-                 {"kiln_shim_conv_v2", 2},       {"kiln_shim_scatter_elements_v1", 2},
-                 {"kiln_shim_scatter_nd_v1", 2}, {"kiln_shim_sdpa_v1", 2},
-                 {"kiln_shim_sdpa_v2", 2}};
+} kReleased[] = {{"kiln_shim_conv_v1", 1},
+                 {"kiln_shim_matmul_v1", 1},
+                 {"kiln_shim_conv_v2", 2},
+                 {"kiln_shim_scatter_elements_v1", 2},
+                 {"kiln_shim_scatter_nd_v1", 2},
+                 {"kiln_shim_sdpa_v1", 2},
+                 {"kiln_shim_sdpa_v2", 2},
+                 {"kiln_shim_nonzero_v1", 3},
+                 {"kiln_shim_unique_v1", 3},
+                 {"kiln_shim_nms_v1", 3},
+                 {"kiln_shim_to_string_v1", 3},
+                 {"kiln_shim_from_string_v1", 3},
+                 {"kiln_shim_string_normalizer_v1", 3},
+                 {"kiln_shim_cuda_matmul_v1", 4},
+                 {"kiln_shim_cuda_conv_v1", 4}};
 
 #define LISTED(fn, level) {#fn, level},
 static const struct {

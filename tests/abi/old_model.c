@@ -79,7 +79,12 @@ const kiln_model_desc_v1 kiln_model_desc = {
     bind_shapes,
     output_dims,
     run,
-    NULL, /* not part of an ABI-1 descriptor */
-    NULL, /* not part of an ABI-1 descriptor */
-    NULL, 0, 0, NULL, NULL, NULL, NULL /* ABI-4 CUDA fields: not part of it either */
-};
+    NULL, /* not part of an ABI-1 descriptor (nor the rest) */
+    NULL,
+    NULL,
+    0,
+    0,
+    NULL,
+    NULL,
+    NULL,
+    NULL};

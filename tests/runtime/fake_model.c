@@ -130,5 +130,11 @@ const kiln_model_desc_v1 kiln_model_desc = {
     run,
     NULL, /* bind_shapes_v2: no data-dependent dims */
     NULL, /* run_v2: no sizes computed during the run */
-    NULL, 0, 0, NULL, NULL, NULL, NULL /* ABI 4: a CPU model has no CUDA fields */
+    NULL, /* ABI 4 CUDA fields: a CPU model */
+    0,
+    0,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
 };

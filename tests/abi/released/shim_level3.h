@@ -1,0 +1,238 @@
+/* kiln shim: the C99 functions generated code calls in libkiln_rt.
+ *
+ * Every function carries a version suffix. A released function never changes: a new
+ * argument means a new _v2 beside it and the old one stays, so old model.so files keep
+ * working. Optional arguments are pointers; NULL means absent. All return 0 or a
+ * kiln_status, with a message recorded for kiln_last_error().
+ * tests/abi/ holds the released signatures and fails on any change.
+ */
+#ifndef KILN_SHIM_H
+#define KILN_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Shim level of this header. A level is a set of functions; model.so records in its
+ * descriptor (shim_version) the highest level among the functions it calls, found with
+ * KILN_SHIM_FUNCTIONS below -- not from the _vN suffix, which numbers revisions of one
+ * function (kiln_shim_scatter_elements_v1 is revision 1 but arrived at level 2). A runtime
+ * refuses a model whose level is above its own with KILN_ERR_VERSION_MISMATCH.
+ *   level 1: conv_v1, matmul_v1
+ *   level 2: conv_v2, scatter_elements_v1, scatter_nd_v1, sdpa_v1, sdpa_v2
+ *   level 3: nonzero_v1, unique_v1, nms_v1 (ops whose output size depends on data),
+ *            to_string_v1, from_string_v1, string_normalizer_v1 (string tensors) */
+#define KILN_SHIM_VERSION 3
+
+/* X(function, level): every released shim function and the level that introduced it. One
+ * list for the compiler (the level to record), the runtime and tests/abi/. Append only. */
+#define KILN_SHIM_FUNCTIONS(X)                                                                     \
+  X(kiln_shim_conv_v1, 1)                                                                          \
+  X(kiln_shim_matmul_v1, 1)                                                                        \
+  X(kiln_shim_conv_v2, 2)                                                                          \
+  X(kiln_shim_scatter_elements_v1, 2)                                                              \
+  X(kiln_shim_scatter_nd_v1, 2)                                                                    \
+  X(kiln_shim_sdpa_v1, 2)                                                                          \
+  X(kiln_shim_sdpa_v2, 2)                                                                          \
+  X(kiln_shim_nonzero_v1, 3)                                                                       \
+  X(kiln_shim_unique_v1, 3)                                                                        \
+  X(kiln_shim_nms_v1, 3)                                                                           \
+  X(kiln_shim_to_string_v1, 3)                                                                     \
+  X(kiln_shim_from_string_v1, 3)                                                                   \
+  X(kiln_shim_string_normalizer_v1, 3)
+
+/* Per-runner state (primitive caches); obtained from kiln_run_ctx.runner. */
+typedef void kiln_shim_ctx;
+
+/* Fused elementwise operation applied after conv/matmul (oneDNN post-op). */
+typedef enum kiln_post_op {
+  KILN_POST_NONE = 0,
+  KILN_POST_RELU = 1,
+  KILN_POST_CLIP = 2
+} kiln_post_op;
+
+typedef struct kiln_conv_params_v1 {
+  int32_t spatial_rank; /* 1, 2 or 3 */
+  int32_t post_op;      /* kiln_post_op, applied after bias and residual add */
+  int64_t groups;
+  int64_t strides[3];
+  int64_t dilations[3]; /* ONNX convention: 1 = dense */
+  int64_t pads_begin[3];
+  int64_t pads_end[3];
+  float clip_min, clip_max;
+} kiln_conv_params_v1;
+
+/* y = post_op(conv(x, w) + bias + residual). float32, plain NC[D]HW / OI[D]HW layouts.
+ * x_dims: N,C,spatial...; w_dims: O,C/groups,kernel...; y_dims: N,O,spatial...
+ * bias (length O) and residual (shape of y) are optional. site identifies the call site
+ * so primitives are created once per runner and shape. */
+int kiln_shim_conv_v1(kiln_shim_ctx *ctx, int64_t site, const float *x, const int64_t *x_dims,
+                      const float *w, const int64_t *w_dims, const float *bias,
+                      const float *residual, float *y, const int64_t *y_dims,
+                      const kiln_conv_params_v1 *params);
+
+/* Memory layout of activations for kiln_shim_conv_v2 (dims are always given as N,C,spatial). */
+typedef enum kiln_data_layout {
+  KILN_LAYOUT_CHANNELS_FIRST = 0, /* NC[D]HW, as v1 */
+  KILN_LAYOUT_CHANNELS_LAST = 1   /* N[D]HWC for x, y and residual */
+} kiln_data_layout;
+
+/* As kiln_shim_conv_v1, with x, y and residual stored in `data_layout` (kiln_data_layout).
+ * Channels-last lets consecutive convs run without layout conversions. */
+int kiln_shim_conv_v2(kiln_shim_ctx *ctx, int64_t site, const float *x, const int64_t *x_dims,
+                      const float *w, const int64_t *w_dims, const float *bias,
+                      const float *residual, float *y, const int64_t *y_dims,
+                      const kiln_conv_params_v1 *params, int32_t data_layout);
+
+typedef struct kiln_matmul_params_v1 {
+  int64_t batch; /* number of matrices */
+  int64_t m, n, k;
+  int64_t a_batch_stride, b_batch_stride, c_batch_stride; /* elements; 0 = broadcast */
+  int64_t lda, ldb, ldc; /* row strides in elements of A (m x k or k x m), B, C */
+  int32_t trans_a, trans_b;
+  int32_t post_op; /* kiln_post_op */
+  float alpha;     /* scales A*B */
+  float beta;      /* scales addend */
+  float clip_min, clip_max;
+  int32_t addend_kind; /* 0 none, 1 row vector (n), 2 full (m x n, ld = ldc, per batch) */
+  int32_t reserved;
+} kiln_matmul_params_v1;
+
+/* C = post_op(alpha * op(A) * op(B) + beta * addend), float32, batched. */
+int kiln_shim_matmul_v1(kiln_shim_ctx *ctx, int64_t site, const float *a, const float *b,
+                        const float *addend, float *c, const kiln_matmul_params_v1 *params);
+
+/* ---- level 2 ------------------------------------------------------------------------ */
+
+/* Element types of dtype-generic shims (explicit values; append only). */
+typedef enum kiln_elem_type {
+  KILN_ELEM_F32 = 0,
+  KILN_ELEM_F64 = 1,
+  KILN_ELEM_F16 = 2,
+  KILN_ELEM_BF16 = 3,
+  KILN_ELEM_I8 = 4,
+  KILN_ELEM_I16 = 5,
+  KILN_ELEM_I32 = 6,
+  KILN_ELEM_I64 = 7,
+  KILN_ELEM_U8 = 8,
+  KILN_ELEM_U16 = 9,
+  KILN_ELEM_U32 = 10,
+  KILN_ELEM_U64 = 11,
+  KILN_ELEM_BOOL = 12 /* one byte, 0 or 1; add = or, mul = and */
+} kiln_elem_type;
+
+/* ONNX `reduction` of ScatterElements / ScatterND (opset 16/18). */
+typedef enum kiln_reduction {
+  KILN_REDUCE_NONE = 0, /* overwrite; with duplicate indices the last update wins */
+  KILN_REDUCE_ADD = 1,
+  KILN_REDUCE_MUL = 2,
+  KILN_REDUCE_MIN = 3,
+  KILN_REDUCE_MAX = 4
+} kiln_reduction;
+
+/* ONNX ScatterElements. out = data, then for every index position p of `indices` (shape
+ * indices_dims, rank `rank`, same rank as data): out[p with p[axis] = indices[p]] =
+ * reduce(that, updates[p]). updates has the shape of indices. Tensors are contiguous
+ * row-major; elem_size must be the size of elem_type (it is checked). Indices are int64, may
+ * be negative (counted from the end of the axis) and must lie in [-dim, dim-1]; otherwise
+ * KILN_ERR_INVALID_ARGUMENT naming the position. axis in [-rank, rank-1]. out may equal data
+ * (in place, no copy); it must not otherwise overlap data, indices or updates. Updates are
+ * applied in row-major order of `indices`, single-threaded (deterministic). ctx may be NULL. */
+int kiln_shim_scatter_elements_v1(kiln_shim_ctx *ctx, int64_t site, int32_t elem_type,
+                                  int32_t elem_size, const void *data, const int64_t *data_dims,
+                                  int32_t rank, const int64_t *indices, const int64_t *indices_dims,
+                                  const void *updates, int32_t axis, int32_t reduction, void *out);
+
+/* ONNX ScatterND. data: data_rank dims; indices: indices_rank dims, the last of which (k,
+ * 1 <= k <= data_rank) indexes the first k dims of data; updates: indices_dims[0..-2] followed
+ * by data_dims[k..]. out = data, then for each index tuple i: the slice out[indices[i]] =
+ * reduce(slice, updates[i]). Index, overlap, ordering and elem rules as for
+ * kiln_shim_scatter_elements_v1. */
+int kiln_shim_scatter_nd_v1(kiln_shim_ctx *ctx, int64_t site, int32_t elem_type, int32_t elem_size,
+                            const void *data, const int64_t *data_dims, int32_t data_rank,
+                            const int64_t *indices, const int64_t *indices_dims,
+                            int32_t indices_rank, const void *updates, int32_t reduction,
+                            void *out);
+
+/* Scaled dot-product attention, float32, contiguous [B, H, S, D] layouts:
+ *   out[b,h,i,:] = softmax_j(scale * q[b,h,i,:].k[b,h,j,:] + mask[b,h,i,j]) . v[b,h,j,:]
+ * dims = {B, H, Sq, Skv, D, Dv}: q is [B,H,Sq,D], k [B,H,Skv,D], v [B,H,Skv,Dv],
+ * out [B,H,Sq,Dv]. mask (optional, NULL = none) is additive (use -INFINITY to mask out);
+ * mask_strides (optional; NULL = contiguous [B,H,Sq,Skv]) gives its strides in elements for
+ * b, h, i, j, 0 to broadcast a dim (e.g. {0, 0, Skv, 1} for one [Sq,Skv] mask). A row whose
+ * scores are all -inf yields zeros. out must not overlap the inputs. ctx must be a runner (its
+ * arena holds per-thread score rows); work is split over (b, h, i) with OpenMP. */
+int kiln_shim_sdpa_v1(kiln_shim_ctx *ctx, int64_t site, const float *q, const float *k,
+                      const float *v, const float *mask, const int64_t *mask_strides, float *out,
+                      const int64_t *dims, float scale);
+
+/* As kiln_shim_sdpa_v1, with the scale optional: NULL means 1/sqrt(D) (ONNX Attention's
+ * default). The compiler emits _v2 and passes NULL when the model gives no scale. */
+int kiln_shim_sdpa_v2(kiln_shim_ctx *ctx, int64_t site, const float *q, const float *k,
+                      const float *v, const float *mask, const int64_t *mask_strides, float *out,
+                      const int64_t *dims, const float *scale);
+
+/* ---- level 3: outputs whose size depends on data ------------------------------------
+ * Each writes its outputs compactly (row-major for the actual size) into buffers sized for
+ * the upper bound, and the actual size into *count, which the generated code then uses as
+ * the value of a symbol (see run_v2 in model_desc.h). */
+
+/* ONNX NonZero on a mask of n = prod(dims) bytes (0 or 1, row-major): y receives the
+ * multi-indices of the set bytes as int64 [rank, count] (room for rank * n), count their
+ * number. rank 0 is a scalar: count is 0 or 1 and y is [0, count]. */
+int kiln_shim_nonzero_v1(kiln_shim_ctx *ctx, int64_t site, const uint8_t *mask, const int64_t *dims,
+                         int32_t rank, int64_t *y, int64_t *count);
+
+/* ONNX Unique over slices. x is [outer, n, inner] (dims) of elem_type/elem_size; slice j is
+ * x[:, j, :], compared element by element in row-major order. sorted != 0 orders the unique
+ * slices ascending (lexicographically), else by first occurrence. Writes y [outer, count,
+ * inner], first_index [count] (first occurrence of each), inverse [n] (the unique slice of
+ * each input slice) and counts [count]; any of them may be NULL. Buffers have room for n. */
+int kiln_shim_unique_v1(kiln_shim_ctx *ctx, int64_t site, int32_t elem_type, int32_t elem_size,
+                        const void *x, const int64_t *dims, int32_t sorted, void *y,
+                        int64_t *first_index, int64_t *inverse, int64_t *counts, int64_t *count);
+
+/* ONNX NonMaxSuppression, float32. dims = {B, C, N}: boxes [B, N, 4] (corners y1,x1,y2,x2 in
+ * any order, or center_point_box: cx,cy,w,h), scores [B, C, N]. For each (batch, class),
+ * boxes with score > score_threshold (if given) are taken in descending score order (ties:
+ * lower index first) and kept unless their IoU with a kept box exceeds iou_threshold, up to
+ * max_per_class. NULL thresholds/limit mean the ONNX defaults (none, 0, 0 boxes). selected
+ * receives int64 [count, 3] rows (batch, class, box); room for B * C * N rows. */
+int kiln_shim_nms_v1(kiln_shim_ctx *ctx, int64_t site, const float *boxes, const float *scores,
+                     const int64_t *dims, const int64_t *max_per_class, const float *iou_threshold,
+                     const float *score_threshold, int32_t center_point_box, int64_t *selected,
+                     int64_t *count);
+
+/* ---- level 3: string tensors ---------------------------------------------------------
+ * A string element is a `const char *` to NUL-terminated UTF-8. Strings a shim produces
+ * live in the runner's scratch arena until the run ends (the runtime copies model outputs
+ * out before that). ctx must be a runner. */
+
+/* ONNX Cast to string: each of the n numbers of elem_type/elem_size as the shortest decimal
+ * that reads back to the same value ("0.039187793", "NaN", "INF", "-INF"; integers and
+ * bools as integers). */
+int kiln_shim_to_string_v1(kiln_shim_ctx *ctx, int64_t site, int32_t elem_type, int32_t elem_size,
+                           const void *x, int64_t n, const char **y);
+
+/* ONNX Cast from string: parses n decimal strings (as strtod/strtoll; "NaN", "INF", "-INF"
+ * and "inf"/"infinity" in any case) into elem_type/elem_size. Unparsable text fails with
+ * KILN_ERR_INVALID_ARGUMENT naming the element. */
+int kiln_shim_from_string_v1(kiln_shim_ctx *ctx, int64_t site, const char *const *x, int64_t n,
+                             int32_t elem_type, int32_t elem_size, void *y);
+
+/* ONNX StringNormalizer on n strings: drops the stopwords (case_sensitive != 0 compares
+ * exactly, else ignoring ASCII case), then applies case_action (0 NONE, 1 LOWER, 2 UPPER;
+ * ASCII letters). y receives the kept strings in order (room for max(n, 1)) and count their
+ * number; when every string is dropped, y holds one empty string and count is 1. */
+int kiln_shim_string_normalizer_v1(kiln_shim_ctx *ctx, int64_t site, const char *const *x,
+                                   int64_t n, int32_t case_action, int32_t case_sensitive,
+                                   const char *const *stopwords, int64_t num_stopwords,
+                                   const char **y, int64_t *count);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KILN_SHIM_H */
