@@ -1,0 +1,182 @@
+/* GPU smoke test of the CUDA runtime (run by tests/gpu/rt_smoke.sh on a machine with a GPU):
+ * runs the fake CUDA model (y = 2 x + w) through kiln_run, kiln_run_v2 on a user stream and
+ * kiln_run_alloc_v2, swaps constants, checks a wrong-device error, times runs, and prints one
+ * JSON object. Exit status 0 only when every check passed. */
+#define _POSIX_C_SOURCE 200809L
+#include <kiln/model.h>
+
+#include <dlfcn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define W 256
+typedef int (*cu_int_fn)(unsigned);
+typedef int (*cu_dev_get_fn)(int *, int);
+typedef int (*cu_retain_fn)(void **, int);
+typedef int (*cu_ctx_set_fn)(void *);
+typedef int (*cu_stream_create_fn)(void **, unsigned);
+typedef int (*cu_stream_fn)(void *);
+
+static int failures = 0;
+static char notes[2048] = "";
+
+static void note(const char *what, const char *detail) {
+  ++failures;
+  size_t n = strlen(notes);
+  snprintf(notes + n, sizeof notes - n, "%s%s: %s", n ? "; " : "", what, detail);
+}
+
+static double now_us(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
+
+static DLTensor host_tensor(float *data, int64_t *dims, int32_t ndim) {
+  DLTensor t;
+  memset(&t, 0, sizeof t);
+  t.data = data;
+  t.device.device_type = kDLCPU;
+  t.ndim = ndim;
+  t.dtype.code = kDLFloat;
+  t.dtype.bits = 32;
+  t.dtype.lanes = 1;
+  t.shape = dims;
+  return t;
+}
+
+/* Max |y - (2 x + w)| of device tensor y. */
+static double check(kiln_container *c, DLTensor *y, const float *x, int64_t batch, float w_base) {
+  static float out[64 * W];
+  int64_t dims[2] = {batch, W};
+  DLTensor hy = host_tensor(out, dims, 2);
+  if (kiln_copy_tensor(c, &hy, y) != KILN_OK) {
+    note("copy back", kiln_last_error());
+    return 1e30;
+  }
+  double err = 0;
+  for (int64_t i = 0; i < batch * W; ++i) {
+    float w = w_base == 0 ? (i % W) * 0.5f : w_base + (i % W);
+    double e = fabs(out[i] - (2 * x[i] + w));
+    if (e > err) err = e;
+  }
+  return err;
+}
+
+int main(void) {
+  void *cu = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!cu) {
+    printf("{\"ok\": false, \"error\": \"no libcuda.so.1\"}\n");
+    return 1;
+  }
+  void *ctx = NULL, *stream = NULL;
+  int dev = 0;
+  ((cu_int_fn)dlsym(cu, "cuInit"))(0);
+  ((cu_dev_get_fn)dlsym(cu, "cuDeviceGet"))(&dev, 0);
+  ((cu_retain_fn)dlsym(cu, "cuDevicePrimaryCtxRetain"))(&ctx, dev);
+  ((cu_ctx_set_fn)dlsym(cu, "cuCtxSetCurrent"))(ctx);
+  ((cu_stream_create_fn)dlsym(cu, "cuStreamCreate"))(&stream, 1 /* non-blocking */);
+  cu_stream_fn stream_sync = (cu_stream_fn)dlsym(cu, "cuStreamSynchronize");
+
+  kiln_container *c = NULL;
+  double t0 = now_us();
+  if (kiln_container_create(NULL, &c) != KILN_OK) {
+    printf("{\"ok\": false, \"error\": \"create: %s\"}\n", kiln_last_error());
+    return 1;
+  }
+  double create_ms = (now_us() - t0) / 1e3;
+  static float x[64 * W];
+  for (int i = 0; i < 64 * W; ++i)
+    x[i] = (float)(i % 13) - 6.f;
+  int64_t batch = 64, dims[2] = {64, W};
+  DLManagedTensor *dx = NULL, *dy = NULL;
+  if (kiln_alloc_tensor(c, (DLDataType){kDLFloat, 32, 1}, 2, dims, &dx) ||
+      kiln_alloc_tensor(c, (DLDataType){kDLFloat, 32, 1}, 2, dims, &dy)) {
+    printf("{\"ok\": false, \"error\": \"alloc: %s\"}\n", kiln_last_error());
+    return 1;
+  }
+  DLTensor hx = host_tensor(x, dims, 2);
+  if (kiln_copy_tensor(c, &dx->dl_tensor, &hx)) note("copy in", kiln_last_error());
+
+  /* kiln_run (synchronous, runner stream) at batch 64, then 5 (same arena). */
+  double v1_err = 0;
+  if (kiln_run(c, &dx->dl_tensor, 1, &dy->dl_tensor, 1)) note("kiln_run", kiln_last_error());
+  v1_err = check(c, &dy->dl_tensor, x, batch, 0);
+  batch = 5;
+  dims[0] = 5; /* the tensors' shapes point at dims */
+  if (kiln_run(c, &dx->dl_tensor, 1, &dy->dl_tensor, 1)) note("kiln_run b5", kiln_last_error());
+  double v1_err5 = check(c, &dy->dl_tensor, x, batch, 0);
+
+  /* kiln_run_v2 on a user stream: asynchronous; the caller synchronises. */
+  kiln_run_options ro;
+  kiln_run_options_init(&ro);
+  ro.stream = stream;
+  if (kiln_run_v2(c, &ro, &dx->dl_tensor, 1, &dy->dl_tensor, 1)) note("run_v2", kiln_last_error());
+  stream_sync(stream);
+  double v2_err = check(c, &dy->dl_tensor, x, batch, 0);
+
+  DLManagedTensor *out = NULL;
+  double alloc_err = 1e30;
+  if (kiln_run_alloc_v2(c, &ro, &dx->dl_tensor, 1, &out, 1)) {
+    note("run_alloc_v2", kiln_last_error());
+  } else {
+    stream_sync(stream);
+    alloc_err = check(c, &out->dl_tensor, x, batch, 0);
+    if (out->dl_tensor.device.device_type != kDLCUDA) note("run_alloc_v2", "not on the GPU");
+    out->deleter(out);
+  }
+
+  /* Constants: fill the inactive buffer from host values, swap, run. */
+  float w2[W];
+  for (int i = 0; i < W; ++i)
+    w2[i] = 1000.f + i;
+  int64_t wd[1] = {W};
+  DLTensor wt = host_tensor(w2, wd, 1);
+  const char *name = "w";
+  double swap_err = 1e30;
+  if (kiln_update_constants(c, KILN_CONSTANTS_INACTIVE, &name, &wt, 1, 0) ||
+      kiln_swap_constants(c)) {
+    note("swap", kiln_last_error());
+  } else {
+    if (kiln_run_v2(c, &ro, &dx->dl_tensor, 1, &dy->dl_tensor, 1)) note("run after swap", kiln_last_error());
+    stream_sync(stream);
+    swap_err = check(c, &dy->dl_tensor, x, batch, 1000.f);
+  }
+
+  /* A host tensor given to a CUDA container. */
+  int st = kiln_run_v2(c, &ro, &hx, 1, &dy->dl_tensor, 1);
+  int device_error_ok = st == KILN_ERR_DEVICE && strstr(kiln_last_error(), "input 'x'") != NULL;
+  if (!device_error_ok) note("wrong-device input", kiln_last_error());
+
+  /* Timing: enqueue cost of kiln_run_v2 and the synchronous kiln_run. */
+  int n = 2000;
+  t0 = now_us();
+  for (int i = 0; i < n; ++i)
+    kiln_run_v2(c, &ro, &dx->dl_tensor, 1, &dy->dl_tensor, 1);
+  double enqueue_us = (now_us() - t0) / n;
+  stream_sync(stream);
+  double v2_total_us = (now_us() - t0) / n;
+  t0 = now_us();
+  for (int i = 0; i < 500; ++i)
+    kiln_run(c, &dx->dl_tensor, 1, &dy->dl_tensor, 1);
+  double v1_us = (now_us() - t0) / 500;
+  double final_err = check(c, &dy->dl_tensor, x, batch, 1000.f);
+
+  dx->deleter(dx);
+  dy->deleter(dy);
+  kiln_container_destroy(c);
+  double tol = 1e-5;
+  if (v1_err > tol || v1_err5 > tol || v2_err > tol || alloc_err > tol || swap_err > tol ||
+      final_err > tol)
+    note("values", "max error above 1e-5");
+  printf("{\"ok\": %s, \"create_ms\": %.3f, \"run_v1_max_err\": %g, \"run_v1_b5_max_err\": %g, "
+         "\"run_v2_stream_max_err\": %g, \"run_alloc_v2_max_err\": %g, \"swap_max_err\": %g, "
+         "\"final_max_err\": %g, \"device_error_ok\": %s, \"run_v2_enqueue_us\": %.2f, "
+         "\"run_v2_us\": %.2f, \"run_v1_us\": %.2f, \"notes\": \"%s\"}\n",
+         failures ? "false" : "true", create_ms, v1_err, v1_err5, v2_err, alloc_err, swap_err,
+         final_err, device_error_ok ? "true" : "false", enqueue_us, v2_total_us, v1_us, notes);
+  return failures ? 1 : 0;
+}
