@@ -283,13 +283,27 @@ static void test_descriptor_variants(void) {
 
   d.shim_version = 99;
   CHECK_ERR(kiln_rt_container_create_v1(&d, NULL, &c), KILN_ERR_VERSION_MISMATCH,
-            "model needs kiln shim v99 but this libkiln_rt provides v3; upgrade libkiln_rt");
+            "model needs kiln shim v99 but this libkiln_rt provides v4; upgrade libkiln_rt");
   d = *kiln_model_descriptor();
   d.abi_version = 7;
   CHECK_ERR(kiln_rt_container_create_v1(&d, NULL, &c), KILN_ERR_VERSION_MISMATCH, "ABI v7");
   d = *kiln_model_descriptor();
+  d.device = "tpu";
+  CHECK_ERR(kiln_rt_container_create_v1(&d, NULL, &c), KILN_ERR_UNSUPPORTED, "'tpu'");
+  /* A CUDA descriptor (here without kernels) needs the CUDA plugin and a driver: this build
+   * machine has no driver, so KILN_ERR_DEVICE; with a GPU the container is created. */
   d.device = "cuda";
-  CHECK_ERR(kiln_rt_container_create_v1(&d, NULL, &c), KILN_ERR_UNSUPPORTED, "'cuda'");
+  {
+    int st = kiln_rt_container_create_v1(&d, NULL, &c);
+    CHECK(st == KILN_ERR_DEVICE || st == KILN_OK);
+    if (st == KILN_ERR_DEVICE) CHECK(strstr(kiln_last_error(), "cuda") != NULL);
+    if (st == KILN_OK) kiln_container_destroy(c);
+    c = NULL;
+  }
+  /* ... and refuses to run on the CPU, which it has no code for. */
+  kiln_container_options_init(&o);
+  o.device = "cpu";
+  CHECK_ERR(kiln_rt_container_create_v1(&d, &o, &c), KILN_ERR_DEVICE, "compiled for cuda");
   CHECK_ERR(kiln_rt_container_create_v1(NULL, NULL, &c), KILN_ERR_INVALID_ARGUMENT, "NULL");
 
   /* External weights: an embedded-less model needs weights_path, of sufficient size. */

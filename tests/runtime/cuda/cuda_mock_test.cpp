@@ -63,7 +63,7 @@ float weight(int i) {
 }
 
 // A container plus device tensors x, y for one batch size.
-struct Fixture : ::testing::Test {
+struct CudaRun : ::testing::Test {
   kiln_container *c = nullptr;
   DLManagedTensor *x = nullptr, *y = nullptr;
   int64_t batch = 3;
@@ -117,7 +117,7 @@ struct Fixture : ::testing::Test {
   }
 };
 
-TEST_F(Fixture, LaunchesTheKernelWithItsGridAndArguments) {
+TEST_F(CudaRun, LaunchesTheKernelWithItsGridAndArguments) {
   void *stream = reinterpret_cast<void *>(0x5000);
   ASSERT_EQ(runV2(stream), KILN_OK) << kiln_last_error();
   kiln_mock_launch L;
@@ -134,7 +134,7 @@ TEST_F(Fixture, LaunchesTheKernelWithItsGridAndArguments) {
   expectY(weight);
 }
 
-TEST_F(Fixture, SteadyStateRunsAllocateAndSynchroniseNothing) {
+TEST_F(CudaRun, SteadyStateRunsAllocateAndSynchroniseNothing) {
   void *s1 = reinterpret_cast<void *>(0x5001), *s2 = reinterpret_cast<void *>(0x5002);
   ASSERT_EQ(runV2(s1), KILN_OK) << kiln_last_error(); // reserves the runner's arena
   kiln_mock_stats before = counters();
@@ -152,7 +152,7 @@ TEST_F(Fixture, SteadyStateRunsAllocateAndSynchroniseNothing) {
   expectY(weight);
 }
 
-TEST_F(Fixture, RunV1SynchronisesOnTheRunnersStream) {
+TEST_F(CudaRun, RunV1SynchronisesOnTheRunnersStream) {
   kiln_mock_stats before = counters();
   ASSERT_EQ(kiln_run(c, &x->dl_tensor, 1, &y->dl_tensor, 1), KILN_OK) << kiln_last_error();
   EXPECT_GE(counters().syncs - before.syncs, 1);
@@ -166,7 +166,7 @@ TEST_F(Fixture, RunV1SynchronisesOnTheRunnersStream) {
   EXPECT_EQ(counters().live_allocs, live - 1);
 }
 
-TEST_F(Fixture, SwapWaitsForTheGpuWorkOfRunsStillReadingTheWeights) {
+TEST_F(CudaRun, SwapWaitsForTheGpuWorkOfRunsStillReadingTheWeights) {
   mock().setAutoComplete(0);
   ASSERT_EQ(runV2(nullptr), KILN_OK) << kiln_last_error(); // returns with its event pending
   EXPECT_EQ(mock().pendingEvents(), 1);
@@ -203,7 +203,7 @@ TEST_F(Fixture, SwapWaitsForTheGpuWorkOfRunsStillReadingTheWeights) {
   EXPECT_EQ(counters().frees, frees + 1);
 }
 
-TEST_F(Fixture, DeviceUpdateOfActiveConstants) {
+TEST_F(CudaRun, DeviceUpdateOfActiveConstants) {
   // Values already on the device are copied device to device.
   int64_t wd[1] = {kWidth};
   DLManagedTensor *w = nullptr;
@@ -219,7 +219,7 @@ TEST_F(Fixture, DeviceUpdateOfActiveConstants) {
   expectY([](int) { return 7.f; });
 }
 
-TEST_F(Fixture, TensorsOnTheWrongDeviceAreRefusedByName) {
+TEST_F(CudaRun, TensorsOnTheWrongDeviceAreRefusedByName) {
   DLTensor hx = host(hostX.data());
   EXPECT_EQ(kiln_run_v2(c, nullptr, &hx, 1, &y->dl_tensor, 1), KILN_ERR_DEVICE);
   EXPECT_NE(std::strstr(kiln_last_error(), "input 'x'"), nullptr) << kiln_last_error();
