@@ -210,7 +210,8 @@ void addRunCommand(CLI::App &app) {
       DLManagedTensor *m = nullptr;
       lib.check(lib.kiln_alloc_tensor(c, t.dtype, t.ndim, t.shape, &m), "kiln_alloc_tensor");
       deviceTensors.push_back(m);
-      if (copy) lib.check(lib.kiln_copy_tensor(c, &m->dl_tensor, &t), "copying an input to the GPU");
+      if (copy)
+        lib.check(lib.kiln_copy_tensor(c, &m->dl_tensor, &t), "copying an input to the GPU");
       t.data = m->dl_tensor.data;
       t.device = m->dl_tensor.device;
     };

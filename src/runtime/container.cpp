@@ -158,8 +158,8 @@ int checkOptions(const kiln_model_desc_v1 &desc, const kiln_container_options &o
                 "device '%s' requested, but this model was compiled for cuda (%s) and has no "
                 "CPU code; pass device \"cuda\" or \"cuda:N\", or recompile for cpu",
                 dev, desc.cuda_arch ? desc.cuda_arch : "no arch recorded");
-  if (cudaModel && desc.struct_size < offsetof(kiln_model_desc_v1, cuda_arch) +
-                                          sizeof(desc.cuda_arch))
+  if (cudaModel &&
+      desc.struct_size < offsetof(kiln_model_desc_v1, cuda_arch) + sizeof(desc.cuda_arch))
     return fail(KILN_ERR_VERSION_MISMATCH,
                 "model claims device cuda but its descriptor (%zu bytes) predates ABI 4; the "
                 "model.so is corrupt or was not built by kiln",

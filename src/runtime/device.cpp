@@ -66,8 +66,7 @@ PluginLoad &pluginLoad() {
   std::call_once(once, [] {
     void *h = openPlugin(p.why);
     if (!h) return;
-    auto entry =
-        reinterpret_cast<kiln_device_plugin_entry_fn>(dlsym(h, KILN_DEVICE_PLUGIN_ENTRY));
+    auto entry = reinterpret_cast<kiln_device_plugin_entry_fn>(dlsym(h, KILN_DEVICE_PLUGIN_ENTRY));
     const kiln_device_plugin_v1 *t = entry ? entry() : nullptr;
     if (!t || t->struct_size < sizeof(kiln_device_plugin_v1)) {
       p.why = "the CUDA plugin found does not match this libkiln_rt (missing " +
@@ -95,8 +94,8 @@ DeviceState::~DeviceState() {
   if (module) plugin->unload_module(device, module);
 }
 
-int DeviceState::copy(void *dst, bool dstOnDevice, const void *src, bool srcOnDevice,
-                      size_t bytes, const char *what) const {
+int DeviceState::copy(void *dst, bool dstOnDevice, const void *src, bool srcOnDevice, size_t bytes,
+                      const char *what) const {
   char err[512] = {};
   int st = plugin->copy_sync(device, dst, dstOnDevice, src, srcOnDevice, bytes, err, sizeof err);
   return st ? fail(st, "%s: %s", what, err) : KILN_OK;

@@ -120,9 +120,8 @@ KILN_API void kiln_run_options_init(kiln_run_options *options) {
   }
 }
 
-KILN_API int kiln_run_v2(kiln_container *c, const kiln_run_options *options,
-                         const DLTensor *inputs, int32_t num_inputs, DLTensor *outputs,
-                         int32_t num_outputs) {
+KILN_API int kiln_run_v2(kiln_container *c, const kiln_run_options *options, const DLTensor *inputs,
+                         int32_t num_inputs, DLTensor *outputs, int32_t num_outputs) {
   if (!kiln_rt_run_v2) return KILN_ERR_VERSION_MISMATCH;
   return kiln_rt_run_v2(c, options, inputs, num_inputs, outputs, num_outputs);
 }

@@ -126,9 +126,8 @@ int runTensors(const char *fn, kiln_container *c, const RunSpec &spec, const DLT
   return KILN_OK;
 }
 
-int runAllocTensors(const char *fn, kiln_container *c, const RunSpec &spec,
-                    const DLTensor *inputs, int32_t num_inputs, DLManagedTensor **outputs,
-                    int32_t num_outputs) {
+int runAllocTensors(const char *fn, kiln_container *c, const RunSpec &spec, const DLTensor *inputs,
+                    int32_t num_inputs, DLManagedTensor **outputs, int32_t num_outputs) {
   clearError();
   if (int st = checkCounts(fn, c, inputs, num_inputs, outputs, num_outputs)) return st;
   for (int32_t i = 0; i < num_outputs; ++i)
@@ -149,16 +148,17 @@ int runAllocTensors(const char *fn, kiln_container *c, const RunSpec &spec,
     const kiln_io_desc_v1 &io = d.outputs[i];
     if (c->device && isString(io.dtype)) {
       freeAll();
-      return fail(KILN_ERR_UNSUPPORTED, "%s: output '%s' is a string tensor, which CUDA models "
-                  "cannot produce", fn, io.name);
+      return fail(KILN_ERR_UNSUPPORTED,
+                  "%s: output '%s' is a string tensor, which CUDA models "
+                  "cannot produce",
+                  fn, io.name);
     }
     outputs[i] = allocManaged(c, c->device != nullptr, io.dtype, io.ndim, r->scratch.outDims[i]);
     if (!outputs[i]) {
       char why[512];
       std::snprintf(why, sizeof why, "%s", lastError());
       freeAll();
-      return fail(KILN_ERR_OUT_OF_MEMORY, "%s: cannot allocate output '%s': %s", fn, io.name,
-                  why);
+      return fail(KILN_ERR_OUT_OF_MEMORY, "%s: cannot allocate output '%s': %s", fn, io.name, why);
     }
     r->scratch.outData[i] = outputs[i]->dl_tensor.data;
   }
@@ -188,8 +188,8 @@ int runAllocTensors(const char *fn, kiln_container *c, const RunSpec &spec,
     }
     return KILN_OK;
   };
-  if (int st = execute(c, r, r->scratch.inData.data(), r->scratch.outData.data(), spec,
-                       copyStrings)) {
+  if (int st =
+          execute(c, r, r->scratch.inData.data(), r->scratch.outData.data(), spec, copyStrings)) {
     freeAll();
     return st;
   }
@@ -252,8 +252,7 @@ KILN_RT_API int kiln_rt_output_dims(kiln_container *c, const DLTensor *inputs, i
 
 KILN_RT_API int kiln_rt_run_alloc(kiln_container *c, const DLTensor *inputs, int32_t num_inputs,
                                   DLManagedTensor **outputs, int32_t num_outputs) {
-  return runAllocTensors("kiln_run_alloc", c, RunSpec{}, inputs, num_inputs, outputs,
-                         num_outputs);
+  return runAllocTensors("kiln_run_alloc", c, RunSpec{}, inputs, num_inputs, outputs, num_outputs);
 }
 
 } // extern "C"

@@ -43,16 +43,20 @@ int executeCuda(kiln_container *c, Runner *r, void *const *in, void *const *out,
   } catch (const std::exception &e) {
     st = fail(KILN_ERR_INTERNAL, "model run threw: %s", e.what());
   }
-  int endSt = p.run_end(r->cuda, err, sizeof err);
+  int endSt;
   {
+    // Under pinMu: a writer draining a slot (reclaimPins) then sees either the previous run's
+    // event and pins or this run's, never this run's pin with the previous run's event.
     std::lock_guard<std::mutex> lock(r->pinMu);
+    endSt = p.run_end(r->cuda, err, sizeof err);
     ++r->pendingPins[slot];
   }
   // A failed run may have enqueued part of its work: finish it before the caller frees
   // anything (kiln_run_alloc frees its outputs). Synchronous runs wait here too.
   if (st != KILN_OK || endSt != KILN_OK || spec.sync) c->reclaimPins(r, true);
   if (st != KILN_OK) return runStatus(st, *r);
-  if (endSt != KILN_OK) return fail(endSt, "finishing the run on cuda:%d: %s", c->device->ordinal, err);
+  if (endSt != KILN_OK)
+    return fail(endSt, "finishing the run on cuda:%d: %s", c->device->ordinal, err);
   return KILN_OK;
 }
 
@@ -81,8 +85,8 @@ Runner *cudaRunner(kiln_shim_ctx *ctx, const char *fn) {
 extern "C" {
 
 KILN_RT_API int kiln_shim_cuda_matmul_v1(kiln_shim_ctx *ctx, int64_t site, const void *a,
-                                      const void *b, const void *addend, void *c,
-                                      const kiln_cuda_matmul_params_v1 *params) {
+                                         const void *b, const void *addend, void *c,
+                                         const kiln_cuda_matmul_params_v1 *params) {
   const char *fn = "kiln_shim_cuda_matmul_v1";
   Runner *r = cudaRunner(ctx, fn);
   if (!r) return KILN_ERR_DEVICE;
@@ -93,10 +97,10 @@ KILN_RT_API int kiln_shim_cuda_matmul_v1(kiln_shim_ctx *ctx, int64_t site, const
 }
 
 KILN_RT_API int kiln_shim_cuda_conv_v1(kiln_shim_ctx *ctx, int64_t site, const void *x,
-                                    const int64_t *x_dims, const void *w, const int64_t *w_dims,
-                                    const void *bias, const void *residual, void *y,
-                                    const int64_t *y_dims, const kiln_conv_params_v1 *params,
-                                    int32_t elem_type, uint32_t flags) {
+                                       const int64_t *x_dims, const void *w, const int64_t *w_dims,
+                                       const void *bias, const void *residual, void *y,
+                                       const int64_t *y_dims, const kiln_conv_params_v1 *params,
+                                       int32_t elem_type, uint32_t flags) {
   const char *fn = "kiln_shim_cuda_conv_v1";
   Runner *r = cudaRunner(ctx, fn);
   if (!r) return KILN_ERR_DEVICE;

@@ -47,9 +47,8 @@ int executeCuda(kiln_container *c, Runner *r, void *const *in, void *const *out,
 // kiln_run / kiln_run_v2 and kiln_run_alloc / kiln_run_alloc_v2 (run.cpp).
 int runTensors(const char *fn, kiln_container *c, const RunSpec &spec, const DLTensor *inputs,
                int32_t numInputs, DLTensor *outputs, int32_t numOutputs);
-int runAllocTensors(const char *fn, kiln_container *c, const RunSpec &spec,
-                    const DLTensor *inputs, int32_t numInputs, DLManagedTensor **outputs,
-                    int32_t numOutputs);
+int runAllocTensors(const char *fn, kiln_container *c, const RunSpec &spec, const DLTensor *inputs,
+                    int32_t numInputs, DLManagedTensor **outputs, int32_t numOutputs);
 
 // Contiguous tensors owned by their deleter: host memory, or device memory of a CUDA
 // container when onDevice (tensors.cpp). nullptr with the error recorded on failure.

@@ -20,7 +20,8 @@ int checkRunOptions(const char *fn, const kiln_run_options *o, RunSpec &spec) {
                 "kiln_run_options_init first",
                 fn, o->struct_size, sizeof(kiln_run_options));
   for (uint32_t r : o->reserved)
-    if (r != 0) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: kiln_run_options.reserved must be zero", fn);
+    if (r != 0)
+      return fail(KILN_ERR_INVALID_ARGUMENT, "%s: kiln_run_options.reserved must be zero", fn);
   if (o->flags & ~KILN_RUN_SYNC)
     return fail(KILN_ERR_INVALID_ARGUMENT, "%s: kiln_run_options.flags has unknown bits 0x%x", fn,
                 o->flags & ~KILN_RUN_SYNC);

@@ -83,7 +83,8 @@ namespace {
 int placeOf(const kiln_container *c, const DLTensor &t, const char *which) {
   if (t.device.device_type == kDLCPU) return 0;
   if (c->device && c->device->isMine(t.device)) return 1;
-  fail(KILN_ERR_DEVICE, "kiln_copy_tensor: %s is on %s; this container copies between the host "
+  fail(KILN_ERR_DEVICE,
+       "kiln_copy_tensor: %s is on %s; this container copies between the host "
        "(cpu) and %s",
        which, deviceName(t.device).text,
        c->device ? deviceName(DLDevice{kDLCUDA, c->device->ordinal}).text : "nothing else");
@@ -100,7 +101,9 @@ KILN_RT_API int kiln_rt_alloc_tensor(kiln_container *c, DLDataType dtype, int32_
   const char *fn = "kiln_alloc_tensor";
   if (!c || !out || (ndim > 0 && !dims))
     return fail(KILN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
-                !c ? "container" : !out ? "out" : "dims");
+                !c     ? "container"
+                : !out ? "out"
+                       : "dims");
   *out = nullptr;
   if (ndim < 0) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: ndim is %d", fn, ndim);
   for (int32_t d = 0; d < ndim; ++d)
@@ -117,10 +120,12 @@ KILN_RT_API int kiln_rt_copy_tensor(kiln_container *c, DLTensor *dst, const DLTe
   const char *fn = "kiln_copy_tensor";
   if (!c || !dst || !src)
     return fail(KILN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
-                !c ? "container" : !dst ? "dst" : "src");
+                !c     ? "container"
+                : !dst ? "dst"
+                       : "src");
   if (!sameDtype(dst->dtype, src->dtype))
-    return fail(KILN_ERR_DTYPE_MISMATCH, "%s: dst is %s, src is %s", fn,
-                dtypeName(dst->dtype).text, dtypeName(src->dtype).text);
+    return fail(KILN_ERR_DTYPE_MISMATCH, "%s: dst is %s, src is %s", fn, dtypeName(dst->dtype).text,
+                dtypeName(src->dtype).text);
   if (dst->ndim != src->ndim)
     return fail(KILN_ERR_SHAPE_MISMATCH, "%s: dst has rank %d, src %d", fn, dst->ndim, src->ndim);
   for (int32_t d = 0; d < src->ndim; ++d)

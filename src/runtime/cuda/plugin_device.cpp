@@ -42,8 +42,8 @@ struct Module {
 const Driver &d() {
   return *driver(nullptr);
 }
-int drvLaunch(void *f, uint32_t gx, uint32_t gy, uint32_t gz, uint32_t bx, uint32_t by,
-              uint32_t bz, uint32_t shared, void *stream, void **args) {
+int drvLaunch(void *f, uint32_t gx, uint32_t gy, uint32_t gz, uint32_t bx, uint32_t by, uint32_t bz,
+              uint32_t shared, void *stream, void **args) {
   return d().cuLaunchKernel(static_cast<CUfunction>(f), gx, gy, gz, bx, by, bz, shared,
                             static_cast<CUstream>(stream), args, nullptr);
 }
@@ -67,8 +67,8 @@ int drvFill(void *dst, uint8_t value, size_t bytes, void *stream) {
 const char *drvErrorString(int status) {
   return errorText(static_cast<CUresult>(status));
 }
-const kiln_cuda_driver_v1 kDriverTable = {sizeof(kiln_cuda_driver_v1), drvLaunch, drvCopy,
-                                          drvReadToHost, drvFill, drvErrorString};
+const kiln_cuda_driver_v1 kDriverTable = {
+    sizeof(kiln_cuda_driver_v1), drvLaunch, drvCopy, drvReadToHost, drvFill, drvErrorString};
 
 } // namespace
 
@@ -86,7 +86,8 @@ int openDevice(int32_t ordinal, void **out, char *err, size_t errSize) {
     return KILN_OK;
   }
   int count = 0;
-  if (CUresult r = drv->cuDeviceGetCount(&count)) return reportCu(err, errSize, r, "cuDeviceGetCount");
+  if (CUresult r = drv->cuDeviceGetCount(&count))
+    return reportCu(err, errSize, r, "cuDeviceGetCount");
   if (ordinal < 0 || ordinal >= count)
     return report(err, errSize, KILN_ERR_DEVICE,
                   "device 'cuda:%d' does not exist: this machine has %d CUDA device(s) (use "
@@ -95,7 +96,8 @@ int openDevice(int32_t ordinal, void **out, char *err, size_t errSize) {
   auto dev = std::make_unique<Device>();
   dev->drv = drv;
   dev->ordinal = ordinal;
-  if (CUresult r = drv->cuDeviceGet(&dev->dev, ordinal)) return reportCu(err, errSize, r, "cuDeviceGet");
+  if (CUresult r = drv->cuDeviceGet(&dev->dev, ordinal))
+    return reportCu(err, errSize, r, "cuDeviceGet");
   if (CUresult r = drv->cuDevicePrimaryCtxRetain(&dev->ctx, dev->dev))
     return reportCu(err, errSize, r, "cuDevicePrimaryCtxRetain");
   if (devices.size() <= static_cast<size_t>(ordinal)) devices.resize(ordinal + 1);

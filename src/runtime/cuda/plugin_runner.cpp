@@ -25,15 +25,15 @@ struct Runner {
   Device *dev = nullptr;
   CUstream own = nullptr;
   CUevent done = nullptr;
-  bool recorded = false;    // done holds a recorded run
-  CUstream last = nullptr;  // stream of that run
+  bool recorded = false;   // done holds a recorded run
+  CUstream last = nullptr; // stream of that run
   CUstream current = nullptr;
-  bool inRun = false;       // between run_begin and run_end (context pushed)
+  bool inRun = false; // between run_begin and run_end (context pushed)
   CUdeviceptr arena = 0;
   size_t capacity = 0;
-  size_t workspace = 0;     // bytes at the arena's start reserved for library calls
-  size_t used = 0;          // bump offset after the workspace
-  size_t limit = 0;         // workspace + scratch reserved for this run
+  size_t workspace = 0; // bytes at the arena's start reserved for library calls
+  size_t used = 0;      // bump offset after the workspace
+  size_t limit = 0;     // workspace + scratch reserved for this run
   std::unique_ptr<CudaLibraries> libs;
 };
 
@@ -102,12 +102,11 @@ int runBegin(void *runner, void *stream, uint32_t flags, size_t scratchBytes, vo
     r->capacity = 0;
     size_t bytes = roundUp(need, kArenaGranule);
     if (CUresult e = drv.cuMemAlloc(&r->arena, bytes))
-      return failPop(report(err, errSize,
-                            e == CUDA_ERROR_OUT_OF_MEMORY ? KILN_ERR_OUT_OF_MEMORY
-                                                          : KILN_ERR_DEVICE,
-                            "cannot reserve %zu bytes of run scratch on cuda:%d (CUDA error %d: "
-                            "%s)",
-                            bytes, r->dev->ordinal, static_cast<int>(e), errorText(e)));
+      return failPop(report(
+          err, errSize, e == CUDA_ERROR_OUT_OF_MEMORY ? KILN_ERR_OUT_OF_MEMORY : KILN_ERR_DEVICE,
+          "cannot reserve %zu bytes of run scratch on cuda:%d (CUDA error %d: "
+          "%s)",
+          bytes, r->dev->ordinal, static_cast<int>(e), errorText(e)));
     r->capacity = bytes;
   }
   r->workspace = workspace;

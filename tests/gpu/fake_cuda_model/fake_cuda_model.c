@@ -39,8 +39,7 @@ static const char *const kernel_names[] = {"kiln_fake_scale_add"};
 #define H4(i) H(i), H(i + 1), H(i + 2), H(i + 3)
 #define H16(i) H4(i), H4(i + 4), H4(i + 8), H4(i + 12)
 #define H64(i) H16(i), H16(i + 16), H16(i + 32), H16(i + 48)
-static const float blob[WIDTH] __attribute__((aligned(64))) = {H64(0), H64(64), H64(128),
-                                                               H64(192)};
+static const float blob[WIDTH] __attribute__((aligned(64))) = {H64(0), H64(64), H64(128), H64(192)};
 
 static int bind_shapes(const int64_t *const *input_dims, const int32_t *input_ndims, int64_t *syms,
                        char *err, size_t err_size) {

@@ -76,8 +76,8 @@ int main(int argc, char **argv) {
   }
   void *ctx = NULL, *stream = NULL;
   int dev = 0;
-  const char *need[] = {"cuInit", "cuDeviceGet", "cuDevicePrimaryCtxRetain", "cuCtxSetCurrent",
-                        "cuStreamCreate", "cuStreamSynchronize"};
+  const char *need[] = {"cuInit",          "cuDeviceGet",    "cuDevicePrimaryCtxRetain",
+                        "cuCtxSetCurrent", "cuStreamCreate", "cuStreamSynchronize"};
   for (int i = 0; i < 6; ++i)
     if (!dlsym(cu, need[i])) {
       printf("{\"ok\": false, \"error\": \"libcuda.so.1 lacks %s\"}\n", need[i]);
@@ -152,7 +152,8 @@ int main(int argc, char **argv) {
       kiln_swap_constants(c)) {
     note("swap", kiln_last_error());
   } else {
-    if (kiln_run_v2(c, &ro, &dx->dl_tensor, 1, &dy->dl_tensor, 1)) note("run after swap", kiln_last_error());
+    if (kiln_run_v2(c, &ro, &dx->dl_tensor, 1, &dy->dl_tensor, 1))
+      note("run after swap", kiln_last_error());
     stream_sync(stream);
     swap_err = check(c, &dy->dl_tensor, x, batch, 1000.f);
   }

@@ -128,7 +128,7 @@ TEST_F(CudaRun, LaunchesTheKernelWithItsGridAndArguments) {
   EXPECT_EQ(L.block[0], 256u);
   EXPECT_EQ(L.stream, stream);
   EXPECT_EQ(L.args[0], reinterpret_cast<uint64_t>(x->dl_tensor.data));
-  EXPECT_NE(L.args[1], 0u);                                          // the device weights
+  EXPECT_NE(L.args[1], 0u);                                            // the device weights
   EXPECT_NE(L.args[2], reinterpret_cast<uint64_t>(y->dl_tensor.data)); // scratch, copied to y
   EXPECT_EQ(L.args[3], static_cast<uint64_t>(batch * kWidth));
   expectY(weight);
@@ -229,6 +229,71 @@ TEST_F(CudaRun, TensorsOnTheWrongDeviceAreRefusedByName) {
   EXPECT_EQ(kiln_run(c, &x->dl_tensor, 1, &other, 1), KILN_ERR_DEVICE);
   EXPECT_NE(std::strstr(kiln_last_error(), "output 'y'"), nullptr) << kiln_last_error();
   EXPECT_NE(std::strstr(kiln_last_error(), "cuda:1"), nullptr) << kiln_last_error();
+}
+
+// Runs from several threads (synchronous and asynchronous) while constants are rewritten and
+// swapped: every run sees one whole weight set, and no pin is lost (a lost pin would hang a
+// swap; a leaked one too).
+TEST(CudaContainer, ConcurrentRunsAndSwaps) {
+  mock().setAutoComplete(1);
+  kiln_container *c = nullptr;
+  ASSERT_EQ(kiln_container_create(nullptr, &c), KILN_OK) << kiln_last_error();
+  std::atomic<bool> stop{false};
+  std::atomic<int> torn{0}, failed{0};
+  auto worker = [&](int id) {
+    int64_t dims[2] = {2, kWidth};
+    DLManagedTensor *x = nullptr, *y = nullptr;
+    if (kiln_alloc_tensor(c, kF32, 2, dims, &x) || kiln_alloc_tensor(c, kF32, 2, dims, &y)) {
+      ++failed;
+      return;
+    }
+    std::memset(x->dl_tensor.data, 0, 2 * kWidth * sizeof(float)); // mock memory is host memory
+    for (int i = 0; i < 300; ++i) {
+      kiln_run_options ro;
+      kiln_run_options_init(&ro);
+      ro.flags = (i + id) % 2 ? KILN_RUN_SYNC : 0;
+      int st = i % 3 ? kiln_run_v2(c, &ro, &x->dl_tensor, 1, &y->dl_tensor, 1)
+                     : kiln_run(c, &x->dl_tensor, 1, &y->dl_tensor, 1);
+      if (st) {
+        ++failed;
+        break;
+      }
+      auto *out = static_cast<const float *>(y->dl_tensor.data);
+      float base = out[0]; // y = w: one set has w[i] = base + i * step
+      float step = out[1] - out[0];
+      for (int k = 0; k < 2 * kWidth; ++k)
+        if (out[k] != base + (k % kWidth) * step) {
+          ++torn;
+          break;
+        }
+    }
+    x->deleter(x);
+    y->deleter(y);
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back(worker, t);
+  std::thread writer([&] {
+    std::vector<float> w(kWidth);
+    int64_t wd[1] = {kWidth};
+    DLTensor wt{w.data(), {kDLCPU, 0}, 1, kF32, wd, nullptr, 0};
+    const char *name = "w";
+    for (int k = 1; !stop; ++k) {
+      for (int i = 0; i < kWidth; ++i)
+        w[i] = 100.f * k + i;
+      if (kiln_update_constants(c, KILN_CONSTANTS_INACTIVE, &name, &wt, 1, 0) ||
+          kiln_swap_constants(c))
+        ++failed;
+      if (k % 7 == 0 && kiln_free_inactive_constants(c)) ++failed;
+    }
+  });
+  for (std::thread &t : threads)
+    t.join();
+  stop = true;
+  writer.join();
+  EXPECT_EQ(failed, 0) << kiln_last_error();
+  EXPECT_EQ(torn, 0);
+  kiln_container_destroy(c);
 }
 
 TEST(CudaContainer, DeviceChoicesAreChecked) {
