@@ -171,6 +171,25 @@ void addRunCommand(CLI::App &app) {
     }
     if (!files.empty())
       fail("--input '{}': the model has no input with that name", files.begin()->first);
+    // On a GPU the run reads and writes device tensors; the host buffers stay the .npy side,
+    // copied in once and out after the runs.
+    std::vector<DLManagedTensor *> deviceTensors;
+    std::shared_ptr<void> freeDevice(nullptr, [&](void *) {
+      for (DLManagedTensor *m : deviceTensors)
+        m->deleter(m);
+    });
+    auto toDevice = [&](DLTensor &t, bool copy) {
+      DLManagedTensor *m = nullptr;
+      lib.check(lib.kiln_alloc_tensor(c, t.dtype, t.ndim, t.shape, &m), "kiln_alloc_tensor");
+      deviceTensors.push_back(m);
+      if (copy)
+        lib.check(lib.kiln_copy_tensor(c, &m->dl_tensor, &t), "copying an input to the GPU");
+      t.data = m->dl_tensor.data;
+      t.device = m->dl_tensor.device;
+    };
+    if (gpu)
+      for (DLTensor &t : ins)
+        toDevice(t, true);
     std::vector<std::vector<int64_t>> outDims(nout);
     std::vector<int64_t *> dimPtrs(nout);
     std::vector<kiln_tensor_info> outInfo(nout);
@@ -198,29 +217,10 @@ void addRunCommand(CLI::App &app) {
                          nullptr,
                          0};
     }
-    // On a GPU the run reads and writes device tensors; the host buffers above stay the
-    // .npy side, copied in once and out after the runs.
-    std::vector<DLManagedTensor *> deviceTensors;
-    std::shared_ptr<void> freeDevice(nullptr, [&](void *) {
-      for (DLManagedTensor *m : deviceTensors)
-        m->deleter(m);
-    });
     const std::vector<DLTensor> hostOuts = outs;
-    auto toDevice = [&](DLTensor &t, bool copy) {
-      DLManagedTensor *m = nullptr;
-      lib.check(lib.kiln_alloc_tensor(c, t.dtype, t.ndim, t.shape, &m), "kiln_alloc_tensor");
-      deviceTensors.push_back(m);
-      if (copy)
-        lib.check(lib.kiln_copy_tensor(c, &m->dl_tensor, &t), "copying an input to the GPU");
-      t.data = m->dl_tensor.data;
-      t.device = m->dl_tensor.device;
-    };
-    if (gpu) {
-      for (DLTensor &t : ins)
-        toDevice(t, true);
+    if (gpu)
       for (DLTensor &t : outs)
         toDevice(t, false);
-    }
     // kiln_run writes the actual dims of data-dependent outputs (NonZero, Unique, ...)
     // into their shapes; each run starts again from the bounds kiln_output_dims gave.
     const std::vector<std::vector<int64_t>> boundDims = outDims;

@@ -407,6 +407,40 @@ static int test_threads(void) {
   return bad != 0;
 }
 
+/* ABI 4 on a CPU container: kiln_run_v2 is kiln_run (the stream is ignored), tensors and
+ * copies live on the host, and device tensors are refused. */
+static void test_abi4_on_cpu(void) {
+  kiln_container *c = NULL;
+  kiln_run_options ro;
+  DLManagedTensor *x = NULL, *y = NULL;
+  int64_t dims[2] = {2, 4};
+  float hx[8] = {1, 2, 3, 4, 5, 6, 7, 8}, hy[8];
+  DLTensor tx = tensor(hx, dims, 2), ty = tensor(hy, dims, 2), bad;
+  int i;
+
+  CHECK(kiln_container_create(NULL, &c) == KILN_OK);
+  CHECK(kiln_alloc_tensor(c, kF32, 2, dims, &x) == KILN_OK);
+  CHECK(kiln_alloc_tensor(c, kF32, 2, dims, &y) == KILN_OK);
+  if (!x || !y) return;
+  CHECK(x->dl_tensor.device.device_type == kDLCPU);
+  CHECK(kiln_copy_tensor(c, &x->dl_tensor, &tx) == KILN_OK);
+  kiln_run_options_init(&ro);
+  ro.stream = (void *)0x1; /* ignored on the CPU */
+  CHECK(kiln_run_v2(c, &ro, &x->dl_tensor, 1, &y->dl_tensor, 1) == KILN_OK);
+  CHECK(kiln_copy_tensor(c, &ty, &y->dl_tensor) == KILN_OK);
+  for (i = 0; i < 8; ++i)
+    CHECK(hy[i] == hx[i] + kC[i % 4]);
+  ro.reserved[0] = 1;
+  CHECK_ERR(kiln_run_v2(c, &ro, &tx, 1, &ty, 1), KILN_ERR_INVALID_ARGUMENT, "reserved");
+  bad = tx;
+  bad.device.device_type = kDLCUDA;
+  CHECK_ERR(kiln_copy_tensor(c, &ty, &bad), KILN_ERR_DEVICE, "src is on cuda:0");
+  CHECK_ERR(kiln_run_v2(c, NULL, &bad, 1, &ty, 1), KILN_ERR_DEVICE, "input 'x'");
+  x->deleter(x);
+  y->deleter(y);
+  kiln_container_destroy(c);
+}
+
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "threads") == 0) return test_threads();
   if (argc >= 3 && strcmp(argv[1], "version") == 0) return test_version(argv[2]);
@@ -415,6 +449,7 @@ int main(int argc, char **argv) {
   test_run_errors();
   test_create_errors();
   test_descriptor_variants();
+  test_abi4_on_cpu();
   printf("api: %d failures\n", failures);
   return failures != 0;
 }

@@ -2,11 +2,12 @@
  * runs the fake CUDA model (y = 2 x + w) through kiln_run, kiln_run_v2 on a user stream and
  * kiln_run_alloc_v2, swaps constants, checks a wrong-device error, times runs, and prints one
  * JSON object. Exit status 0 only when every check passed. */
-#define _POSIX_C_SOURCE 200809L
+#define _POSIX_C_SOURCE 200809L /* also for pthreads */
 #include <kiln/model.h>
 
 #include <dlfcn.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,93 @@ static double check(kiln_container *c, DLTensor *y, const float *x, int64_t batc
     if (e > err) err = e;
   }
   return err;
+}
+
+/* ---- stress: threads run asynchronously on their own streams while main swaps weights ---- */
+static kiln_container *g_c;
+static void *g_cu;
+static volatile int g_stop;
+static int g_torn, g_failed, g_runs;
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Each thread enqueues 4 runs (into 4 outputs) per round, synchronises its stream, and checks
+ * every output holds y = 2 x + w for one whole weight set (w[i] = base + i * step). */
+static void *stress_worker(void *arg) {
+  (void)arg;
+  void *stream = NULL;
+  ((cu_stream_create_fn)dlsym(g_cu, "cuStreamCreate"))(&stream, 1);
+  cu_stream_fn sync = (cu_stream_fn)dlsym(g_cu, "cuStreamSynchronize");
+  int64_t dims[2] = {64, W};
+  DLDataType f32 = {kDLFloat, 32, 1};
+  DLManagedTensor *x = NULL, *y[4] = {NULL, NULL, NULL, NULL};
+  static float zeros[64 * W];
+  float *out = malloc(sizeof(float) * 64 * W);
+  int torn = 0, failed = 0, runs = 0;
+  if (kiln_alloc_tensor(g_c, f32, 2, dims, &x)) failed++;
+  for (int k = 0; k < 4 && !failed; ++k)
+    if (kiln_alloc_tensor(g_c, f32, 2, dims, &y[k])) failed++;
+  DLTensor hz = host_tensor(zeros, dims, 2), ho = host_tensor(out, dims, 2);
+  if (!failed && kiln_copy_tensor(g_c, &x->dl_tensor, &hz)) failed++;
+  kiln_run_options ro;
+  kiln_run_options_init(&ro);
+  ro.stream = stream;
+  while (!g_stop && !failed) {
+    for (int k = 0; k < 4; ++k)
+      if (kiln_run_v2(g_c, &ro, &x->dl_tensor, 1, &y[k]->dl_tensor, 1)) failed++;
+    sync(stream);
+    runs += 4;
+    for (int k = 0; k < 4 && !failed; ++k) {
+      if (kiln_copy_tensor(g_c, &ho, &y[k]->dl_tensor)) {
+        failed++;
+        break;
+      }
+      float base = out[0], step = out[1] - out[0];
+      for (int e = 0; e < 64 * W; ++e)
+        if (out[e] != base + (e % W) * step) {
+          torn++;
+          break;
+        }
+    }
+  }
+  pthread_mutex_lock(&g_mu);
+  g_torn += torn;
+  g_failed += failed;
+  g_runs += runs;
+  pthread_mutex_unlock(&g_mu);
+  if (x) x->deleter(x);
+  for (int k = 0; k < 4; ++k)
+    if (y[k]) y[k]->deleter(y[k]);
+  free(out);
+  return NULL;
+}
+
+/* Returns the number of swaps done in about `ms` milliseconds. */
+static int stress(int threads, int ms) {
+  pthread_t t[8];
+  float w[W];
+  int64_t wd[1] = {W};
+  DLTensor wt = host_tensor(w, wd, 1);
+  const char *name = "w";
+  int swaps = 0;
+  g_stop = 0;
+  for (int i = 0; i < threads; ++i)
+    pthread_create(&t[i], NULL, stress_worker, NULL);
+  double end = now_us() + ms * 1e3;
+  for (int k = 1; now_us() < end; ++k) {
+    for (int i = 0; i < W; ++i)
+      w[i] = 100.f * (k % 50) + i * (1 + k % 3);
+    if (kiln_update_constants(g_c, KILN_CONSTANTS_INACTIVE, &name, &wt, 1, 0) ||
+        kiln_swap_constants(g_c)) {
+      note("stress swap", kiln_last_error());
+      break;
+    }
+    if (k % 5 == 0) kiln_free_inactive_constants(g_c);
+    ++swaps;
+  }
+  g_stop = 1;
+  for (int i = 0; i < threads; ++i)
+    pthread_join(t[i], NULL);
+  return swaps;
 }
 
 int main(int argc, char **argv) {
@@ -177,6 +265,11 @@ int main(int argc, char **argv) {
   double v1_us = (now_us() - t0) / n1;
   double final_err = check(c, &dy->dl_tensor, x, batch, 1000.f);
 
+  g_c = c;
+  g_cu = cu;
+  int swaps = stress(4, n >= 100 ? 3000 : 300);
+  if (g_torn || g_failed) note("stress", "torn or failed runs");
+
   dx->deleter(dx);
   dy->deleter(dy);
   kiln_container_destroy(c);
@@ -187,8 +280,10 @@ int main(int argc, char **argv) {
   printf("{\"ok\": %s, \"create_ms\": %.3f, \"run_v1_max_err\": %g, \"run_v1_b5_max_err\": %g, "
          "\"run_v2_stream_max_err\": %g, \"run_alloc_v2_max_err\": %g, \"swap_max_err\": %g, "
          "\"final_max_err\": %g, \"device_error_ok\": %s, \"run_v2_enqueue_us\": %.2f, "
-         "\"run_v2_us\": %.2f, \"run_v1_us\": %.2f, \"notes\": \"%s\"}\n",
+         "\"run_v2_us\": %.2f, \"run_v1_us\": %.2f, \"stress_runs\": %d, \"stress_swaps\": %d, "
+         "\"stress_torn\": %d, \"stress_failed\": %d, \"notes\": \"%s\"}\n",
          failures ? "false" : "true", create_ms, v1_err, v1_err5, v2_err, alloc_err, swap_err,
-         final_err, device_error_ok ? "true" : "false", enqueue_us, v2_total_us, v1_us, notes);
+         final_err, device_error_ok ? "true" : "false", enqueue_us, v2_total_us, v1_us, g_runs,
+         swaps, g_torn, g_failed, notes);
   return failures ? 1 : 0;
 }

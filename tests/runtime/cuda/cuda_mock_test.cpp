@@ -4,7 +4,10 @@
 #include "mock_driver.h"
 
 #include <kiln/model.h>
+#include <kiln/model_desc.h>
 #include <kiln/runtime.h>
+
+extern "C" const kiln_model_desc_v1 *kiln_model_descriptor(void);
 
 #include <gtest/gtest.h>
 
@@ -294,6 +297,35 @@ TEST(CudaContainer, ConcurrentRunsAndSwaps) {
   EXPECT_EQ(failed, 0) << kiln_last_error();
   EXPECT_EQ(torn, 0);
   kiln_container_destroy(c);
+}
+
+// A CUDA model whose shapes depend on an input's values: that input reaches bind_shapes_v2
+// as a host copy (the documented synchronisation), the others as NULL.
+const void *seenData = nullptr;
+float seenValue = 0;
+int bindFromData(const int64_t *const *dims, const int32_t *ndims, const void *const *data,
+                 int64_t *syms, char *, size_t) {
+  seenData = data[0];
+  seenValue = data[0] ? static_cast<const float *>(data[0])[kWidth] : -1.f;
+  syms[0] = dims[0][0];
+  return 0;
+}
+
+TEST_F(CudaRun, InputsReadForShapesAreCopiedToTheHost) {
+  kiln_model_desc_v1 d = *kiln_model_descriptor();
+  static const int32_t onHost[1] = {1};
+  d.bind_shapes_v2 = bindFromData;
+  d.input_data_on_host = onHost;
+  kiln_container *c2 = nullptr;
+  ASSERT_EQ(kiln_rt_container_create_v1(&d, nullptr, &c2), KILN_OK) << kiln_last_error();
+  int64_t syncs = counters().syncs;
+  ASSERT_EQ(kiln_run_v2(c2, nullptr, &x->dl_tensor, 1, &y->dl_tensor, 1), KILN_OK)
+      << kiln_last_error();
+  EXPECT_NE(seenData, nullptr);
+  EXPECT_NE(seenData, x->dl_tensor.data); // a host copy, not the device pointer
+  EXPECT_EQ(seenValue, hostX[kWidth]);
+  EXPECT_EQ(counters().syncs - syncs, 1); // the one copy to the host
+  kiln_container_destroy(c2);
 }
 
 TEST(CudaContainer, DeviceChoicesAreChecked) {

@@ -283,3 +283,24 @@ MOCK_API int kiln_mock_pending_events(void) {
     n += e->pending;
   return n;
 }
+
+// Plain exports of what a host program calls itself (tests/gpu's smoke host creates its own
+// stream), so the mock can stand in as libcuda.so.1 on a machine without a GPU.
+MOCK_API CUresult cuInit(unsigned flags) {
+  return mInit(flags);
+}
+MOCK_API CUresult cuDeviceGet(CUdevice *d, int ordinal) {
+  return mDeviceGet(d, ordinal);
+}
+MOCK_API CUresult cuDevicePrimaryCtxRetain(CUcontext *c, CUdevice d) {
+  return mPrimaryCtxRetain(c, d);
+}
+MOCK_API CUresult cuCtxSetCurrent(CUcontext) {
+  return CUDA_SUCCESS;
+}
+MOCK_API CUresult cuStreamCreate(CUstream *s, unsigned flags) {
+  return mStreamCreate(s, flags);
+}
+MOCK_API CUresult cuStreamSynchronize(CUstream s) {
+  return mStreamSynchronize(s);
+}
