@@ -69,7 +69,7 @@ static double check(kiln_container *c, DLTensor *y, const float *x, int64_t batc
 
 /* ---- stress: threads run asynchronously on their own streams while main swaps weights ---- */
 static kiln_container *g_c;
-static void *g_cu;
+static void *g_cu, *g_ctx;
 static volatile int g_stop;
 static int g_torn, g_failed, g_runs;
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -79,7 +79,10 @@ static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static void *stress_worker(void *arg) {
   (void)arg;
   void *stream = NULL;
-  ((cu_stream_create_fn)dlsym(g_cu, "cuStreamCreate"))(&stream, 1);
+  /* A new thread has no current context: the host's own driver calls need one (the runtime
+   * makes its context current itself). */
+  ((cu_ctx_set_fn)dlsym(g_cu, "cuCtxSetCurrent"))(g_ctx);
+  int cst = ((cu_stream_create_fn)dlsym(g_cu, "cuStreamCreate"))(&stream, 1);
   cu_stream_fn sync = (cu_stream_fn)dlsym(g_cu, "cuStreamSynchronize");
   int64_t dims[2] = {64, W};
   DLDataType f32 = {kDLFloat, 32, 1};
@@ -87,7 +90,12 @@ static void *stress_worker(void *arg) {
   static float zeros[64 * W];
   float *out = malloc(sizeof(float) * 64 * W);
   int torn = 0, failed = 0, runs = 0;
-  if (kiln_alloc_tensor(g_c, f32, 2, dims, &x)) failed++;
+  char first_error[256] = "";
+  if (cst) {
+    snprintf(first_error, sizeof first_error, "cuStreamCreate failed (%d)", cst);
+    failed++;
+  }
+  if (!failed && kiln_alloc_tensor(g_c, f32, 2, dims, &x)) failed++;
   for (int k = 0; k < 4 && !failed; ++k)
     if (kiln_alloc_tensor(g_c, f32, 2, dims, &y[k])) failed++;
   DLTensor hz = host_tensor(zeros, dims, 2), ho = host_tensor(out, dims, 2);
@@ -97,7 +105,10 @@ static void *stress_worker(void *arg) {
   ro.stream = stream;
   while (!g_stop && !failed) {
     for (int k = 0; k < 4; ++k)
-      if (kiln_run_v2(g_c, &ro, &x->dl_tensor, 1, &y[k]->dl_tensor, 1)) failed++;
+      if (kiln_run_v2(g_c, &ro, &x->dl_tensor, 1, &y[k]->dl_tensor, 1)) {
+        if (!failed) snprintf(first_error, sizeof first_error, "run_v2: %s", kiln_last_error());
+        failed++;
+      }
     sync(stream);
     runs += 4;
     for (int k = 0; k < 4 && !failed; ++k) {
@@ -113,7 +124,9 @@ static void *stress_worker(void *arg) {
         }
     }
   }
+  if (failed && !first_error[0]) snprintf(first_error, sizeof first_error, "%s", kiln_last_error());
   pthread_mutex_lock(&g_mu);
+  if (failed) note("stress worker", first_error);
   g_torn += torn;
   g_failed += failed;
   g_runs += runs;
@@ -267,6 +280,7 @@ int main(int argc, char **argv) {
 
   g_c = c;
   g_cu = cu;
+  g_ctx = ctx;
   int swaps = stress(4, n >= 100 ? 3000 : 300);
   if (g_torn || g_failed) note("stress", "torn or failed runs");
 

@@ -24,6 +24,12 @@ bool haveLaunch = false;
 bool autoComplete = true;
 int contextDummy, deviceCount = 1;
 
+// Each thread's context stack, as the driver keeps it: calls that need a context fail with
+// CUDA_ERROR_INVALID_CONTEXT on a thread with none current (the plugin must push its own).
+thread_local std::vector<CUcontext> contexts;
+#define NEED_CONTEXT()                                                                             \
+  if (contexts.empty() || !contexts.back()) return CUDA_ERROR_INVALID_CONTEXT
+
 struct Event {
   bool pending = false;
 };
@@ -57,18 +63,22 @@ CUresult mPrimaryCtxRetain(CUcontext *c, CUdevice) {
   *c = reinterpret_cast<CUcontext>(&contextDummy);
   return CUDA_SUCCESS;
 }
-CUresult mCtxPush(CUcontext) {
+CUresult mCtxPush(CUcontext c) {
+  contexts.push_back(c);
   std::lock_guard<std::mutex> l(mu);
   ++counters.ctx_pushes;
   return CUDA_SUCCESS;
 }
 CUresult mCtxPop(CUcontext *c) {
+  if (contexts.empty()) return CUDA_ERROR_INVALID_CONTEXT;
+  if (c) *c = contexts.back();
+  contexts.pop_back();
   std::lock_guard<std::mutex> l(mu);
   ++counters.ctx_pops;
-  if (c) *c = reinterpret_cast<CUcontext>(&contextDummy);
   return CUDA_SUCCESS;
 }
 CUresult mModuleLoadData(CUmodule *m, const void *image) {
+  NEED_CONTEXT();
   std::lock_guard<std::mutex> l(mu);
   ++counters.module_loads;
   *m = reinterpret_cast<CUmodule>(new Module());
@@ -91,6 +101,7 @@ CUresult mModuleUnload(CUmodule m) {
   return CUDA_SUCCESS;
 }
 CUresult mMemAlloc(CUdeviceptr *p, size_t bytes) {
+  NEED_CONTEXT();
   void *mem = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
   if (!mem) return CUDA_ERROR_OUT_OF_MEMORY;
   std::lock_guard<std::mutex> l(mu);
@@ -100,6 +111,7 @@ CUresult mMemAlloc(CUdeviceptr *p, size_t bytes) {
   return CUDA_SUCCESS;
 }
 CUresult mMemFree(CUdeviceptr p) {
+  NEED_CONTEXT();
   std::free(reinterpret_cast<void *>(p));
   std::lock_guard<std::mutex> l(mu);
   ++counters.frees;
@@ -107,22 +119,27 @@ CUresult mMemFree(CUdeviceptr p) {
   return CUDA_SUCCESS;
 }
 CUresult mHtoD(CUdeviceptr d, const void *s, size_t n, CUstream) {
+  NEED_CONTEXT();
   std::memcpy(reinterpret_cast<void *>(d), s, n);
   return CUDA_SUCCESS;
 }
 CUresult mDtoH(void *d, CUdeviceptr s, size_t n, CUstream) {
+  NEED_CONTEXT();
   std::memcpy(d, reinterpret_cast<void *>(s), n);
   return CUDA_SUCCESS;
 }
 CUresult mDtoD(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream) {
+  NEED_CONTEXT();
   std::memmove(reinterpret_cast<void *>(d), reinterpret_cast<void *>(s), n);
   return CUDA_SUCCESS;
 }
 CUresult mMemsetD8(CUdeviceptr d, unsigned char v, size_t n, CUstream) {
+  NEED_CONTEXT();
   std::memset(reinterpret_cast<void *>(d), v, n);
   return CUDA_SUCCESS;
 }
 CUresult mStreamCreate(CUstream *s, unsigned) {
+  NEED_CONTEXT();
   *s = reinterpret_cast<CUstream>(new int(0));
   return CUDA_SUCCESS;
 }
@@ -136,11 +153,13 @@ CUresult mStreamSynchronize(CUstream) {
   return CUDA_SUCCESS;
 }
 CUresult mStreamWaitEvent(CUstream, CUevent, unsigned) {
+  NEED_CONTEXT();
   std::lock_guard<std::mutex> l(mu);
   ++counters.stream_waits;
   return CUDA_SUCCESS;
 }
 CUresult mEventCreate(CUevent *e, unsigned) {
+  NEED_CONTEXT();
   std::lock_guard<std::mutex> l(mu);
   events.push_back(new Event());
   *e = reinterpret_cast<CUevent>(events.back());
@@ -154,6 +173,7 @@ CUresult mEventDestroy(CUevent e) {
   return CUDA_SUCCESS;
 }
 CUresult mEventRecord(CUevent e, CUstream) {
+  NEED_CONTEXT();
   std::lock_guard<std::mutex> l(mu);
   ++counters.event_records;
   reinterpret_cast<Event *>(e)->pending = !autoComplete;
@@ -185,6 +205,7 @@ void runScaleAdd(void **args) {
 CUresult mLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                        unsigned by, unsigned bz, unsigned shared, CUstream s, void **args,
                        void **extra) {
+  NEED_CONTEXT();
   auto *fn = reinterpret_cast<Function *>(f);
   {
     std::lock_guard<std::mutex> l(mu);
@@ -295,7 +316,11 @@ MOCK_API CUresult cuDeviceGet(CUdevice *d, int ordinal) {
 MOCK_API CUresult cuDevicePrimaryCtxRetain(CUcontext *c, CUdevice d) {
   return mPrimaryCtxRetain(c, d);
 }
-MOCK_API CUresult cuCtxSetCurrent(CUcontext) {
+MOCK_API CUresult cuCtxSetCurrent(CUcontext c) {
+  if (contexts.empty())
+    contexts.push_back(c);
+  else
+    contexts.back() = c;
   return CUDA_SUCCESS;
 }
 MOCK_API CUresult cuStreamCreate(CUstream *s, unsigned flags) {
