@@ -70,7 +70,7 @@ static double check(kiln_container *c, DLTensor *y, const float *x, int64_t batc
 /* ---- stress: threads run asynchronously on their own streams while main swaps weights ---- */
 static kiln_container *g_c;
 static void *g_cu, *g_ctx;
-static volatile int g_stop;
+static int g_stop; /* __atomic_* only */
 static int g_torn, g_failed, g_runs;
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -103,7 +103,7 @@ static void *stress_worker(void *arg) {
   kiln_run_options ro;
   kiln_run_options_init(&ro);
   ro.stream = stream;
-  while (!g_stop && !failed) {
+  while (!__atomic_load_n(&g_stop, __ATOMIC_ACQUIRE) && !failed) {
     for (int k = 0; k < 4; ++k)
       if (kiln_run_v2(g_c, &ro, &x->dl_tensor, 1, &y[k]->dl_tensor, 1)) {
         if (!failed) snprintf(first_error, sizeof first_error, "run_v2: %s", kiln_last_error());
@@ -146,7 +146,7 @@ static int stress(int threads, int ms) {
   DLTensor wt = host_tensor(w, wd, 1);
   const char *name = "w";
   int swaps = 0;
-  g_stop = 0;
+  __atomic_store_n(&g_stop, 0, __ATOMIC_RELEASE);
   for (int i = 0; i < threads; ++i)
     pthread_create(&t[i], NULL, stress_worker, NULL);
   double end = now_us() + ms * 1e3;
@@ -161,7 +161,7 @@ static int stress(int threads, int ms) {
     if (k % 5 == 0) kiln_free_inactive_constants(g_c);
     ++swaps;
   }
-  g_stop = 1;
+  __atomic_store_n(&g_stop, 1, __ATOMIC_RELEASE);
   for (int i = 0; i < threads; ++i)
     pthread_join(t[i], NULL);
   return swaps;
