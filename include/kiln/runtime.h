@@ -61,6 +61,19 @@ KILN_RT_API int kiln_rt_free_inactive_constants(kiln_container *c);
 KILN_RT_API int kiln_rt_read_constant(kiln_container *c, int32_t buffer, const char *name,
                                       DLTensor *out);
 
+/* ABI v4: devices and streams. Weak in model_entry.c, so a model.so still loads on an older
+ * libkiln_rt (its forwarders then return KILN_ERR_VERSION_MISMATCH). */
+KILN_RT_API void kiln_rt_run_options_init(kiln_run_options *options);
+KILN_RT_API int kiln_rt_run_v2(kiln_container *c, const kiln_run_options *options,
+                               const DLTensor *inputs, int32_t num_inputs, DLTensor *outputs,
+                               int32_t num_outputs);
+KILN_RT_API int kiln_rt_run_alloc_v2(kiln_container *c, const kiln_run_options *options,
+                                     const DLTensor *inputs, int32_t num_inputs,
+                                     DLManagedTensor **outputs, int32_t num_outputs);
+KILN_RT_API int kiln_rt_alloc_tensor(kiln_container *c, DLDataType dtype, int32_t ndim,
+                                     const int64_t *dims, DLManagedTensor **out);
+KILN_RT_API int kiln_rt_copy_tensor(kiln_container *c, DLTensor *dst, const DLTensor *src);
+
 /* Standalone runners: a shim ctx for calling kiln_shim_* outside a container (tests, tools,
  * the compiler's own kernel tests). Not thread-safe: one call at a time per runner. */
 KILN_RT_API int kiln_rt_runner_create(kiln_shim_ctx **out);

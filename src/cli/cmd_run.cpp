@@ -3,6 +3,7 @@
 #include "cli/commands.h"
 #include "cli/npy.h"
 #include "kiln/model.h"
+#include "kiln/model_desc.h"
 #include "support/error.h"
 
 #include <algorithm>
@@ -31,11 +32,18 @@ namespace {
   X(kiln_run_alloc)                                                                                \
   X(kiln_output_dims)
 
+// ABI-4 functions (GPU runs) and the descriptor; older models lack them.
+#define KILN_RUN_OPTIONAL_FUNCTIONS(X)                                                             \
+  X(kiln_alloc_tensor)                                                                             \
+  X(kiln_copy_tensor)
+
 struct ModelLib {
   void *handle = nullptr;
 #define KILN_FN(name) decltype(&::name) name = nullptr;
   KILN_RUN_FUNCTIONS(KILN_FN)
+  KILN_RUN_OPTIONAL_FUNCTIONS(KILN_FN)
 #undef KILN_FN
+  const kiln_model_desc_v1 *(*kiln_model_descriptor)() = nullptr;
 
   explicit ModelLib(const std::string &path) {
     std::string p = std::filesystem::absolute(path).string();
@@ -46,6 +54,15 @@ struct ModelLib {
   if (!name) fail("'{}' is not a kiln model: symbol {} missing", path, #name);
     KILN_RUN_FUNCTIONS(KILN_FN)
 #undef KILN_FN
+#define KILN_FN(name) name = reinterpret_cast<decltype(name)>(dlsym(handle, #name));
+    KILN_RUN_OPTIONAL_FUNCTIONS(KILN_FN)
+    KILN_FN(kiln_model_descriptor)
+#undef KILN_FN
+  }
+  // The device the model was compiled for ("cpu" when the descriptor says nothing).
+  std::string modelDevice() const {
+    const kiln_model_desc_v1 *d = kiln_model_descriptor ? kiln_model_descriptor() : nullptr;
+    return d && d->device ? d->device : "cpu";
   }
   void check(int st, const char *what) const {
     if (st != KILN_OK) fail("{} failed (status {}): {}", what, st, kiln_last_error());
@@ -78,6 +95,7 @@ void addRunCommand(CLI::App &app) {
     std::vector<std::string> inputs;
     int bench = 0, warmup = 3, threads = 0, runners = 1;
     bool json = false;
+    std::string device;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("model", o->lib, "model.so")->required();
@@ -92,10 +110,18 @@ void addRunCommand(CLI::App &app) {
   cmd->add_option("--weights", o->weights,
                   "external weights file (default: <model>.weights when it exists)");
   cmd->add_flag("--json", o->json, "print timing as one JSON line");
+  cmd->add_option("--device", o->device,
+                  "cpu, cuda or cuda:N (default: the device the model was compiled for); on a "
+                  "GPU, .npy inputs are copied to it and outputs back");
   cmd->callback([o] {
     ModelLib lib(o->lib);
+    const std::string device = o->device.empty() ? lib.modelDevice() : o->device;
+    const bool gpu = device.rfind("cuda", 0) == 0;
+    if (gpu && (!lib.kiln_alloc_tensor || !lib.kiln_copy_tensor))
+      fail("'{}' predates kiln ABI 4 (no kiln_alloc_tensor): it cannot run on {}", o->lib, device);
     kiln_container_options opts;
     lib.kiln_container_options_init(&opts);
+    opts.device = device.c_str();
     opts.num_runners = o->runners;
     opts.threads_per_run = o->threads;
     std::string weights = o->weights;
@@ -145,6 +171,25 @@ void addRunCommand(CLI::App &app) {
     }
     if (!files.empty())
       fail("--input '{}': the model has no input with that name", files.begin()->first);
+    // On a GPU the run reads and writes device tensors; the host buffers stay the .npy side,
+    // copied in once and out after the runs.
+    std::vector<DLManagedTensor *> deviceTensors;
+    std::shared_ptr<void> freeDevice(nullptr, [&](void *) {
+      for (DLManagedTensor *m : deviceTensors)
+        m->deleter(m);
+    });
+    auto toDevice = [&](DLTensor &t, bool copy) {
+      DLManagedTensor *m = nullptr;
+      lib.check(lib.kiln_alloc_tensor(c, t.dtype, t.ndim, t.shape, &m), "kiln_alloc_tensor");
+      deviceTensors.push_back(m);
+      if (copy)
+        lib.check(lib.kiln_copy_tensor(c, &m->dl_tensor, &t), "copying an input to the GPU");
+      t.data = m->dl_tensor.data;
+      t.device = m->dl_tensor.device;
+    };
+    if (gpu)
+      for (DLTensor &t : ins)
+        toDevice(t, true);
     std::vector<std::vector<int64_t>> outDims(nout);
     std::vector<int64_t *> dimPtrs(nout);
     std::vector<kiln_tensor_info> outInfo(nout);
@@ -172,6 +217,10 @@ void addRunCommand(CLI::App &app) {
                          nullptr,
                          0};
     }
+    const std::vector<DLTensor> hostOuts = outs;
+    if (gpu)
+      for (DLTensor &t : outs)
+        toDevice(t, false);
     // kiln_run writes the actual dims of data-dependent outputs (NonZero, Unique, ...)
     // into their shapes; each run starts again from the bounds kiln_output_dims gave.
     const std::vector<std::vector<int64_t>> boundDims = outDims;
@@ -201,6 +250,7 @@ void addRunCommand(CLI::App &app) {
           outs[i].data = managed[i]->dl_tensor.data;
         }
       } else {
+        // On a GPU kiln_run returns once the work is done, so the host clock times it.
         lib.check(lib.kiln_run(c, ins.data(), nin, outs.data(), nout), "kiln_run");
       }
       return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
@@ -220,6 +270,13 @@ void addRunCommand(CLI::App &app) {
     auto pct = [&](double q) {
       return times[std::min(times.size() - 1, size_t(q * (times.size() - 1) + 0.5))];
     };
+    if (gpu && !anyString) // string outputs never live on a GPU
+      for (int32_t i = 0; i < nout; ++i) {
+        DLTensor h = hostOuts[i];
+        h.shape = outDims[i].data();
+        lib.check(lib.kiln_copy_tensor(c, &h, &outs[i]), "copying an output from the GPU");
+        outs[i].data = h.data;
+      }
     if (!o->outDir.empty()) {
       std::filesystem::create_directories(o->outDir);
       for (int32_t i = 0; i < nout; ++i)

@@ -24,6 +24,7 @@ constexpr const char *kBufferNames[] = {"active", "inactive"};
 struct Update {
   int32_t index;
   const char *src;
+  bool onDevice; // src is memory of a CUDA container's device
 };
 
 int findConstant(const kiln_model_desc_v1 &d, const char *name) {
@@ -33,8 +34,13 @@ int findConstant(const kiln_model_desc_v1 &d, const char *name) {
 }
 
 // Checks a caller tensor against constant ci; kind is "value" or "out".
-int checkConstantTensor(const char *fn, const kiln_constant_desc_v1 &cd, const DLTensor &t) {
-  if (t.device.device_type != kDLCPU)
+// CUDA containers also take tensors on their device.
+int checkConstantTensor(const char *fn, const kiln_container &c, const kiln_constant_desc_v1 &cd,
+                        const DLTensor &t) {
+  if (c.device && t.device.device_type != kDLCPU && !c.device->isMine(t.device))
+    return fail(KILN_ERR_DEVICE, "%s: constant '%s': expected a tensor on cpu or cuda:%d, got %s",
+                fn, cd.name, c.device->ordinal, deviceName(t.device).text);
+  if (!c.device && t.device.device_type != kDLCPU)
     return fail(KILN_ERR_DEVICE, "%s: constant '%s': expected a CPU tensor, got device type %d", fn,
                 cd.name, static_cast<int>(t.device.device_type));
   if (!sameDtype(t.dtype, cd.dtype))
@@ -65,15 +71,29 @@ int checkBuffer(const char *fn, int32_t buffer) {
               buffer);
 }
 
-// A new owned set laid out like the model's blob; contents copied from `from` unless NULL.
-// Returns nullptr when out of memory (message recorded).
-std::unique_ptr<ConstantSet> newOwnedSet(const kiln_model_desc_v1 &d, const ConstantSet *from) {
+// A new owned set laid out like the model's blob (device memory for a CUDA container);
+// contents copied from `from` unless NULL. Returns nullptr with the error recorded.
+std::unique_ptr<ConstantSet> newOwnedSet(const kiln_container &c, const ConstantSet *from) {
+  const kiln_model_desc_v1 &d = *c.desc;
   uint64_t size = 0;
   for (int32_t i = 0; i < d.num_constants; ++i)
     size = std::max<uint64_t>(size, d.constants[i].offset + d.constants[i].nbytes);
   size_t rounded = (size + 63) / 64 * 64;
   auto set = std::unique_ptr<ConstantSet>(new (std::nothrow) ConstantSet());
-  char *mem = set ? static_cast<char *>(std::aligned_alloc(64, rounded ? rounded : 64)) : nullptr;
+  if (!set) {
+    fail(KILN_ERR_OUT_OF_MEMORY, "kiln_update_constants: out of memory");
+    return nullptr;
+  }
+  char *mem = nullptr;
+  if (c.device) {
+    void *p = nullptr;
+    if (c.device->alloc(rounded, &p, "kiln_update_constants: allocating device constants"))
+      return nullptr;
+    mem = static_cast<char *>(p);
+    set->device = c.device.get();
+  } else {
+    mem = static_cast<char *>(std::aligned_alloc(64, rounded ? rounded : 64));
+  }
   if (!mem) {
     fail(KILN_ERR_OUT_OF_MEMORY, "kiln_update_constants: cannot allocate %llu bytes of constants",
          static_cast<unsigned long long>(rounded));
@@ -83,16 +103,30 @@ std::unique_ptr<ConstantSet> newOwnedSet(const kiln_model_desc_v1 &d, const Cons
   set->base = mem;
   set->size = size;
   set->ptrs.assign(d.num_constants > 0 ? d.num_constants : 1, nullptr);
-  for (int32_t i = 0; i < d.num_constants; ++i) {
+  for (int32_t i = 0; i < d.num_constants; ++i)
     set->ptrs[i] = mem + d.constants[i].offset;
-    if (from) std::memcpy(set->ptrs[i], from->ptrs[i], d.constants[i].nbytes);
+  if (from && c.device) {
+    // Device sets share the blob's layout: one copy moves them all.
+    if (c.device->copy(mem, true, from->base, true, size, "kiln_update_constants")) return nullptr;
+  } else if (from) {
+    for (int32_t i = 0; i < d.num_constants; ++i)
+      std::memcpy(set->ptrs[i], from->ptrs[i], d.constants[i].nbytes);
   }
   return set;
 }
 
-void apply(const kiln_model_desc_v1 &d, ConstantSet &set, const std::vector<Update> &updates) {
-  for (const Update &u : updates)
-    std::memcpy(set.ptrs[u.index], u.src, d.constants[u.index].nbytes);
+int apply(const kiln_container &c, ConstantSet &set, const std::vector<Update> &updates) {
+  const kiln_model_desc_v1 &d = *c.desc;
+  for (const Update &u : updates) {
+    if (!c.device) {
+      std::memcpy(set.ptrs[u.index], u.src, d.constants[u.index].nbytes);
+      continue;
+    }
+    if (int st = c.device->copy(set.ptrs[u.index], true, u.src, u.onDevice,
+                                d.constants[u.index].nbytes, "kiln_update_constants"))
+      return st;
+  }
+  return KILN_OK;
 }
 
 } // namespace
@@ -156,8 +190,9 @@ KILN_RT_API int kiln_rt_update_constants(kiln_container *c, int32_t buffer,
       if (seen[ci])
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: constant '%s' given twice", fn, names[i]);
       seen[ci] = 1;
-      if (int st = checkConstantTensor(fn, d.constants[ci], values[i])) return st;
-      updates.push_back({ci, static_cast<const char *>(values[i].data) + values[i].byte_offset});
+      if (int st = checkConstantTensor(fn, *c, d.constants[ci], values[i])) return st;
+      updates.push_back({ci, static_cast<const char *>(values[i].data) + values[i].byte_offset,
+                         values[i].device.device_type != kDLCPU});
     }
     if (flags & KILN_UPDATE_REQUIRE_ALL)
       for (int32_t ci = 0; ci < d.num_constants; ++ci)
@@ -176,9 +211,9 @@ KILN_RT_API int kiln_rt_update_constants(kiln_container *c, int32_t buffer,
       while (spare == active || spare == c->inactiveSlot)
         ++spare;
       c->drain(spare); // transient pins from runs that raced an earlier swap
-      auto set = newOwnedSet(d, full ? nullptr : c->slots[active].get());
+      auto set = newOwnedSet(*c, full ? nullptr : c->slots[active].get());
       if (!set) return KILN_ERR_OUT_OF_MEMORY;
-      apply(d, *set, updates);
+      if (int st = apply(*c, *set, updates)) return st;
       set->token = c->nextToken++;
       c->slots[spare] = std::move(set);
       c->activeSlot.store(spare);
@@ -192,19 +227,19 @@ KILN_RT_API int kiln_rt_update_constants(kiln_container *c, int32_t buffer,
       while (slot == active)
         ++slot;
       c->drain(slot); // a slot freed earlier may still have a transient pin
-      auto set = newOwnedSet(d, full ? nullptr : c->slots[active].get());
+      auto set = newOwnedSet(*c, full ? nullptr : c->slots[active].get());
       if (!set) return KILN_ERR_OUT_OF_MEMORY;
       c->slots[slot] = std::move(set);
       c->inactiveSlot = slot;
     } else if (!c->slots[slot]->owned) {
       // The embedded or mapped blob is read-only: write into an owned copy.
       c->drain(slot);
-      auto set = newOwnedSet(d, full ? nullptr : c->slots[slot].get());
+      auto set = newOwnedSet(*c, full ? nullptr : c->slots[slot].get());
       if (!set) return KILN_ERR_OUT_OF_MEMORY;
       c->slots[slot] = std::move(set);
     }
     c->drain(slot); // runs that started before the last swap may still read it
-    apply(d, *c->slots[slot], updates);
+    if (int st = apply(*c, *c->slots[slot], updates)) return st;
     c->slots[slot]->token = c->nextToken++;
     return KILN_OK;
   } catch (const std::bad_alloc &) {
@@ -249,14 +284,17 @@ KILN_RT_API int kiln_rt_read_constant(kiln_container *c, int32_t buffer, const c
   const kiln_model_desc_v1 &d = *c->desc;
   int32_t ci = findConstant(d, name);
   if (ci < 0) return fail(KILN_ERR_NOT_FOUND, "%s: the model has no constant named '%s'", fn, name);
-  if (int st = checkConstantTensor(fn, d.constants[ci], *out)) return st;
+  if (int st = checkConstantTensor(fn, *c, d.constants[ci], *out)) return st;
   std::lock_guard<std::mutex> lock(c->constMu);
   int slot = buffer == KILN_CONSTANTS_ACTIVE ? c->activeSlot.load() : c->inactiveSlot;
   if (slot < 0)
     return fail(KILN_ERR_INVALID_STATE, "%s: there is no %s constant buffer", fn,
                 kBufferNames[buffer]);
-  std::memcpy(static_cast<char *>(out->data) + out->byte_offset, c->slots[slot]->ptrs[ci],
-              d.constants[ci].nbytes);
+  char *dst = static_cast<char *>(out->data) + out->byte_offset;
+  if (c->device)
+    return c->device->copy(dst, out->device.device_type != kDLCPU, c->slots[slot]->ptrs[ci], true,
+                           d.constants[ci].nbytes, fn);
+  std::memcpy(dst, c->slots[slot]->ptrs[ci], d.constants[ci].nbytes);
   return KILN_OK;
 }
 

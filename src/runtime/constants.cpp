@@ -14,7 +14,10 @@
 namespace kiln::rt {
 
 ConstantSet::~ConstantSet() {
-  std::free(owned);
+  if (device)
+    device->free(owned);
+  else
+    std::free(owned);
 }
 
 MappedFile::~MappedFile() {

@@ -19,6 +19,8 @@ kiln::rt::Runner *kiln_container::acquire() {
   cv.wait(lock, [&] { return !freeRunners.empty(); });
   kiln::rt::Runner *r = freeRunners.back();
   freeRunners.pop_back();
+  lock.unlock();
+  if (device) reclaimPins(r, false); // pins of its finished runs whose GPU work is done
   return r;
 }
 
@@ -42,12 +44,45 @@ int kiln_container::pinConstants() {
 void kiln_container::drain(int slot) {
   // Runs are short compared with weight updates; yielding keeps this simple and lets the
   // run path stay free of locks and notifications.
-  while (pins[slot].load(std::memory_order_acquire) != 0)
+  while (pins[slot].load(std::memory_order_acquire) != 0) {
+    if (device)
+      for (auto &r : runners) {
+        bool pinned;
+        {
+          std::lock_guard<std::mutex> lock(r->pinMu);
+          pinned = r->pendingPins[slot] != 0;
+        }
+        if (pinned) reclaimPins(r.get(), true);
+      }
     std::this_thread::yield();
+  }
+}
+
+void kiln_container::reclaimPins(kiln::rt::Runner *r, bool wait) {
+  std::lock_guard<std::mutex> lock(r->pinMu);
+  bool any = false;
+  for (int n : r->pendingPins)
+    any |= n != 0;
+  if (!any) return;
+  // A failed query or wait keeps the pins: weights leak rather than being freed under a
+  // kernel. The done event covers every earlier run of the runner (runs on another stream
+  // first wait for it), so its completion releases them all.
+  if (wait) {
+    char err[256];
+    if (r->plugin->runner_wait(r->cuda, err, sizeof err) != KILN_OK) return;
+  } else if (r->plugin->runner_query(r->cuda) != 1) {
+    return;
+  }
+  for (int s = 0; s < kSlots; ++s) {
+    if (r->pendingPins[s]) unpinConstants(s, r->pendingPins[s]);
+    r->pendingPins[s] = 0;
+  }
 }
 
 namespace kiln::rt {
 namespace {
+
+constexpr int kCudaRunners = 2;
 
 int hardwareThreads() {
   unsigned n = std::thread::hardware_concurrency();
@@ -80,7 +115,8 @@ int checkDesc(const kiln_model_desc_v1 *desc) {
   return KILN_OK;
 }
 
-int checkOptions(const kiln_model_desc_v1 &desc, const kiln_container_options &o) {
+int checkOptions(const kiln_model_desc_v1 &desc, const kiln_container_options &o,
+                 DeviceSpec &spec) {
   if (o.struct_size < sizeof(kiln_container_options))
     return fail(KILN_ERR_INVALID_ARGUMENT,
                 "kiln_container_options.struct_size is %zu, expected at least %zu; call "
@@ -103,20 +139,32 @@ int checkOptions(const kiln_model_desc_v1 &desc, const kiln_container_options &o
                 "for all hardware threads",
                 o.threads_per_run);
 
-  const char *modelDevice = desc.device ? desc.device : "cpu";
-  if (std::strcmp(modelDevice, "cpu") != 0)
+  const char *compiled = modelDevice(desc);
+  bool cudaModel = std::strcmp(compiled, "cuda") == 0;
+  if (!cudaModel && std::strcmp(compiled, "cpu") != 0)
     return fail(KILN_ERR_UNSUPPORTED,
-                "model was compiled for device '%s'; this libkiln_rt supports only cpu",
-                modelDevice);
-  const char *dev = o.device;
-  if (!dev || std::strcmp(dev, "cpu") == 0 || std::strcmp(dev, "cpu:0") == 0) return KILN_OK;
-  if (std::strncmp(dev, "cuda", 4) == 0)
+                "model was compiled for device '%s'; this libkiln_rt supports cpu and cuda",
+                compiled);
+  // No device requested: the model's own (cuda:0 for a CUDA model).
+  const char *dev = o.device ? o.device : compiled;
+  if (int st = parseDevice(dev, spec)) return st;
+  if (spec.cuda && !cudaModel)
     return fail(KILN_ERR_DEVICE,
                 "device '%s' requested, but this model was compiled for cpu only; recompile "
                 "with a cuda target or pass device \"cpu\"",
                 dev);
-  return fail(KILN_ERR_INVALID_ARGUMENT,
-              "unknown device '%s'; expected \"cpu\", \"cuda\" or \"cuda:N\"", dev);
+  if (!spec.cuda && cudaModel)
+    return fail(KILN_ERR_DEVICE,
+                "device '%s' requested, but this model was compiled for cuda (%s) and has no "
+                "CPU code; pass device \"cuda\" or \"cuda:N\", or recompile for cpu",
+                dev, desc.cuda_arch ? desc.cuda_arch : "no arch recorded");
+  if (cudaModel &&
+      desc.struct_size < offsetof(kiln_model_desc_v1, cuda_arch) + sizeof(desc.cuda_arch))
+    return fail(KILN_ERR_VERSION_MISMATCH,
+                "model claims device cuda but its descriptor (%zu bytes) predates ABI 4; the "
+                "model.so is corrupt or was not built by kiln",
+                desc.struct_size);
+  return KILN_OK;
 }
 
 void buildInfo(const kiln_model_desc_v1 &desc, const kiln_io_desc_v1 &io, TensorInfoArrays &a) {
@@ -168,10 +216,11 @@ KILN_RT_API int kiln_rt_container_create_v1(const kiln_model_desc_v1 *desc,
   if (int st = checkDesc(desc)) return st;
   kiln_container_options opts;
   kiln_rt_container_options_init(&opts);
+  DeviceSpec spec;
   if (options) {
-    if (int st = checkOptions(*desc, *options)) return st;
+    if (int st = checkOptions(*desc, *options, spec)) return st;
     opts = *options; // only v1 fields are read
-  } else if (int st = checkOptions(*desc, opts)) {
+  } else if (int st = checkOptions(*desc, opts, spec)) {
     return st;
   }
 
@@ -179,8 +228,12 @@ KILN_RT_API int kiln_rt_container_create_v1(const kiln_model_desc_v1 *desc,
     auto c = std::make_unique<kiln_container>();
     c->desc = desc;
     c->threadsPerRun = opts.threads_per_run ? opts.threads_per_run : hardwareThreads();
+    if (spec.cuda)
+      if (int st = openCudaDevice(*desc, spec.ordinal, c->device)) return st;
     c->slots[0] = std::make_unique<ConstantSet>();
     if (int st = loadConstants(*desc, opts.weights_path, c->weightsFile, *c->slots[0])) return st;
+    if (c->device)
+      if (int st = uploadConstants(*c->device, *desc, *c->slots[0])) return st;
     c->slots[0]->token = c->nextToken++;
     int32_t maxNdim = 1;
     for (int32_t i = 0; i < desc->num_constants; ++i)
@@ -194,12 +247,19 @@ KILN_RT_API int kiln_rt_container_create_v1(const kiln_model_desc_v1 *desc,
     for (int32_t i = 0; i < desc->num_outputs; ++i)
       buildInfo(*desc, desc->outputs[i], c->outputInfo[i]);
 
-    int n = opts.num_runners ? opts.num_runners : hardwareThreads();
+    // A GPU gains little from more concurrent runs than it has copy/compute overlap for.
+    int n = opts.num_runners ? opts.num_runners : c->device ? kCudaRunners : hardwareThreads();
     c->runners.reserve(n);
     c->freeRunners.reserve(n);
     for (int i = 0; i < n; ++i) {
       auto r = std::make_unique<Runner>();
       r->scratch.init(*desc);
+      if (c->device) {
+        char err[512] = {};
+        r->plugin = c->device->plugin;
+        if (int st = r->plugin->runner_create(c->device->device, &r->cuda, err, sizeof err))
+          return fail(st, "creating runner %d on cuda:%d: %s", i, spec.ordinal, err);
+      }
       c->freeRunners.push_back(r.get());
       c->runners.push_back(std::move(r));
     }

@@ -2,6 +2,7 @@
 // sets, introspection arrays and a pool of runners that runs borrow one at a time.
 #pragma once
 
+#include "device.h"
 #include "runner.h"
 
 #include <kiln/model.h>
@@ -26,6 +27,8 @@ struct ConstantSet {
   char *owned = nullptr; // == base when the set owns its memory
   // Changes whenever the contents change; runners drop weights derived from an older one.
   uint64_t token = 0;
+  // Set for a CUDA container: ptrs, base and owned are device memory, freed through it.
+  const DeviceState *device = nullptr;
 
   ConstantSet() = default;
   ConstantSet(const ConstantSet &) = delete;
@@ -59,6 +62,8 @@ int loadConstants(const kiln_model_desc_v1 &desc, const char *weightsPath, Mappe
 struct kiln_container {
   const kiln_model_desc_v1 *desc = nullptr;
   int32_t threadsPerRun = 1;
+  // CUDA containers only; declared first so it outlives the constants and runners using it.
+  std::unique_ptr<kiln::rt::DeviceState> device;
 
   kiln::rt::MappedFile weightsFile;
 
@@ -67,6 +72,8 @@ struct kiln_container {
   // A run pins a slot: pins[s]++, then re-checks that s is still active (else unpins and
   // retries). Writers (serialised by constMu) change a slot only when it is not active and
   // its pin count is zero, so a pinned run sees one set, unchanged, from start to end.
+  // A CUDA run keeps its pin after returning, as one of its runner's pendingPins, until its
+  // done event has completed (reclaimPins), so device weights outlive the kernels reading them.
   static constexpr int kSlots = 3;
   std::unique_ptr<kiln::rt::ConstantSet> slots[kSlots];
   std::atomic<int> pins[kSlots] = {};
@@ -78,9 +85,12 @@ struct kiln_container {
 
   // Pins the active slot for one run; returns its index. Never blocks.
   int pinConstants();
-  void unpinConstants(int slot) { pins[slot].fetch_sub(1, std::memory_order_release); }
-  // Waits until no run pins slot (which must not be active). Only writers wait.
+  void unpinConstants(int slot, int n = 1) { pins[slot].fetch_sub(n, std::memory_order_release); }
+  // Waits until no run pins slot (which must not be active). Only writers wait; for CUDA
+  // they block on the done events of runners whose finished runs still pin it.
   void drain(int slot);
+  // CUDA: drops r's pending pins once its work has completed (waiting for it when wait).
+  void reclaimPins(kiln::rt::Runner *r, bool wait);
 
   std::vector<kiln::rt::TensorInfoArrays> inputInfo, outputInfo;
 

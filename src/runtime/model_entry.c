@@ -11,6 +11,18 @@
 
 extern const kiln_model_desc_v1 kiln_model_desc __attribute__((visibility("hidden")));
 
+/* ABI-4 functions are weak references: model.so links with -z now, and a strong reference to
+ * a symbol an older libkiln_rt lacks would fail inside dlopen. With a weak one the library
+ * loads, and the forwarder returns KILN_ERR_VERSION_MISMATCH instead. That status cannot carry
+ * a message (the old runtime's kiln_last_error is not ours to set), so kiln_last_error() then
+ * shows whatever the thread's previous error was; the status alone means "libkiln_rt is older
+ * than ABI 4: upgrade it". */
+#pragma weak kiln_rt_run_options_init
+#pragma weak kiln_rt_run_v2
+#pragma weak kiln_rt_run_alloc_v2
+#pragma weak kiln_rt_alloc_tensor
+#pragma weak kiln_rt_copy_tensor
+
 KILN_API const kiln_model_desc_v1 *kiln_model_descriptor(void) {
   return &kiln_model_desc;
 }
@@ -94,4 +106,40 @@ KILN_API int kiln_free_inactive_constants(kiln_container *c) {
 KILN_API int kiln_read_constant(kiln_container *c, int32_t buffer, const char *name,
                                 DLTensor *out) {
   return kiln_rt_read_constant(c, buffer, name, out);
+}
+
+/* ---- ABI v4 (weak: see the top of this file) ---- */
+
+KILN_API void kiln_run_options_init(kiln_run_options *options) {
+  if (kiln_rt_run_options_init) {
+    kiln_rt_run_options_init(options);
+  } else if (options) { /* same defaults, for a runtime that predates ABI 4 */
+    kiln_run_options zero = {0};
+    *options = zero;
+    options->struct_size = sizeof *options;
+  }
+}
+
+KILN_API int kiln_run_v2(kiln_container *c, const kiln_run_options *options, const DLTensor *inputs,
+                         int32_t num_inputs, DLTensor *outputs, int32_t num_outputs) {
+  if (!kiln_rt_run_v2) return KILN_ERR_VERSION_MISMATCH;
+  return kiln_rt_run_v2(c, options, inputs, num_inputs, outputs, num_outputs);
+}
+
+KILN_API int kiln_run_alloc_v2(kiln_container *c, const kiln_run_options *options,
+                               const DLTensor *inputs, int32_t num_inputs,
+                               DLManagedTensor **outputs, int32_t num_outputs) {
+  if (!kiln_rt_run_alloc_v2) return KILN_ERR_VERSION_MISMATCH;
+  return kiln_rt_run_alloc_v2(c, options, inputs, num_inputs, outputs, num_outputs);
+}
+
+KILN_API int kiln_alloc_tensor(kiln_container *c, DLDataType dtype, int32_t ndim,
+                               const int64_t *dims, DLManagedTensor **out) {
+  if (!kiln_rt_alloc_tensor) return KILN_ERR_VERSION_MISMATCH;
+  return kiln_rt_alloc_tensor(c, dtype, ndim, dims, out);
+}
+
+KILN_API int kiln_copy_tensor(kiln_container *c, DLTensor *dst, const DLTensor *src) {
+  if (!kiln_rt_copy_tensor) return KILN_ERR_VERSION_MISMATCH;
+  return kiln_rt_copy_tensor(c, dst, src);
 }

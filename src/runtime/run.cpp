@@ -1,6 +1,7 @@
 // kiln_run, kiln_run_alloc and kiln_output_dims: validate, borrow a runner, call the model.
 #include "container.h"
 #include "error.h"
+#include "run_internal.h"
 #include "validate.h"
 
 #include <kiln/runtime.h>
@@ -8,6 +9,7 @@
 #include <omp.h>
 
 #include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -16,18 +18,6 @@
 using namespace kiln::rt;
 
 namespace {
-
-// Returns the runner to the pool on every exit path.
-class RunnerLease {
-public:
-  explicit RunnerLease(kiln_container *c) : c_(c), r_(c->acquire()) {}
-  ~RunnerLease() { c_->release(r_); }
-  Runner *get() const { return r_; }
-
-private:
-  kiln_container *c_;
-  Runner *r_;
-};
 
 int checkCounts(const char *fn, const kiln_container *c, const void *inputs, int32_t numInputs,
                 const void *outputs, int32_t numOutputs) {
@@ -56,11 +46,6 @@ private:
   int slot_;
 };
 
-// Models of ABI 3 whose dims are partly known only during the run (run_v2).
-bool hasLateDims(const kiln_model_desc_v1 &d) {
-  return d.struct_size >= offsetof(kiln_model_desc_v1, run_v2) + sizeof(d.run_v2) && d.run_v2;
-}
-
 // String tensors: DLPack has no string type; kiln passes each element as a `const char *`
 // (kDLOpaqueHandle, 64 bits).
 bool isString(DLDataType t) {
@@ -70,7 +55,8 @@ bool isString(DLDataType t) {
 // Calls the generated graph with the given pointers on the active constants. `afterRun`
 // runs on success while the run's scratch (where shims put produced strings) is alive.
 int execute(kiln_container *c, Runner *r, void *const *in, void *const *out,
-            const std::function<int()> &afterRun = nullptr) {
+            const RunSpec &spec = RunSpec{}, const std::function<int()> &afterRun = nullptr) {
+  if (c->device) return executeCuda(c, r, in, out, spec);
   const kiln_model_desc_v1 &d = *c->desc;
   r->error[0] = '\0';
   kiln_run_ctx ctx{r, runnerAlloc, c->threadsPerRun, r->error, Runner::kErrorSize};
@@ -91,73 +77,44 @@ int execute(kiln_container *c, Runner *r, void *const *in, void *const *out,
   }
   if (st == KILN_OK && afterRun) st = afterRun();
   r->arena.reset();
-  if (st == KILN_OK) return KILN_OK;
-  if (st < 0 || st > KILN_ERR_INVALID_STATE) {
-    if (r->error[0])
-      return fail(KILN_ERR_INTERNAL, "model run returned status %d (not a kiln_status): %s", st,
-                  r->error);
-    return fail(KILN_ERR_INTERNAL, "model run returned status %d, which is not a kiln_status", st);
-  }
-  // The wrapper's own message wins; otherwise keep what a shim recorded.
-  if (r->error[0]) return fail(st, "%s", r->error);
-  if (!lastError()[0]) return fail(st, "model run failed with status %d and no message", st);
-  return st;
-}
-
-void freeManaged(DLManagedTensor *t) {
-  if (!t) return;
-  std::free(t->manager_ctx); // the text of a string tensor
-  std::free(t->dl_tensor.data);
-  std::free(t);
-}
-
-// A DLManagedTensor whose one malloc holds the struct and its shape; data is separate and
-// 64-byte aligned. The deleter frees both.
-DLManagedTensor *allocManaged(DLDataType dtype, int32_t ndim, const int64_t *dims) {
-  size_t head = sizeof(DLManagedTensor) + sizeof(int64_t) * (ndim > 0 ? ndim : 1);
-  auto *t = static_cast<DLManagedTensor *>(std::calloc(1, head));
-  if (!t) return nullptr;
-  auto *shape = reinterpret_cast<int64_t *>(t + 1);
-  std::memcpy(shape, dims, sizeof(int64_t) * ndim);
-  size_t bytes = tensorBytes(dtype, ndim, dims);
-  size_t rounded = (bytes + 63) / 64 * 64;
-  t->dl_tensor.data = std::aligned_alloc(64, rounded ? rounded : 64);
-  if (!t->dl_tensor.data) {
-    std::free(t);
-    return nullptr;
-  }
-  t->dl_tensor.device = DLDevice{kDLCPU, 0};
-  t->dl_tensor.ndim = ndim;
-  t->dl_tensor.dtype = dtype;
-  t->dl_tensor.shape = shape;
-  t->dl_tensor.strides = nullptr;
-  t->dl_tensor.byte_offset = 0;
-  t->manager_ctx = nullptr;
-  t->deleter = freeManaged;
-  return t;
+  return runStatus(st, *r);
 }
 
 } // namespace
 
-extern "C" {
+namespace kiln::rt {
 
-KILN_RT_API int kiln_rt_run(kiln_container *c, const DLTensor *inputs, int32_t num_inputs,
-                            DLTensor *outputs, int32_t num_outputs) {
+int runStatus(int st, const Runner &r) {
+  if (st == KILN_OK) return KILN_OK;
+  if (st < 0 || st > KILN_ERR_INVALID_STATE) {
+    if (r.error[0])
+      return fail(KILN_ERR_INTERNAL, "model run returned status %d (not a kiln_status): %s", st,
+                  r.error);
+    return fail(KILN_ERR_INTERNAL, "model run returned status %d, which is not a kiln_status", st);
+  }
+  // The wrapper's own message wins; otherwise keep what a shim recorded.
+  if (r.error[0]) return fail(st, "%s", r.error);
+  if (!lastError()[0]) return fail(st, "model run failed with status %d and no message", st);
+  return st;
+}
+
+int runTensors(const char *fn, kiln_container *c, const RunSpec &spec, const DLTensor *inputs,
+               int32_t numInputs, DLTensor *outputs, int32_t numOutputs) {
   clearError();
-  if (int st = checkCounts("kiln_run", c, inputs, num_inputs, outputs, num_outputs)) return st;
+  if (int st = checkCounts(fn, c, inputs, numInputs, outputs, numOutputs)) return st;
   RunnerLease lease(c);
   Runner *r = lease.get();
   const kiln_model_desc_v1 &d = *c->desc;
-  if (int st = bindInputs(d, inputs, r->scratch)) return st;
+  if (int st = bindInputs(*c, inputs, r->scratch)) return st;
   computeOutputDims(d, r->scratch);
-  if (int st = checkOutputs(d, outputs, r->scratch)) return st;
+  if (int st = checkOutputs(*c, outputs, r->scratch)) return st;
   for (int32_t i = 0; i < d.num_outputs; ++i)
     if (isString(d.outputs[i].dtype))
       return fail(KILN_ERR_UNSUPPORTED,
-                  "kiln_run: output '%s' is a string tensor, whose text the runtime must own; "
+                  "%s: output '%s' is a string tensor, whose text the runtime must own; "
                   "use kiln_run_alloc",
-                  d.outputs[i].name);
-  if (int st = execute(c, r, r->scratch.inData.data(), r->scratch.outData.data())) return st;
+                  fn, d.outputs[i].name);
+  if (int st = execute(c, r, r->scratch.inData.data(), r->scratch.outData.data(), spec)) return st;
   if (hasLateDims(d)) {
     // The run bound the data-dependent dims: report the actual dims in the caller's shapes.
     computeOutputDims(d, r->scratch);
@@ -167,6 +124,91 @@ KILN_RT_API int kiln_rt_run(kiln_container *c, const DLTensor *inputs, int32_t n
           outputs[i].shape[k] = r->scratch.outDims[i][k];
   }
   return KILN_OK;
+}
+
+int runAllocTensors(const char *fn, kiln_container *c, const RunSpec &spec, const DLTensor *inputs,
+                    int32_t num_inputs, DLManagedTensor **outputs, int32_t num_outputs) {
+  clearError();
+  if (int st = checkCounts(fn, c, inputs, num_inputs, outputs, num_outputs)) return st;
+  for (int32_t i = 0; i < num_outputs; ++i)
+    outputs[i] = nullptr;
+  RunnerLease lease(c);
+  Runner *r = lease.get();
+  const kiln_model_desc_v1 &d = *c->desc;
+  if (int st = bindInputs(*c, inputs, r->scratch)) return st;
+  computeOutputDims(d, r->scratch);
+
+  auto freeAll = [&] {
+    for (int32_t i = 0; i < num_outputs; ++i) {
+      freeManaged(outputs[i]);
+      outputs[i] = nullptr;
+    }
+  };
+  for (int32_t i = 0; i < num_outputs; ++i) {
+    const kiln_io_desc_v1 &io = d.outputs[i];
+    if (c->device && isString(io.dtype)) {
+      freeAll();
+      return fail(KILN_ERR_UNSUPPORTED,
+                  "%s: output '%s' is a string tensor, which CUDA models "
+                  "cannot produce",
+                  fn, io.name);
+    }
+    outputs[i] = allocManaged(c, c->device != nullptr, io.dtype, io.ndim, r->scratch.outDims[i]);
+    if (!outputs[i]) {
+      char why[512];
+      std::snprintf(why, sizeof why, "%s", lastError());
+      freeAll();
+      return fail(KILN_ERR_OUT_OF_MEMORY, "%s: cannot allocate output '%s': %s", fn, io.name, why);
+    }
+    r->scratch.outData[i] = outputs[i]->dl_tensor.data;
+  }
+  // String outputs point into the run's scratch: copy their text into one block per
+  // tensor, owned by the tensor (freed by its deleter), before the scratch is reused.
+  auto copyStrings = [&]() -> int {
+    if (hasLateDims(d)) computeOutputDims(d, r->scratch);
+    for (int32_t i = 0; i < num_outputs; ++i) {
+      if (!isString(d.outputs[i].dtype)) continue;
+      int64_t n = 1;
+      for (int32_t k = 0; k < d.outputs[i].ndim; ++k)
+        n *= r->scratch.outDims[i][k];
+      auto **ptrs = static_cast<const char **>(outputs[i]->dl_tensor.data);
+      size_t total = 0;
+      for (int64_t e = 0; e < n; ++e)
+        total += std::strlen(ptrs[e] ? ptrs[e] : "") + 1;
+      auto *text = static_cast<char *>(std::malloc(total ? total : 1));
+      if (!text) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_run_alloc: cannot copy string output");
+      outputs[i]->manager_ctx = text;
+      for (int64_t e = 0; e < n; ++e) {
+        const char *src = ptrs[e] ? ptrs[e] : "";
+        size_t len = std::strlen(src) + 1;
+        std::memcpy(text, src, len);
+        ptrs[e] = text;
+        text += len;
+      }
+    }
+    return KILN_OK;
+  };
+  if (int st =
+          execute(c, r, r->scratch.inData.data(), r->scratch.outData.data(), spec, copyStrings)) {
+    freeAll();
+    return st;
+  }
+  if (hasLateDims(d)) {
+    computeOutputDims(d, r->scratch);
+    for (int32_t i = 0; i < num_outputs; ++i)
+      std::memcpy(outputs[i]->dl_tensor.shape, r->scratch.outDims[i],
+                  sizeof(int64_t) * d.outputs[i].ndim);
+  }
+  return KILN_OK;
+}
+
+} // namespace kiln::rt
+
+extern "C" {
+
+KILN_RT_API int kiln_rt_run(kiln_container *c, const DLTensor *inputs, int32_t num_inputs,
+                            DLTensor *outputs, int32_t num_outputs) {
+  return runTensors("kiln_run", c, RunSpec{}, inputs, num_inputs, outputs, num_outputs);
 }
 
 KILN_RT_API int kiln_rt_run_minimal(kiln_container *c, void *const *inputs, void *const *outputs) {
@@ -201,7 +243,7 @@ KILN_RT_API int kiln_rt_output_dims(kiln_container *c, const DLTensor *inputs, i
       return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_output_dims: out_dims[%d] is NULL", i);
   RunnerLease lease(c);
   RunScratch &s = lease.get()->scratch;
-  if (int st = bindInputs(d, inputs, s)) return st;
+  if (int st = bindInputs(*c, inputs, s)) return st;
   computeOutputDims(d, s);
   for (int32_t i = 0; i < d.num_outputs; ++i)
     std::memcpy(out_dims[i], s.outDims[i], sizeof(int64_t) * d.outputs[i].ndim);
@@ -210,69 +252,7 @@ KILN_RT_API int kiln_rt_output_dims(kiln_container *c, const DLTensor *inputs, i
 
 KILN_RT_API int kiln_rt_run_alloc(kiln_container *c, const DLTensor *inputs, int32_t num_inputs,
                                   DLManagedTensor **outputs, int32_t num_outputs) {
-  clearError();
-  if (int st = checkCounts("kiln_run_alloc", c, inputs, num_inputs, outputs, num_outputs))
-    return st;
-  for (int32_t i = 0; i < num_outputs; ++i)
-    outputs[i] = nullptr;
-  RunnerLease lease(c);
-  Runner *r = lease.get();
-  const kiln_model_desc_v1 &d = *c->desc;
-  if (int st = bindInputs(d, inputs, r->scratch)) return st;
-  computeOutputDims(d, r->scratch);
-
-  auto freeAll = [&] {
-    for (int32_t i = 0; i < num_outputs; ++i) {
-      freeManaged(outputs[i]);
-      outputs[i] = nullptr;
-    }
-  };
-  for (int32_t i = 0; i < num_outputs; ++i) {
-    const kiln_io_desc_v1 &io = d.outputs[i];
-    outputs[i] = allocManaged(io.dtype, io.ndim, r->scratch.outDims[i]);
-    if (!outputs[i]) {
-      freeAll();
-      return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_run_alloc: cannot allocate output '%s'", io.name);
-    }
-    r->scratch.outData[i] = outputs[i]->dl_tensor.data;
-  }
-  // String outputs point into the run's scratch: copy their text into one block per
-  // tensor, owned by the tensor (freed by its deleter), before the scratch is reused.
-  auto copyStrings = [&]() -> int {
-    if (hasLateDims(d)) computeOutputDims(d, r->scratch);
-    for (int32_t i = 0; i < num_outputs; ++i) {
-      if (!isString(d.outputs[i].dtype)) continue;
-      int64_t n = 1;
-      for (int32_t k = 0; k < d.outputs[i].ndim; ++k)
-        n *= r->scratch.outDims[i][k];
-      auto **ptrs = static_cast<const char **>(outputs[i]->dl_tensor.data);
-      size_t total = 0;
-      for (int64_t e = 0; e < n; ++e)
-        total += std::strlen(ptrs[e] ? ptrs[e] : "") + 1;
-      auto *text = static_cast<char *>(std::malloc(total ? total : 1));
-      if (!text) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_run_alloc: cannot copy string output");
-      outputs[i]->manager_ctx = text;
-      for (int64_t e = 0; e < n; ++e) {
-        const char *src = ptrs[e] ? ptrs[e] : "";
-        size_t len = std::strlen(src) + 1;
-        std::memcpy(text, src, len);
-        ptrs[e] = text;
-        text += len;
-      }
-    }
-    return KILN_OK;
-  };
-  if (int st = execute(c, r, r->scratch.inData.data(), r->scratch.outData.data(), copyStrings)) {
-    freeAll();
-    return st;
-  }
-  if (hasLateDims(d)) {
-    computeOutputDims(d, r->scratch);
-    for (int32_t i = 0; i < num_outputs; ++i)
-      std::memcpy(outputs[i]->dl_tensor.shape, r->scratch.outDims[i],
-                  sizeof(int64_t) * d.outputs[i].ndim);
-  }
-  return KILN_OK;
+  return runAllocTensors("kiln_run_alloc", c, RunSpec{}, inputs, num_inputs, outputs, num_outputs);
 }
 
 } // extern "C"

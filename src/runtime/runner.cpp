@@ -32,6 +32,12 @@ void *runnerAlloc(void *runner, size_t nbytes) {
   return static_cast<Runner *>(runner)->arena.alloc(nbytes);
 }
 
+void *cudaRunnerAlloc(void *runner, size_t nbytes) {
+  if (!runner) return nullptr;
+  auto *r = static_cast<Runner *>(runner);
+  return r->plugin->run_alloc(r->cuda, nbytes);
+}
+
 } // namespace kiln::rt
 
 using kiln::rt::fail;

@@ -3,12 +3,14 @@
 #pragma once
 
 #include "arena.h"
+#include "device_plugin.h"
 #include "dnnl_cache.h"
 
 #include <kiln/model_desc.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -23,12 +25,31 @@ struct RunScratch {
   std::vector<int64_t *> outDims;
   std::vector<void *> inData;
   std::vector<void *> outData;
+  // CUDA models: host copies of the inputs bind_shapes_v2 reads (input_data_on_host).
+  std::vector<std::vector<char>> hostInputs;
+  std::vector<const void *> hostData;
 
   void init(const kiln_model_desc_v1 &desc);
 };
 
 struct Runner {
   static constexpr size_t kErrorSize = 1024;
+  static constexpr int kConstantSlots = 3; // kiln_container::kSlots
+
+  Runner() = default;
+  Runner(const Runner &) = delete;
+  Runner &operator=(const Runner &) = delete;
+  ~Runner() {
+    if (cuda) plugin->runner_destroy(cuda); // waits for the runner's work
+  }
+
+  // CUDA containers: the plugin's runner (stream, done event, device arena, libraries).
+  const kiln_device_plugin_v1 *plugin = nullptr;
+  void *cuda = nullptr;
+  // Constant slots pinned by finished CUDA runs whose GPU work may still be running (see
+  // kiln_container::reclaimPins); guarded by pinMu.
+  std::mutex pinMu;
+  int pendingPins[kConstantSlots] = {};
 
   Arena arena;
   DnnlCache dnnl;
@@ -65,5 +86,7 @@ struct Runner {
 
 // The kiln_run_ctx.alloc callback: scratch from the runner's arena.
 void *runnerAlloc(void *runner, size_t nbytes);
+// The same for CUDA runs: device scratch from the plugin runner's arena.
+void *cudaRunnerAlloc(void *runner, size_t nbytes);
 
 } // namespace kiln::rt

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 
+#include "container.h"
 #include "error.h"
 
 #include <kiln/model.h>
@@ -61,8 +62,14 @@ bool isContiguous(const DLTensor &t) {
 namespace {
 
 // Checks what every tensor crossing the API must satisfy; kind is "input" or "output".
-int checkTensor(const char *kind, const kiln_io_desc_v1 &io, const DLTensor &t) {
-  if (t.device.device_type != kDLCPU)
+int checkTensor(const kiln_container &c, const char *kind, const kiln_io_desc_v1 &io,
+                const DLTensor &t) {
+  if (c.device && !c.device->isMine(t.device))
+    return fail(KILN_ERR_DEVICE,
+                "%s '%s': the container runs on cuda:%d, so tensors must be kDLCUDA with "
+                "device_id %d; this one is on %s",
+                kind, io.name, c.device->ordinal, c.device->ordinal, deviceName(t.device).text);
+  if (!c.device && t.device.device_type != kDLCPU)
     return fail(KILN_ERR_DEVICE, "%s '%s': expected a CPU tensor (kDLCPU), got device type %d",
                 kind, io.name, static_cast<int>(t.device.device_type));
   if (!sameDtype(t.dtype, io.dtype))
@@ -90,6 +97,27 @@ void *dataPtr(const DLTensor &t) {
   return static_cast<char *>(t.data) + t.byte_offset;
 }
 
+// CUDA models: bind_shapes_v2 reads the data of inputs flagged in input_data_on_host (small
+// integer tensors such as a Reshape target) on the host, so those are copied down first.
+// This is the documented synchronisation of such models; other inputs stay NULL.
+int copyHostInputs(const kiln_container &c, const DLTensor *inputs, RunScratch &s) {
+  const kiln_model_desc_v1 &desc = *c.desc;
+  const int32_t *onHost = desc.input_data_on_host;
+  s.hostData.assign(desc.num_inputs > 0 ? desc.num_inputs : 1, nullptr);
+  s.hostInputs.resize(desc.num_inputs);
+  for (int32_t i = 0; i < desc.num_inputs; ++i) {
+    if (!onHost || !onHost[i]) continue;
+    const DLTensor &t = inputs[i];
+    size_t bytes = tensorBytes(t.dtype, t.ndim, t.shape);
+    if (s.hostInputs[i].size() < bytes) s.hostInputs[i].resize(bytes);
+    if (int st = c.device->copy(s.hostInputs[i].data(), false, s.inData[i], true, bytes,
+                                "reading an input the model's shapes depend on"))
+      return st;
+    s.hostData[i] = s.hostInputs[i].data();
+  }
+  return KILN_OK;
+}
+
 } // namespace
 
 size_t tensorBytes(DLDataType dtype, int32_t ndim, const int64_t *dims) {
@@ -99,11 +127,12 @@ size_t tensorBytes(DLDataType dtype, int32_t ndim, const int64_t *dims) {
   return n * ((static_cast<size_t>(dtype.bits) * dtype.lanes + 7) / 8);
 }
 
-int bindInputs(const kiln_model_desc_v1 &desc, const DLTensor *inputs, RunScratch &s) {
+int bindInputs(const kiln_container &c, const DLTensor *inputs, RunScratch &s) {
+  const kiln_model_desc_v1 &desc = *c.desc;
   for (int32_t i = 0; i < desc.num_inputs; ++i) {
     const kiln_io_desc_v1 &io = desc.inputs[i];
     const DLTensor &t = inputs[i];
-    if (int st = checkTensor("input", io, t)) return st;
+    if (int st = checkTensor(c, "input", io, t)) return st;
     for (int32_t d = 0; d < t.ndim; ++d) {
       int64_t got = t.shape[d];
       if (io.dims[d] >= 0) {
@@ -131,8 +160,12 @@ int bindInputs(const kiln_model_desc_v1 &desc, const DLTensor *inputs, RunScratc
   bool dataSymbols = desc.struct_size >= offsetof(kiln_model_desc_v1, bind_shapes_v2) +
                                              sizeof(desc.bind_shapes_v2) &&
                      desc.bind_shapes_v2;
-  int st = dataSymbols ? desc.bind_shapes_v2(s.inDims.data(), s.inNdims.data(),
-                                             const_cast<const void *const *>(s.inData.data()),
+  const void *const *bindData = const_cast<const void *const *>(s.inData.data());
+  if (dataSymbols && c.device) {
+    if (int st = copyHostInputs(c, inputs, s)) return st;
+    bindData = s.hostData.data();
+  }
+  int st = dataSymbols ? desc.bind_shapes_v2(s.inDims.data(), s.inNdims.data(), bindData,
                                              s.symbols.data(), err, sizeof err)
                        : desc.bind_shapes(s.inDims.data(), s.inNdims.data(), s.symbols.data(), err,
                                           sizeof err);
@@ -145,11 +178,12 @@ void computeOutputDims(const kiln_model_desc_v1 &desc, RunScratch &s) {
   desc.output_dims(s.symbols.data(), s.outDims.data());
 }
 
-int checkOutputs(const kiln_model_desc_v1 &desc, const DLTensor *outputs, RunScratch &s) {
+int checkOutputs(const kiln_container &c, const DLTensor *outputs, RunScratch &s) {
+  const kiln_model_desc_v1 &desc = *c.desc;
   for (int32_t i = 0; i < desc.num_outputs; ++i) {
     const kiln_io_desc_v1 &io = desc.outputs[i];
     const DLTensor &t = outputs[i];
-    if (int st = checkTensor("output", io, t)) return st;
+    if (int st = checkTensor(c, "output", io, t)) return st;
     for (int32_t d = 0; d < t.ndim; ++d)
       if (t.shape[d] != s.outDims[i][d])
         return fail(KILN_ERR_SHAPE_MISMATCH, "output '%s' dim %d: expected %lld, got %lld", io.name,

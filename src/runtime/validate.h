@@ -4,6 +4,8 @@
 
 #include "runner.h"
 
+struct kiln_container;
+
 #include <dlpack/dlpack.h>
 #include <kiln/model_desc.h>
 
@@ -11,13 +13,14 @@ namespace kiln::rt {
 
 // Checks inputs (device, dtype, rank, layout, static dims, symbol ranges), runs the model's
 // bind_shapes and fills s.symbols, s.inDims, s.inNdims and s.inData. Counts must be checked.
-int bindInputs(const kiln_model_desc_v1 &desc, const DLTensor *inputs, RunScratch &s);
+// Tensors must be on the container's device.
+int bindInputs(const kiln_container &c, const DLTensor *inputs, RunScratch &s);
 
 // Fills s.outDims from the bound symbols.
 void computeOutputDims(const kiln_model_desc_v1 &desc, RunScratch &s);
 
 // Checks caller outputs against s.outDims and fills s.outData.
-int checkOutputs(const kiln_model_desc_v1 &desc, const DLTensor *outputs, RunScratch &s);
+int checkOutputs(const kiln_container &c, const DLTensor *outputs, RunScratch &s);
 
 struct DtypeName {
   char text[64];

@@ -283,13 +283,27 @@ static void test_descriptor_variants(void) {
 
   d.shim_version = 99;
   CHECK_ERR(kiln_rt_container_create_v1(&d, NULL, &c), KILN_ERR_VERSION_MISMATCH,
-            "model needs kiln shim v99 but this libkiln_rt provides v3; upgrade libkiln_rt");
+            "model needs kiln shim v99 but this libkiln_rt provides v4; upgrade libkiln_rt");
   d = *kiln_model_descriptor();
   d.abi_version = 7;
   CHECK_ERR(kiln_rt_container_create_v1(&d, NULL, &c), KILN_ERR_VERSION_MISMATCH, "ABI v7");
   d = *kiln_model_descriptor();
+  d.device = "tpu";
+  CHECK_ERR(kiln_rt_container_create_v1(&d, NULL, &c), KILN_ERR_UNSUPPORTED, "'tpu'");
+  /* A CUDA descriptor (here without kernels) needs the CUDA plugin and a driver: this build
+   * machine has no driver, so KILN_ERR_DEVICE; with a GPU the container is created. */
   d.device = "cuda";
-  CHECK_ERR(kiln_rt_container_create_v1(&d, NULL, &c), KILN_ERR_UNSUPPORTED, "'cuda'");
+  {
+    int st = kiln_rt_container_create_v1(&d, NULL, &c);
+    CHECK(st == KILN_ERR_DEVICE || st == KILN_OK);
+    if (st == KILN_ERR_DEVICE) CHECK(strstr(kiln_last_error(), "cuda") != NULL);
+    if (st == KILN_OK) kiln_container_destroy(c);
+    c = NULL;
+  }
+  /* ... and refuses to run on the CPU, which it has no code for. */
+  kiln_container_options_init(&o);
+  o.device = "cpu";
+  CHECK_ERR(kiln_rt_container_create_v1(&d, &o, &c), KILN_ERR_DEVICE, "compiled for cuda");
   CHECK_ERR(kiln_rt_container_create_v1(NULL, NULL, &c), KILN_ERR_INVALID_ARGUMENT, "NULL");
 
   /* External weights: an embedded-less model needs weights_path, of sufficient size. */
@@ -393,6 +407,40 @@ static int test_threads(void) {
   return bad != 0;
 }
 
+/* ABI 4 on a CPU container: kiln_run_v2 is kiln_run (the stream is ignored), tensors and
+ * copies live on the host, and device tensors are refused. */
+static void test_abi4_on_cpu(void) {
+  kiln_container *c = NULL;
+  kiln_run_options ro;
+  DLManagedTensor *x = NULL, *y = NULL;
+  int64_t dims[2] = {2, 4};
+  float hx[8] = {1, 2, 3, 4, 5, 6, 7, 8}, hy[8];
+  DLTensor tx = tensor(hx, dims, 2), ty = tensor(hy, dims, 2), bad;
+  int i;
+
+  CHECK(kiln_container_create(NULL, &c) == KILN_OK);
+  CHECK(kiln_alloc_tensor(c, kF32, 2, dims, &x) == KILN_OK);
+  CHECK(kiln_alloc_tensor(c, kF32, 2, dims, &y) == KILN_OK);
+  if (!x || !y) return;
+  CHECK(x->dl_tensor.device.device_type == kDLCPU);
+  CHECK(kiln_copy_tensor(c, &x->dl_tensor, &tx) == KILN_OK);
+  kiln_run_options_init(&ro);
+  ro.stream = (void *)0x1; /* ignored on the CPU */
+  CHECK(kiln_run_v2(c, &ro, &x->dl_tensor, 1, &y->dl_tensor, 1) == KILN_OK);
+  CHECK(kiln_copy_tensor(c, &ty, &y->dl_tensor) == KILN_OK);
+  for (i = 0; i < 8; ++i)
+    CHECK(hy[i] == hx[i] + kC[i % 4]);
+  ro.reserved[0] = 1;
+  CHECK_ERR(kiln_run_v2(c, &ro, &tx, 1, &ty, 1), KILN_ERR_INVALID_ARGUMENT, "reserved");
+  bad = tx;
+  bad.device.device_type = kDLCUDA;
+  CHECK_ERR(kiln_copy_tensor(c, &ty, &bad), KILN_ERR_DEVICE, "src is on cuda:0");
+  CHECK_ERR(kiln_run_v2(c, NULL, &bad, 1, &ty, 1), KILN_ERR_DEVICE, "input 'x'");
+  x->deleter(x);
+  y->deleter(y);
+  kiln_container_destroy(c);
+}
+
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "threads") == 0) return test_threads();
   if (argc >= 3 && strcmp(argv[1], "version") == 0) return test_version(argv[2]);
@@ -401,6 +449,7 @@ int main(int argc, char **argv) {
   test_run_errors();
   test_create_errors();
   test_descriptor_variants();
+  test_abi4_on_cpu();
   printf("api: %d failures\n", failures);
   return failures != 0;
 }

@@ -130,7 +130,7 @@ const kiln_model_desc_v1 kiln_model_desc = {
     run,
     NULL, /* bind_shapes_v2: no data-dependent dims */
     NULL, /* run_v2: no sizes computed during the run */
-    NULL, /* ABI 4 CUDA fields: a CPU model */
+    NULL, /* ABI 4 (CUDA models only): no fatbin, kernels or device scratch */
     0,
     0,
     NULL,

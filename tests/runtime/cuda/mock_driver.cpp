@@ -1,0 +1,331 @@
+// A mock CUDA driver: exports cuGetProcAddress_v2 and hands out host-side fakes that count
+// what they are asked to do (see mock_driver.h). Just enough for the plugin and the fake
+// CUDA model (tests/gpu/fake_cuda_model).
+#include "mock_driver.h"
+
+#include <cuda.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace {
+
+std::mutex mu;
+std::condition_variable cv;
+kiln_mock_stats counters{};
+kiln_mock_launch lastLaunch{};
+bool haveLaunch = false;
+bool autoComplete = true;
+int contextDummy, deviceCount = 1;
+
+// Each thread's context stack, as the driver keeps it: calls that need a context fail with
+// CUDA_ERROR_INVALID_CONTEXT on a thread with none current (the plugin must push its own).
+thread_local std::vector<CUcontext> contexts;
+#define NEED_CONTEXT()                                                                             \
+  if (contexts.empty() || !contexts.back()) return CUDA_ERROR_INVALID_CONTEXT
+
+struct Event {
+  bool pending = false;
+};
+std::vector<Event *> events;
+
+struct Function {
+  std::string name;
+};
+struct Module {
+  std::vector<Function *> functions;
+};
+
+#define MOCK_API extern "C" __attribute__((visibility("default")))
+
+CUresult mInit(unsigned) {
+  return CUDA_SUCCESS;
+}
+CUresult mGetErrorString(CUresult r, const char **s) {
+  *s = r == CUDA_ERROR_NOT_READY ? "mock: not ready" : "mock error";
+  return CUDA_SUCCESS;
+}
+CUresult mDeviceGetCount(int *n) {
+  *n = deviceCount;
+  return CUDA_SUCCESS;
+}
+CUresult mDeviceGet(CUdevice *d, int ordinal) {
+  *d = ordinal;
+  return ordinal < deviceCount ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE;
+}
+CUresult mPrimaryCtxRetain(CUcontext *c, CUdevice) {
+  *c = reinterpret_cast<CUcontext>(&contextDummy);
+  return CUDA_SUCCESS;
+}
+CUresult mCtxPush(CUcontext c) {
+  contexts.push_back(c);
+  std::lock_guard<std::mutex> l(mu);
+  ++counters.ctx_pushes;
+  return CUDA_SUCCESS;
+}
+CUresult mCtxPop(CUcontext *c) {
+  if (contexts.empty()) return CUDA_ERROR_INVALID_CONTEXT;
+  if (c) *c = contexts.back();
+  contexts.pop_back();
+  std::lock_guard<std::mutex> l(mu);
+  ++counters.ctx_pops;
+  return CUDA_SUCCESS;
+}
+CUresult mModuleLoadData(CUmodule *m, const void *image) {
+  NEED_CONTEXT();
+  std::lock_guard<std::mutex> l(mu);
+  ++counters.module_loads;
+  *m = reinterpret_cast<CUmodule>(new Module());
+  return image ? CUDA_SUCCESS : CUDA_ERROR_INVALID_IMAGE;
+}
+CUresult mModuleGetFunction(CUfunction *f, CUmodule m, const char *name) {
+  auto *mod = reinterpret_cast<Module *>(m);
+  if (std::strncmp(name, "kiln_", 5) != 0) return CUDA_ERROR_NOT_FOUND;
+  mod->functions.push_back(new Function{name});
+  *f = reinterpret_cast<CUfunction>(mod->functions.back());
+  return CUDA_SUCCESS;
+}
+CUresult mModuleUnload(CUmodule m) {
+  auto *mod = reinterpret_cast<Module *>(m);
+  std::lock_guard<std::mutex> l(mu);
+  ++counters.module_unloads;
+  for (Function *f : mod->functions)
+    delete f;
+  delete mod;
+  return CUDA_SUCCESS;
+}
+CUresult mMemAlloc(CUdeviceptr *p, size_t bytes) {
+  NEED_CONTEXT();
+  void *mem = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
+  if (!mem) return CUDA_ERROR_OUT_OF_MEMORY;
+  std::lock_guard<std::mutex> l(mu);
+  ++counters.allocs;
+  ++counters.live_allocs;
+  *p = reinterpret_cast<CUdeviceptr>(mem);
+  return CUDA_SUCCESS;
+}
+CUresult mMemFree(CUdeviceptr p) {
+  NEED_CONTEXT();
+  std::free(reinterpret_cast<void *>(p));
+  std::lock_guard<std::mutex> l(mu);
+  ++counters.frees;
+  --counters.live_allocs;
+  return CUDA_SUCCESS;
+}
+CUresult mHtoD(CUdeviceptr d, const void *s, size_t n, CUstream) {
+  NEED_CONTEXT();
+  std::memcpy(reinterpret_cast<void *>(d), s, n);
+  return CUDA_SUCCESS;
+}
+CUresult mDtoH(void *d, CUdeviceptr s, size_t n, CUstream) {
+  NEED_CONTEXT();
+  std::memcpy(d, reinterpret_cast<void *>(s), n);
+  return CUDA_SUCCESS;
+}
+CUresult mDtoD(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream) {
+  NEED_CONTEXT();
+  std::memmove(reinterpret_cast<void *>(d), reinterpret_cast<void *>(s), n);
+  return CUDA_SUCCESS;
+}
+CUresult mMemsetD8(CUdeviceptr d, unsigned char v, size_t n, CUstream) {
+  NEED_CONTEXT();
+  std::memset(reinterpret_cast<void *>(d), v, n);
+  return CUDA_SUCCESS;
+}
+CUresult mStreamCreate(CUstream *s, unsigned) {
+  NEED_CONTEXT();
+  *s = reinterpret_cast<CUstream>(new int(0));
+  return CUDA_SUCCESS;
+}
+CUresult mStreamDestroy(CUstream s) {
+  delete reinterpret_cast<int *>(s);
+  return CUDA_SUCCESS;
+}
+CUresult mStreamSynchronize(CUstream) {
+  std::lock_guard<std::mutex> l(mu);
+  ++counters.syncs;
+  return CUDA_SUCCESS;
+}
+CUresult mStreamWaitEvent(CUstream, CUevent, unsigned) {
+  NEED_CONTEXT();
+  std::lock_guard<std::mutex> l(mu);
+  ++counters.stream_waits;
+  return CUDA_SUCCESS;
+}
+CUresult mEventCreate(CUevent *e, unsigned) {
+  NEED_CONTEXT();
+  std::lock_guard<std::mutex> l(mu);
+  events.push_back(new Event());
+  *e = reinterpret_cast<CUevent>(events.back());
+  return CUDA_SUCCESS;
+}
+CUresult mEventDestroy(CUevent e) {
+  std::lock_guard<std::mutex> l(mu);
+  auto *ev = reinterpret_cast<Event *>(e);
+  events.erase(std::remove(events.begin(), events.end(), ev), events.end());
+  delete ev;
+  return CUDA_SUCCESS;
+}
+CUresult mEventRecord(CUevent e, CUstream) {
+  NEED_CONTEXT();
+  std::lock_guard<std::mutex> l(mu);
+  ++counters.event_records;
+  reinterpret_cast<Event *>(e)->pending = !autoComplete;
+  return CUDA_SUCCESS;
+}
+CUresult mEventQuery(CUevent e) {
+  std::lock_guard<std::mutex> l(mu);
+  ++counters.event_queries;
+  return reinterpret_cast<Event *>(e)->pending ? CUDA_ERROR_NOT_READY : CUDA_SUCCESS;
+}
+CUresult mEventSynchronize(CUevent e) {
+  std::unique_lock<std::mutex> l(mu);
+  ++counters.syncs;
+  auto *ev = reinterpret_cast<Event *>(e);
+  cv.wait(l, [&] { return !ev->pending; });
+  return CUDA_SUCCESS;
+}
+
+// The fake model's kernel, run on the host: y[i] = 2 x[i] + w[i % 256].
+void runScaleAdd(void **args) {
+  auto *x = *static_cast<const float **>(args[0]);
+  auto *w = *static_cast<const float **>(args[1]);
+  auto *y = *static_cast<float **>(args[2]);
+  int64_t n = *static_cast<int64_t *>(args[3]);
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = 2.0f * x[i] + w[i % 256];
+}
+
+CUresult mLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                       unsigned by, unsigned bz, unsigned shared, CUstream s, void **args,
+                       void **extra) {
+  NEED_CONTEXT();
+  auto *fn = reinterpret_cast<Function *>(f);
+  {
+    std::lock_guard<std::mutex> l(mu);
+    ++counters.launches;
+    kiln_mock_launch &L = lastLaunch;
+    std::snprintf(L.name, sizeof L.name, "%s", fn->name.c_str());
+    L.grid[0] = gx, L.grid[1] = gy, L.grid[2] = gz;
+    L.block[0] = bx, L.block[1] = by, L.block[2] = bz;
+    L.shared_bytes = shared;
+    L.stream = s;
+    for (int i = 0; i < 4; ++i)
+      std::memcpy(&L.args[i], args[i], 8);
+    haveLaunch = true;
+  }
+  if (fn->name == "kiln_fake_scale_add") runScaleAdd(args);
+  return CUDA_SUCCESS;
+}
+
+struct Entry {
+  const char *name;
+  void *fn;
+};
+const Entry kEntries[] = {
+    {"cuInit", (void *)mInit},
+    {"cuGetErrorString", (void *)mGetErrorString},
+    {"cuDeviceGetCount", (void *)mDeviceGetCount},
+    {"cuDeviceGet", (void *)mDeviceGet},
+    {"cuDevicePrimaryCtxRetain", (void *)mPrimaryCtxRetain},
+    {"cuCtxPushCurrent", (void *)mCtxPush},
+    {"cuCtxPopCurrent", (void *)mCtxPop},
+    {"cuModuleLoadData", (void *)mModuleLoadData},
+    {"cuModuleGetFunction", (void *)mModuleGetFunction},
+    {"cuModuleUnload", (void *)mModuleUnload},
+    {"cuMemAlloc", (void *)mMemAlloc},
+    {"cuMemFree", (void *)mMemFree},
+    {"cuMemcpyHtoDAsync", (void *)mHtoD},
+    {"cuMemcpyDtoHAsync", (void *)mDtoH},
+    {"cuMemcpyDtoDAsync", (void *)mDtoD},
+    {"cuMemsetD8Async", (void *)mMemsetD8},
+    {"cuStreamCreate", (void *)mStreamCreate},
+    {"cuStreamDestroy", (void *)mStreamDestroy},
+    {"cuStreamSynchronize", (void *)mStreamSynchronize},
+    {"cuStreamWaitEvent", (void *)mStreamWaitEvent},
+    {"cuEventCreate", (void *)mEventCreate},
+    {"cuEventDestroy", (void *)mEventDestroy},
+    {"cuEventRecord", (void *)mEventRecord},
+    {"cuEventQuery", (void *)mEventQuery},
+    {"cuEventSynchronize", (void *)mEventSynchronize},
+    {"cuLaunchKernel", (void *)mLaunchKernel},
+};
+
+} // namespace
+
+MOCK_API CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int, cuuint64_t,
+                                      CUdriverProcAddressQueryResult *status) {
+  for (const Entry &e : kEntries)
+    if (std::strcmp(e.name, symbol) == 0) {
+      *pfn = e.fn;
+      if (status) *status = CU_GET_PROC_ADDRESS_SUCCESS;
+      return CUDA_SUCCESS;
+    }
+  *pfn = nullptr;
+  if (status) *status = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
+  return CUDA_ERROR_NOT_FOUND;
+}
+
+MOCK_API void kiln_mock_counters(kiln_mock_stats *out) {
+  std::lock_guard<std::mutex> l(mu);
+  *out = counters;
+}
+
+MOCK_API int kiln_mock_last_launch(kiln_mock_launch *out) {
+  std::lock_guard<std::mutex> l(mu);
+  *out = lastLaunch;
+  return haveLaunch;
+}
+
+MOCK_API void kiln_mock_set_auto_complete(int on) {
+  std::lock_guard<std::mutex> l(mu);
+  autoComplete = on != 0;
+}
+
+MOCK_API void kiln_mock_complete_events(void) {
+  {
+    std::lock_guard<std::mutex> l(mu);
+    for (Event *e : events)
+      e->pending = false;
+  }
+  cv.notify_all();
+}
+
+MOCK_API int kiln_mock_pending_events(void) {
+  std::lock_guard<std::mutex> l(mu);
+  int n = 0;
+  for (Event *e : events)
+    n += e->pending;
+  return n;
+}
+
+// Plain exports of what a host program calls itself (tests/gpu's smoke host creates its own
+// stream), so the mock can stand in as libcuda.so.1 on a machine without a GPU.
+MOCK_API CUresult cuInit(unsigned flags) {
+  return mInit(flags);
+}
+MOCK_API CUresult cuDeviceGet(CUdevice *d, int ordinal) {
+  return mDeviceGet(d, ordinal);
+}
+MOCK_API CUresult cuDevicePrimaryCtxRetain(CUcontext *c, CUdevice d) {
+  return mPrimaryCtxRetain(c, d);
+}
+MOCK_API CUresult cuCtxSetCurrent(CUcontext c) {
+  if (contexts.empty())
+    contexts.push_back(c);
+  else
+    contexts.back() = c;
+  return CUDA_SUCCESS;
+}
+MOCK_API CUresult cuStreamCreate(CUstream *s, unsigned flags) {
+  return mStreamCreate(s, flags);
+}
+MOCK_API CUresult cuStreamSynchronize(CUstream s) {
+  return mStreamSynchronize(s);
+}
