@@ -20,6 +20,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Level-4 params, by tag: the level-3 runtime stand-in of tests/abi builds this header
+ * against the released level-3 shim.h, which lacks the type. */
+struct kiln_cuda_matmul_params_v1;
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -76,7 +80,8 @@ typedef struct kiln_device_plugin_v1 {
 
   /* ---- level-4 shims, on the current run of runner ---- */
   int (*matmul)(void *runner, int64_t site, const void *a, const void *b, const void *addend,
-                void *c, const kiln_cuda_matmul_params_v1 *params, char *err, size_t err_size);
+                void *c, const struct kiln_cuda_matmul_params_v1 *params, char *err,
+                size_t err_size);
   int (*conv)(void *runner, int64_t site, const void *x, const int64_t *x_dims, const void *w,
               const int64_t *w_dims, const void *bias, const void *residual, void *y,
               const int64_t *y_dims, const kiln_conv_params_v1 *params, int32_t elem_type,
