@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The GPU-machine test run (one call of the device tool). Everything is prebuilt here by
+# tests/gpu/pack.sh into build/gpu-carry/carry.tar.xz: the kiln compiler and runtime (+ CUDA
+# plugin), the Debian libraries they need, dlpack.h and the ONNX node test data. Models are
+# compiled there (its 16 cores and nvcc), run on the H200 and checked; reports go to $OUT.
+#   tests/gpu/run_all.sh [conformance] [models] [sanitizer] [libs]   (default: all)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/kiln-gpu-out}
+W=/tmp/kiln-gpu
+mkdir -p "$W" "$OUT"
+if [[ ! -x $W/bin/kiln ]]; then
+  xz -dc build/gpu-carry/carry.tar.xz | tar xf - -C "$W"
+  mkdir -p "$W/data" && tar xf "$W/node.tar" -C "$W/data"
+fi
+cuda=/usr/local/cuda-13.0
+export LD_LIBRARY_PATH=$W/lib:$cuda/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu
+export KILN_RT_LIB_DIR=$W/lib KILN_NVCC=$cuda/bin/nvcc CPATH=$W/include KILN_CACHE_DIR=$W/cache
+steps=("$@")
+((${#steps[@]})) || steps=(libs conformance models sanitizer)
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+for step in "${steps[@]}"; do
+  echo "== $step"
+  case $step in
+  libs)
+    "$W/bin/libs_check" >"$OUT/libs_check.json" 2>"$OUT/libs_check.err"
+    echo "libs_check rc=$? $(grep -o '"failed": [0-9]*' "$OUT/libs_check.json")"
+    ;;
+  conformance)
+    python3 tests/conformance/run_conformance.py --kiln "$W/bin/kiln" --data "$W/data" \
+      --folders node --device cuda --cuda-arch sm_90 --variant static -j 16 --kiln-jobs 1 \
+      ${KILN_CONF_FILTER:+--filter "$KILN_CONF_FILTER"} --tmp "$W/conf" --report "$OUT/conformance-cuda.md" --json "$OUT/conformance-cuda.json" \
+      >"$OUT/conformance.log" 2>&1
+    echo "conformance rc=$?"
+    tail -n 15 "$OUT/conformance.log"
+    ;;
+  models)
+    python3 tests/gpu/check_models.py --kiln "$W/bin/kiln" --out "$W/models" --bench \
+      --json "$OUT/models.json" ${KILN_GPU_MODELS:+--only $KILN_GPU_MODELS} 2>"$OUT/models.err"
+    echo "models rc=$?"
+    tail -n 5 "$OUT/models.err"
+    ;;
+  sanitizer)
+    # memcheck and racecheck on a compiled model through the CLI (inputs from the suite).
+    t=$W/data/node/test_softmax_example
+    so=$W/sanitize.so
+    "$W/bin/kiln" compile "$t/model.onnx" -o "$so" --device cuda --cuda-arch sm_90 &&
+      python3 -c "
+import numpy as np, onnx
+from onnx import numpy_helper
+t = onnx.load_tensor('$t/test_data_set_0/input_0.pb'); np.save('$W/x.npy', numpy_helper.to_array(t))"
+    for tool in memcheck racecheck; do
+      $cuda/bin/compute-sanitizer --tool $tool --error-exitcode 3 "$W/bin/kiln" run "$so" \
+        --input "x=$W/x.npy" >"$OUT/sanitizer-$tool.log" 2>&1
+      echo "compute-sanitizer $tool rc=$? $(grep -c 'ERROR SUMMARY: 0 errors' "$OUT/sanitizer-$tool.log")"
+    done
+    ;;
+  esac
+done
