@@ -21,7 +21,8 @@ cp -r /usr/include/dlpack "$out/stage/include/"
 for h in "$b"/tests/gpu/*_host "$b"/tests/runtime/kiln_gpu_*; do
   [[ -x $h ]] && strip -o "$out/stage/bin/$(basename "$h")" "$h"
 done
-tar cf - -C /usr/share/libonnx-testdata/data node > "$out/stage/node.tar"
+tar cf - -C /usr/share/libonnx-testdata/data node pytorch-converted pytorch-operator simple \
+  >"$out/stage/node.tar"
 tar cf - -C "$out/stage" . | xz -T2 -6 > "$out/carry.tar.xz"
 rm -rf "$out/stage"
 ls -la "$out"
