@@ -56,6 +56,19 @@ t = onnx.load_tensor('$t/test_data_set_0/input_0.pb'); np.save('$W/x.npy', numpy
         --input "x=$W/x.npy" >"$OUT/sanitizer-$tool.log" 2>&1
       echo "compute-sanitizer $tool rc=$? $(grep -E 'SUMMARY' "$OUT/sanitizer-$tool.log" | tail -1)"
     done
+    # The models the models step compiled (run it first), on their real sizes.
+    python3 -c "import numpy as np; np.save('$W/tok.npy', np.random.randint(0, 1000, (2, 16)));
+np.save('$W/img.npy', np.random.rand(1, 3, 224, 224).astype(np.float32))"
+    for m in encoder:tok resnet50:img mobilenet_v2:img; do
+      so=$W/models/${m%%:*}/model.so
+      [[ -f $so ]] || continue
+      for tool in memcheck racecheck; do
+        $cuda/bin/compute-sanitizer --tool $tool --error-exitcode 3 "$W/bin/kiln" run "$so" \
+          --input "x=$W/${m##*:}.npy" >"$OUT/sanitizer-${m%%:*}-$tool.log" 2>&1
+        echo "compute-sanitizer ${m%%:*} $tool rc=$? $(grep -E 'SUMMARY' \
+          "$OUT/sanitizer-${m%%:*}-$tool.log" | tail -1)"
+      done
+    done
     ;;
   esac
 done
