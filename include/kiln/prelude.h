@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #ifdef __CUDACC__
 #include <cuda_bf16.h>
@@ -165,6 +166,28 @@ KILN_HD static inline kiln_bfloat16 kiln_f2bf(float f) {
   return (kiln_bfloat16)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
 }
 
+#endif
+
+#ifdef __CUDACC__
+/// Scatter with a reduction (1 add, 2 mul, 3 max, 4 min) on 32- or 64-bit elements: a
+/// compare-and-swap loop, so every type and op takes one path.
+template <typename T> __device__ static inline T kiln_combine(int op, T a, T b) {
+  return op == 1 ? a + b : op == 2 ? a * b : op == 3 ? kiln_max(a, b) : kiln_min(a, b);
+}
+template <typename T> __device__ static inline void kiln_atomic_combine(T *p, T v, int op) {
+  using W = typename std::conditional<sizeof(T) == 4, unsigned int, unsigned long long>::type;
+  static_assert(sizeof(T) == sizeof(W), "atomic scatter needs 32- or 64-bit elements");
+  W *word = (W *)p, old = *word, assumed;
+  do {
+    assumed = old;
+    T cur, next;
+    memcpy(&cur, &assumed, sizeof(T));
+    next = kiln_combine(op, cur, v);
+    W nw;
+    memcpy(&nw, &next, sizeof(T));
+    old = atomicCAS(word, assumed, nw);
+  } while (assumed != old);
+}
 #endif
 
 /// Float → integer conversion as ONNX Cast does it (truncation toward zero).

@@ -67,6 +67,7 @@ std::vector<Buffer *> Kernel::reads() const {
   }
   std::unordered_set<const VNode *> seen;
   collectLoads(body, r, seen);
+  if (scatterIndex) collectLoads(scatterIndex, r, seen);
   return r;
 }
 

@@ -82,6 +82,13 @@ struct Kernel {
   ReduceOp rop = ReduceOp::Sum;
   bool lastIndex = false; // ArgMax/ArgMin: report the last index of ties
   DType accDtype = DType::Float32;
+  // Scatter (Pointwise only; lowered so for devices without a scatter shim): the vars range
+  // over `scatterShape` (the updates) and each value is stored at the data-dependent linear
+  // index `scatterIndex` of `out` (skipped when outside it), combined with what is there by
+  // `scatterOp`. Another kernel wrote `out` first.
+  VRef scatterIndex;
+  ir::Shape scatterShape;
+  enum class Combine { None, Add, Mul, Max, Min } scatterOp = Combine::None;
   ExternCall ext;
   std::shared_ptr<ControlFlow> call; // Call only
   std::vector<Buffer *> reads() const;

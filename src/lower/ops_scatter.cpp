@@ -121,9 +121,89 @@ LTensor scatterShim(OpCtx &c, const LTensor &data, const LTensor &ind, const LTe
   return fromBuffer(c.ctx(), out);
 }
 
+/// Scatter as generated kernels (devices without a scatter shim): a copy of data, then one
+/// kernel over the updates storing each at its data-dependent position (combined by atomics
+/// for a reduction; an index outside data skips the element).
+LTensor scatterKernels(OpCtx &c, const LTensor &data, const LTensor &ind, const LTensor &upd,
+                       bool nd, int axis, int reduction) {
+  using Combine = loop::Kernel::Combine;
+  // Duplicate indices without a reduction: which update lands is unspecified, as in ONNX.
+  Combine op = reduction == KILN_REDUCE_ADD   ? Combine::Add
+               : reduction == KILN_REDUCE_MUL ? Combine::Mul
+               : reduction == KILN_REDUCE_MAX ? Combine::Max
+               : reduction == KILN_REDUCE_MIN ? Combine::Min
+                                              : Combine::None;
+  bool atomicType = data.dtype == DType::Float32 || data.dtype == DType::Float64 ||
+                    data.dtype == DType::Int32 || data.dtype == DType::Int64;
+  if (op != Combine::None && !atomicType)
+    c.unsupported(fmt::format("{} with a reduction on {} on this device", c.node.op,
+                              dtypeName(data.dtype)));
+  sym::Context &ctx = c.ctx();
+  Lowerer &l = c.lowerer();
+  loop::Buffer *out = c.prog().newBuffer(data.dtype, data.shape, loop::BufferKind::Intermediate, "");
+  loop::Kernel *copy = c.prog().newKernel(loop::KernelKind::Pointwise);
+  copy->origin = c.node.name;
+  copy->out = out;
+  for (const sym::Expr &d : data.shape)
+    copy->vars.push_back(l.newVar("i", d));
+  copy->body = data.load(copy->vars);
+  loop::Kernel *k = c.prog().newKernel(loop::KernelKind::Pointwise);
+  k->origin = c.node.name;
+  k->out = out;
+  k->scatterShape = upd.shape;
+  k->scatterOp = op;
+  for (const sym::Expr &d : upd.shape)
+    k->vars.push_back(l.newVar("u", d));
+  k->body = upd.load(k->vars);
+  // Position in data, one value per data dim: from the indices where they say so.
+  std::vector<VRef> pos;
+  auto indexAt = [&](Index at, int dim) {
+    VRef v = loop::cast(ind.load(at), DType::Int64);
+    VRef n = loop::symInt(data.shape[dim]);
+    VRef neg = loop::binary(loop::BinaryOp::Lt, v, loop::constantInt(DType::Int64, 0));
+    return loop::select(neg, loop::binary(loop::BinaryOp::Add, v, n), v);
+  };
+  size_t r = data.shape.size();
+  if (nd) {
+    size_t q = ind.shape.size() - 1;
+    int64_t depth = ind.shape.back()->value;
+    Index head(k->vars.begin(), k->vars.begin() + q);
+    for (int64_t j = 0; j < depth; ++j) {
+      Index at = head;
+      at.push_back(ctx.constant(j));
+      pos.push_back(indexAt(at, static_cast<int>(j)));
+    }
+    for (size_t d = static_cast<size_t>(depth); d < r; ++d)
+      pos.push_back(loop::symInt(k->vars[q + d - depth]));
+  } else {
+    for (size_t d = 0; d < r; ++d)
+      pos.push_back(static_cast<int>(d) == axis ? indexAt(k->vars, axis) : loop::symInt(k->vars[d]));
+  }
+  // Row-major linear index; -1 when any coordinate is outside data (the kernel skips it).
+  VRef lin = loop::constantInt(DType::Int64, 0);
+  VRef valid = loop::constantInt(DType::Bool, 1);
+  for (size_t d = 0; d < r; ++d) {
+    VRef n = loop::symInt(data.shape[d]);
+    lin = loop::binary(loop::BinaryOp::Add, loop::binary(loop::BinaryOp::Mul, lin, n), pos[d]);
+    VRef inside = loop::binary(
+        loop::BinaryOp::And,
+        loop::binary(loop::BinaryOp::Ge, pos[d], loop::constantInt(DType::Int64, 0)),
+        loop::binary(loop::BinaryOp::Lt, pos[d], n));
+    valid = loop::binary(loop::BinaryOp::And, valid, inside);
+  }
+  k->scatterIndex = loop::select(valid, lin, loop::constantInt(DType::Int64, -1));
+  return fromBuffer(ctx, out);
+}
+
 void lowerScatter(OpCtx &c, bool nd) {
   LTensor data = c.in(0);
   int axis = nd ? 0 : c.normAxis(c.node.attrInt("axis", 0), data.rank());
+  if (!c.lowerer().target.scatterShim) {
+    if (nd && !c.in(1).shape.back().isConst())
+      c.unsupported("ScatterND whose index depth is not known at compile time");
+    c.out(0, scatterKernels(c, data, c.in(1), c.in(2), nd, axis, reductionCode(c)));
+    return;
+  }
   c.out(0, scatterShim(c, data, c.in(1), c.in(2), nd, axis, reductionCode(c)));
 }
 

@@ -143,7 +143,7 @@ void formGroups(loop::Program &p, sym::Context &ctx, const Target &t) {
     loop::Kernel &k = *kp;
     if (!p.groups.empty()) {
       loop::KernelGroup &g = p.groups.back();
-      if (g.outerRank > 0 && canJoin(g, k, produced, ctx)) {
+      if (g.outerRank > 0 && !k.scatterIndex && canJoin(g, k, produced, ctx)) {
         g.kernels.push_back(&k);
         produced.insert(k.out);
         continue;

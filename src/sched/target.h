@@ -16,6 +16,7 @@ struct Target {
   bool convChannelsLast = true;    // activations stay N[D]HWC between convs
   bool fuseExternEpilogues = true; // conv/matmul + bias/residual/relu/clip as post-ops
   bool fuseAttention = true;       // MatMul-Softmax-MatMul into the SDPA shim
+  bool scatterShim = true;         // Scatter* through the host shim; else generated kernels
   // CPU: kernels whose statically known work is below this run without an OpenMP region,
   // and others open one only when their run-time work reaches it.
   int64_t cpuParallelMinWork = 16384;
@@ -33,6 +34,7 @@ struct Target {
     t.convChannelsLast = false;
     t.fuseExternEpilogues = false;
     t.fuseAttention = false;
+    t.scatterShim = false;
     t.cudaArchs = std::move(archs);
     t.hostArch = "x86-64-v3"; // the GPU host may be another CPU than the build machine
     return t;

@@ -21,6 +21,13 @@ cp -r /usr/include/dlpack "$out/stage/include/"
 for h in "$b"/tests/gpu/*_host "$b"/tests/runtime/kiln_gpu_*; do
   [[ -x $h ]] && strip -o "$out/stage/bin/$(basename "$h")" "$h"
 done
+# The runtime smoke test: a hand-written CUDA model and its host (8 threads, swaps).
+smoke=$(find "$b/tests" -name libkiln_fake_cuda_model.so | head -1)
+if [[ -n $smoke && -x $b/tests/gpu/fake_cuda_model/kiln_gpu_smoke_host ]]; then
+  mkdir -p "$out/stage/smoke"
+  cp "$smoke" "$b/tests/gpu/fake_cuda_model/kiln_gpu_smoke_host" tests/gpu/rt_smoke.sh \
+    "$out/stage/smoke/"
+fi
 tar cf - -C /usr/share/libonnx-testdata/data node pytorch-converted pytorch-operator simple \
   >"$out/stage/node.tar"
 tar cf - -C "$out/stage" . | xz -T2 -6 > "$out/carry.tar.xz"

@@ -19,7 +19,7 @@ cuda=/usr/local/cuda-13.0
 export LD_LIBRARY_PATH=$W/lib:$cuda/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu
 export KILN_RT_LIB_DIR=$W/lib KILN_NVCC=$cuda/bin/nvcc CPATH=$W/include KILN_CACHE_DIR=$W/cache
 steps=("$@")
-((${#steps[@]})) || steps=(libs conformance models sanitizer)
+((${#steps[@]})) || steps=(libs stress conformance models sanitizer)
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 for step in "${steps[@]}"; do
   echo "== $step"
@@ -27,6 +27,12 @@ for step in "${steps[@]}"; do
   libs)
     "$W/bin/libs_check" >"$OUT/libs_check.json" 2>"$OUT/libs_check.err"
     echo "libs_check rc=$? $(grep -o '"failed": [0-9]*' "$OUT/libs_check.json")"
+    ;;
+  stress)
+    # 8 threads running asynchronously on their own streams while weights swap (rt_smoke).
+    cp "$W"/lib/libkiln_rt*.so "$W/smoke/" 2>/dev/null
+    sh "$W/smoke/rt_smoke.sh" "$W/smoke" >"$OUT/rt_smoke.json" 2>&1
+    echo "rt_smoke rc=$? $(head -c 600 "$OUT/rt_smoke.json")"
     ;;
   conformance)
     python3 tests/conformance/run_conformance.py --kiln "$W/bin/kiln" --data "$W/data" \

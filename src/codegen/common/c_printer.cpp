@@ -224,6 +224,9 @@ KernelSignature signatureOf(const loop::KernelGroup &g,
       addBuffer(b, false);
     addBuffer(k->out, true);
     collectVSyms(k->body, syms);
+    if (k->scatterIndex) collectVSyms(k->scatterIndex, syms);
+    for (const sym::Expr &d : k->scatterShape)
+      collectSyms(d, syms);
     for (const sym::Expr &d : k->out->shape)
       collectSyms(d, syms);
     for (const sym::Expr &d : k->rsizes)

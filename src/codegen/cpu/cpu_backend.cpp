@@ -195,6 +195,9 @@ public:
   const char *name() const override { return "cpu"; }
   KernelSource printGroup(const loop::KernelGroup &g, const KernelSignature &sig,
                           const SymbolNamer &modelSymbol, sym::Context &ctx) const override {
+    for (const loop::Kernel *k : g.kernels)
+      KILN_ASSERT(!k->scatterIndex, "kernel {} is a scatter kernel; the cpu uses the scatter shim",
+                  k->id);
     return {printGroupText(g, sig, modelSymbol, ctx), {}};
   }
   std::vector<SourceFile> sourceFiles(const std::vector<std::string> &kernels,

@@ -29,7 +29,8 @@ public:
     switch (g_.cuda.strategy) {
     case CudaStrategy::Elementwise:
       printElementwise(k);
-      spec.grid = {blocksFor(product(k.out->shape, 0), g_.cuda.block)};
+      spec.grid = {blocksFor(product(k.scatterIndex ? k.scatterShape : k.out->shape, 0),
+                             g_.cuda.block)};
       break;
     case CudaStrategy::ThreadPerOutput:
       printThreadPerOutput(k);
@@ -106,7 +107,29 @@ private:
     os_ << indent << k.out->name << "[" << index << "] = " << storeExpr(k.out, v) << ";\n";
   }
 
+  /// A scatter kernel: threads over the updates, each stored at its computed position.
+  void printScatter(const loop::Kernel &k) {
+    std::map<const sym::Node *, std::string> loc;
+    os_ << "  " << gridStride("lin", globalThread(), idx(product(k.scatterShape, 0)), allThreads());
+    decompose("    ", "lin", k.scatterShape, 0, k.vars.size(), "i", k.vars, loc);
+    ValuePrinter vp(os_, "    ", model_, loc);
+    std::string v = vp.emit(k.body), at = vp.emit(k.scatterIndex);
+    os_ << "    if (" << at << " >= 0) ";
+    using C = loop::Kernel::Combine;
+    if (k.scatterOp == C::None) {
+      os_ << k.out->name << "[" << at << "] = " << storeExpr(k.out, v) << ";\n  }\n";
+      return;
+    }
+    int op = k.scatterOp == C::Add ? 1 : k.scatterOp == C::Mul ? 2 : k.scatterOp == C::Max ? 3 : 4;
+    os_ << fmt::format("kiln_atomic_combine(&{}[{}], ({}){}, {});\n  }}\n", k.out->name, at,
+                       dtypeCType(k.out->dtype), v, op);
+  }
+
   void printElementwise(const loop::Kernel &k) {
+    if (k.scatterIndex) {
+      printScatter(k);
+      return;
+    }
     std::map<const sym::Node *, std::string> loc;
     os_ << "  " << gridStride("lin", globalThread(), idx(product(k.out->shape, 0)), allThreads());
     decompose("    ", "lin", k.out->shape, 0, k.vars.size(), "i", k.vars, loc);

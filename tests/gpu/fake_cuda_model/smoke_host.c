@@ -281,7 +281,7 @@ int main(int argc, char **argv) {
   g_c = c;
   g_cu = cu;
   g_ctx = ctx;
-  int swaps = stress(4, n >= 100 ? 3000 : 300);
+  int swaps = stress(8, n >= 100 ? 3000 : 300);
   if (g_torn || g_failed) note("stress", "torn or failed runs");
 
   dx->deleter(dx);
