@@ -4,8 +4,9 @@ and match the sources in <out>.so.src/ against a FileCheck-like .check file.
 
 Check file syntax (one directive per line; '#' starts a comment line):
   FLAGS: <extra kiln compile arguments>
-  FILE: kernels | wrapper        which source the following directives look at
-                                 (kernels = all kernels_*.cpp concatenated)
+  FILE: kernels | cuda | wrapper which source the following directives look at
+                                 (kernels = all kernels_*.cpp concatenated; cuda =
+                                 kernels.cu of a --device cuda model)
   CHECK: <regex>                 must match after the previous CHECK's match (in order)
   CHECK-NOT: <regex>             must match nowhere in the file
   CHECK-COUNT-<n>: <regex>       must match exactly n times in the file
@@ -54,6 +55,9 @@ def main():
         "kernels": "".join(open(k).read() for k in kernels),
         "wrapper": open(os.path.join(src, "wrapper.cpp")).read(),
     }
+    cu = os.path.join(src, "kernels.cu")
+    if os.path.exists(cu):
+        texts["cuda"] = open(cu).read()
 
     failures = 0
     current, text, pos = None, "", 0

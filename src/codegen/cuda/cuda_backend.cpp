@@ -62,7 +62,7 @@ private:
     return capBlocks(sym::floorDiv(n + ctx_.constant(block - 1), ctx_.constant(block)));
   }
   std::string cpp(sym::Expr e) { return sym::toCpp(e, model_); }
-  std::string idx(sym::Expr e) { return fmt::format("(({}){})", idx_, cpp(e)); }
+  std::string idx(sym::Expr e) { return fmt::format("(({})({}))", idx_, cpp(e)); }
 
   /// Declares the loop variables `prefix{from..to-1}` (row-major over sizes) from `lin`.
   void decompose(const std::string &indent, const std::string &lin,
