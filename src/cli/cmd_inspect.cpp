@@ -19,11 +19,12 @@ static void addOpsCommand(CLI::App &app) {
     std::map<std::string, const lower::OpInfo *> sorted;
     for (const lower::OpInfo &o : lower::opRegistry())
       sorted[o.name] = &o;
-    std::cout << "| op | opsets | dtypes | CPU | notes |\n|---|---|---|---|---|\n";
+    std::cout << "| op | opsets | dtypes | CPU | CUDA | notes |\n|---|---|---|---|---|---|\n";
     for (auto &[name, o] : sorted) {
       OpNote note = opNote(name);
-      std::cout << fmt::format("| {} | {}–21 | {} | yes | {} |\n", name, o->sinceOpset,
+      std::cout << fmt::format("| {} | {}–21 | {} | yes | {} | {} |\n", name, o->sinceOpset,
                                note.dtypes.empty() ? "all" : note.dtypes,
+                               note.gpu.empty() ? "yes" : note.gpu,
                                note.notes.empty() ? "generated kernel" : note.notes);
     }
   });

@@ -9,6 +9,7 @@ namespace kiln::cli {
 struct OpNote {
   std::string dtypes; // empty: every type the op allows (f16/bf16 computed in float32)
   std::string notes;
+  std::string gpu; // empty: runs on CUDA like on the CPU; else how (or that it is refused)
 };
 
 /// The note for one op (empty fields when there is nothing to add).

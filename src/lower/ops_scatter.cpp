@@ -218,6 +218,8 @@ void lowerScatterND(OpCtx &c) {
 
 LTensor scatterElements(OpCtx &c, const LTensor &data, const LTensor &ind, const LTensor &upd,
                         int axis, int reduction) {
+  if (!c.lowerer().target.scatterShim)
+    return scatterKernels(c, data, ind, upd, false, axis, reduction);
   return scatterShim(c, data, ind, upd, false, axis, reduction);
 }
 
