@@ -38,11 +38,11 @@ bool sameShape(const ir::Value *a, const ir::Value *b) {
 } // namespace
 
 /// Post-op code for a Relu/Clip node with constant bounds (0 if it is neither).
-int activationPostOp(const ir::Node &act, float &lo, float &hi) {
+int activationPostOp(const ir::Node &act, float &lo, float &hi, bool clip) {
   lo = -std::numeric_limits<float>::infinity();
   hi = -lo;
   if (act.op == "Relu") return KILN_POST_RELU;
-  if (act.op != "Clip") return KILN_POST_NONE;
+  if (act.op != "Clip" || !clip) return KILN_POST_NONE;
   if (act.opset < 11) {
     lo = act.attrFloat("min", lo);
     hi = act.attrFloat("max", hi);
@@ -69,7 +69,7 @@ void setPostOp(ir::Node &n, int post, float lo, float hi) {
 
 /// MatMul (2-D weight) + Add(1-D constant bias of length N) [+ Relu/Clip] → one matmul
 /// with a row addend and a post-op; Gemm + Relu/Clip likewise.
-void fuseMatMulEpilogues(ir::Graph &g) {
+void fuseMatMulEpilogues(ir::Graph &g, bool clip) {
   for (auto &np : g.nodes) {
     ir::Node &mm = *np;
     if (mm.dead || (mm.op != "MatMul" && mm.op != "Gemm") || mm.outputs.size() != 1 ||
@@ -93,7 +93,7 @@ void fuseMatMulEpilogues(ir::Graph &g) {
     }
     if (!user) continue;
     float lo, hi;
-    int post = activationPostOp(*user, lo, hi);
+    int post = activationPostOp(*user, lo, hi, clip);
     if (!post) continue;
     user->inputs = fused->inputs;
     absorb(*fused, *user);
@@ -101,8 +101,8 @@ void fuseMatMulEpilogues(ir::Graph &g) {
   }
 }
 
-void fuseExternEpilogues(ir::Graph &g) {
-  fuseMatMulEpilogues(g);
+void fuseExternEpilogues(ir::Graph &g, bool clip) {
+  fuseMatMulEpilogues(g, clip);
   for (auto &np : g.nodes) {
     ir::Node &conv = *np;
     if (conv.dead || conv.op != "Conv" || conv.outputs.size() != 1 ||
@@ -127,7 +127,7 @@ void fuseExternEpilogues(ir::Graph &g) {
       if (!user) continue;
     }
     float lo, hi;
-    int post = activationPostOp(*user, lo, hi);
+    int post = activationPostOp(*user, lo, hi, clip);
     if (!post) continue;
     user->inputs = fused->inputs;
     absorb(*fused, *user);

@@ -32,7 +32,8 @@ void foldBatchNormIntoConv(ir::Graph &g);
 
 /// Fuses Relu/Clip and a residual Add after a Conv into the conv's oneDNN post-ops, and
 /// a bias Add after MatMul into the matmul (kiln-internal attributes on the node).
-void fuseExternEpilogues(ir::Graph &g);
+/// With clip false, Clip stays a separate node (the device's libraries have no clip epilogue).
+void fuseExternEpilogues(ir::Graph &g, bool clip = true);
 
 /// MatMul(Q, Kᵀ) [· or / scalar] → Softmax(last axis) → MatMul(·, V) on rank-4 float32
 /// tensors becomes one internal `_KilnSDPA` node (the scaled-dot-product attention shim).

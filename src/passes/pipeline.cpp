@@ -13,7 +13,10 @@ void optimizeGraph(ir::Graph &g, const std::function<void(const char *)> &after,
   step("eliminateCommonSubexpressions", eliminateCommonSubexpressions);
   step("foldBatchNormIntoConv", foldBatchNormIntoConv);
   if (target.fuseAttention) step("fuseAttention", fuseAttention);
-  if (target.fuseExternEpilogues) step("fuseExternEpilogues", fuseExternEpilogues);
+  if (target.fuseExternEpilogues) {
+    fuseExternEpilogues(g, target.fuseClipEpilogue);
+    if (after) after("fuseExternEpilogues");
+  }
   eliminateDeadCode(g);
   ir::verify(g);
 }

@@ -3,6 +3,7 @@
 // run. On the CPU every extern already names its (oneDNN / host) shim.
 #include "sched/schedule.h"
 
+#include "kiln/shim.h"
 #include "support/error.h"
 
 #include <map>
@@ -40,14 +41,17 @@ loop::ExternArg literalArg(std::string text) {
 
 void toCudaConv(loop::ExternCall &e, const Target &t) {
   for (auto &[field, value] : e.params)
-    if (field == "post_op" && value != "0")
-      fail("internal: a fused conv post-op reached CUDA legalisation");
+    KILN_ASSERT(field != "post_op" || value != std::to_string(KILN_POST_CLIP),
+                "a fused Clip reached CUDA legalisation");
   e.function = "kiln_shim_cuda_conv_v1";
   e.args.push_back(literalArg("KILN_ELEM_F32"));
   e.args.push_back(literalArg(t.allowTf32 ? "KILN_CUDA_ALLOW_TF32" : "0u"));
 }
 
 void toCudaMatmul(loop::ExternCall &e, const Target &t) {
+  for (auto &[field, value] : e.params)
+    KILN_ASSERT(field != "post_op" || value != std::to_string(KILN_POST_CLIP),
+                "a fused Clip reached CUDA legalisation");
   e.function = "kiln_shim_cuda_matmul_v1";
   e.paramsType = "kiln_cuda_matmul_params_v1";
   for (auto &[field, value] : e.params)

@@ -14,7 +14,8 @@ struct Target {
   DeviceKind device = DeviceKind::Cpu;
   // Layout and fusions that only pay off with oneDNN on x86.
   bool convChannelsLast = true;    // activations stay N[D]HWC between convs
-  bool fuseExternEpilogues = true; // conv/matmul + bias/residual/relu/clip as post-ops
+  bool fuseExternEpilogues = true; // conv/matmul + bias/residual/relu(/clip) as epilogues
+  bool fuseClipEpilogue = true;    // oneDNN has a clip post-op; cuDNN/cuBLASLt do not
   bool fuseAttention = true;       // MatMul-Softmax-MatMul into the SDPA shim
   bool scatterShim = true;         // Scatter* through the host shim; else generated kernels
   // CPU: kernels whose statically known work is below this run without an OpenMP region,
@@ -32,7 +33,7 @@ struct Target {
     Target t;
     t.device = DeviceKind::Cuda;
     t.convChannelsLast = false;
-    t.fuseExternEpilogues = false;
+    t.fuseClipEpilogue = false; // bias, residual and ReLU fuse into cuDNN/cuBLASLt
     t.fuseAttention = false;
     t.scatterShim = false;
     t.cudaArchs = std::move(archs);
