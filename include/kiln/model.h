@@ -162,10 +162,10 @@ KILN_API int kiln_read_constant(kiln_container *c, int32_t buffer, const char *n
 
 /* Options of one run (kiln_run_v2 / kiln_run_alloc_v2). */
 typedef struct kiln_run_options {
-  size_t struct_size; /* must be sizeof(kiln_run_options) */
-  void *stream;       /* CUDA models: the CUstream the run is enqueued on (NULL = the
-                         legacy default stream). Ignored by CPU models. */
-  uint32_t flags;     /* KILN_RUN_* */
+  size_t struct_size;   /* must be sizeof(kiln_run_options) */
+  void *stream;         /* CUDA models: the CUstream the run is enqueued on (NULL = the
+                           legacy default stream). Ignored by CPU models. */
+  uint32_t flags;       /* KILN_RUN_* */
   uint32_t reserved[5]; /* must be zero */
 } kiln_run_options;
 
@@ -180,9 +180,8 @@ KILN_API void kiln_run_options_init(kiln_run_options *options);
  * enqueued on the stream after it may read them. Tensors must be on the container's device
  * (KILN_ERR_DEVICE names the first that is not). kiln_run on a CUDA model is kiln_run_v2 with
  * KILN_RUN_SYNC on the runner's own stream. */
-KILN_API int kiln_run_v2(kiln_container *c, const kiln_run_options *options,
-                         const DLTensor *inputs, int32_t num_inputs, DLTensor *outputs,
-                         int32_t num_outputs);
+KILN_API int kiln_run_v2(kiln_container *c, const kiln_run_options *options, const DLTensor *inputs,
+                         int32_t num_inputs, DLTensor *outputs, int32_t num_outputs);
 
 /* As kiln_run_alloc on the stream of options: outputs are allocated on the container's device
  * and their deleters free that memory. */

@@ -54,9 +54,9 @@ typedef struct kiln_run_ctx {
 typedef struct kiln_cuda_driver_v1 {
   size_t struct_size;
   /* cuLaunchKernel on `stream` (asynchronous). */
-  int (*launch)(void *function, uint32_t grid_x, uint32_t grid_y, uint32_t grid_z,
-                uint32_t block_x, uint32_t block_y, uint32_t block_z, uint32_t shared_bytes,
-                void *stream, void **args);
+  int (*launch)(void *function, uint32_t grid_x, uint32_t grid_y, uint32_t grid_z, uint32_t block_x,
+                uint32_t block_y, uint32_t block_z, uint32_t shared_bytes, void *stream,
+                void **args);
   /* Device-to-device copy, asynchronous on stream. */
   int (*copy)(void *dst, const void *src, size_t bytes, void *stream);
   /* Device-to-host copy that returns once the bytes are on the host (one synchronisation:
@@ -74,8 +74,8 @@ typedef struct kiln_cuda_driver_v1 {
 typedef struct kiln_run_ctx_cuda {
   kiln_run_ctx base;
   size_t struct_size;
-  void *stream;             /* CUstream every launch of this run is enqueued on */
-  void *const *functions;   /* CUfunction of cuda_kernel_names[i], loaded once per container */
+  void *stream;           /* CUstream every launch of this run is enqueued on */
+  void *const *functions; /* CUfunction of cuda_kernel_names[i], loaded once per container */
   const kiln_cuda_driver_v1 *drv;
 } kiln_run_ctx_cuda;
 

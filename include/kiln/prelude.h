@@ -104,9 +104,15 @@ typedef uint16_t kiln_half;
 typedef uint16_t kiln_bfloat16;
 
 #ifdef __CUDACC__
-__device__ static inline float kiln_h2f(kiln_half h) { return __half2float(__ushort_as_half(h)); }
-__device__ static inline kiln_half kiln_f2h(float f) { return __half_as_ushort(__float2half_rn(f)); }
-__device__ static inline float kiln_bf2f(kiln_bfloat16 h) { return __uint_as_float((uint32_t)h << 16); }
+__device__ static inline float kiln_h2f(kiln_half h) {
+  return __half2float(__ushort_as_half(h));
+}
+__device__ static inline kiln_half kiln_f2h(float f) {
+  return __half_as_ushort(__float2half_rn(f));
+}
+__device__ static inline float kiln_bf2f(kiln_bfloat16 h) {
+  return __uint_as_float((uint32_t)h << 16);
+}
 __device__ static inline kiln_bfloat16 kiln_f2bf(float f) {
   return __bfloat16_as_ushort(__float2bfloat16_rn(f));
 }

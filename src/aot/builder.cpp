@@ -61,8 +61,12 @@ std::string pathSetting(const char *env, const char *builtIn) {
   if (const char *v = std::getenv(env); v && *v) return v;
   return builtIn;
 }
-std::string includeDir() { return pathSetting("KILN_INCLUDE_DIR", KILN_INCLUDE_DIR); }
-std::string runtimeLibDir() { return pathSetting("KILN_RT_LIB_DIR", KILN_RT_LIB_DIR); }
+std::string includeDir() {
+  return pathSetting("KILN_INCLUDE_DIR", KILN_INCLUDE_DIR);
+}
+std::string runtimeLibDir() {
+  return pathSetting("KILN_RT_LIB_DIR", KILN_RT_LIB_DIR);
+}
 std::string entrySource() {
   return pathSetting("KILN_MODEL_ENTRY_SOURCE", KILN_MODEL_ENTRY_SOURCE);
 }
@@ -99,16 +103,16 @@ std::string compileCommand(const Job &j, const fs::path &tmpObj) {
   if (j.source.extension() == ".S") cmd = "gcc";
   for (auto &f : j.flags)
     cmd += " " + shellQuote(f);
-  cmd += (cuda ? " " : " -c ") + shellQuote(j.source.string()) + " -o " +
-         shellQuote(tmpObj.string());
+  cmd +=
+      (cuda ? " " : " -c ") + shellQuote(j.source.string()) + " -o " + shellQuote(tmpObj.string());
   return cmd;
 }
 
 /// An object defining `symbol` (64-byte aligned, hidden) with the bytes of file `bin`, and
 /// `<symbol>_size` holding their count.
 std::string incbinAsm(const std::string &symbol, const fs::path &bin, bool withSize) {
-  std::string s = "  .section .rodata\n  .balign 64\n  .globl " + symbol + "\n  .hidden " +
-                  symbol + "\n" + symbol + ":\n  .incbin \"" + bin.string() + "\"\n" + symbol +
+  std::string s = "  .section .rodata\n  .balign 64\n  .globl " + symbol + "\n  .hidden " + symbol +
+                  "\n" + symbol + ":\n  .incbin \"" + bin.string() + "\"\n" + symbol +
                   "_end:\n  .byte 0\n";
   if (withSize)
     s += "  .balign 8\n  .globl " + symbol + "_size\n  .hidden " + symbol + "_size\n" + symbol +
@@ -263,8 +267,7 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
   for (const Job &j : all)
     link += " " + shellQuote(j.object.string());
   link += " -L" + shellQuote(runtimeLibDir()) + " -lkiln_rt -Wl,-rpath," +
-          shellQuote(runtimeLibDir()) + " 2> " +
-          shellQuote((work / "link.log").string());
+          shellQuote(runtimeLibDir()) + " 2> " + shellQuote((work / "link.log").string());
   if (std::system(link.c_str()) != 0) {
     std::error_code ec;
     fs::remove(tmpOut, ec);

@@ -7,6 +7,22 @@
 
 namespace kiln::cli {
 
+namespace {
+
+/// "a,b,c" → {"a", "b", "c"}; "" → {}.
+std::vector<std::string> splitCommas(const std::string &text) {
+  std::vector<std::string> parts;
+  for (size_t at = 0; !text.empty() && at <= text.size();) {
+    size_t comma = text.find(',', at);
+    if (comma == std::string::npos) comma = text.size();
+    parts.push_back(text.substr(at, comma - at));
+    at = comma + 1;
+  }
+  return parts;
+}
+
+} // namespace
+
 void addCompileCommand(CLI::App &app) {
   auto *cmd = app.add_subcommand("compile", "compile an ONNX model to a shared library");
   auto opts = std::make_shared<aot::CompileOptions>();
@@ -53,17 +69,12 @@ void addCompileCommand(CLI::App &app) {
                 "results match PyTorch with TF32 off)");
   cmd->callback([=] {
     if (*device == "cuda") {
-      std::vector<std::string> list;
+      std::vector<std::string> list = splitCommas(*archs);
       std::regex arch("sm_[0-9]+[a-z]?");
-      for (size_t at = 0; at <= archs->size();) {
-        size_t comma = archs->find(',', at);
-        if (comma == std::string::npos) comma = archs->size();
-        std::string a = archs->substr(at, comma - at);
+      for (const std::string &a : list)
         if (!std::regex_match(a, arch))
           fail("--cuda-arch '{}': expected a list like sm_80,sm_90", *archs);
-        list.push_back(a);
-        at = comma + 1;
-      }
+      if (list.empty()) fail("--cuda-arch is empty: expected a list like sm_80,sm_90");
       opts->target = sched::Target::cuda(list);
       opts->target.allowTf32 = *tf32;
     } else if (*tf32) {
@@ -96,15 +107,7 @@ void addCompileCommand(CLI::App &app) {
       if (!std::regex_match(d, m, named) ||
           !std::regex_match(m[2].str(), std::regex("([A-Za-z0-9_]+(,[A-Za-z0-9_]+)*)?")))
         fail("--input-shape '{}': expected name=D0,D1,... (integers or dim names), e.g. x=2,3", d);
-      std::vector<std::string> dims;
-      std::string rest = m[2];
-      for (size_t at = 0; !rest.empty() && at <= rest.size();) {
-        size_t comma = rest.find(',', at);
-        if (comma == std::string::npos) comma = rest.size();
-        dims.push_back(rest.substr(at, comma - at));
-        at = comma + 1;
-      }
-      opts->import.inputShapes[m[1]] = dims;
+      opts->import.inputShapes[m[1]] = splitCommas(m[2]);
     }
     opts->externalWeights = *weights == "external";
     aot::CompileStats st = aot::compileModel(*opts);

@@ -2,16 +2,16 @@
 
 namespace kiln::loop {
 
-#define U_NAME(e, p)                                                                            \
+#define U_NAME(e, p)                                                                               \
   case UnaryOp::e:                                                                                 \
     return #e;
-#define U_PRED(e, p)                                                                            \
+#define U_PRED(e, p)                                                                               \
   case UnaryOp::e:                                                                                 \
     return p;
-#define B_NAME(e, p)                                                                            \
+#define B_NAME(e, p)                                                                               \
   case BinaryOp::e:                                                                                \
     return #e;
-#define B_PRED(e, p)                                                                            \
+#define B_PRED(e, p)                                                                               \
   case BinaryOp::e:                                                                                \
     return p;
 

@@ -112,7 +112,7 @@ enum class CudaStrategy {
 struct CudaSchedule {
   CudaStrategy strategy = CudaStrategy::Elementwise;
   int block = 256;
-  bool index32 = false; // every index provably below 2^31: 32-bit index arithmetic
+  bool index32 = false;                 // every index provably below 2^31: 32-bit index arithmetic
   int64_t maxBlocks = int64_t(1) << 20; // grid-stride beyond this many blocks
 };
 

@@ -73,8 +73,9 @@ void lowerConv(OpCtx &c) {
   loop::Buffer *residual = !c.has(3) ? nullptr
                            : cl      ? asChannelsLast(c, c.in(3)).channelsLast
                                      : c.realize(c.in(3)).buffer;
-  loop::Buffer *out = c.prog().newBuffer(DType::Float32, cl ? channelsLastShape(outShape) : outShape,
-                                         loop::BufferKind::Intermediate, "");
+  loop::Buffer *out =
+      c.prog().newBuffer(DType::Float32, cl ? channelsLastShape(outShape) : outShape,
+                         loop::BufferKind::Intermediate, "");
   loop::Kernel *k = c.externKernel(cl ? "kiln_shim_conv_v2" : "kiln_shim_conv_v1");
   k->ext.inputs = {xb, wr.buffer, bias, residual};
   k->ext.outputs = {out};

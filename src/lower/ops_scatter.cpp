@@ -136,11 +136,12 @@ LTensor scatterKernels(OpCtx &c, const LTensor &data, const LTensor &ind, const 
   bool atomicType = data.dtype == DType::Float32 || data.dtype == DType::Float64 ||
                     data.dtype == DType::Int32 || data.dtype == DType::Int64;
   if (op != Combine::None && !atomicType)
-    c.unsupported(fmt::format("{} with a reduction on {} on this device", c.node.op,
-                              dtypeName(data.dtype)));
+    c.unsupported(
+        fmt::format("{} with a reduction on {} on this device", c.node.op, dtypeName(data.dtype)));
   sym::Context &ctx = c.ctx();
   Lowerer &l = c.lowerer();
-  loop::Buffer *out = c.prog().newBuffer(data.dtype, data.shape, loop::BufferKind::Intermediate, "");
+  loop::Buffer *out =
+      c.prog().newBuffer(data.dtype, data.shape, loop::BufferKind::Intermediate, "");
   loop::Kernel *copy = c.prog().newKernel(loop::KernelKind::Pointwise);
   copy->origin = c.node.name;
   copy->out = out;
@@ -177,7 +178,8 @@ LTensor scatterKernels(OpCtx &c, const LTensor &data, const LTensor &ind, const 
       pos.push_back(loop::symInt(k->vars[q + d - depth]));
   } else {
     for (size_t d = 0; d < r; ++d)
-      pos.push_back(static_cast<int>(d) == axis ? indexAt(k->vars, axis) : loop::symInt(k->vars[d]));
+      pos.push_back(static_cast<int>(d) == axis ? indexAt(k->vars, axis)
+                                                : loop::symInt(k->vars[d]));
   }
   // Row-major linear index; -1 when any coordinate is outside data (the kernel skips it).
   VRef lin = loop::constantInt(DType::Int64, 0);
@@ -185,10 +187,10 @@ LTensor scatterKernels(OpCtx &c, const LTensor &data, const LTensor &ind, const 
   for (size_t d = 0; d < r; ++d) {
     VRef n = loop::symInt(data.shape[d]);
     lin = loop::binary(loop::BinaryOp::Add, loop::binary(loop::BinaryOp::Mul, lin, n), pos[d]);
-    VRef inside = loop::binary(
-        loop::BinaryOp::And,
-        loop::binary(loop::BinaryOp::Ge, pos[d], loop::constantInt(DType::Int64, 0)),
-        loop::binary(loop::BinaryOp::Lt, pos[d], n));
+    VRef inside =
+        loop::binary(loop::BinaryOp::And,
+                     loop::binary(loop::BinaryOp::Ge, pos[d], loop::constantInt(DType::Int64, 0)),
+                     loop::binary(loop::BinaryOp::Lt, pos[d], n));
     valid = loop::binary(loop::BinaryOp::And, valid, inside);
   }
   k->scatterIndex = loop::select(valid, lin, loop::constantInt(DType::Int64, -1));

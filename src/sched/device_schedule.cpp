@@ -20,7 +20,9 @@ sym::Expr workOf(sym::Context &ctx, const loop::Kernel &k) {
   return product(ctx, k.out->shape) * product(ctx, k.rsizes);
 }
 
-bool smallConst(sym::Expr e, int64_t limit) { return e.isConst() && e->value < limit; }
+bool smallConst(sym::Expr e, int64_t limit) {
+  return e.isConst() && e->value < limit;
+}
 
 void scheduleCpu(loop::KernelGroup &g, sym::Context &ctx, const Target &t) {
   loop::CpuSchedule &s = g.cpu;

@@ -40,32 +40,31 @@ void collectVSyms(const loop::VRef &v, std::set<const sym::Node *> &out) {
 }
 
 std::string replaceAll(std::string tpl, const std::string &var, const std::string &val) {
-    std::string out;
-    for (size_t i = 0; i < tpl.size(); ++i) {
-      bool ident =
-          tpl.compare(i, var.size(), var) == 0 &&
-          (i == 0 || !(std::isalnum((unsigned char)tpl[i - 1]) || tpl[i - 1] == '_')) &&
-          (i + var.size() >= tpl.size() ||
-           !(std::isalnum((unsigned char)tpl[i + var.size()]) || tpl[i + var.size()] == '_'));
-      if (ident) {
-        out += val;
-        i += var.size() - 1;
-      } else {
-        out += tpl[i];
-      }
+  std::string out;
+  for (size_t i = 0; i < tpl.size(); ++i) {
+    bool ident =
+        tpl.compare(i, var.size(), var) == 0 &&
+        (i == 0 || !(std::isalnum((unsigned char)tpl[i - 1]) || tpl[i - 1] == '_')) &&
+        (i + var.size() >= tpl.size() ||
+         !(std::isalnum((unsigned char)tpl[i + var.size()]) || tpl[i + var.size()] == '_'));
+    if (ident) {
+      out += val;
+      i += var.size() - 1;
+    } else {
+      out += tpl[i];
     }
-    return out;
   }
-std::string substitute2(const std::string &tpl, const std::string &a,
-                                 const std::string &b) {
-    // Two-step through placeholders so `b` inside `a` is not re-substituted.
-    std::string s = replaceAll(tpl, "a", "\x01");
-    s = replaceAll(s, "b", "\x02");
-    std::string out;
-    for (char ch : s)
-      out += ch == '\x01' ? a : ch == '\x02' ? b : std::string(1, ch);
-    return out;
-  }
+  return out;
+}
+std::string substitute2(const std::string &tpl, const std::string &a, const std::string &b) {
+  // Two-step through placeholders so `b` inside `a` is not re-substituted.
+  std::string s = replaceAll(tpl, "a", "\x01");
+  s = replaceAll(s, "b", "\x02");
+  std::string out;
+  for (char ch : s)
+    out += ch == '\x01' ? a : ch == '\x02' ? b : std::string(1, ch);
+  return out;
+}
 
 } // namespace
 
@@ -135,67 +134,67 @@ std::string reduceInit(loop::ReduceOp op, DType acc) {
 }
 
 std::string ValuePrinter::symCpp(sym::Expr e) {
-    return sym::toCpp(e, [this](sym::Expr s) {
-      auto it = locals_.find(s.node());
-      if (it != locals_.end()) return it->second;
-      return model_(s);
-    });
-  }
+  return sym::toCpp(e, [this](sym::Expr s) {
+    auto it = locals_.find(s.node());
+    if (it != locals_.end()) return it->second;
+    return model_(s);
+  });
+}
 
 std::string ValuePrinter::emit(const loop::VRef &v) {
-    auto it = names_.find(v.get());
-    if (it != names_.end()) return it->second;
-    std::string expr = build(v);
-    std::string name = fmt::format("t{}", counter_++);
-    os_ << indent_ << "const " << computeType(v->dtype) << " " << name << " = " << expr << ";\n";
-    names_[v.get()] = name;
-    return name;
-  }
+  auto it = names_.find(v.get());
+  if (it != names_.end()) return it->second;
+  std::string expr = build(v);
+  std::string name = fmt::format("t{}", counter_++);
+  os_ << indent_ << "const " << computeType(v->dtype) << " " << name << " = " << expr << ";\n";
+  names_[v.get()] = name;
+  return name;
+}
 
 std::string ValuePrinter::build(const loop::VRef &v) {
-    using loop::VKind;
-    switch (v->kind) {
-    case VKind::Const:
-      return literal(v->dtype, v);
-    case VKind::SymInt:
-      return fmt::format("(({})({}))", computeType(v->dtype), symCpp(v->sym));
-    case VKind::Load: {
-      for (auto &[var, val] : v->indirect) {
-        if (locals_.count(var.node())) continue;
-        std::string vv = emit(val);
-        std::string name = fmt::format("x{}", counter_++);
-        os_ << indent_ << "const int64_t " << name << " = (int64_t)" << vv << ";\n";
-        locals_[var.node()] = name;
-      }
-      std::string ref = fmt::format("{}[{}]", v->buf->name, symCpp(v->sym));
-      if (v->buf->dtype == DType::Float16) return "kiln_h2f(" + ref + ")";
-      if (v->buf->dtype == DType::BFloat16) return "kiln_bf2f(" + ref + ")";
-      return ref;
+  using loop::VKind;
+  switch (v->kind) {
+  case VKind::Const:
+    return literal(v->dtype, v);
+  case VKind::SymInt:
+    return fmt::format("(({})({}))", computeType(v->dtype), symCpp(v->sym));
+  case VKind::Load: {
+    for (auto &[var, val] : v->indirect) {
+      if (locals_.count(var.node())) continue;
+      std::string vv = emit(val);
+      std::string name = fmt::format("x{}", counter_++);
+      os_ << indent_ << "const int64_t " << name << " = (int64_t)" << vv << ";\n";
+      locals_[var.node()] = name;
     }
-    case VKind::Unary: {
-      std::string a = emit(v->args[0]);
-      std::string tpl = unaryText(v->uop);
-      return replaceAll(tpl, "a", a);
-    }
-    case VKind::Binary: {
-      std::string a = emit(v->args[0]), b = emit(v->args[1]);
-      std::string tpl = binaryText(v->bop);
-      return substitute2(tpl, a, b);
-    }
-    case VKind::Select: {
-      std::string c = emit(v->args[0]), a = emit(v->args[1]), b = emit(v->args[2]);
-      return fmt::format("({} ? {} : {})", c, a, b);
-    }
-    case VKind::Cast: {
-      std::string a = emit(v->args[0]);
-      DType from = v->args[0]->dtype, to = v->dtype;
-      if (to == DType::Bool) return fmt::format("({} != 0)", a);
-      if (isFloat(from) && !isFloat(to)) return fmt::format("kiln_f2i<{}>({})", computeType(to), a);
-      return fmt::format("(({}){})", computeType(to), a);
-    }
-    }
-    return "?";
+    std::string ref = fmt::format("{}[{}]", v->buf->name, symCpp(v->sym));
+    if (v->buf->dtype == DType::Float16) return "kiln_h2f(" + ref + ")";
+    if (v->buf->dtype == DType::BFloat16) return "kiln_bf2f(" + ref + ")";
+    return ref;
   }
+  case VKind::Unary: {
+    std::string a = emit(v->args[0]);
+    std::string tpl = unaryText(v->uop);
+    return replaceAll(tpl, "a", a);
+  }
+  case VKind::Binary: {
+    std::string a = emit(v->args[0]), b = emit(v->args[1]);
+    std::string tpl = binaryText(v->bop);
+    return substitute2(tpl, a, b);
+  }
+  case VKind::Select: {
+    std::string c = emit(v->args[0]), a = emit(v->args[1]), b = emit(v->args[2]);
+    return fmt::format("({} ? {} : {})", c, a, b);
+  }
+  case VKind::Cast: {
+    std::string a = emit(v->args[0]);
+    DType from = v->args[0]->dtype, to = v->dtype;
+    if (to == DType::Bool) return fmt::format("({} != 0)", a);
+    if (isFloat(from) && !isFloat(to)) return fmt::format("kiln_f2i<{}>({})", computeType(to), a);
+    return fmt::format("(({}){})", computeType(to), a);
+  }
+  }
+  return "?";
+}
 
 std::vector<std::string> parameterTypes(const KernelSignature &sig) {
   std::vector<std::string> types;
@@ -260,8 +259,8 @@ std::string accumulateStmt(const loop::Kernel &k, const std::string &v, const st
   case loop::ReduceOp::ArgMax:
   case loop::ReduceOp::ArgMin: {
     // Strict comparison keeps the first index of the extreme value (ONNX default).
-    const char *cmp = k.rop == loop::ReduceOp::ArgMax ? (k.lastIndex ? ">=" : ">")
-                                                      : (k.lastIndex ? "<=" : "<");
+    const char *cmp =
+        k.rop == loop::ReduceOp::ArgMax ? (k.lastIndex ? ">=" : ">") : (k.lastIndex ? "<=" : "<");
     return fmt::format("if ({0} {1} acc) {{ acc = {0}; best = {2}; }}", v, cmp, flat);
   }
   }

@@ -29,8 +29,8 @@ public:
     switch (g_.cuda.strategy) {
     case CudaStrategy::Elementwise:
       printElementwise(k);
-      spec.grid = {blocksFor(product(k.scatterIndex ? k.scatterShape : k.out->shape, 0),
-                             g_.cuda.block)};
+      spec.grid = {
+          blocksFor(product(k.scatterIndex ? k.scatterShape : k.out->shape, 0), g_.cuda.block)};
       break;
     case CudaStrategy::ThreadPerOutput:
       printThreadPerOutput(k);
@@ -67,7 +67,8 @@ private:
   /// Declares the loop variables `prefix{from..to-1}` (row-major over sizes) from `lin`.
   void decompose(const std::string &indent, const std::string &lin,
                  const std::vector<sym::Expr> &sizes, size_t from, size_t to, const char *prefix,
-                 const std::vector<sym::Expr> &vars, std::map<const sym::Node *, std::string> &loc) {
+                 const std::vector<sym::Expr> &vars,
+                 std::map<const sym::Node *, std::string> &loc) {
     if (from >= to) return;
     os_ << indent << idx_ << " rem_" << prefix << " = " << lin << ";\n";
     for (size_t d = to; d-- > from;) {
@@ -211,7 +212,8 @@ private:
     warpStep(i2);
     os_ << i2 << fmt::format("__shared__ {} part_v{}[32];\n", acc, tag);
     if (arg) os_ << i2 << fmt::format("__shared__ int64_t part_i{}[32];\n", tag);
-    os_ << i2 << "if ((threadIdx.x & 31) == 0) { " << fmt::format("part_v{}[threadIdx.x >> 5] = acc;", tag)
+    os_ << i2 << "if ((threadIdx.x & 31) == 0) { "
+        << fmt::format("part_v{}[threadIdx.x >> 5] = acc;", tag)
         << (arg ? fmt::format(" part_i{}[threadIdx.x >> 5] = best;", tag) : "") << " }\n";
     os_ << i2 << "__syncthreads();\n";
     os_ << i2 << "if (threadIdx.x < 32) {\n";
@@ -235,8 +237,8 @@ private:
   void printBlockPerOuter() {
     size_t shared = g_.outerRank;
     const loop::Kernel &first = *g_.kernels.front();
-    os_ << "  " << gridStride("o", "blockIdx.x", idx(product(first.out->shape, 0, shared)),
-                              "gridDim.x");
+    os_ << "  "
+        << gridStride("o", "blockIdx.x", idx(product(first.out->shape, 0, shared)), "gridDim.x");
     int tag = 0;
     for (const loop::Kernel *k : g_.kernels) {
       std::map<const sym::Node *, std::string> loc;

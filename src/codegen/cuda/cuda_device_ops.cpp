@@ -11,9 +11,10 @@ namespace {
 
 /// Status check of a driver call: the message names what failed and the driver's text.
 std::string checked(const std::string &call, const std::string &what) {
-  return fmt::format("{{ int st_ = {}; if (st_) {{ snprintf(ctx->error, ctx->error_size, "
-                     "\"{} failed: %s\", cu->drv->error_string(st_)); return KILN_ERR_DEVICE; }} }}",
-                     call, what);
+  return fmt::format(
+      "{{ int st_ = {}; if (st_) {{ snprintf(ctx->error, ctx->error_size, "
+      "\"{} failed: %s\", cu->drv->error_string(st_)); return KILN_ERR_DEVICE; }} }}",
+      call, what);
 }
 
 class CudaDeviceOps final : public DeviceOps {

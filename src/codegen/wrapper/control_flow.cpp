@@ -119,7 +119,8 @@ std::string SubPrograms::symbolKernelCalls(const loop::SubProgram &sub, size_t n
     for (const sym::Expr &s : sig.symbols)
       args.push_back(fmt::format("SS[{}]", index(s)));
     os << fmt::format("  {{ // shape values of {}\n    int64_t v[{}];\n    kiln_kernel_{}({});\n",
-                      commentText(sk.kernel->origin), sk.symbols.size(), sk.kernel->id, fmt::join(args, ", "));
+                      commentText(sk.kernel->origin), sk.symbols.size(), sk.kernel->id,
+                      fmt::join(args, ", "));
     for (size_t j = 0; j < sk.symbols.size(); ++j) {
       sym::Range r = ctx_.symbolRange(sk.symbols[j]);
       os << fmt::format("    SS[{0}] = v[{1}];\n    if (SS[{0}] < INT64_C({2}) || SS[{0}] > "

@@ -13,11 +13,11 @@ namespace kiln::codegen {
 
 /// One kernel launch as the wrapper computed it: C expressions only.
 struct LaunchCall {
-  std::string name;                   // kiln_kernel_<id>
-  int index = 0;                      // position in the model's kernel table
-  std::vector<std::string> args;      // C expressions, in parameter order
-  std::vector<std::string> argTypes;  // parameterTypes() of the same signature
-  std::vector<std::string> grid;      // x, y, z (empty: a direct call)
+  std::string name;                  // kiln_kernel_<id>
+  int index = 0;                     // position in the model's kernel table
+  std::vector<std::string> args;     // C expressions, in parameter order
+  std::vector<std::string> argTypes; // parameterTypes() of the same signature
+  std::vector<std::string> grid;     // x, y, z (empty: a direct call)
   int block[3] = {1, 1, 1};
   int sharedBytes = 0;
 };
@@ -57,8 +57,7 @@ public:
   virtual int minAbi() const = 0;
   /// Initialisers of the ABI-4 descriptor fields cuda_fatbin .. num/names of kernels, given
   /// the name of the kernel-name table the wrapper printed and its length.
-  virtual std::string descriptorKernelFields(const std::string &namesTable,
-                                             size_t count) const = 0;
+  virtual std::string descriptorKernelFields(const std::string &namesTable, size_t count) const = 0;
   /// C literal of the descriptor's cuda_arch field ("nullptr" when not a GPU model).
   virtual std::string deviceArch() const = 0;
 };

@@ -170,8 +170,8 @@ private:
     for (size_t i = 0; i < p_.symbolKernels.size(); ++i) {
       const loop::SymbolKernel &sk = p_.symbolKernels[i];
       const KernelSignature &sig = symbolSigs_[i];
-      os << fmt::format("  {{ // shape values of {}\n    int64_t v[{}];\n", commentText(sk.kernel->origin),
-                        sk.symbols.size());
+      os << fmt::format("  {{ // shape values of {}\n    int64_t v[{}];\n",
+                        commentText(sk.kernel->origin), sk.symbols.size());
       std::vector<std::string> args;
       for (loop::Buffer *b : sig.buffers) {
         if (b == sk.kernel->out) {
@@ -570,7 +570,8 @@ private:
     for (const std::string &n : kernelNames_)
       names.push_back(cString(n));
     if (names.empty()) names.push_back("nullptr");
-    os << fmt::format("static const char *const kernel_names[] = {{{}}};\n", fmt::join(names, ", "));
+    os << fmt::format("static const char *const kernel_names[] = {{{}}};\n",
+                      fmt::join(names, ", "));
     os << "static uint64_t scratch_bytes(const int64_t *S) {\n";
     for (size_t s = 0; s < syms_.symbols.size(); ++s)
       os << fmt::format("  const int64_t S{0} = S[{0}]; (void)S{0};\n", s);

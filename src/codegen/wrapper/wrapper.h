@@ -15,7 +15,7 @@ namespace kiln::codegen {
 struct GeneratedModel {
   std::vector<SourceFile> sources;
   std::vector<std::string> linkFlags; // extra flags of the model.so link
-  std::vector<uint8_t> weights; // constants, 64-byte aligned, in constant order
+  std::vector<uint8_t> weights;       // constants, 64-byte aligned, in constant order
 };
 
 struct ModelSymbols {
