@@ -11,11 +11,19 @@ cmake -S "$src" -B "$build" --preset "$preset" -DKILN_SANITIZER_TREE=ON >/dev/nu
 targets="kiln_rt kiln_fake_model kiln_fake_model_v99 kiln_fake_model_static kiln_fake_model_big
   kiln_runtime_api_test kiln_runtime_constants_test kiln_runtime_concurrency_test"
 [ "$preset" = asan ] && targets="$targets kiln kiln_aot_test kiln_values_test"
+# With the CUDA plugin: the mock-driver tests under TSan (runs pinning constants until their
+# GPU work completes, while other threads swap and free them).
+cuda=0
+if [ "$preset" = tsan ] && cmake --build "$build" --target help | grep -q kiln_cuda_mock_test; then
+  targets="$targets kiln_rt_cuda kiln_mock_cuda_driver kiln_cuda_mock_test"
+  cuda=1
+fi
 # shellcheck disable=SC2086
 cmake --build "$build" -j"$(nproc)" --target $targets
 if [ "$preset" = tsan ]; then
   export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
   tests='^runtime\.(threads|concurrency|concurrency_static)$'
+  [ "$cuda" = 1 ] && tests='^(runtime\.(threads|concurrency|concurrency_static)|(CudaRun|CudaContainer)\..*)$'
 else
   export UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1"
   export ASAN_OPTIONS="allocator_may_return_null=1 detect_leaks=1"
