@@ -84,6 +84,13 @@ std::vector<Buffer *> Kernel::writes() const {
   return {};
 }
 
+sym::Expr product(sym::Context &ctx, const ir::Shape &shape, size_t begin, size_t end) {
+  sym::Expr p = ctx.constant(1);
+  for (size_t d = begin; d < end && d < shape.size(); ++d)
+    p = p * shape[d];
+  return p;
+}
+
 Buffer *Program::newBuffer(DType t, ir::Shape shape, BufferKind kind, const std::string &hint) {
   auto b = std::make_unique<Buffer>();
   b->id = static_cast<int>(buffers.size());

@@ -164,6 +164,10 @@ struct Program {
 
 std::string dump(const Program &p);
 
+/// Product of dims [begin, end) of shape (1 for an empty range).
+sym::Expr product(sym::Context &ctx, const ir::Shape &shape, size_t begin = 0,
+                  size_t end = SIZE_MAX);
+
 /// Row-major linear offset of idx in shape (how every buffer is indexed).
 sym::Expr linearIndex(sym::Context &ctx, const std::vector<sym::Expr> &idx, const ir::Shape &shape);
 

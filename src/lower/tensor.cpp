@@ -15,13 +15,6 @@ Index unravel(sym::Context &ctx, sym::Expr flat, const ir::Shape &shape) {
   return idx;
 }
 
-sym::Expr product(sym::Context &ctx, const ir::Shape &shape, size_t begin, size_t end) {
-  sym::Expr p = ctx.constant(1);
-  for (size_t d = begin; d < end && d < shape.size(); ++d)
-    p = p * shape[d];
-  return p;
-}
-
 LTensor fromBuffer(sym::Context &ctx, loop::Buffer *b) {
   LTensor t;
   t.dtype = b->dtype;

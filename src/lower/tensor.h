@@ -27,8 +27,7 @@ struct LTensor {
 using loop::linearIndex; // row-major offset of idx in shape
 /// Inverse: the multi-index of linear offset `flat` in shape.
 Index unravel(sym::Context &ctx, sym::Expr flat, const ir::Shape &shape);
-/// Product of dims [begin, end).
-sym::Expr product(sym::Context &ctx, const ir::Shape &shape, size_t begin, size_t end);
+using loop::product; // product of dims [begin, end)
 
 LTensor fromBuffer(sym::Context &ctx, loop::Buffer *b);
 /// A tensor of at most one dim whose elements are known sym expressions (shape values):

@@ -8,16 +8,8 @@ namespace kiln::sched {
 
 namespace {
 
-sym::Expr product(sym::Context &ctx, const std::vector<sym::Expr> &dims, size_t from = 0,
-                  size_t to = SIZE_MAX) {
-  sym::Expr e = ctx.constant(1);
-  for (size_t d = from; d < std::min(to, dims.size()); ++d)
-    e = e * dims[d];
-  return e;
-}
-
 sym::Expr workOf(sym::Context &ctx, const loop::Kernel &k) {
-  return product(ctx, k.out->shape) * product(ctx, k.rsizes);
+  return loop::product(ctx, k.out->shape) * loop::product(ctx, k.rsizes);
 }
 
 bool smallConst(sym::Expr e, int64_t limit) {
@@ -71,7 +63,8 @@ void scheduleCuda(loop::KernelGroup &g, sym::Context &ctx, const Target &t) {
     s.strategy = loop::CudaStrategy::BlockPerOuter;
     sym::Expr inner = ctx.constant(0);
     for (const loop::Kernel *m : g.kernels)
-      inner = sym::max(inner, product(ctx, m->out->shape, g.outerRank) * product(ctx, m->rsizes));
+      inner = sym::max(inner, loop::product(ctx, m->out->shape, g.outerRank) *
+                                  loop::product(ctx, m->rsizes));
     s.block = blockFor(inner, t.cudaBlock);
     return;
   }
@@ -79,7 +72,7 @@ void scheduleCuda(loop::KernelGroup &g, sym::Context &ctx, const Target &t) {
     s.strategy = loop::CudaStrategy::Elementwise;
     return;
   }
-  sym::Expr r = product(ctx, k.rsizes);
+  sym::Expr r = loop::product(ctx, k.rsizes);
   // A short reduction is cheaper as a serial loop per thread than a block-wide combine.
   if (smallConst(r, 33)) {
     s.strategy = loop::CudaStrategy::ThreadPerOutput;

@@ -39,19 +39,22 @@ loop::ExternArg literalArg(std::string text) {
   return a;
 }
 
-void toCudaConv(loop::ExternCall &e, const Target &t) {
+/// The fusion pass keeps Clip out of calls for devices without a clip epilogue.
+void assertNoClip(const loop::ExternCall &e) {
   for (auto &[field, value] : e.params)
     KILN_ASSERT(field != "post_op" || value != std::to_string(KILN_POST_CLIP),
-                "a fused Clip reached CUDA legalisation");
+                "a fused Clip reached CUDA legalisation ({})", e.function);
+}
+
+void toCudaConv(loop::ExternCall &e, const Target &t) {
+  assertNoClip(e);
   e.function = "kiln_shim_cuda_conv_v1";
   e.args.push_back(literalArg("KILN_ELEM_F32"));
   e.args.push_back(literalArg(t.allowTf32 ? "KILN_CUDA_ALLOW_TF32" : "0u"));
 }
 
 void toCudaMatmul(loop::ExternCall &e, const Target &t) {
-  for (auto &[field, value] : e.params)
-    KILN_ASSERT(field != "post_op" || value != std::to_string(KILN_POST_CLIP),
-                "a fused Clip reached CUDA legalisation");
+  assertNoClip(e);
   e.function = "kiln_shim_cuda_matmul_v1";
   e.paramsType = "kiln_cuda_matmul_params_v1";
   for (auto &[field, value] : e.params)

@@ -29,20 +29,20 @@ public:
     switch (g_.cuda.strategy) {
     case CudaStrategy::Elementwise:
       printElementwise(k);
-      spec.grid = {
-          blocksFor(product(k.scatterIndex ? k.scatterShape : k.out->shape, 0), g_.cuda.block)};
+      spec.grid = {blocksFor(loop::product(ctx_, k.scatterIndex ? k.scatterShape : k.out->shape, 0),
+                             g_.cuda.block)};
       break;
     case CudaStrategy::ThreadPerOutput:
       printThreadPerOutput(k);
-      spec.grid = {blocksFor(product(k.out->shape, 0), g_.cuda.block)};
+      spec.grid = {blocksFor(loop::product(ctx_, k.out->shape, 0), g_.cuda.block)};
       break;
     case CudaStrategy::BlockPerOutput:
       printBlockPerOutput(k);
-      spec.grid = {capBlocks(product(k.out->shape, 0))};
+      spec.grid = {capBlocks(loop::product(ctx_, k.out->shape, 0))};
       break;
     case CudaStrategy::BlockPerOuter:
       printBlockPerOuter();
-      spec.grid = {capBlocks(product(k.out->shape, 0, g_.outerRank))};
+      spec.grid = {capBlocks(loop::product(ctx_, k.out->shape, 0, g_.outerRank))};
       break;
     }
     spec.grid.push_back(ctx_.constant(1));
@@ -51,12 +51,6 @@ public:
   }
 
 private:
-  sym::Expr product(const ir::Shape &s, size_t from, size_t to = SIZE_MAX) {
-    sym::Expr e = ctx_.constant(1);
-    for (size_t d = from; d < std::min(to, s.size()); ++d)
-      e = e * s[d];
-    return e;
-  }
   sym::Expr capBlocks(sym::Expr n) { return sym::min(n, ctx_.constant(g_.cuda.maxBlocks)); }
   sym::Expr blocksFor(sym::Expr n, int block) {
     return capBlocks(sym::floorDiv(n + ctx_.constant(block - 1), ctx_.constant(block)));
@@ -111,7 +105,9 @@ private:
   /// A scatter kernel: threads over the updates, each stored at its computed position.
   void printScatter(const loop::Kernel &k) {
     std::map<const sym::Node *, std::string> loc;
-    os_ << "  " << gridStride("lin", globalThread(), idx(product(k.scatterShape, 0)), allThreads());
+    os_ << "  "
+        << gridStride("lin", globalThread(), idx(loop::product(ctx_, k.scatterShape, 0)),
+                      allThreads());
     decompose("    ", "lin", k.scatterShape, 0, k.vars.size(), "i", k.vars, loc);
     ValuePrinter vp(os_, "    ", model_, loc);
     std::string v = vp.emit(k.body), at = vp.emit(k.scatterIndex);
@@ -132,7 +128,9 @@ private:
       return;
     }
     std::map<const sym::Node *, std::string> loc;
-    os_ << "  " << gridStride("lin", globalThread(), idx(product(k.out->shape, 0)), allThreads());
+    os_ << "  "
+        << gridStride("lin", globalThread(), idx(loop::product(ctx_, k.out->shape, 0)),
+                      allThreads());
     decompose("    ", "lin", k.out->shape, 0, k.vars.size(), "i", k.vars, loc);
     ValuePrinter vp(os_, "    ", model_, loc);
     std::string v = vp.emit(k.body);
@@ -174,7 +172,9 @@ private:
 
   void printThreadPerOutput(const loop::Kernel &k) {
     std::map<const sym::Node *, std::string> loc;
-    os_ << "  " << gridStride("lin", globalThread(), idx(product(k.out->shape, 0)), allThreads());
+    os_ << "  "
+        << gridStride("lin", globalThread(), idx(loop::product(ctx_, k.out->shape, 0)),
+                      allThreads());
     decompose("    ", "lin", k.out->shape, 0, k.vars.size(), "i", k.vars, loc);
     os_ << "    " << accType(k) << " acc = " << init(k) << ";\n";
     if (isArg(k)) os_ << "    int64_t best = 0;\n";
@@ -197,7 +197,8 @@ private:
     std::string i2 = in + "  ";
     os_ << i2 << acc << " acc = " << init(k) << ";\n";
     if (arg) os_ << i2 << "int64_t best = 0;\n";
-    os_ << i2 << gridStride("rl", "threadIdx.x", idx(product(k.rsizes, 0)), "blockDim.x");
+    os_ << i2
+        << gridStride("rl", "threadIdx.x", idx(loop::product(ctx_, k.rsizes, 0)), "blockDim.x");
     decompose(i2 + "  ", "rl", k.rsizes, 0, k.rvars.size(), "r", k.rvars, loc);
     ValuePrinter vp(os_, i2 + "  ", model_, loc);
     std::string v = vp.emit(k.body);
@@ -228,7 +229,8 @@ private:
 
   void printBlockPerOutput(const loop::Kernel &k) {
     std::map<const sym::Node *, std::string> loc;
-    os_ << "  " << gridStride("o", "blockIdx.x", idx(product(k.out->shape, 0)), "gridDim.x");
+    os_ << "  "
+        << gridStride("o", "blockIdx.x", idx(loop::product(ctx_, k.out->shape, 0)), "gridDim.x");
     decompose("    ", "o", k.out->shape, 0, k.vars.size(), "i", k.vars, loc);
     blockReduction("    ", k, loc, outIndex(k, loc), 0);
     os_ << "  }\n";
@@ -238,13 +240,14 @@ private:
     size_t shared = g_.outerRank;
     const loop::Kernel &first = *g_.kernels.front();
     os_ << "  "
-        << gridStride("o", "blockIdx.x", idx(product(first.out->shape, 0, shared)), "gridDim.x");
+        << gridStride("o", "blockIdx.x", idx(loop::product(ctx_, first.out->shape, 0, shared)),
+                      "gridDim.x");
     int tag = 0;
     for (const loop::Kernel *k : g_.kernels) {
       std::map<const sym::Node *, std::string> loc;
       os_ << "    { // " << commentText(k->origin) << "\n";
       decompose("      ", "o", k->out->shape, 0, shared, "i", k->vars, loc);
-      sym::Expr inner = product(k->out->shape, shared);
+      sym::Expr inner = loop::product(ctx_, k->out->shape, shared);
       if (k->kind == loop::KernelKind::Pointwise) {
         os_ << "      " << gridStride("l", "threadIdx.x", idx(inner), "blockDim.x");
         decompose("        ", "l", k->out->shape, shared, k->vars.size(), "i", k->vars, loc);

@@ -155,6 +155,14 @@ private:
     return os.str();
   }
 
+  /// `const int64_t S<i> = S[i];` for every model symbol (the names expressions use).
+  std::string symbolLocals() const {
+    std::string out;
+    for (size_t s = 0; s < syms_.symbols.size(); ++s)
+      out += fmt::format("  const int64_t S{0} = S[{0}]; (void)S{0};\n", s);
+    return out;
+  }
+
   bool isLate(sym::Expr s) const {
     for (const loop::LateSymbol &l : p_.lateSymbols)
       if (l.symbol == s) return true;
@@ -251,8 +259,7 @@ private:
         fail("dimension '{}' appears only inside derived input dims; kiln needs it as a plain "
              "input dim to solve it at run time",
              syms_.symbols[s].name());
-    for (size_t s = 0; s < syms_.symbols.size(); ++s)
-      os << fmt::format("  const int64_t S{0} = S[{0}]; (void)S{0};\n", s);
+    os << symbolLocals();
     // Sizes the run computes start at their bounds (outputs and scratch are sized by them).
     for (const loop::LateSymbol &l : p_.lateSymbols)
       os << fmt::format("  S[{}] = {};\n", syms_.indexOf(l.symbol), cpp(l.bound));
@@ -286,8 +293,7 @@ private:
             "libkiln_rt with ABI 2 or newer\");\n  return KILN_ERR_VERSION_MISMATCH;\n}\n\n";
     }
     os << "static void output_dims(const int64_t *S, int64_t *const *out) {\n";
-    for (size_t s = 0; s < syms_.symbols.size(); ++s)
-      os << fmt::format("  const int64_t S{0} = S[{0}]; (void)S{0};\n", s);
+    os << symbolLocals();
     if (syms_.symbols.empty()) os << "  (void)S;\n";
     for (size_t i = 0; i < p_.outputs.size(); ++i)
       for (size_t d = 0; d < p_.outputs[i]->shape.size(); ++d)
@@ -573,8 +579,7 @@ private:
     os << fmt::format("static const char *const kernel_names[] = {{{}}};\n",
                       fmt::join(names, ", "));
     os << "static uint64_t scratch_bytes(const int64_t *S) {\n";
-    for (size_t s = 0; s < syms_.symbols.size(); ++s)
-      os << fmt::format("  const int64_t S{0} = S[{0}]; (void)S{0};\n", s);
+    os << symbolLocals();
     os << "  (void)S;\n  uint64_t total = 0;\n";
     // Each slot rounded as the runtime's arena rounds allocations.
     for (const sched::Slot &slot : topPlan_.slots)
