@@ -41,10 +41,7 @@ CompileStats compileModel(const CompileOptions &opts) {
   loop::Program prog;
   lower::Lowerer lowerer(*graph, prog, opts.target);
   lowerer.lowerGraph();
-  sched::eliminateDeadKernels(prog);
-  sched::unrollSmallReductions(prog, ctx);
-  sched::formGroups(prog, ctx, opts.target);
-  sched::legalizeExterns(prog, opts.target);
+  sched::scheduleProgram(prog, ctx, opts.target);
   if (opts.printAfterAll) std::cerr << "// ---- loop IR ----\n" << loop::dump(prog);
 
   bool embed = !opts.externalWeights;

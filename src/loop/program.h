@@ -112,7 +112,17 @@ enum class CudaStrategy {
 struct CudaSchedule {
   CudaStrategy strategy = CudaStrategy::Elementwise;
   int block = 256;
-  bool index32 = false;                 // every index provably below 2^31: 32-bit index arithmetic
+  bool index32 = false; // every index provably below 2^31: 32-bit index arithmetic
+  // Elementwise: consecutive elements of the innermost dim per thread (1 or 4), with the
+  // body's loads in `vectorLoads` (stride 1 along that dim) read as one 16-byte vector
+  // when every such address and the store's are 16-byte aligned (checked per thread).
+  int vector = 1;
+  std::vector<const VNode *> vectorLoads;
+  // Elementwise transpose: the loads in `tileLoads` step by 1 along output dim `tileDim`
+  // (not the innermost), so they go through 32x32 shared-memory tiles, read coalesced
+  // along tileDim and stored coalesced along the innermost dim. -1: no tiles.
+  int tileDim = -1;
+  std::vector<const VNode *> tileLoads;
   int64_t maxBlocks = int64_t(1) << 20; // grid-stride beyond this many blocks
 };
 

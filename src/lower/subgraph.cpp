@@ -29,9 +29,10 @@ namespace {
 
 /// Lowers the prepared subgraph into sub.prog: inputs as buffers (scan inputs whole,
 /// read through their slice), then every node, then the outputs.
-void lowerBody(ir::Graph &g, loop::SubProgram &sub, const std::vector<const FormalInput *> &bind) {
+void lowerBody(ir::Graph &g, loop::SubProgram &sub, const std::vector<const FormalInput *> &bind,
+               const sched::Target &target) {
   sym::Context &ctx = g.ctx();
-  Lowerer low(g, sub.prog);
+  Lowerer low(g, sub.prog, target);
   for (size_t i = 0; i < g.inputs.size(); ++i) {
     const ir::Value *v = g.inputs[i];
     const FormalInput *f = bind[i];
@@ -143,7 +144,8 @@ CompiledBody compileBody(OpCtx &c, const ir::Graph &body, const std::string &nam
   }
   std::vector<ir::Value *> formalValues = g->inputs;
   g->inputs = passed;
-  passes::optimizeGraph(*g);
+  const sched::Target &target = c.lowerer().target;
+  passes::optimizeGraph(*g, nullptr, target);
   for (const ir::Value *v : g->outputs) {
     while (v->producer && v->producer->op == "Identity" && v->producer->input(0))
       v = v->producer->input(0);
@@ -155,7 +157,7 @@ CompiledBody compileBody(OpCtx &c, const ir::Graph &body, const std::string &nam
 
   r.sub = std::make_unique<loop::SubProgram>();
   r.sub->name = name;
-  lowerBody(*g, *r.sub, bind);
+  lowerBody(*g, *r.sub, bind, target);
   loop::Program &p = r.sub->prog;
   if (!g->dataSymbols.empty() || !p.lateSymbols.empty())
     fail("{}: {} computes a shape from run-time values; kiln does not support run-time shape "
@@ -163,9 +165,7 @@ CompiledBody compileBody(OpCtx &c, const ir::Graph &body, const std::string &nam
          c.node.describe(), name);
   r.sub->guards = g->guards;
   sym::Context &ctx = c.ctx();
-  sched::eliminateDeadKernels(p);
-  sched::unrollSmallReductions(p, ctx);
-  sched::formGroups(p, ctx);
+  sched::scheduleProgram(p, ctx, target);
   hoistConstants(c, p, name);
   return r;
 }

@@ -3,6 +3,8 @@
 #include "sched/schedule.h"
 
 #include <algorithm>
+#include <map>
+#include <set>
 
 namespace kiln::sched {
 
@@ -44,6 +46,77 @@ bool fitsInt32(sym::Context &ctx, const loop::KernelGroup &g) {
   return true;
 }
 
+void collectLoads(const loop::VRef &v, std::set<const loop::VNode *> &seen,
+                  std::vector<const loop::VNode *> &out) {
+  if (!seen.insert(v.get()).second) return;
+  if (v->kind == loop::VKind::Load) out.push_back(v.get());
+  for (auto &[var, iv] : v->indirect)
+    collectLoads(iv, seen, out);
+  for (const loop::VRef &a : v->args)
+    collectLoads(a, seen, out);
+}
+
+/// How a load's index changes when `var` grows by one (an expression; constant when affine).
+sym::Expr stepAlong(const loop::VNode *load, const sym::Expr &var, sym::Context &ctx) {
+  std::map<const sym::Node *, sym::Expr> next{{var.node(), var + ctx.constant(1)}};
+  return sym::substitute(load->sym, next) - load->sym;
+}
+
+bool stepsByOne(const loop::VNode *load, const sym::Expr &var, sym::Context &ctx) {
+  return stepAlong(load, var, ctx).isConst(1);
+}
+
+/// Four elements per thread with 16-byte loads and stores, when the output has 4-byte
+/// elements and an innermost extent of a multiple of 4 (the lanes then share the outer
+/// indices). A load joins the vector loads when its index steps by exactly 1 along that
+/// dim; the others (broadcasts, gathers, other dtypes) stay one scalar load per lane.
+void vectorizeElementwise(loop::CudaSchedule &s, const loop::Kernel &k, sym::Context &ctx) {
+  const int width = 4;
+  if (k.scatterIndex || k.vars.empty() || dtypeSize(k.out->dtype) != 4 ||
+      k.out->dtype == DType::Bool)
+    return;
+  sym::Expr inner = k.out->shape.back();
+  if (!inner.isConst() || inner->value % width != 0) return;
+  s.vector = width;
+  std::set<const loop::VNode *> seen;
+  std::vector<const loop::VNode *> loads;
+  collectLoads(k.body, seen, loads);
+  const sym::Expr &var = k.vars.back();
+  for (const loop::VNode *l : loads) {
+    if (!l->indirect.empty() || dtypeSize(l->buf->dtype) != 4 || l->buf->dtype == DType::Bool)
+      continue;
+    if (stepsByOne(l, var, ctx)) s.vectorLoads.push_back(l);
+  }
+}
+
+/// A permute: loads contiguous along another output dim than the innermost are read
+/// through shared-memory tiles so that both their reads and the output's writes are
+/// coalesced. Both dims must be at least a tile wide when their sizes are known.
+bool tileTranspose(loop::CudaSchedule &s, const loop::Kernel &k, sym::Context &ctx) {
+  if (k.scatterIndex || k.vars.size() < 2) return false;
+  std::set<const loop::VNode *> seen;
+  std::vector<const loop::VNode *> loads;
+  collectLoads(k.body, seen, loads);
+  const size_t innerDim = k.vars.size() - 1;
+  auto wide = [](const sym::Expr &e) { return !e.isConst() || e->value >= 16; };
+  if (!wide(k.out->shape[innerDim])) return false;
+  for (const loop::VNode *l : loads) {
+    if (!l->indirect.empty() || dtypeSize(l->buf->dtype) > 8) continue;
+    // Contiguous or constant along the innermost dim: coalesced or cached already.
+    sym::Expr inner = stepAlong(l, k.vars[innerDim], ctx);
+    if (inner.isConst(1) || inner.isConst(0)) continue;
+    for (size_t d = 0; d < innerDim; ++d) {
+      if (s.tileDim >= 0 && static_cast<size_t>(s.tileDim) != d) continue;
+      if (!wide(k.out->shape[d]) || !stepsByOne(l, k.vars[d], ctx)) continue;
+      s.tileDim = static_cast<int>(d);
+      s.tileLoads.push_back(l);
+      break;
+    }
+    if (s.tileLoads.size() == 4) break; // 4 tiles of 32x33 doubles fit in 34 KiB
+  }
+  return s.tileDim >= 0;
+}
+
 int blockFor(sym::Expr extent, int maxBlock) {
   if (!extent.isConst()) return maxBlock;
   int b = 32;
@@ -70,6 +143,7 @@ void scheduleCuda(loop::KernelGroup &g, sym::Context &ctx, const Target &t) {
   }
   if (k.kind == loop::KernelKind::Pointwise) {
     s.strategy = loop::CudaStrategy::Elementwise;
+    if (!tileTranspose(s, k, ctx)) vectorizeElementwise(s, k, ctx);
     return;
   }
   sym::Expr r = loop::product(ctx, k.rsizes);

@@ -12,6 +12,16 @@ namespace kiln::sched {
 /// output dim vectorizes instead of looping over a tiny reduction per element.
 void unrollSmallReductions(loop::Program &p, sym::Context &ctx, int64_t maxTaps = 16);
 
+/// Splits reductions with fewer than t.splitBelowOutputs outputs and a long static extent
+/// into partials over equal chunks plus an in-order fold of the partials (deterministic; no
+/// atomics). Off when t.splitBelowOutputs is 0 (the CPU). sched/split_reductions.cpp.
+void splitFewOutputReductions(loop::Program &p, sym::Context &ctx, const Target &t);
+
+/// The whole scheduling pipeline every program goes through (aot/, subgraphs, tests):
+/// dead kernels, reduction splits, small-reduction unrolling, groups and their per-device
+/// schedules, extern legalisation.
+void scheduleProgram(loop::Program &p, sym::Context &ctx, const Target &t);
+
 /// Removes kernels whose outputs are neither read nor graph outputs.
 void eliminateDeadKernels(loop::Program &p);
 

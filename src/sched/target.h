@@ -24,6 +24,12 @@ struct Target {
   // CUDA: architectures of the fatbin (SASS each, plus PTX of the newest), threads per block.
   std::vector<std::string> cudaArchs;
   int cudaBlock = 256;
+  // Reductions with fewer outputs than this (0: never) and a long static extent are split
+  // into chunk partials + an in-order fold, for about splitTargetBlocks blocks in flight and
+  // chunks of at least splitMinChunk elements.
+  int64_t splitBelowOutputs = 0;
+  int64_t splitTargetBlocks = 512;
+  int64_t splitMinChunk = 2048;
   bool allowTf32 = false;
   // Host code of the model (wrapper, shape kernels): the -march to build it for.
   std::string hostArch = "native";
@@ -36,6 +42,7 @@ struct Target {
     t.fuseClipEpilogue = false; // bias, residual and ReLU fuse into cuDNN/cuBLASLt
     t.fuseAttention = false;
     t.scatterShim = false;
+    t.splitBelowOutputs = 128;
     t.cudaArchs = std::move(archs);
     t.hostArch = "x86-64-v3"; // the GPU host may be another CPU than the build machine
     return t;

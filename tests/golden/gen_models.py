@@ -86,3 +86,16 @@ save("loop_scan",
       h.make_tensor_value_info("w", T.FLOAT, [64])],
      [h.make_tensor_value_info("v_final", T.FLOAT, [64]),
       h.make_tensor_value_info("ss", T.FLOAT, ["M", 64])])
+
+# 7. A permute [4, 96, 80] -> [4, 80, 96] (CUDA: shared-memory transpose tiles).
+save("permute",
+     [h.make_node("Transpose", ["x"], ["y"], name="perm", perm=[0, 2, 1])],
+     [h.make_tensor_value_info("x", T.FLOAT, [4, 96, 80])],
+     [h.make_tensor_value_info("y", T.FLOAT, [4, 80, 96])])
+
+# 8. Sums of two long rows [2, 65536] (CUDA: a deterministic split into chunk partials).
+save("reduce_long",
+     [h.make_node("ReduceSum", ["x", "axes"], ["y"], name="rowsum", keepdims=0)],
+     [h.make_tensor_value_info("x", T.FLOAT, [2, 65536])],
+     [h.make_tensor_value_info("y", T.FLOAT, [2])],
+     [nh.from_array(np.array([1], np.int64), "axes")])

@@ -72,14 +72,15 @@ def dl_tensor(t, keep):
 
 
 class KilnModel:
-    """A compiled model.so on cuda:0, run through the C API on torch's current stream."""
+    """A compiled model.so on one GPU, run through the C API on torch's current stream."""
 
-    def __init__(self, path, runners=2):
+    def __init__(self, path, runners=2, device="cuda:0"):
         self.lib = ctypes.CDLL(path)
         self.lib.kiln_last_error.restype = ctypes.c_char_p
+        self.device = torch.device(device)
         opts = ContainerOptions()
         self.lib.kiln_container_options_init(ctypes.byref(opts))
-        opts.device = b"cuda:0"
+        opts.device = device.encode()
         opts.num_runners = runners
         self.c = ctypes.c_void_p()
         self.check(self.lib.kiln_container_create(ctypes.byref(opts), ctypes.byref(self.c)))
@@ -94,7 +95,7 @@ class KilnModel:
         outs = (DLTensor * len(outputs))(*[dl_tensor(t, keep) for t in outputs])
         ro = RunOptions()
         self.lib.kiln_run_options_init(ctypes.byref(ro))
-        ro.stream = torch.cuda.current_stream().cuda_stream
+        ro.stream = torch.cuda.current_stream(self.device).cuda_stream
         self.check(self.lib.kiln_run_v2(self.c, ctypes.byref(ro), ins, len(inputs), outs,
                                         len(outputs)))
         return outputs

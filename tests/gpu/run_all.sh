@@ -3,7 +3,7 @@
 # tests/gpu/pack.sh into build/gpu-carry/carry.tar.xz: the kiln compiler and runtime (+ CUDA
 # plugin), the Debian libraries they need, dlpack.h and the ONNX node test data. Models are
 # compiled there (its 16 cores and nvcc), run on the H200 and checked; reports go to $OUT.
-#   tests/gpu/run_all.sh [conformance] [models] [sanitizer] [libs]   (default: all)
+#   tests/gpu/run_all.sh [libs] [stress] [kernels] [conformance] [models] [sanitizer]  (default: all)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/kiln-gpu-out}
@@ -19,7 +19,7 @@ cuda=/usr/local/cuda-13.0
 export LD_LIBRARY_PATH=$W/lib:$cuda/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu
 export KILN_RT_LIB_DIR=$W/lib KILN_NVCC=$cuda/bin/nvcc CPATH=$W/include KILN_CACHE_DIR=$W/cache
 steps=("$@")
-((${#steps[@]})) || steps=(libs stress conformance models sanitizer)
+((${#steps[@]})) || steps=(libs stress kernels conformance models sanitizer)
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 for step in "${steps[@]}"; do
   echo "== $step"
@@ -41,6 +41,11 @@ for step in "${steps[@]}"; do
       >"$OUT/conformance.log" 2>&1
     echo "conformance rc=$?"
     tail -n 15 "$OUT/conformance.log"
+    ;;
+  kernels)
+    python3 tests/gpu/check_kernels.py --kiln "$W/bin/kiln" --out "$W/kernels" \
+      --json "$OUT/kernels.json" 2>"$OUT/kernels.err"
+    echo "kernels rc=$? $(tail -n 1 "$OUT/kernels.err")"
     ;;
   models)
     python3 tests/gpu/check_models.py --kiln "$W/bin/kiln" --out "$W/models" --bench \

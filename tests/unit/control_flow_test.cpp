@@ -116,8 +116,7 @@ TEST(ControlFlow, LoopLowersToOneCallKernel) {
   loop::Program prog;
   lower::Lowerer low(*g, prog);
   low.lowerGraph();
-  sched::eliminateDeadKernels(prog);
-  sched::formGroups(prog, ctx);
+  sched::scheduleProgram(prog, ctx, sched::Target::cpu());
   const loop::Kernel *call = nullptr;
   for (auto &k : prog.kernels)
     if (k->kind == loop::KernelKind::Call) call = k.get();

@@ -21,7 +21,9 @@ struct Lowered {
   loop::Program prog;
 };
 
-std::unique_ptr<Lowered> lowerModel(OnnxBuilder &b, frontend::ImportOptions opts = {}) {
+/// Imports, folds and lowers; then the scheduling pipeline unless `schedule` is false.
+std::unique_ptr<Lowered> lowerModel(OnnxBuilder &b, frontend::ImportOptions opts = {},
+                                    bool schedule = true) {
   auto l = std::make_unique<Lowered>();
   l->g = b.import(l->ctx, opts);
   passes::inferAndFold(*l->g);
@@ -30,8 +32,7 @@ std::unique_ptr<Lowered> lowerModel(OnnxBuilder &b, frontend::ImportOptions opts
   passes::eliminateDeadCode(*l->g);
   lower::Lowerer lw(*l->g, l->prog);
   lw.lowerGraph();
-  sched::eliminateDeadKernels(l->prog);
-  sched::formGroups(l->prog, l->ctx);
+  if (schedule) sched::scheduleProgram(l->prog, l->ctx, sched::Target::cpu());
   return l;
 }
 
@@ -147,7 +148,7 @@ TEST(Lower, SoftmaxHasReductions) {
   b.input("x", {4, 16});
   OnnxBuilder::attrInt(b.node("Softmax", {"x"}, {"y"}), "axis", -1);
   b.output("y", {4, 16});
-  auto l = lowerModel(b);
+  auto l = lowerModel(b, {}, false); // before scheduling unrolls the 16-tap reductions
   EXPECT_GE(countKind(l->prog, loop::KernelKind::Reduction), 1) << loop::dump(l->prog);
   EXPECT_LE(l->prog.kernels.size(), 4u) << loop::dump(l->prog);
   EXPECT_EQ(l->prog.kernels.back()->out, l->prog.outputs[0]);
@@ -322,7 +323,7 @@ TEST(Sched, SmallReductionsUnrollIntoPointwise) {
   OnnxBuilder::attrInts(rm, "axes", {1});
   b.output("y", {1, 2, 6, 6});
   b.output("m", {4, 1});
-  auto l = lowerModel(b);
+  auto l = lowerModel(b, {}, false);
   ASSERT_EQ(countKind(l->prog, loop::KernelKind::Reduction), 2) << loop::dump(l->prog);
   sched::unrollSmallReductions(l->prog, l->ctx);
   EXPECT_EQ(countKind(l->prog, loop::KernelKind::Reduction), 1) << loop::dump(l->prog);

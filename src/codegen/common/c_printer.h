@@ -68,6 +68,8 @@ public:
   std::string symCpp(sym::Expr e);
   /// Emits the lines computing v; returns the name holding it.
   std::string emit(const loop::VRef &v);
+  /// Makes `v` print as `text` (a value already loaded, e.g. one lane of a vector load).
+  void bind(const loop::VNode *v, std::string text) { names_[v] = std::move(text); }
 
 private:
   std::string build(const loop::VRef &v);

@@ -29,8 +29,16 @@ public:
     switch (g_.cuda.strategy) {
     case CudaStrategy::Elementwise:
       printElementwise(k);
-      spec.grid = {blocksFor(loop::product(ctx_, k.scatterIndex ? k.scatterShape : k.out->shape, 0),
-                             g_.cuda.block)};
+      if (g_.cuda.tileDim >= 0) {
+        spec.block[0] = 32;
+        spec.block[1] = g_.cuda.block / 32;
+        spec.grid = {capBlocks(tiledBlocks(k))};
+        break;
+      }
+      spec.grid = {blocksFor(
+          sym::floorDiv(loop::product(ctx_, k.scatterIndex ? k.scatterShape : k.out->shape),
+                        ctx_.constant(g_.cuda.vector)),
+          g_.cuda.block)};
       break;
     case CudaStrategy::ThreadPerOutput:
       printThreadPerOutput(k);
@@ -56,6 +64,16 @@ private:
     return capBlocks(sym::floorDiv(n + ctx_.constant(block - 1), ctx_.constant(block)));
   }
   std::string cpp(sym::Expr e) { return sym::toCpp(e, model_); }
+  /// Tiles of the tiled permute: 32x32 over (tileDim, innermost) times the other dims.
+  sym::Expr tiledBlocks(const loop::Kernel &k) {
+    sym::Expr n = ctx_.constant(1);
+    for (size_t d = 0; d < k.vars.size(); ++d) {
+      bool tiled = d + 1 == k.vars.size() || static_cast<int>(d) == g_.cuda.tileDim;
+      n = n * (tiled ? sym::floorDiv(k.out->shape[d] + ctx_.constant(31), ctx_.constant(32))
+                     : k.out->shape[d]);
+    }
+    return n;
+  }
   std::string idx(sym::Expr e) { return fmt::format("(({})({}))", idx_, cpp(e)); }
 
   /// Declares the loop variables `prefix{from..to-1}` (row-major over sizes) from `lin`.
@@ -122,9 +140,134 @@ private:
                        dtypeCType(k.out->dtype), v, op);
   }
 
+  static const char *vectorType(DType t) {
+    return t == DType::Float32 ? "float4" : t == DType::UInt32 ? "uint4" : "int4";
+  }
+
+  /// Four consecutive elements per thread: 16-byte loads and one 16-byte store when this
+  /// thread's addresses are aligned (checked at run time: a view or a caller's tensor may
+  /// be offset), else the same lanes with scalar accesses.
+  void printVectorized(const loop::Kernel &k) {
+    const int width = g_.cuda.vector;
+    std::map<const sym::Node *, std::string> loc;
+    sym::Expr total = loop::product(ctx_, k.out->shape, 0);
+    os_ << "  "
+        << gridStride("vl", globalThread(), idx(sym::floorDiv(total, ctx_.constant(width))),
+                      allThreads());
+    os_ << "    const " << idx_ << " lin = vl * " << width << ";\n";
+    decompose("    ", "lin", k.out->shape, 0, k.vars.size(), "i", k.vars, loc);
+    ValuePrinter at(os_, "    ", model_, loc);
+    std::string outAt = outIndex(k, loc);
+    std::vector<std::string> loadAt;
+    os_ << "    const bool aligned = ((reinterpret_cast<uintptr_t>(&" << k.out->name << "[" << outAt
+        << "])";
+    for (const loop::VNode *l : g_.cuda.vectorLoads) {
+      loadAt.push_back(at.symCpp(l->sym));
+      os_ << " | reinterpret_cast<uintptr_t>(&" << l->buf->name << "[" << loadAt.back() << "])";
+    }
+    os_ << ") & 15) == 0;\n";
+    std::string value = computeType(k.body->dtype);
+    os_ << "    " << value << " r[" << width << "];\n";
+    const sym::Node *inner = k.vars.back().node();
+    std::string innerName = loc[inner];
+    auto lanes = [&](bool vectorLoads) {
+      for (int lane = 0; lane < width; ++lane) {
+        std::map<const sym::Node *, std::string> laneLoc = loc;
+        laneLoc[inner] = fmt::format("({} + {})", innerName, lane);
+        os_ << "      {\n";
+        ValuePrinter vp(os_, "        ", model_, laneLoc);
+        for (size_t j = 0; vectorLoads && j < g_.cuda.vectorLoads.size(); ++j)
+          vp.bind(g_.cuda.vectorLoads[j], fmt::format("v{}.{}", j, "xyzw"[lane]));
+        std::string v = vp.emit(k.body); // emits its lines first
+        os_ << "        r[" << lane << "] = " << v << ";\n      }\n";
+      }
+    };
+    os_ << "    if (aligned) {\n";
+    for (size_t j = 0; j < g_.cuda.vectorLoads.size(); ++j) {
+      const loop::Buffer *b = g_.cuda.vectorLoads[j]->buf;
+      os_ << fmt::format("      const {0} v{1} = *reinterpret_cast<const {0} *>(&{2}[{3}]);\n",
+                         vectorType(b->dtype), j, b->name, loadAt[j]);
+    }
+    lanes(true);
+    os_ << fmt::format("      *reinterpret_cast<{0} *>(&{1}[{2}]) = make_{0}(",
+                       vectorType(k.out->dtype), k.out->name, outAt);
+    for (int lane = 0; lane < width; ++lane)
+      os_ << (lane ? ", " : "") << storeExpr(k.out, fmt::format("r[{}]", lane));
+    os_ << ");\n    } else {\n";
+    lanes(false);
+    for (int lane = 0; lane < width; ++lane)
+      os_ << "      " << k.out->name << "[" << outAt << " + " << lane
+          << "] = " << storeExpr(k.out, fmt::format("r[{}]", lane)) << ";\n";
+    os_ << "    }\n  }\n";
+  }
+
+  /// A permute through 32x32 shared-memory tiles (rows padded to 33 against bank
+  /// conflicts): the block reads its tile with threads along dim `tileDim`, where the tiled
+  /// loads are contiguous, then writes the output with threads along the innermost dim.
+  void printTiled(const loop::Kernel &k) {
+    const size_t a = static_cast<size_t>(g_.cuda.tileDim), inner = k.vars.size() - 1;
+    std::vector<sym::Expr> otherSizes, otherVars;
+    for (size_t d = 0; d < inner; ++d)
+      if (d != a) {
+        otherSizes.push_back(k.out->shape[d]);
+        otherVars.push_back(k.vars[d]);
+      }
+    sym::Expr tile = ctx_.constant(32);
+    auto tiles = [&](sym::Expr n) { return sym::floorDiv(n + ctx_.constant(31), tile); };
+    sym::Expr tilesA = tiles(k.out->shape[a]), tilesI = tiles(k.out->shape[inner]);
+    std::string extentA = idx(k.out->shape[a]), extentI = idx(k.out->shape[inner]);
+    const auto &loads = g_.cuda.tileLoads;
+    for (size_t j = 0; j < loads.size(); ++j)
+      os_ << "  __shared__ " << computeType(loads[j]->dtype) << " tile" << j << "[32][33];\n";
+    os_ << "  "
+        << gridStride("t", "blockIdx.x", idx(loop::product(ctx_, otherSizes) * tilesA * tilesI),
+                      "gridDim.x");
+    os_ << "    const " << idx_ << " ti = t % " << idx(tilesI) << ", ta = (t / " << idx(tilesI)
+        << ") % " << idx(tilesA) << ";\n";
+    std::map<const sym::Node *, std::string> loc;
+    decompose("    ", fmt::format("t / {} / {}", idx(tilesI), idx(tilesA)), otherSizes, 0,
+              otherSizes.size(), "o", otherVars, loc);
+    loc[k.vars[a].node()] = "ia";
+    loc[k.vars[inner].node()] = "ii";
+    auto phase = [&](const char *alongA, const char *alongI) {
+      os_ << "    for (int j = threadIdx.y; j < 32; j += blockDim.y) {\n";
+      os_ << "      const " << idx_ << " ia = ta * 32 + " << alongA << ", ii = ti * 32 + " << alongI
+          << ";\n";
+      os_ << "      if (ia < " << extentA << " && ii < " << extentI << ") {\n";
+    };
+    phase("threadIdx.x", "j");
+    {
+      ValuePrinter vp(os_, "        ", model_, loc);
+      for (size_t j = 0; j < loads.size(); ++j) {
+        std::string ref = fmt::format("{}[{}]", loads[j]->buf->name, vp.symCpp(loads[j]->sym));
+        if (loads[j]->buf->dtype == DType::Float16) ref = "kiln_h2f(" + ref + ")";
+        if (loads[j]->buf->dtype == DType::BFloat16) ref = "kiln_bf2f(" + ref + ")";
+        os_ << "        tile" << j << "[j][threadIdx.x] = " << ref << ";\n";
+      }
+    }
+    os_ << "      }\n    }\n    __syncthreads();\n";
+    phase("j", "threadIdx.x");
+    {
+      ValuePrinter vp(os_, "        ", model_, loc);
+      for (size_t j = 0; j < loads.size(); ++j)
+        vp.bind(loads[j], fmt::format("tile{}[threadIdx.x][j]", j));
+      std::string v = vp.emit(k.body);
+      store("        ", k, outIndex(k, loc), v);
+    }
+    os_ << "      }\n    }\n    __syncthreads();\n  }\n";
+  }
+
   void printElementwise(const loop::Kernel &k) {
     if (k.scatterIndex) {
       printScatter(k);
+      return;
+    }
+    if (g_.cuda.vector > 1) {
+      printVectorized(k);
+      return;
+    }
+    if (g_.cuda.tileDim >= 0) {
+      printTiled(k);
       return;
     }
     std::map<const sym::Node *, std::string> loc;
