@@ -68,7 +68,10 @@ def _resolve_dynamic(dynamic, path, proto):
             import onnx
         except ImportError:  # without onnx the default cannot be checked: leave dims as they are
             return {}
-        proto = onnx.load(path, load_external_data=False)
+        try:
+            proto = onnx.load(path, load_external_data=False)
+        except Exception:  # not a readable model: `kiln compile` reports it precisely
+            return {}
     present = _dim_params(proto)
     return {name: rng for name, rng in dynamic.items() if name in present}
 

@@ -38,6 +38,7 @@ class Model:
     def __init__(self, path, *, device="cpu", runners=None, threads=None, weights=None):
         path = os.fspath(path)
         _check_library_path(path)
+        path = os.path.abspath(path)  # dlopen searches the library path for bare names
         for name, value in (("runners", runners), ("threads", threads)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise InvalidArgumentError(f"{name}={value!r}: expected a positive int or None")
@@ -121,6 +122,13 @@ class Model:
                f"outputs=[{fmt(self.outputs)}])"
 
 
+def _detached(value):
+    """Inference reads autograd tensors as plain data (DLPack refuses them otherwise)."""
+    if getattr(value, "requires_grad", False) and hasattr(value, "detach"):
+        return value.detach()
+    return value
+
+
 def _order(values, names, kind):
     unknown = [k for k in values if k not in names]
     if unknown:
@@ -130,7 +138,7 @@ def _order(values, names, kind):
     if missing:
         raise InvalidArgumentError(f"missing {kind}(s) {', '.join(repr(m) for m in missing)}; "
                                    f"the model's {kind}s are: {', '.join(names)}")
-    return [values[n] for n in names]
+    return [_detached(values[n]) for n in names]
 
 
 def _check_library_path(path):
