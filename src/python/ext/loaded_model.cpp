@@ -6,7 +6,9 @@ namespace kiln::python {
 
 namespace {
 
-const char *bufferName(bool inactive) { return inactive ? "inactive" : "active"; }
+const char *bufferName(bool inactive) {
+  return inactive ? "inactive" : "active";
+}
 
 // Keeps libkiln_rt (and the OpenMP/oneDNN state it holds) loaded for the life of the process:
 // unloading it when the last model.so goes away would pull thread pools from under idle
@@ -108,9 +110,8 @@ std::vector<BorrowedTensor> LoadedModel::borrowAll(const py::sequence &objects, 
   int32_t n = 0;
   check(count(container_, &n));
   if (static_cast<int32_t>(py::len(objects)) != n)
-    throw StatusError(KILN_ERR_INVALID_ARGUMENT,
-                      "expected " + std::to_string(n) + " " + kind + "s, got " +
-                          std::to_string(py::len(objects)));
+    throw StatusError(KILN_ERR_INVALID_ARGUMENT, "expected " + std::to_string(n) + " " + kind +
+                                                     "s, got " + std::to_string(py::len(objects)));
   std::vector<BorrowedTensor> borrowed;
   borrowed.reserve(n);
   for (int32_t i = 0; i < n; ++i) {
@@ -161,10 +162,10 @@ py::list LoadedModel::run(const py::sequence &inputs) {
 }
 
 void LoadedModel::runInto(const py::sequence &inputs, const py::sequence &outputs) {
-  std::vector<BorrowedTensor> in = borrowAll(inputs, api_.num_inputs, api_.input_info, "input",
-                                             false);
-  std::vector<BorrowedTensor> out = borrowAll(outputs, api_.num_outputs, api_.output_info,
-                                              "output", true);
+  std::vector<BorrowedTensor> in =
+      borrowAll(inputs, api_.num_inputs, api_.input_info, "input", false);
+  std::vector<BorrowedTensor> out =
+      borrowAll(outputs, api_.num_outputs, api_.output_info, "output", true);
   std::vector<DLTensor> inT, outT;
   for (const BorrowedTensor &b : in)
     inT.push_back(b.dl());
@@ -195,8 +196,8 @@ void LoadedModel::updateConstants(const py::dict &values, bool inactive, bool re
   std::vector<BorrowedTensor> borrowed;
   for (auto [key, value] : values) {
     if (!py::isinstance<py::str>(key))
-      throw StatusError(KILN_ERR_INVALID_ARGUMENT, "constant names must be str, got " +
-                                                       std::string(py::repr(key)));
+      throw StatusError(KILN_ERR_INVALID_ARGUMENT,
+                        "constant names must be str, got " + std::string(py::repr(key)));
     names.push_back(key.cast<std::string>());
     borrowed.push_back(BorrowedTensor::borrow(value, "constant '" + names.back() + "'", false));
   }

@@ -45,8 +45,8 @@ PYBIND11_MODULE(_kiln, m) {
       });
 
   py::class_<LoadedModel>(m, "_Model")
-      .def(py::init([](const std::string &path, const std::string &device, int runners,
-                       int threads, std::optional<std::string> weights) {
+      .def(py::init([](const std::string &path, const std::string &device, int runners, int threads,
+                       std::optional<std::string> weights) {
              LoadOptions o;
              o.device = device;
              o.runners = runners;

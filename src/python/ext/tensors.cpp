@@ -11,7 +11,9 @@ namespace {
 constexpr const char *kCapsuleName = "dltensor";
 constexpr const char *kUsedCapsuleName = "used_dltensor";
 
-bool isString(DLDataType t) { return t.code == kDLOpaqueHandle && t.bits == 64; }
+bool isString(DLDataType t) {
+  return t.code == kDLOpaqueHandle && t.bits == 64;
+}
 
 int64_t numel(const DLTensor &t) {
   int64_t n = 1;
@@ -62,7 +64,8 @@ std::string dtypeName(DLDataType t) {
                      : t.code == kDLUInt    ? "uint"
                      : t.code == kDLComplex ? "complex"
                                             : nullptr;
-  if (!base) return "dtype(code=" + std::to_string(t.code) + ", bits=" + std::to_string(t.bits) + ")";
+  if (!base)
+    return "dtype(code=" + std::to_string(t.code) + ", bits=" + std::to_string(t.bits) + ")";
   std::string name = base + std::to_string(t.bits);
   return t.lanes == 1 ? name : name + "x" + std::to_string(t.lanes);
 }
@@ -98,8 +101,7 @@ BorrowedTensor BorrowedTensor::borrow(py::handle object, const std::string &what
   return fromNumpy(py::array::ensure(object), what, writable); // lists, scalars
 }
 
-BorrowedTensor BorrowedTensor::fromNumpy(py::array array, const std::string &what,
-                                         bool writable) {
+BorrowedTensor BorrowedTensor::fromNumpy(py::array array, const std::string &what, bool writable) {
   if (!array) throw py::error_already_set();
   if (writable && !array.writeable())
     throw StatusError(KILN_ERR_INVALID_ARGUMENT, what + ": the NumPy array is read-only");
@@ -231,7 +233,9 @@ py::tuple Tensor::shape() const {
   return shape;
 }
 
-std::string Tensor::dtype() const { return dtypeName(output_->tensor->dl_tensor.dtype); }
+std::string Tensor::dtype() const {
+  return dtypeName(output_->tensor->dl_tensor.dtype);
+}
 
 std::string Tensor::device() const {
   const DLDevice &d = output_->tensor->dl_tensor.device;

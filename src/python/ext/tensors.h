@@ -45,10 +45,10 @@ private:
   static BorrowedTensor fromDlpack(py::handle object, const std::string &what);
 
   DLTensor tensor_{};
-  std::vector<int64_t> shape_;    // NumPy path: shape in elements (tensor_.shape points here)
-  std::vector<const char *> strs_; // NumPy string arrays: one UTF-8 pointer per item
-  std::vector<std::string> utf8_;  // ... and the bytes they point at
-  py::object keep_;               // the array or the capsule
+  std::vector<int64_t> shape_;         // NumPy path: shape in elements (tensor_.shape points here)
+  std::vector<const char *> strs_;     // NumPy string arrays: one UTF-8 pointer per item
+  std::vector<std::string> utf8_;      // ... and the bytes they point at
+  py::object keep_;                    // the array or the capsule
   DLManagedTensor *managed_ = nullptr; // a consumed DLPack capsule's tensor
 };
 
