@@ -1,6 +1,10 @@
 #include "loaded_model.h"
 
 #include <dlfcn.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
 
 namespace kiln::python {
 
@@ -20,6 +24,30 @@ void pinRuntime(void *modelHandle) {
   ::dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
 }
 
+// dlopen returns the library already loaded under the same path even when the file has been
+// replaced since (a model recompiled to the same output). True when the mapping that holds
+// `symbol` is the file now at `path` (by inode), or when that cannot be told.
+bool loadedFileIsCurrent(void *symbol, const std::string &path) {
+  struct stat st {};
+  Dl_info info{};
+  if (!symbol || ::stat(path.c_str(), &st) != 0 || !::dladdr(symbol, &info)) return true;
+  auto base = reinterpret_cast<uintptr_t>(info.dli_fbase);
+  std::ifstream maps("/proc/self/maps");
+  for (std::string line; std::getline(maps, line);) {
+    // "start-end perms offset dev inode path"
+    std::istringstream fields(line);
+    std::string range, perms, offset, dev;
+    unsigned long long inode = 0;
+    fields >> range >> perms >> offset >> dev >> inode;
+    size_t dash = range.find('-');
+    if (dash == std::string::npos) continue;
+    uintptr_t start = std::stoull(range.substr(0, dash), nullptr, 16);
+    uintptr_t end = std::stoull(range.substr(dash + 1), nullptr, 16);
+    if (base >= start && base < end) return inode == static_cast<unsigned long long>(st.st_ino);
+  }
+  return true;
+}
+
 template <typename F> void optionalSymbol(void *handle, F &fn, const char *name) {
   *reinterpret_cast<void **>(&fn) = ::dlsym(handle, name);
 }
@@ -34,6 +62,12 @@ LoadedModel::LoadedModel(const std::string &path, const LoadOptions &options)
     throw StatusError(e.status(), e.what());
   }
   void *handle = api_.library.get();
+  if (!loadedFileIsCurrent(reinterpret_cast<void *>(api_.create), path))
+    throw StatusError(KILN_ERR_INVALID_STATE,
+                      "'" + path +
+                          "' was replaced after a model was loaded from it, and that model (or "
+                          "one of its outputs) is still alive in this process, so the old "
+                          "library would be used; release it first or compile to a new path");
   pinRuntime(handle);
   optionalSymbol(handle, runV2_, "kiln_run_v2");
   optionalSymbol(handle, runAllocV2_, "kiln_run_alloc_v2");
