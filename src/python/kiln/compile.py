@@ -3,6 +3,7 @@
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 
@@ -167,9 +168,20 @@ def _run_compiler(exe, data, path, output, args, verbose):
             with open(path, "wb") as f:
                 f.write(data)
         cmd = [exe, "compile", path, "-o", output] + args
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if verbose and proc.stdout:
-        print(proc.stdout, end="")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            text, _ = proc.communicate()
+        except BaseException:
+            # Ctrl-C: let the compiler clean up its temporary files (SIGINT), then make sure.
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise
+    if verbose and text:
+        print(text, end="")
     if proc.returncode != 0:
-        raise CompileError(proc.stdout.strip() or
+        raise CompileError(text.strip() or
                            f"{' '.join(cmd)} failed with exit status {proc.returncode}")
