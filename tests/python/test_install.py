@@ -63,3 +63,34 @@ np.save({str(tmp_path / 'y.npy')!r}, m(np.load({str(tmp_path / 'x.npy')!r})))
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert proc.returncode == 0, proc.stderr
         np.testing.assert_allclose(np.load(tmp_path / "y.npy"), cnn(x), rtol=1e-6, atol=1e-6)
+
+
+def test_wheel_installs_with_pip_offline(tmp_path, cnn):
+    subprocess.run(["cmake", "--build", BUILD, "--target", "kiln_python_wheel"], check=True,
+                   stdout=subprocess.PIPE)
+    dist = os.path.join(BUILD, "python", "dist")
+    wheels = [w for w in os.listdir(dist) if w.endswith(".whl")]
+    assert len(wheels) == 1, wheels
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps",
+                    "--disable-pip-version-check", "--target", str(target),
+                    os.path.join(dist, wheels[0])], check=True, stdout=subprocess.PIPE,
+                   stderr=subprocess.PIPE)
+    x = np.random.default_rng(32).standard_normal((2, 3, 16, 16), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    compiler = os.path.join(BUILD, "src", "kiln")
+    script = f"""
+import numpy as np, kiln
+assert kiln.__file__.startswith({str(target)!r}), kiln.__file__
+assert kiln._config.COMPILER is None
+m = kiln.compile({os.path.join(os.environ["KILN_TEST_WORK"], "cnn.onnx")!r},
+                 {str(tmp_path / 'w.so')!r}, runners=1, threads=1)
+np.save({str(tmp_path / 'y.npy')!r}, m(np.load({str(tmp_path / 'x.npy')!r})))
+"""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(target), "HOME": str(tmp_path),
+           "OMP_NUM_THREADS": "1", "KILN_COMPILER": compiler,
+           "KILN_CACHE_DIR": os.environ.get("KILN_CACHE_DIR", str(tmp_path / "cache"))}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), cnn(x), rtol=1e-6, atol=1e-6)

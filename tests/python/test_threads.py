@@ -48,7 +48,7 @@ def test_gil_is_released_during_a_run():
             n += 1
         return n
 
-    alone = count_for(0.3)
+    alone_before = count_for(0.3)
     done = threading.Event()
     old_interval = sys.getswitchinterval()
     sys.setswitchinterval(0.001)
@@ -65,6 +65,7 @@ def test_gil_is_released_during_a_run():
         t.join()
     finally:
         sys.setswitchinterval(old_interval)
+    alone = (alone_before + count_for(0.3)) / 2  # before and after: the machine's load drifts
     # Released: the counter keeps at least its share of a core (>= ~50% when the two threads
     # share one); held: a few percent.
     assert together > 0.25 * alone, (together, alone)
