@@ -134,3 +134,21 @@ def test_recompiling_to_a_loaded_path_is_refused(tmp_path, cnn_torch):
     gc.collect()
     second = kiln.load(out)
     np.testing.assert_array_equal(second(np.array([1, -2, 3], np.float32)), [-1, 2, -3])
+
+
+def test_external_weights(tmp_path, cnn_torch):
+    out = tmp_path / "ext.so"
+    model = kiln.compile(_cnn_path(), out, weights="external", runners=1, threads=1)
+    assert (tmp_path / "ext.so.weights").exists()
+    x = np.random.default_rng(8).standard_normal((2, 3, 16, 16), dtype=np.float32)
+    np.testing.assert_allclose(model(x), torch_reference(cnn_torch, x), rtol=RTOL, atol=ATOL)
+    del model
+    gc.collect()
+    found = kiln.load(out, runners=1, threads=1)  # <model>.weights is found by default
+    np.testing.assert_allclose(found(x), torch_reference(cnn_torch, x), rtol=RTOL, atol=ATOL)
+    del found
+    gc.collect()
+    moved = tmp_path / "elsewhere.bin"
+    (tmp_path / "ext.so.weights").rename(moved)
+    again = kiln.load(out, weights=moved, runners=1, threads=1)
+    np.testing.assert_allclose(again(x), torch_reference(cnn_torch, x), rtol=RTOL, atol=ATOL)

@@ -155,8 +155,7 @@ def compile(model, output=None, *, device="cpu", dynamic=DEFAULT_DYNAMIC,
         _run_compiler(exe, data, path, output, args, verbose)
     if not load:
         return output
-    weights_file = output + ".weights" if weights == "external" else None
-    return Model(output, device=device, runners=runners, threads=threads, weights=weights_file)
+    return Model(output, device=device, runners=runners, threads=threads)
 
 
 def _run_compiler(exe, data, path, output, args, verbose):

@@ -42,6 +42,8 @@ class Model:
         for name, value in (("runners", runners), ("threads", threads)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise InvalidArgumentError(f"{name}={value!r}: expected a positive int or None")
+        if weights is None and os.path.exists(path + ".weights"):
+            weights = path + ".weights"  # written by compile(..., weights="external")
         self.path = path
         self._impl = _kiln._Model(path, device, runners or 0, threads or 0,
                                   None if weights is None else os.fspath(weights))
@@ -155,5 +157,6 @@ def load(path, *, device="cpu", runners=None, threads=None, weights=None):
     """Loads a compiled model.so. device: "cpu", "cuda" or "cuda:N" (the model must have
     been compiled for it). runners: concurrent runs (default one per hardware thread).
     threads: OpenMP threads inside one run (default all hardware threads). weights: the
-    external weights file of a model compiled with weights="external"."""
+    external weights file of a model compiled with weights="external" (default:
+    <path>.weights when it exists, as `kiln run` does)."""
     return Model(path, device=device, runners=runners, threads=threads, weights=weights)
