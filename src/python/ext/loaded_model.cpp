@@ -59,7 +59,10 @@ LoadedModel::LoadedModel(const std::string &path, const LoadOptions &options)
   try {
     api_ = kiln::Api::load(path);
   } catch (const kiln::Error &e) {
-    throw StatusError(e.status(), e.what());
+    // what() is "<status name>: <message>"; Python's exception class already says the status.
+    std::string message = e.what(), prefix = kiln::Error::statusName(e.status()) + ": ";
+    if (message.rfind(prefix, 0) == 0) message.erase(0, prefix.size());
+    throw StatusError(e.status(), message);
   }
   void *handle = api_.library.get();
   if (!loadedFileIsCurrent(reinterpret_cast<void *>(api_.create), path))
