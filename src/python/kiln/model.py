@@ -100,6 +100,8 @@ class Model:
 
     def _gather(self, arrays, named):
         """Inputs in model order from positional and named arguments."""
+        if not named and len(arrays) == len(self.inputs):  # the common call: all positional
+            return [_detached(a) for a in arrays]
         if len(arrays) == 1 and not named and isinstance(arrays[0], Mapping):
             return _order(arrays[0], [info.name for info in self.inputs], "input")
         names = [info.name for info in self.inputs]
