@@ -57,6 +57,19 @@ std::vector<int64_t> parseShape(const std::string &text, const std::string &flag
   return dims;
 }
 
+CLI::Validator atLeast(int64_t min) {
+  return CLI::Validator(
+      [min](std::string &text) -> std::string {
+        int64_t v = 0;
+        auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+        if (ec != std::errc() || ptr != text.data() + text.size())
+          return "'" + text + "' is not a whole number";
+        if (v < min) return fmt::format("{} is too small; give a whole number >= {}", v, min);
+        return "";
+      },
+      fmt::format("INT>={}", min));
+}
+
 std::string listNames(const std::vector<std::string> &names) {
   std::string s;
   for (size_t i = 0; i < names.size(); ++i)

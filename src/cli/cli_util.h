@@ -2,6 +2,7 @@
 // flag and shows an example of what was expected.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -23,6 +24,9 @@ std::map<std::string, std::string> parseNamedValues(const std::vector<std::strin
 /// "1x128" or "1,128" → {1, 128}; "" (a scalar) → {}.
 std::vector<int64_t> parseShape(const std::string &text, const std::string &flag,
                                 const std::string &whole);
+
+/// CLI11 check: a whole number >= 0 (or >= 1), with a message a person can read.
+CLI::Validator atLeast(int64_t min);
 
 /// "a, b and c" for a message.
 std::string listNames(const std::vector<std::string> &names);

@@ -120,15 +120,15 @@ void addBenchCommand(CLI::App &app) {
                   "NAME=DxDx...: shape of a synthetic input (default: the model's, symbolic "
                   "dims at their smallest non-zero value)");
   cmd->add_option("--input", o->inputs, "NAME=FILE.npy: real inputs instead of synthetic ones");
-  cmd->add_option("--runs", o->runs, "timed runs (default 100)")->check(CLI::PositiveNumber);
+  cmd->add_option("--runs", o->runs, "timed runs (default 100)")->check(atLeast(1));
   cmd->add_option("--warmup", o->warmup, "untimed runs first (default 10)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(atLeast(0));
   cmd->add_option("--min-time", o->minSeconds,
                   "keep timing until this many seconds have passed (default 0)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0.0, 3600.0));
   cmd->add_option("--threads", o->container.threads,
                   "threads per run (default: the CPUs this process may use)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(atLeast(0));
   cmd->add_option("--weights", o->container.weights,
                   "external weights file (default: <model>.weights when it exists)");
   cmd->add_option("--device", o->container.device,

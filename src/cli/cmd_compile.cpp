@@ -74,7 +74,6 @@ void compileCommand(CompileFlags &f) {
   std::error_code ec;
   if (std::filesystem::is_directory(f.opts.modelPath, ec))
     fail("'{}' is a directory; give the model.onnx file", f.opts.modelPath);
-  if (f.opts.jobs < 0) fail("--jobs {}: give a positive number (or 0 for one per CPU)", f.opts.jobs);
   parseTarget(f);
   parseImportFlags(f);
   f.opts.externalWeights = f.weights == "external";
@@ -156,7 +155,8 @@ void addCompileCommand(CLI::App &app) {
                 "results match PyTorch with TF32 off)");
   cmd->add_option("--cache-dir", f->opts.cacheDir,
                   "object cache (default $KILN_CACHE_DIR, else ~/.cache/kiln)");
-  cmd->add_option("-j,--jobs", f->opts.jobs, "parallel compiler processes (default: one per CPU)");
+  cmd->add_option("-j,--jobs", f->opts.jobs, "parallel compiler processes (default: one per CPU)")
+      ->check(atLeast(0));
   cmd->add_flag("--timings", f->timings, "print a table of the seconds each stage took");
   cmd->add_flag("--keep-sources", f->opts.keepSources, "keep generated sources in <output>.src/");
   cmd->add_flag("--print-after-all", f->opts.printAfterAll, "dump the IR after every pass");

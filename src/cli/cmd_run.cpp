@@ -100,12 +100,12 @@ void addRunCommand(CLI::App &app) {
                   "it, names, shapes and the first values are printed");
   cmd->add_option("--bench", o->repeat,
                   "timed runs after the warm-up; prints their median (kiln bench gives more)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(atLeast(0));
   cmd->add_option("--warmup", o->warmup, "untimed runs before the --bench runs (default 3)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(atLeast(0));
   cmd->add_option("--threads", o->container.threads,
                   "threads per run (default: the CPUs this process may use)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(atLeast(0));
   cmd->add_option("--weights", o->container.weights,
                   "external weights file (default: <model>.weights when it exists)");
   cmd->add_flag("--json", o->json, "print the timing as one JSON line (no output values)");

@@ -7,6 +7,34 @@
 #include "support/error.h"
 
 #include <iostream>
+#include <map>
+
+namespace {
+
+/// A flag given twice is harmless but likely a slip: say so. (An option taking a value given
+/// twice is an error: MultiOptionPolicy::Throw below.)
+void warnRepeatedFlags(CLI::App &app, int argc, char **argv) {
+  CLI::App *cmd = &app;
+  std::map<std::string, int> seen;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--") break;
+    bool isSub = false;
+    for (CLI::App *sub : cmd->get_subcommands([&](CLI::App *s) { return s->check_name(arg); })) {
+      cmd = sub;
+      isSub = true;
+      break;
+    }
+    if (isSub) continue;
+    if (arg.rfind("--", 0) != 0) continue;
+    std::string name = arg.substr(0, arg.find('='));
+    const CLI::Option *opt = cmd->get_option_no_throw(name);
+    if (opt && opt->get_expected_max() == 0 && ++seen[name] == 2)
+      std::cerr << "kiln: warning: " << name << " is given more than once\n";
+  }
+}
+
+} // namespace
 
 int main(int argc, char **argv) {
   using namespace kiln::cli;
@@ -24,6 +52,7 @@ int main(int argc, char **argv) {
   addBenchCommand(app);
   addInspectCommand(app);
   addCacheCommand(app);
+  warnRepeatedFlags(app, argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success &e) {

@@ -123,6 +123,14 @@ void RunSession::setInput(int32_t i, NpyArray array) {
 }
 
 void RunSession::loadInputs(const std::map<std::string, std::string> &files) {
+  for (auto &[name, file] : files) {
+    bool known = false;
+    for (const kiln_tensor_info &info : inInfo_)
+      known |= name == info.name;
+    if (!known)
+      fail("--input {}={}: the model has no input named '{}'; its inputs are {}", name, file, name,
+           listNames(inputNames()));
+  }
   std::map<std::string, std::string> left = files;
   for (int32_t i = 0; i < numInputs(); ++i) {
     const kiln_tensor_info &info = inInfo_[i];
