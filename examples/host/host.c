@@ -12,8 +12,8 @@
 #include <stdlib.h>
 
 static int check(int status, const char *what) {
-  if (status != KILN_OK) fprintf(stderr, "host_c: %s failed (status %d): %s\n", what, status,
-                                 kiln_last_error());
+  if (status != KILN_OK)
+    fprintf(stderr, "host_c: %s failed (status %d): %s\n", what, status, kiln_last_error());
   return status;
 }
 
@@ -49,8 +49,8 @@ int main(int argc, char **argv) {
   fclose(f);
 
   DLTensor input = {x, {kDLCPU, 0}, in_info.ndim, in_info.dtype, (int64_t *)in_info.dims, NULL, 0};
-  DLTensor output = {y, {kDLCPU, 0}, out_info.ndim, out_info.dtype, (int64_t *)out_info.dims,
-                     NULL, 0};
+  DLTensor output = {y, {kDLCPU, 0}, out_info.ndim, out_info.dtype, (int64_t *)out_info.dims, NULL,
+                     0};
   if (check(kiln_run(model, &input, 1, &output, 1), "kiln_run")) return 1;
   for (int64_t i = 0; i < out_count; ++i)
     printf("%.9g\n", y[i]);

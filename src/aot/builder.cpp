@@ -242,7 +242,7 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
   std::string firstError;
   int n = jobs > 0 ? jobs : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   bool interrupted = false;
-  if (progress) progress(0, pending.size());
+  if (progress && !pending.empty()) progress(0, pending.size());
   auto worker = [&] {
     for (size_t i; (i = next++) < pending.size();) {
       Job &j = *pending[i];
@@ -316,8 +316,8 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
           shellQuote(tmpOut.string());
   for (const Job &j : all)
     link += " " + shellQuote(j.object.string());
-  link += " -L" + shellQuote(kilnPaths().runtimeLibDir) + " -lkiln_rt" + runpathFlags() +
-          " 2> " + shellQuote((work / "link.log").string());
+  link += " -L" + shellQuote(kilnPaths().runtimeLibDir) + " -lkiln_rt" + runpathFlags() + " 2> " +
+          shellQuote((work / "link.log").string());
   if (runShell(link) != 0) {
     throw InternalError("kiln internal error: linking model.so failed:\n" +
                         readFile(work / "link.log").substr(0, 4000));

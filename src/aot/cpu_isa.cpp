@@ -46,7 +46,8 @@ CpuIsa resolveCpuIsa(const std::string &cpu) {
        it != std::sregex_iterator(); ++it)
     defined.insert((*it)[1]);
   for (const cpu::Feature &f : cpu::kFeatures)
-    if (defined.count(f.macro)) isa.features += (isa.features.empty() ? "" : ",") + std::string(f.name);
+    if (defined.count(f.macro))
+      isa.features += (isa.features.empty() ? "" : ",") + std::string(f.name);
   if (cpu == "native") {
     auto [help, helpOk] = capture("g++ -march=native -Q --help=target");
     std::smatch m;

@@ -3,10 +3,10 @@
 #include "support/error.h"
 
 #include <atomic>
-#include <chrono>
-#include <cstring>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
+#include <cstring>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <thread>

@@ -112,8 +112,8 @@ void benchCommand(const BenchOptions &o) {
 } // namespace
 
 void addBenchCommand(CLI::App &app) {
-  auto *cmd = app.add_subcommand(
-      "bench", "time a compiled model.so: latency percentiles and throughput");
+  auto *cmd =
+      app.add_subcommand("bench", "time a compiled model.so: latency percentiles and throughput");
   auto o = std::make_shared<BenchOptions>();
   cmd->add_option("model", o->lib, "the compiled model (model.so from kiln compile)")->required();
   cmd->add_option("--shape", o->shapes,
@@ -121,8 +121,7 @@ void addBenchCommand(CLI::App &app) {
                   "dims at their smallest non-zero value)");
   cmd->add_option("--input", o->inputs, "NAME=FILE.npy: real inputs instead of synthetic ones");
   cmd->add_option("--runs", o->runs, "timed runs (default 100)")->check(atLeast(1));
-  cmd->add_option("--warmup", o->warmup, "untimed runs first (default 10)")
-      ->check(atLeast(0));
+  cmd->add_option("--warmup", o->warmup, "untimed runs first (default 10)")->check(atLeast(0));
   cmd->add_option("--min-time", o->minSeconds,
                   "keep timing until this many seconds have passed (default 0)")
       ->check(CLI::Range(0.0, 3600.0));

@@ -51,8 +51,10 @@ void addInfo(CLI::App &cache, std::shared_ptr<std::string> dir) {
     fs::path d = dir->empty() ? aot::defaultCacheDir() : *dir;
     CacheUsage u = usage(d);
     if (*asJson) {
-      nlohmann::json j = {{"dir", d.string()},         {"objects", u.objects},
-                          {"bytes", u.bytes},          {"temp_files", u.tempFiles},
+      nlohmann::json j = {{"dir", d.string()},
+                          {"objects", u.objects},
+                          {"bytes", u.bytes},
+                          {"temp_files", u.tempFiles},
                           {"stale_builds", u.staleBuilds}};
       std::cout << j.dump() << "\n";
       return;

@@ -47,8 +47,8 @@ json ioJson(const kiln_model_desc_v1 &d, const kiln_io_desc_v1 &io) {
     if (io.dims[k] >= 0)
       dims.push_back(io.dims[k]);
     else if (s >= 0 && s < d.num_symbols)
-      dims.push_back({{"name", d.symbols[s].name}, {"min", d.symbols[s].min},
-                      {"max", d.symbols[s].max}});
+      dims.push_back(
+          {{"name", d.symbols[s].name}, {"min", d.symbols[s].min}, {"max", d.symbols[s].max}});
     else
       dims.push_back("derived");
   }
@@ -107,9 +107,8 @@ void inspectLibrary(const std::string &path, bool asJson) {
   }
   std::cout << fmt::format("model:        {} (compiled)\n", path);
   std::cout << fmt::format("device:       {}{}\n", j["device"].get<std::string>(),
-                           j.contains("cuda_arch")
-                               ? " (" + j["cuda_arch"].get<std::string>() + ")"
-                               : "");
+                           j.contains("cuda_arch") ? " (" + j["cuda_arch"].get<std::string>() + ")"
+                                                   : "");
   if (hasBuildRecord) {
     std::cout << fmt::format("built for:    CPU {} ({})\n", j["cpu_isa"].get<std::string>(),
                              j["cpu_features"].get<std::string>().empty()
@@ -131,9 +130,9 @@ void inspectLibrary(const std::string &path, bool asJson) {
                            d->num_constants);
   for (const char *kind : {"inputs", "outputs"})
     for (const json &io : j[kind])
-      std::cout << fmt::format("  {} {}: {} {}\n", kind == std::string("inputs") ? "input " : "output",
-                               io["name"].get<std::string>(), io["dtype"].get<std::string>(),
-                               dimsText(io["dims"]));
+      std::cout << fmt::format(
+          "  {} {}: {} {}\n", kind == std::string("inputs") ? "input " : "output",
+          io["name"].get<std::string>(), io["dtype"].get<std::string>(), dimsText(io["dims"]));
 }
 
 /// An ONNX model: inputs, ops with support, outputs after shape inference. Returns the

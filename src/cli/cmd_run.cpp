@@ -31,8 +31,7 @@ struct RunOptions {
 };
 
 void runCommand(const RunOptions &o) {
-  std::map<std::string, std::string> files =
-      parseNamedValues(o.inputs, "--input", "x=input_x.npy");
+  std::map<std::string, std::string> files = parseNamedValues(o.inputs, "--input", "x=input_x.npy");
   ModelLib lib(o.lib);
   kiln_container *c = createContainer(lib, o.container);
   std::unique_ptr<kiln_container, decltype(lib.kiln_container_destroy)> guard(
@@ -56,10 +55,10 @@ void runCommand(const RunOptions &o) {
       fail("--output-dir '{}' is a file, not a directory", o.outDir);
     std::filesystem::create_directories(o.outDir);
     for (int32_t i = 0; i < session.numOutputs(); ++i)
-      writeNpy((std::filesystem::path(o.outDir) /
-                (safeFileName(session.outputInfo(i).name) + ".npy"))
-                   .string(),
-               session.outputInfo(i).dtype, session.outputDims(i), session.outputData(i));
+      writeNpy(
+          (std::filesystem::path(o.outDir) / (safeFileName(session.outputInfo(i).name) + ".npy"))
+              .string(),
+          session.outputInfo(i).dtype, session.outputDims(i), session.outputData(i));
   } else if (!o.json) {
     for (int32_t i = 0; i < session.numOutputs(); ++i)
       printOutput(session.outputInfo(i).name, session.outputInfo(i).dtype, session.outputDims(i),
@@ -70,20 +69,24 @@ void runCommand(const RunOptions &o) {
   };
   int threads = o.container.threads > 0 ? o.container.threads : availableCpus();
   if (o.json) {
-    nlohmann::json j = {{"model", o.lib},       {"device", device},
+    nlohmann::json j = {{"model", o.lib},
+                        {"device", device},
                         {"cpu_isa", lib.cpuIsa() ? lib.cpuIsa() : ""},
-                        {"threads", threads},   {"median_ms", pct(0.5)},
-                        {"p10_ms", pct(0.1)},   {"p90_ms", pct(0.9)},
-                        {"first_ms", first},    {"runs", times.size()}};
+                        {"threads", threads},
+                        {"median_ms", pct(0.5)},
+                        {"p10_ms", pct(0.1)},
+                        {"p90_ms", pct(0.9)},
+                        {"first_ms", first},
+                        {"runs", times.size()}};
     std::cout << j.dump() << "\n";
     return;
   }
   std::cout << fmt::format("model: {} ({})\n", o.lib, lib.summary());
-  std::cout << fmt::format("latency: {:.3f} ms{} on {} thread(s)\n", pct(0.5),
-                           o.repeat > 0 ? fmt::format(" median of {} runs (first run {:.3f} ms)",
-                                                      times.size(), first)
-                                        : std::string(" (one run; kiln bench for statistics)"),
-                           threads);
+  std::cout << fmt::format(
+      "latency: {:.3f} ms{} on {} thread(s)\n", pct(0.5),
+      o.repeat > 0 ? fmt::format(" median of {} runs (first run {:.3f} ms)", times.size(), first)
+                   : std::string(" (one run; kiln bench for statistics)"),
+      threads);
 }
 
 } // namespace

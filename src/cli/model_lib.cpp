@@ -24,8 +24,9 @@ void requireModelLibrary(const std::string &path) {
   char magic[4] = {};
   std::ifstream in(path, std::ios::binary);
   in.read(magic, 4);
-  if (std::memcmp(magic, "\x7f"
-                         "ELF",
+  if (std::memcmp(magic,
+                  "\x7f"
+                  "ELF",
                   4) == 0)
     return;
   if (fs::path(path).extension() == ".onnx")
@@ -43,11 +44,10 @@ namespace {
 /// library path lack one still loads (the model's NEEDED entry matches it by SONAME).
 void preloadRuntime() {
   static const bool once = [] {
-    for (const fs::path &dir : {fs::path(aot::kilnPaths().runtimeLibDir)}) {
-      for (const char *name : {"libkiln_rt.so.1", "libkiln_rt.so"})
-        if (dlopen((dir / name).c_str(), RTLD_NOW | RTLD_GLOBAL)) return true;
-    }
-    return false;
+    fs::path dir = aot::kilnPaths().runtimeLibDir;
+    for (const char *name : {"libkiln_rt.so.1", "libkiln_rt.so"})
+      if (dlopen((dir / name).c_str(), RTLD_NOW | RTLD_GLOBAL)) return true;
+    return false; // then the model's RUNPATH and the library path must provide it
   }();
   (void)once;
 }

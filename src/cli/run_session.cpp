@@ -72,7 +72,9 @@ std::string elementText(const DLDataType &t, const void *data, int64_t i) {
 
 struct RunSession::Buffer {
   void *p = nullptr;
-  explicit Buffer(size_t n) { p = std::aligned_alloc(64, std::max<size_t>(64, (n + 63) / 64 * 64)); }
+  explicit Buffer(size_t n) {
+    p = std::aligned_alloc(64, std::max<size_t>(64, (n + 63) / 64 * 64));
+  }
   ~Buffer() { std::free(p); }
 };
 
@@ -83,12 +85,14 @@ RunSession::RunSession(const ModelLib &lib, kiln_container *c, bool gpu)
   lib.check(lib.kiln_num_outputs(c, &nout), "reading the model's outputs");
   inInfo_.resize(nin);
   for (int32_t i = 0; i < nin; ++i) {
-    inInfo_[i] = kiln_tensor_info{sizeof(kiln_tensor_info)};
+    inInfo_[i] = kiln_tensor_info{};
+    inInfo_[i].struct_size = sizeof(kiln_tensor_info);
     lib.check(lib.kiln_input_info(c, i, &inInfo_[i]), "reading the model's inputs");
   }
   outInfo_.resize(nout);
   for (int32_t i = 0; i < nout; ++i) {
-    outInfo_[i] = kiln_tensor_info{sizeof(kiln_tensor_info)};
+    outInfo_[i] = kiln_tensor_info{};
+    outInfo_[i].struct_size = sizeof(kiln_tensor_info);
     lib.check(lib.kiln_output_info(c, i, &outInfo_[i]), "reading the model's outputs");
     anyString_ |= isString(outInfo_[i].dtype);
   }
@@ -117,9 +121,13 @@ void RunSession::setInput(int32_t i, NpyArray array) {
   inShapes_[i] = a.shape;
   buffers_.push_back(std::make_unique<Buffer>(a.data.size()));
   std::memcpy(buffers_.back()->p, a.data.data(), a.data.size());
-  ins_[i] = DLTensor{buffers_.back()->p,      {kDLCPU, 0}, static_cast<int32_t>(a.shape.size()),
-                     a.dtype,                 inShapes_[i].data(),
-                     nullptr,                 0};
+  ins_[i] = DLTensor{buffers_.back()->p,
+                     {kDLCPU, 0},
+                     static_cast<int32_t>(a.shape.size()),
+                     a.dtype,
+                     inShapes_[i].data(),
+                     nullptr,
+                     0};
 }
 
 void RunSession::loadInputs(const std::map<std::string, std::string> &files) {
@@ -143,8 +151,8 @@ void RunSession::loadInputs(const std::map<std::string, std::string> &files) {
     // numpy has no bfloat16: a bfloat16 input comes as a uint16 .npy of raw bf16 bits.
     if (info.dtype.code == kDLBfloat && info.dtype.bits == 16) {
       if (a.dtype.code != kDLUInt || a.dtype.bits != 16)
-        fail("input '{}' is bfloat16: give a uint16 .npy of raw bf16 bits ('{}' has {})",
-             info.name, it->second, dtypeDescr(a.dtype));
+        fail("input '{}' is bfloat16: give a uint16 .npy of raw bf16 bits ('{}' has {})", info.name,
+             it->second, dtypeDescr(a.dtype));
       a.dtype = info.dtype;
     }
     left.erase(it);
@@ -209,7 +217,8 @@ void RunSession::prepareOutputs() {
     lib_.check(lib_.kiln_alloc_tensor(c_, t.dtype, t.ndim, t.shape, &m),
                "allocating a tensor on the GPU");
     deviceTensors_.push_back(m);
-    if (copy) lib_.check(lib_.kiln_copy_tensor(c_, &m->dl_tensor, &t), "copying an input to the GPU");
+    if (copy)
+      lib_.check(lib_.kiln_copy_tensor(c_, &m->dl_tensor, &t), "copying an input to the GPU");
     t.data = m->dl_tensor.data;
     t.device = m->dl_tensor.device;
   };
@@ -231,8 +240,13 @@ void RunSession::prepareOutputs() {
     size_t bytes = static_cast<size_t>(elementCount(outDims_[i])) *
                    (isString(outInfo_[i].dtype) ? 8 : (outInfo_[i].dtype.bits + 7) / 8);
     buffers_.push_back(std::make_unique<Buffer>(bytes));
-    outs_[i] = DLTensor{buffers_.back()->p, {kDLCPU, 0},       outInfo_[i].ndim, outInfo_[i].dtype,
-                        outDims_[i].data(), nullptr,           0};
+    outs_[i] = DLTensor{buffers_.back()->p,
+                        {kDLCPU, 0},
+                        outInfo_[i].ndim,
+                        outInfo_[i].dtype,
+                        outDims_[i].data(),
+                        nullptr,
+                        0};
   }
   hostOut_ = outs_;
   if (gpu_)
@@ -278,8 +292,8 @@ void RunSession::outputsToHost() {
   }
 }
 
-void printOutput(const std::string &name, const DLDataType &dtype,
-                 const std::vector<int64_t> &dims, const void *data) {
+void printOutput(const std::string &name, const DLDataType &dtype, const std::vector<int64_t> &dims,
+                 const void *data) {
   std::string shape;
   for (size_t d = 0; d < dims.size(); ++d)
     shape += (d ? ", " : "") + std::to_string(dims[d]);

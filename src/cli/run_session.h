@@ -61,7 +61,7 @@ private:
 
 /// Prints "name: dtype [dims]" and the first values of an output (kiln run without
 /// --output-dir).
-void printOutput(const std::string &name, const DLDataType &dtype,
-                 const std::vector<int64_t> &dims, const void *data);
+void printOutput(const std::string &name, const DLDataType &dtype, const std::vector<int64_t> &dims,
+                 const void *data);
 
 } // namespace kiln::cli

@@ -10,6 +10,7 @@ command printed.
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -232,6 +233,7 @@ def case_compile_timings_and_progress():
     for stage in ("import", "optimize", "lower", "schedule", "generate", "build", "total"):
         expect(p, "err", rf"^{stage} +\d+\.\d+$")
     # On a terminal (script gives one) the stages are shown as they start.
+    shutil.rmtree(path("cold"), ignore_errors=True)  # a cold cache: sources are compiled
     cmd = f"{KILN} compile {path('add.onnx')} -o {path('p.so')} --cache-dir {path('cold')}"
     s = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
                        env=ENV)
