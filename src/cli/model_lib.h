@@ -30,7 +30,7 @@ namespace kiln::cli {
   X(kiln_alloc_tensor)                                                                             \
   X(kiln_copy_tensor)
 
-/// Fails with a message naming `path` and `flag` when it is missing, a directory, or an
+/// Fails with a message naming `path` when it is missing, a directory, or an
 /// ONNX model where a compiled model.so is wanted.
 void requireModelLibrary(const std::string &path);
 

@@ -289,6 +289,7 @@ def case_interrupt_leaves_no_temp_files():
     # A cold cache so the build stage runs compilers for a while (tiny_cnn: a few seconds).
     for delay in (0.0, 0.5):
         cache = path(f"int_cache_{delay}")
+        shutil.rmtree(cache, ignore_errors=True)  # cold: nothing cached from a previous run
         out = path(f"int_{delay}.so")
         proc = subprocess.Popen([KILN, "compile", os.path.join(SRC, "examples/tiny_cnn/model.onnx"),
                                  "-o", out, "--cache-dir", cache], env=ENV,
