@@ -130,6 +130,16 @@ typedef struct kiln_model_desc_v1 {
    * synchronisation); NULL when none. */
   const int32_t *input_data_on_host;
   const char *cuda_arch; /* e.g. "sm_80,sm_90": what the fatbin holds, for messages */
+  /* Appended after ABI 4 (read only when struct_size covers them; older models lack them).
+   * The CPU the host code (kernels, wrapper) was built for: cpu_isa names it ("x86-64-v3",
+   * "native (znver3)"); cpu_features lists the ISA extensions it needs, comma-separated
+   * ("avx,avx2,fma,..."). libkiln_rt refuses a container on a CPU lacking one
+   * (KILN_ERR_DEVICE) instead of letting the run die with SIGILL. */
+  const char *cpu_isa;
+  const char *cpu_features;
+  int32_t num_kernels;      /* generated kernels (CPU or GPU), for `kiln inspect` */
+  int32_t num_extern_calls; /* shim calls (oneDNN, cuBLASLt, ...) */
+  const char *kiln_version; /* the kiln that compiled the model, e.g. "0.1.0" */
 } kiln_model_desc_v1;
 
 #ifdef __cplusplus

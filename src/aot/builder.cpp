@@ -1,8 +1,12 @@
 #include "aot/builder.h"
 
+#include "aot/install_paths.h"
+#include "aot/subprocess.h"
+
 #include "support/error.h"
 #include "support/hash.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
@@ -11,10 +15,6 @@
 #include <sstream>
 #include <thread>
 #include <unistd.h>
-
-#ifndef KILN_INCLUDE_DIR
-#error "KILN_INCLUDE_DIR must be defined by the build"
-#endif
 
 namespace kiln::aot {
 
@@ -54,21 +54,8 @@ const char *compilerFor(const fs::path &src) {
   return src.extension() == ".c" ? "gcc" : "g++";
 }
 
-/// Where the compiler finds kiln's headers, libkiln_rt and the model entry source: the build
-/// tree by default; KILN_INCLUDE_DIR / KILN_RT_LIB_DIR / KILN_MODEL_ENTRY_SOURCE override
-/// them (a relocated kiln, e.g. carried to another machine).
-std::string pathSetting(const char *env, const char *builtIn) {
-  if (const char *v = std::getenv(env); v && *v) return v;
-  return builtIn;
-}
 std::string includeDir() {
-  return pathSetting("KILN_INCLUDE_DIR", KILN_INCLUDE_DIR);
-}
-std::string runtimeLibDir() {
-  return pathSetting("KILN_RT_LIB_DIR", KILN_RT_LIB_DIR);
-}
-std::string entrySource() {
-  return pathSetting("KILN_MODEL_ENTRY_SOURCE", KILN_MODEL_ENTRY_SOURCE);
+  return kilnPaths().includeDir;
 }
 
 std::string nvccPath() {
@@ -120,12 +107,52 @@ std::string incbinAsm(const std::string &symbol, const fs::path &bin, bool withS
   return s + "  .section .note.GNU-stack,\"\",@progbits\n";
 }
 
+/// Removes the build's work directory and any temp file still registered when the build
+/// ends, normally or by an exception (a failed compile, an interrupt).
+class TempFiles {
+public:
+  explicit TempFiles(fs::path work) : work_(std::move(work)) {}
+  ~TempFiles() {
+    std::error_code ec;
+    std::lock_guard<std::mutex> lk(mu_);
+    for (const fs::path &p : files_)
+      fs::remove(p, ec);
+    fs::remove_all(work_, ec);
+  }
+  void add(const fs::path &p) {
+    std::lock_guard<std::mutex> lk(mu_);
+    files_.push_back(p);
+  }
+  /// `tmp` becomes `dst` (atomically); it is no longer a temp file.
+  void commit(const fs::path &tmp, const fs::path &dst) {
+    fs::rename(tmp, dst);
+    std::lock_guard<std::mutex> lk(mu_);
+    files_.erase(std::remove(files_.begin(), files_.end(), tmp), files_.end());
+  }
+
+private:
+  fs::path work_;
+  std::mutex mu_;
+  std::vector<fs::path> files_;
+};
+
+/// The RUNPATH of model.so: $ORIGIN (libkiln_rt copied next to it), then the normal library
+/// path. A build-tree kiln adds its build tree, an overridden KILN_RT_LIB_DIR that directory.
+std::string runpathFlags() {
+  std::string flags = " -Wl,-rpath," + shellQuote("$ORIGIN");
+  const KilnPaths &paths = kilnPaths();
+  if (!paths.installed || paths.overridden)
+    flags += " -Wl,-rpath," + shellQuote(paths.runtimeLibDir);
+  return flags;
+}
+
 } // namespace
 
 BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::string &output,
                                const std::string &cacheDir, int jobs, bool embedWeights,
-                               bool keepSources) {
+                               bool keepSources, const BuildProgress &progress) {
   BuildResult result;
+  TempFilesScope interruptible; // a Ctrl-C now lets the cleanup below run first
   {
     fs::path parent = fs::absolute(output).parent_path();
     std::error_code ec;
@@ -137,11 +164,13 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
   fs::create_directories(cache);
   fs::path work = fs::path(cacheDir) /
                   ("build-" + std::to_string(getpid()) + "-" + hexHash(fnv1a(output)).substr(0, 8));
+  TempFiles temps(work);
   fs::create_directories(work);
   std::vector<std::string> common = {"-fPIC", "-fvisibility=hidden", "-I" + includeDir()};
   // Part of every cache key: the compiler and the prelude every kernel includes.
   std::string toolId = "gcc12;" + includeDir() + ";" +
-                       hexHash(fnv1a(readFile(fs::path(includeDir()) / "kiln/prelude.h")));
+                       hexHash(fnv1a(readFile(fs::path(includeDir()) / "kiln/prelude.h"))) + ";" +
+                       gm.cacheSalt;
   std::vector<Job> all;
   std::vector<Job> fatbins;
   for (const auto &src : gm.sources) {
@@ -170,7 +199,7 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
   }
   {
     Job entry;
-    entry.source = entrySource();
+    entry.source = kilnPaths().entrySource;
     entry.flags = {"-O2", "-std=c99"};
     entry.flags.insert(entry.flags.end(), common.begin(), common.end());
     entry.key = hexHash(fnv1a(readFile(entry.source), fnv1a(toolId + "entry")));
@@ -184,8 +213,9 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
     if (!fs::exists(bin)) {
       fs::path tmp = bin;
       tmp += ".tmp" + std::to_string(getpid());
+      temps.add(tmp);
       writeFile(tmp, blob);
-      fs::rename(tmp, bin);
+      temps.commit(tmp, bin);
     }
     Job w;
     w.source = work / "weights.S";
@@ -207,18 +237,28 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
     else
       pending.push_back(&j);
   }
-  std::atomic<size_t> next{0};
+  std::atomic<size_t> next{0}, done{0};
   std::mutex errMu;
   std::string firstError;
   int n = jobs > 0 ? jobs : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  bool interrupted = false;
+  if (progress && !pending.empty()) progress(0, pending.size());
   auto worker = [&] {
     for (size_t i; (i = next++) < pending.size();) {
       Job &j = *pending[i];
       fs::path tmpObj = j.object;
       tmpObj += ".tmp" + std::to_string(getpid()) + "_" + std::to_string(i);
+      temps.add(tmpObj);
       fs::path log = work / (j.source.filename().string() + ".log");
       std::string cmd = compileCommand(j, tmpObj) + " 2> " + shellQuote(log.string());
-      int rc = std::system(cmd.c_str());
+      int rc = 0;
+      try {
+        rc = runShell(cmd);
+      } catch (const Interrupted &) {
+        std::lock_guard<std::mutex> lk(errMu);
+        interrupted = true;
+        return;
+      }
       if (rc != 0) {
         std::lock_guard<std::mutex> lk(errMu);
         if (firstError.empty())
@@ -226,7 +266,11 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
               "compiling " + j.source.string() + " failed:\n" + readFile(log).substr(0, 4000);
         continue;
       }
-      fs::rename(tmpObj, j.object);
+      temps.commit(tmpObj, j.object);
+      if (progress) {
+        std::lock_guard<std::mutex> lk(errMu);
+        progress(++done, pending.size());
+      }
     }
   };
   std::vector<std::thread> threads;
@@ -235,6 +279,7 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
   for (auto &t : threads)
     t.join();
   result.compiled = pending.size();
+  if (interrupted) throw Interrupted();
   if (!firstError.empty())
     throw InternalError("kiln internal error: generated code did not compile (" + firstError + ")");
   // The (one) CUDA fatbin becomes kiln_cuda_fatbin / kiln_cuda_fatbin_size in model.so.
@@ -245,13 +290,14 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
       writeFile(asmFile, incbinAsm("kiln_cuda_fatbin", fb.object, true));
       fs::path tmpObj = obj;
       tmpObj += ".tmp" + std::to_string(getpid());
+      temps.add(tmpObj);
       std::string cmd = "gcc -c " + shellQuote(asmFile.string()) + " -o " +
                         shellQuote(tmpObj.string()) + " 2> " +
                         shellQuote((work / "fatbin.log").string());
-      if (std::system(cmd.c_str()) != 0)
+      if (runShell(cmd) != 0)
         throw InternalError("kiln internal error: embedding the CUDA fatbin failed:\n" +
                             readFile(work / "fatbin.log").substr(0, 4000));
-      fs::rename(tmpObj, obj);
+      temps.commit(tmpObj, obj);
     }
     Job embed;
     embed.object = obj;
@@ -260,25 +306,26 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
   fs::path out = fs::absolute(output);
   fs::path tmpOut = out;
   tmpOut += ".tmp" + std::to_string(getpid());
+  temps.add(tmpOut);
   std::string link = "g++ -shared";
   for (const std::string &f : gm.linkFlags)
     link += " " + shellQuote(f);
-  link += " -Wl,-z,now -o " + shellQuote(tmpOut.string());
+  // SONAME = the file name, so a host linked against model.so finds it by name (RUNPATH,
+  // LD_LIBRARY_PATH) wherever it is moved.
+  link += " -Wl,-z,now -Wl,-soname," + shellQuote(out.filename().string()) + " -o " +
+          shellQuote(tmpOut.string());
   for (const Job &j : all)
     link += " " + shellQuote(j.object.string());
-  link += " -L" + shellQuote(runtimeLibDir()) + " -lkiln_rt -Wl,-rpath," +
-          shellQuote(runtimeLibDir()) + " 2> " + shellQuote((work / "link.log").string());
-  if (std::system(link.c_str()) != 0) {
-    std::error_code ec;
-    fs::remove(tmpOut, ec);
+  link += " -L" + shellQuote(kilnPaths().runtimeLibDir) + " -lkiln_rt" + runpathFlags() + " 2> " +
+          shellQuote((work / "link.log").string());
+  if (runShell(link) != 0) {
     throw InternalError("kiln internal error: linking model.so failed:\n" +
                         readFile(work / "link.log").substr(0, 4000));
   }
+  checkInterrupt();
   std::error_code renameError;
   fs::rename(tmpOut, out, renameError);
   if (renameError) {
-    std::error_code ec;
-    fs::remove(tmpOut, ec);
     fail("cannot write '{}': {}", out.string(), renameError.message());
   }
   if (keepSources) {
@@ -289,8 +336,6 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
     for (const auto &src : gm.sources)
       writeFile(dir / src.name, src.text);
   }
-  std::error_code ec;
-  fs::remove_all(work, ec);
   return result;
 }
 

@@ -4,6 +4,7 @@
 
 #include "codegen/wrapper/wrapper.h"
 
+#include <functional>
 #include <string>
 
 namespace kiln::aot {
@@ -12,8 +13,13 @@ struct BuildResult {
   size_t compiled = 0, cacheHits = 0;
 };
 
+/// Called with (objects compiled, objects to compile) as the build goes.
+using BuildProgress = std::function<void(size_t done, size_t total)>;
+
+/// Throws UserError, InternalError (generated code did not compile) or Interrupted; in every
+/// case the cache holds no temp file and no partial output is left.
 BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::string &output,
                                const std::string &cacheDir, int jobs, bool embedWeights,
-                               bool keepSources);
+                               bool keepSources, const BuildProgress &progress = {});
 
 } // namespace kiln::aot

@@ -1,6 +1,9 @@
 #include "aot/compile.h"
 
 #include "aot/builder.h"
+#include "aot/cpu_isa.h"
+#include "aot/install_paths.h"
+#include "aot/subprocess.h"
 #include "codegen/wrapper/wrapper.h"
 #include "lower/lowerer.h"
 #include "passes/passes.h"
@@ -27,8 +30,45 @@ std::string defaultCacheDir() {
   return "/tmp/kiln-cache";
 }
 
+namespace {
+
+/// Times the pipeline's stages; each start checks for an interrupt and reports progress.
+class StageClock {
+public:
+  StageClock(const CompileOptions &opts, CompileStats &stats) : opts_(opts), stats_(stats) {}
+  ~StageClock() { stop(); }
+  void start(const char *stage) {
+    stop();
+    checkInterrupt();
+    if (opts_.onStage) opts_.onStage(stage);
+    stage_ = stage;
+    t0_ = std::chrono::steady_clock::now();
+  }
+  void stop() {
+    if (stage_.empty()) return;
+    stats_.stageSeconds.emplace_back(
+        stage_, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count());
+    stage_.clear();
+  }
+
+private:
+  const CompileOptions &opts_;
+  CompileStats &stats_;
+  std::string stage_;
+  std::chrono::steady_clock::time_point t0_;
+};
+
+} // namespace
+
 CompileStats compileModel(const CompileOptions &opts) {
   auto start = std::chrono::steady_clock::now();
+  CompileStats st;
+  StageClock clock(opts, st);
+  // Before any work: a bad --cpu is reported at once.
+  clock.start("target");
+  CpuIsa isa = resolveCpuIsa(opts.target.hostArch);
+  st.cpuIsa = isa.name;
+  clock.start("import");
   sym::Context ctx;
   auto graph = frontend::importModel(opts.modelPath, ctx, opts.import);
   auto dumpAfter = [&](const char *pass) {
@@ -36,47 +76,58 @@ CompileStats compileModel(const CompileOptions &opts) {
   };
   dumpAfter("import");
   // The pass pipeline (passes/pipeline.cpp): a flat list, each step one documented function.
+  clock.start("optimize");
   passes::optimizeGraph(*graph, dumpAfter, opts.target);
 
+  clock.start("lower");
   loop::Program prog;
   lower::Lowerer lowerer(*graph, prog, opts.target);
   lowerer.lowerGraph();
+  clock.start("schedule");
   sched::scheduleProgram(prog, ctx, opts.target);
   if (opts.printAfterAll) std::cerr << "// ---- loop IR ----\n" << loop::dump(prog);
 
+  clock.start("generate");
   bool embed = !opts.externalWeights;
   std::unique_ptr<codegen::DeviceOps> ops = codegen::makeDeviceOps(opts.target);
+  codegen::BuildStamp stamp{isa.name, isa.features, kilnVersion()};
   codegen::GeneratedModel gm =
-      codegen::generateModel(*graph, prog, *ops, opts.kernelsPerFile, embed);
+      codegen::generateModel(*graph, prog, *ops, opts.kernelsPerFile, embed, stamp);
+  gm.cacheSalt = isa.features; // -march=native differs between machines sharing a cache
   std::string cacheDir = opts.cacheDir.empty() ? defaultCacheDir() : opts.cacheDir;
+  clock.start("build");
+  BuildResult br;
   if (!embed) {
     // Written first under a temp name; renamed only after model.so links.
+    TempFilesScope interruptible;
     fs::path wpath = opts.outputPath + ".weights";
     fs::path tmp = wpath;
     tmp += ".tmp" + std::to_string(getpid());
-    std::ofstream out(tmp, std::ios::binary);
-    out.write(reinterpret_cast<const char *>(gm.weights.data()),
-              static_cast<std::streamsize>(gm.weights.size()));
-    out.close();
-    if (!out) fail("cannot write weights file '{}'", tmp.string());
     try {
-      buildSharedLibrary(gm, opts.outputPath, cacheDir, opts.jobs, false, opts.keepSources);
+      std::ofstream out(tmp, std::ios::binary);
+      out.write(reinterpret_cast<const char *>(gm.weights.data()),
+                static_cast<std::streamsize>(gm.weights.size()));
+      out.close();
+      if (!out) fail("cannot write weights file '{}'", tmp.string());
+      br = buildSharedLibrary(gm, opts.outputPath, cacheDir, opts.jobs, false, opts.keepSources,
+                              opts.onBuildProgress);
     } catch (...) {
       std::error_code ec;
       fs::remove(tmp, ec);
       throw;
     }
     fs::rename(tmp, wpath);
+  } else {
+    br = buildSharedLibrary(gm, opts.outputPath, cacheDir, opts.jobs, true, opts.keepSources,
+                            opts.onBuildProgress);
   }
-  BuildResult br;
-  if (embed)
-    br = buildSharedLibrary(gm, opts.outputPath, cacheDir, opts.jobs, true, opts.keepSources);
-  CompileStats st;
+  clock.stop();
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   for (auto &k : prog.kernels)
     (k->kind == loop::KernelKind::Extern ? st.externs : st.kernels)++;
   st.sources = gm.sources.size();
   st.cacheHits = br.cacheHits;
+  st.compiled = br.compiled;
   return st;
 }
 

@@ -6,7 +6,12 @@
 
 #include "frontend/onnx/importer.h"
 
+#include "aot/builder.h"
+
+#include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace kiln::aot {
 
@@ -21,15 +26,22 @@ struct CompileOptions {
   int jobs = 0;             // parallel compiler processes; 0 = hardware threads
   bool keepSources = false; // leave the generated sources next to the output
   sched::Target target;     // device and per-device choices (default: this CPU)
+                            // target.hostArch is the --cpu value (-march of the host code)
+  // Progress: called as each stage starts ("import", "optimize", "lower", "schedule",
+  // "generate", "build"), and with (done, total) while objects compile.
+  std::function<void(const char *stage)> onStage;
+  BuildProgress onBuildProgress;
 };
 
 struct CompileStats {
   double seconds = 0;
-  size_t kernels = 0, externs = 0, sources = 0, cacheHits = 0;
+  size_t kernels = 0, externs = 0, sources = 0, cacheHits = 0, compiled = 0;
+  std::vector<std::pair<std::string, double>> stageSeconds; // in pipeline order
+  std::string cpuIsa;                                       // what the host code targets
 };
 
-/// Compiles the model; throws UserError (bad model) or InternalError. Never leaves a
-/// partial output file.
+/// Compiles the model; throws UserError (bad model), InternalError or Interrupted. Never
+/// leaves a partial output file or a temp file.
 CompileStats compileModel(const CompileOptions &opts);
 
 std::string defaultCacheDir();

@@ -1,73 +1,18 @@
-// `kiln run`: loads a model.so with dlopen, feeds .npy inputs, writes .npy outputs and
-// reports latency (optionally a benchmark: warm-up then median of repeated runs).
+// `kiln run`: loads a model.so, feeds .npy inputs, prints the outputs or writes them as
+// .npy files, and reports the latency (optionally of repeated runs after a warm-up).
+#include "cli/cli_util.h"
 #include "cli/commands.h"
-#include "cli/npy.h"
-#include "kiln/model.h"
-#include "kiln/model_desc.h"
+#include "cli/run_session.h"
 #include "support/error.h"
 
 #include <algorithm>
-#include <chrono>
-#include <dlfcn.h>
 #include <filesystem>
 #include <iostream>
-#include <map>
-#include <regex>
+#include <nlohmann/json.hpp>
 
 namespace kiln::cli {
 
 namespace {
-
-// The model.h functions `kiln run` uses, looked up with dlsym.
-#define KILN_RUN_FUNCTIONS(X)                                                                      \
-  X(kiln_container_options_init)                                                                   \
-  X(kiln_container_create)                                                                         \
-  X(kiln_container_destroy)                                                                        \
-  X(kiln_last_error)                                                                               \
-  X(kiln_num_inputs)                                                                               \
-  X(kiln_num_outputs)                                                                              \
-  X(kiln_input_info)                                                                               \
-  X(kiln_output_info)                                                                              \
-  X(kiln_run)                                                                                      \
-  X(kiln_run_alloc)                                                                                \
-  X(kiln_output_dims)
-
-// ABI-4 functions (GPU runs) and the descriptor; older models lack them.
-#define KILN_RUN_OPTIONAL_FUNCTIONS(X)                                                             \
-  X(kiln_alloc_tensor)                                                                             \
-  X(kiln_copy_tensor)
-
-struct ModelLib {
-  void *handle = nullptr;
-#define KILN_FN(name) decltype(&::name) name = nullptr;
-  KILN_RUN_FUNCTIONS(KILN_FN)
-  KILN_RUN_OPTIONAL_FUNCTIONS(KILN_FN)
-#undef KILN_FN
-  const kiln_model_desc_v1 *(*kiln_model_descriptor)() = nullptr;
-
-  explicit ModelLib(const std::string &path) {
-    std::string p = std::filesystem::absolute(path).string();
-    handle = dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!handle) fail("cannot load '{}': {}", path, dlerror());
-#define KILN_FN(name)                                                                              \
-  name = reinterpret_cast<decltype(name)>(dlsym(handle, #name));                                   \
-  if (!name) fail("'{}' is not a kiln model: symbol {} missing", path, #name);
-    KILN_RUN_FUNCTIONS(KILN_FN)
-#undef KILN_FN
-#define KILN_FN(name) name = reinterpret_cast<decltype(name)>(dlsym(handle, #name));
-    KILN_RUN_OPTIONAL_FUNCTIONS(KILN_FN)
-    KILN_FN(kiln_model_descriptor)
-#undef KILN_FN
-  }
-  // The device the model was compiled for ("cpu" when the descriptor says nothing).
-  std::string modelDevice() const {
-    const kiln_model_desc_v1 *d = kiln_model_descriptor ? kiln_model_descriptor() : nullptr;
-    return d && d->device ? d->device : "cpu";
-  }
-  void check(int st, const char *what) const {
-    if (st != KILN_OK) fail("{} failed (status {}): {}", what, st, kiln_last_error());
-  }
-};
 
 std::string safeFileName(const std::string &name) {
   std::string r;
@@ -77,223 +22,100 @@ std::string safeFileName(const std::string &name) {
   return r.empty() ? "output" : r;
 }
 
-struct Aligned {
-  void *p = nullptr;
-  explicit Aligned(size_t n) {
-    p = std::aligned_alloc(64, std::max<size_t>(64, (n + 63) / 64 * 64));
-  }
-  ~Aligned() { std::free(p); }
-  Aligned(const Aligned &) = delete;
+struct RunOptions {
+  std::string lib, outDir;
+  std::vector<std::string> inputs;
+  int repeat = 0, warmup = 3;
+  bool json = false;
+  ContainerOptions container;
 };
+
+void runCommand(const RunOptions &o) {
+  std::map<std::string, std::string> files = parseNamedValues(o.inputs, "--input", "x=input_x.npy");
+  ModelLib lib(o.lib);
+  kiln_container *c = createContainer(lib, o.container);
+  std::unique_ptr<kiln_container, decltype(lib.kiln_container_destroy)> guard(
+      c, lib.kiln_container_destroy);
+  const std::string device = o.container.device.empty() ? lib.modelDevice() : o.container.device;
+  RunSession session(lib, c, device.rfind("cuda", 0) == 0);
+  session.loadInputs(files);
+  session.prepareOutputs();
+  double first = session.runOnce();
+  std::vector<double> times;
+  for (int i = 0; i < o.repeat && i < o.warmup; ++i)
+    session.runOnce();
+  for (int i = 0; i < o.repeat; ++i)
+    times.push_back(session.runOnce());
+  if (times.empty()) times.push_back(first);
+  std::sort(times.begin(), times.end());
+  session.outputsToHost();
+  if (!o.outDir.empty()) {
+    std::error_code ec;
+    if (std::filesystem::exists(o.outDir, ec) && !std::filesystem::is_directory(o.outDir, ec))
+      fail("--output-dir '{}' is a file, not a directory", o.outDir);
+    std::filesystem::create_directories(o.outDir);
+    for (int32_t i = 0; i < session.numOutputs(); ++i)
+      writeNpy(
+          (std::filesystem::path(o.outDir) / (safeFileName(session.outputInfo(i).name) + ".npy"))
+              .string(),
+          session.outputInfo(i).dtype, session.outputDims(i), session.outputData(i));
+  } else if (!o.json) {
+    for (int32_t i = 0; i < session.numOutputs(); ++i)
+      printOutput(session.outputInfo(i).name, session.outputInfo(i).dtype, session.outputDims(i),
+                  session.outputData(i));
+  }
+  auto pct = [&](double q) {
+    return times[std::min(times.size() - 1, size_t(q * (times.size() - 1) + 0.5))];
+  };
+  int threads = o.container.threads > 0 ? o.container.threads : availableCpus();
+  if (o.json) {
+    nlohmann::json j = {{"model", o.lib},
+                        {"device", device},
+                        {"cpu_isa", lib.cpuIsa() ? lib.cpuIsa() : ""},
+                        {"threads", threads},
+                        {"median_ms", pct(0.5)},
+                        {"p10_ms", pct(0.1)},
+                        {"p90_ms", pct(0.9)},
+                        {"first_ms", first},
+                        {"runs", times.size()}};
+    std::cout << j.dump() << "\n";
+    return;
+  }
+  std::cout << fmt::format("model: {} ({})\n", o.lib, lib.summary());
+  std::cout << fmt::format(
+      "latency: {:.3f} ms{} on {} thread(s)\n", pct(0.5),
+      o.repeat > 0 ? fmt::format(" median of {} runs (first run {:.3f} ms)", times.size(), first)
+                   : std::string(" (one run; kiln bench for statistics)"),
+      threads);
+}
 
 } // namespace
 
 void addRunCommand(CLI::App &app) {
-  auto *cmd = app.add_subcommand("run", "run a compiled model on .npy inputs");
-  struct Opts {
-    std::string lib, outDir, weights;
-    std::vector<std::string> inputs;
-    int bench = 0, warmup = 3, threads = 0, runners = 1;
-    bool json = false;
-    std::string device;
-  };
-  auto o = std::make_shared<Opts>();
-  cmd->add_option("model", o->lib, "model.so")->required();
+  auto *cmd = app.add_subcommand("run", "run a compiled model.so on .npy inputs");
+  auto o = std::make_shared<RunOptions>();
+  cmd->add_option("model", o->lib, "the compiled model (model.so from kiln compile)")->required();
   cmd->add_option("--input", o->inputs,
-                  "name=file.npy (repeat per input); a bfloat16 input takes a uint16 .npy "
+                  "NAME=FILE.npy, once per model input; a bfloat16 input takes a uint16 .npy "
                   "holding the raw bf16 bits");
   cmd->add_option("--output-dir", o->outDir,
-                  "write one .npy per output here (bfloat16 outputs as uint16 raw bits)");
-  cmd->add_option("--bench", o->bench, "timed runs (after warm-up); prints median latency");
-  cmd->add_option("--warmup", o->warmup, "warm-up runs before timing");
-  cmd->add_option("--threads", o->threads, "threads per run (default: all)");
-  cmd->add_option("--weights", o->weights,
+                  "write one NAME.npy per output here (bfloat16 as uint16 raw bits); without "
+                  "it, names, shapes and the first values are printed");
+  cmd->add_option("--bench", o->repeat,
+                  "timed runs after the warm-up; prints their median (kiln bench gives more)")
+      ->check(atLeast(0));
+  cmd->add_option("--warmup", o->warmup, "untimed runs before the --bench runs (default 3)")
+      ->check(atLeast(0));
+  cmd->add_option("--threads", o->container.threads,
+                  "threads per run (default: the CPUs this process may use)")
+      ->check(atLeast(0));
+  cmd->add_option("--weights", o->container.weights,
                   "external weights file (default: <model>.weights when it exists)");
-  cmd->add_flag("--json", o->json, "print timing as one JSON line");
-  cmd->add_option("--device", o->device,
+  cmd->add_flag("--json", o->json, "print the timing as one JSON line (no output values)");
+  cmd->add_option("--device", o->container.device,
                   "cpu, cuda or cuda:N (default: the device the model was compiled for); on a "
-                  "GPU, .npy inputs are copied to it and outputs back");
-  cmd->callback([o] {
-    ModelLib lib(o->lib);
-    const std::string device = o->device.empty() ? lib.modelDevice() : o->device;
-    const bool gpu = device.rfind("cuda", 0) == 0;
-    if (gpu && (!lib.kiln_alloc_tensor || !lib.kiln_copy_tensor))
-      fail("'{}' predates kiln ABI 4 (no kiln_alloc_tensor): it cannot run on {}", o->lib, device);
-    kiln_container_options opts;
-    lib.kiln_container_options_init(&opts);
-    opts.device = device.c_str();
-    opts.num_runners = o->runners;
-    opts.threads_per_run = o->threads;
-    std::string weights = o->weights;
-    if (weights.empty() && std::filesystem::exists(o->lib + ".weights"))
-      weights = o->lib + ".weights"; // written by `kiln compile --weights external`
-    if (!weights.empty()) opts.weights_path = weights.c_str();
-    kiln_container *c = nullptr;
-    lib.check(lib.kiln_container_create(&opts, &c), "creating the container");
-    std::unique_ptr<kiln_container, decltype(lib.kiln_container_destroy)> guard(
-        c, lib.kiln_container_destroy);
-    int32_t nin = 0, nout = 0;
-    lib.check(lib.kiln_num_inputs(c, &nin), "kiln_num_inputs");
-    lib.check(lib.kiln_num_outputs(c, &nout), "kiln_num_outputs");
-    std::map<std::string, std::string> files;
-    for (const std::string &spec : o->inputs) {
-      auto eq = spec.find('=');
-      if (eq == std::string::npos) fail("--input '{}': expected name=file.npy", spec);
-      files[spec.substr(0, eq)] = spec.substr(eq + 1);
-    }
-    std::vector<NpyArray> arrays(nin);
-    std::vector<std::unique_ptr<Aligned>> inBufs;
-    std::vector<DLTensor> ins(nin);
-    for (int32_t i = 0; i < nin; ++i) {
-      kiln_tensor_info info{sizeof(kiln_tensor_info)};
-      lib.check(lib.kiln_input_info(c, i, &info), "kiln_input_info");
-      auto it = files.find(info.name);
-      if (it == files.end())
-        fail("model input '{}' has no --input {}=file.npy", info.name, info.name);
-      arrays[i] = readNpy(it->second);
-      // numpy has no bfloat16: a bfloat16 input comes as a uint16 .npy of raw bf16 bits.
-      if (info.dtype.code == kDLBfloat && info.dtype.bits == 16) {
-        if (arrays[i].dtype.code != kDLUInt || arrays[i].dtype.bits != 16)
-          fail("input '{}' is bfloat16: give a uint16 .npy of raw bf16 bits ('{}' has {})",
-               info.name, it->second, dtypeDescr(arrays[i].dtype));
-        arrays[i].dtype = info.dtype;
-      }
-      files.erase(it);
-      inBufs.push_back(std::make_unique<Aligned>(arrays[i].data.size()));
-      std::memcpy(inBufs.back()->p, arrays[i].data.data(), arrays[i].data.size());
-      ins[i] = DLTensor{inBufs.back()->p,
-                        {kDLCPU, 0},
-                        static_cast<int32_t>(arrays[i].shape.size()),
-                        arrays[i].dtype,
-                        arrays[i].shape.data(),
-                        nullptr,
-                        0};
-    }
-    if (!files.empty())
-      fail("--input '{}': the model has no input with that name", files.begin()->first);
-    // On a GPU the run reads and writes device tensors; the host buffers stay the .npy side,
-    // copied in once and out after the runs.
-    std::vector<DLManagedTensor *> deviceTensors;
-    std::shared_ptr<void> freeDevice(nullptr, [&](void *) {
-      for (DLManagedTensor *m : deviceTensors)
-        m->deleter(m);
-    });
-    auto toDevice = [&](DLTensor &t, bool copy) {
-      DLManagedTensor *m = nullptr;
-      lib.check(lib.kiln_alloc_tensor(c, t.dtype, t.ndim, t.shape, &m), "kiln_alloc_tensor");
-      deviceTensors.push_back(m);
-      if (copy)
-        lib.check(lib.kiln_copy_tensor(c, &m->dl_tensor, &t), "copying an input to the GPU");
-      t.data = m->dl_tensor.data;
-      t.device = m->dl_tensor.device;
-    };
-    if (gpu)
-      for (DLTensor &t : ins)
-        toDevice(t, true);
-    std::vector<std::vector<int64_t>> outDims(nout);
-    std::vector<int64_t *> dimPtrs(nout);
-    std::vector<kiln_tensor_info> outInfo(nout);
-    for (int32_t i = 0; i < nout; ++i) {
-      outInfo[i] = kiln_tensor_info{sizeof(kiln_tensor_info)};
-      lib.check(lib.kiln_output_info(c, i, &outInfo[i]), "kiln_output_info");
-      outDims[i].resize(std::max(outInfo[i].ndim, 1));
-      dimPtrs[i] = outDims[i].data();
-    }
-    lib.check(lib.kiln_output_dims(c, ins.data(), nin, dimPtrs.data()), "computing output dims");
-    std::vector<std::unique_ptr<Aligned>> outBufs;
-    std::vector<DLTensor> outs(nout);
-    for (int32_t i = 0; i < nout; ++i) {
-      outDims[i].resize(outInfo[i].ndim);
-      int64_t n = 1;
-      for (int64_t d : outDims[i])
-        n *= d;
-      size_t bytes = static_cast<size_t>(n) * ((outInfo[i].dtype.bits + 7) / 8);
-      outBufs.push_back(std::make_unique<Aligned>(bytes));
-      outs[i] = DLTensor{outBufs.back()->p,
-                         {kDLCPU, 0},
-                         outInfo[i].ndim,
-                         outInfo[i].dtype,
-                         outDims[i].data(),
-                         nullptr,
-                         0};
-    }
-    const std::vector<DLTensor> hostOuts = outs;
-    if (gpu)
-      for (DLTensor &t : outs)
-        toDevice(t, false);
-    // kiln_run writes the actual dims of data-dependent outputs (NonZero, Unique, ...)
-    // into their shapes; each run starts again from the bounds kiln_output_dims gave.
-    const std::vector<std::vector<int64_t>> boundDims = outDims;
-    // String outputs need runtime-owned text: such models run through kiln_run_alloc.
-    bool anyString = false;
-    for (int32_t i = 0; i < nout; ++i)
-      anyString |= outInfo[i].dtype.code == kDLOpaqueHandle && outInfo[i].dtype.bits == 64;
-    std::vector<DLManagedTensor *> managed(nout, nullptr);
-    auto freeManaged = [&] {
-      for (DLManagedTensor *&m : managed)
-        if (m) {
-          m->deleter(m);
-          m = nullptr;
-        }
-    };
-    std::shared_ptr<void> freeAtExit(nullptr, [&](void *) { freeManaged(); });
-    auto runOnce = [&] {
-      for (int32_t i = 0; i < nout; ++i)
-        std::copy(boundDims[i].begin(), boundDims[i].end(), outDims[i].begin());
-      auto t0 = std::chrono::steady_clock::now();
-      if (anyString) {
-        freeManaged();
-        lib.check(lib.kiln_run_alloc(c, ins.data(), nin, managed.data(), nout), "kiln_run_alloc");
-        for (int32_t i = 0; i < nout; ++i) {
-          std::copy(managed[i]->dl_tensor.shape, managed[i]->dl_tensor.shape + outInfo[i].ndim,
-                    outDims[i].begin());
-          outs[i].data = managed[i]->dl_tensor.data;
-        }
-      } else {
-        // On a GPU kiln_run returns once the work is done, so the host clock times it.
-        lib.check(lib.kiln_run(c, ins.data(), nin, outs.data(), nout), "kiln_run");
-      }
-      return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-          .count();
-    };
-    double first = runOnce();
-    std::vector<double> times;
-    if (o->bench > 0) {
-      for (int i = 0; i < o->warmup; ++i)
-        runOnce();
-      for (int i = 0; i < o->bench; ++i)
-        times.push_back(runOnce());
-      std::sort(times.begin(), times.end());
-    } else {
-      times.push_back(first);
-    }
-    auto pct = [&](double q) {
-      return times[std::min(times.size() - 1, size_t(q * (times.size() - 1) + 0.5))];
-    };
-    if (gpu && !anyString) // string outputs never live on a GPU
-      for (int32_t i = 0; i < nout; ++i) {
-        DLTensor h = hostOuts[i];
-        h.shape = outDims[i].data();
-        lib.check(lib.kiln_copy_tensor(c, &h, &outs[i]), "copying an output from the GPU");
-        outs[i].data = h.data;
-      }
-    if (!o->outDir.empty()) {
-      std::filesystem::create_directories(o->outDir);
-      for (int32_t i = 0; i < nout; ++i)
-        writeNpy(
-            (std::filesystem::path(o->outDir) / (safeFileName(outInfo[i].name) + ".npy")).string(),
-            outInfo[i].dtype, outDims[i], outs[i].data);
-    }
-    if (o->json)
-      std::cout << fmt::format("{{\"median_ms\": {:.4f}, \"p10_ms\": {:.4f}, \"p90_ms\": {:.4f}, "
-                               "\"first_ms\": {:.4f}, \"runs\": {}}}\n",
-                               pct(0.5), pct(0.1), pct(0.9), first, times.size());
-    else
-      std::cout << fmt::format(
-          "latency: median {:.3f} ms (p10 {:.3f}, p90 {:.3f}; first run {:.3f} "
-          "ms; {} timed runs)\n",
-          pct(0.5), pct(0.1), pct(0.9), first, times.size());
-  });
+                  "GPU, inputs are copied to it and outputs back");
+  cmd->callback([o] { runCommand(*o); });
 }
 
 } // namespace kiln::cli

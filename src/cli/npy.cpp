@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 
@@ -100,6 +101,8 @@ std::string dtypeDescr(const DLDataType &t) {
 }
 
 NpyArray readNpy(const std::string &path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) fail("'{}' is a directory, not a .npy file", path);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot open '{}'", path);
   char magic[8];

@@ -214,6 +214,7 @@ KILN_RT_API int kiln_rt_container_create_v1(const kiln_model_desc_v1 *desc,
   if (!out) return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_container_create: out is NULL");
   *out = nullptr;
   if (int st = checkDesc(desc)) return st;
+  if (int st = checkCpuFeatures(*desc)) return st;
   kiln_container_options opts;
   kiln_rt_container_options_init(&opts);
   DeviceSpec spec;

@@ -57,6 +57,10 @@ struct MappedFile {
 int loadConstants(const kiln_model_desc_v1 &desc, const char *weightsPath, MappedFile &file,
                   ConstantSet &set);
 
+/// KILN_ERR_DEVICE (with a message) when the model's host code needs ISA extensions this
+/// CPU lacks (cpu_check.cpp); KILN_OK for models that record none.
+int checkCpuFeatures(const kiln_model_desc_v1 &desc);
+
 } // namespace kiln::rt
 
 struct kiln_container {

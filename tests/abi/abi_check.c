@@ -135,8 +135,14 @@ LAYOUT(kiln_io_desc_v1, 32)
 LAYOUT(kiln_constant_desc_v1, 40)
 LAYOUT(kiln_run_ctx, 40)
 /* Append-only: ABI 1 ended at 112 bytes (run at 104); ABI 2 appended bind_shapes_v2,
- * ABI 3 run_v2 (128 bytes), ABI 4 the CUDA fields (184 bytes). */
-LAYOUT(kiln_model_desc_v1, 184)
+ * ABI 3 run_v2 (128 bytes), ABI 4 the CUDA fields (184 bytes); then the build record
+ * (cpu_isa ... kiln_version, 216 bytes), read only when struct_size covers it. */
+LAYOUT(kiln_model_desc_v1, 216)
+FIELD(kiln_model_desc_v1, cpu_isa, 184)
+FIELD(kiln_model_desc_v1, cpu_features, 192)
+FIELD(kiln_model_desc_v1, num_kernels, 200)
+FIELD(kiln_model_desc_v1, num_extern_calls, 204)
+FIELD(kiln_model_desc_v1, kiln_version, 208)
 FIELD(kiln_model_desc_v1, bind_shapes_v2, 112)
 FIELD(kiln_model_desc_v1, run_v2, 120)
 FIELD(kiln_model_desc_v1, cuda_fatbin, 128)

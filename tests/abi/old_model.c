@@ -87,4 +87,9 @@ const kiln_model_desc_v1 kiln_model_desc = {
     NULL,
     NULL,
     NULL,
+    NULL,
+    NULL,
+    NULL,
+    0,
+    0,
     NULL};

@@ -80,4 +80,9 @@ const kiln_model_desc_v1 kiln_model_desc = {sizeof(kiln_model_desc_v1),
                                             NULL,
                                             NULL,
                                             NULL,
-                                            "sm_90"};
+                                            "sm_90",
+                                            "x86-64",
+                                            "",
+                                            0,
+                                            0,
+                                            "test"};

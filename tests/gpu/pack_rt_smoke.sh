@@ -8,7 +8,7 @@ out=$2
 mkdir -p "$out"
 rt=$build/src/runtime
 model=$(find "$build/tests" -name libkiln_fake_cuda_model.so | head -1)
-for f in "$rt/libkiln_rt.so" "$rt/libkiln_rt_cuda.so" "$model" \
+for f in "$rt/libkiln_rt.so.1" "$rt/libkiln_rt_cuda.so" "$model" \
          "$build/tests/gpu/fake_cuda_model/kiln_gpu_smoke_host"; do
   cp "$f" "$out/"
   strip --strip-debug "$out/$(basename "$f")"

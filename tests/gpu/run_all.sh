@@ -30,7 +30,7 @@ for step in "${steps[@]}"; do
     ;;
   stress)
     # 8 threads running asynchronously on their own streams while weights swap (rt_smoke).
-    cp "$W"/lib/libkiln_rt*.so "$W/smoke/" 2>/dev/null
+    cp "$W"/lib/libkiln_rt*.so* "$W/smoke/" 2>/dev/null
     sh "$W/smoke/rt_smoke.sh" "$W/smoke" >"$OUT/rt_smoke.json" 2>&1
     echo "rt_smoke rc=$? $(head -c 600 "$OUT/rt_smoke.json")"
     ;;

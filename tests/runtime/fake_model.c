@@ -137,4 +137,9 @@ const kiln_model_desc_v1 kiln_model_desc = {
     NULL,
     NULL,
     NULL,
+    "x86-64", /* the build record: baseline CPU, no extensions needed */
+    "",
+    1,
+    0,
+    "test",
 };

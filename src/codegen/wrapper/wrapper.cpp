@@ -43,8 +43,8 @@ std::string dlType(DType t) {
 
 class WrapperGen {
 public:
-  WrapperGen(const ir::Graph &g, loop::Program &p, const DeviceOps &ops)
-      : g_(g), p_(p), ops_(ops), ctx_(g.ctx()), syms_(collectModelSymbols(g, p)) {}
+  WrapperGen(const ir::Graph &g, loop::Program &p, const DeviceOps &ops, const BuildStamp &stamp)
+      : g_(g), p_(p), ops_(ops), stamp_(stamp), ctx_(g.ctx()), syms_(collectModelSymbols(g, p)) {}
 
   /// Position in the symbols array: the model's symbols, then the iteration numbers of
   /// control flow (set by the caller of each sub-program).
@@ -564,7 +564,13 @@ private:
     os << (readsInputData() ? "  bind_impl,\n" : "  nullptr,\n");
     os << (late ? "  run_impl,\n" : "  nullptr,\n");
     os << "  " << ops_.descriptorKernelFields("kernel_names", kernelNames_.size()) << ",\n";
-    os << "  scratch_bytes, input_data_on_host, " << ops_.deviceArch() << "\n};\n";
+    os << "  scratch_bytes, input_data_on_host, " << ops_.deviceArch() << ",\n";
+    int externs = 0;
+    for (const auto &group : p_.groups)
+      externs += group.isExtern();
+    os << fmt::format("  {}, {}, {}, {}, {}\n}};\n", cString(stamp_.cpuIsa),
+                      cString(stamp_.cpuFeatures), kernelNames_.size(), externs,
+                      cString(stamp_.kilnVersion));
     return os.str();
   }
 
@@ -630,6 +636,7 @@ private:
   const ir::Graph &g_;
   loop::Program &p_;
   const DeviceOps &ops_;
+  const BuildStamp &stamp_;
   sym::Context &ctx_;
   ModelSymbols syms_;
   std::vector<KernelSignature> symbolSigs_;
@@ -644,8 +651,8 @@ private:
 } // namespace
 
 GeneratedModel generateModel(const ir::Graph &g, loop::Program &p, const DeviceOps &ops,
-                             size_t kernelsPerFile, bool embedWeights) {
-  WrapperGen gen(g, p, ops);
+                             size_t kernelsPerFile, bool embedWeights, const BuildStamp &stamp) {
+  WrapperGen gen(g, p, ops, stamp);
   return gen.generate(std::max<size_t>(kernelsPerFile, 1), embedWeights);
 }
 

@@ -23,6 +23,7 @@ struct Importer {
   std::string dir, file;
   int opset = 0;
   std::set<std::string> usedDynamic, usedSeqLengths, usedOptionals, usedShapes;
+  std::set<std::string> dimNames; // every input dim name --dynamic could have named
   int anonSymbols = 0;
 
   std::string where() const { return fmt::format("model '{}'", file); }
@@ -102,9 +103,19 @@ struct Importer {
                     std::string scope = "") {
     auto scoped = [&](const std::string &n) { return scope.empty() ? n : scope + "." + n; };
     if (opts.allInputDimsDynamic) {
-      std::string name = d.has_dim_param() && !d.dim_param().empty()
-                             ? scoped(d.dim_param())
+      std::string bare = d.has_dim_param() && !d.dim_param().empty()
+                             ? d.dim_param()
                              : fmt::format("{}_d{}", input, index);
+      std::string name = d.has_dim_param() && !d.dim_param().empty() ? scoped(bare) : bare;
+      dimNames.insert(bare);
+      // --dynamic NAME=MIN:MAX still sets the range of the dim it names.
+      auto given = opts.dynamic.find(bare);
+      if (given != opts.dynamic.end()) {
+        usedDynamic.insert(bare);
+        sym::Expr s = ctx.symbol(name, given->second.min, given->second.max);
+        if (d.has_dim_value()) ctx.setHint(s, d.dim_value());
+        return s;
+      }
       sym::Expr s = ctx.symbol(name, 0, 1 << 20); // zero-size tensors are valid ONNX
       if (d.has_dim_value()) ctx.setHint(s, d.dim_value());
       return s;
@@ -115,6 +126,7 @@ struct Importer {
       name = fmt::format("{}_d{}", input, index); // already the input's own
       scope.clear();
     }
+    dimNames.insert(name);
     auto it = opts.dynamic.find(name);
     if (it != opts.dynamic.end()) {
       usedDynamic.insert(name);
@@ -373,10 +385,15 @@ std::unique_ptr<ir::Graph> importModelBytes(const std::string &bytes, const std:
   Importer::Scope top{g.get(), nullptr, {}};
   im.importGraph(model.graph(), top);
   for (const auto &[name, range] : opts.dynamic)
-    if (!im.usedDynamic.count(name))
-      fail("--dynamic {}: model '{}' has no input dim named '{}' (dim_params are: see `kiln "
-           "inspect`)",
-           name, displayName, name);
+    if (!im.usedDynamic.count(name)) {
+      std::string known;
+      for (const std::string &n : im.dimNames)
+        known += (known.empty() ? "" : ", ") + n;
+      fail("--dynamic {}: model '{}' has no symbolic input dim named '{}'; its symbolic dims "
+           "are: {} (with --all-dims-dynamic every dim can be named, as <input>_d<index> "
+           "where it has no name)",
+           name, displayName, name, known.empty() ? "none (every input dim is fixed)" : known);
+    }
   auto unused = [&](const char *flag, const auto &given, const std::set<std::string> &used,
                     const char *kind) {
     for (const auto &[name, value] : given)

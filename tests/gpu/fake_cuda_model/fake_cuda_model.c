@@ -120,4 +120,9 @@ const kiln_model_desc_v1 kiln_model_desc __attribute__((visibility("hidden"))) =
     scratch_bytes,
     NULL, /* no input is read on the host */
     "sm_90",
+    "x86-64", /* build record: baseline host code */
+    "",
+    1,
+    0,
+    "test",
 };

@@ -1,0 +1,60 @@
+#include "aot/cpu_isa.h"
+
+#include "runtime/cpu_features.h"
+#include "support/error.h"
+
+#include <cstdio>
+#include <regex>
+#include <set>
+#include <sys/wait.h>
+
+namespace kiln::aot {
+
+namespace {
+
+/// stdout+stderr of `command`, and whether it exited with 0.
+std::pair<std::string, bool> capture(const std::string &command) {
+  std::string out;
+  FILE *p = popen((command + " 2>&1").c_str(), "r");
+  if (!p) fail("cannot run '{}'", command);
+  char buf[512];
+  while (fgets(buf, sizeof buf, p))
+    out += buf;
+  int status = pclose(p);
+  return {out, status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0};
+}
+
+} // namespace
+
+CpuIsa resolveCpuIsa(const std::string &cpu) {
+  // The name goes into a shell command: letters, digits, '-', '_', '.' only.
+  if (!std::regex_match(cpu, std::regex("[A-Za-z0-9][A-Za-z0-9_.-]*")))
+    fail("--cpu '{}': expected native, x86-64-v2, x86-64-v3, x86-64-v4 or a g++ -march name "
+         "(e.g. skylake-avx512)",
+         cpu);
+  auto [macros, ok] = capture("g++ -march=" + cpu + " -dM -E -x c++ /dev/null");
+  if (!ok) {
+    std::string first = macros.substr(0, macros.find('\n'));
+    fail("--cpu '{}': g++ does not accept -march={} ({}); use native, x86-64-v2, x86-64-v3, "
+         "x86-64-v4 or a -march name g++ knows",
+         cpu, cpu, first);
+  }
+  CpuIsa isa{cpu, cpu, ""};
+  std::set<std::string> defined;
+  std::regex define("#define (\\w+) ");
+  for (auto it = std::sregex_iterator(macros.begin(), macros.end(), define);
+       it != std::sregex_iterator(); ++it)
+    defined.insert((*it)[1]);
+  for (const cpu::Feature &f : cpu::kFeatures)
+    if (defined.count(f.macro))
+      isa.features += (isa.features.empty() ? "" : ",") + std::string(f.name);
+  if (cpu == "native") {
+    auto [help, helpOk] = capture("g++ -march=native -Q --help=target");
+    std::smatch m;
+    if (helpOk && std::regex_search(help, m, std::regex("-march=\\s+(\\S+)")))
+      isa.name = "native (" + m[1].str() + ")";
+  }
+  return isa;
+}
+
+} // namespace kiln::aot

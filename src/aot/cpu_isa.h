@@ -1,0 +1,19 @@
+// `kiln compile --cpu`: which CPU the model's host code is built for, and the ISA
+// extensions that implies (recorded in model.so; libkiln_rt checks them before a run).
+#pragma once
+
+#include <string>
+
+namespace kiln::aot {
+
+struct CpuIsa {
+  std::string march;    // the -march value: "native", "x86-64-v3", "skylake-avx512", ...
+  std::string name;     // for people: "x86-64-v3", "native (znver3)"
+  std::string features; // comma-separated names from runtime/cpu_features.h
+};
+
+/// Asks g++ which feature macros -march=`cpu` enables. Throws UserError naming --cpu when g++
+/// does not know the name.
+CpuIsa resolveCpuIsa(const std::string &cpu);
+
+} // namespace kiln::aot

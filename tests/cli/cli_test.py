@@ -1,0 +1,319 @@
+#!/usr/bin/python3
+"""The kiln command as a user meets it: one case per behaviour (issue 10, section 3).
+
+    cli_test.py KILN WORKDIR CASE
+
+`models` (the ctest fixture) writes small ONNX models with onnx.helper and compiles them
+into WORKDIR; every other case uses them. Each case fails with an assertion naming what the
+command printed.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+KILN, WORK, CASE = sys.argv[1], sys.argv[2], sys.argv[3]
+SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CACHE = os.path.join(WORK, "cache")
+ENV = dict(os.environ, KILN_CACHE_DIR=CACHE)
+C = np.array([0.5, -1.0, 2.0, 0.25], dtype=np.float32)  # the constant of add.onnx
+
+
+def kiln(*args, rc=0, env=None):
+    p = subprocess.run([KILN, *args], capture_output=True, text=True, env=env or ENV)
+    where = f"kiln {' '.join(args)}\n--- stdout:\n{p.stdout}\n--- stderr:\n{p.stderr}"
+    assert rc is None or p.returncode == rc, f"exit {p.returncode}, expected {rc}: {where}"
+    return p
+
+
+def expect(p, stream, *patterns):
+    text = p.stdout if stream == "out" else p.stderr
+    for pat in patterns:
+        assert re.search(pat, text, re.M), f"/{pat}/ not in {stream}:\n{text}"
+
+
+def path(name):
+    return os.path.join(WORK, name)
+
+
+def case_models():
+    os.makedirs(WORK, exist_ok=True)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+    c = helper.make_tensor("c", TensorProto.FLOAT, [4], C.tolist())
+    g = helper.make_graph([helper.make_node("Add", ["x", "c"], ["y"])], "add", [x], [y], [c])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path("add.onnx"))
+    bad = helper.make_graph([helper.make_node("NotAnOnnxOp", ["x"], ["y"])], "bad", [x], [y])
+    onnx.save(helper.make_model(bad, opset_imports=[helper.make_opsetid("", 13)]),
+              path("unsupported.onnx"))
+    np.save(path("x.npy"), np.arange(8, dtype=np.float32).reshape(2, 4))
+    kiln("compile", path("add.onnx"), "-o", path("add.so"), "--dynamic", "batch=1:16")
+    kiln("compile", path("add.onnx"), "-o", path("add_ext.so"), "--dynamic", "batch=1:16",
+         "--weights", "external")
+
+
+def case_version():
+    p = kiln("--version")
+    expect(p, "out", r"^kiln \d+\.\d+\.\d+ \(C ABI \d+, shim level \d+\)")
+
+
+def case_run_onnx_says_compile_first():
+    p = kiln("run", path("add.onnx"), rc=1)
+    expect(p, "err", r"is an ONNX model; compile it first: kiln compile")
+    p = kiln("bench", path("add.onnx"), rc=1)
+    expect(p, "err", r"compile it first")
+
+
+def case_directory_reported():
+    expect(kiln("run", WORK, rc=1), "err", r"is a directory")
+    expect(kiln("compile", WORK, "-o", path("d.so"), rc=1), "err", r"is a directory")
+    expect(kiln("compile", path("add.onnx"), "-o", WORK, rc=1), "err", r"is a directory")
+    expect(kiln("inspect", WORK, rc=1), "err", r"is a directory")
+    expect(kiln("run", path("add.so"), "--input", f"x={WORK}", rc=1), "err",
+           r"is a directory, not a \.npy file")
+    expect(kiln("run", path("add.so"), "--input", f"x={path('x.npy')}", "--weights", WORK, rc=1),
+           "err", r"--weights .* is a directory")
+
+
+def case_inspect_compiled():
+    p = kiln("inspect", path("add.so"))
+    expect(p, "out", r"device: +cpu", r"built for: +CPU native", r"this CPU: +can run it",
+           r"kernels: +\d+ generated", r"ABI: +\d+ \(shim level \d+\)",
+           r"input +x: float32 \[batch=1\.\.16, 4\]", r"output y: float32 \[batch=1\.\.16, 4\]")
+    j = json.loads(kiln("inspect", path("add.so"), "--json").stdout)
+    assert j["device"] == "cpu" and j["cpu_isa"].startswith("native"), j
+    assert j["inputs"][0]["dims"] == [{"name": "batch", "min": 1, "max": 16}, 4], j
+    assert j["kernels"] >= 1 and j["runs_on_this_cpu"] is True, j
+    assert isinstance(j["shim_level"], int) and isinstance(j["abi_version"], int), j
+    assert j["weights"] == "embedded", j
+
+
+def case_inspect_unsupported_exit_code():
+    p = kiln("inspect", path("unsupported.onnx"), rc=3)
+    expect(p, "out", r"NotAnOnnxOp .*NOT SUPPORTED", r"1 op type\(s\) not supported")
+    j = json.loads(kiln("inspect", path("unsupported.onnx"), "--json", rc=3).stdout)
+    assert j["unsupported_op_types"] == 1, j
+    assert [o["supported"] for o in j["ops"]] == [False], j
+    j = json.loads(kiln("inspect", path("add.onnx"), "--json").stdout)
+    assert j["unsupported_op_types"] == 0, j
+
+
+def case_unknown_input_lists_inputs():
+    p = kiln("run", path("add.so"), "--input", f"z={path('x.npy')}", rc=1)
+    expect(p, "err", r"no input named 'z'; its inputs are 'x \[batch=1\.\.16, 4\]'")
+    p = kiln("run", path("add.so"), rc=1)
+    expect(p, "err", r"model input 'x' .* has no --input x=file\.npy")
+
+
+def case_errors_name_flags():
+    os.replace(path("add_ext.so.weights"), path("moved.weights"))
+    try:
+        p = kiln("run", path("add_ext.so"), "--input", f"x={path('x.npy')}", rc=1)
+        expect(p, "err", r"--weights FILE")
+        assert "kiln_container_options" not in p.stderr and "weights_path" not in p.stderr, p.stderr
+        kiln("run", path("add_ext.so"), "--input", f"x={path('x.npy')}", "--weights",
+             path("moved.weights"))
+    finally:
+        os.replace(path("moved.weights"), path("add_ext.so.weights"))
+    expect(kiln("run", path("add.so"), "--weights", path("none.weights"), rc=1), "err",
+           r"--weights .*: no such file")
+    expect(kiln("run", path("add.so"), "--threads", "-1", rc=2), "err", r"--threads")
+    # Input shapes outside the compiled range: the model's message, no internal jargon.
+    np.save(path("x20.npy"), np.zeros((20, 4), dtype=np.float32))
+    p = kiln("run", path("add.so"), "--input", f"x={path('x20.npy')}", rc=1)
+    expect(p, "err", r"the inputs do not fit the model: input 'x' dim 0 \(batch\): expected 1\.\.16, got 20")
+    assert "computing output dims" not in p.stderr, p.stderr
+
+
+def case_dynamic_validated():
+    for value, pattern in [("batch=abc:4", "is not a whole number"),
+                           ("batch=1", "expected NAME=MIN:MAX"),
+                           ("batch=5:1", "MIN 5 is larger than MAX 1"),
+                           ("batch=-1:3", "is not a whole number|is negative"),
+                           ("batch=1:99999999999999999999", "too large"),
+                           ("batch=1:4294967296", "at most")]:
+        p = kiln("compile", path("add.onnx"), "-o", path("bad.so"), "--dynamic", value, rc=1)
+        expect(p, "err", "--dynamic", pattern)
+    assert not os.path.exists(path("bad.so"))
+
+
+def case_negative_counts_rejected():
+    for args in [("compile", path("add.onnx"), "-o", path("n.so"), "--jobs", "-1"),
+                 ("run", path("add.so"), "--bench", "-1"),
+                 ("run", path("add.so"), "--warmup", "-2"),
+                 ("bench", path("add.so"), "--runs", "0"),
+                 ("bench", path("add.so"), "--threads", "-4")]:
+        p = kiln(*args, rc=2)
+        expect(p, "err", re.escape(args[-2]) + r": .* (too small|not a whole number)")
+    p = kiln("bench", path("add.so"), "--shape", "x=2x-4", rc=1)
+    expect(p, "err", r"--shape .*is not a whole number|is negative")
+
+
+def case_repeated_flags():
+    p = kiln("run", path("add.so"), "--threads", "1", "--threads", "2", rc=2)
+    expect(p, "err", r"--threads")
+    p = kiln("compile", path("add.onnx"), "-o", path("r.so"), "--dynamic", "batch=1:2",
+             "--dynamic", "batch=1:3", rc=1)
+    expect(p, "err", r"--dynamic given twice for 'batch'")
+    p = kiln("run", path("add.so"), "--input", f"x={path('x.npy')}", "--input",
+             f"x={path('x.npy')}", rc=1)
+    expect(p, "err", r"--input given twice for 'x'")
+    p = kiln("run", path("add.so"), "--input", f"x={path('x.npy')}", "--json", "--json")
+    expect(p, "err", r"warning: --json is given more than once")
+
+
+def case_all_dims_dynamic_with_dynamic():
+    kiln("compile", path("add.onnx"), "-o", path("all.so"), "--all-dims-dynamic", "--dynamic",
+         "batch=2:8", "--dynamic", "x_d1=4:4")
+    j = json.loads(kiln("inspect", path("all.so"), "--json").stdout)
+    assert j["inputs"][0]["dims"] == [{"name": "batch", "min": 2, "max": 8},
+                                      {"name": "x_d1", "min": 4, "max": 4}], j
+
+
+def case_unknown_dim_lists_dims():
+    p = kiln("compile", path("add.onnx"), "-o", path("u.so"), "--dynamic", "seq=1:4", rc=1)
+    expect(p, "err", r"no symbolic input dim named 'seq'; its symbolic dims are: batch")
+
+
+def case_run_prints_outputs():
+    p = kiln("run", path("add.so"), "--input", f"x={path('x.npy')}")
+    m = re.search(r"^y: float32 \[2, 4\] = \[([^\]]*)\]", p.stdout, re.M)
+    assert m, p.stdout
+    got = np.array([float(v) for v in m.group(1).split(",")[:8]])
+    want = (np.arange(8, dtype=np.float64).reshape(2, 4) + C).ravel()
+    assert np.allclose(got, want, rtol=1e-6), (got, want)
+    expect(p, "out", r"latency: .* ms .* on \d+ thread")
+    out = path("outdir")
+    p = kiln("run", path("add.so"), "--input", f"x={path('x.npy')}", "--output-dir", out)
+    assert "y: float32" not in p.stdout, p.stdout
+    assert np.allclose(np.load(os.path.join(out, "y.npy")), want.reshape(2, 4))
+
+
+def case_threads_default_and_warning():
+    cpus = len(os.sched_getaffinity(0))
+    j = json.loads(kiln("run", path("add.so"), "--input", f"x={path('x.npy')}", "--json").stdout)
+    assert j["threads"] == cpus, (j, cpus)
+    p = kiln("run", path("add.so"), "--input", f"x={path('x.npy')}", "--threads", str(cpus + 7))
+    expect(p, "err", rf"warning: --threads {cpus + 7} is more than the {cpus} CPU")
+
+
+def case_bench():
+    j = json.loads(kiln("bench", path("add.so"), "--runs", "7", "--warmup", "2", "--shape",
+                        "x=3x4", "--json").stdout)
+    for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms", "runs_per_s"):
+        assert isinstance(j[k], (int, float)) and j[k] > 0, (k, j)
+    assert j["min_ms"] <= j["p50_ms"] <= j["p90_ms"] <= j["p99_ms"] <= j["max_ms"], j
+    assert j["inputs"] == {"x": [3, 4]} and j["runs"] == 7 and j["synthetic_inputs"], j
+    j = json.loads(kiln("bench", path("add.so"), "--runs", "2", "--json").stdout)
+    assert j["inputs"] == {"x": [1, 4]}, j  # batch at its smallest
+    p = kiln("bench", path("add.so"), "--runs", "3", "--input", f"x={path('x.npy')}")
+    expect(p, "out", r"latency ms: p50 [\d.]+ +p90 [\d.]+ +p99 [\d.]+ +mean [\d.]+ +min [\d.]+ "
+           r"+max [\d.]+", r"throughput: [\d.]+ runs/s", r"x=2x4 \(from --input\)")
+    expect(kiln("bench", path("add.so"), "--shape", "z=1x4", rc=1), "err",
+           r"no input named 'z'")
+    expect(kiln("bench", path("add.so"), "--shape", "x=40x4", rc=1), "err",
+           r"do not fit the model")
+
+
+def case_bench_profile_not_yet():
+    p = kiln("bench", path("add.so"), "--profile", rc=1)
+    expect(p, "err", r"--profile .*not available yet")
+
+
+def case_compile_timings_and_progress():
+    p = kiln("compile", path("add.onnx"), "-o", path("t.so"), "--timings")
+    for stage in ("import", "optimize", "lower", "schedule", "generate", "build", "total"):
+        expect(p, "err", rf"^{stage} +\d+\.\d+$")
+    # On a terminal (script gives one) the stages are shown as they start.
+    shutil.rmtree(path("cold"), ignore_errors=True)  # a cold cache: sources are compiled
+    cmd = f"{KILN} compile {path('add.onnx')} -o {path('p.so')} --cache-dir {path('cold')}"
+    s = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
+                       env=ENV)
+    assert s.returncode == 0, s.stdout + s.stderr
+    for text in ("kiln: import...", "kiln: build...", "kiln: build: compiled 1/"):
+        assert text in s.stdout, s.stdout
+
+
+def case_cache_info_clean():
+    cache = path("cache2")
+    kiln("compile", path("add.onnx"), "-o", path("c.so"), "--cache-dir", cache)
+    j = json.loads(kiln("cache", "--cache-dir", cache, "info", "--json").stdout)
+    assert j["objects"] >= 2 and j["bytes"] > 0 and j["dir"] == cache, j
+    # What a SIGKILLed compile leaves: a build dir of a dead process and a temp object.
+    os.makedirs(os.path.join(cache, "build-999999999-deadbeef"))
+    open(os.path.join(cache, "objects", "x.o.tmp999999999_0"), "w").close()
+    p = kiln("cache", "--cache-dir", cache, "info")
+    expect(p, "out", r"objects: \d+ ", r"1 temp file\(s\), 1 build dir\(s\)")
+    kiln("cache", "--cache-dir", cache, "clean")
+    j = json.loads(kiln("cache", "--cache-dir", cache, "info", "--json").stdout)
+    assert j["objects"] == 0 and j["temp_files"] == 0 and j["stale_builds"] == 0, j
+    expect(kiln("cache", rc=2), "err", r"subcommand")
+
+
+def case_exit_codes():
+    expect(kiln("compile", path("add.onnx"), "-o", path("e.so"), "--no-such-flag", rc=2), "err",
+           r"no-such-flag")
+    kiln(rc=2)
+    kiln("run", path("nothing.so"), rc=1)
+    readme = open(os.path.join(SRC, "README.md")).read()
+    for code, meaning in [(0, "success"), (1, "error"), (2, "command line"), (3, "unsupported"),
+                          (70, "internal"), (130, "interrupt")]:
+        assert re.search(rf"\| `{code}` \| [^\n]*{meaning}", readme, re.I), (code, meaning)
+    expect(kiln("--help"), "out", r"Exit status: 0 success, 1 error")
+
+
+def case_readme_lists_every_option():
+    readme = open(os.path.join(SRC, "README.md")).read()
+    missing = []
+    for cmd in (["compile"], ["run"], ["bench"], ["inspect"], ["ops"], ["cache"],
+                ["cache", "info"], ["cache", "clean"], []):
+        text = kiln(*cmd, "--help").stdout
+        for flag in sorted(set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", text))):
+            if flag == "--help":
+                continue
+            # The README's option table for this command: a row "| `kiln <cmd>` | `--flag".
+            if f"`{flag}" not in readme:
+                missing.append(f"kiln {' '.join(cmd)} {flag}")
+    assert not missing, "README does not document: " + ", ".join(missing)
+
+
+def case_interrupt_leaves_no_temp_files():
+    # A cold cache so the build stage runs compilers for a while (tiny_cnn: a few seconds).
+    for delay in (0.0, 0.5):
+        cache = path(f"int_cache_{delay}")
+        shutil.rmtree(cache, ignore_errors=True)  # cold: nothing cached from a previous run
+        out = path(f"int_{delay}.so")
+        proc = subprocess.Popen([KILN, "compile", os.path.join(SRC, "examples/tiny_cnn/model.onnx"),
+                                 "-o", out, "--cache-dir", cache], env=ENV,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None:
+            if os.path.isdir(cache) and any(n.startswith("build-") for n in os.listdir(cache)):
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, "the compile ended before it could be interrupted"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, (proc.returncode, err)
+        assert "interrupted" in err, err
+        left = [os.path.join(d, f) for d, _, fs in os.walk(cache) for f in fs if ".tmp" in f]
+        left += [n for n in os.listdir(cache) if n.startswith("build-")]
+        assert not left, f"temp files left after SIGINT: {left}"
+        assert not [n for n in os.listdir(WORK) if n.startswith(f"int_{delay}.so")], \
+            os.listdir(WORK)
+
+
+CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
+if CASE not in CASES:
+    sys.exit(f"unknown case {CASE}; cases: {' '.join(CASES)}")
+CASES[CASE]()
+print(f"cli case {CASE}: ok")
