@@ -93,6 +93,15 @@ void lowerHardSigmoid(OpCtx &c) {
   c.out(0, mapUnary(c, c.in(0), [=](VRef x) { return hardSigmoid(x, alpha, beta); }));
 }
 
+/// Swish (opset 24): x * sigmoid(alpha * x).
+void lowerSwish(OpCtx &c) {
+  double alpha = c.node.attrFloat("alpha", 1.0f);
+  c.out(0, mapUnary(c, c.in(0), [alpha](VRef x) {
+          VRef ax = binary(BinaryOp::Mul, x, constant(x->dtype, alpha));
+          return binary(BinaryOp::Mul, x, loop::unary(UnaryOp::Sigmoid, ax));
+        }));
+}
+
 void lowerHardSwish(OpCtx &c) {
   c.out(0, mapUnary(c, c.in(0), [](VRef x) {
           return binary(BinaryOp::Mul, x, hardSigmoid(x, 1.0 / 6.0, 0.5));
@@ -191,7 +200,8 @@ void lowerPRelu(OpCtx &c) {
 void lowerCast(OpCtx &c) {
   DType to;
   if (!dtypeFromOnnx(static_cast<int>(c.node.attrInt("to", 0)), to))
-    fail("{}: Cast to ONNX type {} is not supported", c.node.describe(), c.node.attrInt("to", 0));
+    fail("{}: Cast to ONNX type {} is not supported", c.node.describe(),
+         onnxTypeName(static_cast<int>(c.node.attrInt("to", 0))));
   LTensor x = c.in(0);
   if (x.dtype == DType::String || to == DType::String) {
     c.out(0, castString(c, x, to));
@@ -300,6 +310,7 @@ void registerElementwiseOps(std::vector<OpInfo> &r) {
                         {"PRelu", 1, lowerPRelu},
                         {"HardSigmoid", 1, lowerHardSigmoid},
                         {"HardSwish", 14, lowerHardSwish},
+                        {"Swish", 24, lowerSwish},
                         {"Clip", 1, lowerClip},
                         {"Elu", 1, lowerElu},
                         {"Selu", 1, lowerElu},

@@ -1,5 +1,5 @@
 // More ONNX ops: data movement (Trilu, GatherElements, GatherND, Pad, Tile,
-// DepthToSpace, SpaceToDepth, ReverseSequence, OneHot, EyeLike), scans (CumSum,
+// DepthToSpace, SpaceToDepth, ReverseSequence, OneHot, EyeLike), scans (CumSum, CumProd,
 // Hardmax), normalizations (InstanceNormalization, MeanVarianceNormalization,
 // LpNormalization, LRN), Lp pooling, and small elementwise ops (Dropout at
 // inference, Shrink, Celu).
@@ -361,9 +361,10 @@ void lowerHardmax(OpCtx &c) {
 
 // ---------------------------------------------------------------- CumSum
 
-/// Inclusive/exclusive, forward/reverse running sum along `axis` (acc dtype): a
-/// reduction over r of select(r <= i, x[r], 0), O(n^2) per line.
-LTensor cumSumAlong(OpCtx &c, const LTensor &x, int axis, bool exclusive, bool reverse, DType acc) {
+/// Inclusive/exclusive, forward/reverse running sum (CumSum) or product (CumProd) along
+/// `axis` (acc dtype): a reduction over r of select(r <= i, x[r], identity), O(n^2) per line.
+LTensor cumSumAlong(OpCtx &c, const LTensor &x, int axis, bool exclusive, bool reverse, DType acc,
+                    ReduceOp op) {
   sym::Expr n = x.shape[axis];
   ir::Shape win = x.shape;
   win.push_back(n);
@@ -375,9 +376,10 @@ LTensor cumSumAlong(OpCtx &c, const LTensor &x, int axis, bool exclusive, bool r
     Index src(i.begin(), i.begin() + rank);
     sym::Expr r = i[rank];
     src[axis] = r;
-    return loop::select(bin(cmp, sv(r), sv(i[axis])), loop::cast(inner(src), acc), cval(acc, 0));
+    return loop::select(bin(cmp, sv(r), sv(i[axis])), loop::cast(inner(src), acc),
+                        cval(acc, op == ReduceOp::Prod ? 1 : 0));
   });
-  return c.reduce(w, {rank}, false, ReduceOp::Sum, acc);
+  return c.reduce(w, {rank}, false, op, acc);
 }
 
 void lowerCumSum(OpCtx &c) {
@@ -387,11 +389,12 @@ void lowerCumSum(OpCtx &c) {
   bool reverse = c.node.attrInt("reverse", 0) != 0;
   DType t = x.dtype;
   DType acc = isFloat(t) ? accOf(t) : t;
+  ReduceOp op = c.node.op == "CumProd" ? ReduceOp::Prod : ReduceOp::Sum;
   int rank = x.rank();
   LTensor s;
   auto a = c.symIn(1);
   if (a && a->size() == 1 && (*a)[0].isConst()) {
-    s = cumSumAlong(c, x, c.normAxis((*a)[0]->value, rank), exclusive, reverse, acc);
+    s = cumSumAlong(c, x, c.normAxis((*a)[0]->value, rank), exclusive, reverse, acc, op);
   } else {
     // Axis known only at run time: one running sum per candidate axis, chosen by value.
     VRef av = *scalarInput(c, 1, DType::Int64);
@@ -399,7 +402,7 @@ void lowerCumSum(OpCtx &c) {
     std::vector<LTensor> per;
     LTensor src = x.cheap || x.buffer ? x : c.realize(x);
     for (int d = 0; d < rank; ++d)
-      per.push_back(cumSumAlong(c, src, d, exclusive, reverse, acc));
+      per.push_back(cumSumAlong(c, src, d, exclusive, reverse, acc, op));
     s = c.pointwise(acc, x.shape, [=](const Index &i) {
       VRef r = per[rank - 1].load(i);
       for (int d = rank - 1; d-- > 0;)
@@ -730,6 +733,7 @@ void registerTensorOps(std::vector<OpInfo> &r) {
                         {"SpaceToDepth", 1, lowerSpaceToDepth},
                         {"Hardmax", 1, lowerHardmax},
                         {"CumSum", 11, lowerCumSum},
+                        {"CumProd", 26, lowerCumSum},
                         {"OneHot", 9, lowerOneHot},
                         {"EyeLike", 9, lowerEyeLike},
                         {"Shrink", 9, lowerShrink},

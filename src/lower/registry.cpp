@@ -16,6 +16,7 @@ const std::vector<OpInfo> &opRegistry() {
     registerQuantOps(r);
     registerScatterOps(r);
     registerAttentionOps(r);
+    registerTransformerOps(r);
     registerEinsumOps(r);
     registerTopKOps(r);
     registerSignalOps(r);
