@@ -38,6 +38,13 @@ OpNote opNote(const std::string &op) {
        {"", "shim", "generated kernels (atomic compare-and-swap for reductions)"}},
       {"ScatterND", {"", "shim", "generated kernels (atomic compare-and-swap for reductions)"}},
       {"Scatter", {"", "shim", "generated kernels"}},
+      {"Attention",
+       {"float",
+        "generated kernels: both products are Σ-reductions (not oneDNN); scores and "
+        "softmax in float32 (float64 for double), whatever softmax_precision says; "
+        "is_causal with nonpad_kv_seqlen and no past masks from key 0 (not bottom-right)"}},
+      {"RotaryEmbedding", {"float", "head size must be static"}},
+      {"RMSNormalization", {"float", "float32 statistics (float64 for double)"}},
       {"RNN", {"float", "recurrence unrolled: sequence length must be static"}},
       {"GRU", {"float", "recurrence unrolled: sequence length must be static"}},
       {"LSTM", {"float", "recurrence unrolled: sequence length must be static"}},

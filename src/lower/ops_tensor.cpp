@@ -598,9 +598,11 @@ void lowerLpNormalization(OpCtx &c) {
   sym::Context *ctx = &c.ctx();
   ir::Shape xs = x.shape;
   LTensor norm = c.realize(mapUnary(c, s, [=](VRef v) { return lpRoot(v, p, acc); }));
+  // A zero norm (an all-zero line) gives zeros, as ONNX's reference does, not NaN.
   c.out(0, c.pointwise(t, xs, [=](const Index &i) {
-    return loop::cast(
-        bin(BinaryOp::Div, loop::cast(x.load(i), acc), loadBroadcast(*ctx, norm, xs, i)), t);
+    VRef n = loadBroadcast(*ctx, norm, xs, i), zero = loop::constant(acc, 0);
+    VRef y = bin(BinaryOp::Div, loop::cast(x.load(i), acc), n);
+    return loop::cast(loop::select(bin(BinaryOp::Eq, n, zero), zero, y), t);
   }));
 }
 

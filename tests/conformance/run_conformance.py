@@ -604,6 +604,15 @@ def bundle_kiln(args, kiln):
         len(os.listdir(libdir)), args.prebuilt_dir))
 
 
+def model_opset(path):
+    """The default-domain opset a model imports."""
+    m = onnx.load(path, load_external_data=False)
+    for o in m.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return o.version
+    return 1
+
+
 def discover(args):
     tests = []
     for folder in args.folders:
@@ -616,6 +625,9 @@ def discover(args):
             if not os.path.exists(os.path.join(root, d, "model.onnx")):
                 continue
             if args.filter and not re.search(args.filter, rel):
+                continue
+            if args.min_opset and model_opset(
+                    os.path.join(root, d, "model.onnx")) < args.min_opset:
                 continue
             tests.append(rel)
     if args.limit:
@@ -790,6 +802,9 @@ def main():
                     default="static")
     ap.add_argument("--filter", help="regex on 'folder/test_name'")
     ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--min-opset", type=int, default=0,
+                    help="only tests whose model imports this default-domain "
+                    "opset or a newer one")
     ap.add_argument("-j", "--jobs", type=int, default=2)
     ap.add_argument("--kiln-jobs", type=int, default=1,
                     help="`kiln compile -j` per test (0: kiln's default)")
@@ -987,7 +1002,7 @@ def finish(args, results, variants, wall):
         write_report(args.report, results, variants, args.folders, args.suite)
         print("report: %s" % args.report)
 
-    partial = bool(args.filter or args.limit or
+    partial = bool(args.filter or args.limit or args.min_opset or
                    args.folders != SUITES[args.suite]["folders"])
     if args.compile_only:
         print("compile only: models in %s" % args.prebuilt_dir)
