@@ -357,6 +357,7 @@ sym::Expr scaledLen(sym::Expr in, double scale) {
 void lowerResize(OpCtx &c) {
   LTensor x = c.in(0);
   requireFloat(c, x, "Resize input");
+  if (c.node.attrInt("antialias", 0) != 0) c.unsupported("Resize with antialias (opset 18)");
   int rank = x.rank();
   bool legacy = c.node.op == "Upsample" || c.node.opset < 11;
   ResizeCfg cfg;
