@@ -189,6 +189,43 @@ void lowerGatherND(OpCtx &c) {
 
 // ---------------------------------------------------------------- Pad
 
+/// Pad-18 axes given as run-time data: each dim's begin/end pads become symbols computed
+/// before the run (the pads of the axes equal to it; 0 when none is), and the axes are
+/// range-checked there.
+void padsAtRuntimeAxes(OpCtx &c, int rank, const std::vector<sym::Expr> &pads,
+                       std::vector<sym::Expr> &pb, std::vector<sym::Expr> &pe) {
+  LTensor at = c.in(3);
+  if (at.rank() != 1) fail("{}: axes must be 1-D", c.node.describe());
+  int64_t k = c.requireStatic(at.shape[0], "the number of axes");
+  if (pads.size() != static_cast<size_t>(2 * k))
+    fail("{}: {} pads for {} axes", c.node.describe(), pads.size(), k);
+  sym::Context &ctx = c.ctx();
+  LTensor norm = c.pointwise(DType::Int64, {ctx.constant(k)}, [=](const Index &i) {
+    VRef a = loop::cast(at.load(i), DType::Int64);
+    return loop::select(bin(BinaryOp::Lt, a, i64(0)), bin(BinaryOp::Add, a, i64(rank)), a);
+  });
+  std::vector<sym::Expr> ax = c.runtimeSymbols(norm, "axis", 0, rank - 1);
+  std::vector<VRef> vals(2 * rank, i64(0));
+  for (int d = 0; d < rank; ++d)
+    for (int64_t j = 0; j < k; ++j) {
+      VRef hit = bin(BinaryOp::Eq, sv(ax[j]), i64(d));
+      vals[d] = bin(BinaryOp::Add, vals[d], loop::select(hit, sv(pads[j]), i64(0)));
+      vals[rank + d] =
+          bin(BinaryOp::Add, vals[rank + d], loop::select(hit, sv(pads[k + j]), i64(0)));
+    }
+  LTensor all = c.pointwise(DType::Int64, {ctx.constant(2 * rank)}, [vals](const Index &i) {
+    VRef v = vals.back();
+    for (size_t j = vals.size() - 1; j-- > 0;)
+      v = loop::select(bin(BinaryOp::Eq, sv(i[0]), i64(static_cast<int64_t>(j))), vals[j], v);
+    return v;
+  });
+  std::vector<sym::Expr> syms = c.runtimeSymbols(all, "pad", -INT32_MAX, INT32_MAX);
+  for (int d = 0; d < rank; ++d) {
+    pb[d] = syms[d];
+    pe[d] = syms[rank + d];
+  }
+}
+
 void lowerPad(OpCtx &c) {
   LTensor x = c.in(0);
   int rank = x.rank();
@@ -215,19 +252,27 @@ void lowerPad(OpCtx &c) {
   }
   if (!value) value = t == DType::Bool ? loop::constantInt(t, 0) : cval(t, 0);
   std::vector<int> axes;
-  if (c.node.opset >= 18 && c.has(3)) {
-    for (int64_t a : c.requireIntsIn(3, "axes"))
-      axes.push_back(c.normAxis(a, rank));
-  } else {
-    for (int d = 0; d < rank; ++d)
-      axes.push_back(d);
-  }
-  if (pads.size() != 2 * axes.size())
-    fail("{}: {} pads for {} axes", c.node.describe(), pads.size(), axes.size());
   std::vector<sym::Expr> pb(rank, ctx.constant(0)), pe(rank, ctx.constant(0));
-  for (size_t k = 0; k < axes.size(); ++k) {
-    pb[axes[k]] = pads[k];
-    pe[axes[k]] = pads[axes.size() + k];
+  auto knownAxes = c.node.opset >= 18 && c.has(3) ? c.symIn(3) : std::nullopt;
+  bool runtimeAxes = c.node.opset >= 18 && c.has(3) && !knownAxes;
+  if (runtimeAxes) {
+    padsAtRuntimeAxes(c, rank, pads, pb, pe);
+  } else {
+    if (knownAxes) {
+      for (const sym::Expr &a : *knownAxes) {
+        if (!a.isConst()) fail("{}: axes must be integers known now", c.node.describe());
+        axes.push_back(c.normAxis(a->value, rank));
+      }
+    } else {
+      for (int d = 0; d < rank; ++d)
+        axes.push_back(d);
+    }
+    if (pads.size() != 2 * axes.size())
+      fail("{}: {} pads for {} axes", c.node.describe(), pads.size(), axes.size());
+    for (size_t k = 0; k < axes.size(); ++k) {
+      pb[axes[k]] = pads[k];
+      pe[axes[k]] = pads[axes.size() + k];
+    }
   }
   if (mode != "constant" && mode != "reflect" && mode != "edge" && mode != "wrap")
     fail("{}: pad mode '{}' is not valid", c.node.describe(), mode);
