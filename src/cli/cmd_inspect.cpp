@@ -32,8 +32,8 @@ void addOpsCommand(CLI::App &app) {
     std::cout << "| op | opsets | dtypes | CPU | CUDA | notes |\n|---|---|---|---|---|---|\n";
     for (auto &[name, o] : sorted) {
       OpNote note = opNote(name);
-      std::cout << fmt::format("| {} | {}–21 | {} | yes | {} | {} |\n", name, o->sinceOpset,
-                               note.dtypes.empty() ? "all" : note.dtypes,
+      std::cout << fmt::format("| {} | {}–{} | {} | yes | {} | {} |\n", name, o->sinceOpset,
+                               ir::kMaxOnnxOpset, note.dtypes.empty() ? "all" : note.dtypes,
                                note.gpu.empty() ? "yes" : note.gpu,
                                note.notes.empty() ? "generated kernel" : note.notes);
     }

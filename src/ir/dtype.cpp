@@ -1,5 +1,7 @@
 #include "ir/dtype.h"
 
+#include <iterator>
+
 namespace kiln {
 
 #define KILN_DTYPE_GETTER(fn, type, field)                                                         \
@@ -43,6 +45,18 @@ bool dtypeFromOnnx(int code, DType &out) {
   KILN_DTYPES(FROM)
 #undef FROM
   return false;
+}
+
+std::string onnxTypeName(int code) {
+  static const char *const names[] = {
+      "UNDEFINED",      "FLOAT",    "UINT8",        "INT8",           "UINT16",
+      "INT16",          "INT32",    "INT64",        "STRING",         "BOOL",
+      "FLOAT16",        "DOUBLE",   "UINT32",       "UINT64",         "COMPLEX64",
+      "COMPLEX128",     "BFLOAT16", "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2",
+      "FLOAT8E5M2FNUZ", "UINT4",    "INT4",         "FLOAT4E2M1",     "FLOAT8E8M0",
+      "UINT2",          "INT2"};
+  if (code >= 0 && code < static_cast<int>(std::size(names))) return names[code];
+  return "code " + std::to_string(code);
 }
 
 bool isFloat(DType t) {

@@ -38,6 +38,9 @@ int dtypeDLCode(DType t);
 int dtypeBits(DType t);
 /// ONNX TensorProto.DataType code → DType; false if kiln has no such type.
 bool dtypeFromOnnx(int code, DType &out);
+/// The TensorProto.DataType name of an ONNX code (also those newer than Debian's onnx
+/// headers know: float8, int4, float4, int2), or "code N" if unknown.
+std::string onnxTypeName(int code);
 
 bool isFloat(DType t);   // float16/bfloat16/float32/float64
 bool isSigned(DType t);  // signed integers

@@ -65,6 +65,10 @@ struct Value {
   int rank() const { return static_cast<int>(shape.size()); }
 };
 
+/// The newest opset of the default ONNX domain kiln knows (ONNX 1.21). A node of a model that
+/// imports a newer one is refused naming its op (lower::Lowerer::lowerNode).
+inline constexpr int kMaxOnnxOpset = 26;
+
 struct Node {
   std::string op;
   std::string domain;

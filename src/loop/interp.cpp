@@ -56,6 +56,36 @@ void storeScalar(ir::TensorData &t, int64_t i, double f, int64_t iv) {
   }
 }
 
+/// ONNX BitCast of one element: a's bytes (little-endian, as stored) read as `to`.
+static Scalar reinterpretBits(DType from, DType to, Scalar a) {
+  unsigned char bytes[8] = {};
+  if (from == DType::Float32) {
+    float f = static_cast<float>(a.f);
+    std::memcpy(bytes, &f, 4);
+  } else if (from == DType::Float64) {
+    std::memcpy(bytes, &a.f, 8);
+  } else {
+    std::memcpy(bytes, &a.i, 8); // the low bytes of any integer come first
+  }
+  if (to == DType::Float32) {
+    float f;
+    std::memcpy(&f, bytes, 4);
+    return {f, 0};
+  }
+  if (to == DType::Float64) {
+    double d;
+    std::memcpy(&d, bytes, 8);
+    return {d, 0};
+  }
+  int size = dtypeSize(to);
+  uint64_t u = 0;
+  std::memcpy(&u, bytes, static_cast<size_t>(size));
+  int64_t i = static_cast<int64_t>(u);
+  if (isSigned(to) && size < 8 && (u >> (size * 8 - 1)) & 1) // sign-extend
+    i = static_cast<int64_t>(u | (~uint64_t(0) << (size * 8)));
+  return {static_cast<double>(i), i};
+}
+
 Interpreter::Interpreter(const Program &p, sym::Context &ctx) : prog_(p), ctx_(ctx) {}
 
 Interpreter::Scalar2 Interpreter::eval(const VRef &v, std::map<std::string, int64_t> &env) {
@@ -93,7 +123,8 @@ Interpreter::Scalar2 Interpreter::eval(const VRef &v, std::map<std::string, int6
   }
   case VKind::Cast: {
     Scalar2 a = eval(v->args[0], env);
-    Scalar r = evalCast(v->args[0]->dtype, v->dtype, Scalar{a.f, a.i});
+    Scalar r = v->bits ? reinterpretBits(v->args[0]->dtype, v->dtype, Scalar{a.f, a.i})
+                       : evalCast(v->args[0]->dtype, v->dtype, Scalar{a.f, a.i});
     return {r.f, r.i};
   }
   }

@@ -200,6 +200,16 @@ VRef cast(VRef a, DType to) {
   return make(std::move(n));
 }
 
+VRef bitcast(VRef a, DType to) {
+  if (a->dtype == to) return a;
+  KILN_ASSERT(dtypeSize(a->dtype) == dtypeSize(to), "bitcast {} to {}", dtypeName(a->dtype),
+              dtypeName(to));
+  VNode n = blank(VKind::Cast, to);
+  n.bits = true;
+  n.args = {std::move(a)};
+  return make(std::move(n));
+}
+
 static bool mentions(sym::Expr e, sym::Expr var) {
   if (e == var) return true;
   for (size_t i = 0; i < e.numOps(); ++i)
@@ -243,7 +253,8 @@ VRef substituteSyms(const VRef &v, const std::map<const sym::Node *, sym::Expr> 
     return select(substituteSyms(v->args[0], repl), substituteSyms(v->args[1], repl),
                   substituteSyms(v->args[2], repl));
   case VKind::Cast:
-    return cast(substituteSyms(v->args[0], repl), v->dtype);
+    return v->bits ? bitcast(substituteSyms(v->args[0], repl), v->dtype)
+                   : cast(substituteSyms(v->args[0], repl), v->dtype);
   }
   return v;
 }
@@ -269,7 +280,8 @@ std::string toString(const VRef &v) {
     return fmt::format("select({}, {}, {})", toString(v->args[0]), toString(v->args[1]),
                        toString(v->args[2]));
   case VKind::Cast:
-    return fmt::format("{}({})", dtypeName(v->dtype), toString(v->args[0]));
+    return fmt::format("{}{}({})", v->bits ? "bits_" : "", dtypeName(v->dtype),
+                       toString(v->args[0]));
   }
   return "?";
 }

@@ -24,7 +24,7 @@ enum class VKind {
   Unary,
   Binary,
   Select, // args[0] ? args[1] : args[2]
-  Cast,   // args[0] converted to dtype
+  Cast,   // args[0] converted to dtype (`bits`: its bits reinterpreted, same size)
 };
 
 struct VNode {
@@ -38,6 +38,7 @@ struct VNode {
   UnaryOp uop = UnaryOp::Neg;
   BinaryOp bop = BinaryOp::Add;
   std::vector<VRef> args;
+  bool bits = false; // Cast: reinterpret the bits (ONNX BitCast) instead of converting
 };
 
 // Constructors fold constants and sym arithmetic as they build, so shape tensors
@@ -50,6 +51,8 @@ VRef unary(UnaryOp op, VRef a);
 VRef binary(BinaryOp op, VRef a, VRef b);
 VRef select(VRef c, VRef a, VRef b);
 VRef cast(VRef a, DType to);
+/// a's bits as a value of `to` (same size; not float16/bfloat16, which compute as float).
+VRef bitcast(VRef a, DType to);
 
 bool isConst(const VRef &v);
 /// Numeric constant value as double (Const only).

@@ -359,6 +359,10 @@ void Lowerer::lowerNode(const ir::Node &n) {
          n.domain);
   const OpInfo *info = findOp(n.op);
   if (!info) fail("{}: operator '{}' is not supported by kiln", n.describe(), n.op);
+  if (n.opset > ir::kMaxOnnxOpset)
+    fail("{}: the model imports ONNX opset {}, newer than kiln knows; kiln implements {} as "
+         "defined in opsets {} to {} (re-export the model with opset {} or older)",
+         n.describe(), n.opset, n.op, info->sinceOpset, ir::kMaxOnnxOpset, ir::kMaxOnnxOpset);
   OpCtx c(*this, n);
   if (n.op == "Identity" && c.isSeqIn(0))
     c.outSeq(0, c.inSeq(0)); // Identity also passes sequences through (opset 14+)

@@ -56,4 +56,9 @@ void registerSequenceOps(std::vector<OpInfo> &r); // ops_sequence.cpp
 void registerControlOps(std::vector<OpInfo> &r);  // ops_control.cpp
 void registerOptionalOps(std::vector<OpInfo> &r); // ops_optional.cpp
 
+/// RMSNormalization, RotaryEmbedding, Attention, TensorScatter (ops_transformer.cpp).
+void registerTransformerOps(std::vector<OpInfo> &r);
+/// CenterCropPad, Col2Im (ops_image.cpp).
+void registerImageOps(std::vector<OpInfo> &r);
+
 } // namespace kiln::lower

@@ -93,6 +93,25 @@ void lowerHardSigmoid(OpCtx &c) {
   c.out(0, mapUnary(c, c.in(0), [=](VRef x) { return hardSigmoid(x, alpha, beta); }));
 }
 
+/// Mish (opset 18): x * tanh(softplus(x)); softplus overflowing to inf still gives x.
+void lowerMish(OpCtx &c) {
+  c.out(0, mapUnary(c, c.in(0), [](VRef x) {
+          VRef one = constant(x->dtype, 1);
+          VRef sp =
+              loop::unary(UnaryOp::Log, binary(BinaryOp::Add, loop::unary(UnaryOp::Exp, x), one));
+          return binary(BinaryOp::Mul, x, loop::unary(UnaryOp::Tanh, sp));
+        }));
+}
+
+/// Swish (opset 24): x * sigmoid(alpha * x).
+void lowerSwish(OpCtx &c) {
+  double alpha = c.node.attrFloat("alpha", 1.0f);
+  c.out(0, mapUnary(c, c.in(0), [alpha](VRef x) {
+          VRef ax = binary(BinaryOp::Mul, x, constant(x->dtype, alpha));
+          return binary(BinaryOp::Mul, x, loop::unary(UnaryOp::Sigmoid, ax));
+        }));
+}
+
 void lowerHardSwish(OpCtx &c) {
   c.out(0, mapUnary(c, c.in(0), [](VRef x) {
           return binary(BinaryOp::Mul, x, hardSigmoid(x, 1.0 / 6.0, 0.5));
@@ -188,10 +207,33 @@ void lowerPRelu(OpCtx &c) {
   }));
 }
 
+/// BitCast (opset 26): each element's bits read as `to`, a type of the same size. Bool and
+/// uint8 share their representation (0 or 1); float16/bfloat16 are refused (kiln computes
+/// them as float, so their bits are not at hand in a kernel).
+void lowerBitCast(OpCtx &c) {
+  int code = static_cast<int>(c.node.attrInt("to", 0));
+  DType to;
+  if (!dtypeFromOnnx(code, to))
+    fail("{}: BitCast to ONNX type {} is not supported", c.node.describe(), onnxTypeName(code));
+  LTensor x = c.in(0);
+  DType from = x.dtype;
+  if (dtypeSize(from) != dtypeSize(to) || from == DType::String || to == DType::String)
+    fail("{}: BitCast from {} to {} needs two non-string types of one size", c.node.describe(),
+         dtypeName(from), dtypeName(to));
+  auto half = [](DType t) { return t == DType::Float16 || t == DType::BFloat16; };
+  if (half(from) || half(to))
+    c.unsupported(fmt::format("BitCast from {} to {}", dtypeName(from), dtypeName(to)));
+  c.out(0, mapUnary(c, x, [from, to](VRef v) {
+          if (from == DType::Bool || to == DType::Bool) return loop::cast(v, to);
+          return loop::bitcast(v, to);
+        }));
+}
+
 void lowerCast(OpCtx &c) {
   DType to;
   if (!dtypeFromOnnx(static_cast<int>(c.node.attrInt("to", 0)), to))
-    fail("{}: Cast to ONNX type {} is not supported", c.node.describe(), c.node.attrInt("to", 0));
+    fail("{}: Cast to ONNX type {} is not supported", c.node.describe(),
+         onnxTypeName(static_cast<int>(c.node.attrInt("to", 0))));
   LTensor x = c.in(0);
   if (x.dtype == DType::String || to == DType::String) {
     c.out(0, castString(c, x, to));
@@ -300,6 +342,8 @@ void registerElementwiseOps(std::vector<OpInfo> &r) {
                         {"PRelu", 1, lowerPRelu},
                         {"HardSigmoid", 1, lowerHardSigmoid},
                         {"HardSwish", 14, lowerHardSwish},
+                        {"Swish", 24, lowerSwish},
+                        {"Mish", 18, lowerMish},
                         {"Clip", 1, lowerClip},
                         {"Elu", 1, lowerElu},
                         {"Selu", 1, lowerElu},
@@ -308,6 +352,7 @@ void registerElementwiseOps(std::vector<OpInfo> &r) {
                         {"Softsign", 1, lowerSoftsign},
                         {"ThresholdedRelu", 10, lowerThresholdedRelu},
                         {"Cast", 1, lowerCast},
+                        {"BitCast", 26, lowerBitCast},
                         {"CastLike", 15, lowerCastLike},
                         {"Where", 9, lowerWhere},
                         {"Identity", 1, lowerIdentity},

@@ -266,6 +266,10 @@ LTensor resizeAxis(OpCtx &c, const LTensor &x, int axis, sym::Expr outLen, VRef 
       xori = loop::select(outW1, fc(F, -0.5), sub(divv(add(xo, half), sc), half));
     } else if (m == "half_pixel") {
       xori = sub(divv(add(xo, half), sc), half);
+    } else if (m == "half_pixel_symmetric") { // opset 19: centred when out/scale is not whole
+      VRef adjust = divv(symF(outLen, F), outW);
+      VRef offset = mul(mul(inF, half), sub(one, adjust));
+      xori = add(offset, sub(divv(add(xo, half), sc), half));
     } else if (m == "tf_crop_and_resize") {
       VRef span = sub(roiEnd, roiStart);
       VRef in1 = sub(inF, one);
@@ -354,9 +358,91 @@ sym::Expr scaledLen(sym::Expr in, double scale) {
   return sym::floorDiv(in * num, den);
 }
 
+/// Resize-18 `axes`: scales/sizes/roi given for those axes only are widened to every axis
+/// (scale 1, the input's size, roi [0, 1] elsewhere). `keep_aspect_ratio_policy` not_larger
+/// / not_smaller turns sizes into one scale (the min / max of size/input over the axes) and
+/// sizes round(scale · input) on those axes (run-time symbols when not known now).
+void resizeAxesAndAspect(OpCtx &c, const LTensor &x, std::vector<VRef> &scales,
+                         std::vector<sym::Expr> &sizes, std::vector<VRef> &roi) {
+  int rank = x.rank();
+  std::vector<int> axes;
+  for (int64_t a : c.node.attrInts("axes"))
+    axes.push_back(c.normAxis(a, rank));
+  if (axes.empty())
+    for (int d = 0; d < rank; ++d)
+      axes.push_back(d);
+  size_t k = axes.size();
+  if (static_cast<int>(k) != rank) {
+    if ((!scales.empty() && scales.size() != k) || (!sizes.empty() && sizes.size() != k) ||
+        (!roi.empty() && roi.size() != 2 * k))
+      fail("{}: scales/sizes need {} entries and roi {} (one per axis in axes)", c.node.describe(),
+           k, 2 * k);
+    if (!scales.empty()) {
+      std::vector<VRef> full(rank, fc(DType::Float64, 1));
+      for (size_t j = 0; j < k; ++j)
+        full[axes[j]] = scales[j];
+      scales = full;
+    }
+    if (!sizes.empty()) {
+      std::vector<sym::Expr> full(x.shape.begin(), x.shape.end());
+      for (size_t j = 0; j < k; ++j)
+        full[axes[j]] = sizes[j];
+      sizes = full;
+    }
+    if (!roi.empty()) {
+      std::vector<VRef> full(rank, fc(DType::Float64, 0));
+      full.insert(full.end(), rank, fc(DType::Float64, 1));
+      for (size_t j = 0; j < k; ++j) {
+        full[axes[j]] = roi[j];
+        full[rank + axes[j]] = roi[k + j];
+      }
+      roi = full;
+    }
+  }
+  std::string policy = c.node.attrString("keep_aspect_ratio_policy", "stretch");
+  if (policy == "stretch" || sizes.empty()) return;
+  if (policy != "not_larger" && policy != "not_smaller")
+    fail("{}: keep_aspect_ratio_policy '{}' is not stretch, not_larger or not_smaller",
+         c.node.describe(), policy);
+  bool notLarger = policy == "not_larger";
+  auto f64 = [](sym::Expr e) { return loop::cast(loop::symInt(e), DType::Float64); };
+  VRef scale;
+  for (int d : axes) {
+    VRef r = loop::binary(BinaryOp::Div, f64(sizes[d]), f64(x.shape[d]));
+    scale = scale ? loop::binary(notLarger ? BinaryOp::Min : BinaryOp::Max, scale, r) : r;
+  }
+  std::vector<VRef> lens;
+  bool known = true;
+  for (int d : axes) {
+    lens.push_back(
+        loop::cast(loop::unary(UnaryOp::Round, loop::binary(BinaryOp::Mul, scale, f64(x.shape[d]))),
+                   DType::Int64));
+    known = known && isConst(lens.back());
+  }
+  if (known) {
+    for (size_t j = 0; j < axes.size(); ++j)
+      sizes[axes[j]] = c.ctx().constant(lens[j]->ival);
+    return;
+  }
+  // One symbol kernel for all the sizes (element j: axis axes[j]).
+  LTensor all = c.pointwise(DType::Int64, {c.ctx().constant(static_cast<int64_t>(lens.size()))},
+                            [lens](const Index &i) {
+                              VRef v = lens.back();
+                              for (size_t j = lens.size() - 1; j-- > 0;)
+                                v = loop::select(loop::binary(BinaryOp::Eq, loop::symInt(i[0]),
+                                                              loop::constantInt(DType::Int64, j)),
+                                                 lens[j], v);
+                              return v;
+                            });
+  std::vector<sym::Expr> syms = c.runtimeSymbols(all, "resize_size", 0, INT32_MAX);
+  for (size_t j = 0; j < axes.size(); ++j)
+    sizes[axes[j]] = syms[j];
+}
+
 void lowerResize(OpCtx &c) {
   LTensor x = c.in(0);
   requireFloat(c, x, "Resize input");
+  if (c.node.attrInt("antialias", 0) != 0) c.unsupported("Resize with antialias (opset 18)");
   int rank = x.rank();
   bool legacy = c.node.op == "Upsample" || c.node.opset < 11;
   ResizeCfg cfg;
@@ -404,6 +490,7 @@ void lowerResize(OpCtx &c) {
   }
   if (scales.empty() && sizes.empty())
     fail("{}: one of scales or sizes is required", c.node.describe());
+  resizeAxesAndAspect(c, x, scales, sizes, roi);
   if ((!scales.empty() && (int)scales.size() != rank) ||
       (!sizes.empty() && (int)sizes.size() != rank))
     fail("{}: scales/sizes need {} entries", c.node.describe(), rank);

@@ -111,12 +111,78 @@ void lowerConv(OpCtx &c) {
   c.out(0, cl ? fromChannelsLastBuffer(c.ctx(), out, outShape) : fromBuffer(c.ctx(), out));
 }
 
-/// Batched matmul through the shim: a [.., M, K] x b [.., K, N] (+ row bias).
+/// Matmul of any other numeric type as a generated Sum reduction over K (float16/bfloat16
+/// accumulate in float32, integers in their own type as ONNX's reference does):
+/// alpha · a [.., M, K] x b [.., K, N] (+ beta · bias broadcast to [.., M, N]).
+LTensor genericMatMul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> bias, bool transA,
+                      bool transB, double alpha, double beta) {
+  sym::Context &ctx = c.ctx();
+  if (a.dtype != b.dtype)
+    fail("{}: operands have different element types ({} and {})", c.node.describe(),
+         dtypeName(a.dtype), dtypeName(b.dtype));
+  if (a.dtype == DType::Bool || a.dtype == DType::String)
+    c.unsupported(fmt::format("MatMul on {}", dtypeName(a.dtype)));
+  KILN_ASSERT(c.node.attrInt("_kiln_post", 0) == 0, "{}: fused epilogue on a {} matmul",
+              c.node.describe(), dtypeName(a.dtype));
+  bool vecA = a.rank() == 1, vecB = b.rank() == 1;
+  if (vecA) a = reshapeView(ctx, a, {ctx.constant(1), a.shape[0]});
+  if (vecB) b = reshapeView(ctx, b, {b.shape[0], ctx.constant(1)});
+  ir::Shape ba(a.shape.begin(), a.shape.end() - 2), bb(b.shape.begin(), b.shape.end() - 2);
+  ir::Shape batch = broadcastShapes(ba, bb, c.node.describe());
+  int nb = static_cast<int>(batch.size());
+  sym::Expr m = transA ? a.shape[a.rank() - 1] : a.shape[a.rank() - 2];
+  sym::Expr k = transA ? a.shape[a.rank() - 2] : a.shape[a.rank() - 1];
+  sym::Expr kb = transB ? b.shape[b.rank() - 1] : b.shape[b.rank() - 2];
+  sym::Expr n = transB ? b.shape[b.rank() - 2] : b.shape[b.rank() - 1];
+  c.guardEqual(k, kb, "MatMul: the inner dims must agree");
+  DType t = a.dtype, acc = isFloat(t) ? (t == DType::Float64 ? t : DType::Float32) : t;
+  auto operand = [&](const LTensor &x, bool trans, sym::Expr rows, sym::Expr cols) {
+    ir::Shape full = batch;
+    full.push_back(trans ? cols : rows);
+    full.push_back(trans ? rows : cols);
+    sym::Context *cx = &ctx;
+    return std::function<VRef(const Index &, sym::Expr, sym::Expr)>(
+        [=](const Index &i, sym::Expr r, sym::Expr q) {
+          Index idx(i.begin(), i.begin() + nb);
+          idx.push_back(trans ? q : r);
+          idx.push_back(trans ? r : q);
+          return loop::cast(loadBroadcast(*cx, x, full, idx), acc);
+        });
+  };
+  auto la = operand(a, transA, m, k), lb = operand(b, transB, k, n);
+  ir::Shape prodShape = batch;
+  prodShape.insert(prodShape.end(), {m, n, k});
+  LTensor prod = c.pointwise(acc, prodShape, [=](const Index &i) {
+    return loop::binary(BinaryOp::Mul, la(i, i[nb], i[nb + 2]), lb(i, i[nb + 2], i[nb + 1]));
+  });
+  LTensor dot = c.reduce(prod, {nb + 2}, false, loop::ReduceOp::Sum, acc);
+  ir::Shape outShape = batch;
+  outShape.insert(outShape.end(), {m, n});
+  sym::Context *cx = &ctx;
+  LTensor r = c.pointwise(t, outShape, [=](const Index &i) {
+    VRef v = dot.load(i);
+    if (alpha != 1.0) v = loop::binary(BinaryOp::Mul, v, loop::constant(acc, alpha));
+    if (bias) {
+      VRef bv = loop::cast(loadBroadcast(*cx, *bias, outShape, i), acc);
+      if (beta != 1.0) bv = loop::binary(BinaryOp::Mul, bv, loop::constant(acc, beta));
+      v = loop::binary(BinaryOp::Add, v, bv);
+    }
+    return loop::cast(v, t);
+  });
+  ir::Shape finalShape = batch;
+  if (!vecA) finalShape.push_back(m);
+  if (!vecB) finalShape.push_back(n);
+  if (vecA || vecB) r = reshapeView(ctx, r, finalShape);
+  return r;
+}
+
+/// Batched matmul through the shim: a [.., M, K] x b [.., K, N] (+ row bias); other element
+/// types take genericMatMul.
 LTensor matmul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> bias, bool transA,
                bool transB, double alpha, double beta, int addendKind) {
   sym::Context &ctx = c.ctx();
   if (a.dtype != DType::Float32 || b.dtype != DType::Float32)
-    c.unsupported(fmt::format("MatMul on {} (float32 only)", dtypeName(a.dtype)));
+    return genericMatMul(c, a, b, bias, transA, transB, alpha, beta);
   bool vecA = a.rank() == 1, vecB = b.rank() == 1;
   if (vecA) a = reshapeView(ctx, a, {ctx.constant(1), a.shape[0]});
   if (vecB) b = reshapeView(ctx, b, {b.shape[0], ctx.constant(1)});

@@ -22,9 +22,15 @@ sym::Expr paramIndex(sym::Expr dim, sym::Expr i, sym::Context &ctx) {
   return dim.isConst() ? i : i * sym::min(dim - 1, ctx.constant(1));
 }
 
-/// Per-tensor or per-axis parameter read at the element's index along `axis`.
-VRef paramAt(const LTensor &p, const Index &idx, int axis, sym::Context &ctx) {
+/// Per-tensor, per-axis or (opset 21, `block` > 0: p has x's rank) blocked parameter read
+/// at the element's index along `axis`.
+VRef paramAt(const LTensor &p, const Index &idx, int axis, sym::Context &ctx, int64_t block = 0) {
   if (p.rank() == 0) return p.load({});
+  if (block > 0 && p.rank() == static_cast<int>(idx.size()) && axis >= 0) {
+    Index j = idx;
+    j[axis] = sym::floorDiv(idx[axis], block);
+    return p.load(j);
+  }
   if (axis < 0 || axis >= static_cast<int>(idx.size())) return p.load({ctx.constant(0)});
   return p.load({paramIndex(p.shape[0], idx[axis], ctx)});
 }
@@ -32,6 +38,12 @@ VRef paramAt(const LTensor &p, const Index &idx, int axis, sym::Context &ctx) {
 /// The quantization axis; only meaningful (and checked) for per-axis parameters.
 int quantAxis(OpCtx &c, const LTensor &x, const LTensor &scale) {
   int64_t a = c.node.attrInt("axis", 1);
+  if (scale.rank() > 1) { // blocked (opset 21): scale has x's rank
+    if (scale.rank() != x.rank() || c.node.attrInt("block_size", 0) <= 0)
+      fail("{}: a scale of rank {} needs block_size > 0 and the input's rank {}", c.node.describe(),
+           scale.rank(), x.rank());
+    return c.normAxis(a, x.rank());
+  }
   if (scale.rank() == 0 || scale.shape[0].isConst(1)) return -1;
   return c.normAxis(a, x.rank());
 }
@@ -62,11 +74,17 @@ void lowerQuantizeLinear(OpCtx &c) {
     zp = c.in(2);
     to = zp->dtype;
   }
+  if (!zp && c.node.attrInt("output_dtype", 0) != 0) {
+    int code = static_cast<int>(c.node.attrInt("output_dtype", 0));
+    if (!dtypeFromOnnx(code, to) || dtypeSize(to) > 2 || !(isInteger(to)))
+      c.unsupported(fmt::format("QuantizeLinear to {}", onnxTypeName(code)));
+  }
   int axis = quantAxis(c, x, scale);
+  int64_t block = c.node.attrInt("block_size", 0);
   sym::Context *ctx = &c.ctx();
   c.out(0, c.pointwise(to, x.shape, [=](const Index &i) {
-    VRef s = cast(paramAt(scale, i, axis, *ctx), DType::Float32);
-    VRef z = zp ? paramAt(*zp, i, axis, *ctx) : loop::constantInt(DType::UInt8, 0);
+    VRef s = cast(paramAt(scale, i, axis, *ctx, block), DType::Float32);
+    VRef z = zp ? paramAt(*zp, i, axis, *ctx, block) : loop::constantInt(to, 0);
     return quantize(cast(x.load(i), DType::Float32), s, z, to);
   }));
 }
@@ -76,12 +94,13 @@ void lowerDequantizeLinear(OpCtx &c) {
   std::optional<LTensor> zp;
   if (c.has(2)) zp = c.in(2);
   int axis = quantAxis(c, x, scale);
+  int64_t block = c.node.attrInt("block_size", 0);
   sym::Context *ctx = &c.ctx();
   DType t = scale.dtype;
   c.out(0, c.pointwise(t, x.shape, [=](const Index &i) {
     VRef v = cast(x.load(i), DType::Int64);
-    if (zp) v = binary(BinaryOp::Sub, v, cast(paramAt(*zp, i, axis, *ctx), DType::Int64));
-    return binary(BinaryOp::Mul, cast(v, t), paramAt(scale, i, axis, *ctx));
+    if (zp) v = binary(BinaryOp::Sub, v, cast(paramAt(*zp, i, axis, *ctx, block), DType::Int64));
+    return binary(BinaryOp::Mul, cast(v, t), paramAt(scale, i, axis, *ctx, block));
   }));
 }
 

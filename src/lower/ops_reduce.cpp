@@ -1,5 +1,6 @@
 // Reductions and normalizations: Reduce*, ArgMax/ArgMin, Softmax, LogSoftmax,
-// LayerNormalization. Each becomes Reduction kernels with pointwise prologues inlined.
+// LayerNormalization, GroupNormalization. Each becomes Reduction kernels with pointwise
+// prologues inlined.
 #include "lower/ops_common.h"
 #include "lower/runtime_shape.h"
 
@@ -248,6 +249,50 @@ void lowerLayerNorm(OpCtx &c) {
   c.out(2, inv);
 }
 
+/// GroupNormalization: each group of C / num_groups channels (with all spatial positions)
+/// normalized by its own mean and variance, then a per-channel scale and bias (opset 21;
+/// opset 18's are per group).
+void lowerGroupNorm(OpCtx &c) {
+  LTensor x = c.in(0), scale = c.in(1), bias = c.in(2);
+  requireFloat(c, x, "GroupNormalization input");
+  if (x.rank() < 2) fail("{}: input must have rank >= 2", c.node.describe());
+  int64_t groups = c.node.attrInt("num_groups", 0);
+  if (groups <= 0) fail("{}: num_groups must be > 0", c.node.describe());
+  double eps = c.node.attrFloat("epsilon", 1e-5f);
+  sym::Context &ctx = c.ctx();
+  sym::Expr ch = x.shape[1], perGroup = sym::floorDiv(ch, groups);
+  c.guardEqual(perGroup * groups, ch, "GroupNormalization: channels must divide into num_groups");
+  sym::Expr spatial = product(ctx, x.shape, 2, x.shape.size());
+  DType t = x.dtype, acc = t == DType::Float64 ? DType::Float64 : DType::Float32;
+  ir::Shape gs{x.shape[0], ctx.constant(groups), perGroup * spatial};
+  LTensor xg = reshapeView(ctx, x, gs);
+  VRef nv = loop::cast(loop::symInt(perGroup * spatial), acc);
+  LTensor sum = c.reduce(xg, {2}, false, ReduceOp::Sum, acc);
+  LTensor mean = c.realize(c.pointwise(acc, sum.shape, [=](const Index &i) {
+    return loop::binary(BinaryOp::Div, sum.load(i), nv);
+  }));
+  LTensor sq = c.pointwise(acc, gs, [=](const Index &i) {
+    VRef d = loop::binary(BinaryOp::Sub, loop::cast(xg.load(i), acc), mean.load({i[0], i[1]}));
+    return loop::binary(BinaryOp::Mul, d, d);
+  });
+  LTensor var = c.reduce(sq, {2}, false, ReduceOp::Sum, acc);
+  LTensor inv = c.realize(c.pointwise(acc, var.shape, [=](const Index &i) {
+    VRef v = loop::binary(BinaryOp::Add, loop::binary(BinaryOp::Div, var.load(i), nv),
+                          loop::constant(acc, eps));
+    return loop::binary(BinaryOp::Div, loop::constant(acc, 1), loop::unary(UnaryOp::Sqrt, v));
+  }));
+  bool perChannel = c.node.opset >= 21;
+  c.out(0, c.pointwise(t, x.shape, [=](const Index &i) {
+    sym::Expr g = sym::floorDiv(i[1], perGroup);
+    Index p{perChannel ? i[1] : g};
+    VRef d = loop::binary(BinaryOp::Sub, loop::cast(x.load(i), acc), mean.load({i[0], g}));
+    VRef y = loop::binary(BinaryOp::Mul, d, inv.load({i[0], g}));
+    y = loop::binary(BinaryOp::Mul, y, loop::cast(scale.load(p), acc));
+    y = loop::binary(BinaryOp::Add, y, loop::cast(bias.load(p), acc));
+    return loop::cast(y, t);
+  }));
+}
+
 } // namespace
 
 void registerReduceOps(std::vector<OpInfo> &r) {
@@ -267,6 +312,7 @@ void registerReduceOps(std::vector<OpInfo> &r) {
                         {"Softmax", 1, lowerSoftmax},
                         {"LogSoftmax", 1, lowerSoftmax},
                         {"LayerNormalization", 17, lowerLayerNorm},
+                        {"GroupNormalization", 18, lowerGroupNorm},
                     });
 }
 

@@ -125,13 +125,9 @@ void lowerGridSample(OpCtx &c) {
       hi[d] = align ? sub(L, one) : sub(L, fc(F, 0.5));
       VRef p = align ? mul(divv(add(g, one), two), sub(L, one))
                      : divv(sub(mul(add(g, one), L), one), two);
-      if (nearest) {
-        if (k == 3) // PyTorch's 3-D sampler rounds half away from zero, 2-D half to even
-          p = loop::select(lt(p, zero), loop::unary(UnaryOp::Ceil, sub(p, fc(F, 0.5))),
-                           loop::unary(UnaryOp::Floor, add(p, fc(F, 0.5))));
-        else
-          p = loop::unary(UnaryOp::Round, p);
-      }
+      // Half to even in every rank, as ONNX's reference and test data (v1.21) do; PyTorch's
+      // own 3-D sampler rounds half away from zero.
+      if (nearest) p = loop::unary(UnaryOp::Round, p);
       if (pad == "border") {
         VRef out = lor(lt(p, lo[d]), gt(p, hi[d]));
         p = loop::select(out, vmax(vmin(p, sub(L, one)), zero), p);

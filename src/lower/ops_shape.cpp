@@ -551,7 +551,12 @@ void lowerRange(OpCtx &c) {
   const ir::TensorData *a = c.constIn(0), *b = c.constIn(1), *e = c.constIn(2);
   if (!a || !b || !e) {
     // Bounds from run-time data: the length is a run-time symbol, the values loads.
-    VRef s0 = st.load({}), l0 = c.in(1).load({}), d0 = c.in(2).load({});
+    // ONNX says scalars; exporters also pass one-element tensors (read at index 0).
+    auto first = [&](size_t k) {
+      LTensor v = c.in(k);
+      return v.load(Index(v.rank(), c.ctx().constant(0)));
+    };
+    VRef s0 = first(0), l0 = first(1), d0 = first(2);
     auto f64 = [](VRef v) { return loop::cast(v, DType::Float64); };
     VRef len = loop::unary(
         UnaryOp::Ceil,

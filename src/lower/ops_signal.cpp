@@ -83,6 +83,28 @@ LTensor dftSum(OpCtx &c, DType t, ir::Shape outShape, int kAxis, sym::Expr len, 
   });
 }
 
+/// DFT along one signal axis (see lowerDFT).
+LTensor dftAlong(OpCtx &c, const LTensor &x, const LTensor &src, int axis, bool inverse,
+                 bool onesided) {
+  sym::Expr len = x.shape[axis];
+  sym::Expr n = c.has(1) ? c.requireSymIn(1, "dft_length", 1).at(0) : len;
+  ir::Shape outShape = x.shape;
+  outShape[axis] = onesided ? sym::floorDiv(n, 2) + 1 : n;
+  outShape.back() = c.ctx().constant(2);
+  // dft_length pads with zeros past the signal's end (or truncates it).
+  bool mayPad = !sym::provablyGE(len, n);
+  if (mayPad) // the clamped index of a padded sample must exist
+    c.guardEqual(sym::max(len, c.ctx().constant(1)), len, "an empty signal cannot be padded");
+  return dftSum(c, x.dtype, outShape, axis, n, n, inverse, [=](const Index &p, sym::Expr k) {
+    Index at = p;
+    at[axis] = mayPad ? sym::min(k, len - 1) : k;
+    auto [re, im] = components(src, at);
+    if (!mayPad) return std::pair{re, im};
+    VRef inside = bin(BinaryOp::Lt, loop::symInt(k), loop::symInt(len));
+    return std::pair{loop::select(inside, re, f64(0)), loop::select(inside, im, f64(0))};
+  });
+}
+
 void lowerDFT(OpCtx &c) {
   LTensor x = c.in(0);
   requireFloat(c, x, "input");
@@ -90,34 +112,50 @@ void lowerDFT(OpCtx &c) {
     fail("{}: input must have rank >= 3 ([batch, dims..., 1 or 2]), got rank {}", c.node.describe(),
          x.rank());
   requireComponents(c, x, "input");
-  int64_t axisAttr = c.node.opset >= 20 ? (c.has(2) ? c.requireIntsIn(2, "axis").at(0) : -2)
-                                        : c.node.attrInt("axis", 1);
-  int axis = c.normAxis(axisAttr, x.rank());
-  if (axis == 0 || axis == x.rank() - 1)
-    fail("{}: axis {} must be a signal dim (not the batch or the components dim)",
-         c.node.describe(), axisAttr);
   bool inverse = c.node.attrInt("inverse", 0) != 0;
   bool onesided = c.node.attrInt("onesided", 0) != 0;
   if (inverse && onesided) c.unsupported("DFT with both inverse and onesided set");
   if (onesided) requireReal(c, x, "input");
-  sym::Expr len = x.shape[axis];
-  sym::Expr n = c.has(1) ? c.requireSymIn(1, "dft_length", 1).at(0) : len;
-  ir::Shape outShape = x.shape;
-  outShape[axis] = onesided ? sym::floorDiv(n, 2) + 1 : n;
-  outShape.back() = c.ctx().constant(2);
   LTensor src = x.cheap ? x : c.realize(x);
-  // dft_length pads with zeros past the signal's end (or truncates it).
-  bool mayPad = !sym::provablyGE(len, n);
-  if (mayPad) // the clamped index of a padded sample must exist
-    c.guardEqual(sym::max(len, c.ctx().constant(1)), len, "an empty signal cannot be padded");
-  c.out(0, dftSum(c, x.dtype, outShape, axis, n, n, inverse, [=](const Index &p, sym::Expr k) {
-          Index at = p;
-          at[axis] = mayPad ? sym::min(k, len - 1) : k;
-          auto [re, im] = components(src, at);
-          if (!mayPad) return std::pair{re, im};
-          VRef inside = bin(BinaryOp::Lt, loop::symInt(k), loop::symInt(len));
-          return std::pair{loop::select(inside, re, f64(0)), loop::select(inside, im, f64(0))};
-        }));
+  int rank = x.rank();
+  auto signalAxis = [&](int64_t a) {
+    int axis = c.normAxis(a, rank);
+    if (axis == 0 || axis == rank - 1)
+      fail("{}: axis {} must be a signal dim (not the batch or the components dim)",
+           c.node.describe(), a);
+    return axis;
+  };
+  bool axisInput = c.node.opset >= 20 && c.has(2);
+  auto known = axisInput ? c.symIn(2) : std::nullopt;
+  if (!axisInput || (known && known->size() == 1 && (*known)[0].isConst())) {
+    int64_t a =
+        axisInput ? (*known)[0]->value : (c.node.opset >= 20 ? -2 : c.node.attrInt("axis", 1));
+    c.out(0, dftAlong(c, x, src, signalAxis(a), inverse, onesided));
+    return;
+  }
+  // The axis is run-time data: one DFT per signal axis, the result chosen by its value. Every
+  // candidate must give the same output shape.
+  std::vector<LTensor> per;
+  for (int d = 1; d < rank - 1; ++d) {
+    per.push_back(dftAlong(c, x, src, d, inverse, onesided));
+    for (int e = 0; e < rank; ++e)
+      if (!sym::provablyEqual(per.back().shape[e], per.front().shape[e]))
+        fail("{}: the axis is run-time data, and the output shape would depend on it (dim {} "
+             "differs between axes 1 and {}); give the axis as a constant",
+             c.node.describe(), e, d);
+  }
+  VRef av = loop::cast(*scalarInput(c, 2, DType::Int64), DType::Int64);
+  av = loop::select(bin(BinaryOp::Lt, av, loop::constantInt(DType::Int64, 0)),
+                    bin(BinaryOp::Add, av, loop::constantInt(DType::Int64, rank)), av);
+  // A symbol read before the run: an axis that is not a signal dim fails there, by name.
+  av = loop::symInt(c.runtimeSymbol(av, "axis", 1, rank - 2));
+  c.out(0, c.pointwise(per[0].dtype, per[0].shape, [=](const Index &i) {
+    VRef r = per.back().load(i);
+    for (size_t d = per.size() - 1; d-- > 0;)
+      r = loop::select(bin(BinaryOp::Eq, av, loop::constantInt(DType::Int64, d + 1)),
+                       per[d].load(i), r);
+    return r;
+  }));
 }
 
 void lowerSTFT(OpCtx &c) {

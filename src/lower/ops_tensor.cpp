@@ -1,5 +1,5 @@
 // More ONNX ops: data movement (Trilu, GatherElements, GatherND, Pad, Tile,
-// DepthToSpace, SpaceToDepth, ReverseSequence, OneHot, EyeLike), scans (CumSum,
+// DepthToSpace, SpaceToDepth, ReverseSequence, OneHot, EyeLike), scans (CumSum, CumProd,
 // Hardmax), normalizations (InstanceNormalization, MeanVarianceNormalization,
 // LpNormalization, LRN), Lp pooling, and small elementwise ops (Dropout at
 // inference, Shrink, Celu).
@@ -189,6 +189,43 @@ void lowerGatherND(OpCtx &c) {
 
 // ---------------------------------------------------------------- Pad
 
+/// Pad-18 axes given as run-time data: each dim's begin/end pads become symbols computed
+/// before the run (the pads of the axes equal to it; 0 when none is), and the axes are
+/// range-checked there.
+void padsAtRuntimeAxes(OpCtx &c, int rank, const std::vector<sym::Expr> &pads,
+                       std::vector<sym::Expr> &pb, std::vector<sym::Expr> &pe) {
+  LTensor at = c.in(3);
+  if (at.rank() != 1) fail("{}: axes must be 1-D", c.node.describe());
+  int64_t k = c.requireStatic(at.shape[0], "the number of axes");
+  if (pads.size() != static_cast<size_t>(2 * k))
+    fail("{}: {} pads for {} axes", c.node.describe(), pads.size(), k);
+  sym::Context &ctx = c.ctx();
+  LTensor norm = c.pointwise(DType::Int64, {ctx.constant(k)}, [=](const Index &i) {
+    VRef a = loop::cast(at.load(i), DType::Int64);
+    return loop::select(bin(BinaryOp::Lt, a, i64(0)), bin(BinaryOp::Add, a, i64(rank)), a);
+  });
+  std::vector<sym::Expr> ax = c.runtimeSymbols(norm, "axis", 0, rank - 1);
+  std::vector<VRef> vals(2 * rank, i64(0));
+  for (int d = 0; d < rank; ++d)
+    for (int64_t j = 0; j < k; ++j) {
+      VRef hit = bin(BinaryOp::Eq, sv(ax[j]), i64(d));
+      vals[d] = bin(BinaryOp::Add, vals[d], loop::select(hit, sv(pads[j]), i64(0)));
+      vals[rank + d] =
+          bin(BinaryOp::Add, vals[rank + d], loop::select(hit, sv(pads[k + j]), i64(0)));
+    }
+  LTensor all = c.pointwise(DType::Int64, {ctx.constant(2 * rank)}, [vals](const Index &i) {
+    VRef v = vals.back();
+    for (size_t j = vals.size() - 1; j-- > 0;)
+      v = loop::select(bin(BinaryOp::Eq, sv(i[0]), i64(static_cast<int64_t>(j))), vals[j], v);
+    return v;
+  });
+  std::vector<sym::Expr> syms = c.runtimeSymbols(all, "pad", -INT32_MAX, INT32_MAX);
+  for (int d = 0; d < rank; ++d) {
+    pb[d] = syms[d];
+    pe[d] = syms[rank + d];
+  }
+}
+
 void lowerPad(OpCtx &c) {
   LTensor x = c.in(0);
   int rank = x.rank();
@@ -215,19 +252,27 @@ void lowerPad(OpCtx &c) {
   }
   if (!value) value = t == DType::Bool ? loop::constantInt(t, 0) : cval(t, 0);
   std::vector<int> axes;
-  if (c.node.opset >= 18 && c.has(3)) {
-    for (int64_t a : c.requireIntsIn(3, "axes"))
-      axes.push_back(c.normAxis(a, rank));
-  } else {
-    for (int d = 0; d < rank; ++d)
-      axes.push_back(d);
-  }
-  if (pads.size() != 2 * axes.size())
-    fail("{}: {} pads for {} axes", c.node.describe(), pads.size(), axes.size());
   std::vector<sym::Expr> pb(rank, ctx.constant(0)), pe(rank, ctx.constant(0));
-  for (size_t k = 0; k < axes.size(); ++k) {
-    pb[axes[k]] = pads[k];
-    pe[axes[k]] = pads[axes.size() + k];
+  auto knownAxes = c.node.opset >= 18 && c.has(3) ? c.symIn(3) : std::nullopt;
+  bool runtimeAxes = c.node.opset >= 18 && c.has(3) && !knownAxes;
+  if (runtimeAxes) {
+    padsAtRuntimeAxes(c, rank, pads, pb, pe);
+  } else {
+    if (knownAxes) {
+      for (const sym::Expr &a : *knownAxes) {
+        if (!a.isConst()) fail("{}: axes must be integers known now", c.node.describe());
+        axes.push_back(c.normAxis(a->value, rank));
+      }
+    } else {
+      for (int d = 0; d < rank; ++d)
+        axes.push_back(d);
+    }
+    if (pads.size() != 2 * axes.size())
+      fail("{}: {} pads for {} axes", c.node.describe(), pads.size(), axes.size());
+    for (size_t k = 0; k < axes.size(); ++k) {
+      pb[axes[k]] = pads[k];
+      pe[axes[k]] = pads[axes.size() + k];
+    }
   }
   if (mode != "constant" && mode != "reflect" && mode != "edge" && mode != "wrap")
     fail("{}: pad mode '{}' is not valid", c.node.describe(), mode);
@@ -361,9 +406,10 @@ void lowerHardmax(OpCtx &c) {
 
 // ---------------------------------------------------------------- CumSum
 
-/// Inclusive/exclusive, forward/reverse running sum along `axis` (acc dtype): a
-/// reduction over r of select(r <= i, x[r], 0), O(n^2) per line.
-LTensor cumSumAlong(OpCtx &c, const LTensor &x, int axis, bool exclusive, bool reverse, DType acc) {
+/// Inclusive/exclusive, forward/reverse running sum (CumSum) or product (CumProd) along
+/// `axis` (acc dtype): a reduction over r of select(r <= i, x[r], identity), O(n^2) per line.
+LTensor cumSumAlong(OpCtx &c, const LTensor &x, int axis, bool exclusive, bool reverse, DType acc,
+                    ReduceOp op) {
   sym::Expr n = x.shape[axis];
   ir::Shape win = x.shape;
   win.push_back(n);
@@ -375,9 +421,10 @@ LTensor cumSumAlong(OpCtx &c, const LTensor &x, int axis, bool exclusive, bool r
     Index src(i.begin(), i.begin() + rank);
     sym::Expr r = i[rank];
     src[axis] = r;
-    return loop::select(bin(cmp, sv(r), sv(i[axis])), loop::cast(inner(src), acc), cval(acc, 0));
+    return loop::select(bin(cmp, sv(r), sv(i[axis])), loop::cast(inner(src), acc),
+                        cval(acc, op == ReduceOp::Prod ? 1 : 0));
   });
-  return c.reduce(w, {rank}, false, ReduceOp::Sum, acc);
+  return c.reduce(w, {rank}, false, op, acc);
 }
 
 void lowerCumSum(OpCtx &c) {
@@ -387,11 +434,12 @@ void lowerCumSum(OpCtx &c) {
   bool reverse = c.node.attrInt("reverse", 0) != 0;
   DType t = x.dtype;
   DType acc = isFloat(t) ? accOf(t) : t;
+  ReduceOp op = c.node.op == "CumProd" ? ReduceOp::Prod : ReduceOp::Sum;
   int rank = x.rank();
   LTensor s;
   auto a = c.symIn(1);
   if (a && a->size() == 1 && (*a)[0].isConst()) {
-    s = cumSumAlong(c, x, c.normAxis((*a)[0]->value, rank), exclusive, reverse, acc);
+    s = cumSumAlong(c, x, c.normAxis((*a)[0]->value, rank), exclusive, reverse, acc, op);
   } else {
     // Axis known only at run time: one running sum per candidate axis, chosen by value.
     VRef av = *scalarInput(c, 1, DType::Int64);
@@ -399,7 +447,7 @@ void lowerCumSum(OpCtx &c) {
     std::vector<LTensor> per;
     LTensor src = x.cheap || x.buffer ? x : c.realize(x);
     for (int d = 0; d < rank; ++d)
-      per.push_back(cumSumAlong(c, src, d, exclusive, reverse, acc));
+      per.push_back(cumSumAlong(c, src, d, exclusive, reverse, acc, op));
     s = c.pointwise(acc, x.shape, [=](const Index &i) {
       VRef r = per[rank - 1].load(i);
       for (int d = rank - 1; d-- > 0;)
@@ -595,9 +643,11 @@ void lowerLpNormalization(OpCtx &c) {
   sym::Context *ctx = &c.ctx();
   ir::Shape xs = x.shape;
   LTensor norm = c.realize(mapUnary(c, s, [=](VRef v) { return lpRoot(v, p, acc); }));
+  // A zero norm (an all-zero line) gives zeros, as ONNX's reference does, not NaN.
   c.out(0, c.pointwise(t, xs, [=](const Index &i) {
-    return loop::cast(
-        bin(BinaryOp::Div, loop::cast(x.load(i), acc), loadBroadcast(*ctx, norm, xs, i)), t);
+    VRef n = loadBroadcast(*ctx, norm, xs, i), zero = loop::constant(acc, 0);
+    VRef y = bin(BinaryOp::Div, loop::cast(x.load(i), acc), n);
+    return loop::cast(loop::select(bin(BinaryOp::Eq, n, zero), zero, y), t);
   }));
 }
 
@@ -730,6 +780,7 @@ void registerTensorOps(std::vector<OpInfo> &r) {
                         {"SpaceToDepth", 1, lowerSpaceToDepth},
                         {"Hardmax", 1, lowerHardmax},
                         {"CumSum", 11, lowerCumSum},
+                        {"CumProd", 26, lowerCumSum},
                         {"OneHot", 9, lowerOneHot},
                         {"EyeLike", 9, lowerEyeLike},
                         {"Shrink", 9, lowerShrink},

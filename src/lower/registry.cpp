@@ -16,6 +16,8 @@ const std::vector<OpInfo> &opRegistry() {
     registerQuantOps(r);
     registerScatterOps(r);
     registerAttentionOps(r);
+    registerTransformerOps(r);
+    registerImageOps(r);
     registerEinsumOps(r);
     registerTopKOps(r);
     registerSignalOps(r);
@@ -46,6 +48,10 @@ LTensor broadcastBinary(OpCtx &c, const LTensor &a, const LTensor &b, BinaryOp o
   if (a.dtype != b.dtype)
     fail("{}: operands have different element types ({} and {})", c.node.describe(),
          dtypeName(a.dtype), dtypeName(b.dtype));
+  if (a.dtype == DType::String && op != BinaryOp::Eq)
+    fail("{}: {} on string tensors is not supported (of the binary ops, kiln compares strings "
+         "only with Equal)",
+         c.node.describe(), c.node.op);
   ir::Shape shape = broadcastShapes(a.shape, b.shape, c.node.describe());
   sym::Context *ctx = &c.ctx();
   DType out = loop::binaryIsPredicate(op) ? DType::Bool : a.dtype;

@@ -383,3 +383,47 @@ TEST(Lower, SequenceAndOptionalGraphIO) {
   sym::Context ctx;
   EXPECT_THROW(b.import(ctx, missing), UserError); // no --sequence-length for 's'
 }
+
+// Opsets up to 26 import and lower; a newer one is refused naming the node, its op and the
+// opsets kiln implements it for.
+TEST(Lower, OpsetRangeAndNewerOpsetError) {
+  auto model = [](int opset) {
+    OnnxBuilder b(opset);
+    b.input("x", {2, 3});
+    b.node("Relu", {"x"}, {"y"}, "r");
+    b.output("y", {2, 3});
+    return b;
+  };
+  OnnxBuilder ok = model(26);
+  EXPECT_NO_THROW(lowerModel(ok));
+  OnnxBuilder newer = model(27);
+  try {
+    lowerModel(newer);
+    FAIL() << "opset 27 was accepted";
+  } catch (const UserError &e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("node 'r' (Relu, opset 27)"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("kiln implements Relu as defined in opsets 1 to 26"), std::string::npos)
+        << msg;
+  }
+}
+
+// Strings compare only with Equal; any other binary op on them is a user error, never
+// generated code that does not compile.
+TEST(Lower, BinaryOpsOnStringsOtherThanEqualAreRefused) {
+  OnnxBuilder b(26);
+  b.input("a", {2}, onnx::TensorProto::STRING);
+  b.input("c", {2}, onnx::TensorProto::STRING);
+  b.node("Equal", {"a", "c"}, {"eq"});
+  b.node("Add", {"a", "c"}, {"sum"});
+  b.output("eq", {2}, onnx::TensorProto::BOOL);
+  b.output("sum", {2}, onnx::TensorProto::STRING);
+  try {
+    lowerModel(b);
+    FAIL() << "Add on strings was accepted";
+  } catch (const UserError &e) {
+    EXPECT_NE(std::string(e.what()).find("Add on string tensors is not supported"),
+              std::string::npos)
+        << e.what();
+  }
+}

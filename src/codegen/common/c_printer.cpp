@@ -146,7 +146,11 @@ std::string ValuePrinter::emit(const loop::VRef &v) {
   if (it != names_.end()) return it->second;
   std::string expr = build(v);
   std::string name = fmt::format("t{}", counter_++);
-  os_ << indent_ << "const " << computeType(v->dtype) << " " << name << " = " << expr << ";\n";
+  // A string element is already a `const char *`: the local is a const pointer to it.
+  if (v->dtype == DType::String)
+    os_ << indent_ << "const char *const " << name << " = " << expr << ";\n";
+  else
+    os_ << indent_ << "const " << computeType(v->dtype) << " " << name << " = " << expr << ";\n";
   names_[v.get()] = name;
   return name;
 }
@@ -178,6 +182,12 @@ std::string ValuePrinter::build(const loop::VRef &v) {
   }
   case VKind::Binary: {
     std::string a = emit(v->args[0]), b = emit(v->args[1]);
+    if (v->args[0]->dtype == DType::String) {
+      // Strings compare by content (Equal is the one binary op kiln allows on them).
+      KILN_ASSERT(v->bop == loop::BinaryOp::Eq, "binary op {} on strings",
+                  static_cast<int>(v->bop));
+      return fmt::format("(std::strcmp({}, {}) == 0)", a, b);
+    }
     std::string tpl = binaryText(v->bop);
     return substitute2(tpl, a, b);
   }
@@ -188,6 +198,10 @@ std::string ValuePrinter::build(const loop::VRef &v) {
   case VKind::Cast: {
     std::string a = emit(v->args[0]);
     DType from = v->args[0]->dtype, to = v->dtype;
+    if (v->bits) // same size, neither float16 nor bfloat16 (loop::bitcast)
+      return fmt::format("([&] {{ {} r_; const {} f_ = {}; memcpy(&r_, &f_, sizeof r_); "
+                         "return r_; }}())",
+                         dtypeCType(to), dtypeCType(from), a);
     if (to == DType::Bool) return fmt::format("({} != 0)", a);
     if (isFloat(from) && !isFloat(to)) return fmt::format("kiln_f2i<{}>({})", computeType(to), a);
     return fmt::format("(({}){})", computeType(to), a);
@@ -196,11 +210,15 @@ std::string ValuePrinter::build(const loop::VRef &v) {
   return "?";
 }
 
+std::string bufferPointerType(DType t, bool written) {
+  if (t == DType::String) return written ? "const char **" : "const char *const *";
+  return fmt::format("{}{} *", written ? "" : "const ", dtypeCType(t));
+}
+
 std::vector<std::string> parameterTypes(const KernelSignature &sig) {
   std::vector<std::string> types;
   for (size_t i = 0; i < sig.buffers.size(); ++i)
-    types.push_back(
-        fmt::format("{}{} *", sig.written[i] ? "" : "const ", dtypeCType(sig.buffers[i]->dtype)));
+    types.push_back(bufferPointerType(sig.buffers[i]->dtype, sig.written[i]));
   types.insert(types.end(), sig.symbols.size(), "int64_t");
   return types;
 }

@@ -23,6 +23,10 @@ struct KernelSignature {
   std::vector<sym::Expr> symbols; // model symbols used, in parameter order
 };
 
+/// `[const] T *` for a buffer of t (read-only unless written); strings, whose element type
+/// is already `const char *`, read as `const char *const *`.
+std::string bufferPointerType(DType t, bool written);
+
 /// C parameter types of a kernel with this signature: `[const] T *` per buffer, then one
 /// int64_t per symbol. Declarations and launch argument arrays both come from it.
 std::vector<std::string> parameterTypes(const KernelSignature &sig);

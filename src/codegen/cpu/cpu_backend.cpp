@@ -141,8 +141,8 @@ std::string printGroupText(const loop::KernelGroup &g, const KernelSignature &si
   os << "\nextern \"C\" void kiln_kernel_" << first.id << "(";
   for (size_t i = 0; i < sig.buffers.size(); ++i) {
     const loop::Buffer *b = sig.buffers[i];
-    os << (i ? ", " : "") << (sig.written[i] ? "" : "const ") << dtypeCType(b->dtype)
-       << " *__restrict__ " << b->name;
+    os << (i ? ", " : "") << bufferPointerType(b->dtype, sig.written[i]) << "__restrict__ "
+       << b->name;
   }
   for (const sym::Expr &s : sig.symbols)
     os << ", const int64_t " << modelSymbol(s);

@@ -436,8 +436,8 @@ public:
        << first.id << "(";
     for (size_t i = 0; i < sig.buffers.size(); ++i) {
       const loop::Buffer *b = sig.buffers[i];
-      os << (i ? ", " : "") << (sig.written[i] ? "" : "const ") << dtypeCType(b->dtype)
-         << " *__restrict__ " << b->name;
+      os << (i ? ", " : "") << bufferPointerType(b->dtype, sig.written[i]) << "__restrict__ "
+         << b->name;
     }
     for (const sym::Expr &s : sig.symbols)
       os << (sig.buffers.empty() && &s == &sig.symbols.front() ? "" : ", ") << "const int64_t "

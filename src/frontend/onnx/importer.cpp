@@ -15,8 +15,6 @@ namespace kiln::frontend {
 
 namespace {
 
-constexpr int kMaxOpset = 21;
-
 struct Importer {
   sym::Context &ctx;
   const ImportOptions &opts;
@@ -142,7 +140,8 @@ struct Importer {
     ir::Value *v = g.newValue(name);
     v->isGraphInput = true;
     if (!dtypeFromOnnx(tt.elem_type(), v->dtype))
-      fail("{}: input '{}' has unsupported element type {}", where(), name, tt.elem_type());
+      fail("{}: input '{}' has element type {}, which kiln does not support", where(), name,
+           onnxTypeName(tt.elem_type()));
     onnx::TensorShapeProto shape = tt.shape();
     auto given = opts.inputShapes.find(name);
     if (given == opts.inputShapes.end() && !seqName.empty()) given = opts.inputShapes.find(seqName);
@@ -262,7 +261,8 @@ struct Importer {
         et = in.type().sequence_type().elem_type().tensor_type().elem_type();
       }
       if (et && !dtypeFromOnnx(et, v->dtype))
-        fail("{}: subgraph input '{}' has unsupported element type {}", where(), in.name(), et);
+        fail("{}: subgraph input '{}' has element type {}, which kiln does not support", where(),
+             in.name(), onnxTypeName(et));
       g.inputs.push_back(v);
     }
     int counter = 0;
@@ -323,6 +323,10 @@ struct Importer {
   }
 
   void importConstant(const onnx::NodeProto &np, ir::Graph &g, const std::string &ctxName) {
+    if (opset > ir::kMaxOnnxOpset)
+      fail("{}: the model imports ONNX opset {}, newer than kiln knows; kiln implements Constant "
+           "as defined in opsets 1 to {} (re-export the model with opset {} or older)",
+           ctxName, opset, ir::kMaxOnnxOpset, ir::kMaxOnnxOpset);
     if (np.output_size() != 1) fail("{}: Constant must have one output", ctxName);
     ir::Value *v = g.newValue(np.output(0));
     auto data = std::make_shared<ir::TensorData>();
@@ -378,8 +382,7 @@ std::unique_ptr<ir::Graph> importModelBytes(const std::string &bytes, const std:
     if (op.domain().empty() || op.domain() == "ai.onnx") im.opset = static_cast<int>(op.version());
   }
   if (im.opset == 0) im.opset = 1;
-  if (im.opset > kMaxOpset)
-    fail("'{}' uses ONNX opset {}; kiln supports opsets 1 to {}", displayName, im.opset, kMaxOpset);
+  // A newer opset is refused per node, naming the op (lower::Lowerer::lowerNode).
   auto g = std::make_unique<ir::Graph>(ctx);
   g->modelPath = displayName;
   Importer::Scope top{g.get(), nullptr, {}};

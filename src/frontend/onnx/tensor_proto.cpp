@@ -50,8 +50,8 @@ std::shared_ptr<ir::TensorData> convertTensor(const onnx::TensorProto &t, const 
                                               const std::string &context) {
   auto out = std::make_shared<ir::TensorData>();
   if (!dtypeFromOnnx(t.data_type(), out->dtype))
-    fail("{}: tensor '{}' has unsupported data type {} ({})", context, t.name(), t.data_type(),
-         onnx::TensorProto_DataType_Name(static_cast<onnx::TensorProto_DataType>(t.data_type())));
+    fail("{}: tensor '{}' has element type {}, which kiln does not support", context, t.name(),
+         onnxTypeName(t.data_type()));
   for (int64_t d : t.dims()) {
     if (d < 0) fail("{}: tensor '{}' has negative dim {}", context, t.name(), d);
     out->dims.push_back(d);
