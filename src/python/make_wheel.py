@@ -15,9 +15,11 @@ import sys
 import sysconfig
 import zipfile
 
-CONFIG = """# Written by make_wheel.py: the compiler is found through $KILN_COMPILER or PATH.
+CONFIG = """# Written by make_wheel.py: the compiler is found through $KILN_COMPILER or PATH, and
+# libkiln_rt through the library path.
 VERSION = {version!r}
 COMPILER = None
+RUNTIME = ""
 """
 
 

@@ -86,7 +86,7 @@ def test_compile_errors(tmp_path):
     bad.write_bytes(b"garbage")
     err = expect(kiln.CompileError, None, None, "not a valid ONNX model", kiln.compile, bad)
     assert err.status is None
-    expect(kiln.CompileError, None, None, "no input dim named 'seq'", kiln.compile,
+    expect(kiln.CompileError, None, None, "has no symbolic input dim named 'seq'", kiln.compile,
            model_path("cnn"), dynamic={"seq": (1, 8)})
     expect(kiln.InvalidArgumentError, ValueError, 1, "need 0 <= min <= max", kiln.compile,
            model_path("cnn"), dynamic={"batch": (8, 1)})

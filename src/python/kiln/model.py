@@ -1,10 +1,12 @@
 """kiln.Model: a compiled model.so loaded into a kiln container."""
 
+import ctypes
 import os
+import threading
 from collections.abc import Mapping
 from typing import NamedTuple, Optional, Tuple, Union
 
-from . import _kiln
+from . import _config, _kiln
 from .errors import InvalidArgumentError, NotFoundError
 
 
@@ -25,6 +27,20 @@ def _infos(raw):
     return [TensorInfo(*item) for item in raw]
 
 
+_runtime_lock = threading.Lock()
+_runtime = None
+
+
+def _load_runtime():
+    """Loads the libkiln_rt installed (or built) with this package, once, so a model.so
+    (which needs libkiln_rt.so.N and carries only an $ORIGIN RUNPATH) finds it by SONAME even
+    when its directory and the library path do not hold one."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None and os.path.exists(_config.RUNTIME):
+            _runtime = ctypes.CDLL(_config.RUNTIME, mode=ctypes.RTLD_GLOBAL)
+
+
 class Model:
     """A loaded model. Call it with arrays: ``y = model(x)``.
 
@@ -36,6 +52,7 @@ class Model:
     """
 
     def __init__(self, path, *, device="cpu", runners=None, threads=None, weights=None):
+        _load_runtime()
         path = os.fspath(path)
         _check_library_path(path)
         path = os.path.abspath(path)  # dlopen searches the library path for bare names
