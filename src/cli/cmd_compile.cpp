@@ -67,7 +67,13 @@ void addCompileCommand(CLI::App &app) {
   cmd->add_flag("--allow-tf32", *tf32,
                 "with --device cuda: let fp32 MatMul/Conv use TF32 tensor cores (off by default: "
                 "results match PyTorch with TF32 off)");
+  auto hostArch = std::make_shared<std::string>();
+  cmd->add_option("--host-arch", *hostArch,
+                  "-march of the model's host code (default: native for cpu, x86-64-v3 for "
+                  "cuda); e.g. x86-64-v2 for a model.so that loads on any recent x86-64");
   cmd->callback([=] {
+    if (!hostArch->empty() && !std::regex_match(*hostArch, std::regex("[A-Za-z0-9_.-]+")))
+      fail("--host-arch '{}': expected a -march name such as x86-64-v2 or native", *hostArch);
     if (*device == "cuda") {
       std::vector<std::string> list = splitCommas(*archs);
       std::regex arch("sm_[0-9]+[a-z]?");
@@ -109,6 +115,7 @@ void addCompileCommand(CLI::App &app) {
         fail("--input-shape '{}': expected name=D0,D1,... (integers or dim names), e.g. x=2,3", d);
       opts->import.inputShapes[m[1]] = splitCommas(m[2]);
     }
+    if (!hostArch->empty()) opts->target.hostArch = *hostArch;
     opts->externalWeights = *weights == "external";
     aot::CompileStats st = aot::compileModel(*opts);
     std::cerr << fmt::format("kiln: wrote {} ({} kernels, {} extern calls, {} sources, {} cached) "
