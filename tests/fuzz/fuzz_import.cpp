@@ -22,8 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sym::Context ctx;
     frontend::ImportOptions opts;
     // The model directory: an empty one, so external data can only fail cleanly.
-    auto graph = frontend::importModelBytes(bytes, "/nonexistent-kiln-fuzz-dir", "fuzz.onnx", ctx,
-                                            opts);
+    auto graph =
+        frontend::importModelBytes(bytes, "/nonexistent-kiln-fuzz-dir", "fuzz.onnx", ctx, opts);
     sched::Target target = sched::Target::cpu();
     passes::optimizeGraph(*graph, nullptr, target);
     loop::Program prog;

@@ -159,7 +159,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!want) return 0;
     int64_t got = sym::evaluate(e, named);
     if (got != *want || got < range.lo || got > range.hi) {
-      std::fprintf(stderr, "sym mismatch: %s at s0=%lld s1=%lld s2=%lld: simplified %lld, "
+      std::fprintf(stderr,
+                   "sym mismatch: %s at s0=%lld s1=%lld s2=%lld: simplified %lld, "
                    "reference %lld, range [%lld, %lld]\n",
                    sym::toString(e).c_str(), (long long)env[0], (long long)env[1],
                    (long long)env[2], (long long)got, (long long)*want, (long long)range.lo,

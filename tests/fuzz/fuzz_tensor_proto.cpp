@@ -14,8 +14,8 @@ using namespace kiln;
 
 static std::string modelDir() {
   static const std::string dir = [] {
-    std::string d = std::filesystem::temp_directory_path() /
-                    ("kiln-fuzz-tp-" + std::to_string(getpid()));
+    std::string d =
+        std::filesystem::temp_directory_path() / ("kiln-fuzz-tp-" + std::to_string(getpid()));
     std::filesystem::create_directories(d);
     std::ofstream(d + "/w.bin", std::ios::binary) << std::string(64, '\x01');
     return d;
@@ -28,8 +28,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!t.ParseFromArray(data, static_cast<int>(size))) return 0;
   try {
     auto td = frontend::convertTensor(t, modelDir(), "fuzz");
-    if (td->dtype != DType::String && td->bytes.size() != static_cast<size_t>(td->numel()) *
-                                                              dtypeSize(td->dtype))
+    if (td->dtype != DType::String &&
+        td->bytes.size() != static_cast<size_t>(td->numel()) * dtypeSize(td->dtype))
       std::abort(); // convertTensor promises bytes that match the dims
   } catch (const UserError &) {
   }

@@ -93,7 +93,7 @@ SubPrograms::functions(const std::function<std::string(const loop::SubProgram &)
   for (const loop::SubProgram *sub : subs_)
     os << "static int " << function(*sub) << params << ";\n";
   for (const loop::SubProgram *sub : subs_)
-    os << "\n// " << sub->name << "\nstatic int " << function(*sub) << params
+    os << "\n// " << commentText(sub->name) << "\nstatic int " << function(*sub) << params
        << " {\n  (void)cfs;\n"
        << body(*sub) << "}\n";
   return os.str() + "\n";
@@ -207,7 +207,7 @@ private:
     ins.push_back("nullptr");
     std::vector<std::string> o = outs;
     o.push_back("nullptr");
-    os_ << ind << "{ // " << sub.name << "\n";
+    os_ << ind << "{ // " << commentText(sub.name) << "\n";
     os_ << ind << fmt::format("  void *in[] = {{{}}};\n", fmt::join(ins, ", "));
     os_ << ind << fmt::format("  void *out[] = {{{}}};\n", fmt::join(o, ", "));
     os_ << ind << "  int st = " << p_.subs.function(sub) << "(ctx, in, out, SL, constants, &cfs["

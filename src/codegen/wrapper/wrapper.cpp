@@ -240,12 +240,11 @@ private:
         solved[si] = true;
         sym::Range r = ctx_.symbolRange(e);
         os << fmt::format("  S[{}] = dims[{}][{}];\n", si, i, d);
-        os << fmt::format(
-            "  if (S[{0}] < INT64_C({1}) || S[{0}] > INT64_C({2})) {{\n"
-            "    snprintf(err, err_size, \"input '%s' dim {3} ({4}) = %lld is outside "
-            "the compiled range [{1}, {2}]\", {5}, (long long)S[{0}]);\n"
-            "    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
-            si, r.lo, r.hi, d, e.name(), cString(g_.inputs[i]->name));
+        os << fmt::format("  if (S[{0}] < INT64_C({1}) || S[{0}] > INT64_C({2})) {{\n"
+                          "    snprintf(err, err_size, \"input '%s' dim {3} (%s) = %lld is outside "
+                          "the compiled range [{1}, {2}]\", {5}, {4}, (long long)S[{0}]);\n"
+                          "    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
+                          si, r.lo, r.hi, d, cString(e.name()), cString(g_.inputs[i]->name));
       }
     }
     for (const loop::SymbolKernel &sk : p_.symbolKernels)
@@ -269,9 +268,9 @@ private:
         sym::Expr e = b->shape[d];
         os << fmt::format(
             "  if (dims[{0}][{1}] != ({2})) {{\n    snprintf(err, err_size, \"input "
-            "'%s' dim {1}: expected %lld ({3}), got %lld\", {4}, (long long)({2}), "
+            "'%s' dim {1}: expected %lld (%s), got %lld\", {4}, (long long)({2}), {3}, "
             "(long long)dims[{0}][{1}]);\n    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
-            i, d, cpp(e), sym::toString(e), cString(g_.inputs[i]->name));
+            i, d, cpp(e), cString(sym::toString(e)), cString(g_.inputs[i]->name));
       }
     }
     for (const ir::ShapeGuard &gd : g_.guards)
