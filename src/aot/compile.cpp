@@ -7,8 +7,11 @@
 #include "sched/schedule.h"
 #include "support/error.h"
 
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -57,11 +60,19 @@ CompileStats compileModel(const CompileOptions &opts) {
     fs::path wpath = opts.outputPath + ".weights";
     fs::path tmp = wpath;
     tmp += ".tmp" + std::to_string(getpid());
-    std::ofstream out(tmp, std::ios::binary);
-    out.write(reinterpret_cast<const char *>(gm.weights.data()),
-              static_cast<std::streamsize>(gm.weights.size()));
-    out.close();
-    if (!out) fail("cannot write weights file '{}'", tmp.string());
+    std::FILE *out = std::fopen(tmp.c_str(), "wb");
+    bool ok = out && gm.weights.write(out);
+    int err = errno;
+    if (out && std::fclose(out) != 0 && ok) {
+      ok = false;
+      err = errno;
+    }
+    if (!ok) {
+      std::error_code ec;
+      fs::remove(tmp, ec);
+      fail("cannot write weights file '{}': {}{}", wpath.string(), std::strerror(err),
+           err == ENOSPC || err == EFBIG ? " (disk full or file size limit)" : "");
+    }
     try {
       buildSharedLibrary(gm, opts.outputPath, cacheDir, opts.jobs, false, opts.keepSources);
     } catch (...) {

@@ -4,6 +4,7 @@
 #include "kiln/shim.h"
 #include "sched/schedule.h"
 #include "support/error.h"
+#include "support/hash.h"
 
 #include <algorithm>
 #include <fmt/format.h>
@@ -117,13 +118,13 @@ public:
   }
 
 private:
-  void packWeights(std::vector<uint8_t> &blob) {
+  void packWeights(WeightsLayout &blob) {
     for (loop::Buffer *b : p_.constants) {
-      size_t off = (blob.size() + 63) / 64 * 64;
-      blob.resize(off);
+      size_t off = (blob.size + 63) / 64 * 64;
       offsets_.push_back(off);
       if (b->dtype == DType::String) fail("string constants are not supported");
-      blob.insert(blob.end(), b->data->bytes.begin(), b->data->bytes.end());
+      blob.segments.push_back({off, b->data});
+      blob.size = off + b->data->bytes.size();
     }
   }
 
@@ -646,6 +647,29 @@ GeneratedModel generateModel(const ir::Graph &g, loop::Program &p, const DeviceO
                              size_t kernelsPerFile, bool embedWeights) {
   WrapperGen gen(g, p, ops);
   return gen.generate(std::max<size_t>(kernelsPerFile, 1), embedWeights);
+}
+
+uint64_t WeightsLayout::hash(uint64_t seed) const {
+  uint64_t h = seed;
+  for (const Segment &sg : segments) {
+    h = fnv1a(std::to_string(sg.offset), h);
+    h = fnv1a(std::string_view(reinterpret_cast<const char *>(sg.data->bytes.data()),
+                               sg.data->bytes.size()),
+              h);
+  }
+  return fnv1a(std::to_string(size), h);
+}
+
+bool WeightsLayout::write(std::FILE *out) const {
+  static const char zeros[64] = {};
+  size_t at = 0;
+  for (const Segment &sg : segments) {
+    if (std::fwrite(zeros, 1, sg.offset - at, out) != sg.offset - at) return false;
+    size_t n = sg.data->bytes.size();
+    if (n && std::fwrite(sg.data->bytes.data(), 1, n, out) != n) return false;
+    at = sg.offset + n;
+  }
+  return std::fflush(out) == 0;
 }
 
 } // namespace kiln::codegen
