@@ -472,13 +472,20 @@ int64_t evaluate(Expr e, const std::map<std::string, int64_t> &env) {
   case Kind::Add: {
     int64_t r = 0;
     for (size_t i = 0; i < e.numOps(); ++i)
-      r += evaluate(e.op(i), env);
+      if (__builtin_add_overflow(r, evaluate(e.op(i), env), &r))
+        fail("'{}' overflows int64 for these sizes", toString(e));
     return r;
   }
   case Kind::Mul: {
+    // A zero factor wins whatever the others are (their product alone may not fit).
     int64_t r = 1;
-    for (size_t i = 0; i < e.numOps(); ++i)
-      r *= evaluate(e.op(i), env);
+    bool overflow = false;
+    for (size_t i = 0; i < e.numOps(); ++i) {
+      int64_t f = evaluate(e.op(i), env);
+      if (f == 0) return 0;
+      overflow |= __builtin_mul_overflow(r, f, &r);
+    }
+    if (overflow) fail("'{}' overflows int64 for these sizes", toString(e));
     return r;
   }
   case Kind::FloorDiv:
