@@ -2,7 +2,7 @@
 # Runs one libFuzzer target of the fuzz tree at nice 19, seeding its corpus the first time
 # (ONNX backend test data for the model and TensorProto readers, numpy-written files for
 # .npy). Crashes land in <corpus dir>/artifacts/; the final stats line gives execs and coverage.
-# Usage: run.sh <fuzz build dir> <import|tensor_proto|npy|sym> <seconds> [extra libFuzzer args]
+# Usage: run.sh <fuzz build dir> <import|tensor_proto|npy|sym|c_api> <seconds> [libFuzzer args]
 set -eu
 build=$1 target=$2 secs=$3
 shift 3
@@ -27,7 +27,7 @@ for i, a in enumerate([np.arange(6, dtype=np.float32).reshape(2, 3), np.zeros(()
     np.save(f"{d}/seed{i}.npy", a)
 PY
     ;;
-  sym) printf 'seed' >"$work/seeds/empty" ;;
+  sym | c_api) printf 'seed' >"$work/seeds/empty" ;;
   esac
 fi
 case $target in import) maxlen=1048576 ;; *) maxlen=65536 ;; esac
