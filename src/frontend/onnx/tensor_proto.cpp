@@ -109,11 +109,18 @@ std::shared_ptr<ir::TensorData> convertTensor(const onnx::TensorProto &t, const 
   } else if (t.has_raw_data()) {
     out->bytes.assign(t.raw_data().begin(), t.raw_data().end());
   } else {
-    out->bytes.resize(nbytes);
     auto check = [&](int64_t have) {
       if (have != n)
         fail("{}: tensor '{}' has {} values for {} elements", context, t.name(), have, n);
     };
+    // The typed field's count must match before anything is sized by the dims.
+    int64_t have = dt == DType::Float32                         ? t.float_data_size()
+                   : dt == DType::Float64                       ? t.double_data_size()
+                   : dt == DType::Int64                         ? t.int64_data_size()
+                   : dt == DType::UInt32 || dt == DType::UInt64 ? t.uint64_data_size()
+                                                                : t.int32_data_size();
+    check(have);
+    out->bytes.resize(nbytes);
     switch (dt) {
     case DType::Float32:
       check(t.float_data_size());
