@@ -124,15 +124,16 @@ std::shared_ptr<ir::TensorData> convertTensor(const onnx::TensorProto &t, const 
     switch (dt) {
     case DType::Float32:
       check(t.float_data_size());
-      std::memcpy(out->bytes.data(), t.float_data().data(), nbytes);
+      if (nbytes) std::memcpy(out->bytes.data(), t.float_data().data(), nbytes); // empty: no data()
       break;
     case DType::Float64:
       check(t.double_data_size());
-      std::memcpy(out->bytes.data(), t.double_data().data(), nbytes);
+      if (nbytes)
+        std::memcpy(out->bytes.data(), t.double_data().data(), nbytes); // empty: no data()
       break;
     case DType::Int64:
       check(t.int64_data_size());
-      std::memcpy(out->bytes.data(), t.int64_data().data(), nbytes);
+      if (nbytes) std::memcpy(out->bytes.data(), t.int64_data().data(), nbytes); // empty: no data()
       break;
     case DType::UInt32:
     case DType::UInt64:
