@@ -8,9 +8,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -29,10 +33,43 @@ std::string shellQuote(const std::string &s) {
   return r + "'";
 }
 
+/// The user's error when an output cannot be written (disk full, RLIMIT_FSIZE, permissions).
+[[noreturn]] void writeFailed(const fs::path &p, int err) {
+  fail("cannot write '{}': {}{}", p.string(), std::strerror(err),
+       err == ENOSPC || err == EFBIG || err == EDQUOT ? " (disk full or file size limit)" : "");
+}
+
+/// Writes through `emit` to a temp name beside `p`, then renames; on any failure the temp file
+/// is removed and the error names `p` and the reason.
+void writeAtomically(const fs::path &p, const std::function<bool(std::FILE *)> &emit) {
+  fs::path tmp = p;
+  tmp += ".tmp" + std::to_string(getpid());
+  std::FILE *f = std::fopen(tmp.c_str(), "wb");
+  if (!f) writeFailed(p, errno);
+  bool ok = emit(f);
+  int err = errno;
+  if (std::fclose(f) != 0 && ok) {
+    ok = false;
+    err = errno;
+  }
+  std::error_code ec;
+  if (ok) fs::rename(tmp, p, ec);
+  if (!ok || ec) {
+    fs::remove(tmp, ec);
+    writeFailed(p, ok ? ec.value() : err);
+  }
+}
+
 void writeFile(const fs::path &p, std::string_view data) {
-  std::ofstream out(p, std::ios::binary);
-  out.write(data.data(), static_cast<std::streamsize>(data.size()));
-  if (!out) fail("cannot write '{}'", p.string());
+  writeAtomically(
+      p, [&](std::FILE *f) { return std::fwrite(data.data(), 1, data.size(), f) == data.size(); });
+}
+
+/// A tool's log that says the disk filled up or a file size limit was hit: the user's problem.
+void failIfOutOfSpace(const std::string &log, const std::string &what) {
+  for (const char *m : {"No space left on device", "File too large", "Disk quota exceeded"})
+    if (log.find(m) != std::string::npos)
+      fail("{}: {} (disk full or file size limit):\n{}", what, m, log.substr(0, 2000));
 }
 
 std::string readFile(const fs::path &p) {
@@ -207,16 +244,9 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
     all.push_back(entry);
   }
   if (embedWeights) {
-    std::string_view blob(reinterpret_cast<const char *>(gm.weights.data()), gm.weights.size());
-    std::string wkey = hexHash(fnv1a(blob, fnv1a("weights")));
+    std::string wkey = hexHash(gm.weights.hash(fnv1a("weights")));
     fs::path bin = cache / (wkey + ".bin");
-    if (!fs::exists(bin)) {
-      fs::path tmp = bin;
-      tmp += ".tmp" + std::to_string(getpid());
-      temps.add(tmp);
-      writeFile(tmp, blob);
-      temps.commit(tmp, bin);
-    }
+    if (!fs::exists(bin)) writeAtomically(bin, [&](std::FILE *f) { return gm.weights.write(f); });
     Job w;
     w.source = work / "weights.S";
     writeFile(w.source, incbinAsm("kiln_weights_blob", bin, false));
@@ -260,6 +290,8 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
         return;
       }
       if (rc != 0) {
+        std::error_code ec;
+        fs::remove(tmpObj, ec);
         std::lock_guard<std::mutex> lk(errMu);
         if (firstError.empty())
           firstError =
@@ -280,6 +312,7 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
     t.join();
   result.compiled = pending.size();
   if (interrupted) throw Interrupted();
+  if (!firstError.empty()) failIfOutOfSpace(firstError, "writing an object to the cache failed");
   if (!firstError.empty())
     throw InternalError("kiln internal error: generated code did not compile (" + firstError + ")");
   // The (one) CUDA fatbin becomes kiln_cuda_fatbin / kiln_cuda_fatbin_size in model.so.
@@ -319,6 +352,9 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
   link += " -L" + shellQuote(kilnPaths().runtimeLibDir) + " -lkiln_rt" + runpathFlags() + " 2> " +
           shellQuote((work / "link.log").string());
   if (runShell(link) != 0) {
+    std::error_code ec;
+    fs::remove(tmpOut, ec);
+    failIfOutOfSpace(readFile(work / "link.log"), "cannot write '" + out.string() + "'");
     throw InternalError("kiln internal error: linking model.so failed:\n" +
                         readFile(work / "link.log").substr(0, 4000));
   }

@@ -10,8 +10,11 @@
 #include "sched/schedule.h"
 #include "support/error.h"
 
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -94,6 +97,13 @@ CompileStats compileModel(const CompileOptions &opts) {
   codegen::GeneratedModel gm =
       codegen::generateModel(*graph, prog, *ops, opts.kernelsPerFile, embed, stamp);
   gm.cacheSalt = isa.features; // -march=native differs between machines sharing a cache
+  // x86-64 code reaches data by 32-bit PC-relative offsets: a shared library's sections must
+  // stay within 2 GiB, so large weights have to live in a separate file.
+  constexpr size_t kMaxEmbeddedWeights = (size_t{2} << 30) - (size_t{256} << 20);
+  if (embed && gm.weights.size > kMaxEmbeddedWeights)
+    fail("the model's weights are {} bytes; model.so cannot embed more than {} (x86-64 "
+         "PC-relative addressing); compile with --weights external",
+         gm.weights.size, kMaxEmbeddedWeights);
   std::string cacheDir = opts.cacheDir.empty() ? defaultCacheDir() : opts.cacheDir;
   clock.start("build");
   BuildResult br;
@@ -103,12 +113,20 @@ CompileStats compileModel(const CompileOptions &opts) {
     fs::path wpath = opts.outputPath + ".weights";
     fs::path tmp = wpath;
     tmp += ".tmp" + std::to_string(getpid());
+    std::FILE *out = std::fopen(tmp.c_str(), "wb");
+    bool ok = out && gm.weights.write(out);
+    int err = errno;
+    if (out && std::fclose(out) != 0 && ok) {
+      ok = false;
+      err = errno;
+    }
+    if (!ok) {
+      std::error_code ec;
+      fs::remove(tmp, ec);
+      fail("cannot write weights file '{}': {}{}", wpath.string(), std::strerror(err),
+           err == ENOSPC || err == EFBIG ? " (disk full or file size limit)" : "");
+    }
     try {
-      std::ofstream out(tmp, std::ios::binary);
-      out.write(reinterpret_cast<const char *>(gm.weights.data()),
-                static_cast<std::streamsize>(gm.weights.size()));
-      out.close();
-      if (!out) fail("cannot write weights file '{}'", tmp.string());
       br = buildSharedLibrary(gm, opts.outputPath, cacheDir, opts.jobs, false, opts.keepSources,
                               opts.onBuildProgress);
     } catch (...) {

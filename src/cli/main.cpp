@@ -6,6 +6,7 @@
 #include "kiln/shim.h"
 #include "support/error.h"
 
+#include <csignal>
 #include <iostream>
 #include <map>
 
@@ -47,6 +48,9 @@ int main(int argc, char **argv) {
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::Throw);
   app.footer("Exit status: 0 success, 1 error (bad model, input or run), 2 bad command line,\n"
              "3 inspect found unsupported ops, 70 internal error (a kiln bug), 130 interrupted.");
+  // A file size limit makes writes fail with EFBIG (a clear error, temp files removed) instead
+  // of killing kiln and the compilers it runs, which inherit this.
+  std::signal(SIGXFSZ, SIG_IGN);
   addCompileCommand(app);
   addRunCommand(app);
   addBenchCommand(app);

@@ -31,9 +31,32 @@ std::vector<int64_t> readShape(const std::string &header, const std::string &pat
   std::vector<int64_t> shape;
   std::regex num("[0-9]+");
   for (auto it = std::sregex_iterator(dims.begin(), dims.end(), num); it != std::sregex_iterator();
-       ++it)
+       ++it) {
+    if (it->str().size() > 18) fail("'{}': dim {} is too large", path, it->str());
     shape.push_back(std::stoll(it->str()));
+  }
   return shape;
+}
+
+/// The data's byte count for `shape`, checked against overflow and against the bytes the file
+/// still holds, so nothing is allocated for a size the file cannot back.
+size_t dataBytes(const std::vector<int64_t> &shape, int64_t elemBytes, int64_t remaining,
+                 const std::string &path) {
+  int64_t bytes = elemBytes;
+  for (int64_t d : shape)
+    if (__builtin_mul_overflow(bytes, d, &bytes))
+      fail("'{}': the shape's byte size overflows int64", path);
+  if (bytes > remaining)
+    fail("'{}': file is shorter than its shape needs ({} bytes, {} left)", path, bytes, remaining);
+  return static_cast<size_t>(bytes);
+}
+
+int64_t bytesLeft(std::ifstream &in) {
+  auto at = in.tellg();
+  in.seekg(0, std::ios::end);
+  auto end = in.tellg();
+  in.seekg(at);
+  return at < 0 || end < 0 ? 0 : static_cast<int64_t>(end - at);
 }
 
 void appendUtf8(std::string &out, uint32_t cp) {
@@ -60,11 +83,11 @@ NpyArray readStrings(std::ifstream &in, const std::string &header, const std::st
   NpyArray a;
   a.dtype = {kDLOpaqueHandle, 64, 1};
   a.shape = readShape(header, path);
-  int64_t n = 1;
-  for (int64_t d : a.shape)
-    n *= d;
+  if (width > (1 << 20)) fail("'{}': string width {} is too large", path, width);
   size_t elem = static_cast<size_t>(width) * (kind == 'U' ? 4 : 1);
-  std::vector<char> raw(static_cast<size_t>(n) * elem);
+  if (elem == 0) fail("'{}': string width 0 is not supported", path);
+  std::vector<char> raw(dataBytes(a.shape, static_cast<int64_t>(elem), bytesLeft(in), path));
+  int64_t n = static_cast<int64_t>(raw.size() / elem);
   in.read(raw.data(), static_cast<std::streamsize>(raw.size()));
   if (!in) fail("'{}': file is shorter than its shape needs", path);
   for (int64_t i = 0; i < n; ++i) {
@@ -108,6 +131,8 @@ NpyArray readNpy(const std::string &path) {
   char magic[8];
   in.read(magic, 8);
   if (!in || std::memcmp(magic, "\x93NUMPY", 6) != 0) fail("'{}' is not a .npy file", path);
+  if (magic[6] < 1 || magic[6] > 3)
+    fail("'{}': .npy format version {} is not supported (1 to 3)", path, int(magic[6]));
   uint32_t hlen = 0;
   if (magic[6] == 1) {
     uint16_t h;
@@ -116,6 +141,8 @@ NpyArray readNpy(const std::string &path) {
   } else {
     in.read(reinterpret_cast<char *>(&hlen), 4);
   }
+  if (!in || hlen > bytesLeft(in))
+    fail("'{}': the header runs past the end of the file (truncated .npy)", path);
   std::string header(hlen, '\0');
   in.read(header.data(), hlen);
   std::smatch m;
@@ -124,8 +151,11 @@ NpyArray readNpy(const std::string &path) {
   if (m[1] == ">") fail("'{}': big-endian arrays are not supported", path);
   NpyArray a;
   char kind = m[2].str()[0];
-  if (kind == 'S' || kind == 'U')
-    return readStrings(in, header, path, kind, std::stoll(m[2].str().substr(1)));
+  if (kind == 'S' || kind == 'U') {
+    std::string width = m[2].str().substr(1);
+    if (width.size() > 9) fail("'{}': string width {} is too large", path, width);
+    return readStrings(in, header, path, kind, std::stoll(width));
+  }
   bool found = false;
   for (const Descr &d : kDescrs)
     if (m[2] == d.code) {
@@ -135,17 +165,8 @@ NpyArray readNpy(const std::string &path) {
   if (!found) fail("'{}': dtype '{}' is not supported", path, m[2].str());
   if (std::regex_search(header, m, std::regex("'fortran_order':\\s*True")))
     fail("'{}': Fortran-order arrays are not supported", path);
-  if (!std::regex_search(header, m, std::regex("'shape':\\s*\\(([^)]*)\\)")))
-    fail("'{}': cannot read shape", path);
-  std::string dims = m[1];
-  std::regex num("[0-9]+");
-  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), num); it != std::sregex_iterator();
-       ++it)
-    a.shape.push_back(std::stoll(it->str()));
-  int64_t n = 1;
-  for (int64_t d : a.shape)
-    n *= d;
-  a.data.resize(static_cast<size_t>(n) * (a.dtype.bits / 8));
+  a.shape = readShape(header, path);
+  a.data.resize(dataBytes(a.shape, a.dtype.bits / 8, bytesLeft(in), path));
   in.read(reinterpret_cast<char *>(a.data.data()), static_cast<std::streamsize>(a.data.size()));
   if (!in) fail("'{}': file is shorter than its shape needs ({} bytes)", path, a.data.size());
   return a;

@@ -4,6 +4,7 @@
 #include "loop/scalar.h"
 #include "support/error.h"
 
+#include <cmath>
 #include <fmt/format.h>
 
 namespace kiln::loop {
@@ -46,6 +47,12 @@ VRef constant(DType t, double v) {
   Scalar s;
   if (isFloat(t))
     s.f = v;
+  else if (std::isnan(v))
+    s.i = 0; // a float → int conversion outside int64 is UB in C++: saturate instead
+  else if (v >= 9223372036854775807.0)
+    s.i = INT64_MAX;
+  else if (v <= -9223372036854775808.0)
+    s.i = INT64_MIN;
   else
     s.i = static_cast<int64_t>(v);
   return fromScalar(t, normalize(t, s));

@@ -128,9 +128,9 @@ int checkOptions(const kiln_model_desc_v1 &desc, const kiln_container_options &o
   if (o.flags != KILN_FLAG_NONE)
     return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_container_options.flags has unknown bits 0x%x",
                 o.flags);
-  if (o.num_runners < 0)
+  if (o.num_runners < 0 || o.num_runners > 4096) // each runner owns an arena and caches
     return fail(KILN_ERR_INVALID_ARGUMENT,
-                "kiln_container_options.num_runners is %d; use 0 "
+                "kiln_container_options.num_runners is %d; use 1 to 4096, or 0 "
                 "for one per hardware thread",
                 o.num_runners);
   if (o.threads_per_run < 0)

@@ -23,6 +23,25 @@ const char *kindName(Kind k) {
 
 namespace {
 
+/// Constant arithmetic of the simplifier: a symbolic size whose constants leave int64 comes
+/// from absurd dims in the model, which is the user's error (never silent wrap-around).
+int64_t addConst(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_add_overflow(a, b, &r))
+    fail("a symbolic size overflows int64 ({} + {}); the model's dims are too large", a, b);
+  return r;
+}
+int64_t mulConst(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_mul_overflow(a, b, &r))
+    fail("a symbolic size overflows int64 ({} * {}); the model's dims are too large", a, b);
+  return r;
+}
+
+} // namespace
+
+namespace {
+
 size_t hashNode(Kind k, const std::vector<const Node *> &ops, int64_t value,
                 const std::string &name) {
   size_t h = std::hash<int>()(static_cast<int>(k)) * 1000003u;
@@ -165,12 +184,12 @@ void collectTerms(Context &ctx, Expr e, std::map<uint64_t, std::pair<const Node 
   }
   auto [coeff, base] = splitTerm(ctx, e);
   if (!base) {
-    constant += coeff;
+    constant = addConst(constant, coeff);
     return;
   }
   auto &slot = terms[base->id];
   slot.first = base;
-  slot.second += coeff;
+  slot.second = addConst(slot.second, coeff);
 }
 
 Expr scaleBase(Context &ctx, int64_t coeff, const Node *base) {
@@ -197,7 +216,7 @@ Expr buildSum(Context &ctx, const std::map<uint64_t, std::pair<const Node *, int
 } // namespace
 
 Expr Context::add(Expr a, Expr b) {
-  if (a.isConst() && b.isConst()) return constant(a->value + b->value);
+  if (a.isConst() && b.isConst()) return constant(addConst(a->value, b->value));
   if (a.isConst(0)) return b;
   if (b.isConst(0)) return a;
   std::map<uint64_t, std::pair<const Node *, int64_t>> terms;
@@ -225,7 +244,7 @@ Expr Context::add(Expr a, Expr b) {
 // ---- products -----------------------------------------------------------------------
 
 Expr Context::mul(Expr a, Expr b) {
-  if (a.isConst() && b.isConst()) return constant(a->value * b->value);
+  if (a.isConst() && b.isConst()) return constant(mulConst(a->value, b->value));
   if (b.isConst()) std::swap(a, b);
   if (a.isConst()) {
     int64_t c = a->value;
@@ -236,8 +255,8 @@ Expr Context::mul(Expr a, Expr b) {
       int64_t k = 0;
       collectTerms(*this, b, terms, k);
       for (auto &[id, t] : terms)
-        t.second *= c;
-      return buildSum(*this, terms, k * c);
+        t.second = mulConst(t.second, c);
+      return buildSum(*this, terms, mulConst(k, c));
     }
     auto [coeff, base] = splitTerm(*this, b);
     return scaleBase(*this, coeff * c, base);
@@ -254,7 +273,7 @@ Expr Context::mul(Expr a, Expr b) {
   std::sort(factors.begin(), factors.end(),
             [](const Node *x, const Node *y) { return x->id < y->id; });
   Expr base = make(Kind::Mul, factors);
-  return scaleBase(*this, ca * cb, base.node());
+  return scaleBase(*this, mulConst(ca, cb), base.node());
 }
 
 // ---- division -----------------------------------------------------------------------
@@ -303,7 +322,7 @@ Expr Context::floorDiv(Expr a, Expr b) {
   if (b.isConst() && b->value > 0) {
     int64_t d = b->value;
     if (a.kind() == Kind::FloorDiv && a.op(1).isConst() && a.op(1)->value > 0)
-      return floorDiv(a.op(0), constant(a.op(1)->value * d));
+      return floorDiv(a.op(0), constant(mulConst(a.op(1)->value, d)));
     auto [q, r] = splitDivisible(*this, a, d);
     Range rr = rangeOf(r);
     Expr rest = (rr.lo >= 0 && rr.hi < d) ? constant(0)
@@ -472,13 +491,20 @@ int64_t evaluate(Expr e, const std::map<std::string, int64_t> &env) {
   case Kind::Add: {
     int64_t r = 0;
     for (size_t i = 0; i < e.numOps(); ++i)
-      r += evaluate(e.op(i), env);
+      if (__builtin_add_overflow(r, evaluate(e.op(i), env), &r))
+        fail("'{}' overflows int64 for these sizes", toString(e));
     return r;
   }
   case Kind::Mul: {
+    // A zero factor wins whatever the others are (their product alone may not fit).
     int64_t r = 1;
-    for (size_t i = 0; i < e.numOps(); ++i)
-      r *= evaluate(e.op(i), env);
+    bool overflow = false;
+    for (size_t i = 0; i < e.numOps(); ++i) {
+      int64_t f = evaluate(e.op(i), env);
+      if (f == 0) return 0;
+      overflow |= __builtin_mul_overflow(r, f, &r);
+    }
+    if (overflow) fail("'{}' overflows int64 for these sizes", toString(e));
     return r;
   }
   case Kind::FloorDiv:

@@ -220,14 +220,15 @@ def run_case(name, fn):
     return not errors
 
 
-def main():
+def main(cases=None):
+    cases = CASES if cases is None else cases
     if ONLY == {"--list"}:
-        print(";".join(name for name, _ in CASES))
+        print(";".join(name for name, _ in cases))
         return 0
     os.makedirs(WORK, exist_ok=True)
     ok = True
     ran = 0
-    for name, fn in CASES:
+    for name, fn in cases:
         if ONLY and name not in ONLY:
             continue
         ran += 1

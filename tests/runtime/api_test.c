@@ -286,7 +286,8 @@ static void test_descriptor_variants(void) {
             "model needs kiln shim v99 but this libkiln_rt provides v4; upgrade libkiln_rt");
   d = *kiln_model_descriptor();
   d.abi_version = 7;
-  CHECK_ERR(kiln_rt_container_create_v1(&d, NULL, &c), KILN_ERR_VERSION_MISMATCH, "ABI v7");
+  CHECK_ERR(kiln_rt_container_create_v1(&d, NULL, &c), KILN_ERR_VERSION_MISMATCH,
+            "model needs kiln ABI v7 but this libkiln_rt provides v4; upgrade libkiln_rt");
   d = *kiln_model_descriptor();
   d.device = "tpu";
   CHECK_ERR(kiln_rt_container_create_v1(&d, NULL, &c), KILN_ERR_UNSUPPORTED, "'tpu'");

@@ -8,7 +8,10 @@
  * even a trivial model's runs span many swaps. Every output must equal the A or the B
  * reference bit for bit; a run matching neither is torn. Exit 0 only with 0 torn and 0
  * failed runs, at least 10 swaps, and both sets seen.
- * Usage: concurrency_test <model.so> [threads=8] [runs=2000] [runners=4] */
+ * With churn > 0, that many more threads create a container of their own, run it once
+ * (checked against reference A) and destroy it, over and over, while the rest goes on; and
+ * the updater also frees the inactive buffer after every third swap.
+ * Usage: concurrency_test <model.so> [threads=8] [runs=2000] [runners=4] [churn=0] */
 #define _POSIX_C_SOURCE 200809L
 
 #include <kiln/model.h>
@@ -41,6 +44,7 @@ static struct {
                 uint32_t);
   int (*swap)(kiln_container *);
   int (*read_constant)(kiln_container *, int32_t, const char *, DLTensor *);
+  int (*free_inactive)(kiln_container *);
 } api;
 
 typedef struct {
@@ -173,8 +177,44 @@ static void *updater(void *p) {
       return (void *)1;
     }
     ++swaps;
+    if (swaps % 3 == 0 && api.free_inactive(g_c) != KILN_OK) {
+      fprintf(stderr, "free_inactive failed: %s\n", api.last_error());
+      return (void *)1;
+    }
     nanosleep(&ts, NULL);
   }
+  return NULL;
+}
+
+/* Creates, runs once and destroys containers until the workers finish; counts failures. */
+static void *churn(void *p) {
+  worker *w = (worker *)p;
+  tensor_list out;
+  make_tensors(&out, g_nout, 0, g_ref[0].shapes);
+  while (!__atomic_load_n(&g_stop, __ATOMIC_ACQUIRE)) {
+    kiln_container_options o;
+    kiln_container *c = NULL;
+    int32_t i;
+    api.options_init(&o);
+    o.num_runners = 1 + w->id % 2;
+    o.threads_per_run = 1;
+    if (api.create(&o, &c) != KILN_OK) {
+      if (w->failed++ == 0) fprintf(stderr, "churn create: %s\n", api.last_error());
+      continue;
+    }
+    if (api.run(c, g_in.t, g_in.n, out.t, g_nout) != KILN_OK) {
+      if (w->failed++ == 0) fprintf(stderr, "churn run: %s\n", api.last_error());
+    } else {
+      for (i = 0; i < g_nout; ++i)
+        if (memcmp(out.t[i].data, g_ref[0].t[i].data, out.bytes[i]) != 0) break;
+      if (i == g_nout)
+        ++w->matched[0];
+      else
+        ++w->torn; /* a fresh container has the compiled weights (set A) */
+    }
+    api.destroy(c);
+  }
+  free_tensors(&out);
   return NULL;
 }
 
@@ -196,6 +236,7 @@ int main(int argc, char **argv) {
   pthread_t tid[MAXT], up;
   worker w[MAXT];
   void *up_rc = NULL;
+  int churners = 0, churned = 0;
   double t0;
   if (argc < 2) {
     fprintf(stderr, "usage: %s <model.so> [threads] [runs] [runners]\n", argv[0]);
@@ -203,6 +244,8 @@ int main(int argc, char **argv) {
   }
   g_runs = argc > 3 ? atoi(argv[3]) : 2000;
   if (threads > MAXT) threads = MAXT;
+  churners = argc > 5 ? atoi(argv[5]) : 0;
+  if (churners < 0 || threads + churners > MAXT) churners = 0;
   h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
   if (!h) {
     fprintf(stderr, "dlopen: %s\n", dlerror());
@@ -224,6 +267,7 @@ int main(int argc, char **argv) {
   LOAD(update, "kiln_update_constants");
   LOAD(swap, "kiln_swap_constants");
   LOAD(read_constant, "kiln_read_constant");
+  LOAD(free_inactive, "kiln_free_inactive_constants");
 
   api.options_init(&o);
   o.num_runners = argc > 4 ? atoi(argv[4]) : 4;
@@ -316,20 +360,26 @@ int main(int argc, char **argv) {
 
   t0 = now_ms();
   pthread_create(&up, NULL, updater, NULL);
-  for (i = 0; i < threads; ++i) {
+  for (i = 0; i < threads + churners; ++i) {
     memset(&w[i], 0, sizeof w[i]);
     w[i].id = i;
-    pthread_create(&tid[i], NULL, work, &w[i]);
+    pthread_create(&tid[i], NULL, i < threads ? work : churn, &w[i]);
   }
-  for (i = 0; i < threads; ++i) {
+  for (i = 0; i < threads; ++i)
     pthread_join(tid[i], NULL);
+  __atomic_store_n(&g_stop, 1, __ATOMIC_RELEASE);
+  for (i = threads; i < threads + churners; ++i)
+    pthread_join(tid[i], NULL);
+  for (i = 0; i < threads + churners; ++i) {
     total_torn += w[i].torn;
     total_failed += w[i].failed;
+    if (i >= threads) churned += w[i].matched[0];
     matched[0] += w[i].matched[0];
     matched[1] += w[i].matched[1];
   }
-  __atomic_store_n(&g_stop, 1, __ATOMIC_RELEASE);
   pthread_join(up, &up_rc);
+  if (churners)
+    printf("churn: %d threads created, ran and destroyed %d containers\n", churners, churned);
   printf("concurrency: %s: %d threads x %d runs (%s), %d swaps in %.0f ms: %d set A, %d set B, "
          "%d torn, %d failed\n",
          argv[1], threads, g_runs, g_static ? "kiln_run + kiln_run_minimal" : "kiln_run", swaps,
@@ -339,5 +389,5 @@ int main(int argc, char **argv) {
     free(out_dims[i]);
   free(out_dims);
   return total_torn != 0 || total_failed != 0 || up_rc != NULL || swaps < 10 || !matched[0] ||
-         !matched[1];
+         !matched[1] || (churners && !churned);
 }

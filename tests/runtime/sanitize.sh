@@ -1,16 +1,19 @@
 #!/bin/sh
 # Builds the runtime and its C API tests with a sanitizer preset in their own tree and runs
 # them there. Usage: sanitize.sh tsan|asan <source dir> <build dir>
-#   tsan: ThreadSanitizer on runtime.threads, runtime.concurrency, runtime.concurrency_static
+#   tsan: ThreadSanitizer on runtime.threads, runtime.concurrency, runtime.concurrency_static,
+#         runtime.churn (containers created and destroyed while others run, swap and free)
 #         (fake models: no OpenMP regions, whose uninstrumented libgomp would give false reports)
-#   asan: AddressSanitizer + UBSan on runtime.api, runtime.constants, runtime.concurrency*,
-#         and the aot tests (kiln itself, the generated model.so and the C host program)
+#   asan: AddressSanitizer + UBSan (+ LeakSanitizer) on runtime.api, runtime.constants,
+#         runtime.concurrency*, runtime.churn, runtime.soak (20,000 runs), abi.compat.*,
+#         the aot tests (kiln itself, the generated model.so and the C host program) and the
+#         malformed/hostile-model and file-size-limit cases of tests/reliability
 set -eu
 preset=$1 src=$2 build=$3
 cmake -S "$src" -B "$build" --preset "$preset" -DKILN_SANITIZER_TREE=ON >/dev/null
 targets="kiln_rt kiln_fake_model kiln_fake_model_v99 kiln_fake_model_static kiln_fake_model_big
   kiln_runtime_api_test kiln_runtime_constants_test kiln_runtime_concurrency_test"
-[ "$preset" = asan ] && targets="$targets kiln kiln_aot_test kiln_values_test"
+[ "$preset" = asan ] && targets="$targets kiln kiln_aot_test kiln_values_test kiln_runtime_soak kiln_abi_compat_test"
 # With the CUDA plugin: the mock-driver tests under TSan (runs pinning constants until their
 # GPU work completes, while other threads swap and free them).
 cuda=0
@@ -22,11 +25,11 @@ fi
 cmake --build "$build" -j"$(nproc)" --target $targets
 if [ "$preset" = tsan ]; then
   export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
-  tests='^runtime\.(threads|concurrency|concurrency_static)$'
-  [ "$cuda" = 1 ] && tests='^(runtime\.(threads|concurrency|concurrency_static)|(CudaRun|CudaContainer)\..*)$'
+  tests='^runtime\.(threads|concurrency|concurrency_static|churn)$'
+  [ "$cuda" = 1 ] && tests='^(runtime\.(threads|concurrency|concurrency_static|churn)|(CudaRun|CudaContainer)\..*)$'
 else
   export UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1"
   export ASAN_OPTIONS="allocator_may_return_null=1 detect_leaks=1"
-  tests='^(runtime\.(api|version|constants|concurrency|concurrency_static)|aot\..*)$'
+  tests='^(runtime\.(api|version|constants|concurrency|concurrency_static|churn|soak)|abi\.compat\..*|aot\..*|reliability\.(hostile\..*|limits\..*|not_onnx|empty_file|truncated|unknown_op|unsupported_dtype|undefined_input|external_data_.*|bad_broadcast|opset_too_new|missing_file|dynamic_.*|output_.*))$'
 fi
 ctest --test-dir "$build" -R "$tests" --output-on-failure

@@ -1,6 +1,7 @@
 // The CUDA DeviceOps: kernels launch by index through the runtime's driver table
 // (kiln_run_ctx_cuda: cuLaunchKernel on the run's stream), scratch comes from the runner's
 // device arena, and nothing in generated code allocates, synchronises or picks a device.
+#include "codegen/common/c_printer.h"
 #include "codegen/wrapper/device_ops.h"
 
 #include <fmt/format.h>
@@ -13,8 +14,8 @@ namespace {
 std::string checked(const std::string &call, const std::string &what) {
   return fmt::format(
       "{{ int st_ = {}; if (st_) {{ snprintf(ctx->error, ctx->error_size, "
-      "\"{} failed: %s\", cu->drv->error_string(st_)); return KILN_ERR_DEVICE; }} }}",
-      call, what);
+      "\"%s failed: %s\", {}, cu->drv->error_string(st_)); return KILN_ERR_DEVICE; }} }}",
+      call, cString(what)); // `what` is data, never part of the format
 }
 
 class CudaDeviceOps final : public DeviceOps {

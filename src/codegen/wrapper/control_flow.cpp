@@ -93,7 +93,7 @@ SubPrograms::functions(const std::function<std::string(const loop::SubProgram &)
   for (const loop::SubProgram *sub : subs_)
     os << "static int " << function(*sub) << params << ";\n";
   for (const loop::SubProgram *sub : subs_)
-    os << "\n// " << sub->name << "\nstatic int " << function(*sub) << params
+    os << "\n// " << commentText(sub->name) << "\nstatic int " << function(*sub) << params
        << " {\n  (void)cfs;\n"
        << body(*sub) << "}\n";
   return os.str() + "\n";
@@ -155,6 +155,10 @@ std::string SubPrograms::prologue(const loop::SubProgram &sub, const DeviceOps &
 
 namespace {
 
+// The most iterations a Loop runs (2^31 - 1): beyond it a run returns an error instead of
+// looking hung; a trip count given as input above it is refused before the first iteration.
+constexpr int64_t kMaxLoopTrips = 2147483647;
+
 class CallGen {
 public:
   CallGen(const loop::Kernel &k, const CallPrinter &p)
@@ -203,7 +207,7 @@ private:
     ins.push_back("nullptr");
     std::vector<std::string> o = outs;
     o.push_back("nullptr");
-    os_ << ind << "{ // " << sub.name << "\n";
+    os_ << ind << "{ // " << commentText(sub.name) << "\n";
     os_ << ind << fmt::format("  void *in[] = {{{}}};\n", fmt::join(ins, ", "));
     os_ << ind << fmt::format("  void *out[] = {{{}}};\n", fmt::join(o, ", "));
     os_ << ind << "  int st = " << p_.subs.function(sub) << "(ctx, in, out, SL, constants, &cfs["
@@ -229,6 +233,14 @@ private:
                         : cf_.tripBuffer  ? fmt::format("(int64_t){}[0]", cf_.tripBuffer->name)
                                           : std::string("INT64_MAX");
     os_ << "    const int64_t trips = " << trips << ";\n";
+    // A for-loop (no condition) with an absurd run-time trip count is refused before it
+    // starts; a while-loop stops with an error at the same count (never a silent hang).
+    if (isLoop && !cf_.cond)
+      os_ << "    if (trips > " << kMaxLoopTrips << ") {\n"
+          << "      snprintf(ctx->error, ctx->error_size, \"%s: trip count %lld is more than "
+          << "kiln runs (" << kMaxLoopTrips << " iterations)\", " << cString(cf_.origin)
+          << ", (long long)trips);\n"
+          << "      return KILN_ERR_INVALID_ARGUMENT;\n    }\n";
     os_ << "    const int64_t batches = " << (batched ? cpp(cf_.batches) : "1") << ";\n";
     os_ << "    for (int64_t b = 0; b < batches; ++b) {\n";
     std::string ind = "      ";
@@ -249,6 +261,13 @@ private:
     os_ << ind << "int64_t it = 0;\n";
     os_ << ind << "for (; it < trips" << (isLoop ? " && cond" : "") << "; ++it) {\n";
     std::string in2 = ind + "  ";
+    if (isLoop)
+      os_ << in2 << "if (it == " << kMaxLoopTrips << ") {\n"
+          << in2 << "  snprintf(ctx->error, ctx->error_size, \"%s: still running after "
+          << kMaxLoopTrips << " iterations (trip count %lld); kiln stops it there\", "
+          << cString(cf_.origin) << ", (long long)trips);\n"
+          << in2 << "  return KILN_ERR_INVALID_ARGUMENT;\n"
+          << in2 << "}\n";
     os_ << in2 << fmt::format("SL[{}] = it;\n", p_.symbolIndex(cf_.iter));
     std::vector<std::string> ins, outs;
     if (isLoop) {

@@ -4,6 +4,7 @@
 #include "kiln/shim.h"
 #include "sched/schedule.h"
 #include "support/error.h"
+#include "support/hash.h"
 
 #include <algorithm>
 #include <fmt/format.h>
@@ -117,13 +118,13 @@ public:
   }
 
 private:
-  void packWeights(std::vector<uint8_t> &blob) {
+  void packWeights(WeightsLayout &blob) {
     for (loop::Buffer *b : p_.constants) {
-      size_t off = (blob.size() + 63) / 64 * 64;
-      blob.resize(off);
+      size_t off = (blob.size + 63) / 64 * 64;
       offsets_.push_back(off);
       if (b->dtype == DType::String) fail("string constants are not supported");
-      blob.insert(blob.end(), b->data->bytes.begin(), b->data->bytes.end());
+      blob.segments.push_back({off, b->data});
+      blob.size = off + b->data->bytes.size();
     }
   }
 
@@ -240,12 +241,11 @@ private:
         solved[si] = true;
         sym::Range r = ctx_.symbolRange(e);
         os << fmt::format("  S[{}] = dims[{}][{}];\n", si, i, d);
-        os << fmt::format(
-            "  if (S[{0}] < INT64_C({1}) || S[{0}] > INT64_C({2})) {{\n"
-            "    snprintf(err, err_size, \"input '%s' dim {3} ({4}) = %lld is outside "
-            "the compiled range [{1}, {2}]\", {5}, (long long)S[{0}]);\n"
-            "    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
-            si, r.lo, r.hi, d, e.name(), cString(g_.inputs[i]->name));
+        os << fmt::format("  if (S[{0}] < INT64_C({1}) || S[{0}] > INT64_C({2})) {{\n"
+                          "    snprintf(err, err_size, \"input '%s' dim {3} (%s) = %lld is outside "
+                          "the compiled range [{1}, {2}]\", {5}, {4}, (long long)S[{0}]);\n"
+                          "    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
+                          si, r.lo, r.hi, d, cString(e.name()), cString(g_.inputs[i]->name));
       }
     }
     for (const loop::SymbolKernel &sk : p_.symbolKernels)
@@ -269,9 +269,9 @@ private:
         sym::Expr e = b->shape[d];
         os << fmt::format(
             "  if (dims[{0}][{1}] != ({2})) {{\n    snprintf(err, err_size, \"input "
-            "'%s' dim {1}: expected %lld ({3}), got %lld\", {4}, (long long)({2}), "
+            "'%s' dim {1}: expected %lld (%s), got %lld\", {4}, (long long)({2}), {3}, "
             "(long long)dims[{0}][{1}]);\n    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
-            i, d, cpp(e), sym::toString(e), cString(g_.inputs[i]->name));
+            i, d, cpp(e), cString(sym::toString(e)), cString(g_.inputs[i]->name));
       }
     }
     for (const ir::ShapeGuard &gd : g_.guards)
@@ -654,6 +654,29 @@ GeneratedModel generateModel(const ir::Graph &g, loop::Program &p, const DeviceO
                              size_t kernelsPerFile, bool embedWeights, const BuildStamp &stamp) {
   WrapperGen gen(g, p, ops, stamp);
   return gen.generate(std::max<size_t>(kernelsPerFile, 1), embedWeights);
+}
+
+uint64_t WeightsLayout::hash(uint64_t seed) const {
+  uint64_t h = seed;
+  for (const Segment &sg : segments) {
+    h = fnv1a(std::to_string(sg.offset), h);
+    h = fnv1a(std::string_view(reinterpret_cast<const char *>(sg.data->bytes.data()),
+                               sg.data->bytes.size()),
+              h);
+  }
+  return fnv1a(std::to_string(size), h);
+}
+
+bool WeightsLayout::write(std::FILE *out) const {
+  static const char zeros[64] = {};
+  size_t at = 0;
+  for (const Segment &sg : segments) {
+    if (std::fwrite(zeros, 1, sg.offset - at, out) != sg.offset - at) return false;
+    size_t n = sg.data->bytes.size();
+    if (n && std::fwrite(sg.data->bytes.data(), 1, n, out) != n) return false;
+    at = sg.offset + n;
+  }
+  return std::fflush(out) == 0;
 }
 
 } // namespace kiln::codegen

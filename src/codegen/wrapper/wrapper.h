@@ -7,15 +7,33 @@
 #include "ir/graph.h"
 #include "loop/program.h"
 
+#include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace kiln::codegen {
 
+/// The constants as laid out in the weights blob (64-byte aligned, in constant order). The
+/// bytes stay in the tensors they came from and are streamed to the output, never gathered
+/// into one buffer: a model's weights may not fit in memory twice.
+struct WeightsLayout {
+  struct Segment {
+    size_t offset;
+    std::shared_ptr<const ir::TensorData> data;
+  };
+  std::vector<Segment> segments;
+  size_t size = 0;
+  /// A content hash of the blob (the object cache's key).
+  uint64_t hash(uint64_t seed) const;
+  /// Writes the blob, zero padding included; false on a write error (errno says why).
+  bool write(std::FILE *out) const;
+};
+
 struct GeneratedModel {
   std::vector<SourceFile> sources;
   std::vector<std::string> linkFlags; // extra flags of the model.so link
-  std::vector<uint8_t> weights;       // constants, 64-byte aligned, in constant order
+  WeightsLayout weights; // constants, 64-byte aligned, in constant order (streamed)
   std::string cacheSalt; // part of every object's cache key (what -march=native stood for)
 };
 

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <google/protobuf/io/coded_stream.h>
 #include <onnx/onnx_pb.h>
 #include <set>
 #include <sstream>
@@ -14,6 +15,13 @@
 namespace kiln::frontend {
 
 namespace {
+
+// Hostile-input limits: subgraphs nested deeper than this are refused by name; protobuf's own
+// recursion limit (raised from 100) stays well above what that nesting needs.
+constexpr int kMaxSubgraphDepth = 32;
+constexpr int kProtobufRecursionLimit = 1000;
+// Protobuf cannot represent a message of 2 GiB or more.
+constexpr int64_t kMaxProtobufBytes = (int64_t{1} << 31) - 1;
 
 struct Importer {
   sym::Context &ctx;
@@ -33,6 +41,7 @@ struct Importer {
     ir::Graph *g;
     Scope *parent;
     std::vector<ir::Value *> outer;
+    int depth() const { return parent ? parent->depth() + 1 : 0; }
   };
 
   ir::Value *resolve(Scope &s, const std::string &name) {
@@ -85,6 +94,9 @@ struct Importer {
       break;
     case A::GRAPH:
       r.kind = ir::Attribute::Kind::Graph;
+      if (scope.depth() + 1 > kMaxSubgraphDepth)
+        fail("{}: attribute '{}' nests subgraphs more than {} levels deep", ctxName, a.name(),
+             kMaxSubgraphDepth);
       r.graph = std::make_shared<ir::Graph>(ctx);
       subScopes.push_back(Scope{r.graph.get(), &scope, {}});
       importGraph(a.g(), subScopes.back());
@@ -100,6 +112,8 @@ struct Importer {
   sym::Expr dimExpr(const onnx::TensorShapeProto_Dimension &d, const std::string &input, int index,
                     std::string scope = "") {
     auto scoped = [&](const std::string &n) { return scope.empty() ? n : scope + "." + n; };
+    if (d.has_dim_value() && d.dim_value() < 0)
+      fail("{}: input '{}' dim {} is {}; dims must be >= 0", where(), input, index, d.dim_value());
     if (opts.allInputDimsDynamic) {
       std::string bare = d.has_dim_param() && !d.dim_param().empty()
                              ? d.dim_param()
@@ -118,7 +132,12 @@ struct Importer {
       if (d.has_dim_value()) ctx.setHint(s, d.dim_value());
       return s;
     }
-    if (d.has_dim_value()) return ctx.constant(d.dim_value());
+    if (d.has_dim_value()) {
+      if (d.dim_value() < 0)
+        fail("{}: input '{}' dim {} is {}; dims must be >= 0", where(), input, index,
+             d.dim_value());
+      return ctx.constant(d.dim_value());
+    }
     std::string name = d.dim_param();
     if (name.empty()) {
       name = fmt::format("{}_d{}", input, index); // already the input's own
@@ -166,6 +185,7 @@ struct Importer {
     }
     for (int d = 0; d < shape.dim_size(); ++d)
       v->shape.push_back(dimExpr(shape.dim(d), name, d, seqName.empty() ? "" : name));
+    checkStaticSize(*v, fmt::format("input '{}'", name));
     v->shapeKnown = true;
     g.inputs.push_back(v);
     return v;
@@ -216,6 +236,29 @@ struct Importer {
     g.connect(n);
   }
 
+  /// A tensor whose static dims' byte size does not fit in int64 is refused here, before
+  /// any size arithmetic can overflow.
+  void checkStaticSize(const ir::Value &v, const std::string &what) {
+    int64_t bytes = v.dtype == DType::String ? 8 : static_cast<int64_t>(dtypeSize(v.dtype));
+    for (const sym::Expr &d : v.shape) {
+      auto c = d.constValue();
+      if (!c || *c == 0) continue;
+      if (__builtin_mul_overflow(bytes, *c, &bytes))
+        fail("{}: {} has dims whose byte size overflows int64", where(), what);
+    }
+  }
+
+  /// Names are SSA: one definition per graph (ONNX IR spec).
+  void checkNewName(const ir::Graph &g, const std::string &name, const std::string &what) {
+    if (name.empty() || !g.findValue(name)) return;
+    const ir::Value *old = g.findValue(name);
+    std::string first = old->producer       ? fmt::format("node '{}'", old->producer->name)
+                        : old->data         ? std::string("an initializer")
+                        : old->isGraphInput ? std::string("a graph input")
+                                            : std::string("an earlier definition");
+    fail("{}: value '{}' ({}) is defined more than once; first by {}", where(), name, what, first);
+  }
+
   void checkOutputType(const std::string &name, const onnx::TypeProto &t, bool inner) {
     if (t.has_sequence_type() && t.sequence_type().elem_type().has_tensor_type()) return;
     if (t.has_optional_type() && !inner)
@@ -232,6 +275,7 @@ struct Importer {
     g.isSubgraph = sub;
     std::set<std::string> initNames;
     for (const auto &init : gp.initializer()) {
+      checkNewName(g, init.name(), "initializer");
       ir::Value *v = g.newValue(init.name());
       v->data = convertTensor(init, dir, where());
       v->dtype = v->data->dtype;
@@ -243,6 +287,7 @@ struct Importer {
     for (const auto &in : gp.input()) {
       if (initNames.count(in.name()))
         continue; // an initializer listed as input (old exporters): a constant
+      checkNewName(g, in.name(), "graph input");
       if (!sub) {
         importInput(in.name(), in.type(), g);
         continue;
@@ -265,6 +310,10 @@ struct Importer {
              in.name(), onnxTypeName(et));
       g.inputs.push_back(v);
     }
+    std::map<std::string, int> producedAt; // value → index of the node defining it
+    for (int k = 0; k < gp.node_size(); ++k)
+      for (const auto &o : gp.node(k).output())
+        producedAt.emplace(o, k);
     int counter = 0;
     for (const auto &np : gp.node()) {
       std::string name =
@@ -290,9 +339,7 @@ struct Importer {
           continue;
         }
         ir::Value *v = resolve(scope, inName);
-        if (!v)
-          fail("{}: input '{}' is not defined by any earlier node, initializer or graph input",
-               ctxName, inName);
+        if (!v) undefinedInput(gp, producedAt, counter - 1, ctxName, inName);
         n->inputs.push_back(v);
       }
       // Outer-scope values used by subgraphs become extra inputs after the ONNX ones.
@@ -306,6 +353,7 @@ struct Importer {
         }
       }
       for (const auto &outName : np.output()) {
+        checkNewName(g, outName, fmt::format("output of node '{}'", name));
         ir::Value *v = g.newValue(outName.empty() ? "" : outName);
         n->outputs.push_back(v);
       }
@@ -322,12 +370,45 @@ struct Importer {
     }
   }
 
+  /// Why `inName` has no definition before node `at`: a cycle, a self-loop, a later producer
+  /// (nodes out of order) or none at all.
+  [[noreturn]] void undefinedInput(const onnx::GraphProto &gp,
+                                   const std::map<std::string, int> &producedAt, int at,
+                                   const std::string &ctxName, const std::string &inName) {
+    auto it = producedAt.find(inName);
+    if (it == producedAt.end())
+      fail("{}: input '{}' is not defined by any earlier node, initializer or graph input", ctxName,
+           inName);
+    if (it->second == at) fail("{}: consumes its own output '{}' (a cycle)", ctxName, inName);
+    // Follow the producers' inputs back from the later node; reaching node `at` is a cycle.
+    std::vector<int> stack{it->second};
+    std::set<int> seen;
+    while (!stack.empty()) {
+      int k = stack.back();
+      stack.pop_back();
+      if (!seen.insert(k).second) continue;
+      for (const auto &i : gp.node(k).input()) {
+        auto p = producedAt.find(i);
+        if (p == producedAt.end()) continue;
+        if (p->second == at)
+          fail("{}: input '{}' comes from node '{}', which depends on this node's output: the "
+               "graph has a cycle",
+               ctxName, inName, gp.node(it->second).name());
+        stack.push_back(p->second);
+      }
+    }
+    fail("{}: input '{}' is produced by the later node '{}'; ONNX nodes must be in topological "
+         "order",
+         ctxName, inName, gp.node(it->second).name());
+  }
+
   void importConstant(const onnx::NodeProto &np, ir::Graph &g, const std::string &ctxName) {
     if (opset > ir::kMaxOnnxOpset)
       fail("{}: the model imports ONNX opset {}, newer than kiln knows; kiln implements Constant "
            "as defined in opsets 1 to {} (re-export the model with opset {} or older)",
            ctxName, opset, ir::kMaxOnnxOpset, ir::kMaxOnnxOpset);
     if (np.output_size() != 1) fail("{}: Constant must have one output", ctxName);
+    checkNewName(g, np.output(0), "output of a Constant node");
     ir::Value *v = g.newValue(np.output(0));
     auto data = std::make_shared<ir::TensorData>();
     for (const auto &a : np.attribute()) {
@@ -372,16 +453,39 @@ std::unique_ptr<ir::Graph> importModelBytes(const std::string &bytes, const std:
                                             const ImportOptions &opts) {
   onnx::ModelProto model;
   if (bytes.empty()) fail("'{}' is empty, not an ONNX model", displayName);
-  if (!model.ParseFromString(bytes))
-    fail("'{}' is not a valid ONNX model (protobuf parse failed; is the file truncated?)",
-         displayName);
+  if (static_cast<int64_t>(bytes.size()) > kMaxProtobufBytes)
+    fail("'{}' is {} bytes; an ONNX protobuf file must be smaller than 2 GiB (store large "
+         "weights as external data)",
+         displayName, bytes.size());
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t *>(bytes.data()),
+                                            static_cast<int>(bytes.size()));
+  in.SetRecursionLimit(kProtobufRecursionLimit);
+  if (!model.ParseFromCodedStream(&in) || !in.ConsumedEntireMessage())
+    fail("'{}' is not a valid ONNX model (protobuf parse failed: the file is truncated or "
+         "corrupt, or its messages are nested more than {} levels deep)",
+         displayName, kProtobufRecursionLimit);
   if (!model.has_graph() || model.graph().node_size() == 0)
     fail("'{}' is not an ONNX model: it has no graph nodes", displayName);
   Importer im{ctx, opts, dir, displayName};
+  std::set<std::string> domains;
   for (const auto &op : model.opset_import()) {
-    if (op.domain().empty() || op.domain() == "ai.onnx") im.opset = static_cast<int>(op.version());
+    bool onnxDomain = op.domain().empty() || op.domain() == "ai.onnx";
+    if (!domains.insert(onnxDomain ? "ai.onnx" : op.domain()).second)
+      fail("'{}' imports an opset for domain '{}' more than once", displayName,
+           onnxDomain ? "ai.onnx" : op.domain());
+    if (onnxDomain && (op.version() < 1 || op.version() > INT32_MAX))
+      fail("'{}' imports ONNX opset {}; kiln supports opsets 1 to {}", displayName, op.version(),
+           ir::kMaxOnnxOpset);
+    if (onnxDomain) im.opset = static_cast<int>(op.version());
   }
-  if (im.opset == 0) im.opset = 1;
+  bool usesOnnxDomain = std::any_of(
+      model.graph().node().begin(), model.graph().node().end(),
+      [](const onnx::NodeProto &n) { return n.domain().empty() || n.domain() == "ai.onnx"; });
+  if (im.opset == 0 && !usesOnnxDomain) im.opset = 1; // only other domains' ops: refused by op
+  if (im.opset == 0)
+    fail("'{}' has no opset_import for the default ONNX domain, which its nodes use; every "
+         "ONNX model must declare its opset",
+         displayName);
   // A newer opset is refused per node, naming the op (lower::Lowerer::lowerNode).
   auto g = std::make_unique<ir::Graph>(ctx);
   g->modelPath = displayName;
@@ -413,6 +517,12 @@ std::unique_ptr<ir::Graph> importModel(const std::string &path, sym::Context &ct
                                        const ImportOptions &opts) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot open model file '{}'", path);
+  std::error_code ec;
+  auto size = std::filesystem::file_size(path, ec);
+  if (!ec && size > static_cast<uintmax_t>(kMaxProtobufBytes))
+    fail("'{}' is {} bytes; an ONNX protobuf file must be smaller than 2 GiB (store large "
+         "weights as external data)",
+         path, size);
   std::stringstream ss;
   ss << in.rdbuf();
   std::string dir = std::filesystem::path(path).parent_path().string();

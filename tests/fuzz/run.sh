@@ -1,0 +1,36 @@
+#!/bin/sh
+# Runs one libFuzzer target of the fuzz tree at nice 19, seeding its corpus the first time
+# (ONNX backend test data for the model and TensorProto readers, numpy-written files for
+# .npy). Crashes land in <corpus dir>/artifacts/; the final stats line gives execs and coverage.
+# Usage: run.sh <fuzz build dir> <import|tensor_proto|npy|sym|c_api> <seconds> [libFuzzer args]
+set -eu
+build=$1 target=$2 secs=$3
+shift 3
+data=${KILN_FUZZ_DATA:-/usr/share/libonnx-testdata/data/node}
+work=$build/fuzz-corpus/$target
+mkdir -p "$work/corpus" "$work/seeds" "$work/artifacts"
+if [ -z "$(ls -A "$work/seeds")" ]; then
+  case $target in
+  import)
+    for d in "$data"/*/; do cp "$d/model.onnx" "$work/seeds/$(basename "$d").onnx"; done ;;
+  tensor_proto)
+    for f in "$data"/*/test_data_set_0/input_0.pb; do
+      cp "$f" "$work/seeds/$(basename "$(dirname "$(dirname "$f")")").pb"
+    done ;;
+  npy)
+    /usr/bin/python3 - "$work/seeds" <<'PY'
+import sys, numpy as np
+d = sys.argv[1]
+for i, a in enumerate([np.arange(6, dtype=np.float32).reshape(2, 3), np.zeros((), np.int64),
+                       np.array([True, False]), np.array(["ab", "c"]), np.array([b"xyz"]),
+                       np.ones((1, 0, 3), np.float16), np.arange(4, dtype=np.uint8)]):
+    np.save(f"{d}/seed{i}.npy", a)
+PY
+    ;;
+  sym | c_api) printf 'seed' >"$work/seeds/empty" ;;
+  esac
+fi
+case $target in import) maxlen=1048576 ;; *) maxlen=65536 ;; esac
+exec nice -n 19 "$build/tests/fuzz/kiln_fuzz_$target" -max_total_time="$secs" -rss_limit_mb=3072 \
+  -max_len=$maxlen -timeout=30 -print_final_stats=1 -artifact_prefix="$work/artifacts/" "$@" \
+  "$work/corpus" "$work/seeds"
