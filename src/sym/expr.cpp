@@ -468,7 +468,15 @@ Range rangeOf(Expr e) {
 bool provablyGE(Expr a, Expr b) {
   if (a == b) return true;
   Context &ctx = a.ctx();
-  Expr d = ctx.add(a, ctx.mul(ctx.constant(-1), b));
+  // A query, not a size: when a - b leaves int64 (INT64_MAX stands for "to the end" in a
+  // Slice), nothing is provable, which is not the model's error.
+  if (a.isConst() && b.isConst()) return a->value >= b->value;
+  Expr d;
+  try {
+    d = ctx.add(a, ctx.mul(ctx.constant(-1), b));
+  } catch (const UserError &) {
+    return false;
+  }
   if (d.isConst()) return d->value >= 0;
   Range r = rangeOf(d);
   return r.lo >= 0 && r.lo != INT64_MIN;
