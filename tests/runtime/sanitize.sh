@@ -5,7 +5,7 @@
 #         runtime.churn (containers created and destroyed while others run, swap and free)
 #         (fake models: no OpenMP regions, whose uninstrumented libgomp would give false reports)
 #   asan: AddressSanitizer + UBSan (+ LeakSanitizer) on runtime.api, runtime.constants,
-#         runtime.concurrency*, runtime.churn, runtime.soak (20,000 runs), abi.compat.*,
+#         runtime.concurrency*, runtime.churn, runtime.soak (20,000 runs),
 #         the aot tests (kiln itself, the generated model.so and the C host program) and the
 #         malformed/hostile-model and file-size-limit cases of tests/reliability
 set -eu
@@ -13,7 +13,7 @@ preset=$1 src=$2 build=$3
 cmake -S "$src" -B "$build" --preset "$preset" -DKILN_SANITIZER_TREE=ON >/dev/null
 targets="kiln_rt kiln_fake_model kiln_fake_model_v99 kiln_fake_model_static kiln_fake_model_big
   kiln_runtime_api_test kiln_runtime_constants_test kiln_runtime_concurrency_test"
-[ "$preset" = asan ] && targets="$targets kiln kiln_aot_test kiln_values_test kiln_runtime_soak kiln_abi_compat_test"
+[ "$preset" = asan ] && targets="$targets kiln kiln_aot_test kiln_values_test kiln_runtime_soak"
 # With the CUDA plugin: the mock-driver tests under TSan (runs pinning constants until their
 # GPU work completes, while other threads swap and free them).
 cuda=0
@@ -30,6 +30,6 @@ if [ "$preset" = tsan ]; then
 else
   export UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1"
   export ASAN_OPTIONS="allocator_may_return_null=1 detect_leaks=1"
-  tests='^(runtime\.(api|version|constants|concurrency|concurrency_static|churn|soak)|abi\.compat\..*|aot\..*|reliability\.(hostile\..*|limits\..*|not_onnx|empty_file|truncated|unknown_op|unsupported_dtype|undefined_input|external_data_.*|bad_broadcast|opset_too_new|missing_file|dynamic_.*|output_.*))$'
+  tests='^(runtime\.(api|version|constants|concurrency|concurrency_static|churn|soak)|aot\..*|reliability\.(hostile\..*|limits\..*|not_onnx|empty_file|truncated|unknown_op|unsupported_dtype|undefined_input|external_data_.*|bad_broadcast|opset_too_new|missing_file|dynamic_.*|output_.*))$'
 fi
 ctest --test-dir "$build" -R "$tests" --output-on-failure
