@@ -13,11 +13,6 @@ exclude="${KILN_TEST_LABEL_EXCLUDE:-}"
 if [[ "${KILN_TEST_BIG:-0}" != 1 ]]; then
   exclude="${exclude:+$exclude|}big"
 fi
-# The 60-second fuzz smoke (label `fuzz`) runs only with KILN_TEST_FUZZ=1 until the import
-# finding in tests/fuzz/open-findings/ is fixed (the replayed regressions always run).
-if [[ "${KILN_TEST_FUZZ:-0}" != 1 ]]; then
-  exclude="${exclude:+$exclude|}fuzz"
-fi
 if [[ -n "$exclude" ]]; then
   args+=(-LE "$exclude")
 fi

@@ -282,6 +282,10 @@ void lowerMatMul(OpCtx &c) {
 void lowerGemm(OpCtx &c) {
   bool ta = c.node.attrInt("transA", 0), tb = c.node.attrInt("transB", 0);
   double alpha = c.node.attrFloat("alpha", 1.0f), beta = c.node.attrFloat("beta", 1.0f);
+  for (int i = 0; i < 2; ++i)
+    if (c.in(i).rank() != 2)
+      fail("{}: input {} must be a matrix (rank 2), got rank {}", c.node.describe(), i,
+           c.in(i).rank());
   std::optional<LTensor> bias;
   int kind = 1;
   if (c.has(2) && beta != 0.0) {
