@@ -88,6 +88,12 @@ CompileStats compileModel(const CompileOptions &opts) {
   lowerer.lowerGraph();
   clock.start("schedule");
   sched::scheduleProgram(prog, ctx, opts.target);
+  if (opts.target.device == sched::DeviceKind::Cuda)
+    for (const loop::KernelGroup &g : prog.groups)
+      if (!g.isExtern() && !g.isCall())
+        st.cudaKernels.push_back({fmt::format("kiln_kernel_{}", g.kernels.front()->id),
+                                  g.cuda.tuneKey,
+                                  {g.cuda.block, g.cuda.vector, g.cuda.rowsPerWarp}});
   if (opts.printAfterAll) std::cerr << "// ---- loop IR ----\n" << loop::dump(prog);
 
   clock.start("generate");

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "sched/target.h"
+#include "sched/tuning.h"
 
 #include "frontend/onnx/importer.h"
 
@@ -38,6 +39,12 @@ struct CompileStats {
   size_t kernels = 0, externs = 0, sources = 0, cacheHits = 0, compiled = 0;
   std::vector<std::pair<std::string, double>> stageSeconds; // in pipeline order
   std::string cpuIsa;                                       // what the host code targets
+  // CUDA: each generated kernel's name, tuning key and launch configuration (autotune).
+  struct CudaKernel {
+    std::string name, tuneKey;
+    sched::TuningConfig config;
+  };
+  std::vector<CudaKernel> cudaKernels;
 };
 
 /// Compiles the model; throws UserError (bad model), InternalError or Interrupted. Never

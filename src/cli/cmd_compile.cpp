@@ -1,6 +1,7 @@
 // `kiln compile`: ONNX model → model.so, with progress on a terminal and --timings.
 #include "aot/compile.h"
 #include "aot/subprocess.h"
+#include "cli/autotune.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "support/error.h"
@@ -17,8 +18,8 @@ namespace {
 struct CompileFlags {
   aot::CompileOptions opts;
   std::vector<std::string> dynamics, seqLens, optionals, shapes;
-  std::string weights = "embedded", device = "cpu", archs = "sm_80,sm_90", cpu;
-  bool tf32 = false, timings = false;
+  std::string weights = "embedded", device = "cpu", archs = "sm_80,sm_90", cpu, tuningFile;
+  bool tf32 = false, timings = false, autotune = false;
 };
 
 /// --dynamic NAME=MIN:MAX, validated (each name once, 0 <= MIN <= MAX < 2^31).
@@ -66,7 +67,12 @@ void parseTarget(CompileFlags &f) {
     f.opts.target.allowTf32 = f.tf32;
   } else if (f.tf32) {
     fail("--allow-tf32 applies only with --device cuda");
+  } else if (f.autotune || !f.tuningFile.empty()) {
+    fail("{} applies only with --device cuda", f.autotune ? "--autotune" : "--tuning-file");
   }
+  if (!f.autotune && !f.tuningFile.empty())
+    f.opts.target.tuning =
+        std::make_shared<const sched::TuningTable>(sched::readTuningFile(f.tuningFile));
   if (!f.cpu.empty()) f.opts.target.hostArch = f.cpu;
 }
 
@@ -91,6 +97,12 @@ void compileCommand(CompileFlags &f) {
     };
   }
   aot::installInterruptHandler();
+  if (f.autotune) {
+    std::string path = f.tuningFile.empty() ? f.opts.outputPath + ".tuning.json" : f.tuningFile;
+    f.opts.target.tuning = std::make_shared<const sched::TuningTable>(autotune(f.opts, path));
+    std::cerr << fmt::format("kiln: autotune: wrote {} ({} kernels)\n", path,
+                             f.opts.target.tuning->kernels.size());
+  }
   aot::CompileStats st;
   try {
     st = aot::compileModel(f.opts);
@@ -153,6 +165,13 @@ void addCompileCommand(CLI::App &app) {
   cmd->add_flag("--allow-tf32", f->tf32,
                 "with --device cuda: let fp32 MatMul/Conv use TF32 tensor cores (off by default: "
                 "results match PyTorch with TF32 off)");
+  cmd->add_option("--tuning-file", f->tuningFile,
+                  "with --device cuda: launch configurations from an earlier --autotune (no GPU "
+                  "needed; kernels the file does not name keep the heuristics)");
+  cmd->add_flag("--autotune", f->autotune,
+                "with --device cuda, on a machine with a GPU: time candidate launch "
+                "configurations of every kernel, write them to --tuning-file (default "
+                "<output>.tuning.json) and compile with the fastest");
   cmd->add_option("--cache-dir", f->opts.cacheDir,
                   "object cache (default $KILN_CACHE_DIR, else ~/.cache/kiln)");
   cmd->add_option("-j,--jobs", f->opts.jobs, "parallel compiler processes (default: one per CPU)")

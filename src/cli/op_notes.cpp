@@ -48,6 +48,10 @@ OpNote opNote(const std::string &op) {
         "softmax in float32 (float64 for double), whatever softmax_precision says; "
         "is_causal with nonpad_kv_seqlen and no past masks from key 0 (not bottom-right)",
         kNotRunOnGpu}},
+      {"_KilnSDPA",
+       {"float32", "kiln_shim_sdpa_v2 (one pass per query row)",
+        "one fused generated kernel (online softmax, key tiles in shared memory); head "
+        "dims static and <= 128, else left unfused"}},
       {"RotaryEmbedding", {"float", "head size must be static", kNotRunOnGpu}},
       {"RMSNormalization", {"float", "float32 statistics (float64 for double)", kNotRunOnGpu}},
       {"TensorScatter", {"", "generated kernel", kNotRunOnGpu}},

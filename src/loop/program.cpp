@@ -60,6 +60,11 @@ static void collectLoads(const VRef &v, std::vector<Buffer *> &out,
 
 std::vector<Buffer *> Kernel::reads() const {
   std::vector<Buffer *> r;
+  if (kind == KernelKind::Attention) {
+    std::vector<Buffer *> r{attn.q, attn.k, attn.v};
+    if (attn.mask) r.push_back(attn.mask);
+    return r;
+  }
   if (kind == KernelKind::Extern || kind == KernelKind::Call) {
     for (Buffer *b : kind == KernelKind::Call ? call->reads : ext.inputs)
       if (b && std::find(r.begin(), r.end(), b) == r.end()) r.push_back(b);
@@ -75,6 +80,7 @@ std::vector<Buffer *> Kernel::writes() const {
   switch (kind) {
   case KernelKind::Pointwise:
   case KernelKind::Reduction:
+  case KernelKind::Attention:
     return {out};
   case KernelKind::Extern:
     return ext.outputs;
@@ -116,6 +122,13 @@ std::string dump(const Program &p) {
   for (const auto &k : p.kernels) {
     if (k->kind == KernelKind::Call) {
       os << "kernel" << k->id << ": " << describeCall(*k->call) << "\n";
+      continue;
+    }
+    if (k->kind == KernelKind::Attention) {
+      const AttentionCall &a = k->attn;
+      os << "kernel" << k->id << ": " << k->out->name << ir::shapeToString(k->out->shape)
+         << " = attention(" << a.q->name << ", " << a.k->name << ", " << a.v->name << ", "
+         << (a.mask ? a.mask->name : "no mask") << ")\n";
       continue;
     }
     if (k->kind == KernelKind::Extern) {

@@ -6,6 +6,7 @@
 
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,7 +30,9 @@ enum class ReduceOp { Sum, Prod, Max, Min, ArgMax, ArgMin };
 const char *reduceName(ReduceOp op);
 
 /// Call: host control flow (If/Loop/Scan) around sub-programs (loop/control_flow.h).
-enum class KernelKind { Pointwise, Reduction, Extern, Call };
+/// Attention: fused scaled-dot-product attention (AttentionCall); per-device legalisation
+/// turns it into the CPU shim's extern call or keeps it for a generated CUDA kernel.
+enum class KernelKind { Pointwise, Reduction, Extern, Call, Attention };
 
 struct ControlFlow;
 
@@ -69,6 +72,16 @@ struct ExternCall {
   int site = 0;
 };
 
+/// out[b,h,i,:] = softmax(scale * q[b,h,i,:] . k[b,h,j,:] + mask[b,h,i,j] over j) . v[b,h,j,:],
+/// q/k/v/out contiguous [B, H, S, D]; a row whose scores are all -inf gives zeros.
+struct AttentionCall {
+  Buffer *q = nullptr, *k = nullptr, *v = nullptr;
+  Buffer *mask = nullptr;             // optional additive float mask
+  std::vector<sym::Expr> maskStrides; // elements per step of b, h, i, j (0: broadcast)
+  std::vector<sym::Expr> dims;        // B, H, Sq, Skv, D, Dv
+  std::optional<double> scale;        // absent: 1/sqrt(D)
+};
+
 struct Kernel {
   KernelKind kind = KernelKind::Pointwise;
   int id = 0;
@@ -91,6 +104,7 @@ struct Kernel {
   enum class Combine { None, Add, Mul, Max, Min } scatterOp = Combine::None;
   ExternCall ext;
   std::shared_ptr<ControlFlow> call; // Call only
+  AttentionCall attn;                // Attention only (out is the output)
   std::vector<Buffer *> reads() const;
   std::vector<Buffer *> writes() const;
 };
@@ -107,7 +121,8 @@ enum class CudaStrategy {
   Elementwise,     // pointwise: one thread per output element (grid-stride)
   ThreadPerOutput, // reduction over a short extent: one thread per output
   BlockPerOutput,  // reduction: one block per output, shuffles + shared memory combine
-  BlockPerOuter    // fused group (softmax, layer norm): one block per shared outer point
+  BlockPerOuter,   // fused group (softmax, layer norm): one block per shared outer point
+  FusedAttention   // attention: a block per tile of query rows, key tiles in shared memory
 };
 struct CudaSchedule {
   CudaStrategy strategy = CudaStrategy::Elementwise;
@@ -124,6 +139,10 @@ struct CudaSchedule {
   int tileDim = -1;
   std::vector<const VNode *> tileLoads;
   int64_t maxBlocks = int64_t(1) << 20; // grid-stride beyond this many blocks
+  // FusedAttention: query rows per warp and keys per shared-memory tile.
+  int rowsPerWarp = 2;
+  int keyTile = 32;
+  std::string tuneKey; // sched/tuning.h: how a tuning file names this group
 };
 
 /// Kernels executed as one function. With more than one member they share the loops
@@ -135,6 +154,9 @@ struct KernelGroup {
   CudaSchedule cuda;
   bool isExtern() const { return kernels.size() == 1 && kernels[0]->kind == KernelKind::Extern; }
   bool isCall() const { return kernels.size() == 1 && kernels[0]->kind == KernelKind::Call; }
+  bool isAttention() const {
+    return kernels.size() == 1 && kernels[0]->kind == KernelKind::Attention;
+  }
 };
 
 /// A kernel run by the wrapper's bind_shapes, before the model runs: it computes shape

@@ -1,27 +1,28 @@
-// `_KilnSDPA` (made by passes/fuse_attention.cpp): scaled-dot-product attention through
-// kiln_shim_sdpa_v2. Q, K and V are realized contiguous as [B, H, S, D]; K arrives
-// transposed ([B, H, D, S]) from the matched MatMul and is read back through a view.
+// `_KilnSDPA` (made by passes/fuse_attention.cpp): one Attention kernel, which per-device
+// legalisation maps to kiln_shim_sdpa_v2 (cpu) or a generated fused kernel (cuda). Q, K and V (rank
+// 4, or rank 3 as one batch) are realized contiguous as [B, H, S, D]; K arrives transposed ([B, H,
+// D, S]) from the matched MatMul and is read back through a view.
 #include "lower/ops_common.h"
 
 namespace kiln::lower {
 
 namespace {
 
-using loop::ExternArg;
-
-ExternArg arg(ExternArg::Kind k, loop::Buffer *b = nullptr, std::string lit = {}) {
-  ExternArg a;
-  a.kind = k;
-  a.buf = b;
-  a.literal = std::move(lit);
-  return a;
-}
-
 void lowerSDPA(OpCtx &c) {
   sym::Context &ctx = c.ctx();
   LTensor q = c.in(0), kt = c.in(1), v = c.in(2);
-  if (q.dtype != DType::Float32 || q.rank() != 4 || kt.rank() != 4 || v.rank() != 4)
-    c.unsupported("attention on non-float32 or non-4-D tensors");
+  const int rank = q.rank();
+  if (q.dtype != DType::Float32 || (rank != 3 && rank != 4) || kt.rank() != rank ||
+      v.rank() != rank)
+    c.unsupported("attention on non-float32 tensors or tensors of rank other than 3 or 4");
+  if (rank == 3) { // [B*H, S, D] from a batched matmul: one batch of B*H heads
+    auto lift = [&](const LTensor &t) {
+      return reshapeView(ctx, t, {ctx.constant(1), t.shape[0], t.shape[1], t.shape[2]});
+    };
+    q = lift(q);
+    kt = lift(kt);
+    v = lift(v);
+  }
   ir::Shape kShape{kt.shape[0], kt.shape[1], kt.shape[3], kt.shape[2]};
   LTensor k = c.pointwise(kt.dtype, kShape, [kt](const Index &i) {
     return kt.load({i[0], i[1], i[3], i[2]});
@@ -34,24 +35,19 @@ void lowerSDPA(OpCtx &c) {
   ir::Shape outShape{q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
   loop::Buffer *out =
       c.prog().newBuffer(DType::Float32, outShape, loop::BufferKind::Intermediate, "");
-  loop::Kernel *kn = c.externKernel("kiln_shim_sdpa_v2");
-  kn->ext.inputs = {qb, kb, vb};
-  kn->ext.outputs = {out};
-  ExternArg dims = arg(ExternArg::Kind::Dims);
-  dims.dims = {q.shape[0], q.shape[1], q.shape[2], k.shape[2], q.shape[3], v.shape[3]};
+  loop::Kernel *kn = c.prog().newKernel(loop::KernelKind::Attention);
+  kn->origin = c.node.name;
+  kn->ext.site = c.prog().nextSite++; // the CPU shim's call site (its arena scratch)
+  kn->out = out;
+  kn->attn.q = qb;
+  kn->attn.k = kb;
+  kn->attn.v = vb;
+  kn->attn.dims = {q.shape[0], q.shape[1], q.shape[2], k.shape[2], q.shape[3], v.shape[3]};
   // The model gives the scale explicitly (the matched Mul/Div, or 1 without one).
-  std::string scale = fmt::format("(float)({:.17g})", c.node.attrFloat("scale", 1.0f));
-  kn->ext.args = {arg(ExternArg::Kind::Site),
-                  arg(ExternArg::Kind::Buffer, qb),
-                  arg(ExternArg::Kind::Buffer, kb),
-                  arg(ExternArg::Kind::Buffer, vb),
-                  arg(ExternArg::Kind::Null),
-                  arg(ExternArg::Kind::Null),
-                  arg(ExternArg::Kind::Buffer, out),
-                  dims,
-                  arg(ExternArg::Kind::FloatPtr, nullptr, scale)};
-  (void)ctx;
-  c.out(0, fromBuffer(c.ctx(), out));
+  kn->attn.scale = c.node.attrFloat("scale", 1.0f);
+  LTensor result = fromBuffer(ctx, out);
+  if (rank == 3) result = reshapeView(ctx, result, {outShape[1], outShape[2], outShape[3]});
+  c.out(0, result);
 }
 
 } // namespace

@@ -50,9 +50,13 @@ void nllFromLogProb(OpCtx &c, const LTensor &lp, const LTensor &target,
   Lowerer *low = &c.lowerer();
   sym::Context *cp = &c.ctx();
   ir::Shape ts = target.shape;
-  if (ts.size() + 1 != lp.shape.size())
-    fail("{}: target rank {} does not match input rank {}", c.node.describe(), ts.size(),
-         lp.rank());
+  if (lp.rank() < 2 || ts.size() + 1 != lp.shape.size())
+    fail("{}: input of rank {} (at least 2: N, C, ...) and target of rank {} (one less) do not "
+         "fit",
+         c.node.describe(), lp.rank(), ts.size());
+  if (weight && weight->rank() != 1)
+    fail("{}: weight must have rank 1 (one per class), got rank {}", c.node.describe(),
+         weight->rank());
   auto tgt = [=](const Index &i) { return loop::cast(target.load(i), DType::Int64); };
   auto ignored = [=](const Index &i) -> VRef {
     if (!hasIi) return nullptr;

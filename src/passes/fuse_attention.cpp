@@ -25,16 +25,24 @@ bool lastAxisSoftmax(const ir::Node &n) {
   return axis == -1 || axis == rank - 1;
 }
 
+/// Head dims a device's attention kernel takes: static and at most maxHeadDim (0: any).
+bool headDimFits(const ir::Value *x, int maxHeadDim) {
+  if (maxHeadDim == 0) return true;
+  const sym::Expr &d = x->shape.back();
+  return d.isConst() && d->value <= maxHeadDim;
+}
+
 } // namespace
 
-void fuseAttention(ir::Graph &g) {
+void fuseAttention(ir::Graph &g, int maxHeadDim) {
   for (auto &np : g.nodes) {
     ir::Node &sm = *np;
     if (sm.dead || !lastAxisSoftmax(sm) || sm.outputs[0]->dtype != DType::Float32 ||
-        sm.outputs[0]->rank() != 4)
+        (sm.outputs[0]->rank() != 4 && sm.outputs[0]->rank() != 3))
       continue;
     ir::Node *pv = soleUserOf(sm.outputs[0]);
-    if (!pv || pv->op != "MatMul" || pv->input(0) != sm.outputs[0] || pv->input(1)->rank() != 4)
+    const int rank = sm.outputs[0]->rank(); // [B, H, S, D], or [B*H, S, D] (batched matmul)
+    if (!pv || pv->op != "MatMul" || pv->input(0) != sm.outputs[0] || pv->input(1)->rank() != rank)
       continue;
     ir::Value *scores = sm.input(0);
     ir::Node *scaleNode = scores->producer;
@@ -57,10 +65,11 @@ void fuseAttention(ir::Graph &g) {
       scaleNode = nullptr;
       if (soleUserOf(scores) != &sm) continue;
     }
-    if (!qk || qk->op != "MatMul" || qk->input(0)->rank() != 4 || qk->input(1)->rank() != 4)
+    if (!qk || qk->op != "MatMul" || qk->input(0)->rank() != rank || qk->input(1)->rank() != rank)
       continue;
     // pv becomes the fused node: it runs after every input is available.
     ir::Value *q = qk->input(0), *kt = qk->input(1), *v = pv->input(1);
+    if (!headDimFits(q, maxHeadDim) || !headDimFits(v, maxHeadDim)) continue;
     pv->op = "_KilnSDPA";
     pv->inputs = {q, kt, v};
     ir::Attribute s;

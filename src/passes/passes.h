@@ -37,6 +37,6 @@ void fuseExternEpilogues(ir::Graph &g, bool clip = true);
 
 /// MatMul(Q, Kᵀ) [· or / scalar] → Softmax(last axis) → MatMul(·, V) on rank-4 float32
 /// tensors becomes one internal `_KilnSDPA` node (the scaled-dot-product attention shim).
-void fuseAttention(ir::Graph &g);
+void fuseAttention(ir::Graph &g, int maxHeadDim = 0);
 
 } // namespace kiln::passes

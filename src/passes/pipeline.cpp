@@ -12,7 +12,10 @@ void optimizeGraph(ir::Graph &g, const std::function<void(const char *)> &after,
   step("eliminateDeadCode", eliminateDeadCode);
   step("eliminateCommonSubexpressions", eliminateCommonSubexpressions);
   step("foldBatchNormIntoConv", foldBatchNormIntoConv);
-  if (target.fuseAttention) step("fuseAttention", fuseAttention);
+  if (target.fuseAttention) {
+    fuseAttention(g, target.fuseAttentionMaxHeadDim);
+    if (after) after("fuseAttention");
+  }
   if (target.fuseExternEpilogues) {
     fuseExternEpilogues(g, target.fuseClipEpilogue);
     if (after) after("fuseExternEpilogues");

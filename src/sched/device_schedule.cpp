@@ -1,6 +1,7 @@
 // Per-device scheduling decisions, recorded in each KernelGroup for the printers: on the
 // CPU which loop nests open an OpenMP region, on CUDA how a group maps onto threads.
 #include "sched/schedule.h"
+#include "sched/tuning.h"
 
 #include <algorithm>
 #include <map>
@@ -125,6 +126,17 @@ int blockFor(sym::Expr extent, int maxBlock) {
   return b;
 }
 
+/// Attention: 8 warps of 2 query rows each per block, 32-key tiles in shared memory (the
+/// tiles' size bounds the head dim, Target::kMaxCudaHeadDim).
+void scheduleCudaAttention(loop::KernelGroup &g, sym::Context &ctx) {
+  loop::CudaSchedule &s = g.cuda;
+  s.strategy = loop::CudaStrategy::FusedAttention;
+  s.block = 256;
+  s.rowsPerWarp = 2;
+  s.keyTile = 32;
+  (void)ctx; // offsets are int64: the per-head strides multiply symbolic extents
+}
+
 void scheduleCuda(loop::KernelGroup &g, sym::Context &ctx, const Target &t) {
   loop::CudaSchedule &s = g.cuda;
   s.block = t.cudaBlock;
@@ -161,8 +173,18 @@ void scheduleCuda(loop::KernelGroup &g, sym::Context &ctx, const Target &t) {
 void scheduleGroups(loop::Program &p, sym::Context &ctx, const Target &t) {
   for (loop::KernelGroup &g : p.groups) {
     if (g.isExtern() || g.isCall()) continue;
+    if (g.isAttention()) { // the CPU runs it through its shim (legalizeExterns)
+      if (t.device == DeviceKind::Cuda) {
+        scheduleCudaAttention(g, ctx);
+        applyTuning(g, t);
+      }
+      continue;
+    }
     scheduleCpu(g, ctx, t);
-    if (t.device == DeviceKind::Cuda) scheduleCuda(g, ctx, t);
+    if (t.device == DeviceKind::Cuda) {
+      scheduleCuda(g, ctx, t);
+      applyTuning(g, t);
+    }
   }
 }
 

@@ -6,6 +6,8 @@
 #include "kiln/shim.h"
 #include "support/error.h"
 
+#include <fmt/format.h>
+
 #include <map>
 
 namespace kiln::sched {
@@ -65,6 +67,53 @@ void toCudaMatmul(loop::ExternCall &e, const Target &t) {
   e.params.push_back({"flags", t.allowTf32 ? "KILN_CUDA_ALLOW_TF32" : "0u"});
 }
 
+loop::ExternArg bufferArg(loop::Buffer *b) {
+  loop::ExternArg a;
+  a.kind = b ? loop::ExternArg::Kind::Buffer : loop::ExternArg::Kind::Null;
+  a.buf = b;
+  return a;
+}
+
+/// The CPU runs attention through kiln_shim_sdpa_v2 (runtime/shim_sdpa.cpp).
+void attentionToCpuShim(loop::Kernel &k) {
+  const loop::AttentionCall &a = k.attn;
+  loop::ExternCall &e = k.ext;
+  e.function = "kiln_shim_sdpa_v2";
+  e.inputs = {a.q, a.k, a.v};
+  if (a.mask) e.inputs.push_back(a.mask);
+  e.outputs = {k.out};
+  loop::ExternArg site, maskStrides, dims, scale;
+  site.kind = loop::ExternArg::Kind::Site;
+  maskStrides.kind = a.mask ? loop::ExternArg::Kind::Dims : loop::ExternArg::Kind::Null;
+  maskStrides.dims = a.maskStrides;
+  dims.kind = loop::ExternArg::Kind::Dims;
+  dims.dims = a.dims;
+  if (a.scale) {
+    scale.kind = loop::ExternArg::Kind::FloatPtr;
+    scale.literal = fmt::format("(float)({:.17g})", *a.scale);
+  }
+  e.args = {site,        bufferArg(a.q),   bufferArg(a.k), bufferArg(a.v), bufferArg(a.mask),
+            maskStrides, bufferArg(k.out), dims,           scale};
+  k.kind = loop::KernelKind::Extern;
+}
+
+void legalizeForCpu(loop::Program &p) {
+  for (auto &kp : p.kernels)
+    if (kp->kind == loop::KernelKind::Attention) attentionToCpuShim(*kp);
+}
+
+/// The generated CUDA attention kernel keeps a key tile and its query rows in shared memory
+/// and one accumulator per 32 output features per row in registers: head dims must be
+/// static and at most kMaxCudaHeadDim (passes/fuse_attention.cpp fuses nothing larger).
+void checkCudaAttention(const loop::Kernel &k) {
+  for (int d : {4, 5}) {
+    const sym::Expr &e = k.attn.dims[d];
+    if (!e.isConst() || e->value > Target::kMaxCudaHeadDim)
+      fail("node '{}': fused attention on cuda needs a static head dim of at most {} (got {})",
+           k.origin, Target::kMaxCudaHeadDim, sym::toString(e));
+  }
+}
+
 void legalizeForCuda(loop::Program &p, const Target &t) {
   for (auto &b : p.buffers)
     if (b->dtype == DType::String)
@@ -76,6 +125,7 @@ void legalizeForCuda(loop::Program &p, const Target &t) {
       fail("node '{}': control flow (If/Loop/Scan) is not supported on cuda yet; compile for "
            "cpu",
            k.origin);
+    if (k.kind == loop::KernelKind::Attention) checkCudaAttention(k);
     if (k.kind != loop::KernelKind::Extern) continue;
     const std::string &fn = k.ext.function;
     if (fn == "kiln_shim_conv_v1") {
@@ -95,6 +145,7 @@ void legalizeForCuda(loop::Program &p, const Target &t) {
 void legalizeExterns(loop::Program &p, const Target &t) {
   switch (t.device) {
   case DeviceKind::Cpu:
+    legalizeForCpu(p);
     return;
   case DeviceKind::Cuda:
     legalizeForCuda(p, t);

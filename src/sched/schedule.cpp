@@ -123,7 +123,7 @@ bool readsAtOuterPoint(const loop::VRef &v, const std::set<const loop::Buffer *>
 bool canJoin(const loop::KernelGroup &g, const loop::Kernel &k,
              const std::set<const loop::Buffer *> &produced, sym::Context &ctx) {
   if (k.kind == loop::KernelKind::Extern || k.kind == loop::KernelKind::Call ||
-      k.vars.size() < g.outerRank)
+      k.kind == loop::KernelKind::Attention || k.vars.size() < g.outerRank)
     return false;
   const ir::Shape &lead = g.kernels.front()->out->shape;
   for (size_t d = 0; d < g.outerRank; ++d)

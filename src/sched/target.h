@@ -3,20 +3,26 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace kiln::sched {
 
+struct TuningTable;
+
 enum class DeviceKind { Cpu, Cuda };
 
 struct Target {
+  // Largest head dim the generated CUDA attention kernel takes (shared-memory tiles).
+  static constexpr int kMaxCudaHeadDim = 128;
   DeviceKind device = DeviceKind::Cpu;
   // Layout and fusions that only pay off with oneDNN on x86.
   bool convChannelsLast = true;    // activations stay N[D]HWC between convs
   bool fuseExternEpilogues = true; // conv/matmul + bias/residual/relu(/clip) as epilogues
   bool fuseClipEpilogue = true;    // oneDNN has a clip post-op; cuDNN/cuBLASLt do not
-  bool fuseAttention = true;       // MatMul-Softmax-MatMul into the SDPA shim
+  bool fuseAttention = true;       // MatMul-Softmax-MatMul into one attention kernel
+  int fuseAttentionMaxHeadDim = 0; // larger (or dynamic) head dims stay unfused; 0: any
   bool scatterShim = true;         // Scatter* through the host shim; else generated kernels
   // CPU: kernels whose statically known work is below this run without an OpenMP region,
   // and others open one only when their run-time work reaches it.
@@ -31,6 +37,10 @@ struct Target {
   int64_t splitTargetBlocks = 512;
   int64_t splitMinChunk = 2048;
   bool allowTf32 = false;
+  // CUDA launch configurations measured by --autotune (sched/tuning.h): the file's table,
+  // or, while autotuning, the index of the candidate every kernel takes (-1: none).
+  std::shared_ptr<const TuningTable> tuning;
+  int tuneVariant = -1;
   // Host code of the model (wrapper, shape kernels): the -march to build it for.
   std::string hostArch = "native";
 
@@ -40,7 +50,7 @@ struct Target {
     t.device = DeviceKind::Cuda;
     t.convChannelsLast = false;
     t.fuseClipEpilogue = false; // bias, residual and ReLU fuse into cuDNN/cuBLASLt
-    t.fuseAttention = false;
+    t.fuseAttentionMaxHeadDim = kMaxCudaHeadDim;
     t.scatterShim = false;
     t.splitBelowOutputs = 128;
     t.cudaArchs = std::move(archs);

@@ -99,3 +99,16 @@ save("reduce_long",
      [h.make_tensor_value_info("x", T.FLOAT, [2, 65536])],
      [h.make_tensor_value_info("y", T.FLOAT, [2])],
      [nh.from_array(np.array([1], np.int64), "axes")])
+
+# 9. Attention: MatMul(q, kt) * 0.125 -> Softmax -> MatMul(., v) on [2, 4, 50, 64] (fused:
+#    the CPU's SDPA shim, one generated kernel on CUDA).
+save("attention",
+     [h.make_node("MatMul", ["q", "kt"], ["s"], name="qk"),
+      h.make_node("Mul", ["s", "scale"], ["ss"], name="scale"),
+      h.make_node("Softmax", ["ss"], ["p"], name="softmax", axis=-1),
+      h.make_node("MatMul", ["p", "v"], ["y"], name="pv")],
+     [h.make_tensor_value_info("q", T.FLOAT, [2, 4, 50, 64]),
+      h.make_tensor_value_info("kt", T.FLOAT, [2, 4, 64, 50]),
+      h.make_tensor_value_info("v", T.FLOAT, [2, 4, 50, 64])],
+     [h.make_tensor_value_info("y", T.FLOAT, [2, 4, 50, 64])],
+     [nh.from_array(np.array(0.125, np.float32), "scale")])

@@ -187,9 +187,49 @@ def check_model(name, args, report):
             entry["checks"].append({"shape": [b, s], "rel_l2": err, "ok": good})
         if args.bench and name in ("resnet50", "bert"):
             entry["bench"] = bench(model, km, make_input, name)
+        if args.autotune and name in ("resnet50", "bert"):
+            ok = autotuned(args, entry, model, km, make_input, onnx_path, cargs, shapes) and ok
     entry["ok"] = ok
     km.close()
     report.append(entry)
+
+
+def autotuned(args, entry, model, km, make_input, onnx_path, cargs, shapes):
+    """kiln compile --autotune on this GPU: the tuned model must match PyTorch like the
+    heuristic one; both are timed in the same run (median of 20 after warm-up)."""
+    d = os.path.dirname(onnx_path)
+    tuned, tfile = os.path.join(d, "tuned.so"), os.path.join(d, "tuning.json")
+    t0 = time.perf_counter()
+    r = subprocess.run([args.kiln, "compile", onnx_path, "-o", tuned, "--device", "cuda",
+                        "--cuda-arch", "sm_90", "--autotune", "--tuning-file", tfile] + cargs,
+                       capture_output=True, text=True)
+    entry["autotune_s"] = round(time.perf_counter() - t0, 2)
+    if r.returncode != 0:
+        entry["autotune_error"] = r.stderr[-2000:]
+        return False
+    with open(tfile) as f:
+        entry["tuning_kernels"] = len(json.load(f)["kernels"])
+    kt = KilnModel(tuned)
+    ok, rows = True, []
+    for b, s in shapes:
+        x = make_input(b, s).cuda()
+        ref = model(x)
+        out = torch.full_like(ref, float("nan"))
+        kt([x], [out])
+        torch.cuda.synchronize()
+        err = rel_l2(out, ref)
+        ok = ok and math.isfinite(err) and err < 1e-4
+        rows.append({"shape": [b, s], "rel_l2": err})
+    entry["tuned_checks"] = rows
+    times = []
+    for b in (1, 32):
+        x = make_input(b, 128).cuda()
+        out = torch.empty_like(model(x))
+        times.append({"batch": b, "kiln_ms": median_ms(lambda: km([x], [out])),
+                      "kiln_tuned_ms": median_ms(lambda: kt([x], [out]))})
+    entry["tuned_bench"] = times
+    kt.close()
+    return ok
 
 
 def bench(model, km, make_input, name):
@@ -216,6 +256,8 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--only", default="")
     ap.add_argument("--bench", action="store_true")
+    ap.add_argument("--autotune", action="store_true",
+                    help="also compile resnet50/bert with --autotune and compare")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 on both sides

@@ -15,7 +15,7 @@ for l in libonnx.so.1 libonnx_proto.so.1 libprotobuf.so.32 libfmt.so.9 libdnnl.s
   libOpenCL.so.1; do
   cp -L "/usr/lib/x86_64-linux-gnu/$l" "$out/stage/lib/"
 done
-cp -r /usr/include/dlpack "$out/stage/include/"
+cp -r /usr/include/dlpack /usr/include/pybind11 "$out/stage/include/" # pybind11: check_python.sh
 [[ -x $b/tests/gpu/kiln_gpu_libs_check ]] && strip -o "$out/stage/bin/libs_check" \
   "$b/tests/gpu/kiln_gpu_libs_check"
 for h in "$b"/tests/gpu/*_host "$b"/tests/runtime/kiln_gpu_*; do

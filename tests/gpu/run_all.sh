@@ -3,7 +3,8 @@
 # tests/gpu/pack.sh into build/gpu-carry/carry.tar.xz: the kiln compiler and runtime (+ CUDA
 # plugin), the Debian libraries they need, dlpack.h and the ONNX node test data. Models are
 # compiled there (its 16 cores and nvcc), run on the H200 and checked; reports go to $OUT.
-#   tests/gpu/run_all.sh [libs] [stress] [kernels] [conformance] [models] [sanitizer]  (default: all)
+#   tests/gpu/run_all.sh [libs] [stress] [kernels] [conformance] [models] [python] [sanitizer]
+#   (default: all; KILN_GPU_AUTOTUNE=1 makes models also autotune ResNet-50 and BERT)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/kiln-gpu-out}
@@ -19,7 +20,7 @@ cuda=/usr/local/cuda-13.0
 export LD_LIBRARY_PATH=$W/lib:$cuda/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu
 export KILN_RT_LIB_DIR=$W/lib KILN_NVCC=$cuda/bin/nvcc CPATH=$W/include KILN_CACHE_DIR=$W/cache
 steps=("$@")
-((${#steps[@]})) || steps=(libs stress kernels conformance models sanitizer)
+((${#steps[@]})) || steps=(libs stress kernels conformance models python sanitizer)
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 for step in "${steps[@]}"; do
   echo "== $step"
@@ -49,9 +50,15 @@ for step in "${steps[@]}"; do
     ;;
   models)
     python3 tests/gpu/check_models.py --kiln "$W/bin/kiln" --out "$W/models" --bench \
+      ${KILN_GPU_AUTOTUNE:+--autotune} \
       --json "$OUT/models.json" ${KILN_GPU_MODELS:+--only $KILN_GPU_MODELS} 2>"$OUT/models.err"
     echo "models rc=$?"
     tail -n 5 "$OUT/models.err"
+    ;;
+  python)
+    # The Python package with CUDA tensors (built there for its Python; see the script).
+    bash tests/gpu/check_python.sh "$W" "$OUT/python.json" >"$OUT/python.log" 2>&1
+    echo "python rc=$? $(head -c 600 "$OUT/python.json")"
     ;;
   sanitizer)
     # memcheck and racecheck on a compiled model through the CLI (inputs from the suite).

@@ -434,6 +434,46 @@ TEST(Passes, FuseAttentionPattern) {
   EXPECT_NO_THROW(ir::verify(*g));
 }
 
+TEST(Passes, AttentionFusionRespectsTheDevicesHeadDimLimit) {
+  OnnxBuilder b;
+  b.input("q", {1, 2, 4, 16});
+  b.input("kt", {1, 2, 16, 4});
+  b.input("v", {1, 2, 4, 16});
+  b.node("MatMul", {"q", "kt"}, {"scores"}, "qk");
+  auto *sm = b.node("Softmax", {"scores"}, {"p"}, "softmax");
+  OnnxBuilder::attrInt(sm, "axis", -1);
+  b.node("MatMul", {"p", "v"}, {"y"}, "pv");
+  b.output("y", {1, 2, 4, 16});
+  for (int limit : {8, 16}) {
+    sym::Context ctx;
+    auto g = b.import(ctx);
+    passes::inferAndFold(*g);
+    passes::fuseAttention(*g, limit); // head dim 16: above 8 stays unfused, 16 fuses
+    EXPECT_EQ(countOp(*g, "_KilnSDPA"), limit >= 16 ? 1 : 0) << "limit " << limit;
+  }
+}
+
+TEST(Passes, FuseBatchedMatMulAttention) {
+  // nn.MultiheadAttention exports [B*H, S, D] batched matmuls with the scale on q.
+  OnnxBuilder b;
+  b.input("q", {6, 5, 8});
+  b.input("k", {6, 7, 8});
+  b.input("v", {6, 7, 4});
+  OnnxBuilder::attrInts(b.node("Transpose", {"k"}, {"kt"}, "kt"), "perm", {0, 2, 1});
+  b.node("MatMul", {"q", "kt"}, {"scores"}, "qk");
+  auto *sm = b.node("Softmax", {"scores"}, {"p"}, "softmax");
+  OnnxBuilder::attrInt(sm, "axis", -1);
+  b.node("MatMul", {"p", "v"}, {"y"}, "pv");
+  b.output("y", {6, 5, 4});
+  sym::Context ctx;
+  auto g = b.import(ctx);
+  passes::inferAndFold(*g);
+  passes::fuseAttention(*g);
+  passes::eliminateDeadCode(*g);
+  EXPECT_EQ(countOp(*g, "_KilnSDPA"), 1) << ir::dump(*g);
+  EXPECT_EQ(countOp(*g, "Softmax"), 0);
+}
+
 TEST(Passes, NoAttentionFusionWhenScoresAreReused) {
   OnnxBuilder b;
   b.input("q", {1, 2, 4, 8});

@@ -240,13 +240,17 @@ KernelSignature signatureOf(const loop::KernelGroup &g,
     for (loop::Buffer *b : k->reads())
       addBuffer(b, false);
     addBuffer(k->out, true);
-    collectVSyms(k->body, syms);
+    if (k->body) collectVSyms(k->body, syms);
     if (k->scatterIndex) collectVSyms(k->scatterIndex, syms);
     for (const sym::Expr &d : k->scatterShape)
       collectSyms(d, syms);
     for (const sym::Expr &d : k->out->shape)
       collectSyms(d, syms);
     for (const sym::Expr &d : k->rsizes)
+      collectSyms(d, syms);
+    for (const sym::Expr &d : k->attn.dims)
+      collectSyms(d, syms);
+    for (const sym::Expr &d : k->attn.maskStrides)
       collectSyms(d, syms);
   }
   std::map<uint64_t, sym::Expr> ordered;

@@ -4,6 +4,7 @@
 // block per reduction output (warp shuffles, then one shared-memory step), or a block per
 // outer point for fused softmax/layer-norm groups. All kernels go into one fatbin.
 #include "codegen/backend.h"
+#include "codegen/cuda/cuda_attention.h"
 
 #include "sched/target.h"
 #include "support/error.h"
@@ -48,6 +49,8 @@ public:
       printBlockPerOutput(k);
       spec.grid = {capBlocks(loop::product(ctx_, k.out->shape, 0))};
       break;
+    case CudaStrategy::FusedAttention:
+      return printCudaAttention(os_, g_, model_, ctx_);
     case CudaStrategy::BlockPerOuter:
       printBlockPerOuter();
       spec.grid = {capBlocks(loop::product(ctx_, k.out->shape, 0, g_.outerRank))};
@@ -432,6 +435,7 @@ public:
     os << "// kernel " << first.id << " from";
     for (const loop::Kernel *k : g.kernels)
       os << " " << commentText(k->origin);
+    if (!g.cuda.tuneKey.empty()) os << " (tuning key " << g.cuda.tuneKey << ")";
     os << "\nextern \"C\" __global__ void __launch_bounds__(" << g.cuda.block << ") kiln_kernel_"
        << first.id << "(";
     for (size_t i = 0; i < sig.buffers.size(); ++i) {

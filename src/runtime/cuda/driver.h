@@ -37,6 +37,7 @@ namespace kiln::rt::cuda {
   X(cuEventRecord)                                                                                 \
   X(cuEventQuery)                                                                                  \
   X(cuEventSynchronize)                                                                            \
+  X(cuEventElapsedTime)                                                                            \
   X(cuLaunchKernel)
 
 struct Driver {

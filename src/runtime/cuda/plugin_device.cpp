@@ -1,4 +1,5 @@
 // Plugin entries for devices, modules and memory, and the driver table generated code uses.
+#include "kernel_timing.h"
 #include "plugin_entries.h"
 
 #include <cstdarg>
@@ -44,6 +45,9 @@ const Driver &d() {
 }
 int drvLaunch(void *f, uint32_t gx, uint32_t gy, uint32_t gz, uint32_t bx, uint32_t by, uint32_t bz,
               uint32_t shared, void *stream, void **args) {
+  if (kernelTimingOn())
+    return timedLaunch(d(), static_cast<CUfunction>(f), gx, gy, gz, bx, by, bz, shared,
+                       static_cast<CUstream>(stream), args);
   return d().cuLaunchKernel(static_cast<CUfunction>(f), gx, gy, gz, bx, by, bz, shared,
                             static_cast<CUstream>(stream), args, nullptr);
 }
@@ -134,6 +138,7 @@ int loadModule(void *device, const void *image, size_t imageSize, int32_t numNam
                     errorText(r));
     }
     m->functions[i] = f;
+    if (kernelTimingOn()) timingRegister(f, names[i]);
   }
   *functions = m->functions.data();
   *module = m.release();
@@ -143,6 +148,7 @@ int loadModule(void *device, const void *image, size_t imageSize, int32_t numNam
 void unloadModule(void *device, void *module) {
   auto *m = static_cast<Module *>(module);
   if (!m) return;
+  timingFlush();
   auto &dev = *static_cast<Device *>(device);
   if (m->mod) {
     ContextGuard guard(dev);

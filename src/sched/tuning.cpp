@@ -1,0 +1,164 @@
+#include "sched/tuning.h"
+
+#include "sched/target.h"
+#include "support/error.h"
+
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+namespace kiln::sched {
+
+namespace {
+
+uint64_t fnv1a(const std::string &s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+TuningConfig configOf(const loop::CudaSchedule &s) {
+  return {s.block, s.vector, s.rowsPerWarp};
+}
+
+void apply(loop::CudaSchedule &s, const TuningConfig &c) {
+  s.block = c.block;
+  if (c.vector == 1) s.vectorLoads.clear(); // scalar lanes: no 16-byte loads
+  s.vector = c.vector;
+  s.rowsPerWarp = c.rowsPerWarp;
+}
+
+/// A file's entry is applied only when it is one of the group's own candidates, so a stale
+/// or hand-edited file cannot ask for a configuration the printer does not support.
+bool isCandidate(const loop::KernelGroup &g, const TuningConfig &c) {
+  for (const TuningConfig &k : tuningCandidates(g))
+    if (k == c) return true;
+  return false;
+}
+
+} // namespace
+
+std::string tuningKey(const loop::KernelGroup &g) {
+  std::ostringstream os;
+  os << static_cast<int>(g.cuda.strategy) << "/" << g.outerRank << "/" << g.cuda.tileDim;
+  for (const loop::Kernel *k : g.kernels) {
+    os << "|" << static_cast<int>(k->kind) << ":" << dtypeName(k->out->dtype)
+       << ir::shapeToString(k->out->shape) << ir::shapeToString(k->rsizes);
+    if (k->body) os << loop::toString(k->body);
+    if (k->kind == loop::KernelKind::Attention) os << ir::shapeToString(k->attn.dims);
+  }
+  return fmt::format("{:016x}", fnv1a(os.str()));
+}
+
+std::vector<TuningConfig> tuningCandidates(const loop::KernelGroup &g) {
+  const loop::CudaSchedule &s = g.cuda;
+  TuningConfig h = configOf(s);
+  std::vector<TuningConfig> out{h};
+  auto add = [&](TuningConfig c) {
+    if (c.block < 32 || c.block > 1024) return;
+    for (const TuningConfig &o : out)
+      if (o == c) return;
+    out.push_back(c);
+  };
+  switch (s.strategy) {
+  case loop::CudaStrategy::Elementwise:
+    if (s.tileDim >= 0) break; // tiles are 32 wide with block/32 rows: one shape
+    for (int b : {128, 256, 512})
+      add({b, h.vector, h.rowsPerWarp});
+    if (h.vector == 4) add({h.block, 1, h.rowsPerWarp});
+    break;
+  case loop::CudaStrategy::ThreadPerOutput:
+    for (int b : {128, 256, 512})
+      add({b, h.vector, h.rowsPerWarp});
+    break;
+  case loop::CudaStrategy::BlockPerOutput:
+  case loop::CudaStrategy::BlockPerOuter:
+    add({h.block / 2, h.vector, h.rowsPerWarp});
+    add({h.block * 2, h.vector, h.rowsPerWarp});
+    break;
+  case loop::CudaStrategy::FusedAttention: {
+    // Static shared memory: the block's query rows plus a key and a value tile, 48 KiB.
+    const loop::AttentionCall &a = g.kernels.front()->attn;
+    int64_t d = a.dims[4]->value + 1, dv = a.dims[5]->value + 1;
+    auto fits = [&](int block, int rows) {
+      return (block / 32 * rows * d + 32 * d + 32 * dv) * 4 <= 48 * 1024;
+    };
+    for (int r : {1, 4})
+      if (fits(h.block, r)) add({h.block, h.vector, r});
+    if (fits(128, h.rowsPerWarp)) add({128, h.vector, h.rowsPerWarp});
+    break;
+  }
+  }
+  return out;
+}
+
+void applyTuning(loop::KernelGroup &g, const Target &t) {
+  g.cuda.tuneKey = tuningKey(g);
+  if (t.tuneVariant >= 0) {
+    std::vector<TuningConfig> c = tuningCandidates(g);
+    apply(g.cuda, c[static_cast<size_t>(t.tuneVariant) % c.size()]);
+    return;
+  }
+  if (!t.tuning) return;
+  auto it = t.tuning->kernels.find(g.cuda.tuneKey);
+  if (it != t.tuning->kernels.end() && isCandidate(g, it->second.config))
+    apply(g.cuda, it->second.config);
+}
+
+TuningTable readTuningFile(const std::string &path) {
+  std::ifstream in(path);
+  if (!in) fail("--tuning-file '{}': cannot be read", path);
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const std::exception &e) {
+    fail("--tuning-file '{}': not valid JSON ({})", path, e.what());
+  }
+  if (!j.is_object() || j.value("format", "") != "kiln-tuning-1")
+    fail("--tuning-file '{}': not a kiln tuning file (format \"kiln-tuning-1\")", path);
+  TuningTable t;
+  try {
+    t.gpu = j.value("gpu", "");
+    t.arch = j.value("arch", "");
+    t.buckets = j.value("buckets", std::vector<std::string>{});
+    for (auto &[key, v] : j.at("kernels").items()) {
+      TunedKernel k;
+      k.config = {v.at("block").get<int>(), v.at("vector").get<int>(),
+                  v.at("rows_per_warp").get<int>()};
+      k.ms = v.value("ms", std::vector<double>{});
+      t.kernels[key] = k;
+    }
+  } catch (const nlohmann::json::exception &e) {
+    fail("--tuning-file '{}': malformed entry ({})", path, e.what());
+  }
+  return t;
+}
+
+void writeTuningFile(const TuningTable &t, const std::string &path) {
+  nlohmann::json j;
+  j["format"] = "kiln-tuning-1";
+  j["gpu"] = t.gpu;
+  j["arch"] = t.arch;
+  j["buckets"] = t.buckets;
+  j["kernels"] = nlohmann::json::object();
+  for (auto &[key, k] : t.kernels)
+    j["kernels"][key] = {{"block", k.config.block},
+                         {"vector", k.config.vector},
+                         {"rows_per_warp", k.config.rowsPerWarp},
+                         {"ms", k.ms}};
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << j.dump(1) << "\n";
+    if (!out) fail("cannot write tuning file '{}'", path);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot write tuning file '{}'", path);
+}
+
+} // namespace kiln::sched
