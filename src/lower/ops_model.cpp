@@ -137,6 +137,9 @@ void lowerConvTranspose(OpCtx &c) {
   requireFloat(c, x, "ConvTranspose input");
   int spatial = x.rank() - 2;
   if (spatial < 1) c.unsupported("ConvTranspose with no spatial dims");
+  if (wt.rank() != x.rank())
+    fail("{}: weights of rank {} do not fit an input of rank {} (expected [C, M/group, k...])",
+         c.node.describe(), wt.rank(), x.rank());
   sym::Context &ctx = c.ctx();
   int64_t group = c.node.attrInt("group", 1);
   std::vector<sym::Expr> kernel; // may be symbolic when the weights are a graph input

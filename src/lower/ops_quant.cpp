@@ -206,6 +206,10 @@ LTensor integerConv(OpCtx &c, LTensor x, LTensor w, std::optional<LTensor> zx,
                     std::optional<LTensor> zw) {
   sym::Context &ctx = c.ctx();
   int spatial = x.rank() - 2;
+  if (spatial < 1 || w.rank() != x.rank())
+    fail("{}: input of rank {} and weights of rank {}: expected [N, C, d...] and [M, C/group, "
+         "k...] of the same rank, at least 3",
+         c.node.describe(), x.rank(), w.rank());
   std::vector<int64_t> kernel;
   for (int d = 0; d < spatial; ++d) {
     kernel.push_back(c.requireStatic(w.shape[2 + d], "the kernel size"));

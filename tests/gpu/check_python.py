@@ -68,6 +68,24 @@ def main():
     good = "cuda" in refused.lower() or "device" in refused.lower()
     ok = ok and good and refused != "accepted a CPU tensor"
     checks.append({"cpu_tensor_on_cuda_model": refused[:300], "ok": good})
+    # The same ONNX for this machine's CPU, per host ISA and thread count (each must match).
+    x = torch.randn(7, 10, 32)
+    with torch.no_grad():
+        ref = m.cpu()(x)
+    for isa in ("native", "x86-64-v3"):
+        so = os.path.join(work, f"block_{isa}.so")
+        import subprocess
+        r = subprocess.run([kiln.find_compiler(), "compile", onnx_path, "-o", so, "--cpu", isa,
+                            "--dynamic", "b=1:16"], capture_output=True, text=True)
+        if r.returncode:
+            checks.append({"cpu": isa, "ok": False, "error": r.stderr[-500:]})
+            ok = False
+            continue
+        for threads in (1, 16):
+            (yc,) = kiln.load(so, threads=threads).run(x)
+            e = rel_l2(torch.from_dlpack(yc), ref)
+            checks.append({"cpu": isa, "threads": threads, "rel_l2": e, "ok": e < 1e-5})
+            ok = ok and e < 1e-5
     with open(out, "w") as f:
         json.dump({"ok": ok, "checks": checks}, f, indent=1)
     print(json.dumps({"ok": ok, "checks": checks}))

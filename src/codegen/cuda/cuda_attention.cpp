@@ -54,6 +54,7 @@ constexpr const char *kBody = R"(  const int lane = threadIdx.x & 31, warp = thr
       for (int r = 0; r < ROWS; ++r) {
         const int qr = warp * ROWS + r;
         const int64_t row = q0 + qr;
+        (void)row; // read by the mask only
         float s = 0.f;
         for (int d = 0; d < D; ++d)
           s = fmaf(qs[qr][d], ks[lane][d], s);
@@ -126,7 +127,7 @@ LaunchSpec printCudaAttention(std::ostringstream &os, const loop::KernelGroup &g
       fillPlaceholder(mask, names[i], "(" + cpp(a.maskStrides[i]) + ")");
   }
   fillPlaceholder(body, "@MASK@", mask);
-  fillPlaceholder(body, "@SCALE@", fmt::format("{:.9g}f", scale));
+  fillPlaceholder(body, "@SCALE@", fmt::format("(float)({:.17g})", scale));
   fillPlaceholder(body, "@Q@", a.q->name);
   fillPlaceholder(body, "@K@", a.k->name);
   fillPlaceholder(body, "@V@", a.v->name);
