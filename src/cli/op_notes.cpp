@@ -66,6 +66,7 @@ OpNote opNote(const std::string &op) {
       {"CenterCropPad", {"", "generated kernel", kNotRunOnGpu}},
       {"Col2Im", {"", "a reduction over the block elements", kNotRunOnGpu}},
       {"AffineGrid", {"float", "generated kernel", kNotRunOnGpu}},
+      {"DFT", {"", "float64 sums, O(N^2); inverse + onesided is numpy's irfft (real output)"}},
       {"BitCast",
        {"same-size pairs but strings (float16/bfloat16/float8 through their bits)",
         "generated kernel", kNotRunOnGpu}},

@@ -768,7 +768,9 @@ def write_report(path, results, variants, folders, suite):
              "compared with |actual − expected| ≤ %g + %g·|expected| "
              "(exact for ints/bools, NaN matches NaN; bfloat16 travels as "
              "uint16 bits and may also be one bf16 ulp off, since the suite's "
-             "bf16 data truncates and kiln rounds to nearest even). "
+             "bf16 data truncates and kiln rounds to nearest even; float8/float4 "
+             "travel as uint8 codes and compare exactly by value, int4/int2 as "
+             "one-byte values). "
              "Regenerate with "
              "`/usr/bin/python3 tests/conformance/run_conformance.py "
              "%s` (add "
@@ -794,8 +796,7 @@ def write_report(path, results, variants, folders, suite):
                  "imports opset 22 or newer (`--min-opset 22`, as ctest does, "
                  "to keep CI short): Debian's suite covers the older ops in "
                  "that variant. *unsupported-io* tests exchange element types "
-                 "kiln does not have (float8, int4/uint4, int2/uint2, "
-                 "float4e2m1, float8e8m0) or values other than tensors.")
+                 "kiln does not have (float8e8m0) or values other than tensors.")
         L.append("")
     L.append("## Totals (pass / total)")
     L.append("")
