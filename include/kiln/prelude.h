@@ -216,9 +216,9 @@ enum kiln_minifloat {
 
 struct kiln_mf_format {
   int ebits, mbits, bias;
-  int kind;          // 0: IEEE-like (inf + NaNs), 1: fn (NaN = all ones), 2: fnuz (NaN = 0x80), 3: none
-  uint32_t maxcode;  // bits of the largest finite value, sign clear
-  uint32_t nancode;  // bits of the NaN produced
+  int kind; // 0: IEEE-like (inf + NaNs), 1: fn (NaN = all ones), 2: fnuz (NaN = 0x80), 3: none
+  uint32_t maxcode; // bits of the largest finite value, sign clear
+  uint32_t nancode; // bits of the NaN produced
 };
 
 KILN_HD static inline kiln_mf_format kiln_mf_fmt(int f) {
@@ -266,7 +266,7 @@ template <typename T> KILN_HD static inline uint32_t kiln_mf_encode(T x, int f, 
                                                     : m.nancode;
   if (a > maxval * 2) return overflow; // also inf; keeps frexp below in range
   const int minexp = 1 - m.bias;       // exponent of the smallest normal
-  int k;
+  int k = 0;
   std::frexp(a, &k); // a = f * 2^k, f in [0.5, 1): a's exponent is k - 1
   const int exp = (a == 0 || k - 1 < minexp) ? minexp : k - 1;
   // a / quantum is exact (quantum a power of two); rint rounds half to even.
@@ -274,7 +274,7 @@ template <typename T> KILN_HD static inline uint32_t kiln_mf_encode(T x, int f, 
   const T r = std::ldexp(steps, exp - m.mbits);
   if (r > maxval) return overflow;
   if (r == 0) return m.kind == 2 ? 0u : sign; // fnuz has no -0
-  int rk;
+  int rk = 0;
   std::frexp(r, &rk);
   if (rk - 1 < minexp) return sign | (uint32_t)steps; // subnormal: exponent field 0
   const uint32_t mant = (uint32_t)std::ldexp(r, m.mbits - (rk - 1)) - (1u << m.mbits);

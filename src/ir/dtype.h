@@ -27,7 +27,7 @@ namespace kiln {
   X(Float64, "float64", "double", 8, 11, 2, 64)                                                    \
   X(UInt32, "uint32", "uint32_t", 4, 12, 1, 32)                                                    \
   X(UInt64, "uint64", "uint64_t", 8, 13, 1, 64)                                                    \
-  X(BFloat16, "bfloat16", "kiln_bfloat16", 2, 16, 4, 16)                                          \
+  X(BFloat16, "bfloat16", "kiln_bfloat16", 2, 16, 4, 16)                                           \
   X(Float8E4M3FN, "float8e4m3fn", "uint8_t", 1, 17, 10, 8)                                         \
   X(Float8E4M3FNUZ, "float8e4m3fnuz", "uint8_t", 1, 18, 11, 8)                                     \
   X(Float8E5M2, "float8e5m2", "uint8_t", 1, 19, 12, 8)                                             \
@@ -56,7 +56,7 @@ bool dtypeFromOnnx(int code, DType &out);
 /// headers know: float8, int4, float4, int2), or "code N" if unknown.
 std::string onnxTypeName(int code);
 
-bool isFloat(DType t);   // float16/bfloat16/float32/float64 and the float8/float4 types
+bool isFloat(DType t); // float16/bfloat16/float32/float64 and the float8/float4 types
 /// The prelude's `kiln_minifloat` format of a float8/float4 type, or -1 for any other type.
 int minifloatFormat(DType t);
 /// Float types kernels compute as float but store narrower (float16, bfloat16, float8, float4).

@@ -18,7 +18,8 @@ int64_t TensorData::numel() const {
 }
 
 template <typename F> static auto visitElement(const TensorData &t, int64_t i, F f) {
-  if (minifloatFormat(t.dtype) >= 0) return f(kiln_mf_decode(t.as<uint8_t>()[i], minifloatFormat(t.dtype)));
+  if (minifloatFormat(t.dtype) >= 0)
+    return f(kiln_mf_decode(t.as<uint8_t>()[i], minifloatFormat(t.dtype)));
   if (isSubByteInt(t.dtype)) // one element per byte, already sign- or zero-extended
     return isSigned(t.dtype) ? f(static_cast<int>(t.as<int8_t>()[i]))
                              : f(static_cast<int>(t.as<uint8_t>()[i]));

@@ -203,8 +203,8 @@ void lowerPRelu(OpCtx &c) {
   sym::Context *ctx = &c.ctx();
   c.out(0, c.pointwise(x.dtype, shape, [=](const Index &i) {
     VRef v = loadBroadcast(*ctx, x, shape, i), s = loadBroadcast(*ctx, slope, shape, i);
-    return loop::select(loop::binary(BinaryOp::Lt, v, loop::constant(v->dtype, 0)), binary(BinaryOp::Mul, v, s),
-                        v);
+    return loop::select(loop::binary(BinaryOp::Lt, v, loop::constant(v->dtype, 0)),
+                        binary(BinaryOp::Mul, v, s), v);
   }));
 }
 
@@ -295,7 +295,8 @@ VRef castSaturating(VRef v, DType to, bool saturate) {
   double max = kiln_mf_decode(m.maxcode, f), below = kiln_mf_decode(m.maxcode - 1, f);
   double tie = max + (max - below) / 2; // rounds to max only when max's mantissa is even
   VRef mag = loop::unary(UnaryOp::Abs, v);
-  VRef over = loop::binary((m.maxcode & 1) ? BinaryOp::Ge : BinaryOp::Gt, mag, loop::constant(v->dtype, tie));
+  VRef over = loop::binary((m.maxcode & 1) ? BinaryOp::Ge : BinaryOp::Gt, mag,
+                           loop::constant(v->dtype, tie));
   VRef overflow = loop::constant(to, NAN);
   if (to == DType::Float8E5M2)
     overflow = loop::select(loop::binary(BinaryOp::Lt, v, loop::constant(v->dtype, 0)),

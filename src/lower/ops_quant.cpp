@@ -63,9 +63,8 @@ VRef saturate(VRef v, DType to) {
 /// float4 type, x / scale + zp rounded to it (saturating unless `sat` is false: Cast's rule).
 VRef quantize(VRef x, VRef scale, VRef zp, DType to, bool sat = true) {
   if (minifloatFormat(to) >= 0)
-    return castSaturating(binary(BinaryOp::Add, binary(BinaryOp::Div, x, scale),
-                                 cast(zp, DType::Float32)),
-                          to, sat);
+    return castSaturating(
+        binary(BinaryOp::Add, binary(BinaryOp::Div, x, scale), cast(zp, DType::Float32)), to, sat);
   VRef q = loop::unary(UnaryOp::Round, binary(BinaryOp::Div, x, scale));
   q = binary(BinaryOp::Add, q, cast(zp, DType::Float32));
   return saturate(q, to);

@@ -10,8 +10,8 @@
 #define F8E4M3FN 10
 #define F8E5M2 12
 
-static void check_info(kiln_container *c, int input, int32_t index, const char *name,
-                       uint8_t code, uint8_t bits) {
+static void check_info(kiln_container *c, int input, int32_t index, const char *name, uint8_t code,
+                       uint8_t bits) {
   kiln_tensor_info info;
   int st;
   memset(&info, 0, sizeof info);
@@ -30,12 +30,12 @@ static int test_types(void) {
    * 448 (even) and 480; 1e6 overflows both float8s; -9.5 ties in both; 2^-9 is e4m3fn's
    * smallest subnormal and an e5m2 normal. */
   float x[8] = {1.00390625f, 1.01171875f, 464.0f, 1e6f, -9.5f, NAN, -INFINITY, 0.001953125f};
-  const float want_rt[8] = {1.0f, 1.015625f, 464.0f, 999424.0f, -9.5f, NAN, -INFINITY,
-                            0.001953125f};
+  const float want_rt[8] = {1.0f,  1.015625f, 464.0f,    999424.0f,
+                            -9.5f, NAN,       -INFINITY, 0.001953125f};
   const uint8_t want_q8[8] = {0x38, 0x38, 0x7E, 0x7E, 0xD2, 0x7F, 0xFE, 0x01};
   const uint8_t want_q8ns[8] = {0x3C, 0x3C, 0x5F, 0x7C, 0xC9, 0x7E, 0xFC, 0x18};
   const int8_t want_i4[8] = {1, 1, 0, 0, 7, 0, 0, 0}; /* NaN/inf (5, 6): not checked */
-  uint8_t e[4] = {0x3C, 0x7C, 0x01, 0xFF};             /* 1, inf, 2^-16, NaN */
+  uint8_t e[4] = {0x3C, 0x7C, 0x01, 0xFF};            /* 1, inf, 2^-16, NaN */
   int8_t u[5] = {-8, 7, -1, 0, 3};
   uint16_t hx[3] = {0x3C00, 0xC000, 0x7BFF}, hbf[3]; /* float16 1, -2, 65504 */
   int16_t hb[3];
@@ -71,8 +71,7 @@ static int test_types(void) {
     CHECK(i == 5 || i == 6 || i4[i] == want_i4[i], "i4[%d] = %d, want %d", i, i4[i], want_i4[i]);
   }
   if (st == KILN_OK) {
-    CHECK(ef[0] == 1.0f && isinf(ef[1]) && ef[1] > 0 && ef[2] == ldexpf(1.0f, -16) &&
-              isnan(ef[3]),
+    CHECK(ef[0] == 1.0f && isinf(ef[1]) && ef[1] > 0 && ef[2] == ldexpf(1.0f, -16) && isnan(ef[3]),
           "ef = %g %g %g %g", ef[0], ef[1], ef[2], ef[3]);
     for (i = 0; i < 5; ++i)
       CHECK(uf[i] == (float)u[i], "uf[%d] = %g, want %d", i, uf[i], u[i]);

@@ -51,7 +51,7 @@ double refDecode(const Format &f, unsigned code) {
 double refCast(const Format &f, double x, bool saturate) {
   if (std::isnan(x)) return f.kind == Format::NoSpecials ? -0.0 : NAN; // float4: ONNX gives 0x8
   bool overflowToMax = saturate || f.kind == Format::NoSpecials;
-  double overflow = overflowToMax ? std::copysign(f.max, x)
+  double overflow = overflowToMax            ? std::copysign(f.max, x)
                     : f.kind == Format::Ieee ? std::copysign(INFINITY, x)
                                              : NAN;
   if (std::isinf(x) || std::fabs(x) >= 4 * f.max) return overflow; // far past max+ulp
@@ -132,9 +132,10 @@ TEST(Minifloat, EncodeRoundsToNearestEvenWithOnnxOverflowRules) {
         double gotF = kiln_mf_decode(kiln_mf_encode(static_cast<float>(x), f.id, sat), f.id);
         EXPECT_TRUE(sameValue(gotD, want))
             << f.name << " sat=" << sat << " x=" << x << ": " << gotD << ", want " << want;
-        if (static_cast<double>(static_cast<float>(x)) == x || std::isnan(x))
+        if (static_cast<double>(static_cast<float>(x)) == x || std::isnan(x)) {
           EXPECT_TRUE(sameValue(gotF, want))
               << f.name << " (float) sat=" << sat << " x=" << x << ": " << gotF;
+        }
       }
 }
 
@@ -150,13 +151,13 @@ TEST(Minifloat, CodesOfKnownValues) {
   EXPECT_EQ(kiln_mf_encode(INFINITY, KILN_F8E5M2, 1), 123u);
   EXPECT_EQ(kiln_mf_encode(INFINITY, KILN_F8E5M2, 0), 124u);
   EXPECT_EQ(kiln_mf_encode(NAN, KILN_F8E5M2, 1), 126u);
-  EXPECT_EQ(kiln_mf_encode(-3.5f, KILN_F4E2M1, 1), 0xEu); // tie 3|4 → 4 (even)
-  EXPECT_EQ(kiln_mf_encode(9.0f, KILN_F4E2M1, 0), 0x7u);  // float4 always saturates
-  EXPECT_EQ(kiln_mf_encode(NAN, KILN_F4E2M1, 1), 0x8u);   // ONNX's reference: -0
-  EXPECT_EQ(kiln_mf_encode(std::ldexp(1.0, -9), KILN_F8E4M3FN, 1), 1u); // smallest subnormal
+  EXPECT_EQ(kiln_mf_encode(-3.5f, KILN_F4E2M1, 1), 0xEu);                // tie 3|4 → 4 (even)
+  EXPECT_EQ(kiln_mf_encode(9.0f, KILN_F4E2M1, 0), 0x7u);                 // float4 always saturates
+  EXPECT_EQ(kiln_mf_encode(NAN, KILN_F4E2M1, 1), 0x8u);                  // ONNX's reference: -0
+  EXPECT_EQ(kiln_mf_encode(std::ldexp(1.0, -9), KILN_F8E4M3FN, 1), 1u);  // smallest subnormal
   EXPECT_EQ(kiln_mf_encode(std::ldexp(1.0, -10), KILN_F8E4M3FN, 1), 0u); // tie to 0 (even)
-  EXPECT_EQ(kiln_mf_encode(std::ldexp(3.0, -10), KILN_F8E4M3FN, 1), 2u);  // 1.5 ulp → 2 ulp
-  EXPECT_EQ(kiln_mf_encode(std::ldexp(3.0, -11), KILN_F8E4M3FN, 1), 1u);  // 0.75 ulp → 1 ulp
+  EXPECT_EQ(kiln_mf_encode(std::ldexp(3.0, -10), KILN_F8E4M3FN, 1), 2u); // 1.5 ulp → 2 ulp
+  EXPECT_EQ(kiln_mf_encode(std::ldexp(3.0, -11), KILN_F8E4M3FN, 1), 1u); // 0.75 ulp → 1 ulp
 }
 
 TEST(Minifloat, SubByteIntegersWrap) {

@@ -229,8 +229,8 @@ std::string ValuePrinter::build(const loop::VRef &v) {
     if (v->bits) return bitcastText(from, to, a);
     if (to == DType::Bool) return fmt::format("({} != 0)", a);
     if (isSubByteInt(to)) {
-      std::string wide = isFloat(from) ? fmt::format("kiln_f2i<int64_t>({})", a)
-                                       : fmt::format("((int64_t){})", a);
+      std::string wide =
+          isFloat(from) ? fmt::format("kiln_f2i<int64_t>({})", a) : fmt::format("((int64_t){})", a);
       return fmt::format("kiln_wrap_bits<{}>({}, {}, {})", dtypeCType(to), wide, dtypeBits(to),
                          isSigned(to));
     }

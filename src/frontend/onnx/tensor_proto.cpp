@@ -81,8 +81,8 @@ static void readExternal(const onnx::TensorProto &t, const std::string &dir,
 /// int4/uint4/float4e2m1 (two per byte) and int2/uint2 (four per byte), low bits first, in
 /// raw_data, external data or int32_data (one packed byte per entry) → one element per byte:
 /// integers sign- or zero-extended, float4 as its 4-bit code.
-static void unpackSubByte(const onnx::TensorProto &t, const std::string &dir, const std::string &context,
-                   int64_t n, ir::TensorData &out) {
+static void unpackSubByte(const onnx::TensorProto &t, const std::string &dir,
+                          const std::string &context, int64_t n, ir::TensorData &out) {
   const int bits = dtypeBits(out.dtype), perByte = 8 / bits;
   const size_t packedBytes = static_cast<size_t>((n + perByte - 1) / perByte);
   std::vector<uint8_t> packed;
