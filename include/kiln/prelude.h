@@ -200,3 +200,96 @@ template <typename T> __device__ static inline void kiln_atomic_combine(T *p, T 
 template <typename T, typename F> KILN_HD static inline T kiln_f2i(F v) {
   return (T)v;
 }
+
+// ---- ONNX's 8- and 4-bit floats (float8 e4m3fn/e4m3fnuz/e5m2/e5m2fnuz, float4 e2m1) ----
+// Kernels compute them as float: a load decodes the byte, a store or a Cast encodes with
+// round-to-nearest-even. One generic codec driven by the format's fields keeps every
+// format on the same tested path. `saturate` (ONNX Cast's attribute) maps values beyond the
+// largest finite one (±inf included) to ±max; without it they become inf (e5m2) or NaN.
+enum kiln_minifloat {
+  KILN_F8E4M3FN = 0,
+  KILN_F8E4M3FNUZ = 1,
+  KILN_F8E5M2 = 2,
+  KILN_F8E5M2FNUZ = 3,
+  KILN_F4E2M1 = 4
+};
+
+struct kiln_mf_format {
+  int ebits, mbits, bias;
+  int kind; // 0: IEEE-like (inf + NaNs), 1: fn (NaN = all ones), 2: fnuz (NaN = 0x80), 3: none
+  uint32_t maxcode; // bits of the largest finite value, sign clear
+  uint32_t nancode; // bits of the NaN produced
+};
+
+KILN_HD static inline kiln_mf_format kiln_mf_fmt(int f) {
+  switch (f) {
+  case KILN_F8E4M3FN:
+    return {4, 3, 7, 1, 0x7eu, 0x7fu};
+  case KILN_F8E4M3FNUZ:
+    return {4, 3, 8, 2, 0x7fu, 0x80u};
+  case KILN_F8E5M2:
+    return {5, 2, 15, 0, 0x7bu, 0x7eu};
+  case KILN_F8E5M2FNUZ:
+    return {5, 2, 16, 2, 0x7fu, 0x80u};
+  default: // float4 e2m1 has no NaN; ONNX's reference turns NaN into 0x8 (-0)
+    return {2, 1, 1, 3, 0x7u, 0x8u};
+  }
+}
+
+/// The value of the code `bits` (sign in bit ebits+mbits).
+KILN_HD static inline float kiln_mf_decode(uint32_t bits, int f) {
+  const kiln_mf_format m = kiln_mf_fmt(f);
+  const int width = 1 + m.ebits + m.mbits;
+  bits &= (1u << width) - 1;
+  const uint32_t sign = bits >> (width - 1), e = (bits >> m.mbits) & ((1u << m.ebits) - 1),
+                 man = bits & ((1u << m.mbits) - 1), emax = (1u << m.ebits) - 1;
+  if (m.kind == 2 && bits == 0x80u) return NAN;
+  if (m.kind == 1 && e == emax && man == (1u << m.mbits) - 1) return NAN;
+  if (m.kind == 0 && e == emax) return man ? NAN : (sign ? -INFINITY : INFINITY);
+  float v = e == 0 ? std::ldexp((float)man, 1 - m.bias - m.mbits)
+                   : std::ldexp((float)(man | (1u << m.mbits)), (int)e - m.bias - m.mbits);
+  return sign ? -v : v;
+}
+
+/// x (float or double: each rounds once, so a double never rounds twice) as the code of
+/// format f, rounded to nearest even.
+template <typename T> KILN_HD static inline uint32_t kiln_mf_encode(T x, int f, int saturate) {
+  const kiln_mf_format m = kiln_mf_fmt(f);
+  const int width = 1 + m.ebits + m.mbits;
+  const uint32_t signbit = 1u << (width - 1);
+  if (x != x) return m.nancode;
+  const uint32_t sign = std::signbit(x) ? signbit : 0u;
+  const T a = x < 0 ? -x : x;
+  const T maxval = (T)kiln_mf_decode(m.maxcode, f);
+  const uint32_t overflow = saturate || m.kind == 3 ? (sign | m.maxcode)
+                            : m.kind == 0           ? (sign | (m.maxcode + 1)) // inf
+                                                    : m.nancode;
+  if (a > maxval * 2) return overflow; // also inf; keeps frexp below in range
+  const int minexp = 1 - m.bias;       // exponent of the smallest normal
+  int k = 0;
+  std::frexp(a, &k); // a = f * 2^k, f in [0.5, 1): a's exponent is k - 1
+  const int exp = (a == 0 || k - 1 < minexp) ? minexp : k - 1;
+  // a / quantum is exact (quantum a power of two); rint rounds half to even.
+  const T steps = std::rint(std::ldexp(a, m.mbits - exp));
+  const T r = std::ldexp(steps, exp - m.mbits);
+  if (r > maxval) return overflow;
+  if (r == 0) return m.kind == 2 ? 0u : sign; // fnuz has no -0
+  int rk = 0;
+  std::frexp(r, &rk);
+  if (rk - 1 < minexp) return sign | (uint32_t)steps; // subnormal: exponent field 0
+  const uint32_t mant = (uint32_t)std::ldexp(r, m.mbits - (rk - 1)) - (1u << m.mbits);
+  return sign | ((uint32_t)(rk - 1 + m.bias) << m.mbits) | mant;
+}
+
+/// x rounded to format f and back (a Cast to it, as the value kernels compute with).
+template <typename T> KILN_HD static inline float kiln_mf_round(T x, int f, int saturate) {
+  return kiln_mf_decode(kiln_mf_encode(x, f, saturate), f);
+}
+
+/// An integer wrapped to `bits` bits (int4/uint4/int2/uint2 hold one element per byte).
+template <typename T> KILN_HD static inline T kiln_wrap_bits(int64_t v, int bits, bool is_signed) {
+  const int64_t mask = ((int64_t)1 << bits) - 1, low = v & mask;
+  if (!is_signed) return (T)low;
+  const int64_t half = (int64_t)1 << (bits - 1);
+  return (T)((low ^ half) - half);
+}

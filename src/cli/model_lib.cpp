@@ -157,6 +157,16 @@ std::string dtypeText(const DLDataType &t) {
     return fmt::format("uint{}", t.bits);
   case kDLBfloat:
     return "bfloat16";
+  case 10: // DLPack 1.1's float8/float4 codes (Debian's dlpack.h predates them)
+    return "float8e4m3fn";
+  case 11:
+    return "float8e4m3fnuz";
+  case 12:
+    return "float8e5m2";
+  case 13:
+    return "float8e5m2fnuz";
+  case 17:
+    return "float4e2m1";
   case kDLOpaqueHandle:
     return "string";
   case 6:

@@ -120,6 +120,11 @@ std::string dtypeDescr(const DLDataType &t) {
     if (d.t.code == t.code && d.t.bits == t.bits)
       return std::string(t.bits == 8 ? "|" : "<") + d.code;
   if (t.code == kDLBfloat) return "<u2"; // numpy has no bfloat16: raw bits
+  // One element per byte (kiln's layout for sub-byte types): int4/int2 as int8 values,
+  // uint4/uint2 as uint8 values; float8/float4 (DLPack codes 7-17) as uint8 raw codes.
+  if (t.bits < 8 && t.code == kDLInt) return "|i1";
+  if (t.bits < 8 && t.code == kDLUInt) return "|u1";
+  if (t.code >= 7 && t.code <= 17 && t.bits <= 8) return "|u1";
   fail("dtype code {} bits {} has no .npy equivalent", t.code, t.bits);
 }
 

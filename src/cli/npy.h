@@ -22,6 +22,8 @@ NpyArray readNpy(const std::string &path);
 /// Writes a .npy; string tensors (data = `const char *` per element) as bytes ('|S<n>').
 void writeNpy(const std::string &path, const DLDataType &dtype, const std::vector<int64_t> &shape,
               const void *data);
+/// The .npy descr of a dtype; types numpy lacks travel as their stored bytes: bfloat16 as
+/// uint16 bits, float8/float4 as uint8 codes, int4/int2 (uint4/uint2) as int8 (uint8) values.
 std::string dtypeDescr(const DLDataType &t);
 
 } // namespace kiln::cli

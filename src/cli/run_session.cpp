@@ -1,6 +1,7 @@
 #include "cli/run_session.h"
 
 #include "cli/cli_util.h"
+#include "kiln/prelude.h"
 #include "support/error.h"
 
 #include <algorithm>
@@ -55,8 +56,14 @@ std::string elementText(const DLDataType &t, const void *data, int64_t i) {
     if (t.bits == 32) return fmt::format("{:g}", at(float{}));
     return fmt::format("{:g}", at(double{}));
   }
+  if ((t.code >= 10 && t.code <= 13) || t.code == 17) { // float8/float4 codes, one per byte
+    int format = t.code == 17 ? KILN_F4E2M1 : t.code - 10;
+    return fmt::format("{:g}", kiln_mf_decode(at(uint8_t{}), format));
+  }
   bool sgn = t.code == kDLInt;
   switch (t.bits) {
+  case 2:
+  case 4: // one element per byte
   case 8:
     return sgn ? std::to_string(at(int8_t{})) : std::to_string(at(uint8_t{}));
   case 16:
@@ -148,11 +155,15 @@ void RunSession::loadInputs(const std::map<std::string, std::string> &files) {
            "kiln bench for synthetic inputs)",
            info.name, describeDims(info), info.name, listNames(inputNames()));
     NpyArray a = readNpy(it->second);
-    // numpy has no bfloat16: a bfloat16 input comes as a uint16 .npy of raw bf16 bits.
-    if (info.dtype.code == kDLBfloat && info.dtype.bits == 16) {
-      if (a.dtype.code != kDLUInt || a.dtype.bits != 16)
-        fail("input '{}' is bfloat16: give a uint16 .npy of raw bf16 bits ('{}' has {})", info.name,
-             it->second, dtypeDescr(a.dtype));
+    // numpy has no bfloat16/float8/int4...: such an input comes as the .npy dtypeDescr names
+    // (raw bf16 bits as uint16, float8/float4 codes as uint8, int4 values as int8, ...).
+    bool rawBits = (info.dtype.code == kDLBfloat && info.dtype.bits == 16) ||
+                   (info.dtype.code >= 7 && info.dtype.code <= 17) || info.dtype.bits < 8;
+    if (rawBits && !isString(info.dtype)) {
+      if (dtypeDescr(a.dtype) != dtypeDescr(info.dtype))
+        fail("input '{}' is {}: give a .npy of dtype '{}' holding its stored bytes ('{}' has '{}')",
+             info.name, dtypeText(info.dtype), dtypeDescr(info.dtype), it->second,
+             dtypeDescr(a.dtype));
       a.dtype = info.dtype;
     }
     left.erase(it);

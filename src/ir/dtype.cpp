@@ -59,15 +59,39 @@ std::string onnxTypeName(int code) {
   return "code " + std::to_string(code);
 }
 
+int minifloatFormat(DType t) {
+  // Values are the prelude's enum kiln_minifloat.
+  switch (t) {
+  case DType::Float8E4M3FN:
+    return 0;
+  case DType::Float8E4M3FNUZ:
+    return 1;
+  case DType::Float8E5M2:
+    return 2;
+  case DType::Float8E5M2FNUZ:
+    return 3;
+  case DType::Float4E2M1:
+    return 4;
+  default:
+    return -1;
+  }
+}
+bool isNarrowFloat(DType t) {
+  return t == DType::Float16 || t == DType::BFloat16 || minifloatFormat(t) >= 0;
+}
 bool isFloat(DType t) {
-  return t == DType::Float32 || t == DType::Float64 || t == DType::Float16 || t == DType::BFloat16;
+  return t == DType::Float32 || t == DType::Float64 || isNarrowFloat(t);
+}
+bool isSubByteInt(DType t) {
+  return t == DType::Int4 || t == DType::UInt4 || t == DType::Int2 || t == DType::UInt2;
 }
 bool isSigned(DType t) {
-  return t == DType::Int8 || t == DType::Int16 || t == DType::Int32 || t == DType::Int64;
+  return t == DType::Int8 || t == DType::Int16 || t == DType::Int32 || t == DType::Int64 ||
+         t == DType::Int4 || t == DType::Int2;
 }
 bool isInteger(DType t) {
   return isSigned(t) || t == DType::UInt8 || t == DType::UInt16 || t == DType::UInt32 ||
-         t == DType::UInt64;
+         t == DType::UInt64 || t == DType::UInt4 || t == DType::UInt2;
 }
 
 } // namespace kiln

@@ -18,6 +18,11 @@ int64_t TensorData::numel() const {
 }
 
 template <typename F> static auto visitElement(const TensorData &t, int64_t i, F f) {
+  if (minifloatFormat(t.dtype) >= 0)
+    return f(kiln_mf_decode(t.as<uint8_t>()[i], minifloatFormat(t.dtype)));
+  if (isSubByteInt(t.dtype)) // one element per byte, already sign- or zero-extended
+    return isSigned(t.dtype) ? f(static_cast<int>(t.as<int8_t>()[i]))
+                             : f(static_cast<int>(t.as<uint8_t>()[i]));
   switch (t.dtype) {
   case DType::Float32:
     return f(t.as<float>()[i]);
@@ -45,6 +50,15 @@ template <typename F> static auto visitElement(const TensorData &t, int64_t i, F
     return f(kiln_h2f(t.as<uint16_t>()[i]));
   case DType::BFloat16:
     return f(kiln_bf2f(t.as<uint16_t>()[i]));
+  case DType::Float8E4M3FN: // handled above: one byte per element
+  case DType::Float8E4M3FNUZ:
+  case DType::Float8E5M2:
+  case DType::Float8E5M2FNUZ:
+  case DType::Float4E2M1:
+  case DType::UInt4:
+  case DType::Int4:
+  case DType::UInt2:
+  case DType::Int2:
   case DType::String:
     break;
   }

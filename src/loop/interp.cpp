@@ -10,6 +10,14 @@
 namespace kiln::loop {
 
 void storeScalar(ir::TensorData &t, int64_t i, double f, int64_t iv) {
+  if (minifloatFormat(t.dtype) >= 0) {
+    t.as<uint8_t>()[i] = static_cast<uint8_t>(narrowFloatBits(t.dtype, f));
+    return;
+  }
+  if (isSubByteInt(t.dtype)) { // one element per byte, sign- or zero-extended
+    t.as<int8_t>()[i] = static_cast<int8_t>(normalize(t.dtype, Scalar{0, iv}).i);
+    return;
+  }
   switch (t.dtype) {
   case DType::Float32:
     t.as<float>()[i] = static_cast<float>(f);
@@ -50,8 +58,17 @@ void storeScalar(ir::TensorData &t, int64_t i, double f, int64_t iv) {
   case DType::Bool:
     t.as<uint8_t>()[i] = iv != 0;
     break;
+  case DType::Float8E4M3FN: // handled above: one byte per element
+  case DType::Float8E4M3FNUZ:
+  case DType::Float8E5M2:
+  case DType::Float8E5M2FNUZ:
+  case DType::Float4E2M1:
+  case DType::UInt4:
+  case DType::Int4:
+  case DType::UInt2:
+  case DType::Int2:
   case DType::String:
-    KILN_ASSERT(false, "storeScalar on string");
+    KILN_ASSERT(false, "storeScalar on {}", dtypeName(t.dtype));
     break;
   }
 }
@@ -59,7 +76,10 @@ void storeScalar(ir::TensorData &t, int64_t i, double f, int64_t iv) {
 /// ONNX BitCast of one element: a's bytes (little-endian, as stored) read as `to`.
 static Scalar reinterpretBits(DType from, DType to, Scalar a) {
   unsigned char bytes[8] = {};
-  if (from == DType::Float32) {
+  if (isNarrowFloat(from)) {
+    uint32_t bits = narrowFloatBits(from, a.f);
+    std::memcpy(bytes, &bits, 4);
+  } else if (from == DType::Float32) {
     float f = static_cast<float>(a.f);
     std::memcpy(bytes, &f, 4);
   } else if (from == DType::Float64) {
@@ -78,6 +98,11 @@ static Scalar reinterpretBits(DType from, DType to, Scalar a) {
     return {d, 0};
   }
   int size = dtypeSize(to);
+  if (isNarrowFloat(to)) {
+    uint32_t bits = 0;
+    std::memcpy(&bits, bytes, static_cast<size_t>(size));
+    return {narrowFloatValue(to, bits), 0};
+  }
   uint64_t u = 0;
   std::memcpy(&u, bytes, static_cast<size_t>(size));
   int64_t i = static_cast<int64_t>(u);

@@ -1,6 +1,7 @@
 #include "loop/scalar.h"
 
 #include "kiln/prelude.h"
+#include "support/error.h"
 
 #include <cmath>
 #include <cstring>
@@ -23,7 +24,31 @@ uint16_t floatToBf16(float f) {
   return kiln_f2bf(f);
 }
 
+uint32_t narrowFloatBits(DType t, double v) {
+  if (t == DType::Float16) return floatToHalf(static_cast<float>(v));
+  if (t == DType::BFloat16) return floatToBf16(static_cast<float>(v));
+  int f = minifloatFormat(t);
+  KILN_ASSERT(f >= 0, "narrowFloatBits on {}", dtypeName(t));
+  return kiln_mf_encode(v, f, 0); // a value of t already: only ±inf/NaN reach the edges
+}
+
+double narrowFloatValue(DType t, uint32_t bits) {
+  if (t == DType::Float16) return halfToFloat(static_cast<uint16_t>(bits));
+  if (t == DType::BFloat16) return bf16ToFloat(static_cast<uint16_t>(bits));
+  int f = minifloatFormat(t);
+  KILN_ASSERT(f >= 0, "narrowFloatValue on {}", dtypeName(t));
+  return kiln_mf_decode(bits, f);
+}
+
 Scalar normalize(DType t, Scalar s) {
+  if (minifloatFormat(t) >= 0) { // no saturation: ±inf is a value of e5m2 (Cast saturates)
+    s.f = kiln_mf_round(s.f, minifloatFormat(t), 0);
+    return s;
+  }
+  if (isSubByteInt(t)) {
+    s.i = kiln_wrap_bits<int64_t>(s.i, dtypeBits(t), isSigned(t));
+    return s;
+  }
   switch (t) {
   case DType::Float32:
     s.f = static_cast<float>(s.f);
@@ -277,6 +302,10 @@ Scalar evalBinary(BinaryOp op, DType t, Scalar a, Scalar b) {
 
 Scalar evalCast(DType from, DType to, Scalar a) {
   Scalar r;
+  if (int f = minifloatFormat(to); f >= 0) { // ONNX Cast's default saturate = 1
+    r.f = kiln_mf_round(asDouble(from, a), f, 1);
+    return r;
+  }
   if (isFloat(to)) {
     r.f = asDouble(from, a);
     return normalize(to, r);

@@ -14,6 +14,8 @@ using loop::VRef;
 LTensor broadcastBinary(OpCtx &c, const LTensor &a, const LTensor &b, BinaryOp op);
 /// out = f(a) elementwise.
 LTensor mapUnary(OpCtx &c, const LTensor &a, const std::function<VRef(VRef)> &f);
+/// v cast to `to` with ONNX Cast's `saturate` attribute (it matters for float8 targets only).
+VRef castSaturating(VRef v, DType to, bool saturate);
 /// Fails unless t's dtype is one of the allowed kinds.
 void requireFloat(OpCtx &c, const LTensor &t, const char *what);
 /// Scalar float attribute or compile-time scalar input `i` (opset-dependent ops).

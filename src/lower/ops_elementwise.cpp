@@ -1,4 +1,5 @@
 // Elementwise ONNX ops: arithmetic, comparisons, logic, activations, Cast, Where.
+#include "kiln/prelude.h"
 #include "lower/ops_common.h"
 
 #include <cmath>
@@ -202,14 +203,14 @@ void lowerPRelu(OpCtx &c) {
   sym::Context *ctx = &c.ctx();
   c.out(0, c.pointwise(x.dtype, shape, [=](const Index &i) {
     VRef v = loadBroadcast(*ctx, x, shape, i), s = loadBroadcast(*ctx, slope, shape, i);
-    return loop::select(binary(BinaryOp::Lt, v, constant(v->dtype, 0)), binary(BinaryOp::Mul, v, s),
-                        v);
+    return loop::select(loop::binary(BinaryOp::Lt, v, loop::constant(v->dtype, 0)),
+                        binary(BinaryOp::Mul, v, s), v);
   }));
 }
 
 /// BitCast (opset 26): each element's bits read as `to`, a type of the same size. Bool and
-/// uint8 share their representation (0 or 1); float16/bfloat16 are refused (kiln computes
-/// them as float, so their bits are not at hand in a kernel).
+/// uint8 share their representation (0 or 1); float16/bfloat16/float8 values are encoded to
+/// their bits (or decoded from them) by the printer, since kernels compute them as float.
 void lowerBitCast(OpCtx &c) {
   int code = static_cast<int>(c.node.attrInt("to", 0));
   DType to;
@@ -220,9 +221,6 @@ void lowerBitCast(OpCtx &c) {
   if (dtypeSize(from) != dtypeSize(to) || from == DType::String || to == DType::String)
     fail("{}: BitCast from {} to {} needs two non-string types of one size", c.node.describe(),
          dtypeName(from), dtypeName(to));
-  auto half = [](DType t) { return t == DType::Float16 || t == DType::BFloat16; };
-  if (half(from) || half(to))
-    c.unsupported(fmt::format("BitCast from {} to {}", dtypeName(from), dtypeName(to)));
   c.out(0, mapUnary(c, x, [from, to](VRef v) {
           if (from == DType::Bool || to == DType::Bool) return loop::cast(v, to);
           return loop::bitcast(v, to);
@@ -239,7 +237,8 @@ void lowerCast(OpCtx &c) {
     c.out(0, castString(c, x, to));
     return;
   }
-  c.out(0, mapUnary(c, x, [to](VRef v) { return loop::cast(v, to); }));
+  bool sat = c.node.attrInt("saturate", 1) != 0;
+  c.out(0, mapUnary(c, x, [to, sat](VRef v) { return castSaturating(v, to, sat); }));
 }
 
 void lowerCastLike(OpCtx &c) {
@@ -249,7 +248,8 @@ void lowerCastLike(OpCtx &c) {
     c.out(0, castString(c, x, to));
     return;
   }
-  c.out(0, mapUnary(c, x, [to](VRef v) { return loop::cast(v, to); }));
+  bool sat = c.node.attrInt("saturate", 1) != 0;
+  c.out(0, mapUnary(c, x, [to, sat](VRef v) { return castSaturating(v, to, sat); }));
 }
 
 void lowerWhere(OpCtx &c) {
@@ -284,6 +284,25 @@ void lowerIsInf(OpCtx &c) {
 }
 
 } // namespace
+
+// loop::cast saturates (Cast's default); without saturation, values that round past the
+// largest finite value (and ±inf) become ±inf for e5m2 and NaN for the other float8 formats.
+VRef castSaturating(VRef v, DType to, bool saturate) {
+  VRef r = loop::cast(v, to);
+  int f = minifloatFormat(to);
+  if (saturate || f < 0 || to == DType::Float4E2M1 || !isFloat(v->dtype)) return r;
+  kiln_mf_format m = kiln_mf_fmt(f);
+  double max = kiln_mf_decode(m.maxcode, f), below = kiln_mf_decode(m.maxcode - 1, f);
+  double tie = max + (max - below) / 2; // rounds to max only when max's mantissa is even
+  VRef mag = loop::unary(UnaryOp::Abs, v);
+  VRef over = loop::binary((m.maxcode & 1) ? BinaryOp::Ge : BinaryOp::Gt, mag,
+                           loop::constant(v->dtype, tie));
+  VRef overflow = loop::constant(to, NAN);
+  if (to == DType::Float8E5M2)
+    overflow = loop::select(loop::binary(BinaryOp::Lt, v, loop::constant(v->dtype, 0)),
+                            loop::constant(to, -INFINITY), loop::constant(to, INFINITY));
+  return loop::select(over, overflow, r);
+}
 
 void registerElementwiseOps(std::vector<OpInfo> &r) {
   r.insert(r.end(), {

@@ -48,19 +48,23 @@ int quantAxis(OpCtx &c, const LTensor &x, const LTensor &scale) {
   return c.normAxis(a, x.rank());
 }
 
+/// v clamped to the range of the integer type `to` (8/16-bit, int4/uint4, int2/uint2) and
+/// converted.
 VRef saturate(VRef v, DType to) {
-  double lo = to == DType::UInt8 ? 0 : to == DType::Int8 ? -128 : to == DType::UInt16 ? 0 : -32768;
-  double hi = to == DType::UInt8    ? 255
-              : to == DType::Int8   ? 127
-              : to == DType::UInt16 ? 65535
-                                    : 32767;
+  int bits = dtypeBits(to);
+  double lo = isSigned(to) ? -std::ldexp(1.0, bits - 1) : 0;
+  double hi = isSigned(to) ? std::ldexp(1.0, bits - 1) - 1 : std::ldexp(1.0, bits) - 1;
   v = binary(BinaryOp::Max, v, constant(v->dtype, lo));
   v = binary(BinaryOp::Min, v, constant(v->dtype, hi));
   return cast(v, to);
 }
 
-/// round-half-to-even(x / scale) + zp, saturated to the zero point's type.
-VRef quantize(VRef x, VRef scale, VRef zp, DType to) {
+/// round-half-to-even(x / scale) + zp, saturated to the zero point's type; for a float8 or
+/// float4 type, x / scale + zp rounded to it (saturating unless `sat` is false: Cast's rule).
+VRef quantize(VRef x, VRef scale, VRef zp, DType to, bool sat = true) {
+  if (minifloatFormat(to) >= 0)
+    return castSaturating(
+        binary(BinaryOp::Add, binary(BinaryOp::Div, x, scale), cast(zp, DType::Float32)), to, sat);
   VRef q = loop::unary(UnaryOp::Round, binary(BinaryOp::Div, x, scale));
   q = binary(BinaryOp::Add, q, cast(zp, DType::Float32));
   return saturate(q, to);
@@ -76,16 +80,22 @@ void lowerQuantizeLinear(OpCtx &c) {
   }
   if (!zp && c.node.attrInt("output_dtype", 0) != 0) {
     int code = static_cast<int>(c.node.attrInt("output_dtype", 0));
-    if (!dtypeFromOnnx(code, to) || dtypeSize(to) > 2 || !(isInteger(to)))
+    if (!dtypeFromOnnx(code, to) || dtypeSize(to) > 2 || !(isInteger(to) || isFloat(to)) ||
+        (isFloat(to) && minifloatFormat(to) < 0))
       c.unsupported(fmt::format("QuantizeLinear to {}", onnxTypeName(code)));
   }
+  if (!isInteger(to) && minifloatFormat(to) < 0)
+    fail("{}: the zero point's type {} is not a quantized type (8/16/4/2-bit integers, float8, "
+         "float4e2m1)",
+         c.node.describe(), dtypeName(to));
+  bool sat = c.node.attrInt("saturate", 1) != 0;
   int axis = quantAxis(c, x, scale);
   int64_t block = c.node.attrInt("block_size", 0);
   sym::Context *ctx = &c.ctx();
   c.out(0, c.pointwise(to, x.shape, [=](const Index &i) {
     VRef s = cast(paramAt(scale, i, axis, *ctx, block), DType::Float32);
     VRef z = zp ? paramAt(*zp, i, axis, *ctx, block) : loop::constantInt(to, 0);
-    return quantize(cast(x.load(i), DType::Float32), s, z, to);
+    return quantize(cast(x.load(i), DType::Float32), s, z, to, sat);
   }));
 }
 
@@ -97,9 +107,11 @@ void lowerDequantizeLinear(OpCtx &c) {
   int64_t block = c.node.attrInt("block_size", 0);
   sym::Context *ctx = &c.ctx();
   DType t = scale.dtype;
+  // Integers subtract the zero point exactly in int64; float8/float4 values in float32.
+  DType diff = isFloat(x.dtype) ? DType::Float32 : DType::Int64;
   c.out(0, c.pointwise(t, x.shape, [=](const Index &i) {
-    VRef v = cast(x.load(i), DType::Int64);
-    if (zp) v = binary(BinaryOp::Sub, v, cast(paramAt(*zp, i, axis, *ctx, block), DType::Int64));
+    VRef v = cast(x.load(i), diff);
+    if (zp) v = binary(BinaryOp::Sub, v, cast(paramAt(*zp, i, axis, *ctx, block), diff));
     return binary(BinaryOp::Mul, cast(v, t), paramAt(scale, i, axis, *ctx, block));
   }));
 }

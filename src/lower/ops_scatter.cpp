@@ -40,6 +40,15 @@ int shimElemType(DType t) {
     return KILN_ELEM_U64;
   case DType::Bool:
     return KILN_ELEM_BOOL;
+  case DType::Float8E4M3FN: // no shim element type
+  case DType::Float8E4M3FNUZ:
+  case DType::Float8E5M2:
+  case DType::Float8E5M2FNUZ:
+  case DType::Float4E2M1:
+  case DType::UInt4:
+  case DType::Int4:
+  case DType::UInt2:
+  case DType::Int2:
   case DType::String:
     break;
   }

@@ -83,9 +83,32 @@ LTensor dftSum(OpCtx &c, DType t, ir::Shape outShape, int kAxis, sym::Expr len, 
   });
 }
 
+/// Inverse of a one-sided spectrum (numpy's irfft): x holds bins 0..len-1 of a Hermitian
+/// spectrum of length n (dft_length, default 2*(len-1)); bin k >= len is conj(X[n-k]) and
+/// missing bins are 0. The output is real: n samples, components dim 1.
+LTensor inverseOnesided(OpCtx &c, const LTensor &x, const LTensor &src, int axis) {
+  sym::Expr len = x.shape[axis];
+  sym::Expr n = c.has(1) ? c.requireSymIn(1, "dft_length", 1).at(0) : (len - 1) * 2;
+  ir::Shape outShape = x.shape;
+  outShape[axis] = n;
+  outShape.back() = c.ctx().constant(1);
+  c.guardEqual(sym::max(len, c.ctx().constant(1)), len, "an empty spectrum cannot be inverted");
+  return dftSum(c, x.dtype, outShape, axis, n, n, true, [=](const Index &p, sym::Expr k) {
+    sym::Expr mirrored = sym::min(k, n - k); // bin k of the full spectrum comes from here
+    Index at = p;
+    at[axis] = sym::min(mirrored, len - 1);
+    auto [re, im] = components(src, at);
+    VRef conj = bin(BinaryOp::Lt, loop::symInt(n - k), loop::symInt(k));
+    im = loop::select(conj, loop::unary(UnaryOp::Neg, im), im);
+    VRef inside = bin(BinaryOp::Lt, loop::symInt(mirrored), loop::symInt(len));
+    return std::pair{loop::select(inside, re, f64(0)), loop::select(inside, im, f64(0))};
+  });
+}
+
 /// DFT along one signal axis (see lowerDFT).
 LTensor dftAlong(OpCtx &c, const LTensor &x, const LTensor &src, int axis, bool inverse,
                  bool onesided) {
+  if (inverse && onesided) return inverseOnesided(c, x, src, axis);
   sym::Expr len = x.shape[axis];
   sym::Expr n = c.has(1) ? c.requireSymIn(1, "dft_length", 1).at(0) : len;
   ir::Shape outShape = x.shape;
@@ -114,8 +137,7 @@ void lowerDFT(OpCtx &c) {
   requireComponents(c, x, "input");
   bool inverse = c.node.attrInt("inverse", 0) != 0;
   bool onesided = c.node.attrInt("onesided", 0) != 0;
-  if (inverse && onesided) c.unsupported("DFT with both inverse and onesided set");
-  if (onesided) requireReal(c, x, "input");
+  if (onesided && !inverse) requireReal(c, x, "input");
   LTensor src = x.cheap ? x : c.realize(x);
   int rank = x.rank();
   auto signalAxis = [&](int64_t a) {

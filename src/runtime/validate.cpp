@@ -28,6 +28,16 @@ DtypeName dtypeName(DLDataType t) {
   case kDLBfloat:
     base = "bfloat";
     break;
+  case 10: // DLPack 1.1's float8/float4 codes (Debian's dlpack.h predates them)
+  case 11:
+  case 12:
+  case 13:
+  case 17: {
+    static const char *const names[] = {"float8e4m3fn", "float8e4m3fnuz", "float8e5m2",
+                                        "float8e5m2fnuz"};
+    std::snprintf(n.text, sizeof n.text, "%s", t.code == 17 ? "float4e2m1" : names[t.code - 10]);
+    return n;
+  }
   default:
     std::snprintf(n.text, sizeof n.text, "dtype(code %u, bits %u, lanes %u)", t.code, t.bits,
                   t.lanes);

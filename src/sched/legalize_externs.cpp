@@ -9,6 +9,8 @@
 #include <fmt/format.h>
 
 #include <map>
+#include <optional>
+#include <set>
 
 namespace kiln::sched {
 
@@ -114,11 +116,39 @@ void checkCudaAttention(const loop::Kernel &k) {
   }
 }
 
+/// float8/float4 and int4/int2 (uint4/uint2): the CUDA printer has no encodings for them.
+bool cudaLacksType(DType t) {
+  return minifloatFormat(t) >= 0 || isSubByteInt(t);
+}
+
+/// The first value in v's DAG of a type CUDA kernels cannot compute, if any.
+std::optional<DType> lackedTypeIn(const loop::VRef &v, std::set<const loop::VNode *> &seen) {
+  if (!v || !seen.insert(v.get()).second) return std::nullopt;
+  if (cudaLacksType(v->dtype)) return v->dtype;
+  for (const loop::VRef &a : v->args)
+    if (auto t = lackedTypeIn(a, seen)) return t;
+  for (const auto &[var, val] : v->indirect)
+    if (auto t = lackedTypeIn(val, seen)) return t;
+  return std::nullopt;
+}
+
 void legalizeForCuda(loop::Program &p, const Target &t) {
-  for (auto &b : p.buffers)
+  for (auto &b : p.buffers) {
+    const std::string &name = b->label.empty() ? b->name : b->label;
     if (b->dtype == DType::String)
-      fail("{}: string tensors are not supported on cuda; compile for cpu",
-           b->label.empty() ? b->name : b->label);
+      fail("{}: string tensors are not supported on cuda; compile for cpu", name);
+    if (cudaLacksType(b->dtype))
+      fail("tensor '{}' has element type {}, which kiln does not support on cuda yet "
+           "(float8, float4e2m1, int4/uint4, int2/uint2 run on the cpu); compile for cpu",
+           name, dtypeName(b->dtype));
+  }
+  for (auto &kp : p.kernels) {
+    std::set<const loop::VNode *> seen;
+    if (auto lacked = lackedTypeIn(kp->body, seen))
+      fail("node '{}': computes a {} value, which kiln does not support on cuda yet (float8, "
+           "float4e2m1, int4/uint4, int2/uint2 run on the cpu); compile for cpu",
+           kp->origin, dtypeName(*lacked));
+  }
   for (auto &kp : p.kernels) {
     loop::Kernel &k = *kp;
     if (k.kind == loop::KernelKind::Call)

@@ -19,3 +19,6 @@ for m in select reshape reduce strings; do
   "$KILN" compile "$WORK/$m.onnx" -o "$WORK/$m.so"
   test -f "$WORK/$m.so"
 done
+"$PY" "$SRC/gen_types.py" "$WORK"
+"$KILN" compile "$WORK/types.onnx" -o "$WORK/types.so"
+test -f "$WORK/types.so"

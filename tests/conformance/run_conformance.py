@@ -16,6 +16,10 @@ bfloat16 crosses `kiln run` as a uint16 .npy of the raw bf16 bits (numpy has
 no bfloat16); bf16 outputs are compared as float32 values by the rule above,
 also accepting a result one bf16 ulp away: the suite's expected bf16 data was
 made by truncating float32 (onnx/onnx#3876), kiln rounds to nearest even.
+float8/float4 travel as uint8 .npy files of their codes and int4/uint4/int2/uint2
+as int8/uint8 values, one element per byte (kiln's layout; the TensorProto data,
+packed two or four per byte, is unpacked here by small_array()); float8/float4
+outputs are compared by value, exactly (NaN matches NaN).
 
 Every test is classified as one of
   pass, fail-compile, fail-run, mismatch, crash, timeout, unsupported-io
@@ -82,10 +86,63 @@ NPY_TYPES = {
 
 
 # TensorProto.DataType names newer than Debian's onnx 1.12 knows (its enum stops at
-# BFLOAT16); kiln has none of these types, so their data never needs decoding here.
+# BFLOAT16); numpy_helper cannot decode them, so small_array() below does.
 NEWER_TYPE_NAMES = {17: "FLOAT8E4M3FN", 18: "FLOAT8E4M3FNUZ", 19: "FLOAT8E5M2",
                     20: "FLOAT8E5M2FNUZ", 21: "UINT4", 22: "INT4", 23: "FLOAT4E2M1",
                     24: "FLOAT8E8M0", 25: "UINT2", 26: "INT2"}
+
+# The newer types kiln has. They cross `kiln run` as the bytes kiln stores, one element
+# per byte: float8/float4 as uint8 codes, int4/int2 as int8 and uint4/uint2 as uint8
+# values (docs/runtime-api.md). ONNX packs the sub-byte ones: 2 (4-bit) or 4 (2-bit) per
+# byte, low bits first, in raw_data or in int32_data entries.
+# code: (bits, signed integer?, float format (exponent bits, mantissa bits, bias, kind))
+# kind: "ieee" has inf and NaNs, "fn" NaN = all ones, "fnuz" NaN = 0x80 and no -0, "none".
+SMALL_TYPES = {17: (8, False, (4, 3, 7, "fn")), 18: (8, False, (4, 3, 8, "fnuz")),
+               19: (8, False, (5, 2, 15, "ieee")), 20: (8, False, (5, 2, 16, "fnuz")),
+               21: (4, False, None), 22: (4, True, None), 23: (4, False, (2, 1, 1, "none")),
+               25: (2, False, None), 26: (2, True, None)}
+NPY_TYPES |= set(SMALL_TYPES)
+
+
+def small_array(t):
+    """A float8/float4/int4/uint4/int2/uint2 TensorProto as kiln's one-byte elements."""
+    bits, signed, _ = SMALL_TYPES[t.data_type]
+    n = int(np.prod(t.dims, dtype=np.int64)) if len(t.dims) else 1
+    if t.raw_data:
+        raw = np.frombuffer(t.raw_data, np.uint8)
+    else:
+        raw = np.array(t.int32_data, dtype=np.int64).astype(np.uint8)
+    per = 8 // bits
+    if raw.size != (n + per - 1) // per:
+        raise ValueError("tensor '%s': %d bytes for %d elements" % (t.name, raw.size, n))
+    idx = np.arange(n)
+    codes = (raw[idx // per] >> ((idx % per) * bits).astype(np.uint8)) & ((1 << bits) - 1)
+    codes = codes.astype(np.uint8).reshape(tuple(t.dims))
+    if signed:
+        half = 1 << (bits - 1)
+        return ((codes.astype(np.int16) ^ half) - half).astype(np.int8)
+    return codes
+
+
+def minifloat_values(codes, fmt):
+    """float64 values of float8/float4 codes (uint8 array) of format fmt."""
+    ebits, mbits, bias, kind = fmt
+    c = codes.astype(np.int64)
+    width = 1 + ebits + mbits
+    sign = np.where((c >> (width - 1)) & 1, -1.0, 1.0)
+    e = (c >> mbits) & ((1 << ebits) - 1)
+    m = c & ((1 << mbits) - 1)
+    v = np.where(e == 0, m * 2.0 ** (1 - bias - mbits),
+                 (m + 2 ** mbits) * np.power(2.0, e - bias - mbits))
+    v = sign * v
+    emax = (1 << ebits) - 1
+    if kind == "fnuz":
+        v = np.where(c == 0x80, np.nan, v)
+    elif kind == "fn":
+        v = np.where((e == emax) & (m == (1 << mbits) - 1), np.nan, v)
+    elif kind == "ieee":
+        v = np.where(e == emax, np.where(m == 0, sign * np.inf, np.nan), v)
+    return v
 
 
 def type_name(code):
@@ -262,10 +319,26 @@ def bf16_to_f32(bits):
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
-def compare(expected, actual, bf16=False):
+def compare(expected, actual, elem=None):
     """None when equal under ONNX's rule, else a description.
 
-    bf16: both are uint16 arrays of bfloat16 bits (see the module doc)."""
+    elem: the output's TensorProto element type. BFLOAT16: both are uint16 arrays
+    of bfloat16 bits (see the module doc); float8/float4: uint8 codes, compared as
+    their values (NaN equals NaN; the codes of a value are unique but for NaN/-0)."""
+    fmt = SMALL_TYPES.get(elem, (0, 0, None))[2]
+    if fmt is not None:
+        if actual.dtype != np.uint8:
+            return "dtype %s, expected uint8 (%s codes)" % (actual.dtype, type_name(elem))
+        if actual.shape != expected.shape:
+            return "shape %s, expected %s" % (list(actual.shape), list(expected.shape))
+        e, a = minifloat_values(expected, fmt), minifloat_values(actual, fmt)
+        ok = (e == a) | (np.isnan(e) & np.isnan(a))
+        if ok.all():
+            return None
+        i = int(np.argmax(~ok))
+        return "%d/%d values differ, first at flat %d (got %r, expected %r)" % (
+            int((~ok).sum()), e.size, i, a.flat[i], e.flat[i])
+    bf16 = elem == onnx.TensorProto.BFLOAT16
     if bf16:
         if actual.dtype != np.uint16:
             return "dtype %s, expected uint16 (bfloat16 bits)" % actual.dtype
@@ -403,7 +476,7 @@ class Runner:
                         arr = None if t is None else self._load(t, vi, res)
                         if arr is None and t is not None:
                             return
-                        expects.append((name, arr, is_bf16(vi)))
+                        expects.append((name, arr, tensor_type(vi.type).elem_type))
                 if sets and opts != sets[0][3]:
                     res["status"] = "unsupported-io"
                     res["reason"] = ("data sets need different compile "
@@ -456,7 +529,7 @@ class Runner:
                         res["status"] = "fail-run"
                         res["reason"] = "%s: %s" % (ds, first_line(err))
                     return
-                for name, exp, bf16 in expects:
+                for name, exp, elem in expects:
                     f = os.path.join(outdir, sanitize(name) + ".npy")
                     if exp is None:
                         if os.path.exists(f):
@@ -477,7 +550,7 @@ class Runner:
                         res["reason"] = "%s: output '%s' unreadable: %s" % (
                             ds, name, e)
                         return
-                    why = compare(exp, act, bf16)
+                    why = compare(exp, act, elem)
                     if why:
                         res["status"] = "mismatch"
                         res["reason"] = "%s output '%s': %s" % (ds, name, why)
@@ -548,6 +621,8 @@ class Runner:
 
     @staticmethod
     def _load(t, vi, res):
+        if t.data_type in SMALL_TYPES:
+            return small_array(t)
         if is_bf16(vi) and t.data_type in (onnx.TensorProto.BFLOAT16,
                                            onnx.TensorProto.UINT16):
             return bf16_bits(t)
@@ -693,7 +768,9 @@ def write_report(path, results, variants, folders, suite):
              "compared with |actual − expected| ≤ %g + %g·|expected| "
              "(exact for ints/bools, NaN matches NaN; bfloat16 travels as "
              "uint16 bits and may also be one bf16 ulp off, since the suite's "
-             "bf16 data truncates and kiln rounds to nearest even). "
+             "bf16 data truncates and kiln rounds to nearest even; float8/float4 "
+             "travel as uint8 codes and compare exactly by value, int4/int2 as "
+             "one-byte values). "
              "Regenerate with "
              "`/usr/bin/python3 tests/conformance/run_conformance.py "
              "%s` (add "
@@ -719,8 +796,7 @@ def write_report(path, results, variants, folders, suite):
                  "imports opset 22 or newer (`--min-opset 22`, as ctest does, "
                  "to keep CI short): Debian's suite covers the older ops in "
                  "that variant. *unsupported-io* tests exchange element types "
-                 "kiln does not have (float8, int4/uint4, int2/uint2, "
-                 "float4e2m1, float8e8m0) or values other than tensors.")
+                 "kiln does not have (float8e8m0) or values other than tensors.")
         L.append("")
     L.append("## Totals (pass / total)")
     L.append("")

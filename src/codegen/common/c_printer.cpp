@@ -9,7 +9,7 @@
 namespace kiln::codegen {
 
 const char *computeType(DType t) {
-  if (t == DType::Float16 || t == DType::BFloat16) return "float";
+  if (isNarrowFloat(t)) return "float";
   return dtypeCType(t);
 }
 
@@ -86,9 +86,35 @@ std::string literal(DType t, const loop::VRef &v) {
   return fmt::format("(({})INT64_C({}))", dtypeCType(t), v->ival);
 }
 
+static std::string bitcastText(DType from, DType to, const std::string &a) {
+  // Narrow floats are floats in a kernel: their bits are encoded/decoded at the edges.
+  auto bitsOf = [&](DType t, const std::string &v) -> std::string {
+    if (t == DType::Float16) return "kiln_f2h(" + v + ")";
+    if (t == DType::BFloat16) return "kiln_f2bf(" + v + ")";
+    if (int f = minifloatFormat(t); f >= 0)
+      return fmt::format("(uint8_t)kiln_mf_encode({}, {}, 0)", v, f);
+    return v;
+  };
+  auto fromBits = [&](DType t, const std::string &v) -> std::string {
+    if (t == DType::Float16) return "kiln_h2f(" + v + ")";
+    if (t == DType::BFloat16) return "kiln_bf2f(" + v + ")";
+    if (int f = minifloatFormat(t); f >= 0) return fmt::format("kiln_mf_decode({}, {})", v, f);
+    return v;
+  };
+  std::string raw = bitsOf(from, a);
+  return fromBits(to, fmt::format("([&] {{ {} r_; const {} f_ = {}; memcpy(&r_, &f_, sizeof r_); "
+                                  "return r_; }}())",
+                                  dtypeCType(to), dtypeCType(from), raw));
+}
+
 std::string storeExpr(const loop::Buffer *b, const std::string &v) {
   if (b->dtype == DType::Float16) return "kiln_f2h(" + v + ")";
   if (b->dtype == DType::BFloat16) return "kiln_f2bf(" + v + ")";
+  if (int f = minifloatFormat(b->dtype); f >= 0)
+    return fmt::format("(uint8_t)kiln_mf_encode({}, {}, 0)", v, f); // a value of the type: exact
+  if (isSubByteInt(b->dtype))
+    return fmt::format("kiln_wrap_bits<{}>({}, {}, {})", dtypeCType(b->dtype), v,
+                       dtypeBits(b->dtype), isSigned(b->dtype));
   return fmt::format("({}){}", dtypeCType(b->dtype), v);
 }
 
@@ -173,6 +199,8 @@ std::string ValuePrinter::build(const loop::VRef &v) {
     std::string ref = fmt::format("{}[{}]", v->buf->name, symCpp(v->sym));
     if (v->buf->dtype == DType::Float16) return "kiln_h2f(" + ref + ")";
     if (v->buf->dtype == DType::BFloat16) return "kiln_bf2f(" + ref + ")";
+    if (int f = minifloatFormat(v->buf->dtype); f >= 0)
+      return fmt::format("kiln_mf_decode({}, {})", ref, f);
     return ref;
   }
   case VKind::Unary: {
@@ -198,12 +226,23 @@ std::string ValuePrinter::build(const loop::VRef &v) {
   case VKind::Cast: {
     std::string a = emit(v->args[0]);
     DType from = v->args[0]->dtype, to = v->dtype;
-    if (v->bits) // same size, neither float16 nor bfloat16 (loop::bitcast)
-      return fmt::format("([&] {{ {} r_; const {} f_ = {}; memcpy(&r_, &f_, sizeof r_); "
-                         "return r_; }}())",
-                         dtypeCType(to), dtypeCType(from), a);
+    if (v->bits) return bitcastText(from, to, a);
     if (to == DType::Bool) return fmt::format("({} != 0)", a);
+    if (isSubByteInt(to)) {
+      std::string wide =
+          isFloat(from) ? fmt::format("kiln_f2i<int64_t>({})", a) : fmt::format("((int64_t){})", a);
+      return fmt::format("kiln_wrap_bits<{}>({}, {}, {})", dtypeCType(to), wide, dtypeBits(to),
+                         isSigned(to));
+    }
     if (isFloat(from) && !isFloat(to)) return fmt::format("kiln_f2i<{}>({})", computeType(to), a);
+    // A narrow float computes as float: the cast itself must round (a float32 → bfloat16 →
+    // float32 round trip is not the identity). ONNX Cast's default saturate = 1.
+    if (to == DType::Float16) return fmt::format("kiln_h2f(kiln_f2h((float){}))", a);
+    if (to == DType::BFloat16) return fmt::format("kiln_bf2f(kiln_f2bf((float){}))", a);
+    if (int f = minifloatFormat(to); f >= 0) {
+      const char *in = from == DType::Float64 ? "double" : "float";
+      return fmt::format("kiln_mf_round(({}){}, {}, 1)", in, a, f);
+    }
     return fmt::format("(({}){})", computeType(to), a);
   }
   }

@@ -1,5 +1,6 @@
 #include "frontend/onnx/tensor_proto.h"
 
+#include "kiln/prelude.h"
 #include "loop/interp.h"
 #include "support/error.h"
 
@@ -77,6 +78,38 @@ static void readExternal(const onnx::TensorProto &t, const std::string &dir,
          file.string());
 }
 
+/// int4/uint4/float4e2m1 (two per byte) and int2/uint2 (four per byte), low bits first, in
+/// raw_data, external data or int32_data (one packed byte per entry) → one element per byte:
+/// integers sign- or zero-extended, float4 as its 4-bit code.
+static void unpackSubByte(const onnx::TensorProto &t, const std::string &dir,
+                          const std::string &context, int64_t n, ir::TensorData &out) {
+  const int bits = dtypeBits(out.dtype), perByte = 8 / bits;
+  const size_t packedBytes = static_cast<size_t>((n + perByte - 1) / perByte);
+  std::vector<uint8_t> packed;
+  if (t.data_location() == onnx::TensorProto_DataLocation_EXTERNAL) {
+    readExternal(t, dir, context, packedBytes, out);
+    packed.swap(out.bytes);
+  } else if (t.has_raw_data()) {
+    packed.assign(t.raw_data().begin(), t.raw_data().end());
+  } else {
+    for (int32_t v : t.int32_data())
+      packed.push_back(static_cast<uint8_t>(v));
+  }
+  if (packed.size() != packedBytes)
+    fail("{}: tensor '{}' of {} {} elements holds {} packed bytes; {} packs {} per byte, so it "
+         "needs {}",
+         context, t.name(), n, dtypeName(out.dtype), packed.size(), dtypeName(out.dtype), perByte,
+         packedBytes);
+  out.bytes.resize(static_cast<size_t>(n));
+  const unsigned mask = (1u << bits) - 1;
+  for (int64_t i = 0; i < n; ++i) {
+    unsigned code = (packed[static_cast<size_t>(i / perByte)] >> (bits * (i % perByte))) & mask;
+    out.bytes[static_cast<size_t>(i)] =
+        isSigned(out.dtype) ? static_cast<uint8_t>(kiln_wrap_bits<int8_t>(code, bits, true))
+                            : static_cast<uint8_t>(code);
+  }
+}
+
 std::shared_ptr<ir::TensorData> convertTensor(const onnx::TensorProto &t, const std::string &dir,
                                               const std::string &context) {
   auto out = std::make_shared<ir::TensorData>();
@@ -104,6 +137,10 @@ std::shared_ptr<ir::TensorData> convertTensor(const onnx::TensorProto &t, const 
     return out;
   }
   size_t nbytes = static_cast<size_t>(n) * dtypeSize(dt);
+  if (dtypeBits(dt) < 8) { // ONNX packs sub-byte types; kiln holds one element per byte
+    unpackSubByte(t, dir, context, n, *out);
+    return out;
+  }
   if (t.data_location() == onnx::TensorProto_DataLocation_EXTERNAL) {
     readExternal(t, dir, context, nbytes, *out);
   } else if (t.has_raw_data()) {
@@ -140,6 +177,13 @@ std::shared_ptr<ir::TensorData> convertTensor(const onnx::TensorProto &t, const 
       check(t.uint64_data_size());
       for (int64_t i = 0; i < n; ++i)
         loop::storeScalar(*out, i, 0, static_cast<int64_t>(t.uint64_data(i)));
+      break;
+    case DType::Float8E4M3FN: // int32_data holds each element's bits
+    case DType::Float8E4M3FNUZ:
+    case DType::Float8E5M2:
+    case DType::Float8E5M2FNUZ:
+      for (int64_t i = 0; i < n; ++i)
+        out->as<uint8_t>()[i] = static_cast<uint8_t>(t.int32_data(i));
       break;
     case DType::Float16:
     case DType::BFloat16:

@@ -71,7 +71,8 @@ std::string dtypeName(DLDataType t) {
 }
 
 py::object numpyDtype(DLDataType t) {
-  if (t.lanes != 1 || (t.code == kDLBfloat) || isString(t)) return py::none();
+  // bfloat16 and the sub-byte types (one element per byte in kiln) have no numpy dtype.
+  if (t.lanes != 1 || (t.code == kDLBfloat) || t.bits < 8 || isString(t)) return py::none();
   if (t.code != kDLFloat && t.code != kDLInt && t.code != kDLUInt && t.code != kDLBoolCode &&
       t.code != kDLComplex)
     return py::none();
