@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -32,20 +33,25 @@ constexpr int kVariants = 4; // the longest candidate list (sched/tuning.cpp)
 constexpr int kRuns = 5;     // timed runs per bucket after one warm-up
 constexpr int64_t kMaxBucketDim = 4096;
 
+std::vector<kiln_tensor_info> inputInfos(const ModelLib &lib, kiln_container *c) {
+  int32_t n = 0;
+  lib.check(lib.kiln_num_inputs(c, &n), "kiln_num_inputs");
+  std::vector<kiln_tensor_info> infos(static_cast<size_t>(n));
+  for (int32_t i = 0; i < n; ++i) {
+    infos[i].struct_size = sizeof(kiln_tensor_info);
+    lib.check(lib.kiln_input_info(c, i, &infos[i]), "kiln_input_info");
+  }
+  return infos;
+}
+
 /// Per dynamic symbol, its values at the buckets (min, geometric middle, max).
 std::vector<std::map<std::string, int64_t>> sizeBuckets(const ModelLib &lib, kiln_container *c) {
   std::map<std::string, std::pair<int64_t, int64_t>> ranges;
-  int32_t n = 0;
-  lib.check(lib.kiln_num_inputs(c, &n), "kiln_num_inputs");
-  for (int32_t i = 0; i < n; ++i) {
-    kiln_tensor_info info{};
-    info.struct_size = sizeof info;
-    lib.check(lib.kiln_input_info(c, i, &info), "kiln_input_info");
+  for (const kiln_tensor_info &info : inputInfos(lib, c))
     for (int32_t d = 0; d < info.ndim; ++d)
       if (info.dims[d] < 0 && info.dim_names && info.dim_names[d])
         ranges[info.dim_names[d]] = {std::max<int64_t>(info.dim_min[d], 1),
                                      std::min(info.dim_max[d], kMaxBucketDim)};
-  }
   std::vector<std::map<std::string, int64_t>> buckets(ranges.empty() ? 1 : 3);
   for (auto &[name, r] : ranges) {
     int64_t mid = std::llround(std::sqrt(double(r.first) * double(r.second)));
@@ -63,12 +69,7 @@ std::vector<std::map<std::string, int64_t>> sizeBuckets(const ModelLib &lib, kil
 std::map<std::string, std::vector<int64_t>> shapesAt(const ModelLib &lib, kiln_container *c,
                                                      const std::map<std::string, int64_t> &b) {
   std::map<std::string, std::vector<int64_t>> shapes;
-  int32_t n = 0;
-  lib.check(lib.kiln_num_inputs(c, &n), "kiln_num_inputs");
-  for (int32_t i = 0; i < n; ++i) {
-    kiln_tensor_info info{};
-    info.struct_size = sizeof info;
-    lib.check(lib.kiln_input_info(c, i, &info), "kiln_input_info");
+  for (const kiln_tensor_info &info : inputInfos(lib, c)) {
     std::vector<int64_t> dims;
     for (int32_t d = 0; d < info.ndim; ++d)
       dims.push_back(info.dims[d] >= 0 ? info.dims[d] : b.at(info.dim_names[d]));
@@ -128,7 +129,15 @@ sched::TuningTable autotune(const aot::CompileOptions &base, const std::string &
     co.device = "cuda";
     std::vector<std::map<std::string, int64_t>> buckets;
     {
-      kiln_container *probe = createContainer(lib, co);
+      kiln_container *probe = nullptr;
+      try {
+        probe = createContainer(lib, co);
+      } catch (const UserError &e) {
+        fail("--autotune times kernels on this machine's GPU, which cannot be used: {}\n"
+             "Autotune on a machine with an NVIDIA GPU and pass its file with --tuning-file, "
+             "or compile without either (heuristic launch configurations)",
+             e.what());
+      }
       buckets = sizeBuckets(lib, probe);
       lib.kiln_container_destroy(probe);
     }

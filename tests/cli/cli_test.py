@@ -312,6 +312,36 @@ def case_interrupt_leaves_no_temp_files():
             os.listdir(WORK)
 
 
+def case_autotune_and_tuning_file():
+    expect(kiln("compile", path("add.onnx"), "-o", path("t.so"), "--autotune", rc=1), "err",
+           r"--autotune applies only with --device cuda")
+    expect(kiln("compile", path("add.onnx"), "-o", path("t.so"), "--device", "cuda",
+                "--tuning-file", path("missing.json"), rc=1), "err",
+           r"--tuning-file '.*missing.json': cannot be read")
+    if not os.path.exists("/usr/local/cuda/bin/nvcc") and not shutil.which("nvcc"):
+        return  # CUDA compiles need nvcc; everything below does
+    cuda = ["--device", "cuda", "--cuda-arch", "sm_90", "--dynamic", "batch=1:16"]
+    # No GPU here: autotune says so, names the way out, and writes nothing.
+    if not os.path.exists("/dev/nvidia0"):
+        p = kiln("compile", path("add.onnx"), "-o", path("t.so"), *cuda, "--autotune", rc=1)
+        expect(p, "err", r"--autotune times kernels on this machine's GPU", r"--tuning-file")
+        assert not os.path.exists(path("t.so")) and not os.path.exists(path("t.so.tuning.json"))
+    # A tuning file changes the launch configuration of the kernel it names, and only to one
+    # of its candidates (block 128 is one; 96 is not and is ignored).
+    kiln("compile", path("add.onnx"), "-o", path("t.so"), *cuda, "--keep-sources")
+    cu = open(path("t.so.src/kernels.cu")).read()
+    key = re.search(r"tuning key ([0-9a-f]{16})", cu).group(1)
+    assert "__launch_bounds__(256)" in cu, cu[:2000]
+    for block, expected in ((128, 128), (96, 256)):
+        with open(path("tune.json"), "w") as f:
+            json.dump({"format": "kiln-tuning-1", "kernels": {key: {
+                "block": block, "vector": 4, "rows_per_warp": 2}}}, f)
+        kiln("compile", path("add.onnx"), "-o", path("t.so"), *cuda, "--keep-sources",
+             "--tuning-file", path("tune.json"))
+        cu = open(path("t.so.src/kernels.cu")).read()
+        assert f"__launch_bounds__({expected})" in cu, (block, cu[:2000])
+
+
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
 if CASE not in CASES:
     sys.exit(f"unknown case {CASE}; cases: {' '.join(CASES)}")
