@@ -26,8 +26,10 @@
 #include <onnx/onnx_pb.h>
 
 #include <array>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
@@ -277,8 +279,18 @@ void syntaxCheck(const codegen::SourceFile &f) {
   posix_spawn_file_actions_addopen(&io, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   pid_t pid;
   int status = -1;
-  if (posix_spawnp(&pid, "g++", &io, nullptr, argv.data(), environ) == 0) waitpid(pid, &status, 0);
+  int err = posix_spawnp(&pid, "g++", &io, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&io);
+  if (err != 0) {
+    std::fprintf(stderr, "names: cannot start g++: %s\n", std::strerror(err));
+    std::abort();
+  }
+  // libFuzzer's -timeout alarm interrupts the wait: wait again.
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) {
+      std::fprintf(stderr, "names: waitpid: %s\n", std::strerror(errno));
+      std::abort();
+    }
   if (status != 0) {
     std::ifstream in(log);
     std::string err((std::istreambuf_iterator<char>(in)), {});
