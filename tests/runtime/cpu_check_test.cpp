@@ -72,6 +72,20 @@ TEST(CpuCheck, V3ModelLoadsOnAnAvx2CpuAndIsRefusedOnV2) {
   const kiln_model_desc_v1 &desc = descriptorOf("KILN_TEST_MODEL_V3");
   ASSERT_STREQ(desc.cpu_isa, "x86-64-v3");
   EXPECT_EQ(kiln::rt::checkCpuFeatures(desc, kV3), KILN_OK) << kiln::rt::lastError();
+  // And through the model's own C API on this (v3 or better) CPU: the container is created.
+  if ((kiln::cpu::probeThisCpu() & kV3) == kV3) {
+    void *lib = dlopen(std::getenv("KILN_TEST_MODEL_V3"), RTLD_NOW | RTLD_LOCAL);
+    ASSERT_NE(lib, nullptr) << dlerror();
+    auto create = reinterpret_cast<int (*)(const kiln_container_options *, kiln_container **)>(
+        dlsym(lib, "kiln_container_create"));
+    auto destroy =
+        reinterpret_cast<int (*)(kiln_container *)>(dlsym(lib, "kiln_container_destroy"));
+    ASSERT_TRUE(create && destroy);
+    kiln_container *c = nullptr;
+    EXPECT_EQ(create(nullptr, &c), KILN_OK);
+    EXPECT_NE(c, nullptr);
+    if (c) destroy(c);
+  }
   EXPECT_EQ(kiln::rt::checkCpuFeatures(desc, kV2), KILN_ERR_DEVICE);
   std::string msg = kiln::rt::lastError();
   EXPECT_NE(msg.find("this CPU (x86-64-v2) lacks"), std::string::npos) << msg;
