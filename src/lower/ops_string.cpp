@@ -43,6 +43,10 @@ void lowerStringNormalizer(OpCtx &c) {
   k->ext.outputs = {out};
   ExternArg stop = externArg(ExternArg::Kind::Strings);
   stop.strings = c.node.attrStrings("stopwords");
+  for (const std::string &w : stop.strings) // the shim gets C strings
+    if (w.find('\0') != std::string::npos)
+      fail("{}: a stopword contains a NUL byte; kiln passes stopwords as C strings",
+           c.node.describe());
   ExternArg countOut = externArg(ExternArg::Kind::SymbolOut);
   countOut.dims = {count};
   k->ext.args = {externArg(ExternArg::Kind::Site),

@@ -2,6 +2,7 @@
 // sets, introspection arrays and a pool of runners that runs borrow one at a time.
 #pragma once
 
+#include "cpu_features.h"
 #include "device.h"
 #include "runner.h"
 
@@ -57,9 +58,11 @@ struct MappedFile {
 int loadConstants(const kiln_model_desc_v1 &desc, const char *weightsPath, MappedFile &file,
                   ConstantSet &set);
 
-/// KILN_ERR_DEVICE (with a message) when the model's host code needs ISA extensions this
-/// CPU lacks (cpu_check.cpp); KILN_OK for models that record none.
-int checkCpuFeatures(const kiln_model_desc_v1 &desc);
+/// KILN_ERR_DEVICE (with a message naming the model's ISA, the missing extensions and this
+/// CPU's level) when the model's host code needs ISA extensions a CPU with features `have`
+/// lacks (cpu_check.cpp); KILN_OK for models that record none. `have` is this CPU's probe
+/// except in tests.
+int checkCpuFeatures(const kiln_model_desc_v1 &desc, cpu::FeatureMask have = cpu::probeThisCpu());
 
 } // namespace kiln::rt
 

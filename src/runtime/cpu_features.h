@@ -93,19 +93,57 @@ inline bool cpuHas(const Feature &f) {
 #endif
 }
 
-/// The names in a comma-separated list that this CPU lacks, comma-separated ("" when none).
-/// Unknown names are not checked.
-inline std::string missingFeatures(const char *list) {
-  std::string missing;
+/// A set of kFeatures entries: bit i stands for kFeatures[i].
+using FeatureMask = uint64_t;
+static_assert(sizeof(kFeatures) / sizeof(kFeatures[0]) <= 64, "FeatureMask has 64 bits");
+
+/// The mask of the features named in a comma-separated list (unknown names are ignored).
+inline FeatureMask maskOf(const char *list) {
+  FeatureMask m = 0;
   for (const char *at = list; at && *at;) {
     const char *comma = std::strchr(at, ',');
     size_t len = comma ? static_cast<size_t>(comma - at) : std::strlen(at);
-    for (const Feature &f : kFeatures)
-      if (std::strlen(f.name) == len && std::strncmp(f.name, at, len) == 0 && !cpuHas(f))
-        missing += (missing.empty() ? "" : ",") + std::string(f.name);
+    for (size_t i = 0; i < sizeof(kFeatures) / sizeof(kFeatures[0]); ++i)
+      if (std::strlen(kFeatures[i].name) == len && std::strncmp(kFeatures[i].name, at, len) == 0)
+        m |= FeatureMask{1} << i;
     at = comma ? comma + 1 : nullptr;
   }
+  return m;
+}
+
+/// The one probe of this CPU (CPUID and XCR0), taken once. Every check goes through a mask,
+/// so a test can ask what another CPU would say (cpu_check_test.cpp).
+inline FeatureMask probeThisCpu() {
+  static const FeatureMask mask = [] {
+    FeatureMask m = 0;
+    for (size_t i = 0; i < sizeof(kFeatures) / sizeof(kFeatures[0]); ++i)
+      if (cpuHas(kFeatures[i])) m |= FeatureMask{1} << i;
+    return m;
+  }();
+  return mask;
+}
+
+/// The names in a comma-separated list that a CPU with features `have` lacks, comma-separated
+/// ("" when none; `have` defaults to this CPU). Unknown names are not checked.
+inline std::string missingFeatures(const char *list, FeatureMask have = probeThisCpu()) {
+  std::string missing;
+  FeatureMask need = maskOf(list);
+  for (size_t i = 0; i < sizeof(kFeatures) / sizeof(kFeatures[0]); ++i)
+    if ((need >> i & 1u) && !(have >> i & 1u))
+      missing += (missing.empty() ? "" : ",") + std::string(kFeatures[i].name);
   return missing;
+}
+
+/// The highest x86-64 psABI level a CPU with features `have` reaches ("x86-64-v3"), for
+/// messages; "x86-64" below v2. (LAHF/SAHF of v2 is not in the table; every v2 CPU has it.)
+inline const char *levelName(FeatureMask have) {
+  const FeatureMask v2 = maskOf("cx16,popcnt,sse3,sse4_1,sse4_2,ssse3");
+  const FeatureMask v3 = v2 | maskOf("avx,avx2,bmi,bmi2,f16c,fma,lzcnt,movbe,xsave");
+  const FeatureMask v4 = v3 | maskOf("avx512f,avx512bw,avx512cd,avx512dq,avx512vl");
+  if ((have & v4) == v4) return "x86-64-v4";
+  if ((have & v3) == v3) return "x86-64-v3";
+  if ((have & v2) == v2) return "x86-64-v2";
+  return "x86-64";
 }
 
 } // namespace kiln::cpu

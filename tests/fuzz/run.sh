@@ -1,8 +1,9 @@
 #!/bin/sh
 # Runs one libFuzzer target of the fuzz tree at nice 19, seeding its corpus the first time
 # (ONNX backend test data for the model and TensorProto readers, numpy-written files for
-# .npy). Crashes land in <corpus dir>/artifacts/; the final stats line gives execs and coverage.
-# Usage: run.sh <fuzz build dir> <import|tensor_proto|npy|sym|c_api> <seconds> [libFuzzer args]
+# .npy, names_seeds.py for names). Crashes land in <corpus dir>/artifacts/; the final stats
+# line gives execs and coverage.
+# Usage: run.sh <fuzz build dir> <import|tensor_proto|npy|sym|c_api|names> <seconds> [libFuzzer args]
 set -eu
 build=$1 target=$2 secs=$3
 shift 3
@@ -27,10 +28,14 @@ for i, a in enumerate([np.arange(6, dtype=np.float32).reshape(2, 3), np.zeros(()
     np.save(f"{d}/seed{i}.npy", a)
 PY
     ;;
+  names) /usr/bin/python3 "$(dirname "$0")/names_seeds.py" "$work/seeds" ;;
   sym | c_api) printf 'seed' >"$work/seeds/empty" ;;
   esac
 fi
-case $target in import) maxlen=1048576 ;; *) maxlen=65536 ;; esac
+# names runs g++ on what it generates: tens of seconds per input on a loaded machine are
+# not a finding.
+maxlen=65536 timeout=30 slow=10
+case $target in import) maxlen=1048576 ;; names) maxlen=4096 timeout=120 slow=120 ;; esac
 exec nice -n 19 "$build/tests/fuzz/kiln_fuzz_$target" -max_total_time="$secs" -rss_limit_mb=3072 \
-  -max_len=$maxlen -timeout=30 -print_final_stats=1 -artifact_prefix="$work/artifacts/" "$@" \
-  "$work/corpus" "$work/seeds"
+  -max_len=$maxlen -timeout=$timeout -report_slow_units=$slow -print_final_stats=1 \
+  -artifact_prefix="$work/artifacts/" "$@" "$work/corpus" "$work/seeds"

@@ -1,13 +1,13 @@
 #!/bin/sh
 # CI smoke of the fuzz targets: builds the fuzz tree (clang-14, ASan + UBSan, -O1) and runs
 # each target for 60 s from its seed corpus; fails on any crash, leak, timeout or sanitizer
-# report. Cost on 2 cores: the tree's build (about as much as the asan tree) + 5 minutes.
+# report. Cost on 2 cores: the tree's build (about as much as the asan tree) + 6 minutes.
 # Usage: smoke.sh <source dir> <fuzz build dir> [seconds=60]
 set -eu
 src=$1 build=$2 secs=${3:-60}
 cmake -S "$src" -B "$build" --preset fuzz >/dev/null
 cmake --build "$build" -j"$(nproc)" --target kiln_fuzz_all
-for t in import sym c_api tensor_proto npy; do
+for t in import sym c_api tensor_proto npy names; do
   echo "== fuzz smoke: $t ($secs s)"
   rm -rf "$build/fuzz-corpus/$t/artifacts"
   "$src/tests/fuzz/run.sh" "$build" "$t" "$secs" 2>&1 | grep -E "^(#[0-9]+ +DONE|stat::|==[0-9]+==|SUMMARY)" || true

@@ -89,6 +89,22 @@ def case_huge_dims(d):
     return write_model(d, m), [], ["'x'", "overflows int64"]
 
 
+def case_nul_in_name(d):
+    # The C API hands names out as C strings: 'x\0y' would be reported as 'x'.
+    xs = [h.make_tensor_value_info("x\0y", T.FLOAT, [2, 3])]
+    m = simple_graph([h.make_node("Relu", ["x\0y"], ["y"], name="relu")], xs, Y23)
+    return write_model(d, m), [], ["value name of graph input", "x\\0y", "NUL byte"]
+
+
+def case_nul_in_stopword(d):
+    # The stopword table reaches the shim as C strings: 'a\0b' would act as 'a'.
+    m = simple_graph([h.make_node("StringNormalizer", ["s"], ["y"], name="norm",
+                                  stopwords=["ok", "a\0b"])],
+                     [h.make_tensor_value_info("s", T.STRING, [4])],
+                     [h.make_tensor_value_info("y", T.STRING, None)])
+    return write_model(d, m), [], ["node 'norm'", "stopword", "NUL byte"]
+
+
 def raw_tensor(name, dims, raw=b"", dtype=T.FLOAT):
     t = onnx.TensorProto()
     t.name, t.data_type = name, dtype

@@ -5,7 +5,8 @@
 #         runtime.churn (containers created and destroyed while others run, swap and free)
 #         (fake models: no OpenMP regions, whose uninstrumented libgomp would give false reports)
 #   asan: AddressSanitizer + UBSan (+ LeakSanitizer) on runtime.api, runtime.constants,
-#         runtime.concurrency*, runtime.churn, runtime.soak (20,000 runs),
+#         runtime.concurrency*, runtime.churn, runtime.soak (20,000 runs; LeakSanitizer at
+#         exit, and runtime.soak_leak_canary checks that it reports a leak),
 #         the aot tests (kiln itself, the generated model.so and the C host program) and the
 #         malformed/hostile-model and file-size-limit cases of tests/reliability
 set -eu
@@ -30,6 +31,6 @@ if [ "$preset" = tsan ]; then
 else
   export UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1"
   export ASAN_OPTIONS="allocator_may_return_null=1 detect_leaks=1"
-  tests='^(runtime\.(api|version|constants|concurrency|concurrency_static|churn|soak)|aot\..*|reliability\.(hostile\..*|limits\..*|not_onnx|empty_file|truncated|unknown_op|unsupported_dtype|undefined_input|external_data_.*|bad_broadcast|opset_too_new|missing_file|dynamic_.*|output_.*))$'
+  tests='^(runtime\.(api|version|constants|concurrency|concurrency_static|churn|soak|soak_leak_canary)|aot\..*|reliability\.(hostile\..*|limits\..*|not_onnx|empty_file|truncated|unknown_op|unsupported_dtype|undefined_input|external_data_.*|bad_broadcast|opset_too_new|missing_file|dynamic_.*|output_.*))$'
 fi
 ctest --test-dir "$build" -R "$tests" --output-on-failure

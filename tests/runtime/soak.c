@@ -3,6 +3,8 @@
  * freed after every other swap). Every output must equal, bit for bit, the reference of the
  * weight set active at that moment. Reports throughput and RSS after warm-up and at the end;
  * fails on any wrong output or an RSS growth above max_growth_kb.
+ * With KILN_SOAK_LEAK_CANARY set the container is not destroyed: under LeakSanitizer that run
+ * must report a leak (runtime.soak_leak_canary proves the leak check is live).
  * Usage: soak <libkiln_rt.so> <model.so> [runs=1000000] [swap_every=1000] [max_growth_kb=4096]
  * Prints: soak: runs=... swaps=... seconds=... runs_per_s=... rss_start_kb=... rss_end_kb=... */
 #define _POSIX_C_SOURCE 200809L
@@ -196,7 +198,8 @@ int main(int argc, char **argv) {
            "rss_end_kb=%ld\n",
            runs, swaps, wrong, secs, timed / (secs > 0 ? secs : 1), rssStart, rssEnd);
   }
-  api.destroy(c);
+  if (!getenv("KILN_SOAK_LEAK_CANARY")) api.destroy(c);
+  c = NULL;
   for (i = 0; i < nin; ++i)
     free(in[i].data);
   for (i = 0; i < nout; ++i) {

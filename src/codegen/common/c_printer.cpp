@@ -136,9 +136,10 @@ std::string cString(const std::string &s) {
 
 std::string commentText(const std::string &s) {
   std::string r = s;
-  for (char &c : r) {
-    auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u >= 0x7f || c == '\\') c = '?';
+  for (size_t i = 0; i < r.size(); ++i) {
+    auto u = static_cast<unsigned char>(r[i]);
+    if (u < 0x20 || u >= 0x7f || r[i] == '\\') r[i] = '?';
+    if (r[i] == '?' && i > 0 && r[i - 1] == '?') r[i] = '.';
   }
   return r;
 }

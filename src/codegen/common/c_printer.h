@@ -48,7 +48,8 @@ const char *binaryText(loop::BinaryOp op);
 std::string cString(const std::string &s);
 
 /// Text safe inside a `//` comment: control bytes, backslashes (line splices) and
-/// non-ASCII bytes become '?'.
+/// non-ASCII bytes become '?', and no two '?' follow each other (the second becomes '.'), so
+/// a trigraph `??/` cannot splice the next line in a compiler mode that has trigraphs.
 std::string commentText(const std::string &s);
 
 /// C literal of a constant value node of type t.

@@ -112,6 +112,7 @@ struct Importer {
   sym::Expr dimExpr(const onnx::TensorShapeProto_Dimension &d, const std::string &input, int index,
                     std::string scope = "") {
     auto scoped = [&](const std::string &n) { return scope.empty() ? n : scope + "." + n; };
+    checkNoNul(d.dim_param(), fmt::format("input '{}' dim {} dim_param", input, index));
     if (d.has_dim_value() && d.dim_value() < 0)
       fail("{}: input '{}' dim {} is {}; dims must be >= 0", where(), input, index, d.dim_value());
     if (opts.allInputDimsDynamic) {
@@ -248,8 +249,19 @@ struct Importer {
     }
   }
 
+  /// Names reach the C API and generated code as C strings: a NUL byte would cut them short
+  /// (the C API would report another name; a stopword would match less).
+  void checkNoNul(const std::string &name, const std::string &what) {
+    if (name.find('\0') == std::string::npos) return;
+    std::string shown;
+    for (char c : name)
+      shown += c == '\0' ? std::string("\\0") : std::string(1, c);
+    fail("{}: {} '{}' contains a NUL byte; names must be C strings", where(), what, shown);
+  }
+
   /// Names are SSA: one definition per graph (ONNX IR spec).
   void checkNewName(const ir::Graph &g, const std::string &name, const std::string &what) {
+    checkNoNul(name, "value name of " + what);
     if (name.empty() || !g.findValue(name)) return;
     const ir::Value *old = g.findValue(name);
     std::string first = old->producer       ? fmt::format("node '{}'", old->producer->name)
@@ -318,6 +330,7 @@ struct Importer {
     for (const auto &np : gp.node()) {
       std::string name =
           np.name().empty() ? fmt::format("{}_{}", np.op_type(), counter) : np.name();
+      checkNoNul(name, "node name");
       ++counter;
       int nodeOpset = opset;
       std::string ctxName =
