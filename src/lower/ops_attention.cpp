@@ -1,6 +1,7 @@
 // `_KilnSDPA` (made by passes/fuse_attention.cpp): scaled-dot-product attention through
 // kiln_shim_sdpa_v2. Q, K and V are realized contiguous as [B, H, S, D]; K arrives
-// transposed ([B, H, D, S]) from the matched MatMul and is read back through a view.
+// transposed ([B, H, D, S]) from the matched MatMul and is read back through a view. An
+// optional fourth input is the mask (additive, or a Where condition; see mask_kind).
 #include "lower/ops_common.h"
 
 namespace kiln::lower {
@@ -31,11 +32,39 @@ void lowerSDPA(OpCtx &c) {
     if (!sym::provablyEqual(q.shape[d], k.shape[d]) || !sym::provablyEqual(q.shape[d], v.shape[d]))
       c.unsupported("attention with broadcast batch/head dims");
   loop::Buffer *qb = c.realize(q).buffer, *kb = c.realize(k).buffer, *vb = c.realize(v).buffer;
+  // The mask the fusion matched (mask_kind 1: added to the scores; 2: Where's condition,
+  // made additive as cond ? 0 : fill), realized in its own shape and read through strides
+  // that are 0 where it broadcasts.
+  ExternArg maskArg = arg(ExternArg::Kind::Null), stridesArg = arg(ExternArg::Kind::Null);
+  loop::Buffer *mb = nullptr;
+  if (c.node.inputs.size() > 3) {
+    LTensor m = c.in(3);
+    if (c.node.attrInt("mask_kind", 1) == 2) {
+      float fill = c.node.attrFloat("mask_fill", 0.f);
+      m = c.pointwise(DType::Float32, m.shape, [m, fill](const Index &i) {
+        return loop::select(m.load(i), loop::constant(DType::Float32, 0.0),
+                            loop::constant(DType::Float32, fill));
+      });
+    }
+    mb = c.realize(m).buffer;
+    ir::Shape scores{q.shape[0], q.shape[1], q.shape[2], k.shape[2]};
+    std::vector<sym::Expr> strides(4, ctx.constant(0));
+    sym::Expr step = ctx.constant(1);
+    for (int d = 3, md = m.rank() - 1; md >= 0; --d, --md) {
+      // passes/fuse_attention.cpp checked: 1, or provably the scores' dim.
+      if (!m.shape[md].isConst(1) || scores[d].isConst(1)) strides[d] = step;
+      step = step * m.shape[md];
+    }
+    maskArg = arg(ExternArg::Kind::Buffer, mb);
+    stridesArg = arg(ExternArg::Kind::Dims);
+    stridesArg.dims = strides;
+  }
   ir::Shape outShape{q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
   loop::Buffer *out =
       c.prog().newBuffer(DType::Float32, outShape, loop::BufferKind::Intermediate, "");
   loop::Kernel *kn = c.externKernel("kiln_shim_sdpa_v2");
   kn->ext.inputs = {qb, kb, vb};
+  if (mb) kn->ext.inputs.push_back(mb);
   kn->ext.outputs = {out};
   ExternArg dims = arg(ExternArg::Kind::Dims);
   dims.dims = {q.shape[0], q.shape[1], q.shape[2], k.shape[2], q.shape[3], v.shape[3]};
@@ -45,12 +74,11 @@ void lowerSDPA(OpCtx &c) {
                   arg(ExternArg::Kind::Buffer, qb),
                   arg(ExternArg::Kind::Buffer, kb),
                   arg(ExternArg::Kind::Buffer, vb),
-                  arg(ExternArg::Kind::Null),
-                  arg(ExternArg::Kind::Null),
+                  maskArg,
+                  stridesArg,
                   arg(ExternArg::Kind::Buffer, out),
                   dims,
                   arg(ExternArg::Kind::FloatPtr, nullptr, scale)};
-  (void)ctx;
   c.out(0, fromBuffer(c.ctx(), out));
 }
 
