@@ -204,7 +204,12 @@ def main():
     ap.add_argument("--plot", help="write a PNG of kiln/ORT per model here")
     ap.add_argument("--peak-gflops", type=float,
                     help="per-core fp32 FMA peak to use instead of measuring it")
+    ap.add_argument("--from-json", help="render the tables, docs and plot from a --json-out "
+                    "file of an earlier run instead of timing (with --peak-gflops: % of peak "
+                    "against that peak)")
     args = ap.parse_args()
+    if args.from_json:
+        return render_saved(args)
 
     args.models = [m for m in args.models.split(",") if m]
     unknown = [m for m in args.models if m not in BENCH_CASES]
@@ -234,6 +239,32 @@ def main():
             print(f"error: {name}: {e}", file=sys.stderr)
             results.append({"model": name, "error": str(e)})
 
+    return finish(args, results)
+
+
+def render_saved(args):
+    """--from-json: the saved results, % of peak recomputed when --peak-gflops is given."""
+    with open(args.from_json) as f:
+        saved = json.load(f)
+    for key in ("runs", "warmup", "rounds"):
+        setattr(args, key, saved[key])
+    args.peak, args.peak_isa = saved["peak_gflops_per_core"], saved["peak_isa"]
+    if args.peak_gflops:
+        args.peak, args.peak_isa = args.peak_gflops, "given with --peak-gflops"
+    results = saved["results"]
+    args.threads = sorted({t["threads"] for r in results for t in r.get("timings", [])})
+    for r in results:
+        for t in r.get("timings", []):
+            for who in ("kiln", "ort"):
+                ms = t[f"{who}_median_ms"]
+                t[f"{who}_peak_pct"] = (100.0 * r["flops"] / (ms * 1e-3) /
+                                        (t["threads"] * args.peak * 1e9)
+                                        if ms and r.get("flops") else None)
+    args.json_out = None
+    return finish(args, results)
+
+
+def finish(args, results):
     text = report.tables(results, args)
     print("\n" + text)
     if args.json_out:
