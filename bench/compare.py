@@ -2,9 +2,10 @@
 """Compare kiln's latency with ONNX Runtime's on the exported reference models.
 
     /usr/bin/python3 bench/compare.py [--kiln build/release/src/kiln]
-        [--models-dir build/models] [--models resnet50,mobilenet_v2,encoder]
+        [--models-dir build/models] [--models resnet50,bert_base,...]
         [--threads 1,2] [--runs 30] [--warmup 5] [--rounds 3]
         [--peer-only] [--json-out results.json]
+        [--write-docs docs/perf.md] [--plot docs/perf_ratios.png]
 
 Models come from scripts/export_models.py. For each model, kiln compiles it twice
 with the compile flags its samples.json asks for: once "cold", against an empty
@@ -16,6 +17,12 @@ the reported latency is the median over rounds of each round's median.
 kiln:  <kiln> run model.so --input name=file.npy --bench R --warmup W --threads T --json
 ORT:   node bench/ort_bench.js --model model.onnx --input ... --threads T --json
 Both print one JSON line with median_ms, p10_ms and p90_ms.
+
+Every row carries the sample's direct-method FLOPs (conv + matmul multiply-adds x 2, from
+samples.json) and "% of peak": FLOPs / latency / (threads x the fp32 FMA peak of one core),
+the peak measured by bench/peak/fma_peak.cpp (built here with g++; AVX-512 or AVX2 as cpuid
+says). --write-docs replaces the generated section of docs/perf.md (between its compare.py
+markers) with the tables; --plot draws kiln/ORT per model (needs python3-matplotlib).
 
 --peer-only times ONNX Runtime alone (for when kiln is not built).
 """
@@ -30,15 +37,24 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ORT_BENCH = os.path.join(REPO, "bench", "ort_bench.js")
 
-# The input sample each model is timed on.
-BENCH_INPUTS = {
-    "resnet50": {"x": "input_x.npy"},
-    "mobilenet_v2": {"x": "input_x.npy"},
-    "encoder": {"tokens": "input_b1s128_tokens.npy"},  # batch 1, seq 128
+# What is timed: case -> (model directory, sample tag in its samples.json, table label).
+BENCH_CASES = {
+    "resnet50": ("resnet50", "", "ResNet-50"),
+    "resnet18": ("resnet18", "", "ResNet-18"),
+    "mobilenet_v2": ("mobilenet_v2", "", "MobileNetV2"),
+    "encoder": ("encoder", "_b1s128", "encoder (2 layers, d 128), seq 128"),
+    "bert_base": ("bert_base", "_b1s128", "BERT-base, batch 1, seq 128"),
+    "bert_base_b8": ("bert_base", "_b8s128", "BERT-base, batch 8, seq 128"),
+    "vit_b16": ("vit_b16", "", "ViT-B/16"),
+    "gpt2": ("gpt2", "_s128", "GPT-2-small, seq 128"),
 }
+PEAK_SRC = os.path.join(REPO, "bench", "peak", "fma_peak.cpp")
 
 
 class BenchError(Exception):
@@ -57,6 +73,20 @@ def run_json(cmd, env=None):
         raise BenchError(f"`{' '.join(cmd)}` printed no JSON line:\n{proc.stdout.strip()}")
 
 
+def sample_of(model_dir, tag):
+    """samples.json of a model and its sample whose files carry `tag` (input<tag>_x.npy)."""
+    manifest = os.path.join(model_dir, "samples.json")
+    if not os.path.exists(manifest):
+        raise BenchError(f"missing {manifest}; run /usr/bin/python3 scripts/export_models.py")
+    with open(manifest) as f:
+        m = json.load(f)
+    for sample in m["samples"]:
+        if all(file == f"input{tag}_{name}.npy" for name, file in sample["inputs"].items()):
+            return m, sample
+    raise BenchError(f"{manifest} has no sample tagged '{tag}'; export the model again "
+                     "(scripts/export_models.py --force --only ...)")
+
+
 def input_flags(model_dir, inputs):
     flags = []
     for name, file in inputs.items():
@@ -67,12 +97,18 @@ def input_flags(model_dir, inputs):
     return flags
 
 
-def compile_args(model_dir):
-    manifest = os.path.join(model_dir, "samples.json")
-    if not os.path.exists(manifest):
-        return []
-    with open(manifest) as f:
-        return json.load(f).get("compile_args", [])
+def measure_peak(work_dir, threads):
+    """Per-core fp32 FMA peak in GFLOP/s and its ISA (bench/peak/fma_peak.cpp)."""
+    os.makedirs(work_dir, exist_ok=True)
+    exe = os.path.join(work_dir, "fma_peak")
+    proc = subprocess.run(["g++", "-O2", "-pthread", PEAK_SRC, "-o", exe],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BenchError(f"building {PEAK_SRC} failed:\n{proc.stderr}")
+    j = run_json([exe, "--threads", str(threads), "--seconds", "2", "--json"])
+    # On a shared machine one timing may lose its core for a while: the best per-thread
+    # figure is the core's peak.
+    return max(j["per_core_gflops"], j["all_threads_gflops"] / j["threads"]), j["isa"]
 
 
 def kiln_compile(kiln, onnx_path, so_path, extra, cache_dir):
@@ -98,31 +134,33 @@ def time_ort(args, onnx_path, flags, threads):
                      "--threads", str(threads), "--json"])
 
 
-def fmt_ms(x):
-    return "—" if x is None else f"{x:.2f}"
-
-
 def bench_model(args, name):
-    model_dir = os.path.join(args.models_dir, name)
+    dir_name, tag, label = BENCH_CASES[name]
+    model_dir = os.path.join(args.models_dir, dir_name)
     onnx_path = os.path.join(model_dir, "model.onnx")
     if not os.path.exists(onnx_path):
         raise BenchError(f"missing {onnx_path}; run /usr/bin/python3 scripts/export_models.py")
-    flags = input_flags(model_dir, BENCH_INPUTS[name])
-    result = {"model": name, "compile": None, "timings": []}
+    manifest, sample = sample_of(model_dir, tag)
+    flags = input_flags(model_dir, sample["inputs"])
+    result = {"model": name, "label": label, "flops": sample.get("flops"), "compile": None,
+              "timings": []}
 
     so_path = None
     if not args.peer_only:
         os.makedirs(args.work_dir, exist_ok=True)
-        so_path = os.path.join(args.work_dir, f"{name}.so")
-        cache = tempfile.mkdtemp(prefix="kiln-cache-")
-        try:
-            extra = compile_args(model_dir) + args.compile_arg
-            cold = kiln_compile(args.kiln, onnx_path, so_path, extra, cache)
-            warm = kiln_compile(args.kiln, onnx_path, so_path, extra, cache)
-        finally:
-            shutil.rmtree(cache, ignore_errors=True)
-        result["compile"] = {"cold_s": cold, "warm_s": warm}
-        print(f"  {name}: compiled cold {cold:.2f} s, warm {warm:.2f} s", file=sys.stderr)
+        so_path = os.path.join(args.work_dir, f"{dir_name}.so")
+        if dir_name not in args.compiled:  # bert_base serves two cases
+            cache = tempfile.mkdtemp(prefix="kiln-cache-")
+            try:
+                extra = manifest.get("compile_args", []) + args.compile_arg
+                cold = kiln_compile(args.kiln, onnx_path, so_path, extra, cache)
+                warm = kiln_compile(args.kiln, onnx_path, so_path, extra, cache)
+            finally:
+                shutil.rmtree(cache, ignore_errors=True)
+            args.compiled[dir_name] = {"cold_s": cold, "warm_s": warm}
+            result["compile"] = args.compiled[dir_name]
+            print(f"  {dir_name}: compiled cold {cold:.2f} s, warm {warm:.2f} s",
+                  file=sys.stderr)
 
     for threads in args.threads:
         kiln_rounds, ort_rounds = [], []
@@ -132,36 +170,18 @@ def bench_model(args, name):
             ort_rounds.append(time_ort(args, onnx_path, flags, threads))
         med = lambda rounds, key: statistics.median(r[key] for r in rounds) if rounds else None
         row = {"threads": threads}
-        for tag, rounds in (("kiln", kiln_rounds), ("ort", ort_rounds)):
+        for who, rounds in (("kiln", kiln_rounds), ("ort", ort_rounds)):
             for key in ("median_ms", "p10_ms", "p90_ms"):
-                row[f"{tag}_{key}"] = med(rounds, key)
-        row["ratio"] = (row["ort_median_ms"] / row["kiln_median_ms"]) if so_path else None
-        print(f"  {name} x{threads}: kiln {fmt_ms(row['kiln_median_ms'])} ms, "
-              f"ORT {fmt_ms(row['ort_median_ms'])} ms", file=sys.stderr)
+                row[f"{who}_{key}"] = med(rounds, key)
+            ms = row[f"{who}_median_ms"]
+            row[f"{who}_peak_pct"] = (100.0 * result["flops"] / (ms * 1e-3) /
+                                      (threads * args.peak * 1e9)
+                                      if ms and result["flops"] else None)
+        row["kiln_over_ort"] = row["kiln_median_ms"] / row["ort_median_ms"] if so_path else None
+        print(f"  {name} x{threads}: kiln {report.fmt_ms(row['kiln_median_ms'])} ms, "
+              f"ORT {report.fmt_ms(row['ort_median_ms'])} ms", file=sys.stderr)
         result["timings"].append(row)
     return result
-
-
-def print_tables(results, args):
-    print(f"\nLatency, median of {args.rounds} round(s) × {args.runs} runs after "
-          f"{args.warmup} warm-up; ratio = ORT / kiln (> 1: kiln faster)\n")
-    print("| model | threads | kiln ms | ORT ms | ratio |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for r in results:
-        if "error" in r:
-            print(f"| {r['model']} | | error | error | |")
-            continue
-        for t in r["timings"]:
-            ratio = "—" if t["ratio"] is None else f"{t['ratio']:.2f}"
-            print(f"| {r['model']} | {t['threads']} | {fmt_ms(t['kiln_median_ms'])} | "
-                  f"{fmt_ms(t['ort_median_ms'])} | {ratio} |")
-    compiled = [r for r in results if r.get("compile")]
-    if not compiled:
-        return
-    print("\n| model | cold compile s | warm compile s |")
-    print("| --- | ---: | ---: |")
-    for r in compiled:
-        print(f"| {r['model']} | {r['compile']['cold_s']:.2f} | {r['compile']['warm_s']:.2f} |")
 
 
 def main():
@@ -170,7 +190,7 @@ def main():
     ap.add_argument("--node", default="node", help="node executable")
     ap.add_argument("--models-dir", default="build/models")
     ap.add_argument("--work-dir", default="build/bench", help="where compiled .so files go")
-    ap.add_argument("--models", default=",".join(BENCH_INPUTS))
+    ap.add_argument("--models", default=",".join(BENCH_CASES))
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
@@ -179,12 +199,22 @@ def main():
                     help="extra argument for `kiln compile` (repeatable)")
     ap.add_argument("--peer-only", action="store_true", help="time ONNX Runtime only")
     ap.add_argument("--json-out", help="also write all results to this JSON file")
+    ap.add_argument("--write-docs", help="replace the generated tables of this file "
+                    "(docs/perf.md)")
+    ap.add_argument("--plot", help="write a PNG of kiln/ORT per model here")
+    ap.add_argument("--peak-gflops", type=float,
+                    help="per-core fp32 FMA peak to use instead of measuring it")
+    ap.add_argument("--from-json", help="render the tables, docs and plot from a --json-out "
+                    "file of an earlier run instead of timing (with --peak-gflops: % of peak "
+                    "against that peak)")
     args = ap.parse_args()
+    if args.from_json:
+        return render_saved(args)
 
     args.models = [m for m in args.models.split(",") if m]
-    unknown = [m for m in args.models if m not in BENCH_INPUTS]
+    unknown = [m for m in args.models if m not in BENCH_CASES]
     if unknown:
-        ap.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(BENCH_INPUTS)}")
+        ap.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(BENCH_CASES)}")
     args.threads = [int(t) for t in args.threads.split(",") if t]
     if args.runs < 1 or args.warmup < 0 or args.rounds < 1:
         ap.error("--runs and --rounds must be >= 1, --warmup >= 0")
@@ -195,6 +225,12 @@ def main():
         ap.error("onnxruntime-node is not installed; run "
                  "`cd bench && npm install onnxruntime-node@1.30.0 --ignore-scripts`")
 
+    args.compiled = {}
+    if args.peak_gflops:
+        args.peak, args.peak_isa = args.peak_gflops, "given with --peak-gflops"
+    else:
+        args.peak, args.peak_isa = measure_peak(args.work_dir, max(args.threads))
+    print(f"fp32 FMA peak: {args.peak:.1f} GFLOP/s per core ({args.peak_isa})", file=sys.stderr)
     results = []
     for name in args.models:
         try:
@@ -203,12 +239,48 @@ def main():
             print(f"error: {name}: {e}", file=sys.stderr)
             results.append({"model": name, "error": str(e)})
 
-    print_tables(results, args)
+    return finish(args, results)
+
+
+def render_saved(args):
+    """--from-json: the saved results, % of peak recomputed when --peak-gflops is given."""
+    with open(args.from_json) as f:
+        saved = json.load(f)
+    for key in ("runs", "warmup", "rounds"):
+        setattr(args, key, saved[key])
+    args.peak, args.peak_isa = saved["peak_gflops_per_core"], saved["peak_isa"]
+    if args.peak_gflops:
+        args.peak, args.peak_isa = args.peak_gflops, "given with --peak-gflops"
+    results = saved["results"]
+    args.threads = sorted({t["threads"] for r in results for t in r.get("timings", [])})
+    for r in results:
+        for t in r.get("timings", []):
+            for who in ("kiln", "ort"):
+                ms = t[f"{who}_median_ms"]
+                t[f"{who}_peak_pct"] = (100.0 * r["flops"] / (ms * 1e-3) /
+                                        (t["threads"] * args.peak * 1e9)
+                                        if ms and r.get("flops") else None)
+    args.json_out = None
+    return finish(args, results)
+
+
+def finish(args, results):
+    text = report.tables(results, args)
+    print("\n" + text)
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump({"runs": args.runs, "warmup": args.warmup, "rounds": args.rounds,
-                       "results": results}, f, indent=2)
+                       "peak_gflops_per_core": args.peak, "peak_isa": args.peak_isa,
+                       "machine": report.machine(), "results": results}, f, indent=2)
             f.write("\n")
+    try:
+        if args.write_docs:
+            report.write_docs(args.write_docs, text, args)
+        if args.plot:
+            report.plot(args.plot, results)
+    except report.ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 1 if any("error" in r for r in results) else 0
 
 

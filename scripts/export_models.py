@@ -4,14 +4,22 @@
 Run with Debian's interpreter (it sees numpy, onnx and torch):
 
     /usr/bin/python3 scripts/export_models.py [--out build/models] [--force]
-                                              [--only resnet50,encoder]
+                                              [--only resnet50,encoder | --only tests]
+
+Models: the CNNs (torchvision), a small encoder, and HF-style BertModel (input_ids,
+attention_mask, token_type_ids; dynamic batch and sequence), ViT and GPT2Model written
+in plain torch (scripts/transformer_models.py), each as a full-size model for benchmarks
+(resnet18, bert_base, vit_b16, gpt2) and, for the transformers, a tiny config that
+tests/models checks (bert_tiny, vit_tiny, gpt2_tiny). `--only tests` exports what the
+tests use.
 
 Each model gets a directory holding:
   model.onnx          exported with torch.onnx.export, opset 17, constants folded
   input*_<name>.npy   sample inputs
   output*_<name>.npy  reference outputs for those inputs
-  samples.json        which files belong together, plus the kiln compile flags
-                      the model needs (tests/models/check_model.py reads it)
+  samples.json        which files belong together, the kiln compile flags the
+                      model needs (tests/models/check_model.py reads it) and each
+                      sample's direct-method FLOPs (conv + matmul, for % of peak)
 
 Weights are random with fixed seeds, so the files are reproducible on one machine.
 References are computed by a float64 copy of the model and stored as float32, so
@@ -35,6 +43,9 @@ import time
 import numpy as np
 import torch
 import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import transformer_models as tm  # noqa: E402
 
 OPSET = 17
 
@@ -144,18 +155,104 @@ def encoder_spec():
     }
 
 
+def bert_spec(config, samples):
+    """HF BertModel-style: input_ids, attention_mask (1 attend / 0 pad), token_type_ids;
+    outputs last_hidden_state and pooler_output; dynamic batch and sequence."""
+    gen = torch.Generator().manual_seed(2)
+    vocab = config.get("vocab", 30522)
+
+    def sample(batch, seq, pad):
+        ids = torch.randint(0, vocab, (batch, seq), generator=gen, dtype=torch.int64)
+        mask = torch.ones(batch, seq, dtype=torch.int64)
+        if pad:  # ragged batch: later rows padded at the end
+            for b in range(1, batch):
+                mask[b, seq - (b * seq) // (2 * batch):] = 0
+        types = torch.zeros(batch, seq, dtype=torch.int64)
+        types[:, seq // 2:] = 1
+        return (ids, mask, types)
+
+    axes = {0: "batch", 1: "seq"}
+    return {
+        "build": lambda: tm.Bert(**config),
+        "inputs": ["input_ids", "attention_mask", "token_type_ids"],
+        "outputs": ["last_hidden_state", "pooler_output"],
+        "dynamic_axes": {"input_ids": axes, "attention_mask": axes, "token_type_ids": axes,
+                         "last_hidden_state": axes, "pooler_output": {0: "batch"}},
+        # seq up to the position table (longer inputs would index past it).
+        "compile_args": ["--dynamic", "batch=1:64",
+                         "--dynamic", f"seq=1:{config.get('max_pos', 512)}"],
+        "samples": [(tag, sample(b, s, pad)) for tag, b, s, pad in samples],
+    }
+
+
+def vit_spec(config, batches):
+    gen = torch.Generator().manual_seed(3)
+    image = config.get("image", 224)
+    return {
+        "build": lambda: tm.Vit(**config),
+        "inputs": ["pixel_values"],
+        "outputs": ["logits"],
+        "dynamic_axes": {"pixel_values": {0: "batch"}, "logits": {0: "batch"}},
+        "compile_args": ["--dynamic", "batch=1:64"],
+        "samples": [(tag, (torch.randn(b, 3, image, image, generator=gen),))
+                    for tag, b in batches],
+    }
+
+
+def gpt2_spec(config, samples):
+    gen = torch.Generator().manual_seed(4)
+    vocab = config.get("vocab", 50257)
+    axes = {0: "batch", 1: "seq"}
+    return {
+        "build": lambda: tm.Gpt2(**config),
+        "inputs": ["input_ids"],
+        "outputs": ["last_hidden_state"],
+        "dynamic_axes": {"input_ids": axes, "last_hidden_state": axes},
+        "compile_args": ["--dynamic", "batch=1:16",
+                         "--dynamic", f"seq=1:{config.get('max_pos', 1024)}"],
+        "samples": [(tag, (torch.randint(0, vocab, (b, s), generator=gen, dtype=torch.int64),))
+                    for tag, b, s in samples],
+    }
+
+
+BERT_TINY = dict(vocab=1000, hidden=64, layers=2, heads=4, ff=256, max_pos=128)
+VIT_TINY = dict(image=32, patch=8, hidden=64, layers=2, heads=4, ff=256, classes=10)
+GPT2_TINY = dict(vocab=1000, hidden=64, layers=2, heads=4, max_pos=128)
+
 SPECS = {
     "resnet50": lambda: cnn_spec("resnet50"),
     "mobilenet_v2": lambda: cnn_spec("mobilenet_v2"),
     "encoder": encoder_spec,
+    # Small configs of the transformer families, for tests/models (seconds to check).
+    "bert_tiny": lambda: bert_spec(BERT_TINY, [("", 2, 9, True), ("2", 3, 17, True),
+                                               ("_b1s5", 1, 5, False)]),
+    "vit_tiny": lambda: vit_spec(VIT_TINY, [("", 1), ("2", 3)]),
+    "gpt2_tiny": lambda: gpt2_spec(GPT2_TINY, [("", 1, 7), ("2", 2, 19)]),
+    # Full-size models for bench/compare.py (hundreds of MB each; not used by tests).
+    "resnet18": lambda: cnn_spec("resnet18"),
+    "bert_base": lambda: bert_spec({}, [("_b1s128", 1, 128, False), ("_b8s128", 8, 128, True)]),
+    "vit_b16": lambda: vit_spec({}, [("", 1)]),
+    "gpt2": lambda: gpt2_spec({}, [("_s128", 1, 128)]),
 }
+
+# What tests/models exports (the full-size bench models are left out: they are large).
+TEST_MODELS = ["resnet50", "mobilenet_v2", "encoder", "bert_tiny", "vit_tiny", "gpt2_tiny"]
+
+
+def normalized(spec):
+    """Specs with one input and output ("input", "output", tensor samples) as lists."""
+    if "inputs" in spec:
+        return spec
+    spec = dict(spec, inputs=[spec["input"]], outputs=[spec["output"]])
+    spec["samples"] = [(tag, (t,)) for tag, t in spec["samples"]]
+    return spec
 
 
 def sample_files(spec):
     files = []
     for tag, _ in spec["samples"]:
-        files.append(f"input{tag}_{spec['input']}.npy")
-        files.append(f"output{tag}_{spec['output']}.npy")
+        files += [f"input{tag}_{n}.npy" for n in spec["inputs"]]
+        files += [f"output{tag}_{n}.npy" for n in spec["outputs"]]
     return files
 
 
@@ -169,11 +266,30 @@ def rel_l2(a, b):
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
+# Operators whose FLOPs count as the model's: convolutions and matrix products, counted
+# by the direct method (2 x multiply-adds; Winograd or FFT would do fewer).
+FLOP_OPS = ("aten::conv2d", "aten::convolution", "aten::addmm", "aten::mm", "aten::bmm",
+            "aten::matmul", "aten::linear")
+
+
+def direct_flops(model, inputs):
+    """FLOPs of one forward pass, from PyTorch's profiler (conv and matmul ops only)."""
+    from torch.profiler import profile
+
+    with torch.no_grad(), profile(with_flops=True) as prof:
+        model(*inputs)
+    return int(sum(e.flops for e in prof.key_averages() if e.key in FLOP_OPS and e.flops))
+
+
+def as_tuple(out):
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
 def export_one(name, spec, out_dir):
     torch.manual_seed(0)
     model = spec["build"]().eval()
     model64 = copy.deepcopy(model).double()
-    in_name, out_name = spec["input"], spec["output"]
+    in_names, out_names = spec["inputs"], spec["outputs"]
 
     tmp = out_dir + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -184,10 +300,10 @@ def export_one(name, spec, out_dir):
     with torch.no_grad():
         torch.onnx.export(
             model,
-            (example,),
+            tuple(example),
             os.path.join(tmp, "model.onnx"),
-            input_names=[in_name],
-            output_names=[out_name],
+            input_names=in_names,
+            output_names=out_names,
             dynamic_axes=spec["dynamic_axes"],
             opset_version=OPSET,
             do_constant_folding=True,
@@ -195,24 +311,29 @@ def export_one(name, spec, out_dir):
     export_s = time.perf_counter() - t0
 
     samples = []
-    for tag, inp in spec["samples"]:
+    for tag, inputs in spec["samples"]:
         with torch.no_grad():
-            ref64 = model64(inp.double() if inp.is_floating_point() else inp)
-            ref32 = model(inp)
-        ref = ref64.float().numpy()
-        in_file = f"input{tag}_{in_name}.npy"
-        out_file = f"output{tag}_{out_name}.npy"
-        np.save(os.path.join(tmp, in_file), inp.numpy())
-        np.save(os.path.join(tmp, out_file), ref)
-        err = rel_l2(ref32.numpy(), ref64.numpy())
-        print(f"  {name}: sample{tag or '1'} {in_name}{list(inp.shape)} -> "
-              f"{out_name}{list(ref.shape)}; torch fp32 vs fp64 rel L2 = {err:.2e}")
-        samples.append({"inputs": {in_name: in_file}, "outputs": {out_name: out_file}})
+            refs64 = as_tuple(model64(*(t.double() if t.is_floating_point() else t
+                                        for t in inputs)))
+            refs32 = as_tuple(model(*inputs))
+        entry = {"inputs": {}, "outputs": {}, "flops": direct_flops(model, inputs)}
+        for n, t in zip(in_names, inputs):
+            entry["inputs"][n] = f"input{tag}_{n}.npy"
+            np.save(os.path.join(tmp, entry["inputs"][n]), t.numpy())
+        for n, r64, r32 in zip(out_names, refs64, refs32):
+            ref = r64.float().numpy()
+            entry["outputs"][n] = f"output{tag}_{n}.npy"
+            np.save(os.path.join(tmp, entry["outputs"][n]), ref)
+            err = rel_l2(r32.numpy(), r64.numpy())
+            shapes = ", ".join(f"{i}{list(t.shape)}" for i, t in zip(in_names, inputs))
+            print(f"  {name}: sample{tag or '1'} {shapes} -> {n}{list(ref.shape)}; "
+                  f"torch fp32 vs fp64 rel L2 = {err:.2e}")
+        samples.append(entry)
 
     manifest = {
         "model": "model.onnx",
-        "inputs": [in_name],
-        "outputs": [out_name],
+        "inputs": in_names,
+        "outputs": out_names,
         "compile_args": spec["compile_args"],
         "samples": samples,
     }
@@ -229,10 +350,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="build/models", help="output directory")
     ap.add_argument("--force", action="store_true", help="re-export existing models")
-    ap.add_argument("--only", default="", help="comma-separated subset of: " + ",".join(SPECS))
+    ap.add_argument("--only", default="", help="comma-separated subset of: " + ",".join(SPECS)
+                    + "; 'tests' = " + ",".join(TEST_MODELS))
     args = ap.parse_args()
 
     names = [n for n in args.only.split(",") if n] or list(SPECS)
+    if names == ["tests"]:
+        names = TEST_MODELS
     unknown = [n for n in names if n not in SPECS]
     if unknown:
         ap.error(f"unknown model(s): {', '.join(unknown)}")
@@ -241,7 +365,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     total0 = time.perf_counter()
     for name in names:
-        spec = SPECS[name]()
+        spec = normalized(SPECS[name]())
         out_dir = os.path.join(args.out, name)
         have = all(os.path.exists(os.path.join(out_dir, f)) for f in expected_files(spec))
         if have and not args.force:

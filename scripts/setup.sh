@@ -11,6 +11,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libonnx-testdata
   python3-numpy python3-onnx python3-torch python3-torchvision
   python3-dev pybind11-dev python3-pytest python3-pip
+  python3-matplotlib
   clang-14 libclang-rt-14-dev
 )
 

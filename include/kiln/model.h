@@ -198,6 +198,29 @@ KILN_API int kiln_alloc_tensor(kiln_container *c, DLDataType dtype, int32_t ndim
  * container's device; returns when the copy is complete. */
 KILN_API int kiln_copy_tensor(kiln_container *c, DLTensor *dst, const DLTensor *src);
 
+/* ---- Per-kernel profiling (added after ABI 4) ------------------------------------------ */
+
+/* One generated kernel or shim call of a profiled run. Strings are owned by the model and
+ * live as long as the library. Times are CLOCK_MONOTONIC nanoseconds. */
+typedef struct kiln_profile_event {
+  size_t struct_size;   /* sizeof(kiln_profile_event) of the runtime that filled it */
+  const char *name;     /* "kiln_kernel_12", or the shim function ("kiln_shim_matmul_v1") */
+  const char *origin;   /* the ONNX node(s) it computes, comma-separated */
+  int32_t kind;         /* 0: generated kernel, 1: shim (extern) call */
+  int32_t site;         /* unique per call site of the model */
+  uint64_t start_ns, end_ns;
+} kiln_profile_event;
+
+/* Called on the running thread after every kernel and shim call of every run of the
+ * container. With concurrent runs it is called from several threads at once. */
+typedef void (*kiln_profile_fn)(void *user, const kiln_profile_event *event);
+
+/* Turns per-kernel profiling on (fn non-NULL) or off (fn NULL) for the runs of c that start
+ * afterwards; call it while no run is in flight. CPU models only (KILN_ERR_UNSUPPORTED for a
+ * CUDA container: its launches are asynchronous). A model compiled by a kiln without
+ * profiling support reports no events. KILN_ERR_VERSION_MISMATCH on a runtime without it. */
+KILN_API int kiln_set_profiler(kiln_container *c, kiln_profile_fn fn, void *user);
+
 #ifdef __cplusplus
 }
 #endif

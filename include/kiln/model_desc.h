@@ -79,6 +79,31 @@ typedef struct kiln_run_ctx_cuda {
   const kiln_cuda_driver_v1 *drv;
 } kiln_run_ctx_cuda;
 
+/* Per-kernel profiling (added after ABI 4; new types only, no released layout changes).
+ * The wrapper of a model built by a kiln with profiling support defines one static
+ * kiln_profile_site_v1 per generated-kernel launch and shim call. Once per run it asks the
+ * runtime for the run's profiler (kiln_rt_run_profiler, a weak reference: NULL on an older
+ * runtime); when that returns non-NULL it calls begin/end around every site. With profiling
+ * off a run pays one call per run and one pointer test per site. */
+typedef enum kiln_profile_kind {
+  KILN_PROFILE_KERNEL = 0, /* a generated kernel */
+  KILN_PROFILE_EXTERN = 1  /* a shim call (oneDNN matmul/conv, attention, ...) */
+} kiln_profile_kind;
+
+typedef struct kiln_profile_site_v1 {
+  const char *name;   /* "kiln_kernel_12" or the shim function, "kiln_shim_matmul_v1" */
+  const char *origin; /* the ONNX node(s) it computes, comma-separated */
+  int32_t kind;       /* kiln_profile_kind */
+  int32_t id;         /* unique per site within the model */
+} kiln_profile_site_v1;
+
+typedef struct kiln_profiler_v1 {
+  size_t struct_size;
+  void *user;
+  void (*begin)(void *user, const kiln_profile_site_v1 *site);
+  void (*end)(void *user, const kiln_profile_site_v1 *site);
+} kiln_profiler_v1;
+
 typedef struct kiln_model_desc_v1 {
   size_t struct_size;
   uint32_t abi_version;  /* KILN_ABI_VERSION the model was built against */

@@ -74,6 +74,12 @@ KILN_RT_API int kiln_rt_alloc_tensor(kiln_container *c, DLDataType dtype, int32_
                                      const int64_t *dims, DLManagedTensor **out);
 KILN_RT_API int kiln_rt_copy_tensor(kiln_container *c, DLTensor *dst, const DLTensor *src);
 
+/* Per-kernel profiling (after ABI 4; weak in model_entry.c and in generated wrappers).
+ * kiln_rt_run_profiler: the profiler of the run that owns `runner` (kiln_run_ctx.runner), or
+ * NULL when profiling is off; the wrapper calls it once per run. */
+KILN_RT_API const kiln_profiler_v1 *kiln_rt_run_profiler(void *runner);
+KILN_RT_API int kiln_rt_set_profiler(kiln_container *c, kiln_profile_fn fn, void *user);
+
 /* Standalone runners: a shim ctx for calling kiln_shim_* outside a container (tests, tools,
  * the compiler's own kernel tests). Not thread-safe: one call at a time per runner. */
 KILN_RT_API int kiln_rt_runner_create(kiln_shim_ctx **out);

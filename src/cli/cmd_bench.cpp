@@ -1,6 +1,7 @@
 // `kiln bench`: latency statistics of a compiled model on given or synthetic inputs.
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/profile_report.h"
 #include "cli/run_session.h"
 #include "support/error.h"
 
@@ -20,7 +21,8 @@ struct BenchOptions {
   std::vector<std::string> inputs, shapes;
   int runs = 100, warmup = 10;
   double minSeconds = 0;
-  bool json = false, profile = false;
+  bool json = false;
+  ProfileOptions profile;
   ContainerOptions container;
 };
 
@@ -31,9 +33,6 @@ double quantile(const std::vector<double> &sorted, double q) {
 }
 
 void benchCommand(const BenchOptions &o) {
-  if (o.profile)
-    fail("--profile (per-kernel times) is not available yet; it comes with the CPU "
-         "performance work. Use kiln bench without it for whole-model latency");
   if (o.runs < 1) fail("--runs {}: at least one timed run is needed", o.runs);
   std::map<std::string, std::string> files = parseNamedValues(o.inputs, "--input", "x=x.npy");
   std::map<std::string, std::vector<int64_t>> shapes;
@@ -56,11 +55,19 @@ void benchCommand(const BenchOptions &o) {
   for (int i = 0; i < o.warmup; ++i)
     session.runOnce();
   std::vector<double> times;
+  // The timed runs are the profiled ones (hooks cost two clock reads per kernel).
+  std::unique_ptr<KernelProfile> profile;
+  if (o.profile.enabled || !o.profile.tracePath.empty())
+    profile = std::make_unique<KernelProfile>(lib, c);
   auto start = std::chrono::steady_clock::now();
   while (static_cast<int>(times.size()) < o.runs ||
          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() <
-             o.minSeconds)
+             o.minSeconds) {
+    if (profile) profile->beginRun();
     times.push_back(session.runOnce());
+    if (profile) profile->endRun();
+  }
+  if (profile && !o.profile.tracePath.empty()) profile->writeTrace(o.profile.tracePath);
   std::sort(times.begin(), times.end());
   double mean = std::accumulate(times.begin(), times.end(), 0.0) / times.size();
   int threads = o.container.threads > 0 ? o.container.threads : availableCpus();
@@ -93,6 +100,7 @@ void benchCommand(const BenchOptions &o) {
                         {"p99_ms", quantile(times, 0.99)},
                         {"max_ms", times.back()},
                         {"runs_per_s", perSecond}};
+    if (profile) j["profile"] = profile->toJson(o.profile.top);
     std::cout << j.dump() << "\n";
     return;
   }
@@ -107,6 +115,7 @@ void benchCommand(const BenchOptions &o) {
                            quantile(times, 0.5), quantile(times, 0.9), quantile(times, 0.99), mean,
                            times.front(), times.back());
   std::cout << fmt::format("throughput: {:.1f} runs/s (one run at a time)\n", perSecond);
+  if (profile) profile->print(std::cout, o.profile.top);
 }
 
 } // namespace
@@ -133,7 +142,7 @@ void addBenchCommand(CLI::App &app) {
   cmd->add_option("--device", o->container.device,
                   "cpu, cuda or cuda:N (default: the device the model was compiled for)");
   cmd->add_flag("--json", o->json, "print the statistics as one JSON line");
-  cmd->add_flag("--profile", o->profile, "per-kernel times (not available yet)");
+  addProfileOptions(cmd, o->profile);
   cmd->callback([o] { benchCommand(*o); });
 }
 

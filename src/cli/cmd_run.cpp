@@ -2,6 +2,7 @@
 // .npy files, and reports the latency (optionally of repeated runs after a warm-up).
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/profile_report.h"
 #include "cli/run_session.h"
 #include "support/error.h"
 
@@ -27,6 +28,7 @@ struct RunOptions {
   std::vector<std::string> inputs;
   int repeat = 0, warmup = 3;
   bool json = false;
+  ProfileOptions profile;
   ContainerOptions container;
 };
 
@@ -40,12 +42,25 @@ void runCommand(const RunOptions &o) {
   RunSession session(lib, c, device.rfind("cuda", 0) == 0);
   session.loadInputs(files);
   session.prepareOutputs();
+  // Profiled: the --bench runs, or the one run when there are none.
+  std::unique_ptr<KernelProfile> profile;
+  bool profiling = o.profile.enabled || !o.profile.tracePath.empty();
+  if (profiling && o.repeat == 0) {
+    profile = std::make_unique<KernelProfile>(lib, c);
+    profile->beginRun();
+  }
   double first = session.runOnce();
+  if (profile) profile->endRun();
   std::vector<double> times;
   for (int i = 0; i < o.repeat && i < o.warmup; ++i)
     session.runOnce();
-  for (int i = 0; i < o.repeat; ++i)
+  if (profiling && o.repeat > 0) profile = std::make_unique<KernelProfile>(lib, c);
+  for (int i = 0; i < o.repeat; ++i) {
+    if (profile) profile->beginRun();
     times.push_back(session.runOnce());
+    if (profile) profile->endRun();
+  }
+  if (profile && !o.profile.tracePath.empty()) profile->writeTrace(o.profile.tracePath);
   if (times.empty()) times.push_back(first);
   std::sort(times.begin(), times.end());
   session.outputsToHost();
@@ -78,6 +93,7 @@ void runCommand(const RunOptions &o) {
                         {"p90_ms", pct(0.9)},
                         {"first_ms", first},
                         {"runs", times.size()}};
+    if (profile) j["profile"] = profile->toJson(o.profile.top);
     std::cout << j.dump() << "\n";
     return;
   }
@@ -87,6 +103,7 @@ void runCommand(const RunOptions &o) {
       o.repeat > 0 ? fmt::format(" median of {} runs (first run {:.3f} ms)", times.size(), first)
                    : std::string(" (one run; kiln bench for statistics)"),
       threads);
+  if (profile) profile->print(std::cout, o.profile.top);
 }
 
 } // namespace
@@ -112,6 +129,7 @@ void addRunCommand(CLI::App &app) {
   cmd->add_option("--weights", o->container.weights,
                   "external weights file (default: <model>.weights when it exists)");
   cmd->add_flag("--json", o->json, "print the timing as one JSON line (no output values)");
+  addProfileOptions(cmd, o->profile);
   cmd->add_option("--device", o->container.device,
                   "cpu, cuda or cuda:N (default: the device the model was compiled for); on a "
                   "GPU, inputs are copied to it and outputs back");

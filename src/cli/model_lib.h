@@ -28,7 +28,8 @@ namespace kiln::cli {
 // ABI-4 functions (GPU runs); older models lack them.
 #define KILN_CLI_OPTIONAL_FUNCTIONS(X)                                                             \
   X(kiln_alloc_tensor)                                                                             \
-  X(kiln_copy_tensor)
+  X(kiln_copy_tensor)                                                                              \
+  X(kiln_set_profiler)
 
 /// Fails with a message naming `path` when it is missing, a directory, or an
 /// ONNX model where a compiled model.so is wanted.

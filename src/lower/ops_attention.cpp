@@ -1,7 +1,8 @@
 // `_KilnSDPA` (made by passes/fuse_attention.cpp): one Attention kernel, which per-device
-// legalisation maps to kiln_shim_sdpa_v2 (cpu) or a generated fused kernel (cuda). Q, K and V (rank
-// 4, or rank 3 as one batch) are realized contiguous as [B, H, S, D]; K arrives transposed ([B, H,
-// D, S]) from the matched MatMul and is read back through a view.
+// legalisation maps to kiln_shim_sdpa_v2 (cpu) or a generated fused kernel (cuda). Q, K and
+// V (rank 4, or rank 3 as one batch) are realized contiguous as [B, H, S, D]; K arrives
+// transposed ([B, H, D, S]) from the matched MatMul and is read back through a view. An
+// optional fourth input is the mask (additive, or a Where condition; see mask_kind).
 #include "lower/ops_common.h"
 
 namespace kiln::lower {
@@ -32,6 +33,31 @@ void lowerSDPA(OpCtx &c) {
     if (!sym::provablyEqual(q.shape[d], k.shape[d]) || !sym::provablyEqual(q.shape[d], v.shape[d]))
       c.unsupported("attention with broadcast batch/head dims");
   loop::Buffer *qb = c.realize(q).buffer, *kb = c.realize(k).buffer, *vb = c.realize(v).buffer;
+  // The mask the fusion matched (rank 4 only; mask_kind 1: added to the scores; 2: Where's
+  // condition, made additive as cond ? 0 : fill), realized in its own shape and read
+  // through strides that are 0 where it broadcasts.
+  loop::Buffer *mb = nullptr;
+  std::vector<sym::Expr> maskStrides;
+  if (c.node.inputs.size() > 3) {
+    if (rank != 4) c.unsupported("a masked attention of rank 3");
+    LTensor m = c.in(3);
+    if (c.node.attrInt("mask_kind", 1) == 2) {
+      float fill = c.node.attrFloat("mask_fill", 0.f);
+      m = c.pointwise(DType::Float32, m.shape, [m, fill](const Index &i) {
+        return loop::select(m.load(i), loop::constant(DType::Float32, 0.0),
+                            loop::constant(DType::Float32, fill));
+      });
+    }
+    mb = c.realize(m).buffer;
+    ir::Shape scores{q.shape[0], q.shape[1], q.shape[2], k.shape[2]};
+    maskStrides.assign(4, ctx.constant(0));
+    sym::Expr step = ctx.constant(1);
+    for (int d = 3, md = m.rank() - 1; md >= 0; --d, --md) {
+      // passes/fuse_attention.cpp checked: 1, or provably the scores' dim.
+      if (!m.shape[md].isConst(1) || scores[d].isConst(1)) maskStrides[d] = step;
+      step = step * m.shape[md];
+    }
+  }
   ir::Shape outShape{q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
   loop::Buffer *out =
       c.prog().newBuffer(DType::Float32, outShape, loop::BufferKind::Intermediate, "");
@@ -42,6 +68,8 @@ void lowerSDPA(OpCtx &c) {
   kn->attn.q = qb;
   kn->attn.k = kb;
   kn->attn.v = vb;
+  kn->attn.mask = mb;
+  kn->attn.maskStrides = maskStrides;
   kn->attn.dims = {q.shape[0], q.shape[1], q.shape[2], k.shape[2], q.shape[3], v.shape[3]};
   // The model gives the scale explicitly (the matched Mul/Div, or 1 without one).
   kn->attn.scale = c.node.attrFloat("scale", 1.0f);

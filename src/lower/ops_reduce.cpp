@@ -238,13 +238,20 @@ void lowerLayerNorm(OpCtx &c) {
   LTensor scale = c.in(1);
   std::optional<LTensor> bias;
   if (c.has(2)) bias = c.in(2);
-  c.out(0, c.pointwise(t, xs, [=](const Index &i) {
+  LTensor y = c.pointwise(t, xs, [=](const Index &i) {
     VRef y = loop::binary(BinaryOp::Mul, centered(i), loadBroadcast(*ctx, inv, xs, i));
     y = loop::binary(BinaryOp::Mul, y, loop::cast(loadBroadcast(*ctx, scale, xs, i), acc));
     if (bias)
       y = loop::binary(BinaryOp::Add, y, loop::cast(loadBroadcast(*ctx, *bias, xs, i), acc));
     return loop::cast(y, t);
-  }));
+  });
+  // On the CPU the output is written once and consumers read it: left lazy, a post-norm
+  // transformer's residual stream inlines every earlier layer's normalisation (and the
+  // embedding gathers) into each later LayerNorm kernel, and a MatMul consumer needs it
+  // written anyway. CUDA keeps the previous lowering (not measured there yet); this belongs
+  // in sched::Target as a flag when that header is next changed.
+  const bool writeOnce = c.lowerer().target.device == sched::DeviceKind::Cpu;
+  c.out(0, writeOnce ? c.realize(y) : y);
   c.out(1, mean);
   c.out(2, inv);
 }

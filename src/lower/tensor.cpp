@@ -78,10 +78,24 @@ LTensor reshapeView(sym::Context &ctx, const LTensor &t, const ir::Shape &shape)
   r.shape = shape;
   r.cheap = t.cheap;
   sym::Context *c = &ctx;
-  ir::Shape from = t.shape, to = shape;
+  // Leading dims both shapes share pass their index through; only the rest is linearised
+  // and unravelled. Row-major, so this is the same element, but the index stays free of
+  // floor_div/mod by symbolic sizes (which sym cannot simplify from loop bounds and which
+  // keep a copy loop from vectorizing: [B, S, H*D] viewed as [B, S, H, D]).
+  size_t keep = 0;
+  while (keep < t.shape.size() && keep < shape.size() &&
+         sym::provablyEqual(t.shape[keep], shape[keep]))
+    ++keep;
+  ir::Shape from(t.shape.begin() + keep, t.shape.end()), to(shape.begin() + keep, shape.end());
   Loader inner = t.load;
-  r.load = [c, from, to, inner](const Index &idx) {
-    return inner(unravel(*c, linearIndex(*c, idx, to), from));
+  r.load = [c, from, to, inner, keep](const Index &idx) {
+    Index src(idx.begin(), idx.begin() + keep);
+    if (!from.empty()) {
+      Index tail(idx.begin() + keep, idx.end());
+      Index sub = unravel(*c, linearIndex(*c, tail, to), from);
+      src.insert(src.end(), sub.begin(), sub.end());
+    }
+    return inner(src);
   };
   if (t.buffer) r.buffer = nullptr; // shape differs from the buffer's; callers realize if needed
   return r;

@@ -25,6 +25,66 @@ bool lastAxisSoftmax(const ir::Node &n) {
   return axis == -1 || axis == rank - 1;
 }
 
+/// The shim reads a mask through strides, broadcasting only dims that are 1: each dim of
+/// `m` (aligned to the right) must be 1 or provably the scores' dim.
+bool maskBroadcasts(const ir::Value *m, const ir::Value *scores) {
+  int r = m->rank(), rs = scores->rank();
+  if (r > rs) return false;
+  for (int d = 0; d < r; ++d) {
+    const sym::Expr &md = m->shape[d], &sd = scores->shape[rs - r + d];
+    if (!md.isConst(1) && !sym::provablyEqual(md, sd)) return false;
+  }
+  return true;
+}
+
+/// v is MatMul(Q, Kᵀ), possibly multiplied or divided by a scalar constant.
+bool isScores(const ir::Value *v) {
+  const ir::Node *n = v ? v->producer : nullptr;
+  if (!n) return false;
+  if (n->op == "MatMul") return true;
+  float c;
+  if (n->op != "Mul" && n->op != "Div") return false;
+  const ir::Value *other = scalarF32(n->input(1), c)                     ? n->input(0)
+                           : n->op == "Mul" && scalarF32(n->input(0), c) ? n->input(1)
+                                                                         : nullptr;
+  return other && other->producer && other->producer->op == "MatMul";
+}
+
+/// What lies between the scaled scores and the Softmax: nothing, `scores + mask` (BERT's
+/// additive mask), or `Where(cond, scores, fill)` with a finite scalar fill (GPT-2's causal
+/// mask; fused as the additive mask `cond ? 0 : fill`, which gives the same softmax because
+/// a finite score plus a huge negative fill rounds to the fill).
+struct MaskMatch {
+  ir::Node *node = nullptr;    // the Add or Where (nullptr: no mask)
+  ir::Value *scores = nullptr; // its scores operand
+  ir::Value *mask = nullptr;   // additive mask, or Where's condition
+  bool where = false;
+  float fill = 0.f;
+};
+
+MaskMatch matchMask(ir::Value *softmaxIn) {
+  MaskMatch mm;
+  ir::Node *n = softmaxIn->producer;
+  mm.scores = softmaxIn;
+  if (!n || n->outputs.size() != 1) return mm;
+  if (n->op == "Add" && n->inputs.size() == 2) {
+    for (int i = 0; i < 2; ++i) {
+      ir::Value *s = n->input(i), *m = n->input(1 - i);
+      if (!isScores(s) || s->rank() != 4 || m->dtype != DType::Float32 ||
+          !maskBroadcasts(m, softmaxIn))
+        continue;
+      return {n, s, m, false, 0.f};
+    }
+    return mm;
+  }
+  float fill;
+  if (n->op == "Where" && n->inputs.size() == 3 && isScores(n->input(1)) &&
+      n->input(1)->rank() == 4 && n->input(0)->dtype == DType::Bool &&
+      maskBroadcasts(n->input(0), softmaxIn) && scalarF32(n->input(2), fill) && std::isfinite(fill))
+    return {n, n->input(1), n->input(0), true, fill};
+  return mm;
+}
+
 /// Head dims a device's attention kernel takes: static and at most maxHeadDim (0: any).
 bool headDimFits(const ir::Value *x, int maxHeadDim) {
   if (maxHeadDim == 0) return true;
@@ -44,12 +104,15 @@ void fuseAttention(ir::Graph &g, int maxHeadDim) {
     const int rank = sm.outputs[0]->rank(); // [B, H, S, D], or [B*H, S, D] (batched matmul)
     if (!pv || pv->op != "MatMul" || pv->input(0) != sm.outputs[0] || pv->input(1)->rank() != rank)
       continue;
-    ir::Value *scores = sm.input(0);
+    if (soleUserOf(sm.input(0)) != &sm) continue;
+    MaskMatch mm = matchMask(sm.input(0));
+    ir::Node *scoresUser = mm.node ? mm.node : &sm;
+    ir::Value *scores = mm.scores;
+    if (mm.node && soleUserOf(scores) != mm.node) continue;
     ir::Node *scaleNode = scores->producer;
     float scale = 1.0f;
     ir::Node *qk = scaleNode;
-    if (scaleNode && (scaleNode->op == "Mul" || scaleNode->op == "Div") &&
-        soleUserOf(scores) == &sm) {
+    if (scaleNode && (scaleNode->op == "Mul" || scaleNode->op == "Div")) {
       float c;
       ir::Value *a = scaleNode->input(0), *b = scaleNode->input(1);
       ir::Value *other = nullptr;
@@ -63,8 +126,8 @@ void fuseAttention(ir::Graph &g, int maxHeadDim) {
       if (soleUserOf(other) != scaleNode) continue;
     } else {
       scaleNode = nullptr;
-      if (soleUserOf(scores) != &sm) continue;
     }
+    if (soleUserOf(scores) != scoresUser) continue;
     if (!qk || qk->op != "MatMul" || qk->input(0)->rank() != rank || qk->input(1)->rank() != rank)
       continue;
     // pv becomes the fused node: it runs after every input is available.
@@ -76,6 +139,17 @@ void fuseAttention(ir::Graph &g, int maxHeadDim) {
     s.kind = ir::Attribute::Kind::Float;
     s.f = scale;
     pv->attrs["scale"] = s;
+    if (mm.node) {
+      pv->inputs.push_back(mm.mask);
+      ir::Attribute kind, fill;
+      kind.kind = ir::Attribute::Kind::Int;
+      kind.i = mm.where ? 2 : 1; // 1: additive mask, 2: Where condition with `fill`
+      fill.kind = ir::Attribute::Kind::Float;
+      fill.f = mm.fill;
+      pv->attrs["mask_kind"] = kind;
+      pv->attrs["mask_fill"] = fill;
+      mm.node->dead = true;
+    }
     sm.dead = true;
     qk->dead = true;
     if (scaleNode) scaleNode->dead = true;

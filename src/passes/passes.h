@@ -35,8 +35,11 @@ void foldBatchNormIntoConv(ir::Graph &g);
 /// With clip false, Clip stays a separate node (the device's libraries have no clip epilogue).
 void fuseExternEpilogues(ir::Graph &g, bool clip = true);
 
-/// MatMul(Q, Kᵀ) [· or / scalar] → Softmax(last axis) → MatMul(·, V) on rank-4 float32
-/// tensors becomes one internal `_KilnSDPA` node (the scaled-dot-product attention shim).
+/// MatMul(Q, Kᵀ) [· or / scalar] [+ mask | Where(cond, ·, finite fill)] → Softmax(last
+/// axis) → MatMul(·, V) on float32 tensors of rank 4 ([B, H, S, D]; with a mask) or 3
+/// ([B·H, S, D] batched matmuls; no mask) becomes one internal `_KilnSDPA` node. The mask (HF
+/// BERT's additive padding mask, GPT-2's causal Where) must broadcast to the scores only
+/// along dims of size 1. maxHeadDim (0: any) leaves larger or dynamic head dims unfused.
 void fuseAttention(ir::Graph &g, int maxHeadDim = 0);
 
 } // namespace kiln::passes

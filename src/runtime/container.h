@@ -69,6 +69,9 @@ int checkCpuFeatures(const kiln_model_desc_v1 &desc, cpu::FeatureMask have = cpu
 struct kiln_container {
   const kiln_model_desc_v1 *desc = nullptr;
   int32_t threadsPerRun = 1;
+  // kiln_set_profiler (profile.cpp): copied into the runner at the start of each CPU run.
+  kiln_profile_fn profileFn = nullptr;
+  void *profileUser = nullptr;
   // CUDA containers only; declared first so it outlives the constants and runners using it.
   std::unique_ptr<kiln::rt::DeviceState> device;
 

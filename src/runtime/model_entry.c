@@ -22,6 +22,7 @@ extern const kiln_model_desc_v1 kiln_model_desc __attribute__((visibility("hidde
 #pragma weak kiln_rt_run_alloc_v2
 #pragma weak kiln_rt_alloc_tensor
 #pragma weak kiln_rt_copy_tensor
+#pragma weak kiln_rt_set_profiler
 
 KILN_API const kiln_model_desc_v1 *kiln_model_descriptor(void) {
   return &kiln_model_desc;
@@ -142,4 +143,11 @@ KILN_API int kiln_alloc_tensor(kiln_container *c, DLDataType dtype, int32_t ndim
 KILN_API int kiln_copy_tensor(kiln_container *c, DLTensor *dst, const DLTensor *src) {
   if (!kiln_rt_copy_tensor) return KILN_ERR_VERSION_MISMATCH;
   return kiln_rt_copy_tensor(c, dst, src);
+}
+
+/* ---- per-kernel profiling (weak: added after ABI 4) ---- */
+
+KILN_API int kiln_set_profiler(kiln_container *c, kiln_profile_fn fn, void *user) {
+  if (!kiln_rt_set_profiler) return KILN_ERR_VERSION_MISMATCH;
+  return kiln_rt_set_profiler(c, fn, user);
 }

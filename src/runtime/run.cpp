@@ -62,6 +62,7 @@ int execute(kiln_container *c, Runner *r, void *const *in, void *const *out,
   kiln_run_ctx ctx{r, runnerAlloc, c->threadsPerRun, r->error, Runner::kErrorSize};
   // OpenMP's thread count is per calling thread; oneDNN reads it too.
   omp_set_num_threads(c->threadsPerRun);
+  r->startProfiling(c->profileFn, c->profileUser);
   int st;
   {
     ConstantsPin pin(c);

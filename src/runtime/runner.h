@@ -6,6 +6,7 @@
 #include "device_plugin.h"
 #include "dnnl_cache.h"
 
+#include <kiln/model.h>
 #include <kiln/model_desc.h>
 
 #include <cstddef>
@@ -63,6 +64,13 @@ struct Runner {
   const char *pinnedBase = nullptr;
   size_t pinnedSize = 0;
   uint64_t weightsToken = 0;
+  // Per-kernel profiling (profile.cpp): the container's callback for the current run (NULL:
+  // off), the hooks the wrapper calls, and the start time of the site being timed.
+  kiln_profile_fn profileFn = nullptr;
+  void *profileUser = nullptr;
+  kiln_profiler_v1 profiler{};
+  uint64_t profileStartNs = 0;
+  void startProfiling(kiln_profile_fn fn, void *user);
 
   // Called at the start of a container run: weights cached from another constant set (or
   // an older version of this one) are dropped, so a run never sees stale reordered weights.

@@ -25,6 +25,11 @@ struct MatmulEntry : CacheEntry {
   memory a, b, c, bias, scratchpad;
   bool perMatrix = false; // loop over the batch with a 2-D primitive
   std::vector<float> scaledBias;
+  // Constant B (weights) in the blocked layout the primitive prefers, reordered once per
+  // constant set and kept in the runner's weight cache (DnnlCache::weights).
+  bool packedB = false;
+  memory::desc bPlain, bWant;
+  memory bScratch;
 };
 
 int checkArgs(int64_t site, const float *a, const float *b, const float *addend, float *c,
@@ -86,9 +91,10 @@ memory::desc matrixMd(int64_t batchDim, int64_t batchStride, int64_t rows, int64
   return memory::desc({batchDim, rows, cols}, f32, {bs, inner[0], inner[1]});
 }
 
-CacheKey makeKey(int64_t site, const kiln_matmul_params_v1 &p) {
+CacheKey makeKey(int64_t site, const kiln_matmul_params_v1 &p, bool packB) {
   CacheKey k;
   k.push(site);
+  k.push(packB);
   k.push(p.batch);
   k.push(p.m);
   k.push(p.n);
@@ -107,12 +113,21 @@ CacheKey makeKey(int64_t site, const kiln_matmul_params_v1 &p) {
   return k;
 }
 
-dnnl::matmul::primitive_desc makePd(dnnl::engine &eng, const kiln_matmul_params_v1 &p,
-                                    bool batched) {
-  int64_t aB = p.a_batch_stride == 0 ? 1 : p.batch;
+/// B's descriptor for the primitive: its plain strides, or `any` (oneDNN picks a blocked
+/// layout) when B is a constant shared by the whole batch.
+memory::desc weightsMd(const kiln_matmul_params_v1 &p, bool batched, bool packB) {
   int64_t bB = p.b_batch_stride == 0 ? 1 : p.batch;
+  if (!packB) return matrixMd(bB, p.b_batch_stride, p.k, p.n, p.ldb, p.trans_b, batched);
+  const auto f32 = memory::data_type::f32;
+  return batched ? memory::desc({1, p.k, p.n}, f32, memory::format_tag::any)
+                 : memory::desc({p.k, p.n}, f32, memory::format_tag::any);
+}
+
+dnnl::matmul::primitive_desc makePd(dnnl::engine &eng, const kiln_matmul_params_v1 &p, bool batched,
+                                    bool packB) {
+  int64_t aB = p.a_batch_stride == 0 ? 1 : p.batch;
   memory::desc aMd = matrixMd(aB, p.a_batch_stride, p.m, p.k, p.lda, p.trans_a, batched);
-  memory::desc bMd = matrixMd(bB, p.b_batch_stride, p.k, p.n, p.ldb, p.trans_b, batched);
+  memory::desc bMd = weightsMd(p, batched, packB);
   memory::desc cMd = matrixMd(p.batch, p.c_batch_stride, p.m, p.n, p.ldc, false, batched);
 
   dnnl::post_ops ops;
@@ -134,23 +149,29 @@ dnnl::matmul::primitive_desc makePd(dnnl::engine &eng, const kiln_matmul_params_
   return {dnnl::matmul::desc(aMd, bMd, cMd), attr, eng};
 }
 
-std::unique_ptr<MatmulEntry> build(DnnlCache &cache, const kiln_matmul_params_v1 &p) {
+std::unique_ptr<MatmulEntry> build(DnnlCache &cache, const kiln_matmul_params_v1 &p, bool packB) {
   dnnl::engine &eng = cache.engine();
   auto e = std::make_unique<MatmulEntry>();
   dnnl::matmul::primitive_desc pd;
   bool batched = p.batch > 1;
   try {
-    pd = makePd(eng, p, batched);
+    pd = makePd(eng, p, batched, packB);
   } catch (const dnnl::error &) {
     if (!batched) throw;
     // Strides one 3-D descriptor cannot express: one 2-D primitive per matrix.
     batched = false;
-    pd = makePd(eng, p, false);
+    pd = makePd(eng, p, false, packB);
   }
   e->perMatrix = !batched && p.batch > 1;
   e->prim = dnnl::matmul(pd);
   e->a = memory(pd.src_desc(), eng, nullptr);
   e->b = memory(pd.weights_desc(), eng, nullptr);
+  if (packB) {
+    e->packedB = true;
+    int64_t bB = p.b_batch_stride == 0 ? 1 : p.batch;
+    e->bPlain = matrixMd(bB, p.b_batch_stride, p.k, p.n, p.ldb, p.trans_b, batched);
+    e->bWant = pd.weights_desc();
+  }
   e->c = memory(pd.dst_desc(), eng, nullptr);
   if (p.addend_kind == 1) {
     e->bias = memory(pd.bias_desc(), eng, nullptr);
@@ -182,9 +203,13 @@ int matmulForward(Runner &r, int64_t site, const float *a, const float *b, const
   }
   try {
     DnnlCache &cache = r.dnnl;
-    CacheKey key = makeKey(site, p);
+    // A constant B shared by the batch (a weight) is packed once, as convolutions are: at
+    // small M oneDNN otherwise copies plain B into its blocks on every call.
+    const bool packB = (p.batch == 1 || p.b_batch_stride == 0) && r.isConstant(b);
+    CacheKey key = makeKey(site, p, packB);
     auto *e = static_cast<MatmulEntry *>(cache.find(key));
-    if (!e) e = static_cast<MatmulEntry *>(cache.insert(key, build(cache, p)));
+    if (!e) e = static_cast<MatmulEntry *>(cache.insert(key, build(cache, p, packB)));
+    if (e->packedB) e->b = cache.weights(site, b, true, e->bPlain, e->bWant, e->bScratch);
 
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, e->a},
                                          {DNNL_ARG_WEIGHTS, e->b},
@@ -208,7 +233,7 @@ int matmulForward(Runner &r, int64_t site, const float *a, const float *b, const
     int64_t count = e->perMatrix ? p.batch : 1;
     for (int64_t bi = 0; bi < count; ++bi) {
       e->a.set_data_handle(const_cast<float *>(a + bi * p.a_batch_stride));
-      e->b.set_data_handle(const_cast<float *>(b + bi * p.b_batch_stride));
+      if (!e->packedB) e->b.set_data_handle(const_cast<float *>(b + bi * p.b_batch_stride));
       e->c.set_data_handle(c + bi * p.c_batch_stride);
       e->prim.execute(s, args);
     }

@@ -223,9 +223,61 @@ def case_bench():
            r"do not fit the model")
 
 
-def case_bench_profile_not_yet():
-    p = kiln("bench", path("add.so"), "--profile", rc=1)
-    expect(p, "err", r"--profile .*not available yet")
+def case_profile():
+    # x @ W (a oneDNN shim call), softmax and a mean over rows (generated kernels).
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 16])
+    w = helper.make_tensor("w", TensorProto.FLOAT, [8, 16],
+                           np.linspace(-1, 1, 128, dtype=np.float32).tolist())
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+             helper.make_node("Softmax", ["h"], ["s"], axis=1, name="sm"),
+             helper.make_node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=1, name="mean"),
+             helper.make_node("Mul", ["s", "m"], ["y"], name="scale")]
+    g = helper.make_graph(nodes, "prof", [x], [y], [w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]),
+              path("prof.onnx"))
+    kiln("compile", path("prof.onnx"), "-o", path("prof.so"), "--dynamic", "batch=1:16")
+    info = json.loads(kiln("inspect", path("prof.so"), "--json").stdout)
+    assert info["kernels"] >= 2 and info["extern_calls"] >= 1, info
+    trace_path = path("prof_trace.json")
+    if os.path.exists(trace_path):
+        os.remove(trace_path)
+    p = kiln("bench", path("prof.so"), "--runs", "5", "--warmup", "1", "--shape", "x=4x8",
+             "--profile", "--profile-trace", trace_path)
+    expect(p, "out", r"^profile: 5 runs, [\d.]+ ms in all; (\d+) call sites",
+           r"^ +1  kiln_\w+ +(kernel|extern) +5 +[\d.]+ +[\d.]+ +[\d.]+%",
+           r"^ +\d+  kiln_shim_matmul_v\d +extern +5 .*\bmm\b",
+           r"^generated kernels: [\d.]+ ms \([\d.]+%\); library calls: [\d.]+ ms")
+    sites = int(re.search(r"ms in all; (\d+) call sites", p.stdout).group(1))
+    assert sites == info["kernels"] + info["extern_calls"], (sites, info)
+    trace = json.load(open(trace_path))  # must parse
+    events = [e for e in trace["traceEvents"] if e.get("ph") == "X"]
+    kernels = {e["name"] for e in events if e["cat"] == "kernel"}
+    externs = {e["args"]["site"] for e in events if e["cat"] == "extern"}
+    assert len(kernels) == info["kernels"], (kernels, info)  # every kernel named
+    assert all(re.fullmatch(r"kiln_kernel_\d+", k) for k in kernels), kernels
+    assert len(externs) == info["extern_calls"], (externs, info)
+    assert sum(e["cat"] == "run" for e in events) == 5
+    assert all(e["dur"] >= 0 for e in events)
+    origins = {e["args"]["origin"] for e in events if e["cat"] != "run"}
+    assert any("sm" in o.split(",") for o in origins), origins
+    # A kernel lies inside its run.
+    runs = [(e["ts"], e["ts"] + e["dur"]) for e in events if e["cat"] == "run"]
+    for e in events:
+        if e["cat"] != "run":
+            assert any(a - 1 <= e["ts"] and e["ts"] + e["dur"] <= b + 1 for a, b in runs), e
+    # kiln run profiles its one run (or the --bench runs); --json carries the table.
+    np.save(path("x8.npy"), np.linspace(-2, 2, 24, dtype=np.float32).reshape(3, 8))
+    j = json.loads(kiln("run", path("prof.so"), "--input", f"x={path('x8.npy')}", "--profile",
+                        "--json").stdout)
+    assert j["profile"]["runs"] == 1 and j["profile"]["sites"] == sites, j
+    assert {r["calls"] for r in j["profile"]["top"]} == {1}, j
+    p = kiln("run", path("prof.so"), "--input", f"x={path('x8.npy')}", "--bench", "3",
+             "--profile-top", "2", "--profile")
+    expect(p, "out", r"^profile: 3 runs", r"\(2 shown\)")
+    assert len(re.findall(r"^ +\d+  kiln_", p.stdout, re.M)) == 2, p.stdout
+    # Off: no table.
+    assert "profile:" not in kiln("bench", path("prof.so"), "--runs", "2").stdout
 
 
 def case_compile_timings_and_progress():

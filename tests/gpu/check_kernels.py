@@ -64,6 +64,9 @@ CASES = {
                               False, ATTN_DYN,
                               [[(1, 4, 1, 32), (1, 4, 200, 32), (1, 4, 200, 32)],
                                [(1, 4, 129, 32), (1, 4, 33, 32), (1, 4, 33, 32)]]),
+    "attention_padding_mask": (lambda q, k, v, m: torch.softmax(
+        (q @ k.transpose(-1, -2)) * 0.125 + m, dim=-1) @ v,
+        [(2, 3, 77, 64), (2, 3, 77, 64), (2, 3, 77, 64), (2, 1, 1, 77)], False, None, []),
     "attention_head128": (attention(1.0), [(4, 2, 16, 128), (4, 2, 300, 128), (4, 2, 300, 128)],
                           False, None, []),
 }
@@ -78,6 +81,8 @@ def run_case(name, args, report):
     onnx_path, so = os.path.join(d, "model.onnx"), os.path.join(d, "model.so")
     torch.manual_seed(0)
     xs = [torch.randn(*s) for s in shapes]
+    if name == "attention_padding_mask":  # HF-style additive mask: 0 kept, -1e4 padded
+        xs[3] = torch.where(torch.arange(77) < 60, 0.0, -1e4).reshape(1, 1, 1, 77).repeat(2, 1, 1, 1)
     names = [f"x{i}" for i in range(len(xs))] if len(xs) > 1 else ["x"]
     torch.onnx.export(Fn(fn), tuple(xs), onnx_path, input_names=names, output_names=["y"],
                       dynamic_axes=dyn, opset_version=17, dynamo=False)

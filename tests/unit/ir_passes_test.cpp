@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <random>
 
 using namespace kiln;
@@ -472,6 +473,95 @@ TEST(Passes, FuseBatchedMatMulAttention) {
   passes::eliminateDeadCode(*g);
   EXPECT_EQ(countOp(*g, "_KilnSDPA"), 1) << ir::dump(*g);
   EXPECT_EQ(countOp(*g, "Softmax"), 0);
+}
+
+namespace {
+
+/// q @ kᵀ / 4 → <masking node(s) built by `mask`> → softmax → @ v, batch 2, 4 heads, seq 8.
+std::unique_ptr<ir::Graph> maskedAttention(sym::Context &ctx,
+                                           const std::function<void(OnnxBuilder &)> &mask) {
+  OnnxBuilder b;
+  b.input("q", {2, 4, 8, 16});
+  b.input("kt", {2, 4, 16, 8});
+  b.input("v", {2, 4, 8, 16});
+  b.initFloat("d", {}, {4.0f});
+  b.node("MatMul", {"q", "kt"}, {"scores"}, "qk");
+  b.node("Div", {"scores", "d"}, {"scaled"}, "scale");
+  mask(b); // scaled → masked
+  auto *sm = b.node("Softmax", {"masked"}, {"p"}, "softmax");
+  OnnxBuilder::attrInt(sm, "axis", -1);
+  b.node("MatMul", {"p", "v"}, {"y"}, "pv");
+  b.output("y", {2, 4, 8, 16});
+  auto g = b.import(ctx);
+  passes::inferAndFold(*g);
+  passes::fuseAttention(*g);
+  passes::eliminateDeadCode(*g);
+  return g;
+}
+
+const ir::Node *sdpaNode(const ir::Graph &g) {
+  for (auto &n : g.nodes)
+    if (n->op == "_KilnSDPA") return n.get();
+  return nullptr;
+}
+
+} // namespace
+
+TEST(Passes, FuseAttentionWithAdditiveMask) {
+  // HF BERT: scores / sqrt(d) + mask[B, 1, 1, S] (broadcast over heads and query rows).
+  sym::Context ctx;
+  auto g = maskedAttention(ctx, [](OnnxBuilder &b) {
+    b.input("mask", {2, 1, 1, 8});
+    b.node("Add", {"scaled", "mask"}, {"masked"}, "add_mask");
+  });
+  const ir::Node *n = sdpaNode(*g);
+  ASSERT_NE(n, nullptr) << ir::dump(*g);
+  ASSERT_EQ(n->inputs.size(), 4u);
+  EXPECT_EQ(n->inputs[3]->name, "mask");
+  EXPECT_EQ(n->attrInt("mask_kind", 0), 1);
+  EXPECT_FLOAT_EQ(n->attrFloat("scale", 0), 0.25f);
+  EXPECT_EQ(countOp(*g, "Add") + countOp(*g, "Softmax") + countOp(*g, "MatMul"), 0);
+  EXPECT_NO_THROW(ir::verify(*g));
+}
+
+TEST(Passes, FuseAttentionWithCausalWhere) {
+  // GPT-2: Where(causal[1, 1, S, S], scores, finfo.min).
+  sym::Context ctx;
+  auto g = maskedAttention(ctx, [](OnnxBuilder &b) {
+    b.input("causal", {1, 1, 8, 8}, onnx::TensorProto::BOOL);
+    b.initFloat("fill", {}, {-3.4028234663852886e38f});
+    b.node("Where", {"causal", "scaled", "fill"}, {"masked"}, "causal_mask");
+  });
+  const ir::Node *n = sdpaNode(*g);
+  ASSERT_NE(n, nullptr) << ir::dump(*g);
+  ASSERT_EQ(n->inputs.size(), 4u);
+  EXPECT_EQ(n->inputs[3]->name, "causal");
+  EXPECT_EQ(n->attrInt("mask_kind", 0), 2);
+  EXPECT_FLOAT_EQ(n->attrFloat("mask_fill", 0), -3.4028234663852886e38f);
+  EXPECT_EQ(countOp(*g, "Where"), 0);
+}
+
+TEST(Passes, NoAttentionFusionForUnsupportedMasks) {
+  {
+    // -inf fill: a fully masked row would be NaN in ONNX but zeros in the shim.
+    sym::Context ctx;
+    auto g = maskedAttention(ctx, [](OnnxBuilder &b) {
+      b.input("causal", {1, 1, 8, 8}, onnx::TensorProto::BOOL);
+      b.initFloat("fill", {}, {-INFINITY});
+      b.node("Where", {"causal", "scaled", "fill"}, {"masked"}, "causal_mask");
+    });
+    EXPECT_EQ(sdpaNode(*g), nullptr) << ir::dump(*g);
+  }
+  {
+    // A mask that is the scores' operand of a second Add user is not consumed.
+    sym::Context ctx;
+    auto g = maskedAttention(ctx, [](OnnxBuilder &b) {
+      b.input("mask", {2, 1, 1, 8});
+      b.node("Add", {"scaled", "mask"}, {"masked"}, "add_mask");
+      b.output("scaled", {2, 4, 8, 8}); // scores used elsewhere
+    });
+    EXPECT_EQ(sdpaNode(*g), nullptr) << ir::dump(*g);
+  }
 }
 
 TEST(Passes, NoAttentionFusionWhenScoresAreReused) {

@@ -44,6 +44,19 @@ public:
     return "nullptr, 0, 0, nullptr";
   }
   std::string deviceArch() const override { return "nullptr"; }
+  // Host timing around each direct call; kiln_rt_run_profiler is weak so the model still
+  // loads on a runtime without it (no profiling there).
+  bool profiles() const override { return true; }
+  std::string profilerPrologue() const override {
+    return "  const kiln_profiler_v1 *prof = kiln_rt_run_profiler ? "
+           "kiln_rt_run_profiler(ctx->runner) : nullptr;\n";
+  }
+  std::string profileBegin(const std::string &site) const override {
+    return fmt::format("if (prof) prof->begin(prof->user, &{});\n", site);
+  }
+  std::string profileEnd(const std::string &site) const override {
+    return fmt::format("if (prof) prof->end(prof->user, &{});\n", site);
+  }
 
 private:
   std::unique_ptr<KernelBackend> backend_;

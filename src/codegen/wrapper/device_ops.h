@@ -60,6 +60,15 @@ public:
   virtual std::string descriptorKernelFields(const std::string &namesTable, size_t count) const = 0;
   /// C literal of the descriptor's cuda_arch field ("nullptr" when not a GPU model).
   virtual std::string deviceArch() const = 0;
+
+  /// Per-kernel profiling hooks (kiln_profiler_v1 in kiln/model_desc.h). A device that times
+  /// its kernels on the host returns true from profiles(), a statement opening each run
+  /// function that fetches the run's profiler, and the statements around one timed call,
+  /// given the name of its kiln_profile_site_v1. The defaults print nothing (no hooks).
+  virtual bool profiles() const { return false; }
+  virtual std::string profilerPrologue() const { return ""; }
+  virtual std::string profileBegin(const std::string &) const { return ""; }
+  virtual std::string profileEnd(const std::string &) const { return ""; }
 };
 
 /// The DeviceOps of a target: direct calls and OpenMP on the CPU; cuLaunchKernel through

@@ -1,6 +1,7 @@
 #include "codegen/wrapper/wrapper.h"
 
 #include "codegen/wrapper/control_flow.h"
+#include "kiln/model_desc.h"
 #include "kiln/shim.h"
 #include "sched/schedule.h"
 #include "support/error.h"
@@ -368,8 +369,11 @@ private:
       }
     }
     ++scopeCounter;
+    std::string site = profileSite(e.function, k.origin, KILN_PROFILE_EXTERN);
+    if (!site.empty()) os << "    " << ops_.profileBegin(site);
     os << "    int st = " << e.function << "(ctx->runner, "
        << fmt::format("{}", fmt::join(args, ", ")) << ");\n";
+    if (!site.empty()) os << "    " << ops_.profileEnd(site);
     os << "    if (st) { snprintf(ctx->error, ctx->error_size, \"%s (in %s)\", "
           "kiln_rt_last_error(), "
        << cString(k.origin) << "); return st; }\n  }\n";
@@ -381,6 +385,7 @@ private:
                       const loop::SubProgram *sub) {
     std::ostringstream os;
     os << ops_.runPrologue();
+    os << ops_.profilerPrologue();
     os << "  (void)inputs; (void)outputs; (void)constants;\n";
     size_t nsym = sub ? numSymbols() : syms_.symbols.size();
     bool own = sub && !p.symbolKernels.empty();
@@ -466,7 +471,10 @@ private:
         std::copy(spec.block, spec.block + 3, call.block);
         call.sharedBytes = spec.sharedBytes;
       }
+      std::string site = profileSite(call.name, groupOrigin(g), KILN_PROFILE_KERNEL);
+      if (!site.empty()) os << "  " << ops_.profileBegin(site);
       os << "  " << ops_.launchKernel(call);
+      if (!site.empty()) os << "  " << ops_.profileEnd(site);
     }
     if (!sub) {
       os << "  " << ops_.synchronize();
@@ -530,15 +538,20 @@ private:
     if (p_.constants.empty()) os << "  {nullptr, {0, 0, 0}, 0, nullptr, 0, 0},\n";
     os << "};\n\n";
     os << bindShapes();
-    os << cf_->functions([this](const loop::SubProgram &sub) {
+    // The run functions; printed after the profile sites their statements name.
+    std::string functions = cf_->functions([this](const loop::SubProgram &sub) {
       return runBody(sub.prog, cf_->signatures(sub), &sub);
     });
-    // The run function.
     bool late = !p_.lateSymbols.empty();
-    os << fmt::format("static int run_impl(kiln_run_ctx *ctx, void *const *inputs, void *const "
-                      "*outputs,\n                    {}int64_t *S, void *const *constants) {{\n",
-                      late ? "" : "const ");
-    os << runBody(p_, sigs, nullptr) << "}\n\n";
+    functions += fmt::format("static int run_impl(kiln_run_ctx *ctx, void *const *inputs, void "
+                             "*const *outputs,\n                    {}int64_t *S, void *const "
+                             "*constants) {{\n",
+                             late ? "" : "const ");
+    functions += runBody(p_, sigs, nullptr) + "}\n\n";
+    if (ops_.profiles()) os << "#pragma weak kiln_rt_run_profiler\n";
+    for (const std::string &def : siteDefs_)
+      os << def;
+    os << functions;
     if (late)
       os << "static int run_needs_abi3(kiln_run_ctx *ctx, void *const *, void *const *, const "
             "int64_t *, void *const *) {\n  snprintf(ctx->error, ctx->error_size, \"this model "
@@ -626,6 +639,35 @@ private:
     return v;
   }
 
+  /// Defines a kiln_profile_site_v1 for one timed call and returns its name ("" when the
+  /// device prints no profiling hooks).
+  std::string profileSite(const std::string &name, const std::string &origin, int kind) {
+    if (!ops_.profiles()) return "";
+    int id = static_cast<int>(siteDefs_.size());
+    siteDefs_.push_back(
+        fmt::format("static const kiln_profile_site_v1 prof_site_{} = {{{}, {}, {}, {}}};\n", id,
+                    cString(name), cString(origin), kind, id));
+    return fmt::format("prof_site_{}", id);
+  }
+
+  /// The ONNX nodes a fused group computes, each once, in kernel order.
+  static std::string groupOrigin(const loop::KernelGroup &g) {
+    std::vector<std::string> seen;
+    for (const loop::Kernel *k : g.kernels) {
+      size_t at = 0;
+      while (at <= k->origin.size()) {
+        size_t comma = k->origin.find(',', at);
+        if (comma == std::string::npos) comma = k->origin.size();
+        std::string part = k->origin.substr(at, comma - at);
+        part.erase(0, part.find_first_not_of(' '));
+        if (!part.empty() && std::find(seen.begin(), seen.end(), part) == seen.end())
+          seen.push_back(part);
+        at = comma + 1;
+      }
+    }
+    return fmt::format("{}", fmt::join(seen, ","));
+  }
+
   size_t weightsSize_() const {
     size_t n = 0;
     for (size_t i = 0; i < p_.constants.size(); ++i)
@@ -645,6 +687,7 @@ private:
   std::vector<LaunchSpec> launches_; // per group of p_
   std::vector<int> kernelIndex_;     // per group: position in kernelNames_, -1 for none
   std::vector<std::string> kernelNames_;
+  std::vector<std::string> siteDefs_; // kiln_profile_site_v1 definitions, by id
   sched::MemoryPlan topPlan_;
 };
 
