@@ -3,7 +3,7 @@
 # tests/gpu/pack.sh into build/gpu-carry/carry.tar.xz: the kiln compiler and runtime (+ CUDA
 # plugin), the Debian libraries they need, dlpack.h and the ONNX node test data. Models are
 # compiled there (its 16 cores and nvcc), run on the H200 and checked; reports go to $OUT.
-#   tests/gpu/run_all.sh [libs] [stress] [kernels] [conformance] [models] [python] [sanitizer]
+#   tests/gpu/run_all.sh [libs] [stress] [kernels] [conformance] [models] [python] [cpuhost] [sanitizer]
 #   (default: all; KILN_GPU_AUTOTUNE=1 makes models also autotune ResNet-50 and BERT)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -59,6 +59,12 @@ for step in "${steps[@]}"; do
     # The Python package with CUDA tensors (built there for its Python; see the script).
     bash tests/gpu/check_python.sh "$W" "$OUT/python.json" >"$OUT/python.log" 2>&1
     echo "python rc=$? $(head -c 600 "$OUT/python.json")"
+    ;;
+  cpuhost)
+    # The CPU backend on this machine's host CPU (another x86 than the build box).
+    python3 tests/gpu/check_cpu_host.py "$W/bin/kiln" "$W/cpuhost" "$OUT/cpuhost.json" \
+      >"$OUT/cpuhost.log" 2>&1
+    echo "cpuhost rc=$?"; grep -v Warning "$OUT/cpuhost.log" | tail -n 20
     ;;
   sanitizer)
     # memcheck and racecheck on a compiled model through the CLI (inputs from the suite).

@@ -298,7 +298,7 @@ py::object LoadedModel::readConstant(const std::string &name, bool inactive,
                                                     ", which NumPy lacks; pass out= (e.g. a "
                                                     "torch tensor)");
       std::vector<py::ssize_t> shape(ti.dims, ti.dims + ti.ndim);
-      target = py::array(py::reinterpret_borrow<py::dtype>(dtype), shape);
+      target = emptyArray(dtype, shape);
     }
     // An unknown name falls through to the runtime, whose message says so.
     if (target.is_none()) target = py::array(py::dtype("float32"), std::vector<py::ssize_t>{0});

@@ -23,9 +23,18 @@ int64_t numel(const DLTensor &t) {
 }
 
 // Kind letter and item size → kiln dtype; code 0 bits 0 when kiln has no such dtype.
+// NumPy 2 changed the C layout of dtype objects (PyArray_Descr), and pybind11 before 2.12
+// reads itemsize from the 1.x layout. Python attributes are right under both.
+py::ssize_t itemsizeOf(const py::dtype &dt) {
+  return dt.attr("itemsize").cast<py::ssize_t>();
+}
+char kindOf(const py::dtype &dt) {
+  return dt.attr("kind").cast<std::string>().at(0);
+}
+
 DLDataType dtypeFromNumpy(const py::dtype &dt) {
-  uint8_t bits = static_cast<uint8_t>(dt.itemsize() * 8);
-  switch (dt.kind()) {
+  uint8_t bits = static_cast<uint8_t>(itemsizeOf(dt) * 8);
+  switch (kindOf(dt)) {
   case 'f':
     return {kDLFloat, bits, 1};
   case 'i':
@@ -120,7 +129,7 @@ BorrowedTensor BorrowedTensor::fromNumpy(py::array array, const std::string &wha
   b.tensor_.ndim = static_cast<int32_t>(array.ndim());
   b.tensor_.shape = b.shape_.data();
   b.tensor_.data = const_cast<void *>(array.data());
-  char kind = dt.kind();
+  char kind = kindOf(dt);
   if (kind == 'U' || kind == 'S' || kind == 'O') {
     if (writable)
       throw StatusError(KILN_ERR_UNSUPPORTED,
@@ -144,7 +153,7 @@ BorrowedTensor BorrowedTensor::fromNumpy(py::array array, const std::string &wha
     b.keep_ = array;
     return b;
   }
-  if (dt.byteorder() == '>')
+  if (dt.attr("byteorder").cast<std::string>() == ">")
     throw StatusError(KILN_ERR_DTYPE_MISMATCH, what + ": big-endian arrays are not supported");
   b.tensor_.dtype = dtypeFromNumpy(dt);
   if (b.tensor_.dtype.bits == 0)
@@ -186,7 +195,7 @@ py::object wrapOutput(std::shared_ptr<OwnedOutput> output) {
   std::vector<py::ssize_t> shape(t.shape, t.shape + t.ndim);
   if (isString(t.dtype) && t.device.device_type == kDLCPU) {
     // Strings are copied: the runtime owns its char buffers, NumPy wants its own objects.
-    py::array strings(py::dtype("O"), shape);
+    py::array strings = emptyArray(py::dtype("O"), shape);
     auto *items = static_cast<const char *const *>(t.data);
     py::list values;
     for (int64_t i = 0, n = numel(t); i < n; ++i)
@@ -201,7 +210,26 @@ py::object wrapOutput(std::shared_ptr<OwnedOutput> output) {
   auto *holder = new std::shared_ptr<OwnedOutput>(output);
   py::capsule base(holder, [](void *p) { delete static_cast<std::shared_ptr<OwnedOutput> *>(p); });
   char *data = static_cast<char *>(t.data) + t.byte_offset;
-  return py::array(py::reinterpret_borrow<py::dtype>(dtype), shape, data, base);
+  return py::array(py::reinterpret_borrow<py::dtype>(dtype), shape,
+                   rowMajorStrides(shape, (t.dtype.bits * t.dtype.lanes + 7) / 8), data, base);
+}
+
+std::vector<py::ssize_t> rowMajorStrides(const std::vector<py::ssize_t> &shape,
+                                         py::ssize_t elemBytes) {
+  // Given explicitly: pybind11 before 2.12 derives default strides from the dtype's C layout,
+  // which NumPy 2 changed (see itemsizeOf).
+  std::vector<py::ssize_t> strides(shape.size());
+  py::ssize_t step = elemBytes;
+  for (size_t d = shape.size(); d-- > 0;) {
+    strides[d] = step;
+    step *= shape[d];
+  }
+  return strides;
+}
+
+py::array emptyArray(const py::object &dtype, const std::vector<py::ssize_t> &shape) {
+  py::dtype dt = py::reinterpret_borrow<py::dtype>(dtype);
+  return py::array(dt, shape, rowMajorStrides(shape, itemsizeOf(dt)));
 }
 
 py::capsule Tensor::dlpack(py::object stream) const {

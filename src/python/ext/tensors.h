@@ -63,6 +63,12 @@ struct OwnedOutput {
 // dtypes NumPy has, a kiln.Tensor (DLPack producer) otherwise, a NumPy str array for strings.
 py::object wrapOutput(std::shared_ptr<OwnedOutput> output);
 
+/// Row-major byte strides, and an uninitialised C-contiguous array; both independent of the
+/// NumPy C layout (NumPy 1 and 2 alike).
+std::vector<py::ssize_t> rowMajorStrides(const std::vector<py::ssize_t> &shape,
+                                         py::ssize_t elemBytes);
+py::array emptyArray(const py::object &dtype, const std::vector<py::ssize_t> &shape);
+
 // A DLPack producer over runtime memory (CUDA outputs, bfloat16): __dlpack__,
 // __dlpack_device__, shape, dtype.
 class Tensor {
