@@ -259,7 +259,7 @@ Expr Context::mul(Expr a, Expr b) {
       return buildSum(*this, terms, mulConst(k, c));
     }
     auto [coeff, base] = splitTerm(*this, b);
-    return scaleBase(*this, coeff * c, base);
+    return scaleBase(*this, mulConst(coeff, c), base);
   }
   auto [ca, ba] = splitTerm(*this, a);
   auto [cb, bb] = splitTerm(*this, b);
