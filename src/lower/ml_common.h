@@ -9,6 +9,10 @@
 namespace kiln::lower {
 /// The ai.onnx.ml domain's ops (ops_ml.cpp); nullptr if kiln lacks `op`.
 const OpInfo *findMlOp(const std::string &op);
+/// Every ai.onnx.ml op kiln lowers (for `kiln ops`).
+const std::vector<OpInfo> &mlOpRegistry();
+/// The newest ai.onnx.ml opset kiln knows (ONNX 1.21).
+constexpr int kMaxOnnxMlOpset = 5;
 } // namespace kiln::lower
 
 namespace kiln::lower::ml {

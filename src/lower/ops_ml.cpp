@@ -293,6 +293,94 @@ void lowerLinearClassifier(OpCtx &c) {
   c.out(1, mapUnary(c, s, [](VRef v) { return loop::cast(v, DType::Float32); }));
 }
 
+/// A LabelEncoder list attribute (keys_* / values_* / default_*, or the *_tensor form) as
+/// numbers with its element type; strings are reported as DType::String with no numbers.
+struct EncoderList {
+  DType dtype = DType::Int64;
+  std::vector<double> values;
+  bool present = false;
+};
+
+EncoderList encoderList(const ir::Node &n, const std::string &kind) {
+  EncoderList r;
+  auto tensor = n.attrs.find(kind + "_tensor");
+  if (tensor != n.attrs.end() && tensor->second.tensor) {
+    const ir::TensorData &t = *tensor->second.tensor;
+    r.present = true;
+    r.dtype = t.dtype;
+    if (t.dtype != DType::String)
+      for (int64_t i = 0; i < t.numel(); ++i)
+        r.values.push_back(t.getDouble(i));
+    return r;
+  }
+  std::string plural = kind == "default" ? "" : "s";
+  if (n.hasAttr(kind + "_strings") || n.hasAttr(kind + "_string")) {
+    r.present = true;
+    r.dtype = DType::String;
+  } else if (n.hasAttr(kind + "_int64" + plural)) {
+    r.present = true;
+    r.dtype = DType::Int64;
+    if (kind == "default")
+      r.values = {(double)n.attrInt("default_int64", -1)};
+    else
+      for (int64_t v : n.attrInts(kind + "_int64s"))
+        r.values.push_back((double)v);
+  } else if (n.hasAttr(kind + "_float" + plural)) {
+    r.present = true;
+    r.dtype = DType::Float32;
+    if (kind == "default")
+      r.values = {n.attrFloat("default_float", -0.0f)};
+    else
+      for (float v : n.attrFloats(kind + "_floats"))
+        r.values.push_back(v);
+  }
+  return r;
+}
+
+// Y = values[j] where keys[j] == X (NaN keys match NaN), else the default. The index of the
+// matching key is one max-reduction over the keys; numbers only (kiln has no string constants).
+void lowerLabelEncoder(OpCtx &c) {
+  const ir::Node &n = c.node;
+  LTensor x = c.in(0);
+  EncoderList keys = encoderList(n, "keys"), vals = encoderList(n, "values");
+  if (n.hasAttr("classes_strings") || keys.dtype == DType::String || vals.dtype == DType::String ||
+      x.dtype == DType::String)
+    c.unsupported("LabelEncoder with string keys or values (kiln has no string constants yet)");
+  if (!keys.present || !vals.present)
+    fail("{}: keys_* and values_* attributes are required", n.describe());
+  if (keys.values.size() != vals.values.size() || keys.values.empty())
+    fail("{}: {} keys for {} values", n.describe(), keys.values.size(), vals.values.size());
+  EncoderList dflt = encoderList(n, "default");
+  double dv = vals.dtype == DType::Int64 ? -1.0 : isFloat(vals.dtype) ? -0.0 : 0.0;
+  if (dflt.present && !dflt.values.empty()) dv = dflt.values[0];
+  int64_t k = (int64_t)keys.values.size();
+  LTensor kt = constTable(c, {k}, keys.values.data(), DType::Float64, n.name + "_keys");
+  LTensor vt = constTable(c, {k}, vals.values.data(), DType::Float64, n.name + "_values");
+  ir::Shape matchShape = x.shape;
+  matchShape.push_back(kt.shape[0]);
+  LTensor match = c.pointwise(DType::Int64, matchShape, [=](const Index &i) {
+    VRef v = loop::cast(x.load(Index(i.begin(), i.end() - 1)), DType::Float64);
+    VRef key = kt.load({i.back()});
+    VRef eq = loop::binary(BinaryOp::Or, loop::binary(BinaryOp::Eq, v, key),
+                           loop::binary(BinaryOp::And, loop::unary(UnaryOp::IsNaN, v),
+                                        loop::unary(UnaryOp::IsNaN, key)));
+    return loop::select(eq, loop::symInt(i.back()), loop::constantInt(DType::Int64, -1));
+  });
+  LTensor idx = c.reduce(match, {x.rank()}, false, ReduceOp::Max, DType::Int64);
+  Lowerer *low = &c.lowerer();
+  DType out = vals.dtype;
+  sym::Expr kE = kt.shape[0];
+  c.out(0, c.pointwise(out, x.shape, [=](const Index &i) {
+    VRef j = idx.load(i);
+    sym::Expr var = low->newVar("le", kE);
+    VRef safe = loop::binary(BinaryOp::Max, j, loop::constantInt(DType::Int64, 0));
+    VRef hit = loop::bindIndirect(vt.load({var}), var, safe);
+    VRef r = loop::select(loop::binary(BinaryOp::Ge, j, loop::constantInt(DType::Int64, 0)), hit,
+                          loop::constant(DType::Float64, dv));
+    return loop::cast(r, out);
+  }));
+}
+
 } // namespace
 
 namespace ml {
@@ -301,8 +389,8 @@ sym::Expr c0(const Index &i) {
 }
 } // namespace ml
 
-const OpInfo *findMlOp(const std::string &op) {
-  static const std::map<std::string, OpInfo> index = [] {
+const std::vector<OpInfo> &mlOpRegistry() {
+  static const std::vector<OpInfo> ops = [] {
     std::vector<OpInfo> r = {
         {"Binarizer", 1, lowerBinarizer},
         {"ArrayFeatureExtractor", 1, lowerArrayFeatureExtractor},
@@ -311,15 +399,18 @@ const OpInfo *findMlOp(const std::string &op) {
         {"OneHotEncoder", 1, lowerOneHotEncoder},
         {"LinearRegressor", 1, lowerLinearRegressor},
         {"LinearClassifier", 1, lowerLinearClassifier},
+        {"LabelEncoder", 1, lowerLabelEncoder},
     };
     registerTreeOps(r);
-    std::map<std::string, OpInfo> m;
-    for (const OpInfo &o : r)
-      m.emplace(o.name, o);
-    return m;
+    return r;
   }();
-  auto it = index.find(op);
-  return it == index.end() ? nullptr : &it->second;
+  return ops;
+}
+
+const OpInfo *findMlOp(const std::string &op) {
+  for (const OpInfo &o : mlOpRegistry())
+    if (op == o.name) return &o;
+  return nullptr;
 }
 
 } // namespace kiln::lower
