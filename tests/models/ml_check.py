@@ -257,7 +257,7 @@ for post in ["NONE", "SOFTMAX", "LOGISTIC"]:
 
 # Normalizer, Scaler, OneHotEncoder.
 for norm in ["MAX", "L1", "L2"]:
-    xn = rng.uniform(0.5, 2.0, size=(4, 6)).astype(np.float32) * rng.choice([-1, 1], size=(4, 6))
+    xn = (rng.uniform(0.5, 2.0, size=(4, 6)) * rng.choice([-1, 1], size=(4, 6))).astype(np.float32)
     xd = xn.astype(np.float64)
     d = {"MAX": xd.max(axis=1, keepdims=True), "L1": np.abs(xd).sum(axis=1, keepdims=True),
          "L2": np.sqrt((xd * xd).sum(axis=1, keepdims=True))}[norm]
