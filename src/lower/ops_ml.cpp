@@ -337,25 +337,31 @@ EncoderList encoderList(const ir::Node &n, const std::string &kind) {
   return r;
 }
 
-// Y = values[j] where keys[j] == X (NaN keys match NaN), else the default. The index of the
-// matching key is one max-reduction over the keys; numbers only (kiln has no string constants).
-void lowerLabelEncoder(OpCtx &c) {
-  const ir::Node &n = c.node;
-  LTensor x = c.in(0);
-  EncoderList keys = encoderList(n, "keys"), vals = encoderList(n, "values");
-  if (n.hasAttr("classes_strings") || keys.dtype == DType::String || vals.dtype == DType::String ||
-      x.dtype == DType::String)
-    c.unsupported("LabelEncoder with string keys or values (kiln has no string constants yet)");
-  if (!keys.present || !vals.present)
-    fail("{}: keys_* and values_* attributes are required", n.describe());
-  if (keys.values.size() != vals.values.size() || keys.values.empty())
-    fail("{}: {} keys for {} values", n.describe(), keys.values.size(), vals.values.size());
-  EncoderList dflt = encoderList(n, "default");
-  double dv = vals.dtype == DType::Int64 ? -1.0 : isFloat(vals.dtype) ? -0.0 : 0.0;
-  if (dflt.present && !dflt.values.empty()) dv = dflt.values[0];
-  int64_t k = (int64_t)keys.values.size();
-  LTensor kt = constTable(c, {k}, keys.values.data(), DType::Float64, n.name + "_keys");
-  LTensor vt = constTable(c, {k}, vals.values.data(), DType::Float64, n.name + "_values");
+/// The index of x's element among string keys (-1: none), through the string lookup shim.
+LTensor stringKeyIndex(OpCtx &c, const LTensor &x, const std::vector<std::string> &keys) {
+  loop::Buffer *xb = c.realize(x).buffer;
+  loop::Buffer *out = c.prog().newBuffer(DType::Int64, x.shape, loop::BufferKind::Intermediate, "");
+  loop::Kernel *k = c.externKernel("kiln_shim_string_lookup_v1");
+  k->ext.inputs = {xb};
+  k->ext.outputs = {out};
+  loop::ExternArg count = externArg(loop::ExternArg::Kind::Value);
+  count.dims = {product(c.ctx(), x.shape, 0, x.shape.size())};
+  loop::ExternArg table = externArg(loop::ExternArg::Kind::Strings);
+  table.strings = keys;
+  k->ext.args = {externArg(loop::ExternArg::Kind::Site),
+                 externArg(loop::ExternArg::Kind::Buffer, xb),
+                 count,
+                 table,
+                 externArg(loop::ExternArg::Kind::Literal, nullptr, std::to_string(keys.size())),
+                 externArg(loop::ExternArg::Kind::Buffer, out)};
+  return fromBuffer(c.ctx(), out);
+}
+
+/// The index of x's element among numeric keys (-1: none; NaN matches a NaN key): a max
+/// over the keys of (match ? key index : -1).
+LTensor numericKeyIndex(OpCtx &c, const LTensor &x, const std::vector<double> &keys) {
+  LTensor kt =
+      constTable(c, {(int64_t)keys.size()}, keys.data(), DType::Float64, c.node.name + "_keys");
   ir::Shape matchShape = x.shape;
   matchShape.push_back(kt.shape[0]);
   LTensor match = c.pointwise(DType::Int64, matchShape, [=](const Index &i) {
@@ -366,10 +372,45 @@ void lowerLabelEncoder(OpCtx &c) {
                                         loop::unary(UnaryOp::IsNaN, key)));
     return loop::select(eq, loop::symInt(i.back()), loop::constantInt(DType::Int64, -1));
   });
-  LTensor idx = c.reduce(match, {x.rank()}, false, ReduceOp::Max, DType::Int64);
+  return c.reduce(match, {x.rank()}, false, ReduceOp::Max, DType::Int64);
+}
+
+// Y = values[j] where keys[j] == X (NaN keys match NaN), else the default. The index of the
+// matching key is one max-reduction over the keys (string keys: the string lookup shim);
+// string values are refused (kiln has no string constants).
+void lowerLabelEncoder(OpCtx &c) {
+  const ir::Node &n = c.node;
+  LTensor x = c.in(0);
+  EncoderList keys = encoderList(n, "keys"), vals = encoderList(n, "values");
+  if (n.hasAttr("classes_strings") || vals.dtype == DType::String)
+    c.unsupported("LabelEncoder with string values (kiln has no string constants yet)");
+  if (!keys.present || !vals.present)
+    fail("{}: keys_* and values_* attributes are required", n.describe());
+  if ((x.dtype == DType::String) != (keys.dtype == DType::String))
+    fail("{}: input of type {} with keys of type {}", n.describe(), dtypeName(x.dtype),
+         dtypeName(keys.dtype));
+  std::vector<std::string> keyStrings;
+  if (keys.dtype == DType::String) {
+    auto t = n.attrs.find("keys_tensor");
+    keyStrings = t != n.attrs.end() && t->second.tensor ? t->second.tensor->strings
+                                                        : n.attrStrings("keys_strings");
+    for (const std::string &k : keyStrings)
+      if (k.find('\0') != std::string::npos)
+        fail("{}: a key contains a NUL byte; kiln passes string keys as C strings", n.describe());
+    keys.values.assign(keyStrings.size(), 0); // only the count matters below
+  }
+  if (keys.values.size() != vals.values.size() || keys.values.empty())
+    fail("{}: {} keys for {} values", n.describe(), keys.values.size(), vals.values.size());
+  EncoderList dflt = encoderList(n, "default");
+  double dv = vals.dtype == DType::Int64 ? -1.0 : isFloat(vals.dtype) ? -0.0 : 0.0;
+  if (dflt.present && !dflt.values.empty()) dv = dflt.values[0];
+  int64_t k = (int64_t)keys.values.size();
+  LTensor vt = constTable(c, {k}, vals.values.data(), DType::Float64, n.name + "_values");
+  LTensor idx = keys.dtype == DType::String ? stringKeyIndex(c, x, keyStrings)
+                                            : numericKeyIndex(c, x, keys.values);
   Lowerer *low = &c.lowerer();
   DType out = vals.dtype;
-  sym::Expr kE = kt.shape[0];
+  sym::Expr kE = vt.shape[0];
   c.out(0, c.pointwise(out, x.shape, [=](const Index &i) {
     VRef j = idx.load(i);
     sym::Expr var = low->newVar("le", kE);
