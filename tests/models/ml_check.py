@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """End-to-end checks of the ai.onnx.ml ops the ONNX node suite does not cover
 (TreeEnsembleRegressor, TreeEnsembleClassifier, LinearRegressor, LinearClassifier,
-Normalizer, Scaler, OneHotEncoder): small models built here with onnx.helper are compiled
+Normalizer, Scaler, OneHotEncoder, LabelEncoder with numeric keys): small models built here with onnx.helper are compiled
 with kiln (as given and with --all-dims-dynamic), run, and compared with float64 numpy
 implementations written from the operator specs.
 
@@ -277,6 +277,21 @@ node = h.make_node("OneHotEncoder", ["X"], ["Y"], domain="ai.onnx.ml", cats_int6
 ref = (xi[..., None] == np.array(cats)).astype(np.float32)
 results.append(run_case("one_hot_encoder", model("one_hot_encoder", node, [vi("X", T.INT64, [2, 3])],
                                                   [vi("Y", T.FLOAT, [2, 3, 3])]), {"X": xi}, [ref]))
+
+# LabelEncoder with numeric keys (opset 2 attributes): float keys (a NaN key matches NaN) to
+# int64 values with a default, and int64 keys to float values.
+xf = np.array([[0.5, np.nan, 2.0], [7.0, 0.5, -1.0]], dtype=np.float32)
+node = h.make_node("LabelEncoder", ["X"], ["Y"], domain="ai.onnx.ml", keys_floats=[0.5, 2.0, np.nan],
+                   values_int64s=[10, 20, 30], default_int64=-7)
+ref = np.array([[10, 30, 20], [-7, 10, -7]], dtype=np.int64)
+results.append(run_case("label_encoder_float_int", model("label_encoder_float_int", node,
+                        [vi("X", T.FLOAT, [2, 3])], [vi("Y", T.INT64, [2, 3])], ml_opset=2), {"X": xf}, [ref]))
+xk = np.array([3, 1, 4, 1, 5], dtype=np.int64)
+node = h.make_node("LabelEncoder", ["X"], ["Y"], domain="ai.onnx.ml", keys_int64s=[1, 3, 4],
+                   values_floats=[0.25, -1.5, 8.0], default_float=2.5)
+ref = np.array([-1.5, 0.25, 8.0, 0.25, 2.5], dtype=np.float32)
+results.append(run_case("label_encoder_int_float", model("label_encoder_int_float", node,
+                        [vi("X", T.INT64, [5])], [vi("Y", T.FLOAT, [5])], ml_opset=2), {"X": xk}, [ref]))
 
 print(f"{sum(results)}/{len(results)} cases passed")
 sys.exit(0 if all(results) else 1)
