@@ -25,8 +25,9 @@ extern "C" {
  *   level 2: conv_v2, scatter_elements_v1, scatter_nd_v1, sdpa_v1, sdpa_v2
  *   level 3: nonzero_v1, unique_v1, nms_v1 (ops whose output size depends on data),
  *            to_string_v1, from_string_v1, string_normalizer_v1 (string tensors)
- *   level 4: cuda_matmul_v1 (cuBLASLt), cuda_conv_v1 (cuDNN): CUDA models only */
-#define KILN_SHIM_VERSION 4
+ *   level 4: cuda_matmul_v1 (cuBLASLt), cuda_conv_v1 (cuDNN): CUDA models only
+ *   level 5: string_lookup_v1 (ai.onnx.ml LabelEncoder with string keys) */
+#define KILN_SHIM_VERSION 5
 
 /* X(function, level): every released shim function and the level that introduced it. One
  * list for the compiler (the level to record), the runtime and tests/abi/. Append only. */
@@ -45,7 +46,8 @@ extern "C" {
   X(kiln_shim_from_string_v1, 3)                                                                   \
   X(kiln_shim_string_normalizer_v1, 3)                                                             \
   X(kiln_shim_cuda_matmul_v1, 4)                                                                   \
-  X(kiln_shim_cuda_conv_v1, 4)
+  X(kiln_shim_cuda_conv_v1, 4)                                                                     \
+  X(kiln_shim_string_lookup_v1, 5)
 
 /* Weak references to shims newer than level 3. model.so links with -z now, so a strong
  * reference to a function an older libkiln_rt lacks fails inside dlopen ("undefined symbol")
@@ -64,6 +66,11 @@ extern "C" {
 #define KILN_SHIM_SINCE_4 __attribute__((weak))
 #else
 #define KILN_SHIM_SINCE_4
+#endif
+#if defined(KILN_SHIM_WEAK_FROM_LEVEL) && KILN_SHIM_WEAK_FROM_LEVEL <= 5
+#define KILN_SHIM_SINCE_5 __attribute__((weak))
+#else
+#define KILN_SHIM_SINCE_5
 #endif
 
 /* Per-runner state (primitive caches); obtained from kiln_run_ctx.runner. */
@@ -253,6 +260,14 @@ int kiln_shim_string_normalizer_v1(kiln_shim_ctx *ctx, int64_t site, const char 
                                    int64_t n, int32_t case_action, int32_t case_sensitive,
                                    const char *const *stopwords, int64_t num_stopwords,
                                    const char **y, int64_t *count);
+
+/* ---- level 5: ai.onnx.ml --------------------------------------------------------------
+ * LabelEncoder with string keys: index[i] is the first k whose keys[k] equals x[i] (byte-wise;
+ * a NULL element reads as ""), or -1 when none does. */
+KILN_SHIM_SINCE_5 int kiln_shim_string_lookup_v1(kiln_shim_ctx *ctx, int64_t site,
+                                                 const char *const *x, int64_t n,
+                                                 const char *const *keys, int64_t num_keys,
+                                                 int64_t *index);
 
 /* ---- level 4: CUDA library calls ------------------------------------------------------
  * Pointers are device pointers (CUdeviceptr). ctx is a runner of a CUDA container: the

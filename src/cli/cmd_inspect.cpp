@@ -6,6 +6,7 @@
 #include "cli/op_notes.h"
 #include "frontend/onnx/importer.h"
 #include "lower/lowerer.h"
+#include "lower/ml_common.h"
 #include "passes/passes.h"
 #include "runtime/cpu_features.h"
 #include "support/error.h"
@@ -36,6 +37,14 @@ void addOpsCommand(CLI::App &app) {
                                ir::kMaxOnnxOpset, note.dtypes.empty() ? "all" : note.dtypes,
                                note.gpu.empty() ? "yes" : note.gpu,
                                note.notes.empty() ? "generated kernel" : note.notes);
+    }
+    for (const lower::OpInfo &o : lower::mlOpRegistry()) {
+      OpNote note = opNote(o.name);
+      std::cout << fmt::format(
+          "| ai.onnx.ml {} | ml {}–{} | {} | yes | {} | {} |\n", o.name, o.sinceOpset,
+          lower::kMaxOnnxMlOpset, note.dtypes.empty() ? "numbers" : note.dtypes,
+          note.gpu.empty() ? "generated kernels (not yet run on a GPU)" : note.gpu,
+          note.notes.empty() ? "generated kernels" : note.notes);
     }
   });
 }
@@ -159,7 +168,7 @@ int inspectOnnx(const std::string &path, bool asJson) {
   countOps(*g);
   int unsupported = 0;
   for (auto &[op, c] : counts) {
-    bool ok = lower::findOp(op) != nullptr;
+    bool ok = lower::findOp(op) || lower::findMlOp(op);
     unsupported += !ok;
     j["ops"].push_back({{"op", op}, {"count", c}, {"opset", opsets[op]}, {"supported", ok}});
   }

@@ -1,4 +1,5 @@
 #include "lower/lowerer.h"
+#include "lower/ml_common.h"
 
 #include "support/error.h"
 
@@ -354,12 +355,16 @@ LTensor Lowerer::valueTensor(const ir::Value *v) {
 }
 
 void Lowerer::lowerNode(const ir::Node &n) {
-  if (!n.domain.empty() && n.domain != "ai.onnx")
-    fail("{}: operator domain '{}' is not supported (only the default ONNX domain)", n.describe(),
-         n.domain);
-  const OpInfo *info = findOp(n.op);
-  if (!info) fail("{}: operator '{}' is not supported by kiln", n.describe(), n.op);
-  if (n.opset > ir::kMaxOnnxOpset)
+  bool ml = n.domain == "ai.onnx.ml";
+  if (!n.domain.empty() && n.domain != "ai.onnx" && !ml)
+    fail("{}: operator domain '{}' is not supported (kiln knows the default ONNX domain and "
+         "ai.onnx.ml)",
+         n.describe(), n.domain);
+  const OpInfo *info = ml ? findMlOp(n.op) : findOp(n.op);
+  if (!info)
+    fail("{}: operator '{}'{} is not supported by kiln", n.describe(), n.op,
+         ml ? " of domain ai.onnx.ml" : "");
+  if (!ml && n.opset > ir::kMaxOnnxOpset)
     fail("{}: the model imports ONNX opset {}, newer than kiln knows; kiln implements {} as "
          "defined in opsets {} to {} (re-export the model with opset {} or older)",
          n.describe(), n.opset, n.op, info->sinceOpset, ir::kMaxOnnxOpset, ir::kMaxOnnxOpset);

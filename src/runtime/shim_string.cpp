@@ -218,4 +218,22 @@ KILN_RT_API int kiln_shim_string_normalizer_v1(kiln_shim_ctx *ctx, int64_t, cons
   return KILN_OK;
 }
 
+KILN_RT_API int kiln_shim_string_lookup_v1(kiln_shim_ctx *ctx, int64_t, const char *const *x,
+                                           int64_t n, const char *const *keys, int64_t num_keys,
+                                           int64_t *index) {
+  const char *fn = "kiln_shim_string_lookup_v1";
+  if (!ctx || n < 0 || num_keys < 0 || (n > 0 && (!x || !index)) || (num_keys > 0 && !keys))
+    return fail(KILN_ERR_INVALID_ARGUMENT, "%s: NULL or negative argument", fn);
+  for (int64_t i = 0; i < n; ++i) {
+    const char *s = x[i] ? x[i] : "";
+    index[i] = -1;
+    for (int64_t k = 0; k < num_keys; ++k)
+      if (std::strcmp(s, keys[k]) == 0) {
+        index[i] = k;
+        break;
+      }
+  }
+  return KILN_OK;
+}
+
 } // extern "C"

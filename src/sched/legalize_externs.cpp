@@ -31,7 +31,8 @@ const char *externOp(const std::string &fn) {
       {"kiln_shim_nms_v1", "NonMaxSuppression"},
       {"kiln_shim_to_string_v1", "Cast to string"},
       {"kiln_shim_from_string_v1", "Cast from string"},
-      {"kiln_shim_string_normalizer_v1", "StringNormalizer"}};
+      {"kiln_shim_string_normalizer_v1", "StringNormalizer"},
+      {"kiln_shim_string_lookup_v1", "LabelEncoder"}};
   auto it = ops.find(fn);
   return it == ops.end() ? fn.c_str() : it->second;
 }

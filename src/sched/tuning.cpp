@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -42,6 +43,58 @@ bool isCandidate(const loop::KernelGroup &g, const TuningConfig &c) {
   return false;
 }
 
+/// Size of v written out as a tree (shared nodes counted once per use), saturating at `cap`.
+uint64_t treeSize(const loop::VRef &v, std::map<const loop::VNode *, uint64_t> &memo,
+                  uint64_t cap) {
+  if (auto it = memo.find(v.get()); it != memo.end()) return it->second;
+  uint64_t n = 1;
+  for (const loop::VRef &a : v->args)
+    n = std::min(cap, n + treeSize(a, memo, cap));
+  for (const auto &iv : v->indirect)
+    n = std::min(cap, n + treeSize(iv.second, memo, cap));
+  memo[v.get()] = n;
+  return n;
+}
+
+/// v with each shared node written once (`#k` refers back): linear in the DAG, where
+/// loop::toString is exponential for bodies that reuse values at every level (tree walks).
+void dagString(const loop::VRef &v, std::map<const loop::VNode *, int> &ids, std::ostream &os) {
+  if (auto it = ids.find(v.get()); it != ids.end()) {
+    os << "#" << it->second;
+    return;
+  }
+  int id = static_cast<int>(ids.size());
+  ids[v.get()] = id;
+  os << "(" << static_cast<int>(v->kind) << ":" << dtypeName(v->dtype) << ":" << v->fval << ":"
+     << v->ival << ":" << static_cast<int>(v->uop) << ":" << static_cast<int>(v->bop) << ":"
+     << v->bits;
+  if (v->kind == loop::VKind::SymInt || v->kind == loop::VKind::Load)
+    os << ":" << sym::toString(v->sym);
+  if (v->buf) os << ":" << v->buf->name;
+  for (const auto &[var, val] : v->indirect) {
+    os << " " << sym::toString(var) << "=";
+    dagString(val, ids, os);
+  }
+  for (const loop::VRef &a : v->args) {
+    os << " ";
+    dagString(a, ids, os);
+  }
+  os << ")";
+}
+
+/// The body's text for the key: loop::toString (keys of earlier tuning files stay valid)
+/// unless that text would be huge, then the shared-node form.
+std::string bodyText(const loop::VRef &body) {
+  constexpr uint64_t kTreeLimit = 1 << 16;
+  std::map<const loop::VNode *, uint64_t> memo;
+  if (treeSize(body, memo, kTreeLimit + 1) <= kTreeLimit) return loop::toString(body);
+  std::map<const loop::VNode *, int> ids;
+  std::ostringstream os;
+  os << "dag";
+  dagString(body, ids, os);
+  return os.str();
+}
+
 } // namespace
 
 std::string tuningKey(const loop::KernelGroup &g) {
@@ -50,7 +103,7 @@ std::string tuningKey(const loop::KernelGroup &g) {
   for (const loop::Kernel *k : g.kernels) {
     os << "|" << static_cast<int>(k->kind) << ":" << dtypeName(k->out->dtype)
        << ir::shapeToString(k->out->shape) << ir::shapeToString(k->rsizes);
-    if (k->body) os << loop::toString(k->body);
+    if (k->body) os << bodyText(k->body);
     if (k->kind == loop::KernelKind::Attention) os << ir::shapeToString(k->attn.dims);
   }
   return fmt::format("{:016x}", fnv1a(os.str()));
