@@ -245,12 +245,12 @@ void lowerLayerNorm(OpCtx &c) {
       y = loop::binary(BinaryOp::Add, y, loop::cast(loadBroadcast(*ctx, *bias, xs, i), acc));
     return loop::cast(y, t);
   });
-  // On the CPU the output is written once and consumers read it: left lazy, a post-norm
-  // transformer's residual stream inlines every earlier layer's normalisation (and the
-  // embedding gathers) into each later LayerNorm kernel, and a MatMul consumer needs it
-  // written anyway. CUDA keeps the previous lowering (not measured there yet); this belongs
-  // in sched::Target as a flag when that header is next changed.
-  const bool writeOnce = c.lowerer().target.device == sched::DeviceKind::Cpu;
+  // Written once, consumers read it (sched::Target::realizeLayerNormOutput, the CPU): left
+  // lazy, a post-norm transformer's residual stream inlines every earlier layer's
+  // normalisation (and the embedding gathers) into each later LayerNorm kernel, and a
+  // MatMul consumer needs it written anyway. CUDA keeps the lazy lowering (not measured
+  // there yet).
+  const bool writeOnce = c.lowerer().target.realizeLayerNormOutput;
   c.out(0, writeOnce ? c.realize(y) : y);
   c.out(1, mean);
   c.out(2, inv);

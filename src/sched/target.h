@@ -24,6 +24,12 @@ struct Target {
   bool fuseAttention = true;       // MatMul-Softmax-MatMul into one attention kernel
   int fuseAttentionMaxHeadDim = 0; // larger (or dynamic) head dims stay unfused; 0: any
   bool scatterShim = true;         // Scatter* through the host shim; else generated kernels
+  // Lowering choices measured on the CPU only (CUDA keeps its earlier, GPU-checked lowering):
+  // LayerNorm's output written once (lazy, a post-norm residual stream re-inlines every
+  // earlier layer's normalisation), and x^3 as x*x*x (a pow call per element stops the CPU
+  // loop from vectorizing).
+  bool realizeLayerNormOutput = true;
+  bool cubeAsProduct = true;
   // CPU: kernels whose statically known work is below this run without an OpenMP region,
   // and others open one only when their run-time work reaches it.
   int64_t cpuParallelMinWork = 16384;
@@ -52,6 +58,8 @@ struct Target {
     t.fuseClipEpilogue = false; // bias, residual and ReLU fuse into cuDNN/cuBLASLt
     t.fuseAttentionMaxHeadDim = kMaxCudaHeadDim;
     t.scatterShim = false;
+    t.realizeLayerNormOutput = false;
+    t.cubeAsProduct = false;
     t.splitBelowOutputs = 128;
     t.cudaArchs = std::move(archs);
     t.hostArch = "x86-64-v3"; // the GPU host may be another CPU than the build machine

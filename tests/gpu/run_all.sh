@@ -3,7 +3,8 @@
 # tests/gpu/pack.sh into build/gpu-carry/carry.tar.xz: the kiln compiler and runtime (+ CUDA
 # plugin), the Debian libraries they need, dlpack.h and the ONNX node test data. Models are
 # compiled there (its 16 cores and nvcc), run on the H200 and checked; reports go to $OUT.
-#   tests/gpu/run_all.sh [libs] [stress] [kernels] [conformance] [models] [python] [cpuhost] [sanitizer]
+#   tests/gpu/run_all.sh [libs] [stress] [kernels] [conformance] [models] [python] [cpuhost] [cpuconf]
+#   [sanitizer]
 #   (default: all; KILN_GPU_AUTOTUNE=1 makes models also autotune ResNet-50 and BERT)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -59,6 +60,20 @@ for step in "${steps[@]}"; do
     # The Python package with CUDA tensors (built there for its Python; see the script).
     bash tests/gpu/check_python.sh "$W" "$OUT/python.json" >"$OUT/python.log" 2>&1
     echo "python rc=$? $(head -c 600 "$OUT/python.json")"
+    ;;
+  cpuconf)
+    # kiln's CPU conformance (both suites, both variants, per-test expected-pass lists) on
+    # this machine's 16 cores: the same gate as ctest's conformance.* here.
+    mkdir -p "$W/o121" && tar xzf tests/conformance/data/onnx-node-v1.21.0.tgz -C "$W/o121"
+    for run in "debian static" "debian dynamic" "onnx-1.21 static" "onnx-1.21 dynamic --min-opset 22"; do
+      set -- $run
+      data=$W/data; [[ $1 == onnx-1.21 ]] && data=$W/o121
+      python3 tests/conformance/run_conformance.py --suite "$1" --variant "$2" ${3:-} ${4:-} \
+        -j 16 --kiln "$W/bin/kiln" --data "$data" --cache-dir "$W/conf-cache" \
+        --expected tests/conformance >"$OUT/cpuconf-$1-$2.log" 2>&1
+      echo "cpu conformance $1 $2 rc=$? $(grep -E '^(static|dynamic): ' "$OUT/cpuconf-$1-$2.log")"
+      grep -A12 '^FAIL' "$OUT/cpuconf-$1-$2.log" | cut -c1-300
+    done
     ;;
   cpuhost)
     # The CPU backend on this machine's host CPU (another x86 than the build box).
