@@ -65,7 +65,7 @@ for step in "${steps[@]}"; do
     # kiln's CPU conformance (both suites, both variants, per-test expected-pass lists) on
     # this machine's 16 cores: the same gate as ctest's conformance.* here.
     mkdir -p "$W/o121" && tar xzf tests/conformance/data/onnx-node-v1.21.0.tgz -C "$W/o121"
-    for run in "debian static" "debian dynamic" "onnx-1.21 static" "onnx-1.21 dynamic --min-opset 22"; do
+    for run in ${KILN_CPUCONF_RUNS:-"debian dynamic" "debian static" "onnx-1.21 static" "onnx-1.21 dynamic --min-opset 22"}; do
       set -- $run
       data=$W/data; [[ $1 == onnx-1.21 ]] && data=$W/o121
       python3 tests/conformance/run_conformance.py --suite "$1" --variant "$2" ${3:-} ${4:-} \
