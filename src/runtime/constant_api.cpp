@@ -37,12 +37,12 @@ int findConstant(const kiln_model_desc_v1 &d, const char *name) {
 // CUDA containers also take tensors on their device.
 int checkConstantTensor(const char *fn, const kiln_container &c, const kiln_constant_desc_v1 &cd,
                         const DLTensor &t) {
-  if (c.device && t.device.device_type != kDLCPU && !c.device->isMine(t.device))
+  if (c.device && deviceTypeOf(t.device) != kDLCPU && !c.device->isMine(t.device))
     return fail(KILN_ERR_DEVICE, "%s: constant '%s': expected a tensor on cpu or cuda:%d, got %s",
                 fn, cd.name, c.device->ordinal, deviceName(t.device).text);
-  if (!c.device && t.device.device_type != kDLCPU)
+  if (!c.device && deviceTypeOf(t.device) != kDLCPU)
     return fail(KILN_ERR_DEVICE, "%s: constant '%s': expected a CPU tensor, got device type %d", fn,
-                cd.name, static_cast<int>(t.device.device_type));
+                cd.name, deviceTypeOf(t.device));
   if (!sameDtype(t.dtype, cd.dtype))
     return fail(KILN_ERR_DTYPE_MISMATCH, "%s: constant '%s': expected dtype %s, got %s", fn,
                 cd.name, dtypeName(cd.dtype).text, dtypeName(t.dtype).text);
@@ -192,7 +192,7 @@ KILN_RT_API int kiln_rt_update_constants(kiln_container *c, int32_t buffer,
       seen[ci] = 1;
       if (int st = checkConstantTensor(fn, *c, d.constants[ci], values[i])) return st;
       updates.push_back({ci, static_cast<const char *>(values[i].data) + values[i].byte_offset,
-                         values[i].device.device_type != kDLCPU});
+                         deviceTypeOf(values[i].device) != kDLCPU});
     }
     if (flags & KILN_UPDATE_REQUIRE_ALL)
       for (int32_t ci = 0; ci < d.num_constants; ++ci)
@@ -292,7 +292,7 @@ KILN_RT_API int kiln_rt_read_constant(kiln_container *c, int32_t buffer, const c
                 kBufferNames[buffer]);
   char *dst = static_cast<char *>(out->data) + out->byte_offset;
   if (c->device)
-    return c->device->copy(dst, out->device.device_type != kDLCPU, c->slots[slot]->ptrs[ci], true,
+    return c->device->copy(dst, deviceTypeOf(out->device) != kDLCPU, c->slots[slot]->ptrs[ci], true,
                            d.constants[ci].nbytes, fn);
   std::memcpy(dst, c->slots[slot]->ptrs[ci], d.constants[ci].nbytes);
   return KILN_OK;

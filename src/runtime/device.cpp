@@ -151,7 +151,7 @@ int uploadConstants(const DeviceState &dev, const kiln_model_desc_v1 &desc, Cons
 
 DeviceName deviceName(DLDevice d) {
   DeviceName n;
-  switch (d.device_type) {
+  switch (deviceTypeOf(d)) {
   case kDLCPU:
     std::snprintf(n.text, sizeof n.text, "cpu");
     break;
@@ -162,8 +162,7 @@ DeviceName deviceName(DLDevice d) {
     std::snprintf(n.text, sizeof n.text, "cuda_host (pinned host memory)");
     break;
   default:
-    std::snprintf(n.text, sizeof n.text, "DLPack device type %d:%d",
-                  static_cast<int>(d.device_type), d.device_id);
+    std::snprintf(n.text, sizeof n.text, "DLPack device type %d:%d", deviceTypeOf(d), d.device_id);
   }
   return n;
 }

@@ -13,6 +13,16 @@
 
 namespace kiln::rt {
 
+/// A caller's device type as an integer. C callers may store any int in the enum field, and
+/// reading a value outside DLDeviceType's range through the C++ enum type is undefined
+/// behaviour (UBSan: "not a valid value for type 'DLDeviceType'"), so it is read as bytes.
+inline int32_t deviceTypeOf(const DLDevice &d) {
+  int32_t v;
+  static_assert(sizeof(d.device_type) == sizeof v, "DLDeviceType is a 32-bit enum");
+  __builtin_memcpy(&v, &d.device_type, sizeof v);
+  return v;
+}
+
 struct ConstantSet;
 
 // Where a container runs: the CPU, or the CUDA device with this ordinal.
@@ -42,7 +52,7 @@ struct DeviceState {
   ~DeviceState();
 
   // True for a kDLCUDA tensor on this device; kDLCPU tensors are "host".
-  bool isMine(DLDevice d) const { return d.device_type == kDLCUDA && d.device_id == ordinal; }
+  bool isMine(DLDevice d) const { return deviceTypeOf(d) == kDLCUDA && d.device_id == ordinal; }
   // Synchronous copy (see kiln_device_plugin_v1.copy_sync); records the error on failure.
   int copy(void *dst, bool dstOnDevice, const void *src, bool srcOnDevice, size_t bytes,
            const char *what) const;

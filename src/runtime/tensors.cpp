@@ -81,7 +81,7 @@ namespace {
 
 // Where a copy endpoint lives: 0 host, 1 the container's device; -1 (error recorded) else.
 int placeOf(const kiln_container *c, const DLTensor &t, const char *which) {
-  if (t.device.device_type == kDLCPU) return 0;
+  if (deviceTypeOf(t.device) == kDLCPU) return 0;
   if (c->device && c->device->isMine(t.device)) return 1;
   fail(KILN_ERR_DEVICE,
        "kiln_copy_tensor: %s is on %s; this container copies between the host "

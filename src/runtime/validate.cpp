@@ -79,9 +79,9 @@ int checkTensor(const kiln_container &c, const char *kind, const kiln_io_desc_v1
                 "%s '%s': the container runs on cuda:%d, so tensors must be kDLCUDA with "
                 "device_id %d; this one is on %s",
                 kind, io.name, c.device->ordinal, c.device->ordinal, deviceName(t.device).text);
-  if (!c.device && t.device.device_type != kDLCPU)
+  if (!c.device && deviceTypeOf(t.device) != kDLCPU)
     return fail(KILN_ERR_DEVICE, "%s '%s': expected a CPU tensor (kDLCPU), got device type %d",
-                kind, io.name, static_cast<int>(t.device.device_type));
+                kind, io.name, deviceTypeOf(t.device));
   if (!sameDtype(t.dtype, io.dtype))
     return fail(KILN_ERR_DTYPE_MISMATCH, "%s '%s': expected dtype %s, got %s", kind, io.name,
                 dtypeName(io.dtype).text, dtypeName(t.dtype).text);
