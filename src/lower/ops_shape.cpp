@@ -35,7 +35,9 @@ void lowerSize(OpCtx &c) {
 /// allowzero) and -1 (infer) are resolved by a symbol kernel before the run.
 ir::Shape runtimeReshapeTarget(OpCtx &c, const LTensor &x, bool allowZero) {
   LTensor req = c.in(1);
-  int64_t n = c.requireStatic(req.shape.at(0), "the length of the target shape");
+  if (req.rank() != 1)
+    fail("{}: the target shape must be a 1-D tensor, got rank {}", c.node.describe(), req.rank());
+  int64_t n = c.requireStatic(req.shape[0], "the length of the target shape");
   sym::Context &ctx = c.ctx();
   auto I = [](int64_t v) { return loop::constantInt(DType::Int64, v); };
   std::vector<VRef> raw, dim;
@@ -299,7 +301,9 @@ void lowerRuntimeSlice(OpCtx &c, const LTensor &x) {
   sym::Context &ctx = c.ctx();
   int rank = x.rank();
   LTensor starts = c.in(1);
-  int64_t n = c.requireStatic(starts.shape.at(0), "the number of slice starts");
+  if (starts.rank() != 1)
+    fail("{}: starts must be a 1-D tensor, got rank {}", c.node.describe(), starts.rank());
+  int64_t n = c.requireStatic(starts.shape[0], "the number of slice starts");
   auto I = [](int64_t v) { return loop::constantInt(DType::Int64, v); };
   auto bin = [](BinaryOp op, VRef a, VRef b) { return loop::binary(op, a, b); };
   auto elem = [&](size_t input, int64_t k, int64_t dflt) {
