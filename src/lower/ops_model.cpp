@@ -625,6 +625,9 @@ void lowerRecurrent(OpCtx &c) {
   std::string direction = c.node.attrString("direction", "forward");
   int dirs = direction == "bidirectional" ? 2 : 1;
   if (c.node.attrInt("input_forget", 0)) c.unsupported("LSTM input_forget=1");
+  if (X.rank() != 3 || W.rank() != 3 || R.rank() != 3)
+    fail("{}: X, W and R must have rank 3, got {}, {} and {}", c.node.describe(), X.rank(),
+         W.rank(), R.rank());
   bool hasClip = c.node.hasAttr("clip");
   double clip = c.node.attrFloat("clip", 0.f);
   int64_t lbr = c.node.attrInt("linear_before_reset", 0);
