@@ -422,6 +422,13 @@ struct Importer {
            ctxName, opset, ir::kMaxOnnxOpset, ir::kMaxOnnxOpset);
     if (np.output_size() != 1) fail("{}: Constant must have one output", ctxName);
     checkNewName(g, np.output(0), "output of a Constant node");
+    // Exactly one value attribute and no inputs (a default-constructed TensorData would be a
+    // float scalar without bytes).
+    if (np.attribute_size() != 1)
+      fail("{}: Constant needs exactly one value attribute (value, value_float, value_floats, "
+           "value_int or value_ints), got {}",
+           ctxName, np.attribute_size());
+    if (np.input_size() != 0) fail("{}: Constant takes no inputs", ctxName);
     ir::Value *v = g.newValue(np.output(0));
     auto data = std::make_shared<ir::TensorData>();
     for (const auto &a : np.attribute()) {
