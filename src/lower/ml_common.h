@@ -17,9 +17,6 @@ constexpr int kMaxOnnxMlOpset = 5;
 
 namespace kiln::lower::ml {
 
-/// A compile-time table built from attributes, stored like an initializer.
-LTensor constTable(OpCtx &c, const std::vector<int64_t> &dims, const void *bytes, DType t,
-                   const std::string &label);
 /// A float64 attribute list: `name` (floats) or `name_as_tensor` (a double tensor).
 std::vector<double> attrDoubles(const ir::Node &n, const std::string &name);
 /// A float64 / int64 list from a tensor attribute (empty when absent).

@@ -63,4 +63,9 @@ void registerTransformerOps(std::vector<OpInfo> &r);
 /// CenterCropPad, Col2Im (ops_image.cpp).
 void registerImageOps(std::vector<OpInfo> &r);
 
+/// A compile-time table built by the lowering from attributes, stored like an initializer
+/// (defined in ops_misc.cpp).
+LTensor constTable(OpCtx &c, const std::vector<int64_t> &dims, const void *bytes, DType t,
+                   const std::string &label);
+
 } // namespace kiln::lower

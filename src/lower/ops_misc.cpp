@@ -8,26 +8,26 @@
 
 namespace kiln::lower {
 
-namespace {
-
-using loop::ReduceOp;
-
-/// A compile-time table built by the lowering (n-gram pools and weights are
-/// attributes, not initializers), stored like an initializer.
+/// A compile-time table built by the lowering (TfIdf n-gram pools, ML tree and label
+/// tables: attributes, not initializers), stored like an initializer.
 LTensor constTable(OpCtx &c, const std::vector<int64_t> &dims, const void *bytes, DType t,
                    const std::string &label) {
   auto data = std::make_shared<ir::TensorData>();
   data->dtype = t;
   data->dims = dims;
   data->bytes.resize(static_cast<size_t>(data->numel()) * dtypeSize(t));
-  std::memcpy(data->bytes.data(), bytes, data->bytes.size());
-  ir::Shape shape = constants(c.ctx(), dims);
-  loop::Buffer *b = c.prog().newBuffer(t, shape, loop::BufferKind::Constant, label);
+  if (!data->bytes.empty()) std::memcpy(data->bytes.data(), bytes, data->bytes.size());
+  loop::Buffer *b =
+      c.prog().newBuffer(t, constants(c.ctx(), dims), loop::BufferKind::Constant, label);
   b->data = data;
   b->index = static_cast<int>(c.prog().constants.size());
   c.prog().constants.push_back(b);
   return fromBuffer(c.ctx(), b);
 }
+
+namespace {
+
+using loop::ReduceOp;
 
 // ---------------------------------------------------------------- TfIdfVectorizer
 

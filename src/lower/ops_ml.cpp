@@ -13,21 +13,6 @@ namespace ml {
 
 using loop::ReduceOp;
 
-LTensor constTable(OpCtx &c, const std::vector<int64_t> &dims, const void *bytes, DType t,
-                   const std::string &label) {
-  auto data = std::make_shared<ir::TensorData>();
-  data->dtype = t;
-  data->dims = dims;
-  data->bytes.resize(static_cast<size_t>(data->numel()) * dtypeSize(t));
-  if (!data->bytes.empty()) std::memcpy(data->bytes.data(), bytes, data->bytes.size());
-  loop::Buffer *b =
-      c.prog().newBuffer(t, constants(c.ctx(), dims), loop::BufferKind::Constant, label);
-  b->data = data;
-  b->index = static_cast<int>(c.prog().constants.size());
-  c.prog().constants.push_back(b);
-  return fromBuffer(c.ctx(), b);
-}
-
 std::vector<double> tensorAttrDoubles(const ir::Node &n, const std::string &name) {
   std::vector<double> r;
   auto it = n.attrs.find(name);
