@@ -190,7 +190,8 @@ std::shared_ptr<ir::TensorData> Interpreter::evaluate(DType t, const std::vector
 }
 
 void Interpreter::runKernel(const Kernel &k, ir::TensorData &out) {
-  if (k.kind == KernelKind::Extern) fail("cannot fold through extern {}", k.ext.function);
+  if (k.kind == KernelKind::Extern)
+    fail("cannot fold through extern {}", externKindName(k.ext.kind));
   if (k.kind == KernelKind::Call) fail("cannot fold through control flow ({})", k.origin);
   if (k.kind == KernelKind::Attention) fail("cannot fold through attention ({})", k.origin);
   if (k.kind == KernelKind::Pointwise) {

@@ -44,6 +44,42 @@ const char *reduceName(ReduceOp op) {
   return "?";
 }
 
+const char *externKindName(ExternKind k) {
+  switch (k) {
+  case ExternKind::Conv:
+    return "Conv";
+  case ExternKind::MatMul:
+    return "MatMul/Gemm";
+  case ExternKind::Attention:
+    return "attention";
+  case ExternKind::ScatterElements:
+    return "ScatterElements";
+  case ExternKind::ScatterND:
+    return "ScatterND";
+  case ExternKind::NonZero:
+    return "NonZero";
+  case ExternKind::Unique:
+    return "Unique";
+  case ExternKind::NonMaxSuppression:
+    return "NonMaxSuppression";
+  case ExternKind::ToString:
+    return "Cast to string";
+  case ExternKind::FromString:
+    return "Cast from string";
+  case ExternKind::StringNormalizer:
+    return "StringNormalizer";
+  case ExternKind::StringLookup:
+    return "LabelEncoder";
+  }
+  return "?";
+}
+
+const ExternParam *ExternCall::param(const std::string &field) const {
+  for (const ExternParam &p : params)
+    if (p.field == field && p.index < 0) return &p;
+  return nullptr;
+}
+
 // Value expressions are DAGs (a node used twice is shared): `seen` makes the walk visit
 // each node once instead of once per path, which is exponential for deep reuse.
 static void collectLoads(const VRef &v, std::vector<Buffer *> &out,
@@ -132,7 +168,9 @@ std::string dump(const Program &p) {
       continue;
     }
     if (k->kind == KernelKind::Extern) {
-      os << "kernel" << k->id << ": extern " << k->ext.function << "(";
+      os << "kernel" << k->id << ": extern " << externKindName(k->ext.kind);
+      if (!k->ext.function.empty()) os << " as " << k->ext.function;
+      os << "(";
       for (size_t i = 0; i < k->ext.inputs.size(); ++i)
         os << (i ? ", " : "") << (k->ext.inputs[i] ? k->ext.inputs[i]->name : "null");
       os << ") -> ";

@@ -36,11 +36,34 @@ enum class KernelKind { Pointwise, Reduction, Extern, Call, Attention };
 
 struct ControlFlow;
 
+/// What an extern call computes. Lowering names only this; per-device legalisation
+/// (sched/legalize_externs.cpp) picks the shim that runs it (ExternCall::function) or refuses
+/// the node for that device.
+enum class ExternKind {
+  Conv,
+  MatMul,
+  Attention,
+  ScatterElements,
+  ScatterND,
+  NonZero,
+  Unique,
+  NonMaxSuppression,
+  ToString,
+  FromString,
+  StringNormalizer,
+  StringLookup
+};
+/// The ONNX operation an extern kind computes, for messages ("Conv", "NonZero", ...).
+const char *externKindName(ExternKind k);
+
 /// One argument of a shim call, printed by the wrapper in order.
 struct ExternArg {
+  // Int: the integer `number` (a count, a rank, an element-type code from kiln/shim.h).
+  // Float: the address of a float holding `real` (e.g. an attention scale).
   // SymbolOut: the address of a late symbol (dims[0]) the call writes (a data-dependent size).
   // Strings: a static array of C strings (`strings`), e.g. StringNormalizer's stopwords.
   // Value: the int64 value of the expression dims[0] (e.g. an element count).
+  // Layout: the channels-last layout tag (the CPU legalises such a Conv to its NHWC shim).
   enum class Kind {
     Buffer,
     Null,
@@ -48,27 +71,51 @@ struct ExternArg {
     Site,
     Params,
     Layout,
-    Literal,
-    FloatPtr,
+    Int,
+    Float,
     SymbolOut,
     Strings,
     Value
   };
   Kind kind = Kind::Null;
-  std::string literal; // Literal: a C expression printed as is; FloatPtr: its value
+  int64_t number = 0;
+  double real = 0;
   Buffer *buf = nullptr;
   std::vector<sym::Expr> dims;
   std::vector<std::string> strings;
 };
 
-/// One extern call: a shim function with buffers and a params struct.
+/// One field of a shim's params struct: `field` (or `field[index]` when index >= 0; inside the
+/// struct member `nest` when set) set to an integer, a float or a shape expression.
+struct ExternParam {
+  enum class Kind { Int, Float, Sym };
+  std::string field;
+  int index = -1;
+  Kind kind = Kind::Int;
+  int64_t number = 0;
+  double real = 0;
+  sym::Expr expr;
+  std::string nest;
+  static ExternParam integer(std::string f, int64_t v, int idx = -1) {
+    return {std::move(f), idx, Kind::Int, v, 0, {}};
+  }
+  static ExternParam floating(std::string f, double v) {
+    return {std::move(f), -1, Kind::Float, 0, v, {}};
+  }
+  static ExternParam symbolic(std::string f, sym::Expr e, int idx = -1) {
+    return {std::move(f), idx, Kind::Sym, 0, 0, std::move(e)};
+  }
+};
+
+/// One extern call: what it computes, its arguments and its params struct's fields.
 struct ExternCall {
-  std::string function; // e.g. "kiln_shim_conv_v1"
+  ExternKind kind = ExternKind::Conv;
+  std::string function;   // the shim (e.g. "kiln_shim_conv_v1"), set by legalisation
+  std::string paramsType; // C struct type of the params, set by legalisation
   std::vector<ExternArg> args;
-  std::vector<Buffer *> inputs, outputs;                    // for liveness
-  std::string paramsType;                                   // C struct type of the params
-  std::vector<std::pair<std::string, std::string>> params;  // field -> value (sym or literal)
-  std::vector<std::pair<std::string, sym::Expr>> symParams; // field -> sym expression
+  std::vector<Buffer *> inputs, outputs; // for liveness
+  std::vector<ExternParam> params;
+  const ExternParam *param(const std::string &field) const;
   int site = 0;
 };
 

@@ -91,6 +91,14 @@ std::vector<sym::Expr> OpCtx::requireSymIn(size_t i, const char *what,
   return *r;
 }
 
+sym::Expr OpCtx::requireScalarSymIn(size_t i, const char *what, std::optional<int64_t> runtimeMin) {
+  std::vector<sym::Expr> v = requireSymIn(i, what, runtimeMin);
+  if (v.size() != 1)
+    fail("{}: input {} ({}) must hold exactly one value, got {}", node.describe(), i, what,
+         v.size());
+  return v[0];
+}
+
 std::vector<int64_t> OpCtx::requireIntsIn(size_t i, const char *what) {
   std::vector<int64_t> r;
   for (sym::Expr e : requireSymIn(i, what)) {
@@ -300,10 +308,10 @@ LTensor OpCtx::reduce(const LTensor &t, std::vector<int> axes, bool keepdims, lo
   return fromBuffer(ctx(), b);
 }
 
-loop::Kernel *OpCtx::externKernel(const std::string &fn) {
+loop::Kernel *OpCtx::externKernel(loop::ExternKind kind) {
   loop::Kernel *k = prog().newKernel(loop::KernelKind::Extern);
   k->origin = node.name;
-  k->ext.function = fn;
+  k->ext.kind = kind;
   k->ext.site = prog().nextSite++;
   return k;
 }

@@ -48,6 +48,9 @@ public:
   /// data symbols (read at run time, checked to lie in [runtimeMin, 2^31-1]).
   std::vector<sym::Expr> requireSymIn(size_t i, const char *what,
                                       std::optional<int64_t> runtimeMin = std::nullopt);
+  /// requireSymIn of a scalar (or one-element) input: fails unless it holds exactly one value.
+  sym::Expr requireScalarSymIn(size_t i, const char *what,
+                               std::optional<int64_t> runtimeMin = std::nullopt);
   std::vector<int64_t> requireIntsIn(size_t i, const char *what);
   /// The value of a dim the lowering needs as a constant (a recurrence length, a kernel
   /// size). A symbolic dim with a hint (its declared static value) is specialised to it
@@ -81,7 +84,7 @@ public:
   LTensor reduce(const LTensor &t, std::vector<int> axes, bool keepdims, loop::ReduceOp op,
                  DType acc, const std::function<loop::VRef(loop::VRef)> &pre = nullptr);
   /// Records an extern kernel; returns the kernel so the caller can fill it.
-  loop::Kernel *externKernel(const std::string &fn);
+  loop::Kernel *externKernel(loop::ExternKind kind);
   [[noreturn]] void unsupported(const std::string &what);
   int normAxis(int64_t axis, int rank);
 

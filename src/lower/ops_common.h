@@ -27,8 +27,9 @@ LTensor scatterElements(OpCtx &c, const LTensor &data, const LTensor &ind, const
 /// kiln_elem_type code of a dtype for dtype-generic shims (-1 if none).
 int shimElemType(DType t);
 /// One argument of an extern (shim) call.
-loop::ExternArg externArg(loop::ExternArg::Kind k, loop::Buffer *b = nullptr,
-                          std::string literal = {});
+loop::ExternArg externArg(loop::ExternArg::Kind k, loop::Buffer *b = nullptr);
+/// An integer argument (a count, a rank, an element-type code).
+loop::ExternArg externInt(int64_t v);
 /// A dims array argument (printed as an int64 array of the evaluated dims).
 loop::ExternArg externDims(const ir::Shape &s);
 /// Concatenation of `ins` (equal ranks; other dims guarded equal) along `axis`.

@@ -168,8 +168,10 @@ void lowerIf(OpCtx &c) {
 
 /// Loop's trip count M as a symbol (scan outputs are sized by it before the run).
 sym::Expr tripSymbol(OpCtx &c) {
+  if (c.in(0).rank() > 1 || (c.in(0).rank() == 1 && !c.in(0).shape[0].isConst(1)))
+    fail("{}: the trip count M must be a scalar", c.node.describe());
   if (auto m = c.symIn(0)) return m->at(0);
-  if (c.node.input(0)->isGraphInput) return c.requireSymIn(0, "M", 0).at(0);
+  if (c.node.input(0)->isGraphInput) return c.requireScalarSymIn(0, "M", 0);
   return c.runtimeSymbols(c.in(0), "M", 0, INT32_MAX).at(0);
 }
 

@@ -3,6 +3,8 @@
 // its diagonal; "..." spans broadcast dims (numpy rules).
 #include "lower/ops_common.h"
 
+#include <algorithm>
+#include <cctype>
 #include <map>
 #include <set>
 
@@ -12,8 +14,25 @@ namespace {
 
 using loop::ReduceOp;
 
-/// One operand's subscripts with "..." expanded to placeholder letters ('A'+k, from the
-/// right so shorter ellipses broadcast against longer ones).
+/// The placeholder subscript of the k-th ellipsis dim: a byte no letter uses (ONNX allows
+/// both cases of letters), below every letter in the subscripts' order.
+char ellipsisDim(int k) {
+  return static_cast<char>(-128 + k);
+}
+
+/// Throws unless `term` is letters with at most one "..." (an operand or the output).
+void checkSubscripts(const std::string &term, const std::string &eq, OpCtx &c) {
+  size_t dots = term.find("...");
+  std::string rest =
+      dots == std::string::npos ? term : term.substr(0, dots) + term.substr(dots + 3);
+  for (char ch : rest)
+    if (!std::isalpha(static_cast<unsigned char>(ch)))
+      fail("{}: equation '{}': subscripts must be letters with at most one '...' (got '{}')",
+           c.node.describe(), eq, term);
+}
+
+/// One operand's subscripts with "..." expanded to placeholder subscripts (ellipsisDim, from
+/// the right so shorter ellipses broadcast against longer ones).
 std::vector<char> expand(const std::string &term, int rank, int ellipsisRank, OpCtx &c) {
   std::vector<char> out;
   size_t dots = term.find("...");
@@ -26,7 +45,7 @@ std::vector<char> expand(const std::string &term, int rank, int ellipsisRank, Op
   for (char ch : head)
     out.push_back(ch);
   for (int k = 0; k < ell; ++k)
-    out.push_back(static_cast<char>('A' + (ellipsisRank - ell + k)));
+    out.push_back(ellipsisDim(ellipsisRank - ell + k));
   for (char ch : tail)
     out.push_back(ch);
   return out;
@@ -46,6 +65,9 @@ void lowerEinsum(OpCtx &c) {
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
+  for (const std::string &t : terms)
+    checkSubscripts(t, eq, c);
+  if (arrow != std::string::npos) checkSubscripts(eq.substr(arrow + 2), eq, c);
   if (terms.size() != c.numInputs())
     fail("{}: equation '{}' has {} operands for {} inputs", c.node.describe(), eq, terms.size(),
          c.numInputs());
@@ -59,6 +81,8 @@ void lowerEinsum(OpCtx &c) {
     if (terms[i].find("...") != std::string::npos)
       ellipsisRank = std::max(ellipsisRank, ins[i].rank() - static_cast<int>(letters));
   }
+  if (ellipsisRank > 64)
+    fail("{}: '...' spans {} dims; kiln supports at most 64", c.node.describe(), ellipsisRank);
   std::vector<std::vector<char>> subs;
   std::map<char, sym::Expr> size;
   std::map<char, int> count;
@@ -76,20 +100,25 @@ void lowerEinsum(OpCtx &c) {
   if (arrow != std::string::npos) {
     for (char ch : eq.substr(arrow + 2)) {
       if (ch == '.') continue;
+      if (!size.count(ch))
+        fail("{}: equation '{}': output subscript '{}' appears in no operand", c.node.describe(),
+             eq, ch);
+      if (std::count(outSubs.begin(), outSubs.end(), ch))
+        fail("{}: equation '{}': output subscript '{}' appears twice", c.node.describe(), eq, ch);
       outSubs.push_back(ch);
     }
     if (size_t dots = eq.find("...", arrow); dots != std::string::npos) {
       size_t at = dots - (arrow + 2); // letters before the ellipsis in the output
       std::vector<char> ell;
       for (int k = 0; k < ellipsisRank; ++k)
-        ell.push_back(static_cast<char>('A' + k));
+        ell.push_back(ellipsisDim(k));
       outSubs.insert(outSubs.begin() + static_cast<long>(at), ell.begin(), ell.end());
     }
   } else { // implicit output: ellipsis dims, then letters used once, alphabetically
     for (int k = 0; k < ellipsisRank; ++k)
-      outSubs.push_back(static_cast<char>('A' + k));
+      outSubs.push_back(ellipsisDim(k));
     for (auto &[ch, n] : count)
-      if (n == 1 && ch >= 'a') outSubs.push_back(ch);
+      if (n == 1 && std::isalpha(static_cast<unsigned char>(ch))) outSubs.push_back(ch);
   }
   std::vector<char> all = outSubs;
   for (auto &[ch, n] : size)

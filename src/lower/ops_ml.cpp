@@ -326,7 +326,7 @@ EncoderList encoderList(const ir::Node &n, const std::string &kind) {
 LTensor stringKeyIndex(OpCtx &c, const LTensor &x, const std::vector<std::string> &keys) {
   loop::Buffer *xb = c.realize(x).buffer;
   loop::Buffer *out = c.prog().newBuffer(DType::Int64, x.shape, loop::BufferKind::Intermediate, "");
-  loop::Kernel *k = c.externKernel("kiln_shim_string_lookup_v1");
+  loop::Kernel *k = c.externKernel(loop::ExternKind::StringLookup);
   k->ext.inputs = {xb};
   k->ext.outputs = {out};
   loop::ExternArg count = externArg(loop::ExternArg::Kind::Value);
@@ -337,7 +337,7 @@ LTensor stringKeyIndex(OpCtx &c, const LTensor &x, const std::vector<std::string
                  externArg(loop::ExternArg::Kind::Buffer, xb),
                  count,
                  table,
-                 externArg(loop::ExternArg::Kind::Literal, nullptr, std::to_string(keys.size())),
+                 externInt(static_cast<int64_t>(keys.size())),
                  externArg(loop::ExternArg::Kind::Buffer, out)};
   return fromBuffer(c.ctx(), out);
 }

@@ -12,13 +12,8 @@ namespace kiln::lower {
 namespace {
 
 using loop::ExternArg;
+using loop::ExternParam;
 using loop::ReduceOp;
-
-/// A C float expression for a params field (handles infinities from Clip).
-std::string floatLiteral(double v) {
-  if (std::isinf(v)) return v > 0 ? "INFINITY" : "-INFINITY";
-  return fmt::format("(float)({:.17g})", v);
-}
 
 ExternArg bufArg(loop::Buffer *b) {
   ExternArg a;
@@ -76,7 +71,7 @@ void lowerConv(OpCtx &c) {
   loop::Buffer *out =
       c.prog().newBuffer(DType::Float32, cl ? channelsLastShape(outShape) : outShape,
                          loop::BufferKind::Intermediate, "");
-  loop::Kernel *k = c.externKernel(cl ? "kiln_shim_conv_v2" : "kiln_shim_conv_v1");
+  loop::Kernel *k = c.externKernel(loop::ExternKind::Conv);
   k->ext.inputs = {xb, wr.buffer, bias, residual};
   k->ext.outputs = {out};
   k->ext.args = {kindArg(ExternArg::Kind::Site),
@@ -90,23 +85,21 @@ void lowerConv(OpCtx &c) {
                  dimsArg(outShape),
                  kindArg(ExternArg::Kind::Params)};
   if (cl) k->ext.args.push_back(kindArg(ExternArg::Kind::Layout));
-  k->ext.paramsType = "kiln_conv_params_v1";
   auto &p = k->ext.params;
-  auto &sp = k->ext.symParams;
-  p.push_back({"spatial_rank", std::to_string(spatial)});
-  p.push_back({"groups", std::to_string(groups)});
+  p.push_back(ExternParam::integer("spatial_rank", spatial));
+  p.push_back(ExternParam::integer("groups", groups));
   int post = static_cast<int>(c.node.attrInt("_kiln_post", 0));
-  p.push_back({"post_op", std::to_string(post)});
+  p.push_back(ExternParam::integer("post_op", post));
   if (post == KILN_POST_CLIP) {
     auto clip = c.node.attrFloats("_kiln_clip");
-    p.push_back({"clip_min", floatLiteral(clip[0])});
-    p.push_back({"clip_max", floatLiteral(clip[1])});
+    p.push_back(ExternParam::floating("clip_min", clip[0]));
+    p.push_back(ExternParam::floating("clip_max", clip[1]));
   }
   for (int d = 0; d < spatial; ++d) {
-    p.push_back({fmt::format("strides[{}]", d), std::to_string(w.strides[d])});
-    p.push_back({fmt::format("dilations[{}]", d), std::to_string(w.dilations[d])});
-    sp.push_back({fmt::format("pads_begin[{}]", d), w.padsBegin[d]});
-    sp.push_back({fmt::format("pads_end[{}]", d), w.padsEnd[d]});
+    p.push_back(ExternParam::integer("strides", w.strides[d], d));
+    p.push_back(ExternParam::integer("dilations", w.dilations[d], d));
+    p.push_back(ExternParam::symbolic("pads_begin", w.padsBegin[d], d));
+    p.push_back(ExternParam::symbolic("pads_end", w.padsEnd[d], d));
   }
   c.out(0, cl ? fromChannelsLastBuffer(c.ctx(), out, outShape) : fromBuffer(c.ctx(), out));
 }
@@ -231,7 +224,7 @@ LTensor matmul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> bias, bool
   }
   loop::Buffer *out =
       c.prog().newBuffer(DType::Float32, outShape, loop::BufferKind::Intermediate, "");
-  loop::Kernel *kn = c.externKernel("kiln_shim_matmul_v1");
+  loop::Kernel *kn = c.externKernel(loop::ExternKind::MatMul);
   kn->ext.inputs = {ar.buffer, br.buffer, addend};
   kn->ext.outputs = {out};
   kn->ext.args = {kindArg(ExternArg::Kind::Site),
@@ -240,30 +233,28 @@ LTensor matmul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> bias, bool
                   bufArg(addend),
                   bufArg(out),
                   kindArg(ExternArg::Kind::Params)};
-  kn->ext.paramsType = "kiln_matmul_params_v1";
-  auto &sp = kn->ext.symParams;
-  sp.push_back({"batch", nbatch});
-  sp.push_back({"m", m});
-  sp.push_back({"n", n});
-  sp.push_back({"k", k});
-  sp.push_back({"a_batch_stride", strideA});
-  sp.push_back({"b_batch_stride", strideB});
-  sp.push_back({"c_batch_stride", m * n});
-  sp.push_back({"lda", transA ? m : k});
-  sp.push_back({"ldb", transB ? k : n});
-  sp.push_back({"ldc", n});
   auto &p = kn->ext.params;
-  p.push_back({"trans_a", transA ? "1" : "0"});
-  p.push_back({"trans_b", transB ? "1" : "0"});
-  p.push_back({"alpha", floatLiteral(alpha)});
-  p.push_back({"beta", floatLiteral(beta)});
-  p.push_back({"addend_kind", std::to_string(addend ? addendKind : 0)});
+  p.push_back(ExternParam::symbolic("batch", nbatch));
+  p.push_back(ExternParam::symbolic("m", m));
+  p.push_back(ExternParam::symbolic("n", n));
+  p.push_back(ExternParam::symbolic("k", k));
+  p.push_back(ExternParam::symbolic("a_batch_stride", strideA));
+  p.push_back(ExternParam::symbolic("b_batch_stride", strideB));
+  p.push_back(ExternParam::symbolic("c_batch_stride", m * n));
+  p.push_back(ExternParam::symbolic("lda", transA ? m : k));
+  p.push_back(ExternParam::symbolic("ldb", transB ? k : n));
+  p.push_back(ExternParam::symbolic("ldc", n));
+  p.push_back(ExternParam::integer("trans_a", transA ? 1 : 0));
+  p.push_back(ExternParam::integer("trans_b", transB ? 1 : 0));
+  p.push_back(ExternParam::floating("alpha", alpha));
+  p.push_back(ExternParam::floating("beta", beta));
+  p.push_back(ExternParam::integer("addend_kind", addend ? addendKind : 0));
   int post = static_cast<int>(c.node.attrInt("_kiln_post", 0));
-  p.push_back({"post_op", std::to_string(post)});
+  p.push_back(ExternParam::integer("post_op", post));
   if (post == KILN_POST_CLIP) {
     auto clip = c.node.attrFloats("_kiln_clip");
-    p.push_back({"clip_min", floatLiteral(clip[0])});
-    p.push_back({"clip_max", floatLiteral(clip[1])});
+    p.push_back(ExternParam::floating("clip_min", clip[0]));
+    p.push_back(ExternParam::floating("clip_max", clip[1]));
   }
   LTensor r = fromBuffer(ctx, out);
   ir::Shape finalShape = batch;

@@ -69,11 +69,15 @@ int reductionCode(OpCtx &c) {
 
 } // namespace
 
-ExternArg externArg(ExternArg::Kind k, loop::Buffer *b, std::string lit) {
+ExternArg externArg(ExternArg::Kind k, loop::Buffer *b) {
   ExternArg a;
   a.kind = k;
   a.buf = b;
-  a.literal = std::move(lit);
+  return a;
+}
+ExternArg externInt(int64_t v) {
+  ExternArg a = externArg(ExternArg::Kind::Int);
+  a.number = v;
   return a;
 }
 ExternArg externDims(const ir::Shape &s) {
@@ -84,8 +88,8 @@ ExternArg externDims(const ir::Shape &s) {
 
 namespace {
 
-ExternArg arg(ExternArg::Kind k, loop::Buffer *b = nullptr, std::string lit = {}) {
-  return externArg(k, b, std::move(lit));
+ExternArg arg(ExternArg::Kind k, loop::Buffer *b = nullptr) {
+  return externArg(k, b);
 }
 ExternArg dims(const ir::Shape &s) {
   return externDims(s);
@@ -110,10 +114,10 @@ LTensor scatterShim(OpCtx &c, const LTensor &data, const LTensor &ind, const LTe
   loop::Buffer *out =
       c.prog().newBuffer(data.dtype, data.shape, loop::BufferKind::Intermediate, "");
   loop::Kernel *k =
-      c.externKernel(nd ? "kiln_shim_scatter_nd_v1" : "kiln_shim_scatter_elements_v1");
+      c.externKernel(nd ? loop::ExternKind::ScatterND : loop::ExternKind::ScatterElements);
   k->ext.inputs = {db, ib, ub};
   k->ext.outputs = {out};
-  auto lit = [](int64_t v) { return arg(ExternArg::Kind::Literal, nullptr, std::to_string(v)); };
+  auto lit = externInt;
   auto &a = k->ext.args;
   a = {arg(ExternArg::Kind::Site),       lit(et),          lit(dtypeSize(data.dtype)),
        arg(ExternArg::Kind::Buffer, db), dims(data.shape), lit(data.rank()),

@@ -13,7 +13,7 @@ namespace {
 using loop::ExternArg;
 
 ExternArg lit(int64_t v) {
-  return externArg(ExternArg::Kind::Literal, nullptr, std::to_string(v));
+  return externInt(v);
 }
 ExternArg buf(loop::Buffer *b) {
   return externArg(ExternArg::Kind::Buffer, b);
@@ -41,7 +41,7 @@ LTensor nonZeroIndices(OpCtx &c, const LTensor &t, const char *tag) {
   sym::Expr count = c.lateSymbol(tag, n);
   loop::Buffer *out = c.prog().newBuffer(DType::Int64, {c.ctx().constant(t.rank()), count},
                                          loop::BufferKind::Intermediate, "");
-  loop::Kernel *k = c.externKernel("kiln_shim_nonzero_v1");
+  loop::Kernel *k = c.externKernel(loop::ExternKind::NonZero);
   k->ext.inputs = {mask.buffer};
   k->ext.outputs = {out};
   k->ext.args = {externArg(ExternArg::Kind::Site),
@@ -111,7 +111,7 @@ void lowerUnique(OpCtx &c) {
   };
   loop::Buffer *y = newBuf(x.dtype, yShape), *first = newBuf(DType::Int64, {count}),
                *inverse = newBuf(DType::Int64, {dims[1]}), *counts = newBuf(DType::Int64, {count});
-  loop::Kernel *k = c.externKernel("kiln_shim_unique_v1");
+  loop::Kernel *k = c.externKernel(loop::ExternKind::Unique);
   k->ext.inputs = {xb};
   k->ext.outputs = {y, first, inverse, counts};
   k->ext.args = {externArg(ExternArg::Kind::Site),
@@ -148,7 +148,7 @@ void lowerNonMaxSuppression(OpCtx &c) {
   sym::Expr count = c.lateSymbol("count", B * C * N);
   loop::Buffer *out = c.prog().newBuffer(DType::Int64, {count, ctx.constant(3)},
                                          loop::BufferKind::Intermediate, "");
-  loop::Kernel *k = c.externKernel("kiln_shim_nms_v1");
+  loop::Kernel *k = c.externKernel(loop::ExternKind::NonMaxSuppression);
   k->ext.inputs = {bb, sb};
   for (loop::Buffer *b : {maxOut, iou, minScore})
     if (b) k->ext.inputs.push_back(b);

@@ -525,6 +525,8 @@ void lowerConstantOfShape(OpCtx &c) {
   int64_t iv = 0;
   if (c.node.hasAttr("value")) {
     auto &tensor = c.node.attrs.at("value").tensor;
+    if (!tensor || tensor->numel() != 1 || tensor->dtype == DType::String)
+      fail("{}: attribute 'value' must be a one-element numeric tensor", c.node.describe());
     t = tensor->dtype;
     if (isFloat(t))
       fv = tensor->getDouble(0);
@@ -539,6 +541,9 @@ void lowerConstantOfShape(OpCtx &c) {
 void lowerRange(OpCtx &c) {
   LTensor st = c.in(0);
   auto s = c.symIn(0), l = c.symIn(1), d = c.symIn(2);
+  for (size_t i = 0; i < 3; ++i)
+    if (c.in(i).rank() > 1 || (c.in(i).rank() == 1 && !c.in(i).shape[0].isConst(1)))
+      fail("{}: input {} must be a scalar", c.node.describe(), i);
   DType t = st.dtype;
   if (s && l && d && (*d)[0].isConst() && (*d)[0]->value != 0) {
     int64_t delta = (*d)[0]->value;

@@ -88,7 +88,7 @@ LTensor dftSum(OpCtx &c, DType t, ir::Shape outShape, int kAxis, sym::Expr len, 
 /// missing bins are 0. The output is real: n samples, components dim 1.
 LTensor inverseOnesided(OpCtx &c, const LTensor &x, const LTensor &src, int axis) {
   sym::Expr len = x.shape[axis];
-  sym::Expr n = c.has(1) ? c.requireSymIn(1, "dft_length", 1).at(0) : (len - 1) * 2;
+  sym::Expr n = c.has(1) ? c.requireScalarSymIn(1, "dft_length", 1) : (len - 1) * 2;
   ir::Shape outShape = x.shape;
   outShape[axis] = n;
   outShape.back() = c.ctx().constant(1);
@@ -110,7 +110,7 @@ LTensor dftAlong(OpCtx &c, const LTensor &x, const LTensor &src, int axis, bool 
                  bool onesided) {
   if (inverse && onesided) return inverseOnesided(c, x, src, axis);
   sym::Expr len = x.shape[axis];
-  sym::Expr n = c.has(1) ? c.requireSymIn(1, "dft_length", 1).at(0) : len;
+  sym::Expr n = c.has(1) ? c.requireScalarSymIn(1, "dft_length", 1) : len;
   ir::Shape outShape = x.shape;
   outShape[axis] = onesided ? sym::floorDiv(n, 2) + 1 : n;
   outShape.back() = c.ctx().constant(2);
@@ -189,7 +189,7 @@ void lowerSTFT(OpCtx &c) {
   requireComponents(c, x, "signal");
   bool onesided = c.node.attrInt("onesided", 1) != 0;
   if (onesided) requireReal(c, x, "signal");
-  sym::Expr step = c.requireSymIn(1, "frame_step", 1).at(0);
+  sym::Expr step = c.requireScalarSymIn(1, "frame_step", 1);
   std::optional<LTensor> window;
   if (c.has(2)) {
     window = c.in(2);
@@ -198,7 +198,7 @@ void lowerSTFT(OpCtx &c) {
   }
   sym::Expr frameLen;
   if (c.has(3)) {
-    frameLen = c.requireSymIn(3, "frame_length", 1).at(0);
+    frameLen = c.requireScalarSymIn(3, "frame_length", 1);
     if (window) c.guardEqual(window->shape[0], frameLen, "window length must equal frame_length");
   } else if (window) {
     frameLen = window->shape[0];
@@ -224,7 +224,7 @@ void lowerSTFT(OpCtx &c) {
 
 /// Generalized cosine window: a0 - a1 cos(x) + a2 cos(2x), x = 2*pi*n / (N or N-1).
 void cosineWindow(OpCtx &c, double a0, double a1, double a2) {
-  sym::Expr size = c.requireSymIn(0, "size", 0).at(0);
+  sym::Expr size = c.requireScalarSymIn(0, "size", 0);
   int64_t code = c.node.attrInt("output_datatype", 1);
   DType t;
   if (!dtypeFromOnnx(static_cast<int>(code), t) || t == DType::String)
@@ -267,9 +267,9 @@ VRef floatScalarIn(OpCtx &c, size_t i, const char *what) {
 /// The stages are realized so that the C++ compiler cannot fuse a multiply with the following
 /// add into one FMA, which would round differently from numpy near the integer boundaries.
 void lowerMelWeightMatrix(OpCtx &c) {
-  sym::Expr bins = c.requireSymIn(0, "num_mel_bins", 0).at(0);
-  sym::Expr dft = c.requireSymIn(1, "dft_length", 1).at(0);
-  VRef rate = asF64(c.requireSymIn(2, "sample_rate", 1).at(0));
+  sym::Expr bins = c.requireScalarSymIn(0, "num_mel_bins", 0);
+  sym::Expr dft = c.requireScalarSymIn(1, "dft_length", 1);
+  VRef rate = asF64(c.requireScalarSymIn(2, "sample_rate", 1));
   VRef lo = floatScalarIn(c, 3, "lower_edge_hertz"), hi = floatScalarIn(c, 4, "upper_edge_hertz");
   int64_t code = c.node.attrInt("output_datatype", 1);
   DType t;

@@ -11,7 +11,7 @@ namespace {
 using loop::ExternArg;
 
 ExternArg lit(int64_t v) {
-  return externArg(ExternArg::Kind::Literal, nullptr, std::to_string(v));
+  return externInt(v);
 }
 ExternArg value(sym::Expr e) {
   ExternArg a = externArg(ExternArg::Kind::Value);
@@ -38,7 +38,7 @@ void lowerStringNormalizer(OpCtx &c) {
   ir::Shape shape = twoDim ? ir::Shape{ctx.constant(1), count} : ir::Shape{count};
   loop::Buffer *xb = c.realize(x).buffer;
   loop::Buffer *out = c.prog().newBuffer(DType::String, shape, loop::BufferKind::Intermediate, "");
-  loop::Kernel *k = c.externKernel("kiln_shim_string_normalizer_v1");
+  loop::Kernel *k = c.externKernel(loop::ExternKind::StringNormalizer);
   k->ext.inputs = {xb};
   k->ext.outputs = {out};
   ExternArg stop = externArg(ExternArg::Kind::Strings);
@@ -72,7 +72,7 @@ LTensor castString(OpCtx &c, const LTensor &x, DType to) {
   loop::Buffer *out = c.prog().newBuffer(to, x.shape, loop::BufferKind::Intermediate, "");
   bool toString = to == DType::String;
   loop::Kernel *k =
-      c.externKernel(toString ? "kiln_shim_to_string_v1" : "kiln_shim_from_string_v1");
+      c.externKernel(toString ? loop::ExternKind::ToString : loop::ExternKind::FromString);
   k->ext.inputs = {xb};
   k->ext.outputs = {out};
   auto buf = [](loop::Buffer *b) { return externArg(ExternArg::Kind::Buffer, b); };

@@ -467,7 +467,7 @@ void lowerOneHot(OpCtx &c) {
   if (const ir::TensorData *d = c.constIn(1))
     depth = c.ctx().constant(static_cast<int64_t>(d->getDouble(0)));
   else
-    depth = c.requireSymIn(1, "depth", 1).at(0);
+    depth = c.requireScalarSymIn(1, "depth", 1);
   int outRank = ind.rank() + 1;
   int axis = c.normAxis(c.node.attrInt("axis", -1), outRank);
   ir::Shape shape = ind.shape;

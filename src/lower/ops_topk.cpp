@@ -17,7 +17,7 @@ void lowerTopK(OpCtx &c) {
   int axis = c.normAxis(c.node.attrInt("axis", -1), x.rank());
   bool largest = c.node.attrInt("largest", 1) != 0;
   sym::Expr k = c.node.opset < 10 ? c.ctx().constant(c.node.attrInt("k", 1))
-                                  : c.requireSymIn(1, "k", 0).at(0);
+                                  : c.requireScalarSymIn(1, "k", 0);
   sym::Expr n = x.shape[axis];
   c.guardEqual(sym::min(k, n), k, "k must not exceed the axis length");
   LTensor src = x.cheap ? x : c.realize(x);

@@ -8,7 +8,7 @@
 
 #include <fmt/format.h>
 
-#include <map>
+#include <algorithm>
 #include <optional>
 #include <set>
 
@@ -16,58 +16,92 @@ namespace kiln::sched {
 
 namespace {
 
-/// What a CPU shim computes, for messages ("Conv", "NonZero", ...).
-const char *externOp(const std::string &fn) {
-  static const std::map<std::string, const char *> ops = {
-      {"kiln_shim_conv_v1", "Conv"},
-      {"kiln_shim_conv_v2", "Conv"},
-      {"kiln_shim_matmul_v1", "MatMul/Gemm"},
-      {"kiln_shim_sdpa_v1", "attention"},
-      {"kiln_shim_sdpa_v2", "attention"},
-      {"kiln_shim_scatter_elements_v1", "ScatterElements"},
-      {"kiln_shim_scatter_nd_v1", "ScatterND"},
-      {"kiln_shim_nonzero_v1", "NonZero"},
-      {"kiln_shim_unique_v1", "Unique"},
-      {"kiln_shim_nms_v1", "NonMaxSuppression"},
-      {"kiln_shim_to_string_v1", "Cast to string"},
-      {"kiln_shim_from_string_v1", "Cast from string"},
-      {"kiln_shim_string_normalizer_v1", "StringNormalizer"},
-      {"kiln_shim_string_lookup_v1", "LabelEncoder"}};
-  auto it = ops.find(fn);
-  return it == ops.end() ? fn.c_str() : it->second;
+/// The CPU shim of each extern kind and the C type of its params struct ("" if none).
+struct CpuShim {
+  const char *function;
+  const char *paramsType;
+};
+
+CpuShim cpuShim(const loop::ExternCall &e) {
+  switch (e.kind) {
+  case loop::ExternKind::Conv: {
+    // oneDNN's channels-last convolution has its own entry point (level 2).
+    bool channelsLast = std::any_of(e.args.begin(), e.args.end(), [](const loop::ExternArg &a) {
+      return a.kind == loop::ExternArg::Kind::Layout;
+    });
+    return {channelsLast ? "kiln_shim_conv_v2" : "kiln_shim_conv_v1", "kiln_conv_params_v1"};
+  }
+  case loop::ExternKind::MatMul:
+    return {"kiln_shim_matmul_v1", "kiln_matmul_params_v1"};
+  case loop::ExternKind::Attention:
+    return {"kiln_shim_sdpa_v2", ""};
+  case loop::ExternKind::ScatterElements:
+    return {"kiln_shim_scatter_elements_v1", ""};
+  case loop::ExternKind::ScatterND:
+    return {"kiln_shim_scatter_nd_v1", ""};
+  case loop::ExternKind::NonZero:
+    return {"kiln_shim_nonzero_v1", ""};
+  case loop::ExternKind::Unique:
+    return {"kiln_shim_unique_v1", ""};
+  case loop::ExternKind::NonMaxSuppression:
+    return {"kiln_shim_nms_v1", ""};
+  case loop::ExternKind::ToString:
+    return {"kiln_shim_to_string_v1", ""};
+  case loop::ExternKind::FromString:
+    return {"kiln_shim_from_string_v1", ""};
+  case loop::ExternKind::StringNormalizer:
+    return {"kiln_shim_string_normalizer_v1", ""};
+  case loop::ExternKind::StringLookup:
+    return {"kiln_shim_string_lookup_v1", ""};
+  }
+  KILN_ASSERT(false, "extern kind {} has no cpu shim", static_cast<int>(e.kind));
 }
 
-loop::ExternArg literalArg(std::string text) {
+void toCpuShim(loop::ExternCall &e) {
+  CpuShim shim = cpuShim(e);
+  e.function = shim.function;
+  e.paramsType = shim.paramsType;
+}
+
+loop::ExternArg intArg(int64_t v) {
   loop::ExternArg a;
-  a.kind = loop::ExternArg::Kind::Literal;
-  a.literal = std::move(text);
+  a.kind = loop::ExternArg::Kind::Int;
+  a.number = v;
   return a;
 }
 
-/// The fusion pass keeps Clip out of calls for devices without a clip epilogue.
-void assertNoClip(const loop::ExternCall &e) {
-  for (auto &[field, value] : e.params)
-    KILN_ASSERT(field != "post_op" || value != std::to_string(KILN_POST_CLIP),
-                "a fused Clip reached CUDA legalisation ({})", e.function);
+/// The fusion pass keeps Clip out of calls for devices without a clip epilogue, and
+/// channels-last layouts out of devices that do not ask for them.
+void assertCudaCanTake(const loop::ExternCall &e) {
+  const loop::ExternParam *post = e.param("post_op");
+  KILN_ASSERT(!post || post->number != KILN_POST_CLIP, "a fused Clip reached CUDA legalisation");
+  for (const loop::ExternArg &a : e.args)
+    KILN_ASSERT(a.kind != loop::ExternArg::Kind::Layout,
+                "a channels-last Conv reached CUDA legalisation");
 }
 
+uint32_t cudaMathFlags(const Target &t) {
+  return t.allowTf32 ? KILN_CUDA_ALLOW_TF32 : 0u;
+}
+
+/// cuDNN's convolution takes the CPU shim's params plus an element type and math flags.
 void toCudaConv(loop::ExternCall &e, const Target &t) {
-  assertNoClip(e);
+  assertCudaCanTake(e);
   e.function = "kiln_shim_cuda_conv_v1";
-  e.args.push_back(literalArg("KILN_ELEM_F32"));
-  e.args.push_back(literalArg(t.allowTf32 ? "KILN_CUDA_ALLOW_TF32" : "0u"));
+  e.paramsType = "kiln_conv_params_v1";
+  e.args.push_back(intArg(KILN_ELEM_F32));
+  e.args.push_back(intArg(cudaMathFlags(t)));
 }
 
+/// cuBLASLt's matmul params wrap the CPU shim's (member `mm`).
 void toCudaMatmul(loop::ExternCall &e, const Target &t) {
-  assertNoClip(e);
+  assertCudaCanTake(e);
   e.function = "kiln_shim_cuda_matmul_v1";
   e.paramsType = "kiln_cuda_matmul_params_v1";
-  for (auto &[field, value] : e.params)
-    field = "mm." + field;
-  for (auto &[field, value] : e.symParams)
-    field = "mm." + field;
-  e.params.push_back({"elem_type", "KILN_ELEM_F32"});
-  e.params.push_back({"flags", t.allowTf32 ? "KILN_CUDA_ALLOW_TF32" : "0u"});
+  for (loop::ExternParam &f : e.params)
+    f.nest = "mm";
+  e.params.push_back(loop::ExternParam::integer("elem_type", KILN_ELEM_F32));
+  e.params.push_back(loop::ExternParam::integer("flags", cudaMathFlags(t)));
 }
 
 loop::ExternArg bufferArg(loop::Buffer *b) {
@@ -78,10 +112,10 @@ loop::ExternArg bufferArg(loop::Buffer *b) {
 }
 
 /// The CPU runs attention through kiln_shim_sdpa_v2 (runtime/shim_sdpa.cpp).
-void attentionToCpuShim(loop::Kernel &k) {
+void attentionToExtern(loop::Kernel &k) {
   const loop::AttentionCall &a = k.attn;
   loop::ExternCall &e = k.ext;
-  e.function = "kiln_shim_sdpa_v2";
+  e.kind = loop::ExternKind::Attention;
   e.inputs = {a.q, a.k, a.v};
   if (a.mask) e.inputs.push_back(a.mask);
   e.outputs = {k.out};
@@ -92,8 +126,8 @@ void attentionToCpuShim(loop::Kernel &k) {
   dims.kind = loop::ExternArg::Kind::Dims;
   dims.dims = a.dims;
   if (a.scale) {
-    scale.kind = loop::ExternArg::Kind::FloatPtr;
-    scale.literal = fmt::format("(float)({:.17g})", *a.scale);
+    scale.kind = loop::ExternArg::Kind::Float;
+    scale.real = *a.scale;
   }
   e.args = {site,        bufferArg(a.q),   bufferArg(a.k), bufferArg(a.v), bufferArg(a.mask),
             maskStrides, bufferArg(k.out), dims,           scale};
@@ -101,8 +135,10 @@ void attentionToCpuShim(loop::Kernel &k) {
 }
 
 void legalizeForCpu(loop::Program &p) {
-  for (auto &kp : p.kernels)
-    if (kp->kind == loop::KernelKind::Attention) attentionToCpuShim(*kp);
+  for (auto &kp : p.kernels) {
+    if (kp->kind == loop::KernelKind::Attention) attentionToExtern(*kp);
+    if (kp->kind == loop::KernelKind::Extern) toCpuShim(kp->ext);
+  }
 }
 
 /// The generated CUDA attention kernel keeps a key tile and its query rows in shared memory
@@ -158,15 +194,17 @@ void legalizeForCuda(loop::Program &p, const Target &t) {
            k.origin);
     if (k.kind == loop::KernelKind::Attention) checkCudaAttention(k);
     if (k.kind != loop::KernelKind::Extern) continue;
-    const std::string &fn = k.ext.function;
-    if (fn == "kiln_shim_conv_v1") {
+    switch (k.ext.kind) {
+    case loop::ExternKind::Conv:
       toCudaConv(k.ext, t);
-    } else if (fn == "kiln_shim_matmul_v1") {
+      break;
+    case loop::ExternKind::MatMul:
       toCudaMatmul(k.ext, t);
-    } else {
+      break;
+    default:
       fail("node '{}': {} has no CUDA implementation in kiln yet (it runs as {} on the cpu); "
            "compile for cpu",
-           k.origin, externOp(fn), fn);
+           k.origin, loop::externKindName(k.ext.kind), cpuShim(k.ext).function);
     }
   }
 }

@@ -8,6 +8,7 @@
 #include "support/hash.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fmt/format.h>
 #include <map>
 #include <optional>
@@ -305,16 +306,37 @@ private:
 
   std::string bufferExpr(const loop::Buffer *b) const { return b->name; }
 
+  /// A C float expression (Clip bounds may be infinite).
+  static std::string floatLiteral(double v) {
+    if (std::isinf(v)) return v > 0 ? "INFINITY" : "-INFINITY";
+    return fmt::format("(float)({:.17g})", v);
+  }
+
+  static std::string paramField(const loop::ExternParam &f) {
+    std::string s = f.nest.empty() ? f.field : f.nest + "." + f.field;
+    return f.index < 0 ? s : fmt::format("{}[{}]", s, f.index);
+  }
+
+  std::string paramValue(const loop::ExternParam &f) const {
+    switch (f.kind) {
+    case loop::ExternParam::Kind::Int:
+      return std::to_string(f.number);
+    case loop::ExternParam::Kind::Float:
+      return floatLiteral(f.real);
+    case loop::ExternParam::Kind::Sym:
+      return cpp(f.expr);
+    }
+    return "0";
+  }
+
   std::string externCall(const loop::Kernel &k, int &scopeCounter) {
     std::ostringstream os;
     const loop::ExternCall &e = k.ext;
     os << "  { // " << e.function << " for " << commentText(k.origin) << "\n";
     if (!e.paramsType.empty())
       os << "    " << e.paramsType << " p;\n    memset(&p, 0, sizeof p);\n";
-    for (auto &[field, value] : e.params)
-      os << "    p." << field << " = " << value << ";\n";
-    for (auto &[field, value] : e.symParams)
-      os << "    p." << field << " = " << cpp(value) << ";\n";
+    for (const loop::ExternParam &f : e.params)
+      os << "    p." << paramField(f) << " = " << paramValue(f) << ";\n";
     std::vector<std::string> args;
     int dimsIdx = 0;
     for (const loop::ExternArg &a : e.args) {
@@ -334,8 +356,8 @@ private:
       case loop::ExternArg::Kind::Layout:
         args.push_back("KILN_LAYOUT_CHANNELS_LAST");
         break;
-      case loop::ExternArg::Kind::Literal:
-        args.push_back(a.literal);
+      case loop::ExternArg::Kind::Int:
+        args.push_back(std::to_string(a.number));
         break;
       case loop::ExternArg::Kind::Strings: {
         std::vector<std::string> quoted;
@@ -353,8 +375,8 @@ private:
       case loop::ExternArg::Kind::SymbolOut:
         args.push_back("&" + symName(a.dims.at(0)));
         break;
-      case loop::ExternArg::Kind::FloatPtr:
-        os << fmt::format("    const float f{} = {};\n", dimsIdx, a.literal);
+      case loop::ExternArg::Kind::Float:
+        os << fmt::format("    const float f{} = {};\n", dimsIdx, floatLiteral(a.real));
         args.push_back(fmt::format("&f{}", dimsIdx++));
         break;
       case loop::ExternArg::Kind::Dims: {
