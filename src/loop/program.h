@@ -97,13 +97,13 @@ struct ExternParam {
   sym::Expr expr;
   std::string nest;
   static ExternParam integer(std::string f, int64_t v, int idx = -1) {
-    return {std::move(f), idx, Kind::Int, v, 0, {}};
+    return {std::move(f), idx, Kind::Int, v, 0, {}, {}};
   }
   static ExternParam floating(std::string f, double v) {
-    return {std::move(f), -1, Kind::Float, 0, v, {}};
+    return {std::move(f), -1, Kind::Float, 0, v, {}, {}};
   }
   static ExternParam symbolic(std::string f, sym::Expr e, int idx = -1) {
-    return {std::move(f), idx, Kind::Sym, 0, 0, std::move(e)};
+    return {std::move(f), idx, Kind::Sym, 0, 0, std::move(e), {}};
   }
 };
 

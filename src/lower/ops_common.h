@@ -41,17 +41,18 @@ void registerElementwiseOps(std::vector<OpInfo> &r);
 void registerShapeOps(std::vector<OpInfo> &r);
 void registerReduceOps(std::vector<OpInfo> &r);
 void registerNNOps(std::vector<OpInfo> &r);
-void registerTensorOps(std::vector<OpInfo> &r);    // ops_tensor.cpp
-void registerModelOps(std::vector<OpInfo> &r);     // ops_model.cpp
-void registerQuantOps(std::vector<OpInfo> &r);     // ops_quant.cpp
-void registerScatterOps(std::vector<OpInfo> &r);   // ops_scatter.cpp
-void registerAttentionOps(std::vector<OpInfo> &r); // ops_attention.cpp
-void registerEinsumOps(std::vector<OpInfo> &r);    // ops_einsum.cpp
-void registerTopKOps(std::vector<OpInfo> &r);      // ops_topk.cpp
-void registerSignalOps(std::vector<OpInfo> &r);    // ops_signal.cpp
-void registerSamplingOps(std::vector<OpInfo> &r);  // ops_sampling.cpp
-void registerSelectOps(std::vector<OpInfo> &r);    // ops_select.cpp
-void registerStringOps(std::vector<OpInfo> &r);    // ops_string.cpp
+void registerTensorOps(std::vector<OpInfo> &r);        // ops_tensor.cpp
+void registerNormalizationOps(std::vector<OpInfo> &r); // ops_normalize.cpp
+void registerModelOps(std::vector<OpInfo> &r);         // ops_model.cpp
+void registerQuantOps(std::vector<OpInfo> &r);         // ops_quant.cpp
+void registerScatterOps(std::vector<OpInfo> &r);       // ops_scatter.cpp
+void registerAttentionOps(std::vector<OpInfo> &r);     // ops_attention.cpp
+void registerEinsumOps(std::vector<OpInfo> &r);        // ops_einsum.cpp
+void registerTopKOps(std::vector<OpInfo> &r);          // ops_topk.cpp
+void registerSignalOps(std::vector<OpInfo> &r);        // ops_signal.cpp
+void registerSamplingOps(std::vector<OpInfo> &r);      // ops_sampling.cpp
+void registerSelectOps(std::vector<OpInfo> &r);        // ops_select.cpp
+void registerStringOps(std::vector<OpInfo> &r);        // ops_string.cpp
 /// Cast between string and a numeric type (or string to string) through the string shims.
 LTensor castString(OpCtx &c, const LTensor &x, DType to);
 void registerMiscOps(std::vector<OpInfo> &r);     // ops_misc.cpp

@@ -12,6 +12,7 @@ const std::vector<OpInfo> &opRegistry() {
     registerReduceOps(r);
     registerNNOps(r);
     registerTensorOps(r);
+    registerNormalizationOps(r);
     registerModelOps(r);
     registerQuantOps(r);
     registerScatterOps(r);

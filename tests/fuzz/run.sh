@@ -4,11 +4,12 @@
 # .npy, names_seeds.py for names). Crashes land in <corpus dir>/artifacts/; the final stats
 # line gives execs and coverage.
 # Usage: run.sh <fuzz build dir> <import|tensor_proto|npy|sym|c_api|names> <seconds> [libFuzzer args]
+# KILN_FUZZ_WORK: the folder of the corpora (default <fuzz build dir>/fuzz-corpus).
 set -eu
 build=$1 target=$2 secs=$3
 shift 3
 data=${KILN_FUZZ_DATA:-/usr/share/libonnx-testdata/data/node}
-work=$build/fuzz-corpus/$target
+work=${KILN_FUZZ_WORK:-$build/fuzz-corpus}/$target
 mkdir -p "$work/corpus" "$work/seeds" "$work/artifacts"
 if [ -z "$(ls -A "$work/seeds")" ]; then
   case $target in
