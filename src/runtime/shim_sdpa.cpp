@@ -26,27 +26,23 @@ namespace kiln::rt::sdpa {
 namespace {
 
 bool cpuRuns(Isa isa) {
-  switch (isa) {
-  case Isa::Avx512:
-    return cpu::missingFeatures("avx512f,avx2,fma").empty();
-  case Isa::Avx2:
-    return cpu::missingFeatures("avx2,fma").empty();
-  default:
-    return true;
-  }
+#if defined(__x86_64__)
+  if (isa == Isa::Avx512) return cpu::missingFeatures("avx512f,avx2,fma").empty();
+  if (isa == Isa::Avx2) return cpu::missingFeatures("avx2,fma").empty();
+  return true;
+#else // only the generic kernels are built here (src/runtime/CMakeLists.txt)
+  return isa == Isa::Generic || isa == Isa::Auto;
+#endif
 }
 
 const Kernels *kernelsFor(Isa isa) {
   if (isa == Isa::Auto)
     isa = cpuRuns(Isa::Avx512) ? Isa::Avx512 : cpuRuns(Isa::Avx2) ? Isa::Avx2 : Isa::Generic;
-  switch (isa) {
-  case Isa::Avx512:
-    return &avx512Kernels();
-  case Isa::Avx2:
-    return &avx2Kernels();
-  default:
-    return &genericKernels();
-  }
+#if defined(__x86_64__)
+  if (isa == Isa::Avx512) return &avx512Kernels();
+  if (isa == Isa::Avx2) return &avx2Kernels();
+#endif
+  return &genericKernels();
 }
 
 std::atomic<const Kernels *> &activeKernels() {
