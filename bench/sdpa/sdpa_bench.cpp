@@ -10,8 +10,9 @@
 // why this bench links the runtime's objects rather than libkiln_rt.so.
 //
 // Each case: a warm-up call, then calls until --seconds have passed (at least 5), timed one by
-// one. Both the median and the fastest call are reported, GFLOP/s from the fastest: on a
-// shared, loaded machine the scheduler preempts long calls, which inflates the median.
+// one. The median and the fastest call are reported, GFLOP/s from the fastest (on a shared,
+// loaded machine the scheduler preempts long calls, which inflates the median), and the
+// process CPU time per call (at 1 thread: the time the call really ran).
 #include "sdpa_kernels.h"
 
 #include <kiln/runtime.h>
@@ -25,6 +26,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <random>
 #include <string>
 #include <vector>
@@ -65,8 +67,15 @@ std::vector<Shape> parseShapes(const std::string &s) {
 }
 
 struct Timing {
-  double median, best; // seconds
+  double median, best; // wall seconds per call
+  double cpu;          // process CPU seconds per call (all threads, spinning included)
 };
+
+double processCpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 Timing timeCase(kiln_shim_ctx *ctx, const Shape &sh, const std::string &maskKind, int threads,
                 double seconds) {
@@ -106,6 +115,7 @@ Timing timeCase(kiln_shim_ctx *ctx, const Shape &sh, const std::string &maskKind
   };
   call();
   std::vector<double> ms_;
+  const double cpu0 = processCpuSeconds();
   auto start = std::chrono::steady_clock::now();
   while (ms_.size() < 5 ||
          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() <
@@ -114,8 +124,9 @@ Timing timeCase(kiln_shim_ctx *ctx, const Shape &sh, const std::string &maskKind
     call();
     ms_.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
+  const double cpu = (processCpuSeconds() - cpu0) / ms_.size();
   std::sort(ms_.begin(), ms_.end());
-  return {ms_[ms_.size() / 2], ms_.front()};
+  return {ms_[ms_.size() / 2], ms_.front(), cpu};
 }
 
 } // namespace
@@ -174,17 +185,18 @@ int main(int argc, char **argv) {
     std::fprintf(stderr, "kiln_rt_runner_create failed: %s\n", kiln_rt_last_error());
     return 1;
   }
-  std::printf("| B | H | S | D | mask | threads | median ms | best ms | GFLOP/s (best) |%s\n",
+  std::printf("| B | H | S | D | mask | threads | median ms | best ms | CPU ms | GFLOP/s (best) "
+              "|%s\n",
               peak > 0 ? " % of peak |" : "");
-  std::printf("| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |%s\n",
+  std::printf("| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |%s\n",
               peak > 0 ? " ---: |" : "");
   for (const Shape &sh : parseShapes(shapes))
     for (int t : parseInts(threadList, ',')) {
       Timing tm = timeCase(ctx, sh, maskKind, t, seconds);
       double gflops = 4.0 * sh.B * sh.H * sh.S * sh.S * sh.D / tm.best * 1e-9;
-      std::printf("| %lld | %lld | %lld | %lld | %s | %d | %.3f | %.3f | %.1f |", (long long)sh.B,
-                  (long long)sh.H, (long long)sh.S, (long long)sh.D, maskKind.c_str(), t,
-                  tm.median * 1e3, tm.best * 1e3, gflops);
+      std::printf("| %lld | %lld | %lld | %lld | %s | %d | %.3f | %.3f | %.3f | %.1f |",
+                  (long long)sh.B, (long long)sh.H, (long long)sh.S, (long long)sh.D,
+                  maskKind.c_str(), t, tm.median * 1e3, tm.best * 1e3, tm.cpu * 1e3, gflops);
       if (peak > 0) std::printf(" %.0f%% |", 100.0 * gflops / (peak * t));
       std::printf("\n");
       std::fflush(stdout);
