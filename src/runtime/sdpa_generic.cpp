@@ -48,6 +48,11 @@ struct Generic {
       m = r.x[i] > m ? r.x[i] : m;
     return m;
   }
+  static bool allNegInf(Reg r) {
+    for (int i = 0; i < W; ++i)
+      if (r.x[i] != -__builtin_inff()) return false;
+    return true;
+  }
   static float hsum(Reg r) { return (r.x[0] + r.x[1]) + (r.x[2] + r.x[3]); }
   static void transpose8(const float *src, int64_t lds, float *dst, int64_t ldd) {
     for (int r = 0; r < 8; ++r)

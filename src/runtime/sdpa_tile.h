@@ -1,14 +1,16 @@
 // The attention kernel of one ISA level, written once over a small vector type V (width
-// V::W floats: load, store, bcast, fma, max, exp, horizontal max/sum, an 8x8 transpose). Included
-// only by sdpa_avx512.cpp, sdpa_avx2.cpp and sdpa_generic.cpp, each compiled with its ISA's flags
-// after defining its V. Everything here has internal linkage and uses no std:: templates, so
-// the linker can never hand a baseline caller a copy compiled for a wider ISA.
+// V::W floats: load, store, bcast, fma, max, exp, horizontal max/sum, an 8x8 transpose, a
+// test that all lanes are -inf). Included only by sdpa_avx512.cpp, sdpa_avx2.cpp and
+// sdpa_generic.cpp, each compiled with its ISA's flags after defining its V. Everything here
+// has internal linkage and uses no std:: templates, so the linker can never hand a baseline
+// caller a copy compiled for a wider ISA.
 //
 // Per block of MR query rows: scores for KB keys at a time by a register-blocked micro-kernel
 // (MR query rows read in place x 2 vectors of keys, K packed as [D][2W] panels);
 // online softmax (a running max and sum per row, one exp per score, the output rescaled when
 // the max grows); P*V accumulated into an MR x Dv tile by a second micro-kernel that reads V
-// rows in place. The output is divided by the row sum once at the end.
+// rows in place. The output is divided by the row sum once at the end. Keys past the last one
+// some row of the block may attend (a -inf mask: causal, padding) are not computed at all.
 #pragma once
 
 #include "sdpa_kernels.h"
@@ -151,6 +153,25 @@ template <class V, int MR> struct Tile {
     }
   }
 
+  /// How many of the nk keys from kb0 on some row of the block may attend: keys after the
+  /// last one not masked with -inf in every row (causal masks above the diagonal, padding at
+  /// the end) add exactly nothing and are skipped. A finite fill (finfo.min) is kept: a row
+  /// masked only with it averages over its keys.
+  static int64_t liveKeys(const Head &h, int64_t r0, int64_t nr, int64_t kb0, int64_t nk) {
+    int64_t live = 0;
+    for (int64_t i = 0; i < nr && live < nk; ++i) {
+      const float *m = h.mask + (r0 + i) * h.maskRowStride + kb0 * h.maskColStride;
+      int64_t j = nk;
+      if (h.maskColStride == 1) // a vector of -inf at a time, then one by one
+        while (j - W >= live && V::allNegInf(V::load(m + j - W)))
+          j -= W;
+      while (j > live && m[(j - 1) * h.maskColStride] == -__builtin_inff())
+        --j;
+      live = j > live ? j : live;
+    }
+    return live;
+  }
+
   /// One online-softmax step of one row: scores s[0, nk) become exp(s - max so far) in place,
   /// the row's max m and sum l move on, and its output row o is rescaled if the max grew.
   static void softmaxStep(float *s, int64_t nk, float &m, float &l, float *o, int64_t dvPad) {
@@ -204,7 +225,9 @@ template <class V, int MR> struct Tile {
         rowSum[i] = 0.f;
       }
       for (int64_t kb0 = 0; kb0 < h.Skv; kb0 += KB) {
-        const int64_t nk = minOf(KB, h.Skv - kb0);
+        const int64_t nk =
+            h.mask ? liveKeys(h, r0, nr, kb0, minOf(KB, h.Skv - kb0)) : minOf(KB, h.Skv - kb0);
+        if (nk == 0) continue; // every key of this block masked out in every row
         for (int64_t p = 0; p * PW < nk; ++p)
           scorePanel(q, packed + (kb0 / PW + p) * PW * D, D, h.scale, s + p * PW);
         for (int i = 0; i < MR; ++i) {
