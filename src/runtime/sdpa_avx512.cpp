@@ -25,8 +25,8 @@ struct Avx512 {
   static Reg mul(Reg a, Reg b) { return _mm512_mul_ps(a, b); }
   static Reg max(Reg a, Reg b) { return _mm512_max_ps(a, b); }
   static float hmax(Reg x) { return _mm512_reduce_max_ps(x); }
-  static bool allNegInf(Reg x) {
-    return _mm512_cmp_ps_mask(x, _mm512_set1_ps(-__builtin_inff()), _CMP_EQ_OQ) == 0xffff;
+  static bool allAtMost(Reg x, Reg limit) {
+    return _mm512_cmp_ps_mask(x, limit, _CMP_LE_OQ) == 0xffff;
   }
   static float hsum(Reg x) { return _mm512_reduce_add_ps(x); }
   /// dst[c * ldd + r] = src[r * lds + c] for an 8 x 8 block (K's keys into panel columns).

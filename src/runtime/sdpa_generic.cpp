@@ -48,9 +48,9 @@ struct Generic {
       m = r.x[i] > m ? r.x[i] : m;
     return m;
   }
-  static bool allNegInf(Reg r) {
+  static bool allAtMost(Reg r, Reg limit) {
     for (int i = 0; i < W; ++i)
-      if (r.x[i] != -__builtin_inff()) return false;
+      if (!(r.x[i] <= limit.x[i])) return false;
     return true;
   }
   static float hsum(Reg r) { return (r.x[0] + r.x[1]) + (r.x[2] + r.x[3]); }

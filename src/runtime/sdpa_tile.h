@@ -1,6 +1,6 @@
 // The attention kernel of one ISA level, written once over a small vector type V (width
 // V::W floats: load, store, bcast, fma, max, exp, horizontal max/sum, an 8x8 transpose, a
-// test that all lanes are -inf). Included only by sdpa_avx512.cpp, sdpa_avx2.cpp and
+// test that all lanes are at most a limit). Included only by sdpa_avx512.cpp, sdpa_avx2.cpp and
 // sdpa_generic.cpp, each compiled with its ISA's flags after defining its V. Everything here
 // has internal linkage and uses no std:: templates, so the linker can never hand a baseline
 // caller a copy compiled for a wider ISA.
@@ -10,7 +10,8 @@
 // online softmax (a running max and sum per row, one exp per score, the output rescaled when
 // the max grows); P*V accumulated into an MR x Dv tile by a second micro-kernel that reads V
 // rows in place. The output is divided by the row sum once at the end. Keys past the last one
-// some row of the block may attend (a -inf mask: causal, padding) are not computed at all.
+// some row of the block may attend (masked with -inf or finfo.min: causal, padding) are not
+// computed at all.
 #pragma once
 
 #include "sdpa_kernels.h"
@@ -153,19 +154,30 @@ template <class V, int MR> struct Tile {
     }
   }
 
+  /// Whether query `row` has a key whose mask is above -FLT_MAX (-inf and finfo.min are the
+  /// fills masks use; a row masked only with finfo.min averages over all its keys).
+  static bool hasLiveKey(const Head &h, int64_t row) {
+    const float *m = h.mask + row * h.maskRowStride;
+    for (int64_t j = 0; j < h.Skv; ++j)
+      if (m[j * h.maskColStride] > -__FLT_MAX__) return true;
+    return false;
+  }
+
   /// How many of the nk keys from kb0 on some row of the block may attend: keys after the
-  /// last one not masked with -inf in every row (causal masks above the diagonal, padding at
-  /// the end) add exactly nothing and are skipped. A finite fill (finfo.min) is kept: a row
-  /// masked only with it averages over its keys.
-  static int64_t liveKeys(const Head &h, int64_t r0, int64_t nr, int64_t kb0, int64_t nk) {
+  /// last one whose mask is above `dead` in every row (causal masks above the diagonal,
+  /// padding at the end) add exactly nothing and are skipped. `dead` is -FLT_MAX when every
+  /// row has a key above it (then exp(-FLT_MAX - max) == 0 for the masked ones), else -inf.
+  static int64_t liveKeys(const Head &h, int64_t r0, int64_t nr, int64_t kb0, int64_t nk,
+                          float dead) {
     int64_t live = 0;
+    const Reg deadV = V::bcast(dead);
     for (int64_t i = 0; i < nr && live < nk; ++i) {
       const float *m = h.mask + (r0 + i) * h.maskRowStride + kb0 * h.maskColStride;
       int64_t j = nk;
-      if (h.maskColStride == 1) // a vector of -inf at a time, then one by one
-        while (j - W >= live && V::allNegInf(V::load(m + j - W)))
+      if (h.maskColStride == 1) // a vector of dead keys at a time, then one by one
+        while (j - W >= live && V::allAtMost(V::load(m + j - W), deadV))
           j -= W;
-      while (j > live && m[(j - 1) * h.maskColStride] == -__builtin_inff())
+      while (j > live && m[(j - 1) * h.maskColStride] <= dead)
         --j;
       live = j > live ? j : live;
     }
@@ -224,9 +236,12 @@ template <class V, int MR> struct Tile {
         rowMax[i] = -__builtin_inff();
         rowSum[i] = 0.f;
       }
+      float dead = -__FLT_MAX__;
+      for (int64_t i = 0; h.mask && i < nr && dead != -__builtin_inff(); ++i)
+        if (!hasLiveKey(h, r0 + i)) dead = -__builtin_inff();
       for (int64_t kb0 = 0; kb0 < h.Skv; kb0 += KB) {
-        const int64_t nk =
-            h.mask ? liveKeys(h, r0, nr, kb0, minOf(KB, h.Skv - kb0)) : minOf(KB, h.Skv - kb0);
+        const int64_t nk = h.mask ? liveKeys(h, r0, nr, kb0, minOf(KB, h.Skv - kb0), dead)
+                                  : minOf(KB, h.Skv - kb0);
         if (nk == 0) continue; // every key of this block masked out in every row
         for (int64_t p = 0; p * PW < nk; ++p)
           scorePanel(q, packed + (kb0 / PW + p) * PW * D, D, h.scale, s + p * PW);

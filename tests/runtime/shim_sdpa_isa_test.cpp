@@ -2,7 +2,8 @@
 // src/runtime/sdpa_kernels.h) against a float64 reference: transformer head dims 32/64/80/128
 // and odd ones, odd sequence lengths on both sides of the micro-kernel tiles and of the
 // 256-key online-softmax block, padding masks (HF [B,1,1,S] with -10000, finfo.min and
-// -inf), causal masks, per-row masks read with a key stride of 0, sharp score distributions
+// -inf, at the end or the start), causal masks (-inf and finfo.min), per-row masks read with
+// a key stride of 0, sharp score distributions
 // (so the running max moves between key blocks), and 1 and 2 threads.
 #include "sdpa_kernels.h"
 #include "test_util.h"
@@ -25,7 +26,7 @@ using kiln::rt::sdpa::Isa;
 using kiln::test::randomVector;
 using kiln::test::relL2;
 
-enum class Mask { None, Pad10k, PadMin, PadInf, Causal, RowBias };
+enum class Mask { None, Pad10k, PadMin, PadInf, Causal, CausalMin, LeftPadMin, RowBias };
 
 struct Case {
   int64_t B, H, Sq, Skv, D, Dv;
@@ -45,9 +46,14 @@ std::string maskName(Mask m) {
     return "padinf";
   case Mask::Causal:
     return "causal";
-  default:
+  case Mask::CausalMin:
+    return "causalmin";
+  case Mask::LeftPadMin:
+    return "leftpadmin";
+  case Mask::RowBias:
     return "rowbias";
   }
+  return "?";
 }
 
 const char *isaName(Isa isa) {
@@ -73,12 +79,23 @@ MaskData makeMask(const Case &c, std::mt19937 &rng) {
         m.values[b * c.Skv + j] = fill;
     m.strides[0] = c.Skv;
     m.strides[3] = 1;
-  } else if (c.mask == Mask::Causal) { // [Sq,Skv], query i sees keys j <= i + Skv - Sq
+  } else if (c.mask == Mask::Causal || c.mask == Mask::CausalMin) {
+    // [Sq,Skv], query i sees keys j <= i + Skv - Sq; the rest -inf, or finfo.min as GPT-2's
+    // export fills them
+    const float fill = c.mask == Mask::Causal ? -INFINITY : -FLT_MAX;
     m.values.assign(c.Sq * c.Skv, 0.f);
     for (int64_t i = 0; i < c.Sq; ++i)
       for (int64_t j = 0; j < c.Skv; ++j)
-        if (j > i + c.Skv - c.Sq) m.values[i * c.Skv + j] = -INFINITY;
+        if (j > i + c.Skv - c.Sq) m.values[i * c.Skv + j] = fill;
     m.strides[2] = c.Skv;
+    m.strides[3] = 1;
+  } else if (c.mask == Mask::LeftPadMin) {
+    // [B,1,1,Skv] with finfo.min: batch 0 keeps only its last 20 keys (a row whose early key
+    // blocks are all masked), every other batch masks every key (the plain average)
+    m.values.assign(c.B * c.Skv, -FLT_MAX);
+    for (int64_t j = std::max<int64_t>(0, c.Skv - 20); j < c.Skv; ++j)
+      m.values[j] = 0.f;
+    m.strides[0] = c.Skv;
     m.strides[3] = 1;
   } else if (c.mask == Mask::RowBias) { // [B,H,Sq,1]: one value per row, key stride 0
     m.values = randomVector(rng, c.B * c.H * c.Sq);
@@ -181,12 +198,15 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{2, 2, 129, 129, 64, 64, Mask::PadInf, 1},
                       Case{2, 2, 33, 65, 80, 80, Mask::PadMin, 1},
                       Case{1, 3, 17, 31, 128, 128, Mask::RowBias, 1},
-                      Case{1, 1, 50, 300, 64, 64, Mask::None, 6},   // 2 key blocks, sharp
-                      Case{1, 2, 45, 301, 80, 80, Mask::Causal, 6}, // causal over 2 blocks
-                      Case{2, 1, 9, 513, 32, 32, Mask::PadInf, 6},  // 3 blocks
-                      Case{1, 2, 11, 19, 24, 40, Mask::None, 1},    // Dv != D, odd widths
-                      Case{1, 1, 7, 9, 5, 3, Mask::Pad10k, 1},      // tiny head dims
-                      Case{3, 1, 1, 40, 64, 64, Mask::Causal, 1}),  // decode step: Sq 1
+                      Case{1, 1, 50, 300, 64, 64, Mask::None, 6},     // 2 key blocks, sharp
+                      Case{1, 2, 45, 301, 80, 80, Mask::Causal, 6},   // causal over 2 blocks
+                      Case{2, 1, 9, 513, 32, 32, Mask::PadInf, 6},    // 3 blocks
+                      Case{1, 2, 70, 70, 64, 64, Mask::CausalMin, 1}, // GPT-2's fill
+                      Case{1, 1, 40, 300, 64, 64, Mask::CausalMin, 6},
+                      Case{3, 2, 13, 300, 64, 64, Mask::LeftPadMin, 6},
+                      Case{1, 2, 11, 19, 24, 40, Mask::None, 1},   // Dv != D, odd widths
+                      Case{1, 1, 7, 9, 5, 3, Mask::Pad10k, 1},     // tiny head dims
+                      Case{3, 1, 1, 40, 64, 64, Mask::Causal, 1}), // decode step: Sq 1
     caseName);
 
 // Every key of a query masked with -inf gives a zero row; with finfo.min, the unmasked
