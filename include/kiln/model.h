@@ -53,8 +53,8 @@ typedef struct kiln_container kiln_container; /* opaque */
 
 typedef struct kiln_container_options {
   size_t struct_size;       /* must be sizeof(kiln_container_options) */
-  int32_t num_runners;      /* concurrent runs, at most 4096; 0 = one per hardware thread */
-  int32_t threads_per_run;  /* OpenMP threads inside one run; 0 = all hardware threads */
+  int32_t num_runners;      /* concurrent runs, at most 4096; 0 = one per usable CPU */
+  int32_t threads_per_run;  /* OpenMP threads inside one run; 0 = the CPUs the process may use */
   const char *device;       /* "cpu" (default when NULL), "cuda", "cuda:1" */
   const char *weights_path; /* external weights file (from --weights external); NULL = embedded */
   uint32_t flags;

@@ -12,6 +12,8 @@
 #include <new>
 #include <thread>
 
+#include <sched.h>
+
 using kiln::rt::fail;
 
 kiln::rt::Runner *kiln_container::acquire() {
@@ -84,7 +86,12 @@ namespace {
 
 constexpr int kCudaRunners = 2;
 
+// The CPUs this process may run on (its affinity mask: taskset, a container's cpuset), as
+// libgomp counts them; hardware_concurrency() counts every CPU of the machine, and more
+// OpenMP threads than usable CPUs make them wait on each other.
 int hardwareThreads() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
   unsigned n = std::thread::hardware_concurrency();
   return n ? static_cast<int>(n) : 1;
 }

@@ -1,11 +1,13 @@
 // kiln_shim_sdpa_v1 / _v2: scaled dot-product attention, float32, [B, H, S, D] layouts.
 //
-// Per (b, h): K transposed into a per-thread block from the runner's arena, then for each
-// query row the scores, a max-subtracted softmax, and the weighted sum of V rows. Work is
-// split over (b, h) with OpenMP (the thread count of the calling run). Accumulation is float32 with
-// float64 only for nothing: the softmax denominator sums at most Skv terms in [0, 1].
+// Checks the arguments, picks the kernel set of this CPU's ISA (sdpa_kernels.h), and splits
+// the query blocks of all (batch, head) pairs evenly over the run's OpenMP threads in
+// contiguous ranges, so each thread packs K/V of a head once and usually works on one or two
+// heads. Each thread's packed K/V and working tiles come from the runner's arena.
+#include "cpu_features.h"
 #include "error.h"
 #include "runner.h"
+#include "sdpa_kernels.h"
 
 #include <kiln/model.h>
 #include <kiln/prelude.h>
@@ -14,97 +16,60 @@
 
 #include <omp.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
+namespace kiln::rt::sdpa {
+namespace {
+
+bool cpuRuns(Isa isa) {
+#if defined(__x86_64__)
+  if (isa == Isa::Avx512) return cpu::missingFeatures("avx512f,avx2,fma").empty();
+  if (isa == Isa::Avx2) return cpu::missingFeatures("avx2,fma").empty();
+  return true;
+#else // only the generic kernels are built here (src/runtime/CMakeLists.txt)
+  return isa == Isa::Generic || isa == Isa::Auto;
+#endif
+}
+
+const Kernels *kernelsFor(Isa isa) {
+  if (isa == Isa::Auto)
+    isa = cpuRuns(Isa::Avx512) ? Isa::Avx512 : cpuRuns(Isa::Avx2) ? Isa::Avx2 : Isa::Generic;
+#if defined(__x86_64__)
+  if (isa == Isa::Avx512) return &avx512Kernels();
+  if (isa == Isa::Avx2) return &avx2Kernels();
+#endif
+  return &genericKernels();
+}
+
+std::atomic<const Kernels *> &activeKernels() {
+  static std::atomic<const Kernels *> active{kernelsFor(Isa::Auto)};
+  return active;
+}
+
+} // namespace
+
+bool forceIsa(Isa isa) {
+  if (!cpuRuns(isa)) return false;
+  activeKernels().store(kernelsFor(isa));
+  return true;
+}
+
+} // namespace kiln::rt::sdpa
+
 namespace kiln::rt {
 namespace {
 
-/// All Sq output rows of one (batch, head). K is transposed once into `kt` so scores are
-/// computed as AXPYs over the key axis (vectorizable, no horizontal reductions), then a
-/// max-subtracted softmax and the weighted sum of V rows. Compiled per ISA below (libkiln_rt
-/// is built for the baseline ISA) so the simd loops use AVX2/AVX-512 and libmvec's expf.
-template <int Isa>
-__attribute__((always_inline)) inline void
-attentionHeadBody(const float *qb, const float *kb, const float *vb, const float *maskHead,
-                  const int64_t *ms, float *kt, float *s, float *ob, int64_t Sq, int64_t Skv,
-                  int64_t D, int64_t Dv, float scale) {
-  for (int64_t j = 0; j < Skv; ++j)
-    for (int64_t d = 0; d < D; ++d)
-      kt[d * Skv + j] = kb[j * D + d];
-  for (int64_t i = 0; i < Sq; ++i) {
-    const float *qr = qb + i * D;
-    float *o = ob + i * Dv;
-#pragma omp simd
-    for (int64_t j = 0; j < Skv; ++j)
-      s[j] = 0.f;
-    for (int64_t d = 0; d < D; ++d) {
-      const float qd = qr[d] * scale;
-      const float *kr = kt + d * Skv;
-#pragma omp simd
-      for (int64_t j = 0; j < Skv; ++j)
-        s[j] += qd * kr[j];
-    }
-    if (maskHead) {
-      const float *mr = maskHead + i * ms[2];
-      for (int64_t j = 0; j < Skv; ++j)
-        s[j] += mr[j * ms[3]];
-    }
-    float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-    for (int64_t j = 0; j < Skv; ++j)
-      mx = s[j] > mx ? s[j] : mx;
-#pragma omp simd
-    for (int64_t d = 0; d < Dv; ++d)
-      o[d] = 0.f;
-    if (mx == -INFINITY) continue; // every key masked out (or Skv == 0): zeros
-    float sum = 0.f;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < Skv; ++j) {
-      s[j] = expf(s[j] - mx);
-      sum += s[j];
-    }
-    const float inv = 1.0f / sum;
-    for (int64_t j = 0; j < Skv; ++j) {
-      const float p = s[j] * inv;
-      const float *vr = vb + j * Dv;
-#pragma omp simd
-      for (int64_t d = 0; d < Dv; ++d)
-        o[d] += p * vr[d];
-    }
-  }
+int64_t alignedFloats(int64_t n) {
+  return (n + 15) / 16 * 16;
 }
 
-// One compiled copy per ISA, picked at run time (not with target_clones: its ifunc resolver
-// runs before sanitizer runtimes initialise and crashes TSan/ASan builds).
-#define KILN_HEAD_PARAMS                                                                           \
-  const float *qb, const float *kb, const float *vb, const float *maskHead, const int64_t *ms,     \
-      float *kt, float *s, float *ob, int64_t Sq, int64_t Skv, int64_t D, int64_t Dv, float scale
-#define KILN_HEAD_ARGS qb, kb, vb, maskHead, ms, kt, s, ob, Sq, Skv, D, Dv, scale
-__attribute__((target("avx512f"))) void attentionHeadAvx512(KILN_HEAD_PARAMS) {
-  attentionHeadBody<2>(KILN_HEAD_ARGS);
-}
-__attribute__((target("avx2,fma"))) void attentionHeadAvx2(KILN_HEAD_PARAMS) {
-  attentionHeadBody<1>(KILN_HEAD_ARGS);
-}
-void attentionHeadBaseline(KILN_HEAD_PARAMS) {
-  attentionHeadBody<0>(KILN_HEAD_ARGS);
-}
-
-using HeadFn = void (*)(KILN_HEAD_PARAMS);
-HeadFn pickAttentionHead() {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return attentionHeadAvx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return attentionHeadAvx2;
-  return attentionHeadBaseline;
-}
-#undef KILN_HEAD_ARGS
-#undef KILN_HEAD_PARAMS
-
-int sdpa(const char *fn, kiln_shim_ctx *ctx, const float *q, const float *k, const float *v,
-         const float *mask, const int64_t *maskStrides, float *out, const int64_t *dims,
-         const float *scaleOrNull) {
+int runAttention(const char *fn, kiln_shim_ctx *ctx, const float *q, const float *k, const float *v,
+                 const float *mask, const int64_t *maskStrides, float *out, const int64_t *dims,
+                 const float *scaleOrNull) {
   if (!ctx || !dims)
     return fail(KILN_ERR_INVALID_ARGUMENT, "%s: NULL %s", fn, !ctx ? "ctx" : "dims");
   const int64_t B = dims[0], H = dims[1], Sq = dims[2], Skv = dims[3], D = dims[4], Dv = dims[5];
@@ -112,28 +77,46 @@ int sdpa(const char *fn, kiln_shim_ctx *ctx, const float *q, const float *k, con
     if (dims[i] < 0)
       return fail(KILN_ERR_INVALID_ARGUMENT, "%s: dims[%d] is negative (%lld)", fn, i,
                   (long long)dims[i]);
-  const int64_t rows = B * H * Sq;
-  if (rows == 0 || Dv == 0) return KILN_OK;
+  if (B * H * Sq == 0 || Dv == 0) return KILN_OK;
   if (!q || !k || !v || !out) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: NULL tensor", fn);
   const float scale = scaleOrNull ? *scaleOrNull : (D > 0 ? 1.0f / std::sqrt((float)D) : 1.0f);
   int64_t ms[4] = {H * Sq * Skv, Sq * Skv, Skv, 1};
   if (maskStrides) std::memcpy(ms, maskStrides, sizeof ms);
 
+  const sdpa::Kernels &kern = *sdpa::activeKernels().load(std::memory_order_relaxed);
+  const int64_t heads = B * H, blocksPerHead = (Sq + kern.rowsPerBlock - 1) / kern.rowsPerBlock;
+  const int64_t blocks = heads * blocksPerHead;
+  const int threads = (int)std::min<int64_t>(std::max(1, omp_get_max_threads()), blocks);
+  const int64_t packed = alignedFloats(kern.packedFloats(Skv, D, Dv));
+  const int64_t perThread = packed + alignedFloats(kern.workFloats(D, Dv));
   auto *r = static_cast<Runner *>(ctx);
-  const int threads = std::max(1, omp_get_max_threads());
-  const int64_t per = D * Skv + (Skv ? Skv : 1); // transposed K block + one score row
-  auto *scratch = static_cast<float *>(r->arena.alloc(sizeof(float) * threads * per));
-  if (!scratch) return fail(KILN_ERR_OUT_OF_MEMORY, "%s: cannot allocate score rows", fn);
+  auto *scratch = static_cast<float *>(r->arena.alloc(sizeof(float) * threads * perThread));
+  if (!scratch) return fail(KILN_ERR_OUT_OF_MEMORY, "%s: cannot allocate attention tiles", fn);
 
-  const int64_t heads = B * H;
-  static const HeadFn attentionHead = pickAttentionHead();
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t bh = 0; bh < heads; ++bh) {
-    const int64_t b = bh / H, h = bh % H;
-    float *mine = scratch + (int64_t)omp_get_thread_num() * per;
-    const float *maskHead = mask ? mask + b * ms[0] + h * ms[1] : nullptr;
-    attentionHead(q + bh * Sq * D, k + bh * Skv * D, v + bh * Skv * Dv, maskHead, ms, mine,
-                  mine + D * Skv, out + bh * Sq * Dv, Sq, Skv, D, Dv, scale);
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    float *mine = scratch + t * perThread;
+    const int64_t first = blocks * t / nt, end = blocks * (t + 1) / nt;
+    for (int64_t blk = first; blk < end;) {
+      const int64_t bh = blk / blocksPerHead, b = bh / H, h = bh % H;
+      const int64_t headEnd = std::min(end, (bh + 1) * blocksPerHead);
+      sdpa::Head head{q + bh * Sq * D,
+                      k + bh * Skv * D,
+                      v + bh * Skv * Dv,
+                      mask ? mask + b * ms[0] + h * ms[1] : nullptr,
+                      ms[2],
+                      ms[3],
+                      out + bh * Sq * Dv,
+                      Sq,
+                      Skv,
+                      D,
+                      Dv,
+                      scale};
+      kern.packHead(head, mine);
+      kern.rows(head, mine, mine + packed, blk - bh * blocksPerHead, headEnd - bh * blocksPerHead);
+      blk = headEnd;
+    }
   }
   return KILN_OK;
 }
@@ -146,13 +129,15 @@ extern "C" {
 KILN_RT_API int kiln_shim_sdpa_v1(kiln_shim_ctx *ctx, int64_t site, const float *q, const float *k,
                                   const float *v, const float *mask, const int64_t *mask_strides,
                                   float *out, const int64_t *dims, float scale) {
-  return kiln::rt::sdpa("kiln_shim_sdpa_v1", ctx, q, k, v, mask, mask_strides, out, dims, &scale);
+  return kiln::rt::runAttention("kiln_shim_sdpa_v1", ctx, q, k, v, mask, mask_strides, out, dims,
+                                &scale);
 }
 
 KILN_RT_API int kiln_shim_sdpa_v2(kiln_shim_ctx *ctx, int64_t site, const float *q, const float *k,
                                   const float *v, const float *mask, const int64_t *mask_strides,
                                   float *out, const int64_t *dims, const float *scale) {
-  return kiln::rt::sdpa("kiln_shim_sdpa_v2", ctx, q, k, v, mask, mask_strides, out, dims, scale);
+  return kiln::rt::runAttention("kiln_shim_sdpa_v2", ctx, q, k, v, mask, mask_strides, out, dims,
+                                scale);
 }
 
 } // extern "C"

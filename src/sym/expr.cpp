@@ -467,6 +467,14 @@ Range rangeOf(Expr e) {
 
 bool provablyGE(Expr a, Expr b) {
   if (a == b) return true;
+  // min(.., a, ..) <= a and max(.., b, ..) >= b whatever the ranges (an unbounded dim, as in
+  // a model compiled without --dynamic, has none): BERT's max(seq, min(512, seq)) is seq.
+  if (b.kind() == Kind::Min)
+    for (size_t i = 0; i < b.numOps(); ++i)
+      if (b.op(i) == a) return true;
+  if (a.kind() == Kind::Max)
+    for (size_t i = 0; i < a.numOps(); ++i)
+      if (a.op(i) == b) return true;
   Context &ctx = a.ctx();
   // A query, not a size: when a - b leaves int64 (INT64_MAX stands for "to the end" in a
   // Slice), nothing is provable, which is not the model's error.

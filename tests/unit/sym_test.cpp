@@ -83,6 +83,20 @@ TEST(Sym, MinMaxByRange) {
   EXPECT_EQ(r.hi, 10);
 }
 
+TEST(Sym, MinMaxAbsorbWithoutRanges) {
+  Context c;
+  Expr seq = c.symbol("seq"), n = c.symbol("n");
+  Expr clipped = min(c.constant(512), seq);
+  EXPECT_EQ(clipped.kind(), Kind::Min); // no range: stays a min
+  EXPECT_EQ(max(seq, clipped), seq);    // max(a, min(x, a)) = a
+  EXPECT_EQ(max(clipped, seq), seq);
+  Expr wide = max(n, seq);
+  EXPECT_EQ(min(seq, wide), seq); // min(a, max(x, a)) = a
+  EXPECT_TRUE(provablyGE(wide, n));
+  EXPECT_FALSE(provablyGE(n, wide));
+  EXPECT_FALSE(provablyGE(clipped, seq));
+}
+
 TEST(Sym, RangesAndProofs) {
   Context c;
   Expr s = c.symbol("s", 1, 16);

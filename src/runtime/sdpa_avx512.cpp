@@ -1,0 +1,85 @@
+// The attention kernels for AVX-512 CPUs (this file is compiled with -mavx512f -mavx2 -mfma;
+// see sdpa_kernels.h). 16 floats per vector; 8 query rows per tile: the score micro-kernel
+// keeps 8 x 2 accumulators (16 of the 32 zmm registers) over 4 FMA latencies x 2 pipes.
+#include <immintrin.h>
+
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their own _mm512_undefined_ps()
+// temporaries once inlined (GCC bug 105593); nothing here reads uninitialised data.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <cstdint>
+
+namespace kiln::rt::sdpa {
+namespace {
+
+struct Avx512 {
+  using Reg = __m512;
+  static constexpr int W = 16;
+  static Reg zero() { return _mm512_setzero_ps(); }
+  static Reg load(const float *p) { return _mm512_loadu_ps(p); }
+  static void store(float *p, Reg x) { _mm512_storeu_ps(p, x); }
+  static Reg bcast(float x) { return _mm512_set1_ps(x); }
+  static Reg fma(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static Reg add(Reg a, Reg b) { return _mm512_add_ps(a, b); }
+  static Reg sub(Reg a, Reg b) { return _mm512_sub_ps(a, b); }
+  static Reg mul(Reg a, Reg b) { return _mm512_mul_ps(a, b); }
+  static Reg max(Reg a, Reg b) { return _mm512_max_ps(a, b); }
+  static float hmax(Reg x) { return _mm512_reduce_max_ps(x); }
+  static bool allAtMost(Reg x, Reg limit) {
+    return _mm512_cmp_ps_mask(x, limit, _CMP_LE_OQ) == 0xffff;
+  }
+  static float hsum(Reg x) { return _mm512_reduce_add_ps(x); }
+  /// dst[c * ldd + r] = src[r * lds + c] for an 8 x 8 block (K's keys into panel columns).
+  static void transpose8(const float *src, int64_t lds, float *dst, int64_t ldd) {
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; ++i)
+      r[i] = _mm256_loadu_ps(src + i * lds);
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+      r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+      r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+      r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+      r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+    for (int i = 0; i < 4; ++i) {
+      _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+      _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+    }
+  }
+  /// e^x for x <= 0 (the softmax's shifted scores): 2^n * p(r), x = n ln2 + r, |r| <= ln2/2,
+  /// p the degree-6 Taylor polynomial (relative error < 2e-7); below -87.3 (where e^x is
+  /// denormal) and at -inf the result is exactly 0.
+  static Reg exp(Reg x) {
+    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_GE_OQ);
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
+    const Reg n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    Reg r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    Reg p = _mm512_set1_ps(1.f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+    return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(p, n));
+  }
+};
+
+} // namespace
+} // namespace kiln::rt::sdpa
+
+#include "sdpa_tile.h"
+
+namespace kiln::rt::sdpa {
+
+const Kernels &avx512Kernels() {
+  static constexpr Kernels k = Tile<Avx512, 8>::kernels("avx512");
+  return k;
+}
+
+} // namespace kiln::rt::sdpa

@@ -1,0 +1,283 @@
+// The attention kernel of one ISA level, written once over a small vector type V (width
+// V::W floats: load, store, bcast, fma, max, exp, horizontal max/sum, an 8x8 transpose, a
+// test that all lanes are at most a limit). Included only by sdpa_avx512.cpp, sdpa_avx2.cpp and
+// sdpa_generic.cpp, each compiled with its ISA's flags after defining its V. Everything here
+// has internal linkage and uses no std:: templates, so the linker can never hand a baseline
+// caller a copy compiled for a wider ISA.
+//
+// Per block of MR query rows: scores for KB keys at a time by a register-blocked micro-kernel
+// (MR query rows read in place x 2 vectors of keys, K packed as [D][2W] panels);
+// online softmax (a running max and sum per row, one exp per score, the output rescaled when
+// the max grows); P*V accumulated into an MR x Dv tile by a second micro-kernel that reads V
+// rows in place. The output is divided by the row sum once at the end. Keys past the last one
+// some row of the block may attend (masked with -inf or finfo.min: causal, padding) are not
+// computed at all.
+#pragma once
+
+#include "sdpa_kernels.h"
+
+#include <cstdint>
+
+namespace kiln::rt::sdpa {
+namespace {
+
+constexpr int64_t kKeyBlock = 256; // keys per online-softmax step: the score tile's width
+
+inline int64_t roundUp(int64_t x, int64_t m) {
+  return (x + m - 1) / m * m;
+}
+inline int64_t minOf(int64_t a, int64_t b) {
+  return a < b ? a : b;
+}
+inline int64_t aligned(int64_t floats) { // keeps every scratch block 64-byte aligned
+  return roundUp(floats, 16);
+}
+
+template <class V, int MR> struct Tile {
+  using Reg = typename V::Reg;
+  static constexpr int W = V::W;
+  static constexpr int PW = 2 * W; // keys per packed K panel
+  static constexpr int64_t KB = kKeyBlock;
+  static_assert(KB % PW == 0, "a key block holds whole K panels");
+
+  static int64_t dvPad(int64_t Dv) { return roundUp(Dv, W); }
+  static bool padsV(int64_t Dv) { return Dv % W != 0; }
+  static int64_t packedKFloats(int64_t Skv, int64_t D) { return aligned(roundUp(Skv, PW) * D); }
+
+  static int64_t packedFloats(int64_t Skv, int64_t D, int64_t Dv) {
+    return packedKFloats(Skv, D) + (padsV(Dv) ? aligned(Skv * dvPad(Dv)) : 0);
+  }
+  static int64_t workFloats(int64_t D, int64_t Dv) {
+    return aligned(MR * KB) + aligned(MR * dvPad(Dv)) + aligned(2 * MR);
+  }
+
+  /// K as panels of PW keys, each [D][PW] (keys past Skv are zero); V copied to rows of
+  /// dvPad(Dv) floats only when Dv is not a whole number of vectors.
+  static void packHead(const Head &h, float *packed) {
+    const int64_t panels = (h.Skv + PW - 1) / PW, D = h.D, D8 = D / 8 * 8;
+    for (int64_t p = 0; p < panels; ++p) {
+      float *dst = packed + p * PW * D;
+      const int64_t n = minOf(PW, h.Skv - p * PW);
+      const float *src = h.k + p * PW * D;
+      int64_t j = 0;
+      for (; j + 8 <= n; j += 8) { // 8 keys x 8 dims at a time through registers
+        for (int64_t d = 0; d < D8; d += 8)
+          V::transpose8(src + j * D + d, D, dst + d * PW + j, PW);
+        for (int64_t d = D8; d < D; ++d)
+          for (int64_t jj = j; jj < j + 8; ++jj)
+            dst[d * PW + jj] = src[jj * D + d];
+      }
+      for (; j < n; ++j)
+        for (int64_t d = 0; d < D; ++d)
+          dst[d * PW + j] = src[j * D + d];
+      for (; j < PW; ++j)
+        for (int64_t d = 0; d < D; ++d)
+          dst[d * PW + j] = 0.f;
+    }
+    if (!padsV(h.Dv)) return;
+    float *vp = packed + packedKFloats(h.Skv, h.D);
+    const int64_t ld = dvPad(h.Dv);
+    for (int64_t j = 0; j < h.Skv; ++j) {
+      for (int64_t d = 0; d < h.Dv; ++d)
+        vp[j * ld + d] = h.v[j * h.Dv + d];
+      for (int64_t d = h.Dv; d < ld; ++d)
+        vp[j * ld + d] = 0.f;
+    }
+  }
+
+  /// s[i][0, PW) = scale * (query row q[i] . the PW keys of one K panel), for the MR rows.
+  static inline void scorePanel(const float *const *q, const float *kp, int64_t D, float scale,
+                                float *s) {
+    Reg acc[MR][2];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+      acc[i][0] = acc[i][1] = V::zero();
+    for (int64_t d = 0; d < D; ++d) {
+      const Reg k0 = V::load(kp + d * PW), k1 = V::load(kp + d * PW + W);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const Reg b = V::bcast(q[i][d]);
+        acc[i][0] = V::fma(b, k0, acc[i][0]);
+        acc[i][1] = V::fma(b, k1, acc[i][1]);
+      }
+    }
+    const Reg sc = V::bcast(scale);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      V::store(s + i * KB, V::mul(acc[i][0], sc));
+      V::store(s + i * KB + W, V::mul(acc[i][1], sc));
+    }
+  }
+
+  /// o[i][0, NV*W) += sum over j < nk of p[i][j] * v[j][0, NV*W), for the MR rows.
+  template <int NV>
+  static inline void accumulatePV(const float *p, const float *v, int64_t ldV, int64_t nk, float *o,
+                                  int64_t ldO) {
+    Reg acc[MR][NV];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int c = 0; c < NV; ++c)
+        acc[i][c] = V::load(o + i * ldO + c * W);
+    for (int64_t j = 0; j < nk; ++j) {
+      Reg vr[NV];
+#pragma GCC unroll 4
+      for (int c = 0; c < NV; ++c)
+        vr[c] = V::load(v + j * ldV + c * W);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const Reg b = V::bcast(p[i * KB + j]);
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; ++c)
+          acc[i][c] = V::fma(b, vr[c], acc[i][c]);
+      }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int c = 0; c < NV; ++c)
+        V::store(o + i * ldO + c * W, acc[i][c]);
+  }
+
+  /// Adds the mask to the first nk scores of one row (keys kb0 onwards of query `row`).
+  static void addMask(const Head &h, int64_t row, int64_t kb0, int64_t nk, float *s) {
+    const float *m = h.mask + row * h.maskRowStride + kb0 * h.maskColStride;
+    if (h.maskColStride == 1) {
+      int64_t j = 0;
+      for (; j + W <= nk; j += W)
+        V::store(s + j, V::add(V::load(s + j), V::load(m + j)));
+      for (; j < nk; ++j)
+        s[j] += m[j];
+    } else {
+      for (int64_t j = 0; j < nk; ++j)
+        s[j] += m[j * h.maskColStride];
+    }
+  }
+
+  /// Whether query `row` has a key whose mask is above -FLT_MAX (-inf and finfo.min are the
+  /// fills masks use; a row masked only with finfo.min averages over all its keys).
+  static bool hasLiveKey(const Head &h, int64_t row) {
+    const float *m = h.mask + row * h.maskRowStride;
+    for (int64_t j = 0; j < h.Skv; ++j)
+      if (m[j * h.maskColStride] > -__FLT_MAX__) return true;
+    return false;
+  }
+
+  /// How many of the nk keys from kb0 on some row of the block may attend: keys after the
+  /// last one whose mask is above `dead` in every row (causal masks above the diagonal,
+  /// padding at the end) add exactly nothing and are skipped. `dead` is -FLT_MAX when every
+  /// row has a key above it (then exp(-FLT_MAX - max) == 0 for the masked ones), else -inf.
+  static int64_t liveKeys(const Head &h, int64_t r0, int64_t nr, int64_t kb0, int64_t nk,
+                          float dead) {
+    int64_t live = 0;
+    const Reg deadV = V::bcast(dead);
+    for (int64_t i = 0; i < nr && live < nk; ++i) {
+      const float *m = h.mask + (r0 + i) * h.maskRowStride + kb0 * h.maskColStride;
+      int64_t j = nk;
+      if (h.maskColStride == 1) // a vector of dead keys at a time, then one by one
+        while (j - W >= live && V::allAtMost(V::load(m + j - W), deadV))
+          j -= W;
+      while (j > live && m[(j - 1) * h.maskColStride] <= dead)
+        --j;
+      live = j > live ? j : live;
+    }
+    return live;
+  }
+
+  /// One online-softmax step of one row: scores s[0, nk) become exp(s - max so far) in place,
+  /// the row's max m and sum l move on, and its output row o is rescaled if the max grew.
+  static void softmaxStep(float *s, int64_t nk, float &m, float &l, float *o, int64_t dvPad) {
+    const int64_t nkPad = roundUp(nk, W);
+    for (int64_t j = nk; j < nkPad; ++j)
+      s[j] = -__builtin_inff(); // the rest of the last vector: weight 0
+    Reg mx = V::bcast(m);
+    for (int64_t j = 0; j < nkPad; j += W)
+      mx = V::max(mx, V::load(s + j));
+    const float mNew = V::hmax(mx);
+    if (mNew == -__builtin_inff()) { // every key so far masked out: nothing to add
+      for (int64_t j = 0; j < nk; ++j)
+        s[j] = 0.f;
+      return;
+    }
+    const Reg sub = V::bcast(mNew);
+    Reg sum = V::zero();
+    for (int64_t j = 0; j < nkPad; j += W) {
+      const Reg e = V::exp(V::sub(V::load(s + j), sub));
+      V::store(s + j, e);
+      sum = V::add(sum, e);
+    }
+    if (m != mNew && m != -__builtin_inff()) {
+      const float alpha = __builtin_expf(m - mNew);
+      l *= alpha;
+      const Reg a = V::bcast(alpha);
+      for (int64_t d = 0; d < dvPad; d += W)
+        V::store(o + d, V::mul(V::load(o + d), a));
+    }
+    l += V::hsum(sum);
+    m = mNew;
+  }
+
+  static void rows(const Head &h, const float *packed, float *work, int64_t firstBlock,
+                   int64_t endBlock) {
+    const int64_t D = h.D, ldO = dvPad(h.Dv);
+    float *s = work;
+    float *o = s + aligned(MR * KB);
+    float *rowMax = o + aligned(MR * ldO), *rowSum = rowMax + MR;
+    const float *v = padsV(h.Dv) ? packed + packedKFloats(h.Skv, D) : h.v;
+    const int64_t ldV = padsV(h.Dv) ? ldO : h.Dv;
+    for (int64_t blk = firstBlock; blk < endBlock; ++blk) {
+      const int64_t r0 = blk * MR, nr = minOf(MR, h.Sq - r0);
+      const float *q[MR]; // a padding row of the last block repeats the last real row
+      for (int i = 0; i < MR; ++i)
+        q[i] = h.q + (r0 + minOf(i, nr - 1)) * D;
+      for (int64_t x = 0; x < MR * ldO; ++x)
+        o[x] = 0.f;
+      for (int i = 0; i < MR; ++i) {
+        rowMax[i] = -__builtin_inff();
+        rowSum[i] = 0.f;
+      }
+      float dead = -__FLT_MAX__;
+      for (int64_t i = 0; h.mask && i < nr && dead != -__builtin_inff(); ++i)
+        if (!hasLiveKey(h, r0 + i)) dead = -__builtin_inff();
+      for (int64_t kb0 = 0; kb0 < h.Skv; kb0 += KB) {
+        const int64_t nk = h.mask ? liveKeys(h, r0, nr, kb0, minOf(KB, h.Skv - kb0), dead)
+                                  : minOf(KB, h.Skv - kb0);
+        if (nk == 0) continue; // every key of this block masked out in every row
+        for (int64_t p = 0; p * PW < nk; ++p)
+          scorePanel(q, packed + (kb0 / PW + p) * PW * D, D, h.scale, s + p * PW);
+        for (int i = 0; i < MR; ++i) {
+          float *si = s + i * KB;
+          if (i >= nr) { // a padding row of the last block: weight 0
+            for (int64_t j = 0; j < nk; ++j)
+              si[j] = 0.f;
+            continue;
+          }
+          if (h.mask) addMask(h, r0 + i, kb0, nk, si);
+          softmaxStep(si, nk, rowMax[i], rowSum[i], o + i * ldO, ldO);
+        }
+        int64_t c = 0;
+        for (; c + 2 * W <= ldO; c += 2 * W)
+          accumulatePV<2>(s, v + kb0 * ldV + c, ldV, nk, o + c, ldO);
+        if (c < ldO) accumulatePV<1>(s, v + kb0 * ldV + c, ldV, nk, o + c, ldO);
+      }
+      for (int64_t i = 0; i < nr; ++i) {
+        const float inv = rowSum[i] > 0.f ? 1.0f / rowSum[i] : 0.f; // 0: all keys masked
+        float *dst = h.out + (r0 + i) * h.Dv;
+        const float *src = o + i * ldO;
+        int64_t d = 0;
+        const Reg vi = V::bcast(inv);
+        for (; d + W <= h.Dv; d += W)
+          V::store(dst + d, V::mul(V::load(src + d), vi));
+        for (; d < h.Dv; ++d)
+          dst[d] = src[d] * inv;
+      }
+    }
+  }
+
+  static constexpr Kernels kernels(const char *name) {
+    return Kernels{name, MR, packedFloats, workFloats, packHead, rows};
+  }
+};
+
+} // namespace
+} // namespace kiln::rt::sdpa
