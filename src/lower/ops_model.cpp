@@ -241,7 +241,80 @@ struct ResizeCfg {
   double cubicA = -0.75;
   bool excludeOutside = false;
   double extrapolation = 0;
+  bool antialias = false; // Resize-18: linear/cubic downsampling widens the filter by 1/scale
 };
+
+/// Cubic convolution weight at distance r >= 0 (Keys, coefficient A; 0 from distance 2).
+VRef cubicWeight(VRef r, double a) {
+  const DType F = DType::Float64;
+  VRef A = fc(F, a), one = fc(F, 1);
+  VRef near = add(mul(mul(sub(mul(add(A, fc(F, 2)), r), add(A, fc(F, 3))), r), r), one);
+  VRef far = sub(mul(add(mul(sub(mul(A, r), mul(fc(F, 5), A)), r), mul(fc(F, 8), A)), r),
+                 mul(fc(F, 4), A));
+  return loop::select(lt(r, one), near, loop::select(lt(r, fc(F, 2)), far, fc(F, 0)));
+}
+
+/// Resize-18 antialias (linear/cubic) along one axis, as the ONNX reference computes it: the
+/// filter (support 1 or 2) is stretched by 1/s, s = min(scale, 1), over the taps base + start
+/// .. base + 1 - start (base = ceil(x) - 1, start = floor(-support / s) + 1; edge-clamped), and
+/// the weights are normalised to sum 1 (after dropping outside taps with exclude_outside).
+/// The tap count follows the scale, so the taps are a reduction axis of that (possibly
+/// run-time) extent: two sums (weighted values, weights) and a division.
+LTensor antialiasAxis(OpCtx &c, const LTensor &x, int axis, sym::Expr outLen, VRef scale,
+                      const ResizeCfg &cfg,
+                      const std::function<std::pair<VRef, VRef>(sym::Expr)> &source) {
+  const DType F = DType::Float64;
+  sym::Context &ctx = c.ctx();
+  sym::Expr inLen = x.shape[axis];
+  int64_t support = cfg.mode == "linear" ? 1 : 2;
+  VRef s = vmin(scale ? scale : divv(symF(outLen, F), symF(inLen, F)), fc(F, 1));
+  sym::Expr start;
+  if (isConst(s)) {
+    start = ctx.constant(static_cast<int64_t>(std::floor(-support / constAsDouble(s))) + 1);
+  } else if (!scale) { // s = out / in exactly: start = 1 - ceil(support * in / out)
+    sym::Expr ceilRatio =
+        sym::floorDiv(inLen * support + outLen - 1, sym::max(outLen, ctx.constant(1)));
+    start = sym::min(ctx.constant(1) - ceilRatio, ctx.constant(1 - support));
+  } else { // a run-time scale input
+    VRef v = loop::cast(
+        add(loop::unary(UnaryOp::Floor, divv(fc(F, -(double)support), s)), fc(F, 1)), DType::Int64);
+    start = c.runtimeSymbol(v, "antialias_start", -(int64_t(1) << 30), 1 - support);
+  }
+  ir::Shape taps = x.shape;
+  taps[axis] = outLen;
+  int rank = x.rank();
+  taps.push_back(ctx.constant(2) - start * 2);
+  Lowerer *low = &c.lowerer();
+  auto weightAndTap = [=](const Index &i, bool value) {
+    auto [xori, outside] = source(i[axis]);
+    VRef baseF = sub(loop::unary(UnaryOp::Ceil, xori), fc(F, 1));
+    VRef ratio = sub(xori, baseF);
+    VRef off = loop::symInt(start + i[rank]);
+    VRef dist = loop::unary(UnaryOp::Abs, mul(sub(loop::cast(off, F), ratio), s));
+    VRef w = support == 1 ? vmax(sub(fc(F, 1), dist), fc(F, 0)) : cubicWeight(dist, cfg.cubicA);
+    VRef idx = add(loop::cast(baseF, DType::Int64), off);
+    if (cfg.excludeOutside)
+      w = loop::select(land(loop::binary(BinaryOp::Ge, idx, ic(0)), lt(idx, loop::symInt(inLen))),
+                       w, fc(F, 0));
+    if (!value) return w;
+    Index out(i.begin(), i.begin() + rank);
+    return mul(w, loop::cast(gatherAt(*low, x, out, axis, idx), F));
+  };
+  LTensor num =
+      c.reduce(c.pointwise(F, taps, [=](const Index &i) { return weightAndTap(i, true); }), {rank},
+               false, loop::ReduceOp::Sum, F);
+  LTensor den =
+      c.reduce(c.pointwise(F, taps, [=](const Index &i) { return weightAndTap(i, false); }), {rank},
+               false, loop::ReduceOp::Sum, F);
+  DType t = x.dtype;
+  double extrapolation = cfg.extrapolation;
+  return c.pointwise(t, num.shape, [=](const Index &i) {
+    VRef v = divv(num.load(i), den.load(i));
+    VRef outside = source(i[axis]).second;
+    if (outside) v = loop::select(outside, fc(F, extrapolation), v);
+    return loop::cast(v, t);
+  });
+}
 
 /// Resizes one axis of x to `outLen`. A null scale means "outLen / inLen" at run time.
 /// scale and roi are float64 values (literals, or loads of run-time inputs).
@@ -253,8 +326,10 @@ LTensor resizeAxis(OpCtx &c, const LTensor &x, int axis, sym::Expr outLen, VRef 
   ir::Shape shape = x.shape;
   shape[axis] = outLen;
   sym::Expr inLen = x.shape[axis];
-  return c.pointwise(t, shape, [=](const Index &i) {
-    VRef xo = symF(i[axis], F);
+  // The source coordinate of output index xo along the axis, and (tf_crop_and_resize) whether
+  // it lies outside the input.
+  auto source = [=](sym::Expr xoIdx) {
+    VRef xo = symF(xoIdx, F);
     VRef inF = symF(inLen, F);
     VRef sc = scale ? scale : divv(symF(outLen, F), inF);
     VRef outW = mul(sc, inF); // the reference's "output_width" (scale * input length)
@@ -288,6 +363,13 @@ LTensor resizeAxis(OpCtx &c, const LTensor &x, int axis, sym::Expr outLen, VRef 
     } else {
       fail("{}: coordinate_transformation_mode '{}' is not supported", c.node.describe(), m);
     }
+    return std::pair{xori, outside};
+  };
+  if (cfg.antialias && cfg.mode != "nearest")
+    return antialiasAxis(c, x, axis, outLen, scale, cfg, source);
+  return c.pointwise(t, shape, [=](const Index &i) {
+    auto [xori, outside] = source(i[axis]);
+    VRef one = fc(F, 1), half = fc(F, 0.5);
     // Taps start at base = ceil(x) - 1 with ratio = x - base in (0, 1].
     VRef baseF = sub(loop::unary(UnaryOp::Ceil, xori), one);
     VRef ratio = sub(xori, baseF);
@@ -449,7 +531,6 @@ void resizeAxesAndAspect(OpCtx &c, const LTensor &x, std::vector<VRef> &scales,
 void lowerResize(OpCtx &c) {
   LTensor x = c.in(0);
   requireFloat(c, x, "Resize input");
-  if (c.node.attrInt("antialias", 0) != 0) c.unsupported("Resize with antialias (opset 18)");
   int rank = x.rank();
   bool legacy = c.node.op == "Upsample" || c.node.opset < 11;
   ResizeCfg cfg;
@@ -464,6 +545,7 @@ void lowerResize(OpCtx &c) {
     cfg.cubicA = c.node.attrFloat("cubic_coeff_a", -0.75f);
     cfg.excludeOutside = c.node.attrInt("exclude_outside", 0) != 0;
     cfg.extrapolation = c.node.attrFloat("extrapolation_value", 0.f);
+    cfg.antialias = c.node.opset >= 18 && c.node.attrInt("antialias", 0) != 0;
   }
   // scales and roi as float64 values: literals when known, else loads of the input.
   std::vector<VRef> scales, roi;

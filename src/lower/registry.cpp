@@ -4,6 +4,8 @@
 
 namespace kiln::lower {
 
+void registerDeformConvOps(std::vector<OpInfo> &r); // ops_deform_conv.cpp
+
 const std::vector<OpInfo> &opRegistry() {
   static const std::vector<OpInfo> ops = [] {
     std::vector<OpInfo> r;
@@ -22,6 +24,7 @@ const std::vector<OpInfo> &opRegistry() {
     registerTopKOps(r);
     registerSignalOps(r);
     registerSamplingOps(r);
+    registerDeformConvOps(r);
     registerSelectOps(r);
     registerStringOps(r);
     registerMiscOps(r);

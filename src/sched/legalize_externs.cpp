@@ -32,7 +32,10 @@ const char *externOp(const std::string &fn) {
       {"kiln_shim_to_string_v1", "Cast to string"},
       {"kiln_shim_from_string_v1", "Cast from string"},
       {"kiln_shim_string_normalizer_v1", "StringNormalizer"},
-      {"kiln_shim_string_lookup_v1", "LabelEncoder"}};
+      {"kiln_shim_string_lookup_v1", "LabelEncoder"},
+      {"kiln_shim_string_concat_v1", "StringConcat"},
+      {"kiln_shim_string_split_v1", "StringSplit"},
+      {"kiln_shim_regex_full_match_v1", "RegexFullMatch"}};
   auto it = ops.find(fn);
   return it == ops.end() ? fn.c_str() : it->second;
 }
