@@ -27,7 +27,7 @@ extern "C" {
  *            to_string_v1, from_string_v1, string_normalizer_v1 (string tensors)
  *   level 4: cuda_matmul_v1 (cuBLASLt), cuda_conv_v1 (cuDNN): CUDA models only
  *   level 5: string_lookup_v1 (ai.onnx.ml LabelEncoder with string keys)
- *   level 6: string_concat_v1, string_split_v1, regex_full_match_v1 (RE2) */
+ *   level 6: string_concat_v1, string_split_v1, regex_full_match_v1 (RE2), image_decode_v1 */
 #define KILN_SHIM_VERSION 6
 
 /* X(function, level): every released shim function and the level that introduced it. One
@@ -51,7 +51,8 @@ extern "C" {
   X(kiln_shim_string_lookup_v1, 5)                                                                 \
   X(kiln_shim_string_concat_v1, 6)                                                                 \
   X(kiln_shim_string_split_v1, 6)                                                                  \
-  X(kiln_shim_regex_full_match_v1, 6)
+  X(kiln_shim_regex_full_match_v1, 6)                                                              \
+  X(kiln_shim_image_decode_v1, 6)
 
 /* Weak references to shims newer than level 3. model.so links with -z now, so a strong
  * reference to a function an older libkiln_rt lacks fails inside dlopen ("undefined symbol")
@@ -306,6 +307,18 @@ KILN_SHIM_SINCE_6 int kiln_shim_string_split_v1(kiln_shim_ctx *ctx, int64_t site
 KILN_SHIM_SINCE_6 int kiln_shim_regex_full_match_v1(kiln_shim_ctx *ctx, int64_t site,
                                                     const char *pattern, const char *const *x,
                                                     int64_t n, uint8_t *y);
+
+/* ONNX ImageDecoder: decodes the n bytes of one encoded image -- JPEG (libjpeg), PNG (libpng;
+ * 8-bit, alpha dropped), BMP (uncompressed 24/32-bit) or binary PNM (P5/P6, maxval 255) --
+ * into y as uint8 [height, width, channels]: pixel_format 0 RGB and 1 BGR (3 channels), 2
+ * Grayscale (1 channel, PIL's ITU-R 601-2 luma of the RGB pixels: (19595 R + 38470 G +
+ * 7471 B + 32768) >> 16). y has room for max_height * max_width * channels bytes; a larger
+ * image, another format or corrupt data fails with KILN_ERR_INVALID_ARGUMENT saying which. */
+KILN_SHIM_SINCE_6 int kiln_shim_image_decode_v1(kiln_shim_ctx *ctx, int64_t site,
+                                                const uint8_t *data, int64_t n,
+                                                int32_t pixel_format, int64_t max_height,
+                                                int64_t max_width, uint8_t *y, int64_t *height,
+                                                int64_t *width);
 
 /* ---- level 4: CUDA library calls ------------------------------------------------------
  * Pointers are device pointers (CUdeviceptr). ctx is a runner of a CUDA container: the

@@ -54,6 +54,11 @@ OpNote opNote(const std::string &op) {
         "Python str.split rules (ASCII whitespace); pieces per string known after the run, at "
         "most maxsplit + 1 or 256",
         "refused at compile time"}},
+      {"ImageDecoder",
+       {"uint8",
+        "shim: JPEG (libjpeg), PNG (libpng), BMP, PNM; not TIFF, WebP, JPEG 2000; output dims "
+        "known after the run, at most 4096 x 4096",
+        "refused at compile time"}},
       {"RegexFullMatch",
        {"string", "RE2 syntax; the pattern is checked at compile time", "refused at compile time"}},
       {"NonZero", {"", "output size known after the run (shim)", "refused at compile time"}},

@@ -35,7 +35,8 @@ const char *externOp(const std::string &fn) {
       {"kiln_shim_string_lookup_v1", "LabelEncoder"},
       {"kiln_shim_string_concat_v1", "StringConcat"},
       {"kiln_shim_string_split_v1", "StringSplit"},
-      {"kiln_shim_regex_full_match_v1", "RegexFullMatch"}};
+      {"kiln_shim_regex_full_match_v1", "RegexFullMatch"},
+      {"kiln_shim_image_decode_v1", "ImageDecoder"}};
   auto it = ops.find(fn);
   return it == ops.end() ? fn.c_str() : it->second;
 }
