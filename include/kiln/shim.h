@@ -309,11 +309,13 @@ KILN_SHIM_SINCE_6 int kiln_shim_regex_full_match_v1(kiln_shim_ctx *ctx, int64_t 
                                                     int64_t n, uint8_t *y);
 
 /* ONNX ImageDecoder: decodes the n bytes of one encoded image -- JPEG (libjpeg), PNG (libpng;
- * 8-bit, alpha dropped), BMP (uncompressed 24/32-bit) or binary PNM (P5/P6, maxval 255) --
- * into y as uint8 [height, width, channels]: pixel_format 0 RGB and 1 BGR (3 channels), 2
- * Grayscale (1 channel, PIL's ITU-R 601-2 luma of the RGB pixels: (19595 R + 38470 G +
- * 7471 B + 32768) >> 16). y has room for max_height * max_width * channels bytes; a larger
- * image, another format or corrupt data fails with KILN_ERR_INVALID_ARGUMENT saying which. */
+ * 8-bit, alpha dropped), BMP (uncompressed 24/32-bit), binary PNM (P5/P6, maxval <= 255),
+ * TIFF (libtiff), WebP (libwebp) or JPEG 2000 (OpenJPEG; 8-bit gray/RGB) -- into y as uint8
+ * [height, width, channels]: pixel_format 0 RGB and 1 BGR (3 channels), 2 Grayscale (1
+ * channel, PIL's ITU-R 601-2 luma of the RGB pixels: (19595 R + 38470 G + 7471 B + 32768)
+ * >> 16). y has room for max_height * max_width * channels bytes; a larger image fails with
+ * KILN_ERR_SHAPE_MISMATCH, another format or corrupt data with KILN_ERR_INVALID_ARGUMENT
+ * saying which. */
 KILN_SHIM_SINCE_6 int kiln_shim_image_decode_v1(kiln_shim_ctx *ctx, int64_t site,
                                                 const uint8_t *data, int64_t n,
                                                 int32_t pixel_format, int64_t max_height,

@@ -56,7 +56,7 @@ OpNote opNote(const std::string &op) {
         "refused at compile time"}},
       {"ImageDecoder",
        {"uint8",
-        "shim: JPEG (libjpeg), PNG (libpng), BMP, PNM; not TIFF, WebP, JPEG 2000; output dims "
+        "shim: JPEG, PNG, BMP, PNM, TIFF, WebP, JPEG 2000 (Debian's libraries); output dims "
         "known after the run, at most 4096 x 4096",
         "refused at compile time"}},
       {"RegexFullMatch",

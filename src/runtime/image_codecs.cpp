@@ -1,6 +1,7 @@
 // Image readers behind kiln_shim_image_decode_v1: JPEG through libjpeg, PNG through libpng's
-// simplified API, and the uncompressed BMP and binary PNM layouts parsed here. Each yields
-// 8-bit RGB, row-major, top row first.
+// simplified API, the uncompressed BMP and binary PNM layouts parsed here, and the dispatch by
+// magic bytes (TIFF, WebP, JPEG 2000: image_codecs_more.cpp). Each yields 8-bit RGB,
+// row-major, top row first.
 #include "image_codecs.h"
 
 #include <jpeglib.h>
@@ -174,12 +175,12 @@ std::string decodeImage(const uint8_t *data, size_t n, RgbImage &out) {
   if (startsWith(data, n, "BM", 2)) return decodeBmp(data, n, out);
   if (startsWith(data, n, "P5", 2) || startsWith(data, n, "P6", 2)) return decodePnm(data, n, out);
   if (startsWith(data, n, "II*\0", 4) || startsWith(data, n, "MM\0*", 4))
-    return "TIFF images are not supported by kiln (JPEG, PNG, BMP and PNM are)";
+    return decodeTiff(data, n, out);
   if (startsWith(data, n, "RIFF", 4) && n >= 12 && std::memcmp(data + 8, "WEBP", 4) == 0)
-    return "WebP images are not supported by kiln (JPEG, PNG, BMP and PNM are)";
-  if (startsWith(data, n, "\0\0\0\x0cjP  ", 8) || startsWith(data, n, "\xff\x4f\xff\x51", 4))
-    return "JPEG 2000 images are not supported by kiln (JPEG, PNG, BMP and PNM are)";
-  return "the data is not an image format kiln knows (JPEG, PNG, BMP, PNM)";
+    return decodeWebp(data, n, out);
+  if (startsWith(data, n, "\0\0\0\x0cjP  ", 8)) return decodeJpeg2000(data, n, false, out);
+  if (startsWith(data, n, "\xff\x4f\xff\x51", 4)) return decodeJpeg2000(data, n, true, out);
+  return "the data is not an image format kiln knows (JPEG, PNG, BMP, PNM, TIFF, WebP, JPEG 2000)";
 }
 
 } // namespace kiln::rt

@@ -1,6 +1,6 @@
 // kiln_shim_image_decode_v1 on images built here byte by byte (the node suite covers a JPEG,
 // a PNG, a BMP and a PNM photo): BMP row order and padding, PNM gray with maxval < 255, the
-// BGR and grayscale outputs, and the errors (too large, unsupported format, corrupt data).
+// BGR and grayscale outputs, and the errors (too large, unknown format, corrupt data).
 #include <kiln/model.h>
 #include <kiln/runtime.h>
 #include <kiln/shim.h>
@@ -45,8 +45,8 @@ protected:
   int decode(const std::vector<uint8_t> &data, int format, int64_t maxSide,
              std::vector<uint8_t> &out, int64_t &h, int64_t &w) {
     out.assign(maxSide * maxSide * 3, 0xee);
-    int st = kiln_shim_image_decode_v1(ctx_, 0, data.data(), (int64_t)data.size(), format,
-                                       maxSide, maxSide, out.data(), &h, &w);
+    int st = kiln_shim_image_decode_v1(ctx_, 0, data.data(), (int64_t)data.size(), format, maxSide,
+                                       maxSide, out.data(), &h, &w);
     if (st == KILN_OK) out.resize(h * w * (format == 2 ? 1 : 3));
     return st;
   }
@@ -91,10 +91,15 @@ TEST_F(ImageShim, ErrorsSayWhatIsWrong) {
   EXPECT_EQ(decode(bmp24(kRgb, 3, 2), 0, 2, out, h, w), KILN_ERR_SHAPE_MISMATCH);
   EXPECT_NE(std::string(kiln_rt_last_error()).find("the image is 2 x 3"), std::string::npos)
       << kiln_rt_last_error();
-  std::vector<uint8_t> tiff = {'I', 'I', '*', 0, 8, 0, 0, 0};
+  std::vector<uint8_t> gif = {'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0};
+  EXPECT_EQ(decode(gif, 0, 4, out, h, w), KILN_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(kiln_rt_last_error()).find("not an image format kiln knows"),
+            std::string::npos)
+      << kiln_rt_last_error();
+  std::vector<uint8_t> tiff = {'I', 'I', '*', 0, 8, 0, 0, 0}; // its first directory is missing
   EXPECT_EQ(decode(tiff, 0, 4, out, h, w), KILN_ERR_INVALID_ARGUMENT);
-  EXPECT_NE(std::string(kiln_rt_last_error()).find("TIFF images are not supported"),
-            std::string::npos);
+  EXPECT_NE(std::string(kiln_rt_last_error()).find("ImageDecoder: TIFF: "), std::string::npos)
+      << kiln_rt_last_error();
   std::vector<uint8_t> jpeg = {0xff, 0xd8, 0xff, 0xe0, 0, 16, 'J', 'F', 'I', 'F'};
   EXPECT_EQ(decode(jpeg, 0, 4, out, h, w), KILN_ERR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(kiln_rt_last_error()).find("ImageDecoder: JPEG: "), std::string::npos)
