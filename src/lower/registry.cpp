@@ -5,6 +5,7 @@
 namespace kiln::lower {
 
 void registerDeformConvOps(std::vector<OpInfo> &r); // ops_deform_conv.cpp
+void registerResizeOps(std::vector<OpInfo> &r);     // ops_resize.cpp
 
 const std::vector<OpInfo> &opRegistry() {
   static const std::vector<OpInfo> ops = [] {
@@ -15,6 +16,7 @@ const std::vector<OpInfo> &opRegistry() {
     registerNNOps(r);
     registerTensorOps(r);
     registerModelOps(r);
+    registerResizeOps(r);
     registerQuantOps(r);
     registerScatterOps(r);
     registerAttentionOps(r);
