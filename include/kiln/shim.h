@@ -26,8 +26,9 @@ extern "C" {
  *   level 3: nonzero_v1, unique_v1, nms_v1 (ops whose output size depends on data),
  *            to_string_v1, from_string_v1, string_normalizer_v1 (string tensors)
  *   level 4: cuda_matmul_v1 (cuBLASLt), cuda_conv_v1 (cuDNN): CUDA models only
- *   level 5: string_lookup_v1 (ai.onnx.ml LabelEncoder with string keys) */
-#define KILN_SHIM_VERSION 5
+ *   level 5: string_lookup_v1 (ai.onnx.ml LabelEncoder with string keys)
+ *   level 6: string_concat_v1, string_split_v1, regex_full_match_v1 (RE2), image_decode_v1 */
+#define KILN_SHIM_VERSION 6
 
 /* X(function, level): every released shim function and the level that introduced it. One
  * list for the compiler (the level to record), the runtime and tests/abi/. Append only. */
@@ -47,7 +48,11 @@ extern "C" {
   X(kiln_shim_string_normalizer_v1, 3)                                                             \
   X(kiln_shim_cuda_matmul_v1, 4)                                                                   \
   X(kiln_shim_cuda_conv_v1, 4)                                                                     \
-  X(kiln_shim_string_lookup_v1, 5)
+  X(kiln_shim_string_lookup_v1, 5)                                                                 \
+  X(kiln_shim_string_concat_v1, 6)                                                                 \
+  X(kiln_shim_string_split_v1, 6)                                                                  \
+  X(kiln_shim_regex_full_match_v1, 6)                                                              \
+  X(kiln_shim_image_decode_v1, 6)
 
 /* Weak references to shims newer than level 3. model.so links with -z now, so a strong
  * reference to a function an older libkiln_rt lacks fails inside dlopen ("undefined symbol")
@@ -71,6 +76,11 @@ extern "C" {
 #define KILN_SHIM_SINCE_5 __attribute__((weak))
 #else
 #define KILN_SHIM_SINCE_5
+#endif
+#if defined(KILN_SHIM_WEAK_FROM_LEVEL) && KILN_SHIM_WEAK_FROM_LEVEL <= 6
+#define KILN_SHIM_SINCE_6 __attribute__((weak))
+#else
+#define KILN_SHIM_SINCE_6
 #endif
 
 /* Per-runner state (primitive caches); obtained from kiln_run_ctx.runner. */
@@ -268,6 +278,49 @@ KILN_SHIM_SINCE_5 int kiln_shim_string_lookup_v1(kiln_shim_ctx *ctx, int64_t sit
                                                  const char *const *x, int64_t n,
                                                  const char *const *keys, int64_t num_keys,
                                                  int64_t *index);
+
+/* ---- level 6: more string ops ---------------------------------------------------------
+ * Strings as for level 3 (a NULL element reads as ""); produced strings live in the
+ * runner's arena until the run ends. */
+
+/* ONNX StringConcat on n element pairs (the caller broadcasts): y[i] = a[i] followed by b[i]. */
+KILN_SHIM_SINCE_6 int kiln_shim_string_concat_v1(kiln_shim_ctx *ctx, int64_t site,
+                                                 const char *const *a, const char *const *b,
+                                                 int64_t n, const char **y);
+
+/* ONNX StringSplit on n strings, as Python's str.split: a non-empty delimiter splits at each
+ * occurrence (empty pieces kept); a NULL or empty one splits at runs of ASCII whitespace and
+ * drops leading and trailing whitespace. maxsplit >= 0 limits the splits per string (the
+ * rest stays in the last piece); < 0 means no limit. K, the most pieces of any string, goes
+ * to *count; y receives n rows of K pieces (shorter rows padded with "") and lengths[i] the
+ * pieces of string i. y has room for n * room pieces: a string with more than `room` pieces
+ * fails with KILN_ERR_SHAPE_MISMATCH naming it, before anything is written. */
+KILN_SHIM_SINCE_6 int kiln_shim_string_split_v1(kiln_shim_ctx *ctx, int64_t site,
+                                                const char *const *x, int64_t n,
+                                                const char *delimiter, int64_t maxsplit,
+                                                int64_t room, const char **y, int64_t *lengths,
+                                                int64_t *count);
+
+/* ONNX RegexFullMatch: y[i] = 1 when the whole of x[i] matches pattern (RE2 syntax), else 0.
+ * The compiled pattern is cached per (runner, site). A pattern RE2 rejects fails with
+ * KILN_ERR_INVALID_ARGUMENT and RE2's reason. */
+KILN_SHIM_SINCE_6 int kiln_shim_regex_full_match_v1(kiln_shim_ctx *ctx, int64_t site,
+                                                    const char *pattern, const char *const *x,
+                                                    int64_t n, uint8_t *y);
+
+/* ONNX ImageDecoder: decodes the n bytes of one encoded image -- JPEG (libjpeg), PNG (libpng;
+ * 8-bit, alpha dropped), BMP (uncompressed 24/32-bit), binary PNM (P5/P6, maxval <= 255),
+ * TIFF (libtiff), WebP (libwebp) or JPEG 2000 (OpenJPEG; 8-bit gray/RGB) -- into y as uint8
+ * [height, width, channels]: pixel_format 0 RGB and 1 BGR (3 channels), 2 Grayscale (1
+ * channel, PIL's ITU-R 601-2 luma of the RGB pixels: (19595 R + 38470 G + 7471 B + 32768)
+ * >> 16). y has room for max_height * max_width * channels bytes; a larger image fails with
+ * KILN_ERR_SHAPE_MISMATCH, another format or corrupt data with KILN_ERR_INVALID_ARGUMENT
+ * saying which. */
+KILN_SHIM_SINCE_6 int kiln_shim_image_decode_v1(kiln_shim_ctx *ctx, int64_t site,
+                                                const uint8_t *data, int64_t n,
+                                                int32_t pixel_format, int64_t max_height,
+                                                int64_t max_width, uint8_t *y, int64_t *height,
+                                                int64_t *width);
 
 /* ---- level 4: CUDA library calls ------------------------------------------------------
  * Pointers are device pointers (CUdeviceptr). ctx is a runner of a CUDA container: the

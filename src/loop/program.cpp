@@ -70,6 +70,14 @@ const char *externKindName(ExternKind k) {
     return "StringNormalizer";
   case ExternKind::StringLookup:
     return "LabelEncoder";
+  case ExternKind::StringConcat:
+    return "StringConcat";
+  case ExternKind::StringSplit:
+    return "StringSplit";
+  case ExternKind::RegexFullMatch:
+    return "RegexFullMatch";
+  case ExternKind::ImageDecode:
+    return "ImageDecoder";
   }
   return "?";
 }

@@ -51,7 +51,11 @@ enum class ExternKind {
   ToString,
   FromString,
   StringNormalizer,
-  StringLookup
+  StringLookup,
+  StringConcat,
+  StringSplit,
+  RegexFullMatch,
+  ImageDecode
 };
 /// The ONNX operation an extern kind computes, for messages ("Conv", "NonZero", ...).
 const char *externKindName(ExternKind k);
@@ -63,6 +67,7 @@ struct ExternArg {
   // SymbolOut: the address of a late symbol (dims[0]) the call writes (a data-dependent size).
   // Strings: a static array of C strings (`strings`), e.g. StringNormalizer's stopwords.
   // Value: the int64 value of the expression dims[0] (e.g. an element count).
+  // Text: one C string (`strings[0]`, no NUL byte), e.g. a regex pattern.
   // Layout: the channels-last layout tag (the CPU legalises such a Conv to its NHWC shim).
   enum class Kind {
     Buffer,
@@ -75,6 +80,7 @@ struct ExternArg {
     Float,
     SymbolOut,
     Strings,
+    Text,
     Value
   };
   Kind kind = Kind::Null;

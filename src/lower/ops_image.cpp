@@ -1,7 +1,10 @@
 // Image-shaped ops: CenterCropPad (crop or zero-pad each axis around its centre), Col2Im
 // (sum sliding blocks back into an image, the inverse of im2col) and AffineGrid (sampling
-// grids for GridSample). Each is one generated pointwise kernel.
+// grids for GridSample), each one generated pointwise kernel; and ImageDecoder, a shim call
+// (JPEG/PNG/BMP/PNM decoded at run time).
 #include "lower/ops_common.h"
+
+#include "kiln/shim.h"
 
 namespace kiln::lower {
 
@@ -184,6 +187,50 @@ void lowerAffineGrid(OpCtx &c) {
   }));
 }
 
+// ---------------------------------------------------------------- ImageDecoder
+
+// The largest height and width ImageDecoder's output is sized for: its dims are known only
+// after decoding, so the buffer shaped by them takes these bounds (48 MiB for RGB). A larger
+// image fails at run time saying so.
+constexpr int64_t kImageMaxSide = 4096;
+
+void lowerImageDecoder(OpCtx &c) {
+  LTensor x = c.in(0);
+  if (x.dtype != DType::UInt8 || x.rank() != 1)
+    fail("{}: input must be the encoded image as a 1-D uint8 tensor, got {} of rank {}",
+         c.node.describe(), dtypeName(x.dtype), x.rank());
+  std::string format = c.node.attrString("pixel_format", "RGB");
+  int code = format == "RGB" ? 0 : format == "BGR" ? 1 : format == "Grayscale" ? 2 : -1;
+  if (code < 0)
+    fail("{}: pixel_format '{}' is not RGB, BGR or Grayscale", c.node.describe(), format);
+  sym::Context &ctx = c.ctx();
+  sym::Expr h = c.lateSymbol("height", ctx.constant(kImageMaxSide));
+  sym::Expr w = c.lateSymbol("width", ctx.constant(kImageMaxSide));
+  loop::Buffer *xb = c.realize(x).buffer;
+  loop::Buffer *out = c.prog().newBuffer(DType::UInt8, {h, w, ctx.constant(code == 2 ? 1 : 3)},
+                                         loop::BufferKind::Intermediate, "");
+  loop::Kernel *k = c.externKernel(loop::ExternKind::ImageDecode);
+  k->ext.inputs = {xb};
+  k->ext.outputs = {out};
+  using loop::ExternArg;
+  auto lit = externInt;
+  ExternArg bytes = externArg(ExternArg::Kind::Value), hOut = externArg(ExternArg::Kind::SymbolOut),
+            wOut = externArg(ExternArg::Kind::SymbolOut);
+  bytes.dims = {x.shape[0]};
+  hOut.dims = {h};
+  wOut.dims = {w};
+  k->ext.args = {externArg(ExternArg::Kind::Site),
+                 externArg(ExternArg::Kind::Buffer, xb),
+                 bytes,
+                 lit(code),
+                 lit(kImageMaxSide),
+                 lit(kImageMaxSide),
+                 externArg(ExternArg::Kind::Buffer, out),
+                 hOut,
+                 wOut};
+  c.out(0, fromBuffer(ctx, out));
+}
+
 } // namespace
 
 void registerImageOps(std::vector<OpInfo> &r) {
@@ -191,6 +238,7 @@ void registerImageOps(std::vector<OpInfo> &r) {
                         {"CenterCropPad", 18, lowerCenterCropPad},
                         {"Col2Im", 18, lowerCol2Im},
                         {"AffineGrid", 20, lowerAffineGrid},
+                        {"ImageDecoder", 20, lowerImageDecoder},
                     });
 }
 

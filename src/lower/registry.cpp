@@ -4,6 +4,9 @@
 
 namespace kiln::lower {
 
+void registerDeformConvOps(std::vector<OpInfo> &r); // ops_deform_conv.cpp
+void registerResizeOps(std::vector<OpInfo> &r);     // ops_resize.cpp
+
 const std::vector<OpInfo> &opRegistry() {
   static const std::vector<OpInfo> ops = [] {
     std::vector<OpInfo> r;
@@ -14,6 +17,7 @@ const std::vector<OpInfo> &opRegistry() {
     registerTensorOps(r);
     registerNormalizationOps(r);
     registerModelOps(r);
+    registerResizeOps(r);
     registerQuantOps(r);
     registerScatterOps(r);
     registerAttentionOps(r);
@@ -23,6 +27,7 @@ const std::vector<OpInfo> &opRegistry() {
     registerTopKOps(r);
     registerSignalOps(r);
     registerSamplingOps(r);
+    registerDeformConvOps(r);
     registerSelectOps(r);
     registerStringOps(r);
     registerMiscOps(r);

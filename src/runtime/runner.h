@@ -11,11 +11,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <utility>
 #include <vector>
 
 namespace kiln::rt {
+
+struct RegexCache; // shim_regex.cpp: compiled RegexFullMatch patterns per site
 
 // Shape and pointer scratch for one run, sized once for the model so runs don't allocate.
 struct RunScratch {
@@ -54,6 +57,7 @@ struct Runner {
 
   Arena arena;
   DnnlCache dnnl;
+  std::shared_ptr<RegexCache> regex; // created by the first regex shim call
   RunScratch scratch;
   char error[kErrorSize] = {};
   // Memory that stays constant while this runner lives: shims may cache derived copies of

@@ -53,6 +53,14 @@ CpuShim cpuShim(const loop::ExternCall &e) {
     return {"kiln_shim_string_normalizer_v1", ""};
   case loop::ExternKind::StringLookup:
     return {"kiln_shim_string_lookup_v1", ""};
+  case loop::ExternKind::StringConcat:
+    return {"kiln_shim_string_concat_v1", ""};
+  case loop::ExternKind::StringSplit:
+    return {"kiln_shim_string_split_v1", ""};
+  case loop::ExternKind::RegexFullMatch:
+    return {"kiln_shim_regex_full_match_v1", ""};
+  case loop::ExternKind::ImageDecode:
+    return {"kiln_shim_image_decode_v1", ""};
   }
   KILN_ASSERT(false, "extern kind {} has no cpu shim", static_cast<int>(e.kind));
 }

@@ -427,3 +427,28 @@ TEST(Lower, BinaryOpsOnStringsOtherThanEqualAreRefused) {
         << e.what();
   }
 }
+
+// A RegexFullMatch pattern RE2 rejects is a compile-time error naming the node and RE2's
+// reason, not a failure at the first run.
+TEST(Lower, RegexFullMatchBadPatternIsACompileError) {
+  for (const char *pattern : {"(unclosed", "a{2,1}", "(a)\\1"}) {
+    OnnxBuilder b(20);
+    b.input("x", {2}, onnx::TensorProto::STRING);
+    auto *n = b.node("RegexFullMatch", {"x"}, {"y"}, "re");
+    auto *a = n->add_attribute();
+    a->set_name("pattern");
+    a->set_type(onnx::AttributeProto::STRING);
+    a->set_s(pattern);
+    b.output("y", {2}, onnx::TensorProto::BOOL);
+    try {
+      lowerModel(b);
+      FAIL() << "pattern " << pattern << " was accepted";
+    } catch (const UserError &e) {
+      std::string msg = e.what();
+      EXPECT_NE(msg.find("node 're' (RegexFullMatch, opset 20)"), std::string::npos) << msg;
+      EXPECT_NE(msg.find(std::string("pattern \"") + pattern + "\" is not valid RE2 syntax: "),
+                std::string::npos)
+          << msg;
+    }
+  }
+}

@@ -359,6 +359,9 @@ private:
       case loop::ExternArg::Kind::Int:
         args.push_back(std::to_string(a.number));
         break;
+      case loop::ExternArg::Kind::Text:
+        args.push_back(cString(a.strings.at(0)));
+        break;
       case loop::ExternArg::Kind::Strings: {
         std::vector<std::string> quoted;
         for (const std::string &t : a.strings)
