@@ -5,8 +5,8 @@
 #include "support/error.h"
 
 #include <cmath>
-#include <set>
 #include <fmt/format.h>
+#include <set>
 
 namespace kiln::loop {
 

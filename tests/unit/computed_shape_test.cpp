@@ -179,8 +179,7 @@ TEST(ComputedShape, ExpandByAComputedShapeIsRefusedByName) {
     FAIL() << "a computed Expand shape compiled";
   } catch (const UserError &e) {
     EXPECT_NE(std::string(e.what()).find("node 'expand' (Expand"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("is computed by the model at run time"),
-              std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("is computed by the model at run time"), std::string::npos)
         << e.what();
   }
 }

@@ -224,10 +224,10 @@ private:
       os << fmt::format(
           "    if (v[{1}] < INT64_C({2}) || v[{1}] > ({3})) {{\n"
           "      snprintf(ctx->error, ctx->error_size, \"%s = %lld, computed by the model, is "
-          "outside [{2}, %lld] (at most %s)\", {4}, (long long)v[{1}], (long long)({3}), "
-          "{5});\n"
+          "outside [{2}, %lld]%s\", {4}, (long long)v[{1}], (long long)({3}), {5});\n"
           "      return KILN_ERR_SHAPE_MISMATCH;\n    }}\n    S{0} = v[{1}];\n",
-          si, j, l.lo, cpp(l.limit), cString(l.symbol.name()), cString(sym::toString(l.limit)));
+          si, j, l.lo, cpp(l.limit), cString(l.symbol.name()),
+          cString(l.limit.isConst() ? "" : " (at most " + sym::toString(l.limit) + ")"));
     }
     os << "  }\n";
     return os.str();
