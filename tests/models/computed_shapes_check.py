@@ -11,7 +11,12 @@ With --torch, also a detection post-processing head written in PyTorch (per-clas
 torchvision.ops.nms, TopK with k = min(K, number kept), Gather of boxes and labels), exported
 with torch.onnx.export and compared with PyTorch's own outputs.
 
-    /usr/bin/python3 tests/models/computed_shapes_check.py <kiln> <work dir> [--torch] [filter]
+With --cuda (on a machine with a GPU), the models are compiled with --device cuda (the value
+kernels then run on the GPU and the wrapper reads their results back); the NMS cases are
+skipped there, since kiln refuses NonMaxSuppression on CUDA.
+
+    /usr/bin/python3 tests/models/computed_shapes_check.py <kiln> <work dir> [--torch] [--cuda]
+                                                           [filter]
 
 Exit status 0 when every case passes.
 """
@@ -29,11 +34,13 @@ from onnx import numpy_helper as nh
 KILN = sys.argv[1]
 OUT = sys.argv[2]
 WITH_TORCH = "--torch" in sys.argv[3:]
-rest = [a for a in sys.argv[3:] if a != "--torch"]
+CUDA = "--cuda" in sys.argv[3:]
+rest = [a for a in sys.argv[3:] if a not in ("--torch", "--cuda")]
 only = rest[0] if rest else None
 os.makedirs(OUT, exist_ok=True)
 vi = h.make_tensor_value_info
-VARIANTS = {"static": [], "dynamic": ["--all-dims-dynamic"]}
+DEVICE = ["--device", "cuda"] if CUDA else []
+VARIANTS = {"static": DEVICE, "dynamic": DEVICE + ["--all-dims-dynamic"]}
 
 
 def model(name, nodes, inputs, outputs, inits=(), opset=17):
@@ -50,10 +57,10 @@ def same(got, want):
     return got.shape == want.shape and got.dtype == want.dtype and np.array_equal(got, want)
 
 
-def run_model(name, path, runs):
+def run_model(name, path, runs, cuda_ok=True):
     """runs: list of (feeds, refs or an expected error text). One model.so per variant serves
     every run."""
-    if only and only not in name:
+    if (only and only not in name) or (CUDA and not cuda_ok):
         return True
     d = os.path.join(OUT, name)
     ok = True
@@ -266,7 +273,7 @@ for hi in [0.9, 0.62, 0.5]:  # many kept (k = K), few kept (k < K), none kept (k
     runs.append(({"boxes": boxes[None], "scores": scores[None]},
                  {"out_boxes": boxes[sel[order, 2]].reshape(-1, 4), "top": top,
                   "out_labels": sel[order, 1]}))
-results.append(run_model("nms_topk_head", path, runs))
+results.append(run_model("nms_topk_head", path, runs, cuda_ok=False))
 
 # 5. Still refused, with the precise message: a computed Expand shape has no bound kiln could
 #    allocate for.
@@ -277,7 +284,7 @@ m = model("expand_computed",
 path = save("expand_computed", m)
 if not only or only in "expand_computed":
     p = subprocess.run([KILN, "compile", path, "-o", os.path.join(OUT, "expand_computed",
-                                                                    "m.so")],
+                                                                    "m.so")] + DEVICE,
                        capture_output=True, text=True)
     good = p.returncode != 0 and "is computed by the model at run time" in p.stderr
     print(f"{'ok  ' if good else 'FAIL'} expand_computed compile error: {p.stderr.strip()[:300]}")
@@ -288,7 +295,7 @@ if WITH_TORCH:
     import detection_head  # noqa: E402
 
     for name, path, runs in detection_head.cases(OUT, rng):
-        results.append(run_model(name, path, runs))
+        results.append(run_model(name, path, runs, cuda_ok=False))
 
 print("ALL OK" if all(results) else "SOME FAILED")
 sys.exit(0 if all(results) else 1)
