@@ -60,7 +60,8 @@ typedef struct kiln_cuda_driver_v1 {
   /* Device-to-device copy, asynchronous on stream. */
   int (*copy)(void *dst, const void *src, size_t bytes, void *stream);
   /* Device-to-host copy that returns once the bytes are on the host (one synchronisation:
-   * control flow reading a condition or trip count). */
+   * control flow reading a condition or trip count, or the wrapper reading a shape value
+   * the model computed, such as a TopK k). */
   int (*read_to_host)(void *dst, const void *src, size_t bytes, void *stream);
   /* Byte fill, asynchronous on stream. */
   int (*fill)(void *dst, uint8_t value, size_t bytes, void *stream);

@@ -112,8 +112,18 @@ OpNote opNote(const std::string &op) {
        {"", "C++ loop in the wrapper; the body is its own kernels", "refused at compile time"}},
       {"Scan",
        {"", "C++ loop in the wrapper; the body is its own kernels", "refused at compile time"}},
-      {"Reshape", {"", "target may be read from an input at run time"}},
-      {"Slice", {"", "starts/ends/axes/steps may be run-time inputs"}},
+      {"Reshape",
+       {"", "target may be read from an input or computed by the model (each computed dim at "
+            "most the element count over the known dims; the count checked during the run)"}},
+      {"Slice",
+       {"", "starts/ends/axes/steps may be run-time inputs or computed by the model (length "
+            "at most the dim)"}},
+      {"TopK", {"", "k may be an input or computed by the model (checked against the axis)"}},
+      {"Expand", {"", "a shape computed by the model (not only from inputs) is refused: no bound"}},
+      {"Tile", {"", "repeats computed by the model (not only from inputs) are refused: no bound"}},
+      {"ConstantOfShape",
+       {"", "a shape computed by the model (not only from inputs) is refused: no bound"}},
+      {"Range", {"", "bounds computed by the model (not only from inputs) are refused: no bound"}},
       {"Resize",
        {"float", "scales/sizes/roi may be run-time inputs; antialias (18+) as a reduction over "
                  "the widened filter's taps (its CUDA kernels not yet run on a GPU)"}},

@@ -191,7 +191,14 @@ std::string dump(const Program &p) {
     if (k->kind == KernelKind::Reduction) {
       os << reduceName(k->rop) << " over " << ir::shapeToString(k->rsizes) << " of ";
     }
-    os << toString(k->body) << "\n";
+    os << toString(k->body);
+    if (!k->lateOut.empty()) { // a value kernel: which elements become late symbols
+      os << " -> late symbols [";
+      for (size_t j = 0; j < k->lateOut.size(); ++j)
+        os << (j ? ", " : "") << (k->lateOut[j].valid() ? k->lateOut[j].name() : "-");
+      os << "]";
+    }
+    os << "\n";
   }
   return os.str();
 }

@@ -158,6 +158,11 @@ struct Kernel {
   ExternCall ext;
   std::shared_ptr<ControlFlow> call; // Call only
   AttentionCall attn;                // Attention only (out is the output)
+  // Pointwise only: a *value kernel*. Element j of its int64 output is the late symbol
+  // lateOut[j] (an invalid Expr: not read); the wrapper reads them to the host right after
+  // the kernel ran and checks each against its LateSymbol's [lo, limit]. Such a kernel runs
+  // in its own group and is never dead.
+  std::vector<sym::Expr> lateOut;
   std::vector<Buffer *> reads() const;
   std::vector<Buffer *> writes() const;
 };
@@ -221,12 +226,16 @@ struct SymbolKernel {
   std::vector<sym::Expr> symbols;
 };
 
-/// A size known only during the run (NonZero's count, Unique's number of values): an
-/// extern call writes it (ExternArg::SymbolOut), later kernels read it as a symbol, and
-/// buffers whose shape mentions it are allocated for `bound`, evaluated before the run.
+/// A size known only during the run (NonZero's count, Unique's number of values, a TopK k
+/// the model computes): an extern call writes it (ExternArg::SymbolOut) or a value kernel
+/// computes it (Kernel::lateOut); later kernels read it as a symbol, and buffers whose shape
+/// mentions it are allocated for `bound`, evaluated before the run. A computed value is
+/// checked at run time to lie in [lo, limit] before anything uses it.
 struct LateSymbol {
   sym::Expr symbol;
-  sym::Expr bound; // in input-dim symbols
+  sym::Expr bound; // in the symbols known before the run (never another late symbol)
+  int64_t lo = 0;
+  sym::Expr limit; // value kernels: the checked upper limit (may use earlier late symbols)
 };
 
 struct Program {

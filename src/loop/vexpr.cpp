@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <fmt/format.h>
+#include <set>
 
 namespace kiln::loop {
 
@@ -224,6 +225,22 @@ static bool mentions(sym::Expr e, sym::Expr var) {
   return false;
 }
 
+/// Whether a value reads `var` (in an index or a symbolic integer) without binding it.
+static bool usesFree(const VRef &v, sym::Expr var, std::set<const VNode *> &seen) {
+  if (!seen.insert(v.get()).second) return false;
+  if (v->kind == VKind::SymInt && mentions(v->sym, var)) return true;
+  if (v->kind == VKind::Load) {
+    for (auto &[s, iv] : v->indirect)
+      if (s == var) return false;
+    if (mentions(v->sym, var)) return true;
+    for (auto &[s, iv] : v->indirect)
+      if (usesFree(iv, var, seen)) return true;
+  }
+  for (const VRef &a : v->args)
+    if (usesFree(a, var, seen)) return true;
+  return false;
+}
+
 VRef bindIndirect(const VRef &v, sym::Expr var, const VRef &value) {
   if (v->kind == VKind::Const || v->kind == VKind::SymInt) return v;
   VNode n = *v;
@@ -233,7 +250,15 @@ VRef bindIndirect(const VRef &v, sym::Expr var, const VRef &value) {
     changed |= na != a;
     a = na;
   }
-  if (v->kind == VKind::Load && mentions(v->sym, var)) {
+  // A gather of a gather: var may be used by this load's own index bindings (the inner
+  // gather's index is read at var); it is bound first so they see it.
+  bool nested = false;
+  if (v->kind == VKind::Load)
+    for (auto &[s, iv] : v->indirect) {
+      std::set<const VNode *> seen;
+      nested |= usesFree(iv, var, seen);
+    }
+  if (v->kind == VKind::Load && (mentions(v->sym, var) || nested)) {
     n.indirect.insert(n.indirect.begin(), {var, value});
     changed = true;
   }

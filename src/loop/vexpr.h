@@ -60,8 +60,9 @@ double constAsDouble(const VRef &v);
 /// If v is an integer known as a sym expression (Const int or SymInt), returns it.
 std::optional<sym::Expr> asSym(const VRef &v, sym::Context &ctx);
 
-/// Attaches `var := value` to every load in v whose index mentions var (gather-style
-/// indirect indexing: the index symbol is bound to a loaded value at run time).
+/// Attaches `var := value` to every load in v whose index, or whose own index bindings (a
+/// gather of a gather), mention var (gather-style indirect indexing: the index symbol is
+/// bound to a loaded value at run time).
 VRef bindIndirect(const VRef &v, sym::Expr var, const VRef &value);
 
 /// Replaces symbols in every index and sym value of v (e.g. reduction variables by

@@ -58,7 +58,7 @@ std::optional<std::vector<sym::Expr>> OpCtx::symIn(size_t i) {
 }
 
 std::vector<sym::Expr> OpCtx::requireSymIn(size_t i, const char *what,
-                                           std::optional<int64_t> runtimeMin) {
+                                           std::optional<int64_t> runtimeMin, sym::Expr limit) {
   auto r = symIn(i);
   const ir::Value *v = node.input(i);
   if (!r && runtimeMin && v && v->isGraphInput && isInteger(v->dtype) && v->rank() <= 1) {
@@ -83,7 +83,8 @@ std::vector<sym::Expr> OpCtx::requireSymIn(size_t i, const char *what,
     if (!isInteger(t.dtype))
       t = pointwise(DType::Int64, t.shape,
                     [t](const Index &ix) { return loop::cast(t.load(ix), DType::Int64); });
-    return runtimeSymbols(t, what, *runtimeMin, INT32_MAX);
+    if (!limit.valid()) return runtimeSymbols(t, what, *runtimeMin, INT32_MAX);
+    return runtimeSymbols(t, what, *runtimeMin, INT32_MAX, {limit});
   }
   if (!r)
     fail("{}: input {} ({}) must be known at compile time; it is computed from run-time data",
@@ -91,8 +92,9 @@ std::vector<sym::Expr> OpCtx::requireSymIn(size_t i, const char *what,
   return *r;
 }
 
-sym::Expr OpCtx::requireScalarSymIn(size_t i, const char *what, std::optional<int64_t> runtimeMin) {
-  std::vector<sym::Expr> v = requireSymIn(i, what, runtimeMin);
+sym::Expr OpCtx::requireScalarSymIn(size_t i, const char *what, std::optional<int64_t> runtimeMin,
+                                    sym::Expr limit) {
+  std::vector<sym::Expr> v = requireSymIn(i, what, runtimeMin, limit);
   if (v.size() != 1)
     fail("{}: input {} ({}) must hold exactly one value, got {}", node.describe(), i, what,
          v.size());
@@ -169,14 +171,17 @@ void collectReads(const loop::VRef &v, std::vector<const loop::Buffer *> &out) {
 } // namespace
 
 std::vector<sym::Expr> OpCtx::runtimeSymbols(const LTensor &values, const char *tag, int64_t lo,
-                                             int64_t hi) {
+                                             int64_t hi, const std::vector<sym::Expr> &limits) {
   if (values.rank() > 1 || !isInteger(values.dtype))
     fail("{}: {} must be a rank-0 or rank-1 integer tensor", node.describe(), tag);
   int64_t n = values.rank() == 0 ? 1 : requireStatic(values.shape[0], tag);
   std::vector<sym::Expr> syms;
-  for (int64_t k = 0; k < n; ++k)
-    syms.push_back(ctx().symbol(fmt::format("{}.{}{}", node.name, tag, k), lo, hi));
+  auto name = [&](int64_t e) { return fmt::format("{}.{}{}", node.name, tag, e); };
+  for (int64_t e = 0; e < n; ++e)
+    syms.push_back(ctx().symbol(name(e), lo, hi));
   if (n == 0) return syms;
+  KILN_ASSERT(limits.empty() || limits.size() == 1 || limits.size() == size_t(n),
+              "{}: {} limits for {} values of {}", node.describe(), limits.size(), n, tag);
   loop::Buffer *b =
       prog().newBuffer(DType::Int64, {ctx().constant(n)}, loop::BufferKind::Intermediate, tag);
   loop::Kernel *k = prog().newKernel(loop::KernelKind::Pointwise);
@@ -192,23 +197,56 @@ std::vector<sym::Expr> OpCtx::runtimeSymbols(const LTensor &values, const char *
   k->body = loop::cast(inlineConstantLoads(values.load(idx)), DType::Int64);
   std::vector<const loop::Buffer *> reads;
   collectReads(k->body, reads);
-  for (const loop::Buffer *r : reads)
-    if (r->kind != loop::BufferKind::Input)
-      fail("{}: {} is computed by the model at run time; kiln reads run-time shape values "
-           "only from model inputs (directly or through elementwise math)",
-           node.describe(), tag);
-  std::unique_ptr<loop::Kernel> owned = std::move(prog().kernels.back());
-  prog().kernels.pop_back();
-  prog().symbolKernels.push_back({std::move(owned), syms});
+  bool fromInputs = std::all_of(reads.begin(), reads.end(), [](const loop::Buffer *r) {
+    return r->kind == loop::BufferKind::Input;
+  });
+  if (fromInputs) { // a symbol kernel: bind_shapes runs it on the input data before the run
+    std::unique_ptr<loop::Kernel> owned = std::move(prog().kernels.back());
+    prog().kernels.pop_back();
+    prog().symbolKernels.push_back({std::move(owned), syms});
+    return syms;
+  }
+  if (limits.empty())
+    fail("{}: {} is computed by the model at run time; kiln reads run-time shape values "
+         "only from model inputs (directly or through elementwise math)",
+         node.describe(), tag);
+  // A value kernel in program order: its elements become late symbols the wrapper reads
+  // after it ran. Elements that fold to a sym expression stay exact.
+  syms.clear();
+  for (int64_t e = 0; e < n; ++e) {
+    Index at;
+    if (values.rank() == 1) at.push_back(ctx().constant(e));
+    if (std::optional<sym::Expr> exact = loop::asSym(values.load(at), ctx())) {
+      syms.push_back(*exact);
+      k->lateOut.push_back(sym::Expr());
+      continue;
+    }
+    sym::Expr limit = limits.size() == 1 ? limits[0] : limits[e];
+    syms.push_back(addLateSymbol(name(e), lo, hi, limit, limit));
+    k->lateOut.push_back(syms.back());
+  }
   return syms;
 }
 
 sym::Expr OpCtx::lateSymbol(const char *tag, sym::Expr bound) {
-  sym::Expr s = ctx().symbol(fmt::format("{}.{}", node.name, tag), 0, sym::rangeOf(bound).hi);
+  return addLateSymbol(fmt::format("{}.{}", node.name, tag), 0, INT64_MAX, bound, sym::Expr());
+}
+
+sym::Expr OpCtx::addLateSymbol(const std::string &name, int64_t lo, int64_t hi, sym::Expr bound,
+                               sym::Expr limit) {
   auto &late = prog().lateSymbols;
+  // Buffers are sized before the run: a bound that mentions an earlier late symbol uses that
+  // symbol's own bound instead.
+  std::map<const sym::Node *, sym::Expr> earlier;
+  for (const loop::LateSymbol &l : late)
+    earlier[l.symbol.node()] = l.bound;
+  bound = sym::substitute(bound, earlier);
+  sym::Range range{lo, std::min(hi, sym::rangeOf(bound).hi)};
+  sym::Expr s = ctx().symbol(name, range.lo, range.hi);
+  ctx().setRange(s, range); // also when the name was made before (as a symbol kernel's)
   if (std::none_of(late.begin(), late.end(),
                    [&](const loop::LateSymbol &l) { return l.symbol == s; }))
-    late.push_back({s, bound});
+    late.push_back({s, bound, lo, limit});
   return s;
 }
 

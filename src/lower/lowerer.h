@@ -45,22 +45,32 @@ public:
   std::optional<std::vector<sym::Expr>> symIn(size_t i);
   /// Like symIn but fails with a clear message when not compile-time known. With
   /// `runtimeMin`, a small integer graph input is accepted instead: its elements become
-  /// data symbols (read at run time, checked to lie in [runtimeMin, 2^31-1]).
+  /// data symbols (read at run time, checked to lie in [runtimeMin, 2^31-1]); values
+  /// computed from inputs become symbols (runtimeSymbols), and with a valid `limit` so do
+  /// values the model computes (late symbols checked against [runtimeMin, limit]).
   std::vector<sym::Expr> requireSymIn(size_t i, const char *what,
-                                      std::optional<int64_t> runtimeMin = std::nullopt);
+                                      std::optional<int64_t> runtimeMin = std::nullopt,
+                                      sym::Expr limit = sym::Expr());
   /// requireSymIn of a scalar (or one-element) input: fails unless it holds exactly one value.
   sym::Expr requireScalarSymIn(size_t i, const char *what,
-                               std::optional<int64_t> runtimeMin = std::nullopt);
+                               std::optional<int64_t> runtimeMin = std::nullopt,
+                               sym::Expr limit = sym::Expr());
   std::vector<int64_t> requireIntsIn(size_t i, const char *what);
   /// The value of a dim the lowering needs as a constant (a recurrence length, a kernel
   /// size). A symbolic dim with a hint (its declared static value) is specialised to it
   /// with a run-time guard; otherwise this fails naming `what`.
   int64_t requireStatic(sym::Expr e, const char *what);
-  /// Shape values computed at run time: each element of `values` (rank <= 1, integer,
-  /// computed from model inputs only) becomes a model symbol that bind_shapes evaluates
-  /// before the run and checks against [lo, hi]. `tag` names them in messages.
+  /// Shape values computed at run time. Each element of `values` (rank <= 1, integer)
+  /// becomes a symbol named by `tag`:
+  ///  - computed from model inputs only (elementwise math): a model symbol that bind_shapes
+  ///    evaluates before the run (a symbol kernel) and checks against [lo, hi];
+  ///  - computed from anything the model computes: a late symbol written by a value kernel
+  ///    in program order and checked during the run against [lo, limit] (`limits`: one for
+  ///    all elements or one each; they may use earlier late symbols). Buffers shaped by it
+  ///    are allocated for the limit's value before the run. Without limits this fails
+  ///    naming the op: kiln knows no bound to allocate for.
   std::vector<sym::Expr> runtimeSymbols(const LTensor &values, const char *tag, int64_t lo,
-                                        int64_t hi);
+                                        int64_t hi, const std::vector<sym::Expr> &limits = {});
   /// A size the run computes (an extern writes it via ExternArg::SymbolOut), at most
   /// `bound`; buffers shaped by it are allocated for the bound.
   sym::Expr lateSymbol(const char *tag, sym::Expr bound);
@@ -89,6 +99,8 @@ public:
   int normAxis(int64_t axis, int rank);
 
 private:
+  sym::Expr addLateSymbol(const std::string &name, int64_t lo, int64_t hi, sym::Expr bound,
+                          sym::Expr limit);
   Lowerer &l_;
 };
 

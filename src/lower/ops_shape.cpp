@@ -31,8 +31,9 @@ void lowerSize(OpCtx &c) {
         symbolicVector(c.ctx(), DType::Int64, {}, {product(c.ctx(), x.shape, 0, x.shape.size())}));
 }
 
-/// Reshape to a target read from input data at run time: 0 (copy the input dim unless
-/// allowzero) and -1 (infer) are resolved by a symbol kernel before the run.
+/// Reshape to a target known only at run time: 0 (copy the input dim unless allowzero) and
+/// -1 (infer) are resolved by a symbol kernel before the run (a target from input data) or by
+/// a value kernel during it (a target the model computes).
 ir::Shape runtimeReshapeTarget(OpCtx &c, const LTensor &x, bool allowZero) {
   LTensor req = c.in(1);
   if (req.rank() != 1)
@@ -60,7 +61,14 @@ ir::Shape runtimeReshapeTarget(OpCtx &c, const LTensor &x, bool allowZero) {
                                  loop::binary(BinaryOp::Div, total, others));
     resolved.push_back(loop::select(loop::binary(BinaryOp::Eq, raw[k], I(-1)), inferred, dim[k]));
   }
-  return runtimeShape(c, resolved, "shape");
+  // Dims the model computes: with the element count kept, each is at most the count over
+  // the product of the dims known exactly (those the run cannot change).
+  sym::Expr exact = ctx.constant(1);
+  for (const VRef &v : resolved)
+    if (std::optional<sym::Expr> e = loop::asSym(v, ctx)) exact = exact * *e;
+  sym::Expr limit =
+      sym::floorDiv(product(ctx, x.shape, 0, x.shape.size()), sym::max(exact, ctx.constant(1)));
+  return runtimeShape(c, resolved, "shape", {limit});
 }
 
 void lowerReshape(OpCtx &c) {
@@ -311,6 +319,7 @@ void lowerRuntimeSlice(OpCtx &c, const LTensor &x) {
     return loop::cast(c.in(input).load({ctx.constant(k)}), DType::Int64);
   };
   std::vector<VRef> vals; // per dim: begin, step, length
+  std::vector<sym::Expr> limits;
   for (int d = 0; d < rank; ++d) {
     VRef st = I(0), en = I(INT64_MAX), sp = I(1);
     for (int64_t k = 0; k < n; ++k) {
@@ -338,8 +347,10 @@ void lowerRuntimeSlice(OpCtx &c, const LTensor &x) {
         BinaryOp::Max, I(0),
         bin(BinaryOp::Div, bin(BinaryOp::Add, span, bin(BinaryOp::Sub, absStep, I(1))), absStep));
     vals.insert(vals.end(), {s, sp, len});
+    // Computed by the model: start in [-1, dim], length at most dim.
+    limits.insert(limits.end(), {x.shape[d], ctx.constant(INT32_MAX), x.shape[d]});
   }
-  std::vector<sym::Expr> v = runtimeValues(c, vals, "slice", -INT32_MAX, INT32_MAX);
+  std::vector<sym::Expr> v = runtimeValues(c, vals, "slice", -INT32_MAX, INT32_MAX, limits);
   std::vector<sym::Expr> begin, step;
   ir::Shape shape;
   for (int d = 0; d < rank; ++d) {

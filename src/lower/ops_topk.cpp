@@ -1,7 +1,8 @@
 // TopK by ranking: each element's rank along the axis is the number of elements that
 // beat it (ties: lower index first, as ONNX specifies), then output slot r gathers the
 // element ranked r. O(n^2) per slice — fine for the small axes TopK is used on, and it
-// needs no sorting state in the loop IR. k may be a constant or a run-time input.
+// needs no sorting state in the loop IR. k may be a constant, a run-time input or a value
+// the model computes.
 #include "lower/ops_common.h"
 
 #include <cmath>
@@ -16,9 +17,11 @@ void lowerTopK(OpCtx &c) {
   LTensor x = c.in(0);
   int axis = c.normAxis(c.node.attrInt("axis", -1), x.rank());
   bool largest = c.node.attrInt("largest", 1) != 0;
-  sym::Expr k = c.node.opset < 10 ? c.ctx().constant(c.node.attrInt("k", 1))
-                                  : c.requireScalarSymIn(1, "k", 0);
   sym::Expr n = x.shape[axis];
+  // A k the model computes (min(K, number kept) after NMS) is a late symbol checked
+  // against the axis length, which also bounds the outputs' allocation.
+  sym::Expr k = c.node.opset < 10 ? c.ctx().constant(c.node.attrInt("k", 1))
+                                  : c.requireScalarSymIn(1, "k", 0, n);
   c.guardEqual(sym::min(k, n), k, "k must not exceed the axis length");
   LTensor src = x.cheap ? x : c.realize(x);
   DType t = x.dtype;

@@ -34,13 +34,14 @@ loop::VRef pickDim(const ir::Shape &dims, loop::VRef index) {
 }
 
 std::vector<sym::Expr> runtimeValues(OpCtx &c, const std::vector<loop::VRef> &vals, const char *tag,
-                                     int64_t lo, int64_t hi) {
+                                     int64_t lo, int64_t hi, const std::vector<sym::Expr> &limits) {
   if (vals.empty()) return {};
-  return c.runtimeSymbols(vectorOf(c, vals), tag, lo, hi);
+  return c.runtimeSymbols(vectorOf(c, vals), tag, lo, hi, limits);
 }
 
-ir::Shape runtimeShape(OpCtx &c, const std::vector<loop::VRef> &dims, const char *tag) {
-  return runtimeValues(c, dims, tag, 0, INT32_MAX);
+ir::Shape runtimeShape(OpCtx &c, const std::vector<loop::VRef> &dims, const char *tag,
+                       const std::vector<sym::Expr> &limits) {
+  return runtimeValues(c, dims, tag, 0, INT32_MAX, limits);
 }
 
 std::vector<sym::Expr> runtimeAxisFlags(OpCtx &c, size_t i, int rank) {

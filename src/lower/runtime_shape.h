@@ -16,12 +16,16 @@ std::vector<sym::Expr> runtimeAxisFlags(OpCtx &c, size_t i, int rank);
 loop::VRef pickDim(const ir::Shape &dims, loop::VRef index);
 
 /// Run-time symbols for int64 values computed from model inputs (one symbol kernel),
-/// each checked against [lo, hi] before the run; `tag` names them.
+/// each checked against [lo, hi] before the run; `tag` names them. With `limits` (one for
+/// all or one per value), values the model computes are accepted too, as late symbols
+/// (OpCtx::runtimeSymbols).
 std::vector<sym::Expr> runtimeValues(OpCtx &c, const std::vector<loop::VRef> &vals, const char *tag,
-                                     int64_t lo, int64_t hi);
+                                     int64_t lo, int64_t hi,
+                                     const std::vector<sym::Expr> &limits = {});
 
-/// Run-time symbols for dims given as values (`tag` names them).
-ir::Shape runtimeShape(OpCtx &c, const std::vector<loop::VRef> &dims, const char *tag);
+/// Run-time symbols for dims given as values (`tag` names them; `limits` as runtimeValues).
+ir::Shape runtimeShape(OpCtx &c, const std::vector<loop::VRef> &dims, const char *tag,
+                       const std::vector<sym::Expr> &limits = {});
 
 /// The dims whose flag is 0, in order, as run-time symbols (`count` of them).
 ir::Shape keptDims(OpCtx &c, const ir::Shape &dims, const std::vector<sym::Expr> &flags,

@@ -1,5 +1,6 @@
 #include "sched/schedule.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -67,12 +68,26 @@ void unrollSmallReductions(loop::Program &p, sym::Context &ctx, int64_t maxTaps)
   }
 }
 
+namespace {
+
+/// Whether k sets a late symbol (a value kernel, or an extern with a SymbolOut argument).
+/// Such a kernel stays: later shapes, not only later loads, depend on it.
+bool writesLateSymbols(const loop::Kernel &k) {
+  if (!k.lateOut.empty()) return true;
+  if (k.kind != loop::KernelKind::Extern) return false;
+  return std::any_of(k.ext.args.begin(), k.ext.args.end(), [](const loop::ExternArg &a) {
+    return a.kind == loop::ExternArg::Kind::SymbolOut;
+  });
+}
+
+} // namespace
+
 void eliminateDeadKernels(loop::Program &p) {
   std::set<const loop::Buffer *> needed;
   std::vector<bool> keep(p.kernels.size(), false);
   for (size_t i = p.kernels.size(); i-- > 0;) {
     loop::Kernel &k = *p.kernels[i];
-    bool live = false;
+    bool live = writesLateSymbols(k);
     for (loop::Buffer *b : k.writes())
       live |= b->kind == loop::BufferKind::Output || needed.count(b);
     if (!live) continue;
@@ -122,8 +137,9 @@ bool readsAtOuterPoint(const loop::VRef &v, const std::set<const loop::Buffer *>
 
 bool canJoin(const loop::KernelGroup &g, const loop::Kernel &k,
              const std::set<const loop::Buffer *> &produced, sym::Context &ctx) {
+  // A value kernel runs alone: the wrapper reads its late symbols right after it.
   if (k.kind == loop::KernelKind::Extern || k.kind == loop::KernelKind::Call ||
-      k.kind == loop::KernelKind::Attention || k.vars.size() < g.outerRank)
+      k.kind == loop::KernelKind::Attention || !k.lateOut.empty() || k.vars.size() < g.outerRank)
     return false;
   const ir::Shape &lead = g.kernels.front()->out->shape;
   for (size_t d = 0; d < g.outerRank; ++d)

@@ -22,7 +22,8 @@ void splitFewOutputReductions(loop::Program &p, sym::Context &ctx, const Target 
 /// schedules, extern legalisation.
 void scheduleProgram(loop::Program &p, sym::Context &ctx, const Target &t);
 
-/// Removes kernels whose outputs are neither read nor graph outputs.
+/// Removes kernels whose outputs are neither read nor graph outputs (kernels that set late
+/// symbols stay).
 void eliminateDeadKernels(loop::Program &p);
 
 /// Groups kernels for execution: each extern alone; a reduction followed by kernels

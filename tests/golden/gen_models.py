@@ -112,3 +112,18 @@ save("attention",
       h.make_tensor_value_info("v", T.FLOAT, [2, 4, 50, 64])],
      [h.make_tensor_value_info("y", T.FLOAT, [2, 4, 50, 64])],
      [nh.from_array(np.array(0.125, np.float32), "scale")])
+
+# 10. TopK with k computed by the model: k = min(5, number of x > 0.5) is a value kernel
+#     whose result the wrapper reads to the host after it ran, checks against the axis
+#     length and stores in a late symbol the TopK kernels take as their extent.
+save("topk_computed",
+     [h.make_node("Greater", ["x", "thr"], ["above"], name="gt"),
+      h.make_node("Cast", ["above"], ["ai"], name="cast", to=T.INT64),
+      h.make_node("ReduceSum", ["ai"], ["count"], name="count", keepdims=1),
+      h.make_node("Min", ["count", "K"], ["k"], name="mink"),
+      h.make_node("TopK", ["x", "k"], ["values", "indices"], name="topk")],
+     [h.make_tensor_value_info("x", T.FLOAT, [64])],
+     [h.make_tensor_value_info("values", T.FLOAT, ["k"]),
+      h.make_tensor_value_info("indices", T.INT64, ["k"])],
+     [nh.from_array(np.array(0.5, np.float32), "thr"),
+      nh.from_array(np.array([5], np.int64), "K")])

@@ -73,7 +73,7 @@ public:
                          const std::string &bytes) const override {
     return checked(
         fmt::format("cu->drv->read_to_host({}, {}, (size_t)({}), cu->stream)", dst, src, bytes),
-        "reading a control-flow value to the host");
+        "reading a run-time value to the host");
   }
   std::string synchronize() const override { return ""; }
   const KernelBackend &kernelBackend() const override { return *kernels_; }

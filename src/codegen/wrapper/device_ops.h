@@ -41,7 +41,8 @@ public:
   virtual std::string copy(const std::string &dst, const std::string &src,
                            const std::string &bytes) const = 0;
   /// Statement reading `bytes` of device buffer src into host memory dst, complete on return
-  /// (on a GPU the one documented synchronisation of control flow).
+  /// (on a GPU a synchronisation: control flow's conditions and shape values the model
+  /// computes, e.g. a TopK k, need it).
   virtual std::string readToHost(const std::string &dst, const std::string &src,
                                  const std::string &bytes) const = 0;
   /// Statement run at the end of a run (nothing: the runtime tracks completion).

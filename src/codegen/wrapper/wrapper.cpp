@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 
 namespace kiln::codegen {
@@ -172,6 +173,85 @@ private:
     return false;
   }
 
+  bool mentionsLate(const ir::ShapeGuard &gd) const {
+    for (sym::Expr e : {gd.lhs, gd.rhs})
+      for (const sym::Expr &s : sym::freeSymbols(e))
+        if (isLate(s)) return true;
+    return false;
+  }
+
+  /// The statement checking one shape guard; `errBuf` names the message buffer and size.
+  std::string guardCheck(const ir::ShapeGuard &gd, const std::string &errBuf) const {
+    return fmt::format("  if (({0}) != ({1})) {{\n    snprintf({3}, \"%s (%lld vs %lld)\", "
+                       "{2}, (long long)({0}), (long long)({1}));\n"
+                       "    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
+                       cpp(gd.lhs), cpp(gd.rhs), cString(gd.what), errBuf);
+  }
+
+  const loop::LateSymbol &lateOf(sym::Expr s) const {
+    for (const loop::LateSymbol &l : p_.lateSymbols)
+      if (l.symbol == s) return l;
+    KILN_ASSERT(false, "{} is not a late symbol", s.name());
+    return p_.lateSymbols.front();
+  }
+
+  /// The late symbols one top-level group sets.
+  std::vector<sym::Expr> lateWrites(const loop::KernelGroup &g) const {
+    std::vector<sym::Expr> out;
+    for (const loop::Kernel *k : g.kernels) {
+      for (const sym::Expr &s : k->lateOut)
+        if (s.valid()) out.push_back(s);
+      if (k->kind == loop::KernelKind::Extern)
+        for (const loop::ExternArg &a : k->ext.args)
+          if (a.kind == loop::ExternArg::Kind::SymbolOut) out.push_back(a.dims.at(0));
+      if (k->kind == loop::KernelKind::Call && k->call->iterations.valid())
+        out.push_back(k->call->iterations);
+    }
+    return out;
+  }
+
+  /// After a value kernel ran: its int64 results read to the host, each checked against
+  /// [lo, limit] and stored in its late symbol's local.
+  std::string readLateValues(const loop::Kernel &k) const {
+    std::ostringstream os;
+    size_t n = k.lateOut.size();
+    os << fmt::format("  {{ // shape values computed by {}\n    int64_t v[{}];\n    ",
+                      commentText(k.origin), n);
+    os << ops_.readToHost("v", bufferExpr(k.out), fmt::format("sizeof(int64_t) * {}", n)) << "\n";
+    for (size_t j = 0; j < n; ++j) {
+      if (!k.lateOut[j].valid()) continue;
+      const loop::LateSymbol &l = lateOf(k.lateOut[j]);
+      int si = syms_.indexOf(l.symbol);
+      os << fmt::format(
+          "    if (v[{1}] < INT64_C({2}) || v[{1}] > ({3})) {{\n"
+          "      snprintf(ctx->error, ctx->error_size, \"%s = %lld, computed by the model, is "
+          "outside [{2}, %lld]%s\", {4}, (long long)v[{1}], (long long)({3}), {5});\n"
+          "      return KILN_ERR_SHAPE_MISMATCH;\n    }}\n    S{0} = v[{1}];\n",
+          si, j, l.lo, cpp(l.limit), cString(l.symbol.name()),
+          cString(l.limit.isConst() ? "" : " (at most " + sym::toString(l.limit) + ")"));
+    }
+    os << "  }\n";
+    return os.str();
+  }
+
+  /// Guards over late symbols, each checked once every late symbol it names is set.
+  std::string readyLateGuards(const std::set<const sym::Node *> &set,
+                              std::vector<bool> &done) const {
+    std::string out;
+    for (size_t i = 0; i < g_.guards.size(); ++i) {
+      const ir::ShapeGuard &gd = g_.guards[i];
+      if (done[i] || !mentionsLate(gd)) continue;
+      bool ready = true;
+      for (sym::Expr e : {gd.lhs, gd.rhs})
+        for (const sym::Expr &s : sym::freeSymbols(e))
+          ready &= !isLate(s) || set.count(s.node());
+      if (!ready) continue;
+      done[i] = true;
+      out += guardCheck(gd, "ctx->error, ctx->error_size");
+    }
+    return out;
+  }
+
   bool readsInputData() const { return !g_.dataSymbols.empty() || !p_.symbolKernels.empty(); }
 
   /// bind_impl's calls of the symbol kernels (after input dims are solved): each writes
@@ -277,11 +357,7 @@ private:
       }
     }
     for (const ir::ShapeGuard &gd : g_.guards)
-      os << fmt::format(
-          "  if (({0}) != ({1})) {{\n    snprintf(err, err_size, \"%s (%lld vs %lld)\", "
-          "{2}, (long long)({0}), (long long)({1}));\n"
-          "    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
-          cpp(gd.lhs), cpp(gd.rhs), cString(gd.what));
+      if (!mentionsLate(gd)) os << guardCheck(gd, "err, err_size");
     os << "  return 0;\n}\n\n";
     if (!readsInputData()) {
       os << "static int bind_shapes(const int64_t *const *dims, const int32_t *ndims, int64_t *S,\n"
@@ -469,9 +545,19 @@ private:
       for (const loop::LateSymbol &l : p_.lateSymbols)
         cp.live.push_back(syms_.indexOf(l.symbol));
     int scopes = 0;
+    std::set<const sym::Node *> lateSet; // late symbols set so far (top level)
+    std::vector<bool> guardDone(g_.guards.size(), false);
     for (size_t gi = 0; gi < p.groups.size(); ++gi) {
       const loop::KernelGroup &g = p.groups[gi];
       const loop::Kernel *k = g.kernels.front();
+      if (gi > 0 && !sub) { // sizes the previous group computed, and the guards they complete
+        const loop::KernelGroup &prev = p.groups[gi - 1];
+        for (const loop::Kernel *pk : prev.kernels)
+          if (!pk->lateOut.empty()) os << readLateValues(*pk);
+        for (const sym::Expr &s : lateWrites(prev))
+          lateSet.insert(s.node());
+        os << readyLateGuards(lateSet, guardDone);
+      }
       if (g.isExtern()) {
         os << externCall(*k, scopes);
         continue;
@@ -500,6 +586,18 @@ private:
       if (!site.empty()) os << "  " << ops_.profileBegin(site);
       os << "  " << ops_.launchKernel(call);
       if (!site.empty()) os << "  " << ops_.profileEnd(site);
+    }
+    if (!sub && !p.groups.empty()) {
+      const loop::KernelGroup &last = p.groups.back();
+      for (const loop::Kernel *pk : last.kernels)
+        if (!pk->lateOut.empty()) os << readLateValues(*pk);
+      for (const sym::Expr &s : lateWrites(last))
+        lateSet.insert(s.node());
+    }
+    if (!sub) { // every late symbol is set now
+      for (const loop::LateSymbol &l : p_.lateSymbols)
+        lateSet.insert(l.symbol.node());
+      os << readyLateGuards(lateSet, guardDone);
     }
     if (!sub) {
       os << "  " << ops_.synchronize();
