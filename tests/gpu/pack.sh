@@ -11,8 +11,11 @@ strip -o "$out/stage/bin/kiln" "$b/src/kiln"
 for f in "$b"/src/runtime/libkiln_rt*.so* "$b"/src/runtime/cuda/libkiln_rt_cuda*.so*; do
   [[ -e $f ]] && strip -o "$out/stage/lib/$(basename "$f")" "$f"
 done
+# libkiln_rt's regex and image-decoding shims (level 6) need RE2 and the image libraries;
+# Ubuntu ships some of them under other sonames.
 for l in libonnx.so.1 libonnx_proto.so.1 libprotobuf.so.32 libfmt.so.9 libdnnl.so.2 \
-  libOpenCL.so.1; do
+  libOpenCL.so.1 libre2.so.9 libjpeg.so.62 libpng16.so.16 libtiff.so.6 libwebp.so.7 \
+  libopenjp2.so.7 libLerc.so.4 libjbig.so.0 libdeflate.so.0; do
   cp -L "/usr/lib/x86_64-linux-gnu/$l" "$out/stage/lib/"
 done
 cp -r /usr/include/dlpack /usr/include/pybind11 "$out/stage/include/" # pybind11: check_python.sh

@@ -65,7 +65,9 @@ for step in "${steps[@]}"; do
     # kiln's CPU conformance (both suites, both variants, per-test expected-pass lists) on
     # this machine's 16 cores: the same gate as ctest's conformance.* here.
     mkdir -p "$W/o121" && tar xzf tests/conformance/data/onnx-node-v1.21.0.tgz -C "$W/o121"
-    for run in ${KILN_CPUCONF_RUNS:-"debian dynamic" "debian static" "onnx-1.21 static" "onnx-1.21 dynamic --min-opset 22"}; do
+    # KILN_CPUCONF_RUNS: runs separated by ';' (default: all four).
+    IFS=';' read -ra runs <<<"${KILN_CPUCONF_RUNS:-debian dynamic;debian static;onnx-1.21 static;onnx-1.21 dynamic --min-opset 22}"
+    for run in "${runs[@]}"; do
       set -- $run
       data=$W/data; [[ $1 == onnx-1.21 ]] && data=$W/o121
       python3 tests/conformance/run_conformance.py --suite "$1" --variant "$2" ${3:-} ${4:-} \
