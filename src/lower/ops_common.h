@@ -10,6 +10,21 @@ using loop::BinaryOp;
 using loop::UnaryOp;
 using loop::VRef;
 
+/// Short names for the value expressions lowerings build most.
+inline VRef i64(int64_t v) {
+  return loop::constantInt(DType::Int64, v);
+}
+inline VRef sv(sym::Expr e) {
+  return loop::symInt(e);
+}
+inline VRef bin(BinaryOp op, VRef a, VRef b) {
+  return loop::binary(op, std::move(a), std::move(b));
+}
+/// The accumulation type of a float computation (float64 stays float64).
+inline DType accOf(DType t) {
+  return t == DType::Float64 ? DType::Float64 : DType::Float32;
+}
+
 /// out = op(a, b) with numpy broadcasting; both operands must share a dtype.
 LTensor broadcastBinary(OpCtx &c, const LTensor &a, const LTensor &b, BinaryOp op);
 /// out = f(a) elementwise.

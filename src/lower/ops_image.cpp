@@ -10,15 +10,6 @@ namespace kiln::lower {
 
 namespace {
 
-VRef i64(int64_t v) {
-  return loop::constantInt(DType::Int64, v);
-}
-VRef sv(sym::Expr e) {
-  return loop::symInt(e);
-}
-VRef bin(BinaryOp op, VRef a, VRef b) {
-  return loop::binary(op, std::move(a), std::move(b));
-}
 VRef cval(DType t, double v) {
   return isFloat(t) ? loop::constant(t, v) : loop::constantInt(t, static_cast<int64_t>(v));
 }

@@ -16,10 +16,6 @@ namespace {
 using loop::ReduceOp;
 using namespace vmath;
 
-DType accOf(DType t) {
-  return t == DType::Float64 ? DType::Float64 : DType::Float32;
-}
-
 // ---- NegativeLogLikelihoodLoss / SoftmaxCrossEntropyLoss ---------------------------
 
 /// Shared tail: loss from log-probabilities `lp` (N,C,d...), targets (N,d...).

@@ -12,19 +12,6 @@ namespace {
 
 using loop::ReduceOp;
 
-VRef i64(int64_t v) {
-  return loop::constantInt(DType::Int64, v);
-}
-VRef sv(sym::Expr e) {
-  return loop::symInt(e);
-}
-VRef bin(BinaryOp op, VRef a, VRef b) {
-  return loop::binary(op, std::move(a), std::move(b));
-}
-DType accOf(DType t) {
-  return t == DType::Float64 ? DType::Float64 : DType::Float32;
-}
-
 struct Moments {
   LTensor mean; // acc dtype, keepdims shape, realized
   LTensor var;  // acc dtype, keepdims shape, realized (population variance)

@@ -21,10 +21,6 @@ VRef zeroOf(DType t) {
   return isFloat(t) ? loop::constant(t, 0) : loop::constantInt(t, 0);
 }
 
-DType accOf(DType t) {
-  return t == DType::Float64 ? DType::Float64 : DType::Float32;
-}
-
 /// x at `at`, except that each axis listed in `dyn` takes a run-time Int64 index (clamped
 /// into range; callers mask out-of-range taps themselves where the op gives them a value).
 VRef gather(Lowerer &low, const LTensor &x, Index at,

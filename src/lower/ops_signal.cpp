@@ -15,9 +15,6 @@ using loop::ReduceOp;
 VRef f64(double v) {
   return loop::constant(DType::Float64, v);
 }
-VRef bin(BinaryOp op, VRef a, VRef b) {
-  return loop::binary(op, std::move(a), std::move(b));
-}
 VRef asF64(sym::Expr e) {
   return loop::cast(loop::symInt(e), DType::Float64);
 }

@@ -11,20 +11,8 @@ namespace {
 
 using loop::ReduceOp;
 
-VRef i64(int64_t v) {
-  return loop::constantInt(DType::Int64, v);
-}
-VRef sv(sym::Expr e) {
-  return loop::symInt(e);
-}
-VRef bin(BinaryOp op, VRef a, VRef b) {
-  return loop::binary(op, std::move(a), std::move(b));
-}
 VRef cval(DType t, double v) {
   return isFloat(t) ? loop::constant(t, v) : loop::constantInt(t, static_cast<int64_t>(v));
-}
-DType accOf(DType t) {
-  return t == DType::Float64 ? DType::Float64 : DType::Float32;
 }
 
 /// A tensor whose loads may take indirect (data-dependent) indices: a buffer.

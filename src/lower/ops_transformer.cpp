@@ -14,15 +14,6 @@ namespace {
 
 using loop::ReduceOp;
 
-VRef bin(BinaryOp op, VRef a, VRef b) {
-  return loop::binary(op, std::move(a), std::move(b));
-}
-VRef sv(sym::Expr e) {
-  return loop::symInt(e);
-}
-DType accOf(DType t) {
-  return t == DType::Float64 ? DType::Float64 : DType::Float32;
-}
 LTensor asBuffer(OpCtx &c, const LTensor &t) {
   return t.buffer ? t : c.realize(t);
 }

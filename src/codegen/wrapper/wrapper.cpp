@@ -1,6 +1,7 @@
 #include "codegen/wrapper/wrapper.h"
 
 #include "codegen/wrapper/control_flow.h"
+#include "codegen/wrapper/extern_call.h"
 #include "kiln/model_desc.h"
 #include "kiln/shim.h"
 #include "sched/schedule.h"
@@ -8,7 +9,6 @@
 #include "support/hash.h"
 
 #include <algorithm>
-#include <cmath>
 #include <fmt/format.h>
 #include <map>
 #include <optional>
@@ -217,7 +217,7 @@ private:
     size_t n = k.lateOut.size();
     os << fmt::format("  {{ // shape values computed by {}\n    int64_t v[{}];\n    ",
                       commentText(k.origin), n);
-    os << ops_.readToHost("v", bufferExpr(k.out), fmt::format("sizeof(int64_t) * {}", n)) << "\n";
+    os << ops_.readToHost("v", k.out->name, fmt::format("sizeof(int64_t) * {}", n)) << "\n";
     for (size_t j = 0; j < n; ++j) {
       if (!k.lateOut[j].valid()) continue;
       const loop::LateSymbol &l = lateOf(k.lateOut[j]);
@@ -380,100 +380,16 @@ private:
     return os.str();
   }
 
-  std::string bufferExpr(const loop::Buffer *b) const { return b->name; }
-
-  /// A C float expression (Clip bounds may be infinite).
-  static std::string floatLiteral(double v) {
-    if (std::isinf(v)) return v > 0 ? "INFINITY" : "-INFINITY";
-    return fmt::format("(float)({:.17g})", v);
-  }
-
-  static std::string paramField(const loop::ExternParam &f) {
-    std::string s = f.nest.empty() ? f.field : f.nest + "." + f.field;
-    return f.index < 0 ? s : fmt::format("{}[{}]", s, f.index);
-  }
-
-  std::string paramValue(const loop::ExternParam &f) const {
-    switch (f.kind) {
-    case loop::ExternParam::Kind::Int:
-      return std::to_string(f.number);
-    case loop::ExternParam::Kind::Float:
-      return floatLiteral(f.real);
-    case loop::ExternParam::Kind::Sym:
-      return cpp(f.expr);
-    }
-    return "0";
-  }
-
   std::string externCall(const loop::Kernel &k, int &scopeCounter) {
-    std::ostringstream os;
     const loop::ExternCall &e = k.ext;
-    os << "  { // " << e.function << " for " << commentText(k.origin) << "\n";
-    if (!e.paramsType.empty())
-      os << "    " << e.paramsType << " p;\n    memset(&p, 0, sizeof p);\n";
-    for (const loop::ExternParam &f : e.params)
-      os << "    p." << paramField(f) << " = " << paramValue(f) << ";\n";
-    std::vector<std::string> args;
-    int dimsIdx = 0;
-    for (const loop::ExternArg &a : e.args) {
-      switch (a.kind) {
-      case loop::ExternArg::Kind::Site:
-        args.push_back(fmt::format("INT64_C({})", e.site));
-        break;
-      case loop::ExternArg::Kind::Null:
-        args.push_back("nullptr");
-        break;
-      case loop::ExternArg::Kind::Buffer:
-        args.push_back(bufferExpr(a.buf));
-        break;
-      case loop::ExternArg::Kind::Params:
-        args.push_back("&p");
-        break;
-      case loop::ExternArg::Kind::Layout:
-        args.push_back("KILN_LAYOUT_CHANNELS_LAST");
-        break;
-      case loop::ExternArg::Kind::Int:
-        args.push_back(std::to_string(a.number));
-        break;
-      case loop::ExternArg::Kind::Text:
-        args.push_back(cString(a.strings.at(0)));
-        break;
-      case loop::ExternArg::Kind::Strings: {
-        std::vector<std::string> quoted;
-        for (const std::string &t : a.strings)
-          quoted.push_back(cString(t));
-        quoted.push_back("nullptr");
-        os << fmt::format("    static const char *const s{}[] = {{{}}};\n", dimsIdx,
-                          fmt::join(quoted, ", "));
-        args.push_back(fmt::format("s{}", dimsIdx++));
-        break;
-      }
-      case loop::ExternArg::Kind::Value:
-        args.push_back(fmt::format("(int64_t)({})", cpp(a.dims.at(0))));
-        break;
-      case loop::ExternArg::Kind::SymbolOut:
-        args.push_back("&" + symName(a.dims.at(0)));
-        break;
-      case loop::ExternArg::Kind::Float:
-        os << fmt::format("    const float f{} = {};\n", dimsIdx, floatLiteral(a.real));
-        args.push_back(fmt::format("&f{}", dimsIdx++));
-        break;
-      case loop::ExternArg::Kind::Dims: {
-        std::vector<std::string> ds;
-        for (auto &d : a.dims)
-          ds.push_back(cpp(d));
-        if (ds.empty()) ds.push_back("0");
-        os << fmt::format("    const int64_t d{}[] = {{{}}};\n", dimsIdx, fmt::join(ds, ", "));
-        args.push_back(fmt::format("d{}", dimsIdx++));
-        break;
-      }
-      }
-    }
+    ExternCallText call = printExternCall(
+        e, {[this](sym::Expr x) { return cpp(x); }, [this](sym::Expr x) { return symName(x); }});
+    std::ostringstream os;
+    os << "  { // " << e.function << " for " << commentText(k.origin) << "\n" << call.setup;
     ++scopeCounter;
     std::string site = profileSite(e.function, k.origin, KILN_PROFILE_EXTERN);
     if (!site.empty()) os << "    " << ops_.profileBegin(site);
-    os << "    int st = " << e.function << "(ctx->runner, "
-       << fmt::format("{}", fmt::join(args, ", ")) << ");\n";
+    os << "    int st = " << e.function << "(ctx->runner, " << call.args << ");\n";
     if (!site.empty()) os << "    " << ops_.profileEnd(site);
     os << "    if (st) { snprintf(ctx->error, ctx->error_size, \"%s (in %s)\", "
           "kiln_rt_last_error(), "
@@ -570,7 +486,7 @@ private:
       LaunchCall call;
       call.name = fmt::format("kiln_kernel_{}", k->id);
       for (loop::Buffer *b : sig.buffers)
-        call.args.push_back(bufferExpr(b));
+        call.args.push_back(b->name);
       for (const sym::Expr &s : sig.symbols)
         call.args.push_back(symName(s));
       call.argTypes = parameterTypes(sig);

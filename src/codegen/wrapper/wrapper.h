@@ -33,7 +33,7 @@ struct WeightsLayout {
 struct GeneratedModel {
   std::vector<SourceFile> sources;
   std::vector<std::string> linkFlags; // extra flags of the model.so link
-  WeightsLayout weights; // constants, 64-byte aligned, in constant order (streamed)
+  WeightsLayout weights;              // constants, 64-byte aligned, in constant order (streamed)
   std::string cacheSalt; // part of every object's cache key (what -march=native stood for)
 };
 
