@@ -4,7 +4,8 @@
     /usr/bin/python3 bench/compare.py [--kiln build/release/src/kiln]
         [--models-dir build/models] [--models resnet50,bert_base,...]
         [--threads 1,2] [--runs 30] [--warmup 5] [--rounds 3]
-        [--peer-only] [--json-out results.json]
+        [--peer-only] [--json-out results.json] [--ort node|python] [--cpus 0,1]
+        [--baseline-kiln OLD/kiln [--baseline-label "before"]]
         [--write-docs docs/perf.md] [--plot docs/perf_ratios.png]
 
 Models come from scripts/export_models.py. For each model, kiln compiles it twice
@@ -25,6 +26,11 @@ says). --write-docs replaces the generated section of docs/perf.md (between its 
 markers) with the tables; --plot draws kiln/ORT per model (needs python3-matplotlib).
 
 --peer-only times ONNX Runtime alone (for when kiln is not built).
+--ort python times ORT through its Python package (bench/ort_bench.py, same JSON) where
+Node is not installed. --cpus pins every timed process to those CPUs (taskset), so runs
+on a big machine use the same cores each time. --baseline-kiln adds a second kiln (e.g.
+a build of an older commit) to the alternation: each row then also has its latency and
+kiln/baseline, a same-run before/after.
 """
 
 import argparse
@@ -42,6 +48,7 @@ import report  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ORT_BENCH = os.path.join(REPO, "bench", "ort_bench.js")
+ORT_BENCH_PY = os.path.join(REPO, "bench", "ort_bench.py")
 
 # What is timed: case -> (model directory, sample tag in its samples.json, table label).
 BENCH_CASES = {
@@ -122,16 +129,25 @@ def kiln_compile(kiln, onnx_path, so_path, extra, cache_dir):
     return secs
 
 
-def time_kiln(args, so_path, flags, threads):
-    return run_json([args.kiln, "run", so_path] + flags +
+def pinned(args, cmd):
+    return (["taskset", "-c", args.cpus] if args.cpus else []) + cmd
+
+
+def time_kiln(args, so_path, flags, threads, kiln=None):
+    return run_json(pinned(args, [kiln or args.kiln, "run", so_path]) + flags +
                     ["--bench", str(args.runs), "--warmup", str(args.warmup),
                      "--threads", str(threads), "--json"])
 
 
 def time_ort(args, onnx_path, flags, threads):
-    return run_json([args.node, ORT_BENCH, "--model", onnx_path] + flags +
+    runner = [args.node, ORT_BENCH] if args.ort == "node" else [sys.executable, ORT_BENCH_PY]
+    return run_json(pinned(args, runner + ["--model", onnx_path]) + flags +
                     ["--runs", str(args.runs), "--warmup", str(args.warmup),
                      "--threads", str(threads), "--json"])
+
+
+def base_path(args, dir_name):
+    return os.path.join(args.work_dir, f"{dir_name}.baseline.so")
 
 
 def bench_model(args, name):
@@ -161,15 +177,28 @@ def bench_model(args, name):
             result["compile"] = args.compiled[dir_name]
             print(f"  {dir_name}: compiled cold {cold:.2f} s, warm {warm:.2f} s",
                   file=sys.stderr)
+            if args.baseline_kiln:
+                cache = tempfile.mkdtemp(prefix="kiln-cache-")
+                try:
+                    kiln_compile(args.baseline_kiln, onnx_path, base_path(args, dir_name),
+                                 manifest.get("compile_args", []), cache)
+                finally:
+                    shutil.rmtree(cache, ignore_errors=True)
 
     for threads in args.threads:
-        kiln_rounds, ort_rounds = [], []
+        kiln_rounds, ort_rounds, base_rounds = [], [], []
         for _ in range(args.rounds):
             if so_path:
                 kiln_rounds.append(time_kiln(args, so_path, flags, threads))
+            if so_path and args.baseline_kiln:
+                base_rounds.append(time_kiln(args, base_path(args, dir_name), flags, threads,
+                                             args.baseline_kiln))
             ort_rounds.append(time_ort(args, onnx_path, flags, threads))
         med = lambda rounds, key: statistics.median(r[key] for r in rounds) if rounds else None
         row = {"threads": threads}
+        if base_rounds:
+            row["base_median_ms"] = med(base_rounds, "median_ms")
+            row["kiln_over_base"] = med(kiln_rounds, "median_ms") / row["base_median_ms"]
         for who, rounds in (("kiln", kiln_rounds), ("ort", ort_rounds)):
             for key in ("median_ms", "p10_ms", "p90_ms"):
                 row[f"{who}_{key}"] = med(rounds, key)
@@ -198,6 +227,12 @@ def main():
     ap.add_argument("--compile-arg", action="append", default=[],
                     help="extra argument for `kiln compile` (repeatable)")
     ap.add_argument("--peer-only", action="store_true", help="time ONNX Runtime only")
+    ap.add_argument("--ort", choices=("node", "python"), default="node",
+                    help="time ORT through onnxruntime-node or the Python package")
+    ap.add_argument("--cpus", help="pin timed processes to these CPUs (taskset -c LIST)")
+    ap.add_argument("--baseline-kiln", help="a second kiln executable timed in the same "
+                    "alternation (before/after)")
+    ap.add_argument("--baseline-label", default="baseline", help="its name in the tables")
     ap.add_argument("--json-out", help="also write all results to this JSON file")
     ap.add_argument("--write-docs", help="replace the generated tables of this file "
                     "(docs/perf.md)")
@@ -221,7 +256,10 @@ def main():
     if not args.peer_only and not (os.path.isfile(args.kiln) and os.access(args.kiln, os.X_OK)):
         ap.error(f"kiln executable '{args.kiln}' not found; build it, pass --kiln, "
                  "or use --peer-only")
-    if not os.path.isdir(os.path.join(REPO, "bench", "node_modules", "onnxruntime-node")):
+    if args.baseline_kiln and not os.access(args.baseline_kiln, os.X_OK):
+        ap.error(f"baseline kiln '{args.baseline_kiln}' is not an executable")
+    if args.ort == "node" and not os.path.isdir(
+            os.path.join(REPO, "bench", "node_modules", "onnxruntime-node")):
         ap.error("onnxruntime-node is not installed; run "
                  "`cd bench && npm install onnxruntime-node@1.30.0 --ignore-scripts`")
 
@@ -249,6 +287,7 @@ def render_saved(args):
     for key in ("runs", "warmup", "rounds"):
         setattr(args, key, saved[key])
     args.peak, args.peak_isa = saved["peak_gflops_per_core"], saved["peak_isa"]
+    args.baseline_label = saved.get("baseline_label")
     if args.peak_gflops:
         args.peak, args.peak_isa = args.peak_gflops, "given with --peak-gflops"
     results = saved["results"]
@@ -270,6 +309,8 @@ def finish(args, results):
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump({"runs": args.runs, "warmup": args.warmup, "rounds": args.rounds,
+                   "cpus": getattr(args, "cpus", None), "ort": getattr(args, "ort", "node"),
+                   "baseline_label": getattr(args, "baseline_label", None),
                        "peak_gflops_per_core": args.peak, "peak_isa": args.peak_isa,
                        "machine": report.machine(), "results": results}, f, indent=2)
             f.write("\n")

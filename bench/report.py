@@ -29,16 +29,27 @@ def tables(results, args):
            f"bench/peak/fma_peak.cpp, {args.peak_isa}).", "",
            "| model | threads | GFLOP | kiln ms | ORT ms | kiln/ORT | kiln % peak | ORT % peak |",
            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    base = any("base_median_ms" in t for r in results for t in r.get("timings", []))
+    if base:  # a same-run before/after: the baseline kiln's latency and kiln/baseline
+        label = getattr(args, "baseline_label", None) or "baseline"
+        out[0] += f" Baseline: {label}, a second kiln timed in the same alternation."
+        out[2] = out[2].rstrip("|") + f"| {label} ms | kiln/{label} |"
+        out[3] += " ---: | ---: |"
     for r in results:
         if "error" in r:
-            out.append(f"| {r['model']} | | | error | error | | | |")
+            out.append(f"| {r['model']} | | | error | error | | | |" + (" | |" if base else ""))
             continue
         gflop = "—" if not r["flops"] else f"{r['flops'] / 1e9:.2f}"
         for t in r["timings"]:
             ratio = "—" if t["kiln_over_ort"] is None else f"{t['kiln_over_ort']:.2f}"
-            out.append(f"| {r['label']} | {t['threads']} | {gflop} | "
-                       f"{fmt_ms(t['kiln_median_ms'])} | {fmt_ms(t['ort_median_ms'])} | {ratio} | "
-                       f"{fmt_pct(t['kiln_peak_pct'])} | {fmt_pct(t['ort_peak_pct'])} |")
+            line = (f"| {r['label']} | {t['threads']} | {gflop} | "
+                    f"{fmt_ms(t['kiln_median_ms'])} | {fmt_ms(t['ort_median_ms'])} | {ratio} | "
+                    f"{fmt_pct(t['kiln_peak_pct'])} | {fmt_pct(t['ort_peak_pct'])} |")
+            if base:
+                kb = t.get("kiln_over_base")
+                line += (f" {fmt_ms(t.get('base_median_ms'))} | "
+                         f"{'—' if kb is None else f'{kb:.2f}'} |")
+            out.append(line)
     compiled = [r for r in results if r.get("compile")]
     if compiled:
         out += ["", "| model | cold compile s | warm compile s |", "| --- | ---: | ---: |"]

@@ -31,6 +31,22 @@ if [[ -n $smoke && -x $b/tests/gpu/fake_cuda_model/kiln_gpu_smoke_host ]]; then
   cp "$smoke" "$b/tests/gpu/fake_cuda_model/kiln_gpu_smoke_host" tests/gpu/rt_smoke.sh \
     "$out/stage/smoke/"
 fi
+# bench/compare.py's models as skeletons (bench/skeleton.py strip, a few MB) for `cpubench`,
+# and optionally a baseline kiln build (KILN_PACK_BASELINE=its build folder) with the runtime
+# and headers it looks for at the absolute paths it was built with (paths.txt).
+[[ -d build/bench-skel ]] && cp -r build/bench-skel "$out/stage/bench-skel"
+if [[ -n ${KILN_PACK_BASELINE:-} ]]; then
+  bb=$KILN_PACK_BASELINE
+  mkdir -p "$out/stage/baseline/bin" "$out/stage/baseline/runtime"
+  strip -o "$out/stage/baseline/bin/kiln" "$bb/src/kiln"
+  for f in "$bb"/src/runtime/libkiln_rt*.so*; do
+    [[ -e $f ]] && strip -o "$out/stage/baseline/runtime/$(basename "$f")" "$f"
+  done
+  src=$(cd "$bb/../.." && pwd)
+  cp -r "$src/include" "$out/stage/baseline/include"
+  printf '%s=runtime\n%s=include\n' "$(cd "$bb/src/runtime" && pwd)" "$src/include" \
+    >"$out/stage/baseline/paths.txt"
+fi
 tar cf - -C /usr/share/libonnx-testdata/data node pytorch-converted pytorch-operator simple \
   >"$out/stage/node.tar"
 tar cf - -C "$out/stage" . | xz -T2 -6 > "$out/carry.tar.xz"

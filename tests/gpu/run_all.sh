@@ -4,6 +4,7 @@
 # plugin), the Debian libraries they need, dlpack.h and the ONNX node test data. Models are
 # compiled there (its 16 cores and nvcc), run on the H200 and checked; reports go to $OUT.
 #   tests/gpu/run_all.sh [libs] [stress] [kernels] [conformance] [models] [python] [cpuhost] [cpuconf]
+#   [cpubench]
 #   [sanitizer]
 #   (default: all; KILN_GPU_AUTOTUNE=1 makes models also autotune ResNet-50 and BERT)
 set -uo pipefail
@@ -76,6 +77,31 @@ for step in "${steps[@]}"; do
       echo "cpu conformance $1 $2 rc=$? $(grep -E '^(static|dynamic): ' "$OUT/cpuconf-$1-$2.log")"
       grep -A12 '^FAIL' "$OUT/cpuconf-$1-$2.log" | cut -c1-300
     done
+    ;;
+  cpubench)
+    # #12's CPU comparison on this machine's quiet host CPU, pinned to KILN_BENCH_CPUS: the
+    # models travel as skeletons (bench/skeleton.py) and get random weights of the same
+    # sizes and spread back; ORT through its Python package. A baseline kiln packed with
+    # KILN_PACK_BASELINE (an older build) joins the same alternation as a before/after.
+    python3 bench/skeleton.py restore "$W/bench-skel" "$W/bench-models" 2>"$OUT/cpubench.log"
+    base=()
+    if [[ -x $W/baseline/bin/kiln ]]; then
+      # That build looks for its runtime and headers where it was built: put them there.
+      while IFS='=' read -r from to; do
+        mkdir -p "$(dirname "$from")" && ln -sfn "$W/baseline/$to" "$from"
+      done <"$W/baseline/paths.txt"
+      base=(--baseline-kiln "$W/baseline/bin/kiln" --baseline-label "${KILN_BENCH_BASE_LABEL:-before}")
+    fi
+    # Two CPUs of distinct physical cores (not core 0, which takes most interrupts).
+    cpus=${KILN_BENCH_CPUS:-$(lscpu -p=CPU,CORE | grep -v '^#' | sort -t, -k2,2n -u |
+      sed -n '2,3p' | cut -d, -f1 | paste -sd,)}
+    lscpu -e >>"$OUT/cpubench.log"; echo "pinned to CPUs $cpus" | tee -a "$OUT/cpubench.log"
+    python3 bench/compare.py --kiln "$W/bin/kiln" --ort python --cpus "$cpus" \
+      --models-dir "$W/bench-models" --work-dir "$W/bench" "${base[@]}" \
+      --models "${KILN_BENCH_MODELS:-resnet50,resnet18,mobilenet_v2,encoder,bert_base,bert_base_b8,vit_b16,gpt2}" \
+      --threads 1,2 --runs "${KILN_BENCH_RUNS:-10}" --warmup 3 --rounds 3 \
+      --json-out "$OUT/cpubench.json" >"$OUT/cpubench.md" 2>>"$OUT/cpubench.log"
+    echo "cpubench rc=$?"; tail -n 30 "$OUT/cpubench.md"; tail -n 5 "$OUT/cpubench.log"
     ;;
   cpuhost)
     # The CPU backend on this machine's host CPU (another x86 than the build box).

@@ -29,6 +29,7 @@ struct Mock {
   kiln_mock_set_auto_complete_fn setAutoComplete;
   kiln_mock_complete_events_fn completeEvents;
   kiln_mock_pending_events_fn pendingEvents;
+  kiln_mock_set_device_count_fn setDeviceCount;
 };
 
 // Points the plugin at the mock before any CUDA container exists; the plugin's dlopen of the
@@ -47,6 +48,8 @@ const Mock &mock() {
         reinterpret_cast<kiln_mock_complete_events_fn>(dlsym(h, "kiln_mock_complete_events"));
     r.pendingEvents =
         reinterpret_cast<kiln_mock_pending_events_fn>(dlsym(h, "kiln_mock_pending_events"));
+    r.setDeviceCount =
+        reinterpret_cast<kiln_mock_set_device_count_fn>(dlsym(h, "kiln_mock_set_device_count"));
     return r;
   }();
   return m;
@@ -71,12 +74,13 @@ struct CudaRun : ::testing::Test {
   DLManagedTensor *x = nullptr, *y = nullptr;
   int64_t batch = 3;
   std::vector<float> hostX;
+  const char *device = "cuda";
 
   void SetUp() override {
     mock().setAutoComplete(1);
     kiln_container_options o;
     kiln_container_options_init(&o);
-    o.device = "cuda";
+    o.device = device;
     ASSERT_EQ(kiln_container_create(&o, &c), KILN_OK) << kiln_last_error();
     int64_t dims[2] = {batch, kWidth};
     ASSERT_EQ(kiln_alloc_tensor(c, kF32, 2, dims, &x), KILN_OK) << kiln_last_error();
@@ -232,6 +236,50 @@ TEST_F(CudaRun, TensorsOnTheWrongDeviceAreRefusedByName) {
   EXPECT_EQ(kiln_run(c, &x->dl_tensor, 1, &other, 1), KILN_ERR_DEVICE);
   EXPECT_NE(std::strstr(kiln_last_error(), "output 'y'"), nullptr) << kiln_last_error();
   EXPECT_NE(std::strstr(kiln_last_error(), "cuda:1"), nullptr) << kiln_last_error();
+}
+
+// "cuda:N" opens GPU N's primary context: its allocations and launches happen there, its
+// tensors say device_id N, and a tensor on another GPU is refused by name.
+struct CudaRunOnSecondGpu : CudaRun {
+  kiln_mock_stats before{};
+  void SetUp() override {
+    mock().setDeviceCount(2);
+    device = "cuda:1";
+    before = counters();
+    CudaRun::SetUp();
+  }
+  void TearDown() override {
+    CudaRun::TearDown();
+    mock().setDeviceCount(1);
+  }
+};
+
+TEST_F(CudaRunOnSecondGpu, AllocatesAndLaunchesOnThatGpu) {
+  EXPECT_EQ(x->dl_tensor.device.device_type, kDLCUDA);
+  EXPECT_EQ(x->dl_tensor.device.device_id, 1);
+  ASSERT_EQ(runV2(nullptr), KILN_OK) << kiln_last_error();
+  kiln_mock_launch L;
+  ASSERT_TRUE(mock().lastLaunch(&L));
+  EXPECT_EQ(L.device, 1);
+  kiln_mock_stats now = counters();
+  EXPECT_GT(now.allocs_on[1], before.allocs_on[1]);
+  EXPECT_EQ(now.allocs_on[0], before.allocs_on[0]);
+  expectY(weight);
+  DLTensor other = y->dl_tensor;
+  other.device.device_id = 0;
+  EXPECT_EQ(kiln_run(c, &x->dl_tensor, 1, &other, 1), KILN_ERR_DEVICE);
+  EXPECT_NE(std::strstr(kiln_last_error(), "cuda:0"), nullptr) << kiln_last_error();
+}
+
+TEST(CudaContainer, AGpuThatIsNotThereIsRefusedByName) {
+  mock().setDeviceCount(2);
+  kiln_container_options o;
+  kiln_container_options_init(&o);
+  o.device = "cuda:2";
+  kiln_container *c = nullptr;
+  EXPECT_EQ(kiln_container_create(&o, &c), KILN_ERR_DEVICE);
+  EXPECT_NE(std::strstr(kiln_last_error(), "cuda:2"), nullptr) << kiln_last_error();
+  mock().setDeviceCount(1);
 }
 
 // Runs from several threads (synchronous and asynchronous) while constants are rewritten and

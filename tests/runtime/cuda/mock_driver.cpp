@@ -22,7 +22,8 @@ kiln_mock_stats counters{};
 kiln_mock_launch lastLaunch{};
 bool haveLaunch = false;
 bool autoComplete = true;
-int contextDummy, deviceCount = 1;
+// One primary context per device: a context's address says which device it belongs to.
+int contextDummy[KILN_MOCK_MAX_DEVICES], deviceCount = 1;
 
 // Each thread's context stack, as the driver keeps it: calls that need a context fail with
 // CUDA_ERROR_INVALID_CONTEXT on a thread with none current (the plugin must push its own).
@@ -57,11 +58,20 @@ CUresult mDeviceGetCount(int *n) {
 }
 CUresult mDeviceGet(CUdevice *d, int ordinal) {
   *d = ordinal;
-  return ordinal < deviceCount ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE;
+  return ordinal >= 0 && ordinal < deviceCount ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE;
 }
-CUresult mPrimaryCtxRetain(CUcontext *c, CUdevice) {
-  *c = reinterpret_cast<CUcontext>(&contextDummy);
+CUresult mPrimaryCtxRetain(CUcontext *c, CUdevice d) {
+  if (d < 0 || d >= deviceCount) return CUDA_ERROR_INVALID_DEVICE;
+  *c = reinterpret_cast<CUcontext>(&contextDummy[d]);
   return CUDA_SUCCESS;
+}
+// The device of the calling thread's current context (-1: none or not a primary context).
+int currentDevice() {
+  if (contexts.empty()) return -1;
+  auto *p = reinterpret_cast<int *>(contexts.back());
+  return p >= contextDummy && p < contextDummy + KILN_MOCK_MAX_DEVICES
+             ? static_cast<int>(p - contextDummy)
+             : -1;
 }
 CUresult mCtxPush(CUcontext c) {
   contexts.push_back(c);
@@ -104,9 +114,11 @@ CUresult mMemAlloc(CUdeviceptr *p, size_t bytes) {
   NEED_CONTEXT();
   void *mem = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
   if (!mem) return CUDA_ERROR_OUT_OF_MEMORY;
+  int dev = currentDevice();
   std::lock_guard<std::mutex> l(mu);
   ++counters.allocs;
   ++counters.live_allocs;
+  if (dev >= 0) ++counters.allocs_on[dev];
   *p = reinterpret_cast<CUdeviceptr>(mem);
   return CUDA_SUCCESS;
 }
@@ -220,6 +232,7 @@ CUresult mLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsi
     L.block[0] = bx, L.block[1] = by, L.block[2] = bz;
     L.shared_bytes = shared;
     L.stream = s;
+    L.device = currentDevice();
     for (int i = 0; i < 4; ++i)
       std::memcpy(&L.args[i], args[i], 8);
     haveLaunch = true;
@@ -286,6 +299,11 @@ MOCK_API int kiln_mock_last_launch(kiln_mock_launch *out) {
   std::lock_guard<std::mutex> l(mu);
   *out = lastLaunch;
   return haveLaunch;
+}
+
+MOCK_API void kiln_mock_set_device_count(int n) {
+  std::lock_guard<std::mutex> l(mu);
+  deviceCount = std::clamp(n, 0, KILN_MOCK_MAX_DEVICES);
 }
 
 MOCK_API void kiln_mock_set_auto_complete(int on) {
