@@ -183,6 +183,42 @@ std::string runpathFlags() {
   return flags;
 }
 
+/// The cache key of a link: its command with the temporary output path taken out (the
+/// SONAME in the command names the output), and the runtime library's size and time.
+std::string linkKey(const std::string &link, const fs::path &tmpOut, const fs::path &out) {
+  std::string cmd = link;
+  std::string tmp = shellQuote(tmpOut.string());
+  if (size_t at = cmd.find(tmp); at != std::string::npos) cmd.replace(at, tmp.size(), "OUT");
+  std::error_code ec;
+  fs::path rt = fs::path(kilnPaths().runtimeLibDir) / "libkiln_rt.so";
+  auto size = fs::file_size(rt, ec);
+  auto time = fs::last_write_time(rt, ec).time_since_epoch().count();
+  return hexHash(fnv1a(cmd + out.filename().string(),
+                       fnv1a(std::to_string(ec ? 0 : size) + ":" + std::to_string(time))));
+}
+
+/// Copies (never links: a later write into model.so must not reach the cache) a cached
+/// library to the temporary output.
+void copyFromCache(const fs::path &linked, const fs::path &tmpOut, const fs::path &out) {
+  std::error_code ec;
+  fs::copy_file(linked, tmpOut, fs::copy_options::overwrite_existing, ec);
+  if (ec) {
+    fs::remove(tmpOut, ec);
+    failIfOutOfSpace(ec.message(), "cannot write '" + out.string() + "'");
+    fail("cannot write '{}': {}", out.string(), ec.message());
+  }
+}
+
+/// Keeps a copy of a fresh link in the cache; a failure only costs the next compile a link.
+void storeInCache(const fs::path &tmpOut, const fs::path &linked, TempFiles &temps) {
+  fs::path tmp = linked;
+  tmp += ".tmp" + std::to_string(getpid());
+  temps.add(tmp);
+  std::error_code ec;
+  if (fs::copy_file(tmpOut, tmp, fs::copy_options::overwrite_existing, ec) && !ec)
+    temps.commit(tmp, linked);
+}
+
 } // namespace
 
 BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::string &output,
@@ -243,15 +279,19 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
     entry.object = cache / (entry.key + ".o");
     all.push_back(entry);
   }
+  fs::path weightsBin; // an intermediate of the weights object, removed once that exists
   if (embedWeights) {
     std::string wkey = hexHash(gm.weights.hash(fnv1a("weights")));
-    fs::path bin = cache / (wkey + ".bin");
-    if (!fs::exists(bin)) writeAtomically(bin, [&](std::FILE *f) { return gm.weights.write(f); });
     Job w;
     w.source = work / "weights.S";
-    writeFile(w.source, incbinAsm("kiln_weights_blob", bin, false));
     w.key = wkey + "-S";
     w.object = cache / (w.key + ".o");
+    if (!fs::exists(w.object)) {
+      weightsBin = cache / (wkey + ".bin");
+      if (!fs::exists(weightsBin))
+        writeAtomically(weightsBin, [&](std::FILE *f) { return gm.weights.write(f); });
+      writeFile(w.source, incbinAsm("kiln_weights_blob", weightsBin, false));
+    }
     all.push_back(w);
   }
   std::vector<Job *> pending;
@@ -315,6 +355,10 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
   if (!firstError.empty()) failIfOutOfSpace(firstError, "writing an object to the cache failed");
   if (!firstError.empty())
     throw InternalError("kiln internal error: generated code did not compile (" + firstError + ")");
+  if (!weightsBin.empty()) {
+    std::error_code ec;
+    fs::remove(weightsBin, ec); // the weights object holds the same bytes now
+  }
   // The (one) CUDA fatbin becomes kiln_cuda_fatbin / kiln_cuda_fatbin_size in model.so.
   KILN_ASSERT(fatbins.size() <= 1, "a model has one fatbin, got {}", fatbins.size());
   for (const Job &fb : fatbins) {
@@ -349,14 +393,23 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
           shellQuote(tmpOut.string());
   for (const Job &j : all)
     link += " " + shellQuote(j.object.string());
-  link += " -L" + shellQuote(kilnPaths().runtimeLibDir) + " -lkiln_rt" + runpathFlags() + " 2> " +
-          shellQuote((work / "link.log").string());
-  if (runShell(link) != 0) {
-    std::error_code ec;
-    fs::remove(tmpOut, ec);
-    failIfOutOfSpace(readFile(work / "link.log"), "cannot write '" + out.string() + "'");
-    throw InternalError("kiln internal error: linking model.so failed:\n" +
-                        readFile(work / "link.log").substr(0, 4000));
+  link += " -L" + shellQuote(kilnPaths().runtimeLibDir) + " -lkiln_rt" + runpathFlags();
+  // A warm compile of a large model is mostly the linker copying the weights: the linked
+  // library is cached too, keyed by everything the link reads (content-hashed objects, the
+  // flags, the output's name, which is its SONAME, and the runtime library it links to).
+  fs::path linked = cache / (linkKey(link, tmpOut, out) + ".so");
+  if (fs::exists(linked)) {
+    copyFromCache(linked, tmpOut, out);
+    result.linkCached = true;
+  } else {
+    if (runShell(link + " 2> " + shellQuote((work / "link.log").string())) != 0) {
+      std::error_code ec;
+      fs::remove(tmpOut, ec);
+      failIfOutOfSpace(readFile(work / "link.log"), "cannot write '" + out.string() + "'");
+      throw InternalError("kiln internal error: linking model.so failed:\n" +
+                          readFile(work / "link.log").substr(0, 4000));
+    }
+    storeInCache(tmpOut, linked, temps);
   }
   checkInterrupt();
   std::error_code renameError;

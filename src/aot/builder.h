@@ -11,6 +11,7 @@ namespace kiln::aot {
 
 struct BuildResult {
   size_t compiled = 0, cacheHits = 0;
+  bool linkCached = false; // model.so copied from the cache, not linked
 };
 
 /// Called with (objects compiled, objects to compile) as the build goes.

@@ -151,6 +151,7 @@ CompileStats compileModel(const CompileOptions &opts) {
     (k->kind == loop::KernelKind::Extern ? st.externs : st.kernels)++;
   st.sources = gm.sources.size();
   st.cacheHits = br.cacheHits;
+  st.linkCached = br.linkCached;
   st.compiled = br.compiled;
   return st;
 }

@@ -112,9 +112,10 @@ void compileCommand(CompileFlags &f) {
   }
   if (tty) std::cerr << "\r\033[K";
   std::cerr << fmt::format("kiln: wrote {} ({} kernels, {} extern calls, {} sources: {} compiled, "
-                           "{} cached; CPU {}) in {:.2f} s\n",
+                           "{} cached{}; CPU {}) in {:.2f} s\n",
                            f.opts.outputPath, st.kernels, st.externs, st.sources, st.compiled,
-                           st.cacheHits, st.cpuIsa, st.seconds);
+                           st.cacheHits, st.linkCached ? ", link cached" : "", st.cpuIsa,
+                           st.seconds);
   if (f.timings) {
     std::cerr << "stage      seconds\n";
     for (auto &[name, secs] : st.stageSeconds)

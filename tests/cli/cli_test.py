@@ -310,6 +310,27 @@ def case_cache_info_clean():
     expect(kiln("cache", rc=2), "err", r"subcommand")
 
 
+def case_link_cache():
+    # A warm compile of the same model to the same name copies the linked library from the
+    # cache (the link is most of a large model's warm compile); another name links again,
+    # since the name is the library's SONAME. The weights' intermediate .bin is not kept.
+    cache = path("cache3")
+    shutil.rmtree(cache, ignore_errors=True)
+    first = kiln("compile", path("add.onnx"), "-o", path("l1.so"), "--cache-dir", cache)
+    assert "link cached" not in first.stderr, first.stderr
+    data = open(path("l1.so"), "rb").read()
+    second = kiln("compile", path("add.onnx"), "-o", path("l1.so"), "--cache-dir", cache)
+    expect(second, "err", r"link cached")
+    assert open(path("l1.so"), "rb").read() == data
+    other = kiln("compile", path("add.onnx"), "-o", path("l2.so"), "--cache-dir", cache)
+    assert "link cached" not in other.stderr, other.stderr
+    for so in ("l1.so", "l2.so"):
+        kiln("inspect", path(so))
+    objects = os.listdir(os.path.join(cache, "objects"))
+    assert not [f for f in objects if f.endswith(".bin")], objects
+    assert len([f for f in objects if f.endswith(".so")]) == 2, objects
+
+
 def case_exit_codes():
     expect(kiln("compile", path("add.onnx"), "-o", path("e.so"), "--no-such-flag", rc=2), "err",
            r"no-such-flag")

@@ -4,6 +4,7 @@
 #include "support/error.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +12,11 @@
 #include <onnx/onnx_pb.h>
 #include <set>
 #include <sstream>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace kiln::frontend {
 
@@ -290,6 +296,9 @@ struct Importer {
       checkNewName(g, init.name(), "initializer");
       ir::Value *v = g.newValue(init.name());
       v->data = convertTensor(init, dir, where());
+      // The IR holds its own copy now: release the protobuf's, so the weights are not held
+      // twice for the rest of the import (the importer owns the parsed model).
+      std::string().swap(*const_cast<onnx::TensorProto &>(init).mutable_raw_data());
       v->dtype = v->data->dtype;
       for (int64_t d : v->data->dims)
         v->shape.push_back(ctx.constant(d));
@@ -468,22 +477,42 @@ struct Importer {
 
 } // namespace
 
-std::unique_ptr<ir::Graph> importModelBytes(const std::string &bytes, const std::string &dir,
-                                            const std::string &displayName, sym::Context &ctx,
-                                            const ImportOptions &opts) {
-  onnx::ModelProto model;
-  if (bytes.empty()) fail("'{}' is empty, not an ONNX model", displayName);
-  if (static_cast<int64_t>(bytes.size()) > kMaxProtobufBytes)
+namespace {
+
+/// Parses a serialized ModelProto; `data` is not needed after this returns.
+void parseModel(const uint8_t *data, size_t size, const std::string &displayName,
+                onnx::ModelProto &model) {
+  if (size == 0) fail("'{}' is empty, not an ONNX model", displayName);
+  if (static_cast<int64_t>(size) > kMaxProtobufBytes)
     fail("'{}' is {} bytes; an ONNX protobuf file must be smaller than 2 GiB (store large "
          "weights as external data)",
-         displayName, bytes.size());
-  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t *>(bytes.data()),
-                                            static_cast<int>(bytes.size()));
+         displayName, size);
+  google::protobuf::io::CodedInputStream in(data, static_cast<int>(size));
   in.SetRecursionLimit(kProtobufRecursionLimit);
   if (!model.ParseFromCodedStream(&in) || !in.ConsumedEntireMessage())
     fail("'{}' is not a valid ONNX model (protobuf parse failed: the file is truncated or "
          "corrupt, or its messages are nested more than {} levels deep)",
          displayName, kProtobufRecursionLimit);
+}
+
+} // namespace
+
+/// The import proper, after parsing; releases the initializers' bytes as it copies them.
+std::unique_ptr<ir::Graph> importParsedModel(onnx::ModelProto &model, const std::string &dir,
+                                             const std::string &displayName, sym::Context &ctx,
+                                             const ImportOptions &opts);
+
+std::unique_ptr<ir::Graph> importModelBytes(const std::string &bytes, const std::string &dir,
+                                            const std::string &displayName, sym::Context &ctx,
+                                            const ImportOptions &opts) {
+  onnx::ModelProto model;
+  parseModel(reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size(), displayName, model);
+  return importParsedModel(model, dir, displayName, ctx, opts);
+}
+
+std::unique_ptr<ir::Graph> importParsedModel(onnx::ModelProto &model, const std::string &dir,
+                                             const std::string &displayName, sym::Context &ctx,
+                                             const ImportOptions &opts) {
   if (!model.has_graph() || model.graph().node_size() == 0)
     fail("'{}' is not an ONNX model: it has no graph nodes", displayName);
   Importer im{ctx, opts, dir, displayName};
@@ -535,18 +564,41 @@ std::unique_ptr<ir::Graph> importModelBytes(const std::string &bytes, const std:
 
 std::unique_ptr<ir::Graph> importModel(const std::string &path, sym::Context &ctx,
                                        const ImportOptions &opts) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open model file '{}'", path);
-  std::error_code ec;
-  auto size = std::filesystem::file_size(path, ec);
-  if (!ec && size > static_cast<uintmax_t>(kMaxProtobufBytes))
+  // The file is mapped, not read into a string: parsing copies every weight into the
+  // protobuf once, and the mapping is gone before the weights are copied again into the IR,
+  // so a model costs about twice its size at the peak, not four times.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("cannot open model file '{}': {}", path, std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail("model file '{}' is not a regular file", path);
+  }
+  size_t size = static_cast<size_t>(st.st_size);
+  if (static_cast<int64_t>(size) > kMaxProtobufBytes) {
+    ::close(fd);
     fail("'{}' is {} bytes; an ONNX protobuf file must be smaller than 2 GiB (store large "
          "weights as external data)",
          path, size);
-  std::stringstream ss;
-  ss << in.rdbuf();
+  }
+  onnx::ModelProto model;
+  if (size > 0) {
+    void *map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (map == MAP_FAILED) fail("cannot map model file '{}': {}", path, std::strerror(errno));
+    ::madvise(map, size, MADV_SEQUENTIAL);
+    struct Unmap {
+      void *p;
+      size_t n;
+      ~Unmap() { ::munmap(p, n); }
+    } unmap{map, size};
+    parseModel(static_cast<const uint8_t *>(map), size, path, model);
+  } else {
+    ::close(fd);
+    parseModel(nullptr, 0, path, model);
+  }
   std::string dir = std::filesystem::path(path).parent_path().string();
-  return importModelBytes(ss.str(), dir, path, ctx, opts);
+  return importParsedModel(model, dir, path, ctx, opts);
 }
 
 std::shared_ptr<ir::TensorData> readTensorProtoFile(const std::string &path, std::string *name) {

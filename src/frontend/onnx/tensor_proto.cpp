@@ -144,7 +144,9 @@ std::shared_ptr<ir::TensorData> convertTensor(const onnx::TensorProto &t, const 
   if (t.data_location() == onnx::TensorProto_DataLocation_EXTERNAL) {
     readExternal(t, dir, context, nbytes, *out);
   } else if (t.has_raw_data()) {
-    out->bytes.assign(t.raw_data().begin(), t.raw_data().end());
+    // Same-type pointers make this one memmove (string iterators copied byte by byte).
+    const auto *raw = reinterpret_cast<const uint8_t *>(t.raw_data().data());
+    out->bytes.assign(raw, raw + t.raw_data().size());
   } else {
     auto check = [&](int64_t have) {
       if (have != n)
