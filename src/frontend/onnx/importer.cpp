@@ -4,30 +4,20 @@
 #include "support/error.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <google/protobuf/io/coded_stream.h>
 #include <onnx/onnx_pb.h>
 #include <set>
 #include <sstream>
-
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 namespace kiln::frontend {
 
 namespace {
 
-// Hostile-input limits: subgraphs nested deeper than this are refused by name; protobuf's own
-// recursion limit (raised from 100) stays well above what that nesting needs.
+// Hostile-input limit: subgraphs nested deeper than this are refused by name (protobuf's
+// recursion limit, model_file.cpp, stays well above what that nesting needs).
 constexpr int kMaxSubgraphDepth = 32;
-constexpr int kProtobufRecursionLimit = 1000;
-// Protobuf cannot represent a message of 2 GiB or more.
-constexpr int64_t kMaxProtobufBytes = (int64_t{1} << 31) - 1;
 
 struct Importer {
   sym::Context &ctx;
@@ -477,39 +467,6 @@ struct Importer {
 
 } // namespace
 
-namespace {
-
-/// Parses a serialized ModelProto; `data` is not needed after this returns.
-void parseModel(const uint8_t *data, size_t size, const std::string &displayName,
-                onnx::ModelProto &model) {
-  if (size == 0) fail("'{}' is empty, not an ONNX model", displayName);
-  if (static_cast<int64_t>(size) > kMaxProtobufBytes)
-    fail("'{}' is {} bytes; an ONNX protobuf file must be smaller than 2 GiB (store large "
-         "weights as external data)",
-         displayName, size);
-  google::protobuf::io::CodedInputStream in(data, static_cast<int>(size));
-  in.SetRecursionLimit(kProtobufRecursionLimit);
-  if (!model.ParseFromCodedStream(&in) || !in.ConsumedEntireMessage())
-    fail("'{}' is not a valid ONNX model (protobuf parse failed: the file is truncated or "
-         "corrupt, or its messages are nested more than {} levels deep)",
-         displayName, kProtobufRecursionLimit);
-}
-
-} // namespace
-
-/// The import proper, after parsing; releases the initializers' bytes as it copies them.
-std::unique_ptr<ir::Graph> importParsedModel(onnx::ModelProto &model, const std::string &dir,
-                                             const std::string &displayName, sym::Context &ctx,
-                                             const ImportOptions &opts);
-
-std::unique_ptr<ir::Graph> importModelBytes(const std::string &bytes, const std::string &dir,
-                                            const std::string &displayName, sym::Context &ctx,
-                                            const ImportOptions &opts) {
-  onnx::ModelProto model;
-  parseModel(reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size(), displayName, model);
-  return importParsedModel(model, dir, displayName, ctx, opts);
-}
-
 std::unique_ptr<ir::Graph> importParsedModel(onnx::ModelProto &model, const std::string &dir,
                                              const std::string &displayName, sym::Context &ctx,
                                              const ImportOptions &opts) {
@@ -560,56 +517,6 @@ std::unique_ptr<ir::Graph> importParsedModel(onnx::ModelProto &model, const std:
   unused("--optional", opts.optionalPresent, im.usedOptionals, "optional ");
   unused("--input-shape", opts.inputShapes, im.usedShapes, "");
   return g;
-}
-
-std::unique_ptr<ir::Graph> importModel(const std::string &path, sym::Context &ctx,
-                                       const ImportOptions &opts) {
-  // The file is mapped, not read into a string: parsing copies every weight into the
-  // protobuf once, and the mapping is gone before the weights are copied again into the IR,
-  // so a model costs about twice its size at the peak, not four times.
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("cannot open model file '{}': {}", path, std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail("model file '{}' is not a regular file", path);
-  }
-  size_t size = static_cast<size_t>(st.st_size);
-  if (static_cast<int64_t>(size) > kMaxProtobufBytes) {
-    ::close(fd);
-    fail("'{}' is {} bytes; an ONNX protobuf file must be smaller than 2 GiB (store large "
-         "weights as external data)",
-         path, size);
-  }
-  onnx::ModelProto model;
-  if (size > 0) {
-    void *map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    ::close(fd);
-    if (map == MAP_FAILED) fail("cannot map model file '{}': {}", path, std::strerror(errno));
-    ::madvise(map, size, MADV_SEQUENTIAL);
-    struct Unmap {
-      void *p;
-      size_t n;
-      ~Unmap() { ::munmap(p, n); }
-    } unmap{map, size};
-    parseModel(static_cast<const uint8_t *>(map), size, path, model);
-  } else {
-    ::close(fd);
-    parseModel(nullptr, 0, path, model);
-  }
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  return importParsedModel(model, dir, path, ctx, opts);
-}
-
-std::shared_ptr<ir::TensorData> readTensorProtoFile(const std::string &path, std::string *name) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open tensor file '{}'", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  onnx::TensorProto t;
-  if (!t.ParseFromString(ss.str())) fail("'{}' is not a TensorProto", path);
-  if (name) *name = t.name();
-  return convertTensor(t, std::filesystem::path(path).parent_path().string(), path);
 }
 
 } // namespace kiln::frontend

@@ -8,6 +8,10 @@
 #include <memory>
 #include <string>
 
+namespace onnx {
+class ModelProto;
+}
+
 namespace kiln::frontend {
 
 struct DynamicDim {
@@ -37,6 +41,12 @@ std::unique_ptr<ir::Graph> importModel(const std::string &path, sym::Context &ct
 std::unique_ptr<ir::Graph> importModelBytes(const std::string &bytes, const std::string &dir,
                                             const std::string &displayName, sym::Context &ctx,
                                             const ImportOptions &opts);
+
+/// The import proper, after parsing (model_file.cpp reads and parses); frees each
+/// initializer's protobuf bytes once the graph holds a copy, so it takes `model` mutable.
+std::unique_ptr<ir::Graph> importParsedModel(onnx::ModelProto &model, const std::string &dir,
+                                             const std::string &displayName, sym::Context &ctx,
+                                             const ImportOptions &opts);
 
 /// Parses a serialized TensorProto (test data files).
 std::shared_ptr<ir::TensorData> readTensorProtoFile(const std::string &path, std::string *name);
