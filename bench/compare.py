@@ -276,6 +276,8 @@ def main():
         except BenchError as e:
             print(f"error: {name}: {e}", file=sys.stderr)
             results.append({"model": name, "error": str(e)})
+        if args.json_out:  # after every model, so a run cut short keeps what it measured
+            write_json(args, results)
 
     return finish(args, results)
 
@@ -303,17 +305,23 @@ def render_saved(args):
     return finish(args, results)
 
 
+def write_json(args, results):
+    tmp = args.json_out + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"runs": args.runs, "warmup": args.warmup, "rounds": args.rounds,
+                   "cpus": getattr(args, "cpus", None), "ort": getattr(args, "ort", "node"),
+                   "baseline_label": getattr(args, "baseline_label", None),
+                   "peak_gflops_per_core": args.peak, "peak_isa": args.peak_isa,
+                   "machine": report.machine(), "results": results}, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, args.json_out)
+
+
 def finish(args, results):
     text = report.tables(results, args)
     print("\n" + text)
     if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump({"runs": args.runs, "warmup": args.warmup, "rounds": args.rounds,
-                   "cpus": getattr(args, "cpus", None), "ort": getattr(args, "ort", "node"),
-                   "baseline_label": getattr(args, "baseline_label", None),
-                       "peak_gflops_per_core": args.peak, "peak_isa": args.peak_isa,
-                       "machine": report.machine(), "results": results}, f, indent=2)
-            f.write("\n")
+        write_json(args, results)
     try:
         if args.write_docs:
             report.write_docs(args.write_docs, text, args)

@@ -44,8 +44,9 @@ if [[ -n ${KILN_PACK_BASELINE:-} ]]; then
   done
   src=$(cd "$bb/../.." && pwd)
   cp -r "$src/include" "$out/stage/baseline/include"
-  printf '%s=runtime\n%s=include\n' "$(cd "$bb/src/runtime" && pwd)" "$src/include" \
-    >"$out/stage/baseline/paths.txt"
+  cp "$src/src/runtime/model_entry.c" "$out/stage/baseline/"
+  printf '%s=runtime\n%s=include\n%s=model_entry.c\n' "$(cd "$bb/src/runtime" && pwd)" \
+    "$src/include" "$src/src/runtime/model_entry.c" >"$out/stage/baseline/paths.txt"
 fi
 tar cf - -C /usr/share/libonnx-testdata/data node pytorch-converted pytorch-operator simple \
   >"$out/stage/node.tar"
