@@ -39,10 +39,12 @@ struct CompileStats {
   size_t kernels = 0, externs = 0, sources = 0, cacheHits = 0, compiled = 0;
   std::vector<std::pair<std::string, double>> stageSeconds; // in pipeline order
   std::string cpuIsa;                                       // what the host code targets
-  // CUDA: each generated kernel's name, tuning key and launch configuration (autotune).
+  // CUDA: each generated kernel's name, tuning key and launch configuration (autotune), and
+  // its run-time selection among tuned variants ("" for none; sched::describeSelection).
   struct CudaKernel {
     std::string name, tuneKey;
     sched::TuningConfig config;
+    std::string selection;
   };
   std::vector<CudaKernel> cudaKernels;
 };
