@@ -181,7 +181,8 @@ void addCompileCommand(CLI::App &app) {
                 "results match PyTorch with TF32 off)");
   cmd->add_option("--tuning-file", f->tuningFile,
                   "with --device cuda: launch configurations from an earlier --autotune (no GPU "
-                  "needed; kernels the file does not name keep the heuristics)");
+                  "needed; kernels the file does not name keep the heuristics; a kernel whose "
+                  "fastest configuration differs by size switches at run time)");
   cmd->add_flag("--autotune", f->autotune,
                 "with --device cuda, on a machine with a GPU: time candidate launch "
                 "configurations of every kernel, write them to --tuning-file (default "

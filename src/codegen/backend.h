@@ -42,9 +42,9 @@ struct KernelSource {
   LaunchSpec launch;
   // Tuned run-time variants (both empty: one function, kiln_kernel_<id>, run with `launch`):
   // the functions `text` defines, in launch-table order, and each variant's launch.
-  std::vector<std::string> functions;
-  std::vector<LaunchVariant> variants;
-  sym::Expr measure;
+  std::vector<std::string> functions{};
+  std::vector<LaunchVariant> variants{};
+  sym::Expr measure{};
 };
 
 class KernelBackend {

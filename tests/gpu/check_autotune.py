@@ -199,12 +199,13 @@ class Checker:
 
 def forced_file(src, dst):
     """The autotuned file with each bucket's fastest config rotated through the candidates
-    (times: 1.0 for the bucket's pick, 2.0 for the others), so every kernel with two or more
-    candidates must choose at run time."""
+    from the last (times: 1.0 for the bucket's pick, 2.0 for the others), so every kernel with
+    two or more candidates must choose at run time; the smallest bucket takes the last
+    candidate, for elementwise kernels the scalar-lane one: another function than the rest."""
     t = json.load(open(src))
     for k in t["kernels"].values():
         n = len(k["configs"])
-        k["best"] = [b % n for b in range(len(t["buckets"]))]
+        k["best"] = [(n - 1 - b) % n for b in range(len(t["buckets"]))]
         for i, c in enumerate(k["configs"]):
             c["ms"] = [1.0 if k["best"][b] == i else 2.0 for b in range(len(t["buckets"]))]
     with open(dst, "w") as f:

@@ -448,7 +448,10 @@ KernelSource printFunction(const loop::KernelGroup &g, const KernelSignature &si
   os << ") {\n";
   LaunchSpec spec = GroupPrinter(os, g, modelSymbol, ctx).print();
   os << "}\n\n";
-  return {os.str(), spec};
+  KernelSource ks;
+  ks.text = os.str();
+  ks.launch = spec;
+  return ks;
 }
 
 class CudaBackend final : public KernelBackend {

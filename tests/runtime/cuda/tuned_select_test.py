@@ -63,9 +63,9 @@ def expect(what, got, want):
 # 1. The template's per-bucket bests (tests/golden/tuned_batch_tuning.json): work = 256*batch
 #    (256, 2048, 16384 at batch 1, 8, 64), thresholds round(sqrt(256*2048)) = 724 and
 #    round(sqrt(2048*16384)) = 5793, i.e. batch <= 2, 3..22, >= 23.
-#    Kernel 0 (exp(relu(x))): scalar 256 threads (one element each) | 4 elements per thread,
-#    256 threads | the same function, 512 threads. Kernel 1 (row max, a block per row):
-#    256 threads | 128 | 256 again.
+#    Kernel 0 (row max, a block per row): 256 threads | 128 | 256 again. Kernel 1
+#    (exp(relu(x))): scalar, 256 threads (one element each) | 4 elements per thread, 256
+#    threads | the same function, 512 threads.
 tuned = os.path.join(work, "tuned.so")
 fill_template(kiln, model, flags, template, os.path.join(work, "tuning.json"), work, env)
 p = run([kiln, "compile", model, "-o", tuned, *flags, "--tuning-file",
@@ -79,24 +79,24 @@ def ceil(a, b):
 
 def want_template(b):
     if 256 * b < 724:
-        k0 = ("kiln_kernel_0", (b, 1, 1), (256, 1, 1), 0)
+        k1 = ("kiln_kernel_1", (b, 1, 1), (256, 1, 1), 0)
     elif 256 * b < 5793:
-        k0 = ("kiln_kernel_0_v1", (ceil(64 * b, 256), 1, 1), (256, 1, 1), 0)
+        k1 = ("kiln_kernel_1_v1", (ceil(64 * b, 256), 1, 1), (256, 1, 1), 0)
     else:
-        k0 = ("kiln_kernel_0_v1", (ceil(64 * b, 512), 1, 1), (512, 1, 1), 0)
-    k1_block = 128 if 724 <= 256 * b < 5793 else 256
-    return [k0, ("kiln_kernel_1", (b, 1, 1), (k1_block, 1, 1), 0)]
+        k1 = ("kiln_kernel_1_v1", (ceil(64 * b, 512), 1, 1), (512, 1, 1), 0)
+    k0_block = 128 if 724 <= 256 * b < 5793 else 256
+    return [("kiln_kernel_0", (b, 1, 1), (k0_block, 1, 1), 0), k1]
 
 
 for b in (1, 2, 3, 8, 22, 23, 64):
     expect(f"template file, batch {b}", sorted(launches(tuned, b)), sorted(want_template(b)))
 
 # 2. --autotune on the mock with its time model (tests/runtime/cuda/mock_driver.cpp): a launch
-#    of G blocks of B threads "takes" B/128 + 2G us. Kernel 0 (64*batch 4-element threads):
-#    at batch 1 block 128 is fastest (3 us vs 4 and 6), at 8 block 256 ties 512 (6 us), at 64
-#    block 512 (20 us vs 34 and 65). Kept for all sizes: 512 (relative sum 4.0 vs 4.03 for
-#    256); batch 1 switches to 128 (2x faster there); batch 8's 256 is no faster than 512.
-#    Kernel 1 (a block per row): 128 threads wins everywhere (B/128 + 2*batch).
+#    of G blocks of B threads "takes" B/128 + 2G us. The exp(relu) kernel (64*batch 4-element
+#    threads): at batch 1 block 128 is fastest (3 us vs 4 and 6), at 8 block 256 ties 512
+#    (6 us), at 64 block 512 (20 us vs 34 and 65). Kept for all sizes: 512 (relative sum 4.0
+#    vs 4.03 for 256); batch 1 switches to 128 (2x faster there); batch 8's 256 is no faster
+#    than 512. The row max (a block per row): 128 threads wins everywhere (B/128 + 2*batch).
 auto_so, auto_file = os.path.join(work, "auto.so"), os.path.join(work, "auto.json")
 p = run([kiln, "compile", model, "-o", auto_so, *flags, "--autotune", "--tuning-file", auto_file],
         {"KILN_MOCK_TIME_MODEL": "1"})
@@ -110,13 +110,13 @@ for key, k in table["kernels"].items():
     by_first_block[k["configs"][0]["block"], k["configs"][0]["vector"]] = best_blocks
     for c in k["configs"]:
         expect(f"kernel {key} config {c} times per bucket", len(c["ms"]), 3)
-# Kernel 0's heuristic is 256 threads x 4 elements; kernel 1's 256 threads x 1.
-expect("autotune per-bucket bests of kernel 0", by_first_block.get((256, 4)), [128, 256, 512])
-expect("autotune per-bucket bests of kernel 1", by_first_block.get((256, 1)), [128, 128, 128])
+# The exp(relu) kernel's heuristic is 256 threads x 4 elements; the row max's 256 x 1.
+expect("autotune per-bucket bests of exp(relu)", by_first_block.get((256, 4)), [128, 256, 512])
+expect("autotune per-bucket bests of the row max", by_first_block.get((256, 1)), [128, 128, 128])
 for b in (1, 2, 3, 64):
-    k0 = (("kiln_kernel_0", (ceil(64 * b, 128), 1, 1), (128, 1, 1), 0) if 256 * b < 724 else
-          ("kiln_kernel_0", (ceil(64 * b, 512), 1, 1), (512, 1, 1), 0))
-    want = [k0, ("kiln_kernel_1", (b, 1, 1), (128, 1, 1), 0)]
+    k1 = (("kiln_kernel_1", (ceil(64 * b, 128), 1, 1), (128, 1, 1), 0) if 256 * b < 724 else
+          ("kiln_kernel_1", (ceil(64 * b, 512), 1, 1), (512, 1, 1), 0))
+    want = [("kiln_kernel_0", (b, 1, 1), (128, 1, 1), 0), k1]
     expect(f"autotuned, batch {b}", sorted(launches(auto_so, b)), sorted(want))
 
 if failures:
