@@ -88,12 +88,14 @@ CompileStats compileModel(const CompileOptions &opts) {
   lowerer.lowerGraph();
   clock.start("schedule");
   sched::scheduleProgram(prog, ctx, opts.target);
+  sched::checkTuningFits(prog, opts.target);
   if (opts.target.device == sched::DeviceKind::Cuda)
     for (const loop::KernelGroup &g : prog.groups)
       if (!g.isExtern() && !g.isCall())
         st.cudaKernels.push_back({fmt::format("kiln_kernel_{}", g.kernels.front()->id),
                                   g.cuda.tuneKey,
-                                  {g.cuda.block, g.cuda.vector, g.cuda.rowsPerWarp}});
+                                  {g.cuda.block, g.cuda.vector, g.cuda.rowsPerWarp},
+                                  sched::describeSelection(g)});
   if (opts.printAfterAll) std::cerr << "// ---- loop IR ----\n" << loop::dump(prog);
 
   clock.start("generate");

@@ -40,10 +40,12 @@ struct CompileStats {
   bool linkCached = false;                                  // model.so came from the cache whole
   std::vector<std::pair<std::string, double>> stageSeconds; // in pipeline order
   std::string cpuIsa;                                       // what the host code targets
-  // CUDA: each generated kernel's name, tuning key and launch configuration (autotune).
+  // CUDA: each generated kernel's name, tuning key and launch configuration (autotune), and
+  // its run-time selection among tuned variants ("" for none; sched::describeSelection).
   struct CudaKernel {
     std::string name, tuneKey;
     sched::TuningConfig config;
+    std::string selection;
   };
   std::vector<CudaKernel> cudaKernels;
 };

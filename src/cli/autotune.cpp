@@ -3,8 +3,9 @@
 // its list), so four builds cover every candidate. Each variant runs on the GPU at each size
 // bucket (every dynamic dim at its minimum, geometric middle and maximum) with the runtime
 // plugin's kernel timing on (KILN_CUDA_KERNEL_TIMES, runtime/cuda/kernel_timing.h). Kernels
-// with the same key (repeated layers) are timed together. A kernel keeps the candidate with
-// the smallest sum over buckets of its time relative to the bucket's best.
+// with the same key (repeated layers) are timed together. The file records every measured
+// configuration's time per bucket and each bucket's fastest; the compile that reads it
+// decides what runs where (sched/tuning_select.cpp).
 #include "cli/autotune.h"
 
 #include "cli/model_lib.h"
@@ -45,14 +46,14 @@ std::vector<kiln_tensor_info> inputInfos(const ModelLib &lib, kiln_container *c)
 }
 
 /// Per dynamic symbol, its values at the buckets (min, geometric middle, max).
-std::vector<std::map<std::string, int64_t>> sizeBuckets(const ModelLib &lib, kiln_container *c) {
+std::vector<sched::SizeBucket> sizeBuckets(const ModelLib &lib, kiln_container *c) {
   std::map<std::string, std::pair<int64_t, int64_t>> ranges;
   for (const kiln_tensor_info &info : inputInfos(lib, c))
     for (int32_t d = 0; d < info.ndim; ++d)
       if (info.dims[d] < 0 && info.dim_names && info.dim_names[d])
         ranges[info.dim_names[d]] = {std::max<int64_t>(info.dim_min[d], 1),
                                      std::min(info.dim_max[d], kMaxBucketDim)};
-  std::vector<std::map<std::string, int64_t>> buckets(ranges.empty() ? 1 : 3);
+  std::vector<sched::SizeBucket> buckets(ranges.empty() ? 1 : 3);
   for (auto &[name, r] : ranges) {
     int64_t mid = std::llround(std::sqrt(double(r.first) * double(r.second)));
     buckets[0][name] = r.first;
@@ -60,7 +61,7 @@ std::vector<std::map<std::string, int64_t>> sizeBuckets(const ModelLib &lib, kil
     buckets[2][name] = r.second;
   }
   // Small ranges give equal buckets: keep each distinct one once.
-  std::vector<std::map<std::string, int64_t>> unique;
+  std::vector<sched::SizeBucket> unique;
   for (auto &b : buckets)
     if (std::find(unique.begin(), unique.end(), b) == unique.end()) unique.push_back(b);
   return unique;
@@ -78,14 +79,6 @@ std::map<std::string, std::vector<int64_t>> shapesAt(const ModelLib &lib, kiln_c
   return shapes;
 }
 
-std::string bucketText(const std::map<std::string, int64_t> &b) {
-  if (b.empty()) return "static";
-  std::string s;
-  for (auto &[name, v] : b)
-    s += fmt::format("{}{}={}", s.empty() ? "" : ",", name, v);
-  return s;
-}
-
 /// Mean ms per run of each kernel name, from the plugin's timing file.
 std::map<std::string, double> readTimes(const std::string &path, int runs) {
   std::ifstream in(path);
@@ -95,6 +88,37 @@ std::map<std::string, double> readTimes(const std::string &path, int runs) {
   for (auto &[name, v] : j.at("kernels").items())
     out[name] = v.at("ms").get<double>() / runs;
   return out;
+}
+
+/// One kernel's entry: its distinct configurations (a short candidate list repeats in the
+/// later variant builds; repeated measurements are averaged) with their times per bucket, in
+/// candidate order (the heuristic's first), and the fastest per bucket (ties: the earlier).
+sched::TunedKernel measured(const std::vector<sched::TuningConfig> &byVariant,
+                            const std::vector<std::vector<double>> &time, size_t buckets) {
+  sched::TunedKernel k;
+  std::vector<int> count;
+  for (size_t v = 0; v < byVariant.size(); ++v) {
+    size_t c = 0;
+    while (c < k.configs.size() && !(k.configs[c].config == byVariant[v]))
+      ++c;
+    if (c == k.configs.size()) {
+      k.configs.push_back({byVariant[v], std::vector<double>(buckets, 0.0)});
+      count.push_back(0);
+    }
+    ++count[c];
+    for (size_t b = 0; b < buckets; ++b)
+      k.configs[c].ms[b] += time[v][b];
+  }
+  for (size_t c = 0; c < k.configs.size(); ++c)
+    for (double &ms : k.configs[c].ms)
+      ms /= count[c];
+  for (size_t b = 0; b < buckets; ++b) {
+    int best = 0;
+    for (size_t c = 1; c < k.configs.size(); ++c)
+      if (k.configs[c].ms[b] < k.configs[best].ms[b]) best = static_cast<int>(c);
+    k.best.push_back(best);
+  }
+  return k;
 }
 
 } // namespace
@@ -116,7 +140,7 @@ sched::TuningTable autotune(const aot::CompileOptions &base, const std::string &
   // time[key][variant][bucket]; the config each variant gave each key.
   std::map<std::string, std::vector<std::vector<double>>> time;
   std::map<std::string, std::vector<sched::TuningConfig>> configs;
-  std::vector<std::string> bucketNames;
+  std::vector<sched::SizeBucket> bucketsSeen;
   for (int v = 0; v < kVariants; ++v) {
     aot::CompileOptions o = base;
     o.target.tuneVariant = v;
@@ -127,7 +151,7 @@ sched::TuningTable autotune(const aot::CompileOptions &base, const std::string &
     ModelLib lib(o.outputPath);
     ContainerOptions co;
     co.device = "cuda";
-    std::vector<std::map<std::string, int64_t>> buckets;
+    std::vector<sched::SizeBucket> buckets;
     {
       kiln_container *probe = nullptr;
       try {
@@ -141,9 +165,8 @@ sched::TuningTable autotune(const aot::CompileOptions &base, const std::string &
       buckets = sizeBuckets(lib, probe);
       lib.kiln_container_destroy(probe);
     }
-    if (bucketNames.empty())
-      for (auto &b : buckets)
-        bucketNames.push_back(bucketText(b));
+    if (bucketsSeen.empty()) bucketsSeen = buckets;
+    KILN_ASSERT(buckets == bucketsSeen, "autotune variants of one model have other size buckets");
     for (size_t bi = 0; bi < buckets.size(); ++bi) {
       kiln_container *c = createContainer(lib, co);
       {
@@ -174,26 +197,9 @@ sched::TuningTable autotune(const aot::CompileOptions &base, const std::string &
   sched::TuningTable table;
   table.gpu = "cuda:0";
   table.arch = base.target.cudaArchs.empty() ? "" : base.target.cudaArchs.back();
-  table.buckets = bucketNames;
-  for (auto &[key, t] : time) {
-    size_t nb = bucketNames.size();
-    std::vector<double> best(nb, INFINITY);
-    for (int v = 0; v < kVariants; ++v)
-      for (size_t b = 0; b < nb; ++b)
-        best[b] = std::min(best[b], t[v][b]);
-    int pick = 0;
-    double pickScore = INFINITY;
-    for (int v = 0; v < kVariants; ++v) {
-      double score = 0;
-      for (size_t b = 0; b < nb; ++b)
-        score += best[b] > 0 ? t[v][b] / best[b] : 1.0;
-      if (score < pickScore - 1e-9) { // ties keep the earlier (heuristic-first) candidate
-        pickScore = score;
-        pick = v;
-      }
-    }
-    table.kernels[key] = {configs[key][pick], t[pick]};
-  }
+  table.buckets = bucketsSeen;
+  for (auto &[key, t] : time)
+    table.kernels[key] = measured(configs[key], t, bucketsSeen.size());
   sched::writeTuningFile(table, tuningPath);
   return table;
 }

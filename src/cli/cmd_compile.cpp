@@ -76,6 +76,19 @@ void parseTarget(CompileFlags &f) {
   if (!f.cpu.empty()) f.opts.target.hostArch = f.cpu;
 }
 
+/// How many kernels the tuning file set, and each run-time selection among its configs.
+void printTuningUse(const sched::TuningTable &t, const aot::CompileStats &st) {
+  size_t tuned = 0, selecting = 0;
+  for (const auto &k : st.cudaKernels) {
+    tuned += t.kernels.count(k.tuneKey);
+    selecting += !k.selection.empty();
+  }
+  std::cerr << fmt::format("kiln: tuning: {} of {} kernels tuned, {} choosing at run time\n", tuned,
+                           st.cudaKernels.size(), selecting);
+  for (const auto &k : st.cudaKernels)
+    if (!k.selection.empty()) std::cerr << fmt::format("kiln:   {} {}\n", k.name, k.selection);
+}
+
 void compileCommand(CompileFlags &f) {
   std::error_code ec;
   if (std::filesystem::is_directory(f.opts.modelPath, ec))
@@ -116,6 +129,7 @@ void compileCommand(CompileFlags &f) {
                            f.opts.outputPath, st.kernels, st.externs, st.sources, st.compiled,
                            st.cacheHits, st.linkCached ? ", link cached" : "", st.cpuIsa,
                            st.seconds);
+  if (f.opts.target.tuning) printTuningUse(*f.opts.target.tuning, st);
   if (f.timings) {
     std::cerr << "stage      seconds\n";
     for (auto &[name, secs] : st.stageSeconds)
@@ -168,7 +182,8 @@ void addCompileCommand(CLI::App &app) {
                 "results match PyTorch with TF32 off)");
   cmd->add_option("--tuning-file", f->tuningFile,
                   "with --device cuda: launch configurations from an earlier --autotune (no GPU "
-                  "needed; kernels the file does not name keep the heuristics)");
+                  "needed; kernels the file does not name keep the heuristics; a kernel whose "
+                  "fastest configuration differs by size switches at run time)");
   cmd->add_flag("--autotune", f->autotune,
                 "with --device cuda, on a machine with a GPU: time candidate launch "
                 "configurations of every kernel, write them to --tuning-file (default "

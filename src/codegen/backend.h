@@ -29,16 +29,30 @@ struct SourceFile {
   SourceTool tool = SourceTool::HostCxx;
 };
 
+/// One launch the wrapper may pick at run time (a tuned variant, sched/tuning.h): used while
+/// KernelSource::measure lies in one of `ranges` ([lo, hi), INT64_MIN / INT64_MAX: no bound).
+struct LaunchVariant {
+  int function = 0; // index into KernelSource::functions
+  LaunchSpec launch;
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+};
+
 struct KernelSource {
   std::string text;
   LaunchSpec launch;
+  // Tuned run-time variants (both empty: one function, kiln_kernel_<id>, run with `launch`):
+  // the functions `text` defines, in launch-table order, and each variant's launch.
+  std::vector<std::string> functions{};
+  std::vector<LaunchVariant> variants{};
+  sym::Expr measure{};
 };
 
 class KernelBackend {
 public:
   virtual ~KernelBackend() = default;
   virtual const char *name() const = 0;
-  /// Prints group g as the function `kiln_kernel_<id of its first kernel>`.
+  /// Prints group g as the function `kiln_kernel_<id of its first kernel>` (and, for tuned
+  /// run-time variants, the further functions KernelSource::functions names).
   virtual KernelSource printGroup(const loop::KernelGroup &g, const KernelSignature &sig,
                                   const SymbolNamer &modelSymbol, sym::Context &ctx) const = 0;
   /// Source files holding `kernels` (printed texts), `perFile` kernels a file where the

@@ -201,6 +201,19 @@ struct CudaSchedule {
   int rowsPerWarp = 2;
   int keyTile = 32;
   std::string tuneKey; // sched/tuning.h: how a tuning file names this group
+  // Run-time variants (KernelGroup::cudaVariants): the printed function this configuration
+  // launches (0: kiln_kernel_<id>, n: kiln_kernel_<id>_v<n>) and that function's
+  // __launch_bounds__ (0: block; variants sharing a function take the largest block).
+  int function = 0;
+  int launchBound = 0;
+};
+
+/// A tuned configuration the wrapper picks at run time (sched/tuning.cpp): `schedule` runs
+/// while the group's cudaMeasure lies in one of `ranges`, each [lo, hi) with INT64_MIN /
+/// INT64_MAX for no bound.
+struct CudaVariant {
+  CudaSchedule schedule;
+  std::vector<std::pair<int64_t, int64_t>> ranges;
 };
 
 /// Kernels executed as one function. With more than one member they share the loops
@@ -210,6 +223,10 @@ struct KernelGroup {
   size_t outerRank = 0;
   CpuSchedule cpu;
   CudaSchedule cuda;
+  // Two or more when tuned configurations differ by size: the wrapper chooses by the value
+  // of cudaMeasure (the group's work over the shape symbols); `cuda` is variants[0]'s.
+  std::vector<CudaVariant> cudaVariants;
+  sym::Expr cudaMeasure;
   bool isExtern() const { return kernels.size() == 1 && kernels[0]->kind == KernelKind::Extern; }
   bool isCall() const { return kernels.size() == 1 && kernels[0]->kind == KernelKind::Call; }
   bool isAttention() const {

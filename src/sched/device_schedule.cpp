@@ -176,14 +176,14 @@ void scheduleGroups(loop::Program &p, sym::Context &ctx, const Target &t) {
     if (g.isAttention()) { // the CPU runs it through its shim (legalizeExterns)
       if (t.device == DeviceKind::Cuda) {
         scheduleCudaAttention(g, ctx);
-        applyTuning(g, t);
+        applyTuning(g, ctx, t);
       }
       continue;
     }
     scheduleCpu(g, ctx, t);
     if (t.device == DeviceKind::Cuda) {
       scheduleCuda(g, ctx, t);
-      applyTuning(g, t);
+      applyTuning(g, ctx, t);
     }
   }
 }

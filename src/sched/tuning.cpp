@@ -1,11 +1,6 @@
+// Tuning keys and candidate configurations of scheduled CUDA groups (sched/tuning.h).
 #include "sched/tuning.h"
 
-#include "sched/target.h"
-#include "support/error.h"
-
-#include <nlohmann/json.hpp>
-
-#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -22,25 +17,6 @@ uint64_t fnv1a(const std::string &s) {
     h *= 1099511628211ull;
   }
   return h;
-}
-
-TuningConfig configOf(const loop::CudaSchedule &s) {
-  return {s.block, s.vector, s.rowsPerWarp};
-}
-
-void apply(loop::CudaSchedule &s, const TuningConfig &c) {
-  s.block = c.block;
-  if (c.vector == 1) s.vectorLoads.clear(); // scalar lanes: no 16-byte loads
-  s.vector = c.vector;
-  s.rowsPerWarp = c.rowsPerWarp;
-}
-
-/// A file's entry is applied only when it is one of the group's own candidates, so a stale
-/// or hand-edited file cannot ask for a configuration the printer does not support.
-bool isCandidate(const loop::KernelGroup &g, const TuningConfig &c) {
-  for (const TuningConfig &k : tuningCandidates(g))
-    if (k == c) return true;
-  return false;
 }
 
 /// Size of v written out as a tree (shared nodes counted once per use), saturating at `cap`.
@@ -111,7 +87,7 @@ std::string tuningKey(const loop::KernelGroup &g) {
 
 std::vector<TuningConfig> tuningCandidates(const loop::KernelGroup &g) {
   const loop::CudaSchedule &s = g.cuda;
-  TuningConfig h = configOf(s);
+  TuningConfig h{s.block, s.vector, s.rowsPerWarp};
   std::vector<TuningConfig> out{h};
   auto add = [&](TuningConfig c) {
     if (c.block < 32 || c.block > 1024) return;
@@ -149,69 +125,6 @@ std::vector<TuningConfig> tuningCandidates(const loop::KernelGroup &g) {
   }
   }
   return out;
-}
-
-void applyTuning(loop::KernelGroup &g, const Target &t) {
-  g.cuda.tuneKey = tuningKey(g);
-  if (t.tuneVariant >= 0) {
-    std::vector<TuningConfig> c = tuningCandidates(g);
-    apply(g.cuda, c[static_cast<size_t>(t.tuneVariant) % c.size()]);
-    return;
-  }
-  if (!t.tuning) return;
-  auto it = t.tuning->kernels.find(g.cuda.tuneKey);
-  if (it != t.tuning->kernels.end() && isCandidate(g, it->second.config))
-    apply(g.cuda, it->second.config);
-}
-
-TuningTable readTuningFile(const std::string &path) {
-  std::ifstream in(path);
-  if (!in) fail("--tuning-file '{}': cannot be read", path);
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const std::exception &e) {
-    fail("--tuning-file '{}': not valid JSON ({})", path, e.what());
-  }
-  if (!j.is_object() || j.value("format", "") != "kiln-tuning-1")
-    fail("--tuning-file '{}': not a kiln tuning file (format \"kiln-tuning-1\")", path);
-  TuningTable t;
-  try {
-    t.gpu = j.value("gpu", "");
-    t.arch = j.value("arch", "");
-    t.buckets = j.value("buckets", std::vector<std::string>{});
-    for (auto &[key, v] : j.at("kernels").items()) {
-      TunedKernel k;
-      k.config = {v.at("block").get<int>(), v.at("vector").get<int>(),
-                  v.at("rows_per_warp").get<int>()};
-      k.ms = v.value("ms", std::vector<double>{});
-      t.kernels[key] = k;
-    }
-  } catch (const nlohmann::json::exception &e) {
-    fail("--tuning-file '{}': malformed entry ({})", path, e.what());
-  }
-  return t;
-}
-
-void writeTuningFile(const TuningTable &t, const std::string &path) {
-  nlohmann::json j;
-  j["format"] = "kiln-tuning-1";
-  j["gpu"] = t.gpu;
-  j["arch"] = t.arch;
-  j["buckets"] = t.buckets;
-  j["kernels"] = nlohmann::json::object();
-  for (auto &[key, k] : t.kernels)
-    j["kernels"][key] = {{"block", k.config.block},
-                         {"vector", k.config.vector},
-                         {"rows_per_warp", k.config.rowsPerWarp},
-                         {"ms", k.ms}};
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << j.dump(1) << "\n";
-    if (!out) fail("cannot write tuning file '{}'", path);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot write tuning file '{}'", path);
 }
 
 } // namespace kiln::sched

@@ -394,6 +394,16 @@ def case_autotune_and_tuning_file():
     expect(kiln("compile", path("add.onnx"), "-o", path("t.so"), "--device", "cuda",
                 "--tuning-file", path("missing.json"), rc=1), "err",
            r"--tuning-file '.*missing.json': cannot be read")
+    # A well-formed file made for another model (none of its kernels is one of this model's)
+    # is refused with the file named, before anything is built.
+    with open(path("other.json"), "w") as f:
+        json.dump({"format": "kiln-tuning-2", "buckets": [{}], "kernels": {"00000000000000ab": {
+            "configs": [{"block": 128, "vector": 4, "rows_per_warp": 2, "ms": [1.0]}],
+            "best": [0]}}}, f)
+    expect(kiln("compile", path("add.onnx"), "-o", path("t.so"), "--device", "cuda",
+                "--tuning-file", path("other.json"), rc=1), "err",
+           r"--tuning-file '.*other.json': none of its 1 kernels is a kernel of this model")
+    assert not os.path.exists(path("t.so"))
     if not os.path.exists("/usr/local/cuda/bin/nvcc") and not shutil.which("nvcc"):
         return  # CUDA compiles need nvcc; everything below does
     cuda = ["--device", "cuda", "--cuda-arch", "sm_90", "--dynamic", "batch=1:16"]

@@ -127,3 +127,13 @@ save("topk_computed",
       h.make_tensor_value_info("indices", T.INT64, ["k"])],
      [nh.from_array(np.array(0.5, np.float32), "thr"),
       nh.from_array(np.array([5], np.int64), "K")])
+
+# 11. Dynamic batch with two kernels for tuning tests (tuned_batch_cuda.check, the mock
+#     driver's tuned-selection test, tests/gpu): exp(relu(x)) elementwise and a row max.
+save("tuned_batch",
+     [h.make_node("Relu", ["x"], ["a"], name="relu"),
+      h.make_node("Exp", ["a"], ["y"], name="exp"),
+      h.make_node("ReduceMax", ["x"], ["m"], name="rowmax", axes=[1], keepdims=0)],
+     [h.make_tensor_value_info("x", T.FLOAT, ["batch", 256])],
+     [h.make_tensor_value_info("y", T.FLOAT, ["batch", 256]),
+      h.make_tensor_value_info("m", T.FLOAT, ["batch"])])

@@ -4,6 +4,8 @@ and match the sources in <out>.so.src/ against a FileCheck-like .check file.
 
 Check file syntax (one directive per line; '#' starts a comment line):
   FLAGS: <extra kiln compile arguments>
+  TUNING: <template.json>        compile with --tuning-file made from this template (next to
+                                 the .check file; "@kernel_<N>" keys, see tuning_template.py)
   FILE: kernels | cuda | wrapper which source the following directives look at
                                  (kernels = all kernels_*.cpp concatenated; cuda =
                                  kernels.cu of a --device cuda model)
@@ -25,18 +27,20 @@ import sys
 
 def main():
     kiln, model, check, work = sys.argv[1:5]
-    directives, flags = [], []
+    directives, flags, tuning = [], [], None
     with open(check) as f:
         for lineno, line in enumerate(f, 1):
             line = line.rstrip("\n")
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
-            m = re.match(r"^(FLAGS|FILE|CHECK|CHECK-NOT|CHECK-COUNT-(\d+)):\s?(.*)$", line)
+            m = re.match(r"^(FLAGS|TUNING|FILE|CHECK|CHECK-NOT|CHECK-COUNT-(\d+)):\s?(.*)$", line)
             if not m:
                 print(f"{check}:{lineno}: bad directive: {line}")
                 return 2
             if m.group(1) == "FLAGS":
                 flags += shlex.split(m.group(3))
+            elif m.group(1) == "TUNING":
+                tuning = os.path.join(os.path.dirname(os.path.abspath(check)), m.group(3).strip())
             else:
                 directives.append((lineno, m.group(1), m.group(3)))
 
@@ -44,6 +48,11 @@ def main():
     os.makedirs(work)
     out = os.path.join(work, "model.so")
     env = dict(os.environ, KILN_CACHE_DIR=os.path.join(work, "cache"))
+    if tuning:
+        from tuning_template import fill_template
+        tuned = os.path.join(work, "tuning.json")
+        fill_template(kiln, model, flags, tuning, tuned, work, env)
+        flags += ["--tuning-file", tuned]
     p = subprocess.run([kiln, "compile", model, "-o", out, "--keep-sources"] + flags,
                        capture_output=True, text=True, env=env, timeout=300)
     if p.returncode != 0:

@@ -3,9 +3,8 @@
 # tests/gpu/pack.sh into build/gpu-carry/carry.tar.xz: the kiln compiler and runtime (+ CUDA
 # plugin), the Debian libraries they need, dlpack.h and the ONNX node test data. Models are
 # compiled there (its 16 cores and nvcc), run on the H200 and checked; reports go to $OUT.
-#   tests/gpu/run_all.sh [libs] [stress] [kernels] [conformance] [models] [python] [cpuhost] [cpuconf]
-#   [cpubench]
-#   [sanitizer]
+#   tests/gpu/run_all.sh [libs] [stress] [kernels] [conformance] [models] [autotune] [python]
+#   [cpuhost] [cpuconf] [cpubench] [sanitizer]
 #   (default: all; KILN_GPU_AUTOTUNE=1 makes models also autotune ResNet-50 and BERT)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,7 +21,7 @@ cuda=/usr/local/cuda-13.0
 export LD_LIBRARY_PATH=$W/lib:$cuda/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu
 export KILN_RT_LIB_DIR=$W/lib KILN_NVCC=$cuda/bin/nvcc CPATH=$W/include KILN_CACHE_DIR=$W/cache
 steps=("$@")
-((${#steps[@]})) || steps=(libs stress kernels conformance models python sanitizer)
+((${#steps[@]})) || steps=(libs stress kernels conformance models autotune python sanitizer)
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 for step in "${steps[@]}"; do
   echo "== $step"
@@ -56,6 +55,12 @@ for step in "${steps[@]}"; do
       --json "$OUT/models.json" ${KILN_GPU_MODELS:+--only $KILN_GPU_MODELS} 2>"$OUT/models.err"
     echo "models rc=$?"
     tail -n 5 "$OUT/models.err"
+    ;;
+  autotune)
+    # --autotune on a dynamic-batch model, per-bucket run-time selection, numerics vs numpy.
+    python3 tests/gpu/check_autotune.py --kiln "$W/bin/kiln" --out "$W/autotune" \
+      --json "$OUT/autotune.json" >"$OUT/autotune.log" 2>&1
+    echo "autotune rc=$? $(grep -E '^(compile|autotune check)' "$OUT/autotune.log" | tr '\n' ' ')"
     ;;
   python)
     # The Python package with CUDA tensors (built there for its Python; see the script).

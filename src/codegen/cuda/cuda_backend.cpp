@@ -421,6 +421,39 @@ private:
   std::string idx_;
 };
 
+/// kiln_kernel_<id>, or kiln_kernel_<id>_v<n> for a tuned variant's further function.
+std::string functionName(const loop::KernelGroup &g) {
+  std::string name = fmt::format("kiln_kernel_{}", g.kernels.front()->id);
+  return g.cuda.function ? fmt::format("{}_v{}", name, g.cuda.function) : name;
+}
+
+KernelSource printFunction(const loop::KernelGroup &g, const KernelSignature &sig,
+                           const SymbolNamer &modelSymbol, sym::Context &ctx) {
+  std::ostringstream os;
+  os << "// kernel " << g.kernels.front()->id << " from";
+  for (const loop::Kernel *k : g.kernels)
+    os << " " << commentText(k->origin);
+  if (!g.cuda.tuneKey.empty()) os << " (tuning key " << g.cuda.tuneKey << ")";
+  int bound = g.cuda.launchBound ? g.cuda.launchBound : g.cuda.block;
+  os << "\nextern \"C\" __global__ void __launch_bounds__(" << bound << ") " << functionName(g)
+     << "(";
+  for (size_t i = 0; i < sig.buffers.size(); ++i) {
+    const loop::Buffer *b = sig.buffers[i];
+    os << (i ? ", " : "") << bufferPointerType(b->dtype, sig.written[i]) << "__restrict__ "
+       << b->name;
+  }
+  for (const sym::Expr &s : sig.symbols)
+    os << (sig.buffers.empty() && &s == &sig.symbols.front() ? "" : ", ") << "const int64_t "
+       << modelSymbol(s);
+  os << ") {\n";
+  LaunchSpec spec = GroupPrinter(os, g, modelSymbol, ctx).print();
+  os << "}\n\n";
+  KernelSource ks;
+  ks.text = os.str();
+  ks.launch = spec;
+  return ks;
+}
+
 class CudaBackend final : public KernelBackend {
 public:
   explicit CudaBackend(const sched::Target &t) : archs_(t.cudaArchs) {
@@ -430,26 +463,30 @@ public:
 
   KernelSource printGroup(const loop::KernelGroup &g, const KernelSignature &sig,
                           const SymbolNamer &modelSymbol, sym::Context &ctx) const override {
-    const loop::Kernel &first = *g.kernels.front();
-    std::ostringstream os;
-    os << "// kernel " << first.id << " from";
-    for (const loop::Kernel *k : g.kernels)
-      os << " " << commentText(k->origin);
-    if (!g.cuda.tuneKey.empty()) os << " (tuning key " << g.cuda.tuneKey << ")";
-    os << "\nextern \"C\" __global__ void __launch_bounds__(" << g.cuda.block << ") kiln_kernel_"
-       << first.id << "(";
-    for (size_t i = 0; i < sig.buffers.size(); ++i) {
-      const loop::Buffer *b = sig.buffers[i];
-      os << (i ? ", " : "") << bufferPointerType(b->dtype, sig.written[i]) << "__restrict__ "
-         << b->name;
+    if (g.cudaVariants.empty()) return printFunction(g, sig, modelSymbol, ctx);
+    // Tuned run-time variants (sched/tuning_select.cpp): one function per distinct code, each
+    // variant with its own launch; variants sharing a function must print it identically.
+    KernelSource out;
+    out.measure = g.cudaMeasure;
+    std::vector<std::string> texts;
+    for (const loop::CudaVariant &v : g.cudaVariants) {
+      loop::KernelGroup one = g;
+      one.cuda = v.schedule;
+      one.cudaVariants.clear();
+      KernelSource ks = printFunction(one, sig, modelSymbol, ctx);
+      size_t f = static_cast<size_t>(v.schedule.function);
+      KILN_ASSERT(f <= texts.size(), "variant functions must be numbered in order");
+      if (f == texts.size()) {
+        texts.push_back(ks.text);
+        out.functions.push_back(functionName(one));
+      }
+      KILN_ASSERT(texts[f] == ks.text, "variants sharing {} print different code",
+                  out.functions[f]);
+      out.variants.push_back({static_cast<int>(f), ks.launch, v.ranges});
     }
-    for (const sym::Expr &s : sig.symbols)
-      os << (sig.buffers.empty() && &s == &sig.symbols.front() ? "" : ", ") << "const int64_t "
-         << modelSymbol(s);
-    os << ") {\n";
-    LaunchSpec spec = GroupPrinter(os, g, modelSymbol, ctx).print();
-    os << "}\n\n";
-    return {os.str(), spec};
+    for (const std::string &t : texts)
+      out.text += t;
+    return out;
   }
 
   std::vector<SourceFile> sourceFiles(const std::vector<std::string> &kernels,

@@ -2,6 +2,7 @@
 
 #include "codegen/wrapper/control_flow.h"
 #include "codegen/wrapper/extern_call.h"
+#include "codegen/wrapper/launch_select.h"
 #include "kiln/model_desc.h"
 #include "kiln/shim.h"
 #include "sched/schedule.h"
@@ -87,9 +88,11 @@ public:
       sigs[gi] = signatureOf(g, [this](sym::Expr s) { return isModelSymbol(s); });
       KernelSource ks = device.printGroup(g, sigs[gi], namer, ctx_);
       deviceSources.push_back(std::move(ks.text));
-      launches_[gi] = std::move(ks.launch);
       kernelIndex_[gi] = static_cast<int>(kernelNames_.size());
-      kernelNames_.push_back(fmt::format("kiln_kernel_{}", g.kernels.front()->id));
+      if (ks.functions.empty())
+        kernelNames_.push_back(fmt::format("kiln_kernel_{}", g.kernels.front()->id));
+      kernelNames_.insert(kernelNames_.end(), ks.functions.begin(), ks.functions.end());
+      launches_[gi] = std::move(ks);
     }
     // Symbol kernels run on the host in bind_shapes; named after the (renumbered) kernels.
     std::vector<std::string> &symbolSources = &host == &device ? deviceSources : hostSources;
@@ -491,7 +494,7 @@ private:
         call.args.push_back(symName(s));
       call.argTypes = parameterTypes(sig);
       if (!sub) {
-        const LaunchSpec &spec = launches_[gi];
+        const LaunchSpec &spec = launches_[gi].launch;
         call.index = kernelIndex_[gi];
         for (const sym::Expr &e : spec.grid)
           call.grid.push_back(cpp(e));
@@ -500,7 +503,12 @@ private:
       }
       std::string site = profileSite(call.name, groupOrigin(g), KILN_PROFILE_KERNEL);
       if (!site.empty()) os << "  " << ops_.profileBegin(site);
-      os << "  " << ops_.launchKernel(call);
+      if (!sub && !launches_[gi].variants.empty())
+        os << "  "
+           << printLaunchSelection(
+                  call, launches_[gi], [this](sym::Expr e) { return cpp(e); }, ops_);
+      else
+        os << "  " << ops_.launchKernel(call);
       if (!site.empty()) os << "  " << ops_.profileEnd(site);
     }
     if (!sub && !p.groups.empty()) {
@@ -723,8 +731,8 @@ private:
   std::vector<KernelSignature> symbolSigs_;
   std::optional<SubPrograms> cf_; // control flow (codegen/wrapper/control_flow.h)
   std::vector<size_t> offsets_;
-  std::vector<LaunchSpec> launches_; // per group of p_
-  std::vector<int> kernelIndex_;     // per group: position in kernelNames_, -1 for none
+  std::vector<KernelSource> launches_; // per group of p_ (texts moved out)
+  std::vector<int> kernelIndex_;       // per group: position in kernelNames_, -1 for none
   std::vector<std::string> kernelNames_;
   std::vector<std::string> siteDefs_; // kiln_profile_site_v1 definitions, by id
   sched::MemoryPlan topPlan_;

@@ -33,8 +33,25 @@ thread_local std::vector<CUcontext> contexts;
 
 struct Event {
   bool pending = false;
+  size_t launchesBefore = 0; // launches recorded when the event was recorded
 };
 std::vector<Event *> events;
+std::vector<double> launchMs; // per launch: its time under the time model
+
+// KILN_MOCK_TIME_MODEL=1: elapsed times between events are the sum of the launches' modelled
+// times, a launch of G blocks of B threads taking B/128 + 2*G microseconds (a larger block
+// costs more to start but needs fewer blocks). Small grids then favour 128 threads, large
+// ones 512, so autotune on the mock finds per-size winners. Else every elapsed time is 1 us.
+bool timeModel() {
+  static const bool on = [] {
+    const char *v = std::getenv("KILN_MOCK_TIME_MODEL");
+    return v && std::strcmp(v, "1") == 0;
+  }();
+  return on;
+}
+double modelledMs(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz) {
+  return 0.001 * (double(bx) * by * bz / 128 + 2.0 * gx * gy * gz);
+}
 
 struct Function {
   std::string name;
@@ -189,6 +206,7 @@ CUresult mEventRecord(CUevent e, CUstream) {
   std::lock_guard<std::mutex> l(mu);
   ++counters.event_records;
   reinterpret_cast<Event *>(e)->pending = !autoComplete;
+  reinterpret_cast<Event *>(e)->launchesBefore = launchMs.size();
   return CUDA_SUCCESS;
 }
 CUresult mEventQuery(CUevent e) {
@@ -196,8 +214,15 @@ CUresult mEventQuery(CUevent e) {
   ++counters.event_queries;
   return reinterpret_cast<Event *>(e)->pending ? CUDA_ERROR_NOT_READY : CUDA_SUCCESS;
 }
-CUresult mEventElapsedTime(float *ms, CUevent, CUevent) {
+CUresult mEventElapsedTime(float *ms, CUevent start, CUevent end) {
   *ms = 0.001f; // host "kernels" take no GPU time
+  if (!timeModel()) return CUDA_SUCCESS;
+  std::lock_guard<std::mutex> l(mu);
+  double sum = 0;
+  for (size_t i = reinterpret_cast<Event *>(start)->launchesBefore;
+       i < reinterpret_cast<Event *>(end)->launchesBefore && i < launchMs.size(); ++i)
+    sum += launchMs[i];
+  *ms = static_cast<float>(sum);
   return CUDA_SUCCESS;
 }
 CUresult mEventSynchronize(CUevent e) {
@@ -226,6 +251,7 @@ CUresult mLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsi
   {
     std::lock_guard<std::mutex> l(mu);
     ++counters.launches;
+    launchMs.push_back(timeModel() ? modelledMs(gx, gy, gz, bx, by, bz) : 0.0);
     kiln_mock_launch &L = lastLaunch;
     std::snprintf(L.name, sizeof L.name, "%s", fn->name.c_str());
     L.grid[0] = gx, L.grid[1] = gy, L.grid[2] = gz;
@@ -233,9 +259,23 @@ CUresult mLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsi
     L.shared_bytes = shared;
     L.stream = s;
     L.device = currentDevice();
+    // Only the fake kernel is known to take four 8-byte arguments; a compiled model's kernel
+    // may take fewer (reading past its args[] would be out of bounds).
+    bool fake = fn->name == "kiln_fake_scale_add";
     for (int i = 0; i < 4; ++i)
-      std::memcpy(&L.args[i], args[i], 8);
+      if (fake)
+        std::memcpy(&L.args[i], args[i], 8);
+      else
+        L.args[i] = 0;
     haveLaunch = true;
+    // KILN_MOCK_LAUNCH_LOG=<file>: one line per launch, "name gx gy gz bx by bz shared"
+    // (tests of compiled models check which kernel ran with which grid).
+    if (const char *log = std::getenv("KILN_MOCK_LAUNCH_LOG"); log && *log)
+      if (std::FILE *out = std::fopen(log, "a")) {
+        std::fprintf(out, "%s %u %u %u %u %u %u %u\n", fn->name.c_str(), gx, gy, gz, bx, by, bz,
+                     shared);
+        std::fclose(out);
+      }
   }
   if (fn->name == "kiln_fake_scale_add") runScaleAdd(args);
   return CUDA_SUCCESS;
