@@ -64,7 +64,8 @@ const char *externKindName(ExternKind k);
 struct ExternArg {
   // Int: the integer `number` (a count, a rank, an element-type code from kiln/shim.h).
   // Float: the address of a float holding `real` (e.g. an attention scale).
-  // SymbolOut: the address of a late symbol (dims[0]) the call writes (a data-dependent size).
+  // SymbolOut: the address of a run-time shape value (dims[0]) the call writes (a size that
+  // depends on the data; RuntimeShapeValue::Producer::SymbolOut).
   // Strings: a static array of C strings (`strings`), e.g. StringNormalizer's stopwords.
   // Value: the int64 value of the expression dims[0] (e.g. an element count).
   // Text: one C string (`strings[0]`, no NUL byte), e.g. a regex pattern.

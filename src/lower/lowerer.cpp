@@ -68,7 +68,7 @@ std::vector<sym::Expr> OpCtx::requireSymIn(size_t i, const char *what,
         return *syms;
   }
   if (!r && runtimeMin && v && v->rank() <= 1) {
-    // Computed from inputs (or not an integer): evaluate it in a symbol kernel.
+    // Computed (or not an integer): evaluate it in a value kernel.
     LTensor t = in(i);
     if (!isInteger(t.dtype))
       t = pointwise(DType::Int64, t.shape,
@@ -127,7 +127,8 @@ int64_t OpCtx::requireStatic(sym::Expr e, const char *what) {
 namespace {
 
 /// Replaces loads of compile-time constants at constant offsets by literals, so a
-/// symbol kernel needs no constant buffers (bind_shapes runs before weights are bound).
+/// value kernel run before the run needs no constant buffers (bind_shapes runs before
+/// weights are bound).
 loop::VRef inlineConstantLoads(const loop::VRef &v) {
   if (v->kind == loop::VKind::Load && v->buf && v->buf->kind == loop::BufferKind::Constant &&
       v->sym.isConst() && v->indirect.empty() && v->buf->data) {
@@ -274,7 +275,7 @@ sym::Expr OpCtx::addInOrderValue(const std::string &name, int64_t lo, int64_t hi
   bound = sym::substitute(bound, earlier);
   sym::Range range{lo, std::min(hi, sym::rangeOf(bound).hi)};
   sym::Expr s = ctx().symbol(name, range.lo, range.hi);
-  ctx().setRange(s, range); // also when the name was made before (as a symbol kernel's)
+  ctx().setRange(s, range); // also when the name was made before (runtimeSymbols)
   if (prog().shapeValue(s)) return s;
   loop::RuntimeShapeValue v;
   v.symbol = s;

@@ -211,7 +211,7 @@ private:
     return os.str();
   }
 
-  /// Guards over late symbols, each checked once every late symbol it names is set.
+  /// Guards over values computed in order, each checked once every such value it names is set.
   std::string readyLateGuards(const std::set<const sym::Node *> &set,
                               std::vector<bool> &done) const {
     std::string out;
@@ -350,7 +350,7 @@ private:
     if (sub)
       os << cf_->beforeRunCalls(
           *sub, numSymbols(), [this](sym::Expr e) { return symbolIndex(e); }, cppOf());
-    // Late symbols (sizes the run computes) are variables of run_impl, stored back at the end.
+    // In-order values (sizes the run computes) are variables of run_impl, stored back at the end.
     for (size_t s = 0; s < nsym; ++s)
       os << fmt::format("  {0}int64_t S{1} = {2}[{1}]; (void)S{1};\n",
                         !sub && isLate(syms_.symbols[s]) ? "" : "const ", s, own ? "SS" : "S");
@@ -402,7 +402,7 @@ private:
       for (const loop::RuntimeShapeValue &v : p_.shapeValues)
         if (v.phase == loop::ValuePhase::InOrder) cp.live.push_back(syms_.indexOf(v.symbol));
     int scopes = 0;
-    std::set<const sym::Node *> lateSet; // late symbols set so far (top level)
+    std::set<const sym::Node *> lateSet; // in-order values set so far (top level)
     std::vector<bool> guardDone(g_.guards.size(), false);
     for (size_t gi = 0; gi < p.groups.size(); ++gi) {
       const loop::KernelGroup &g = p.groups[gi];
@@ -451,7 +451,7 @@ private:
       for (const sym::Expr &s : lateWrites(last))
         lateSet.insert(s.node());
     }
-    if (!sub) { // every late symbol is set now
+    if (!sub) { // every in-order value is set now
       for (const loop::RuntimeShapeValue &v : p_.shapeValues)
         if (v.phase == loop::ValuePhase::InOrder) lateSet.insert(v.symbol.node());
       os << readyLateGuards(lateSet, guardDone);
