@@ -178,8 +178,6 @@ std::unique_ptr<Graph> clone(const Graph &g) {
   r->optionalOutputs = g.optionalOutputs;
   r->sequenceOutputs = g.sequenceOutputs;
   r->sequenceInputs = g.sequenceInputs;
-  for (const DataSymbol &d : g.dataSymbols)
-    r->dataSymbols.push_back({d.symbol, map(d.input), d.element});
   r->guards = g.guards;
   for (const Capture &c : g.captures)
     r->captures.push_back({map(c.inner), c.nodeInput});

@@ -91,16 +91,9 @@ struct Node {
   std::string describe() const;
 };
 
-/// A symbol whose value is read at run time from an element of a small integer graph
-/// input (e.g. a Reshape target shape fed as an input).
-struct DataSymbol {
-  sym::Expr symbol;
-  const Value *input = nullptr;
-  int64_t element = 0;
-};
-
 /// A run-time check that two dim expressions agree (e.g. a Reshape to a shape read from
-/// input data keeps the element count); the wrapper tests it before running.
+/// input data keeps the element count, or a dim specialised to its declared value); the
+/// wrapper tests it before running, or during the run once the values it names are known.
 struct ShapeGuard {
   sym::Expr lhs, rhs;
   std::string what;
@@ -137,7 +130,6 @@ public:
   std::deque<std::unique_ptr<Node>> nodes; // topological order
   std::deque<std::unique_ptr<Value>> values;
   std::string modelPath;
-  std::vector<DataSymbol> dataSymbols;
   std::vector<ShapeGuard> guards;
   std::vector<Capture> captures; // subgraphs only
   bool isSubgraph = false;       // an If/Loop/Scan body, compiled into its own program

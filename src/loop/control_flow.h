@@ -35,7 +35,7 @@ struct ControlFlow {
   // Loop and Scan. The body runs for iter = 0 .. trips-1 (a Loop also stops when its
   // condition turns false), once per batch index (Scan opset 8; otherwise batches = 1).
   sym::Expr trips;              // invalid: read from tripBuffer, or none (Loop)
-  sym::Expr iterations;         // Loop: a late symbol set to the iterations run (early exit)
+  sym::Expr iterations;         // Loop: an in-order shape value, the iterations run
   Buffer *tripBuffer = nullptr; // Loop without scan outputs: M read at run time
   sym::Expr iter, batch;        // symbols the body reads (batch: Scan opset 8 only)
   sym::Expr batches;            // invalid: 1

@@ -192,10 +192,10 @@ std::string dump(const Program &p) {
       os << reduceName(k->rop) << " over " << ir::shapeToString(k->rsizes) << " of ";
     }
     os << toString(k->body);
-    if (!k->lateOut.empty()) { // a value kernel: which elements become late symbols
-      os << " -> late symbols [";
-      for (size_t j = 0; j < k->lateOut.size(); ++j)
-        os << (j ? ", " : "") << (k->lateOut[j].valid() ? k->lateOut[j].name() : "-");
+    if (!k->valueOut.empty()) { // a value kernel: which elements become shape values
+      os << (p.runsBeforeRun(*k) ? " -> values before the run [" : " -> values in order [");
+      for (size_t j = 0; j < k->valueOut.size(); ++j)
+        os << (j ? ", " : "") << (k->valueOut[j].valid() ? k->valueOut[j].name() : "-");
       os << "]";
     }
     os << "\n";

@@ -64,7 +64,8 @@ const char *externKindName(ExternKind k);
 struct ExternArg {
   // Int: the integer `number` (a count, a rank, an element-type code from kiln/shim.h).
   // Float: the address of a float holding `real` (e.g. an attention scale).
-  // SymbolOut: the address of a late symbol (dims[0]) the call writes (a data-dependent size).
+  // SymbolOut: the address of a run-time shape value (dims[0]) the call writes (a size that
+  // depends on the data; RuntimeShapeValue::Producer::SymbolOut).
   // Strings: a static array of C strings (`strings`), e.g. StringNormalizer's stopwords.
   // Value: the int64 value of the expression dims[0] (e.g. an element count).
   // Text: one C string (`strings[0]`, no NUL byte), e.g. a regex pattern.
@@ -158,11 +159,12 @@ struct Kernel {
   ExternCall ext;
   std::shared_ptr<ControlFlow> call; // Call only
   AttentionCall attn;                // Attention only (out is the output)
-  // Pointwise only: a *value kernel*. Element j of its int64 output is the late symbol
-  // lateOut[j] (an invalid Expr: not read); the wrapper reads them to the host right after
-  // the kernel ran and checks each against its LateSymbol's [lo, limit]. Such a kernel runs
-  // in its own group and is never dead.
-  std::vector<sym::Expr> lateOut;
+  // Pointwise only: a *value kernel*. Element j of its int64 output is the run-time shape
+  // value valueOut[j] (a RuntimeShapeValue of the program; an invalid Expr: not read). When
+  // those values are known (before the run or in program order) is their phase
+  // (shapeValuePhase). Such a kernel is never dead; one that runs in order is alone in its
+  // group, one that runs before the run is in no group (bind_shapes calls it).
+  std::vector<sym::Expr> valueOut;
   std::vector<Buffer *> reads() const;
   std::vector<Buffer *> writes() const;
 };
@@ -234,32 +236,47 @@ struct KernelGroup {
   }
 };
 
-/// A kernel run by the wrapper's bind_shapes, before the model runs: it computes shape
-/// values from input data (a run-time Reshape target, reduction axes, a Range length) and
-/// its output elements become model symbols, range-checked like input dims. It reads only
-/// model inputs, so the runtime knows every shape before any kernel runs.
-struct SymbolKernel {
-  std::unique_ptr<Kernel> kernel; // Pointwise, out: int64 [symbols.size()]
-  std::vector<sym::Expr> symbols;
+/// When a run-time shape value becomes known. Derived from what its producer reads
+/// (shapeValuePhase), never chosen by the lowering.
+enum class ValuePhase {
+  // Its value kernel reads only the program's inputs (and values known before the run):
+  // bind_shapes (a sub-program: its function's first statements) computes it on the host, so
+  // every shape is known before any kernel runs. Checked against [lo, limit] like input dims.
+  BeforeRun,
+  // Computed during the run: known once its producer ran (program order). Buffers shaped by
+  // it are allocated for `bound`; later kernels see the actual value.
+  InOrder
 };
 
-/// A size known only during the run (NonZero's count, Unique's number of values, a TopK k
-/// the model computes): an extern call writes it (ExternArg::SymbolOut) or a value kernel
-/// computes it (Kernel::lateOut); later kernels read it as a symbol, and buffers whose shape
-/// mentions it are allocated for `bound`, evaluated before the run. A computed value is
-/// checked at run time to lie in [lo, limit] before anything uses it.
-struct LateSymbol {
+/// One shape value known only at run time: a symbol whose value a kernel computes. It is
+/// produced either by element `element` of a value kernel's int64 output
+/// (Kernel::valueOut), or stored through a pointer by an extern call
+/// (ExternArg::SymbolOut: NonZero's count) or by a Loop (ControlFlow::iterations).
+/// Specialisation is not a run-time value: it is a compile-time constant checked by a
+/// shape guard (ir::ShapeGuard).
+struct RuntimeShapeValue {
+  enum class Producer { ValueKernel, SymbolOut };
   sym::Expr symbol;
-  sym::Expr bound; // in the symbols known before the run (never another late symbol)
+  Producer producer = Producer::ValueKernel;
+  int64_t element = 0; // ValueKernel: the output element holding it
+  ValuePhase phase = ValuePhase::BeforeRun;
+  // The value is checked at run time to lie in [lo, limit] before anything uses it (a
+  // SymbolOut is not checked: the shim keeps it within its bound). `limit` may use earlier
+  // InOrder values.
   int64_t lo = 0;
-  sym::Expr limit; // value kernels: the checked upper limit (may use earlier late symbols)
+  sym::Expr limit;
+  // InOrder: what buffers are sized for, in symbols known before the run.
+  sym::Expr bound;
+  // Non-empty: the value is element `element` of this model input, as given (a Reshape
+  // target fed as an input); the range check names the input instead of the symbol.
+  std::string input;
 };
 
 struct Program {
-  std::vector<LateSymbol> lateSymbols;
   std::vector<std::unique_ptr<Buffer>> buffers;
-  std::vector<std::unique_ptr<Kernel>> kernels;
-  std::vector<SymbolKernel> symbolKernels; // in dependency order
+  std::vector<std::unique_ptr<Kernel>> kernels; // program order
+  /// Every run-time shape value, in the order they are produced.
+  std::vector<RuntimeShapeValue> shapeValues;
   std::vector<Buffer *> inputs, outputs, constants;
   /// The model's name of each output (a sequence output is several: `<name>.K`).
   std::vector<std::string> outputNames;
@@ -271,7 +288,22 @@ struct Program {
 
   Buffer *newBuffer(DType t, ir::Shape shape, BufferKind kind, const std::string &hint);
   Kernel *newKernel(KernelKind k);
+  /// The run-time shape value of symbol s, or nullptr.
+  const RuntimeShapeValue *shapeValue(sym::Expr s) const;
+  /// Whether s is a value computed during the run (ValuePhase::InOrder).
+  bool isInOrderValue(sym::Expr s) const;
+  /// Whether k is a value kernel that runs before the run (in bind_shapes, in no group).
+  bool runsBeforeRun(const Kernel &k) const;
 };
+
+/// The one rule for when the values of a value kernel (Pointwise, Kernel::valueOut) become
+/// known: before the run when its body reads only p's inputs and symbols known before the
+/// run (no InOrder value); otherwise in program order. Values stored through a pointer
+/// (SymbolOut) are always InOrder.
+ValuePhase shapeValuePhase(const Program &p, const Kernel &valueKernel);
+/// The rule itself, for a value not yet in a kernel: whether `value` reads only p's inputs
+/// and symbols known before the run.
+bool knownBeforeRun(const Program &p, const VRef &value);
 
 std::string dump(const Program &p);
 

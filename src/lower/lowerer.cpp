@@ -63,22 +63,12 @@ std::vector<sym::Expr> OpCtx::requireSymIn(size_t i, const char *what,
   const ir::Value *v = node.input(i);
   if (!r && runtimeMin && v && v->isGraphInput && isInteger(v->dtype) && v->rank() <= 1) {
     int64_t n = v->rank() == 0 ? 1 : specialize(v->shape[0], what).value_or(-1);
-    if (n >= 0 && n <= 16) {
-      std::vector<sym::Expr> syms;
-      ir::Graph &g = lowerer().graph;
-      for (int64_t k = 0; k < n; ++k) {
-        std::string name = v->rank() == 0 ? v->name : fmt::format("{}[{}]", v->name, k);
-        sym::Expr s = ctx().symbol(name, *runtimeMin, INT32_MAX);
-        bool known = std::any_of(g.dataSymbols.begin(), g.dataSymbols.end(),
-                                 [&](const ir::DataSymbol &d) { return d.symbol == s; });
-        if (!known) g.dataSymbols.push_back({s, v, k});
-        syms.push_back(s);
-      }
-      return syms;
-    }
+    if (n >= 0 && n <= 16)
+      if (std::optional<std::vector<sym::Expr>> syms = inputElementValues(v, n, *runtimeMin))
+        return *syms;
   }
   if (!r && runtimeMin && v && v->rank() <= 1) {
-    // Computed from inputs (or not an integer): evaluate it in a symbol kernel.
+    // Computed (or not an integer): evaluate it in a value kernel.
     LTensor t = in(i);
     if (!isInteger(t.dtype))
       t = pointwise(DType::Int64, t.shape,
@@ -137,7 +127,8 @@ int64_t OpCtx::requireStatic(sym::Expr e, const char *what) {
 namespace {
 
 /// Replaces loads of compile-time constants at constant offsets by literals, so a
-/// symbol kernel needs no constant buffers (bind_shapes runs before weights are bound).
+/// value kernel run before the run needs no constant buffers (bind_shapes runs before
+/// weights are bound).
 loop::VRef inlineConstantLoads(const loop::VRef &v) {
   if (v->kind == loop::VKind::Load && v->buf && v->buf->kind == loop::BufferKind::Constant &&
       v->sym.isConst() && v->indirect.empty() && v->buf->data) {
@@ -158,14 +149,6 @@ loop::VRef inlineConstantLoads(const loop::VRef &v) {
     iv = r;
   }
   return changed ? loop::VRef(n) : v;
-}
-
-void collectReads(const loop::VRef &v, std::vector<const loop::Buffer *> &out) {
-  if (v->kind == loop::VKind::Load) out.push_back(v->buf);
-  for (auto &a : v->args)
-    collectReads(a, out);
-  for (auto &[s, iv] : v->indirect)
-    collectReads(iv, out);
 }
 
 } // namespace
@@ -195,59 +178,118 @@ std::vector<sym::Expr> OpCtx::runtimeSymbols(const LTensor &values, const char *
     k->vars.push_back(l_.newVar("i", ctx().constant(1)));
   }
   k->body = loop::cast(inlineConstantLoads(values.load(idx)), DType::Int64);
-  std::vector<const loop::Buffer *> reads;
-  collectReads(k->body, reads);
-  bool fromInputs = std::all_of(reads.begin(), reads.end(), [](const loop::Buffer *r) {
-    return r->kind == loop::BufferKind::Input;
-  });
-  if (fromInputs) { // a symbol kernel: bind_shapes runs it on the input data before the run
-    std::unique_ptr<loop::Kernel> owned = std::move(prog().kernels.back());
-    prog().kernels.pop_back();
-    prog().symbolKernels.push_back({std::move(owned), syms});
+  if (loop::shapeValuePhase(prog(), *k) == loop::ValuePhase::BeforeRun) {
+    // bind_shapes runs it on the input data before the run; range-checked like input dims.
+    k->valueOut = syms;
+    for (int64_t e = 0; e < n; ++e)
+      addBeforeRunValue(syms[e], e);
     return syms;
   }
   if (limits.empty())
     fail("{}: {} is computed by the model at run time; kiln reads run-time shape values "
          "only from model inputs (directly or through elementwise math)",
          node.describe(), tag);
-  // A value kernel in program order: its elements become late symbols the wrapper reads
-  // after it ran. Elements that fold to a sym expression stay exact.
+  // Computed during the run, in program order: the wrapper reads the values after the
+  // kernel ran. Elements that fold to a sym expression stay exact.
   syms.clear();
   for (int64_t e = 0; e < n; ++e) {
     Index at;
     if (values.rank() == 1) at.push_back(ctx().constant(e));
     if (std::optional<sym::Expr> exact = loop::asSym(values.load(at), ctx())) {
       syms.push_back(*exact);
-      k->lateOut.push_back(sym::Expr());
+      k->valueOut.push_back(sym::Expr());
       continue;
     }
     sym::Expr limit = limits.size() == 1 ? limits[0] : limits[e];
-    syms.push_back(addLateSymbol(name(e), lo, hi, limit, limit));
-    k->lateOut.push_back(syms.back());
+    syms.push_back(addInOrderValue(name(e), lo, hi, limit, limit, e));
+    k->valueOut.push_back(syms.back());
+  }
+  return syms;
+}
+
+std::optional<std::vector<sym::Expr>> OpCtx::inputElementValues(const ir::Value *v, int64_t n,
+                                                                int64_t lo) {
+  std::vector<sym::Expr> syms;
+  for (int64_t k = 0; k < n; ++k) {
+    std::string name = v->rank() == 0 ? v->name : fmt::format("{}[{}]", v->name, k);
+    syms.push_back(ctx().symbol(name, lo, INT32_MAX));
+  }
+  // One value kernel per input, shared by every node that reads it.
+  if (n == 0 || prog().shapeValue(syms[0])) return syms;
+  LTensor t = l_.valueTensor(v);
+  loop::Kernel k;
+  k.vars.push_back(l_.newVar("i", ctx().constant(n)));
+  Index idx;
+  if (t.rank() == 1) idx = k.vars;
+  k.body = loop::cast(t.load(idx), DType::Int64);
+  // An inlined body's formal may stand for another value (one the model computes, or an
+  // input of another name): then it is no input element here.
+  std::vector<loop::Buffer *> reads = k.reads();
+  bool itself = !reads.empty() && std::all_of(reads.begin(), reads.end(), [&](loop::Buffer *b) {
+    return b->kind == loop::BufferKind::Input && b->label == v->name;
+  });
+  if (!itself || loop::shapeValuePhase(prog(), k) != loop::ValuePhase::BeforeRun)
+    return std::nullopt;
+  loop::Kernel *vk = prog().newKernel(loop::KernelKind::Pointwise);
+  vk->origin = node.name;
+  vk->out =
+      prog().newBuffer(DType::Int64, {ctx().constant(n)}, loop::BufferKind::Intermediate, "value");
+  vk->vars = k.vars;
+  vk->body = k.body;
+  vk->valueOut = syms;
+  for (int64_t e = 0; e < n; ++e) {
+    addBeforeRunValue(syms[e], e);
+    prog().shapeValues.back().input = v->name;
   }
   return syms;
 }
 
 sym::Expr OpCtx::lateSymbol(const char *tag, sym::Expr bound) {
-  return addLateSymbol(fmt::format("{}.{}", node.name, tag), 0, INT64_MAX, bound, sym::Expr());
+  sym::Expr s =
+      addInOrderValue(fmt::format("{}.{}", node.name, tag), 0, INT64_MAX, bound, sym::Expr(), 0);
+  // Written through ExternArg::SymbolOut or ControlFlow::iterations.
+  for (loop::RuntimeShapeValue &rv : prog().shapeValues)
+    if (rv.symbol == s) rv.producer = loop::RuntimeShapeValue::Producer::SymbolOut;
+  return s;
 }
 
-sym::Expr OpCtx::addLateSymbol(const std::string &name, int64_t lo, int64_t hi, sym::Expr bound,
-                               sym::Expr limit) {
-  auto &late = prog().lateSymbols;
-  // Buffers are sized before the run: a bound that mentions an earlier late symbol uses that
-  // symbol's own bound instead.
+void OpCtx::addBeforeRunValue(sym::Expr s, int64_t element) {
+  if (prog().shapeValue(s)) return;
+  sym::Range r = ctx().symbolRange(s);
+  loop::RuntimeShapeValue v;
+  v.symbol = s;
+  v.element = element;
+  v.phase = loop::ValuePhase::BeforeRun;
+  v.lo = r.lo;
+  v.limit = ctx().constant(r.hi);
+  prog().shapeValues.push_back(std::move(v));
+}
+
+sym::Expr OpCtx::addInOrderValue(const std::string &name, int64_t lo, int64_t hi, sym::Expr bound,
+                                 sym::Expr limit, int64_t element) {
+  // Buffers are sized before the run: a bound that mentions an earlier InOrder value uses
+  // that value's own bound instead.
   std::map<const sym::Node *, sym::Expr> earlier;
-  for (const loop::LateSymbol &l : late)
-    earlier[l.symbol.node()] = l.bound;
+  for (const loop::RuntimeShapeValue &v : prog().shapeValues)
+    if (v.phase == loop::ValuePhase::InOrder) earlier[v.symbol.node()] = v.bound;
   bound = sym::substitute(bound, earlier);
   sym::Range range{lo, std::min(hi, sym::rangeOf(bound).hi)};
   sym::Expr s = ctx().symbol(name, range.lo, range.hi);
-  ctx().setRange(s, range); // also when the name was made before (as a symbol kernel's)
-  if (std::none_of(late.begin(), late.end(),
-                   [&](const loop::LateSymbol &l) { return l.symbol == s; }))
-    late.push_back({s, bound, lo, limit});
+  ctx().setRange(s, range); // also when the name was made before (runtimeSymbols)
+  if (prog().shapeValue(s)) return s;
+  loop::RuntimeShapeValue v;
+  v.symbol = s;
+  v.element = element;
+  v.phase = loop::ValuePhase::InOrder;
+  v.lo = lo;
+  v.limit = limit;
+  v.bound = bound;
+  prog().shapeValues.push_back(std::move(v));
   return s;
+}
+
+bool OpCtx::knownBeforeRun(loop::VRef value) {
+  return loop::knownBeforeRun(prog(), inlineConstantLoads(value));
 }
 
 sym::Expr OpCtx::runtimeSymbol(loop::VRef value, const char *tag, int64_t lo, int64_t hi) {

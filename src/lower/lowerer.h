@@ -45,9 +45,10 @@ public:
   std::optional<std::vector<sym::Expr>> symIn(size_t i);
   /// Like symIn but fails with a clear message when not compile-time known. With
   /// `runtimeMin`, a small integer graph input is accepted instead: its elements become
-  /// data symbols (read at run time, checked to lie in [runtimeMin, 2^31-1]); values
-  /// computed from inputs become symbols (runtimeSymbols), and with a valid `limit` so do
-  /// values the model computes (late symbols checked against [runtimeMin, limit]).
+  /// run-time shape values named after it (a value kernel loading them, run before the run,
+  /// checked to lie in [runtimeMin, 2^31-1]); values computed from inputs become run-time
+  /// values too (runtimeSymbols), and with a valid `limit` so do values the model computes
+  /// (computed in program order, checked against [runtimeMin, limit]).
   std::vector<sym::Expr> requireSymIn(size_t i, const char *what,
                                       std::optional<int64_t> runtimeMin = std::nullopt,
                                       sym::Expr limit = sym::Expr());
@@ -60,20 +61,25 @@ public:
   /// size). A symbolic dim with a hint (its declared static value) is specialised to it
   /// with a run-time guard; otherwise this fails naming `what`.
   int64_t requireStatic(sym::Expr e, const char *what);
-  /// Shape values computed at run time. Each element of `values` (rank <= 1, integer)
-  /// becomes a symbol named by `tag`:
-  ///  - computed from model inputs only (elementwise math): a model symbol that bind_shapes
-  ///    evaluates before the run (a symbol kernel) and checks against [lo, hi];
-  ///  - computed from anything the model computes: a late symbol written by a value kernel
-  ///    in program order and checked during the run against [lo, limit] (`limits`: one for
-  ///    all elements or one each; they may use earlier late symbols). Buffers shaped by it
-  ///    are allocated for the limit's value before the run. Without limits this fails
-  ///    naming the op: kiln knows no bound to allocate for.
+  /// Shape values computed at run time by one value kernel (loop::RuntimeShapeValue). Each
+  /// element of `values` (rank <= 1, integer) becomes a symbol named by `tag`; its phase
+  /// follows from what the kernel reads (loop::shapeValuePhase):
+  ///  - model inputs only (elementwise math): bind_shapes evaluates it before the run and
+  ///    checks it against [lo, hi];
+  ///  - anything the model computes: the kernel runs in program order and each value is
+  ///    checked during the run against [lo, limit] (`limits`: one for all elements or one
+  ///    each; they may use earlier in-order values). Buffers shaped by it are allocated for
+  ///    the limit's value before the run. Without limits this fails naming the op: kiln
+  ///    knows no bound to allocate for.
   std::vector<sym::Expr> runtimeSymbols(const LTensor &values, const char *tag, int64_t lo,
                                         int64_t hi, const std::vector<sym::Expr> &limits = {});
-  /// A size the run computes (an extern writes it via ExternArg::SymbolOut), at most
+  /// A size the run computes (an extern writes it via ExternArg::SymbolOut, a Loop its
+  /// iteration count), at most
   /// `bound`; buffers shaped by it are allocated for the bound.
   sym::Expr lateSymbol(const char *tag, sym::Expr bound);
+  /// Whether runtimeSymbols would compute `value` before the run (loop::shapeValuePhase): it
+  /// reads only model inputs, constants at fixed offsets and values known before the run.
+  bool knownBeforeRun(loop::VRef value);
   /// One run-time scalar shape value (see runtimeSymbols).
   sym::Expr runtimeSymbol(loop::VRef value, const char *tag, int64_t lo, int64_t hi);
   /// Like requireStatic, but returns nullopt instead of failing.
@@ -99,8 +105,13 @@ public:
   int normAxis(int64_t axis, int rank);
 
 private:
-  sym::Expr addLateSymbol(const std::string &name, int64_t lo, int64_t hi, sym::Expr bound,
-                          sym::Expr limit);
+  /// The elements of small integer graph input v as values known before the run (nullopt
+  /// when v stands for a value the model computes, as an inlined body's formal may).
+  std::optional<std::vector<sym::Expr>> inputElementValues(const ir::Value *v, int64_t n,
+                                                           int64_t lo);
+  void addBeforeRunValue(sym::Expr s, int64_t element);
+  sym::Expr addInOrderValue(const std::string &name, int64_t lo, int64_t hi, sym::Expr bound,
+                            sym::Expr limit, int64_t element);
   Lowerer &l_;
 };
 

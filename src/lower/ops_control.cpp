@@ -175,21 +175,6 @@ sym::Expr tripSymbol(OpCtx &c) {
   return c.runtimeSymbols(c.in(0), "M", 0, INT32_MAX).at(0);
 }
 
-/// Whether a value reads only model inputs (and constants at fixed offsets): what
-/// OpCtx::runtimeSymbols can evaluate before the run.
-bool readsOnlyInputs(const VRef &v) {
-  if (v->kind == loop::VKind::Load) {
-    bool constant = v->buf->kind == loop::BufferKind::Constant && v->buf->data &&
-                    v->sym.isConst() && v->indirect.empty();
-    if (v->buf->kind != loop::BufferKind::Input && !constant) return false;
-  }
-  for (const auto &[s, iv] : v->indirect)
-    if (!readsOnlyInputs(iv)) return false;
-  for (const VRef &a : v->args)
-    if (!readsOnlyInputs(a)) return false;
-  return true;
-}
-
 /// For a body that passes its condition on unchanged, the loop runs `cond ? M : 0` times:
 /// a shape value bind_shapes evaluates, if cond and M come from model inputs.
 std::optional<sym::Expr> tripsOfKeptCondition(OpCtx &c) {
@@ -198,7 +183,7 @@ std::optional<sym::Expr> tripsOfKeptCondition(OpCtx &c) {
   VRef v = loop::select(loop::cast(cond.load(Index(cond.rank(), ctx.constant(0))), DType::Bool),
                         loop::cast(m.load(Index(m.rank(), ctx.constant(0))), DType::Int64),
                         loop::constantInt(DType::Int64, 0));
-  if (!readsOnlyInputs(v)) return std::nullopt;
+  if (!c.knownBeforeRun(v)) return std::nullopt;
   return c.runtimeSymbol(v, "trips", 0, INT32_MAX);
 }
 

@@ -1,6 +1,6 @@
 // Structure read from input data at run time: axes, slice bounds and the like given as
-// model inputs. Each becomes model symbols computed by symbol kernels before the run
-// (OpCtx::runtimeSymbols), so shapes stay known before any kernel runs.
+// model inputs. Each becomes run-time shape values computed by a value kernel before the
+// run (OpCtx::runtimeSymbols), so shapes stay known before any kernel runs.
 #pragma once
 
 #include "lower/lowerer.h"
@@ -15,9 +15,9 @@ std::vector<sym::Expr> runtimeAxisFlags(OpCtx &c, size_t i, int rank);
 /// dims[index] as a value (-1 when index is out of range).
 loop::VRef pickDim(const ir::Shape &dims, loop::VRef index);
 
-/// Run-time symbols for int64 values computed from model inputs (one symbol kernel),
-/// each checked against [lo, hi] before the run; `tag` names them. With `limits` (one for
-/// all or one per value), values the model computes are accepted too, as late symbols
+/// Run-time symbols for int64 values computed from model inputs (one value kernel), each
+/// checked against [lo, hi] before the run; `tag` names them. With `limits` (one for all or
+/// one per value), values the model computes are accepted too, computed in program order
 /// (OpCtx::runtimeSymbols).
 std::vector<sym::Expr> runtimeValues(OpCtx &c, const std::vector<loop::VRef> &vals, const char *tag,
                                      int64_t lo, int64_t hi,

@@ -159,7 +159,9 @@ CompiledBody compileBody(OpCtx &c, const ir::Graph &body, const std::string &nam
   r.sub->name = name;
   lowerBody(*g, *r.sub, bind, target);
   loop::Program &p = r.sub->prog;
-  if (!g->dataSymbols.empty() || !p.lateSymbols.empty())
+  if (std::any_of(p.shapeValues.begin(), p.shapeValues.end(), [](const loop::RuntimeShapeValue &v) {
+        return v.phase == loop::ValuePhase::InOrder;
+      }))
     fail("{}: {} computes a shape from run-time values; kiln does not support run-time shape "
          "values inside subgraphs",
          c.node.describe(), name);
@@ -253,7 +255,6 @@ std::vector<BodyOutput> inlineBodyOutputs(OpCtx &c, const ir::Graph &body, const
   // Checks recorded while lowering belong to the enclosing graph now.
   for (const ir::ShapeGuard &gd : g->guards)
     c.guardEqual(gd.lhs, gd.rhs, gd.what);
-  KILN_ASSERT(g->dataSymbols.empty(), "{}: data symbols inside {}", c.node.describe(), name);
   return outs;
 }
 

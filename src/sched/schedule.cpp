@@ -70,10 +70,10 @@ void unrollSmallReductions(loop::Program &p, sym::Context &ctx, int64_t maxTaps)
 
 namespace {
 
-/// Whether k sets a late symbol (a value kernel, or an extern with a SymbolOut argument).
-/// Such a kernel stays: later shapes, not only later loads, depend on it.
-bool writesLateSymbols(const loop::Kernel &k) {
-  if (!k.lateOut.empty()) return true;
+/// Whether k produces run-time shape values (a value kernel, or an extern with a SymbolOut
+/// argument). Such a kernel stays: later shapes, not only later loads, depend on it.
+bool writesShapeValues(const loop::Kernel &k) {
+  if (!k.valueOut.empty()) return true;
   if (k.kind != loop::KernelKind::Extern) return false;
   return std::any_of(k.ext.args.begin(), k.ext.args.end(), [](const loop::ExternArg &a) {
     return a.kind == loop::ExternArg::Kind::SymbolOut;
@@ -87,7 +87,7 @@ void eliminateDeadKernels(loop::Program &p) {
   std::vector<bool> keep(p.kernels.size(), false);
   for (size_t i = p.kernels.size(); i-- > 0;) {
     loop::Kernel &k = *p.kernels[i];
-    bool live = writesLateSymbols(k);
+    bool live = writesShapeValues(k);
     for (loop::Buffer *b : k.writes())
       live |= b->kind == loop::BufferKind::Output || needed.count(b);
     if (!live) continue;
@@ -137,9 +137,9 @@ bool readsAtOuterPoint(const loop::VRef &v, const std::set<const loop::Buffer *>
 
 bool canJoin(const loop::KernelGroup &g, const loop::Kernel &k,
              const std::set<const loop::Buffer *> &produced, sym::Context &ctx) {
-  // A value kernel runs alone: the wrapper reads its late symbols right after it.
+  // A value kernel runs alone: the wrapper reads its values right after it.
   if (k.kind == loop::KernelKind::Extern || k.kind == loop::KernelKind::Call ||
-      k.kind == loop::KernelKind::Attention || !k.lateOut.empty() || k.vars.size() < g.outerRank)
+      k.kind == loop::KernelKind::Attention || !k.valueOut.empty() || k.vars.size() < g.outerRank)
     return false;
   const ir::Shape &lead = g.kernels.front()->out->shape;
   for (size_t d = 0; d < g.outerRank; ++d)
@@ -157,6 +157,7 @@ void formGroups(loop::Program &p, sym::Context &ctx, const Target &t) {
   std::set<const loop::Buffer *> produced;
   for (auto &kp : p.kernels) {
     loop::Kernel &k = *kp;
+    if (p.runsBeforeRun(k)) continue; // bind_shapes runs it, before the run
     if (!p.groups.empty()) {
       loop::KernelGroup &g = p.groups.back();
       if (g.outerRank > 0 && !k.scatterIndex && canJoin(g, k, produced, ctx)) {

@@ -31,18 +31,34 @@ std::unique_ptr<Lowered> lowerModel(OnnxBuilder &b, frontend::ImportOptions opts
   return l;
 }
 
-/// The value kernels (Kernel::lateOut) of a scheduled program.
+/// The value kernels (Kernel::valueOut) of a scheduled program that run in program order.
 std::vector<const loop::Kernel *> valueKernels(const loop::Program &p) {
   std::vector<const loop::Kernel *> r;
   for (auto &k : p.kernels)
-    if (!k->lateOut.empty()) r.push_back(k.get());
+    if (!k->valueOut.empty() && !p.runsBeforeRun(*k)) r.push_back(k.get());
   return r;
 }
 
-const loop::LateSymbol *lateOf(const loop::Program &p, sym::Expr s) {
-  for (const loop::LateSymbol &l : p.lateSymbols)
-    if (l.symbol == s) return &l;
-  return nullptr;
+/// The value kernels that run before the run (in bind_shapes).
+std::vector<const loop::Kernel *> beforeRunKernels(const loop::Program &p) {
+  std::vector<const loop::Kernel *> r;
+  for (auto &k : p.kernels)
+    if (p.runsBeforeRun(*k)) r.push_back(k.get());
+  return r;
+}
+
+/// The in-order run-time value of symbol s, or nullptr.
+const loop::RuntimeShapeValue *lateOf(const loop::Program &p, sym::Expr s) {
+  const loop::RuntimeShapeValue *v = p.shapeValue(s);
+  return v && v->phase == loop::ValuePhase::InOrder ? v : nullptr;
+}
+
+/// Whether a scheduled group holds k.
+bool inAGroup(const loop::Program &p, const loop::Kernel *k) {
+  for (const loop::KernelGroup &g : p.groups)
+    for (const loop::Kernel *m : g.kernels)
+      if (m == k) return true;
+  return false;
 }
 
 /// count = number of x > 0.5 (a reduction kernel), as a [1] int64 tensor named "count".
@@ -67,17 +83,19 @@ TEST(ComputedShape, TopKWithComputedKIsALateSymbolBoundByTheAxis) {
   auto l = lowerModel(b);
   auto vks = valueKernels(l->prog);
   ASSERT_EQ(vks.size(), 1u) << loop::dump(l->prog);
-  sym::Expr k = vks[0]->lateOut.at(0);
+  sym::Expr k = vks[0]->valueOut.at(0);
   ASSERT_TRUE(k.valid());
   EXPECT_EQ(k.name(), "topk.k0");
-  const loop::LateSymbol *ls = lateOf(l->prog, k);
+  const loop::RuntimeShapeValue *ls = lateOf(l->prog, k);
   ASSERT_NE(ls, nullptr);
   EXPECT_TRUE(ls->bound.isConst(20)); // allocated for the axis length
   EXPECT_TRUE(ls->limit.isConst(20)); // and checked against it during the run
   EXPECT_EQ(ls->lo, 0);
   EXPECT_EQ(l->ctx.symbolRange(k).hi, 20);
   EXPECT_EQ(l->prog.outputs[0]->shape.at(0), k);
-  EXPECT_TRUE(l->prog.symbolKernels.empty());
+  EXPECT_TRUE(beforeRunKernels(l->prog).empty());
+  EXPECT_EQ(loop::shapeValuePhase(l->prog, *vks[0]), loop::ValuePhase::InOrder);
+  EXPECT_EQ(lateOf(l->prog, k)->producer, loop::RuntimeShapeValue::Producer::ValueKernel);
   // The value kernel runs alone: the wrapper reads its result right after it.
   for (const loop::KernelGroup &g : l->prog.groups)
     for (const loop::Kernel *m : g.kernels)
@@ -104,10 +122,10 @@ TEST(ComputedShape, SliceWithComputedEndKeepsOtherDimsExact) {
   ASSERT_EQ(vks.size(), 1u) << loop::dump(l->prog);
   // Per dim (begin, step, length): only dim 1's length is computed by the model.
   int late = 0;
-  for (const sym::Expr &s : vks[0]->lateOut)
+  for (const sym::Expr &s : vks[0]->valueOut)
     late += s.valid();
   EXPECT_EQ(late, 1) << loop::dump(l->prog);
-  sym::Expr len = vks[0]->lateOut.at(5);
+  sym::Expr len = vks[0]->valueOut.at(5);
   ASSERT_TRUE(len.valid());
   EXPECT_TRUE(lateOf(l->prog, len)->bound.isConst(10));
   for (sym::Expr s : sym::freeSymbols(out->shape[1]))
@@ -130,7 +148,7 @@ TEST(ComputedShape, ReshapeRowsAreBoundByTheElementCount) {
   ASSERT_EQ(out->shape.size(), 2u);
   EXPECT_TRUE(out->shape[1].isConst(4));
   ASSERT_TRUE(out->shape[0].isSymbol());
-  const loop::LateSymbol *ls = lateOf(l->prog, out->shape[0]);
+  const loop::RuntimeShapeValue *ls = lateOf(l->prog, out->shape[0]);
   ASSERT_NE(ls, nullptr);
   EXPECT_TRUE(ls->bound.isConst(6)) << sym::toString(ls->bound);
   bool countGuard = false;
@@ -160,11 +178,98 @@ TEST(ComputedShape, LimitNamingAnEarlierLateSymbolIsBoundByItsBound) {
   auto l = lowerModel(b);
   auto vks = valueKernels(l->prog);
   ASSERT_EQ(vks.size(), 1u) << loop::dump(l->prog);
-  const loop::LateSymbol *k = lateOf(l->prog, vks[0]->lateOut.at(0));
+  const loop::RuntimeShapeValue *k = lateOf(l->prog, vks[0]->valueOut.at(0));
   ASSERT_NE(k, nullptr);
   ASSERT_TRUE(k->limit.isSymbol());
   EXPECT_EQ(k->limit.name(), "nms.count");
   EXPECT_TRUE(k->bound.isConst(16)) << sym::toString(k->bound);
+}
+
+TEST(ComputedShape, AValueReadingOnlyInputsRunsBeforeTheRun) {
+  // The same TopK, but k = |d| from the model input d: the one phase rule puts its value
+  // kernel before the run (bind_shapes), outside every group, checked against [0, 2^31-1]
+  // like an input dim; nothing is computed in program order.
+  OnnxBuilder b;
+  b.input("x", {20});
+  b.input("d", {1}, onnx::TensorProto::INT64);
+  b.node("Abs", {"d"}, {"k"});
+  b.node("TopK", {"x", "k"}, {"v", "i"}, "topk");
+  b.outputUntyped("v");
+  auto l = lowerModel(b);
+  EXPECT_TRUE(valueKernels(l->prog).empty()) << loop::dump(l->prog);
+  auto before = beforeRunKernels(l->prog);
+  ASSERT_EQ(before.size(), 1u) << loop::dump(l->prog);
+  EXPECT_EQ(loop::shapeValuePhase(l->prog, *before[0]), loop::ValuePhase::BeforeRun);
+  EXPECT_FALSE(inAGroup(l->prog, before[0]));
+  sym::Expr k = before[0]->valueOut.at(0);
+  const loop::RuntimeShapeValue *v = l->prog.shapeValue(k);
+  ASSERT_NE(v, nullptr);
+  EXPECT_EQ(v->phase, loop::ValuePhase::BeforeRun);
+  EXPECT_TRUE(v->input.empty()); // computed (a Min), not an input element as given
+  EXPECT_EQ(v->lo, 0);
+  EXPECT_TRUE(v->limit.isConst(INT32_MAX));
+  EXPECT_EQ(l->prog.outputs[0]->shape.at(0), k);
+}
+
+TEST(ComputedShape, AnInputElementIsAValueKernelLoadingIt) {
+  // ConstantOfShape(s) with the shape s a model input: each element of s is a run-time
+  // value named after the input, produced by one value kernel that loads s (no separate
+  // list of data symbols), before the run, and checked with a message naming the input.
+  OnnxBuilder b;
+  b.input("s", {2}, onnx::TensorProto::INT64);
+  b.node("ConstantOfShape", {"s"}, {"y"}, "fill");
+  b.outputUntyped("y");
+  auto l = lowerModel(b);
+  auto before = beforeRunKernels(l->prog);
+  ASSERT_EQ(before.size(), 1u) << loop::dump(l->prog);
+  const loop::Kernel *k = before[0];
+  EXPECT_EQ(k->kind, loop::KernelKind::Pointwise);
+  ASSERT_EQ(k->valueOut.size(), 2u);
+  std::vector<loop::Buffer *> reads = k->reads();
+  ASSERT_EQ(reads.size(), 1u);
+  EXPECT_EQ(reads[0]->kind, loop::BufferKind::Input);
+  EXPECT_EQ(reads[0]->label, "s");
+  for (int64_t e = 0; e < 2; ++e) {
+    const loop::RuntimeShapeValue *v = l->prog.shapeValue(k->valueOut[e]);
+    ASSERT_NE(v, nullptr);
+    EXPECT_EQ(v->symbol.name(), "s[" + std::to_string(e) + "]");
+    EXPECT_EQ(v->input, "s");
+    EXPECT_EQ(v->element, e);
+    EXPECT_EQ(v->phase, loop::ValuePhase::BeforeRun);
+    EXPECT_EQ(v->producer, loop::RuntimeShapeValue::Producer::ValueKernel);
+    EXPECT_EQ(l->prog.outputs.at(0)->shape.at(e), v->symbol);
+  }
+  EXPECT_FALSE(inAGroup(l->prog, k));
+}
+
+TEST(ComputedShape, PhaseRuleLooksAtWhatTheValueReads) {
+  // shapeValuePhase on hand-built kernels: inputs only -> before the run; an intermediate
+  // buffer, or a symbol computed during the run -> in program order.
+  sym::Context ctx;
+  loop::Program p;
+  loop::Buffer *in = p.newBuffer(DType::Int64, {ctx.constant(2)}, loop::BufferKind::Input, "in");
+  loop::Buffer *mid =
+      p.newBuffer(DType::Int64, {ctx.constant(2)}, loop::BufferKind::Intermediate, "mid");
+  loop::Buffer *out =
+      p.newBuffer(DType::Int64, {ctx.constant(1)}, loop::BufferKind::Intermediate, "out");
+  loop::Kernel k;
+  k.out = out;
+  k.body = loop::load(in, ctx.constant(1));
+  EXPECT_EQ(loop::shapeValuePhase(p, k), loop::ValuePhase::BeforeRun);
+  k.body = loop::binary(loop::BinaryOp::Add, loop::load(in, ctx.constant(0)),
+                        loop::load(mid, ctx.constant(0)));
+  EXPECT_EQ(loop::shapeValuePhase(p, k), loop::ValuePhase::InOrder);
+  sym::Expr n = ctx.symbol("nz.count", 0, 2);
+  loop::RuntimeShapeValue count;
+  count.symbol = n;
+  count.producer = loop::RuntimeShapeValue::Producer::SymbolOut;
+  count.phase = loop::ValuePhase::InOrder;
+  count.bound = ctx.constant(2);
+  p.shapeValues.push_back(count);
+  k.body = loop::binary(loop::BinaryOp::Add, loop::load(in, ctx.constant(0)), loop::symInt(n));
+  EXPECT_EQ(loop::shapeValuePhase(p, k), loop::ValuePhase::InOrder);
+  k.body = loop::load(in, n - 1); // an input read where a value computed in the run says
+  EXPECT_EQ(loop::shapeValuePhase(p, k), loop::ValuePhase::InOrder);
 }
 
 TEST(ComputedShape, ExpandByAComputedShapeIsRefusedByName) {

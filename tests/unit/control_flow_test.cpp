@@ -239,8 +239,11 @@ TEST(ControlFlow, LoopPassingConditionOnRunsCondTimesM) {
   // cond ? M : 0, evaluated before the run: output sizes stay known up front.
   EXPECT_EQ(cf.trips.name(), "loop.trips0");
   EXPECT_FALSE(cf.iterations.valid());
-  EXPECT_TRUE(prog.lateSymbols.empty());
-  ASSERT_EQ(prog.symbolKernels.size(), 1u);
+  for (const loop::RuntimeShapeValue &v : prog.shapeValues)
+    EXPECT_EQ(v.phase, loop::ValuePhase::BeforeRun) << v.symbol.name();
+  const loop::RuntimeShapeValue *trips = prog.shapeValue(cf.trips);
+  ASSERT_NE(trips, nullptr);
+  EXPECT_EQ(trips->phase, loop::ValuePhase::BeforeRun);
   EXPECT_EQ(g->findValue("ys")->shape[0], cf.trips);
 }
 
@@ -253,8 +256,12 @@ TEST(ControlFlow, LoopEndingEarlyCountsIterationsAtRunTime) {
   // The body decides when to stop: the scan output's length is a late symbol bounded by M.
   ASSERT_TRUE(cf.iterations.valid());
   EXPECT_EQ(cf.trips.name(), "M");
-  ASSERT_EQ(prog.lateSymbols.size(), 1u);
-  EXPECT_EQ(prog.lateSymbols[0].symbol, cf.iterations);
-  EXPECT_EQ(prog.lateSymbols[0].bound, cf.trips);
+  std::vector<const loop::RuntimeShapeValue *> inOrder;
+  for (const loop::RuntimeShapeValue &v : prog.shapeValues)
+    if (v.phase == loop::ValuePhase::InOrder) inOrder.push_back(&v);
+  ASSERT_EQ(inOrder.size(), 1u);
+  EXPECT_EQ(inOrder[0]->symbol, cf.iterations);
+  EXPECT_EQ(inOrder[0]->bound, cf.trips);
+  EXPECT_EQ(inOrder[0]->producer, loop::RuntimeShapeValue::Producer::SymbolOut);
   EXPECT_EQ(g->findValue("ys")->shape[0], cf.iterations);
 }

@@ -21,8 +21,8 @@ SubPrograms::SubPrograms(const loop::Program &top, sym::Context &ctx) : ctx_(ctx
         if (s.valid()) locals_.push_back(s);
     }
   for (const loop::SubProgram *sub : subs_) {
-    for (const loop::SymbolKernel &sk : sub->prog.symbolKernels)
-      locals_.insert(locals_.end(), sk.symbols.begin(), sk.symbols.end());
+    for (const loop::RuntimeShapeValue &v : sub->prog.shapeValues)
+      locals_.push_back(v.symbol); // only BeforeRun: lowering refuses the others in a body
     Layout &l = layouts_[sub];
     l.plan = sched::planMemory(sub->prog, ctx);
     l.total = ctx.constant(0);
@@ -51,11 +51,11 @@ void SubPrograms::printKernels(int firstId, std::vector<std::string> &sources,
     };
     for (const auto &k : sub->prog.kernels)
       k->id = next++;
-    for (const loop::SymbolKernel &sk : sub->prog.symbolKernels) {
-      sk.kernel->id = next++;
+    for (const auto &k : sub->prog.kernels) {
+      if (!sub->prog.runsBeforeRun(*k)) continue;
       loop::KernelGroup g;
-      g.kernels = {sk.kernel.get()};
-      symbolSigs_[sub].push_back(print(g));
+      g.kernels = {k.get()};
+      beforeRunSigs_[k.get()] = print(g);
     }
     std::vector<KernelSignature> &sigs = sigs_[sub];
     sigs.resize(sub->prog.groups.size());
@@ -71,8 +71,8 @@ std::string SubPrograms::declarations(const DeviceOps &ops) const {
     os << ops.declareKernel(fmt::format("kiln_kernel_{}", k.id), parameterTypes(sig));
   };
   for (const loop::SubProgram *sub : subs_) {
-    for (size_t i = 0; i < sub->prog.symbolKernels.size(); ++i)
-      declare(*sub->prog.symbolKernels[i].kernel, symbolSigs_.at(sub)[i]);
+    for (const auto &k : sub->prog.kernels)
+      if (sub->prog.runsBeforeRun(*k)) declare(*k, beforeRunSigs_.at(k.get()));
     for (size_t gi = 0; gi < sub->prog.groups.size(); ++gi)
       if (!sub->prog.groups[gi].isExtern() && !sub->prog.groups[gi].isCall())
         declare(*sub->prog.groups[gi].kernels.front(), sigs_.at(sub)[gi]);
@@ -99,38 +99,23 @@ SubPrograms::functions(const std::function<std::string(const loop::SubProgram &)
   return os.str() + "\n";
 }
 
-std::string SubPrograms::symbolKernelCalls(const loop::SubProgram &sub, size_t numSymbols,
-                                           const std::function<int(sym::Expr)> &index) const {
-  if (sub.prog.symbolKernels.empty()) return "";
+std::string SubPrograms::beforeRunCalls(const loop::SubProgram &sub, size_t numSymbols,
+                                        const std::function<int(sym::Expr)> &index,
+                                        const SymbolCpp &cpp) const {
+  const loop::Program &p = sub.prog;
+  if (std::none_of(p.kernels.begin(), p.kernels.end(),
+                   [&](const auto &k) { return p.runsBeforeRun(*k); }))
+    return "";
   std::ostringstream os;
   size_t n = std::max<size_t>(numSymbols, 1);
   os << fmt::format("  int64_t SS[{0}];\n  memcpy(SS, S, sizeof(int64_t) * {0});\n", n);
-  for (size_t i = 0; i < sub.prog.symbolKernels.size(); ++i) {
-    const loop::SymbolKernel &sk = sub.prog.symbolKernels[i];
-    const KernelSignature &sig = symbolSigs_.at(&sub)[i];
-    std::vector<std::string> args;
-    for (loop::Buffer *b : sig.buffers) {
-      KILN_ASSERT(b == sk.kernel->out || b->kind == loop::BufferKind::Input,
-                  "symbol kernel of {} reads a non-input", sub.name);
-      args.push_back(b == sk.kernel->out
-                         ? std::string("v")
-                         : fmt::format("(const {} *)inputs[{}]", dtypeCType(b->dtype), b->index));
-    }
-    for (const sym::Expr &s : sig.symbols)
-      args.push_back(fmt::format("SS[{}]", index(s)));
-    os << fmt::format("  {{ // shape values of {}\n    int64_t v[{}];\n    kiln_kernel_{}({});\n",
-                      commentText(sk.kernel->origin), sk.symbols.size(), sk.kernel->id,
-                      fmt::join(args, ", "));
-    for (size_t j = 0; j < sk.symbols.size(); ++j) {
-      sym::Range r = ctx_.symbolRange(sk.symbols[j]);
-      os << fmt::format("    SS[{0}] = v[{1}];\n    if (SS[{0}] < INT64_C({2}) || SS[{0}] > "
-                        "INT64_C({3})) {{\n      snprintf(ctx->error, ctx->error_size, \"%s = "
-                        "%lld is outside [{2}, {3}], the values kiln supports there\", {4}, "
-                        "(long long)SS[{0}]);\n      return KILN_ERR_SHAPE_MISMATCH;\n    }}\n",
-                        index(sk.symbols[j]), j, r.lo, r.hi, cString(sk.symbols[j].name()));
-    }
-    os << "  }\n";
-  }
+  BeforeRunArgs args{[](const loop::Buffer &b) {
+                       return fmt::format("(const {} *)inputs[{}]", dtypeCType(b.dtype), b.index);
+                     },
+                     [&](sym::Expr s) { return fmt::format("SS[{}]", index(s)); },
+                     "ctx->error, ctx->error_size"};
+  for (const auto &k : p.kernels)
+    if (p.runsBeforeRun(*k)) os << beforeRunCall(p, *k, beforeRunSigs_.at(k.get()), args, cpp);
   return os.str();
 }
 
@@ -138,10 +123,7 @@ std::string SubPrograms::prologue(const loop::SubProgram &sub, const DeviceOps &
                                   const SymbolCpp &cpp) const {
   std::ostringstream os;
   for (const ir::ShapeGuard &gd : sub.guards)
-    os << fmt::format("  if (({0}) != ({1})) {{\n    snprintf(ctx->error, ctx->error_size, \"%s "
-                      "(%lld vs %lld)\", {2}, (long long)({0}), (long long)({1}));\n"
-                      "    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
-                      cpp(gd.lhs), cpp(gd.rhs), cString(gd.what));
+    os << guardCheck(gd, cpp, "ctx->error, ctx->error_size");
   const Layout &l = layouts_.at(&sub);
   std::string need = cpp(l.total);
   os << "  if ((size_t)(" << need << ") > scr->cap) {\n    const size_t cap = (size_t)(" << need

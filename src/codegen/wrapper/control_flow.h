@@ -4,6 +4,7 @@
 #pragma once
 
 #include "codegen/wrapper/device_ops.h"
+#include "codegen/wrapper/shape_checks.h"
 #include "loop/control_flow.h"
 #include "sched/schedule.h"
 
@@ -12,8 +13,6 @@
 #include <string>
 
 namespace kiln::codegen {
-
-using SymbolCpp = std::function<std::string(sym::Expr)>;
 
 /// The model's sub-programs as the wrapper sees them. Their symbols (iteration numbers,
 /// shape values a body computes) follow the model's in the symbols array S; a call passes
@@ -38,10 +37,12 @@ public:
   /// The prelude, then every function; `body` prints one function's statements.
   std::string functions(const std::function<std::string(const loop::SubProgram &)> &body) const;
 
-  /// A function's first statements: its own shape values computed into SS (a copy of S),
-  /// range-checked; empty when it has none.
-  std::string symbolKernelCalls(const loop::SubProgram &sub, size_t numSymbols,
-                                const std::function<int(sym::Expr)> &index) const;
+  /// A function's first statements: its own shape values known before it runs (value
+  /// kernels reading only its inputs) computed into SS (a copy of S), range-checked; empty
+  /// when it has none.
+  std::string beforeRunCalls(const loop::SubProgram &sub, size_t numSymbols,
+                             const std::function<int(sym::Expr)> &index,
+                             const SymbolCpp &cpp) const;
   /// Its guards, then its scratch: the call site's block, grown when this call needs more
   /// (never per iteration), and the slot pointers into it.
   std::string prologue(const loop::SubProgram &sub, const DeviceOps &ops,
@@ -60,7 +61,8 @@ private:
   std::vector<const loop::SubProgram *> subs_;
   std::vector<sym::Expr> locals_;
   std::map<const loop::Kernel *, int> sites_;
-  std::map<const loop::SubProgram *, std::vector<KernelSignature>> sigs_, symbolSigs_;
+  std::map<const loop::SubProgram *, std::vector<KernelSignature>> sigs_;
+  std::map<const loop::Kernel *, KernelSignature> beforeRunSigs_;
   std::map<const loop::SubProgram *, Layout> layouts_;
 };
 

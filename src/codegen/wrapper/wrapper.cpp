@@ -3,6 +3,7 @@
 #include "codegen/wrapper/control_flow.h"
 #include "codegen/wrapper/extern_call.h"
 #include "codegen/wrapper/launch_select.h"
+#include "codegen/wrapper/shape_checks.h"
 #include "kiln/model_desc.h"
 #include "kiln/shim.h"
 #include "sched/schedule.h"
@@ -30,13 +31,10 @@ ModelSymbols collectModelSymbols(const ir::Graph &g, const loop::Program &p) {
     for (const sym::Expr &d : in->shape)
       for (const sym::Expr &s : sym::freeSymbols(d))
         if (ms.indexOf(s) < 0) ms.symbols.push_back(s);
-  for (const ir::DataSymbol &ds : g.dataSymbols)
-    if (ms.indexOf(ds.symbol) < 0) ms.symbols.push_back(ds.symbol);
-  for (const loop::SymbolKernel &sk : p.symbolKernels)
-    for (const sym::Expr &s : sk.symbols)
-      if (ms.indexOf(s) < 0) ms.symbols.push_back(s);
-  for (const loop::LateSymbol &l : p.lateSymbols)
-    if (ms.indexOf(l.symbol) < 0) ms.symbols.push_back(l.symbol);
+  // Run-time shape values: those known before the run first.
+  for (loop::ValuePhase phase : {loop::ValuePhase::BeforeRun, loop::ValuePhase::InOrder})
+    for (const loop::RuntimeShapeValue &v : p.shapeValues)
+      if (v.phase == phase && ms.indexOf(v.symbol) < 0) ms.symbols.push_back(v.symbol);
   return ms;
 }
 
@@ -94,20 +92,19 @@ public:
       kernelNames_.insert(kernelNames_.end(), ks.functions.begin(), ks.functions.end());
       launches_[gi] = std::move(ks);
     }
-    // Symbol kernels run on the host in bind_shapes; named after the (renumbered) kernels.
-    std::vector<std::string> &symbolSources = &host == &device ? deviceSources : hostSources;
-    symbolSigs_.resize(p_.symbolKernels.size());
-    for (size_t i = 0; i < p_.symbolKernels.size(); ++i) {
-      loop::Kernel *k = p_.symbolKernels[i].kernel.get();
-      k->id = static_cast<int>(p_.kernels.size() + i);
+    // Value kernels that run before the run are host code bind_shapes calls.
+    std::vector<std::string> &beforeRunSources = &host == &device ? deviceSources : hostSources;
+    for (const auto &kp : p_.kernels) {
+      if (!p_.runsBeforeRun(*kp)) continue;
       loop::KernelGroup g;
-      g.kernels = {k};
-      symbolSigs_[i] = signatureOf(g, [this](sym::Expr s) { return isModelSymbol(s); });
-      symbolSources.push_back(host.printGroup(g, symbolSigs_[i], namer, ctx_).text);
+      g.kernels = {kp.get()};
+      beforeRun_.push_back(
+          {kp.get(), signatureOf(g, [this](sym::Expr s) { return isModelSymbol(s); })});
+      beforeRunSources.push_back(host.printGroup(g, beforeRun_.back().sig, namer, ctx_).text);
     }
     cf_.emplace(p_, ctx_);
     cf_->printKernels(
-        static_cast<int>(p_.kernels.size() + p_.symbolKernels.size()), deviceSources,
+        static_cast<int>(p_.kernels.size()), deviceSources,
         [this](sym::Expr s) { return isModelSymbol(s); }, namer, device);
     for (SourceFile &f : device.sourceFiles(deviceSources, perFile))
       gm.sources.push_back(std::move(f));
@@ -170,11 +167,7 @@ private:
     return out;
   }
 
-  bool isLate(sym::Expr s) const {
-    for (const loop::LateSymbol &l : p_.lateSymbols)
-      if (l.symbol == s) return true;
-    return false;
-  }
+  bool isLate(sym::Expr s) const { return p_.isInOrderValue(s); }
 
   bool mentionsLate(const ir::ShapeGuard &gd) const {
     for (sym::Expr e : {gd.lhs, gd.rhs})
@@ -183,26 +176,15 @@ private:
     return false;
   }
 
-  /// The statement checking one shape guard; `errBuf` names the message buffer and size.
-  std::string guardCheck(const ir::ShapeGuard &gd, const std::string &errBuf) const {
-    return fmt::format("  if (({0}) != ({1})) {{\n    snprintf({3}, \"%s (%lld vs %lld)\", "
-                       "{2}, (long long)({0}), (long long)({1}));\n"
-                       "    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
-                       cpp(gd.lhs), cpp(gd.rhs), cString(gd.what), errBuf);
+  SymbolCpp cppOf() const {
+    return [this](sym::Expr e) { return cpp(e); };
   }
 
-  const loop::LateSymbol &lateOf(sym::Expr s) const {
-    for (const loop::LateSymbol &l : p_.lateSymbols)
-      if (l.symbol == s) return l;
-    KILN_ASSERT(false, "{} is not a late symbol", s.name());
-    return p_.lateSymbols.front();
-  }
-
-  /// The late symbols one top-level group sets.
+  /// The values one top-level group sets during the run.
   std::vector<sym::Expr> lateWrites(const loop::KernelGroup &g) const {
     std::vector<sym::Expr> out;
     for (const loop::Kernel *k : g.kernels) {
-      for (const sym::Expr &s : k->lateOut)
+      for (const sym::Expr &s : k->valueOut)
         if (s.valid()) out.push_back(s);
       if (k->kind == loop::KernelKind::Extern)
         for (const loop::ExternArg &a : k->ext.args)
@@ -213,31 +195,26 @@ private:
     return out;
   }
 
-  /// After a value kernel ran: its int64 results read to the host, each checked against
-  /// [lo, limit] and stored in its late symbol's local.
+  /// After a value kernel ran in order: its int64 results read to the host, each checked
+  /// against [lo, limit] and stored in its symbol's local.
   std::string readLateValues(const loop::Kernel &k) const {
     std::ostringstream os;
-    size_t n = k.lateOut.size();
+    size_t n = k.valueOut.size();
     os << fmt::format("  {{ // shape values computed by {}\n    int64_t v[{}];\n    ",
                       commentText(k.origin), n);
     os << ops_.readToHost("v", k.out->name, fmt::format("sizeof(int64_t) * {}", n)) << "\n";
     for (size_t j = 0; j < n; ++j) {
-      if (!k.lateOut[j].valid()) continue;
-      const loop::LateSymbol &l = lateOf(k.lateOut[j]);
-      int si = syms_.indexOf(l.symbol);
-      os << fmt::format(
-          "    if (v[{1}] < INT64_C({2}) || v[{1}] > ({3})) {{\n"
-          "      snprintf(ctx->error, ctx->error_size, \"%s = %lld, computed by the model, is "
-          "outside [{2}, %lld]%s\", {4}, (long long)v[{1}], (long long)({3}), {5});\n"
-          "      return KILN_ERR_SHAPE_MISMATCH;\n    }}\n    S{0} = v[{1}];\n",
-          si, j, l.lo, cpp(l.limit), cString(l.symbol.name()),
-          cString(l.limit.isConst() ? "" : " (at most " + sym::toString(l.limit) + ")"));
+      if (!k.valueOut[j].valid()) continue;
+      const loop::RuntimeShapeValue *v = p_.shapeValue(k.valueOut[j]);
+      KILN_ASSERT(v, "{} is not a run-time shape value", k.valueOut[j].name());
+      os << valueCheck(*v, fmt::format("v[{}]", j), symName(v->symbol), cppOf(),
+                       "ctx->error, ctx->error_size");
     }
     os << "  }\n";
     return os.str();
   }
 
-  /// Guards over late symbols, each checked once every late symbol it names is set.
+  /// Guards over values computed in order, each checked once every such value it names is set.
   std::string readyLateGuards(const std::set<const sym::Node *> &set,
                               std::vector<bool> &done) const {
     std::string out;
@@ -250,46 +227,25 @@ private:
           ready &= !isLate(s) || set.count(s.node());
       if (!ready) continue;
       done[i] = true;
-      out += guardCheck(gd, "ctx->error, ctx->error_size");
+      out += guardCheck(gd, cppOf(), "ctx->error, ctx->error_size");
     }
     return out;
   }
 
-  bool readsInputData() const { return !g_.dataSymbols.empty() || !p_.symbolKernels.empty(); }
+  bool readsInputData() const { return !beforeRun_.empty(); }
 
-  /// bind_impl's calls of the symbol kernels (after input dims are solved): each writes
-  /// its values into a local array, which are range-checked and stored into S.
-  std::string symbolKernelCalls() {
+  /// bind_impl's calls of the value kernels that run before the run (after input dims are
+  /// solved): each writes its values into a local array, which are range-checked and
+  /// stored into S.
+  std::string beforeRunCalls() {
     std::ostringstream os;
-    for (size_t i = 0; i < p_.symbolKernels.size(); ++i) {
-      const loop::SymbolKernel &sk = p_.symbolKernels[i];
-      const KernelSignature &sig = symbolSigs_[i];
-      os << fmt::format("  {{ // shape values of {}\n    int64_t v[{}];\n",
-                        commentText(sk.kernel->origin), sk.symbols.size());
-      std::vector<std::string> args;
-      for (loop::Buffer *b : sig.buffers) {
-        if (b == sk.kernel->out) {
-          args.push_back("v");
-          continue;
-        }
-        KILN_ASSERT(b->kind == loop::BufferKind::Input, "symbol kernel reads a non-input");
-        args.push_back(fmt::format("(const {} *)data[{}]", dtypeCType(b->dtype), b->index));
-      }
-      for (const sym::Expr &s : sig.symbols)
-        args.push_back(fmt::format("S[{}]", syms_.indexOf(s)));
-      os << fmt::format("    kiln_kernel_{}({});\n", sk.kernel->id, fmt::join(args, ", "));
-      for (size_t j = 0; j < sk.symbols.size(); ++j) {
-        int si = syms_.indexOf(sk.symbols[j]);
-        sym::Range r = ctx_.symbolRange(sk.symbols[j]);
-        os << fmt::format("    S[{0}] = v[{1}];\n"
-                          "    if (S[{0}] < INT64_C({2}) || S[{0}] > INT64_C({3})) {{\n"
-                          "      snprintf(err, err_size, \"%s = %lld is outside [{2}, {3}], the "
-                          "values kiln supports there\", {4}, (long long)S[{0}]);\n"
-                          "      return KILN_ERR_SHAPE_MISMATCH;\n    }}\n",
-                          si, j, r.lo, r.hi, cString(sk.symbols[j].name()));
-      }
-      os << "  }\n";
-    }
+    BeforeRunArgs args{[](const loop::Buffer &b) {
+                         return fmt::format("(const {} *)data[{}]", dtypeCType(b.dtype), b.index);
+                       },
+                       [this](sym::Expr s) { return fmt::format("S[{}]", syms_.indexOf(s)); },
+                       "err, err_size"};
+    for (const BeforeRunKernel &bk : beforeRun_)
+      os << beforeRunCall(p_, *bk.kernel, bk.sig, args, cppOf());
     return os.str();
   }
 
@@ -300,22 +256,6 @@ private:
           "{\n"
           "  (void)ndims; (void)data;\n";
     std::vector<bool> solved(syms_.symbols.size(), false);
-    // Data symbols: read from small integer inputs, range-checked like dims.
-    for (const ir::DataSymbol &ds : g_.dataSymbols) {
-      int si = syms_.indexOf(ds.symbol);
-      size_t in = std::find(g_.inputs.begin(), g_.inputs.end(), ds.input) - g_.inputs.begin();
-      KILN_ASSERT(si >= 0 && in < g_.inputs.size(), "data symbol {} has no input",
-                  ds.symbol.name());
-      solved[si] = true;
-      sym::Range r = ctx_.symbolRange(ds.symbol);
-      os << fmt::format("  S[{}] = (int64_t)((const {} *)data[{}])[{}];\n", si,
-                        dtypeCType(ds.input->dtype), in, ds.element);
-      os << fmt::format("  if (S[{0}] < INT64_C({1}) || S[{0}] > INT64_C({2})) {{\n"
-                        "    snprintf(err, err_size, \"input '%s' element {3} = %lld is outside "
-                        "[{1}, {2}], the values kiln compiled this shape input for\", {4}, "
-                        "(long long)S[{0}]);\n    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
-                        si, r.lo, r.hi, ds.element, cString(ds.input->name));
-    }
     // Solve each symbol from the first input dim that is exactly that symbol.
     for (size_t i = 0; i < p_.inputs.size(); ++i) {
       const loop::Buffer *b = p_.inputs[i];
@@ -333,12 +273,9 @@ private:
                           si, r.lo, r.hi, d, cString(e.name()), cString(g_.inputs[i]->name));
       }
     }
-    for (const loop::SymbolKernel &sk : p_.symbolKernels)
-      for (const sym::Expr &s : sk.symbols)
-        solved[syms_.indexOf(s)] = true;
-    os << symbolKernelCalls();
-    for (const loop::LateSymbol &l : p_.lateSymbols)
-      solved[syms_.indexOf(l.symbol)] = true;
+    os << beforeRunCalls();
+    for (const loop::RuntimeShapeValue &v : p_.shapeValues)
+      solved[syms_.indexOf(v.symbol)] = true;
     for (size_t s = 0; s < solved.size(); ++s)
       if (!solved[s])
         fail("dimension '{}' appears only inside derived input dims; kiln needs it as a plain "
@@ -346,8 +283,9 @@ private:
              syms_.symbols[s].name());
     os << symbolLocals();
     // Sizes the run computes start at their bounds (outputs and scratch are sized by them).
-    for (const loop::LateSymbol &l : p_.lateSymbols)
-      os << fmt::format("  S[{}] = {};\n", syms_.indexOf(l.symbol), cpp(l.bound));
+    for (const loop::RuntimeShapeValue &v : p_.shapeValues)
+      if (v.phase == loop::ValuePhase::InOrder)
+        os << fmt::format("  S[{}] = {};\n", syms_.indexOf(v.symbol), cpp(v.bound));
     for (size_t i = 0; i < p_.inputs.size(); ++i) {
       const loop::Buffer *b = p_.inputs[i];
       for (size_t d = 0; d < b->shape.size(); ++d) {
@@ -360,7 +298,7 @@ private:
       }
     }
     for (const ir::ShapeGuard &gd : g_.guards)
-      if (!mentionsLate(gd)) os << guardCheck(gd, "err, err_size");
+      if (!mentionsLate(gd)) os << guardCheck(gd, cppOf(), "err, err_size");
     os << "  return 0;\n}\n\n";
     if (!readsInputData()) {
       os << "static int bind_shapes(const int64_t *const *dims, const int32_t *ndims, int64_t *S,\n"
@@ -408,11 +346,14 @@ private:
     os << ops_.profilerPrologue();
     os << "  (void)inputs; (void)outputs; (void)constants;\n";
     size_t nsym = sub ? numSymbols() : syms_.symbols.size();
-    bool own = sub && !p.symbolKernels.empty();
+    bool own = sub && std::any_of(p.shapeValues.begin(), p.shapeValues.end(),
+                                  [](const loop::RuntimeShapeValue &v) {
+                                    return v.phase == loop::ValuePhase::BeforeRun;
+                                  });
     if (sub)
-      os << cf_->symbolKernelCalls(*sub, numSymbols(),
-                                   [this](sym::Expr e) { return symbolIndex(e); });
-    // Late symbols (sizes the run computes) are variables of run_impl, stored back at the end.
+      os << cf_->beforeRunCalls(
+          *sub, numSymbols(), [this](sym::Expr e) { return symbolIndex(e); }, cppOf());
+    // In-order values (sizes the run computes) are variables of run_impl, stored back at the end.
     for (size_t s = 0; s < nsym; ++s)
       os << fmt::format("  {0}int64_t S{1} = {2}[{1}]; (void)S{1};\n",
                         !sub && isLate(syms_.symbols[s]) ? "" : "const ", s, own ? "SS" : "S");
@@ -461,10 +402,10 @@ private:
     }
     CallPrinter cp{numSymbols(), [this](sym::Expr s) { return symbolIndex(s); }, *cf_, full, {}};
     if (!sub)
-      for (const loop::LateSymbol &l : p_.lateSymbols)
-        cp.live.push_back(syms_.indexOf(l.symbol));
+      for (const loop::RuntimeShapeValue &v : p_.shapeValues)
+        if (v.phase == loop::ValuePhase::InOrder) cp.live.push_back(syms_.indexOf(v.symbol));
     int scopes = 0;
-    std::set<const sym::Node *> lateSet; // late symbols set so far (top level)
+    std::set<const sym::Node *> lateSet; // in-order values set so far (top level)
     std::vector<bool> guardDone(g_.guards.size(), false);
     for (size_t gi = 0; gi < p.groups.size(); ++gi) {
       const loop::KernelGroup &g = p.groups[gi];
@@ -472,7 +413,7 @@ private:
       if (gi > 0 && !sub) { // sizes the previous group computed, and the guards they complete
         const loop::KernelGroup &prev = p.groups[gi - 1];
         for (const loop::Kernel *pk : prev.kernels)
-          if (!pk->lateOut.empty()) os << readLateValues(*pk);
+          if (!pk->valueOut.empty()) os << readLateValues(*pk);
         for (const sym::Expr &s : lateWrites(prev))
           lateSet.insert(s.node());
         os << readyLateGuards(lateSet, guardDone);
@@ -514,19 +455,20 @@ private:
     if (!sub && !p.groups.empty()) {
       const loop::KernelGroup &last = p.groups.back();
       for (const loop::Kernel *pk : last.kernels)
-        if (!pk->lateOut.empty()) os << readLateValues(*pk);
+        if (!pk->valueOut.empty()) os << readLateValues(*pk);
       for (const sym::Expr &s : lateWrites(last))
         lateSet.insert(s.node());
     }
-    if (!sub) { // every late symbol is set now
-      for (const loop::LateSymbol &l : p_.lateSymbols)
-        lateSet.insert(l.symbol.node());
+    if (!sub) { // every in-order value is set now
+      for (const loop::RuntimeShapeValue &v : p_.shapeValues)
+        if (v.phase == loop::ValuePhase::InOrder) lateSet.insert(v.symbol.node());
       os << readyLateGuards(lateSet, guardDone);
     }
     if (!sub) {
       os << "  " << ops_.synchronize();
-      for (const loop::LateSymbol &l : p_.lateSymbols)
-        os << fmt::format("  S[{0}] = S{0};\n", syms_.indexOf(l.symbol));
+      for (const loop::RuntimeShapeValue &v : p_.shapeValues)
+        if (v.phase == loop::ValuePhase::InOrder)
+          os << fmt::format("  S[{0}] = S{0};\n", syms_.indexOf(v.symbol));
     }
     os << "  return 0;\n";
     return os.str();
@@ -550,9 +492,9 @@ private:
       os << ops_.declareKernel(fmt::format("kiln_kernel_{}", k->id), parameterTypes(sigs[gi]));
     }
     os << cf_->declarations(ops_);
-    for (size_t i = 0; i < p_.symbolKernels.size(); ++i) // host code: bind_shapes calls them
-      os << fmt::format("extern \"C\" void kiln_kernel_{}({});\n", p_.symbolKernels[i].kernel->id,
-                        fmt::join(parameterTypes(symbolSigs_[i]), ", "));
+    for (const BeforeRunKernel &bk : beforeRun_) // host code: bind_shapes calls them
+      os << fmt::format("extern \"C\" void kiln_kernel_{}({});\n", bk.kernel->id,
+                        fmt::join(parameterTypes(bk.sig), ", "));
     os << "\n";
     // Descriptor tables.
     std::vector<std::string> inNames;
@@ -589,7 +531,9 @@ private:
     std::string functions = cf_->functions([this](const loop::SubProgram &sub) {
       return runBody(sub.prog, cf_->signatures(sub), &sub);
     });
-    bool late = !p_.lateSymbols.empty();
+    bool late = std::any_of(
+        p_.shapeValues.begin(), p_.shapeValues.end(),
+        [](const loop::RuntimeShapeValue &v) { return v.phase == loop::ValuePhase::InOrder; });
     functions += fmt::format("static int run_impl(kiln_run_ctx *ctx, void *const *inputs, void "
                              "*const *outputs,\n                    {}int64_t *S, void *const "
                              "*constants) {{\n",
@@ -652,12 +596,8 @@ private:
       os << fmt::format("  total += ((uint64_t)({}) + 255) / 256 * 256;\n", cpp(slot.bytes));
     os << "  return total;\n}\n";
     std::vector<std::string> flags(std::max<size_t>(p_.inputs.size(), 1), "0");
-    for (const ir::DataSymbol &ds : g_.dataSymbols) {
-      size_t in = std::find(g_.inputs.begin(), g_.inputs.end(), ds.input) - g_.inputs.begin();
-      if (in < p_.inputs.size()) flags[in] = "1";
-    }
-    for (const loop::SymbolKernel &sk : p_.symbolKernels)
-      for (const loop::Buffer *b : sk.kernel->reads())
+    for (const BeforeRunKernel &bk : beforeRun_)
+      for (const loop::Buffer *b : bk.kernel->reads())
         if (b->kind == loop::BufferKind::Input) flags.at(b->index) = "1";
     os << fmt::format("static const int32_t input_data_on_host[] = {{{}}};\n\n",
                       fmt::join(flags, ", "));
@@ -728,8 +668,12 @@ private:
   const BuildStamp &stamp_;
   sym::Context &ctx_;
   ModelSymbols syms_;
-  std::vector<KernelSignature> symbolSigs_;
-  std::optional<SubPrograms> cf_; // control flow (codegen/wrapper/control_flow.h)
+  struct BeforeRunKernel {
+    const loop::Kernel *kernel;
+    KernelSignature sig;
+  };
+  std::vector<BeforeRunKernel> beforeRun_; // value kernels bind_shapes runs, in order
+  std::optional<SubPrograms> cf_;          // control flow (codegen/wrapper/control_flow.h)
   std::vector<size_t> offsets_;
   std::vector<KernelSource> launches_; // per group of p_ (texts moved out)
   std::vector<int> kernelIndex_;       // per group: position in kernelNames_, -1 for none
