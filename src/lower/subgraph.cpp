@@ -5,6 +5,7 @@
 #include "support/error.h"
 
 #include <algorithm>
+#include <map>
 
 namespace kiln::lower {
 
@@ -83,6 +84,20 @@ void hoistConstants(OpCtx &c, loop::Program &p, const std::string &name) {
       if (b->kind == loop::BufferKind::Constant) b->index = find(b->data.get())->index;
 }
 
+/// A top-level If branch's late symbols become the model's too (the symbols array has
+/// their slots; bind_shapes sets them to their bounds, which may not mention the parent's
+/// late symbols: those are replaced by their own bounds, as addLateSymbol does).
+void shareLateSymbols(OpCtx &c, loop::Program &p) {
+  auto &late = c.prog().lateSymbols;
+  std::map<const sym::Node *, sym::Expr> parentBounds;
+  for (const loop::LateSymbol &l : late)
+    parentBounds[l.symbol.node()] = l.bound;
+  for (loop::LateSymbol &l : p.lateSymbols) {
+    l.bound = sym::substitute(l.bound, parentBounds);
+    late.push_back(l);
+  }
+}
+
 } // namespace
 
 namespace {
@@ -159,10 +174,12 @@ CompiledBody compileBody(OpCtx &c, const ir::Graph &body, const std::string &nam
   r.sub->name = name;
   lowerBody(*g, *r.sub, bind, target);
   loop::Program &p = r.sub->prog;
-  if (!g->dataSymbols.empty() || !p.lateSymbols.empty())
-    fail("{}: {} computes a shape from run-time values; kiln does not support run-time shape "
-         "values inside subgraphs",
+  bool lateOk = c.node.op == "If" && !c.lowerer().graph.isSubgraph;
+  if (!g->dataSymbols.empty() || (!p.lateSymbols.empty() && !lateOk))
+    fail("{}: {} computes a shape from run-time values; kiln supports run-time shape values "
+         "inside subgraphs only in the branches of an If at the model's top level",
          c.node.describe(), name);
+  shareLateSymbols(c, p);
   r.sub->guards = g->guards;
   sym::Context &ctx = c.ctx();
   sched::scheduleProgram(p, ctx, target);
