@@ -278,6 +278,11 @@ def detection_spec(name):
         # Post-processing (score thresholds, NMS, top-k) decides in float32: a float64
         # copy could keep other boxes, so the reference is PyTorch's float32 run.
         "fp32_reference": True,
+        # torchvision 0.14 exports roi_align (aligned=False, as MultiScaleRoIAlign uses)
+        # with RoiAlign-10's pixel convention and no coordinate_transformation_mode; from
+        # opset 16 the missing attribute means half_pixel, which shifts every sample by half
+        # a pixel. Opset 15 keeps the export's meaning (checked against torchvision).
+        "opset": 15 if name == "fasterrcnn" else OPSET,
     }
 
 
@@ -375,7 +380,7 @@ def export_one(name, spec, out_dir):
             input_names=in_names,
             output_names=out_names,
             dynamic_axes=spec["dynamic_axes"],
-            opset_version=OPSET,
+            opset_version=spec.get("opset", OPSET),
             do_constant_folding=True,
         )
     export_s = time.perf_counter() - t0

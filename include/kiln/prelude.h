@@ -279,7 +279,9 @@ KILN_HD static inline float kiln_mf_decode(uint32_t bits, int f) {
 /// x (float or double: each rounds once, so a double never rounds twice) as the code of
 /// format f, rounded to nearest even.
 template <typename T> KILN_HD static inline uint32_t kiln_mf_encode(T x, int f, int saturate) {
-  if (f == KILN_F8E8M0) return kiln_e8m0_encode((float)x, saturate, 0);
+  // e8m0 values (stores, the exact result of a Cast): "nearest" keeps every code's value,
+  // 2^-127 included, which Cast's default "up" would move to 2^-126 (lowering spells Cast).
+  if (f == KILN_F8E8M0) return kiln_e8m0_encode((float)x, saturate, 2);
   const kiln_mf_format m = kiln_mf_fmt(f);
   const int width = 1 + m.ebits + m.mbits;
   const uint32_t signbit = 1u << (width - 1);
