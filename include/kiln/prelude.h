@@ -254,8 +254,7 @@ KILN_HD static inline uint32_t kiln_e8m0_encode(float x, int saturate, int mode)
   if (e == 0xffu) return 0xffu;
   int up = 0;
   if (mode == 0) up = (b & 0x7fffffu) != 0;
-  if (mode == 2)
-    up = (b & 0x400000u) && ((b & 0x200000u) || (b & 0x1fffffu) || e > 0);
+  if (mode == 2) up = (b & 0x400000u) && ((b & 0x200000u) || (b & 0x1fffffu) || e > 0);
   if (saturate && e == 0xfeu) up = 0;
   return e + (uint32_t)up;
 }

@@ -106,7 +106,9 @@ OpNote opNote(const std::string &op) {
       {"Dropout", {"", "inference only (training_mode with ratio > 0 is random)"}},
       {"RoiAlign", {"float", "sampling_ratio > 0"}},
       {"If",
-       {"", "C++ control flow in the wrapper; branches are their own kernels",
+       {"",
+        "C++ control flow in the wrapper; branches are their own kernels; at the top level "
+        "a branch may compute output sizes (NMS, NonZero)",
         "refused at compile time"}},
       {"Loop",
        {"", "C++ loop in the wrapper; the body is its own kernels", "refused at compile time"}},

@@ -175,8 +175,7 @@ void lowerIf(OpCtx &c) {
       if (mentionsLate(tp, a->shape[d]) || mentionsLate(ep, b->shape[d])) {
         sym::Expr bound = sym::max(a->shape[d], b->shape[d]);
         shape[d] = c.lateSymbol(fmt::format("out{}.dim{}", j, d).c_str(), bound);
-        cf->lateDims.push_back(
-            {shape[d], lateBound(c, shape[d]), {a->shape[d], b->shape[d]}});
+        cf->lateDims.push_back({shape[d], lateBound(c, shape[d]), {a->shape[d], b->shape[d]}});
         continue;
       }
       c.guardEqual(a->shape[d], b->shape[d],

@@ -250,7 +250,9 @@ int e8m0RoundMode(OpCtx &c) {
 VRef castToE8M0(VRef v, bool saturate, int mode) {
   auto i64 = [](int64_t k) { return loop::constantInt(DType::Int64, k); };
   VRef bits = loop::cast(loop::bitcast(loop::cast(v, DType::Float32), DType::UInt32), DType::Int64);
-  auto has = [&](int64_t mask) { return binary(BinaryOp::Ne, binary(BinaryOp::BitAnd, bits, i64(mask)), i64(0)); };
+  auto has = [&](int64_t mask) {
+    return binary(BinaryOp::Ne, binary(BinaryOp::BitAnd, bits, i64(mask)), i64(0));
+  };
   VRef e = binary(BinaryOp::BitAnd, binary(BinaryOp::ShiftR, bits, i64(23)), i64(0xff));
   VRef up = loop::constantInt(DType::Bool, 0);
   if (mode == 0) up = has(0x7fffff);

@@ -184,7 +184,7 @@ TEST(Minifloat, E8M0FollowsOnnxRoundModes) {
   for (int i = 0; i < 20000; ++i) {
     float x = static_cast<float>(std::ldexp(mant(rng), ex(rng)));
     if (i % 3 == 0) x = std::ldexp(1.5f, ex(rng)); // exact ties of "nearest"
-    if (i % 5 == 0) x = -x;                         // the sign is dropped
+    if (i % 5 == 0) x = -x;                        // the sign is dropped
     for (int mode : {0, 1, 2})
       for (bool sat : {true, false})
         EXPECT_EQ(kiln_e8m0_encode(x, sat, mode), refE8M0(x, mode, sat))

@@ -238,10 +238,11 @@ private:
       int i = p_.symbolIndex(ld.symbol);
       os_ << ind << fmt::format("S{} = {};\n", i, cpp(ld.perBody[bi]));
       os_ << ind
-          << fmt::format("if (S{0} < 0 || S{0} > ({1})) {{\n{2}  snprintf(ctx->error, "
-                         "ctx->error_size, \"%s = %lld is outside [0, %lld]\", {3}, (long "
-                         "long)S{0}, (long long)({1}));\n{2}  return KILN_ERR_SHAPE_MISMATCH;\n{2}}}\n",
-                         i, cpp(ld.bound), ind, cString(ld.symbol.name()));
+          << fmt::format(
+                 "if (S{0} < 0 || S{0} > ({1})) {{\n{2}  snprintf(ctx->error, "
+                 "ctx->error_size, \"%s = %lld is outside [0, %lld]\", {3}, (long "
+                 "long)S{0}, (long long)({1}));\n{2}  return KILN_ERR_SHAPE_MISMATCH;\n{2}}}\n",
+                 i, cpp(ld.bound), ind, cString(ld.symbol.name()));
     }
   }
 
