@@ -211,7 +211,8 @@ enum kiln_minifloat {
   KILN_F8E4M3FNUZ = 1,
   KILN_F8E5M2 = 2,
   KILN_F8E5M2FNUZ = 3,
-  KILN_F4E2M1 = 4
+  KILN_F4E2M1 = 4,
+  KILN_F8E8M0 = 5 // scale-only: 2^(code - 127), 0xff = NaN; no sign, zero or inf
 };
 
 struct kiln_mf_format {
@@ -236,8 +237,31 @@ KILN_HD static inline kiln_mf_format kiln_mf_fmt(int f) {
   }
 }
 
+/// The value of the float8e8m0 code `bits`.
+KILN_HD static inline float kiln_e8m0_decode(uint32_t bits) {
+  bits &= 0xffu;
+  return bits == 0xffu ? NAN : std::ldexp(1.0f, (int)bits - 127);
+}
+
+/// ONNX Cast's rule to float8e8m0 (opset 25): x is first a float32; its sign is dropped and
+/// its exponent field kept, rounded by `mode` (0 "up": any fraction rounds up; 1 "down":
+/// truncate; 2 "nearest": ONNX's guard/round/sticky rule) and, with `saturate`, held at 0xfe
+/// instead of rounding into 0xff (NaN). Inf and NaN become 0xff.
+KILN_HD static inline uint32_t kiln_e8m0_encode(float x, int saturate, int mode) {
+  uint32_t b;
+  memcpy(&b, &x, 4);
+  const uint32_t e = (b >> 23) & 0xffu;
+  if (e == 0xffu) return 0xffu;
+  int up = 0;
+  if (mode == 0) up = (b & 0x7fffffu) != 0;
+  if (mode == 2) up = (b & 0x400000u) && ((b & 0x200000u) || (b & 0x1fffffu) || e > 0);
+  if (saturate && e == 0xfeu) up = 0;
+  return e + (uint32_t)up;
+}
+
 /// The value of the code `bits` (sign in bit ebits+mbits).
 KILN_HD static inline float kiln_mf_decode(uint32_t bits, int f) {
+  if (f == KILN_F8E8M0) return kiln_e8m0_decode(bits);
   const kiln_mf_format m = kiln_mf_fmt(f);
   const int width = 1 + m.ebits + m.mbits;
   bits &= (1u << width) - 1;
@@ -254,6 +278,9 @@ KILN_HD static inline float kiln_mf_decode(uint32_t bits, int f) {
 /// x (float or double: each rounds once, so a double never rounds twice) as the code of
 /// format f, rounded to nearest even.
 template <typename T> KILN_HD static inline uint32_t kiln_mf_encode(T x, int f, int saturate) {
+  // e8m0 values (stores, the exact result of a Cast): "nearest" keeps every code's value,
+  // 2^-127 included, which Cast's default "up" would move to 2^-126 (lowering spells Cast).
+  if (f == KILN_F8E8M0) return kiln_e8m0_encode((float)x, saturate, 2);
   const kiln_mf_format m = kiln_mf_fmt(f);
   const int width = 1 + m.ebits + m.mbits;
   const uint32_t signbit = 1u << (width - 1);

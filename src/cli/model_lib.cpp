@@ -181,6 +181,8 @@ std::string dtypeText(const DLDataType &t) {
     return "float8e5m2";
   case 13:
     return "float8e5m2fnuz";
+  case 14:
+    return "float8e8m0";
   case 17:
     return "float4e2m1";
   case kDLOpaqueHandle:

@@ -56,8 +56,8 @@ std::string elementText(const DLDataType &t, const void *data, int64_t i) {
     if (t.bits == 32) return fmt::format("{:g}", at(float{}));
     return fmt::format("{:g}", at(double{}));
   }
-  if ((t.code >= 10 && t.code <= 13) || t.code == 17) { // float8/float4 codes, one per byte
-    int format = t.code == 17 ? KILN_F4E2M1 : t.code - 10;
+  if ((t.code >= 10 && t.code <= 14) || t.code == 17) { // float8/float4 codes, one per byte
+    int format = t.code == 17 ? KILN_F4E2M1 : t.code == 14 ? KILN_F8E8M0 : t.code - 10;
     return fmt::format("{:g}", kiln_mf_decode(at(uint8_t{}), format));
   }
   bool sgn = t.code == kDLInt;

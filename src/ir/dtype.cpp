@@ -72,6 +72,8 @@ int minifloatFormat(DType t) {
     return 3;
   case DType::Float4E2M1:
     return 4;
+  case DType::Float8E8M0:
+    return 5;
   default:
     return -1;
   }

@@ -8,11 +8,12 @@
 namespace kiln {
 
 // X(Enum, name, C type in generated code, bytes, ONNX TensorProto code, DLPack code, bits)
-// Float8/float4 use DLPack 1.1's codes (kDLFloat8_e4m3fn = 10 ... kDLFloat4_e2m1fn = 17),
-// which Debian's dlpack.h predates. Sub-byte types (int4/uint4/float4e2m1/int2/uint2) hold
-// ONE ELEMENT PER BYTE in kiln's buffers and at the C API (DLPack's per-element size
-// (bits * lanes + 7) / 8): integers sign- or zero-extended, float4 as its code in the low
-// nibble. Only ONNX files pack them (two or four per byte); the importer unpacks.
+// Float8/float4 use DLPack 1.1's codes (kDLFloat8_e4m3fn = 10 ... kDLFloat8_e8m0fnu = 14 ...
+// kDLFloat4_e2m1fn = 17), which Debian's dlpack.h predates. Sub-byte types
+// (int4/uint4/float4e2m1/int2/uint2) hold ONE ELEMENT PER BYTE in kiln's buffers and at the C API
+// (DLPack's per-element size (bits * lanes + 7) / 8): integers sign- or zero-extended, float4 as
+// its code in the low nibble. Only ONNX files pack them (two or four per byte); the importer
+// unpacks.
 #define KILN_DTYPES(X)                                                                             \
   X(Float32, "float32", "float", 4, 1, 2, 32)                                                      \
   X(UInt8, "uint8", "uint8_t", 1, 2, 1, 8)                                                         \
@@ -36,7 +37,8 @@ namespace kiln {
   X(Int4, "int4", "int8_t", 1, 22, 0, 4)                                                           \
   X(Float4E2M1, "float4e2m1", "uint8_t", 1, 23, 17, 4)                                             \
   X(UInt2, "uint2", "uint8_t", 1, 25, 1, 2)                                                        \
-  X(Int2, "int2", "int8_t", 1, 26, 0, 2)
+  X(Int2, "int2", "int8_t", 1, 26, 0, 2)                                                           \
+  X(Float8E8M0, "float8e8m0", "uint8_t", 1, 24, 14, 8)
 
 enum class DType : uint8_t {
 #define X(e, ...) e,

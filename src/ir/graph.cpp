@@ -55,6 +55,7 @@ template <typename F> static auto visitElement(const TensorData &t, int64_t i, F
   case DType::Float8E5M2:
   case DType::Float8E5M2FNUZ:
   case DType::Float4E2M1:
+  case DType::Float8E8M0:
   case DType::UInt4:
   case DType::Int4:
   case DType::UInt2:

@@ -52,6 +52,18 @@ struct ControlFlow {
   std::vector<Buffer *> scanInputs; // Scan: passed whole; the body indexes them
 
   std::vector<Buffer *> reads, writes; // for liveness (writes include the spares)
+
+  /// If (top level only): an output dim the branches size differently from values they
+  /// compute (e.g. NMS's kept count in one branch, 0 in the other) is a late symbol of the
+  /// model, bounded by the larger branch bound; after the taken branch ran, the call sets
+  /// it from that branch's dim expression (which reads the branch's own late symbols).
+  struct LateDim {
+    sym::Expr symbol, bound;
+    sym::Expr perBody[2]; // then, else
+  };
+  std::vector<LateDim> lateDims;
+  /// Late symbols the bodies set (also model late symbols): the call copies them back.
+  std::vector<std::vector<sym::Expr>> bodyLate;
 };
 
 /// One-line description for loop IR dumps, followed by the bodies' dumps.

@@ -63,6 +63,7 @@ void storeScalar(ir::TensorData &t, int64_t i, double f, int64_t iv) {
   case DType::Float8E5M2:
   case DType::Float8E5M2FNUZ:
   case DType::Float4E2M1:
+  case DType::Float8E8M0:
   case DType::UInt4:
   case DType::Int4:
   case DType::UInt2:

@@ -241,8 +241,44 @@ static bool usesFree(const VRef &v, sym::Expr var, std::set<const VNode *> &seen
   return false;
 }
 
+/// e (an integer expression of symbols) as a value with var replaced by `value`: a SymInt
+/// outside any load that mentions var (e.g. a Concat's "which input" test read through a
+/// Gather) has no binding of its own, so the symbol arithmetic becomes value arithmetic.
+static VRef symWithValue(sym::Expr e, sym::Expr var, const VRef &value, DType t) {
+  if (!mentions(e, var)) return symInt(e, t);
+  if (e == var) return cast(value, t);
+  auto arg = [&](size_t i) { return symWithValue(e.op(i), var, value, t); };
+  auto fold = [&](BinaryOp op) {
+    VRef r = arg(0);
+    for (size_t i = 1; i < e.numOps(); ++i)
+      r = binary(op, r, arg(i));
+    return r;
+  };
+  switch (e.kind()) {
+  case sym::Kind::Add:
+    return fold(BinaryOp::Add);
+  case sym::Kind::Mul:
+    return fold(BinaryOp::Mul);
+  case sym::Kind::Min:
+    return fold(BinaryOp::Min);
+  case sym::Kind::Max:
+    return fold(BinaryOp::Max);
+  case sym::Kind::FloorDiv: { // b > 0: floor(a / b) = (a - mod(a, b)) / b, exact
+    VRef a = arg(0), b = arg(1);
+    return binary(BinaryOp::Div, binary(BinaryOp::Sub, a, binary(BinaryOp::Mod, a, b)), b);
+  }
+  case sym::Kind::Mod: // ONNX Mod (fmod = 0) takes the divisor's sign: b > 0 gives [0, b)
+    return binary(BinaryOp::Mod, arg(0), arg(1));
+  case sym::Kind::Const:
+  case sym::Kind::Symbol:
+    break;
+  }
+  return symInt(e, t);
+}
+
 VRef bindIndirect(const VRef &v, sym::Expr var, const VRef &value) {
-  if (v->kind == VKind::Const || v->kind == VKind::SymInt) return v;
+  if (v->kind == VKind::Const) return v;
+  if (v->kind == VKind::SymInt) return symWithValue(v->sym, var, value, v->dtype);
   VNode n = *v;
   bool changed = false;
   for (auto &a : n.args) {

@@ -112,6 +112,19 @@ void lowerIfOfSequences(OpCtx &c) {
   }
 }
 
+/// Whether dim e reads a late symbol of body program p (a size that branch computes).
+bool mentionsLate(const loop::Program &p, sym::Expr e) {
+  for (const sym::Expr &s : sym::freeSymbols(e))
+    if (p.isInOrderValue(s)) return true;
+  return false;
+}
+
+sym::Expr lateBound(OpCtx &c, sym::Expr s) {
+  const loop::RuntimeShapeValue *v = c.prog().shapeValue(s);
+  KILN_ASSERT(v && v->phase == loop::ValuePhase::InOrder, "{} is not computed in order", s.name());
+  return v->bound;
+}
+
 void lowerIf(OpCtx &c) {
   if (const ir::TensorData *cond = c.constIn(0)) {
     // Known condition: only the taken branch is compiled, inline with the parent.
@@ -152,13 +165,28 @@ void lowerIf(OpCtx &c) {
            "both branches to agree",
            c.node.describe(), j, dtypeName(a->dtype), ir::shapeToString(a->shape),
            dtypeName(b->dtype), ir::shapeToString(b->shape));
-    // Only one branch runs, yet the output's size is fixed before the run.
-    for (size_t d = 0; d < a->shape.size(); ++d)
+    // Only one branch runs, yet the output's size is fixed before the run: equal dims, or
+    // a late symbol when a branch computes its dim (set by the call from the taken branch).
+    ir::Shape shape = a->shape;
+    for (size_t d = 0; d < a->shape.size(); ++d) {
+      if (sym::provablyEqual(a->shape[d], b->shape[d])) continue;
+      if (mentionsLate(tp, a->shape[d]) || mentionsLate(ep, b->shape[d])) {
+        sym::Expr bound = sym::max(a->shape[d], b->shape[d]);
+        shape[d] = c.lateSymbol(fmt::format("out{}.dim{}", j, d).c_str(), bound);
+        cf->lateDims.push_back({shape[d], lateBound(c, shape[d]), {a->shape[d], b->shape[d]}});
+        continue;
+      }
       c.guardEqual(a->shape[d], b->shape[d],
                    fmt::format("output {} dim {} differs between the then and else branches; "
                                "kiln needs both branches to give the same shape",
                                j, d));
-    outs.push_back(newBuffer(c, a->dtype, a->shape, ""));
+    }
+    outs.push_back(newBuffer(c, a->dtype, shape, ""));
+  }
+  for (const CompiledBody &body : bodies) {
+    cf->bodyLate.emplace_back();
+    for (const loop::RuntimeShapeValue &v : body.sub->prog.shapeValues)
+      if (v.phase == loop::ValuePhase::InOrder) cf->bodyLate.back().push_back(v.symbol);
   }
   cf->writes = outs;
   emitCall(c, cf, bodies);

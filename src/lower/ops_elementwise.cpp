@@ -235,6 +235,42 @@ void lowerBitCast(OpCtx &c) {
         }));
 }
 
+/// Cast-25's round_mode for float8e8m0 as kiln_e8m0_encode's mode (0 up, 1 down, 2 nearest).
+int e8m0RoundMode(OpCtx &c) {
+  std::string mode = c.node.attrString("round_mode", "up");
+  if (mode == "up") return 0;
+  if (mode == "down") return 1;
+  if (mode == "nearest") return 2;
+  fail("{}: round_mode '{}' is not one of up, down, nearest", c.node.describe(), mode);
+}
+
+/// ONNX's float8e8m0 rounding (kiln_e8m0_encode) spelled in integer ops on the float32 bits,
+/// so every round mode and `saturate` fit the loop IR's one Cast (which rounds "up",
+/// saturating): the result is the exact power of two (or NaN) the code stands for.
+VRef castToE8M0(VRef v, bool saturate, int mode) {
+  auto i64 = [](int64_t k) { return loop::constantInt(DType::Int64, k); };
+  VRef bits = loop::cast(loop::bitcast(loop::cast(v, DType::Float32), DType::UInt32), DType::Int64);
+  auto has = [&](int64_t mask) {
+    return binary(BinaryOp::Ne, binary(BinaryOp::BitAnd, bits, i64(mask)), i64(0));
+  };
+  VRef e = binary(BinaryOp::BitAnd, binary(BinaryOp::ShiftR, bits, i64(23)), i64(0xff));
+  VRef up = loop::constantInt(DType::Bool, 0);
+  if (mode == 0) up = has(0x7fffff);
+  if (mode == 2)
+    up = binary(BinaryOp::And, has(0x400000),
+                binary(BinaryOp::Or, binary(BinaryOp::Or, has(0x200000), has(0x1fffff)),
+                       binary(BinaryOp::Gt, e, i64(0))));
+  if (saturate) up = binary(BinaryOp::And, up, binary(BinaryOp::Ne, e, i64(0xfe)));
+  VRef code = loop::select(binary(BinaryOp::Eq, e, i64(0xff)), i64(0xff),
+                           binary(BinaryOp::Add, e, loop::cast(up, DType::Int64)));
+  // The float32 whose value the code stands for: 2^(code - 127), NaN for 0xff.
+  VRef f32bits = loop::select(binary(BinaryOp::Eq, code, i64(0xff)), i64(0x7fc00000),
+                              loop::select(binary(BinaryOp::Eq, code, i64(0)), i64(0x400000),
+                                           binary(BinaryOp::ShiftL, code, i64(23))));
+  VRef value = loop::bitcast(loop::cast(f32bits, DType::UInt32), DType::Float32);
+  return loop::cast(value, DType::Float8E8M0);
+}
+
 void lowerCast(OpCtx &c) {
   DType to;
   if (!dtypeFromOnnx(static_cast<int>(c.node.attrInt("to", 0)), to))
@@ -246,6 +282,11 @@ void lowerCast(OpCtx &c) {
     return;
   }
   bool sat = c.node.attrInt("saturate", 1) != 0;
+  if (to == DType::Float8E8M0) {
+    int mode = e8m0RoundMode(c);
+    c.out(0, mapUnary(c, x, [sat, mode](VRef v) { return castToE8M0(v, sat, mode); }));
+    return;
+  }
   c.out(0, mapUnary(c, x, [to, sat](VRef v) { return castSaturating(v, to, sat); }));
 }
 
@@ -257,6 +298,11 @@ void lowerCastLike(OpCtx &c) {
     return;
   }
   bool sat = c.node.attrInt("saturate", 1) != 0;
+  if (to == DType::Float8E8M0) {
+    int mode = e8m0RoundMode(c);
+    c.out(0, mapUnary(c, x, [sat, mode](VRef v) { return castToE8M0(v, sat, mode); }));
+    return;
+  }
   c.out(0, mapUnary(c, x, [to, sat](VRef v) { return castSaturating(v, to, sat); }));
 }
 

@@ -5,6 +5,7 @@
 #include "support/error.h"
 
 #include <algorithm>
+#include <map>
 
 namespace kiln::lower {
 
@@ -83,6 +84,23 @@ void hoistConstants(OpCtx &c, loop::Program &p, const std::string &name) {
       if (b->kind == loop::BufferKind::Constant) b->index = find(b->data.get())->index;
 }
 
+/// A top-level If branch's late symbols become the model's too (the symbols array has
+/// their slots; bind_shapes sets them to their bounds, which may not mention the parent's
+/// late symbols: those are replaced by their own bounds, as addLateSymbol does).
+void shareLateSymbols(OpCtx &c, loop::Program &p) {
+  auto &values = c.prog().shapeValues;
+  std::map<const sym::Node *, sym::Expr> parentBounds;
+  for (const loop::RuntimeShapeValue &v : values)
+    if (v.phase == loop::ValuePhase::InOrder) parentBounds[v.symbol.node()] = v.bound;
+  std::vector<loop::RuntimeShapeValue> shared;
+  for (const loop::RuntimeShapeValue &v : p.shapeValues) {
+    if (v.phase != loop::ValuePhase::InOrder) continue;
+    shared.push_back(v);
+    shared.back().bound = sym::substitute(v.bound, parentBounds);
+  }
+  values.insert(values.end(), shared.begin(), shared.end());
+}
+
 } // namespace
 
 namespace {
@@ -159,12 +177,15 @@ CompiledBody compileBody(OpCtx &c, const ir::Graph &body, const std::string &nam
   r.sub->name = name;
   lowerBody(*g, *r.sub, bind, target);
   loop::Program &p = r.sub->prog;
-  if (std::any_of(p.shapeValues.begin(), p.shapeValues.end(), [](const loop::RuntimeShapeValue &v) {
+  bool lateOk = c.node.op == "If" && !c.lowerer().graph.isSubgraph;
+  if (!lateOk &&
+      std::any_of(p.shapeValues.begin(), p.shapeValues.end(), [](const loop::RuntimeShapeValue &v) {
         return v.phase == loop::ValuePhase::InOrder;
       }))
-    fail("{}: {} computes a shape from run-time values; kiln does not support run-time shape "
-         "values inside subgraphs",
+    fail("{}: {} computes a shape from run-time values; kiln supports run-time shape values "
+         "inside subgraphs only in the branches of an If at the model's top level",
          c.node.describe(), name);
+  shareLateSymbols(c, p);
   r.sub->guards = g->guards;
   sym::Context &ctx = c.ctx();
   sched::scheduleProgram(p, ctx, target);

@@ -38,6 +38,20 @@ std::string nodeKey(const ir::Node &n) {
   return k + "}";
 }
 
+/// Whether a and b give outputs of the same shapes. Two NonZero (or NMS, Unique) nodes on one
+/// input have a size symbol each, which shape values computed from the dropped node's output
+/// (a TopK k = min(count, K)) would keep mentioning after a merge: such nodes stay apart.
+bool sameShapes(const ir::Node &a, const ir::Node &b) {
+  for (size_t i = 0; i < a.outputs.size(); ++i) {
+    const ir::Value *x = a.outputs[i], *y = b.outputs[i];
+    if (!x || !y) continue;
+    if (x->shape.size() != y->shape.size()) return false;
+    for (size_t d = 0; d < x->shape.size(); ++d)
+      if (x->shape[d] != y->shape[d]) return false;
+  }
+  return true;
+}
+
 } // namespace
 
 void eliminateCommonSubexpressions(ir::Graph &g) {
@@ -54,7 +68,8 @@ void eliminateCommonSubexpressions(ir::Graph &g) {
       graphOut |= o && o->isGraphOutput;
     std::string key = nodeKey(n);
     auto it = seen.find(key);
-    if (it == seen.end() || graphOut || n.outputs.size() != it->second->outputs.size()) {
+    if (it == seen.end() || graphOut || n.outputs.size() != it->second->outputs.size() ||
+        !sameShapes(n, *it->second)) {
       seen.emplace(key, &n);
       continue;
     }

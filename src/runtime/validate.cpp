@@ -32,9 +32,10 @@ DtypeName dtypeName(DLDataType t) {
   case 11:
   case 12:
   case 13:
+  case 14:
   case 17: {
     static const char *const names[] = {"float8e4m3fn", "float8e4m3fnuz", "float8e5m2",
-                                        "float8e5m2fnuz"};
+                                        "float8e5m2fnuz", "float8e8m0"};
     std::snprintf(n.text, sizeof n.text, "%s", t.code == 17 ? "float4e2m1" : names[t.code - 10]);
     return n;
   }

@@ -160,6 +160,51 @@ TEST(Minifloat, CodesOfKnownValues) {
   EXPECT_EQ(kiln_mf_encode(std::ldexp(3.0, -11), KILN_F8E4M3FN, 1), 1u); // 0.75 ulp → 1 ulp
 }
 
+/// ONNX Cast to float8e8m0 of a normal float32 x, from the definition in float64: the power
+/// of two 2^k with 2^k <= |x| < 2^(k+1), then "up" takes 2^(k+1) when |x| > 2^k, "nearest"
+/// when |x| >= 1.5 * 2^k (ONNX's guard bit; a tie rounds up), "down" never; past 2^127 it is
+/// 2^127 with saturate, else NaN (code 0xff). Returns the code.
+unsigned refE8M0(double x, int mode, bool saturate) {
+  double a = std::fabs(x);
+  int k = std::ilogb(a);
+  double p = std::ldexp(1.0, k);
+  bool up = mode == 0 ? a > p : mode == 2 ? a >= 1.5 * p : false;
+  int code = k + 127 + (up ? 1 : 0);
+  if (code > 254) return saturate ? 254u : 255u;
+  return static_cast<unsigned>(code);
+}
+
+TEST(Minifloat, E8M0FollowsOnnxRoundModes) {
+  for (unsigned c = 0; c < 255; ++c)
+    EXPECT_EQ(kiln_mf_decode(c, KILN_F8E8M0), std::ldexp(1.0f, static_cast<int>(c) - 127));
+  EXPECT_TRUE(std::isnan(kiln_mf_decode(255, KILN_F8E8M0)));
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> mant(1.0, 2.0);
+  std::uniform_int_distribution<int> ex(-126, 127);
+  for (int i = 0; i < 20000; ++i) {
+    float x = static_cast<float>(std::ldexp(mant(rng), ex(rng)));
+    if (i % 3 == 0) x = std::ldexp(1.5f, ex(rng)); // exact ties of "nearest"
+    if (i % 5 == 0) x = -x;                        // the sign is dropped
+    for (int mode : {0, 1, 2})
+      for (bool sat : {true, false})
+        EXPECT_EQ(kiln_e8m0_encode(x, sat, mode), refE8M0(x, mode, sat))
+            << "x=" << x << " mode=" << mode << " sat=" << sat;
+  }
+  // From test_cast_e8m0_FLOAT_to_FLOAT8E8M0 (round_mode up, saturate).
+  const float in[] = {0.0f, 0.124f, 0.25f, 0.5f, 1.1f, 2.0f, 4.0f, 8.0f};
+  const unsigned want[] = {0, 124, 125, 126, 128, 128, 129, 130};
+  for (int i = 0; i < 8; ++i)
+    EXPECT_EQ(kiln_e8m0_encode(in[i], 1, 0), want[i]) << in[i];
+  // The codec of stored values keeps every code (2^-127 too, which "up" would move).
+  for (unsigned c = 0; c < 256; ++c)
+    EXPECT_EQ(kiln_mf_encode(kiln_mf_decode(c, KILN_F8E8M0), KILN_F8E8M0, 0), c);
+  EXPECT_EQ(kiln_e8m0_encode(INFINITY, 1, 0), 255u);
+  EXPECT_EQ(kiln_e8m0_encode(NAN, 1, 0), 255u);
+  EXPECT_EQ(kiln_e8m0_encode(std::ldexp(1.0f, -140), 1, 0), 1u); // subnormal: field 0, rounds up
+  EXPECT_EQ(kiln_e8m0_encode(std::ldexp(1.0f, -140), 1, 1), 0u);
+  EXPECT_EQ(kiln_e8m0_encode(std::ldexp(1.0f, -140), 1, 2), 0u); // guard bit clear
+}
+
 TEST(Minifloat, SubByteIntegersWrap) {
   EXPECT_EQ(kiln_wrap_bits<int8_t>(-9, 4, true), 7);
   EXPECT_EQ(kiln_wrap_bits<int8_t>(8, 4, true), -8);

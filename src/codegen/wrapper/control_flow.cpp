@@ -88,7 +88,7 @@ SubPrograms::functions(const std::function<std::string(const loop::SubProgram &)
   // passed down, so a loop body's scratch is allocated once, not per iteration.
   os << "struct kiln_cf_scratch { char *p; size_t cap; };\n\n";
   const char *params = "(kiln_run_ctx *ctx, void *const *inputs, void *const *outputs, "
-                       "const int64_t *S,\n    void *const *constants, kiln_cf_scratch *scr, "
+                       "int64_t *S,\n    void *const *constants, kiln_cf_scratch *scr, "
                        "kiln_cf_scratch *cfs)";
   for (const loop::SubProgram *sub : subs_)
     os << "static int " << function(*sub) << params << ";\n";
@@ -203,9 +203,29 @@ private:
       outs.push_back(fmt::format("(void *){}", b->name));
     os_ << "    if (" << cf_.cond->name << "[0]) {\n";
     call(0, {}, outs, "      ");
+    lateAfter(0, "      ");
     os_ << "    } else {\n";
     call(1, {}, outs, "      ");
+    lateAfter(1, "      ");
     os_ << "    }\n";
+  }
+
+  /// After branch bi ran: the sizes it computed (written back into SL) become the caller's,
+  /// then each output dim that depends on them is set and checked against its bound.
+  void lateAfter(size_t bi, const std::string &ind) {
+    if (bi < cf_.bodyLate.size())
+      for (const sym::Expr &s : cf_.bodyLate[bi])
+        os_ << ind << fmt::format("S{0} = SL[{0}];\n", p_.symbolIndex(s));
+    for (const loop::ControlFlow::LateDim &ld : cf_.lateDims) {
+      int i = p_.symbolIndex(ld.symbol);
+      os_ << ind << fmt::format("S{} = {};\n", i, cpp(ld.perBody[bi]));
+      os_ << ind
+          << fmt::format(
+                 "if (S{0} < 0 || S{0} > ({1})) {{\n{2}  snprintf(ctx->error, "
+                 "ctx->error_size, \"%s = %lld is outside [0, %lld]\", {3}, (long "
+                 "long)S{0}, (long long)({1}));\n{2}  return KILN_ERR_SHAPE_MISMATCH;\n{2}}}\n",
+                 i, cpp(ld.bound), ind, cString(ld.symbol.name()));
+    }
   }
 
   void printLoop() {

@@ -191,6 +191,12 @@ private:
           if (a.kind == loop::ExternArg::Kind::SymbolOut) out.push_back(a.dims.at(0));
       if (k->kind == loop::KernelKind::Call && k->call->iterations.valid())
         out.push_back(k->call->iterations);
+      if (k->kind == loop::KernelKind::Call) { // an If's computed output dims
+        for (const auto &ld : k->call->lateDims)
+          out.push_back(ld.symbol);
+        for (const auto &body : k->call->bodyLate)
+          out.insert(out.end(), body.begin(), body.end());
+      }
     }
     return out;
   }
@@ -356,7 +362,8 @@ private:
     // In-order values (sizes the run computes) are variables of run_impl, stored back at the end.
     for (size_t s = 0; s < nsym; ++s)
       os << fmt::format("  {0}int64_t S{1} = {2}[{1}]; (void)S{1};\n",
-                        !sub && isLate(syms_.symbols[s]) ? "" : "const ", s, own ? "SS" : "S");
+                        s < syms_.symbols.size() && isLate(syms_.symbols[s]) ? "" : "const ", s,
+                        own ? "SS" : "S");
     if (nsym == 0) os << "  (void)S;\n";
     bool calls = std::any_of(p.groups.begin(), p.groups.end(),
                              [](const loop::KernelGroup &g) { return g.isCall(); });
@@ -410,6 +417,9 @@ private:
     for (size_t gi = 0; gi < p.groups.size(); ++gi) {
       const loop::KernelGroup &g = p.groups[gi];
       const loop::Kernel *k = g.kernels.front();
+      if (gi > 0 && sub) // an If branch's computed sizes (kept in its late symbols)
+        for (const loop::Kernel *pk : p.groups[gi - 1].kernels)
+          if (!pk->valueOut.empty()) os << readLateValues(*pk);
       if (gi > 0 && !sub) { // sizes the previous group computed, and the guards they complete
         const loop::KernelGroup &prev = p.groups[gi - 1];
         for (const loop::Kernel *pk : prev.kernels)
@@ -451,6 +461,13 @@ private:
       else
         os << "  " << ops_.launchKernel(call);
       if (!site.empty()) os << "  " << ops_.profileEnd(site);
+    }
+    if (sub && !p.groups.empty()) {
+      for (const loop::Kernel *pk : p.groups.back().kernels)
+        if (!pk->valueOut.empty()) os << readLateValues(*pk);
+      for (const loop::RuntimeShapeValue &v : p.shapeValues) // back to the caller (lateAfter)
+        if (v.phase == loop::ValuePhase::InOrder)
+          os << fmt::format("  S[{0}] = S{0};\n", syms_.indexOf(v.symbol));
     }
     if (!sub && !p.groups.empty()) {
       const loop::KernelGroup &last = p.groups.back();

@@ -184,6 +184,7 @@ std::shared_ptr<ir::TensorData> convertTensor(const onnx::TensorProto &t, const 
     case DType::Float8E4M3FNUZ:
     case DType::Float8E5M2:
     case DType::Float8E5M2FNUZ:
+    case DType::Float8E8M0:
       for (int64_t i = 0; i < n; ++i)
         out->as<uint8_t>()[i] = static_cast<uint8_t>(t.int32_data(i));
       break;
