@@ -125,11 +125,12 @@ MLP_CASES = {
     "mlp_gelu_erf_residual": (torch.nn.functional.gelu, "erf", 0),
 }
 for _name, (_act, _kind, _post) in MLP_CASES.items():
-    CASES[_name] = (mlp(_act), [(100, MLP_D)], False, {"x": {0: "b"}}, [(1, MLP_D), (7, MLP_D)])
+    CASES[_name] = (mlp(_act), [(100, MLP_D)], False, {"x": {0: "rows"}},
+                    [(1, MLP_D), (7, MLP_D)])
 NUMPY_REFS = {name: mlp_numpy(kind) for name, (_, kind, _) in MLP_CASES.items()}
 
 # Symbol ranges for --dynamic, by the names used in the dynamic axes above.
-RANGES = {"b": "1:8", "sq": "1:512", "skv": "1:512"}
+RANGES = {"b": "1:8", "sq": "1:512", "skv": "1:512", "rows": "1:512"}
 
 
 def run_case(name, args, report):
