@@ -27,8 +27,9 @@ extern "C" {
  *            to_string_v1, from_string_v1, string_normalizer_v1 (string tensors)
  *   level 4: cuda_matmul_v1 (cuBLASLt), cuda_conv_v1 (cuDNN): CUDA models only
  *   level 5: string_lookup_v1 (ai.onnx.ml LabelEncoder with string keys)
- *   level 6: string_concat_v1, string_split_v1, regex_full_match_v1 (RE2), image_decode_v1 */
-#define KILN_SHIM_VERSION 6
+ *   level 6: string_concat_v1, string_split_v1, regex_full_match_v1 (RE2), image_decode_v1
+ *   level 7: matmul_v2, cuda_matmul_v2 (a residual addend; GELU post-ops) */
+#define KILN_SHIM_VERSION 7
 
 /* X(function, level): every released shim function and the level that introduced it. One
  * list for the compiler (the level to record), the runtime and tests/abi/. Append only. */
@@ -52,7 +53,9 @@ extern "C" {
   X(kiln_shim_string_concat_v1, 6)                                                                 \
   X(kiln_shim_string_split_v1, 6)                                                                  \
   X(kiln_shim_regex_full_match_v1, 6)                                                              \
-  X(kiln_shim_image_decode_v1, 6)
+  X(kiln_shim_image_decode_v1, 6)                                                                  \
+  X(kiln_shim_matmul_v2, 7)                                                                        \
+  X(kiln_shim_cuda_matmul_v2, 7)
 
 /* Weak references to shims newer than level 3. model.so links with -z now, so a strong
  * reference to a function an older libkiln_rt lacks fails inside dlopen ("undefined symbol")
@@ -82,15 +85,24 @@ extern "C" {
 #else
 #define KILN_SHIM_SINCE_6
 #endif
+#if defined(KILN_SHIM_WEAK_FROM_LEVEL) && KILN_SHIM_WEAK_FROM_LEVEL <= 7
+#define KILN_SHIM_SINCE_7 __attribute__((weak))
+#else
+#define KILN_SHIM_SINCE_7
+#endif
 
 /* Per-runner state (primitive caches); obtained from kiln_run_ctx.runner. */
 typedef void kiln_shim_ctx;
 
-/* Fused elementwise operation applied after conv/matmul (oneDNN post-op). */
+/* Fused elementwise operation applied after conv/matmul (oneDNN post-op). The GELUs came with
+ * level 7: only the level-7 matmuls (kiln_shim_matmul_v2, kiln_shim_cuda_matmul_v2) take them;
+ * kiln_shim_matmul_v1 and the convolutions refuse them (an unknown post_op). */
 typedef enum kiln_post_op {
   KILN_POST_NONE = 0,
   KILN_POST_RELU = 1,
-  KILN_POST_CLIP = 2
+  KILN_POST_CLIP = 2,
+  KILN_POST_GELU_ERF = 3, /* 0.5 x (1 + erf(x / sqrt(2))), ONNX Gelu approximate="none" */
+  KILN_POST_GELU_TANH = 4 /* 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) */
 } kiln_post_op;
 
 typedef struct kiln_conv_params_v1 {
@@ -350,6 +362,28 @@ KILN_SHIM_SINCE_4 int kiln_shim_cuda_conv_v1(kiln_shim_ctx *ctx, int64_t site, c
                                              const void *residual, void *y, const int64_t *y_dims,
                                              const kiln_conv_params_v1 *params, int32_t elem_type,
                                              uint32_t flags);
+
+/* ---- level 7: matmul epilogues of transformer layers ---------------------------------- */
+
+/* As kiln_shim_matmul_v1, with a residual and the GELU post-ops:
+ *   C = post_op(alpha * op(A) * op(B) + beta * addend + residual)
+ * residual (optional, NULL = none) is a full m x n matrix per batch with C's ldc and
+ * c_batch_stride; it may be C itself (in place) but must not otherwise overlap C, and it
+ * does not combine with a full addend (addend_kind 2: KILN_ERR_INVALID_ARGUMENT). post_op
+ * is any kiln_post_op. */
+KILN_SHIM_SINCE_7 int kiln_shim_matmul_v2(kiln_shim_ctx *ctx, int64_t site, const float *a,
+                                          const float *b, const float *addend,
+                                          const float *residual, float *c,
+                                          const kiln_matmul_params_v1 *params);
+
+/* kiln_shim_matmul_v2 through cuBLASLt (as kiln_shim_cuda_matmul_v1; device pointers): the
+ * residual is cuBLASLt's C with beta 1, KILN_POST_GELU_TANH its GELU(_BIAS) epilogue.
+ * cuBLASLt's GELU is the tanh approximation, so KILN_POST_GELU_ERF (and CLIP) are refused
+ * with KILN_ERR_UNSUPPORTED; the compiler leaves an erf GELU to a generated kernel. */
+KILN_SHIM_SINCE_7 int kiln_shim_cuda_matmul_v2(kiln_shim_ctx *ctx, int64_t site, const void *a,
+                                               const void *b, const void *addend,
+                                               const void *residual, void *c,
+                                               const kiln_cuda_matmul_params_v1 *params);
 
 #ifdef __cplusplus
 }

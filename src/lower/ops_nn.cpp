@@ -115,8 +115,8 @@ LTensor genericMatMul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> bia
          dtypeName(a.dtype), dtypeName(b.dtype));
   if (a.dtype == DType::Bool || a.dtype == DType::String)
     c.unsupported(fmt::format("MatMul on {}", dtypeName(a.dtype)));
-  KILN_ASSERT(c.node.attrInt("_kiln_post", 0) == 0, "{}: fused epilogue on a {} matmul",
-              c.node.describe(), dtypeName(a.dtype));
+  KILN_ASSERT(c.node.attrInt("_kiln_post", 0) == 0 && !c.has(3),
+              "{}: fused epilogue on a {} matmul", c.node.describe(), dtypeName(a.dtype));
   bool vecA = a.rank() == 1, vecB = b.rank() == 1;
   if (vecA) a = reshapeView(ctx, a, {ctx.constant(1), a.shape[0]});
   if (vecB) b = reshapeView(ctx, b, {b.shape[0], ctx.constant(1)});
@@ -169,8 +169,9 @@ LTensor genericMatMul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> bia
   return r;
 }
 
-/// Batched matmul through the shim: a [.., M, K] x b [.., K, N] (+ row bias); other element
-/// types take genericMatMul.
+/// Batched matmul through the shim: a [.., M, K] x b [.., K, N] (+ row bias) (+ the fused
+/// residual, the node's input 3, of the output's shape); other element types take
+/// genericMatMul.
 LTensor matmul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> bias, bool transA,
                bool transB, double alpha, double beta, int addendKind) {
   sym::Context &ctx = c.ctx();
@@ -222,15 +223,26 @@ LTensor matmul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> bias, bool
       addend = c.realize(*bias).buffer;
     }
   }
+  // passes/fuse_epilogues.cpp fuses a residual only where its shape is the output's, and
+  // only with operands of rank >= 2 (so the output is not reshaped after the call).
+  loop::Buffer *residual = nullptr;
+  if (c.has(3)) {
+    KILN_ASSERT(!vecA && !vecB && addendKind != 2 && c.in(3).rank() == int(outShape.size()),
+                "{}: fused residual on a matmul that cannot take it", c.node.describe());
+    residual = c.realize(c.in(3)).buffer;
+  }
   loop::Buffer *out =
       c.prog().newBuffer(DType::Float32, outShape, loop::BufferKind::Intermediate, "");
   loop::Kernel *kn = c.externKernel(loop::ExternKind::MatMul);
-  kn->ext.inputs = {ar.buffer, br.buffer, addend};
+  kn->ext.inputs = {ar.buffer, br.buffer, addend, residual};
   kn->ext.outputs = {out};
+  // The residual argument is dropped again where the call can be kiln_shim_matmul_v1
+  // (sched/legalize_externs.cpp).
   kn->ext.args = {kindArg(ExternArg::Kind::Site),
                   bufArg(ar.buffer),
                   bufArg(br.buffer),
                   bufArg(addend),
+                  bufArg(residual),
                   bufArg(out),
                   kindArg(ExternArg::Kind::Params)};
   auto &p = kn->ext.params;

@@ -30,10 +30,12 @@ void eliminateCommonSubexpressions(ir::Graph &g);
 /// Folds BatchNormalization (inference) into a preceding Conv with constant weights.
 void foldBatchNormIntoConv(ir::Graph &g);
 
-/// Fuses Relu/Clip and a residual Add after a Conv into the conv's oneDNN post-ops, and
-/// a bias Add after MatMul into the matmul (kiln-internal attributes on the node).
-/// With clip false, Clip stays a separate node (the device's libraries have no clip epilogue).
-void fuseExternEpilogues(ir::Graph &g, bool clip = true);
+/// Fuses Relu/Clip and a residual Add after a Conv into the conv's post-ops, and after a
+/// float32 MatMul/Gemm: a bias Add, a residual Add (a tensor of the output's shape), then
+/// Relu/Clip or GELU (the Gelu op or the erf / tanh formulas exporters write out) — in
+/// kiln-internal attributes on the node. Which of them fuse is the target's choice
+/// (Target::fuseClipEpilogue, fuseGeluErfEpilogue, fuseGeluTanhEpilogue, fuseMatMulResidual).
+void fuseExternEpilogues(ir::Graph &g, const sched::Target &target = sched::Target::cpu());
 
 /// MatMul(Q, Kᵀ) [· or / scalar] [+ mask | Where(cond, ·, finite fill)] → Softmax(last
 /// axis) → MatMul(·, V) on float32 tensors of rank 4 ([B, H, S, D]; with a mask) or 3

@@ -17,7 +17,7 @@ void optimizeGraph(ir::Graph &g, const std::function<void(const char *)> &after,
     if (after) after("fuseAttention");
   }
   if (target.fuseExternEpilogues) {
-    fuseExternEpilogues(g, target.fuseClipEpilogue);
+    fuseExternEpilogues(g, target);
     if (after) after("fuseExternEpilogues");
   }
   eliminateDeadCode(g);

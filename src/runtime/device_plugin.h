@@ -86,6 +86,11 @@ typedef struct kiln_device_plugin_v1 {
               const int64_t *w_dims, const void *bias, const void *residual, void *y,
               const int64_t *y_dims, const kiln_conv_params_v1 *params, int32_t elem_type,
               uint32_t flags, char *err, size_t err_size);
+
+  /* ---- level-7 shims (appended) ---- */
+  int (*matmul_v2)(void *runner, int64_t site, const void *a, const void *b, const void *addend,
+                   const void *residual, void *c, const struct kiln_cuda_matmul_params_v1 *params,
+                   char *err, size_t err_size);
 } kiln_device_plugin_v1;
 
 /* The one symbol the plugin exports (named by KILN_DEVICE_PLUGIN_ENTRY). */

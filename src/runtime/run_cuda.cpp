@@ -96,6 +96,18 @@ KILN_RT_API int kiln_shim_cuda_matmul_v1(kiln_shim_ctx *ctx, int64_t site, const
   return st ? fail(st, "%s (site %lld): %s", fn, static_cast<long long>(site), err) : KILN_OK;
 }
 
+KILN_RT_API int kiln_shim_cuda_matmul_v2(kiln_shim_ctx *ctx, int64_t site, const void *a,
+                                         const void *b, const void *addend, const void *residual,
+                                         void *c, const kiln_cuda_matmul_params_v1 *params) {
+  const char *fn = "kiln_shim_cuda_matmul_v2";
+  Runner *r = cudaRunner(ctx, fn);
+  if (!r) return KILN_ERR_DEVICE;
+  if (!params) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: params is NULL", fn);
+  char err[512] = {};
+  int st = r->plugin->matmul_v2(r->cuda, site, a, b, addend, residual, c, params, err, sizeof err);
+  return st ? fail(st, "%s (site %lld): %s", fn, static_cast<long long>(site), err) : KILN_OK;
+}
+
 KILN_RT_API int kiln_shim_cuda_conv_v1(kiln_shim_ctx *ctx, int64_t site, const void *x,
                                        const int64_t *x_dims, const void *w, const int64_t *w_dims,
                                        const void *bias, const void *residual, void *y,

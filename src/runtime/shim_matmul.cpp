@@ -4,6 +4,8 @@
 // stride of 0 becomes a batch dim of 1, which oneDNN broadcasts); otherwise a 2-D
 // primitive runs once per matrix. alpha is oneDNN's output scale, a row addend is oneDNN's
 // bias (pre-scaled by beta), a full addend is copied into C and added by a sum post-op.
+// kiln_shim_matmul_v2's residual is a binary-add post-op reading it in place (a sum
+// post-op when it is C itself); its GELUs are eltwise post-ops after it.
 #include "error.h"
 #include "runner.h"
 
@@ -12,6 +14,7 @@
 #include <kiln/shim.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -22,7 +25,7 @@ using dnnl::memory;
 
 struct MatmulEntry : CacheEntry {
   dnnl::matmul prim;
-  memory a, b, c, bias, scratchpad;
+  memory a, b, c, bias, residual, scratchpad;
   bool perMatrix = false; // loop over the batch with a 2-D primitive
   std::vector<float> scaledBias;
   // Constant B (weights) in the blocked layout the primitive prefers, reordered once per
@@ -32,8 +35,8 @@ struct MatmulEntry : CacheEntry {
   memory bScratch;
 };
 
-int checkArgs(int64_t site, const float *a, const float *b, const float *addend, float *c,
-              const kiln_matmul_params_v1 &p) {
+int checkArgs(int64_t site, const float *a, const float *b, const float *addend,
+              const float *residual, float *c, const kiln_matmul_params_v1 &p, int level) {
   long long s = static_cast<long long>(site);
   bool empty = p.batch == 0 || p.m == 0 || p.n == 0;
   if ((!c && !empty) || ((!a || !b) && !empty && p.k > 0))
@@ -52,20 +55,31 @@ int checkArgs(int64_t site, const float *a, const float *b, const float *addend,
   if (p.addend_kind < 0 || p.addend_kind > 2 || (p.addend_kind != 0 && !addend))
     return fail(KILN_ERR_INVALID_ARGUMENT, "matmul site %lld: bad addend (kind %d, ptr %p)", s,
                 p.addend_kind, static_cast<const void *>(addend));
-  if (p.post_op != KILN_POST_NONE && p.post_op != KILN_POST_RELU && p.post_op != KILN_POST_CLIP)
-    return fail(KILN_ERR_INVALID_ARGUMENT, "matmul site %lld: unknown post_op %d", s, p.post_op);
+  if (residual && p.addend_kind == 2)
+    return fail(KILN_ERR_INVALID_ARGUMENT,
+                "matmul site %lld: a residual does not combine with a full addend", s);
+  bool known =
+      p.post_op == KILN_POST_NONE || p.post_op == KILN_POST_RELU || p.post_op == KILN_POST_CLIP ||
+      (level >= 7 && (p.post_op == KILN_POST_GELU_ERF || p.post_op == KILN_POST_GELU_TANH));
+  if (!known)
+    return fail(KILN_ERR_INVALID_ARGUMENT, "matmul site %lld: unknown post_op %d for %s", s,
+                p.post_op, level >= 7 ? "kiln_shim_matmul_v2" : "kiln_shim_matmul_v1");
   return KILN_OK;
 }
 
 float applyPost(float v, const kiln_matmul_params_v1 &p) {
   if (p.post_op == KILN_POST_RELU) return v > 0.f ? v : 0.f;
   if (p.post_op == KILN_POST_CLIP) return std::min(std::max(v, p.clip_min), p.clip_max);
+  if (p.post_op == KILN_POST_GELU_ERF) return 0.5f * v * (1.f + std::erf(v * 0.70710678f));
+  if (p.post_op == KILN_POST_GELU_TANH)
+    return 0.5f * v * (1.f + std::tanh(0.79788456f * (v + 0.044715f * v * v * v)));
   return v;
 }
 
-// C = post_op(beta * addend) for the degenerate cases oneDNN does not take (k == 0, or
-// alpha == 0 where an output scale of 0 would also zero the bias).
-void addendOnly(const float *addend, float *c, const kiln_matmul_params_v1 &p) {
+// C = post_op(beta * addend + residual) for the degenerate cases oneDNN does not take (k ==
+// 0, or alpha == 0 where an output scale of 0 would also zero the bias).
+void addendOnly(const float *addend, const float *residual, float *c,
+                const kiln_matmul_params_v1 &p) {
   for (int64_t bi = 0; bi < p.batch; ++bi)
     for (int64_t i = 0; i < p.m; ++i) {
       float *row = c + bi * p.c_batch_stride + i * p.ldc;
@@ -75,6 +89,7 @@ void addendOnly(const float *addend, float *c, const kiln_matmul_params_v1 &p) {
           v = p.beta * addend[j];
         else if (p.addend_kind == 2)
           v = p.beta * addend[bi * p.c_batch_stride + i * p.ldc + j];
+        if (residual) v += residual[bi * p.c_batch_stride + i * p.ldc + j];
         row[j] = applyPost(v, p);
       }
     }
@@ -91,10 +106,15 @@ memory::desc matrixMd(int64_t batchDim, int64_t batchStride, int64_t rows, int64
   return memory::desc({batchDim, rows, cols}, f32, {bs, inner[0], inner[1]});
 }
 
-CacheKey makeKey(int64_t site, const kiln_matmul_params_v1 &p, bool packB) {
+/// How the residual reaches oneDNN: not at all, as a binary-add post-op, or (when it is C
+/// itself) as a sum post-op.
+enum class Residual { None, Binary, InPlace };
+
+CacheKey makeKey(int64_t site, const kiln_matmul_params_v1 &p, bool packB, Residual res) {
   CacheKey k;
   k.push(site);
   k.push(packB);
+  k.push(static_cast<int64_t>(res));
   k.push(p.batch);
   k.push(p.m);
   k.push(p.n);
@@ -123,18 +143,37 @@ memory::desc weightsMd(const kiln_matmul_params_v1 &p, bool batched, bool packB)
                  : memory::desc({p.k, p.n}, f32, memory::format_tag::any);
 }
 
+dnnl::algorithm eltwiseOf(int32_t post) {
+  switch (post) {
+  case KILN_POST_RELU:
+    return dnnl::algorithm::eltwise_relu;
+  case KILN_POST_CLIP:
+    return dnnl::algorithm::eltwise_clip;
+  case KILN_POST_GELU_ERF:
+    return dnnl::algorithm::eltwise_gelu_erf;
+  case KILN_POST_GELU_TANH:
+    return dnnl::algorithm::eltwise_gelu_tanh;
+  }
+  return dnnl::algorithm::undef;
+}
+
 dnnl::matmul::primitive_desc makePd(dnnl::engine &eng, const kiln_matmul_params_v1 &p, bool batched,
-                                    bool packB) {
+                                    bool packB, Residual res) {
   int64_t aB = p.a_batch_stride == 0 ? 1 : p.batch;
   memory::desc aMd = matrixMd(aB, p.a_batch_stride, p.m, p.k, p.lda, p.trans_a, batched);
   memory::desc bMd = weightsMd(p, batched, packB);
   memory::desc cMd = matrixMd(p.batch, p.c_batch_stride, p.m, p.n, p.ldc, false, batched);
 
+  // Post-ops run in order after alpha * A * B + bias: the addend or residual, then the
+  // activation (checkArgs keeps a residual and a full addend apart).
   dnnl::post_ops ops;
   if (p.addend_kind == 2) ops.append_sum(p.beta);
-  if (p.post_op == KILN_POST_RELU) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-  if (p.post_op == KILN_POST_CLIP)
-    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, p.clip_min, p.clip_max);
+  if (res == Residual::InPlace) ops.append_sum(1.f);
+  if (res == Residual::Binary) ops.append_binary(dnnl::algorithm::binary_add, cMd);
+  if (p.post_op != KILN_POST_NONE) {
+    bool clip = p.post_op == KILN_POST_CLIP;
+    ops.append_eltwise(1.f, eltwiseOf(p.post_op), clip ? p.clip_min : 0.f, clip ? p.clip_max : 0.f);
+  }
   dnnl::primitive_attr attr;
   attr.set_post_ops(ops);
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -149,18 +188,19 @@ dnnl::matmul::primitive_desc makePd(dnnl::engine &eng, const kiln_matmul_params_
   return {dnnl::matmul::desc(aMd, bMd, cMd), attr, eng};
 }
 
-std::unique_ptr<MatmulEntry> build(DnnlCache &cache, const kiln_matmul_params_v1 &p, bool packB) {
+std::unique_ptr<MatmulEntry> build(DnnlCache &cache, const kiln_matmul_params_v1 &p, bool packB,
+                                   Residual res) {
   dnnl::engine &eng = cache.engine();
   auto e = std::make_unique<MatmulEntry>();
   dnnl::matmul::primitive_desc pd;
   bool batched = p.batch > 1;
   try {
-    pd = makePd(eng, p, batched, packB);
+    pd = makePd(eng, p, batched, packB, res);
   } catch (const dnnl::error &) {
     if (!batched) throw;
     // Strides one 3-D descriptor cannot express: one 2-D primitive per matrix.
     batched = false;
-    pd = makePd(eng, p, false, packB);
+    pd = makePd(eng, p, false, packB, res);
   }
   e->perMatrix = !batched && p.batch > 1;
   e->prim = dnnl::matmul(pd);
@@ -173,6 +213,7 @@ std::unique_ptr<MatmulEntry> build(DnnlCache &cache, const kiln_matmul_params_v1
     e->bWant = pd.weights_desc();
   }
   e->c = memory(pd.dst_desc(), eng, nullptr);
+  if (res == Residual::Binary) e->residual = memory(pd.dst_desc(), eng, nullptr);
   if (p.addend_kind == 1) {
     e->bias = memory(pd.bias_desc(), eng, nullptr);
     e->scaledBias.resize(p.n);
@@ -193,22 +234,26 @@ void copyAddend(const float *addend, float *c, const kiln_matmul_params_v1 &p) {
 
 } // namespace
 
+/// level: the shim level of the entry point (1: kiln_shim_matmul_v1, 7: _v2).
 int matmulForward(Runner &r, int64_t site, const float *a, const float *b, const float *addend,
-                  float *c, const kiln_matmul_params_v1 &p) {
-  if (int st = checkArgs(site, a, b, addend, c, p)) return st;
+                  const float *residual, float *c, const kiln_matmul_params_v1 &p, int level) {
+  if (int st = checkArgs(site, a, b, addend, residual, c, p, level)) return st;
   if (p.batch == 0 || p.m == 0 || p.n == 0) return KILN_OK;
   if (p.k == 0 || p.alpha == 0.f) {
-    addendOnly(addend, c, p);
+    addendOnly(addend, residual, c, p);
     return KILN_OK;
   }
+  const Residual res = !residual       ? Residual::None
+                       : residual == c ? Residual::InPlace
+                                       : Residual::Binary;
   try {
     DnnlCache &cache = r.dnnl;
     // A constant B shared by the batch (a weight) is packed once, as convolutions are: at
     // small M oneDNN otherwise copies plain B into its blocks on every call.
     const bool packB = (p.batch == 1 || p.b_batch_stride == 0) && r.isConstant(b);
-    CacheKey key = makeKey(site, p, packB);
+    CacheKey key = makeKey(site, p, packB, res);
     auto *e = static_cast<MatmulEntry *>(cache.find(key));
-    if (!e) e = static_cast<MatmulEntry *>(cache.insert(key, build(cache, p, packB)));
+    if (!e) e = static_cast<MatmulEntry *>(cache.insert(key, build(cache, p, packB, res)));
     if (e->packedB) e->b = cache.weights(site, b, true, e->bPlain, e->bWant, e->bScratch);
 
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, e->a},
@@ -228,6 +273,8 @@ int matmulForward(Runner &r, int64_t site, const float *a, const float *b, const
       args[DNNL_ARG_BIAS] = e->bias;
     }
     if (p.addend_kind == 2) copyAddend(addend, c, p);
+    if (res == Residual::Binary)
+      args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = e->residual;
 
     dnnl::stream &s = cache.stream();
     int64_t count = e->perMatrix ? p.batch : 1;
@@ -235,6 +282,8 @@ int matmulForward(Runner &r, int64_t site, const float *a, const float *b, const
       e->a.set_data_handle(const_cast<float *>(a + bi * p.a_batch_stride));
       if (!e->packedB) e->b.set_data_handle(const_cast<float *>(b + bi * p.b_batch_stride));
       e->c.set_data_handle(c + bi * p.c_batch_stride);
+      if (res == Residual::Binary)
+        e->residual.set_data_handle(const_cast<float *>(residual + bi * p.c_batch_stride));
       e->prim.execute(s, args);
     }
     s.wait();
@@ -255,6 +304,16 @@ extern "C" KILN_RT_API int kiln_shim_matmul_v1(kiln_shim_ctx *ctx, int64_t site,
                                                const kiln_matmul_params_v1 *params) {
   if (!ctx || !params)
     return kiln::rt::fail(KILN_ERR_INVALID_ARGUMENT, "kiln_shim_matmul_v1: NULL ctx or params");
-  return kiln::rt::matmulForward(*static_cast<kiln::rt::Runner *>(ctx), site, a, b, addend, c,
-                                 *params);
+  return kiln::rt::matmulForward(*static_cast<kiln::rt::Runner *>(ctx), site, a, b, addend, nullptr,
+                                 c, *params, 1);
+}
+
+extern "C" KILN_RT_API int kiln_shim_matmul_v2(kiln_shim_ctx *ctx, int64_t site, const float *a,
+                                               const float *b, const float *addend,
+                                               const float *residual, float *c,
+                                               const kiln_matmul_params_v1 *params) {
+  if (!ctx || !params)
+    return kiln::rt::fail(KILN_ERR_INVALID_ARGUMENT, "kiln_shim_matmul_v2: NULL ctx or params");
+  return kiln::rt::matmulForward(*static_cast<kiln::rt::Runner *>(ctx), site, a, b, addend,
+                                 residual, c, *params, 7);
 }

@@ -22,6 +22,25 @@ struct CpuShim {
   const char *paramsType;
 };
 
+/// Argument index of a matmul's residual (lower/ops_nn.cpp: site, a, b, addend, residual, c).
+constexpr size_t kMatmulResidualArg = 4;
+
+/// A matmul needs the level-7 shim (kiln_shim_matmul_v2 / cuda_matmul_v2) for a residual or
+/// a GELU post-op; every other matmul keeps calling the level-1/4 one, so models that do not
+/// use them still load on older runtimes.
+bool matmulNeedsV2(const loop::ExternCall &e) {
+  const loop::ExternParam *post = e.param("post_op");
+  bool gelu = post && (post->number == KILN_POST_GELU_ERF || post->number == KILN_POST_GELU_TANH);
+  return gelu || e.args.at(kMatmulResidualArg).kind == loop::ExternArg::Kind::Buffer;
+}
+
+/// Drops the (absent) residual argument of a matmul that calls a _v1 shim.
+void dropResidualArg(loop::ExternCall &e) {
+  KILN_ASSERT(e.args.at(kMatmulResidualArg).kind == loop::ExternArg::Kind::Null,
+              "a matmul with a residual legalised to a _v1 shim");
+  e.args.erase(e.args.begin() + kMatmulResidualArg);
+}
+
 CpuShim cpuShim(const loop::ExternCall &e) {
   switch (e.kind) {
   case loop::ExternKind::Conv: {
@@ -32,7 +51,8 @@ CpuShim cpuShim(const loop::ExternCall &e) {
     return {channelsLast ? "kiln_shim_conv_v2" : "kiln_shim_conv_v1", "kiln_conv_params_v1"};
   }
   case loop::ExternKind::MatMul:
-    return {"kiln_shim_matmul_v1", "kiln_matmul_params_v1"};
+    return {matmulNeedsV2(e) ? "kiln_shim_matmul_v2" : "kiln_shim_matmul_v1",
+            "kiln_matmul_params_v1"};
   case loop::ExternKind::Attention:
     return {"kiln_shim_sdpa_v2", ""};
   case loop::ExternKind::ScatterElements:
@@ -67,6 +87,7 @@ CpuShim cpuShim(const loop::ExternCall &e) {
 
 void toCpuShim(loop::ExternCall &e) {
   CpuShim shim = cpuShim(e);
+  if (e.kind == loop::ExternKind::MatMul && !matmulNeedsV2(e)) dropResidualArg(e);
   e.function = shim.function;
   e.paramsType = shim.paramsType;
 }
@@ -83,6 +104,8 @@ loop::ExternArg intArg(int64_t v) {
 void assertCudaCanTake(const loop::ExternCall &e) {
   const loop::ExternParam *post = e.param("post_op");
   KILN_ASSERT(!post || post->number != KILN_POST_CLIP, "a fused Clip reached CUDA legalisation");
+  KILN_ASSERT(!post || post->number != KILN_POST_GELU_ERF,
+              "a fused erf GELU reached CUDA legalisation (cuBLASLt's GELU is the tanh form)");
   for (const loop::ExternArg &a : e.args)
     KILN_ASSERT(a.kind != loop::ExternArg::Kind::Layout,
                 "a channels-last Conv reached CUDA legalisation");
@@ -104,7 +127,9 @@ void toCudaConv(loop::ExternCall &e, const Target &t) {
 /// cuBLASLt's matmul params wrap the CPU shim's (member `mm`).
 void toCudaMatmul(loop::ExternCall &e, const Target &t) {
   assertCudaCanTake(e);
-  e.function = "kiln_shim_cuda_matmul_v1";
+  bool v2 = matmulNeedsV2(e);
+  if (!v2) dropResidualArg(e);
+  e.function = v2 ? "kiln_shim_cuda_matmul_v2" : "kiln_shim_cuda_matmul_v1";
   e.paramsType = "kiln_cuda_matmul_params_v1";
   for (loop::ExternParam &f : e.params)
     f.nest = "mm";

@@ -21,6 +21,12 @@ struct Target {
   bool convChannelsLast = true;    // activations stay N[D]HWC between convs
   bool fuseExternEpilogues = true; // conv/matmul + bias/residual/relu(/clip) as epilogues
   bool fuseClipEpilogue = true;    // oneDNN has a clip post-op; cuDNN/cuBLASLt do not
+  // MatMul/Gemm epilogues of transformer layers (level-7 matmul shims): GELU in its exact
+  // (erf) and tanh forms, and a residual Add of the output's shape. cuBLASLt's only GELU is
+  // the tanh form, so the CUDA target leaves the erf form to a generated kernel.
+  bool fuseGeluErfEpilogue = true;
+  bool fuseGeluTanhEpilogue = true;
+  bool fuseMatMulResidual = true;
   bool fuseAttention = true;       // MatMul-Softmax-MatMul into one attention kernel
   int fuseAttentionMaxHeadDim = 0; // larger (or dynamic) head dims stay unfused; 0: any
   bool scatterShim = true;         // Scatter* through the host shim; else generated kernels
@@ -55,7 +61,8 @@ struct Target {
     Target t;
     t.device = DeviceKind::Cuda;
     t.convChannelsLast = false;
-    t.fuseClipEpilogue = false; // bias, residual and ReLU fuse into cuDNN/cuBLASLt
+    t.fuseClipEpilogue = false;    // bias, residual and ReLU fuse into cuDNN/cuBLASLt
+    t.fuseGeluErfEpilogue = false; // cuBLASLt's GELU epilogue is the tanh approximation
     t.fuseAttentionMaxHeadDim = kMaxCudaHeadDim;
     t.scatterShim = false;
     t.realizeLayerNormOutput = false;

@@ -137,3 +137,48 @@ save("tuned_batch",
      [h.make_tensor_value_info("x", T.FLOAT, ["batch", 256])],
      [h.make_tensor_value_info("y", T.FLOAT, ["batch", 256]),
       h.make_tensor_value_info("m", T.FLOAT, ["batch"])])
+# 12. A transformer MLP block on [batch, 32]: Gemm(transB) + bias -> GPT-2's tanh GELU
+#     written out (Pow, Tanh, ...) -> Gemm + bias -> + x (residual). Both GELU and residual
+#     become matmul epilogues (level-7 shims) on the CPU and, through cuBLASLt, on CUDA.
+rng = np.random.default_rng(11)
+save("mlp_gelu_residual",
+     [h.make_node("Gemm", ["x", "W1", "b1"], ["h"], name="fc1", transB=1),
+      h.make_node("Pow", ["h", "three"], ["cube"], name="cube"),
+      h.make_node("Mul", ["cube", "kappa"], ["kc"], name="kappa_mul"),
+      h.make_node("Add", ["h", "kc"], ["inner"], name="inner"),
+      h.make_node("Mul", ["inner", "beta"], ["arg"], name="beta_mul"),
+      h.make_node("Tanh", ["arg"], ["t"], name="tanh"),
+      h.make_node("Add", ["t", "one"], ["p"], name="one_plus"),
+      h.make_node("Mul", ["half", "h"], ["hh"], name="half_mul"),
+      h.make_node("Mul", ["hh", "p"], ["g"], name="gelu"),
+      h.make_node("Gemm", ["g", "W2", "b2"], ["o"], name="fc2", transB=1),
+      h.make_node("Add", ["x", "o"], ["y"], name="residual")],
+     [h.make_tensor_value_info("x", T.FLOAT, ["batch", 32])],
+     [h.make_tensor_value_info("y", T.FLOAT, ["batch", 32])],
+     [nh.from_array(rng.standard_normal((64, 32)).astype(np.float32), "W1"),
+      nh.from_array(rng.standard_normal(64).astype(np.float32), "b1"),
+      nh.from_array(rng.standard_normal((32, 64)).astype(np.float32), "W2"),
+      nh.from_array(rng.standard_normal(32).astype(np.float32), "b2"),
+      nh.from_array(np.array(3.0, np.float32), "three"),
+      nh.from_array(np.array(0.044715, np.float32), "kappa"),
+      nh.from_array(np.array(0.7978845608028654, np.float32), "beta"),
+      nh.from_array(np.array(1.0, np.float32), "one"),
+      nh.from_array(np.array(0.5, np.float32), "half")])
+
+# 12. MatMul + bias + torch's erf GELU (Div, Erf, Add, Mul, Mul): a CPU matmul epilogue; on
+#     CUDA the bias fuses into cuBLASLt but the erf GELU stays a generated kernel.
+save("matmul_gelu_erf",
+     [h.make_node("MatMul", ["x", "W"], ["t"], name="mm"),
+      h.make_node("Add", ["b", "t"], ["u"], name="bias"),
+      h.make_node("Div", ["u", "sqrt2"], ["d"], name="div"),
+      h.make_node("Erf", ["d"], ["e"], name="erf"),
+      h.make_node("Add", ["e", "one"], ["p"], name="one_plus"),
+      h.make_node("Mul", ["u", "p"], ["q"], name="mul"),
+      h.make_node("Mul", ["q", "half"], ["y"], name="half")],
+     [h.make_tensor_value_info("x", T.FLOAT, ["batch", 32])],
+     [h.make_tensor_value_info("y", T.FLOAT, ["batch", 16])],
+     [nh.from_array(rng.standard_normal((32, 16)).astype(np.float32), "W"),
+      nh.from_array(rng.standard_normal(16).astype(np.float32), "b"),
+      nh.from_array(np.array(1.4142135623730951, np.float32), "sqrt2"),
+      nh.from_array(np.array(1.0, np.float32), "one"),
+      nh.from_array(np.array(0.5, np.float32), "half")])

@@ -15,11 +15,14 @@ bits. With two GPUs, one case also runs on cuda:1.
 """
 
 import argparse
+import glob
 import json
+import math
 import os
 import subprocess
 import sys
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -70,8 +73,64 @@ CASES = {
     "attention_head128": (attention(1.0), [(4, 2, 16, 128), (4, 2, 300, 128), (4, 2, 300, 128)],
                           False, None, []),
 }
+
+
+# Transformer MLP epilogues (passes/fuse_epilogues.cpp -> kiln_shim_cuda_matmul_v2): y = x +
+# fc2(gelu(fc1(x))) with 2-D x, so torch exports each Linear as Gemm(transB=1). The tanh GELU
+# (GPT-2's formula, and F.gelu(approximate="tanh")) becomes cuBLASLt's GELU_BIAS epilogue and
+# the residual its C input; the erf GELU must stay a generated kernel (cuBLASLt's GELU is the
+# tanh form). Checked against numpy float64 with TF32 off (kiln's default): rel L2 1e-5 covers
+# float32 sums of 256 products and float32 tanh/erf; the cases also report whether the GELU
+# was fused (the wrapper's post_op), so a pattern the exporter changed shows up.
+MLP_D, MLP_FF = 128, 256
+_gen = torch.Generator().manual_seed(5)
+MLP_W = {k: torch.randn(*shape, generator=_gen) * scale for k, shape, scale in [
+    ("w1", (MLP_FF, MLP_D), 1 / math.sqrt(MLP_D)), ("b1", (MLP_FF,), 0.5),
+    ("w2", (MLP_D, MLP_FF), 1 / math.sqrt(MLP_FF)), ("b2", (MLP_D,), 0.5)]}
+
+
+def gelu_tanh_formula(h):
+    return 0.5 * h * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (h + 0.044715 * torch.pow(h, 3.0))))
+
+
+def mlp(act):
+    def f(x):
+        w = {k: v.to(x.dtype) for k, v in MLP_W.items()}
+        h = torch.nn.functional.linear(x, w["w1"], w["b1"])
+        return x + torch.nn.functional.linear(act(h), w["w2"], w["b2"])
+    return f
+
+
+def mlp_numpy(kind):
+    """The same block in numpy float64 (an independent reference)."""
+    from math import erf  # noqa: PLC0415
+
+    def f(x):
+        w = {k: v.double().numpy() for k, v in MLP_W.items()}
+        x = x.double().numpy()
+        h = x @ w["w1"].T + w["b1"]
+        if kind == "tanh":
+            g = 0.5 * h * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (h + 0.044715 * h ** 3)))
+        else:
+            g = 0.5 * h * (1.0 + np.vectorize(erf)(h / np.sqrt(2.0)))
+        return torch.from_numpy(x + g @ w["w2"].T + w["b2"]).float()
+    return f
+
+
+MLP_CASES = {
+    # name: (activation, numpy reference kind, post_op the CUDA wrapper must show)
+    "mlp_gelu_tanh_formula_residual": (gelu_tanh_formula, "tanh", 4),
+    "mlp_gelu_tanh_op_residual": (lambda h: torch.nn.functional.gelu(h, approximate="tanh"),
+                                  "tanh", None),
+    "mlp_gelu_erf_residual": (torch.nn.functional.gelu, "erf", 0),
+}
+for _name, (_act, _kind, _post) in MLP_CASES.items():
+    CASES[_name] = (mlp(_act), [(100, MLP_D)], False, {"x": {0: "rows"}},
+                    [(1, MLP_D), (7, MLP_D)])
+NUMPY_REFS = {name: mlp_numpy(kind) for name, (_, kind, _) in MLP_CASES.items()}
+
 # Symbol ranges for --dynamic, by the names used in the dynamic axes above.
-RANGES = {"b": "1:8", "sq": "1:512", "skv": "1:512"}
+RANGES = {"b": "1:8", "sq": "1:512", "skv": "1:512", "rows": "1:512"}
 
 
 def run_case(name, args, report):
@@ -87,7 +146,7 @@ def run_case(name, args, report):
     torch.onnx.export(Fn(fn), tuple(xs), onnx_path, input_names=names, output_names=["y"],
                       dynamic_axes=dyn, opset_version=17, dynamo=False)
     cmd = [args.kiln, "compile", onnx_path, "-o", so, "--device", "cuda", "--cuda-arch", "sm_90"]
-    if args.keep:
+    if args.keep or name in MLP_CASES:
         cmd.append("--keep-sources")
     if dyn:
         for sym in sorted({n for axes in dyn.values() for n in axes.values()}):
@@ -98,6 +157,14 @@ def run_case(name, args, report):
         entry.update(ok=False, error="compile: " + r.stderr[-1500:])
         report.append(entry)
         return
+    fusion_ok = True
+    if name in MLP_CASES:  # which epilogues the compiler fused (the wrapper's shim calls)
+        text = "".join(open(f).read() for f in glob.glob(so + ".src/*wrapper*"))
+        posts = [int(v) for v in __import__("re").findall(r"p\.mm\.post_op = (\d+);", text)]
+        entry["post_ops"] = posts
+        entry["matmul_v2_calls"] = text.count("kiln_shim_cuda_matmul_v2(")
+        want = MLP_CASES[name][2]
+        fusion_ok = want is None or (want in posts and (want != 0 or 3 not in posts))
     devices = ["cuda:0"] + (["cuda:1"] if torch.cuda.device_count() > 1 and
                             name == "bias_relu_vec4" else [])
     ok = True
@@ -106,7 +173,8 @@ def run_case(name, args, report):
         extra = [[torch.randn(*t) for t in s] if isinstance(s, list) else [torch.randn(*s)]
                  for s in more]
         for inputs in [xs] + extra:
-            ref = fn(*[x.double() for x in inputs]).float()
+            ref = (NUMPY_REFS[name](*inputs) if name in NUMPY_REFS else
+                   fn(*[x.double() for x in inputs]).float())
             gpu_in = [x.to(dev) for x in inputs]
             outs = []
             for _ in range(2):  # twice: split reductions must be deterministic
@@ -120,12 +188,15 @@ def run_case(name, args, report):
                 good = err == 0.0 and same
             else:
                 err = rel_l2(outs[0], ref)
-                good = err < (1e-5 if name.startswith("attention") else 1e-6) and same
+                tol = 1e-5 if name.startswith(("attention", "mlp")) else 1e-6
+                good = err < tol and same
             ok = ok and good
             entry["checks"].append({"device": dev, "shape": list(inputs[0].shape), "err": err,
                                     "deterministic": same, "ok": good})
         km.close()
-    entry["ok"] = ok
+    entry["ok"] = ok and fusion_ok
+    if not fusion_ok:
+        entry["error"] = "unexpected epilogue fusion (post_ops %s)" % entry.get("post_ops")
     report.append(entry)
 
 

@@ -192,6 +192,7 @@ struct MM {
   int post = KILN_POST_NONE;
   int type = KILN_ELEM_F32;
   int wantRc = 0;
+  bool residual = false; // level 7: a full residual as cuBLASLt's C (beta 1)
 };
 
 void runMatmul(const MM &c) {
@@ -213,18 +214,21 @@ void runMatmul(const MM &c) {
   size_t bN = static_cast<size_t>((c.bcastB ? 1 : c.batch) * bRows * m.ldb);
   size_t cN = static_cast<size_t>(c.batch * c.m * m.ldc);
   size_t addN = c.addend == 1 ? static_cast<size_t>(c.n) : c.addend == 2 ? cN : 0;
-  auto A = randVec(aN), B = randVec(bN), Add = randVec(addN);
-  Dev dA(aN * esz(t)), dB(bN * esz(t)), dC(cN * esz(t)), dAdd(addN * esz(t));
+  size_t resN = c.residual ? cN : 0;
+  auto A = randVec(aN), B = randVec(bN), Add = randVec(addN), Res = randVec(resN);
+  Dev dA(aN * esz(t)), dB(bN * esz(t)), dC(cN * esz(t)), dAdd(addN * esz(t)), dRes(resN * esz(t));
   upload(dA, encode(A, t));
   upload(dB, encode(B, t));
   if (addN) upload(dAdd, encode(Add, t));
+  if (resN) upload(dRes, encode(Res, t));
   char err[512] = "";
   int rc = 0;
   for (int rep = 0; rep < 2 && rc == 0; ++rep) { // the second call reuses the cached plan
     syncAll();
     fillNan(dC);
     syncAll();
-    rc = libs->matmul(stream, ws, 1, dA.p, dB.p, addN ? dAdd.p : nullptr, dC.p, p, err, sizeof err);
+    rc = libs->matmul(stream, ws, 1, dA.p, dB.p, addN ? dAdd.p : nullptr, resN ? dRes.p : nullptr,
+                      dC.p, p, err, sizeof err);
   }
   syncAll();
   double maxErr = 0;
@@ -252,7 +256,14 @@ void runMatmul(const MM &c) {
                            : 0.0;
           s += c.beta * add;
           mag += std::fabs(c.beta * add);
+          if (c.residual) {
+            double r = Res[static_cast<size_t>(bi * m.c_batch_stride + i * m.ldc + j)];
+            s += r;
+            mag += std::fabs(r);
+          }
           if (c.post == KILN_POST_RELU) s = s > 0 ? s : 0;
+          if (c.post == KILN_POST_GELU_TANH) // the derivative is <= 1.13: mag still bounds
+            s = 0.5 * s * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (s + 0.044715 * s * s * s)));
           double got = C[static_cast<size_t>(bi * m.c_batch_stride + i * m.ldc + j)];
           double e = std::isfinite(got) ? std::fabs(got - s) / (mag + 1e-30) : INFINITY;
           if (!(e <= maxErr)) maxErr = e;
@@ -374,7 +385,8 @@ int main() {
     return 2;
   }
   libs = created.get();
-  const int F32 = KILN_ELEM_F32, F16 = KILN_ELEM_F16, BF16 = KILN_ELEM_BF16, RELU = KILN_POST_RELU;
+  const int F32 = KILN_ELEM_F32, F16 = KILN_ELEM_F16, BF16 = KILN_ELEM_BF16, RELU = KILN_POST_RELU,
+            GELU_TANH = KILN_POST_GELU_TANH;
 
   std::vector<MM> mms = {
       {"plain 64x48x32", 1, 64, 48, 32},
@@ -401,6 +413,21 @@ int main() {
       {"bf16 bias", 2, 32, 48, 64, 0, 0, 0, 0, 0, false, false, 1, 1.f, 1.f, 0, BF16},
       {"clip refused", 1, 8, 8, 8, 0, 0, 0, 0, 0, false, false, 0, 1.f, 1.f, KILN_POST_CLIP, F32,
        KILN_ERR_UNSUPPORTED},
+      // Level 7 (kiln_shim_cuda_matmul_v2): GELU_TANH as the GELU(_BIAS) epilogue, residuals.
+      {"bias gelu_tanh", 1, 128, 256, 128, 0, 1, 0, 0, 0, false, false, 1, 1.f, 1.f, GELU_TANH},
+      {"gelu_tanh no addend", 2, 40, 72, 64, 0, 0, 0, 0, 0, false, true, 0, 1.f, 1.f, GELU_TANH},
+      {"bias residual", 1, 128, 128, 256, 0, 1, 0, 0, 0, false, false, 1, 1.f, 1.f, 0, F32, 0,
+       true},
+      {"residual batch 3 bcast B", 3, 17, 40, 24, 0, 0, 0, 0, 0, false, true, 0, 1.f, 1.f, 0, F32,
+       0, true},
+      {"bias beta 0.5 residual gelu_tanh", 1, 50, 70, 90, 0, 0, 0, 0, 0, false, false, 1, 1.f, 0.5f,
+       GELU_TANH, F32, 0, true},
+      {"f16 bias gelu_tanh residual", 1, 64, 64, 64, 0, 1, 0, 0, 0, false, false, 1, 1.f, 1.f,
+       GELU_TANH, F16, 0, true},
+      {"gelu_erf refused", 1, 8, 8, 8, 0, 0, 0, 0, 0, false, false, 0, 1.f, 1.f, KILN_POST_GELU_ERF,
+       F32, KILN_ERR_UNSUPPORTED},
+      {"residual with full addend refused", 1, 8, 8, 8, 0, 0, 0, 0, 0, false, false, 2, 1.f, 1.f, 0,
+       F32, KILN_ERR_INVALID_ARGUMENT, true},
   };
   for (const MM &c : mms)
     runMatmul(c);

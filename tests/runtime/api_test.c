@@ -283,7 +283,7 @@ static void test_descriptor_variants(void) {
 
   d.shim_version = 99;
   CHECK_ERR(kiln_rt_container_create_v1(&d, NULL, &c), KILN_ERR_VERSION_MISMATCH,
-            "model needs kiln shim v99 but this libkiln_rt provides v6; upgrade libkiln_rt");
+            "model needs kiln shim v99 but this libkiln_rt provides v7; upgrade libkiln_rt");
   d = *kiln_model_descriptor();
   d.abi_version = 7;
   CHECK_ERR(kiln_rt_container_create_v1(&d, NULL, &c), KILN_ERR_VERSION_MISMATCH,

@@ -29,10 +29,12 @@ public:
   static std::unique_ptr<CudaLibraries> create(char *err, size_t errSize);
   virtual ~CudaLibraries() = default;
 
-  /// Enqueues the matmul on stream (a CUstream). Returns 0 or a kiln_status with err filled.
+  /// Enqueues the matmul on stream (a CUstream): kiln_shim_cuda_matmul_v2's semantics
+  /// (residual optional; the v1 entry refuses the level-7 post-ops before it gets here).
+  /// Returns 0 or a kiln_status with err filled.
   virtual int matmul(void *stream, Workspace ws, int64_t site, const void *a, const void *b,
-                     const void *addend, void *c, const kiln_cuda_matmul_params_v1 &p, char *err,
-                     size_t errSize) = 0;
+                     const void *addend, const void *residual, void *c,
+                     const kiln_cuda_matmul_params_v1 &p, char *err, size_t errSize) = 0;
   /// Enqueues the convolution on stream. Returns 0 or a kiln_status with err filled.
   virtual int conv(void *stream, Workspace ws, int64_t site, const void *x, const int64_t *xDims,
                    const void *w, const int64_t *wDims, const void *bias, const void *residual,

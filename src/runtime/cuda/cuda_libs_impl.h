@@ -79,8 +79,8 @@ public:
   ~CudaLibrariesImpl() override;
 
   int matmul(void *stream, Workspace ws, int64_t site, const void *a, const void *b,
-             const void *addend, void *c, const kiln_cuda_matmul_params_v1 &p, char *err,
-             size_t errSize) override;
+             const void *addend, const void *residual, void *c, const kiln_cuda_matmul_params_v1 &p,
+             char *err, size_t errSize) override;
   int conv(void *stream, Workspace ws, int64_t site, const void *x, const int64_t *xDims,
            const void *w, const int64_t *wDims, const void *bias, const void *residual, void *y,
            const int64_t *yDims, const kiln_conv_params_v1 &p, int32_t elemType, uint32_t flags,

@@ -5,10 +5,11 @@
 // dimensions and trans flags. Addends: a row vector (n) is cuBLAS's per-row bias (D has n
 // rows), through the BIAS / RELU_BIAS epilogue; with beta != 1 the bias is first scaled into
 // the workspace by cublasLtMatrixTransform (no custom kernel, no allocation). A full addend
-// is cuBLAS's C input (same ld and batch stride as D) with beta. ReLU is the RELU epilogue,
-// which cuBLASLt applies after alpha*AB + beta*C + bias. CLIP has no epilogue and no other
-// library op: it is refused (KILN_ERR_UNSUPPORTED) and the compiler does not fuse clip
-// into CUDA matmuls.
+// is cuBLAS's C input (same ld and batch stride as D) with beta; so is a residual (level 7),
+// with beta 1. ReLU is the RELU epilogue and GELU_TANH the GELU epilogue, which cuBLASLt
+// applies after alpha*AB + beta*C + bias; cuBLASLt's GELU is the tanh approximation (PyTorch
+// relies on the same, pytorch/pytorch#104061), so GELU_ERF is refused like CLIP, which has no
+// epilogue either (KILN_ERR_UNSUPPORTED): the compiler fuses neither into CUDA matmuls.
 #include "cuda_libs_impl.h"
 
 #include <kiln/model.h>
@@ -18,6 +19,9 @@
 namespace kiln::rt::cuda {
 namespace {
 
+// How the addend reaches cuBLASLt: a row bias as the BIAS epilogue's vector (scaled first
+// when beta != 1), a full addend as its C input (kFull). A residual is C too (checkArgs keeps
+// it apart from a full addend).
 enum AddendMode { kNone = 0, kBias = 1, kScaledBias = 2, kFull = 3 };
 
 size_t elemSize(int32_t t) {
@@ -32,8 +36,8 @@ const char *elemName(int32_t t) {
   return t == KILN_ELEM_F32 ? "f32" : t == KILN_ELEM_F16 ? "f16" : "bf16";
 }
 
-int checkArgs(int64_t site, const void *a, const void *b, const void *addend, const void *c,
-              const kiln_cuda_matmul_params_v1 &cp, char *err, size_t errSize) {
+int checkArgs(int64_t site, const void *a, const void *b, const void *addend, const void *residual,
+              const void *c, const kiln_cuda_matmul_params_v1 &cp, char *err, size_t errSize) {
   const kiln_matmul_params_v1 &p = cp.mm;
   long long s = static_cast<long long>(site);
   for (int32_t r : cp.reserved)
@@ -67,9 +71,18 @@ int checkArgs(int64_t site, const void *a, const void *b, const void *addend, co
     return fail(err, errSize, KILN_ERR_UNSUPPORTED,
                 "cuda matmul site %lld: post_op CLIP has no cuBLASLt epilogue (not fused on CUDA)",
                 s);
-  if (p.post_op != KILN_POST_NONE && p.post_op != KILN_POST_RELU)
+  if (p.post_op == KILN_POST_GELU_ERF)
+    return fail(err, errSize, KILN_ERR_UNSUPPORTED,
+                "cuda matmul site %lld: post_op GELU_ERF has no cuBLASLt epilogue (its GELU is the "
+                "tanh approximation; not fused on CUDA)",
+                s);
+  if (p.post_op != KILN_POST_NONE && p.post_op != KILN_POST_RELU &&
+      p.post_op != KILN_POST_GELU_TANH)
     return fail(err, errSize, KILN_ERR_INVALID_ARGUMENT,
                 "cuda matmul site %lld: unknown post_op %d", s, p.post_op);
+  if (residual && p.addend_kind == 2)
+    return fail(err, errSize, KILN_ERR_INVALID_ARGUMENT,
+                "cuda matmul site %lld: a residual does not combine with a full addend", s);
   if (p.batch > INT32_MAX) // cuBLASLt's batch count is an int32
     return fail(err, errSize, KILN_ERR_UNSUPPORTED, "cuda matmul site %lld: batch %lld > 2^31-1", s,
                 static_cast<long long>(p.batch));
@@ -130,9 +143,11 @@ int CudaLibrariesImpl::buildMatmulPlan(MatmulPlan &plan, const kiln_cuda_matmul_
                           m.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N),
          "transb");
   plan.bias = addendMode == kBias || addendMode == kScaledBias;
-  bool relu = m.post_op == KILN_POST_RELU;
-  cublasLtEpilogue_t epi = plan.bias ? (relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS)
-                                     : (relu ? CUBLASLT_EPILOGUE_RELU : CUBLASLT_EPILOGUE_DEFAULT);
+  cublasLtEpilogue_t epi = plan.bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+  if (m.post_op == KILN_POST_RELU)
+    epi = plan.bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
+  if (m.post_op == KILN_POST_GELU_TANH)
+    epi = plan.bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
   LT_TRY(setDesc<int32_t>(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, epi), "epilogue");
   if (plan.bias) // one bias for every matrix of the batch
     LT_TRY(setDesc<int64_t>(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, 0), "bias stride");
@@ -197,17 +212,19 @@ int CudaLibrariesImpl::buildMatmulPlan(MatmulPlan &plan, const kiln_cuda_matmul_
 }
 
 int CudaLibrariesImpl::matmul(void *stream, Workspace ws, int64_t site, const void *a,
-                              const void *b, const void *addend, void *c,
+                              const void *b, const void *addend, const void *residual, void *c,
                               const kiln_cuda_matmul_params_v1 &p, char *err, size_t errSize) {
-  if (int rc = checkArgs(site, a, b, addend, c, p, err, errSize)) return rc;
+  if (int rc = checkArgs(site, a, b, addend, residual, c, p, err, errSize)) return rc;
   const kiln_matmul_params_v1 &m = p.mm;
   if (m.batch == 0 || m.m == 0 || m.n == 0) return KILN_OK;
 
   int mode = kNone;
   if (m.addend_kind == 1 && m.beta != 0.f) mode = m.beta == 1.f ? kBias : kScaledBias;
   if (m.addend_kind == 2 && m.beta != 0.f) mode = kFull;
+  // C input of cuBLASLt: the full addend (scaled by beta) or the residual (beta 1); else D.
+  const void *cIn = mode == kFull ? addend : residual ? residual : c;
+  const float betaC = mode == kFull ? m.beta : residual ? 1.f : 0.f;
   const int64_t es = static_cast<int64_t>(elemSize(p.elem_type));
-  const void *cIn = mode == kFull ? addend : c;
   const int64_t cStride = m.batch > 1 ? m.c_batch_stride * es : 0;
   uint32_t align[4] = {alignmentOf(b, m.batch > 1 ? m.b_batch_stride * es : 0),
                        alignmentOf(a, m.batch > 1 ? m.a_batch_stride * es : 0),
@@ -217,8 +234,9 @@ int CudaLibrariesImpl::matmul(void *stream, Workspace ws, int64_t site, const vo
   for (int64_t v : {site, m.batch, m.m, m.n, m.k, m.a_batch_stride, m.b_batch_stride,
                     m.c_batch_stride, m.lda, m.ldb, m.ldc, static_cast<int64_t>(ws.bytes)})
     key.push(v);
-  key.push(m.trans_a | m.trans_b << 1 | m.post_op << 2 | mode << 4 | p.elem_type << 8 |
-           static_cast<int64_t>(p.flags & KILN_CUDA_ALLOW_TF32) << 12);
+  key.push(m.trans_a | m.trans_b << 1 | m.post_op << 2 | mode << 5 | p.elem_type << 8 |
+           static_cast<int64_t>(p.flags & KILN_CUDA_ALLOW_TF32) << 12 |
+           static_cast<int64_t>(residual != nullptr) << 13);
   key.push(static_cast<int64_t>(align[0]) | static_cast<int64_t>(align[1]) << 16 |
            static_cast<int64_t>(align[2]) << 32 | static_cast<int64_t>(align[3]) << 48);
 
@@ -241,7 +259,7 @@ int CudaLibrariesImpl::matmul(void *stream, Workspace ws, int64_t site, const vo
   char *wsPtr = static_cast<char *>(ws.ptr);
   size_t wsBytes = ws.bytes;
   const float alpha = m.alpha, zero = 0.f;
-  const float beta = mode == kFull ? m.beta : 0.f;
+  const float beta = betaC;
   if (plan.bias) {
     const void *biasPtr = addend;
     if (mode == kScaledBias) {

@@ -169,13 +169,25 @@ CudaLibraries *libraries(Runner *r, const char *shim, char *err, size_t errSize)
   return r->libs.get();
 }
 
-int matmul(void *runner, int64_t site, const void *a, const void *b, const void *addend, void *c,
-           const kiln_cuda_matmul_params_v1 *p, char *err, size_t errSize) {
+int matmulV2(void *runner, int64_t site, const void *a, const void *b, const void *addend,
+             const void *residual, void *c, const kiln_cuda_matmul_params_v1 *p, char *err,
+             size_t errSize) {
   Runner *r = asRunner(runner);
-  CudaLibraries *libs = libraries(r, "kiln_shim_cuda_matmul_v1", err, errSize);
+  CudaLibraries *libs = libraries(r, "kiln_shim_cuda_matmul_v2", err, errSize);
   if (!libs) return r->inRun ? KILN_ERR_UNSUPPORTED : KILN_ERR_INVALID_STATE;
   Workspace ws{reinterpret_cast<void *>(r->arena), r->workspace};
-  return libs->matmul(r->current, ws, site, a, b, addend, c, *p, err, errSize);
+  return libs->matmul(r->current, ws, site, a, b, addend, residual, c, *p, err, errSize);
+}
+
+/// kiln_shim_cuda_matmul_v1 predates the level-7 post-ops: it refuses them as unknown.
+int matmul(void *runner, int64_t site, const void *a, const void *b, const void *addend, void *c,
+           const kiln_cuda_matmul_params_v1 *p, char *err, size_t errSize) {
+  if (p->mm.post_op > KILN_POST_CLIP)
+    return report(err, errSize, KILN_ERR_INVALID_ARGUMENT,
+                  "cuda matmul site %lld: unknown post_op %d (the GELUs need "
+                  "kiln_shim_cuda_matmul_v2)",
+                  static_cast<long long>(site), p->mm.post_op);
+  return matmulV2(runner, site, a, b, addend, nullptr, c, p, err, errSize);
 }
 
 int conv(void *runner, int64_t site, const void *x, const int64_t *xDims, const void *w,
@@ -208,6 +220,7 @@ const kiln_device_plugin_v1 kPlugin = {
     driverTable,
     matmul,
     conv,
+    matmulV2,
 };
 
 } // namespace

@@ -1,0 +1,163 @@
+// kiln_shim_matmul_v2 (level 7): residual and GELU post-ops against a float64 reference, and
+// kiln_shim_matmul_v1 still refusing the level-7 post-ops.
+#include "test_util.h"
+
+#include <kiln/model.h>
+#include <kiln/runtime.h>
+#include <kiln/shim.h>
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+
+namespace {
+
+using kiln::test::randomVector;
+using kiln::test::relL2;
+
+enum class Res { None, Separate, InPlace };
+
+struct V2Case {
+  int64_t batch, m, n, k;
+  bool transB, broadcastB;
+  int64_t padC;
+  float alpha, beta;
+  int addend; // 0 none, 1 row
+  Res residual;
+  int post;
+};
+
+double postRef(double v, int post) {
+  if (post == KILN_POST_RELU) return std::max(v, 0.0);
+  if (post == KILN_POST_GELU_ERF) return 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
+  if (post == KILN_POST_GELU_TANH)
+    return 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+  return v;
+}
+
+class MatmulShimV2 : public ::testing::TestWithParam<V2Case> {
+protected:
+  void SetUp() override { ASSERT_EQ(kiln_rt_runner_create(&ctx_), KILN_OK); }
+  void TearDown() override { kiln_rt_runner_destroy(ctx_); }
+  kiln_shim_ctx *ctx_ = nullptr;
+};
+
+// float32 sums of k <= 96 products (|terms| < 1) and oneDNN's GELU (its erf/tanh are
+// polynomial approximations good to a few float ulps) stay far inside 1e-5 relative L2; a
+// missing residual, a missing bias or the other GELU form is off by 1e-2 or more.
+TEST_P(MatmulShimV2, MatchesFloat64) {
+  const V2Case t = GetParam();
+  kiln_matmul_params_v1 p{};
+  p.batch = t.batch;
+  p.m = t.m;
+  p.n = t.n;
+  p.k = t.k;
+  p.trans_b = t.transB;
+  p.lda = t.k;
+  p.ldb = t.transB ? t.k : t.n;
+  p.ldc = t.n + t.padC;
+  const int64_t aSize = t.m * t.k, bSize = t.k * t.n, cSize = t.m * p.ldc;
+  p.a_batch_stride = aSize;
+  p.b_batch_stride = t.broadcastB ? 0 : bSize;
+  p.c_batch_stride = cSize;
+  p.alpha = t.alpha;
+  p.beta = t.beta;
+  p.addend_kind = t.addend;
+  p.post_op = t.post;
+
+  std::mt19937 rng(static_cast<unsigned>(t.m * 7 + t.n * 131 + t.k + t.post));
+  std::vector<float> a = randomVector(rng, aSize * t.batch);
+  std::vector<float> b = randomVector(rng, bSize * (t.broadcastB ? 1 : t.batch));
+  std::vector<float> bias = randomVector(rng, t.n);
+  std::vector<float> residual = randomVector(rng, cSize * t.batch);
+  for (float &r : residual)
+    r *= 3.f; // GELU's curved part lies in [-3, 3]: cover it
+  std::vector<float> c(cSize * t.batch, 42.f);
+  if (t.residual == Res::InPlace) c = residual;
+
+  std::vector<double> want(c.begin(), c.end());
+  for (int64_t bi = 0; bi < t.batch; ++bi)
+    for (int64_t i = 0; i < t.m; ++i)
+      for (int64_t j = 0; j < t.n; ++j) {
+        const float *ab = a.data() + bi * p.a_batch_stride;
+        const float *bb = b.data() + bi * p.b_batch_stride;
+        double acc = 0;
+        for (int64_t q = 0; q < t.k; ++q)
+          acc += double(ab[i * p.lda + q]) * (t.transB ? bb[j * p.ldb + q] : bb[q * p.ldb + j]);
+        int64_t ci = bi * cSize + i * p.ldc + j;
+        double v = t.alpha * acc;
+        if (t.addend == 1) v += double(t.beta) * bias[j];
+        if (t.residual != Res::None) v += residual[ci];
+        want[ci] = postRef(v, t.post);
+      }
+
+  const float *add = t.addend ? bias.data() : nullptr;
+  const float *res = t.residual == Res::None      ? nullptr
+                     : t.residual == Res::InPlace ? c.data()
+                                                  : residual.data();
+  ASSERT_EQ(kiln_shim_matmul_v2(ctx_, 3, a.data(), b.data(), add, res, c.data(), &p), KILN_OK)
+      << kiln_rt_last_error();
+  EXPECT_LT(relL2(c.data(), want), 1e-5);
+  for (int64_t bi = 0; bi < t.batch; ++bi) // padding between rows untouched
+    for (int64_t i = 0; i < t.m; ++i)
+      for (int64_t j = t.n; j < p.ldc; ++j)
+        EXPECT_EQ(c[bi * cSize + i * p.ldc + j], float(want[bi * cSize + i * p.ldc + j]));
+  if (t.residual != Res::InPlace) { // the cached primitive gives the same bits
+    std::vector<float> first = c;
+    ASSERT_EQ(kiln_shim_matmul_v2(ctx_, 3, a.data(), b.data(), add, res, c.data(), &p), KILN_OK);
+    EXPECT_EQ(first, c);
+  }
+}
+
+constexpr int kErf = KILN_POST_GELU_ERF, kTanh = KILN_POST_GELU_TANH;
+
+// batch, m, n, k, transB, broadcastB, padC, alpha, beta, addend, residual, post
+INSTANTIATE_TEST_SUITE_P(
+    Cases, MatmulShimV2,
+    ::testing::Values(V2Case{1, 16, 24, 32, false, false, 0, 1.f, 1.f, 1, Res::None, kErf},
+                      V2Case{1, 16, 24, 32, false, false, 0, 1.f, 1.f, 1, Res::None, kTanh},
+                      V2Case{1, 7, 5, 9, false, false, 0, 1.f, 1.f, 0, Res::None, kErf},
+                      V2Case{1, 7, 5, 9, true, false, 0, 1.f, 1.f, 0, Res::None, kTanh},
+                      V2Case{1, 16, 24, 32, false, false, 0, 1.f, 1.f, 1, Res::Separate, 0},
+                      V2Case{1, 16, 24, 32, false, false, 0, 1.f, 1.f, 0, Res::Separate, 0},
+                      V2Case{1, 16, 24, 32, false, false, 0, 1.f, 1.f, 1, Res::InPlace, 0},
+                      V2Case{3, 9, 20, 96, false, true, 0, 1.f, 1.f, 1, Res::Separate, 0},
+                      V2Case{3, 9, 20, 96, false, true, 0, 1.f, 1.f, 1, Res::Separate, kTanh},
+                      V2Case{2, 6, 10, 4, false, false, 3, 0.5f, 2.f, 1, Res::Separate, kErf},
+                      V2Case{2, 6, 10, 4, false, false, 3, 1.f, 1.f, 1, Res::InPlace, kErf},
+                      V2Case{1, 5, 8, 12, true, false, 0, 1.f, 1.f, 1, Res::Separate, 1},
+                      V2Case{1, 4, 4, 0, false, false, 0, 1.f, 1.f, 1, Res::Separate, kTanh}),
+    [](const ::testing::TestParamInfo<V2Case> &info) {
+      const V2Case &t = info.param;
+      return "b" + std::to_string(t.batch) + "_m" + std::to_string(t.m) + "_n" +
+             std::to_string(t.n) + "_post" + std::to_string(t.post) + "_case" +
+             std::to_string(info.index);
+    });
+
+TEST(MatmulShimV2Errors, LevelSevenArgumentsAreChecked) {
+  kiln_shim_ctx *ctx;
+  ASSERT_EQ(kiln_rt_runner_create(&ctx), KILN_OK);
+  kiln_matmul_params_v1 p{};
+  p.batch = 1;
+  p.m = p.n = p.k = p.lda = p.ldb = p.ldc = 4;
+  p.alpha = p.beta = 1.f;
+  float v[16] = {}, r[16] = {}, out[16] = {};
+  // The GELUs are level 7: kiln_shim_matmul_v1 does not know them.
+  p.post_op = KILN_POST_GELU_TANH;
+  EXPECT_EQ(kiln_shim_matmul_v1(ctx, 0, v, v, nullptr, out, &p), KILN_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(kiln_rt_last_error()).find("unknown post_op 4"), std::string::npos)
+      << kiln_rt_last_error();
+  EXPECT_EQ(kiln_shim_matmul_v2(ctx, 0, v, v, nullptr, nullptr, out, &p), KILN_OK);
+  p.post_op = 5;
+  EXPECT_EQ(kiln_shim_matmul_v2(ctx, 0, v, v, nullptr, nullptr, out, &p),
+            KILN_ERR_INVALID_ARGUMENT);
+  // A residual and a full addend do not combine.
+  p.post_op = KILN_POST_NONE;
+  p.addend_kind = 2;
+  EXPECT_EQ(kiln_shim_matmul_v2(ctx, 0, v, v, v, r, out, &p), KILN_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(kiln_rt_last_error()).find("residual"), std::string::npos);
+  kiln_rt_runner_destroy(ctx);
+}
+
+} // namespace
