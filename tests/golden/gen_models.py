@@ -165,7 +165,7 @@ save("mlp_gelu_residual",
       nh.from_array(np.array(1.0, np.float32), "one"),
       nh.from_array(np.array(0.5, np.float32), "half")])
 
-# 12. MatMul + bias + torch's erf GELU (Div, Erf, Add, Mul, Mul): a CPU matmul epilogue; on
+# 13. MatMul + bias + torch's erf GELU (Div, Erf, Add, Mul, Mul): a CPU matmul epilogue; on
 #     CUDA the bias fuses into cuBLASLt but the erf GELU stays a generated kernel.
 save("matmul_gelu_erf",
      [h.make_node("MatMul", ["x", "W"], ["t"], name="mm"),
