@@ -3,6 +3,7 @@
 #include "codegen/wrapper/control_flow.h"
 #include "codegen/wrapper/extern_call.h"
 #include "codegen/wrapper/launch_select.h"
+#include "codegen/wrapper/shape_binding.h"
 #include "codegen/wrapper/shape_checks.h"
 #include "kiln/model_desc.h"
 #include "kiln/shim.h"
@@ -159,84 +160,21 @@ private:
     return os.str();
   }
 
-  /// `const int64_t S<i> = S[i];` for every model symbol (the names expressions use).
-  std::string symbolLocals() const {
-    std::string out;
-    for (size_t s = 0; s < syms_.symbols.size(); ++s)
-      out += fmt::format("  const int64_t S{0} = S[{0}]; (void)S{0};\n", s);
-    return out;
-  }
-
   bool isLate(sym::Expr s) const { return p_.isInOrderValue(s); }
-
-  bool mentionsLate(const ir::ShapeGuard &gd) const {
-    for (sym::Expr e : {gd.lhs, gd.rhs})
-      for (const sym::Expr &s : sym::freeSymbols(e))
-        if (isLate(s)) return true;
-    return false;
-  }
 
   SymbolCpp cppOf() const {
     return [this](sym::Expr e) { return cpp(e); };
   }
 
-  /// The values one top-level group sets during the run.
-  std::vector<sym::Expr> lateWrites(const loop::KernelGroup &g) const {
-    std::vector<sym::Expr> out;
-    for (const loop::Kernel *k : g.kernels) {
-      for (const sym::Expr &s : k->valueOut)
-        if (s.valid()) out.push_back(s);
-      if (k->kind == loop::KernelKind::Extern)
-        for (const loop::ExternArg &a : k->ext.args)
-          if (a.kind == loop::ExternArg::Kind::SymbolOut) out.push_back(a.dims.at(0));
-      if (k->kind == loop::KernelKind::Call && k->call->iterations.valid())
-        out.push_back(k->call->iterations);
-      if (k->kind == loop::KernelKind::Call) { // an If's computed output dims
-        for (const auto &ld : k->call->lateDims)
-          out.push_back(ld.symbol);
-        for (const auto &body : k->call->bodyLate)
-          out.insert(out.end(), body.begin(), body.end());
-      }
-    }
-    return out;
+  ShapePrinter shapes() const {
+    return {g_, p_, syms_, ctx_, ops_, cppOf(), [this](sym::Expr e) { return symName(e); }};
   }
-
-  /// After a value kernel ran in order: its int64 results read to the host, each checked
-  /// against [lo, limit] and stored in its symbol's local.
-  std::string readLateValues(const loop::Kernel &k) const {
-    std::ostringstream os;
-    size_t n = k.valueOut.size();
-    os << fmt::format("  {{ // shape values computed by {}\n    int64_t v[{}];\n    ",
-                      commentText(k.origin), n);
-    os << ops_.readToHost("v", k.out->name, fmt::format("sizeof(int64_t) * {}", n)) << "\n";
-    for (size_t j = 0; j < n; ++j) {
-      if (!k.valueOut[j].valid()) continue;
-      const loop::RuntimeShapeValue *v = p_.shapeValue(k.valueOut[j]);
-      KILN_ASSERT(v, "{} is not a run-time shape value", k.valueOut[j].name());
-      os << valueCheck(*v, fmt::format("v[{}]", j), symName(v->symbol), cppOf(),
-                       "ctx->error, ctx->error_size");
-    }
-    os << "  }\n";
-    return os.str();
-  }
-
-  /// Guards over values computed in order, each checked once every such value it names is set.
+  std::string readLateValues(const loop::Kernel &k) const { return shapes().readValues(k); }
   std::string readyLateGuards(const std::set<const sym::Node *> &set,
                               std::vector<bool> &done) const {
-    std::string out;
-    for (size_t i = 0; i < g_.guards.size(); ++i) {
-      const ir::ShapeGuard &gd = g_.guards[i];
-      if (done[i] || !mentionsLate(gd)) continue;
-      bool ready = true;
-      for (sym::Expr e : {gd.lhs, gd.rhs})
-        for (const sym::Expr &s : sym::freeSymbols(e))
-          ready &= !isLate(s) || set.count(s.node());
-      if (!ready) continue;
-      done[i] = true;
-      out += guardCheck(gd, cppOf(), "ctx->error, ctx->error_size");
-    }
-    return out;
+    return shapes().readyGuards(set, done);
   }
+  std::string symbolLocals() const { return codegen::symbolLocals(syms_); }
 
   bool readsInputData() const { return !beforeRun_.empty(); }
 
@@ -255,77 +193,7 @@ private:
     return os.str();
   }
 
-  std::string bindShapes() {
-    std::ostringstream os;
-    os << "static int bind_impl(const int64_t *const *dims, const int32_t *ndims,\n"
-          "                     const void *const *data, int64_t *S, char *err, size_t err_size) "
-          "{\n"
-          "  (void)ndims; (void)data;\n";
-    std::vector<bool> solved(syms_.symbols.size(), false);
-    // Solve each symbol from the first input dim that is exactly that symbol.
-    for (size_t i = 0; i < p_.inputs.size(); ++i) {
-      const loop::Buffer *b = p_.inputs[i];
-      for (size_t d = 0; d < b->shape.size(); ++d) {
-        sym::Expr e = b->shape[d];
-        int si = e.isSymbol() ? syms_.indexOf(e) : -1;
-        if (si < 0 || solved[si]) continue;
-        solved[si] = true;
-        sym::Range r = ctx_.symbolRange(e);
-        os << fmt::format("  S[{}] = dims[{}][{}];\n", si, i, d);
-        os << fmt::format("  if (S[{0}] < INT64_C({1}) || S[{0}] > INT64_C({2})) {{\n"
-                          "    snprintf(err, err_size, \"input '%s' dim {3} (%s) = %lld is outside "
-                          "the compiled range [{1}, {2}]\", {5}, {4}, (long long)S[{0}]);\n"
-                          "    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
-                          si, r.lo, r.hi, d, cString(e.name()), cString(g_.inputs[i]->name));
-      }
-    }
-    os << beforeRunCalls();
-    for (const loop::RuntimeShapeValue &v : p_.shapeValues)
-      solved[syms_.indexOf(v.symbol)] = true;
-    for (size_t s = 0; s < solved.size(); ++s)
-      if (!solved[s])
-        fail("dimension '{}' appears only inside derived input dims; kiln needs it as a plain "
-             "input dim to solve it at run time",
-             syms_.symbols[s].name());
-    os << symbolLocals();
-    // Sizes the run computes start at their bounds (outputs and scratch are sized by them).
-    for (const loop::RuntimeShapeValue &v : p_.shapeValues)
-      if (v.phase == loop::ValuePhase::InOrder)
-        os << fmt::format("  S[{}] = {};\n", syms_.indexOf(v.symbol), cpp(v.bound));
-    for (size_t i = 0; i < p_.inputs.size(); ++i) {
-      const loop::Buffer *b = p_.inputs[i];
-      for (size_t d = 0; d < b->shape.size(); ++d) {
-        sym::Expr e = b->shape[d];
-        os << fmt::format(
-            "  if (dims[{0}][{1}] != ({2})) {{\n    snprintf(err, err_size, \"input "
-            "'%s' dim {1}: expected %lld (%s), got %lld\", {4}, (long long)({2}), {3}, "
-            "(long long)dims[{0}][{1}]);\n    return KILN_ERR_SHAPE_MISMATCH;\n  }}\n",
-            i, d, cpp(e), cString(sym::toString(e)), cString(g_.inputs[i]->name));
-      }
-    }
-    for (const ir::ShapeGuard &gd : g_.guards)
-      if (!mentionsLate(gd)) os << guardCheck(gd, cppOf(), "err, err_size");
-    os << "  return 0;\n}\n\n";
-    if (!readsInputData()) {
-      os << "static int bind_shapes(const int64_t *const *dims, const int32_t *ndims, int64_t *S,\n"
-            "                       char *err, size_t err_size) {\n"
-            "  return bind_impl(dims, ndims, nullptr, S, err, err_size);\n}\n\n";
-    } else {
-      os << "static int bind_shapes(const int64_t *const *, const int32_t *, int64_t *, char "
-            "*err,\n"
-            "                       size_t err_size) {\n"
-            "  snprintf(err, err_size, \"this model reads shape values from input data; it needs "
-            "libkiln_rt with ABI 2 or newer\");\n  return KILN_ERR_VERSION_MISMATCH;\n}\n\n";
-    }
-    os << "static void output_dims(const int64_t *S, int64_t *const *out) {\n";
-    os << symbolLocals();
-    if (syms_.symbols.empty()) os << "  (void)S;\n";
-    for (size_t i = 0; i < p_.outputs.size(); ++i)
-      for (size_t d = 0; d < p_.outputs[i]->shape.size(); ++d)
-        os << fmt::format("  out[{}][{}] = {};\n", i, d, cpp(p_.outputs[i]->shape[d]));
-    os << "}\n\n";
-    return os.str();
-  }
+  std::string bindShapes() { return shapes().bindShapes(beforeRunCalls(), readsInputData()); }
 
   std::string externCall(const loop::Kernel &k, int &scopeCounter) {
     const loop::ExternCall &e = k.ext;
@@ -424,7 +292,7 @@ private:
         const loop::KernelGroup &prev = p.groups[gi - 1];
         for (const loop::Kernel *pk : prev.kernels)
           if (!pk->valueOut.empty()) os << readLateValues(*pk);
-        for (const sym::Expr &s : lateWrites(prev))
+        for (const sym::Expr &s : valuesSetBy(prev))
           lateSet.insert(s.node());
         os << readyLateGuards(lateSet, guardDone);
       }
@@ -473,7 +341,7 @@ private:
       const loop::KernelGroup &last = p.groups.back();
       for (const loop::Kernel *pk : last.kernels)
         if (!pk->valueOut.empty()) os << readLateValues(*pk);
-      for (const sym::Expr &s : lateWrites(last))
+      for (const sym::Expr &s : valuesSetBy(last))
         lateSet.insert(s.node());
     }
     if (!sub) { // every in-order value is set now
