@@ -1,6 +1,7 @@
 #include "codegen/wrapper/shape_binding.h"
 
 #include "codegen/common/c_printer.h"
+#include "loop/control_flow.h"
 #include "support/error.h"
 
 #include <fmt/format.h>
