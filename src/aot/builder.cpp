@@ -279,7 +279,6 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
     entry.object = cache / (entry.key + ".o");
     all.push_back(entry);
   }
-  fs::path weightsBin; // an intermediate of the weights object, removed once that exists
   if (embedWeights) {
     std::string wkey = hexHash(gm.weights.hash(fnv1a("weights")));
     Job w;
@@ -287,10 +286,12 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
     w.key = wkey + "-S";
     w.object = cache / (w.key + ".o");
     if (!fs::exists(w.object)) {
-      weightsBin = cache / (wkey + ".bin");
-      if (!fs::exists(weightsBin))
-        writeAtomically(weightsBin, [&](std::FILE *f) { return gm.weights.write(f); });
-      writeFile(w.source, incbinAsm("kiln_weights_blob", weightsBin, false));
+      // The raw bytes are only the assembler's input: they go to this build's own folder
+      // (removed with it), not the shared cache, where a concurrent compile of the same
+      // weights could remove them under another's assembler.
+      fs::path bin = work / (wkey + ".bin");
+      writeAtomically(bin, [&](std::FILE *f) { return gm.weights.write(f); });
+      writeFile(w.source, incbinAsm("kiln_weights_blob", bin, false));
     }
     all.push_back(w);
   }
@@ -355,10 +356,6 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
   if (!firstError.empty()) failIfOutOfSpace(firstError, "writing an object to the cache failed");
   if (!firstError.empty())
     throw InternalError("kiln internal error: generated code did not compile (" + firstError + ")");
-  if (!weightsBin.empty()) {
-    std::error_code ec;
-    fs::remove(weightsBin, ec); // the weights object holds the same bytes now
-  }
   // The (one) CUDA fatbin becomes kiln_cuda_fatbin / kiln_cuda_fatbin_size in model.so.
   KILN_ASSERT(fatbins.size() <= 1, "a model has one fatbin, got {}", fatbins.size());
   for (const Job &fb : fatbins) {

@@ -4,6 +4,7 @@
 #include "support/error.h"
 
 #include <algorithm>
+#include <set>
 
 namespace kiln::lower {
 
@@ -486,6 +487,27 @@ void Lowerer::lowerGraph() {
   for (const auto &n : graph.nodes)
     lowerNode(*n);
   writeOutputs();
+  if (!graph.isSubgraph) dropGuardsOfUnloweredValues();
+}
+
+void Lowerer::dropGuardsOfUnloweredValues() {
+  // Shape inference lowers every node into a scratch program; a node whose outputs it folded
+  // (a SplitToSequence only counted by SequenceLength) is not lowered again, so a guard it
+  // left over a value read from input data has nothing to compute that value at run time.
+  std::set<const sym::Node *> known;
+  for (const ir::Value *v : graph.inputs)
+    for (const sym::Expr &d : v->shape)
+      for (const sym::Expr &s : sym::freeSymbols(d))
+        known.insert(s.node());
+  for (const loop::RuntimeShapeValue &v : prog.shapeValues)
+    known.insert(v.symbol.node());
+  auto computable = [&](const ir::ShapeGuard &gd) {
+    for (const sym::Expr &e : {gd.lhs, gd.rhs})
+      for (const sym::Expr &s : sym::freeSymbols(e))
+        if (!known.count(s.node())) return false;
+    return true;
+  };
+  std::erase_if(graph.guards, [&](const ir::ShapeGuard &gd) { return !computable(gd); });
 }
 
 void Lowerer::writeOutputs() {

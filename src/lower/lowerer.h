@@ -144,6 +144,8 @@ public:
   /// The graph outputs as Output buffers (a realized result is taken over, anything else
   /// copied); the last step of lowerGraph.
   void writeOutputs();
+  /// Removes graph guards naming a value read from input data that no lowered node computes.
+  void dropGuardsOfUnloweredValues();
   /// Builds a fresh loop variable of range [0, size).
   sym::Expr newVar(const char *prefix, sym::Expr size);
   loop::Buffer *constantBuffer(const ir::Value *v);
