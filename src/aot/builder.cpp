@@ -19,6 +19,7 @@
 #include <sstream>
 #include <thread>
 #include <unistd.h>
+#include <vector>
 
 namespace kiln::aot {
 
@@ -198,14 +199,31 @@ std::string linkKey(const std::string &link, const fs::path &tmpOut, const fs::p
 }
 
 /// Copies (never links: a later write into model.so must not reach the cache) a cached
-/// library to the temporary output.
+/// library to the temporary output; a failed write names its reason (a full disk or a file
+/// size limit is the user's to fix), and nothing is left behind.
 void copyFromCache(const fs::path &linked, const fs::path &tmpOut, const fs::path &out) {
-  std::error_code ec;
-  fs::copy_file(linked, tmpOut, fs::copy_options::overwrite_existing, ec);
-  if (ec) {
+  std::FILE *in = std::fopen(linked.c_str(), "rb");
+  std::FILE *dst = in ? std::fopen(tmpOut.c_str(), "wb") : nullptr;
+  int err = 0;
+  if (in && dst) {
+    std::vector<char> buf(1 << 20);
+    while (size_t n = std::fread(buf.data(), 1, buf.size(), in))
+      if (std::fwrite(buf.data(), 1, n, dst) != n) {
+        err = errno;
+        break;
+      }
+    if (!err && std::ferror(in)) err = errno ? errno : EIO;
+  } else {
+    err = errno;
+  }
+  if (dst && std::fclose(dst) != 0 && !err) err = errno;
+  if (in) std::fclose(in);
+  if (err) {
+    std::error_code ec;
     fs::remove(tmpOut, ec);
-    failIfOutOfSpace(ec.message(), "cannot write '" + out.string() + "'");
-    fail("cannot write '{}': {}", out.string(), ec.message());
+    std::string why = std::strerror(err);
+    failIfOutOfSpace(why, "cannot write '" + out.string() + "'");
+    fail("cannot write '{}': {}", out.string(), why);
   }
 }
 
