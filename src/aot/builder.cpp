@@ -190,12 +190,13 @@ std::string linkKey(const std::string &link, const fs::path &tmpOut, const fs::p
   std::string cmd = link;
   std::string tmp = shellQuote(tmpOut.string());
   if (size_t at = cmd.find(tmp); at != std::string::npos) cmd.replace(at, tmp.size(), "OUT");
-  std::error_code ec;
+  std::error_code sizeError, timeError;
   fs::path rt = fs::path(kilnPaths().runtimeLibDir) / "libkiln_rt.so";
-  auto size = fs::file_size(rt, ec);
-  auto time = fs::last_write_time(rt, ec).time_since_epoch().count();
-  return hexHash(fnv1a(cmd + out.filename().string(),
-                       fnv1a(std::to_string(ec ? 0 : size) + ":" + std::to_string(time))));
+  auto size = fs::file_size(rt, sizeError);
+  auto time = fs::last_write_time(rt, timeError).time_since_epoch().count();
+  return hexHash(fnv1a(
+      cmd + out.filename().string(),
+      fnv1a(std::to_string(sizeError ? 0 : size) + ":" + std::to_string(timeError ? 0 : time))));
 }
 
 /// Copies (never links: a later write into model.so must not reach the cache) a cached

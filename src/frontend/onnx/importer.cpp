@@ -5,11 +5,8 @@
 
 #include <algorithm>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <onnx/onnx_pb.h>
 #include <set>
-#include <sstream>
 
 namespace kiln::frontend {
 

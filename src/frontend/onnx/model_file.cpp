@@ -66,13 +66,7 @@ std::unique_ptr<ir::Graph> importModel(const std::string &path, sym::Context &ct
     ::close(fd);
     fail("model file '{}' is not a regular file", path);
   }
-  size_t size = static_cast<size_t>(st.st_size);
-  if (static_cast<int64_t>(size) > kMaxProtobufBytes) {
-    ::close(fd);
-    fail("'{}' is {} bytes; an ONNX protobuf file must be smaller than 2 GiB (store large "
-         "weights as external data)",
-         path, size);
-  }
+  size_t size = static_cast<size_t>(st.st_size); // parseModel refuses 0 and >= 2 GiB
   onnx::ModelProto model;
   if (size > 0) {
     void *map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);

@@ -90,7 +90,8 @@ static void unpackSubByte(const onnx::TensorProto &t, const std::string &dir,
     readExternal(t, dir, context, packedBytes, out);
     packed.swap(out.bytes);
   } else if (t.has_raw_data()) {
-    packed.assign(t.raw_data().begin(), t.raw_data().end());
+    const auto *raw = reinterpret_cast<const uint8_t *>(t.raw_data().data());
+    packed.assign(raw, raw + t.raw_data().size()); // one memmove, as convertTensor's
   } else {
     for (int32_t v : t.int32_data())
       packed.push_back(static_cast<uint8_t>(v));
