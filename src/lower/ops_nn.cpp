@@ -53,6 +53,9 @@ void lowerConv(OpCtx &c) {
     c.unsupported(fmt::format("Conv on {} (float32 only)", dtypeName(x.dtype)));
   int spatial = x.rank() - 2;
   if (spatial < 1 || spatial > 3) c.unsupported(fmt::format("Conv with {} spatial dims", spatial));
+  if (wt.rank() != x.rank())
+    fail("{}: the weight has rank {}, the input rank {}; they must be equal", c.node.describe(),
+         wt.rank(), x.rank());
   std::vector<sym::Expr> kernel(wt.shape.begin() + 2, wt.shape.end());
   int64_t groups = c.node.attrInt("group", 1);
   Window w = windowGeometry(c, x.shape, kernel, false);

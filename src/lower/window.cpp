@@ -9,6 +9,10 @@ namespace kiln::lower {
 Window windowGeometry(OpCtx &c, const ir::Shape &in, const std::vector<sym::Expr> &kernel,
                       bool ceilMode) {
   size_t n = kernel.size();
+  if (in.size() != n + 2)
+    fail("{}: the input has rank {}, but a {}-D window needs rank {} (batch, channels and "
+         "{} spatial dims)",
+         c.node.describe(), in.size(), n, n + 2, n);
   Window w;
   w.strides = c.node.attrInts("strides", std::vector<int64_t>(n, 1));
   w.dilations = c.node.attrInts("dilations", std::vector<int64_t>(n, 1));
