@@ -240,7 +240,7 @@ def main():
     ap.add_argument("--peak-gflops", type=float,
                     help="per-core fp32 FMA peak to use instead of measuring it")
     ap.add_argument("--from-json", help="render the tables, docs and plot from a --json-out "
-                    "file of an earlier run instead of timing (with --peak-gflops: % of peak "
+                    "file of an earlier run instead of timing (with --peak-gflops: %% of peak "
                     "against that peak)")
     args = ap.parse_args()
     if args.from_json:
