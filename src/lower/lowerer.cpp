@@ -127,15 +127,31 @@ int64_t OpCtx::requireStatic(sym::Expr e, const char *what) {
 
 namespace {
 
-/// Replaces loads of compile-time constants at constant offsets by literals, so a
-/// value kernel run before the run needs no constant buffers (bind_shapes runs before
-/// weights are bound).
+/// The literal at element `off` of a compile-time constant buffer.
+loop::VRef constantElement(const loop::VRef &load, int64_t off) {
+  const ir::TensorData &d = *load->buf->data;
+  if (isFloat(load->buf->dtype)) return loop::constant(load->dtype, d.getDouble(off));
+  return loop::constantInt(load->dtype, d.getInt(off));
+}
+
+/// Replaces loads of compile-time constants by literals, so a value kernel run before the
+/// run needs no constant buffers (bind_shapes runs before weights are bound). A load at a
+/// variable offset of a small constant (a shape-sized vector, e.g. CenterCropPad's target
+/// dims combined with Shape(x)) becomes a select over its elements.
 loop::VRef inlineConstantLoads(const loop::VRef &v) {
+  constexpr int64_t kMaxSelectElements = 16;
   if (v->kind == loop::VKind::Load && v->buf && v->buf->kind == loop::BufferKind::Constant &&
-      v->sym.isConst() && v->indirect.empty() && v->buf->data) {
-    int64_t off = v->sym->value;
-    if (isFloat(v->buf->dtype)) return loop::constant(v->dtype, v->buf->data->getDouble(off));
-    return loop::constantInt(v->dtype, v->buf->data->getInt(off));
+      v->indirect.empty() && v->buf->data) {
+    if (v->sym.isConst()) return constantElement(v, v->sym->value);
+    int64_t n = v->buf->data->numel();
+    if (n >= 1 && n <= kMaxSelectElements) {
+      loop::VRef at = loop::symInt(v->sym);
+      loop::VRef r = constantElement(v, n - 1);
+      for (int64_t e = n - 1; e-- > 0;)
+        r = loop::select(loop::binary(loop::BinaryOp::Eq, at, loop::constantInt(DType::Int64, e)),
+                         constantElement(v, e), r);
+      return r;
+    }
   }
   bool changed = false;
   auto n = std::make_shared<loop::VNode>(*v);
