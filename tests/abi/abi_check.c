@@ -102,7 +102,7 @@ FROZEN(kiln_shim_from_string_v1, int,
 FROZEN(kiln_shim_string_normalizer_v1, int,
        (kiln_shim_ctx *, int64_t, const char *const *, int64_t, int32_t, int32_t,
         const char *const *, int64_t, const char **, int64_t *))
-/* ---- shim level 4 (weak references, see above) ---- */
+/* ---- shim level 4 (levels >= 4 are weak references, see above) ---- */
 FROZEN(kiln_shim_cuda_matmul_v1, int,
        (kiln_shim_ctx *, int64_t, const void *, const void *, const void *, void *,
         const kiln_cuda_matmul_params_v1 *))
@@ -110,6 +110,30 @@ FROZEN(kiln_shim_cuda_conv_v1, int,
        (kiln_shim_ctx *, int64_t, const void *, const int64_t *, const void *, const int64_t *,
         const void *, const void *, void *, const int64_t *, const kiln_conv_params_v1 *, int32_t,
         uint32_t))
+
+/* ---- shim level 5 ---- */
+FROZEN(kiln_shim_string_lookup_v1, int,
+       (kiln_shim_ctx *, int64_t, const char *const *, int64_t, const char *const *, int64_t,
+        int64_t *))
+/* ---- shim level 6 ---- */
+FROZEN(kiln_shim_string_concat_v1, int,
+       (kiln_shim_ctx *, int64_t, const char *const *, const char *const *, int64_t,
+        const char **))
+FROZEN(kiln_shim_string_split_v1, int,
+       (kiln_shim_ctx *, int64_t, const char *const *, int64_t, const char *, int64_t, int64_t,
+        const char **, int64_t *, int64_t *))
+FROZEN(kiln_shim_regex_full_match_v1, int,
+       (kiln_shim_ctx *, int64_t, const char *, const char *const *, int64_t, uint8_t *))
+FROZEN(kiln_shim_image_decode_v1, int,
+       (kiln_shim_ctx *, int64_t, const uint8_t *, int64_t, int32_t, int64_t, int64_t, uint8_t *,
+        int64_t *, int64_t *))
+/* ---- shim level 7 ---- */
+FROZEN(kiln_shim_matmul_v2, int,
+       (kiln_shim_ctx *, int64_t, const float *, const float *, const float *, const float *,
+        float *, const kiln_matmul_params_v1 *))
+FROZEN(kiln_shim_cuda_matmul_v2, int,
+       (kiln_shim_ctx *, int64_t, const void *, const void *, const void *, const void *, void *,
+        const kiln_cuda_matmul_params_v1 *))
 
 /* ---- layouts (x86-64 / aarch64 LP64) ---- */
 #define LAYOUT(T, size) _Static_assert(sizeof(T) == (size), "sizeof(" #T ") changed");
@@ -206,6 +230,8 @@ VALUE(KILN_UPDATE_REQUIRE_ALL, 1u)
 VALUE(KILN_POST_NONE, 0)
 VALUE(KILN_POST_RELU, 1)
 VALUE(KILN_POST_CLIP, 2)
+VALUE(KILN_POST_GELU_ERF, 3)
+VALUE(KILN_POST_GELU_TANH, 4)
 VALUE(KILN_LAYOUT_CHANNELS_FIRST, 0)
 VALUE(KILN_LAYOUT_CHANNELS_LAST, 1)
 VALUE(KILN_ELEM_F32, 0)
@@ -230,7 +256,7 @@ VALUE(KILN_RUN_NONE, 0u)
 VALUE(KILN_RUN_SYNC, 1u)
 VALUE(KILN_CUDA_ALLOW_TF32, 1u)
 _Static_assert(KILN_ABI_VERSION >= 4, "KILN_ABI_VERSION went backwards");
-_Static_assert(KILN_SHIM_VERSION >= 4, "KILN_SHIM_VERSION went backwards");
+_Static_assert(KILN_SHIM_VERSION >= 7, "KILN_SHIM_VERSION went backwards");
 
 /* The released shim functions and their levels, in KILN_SHIM_FUNCTIONS order. */
 static const struct {
@@ -250,7 +276,14 @@ static const struct {
                  {"kiln_shim_from_string_v1", 3},
                  {"kiln_shim_string_normalizer_v1", 3},
                  {"kiln_shim_cuda_matmul_v1", 4},
-                 {"kiln_shim_cuda_conv_v1", 4}};
+                 {"kiln_shim_cuda_conv_v1", 4},
+                 {"kiln_shim_string_lookup_v1", 5},
+                 {"kiln_shim_string_concat_v1", 6},
+                 {"kiln_shim_string_split_v1", 6},
+                 {"kiln_shim_regex_full_match_v1", 6},
+                 {"kiln_shim_image_decode_v1", 6},
+                 {"kiln_shim_matmul_v2", 7},
+                 {"kiln_shim_cuda_matmul_v2", 7}};
 
 #define LISTED(fn, level) {#fn, level},
 static const struct {
