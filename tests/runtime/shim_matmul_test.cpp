@@ -1,4 +1,5 @@
 // kiln_shim_matmul_v1 against a float64 reference.
+#include "shim_fixture.h"
 #include "test_util.h"
 
 #include <kiln/model.h>
@@ -25,12 +26,7 @@ struct MatmulCase {
   bool addendInPlace = false;
 };
 
-class MatmulShim : public ::testing::TestWithParam<MatmulCase> {
-protected:
-  void SetUp() override { ASSERT_EQ(kiln_rt_runner_create(&ctx_), KILN_OK); }
-  void TearDown() override { kiln_rt_runner_destroy(ctx_); }
-  kiln_shim_ctx *ctx_ = nullptr;
-};
+using MatmulShim = kiln::test::ShimTest<MatmulCase>;
 
 TEST_P(MatmulShim, MatchesReference) {
   const MatmulCase t = GetParam();
@@ -69,14 +65,7 @@ TEST_P(MatmulShim, MatchesReference) {
   for (int64_t bi = 0; bi < t.batch; ++bi)
     for (int64_t i = 0; i < t.m; ++i)
       for (int64_t j = 0; j < t.n; ++j) {
-        const float *ab = a.data() + bi * p.a_batch_stride;
-        const float *bb = b.data() + bi * p.b_batch_stride;
-        double acc = 0;
-        for (int64_t q = 0; q < t.k; ++q) {
-          double av = t.transA ? ab[q * p.lda + i] : ab[i * p.lda + q];
-          double bv = t.transB ? bb[j * p.ldb + q] : bb[q * p.ldb + j];
-          acc += av * bv;
-        }
+        double acc = kiln::test::matmulElement(a.data(), b.data(), p, bi, i, j);
         int64_t ci = bi * cSize + i * p.ldc + j;
         double v = t.alpha * acc;
         if (t.addend == 1) v += double(t.beta) * addend[j];
@@ -91,12 +80,7 @@ TEST_P(MatmulShim, MatchesReference) {
       << kiln_rt_last_error();
   // Padding elements between rows must be untouched.
   EXPECT_LT(relL2(c.data(), want), 1e-5);
-  for (int64_t bi = 0; bi < t.batch; ++bi)
-    for (int64_t i = 0; i < t.m; ++i)
-      for (int64_t j = t.n; j < p.ldc; ++j) {
-        int64_t ci = bi * cSize + i * p.ldc + j;
-        EXPECT_EQ(c[ci], float(want[ci])) << "padding at " << ci;
-      }
+  kiln::test::expectPaddingKept(c, want, p);
   // A second call hits the cached primitive and must give the same result.
   if (!t.addendInPlace && t.addend != 2) {
     std::vector<float> first = c;

@@ -1,5 +1,6 @@
 // kiln_shim_matmul_v2 (level 7): residual and GELU post-ops against a float64 reference, and
 // kiln_shim_matmul_v1 still refusing the level-7 post-ops.
+#include "shim_fixture.h"
 #include "test_util.h"
 
 #include <kiln/model.h>
@@ -36,12 +37,7 @@ double postRef(double v, int post) {
   return v;
 }
 
-class MatmulShimV2 : public ::testing::TestWithParam<V2Case> {
-protected:
-  void SetUp() override { ASSERT_EQ(kiln_rt_runner_create(&ctx_), KILN_OK); }
-  void TearDown() override { kiln_rt_runner_destroy(ctx_); }
-  kiln_shim_ctx *ctx_ = nullptr;
-};
+using MatmulShimV2 = kiln::test::ShimTest<V2Case>;
 
 // float32 sums of k <= 96 products (|terms| < 1) and oneDNN's GELU (its erf/tanh are
 // polynomial approximations good to a few float ulps) stay far inside 1e-5 relative L2; a
@@ -80,11 +76,7 @@ TEST_P(MatmulShimV2, MatchesFloat64) {
   for (int64_t bi = 0; bi < t.batch; ++bi)
     for (int64_t i = 0; i < t.m; ++i)
       for (int64_t j = 0; j < t.n; ++j) {
-        const float *ab = a.data() + bi * p.a_batch_stride;
-        const float *bb = b.data() + bi * p.b_batch_stride;
-        double acc = 0;
-        for (int64_t q = 0; q < t.k; ++q)
-          acc += double(ab[i * p.lda + q]) * (t.transB ? bb[j * p.ldb + q] : bb[q * p.ldb + j]);
+        double acc = kiln::test::matmulElement(a.data(), b.data(), p, bi, i, j);
         int64_t ci = bi * cSize + i * p.ldc + j;
         double v = t.alpha * acc;
         if (t.addend == 1) v += double(t.beta) * bias[j];
@@ -99,10 +91,7 @@ TEST_P(MatmulShimV2, MatchesFloat64) {
   ASSERT_EQ(kiln_shim_matmul_v2(ctx_, 3, a.data(), b.data(), add, res, c.data(), &p), KILN_OK)
       << kiln_rt_last_error();
   EXPECT_LT(relL2(c.data(), want), 1e-5);
-  for (int64_t bi = 0; bi < t.batch; ++bi) // padding between rows untouched
-    for (int64_t i = 0; i < t.m; ++i)
-      for (int64_t j = t.n; j < p.ldc; ++j)
-        EXPECT_EQ(c[bi * cSize + i * p.ldc + j], float(want[bi * cSize + i * p.ldc + j]));
+  kiln::test::expectPaddingKept(c, want, p);
   if (t.residual != Res::InPlace) { // the cached primitive gives the same bits
     std::vector<float> first = c;
     ASSERT_EQ(kiln_shim_matmul_v2(ctx_, 3, a.data(), b.data(), add, res, c.data(), &p), KILN_OK);
