@@ -25,11 +25,11 @@ Each model gets a directory holding:
 Weights are random with fixed seeds, so the files are reproducible on one machine.
 References are computed by a float64 copy of the model and stored as float32, so
 they do not inherit PyTorch's own fp32 rounding; the fp32-vs-fp64 error is printed
-as a yardstick for the tolerance that tests use. The torchvision detectors (ssdlite,
-fasterrcnn, retinanet: random weights, one 3x320x320 image; outputs boxes, scores, labels
-with data-dependent counts) and the YOLO-style `yolo` (scripts/yolo_model.py, two 1x3x128x128
-images) take PyTorch's float32 outputs as reference instead, since thresholds, NMS and
-top-k decide in float32.
+as a yardstick for the tolerance that tests use. The detectors (torchvision's ssdlite,
+fasterrcnn, retinanet on one 3x320x320 image and ssd300 on one 3x300x300 image, and the
+YOLO-style `yolo` of scripts/yolo_model.py on two 1x3x128x128 images; random weights;
+outputs boxes, scores, labels with data-dependent counts) take PyTorch's float32 outputs
+as reference instead, since thresholds, NMS and top-k decide in float32.
 
 A model whose files all exist is skipped unless --force is given. Each model is
 written to a temporary directory first and renamed into place, so an interrupted
@@ -231,6 +231,8 @@ def make_detector(name):
     common = dict(weights=None, weights_backbone=None, num_classes=5)
     if name == "ssdlite":
         det = D.ssdlite320_mobilenet_v3_large(**common, detections_per_img=50)
+    elif name == "ssd300":
+        det = D.ssd300_vgg16(**common, detections_per_img=50)
     elif name == "retinanet":
         det = D.retinanet_resnet50_fpn(**common, min_size=320, max_size=320,
                                        score_thresh=0.005, detections_per_img=50)
@@ -260,6 +262,9 @@ def make_detector(name):
         # the gaps between neighbouring kept scores: at least 1e-5 for the test image.
         if name == "retinanet":
             det.head.classification_head.cls_logits.weight.mul_(0.2)
+        elif name == "ssd300":  # VGG-16 without BatchNorm: nothing to calibrate
+            for conv in det.head.classification_head.module_list:
+                conv.weight.mul_(0.1)
         elif name == "fasterrcnn":
             det.roi_heads.box_predictor.cls_score.weight.mul_(3.0)
     return det.eval()
@@ -280,13 +285,14 @@ class DetectorOnTensor(nn.Module):
 
 def detection_spec(name):
     gen = torch.Generator().manual_seed(3)
+    size = 300 if name == "ssd300" else 320  # SSD300 then needs no resize
     return {
         "build": lambda: DetectorOnTensor(name),
         "inputs": ["image"],
         "outputs": ["boxes", "scores", "labels"],
         "dynamic_axes": None,
         "compile_args": [],
-        "samples": [("", (torch.rand(3, 320, 320, generator=gen),))],
+        "samples": [("", (torch.rand(3, size, size, generator=gen),))],
         # Post-processing (score thresholds, NMS, top-k) decides in float32: a float64
         # copy could keep other boxes, so the reference is PyTorch's float32 run.
         "fp32_reference": True,
@@ -351,6 +357,7 @@ SPECS = {
     "ssdlite": lambda: detection_spec("ssdlite"),
     "fasterrcnn": lambda: detection_spec("fasterrcnn"),
     "retinanet": lambda: detection_spec("retinanet"),
+    "ssd300": lambda: detection_spec("ssd300"),
     "yolo": yolo_spec,  # a small YOLO-style detector written here (scripts/yolo_model.py)
     # Full-size models for bench/compare.py (hundreds of MB each; not used by tests).
     "resnet18": lambda: cnn_spec("resnet18"),
