@@ -307,9 +307,9 @@ def detection_spec(name):
 def make_yolo():
     """scripts/yolo_model.TinyYolo with random weights, BatchNorm calibrated on four random
     images (freshly initialised statistics flatten the features, as for make_detector).
-    At the chosen thresholds the two test images keep 17 and 20 (= max_det) boxes out of
-    ~500 candidates, neighbouring scores at least 3e-5 apart, and PyTorch's fp32 and fp64
-    runs keep the same boxes (rel L2 < 1e-7)."""
+    At the chosen thresholds the two random test images keep 17 and 20 (= max_det) boxes
+    out of ~500 candidates, neighbouring scores at least 3e-5 apart, and PyTorch's fp32
+    and fp64 runs keep the same boxes (rel L2 < 1e-7)."""
     import yolo_model
 
     det = yolo_model.TinyYolo()
@@ -332,7 +332,10 @@ def yolo_spec():
         "outputs": ["boxes", "scores", "labels"],
         "dynamic_axes": None,
         "compile_args": [],
-        "samples": [(tag, (torch.rand(1, 3, 128, 128, generator=gen),)) for tag in ("", "2")],
+        # Two random images (17 and 20 = max_det boxes kept) and a black one, whose best
+        # score (0.425) is under the threshold (0.45): no box, NMS's empty-input branch.
+        "samples": [(tag, (torch.rand(1, 3, 128, 128, generator=gen),)) for tag in ("", "2")]
+        + [("3", (torch.zeros(1, 3, 128, 128),))],
         "fp32_reference": True,  # thresholds, NMS and top-k decide in float32
         # Unfolded, as exporters run without folding write it: the Reshape targets stay
         # Shape -> Gather -> Concat chains for kiln to compute.
