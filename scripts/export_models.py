@@ -253,7 +253,7 @@ def make_detector(name):
             # amplify rounding so much (features: fp32 vs fp64 rel L2 4e-4) that PyTorch's
             # own fp32 and fp64 runs keep different RPN proposals (16 vs 17) and boxes
             # differ by rel L2 9e-3 (1 vs 2 threads: 4e-3). Calibrated like this: 4e-6,
-            # the same 150 proposals, boxes 1.4e-7. (ssdlite and retinanet, already
+            # the same 150 proposals, boxes 1.2e-7. (ssdlite and retinanet, already
             # well-conditioned enough, keep their calibration and references.)
             images = det.transform(list(images))[0].tensors
         det.backbone(images)
