@@ -184,7 +184,11 @@ void lowerGridSample(OpCtx &c) {
 // ---- RoiAlign ------------------------------------------------------------------------
 
 void lowerRoiAlign(OpCtx &c) {
-  LTensor x = c.in(0), rois = c.in(1), bidx = c.in(2);
+  LTensor x = c.in(0);
+  // Every sample of a RoI reads its box and batch index: realized once, not recomputed per
+  // channel and sample (in Faster R-CNN they are the end of the proposal decoding).
+  LTensor rois = c.in(1).cheap ? c.in(1) : c.realize(c.in(1));
+  LTensor bidx = c.in(2).cheap ? c.in(2) : c.realize(c.in(2));
   requireFloat(c, x, "RoiAlign input");
   requireFloat(c, rois, "RoiAlign rois");
   if (x.rank() != 4)

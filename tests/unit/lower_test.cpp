@@ -452,3 +452,25 @@ TEST(Lower, RegexFullMatchBadPatternIsACompileError) {
     }
   }
 }
+
+// RoiAlign reads each RoI's box for every channel and sample: a computed box is realized
+// once, not recomputed inside the sampling kernel (Faster R-CNN's decoded proposals made
+// that kernel 13x slower). Only the rois kernel may compute the Exp.
+TEST(Lower, RoiAlignRealizesComputedRois) {
+  OnnxBuilder b(16);
+  b.input("x", {1, 8, 10, 10});
+  b.input("r", {5, 4});
+  b.input("bi", {5}, onnx::TensorProto::INT64);
+  b.node("Exp", {"r"}, {"rois"});
+  auto *n = b.node("RoiAlign", {"x", "rois", "bi"}, {"y"}, "roi");
+  OnnxBuilder::attrInt(n, "output_height", 7);
+  OnnxBuilder::attrInt(n, "output_width", 7);
+  OnnxBuilder::attrInt(n, "sampling_ratio", 2);
+  b.output("y", {5, 8, 7, 7});
+  auto l = lowerModel(b);
+  std::string text = loop::dump(l->prog);
+  size_t exps = 0;
+  for (size_t at = text.find("Exp("); at != std::string::npos; at = text.find("Exp(", at + 1))
+    ++exps;
+  EXPECT_EQ(exps, 1u) << text;
+}
