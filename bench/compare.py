@@ -30,7 +30,9 @@ markers) with the tables; --plot draws kiln/ORT per model (needs python3-matplot
 Node is not installed. --cpus pins every timed process to those CPUs (taskset), so runs
 on a big machine use the same cores each time. --baseline-kiln adds a second kiln (e.g.
 a build of an older commit) to the alternation: each row then also has its latency and
-kiln/baseline, a same-run before/after.
+kiln/baseline, a same-run before/after. --baseline-env VAR=VALUE makes the baseline this
+same kiln with those environment switches (compiled and run with them), e.g. a new kernel
+turned off.
 """
 
 import argparse
@@ -118,8 +120,8 @@ def measure_peak(work_dir, threads):
     return max(j["per_core_gflops"], j["all_threads_gflops"] / j["threads"]), j["isa"]
 
 
-def kiln_compile(kiln, onnx_path, so_path, extra, cache_dir):
-    env = dict(os.environ, KILN_CACHE_DIR=cache_dir)
+def kiln_compile(kiln, onnx_path, so_path, extra, cache_dir, env_extra=None):
+    env = dict(os.environ, KILN_CACHE_DIR=cache_dir, **(env_extra or {}))
     cmd = [kiln, "compile", onnx_path, "-o", so_path] + extra
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -133,10 +135,11 @@ def pinned(args, cmd):
     return (["taskset", "-c", args.cpus] if args.cpus else []) + cmd
 
 
-def time_kiln(args, so_path, flags, threads, kiln=None):
+def time_kiln(args, so_path, flags, threads, kiln=None, env_extra=None):
     return run_json(pinned(args, [kiln or args.kiln, "run", so_path]) + flags +
                     ["--bench", str(args.runs), "--warmup", str(args.warmup),
-                     "--threads", str(threads), "--json"])
+                     "--threads", str(threads), "--json"],
+                    env=dict(os.environ, **env_extra) if env_extra else None)
 
 
 def time_ort(args, onnx_path, flags, threads):
@@ -144,6 +147,10 @@ def time_ort(args, onnx_path, flags, threads):
     return run_json(pinned(args, runner + ["--model", onnx_path]) + flags +
                     ["--runs", str(args.runs), "--warmup", str(args.warmup),
                      "--threads", str(threads), "--json"])
+
+
+def has_baseline(args):
+    return bool(args.baseline_kiln or args.baseline_env)
 
 
 def base_path(args, dir_name):
@@ -177,11 +184,12 @@ def bench_model(args, name):
             result["compile"] = args.compiled[dir_name]
             print(f"  {dir_name}: compiled cold {cold:.2f} s, warm {warm:.2f} s",
                   file=sys.stderr)
-            if args.baseline_kiln:
+            if has_baseline(args):
                 cache = tempfile.mkdtemp(prefix="kiln-cache-")
                 try:
-                    kiln_compile(args.baseline_kiln, onnx_path, base_path(args, dir_name),
-                                 manifest.get("compile_args", []), cache)
+                    kiln_compile(args.baseline_kiln or args.kiln, onnx_path,
+                                 base_path(args, dir_name), manifest.get("compile_args", []),
+                                 cache, args.baseline_env)
                 finally:
                     shutil.rmtree(cache, ignore_errors=True)
 
@@ -190,9 +198,9 @@ def bench_model(args, name):
         for _ in range(args.rounds):
             if so_path:
                 kiln_rounds.append(time_kiln(args, so_path, flags, threads))
-            if so_path and args.baseline_kiln:
+            if so_path and has_baseline(args):
                 base_rounds.append(time_kiln(args, base_path(args, dir_name), flags, threads,
-                                             args.baseline_kiln))
+                                             args.baseline_kiln, args.baseline_env))
             ort_rounds.append(time_ort(args, onnx_path, flags, threads))
         med = lambda rounds, key: statistics.median(r[key] for r in rounds) if rounds else None
         row = {"threads": threads}
@@ -232,6 +240,10 @@ def main():
     ap.add_argument("--cpus", help="pin timed processes to these CPUs (taskset -c LIST)")
     ap.add_argument("--baseline-kiln", help="a second kiln executable timed in the same "
                     "alternation (before/after)")
+    ap.add_argument("--baseline-env", action="append", default=[], metavar="VAR=VALUE",
+                    help="environment of the baseline's compile and runs (repeatable); "
+                    "without --baseline-kiln the baseline is this kiln with these switches "
+                    "(e.g. KILN_CONV_WINOGRAD=0): a same-run on/off A/B")
     ap.add_argument("--baseline-label", default="baseline", help="its name in the tables")
     ap.add_argument("--json-out", help="also write all results to this JSON file")
     ap.add_argument("--write-docs", help="replace the generated tables of this file "
@@ -256,6 +268,10 @@ def main():
     if not args.peer_only and not (os.path.isfile(args.kiln) and os.access(args.kiln, os.X_OK)):
         ap.error(f"kiln executable '{args.kiln}' not found; build it, pass --kiln, "
                  "or use --peer-only")
+    try:
+        args.baseline_env = dict(kv.split("=", 1) for kv in args.baseline_env)
+    except ValueError:
+        ap.error("--baseline-env takes VAR=VALUE")
     if args.baseline_kiln and not os.access(args.baseline_kiln, os.X_OK):
         ap.error(f"baseline kiln '{args.baseline_kiln}' is not an executable")
     if args.ort == "node" and not os.path.isdir(

@@ -32,7 +32,7 @@ def tables(results, args):
     base = any("base_median_ms" in t for r in results for t in r.get("timings", []))
     if base:  # a same-run before/after: the baseline kiln's latency and kiln/baseline
         label = getattr(args, "baseline_label", None) or "baseline"
-        out[0] += f" Baseline: {label}, a second kiln timed in the same alternation."
+        out[0] += f" Baseline: {label}, a second kiln build or switch setting timed in the same alternation."
         out[2] = out[2].rstrip("|") + f"| {label} ms | kiln/{label} |"
         out[3] += " ---: | ---: |"
     for r in results:

@@ -96,6 +96,10 @@ for step in "${steps[@]}"; do
         mkdir -p "$(dirname "$from")" && ln -sfn "$W/baseline/$to" "$from"
       done <"$W/baseline/paths.txt"
       base=(--baseline-kiln "$W/baseline/bin/kiln" --baseline-label "${KILN_BENCH_BASE_LABEL:-before}")
+    elif [[ -n ${KILN_BENCH_BASE_ENV:-} ]]; then
+      # Or the same kiln with switches off (space-separated VAR=VALUE): an on/off A/B.
+      for kv in $KILN_BENCH_BASE_ENV; do base+=(--baseline-env "$kv"); done
+      base+=(--baseline-label "${KILN_BENCH_BASE_LABEL:-switches off}")
     fi
     # Two CPUs of distinct physical cores (not core 0, which takes most interrupts).
     cpus=${KILN_BENCH_CPUS:-$(lscpu -p=CPU,CORE | grep -v '^#' | sort -t, -k2,2n -u |
