@@ -18,12 +18,13 @@ namespace {
 
 std::atomic<int> forcedDepthwise{-1};
 
-// -1: KILN_CONV_DEPTHWISE=0 (oneDNN everywhere); 1: forced on for every shape it can run;
-// 0: the measured rule.
+// -1: KILN_CONV_DEPTHWISE=0 (oneDNN everywhere); 1: KILN_CONV_DEPTHWISE=all (every shape
+// the kernel can run, for tests); 0: the measured rule.
 int depthwiseMode() {
   static const int fromEnv = [] {
     const char *v = std::getenv("KILN_CONV_DEPTHWISE");
-    return v && std::strcmp(v, "0") == 0 ? -1 : 0;
+    if (v && std::strcmp(v, "0") == 0) return -1;
+    return v && std::strcmp(v, "all") == 0 ? 1 : 0;
   }();
   int f = forcedDepthwise.load(std::memory_order_relaxed);
   return f < 0 ? fromEnv : f == 1 ? 1 : -1;

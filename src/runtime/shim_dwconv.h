@@ -10,8 +10,9 @@ namespace kiln::rt {
 /// True when a channels-last conv of these dims runs on kiln's depthwise kernel: 2-D,
 /// groups = in = out channels, 3x3, dilation 1, equal strides 1 or 2, pads <= 1, no
 /// residual, a shape where the kernel measured faster than oneDNN on this CPU's ISA
-/// (bench/conv; docs/perf.md, "Depthwise convolutions"), and KILN_CONV_DEPTHWISE is not 0
-/// (the switch for A/B runs against oneDNN).
+/// (bench/conv; docs/perf.md, "Depthwise convolutions"). KILN_CONV_DEPTHWISE=0 turns the
+/// route off (A/B runs against oneDNN); KILN_CONV_DEPTHWISE=all takes it for every shape it
+/// can run, whatever the rule (tests).
 bool useKilnDepthwise(const int64_t *xDims, const int64_t *wDims, const int64_t *yDims,
                       const float *residual, const kiln_conv_params_v1 &p);
 
