@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
 
 namespace kiln::rt {
 namespace {
@@ -42,10 +44,23 @@ bool cpuHasAvx2() {
 #endif
 }
 
+// The widest vectors ONEDNN_MAX_CPU_ISA allows (512 when unset): a cap given to oneDNN
+// applies to the conv shim's own kernel too, so capped A/B runs compare like with like.
+int isaCapBits() {
+  const char *v = std::getenv("ONEDNN_MAX_CPU_ISA");
+  if (!v || !*v) return 512;
+  if (std::strncmp(v, "AVX512", 6) == 0 || std::strncmp(v, "AMX", 3) == 0 ||
+      std::strcmp(v, "ALL") == 0)
+    return 512;
+  if (std::strncmp(v, "AVX2", 4) == 0) return 256;
+  return 0;
+}
+
 const DwRowKernel &bestKernel() {
 #if defined(__x86_64__)
-  if (cpuHasAvx512()) return dwAvx512Kernel();
-  if (cpuHasAvx2()) return dwAvx2Kernel();
+  const int cap = isaCapBits();
+  if (cap >= 512 && cpuHasAvx512()) return dwAvx512Kernel();
+  if (cap >= 256 && cpuHasAvx2()) return dwAvx2Kernel();
 #endif
   return dwGenericKernel();
 }
