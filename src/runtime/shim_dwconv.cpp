@@ -30,9 +30,10 @@ int depthwiseMode() {
   return f < 0 ? fromEnv : f == 1 ? 1 : -1;
 }
 
-// Where kiln's kernel beat oneDNN 2.6 (bench/conv, MobileNetV2's shapes, 1 and 2 threads;
-// docs/perf.md): with AVX2 + FMA only, every shape (0.4-0.7x oneDNN's time, whose AVX2
-// NHWC path reorders to a blocked layout); with AVX-512, output maps of 28x28 and more
+// Where kiln's kernel beat oneDNN 2.6 (bench/conv, MobileNetV2's shapes, 1 thread; on par
+// at 2; docs/perf.md): with AVX2 + FMA only, every shape (0.6-0.7x oneDNN's time: oneDNN's
+// jit_dw:avx2 wants nChw8c, so it reorders from and to NHWC around each call); with
+// AVX-512 (oneDNN's brdgmm_dw works on NHWC directly), output maps of 28x28 and more
 // (0.86-0.93x; on smaller maps oneDNN is up to 1.17x faster); the scalar kernel never.
 bool kernelWins(const int64_t *yDims) {
   const DwRowKernel &k = activeDwKernel();
