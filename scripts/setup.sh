@@ -13,6 +13,7 @@ packages=(
   python3-numpy python3-onnx python3-torch python3-torchvision
   python3-dev pybind11-dev python3-pytest python3-pip
   python3-matplotlib
+  libxnnpack-dev libpthreadpool-dev
   clang-14 libclang-rt-14-dev
 )
 

@@ -15,6 +15,7 @@
 #include "shim_conv.h"
 
 #include "error.h"
+#include "shim_dwconv.h"
 
 #include <kiln/model.h>
 #include <kiln/runtime.h>
@@ -211,6 +212,8 @@ int convForward(Runner &r, int64_t site, const float *x, const int64_t *xDims, c
                 const int64_t *wDims, const float *bias, const float *residual, float *y,
                 const int64_t *yDims, const kiln_conv_params_v1 &p, ConvLayout layout) {
   if (int st = checkArgs(site, x, xDims, w, wDims, y, yDims, p)) return st;
+  if (layout == ConvLayout::ChannelsLast && useKilnDepthwise(xDims, wDims, yDims, residual, p))
+    return dwConvForward(r, site, x, xDims, w, bias, y, yDims, p);
   try {
     DnnlCache &cache = r.dnnl;
     CacheKey key = makeKey(site, xDims, wDims, yDims, bias, residual, p, layout);

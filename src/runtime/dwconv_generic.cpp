@@ -1,0 +1,145 @@
+// Depthwise 3x3 NHWC convolution: the baseline-ISA row kernel (one channel at a time), the
+// run-time choice among the ISA kernels, the weight packing and the threaded driver.
+#include "dwconv.h"
+#include "dwconv_kernel.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+namespace kiln::rt {
+namespace {
+
+struct Scalar {
+  using Reg = float;
+  static constexpr int W = 1;
+  static Reg bcast(float v) { return v; }
+  static Reg load(const float *p) { return *p; }
+  static Reg loadN(const float *p, int64_t) { return *p; }
+  static void store(float *p, Reg v) { *p = v; }
+  static void storeN(float *p, Reg v, int64_t) { *p = v; }
+  static Reg fma(Reg a, Reg b, Reg c) { return a * b + c; }
+  static Reg mul(Reg a, Reg b) { return a * b; }
+  static Reg add(Reg a, Reg b) { return a + b; }
+  static Reg min(Reg a, Reg b) { return a < b ? a : b; }
+  static Reg max(Reg a, Reg b) { return a > b ? a : b; }
+};
+
+bool cpuHasAvx512() {
+#if defined(__x86_64__)
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+         __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+bool cpuHasAvx2() {
+#if defined(__x86_64__)
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+// The widest vectors ONEDNN_MAX_CPU_ISA allows (512 when unset): a cap given to oneDNN
+// applies to the conv shim's own kernel too, so capped A/B runs compare like with like.
+int isaCapBits() {
+  const char *v = std::getenv("ONEDNN_MAX_CPU_ISA");
+  if (!v || !*v) return 512;
+  if (std::strncmp(v, "AVX512", 6) == 0 || std::strncmp(v, "AMX", 3) == 0 ||
+      std::strcmp(v, "ALL") == 0)
+    return 512;
+  if (std::strncmp(v, "AVX2", 4) == 0) return 256;
+  return 0;
+}
+
+const DwRowKernel &bestKernel() {
+#if defined(__x86_64__)
+  const int cap = isaCapBits();
+  if (cap >= 512 && cpuHasAvx512()) return dwAvx512Kernel();
+  if (cap >= 256 && cpuHasAvx2()) return dwAvx2Kernel();
+#endif
+  return dwGenericKernel();
+}
+
+std::atomic<const DwRowKernel *> forced{nullptr};
+
+} // namespace
+
+const DwRowKernel &dwGenericKernel() {
+  static const DwRowKernel k{"generic", Scalar::W, &dw::rows<Scalar>};
+  return k;
+}
+
+bool forceDwIsa(DwIsa isa) {
+  switch (isa) {
+  case DwIsa::Auto:
+    forced = nullptr;
+    return true;
+  case DwIsa::Avx512:
+#if defined(__x86_64__)
+    if (!cpuHasAvx512()) return false;
+    forced = &dwAvx512Kernel();
+    return true;
+#else
+    return false;
+#endif
+  case DwIsa::Avx2:
+#if defined(__x86_64__)
+    if (!cpuHasAvx2()) return false;
+    forced = &dwAvx2Kernel();
+    return true;
+#else
+    return false;
+#endif
+  case DwIsa::Generic:
+    forced = &dwGenericKernel();
+    return true;
+  }
+  return false;
+}
+
+void packDwWeights(const float *w, int64_t c, float *packed) {
+  for (int64_t ch = 0; ch < c; ++ch)
+    for (int k = 0; k < 9; ++k)
+      packed[k * c + ch] = w[ch * 9 + k];
+}
+
+const DwRowKernel &activeDwKernel() {
+  static const DwRowKernel &best = bestKernel();
+  const DwRowKernel *f = forced.load(std::memory_order_relaxed);
+  return f ? *f : best;
+}
+
+void dwConv3x3Nhwc(const DwConvParams &p, const float *x, const float *packed, const float *bias,
+                   float *y) {
+  const DwRowKernel &k = activeDwKernel();
+  const int threads = std::max(1, omp_get_max_threads());
+  // Each thread takes a contiguous share of the channel vectors (all rows: the input rows
+  // of a channel block are reused from L1); maps with fewer vectors than threads are also
+  // split into row groups.
+  const int64_t vecs = (p.c + k.lanes - 1) / k.lanes;
+  const int64_t chunks = std::min<int64_t>(vecs, threads);
+  const int64_t rowGroups = std::min<int64_t>(p.oh, (threads + chunks - 1) / chunks);
+  const int64_t items = p.n * rowGroups * chunks;
+  auto run = [&](int64_t i) {
+    const int64_t ch = i % chunks, g = (i / chunks) % rowGroups, n = i / (chunks * rowGroups);
+    const int64_t c0 = vecs * ch / chunks * k.lanes;
+    const int64_t c1 = std::min(p.c, vecs * (ch + 1) / chunks * k.lanes);
+    const int64_t oy0 = p.oh * g / rowGroups, oy1 = p.oh * (g + 1) / rowGroups;
+    if (c0 < c1 && oy0 < oy1) k.rows(p, x, packed, bias, y, n, oy0, oy1, c0, c1);
+  };
+  if (threads == 1 || items == 1) {
+    for (int64_t i = 0; i < items; ++i)
+      run(i);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < items; ++i)
+    run(i);
+}
+
+} // namespace kiln::rt

@@ -1,0 +1,116 @@
+// The body of the depthwise 3x3 NHWC row kernel, shared by the ISA files (dwconv_avx512.cpp,
+// dwconv_avx2.cpp, dwconv_generic.cpp). V supplies W lanes: load/store/fma/min/max, and
+// masked forms for a channel tail shorter than W.
+//
+// With pads <= 1 a tap row or column is missing only at the map's border, and only on one
+// side (unless the map is narrower than 3). The common cases are compiled as separate
+// fully unrolled pixel functions (taps [R0, R1) x [C0, C1)); the rest (channel tails, maps
+// narrower than 3) takes a general path that checks every tap.
+#pragma once
+
+#include "dwconv.h"
+
+namespace kiln::rt::dw {
+
+template <class V> struct Ctx {
+  using Reg = typename V::Reg;
+  const float *rows[3]; // tap rows at the current channel offset (nullptr: padding)
+  int64_t C;            // channel stride of a pixel
+  Reg wk[9], b, lo, hi;
+
+  // max/min return their second operand when one is NaN: a NaN sum stays NaN.
+  Reg clamp(Reg v) const { return V::min(hi, V::max(lo, v)); }
+};
+
+// One output pixel from taps [R0, R1) x [C0, C1), input column of tap 0 at `ix0`.
+template <class V, int R0, int R1, int C0, int C1>
+[[gnu::always_inline]] inline typename V::Reg pixel(const Ctx<V> &k, int64_t ix0) {
+  using Reg = typename V::Reg;
+  Reg acc[3];
+#pragma GCC unroll 3
+  for (int kh = R0; kh < R1; ++kh) {
+    const float *r = k.rows[kh] + ix0 * k.C;
+    Reg a = kh == R0 ? k.b : V::mul(V::load(r + C0 * k.C), k.wk[kh * 3 + C0]);
+#pragma GCC unroll 3
+    for (int kw = kh == R0 ? C0 : C0 + 1; kw < C1; ++kw)
+      a = V::fma(V::load(r + kw * k.C), k.wk[kh * 3 + kw], a);
+    acc[kh] = a;
+  }
+  Reg s = acc[R0];
+#pragma GCC unroll 3
+  for (int kh = R0 + 1; kh < R1; ++kh)
+    s = V::add(s, acc[kh]);
+  return s;
+}
+
+// A full-vector row whose tap rows [R0, R1) are present, on a map at least 3 wide. `k` is
+// a copy: the stores to y could alias a referenced Ctx and force reloading its weights.
+template <class V, int R0, int R1>
+void fullRow(const Ctx<V> k, const DwConvParams &p, float *yRow, int64_t oxIn0, int64_t oxIn1) {
+  const int64_t s = p.stride;
+  for (int64_t ox = 0; ox < oxIn0; ++ox) // left border: tap column 0 is padding
+    V::store(yRow + ox * k.C, k.clamp(pixel<V, R0, R1, 1, 3>(k, ox * s - p.padLeft)));
+  for (int64_t ox = oxIn0; ox < oxIn1; ++ox)
+    V::store(yRow + ox * k.C, k.clamp(pixel<V, R0, R1, 0, 3>(k, ox * s - p.padLeft)));
+  for (int64_t ox = oxIn1; ox < p.ow; ++ox) // right border: tap column 2 is padding
+    V::store(yRow + ox * k.C, k.clamp(pixel<V, R0, R1, 0, 2>(k, ox * s - p.padLeft)));
+}
+
+template <class V>
+void rows(const DwConvParams &p, const float *x, const float *packed, const float *bias, float *y,
+          int64_t n, int64_t oy0, int64_t oy1, int64_t c0, int64_t c1) {
+  using Reg = typename V::Reg;
+  const int64_t C = p.c, W = p.w, s = p.stride;
+  // Output columns [oxIn0, oxIn1) have all 3 tap columns inside the row.
+  int64_t oxIn0 = p.padLeft > 0 ? (p.padLeft + s - 1) / s : 0;
+  int64_t oxIn1 = W - 3 + p.padLeft >= 0 ? (W - 3 + p.padLeft) / s + 1 : 0;
+  oxIn1 = oxIn1 < p.ow ? oxIn1 : p.ow;
+  // The specialised paths need one missing tap column at most per border pixel.
+  const bool wideEnough = W >= 3 && oxIn0 <= oxIn1 && oxIn0 <= 1 && p.ow - oxIn1 <= 1;
+  Ctx<V> k;
+  k.C = C;
+  k.lo = V::bcast(p.clipMin);
+  k.hi = V::bcast(p.clipMax);
+  // Channel blocks outside, rows inside: the weights stay in registers and the 3 input rows
+  // of one channel block stay in L1 while consecutive output rows reuse them.
+  for (int64_t c = c0; c < c1; c += V::W) {
+    const int64_t lanes = c1 - c < V::W ? c1 - c : V::W;
+    for (int i = 0; i < 9; ++i)
+      k.wk[i] = V::loadN(packed + i * C + c, lanes);
+    k.b = bias ? V::loadN(bias + c, lanes) : V::bcast(0.f);
+    for (int64_t oy = oy0; oy < oy1; ++oy) {
+      const int64_t iy0 = oy * s - p.padTop;
+      for (int kh = 0; kh < 3; ++kh) {
+        int64_t iy = iy0 + kh;
+        k.rows[kh] = iy >= 0 && iy < p.h ? x + ((n * p.h + iy) * W) * C + c : nullptr;
+      }
+      float *yRow = y + ((n * p.oh + oy) * p.ow) * C + c;
+      const bool r0 = k.rows[0], r1 = k.rows[1], r2 = k.rows[2];
+      if (lanes == V::W && wideEnough && r1 && (r0 || r2)) {
+        if (r0 && r2)
+          fullRow<V, 0, 3>(k, p, yRow, oxIn0, oxIn1);
+        else if (r2)
+          fullRow<V, 1, 3>(k, p, yRow, oxIn0, oxIn1);
+        else
+          fullRow<V, 0, 2>(k, p, yRow, oxIn0, oxIn1);
+        continue;
+      }
+      // General path: every tap checked.
+      for (int64_t ox = 0; ox < p.ow; ++ox) {
+        Reg acc = k.b;
+        int64_t ix0 = ox * s - p.padLeft;
+        for (int kh = 0; kh < 3; ++kh) {
+          if (!k.rows[kh]) continue;
+          for (int kw = 0; kw < 3; ++kw) {
+            int64_t ix = ix0 + kw;
+            if (ix < 0 || ix >= W) continue;
+            acc = V::fma(V::loadN(k.rows[kh] + ix * C, lanes), k.wk[kh * 3 + kw], acc);
+          }
+        }
+        V::storeN(yRow + ox * C, k.clamp(acc), lanes);
+      }
+    }
+  }
+}
+
+} // namespace kiln::rt::dw

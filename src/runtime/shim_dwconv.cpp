@@ -1,0 +1,120 @@
+// The conv shim's depthwise route: shape rule, packed-weight cache, call into dwconv.h.
+#include "shim_dwconv.h"
+
+#include "dwconv.h"
+#include "error.h"
+
+#include <kiln/model.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <vector>
+
+namespace kiln::rt {
+namespace {
+
+std::atomic<int> forcedDepthwise{-1};
+
+// -1: KILN_CONV_DEPTHWISE=0 (oneDNN everywhere); 1: KILN_CONV_DEPTHWISE=all (every shape
+// the kernel can run, for tests); 0: the measured rule.
+int depthwiseMode() {
+  static const int fromEnv = [] {
+    const char *v = std::getenv("KILN_CONV_DEPTHWISE");
+    if (v && std::strcmp(v, "0") == 0) return -1;
+    return v && std::strcmp(v, "all") == 0 ? 1 : 0;
+  }();
+  int f = forcedDepthwise.load(std::memory_order_relaxed);
+  return f < 0 ? fromEnv : f == 1 ? 1 : -1;
+}
+
+// Where kiln's kernel beat oneDNN 2.6 (bench/conv, MobileNetV2's shapes, 1 thread; on par
+// at 2; docs/perf.md): with AVX2 + FMA only, every shape (0.6-0.7x oneDNN's time: oneDNN's
+// jit_dw:avx2 wants nChw8c, so it reorders from and to NHWC around each call); with
+// AVX-512 (oneDNN's brdgmm_dw works on NHWC directly), output maps of 28x28 and more
+// (0.86-0.93x; on smaller maps oneDNN is up to 1.17x faster); the scalar kernel never.
+bool kernelWins(const int64_t *yDims) {
+  const DwRowKernel &k = activeDwKernel();
+  if (k.lanes == 8) return true;
+  if (k.lanes == 16) return yDims[2] * yDims[3] >= 28 * 28;
+  return false;
+}
+
+// Weights packed [3, 3, C] for one site, and what they were packed from.
+struct DwEntry : CacheEntry {
+  std::vector<float> packed;
+  const float *from = nullptr;
+  uint64_t token = 0;
+  bool valid = false;
+};
+
+} // namespace
+
+void forceKilnDepthwise(int on) {
+  forcedDepthwise.store(on < 0 ? -1 : on ? 1 : 0);
+}
+
+bool useKilnDepthwise(const int64_t *xDims, const int64_t *wDims, const int64_t *yDims,
+                      const float *residual, const kiln_conv_params_v1 &p) {
+  const int mode = depthwiseMode();
+  if (p.spatial_rank != 2 || residual || mode < 0) return false;
+  const int64_t c = xDims[1];
+  if (p.groups != c || wDims[0] != c || wDims[1] != 1 || yDims[1] != c) return false;
+  if (wDims[2] != 3 || wDims[3] != 3) return false;
+  if (p.strides[0] != p.strides[1] || p.strides[0] < 1 || p.strides[0] > 2) return false;
+  for (int i = 0; i < 2; ++i)
+    if (p.dilations[i] != 1 || p.pads_begin[i] > 1 || p.pads_end[i] > 1) return false;
+  // The output size must be what the pads give (the shim's caller guarantees it; refuse
+  // rather than read outside x if it ever does not).
+  for (int i = 0; i < 2; ++i)
+    if (yDims[2 + i] != (xDims[2 + i] + p.pads_begin[i] + p.pads_end[i] - 3) / p.strides[i] + 1)
+      return false;
+  return mode == 1 || kernelWins(yDims);
+}
+
+int dwConvForward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const float *w,
+                  const float *bias, float *y, const int64_t *yDims, const kiln_conv_params_v1 &p) {
+  try {
+    CacheKey key;
+    key.push(site);
+    key.push(-1); // never a ConvEntry key (their second word is a positive flag set)
+    key.push(xDims[1]);
+    auto *e = static_cast<DwEntry *>(r.dnnl.find(key));
+    if (!e) e = static_cast<DwEntry *>(r.dnnl.insert(key, std::make_unique<DwEntry>()));
+    const int64_t c = xDims[1];
+    const bool constant = r.isConstant(w);
+    if (!constant || !e->valid || e->from != w || e->token != r.weightsToken) {
+      e->packed.resize(9 * c);
+      packDwWeights(w, c, e->packed.data());
+      e->from = w;
+      e->token = r.weightsToken;
+      e->valid = constant;
+    }
+    DwConvParams d{};
+    d.n = xDims[0];
+    d.c = c;
+    d.h = xDims[2];
+    d.w = xDims[3];
+    d.oh = yDims[2];
+    d.ow = yDims[3];
+    d.stride = p.strides[0];
+    d.padTop = p.pads_begin[0];
+    d.padLeft = p.pads_begin[1];
+    d.clipMin = -std::numeric_limits<float>::infinity();
+    d.clipMax = std::numeric_limits<float>::infinity();
+    if (p.post_op == KILN_POST_RELU) d.clipMin = 0.f;
+    if (p.post_op == KILN_POST_CLIP) {
+      d.clipMin = p.clip_min;
+      d.clipMax = p.clip_max;
+    }
+    dwConv3x3Nhwc(d, x, e->packed.data(), bias, y);
+    return KILN_OK;
+  } catch (const std::bad_alloc &) {
+    return fail(KILN_ERR_OUT_OF_MEMORY, "conv site %lld: out of memory",
+                static_cast<long long>(site));
+  }
+}
+
+} // namespace kiln::rt
