@@ -14,6 +14,8 @@
 #include <limits>
 #include <new>
 
+#include <strings.h>
+
 namespace kiln::rt::winograd {
 namespace {
 
@@ -54,7 +56,8 @@ const Kernels *kernelsFor(Isa isa) {
 }
 
 // KILN_CONV_WINOGRAD=0 turns the path off, =avx2 picks the AVX2 kernels; so does an
-// ONEDNN_MAX_CPU_ISA below AVX-512, so one variable caps both oneDNN and kiln.
+// ONEDNN_MAX_CPU_ISA below AVX-512 (one below AVX2 turns it off), so one variable caps both
+// oneDNN and kiln.
 struct Settings {
   std::atomic<bool> enabled{true};
   std::atomic<const Kernels *> kernels{nullptr};
@@ -66,6 +69,7 @@ struct Settings {
     if (env && strcasecmp(env, "avx2") == 0) isa = Isa::Avx2;
     if (dnnlIsa && *dnnlIsa && !std::strstr(dnnlIsa, "512") && strcasecmp(dnnlIsa, "all") != 0)
       isa = Isa::Avx2;
+    if (dnnlIsa && strncasecmp(dnnlIsa, "sse", 3) == 0) enabled = false; // capped below AVX2
     kernels = kernelsFor(isa);
   }
 };
@@ -112,10 +116,11 @@ bool wanted(const int64_t *xDims, const int64_t *wDims, const int64_t *yDims,
   const int64_t C = xDims[1], K = wDims[0];
   // The kernels need whole vectors of channels and whole weight panels (64 columns).
   if (C % 16 != 0 || K % 64 != 0 || xDims[0] < 1) return false;
-  // Each transformed weight is reused once per 4x4 output tile. With fewer than 16 tiles the
-  // GEMMs stream 4x the direct weights for little reuse: at 7x7x512 (4 tiles) kiln-wg measured
-  // 0.93-1.07x direct's time on one core (bench/conv) and would hold 38 MB per layer.
-  if (xDims[0] * ceilDiv(yDims[2], 4) * ceilDiv(yDims[3], 4) < kMinTiles) return false;
+  // Each transformed weight is reused once per 4x4 output tile. With fewer than 16 tiles per
+  // image the GEMMs stream 4x the direct weights for little reuse: at 7x7x512 (4 tiles)
+  // kiln-wg measured 0.85-1.07x direct's time (bench/conv) and would hold 38 MB per layer.
+  // Per image, not per batch, so the memory a model holds does not depend on its batch.
+  if (ceilDiv(yDims[2], 4) * ceilDiv(yDims[3], 4) < kMinTiles) return false;
   for (int i = 0; i < 2; ++i)
     if (yDims[2 + i] < 1 || yDims[2 + i] != xDims[2 + i] + p.pads_begin[i] + p.pads_end[i] - 2)
       return false;

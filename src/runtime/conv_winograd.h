@@ -43,7 +43,8 @@ enum class Isa { Auto, Avx512, Avx2 };
 /// Forces one kernel set (tests, benches); false, changing nothing, when this CPU lacks it.
 bool forceIsa(Isa isa);
 /// Turns the Winograd path on or off for this process (benches' A/B). The default comes from
-/// KILN_CONV_WINOGRAD: "0" off, "avx2" the AVX2 kernels, anything else or unset: on.
+/// KILN_CONV_WINOGRAD: "0" off, "avx2" the AVX2 kernels, anything else or unset: on
+/// (ONEDNN_MAX_CPU_ISA below AVX-512 also picks the AVX2 kernels; below AVX2, off).
 void setEnabled(bool on);
 
 /// True when this conv (dims as the shim gets them: N,C,H,W / K,C,3,3 / N,K,OH,OW) should

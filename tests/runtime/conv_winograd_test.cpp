@@ -158,6 +158,8 @@ TEST(Winograd, TakesOnly3x3Stride1UngroupedConvsWithEnoughTiles) {
   EXPECT_FALSE(wg::wanted(xOdd, wd, yd, p)) << "C not a multiple of 16";
   int64_t x7[4] = {1, 512, 7, 7}, w7[4] = {512, 512, 3, 3}, y7[4] = {1, 512, 7, 7};
   EXPECT_FALSE(wg::wanted(x7, w7, y7, p)) << "7x7: 4 tiles";
+  x7[0] = y7[0] = 8;
+  EXPECT_FALSE(wg::wanted(x7, w7, y7, p)) << "7x7, batch 8: still 4 tiles per image";
   wg::setEnabled(false);
   EXPECT_FALSE(wg::wanted(xd, wd, yd, p)) << "switched off";
   wg::setEnabled(true);
