@@ -1,11 +1,16 @@
 // kiln's own Winograd F(4x4, 3x3) convolution for channels-last float32 activations.
 //
 // For 3x3, stride 1, dilation 1, ungrouped 2-D convs it replaces oneDNN's direct kernel where
-// measured faster (docs/perf.md, "Winograd 3x3 convolutions"): weights are transformed once
-// per constant set (cached like oneDNN's reordered weights, dropped when constants change),
-// then per run: input tiles -> 36 GEMMs [tiles x C] . [C x K] -> output tiles with bias,
-// residual and ReLU/clip fused. The kernels exist per ISA level (conv_winograd_avx512.cpp,
-// conv_winograd_avx2.cpp over conv_winograd_impl.h), picked from CPUID.
+// measured faster (docs/perf.md, "Winograd F(4x4, 3x3) for 3x3 convolutions"): weights are
+// transformed once per constant set (cached like oneDNN's reordered weights, dropped when
+// constants change), then per run: input tiles -> 36 GEMMs [tiles x C] . [C x K] -> output
+// tiles with bias, residual and ReLU/clip fused. The kernels exist per ISA level
+// (conv_winograd_avx512.cpp, conv_winograd_avx2.cpp over conv_winograd_impl.h), picked from
+// CPUID.
+// Known difference from a direct conv: a non-finite input value may reach every output of the
+// 4x4 tiles whose 6x6 input window holds it (as NaN, where the transforms subtract
+// infinities), not only the outputs whose 3x3 window holds it. Finite inputs agree to ~1e-6
+// relative.
 #pragma once
 
 #include "runner.h"
