@@ -28,6 +28,17 @@ CacheEntry *DnnlCache::insert(const CacheKey &key, std::unique_ptr<CacheEntry> e
   return raw;
 }
 
+CacheEntry *DnnlCache::findDerived(const CacheKey &key) const {
+  auto it = derived_.find(key);
+  return it == derived_.end() ? nullptr : it->second.get();
+}
+
+CacheEntry *DnnlCache::insertDerived(const CacheKey &key, std::unique_ptr<CacheEntry> entry) {
+  CacheEntry *raw = entry.get();
+  derived_[key] = std::move(entry);
+  return raw;
+}
+
 dnnl::memory DnnlCache::weights(int64_t site, const void *w, bool cacheable,
                                 const dnnl::memory::desc &plain, const dnnl::memory::desc &want,
                                 dnnl::memory &scratch) {

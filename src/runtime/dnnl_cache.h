@@ -62,11 +62,19 @@ public:
   dnnl::memory weights(int64_t site, const void *w, bool cacheable, const dnnl::memory::desc &plain,
                        const dnnl::memory::desc &want, dnnl::memory &scratch);
 
+  // Weights a kiln kernel transformed itself (Winograd), keyed like the reordered weights
+  // and dropped with them.
+  CacheEntry *findDerived(const CacheKey &key) const;
+  CacheEntry *insertDerived(const CacheKey &key, std::unique_ptr<CacheEntry> entry);
+
   // Drops cached weights (constants were updated in place).
-  void clearWeights() { weights_.clear(); }
+  void clearWeights() {
+    weights_.clear();
+    derived_.clear();
+  }
 
   size_t numEntries() const { return entries_.size(); }
-  size_t numWeights() const { return weights_.size(); }
+  size_t numWeights() const { return weights_.size() + derived_.size(); }
 
 private:
   struct WeightEntry {
@@ -78,6 +86,7 @@ private:
   dnnl::stream stream_;
   std::unordered_map<CacheKey, std::unique_ptr<CacheEntry>, CacheKeyHash> entries_;
   std::unordered_map<CacheKey, WeightEntry, CacheKeyHash> weights_;
+  std::unordered_map<CacheKey, std::unique_ptr<CacheEntry>, CacheKeyHash> derived_;
 };
 
 } // namespace kiln::rt

@@ -1,0 +1,231 @@
+// Winograd F(4x4, 3x3) convolution: which convs take it, the weight transform and its cache,
+// scratch, and the call into the ISA's kernels (conv_winograd_impl.h).
+#include "conv_winograd.h"
+
+#include "cpu_features.h"
+#include "error.h"
+
+#include <kiln/model.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+
+#include <strings.h>
+
+namespace kiln::rt::winograd {
+namespace {
+
+// A 64-byte aligned float array owned by a cache entry.
+struct FloatBuffer : CacheEntry {
+  float *data = nullptr;
+  size_t size = 0;
+  ~FloatBuffer() override { std::free(data); }
+  void reserve(size_t n) {
+    if (n <= size) return;
+    void *p = std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+    if (!p) throw std::bad_alloc();
+    std::free(data);
+    data = static_cast<float *>(p);
+    size = n;
+  }
+};
+
+bool cpuRuns(Isa isa) {
+#if defined(__x86_64__)
+  if (isa == Isa::Avx512) return cpu::missingFeatures("avx512f,avx2,fma").empty();
+  return cpu::missingFeatures("avx2,fma").empty();
+#else
+  (void)isa;
+  return false;
+#endif
+}
+
+const Kernels *kernelsFor(Isa isa) {
+#if defined(__x86_64__)
+  if (isa == Isa::Auto) isa = cpuRuns(Isa::Avx512) ? Isa::Avx512 : Isa::Avx2;
+  if (!cpuRuns(isa)) return nullptr;
+  return isa == Isa::Avx512 ? &avx512Kernels() : &avx2Kernels();
+#else
+  (void)isa;
+  return nullptr;
+#endif
+}
+
+// KILN_CONV_WINOGRAD=0 turns the path off, =avx2 picks the AVX2 kernels; so does an
+// ONEDNN_MAX_CPU_ISA below AVX-512 (one below AVX2 turns it off), so one variable caps both
+// oneDNN and kiln.
+struct Settings {
+  std::atomic<bool> enabled{true};
+  std::atomic<const Kernels *> kernels{nullptr};
+  Settings() {
+    const char *env = std::getenv("KILN_CONV_WINOGRAD");
+    const char *dnnlIsa = std::getenv("ONEDNN_MAX_CPU_ISA");
+    Isa isa = Isa::Auto;
+    if (env && std::strcmp(env, "0") == 0) enabled = false;
+    if (env && strcasecmp(env, "avx2") == 0) isa = Isa::Avx2;
+    if (dnnlIsa && *dnnlIsa && !std::strstr(dnnlIsa, "512") && strcasecmp(dnnlIsa, "all") != 0)
+      isa = Isa::Avx2;
+    if (dnnlIsa && strncasecmp(dnnlIsa, "sse", 3) == 0) enabled = false; // capped below AVX2
+    kernels = kernelsFor(isa);
+  }
+};
+
+Settings &settings() {
+  static Settings s;
+  return s;
+}
+
+constexpr int64_t kMinTiles = 16;
+
+int64_t ceilDiv(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
+// Tiles per pass: V and M of a chunk stay within about 2 MiB (the L2 caches of two cores),
+// but a chunk keeps enough GEMM rows for the micro-kernel to stream each weight panel well.
+int64_t chunkTiles(int64_t T, int64_t C, int64_t K) {
+  constexpr int64_t kBudgetBytes = 2 << 20;
+  const int64_t perTile = 36 * (C + K) * int64_t(sizeof(float));
+  return std::min(std::max<int64_t>(kBudgetBytes / perTile / 6 * 6, 24), std::max<int64_t>(T, 1));
+}
+
+} // namespace
+
+bool forceIsa(Isa isa) {
+  const Kernels *k = kernelsFor(isa);
+  if (!k) return false;
+  settings().kernels = k;
+  return true;
+}
+
+void setEnabled(bool on) {
+  settings().enabled = on;
+}
+
+bool wanted(const int64_t *xDims, const int64_t *wDims, const int64_t *yDims,
+            const kiln_conv_params_v1 &p) {
+  Settings &s = settings();
+  if (!s.enabled || !s.kernels) return false;
+  if (p.spatial_rank != 2 || p.groups != 1 || wDims[2] != 3 || wDims[3] != 3) return false;
+  for (int i = 0; i < 2; ++i)
+    if (p.strides[i] != 1 || p.dilations[i] != 1) return false;
+  const int64_t C = xDims[1], K = wDims[0];
+  // The kernels need whole vectors of channels and whole weight panels (64 columns).
+  if (C % 16 != 0 || K % 64 != 0 || xDims[0] < 1) return false;
+  // Each transformed weight is reused once per 4x4 output tile. With fewer than 16 tiles per
+  // image the GEMMs stream 4x the direct weights for little reuse: at 7x7x512 (4 tiles)
+  // kiln-wg measured 0.85-1.07x direct's time (bench/conv) and would hold 38 MB per layer.
+  // Per image, not per batch, so the memory a model holds does not depend on its batch.
+  if (ceilDiv(yDims[2], 4) * ceilDiv(yDims[3], 4) < kMinTiles) return false;
+  for (int i = 0; i < 2; ++i)
+    if (yDims[2 + i] < 1 || yDims[2 + i] != xDims[2 + i] + p.pads_begin[i] + p.pads_end[i] - 2)
+      return false;
+  return true;
+}
+
+void transformWeights(const float *w, int64_t K, int64_t C, int panel, float *U) {
+  // G (6 x 3) of F(4, 3) for points 0, ±1, ±2, ∞.
+  static const double G[6][3] = {{1 / 4., 0, 0},
+                                 {-1 / 6., -1 / 6., -1 / 6.},
+                                 {-1 / 6., 1 / 6., -1 / 6.},
+                                 {1 / 24., 1 / 12., 1 / 6.},
+                                 {1 / 24., -1 / 12., 1 / 6.},
+                                 {0, 0, 1}};
+  const int64_t panels = K / panel;
+#pragma omp parallel for schedule(static)
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t c = 0; c < C; ++c) {
+      const float *g = w + (k * C + c) * 9;
+      double t[6][3], u[6][6];
+      for (int i = 0; i < 6; ++i)
+        for (int j = 0; j < 3; ++j)
+          t[i][j] = G[i][0] * g[j] + G[i][1] * g[3 + j] + G[i][2] * g[6 + j];
+      for (int i = 0; i < 6; ++i)
+        for (int j = 0; j < 6; ++j)
+          u[i][j] = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
+      const int64_t pi = k / panel, col = k % panel;
+      for (int xi = 0; xi < 36; ++xi)
+        U[((xi * panels + pi) * C + c) * panel + col] = static_cast<float>(u[xi / 6][xi % 6]);
+    }
+}
+
+int forward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const float *w,
+            const int64_t *wDims, const float *bias, const float *residual, float *y,
+            const int64_t *yDims, const kiln_conv_params_v1 &p) {
+  const Kernels *kern = settings().kernels.load();
+  if (!kern)
+    return fail(KILN_ERR_INTERNAL, "conv site %lld: no Winograd kernels for this CPU",
+                static_cast<long long>(site));
+  try {
+    Problem pr{};
+    pr.N = xDims[0];
+    pr.C = xDims[1];
+    pr.H = xDims[2];
+    pr.W = xDims[3];
+    pr.K = wDims[0];
+    pr.OH = yDims[2];
+    pr.OW = yDims[3];
+    pr.padT = p.pads_begin[0];
+    pr.padL = p.pads_begin[1];
+    pr.tilesH = ceilDiv(pr.OH, 4);
+    pr.tilesW = ceilDiv(pr.OW, 4);
+    const int64_t T = pr.N * pr.tilesH * pr.tilesW;
+    pr.chunk = chunkTiles(T, pr.C, pr.K);
+    pr.x = x;
+    pr.bias = bias;
+    pr.residual = residual;
+    pr.y = y;
+    pr.activate = p.post_op != KILN_POST_NONE;
+    pr.lo = p.post_op == KILN_POST_CLIP ? p.clip_min : 0.f;
+    pr.hi = p.post_op == KILN_POST_CLIP ? p.clip_max : std::numeric_limits<float>::infinity();
+
+    DnnlCache &cache = r.dnnl;
+    const bool constantWeights = r.isConstant(w);
+    const int64_t uFloats = 36 * pr.K * pr.C;
+    // Per-runner scratch shared by every Winograd call: V and M of one chunk (and the
+    // transformed weights when w is not a constant). It only grows, to the largest call.
+    CacheKey scratchKey;
+    scratchKey.push(-1);
+    scratchKey.push(0x57494e4f); // "WINO"
+    auto *scratch = static_cast<FloatBuffer *>(cache.find(scratchKey));
+    if (!scratch)
+      scratch =
+          static_cast<FloatBuffer *>(cache.insert(scratchKey, std::make_unique<FloatBuffer>()));
+    const int64_t vFloats = 36 * pr.chunk * pr.C, mFloats = 36 * pr.chunk * pr.K;
+    scratch->reserve(vFloats + mFloats + (constantWeights ? 0 : uFloats));
+    pr.V = scratch->data;
+    pr.M = scratch->data + vFloats;
+
+    if (constantWeights) {
+      CacheKey key;
+      key.push(site);
+      key.push(static_cast<int64_t>(reinterpret_cast<uintptr_t>(w)));
+      key.push(kern->panel);
+      key.push(pr.K);
+      key.push(pr.C);
+      auto *u = static_cast<FloatBuffer *>(cache.findDerived(key));
+      if (!u) {
+        auto fresh = std::make_unique<FloatBuffer>();
+        fresh->reserve(uFloats);
+        transformWeights(w, pr.K, pr.C, kern->panel, fresh->data);
+        u = static_cast<FloatBuffer *>(cache.insertDerived(key, std::move(fresh)));
+      }
+      pr.U = u->data;
+    } else {
+      float *u = scratch->data + vFloats + mFloats;
+      transformWeights(w, pr.K, pr.C, kern->panel, u);
+      pr.U = u;
+    }
+    kern->run(pr);
+    return KILN_OK;
+  } catch (const std::bad_alloc &) {
+    return fail(KILN_ERR_OUT_OF_MEMORY, "conv site %lld: out of memory for Winograd buffers",
+                static_cast<long long>(site));
+  }
+}
+
+} // namespace kiln::rt::winograd

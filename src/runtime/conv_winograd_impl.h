@@ -1,0 +1,201 @@
+// The Winograd F(4x4, 3x3) kernels, written once over a vector type V and compiled per ISA
+// level (conv_winograd_avx512.cpp, conv_winograd_avx2.cpp each define V and instantiate).
+//
+// Per chunk of output tiles, inside one OpenMP region (barriers between the phases):
+//   1. input transform, one (tile, channel vector) per item: V[xi][tile][C] = Bᵀ d B
+//   2. 36 GEMMs, one (xi, K panel) per item: M[xi][tile][K] = V[xi] · U[xi]
+//   3. output transform, one (tile, K vector) per item: y = act(Aᵀ M A + bias + residual)
+// Matrices (points 0, ±1, ±2, ∞):
+//   Bᵀ = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0;
+//         0 4 0 -5 0 1],  Aᵀ = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+#pragma once
+
+#include "conv_winograd.h"
+
+#include <algorithm>
+#include <cstdint>
+
+namespace kiln::rt::winograd {
+
+template <class V> struct Impl {
+  using Reg = typename V::Reg;
+  static constexpr int L = V::kLanes;
+  static constexpr int NR = V::kPanelVectors; // vectors per GEMM row
+  static constexpr int KB = L * NR;           // panel width in floats
+  static constexpr int MR = 6;                // GEMM rows (tiles) per micro-kernel
+
+  // out[0..5] = Bᵀ in[0..5] (in / out strided by `s` registers).
+  static inline void inputRows(const Reg *in, int s, Reg *out, int so) {
+    const Reg d0 = in[0], d1 = in[s], d2 = in[2 * s], d3 = in[3 * s], d4 = in[4 * s],
+              d5 = in[5 * s];
+    const Reg four = V::bcast(4.f), five = V::bcast(-5.f), two = V::bcast(2.f);
+    const Reg d12 = V::add(d1, d2), d1m2 = V::sub(d1, d2), d34 = V::add(d3, d4),
+              d4m3 = V::sub(d4, d3), d3m1 = V::sub(d3, d1), d4m2 = V::sub(d4, d2);
+    out[0] = V::fma(four, d0, V::fma(five, d2, d4));
+    out[so] = V::fnma(four, d12, d34);
+    out[2 * so] = V::fma(four, d1m2, d4m3);
+    out[3 * so] = V::fma(two, d3m1, d4m2);
+    out[4 * so] = V::fnma(two, d3m1, d4m2);
+    out[5 * so] = V::fma(four, d1, V::fma(five, d3, d5));
+  }
+
+  // out[0..3] = Aᵀ in[0..5].
+  static inline void outputRows(const Reg *in, int s, Reg *out, int so) {
+    const Reg a = V::add(in[s], in[2 * s]), b = V::sub(in[s], in[2 * s]);
+    const Reg c = V::add(in[3 * s], in[4 * s]), d = V::sub(in[3 * s], in[4 * s]);
+    out[0] = V::add(V::add(in[0], a), c);
+    out[so] = V::fma(V::bcast(2.f), d, b);
+    out[2 * so] = V::fma(V::bcast(4.f), c, a);
+    out[3 * so] = V::add(V::fma(V::bcast(8.f), d, b), in[5 * s]);
+  }
+
+  static void tileOrigin(const Problem &p, int64_t t, int64_t &n, int64_t &oy, int64_t &ox) {
+    const int64_t perImage = p.tilesH * p.tilesW;
+    n = t / perImage;
+    const int64_t r = t - n * perImage;
+    oy = r / p.tilesW * 4;
+    ox = r % p.tilesW * 4;
+  }
+
+  // Tile t (chunk row tl of tc) for channels [c0, c0 + L) into V.
+  static void inputTile(const Problem &p, int64_t t, int64_t tl, int64_t tc, int64_t c0) {
+    int64_t n, oy, ox;
+    tileOrigin(p, t, n, oy, ox);
+    const int64_t iy0 = oy - p.padT, ix0 = ox - p.padL;
+    const float *xb = p.x + n * p.H * p.W * p.C + c0;
+    Reg d[36], u[36];
+    const bool inside = iy0 >= 0 && ix0 >= 0 && iy0 + 6 <= p.H && ix0 + 6 <= p.W;
+#pragma GCC unroll 6
+    for (int i = 0; i < 6; ++i) {
+      const int64_t iy = iy0 + i;
+      const bool rowOk = iy >= 0 && iy < p.H;
+#pragma GCC unroll 6
+      for (int j = 0; j < 6; ++j) {
+        const int64_t ix = ix0 + j;
+        const bool ok = inside || (rowOk && ix >= 0 && ix < p.W);
+        d[i * 6 + j] = ok ? V::load(xb + (iy * p.W + ix) * p.C) : V::zero();
+      }
+    }
+#pragma GCC unroll 6
+    for (int j = 0; j < 6; ++j)
+      inputRows(d + j, 6, u + j, 6); // columns: u = Bᵀ d
+    float *out = p.V + tl * p.C + c0;
+    const int64_t xiStride = tc * p.C;
+#pragma GCC unroll 6
+    for (int i = 0; i < 6; ++i) {
+      Reg v[6];
+      inputRows(u + i * 6, 1, v, 1); // rows: (Bᵀ d) B
+#pragma GCC unroll 6
+      for (int j = 0; j < 6; ++j)
+        V::store(out + (i * 6 + j) * xiStride, v[j]);
+    }
+  }
+
+  // rows x KB block of M[xi] = V[xi] (rows x C, row stride C) . U panel (C x KB).
+  template <int R>
+  static void micro(const float *a, int64_t C, const float *b, float *c, int64_t ldc) {
+    // Fully unrolled so the R x NR accumulators live in registers.
+    Reg acc[R][NR];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+      for (int j = 0; j < NR; ++j)
+        acc[r][j] = V::zero();
+    for (int64_t k = 0; k < C; ++k) {
+      Reg bv[NR];
+#pragma GCC unroll 8
+      for (int j = 0; j < NR; ++j)
+        bv[j] = V::load(b + k * KB + j * L);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const Reg av = V::bcast(a[r * C + k]);
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; ++j)
+          acc[r][j] = V::fma(av, bv[j], acc[r][j]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+      for (int j = 0; j < NR; ++j)
+        V::store(c + r * ldc + j * L, acc[r][j]);
+  }
+
+  static void gemmPanel(const Problem &p, int64_t xi, int64_t panel, int64_t tc) {
+    const float *a = p.V + xi * tc * p.C;
+    const float *b = p.U + (xi * (p.K / KB) + panel) * p.C * KB;
+    float *c = p.M + xi * tc * p.K + panel * KB;
+    int64_t t = 0;
+    for (; t + MR <= tc; t += MR)
+      micro<MR>(a + t * p.C, p.C, b, c + t * p.K, p.K);
+    switch (tc - t) {
+    case 5:
+      micro<5>(a + t * p.C, p.C, b, c + t * p.K, p.K);
+      break;
+    case 4:
+      micro<4>(a + t * p.C, p.C, b, c + t * p.K, p.K);
+      break;
+    case 3:
+      micro<3>(a + t * p.C, p.C, b, c + t * p.K, p.K);
+      break;
+    case 2:
+      micro<2>(a + t * p.C, p.C, b, c + t * p.K, p.K);
+      break;
+    case 1:
+      micro<1>(a + t * p.C, p.C, b, c + t * p.K, p.K);
+      break;
+    default:
+      break;
+    }
+  }
+
+  // Tile t (chunk row tl of tc), output channels [k0, k0 + L), from M into y.
+  static void outputTile(const Problem &p, int64_t t, int64_t tl, int64_t tc, int64_t k0) {
+    int64_t n, oy, ox;
+    tileOrigin(p, t, n, oy, ox);
+    const float *in = p.M + tl * p.K + k0;
+    const int64_t xiStride = tc * p.K;
+    Reg m[36], s[24];
+#pragma GCC unroll 36
+    for (int xi = 0; xi < 36; ++xi)
+      m[xi] = V::load(in + xi * xiStride);
+#pragma GCC unroll 6
+    for (int j = 0; j < 6; ++j)
+      outputRows(m + j, 6, s + j, 6); // columns: s = Aᵀ m (4 x 6)
+    const Reg bias = p.bias ? V::load(p.bias + k0) : V::zero();
+    const Reg lo = V::bcast(p.lo), hi = V::bcast(p.hi);
+    const int64_t rows = std::min<int64_t>(4, p.OH - oy), cols = std::min<int64_t>(4, p.OW - ox);
+    const int64_t base = (n * p.OH + oy) * p.OW + ox;
+    for (int i = 0; i < rows; ++i) {
+      Reg o[4];
+      outputRows(s + i * 6, 1, o, 1); // rows: (Aᵀ m) A
+      for (int j = 0; j < cols; ++j) {
+        const int64_t at = (base + i * p.OW + j) * p.K + k0;
+        Reg v = V::add(o[j], bias);
+        if (p.residual) v = V::add(v, V::load(p.residual + at));
+        if (p.activate) v = V::min(hi, V::max(lo, v)); // NaN stays NaN (operand order)
+        V::store(p.y + at, v);
+      }
+    }
+  }
+
+  static void run(const Problem &p) {
+    const int64_t T = p.N * p.tilesH * p.tilesW;
+    const int64_t cv = p.C / L, kv = p.K / L, panels = p.K / KB;
+#pragma omp parallel
+    for (int64_t t0 = 0; t0 < T; t0 += p.chunk) {
+      const int64_t tc = std::min(p.chunk, T - t0);
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < tc * cv; ++i)
+        inputTile(p, t0 + i / cv, i / cv, tc, i % cv * L);
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < 36 * panels; ++i)
+        gemmPanel(p, i / panels, i % panels, tc);
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < tc * kv; ++i)
+        outputTile(p, t0 + i / kv, i / kv, tc, i % kv * L);
+    }
+  }
+};
+
+} // namespace kiln::rt::winograd
