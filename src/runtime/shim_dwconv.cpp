@@ -30,16 +30,15 @@ int depthwiseMode() {
   return f < 0 ? fromEnv : f == 1 ? 1 : -1;
 }
 
-// Where kiln's kernel beat oneDNN 2.6 (bench/conv, MobileNetV2's shapes, 1 thread; on par
-// at 2; docs/perf.md): with AVX2 + FMA only, every shape (0.6-0.7x oneDNN's time: oneDNN's
-// jit_dw:avx2 wants nChw8c, so it reorders from and to NHWC around each call); with
-// AVX-512 (oneDNN's brdgmm_dw works on NHWC directly), output maps of 28x28 and more
-// (0.86-0.93x; on smaller maps oneDNN is up to 1.17x faster); the scalar kernel never.
-bool kernelWins(const int64_t *yDims) {
-  const DwRowKernel &k = activeDwKernel();
-  if (k.lanes == 8) return true;
-  if (k.lanes == 16) return yDims[2] * yDims[3] >= 28 * 28;
-  return false;
+// Where kiln's kernel beat oneDNN 2.6 (bench/conv, MobileNetV2's shapes; docs/perf.md):
+// with AVX2 + FMA only, every shape (0.6-0.7x oneDNN's time: oneDNN's jit_dw:avx2 wants
+// nChw8c, so it reorders from and to NHWC around each call). With AVX-512 oneDNN's
+// brdgmm_dw works on NHWC directly: on the loaded Zen 5 box the kernel was 0.86-0.93x on maps
+// of 28x28 and more, but on the quiet Sapphire Rapids host the whole model ran 1.06x (1
+// thread) and 1.19x (2 threads) slower with it, so AVX-512 keeps oneDNN. The scalar kernel
+// never wins.
+bool kernelWins(const int64_t *) {
+  return activeDwKernel().lanes == 8;
 }
 
 // Weights packed [3, 3, C] for one site, and what they were packed from.
