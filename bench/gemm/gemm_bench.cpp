@@ -14,7 +14,8 @@
 // B, so B comes from memory as in a model (whose weights do not stay in cache between
 // layers). Reported per variant: GFLOP/s of the fastest call and of the median, from
 // wall time and, at 1 thread, from the thread's CPU time (which preemption by other
-// processes on a shared machine does not inflate).
+// processes on a shared machine does not inflate); --peak adds the fastest call's share of
+// threads x that per-core peak (CPU time at 1 thread, wall time otherwise).
 #include <dnnl.hpp>
 #include <omp.h>
 #ifdef KILN_GEMM_BENCH_XNNPACK
@@ -180,7 +181,9 @@ void report(const char *name, Timings &t, double gflop, int threads, double peak
               gflop / t.wall[mid]);
   if (threads == 1)
     std::printf(" | CPU time: best %6.1f median %6.1f", gflop / t.cpu[0], gflop / t.cpu[mid]);
-  if (peak > 0) std::printf(" | best %.0f%% of peak", 100.0 * gflop / t.wall[0] / (peak * threads));
+  // At 1 thread the CPU time is what the call ran; at 2 only the wall time exists.
+  double best = threads == 1 ? t.cpu[0] : t.wall[0];
+  if (peak > 0) std::printf(" | best %.0f%% of peak", 100.0 * gflop / best / (peak * threads));
   std::printf("\n");
 }
 
