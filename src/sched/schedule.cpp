@@ -147,7 +147,7 @@ bool kUnitVarsDisabled() {
 }
 
 bool canJoin(const loop::KernelGroup &g, const loop::Kernel &k,
-             const std::set<const loop::Buffer *> &produced, sym::Context &ctx) {
+             const std::set<const loop::Buffer *> &produced, sym::Context &ctx, bool unitVars) {
   // A value kernel runs alone: the wrapper reads its values right after it.
   if (k.kind == loop::KernelKind::Extern || k.kind == loop::KernelKind::Call ||
       k.kind == loop::KernelKind::Attention || !k.valueOut.empty() || k.vars.size() < g.outerRank)
@@ -160,7 +160,7 @@ bool canJoin(const loop::KernelGroup &g, const loop::Kernel &k,
     readsGroup |= produced.count(b) != 0;
   if (!readsGroup) return false;
   std::map<const sym::Node *, sym::Expr> unit;
-  if (!kUnitVarsDisabled())
+  if (unitVars && !kUnitVarsDisabled())
     for (size_t d = g.outerRank; d < k.vars.size() && d < k.out->shape.size(); ++d)
       if (k.out->shape[d].isConst(1)) unit[k.vars[d].node()] = ctx.constant(0);
   return readsAtOuterPoint(k.body, produced, k.vars, g.outerRank, unit, ctx);
@@ -176,7 +176,7 @@ void formGroups(loop::Program &p, sym::Context &ctx, const Target &t) {
     if (p.runsBeforeRun(k)) continue; // bind_shapes runs it, before the run
     if (!p.groups.empty()) {
       loop::KernelGroup &g = p.groups.back();
-      if (g.outerRank > 0 && !k.scatterIndex && canJoin(g, k, produced, ctx)) {
+      if (g.outerRank > 0 && !k.scatterIndex && canJoin(g, k, produced, ctx, t.groupUnitVars)) {
         g.kernels.push_back(&k);
         produced.insert(k.out);
         continue;

@@ -1,6 +1,7 @@
 // sched::formGroups: a kernel that reads a keepdims reduction's [.., 1] result through a
 // loop variable of extent 1 (as LayerNorm lowers with dynamic dims) joins the reduction's
-// group; KILN_GROUP_UNIT_VARS=0 restores the old rule, which left them apart.
+// group on the CPU; KILN_GROUP_UNIT_VARS=0 and the CUDA target keep the old rule, which left
+// them apart.
 #include "sched/schedule.h"
 
 #include <gtest/gtest.h>
@@ -57,6 +58,12 @@ TEST(GroupFusion, SwitchRestoresSeparateKernels) {
   KeepdimsMean m;
   sched::formGroups(m.p, m.ctx);
   ::unsetenv("KILN_GROUP_UNIT_VARS");
+  EXPECT_EQ(m.p.groups.size(), 2u);
+}
+
+TEST(GroupFusion, CudaKeepsSeparateKernels) {
+  KeepdimsMean m;
+  sched::formGroups(m.p, m.ctx, sched::Target::cuda({"sm_90"}));
   EXPECT_EQ(m.p.groups.size(), 2u);
 }
 
