@@ -1,8 +1,10 @@
 #include "sched/schedule.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <set>
+#include <string>
 
 namespace kiln::sched {
 
@@ -114,9 +116,11 @@ size_t outerRankOf(const loop::Kernel &k) {
 }
 
 /// Does every load in v of a buffer in `produced` read it exactly at the outer point
-/// (vars[0..rank), zeros after)?
+/// (vars[0..rank), zeros after)? `unit` maps the reader's loop variables of extent 1 to 0:
+/// a keepdims reduction's [.., 1] result read at [.., i] with i < 1 is still the outer point.
 bool readsAtOuterPoint(const loop::VRef &v, const std::set<const loop::Buffer *> &produced,
-                       const std::vector<sym::Expr> &vars, size_t rank, sym::Context &ctx) {
+                       const std::vector<sym::Expr> &vars, size_t rank,
+                       const std::map<const sym::Node *, sym::Expr> &unit, sym::Context &ctx) {
   if (v->kind == loop::VKind::Load && produced.count(v->buf)) {
     if (!v->indirect.empty()) return false;
     const ir::Shape &shape = v->buf->shape;
@@ -126,17 +130,24 @@ bool readsAtOuterPoint(const loop::VRef &v, const std::set<const loop::Buffer *>
       if (d >= rank && !shape[d].isConst(1)) return false;
       idx = idx * shape[d] + (d < rank ? vars[d] : ctx.constant(0));
     }
-    if (idx != v->sym) return false;
+    if (idx != v->sym && (unit.empty() || idx != sym::substitute(v->sym, unit))) return false;
   }
   for (auto &[var, iv] : v->indirect)
-    if (!readsAtOuterPoint(iv, produced, vars, rank, ctx)) return false;
+    if (!readsAtOuterPoint(iv, produced, vars, rank, unit, ctx)) return false;
   for (const loop::VRef &a : v->args)
-    if (!readsAtOuterPoint(a, produced, vars, rank, ctx)) return false;
+    if (!readsAtOuterPoint(a, produced, vars, rank, unit, ctx)) return false;
   return true;
 }
 
+/// KILN_GROUP_UNIT_VARS=0 turns off reading extent-1 loop variables as 0 when grouping
+/// (for A/B timing of the grouped and ungrouped kernels; docs/perf.md).
+bool kUnitVarsDisabled() {
+  const char *v = std::getenv("KILN_GROUP_UNIT_VARS");
+  return v && std::string(v) == "0";
+}
+
 bool canJoin(const loop::KernelGroup &g, const loop::Kernel &k,
-             const std::set<const loop::Buffer *> &produced, sym::Context &ctx) {
+             const std::set<const loop::Buffer *> &produced, sym::Context &ctx, bool unitVars) {
   // A value kernel runs alone: the wrapper reads its values right after it.
   if (k.kind == loop::KernelKind::Extern || k.kind == loop::KernelKind::Call ||
       k.kind == loop::KernelKind::Attention || !k.valueOut.empty() || k.vars.size() < g.outerRank)
@@ -147,7 +158,12 @@ bool canJoin(const loop::KernelGroup &g, const loop::Kernel &k,
   bool readsGroup = false;
   for (loop::Buffer *b : k.reads())
     readsGroup |= produced.count(b) != 0;
-  return readsGroup && readsAtOuterPoint(k.body, produced, k.vars, g.outerRank, ctx);
+  if (!readsGroup) return false;
+  std::map<const sym::Node *, sym::Expr> unit;
+  if (unitVars && !kUnitVarsDisabled())
+    for (size_t d = g.outerRank; d < k.vars.size() && d < k.out->shape.size(); ++d)
+      if (k.out->shape[d].isConst(1)) unit[k.vars[d].node()] = ctx.constant(0);
+  return readsAtOuterPoint(k.body, produced, k.vars, g.outerRank, unit, ctx);
 }
 
 } // namespace
@@ -160,7 +176,7 @@ void formGroups(loop::Program &p, sym::Context &ctx, const Target &t) {
     if (p.runsBeforeRun(k)) continue; // bind_shapes runs it, before the run
     if (!p.groups.empty()) {
       loop::KernelGroup &g = p.groups.back();
-      if (g.outerRank > 0 && !k.scatterIndex && canJoin(g, k, produced, ctx)) {
+      if (g.outerRank > 0 && !k.scatterIndex && canJoin(g, k, produced, ctx, t.groupUnitVars)) {
         g.kernels.push_back(&k);
         produced.insert(k.out);
         continue;

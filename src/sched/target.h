@@ -36,6 +36,9 @@ struct Target {
   // loop from vectorizing).
   bool realizeLayerNormOutput = true;
   bool cubeAsProduct = true;
+  // Group fusion reads a reader's extent-1 loop variables as 0 (keepdims reductions such as
+  // LayerNorm's join one group); checked on the CPU only, no GPU run yet.
+  bool groupUnitVars = true;
   // CPU: kernels whose statically known work is below this run without an OpenMP region,
   // and others open one only when their run-time work reaches it.
   int64_t cpuParallelMinWork = 16384;
@@ -67,6 +70,7 @@ struct Target {
     t.scatterShim = false;
     t.realizeLayerNormOutput = false;
     t.cubeAsProduct = false;
+    t.groupUnitVars = false;
     t.splitBelowOutputs = 128;
     t.cudaArchs = std::move(archs);
     t.hostArch = "x86-64-v3"; // the GPU host may be another CPU than the build machine

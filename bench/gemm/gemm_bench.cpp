@@ -1,0 +1,281 @@
+// GFLOP/s of oneDNN 2.6's f32 matmul configured as kiln's matmul shim runs a weight GEMM
+// (B constant, reordered once into the layout oneDNN picks, bias, optional GELU post-op),
+// against the alternatives considered for transformer shapes (docs/perf.md, "GEMM ceiling"):
+//
+//   whole  one M x N primitive
+//   split  N / --split primitives of M x split writing column blocks of the same C (what a
+//          Q/K/V fusion undoes, or a wide GEMM cut into narrower ones)
+//   xnn    XNNPACK's fully-connected f32 operator (only when built with XNNPACK)
+//
+//   build/release/bench/gemm/kiln_gemm_bench [--shapes M,N,K;...] [--split 768] [--gelu]
+//       [--threads 1,2] [--reps 40] [--copies 8] [--peak GFLOPS_PER_CORE]
+//
+// The variants alternate call by call. --copies rotates through that many packed copies of
+// B, so B comes from memory as in a model (whose weights do not stay in cache between
+// layers). Reported per variant: GFLOP/s of the fastest call and of the median, from
+// wall time and, at 1 thread, from the thread's CPU time (which preemption by other
+// processes on a shared machine does not inflate); --peak adds the fastest call's share of
+// threads x that per-core peak (CPU time at 1 thread, wall time otherwise).
+#include <dnnl.hpp>
+#include <omp.h>
+#ifdef KILN_GEMM_BENCH_XNNPACK
+#include <xnnpack.h>
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using dnnl::memory;
+
+struct Shape {
+  int64_t m, n, k;
+};
+
+struct Options {
+  std::vector<Shape> shapes{{128, 768, 768},   {128, 2304, 768}, {128, 3072, 768},
+                            {128, 768, 3072},  {1024, 768, 768}, {1024, 3072, 768},
+                            {1024, 768, 3072}, {1024, 2304, 768}};
+  std::vector<int> threads{1};
+  int64_t split = 768;
+  bool gelu = false;
+  int reps = 40;
+  int copies = 8;
+  double peak = 0;
+};
+
+double seconds(clockid_t clock) {
+  timespec ts;
+  clock_gettime(clock, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+std::vector<std::string> splitOn(const std::string &s, char sep) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at <= s.size()) {
+    size_t end = s.find(sep, at);
+    if (end == std::string::npos) end = s.size();
+    if (end > at) out.push_back(s.substr(at, end - at));
+    at = end + 1;
+  }
+  return out;
+}
+
+std::vector<int64_t> parseInts(const std::string &s, char sep) {
+  std::vector<int64_t> out;
+  for (const std::string &part : splitOn(s, sep))
+    out.push_back(std::atoll(part.c_str()));
+  return out;
+}
+
+bool parseArgs(int argc, char **argv, Options &o) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    bool hasValue = i + 1 < argc;
+    if (a == "--gelu") {
+      o.gelu = true;
+    } else if (a == "--shapes" && hasValue) {
+      o.shapes.clear();
+      for (const std::string &part : splitOn(argv[++i], ';')) {
+        std::vector<int64_t> v = parseInts(part, ',');
+        if (v.size() != 3 || v[0] <= 0 || v[1] <= 0 || v[2] <= 0) {
+          std::fprintf(stderr, "--shapes: '%s' is not M,N,K with positive sizes\n", part.c_str());
+          return false;
+        }
+        o.shapes.push_back({v[0], v[1], v[2]});
+      }
+    } else if (a == "--threads" && hasValue) {
+      o.threads.clear();
+      for (int64_t t : parseInts(argv[++i], ','))
+        o.threads.push_back(static_cast<int>(t));
+    } else if (a == "--split" && hasValue) {
+      o.split = std::atoll(argv[++i]);
+    } else if (a == "--reps" && hasValue) {
+      o.reps = std::atoi(argv[++i]);
+    } else if (a == "--copies" && hasValue) {
+      o.copies = std::atoi(argv[++i]);
+    } else if (a == "--peak" && hasValue) {
+      o.peak = std::atof(argv[++i]);
+    } else {
+      std::fprintf(stderr, "unknown or incomplete argument '%s' (see the file's header)\n",
+                   a.c_str());
+      return false;
+    }
+  }
+  if (o.reps < 1 || o.copies < 1 || o.split < 1 || o.threads.empty()) {
+    std::fprintf(stderr, "--reps, --copies, --split and --threads must be positive\n");
+    return false;
+  }
+  return true;
+}
+
+// One oneDNN matmul over columns [n0, n0 + n) of C (row stride ldc), with `copies` packed
+// copies of the matching columns of B.
+struct DnnlGemm {
+  dnnl::matmul prim;
+  std::vector<memory> weights;
+  memory a, bias, c;
+
+  DnnlGemm(dnnl::engine &eng, dnnl::stream &s, const Shape &sh, int64_t n0, int64_t n, float *A,
+           float *B, float *biasData, float *C, bool gelu, int copies) {
+    const auto f32 = memory::data_type::f32;
+    memory::desc aMd({sh.m, sh.k}, f32, memory::format_tag::ab);
+    memory::desc bAny({sh.k, n}, f32, memory::format_tag::any);
+    memory::desc bPlain({sh.k, n}, f32, memory::dims{sh.n, 1});
+    memory::desc biasMd({1, n}, f32, memory::format_tag::ab);
+    memory::desc cMd({sh.m, n}, f32, memory::dims{sh.n, 1});
+    dnnl::post_ops ops;
+    if (gelu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(ops);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(aMd, bAny, biasMd, cMd), attr, eng);
+    memory plain(bPlain, eng, B + n0);
+    for (int i = 0; i < copies; ++i) {
+      memory w(pd.weights_desc(), eng);
+      dnnl::reorder(plain, w).execute(s, plain, w);
+      weights.push_back(w);
+    }
+    s.wait();
+    prim = dnnl::matmul(pd);
+    a = memory(aMd, eng, A);
+    bias = memory(biasMd, eng, biasData + n0);
+    c = memory(cMd, eng, C + n0);
+  }
+
+  void run(dnnl::stream &s, int copy) {
+    prim.execute(s, {{DNNL_ARG_SRC, a},
+                     {DNNL_ARG_WEIGHTS, weights[copy]},
+                     {DNNL_ARG_BIAS, bias},
+                     {DNNL_ARG_DST, c}});
+  }
+};
+
+struct Timings {
+  std::vector<double> wall, cpu;
+};
+
+double relL2(const std::vector<float> &x, const std::vector<float> &ref) {
+  double e = 0, r = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    double d = static_cast<double>(x[i]) - ref[i];
+    e += d * d;
+    r += static_cast<double>(ref[i]) * ref[i];
+  }
+  return std::sqrt(e / std::max(r, 1e-300));
+}
+
+void report(const char *name, Timings &t, double gflop, int threads, double peak) {
+  std::sort(t.wall.begin(), t.wall.end());
+  std::sort(t.cpu.begin(), t.cpu.end());
+  size_t mid = t.wall.size() / 2;
+  std::printf("  %-6s wall: best %6.1f median %6.1f GFLOP/s", name, gflop / t.wall[0],
+              gflop / t.wall[mid]);
+  if (threads == 1)
+    std::printf(" | CPU time: best %6.1f median %6.1f", gflop / t.cpu[0], gflop / t.cpu[mid]);
+  // At 1 thread the CPU time is what the call ran; at 2 only the wall time exists.
+  double best = threads == 1 ? t.cpu[0] : t.wall[0];
+  if (peak > 0) std::printf(" | best %.0f%% of peak", 100.0 * gflop / best / (peak * threads));
+  std::printf("\n");
+}
+
+void runShape(const Options &o, const Shape &sh, int threads) {
+  omp_set_num_threads(threads);
+  std::vector<float> A(sh.m * sh.k), B(sh.k * sh.n), bias(sh.n), C(sh.m * sh.n), ref(sh.m * sh.n);
+  std::mt19937 gen(7);
+  std::uniform_real_distribution<float> dist(-1.f, 1.f);
+  for (std::vector<float> *v : {&A, &B, &bias})
+    for (float &x : *v)
+      x = dist(gen);
+
+  dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  dnnl::stream s(eng);
+  DnnlGemm whole(eng, s, sh, 0, sh.n, A.data(), B.data(), bias.data(), C.data(), o.gelu, o.copies);
+  std::vector<DnnlGemm> parts;
+  const bool splits = o.split < sh.n && sh.n % o.split == 0;
+  if (splits)
+    for (int64_t n0 = 0; n0 < sh.n; n0 += o.split)
+      parts.emplace_back(eng, s, sh, n0, o.split, A.data(), B.data(), bias.data(), C.data(), o.gelu,
+                         o.copies);
+#ifdef KILN_GEMM_BENCH_XNNPACK
+  // XNNPACK wants the weights as [N][K] and packs them itself at creation; no GELU.
+  xnn_operator_t fc = nullptr;
+  if (!o.gelu && threads == 1 && xnn_initialize(nullptr) == xnn_status_success) {
+    std::vector<float> bt(sh.k * sh.n);
+    for (int64_t k = 0; k < sh.k; ++k)
+      for (int64_t n = 0; n < sh.n; ++n)
+        bt[n * sh.k + k] = B[k * sh.n + n];
+    const float inf = std::numeric_limits<float>::infinity();
+    if (xnn_create_fully_connected_nc_f32(sh.k, sh.n, sh.k, sh.n, bt.data(), bias.data(), -inf, inf,
+                                          0, &fc) != xnn_status_success ||
+        xnn_setup_fully_connected_nc_f32(fc, sh.m, A.data(), C.data(), nullptr) !=
+            xnn_status_success)
+      fc = nullptr;
+  }
+#endif
+
+  Timings tw, ts, tx;
+  double splitErr = 0, xnnErr = 0;
+  auto timeOne = [&](Timings &t, auto &&call) {
+    double w0 = seconds(CLOCK_MONOTONIC), c0 = seconds(CLOCK_THREAD_CPUTIME_ID);
+    call();
+    s.wait();
+    t.cpu.push_back(seconds(CLOCK_THREAD_CPUTIME_ID) - c0);
+    t.wall.push_back(seconds(CLOCK_MONOTONIC) - w0);
+  };
+  for (int r = -1; r < o.reps; ++r) { // r = -1: warm-up, not recorded
+    int copy = (r + 1) % o.copies;
+    Timings sink;
+    timeOne(r < 0 ? sink : tw, [&] { whole.run(s, copy); });
+    if (r == o.reps - 1) ref = C;
+    if (splits) {
+      timeOne(r < 0 ? sink : ts, [&] {
+        for (DnnlGemm &p : parts)
+          p.run(s, copy);
+      });
+      if (r == o.reps - 1) splitErr = relL2(C, ref);
+    }
+#ifdef KILN_GEMM_BENCH_XNNPACK
+    if (fc) {
+      timeOne(r < 0 ? sink : tx, [&] { xnn_run_operator(fc, nullptr); });
+      if (r == o.reps - 1) xnnErr = relL2(C, ref);
+    }
+#endif
+  }
+  const double gflop = 2.0 * sh.m * sh.n * sh.k * 1e-9;
+  std::printf("M %lld, N %lld, K %lld%s, %d thread(s), %d calls each:\n",
+              static_cast<long long>(sh.m), static_cast<long long>(sh.n),
+              static_cast<long long>(sh.k), o.gelu ? ", GELU" : "", threads, o.reps);
+  report("whole", tw, gflop, threads, o.peak);
+  if (splits) {
+    report("split", ts, gflop, threads, o.peak);
+    std::printf("         (%lld GEMMs of N %lld; rel. L2 to whole %.1e)\n",
+                static_cast<long long>(parts.size()), static_cast<long long>(o.split), splitErr);
+  }
+  if (!tx.wall.empty()) {
+    report("xnn", tx, gflop, threads, o.peak);
+    std::printf("         (XNNPACK fully connected; rel. L2 to whole %.1e)\n", xnnErr);
+  }
+#ifdef KILN_GEMM_BENCH_XNNPACK
+  if (fc) xnn_delete_operator(fc);
+#endif
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  Options o;
+  if (!parseArgs(argc, argv, o)) return 2;
+  for (int threads : o.threads)
+    for (const Shape &sh : o.shapes)
+      runShape(o, sh, threads);
+  return 0;
+}
