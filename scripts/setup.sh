@@ -8,7 +8,7 @@ packages=(
   build-essential cmake ninja-build clang-format pkg-config
   libonnx-dev libprotobuf-dev protobuf-compiler libdnnl-dev ocl-icd-opencl-dev libsleef-dev
   libfmt-dev libcli11-dev nlohmann-json3-dev libdlpack-dev libre2-dev libjpeg-dev libpng-dev
-  libtiff-dev libwebp-dev libopenjp2-7-dev
+  libtiff-dev libwebp-dev libopenjp2-7-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev libonnx-testdata
   python3-numpy python3-onnx python3-torch python3-torchvision
   python3-dev pybind11-dev python3-pytest python3-pip

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -199,26 +200,48 @@ std::string linkKey(const std::string &link, const fs::path &tmpOut, const fs::p
       fnv1a(std::to_string(sizeError ? 0 : size) + ":" + std::to_string(timeError ? 0 : time))));
 }
 
+/// Copies `in` to `out` inside the kernel (no user-space buffer; a reflink where the file
+/// system can); falls back to read/write where the kernel cannot. 0, or the errno of the failure.
+int copyFileContents(int in, int out) {
+  bool first = true;
+  for (;;) {
+    ssize_t n = ::copy_file_range(in, nullptr, out, nullptr, size_t{1} << 30, 0);
+    if (n == 0) return 0;
+    if (n > 0) {
+      first = false;
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (!first || (errno != EXDEV && errno != ENOSYS && errno != EOPNOTSUPP && errno != EINVAL))
+      return errno;
+    break; // not supported between these files: copy through a buffer
+  }
+  std::vector<char> buf(1 << 20);
+  for (;;) {
+    ssize_t n = ::read(in, buf.data(), buf.size());
+    if (n == 0) return 0;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    for (ssize_t at = 0; at < n;) {
+      ssize_t w = ::write(out, buf.data() + at, static_cast<size_t>(n - at));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return w < 0 ? errno : EIO;
+      at += w;
+    }
+  }
+}
+
 /// Copies (never links: a later write into model.so must not reach the cache) a cached
 /// library to the temporary output; a failed write names its reason (a full disk or a file
 /// size limit is the user's to fix), and nothing is left behind.
 void copyFromCache(const fs::path &linked, const fs::path &tmpOut, const fs::path &out) {
-  std::FILE *in = std::fopen(linked.c_str(), "rb");
-  std::FILE *dst = in ? std::fopen(tmpOut.c_str(), "wb") : nullptr;
-  int err = 0;
-  if (in && dst) {
-    std::vector<char> buf(1 << 20);
-    while (size_t n = std::fread(buf.data(), 1, buf.size(), in))
-      if (std::fwrite(buf.data(), 1, n, dst) != n) {
-        err = errno;
-        break;
-      }
-    if (!err && std::ferror(in)) err = errno ? errno : EIO;
-  } else {
-    err = errno;
-  }
-  if (dst && std::fclose(dst) != 0 && !err) err = errno;
-  if (in) std::fclose(in);
+  int in = ::open(linked.c_str(), O_RDONLY | O_CLOEXEC);
+  int dst = in >= 0 ? ::open(tmpOut.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666) : -1;
+  int err = in < 0 || dst < 0 ? errno : copyFileContents(in, dst);
+  if (dst >= 0 && ::close(dst) != 0 && !err) err = errno;
+  if (in >= 0) ::close(in);
   if (err) {
     std::error_code ec;
     fs::remove(tmpOut, ec);

@@ -4,6 +4,7 @@
 #include "support/error.h"
 
 #include <cstdio>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sys/wait.h>
@@ -12,17 +13,31 @@ namespace kiln::aot {
 
 namespace {
 
-/// stdout+stderr of `command`, and whether it exited with 0.
-std::pair<std::string, bool> capture(const std::string &command) {
-  std::string out;
-  FILE *p = popen((command + " 2>&1").c_str(), "r");
-  if (!p) fail("cannot run '{}'", command);
-  char buf[512];
-  while (fgets(buf, sizeof buf, p))
-    out += buf;
-  int status = pclose(p);
-  return {out, status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0};
-}
+/// A command started with its stdout+stderr piped back; finish() reads it to the end.
+class Captured {
+public:
+  explicit Captured(const std::string &command) : p_(popen((command + " 2>&1").c_str(), "r")) {
+    if (!p_) fail("cannot run '{}'", command);
+  }
+  Captured(const Captured &) = delete;
+  Captured &operator=(const Captured &) = delete;
+  ~Captured() {
+    if (p_) pclose(p_);
+  }
+  /// The output, and whether the command exited with 0.
+  std::pair<std::string, bool> finish() {
+    std::string out;
+    char buf[512];
+    while (fgets(buf, sizeof buf, p_))
+      out += buf;
+    int status = pclose(p_);
+    p_ = nullptr;
+    return {out, status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0};
+  }
+
+private:
+  FILE *p_;
+};
 
 } // namespace
 
@@ -32,7 +47,11 @@ CpuIsa resolveCpuIsa(const std::string &cpu) {
     fail("--cpu '{}': expected native, x86-64-v2, x86-64-v3, x86-64-v4 or a g++ -march name "
          "(e.g. skylake-avx512)",
          cpu);
-  auto [macros, ok] = capture("g++ -march=" + cpu + " -dM -E -x c++ /dev/null");
+  // Both g++ queries run at once: each costs a compiler start, a good part of a warm compile.
+  Captured macroQuery("g++ -march=" + cpu + " -dM -E -x c++ /dev/null");
+  std::optional<Captured> nameQuery;
+  if (cpu == "native") nameQuery.emplace("g++ -march=native -Q --help=target");
+  auto [macros, ok] = macroQuery.finish();
   if (!ok) {
     std::string first = macros.substr(0, macros.find('\n'));
     fail("--cpu '{}': g++ does not accept -march={} ({}); use native, x86-64-v2, x86-64-v3, "
@@ -48,8 +67,8 @@ CpuIsa resolveCpuIsa(const std::string &cpu) {
   for (const cpu::Feature &f : cpu::kFeatures)
     if (defined.count(f.macro))
       isa.features += (isa.features.empty() ? "" : ",") + std::string(f.name);
-  if (cpu == "native") {
-    auto [help, helpOk] = capture("g++ -march=native -Q --help=target");
+  if (nameQuery) {
+    auto [help, helpOk] = nameQuery->finish();
     std::smatch m;
     if (helpOk && std::regex_search(help, m, std::regex("-march=\\s+(\\S+)")))
       isa.name = "native (" + m[1].str() + ")";

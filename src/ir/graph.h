@@ -4,6 +4,7 @@
 // exact for dynamic dims instead of being specialised).
 #pragma once
 
+#include "ir/byte_buffer.h"
 #include "ir/dtype.h"
 #include "sym/expr.h"
 
@@ -24,7 +25,7 @@ using Shape = std::vector<sym::Expr>;
 struct TensorData {
   DType dtype = DType::Float32;
   std::vector<int64_t> dims;
-  std::vector<uint8_t> bytes;
+  ByteBuffer bytes; // owned, or a view into the mapped model file
   std::vector<std::string> strings;
   int64_t numel() const;
   template <typename T> const T *as() const { return reinterpret_cast<const T *>(bytes.data()); }

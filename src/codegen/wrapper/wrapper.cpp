@@ -17,6 +17,8 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#define XXH_INLINE_ALL // header-only: no library to link
+#include <xxhash.h>
 
 namespace kiln::codegen {
 
@@ -576,14 +578,17 @@ GeneratedModel generateModel(const ir::Graph &g, loop::Program &p, const DeviceO
 }
 
 uint64_t WeightsLayout::hash(uint64_t seed) const {
-  uint64_t h = seed;
+  // XXH3 rather than the cache's byte-wise FNV: a model's weights are hundreds of MB.
+  XXH3_state_t state;
+  XXH3_INITSTATE(&state);
+  XXH3_64bits_reset_withSeed(&state, seed);
   for (const Segment &sg : segments) {
-    h = fnv1a(std::to_string(sg.offset), h);
-    h = fnv1a(std::string_view(reinterpret_cast<const char *>(sg.data->bytes.data()),
-                               sg.data->bytes.size()),
-              h);
+    uint64_t head[2] = {sg.offset, sg.data->bytes.size()};
+    XXH3_64bits_update(&state, head, sizeof head);
+    XXH3_64bits_update(&state, sg.data->bytes.unalignedData(), sg.data->bytes.size());
   }
-  return fnv1a(std::to_string(size), h);
+  XXH3_64bits_update(&state, &size, sizeof size);
+  return XXH3_64bits_digest(&state);
 }
 
 bool WeightsLayout::write(std::FILE *out) const {
@@ -592,7 +597,7 @@ bool WeightsLayout::write(std::FILE *out) const {
   for (const Segment &sg : segments) {
     if (std::fwrite(zeros, 1, sg.offset - at, out) != sg.offset - at) return false;
     size_t n = sg.data->bytes.size();
-    if (n && std::fwrite(sg.data->bytes.data(), 1, n, out) != n) return false;
+    if (n && std::fwrite(sg.data->bytes.unalignedData(), 1, n, out) != n) return false;
     at = sg.offset + n;
   }
   return std::fflush(out) == 0;

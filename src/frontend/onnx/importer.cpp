@@ -20,6 +20,7 @@ struct Importer {
   sym::Context &ctx;
   const ImportOptions &opts;
   std::string dir, file;
+  const RawDataIndex *raw = nullptr; // the main graph's initializers' raw_data
   int opset = 0;
   std::set<std::string> usedDynamic, usedSeqLengths, usedOptionals, usedShapes;
   std::set<std::string> dimNames; // every input dim name --dynamic could have named
@@ -282,7 +283,7 @@ struct Importer {
     for (const auto &init : gp.initializer()) {
       checkNewName(g, init.name(), "initializer");
       ir::Value *v = g.newValue(init.name());
-      v->data = convertTensor(init, dir, where());
+      v->data = convertTensor(init, dir, where(), raw);
       // The IR holds its own copy now: release the protobuf's, so the weights are not held
       // twice for the rest of the import (the importer owns the parsed model).
       std::string().swap(*const_cast<onnx::TensorProto &>(init).mutable_raw_data());
@@ -466,10 +467,10 @@ struct Importer {
 
 std::unique_ptr<ir::Graph> importParsedModel(onnx::ModelProto &model, const std::string &dir,
                                              const std::string &displayName, sym::Context &ctx,
-                                             const ImportOptions &opts) {
+                                             const ImportOptions &opts, const RawDataIndex *raw) {
   if (!model.has_graph() || model.graph().node_size() == 0)
     fail("'{}' is not an ONNX model: it has no graph nodes", displayName);
-  Importer im{ctx, opts, dir, displayName};
+  Importer im{ctx, opts, dir, displayName, raw};
   std::set<std::string> domains;
   for (const auto &op : model.opset_import()) {
     bool onnxDomain = op.domain().empty() || op.domain() == "ai.onnx";

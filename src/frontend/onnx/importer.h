@@ -14,6 +14,8 @@ class ModelProto;
 
 namespace kiln::frontend {
 
+struct RawDataIndex;
+
 struct DynamicDim {
   int64_t min = 1, max = INT32_MAX;
 };
@@ -43,10 +45,12 @@ std::unique_ptr<ir::Graph> importModelBytes(const std::string &bytes, const std:
                                             const ImportOptions &opts);
 
 /// The import proper, after parsing (model_file.cpp reads and parses); frees each
-/// initializer's protobuf bytes once the graph holds a copy, so it takes `model` mutable.
+/// initializer's protobuf bytes once the graph holds them, so it takes `model` mutable.
+/// `raw`: the initializers' raw_data the parse left out (raw_data_scan.h).
 std::unique_ptr<ir::Graph> importParsedModel(onnx::ModelProto &model, const std::string &dir,
                                              const std::string &displayName, sym::Context &ctx,
-                                             const ImportOptions &opts);
+                                             const ImportOptions &opts,
+                                             const RawDataIndex *raw = nullptr);
 
 /// Parses a serialized TensorProto (test data files).
 std::shared_ptr<ir::TensorData> readTensorProtoFile(const std::string &path, std::string *name);

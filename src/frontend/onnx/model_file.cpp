@@ -2,6 +2,7 @@
 // TensorProto files (test data).
 #include "frontend/onnx/importer.h"
 
+#include "frontend/onnx/raw_data_scan.h"
 #include "frontend/onnx/tensor_proto.h"
 #include "support/error.h"
 
@@ -28,14 +29,17 @@ constexpr int kProtobufRecursionLimit = 1000;
 // Protobuf cannot represent a message of 2 GiB or more.
 constexpr int64_t kMaxProtobufBytes = (int64_t{1} << 31) - 1;
 
-/// Parses a serialized ModelProto; `data` is not needed after this returns.
+/// Parses a serialized ModelProto; the main graph's initializers' raw_data is left where it
+/// lies and listed in `raw` (raw_data_scan.h), so `data` must outlive the import.
 void parseModel(const uint8_t *data, size_t size, const std::string &displayName,
-                onnx::ModelProto &model) {
+                onnx::ModelProto &model, RawDataIndex &raw) {
   if (size == 0) fail("'{}' is empty, not an ONNX model", displayName);
   if (static_cast<int64_t>(size) > kMaxProtobufBytes)
     fail("'{}' is {} bytes; an ONNX protobuf file must be smaller than 2 GiB (store large "
          "weights as external data)",
          displayName, size);
+  if (parseModelSkippingRawData(data, size, kProtobufRecursionLimit, model, raw)) return;
+  // Not plain enough to scan: protobuf parses it (copying the weights) or says it is bad.
   google::protobuf::io::CodedInputStream in(data, static_cast<int>(size));
   in.SetRecursionLimit(kProtobufRecursionLimit);
   if (!model.ParseFromCodedStream(&in) || !in.ConsumedEntireMessage())
@@ -50,15 +54,17 @@ std::unique_ptr<ir::Graph> importModelBytes(const std::string &bytes, const std:
                                             const std::string &displayName, sym::Context &ctx,
                                             const ImportOptions &opts) {
   onnx::ModelProto model;
-  parseModel(reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size(), displayName, model);
-  return importParsedModel(model, dir, displayName, ctx, opts);
+  RawDataIndex raw; // no owner: the tensors copy their bytes out of `bytes`
+  parseModel(reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size(), displayName, model,
+             raw);
+  return importParsedModel(model, dir, displayName, ctx, opts, &raw);
 }
 
 std::unique_ptr<ir::Graph> importModel(const std::string &path, sym::Context &ctx,
                                        const ImportOptions &opts) {
-  // The file is mapped, not read into a string: parsing copies every weight into the
-  // protobuf once, and the mapping is gone before the weights are copied again into the IR,
-  // so a model costs about twice its size at the peak, not four times.
+  // The file is mapped, not read: the initializers' bytes stay in the mapping, which the
+  // graph's tensors view (ir::ByteBuffer) and keep alive, so the weights are never copied
+  // into fresh memory on their way to the output.
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) fail("cannot open model file '{}': {}", path, std::strerror(errno));
   struct stat st {};
@@ -68,23 +74,20 @@ std::unique_ptr<ir::Graph> importModel(const std::string &path, sym::Context &ct
   }
   size_t size = static_cast<size_t>(st.st_size); // parseModel refuses 0 and >= 2 GiB
   onnx::ModelProto model;
-  if (size > 0) {
+  RawDataIndex raw;
+  if (size > 0 && static_cast<int64_t>(size) <= kMaxProtobufBytes) {
     void *map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
     ::close(fd);
     if (map == MAP_FAILED) fail("cannot map model file '{}': {}", path, std::strerror(errno));
-    ::madvise(map, size, MADV_SEQUENTIAL);
-    struct Unmap {
-      void *p;
-      size_t n;
-      ~Unmap() { ::munmap(p, n); }
-    } unmap{map, size};
-    parseModel(static_cast<const uint8_t *>(map), size, path, model);
+    raw.owner = std::shared_ptr<const void>(
+        map, [size](const void *p) { ::munmap(const_cast<void *>(p), size); });
+    parseModel(static_cast<const uint8_t *>(map), size, path, model, raw);
   } else {
     ::close(fd);
-    parseModel(nullptr, 0, path, model);
+    parseModel(nullptr, size, path, model, raw);
   }
   std::string dir = std::filesystem::path(path).parent_path().string();
-  return importParsedModel(model, dir, path, ctx, opts);
+  return importParsedModel(model, dir, path, ctx, opts, &raw);
 }
 
 std::shared_ptr<ir::TensorData> readTensorProtoFile(const std::string &path, std::string *name) {

@@ -82,13 +82,16 @@ static void readExternal(const onnx::TensorProto &t, const std::string &dir,
 /// raw_data, external data or int32_data (one packed byte per entry) → one element per byte:
 /// integers sign- or zero-extended, float4 as its 4-bit code.
 static void unpackSubByte(const onnx::TensorProto &t, const std::string &dir,
-                          const std::string &context, int64_t n, ir::TensorData &out) {
+                          const std::string &context, const RawDataSpan *span, int64_t n,
+                          ir::TensorData &out) {
   const int bits = dtypeBits(out.dtype), perByte = 8 / bits;
   const size_t packedBytes = static_cast<size_t>((n + perByte - 1) / perByte);
   std::vector<uint8_t> packed;
   if (t.data_location() == onnx::TensorProto_DataLocation_EXTERNAL) {
     readExternal(t, dir, context, packedBytes, out);
-    packed.swap(out.bytes);
+    packed.swap(out.bytes.vector());
+  } else if (span) {
+    packed.assign(span->data, span->data + span->size);
   } else if (t.has_raw_data()) {
     const auto *raw = reinterpret_cast<const uint8_t *>(t.raw_data().data());
     packed.assign(raw, raw + t.raw_data().size()); // one memmove, as convertTensor's
@@ -112,7 +115,8 @@ static void unpackSubByte(const onnx::TensorProto &t, const std::string &dir,
 }
 
 std::shared_ptr<ir::TensorData> convertTensor(const onnx::TensorProto &t, const std::string &dir,
-                                              const std::string &context) {
+                                              const std::string &context, const RawDataIndex *raw) {
+  const RawDataSpan *span = raw ? raw->find(t) : nullptr;
   auto out = std::make_shared<ir::TensorData>();
   if (!dtypeFromOnnx(t.data_type(), out->dtype))
     fail("{}: tensor '{}' has element type {}, which kiln does not support", context, t.name(),
@@ -139,11 +143,15 @@ std::shared_ptr<ir::TensorData> convertTensor(const onnx::TensorProto &t, const 
   }
   size_t nbytes = static_cast<size_t>(n) * dtypeSize(dt);
   if (dtypeBits(dt) < 8) { // ONNX packs sub-byte types; kiln holds one element per byte
-    unpackSubByte(t, dir, context, n, *out);
+    unpackSubByte(t, dir, context, span, n, *out);
     return out;
   }
   if (t.data_location() == onnx::TensorProto_DataLocation_EXTERNAL) {
     readExternal(t, dir, context, nbytes, *out);
+  } else if (span && raw->owner) {
+    out->bytes = ir::ByteBuffer::view(raw->owner, span->data, span->size); // no copy
+  } else if (span) {
+    out->bytes.assign(span->data, span->data + span->size);
   } else if (t.has_raw_data()) {
     // Same-type pointers make this one memmove (string iterators copied byte by byte).
     const auto *raw = reinterpret_cast<const uint8_t *>(t.raw_data().data());
