@@ -139,11 +139,13 @@ bool readsAtOuterPoint(const loop::VRef &v, const std::set<const loop::Buffer *>
   return true;
 }
 
-/// KILN_GROUP_UNIT_VARS=0 turns off reading extent-1 loop variables as 0 when grouping
-/// (for A/B timing of the grouped and ungrouped kernels; docs/perf.md).
-bool kUnitVarsDisabled() {
+/// Whether grouping reads extent-1 loop variables as 0: Target::groupUnitVars, or
+/// KILN_GROUP_UNIT_VARS=1 / =0 for CPU compiles (A/B timing of grouped and ungrouped kernels;
+/// docs/perf.md).
+bool unitVarsWanted(const Target &t) {
   const char *v = std::getenv("KILN_GROUP_UNIT_VARS");
-  return v && std::string(v) == "0";
+  if (t.device != DeviceKind::Cpu || !v) return t.groupUnitVars;
+  return std::string(v) == "1";
 }
 
 bool canJoin(const loop::KernelGroup &g, const loop::Kernel &k,
@@ -160,7 +162,7 @@ bool canJoin(const loop::KernelGroup &g, const loop::Kernel &k,
     readsGroup |= produced.count(b) != 0;
   if (!readsGroup) return false;
   std::map<const sym::Node *, sym::Expr> unit;
-  if (unitVars && !kUnitVarsDisabled())
+  if (unitVars)
     for (size_t d = g.outerRank; d < k.vars.size() && d < k.out->shape.size(); ++d)
       if (k.out->shape[d].isConst(1)) unit[k.vars[d].node()] = ctx.constant(0);
   return readsAtOuterPoint(k.body, produced, k.vars, g.outerRank, unit, ctx);
@@ -176,7 +178,7 @@ void formGroups(loop::Program &p, sym::Context &ctx, const Target &t) {
     if (p.runsBeforeRun(k)) continue; // bind_shapes runs it, before the run
     if (!p.groups.empty()) {
       loop::KernelGroup &g = p.groups.back();
-      if (g.outerRank > 0 && !k.scatterIndex && canJoin(g, k, produced, ctx, t.groupUnitVars)) {
+      if (g.outerRank > 0 && !k.scatterIndex && canJoin(g, k, produced, ctx, unitVarsWanted(t))) {
         g.kernels.push_back(&k);
         produced.insert(k.out);
         continue;

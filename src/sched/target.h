@@ -37,8 +37,10 @@ struct Target {
   bool realizeLayerNormOutput = true;
   bool cubeAsProduct = true;
   // Group fusion reads a reader's extent-1 loop variables as 0 (keepdims reductions such as
-  // LayerNorm's join one group); checked on the CPU only, no GPU run yet.
-  bool groupUnitVars = true;
+  // LayerNorm's join one group). Off: on the quiet Sapphire Rapids host GPT-2 ran 1.20x and
+  // the encoder 1.07x slower with it at 1 thread (docs/perf.md); KILN_GROUP_UNIT_VARS=1 turns
+  // it on for CPU compiles (never for CUDA: no GPU run yet).
+  bool groupUnitVars = false;
   // CPU: kernels whose statically known work is below this run without an OpenMP region,
   // and others open one only when their run-time work reaches it.
   int64_t cpuParallelMinWork = 16384;
@@ -70,7 +72,6 @@ struct Target {
     t.scatterShim = false;
     t.realizeLayerNormOutput = false;
     t.cubeAsProduct = false;
-    t.groupUnitVars = false;
     t.splitBelowOutputs = 128;
     t.cudaArchs = std::move(archs);
     t.hostArch = "x86-64-v3"; // the GPU host may be another CPU than the build machine
