@@ -62,8 +62,8 @@ public:
   dnnl::memory weights(int64_t site, const void *w, bool cacheable, const dnnl::memory::desc &plain,
                        const dnnl::memory::desc &want, dnnl::memory &scratch);
 
-  // Weights a kiln kernel transformed itself (Winograd), keyed like the reordered weights
-  // and dropped with them.
+  // Weights a kiln kernel transformed itself (Winograd, depthwise packing), keyed like the
+  // reordered weights and dropped with them.
   CacheEntry *findDerived(const CacheKey &key) const;
   CacheEntry *insertDerived(const CacheKey &key, std::unique_ptr<CacheEntry> entry);
 

@@ -7,9 +7,11 @@
 #include <kiln/model.h>
 
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -41,12 +43,10 @@ bool kernelWins(const int64_t *) {
   return activeDwKernel().lanes == 8;
 }
 
-// Weights packed [3, 3, C] for one site, and what they were packed from.
+// Weights packed [3, 3, C] for one site and constant weight pointer; kept with the other
+// derived weights (DnnlCache::insertDerived), which a constant update drops.
 struct DwEntry : CacheEntry {
   std::vector<float> packed;
-  const float *from = nullptr;
-  uint64_t token = 0;
-  bool valid = false;
 };
 
 } // namespace
@@ -76,20 +76,26 @@ bool useKilnDepthwise(const int64_t *xDims, const int64_t *wDims, const int64_t 
 int dwConvForward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const float *w,
                   const float *bias, float *y, const int64_t *yDims, const kiln_conv_params_v1 &p) {
   try {
-    CacheKey key;
-    key.push(site);
-    key.push(-1); // never a ConvEntry key (their second word is a positive flag set)
-    key.push(xDims[1]);
-    auto *e = static_cast<DwEntry *>(r.dnnl.find(key));
-    if (!e) e = static_cast<DwEntry *>(r.dnnl.insert(key, std::make_unique<DwEntry>()));
     const int64_t c = xDims[1];
-    const bool constant = r.isConstant(w);
-    if (!constant || !e->valid || e->from != w || e->token != r.weightsToken) {
-      e->packed.resize(9 * c);
-      packDwWeights(w, c, e->packed.data());
-      e->from = w;
-      e->token = r.weightsToken;
-      e->valid = constant;
+    std::vector<float> fromData; // weights that are data are packed on every call
+    const float *packed;
+    if (r.isConstant(w)) {
+      CacheKey key;
+      key.push(site);
+      key.push(static_cast<int64_t>(reinterpret_cast<uintptr_t>(w)));
+      key.push(c);
+      auto *e = static_cast<DwEntry *>(r.dnnl.findDerived(key));
+      if (!e) {
+        auto fresh = std::make_unique<DwEntry>();
+        fresh->packed.resize(9 * c);
+        packDwWeights(w, c, fresh->packed.data());
+        e = static_cast<DwEntry *>(r.dnnl.insertDerived(key, std::move(fresh)));
+      }
+      packed = e->packed.data();
+    } else {
+      fromData.resize(9 * c);
+      packDwWeights(w, c, fromData.data());
+      packed = fromData.data();
     }
     DwConvParams d{};
     d.n = xDims[0];
@@ -108,7 +114,7 @@ int dwConvForward(Runner &r, int64_t site, const float *x, const int64_t *xDims,
       d.clipMin = p.clip_min;
       d.clipMax = p.clip_max;
     }
-    dwConv3x3Nhwc(d, x, e->packed.data(), bias, y);
+    dwConv3x3Nhwc(d, x, packed, bias, y);
     return KILN_OK;
   } catch (const std::bad_alloc &) {
     return fail(KILN_ERR_OUT_OF_MEMORY, "conv site %lld: out of memory",

@@ -21,7 +21,8 @@ bool useKilnDepthwise(const int64_t *xDims, const int64_t *wDims, const int64_t 
 void forceKilnDepthwise(int on);
 
 /// Runs such a conv (x, y NHWC; w ONNX [C, 1, 3, 3]). Weights that lie in the runner's
-/// constants are packed once per (site, pointer, constant-set token); others on every call.
+/// constants are packed once per (site, pointer) and dropped on a constant update (the derived
+/// weights of DnnlCache); others on every call.
 int dwConvForward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const float *w,
                   const float *bias, float *y, const int64_t *yDims, const kiln_conv_params_v1 &p);
 

@@ -211,7 +211,7 @@ TEST_F(DwShim, PackedWeightsFollowConstantSwaps) {
   ASSERT_EQ(conv(r, t, x.data(), w.data(), b.data(), y.data()), KILN_OK);
   expectClose(y, reference(t, x, wOld, b), "same token: the cached packing");
 
-  r.weightsToken += 1; // what Runner::useConstants does for an updated constant set
+  r.useConstants(nullptr, 0, r.weightsToken + 1); // a run after a constant update
   ASSERT_EQ(conv(r, t, x.data(), w.data(), b.data(), y.data()), KILN_OK);
   expectClose(y, reference(t, x, w, b), "new token");
 
