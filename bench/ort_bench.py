@@ -5,7 +5,9 @@
         [--threads T] [--warmup W] [--runs R] [--json]
 
 Same flags and JSON line as bench/ort_bench.js (median_ms, p10_ms, p90_ms), so
-bench/compare.py can use either (--ort python). Latency is wall time around
+bench/compare.py can use either (--ort python). --profile-out F also runs ORT's own profiler
+over the timed runs and writes F: mean microseconds per run of every graph node (after ORT's
+fusions) with its op type, for bench/profile_compare.py. Latency is wall time around
 `session.run`, intra-op threads = T, inter-op threads = 1, all graph optimisations on.
 """
 
@@ -24,6 +26,23 @@ def percentile(sorted_ms, q):
     return sorted_ms[k]
 
 
+def write_profile_summary(trace_path, runs, out_path):
+    """Sums ORT's per-node kernel events (cat "Node", name "<node>_kernel_time") per node."""
+    with open(trace_path) as f:
+        events = json.load(f)
+    nodes = {}
+    for e in events:
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
+            continue
+        name = e["name"][: -len("_kernel_time")]
+        entry = nodes.setdefault(name, {"op": e.get("args", {}).get("op_name", "?"), "us": 0.0})
+        entry["us"] += float(e.get("dur", 0))
+    for entry in nodes.values():
+        entry["us"] /= runs
+    with open(out_path, "w") as f:
+        json.dump({"runs": runs, "nodes": nodes}, f, indent=0)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True)
@@ -32,6 +51,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--profile-out", help="write ORT's per-node profile summary (JSON) here")
     args = ap.parse_args()
     try:
         import onnxruntime as ort
@@ -50,6 +70,8 @@ def main():
     opts.intra_op_num_threads = args.threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if args.profile_out:
+        opts.enable_profiling = True
     sess = ort.InferenceSession(args.model, opts, providers=["CPUExecutionProvider"])
     for _ in range(args.warmup):
         sess.run(None, feeds)
@@ -59,6 +81,8 @@ def main():
         sess.run(None, feeds)
         times.append((time.perf_counter() - t0) * 1e3)
     times.sort()
+    if args.profile_out:
+        write_profile_summary(sess.end_profiling(), args.warmup + args.runs, args.profile_out)
     result = {"median_ms": statistics.median(times), "p10_ms": percentile(times, 10),
               "p90_ms": percentile(times, 90), "runs": args.runs, "threads": args.threads,
               "ort_version": ort.__version__}

@@ -234,10 +234,29 @@ void copyAddend(const float *addend, float *c, const kiln_matmul_params_v1 &p) {
 
 } // namespace
 
+/// A B shared by the whole batch, with A's and C's matrices back to back (row `m` of one
+/// right after row `m - 1` of the previous), is one GEMM of batch x m rows. oneDNN 2.6 packs a
+/// weight only for a 2-D primitive (a batched one with a broadcast B keeps B plain and
+/// re-blocks it inside every call: BERT-base's FFN-up took 84 ms at batch 8 against ONNX
+/// Runtime's 50), and the taller M runs closer to the GEMM's peak. The addend (ld = ldc) and
+/// the residual are laid out like C, so they fold the same way.
+kiln_matmul_params_v1 foldBatchIntoRows(const kiln_matmul_params_v1 &p) {
+  if (p.batch <= 1 || p.b_batch_stride != 0 || p.trans_a || p.m == 0 ||
+      p.a_batch_stride != p.m * p.lda || p.c_batch_stride != p.m * p.ldc)
+    return p;
+  kiln_matmul_params_v1 q = p;
+  q.m = p.batch * p.m;
+  q.batch = 1;
+  q.a_batch_stride = q.m * p.lda;
+  q.c_batch_stride = q.m * p.ldc;
+  return q;
+}
+
 /// level: the shim level of the entry point (1: kiln_shim_matmul_v1, 7: _v2).
 int matmulForward(Runner &r, int64_t site, const float *a, const float *b, const float *addend,
-                  const float *residual, float *c, const kiln_matmul_params_v1 &p, int level) {
-  if (int st = checkArgs(site, a, b, addend, residual, c, p, level)) return st;
+                  const float *residual, float *c, const kiln_matmul_params_v1 &given, int level) {
+  if (int st = checkArgs(site, a, b, addend, residual, c, given, level)) return st;
+  const kiln_matmul_params_v1 p = foldBatchIntoRows(given);
   if (p.batch == 0 || p.m == 0 || p.n == 0) return KILN_OK;
   if (p.k == 0 || p.alpha == 0.f) {
     addendOnly(addend, residual, c, p);

@@ -4,7 +4,7 @@
 # plugin), the Debian libraries they need, dlpack.h and the ONNX node test data. Models are
 # compiled there (its 16 cores and nvcc), run on the H200 and checked; reports go to $OUT.
 #   tests/gpu/run_all.sh [libs] [stress] [kernels] [conformance] [models] [autotune] [python]
-#   [cpuhost] [cpuconf] [cpubench] [sanitizer]
+#   [cpuhost] [cpuconf] [cpubench] [cpuprofile] [sanitizer]
 #   (default: all; KILN_GPU_AUTOTUNE=1 makes models also autotune ResNet-50 and BERT)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -111,6 +111,19 @@ for step in "${steps[@]}"; do
       --threads 1,2 --runs "${KILN_BENCH_RUNS:-10}" --warmup 3 --rounds "${KILN_BENCH_ROUNDS:-3}" \
       --json-out "$OUT/cpubench.json" >"$OUT/cpubench.md" 2>>"$OUT/cpubench.log"
     echo "cpubench rc=$?"; tail -n 30 "$OUT/cpubench.md"; tail -n 5 "$OUT/cpubench.log"
+    ;;
+  cpuprofile)
+    # kiln's and ORT's profilers side by side on the same pinned CPUs (bench/profile_models.py).
+    python3 bench/skeleton.py restore "$W/bench-skel" "$W/bench-models" 2>"$OUT/cpuprofile.log"
+    cpus=${KILN_BENCH_CPUS:-$(lscpu -p=CPU,CORE | grep -v '^#' | sort -t, -k2,2n -u |
+      sed -n '2,3p' | cut -d, -f1 | paste -sd,)}
+    python3 bench/profile_models.py --kiln "$W/bin/kiln" --models-dir "$W/bench-models" \
+      --work-dir "$W/profile" --out "$W/profile-out" --cpus "$cpus" \
+      --models "${KILN_BENCH_MODELS:-resnet50,mobilenet_v2,bert_base,gpt2}" \
+      --runs "${KILN_BENCH_RUNS:-10}" >>"$OUT/cpuprofile.log" 2>&1
+    echo "cpuprofile rc=$?"; tail -n 10 "$OUT/cpuprofile.log"
+    # One archive: the device tool brings back only a few files per call.
+    tar czf "$OUT/profile.tgz" -C "$W/profile-out" $(cd "$W/profile-out" && ls *.md *.ort.json)
     ;;
   cpuhost)
     # The CPU backend on this machine's host CPU (another x86 than the build box).

@@ -113,6 +113,10 @@ INSTANTIATE_TEST_SUITE_P(
                       V2Case{1, 16, 24, 32, false, false, 0, 1.f, 1.f, 1, Res::InPlace, 0},
                       V2Case{3, 9, 20, 96, false, true, 0, 1.f, 1.f, 1, Res::Separate, 0},
                       V2Case{3, 9, 20, 96, false, true, 0, 1.f, 1.f, 1, Res::Separate, kTanh},
+                      // broadcast B over back-to-back matrices: folded into one GEMM of 27
+                      // rows, with padded C rows and the residual read in place or apart
+                      V2Case{3, 9, 20, 96, false, true, 2, 1.f, 1.f, 1, Res::InPlace, kErf},
+                      V2Case{4, 5, 12, 16, true, true, 3, 1.f, 1.f, 0, Res::Separate, kErf},
                       V2Case{2, 6, 10, 4, false, false, 3, 0.5f, 2.f, 1, Res::Separate, kErf},
                       V2Case{2, 6, 10, 4, false, false, 3, 1.f, 1.f, 1, Res::InPlace, kErf},
                       V2Case{1, 5, 8, 12, true, false, 0, 1.f, 1.f, 1, Res::Separate, 1},
