@@ -4,6 +4,7 @@
 
 #include "cpu_features.h"
 #include "error.h"
+#include "shim_conv.h"
 
 #include <kiln/model.h>
 
@@ -11,7 +12,6 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <limits>
 #include <new>
 
 #include <strings.h>
@@ -180,8 +180,9 @@ int forward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const
     pr.residual = residual;
     pr.y = y;
     pr.activate = p.post_op != KILN_POST_NONE;
-    pr.lo = p.post_op == KILN_POST_CLIP ? p.clip_min : 0.f;
-    pr.hi = p.post_op == KILN_POST_CLIP ? p.clip_max : std::numeric_limits<float>::infinity();
+    const ClampBounds bounds = clampBounds(p);
+    pr.lo = bounds.lo;
+    pr.hi = bounds.hi;
 
     DnnlCache &cache = r.dnnl;
     const bool constantWeights = r.isConstant(w);

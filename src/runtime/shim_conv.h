@@ -5,6 +5,8 @@
 
 #include <kiln/shim.h>
 
+#include <limits>
+
 namespace kiln::rt {
 
 enum class ConvLayout {
@@ -13,6 +15,18 @@ enum class ConvLayout {
   ChannelsLast, // caller's src/dst/residual are N[D]HWC; oneDNN's preferred layout on x86,
                 // so consecutive convs run with no reorders at all
 };
+
+/// A conv's fused activation as the bounds of a clamp, for the hand-written kernels
+/// (Winograd, depthwise) that apply it as a min and a max: none is (-inf, inf), ReLU [0, inf),
+/// Clip [clip_min, clip_max].
+struct ClampBounds {
+  float lo, hi;
+};
+inline ClampBounds clampBounds(const kiln_conv_params_v1 &p) {
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  if (p.post_op == KILN_POST_CLIP) return {p.clip_min, p.clip_max};
+  return {p.post_op == KILN_POST_RELU ? 0.f : -inf, inf};
+}
 
 int convForward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const float *w,
                 const int64_t *wDims, const float *bias, const float *residual, float *y,

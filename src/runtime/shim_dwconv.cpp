@@ -3,6 +3,7 @@
 
 #include "dwconv.h"
 #include "error.h"
+#include "shim_conv.h"
 
 #include <kiln/model.h>
 
@@ -10,7 +11,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <limits>
 #include <memory>
 #include <new>
 #include <vector>
@@ -107,13 +107,9 @@ int dwConvForward(Runner &r, int64_t site, const float *x, const int64_t *xDims,
     d.stride = p.strides[0];
     d.padTop = p.pads_begin[0];
     d.padLeft = p.pads_begin[1];
-    d.clipMin = -std::numeric_limits<float>::infinity();
-    d.clipMax = std::numeric_limits<float>::infinity();
-    if (p.post_op == KILN_POST_RELU) d.clipMin = 0.f;
-    if (p.post_op == KILN_POST_CLIP) {
-      d.clipMin = p.clip_min;
-      d.clipMax = p.clip_max;
-    }
+    const ClampBounds bounds = clampBounds(p);
+    d.clipMin = bounds.lo;
+    d.clipMax = bounds.hi;
     dwConv3x3Nhwc(d, x, packed, bias, y);
     return KILN_OK;
   } catch (const std::bad_alloc &) {
