@@ -24,6 +24,13 @@ cp -r /usr/include/dlpack /usr/include/pybind11 "$out/stage/include/" # pybind11
 for h in "$b"/tests/gpu/*_host "$b"/tests/runtime/kiln_gpu_*; do
   [[ -x $h ]] && strip -o "$out/stage/bin/$(basename "$h")" "$h"
 done
+# The GEMM and conv micro-benchmarks (bench/gemm, bench/conv) and XNNPACK's libraries they link.
+for h in "$b"/bench/gemm/kiln_gemm_bench "$b"/bench/conv/kiln_conv_bench; do
+  [[ -x $h ]] && strip -o "$out/stage/bin/$(basename "$h")" "$h"
+done
+for l in libXNNPACK.so.0 libcpuinfo.so.0 libpthreadpool.so.0; do
+  [[ -e /usr/lib/x86_64-linux-gnu/$l ]] && cp -L "/usr/lib/x86_64-linux-gnu/$l" "$out/stage/lib/"
+done
 # The runtime smoke test: a hand-written CUDA model and its host (8 threads, swaps).
 smoke=$(find "$b/tests" -name libkiln_fake_cuda_model.so | head -1)
 if [[ -n $smoke && -x $b/tests/gpu/fake_cuda_model/kiln_gpu_smoke_host ]]; then

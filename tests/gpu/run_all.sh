@@ -125,6 +125,22 @@ for step in "${steps[@]}"; do
     # One archive: the device tool brings back only a few files per call.
     tar czf "$OUT/profile.tgz" -C "$W/profile-out" $(cd "$W/profile-out" && ls *.md *.ort.json)
     ;;
+  microbench)
+    # oneDNN's GEMMs at transformer shapes and the 3x3 convs, with its ISA as found and capped
+    # at AVX2 (a lower AVX-512 frequency licence can cost more than the wider vectors give).
+    cpu1=${KILN_BENCH_CPUS:-$(lscpu -p=CPU,CORE | grep -v '^#' | sort -t, -k2,2n -u |
+      sed -n '2,3p' | cut -d, -f1 | paste -sd,)}
+    for isa in default AVX2; do
+      envs=(); [[ $isa == AVX2 ]] && envs=(ONEDNN_MAX_CPU_ISA=AVX2)
+      echo "-- oneDNN ISA $isa" >>"$OUT/microbench.txt"
+      env "${envs[@]}" taskset -c "$cpu1" "$W/bin/kiln_gemm_bench" --threads 1,2 --reps 20 \
+        --shapes "${KILN_GEMM_SHAPES:-128,3072,768;128,768,3072;128,768,768;1024,3072,768}" \
+        >>"$OUT/microbench.txt" 2>&1
+      env "${envs[@]}" taskset -c "$cpu1" "$W/bin/kiln_conv_bench" --threads 1 --reps 10 \
+        >>"$OUT/microbench.txt" 2>&1
+    done
+    echo "microbench rc=$?"; tail -n 60 "$OUT/microbench.txt"
+    ;;
   cpuhost)
     # The CPU backend on this machine's host CPU (another x86 than the build box).
     python3 tests/gpu/check_cpu_host.py "$W/bin/kiln" "$W/cpuhost" "$OUT/cpuhost.json" \
