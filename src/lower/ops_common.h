@@ -54,6 +54,7 @@ std::vector<sym::Expr> constants(sym::Context &ctx, const std::vector<int64_t> &
 
 void registerElementwiseOps(std::vector<OpInfo> &r);
 void registerShapeOps(std::vector<OpInfo> &r);
+void registerSliceOps(std::vector<OpInfo> &r); // called by registerShapeOps
 void registerReduceOps(std::vector<OpInfo> &r);
 void registerNNOps(std::vector<OpInfo> &r);
 void registerTensorOps(std::vector<OpInfo> &r);        // ops_tensor.cpp
