@@ -27,11 +27,10 @@ CacheEntry *WeightStore::insert(const CacheKey &key, std::unique_ptr<CacheEntry>
   CacheEntry *stored;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto [it, fresh] = derived_.try_emplace(key, std::move(entry));
-    stored = it->second.get();
-    if (!fresh) return stored; // another runner's copy won; ours is freed by the caller's ptr
+    // When another runner's copy won, ours is freed with `entry`.
+    stored = derived_.try_emplace(key, std::move(entry)).first->second.get();
   }
-  releaseSource(src, srcBytes);
+  releaseSource(src, srcBytes); // also when we lost: building ours read the pages back in
   return stored;
 }
 
@@ -48,15 +47,21 @@ dnnl::memory WeightStore::insertReordered(const CacheKey &key, const dnnl::memor
                                           const dnnl::memory &mem, const void *src,
                                           size_t srcBytes) {
   builds_.fetch_add(1, std::memory_order_relaxed);
+  dnnl::memory stored = mem;
   {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<Reordered> &layouts = reordered_[key];
+    bool found = false;
     for (const Reordered &r : layouts)
-      if (r.desc == want) return r.mem;
-    layouts.push_back({want, mem});
+      if (r.desc == want) {
+        stored = r.mem; // another runner's copy won
+        found = true;
+        break;
+      }
+    if (!found) layouts.push_back({want, mem});
   }
-  releaseSource(src, srcBytes);
-  return mem;
+  releaseSource(src, srcBytes); // also when we lost: building ours read the pages back in
+  return stored;
 }
 
 size_t WeightStore::size() const {
