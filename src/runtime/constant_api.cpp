@@ -111,6 +111,7 @@ std::unique_ptr<ConstantSet> newOwnedSet(const kiln_container &c, const Constant
   } else if (from) {
     for (int32_t i = 0; i < d.num_constants; ++i)
       std::memcpy(set->ptrs[i], from->ptrs[i], d.constants[i].nbytes);
+    from->derived->releaseAllSource(); // the copy faulted in model.so's / the file's pages
   }
   return set;
 }

@@ -70,6 +70,10 @@ public:
     fileSize_ = size;
   }
 
+  // Drops every page of the file-backed source (after its contents were copied into an
+  // owned set, which reads them all back in). No-op when the source is not file-backed.
+  void releaseAllSource() { releaseSource(fileBase_, fileSize_); }
+
   // Derived weights (Winograd, depthwise packing, a new shim's own layout): the entry for
   // key, or nullptr. Thread-safe.
   CacheEntry *find(const CacheKey &key) const;

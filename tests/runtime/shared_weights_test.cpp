@@ -35,10 +35,13 @@ const int64_t xDims[] = {kM, kK};
 const int64_t yDims[] = {kM, kN};
 const int32_t noSymbols[] = {-1, -1};
 const int64_t bDims[] = {kK, kN};
+const int64_t sDims[] = {16};
 const kiln_io_desc_v1 inputs[] = {{"x", {kDLFloat, 32, 1}, 2, xDims, noSymbols}};
 const kiln_io_desc_v1 outputs[] = {{"y", {kDLFloat, 32, 1}, 2, yDims, noSymbols}};
+// "s" is unused by the run; it makes an update of "b" alone partial (the set is copied).
 const kiln_constant_desc_v1 constants[] = {
-    {"b", {kDLFloat, 32, 1}, 2, bDims, sizeof(float) * kK *kN, 0}};
+    {"b", {kDLFloat, 32, 1}, 2, bDims, sizeof(float) * kK *kN, 0},
+    {"s", {kDLFloat, 32, 1}, 1, sDims, sizeof(float) * 16, sizeof(float) * kK *kN}};
 
 // Called inside each run after the matmul with the run's runner (tests coordinate runs).
 std::function<void(void *)> afterMatmul;
@@ -78,7 +81,8 @@ kiln_model_desc_v1 makeDesc(const void *blob, size_t blobSize) {
   d.abi_version = KILN_ABI_VERSION;
   d.shim_version = 1;
   d.device = "cpu";
-  d.num_inputs = d.num_outputs = d.num_constants = 1;
+  d.num_inputs = d.num_outputs = 1;
+  d.num_constants = 2;
   d.inputs = inputs;
   d.outputs = outputs;
   d.constants = constants;
@@ -90,6 +94,13 @@ kiln_model_desc_v1 makeDesc(const void *blob, size_t blobSize) {
   d.cpu_isa = "x86-64";
   d.cpu_features = "";
   return d;
+}
+
+// The weights blob: b, then s (zeros).
+std::vector<float> blobOf(const std::vector<float> &b) {
+  std::vector<float> blob(b);
+  blob.resize(b.size() + 16, 0.f);
+  return blob;
 }
 
 std::vector<float> randomFloats(unsigned seed, size_t n) {
@@ -204,7 +215,8 @@ struct Container {
 
 TEST(SharedWeights, TwoRunnersShareOnePackedCopy) {
   std::vector<float> b = randomFloats(1, kK * kN), x = randomFloats(2, kM * kK);
-  Container k(b.data(), b.size() * sizeof(float));
+  std::vector<float> blob = blobOf(b);
+  Container k(blob.data(), blob.size() * sizeof(float));
   ASSERT_NE(k.c, nullptr);
   std::vector<float> y1(kM * kN), y2(kM * kN);
   auto [r1, r2] = runOverlapping(k.c, x, y1, y2);
@@ -237,7 +249,8 @@ TEST(SharedWeights, TwoRunnersShareOnePackedCopy) {
 
 TEST(SharedWeights, UpdatesReachBothRunners) {
   std::vector<float> b = randomFloats(3, kK * kN), x = randomFloats(4, kM * kK);
-  Container k(b.data(), b.size() * sizeof(float));
+  std::vector<float> blob = blobOf(b);
+  Container k(blob.data(), blob.size() * sizeof(float));
   ASSERT_NE(k.c, nullptr);
   std::vector<float> y1(kM * kN), y2(kM * kN);
   runOverlapping(k.c, x, y1, y2); // both runners now hold B's packed copy
@@ -274,8 +287,9 @@ TEST(SharedWeights, DropsPackedSourcePagesOfAWeightsFile) {
   char path[] = "/tmp/kiln_shared_weights_XXXXXX";
   int fd = mkstemp(path);
   ASSERT_GE(fd, 0);
-  ASSERT_EQ(write(fd, b.data(), b.size() * sizeof(float)),
-            static_cast<ssize_t>(b.size() * sizeof(float)));
+  std::vector<float> blob = blobOf(b);
+  ASSERT_EQ(write(fd, blob.data(), blob.size() * sizeof(float)),
+            static_cast<ssize_t>(blob.size() * sizeof(float)));
   close(fd);
   {
     Container k(nullptr, 0, path);
@@ -304,6 +318,17 @@ TEST(SharedWeights, DropsPackedSourcePagesOfAWeightsFile) {
     EXPECT_EQ(back, b) << "dropped pages must fault back in from the file";
     ASSERT_EQ(runOnce(k.c, x, y1), KILN_OK);
     EXPECT_LT(relErr(y1, want), kTol);
+    // A partial update copies the mapped set into an owned one (reading every page back
+    // in); the mapping's whole pages (all of b's 64) are dropped again, the new values run.
+    uint64_t before = store.releasedBytes();
+    std::vector<float> b2 = randomFloats(13, kK * kN);
+    ASSERT_EQ(updateB(k.c, KILN_CONSTANTS_INACTIVE, b2), KILN_OK) << kiln_rt_last_error();
+    if (kiln::rt::releaseWeightPagesEnabled()) {
+      EXPECT_EQ(store.releasedBytes(), before + b.size() * sizeof(float));
+    }
+    ASSERT_EQ(kiln_rt_swap_constants(k.c), KILN_OK);
+    ASSERT_EQ(runOnce(k.c, x, y1), KILN_OK);
+    EXPECT_LT(relErr(y1, reference(x, b2)), kTol);
   }
   unlink(path);
 }
@@ -336,7 +361,8 @@ TEST(SharedWeights, StressRunsAgainstUpdates) {
   std::vector<float> b1 = randomFloats(10, kK * kN), b2 = randomFloats(11, kK * kN),
                      x = randomFloats(12, kM * kK);
   const std::vector<double> want1 = reference(x, b1), want2 = reference(x, b2);
-  Container k(b1.data(), b1.size() * sizeof(float), nullptr, 4);
+  std::vector<float> blob = blobOf(b1);
+  Container k(blob.data(), blob.size() * sizeof(float), nullptr, 4);
   ASSERT_NE(k.c, nullptr);
   constexpr int kThreads = 4, kRuns = 150;
   std::atomic<int> bad{0}, failed{0};
