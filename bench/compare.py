@@ -17,7 +17,10 @@ the reported latency is the median over rounds of each round's median.
 
 kiln:  <kiln> run model.so --input name=file.npy --bench R --warmup W --threads T --json
 ORT:   node bench/ort_bench.js --model model.onnx --input ... --threads T --json
-Both print one JSON line with median_ms, p10_ms and p90_ms.
+Both print one JSON line with median_ms, p10_ms and p90_ms. Each timed run is a fresh
+process; its peak RSS (ru_maxrss from wait4, in MiB) is the "kiln RSS MB / ORT RSS MB"
+column, the largest over the rounds (JSON: kiln_rss_mb, ort_rss_mb). It is the whole
+process: for ORT that includes Node's own (or Python's), for kiln the CLI's.
 
 Every row carries the sample's direct-method FLOPs (conv + matmul multiply-adds x 2, from
 samples.json) and "% of peak": FLOPs / latency / (threads x the fp32 FMA peak of one core),
@@ -38,6 +41,7 @@ turned off.
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -71,15 +75,45 @@ class BenchError(Exception):
 
 
 def run_json(cmd, env=None):
-    """Runs cmd and returns the JSON object on the last line of its stdout."""
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    """Runs cmd and returns the JSON object on the last line of its stdout, with the child's
+    peak RSS added as "peak_rss_mb" (MiB; see peak_rss_of)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     if proc.returncode != 0:
-        raise BenchError(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{proc.stderr.strip()}")
-    lines = [l for l in proc.stdout.splitlines() if l.strip()]
+        raise BenchError(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{stderr.strip()}")
+    lines = [l for l in stdout.splitlines() if l.strip()]
     try:
-        return json.loads(lines[-1])
+        result = json.loads(lines[-1])
     except (IndexError, json.JSONDecodeError):
-        raise BenchError(f"`{' '.join(cmd)}` printed no JSON line:\n{proc.stdout.strip()}")
+        raise BenchError(f"`{' '.join(cmd)}` printed no JSON line:\n{stdout.strip()}")
+    result["peak_rss_mb"] = peak_rss_of(usage)
+    return result
+
+
+def peak_rss_of(usage):
+    """The child's peak resident set in MiB from its wait4 rusage, or None when it cannot be
+    told apart from this process's own.
+
+    Linux keeps a process's RSS high-water mark across execve, and Python starts children
+    with vfork, so a child's ru_maxrss is at least this process's RSS at the time. That floor
+    (compare.py's own few tens of MiB) is far below any model's peak; a figure at or below
+    it is not the child's and is dropped."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if usage.ru_maxrss <= own:
+        print(f"  warning: a child's peak RSS ({usage.ru_maxrss} KiB) is not above compare.py's "
+              f"own ({own} KiB); not reported", file=sys.stderr)
+        return None
+    return usage.ru_maxrss / 1024.0
 
 
 def sample_of(model_dir, tag):
@@ -215,8 +249,14 @@ def bench_model(args, name):
                                       (threads * args.peak * 1e9)
                                       if ms and result["flops"] else None)
         row["kiln_over_ort"] = row["kiln_median_ms"] / row["ort_median_ms"] if so_path else None
+        # Peak RSS of each runtime's process (the largest over its rounds: a fresh process each).
+        for who, rounds in (("kiln", kiln_rounds), ("ort", ort_rounds)):
+            rss = [r["peak_rss_mb"] for r in rounds if r.get("peak_rss_mb")]
+            row[f"{who}_rss_mb"] = max(rss) if rss else None
         print(f"  {name} x{threads}: kiln {report.fmt_ms(row['kiln_median_ms'])} ms, "
-              f"ORT {report.fmt_ms(row['ort_median_ms'])} ms", file=sys.stderr)
+              f"ORT {report.fmt_ms(row['ort_median_ms'])} ms; peak RSS kiln "
+              f"{report.fmt_mb(row['kiln_rss_mb'])} MiB, ORT {report.fmt_mb(row['ort_rss_mb'])} "
+              "MiB", file=sys.stderr)
         result["timings"].append(row)
     return result
 

@@ -111,6 +111,7 @@ std::unique_ptr<ConstantSet> newOwnedSet(const kiln_container &c, const Constant
   } else if (from) {
     for (int32_t i = 0; i < d.num_constants; ++i)
       std::memcpy(set->ptrs[i], from->ptrs[i], d.constants[i].nbytes);
+    from->derived->releaseAllSource(); // the copy faulted in model.so's / the file's pages
   }
   return set;
 }
@@ -240,7 +241,7 @@ KILN_RT_API int kiln_rt_update_constants(kiln_container *c, int32_t buffer,
     }
     c->drain(slot); // runs that started before the last swap may still read it
     if (int st = apply(*c, *c->slots[slot], updates)) return st;
-    c->slots[slot]->token = c->nextToken++;
+    c->slots[slot]->contentsChanged(c->nextToken++); // drops weights derived from the old
     return KILN_OK;
   } catch (const std::bad_alloc &) {
     return fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);

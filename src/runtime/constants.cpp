@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
@@ -56,6 +58,27 @@ int mapFile(const char *path, MappedFile &file) {
 }
 
 } // namespace
+
+bool isReadOnlyFileMapping(const void *p, size_t n) {
+  if (!p || n == 0) return false;
+  FILE *maps = std::fopen("/proc/self/maps", "re");
+  if (!maps) return false;
+  uintptr_t at = reinterpret_cast<uintptr_t>(p), end = at + n;
+  char line[4096];
+  // Lines are sorted by address: walk the mappings covering [at, end) without a gap.
+  while (at < end && std::fgets(line, sizeof line, maps)) {
+    unsigned long lo, hi, inode;
+    char perms[5];
+    if (std::sscanf(line, "%lx-%lx %4s %*s %*s %lu", &lo, &hi, perms, &inode) != 4) break;
+    if (hi <= at) continue;
+    if (lo > at) break; // a hole
+    bool readOnlyPrivateFile = perms[1] == '-' && perms[3] == 'p' && inode != 0;
+    if (!readOnlyPrivateFile) break;
+    at = hi;
+  }
+  std::fclose(maps);
+  return at >= end;
+}
 
 int loadConstants(const kiln_model_desc_v1 &desc, const char *weightsPath, MappedFile &file,
                   ConstantSet &set) {

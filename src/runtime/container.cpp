@@ -240,8 +240,12 @@ KILN_RT_API int kiln_rt_container_create_v1(const kiln_model_desc_v1 *desc,
       if (int st = openCudaDevice(*desc, spec.ordinal, c->device)) return st;
     c->slots[0] = std::make_unique<ConstantSet>();
     if (int st = loadConstants(*desc, opts.weights_path, c->weightsFile, *c->slots[0])) return st;
-    if (c->device)
+    if (c->device) {
       if (int st = uploadConstants(*c->device, *desc, *c->slots[0])) return st;
+    } else if (isReadOnlyFileMapping(c->slots[0]->base, c->slots[0]->size)) {
+      // Packed copies replace their source constants' pages in RSS (WeightStore).
+      c->slots[0]->derived->setFileBackedSource(c->slots[0]->base, c->slots[0]->size);
+    }
     c->slots[0]->token = c->nextToken++;
     int32_t maxNdim = 1;
     for (int32_t i = 0; i < desc->num_constants; ++i)

@@ -28,6 +28,9 @@ struct ConstantSet {
   char *owned = nullptr; // == base when the set owns its memory
   // Changes whenever the contents change; runners drop weights derived from an older one.
   uint64_t token = 0;
+  // Weights derived from these contents (packed/reordered/transformed), shared by every
+  // runner of the container; replaced with the contents (contentsChanged).
+  std::shared_ptr<kiln::rt::WeightStore> derived = std::make_shared<kiln::rt::WeightStore>();
   // Set for a CUDA container: ptrs, base and owned are device memory, freed through it.
   const DeviceState *device = nullptr;
 
@@ -35,6 +38,13 @@ struct ConstantSet {
   ConstantSet(const ConstantSet &) = delete;
   ConstantSet &operator=(const ConstantSet &) = delete;
   ~ConstantSet();
+
+  // After writing new values: a new token, and an empty store for weights derived from them
+  // (runners still holding the old store keep it alive until their next run drops it).
+  void contentsChanged(uint64_t newToken) {
+    token = newToken;
+    derived = std::make_shared<WeightStore>();
+  }
 };
 
 // Per-tensor arrays kiln_tensor_info points at; built once at create.
@@ -57,6 +67,11 @@ struct MappedFile {
 // file (kept alive in file). Returns a kiln_status with the error message recorded.
 int loadConstants(const kiln_model_desc_v1 &desc, const char *weightsPath, MappedFile &file,
                   ConstantSet &set);
+
+/// Whether [p, p + n) lies wholly in private, read-only mappings of files (the model.so's
+/// embedded blob, a mapped weights file), whose pages can be dropped and fault back in
+/// unchanged. False for heap or any writable memory (/proc/self/maps).
+bool isReadOnlyFileMapping(const void *p, size_t n);
 
 /// KILN_ERR_DEVICE (with a message naming the model's ISA, the missing extensions and this
 /// CPU's level) when the model's host code needs ISA extensions a CPU with features `have`

@@ -213,7 +213,8 @@ int forward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const
         auto fresh = std::make_unique<FloatBuffer>();
         fresh->reserve(uFloats);
         transformWeights(w, pr.K, pr.C, kern->panel, fresh->data);
-        u = static_cast<FloatBuffer *>(cache.insertDerived(key, std::move(fresh)));
+        u = static_cast<FloatBuffer *>(
+            cache.insertDerived(key, std::move(fresh), w, sizeof(float) * 9 * pr.K * pr.C));
       }
       pr.U = u->data;
     } else {

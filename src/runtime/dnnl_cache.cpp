@@ -28,15 +28,30 @@ CacheEntry *DnnlCache::insert(const CacheKey &key, std::unique_ptr<CacheEntry> e
   return raw;
 }
 
-CacheEntry *DnnlCache::findDerived(const CacheKey &key) const {
-  auto it = derived_.find(key);
-  return it == derived_.end() ? nullptr : it->second.get();
+WeightStore &DnnlCache::ensureStore() {
+  if (!store_) store_ = std::make_shared<WeightStore>();
+  return *store_;
 }
 
-CacheEntry *DnnlCache::insertDerived(const CacheKey &key, std::unique_ptr<CacheEntry> entry) {
-  CacheEntry *raw = entry.get();
-  derived_[key] = std::move(entry);
-  return raw;
+void DnnlCache::useStore(std::shared_ptr<WeightStore> store) {
+  weights_.clear();
+  derived_.clear();
+  store_ = std::move(store); // null: ensureStore makes a fresh one on first use
+}
+
+CacheEntry *DnnlCache::findDerived(const CacheKey &key) {
+  auto it = derived_.find(key);
+  if (it != derived_.end()) return it->second;
+  CacheEntry *e = ensureStore().find(key);
+  if (e) derived_[key] = e;
+  return e;
+}
+
+CacheEntry *DnnlCache::insertDerived(const CacheKey &key, std::unique_ptr<CacheEntry> entry,
+                                     const void *src, size_t srcBytes) {
+  CacheEntry *stored = ensureStore().insert(key, std::move(entry), src, srcBytes);
+  derived_[key] = stored;
+  return stored;
 }
 
 dnnl::memory DnnlCache::weights(int64_t site, const void *w, bool cacheable,
@@ -51,20 +66,27 @@ dnnl::memory DnnlCache::weights(int64_t site, const void *w, bool cacheable,
   if (cacheable) {
     auto it = weights_.find(key);
     if (it != weights_.end() && it->second.desc == want) return it->second.mem;
+    WeightStore &store = ensureStore();
+    dnnl::memory shared = store.findReordered(key, want);
+    if (!shared) {
+      dnnl::memory src(plain, engine(), wp);
+      dnnl::memory dst(want, engine());
+      dnnl::reorder(src, dst).execute(stream(), src, dst);
+      stream().wait();
+      shared = store.insertReordered(key, want, dst, w, plain.get_size());
+    }
+    // A handle of this runner's engine on the shared buffer, which the store owns (this
+    // cache holds the store until its memo is dropped).
+    dnnl::memory mine(want, engine(), shared.get_data_handle());
+    weights_[key] = WeightEntry{want, mine};
+    return mine;
   }
 
   dnnl::memory src(plain, engine(), wp);
-  dnnl::memory dst;
-  if (cacheable) {
-    dst = dnnl::memory(want, engine());
-  } else {
-    if (!scratch || scratch.get_desc() != want) scratch = dnnl::memory(want, engine());
-    dst = scratch;
-  }
-  dnnl::reorder(src, dst).execute(stream(), src, dst);
+  if (!scratch || scratch.get_desc() != want) scratch = dnnl::memory(want, engine());
+  dnnl::reorder(src, scratch).execute(stream(), src, scratch);
   stream().wait();
-  if (cacheable) weights_[key] = WeightEntry{want, dst};
-  return dst;
+  return scratch;
 }
 
 } // namespace kiln::rt

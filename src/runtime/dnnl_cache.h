@@ -1,51 +1,19 @@
 // Per-runner oneDNN state: engine, stream, primitives keyed by (call site, shapes), and
-// weights reordered into the layout a primitive prefers, keyed by (site, weight pointer).
-// A runner is used by one run at a time, so nothing here is locked.
+// the runner's view of weights reordered into the layout a primitive prefers, keyed by
+// (site, weight pointer). The reordered copies themselves live in a WeightStore shared by
+// the runners of one constant set; this cache only memoises pointers into it. A runner is
+// used by one run at a time, so nothing here is locked (the store locks itself).
 #pragma once
+
+#include "weight_store.h"
 
 #include <dnnl.hpp>
 
-#include <array>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <unordered_map>
 
 namespace kiln::rt {
-
-// A fixed-capacity key (no allocation per lookup).
-struct CacheKey {
-  static constexpr int kCapacity = 48;
-  std::array<int64_t, kCapacity> v{};
-  int n = 0;
-
-  void push(int64_t x) {
-    // Callers push bounded counts; overflow would be a kiln bug.
-    if (n < kCapacity) v[n++] = x;
-  }
-  void pushFloat(float f) {
-    int32_t bits;
-    std::memcpy(&bits, &f, sizeof bits);
-    push(bits);
-  }
-  bool operator==(const CacheKey &o) const {
-    return n == o.n && std::memcmp(v.data(), o.v.data(), sizeof(int64_t) * n) == 0;
-  }
-};
-
-struct CacheKeyHash {
-  size_t operator()(const CacheKey &k) const {
-    uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < k.n; ++i)
-      h = (h ^ static_cast<uint64_t>(k.v[i])) * 1099511628211ull;
-    return static_cast<size_t>(h);
-  }
-};
-
-// Base of what a shim stores per (site, shape).
-struct CacheEntry {
-  virtual ~CacheEntry() = default;
-};
 
 class DnnlCache {
 public:
@@ -57,23 +25,29 @@ public:
   CacheEntry *insert(const CacheKey &key, std::unique_ptr<CacheEntry> entry);
 
   // Weights `w` (plain layout `plain`) in the layout `want`. When cacheable, the reordered
-  // copy is kept per (site, w) and reused while `want` stays the same; otherwise the
-  // reorder goes into `scratch` (owned by the caller's entry) on every call.
+  // copy is kept in the store per (site, w, want) and shared with the other runners;
+  // otherwise the reorder goes into `scratch` (owned by the caller's entry) on every call.
   dnnl::memory weights(int64_t site, const void *w, bool cacheable, const dnnl::memory::desc &plain,
                        const dnnl::memory::desc &want, dnnl::memory &scratch);
 
   // Weights a kiln kernel transformed itself (Winograd, depthwise packing), keyed like the
-  // reordered weights and dropped with them.
-  CacheEntry *findDerived(const CacheKey &key) const;
-  CacheEntry *insertDerived(const CacheKey &key, std::unique_ptr<CacheEntry> entry);
+  // reordered weights, shared and dropped with them. insertDerived returns the stored entry,
+  // which is another runner's when it stored one first: callers must use the returned
+  // pointer. src/srcBytes name the constant it was derived from (optional; its file-backed
+  // pages may then be released, see WeightStore).
+  CacheEntry *findDerived(const CacheKey &key);
+  CacheEntry *insertDerived(const CacheKey &key, std::unique_ptr<CacheEntry> entry,
+                            const void *src = nullptr, size_t srcBytes = 0);
 
-  // Drops cached weights (constants were updated in place).
-  void clearWeights() {
-    weights_.clear();
-    derived_.clear();
-  }
+  // Weights from now on go to `store` (a container run: the pinned constant set's) or, when
+  // null, to a fresh store of this runner's own; the memo of the old one is dropped.
+  void useStore(std::shared_ptr<WeightStore> store);
+  // Drops cached weights (constants were updated in place): a fresh store of its own.
+  void clearWeights() { useStore(nullptr); }
+  const WeightStore &store() { return ensureStore(); }
 
   size_t numEntries() const { return entries_.size(); }
+  // Weights this runner has looked up since the last useStore (reordered + derived).
   size_t numWeights() const { return weights_.size() + derived_.size(); }
 
 private:
@@ -81,12 +55,16 @@ private:
     dnnl::memory::desc desc;
     dnnl::memory mem;
   };
+  WeightStore &ensureStore();
+
   bool ready_ = false;
   dnnl::engine engine_;
   dnnl::stream stream_;
   std::unordered_map<CacheKey, std::unique_ptr<CacheEntry>, CacheKeyHash> entries_;
+  std::shared_ptr<WeightStore> store_;
+  // Memo of what this runner found in store_ (no lock on the hot path).
   std::unordered_map<CacheKey, WeightEntry, CacheKeyHash> weights_;
-  std::unordered_map<CacheKey, std::unique_ptr<CacheEntry>, CacheKeyHash> derived_;
+  std::unordered_map<CacheKey, CacheEntry *, CacheKeyHash> derived_;
 };
 
 } // namespace kiln::rt

@@ -67,7 +67,7 @@ int execute(kiln_container *c, Runner *r, void *const *in, void *const *out,
   {
     ConstantsPin pin(c);
     const ConstantSet &constants = pin.set();
-    r->useConstants(constants.base, constants.size, constants.token);
+    r->useConstants(constants.base, constants.size, constants.token, constants.derived);
     try {
       st = hasLateDims(d)
                ? d.run_v2(&ctx, in, out, r->scratch.symbols.data(), constants.ptrs.data())

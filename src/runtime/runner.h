@@ -78,11 +78,14 @@ struct Runner {
 
   // Called at the start of a container run: weights cached from another constant set (or
   // an older version of this one) are dropped, so a run never sees stale reordered weights.
-  void useConstants(const char *base, size_t size, uint64_t token) {
+  // `derived` is the set's store of derived weights, shared with the container's other
+  // runners (null: a store of this runner's own, for runners outside a container).
+  void useConstants(const char *base, size_t size, uint64_t token,
+                    const std::shared_ptr<WeightStore> &derived = nullptr) {
     pinnedBase = base;
     pinnedSize = size;
     if (token != weightsToken) {
-      dnnl.clearWeights();
+      dnnl.useStore(derived);
       weightsToken = token;
     }
   }

@@ -89,7 +89,8 @@ int dwConvForward(Runner &r, int64_t site, const float *x, const int64_t *xDims,
         auto fresh = std::make_unique<DwEntry>();
         fresh->packed.resize(9 * c);
         packDwWeights(w, c, fresh->packed.data());
-        e = static_cast<DwEntry *>(r.dnnl.insertDerived(key, std::move(fresh)));
+        e = static_cast<DwEntry *>(
+            r.dnnl.insertDerived(key, std::move(fresh), w, sizeof(float) * 9 * c));
       }
       packed = e->packed.data();
     } else {

@@ -1,0 +1,91 @@
+#include "weight_store.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <sys/mman.h>
+#include <unistd.h>
+
+namespace kiln::rt {
+
+bool releaseWeightPagesEnabled() {
+  static const bool on = [] {
+    const char *v = std::getenv("KILN_RELEASE_WEIGHT_PAGES");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return on;
+}
+
+CacheEntry *WeightStore::find(const CacheKey &key) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = derived_.find(key);
+  return it == derived_.end() ? nullptr : it->second.get();
+}
+
+CacheEntry *WeightStore::insert(const CacheKey &key, std::unique_ptr<CacheEntry> entry,
+                                const void *src, size_t srcBytes) {
+  builds_.fetch_add(1, std::memory_order_relaxed);
+  CacheEntry *stored;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // When another runner's copy won, ours is freed with `entry`.
+    stored = derived_.try_emplace(key, std::move(entry)).first->second.get();
+  }
+  releaseSource(src, srcBytes); // also when we lost: building ours read the pages back in
+  return stored;
+}
+
+dnnl::memory WeightStore::findReordered(const CacheKey &key, const dnnl::memory::desc &want) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = reordered_.find(key);
+  if (it != reordered_.end())
+    for (const Reordered &r : it->second)
+      if (r.desc == want) return r.mem;
+  return {};
+}
+
+dnnl::memory WeightStore::insertReordered(const CacheKey &key, const dnnl::memory::desc &want,
+                                          const dnnl::memory &mem, const void *src,
+                                          size_t srcBytes) {
+  builds_.fetch_add(1, std::memory_order_relaxed);
+  dnnl::memory stored = mem;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<Reordered> &layouts = reordered_[key];
+    bool found = false;
+    for (const Reordered &r : layouts)
+      if (r.desc == want) {
+        stored = r.mem; // another runner's copy won
+        found = true;
+        break;
+      }
+    if (!found) layouts.push_back({want, mem});
+  }
+  releaseSource(src, srcBytes); // also when we lost: building ours read the pages back in
+  return stored;
+}
+
+size_t WeightStore::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = derived_.size();
+  for (const auto &[key, layouts] : reordered_)
+    n += layouts.size();
+  return n;
+}
+
+void WeightStore::releaseSource(const void *src, size_t bytes) {
+  if (!src || !bytes || !fileBase_ || !releaseWeightPagesEnabled()) return;
+  const char *p = static_cast<const char *>(src);
+  if (p < fileBase_ || p + bytes > fileBase_ + fileSize_) return; // not from the mapping
+  // Only whole pages inside the constant: a neighbour's bytes on a shared page stay mapped
+  // (dropping them would be correct too, but would cost it a fault for nothing).
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+  uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(page - 1);
+  if (end <= begin) return;
+  // A private read-only file mapping: the pages fault back in from the file if read again,
+  // so this loses nothing but residency. A failure leaves them resident, which is harmless.
+  if (madvise(reinterpret_cast<void *>(begin), end - begin, MADV_DONTNEED) == 0)
+    released_.fetch_add(end - begin, std::memory_order_relaxed);
+}
+
+} // namespace kiln::rt
