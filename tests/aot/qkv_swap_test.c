@@ -8,8 +8,8 @@
 
 enum { S = 13, K = 32, NQ = 24, NK = 24, NV = 16 };
 
-typedef int (*update_fn)(kiln_container *, int32_t, const char *const *, const DLTensor *,
-                         int32_t, uint32_t);
+typedef int (*update_fn)(kiln_container *, int32_t, const char *const *, const DLTensor *, int32_t,
+                         uint32_t);
 typedef int (*swap_fn)(kiln_container *);
 typedef int (*read_fn)(kiln_container *, int32_t, const char *, DLTensor *);
 static update_fn update_constants;
@@ -56,8 +56,8 @@ static void run_and_check(kiln_container *c, const float *x, const char *step) {
         got = g == 2 ? outs[g][j * S + i] : -outs[g][i * n + j];
         /* float32 accumulation over K terms: |error| <= (K + 1) u sum|terms| (u = 2^-24). */
         if (fabs(got - want) > (K + 1) * 0x1p-24 * mag + 1e-30) {
-          CHECK(0, "%s: %s[%d, %d] = %.8g, want %.8g (stale packed weights?)", step, kNames[g],
-                i, j, got, want);
+          CHECK(0, "%s: %s[%d, %d] = %.8g, want %.8g (stale packed weights?)", step, kNames[g], i,
+                j, got, want);
           bad = 1;
         }
       }
