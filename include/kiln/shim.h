@@ -28,8 +28,9 @@ extern "C" {
  *   level 4: cuda_matmul_v1 (cuBLASLt), cuda_conv_v1 (cuDNN): CUDA models only
  *   level 5: string_lookup_v1 (ai.onnx.ml LabelEncoder with string keys)
  *   level 6: string_concat_v1, string_split_v1, regex_full_match_v1 (RE2), image_decode_v1
- *   level 7: matmul_v2, cuda_matmul_v2 (a residual addend; GELU post-ops) */
-#define KILN_SHIM_VERSION 7
+ *   level 7: matmul_v2, cuda_matmul_v2 (a residual addend; GELU post-ops)
+ *   level 8: matmul_multi_v1 (sibling matmuls sharing A as one GEMM) */
+#define KILN_SHIM_VERSION 8
 
 /* X(function, level): every released shim function and the level that introduced it. One
  * list for the compiler (the level to record), the runtime and tests/abi/. Append only. */
@@ -55,7 +56,8 @@ extern "C" {
   X(kiln_shim_regex_full_match_v1, 6)                                                              \
   X(kiln_shim_image_decode_v1, 6)                                                                  \
   X(kiln_shim_matmul_v2, 7)                                                                        \
-  X(kiln_shim_cuda_matmul_v2, 7)
+  X(kiln_shim_cuda_matmul_v2, 7)                                                                   \
+  X(kiln_shim_matmul_multi_v1, 8)
 
 /* Weak references to shims newer than level 3. model.so links with -z now, so a strong
  * reference to a function an older libkiln_rt lacks fails inside dlopen ("undefined symbol")
@@ -89,6 +91,11 @@ extern "C" {
 #define KILN_SHIM_SINCE_7 __attribute__((weak))
 #else
 #define KILN_SHIM_SINCE_7
+#endif
+#if defined(KILN_SHIM_WEAK_FROM_LEVEL) && KILN_SHIM_WEAK_FROM_LEVEL <= 8
+#define KILN_SHIM_SINCE_8 __attribute__((weak))
+#else
+#define KILN_SHIM_SINCE_8
 #endif
 
 /* Per-runner state (primitive caches); obtained from kiln_run_ctx.runner. */
@@ -384,6 +391,32 @@ KILN_SHIM_SINCE_7 int kiln_shim_cuda_matmul_v2(kiln_shim_ctx *ctx, int64_t site,
                                                const void *b, const void *addend,
                                                const void *residual, void *c,
                                                const kiln_cuda_matmul_params_v1 *params);
+
+/* ---- level 8: sibling matmuls as one GEMM --------------------------------------------- */
+
+/* Most B matrices one kiln_shim_matmul_multi_v1 call takes. */
+#define KILN_MATMUL_MULTI_MAX 8
+
+typedef struct kiln_matmul_multi_params_v1 {
+  int64_t m, k;  /* rows of A and C; inner dim */
+  int64_t lda;   /* row stride of A in elements, >= k */
+  int64_t ldc;   /* row stride of C in elements, >= n[0] + ... + n[count - 1] */
+  int32_t count; /* number of B matrices, 1..KILN_MATMUL_MULTI_MAX */
+  int32_t reserved;
+  int64_t n[KILN_MATMUL_MULTI_MAX]; /* columns of each B; entries past count are ignored */
+} kiln_matmul_multi_params_v1;
+
+/* C = A x [B_0 | B_1 | ... ] + [bias_0 | bias_1 | ...], float32, row-major: one GEMM for
+ * matmuls that share A (a transformer's Q, K and V projections). A is m x k (row stride lda);
+ * b[g] is k x n[g], contiguous; bias (optional, NULL = none) holds count pointers, each NULL
+ * or n[g] floats. Output g is the column block of C starting at n[0] + ... + n[g - 1]: the
+ * caller reads it through a view with row stride ldc. B's that lie in the model's constants
+ * are concatenated and packed once per runner and constant set (dropped when any constant is
+ * updated or the sets are swapped); other B's are concatenated on every call. */
+KILN_SHIM_SINCE_8 int kiln_shim_matmul_multi_v1(kiln_shim_ctx *ctx, int64_t site, const float *a,
+                                                const float *const *b, const float *const *bias,
+                                                float *c,
+                                                const kiln_matmul_multi_params_v1 *params);
 
 #ifdef __cplusplus
 }

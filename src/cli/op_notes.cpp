@@ -78,6 +78,9 @@ OpNote opNote(const std::string &op) {
         "softmax in float32 (float64 for double), whatever softmax_precision says; "
         "is_causal with nonpad_kv_seqlen and no past masks from key 0 (not bottom-right)",
         kNotRunOnGpu}},
+      {"_KilnMatMulMulti",
+       {"float32", "kiln_shim_matmul_multi_v1: one oneDNN GEMM for MatMuls sharing their input",
+        "not made for cuda (one cuBLASLt matmul each)"}},
       {"_KilnSDPA",
        {"float32", "kiln_shim_sdpa_v2 (one pass per query row)",
         "one fused generated kernel (online softmax, key tiles in shared memory); head "

@@ -78,6 +78,8 @@ const char *externKindName(ExternKind k) {
     return "RegexFullMatch";
   case ExternKind::ImageDecode:
     return "ImageDecoder";
+  case ExternKind::MatMulMulti:
+    return "sibling MatMuls";
   }
   return "?";
 }

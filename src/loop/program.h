@@ -55,7 +55,8 @@ enum class ExternKind {
   StringConcat,
   StringSplit,
   RegexFullMatch,
-  ImageDecode
+  ImageDecode,
+  MatMulMulti // matmuls sharing A as one GEMM (passes/fuse_sibling_matmul.cpp)
 };
 /// The ONNX operation an extern kind computes, for messages ("Conv", "NonZero", ...).
 const char *externKindName(ExternKind k);
@@ -70,6 +71,8 @@ struct ExternArg {
   // Value: the int64 value of the expression dims[0] (e.g. an element count).
   // Text: one C string (`strings[0]`, no NUL byte), e.g. a regex pattern.
   // Layout: the channels-last layout tag (the CPU legalises such a Conv to its NHWC shim).
+  // Buffers: a local array of float buffer pointers (`bufs`; nullptr entries allowed), e.g.
+  // the B matrices of kiln_shim_matmul_multi_v1.
   enum class Kind {
     Buffer,
     Null,
@@ -82,12 +85,14 @@ struct ExternArg {
     SymbolOut,
     Strings,
     Text,
-    Value
+    Value,
+    Buffers
   };
   Kind kind = Kind::Null;
   int64_t number = 0;
   double real = 0;
   Buffer *buf = nullptr;
+  std::vector<Buffer *> bufs;
   std::vector<sym::Expr> dims;
   std::vector<std::string> strings;
 };

@@ -4,8 +4,9 @@
 
 namespace kiln::lower {
 
-void registerDeformConvOps(std::vector<OpInfo> &r); // ops_deform_conv.cpp
-void registerResizeOps(std::vector<OpInfo> &r);     // ops_resize.cpp
+void registerDeformConvOps(std::vector<OpInfo> &r);  // ops_deform_conv.cpp
+void registerResizeOps(std::vector<OpInfo> &r);      // ops_resize.cpp
+void registerMatMulMultiOps(std::vector<OpInfo> &r); // ops_matmul_multi.cpp
 
 const std::vector<OpInfo> &opRegistry() {
   static const std::vector<OpInfo> ops = [] {
@@ -21,6 +22,7 @@ const std::vector<OpInfo> &opRegistry() {
     registerQuantOps(r);
     registerScatterOps(r);
     registerAttentionOps(r);
+    registerMatMulMultiOps(r);
     registerTransformerOps(r);
     registerImageOps(r);
     registerEinsumOps(r);

@@ -44,4 +44,16 @@ void fuseExternEpilogues(ir::Graph &g, const sched::Target &target = sched::Targ
 /// along dims of size 1. maxHeadDim (0: any) leaves larger or dynamic head dims unfused.
 void fuseAttention(ir::Graph &g, int maxHeadDim = 0);
 
+/// MatMuls that share their input A (float32, rank >= 2) and have constant 2-D weights of
+/// A's K and static N, each with at most a row bias (after fuseExternEpilogues) and no other
+/// epilogue, become one internal `_KilnMatMulMulti` node (inputs A, B_0, bias_0, B_1, ...;
+/// one output per MatMul): one GEMM along N through kiln_shim_matmul_multi_v1, whose packed
+/// concatenated weights the runtime derives from the separate constants (so updating one by
+/// name still works). At most KILN_MATMUL_MULTI_MAX per node.
+void fuseSiblingMatMuls(ir::Graph &g);
+
+/// Whether the pipeline runs fuseSiblingMatMuls: Target::fuseSiblingMatMul, unless the
+/// environment sets KILN_FUSE_SIBLING_MATMUL=0 at compile time (A/B timing).
+bool siblingMatMulFusionWanted(const sched::Target &target);
+
 } // namespace kiln::passes

@@ -81,6 +81,8 @@ CpuShim cpuShim(const loop::ExternCall &e) {
     return {"kiln_shim_regex_full_match_v1", ""};
   case loop::ExternKind::ImageDecode:
     return {"kiln_shim_image_decode_v1", ""};
+  case loop::ExternKind::MatMulMulti:
+    return {"kiln_shim_matmul_multi_v1", "kiln_matmul_multi_params_v1"};
   }
   KILN_ASSERT(false, "extern kind {} has no cpu shim", static_cast<int>(e.kind));
 }

@@ -27,7 +27,11 @@ struct Target {
   bool fuseGeluErfEpilogue = true;
   bool fuseGeluTanhEpilogue = true;
   bool fuseMatMulResidual = true;
-  bool fuseAttention = true;       // MatMul-Softmax-MatMul into one attention kernel
+  bool fuseAttention = true; // MatMul-Softmax-MatMul into one attention kernel
+  // MatMuls sharing their input with constant weights (Q/K/V projections) as one GEMM
+  // (kiln_shim_matmul_multi_v1; KILN_FUSE_SIBLING_MATMUL=0 turns it off). CPU only: CUDA
+  // keeps one cuBLASLt call per projection (not measured on a GPU).
+  bool fuseSiblingMatMul = true;
   int fuseAttentionMaxHeadDim = 0; // larger (or dynamic) head dims stay unfused; 0: any
   bool scatterShim = true;         // Scatter* through the host shim; else generated kernels
   // Lowering choices measured on the CPU only (CUDA keeps its earlier, GPU-checked lowering):
@@ -69,6 +73,7 @@ struct Target {
     t.fuseClipEpilogue = false;    // bias, residual and ReLU fuse into cuDNN/cuBLASLt
     t.fuseGeluErfEpilogue = false; // cuBLASLt's GELU epilogue is the tanh approximation
     t.fuseAttentionMaxHeadDim = kMaxCudaHeadDim;
+    t.fuseSiblingMatMul = false;
     t.scatterShim = false;
     t.realizeLayerNormOutput = false;
     t.cubeAsProduct = false;

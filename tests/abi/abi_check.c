@@ -134,6 +134,10 @@ FROZEN(kiln_shim_matmul_v2, int,
 FROZEN(kiln_shim_cuda_matmul_v2, int,
        (kiln_shim_ctx *, int64_t, const void *, const void *, const void *, const void *, void *,
         const kiln_cuda_matmul_params_v1 *))
+/* ---- shim level 8 ---- */
+FROZEN(kiln_shim_matmul_multi_v1, int,
+       (kiln_shim_ctx *, int64_t, const float *, const float *const *, const float *const *,
+        float *, const kiln_matmul_multi_params_v1 *))
 
 /* ---- layouts (x86-64 / aarch64 LP64) ---- */
 #define LAYOUT(T, size) _Static_assert(sizeof(T) == (size), "sizeof(" #T ") changed");
@@ -186,6 +190,11 @@ LAYOUT(kiln_matmul_params_v1, 120)
 FIELD(kiln_matmul_params_v1, trans_a, 80)
 FIELD(kiln_matmul_params_v1, alpha, 92)
 FIELD(kiln_matmul_params_v1, addend_kind, 108)
+/* shim level 8 */
+LAYOUT(kiln_matmul_multi_params_v1, 104)
+FIELD(kiln_matmul_multi_params_v1, ldc, 24)
+FIELD(kiln_matmul_multi_params_v1, count, 32)
+FIELD(kiln_matmul_multi_params_v1, n, 40)
 /* ABI 4 / shim level 4 */
 LAYOUT(kiln_run_options, 40)
 FIELD(kiln_run_options, struct_size, 0)
@@ -232,6 +241,7 @@ VALUE(KILN_POST_RELU, 1)
 VALUE(KILN_POST_CLIP, 2)
 VALUE(KILN_POST_GELU_ERF, 3)
 VALUE(KILN_POST_GELU_TANH, 4)
+VALUE(KILN_MATMUL_MULTI_MAX, 8)
 VALUE(KILN_LAYOUT_CHANNELS_FIRST, 0)
 VALUE(KILN_LAYOUT_CHANNELS_LAST, 1)
 VALUE(KILN_ELEM_F32, 0)
@@ -256,7 +266,7 @@ VALUE(KILN_RUN_NONE, 0u)
 VALUE(KILN_RUN_SYNC, 1u)
 VALUE(KILN_CUDA_ALLOW_TF32, 1u)
 _Static_assert(KILN_ABI_VERSION >= 4, "KILN_ABI_VERSION went backwards");
-_Static_assert(KILN_SHIM_VERSION >= 7, "KILN_SHIM_VERSION went backwards");
+_Static_assert(KILN_SHIM_VERSION >= 8, "KILN_SHIM_VERSION went backwards");
 
 /* The released shim functions and their levels, in KILN_SHIM_FUNCTIONS order. */
 static const struct {
@@ -283,7 +293,8 @@ static const struct {
                  {"kiln_shim_regex_full_match_v1", 6},
                  {"kiln_shim_image_decode_v1", 6},
                  {"kiln_shim_matmul_v2", 7},
-                 {"kiln_shim_cuda_matmul_v2", 7}};
+                 {"kiln_shim_cuda_matmul_v2", 7},
+                 {"kiln_shim_matmul_multi_v1", 8}};
 
 #define LISTED(fn, level) {#fn, level},
 static const struct {

@@ -22,3 +22,14 @@ done
 "$PY" "$SRC/gen_types.py" "$WORK"
 "$KILN" compile "$WORK/types.onnx" -o "$WORK/types.so"
 test -f "$WORK/types.so"
+# Sibling MatMuls (Q/K/V): fused into kiln_shim_matmul_multi_v1 by default, not with
+# KILN_FUSE_SIBLING_MATMUL=0; the symbol the model references shows which path it took.
+"$PY" "$SRC/gen_qkv.py" "$WORK"
+"$KILN" compile "$WORK/qkv.onnx" -o "$WORK/qkv.so" --dynamic S=1:64
+KILN_FUSE_SIBLING_MATMUL=0 "$KILN" compile "$WORK/qkv.onnx" -o "$WORK/qkv_unfused.so" \
+  --dynamic S=1:64
+nm -D "$WORK/qkv.so" | grep -q kiln_shim_matmul_multi_v1
+if nm -D "$WORK/qkv_unfused.so" | grep -q kiln_shim_matmul_multi_v1; then
+  echo "KILN_FUSE_SIBLING_MATMUL=0 still fused the sibling matmuls" >&2
+  exit 1
+fi

@@ -1,6 +1,7 @@
 #include "codegen/wrapper/extern_call.h"
 
 #include "codegen/common/c_printer.h"
+#include "support/error.h"
 
 #include <fmt/format.h>
 
@@ -87,6 +88,17 @@ ExternCallText printExternCall(const loop::ExternCall &e, const ExternCallNames 
       os << fmt::format("    const float f{} = {};\n", arrays, floatLiteral(a.real));
       args.push_back(fmt::format("&f{}", arrays++));
       break;
+    case loop::ExternArg::Kind::Buffers: {
+      std::vector<std::string> ptrs;
+      for (const loop::Buffer *b : a.bufs) {
+        KILN_ASSERT(!b || b->dtype == DType::Float32, "a buffer array holds {} (float32 only)",
+                    b ? b->name : "");
+        ptrs.push_back(b ? b->name : "nullptr");
+      }
+      os << fmt::format("    const float *const bp{}[] = {{{}}};\n", arrays, fmt::join(ptrs, ", "));
+      args.push_back(fmt::format("bp{}", arrays++));
+      break;
+    }
     case loop::ExternArg::Kind::Dims: {
       std::vector<std::string> ds;
       for (const sym::Expr &d : a.dims)
