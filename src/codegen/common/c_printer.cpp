@@ -222,6 +222,8 @@ std::string ValuePrinter::build(const loop::VRef &v) {
   }
   case VKind::Select: {
     std::string c = emit(v->args[0]), a = emit(v->args[1]), b = emit(v->args[2]);
+    if (blendSelects_ && v->dtype != DType::Bool && v->dtype != DType::String)
+      return fmt::format("kiln_select<{}>({}, {}, {})", computeType(v->dtype), c, a, b);
     return fmt::format("({} ? {} : {})", c, a, b);
   }
   case VKind::Cast: {

@@ -75,6 +75,9 @@ public:
   std::string emit(const loop::VRef &v);
   /// Makes `v` print as `text` (a value already loaded, e.g. one lane of a vector load).
   void bind(const loop::VNode *v, std::string text) { names_[v] = std::move(text); }
+  /// Print numeric selects as `kiln_select(c, a, b)` (the CPU prelude's bit blend, which GCC
+  /// vectorizes where it leaves `c ? a : b` with a loop-invariant condition scalar).
+  void blendSelects(bool on) { blendSelects_ = on; }
 
 private:
   std::string build(const loop::VRef &v);
@@ -85,6 +88,7 @@ private:
   std::map<const sym::Node *, std::string> &locals_;
   std::map<const loop::VNode *, std::string> names_;
   int counter_ = 0;
+  bool blendSelects_ = false;
 };
 
 /// The source of one kernel-group function and how to launch it.

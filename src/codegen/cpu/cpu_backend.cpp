@@ -77,6 +77,7 @@ private:
       indent += "  ";
     }
     ValuePrinter bp(os_, indent, model_, locals_);
+    bp.blendSelects(true);
     std::string v = bp.emit(k_.body);
     os_ << indent << k_.out->name << "[" << outIdx_ << "] = " << storeExpr(k_.out, v) << ";\n";
     if (inner) {
@@ -107,6 +108,7 @@ private:
       indent += "  ";
     }
     ValuePrinter bp(os_, indent, model_, locals_);
+    bp.blendSelects(true);
     std::string v = bp.emit(k_.body);
     std::string flat = "0";
     for (size_t d = 0; d < nr && arg; ++d)
