@@ -79,6 +79,21 @@ template <typename T> static inline T kiln_max(T a, T b) {
   if constexpr ((T)0.5 != 0) return (a != a || b != b) ? a + b : m;
   return m;
 }
+#ifdef _OPENMP
+// NaN-propagating max/min reductions for `omp simd`: each lane folds its elements with the
+// kernel's own NaN-wins statement, and the lanes combine with kiln_max/kiln_min. OpenMP's
+// built-in max/min would not keep a NaN, and without a reduction clause GCC leaves the loop
+// scalar (ReduceMax, softmax's row max). Equal values may come from another lane, so a
+// max of +0 and -0 can be either zero.
+#pragma omp declare reduction(kiln_nanmax                                                          \
+                              : float, double                                                      \
+                              : omp_out = kiln_max(omp_out, omp_in))                               \
+    initializer(omp_priv = -INFINITY)
+#pragma omp declare reduction(kiln_nanmin                                                          \
+                              : float, double                                                      \
+                              : omp_out = kiln_min(omp_out, omp_in))                               \
+    initializer(omp_priv = INFINITY)
+#endif
 // `c ? a : b` as a bit blend. GCC 12 does not vectorize a select whose condition is a
 // loop-invariant combination of comparisons (`(y >= 0 && x >= 0) ? load : pad` in a padded
 // window: "relevant stmt not supported"); the blend of the same bits vectorizes and gives
