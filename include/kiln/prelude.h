@@ -51,6 +51,7 @@ template <typename T> KILN_HD static inline T kiln_mod(T a, T b) {
     return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
   }
 }
+#ifdef __CUDACC__
 template <typename T> KILN_HD static inline T kiln_min(T a, T b) {
   if constexpr ((T)0.5 != 0) {
     if (a != a || b != b) return a + b; // NaN propagates
@@ -63,6 +64,57 @@ template <typename T> KILN_HD static inline T kiln_max(T a, T b) {
   }
   return a > b ? a : b;
 }
+#else
+// NaN propagates (a + b). Both selects computed, no early return: GCC if-converts and
+// vectorizes this (MaxPool, Clip); the early-return form kept those loops scalar. (The
+// one-select `(a > b || a != a) ? a : b` vectorizes alone but not in a chain of them:
+// GCC then tracks "is the result NaN" through selects of booleans it cannot vectorize.)
+template <typename T> static inline T kiln_min(T a, T b) {
+  T m = a < b ? a : b;
+  if constexpr ((T)0.5 != 0) return (a != a || b != b) ? a + b : m;
+  return m;
+}
+template <typename T> static inline T kiln_max(T a, T b) {
+  T m = a > b ? a : b;
+  if constexpr ((T)0.5 != 0) return (a != a || b != b) ? a + b : m;
+  return m;
+}
+#ifdef _OPENMP
+// NaN-propagating max/min reductions for `omp simd`: each lane folds its elements with the
+// kernel's own NaN-wins statement, and the lanes combine with kiln_max/kiln_min. OpenMP's
+// built-in max/min would not keep a NaN, and without a reduction clause GCC leaves the loop
+// scalar (ReduceMax, softmax's row max). Equal values may come from another lane, so a
+// max of +0 and -0 can be either zero.
+#pragma omp declare reduction(kiln_nanmax                                                          \
+                              : float, double                                                      \
+                              : omp_out = kiln_max(omp_out, omp_in))                               \
+    initializer(omp_priv = -INFINITY)
+#pragma omp declare reduction(kiln_nanmin                                                          \
+                              : float, double                                                      \
+                              : omp_out = kiln_min(omp_out, omp_in))                               \
+    initializer(omp_priv = INFINITY)
+#endif
+// `c ? a : b` as a bit blend. GCC 12 does not vectorize a select whose condition is a
+// loop-invariant combination of comparisons (`(y >= 0 && x >= 0) ? load : pad` in a padded
+// window: "relevant stmt not supported"); the blend of the same bits vectorizes and gives
+// the identical value. The CPU printer uses it for numeric selects.
+template <typename T> static inline T kiln_select(bool c, T a, T b) {
+  if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool> &&
+                (sizeof(T) == 4 || sizeof(T) == 8)) {
+    using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+    U ua, ub;
+    std::memcpy(&ua, &a, sizeof(T));
+    std::memcpy(&ub, &b, sizeof(T));
+    const U mask = (U)0 - (U)c;
+    const U r = (ua & mask) | (ub & ~mask);
+    T out;
+    std::memcpy(&out, &r, sizeof(T));
+    return out;
+  } else {
+    return c ? a : b;
+  }
+}
+#endif
 template <typename T> KILN_HD static inline T kiln_div(T a, T b) {
   if constexpr ((T)0.5 != 0) {
     return a / b;

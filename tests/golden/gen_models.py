@@ -182,3 +182,11 @@ save("matmul_gelu_erf",
       nh.from_array(np.array(1.4142135623730951, np.float32), "sqrt2"),
       nh.from_array(np.array(1.0, np.float32), "one"),
       nh.from_array(np.array(0.5, np.float32), "half")])
+
+# ResNet's stem MaxPool (3x3, stride 2, pad 1): the padded window reads become selects whose
+# conditions are loop-invariant in the channel loop; vectorize_check.sh wants packed max.
+save("maxpool_pad",
+     [h.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[3, 3], strides=[2, 2],
+                  pads=[1, 1, 1, 1])],
+     [h.make_tensor_value_info("x", T.FLOAT, [1, 64, 28, 28])],
+     [h.make_tensor_value_info("y", T.FLOAT, [1, 64, 14, 14])])

@@ -172,7 +172,7 @@ std::string ValuePrinter::emit(const loop::VRef &v) {
   auto it = names_.find(v.get());
   if (it != names_.end()) return it->second;
   std::string expr = build(v);
-  std::string name = fmt::format("t{}", counter_++);
+  std::string name = fmt::format("{}{}", prefix_, counter_++);
   // A string element is already a `const char *`: the local is a const pointer to it.
   if (v->dtype == DType::String)
     os_ << indent_ << "const char *const " << name << " = " << expr << ";\n";
@@ -197,6 +197,8 @@ std::string ValuePrinter::build(const loop::VRef &v) {
       os_ << indent_ << "const int64_t " << name << " = (int64_t)" << vv << ";\n";
       locals_[var.node()] = name;
     }
+    if (gccVectorForms_ && v->buf->dtype == DType::Bool)
+      return fmt::format("(((const unsigned char *){})[{}] != 0)", v->buf->name, symCpp(v->sym));
     std::string ref = fmt::format("{}[{}]", v->buf->name, symCpp(v->sym));
     if (v->buf->dtype == DType::Float16) return "kiln_h2f(" + ref + ")";
     if (v->buf->dtype == DType::BFloat16) return "kiln_bf2f(" + ref + ")";
@@ -222,6 +224,8 @@ std::string ValuePrinter::build(const loop::VRef &v) {
   }
   case VKind::Select: {
     std::string c = emit(v->args[0]), a = emit(v->args[1]), b = emit(v->args[2]);
+    if (gccVectorForms_ && v->dtype != DType::Bool && v->dtype != DType::String)
+      return fmt::format("kiln_select<{}>({}, {}, {})", computeType(v->dtype), c, a, b);
     return fmt::format("({} ? {} : {})", c, a, b);
   }
   case VKind::Cast: {

@@ -75,6 +75,13 @@ public:
   std::string emit(const loop::VRef &v);
   /// Makes `v` print as `text` (a value already loaded, e.g. one lane of a vector load).
   void bind(const loop::VNode *v, std::string text) { names_[v] = std::move(text); }
+  /// Print the forms GCC 12 vectorizes (CPU): numeric selects as `kiln_select(c, a, b)` (a bit
+  /// blend; `c ? a : b` with a loop-invariant condition stays scalar) and bool loads as bytes
+  /// compared with 0 (a `bool` load feeding a select stays scalar: "no vectype").
+  void gccVectorForms(bool on) { gccVectorForms_ = on; }
+  /// Prefix of the locals it declares ("t" by default), so that two printers in nested
+  /// scopes declare distinct names.
+  void namePrefix(std::string prefix) { prefix_ = std::move(prefix); }
 
 private:
   std::string build(const loop::VRef &v);
@@ -85,6 +92,8 @@ private:
   std::map<const sym::Node *, std::string> &locals_;
   std::map<const loop::VNode *, std::string> names_;
   int counter_ = 0;
+  bool gccVectorForms_ = false;
+  std::string prefix_ = "t";
 };
 
 /// The source of one kernel-group function and how to launch it.

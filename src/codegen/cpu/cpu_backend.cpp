@@ -7,6 +7,9 @@
 
 #include <fmt/format.h>
 
+#include <set>
+#include <vector>
+
 namespace kiln::codegen {
 
 namespace {
@@ -64,8 +67,55 @@ public:
 private:
   std::string sizeCpp(sym::Expr e) { return sym::toCpp(e, model_); }
 
+  /// Loads in v whose index does not use the loop variable `var` (and needs no loaded
+  /// index), in first-use order.
+  static void invariantLoads(const loop::VRef &v, const sym::Node *var,
+                             std::set<const loop::VNode *> &seen, std::vector<loop::VRef> &out) {
+    if (!seen.insert(v.get()).second) return;
+    if (v->kind == loop::VKind::Load) {
+      bool uses = false;
+      for (const sym::Expr &s : sym::freeSymbols(v->sym))
+        uses = uses || s.node() == var;
+      if (!uses && v->indirect.empty()) out.push_back(v);
+      return;
+    }
+    for (const loop::VRef &a : v->args)
+      invariantLoads(a, var, seen, out);
+  }
+
+  /// Prints the loads of the body that do not depend on the simd loop's variable once, before
+  /// the loop, and binds them in `bp`. GCC 12 left a simd loop scalar ("latch block not
+  /// empty") when it reloaded such a value that an earlier group member stored in the same
+  /// function (softmax's row max and sum). Returns the text closing the zero-extent guard.
+  std::string hoistInvariantLoads(std::string &indent, const sym::Node *var, sym::Expr extent,
+                                  std::vector<std::pair<const loop::VNode *, std::string>> &bound) {
+    std::set<const loop::VNode *> seen;
+    std::vector<loop::VRef> loads;
+    invariantLoads(k_.body, var, seen, loads);
+    if (loads.empty()) return "";
+    std::string close;
+    // The loads read the element of the loop's first iteration: with no iteration there
+    // may be no such element.
+    if (!(extent.constValue() && *extent.constValue() > 0)) {
+      os_ << indent << "if (" << sizeCpp(extent) << " > 0) {\n";
+      close = indent + "}\n";
+      indent += "  ";
+    }
+    ValuePrinter hp(os_, indent, model_, locals_);
+    hp.gccVectorForms(true);
+    hp.namePrefix("h");
+    for (const loop::VRef &l : loads)
+      bound.emplace_back(l.get(), hp.emit(l));
+    return close;
+  }
+
   void printPointwise(std::string indent, size_t rank, size_t outerEnd) {
     bool inner = rank > outerEnd;
+    std::vector<std::pair<const loop::VNode *, std::string>> hoisted;
+    std::string closeGuard;
+    if (inner)
+      closeGuard =
+          hoistInvariantLoads(indent, k_.vars[rank - 1].node(), k_.out->shape[rank - 1], hoisted);
     if (inner) {
       if (outerEnd == 0 && shared_ == 0 && !serial_)
         os_ << indent << "#pragma omp parallel for simd " << parallelIf_ << "\n";
@@ -77,12 +127,16 @@ private:
       indent += "  ";
     }
     ValuePrinter bp(os_, indent, model_, locals_);
+    bp.gccVectorForms(true);
+    for (auto &[node, name] : hoisted)
+      bp.bind(node, name);
     std::string v = bp.emit(k_.body);
     os_ << indent << k_.out->name << "[" << outIdx_ << "] = " << storeExpr(k_.out, v) << ";\n";
     if (inner) {
       indent.resize(indent.size() - 2);
       os_ << indent << "}\n";
     }
+    os_ << closeGuard;
   }
 
   void printReduction(std::string indent, size_t rank) {
@@ -95,11 +149,16 @@ private:
     size_t nr = k_.rvars.size();
     bool simple = !arg && (k_.rop == loop::ReduceOp::Sum || k_.rop == loop::ReduceOp::Prod);
     const char *clause = k_.rop == loop::ReduceOp::Sum ? "+" : "*";
+    // Float max/min: the prelude's NaN-propagating reductions let the lanes run in SIMD.
+    bool floatMinMax =
+        isFloat(k_.accDtype) && (k_.rop == loop::ReduceOp::Max || k_.rop == loop::ReduceOp::Min);
+    if (floatMinMax) clause = k_.rop == loop::ReduceOp::Max ? "kiln_nanmax" : "kiln_nanmin";
     if (rank == 0 && shared_ == 0 && simple && nr > 0 && !serial_)
       os_ << indent << "#pragma omp parallel for reduction(" << clause << ":acc) " << parallelIf_
           << "\n";
     for (size_t d = 0; d < nr; ++d) {
-      if (d + 1 == nr && simple && !(rank == 0 && shared_ == 0 && nr == 1 && !serial_))
+      if (d + 1 == nr && (simple || floatMinMax) &&
+          !(simple && rank == 0 && shared_ == 0 && nr == 1 && !serial_))
         os_ << indent << "#pragma omp simd reduction(" << clause << ":acc)\n";
       os_ << indent
           << fmt::format("for (int64_t r{0} = 0; r{0} < {1}; ++r{0}) {{\n", d,
@@ -107,6 +166,7 @@ private:
       indent += "  ";
     }
     ValuePrinter bp(os_, indent, model_, locals_);
+    bp.gccVectorForms(true);
     std::string v = bp.emit(k_.body);
     std::string flat = "0";
     for (size_t d = 0; d < nr && arg; ++d)
