@@ -15,6 +15,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#define SHIM_LEVEL_STR(x) #x
+#define SHIM_LEVEL_TEXT_OF(x) SHIM_LEVEL_STR(x)
+#define SHIM_LEVEL_TEXT SHIM_LEVEL_TEXT_OF(KILN_SHIM_VERSION)
+
 /* Exported by model_entry.c (model_desc.h names it but does not declare it). */
 const kiln_model_desc_v1 *kiln_model_descriptor(void);
 
@@ -281,9 +285,9 @@ static void test_descriptor_variants(void) {
   int fd;
   float blob[32];
 
-  d.shim_version = 99;
+  d.shim_version = 99; /* the message names this runtime's level, KILN_SHIM_VERSION */
   CHECK_ERR(kiln_rt_container_create_v1(&d, NULL, &c), KILN_ERR_VERSION_MISMATCH,
-            "model needs kiln shim v99 but this libkiln_rt provides v7; upgrade libkiln_rt");
+            "model needs kiln shim v99 but this libkiln_rt provides v" SHIM_LEVEL_TEXT "; upgrade libkiln_rt");
   d = *kiln_model_descriptor();
   d.abi_version = 7;
   CHECK_ERR(kiln_rt_container_create_v1(&d, NULL, &c), KILN_ERR_VERSION_MISMATCH,
