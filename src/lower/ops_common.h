@@ -43,6 +43,8 @@ LTensor scatterElements(OpCtx &c, const LTensor &data, const LTensor &ind, const
 int shimElemType(DType t);
 /// One argument of an extern (shim) call.
 loop::ExternArg externArg(loop::ExternArg::Kind k, loop::Buffer *b = nullptr);
+/// A buffer argument, or a null pointer (Kind::Null) when there is no buffer (an absent input).
+loop::ExternArg externBuffer(loop::Buffer *b);
 /// An integer argument (a count, a rank, an element-type code).
 loop::ExternArg externInt(int64_t v);
 /// A dims array argument (printed as an int64 array of the evaluated dims).

@@ -14,13 +14,6 @@ namespace {
 using loop::ExternArg;
 using loop::ExternParam;
 
-ExternArg bufferArg(loop::Buffer *b) {
-  ExternArg a;
-  a.kind = b ? ExternArg::Kind::Buffer : ExternArg::Kind::Null;
-  a.buf = b;
-  return a;
-}
-
 /// Columns [offset, offset + n) of the last dim of `full`.
 LTensor columnBlock(const LTensor &full, sym::Expr offset, sym::Expr n) {
   LTensor v;
@@ -79,7 +72,7 @@ void lowerMatMulMulti(OpCtx &c) {
   biasArray.kind = anyBias ? ExternArg::Kind::Buffers : ExternArg::Kind::Null;
   biasArray.bufs = biases;
   params.kind = ExternArg::Kind::Params;
-  kn->ext.args = {site, bufferArg(a.buffer), weights, biasArray, bufferArg(out), params};
+  kn->ext.args = {site, externBuffer(a.buffer), weights, biasArray, externBuffer(out), params};
   auto &p = kn->ext.params;
   p.push_back(ExternParam::symbolic("m", m));
   p.push_back(ExternParam::symbolic("k", k));

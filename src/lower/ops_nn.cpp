@@ -15,12 +15,6 @@ using loop::ExternArg;
 using loop::ExternParam;
 using loop::ReduceOp;
 
-ExternArg bufArg(loop::Buffer *b) {
-  ExternArg a;
-  a.kind = b ? ExternArg::Kind::Buffer : ExternArg::Kind::Null;
-  a.buf = b;
-  return a;
-}
 ExternArg dimsArg(const ir::Shape &s) {
   ExternArg a;
   a.kind = ExternArg::Kind::Dims;
@@ -77,15 +71,9 @@ void lowerConv(OpCtx &c) {
   loop::Kernel *k = c.externKernel(loop::ExternKind::Conv);
   k->ext.inputs = {xb, wr.buffer, bias, residual};
   k->ext.outputs = {out};
-  k->ext.args = {kindArg(ExternArg::Kind::Site),
-                 bufArg(xb),
-                 dimsArg(x.shape),
-                 bufArg(wr.buffer),
-                 dimsArg(wt.shape),
-                 bufArg(bias),
-                 bufArg(residual),
-                 bufArg(out),
-                 dimsArg(outShape),
+  k->ext.args = {kindArg(ExternArg::Kind::Site),  externBuffer(xb),  dimsArg(x.shape),
+                 externBuffer(wr.buffer),         dimsArg(wt.shape), externBuffer(bias),
+                 externBuffer(residual),          externBuffer(out), dimsArg(outShape),
                  kindArg(ExternArg::Kind::Params)};
   if (cl) k->ext.args.push_back(kindArg(ExternArg::Kind::Layout));
   auto &p = k->ext.params;
@@ -241,12 +229,9 @@ LTensor matmul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> bias, bool
   kn->ext.outputs = {out};
   // The residual argument is dropped again where the call can be kiln_shim_matmul_v1
   // (sched/legalize_externs.cpp).
-  kn->ext.args = {kindArg(ExternArg::Kind::Site),
-                  bufArg(ar.buffer),
-                  bufArg(br.buffer),
-                  bufArg(addend),
-                  bufArg(residual),
-                  bufArg(out),
+  kn->ext.args = {kindArg(ExternArg::Kind::Site),  externBuffer(ar.buffer),
+                  externBuffer(br.buffer),         externBuffer(addend),
+                  externBuffer(residual),          externBuffer(out),
                   kindArg(ExternArg::Kind::Params)};
   auto &p = kn->ext.params;
   p.push_back(ExternParam::symbolic("batch", nbatch));

@@ -76,6 +76,9 @@ ExternArg externArg(ExternArg::Kind k, loop::Buffer *b) {
   a.buf = b;
   return a;
 }
+ExternArg externBuffer(loop::Buffer *b) {
+  return externArg(b ? ExternArg::Kind::Buffer : ExternArg::Kind::Null, b);
+}
 ExternArg externInt(int64_t v) {
   ExternArg a = externArg(ExternArg::Kind::Int);
   a.number = v;
