@@ -26,13 +26,18 @@ bool lastAxisSoftmax(const ir::Node &n) {
 }
 
 /// The shim reads a mask through strides, broadcasting only dims that are 1: each dim of
-/// `m` (aligned to the right) must be 1 or provably the scores' dim.
+/// `m` (aligned to the right) must be 1, provably the scores' dim (the MatMul's, not the
+/// broadcast sum's, which takes a constant dim over a symbolic one), or symbolic where the
+/// scores' dim is too. The last case is GPT-2's causal mask, a slice of a [1024, 1024]
+/// buffer whose dims are min(S, 1024): like any symbolic broadcast, it must be 1 or the
+/// scores' dim at run time, and lower/ops_attention.cpp gives it a stride that is 0 when 1.
 bool maskBroadcasts(const ir::Value *m, const ir::Value *scores) {
   int r = m->rank(), rs = scores->rank();
   if (r > rs) return false;
   for (int d = 0; d < r; ++d) {
     const sym::Expr &md = m->shape[d], &sd = scores->shape[rs - r + d];
-    if (!md.isConst(1) && !sym::provablyEqual(md, sd)) return false;
+    if (md.isConst(1) || sym::provablyEqual(md, sd)) continue;
+    if (md.isConst() || sd.isConst()) return false;
   }
   return true;
 }
@@ -71,7 +76,7 @@ MaskMatch matchMask(ir::Value *softmaxIn) {
     for (int i = 0; i < 2; ++i) {
       ir::Value *s = n->input(i), *m = n->input(1 - i);
       if (!isScores(s) || s->rank() != 4 || m->dtype != DType::Float32 ||
-          !maskBroadcasts(m, softmaxIn))
+          !maskBroadcasts(m, s))
         continue;
       return {n, s, m, false, 0.f};
     }
@@ -80,7 +85,7 @@ MaskMatch matchMask(ir::Value *softmaxIn) {
   float fill;
   if (n->op == "Where" && n->inputs.size() == 3 && isScores(n->input(1)) &&
       n->input(1)->rank() == 4 && n->input(0)->dtype == DType::Bool &&
-      maskBroadcasts(n->input(0), softmaxIn) && scalarF32(n->input(2), fill) && std::isfinite(fill))
+      maskBroadcasts(n->input(0), n->input(1)) && scalarF32(n->input(2), fill) && std::isfinite(fill))
     return {n, n->input(1), n->input(0), true, fill};
   return mm;
 }

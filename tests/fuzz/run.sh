@@ -33,6 +33,13 @@ PY
   sym | c_api) printf 'seed' >"$work/seeds/empty" ;;
   esac
 fi
+# c_api loads the compat corpus, whose NEEDED libkiln_rt.so (pre-SONAME builds) must resolve to
+# this tree's runtime: LD_LIBRARY_PATH comes before the corpus's RUNPATH (a build folder that
+# no longer exists), and the file found there is the one the target already loaded.
+if [ "$target" = c_api ]; then
+  LD_LIBRARY_PATH="$build/src/runtime${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export LD_LIBRARY_PATH
+fi
 # names runs g++ on what it generates: tens of seconds per input on a loaded machine are
 # not a finding.
 maxlen=65536 timeout=30 slow=10

@@ -91,6 +91,19 @@ def check_sample(args, so_path, model_dir, index, sample, work_dir):
     return ok
 
 
+def with_dim_ranges(compile_args, ranges):
+    """compile_args with each `--dynamic NAME=...` named in ranges given that range instead."""
+    wanted = dict(r.split("=", 1) for r in ranges)
+    out = list(compile_args)
+    for i in range(1, len(out)):
+        name = out[i].split("=", 1)[0]
+        if out[i - 1] == "--dynamic" and name in wanted:
+            out[i] = f"{name}={wanted.pop(name)}"
+    if wanted:
+        raise SystemExit(f"FAIL: --dim-range names no --dynamic dim of the manifest: {wanted}")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kiln", required=True, help="kiln executable")
@@ -99,6 +112,8 @@ def main():
     ap.add_argument("--work-dir", help="where model.so and outputs go (default: a temp dir)")
     ap.add_argument("--compile-arg", action="append", default=[],
                     help="extra `kiln compile` argument (repeatable)")
+    ap.add_argument("--dim-range", action="append", default=[], metavar="NAME=LO:HI",
+                    help="replace the manifest's --dynamic range of NAME (repeatable)")
     args = ap.parse_args()
 
     manifest_path = os.path.join(args.model_dir, "samples.json")
@@ -116,7 +131,8 @@ def main():
             os.remove(so_path)
         onnx_path = os.path.join(args.model_dir, manifest.get("model", "model.onnx"))
         secs = run([args.kiln, "compile", onnx_path, "-o", so_path] +
-                   manifest.get("compile_args", []) + args.compile_arg)
+                   with_dim_ranges(manifest.get("compile_args", []), args.dim_range) +
+                   args.compile_arg)
         print(f"compiled in {secs:.2f} s")
 
         results = [check_sample(args, so_path, args.model_dir, i + 1, s, work_dir)
