@@ -3,6 +3,8 @@
 // against the alternatives considered for transformer shapes (docs/perf.md, "GEMM ceiling"):
 //
 //   whole  one M x N primitive
+//   huge   the same, its packed weights in 2 MiB-aligned memory advised MADV_HUGEPAGE (what
+//          libkiln_rt does with reordered weights): fewer TLB misses while B streams in
 //   split  N / --split primitives of M x split writing column blocks of the same C (what a
 //          Q/K/V fusion undoes, or a wide GEMM cut into narrower ones)
 //   xnn    XNNPACK's fully-connected f32 operator (only when built with XNNPACK)
@@ -28,8 +30,10 @@
 #include <cstdlib>
 #include <ctime>
 #include <limits>
+#include <memory>
 #include <random>
 #include <string>
+#include <sys/mman.h>
 #include <vector>
 
 namespace {
@@ -120,13 +124,33 @@ bool parseArgs(int argc, char **argv, Options &o) {
 
 // One oneDNN matmul over columns [n0, n0 + n) of C (row stride ldc), with `copies` packed
 // copies of the matching columns of B.
+struct Unmap {
+  size_t bytes;
+  void operator()(void *p) const { munmap(p, bytes); }
+};
+using MappedBuffer = std::unique_ptr<void, Unmap>;
+
+// An anonymous mapping of at least `bytes`, 2 MiB-aligned, advised MADV_HUGEPAGE.
+MappedBuffer hugeBuffer(size_t bytes) {
+  const size_t huge = size_t(2) << 20, size = (bytes + huge - 1) / huge * huge;
+  void *raw = mmap(nullptr, size + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) std::abort();
+  uintptr_t start = (reinterpret_cast<uintptr_t>(raw) + huge - 1) / huge * huge;
+  size_t head = start - reinterpret_cast<uintptr_t>(raw);
+  if (head) munmap(raw, head);
+  if (huge - head) munmap(reinterpret_cast<char *>(start) + size, huge - head);
+  madvise(reinterpret_cast<void *>(start), size, MADV_HUGEPAGE);
+  return MappedBuffer(reinterpret_cast<void *>(start), Unmap{size});
+}
+
 struct DnnlGemm {
   dnnl::matmul prim;
   std::vector<memory> weights;
+  std::vector<MappedBuffer> buffers;
   memory a, bias, c;
 
   DnnlGemm(dnnl::engine &eng, dnnl::stream &s, const Shape &sh, int64_t n0, int64_t n, float *A,
-           float *B, float *biasData, float *C, bool gelu, int copies) {
+           float *B, float *biasData, float *C, bool gelu, int copies, bool hugePages = false) {
     const auto f32 = memory::data_type::f32;
     memory::desc aMd({sh.m, sh.k}, f32, memory::format_tag::ab);
     memory::desc bAny({sh.k, n}, f32, memory::format_tag::any);
@@ -140,7 +164,13 @@ struct DnnlGemm {
     dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(aMd, bAny, biasMd, cMd), attr, eng);
     memory plain(bPlain, eng, B + n0);
     for (int i = 0; i < copies; ++i) {
-      memory w(pd.weights_desc(), eng);
+      memory w;
+      if (hugePages) {
+        buffers.push_back(hugeBuffer(pd.weights_desc().get_size()));
+        w = memory(pd.weights_desc(), eng, buffers.back().get());
+      } else {
+        w = memory(pd.weights_desc(), eng);
+      }
       dnnl::reorder(plain, w).execute(s, plain, w);
       weights.push_back(w);
     }
@@ -199,6 +229,8 @@ void runShape(const Options &o, const Shape &sh, int threads) {
   dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   dnnl::stream s(eng);
   DnnlGemm whole(eng, s, sh, 0, sh.n, A.data(), B.data(), bias.data(), C.data(), o.gelu, o.copies);
+  DnnlGemm huge(eng, s, sh, 0, sh.n, A.data(), B.data(), bias.data(), C.data(), o.gelu, o.copies,
+                true);
   std::vector<DnnlGemm> parts;
   const bool splits = o.split < sh.n && sh.n % o.split == 0;
   if (splits)
@@ -222,8 +254,8 @@ void runShape(const Options &o, const Shape &sh, int threads) {
   }
 #endif
 
-  Timings tw, ts, tx;
-  double splitErr = 0, xnnErr = 0;
+  Timings tw, th, ts, tx;
+  double hugeErr = 0, splitErr = 0, xnnErr = 0;
   auto timeOne = [&](Timings &t, auto &&call) {
     double w0 = seconds(CLOCK_MONOTONIC), c0 = seconds(CLOCK_THREAD_CPUTIME_ID);
     call();
@@ -236,6 +268,8 @@ void runShape(const Options &o, const Shape &sh, int threads) {
     Timings sink;
     timeOne(r < 0 ? sink : tw, [&] { whole.run(s, copy); });
     if (r == o.reps - 1) ref = C;
+    timeOne(r < 0 ? sink : th, [&] { huge.run(s, copy); });
+    if (r == o.reps - 1) hugeErr = relL2(C, ref);
     if (splits) {
       timeOne(r < 0 ? sink : ts, [&] {
         for (DnnlGemm &p : parts)
@@ -255,6 +289,8 @@ void runShape(const Options &o, const Shape &sh, int threads) {
               static_cast<long long>(sh.m), static_cast<long long>(sh.n),
               static_cast<long long>(sh.k), o.gelu ? ", GELU" : "", threads, o.reps);
   report("whole", tw, gflop, threads, o.peak);
+  report("huge", th, gflop, threads, o.peak);
+  std::printf("         (weights on 2 MiB pages; rel. L2 to whole %.1e)\n", hugeErr);
   if (splits) {
     report("split", ts, gflop, threads, o.peak);
     std::printf("         (%lld GEMMs of N %lld; rel. L2 to whole %.1e)\n",

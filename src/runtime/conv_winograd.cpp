@@ -5,6 +5,7 @@
 #include "cpu_features.h"
 #include "error.h"
 #include "shim_conv.h"
+#include "weight_memory.h"
 
 #include <kiln/model.h>
 
@@ -12,6 +13,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
 
 #include <strings.h>
@@ -19,17 +21,16 @@
 namespace kiln::rt::winograd {
 namespace {
 
-// A 64-byte aligned float array owned by a cache entry.
+// A float array owned by a cache entry: a weight buffer (weight_memory.h), so transformed
+// weights of 2 MiB and more sit on huge pages.
 struct FloatBuffer : CacheEntry {
   float *data = nullptr;
   size_t size = 0;
-  ~FloatBuffer() override { std::free(data); }
+  std::shared_ptr<void> owner;
   void reserve(size_t n) {
     if (n <= size) return;
-    void *p = std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
-    if (!p) throw std::bad_alloc();
-    std::free(data);
-    data = static_cast<float *>(p);
+    owner = allocateWeightBuffer(n * sizeof(float));
+    data = static_cast<float *>(owner.get());
     size = n;
   }
 };

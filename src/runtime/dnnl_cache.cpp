@@ -1,5 +1,7 @@
 #include "dnnl_cache.h"
 
+#include "weight_memory.h"
+
 namespace kiln::rt {
 
 dnnl::engine &DnnlCache::engine() {
@@ -70,10 +72,11 @@ dnnl::memory DnnlCache::weights(int64_t site, const void *w, bool cacheable,
     dnnl::memory shared = store.findReordered(key, want);
     if (!shared) {
       dnnl::memory src(plain, engine(), wp);
-      dnnl::memory dst(want, engine());
+      std::shared_ptr<void> owner;
+      dnnl::memory dst = weightMemory(want, engine(), owner);
       dnnl::reorder(src, dst).execute(stream(), src, dst);
       stream().wait();
-      shared = store.insertReordered(key, want, dst, w, plain.get_size());
+      shared = store.insertReordered(key, want, dst, std::move(owner), w, plain.get_size());
     }
     // A handle of this runner's engine on the shared buffer, which the store owns (this
     // cache holds the store until its memo is dropped).

@@ -10,6 +10,7 @@
 // few thousand floats), so they are never stale.
 #include "error.h"
 #include "runner.h"
+#include "weight_memory.h"
 
 #include <kiln/model.h>
 #include <kiln/runtime.h>
@@ -39,6 +40,7 @@ struct MultiEntry : CacheEntry {
 struct PackedConcat : CacheEntry {
   memory::desc desc;
   memory mem;
+  std::shared_ptr<void> owner; // mem's buffer (weight_memory.h)
 };
 
 int64_t totalN(const kiln_matmul_multi_params_v1 &p) {
@@ -196,7 +198,7 @@ memory packedB(Runner &r, int64_t site, const float *const *b, const kiln_matmul
     if (!packed) {
       auto fresh = std::make_unique<PackedConcat>();
       fresh->desc = e.bWant;
-      fresh->mem = memory(e.bWant, cache.engine());
+      fresh->mem = weightMemory(e.bWant, cache.engine(), fresh->owner);
       std::vector<float> staging;
       packInto(cache, b, p, e, staging, fresh->mem);
       packed = static_cast<PackedConcat *>(cache.insertDerived(key, std::move(fresh)));

@@ -44,7 +44,8 @@ dnnl::memory WeightStore::findReordered(const CacheKey &key, const dnnl::memory:
 }
 
 dnnl::memory WeightStore::insertReordered(const CacheKey &key, const dnnl::memory::desc &want,
-                                          const dnnl::memory &mem, const void *src,
+                                          const dnnl::memory &mem,
+                                          std::shared_ptr<void> owner, const void *src,
                                           size_t srcBytes) {
   builds_.fetch_add(1, std::memory_order_relaxed);
   dnnl::memory stored = mem;
@@ -58,7 +59,7 @@ dnnl::memory WeightStore::insertReordered(const CacheKey &key, const dnnl::memor
         found = true;
         break;
       }
-    if (!found) layouts.push_back({want, mem});
+    if (!found) layouts.push_back({want, mem, std::move(owner)});
   }
   releaseSource(src, srcBytes); // also when we lost: building ours read the pages back in
   return stored;

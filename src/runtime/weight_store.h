@@ -85,9 +85,11 @@ public:
 
   // Weights reordered by oneDNN into layout `want`; a null memory when there is none yet.
   dnnl::memory findReordered(const CacheKey &key, const dnnl::memory::desc &want) const;
-  // Stores mem (the reorder of src into `want`) unless one exists; returns the stored one.
+  // Stores mem (the reorder of src into `want`, in the buffer `owner` keeps alive) unless one
+  // exists; returns the stored one.
   dnnl::memory insertReordered(const CacheKey &key, const dnnl::memory::desc &want,
-                               const dnnl::memory &mem, const void *src, size_t srcBytes);
+                               const dnnl::memory &mem, std::shared_ptr<void> owner,
+                               const void *src, size_t srcBytes);
 
   // Diagnostics for tests: entries held (derived + reordered) and how many were built
   // (inserts attempted: more than size() only when runners raced on the same weight).
@@ -100,6 +102,7 @@ private:
   struct Reordered {
     dnnl::memory::desc desc;
     dnnl::memory mem;
+    std::shared_ptr<void> owner; // mem's buffer (weight_memory.h)
   };
   void releaseSource(const void *src, size_t bytes);
 
