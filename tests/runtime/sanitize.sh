@@ -15,7 +15,7 @@ cmake -S "$src" -B "$build" --preset "$preset" -DKILN_SANITIZER_TREE=ON >/dev/nu
 targets="kiln_rt kiln_fake_model kiln_fake_model_v99 kiln_fake_model_static kiln_fake_model_big
   kiln_runtime_api_test kiln_runtime_constants_test kiln_runtime_concurrency_test"
 [ "$preset" = asan ] && targets="$targets kiln kiln_aot_test kiln_values_test kiln_types_test
-  kiln_runtime_soak"
+  kiln_runtime_soak kiln_qkv_swap_test"
 # With the CUDA plugin: the mock-driver tests under TSan (runs pinning constants until their
 # GPU work completes, while other threads swap and free them).
 cuda=0
