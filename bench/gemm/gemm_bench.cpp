@@ -133,7 +133,8 @@ using MappedBuffer = std::unique_ptr<void, Unmap>;
 // An anonymous mapping of at least `bytes`, 2 MiB-aligned, advised MADV_HUGEPAGE.
 MappedBuffer hugeBuffer(size_t bytes) {
   const size_t huge = size_t(2) << 20, size = (bytes + huge - 1) / huge * huge;
-  void *raw = mmap(nullptr, size + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void *raw =
+      mmap(nullptr, size + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) std::abort();
   uintptr_t start = (reinterpret_cast<uintptr_t>(raw) + huge - 1) / huge * huge;
   size_t head = start - reinterpret_cast<uintptr_t>(raw);

@@ -75,8 +75,7 @@ MaskMatch matchMask(ir::Value *softmaxIn) {
   if (n->op == "Add" && n->inputs.size() == 2) {
     for (int i = 0; i < 2; ++i) {
       ir::Value *s = n->input(i), *m = n->input(1 - i);
-      if (!isScores(s) || s->rank() != 4 || m->dtype != DType::Float32 ||
-          !maskBroadcasts(m, s))
+      if (!isScores(s) || s->rank() != 4 || m->dtype != DType::Float32 || !maskBroadcasts(m, s))
         continue;
       return {n, s, m, false, 0.f};
     }
@@ -85,7 +84,8 @@ MaskMatch matchMask(ir::Value *softmaxIn) {
   float fill;
   if (n->op == "Where" && n->inputs.size() == 3 && isScores(n->input(1)) &&
       n->input(1)->rank() == 4 && n->input(0)->dtype == DType::Bool &&
-      maskBroadcasts(n->input(0), n->input(1)) && scalarF32(n->input(2), fill) && std::isfinite(fill))
+      maskBroadcasts(n->input(0), n->input(1)) && scalarF32(n->input(2), fill) &&
+      std::isfinite(fill))
     return {n, n->input(1), n->input(0), true, fill};
   return mm;
 }

@@ -3,6 +3,9 @@
 #include "passes/passes.h"
 #include "support/error.h"
 
+#include <set>
+#include <string>
+
 namespace kiln::passes {
 
 namespace {
@@ -36,6 +39,28 @@ std::optional<std::vector<sym::Expr>> symbolicContents(sym::Context &ctx, const 
     vals.push_back(*s);
   }
   return vals;
+}
+
+/// A constant made by an op that keeps its input's elements in order and changes at most
+/// the dims: the input's bytes under the new dims (Identity with the same dims shares the
+/// data), or nullptr for any other op. Folding these through the interpreter cost a map
+/// lookup per element: GPT-2's per-layer Identity copies of its 1M-element causal mask were
+/// most of its compile time.
+std::shared_ptr<const ir::TensorData> foldAsView(const ir::Node &n, DType dtype,
+                                                 const std::vector<int64_t> &dims, int64_t numel) {
+  static const std::set<std::string> views{"Identity", "Reshape", "Flatten", "Squeeze",
+                                           "Unsqueeze"};
+  if (!views.count(n.op) || n.inputs.empty() || !n.inputs[0] || !n.inputs[0]->data) return {};
+  const std::shared_ptr<const ir::TensorData> &in = n.inputs[0]->data;
+  if (in->dtype != dtype || dtype == DType::String || in->numel() != numel ||
+      in->bytes.size() != static_cast<size_t>(numel) * dtypeSize(dtype))
+    return {};
+  if (n.op == "Identity" && in->dims == dims) return in;
+  auto out = std::make_shared<ir::TensorData>();
+  out->dtype = dtype;
+  out->dims = dims;
+  out->bytes = in->bytes; // a view stays a view of the model file
+  return out;
 }
 
 } // namespace
@@ -105,11 +130,16 @@ void inferAndFold(ir::Graph &g) {
         }
       }
       if (!inputsKnown || *numel > kMaxFoldElements || t.dtype == DType::String) continue;
+      std::vector<int64_t> dims;
+      for (const sym::Expr &d : t.shape)
+        dims.push_back(d->value);
+      if (auto view = foldAsView(n, t.dtype, dims, *numel)) {
+        o->data = view;
+        low.env.erase(o);
+        continue;
+      }
       try {
         loop::Interpreter interp(scratch, ctx);
-        std::vector<int64_t> dims;
-        for (const sym::Expr &d : t.shape)
-          dims.push_back(d->value);
         std::vector<sym::Expr> vars;
         for (const sym::Expr &d : t.shape)
           vars.push_back(low.newVar("f", d));

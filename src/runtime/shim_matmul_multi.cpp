@@ -205,8 +205,7 @@ memory packedB(Runner &r, int64_t site, const float *const *b, const kiln_matmul
     }
     if (packed->desc == e.bWant) return packed->mem;
   }
-  if (!e.bScratch || e.bScratch.get_desc() != e.bWant)
-    e.bScratch = memory(e.bWant, cache.engine());
+  if (!e.bScratch || e.bScratch.get_desc() != e.bWant) e.bScratch = memory(e.bWant, cache.engine());
   packInto(cache, b, p, e, e.concatB, e.bScratch);
   return e.bScratch;
 }

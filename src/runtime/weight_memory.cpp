@@ -14,7 +14,9 @@ namespace {
 
 constexpr size_t kHugePage = size_t(2) << 20;
 
-size_t roundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
+size_t roundUp(size_t n, size_t to) {
+  return (n + to - 1) / to * to;
+}
 
 // An anonymous mapping of `bytes` (page-rounded) starting on a 2 MiB boundary: map 2 MiB
 // more than needed, then unmap the slack before and after the aligned range.

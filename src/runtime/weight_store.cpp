@@ -44,9 +44,8 @@ dnnl::memory WeightStore::findReordered(const CacheKey &key, const dnnl::memory:
 }
 
 dnnl::memory WeightStore::insertReordered(const CacheKey &key, const dnnl::memory::desc &want,
-                                          const dnnl::memory &mem,
-                                          std::shared_ptr<void> owner, const void *src,
-                                          size_t srcBytes) {
+                                          const dnnl::memory &mem, std::shared_ptr<void> owner,
+                                          const void *src, size_t srcBytes) {
   builds_.fetch_add(1, std::memory_order_relaxed);
   dnnl::memory stored = mem;
   {

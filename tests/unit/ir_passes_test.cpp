@@ -106,6 +106,33 @@ TEST(IR, VerifyCatchesUseBeforeDef) {
   }
 }
 
+TEST(Passes, FoldsViewsOfConstantsByTheirBytes) {
+  // Identity, Reshape, Unsqueeze of a constant keep its elements in order: folded to the same
+  // bytes under the new dims (Identity shares the data), values unchanged.
+  OnnxBuilder b(13);
+  std::vector<float> w(24);
+  for (int i = 0; i < 24; ++i)
+    w[i] = 0.5f * static_cast<float>(i) - 3.f;
+  b.initFloat("w", {2, 3, 4}, w);
+  b.initInt64("shape", {2}, {4, 6});
+  b.initInt64("axes", {1}, {0});
+  b.node("Identity", {"w"}, {"same"}, "identity");
+  b.node("Reshape", {"same", "shape"}, {"r"}, "reshape");
+  b.node("Unsqueeze", {"r", "axes"}, {"u"}, "unsqueeze");
+  b.outputUntyped("u");
+  b.outputUntyped("same");
+  sym::Context ctx;
+  auto g = b.import(ctx);
+  passes::inferAndFold(*g);
+  const ir::Value *same = g->findValue("same"), *u = g->findValue("u");
+  ASSERT_TRUE(same && same->data && u && u->data) << ir::dump(*g);
+  EXPECT_EQ(same->data, g->findValue("w")->data);
+  EXPECT_EQ(u->data->dims, (std::vector<int64_t>{1, 4, 6}));
+  ASSERT_EQ(u->data->numel(), 24);
+  for (int i = 0; i < 24; ++i)
+    EXPECT_EQ(u->data->as<float>()[i], w[i]) << i;
+}
+
 TEST(Passes, InferAndFoldShapeChainToSymbolicReshape) {
   OnnxBuilder b(13);
   b.input("x", {"batch", 4, 6});
