@@ -95,6 +95,14 @@ struct ExternArg {
   std::vector<Buffer *> bufs;
   std::vector<sym::Expr> dims;
   std::vector<std::string> strings;
+
+  /// A buffer argument, or a null pointer (Kind::Null) when there is none (an absent input).
+  static ExternArg bufferOrNull(Buffer *b) {
+    ExternArg a;
+    a.kind = b ? Kind::Buffer : Kind::Null;
+    a.buf = b;
+    return a;
+  }
 };
 
 /// One field of a shim's params struct: `field` (or `field[index]` when index >= 0; inside the

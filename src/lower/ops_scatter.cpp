@@ -77,7 +77,7 @@ ExternArg externArg(ExternArg::Kind k, loop::Buffer *b) {
   return a;
 }
 ExternArg externBuffer(loop::Buffer *b) {
-  return externArg(b ? ExternArg::Kind::Buffer : ExternArg::Kind::Null, b);
+  return ExternArg::bufferOrNull(b);
 }
 ExternArg externInt(int64_t v) {
   ExternArg a = externArg(ExternArg::Kind::Int);

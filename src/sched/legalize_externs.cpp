@@ -139,13 +139,6 @@ void toCudaMatmul(loop::ExternCall &e, const Target &t) {
   e.params.push_back(loop::ExternParam::integer("flags", cudaMathFlags(t)));
 }
 
-loop::ExternArg bufferArg(loop::Buffer *b) {
-  loop::ExternArg a;
-  a.kind = b ? loop::ExternArg::Kind::Buffer : loop::ExternArg::Kind::Null;
-  a.buf = b;
-  return a;
-}
-
 /// The CPU runs attention through kiln_shim_sdpa_v2 (runtime/shim_sdpa.cpp).
 void attentionToExtern(loop::Kernel &k) {
   const loop::AttentionCall &a = k.attn;
@@ -164,8 +157,15 @@ void attentionToExtern(loop::Kernel &k) {
     scale.kind = loop::ExternArg::Kind::Float;
     scale.real = *a.scale;
   }
-  e.args = {site,        bufferArg(a.q),   bufferArg(a.k), bufferArg(a.v), bufferArg(a.mask),
-            maskStrides, bufferArg(k.out), dims,           scale};
+  e.args = {site,
+            loop::ExternArg::bufferOrNull(a.q),
+            loop::ExternArg::bufferOrNull(a.k),
+            loop::ExternArg::bufferOrNull(a.v),
+            loop::ExternArg::bufferOrNull(a.mask),
+            maskStrides,
+            loop::ExternArg::bufferOrNull(k.out),
+            dims,
+            scale};
   k.kind = loop::KernelKind::Extern;
 }
 
