@@ -53,14 +53,10 @@ void lowerSDPA(OpCtx &c) {
     maskStrides.assign(4, ctx.constant(0));
     sym::Expr step = ctx.constant(1);
     for (int d = 3, md = m.rank() - 1; md >= 0; --d, --md) {
-      // passes/fuse_attention.cpp checked: 1, provably the scores' dim, or both symbolic;
-      // the last may be 1 at run time (numpy broadcast), so its stride is 0 then.
-      const sym::Expr &own = m.shape[md];
-      if (own.isConst() || sym::provablyEqual(own, scores[d]))
-        maskStrides[d] = !own.isConst(1) || scores[d].isConst(1) ? step : ctx.constant(0);
-      else
-        maskStrides[d] = step * sym::min(own - 1, ctx.constant(1));
-      step = step * own;
+      // passes/fuse_attention.cpp checked: 1, provably the scores' dim, or both symbolic
+      // (which may be 1 at run time: its stride is 0 then).
+      maskStrides[d] = step * broadcastStep(ctx, m.shape[md], scores[d]);
+      step = step * m.shape[md];
     }
   }
   ir::Shape outShape{q.shape[0], q.shape[1], q.shape[2], v.shape[3]};

@@ -101,19 +101,18 @@ LTensor reshapeView(sym::Context &ctx, const LTensor &t, const ir::Shape &shape)
   return r;
 }
 
+sym::Expr broadcastStep(sym::Context &ctx, const sym::Expr &own, const sym::Expr &out) {
+  if (own.isConst(1) && !out.isConst(1)) return ctx.constant(0);
+  if (own.isConst() || sym::provablyEqual(own, out)) return ctx.constant(1);
+  return sym::min(own - 1, ctx.constant(1)); // own == 1 ? 0 : 1 at run time
+}
+
 loop::VRef loadBroadcast(sym::Context &ctx, const LTensor &t, const ir::Shape &shape,
                          const Index &idx) {
   size_t off = shape.size() - t.shape.size();
   Index sub(t.shape.size());
-  for (size_t d = 0; d < t.shape.size(); ++d) {
-    sym::Expr own = t.shape[d], out = shape[off + d];
-    if (own.isConst(1) && !out.isConst(1))
-      sub[d] = ctx.constant(0);
-    else if (own.isConst() || sym::provablyEqual(own, out))
-      sub[d] = idx[off + d];
-    else // symbolic dim that may be 1 at run time: index * (own == 1 ? 0 : 1)
-      sub[d] = idx[off + d] * sym::min(own - 1, ctx.constant(1));
-  }
+  for (size_t d = 0; d < t.shape.size(); ++d)
+    sub[d] = idx[off + d] * broadcastStep(ctx, t.shape[d], shape[off + d]);
   return t.load(sub);
 }
 

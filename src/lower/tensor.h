@@ -41,6 +41,10 @@ ir::Shape channelsLastShape(const ir::Shape &logical);
 LTensor fromChannelsLastBuffer(sym::Context &ctx, loop::Buffer *b, const ir::Shape &logical);
 /// Same data viewed with a new shape of equal element count (reshape semantics).
 LTensor reshapeView(sym::Context &ctx, const LTensor &t, const ir::Shape &shape);
+/// How an index of an output dim `out` moves in an operand dim `own` broadcast to it (numpy
+/// rules): 0 where own is 1 and out is not, 1 where own is a constant or provably out, else
+/// min(own - 1, 1) (a symbolic dim that may be 1 at run time).
+sym::Expr broadcastStep(sym::Context &ctx, const sym::Expr &own, const sym::Expr &out);
 /// Reads t broadcast (numpy rules, aligned right) to `shape` at idx.
 loop::VRef loadBroadcast(sym::Context &ctx, const LTensor &t, const ir::Shape &shape,
                          const Index &idx);
