@@ -3,8 +3,8 @@
 // against the alternatives considered for transformer shapes (docs/perf.md, "GEMM ceiling"):
 //
 //   whole  one M x N primitive
-//   huge   the same, its packed weights in 2 MiB-aligned memory advised MADV_HUGEPAGE (what
-//          libkiln_rt does with reordered weights): fewer TLB misses while B streams in
+//   huge   the same, its packed weights in libkiln_rt's weight buffers (weight_memory.h:
+//          2 MiB-aligned, MADV_HUGEPAGE): fewer TLB misses while B streams in
 //   split  N / --split primitives of M x split writing column blocks of the same C (what a
 //          Q/K/V fusion undoes, or a wide GEMM cut into narrower ones)
 //   xnn    XNNPACK's fully-connected f32 operator (only when built with XNNPACK)
@@ -18,6 +18,8 @@
 // wall time and, at 1 thread, from the thread's CPU time (which preemption by other
 // processes on a shared machine does not inflate); --peak adds the fastest call's share of
 // threads x that per-core peak (CPU time at 1 thread, wall time otherwise).
+#include "weight_memory.h"
+
 #include <dnnl.hpp>
 #include <omp.h>
 #ifdef KILN_GEMM_BENCH_XNNPACK
@@ -33,7 +35,6 @@
 #include <memory>
 #include <random>
 #include <string>
-#include <sys/mman.h>
 #include <vector>
 
 namespace {
@@ -123,35 +124,15 @@ bool parseArgs(int argc, char **argv, Options &o) {
 }
 
 // One oneDNN matmul over columns [n0, n0 + n) of C (row stride ldc), with `copies` packed
-// copies of the matching columns of B.
-struct Unmap {
-  size_t bytes;
-  void operator()(void *p) const { munmap(p, bytes); }
-};
-using MappedBuffer = std::unique_ptr<void, Unmap>;
-
-// An anonymous mapping of at least `bytes`, 2 MiB-aligned, advised MADV_HUGEPAGE.
-MappedBuffer hugeBuffer(size_t bytes) {
-  const size_t huge = size_t(2) << 20, size = (bytes + huge - 1) / huge * huge;
-  void *raw =
-      mmap(nullptr, size + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) std::abort();
-  uintptr_t start = (reinterpret_cast<uintptr_t>(raw) + huge - 1) / huge * huge;
-  size_t head = start - reinterpret_cast<uintptr_t>(raw);
-  if (head) munmap(raw, head);
-  if (huge - head) munmap(reinterpret_cast<char *>(start) + size, huge - head);
-  madvise(reinterpret_cast<void *>(start), size, MADV_HUGEPAGE);
-  return MappedBuffer(reinterpret_cast<void *>(start), Unmap{size});
-}
-
+// copies of the matching columns of B (in libkiln_rt's weight buffers when weightBuffers).
 struct DnnlGemm {
   dnnl::matmul prim;
   std::vector<memory> weights;
-  std::vector<MappedBuffer> buffers;
+  std::vector<std::shared_ptr<void>> buffers;
   memory a, bias, c;
 
   DnnlGemm(dnnl::engine &eng, dnnl::stream &s, const Shape &sh, int64_t n0, int64_t n, float *A,
-           float *B, float *biasData, float *C, bool gelu, int copies, bool hugePages = false) {
+           float *B, float *biasData, float *C, bool gelu, int copies, bool weightBuffers = false) {
     const auto f32 = memory::data_type::f32;
     memory::desc aMd({sh.m, sh.k}, f32, memory::format_tag::ab);
     memory::desc bAny({sh.k, n}, f32, memory::format_tag::any);
@@ -166,9 +147,9 @@ struct DnnlGemm {
     memory plain(bPlain, eng, B + n0);
     for (int i = 0; i < copies; ++i) {
       memory w;
-      if (hugePages) {
-        buffers.push_back(hugeBuffer(pd.weights_desc().get_size()));
-        w = memory(pd.weights_desc(), eng, buffers.back().get());
+      if (weightBuffers) {
+        buffers.emplace_back();
+        w = kiln::rt::weightMemory(pd.weights_desc(), eng, buffers.back());
       } else {
         w = memory(pd.weights_desc(), eng);
       }
