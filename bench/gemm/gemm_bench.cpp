@@ -8,6 +8,8 @@
 //   split  N / --split primitives of M x split writing column blocks of the same C (what a
 //          Q/K/V fusion undoes, or a wide GEMM cut into narrower ones)
 //   xnn    XNNPACK's fully-connected f32 operator (only when built with XNNPACK)
+//   own    the AVX-512 GEMM written for kiln (own_gemm.h, an experiment the runtime does not
+//          use), its packed copies of B in the same weight buffers as `huge`
 //
 //   build/release/bench/gemm/kiln_gemm_bench [--shapes M,N,K;...] [--split 768] [--gelu]
 //       [--threads 1,2] [--reps 40] [--copies 8] [--peak GFLOPS_PER_CORE]
@@ -18,6 +20,7 @@
 // wall time and, at 1 thread, from the thread's CPU time (which preemption by other
 // processes on a shared machine does not inflate); --peak adds the fastest call's share of
 // threads x that per-core peak (CPU time at 1 thread, wall time otherwise).
+#include "own_gemm.h"
 #include "weight_memory.h"
 
 #include <dnnl.hpp>
@@ -236,8 +239,20 @@ void runShape(const Options &o, const Shape &sh, int threads) {
   }
 #endif
 
-  Timings tw, th, ts, tx;
-  double hugeErr = 0, splitErr = 0, xnnErr = 0;
+  std::vector<std::shared_ptr<void>> ownCopies;
+  namespace gemm = kiln::bench::gemm;
+  gemm::Epilogue ep;
+  ep.bias = bias.data();
+  ep.post = o.gelu ? gemm::Post::GeluErf : gemm::Post::None;
+  if (gemm::available())
+    for (int i = 0; i < o.copies; ++i) {
+      ownCopies.push_back(kiln::rt::allocateWeightBuffer(
+          sizeof(float) * static_cast<size_t>(gemm::packedFloats(sh.k, sh.n))));
+      gemm::packB(B.data(), sh.n, false, sh.k, sh.n, static_cast<float *>(ownCopies.back().get()));
+    }
+
+  Timings tw, th, ts, tx, tk;
+  double hugeErr = 0, splitErr = 0, xnnErr = 0, kilnErr = 0;
   auto timeOne = [&](Timings &t, auto &&call) {
     double w0 = seconds(CLOCK_MONOTONIC), c0 = seconds(CLOCK_THREAD_CPUTIME_ID);
     call();
@@ -259,6 +274,13 @@ void runShape(const Options &o, const Shape &sh, int threads) {
       });
       if (r == o.reps - 1) splitErr = relL2(C, ref);
     }
+    if (!ownCopies.empty()) {
+      timeOne(r < 0 ? sink : tk, [&] {
+        gemm::run(sh.m, sh.n, sh.k, A.data(), sh.k,
+                  static_cast<const float *>(ownCopies[copy].get()), C.data(), sh.n, ep);
+      });
+      if (r == o.reps - 1) kilnErr = relL2(C, ref);
+    }
 #ifdef KILN_GEMM_BENCH_XNNPACK
     if (fc) {
       timeOne(r < 0 ? sink : tx, [&] { xnn_run_operator(fc, nullptr); });
@@ -277,6 +299,10 @@ void runShape(const Options &o, const Shape &sh, int threads) {
     report("split", ts, gflop, threads, o.peak);
     std::printf("         (%lld GEMMs of N %lld; rel. L2 to whole %.1e)\n",
                 static_cast<long long>(parts.size()), static_cast<long long>(o.split), splitErr);
+  }
+  if (!tk.wall.empty()) {
+    report("own", tk, gflop, threads, o.peak);
+    std::printf("         (own GEMM; rel. L2 to whole %.1e)\n", kilnErr);
   }
   if (!tx.wall.empty()) {
     report("xnn", tx, gflop, threads, o.peak);
