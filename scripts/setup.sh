@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build clang-format pkg-config
+  build-essential cmake ninja-build clang-format pkg-config lld
   libonnx-dev libprotobuf-dev protobuf-compiler libdnnl-dev ocl-icd-opencl-dev libsleef-dev
   libfmt-dev libcli11-dev nlohmann-json3-dev libdlpack-dev libre2-dev libjpeg-dev libpng-dev
   libtiff-dev libwebp-dev libopenjp2-7-dev libxxhash-dev

@@ -1,5 +1,7 @@
 #include "aot/builder.h"
 
+#include "aot/elf_object.h"
+
 #include "aot/install_paths.h"
 #include "aot/subprocess.h"
 
@@ -87,6 +89,9 @@ struct Job {
   std::vector<std::string> flags;
   fs::path object;
   codegen::SourceTool tool = codegen::SourceTool::HostCxx;
+  size_t cost = 0; // bytes the tool reads: the longest jobs start first
+  // Writes the object itself instead of running a tool (the weights); false on an error.
+  std::function<bool(std::FILE *)> produce;
 };
 
 const char *compilerFor(const fs::path &src) {
@@ -183,6 +188,17 @@ std::string runpathFlags() {
   if (!paths.installed || paths.overridden)
     flags += " -Wl,-rpath," + shellQuote(paths.runtimeLibDir);
   return flags;
+}
+
+/// " -fuse-ld=lld" when g++ can link with LLVM's lld (Debian's `lld`), else "": GNU ld took
+/// 4.5 s of BERT-base's cold compile to copy its 440 MB of weights into model.so, lld 0.35 s
+/// (docs/perf.md). KILN_LINKER=bfd keeps GNU ld.
+std::string linkerFlag() {
+  static const std::string flag = [] {
+    if (const char *env = std::getenv("KILN_LINKER"); env && std::string(env) == "bfd") return "";
+    return runShell("g++ -fuse-ld=lld -Wl,--version >/dev/null 2>&1") == 0 ? " -fuse-ld=lld" : "";
+  }();
+  return flag;
 }
 
 /// The cache key of a link: its command with the temporary output path taken out (the
@@ -292,6 +308,7 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
     Job j;
     j.source = work / src.name;
     j.tool = src.tool;
+    j.cost = src.text.size();
     writeFile(j.source, src.text);
     j.flags = src.flags;
     if (j.tool == codegen::SourceTool::CudaFatbin) {
@@ -322,19 +339,14 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
     all.push_back(entry);
   }
   if (embedWeights) {
-    std::string wkey = hexHash(gm.weights.hash(fnv1a("weights")));
     Job w;
-    w.source = work / "weights.S";
-    w.key = wkey + "-S";
-    w.object = cache / (w.key + ".o");
-    if (!fs::exists(w.object)) {
-      // The raw bytes are only the assembler's input: they go to this build's own folder
-      // (removed with it), not the shared cache, where a concurrent compile of the same
-      // weights could remove them under another's assembler.
-      fs::path bin = work / (wkey + ".bin");
-      writeAtomically(bin, [&](std::FILE *f) { return gm.weights.write(f); });
-      writeFile(w.source, incbinAsm("kiln_weights_blob", bin, false));
-    }
+    w.source = work / "weights.o";
+    w.object = cache / (hexHash(gm.weights.hash(fnv1a("weights"))) + "-w.o");
+    w.cost = gm.weights.size;
+    w.produce = [&gm](std::FILE *f) {
+      return writeBlobObject(f, "kiln_weights_blob", gm.weights.size,
+                             [&gm](std::FILE *g) { return gm.weights.write(g); });
+    };
     all.push_back(w);
   }
   std::vector<Job *> pending;
@@ -350,6 +362,9 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
     else
       pending.push_back(&j);
   }
+  // Longest first (the weights' assembly, the wrapper), so no long job starts last.
+  std::stable_sort(pending.begin(), pending.end(),
+                   [](const Job *a, const Job *b) { return a->cost > b->cost; });
   std::atomic<size_t> next{0}, done{0};
   std::mutex errMu;
   std::string firstError;
@@ -363,10 +378,18 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
       tmpObj += ".tmp" + std::to_string(getpid()) + "_" + std::to_string(i);
       temps.add(tmpObj);
       fs::path log = work / (j.source.filename().string() + ".log");
-      std::string cmd = compileCommand(j, tmpObj) + " 2> " + shellQuote(log.string());
       int rc = 0;
       try {
-        rc = runShell(cmd);
+        if (j.produce) {
+          std::FILE *f = std::fopen(tmpObj.c_str(), "wb");
+          bool ok = f && j.produce(f);
+          int err = errno;
+          if (f && std::fclose(f) != 0 && ok) ok = false, err = errno;
+          if (!ok) writeFile(log, std::string("writing it failed: ") + std::strerror(err) + "\n");
+          rc = ok ? 0 : 1;
+        } else {
+          rc = runShell(compileCommand(j, tmpObj) + " 2> " + shellQuote(log.string()));
+        }
       } catch (const Interrupted &) {
         std::lock_guard<std::mutex> lk(errMu);
         interrupted = true;
@@ -423,7 +446,7 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
   fs::path tmpOut = out;
   tmpOut += ".tmp" + std::to_string(getpid());
   temps.add(tmpOut);
-  std::string link = "g++ -shared";
+  std::string link = "g++ -shared" + linkerFlag();
   for (const std::string &f : gm.linkFlags)
     link += " " + shellQuote(f);
   // SONAME = the file name, so a host linked against model.so finds it by name (RUNPATH,
