@@ -7,6 +7,9 @@
 //          2 MiB-aligned, MADV_HUGEPAGE): fewer TLB misses while B streams in
 //   split  N / --split primitives of M x split writing column blocks of the same C (what a
 //          Q/K/V fusion undoes, or a wide GEMM cut into narrower ones)
+//   cols   at T > 1 threads: T primitives of N / T columns, one per thread, each running
+//          single-threaded inside one parallel region (oneDNN does not nest), so each
+//          thread streams only its share of B and no GEMM is split below a thread
 //   xnn    XNNPACK's fully-connected f32 operator (only when built with XNNPACK)
 //   own    the AVX-512 GEMM written for kiln (own_gemm.h, an experiment the runtime does not
 //          use), its packed copies of B in the same weight buffers as `huge`
@@ -216,7 +219,18 @@ void runShape(const Options &o, const Shape &sh, int threads) {
   DnnlGemm whole(eng, s, sh, 0, sh.n, A.data(), B.data(), bias.data(), C.data(), o.gelu, o.copies);
   DnnlGemm huge(eng, s, sh, 0, sh.n, A.data(), B.data(), bias.data(), C.data(), o.gelu, o.copies,
                 true);
-  std::vector<DnnlGemm> parts;
+  std::vector<DnnlGemm> parts, cols;
+  std::vector<dnnl::stream> colStreams;
+  // Each created as for one thread (oneDNN picks its blocking for the thread count it sees).
+  omp_set_num_threads(1);
+  if (threads > 1 && sh.n % (16 * threads) == 0)
+    for (int t = 0; t < threads; ++t) {
+      colStreams.emplace_back(eng);
+      const int64_t w = sh.n / threads;
+      cols.emplace_back(eng, s, sh, t * w, w, A.data(), B.data(), bias.data(), C.data(), o.gelu,
+                        o.copies, true);
+    }
+  omp_set_num_threads(threads);
   const bool splits = o.split < sh.n && sh.n % o.split == 0;
   if (splits)
     for (int64_t n0 = 0; n0 < sh.n; n0 += o.split)
@@ -251,8 +265,8 @@ void runShape(const Options &o, const Shape &sh, int threads) {
       gemm::packB(B.data(), sh.n, false, sh.k, sh.n, static_cast<float *>(ownCopies.back().get()));
     }
 
-  Timings tw, th, ts, tx, tk;
-  double hugeErr = 0, splitErr = 0, xnnErr = 0, kilnErr = 0;
+  Timings tw, th, ts, tx, tk, tc;
+  double hugeErr = 0, splitErr = 0, xnnErr = 0, kilnErr = 0, colsErr = 0;
   auto timeOne = [&](Timings &t, auto &&call) {
     double w0 = seconds(CLOCK_MONOTONIC), c0 = seconds(CLOCK_THREAD_CPUTIME_ID);
     call();
@@ -273,6 +287,17 @@ void runShape(const Options &o, const Shape &sh, int threads) {
           p.run(s, copy);
       });
       if (r == o.reps - 1) splitErr = relL2(C, ref);
+    }
+    if (!cols.empty()) {
+      timeOne(r < 0 ? sink : tc, [&] {
+#pragma omp parallel num_threads(threads)
+        {
+          const int t = omp_get_thread_num();
+          cols[t].run(colStreams[t], copy);
+          colStreams[t].wait();
+        }
+      });
+      if (r == o.reps - 1) colsErr = relL2(C, ref);
     }
     if (!ownCopies.empty()) {
       timeOne(r < 0 ? sink : tk, [&] {
@@ -299,6 +324,11 @@ void runShape(const Options &o, const Shape &sh, int threads) {
     report("split", ts, gflop, threads, o.peak);
     std::printf("         (%lld GEMMs of N %lld; rel. L2 to whole %.1e)\n",
                 static_cast<long long>(parts.size()), static_cast<long long>(o.split), splitErr);
+  }
+  if (!tc.wall.empty()) {
+    report("cols", tc, gflop, threads, o.peak);
+    std::printf("         (one single-threaded GEMM of N / %d per thread; rel. L2 to whole %.1e)\n",
+                threads, colsErr);
   }
   if (!tk.wall.empty()) {
     report("own", tk, gflop, threads, o.peak);

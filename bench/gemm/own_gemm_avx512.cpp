@@ -6,6 +6,8 @@
 // of the strips (measured: +6-8 points of peak with B streaming from memory).
 #include "own_gemm.h"
 
+#include "exp_avx512.h"
+
 #include <immintrin.h>
 #include <omp.h>
 
@@ -23,24 +25,7 @@ namespace {
 constexpr int MR = static_cast<int>(kRowTile);
 constexpr int NV = static_cast<int>(kPanelCols / 16); // zmm per tile row
 
-/// e^x for x <= 0: 2^n * p(r), x = n ln2 + r, p the degree-6 Taylor polynomial (relative
-/// error < 2e-7); 0 below -87.3.
-__m512 expNonPositive(__m512 x) {
-  const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_GE_OQ);
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.f / 720);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-  return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(p, n));
-}
+using kiln::rt::expNonPositive512;
 
 /// 0.5 x (1 + erf(x / sqrt 2)). With z = |x| / sqrt 2, 1 - erf(z) = q = t P(t) e^(-z^2),
 /// t = 1 / (1 + 0.3275911 z) (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7); for x < 0 the
@@ -54,8 +39,9 @@ __m512 geluErf(__m512 x) {
   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
-  const __m512 q = _mm512_mul_ps(
-      _mm512_mul_ps(p, t), expNonPositive(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(z, z))));
+  const __m512 q =
+      _mm512_mul_ps(_mm512_mul_ps(p, t),
+                    expNonPositive512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(z, z))));
   const __mmask16 positive = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ);
   const __m512 factor = _mm512_mask_sub_ps(q, positive, _mm512_set1_ps(2.f), q);
   return _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5f)), factor);
@@ -67,7 +53,7 @@ __m512 geluTanh(__m512 x) {
   const __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
   const __m512 u =
       _mm512_mul_ps(_mm512_fmadd_ps(x3, _mm512_set1_ps(0.044715f), x), _mm512_set1_ps(0.79788456f));
-  const __m512 e = expNonPositive(_mm512_mul_ps(_mm512_abs_ps(u), _mm512_set1_ps(-2.f)));
+  const __m512 e = expNonPositive512(_mm512_mul_ps(_mm512_abs_ps(u), _mm512_set1_ps(-2.f)));
   const __m512 inv = _mm512_div_ps(_mm512_set1_ps(2.f), _mm512_add_ps(_mm512_set1_ps(1.f), e));
   const __mmask16 negative = _mm512_cmp_ps_mask(u, _mm512_setzero_ps(), _CMP_LT_OQ);
   const __m512 factor = _mm512_mask_mul_ps(inv, negative, inv, e);

@@ -1,6 +1,8 @@
 // The attention kernels for AVX-512 CPUs (this file is compiled with -mavx512f -mavx2 -mfma;
 // see sdpa_kernels.h). 16 floats per vector; 8 query rows per tile: the score micro-kernel
 // keeps 8 x 2 accumulators (16 of the 32 zmm registers) over 4 FMA latencies x 2 pipes.
+#include "exp_avx512.h"
+
 #include <immintrin.h>
 
 // GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their own _mm512_undefined_ps()
@@ -49,25 +51,8 @@ struct Avx512 {
       _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
     }
   }
-  /// e^x for x <= 0 (the softmax's shifted scores): 2^n * p(r), x = n ln2 + r, |r| <= ln2/2,
-  /// p the degree-6 Taylor polynomial (relative error < 2e-7); below -87.3 (where e^x is
-  /// denormal) and at -inf the result is exactly 0.
-  static Reg exp(Reg x) {
-    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_GE_OQ);
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
-    const Reg n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
-                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    Reg r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    Reg p = _mm512_set1_ps(1.f / 720);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-    return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(p, n));
-  }
+  /// e^x for x <= 0 (the softmax's shifted scores; exp_avx512.h).
+  static Reg exp(Reg x) { return expNonPositive512(x); }
 };
 
 } // namespace
