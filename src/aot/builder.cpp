@@ -190,13 +190,21 @@ std::string runpathFlags() {
   return flags;
 }
 
-/// " -fuse-ld=lld" when g++ can link with LLVM's lld (Debian's `lld`), else "": GNU ld took
-/// 4.5 s of BERT-base's cold compile to copy its 440 MB of weights into model.so, lld 0.35 s
-/// (docs/perf.md). KILN_LINKER=bfd keeps GNU ld.
+/// The linker flag of the model.so link: lld when g++ can use it (Debian's `lld`), else gold
+/// (binutils), else GNU ld. GNU ld took 4.5 s of BERT-base's cold compile to copy its 438 MB
+/// of weights into model.so, gold 0.98 s, lld 0.35 s (docs/perf.md). KILN_LINKER=bfd, gold
+/// or lld picks one (bfd: g++'s default).
 std::string linkerFlag() {
   static const std::string flag = [] {
-    if (const char *env = std::getenv("KILN_LINKER"); env && std::string(env) == "bfd") return "";
-    return runShell("g++ -fuse-ld=lld -Wl,--version >/dev/null 2>&1") == 0 ? " -fuse-ld=lld" : "";
+    auto works = [](const char *ld) {
+      return runShell(std::string("g++ -fuse-ld=") + ld + " -Wl,--version >/dev/null 2>&1") == 0;
+    };
+    const char *env = std::getenv("KILN_LINKER");
+    const std::string want = env ? env : "";
+    if (want == "bfd") return std::string();
+    for (const char *ld : {"lld", "gold"})
+      if ((want.empty() || want == ld) && works(ld)) return " -fuse-ld=" + std::string(ld);
+    return std::string();
   }();
   return flag;
 }
