@@ -55,6 +55,13 @@ TempFilesScope::~TempFilesScope() {
   --gScopes;
 }
 
+std::string shellQuote(const std::string &s) {
+  std::string r = "'";
+  for (char c : s)
+    r += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return r + "'";
+}
+
 int runShell(const std::string &command) {
   checkInterrupt();
   posix_spawnattr_t attr;

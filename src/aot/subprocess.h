@@ -30,6 +30,9 @@ public:
   TempFilesScope &operator=(const TempFilesScope &) = delete;
 };
 
+/// `s` as one single-quoted shell word.
+std::string shellQuote(const std::string &s);
+
 /// Runs `/bin/sh -c command` in its own process group and returns its exit code (128+N
 /// when killed by signal N). When an interrupt is requested meanwhile, kills the group and
 /// throws Interrupted.

@@ -2,7 +2,7 @@
 // lld and gold into a shared library whose symbol holds the bytes), and the CPU backend's
 // source files, where kernels that differ only in their buffers are compiled once and the
 // others forward to them (compiled and called here).
-#include "aot/elf_object.h"
+#include "aot/linking.h"
 #include "codegen/backend.h"
 
 #include <gtest/gtest.h>
