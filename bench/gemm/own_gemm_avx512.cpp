@@ -7,6 +7,7 @@
 #include "own_gemm.h"
 
 #include "exp_avx512.h"
+#include "transpose8_avx.h"
 
 #include <immintrin.h>
 #include <omp.h>
@@ -140,27 +141,8 @@ void tile(const TileArgs &t, const Epilogue &ep) {
 void packStrip(const float *a, int64_t lda, int64_t rows, int64_t k, float *out) {
   int64_t kk = 0;
   if (rows == MR) {
-    for (; kk + 8 <= k; kk += 8) {
-      __m256 r[8], t[8];
-      for (int i = 0; i < 8; ++i)
-        r[i] = _mm256_loadu_ps(a + i * lda + kk);
-      for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-      }
-      for (int i = 0; i < 8; i += 4) {
-        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
-        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
-      }
-      // r[0..3]: k = kk+{0,1,2,3} for rows 0-3 in the low halves, kk+{4..7} in the high
-      // ones; r[4..7] the same for rows 4-7.
-      for (int i = 0; i < 4; ++i) {
-        _mm256_storeu_ps(out + (kk + i) * MR, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
-        _mm256_storeu_ps(out + (kk + 4 + i) * MR, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
-      }
-    }
+    for (; kk + 8 <= k; kk += 8)
+      kiln::rt::transpose8x8(a + kk, lda, out + kk * MR, MR);
   }
   for (; kk < k; ++kk)
     for (int64_t i = 0; i < MR; ++i)

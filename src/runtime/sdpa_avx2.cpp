@@ -1,6 +1,8 @@
 // The attention kernels for AVX2 + FMA CPUs (this file is compiled with -mavx2 -mfma; see
 // sdpa_kernels.h). 8 floats per vector; 6 query rows per tile: the score micro-kernel keeps
 // 6 x 2 accumulators, leaving 3 of the 16 ymm registers for K and the broadcast.
+#include "transpose8_avx.h"
+
 #include <immintrin.h>
 
 #include <cstdint>
@@ -37,23 +39,7 @@ struct Avx2 {
   }
   /// dst[c * ldd + r] = src[r * lds + c] for an 8 x 8 block (K's keys into panel columns).
   static void transpose8(const float *src, int64_t lds, float *dst, int64_t ldd) {
-    __m256 r[8], t[8];
-    for (int i = 0; i < 8; ++i)
-      r[i] = _mm256_loadu_ps(src + i * lds);
-    for (int i = 0; i < 8; i += 2) {
-      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-      r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-      r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
-      r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-      r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
-    }
-    for (int i = 0; i < 4; ++i) {
-      _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
-      _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
-    }
+    transpose8x8(src, lds, dst, ldd);
   }
   /// e^x for x <= 0, as in sdpa_avx512.cpp; 2^n is built in the exponent bits (n >= -126
   /// after the clamp, so it stays a normal number).

@@ -2,6 +2,7 @@
 // see sdpa_kernels.h). 16 floats per vector; 8 query rows per tile: the score micro-kernel
 // keeps 8 x 2 accumulators (16 of the 32 zmm registers) over 4 FMA latencies x 2 pipes.
 #include "exp_avx512.h"
+#include "transpose8_avx.h"
 
 #include <immintrin.h>
 
@@ -33,23 +34,7 @@ struct Avx512 {
   static float hsum(Reg x) { return _mm512_reduce_add_ps(x); }
   /// dst[c * ldd + r] = src[r * lds + c] for an 8 x 8 block (K's keys into panel columns).
   static void transpose8(const float *src, int64_t lds, float *dst, int64_t ldd) {
-    __m256 r[8], t[8];
-    for (int i = 0; i < 8; ++i)
-      r[i] = _mm256_loadu_ps(src + i * lds);
-    for (int i = 0; i < 8; i += 2) {
-      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-      r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-      r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
-      r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-      r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
-    }
-    for (int i = 0; i < 4; ++i) {
-      _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
-      _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
-    }
+    transpose8x8(src, lds, dst, ldd);
   }
   /// e^x for x <= 0 (the softmax's shifted scores; exp_avx512.h).
   static Reg exp(Reg x) { return expNonPositive512(x); }
