@@ -36,24 +36,31 @@ namespace {
        err == ENOSPC || err == EFBIG || err == EDQUOT ? " (disk full or file size limit)" : "");
 }
 
-/// Writes through `emit` to a temp name beside `p`, then renames; on any failure the temp file
-/// is removed and the error names `p` and the reason.
-void writeAtomically(const fs::path &p, const std::function<bool(std::FILE *)> &emit) {
-  fs::path tmp = p;
-  tmp += ".tmp" + std::to_string(getpid());
-  std::FILE *f = std::fopen(tmp.c_str(), "wb");
-  if (!f) writeFailed(p, errno);
+/// Creates `p` and writes it through `emit`: 0, or the errno of the failure (open, emit or
+/// close). Throws nothing, so build workers use it too.
+int emitFile(const fs::path &p, const std::function<bool(std::FILE *)> &emit) {
+  std::FILE *f = std::fopen(p.c_str(), "wb");
+  if (!f) return errno;
   bool ok = emit(f);
   int err = errno;
   if (std::fclose(f) != 0 && ok) {
     ok = false;
     err = errno;
   }
+  return ok ? 0 : (err ? err : EIO);
+}
+
+/// Writes through `emit` to a temp name beside `p`, then renames; on any failure the temp file
+/// is removed and the error names `p` and the reason.
+void writeAtomically(const fs::path &p, const std::function<bool(std::FILE *)> &emit) {
+  fs::path tmp = p;
+  tmp += ".tmp" + std::to_string(getpid());
+  int err = emitFile(tmp, emit);
   std::error_code ec;
-  if (ok) fs::rename(tmp, p, ec);
-  if (!ok || ec) {
+  if (!err) fs::rename(tmp, p, ec);
+  if (err || ec) {
     fs::remove(tmp, ec);
-    writeFailed(p, ok ? ec.value() : err);
+    writeFailed(p, err ? err : ec.value());
   }
 }
 
@@ -133,15 +140,13 @@ std::string compileCommand(const Job &j, const fs::path &tmpObj) {
 }
 
 /// An object defining `symbol` (64-byte aligned, hidden) with the bytes of file `bin`, and
-/// `<symbol>_size` holding their count.
-std::string incbinAsm(const std::string &symbol, const fs::path &bin, bool withSize) {
-  std::string s = "  .section .rodata\n  .balign 64\n  .globl " + symbol + "\n  .hidden " + symbol +
-                  "\n" + symbol + ":\n  .incbin \"" + bin.string() + "\"\n" + symbol +
-                  "_end:\n  .byte 0\n";
-  if (withSize)
-    s += "  .balign 8\n  .globl " + symbol + "_size\n  .hidden " + symbol + "_size\n" + symbol +
-         "_size:\n  .quad " + symbol + "_end - " + symbol + "\n";
-  return s + "  .section .note.GNU-stack,\"\",@progbits\n";
+/// `<symbol>_size` holding their count (the CUDA fatbin; the weights use writeBlobObject).
+std::string incbinAsm(const std::string &symbol, const fs::path &bin) {
+  return "  .section .rodata\n  .balign 64\n  .globl " + symbol + "\n  .hidden " + symbol + "\n" +
+         symbol + ":\n  .incbin \"" + bin.string() + "\"\n" + symbol + "_end:\n  .byte 0\n" +
+         "  .balign 8\n  .globl " + symbol + "_size\n  .hidden " + symbol + "_size\n" + symbol +
+         "_size:\n  .quad " + symbol + "_end - " + symbol + "\n" +
+         "  .section .note.GNU-stack,\"\",@progbits\n";
 }
 
 /// Removes the build's work directory and any temp file still registered when the build
@@ -319,7 +324,7 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
     else
       pending.push_back(&j);
   }
-  // Longest first (the weights' assembly, the wrapper), so no long job starts last.
+  // Longest first (the weights' object, the wrapper), so no long job starts last.
   std::stable_sort(pending.begin(), pending.end(),
                    [](const Job *a, const Job *b) { return a->cost > b->cost; });
   std::atomic<size_t> next{0}, done{0};
@@ -338,12 +343,9 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
       int rc = 0;
       try {
         if (j.produce) {
-          std::FILE *f = std::fopen(tmpObj.c_str(), "wb");
-          bool ok = f && j.produce(f);
-          int err = errno;
-          if (f && std::fclose(f) != 0 && ok) ok = false, err = errno;
-          if (!ok) writeFile(log, std::string("writing it failed: ") + std::strerror(err) + "\n");
-          rc = ok ? 0 : 1;
+          int err = emitFile(tmpObj, j.produce);
+          if (err) writeFile(log, std::string("writing it failed: ") + std::strerror(err) + "\n");
+          rc = err ? 1 : 0;
         } else {
           rc = runShell(compileCommand(j, tmpObj) + " 2> " + shellQuote(log.string()));
         }
@@ -383,7 +385,7 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
   for (const Job &fb : fatbins) {
     fs::path asmFile = work / "cuda_fatbin.S", obj = cache / (fb.key + "-fatbin.o");
     if (!fs::exists(obj)) {
-      writeFile(asmFile, incbinAsm("kiln_cuda_fatbin", fb.object, true));
+      writeFile(asmFile, incbinAsm("kiln_cuda_fatbin", fb.object));
       fs::path tmpObj = obj;
       tmpObj += ".tmp" + std::to_string(getpid());
       temps.add(tmpObj);
