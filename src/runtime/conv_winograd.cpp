@@ -4,6 +4,7 @@
 
 #include "cpu_features.h"
 #include "error.h"
+#include "isa_cap.h"
 #include "shim_conv.h"
 #include "weight_memory.h"
 
@@ -64,13 +65,12 @@ struct Settings {
   std::atomic<const Kernels *> kernels{nullptr};
   Settings() {
     const char *env = std::getenv("KILN_CONV_WINOGRAD");
-    const char *dnnlIsa = std::getenv("ONEDNN_MAX_CPU_ISA");
     Isa isa = Isa::Auto;
     if (env && std::strcmp(env, "0") == 0) enabled = false;
     if (env && strcasecmp(env, "avx2") == 0) isa = Isa::Avx2;
-    if (dnnlIsa && *dnnlIsa && !std::strstr(dnnlIsa, "512") && strcasecmp(dnnlIsa, "all") != 0)
-      isa = Isa::Avx2;
-    if (dnnlIsa && strncasecmp(dnnlIsa, "sse", 3) == 0) enabled = false; // capped below AVX2
+    const int cap = isaCapBits();
+    if (cap < 512) isa = Isa::Avx2;
+    if (cap < 256) enabled = false; // capped below AVX2
     kernels = kernelsFor(isa);
   }
 };

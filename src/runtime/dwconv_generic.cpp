@@ -2,6 +2,7 @@
 // run-time choice among the ISA kernels, the weight packing and the threaded driver.
 #include "dwconv.h"
 #include "dwconv_kernel.h"
+#include "isa_cap.h"
 
 #include <omp.h>
 
@@ -42,18 +43,6 @@ bool cpuHasAvx2() {
 #else
   return false;
 #endif
-}
-
-// The widest vectors ONEDNN_MAX_CPU_ISA allows (512 when unset): a cap given to oneDNN
-// applies to the conv shim's own kernel too, so capped A/B runs compare like with like.
-int isaCapBits() {
-  const char *v = std::getenv("ONEDNN_MAX_CPU_ISA");
-  if (!v || !*v) return 512;
-  if (std::strncmp(v, "AVX512", 6) == 0 || std::strncmp(v, "AMX", 3) == 0 ||
-      std::strcmp(v, "ALL") == 0)
-    return 512;
-  if (std::strncmp(v, "AVX2", 4) == 0) return 256;
-  return 0;
 }
 
 const DwRowKernel &bestKernel() {

@@ -6,6 +6,7 @@
 // heads. Each thread's packed K/V and working tiles come from the runner's arena.
 #include "cpu_features.h"
 #include "error.h"
+#include "isa_cap.h"
 #include "runner.h"
 #include "sdpa_kernels.h"
 
@@ -36,8 +37,12 @@ bool cpuRuns(Isa isa) {
 }
 
 const Kernels *kernelsFor(Isa isa) {
-  if (isa == Isa::Auto)
-    isa = cpuRuns(Isa::Avx512) ? Isa::Avx512 : cpuRuns(Isa::Avx2) ? Isa::Avx2 : Isa::Generic;
+  if (isa == Isa::Auto) {
+    const int cap = isaCapBits(); // ONEDNN_MAX_CPU_ISA caps kiln's kernels too
+    isa = cap >= 512 && cpuRuns(Isa::Avx512) ? Isa::Avx512
+          : cap >= 256 && cpuRuns(Isa::Avx2) ? Isa::Avx2
+                                             : Isa::Generic;
+  }
 #if defined(__x86_64__)
   if (isa == Isa::Avx512) return &avx512Kernels();
   if (isa == Isa::Avx2) return &avx2Kernels();

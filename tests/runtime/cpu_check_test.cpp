@@ -6,6 +6,7 @@
 #include "container.h"
 #include "cpu_features.h"
 #include "error.h"
+#include "isa_cap.h"
 
 #include <gtest/gtest.h>
 
@@ -13,6 +14,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <utility>
 
 namespace {
 
@@ -98,6 +100,32 @@ TEST(CpuCheck, TheRealProbeDecidesByDefault) {
   const kiln_model_desc_v1 &desc = descriptorOf("KILN_TEST_MODEL_V4");
   bool v4 = (kiln::cpu::probeThisCpu() & kV4) == kV4;
   EXPECT_EQ(kiln::rt::checkCpuFeatures(desc), v4 ? KILN_OK : KILN_ERR_DEVICE);
+}
+
+// ONEDNN_MAX_CPU_ISA caps kiln's own kernels as it caps oneDNN (isa_cap.h): the names oneDNN
+// documents, in either case, map to the vector width kiln may use.
+TEST(IsaCap, FollowsOneDnnCap) {
+  const char *saved = std::getenv("ONEDNN_MAX_CPU_ISA");
+  const std::string keep = saved ? saved : "";
+  const std::pair<const char *, int> cases[] = {{"", 512},
+                                                {"ALL", 512},
+                                                {"avx512_core", 512},
+                                                {"AVX512_CORE_AMX", 512},
+                                                {"AMX_BF16", 512},
+                                                {"AVX10_1_512", 512},
+                                                {"AVX2", 256},
+                                                {"avx2_vnni", 256},
+                                                {"AVX2_VNNI_2", 256},
+                                                {"AVX", 0},
+                                                {"SSE41", 0},
+                                                {"nonsense", 0}};
+  for (const auto &[value, bits] : cases) {
+    setenv("ONEDNN_MAX_CPU_ISA", value, 1);
+    EXPECT_EQ(kiln::rt::isaCapBits(), bits) << "ONEDNN_MAX_CPU_ISA=" << value;
+  }
+  unsetenv("ONEDNN_MAX_CPU_ISA");
+  EXPECT_EQ(kiln::rt::isaCapBits(), 512);
+  if (saved) setenv("ONEDNN_MAX_CPU_ISA", keep.c_str(), 1);
 }
 
 } // namespace

@@ -1,0 +1,25 @@
+// The widest vectors kiln's own runtime kernels (attention, depthwise conv, Winograd) may
+// use. ONEDNN_MAX_CPU_ISA caps oneDNN; the same variable caps these kernels, so a capped
+// run behaves as a CPU without the wider ISA would: A/B runs against oneDNN compare like
+// with like, and an AVX-512 machine can time kiln's AVX2 paths (docs/perf.md).
+#pragma once
+
+#include <cstdlib>
+#include <strings.h>
+
+namespace kiln::rt {
+
+/// 512 when unset or when the cap allows AVX-512 (AVX512*, AVX10*, AMX*, ALL), 256 for
+/// AVX2*, 0 below AVX2 (SSE41, AVX): only the generic kernels then. Read on every call;
+/// callers cache what they pick.
+inline int isaCapBits() {
+  const char *v = std::getenv("ONEDNN_MAX_CPU_ISA");
+  if (!v || !*v) return 512;
+  if (strncasecmp(v, "AVX512", 6) == 0 || strncasecmp(v, "AVX10", 5) == 0 ||
+      strncasecmp(v, "AMX", 3) == 0 || strcasecmp(v, "ALL") == 0)
+    return 512;
+  if (strncasecmp(v, "AVX2", 4) == 0) return 256;
+  return 0;
+}
+
+} // namespace kiln::rt
