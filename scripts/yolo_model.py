@@ -13,7 +13,7 @@ Post-processing is done in the model, as YOLOv5 exports with NMS do:
   * top-k with k = min(K, number kept), computed in the model from the kept count.
 
 Outputs: boxes [n, 4] (x1, y1, x2, y2 in pixels), scores [n], labels [n] (int64), with n
-decided by the image. Random weights; see export_models.make_yolo for the calibration.
+decided by the image. Random weights; see model_specs.make_yolo for the calibration.
 """
 
 import torch

@@ -59,9 +59,12 @@ void registerShapeOps(std::vector<OpInfo> &r);
 void registerSliceOps(std::vector<OpInfo> &r); // called by registerShapeOps
 void registerReduceOps(std::vector<OpInfo> &r);
 void registerNNOps(std::vector<OpInfo> &r);
+void registerPoolOps(std::vector<OpInfo> &r);          // ops_pool.cpp
 void registerTensorOps(std::vector<OpInfo> &r);        // ops_tensor.cpp
+void registerTensorValueOps(std::vector<OpInfo> &r);   // ops_tensor_values.cpp
 void registerNormalizationOps(std::vector<OpInfo> &r); // ops_normalize.cpp
 void registerModelOps(std::vector<OpInfo> &r);         // ops_model.cpp
+void registerRecurrentOps(std::vector<OpInfo> &r);     // ops_recurrent.cpp
 void registerQuantOps(std::vector<OpInfo> &r);         // ops_quant.cpp
 void registerScatterOps(std::vector<OpInfo> &r);       // ops_scatter.cpp
 void registerAttentionOps(std::vector<OpInfo> &r);     // ops_attention.cpp
@@ -76,6 +79,7 @@ LTensor castString(OpCtx &c, const LTensor &x, DType to);
 void registerMiscOps(std::vector<OpInfo> &r);     // ops_misc.cpp
 void registerSequenceOps(std::vector<OpInfo> &r); // ops_sequence.cpp
 void registerControlOps(std::vector<OpInfo> &r);  // ops_control.cpp
+void registerScanOps(std::vector<OpInfo> &r);     // ops_scan.cpp
 void registerOptionalOps(std::vector<OpInfo> &r); // ops_optional.cpp
 
 /// RMSNormalization, RotaryEmbedding, Attention, TensorScatter (ops_transformer.cpp).

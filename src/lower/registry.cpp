@@ -15,9 +15,12 @@ const std::vector<OpInfo> &opRegistry() {
     registerShapeOps(r);
     registerReduceOps(r);
     registerNNOps(r);
+    registerPoolOps(r);
     registerTensorOps(r);
+    registerTensorValueOps(r);
     registerNormalizationOps(r);
     registerModelOps(r);
+    registerRecurrentOps(r);
     registerResizeOps(r);
     registerQuantOps(r);
     registerScatterOps(r);
@@ -35,6 +38,7 @@ const std::vector<OpInfo> &opRegistry() {
     registerMiscOps(r);
     registerSequenceOps(r);
     registerControlOps(r);
+    registerScanOps(r);
     registerOptionalOps(r);
     return r;
   }();

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
-from export_models import Encoder, make_cnn  # noqa: E402  (seeded model definitions)
+from model_specs import Encoder, make_cnn  # noqa: E402  (seeded model definitions)
 
 KILN_OK = 0
 
