@@ -11,8 +11,9 @@
 //          single-threaded inside one parallel region (oneDNN does not nest), so each
 //          thread streams only its share of B and no GEMM is split below a thread
 //   xnn    XNNPACK's fully-connected f32 operator (only when built with XNNPACK)
-//   own    the AVX-512 GEMM written for kiln (own_gemm.h, an experiment the runtime does not
-//          use), its packed copies of B in the same weight buffers as `huge`
+//   own    the GEMM written for kiln (own_gemm.h; AVX-512, or AVX2 where the CPU or
+//          ONEDNN_MAX_CPU_ISA allows no more), its packed copies of B in the same weight
+//          buffers as `huge`
 //
 //   build/release/bench/gemm/kiln_gemm_bench [--shapes M,N,K;...] [--split 768] [--gelu]
 //       [--threads 1,2] [--reps 40] [--copies 8] [--peak GFLOPS_PER_CORE]
@@ -332,7 +333,7 @@ void runShape(const Options &o, const Shape &sh, int threads) {
   }
   if (!tk.wall.empty()) {
     report("own", tk, gflop, threads, o.peak);
-    std::printf("         (own GEMM; rel. L2 to whole %.1e)\n", kilnErr);
+    std::printf("         (own GEMM, %s; rel. L2 to whole %.1e)\n", gemm::isaName(), kilnErr);
   }
   if (!tx.wall.empty()) {
     report("xnn", tx, gflop, threads, o.peak);

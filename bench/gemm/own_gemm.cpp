@@ -1,8 +1,9 @@
-// B packing and ISA dispatch of the benchmark's own GEMM (own_gemm.h); the kernel is in
-// own_gemm_avx512.cpp.
+// B packing and ISA dispatch of the benchmark's own GEMM (own_gemm.h); the tiles are in
+// own_gemm_avx512.cpp and own_gemm_avx2.cpp.
 #include "own_gemm.h"
 
 #include "cpu_features.h"
+#include "isa_cap.h"
 
 #include <algorithm>
 #include <cstring>
@@ -31,21 +32,39 @@ void packB(const float *b, int64_t ldb, bool transposed, int64_t k, int64_t n, f
   }
 }
 
-bool available() {
-  static const bool on = [] {
+namespace {
+
+bool hasAvx512() {
 #if defined(__x86_64__)
-    return cpu::missingFeatures("avx512f,avx2,fma").empty();
+  static const bool on = cpu::missingFeatures("avx512f,avx2,fma").empty();
+  return on && rt::isaCapBits() >= 512;
 #else
-    return false;
+  return false;
 #endif
-  }();
-  return on;
+}
+
+} // namespace
+
+bool available() {
+#if defined(__x86_64__)
+  static const bool on = cpu::missingFeatures("avx2,fma").empty();
+  return on && rt::isaCapBits() >= 256;
+#else
+  return false;
+#endif
+}
+
+const char *isaName() {
+  return hasAvx512() ? "avx512" : "avx2";
 }
 
 void run(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *bPacked,
          float *c, int64_t ldc, const Epilogue &ep) {
 #if defined(__x86_64__)
-  runAvx512(m, n, k, a, lda, bPacked, c, ldc, ep);
+  if (hasAvx512())
+    runAvx512(m, n, k, a, lda, bPacked, c, ldc, ep);
+  else
+    runAvx2(m, n, k, a, lda, bPacked, c, ldc, ep);
 #else
   (void)m, (void)n, (void)k, (void)a, (void)lda, (void)bPacked, (void)c, (void)ldc, (void)ep;
 #endif

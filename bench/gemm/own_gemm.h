@@ -38,8 +38,12 @@ int64_t packedFloats(int64_t k, int64_t n);
 /// into `out` (packedFloats(k, n) floats).
 void packB(const float *b, int64_t ldb, bool transposed, int64_t k, int64_t n, float *out);
 
-/// Whether this CPU runs the packed GEMM (AVX-512F with FMA).
+/// Whether this CPU runs the packed GEMM (AVX2 with FMA at least).
 bool available();
+
+/// The build run() takes: "avx512", or "avx2" on CPUs without AVX-512F or when
+/// ONEDNN_MAX_CPU_ISA caps the run at AVX2 (runtime/isa_cap.h, as oneDNN's own GEMM is).
+const char *isaName();
 
 /// C (m x n, ldc) = epilogue(A (m x k, lda, row-major) * packed B), on the OpenMP threads
 /// of the caller. Callers check available() first. KILN_GEMM_KC and KILN_GEMM_MC override
@@ -47,8 +51,10 @@ bool available();
 void run(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *bPacked,
          float *c, int64_t ldc, const Epilogue &ep);
 
-/// The AVX-512 implementation behind run() (own_gemm_avx512.cpp).
+/// The implementations behind run() (own_gemm_avx512.cpp, own_gemm_avx2.cpp).
 void runAvx512(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *bPacked,
                float *c, int64_t ldc, const Epilogue &ep);
+void runAvx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *bPacked,
+             float *c, int64_t ldc, const Epilogue &ep);
 
 } // namespace kiln::bench::gemm

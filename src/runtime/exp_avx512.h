@@ -8,7 +8,8 @@ namespace kiln::rt {
 
 /// 2^n * p(r), x = n ln2 + r, |r| <= ln2/2, p the degree-6 Taylor polynomial (relative error
 /// < 2e-7); below -87.3 (where e^x is denormal) and at -inf the result is exactly 0.
-inline __m512 expNonPositive512(__m512 x) {
+/// always_inline: each includer gets its own copy, compiled for its own ISA.
+[[gnu::always_inline]] inline __m512 expNonPositive512(__m512 x) {
   const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_GE_OQ);
   x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),

@@ -1,6 +1,7 @@
 // The attention kernels for AVX2 + FMA CPUs (this file is compiled with -mavx2 -mfma; see
 // sdpa_kernels.h). 8 floats per vector; 6 query rows per tile: the score micro-kernel keeps
 // 6 x 2 accumulators, leaving 3 of the 16 ymm registers for K and the broadcast.
+#include "exp_avx2.h"
 #include "transpose8_avx.h"
 
 #include <immintrin.h>
@@ -41,26 +42,7 @@ struct Avx2 {
   static void transpose8(const float *src, int64_t lds, float *dst, int64_t ldd) {
     transpose8x8(src, lds, dst, ldd);
   }
-  /// e^x for x <= 0, as in sdpa_avx512.cpp; 2^n is built in the exponent bits (n >= -126
-  /// after the clamp, so it stays a normal number).
-  static Reg exp(Reg x) {
-    const Reg live = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_GE_OQ);
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
-    const Reg n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
-                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    Reg r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    Reg p = _mm256_set1_ps(1.f / 720);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
-    const __m256i bits =
-        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_and_ps(live, _mm256_mul_ps(p, _mm256_castsi256_ps(bits)));
-  }
+  static Reg exp(Reg x) { return expNonPositive256(x); }
 };
 
 } // namespace

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -252,12 +253,27 @@ kiln_matmul_params_v1 foldBatchIntoRows(const kiln_matmul_params_v1 &p) {
   return q;
 }
 
-/// level: the shim level of the entry point (1: kiln_shim_matmul_v1, 7: _v2).
-int matmulForward(Runner &r, int64_t site, const float *a, const float *b, const float *addend,
-                  const float *residual, float *c, const kiln_matmul_params_v1 &given, int level) {
-  if (int st = checkArgs(site, a, b, addend, residual, c, given, level)) return st;
-  const kiln_matmul_params_v1 p = foldBatchIntoRows(given);
-  if (p.batch == 0 || p.m == 0 || p.n == 0) return KILN_OK;
+/// Columns per GEMM when a weight GEMM is better run as column blocks, else 0. oneDNN 2.6's
+/// AVX2 matmul (CPUs without AVX-512, or ONEDNN_MAX_CPU_ISA=AVX2) falls to ~40% of peak at
+/// small M once N passes 2304 (BERT's FFN-up, 128 x 3072 x 768: 40-43 GFLOP/s on Zen 4 at
+/// 117 per core), while four GEMMs of N 768 writing column blocks of the same C run at 70-86;
+/// at M 1024 both are at ~80 (bench/gemm, `split` row; docs/perf.md, "AVX2 paths"). AVX-512
+/// oneDNN shows no such cliff, so its GEMMs stay whole. KILN_MATMUL_COLUMN_BLOCKS=0 turns the
+/// blocks off (A/B runs).
+int64_t matmulColumnBlock(const kiln_matmul_params_v1 &p, bool constantB) {
+  constexpr int64_t kBlock = 768;
+  static const bool avx2Dnnl = [] {
+    const char *off = std::getenv("KILN_MATMUL_COLUMN_BLOCKS");
+    if (off && std::strcmp(off, "0") == 0) return false;
+    return dnnl::get_effective_cpu_isa() < dnnl::cpu_isa::avx512_core;
+  }();
+  if (!avx2Dnnl || !constantB || p.batch != 1 || p.m > 256 || p.n <= 3 * kBlock) return 0;
+  return kBlock;
+}
+
+/// One GEMM (no column blocking): the primitive and packed weights of this site and shape.
+static int matmulOne(Runner &r, int64_t site, const float *a, const float *b, const float *addend,
+                     const float *residual, float *c, const kiln_matmul_params_v1 &p) {
   if (p.k == 0 || p.alpha == 0.f) {
     addendOnly(addend, residual, c, p);
     return KILN_OK;
@@ -314,6 +330,27 @@ int matmulForward(Runner &r, int64_t site, const float *a, const float *b, const
     return fail(KILN_ERR_OUT_OF_MEMORY, "matmul site %lld: out of memory",
                 static_cast<long long>(site));
   }
+}
+
+/// level: the shim level of the entry point (1: kiln_shim_matmul_v1, 7: _v2).
+int matmulForward(Runner &r, int64_t site, const float *a, const float *b, const float *addend,
+                  const float *residual, float *c, const kiln_matmul_params_v1 &given, int level) {
+  if (int st = checkArgs(site, a, b, addend, residual, c, given, level)) return st;
+  const kiln_matmul_params_v1 p = foldBatchIntoRows(given);
+  if (p.batch == 0 || p.m == 0 || p.n == 0) return KILN_OK;
+  const int64_t block = p.k > 0 && p.alpha != 0.f ? matmulColumnBlock(p, r.isConstant(b)) : 0;
+  if (block == 0) return matmulOne(r, site, a, b, addend, residual, c, p);
+  // Column blocks [j, j + block) of B, C, a row addend (bias), a full addend and the residual
+  // (both laid out like C); each block packs its own slice of the weights once.
+  for (int64_t j = 0; j < p.n; j += block) {
+    kiln_matmul_params_v1 q = p;
+    q.n = std::min(block, p.n - j);
+    const float *bj = p.trans_b ? b + j * p.ldb : b + j;
+    const float *addendJ = p.addend_kind != 0 ? addend + j : addend;
+    if (int st = matmulOne(r, site, a, bj, addendJ, residual ? residual + j : nullptr, c + j, q))
+      return st;
+  }
+  return KILN_OK;
 }
 
 } // namespace kiln::rt

@@ -10,7 +10,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <string>
+
+namespace kiln::rt {
+int64_t matmulColumnBlock(const kiln_matmul_params_v1 &p, bool constantB); // shim_matmul.cpp
+}
 
 namespace {
 
@@ -151,6 +157,63 @@ TEST(MatmulShimV2Errors, LevelSevenArgumentsAreChecked) {
   EXPECT_EQ(kiln_shim_matmul_v2(ctx, 0, v, v, v, r, out, &p), KILN_ERR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(kiln_rt_last_error()).find("residual"), std::string::npos);
   kiln_rt_runner_destroy(ctx);
+}
+
+// A wide weight GEMM at small M runs as column blocks of 768 where oneDNN is AVX2 (ctest runs
+// this test again as runtime.matmul_column_blocks_avx2 with ONEDNN_MAX_CPU_ISA=AVX2, which
+// must take the blocks): N 2400 leaves a tail block of 96; B transposed or not, C padded,
+// the bias pre-scaled (beta / alpha != 1), a separate residual and GELU, each block's slice
+// of the weights packed once. A block writing the wrong columns or reading the wrong slice
+// of B, the bias or the residual is off by O(1) (tolerance as MatchesFloat64 above).
+TEST(MatmulShimColumnBlocks, WideWeightGemmMatchesFloat64) {
+  for (const bool transB : {false, true}) {
+    SCOPED_TRACE(transB ? "B transposed" : "B plain");
+    const int64_t m = 16, n = 2400, k = 40;
+    kiln_matmul_params_v1 p{};
+    p.batch = 1;
+    p.m = m;
+    p.n = n;
+    p.k = k;
+    p.trans_b = transB;
+    p.lda = k;
+    p.ldb = transB ? k : n;
+    p.ldc = n + 5;
+    p.a_batch_stride = m * k;
+    p.c_batch_stride = m * p.ldc;
+    p.alpha = 0.5f;
+    p.beta = 2.f;
+    p.addend_kind = 1;
+    p.post_op = KILN_POST_GELU_ERF;
+    std::mt19937 rng(transB ? 11 : 7);
+    std::vector<float> a = randomVector(rng, m * k), b = randomVector(rng, k * n),
+                       bias = randomVector(rng, n), residual = randomVector(rng, m * p.ldc);
+    std::vector<float> c(m * p.ldc, 42.f);
+    std::vector<double> want(c.begin(), c.end());
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        const double v = p.alpha * kiln::test::matmulElement(a.data(), b.data(), p, 0, i, j) +
+                         double(p.beta) * bias[j] + residual[i * p.ldc + j];
+        want[i * p.ldc + j] = postRef(v, p.post_op);
+      }
+    kiln_shim_ctx *ctx;
+    ASSERT_EQ(kiln_rt_runner_create(&ctx), KILN_OK);
+    ASSERT_EQ(kiln_rt_runner_add_constant_range(ctx, b.data(), b.size() * sizeof(float)), KILN_OK);
+    const char *cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+    if (cap && std::strcmp(cap, "AVX2") == 0) {
+      EXPECT_EQ(kiln::rt::matmulColumnBlock(p, true), 768);
+    }
+    EXPECT_EQ(kiln::rt::matmulColumnBlock(p, false), 0); // B not a weight: one GEMM
+    for (int call = 0; call < 2; ++call) {               // the second call reuses the packed slices
+      std::fill(c.begin(), c.end(), 42.f);
+      ASSERT_EQ(kiln_shim_matmul_v2(ctx, 5, a.data(), b.data(), bias.data(), residual.data(),
+                                    c.data(), &p),
+                KILN_OK)
+          << kiln_rt_last_error();
+      EXPECT_LT(relL2(c.data(), want), 1e-5);
+      kiln::test::expectPaddingKept(c, want, p);
+    }
+    kiln_rt_runner_destroy(ctx);
+  }
 }
 
 } // namespace
