@@ -101,6 +101,9 @@ for step in "${steps[@]}"; do
       for kv in $KILN_BENCH_BASE_ENV; do base+=(--baseline-env "$kv"); done
       base+=(--baseline-label "${KILN_BENCH_BASE_LABEL:-switches off}")
     fi
+    # Extra `kiln compile` arguments (space-separated), e.g. --cpu=x86-64-v3 with
+    # ONEDNN_MAX_CPU_ISA=AVX2 in the environment: kiln's AVX2 paths on this host.
+    for arg in ${KILN_BENCH_COMPILE_ARGS:-}; do base+=(--compile-arg="$arg"); done
     # Two CPUs of distinct physical cores (not core 0, which takes most interrupts).
     cpus=${KILN_BENCH_CPUS:-$(lscpu -p=CPU,CORE | grep -v '^#' | sort -t, -k2,2n -u |
       sed -n '2,3p' | cut -d, -f1 | paste -sd,)}
