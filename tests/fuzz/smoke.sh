@@ -22,7 +22,7 @@ for t in import sym c_api tensor_proto npy names; do
   esac
   echo "== fuzz smoke: $t ($runs inputs, at most $secs s)"
   rm -rf "${work:?}/$t/corpus" "$work/$t/artifacts"
-  KILN_FUZZ_WORK=$work "$src/tests/fuzz/run.sh" "$build" "$t" "$secs" -seed=1 -runs=$runs 2>&1 |
+  KILN_FUZZ_WORK=$work KILN_FUZZ_NICE=0 "$src/tests/fuzz/run.sh" "$build" "$t" "$secs" -seed=1 -runs=$runs 2>&1 |
     grep -E "^(#[0-9]+ +DONE|stat::|==[0-9]+==|SUMMARY|terminate|  what)" || true
   # run.sh exits non-zero on a finding; re-check the artifacts it leaves.
   if [ -n "$(ls -A "$work/$t/artifacts" 2>/dev/null)" ]; then
