@@ -262,12 +262,12 @@ kiln_matmul_params_v1 foldBatchIntoRows(const kiln_matmul_params_v1 &p) {
 /// blocks off (A/B runs).
 int64_t matmulColumnBlock(const kiln_matmul_params_v1 &p, bool constantB) {
   constexpr int64_t kBlock = 768;
-  static const bool avx2Dnnl = [] {
+  static const bool wanted = [] { // oneDNN runs AVX2 and the blocks are not turned off
     const char *off = std::getenv("KILN_MATMUL_COLUMN_BLOCKS");
     if (off && std::strcmp(off, "0") == 0) return false;
     return dnnl::get_effective_cpu_isa() < dnnl::cpu_isa::avx512_core;
   }();
-  if (!avx2Dnnl || !constantB || p.batch != 1 || p.m > 256 || p.n <= 3 * kBlock) return 0;
+  if (!wanted || !constantB || p.batch != 1 || p.m > 256 || p.n <= 3 * kBlock) return 0;
   return kBlock;
 }
 
