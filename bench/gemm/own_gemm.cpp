@@ -36,8 +36,10 @@ namespace {
 
 bool hasAvx512() {
 #if defined(__x86_64__)
-  static const bool on = cpu::missingFeatures("avx512f,avx2,fma").empty();
-  return on && rt::isaCapBits() >= 512;
+  // Once: run() asks on every call, and the cap is an environment read.
+  static const bool on =
+      cpu::missingFeatures("avx512f,avx2,fma").empty() && rt::isaCapBits() >= 512;
+  return on;
 #else
   return false;
 #endif
@@ -47,8 +49,8 @@ bool hasAvx512() {
 
 bool available() {
 #if defined(__x86_64__)
-  static const bool on = cpu::missingFeatures("avx2,fma").empty();
-  return on && rt::isaCapBits() >= 256;
+  static const bool on = cpu::missingFeatures("avx2,fma").empty() && rt::isaCapBits() >= 256;
+  return on;
 #else
   return false;
 #endif
