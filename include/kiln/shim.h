@@ -29,8 +29,9 @@ extern "C" {
  *   level 5: string_lookup_v1 (ai.onnx.ml LabelEncoder with string keys)
  *   level 6: string_concat_v1, string_split_v1, regex_full_match_v1 (RE2), image_decode_v1
  *   level 7: matmul_v2, cuda_matmul_v2 (a residual addend; GELU post-ops)
- *   level 8: matmul_multi_v1 (sibling matmuls sharing A as one GEMM) */
-#define KILN_SHIM_VERSION 8
+ *   level 8: matmul_multi_v1 (sibling matmuls sharing A as one GEMM)
+ *   level 9: conv_chain_v1 (an inverted-residual block's convs, band by band) */
+#define KILN_SHIM_VERSION 9
 
 /* X(function, level): every released shim function and the level that introduced it. One
  * list for the compiler (the level to record), the runtime and tests/abi/. Append only. */
@@ -57,7 +58,8 @@ extern "C" {
   X(kiln_shim_image_decode_v1, 6)                                                                  \
   X(kiln_shim_matmul_v2, 7)                                                                        \
   X(kiln_shim_cuda_matmul_v2, 7)                                                                   \
-  X(kiln_shim_matmul_multi_v1, 8)
+  X(kiln_shim_matmul_multi_v1, 8)                                                                  \
+  X(kiln_shim_conv_chain_v1, 9)
 
 /* Weak references to shims newer than level 3. model.so links with -z now, so a strong
  * reference to a function an older libkiln_rt lacks fails inside dlopen ("undefined symbol")
@@ -96,6 +98,11 @@ extern "C" {
 #define KILN_SHIM_SINCE_8 __attribute__((weak))
 #else
 #define KILN_SHIM_SINCE_8
+#endif
+#if defined(KILN_SHIM_WEAK_FROM_LEVEL) && KILN_SHIM_WEAK_FROM_LEVEL <= 9
+#define KILN_SHIM_SINCE_9 __attribute__((weak))
+#else
+#define KILN_SHIM_SINCE_9
 #endif
 
 /* Per-runner state (primitive caches); obtained from kiln_run_ctx.runner. */
@@ -417,6 +424,32 @@ KILN_SHIM_SINCE_8 int kiln_shim_matmul_multi_v1(kiln_shim_ctx *ctx, int64_t site
                                                 const float *const *b, const float *const *bias,
                                                 float *c,
                                                 const kiln_matmul_multi_params_v1 *params);
+
+/* ---- level 9 ------------------------------------------------------------------------ */
+
+/* Most convs one kiln_shim_conv_chain_v1 call takes. */
+#define KILN_CONV_CHAIN_MAX 3
+
+typedef struct kiln_conv_chain_params_v1 {
+  int32_t count; /* 2: depthwise 3x3, then pointwise 1x1; 3: pointwise, depthwise, pointwise */
+  int32_t reserved;
+  kiln_conv_params_v1 conv[KILN_CONV_CHAIN_MAX]; /* each conv as for conv_v2; past count ignored */
+} kiln_conv_chain_params_v1;
+
+/* y = conv_last(... conv_0(x)) + residual, float32, channels-last: a MobileNet inverted-residual
+ * block (1x1 expand, 3x3 depthwise, 1x1 project) run band by band of output rows, so the
+ * expanded activations stay in cache instead of passing through memory. x is NHWC with logical
+ * dims x_dims (N, C, H, W); w[i] is conv i's ONNX weight with dims w_dims[4 i .. 4 i + 3];
+ * bias[i] is NULL or its bias; residual (NULL = none; y's shape and layout) is added to the
+ * last conv's output before its post-op; y is NHWC with logical dims y_dims. Pointwise convs
+ * have groups 1, stride 1 and no pads; the depthwise conv has groups = channels, stride 1 or
+ * 2, dilation 1 and pads <= 1. Each conv's post-op is applied to its own output. */
+KILN_SHIM_SINCE_9 int kiln_shim_conv_chain_v1(kiln_shim_ctx *ctx, int64_t site, const float *x,
+                                              const int64_t *x_dims, const float *const *w,
+                                              const int64_t *w_dims, const float *const *bias,
+                                              const float *residual, float *y,
+                                              const int64_t *y_dims,
+                                              const kiln_conv_chain_params_v1 *params);
 
 #ifdef __cplusplus
 }

@@ -80,6 +80,8 @@ const char *externKindName(ExternKind k) {
     return "ImageDecoder";
   case ExternKind::MatMulMulti:
     return "sibling MatMuls";
+  case ExternKind::ConvChain:
+    return "inverted-residual Conv chain";
   }
   return "?";
 }

@@ -56,7 +56,8 @@ enum class ExternKind {
   StringSplit,
   RegexFullMatch,
   ImageDecode,
-  MatMulMulti // matmuls sharing A as one GEMM (passes/fuse_sibling_matmul.cpp)
+  MatMulMulti, // matmuls sharing A as one GEMM (passes/fuse_sibling_matmul.cpp)
+  ConvChain    // an inverted-residual block's convs, band by band (passes/fuse_conv_chain.cpp)
 };
 /// The ONNX operation an extern kind computes, for messages ("Conv", "NonZero", ...).
 const char *externKindName(ExternKind k);

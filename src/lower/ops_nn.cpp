@@ -93,6 +93,81 @@ void lowerConv(OpCtx &c) {
   c.out(0, cl ? fromChannelsLastBuffer(c.ctx(), out, outShape) : fromBuffer(c.ctx(), out));
 }
 
+/// `_KilnConvChain` (passes/fuse_conv_chain.cpp): inputs x, then weight and bias of the
+/// expand, depthwise and project convs, then the residual; the depthwise conv's geometry
+/// attributes; every conv's post-op in _kiln_posts / _kiln_clips. One channels-last extern
+/// call (kiln_shim_conv_chain_v1).
+void lowerConvChain(OpCtx &c) {
+  constexpr int kCount = 3;
+  KILN_ASSERT(c.numInputs() == 2 + 2 * kCount && c.lowerer().target.convChannelsLast,
+              "{}: a conv chain needs 8 inputs and channels-last convs", c.node.describe());
+  LTensor x = c.in(0);
+  LTensor dwWeight = c.in(3);
+  std::vector<sym::Expr> kernel(dwWeight.shape.begin() + 2, dwWeight.shape.end());
+  Window w = windowGeometry(c, x.shape, kernel, false);
+  ir::Shape outShape{x.shape[0], c.in(5).shape[0], w.out[0], w.out[1]};
+  loop::Buffer *xb = asChannelsLast(c, x).channelsLast;
+  std::vector<loop::Buffer *> weights, biases;
+  std::vector<sym::Expr> wDims;
+  for (int i = 0; i < kCount; ++i) {
+    LTensor wt = c.realize(c.in(1 + 2 * i));
+    weights.push_back(wt.buffer);
+    wDims.insert(wDims.end(), wt.shape.begin(), wt.shape.end());
+    biases.push_back(c.has(2 + 2 * i) ? c.realize(c.in(2 + 2 * i)).buffer : nullptr);
+  }
+  loop::Buffer *residual = c.has(7) ? asChannelsLast(c, c.in(7)).channelsLast : nullptr;
+  loop::Buffer *out = c.prog().newBuffer(DType::Float32, channelsLastShape(outShape),
+                                         loop::BufferKind::Intermediate, "");
+  loop::Kernel *k = c.externKernel(loop::ExternKind::ConvChain);
+  k->ext.inputs = {xb, residual};
+  for (int i = 0; i < kCount; ++i) {
+    k->ext.inputs.push_back(weights[i]);
+    k->ext.inputs.push_back(biases[i]);
+  }
+  k->ext.outputs = {out};
+  ExternArg wArg = kindArg(ExternArg::Kind::Buffers), bArg = kindArg(ExternArg::Kind::Buffers),
+            wDimsArg = dimsArg(wDims);
+  wArg.bufs = weights;
+  bArg.bufs = biases; // an all-null array: the shim takes no NULL array
+  k->ext.args = {kindArg(ExternArg::Kind::Site),
+                 externBuffer(xb),
+                 dimsArg(x.shape),
+                 wArg,
+                 wDimsArg,
+                 bArg,
+                 externBuffer(residual),
+                 externBuffer(out),
+                 dimsArg(outShape),
+                 kindArg(ExternArg::Kind::Params)};
+  auto &p = k->ext.params;
+  p.push_back(ExternParam::integer("count", kCount));
+  std::vector<int64_t> posts = c.node.attrInts("_kiln_posts");
+  std::vector<float> clips = c.node.attrFloats("_kiln_clips");
+  KILN_ASSERT(posts.size() == kCount && clips.size() == 2 * kCount, "{}: malformed post-ops",
+              c.node.describe());
+  for (int i = 0; i < kCount; ++i) {
+    auto field = [&](ExternParam f) {
+      f.nest = fmt::format("conv[{}]", i);
+      p.push_back(std::move(f));
+    };
+    const bool dw = i == 1;
+    field(ExternParam::integer("spatial_rank", 2));
+    field(ExternParam::symbolic("groups", dw ? dwWeight.shape[0] : c.ctx().constant(1)));
+    field(ExternParam::integer("post_op", posts[i]));
+    if (posts[i] == KILN_POST_CLIP) {
+      field(ExternParam::floating("clip_min", clips[2 * i]));
+      field(ExternParam::floating("clip_max", clips[2 * i + 1]));
+    }
+    for (int d = 0; d < 2; ++d) {
+      field(ExternParam::integer("strides", dw ? w.strides[d] : 1, d));
+      field(ExternParam::integer("dilations", 1, d));
+      field(ExternParam::symbolic("pads_begin", dw ? w.padsBegin[d] : c.ctx().constant(0), d));
+      field(ExternParam::symbolic("pads_end", dw ? w.padsEnd[d] : c.ctx().constant(0), d));
+    }
+  }
+  c.out(0, fromChannelsLastBuffer(c.ctx(), out, outShape));
+}
+
 /// Matmul of any other numeric type as a generated Sum reduction over K (float16/bfloat16
 /// accumulate in float32, integers in their own type as ONNX's reference does):
 /// alpha · a [.., M, K] x b [.., K, N] (+ beta · bias broadcast to [.., M, N]).
@@ -369,6 +444,7 @@ void lowerBatchNorm(OpCtx &c) {
 void registerNNOps(std::vector<OpInfo> &r) {
   r.insert(r.end(), {
                         {"Conv", 1, lowerConv},
+                        {"_KilnConvChain", 1, lowerConvChain},
                         {"MatMul", 1, lowerMatMul},
                         {"Gemm", 1, lowerGemm},
                         {"BatchNormalization", 1, lowerBatchNorm},

@@ -56,4 +56,12 @@ void fuseSiblingMatMuls(ir::Graph &g);
 /// environment sets KILN_FUSE_SIBLING_MATMUL=0 at compile time (A/B timing).
 bool siblingMatMulFusionWanted(const sched::Target &target);
 
+/// MobileNet inverted-residual blocks (Conv 1x1, depthwise Conv 3x3, Conv 1x1, with their
+/// fused activations and residual) become one `_KilnConvChain` node, run band by band by
+/// kiln_shim_conv_chain_v1. After fuseExternEpilogues.
+void fuseConvChains(ir::Graph &g);
+/// The target runs channels-last convs and asks for the chain, and KILN_FUSE_CONV_CHAIN is
+/// not 0.
+bool convChainFusionWanted(const sched::Target &target);
+
 } // namespace kiln::passes

@@ -20,6 +20,10 @@ void optimizeGraph(ir::Graph &g, const std::function<void(const char *)> &after,
     fuseExternEpilogues(g, target);
     if (after) after("fuseExternEpilogues");
   }
+  if (convChainFusionWanted(target)) {
+    fuseConvChains(g);
+    if (after) after("fuseConvChains");
+  }
   if (siblingMatMulFusionWanted(target)) {
     fuseSiblingMatMuls(g);
     if (after) after("fuseSiblingMatMuls");

@@ -73,31 +73,34 @@ bool useKilnDepthwise(const int64_t *xDims, const int64_t *wDims, const int64_t 
   return mode == 1 || kernelWins(yDims);
 }
 
+const float *dwPackedWeights(Runner &r, int64_t site, const float *w, int64_t c,
+                             std::vector<float> &fromData) {
+  if (!r.isConstant(w)) { // weights that are data are packed on every call
+    fromData.resize(9 * c);
+    packDwWeights(w, c, fromData.data());
+    return fromData.data();
+  }
+  CacheKey key;
+  key.push(site);
+  key.push(static_cast<int64_t>(reinterpret_cast<uintptr_t>(w)));
+  key.push(c);
+  auto *e = static_cast<DwEntry *>(r.dnnl.findDerived(key));
+  if (!e) {
+    auto fresh = std::make_unique<DwEntry>();
+    fresh->packed.resize(9 * c);
+    packDwWeights(w, c, fresh->packed.data());
+    e = static_cast<DwEntry *>(
+        r.dnnl.insertDerived(key, std::move(fresh), w, sizeof(float) * 9 * c));
+  }
+  return e->packed.data();
+}
+
 int dwConvForward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const float *w,
                   const float *bias, float *y, const int64_t *yDims, const kiln_conv_params_v1 &p) {
   try {
     const int64_t c = xDims[1];
-    std::vector<float> fromData; // weights that are data are packed on every call
-    const float *packed;
-    if (r.isConstant(w)) {
-      CacheKey key;
-      key.push(site);
-      key.push(static_cast<int64_t>(reinterpret_cast<uintptr_t>(w)));
-      key.push(c);
-      auto *e = static_cast<DwEntry *>(r.dnnl.findDerived(key));
-      if (!e) {
-        auto fresh = std::make_unique<DwEntry>();
-        fresh->packed.resize(9 * c);
-        packDwWeights(w, c, fresh->packed.data());
-        e = static_cast<DwEntry *>(
-            r.dnnl.insertDerived(key, std::move(fresh), w, sizeof(float) * 9 * c));
-      }
-      packed = e->packed.data();
-    } else {
-      fromData.resize(9 * c);
-      packDwWeights(w, c, fromData.data());
-      packed = fromData.data();
-    }
+    std::vector<float> fromData;
+    const float *packed = dwPackedWeights(r, site, w, c, fromData);
     DwConvParams d{};
     d.n = xDims[0];
     d.c = c;

@@ -5,6 +5,8 @@
 
 #include <kiln/shim.h>
 
+#include <vector>
+
 namespace kiln::rt {
 
 /// True when a channels-last conv of these dims runs on kiln's depthwise kernel: 2-D,
@@ -19,6 +21,11 @@ bool useKilnDepthwise(const int64_t *xDims, const int64_t *wDims, const int64_t 
 /// For tests and benchmarks: 1 takes the depthwise route for every shape it can run, 0
 /// never, -1 back to the env and the measured rule.
 void forceKilnDepthwise(int on);
+
+/// Depthwise weights w (ONNX [c, 1, 3, 3]) packed for dwConv3x3Nhwc: kept per (site, pointer)
+/// when w lies in the runner's constants, else packed into fromData.
+const float *dwPackedWeights(Runner &r, int64_t site, const float *w, int64_t c,
+                             std::vector<float> &fromData);
 
 /// Runs such a conv (x, y NHWC; w ONNX [C, 1, 3, 3]). Weights that lie in the runner's
 /// constants are packed once per (site, pointer) and dropped on a constant update (the derived

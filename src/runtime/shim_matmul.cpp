@@ -6,6 +6,8 @@
 // bias (pre-scaled by beta), a full addend is copied into C and added by a sum post-op.
 // kiln_shim_matmul_v2's residual is a binary-add post-op reading it in place (a sum
 // post-op when it is C itself); its GELUs are eltwise post-ops after it.
+#include "shim_matmul.h"
+
 #include "error.h"
 #include "runner.h"
 

@@ -83,6 +83,8 @@ CpuShim cpuShim(const loop::ExternCall &e) {
     return {"kiln_shim_image_decode_v1", ""};
   case loop::ExternKind::MatMulMulti:
     return {"kiln_shim_matmul_multi_v1", "kiln_matmul_multi_params_v1"};
+  case loop::ExternKind::ConvChain:
+    return {"kiln_shim_conv_chain_v1", "kiln_conv_chain_params_v1"};
   }
   KILN_ASSERT(false, "extern kind {} has no cpu shim", static_cast<int>(e.kind));
 }

@@ -32,6 +32,9 @@ struct Target {
   // (kiln_shim_matmul_multi_v1; KILN_FUSE_SIBLING_MATMUL=0 turns it off). CPU only: CUDA
   // keeps one cuBLASLt call per projection (not measured on a GPU).
   bool fuseSiblingMatMul = true;
+  // MobileNet inverted-residual blocks as one band-by-band conv chain
+  // (kiln_shim_conv_chain_v1; KILN_FUSE_CONV_CHAIN=0 turns it off). Needs channels-last convs.
+  bool fuseConvChain = true;
   int fuseAttentionMaxHeadDim = 0; // larger (or dynamic) head dims stay unfused; 0: any
   bool scatterShim = true;         // Scatter* through the host shim; else generated kernels
   // Lowering choices measured on the CPU only (CUDA keeps its earlier, GPU-checked lowering):
@@ -74,6 +77,7 @@ struct Target {
     t.fuseGeluErfEpilogue = false; // cuBLASLt's GELU epilogue is the tanh approximation
     t.fuseAttentionMaxHeadDim = kMaxCudaHeadDim;
     t.fuseSiblingMatMul = false;
+    t.fuseConvChain = false;
     t.scatterShim = false;
     t.realizeLayerNormOutput = false;
     t.cubeAsProduct = false;

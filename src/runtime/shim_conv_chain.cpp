@@ -1,0 +1,263 @@
+// kiln_shim_conv_chain_v1: a MobileNet inverted-residual block (1x1 expand, 3x3 depthwise,
+// 1x1 project; or depthwise and project alone) run band by band of output rows.
+//
+// Why: run as three convs, the block writes its expanded activations (6x the input channels;
+// 4.8 MB at MobileNetV2's 112x112) to memory and reads them back twice, and on a 1 MiB L2
+// those passes cost as much as the arithmetic: in-model, the convs of MobileNetV2's early
+// blocks took 1.5-2x their isolated times (docs/perf.md). Here one band of expanded rows (a
+// few hundred KB) is computed, filtered and projected while it is in cache; the expanded rows
+// a band shares with the next (the depthwise halo) are kept, not recomputed. The 1x1 convs are
+// GEMMs through the matmul shim (oneDNN, packed weights), the depthwise conv is kiln's kernel.
+#include "conv_chain.h"
+
+#include "dwconv.h"
+#include "error.h"
+#include "shim_conv.h"
+#include "shim_dwconv.h"
+#include "shim_matmul.h"
+
+#include <kiln/model.h>
+#include <kiln/runtime.h>
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+namespace kiln::rt {
+namespace {
+
+// Tags this shim's scratch entry apart from every site's cache keys.
+constexpr int64_t kChainTag = 0x636861696e; // "chain"
+
+// The expanded and filtered rows of one band; one per runner, shared by every chain so it
+// stays in cache from one block to the next.
+struct ChainScratch : CacheEntry {
+  std::vector<float> expanded, filtered, dwFromData;
+};
+
+bool pointwise(const int64_t *wDims, const kiln_conv_params_v1 &p) {
+  return p.spatial_rank == 2 && p.groups == 1 && wDims[2] == 1 && wDims[3] == 1 &&
+         p.strides[0] == 1 && p.strides[1] == 1 && p.pads_begin[0] == 0 && p.pads_begin[1] == 0 &&
+         p.pads_end[0] == 0 && p.pads_end[1] == 0;
+}
+
+bool depthwise(const int64_t *wDims, const kiln_conv_params_v1 &p, int64_t c) {
+  if (p.spatial_rank != 2 || p.groups != c || wDims[0] != c || wDims[1] != 1 || wDims[2] != 3 ||
+      wDims[3] != 3 || p.strides[0] != p.strides[1] || p.strides[0] < 1 || p.strides[0] > 2)
+    return false;
+  for (int i = 0; i < 2; ++i)
+    if (p.dilations[i] != 1 || p.pads_begin[i] < 0 || p.pads_begin[i] > 1 || p.pads_end[i] < 0 ||
+        p.pads_end[i] > 1)
+      return false;
+  return true;
+}
+
+bool knownPostOp(const kiln_conv_params_v1 &p) {
+  return p.post_op == KILN_POST_NONE || p.post_op == KILN_POST_RELU || p.post_op == KILN_POST_CLIP;
+}
+
+/// The matmul shim's view of a pointwise conv on `rows` pixels: [rows, cin] x w^T [cin, cout].
+kiln_matmul_params_v1 pointwiseGemm(int64_t rows, int64_t cin, int64_t cout, bool bias,
+                                    const kiln_conv_params_v1 &p) {
+  kiln_matmul_params_v1 g{};
+  g.batch = 1;
+  g.m = rows;
+  g.n = cout;
+  g.k = cin;
+  g.lda = cin;
+  g.ldb = cin;
+  g.ldc = cout;
+  g.trans_b = 1;
+  g.post_op = p.post_op;
+  g.clip_min = p.clip_min;
+  g.clip_max = p.clip_max;
+  g.alpha = 1.f;
+  g.beta = 1.f;
+  g.addend_kind = bias ? 1 : 0;
+  return g;
+}
+
+/// Output rows per band: the most whose expanded input rows fit `budget` bytes, at least one;
+/// the whole map when it fits twice the budget (no halo work at all).
+int64_t bandRows(const ChainGeometry &g, size_t budget) {
+  auto inRows = [&](int64_t b) { return std::min(g.h, (b - 1) * g.stride + 3); };
+  auto bytes = [&](int64_t b) { return sizeof(float) * inRows(b) * g.w * g.ce; };
+  if (bytes(g.oh) <= 2 * budget) return g.oh;
+  int64_t b = 1;
+  while (b < g.oh && bytes(b + 1) <= budget)
+    ++b;
+  return b;
+}
+
+} // namespace
+
+size_t convChainBandBudget() {
+  // 384 KiB of expanded rows per thread: on Zen 4 (1 MiB L2) 256-512 KiB bands ran the
+  // blocks fastest on 1 thread; on 2 threads each band's GEMMs and depthwise conv are split
+  // between the threads, and bands twice as large amortise the splits (bench/conv,
+  // kiln_chain_bench --band-kb; docs/perf.md).
+  static const size_t perThread = [] {
+    const char *env = std::getenv("KILN_CONV_CHAIN_BAND_KB");
+    long kb = env ? std::atol(env) : 0;
+    return static_cast<size_t>(kb > 0 ? kb : 384) * 1024;
+  }();
+  return perThread * static_cast<size_t>(std::max(1, omp_get_max_threads()));
+}
+
+int checkConvChain(int64_t site, const int64_t *xDims, const int64_t *wDims, const int64_t *yDims,
+                   const kiln_conv_chain_params_v1 &p, ChainGeometry &g) {
+  long long s = static_cast<long long>(site);
+  if (p.count != 2 && p.count != 3)
+    return fail(KILN_ERR_INVALID_ARGUMENT, "conv_chain site %lld: count %d is not 2 or 3", s,
+                p.count);
+  const int dw = p.count - 2;
+  const int64_t *wExpand = wDims, *wDw = wDims + 4 * dw, *wProject = wDims + 4 * (dw + 1);
+  g = {};
+  g.n = xDims[0];
+  g.cin = xDims[1];
+  g.h = xDims[2];
+  g.w = xDims[3];
+  g.ce = dw == 1 ? wExpand[0] : g.cin;
+  g.cout = wProject[0];
+  g.oh = yDims[2];
+  g.ow = yDims[3];
+  g.stride = p.conv[dw].strides[0];
+  g.expand = dw == 1;
+  bool ok = g.n >= 0 && g.cin > 0 && g.h > 0 && g.w > 0 && g.ce > 0 && g.cout > 0;
+  if (ok && g.expand) ok = pointwise(wExpand, p.conv[0]) && wExpand[1] == g.cin;
+  ok = ok && depthwise(wDw, p.conv[dw], g.ce);
+  ok = ok && pointwise(wProject, p.conv[dw + 1]) && wProject[1] == g.ce;
+  ok = ok && yDims[0] == g.n && yDims[1] == g.cout;
+  for (int i = 0; ok && i < 2; ++i)
+    ok =
+        yDims[2 + i] ==
+            (xDims[2 + i] + p.conv[dw].pads_begin[i] + p.conv[dw].pads_end[i] - 3) / g.stride + 1 &&
+        yDims[2 + i] > 0;
+  for (int i = 0; ok && i < p.count; ++i)
+    ok = knownPostOp(p.conv[i]);
+  if (!ok)
+    return fail(KILN_ERR_INVALID_ARGUMENT,
+                "conv_chain site %lld: not a [1x1,] depthwise 3x3, 1x1 chain with consistent "
+                "dims (x %lldx%lldx%lldx%lld, y %lldx%lldx%lldx%lld)",
+                s, static_cast<long long>(xDims[0]), static_cast<long long>(xDims[1]),
+                static_cast<long long>(xDims[2]), static_cast<long long>(xDims[3]),
+                static_cast<long long>(yDims[0]), static_cast<long long>(yDims[1]),
+                static_cast<long long>(yDims[2]), static_cast<long long>(yDims[3]));
+  g.padTop = p.conv[dw].pads_begin[0];
+  g.padLeft = p.conv[dw].pads_begin[1];
+  return KILN_OK;
+}
+
+int convChainForward(Runner &r, int64_t site, const float *x, const int64_t *xDims,
+                     const float *const *w, const int64_t *wDims, const float *const *bias,
+                     const float *residual, float *y, const int64_t *yDims,
+                     const kiln_conv_chain_params_v1 &p, size_t bandBudget) {
+  ChainGeometry g;
+  if (int st = checkConvChain(site, xDims, wDims, yDims, p, g)) return st;
+  if (g.n == 0) return KILN_OK;
+  const int dw = p.count - 2;
+  // The GEMMs' cache sites: negative, so they never meet a matmul call site's entries.
+  const int64_t expandSite = -(site * 4 + 1), projectSite = -(site * 4 + 2);
+  try {
+    CacheKey scratchKey;
+    scratchKey.push(kChainTag);
+    auto *scratch = static_cast<ChainScratch *>(r.dnnl.find(scratchKey));
+    if (!scratch)
+      scratch =
+          static_cast<ChainScratch *>(r.dnnl.insert(scratchKey, std::make_unique<ChainScratch>()));
+    const float *packedDw = dwPackedWeights(r, site, w[dw], g.ce, scratch->dwFromData);
+    const int64_t band = bandRows(g, bandBudget);
+    const int64_t maxIn = std::min(g.h, (band - 1) * g.stride + 3);
+    if (g.expand && scratch->expanded.size() < static_cast<size_t>(maxIn * g.w * g.ce))
+      scratch->expanded.resize(maxIn * g.w * g.ce);
+    if (scratch->filtered.size() < static_cast<size_t>(band * g.ow * g.ce))
+      scratch->filtered.resize(band * g.ow * g.ce);
+    float *expanded = scratch->expanded.data(), *filtered = scratch->filtered.data();
+    const ClampBounds dwClamp = clampBounds(p.conv[dw]);
+    const int64_t rowIn = g.w * g.cin, rowE = g.w * g.ce, rowOut = g.ow * g.cout;
+
+    for (int64_t img = 0; img < g.n; ++img) {
+      const float *xi = x + img * g.h * rowIn;
+      int64_t have0 = 0, have1 = 0; // input rows whose expansion `expanded` holds
+      for (int64_t oy0 = 0; oy0 < g.oh; oy0 += band) {
+        const int64_t oy1 = std::min(g.oh, oy0 + band);
+        const int64_t need0 = std::max<int64_t>(0, oy0 * g.stride - g.padTop);
+        const int64_t need1 = std::min(g.h, (oy1 - 1) * g.stride - g.padTop + 3);
+        const float *rows = xi + need0 * rowIn; // the depthwise conv's input band
+        if (g.expand) {
+          // Keep the halo rows the previous band expanded; expand only the new ones.
+          int64_t from = need0;
+          if (need0 >= have0 && need0 < have1) {
+            std::memmove(expanded, expanded + (need0 - have0) * rowE,
+                         sizeof(float) * (have1 - need0) * rowE);
+            from = have1;
+          }
+          if (from < need1) {
+            kiln_matmul_params_v1 e =
+                pointwiseGemm((need1 - from) * g.w, g.cin, g.ce, bias[0], p.conv[0]);
+            if (int st = matmulForward(r, expandSite, xi + from * rowIn, w[0], bias[0], nullptr,
+                                       expanded + (from - need0) * rowE, e, 1))
+              return st;
+          }
+          have0 = need0;
+          have1 = need1;
+          rows = expanded;
+        }
+        DwConvParams d{};
+        d.n = 1;
+        d.c = g.ce;
+        d.h = need1 - need0;
+        d.w = g.w;
+        d.oh = oy1 - oy0;
+        d.ow = g.ow;
+        d.stride = g.stride;
+        d.padTop = g.padTop + need0 - oy0 * g.stride; // in the band's own row numbers
+        d.padLeft = g.padLeft;
+        d.clipMin = dwClamp.lo;
+        d.clipMax = dwClamp.hi;
+        dwConv3x3Nhwc(d, rows, packedDw, bias[dw], filtered);
+
+        const int64_t out = img * g.oh * rowOut + oy0 * rowOut;
+        kiln_matmul_params_v1 pr =
+            pointwiseGemm((oy1 - oy0) * g.ow, g.ce, g.cout, bias[dw + 1], p.conv[dw + 1]);
+        if (int st = matmulForward(r, projectSite, filtered, w[dw + 1], bias[dw + 1],
+                                   residual ? residual + out : nullptr, y + out, pr, 7))
+          return st;
+      }
+    }
+    return KILN_OK;
+  } catch (const std::bad_alloc &) {
+    return fail(KILN_ERR_OUT_OF_MEMORY, "conv_chain site %lld: out of memory",
+                static_cast<long long>(site));
+  }
+}
+
+} // namespace kiln::rt
+
+extern "C" KILN_RT_API int kiln_shim_conv_chain_v1(kiln_shim_ctx *ctx, int64_t site, const float *x,
+                                                   const int64_t *x_dims, const float *const *w,
+                                                   const int64_t *w_dims, const float *const *bias,
+                                                   const float *residual, float *y,
+                                                   const int64_t *y_dims,
+                                                   const kiln_conv_chain_params_v1 *params) {
+  if (!ctx || !params || !x_dims || !w_dims || !y_dims || !w || !bias)
+    return kiln::rt::fail(KILN_ERR_INVALID_ARGUMENT,
+                          "kiln_shim_conv_chain_v1: NULL ctx, params, dims or pointer arrays");
+  if (params->count == 2 || params->count == 3) {
+    for (int i = 0; i < params->count; ++i)
+      if (!w[i])
+        return kiln::rt::fail(KILN_ERR_INVALID_ARGUMENT,
+                              "kiln_shim_conv_chain_v1 site %lld: NULL weight %d",
+                              static_cast<long long>(site), i);
+    if ((!x || !y) && x_dims[0] != 0)
+      return kiln::rt::fail(KILN_ERR_INVALID_ARGUMENT,
+                            "kiln_shim_conv_chain_v1 site %lld: NULL x or y",
+                            static_cast<long long>(site));
+  }
+  return kiln::rt::convChainForward(*static_cast<kiln::rt::Runner *>(ctx), site, x, x_dims, w,
+                                    w_dims, bias, residual, y, y_dims, *params,
+                                    kiln::rt::convChainBandBudget());
+}
