@@ -5,7 +5,10 @@
 // Prints the median time per block and for all blocks, and the chain's rel. L2 difference
 // from the convs.
 //
-//   build/release/bench/conv/kiln_chain_bench [--threads 1,2] [--reps 30] [--band-kb 256]
+//   build/release/bench/conv/kiln_chain_bench [--threads 1,2] [--reps 30] [--band-kb 384]
+//       [--lane-rows 8]
+// --band-kb: the band budget per thread; --lane-rows: the fewest output rows per thread that
+// run as lanes (0: never); both default to the shim's own schedule.
 #include "conv_chain.h"
 #include "shim_conv.h"
 
@@ -130,12 +133,12 @@ void runConvs(kiln::rt::Runner &r, Case &c, int64_t site) {
   }
 }
 
-void runChain(kiln::rt::Runner &r, Case &c, int64_t site, size_t band) {
+void runChain(kiln::rt::Runner &r, Case &c, int64_t site, const kiln::rt::ChainSchedule &s) {
   const float *w[3] = {c.w[0].data(), c.w[1].data(), c.w[2].data()};
   const float *bias[3] = {c.bias[0].data(), c.bias[1].data(), c.bias[2].data()};
   if (kiln::rt::convChainForward(r, site, c.x.data(), c.xDims, w, c.wDims, bias,
                                  c.b.residual ? c.x.data() : nullptr, c.yChain.data(), c.yDims, c.p,
-                                 band) != KILN_OK) {
+                                 s) != KILN_OK) {
     std::fprintf(stderr, "chain failed: %s\n", kiln_rt_last_error());
     std::exit(1);
   }
@@ -151,7 +154,7 @@ double median(std::vector<double> v) {
 int main(int argc, char **argv) {
   std::vector<int> threads{1, 2};
   int reps = 30;
-  size_t bandKb = 0;
+  kiln::rt::ChainSchedule schedule = kiln::rt::defaultChainSchedule();
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--threads") {
@@ -165,10 +168,11 @@ int main(int argc, char **argv) {
     } else if (a == "--reps") {
       reps = std::atoi(argv[i + 1]);
     } else if (a == "--band-kb") {
-      bandKb = std::atol(argv[i + 1]);
+      schedule.bandBytesPerThread = std::atol(argv[i + 1]) * 1024;
+    } else if (a == "--lane-rows") {
+      schedule.minLaneRows = std::atol(argv[i + 1]);
     }
   }
-  const size_t band = bandKb ? bandKb * 1024 : kiln::rt::convChainBandBudget();
   std::mt19937 rng(7);
   std::vector<Case> cases;
   for (const Block &b : kBlocks)
@@ -191,7 +195,7 @@ int main(int argc, char **argv) {
           if (way == 0)
             runConvs(r, cases[i], static_cast<int64_t>(i));
           else
-            runChain(r, cases[i], static_cast<int64_t>(i), band);
+            runChain(r, cases[i], static_cast<int64_t>(i), schedule);
           double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
           total += ms;
           if (rep >= 3) (way == 0 ? tConvs : tChain)[i].push_back(ms);
@@ -199,7 +203,9 @@ int main(int argc, char **argv) {
         if (rep >= 3) (way == 0 ? allConvs : allChain).push_back(total);
       }
     }
-    std::printf("threads %d, band budget %zu KiB, %d reps (median ms)\n", t, band / 1024, reps);
+    std::printf("threads %d, band budget %zu KiB a thread, lanes from %lld rows a thread, %d reps "
+                "(median ms)\n",
+                t, schedule.bandBytesPerThread / 1024, (long long)schedule.minLaneRows, reps);
     std::printf("%-12s %5s %5s %5s %5s %3s %9s %9s %7s %9s\n", "block", "hw", "cin", "ce", "cout",
                 "s", "convs", "chain", "ratio", "rel L2");
     for (size_t i = 0; i < n; ++i) {

@@ -94,13 +94,15 @@ void lowerConv(OpCtx &c) {
 }
 
 /// `_KilnConvChain` (passes/fuse_conv_chain.cpp): inputs x, then weight and bias of the
-/// expand, depthwise and project convs, then the residual; the depthwise conv's geometry
-/// attributes; every conv's post-op in _kiln_posts / _kiln_clips. One channels-last extern
-/// call (kiln_shim_conv_chain_v1).
+/// expand (both absent without one), depthwise and project convs, then the residual; the
+/// depthwise conv's geometry attributes; every conv's post-op in _kiln_posts / _kiln_clips.
+/// One channels-last extern call (kiln_shim_conv_chain_v1).
 void lowerConvChain(OpCtx &c) {
-  constexpr int kCount = 3;
-  KILN_ASSERT(c.numInputs() == 2 + 2 * kCount && c.lowerer().target.convChannelsLast,
+  constexpr int kSlots = 3; // expand, depthwise, project
+  KILN_ASSERT(c.numInputs() == 2 + 2 * kSlots && c.lowerer().target.convChannelsLast,
               "{}: a conv chain needs 8 inputs and channels-last convs", c.node.describe());
+  const int first = c.has(1) ? 0 : 1; // the first slot present
+  const int count = kSlots - first;
   LTensor x = c.in(0);
   LTensor dwWeight = c.in(3);
   std::vector<sym::Expr> kernel(dwWeight.shape.begin() + 2, dwWeight.shape.end());
@@ -109,7 +111,7 @@ void lowerConvChain(OpCtx &c) {
   loop::Buffer *xb = asChannelsLast(c, x).channelsLast;
   std::vector<loop::Buffer *> weights, biases;
   std::vector<sym::Expr> wDims;
-  for (int i = 0; i < kCount; ++i) {
+  for (int i = first; i < kSlots; ++i) {
     LTensor wt = c.realize(c.in(1 + 2 * i));
     weights.push_back(wt.buffer);
     wDims.insert(wDims.end(), wt.shape.begin(), wt.shape.end());
@@ -120,7 +122,7 @@ void lowerConvChain(OpCtx &c) {
                                          loop::BufferKind::Intermediate, "");
   loop::Kernel *k = c.externKernel(loop::ExternKind::ConvChain);
   k->ext.inputs = {xb, residual};
-  for (int i = 0; i < kCount; ++i) {
+  for (int i = 0; i < count; ++i) {
     k->ext.inputs.push_back(weights[i]);
     k->ext.inputs.push_back(biases[i]);
   }
@@ -140,14 +142,14 @@ void lowerConvChain(OpCtx &c) {
                  dimsArg(outShape),
                  kindArg(ExternArg::Kind::Params)};
   auto &p = k->ext.params;
-  p.push_back(ExternParam::integer("count", kCount));
+  p.push_back(ExternParam::integer("count", count));
   std::vector<int64_t> posts = c.node.attrInts("_kiln_posts");
   std::vector<float> clips = c.node.attrFloats("_kiln_clips");
-  KILN_ASSERT(posts.size() == kCount && clips.size() == 2 * kCount, "{}: malformed post-ops",
+  KILN_ASSERT(posts.size() == kSlots && clips.size() == 2 * kSlots, "{}: malformed post-ops",
               c.node.describe());
-  for (int i = 0; i < kCount; ++i) {
+  for (int i = first; i < kSlots; ++i) {
     auto field = [&](ExternParam f) {
-      f.nest = fmt::format("conv[{}]", i);
+      f.nest = fmt::format("conv[{}]", i - first);
       p.push_back(std::move(f));
     };
     const bool dw = i == 1;

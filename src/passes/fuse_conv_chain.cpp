@@ -1,5 +1,5 @@
-// MobileNet inverted-residual blocks -- Conv 1x1 (expand), depthwise Conv 3x3, Conv 1x1
-// (project), each with its fused Clip/Relu, the project with its fused residual -- become one
+// MobileNet inverted-residual blocks -- Conv 1x1 (expand; optional), depthwise Conv 3x3, Conv
+// 1x1 (project), each with its fused Clip/Relu, the project with its fused residual -- become one
 // internal `_KilnConvChain` node, run band by band of output rows by kiln_shim_conv_chain_v1
 // so the expanded activations stay in cache (src/runtime/shim_conv_chain.cpp). Runs after
 // fuseExternEpilogues, on targets whose convs are channels-last (the CPU).
@@ -77,18 +77,19 @@ std::vector<float> clipOf(const ir::Node &n) {
   return n.attrFloats("_kiln_clip");
 }
 
-/// expand -> dw -> project becomes `project`'s place: a _KilnConvChain of inputs x, w_e, b_e,
-/// w_d, b_d, w_p, b_p, residual, with dw's geometry attributes and every conv's post-op.
-void rewrite(ir::Node &expand, ir::Node &dw, ir::Node &project) {
+/// [expand ->] dw -> project becomes `project`'s place: a _KilnConvChain of inputs x, w_e,
+/// b_e (both null without an expansion), w_d, b_d, w_p, b_p, residual, with dw's geometry
+/// attributes and every conv's post-op (none for a missing expansion).
+void rewrite(ir::Node *expand, ir::Node &dw, ir::Node &project) {
   ir::Node &fused = project;
-  std::vector<ir::Value *> inputs{expand.input(0)};
+  std::vector<ir::Value *> inputs{expand ? expand->input(0) : dw.input(0)};
   std::vector<int64_t> posts;
   std::vector<float> clips;
-  for (ir::Node *n : {&expand, &dw, &project}) {
-    inputs.push_back(n->input(1));
-    inputs.push_back(n->input(2));
-    posts.push_back(n->attrInt("_kiln_post", KILN_POST_NONE));
-    for (float f : clipOf(*n))
+  for (ir::Node *n : {expand, &dw, &project}) {
+    inputs.push_back(n ? n->input(1) : nullptr);
+    inputs.push_back(n ? n->input(2) : nullptr);
+    posts.push_back(n ? n->attrInt("_kiln_post", KILN_POST_NONE) : KILN_POST_NONE);
+    for (float f : n ? clipOf(*n) : std::vector<float>{0.f, 0.f})
       clips.push_back(f);
   }
   inputs.push_back(project.input(3));
@@ -102,12 +103,20 @@ void rewrite(ir::Node &expand, ir::Node &dw, ir::Node &project) {
   clipAttr.floats = clips;
   attrs["_kiln_posts"] = postAttr;
   attrs["_kiln_clips"] = clipAttr;
-  fused.name = expand.name + "+" + dw.name + "+" + project.name;
+  fused.name = (expand ? expand->name + "+" : "") + dw.name + "+" + project.name;
   fused.op = "_KilnConvChain";
   fused.inputs = std::move(inputs);
   fused.attrs = std::move(attrs);
-  expand.dead = true;
+  if (expand) expand->dead = true;
   dw.dead = true;
+}
+
+/// The pointwise conv that is the sole user of depthwise conv dw's output, or null.
+ir::Node *projectionOf(ir::Node *dw) {
+  if (!depthwise3x3(dw)) return nullptr;
+  ir::Node *project = soleUser(dw->outputs[0]);
+  if (!pointwise(project, true) || project->input(0) != dw->outputs[0]) return nullptr;
+  return project;
 }
 
 } // namespace
@@ -120,16 +129,23 @@ bool convChainFusionWanted(const sched::Target &t) {
 
 void fuseConvChains(ir::Graph &g) {
   bool changed = false;
+  // Whole blocks first, so a depthwise conv is never taken from its expansion.
   for (auto &np : g.nodes) {
     ir::Node *expand = np.get();
     if (!pointwise(expand, false)) continue;
     ir::Node *dw = soleUser(expand->outputs[0]);
-    if (!depthwise3x3(dw) || dw->input(0) != expand->outputs[0]) continue;
-    ir::Node *project = soleUser(dw->outputs[0]);
-    if (!pointwise(project, true) || project->input(0) != dw->outputs[0]) continue;
-    rewrite(*expand, *dw, *project);
-    changed = true;
+    if (!dw || dw->input(0) != expand->outputs[0]) continue;
+    if (ir::Node *project = projectionOf(dw)) {
+      rewrite(expand, *dw, *project);
+      changed = true;
+    }
   }
+  // Blocks without an expansion (MobileNetV2's first): the depthwise output stays in cache.
+  for (auto &np : g.nodes)
+    if (ir::Node *project = projectionOf(np.get())) {
+      rewrite(nullptr, *np, *project);
+      changed = true;
+    }
   if (changed) g.compact();
 }
 

@@ -21,15 +21,25 @@ struct ChainGeometry {
 int checkConvChain(int64_t site, const int64_t *xDims, const int64_t *wDims, const int64_t *yDims,
                    const kiln_conv_chain_params_v1 &p, ChainGeometry &g);
 
-/// The bytes of expanded rows a band may hold: KILN_CONV_CHAIN_BAND_KB (default 384) KiB per
-/// OpenMP thread of the run.
-size_t convChainBandBudget();
+/// How a chain call is cut up.
+struct ChainSchedule {
+  /// Bytes of expanded rows a band may hold per thread (KILN_CONV_CHAIN_BAND_KB, default 384
+  /// KiB).
+  size_t bandBytesPerThread;
+  /// At T > 1 threads, each thread runs its own share of the output rows (a lane) when every
+  /// share has at least this many rows; otherwise the threads split each band's GEMMs and
+  /// depthwise conv. 0: never lanes.
+  int64_t minLaneRows;
+};
 
-/// Runs the chain band by band, each band's expanded rows within bandBudget bytes (the
-/// whole map at once when it fits twice that).
+/// The schedule of shim calls (environment read once).
+ChainSchedule defaultChainSchedule();
+
+/// Runs the chain band by band (the whole map at once when its expanded rows fit twice the
+/// band budget), at omp_get_max_threads() threads.
 int convChainForward(Runner &r, int64_t site, const float *x, const int64_t *xDims,
                      const float *const *w, const int64_t *wDims, const float *const *bias,
                      const float *residual, float *y, const int64_t *yDims,
-                     const kiln_conv_chain_params_v1 &p, size_t bandBudget);
+                     const kiln_conv_chain_params_v1 &p, const ChainSchedule &schedule);
 
 } // namespace kiln::rt

@@ -45,6 +45,11 @@ public:
   // Drops cached weights (constants were updated in place): a fresh store of its own.
   void clearWeights() { useStore(nullptr); }
   const WeightStore &store() { return ensureStore(); }
+  // The store itself, for helper caches that share it (the conv chain's per-thread lanes).
+  std::shared_ptr<WeightStore> sharedStore() {
+    ensureStore();
+    return store_;
+  }
 
   size_t numEntries() const { return entries_.size(); }
   // Weights this runner has looked up since the last useStore (reordered + derived).

@@ -106,7 +106,8 @@ const DwRowKernel &activeDwKernel() {
 void dwConv3x3Nhwc(const DwConvParams &p, const float *x, const float *packed, const float *bias,
                    float *y) {
   const DwRowKernel &k = activeDwKernel();
-  const int threads = std::max(1, omp_get_max_threads());
+  // Inside a parallel region (the conv chain's lanes) the loop below gets one thread.
+  const int threads = omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads());
   // Each thread takes a contiguous share of the channel vectors (all rows: the input rows
   // of a channel block are reused from L1); maps with fewer vectors than threads are also
   // split into row groups.

@@ -24,6 +24,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <string>
 #include <vector>
 
 namespace kiln::rt {
@@ -32,10 +34,27 @@ namespace {
 // Tags this shim's scratch entry apart from every site's cache keys.
 constexpr int64_t kChainTag = 0x636861696e; // "chain"
 
-// The expanded and filtered rows of one band; one per runner, shared by every chain so it
-// stays in cache from one block to the next.
+// One band's expanded and filtered rows.
+struct BandBuffers {
+  std::vector<float> expanded, filtered;
+};
+
+// One thread's share of a chain run in lanes: a runner of its own whose oneDNN cache (GEMM
+// primitives created single-threaded, stream, weights memo) no other thread touches, on the
+// main runner's weight store, so the packed weights are shared, not copied per thread.
+struct ChainLane {
+  Runner runner;
+  BandBuffers buffers;
+  const WeightStore *store = nullptr; // the store runner.dnnl was last given
+  int status = KILN_OK;
+  std::string error;
+};
+
+// Per runner, shared by every chain so the buffers stay in cache from one block to the next.
 struct ChainScratch : CacheEntry {
-  std::vector<float> expanded, filtered, dwFromData;
+  BandBuffers buffers;
+  std::vector<float> dwFromData;
+  std::vector<std::unique_ptr<ChainLane>> lanes;
 };
 
 bool pointwise(const int64_t *wDims, const kiln_conv_params_v1 &p) {
@@ -80,31 +99,155 @@ kiln_matmul_params_v1 pointwiseGemm(int64_t rows, int64_t cin, int64_t cout, boo
   return g;
 }
 
-/// Output rows per band: the most whose expanded input rows fit `budget` bytes, at least one;
-/// the whole map when it fits twice the budget (no halo work at all).
-int64_t bandRows(const ChainGeometry &g, size_t budget) {
+/// Output rows per band of a share of `rows` output rows: the most whose expanded input rows
+/// fit `budget` bytes, at least one; all of them when they fit twice the budget (no halo work).
+int64_t bandRows(const ChainGeometry &g, int64_t rows, size_t budget) {
   auto inRows = [&](int64_t b) { return std::min(g.h, (b - 1) * g.stride + 3); };
   auto bytes = [&](int64_t b) { return sizeof(float) * inRows(b) * g.w * g.ce; };
-  if (bytes(g.oh) <= 2 * budget) return g.oh;
+  if (bytes(rows) <= 2 * budget) return rows;
   int64_t b = 1;
-  while (b < g.oh && bytes(b + 1) <= budget)
+  while (b < rows && bytes(b + 1) <= budget)
     ++b;
   return b;
 }
 
+// What every band of one call shares.
+struct ChainCall {
+  ChainGeometry g;
+  const kiln_conv_chain_params_v1 *p;
+  const float *x, *const *w, *const *bias, *residual, *packedDw;
+  float *y;
+  ClampBounds dwClamp;
+  int64_t expandSite, projectSite;
+};
+
+/// Output rows [oy0, oy1) of image img, in bands of `band` rows, through r's GEMMs and the
+/// buffers b. The expanded rows one band shares with the next (the depthwise halo) are kept.
+int runRows(Runner &r, const ChainCall &c, BandBuffers &b, int64_t img, int64_t oy0, int64_t oy1,
+            int64_t band) {
+  const ChainGeometry &g = c.g;
+  const kiln_conv_chain_params_v1 &p = *c.p;
+  const int dw = p.count - 2;
+  try {
+    const int64_t maxIn = std::min(g.h, (band - 1) * g.stride + 3);
+    if (g.expand && b.expanded.size() < static_cast<size_t>(maxIn * g.w * g.ce))
+      b.expanded.resize(maxIn * g.w * g.ce);
+    if (b.filtered.size() < static_cast<size_t>(band * g.ow * g.ce))
+      b.filtered.resize(band * g.ow * g.ce);
+  } catch (const std::bad_alloc &) {
+    return fail(KILN_ERR_OUT_OF_MEMORY, "conv_chain site %lld: out of memory",
+                static_cast<long long>(c.expandSite));
+  }
+  float *expanded = b.expanded.data(), *filtered = b.filtered.data();
+  const int64_t rowIn = g.w * g.cin, rowE = g.w * g.ce, rowOut = g.ow * g.cout;
+  const float *xi = c.x + img * g.h * rowIn;
+  int64_t have0 = 0, have1 = 0; // input rows whose expansion `expanded` holds
+  for (int64_t b0 = oy0; b0 < oy1; b0 += band) {
+    const int64_t b1 = std::min(oy1, b0 + band);
+    const int64_t need0 = std::max<int64_t>(0, b0 * g.stride - g.padTop);
+    const int64_t need1 = std::min(g.h, (b1 - 1) * g.stride - g.padTop + 3);
+    const float *rows = xi + need0 * rowIn; // the depthwise conv's input band
+    if (g.expand) {
+      int64_t from = need0;
+      if (need0 >= have0 && need0 < have1) {
+        std::memmove(expanded, expanded + (need0 - have0) * rowE,
+                     sizeof(float) * (have1 - need0) * rowE);
+        from = have1;
+      }
+      if (from < need1) {
+        kiln_matmul_params_v1 e =
+            pointwiseGemm((need1 - from) * g.w, g.cin, g.ce, c.bias[0], p.conv[0]);
+        if (int st = matmulForward(r, c.expandSite, xi + from * rowIn, c.w[0], c.bias[0], nullptr,
+                                   expanded + (from - need0) * rowE, e, 1))
+          return st;
+      }
+      have0 = need0;
+      have1 = need1;
+      rows = expanded;
+    }
+    DwConvParams d{};
+    d.n = 1;
+    d.c = g.ce;
+    d.h = need1 - need0;
+    d.w = g.w;
+    d.oh = b1 - b0;
+    d.ow = g.ow;
+    d.stride = g.stride;
+    d.padTop = g.padTop + need0 - b0 * g.stride; // in the band's own row numbers
+    d.padLeft = g.padLeft;
+    d.clipMin = c.dwClamp.lo;
+    d.clipMax = c.dwClamp.hi;
+    dwConv3x3Nhwc(d, rows, c.packedDw, c.bias[dw], filtered);
+
+    const int64_t out = img * g.oh * rowOut + b0 * rowOut;
+    kiln_matmul_params_v1 pr =
+        pointwiseGemm((b1 - b0) * g.ow, g.ce, g.cout, c.bias[dw + 1], p.conv[dw + 1]);
+    if (int st = matmulForward(r, c.projectSite, filtered, c.w[dw + 1], c.bias[dw + 1],
+                               c.residual ? c.residual + out : nullptr, c.y + out, pr, 7))
+      return st;
+  }
+  return KILN_OK;
+}
+
+/// Gives a lane the main runner's view of the constants and its weight store.
+void syncLane(ChainLane &lane, Runner &r) {
+  Runner &l = lane.runner;
+  l.pinnedBase = r.pinnedBase;
+  l.pinnedSize = r.pinnedSize;
+  l.constantRanges = r.constantRanges;
+  std::shared_ptr<WeightStore> store = r.dnnl.sharedStore();
+  if (lane.store != store.get() || l.weightsToken != r.weightsToken) {
+    l.dnnl.useStore(store);
+    l.weightsToken = r.weightsToken;
+    lane.store = store.get();
+  }
+}
+
+/// Each of `threads` threads runs its contiguous share of the n x oh output rows as a lane.
+int runLanes(Runner &r, ChainScratch &scratch, const ChainCall &c, int threads, size_t bandBytes) {
+  try {
+    while (scratch.lanes.size() < static_cast<size_t>(threads))
+      scratch.lanes.push_back(std::make_unique<ChainLane>());
+  } catch (const std::bad_alloc &) {
+    return fail(KILN_ERR_OUT_OF_MEMORY, "conv_chain: out of memory");
+  }
+  for (int t = 0; t < threads; ++t)
+    syncLane(*scratch.lanes[t], r);
+  const int64_t rows = c.g.n * c.g.oh;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    ChainLane &lane = *scratch.lanes[t];
+    lane.status = KILN_OK;
+    const int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
+    const int64_t band = bandRows(c.g, std::min(r1 - r0, c.g.oh), bandBytes);
+    for (int64_t row = r0; row < r1 && lane.status == KILN_OK;) {
+      const int64_t img = row / c.g.oh, oy0 = row % c.g.oh;
+      const int64_t oy1 = std::min(c.g.oh, oy0 + (r1 - row));
+      lane.status = runRows(lane.runner, c, lane.buffers, img, oy0, oy1, band);
+      if (lane.status != KILN_OK) lane.error = lastError(); // this thread's message
+      row += oy1 - oy0;
+    }
+  }
+  for (int t = 0; t < threads; ++t)
+    if (ChainLane &lane = *scratch.lanes[t]; lane.status != KILN_OK)
+      return fail(lane.status, "%s", lane.error.c_str());
+  return KILN_OK;
+}
+
 } // namespace
 
-size_t convChainBandBudget() {
-  // 384 KiB of expanded rows per thread: on Zen 4 (1 MiB L2) 256-512 KiB bands ran the
-  // blocks fastest on 1 thread; on 2 threads each band's GEMMs and depthwise conv are split
-  // between the threads, and bands twice as large amortise the splits (bench/conv,
-  // kiln_chain_bench --band-kb; docs/perf.md).
-  static const size_t perThread = [] {
-    const char *env = std::getenv("KILN_CONV_CHAIN_BAND_KB");
-    long kb = env ? std::atol(env) : 0;
-    return static_cast<size_t>(kb > 0 ? kb : 384) * 1024;
+ChainSchedule defaultChainSchedule() {
+  // 384 KiB of expanded rows per thread: on Zen 4 (1 MiB L2) 256-512 KiB bands ran the blocks
+  // fastest (bench/conv, kiln_chain_bench --band-kb; docs/perf.md). Lanes from 3 rows a thread:
+  // below that the halo rows each lane expands again cost more than the split GEMMs.
+  static const ChainSchedule schedule = [] {
+    const char *band = std::getenv("KILN_CONV_CHAIN_BAND_KB");
+    const char *lanes = std::getenv("KILN_CONV_CHAIN_LANE_ROWS");
+    long kb = band ? std::atol(band) : 0, rows = lanes ? std::atol(lanes) : -1;
+    return ChainSchedule{static_cast<size_t>(kb > 0 ? kb : 384) * 1024, rows >= 0 ? rows : 3};
   }();
-  return perThread * static_cast<size_t>(std::max(1, omp_get_max_threads()));
+  return schedule;
 }
 
 int checkConvChain(int64_t site, const int64_t *xDims, const int64_t *wDims, const int64_t *yDims,
@@ -154,85 +297,43 @@ int checkConvChain(int64_t site, const int64_t *xDims, const int64_t *wDims, con
 int convChainForward(Runner &r, int64_t site, const float *x, const int64_t *xDims,
                      const float *const *w, const int64_t *wDims, const float *const *bias,
                      const float *residual, float *y, const int64_t *yDims,
-                     const kiln_conv_chain_params_v1 &p, size_t bandBudget) {
-  ChainGeometry g;
-  if (int st = checkConvChain(site, xDims, wDims, yDims, p, g)) return st;
-  if (g.n == 0) return KILN_OK;
+                     const kiln_conv_chain_params_v1 &p, const ChainSchedule &schedule) {
+  ChainCall c{};
+  if (int st = checkConvChain(site, xDims, wDims, yDims, p, c.g)) return st;
+  if (c.g.n == 0) return KILN_OK;
   const int dw = p.count - 2;
+  c.p = &p;
+  c.x = x;
+  c.w = w;
+  c.bias = bias;
+  c.residual = residual;
+  c.y = y;
+  c.dwClamp = clampBounds(p.conv[dw]);
   // The GEMMs' cache sites: negative, so they never meet a matmul call site's entries.
-  const int64_t expandSite = -(site * 4 + 1), projectSite = -(site * 4 + 2);
+  c.expandSite = -(site * 4 + 1);
+  c.projectSite = -(site * 4 + 2);
+  ChainScratch *scratch;
   try {
     CacheKey scratchKey;
     scratchKey.push(kChainTag);
-    auto *scratch = static_cast<ChainScratch *>(r.dnnl.find(scratchKey));
+    scratch = static_cast<ChainScratch *>(r.dnnl.find(scratchKey));
     if (!scratch)
       scratch =
           static_cast<ChainScratch *>(r.dnnl.insert(scratchKey, std::make_unique<ChainScratch>()));
-    const float *packedDw = dwPackedWeights(r, site, w[dw], g.ce, scratch->dwFromData);
-    const int64_t band = bandRows(g, bandBudget);
-    const int64_t maxIn = std::min(g.h, (band - 1) * g.stride + 3);
-    if (g.expand && scratch->expanded.size() < static_cast<size_t>(maxIn * g.w * g.ce))
-      scratch->expanded.resize(maxIn * g.w * g.ce);
-    if (scratch->filtered.size() < static_cast<size_t>(band * g.ow * g.ce))
-      scratch->filtered.resize(band * g.ow * g.ce);
-    float *expanded = scratch->expanded.data(), *filtered = scratch->filtered.data();
-    const ClampBounds dwClamp = clampBounds(p.conv[dw]);
-    const int64_t rowIn = g.w * g.cin, rowE = g.w * g.ce, rowOut = g.ow * g.cout;
-
-    for (int64_t img = 0; img < g.n; ++img) {
-      const float *xi = x + img * g.h * rowIn;
-      int64_t have0 = 0, have1 = 0; // input rows whose expansion `expanded` holds
-      for (int64_t oy0 = 0; oy0 < g.oh; oy0 += band) {
-        const int64_t oy1 = std::min(g.oh, oy0 + band);
-        const int64_t need0 = std::max<int64_t>(0, oy0 * g.stride - g.padTop);
-        const int64_t need1 = std::min(g.h, (oy1 - 1) * g.stride - g.padTop + 3);
-        const float *rows = xi + need0 * rowIn; // the depthwise conv's input band
-        if (g.expand) {
-          // Keep the halo rows the previous band expanded; expand only the new ones.
-          int64_t from = need0;
-          if (need0 >= have0 && need0 < have1) {
-            std::memmove(expanded, expanded + (need0 - have0) * rowE,
-                         sizeof(float) * (have1 - need0) * rowE);
-            from = have1;
-          }
-          if (from < need1) {
-            kiln_matmul_params_v1 e =
-                pointwiseGemm((need1 - from) * g.w, g.cin, g.ce, bias[0], p.conv[0]);
-            if (int st = matmulForward(r, expandSite, xi + from * rowIn, w[0], bias[0], nullptr,
-                                       expanded + (from - need0) * rowE, e, 1))
-              return st;
-          }
-          have0 = need0;
-          have1 = need1;
-          rows = expanded;
-        }
-        DwConvParams d{};
-        d.n = 1;
-        d.c = g.ce;
-        d.h = need1 - need0;
-        d.w = g.w;
-        d.oh = oy1 - oy0;
-        d.ow = g.ow;
-        d.stride = g.stride;
-        d.padTop = g.padTop + need0 - oy0 * g.stride; // in the band's own row numbers
-        d.padLeft = g.padLeft;
-        d.clipMin = dwClamp.lo;
-        d.clipMax = dwClamp.hi;
-        dwConv3x3Nhwc(d, rows, packedDw, bias[dw], filtered);
-
-        const int64_t out = img * g.oh * rowOut + oy0 * rowOut;
-        kiln_matmul_params_v1 pr =
-            pointwiseGemm((oy1 - oy0) * g.ow, g.ce, g.cout, bias[dw + 1], p.conv[dw + 1]);
-        if (int st = matmulForward(r, projectSite, filtered, w[dw + 1], bias[dw + 1],
-                                   residual ? residual + out : nullptr, y + out, pr, 7))
-          return st;
-      }
-    }
-    return KILN_OK;
+    c.packedDw = dwPackedWeights(r, site, w[dw], c.g.ce, scratch->dwFromData);
   } catch (const std::bad_alloc &) {
     return fail(KILN_ERR_OUT_OF_MEMORY, "conv_chain site %lld: out of memory",
                 static_cast<long long>(site));
   }
+  const int threads = omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads());
+  if (threads > 1 && schedule.minLaneRows > 0 && c.g.n * c.g.oh >= schedule.minLaneRows * threads)
+    return runLanes(r, *scratch, c, threads, schedule.bandBytesPerThread);
+  // One band at a time, each band's GEMMs and depthwise conv split between the threads; bands
+  // as large as all threads' budgets together amortise the splits.
+  const int64_t band = bandRows(c.g, c.g.oh, schedule.bandBytesPerThread * threads);
+  for (int64_t img = 0; img < c.g.n; ++img)
+    if (int st = runRows(r, c, scratch->buffers, img, 0, c.g.oh, band)) return st;
+  return KILN_OK;
 }
 
 } // namespace kiln::rt
@@ -259,5 +360,5 @@ extern "C" KILN_RT_API int kiln_shim_conv_chain_v1(kiln_shim_ctx *ctx, int64_t s
   }
   return kiln::rt::convChainForward(*static_cast<kiln::rt::Runner *>(ctx), site, x, x_dims, w,
                                     w_dims, bias, residual, y, y_dims, *params,
-                                    kiln::rt::convChainBandBudget());
+                                    kiln::rt::defaultChainSchedule());
 }

@@ -9,6 +9,7 @@
 #include <kiln/runtime.h>
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -181,12 +182,13 @@ std::vector<ChainCase> cases() {
 
 class ConvChainShim : public ::testing::Test {
 protected:
-  int run(const ChainCase &t, const ChainData &d, std::vector<float> &y, size_t budget) {
+  int run(const ChainCase &t, const ChainData &d, std::vector<float> &y, size_t budget,
+          int64_t laneRows = 0) {
     ChainCall c = makeCall(t, d);
     y.assign(t.n * t.oh() * t.ow() * t.cout, -123.f);
     return kiln::rt::convChainForward(r_, 3, d.x.data(), c.xd, c.w, c.wd, c.b,
                                       t.residual ? d.residual.data() : nullptr, y.data(), c.yd, c.p,
-                                      budget);
+                                      kiln::rt::ChainSchedule{budget, laneRows});
   }
   kiln::rt::Runner r_;
 };
@@ -204,6 +206,53 @@ TEST_F(ConvChainShim, MatchesFloat64ReferenceAtEveryBandSize) {
       expectClose(y, want, t.describe() + " budget " + std::to_string(budget));
     }
   }
+}
+
+// Lanes: each of 2 or 3 threads runs its own share of the rows (across image boundaries
+// at batch 2) with its own runner and buffers; shares of one row up to whole images.
+TEST_F(ConvChainShim, LanesMatchFloat64Reference) {
+  const int saved = omp_get_max_threads();
+  std::mt19937 rng(22);
+  for (int threads : {2, 3}) {
+    omp_set_num_threads(threads);
+    for (const ChainCase &t : cases()) {
+      ChainData d = makeData(t, rng);
+      const auto want = reference(t, d);
+      for (size_t budget : {size_t(1), size_t(1) << 30}) {
+        std::vector<float> y;
+        ASSERT_EQ(run(t, d, y, budget, 1), KILN_OK) << t.describe() << ": " << kiln_rt_last_error();
+        expectClose(y, want,
+                    t.describe() + " lanes " + std::to_string(threads) + " budget " +
+                        std::to_string(budget));
+      }
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+// Lanes share the runner's weight store: constant weights are packed once for all of them,
+// and a new constant set (token) reaches every lane.
+TEST_F(ConvChainShim, LanesFollowConstantSwaps) {
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(2);
+  std::mt19937 rng(24);
+  const ChainCase t = cases()[0];
+  ChainData d = makeData(t, rng);
+  for (const std::vector<float> *v : {&d.wE, &d.wD, &d.wP})
+    r_.constantRanges.emplace_back(reinterpret_cast<const char *>(v->data()), v->size() * 4);
+  std::vector<float> y;
+  ASSERT_EQ(run(t, d, y, 1, 1), KILN_OK) << kiln_rt_last_error();
+  expectClose(y, reference(t, d), "first run");
+  const size_t packed = r_.dnnl.store().size();
+  ASSERT_EQ(run(t, d, y, 1, 1), KILN_OK);
+  EXPECT_EQ(r_.dnnl.store().size(), packed) << "a second run packed again";
+
+  for (float &v : d.wP)
+    v = -v;
+  r_.useConstants(nullptr, 0, r_.weightsToken + 1); // a run after a constant update
+  ASSERT_EQ(run(t, d, y, 1, 1), KILN_OK) << kiln_rt_last_error();
+  expectClose(y, reference(t, d), "after the constant update");
+  omp_set_num_threads(saved);
 }
 
 // Constant weights take the packed paths (oneDNN's blocked B, kiln's depthwise packing);

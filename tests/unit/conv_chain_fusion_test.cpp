@@ -111,18 +111,56 @@ TEST(ConvChainFusion, StridedBlockWithoutResidual) {
   EXPECT_EQ(countOp(*g, "Conv"), 0);
 }
 
-TEST(ConvChainFusion, OtherShapesStayConvs) {
-  Block fiveByFive;
-  fiveByFive.dwKernel = 5; // the shim's depthwise kernel is 3x3 only
-  Block shared;
-  shared.expandHasSecondUser = true; // the expanded map is needed whole
-  for (const Block &k : {fiveByFive, shared}) {
-    OnnxBuilder b = block(k);
-    sym::Context ctx;
-    auto g = fused(b, ctx, sched::Target::cpu());
-    EXPECT_EQ(chainNode(*g), nullptr) << ir::dump(*g);
-    EXPECT_EQ(countOp(*g, "Conv"), 3) << ir::dump(*g);
-  }
+// MobileNetV2's first block has no expansion: depthwise then project, as a two-conv chain.
+TEST(ConvChainFusion, BlockWithoutExpansion) {
+  OnnxBuilder b;
+  b.input("x", {1, 16, 9, 9});
+  b.initFloat("wd", {16, 1, 3, 3}, ramp(16 * 9));
+  b.initFloat("wp", {8, 16, 1, 1}, ramp(8 * 16));
+  b.initFloat("bp", {8}, ramp(8));
+  auto *dw = b.node("Conv", {"x", "wd"}, {"d"}, "dw");
+  OnnxBuilder::attrInt(dw, "group", 16);
+  OnnxBuilder::attrInts(dw, "pads", {1, 1, 1, 1});
+  b.node("Relu", {"d"}, {"dr"}, "dw_relu");
+  b.node("Conv", {"dr", "wp", "bp"}, {"y"}, "project");
+  b.output("y", {1, 8, 9, 9});
+  sym::Context ctx;
+  auto g = fused(b, ctx, sched::Target::cpu());
+  ASSERT_EQ(kiln::test::liveNodes(*g), 1) << ir::dump(*g);
+  const ir::Node *c = chainNode(*g);
+  ASSERT_TRUE(c) << ir::dump(*g);
+  ASSERT_EQ(c->inputs.size(), 8u);
+  EXPECT_EQ(c->input(0), g->inputs[0]);
+  EXPECT_EQ(c->input(1), nullptr); // no expansion
+  EXPECT_EQ(c->input(2), nullptr);
+  EXPECT_EQ(c->input(4), nullptr); // the depthwise conv had no bias
+  EXPECT_TRUE(c->input(3) && c->input(5) && c->input(6));
+  EXPECT_EQ(c->attrInts("_kiln_posts", {}),
+            (std::vector<int64_t>{KILN_POST_NONE, KILN_POST_RELU, KILN_POST_NONE}));
+}
+
+TEST(ConvChainFusion, FiveByFiveDepthwiseStaysConvs) {
+  Block k;
+  k.dwKernel = 5; // the shim's depthwise kernel is 3x3 only
+  OnnxBuilder b = block(k);
+  sym::Context ctx;
+  auto g = fused(b, ctx, sched::Target::cpu());
+  EXPECT_EQ(chainNode(*g), nullptr) << ir::dump(*g);
+  EXPECT_EQ(countOp(*g, "Conv"), 3) << ir::dump(*g);
+}
+
+// An expanded map that something else reads is needed whole: the expansion stays a conv, the
+// depthwise and project convs still chain.
+TEST(ConvChainFusion, SharedExpansionStaysAConv) {
+  Block k;
+  k.expandHasSecondUser = true;
+  OnnxBuilder b = block(k);
+  sym::Context ctx;
+  auto g = fused(b, ctx, sched::Target::cpu());
+  const ir::Node *c = chainNode(*g);
+  ASSERT_TRUE(c) << ir::dump(*g);
+  EXPECT_EQ(c->input(1), nullptr);
+  EXPECT_EQ(countOp(*g, "Conv"), 1) << ir::dump(*g);
 }
 
 TEST(ConvChainFusion, OnlyOnChannelsLastCpuAndNotWhenSwitchedOff) {
