@@ -83,8 +83,8 @@ OpNote opNote(const std::string &op) {
         "not made for cuda (one cuBLASLt matmul each)"}},
       {"_KilnConvChain",
        {"float32",
-        "kiln_shim_conv_chain_v1: a MobileNet inverted-residual block (1x1, depthwise 3x3, "
-        "1x1) band by band of output rows",
+        "kiln_shim_conv_chain_v1: a MobileNet inverted-residual block ([1x1,] depthwise "
+        "3x3, 1x1) band by band of output rows",
         "not made for cuda (one cuDNN conv each)"}},
       {"_KilnSDPA",
        {"float32", "kiln_shim_sdpa_v2 (one pass per query row)",
