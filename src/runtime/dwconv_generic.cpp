@@ -3,6 +3,7 @@
 #include "dwconv.h"
 #include "dwconv_kernel.h"
 #include "isa_cap.h"
+#include "simd_scalar.h"
 
 #include <omp.h>
 
@@ -12,22 +13,8 @@
 #include <cstring>
 
 namespace kiln::rt {
+using simd::Scalar;
 namespace {
-
-struct Scalar {
-  using Reg = float;
-  static constexpr int W = 1;
-  static Reg bcast(float v) { return v; }
-  static Reg load(const float *p) { return *p; }
-  static Reg loadN(const float *p, int64_t) { return *p; }
-  static void store(float *p, Reg v) { *p = v; }
-  static void storeN(float *p, Reg v, int64_t) { *p = v; }
-  static Reg fma(Reg a, Reg b, Reg c) { return a * b + c; }
-  static Reg mul(Reg a, Reg b) { return a * b; }
-  static Reg add(Reg a, Reg b) { return a + b; }
-  static Reg min(Reg a, Reg b) { return a < b ? a : b; }
-  static Reg max(Reg a, Reg b) { return a > b ? a : b; }
-};
 
 bool cpuHasAvx512() {
 #if defined(__x86_64__)

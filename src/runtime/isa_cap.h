@@ -22,4 +22,17 @@ inline int isaCapBits() {
   return 0;
 }
 
+/// The widest vectors this CPU runs and the cap allows: 512 (AVX-512F with AVX2 and FMA),
+/// 256 (AVX2 and FMA) or 0.
+inline int usableIsaBits() {
+#if defined(__x86_64__)
+  const int cap = isaCapBits();
+  if (cap >= 512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+      __builtin_cpu_supports("fma"))
+    return 512;
+  if (cap >= 256 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 256;
+#endif
+  return 0;
+}
+
 } // namespace kiln::rt

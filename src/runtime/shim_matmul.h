@@ -13,4 +13,13 @@ namespace kiln::rt {
 int matmulForward(Runner &r, int64_t site, const float *a, const float *b, const float *addend,
                   const float *residual, float *c, const kiln_matmul_params_v1 &given, int level);
 
+/// Whether kiln's GEMV (shim_gemv.cpp) takes this GEMM (after batch folding): 1-4 rows, a
+/// constant B, no transposed A, no full addend, a ReLU/clip or no post-op;
+/// KILN_MATMUL_GEMV=0 turns it off.
+bool gemvFits(const kiln_matmul_params_v1 &p, bool constantB);
+
+/// The GEMM through kiln's GEMV, its B packed once per constant set.
+int gemvForward(Runner &r, int64_t site, const float *a, const float *b, const float *addend,
+                const float *residual, float *c, const kiln_matmul_params_v1 &p);
+
 } // namespace kiln::rt

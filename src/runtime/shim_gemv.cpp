@@ -1,0 +1,80 @@
+// The matmul shim's route to kiln's GEMV (gemv.h) for weight GEMMs of one to four rows: B
+// packed into panels once per constant set, kept with the other derived weights (dropped
+// and rebuilt when the constants change, shared by the container's runners).
+#include "error.h"
+#include "gemv.h"
+#include "shim_matmul.h"
+#include "weight_memory.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+
+namespace kiln::rt {
+namespace {
+
+// Tags the packed panels apart from other derived weights of the same site and pointer.
+constexpr int64_t kGemvTag = 0x67656d76; // "gemv"
+
+struct GemvEntry : CacheEntry {
+  std::shared_ptr<void> buffer;
+  const float *packed() const { return static_cast<const float *>(buffer.get()); }
+};
+
+bool gemvEnabled() {
+  static const bool on = [] {
+    const char *v = std::getenv("KILN_MATMUL_GEMV");
+    return !v || std::strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+
+} // namespace
+
+bool gemvFits(const kiln_matmul_params_v1 &p, bool constantB) {
+  return gemvEnabled() && constantB && p.batch == 1 && p.m >= 1 && p.m <= kGemvMaxRows &&
+         !p.trans_a && p.k > 0 && p.alpha != 0.f && (p.addend_kind == 0 || p.addend_kind == 1) &&
+         (p.post_op == KILN_POST_NONE || p.post_op == KILN_POST_RELU ||
+          p.post_op == KILN_POST_CLIP);
+}
+
+int gemvForward(Runner &r, int64_t site, const float *a, const float *b, const float *addend,
+                const float *residual, float *c, const kiln_matmul_params_v1 &p) {
+  try {
+    CacheKey key;
+    for (int64_t v : {kGemvTag, site, static_cast<int64_t>(reinterpret_cast<uintptr_t>(b)), p.n,
+                      p.k, p.ldb, static_cast<int64_t>(p.trans_b)})
+      key.push(v);
+    auto *e = static_cast<GemvEntry *>(r.dnnl.findDerived(key));
+    if (!e) {
+      auto fresh = std::make_unique<GemvEntry>();
+      fresh->buffer = allocateWeightBuffer(sizeof(float) * gemvPackedFloats(p.n, p.k));
+      packGemvWeights(b, p.n, p.k, p.ldb, p.trans_b, static_cast<float *>(fresh->buffer.get()));
+      const size_t bBytes = sizeof(float) * ((p.trans_b ? p.n : p.k) - 1) * p.ldb +
+                            sizeof(float) * (p.trans_b ? p.k : p.n);
+      e = static_cast<GemvEntry *>(r.dnnl.insertDerived(key, std::move(fresh), b, bBytes));
+    }
+    const float inf = std::numeric_limits<float>::infinity();
+    GemvParams g{};
+    g.m = p.m;
+    g.n = p.n;
+    g.k = p.k;
+    g.lda = p.lda;
+    g.ldc = p.ldc;
+    g.ldr = p.ldc; // the residual is laid out like C
+    g.alpha = p.alpha;
+    g.beta = p.beta;
+    g.bias = p.addend_kind == 1 ? addend : nullptr;
+    g.residual = residual;
+    g.lo = p.post_op == KILN_POST_NONE ? -inf : p.post_op == KILN_POST_RELU ? 0.f : p.clip_min;
+    g.hi = p.post_op == KILN_POST_CLIP ? p.clip_max : inf;
+    gemv(g, a, e->packed(), c);
+    return KILN_OK;
+  } catch (const std::bad_alloc &) {
+    return fail(KILN_ERR_OUT_OF_MEMORY, "matmul site %lld: out of memory packing B",
+                static_cast<long long>(site));
+  }
+}
+
+} // namespace kiln::rt

@@ -1,0 +1,220 @@
+// kiln's GEMV (gemv.h) and the matmul shim's route to it, against float64: every ISA kernel
+// this CPU runs, 1-4 rows, column counts around the 16-column panels, both B layouts, alpha,
+// bias with beta, residual, ReLU/clip, threads splitting the panels; and the packed panels
+// following constant updates.
+#include "gemv.h"
+#include "isa_cap.h"
+#include "shim_matmul.h"
+#include "test_util.h"
+
+#include <kiln/model.h>
+#include <kiln/runtime.h>
+
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+namespace {
+
+using kiln::test::randomVector;
+
+struct Gemm {
+  int64_t m, n, k;
+  bool transB, bias, residual;
+  int32_t post;
+  std::string describe() const {
+    return std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) +
+           (transB ? " transB" : "") + (bias ? " bias" : "") + (residual ? " residual" : "") +
+           " post " + std::to_string(post);
+  }
+};
+
+kiln_matmul_params_v1 params(const Gemm &t) {
+  kiln_matmul_params_v1 p{};
+  p.batch = 1;
+  p.m = t.m;
+  p.n = t.n;
+  p.k = t.k;
+  p.lda = t.k + 3; // strides wider than the rows: the kernel must honour them
+  p.ldb = t.transB ? t.k + 1 : t.n + 2;
+  p.ldc = t.n + 5;
+  p.trans_b = t.transB;
+  p.post_op = t.post;
+  p.clip_min = -0.25f;
+  p.clip_max = 0.5f;
+  p.alpha = 1.5f;
+  p.beta = t.bias ? 0.75f : 1.f;
+  p.addend_kind = t.bias ? 1 : 0;
+  return p;
+}
+
+struct Data {
+  std::vector<float> a, b, bias, residual;
+};
+
+Data makeData(const Gemm &t, const kiln_matmul_params_v1 &p, std::mt19937 &rng) {
+  Data d;
+  d.a = randomVector(rng, t.m * p.lda);
+  d.b = randomVector(rng, (t.transB ? t.n : t.k) * p.ldb);
+  d.bias = randomVector(rng, t.n);
+  d.residual = randomVector(rng, t.m * p.ldc);
+  return d;
+}
+
+std::vector<double> reference(const Gemm &t, const kiln_matmul_params_v1 &p, const Data &d) {
+  std::vector<double> c(t.m * t.n);
+  for (int64_t i = 0; i < t.m; ++i)
+    for (int64_t j = 0; j < t.n; ++j) {
+      double acc = 0;
+      for (int64_t q = 0; q < t.k; ++q)
+        acc += double(d.a[i * p.lda + q]) * (t.transB ? d.b[j * p.ldb + q] : d.b[q * p.ldb + j]);
+      double v = p.alpha * acc;
+      if (t.bias) v += double(p.beta) * d.bias[j];
+      if (t.residual) v += d.residual[i * p.ldc + j];
+      if (t.post == KILN_POST_RELU) v = std::max(v, 0.0);
+      if (t.post == KILN_POST_CLIP)
+        v = std::min(std::max(v, double(p.clip_min)), double(p.clip_max));
+      c[i * t.n + j] = v;
+    }
+  return c;
+}
+
+// Sums of k <= 1280 products of values in [-1, 1], scaled by 1.5: float32 accumulation in a
+// different order than float64 stays below ~1e-4 absolute there; a wrong column, row or
+// panel is off by O(1).
+void expectClose(const std::vector<float> &c, const std::vector<double> &want, const Gemm &t,
+                 int64_t ldc, const std::string &what) {
+  const double tol = 2e-6 * t.k + 1e-5;
+  for (int64_t i = 0; i < t.m; ++i) {
+    for (int64_t j = 0; j < t.n; ++j)
+      ASSERT_NEAR(c[i * ldc + j], want[i * t.n + j], tol) << what << " at " << i << "," << j;
+    for (int64_t j = t.n; j < ldc; ++j)
+      ASSERT_EQ(c[i * ldc + j], -7.f) << what << ": padding written at " << i << "," << j;
+  }
+}
+
+std::vector<Gemm> cases() {
+  std::vector<Gemm> v;
+  std::mt19937 rng(3);
+  const int64_t ns[] = {1, 15, 16, 17, 63, 100, 1000};
+  const int64_t ks[] = {1, 7, 64, 1280};
+  for (int64_t m = 1; m <= 4; ++m)
+    for (int64_t n : ns)
+      for (int64_t k : ks) {
+        Gemm t{m,
+               n,
+               k,
+               rng() % 2 == 0,
+               rng() % 2 == 0,
+               rng() % 2 == 0,
+               static_cast<int32_t>(rng() % 3)}; // none, relu, gelu-free clip below
+        if (t.post == 2) t.post = KILN_POST_CLIP;
+        v.push_back(t);
+      }
+  return v;
+}
+
+int runShim(kiln::rt::Runner &r, const Gemm &t, const kiln_matmul_params_v1 &p, const Data &d,
+            std::vector<float> &c) {
+  c.assign(t.m * p.ldc, -7.f);
+  for (int64_t i = 0; i < t.m; ++i) // the padding between n and ldc must stay
+    for (int64_t j = 0; j < t.n; ++j)
+      c[i * p.ldc + j] = 0.f;
+  return kiln::rt::matmulForward(r, 1, d.a.data(), d.b.data(), t.bias ? d.bias.data() : nullptr,
+                                 t.residual ? d.residual.data() : nullptr, c.data(), p, 7);
+}
+
+class GemvIsa : public ::testing::TestWithParam<int> {
+protected:
+  void TearDown() override { kiln::rt::forceGemvKernel(nullptr); }
+};
+
+// Through the matmul shim with B constant (so the GEMV takes it), each kernel forced, at 1
+// and 2 threads (1000 columns split into two shares of panels).
+TEST_P(GemvIsa, MatchesFloat64Reference) {
+  const int bits = GetParam();
+  if (kiln::rt::usableIsaBits() < bits) GTEST_SKIP() << "this CPU cannot run the kernel";
+  kiln::rt::forceGemvKernel(bits == 512   ? &kiln::rt::gemvAvx512Kernel()
+                            : bits == 256 ? &kiln::rt::gemvAvx2Kernel()
+                                          : &kiln::rt::gemvGenericKernel());
+  const int saved = omp_get_max_threads();
+  std::mt19937 rng(5);
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    for (const Gemm &t : cases()) {
+      kiln::rt::Runner r;
+      const kiln_matmul_params_v1 p = params(t);
+      Data d = makeData(t, p, rng);
+      r.constantRanges.emplace_back(reinterpret_cast<const char *>(d.b.data()), d.b.size() * 4);
+      ASSERT_TRUE(kiln::rt::gemvFits(p, true)) << t.describe();
+      std::vector<float> c;
+      ASSERT_EQ(runShim(r, t, p, d, c), KILN_OK) << kiln_rt_last_error();
+      expectClose(c, reference(t, p, d), t, p.ldc,
+                  std::string(kiln::rt::activeGemvKernel().name) + " " + t.describe() +
+                      " threads " + std::to_string(threads));
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, GemvIsa, ::testing::Values(512, 256, 0));
+
+TEST(Gemv, TakesOnlyWhatItComputes) {
+  Gemm t{1, 100, 64, true, true, false, KILN_POST_NONE};
+  kiln_matmul_params_v1 p = params(t);
+  EXPECT_TRUE(kiln::rt::gemvFits(p, true));
+  EXPECT_FALSE(kiln::rt::gemvFits(p, false)); // B that is data: oneDNN
+  kiln_matmul_params_v1 q = p;
+  q.m = 5;
+  EXPECT_FALSE(kiln::rt::gemvFits(q, true));
+  q = p;
+  q.post_op = KILN_POST_GELU_ERF;
+  EXPECT_FALSE(kiln::rt::gemvFits(q, true));
+  q = p;
+  q.addend_kind = 2;
+  EXPECT_FALSE(kiln::rt::gemvFits(q, true));
+  q = p;
+  q.trans_a = 1;
+  EXPECT_FALSE(kiln::rt::gemvFits(q, true));
+}
+
+// The panels are packed once per constant set: an in-place edit under the same token is not
+// seen (proof the cache is used); a new token re-packs.
+TEST(Gemv, PackedPanelsFollowConstantUpdates) {
+  kiln::rt::Runner r;
+  std::mt19937 rng(9);
+  Gemm t{2, 40, 24, true, true, true, KILN_POST_RELU};
+  const kiln_matmul_params_v1 p = params(t);
+  Data d = makeData(t, p, rng);
+  r.constantRanges.emplace_back(reinterpret_cast<const char *>(d.b.data()), d.b.size() * 4);
+  std::vector<float> c;
+  ASSERT_EQ(runShim(r, t, p, d, c), KILN_OK);
+  expectClose(c, reference(t, p, d), t, p.ldc, "first run");
+  const Data before = d;
+  for (float &v : d.b)
+    v = -v;
+  ASSERT_EQ(runShim(r, t, p, d, c), KILN_OK);
+  expectClose(c, reference(t, p, before), t, p.ldc, "same token: the packed panels");
+  r.useConstants(nullptr, 0, r.weightsToken + 1);
+  ASSERT_EQ(runShim(r, t, p, d, c), KILN_OK);
+  expectClose(c, reference(t, p, d), t, p.ldc, "new token");
+}
+
+TEST(Gemv, NaNStaysNaNThroughTheClamp) {
+  kiln::rt::Runner r;
+  std::mt19937 rng(11);
+  Gemm t{1, 20, 8, false, false, false, KILN_POST_CLIP};
+  const kiln_matmul_params_v1 p = params(t);
+  Data d = makeData(t, p, rng);
+  d.a[3] = std::nanf("");
+  r.constantRanges.emplace_back(reinterpret_cast<const char *>(d.b.data()), d.b.size() * 4);
+  std::vector<float> c;
+  ASSERT_EQ(runShim(r, t, p, d, c), KILN_OK);
+  for (int64_t j = 0; j < t.n; ++j)
+    EXPECT_TRUE(std::isnan(c[j])) << j;
+}
+
+} // namespace
