@@ -36,6 +36,9 @@ struct MatmulEntry : CacheEntry {
   bool packedB = false;
   memory::desc bPlain, bWant;
   memory bScratch;
+  // The execute arguments, built with the entry: a call only swaps data handles (and the
+  // packed B's memory), so small GEMMs -- the conv chain's bands -- build no map per call.
+  std::unordered_map<int, memory> args;
 };
 
 int checkArgs(int64_t site, const float *a, const float *b, const float *addend,
@@ -293,10 +296,17 @@ static int matmulOne(Runner &r, int64_t site, const float *a, const float *b, co
     if (!e) e = static_cast<MatmulEntry *>(cache.insert(key, build(cache, p, packB, res)));
     if (e->packedB) e->b = cache.weights(site, b, true, e->bPlain, e->bWant, e->bScratch);
 
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, e->a},
-                                         {DNNL_ARG_WEIGHTS, e->b},
-                                         {DNNL_ARG_DST, e->c},
-                                         {DNNL_ARG_SCRATCHPAD, e->scratchpad}};
+    std::unordered_map<int, memory> &args = e->args;
+    if (args.empty()) {
+      args = {{DNNL_ARG_SRC, e->a},
+              {DNNL_ARG_WEIGHTS, e->b},
+              {DNNL_ARG_DST, e->c},
+              {DNNL_ARG_SCRATCHPAD, e->scratchpad}};
+      if (p.addend_kind == 1) args[DNNL_ARG_BIAS] = e->bias;
+      if (res == Residual::Binary)
+        args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = e->residual;
+    }
+    if (e->packedB) args.at(DNNL_ARG_WEIGHTS) = e->b;
     if (p.addend_kind == 1) {
       // oneDNN adds the bias before the output scale: pre-scale by beta / alpha.
       float scale = p.beta / p.alpha;
@@ -307,11 +317,8 @@ static int matmulOne(Runner &r, int64_t site, const float *a, const float *b, co
         bias = e->scaledBias.data();
       }
       e->bias.set_data_handle(const_cast<float *>(bias));
-      args[DNNL_ARG_BIAS] = e->bias;
     }
     if (p.addend_kind == 2) copyAddend(addend, c, p);
-    if (res == Residual::Binary)
-      args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = e->residual;
 
     dnnl::stream &s = cache.stream();
     int64_t count = e->perMatrix ? p.batch : 1;
