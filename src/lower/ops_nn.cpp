@@ -39,6 +39,31 @@ LTensor asChannelsLast(OpCtx &c, const LTensor &t) {
   return fromChannelsLastBuffer(c.ctx(), c.realize(physT).buffer, t.shape);
 }
 
+/// kiln_conv_params_v1's fields for one conv: window `w` (strides, dilations, pads), `groups`,
+/// post-op `post` with bounds clip[0], clip[1] when it is a clip; `nest` prefixes every field
+/// (a chain's "conv[i]"; "" for a plain conv).
+void pushConvParams(std::vector<ExternParam> &p, const Window &w, int64_t groups, int post,
+                    const float *clip, const std::string &nest) {
+  auto field = [&](ExternParam f) {
+    f.nest = nest;
+    p.push_back(std::move(f));
+  };
+  const int spatial = static_cast<int>(w.strides.size());
+  field(ExternParam::integer("spatial_rank", spatial));
+  field(ExternParam::integer("groups", groups));
+  field(ExternParam::integer("post_op", post));
+  if (post == KILN_POST_CLIP) {
+    field(ExternParam::floating("clip_min", clip[0]));
+    field(ExternParam::floating("clip_max", clip[1]));
+  }
+  for (int d = 0; d < spatial; ++d) {
+    field(ExternParam::integer("strides", w.strides[d], d));
+    field(ExternParam::integer("dilations", w.dilations[d], d));
+    field(ExternParam::symbolic("pads_begin", w.padsBegin[d], d));
+    field(ExternParam::symbolic("pads_end", w.padsEnd[d], d));
+  }
+}
+
 void lowerConv(OpCtx &c) {
   LTensor x = c.in(0), wt = c.in(1);
   if (x.dtype != DType::Float32 || wt.dtype != DType::Float32)
@@ -74,22 +99,10 @@ void lowerConv(OpCtx &c) {
                  externBuffer(residual),          externBuffer(out), dimsArg(outShape),
                  kindArg(ExternArg::Kind::Params)};
   if (cl) k->ext.args.push_back(kindArg(ExternArg::Kind::Layout));
-  auto &p = k->ext.params;
-  p.push_back(ExternParam::integer("spatial_rank", spatial));
-  p.push_back(ExternParam::integer("groups", groups));
   int post = static_cast<int>(c.node.attrInt("_kiln_post", 0));
-  p.push_back(ExternParam::integer("post_op", post));
-  if (post == KILN_POST_CLIP) {
-    auto clip = c.node.attrFloats("_kiln_clip");
-    p.push_back(ExternParam::floating("clip_min", clip[0]));
-    p.push_back(ExternParam::floating("clip_max", clip[1]));
-  }
-  for (int d = 0; d < spatial; ++d) {
-    p.push_back(ExternParam::integer("strides", w.strides[d], d));
-    p.push_back(ExternParam::integer("dilations", w.dilations[d], d));
-    p.push_back(ExternParam::symbolic("pads_begin", w.padsBegin[d], d));
-    p.push_back(ExternParam::symbolic("pads_end", w.padsEnd[d], d));
-  }
+  std::vector<float> clip;
+  if (post == KILN_POST_CLIP) clip = c.node.attrFloats("_kiln_clip");
+  pushConvParams(k->ext.params, w, groups, post, clip.data(), "");
   c.out(0, cl ? fromChannelsLastBuffer(c.ctx(), out, outShape) : fromBuffer(c.ctx(), out));
 }
 
@@ -147,25 +160,13 @@ void lowerConvChain(OpCtx &c) {
   std::vector<float> clips = c.node.attrFloats("_kiln_clips");
   KILN_ASSERT(posts.size() == kSlots && clips.size() == 2 * kSlots, "{}: malformed post-ops",
               c.node.describe());
+  // The 1x1 convs: stride 1, no pads.
+  const sym::Expr zero = c.ctx().constant(0);
+  const Window pointwise{{zero, zero}, {zero, zero}, {}, {1, 1}, {1, 1}};
   for (int i = first; i < kSlots; ++i) {
-    auto field = [&](ExternParam f) {
-      f.nest = fmt::format("conv[{}]", i - first);
-      p.push_back(std::move(f));
-    };
     const bool dw = i == 1;
-    field(ExternParam::integer("spatial_rank", 2));
-    field(ExternParam::symbolic("groups", dw ? dwWeight.shape[0] : c.ctx().constant(1)));
-    field(ExternParam::integer("post_op", posts[i]));
-    if (posts[i] == KILN_POST_CLIP) {
-      field(ExternParam::floating("clip_min", clips[2 * i]));
-      field(ExternParam::floating("clip_max", clips[2 * i + 1]));
-    }
-    for (int d = 0; d < 2; ++d) {
-      field(ExternParam::integer("strides", dw ? w.strides[d] : 1, d));
-      field(ExternParam::integer("dilations", 1, d));
-      field(ExternParam::symbolic("pads_begin", dw ? w.padsBegin[d] : c.ctx().constant(0), d));
-      field(ExternParam::symbolic("pads_end", dw ? w.padsEnd[d] : c.ctx().constant(0), d));
-    }
+    pushConvParams(p, dw ? w : pointwise, dw ? c.node.attrInt("group", 1) : 1,
+                   static_cast<int>(posts[i]), &clips[2 * i], fmt::format("conv[{}]", i - first));
   }
   c.out(0, fromChannelsLastBuffer(c.ctx(), out, outShape));
 }
