@@ -6,11 +6,6 @@ namespace kiln::passes {
 
 namespace {
 
-ir::Node *soleUserOf(const ir::Value *v) {
-  if (!v || v->users.size() != 1 || v->isGraphOutput) return nullptr;
-  return v->users[0];
-}
-
 bool scalarF32(const ir::Value *v, float &out) {
   if (!v || !v->data || v->data->dtype != DType::Float32 || v->data->numel() != 1) return false;
   out = v->data->as<float>()[0];
@@ -105,15 +100,15 @@ void fuseAttention(ir::Graph &g, int maxHeadDim) {
     if (sm.dead || !lastAxisSoftmax(sm) || sm.outputs[0]->dtype != DType::Float32 ||
         (sm.outputs[0]->rank() != 4 && sm.outputs[0]->rank() != 3))
       continue;
-    ir::Node *pv = soleUserOf(sm.outputs[0]);
+    ir::Node *pv = soleUser(sm.outputs[0]);
     const int rank = sm.outputs[0]->rank(); // [B, H, S, D], or [B*H, S, D] (batched matmul)
     if (!pv || pv->op != "MatMul" || pv->input(0) != sm.outputs[0] || pv->input(1)->rank() != rank)
       continue;
-    if (soleUserOf(sm.input(0)) != &sm) continue;
+    if (soleUser(sm.input(0)) != &sm) continue;
     MaskMatch mm = matchMask(sm.input(0));
     ir::Node *scoresUser = mm.node ? mm.node : &sm;
     ir::Value *scores = mm.scores;
-    if (mm.node && soleUserOf(scores) != mm.node) continue;
+    if (mm.node && soleUser(scores) != mm.node) continue;
     ir::Node *scaleNode = scores->producer;
     float scale = 1.0f;
     ir::Node *qk = scaleNode;
@@ -128,11 +123,11 @@ void fuseAttention(ir::Graph &g, int maxHeadDim) {
       if (!other || c == 0.0f) continue;
       scale = scaleNode->op == "Mul" ? c : 1.0f / c;
       qk = other->producer;
-      if (soleUserOf(other) != scaleNode) continue;
+      if (soleUser(other) != scaleNode) continue;
     } else {
       scaleNode = nullptr;
     }
-    if (soleUserOf(scores) != scoresUser) continue;
+    if (soleUser(scores) != scoresUser) continue;
     if (!qk || qk->op != "MatMul" || qk->input(0)->rank() != rank || qk->input(1)->rank() != rank)
       continue;
     // pv becomes the fused node: it runs after every input is available.

@@ -14,12 +14,6 @@ namespace kiln::passes {
 
 namespace {
 
-/// The only user of v, if v has exactly one and is not a graph output.
-ir::Node *soleUser(const ir::Value *v) {
-  if (!v || v->users.size() != 1 || v->isGraphOutput) return nullptr;
-  return v->users[0];
-}
-
 /// A post-op the chain shim applies (conv epilogues are Relu and Clip today; anything newer
 /// keeps its conv).
 bool chainPostOp(const ir::Node *n) {
@@ -88,7 +82,7 @@ void rewrite(ir::Node *expand, ir::Node &dw, ir::Node &project) {
   for (ir::Node *n : {expand, &dw, &project}) {
     inputs.push_back(n ? n->input(1) : nullptr);
     inputs.push_back(n ? n->input(2) : nullptr);
-    posts.push_back(n ? n->attrInt("_kiln_post", KILN_POST_NONE) : KILN_POST_NONE);
+    posts.push_back(n ? n->attrInt("_kiln_post", KILN_POST_NONE) : int64_t{KILN_POST_NONE});
     for (float f : n ? clipOf(*n) : std::vector<float>{0.f, 0.f})
       clips.push_back(f);
   }

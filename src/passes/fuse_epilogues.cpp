@@ -7,13 +7,12 @@
 
 namespace kiln::passes {
 
-namespace {
-
-/// The only user of v, if v has exactly one and is not a graph output.
 ir::Node *soleUser(const ir::Value *v) {
   if (!v || v->users.size() != 1 || v->isGraphOutput) return nullptr;
   return v->users[0];
 }
+
+namespace {
 
 bool scalarConst(const ir::Value *v, float &out) {
   if (!v || !v->data || v->data->dtype != DType::Float32 || v->data->numel() != 1) return false;

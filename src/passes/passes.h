@@ -9,6 +9,10 @@
 
 namespace kiln::passes {
 
+/// The only user of v when it has exactly one and is not a graph output, else nullptr (the
+/// fusion passes' test that an intermediate can disappear into a fused node).
+ir::Node *soleUser(const ir::Value *v);
+
 /// The graph pipeline, a flat list of the passes below (the model's graph and every
 /// subgraph go through it); `after` is called with each pass's name (dumps).
 /// Device-specific fusions (oneDNN post-ops, the CPU attention shim) run only when the
