@@ -16,27 +16,11 @@ namespace kiln::rt {
 using simd::Scalar;
 namespace {
 
-bool cpuHasAvx512() {
-#if defined(__x86_64__)
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
-         __builtin_cpu_supports("fma");
-#else
-  return false;
-#endif
-}
-bool cpuHasAvx2() {
-#if defined(__x86_64__)
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-  return false;
-#endif
-}
-
 const DwRowKernel &bestKernel() {
 #if defined(__x86_64__)
-  const int cap = isaCapBits();
-  if (cap >= 512 && cpuHasAvx512()) return dwAvx512Kernel();
-  if (cap >= 256 && cpuHasAvx2()) return dwAvx2Kernel();
+  const int bits = usableIsaBits();
+  if (bits >= 512) return dwAvx512Kernel();
+  if (bits >= 256) return dwAvx2Kernel();
 #endif
   return dwGenericKernel();
 }
@@ -57,7 +41,7 @@ bool forceDwIsa(DwIsa isa) {
     return true;
   case DwIsa::Avx512:
 #if defined(__x86_64__)
-    if (!cpuHasAvx512()) return false;
+    if (cpuIsaBits() < 512) return false;
     forced = &dwAvx512Kernel();
     return true;
 #else
@@ -65,7 +49,7 @@ bool forceDwIsa(DwIsa isa) {
 #endif
   case DwIsa::Avx2:
 #if defined(__x86_64__)
-    if (!cpuHasAvx2()) return false;
+    if (cpuIsaBits() < 256) return false;
     forced = &dwAvx2Kernel();
     return true;
 #else

@@ -1,8 +1,10 @@
-// The widest vectors kiln's own runtime kernels (attention, depthwise conv, Winograd) may
-// use. ONEDNN_MAX_CPU_ISA caps oneDNN; the same variable caps these kernels, so a capped
+// The widest vectors kiln's own runtime kernels (attention, depthwise conv, GEMV, Winograd)
+// may use. ONEDNN_MAX_CPU_ISA caps oneDNN; the same variable caps these kernels, so a capped
 // run behaves as a CPU without the wider ISA would: A/B runs against oneDNN compare like
 // with like, and an AVX-512 machine can time kiln's AVX2 paths (docs/perf.md).
 #pragma once
+
+#include "cpu_features.h"
 
 #include <cstdlib>
 #include <strings.h>
@@ -22,17 +24,20 @@ inline int isaCapBits() {
   return 0;
 }
 
-/// The widest vectors this CPU runs and the cap allows: 512 (AVX-512F with AVX2 and FMA),
-/// 256 (AVX2 and FMA) or 0.
-inline int usableIsaBits() {
+/// The widest vectors of kiln's kernels this CPU runs, cap aside: 512 (AVX-512F with AVX2 and
+/// FMA), 256 (AVX2 and FMA) or 0.
+inline int cpuIsaBits() {
 #if defined(__x86_64__)
-  const int cap = isaCapBits();
-  if (cap >= 512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
-      __builtin_cpu_supports("fma"))
-    return 512;
-  if (cap >= 256 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 256;
+  if (cpu::missingFeatures("avx512f,avx2,fma").empty()) return 512;
+  if (cpu::missingFeatures("avx2,fma").empty()) return 256;
 #endif
   return 0;
+}
+
+/// The widest vectors this CPU runs and the cap allows (512, 256 or 0).
+inline int usableIsaBits() {
+  const int cap = isaCapBits(), cpu = cpuIsaBits();
+  return cap < cpu ? cap : cpu;
 }
 
 } // namespace kiln::rt

@@ -38,10 +38,8 @@ bool cpuRuns(Isa isa) {
 
 const Kernels *kernelsFor(Isa isa) {
   if (isa == Isa::Auto) {
-    const int cap = isaCapBits(); // ONEDNN_MAX_CPU_ISA caps kiln's kernels too
-    isa = cap >= 512 && cpuRuns(Isa::Avx512) ? Isa::Avx512
-          : cap >= 256 && cpuRuns(Isa::Avx2) ? Isa::Avx2
-                                             : Isa::Generic;
+    const int bits = usableIsaBits(); // ONEDNN_MAX_CPU_ISA caps kiln's kernels too
+    isa = bits >= 512 ? Isa::Avx512 : bits >= 256 ? Isa::Avx2 : Isa::Generic;
   }
 #if defined(__x86_64__)
   if (isa == Isa::Avx512) return &avx512Kernels();
