@@ -63,15 +63,10 @@ bool pointwise(const int64_t *wDims, const kiln_conv_params_v1 &p) {
          p.pads_end[0] == 0 && p.pads_end[1] == 0;
 }
 
+/// What the depthwise kernel computes, with pads that are not negative.
 bool depthwise(const int64_t *wDims, const kiln_conv_params_v1 &p, int64_t c) {
-  if (p.spatial_rank != 2 || p.groups != c || wDims[0] != c || wDims[1] != 1 || wDims[2] != 3 ||
-      wDims[3] != 3 || p.strides[0] != p.strides[1] || p.strides[0] < 1 || p.strides[0] > 2)
-    return false;
-  for (int i = 0; i < 2; ++i)
-    if (p.dilations[i] != 1 || p.pads_begin[i] < 0 || p.pads_begin[i] > 1 || p.pads_end[i] < 0 ||
-        p.pads_end[i] > 1)
-      return false;
-  return true;
+  return dwKernelComputes(wDims, p, c) && p.pads_begin[0] >= 0 && p.pads_begin[1] >= 0 &&
+         p.pads_end[0] >= 0 && p.pads_end[1] >= 0;
 }
 
 bool knownPostOp(const kiln_conv_params_v1 &p) {

@@ -55,16 +55,21 @@ void forceKilnDepthwise(int on) {
   forcedDepthwise.store(on < 0 ? -1 : on ? 1 : 0);
 }
 
-bool useKilnDepthwise(const int64_t *xDims, const int64_t *wDims, const int64_t *yDims,
-                      const float *residual, const kiln_conv_params_v1 &p) {
-  const int mode = depthwiseMode();
-  if (p.spatial_rank != 2 || residual || mode < 0) return false;
-  const int64_t c = xDims[1];
-  if (p.groups != c || wDims[0] != c || wDims[1] != 1 || yDims[1] != c) return false;
-  if (wDims[2] != 3 || wDims[3] != 3) return false;
+bool dwKernelComputes(const int64_t *wDims, const kiln_conv_params_v1 &p, int64_t c) {
+  if (p.spatial_rank != 2 || p.groups != c || wDims[0] != c || wDims[1] != 1 || wDims[2] != 3 ||
+      wDims[3] != 3)
+    return false;
   if (p.strides[0] != p.strides[1] || p.strides[0] < 1 || p.strides[0] > 2) return false;
   for (int i = 0; i < 2; ++i)
     if (p.dilations[i] != 1 || p.pads_begin[i] > 1 || p.pads_end[i] > 1) return false;
+  return true;
+}
+
+bool useKilnDepthwise(const int64_t *xDims, const int64_t *wDims, const int64_t *yDims,
+                      const float *residual, const kiln_conv_params_v1 &p) {
+  const int mode = depthwiseMode();
+  if (residual || mode < 0 || yDims[1] != xDims[1] || !dwKernelComputes(wDims, p, xDims[1]))
+    return false;
   // The output size must be what the pads give (the shim's caller guarantees it; refuse
   // rather than read outside x if it ever does not).
   for (int i = 0; i < 2; ++i)

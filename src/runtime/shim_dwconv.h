@@ -9,6 +9,10 @@
 
 namespace kiln::rt {
 
+/// True when kiln's depthwise kernel computes this conv of c channels (weights wDims): 2-D,
+/// groups = c, one [3, 3] filter per channel, dilation 1, equal strides 1 or 2, pads <= 1.
+bool dwKernelComputes(const int64_t *wDims, const kiln_conv_params_v1 &p, int64_t c);
+
 /// True when a channels-last conv of these dims runs on kiln's depthwise kernel: 2-D,
 /// groups = in = out channels, 3x3, dilation 1, equal strides 1 or 2, pads <= 1, no
 /// residual, a shape where the kernel measured faster than oneDNN on this CPU's ISA
