@@ -45,7 +45,6 @@ struct BandBuffers {
 struct ChainLane {
   Runner runner;
   BandBuffers buffers;
-  const WeightStore *store = nullptr; // the store runner.dnnl was last given
   int status = KILN_OK;
   std::string error;
 };
@@ -113,7 +112,7 @@ struct ChainCall {
   const float *x, *const *w, *const *bias, *residual, *packedDw;
   float *y;
   ClampBounds dwClamp;
-  int64_t expandSite, projectSite;
+  int64_t site, expandSite, projectSite;
 };
 
 /// Output rows [oy0, oy1) of image img, in bands of `band` rows, through r's GEMMs and the
@@ -131,7 +130,7 @@ int runRows(Runner &r, const ChainCall &c, BandBuffers &b, int64_t img, int64_t 
       b.filtered.resize(band * g.ow * g.ce);
   } catch (const std::bad_alloc &) {
     return fail(KILN_ERR_OUT_OF_MEMORY, "conv_chain site %lld: out of memory",
-                static_cast<long long>(c.expandSite));
+                static_cast<long long>(c.site));
   }
   float *expanded = b.expanded.data(), *filtered = b.filtered.data();
   const int64_t rowIn = g.w * g.cin, rowE = g.w * g.ce, rowOut = g.ow * g.cout;
@@ -191,10 +190,9 @@ void syncLane(ChainLane &lane, Runner &r) {
   l.pinnedSize = r.pinnedSize;
   l.constantRanges = r.constantRanges;
   std::shared_ptr<WeightStore> store = r.dnnl.sharedStore();
-  if (lane.store != store.get() || l.weightsToken != r.weightsToken) {
+  if (&l.dnnl.store() != store.get() || l.weightsToken != r.weightsToken) {
     l.dnnl.useStore(store);
     l.weightsToken = r.weightsToken;
-    lane.store = store.get();
   }
 }
 
@@ -204,7 +202,8 @@ int runLanes(Runner &r, ChainScratch &scratch, const ChainCall &c, int threads, 
     while (scratch.lanes.size() < static_cast<size_t>(threads))
       scratch.lanes.push_back(std::make_unique<ChainLane>());
   } catch (const std::bad_alloc &) {
-    return fail(KILN_ERR_OUT_OF_MEMORY, "conv_chain: out of memory");
+    return fail(KILN_ERR_OUT_OF_MEMORY, "conv_chain site %lld: out of memory",
+                static_cast<long long>(c.site));
   }
   for (int t = 0; t < threads; ++t)
     syncLane(*scratch.lanes[t], r);
@@ -234,8 +233,10 @@ int runLanes(Runner &r, ChainScratch &scratch, const ChainCall &c, int threads, 
 
 ChainSchedule defaultChainSchedule() {
   // 384 KiB of expanded rows per thread: on Zen 4 (1 MiB L2) 256-512 KiB bands ran the blocks
-  // fastest (bench/conv, kiln_chain_bench --band-kb; docs/perf.md). Lanes from 3 rows a thread:
-  // below that the halo rows each lane expands again cost more than the split GEMMs.
+  // fastest (bench/conv, kiln_chain_bench --band-kb; docs/perf.md). Lanes from 3 rows a thread
+  // (every MobileNetV2 block at 2 threads) ran its blocks at 0.74-0.76x the convs, lanes from 8
+  // rows at 0.76-0.82x: a block whose rows are split differently from the block before moves
+  // them between the cores' caches.
   static const ChainSchedule schedule = [] {
     const char *band = std::getenv("KILN_CONV_CHAIN_BAND_KB");
     const char *lanes = std::getenv("KILN_CONV_CHAIN_LANE_ROWS");
@@ -304,6 +305,7 @@ int convChainForward(Runner &r, int64_t site, const float *x, const int64_t *xDi
   c.residual = residual;
   c.y = y;
   c.dwClamp = clampBounds(p.conv[dw]);
+  c.site = site;
   // The GEMMs' cache sites: negative, so they never meet a matmul call site's entries.
   c.expandSite = -(site * 4 + 1);
   c.projectSite = -(site * 4 + 2);
