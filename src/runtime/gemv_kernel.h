@@ -60,7 +60,7 @@ void rowsOf(const GemvParams &g, const float *a, const float *packed, float *c, 
     step<V, MR, 1>(g, a, packed, c, p);
 }
 
-/// All m rows, in groups of up to kGemvMaxRows; P(MR) panels a step.
+/// All m rows (1 to kGemvMaxRows; gemvFits keeps larger m away); P(MR) panels a step.
 template <class V, int P1, int P2, int P3, int P4>
 void panels(const GemvParams &g, const float *a, const float *packed, float *c, int64_t p0,
             int64_t p1) {
