@@ -28,6 +28,24 @@ inline ClampBounds clampBounds(const kiln_conv_params_v1 &p) {
   return {p.post_op == KILN_POST_RELU ? 0.f : -inf, inf};
 }
 
+/// The matmul shim's view of a pointwise conv on `rows` pixels: [rows, cin] x w^T [cin, cout].
+kiln_matmul_params_v1 pointwiseGemm(int64_t rows, int64_t cin, int64_t cout, bool bias,
+                                    const kiln_conv_params_v1 &p);
+
+/// A 2-D 1x1 conv of one group without pads (any strides).
+bool pointwiseConv(const int64_t *wDims, const kiln_conv_params_v1 &p);
+
+/// Whether a channels-last conv runs as a GEMM (conv_pointwise.cpp): a pointwise conv whose
+/// output dims match its strides; KILN_CONV_POINTWISE_GEMM=0 turns it off.
+bool pointwiseAsGemm(const int64_t *xDims, const int64_t *wDims, const int64_t *yDims,
+                     const kiln_conv_params_v1 &p);
+
+/// A channels-last pointwise conv through the matmul shim (bias, residual and the post-op in
+/// the GEMM's epilogue); strided ones gather their pixels first.
+int pointwiseConvForward(Runner &r, int64_t site, const float *x, const int64_t *xDims,
+                         const float *w, const float *bias, const float *residual, float *y,
+                         const int64_t *yDims, const kiln_conv_params_v1 &p);
+
 int convForward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const float *w,
                 const int64_t *wDims, const float *bias, const float *residual, float *y,
                 const int64_t *yDims, const kiln_conv_params_v1 &p, ConvLayout layout);

@@ -56,10 +56,8 @@ struct ChainScratch : CacheEntry {
   std::vector<std::unique_ptr<ChainLane>> lanes;
 };
 
-bool pointwise(const int64_t *wDims, const kiln_conv_params_v1 &p) {
-  return p.spatial_rank == 2 && p.groups == 1 && wDims[2] == 1 && wDims[3] == 1 &&
-         p.strides[0] == 1 && p.strides[1] == 1 && p.pads_begin[0] == 0 && p.pads_begin[1] == 0 &&
-         p.pads_end[0] == 0 && p.pads_end[1] == 0;
+bool unitStride(const kiln_conv_params_v1 &p) {
+  return p.strides[0] == 1 && p.strides[1] == 1;
 }
 
 /// What the depthwise kernel computes, with pads that are not negative.
@@ -70,27 +68,6 @@ bool depthwise(const int64_t *wDims, const kiln_conv_params_v1 &p, int64_t c) {
 
 bool knownPostOp(const kiln_conv_params_v1 &p) {
   return p.post_op == KILN_POST_NONE || p.post_op == KILN_POST_RELU || p.post_op == KILN_POST_CLIP;
-}
-
-/// The matmul shim's view of a pointwise conv on `rows` pixels: [rows, cin] x w^T [cin, cout].
-kiln_matmul_params_v1 pointwiseGemm(int64_t rows, int64_t cin, int64_t cout, bool bias,
-                                    const kiln_conv_params_v1 &p) {
-  kiln_matmul_params_v1 g{};
-  g.batch = 1;
-  g.m = rows;
-  g.n = cout;
-  g.k = cin;
-  g.lda = cin;
-  g.ldb = cin;
-  g.ldc = cout;
-  g.trans_b = 1;
-  g.post_op = p.post_op;
-  g.clip_min = p.clip_min;
-  g.clip_max = p.clip_max;
-  g.alpha = 1.f;
-  g.beta = 1.f;
-  g.addend_kind = bias ? 1 : 0;
-  return g;
 }
 
 /// Output rows per band of a share of `rows` output rows: the most whose expanded input rows
@@ -266,9 +243,11 @@ int checkConvChain(int64_t site, const int64_t *xDims, const int64_t *wDims, con
   g.stride = p.conv[dw].strides[0];
   g.expand = dw == 1;
   bool ok = g.n >= 0 && g.cin > 0 && g.h > 0 && g.w > 0 && g.ce > 0 && g.cout > 0;
-  if (ok && g.expand) ok = pointwise(wExpand, p.conv[0]) && wExpand[1] == g.cin;
+  if (ok && g.expand)
+    ok = unitStride(p.conv[0]) && pointwiseConv(wExpand, p.conv[0]) && wExpand[1] == g.cin;
   ok = ok && depthwise(wDw, p.conv[dw], g.ce);
-  ok = ok && pointwise(wProject, p.conv[dw + 1]) && wProject[1] == g.ce;
+  ok = ok && unitStride(p.conv[dw + 1]) && pointwiseConv(wProject, p.conv[dw + 1]) &&
+       wProject[1] == g.ce;
   ok = ok && yDims[0] == g.n && yDims[1] == g.cout;
   for (int i = 0; ok && i < 2; ++i)
     ok =

@@ -1,0 +1,130 @@
+// Channels-last 1x1 convolutions as GEMMs through the matmul shim.
+//
+// Why: on NHWC data a 1x1 conv is [pixels, cin] x w^T [cin, cout]. oneDNN 2.6 runs it as
+// brgconv_1x1, which on Zen 4 (AVX-512) reached 65-75% of the FMA peak in ResNet-50 where
+// its matmul on the same shapes reached 85-95% (docs/perf.md, session 14), and brgconv cannot
+// take the residual as a post-op (shim_conv.cpp), so the bottleneck blocks' last conv paid a
+// separate add pass over its output. The matmul shim packs the weights once, fuses bias,
+// residual and ReLU/clip in its epilogue, and keeps kiln's GEMV and column-block choices.
+// A strided 1x1 conv (ResNet's downsample) first gathers the pixels it reads into a
+// contiguous block, a copy of at most a quarter of its input. In ResNet-50 at batch 1 (Zen 4)
+// this took the 1x1 convs to 0.8-0.9x their brgconv time at 2 threads and left 1 thread even.
+#include "error.h"
+#include "isa_cap.h"
+#include "shim_conv.h"
+#include "shim_matmul.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <vector>
+
+namespace kiln::rt {
+namespace {
+
+// Tags the gather buffer's cache entry apart from every site's cache keys.
+constexpr int64_t kGatherTag = 0x707767617468; // "pwgath"
+
+// Fewest output pixels for which the sgemm route (below AVX-512) pays off.
+constexpr int64_t kMinSgemmPixels = 512;
+
+// Per runner, shared by every strided pointwise conv.
+struct GatherScratch : CacheEntry {
+  std::vector<float> rows;
+};
+
+bool enabled() {
+  static const bool on = [] {
+    const char *v = std::getenv("KILN_CONV_POINTWISE_GEMM");
+    return !v || std::strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+
+/// Copies the pixels a strided 1x1 conv reads (every stride-th row and column of each image)
+/// into `out`, one row of cin floats per output pixel.
+void gatherStrided(const float *x, const int64_t *xDims, const int64_t *yDims,
+                   const kiln_conv_params_v1 &p, float *out) {
+  const int64_t n = xDims[0], c = xDims[1], h = xDims[2], w = xDims[3];
+  const int64_t oh = yDims[2], ow = yDims[3], sh = p.strides[0], sw = p.strides[1];
+  const size_t rowBytes = sizeof(float) * c;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t img = 0; img < n; ++img)
+    for (int64_t i = 0; i < oh; ++i) {
+      const float *src = x + ((img * h + i * sh) * w) * c;
+      float *dst = out + ((img * oh + i) * ow) * c;
+      for (int64_t j = 0; j < ow; ++j)
+        std::memcpy(dst + j * c, src + j * sw * c, rowBytes);
+    }
+}
+
+} // namespace
+
+kiln_matmul_params_v1 pointwiseGemm(int64_t rows, int64_t cin, int64_t cout, bool bias,
+                                    const kiln_conv_params_v1 &p) {
+  kiln_matmul_params_v1 g{};
+  g.batch = 1;
+  g.m = rows;
+  g.n = cout;
+  g.k = cin;
+  g.lda = cin;
+  g.ldb = cin;
+  g.ldc = cout;
+  g.trans_b = 1;
+  g.post_op = p.post_op;
+  g.clip_min = p.clip_min;
+  g.clip_max = p.clip_max;
+  g.alpha = 1.f;
+  g.beta = 1.f;
+  g.addend_kind = bias ? 1 : 0;
+  return g;
+}
+
+bool pointwiseConv(const int64_t *wDims, const kiln_conv_params_v1 &p) {
+  return p.spatial_rank == 2 && p.groups == 1 && wDims[2] == 1 && wDims[3] == 1 &&
+         p.pads_begin[0] == 0 && p.pads_begin[1] == 0 && p.pads_end[0] == 0 && p.pads_end[1] == 0;
+}
+
+bool pointwiseAsGemm(const int64_t *xDims, const int64_t *wDims, const int64_t *yDims,
+                     const kiln_conv_params_v1 &p) {
+  if (!enabled() || !pointwiseConv(wDims, p)) return false;
+  // The output must be exactly the pixels the strides pick (pads are zero, so it is unless
+  // the dims are inconsistent, which the oneDNN path then reports).
+  for (int i = 0; i < 2; ++i)
+    if (p.strides[i] < 1 || yDims[2 + i] != (xDims[2 + i] - 1) / p.strides[i] + 1) return false;
+  // Below AVX-512, oneDNN 2.6's matmul is its sgemm, which packs B on every call: with few
+  // pixels per weight that packing costs more than the GEMM saves (ResNet-50 under the AVX2
+  // cap: 3136 and 784 pixels 0.66-0.91x the conv's time, 196 and 49 pixels 1.3-1.8x).
+  return usableIsaBits() >= 512 || yDims[0] * yDims[2] * yDims[3] >= kMinSgemmPixels;
+}
+
+int pointwiseConvForward(Runner &r, int64_t site, const float *x, const int64_t *xDims,
+                         const float *w, const float *bias, const float *residual, float *y,
+                         const int64_t *yDims, const kiln_conv_params_v1 &p) {
+  const int64_t rows = yDims[0] * yDims[2] * yDims[3];
+  const float *a = x;
+  if (p.strides[0] != 1 || p.strides[1] != 1) {
+    try {
+      const CacheKey key = [] {
+        CacheKey k;
+        k.push(kGatherTag);
+        return k;
+      }();
+      auto *scratch = static_cast<GatherScratch *>(r.dnnl.find(key));
+      if (!scratch)
+        scratch =
+            static_cast<GatherScratch *>(r.dnnl.insert(key, std::make_unique<GatherScratch>()));
+      const size_t need = static_cast<size_t>(rows * xDims[1]);
+      if (scratch->rows.size() < need) scratch->rows.resize(need);
+      gatherStrided(x, xDims, yDims, p, scratch->rows.data());
+      a = scratch->rows.data();
+    } catch (const std::bad_alloc &) {
+      return fail(KILN_ERR_OUT_OF_MEMORY, "conv site %lld: out of memory",
+                  static_cast<long long>(site));
+    }
+  }
+  kiln_matmul_params_v1 g = pointwiseGemm(rows, xDims[1], yDims[1], bias, p);
+  return matmulForward(r, site, a, w, bias, residual, y, g, 7);
+}
+
+} // namespace kiln::rt
