@@ -187,7 +187,10 @@ struct Kernel {
 struct CpuSchedule {
   bool groupParallel = false;       // fused group: one OpenMP region over the shared loops
   std::vector<bool> memberParallel; // per member without shared loops: its own region
-  int64_t minParallelWork = 16384;  // run-time work below which a region stays serial
+  // Per member: the extent of a tiny innermost output dim that is unrolled inside a simd
+  // loop over the dim above it (0: the innermost dim is the simd loop, as usual).
+  std::vector<int> memberUnrollInner;
+  int64_t minParallelWork = 16384; // run-time work below which a region stays serial
 };
 
 /// How the CUDA printer maps a group onto threads; decided by sched::scheduleGroups.

@@ -19,6 +19,20 @@ bool smallConst(sym::Expr e, int64_t limit) {
   return e.isConst() && e->value < limit;
 }
 
+/// A pointwise kernel whose innermost output dim has 2-4 elements (RGB channels, box
+/// coordinates) and whose next dim is wider: a simd loop over the tiny dim runs scalar (GCC
+/// leaves a 3-trip loop of strided loads alone), so the printer unrolls it inside a simd loop
+/// over the dim above. Measured on the NCHW -> NHWC copy of a 3x224x224 image (Zen 4):
+/// 0.106 ms as printed before, 0.014 ms unrolled.
+int unrollInnerExtent(const loop::Kernel &k, size_t shared) {
+  const size_t rank = k.vars.size();
+  if (k.kind != loop::KernelKind::Pointwise || k.scatterIndex || rank < 2 + shared) return 0;
+  const sym::Expr &inner = k.out->shape[rank - 1], &next = k.out->shape[rank - 2];
+  if (!inner.isConst() || inner->value < 2 || inner->value > 4) return 0;
+  if (next.isConst() && next->value < 8) return 0;
+  return static_cast<int>(inner->value);
+}
+
 void scheduleCpu(loop::KernelGroup &g, sym::Context &ctx, const Target &t) {
   loop::CpuSchedule &s = g.cpu;
   s.minParallelWork = t.cpuParallelMinWork;
@@ -26,8 +40,11 @@ void scheduleCpu(loop::KernelGroup &g, sym::Context &ctx, const Target &t) {
   // Entering libgomp costs more than a small kernel itself: no region when the work is
   // known to be small.
   s.memberParallel.clear();
-  for (const loop::Kernel *k : g.kernels)
+  s.memberUnrollInner.clear();
+  for (const loop::Kernel *k : g.kernels) {
     s.memberParallel.push_back(shared == 0 && !smallConst(workOf(ctx, *k), s.minParallelWork));
+    s.memberUnrollInner.push_back(unrollInnerExtent(*k, shared));
+  }
   sym::Expr total = ctx.constant(0);
   for (const loop::Kernel *k : g.kernels)
     total = total + workOf(ctx, *k);

@@ -190,3 +190,10 @@ save("maxpool_pad",
                   pads=[1, 1, 1, 1])],
      [h.make_tensor_value_info("x", T.FLOAT, [1, 64, 28, 28])],
      [h.make_tensor_value_info("y", T.FLOAT, [1, 64, 14, 14])])
+
+# 14. NCHW -> NHWC of an RGB image [2, 3, 64, 48]: the 3 channels are unrolled inside a simd
+# loop over the width (a 3-trip simd loop of strided loads ran scalar).
+save("nchw_to_nhwc",
+     [h.make_node("Transpose", ["x"], ["y"], name="to_nhwc", perm=[0, 2, 3, 1])],
+     [h.make_tensor_value_info("x", T.FLOAT, [2, 3, 64, 48])],
+     [h.make_tensor_value_info("y", T.FLOAT, [2, 64, 48, 3])])

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <map>
 #include <set>
@@ -22,9 +23,9 @@ namespace {
 class MemberPrinter {
 public:
   MemberPrinter(std::ostringstream &os, const loop::Kernel &k, size_t shared, bool parallel,
-                int64_t minWork, const SymbolNamer &model, sym::Context &ctx)
+                int unrollInner, int64_t minWork, const SymbolNamer &model, sym::Context &ctx)
       : os_(os), k_(k), shared_(shared), model_(model), ctx_(ctx), serial_(!parallel),
-        minWork_(minWork) {}
+        unroll_(unrollInner), minWork_(minWork) {}
 
   void print(std::string indent) {
     for (size_t d = 0; d < k_.vars.size(); ++d)
@@ -44,8 +45,10 @@ public:
     });
     size_t rank = k_.vars.size();
     bool pointwise = k_.kind == loop::KernelKind::Pointwise;
-    // Own outer loops: all but the innermost for pointwise; all output dims for reductions.
-    size_t outerEnd = pointwise ? (rank > 0 ? rank - 1 : 0) : rank;
+    // Own outer loops: all but the innermost for pointwise (all but two when sched/ unrolls
+    // the innermost inside a simd loop over the next); all output dims for reductions.
+    size_t simdLoops = unroll_ ? 2 : 1;
+    size_t outerEnd = pointwise ? (rank >= simdLoops ? rank - simdLoops : 0) : rank;
     if (outerEnd < shared_) outerEnd = shared_;
     size_t own = outerEnd - shared_;
     if (own > 0 && shared_ == 0 && !serial_)
@@ -113,27 +116,40 @@ private:
 
   void printPointwise(std::string indent, size_t rank, size_t outerEnd) {
     bool inner = rank > outerEnd;
+    const size_t simdDim = unroll_ ? rank - 2 : rank - 1;
     std::vector<std::pair<const loop::VNode *, std::string>> hoisted;
     std::string closeGuard;
-    if (inner)
+    // (Not with an unrolled innermost dim: a load invariant along the simd loop may still
+    // depend on the unrolled index, which is only bound inside it.)
+    if (inner && !unroll_)
       closeGuard =
-          hoistInvariantLoads(indent, k_.vars[rank - 1].node(), k_.out->shape[rank - 1], hoisted);
+          hoistInvariantLoads(indent, k_.vars[simdDim].node(), k_.out->shape[simdDim], hoisted);
     if (inner) {
       if (outerEnd == 0 && shared_ == 0 && !serial_)
         os_ << indent << "#pragma omp parallel for simd " << parallelIf_ << "\n";
       else
         os_ << indent << "#pragma omp simd\n";
       os_ << indent
-          << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0}) {{\n", rank - 1,
-                         sizeCpp(k_.out->shape[rank - 1]));
+          << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0}) {{\n", simdDim,
+                         sizeCpp(k_.out->shape[simdDim]));
       indent += "  ";
     }
-    ValuePrinter bp(os_, indent, model_, locals_);
-    bp.gccVectorForms(true);
-    for (auto &[node, name] : hoisted)
-      bp.bind(node, name);
-    std::string v = bp.emit(k_.body);
-    os_ << indent << k_.out->name << "[" << outIdx_ << "] = " << storeExpr(k_.out, v) << ";\n";
+    for (int u = 0; u < std::max(unroll_, 1); ++u) {
+      std::string at = indent;
+      if (unroll_) {
+        os_ << indent << fmt::format("{{ const int64_t i{} = {};\n", rank - 1, u);
+        at += "  ";
+      }
+      // Each unrolled copy binds the names it declares (gathered indices) in its own scope.
+      std::map<const sym::Node *, std::string> copyLocals = locals_;
+      ValuePrinter bp(os_, at, model_, unroll_ ? copyLocals : locals_);
+      bp.gccVectorForms(true);
+      for (auto &[node, name] : hoisted)
+        bp.bind(node, name);
+      std::string v = bp.emit(k_.body);
+      os_ << at << k_.out->name << "[" << outIdx_ << "] = " << storeExpr(k_.out, v) << ";\n";
+      if (unroll_) os_ << indent << "}\n";
+    }
     if (inner) {
       indent.resize(indent.size() - 2);
       os_ << indent << "}\n";
@@ -190,6 +206,7 @@ private:
   std::map<const sym::Node *, std::string> locals_;
   std::string parallelIf_, outIdx_;
   bool serial_;
+  int unroll_;
   int64_t minWork_;
 };
 
@@ -239,7 +256,8 @@ std::string printGroupText(const loop::KernelGroup &g, const KernelSignature &si
     const loop::Kernel *k = g.kernels[m];
     os << indent << "{ // " << commentText(k->origin) << "\n";
     bool parallel = m < g.cpu.memberParallel.size() && g.cpu.memberParallel[m];
-    MemberPrinter(os, *k, shared, parallel, g.cpu.minParallelWork, modelSymbol, ctx)
+    int unroll = m < g.cpu.memberUnrollInner.size() ? g.cpu.memberUnrollInner[m] : 0;
+    MemberPrinter(os, *k, shared, parallel, unroll, g.cpu.minParallelWork, modelSymbol, ctx)
         .print(indent + "  ");
     os << indent << "}\n";
   }
