@@ -16,7 +16,7 @@
 //          buffers as `huge`
 //
 //   build/release/bench/gemm/kiln_gemm_bench [--shapes M,N,K;...] [--split 768] [--gelu]
-//       [--threads 1,2] [--reps 40] [--copies 8] [--peak GFLOPS_PER_CORE]
+//       [--threads 1,2] [--reps 40] [--copies 8] [--peak GFLOPS_PER_CORE] [--rewrite-a]
 //
 // The variants alternate call by call. --copies rotates through that many packed copies of
 // B, so B comes from memory as in a model (whose weights do not stay in cache between
@@ -62,6 +62,7 @@ struct Options {
   int reps = 40;
   int copies = 8;
   double peak = 0;
+  bool rewriteA = false;
 };
 
 double seconds(clockid_t clock) {
@@ -115,6 +116,8 @@ bool parseArgs(int argc, char **argv, Options &o) {
       o.reps = std::atoi(argv[++i]);
     } else if (a == "--copies" && hasValue) {
       o.copies = std::atoi(argv[++i]);
+    } else if (a == "--rewrite-a") {
+      o.rewriteA = true;
     } else if (a == "--peak" && hasValue) {
       o.peak = std::atof(argv[++i]);
     } else {
@@ -220,7 +223,7 @@ void runShape(const Options &o, const Shape &sh, int threads) {
   DnnlGemm whole(eng, s, sh, 0, sh.n, A.data(), B.data(), bias.data(), C.data(), o.gelu, o.copies);
   DnnlGemm huge(eng, s, sh, 0, sh.n, A.data(), B.data(), bias.data(), C.data(), o.gelu, o.copies,
                 true);
-  std::vector<DnnlGemm> parts, cols;
+  std::vector<DnnlGemm> parts, cols, rows;
   std::vector<dnnl::stream> colStreams;
   // Each created as for one thread (oneDNN picks its blocking for the thread count it sees).
   omp_set_num_threads(1);
@@ -231,6 +234,19 @@ void runShape(const Options &o, const Shape &sh, int threads) {
       cols.emplace_back(eng, s, sh, t * w, w, A.data(), B.data(), bias.data(), C.data(), o.gelu,
                         o.copies, true);
     }
+  // rows: T single-threaded GEMMs of M / T rows each, thread t on the rows it wrote (with
+  // --rewrite-a); they share one set of packed B copies when oneDNN packs B alike for both.
+  if (threads > 1 && sh.m % threads == 0) {
+    const Shape part{sh.m / threads, sh.n, sh.k};
+    while (colStreams.size() < static_cast<size_t>(threads))
+      colStreams.emplace_back(eng);
+    for (int t = 0; t < threads; ++t) {
+      rows.emplace_back(eng, s, part, 0, sh.n, A.data() + t * part.m * sh.k, B.data(), bias.data(),
+                        C.data() + t * part.m * sh.n, o.gelu, t == 0 ? o.copies : 1, true);
+      if (t > 0 && rows[t].weights[0].get_desc() == rows[0].weights[0].get_desc())
+        rows[t].weights = rows[0].weights;
+    }
+  }
   omp_set_num_threads(threads);
   const bool splits = o.split < sh.n && sh.n % o.split == 0;
   if (splits)
@@ -266,9 +282,19 @@ void runShape(const Options &o, const Shape &sh, int threads) {
       gemm::packB(B.data(), sh.n, false, sh.k, sh.n, static_cast<float *>(ownCopies.back().get()));
     }
 
-  Timings tw, th, ts, tx, tk, tc;
-  double hugeErr = 0, splitErr = 0, xnnErr = 0, kilnErr = 0, colsErr = 0;
+  Timings tw, th, ts, tx, tk, tc, trw;
+  double hugeErr = 0, splitErr = 0, xnnErr = 0, kilnErr = 0, colsErr = 0, rowsErr = 0;
+  // --rewrite-a: before each call the threads rewrite A by rows, as the kernel before a
+  // GEMM in a model does, so A starts in the writers' caches rather than shared by all.
+  auto rewriteA = [&] {
+    if (!o.rewriteA) return;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t i = 0; i < sh.m; ++i)
+      for (int64_t j = 0; j < sh.k; ++j)
+        A[i * sh.k + j] += 0.f * A[i * sh.k + j] + 1e-7f;
+  };
   auto timeOne = [&](Timings &t, auto &&call) {
+    rewriteA();
     double w0 = seconds(CLOCK_MONOTONIC), c0 = seconds(CLOCK_THREAD_CPUTIME_ID);
     call();
     s.wait();
@@ -300,6 +326,18 @@ void runShape(const Options &o, const Shape &sh, int threads) {
       });
       if (r == o.reps - 1) colsErr = relL2(C, ref);
     }
+    if (!rows.empty()) {
+      timeOne(r < 0 ? sink : trw, [&] {
+#pragma omp parallel num_threads(threads)
+        {
+          const int t = omp_get_thread_num();
+          const int c = rows[t].weights.size() > 1 ? copy : 0;
+          rows[t].run(colStreams[t], c);
+          colStreams[t].wait();
+        }
+      });
+      if (r == o.reps - 1) rowsErr = relL2(C, ref);
+    }
     if (!ownCopies.empty()) {
       timeOne(r < 0 ? sink : tk, [&] {
         gemm::run(sh.m, sh.n, sh.k, A.data(), sh.k,
@@ -330,6 +368,11 @@ void runShape(const Options &o, const Shape &sh, int threads) {
     report("cols", tc, gflop, threads, o.peak);
     std::printf("         (one single-threaded GEMM of N / %d per thread; rel. L2 to whole %.1e)\n",
                 threads, colsErr);
+  }
+  if (!trw.wall.empty()) {
+    report("rows", trw, gflop, threads, o.peak);
+    std::printf("         (one single-threaded GEMM of M / %d per thread; rel. L2 to whole %.1e)\n",
+                threads, rowsErr);
   }
   if (!tk.wall.empty()) {
     report("own", tk, gflop, threads, o.peak);
