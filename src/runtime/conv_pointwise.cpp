@@ -7,12 +7,14 @@
 // separate add pass over its output. The matmul shim packs the weights once, fuses bias,
 // residual and ReLU/clip in its epilogue, and keeps kiln's GEMV and column-block choices.
 // A strided 1x1 conv (ResNet's downsample) first gathers the pixels it reads into a
-// contiguous block, a copy of at most a quarter of its input. In ResNet-50 at batch 1 (Zen 4)
-// this took the 1x1 convs to 0.8-0.9x their brgconv time at 2 threads and left 1 thread even.
+// contiguous block, a copy of at most a quarter of its input. Where it runs is measured
+// (pointwiseAsGemm; docs/perf.md, session 14).
 #include "error.h"
 #include "isa_cap.h"
 #include "shim_conv.h"
 #include "shim_matmul.h"
+
+#include <omp.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -95,7 +97,10 @@ bool pointwiseAsGemm(const int64_t *xDims, const int64_t *wDims, const int64_t *
   // Below AVX-512, oneDNN 2.6's matmul is its sgemm, which packs B on every call: with few
   // pixels per weight that packing costs more than the GEMM saves (ResNet-50 under the AVX2
   // cap: 3136 and 784 pixels 0.66-0.91x the conv's time, 196 and 49 pixels 1.3-1.8x).
-  return usableIsaBits() >= 512 || yDims[0] * yDims[2] * yDims[3] >= kMinSgemmPixels;
+  if (usableIsaBits() < 512) return yDims[0] * yDims[2] * yDims[3] >= kMinSgemmPixels;
+  // With AVX-512, brgconv_1x1 held its own at 1 thread (ResNet-50: 1.00-1.01x on Zen 4,
+  // 1.04-1.07x slower as GEMMs on Sapphire Rapids) while the GEMMs won at 2 (0.89-0.91x).
+  return !omp_in_parallel() && omp_get_max_threads() > 1;
 }
 
 int pointwiseConvForward(Runner &r, int64_t site, const float *x, const int64_t *xDims,

@@ -1,8 +1,10 @@
 // Channels-last 1x1 convolutions through the conv shim, which runs them as GEMMs
 // (conv_pointwise.cpp), against a float64 reference: unit and uneven strides, batches, bias,
 // ReLU/clip, a residual beside the output and one in place, constant and plain weights; and
-// which convs the GEMM route takes. Registered a second time under ONEDNN_MAX_CPU_ISA=AVX2,
-// where only convs of 512 pixels or more take it.
+// which convs the GEMM route takes. Each case runs at 1 and 2 threads (with AVX-512 the route
+// is taken only at 2+). Registered a second time under ONEDNN_MAX_CPU_ISA=AVX2, where only
+// convs of 512 pixels or more take it.
+#include "isa_cap.h"
 #include "shim_conv.h"
 #include "test_util.h"
 
@@ -10,10 +12,12 @@
 #include <kiln/runtime.h>
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <tuple>
 
 namespace {
 
@@ -55,14 +59,22 @@ double post(double v, const kiln_conv_params_v1 &p) {
   return v;
 }
 
-class ConvPointwise : public ::testing::TestWithParam<PointwiseCase> {
+// Runs the test at a thread count and restores the previous one.
+struct ThreadCount {
+  int saved = omp_get_max_threads();
+  explicit ThreadCount(int n) { omp_set_num_threads(n); }
+  ~ThreadCount() { omp_set_num_threads(saved); }
+};
+
+class ConvPointwise : public ::testing::TestWithParam<std::tuple<PointwiseCase, int>> {
 protected:
   kiln::rt::Runner r_;
 };
 
 TEST_P(ConvPointwise, MatchesFloat64Reference) {
-  const PointwiseCase t = GetParam();
-  SCOPED_TRACE(t.describe());
+  const PointwiseCase t = std::get<0>(GetParam());
+  ThreadCount threads(std::get<1>(GetParam()));
+  SCOPED_TRACE(t.describe() + " threads " + std::to_string(std::get<1>(GetParam())));
   std::mt19937 rng(static_cast<unsigned>(t.cin * 131 + t.cout * 7 + t.h));
   std::vector<float> x = randomVector(rng, t.n * t.h * t.w * t.cin);
   std::vector<float> w = randomVector(rng, t.cout * t.cin);
@@ -109,14 +121,17 @@ TEST_P(ConvPointwise, MatchesFloat64Reference) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, ConvPointwise,
-    ::testing::Values(PointwiseCase{1, 32, 9, 7, 24, 1, 1, true, 0, KILN_POST_RELU, true},
-                      PointwiseCase{2, 16, 8, 8, 40, 2, 2, true, 1, KILN_POST_RELU, true},
-                      PointwiseCase{1, 20, 7, 5, 17, 2, 3, false, 2, KILN_POST_CLIP, false},
-                      PointwiseCase{1, 64, 24, 24, 48, 1, 1, true, 1, KILN_POST_NONE, true},
-                      PointwiseCase{2, 24, 33, 31, 16, 2, 2, true, 2, KILN_POST_RELU, false},
-                      PointwiseCase{1, 8, 47, 45, 12, 2, 2, false, 1, KILN_POST_CLIP, true}));
+    ::testing::Combine(
+        ::testing::Values(PointwiseCase{1, 32, 9, 7, 24, 1, 1, true, 0, KILN_POST_RELU, true},
+                          PointwiseCase{2, 16, 8, 8, 40, 2, 2, true, 1, KILN_POST_RELU, true},
+                          PointwiseCase{1, 20, 7, 5, 17, 2, 3, false, 2, KILN_POST_CLIP, false},
+                          PointwiseCase{1, 64, 24, 24, 48, 1, 1, true, 1, KILN_POST_NONE, true},
+                          PointwiseCase{2, 24, 33, 31, 16, 2, 2, true, 2, KILN_POST_RELU, false},
+                          PointwiseCase{1, 8, 47, 45, 12, 2, 2, false, 1, KILN_POST_CLIP, true}),
+        ::testing::Values(1, 2)));
 
 TEST(ConvPointwiseRoute, TakesOnlyUnpaddedUngrouped1x1Convs) {
+  ThreadCount threads(2);
   PointwiseCase t{1, 64, 32, 32, 64, 1, 1, true, 0, KILN_POST_NONE, false};
   kiln_conv_params_v1 p = params(t);
   const int64_t xDims[] = {1, 64, 32, 32}, w1[] = {64, 64, 1, 1}, w3[] = {64, 64, 3, 3},
@@ -136,6 +151,9 @@ TEST(ConvPointwiseRoute, TakesOnlyUnpaddedUngrouped1x1Convs) {
   const int64_t xLarge[] = {1, 64, 64, 64}; // 1024 output pixels: the route on every ISA
   EXPECT_TRUE(kiln::rt::pointwiseAsGemm(xLarge, w1, yDims, strided));
   EXPECT_FALSE(kiln::rt::pointwiseAsGemm(xLarge, w1, ySmall, strided));
+  // One thread: brgconv with AVX-512, the GEMM below it (1024 pixels).
+  omp_set_num_threads(1);
+  EXPECT_EQ(kiln::rt::pointwiseAsGemm(xDims, w1, yDims, p), kiln::rt::usableIsaBits() < 512);
 }
 
 } // namespace
