@@ -24,7 +24,7 @@
 namespace kiln::rt {
 namespace {
 
-// Tags the gather buffer's cache entry apart from every site's cache keys.
+// The gather buffer's scratch tag (DnnlCache::scratch).
 constexpr int64_t kGatherTag = 0x707767617468; // "pwgath"
 
 // Fewest output pixels for which the sgemm route (below AVX-512) pays off.
@@ -110,19 +110,11 @@ int pointwiseConvForward(Runner &r, int64_t site, const float *x, const int64_t 
   const float *a = x;
   if (p.strides[0] != 1 || p.strides[1] != 1) {
     try {
-      const CacheKey key = [] {
-        CacheKey k;
-        k.push(kGatherTag);
-        return k;
-      }();
-      auto *scratch = static_cast<GatherScratch *>(r.dnnl.find(key));
-      if (!scratch)
-        scratch =
-            static_cast<GatherScratch *>(r.dnnl.insert(key, std::make_unique<GatherScratch>()));
+      std::vector<float> &gathered = r.dnnl.scratch<GatherScratch>(kGatherTag).rows;
       const size_t need = static_cast<size_t>(rows * xDims[1]);
-      if (scratch->rows.size() < need) scratch->rows.resize(need);
-      gatherStrided(x, xDims, yDims, p, scratch->rows.data());
-      a = scratch->rows.data();
+      if (gathered.size() < need) gathered.resize(need);
+      gatherStrided(x, xDims, yDims, p, gathered.data());
+      a = gathered.data();
     } catch (const std::bad_alloc &) {
       return fail(KILN_ERR_OUT_OF_MEMORY, "conv site %lld: out of memory",
                   static_cast<long long>(site));

@@ -190,13 +190,7 @@ int forward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const
     const int64_t uFloats = 36 * pr.K * pr.C;
     // Per-runner scratch shared by every Winograd call: V and M of one chunk (and the
     // transformed weights when w is not a constant). It only grows, to the largest call.
-    CacheKey scratchKey;
-    scratchKey.push(-1);
-    scratchKey.push(0x57494e4f); // "WINO"
-    auto *scratch = static_cast<FloatBuffer *>(cache.find(scratchKey));
-    if (!scratch)
-      scratch =
-          static_cast<FloatBuffer *>(cache.insert(scratchKey, std::make_unique<FloatBuffer>()));
+    auto *scratch = &cache.scratch<FloatBuffer>(0x57494e4f); // "WINO"
     const int64_t vFloats = 36 * pr.chunk * pr.C, mFloats = 36 * pr.chunk * pr.K;
     scratch->reserve(vFloats + mFloats + (constantWeights ? 0 : uFloats));
     pr.V = scratch->data;

@@ -24,6 +24,16 @@ public:
   CacheEntry *find(const CacheKey &key) const;
   CacheEntry *insert(const CacheKey &key, std::unique_ptr<CacheEntry> entry);
 
+  // A shim's per-runner scratch of type T (buffers it reuses across calls), created on first
+  // use. Its key is `tag` alone, which no site key (site first, then more) can equal; each
+  // shim picks a tag of its own. May throw std::bad_alloc.
+  template <class T> T &scratch(int64_t tag) {
+    CacheKey key;
+    key.push(tag);
+    if (CacheEntry *e = find(key)) return *static_cast<T *>(e);
+    return *static_cast<T *>(insert(key, std::make_unique<T>()));
+  }
+
   // Weights `w` (plain layout `plain`) in the layout `want`. When cacheable, the reordered
   // copy is kept in the store per (site, w, want) and shared with the other runners;
   // otherwise the reorder goes into `scratch` (owned by the caller's entry) on every call.

@@ -16,13 +16,14 @@ enum class ConvLayout {
                 // so consecutive convs run with no reorders at all
 };
 
-/// A conv's fused activation as the bounds of a clamp, for the hand-written kernels
-/// (Winograd, depthwise) that apply it as a min and a max: none is (-inf, inf), ReLU [0, inf),
-/// Clip [clip_min, clip_max].
+/// A conv's or GEMM's fused activation as the bounds of a clamp, for the hand-written
+/// kernels (Winograd, depthwise, GEMV) that apply it as a min and a max: none is (-inf, inf),
+/// ReLU [0, inf), Clip [clip_min, clip_max]. Params: kiln_conv_params_v1 or
+/// kiln_matmul_params_v1 (both carry post_op, clip_min, clip_max).
 struct ClampBounds {
   float lo, hi;
 };
-inline ClampBounds clampBounds(const kiln_conv_params_v1 &p) {
+template <class Params> ClampBounds clampBounds(const Params &p) {
   constexpr float inf = std::numeric_limits<float>::infinity();
   if (p.post_op == KILN_POST_CLIP) return {p.clip_min, p.clip_max};
   return {p.post_op == KILN_POST_RELU ? 0.f : -inf, inf};

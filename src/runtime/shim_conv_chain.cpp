@@ -290,12 +290,7 @@ int convChainForward(Runner &r, int64_t site, const float *x, const int64_t *xDi
   c.projectSite = -(site * 4 + 2);
   ChainScratch *scratch;
   try {
-    CacheKey scratchKey;
-    scratchKey.push(kChainTag);
-    scratch = static_cast<ChainScratch *>(r.dnnl.find(scratchKey));
-    if (!scratch)
-      scratch =
-          static_cast<ChainScratch *>(r.dnnl.insert(scratchKey, std::make_unique<ChainScratch>()));
+    scratch = &r.dnnl.scratch<ChainScratch>(kChainTag);
     c.packedDw = dwPackedWeights(r, site, w[dw], c.g.ce, scratch->dwFromData);
   } catch (const std::bad_alloc &) {
     return fail(KILN_ERR_OUT_OF_MEMORY, "conv_chain site %lld: out of memory",

@@ -3,12 +3,12 @@
 // and rebuilt when the constants change, shared by the container's runners).
 #include "error.h"
 #include "gemv.h"
+#include "shim_conv.h"
 #include "shim_matmul.h"
 #include "weight_memory.h"
 
 #include <cstdlib>
 #include <cstring>
-#include <limits>
 #include <memory>
 
 namespace kiln::rt {
@@ -55,7 +55,6 @@ int gemvForward(Runner &r, int64_t site, const float *a, const float *b, const f
                             sizeof(float) * (p.trans_b ? p.k : p.n);
       e = static_cast<GemvEntry *>(r.dnnl.insertDerived(key, std::move(fresh), b, bBytes));
     }
-    const float inf = std::numeric_limits<float>::infinity();
     GemvParams g{};
     g.m = p.m;
     g.n = p.n;
@@ -67,8 +66,9 @@ int gemvForward(Runner &r, int64_t site, const float *a, const float *b, const f
     g.beta = p.beta;
     g.bias = p.addend_kind == 1 ? addend : nullptr;
     g.residual = residual;
-    g.lo = p.post_op == KILN_POST_NONE ? -inf : p.post_op == KILN_POST_RELU ? 0.f : p.clip_min;
-    g.hi = p.post_op == KILN_POST_CLIP ? p.clip_max : inf;
+    const ClampBounds bounds = clampBounds(p);
+    g.lo = bounds.lo;
+    g.hi = bounds.hi;
     gemv(g, a, e->packed(), c);
     return KILN_OK;
   } catch (const std::bad_alloc &) {

@@ -17,10 +17,7 @@ using kiln::test::OnnxBuilder;
 namespace {
 
 std::vector<float> ramp(size_t n) {
-  std::vector<float> v(n);
-  for (size_t i = 0; i < n; ++i)
-    v[i] = 0.01f * static_cast<float>(i % 13) - 0.06f;
-  return v;
+  return kiln::test::ramp(n, 13, -0.06f);
 }
 
 struct Block {

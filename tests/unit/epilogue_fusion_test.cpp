@@ -16,10 +16,7 @@ using kiln::test::OnnxBuilder;
 namespace {
 
 std::vector<float> ramp(size_t n) {
-  std::vector<float> v(n);
-  for (size_t i = 0; i < n; ++i)
-    v[i] = 0.01f * static_cast<float>(i % 17) - 0.05f;
-  return v;
+  return kiln::test::ramp(n, 17, -0.05f);
 }
 
 /// x [batch, 8] @ w [8, 4] + bias -> "h" (the GELU's input); the caller adds the rest.

@@ -117,6 +117,14 @@ private:
   onnx::ModelProto model_;
 };
 
+/// Small deterministic weights: scale * (0.01 * (i % period) + offset).
+inline std::vector<float> ramp(size_t n, int period, float offset, float scale = 1.f) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i)
+    v[i] = scale * (0.01f * static_cast<float>(i % period) + offset);
+  return v;
+}
+
 inline int countOp(const ir::Graph &g, const std::string &op) {
   int n = 0;
   for (auto &node : g.nodes)

@@ -21,10 +21,7 @@ namespace {
 constexpr int64_t kModel = 32, kHeads = 4, kHead = 8;
 
 std::vector<float> ramp(size_t n, float scale) {
-  std::vector<float> v(n);
-  for (size_t i = 0; i < n; ++i)
-    v[i] = scale * (0.01f * static_cast<float>(i % 23) - 0.1f);
-  return v;
+  return kiln::test::ramp(n, 23, -0.1f, scale);
 }
 
 /// How the block's projections differ from BERT's: "data" feeds the key weight as a graph

@@ -141,7 +141,8 @@ private:
         at += "  ";
       }
       // Each unrolled copy binds the names it declares (gathered indices) in its own scope.
-      std::map<const sym::Node *, std::string> copyLocals = locals_;
+      std::map<const sym::Node *, std::string> copyLocals;
+      if (unroll_) copyLocals = locals_;
       ValuePrinter bp(os_, at, model_, unroll_ ? copyLocals : locals_);
       bp.gccVectorForms(true);
       for (auto &[node, name] : hoisted)
