@@ -14,6 +14,8 @@
 //   own    the GEMM written for kiln (own_gemm.h; AVX-512, or AVX2 where the CPU or
 //          ONEDNN_MAX_CPU_ISA allows no more), its packed copies of B in the same weight
 //          buffers as `huge`
+//   rt     the runtime's AVX2 GEMM (src/runtime/gemm.h), which the matmul shims run where
+//          oneDNN is AVX2 (any CPU with AVX2; B packed into 16-column panels)
 //
 //   build/release/bench/gemm/kiln_gemm_bench [--shapes M,N,K;...] [--split 768] [--gelu]
 //       [--threads 1,2] [--reps 40] [--copies 8] [--peak GFLOPS_PER_CORE] [--rewrite-a]
@@ -24,6 +26,8 @@
 // wall time and, at 1 thread, from the thread's CPU time (which preemption by other
 // processes on a shared machine does not inflate); --peak adds the fastest call's share of
 // threads x that per-core peak (CPU time at 1 thread, wall time otherwise).
+#include "gemm.h"
+#include "gemv.h"
 #include "own_gemm.h"
 #include "weight_memory.h"
 
@@ -282,8 +286,27 @@ void runShape(const Options &o, const Shape &sh, int threads) {
       gemm::packB(B.data(), sh.n, false, sh.k, sh.n, static_cast<float *>(ownCopies.back().get()));
     }
 
-  Timings tw, th, ts, tx, tk, tc, trw;
-  double hugeErr = 0, splitErr = 0, xnnErr = 0, kilnErr = 0, colsErr = 0, rowsErr = 0;
+  std::vector<std::shared_ptr<void>> rtCopies;
+  std::vector<float> rtScratch(kiln::rt::gemmScratchFloats(sh.m, sh.k));
+  kiln::rt::GemmParams rtParams{};
+  rtParams.m = sh.m;
+  rtParams.n = rtParams.ldc = sh.n;
+  rtParams.k = rtParams.lda = sh.k;
+  rtParams.alpha = rtParams.beta = 1.f;
+  rtParams.bias = bias.data();
+  rtParams.post = o.gelu ? kiln::rt::GemmPost::GeluErf : kiln::rt::GemmPost::Clamp;
+  rtParams.lo = -std::numeric_limits<float>::infinity();
+  rtParams.hi = std::numeric_limits<float>::infinity();
+  if (kiln::rt::gemmAvx2Supported())
+    for (int i = 0; i < o.copies; ++i) {
+      rtCopies.push_back(
+          kiln::rt::allocateWeightBuffer(sizeof(float) * kiln::rt::gemvPackedFloats(sh.n, sh.k)));
+      kiln::rt::packGemvWeights(B.data(), sh.n, sh.k, sh.n, false,
+                                static_cast<float *>(rtCopies.back().get()));
+    }
+
+  Timings tw, th, ts, tx, tk, tc, trw, trt;
+  double hugeErr = 0, splitErr = 0, xnnErr = 0, kilnErr = 0, colsErr = 0, rowsErr = 0, rtErr = 0;
   // --rewrite-a: before each call the threads rewrite A by rows, as the kernel before a
   // GEMM in a model does, so A starts in the writers' caches rather than shared by all.
   auto rewriteA = [&] {
@@ -345,6 +368,13 @@ void runShape(const Options &o, const Shape &sh, int threads) {
       });
       if (r == o.reps - 1) kilnErr = relL2(C, ref);
     }
+    if (!rtCopies.empty()) {
+      timeOne(r < 0 ? sink : trt, [&] {
+        kiln::rt::gemmAvx2(rtParams, A.data(), static_cast<const float *>(rtCopies[copy].get()),
+                           C.data(), rtScratch.data());
+      });
+      if (r == o.reps - 1) rtErr = relL2(C, ref);
+    }
 #ifdef KILN_GEMM_BENCH_XNNPACK
     if (fc) {
       timeOne(r < 0 ? sink : tx, [&] { xnn_run_operator(fc, nullptr); });
@@ -377,6 +407,10 @@ void runShape(const Options &o, const Shape &sh, int threads) {
   if (!tk.wall.empty()) {
     report("own", tk, gflop, threads, o.peak);
     std::printf("         (own GEMM, %s; rel. L2 to whole %.1e)\n", gemm::isaName(), kilnErr);
+  }
+  if (!trt.wall.empty()) {
+    report("rt", trt, gflop, threads, o.peak);
+    std::printf("         (the runtime's AVX2 GEMM; rel. L2 to whole %.1e)\n", rtErr);
   }
   if (!tx.wall.empty()) {
     report("xnn", tx, gflop, threads, o.peak);

@@ -5,7 +5,7 @@
 // residual, activation) is applied while a sub-tile is in registers.
 #include "own_gemm_driver.h"
 
-#include "exp_avx2.h"
+#include "gelu_avx2.h"
 
 #include <immintrin.h>
 
@@ -18,41 +18,8 @@ constexpr int SR = 4;  // rows of a sub-tile
 constexpr int SV = 3;  // ymm per sub-tile row (24 columns)
 constexpr int SC = 24; // columns of a sub-tile
 
-using kiln::rt::expNonPositive256;
-
-__m256 absPs(__m256 x) {
-  return _mm256_andnot_ps(_mm256_set1_ps(-0.f), x);
-}
-
-/// 0.5 x (1 + erf(x / sqrt 2)), as the AVX-512 build: A&S 7.1.26 for 1 - erf(|x| / sqrt 2).
-__m256 geluErf(__m256 x) {
-  const __m256 z = _mm256_mul_ps(absPs(x), _mm256_set1_ps(0.70710678f));
-  const __m256 t = _mm256_div_ps(
-      _mm256_set1_ps(1.f), _mm256_fmadd_ps(z, _mm256_set1_ps(0.3275911f), _mm256_set1_ps(1.f)));
-  __m256 p = _mm256_set1_ps(1.061405429f);
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
-  const __m256 q =
-      _mm256_mul_ps(_mm256_mul_ps(p, t),
-                    expNonPositive256(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(z, z))));
-  const __m256 positive = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ);
-  const __m256 factor = _mm256_blendv_ps(q, _mm256_sub_ps(_mm256_set1_ps(2.f), q), positive);
-  return _mm256_mul_ps(_mm256_mul_ps(x, _mm256_set1_ps(0.5f)), factor);
-}
-
-/// 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3), as the AVX-512 build.
-__m256 geluTanh(__m256 x) {
-  const __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
-  const __m256 u =
-      _mm256_mul_ps(_mm256_fmadd_ps(x3, _mm256_set1_ps(0.044715f), x), _mm256_set1_ps(0.79788456f));
-  const __m256 e = expNonPositive256(_mm256_mul_ps(absPs(u), _mm256_set1_ps(-2.f)));
-  const __m256 inv = _mm256_div_ps(_mm256_set1_ps(2.f), _mm256_add_ps(_mm256_set1_ps(1.f), e));
-  const __m256 negative = _mm256_cmp_ps(u, _mm256_setzero_ps(), _CMP_LT_OQ);
-  const __m256 factor = _mm256_blendv_ps(inv, _mm256_mul_ps(inv, e), negative);
-  return _mm256_mul_ps(_mm256_mul_ps(x, _mm256_set1_ps(0.5f)), factor);
-}
+using kiln::rt::geluErf256;
+using kiln::rt::geluTanh256;
 
 /// Lanes [0, valid) of 8 (valid in [1, 8]).
 __m256i laneMask(int valid) {
@@ -76,9 +43,9 @@ __m256 finish(__m256 v, const Epilogue &ep, const float *bias, const float *res,
   case Post::Clip:
     return _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(ep.clipMin)), _mm256_set1_ps(ep.clipMax));
   case Post::GeluErf:
-    return geluErf(v);
+    return geluErf256(v);
   case Post::GeluTanh:
-    return geluTanh(v);
+    return geluTanh256(v);
   }
   return v;
 }

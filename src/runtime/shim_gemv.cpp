@@ -39,22 +39,28 @@ bool gemvFits(const kiln_matmul_params_v1 &p, bool constantB) {
           p.post_op == KILN_POST_CLIP);
 }
 
+const float *packedWeightPanels(Runner &r, int64_t site, const float *b,
+                                const kiln_matmul_params_v1 &p) {
+  CacheKey key;
+  for (int64_t v : {kGemvTag, site, static_cast<int64_t>(reinterpret_cast<uintptr_t>(b)), p.n, p.k,
+                    p.ldb, static_cast<int64_t>(p.trans_b)})
+    key.push(v);
+  auto *e = static_cast<GemvEntry *>(r.dnnl.findDerived(key));
+  if (!e) {
+    auto fresh = std::make_unique<GemvEntry>();
+    fresh->buffer = allocateWeightBuffer(sizeof(float) * gemvPackedFloats(p.n, p.k));
+    packGemvWeights(b, p.n, p.k, p.ldb, p.trans_b, static_cast<float *>(fresh->buffer.get()));
+    const size_t bBytes = sizeof(float) * ((p.trans_b ? p.n : p.k) - 1) * p.ldb +
+                          sizeof(float) * (p.trans_b ? p.k : p.n);
+    e = static_cast<GemvEntry *>(r.dnnl.insertDerived(key, std::move(fresh), b, bBytes));
+  }
+  return e->packed();
+}
+
 int gemvForward(Runner &r, int64_t site, const float *a, const float *b, const float *addend,
                 const float *residual, float *c, const kiln_matmul_params_v1 &p) {
   try {
-    CacheKey key;
-    for (int64_t v : {kGemvTag, site, static_cast<int64_t>(reinterpret_cast<uintptr_t>(b)), p.n,
-                      p.k, p.ldb, static_cast<int64_t>(p.trans_b)})
-      key.push(v);
-    auto *e = static_cast<GemvEntry *>(r.dnnl.findDerived(key));
-    if (!e) {
-      auto fresh = std::make_unique<GemvEntry>();
-      fresh->buffer = allocateWeightBuffer(sizeof(float) * gemvPackedFloats(p.n, p.k));
-      packGemvWeights(b, p.n, p.k, p.ldb, p.trans_b, static_cast<float *>(fresh->buffer.get()));
-      const size_t bBytes = sizeof(float) * ((p.trans_b ? p.n : p.k) - 1) * p.ldb +
-                            sizeof(float) * (p.trans_b ? p.k : p.n);
-      e = static_cast<GemvEntry *>(r.dnnl.insertDerived(key, std::move(fresh), b, bBytes));
-    }
+    const float *packed = packedWeightPanels(r, site, b, p);
     GemvParams g{};
     g.m = p.m;
     g.n = p.n;
@@ -69,7 +75,7 @@ int gemvForward(Runner &r, int64_t site, const float *a, const float *b, const f
     const ClampBounds bounds = clampBounds(p);
     g.lo = bounds.lo;
     g.hi = bounds.hi;
-    gemv(g, a, e->packed(), c);
+    gemv(g, a, packed, c);
     return KILN_OK;
   } catch (const std::bad_alloc &) {
     return fail(KILN_ERR_OUT_OF_MEMORY, "matmul site %lld: out of memory packing B",

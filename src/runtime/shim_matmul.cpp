@@ -348,6 +348,8 @@ int matmulForward(Runner &r, int64_t site, const float *a, const float *b, const
   const kiln_matmul_params_v1 p = foldBatchIntoRows(given);
   if (p.batch == 0 || p.m == 0 || p.n == 0) return KILN_OK;
   if (gemvFits(p, r.isConstant(b))) return gemvForward(r, site, a, b, addend, residual, c, p);
+  if (ownGemmFits(p, r.isConstant(b), residual, c))
+    return ownGemmForward(r, site, a, b, addend, residual, c, p);
   const int64_t block = p.k > 0 && p.alpha != 0.f ? matmulColumnBlock(p, r.isConstant(b)) : 0;
   if (block == 0) return matmulOne(r, site, a, b, addend, residual, c, p);
   // Column blocks [j, j + block) of B, C, a row addend (bias), a full addend and the residual

@@ -10,6 +10,7 @@
 // few thousand floats), so they are never stale.
 #include "error.h"
 #include "runner.h"
+#include "shim_matmul.h"
 #include "weight_memory.h"
 
 #include <kiln/model.h>
@@ -228,6 +229,7 @@ int matmulMultiForward(Runner &r, int64_t site, const float *a, const float *con
     biasOnly(bias, c, p);
     return KILN_OK;
   }
+  if (ownGemmMultiFits(r, b, p)) return ownGemmMultiForward(r, site, a, b, bias, c, p);
   try {
     DnnlCache &cache = r.dnnl;
     const bool withBias = anyBias(bias, p);

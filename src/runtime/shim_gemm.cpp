@@ -1,0 +1,168 @@
+// The matmul shims' route to kiln's AVX2 GEMM (gemm.h): weight GEMMs where oneDNN would run
+// its AVX2 kernels (no AVX-512 on the CPU, or ONEDNN_MAX_CPU_ISA capping the run there). B is
+// packed once into 16-column panels and kept with the derived weights (shared by the
+// container's runners, dropped and rebuilt when the constants change); A's strips go into a
+// per-runner scratch on every call.
+#include "error.h"
+#include "gemm.h"
+#include "gemv.h"
+#include "isa_cap.h"
+#include "shim_conv.h"
+#include "shim_matmul.h"
+#include "weight_memory.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <vector>
+
+namespace kiln::rt {
+namespace {
+
+constexpr int64_t kScratchTag = 0x6f776e676d6d;   // "owngmm": A's strips
+constexpr int64_t kMultiPackTag = 0x6f776e6d6c74; // "ownmlt": a concatenated, packed B
+
+struct StripScratch : CacheEntry {
+  std::vector<float> strips;
+  std::vector<float> bias; // the multi shim's concatenated biases
+};
+
+struct PackedConcat : CacheEntry {
+  std::shared_ptr<void> buffer;
+};
+
+bool routeEnabled() {
+  static const bool on = [] {
+    const char *v = std::getenv("KILN_MATMUL_OWN_GEMM");
+    if (v && std::strcmp(v, "0") == 0) return false;
+    return usableIsaBits() == 256;
+  }();
+  return on;
+}
+
+GemmPost postOf(int32_t post) {
+  if (post == KILN_POST_GELU_ERF) return GemmPost::GeluErf;
+  if (post == KILN_POST_GELU_TANH) return GemmPost::GeluTanh;
+  return GemmPost::Clamp;
+}
+
+float *stripScratch(Runner &r, int64_t m, int64_t k) {
+  std::vector<float> &v = r.dnnl.scratch<StripScratch>(kScratchTag).strips;
+  const size_t need = gemmScratchFloats(m, k);
+  if (v.size() < need) v.resize(need);
+  return v.data();
+}
+
+int64_t totalN(const kiln_matmul_multi_params_v1 &p) {
+  int64_t n = 0;
+  for (int32_t g = 0; g < p.count; ++g)
+    n += p.n[g];
+  return n;
+}
+
+} // namespace
+
+bool gemmAvx2Supported() {
+  return cpuIsaBits() >= 256;
+}
+
+bool ownGemmFits(const kiln_matmul_params_v1 &p, bool constantB, const float *residual,
+                 const float *c) {
+  return routeEnabled() && constantB && p.batch == 1 && !p.trans_a && p.m > 0 && p.k > 0 &&
+         p.alpha != 0.f && (p.addend_kind == 0 || p.addend_kind == 1) &&
+         (!residual || residual != c || p.alpha == 1.f);
+}
+
+int ownGemmForward(Runner &r, int64_t site, const float *a, const float *b, const float *addend,
+                   const float *residual, float *c, const kiln_matmul_params_v1 &p) {
+  try {
+    const float *packed = packedWeightPanels(r, site, b, p);
+    GemmParams g{};
+    g.m = p.m;
+    g.n = p.n;
+    g.k = p.k;
+    g.lda = p.lda;
+    g.ldc = p.ldc;
+    g.ldr = p.ldc; // the residual is laid out like C
+    g.alpha = p.alpha;
+    g.beta = p.beta;
+    g.bias = p.addend_kind == 1 ? addend : nullptr;
+    g.residual = residual;
+    g.post = postOf(p.post_op);
+    const ClampBounds bounds = clampBounds(p);
+    g.lo = bounds.lo;
+    g.hi = bounds.hi;
+    gemmAvx2(g, a, packed, c, stripScratch(r, p.m, p.k));
+    return KILN_OK;
+  } catch (const std::bad_alloc &) {
+    return fail(KILN_ERR_OUT_OF_MEMORY, "matmul site %lld: out of memory",
+                static_cast<long long>(site));
+  }
+}
+
+bool ownGemmMultiFits(Runner &r, const float *const *b, const kiln_matmul_multi_params_v1 &p) {
+  if (!routeEnabled() || p.m <= 0 || p.k <= 0) return false;
+  for (int32_t g = 0; g < p.count; ++g)
+    if (p.n[g] > 0 && !r.isConstant(b[g])) return false;
+  return true;
+}
+
+int ownGemmMultiForward(Runner &r, int64_t site, const float *a, const float *const *b,
+                        const float *const *bias, float *c, const kiln_matmul_multi_params_v1 &p) {
+  try {
+    const int64_t n = totalN(p);
+    // Keyed by every B's pointer: a swap to the other constant set misses, an update of the
+    // active one clears the derived cache.
+    CacheKey key;
+    key.push(kMultiPackTag);
+    key.push(site);
+    key.push(p.k);
+    for (int32_t g = 0; g < p.count; ++g) {
+      key.push(static_cast<int64_t>(reinterpret_cast<uintptr_t>(b[g])));
+      key.push(p.n[g]);
+    }
+    auto *e = static_cast<PackedConcat *>(r.dnnl.findDerived(key));
+    if (!e) {
+      std::vector<float> plain(static_cast<size_t>(p.k * n));
+      for (int64_t row = 0; row < p.k; ++row) {
+        float *dst = plain.data() + row * n;
+        for (int32_t g = 0; g < p.count; ++g) {
+          if (p.n[g] > 0) std::memcpy(dst, b[g] + row * p.n[g], sizeof(float) * p.n[g]);
+          dst += p.n[g];
+        }
+      }
+      auto fresh = std::make_unique<PackedConcat>();
+      fresh->buffer = allocateWeightBuffer(sizeof(float) * gemvPackedFloats(n, p.k));
+      packGemvWeights(plain.data(), n, p.k, n, false, static_cast<float *>(fresh->buffer.get()));
+      e = static_cast<PackedConcat *>(r.dnnl.insertDerived(key, std::move(fresh)));
+    }
+    StripScratch &scratch = r.dnnl.scratch<StripScratch>(kScratchTag);
+    GemmParams g{};
+    g.m = p.m;
+    g.n = n;
+    g.k = p.k;
+    g.lda = p.lda;
+    g.ldc = p.ldc;
+    g.alpha = g.beta = 1.f;
+    if (bias) {
+      scratch.bias.assign(static_cast<size_t>(n), 0.f);
+      float *out = scratch.bias.data();
+      for (int32_t q = 0; q < p.count; ++q) {
+        if (bias[q] && p.n[q] > 0) std::memcpy(out, bias[q], sizeof(float) * p.n[q]);
+        out += p.n[q];
+      }
+      g.bias = scratch.bias.data();
+    }
+    g.post = GemmPost::Clamp;
+    g.lo = -std::numeric_limits<float>::infinity();
+    g.hi = std::numeric_limits<float>::infinity();
+    gemmAvx2(g, a, static_cast<const float *>(e->buffer.get()), c, stripScratch(r, p.m, p.k));
+    return KILN_OK;
+  } catch (const std::bad_alloc &) {
+    return fail(KILN_ERR_OUT_OF_MEMORY, "matmul_multi site %lld: out of memory",
+                static_cast<long long>(site));
+  }
+}
+
+} // namespace kiln::rt

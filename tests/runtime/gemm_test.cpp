@@ -1,0 +1,226 @@
+// kiln's AVX2 GEMM (gemm.h) against float64: the kernel itself on any AVX2 CPU (row counts
+// around the 6-row strips, columns around the 16-column panels, K around the 256 blocks,
+// alpha, bias with beta, residual beside C and in place, clamp and both GELUs, 1 and 2
+// threads), and the matmul shims' route to it (shim_gemm.cpp), which runs where oneDNN is
+// AVX2: the rule, single and multi (Q/K/V) GEMMs, and the packed panels following constant
+// updates. ctest runs the route's tests again under ONEDNN_MAX_CPU_ISA=AVX2
+// (runtime.own_gemm_avx2), so an AVX-512 machine checks them too.
+#include "gemm.h"
+#include "gemv.h"
+#include "isa_cap.h"
+#include "shim_matmul.h"
+#include "test_util.h"
+#include "weight_gemm_cases.h"
+
+#include <kiln/model.h>
+#include <kiln/runtime.h>
+
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <limits>
+#include <string>
+
+namespace {
+
+using namespace kiln::test::weight_gemm;
+
+std::vector<Gemm> kernelCases() {
+  std::vector<Gemm> v;
+  std::mt19937 rng(21);
+  const int32_t posts[] = {KILN_POST_NONE, KILN_POST_RELU, KILN_POST_CLIP, KILN_POST_GELU_ERF,
+                           KILN_POST_GELU_TANH};
+  for (int64_t m : {5, 6, 7, 13, 50, 197})
+    for (int64_t n : {1, 16, 17, 40, 100})
+      for (int64_t k : {1, 9, 256, 257, 600}) {
+        Gemm t{m, n, k, rng() % 2 == 0, rng() % 2 == 0, rng() % 2 == 0, posts[rng() % 5]};
+        v.push_back(t);
+      }
+  return v;
+}
+
+// The shim's translation (shim_gemm.cpp), written out: the kernel is called directly here.
+kiln::rt::GemmParams kernelParams(const Gemm &t, const kiln_matmul_params_v1 &p, const Data &d) {
+  kiln::rt::GemmParams g{};
+  g.m = t.m;
+  g.n = t.n;
+  g.k = t.k;
+  g.lda = p.lda;
+  g.ldc = g.ldr = p.ldc;
+  g.alpha = p.alpha;
+  g.beta = p.beta;
+  g.bias = t.bias ? d.bias.data() : nullptr;
+  g.residual = t.residual ? d.residual.data() : nullptr;
+  g.post = t.post == KILN_POST_GELU_ERF    ? kiln::rt::GemmPost::GeluErf
+           : t.post == KILN_POST_GELU_TANH ? kiln::rt::GemmPost::GeluTanh
+                                           : kiln::rt::GemmPost::Clamp;
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  g.lo = t.post == KILN_POST_RELU ? 0.f : t.post == KILN_POST_CLIP ? p.clip_min : -inf;
+  g.hi = t.post == KILN_POST_CLIP ? p.clip_max : inf;
+  return g;
+}
+
+TEST(OwnGemm, KernelMatchesFloat64) {
+  if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
+  const int saved = omp_get_max_threads();
+  std::mt19937 rng(5);
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    for (const Gemm &t : kernelCases()) {
+      const kiln_matmul_params_v1 p = params(t);
+      Data d = makeData(t, p, rng);
+      std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
+      kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, t.transB, packed.data());
+      std::vector<float> scratch(kiln::rt::gemmScratchFloats(t.m, t.k));
+      std::vector<float> c(t.m * p.ldc, -7.f);
+      kiln::rt::gemmAvx2(kernelParams(t, p, d), d.a.data(), packed.data(), c.data(),
+                         scratch.data());
+      expectClose(c, reference(t, p, d), t, p.ldc,
+                  t.describe() + " threads " + std::to_string(threads));
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+// A residual that is C itself: C holds it on entry and every K block adds to it (alpha 1).
+TEST(OwnGemm, KernelResidualInPlace) {
+  if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(8);
+  for (int64_t k : {5, 256, 700}) {
+    Gemm t{20, 33, k, false, true, true, KILN_POST_RELU};
+    kiln_matmul_params_v1 p = params(t);
+    p.alpha = 1.f;
+    Data d = makeData(t, p, rng);
+    std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
+    kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, false, packed.data());
+    std::vector<float> scratch(kiln::rt::gemmScratchFloats(t.m, t.k));
+    std::vector<float> c(t.m * p.ldc, -7.f);
+    for (int64_t i = 0; i < t.m; ++i)
+      for (int64_t j = 0; j < t.n; ++j)
+        c[i * p.ldc + j] = d.residual[i * p.ldc + j];
+    kiln::rt::GemmParams g = kernelParams(t, p, d);
+    g.residual = c.data();
+    kiln::rt::gemmAvx2(g, d.a.data(), packed.data(), c.data(), scratch.data());
+    expectClose(c, reference(t, p, d), t, p.ldc, "in place, k " + std::to_string(k));
+  }
+}
+
+bool routeOn() {
+  return kiln::rt::usableIsaBits() == 256;
+}
+
+TEST(OwnGemmRoute, TakesOnlyWhatItComputes) {
+  if (!routeOn()) GTEST_SKIP() << "oneDNN runs AVX-512 here (runtime.own_gemm_avx2 caps it)";
+  Gemm t{128, 100, 64, true, true, false, KILN_POST_GELU_ERF};
+  kiln_matmul_params_v1 p = params(t);
+  float c = 0, other = 0;
+  EXPECT_TRUE(kiln::rt::ownGemmFits(p, true, nullptr, &c));
+  EXPECT_TRUE(kiln::rt::ownGemmFits(p, true, &other, &c));
+  EXPECT_FALSE(kiln::rt::ownGemmFits(p, false, nullptr, &c)); // B that is data: oneDNN
+  EXPECT_FALSE(kiln::rt::ownGemmFits(p, true, &c, &c));       // in place with alpha 1.5
+  kiln_matmul_params_v1 q = p;
+  q.alpha = 1.f;
+  EXPECT_TRUE(kiln::rt::ownGemmFits(q, true, &c, &c));
+  q = p;
+  q.addend_kind = 2;
+  EXPECT_FALSE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
+  q = p;
+  q.trans_a = 1;
+  EXPECT_FALSE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
+  q = p;
+  q.batch = 2;
+  q.b_batch_stride = 7;
+  EXPECT_FALSE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
+}
+
+TEST(OwnGemmRoute, ShimMatchesFloat64) {
+  if (!routeOn()) GTEST_SKIP() << "oneDNN runs AVX-512 here (runtime.own_gemm_avx2 caps it)";
+  const int saved = omp_get_max_threads();
+  std::mt19937 rng(13);
+  const Gemm cases[] = {{5, 17, 9, false, true, false, KILN_POST_NONE},
+                        {128, 100, 300, true, true, true, KILN_POST_GELU_ERF},
+                        {197, 48, 64, false, false, true, KILN_POST_GELU_TANH},
+                        {64, 33, 257, true, true, false, KILN_POST_CLIP}};
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    for (const Gemm &t : cases) {
+      kiln::rt::Runner r;
+      const kiln_matmul_params_v1 p = params(t);
+      Data d = makeData(t, p, rng);
+      r.constantRanges.emplace_back(reinterpret_cast<const char *>(d.b.data()), d.b.size() * 4);
+      ASSERT_TRUE(kiln::rt::ownGemmFits(p, true, nullptr, nullptr)) << t.describe();
+      std::vector<float> c;
+      ASSERT_EQ(runShim(r, t, p, d, c), KILN_OK) << kiln_rt_last_error();
+      expectClose(c, reference(t, p, d), t, p.ldc, t.describe());
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+// The panels are packed once per constant set: an in-place edit under the same token is not
+// seen (proof the packed copy is used); a new token re-packs.
+TEST(OwnGemmRoute, PackedPanelsFollowConstantUpdates) {
+  if (!routeOn()) GTEST_SKIP() << "oneDNN runs AVX-512 here (runtime.own_gemm_avx2 caps it)";
+  kiln::rt::Runner r;
+  std::mt19937 rng(9);
+  Gemm t{30, 40, 24, true, true, true, KILN_POST_RELU};
+  const kiln_matmul_params_v1 p = params(t);
+  Data d = makeData(t, p, rng);
+  r.constantRanges.emplace_back(reinterpret_cast<const char *>(d.b.data()), d.b.size() * 4);
+  std::vector<float> c;
+  ASSERT_EQ(runShim(r, t, p, d, c), KILN_OK);
+  expectClose(c, reference(t, p, d), t, p.ldc, "first run");
+  const Data before = d;
+  for (float &v : d.b)
+    v = -v;
+  ASSERT_EQ(runShim(r, t, p, d, c), KILN_OK);
+  expectClose(c, reference(t, p, before), t, p.ldc, "same token: the packed panels");
+  r.useConstants(nullptr, 0, r.weightsToken + 1);
+  ASSERT_EQ(runShim(r, t, p, d, c), KILN_OK);
+  expectClose(c, reference(t, p, d), t, p.ldc, "new token");
+}
+
+// Q/K/V as one GEMM over [B_0 | B_1 | B_2] with biases (one absent), against float64.
+TEST(OwnGemmRoute, MultiShimMatchesFloat64) {
+  if (!routeOn()) GTEST_SKIP() << "oneDNN runs AVX-512 here (runtime.own_gemm_avx2 caps it)";
+  std::mt19937 rng(17);
+  kiln_matmul_multi_params_v1 p{};
+  p.m = 37;
+  p.k = 70;
+  p.lda = 75;
+  p.count = 3;
+  const int64_t ns[3] = {40, 24, 17};
+  int64_t total = 0;
+  for (int g = 0; g < 3; ++g)
+    total += p.n[g] = ns[g];
+  p.ldc = total + 3;
+  std::vector<float> a = kiln::test::randomVector(rng, p.m * p.lda);
+  std::vector<float> weights = kiln::test::randomVector(rng, p.k * total);
+  std::vector<float> bias0 = kiln::test::randomVector(rng, ns[0]),
+                     bias2 = kiln::test::randomVector(rng, ns[2]);
+  const float *b[3] = {weights.data(), weights.data() + p.k * ns[0],
+                       weights.data() + p.k * (ns[0] + ns[1])};
+  const float *bias[3] = {bias0.data(), nullptr, bias2.data()};
+  kiln::rt::Runner r;
+  r.constantRanges.emplace_back(reinterpret_cast<const char *>(weights.data()), weights.size() * 4);
+  ASSERT_TRUE(kiln::rt::ownGemmMultiFits(r, b, p));
+  std::vector<float> c(p.m * p.ldc, -7.f);
+  ASSERT_EQ(kiln_shim_matmul_multi_v1(&r, 3, a.data(), b, bias, c.data(), &p), KILN_OK)
+      << kiln_rt_last_error();
+  int64_t col = 0;
+  for (int g = 0; g < 3; ++g) {
+    for (int64_t i = 0; i < p.m; ++i)
+      for (int64_t j = 0; j < ns[g]; ++j) {
+        double want = bias[g] ? bias[g][j] : 0.0;
+        for (int64_t q = 0; q < p.k; ++q)
+          want += double(a[i * p.lda + q]) * b[g][q * ns[g] + j];
+        ASSERT_NEAR(c[i * p.ldc + col + j], want, 2e-6 * p.k + 1e-5) << g << ": " << i << "," << j;
+      }
+    col += ns[g];
+  }
+  for (int64_t i = 0; i < p.m; ++i)
+    for (int64_t j = total; j < p.ldc; ++j)
+      ASSERT_EQ(c[i * p.ldc + j], -7.f) << "padding written at " << i << "," << j;
+}
+
+} // namespace

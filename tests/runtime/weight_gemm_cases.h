@@ -1,0 +1,111 @@
+// Weight GEMMs for the tests of kiln's GEMV and AVX2 GEMM (gemv_test.cpp, gemm_test.cpp): a
+// case's parameters as the matmul shim takes them (strides wider than the rows), random data,
+// a float64 reference with every post-op, and the shim call with C's padding guarded.
+#pragma once
+
+#include "runner.h"
+#include "shim_matmul.h"
+#include "test_util.h"
+
+#include <kiln/shim.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace kiln::test::weight_gemm {
+
+struct Gemm {
+  int64_t m, n, k;
+  bool transB, bias, residual;
+  int32_t post;
+  std::string describe() const {
+    return std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) +
+           (transB ? " transB" : "") + (bias ? " bias" : "") + (residual ? " residual" : "") +
+           " post " + std::to_string(post);
+  }
+};
+
+inline kiln_matmul_params_v1 params(const Gemm &t) {
+  kiln_matmul_params_v1 p{};
+  p.batch = 1;
+  p.m = t.m;
+  p.n = t.n;
+  p.k = t.k;
+  p.lda = t.k + 3; // strides wider than the rows: the kernel must honour them
+  p.ldb = t.transB ? t.k + 1 : t.n + 2;
+  p.ldc = t.n + 5;
+  p.trans_b = t.transB;
+  p.post_op = t.post;
+  p.clip_min = -0.25f;
+  p.clip_max = 0.5f;
+  p.alpha = 1.5f;
+  p.beta = t.bias ? 0.75f : 1.f;
+  p.addend_kind = t.bias ? 1 : 0;
+  return p;
+}
+
+struct Data {
+  std::vector<float> a, b, bias, residual;
+};
+
+inline Data makeData(const Gemm &t, const kiln_matmul_params_v1 &p, std::mt19937 &rng) {
+  Data d;
+  d.a = randomVector(rng, t.m * p.lda);
+  d.b = randomVector(rng, (t.transB ? t.n : t.k) * p.ldb);
+  d.bias = randomVector(rng, t.n);
+  d.residual = randomVector(rng, t.m * p.ldc);
+  return d;
+}
+
+inline std::vector<double> reference(const Gemm &t, const kiln_matmul_params_v1 &p, const Data &d) {
+  std::vector<double> c(t.m * t.n);
+  for (int64_t i = 0; i < t.m; ++i)
+    for (int64_t j = 0; j < t.n; ++j) {
+      double acc = 0;
+      for (int64_t q = 0; q < t.k; ++q)
+        acc += double(d.a[i * p.lda + q]) * (t.transB ? d.b[j * p.ldb + q] : d.b[q * p.ldb + j]);
+      double v = p.alpha * acc;
+      if (t.bias) v += double(p.beta) * d.bias[j];
+      if (t.residual) v += d.residual[i * p.ldc + j];
+      if (t.post == KILN_POST_RELU) v = std::max(v, 0.0);
+      if (t.post == KILN_POST_CLIP)
+        v = std::min(std::max(v, double(p.clip_min)), double(p.clip_max));
+      if (t.post == KILN_POST_GELU_ERF) v = 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
+      if (t.post == KILN_POST_GELU_TANH)
+        v = 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+      c[i * t.n + j] = v;
+    }
+  return c;
+}
+
+// Sums of k products of values in [-1, 1], scaled by 1.5: float32 accumulation in another
+// order than float64 stays below ~1e-4 absolute for k <= 1280; a wrong column, row or panel
+// is off by O(1).
+inline void expectClose(const std::vector<float> &c, const std::vector<double> &want, const Gemm &t,
+                        int64_t ldc, const std::string &what) {
+  const double tol = 2e-6 * t.k + 1e-5;
+  for (int64_t i = 0; i < t.m; ++i) {
+    for (int64_t j = 0; j < t.n; ++j)
+      ASSERT_NEAR(c[i * ldc + j], want[i * t.n + j], tol) << what << " at " << i << "," << j;
+    for (int64_t j = t.n; j < ldc; ++j)
+      ASSERT_EQ(c[i * ldc + j], -7.f) << what << ": padding written at " << i << "," << j;
+  }
+}
+
+/// C through kiln::rt::matmulForward (site 1), its padding columns preset to -7.
+inline int runShim(kiln::rt::Runner &r, const Gemm &t, const kiln_matmul_params_v1 &p,
+                   const Data &d, std::vector<float> &c) {
+  c.assign(t.m * p.ldc, -7.f);
+  for (int64_t i = 0; i < t.m; ++i) // the padding between n and ldc must stay
+    for (int64_t j = 0; j < t.n; ++j)
+      c[i * p.ldc + j] = 0.f;
+  return kiln::rt::matmulForward(r, 1, d.a.data(), d.b.data(), t.bias ? d.bias.data() : nullptr,
+                                 t.residual ? d.residual.data() : nullptr, c.data(), p, 7);
+}
+
+} // namespace kiln::test::weight_gemm
