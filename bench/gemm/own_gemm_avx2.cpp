@@ -60,7 +60,7 @@ void subTile(const TileArgs &t, const Epilogue &ep, int r0, int c0, bool prefetc
       acc[i][j] = _mm256_setzero_ps();
   const float *ap = t.ap + r0, *bp = t.bp + c0;
   // One k-step: 3 loads of B, 4 broadcasts of A, 12 FMAs.
-  auto step = [&acc](const float *a, const float *b) [[gnu::always_inline]] {
+  auto step = [&acc](const float *a, const float *b) {
     const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), b2 = _mm256_loadu_ps(b + 16);
 #pragma GCC unroll 4
     for (int i = 0; i < SR; ++i) {

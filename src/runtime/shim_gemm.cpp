@@ -1,8 +1,7 @@
 // The matmul shims' route to kiln's AVX2 GEMM (gemm.h): weight GEMMs where oneDNN would run
 // its AVX2 kernels (no AVX-512 on the CPU, or ONEDNN_MAX_CPU_ISA capping the run there). B is
 // packed once into 16-column panels and kept with the derived weights (shared by the
-// container's runners, dropped and rebuilt when the constants change); A's strips go into a
-// per-runner scratch on every call.
+// container's runners, dropped and rebuilt when the constants change).
 #include "error.h"
 #include "gemm.h"
 #include "gemv.h"
@@ -20,11 +19,10 @@
 namespace kiln::rt {
 namespace {
 
-constexpr int64_t kScratchTag = 0x6f776e676d6d;   // "owngmm": A's strips
+constexpr int64_t kBiasTag = 0x6f776e676d6d;      // "owngmm": the multi shim's biases
 constexpr int64_t kMultiPackTag = 0x6f776e6d6c74; // "ownmlt": a concatenated, packed B
 
-struct StripScratch : CacheEntry {
-  std::vector<float> strips;
+struct BiasScratch : CacheEntry {
   std::vector<float> bias; // the multi shim's concatenated biases
 };
 
@@ -32,26 +30,10 @@ struct PackedConcat : CacheEntry {
   std::shared_ptr<void> buffer;
 };
 
-bool routeEnabled() {
-  static const bool on = [] {
-    const char *v = std::getenv("KILN_MATMUL_OWN_GEMM");
-    if (v && std::strcmp(v, "0") == 0) return false;
-    return usableIsaBits() == 256;
-  }();
-  return on;
-}
-
 GemmPost postOf(int32_t post) {
   if (post == KILN_POST_GELU_ERF) return GemmPost::GeluErf;
   if (post == KILN_POST_GELU_TANH) return GemmPost::GeluTanh;
   return GemmPost::Clamp;
-}
-
-float *stripScratch(Runner &r, int64_t m, int64_t k) {
-  std::vector<float> &v = r.dnnl.scratch<StripScratch>(kScratchTag).strips;
-  const size_t need = gemmScratchFloats(m, k);
-  if (v.size() < need) v.resize(need);
-  return v.data();
 }
 
 int64_t totalN(const kiln_matmul_multi_params_v1 &p) {
@@ -63,13 +45,22 @@ int64_t totalN(const kiln_matmul_multi_params_v1 &p) {
 
 } // namespace
 
+bool ownGemmRouteOn() {
+  static const bool on = [] {
+    const char *v = std::getenv("KILN_MATMUL_OWN_GEMM");
+    if (v && std::strcmp(v, "0") == 0) return false;
+    return usableIsaBits() == 256;
+  }();
+  return on;
+}
+
 bool gemmAvx2Supported() {
   return cpuIsaBits() >= 256;
 }
 
 bool ownGemmFits(const kiln_matmul_params_v1 &p, bool constantB, const float *residual,
                  const float *c) {
-  return routeEnabled() && constantB && p.batch == 1 && !p.trans_a && p.m > 0 && p.k > 0 &&
+  return ownGemmRouteOn() && constantB && p.batch == 1 && !p.trans_a && p.m > 0 && p.k > 0 &&
          p.alpha != 0.f && (p.addend_kind == 0 || p.addend_kind == 1) &&
          (!residual || residual != c || p.alpha == 1.f);
 }
@@ -93,7 +84,7 @@ int ownGemmForward(Runner &r, int64_t site, const float *a, const float *b, cons
     const ClampBounds bounds = clampBounds(p);
     g.lo = bounds.lo;
     g.hi = bounds.hi;
-    gemmAvx2(g, a, packed, c, stripScratch(r, p.m, p.k));
+    gemmAvx2(g, a, packed, c);
     return KILN_OK;
   } catch (const std::bad_alloc &) {
     return fail(KILN_ERR_OUT_OF_MEMORY, "matmul site %lld: out of memory",
@@ -102,7 +93,7 @@ int ownGemmForward(Runner &r, int64_t site, const float *a, const float *b, cons
 }
 
 bool ownGemmMultiFits(Runner &r, const float *const *b, const kiln_matmul_multi_params_v1 &p) {
-  if (!routeEnabled() || p.m <= 0 || p.k <= 0) return false;
+  if (!ownGemmRouteOn() || p.m <= 0 || p.k <= 0) return false;
   for (int32_t g = 0; g < p.count; ++g)
     if (p.n[g] > 0 && !r.isConstant(b[g])) return false;
   return true;
@@ -137,7 +128,6 @@ int ownGemmMultiForward(Runner &r, int64_t site, const float *a, const float *co
       packGemvWeights(plain.data(), n, p.k, n, false, static_cast<float *>(fresh->buffer.get()));
       e = static_cast<PackedConcat *>(r.dnnl.insertDerived(key, std::move(fresh)));
     }
-    StripScratch &scratch = r.dnnl.scratch<StripScratch>(kScratchTag);
     GemmParams g{};
     g.m = p.m;
     g.n = n;
@@ -146,18 +136,19 @@ int ownGemmMultiForward(Runner &r, int64_t site, const float *a, const float *co
     g.ldc = p.ldc;
     g.alpha = g.beta = 1.f;
     if (bias) {
-      scratch.bias.assign(static_cast<size_t>(n), 0.f);
-      float *out = scratch.bias.data();
+      std::vector<float> &concat = r.dnnl.scratch<BiasScratch>(kBiasTag).bias;
+      concat.assign(static_cast<size_t>(n), 0.f);
+      float *out = concat.data();
       for (int32_t q = 0; q < p.count; ++q) {
         if (bias[q] && p.n[q] > 0) std::memcpy(out, bias[q], sizeof(float) * p.n[q]);
         out += p.n[q];
       }
-      g.bias = scratch.bias.data();
+      g.bias = concat.data();
     }
     g.post = GemmPost::Clamp;
     g.lo = -std::numeric_limits<float>::infinity();
     g.hi = std::numeric_limits<float>::infinity();
-    gemmAvx2(g, a, static_cast<const float *>(e->buffer.get()), c, stripScratch(r, p.m, p.k));
+    gemmAvx2(g, a, static_cast<const float *>(e->buffer.get()), c);
     return KILN_OK;
   } catch (const std::bad_alloc &) {
     return fail(KILN_ERR_OUT_OF_MEMORY, "matmul_multi site %lld: out of memory",

@@ -27,6 +27,10 @@ int gemvForward(Runner &r, int64_t site, const float *a, const float *b, const f
 const float *packedWeightPanels(Runner &r, int64_t site, const float *b,
                                 const kiln_matmul_params_v1 &p);
 
+/// Whether weight GEMMs may take kiln's AVX2 GEMM: the run is capped at AVX2 or the CPU has
+/// no AVX-512 (but AVX2 and FMA), and KILN_MATMUL_OWN_GEMM is not 0. Read once per process.
+bool ownGemmRouteOn();
+
 /// Whether kiln's AVX2 GEMM (gemm.h, shim_gemm.cpp) takes this GEMM (after batch folding):
 /// the run is capped at AVX2 or the CPU has no AVX-512, B constant, one batch, A not
 /// transposed, no full addend, an in-place residual only with alpha 1;

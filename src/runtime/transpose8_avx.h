@@ -1,6 +1,6 @@
 // An 8 x 8 float transpose in AVX registers, shared by the attention kernels of both ISA
-// levels (keys into panel columns), the AVX2 GEMM's and the bench GEMM's A strips. Include only
-// from files compiled with -mavx2 or above.
+// levels (keys into panel columns) and the bench GEMM's A strips. Include only from files
+// compiled with -mavx2 or above.
 #pragma once
 
 #include <immintrin.h>
@@ -9,9 +9,15 @@
 
 namespace kiln::rt {
 
-/// r[i] holds row i of an 8 x 8 block; afterwards r[c] holds its column c.
-[[gnu::always_inline]] inline void transpose8x8InRegisters(__m256 (&r)[8]) {
-  __m256 t[8];
+/// dst[c * ldd + r] = src[r * lds + c] for r, c in [0, 8). always_inline: includers are
+/// compiled for different ISAs, and one shared out-of-line copy (which the linker would keep
+/// from any of them) was also left with its loops rolled, through the stack.
+[[gnu::always_inline]] inline void transpose8x8(const float *src, int64_t lds, float *dst,
+                                                int64_t ldd) {
+  __m256 r[8], t[8];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i)
+    r[i] = _mm256_loadu_ps(src + i * lds);
 #pragma GCC unroll 8
   for (int i = 0; i < 8; i += 2) {
     t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
@@ -26,27 +32,9 @@ namespace kiln::rt {
   }
 #pragma GCC unroll 8
   for (int i = 0; i < 4; ++i) {
-    t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
-    t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
+    _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
   }
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i)
-    r[i] = t[i];
-}
-
-/// dst[c * ldd + r] = src[r * lds + c] for r, c in [0, 8). always_inline: includers are
-/// compiled for different ISAs, and one shared out-of-line copy (which the linker would keep
-/// from any of them) was also left with its loops rolled, through the stack.
-[[gnu::always_inline]] inline void transpose8x8(const float *src, int64_t lds, float *dst,
-                                                int64_t ldd) {
-  __m256 r[8];
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i)
-    r[i] = _mm256_loadu_ps(src + i * lds);
-  transpose8x8InRegisters(r);
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i)
-    _mm256_storeu_ps(dst + i * ldd, r[i]);
 }
 
 } // namespace kiln::rt

@@ -6,6 +6,7 @@
 // convs of 512 pixels or more take it.
 #include "isa_cap.h"
 #include "shim_conv.h"
+#include "shim_matmul.h"
 #include "test_util.h"
 
 #include <kiln/model.h>
@@ -154,6 +155,12 @@ TEST(ConvPointwiseRoute, TakesOnlyUnpaddedUngrouped1x1Convs) {
   // One thread: brgconv with AVX-512, the GEMM below it (1024 pixels).
   omp_set_num_threads(1);
   EXPECT_EQ(kiln::rt::pointwiseAsGemm(xDims, w1, yDims, p), kiln::rt::usableIsaBits() < 512);
+  // Below AVX-512 fewer than 512 pixels take it only through kiln's AVX2 GEMM (which packs its
+  // weight once); oneDNN's sgemm would pack it per call.
+  const int64_t x7[] = {1, 64, 7, 7}, y7[] = {1, 64, 7, 7};
+  if (kiln::rt::usableIsaBits() < 512) {
+    EXPECT_EQ(kiln::rt::pointwiseAsGemm(x7, w1, y7, p), kiln::rt::ownGemmRouteOn());
+  }
 }
 
 } // namespace

@@ -1,5 +1,5 @@
 // kiln's AVX2 GEMM (gemm.h) against float64: the kernel itself on any AVX2 CPU (row counts
-// around the 6-row strips, columns around the 16-column panels, K around the 256 blocks,
+// around the 6-row tiles, columns around the 16-column panels, K around the 256 blocks,
 // alpha, bias with beta, residual beside C and in place, clamp and both GELUs, 1 and 2
 // threads), and the matmul shims' route to it (shim_gemm.cpp), which runs where oneDNN is
 // AVX2: the rule, single and multi (Q/K/V) GEMMs, and the packed panels following constant
@@ -71,10 +71,8 @@ TEST(OwnGemm, KernelMatchesFloat64) {
       Data d = makeData(t, p, rng);
       std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
       kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, t.transB, packed.data());
-      std::vector<float> scratch(kiln::rt::gemmScratchFloats(t.m, t.k));
       std::vector<float> c(t.m * p.ldc, -7.f);
-      kiln::rt::gemmAvx2(kernelParams(t, p, d), d.a.data(), packed.data(), c.data(),
-                         scratch.data());
+      kiln::rt::gemmAvx2(kernelParams(t, p, d), d.a.data(), packed.data(), c.data());
       expectClose(c, reference(t, p, d), t, p.ldc,
                   t.describe() + " threads " + std::to_string(threads));
     }
@@ -93,14 +91,13 @@ TEST(OwnGemm, KernelResidualInPlace) {
     Data d = makeData(t, p, rng);
     std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
     kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, false, packed.data());
-    std::vector<float> scratch(kiln::rt::gemmScratchFloats(t.m, t.k));
     std::vector<float> c(t.m * p.ldc, -7.f);
     for (int64_t i = 0; i < t.m; ++i)
       for (int64_t j = 0; j < t.n; ++j)
         c[i * p.ldc + j] = d.residual[i * p.ldc + j];
     kiln::rt::GemmParams g = kernelParams(t, p, d);
     g.residual = c.data();
-    kiln::rt::gemmAvx2(g, d.a.data(), packed.data(), c.data(), scratch.data());
+    kiln::rt::gemmAvx2(g, d.a.data(), packed.data(), c.data());
     expectClose(c, reference(t, p, d), t, p.ldc, "in place, k " + std::to_string(k));
   }
 }
