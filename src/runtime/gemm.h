@@ -1,10 +1,10 @@
 // kiln's own GEMM for weight MatMuls on AVX2 CPUs: C = post(alpha * A * B + beta * bias +
 // residual), B constant and packed once into the GEMV's 16-column panels (gemv.h).
 //
-// Why not oneDNN there: oneDNN 2.6's AVX2 matmul runs transformer shapes (M 128-1024, K and
-// N 768-3072) at 55-75% of the FMA peak (40% at 128 x 3072 x 768), where a 6 x 16 register
-// tile over packed panels reaches ~90% (docs/perf.md, session 15). With AVX-512 oneDNN's brgemm
-// kernels are at 85-90% and stay.
+// Why not oneDNN there: oneDNN 2.6's AVX2 matmul ran BERT-base's GEMMs at 76-79% of the FMA
+// peak in the model on Zen 4 (44% at 128 x 3072 x 768 without column blocks), where a 6 x 16
+// register tile over packed panels runs them at 85-87% (docs/perf.md, session 15). With
+// AVX-512, oneDNN's brgemm kernels are at 87% and stay.
 #pragma once
 
 #include <cstddef>

@@ -263,8 +263,9 @@ kiln_matmul_params_v1 foldBatchIntoRows(const kiln_matmul_params_v1 &p) {
 /// small M once N passes 2304 (BERT's FFN-up, 128 x 3072 x 768: 40-43 GFLOP/s on Zen 4 at
 /// 117 per core), while four GEMMs of N 768 writing column blocks of the same C run at 70-86;
 /// at M 1024 both are at ~80 (bench/gemm, `split` row; docs/perf.md, "AVX2 paths"). AVX-512
-/// oneDNN shows no such cliff, so its GEMMs stay whole. KILN_MATMUL_COLUMN_BLOCKS=0 turns the
-/// blocks off (A/B runs).
+/// oneDNN shows no such cliff, so its GEMMs stay whole. Where kiln's AVX2 GEMM runs it takes
+/// these GEMMs first (ownGemmFits), so the blocks serve KILN_MATMUL_OWN_GEMM=0 runs.
+/// KILN_MATMUL_COLUMN_BLOCKS=0 turns the blocks off (A/B runs).
 int64_t matmulColumnBlock(const kiln_matmul_params_v1 &p, bool constantB) {
   constexpr int64_t kBlock = 768;
   static const bool wanted = [] { // oneDNN runs AVX2 and the blocks are not turned off
