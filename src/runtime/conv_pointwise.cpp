@@ -97,9 +97,12 @@ bool pointwiseAsGemm(const int64_t *xDims, const int64_t *wDims, const int64_t *
   // Below AVX-512, oneDNN 2.6's matmul is its sgemm, which packs B on every call: with few
   // pixels per weight that packing costs more than the GEMM saves (ResNet-50 under the AVX2
   // cap: 3136 and 784 pixels 0.66-0.91x the conv's time, 196 and 49 pixels 1.3-1.8x).
-  // kiln's AVX2 GEMM (gemm.h) packs its weight once, so where it runs every size goes.
-  if (usableIsaBits() < 512)
-    return ownGemmRouteOn() || yDims[0] * yDims[2] * yDims[3] >= kMinSgemmPixels;
+  // kiln's AVX2 GEMM (gemm.h) packs its weight once, so every size it takes goes.
+  if (usableIsaBits() < 512) {
+    const int64_t pixels = yDims[0] * yDims[2] * yDims[3];
+    const kiln_matmul_params_v1 g = pointwiseGemm(pixels, wDims[1], wDims[0], false, p);
+    return ownGemmFits(g, true, nullptr, nullptr) || pixels >= kMinSgemmPixels;
+  }
   // With AVX-512, brgconv_1x1 held its own at 1 thread (ResNet-50: 1.00-1.01x on Zen 4,
   // 1.04-1.07x slower as GEMMs on Sapphire Rapids) while the GEMMs won at 2 (0.89-0.91x).
   return !omp_in_parallel() && omp_get_max_threads() > 1;

@@ -164,58 +164,76 @@ void tile(const GemmParams &g, const Tile &t, const Rows &a) {
   }
 }
 
+/// The blocking of one call: work items of (a group of strips, one panel).
+struct Plan {
+  int64_t strips, panels, perGroup, groups, kc;
+  const float *residual; // a residual beside C (an in-place one is already in C), or null
+  bool inPlace;
+};
+
+/// Item `item` of the plan: its panel's K blocks, under each its group's strips.
+void runItem(const GemmParams &g, const Plan &plan, const float *a, const float *packedB, float *c,
+             int64_t item) {
+  const int64_t grp = item / plan.panels, p = item % plan.panels;
+  const int64_t s0 = grp * plan.perGroup, s1 = std::min(plan.strips, s0 + plan.perGroup);
+  const int64_t col0 = p * NR, kc = plan.kc;
+  Tile t;
+  t.cols = static_cast<int>(std::min(NR, g.n - col0));
+  for (int64_t pc = 0; pc < g.k; pc += kc) {
+    t.kc = std::min(kc, g.k - pc);
+    t.b = packedB + (p * g.k + pc) * NR;
+    t.loadC = pc > 0 || plan.inPlace;
+    t.last = pc + t.kc >= g.k;
+    t.bias = t.last && g.bias ? g.bias + col0 : nullptr;
+    const float *next = t.b + t.kc * NR;
+    const int64_t share = (kc + (s1 - s0) - 1) / (s1 - s0);
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t from = (s - s0) * share;
+      t.prefetch = next + from * NR;
+      t.prefetchLines = std::clamp<int64_t>(kc - from, 0, std::min(share, t.kc));
+      const int64_t row0 = s * MR;
+      t.c = c + row0 * g.ldc + col0;
+      t.r = t.last && plan.residual ? plan.residual + row0 * g.ldr + col0 : nullptr;
+      t.rows = static_cast<int>(std::min<int64_t>(MR, g.m - row0));
+      // Rows past the last valid one repeat it: computed, never stored.
+      Rows rows;
+      for (int i = 0; i < MR; ++i)
+        rows.row[i] = a + (row0 + std::min(i, t.rows - 1)) * g.lda + pc;
+      tile(g, t, rows);
+    }
+  }
+}
+
 } // namespace
 
 void gemmAvx2(const GemmParams &g, const float *a, const float *packedB, float *c) {
   if (g.m <= 0 || g.n <= 0 || g.k <= 0) return;
-  const int64_t strips = (g.m + MR - 1) / MR, panels = (g.n + NR - 1) / NR;
-  const int threads = std::max(1, omp_get_max_threads());
+  Plan plan;
+  plan.strips = (g.m + MR - 1) / MR;
+  plan.panels = (g.n + NR - 1) / NR;
+  // Called inside a parallel region (a conv chain's lanes), the GEMM is that thread's alone.
+  const int threads = omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads());
   // Groups of strips small enough that every thread gets several items.
-  int64_t perGroup = std::min(strips, kGroupStrips);
-  while (perGroup > 1 && ((strips + perGroup - 1) / perGroup) * panels < 4 * threads)
+  int64_t perGroup = std::min(plan.strips, kGroupStrips);
+  while (perGroup > 1 && ((plan.strips + perGroup - 1) / perGroup) * plan.panels < 4 * threads)
     perGroup = (perGroup + 1) / 2;
-  const int64_t groups = (strips + perGroup - 1) / perGroup;
-  perGroup = (strips + groups - 1) / groups; // even groups: no thread left with a stub
-  const int64_t kc = std::min(kBlockK, g.k);
+  plan.groups = (plan.strips + perGroup - 1) / perGroup;
+  plan.perGroup = (plan.strips + plan.groups - 1) / plan.groups; // no thread left with a stub
+  plan.kc = std::min(kBlockK, g.k);
   // An in-place residual is already in C: the first block adds to it (alpha is 1 then, which
   // the shim checks), and the epilogue does not add it again.
-  const bool inPlace = g.residual == c;
-  const float *residual = inPlace ? nullptr : g.residual;
-  const int team = static_cast<int>(std::min<int64_t>(threads, std::max(strips, groups * panels)));
-#pragma omp parallel num_threads(team)
-  {
-#pragma omp for schedule(static)
-    for (int64_t item = 0; item < groups * panels; ++item) {
-      const int64_t grp = item / panels, p = item % panels;
-      const int64_t s0 = grp * perGroup, s1 = std::min(strips, s0 + perGroup);
-      const int64_t col0 = p * NR;
-      Tile t;
-      t.cols = static_cast<int>(std::min(NR, g.n - col0));
-      for (int64_t pc = 0; pc < g.k; pc += kc) {
-        t.kc = std::min(kc, g.k - pc);
-        t.b = packedB + (p * g.k + pc) * NR;
-        t.loadC = pc > 0 || inPlace;
-        t.last = pc + t.kc >= g.k;
-        t.bias = t.last && g.bias ? g.bias + col0 : nullptr;
-        const float *next = t.b + t.kc * NR;
-        const int64_t share = (kc + (s1 - s0) - 1) / (s1 - s0);
-        for (int64_t s = s0; s < s1; ++s) {
-          const int64_t from = (s - s0) * share;
-          t.prefetch = next + from * NR;
-          t.prefetchLines = std::clamp<int64_t>(kc - from, 0, std::min(share, t.kc));
-          const int64_t row0 = s * MR;
-          t.c = c + row0 * g.ldc + col0;
-          t.r = t.last && residual ? residual + row0 * g.ldr + col0 : nullptr;
-          t.rows = static_cast<int>(std::min<int64_t>(MR, g.m - row0));
-          // Rows past the last valid one repeat it: computed, never stored.
-          Rows rows;
-          for (int i = 0; i < MR; ++i)
-            rows.row[i] = a + (row0 + std::min(i, t.rows - 1)) * g.lda + pc;
-          tile(g, t, rows);
-        }
-      }
-    }
+  plan.inPlace = g.residual == c;
+  plan.residual = plan.inPlace ? nullptr : g.residual;
+  const int64_t items = plan.groups * plan.panels;
+  const int team = static_cast<int>(std::min<int64_t>(threads, items));
+  if (team <= 1) {
+    for (int64_t item = 0; item < items; ++item)
+      runItem(g, plan, a, packedB, c, item);
+    return;
   }
+#pragma omp parallel for schedule(static) num_threads(team)
+  for (int64_t item = 0; item < items; ++item)
+    runItem(g, plan, a, packedB, c, item);
 }
 
 } // namespace kiln::rt

@@ -43,6 +43,17 @@ int64_t totalN(const kiln_matmul_multi_params_v1 &p) {
   return n;
 }
 
+/// Shapes the 6 x 16 tile runs well: at most 1/8 of its last strip of rows and of its last
+/// panel padding (N = 24 computes 32 columns: 336 x 24 x 144 ran at 0.77x oneDNN's speed;
+/// a conv chain's band of 7 pixels would compute 12 rows) and K of 32 or more (K = 24 spends
+/// as long in each tile's epilogue as in its FMAs: 336 x 144 x 24 at 0.96x). MobileNetV2's
+/// narrow projections, expansions and 7 x 7 bands keep oneDNN.
+bool tileFits(int64_t m, int64_t n, int64_t k) {
+  const int64_t rows = (m + kGemmTileRows - 1) / kGemmTileRows * kGemmTileRows;
+  const int64_t cols = (n + kGemvPanel - 1) / kGemvPanel * kGemvPanel;
+  return k >= 32 && 8 * (rows - m) <= rows && 8 * (cols - n) <= cols;
+}
+
 } // namespace
 
 bool ownGemmRouteOn() {
@@ -60,8 +71,8 @@ bool gemmAvx2Supported() {
 
 bool ownGemmFits(const kiln_matmul_params_v1 &p, bool constantB, const float *residual,
                  const float *c) {
-  return ownGemmRouteOn() && constantB && p.batch == 1 && !p.trans_a && p.m > 0 && p.k > 0 &&
-         p.alpha != 0.f && (p.addend_kind == 0 || p.addend_kind == 1) &&
+  return ownGemmRouteOn() && constantB && p.batch == 1 && !p.trans_a && p.m > 0 &&
+         tileFits(p.m, p.n, p.k) && p.alpha != 0.f && (p.addend_kind == 0 || p.addend_kind == 1) &&
          (!residual || residual != c || p.alpha == 1.f);
 }
 
@@ -93,7 +104,7 @@ int ownGemmForward(Runner &r, int64_t site, const float *a, const float *b, cons
 }
 
 bool ownGemmMultiFits(Runner &r, const float *const *b, const kiln_matmul_multi_params_v1 &p) {
-  if (!ownGemmRouteOn() || p.m <= 0 || p.k <= 0) return false;
+  if (!ownGemmRouteOn() || p.m <= 0 || !tileFits(p.m, totalN(p), p.k)) return false;
   for (int32_t g = 0; g < p.count; ++g)
     if (p.n[g] > 0 && !r.isConstant(b[g])) return false;
   return true;
