@@ -7,6 +7,8 @@
 // AVX-512, oneDNN's brgemm kernels are at 87% and stay.
 #pragma once
 
+#include "gemv.h"
+
 #include <cstddef>
 #include <cstdint>
 
@@ -15,14 +17,10 @@ namespace kiln::rt {
 /// The activation applied last: a clamp to [lo, hi] (none, ReLU, Clip) or a GELU.
 enum class GemmPost : int { Clamp, GeluErf, GeluTanh };
 
-struct GemmParams {
-  int64_t m, n, k;       // C is m x n, A m x k (row-major), B k x n (packed)
-  int64_t lda, ldc, ldr; // row strides of A, C and the residual
-  float alpha, beta;     // scale of A * B and of bias
-  const float *bias;     // n floats or nullptr
-  const float *residual; // m x n (row stride ldr) or nullptr; may be C itself
-  GemmPost post;
-  float lo, hi; // clamp bounds for GemmPost::Clamp
+/// The GEMV's parameters (gemv.h: sizes, strides, alpha, beta, bias, residual, clamp bounds)
+/// and the activation; the residual may be C itself.
+struct GemmParams : GemvParams {
+  GemmPost post = GemmPost::Clamp;
 };
 
 /// Rows of A per register tile.

@@ -36,13 +36,6 @@ GemmPost postOf(int32_t post) {
   return GemmPost::Clamp;
 }
 
-int64_t totalN(const kiln_matmul_multi_params_v1 &p) {
-  int64_t n = 0;
-  for (int32_t g = 0; g < p.count; ++g)
-    n += p.n[g];
-  return n;
-}
-
 /// Shapes the 6 x 16 tile runs well: at most 1/8 of its last strip of rows and of its last
 /// panel padding (N = 24 computes 32 columns: 336 x 24 x 144 ran at 0.77x oneDNN's speed;
 /// a conv chain's band of 7 pixels would compute 12 rows) and K of 32 or more (K = 24 spends
@@ -80,21 +73,9 @@ int ownGemmForward(Runner &r, int64_t site, const float *a, const float *b, cons
                    const float *residual, float *c, const kiln_matmul_params_v1 &p) {
   try {
     const float *packed = packedWeightPanels(r, site, b, p);
-    GemmParams g{};
-    g.m = p.m;
-    g.n = p.n;
-    g.k = p.k;
-    g.lda = p.lda;
-    g.ldc = p.ldc;
-    g.ldr = p.ldc; // the residual is laid out like C
-    g.alpha = p.alpha;
-    g.beta = p.beta;
-    g.bias = p.addend_kind == 1 ? addend : nullptr;
-    g.residual = residual;
+    GemmParams g;
+    static_cast<GemvParams &>(g) = weightGemmParams(p, addend, residual);
     g.post = postOf(p.post_op);
-    const ClampBounds bounds = clampBounds(p);
-    g.lo = bounds.lo;
-    g.hi = bounds.hi;
     gemmAvx2(g, a, packed, c);
     return KILN_OK;
   } catch (const std::bad_alloc &) {
@@ -104,7 +85,7 @@ int ownGemmForward(Runner &r, int64_t site, const float *a, const float *b, cons
 }
 
 bool ownGemmMultiFits(Runner &r, const float *const *b, const kiln_matmul_multi_params_v1 &p) {
-  if (!ownGemmRouteOn() || p.m <= 0 || !tileFits(p.m, totalN(p), p.k)) return false;
+  if (!ownGemmRouteOn() || p.m <= 0 || !tileFits(p.m, multiTotalN(p), p.k)) return false;
   for (int32_t g = 0; g < p.count; ++g)
     if (p.n[g] > 0 && !r.isConstant(b[g])) return false;
   return true;
@@ -113,50 +94,32 @@ bool ownGemmMultiFits(Runner &r, const float *const *b, const kiln_matmul_multi_
 int ownGemmMultiForward(Runner &r, int64_t site, const float *a, const float *const *b,
                         const float *const *bias, float *c, const kiln_matmul_multi_params_v1 &p) {
   try {
-    const int64_t n = totalN(p);
-    // Keyed by every B's pointer: a swap to the other constant set misses, an update of the
-    // active one clears the derived cache.
-    CacheKey key;
-    key.push(kMultiPackTag);
-    key.push(site);
-    key.push(p.k);
-    for (int32_t g = 0; g < p.count; ++g) {
-      key.push(static_cast<int64_t>(reinterpret_cast<uintptr_t>(b[g])));
-      key.push(p.n[g]);
-    }
+    const int64_t n = multiTotalN(p);
+    const CacheKey key = multiPackedKey(site, kMultiPackTag, b, p);
     auto *e = static_cast<PackedConcat *>(r.dnnl.findDerived(key));
     if (!e) {
       std::vector<float> plain(static_cast<size_t>(p.k * n));
-      for (int64_t row = 0; row < p.k; ++row) {
-        float *dst = plain.data() + row * n;
-        for (int32_t g = 0; g < p.count; ++g) {
-          if (p.n[g] > 0) std::memcpy(dst, b[g] + row * p.n[g], sizeof(float) * p.n[g]);
-          dst += p.n[g];
-        }
-      }
+      concatMultiB(b, p, plain.data());
       auto fresh = std::make_unique<PackedConcat>();
       fresh->buffer = allocateWeightBuffer(sizeof(float) * gemvPackedFloats(n, p.k));
       packGemvWeights(plain.data(), n, p.k, n, false, static_cast<float *>(fresh->buffer.get()));
       e = static_cast<PackedConcat *>(r.dnnl.insertDerived(key, std::move(fresh)));
     }
-    GemmParams g{};
+    GemmParams g;
     g.m = p.m;
     g.n = n;
     g.k = p.k;
     g.lda = p.lda;
-    g.ldc = p.ldc;
+    g.ldc = g.ldr = p.ldc;
     g.alpha = g.beta = 1.f;
+    g.bias = nullptr;
+    g.residual = nullptr;
     if (bias) {
       std::vector<float> &concat = r.dnnl.scratch<BiasScratch>(kBiasTag).bias;
-      concat.assign(static_cast<size_t>(n), 0.f);
-      float *out = concat.data();
-      for (int32_t q = 0; q < p.count; ++q) {
-        if (bias[q] && p.n[q] > 0) std::memcpy(out, bias[q], sizeof(float) * p.n[q]);
-        out += p.n[q];
-      }
+      concat.resize(static_cast<size_t>(n));
+      concatMultiBias(bias, p, concat.data());
       g.bias = concat.data();
     }
-    g.post = GemmPost::Clamp;
     g.lo = -std::numeric_limits<float>::infinity();
     g.hi = std::numeric_limits<float>::infinity();
     gemmAvx2(g, a, static_cast<const float *>(e->buffer.get()), c);

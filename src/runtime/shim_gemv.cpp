@@ -57,25 +57,30 @@ const float *packedWeightPanels(Runner &r, int64_t site, const float *b,
   return e->packed();
 }
 
+GemvParams weightGemmParams(const kiln_matmul_params_v1 &p, const float *addend,
+                            const float *residual) {
+  GemvParams g{};
+  g.m = p.m;
+  g.n = p.n;
+  g.k = p.k;
+  g.lda = p.lda;
+  g.ldc = p.ldc;
+  g.ldr = p.ldc; // the residual is laid out like C
+  g.alpha = p.alpha;
+  g.beta = p.beta;
+  g.bias = p.addend_kind == 1 ? addend : nullptr;
+  g.residual = residual;
+  const ClampBounds bounds = clampBounds(p);
+  g.lo = bounds.lo;
+  g.hi = bounds.hi;
+  return g;
+}
+
 int gemvForward(Runner &r, int64_t site, const float *a, const float *b, const float *addend,
                 const float *residual, float *c, const kiln_matmul_params_v1 &p) {
   try {
     const float *packed = packedWeightPanels(r, site, b, p);
-    GemvParams g{};
-    g.m = p.m;
-    g.n = p.n;
-    g.k = p.k;
-    g.lda = p.lda;
-    g.ldc = p.ldc;
-    g.ldr = p.ldc; // the residual is laid out like C
-    g.alpha = p.alpha;
-    g.beta = p.beta;
-    g.bias = p.addend_kind == 1 ? addend : nullptr;
-    g.residual = residual;
-    const ClampBounds bounds = clampBounds(p);
-    g.lo = bounds.lo;
-    g.hi = bounds.hi;
-    gemv(g, a, packed, c);
+    gemv(weightGemmParams(p, addend, residual), a, packed, c);
     return KILN_OK;
   } catch (const std::bad_alloc &) {
     return fail(KILN_ERR_OUT_OF_MEMORY, "matmul site %lld: out of memory packing B",

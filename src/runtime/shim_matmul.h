@@ -1,6 +1,7 @@
 // Internal entry to the matmul shim, for other shims that run GEMMs (the conv chain).
 #pragma once
 
+#include "gemv.h"
 #include "runner.h"
 
 #include <kiln/shim.h>
@@ -26,6 +27,22 @@ int gemvForward(Runner &r, int64_t site, const float *a, const float *b, const f
 /// per (site, pointer, shape) and constant set; the GEMV and the AVX2 GEMM share it.
 const float *packedWeightPanels(Runner &r, int64_t site, const float *b,
                                 const kiln_matmul_params_v1 &p);
+
+/// The kiln_matmul_multi_v1 helpers its AVX2 GEMM route shares (shim_matmul_multi.cpp):
+/// n[0] + ... + n[count - 1]; [bias_0 | bias_1 | ...] with zeros for absent ones; plain
+/// row-major [k, N] = [B_0 | B_1 | ...]; the derived-weight key of a concatenated, packed B
+/// (every B's pointer: a swap to the other constant set misses, an update of the active one
+/// clears the derived cache), `tag` telling packings apart.
+int64_t multiTotalN(const kiln_matmul_multi_params_v1 &p);
+void concatMultiBias(const float *const *bias, const kiln_matmul_multi_params_v1 &p, float *out);
+void concatMultiB(const float *const *b, const kiln_matmul_multi_params_v1 &p, float *out);
+CacheKey multiPackedKey(int64_t site, int64_t tag, const float *const *b,
+                        const kiln_matmul_multi_params_v1 &p);
+
+/// The GEMV's parameters for a weight GEMM (also the AVX2 GEMM's, gemm.h): strides, alpha,
+/// beta with a row addend as bias, the residual laid out like C, ReLU/clip as clamp bounds.
+GemvParams weightGemmParams(const kiln_matmul_params_v1 &p, const float *addend,
+                            const float *residual);
 
 /// Whether weight GEMMs may take kiln's AVX2 GEMM: the run is capped at AVX2 or the CPU has
 /// no AVX-512 (but AVX2 and FMA), and KILN_MATMUL_OWN_GEMM is not 0. Read once per process.

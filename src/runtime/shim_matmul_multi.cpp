@@ -21,6 +21,52 @@
 #include <vector>
 
 namespace kiln::rt {
+
+int64_t multiTotalN(const kiln_matmul_multi_params_v1 &p) {
+  int64_t n = 0;
+  for (int32_t g = 0; g < p.count; ++g)
+    n += p.n[g];
+  return n;
+}
+
+// [bias_0 | bias_1 | ...] with zeros for absent ones.
+void concatMultiBias(const float *const *bias, const kiln_matmul_multi_params_v1 &p, float *out) {
+  for (int32_t g = 0; g < p.count; ++g) {
+    if (bias[g])
+      std::memcpy(out, bias[g], sizeof(float) * p.n[g]);
+    else
+      std::memset(out, 0, sizeof(float) * p.n[g]);
+    out += p.n[g];
+  }
+}
+
+// Plain row-major [k, N] = [B_0 | B_1 | ...].
+void concatMultiB(const float *const *b, const kiln_matmul_multi_params_v1 &p, float *out) {
+  const int64_t n = multiTotalN(p);
+  for (int64_t row = 0; row < p.k; ++row) {
+    float *dst = out + row * n;
+    for (int32_t g = 0; g < p.count; ++g) {
+      std::memcpy(dst, b[g] + row * p.n[g], sizeof(float) * p.n[g]);
+      dst += p.n[g];
+    }
+  }
+}
+
+// Keyed by every original pointer: a swap to the other constant set misses, and an update of
+// the active set clears the whole derived cache (Runner::useConstants).
+CacheKey multiPackedKey(int64_t site, int64_t tag, const float *const *b,
+                        const kiln_matmul_multi_params_v1 &p) {
+  CacheKey k;
+  k.push(site);
+  k.push(tag);
+  k.push(p.k);
+  for (int32_t g = 0; g < p.count; ++g) {
+    k.push(static_cast<int64_t>(reinterpret_cast<uintptr_t>(b[g])));
+    k.push(p.n[g]);
+  }
+  return k;
+}
+
 namespace {
 
 using dnnl::memory;
@@ -44,13 +90,6 @@ struct PackedConcat : CacheEntry {
   std::shared_ptr<void> owner; // mem's buffer (weight_memory.h)
 };
 
-int64_t totalN(const kiln_matmul_multi_params_v1 &p) {
-  int64_t n = 0;
-  for (int32_t g = 0; g < p.count; ++g)
-    n += p.n[g];
-  return n;
-}
-
 int checkArgs(int64_t site, const float *a, const float *const *b, float *c,
               const kiln_matmul_multi_params_v1 &p) {
   long long s = static_cast<long long>(site);
@@ -62,7 +101,7 @@ int checkArgs(int64_t site, const float *a, const float *const *b, float *c,
   for (int32_t g = 0; g < p.count; ++g)
     if (p.n[g] < 0)
       return fail(KILN_ERR_INVALID_ARGUMENT, "matmul_multi site %lld: n[%d] is negative", s, g);
-  const int64_t n = totalN(p);
+  const int64_t n = multiTotalN(p);
   if (p.lda < p.k || p.ldc < n)
     return fail(KILN_ERR_INVALID_ARGUMENT,
                 "matmul_multi site %lld: leading dimension too small (lda %lld < k %lld or ldc "
@@ -86,29 +125,6 @@ bool anyBias(const float *const *bias, const kiln_matmul_multi_params_v1 &p) {
   return false;
 }
 
-// [bias_0 | bias_1 | ...] with zeros for absent ones.
-void concatBias(const float *const *bias, const kiln_matmul_multi_params_v1 &p, float *out) {
-  for (int32_t g = 0; g < p.count; ++g) {
-    if (bias[g])
-      std::memcpy(out, bias[g], sizeof(float) * p.n[g]);
-    else
-      std::memset(out, 0, sizeof(float) * p.n[g]);
-    out += p.n[g];
-  }
-}
-
-// Plain row-major [k, N] = [B_0 | B_1 | ...].
-void concatB(const float *const *b, const kiln_matmul_multi_params_v1 &p, float *out) {
-  const int64_t n = totalN(p);
-  for (int64_t row = 0; row < p.k; ++row) {
-    float *dst = out + row * n;
-    for (int32_t g = 0; g < p.count; ++g) {
-      std::memcpy(dst, b[g] + row * p.n[g], sizeof(float) * p.n[g]);
-      dst += p.n[g];
-    }
-  }
-}
-
 CacheKey primitiveKey(int64_t site, const kiln_matmul_multi_params_v1 &p, bool bias) {
   CacheKey k;
   k.push(site);
@@ -124,25 +140,11 @@ CacheKey primitiveKey(int64_t site, const kiln_matmul_multi_params_v1 &p, bool b
   return k;
 }
 
-// Keyed by every original pointer: a swap to the other constant set misses, and an update of
-// the active set clears the whole derived cache (Runner::useConstants).
-CacheKey packedKey(int64_t site, const float *const *b, const kiln_matmul_multi_params_v1 &p) {
-  CacheKey k;
-  k.push(site);
-  k.push(kMultiTag);
-  k.push(p.k);
-  for (int32_t g = 0; g < p.count; ++g) {
-    k.push(static_cast<int64_t>(reinterpret_cast<uintptr_t>(b[g])));
-    k.push(p.n[g]);
-  }
-  return k;
-}
-
 std::unique_ptr<MultiEntry> build(DnnlCache &cache, const kiln_matmul_multi_params_v1 &p,
                                   bool bias) {
   dnnl::engine &eng = cache.engine();
   const auto f32 = memory::data_type::f32;
-  const int64_t n = totalN(p);
+  const int64_t n = multiTotalN(p);
   memory::desc aMd({p.m, p.k}, f32, memory::dims{p.lda, 1});
   memory::desc bMd({p.k, n}, f32, memory::format_tag::any);
   memory::desc cMd({p.m, n}, f32, memory::dims{p.ldc, 1});
@@ -172,8 +174,8 @@ std::unique_ptr<MultiEntry> build(DnnlCache &cache, const kiln_matmul_multi_para
 // Plain [k, N] in `staging`, reordered into dst (the primitive's layout).
 void packInto(DnnlCache &cache, const float *const *b, const kiln_matmul_multi_params_v1 &p,
               const MultiEntry &e, std::vector<float> &staging, memory &dst) {
-  staging.resize(static_cast<size_t>(p.k * totalN(p)));
-  concatB(b, p, staging.data());
+  staging.resize(static_cast<size_t>(p.k * multiTotalN(p)));
+  concatMultiB(b, p, staging.data());
   memory src(e.bPlain, cache.engine(), staging.data());
   if (e.bPlain == e.bWant) {
     // No blocking wanted: the packed copy is the plain one, kept in dst.
@@ -194,7 +196,7 @@ memory packedB(Runner &r, int64_t site, const float *const *b, const kiln_matmul
   if (constant) {
     // The stored copy is shared by the container's runners and never replaced: when this
     // call's primitive wants another layout (another M), it packs a copy of its own below.
-    CacheKey key = packedKey(site, b, p);
+    CacheKey key = multiPackedKey(site, kMultiTag, b, p);
     auto *packed = static_cast<PackedConcat *>(cache.findDerived(key));
     if (!packed) {
       auto fresh = std::make_unique<PackedConcat>();
@@ -213,8 +215,8 @@ memory packedB(Runner &r, int64_t site, const float *const *b, const kiln_matmul
 
 // k == 0: every output row is its bias (or zero).
 void biasOnly(const float *const *bias, float *c, const kiln_matmul_multi_params_v1 &p) {
-  std::vector<float> row(static_cast<size_t>(totalN(p)), 0.f);
-  if (bias) concatBias(bias, p, row.data());
+  std::vector<float> row(static_cast<size_t>(multiTotalN(p)), 0.f);
+  if (bias) concatMultiBias(bias, p, row.data());
   for (int64_t i = 0; i < p.m; ++i)
     std::memcpy(c + i * p.ldc, row.data(), sizeof(float) * row.size());
 }
@@ -224,7 +226,7 @@ void biasOnly(const float *const *bias, float *c, const kiln_matmul_multi_params
 int matmulMultiForward(Runner &r, int64_t site, const float *a, const float *const *b,
                        const float *const *bias, float *c, const kiln_matmul_multi_params_v1 &p) {
   if (int st = checkArgs(site, a, b, c, p)) return st;
-  if (p.m == 0 || totalN(p) == 0) return KILN_OK;
+  if (p.m == 0 || multiTotalN(p) == 0) return KILN_OK;
   if (p.k == 0) {
     biasOnly(bias, c, p);
     return KILN_OK;
@@ -244,7 +246,7 @@ int matmulMultiForward(Runner &r, int64_t site, const float *a, const float *con
                                          {DNNL_ARG_DST, e->c},
                                          {DNNL_ARG_SCRATCHPAD, e->scratchpad}};
     if (withBias) {
-      concatBias(bias, p, e->concatBias.data());
+      concatMultiBias(bias, p, e->concatBias.data());
       e->bias.set_data_handle(e->concatBias.data());
       args[DNNL_ARG_BIAS] = e->bias;
     }

@@ -169,27 +169,10 @@ TEST(OwnGemmRoute, ShimMatchesFloat64) {
   omp_set_num_threads(saved);
 }
 
-// The panels are packed once per constant set: an in-place edit under the same token is not
-// seen (proof the packed copy is used); a new token re-packs.
+// The panels follow constant updates (weight_gemm_cases.h).
 TEST(OwnGemmRoute, PackedPanelsFollowConstantUpdates) {
   if (!routeOn()) GTEST_SKIP() << "oneDNN runs AVX-512 here (runtime.own_gemm_avx2 caps it)";
-  kiln::rt::Runner r;
-  std::mt19937 rng(9);
-  Gemm t{30, 47, 48, true, true, true, KILN_POST_RELU}; // fits the tile
-  const kiln_matmul_params_v1 p = params(t);
-  Data d = makeData(t, p, rng);
-  r.constantRanges.emplace_back(reinterpret_cast<const char *>(d.b.data()), d.b.size() * 4);
-  std::vector<float> c;
-  ASSERT_EQ(runShim(r, t, p, d, c), KILN_OK);
-  expectClose(c, reference(t, p, d), t, p.ldc, "first run");
-  const Data before = d;
-  for (float &v : d.b)
-    v = -v;
-  ASSERT_EQ(runShim(r, t, p, d, c), KILN_OK);
-  expectClose(c, reference(t, p, before), t, p.ldc, "same token: the packed panels");
-  r.useConstants(nullptr, 0, r.weightsToken + 1);
-  ASSERT_EQ(runShim(r, t, p, d, c), KILN_OK);
-  expectClose(c, reference(t, p, d), t, p.ldc, "new token");
+  expectPanelsFollowConstantUpdates(Gemm{30, 47, 48, true, true, true, KILN_POST_RELU}, 9);
 }
 
 // Q/K/V as one GEMM over [B_0 | B_1 | B_2] with biases (one absent), against float64.

@@ -97,26 +97,9 @@ TEST(Gemv, TakesOnlyWhatItComputes) {
   EXPECT_FALSE(kiln::rt::gemvFits(q, true));
 }
 
-// The panels are packed once per constant set: an in-place edit under the same token is not
-// seen (proof the cache is used); a new token re-packs.
+// The panels follow constant updates (weight_gemm_cases.h).
 TEST(Gemv, PackedPanelsFollowConstantUpdates) {
-  kiln::rt::Runner r;
-  std::mt19937 rng(9);
-  Gemm t{2, 40, 24, true, true, true, KILN_POST_RELU};
-  const kiln_matmul_params_v1 p = params(t);
-  Data d = makeData(t, p, rng);
-  r.constantRanges.emplace_back(reinterpret_cast<const char *>(d.b.data()), d.b.size() * 4);
-  std::vector<float> c;
-  ASSERT_EQ(runShim(r, t, p, d, c), KILN_OK);
-  expectClose(c, reference(t, p, d), t, p.ldc, "first run");
-  const Data before = d;
-  for (float &v : d.b)
-    v = -v;
-  ASSERT_EQ(runShim(r, t, p, d, c), KILN_OK);
-  expectClose(c, reference(t, p, before), t, p.ldc, "same token: the packed panels");
-  r.useConstants(nullptr, 0, r.weightsToken + 1);
-  ASSERT_EQ(runShim(r, t, p, d, c), KILN_OK);
-  expectClose(c, reference(t, p, d), t, p.ldc, "new token");
+  expectPanelsFollowConstantUpdates(Gemm{2, 40, 24, true, true, true, KILN_POST_RELU}, 9);
 }
 
 TEST(Gemv, NaNStaysNaNThroughTheClamp) {

@@ -108,4 +108,26 @@ inline int runShim(kiln::rt::Runner &r, const Gemm &t, const kiln_matmul_params_
                                  t.residual ? d.residual.data() : nullptr, c.data(), p, 7);
 }
 
+/// The packed panels are made once per constant set: an in-place edit of B under the same
+/// token is not seen (proof the packed copy is used); a new token re-packs. `t` must be a
+/// GEMM the route under test takes.
+inline void expectPanelsFollowConstantUpdates(const Gemm &t, uint32_t seed) {
+  kiln::rt::Runner r;
+  std::mt19937 rng(seed);
+  const kiln_matmul_params_v1 p = params(t);
+  Data d = makeData(t, p, rng);
+  r.constantRanges.emplace_back(reinterpret_cast<const char *>(d.b.data()), d.b.size() * 4);
+  std::vector<float> c;
+  ASSERT_EQ(runShim(r, t, p, d, c), KILN_OK);
+  expectClose(c, reference(t, p, d), t, p.ldc, "first run");
+  const Data before = d;
+  for (float &v : d.b)
+    v = -v;
+  ASSERT_EQ(runShim(r, t, p, d, c), KILN_OK);
+  expectClose(c, reference(t, p, before), t, p.ldc, "same token: the packed panels");
+  r.useConstants(nullptr, 0, r.weightsToken + 1);
+  ASSERT_EQ(runShim(r, t, p, d, c), KILN_OK);
+  expectClose(c, reference(t, p, d), t, p.ldc, "new token");
+}
+
 } // namespace kiln::test::weight_gemm
