@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <cmath>
 #include <limits>
 #include <string>
 
@@ -99,6 +100,26 @@ TEST(OwnGemm, KernelResidualInPlace) {
     g.residual = c.data();
     kiln::rt::gemmAvx2(g, d.a.data(), packed.data(), c.data());
     expectClose(c, reference(t, p, d), t, p.ldc, "in place, k " + std::to_string(k));
+  }
+}
+
+// A NaN in A stays NaN through the ReLU's clamp and the GELU (max/min order, blends).
+TEST(OwnGemm, NaNStaysNaN) {
+  if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(12);
+  for (int32_t post : {KILN_POST_RELU, KILN_POST_CLIP, KILN_POST_GELU_ERF}) {
+    Gemm t{7, 20, 40, false, true, false, post};
+    const kiln_matmul_params_v1 p = params(t);
+    Data d = makeData(t, p, rng);
+    d.a[2 * p.lda + 5] = std::nanf("");
+    std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
+    kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, false, packed.data());
+    std::vector<float> c(t.m * p.ldc, -7.f);
+    kiln::rt::gemmAvx2(kernelParams(t, p, d), d.a.data(), packed.data(), c.data());
+    for (int64_t j = 0; j < t.n; ++j) {
+      EXPECT_TRUE(std::isnan(c[2 * p.ldc + j])) << "post " << post << " column " << j;
+      EXPECT_FALSE(std::isnan(c[1 * p.ldc + j])) << "post " << post << " column " << j;
+    }
   }
 }
 
