@@ -12,6 +12,7 @@ namespace kiln::aot {
 struct BuildResult {
   size_t compiled = 0, cacheHits = 0;
   bool linkCached = false; // model.so copied from the cache, not linked
+  bool unchanged = false;  // model.so already held that library: only touched
 };
 
 /// Called with (objects compiled, objects to compile) as the build goes.

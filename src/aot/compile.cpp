@@ -154,6 +154,7 @@ CompileStats compileModel(const CompileOptions &opts) {
   st.sources = gm.sources.size();
   st.cacheHits = br.cacheHits;
   st.linkCached = br.linkCached;
+  st.unchanged = br.unchanged;
   st.compiled = br.compiled;
   return st;
 }
