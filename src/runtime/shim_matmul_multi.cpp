@@ -46,7 +46,7 @@ void concatMultiB(const float *const *b, const kiln_matmul_multi_params_v1 &p, f
   for (int64_t row = 0; row < p.k; ++row) {
     float *dst = out + row * n;
     for (int32_t g = 0; g < p.count; ++g) {
-      std::memcpy(dst, b[g] + row * p.n[g], sizeof(float) * p.n[g]);
+      if (p.n[g] > 0) std::memcpy(dst, b[g] + row * p.n[g], sizeof(float) * p.n[g]);
       dst += p.n[g];
     }
   }
