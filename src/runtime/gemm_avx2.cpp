@@ -7,11 +7,12 @@
 // of 64 channels: each float of A then feeds only 4 panels, and the copy costs as much).
 //
 // Blocking: a work item is (a group of 6-row strips, one 16-column panel); it walks K in
-// blocks of
-// kBlockK, and under each block every strip of the group, so the block of the panel (16 KiB)
-// stays in L1 while the strips pass and the item's C (rows x 16) stays in L1/L2 between the
-// blocks. While the strips run, each prefetches a share of the next block of B into L2 (the
-// panels are one contiguous stream, so the next block is the next kBlockK x 16 floats).
+// blocks of kBlockK, and under each block every strip of the group, so the block of the panel
+// (16 KiB) stays in L1 while the strips pass and the item's C (rows x 16) stays in L1/L2
+// between the blocks. While the strips run, each prefetches a share of the next block of B
+// into L2 (the panels are one contiguous stream, so the next block is the next kBlockK x 16
+// floats). Items are split among the run's threads; inside a parallel region (a conv chain's
+// lanes) the calling thread runs them all.
 #include "gemm.h"
 
 #include "gelu_avx2.h"
