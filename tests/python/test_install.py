@@ -41,6 +41,9 @@ print(json.dumps({{"file": kiln.__file__, "compiler": kiln._config.COMPILER,
 """
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(prefix / PYTHONDIR), "HOME": str(tmp_path),
            "OMP_NUM_THREADS": "1"}
+    # The same kernels as this process (an ISA cap picks other GEMMs, whose sums round apart).
+    if "ONEDNN_MAX_CPU_ISA" in os.environ:
+        env["ONEDNN_MAX_CPU_ISA"] = os.environ["ONEDNN_MAX_CPU_ISA"]
     proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.returncode == 0, proc.stderr
