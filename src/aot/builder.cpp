@@ -238,8 +238,7 @@ void copyFromCache(const fs::path &linked, const fs::path &tmpOut, const fs::pat
 bool alreadyThere(const fs::path &linked, const fs::path &out) {
   int a = ::open(linked.c_str(), O_RDONLY | O_CLOEXEC);
   int b = a >= 0 ? ::open(out.c_str(), O_RDONLY | O_CLOEXEC) : -1;
-  struct stat sa {
-  }, sb{};
+  struct stat sa = {}, sb = {};
   bool same = b >= 0 && ::fstat(a, &sa) == 0 && ::fstat(b, &sb) == 0 && S_ISREG(sb.st_mode) &&
               sa.st_size == sb.st_size && sa.st_size > 0 &&
               !(sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino);

@@ -37,8 +37,8 @@ struct CompileOptions {
 struct CompileStats {
   double seconds = 0;
   size_t kernels = 0, externs = 0, sources = 0, cacheHits = 0, compiled = 0;
-  bool linkCached = false;                                  // model.so came from the cache whole
-  bool unchanged = false; // model.so already held it, byte for byte: only touched
+  bool linkCached = false; // model.so came from the cache whole
+  bool unchanged = false;  // model.so already held it, byte for byte: only touched
   std::vector<std::pair<std::string, double>> stageSeconds; // in pipeline order
   std::string cpuIsa;                                       // what the host code targets
   // CUDA: each generated kernel's name, tuning key and launch configuration (autotune), and

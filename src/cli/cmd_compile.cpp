@@ -127,8 +127,11 @@ void compileCommand(CompileFlags &f) {
   std::cerr << fmt::format("kiln: wrote {} ({} kernels, {} extern calls, {} sources: {} compiled, "
                            "{} cached{}; CPU {}) in {:.2f} s\n",
                            f.opts.outputPath, st.kernels, st.externs, st.sources, st.compiled,
-                           st.cacheHits, st.unchanged ? ", link cached, output unchanged" : st.linkCached ? ", link cached" : "", st.cpuIsa,
-                           st.seconds);
+                           st.cacheHits,
+                           st.unchanged    ? ", link cached, output unchanged"
+                           : st.linkCached ? ", link cached"
+                                           : "",
+                           st.cpuIsa, st.seconds);
   if (f.opts.target.tuning) printTuningUse(*f.opts.target.tuning, st);
   if (f.timings) {
     std::cerr << "stage      seconds\n";

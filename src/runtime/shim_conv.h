@@ -37,8 +37,9 @@ kiln_matmul_params_v1 pointwiseGemm(int64_t rows, int64_t cin, int64_t cout, boo
 bool pointwiseConv(const int64_t *wDims, const kiln_conv_params_v1 &p);
 
 /// Whether a channels-last conv runs as a GEMM (conv_pointwise.cpp): a pointwise conv whose
-/// output dims match its strides, with AVX-512 when the run has 2+ threads, below it from
-/// 512 output pixels; KILN_CONV_POINTWISE_GEMM=0 turns it off.
+/// output dims match its strides, with AVX-512 when the run has 2+ threads, below it when
+/// kiln's AVX2 GEMM takes it (ownGemmFits) or from 512 output pixels;
+/// KILN_CONV_POINTWISE_GEMM=0 turns it off.
 bool pointwiseAsGemm(const int64_t *xDims, const int64_t *wDims, const int64_t *yDims,
                      const kiln_conv_params_v1 &p);
 

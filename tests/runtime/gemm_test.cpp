@@ -19,7 +19,6 @@
 #include <omp.h>
 
 #include <cmath>
-#include <limits>
 #include <string>
 
 namespace {
@@ -40,24 +39,15 @@ std::vector<Gemm> kernelCases() {
   return v;
 }
 
-// The shim's translation (shim_gemm.cpp), written out: the kernel is called directly here.
+// The kernel's parameters as the shim makes them (weightGemmParams, shim_gemm.cpp); the
+// kernel is called directly here.
 kiln::rt::GemmParams kernelParams(const Gemm &t, const kiln_matmul_params_v1 &p, const Data &d) {
-  kiln::rt::GemmParams g{};
-  g.m = t.m;
-  g.n = t.n;
-  g.k = t.k;
-  g.lda = p.lda;
-  g.ldc = g.ldr = p.ldc;
-  g.alpha = p.alpha;
-  g.beta = p.beta;
-  g.bias = t.bias ? d.bias.data() : nullptr;
-  g.residual = t.residual ? d.residual.data() : nullptr;
+  kiln::rt::GemmParams g;
+  static_cast<kiln::rt::GemvParams &>(g) = kiln::rt::weightGemmParams(
+      p, t.bias ? d.bias.data() : nullptr, t.residual ? d.residual.data() : nullptr);
   g.post = t.post == KILN_POST_GELU_ERF    ? kiln::rt::GemmPost::GeluErf
            : t.post == KILN_POST_GELU_TANH ? kiln::rt::GemmPost::GeluTanh
                                            : kiln::rt::GemmPost::Clamp;
-  constexpr float inf = std::numeric_limits<float>::infinity();
-  g.lo = t.post == KILN_POST_RELU ? 0.f : t.post == KILN_POST_CLIP ? p.clip_min : -inf;
-  g.hi = t.post == KILN_POST_CLIP ? p.clip_max : inf;
   return g;
 }
 
