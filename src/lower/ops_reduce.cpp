@@ -236,8 +236,10 @@ void lowerLayerNorm(OpCtx &c) {
     return loop::binary(BinaryOp::Div, loop::constant(acc, 1), loop::unary(UnaryOp::Sqrt, v));
   }));
   LTensor scale = c.in(1);
+  requireBroadcastsTo(scale.shape, xs, c.node.describe() + " Scale");
   std::optional<LTensor> bias;
   if (c.has(2)) bias = c.in(2);
+  if (bias) requireBroadcastsTo(bias->shape, xs, c.node.describe() + " B");
   LTensor y = c.pointwise(t, xs, [=](const Index &i) {
     VRef y = loop::binary(BinaryOp::Mul, centered(i), loadBroadcast(*ctx, inv, xs, i));
     y = loop::binary(BinaryOp::Mul, y, loop::cast(loadBroadcast(*ctx, scale, xs, i), acc));

@@ -39,6 +39,11 @@ ir::Shape runtimeReshapeTarget(OpCtx &c, const LTensor &x, bool allowZero) {
   if (req.rank() != 1)
     fail("{}: the target shape must be a 1-D tensor, got rank {}", c.node.describe(), req.rank());
   int64_t n = c.requireStatic(req.shape[0], "the length of the target shape");
+  // The resolution below is quadratic in the rank; numpy's limit is a generous bound.
+  constexpr int64_t kMaxTargetRank = 64;
+  if (n > kMaxTargetRank)
+    fail("{}: the target shape has {} dims; kiln reshapes to at most {} dims", c.node.describe(), n,
+         kMaxTargetRank);
   sym::Context &ctx = c.ctx();
   auto I = [](int64_t v) { return loop::constantInt(DType::Int64, v); };
   std::vector<VRef> raw, dim;

@@ -35,6 +35,7 @@ bool hasOutput(OpCtx &c, size_t i) {
 void lowerRMSNorm(OpCtx &c) {
   LTensor x = c.in(0), scale = c.in(1);
   requireFloat(c, x, "RMSNormalization input");
+  requireBroadcastsTo(scale.shape, x.shape, c.node.describe() + " scale");
   int axis = c.normAxis(c.node.attrInt("axis", -1), x.rank());
   double eps = c.node.attrFloat("epsilon", 1e-5f);
   std::vector<int> axes;

@@ -107,8 +107,24 @@ sym::Expr broadcastStep(sym::Context &ctx, const sym::Expr &own, const sym::Expr
   return sym::min(own - 1, ctx.constant(1)); // own == 1 ? 0 : 1 at run time
 }
 
+void requireBroadcastsTo(const ir::Shape &own, const ir::Shape &to, const std::string &what) {
+  if (own.size() > to.size())
+    fail("{}: shape {} has more dimensions than {}, which it must broadcast to", what,
+         ir::shapeToString(own), ir::shapeToString(to));
+  size_t off = to.size() - own.size();
+  for (size_t d = 0; d < own.size(); ++d) {
+    const sym::Expr &o = own[d], &t = to[off + d];
+    if (o.isConst() && t.isConst() && !o.isConst(1) && o->value != t->value)
+      fail("{}: shape {} does not broadcast to {} (dim {}: {} vs {})", what, ir::shapeToString(own),
+           ir::shapeToString(to), d, o->value, t->value);
+  }
+}
+
 loop::VRef loadBroadcast(sym::Context &ctx, const LTensor &t, const ir::Shape &shape,
                          const Index &idx) {
+  // The ops check their operands with a named message first; this keeps a missed check from
+  // reading outside t.
+  requireBroadcastsTo(t.shape, shape, "operand");
   size_t off = shape.size() - t.shape.size();
   Index sub(t.shape.size());
   for (size_t d = 0; d < t.shape.size(); ++d)

@@ -45,7 +45,10 @@ LTensor reshapeView(sym::Context &ctx, const LTensor &t, const ir::Shape &shape)
 /// rules): 0 where own is 1 and out is not, 1 where own is a constant or provably out, else
 /// min(own - 1, 1) (a symbolic dim that may be 1 at run time).
 sym::Expr broadcastStep(sym::Context &ctx, const sym::Expr &own, const sym::Expr &out);
-/// Reads t broadcast (numpy rules, aligned right) to `shape` at idx.
+/// Fails (UserError naming `what`) unless `own` broadcasts to `to` one way (numpy rules,
+/// aligned right): no more dims, and each static dim 1 or equal to a static target dim.
+void requireBroadcastsTo(const ir::Shape &own, const ir::Shape &to, const std::string &what);
+/// Reads t broadcast (numpy rules, aligned right) to `shape` at idx; fails as above.
 loop::VRef loadBroadcast(sym::Context &ctx, const LTensor &t, const ir::Shape &shape,
                          const Index &idx);
 /// Numpy broadcast of two shapes; throws UserError describing `what` on mismatch.

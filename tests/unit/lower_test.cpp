@@ -474,3 +474,35 @@ TEST(Lower, RoiAlignRealizesComputedRois) {
     ++exps;
   EXPECT_EQ(exps, 1u) << text;
 }
+
+// LayerNormalization's Scale and B must broadcast to X one way: more dims than X, or a static
+// dim neither 1 nor X's, is refused naming the node and the operand (it used to index before
+// the start of the shape, or read past the end of the scale at run time).
+TEST(Lower, LayerNormScaleThatDoesNotBroadcastIsRefused) {
+  struct Case {
+    std::vector<OnnxBuilder::Dim> scale;
+    const char *expect;
+  };
+  for (const Case &k :
+       {Case{{1, 2, 3, 4}, "has more dimensions than"}, Case{{2}, "does not broadcast to"},
+        Case{{4}, nullptr}, Case{{1, 4}, nullptr}}) {
+    OnnxBuilder b(17);
+    b.input("x", {3, 4});
+    b.input("s", k.scale);
+    b.node("LayerNormalization", {"x", "s"}, {"y"}, "ln");
+    b.output("y", {3, 4});
+    if (!k.expect) {
+      EXPECT_NO_THROW(lowerModel(b));
+      continue;
+    }
+    try {
+      lowerModel(b);
+      FAIL() << "scale of rank " << k.scale.size() << " was accepted";
+    } catch (const UserError &e) {
+      std::string msg = e.what();
+      EXPECT_NE(msg.find("node 'ln'"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("Scale"), std::string::npos) << msg;
+      EXPECT_NE(msg.find(k.expect), std::string::npos) << msg;
+    }
+  }
+}
