@@ -242,6 +242,9 @@ LTensor genericMatMul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> bia
 LTensor matmul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> bias, bool transA,
                bool transB, double alpha, double beta, int addendKind) {
   sym::Context &ctx = c.ctx();
+  if (a.rank() == 0 || b.rank() == 0)
+    fail("{}: MatMul operands need at least one dim, got ranks {} and {}", c.node.describe(),
+         a.rank(), b.rank());
   if (a.dtype != DType::Float32 || b.dtype != DType::Float32)
     return genericMatMul(c, a, b, bias, transA, transB, alpha, beta);
   bool vecA = a.rank() == 1, vecB = b.rank() == 1;

@@ -74,6 +74,9 @@ void lowerPool(OpCtx &c) {
       isMax && c.node.outputs.size() > 1 && c.node.outputs[1] && !c.node.outputs[1]->name.empty();
   std::vector<int64_t> kernel = c.node.attrInts("kernel_shape");
   int spatial = x.rank() - 2;
+  if (spatial < 1)
+    fail("{}: the input must be N x C x spatial dims (rank 3 or more), got rank {}",
+         c.node.describe(), x.rank());
   if ((int)kernel.size() != spatial)
     fail("{}: kernel_shape has {} dims for {} spatial dims", c.node.describe(), kernel.size(),
          spatial);
