@@ -99,8 +99,8 @@ Scalar evalUnary(UnaryOp op, DType t, Scalar a) {
   auto fres = [&](double v) {
     if (fl)
       r.f = v;
-    else
-      r.i = static_cast<int64_t>(v);
+    else // NaN and out-of-range results (log 0 of an integer) saturate instead of UB
+      r.i = std::isnan(v) ? 0 : v >= 0x1p63 ? INT64_MAX : v < -0x1p63 ? INT64_MIN : (int64_t)v;
   };
   switch (op) {
   case UnaryOp::Neg:

@@ -102,6 +102,12 @@ void inferAndFold(ir::Graph &g) {
       }
       if (!o || !low.env.count(o)) continue;
       lower::LTensor &t = low.env[o];
+      // A shape computation gone negative is the model's error; caught here for every op,
+      // before a size is taken from it.
+      for (const sym::Expr &d : t.shape)
+        if (d.isConst() && d->value < 0)
+          fail("{}: output '{}' would have shape {} (a negative dim)", n.describe(), o->name,
+               ir::shapeToString(t.shape));
       o->dtype = t.dtype;
       o->shape = t.shape;
       o->shapeKnown = true;
