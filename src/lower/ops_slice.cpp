@@ -240,6 +240,10 @@ void lowerExpand(OpCtx &c) {
 
 void lowerConstantOfShape(OpCtx &c) {
   std::vector<sym::Expr> shape = c.requireSymIn(0, "shape", 0);
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (shape[d].isConst() && shape[d]->value < 0)
+      fail("{}: shape element {} is {}; dims cannot be negative", c.node.describe(), d,
+           shape[d]->value);
   DType t = DType::Float32;
   double fv = 0;
   int64_t iv = 0;
