@@ -35,6 +35,8 @@ VRef castSaturating(VRef v, DType to, bool saturate);
 void requireFloat(OpCtx &c, const LTensor &t, const char *what);
 /// Scalar float attribute or compile-time scalar input `i` (opset-dependent ops).
 std::optional<VRef> scalarInput(OpCtx &c, size_t i, DType t);
+/// scalarInput of an input that must be present (fails naming the node if it is absent).
+VRef requireScalarInput(OpCtx &c, size_t i, DType t);
 /// ScatterElements through the scatter shim (reduction: a KILN_REDUCE_* code from
 /// kiln/shim.h): a copy of data with upd written at ind along axis.
 LTensor scatterElements(OpCtx &c, const LTensor &data, const LTensor &ind, const LTensor &upd,

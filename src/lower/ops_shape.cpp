@@ -139,8 +139,13 @@ void lowerTranspose(OpCtx &c) {
   if ((int)perm.size() != x.rank())
     fail("{}: perm has {} entries for rank {}", c.node.describe(), perm.size(), x.rank());
   ir::Shape shape;
-  for (int64_t p : perm)
-    shape.push_back(x.shape.at(c.normAxis(p, x.rank())));
+  std::vector<bool> seen(x.rank(), false);
+  for (int64_t p : perm) {
+    int d = c.normAxis(p, x.rank());
+    if (seen[d]) fail("{}: perm names axis {} twice", c.node.describe(), d);
+    seen[d] = true;
+    shape.push_back(x.shape.at(d));
+  }
   Loader inner = x.load;
   int rank = x.rank();
   c.out(0, c.pointwise(

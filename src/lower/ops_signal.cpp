@@ -163,7 +163,7 @@ void lowerDFT(OpCtx &c) {
              "differs between axes 1 and {}); give the axis as a constant",
              c.node.describe(), e, d);
   }
-  VRef av = loop::cast(*scalarInput(c, 2, DType::Int64), DType::Int64);
+  VRef av = loop::cast(requireScalarInput(c, 2, DType::Int64), DType::Int64);
   av = loop::select(bin(BinaryOp::Lt, av, loop::constantInt(DType::Int64, 0)),
                     bin(BinaryOp::Add, av, loop::constantInt(DType::Int64, rank)), av);
   // A symbol read before the run: an axis that is not a signal dim fails there, by name.
@@ -254,7 +254,7 @@ void lowerBlackmanWindow(OpCtx &c) {
 /// A float scalar input (ONNX gives rank 0; element 0 of any rank is taken) as Float64.
 VRef floatScalarIn(OpCtx &c, size_t i, const char *what) {
   requireFloat(c, c.in(i), what);
-  return *scalarInput(c, i, DType::Float64);
+  return requireScalarInput(c, i, DType::Float64);
 }
 
 /// MelWeightMatrix as the ONNX reference computes it, in float64 (numpy 1.x promotion, which

@@ -38,7 +38,7 @@ void lowerDropout(OpCtx &c) {
         // training_mode known only at run time. kiln does inference only: with
         // training_mode false or ratio 0 the op is the identity; a random drop is refused
         // before the run by a guard on a run-time symbol (never a plausible wrong result).
-        VRef tmv = *scalarInput(c, 2, DType::Bool);
+        VRef tmv = requireScalarInput(c, 2, DType::Bool);
         VRef ratioNZ = ratioV ? bin(BinaryOp::Ne, *ratioV, loop::constant(DType::Float64, 0))
                               : loop::constantInt(DType::Bool, ratio != 0.0);
         sym::Expr drops = c.runtimeSymbol(
@@ -70,7 +70,7 @@ void lowerTrilu(OpCtx &c) {
     if (auto s = c.symIn(1); s && !s->empty())
       k = sv((*s)[0]);
     else
-      k = *scalarInput(c, 1, DType::Int64);
+      k = requireScalarInput(c, 1, DType::Int64);
   }
   int rank = x.rank();
   DType t = x.dtype;
@@ -145,7 +145,7 @@ void lowerCumSum(OpCtx &c) {
     s = cumSumAlong(c, x, c.normAxis((*a)[0]->value, rank), exclusive, reverse, acc, op);
   } else {
     // Axis known only at run time: one running sum per candidate axis, chosen by value.
-    VRef av = *scalarInput(c, 1, DType::Int64);
+    VRef av = requireScalarInput(c, 1, DType::Int64);
     av = loop::select(bin(BinaryOp::Lt, av, i64(0)), bin(BinaryOp::Add, av, i64(rank)), av);
     std::vector<LTensor> per;
     LTensor src = x.cheap || x.buffer ? x : c.realize(x);

@@ -87,8 +87,18 @@ void requireFloat(OpCtx &c, const LTensor &t, const char *what) {
 std::optional<VRef> scalarInput(OpCtx &c, size_t i, DType t) {
   if (!c.has(i)) return std::nullopt;
   LTensor s = c.in(i);
+  for (const sym::Expr &d : s.shape)
+    if (d.isConst(0)) // reading its first element would read past the end
+      fail("{}: input {} must hold one value, got shape {}", c.node.describe(), i,
+           ir::shapeToString(s.shape));
   Index zeros(s.rank(), c.ctx().constant(0));
   return loop::cast(s.load(zeros), t);
+}
+
+VRef requireScalarInput(OpCtx &c, size_t i, DType t) {
+  std::optional<VRef> v = scalarInput(c, i, t);
+  if (!v) fail("{}: input {} is required here", c.node.describe(), i);
+  return *v;
 }
 
 std::vector<sym::Expr> constants(sym::Context &ctx, const std::vector<int64_t> &v) {
