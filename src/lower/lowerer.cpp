@@ -142,7 +142,7 @@ void OpCtx::unsupported(const std::string &what) {
 }
 
 int OpCtx::normAxis(int64_t axis, int rank) {
-  if (axis < -rank || axis >= std::max(rank, 1))
+  if (axis < -rank || axis >= rank) // a scalar has no axis (ops indexed dim 0 of it)
     fail("{}: axis {} is out of range for rank {}", node.describe(), axis, rank);
   return static_cast<int>(axis < 0 ? axis + rank : axis);
 }
