@@ -4,10 +4,27 @@
 #include "support/error.h"
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 
 namespace kiln::loop {
+
+namespace {
+// Integer folding follows two's complement like the generated code on x86 (ONNX leaves
+// overflow undefined; C++ makes it UB, which a hostile model must not reach).
+template <class Op> int64_t wrapping(int64_t a, int64_t b, Op op) {
+  return static_cast<int64_t>(op(static_cast<uint64_t>(a), static_cast<uint64_t>(b)));
+}
+// A float folded into int64: NaN 0, out of range the nearest end.
+int64_t saturatingInt64(double v) {
+  if (std::isnan(v)) return 0;
+  if (v >= 0x1p63) return INT64_MAX;
+  if (v < -0x1p63) return INT64_MIN;
+  return static_cast<int64_t>(v);
+}
+} // namespace
 
 // One implementation of the half/bfloat16 conversions: the prelude's, which generated
 // code uses too, so folding and run time round identically.
@@ -100,14 +117,15 @@ Scalar evalUnary(UnaryOp op, DType t, Scalar a) {
     if (fl)
       r.f = v;
     else // NaN and out-of-range results (log 0 of an integer) saturate instead of UB
-      r.i = std::isnan(v) ? 0 : v >= 0x1p63 ? INT64_MAX : v < -0x1p63 ? INT64_MIN : (int64_t)v;
+      r.i = saturatingInt64(v);
   };
   switch (op) {
   case UnaryOp::Neg:
-    fl ? (void)(r.f = -a.f) : (void)(r.i = -a.i);
+    fl ? (void)(r.f = -a.f) : (void)(r.i = wrapping(0, a.i, std::minus<uint64_t>()));
     break;
   case UnaryOp::Abs:
-    fl ? (void)(r.f = std::fabs(a.f)) : (void)(r.i = a.i < 0 ? -a.i : a.i);
+    fl ? (void)(r.f = std::fabs(a.f))
+       : (void)(r.i = a.i < 0 ? wrapping(0, a.i, std::minus<uint64_t>()) : a.i);
     break;
   case UnaryOp::Exp:
     fres(std::exp(x));
@@ -204,17 +222,19 @@ Scalar evalBinary(BinaryOp op, DType t, Scalar a, Scalar b) {
   double x = asDouble(t, a), y = asDouble(t, b);
   switch (op) {
   case BinaryOp::Add:
-    fl ? (void)(r.f = x + y) : (void)(r.i = a.i + b.i);
+    fl ? (void)(r.f = x + y) : (void)(r.i = wrapping(a.i, b.i, std::plus<uint64_t>()));
     break;
   case BinaryOp::Sub:
-    fl ? (void)(r.f = x - y) : (void)(r.i = a.i - b.i);
+    fl ? (void)(r.f = x - y) : (void)(r.i = wrapping(a.i, b.i, std::minus<uint64_t>()));
     break;
   case BinaryOp::Mul:
-    fl ? (void)(r.f = x * y) : (void)(r.i = a.i * b.i);
+    fl ? (void)(r.f = x * y) : (void)(r.i = wrapping(a.i, b.i, std::multiplies<uint64_t>()));
     break;
   case BinaryOp::Div:
     if (fl)
       r.f = x / y;
+    else if (b.i == -1 && !uns) // INT64_MIN / -1 traps; it wraps to itself
+      r.i = wrapping(0, a.i, std::minus<uint64_t>());
     else if (b.i != 0)
       r.i = uns ? static_cast<int64_t>(static_cast<uint64_t>(a.i) / static_cast<uint64_t>(b.i))
                 : a.i / b.i;
@@ -223,7 +243,7 @@ Scalar evalBinary(BinaryOp op, DType t, Scalar a, Scalar b) {
     if (fl)
       r.f = std::pow(x, y);
     else
-      r.i = static_cast<int64_t>(std::pow(x, y));
+      r.i = saturatingInt64(std::pow(x, y));
     break;
   case BinaryOp::Max:
     if (fl)
@@ -243,14 +263,14 @@ Scalar evalBinary(BinaryOp op, DType t, Scalar a, Scalar b) {
     if (fl)
       r.f = std::fmod(x, y);
     else if (b.i != 0)
-      r.i = a.i % b.i;
+      r.i = b.i == -1 ? 0 : a.i % b.i;
     break;
   case BinaryOp::Mod:
     if (fl) {
       r.f = std::fmod(x, y);
       if (r.f != 0 && ((r.f < 0) != (y < 0))) r.f += y;
     } else if (b.i != 0) {
-      r.i = a.i % b.i;
+      r.i = b.i == -1 ? 0 : a.i % b.i;
       if (r.i != 0 && ((r.i < 0) != (b.i < 0))) r.i += b.i;
     }
     break;
@@ -291,10 +311,14 @@ Scalar evalBinary(BinaryOp op, DType t, Scalar a, Scalar b) {
     r.i = a.i ^ b.i;
     break;
   case BinaryOp::ShiftL:
-    r.i = b.i >= 64 ? 0 : static_cast<int64_t>(static_cast<uint64_t>(a.i) << b.i);
+    r.i = static_cast<uint64_t>(b.i) >= 64
+              ? 0
+              : static_cast<int64_t>(static_cast<uint64_t>(a.i) << b.i);
     break;
   case BinaryOp::ShiftR:
-    r.i = b.i >= 64 ? 0 : static_cast<int64_t>(static_cast<uint64_t>(a.i) >> b.i);
+    r.i = static_cast<uint64_t>(b.i) >= 64
+              ? 0
+              : static_cast<int64_t>(static_cast<uint64_t>(a.i) >> b.i);
     break;
   }
   return binaryIsPredicate(op) ? normalize(DType::Bool, r) : normalize(t, r);
@@ -318,10 +342,10 @@ Scalar evalCast(DType from, DType to, Scalar a) {
     double v = a.f;
     if (std::isnan(v) || std::isinf(v))
       r.i = 0;
-    else if (to == DType::UInt64 && v >= 9.2233720368547758e18)
-      r.i = static_cast<int64_t>(static_cast<uint64_t>(v));
+    else if (to == DType::UInt64 && v >= 0x1p63)
+      r.i = v >= 0x1p64 ? -1 : static_cast<int64_t>(static_cast<uint64_t>(v));
     else
-      r.i = static_cast<int64_t>(v);
+      r.i = saturatingInt64(v);
     return normalize(to, r);
   }
   r.i = a.i;
