@@ -149,16 +149,31 @@ VRef zeroPoint(const std::optional<LTensor> &zp, sym::Expr along, sym::Context &
   return cast(zp->load({paramIndex(zp->shape[0], along, ctx)}), DType::Int32);
 }
 
+/// Fails unless p is a scalar or a 1-D tensor of one value or of `dim` values (the values
+/// along the axis it is indexed by): a longer read would leave the tensor.
+void requireParamAlong(OpCtx &c, const std::optional<LTensor> &p, sym::Expr dim, const char *what) {
+  if (!p || p->rank() == 0) return;
+  sym::Expr n = p->shape[0];
+  if (p->rank() > 1 || (n.isConst() && !n.isConst(1) && dim.isConst() && n->value != dim->value))
+    fail("{}: {} has shape {}; it must be a scalar or hold 1 or {} values", c.node.describe(), what,
+         ir::shapeToString(p->shape), dim.isConst() ? std::to_string(dim->value) : "N");
+}
+
 /// int32 sum_k (a[..m,k] - za) * (b[..k,n] - zb), numpy-broadcast batch dims.
 LTensor integerMatMul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> za,
                       std::optional<LTensor> zb) {
   sym::Context &ctx = c.ctx();
+  if (a.rank() == 0 || b.rank() == 0)
+    fail("{}: operands need at least one dim, got ranks {} and {}", c.node.describe(), a.rank(),
+         b.rank());
   if (a.rank() == 1) a = reshapeView(ctx, a, {ctx.constant(1), a.shape[0]});
   bool vecB = b.rank() == 1;
   if (vecB) b = reshapeView(ctx, b, {b.shape[0], ctx.constant(1)});
   ir::Shape ba(a.shape.begin(), a.shape.end() - 2), bb(b.shape.begin(), b.shape.end() - 2);
   ir::Shape batch = broadcastShapes(ba, bb, c.node.describe());
   sym::Expr m = a.shape[a.rank() - 2], k = a.shape[a.rank() - 1], n = b.shape[b.rank() - 1];
+  requireParamAlong(c, za, m, "a's zero point");
+  requireParamAlong(c, zb, n, "b's zero point");
   ir::Shape full = batch;
   full.insert(full.end(), {m, n, k});
   sym::Context *cx = &ctx;
@@ -191,26 +206,33 @@ void lowerMatMulInteger(OpCtx &c) {
   c.out(0, integerMatMul(c, c.in(0), c.in(1), za, zb));
 }
 
-/// Requantizes an int32 accumulator: round(acc * sa * sb / sy) + zy, saturated.
+/// Requantizes an int32 accumulator: round(acc * sa * sb / sy) + zy, saturated. sb is per
+/// tensor or along colAxis; sa and sy per tensor or along rowAxis (QLinearMatMul's per-row
+/// scales; -1: the output has no row axis, so one value).
 LTensor requantize(OpCtx &c, const LTensor &acc, const LTensor &sa, const LTensor &sb,
-                   const LTensor &sy, const LTensor &zy, int channelAxis) {
+                   const LTensor &sy, const LTensor &zy, int rowAxis, int colAxis) {
   sym::Context *cx = &c.ctx();
   DType to = zy.dtype;
+  sym::Expr rows = rowAxis >= 0 ? acc.shape[rowAxis] : cx->constant(1);
+  requireParamAlong(c, sa, rows, "the input scale");
+  requireParamAlong(c, sy, rows, "the output scale");
+  requireParamAlong(c, sb, acc.shape[colAxis], "the weight scale");
   return c.pointwise(to, acc.shape, [=](const Index &i) {
-    auto scalarOr = [&](const LTensor &p) {
+    auto scalarOr = [&](const LTensor &p, int axis) {
       if (p.rank() == 0) return cast(p.load({}), DType::Float32);
-      return cast(p.load({paramIndex(p.shape[0], i[channelAxis], *cx)}), DType::Float32);
+      sym::Expr at = axis >= 0 ? paramIndex(p.shape[0], i[axis], *cx) : cx->constant(0);
+      return cast(p.load({at}), DType::Float32);
     };
     VRef real = binary(BinaryOp::Mul, cast(acc.load(i), DType::Float32),
-                       binary(BinaryOp::Mul, scalarOr(sa), scalarOr(sb)));
-    return quantize(real, scalarOr(sy),
+                       binary(BinaryOp::Mul, scalarOr(sa, rowAxis), scalarOr(sb, colAxis)));
+    return quantize(real, scalarOr(sy, rowAxis),
                     cast(zy.load(Index(zy.rank(), cx->constant(0))), DType::Int32), to);
   });
 }
 
 void lowerQLinearMatMul(OpCtx &c) {
   LTensor acc = c.realize(integerMatMul(c, c.in(0), c.in(3), c.in(2), c.in(5)));
-  c.out(0, requantize(c, acc, c.in(1), c.in(4), c.in(6), c.in(7), acc.rank() - 1));
+  c.out(0, requantize(c, acc, c.in(1), c.in(4), c.in(6), c.in(7), acc.rank() - 2, acc.rank() - 1));
 }
 
 /// int32 convolution by direct summation (window tensor reduced over ic and taps).
@@ -285,7 +307,7 @@ void lowerQLinearConv(OpCtx &c) {
     });
   }
   acc = c.realize(acc);
-  c.out(0, requantize(c, acc, c.in(1), c.in(4), c.in(6), c.in(7), 1));
+  c.out(0, requantize(c, acc, c.in(1), c.in(4), c.in(6), c.in(7), 1, 1));
 }
 
 } // namespace

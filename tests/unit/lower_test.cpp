@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <tuple>
 
 using namespace kiln;
 using kiln::test::OnnxBuilder;
@@ -503,6 +504,39 @@ TEST(Lower, LayerNormScaleThatDoesNotBroadcastIsRefused) {
       EXPECT_NE(msg.find("node 'ln'"), std::string::npos) << msg;
       EXPECT_NE(msg.find("Scale"), std::string::npos) << msg;
       EXPECT_NE(msg.find(k.expect), std::string::npos) << msg;
+    }
+  }
+}
+
+// QLinearMatMul's a_scale / y_scale are per row of the output (ONNX), b_scale per column: a
+// per-row scale of M values is taken, one of any other length refused (it was indexed by the
+// column, reading past its end when N > M). Zero points the same, by rows and columns.
+TEST(Lower, QLinearMatMulScalesFollowRowsAndColumns) {
+  auto model = [](OnnxBuilder::Dim aScale, OnnxBuilder::Dim bScale) {
+    OnnxBuilder b(13);
+    b.input("a", {2, 4}, onnx::TensorProto::UINT8);
+    b.input("sa", {aScale});
+    b.input("za", {}, onnx::TensorProto::UINT8);
+    b.input("b", {4, 3}, onnx::TensorProto::UINT8);
+    b.input("sb", {bScale});
+    b.input("zb", {}, onnx::TensorProto::UINT8);
+    b.input("sy", {});
+    b.input("zy", {}, onnx::TensorProto::UINT8);
+    b.node("QLinearMatMul", {"a", "sa", "za", "b", "sb", "zb", "sy", "zy"}, {"y"}, "q");
+    b.output("y", {2, 3}, onnx::TensorProto::UINT8);
+    return b;
+  };
+  OnnxBuilder perRow = model(2, 3), scalarLike = model(1, 1);
+  EXPECT_NO_THROW(lowerModel(perRow));
+  EXPECT_NO_THROW(lowerModel(scalarLike));
+  for (auto [sa, sb, what] :
+       {std::tuple{3, 3, "the input scale"}, std::tuple{2, 2, "the weight scale"}}) {
+    OnnxBuilder bad = model(sa, sb);
+    try {
+      lowerModel(bad);
+      FAIL() << "a_scale of " << sa << ", b_scale of " << sb << " values was accepted";
+    } catch (const UserError &e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
     }
   }
 }
