@@ -122,6 +122,26 @@ void lowerRecurrent(OpCtx &c) {
   if (c.has(5)) h0 = c.in(5);
   if (op == "LSTM" && c.has(6)) c0 = c.in(6);
   if (op == "LSTM" && c.has(7)) P = c.in(7);
+  // Every operand is read at indices its ONNX shape allows; a model whose shapes disagree is
+  // refused here (static) or by a guard before the run, never read outside a tensor.
+  sym::Expr D = cp->constant(dirs);
+  auto expectShape = [&](const std::optional<LTensor> &t, const ir::Shape &want, const char *name) {
+    if (!t) return;
+    if (t->rank() != static_cast<int>(want.size()))
+      fail("{}: {} must have shape {}, got {}", c.node.describe(), name, ir::shapeToString(want),
+           ir::shapeToString(t->shape));
+    for (size_t d = 0; d < want.size(); ++d)
+      c.guardEqual(t->shape[d], want[d],
+                   fmt::format("{} dim {} must be {}", name, d, ir::shapeToString(want)));
+  };
+  expectShape(W, {D, GH, inSize}, "W");
+  expectShape(R, {D, GH, Hs}, "R");
+  expectShape(B, {D, cp->constant(2 * G * H)}, "B");
+  expectShape(seqLens, {batch}, "sequence_lens");
+  ir::Shape state = layout ? ir::Shape{batch, D, Hs} : ir::Shape{D, batch, Hs};
+  expectShape(h0, state, "initial_h");
+  expectShape(c0, state, "initial_c");
+  expectShape(P, {D, cp->constant(3 * H)}, "P");
   auto xAt = [=](sym::Expr tt, sym::Expr b, sym::Expr i) {
     return loop::cast(layout ? X.load({b, tt, i}) : X.load({tt, b, i}), acc);
   };
