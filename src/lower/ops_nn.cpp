@@ -433,15 +433,26 @@ void lowerBatchNorm(OpCtx &c) {
                         : fmt::format("BatchNormalization output {} with training_mode 0", k));
   double eps = c.node.attrFloat("epsilon", 1e-5f);
   DType t = x.dtype;
+  if (x.rank() == 0) fail("{}: the input needs a channel dim", c.node.describe());
+  const sym::Expr channels = x.shape[x.rank() > 1 ? 1 : 0];
+  // One value per channel each; ONNX lets the parameters have other float types than X.
+  for (const LTensor *p : {&scale, &bias, &mean, &var}) {
+    requireFloat(c, *p, "BatchNormalization parameter");
+    if (p->rank() != 1)
+      fail("{}: scale, B, mean and var must be 1-D, got shape {}", c.node.describe(),
+           ir::shapeToString(p->shape));
+    c.guardEqual(p->shape[0], channels, "scale, B, mean and var hold one value per channel");
+  }
   c.out(0, c.pointwise(t, x.shape, [=](const Index &i) {
     Index ch{x.rank() > 1 ? i[1] : i[0]};
-    VRef inv = loop::binary(BinaryOp::Div, scale.load(ch),
-                            loop::unary(UnaryOp::Sqrt, loop::binary(BinaryOp::Add, var.load(ch),
-                                                                    loop::constant(t, eps))));
+    auto at = [&](const LTensor &p) { return loop::cast(p.load(ch), t); };
+    VRef inv = loop::binary(
+        BinaryOp::Div, at(scale),
+        loop::unary(UnaryOp::Sqrt, loop::binary(BinaryOp::Add, at(var), loop::constant(t, eps))));
     return loop::binary(
         BinaryOp::Add,
-        loop::binary(BinaryOp::Mul, loop::binary(BinaryOp::Sub, x.load(i), mean.load(ch)), inv),
-        bias.load(ch));
+        loop::binary(BinaryOp::Mul, loop::binary(BinaryOp::Sub, x.load(i), at(mean)), inv),
+        at(bias));
   }));
 }
 

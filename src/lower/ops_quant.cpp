@@ -118,6 +118,8 @@ void lowerDequantizeLinear(OpCtx &c) {
 
 void lowerDynamicQuantizeLinear(OpCtx &c) {
   LTensor x = c.in(0);
+  if (x.dtype != DType::Float32)
+    fail("{}: the input must be float32, got {}", c.node.describe(), dtypeName(x.dtype));
   std::vector<int> all;
   for (int d = 0; d < x.rank(); ++d)
     all.push_back(d);
