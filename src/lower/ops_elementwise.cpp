@@ -200,6 +200,9 @@ void lowerThresholdedRelu(OpCtx &c) {
 
 void lowerPRelu(OpCtx &c) {
   LTensor x = c.in(0), slope = c.in(1);
+  if (slope.dtype != x.dtype)
+    fail("{}: slope is {}, X is {}; they must have one element type", c.node.describe(),
+         dtypeName(slope.dtype), dtypeName(x.dtype));
   // Before opset 7 a 1-D slope is per channel (axis 1), not numpy-broadcast.
   if (c.node.opset < 7 && slope.rank() == 1 && x.rank() > 2) {
     ir::Shape s{slope.shape[0]};
