@@ -311,6 +311,11 @@ void lowerCastLike(OpCtx &c) {
 
 void lowerWhere(OpCtx &c) {
   LTensor cond = c.in(0), x = c.in(1), y = c.in(2);
+  if (cond.dtype != DType::Bool)
+    fail("{}: condition must be bool, got {}", c.node.describe(), dtypeName(cond.dtype));
+  if (x.dtype != y.dtype)
+    fail("{}: X and Y have different element types ({} and {})", c.node.describe(),
+         dtypeName(x.dtype), dtypeName(y.dtype));
   ir::Shape shape = broadcastShapes(broadcastShapes(cond.shape, x.shape, c.node.describe()),
                                     y.shape, c.node.describe());
   sym::Context *ctx = &c.ctx();

@@ -269,6 +269,10 @@ void lowerRange(OpCtx &c) {
     if (c.in(i).rank() > 1 || (c.in(i).rank() == 1 && !c.in(i).shape[0].isConst(1)))
       fail("{}: input {} must be a scalar", c.node.describe(), i);
   DType t = st.dtype;
+  for (size_t i = 1; i < 3; ++i)
+    if (c.in(i).dtype != t)
+      fail("{}: start, limit and delta must have one element type ({} and {})", c.node.describe(),
+           dtypeName(t), dtypeName(c.in(i).dtype));
   if (s && l && d && (*d)[0].isConst() && (*d)[0]->value != 0) {
     int64_t delta = (*d)[0]->value;
     sym::Expr n =
