@@ -21,6 +21,14 @@ void lowerRuntimeSlice(OpCtx &c, const LTensor &x) {
   if (starts.rank() != 1)
     fail("{}: starts must be a 1-D tensor, got rank {}", c.node.describe(), starts.rank());
   int64_t n = c.requireStatic(starts.shape[0], "the number of slice starts");
+  for (size_t input = 2; input <= 4; ++input) { // ends, axes, steps: one value per start
+    if (!c.has(input)) continue;
+    const LTensor &t = c.in(input);
+    if (t.rank() != 1)
+      fail("{}: input {} must be a 1-D tensor like starts, got rank {}", c.node.describe(), input,
+           t.rank());
+    c.guardEqual(t.shape[0], ctx.constant(n), "ends, axes and steps hold one value per start");
+  }
   auto I = [](int64_t v) { return loop::constantInt(DType::Int64, v); };
   auto bin = [](BinaryOp op, VRef a, VRef b) { return loop::binary(op, a, b); };
   auto elem = [&](size_t input, int64_t k, int64_t dflt) {
