@@ -422,6 +422,16 @@ void batchNormTraining(OpCtx &c) {
 void lowerBatchNorm(OpCtx &c) {
   LTensor x = c.in(0), scale = c.in(1), bias = c.in(2), mean = c.in(3), var = c.in(4);
   requireFloat(c, x, "BatchNormalization input");
+  if (x.rank() == 0) fail("{}: the input needs a channel dim", c.node.describe());
+  const sym::Expr channels = x.shape[x.rank() > 1 ? 1 : 0];
+  // One value per channel each; ONNX lets the parameters have other float types than X.
+  for (const LTensor *p : {&scale, &bias, &mean, &var}) {
+    requireFloat(c, *p, "BatchNormalization parameter");
+    if (p->rank() != 1)
+      fail("{}: scale, B, mean and var must be 1-D, got shape {}", c.node.describe(),
+           ir::shapeToString(p->shape));
+    c.guardEqual(p->shape[0], channels, "scale, B, mean and var hold one value per channel");
+  }
   if (c.node.opset >= 14 && c.node.attrInt("training_mode", 0) != 0) {
     batchNormTraining(c);
     return;
@@ -433,16 +443,6 @@ void lowerBatchNorm(OpCtx &c) {
                         : fmt::format("BatchNormalization output {} with training_mode 0", k));
   double eps = c.node.attrFloat("epsilon", 1e-5f);
   DType t = x.dtype;
-  if (x.rank() == 0) fail("{}: the input needs a channel dim", c.node.describe());
-  const sym::Expr channels = x.shape[x.rank() > 1 ? 1 : 0];
-  // One value per channel each; ONNX lets the parameters have other float types than X.
-  for (const LTensor *p : {&scale, &bias, &mean, &var}) {
-    requireFloat(c, *p, "BatchNormalization parameter");
-    if (p->rank() != 1)
-      fail("{}: scale, B, mean and var must be 1-D, got shape {}", c.node.describe(),
-           ir::shapeToString(p->shape));
-    c.guardEqual(p->shape[0], channels, "scale, B, mean and var hold one value per channel");
-  }
   c.out(0, c.pointwise(t, x.shape, [=](const Index &i) {
     Index ch{x.rank() > 1 ? i[1] : i[0]};
     auto at = [&](const LTensor &p) { return loop::cast(p.load(ch), t); };

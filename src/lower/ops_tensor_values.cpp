@@ -133,6 +133,8 @@ LTensor cumSumAlong(OpCtx &c, const LTensor &x, int axis, bool exclusive, bool r
 void lowerCumSum(OpCtx &c) {
   LTensor x = c.in(0);
   if (x.rank() == 0) fail("{}: input must have rank >= 1", c.node.describe());
+  if (x.dtype == DType::String || x.dtype == DType::Bool)
+    fail("{}: the input must be numeric, got {}", c.node.describe(), dtypeName(x.dtype));
   bool exclusive = c.node.attrInt("exclusive", 0) != 0;
   bool reverse = c.node.attrInt("reverse", 0) != 0;
   DType t = x.dtype;
