@@ -33,6 +33,13 @@ LTensor mapUnary(OpCtx &c, const LTensor &a, const std::function<VRef(VRef)> &f)
 VRef castSaturating(VRef v, DType to, bool saturate);
 /// Fails unless t's dtype is one of the allowed kinds.
 void requireFloat(OpCtx &c, const LTensor &t, const char *what);
+/// Fails unless a and b have one element type; `what` names them ("operands", "X and Y").
+void requireSameDtype(OpCtx &c, const LTensor &a, const LTensor &b, const char *what);
+/// Fails unless every value (strides, dilations, kernel sizes) is at least 1.
+void requirePositive(OpCtx &c, const std::vector<int64_t> &v, const char *what);
+/// Fails unless t has want's rank, and guards each dim equal to want's: refused now when
+/// known to differ, else checked before the run (t is then never read outside its shape).
+void requireShape(OpCtx &c, const LTensor &t, const ir::Shape &want, const char *name);
 /// Scalar float attribute or compile-time scalar input `i` (opset-dependent ops).
 std::optional<VRef> scalarInput(OpCtx &c, size_t i, DType t);
 /// scalarInput of an input that must be present (fails naming the node if it is absent).

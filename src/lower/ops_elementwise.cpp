@@ -200,9 +200,7 @@ void lowerThresholdedRelu(OpCtx &c) {
 
 void lowerPRelu(OpCtx &c) {
   LTensor x = c.in(0), slope = c.in(1);
-  if (slope.dtype != x.dtype)
-    fail("{}: slope is {}, X is {}; they must have one element type", c.node.describe(),
-         dtypeName(slope.dtype), dtypeName(x.dtype));
+  requireSameDtype(c, x, slope, "X and slope");
   // Before opset 7 a 1-D slope is per channel (axis 1), not numpy-broadcast.
   if (c.node.opset < 7 && slope.rank() == 1 && x.rank() > 2) {
     ir::Shape s{slope.shape[0]};
@@ -313,9 +311,7 @@ void lowerWhere(OpCtx &c) {
   LTensor cond = c.in(0), x = c.in(1), y = c.in(2);
   if (cond.dtype != DType::Bool)
     fail("{}: condition must be bool, got {}", c.node.describe(), dtypeName(cond.dtype));
-  if (x.dtype != y.dtype)
-    fail("{}: X and Y have different element types ({} and {})", c.node.describe(),
-         dtypeName(x.dtype), dtypeName(y.dtype));
+  requireSameDtype(c, x, y, "X and Y");
   ir::Shape shape = broadcastShapes(broadcastShapes(cond.shape, x.shape, c.node.describe()),
                                     y.shape, c.node.describe());
   sym::Context *ctx = &c.ctx();

@@ -80,9 +80,8 @@ void lowerCol2Im(OpCtx &c) {
   if (dil.size() != nd || str.size() != nd || pads.size() != 2 * nd)
     fail("{}: dilations, strides and pads must have {}, {} and {} values", c.node.describe(), nd,
          nd, 2 * nd);
-  for (size_t d = 0; d < nd; ++d)
-    if (str[d] <= 0 || dil[d] <= 0)
-      fail("{}: strides and dilations must be positive", c.node.describe());
+  requirePositive(c, str, "strides");
+  requirePositive(c, dil, "dilations");
   sym::Context &ctx = c.ctx();
   sym::Expr kprod = ctx.constant(1), lprod = ctx.constant(1);
   std::vector<sym::Expr> grid(nd);

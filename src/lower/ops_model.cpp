@@ -132,9 +132,8 @@ void lowerConvTranspose(OpCtx &c) {
   if (strides.size() != n || dil.size() != n || pads.size() != 2 * n || outPad.size() != n)
     fail("{}: strides/dilations/pads/output_padding do not match {} spatial dims",
          c.node.describe(), n);
-  for (size_t d = 0; d < n; ++d)
-    if (strides[d] < 1 || dil[d] < 1)
-      fail("{}: strides and dilations must be positive", c.node.describe());
+  requirePositive(c, strides, "strides");
+  requirePositive(c, dil, "dilations");
   if (!outShapeAttr.empty() && outShapeAttr.size() != n) {
     if (outShapeAttr.size() == n + 2)
       outShapeAttr.erase(outShapeAttr.begin(), outShapeAttr.begin() + 2);

@@ -177,9 +177,7 @@ void lowerConvChain(OpCtx &c) {
 LTensor genericMatMul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> bias, bool transA,
                       bool transB, double alpha, double beta) {
   sym::Context &ctx = c.ctx();
-  if (a.dtype != b.dtype)
-    fail("{}: operands have different element types ({} and {})", c.node.describe(),
-         dtypeName(a.dtype), dtypeName(b.dtype));
+  requireSameDtype(c, a, b, "operands");
   if (a.dtype == DType::Bool || a.dtype == DType::String)
     c.unsupported(fmt::format("MatMul on {}", dtypeName(a.dtype)));
   KILN_ASSERT(c.node.attrInt("_kiln_post", 0) == 0 && !c.has(3),
@@ -425,12 +423,10 @@ void lowerBatchNorm(OpCtx &c) {
   if (x.rank() == 0) fail("{}: the input needs a channel dim", c.node.describe());
   const sym::Expr channels = x.shape[x.rank() > 1 ? 1 : 0];
   // One value per channel each; ONNX lets the parameters have other float types than X.
-  for (const LTensor *p : {&scale, &bias, &mean, &var}) {
+  for (auto [p, name] :
+       {std::pair{&scale, "scale"}, {&bias, "B"}, {&mean, "mean"}, {&var, "var"}}) {
     requireFloat(c, *p, "BatchNormalization parameter");
-    if (p->rank() != 1)
-      fail("{}: scale, B, mean and var must be 1-D, got shape {}", c.node.describe(),
-           ir::shapeToString(p->shape));
-    c.guardEqual(p->shape[0], channels, "scale, B, mean and var hold one value per channel");
+    requireShape(c, *p, {channels}, name);
   }
   if (c.node.opset >= 14 && c.node.attrInt("training_mode", 0) != 0) {
     batchNormTraining(c);

@@ -43,12 +43,8 @@ void lowerInstanceNorm(OpCtx &c) {
   LTensor x = c.in(0), scale = c.in(1), bias = c.in(2);
   requireFloat(c, x, "InstanceNormalization input");
   if (x.rank() < 3) fail("{}: input must have rank >= 3", c.node.describe());
-  for (const LTensor *p : {&scale, &bias}) {
-    if (p->rank() != 1)
-      fail("{}: scale and B must be 1-D (one value per channel), got shape {}", c.node.describe(),
-           ir::shapeToString(p->shape));
-    c.guardEqual(p->shape[0], x.shape[1], "scale and B hold one value per channel");
-  }
+  requireShape(c, scale, {x.shape[1]}, "scale");
+  requireShape(c, bias, {x.shape[1]}, "B");
   double eps = c.node.attrFloat("epsilon", 1e-5f);
   std::vector<int> axes;
   for (int d = 2; d < x.rank(); ++d)

@@ -126,13 +126,7 @@ void lowerRecurrent(OpCtx &c) {
   // refused here (static) or by a guard before the run, never read outside a tensor.
   sym::Expr D = cp->constant(dirs);
   auto expectShape = [&](const std::optional<LTensor> &t, const ir::Shape &want, const char *name) {
-    if (!t) return;
-    if (t->rank() != static_cast<int>(want.size()))
-      fail("{}: {} must have shape {}, got {}", c.node.describe(), name, ir::shapeToString(want),
-           ir::shapeToString(t->shape));
-    for (size_t d = 0; d < want.size(); ++d)
-      c.guardEqual(t->shape[d], want[d],
-                   fmt::format("{} dim {} must be {}", name, d, ir::shapeToString(want)));
+    if (t) requireShape(c, *t, want, name);
   };
   expectShape(W, {D, GH, inSize}, "W");
   expectShape(R, {D, GH, Hs}, "R");

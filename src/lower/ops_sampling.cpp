@@ -288,9 +288,8 @@ void lowerMaxUnpool(OpCtx &c) {
   auto pads = c.node.attrInts("pads", std::vector<int64_t>(2 * n, 0));
   if (kernel.size() != n || strides.size() != n || pads.size() != 2 * n)
     fail("{}: kernel_shape/strides/pads do not match {} spatial dims", c.node.describe(), n);
-  for (size_t d = 0; d < n; ++d)
-    if (strides[d] < 1 || kernel[d] < 1)
-      fail("{}: kernel_shape and strides must be positive", c.node.describe());
+  requirePositive(c, kernel, "kernel_shape");
+  requirePositive(c, strides, "strides");
   // Indices are flat offsets into the inferred output (as MaxPool's Indices give them); an
   // output_shape input only pads that result with zeros at the end of each dim.
   ir::Shape inferred{x.shape[0], x.shape[1]};

@@ -306,9 +306,7 @@ void lowerConcat(OpCtx &c) {
     if (c.has(i)) ins.push_back(c.in(i));
   if (ins.empty()) fail("{}: no inputs", c.node.describe());
   for (const LTensor &t : ins)
-    if (t.dtype != ins[0].dtype)
-      fail("{}: inputs have different element types ({} and {})", c.node.describe(),
-           dtypeName(ins[0].dtype), dtypeName(t.dtype));
+    requireSameDtype(c, ins[0], t, "inputs");
   int axis = c.normAxis(c.node.attrInt("axis", 0), ins[0].rank());
   c.out(0, concatAlong(c, ins, axis, ins[0].dtype));
 }

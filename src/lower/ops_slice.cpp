@@ -21,14 +21,9 @@ void lowerRuntimeSlice(OpCtx &c, const LTensor &x) {
   if (starts.rank() != 1)
     fail("{}: starts must be a 1-D tensor, got rank {}", c.node.describe(), starts.rank());
   int64_t n = c.requireStatic(starts.shape[0], "the number of slice starts");
-  for (size_t input = 2; input <= 4; ++input) { // ends, axes, steps: one value per start
-    if (!c.has(input)) continue;
-    const LTensor &t = c.in(input);
-    if (t.rank() != 1)
-      fail("{}: input {} must be a 1-D tensor like starts, got rank {}", c.node.describe(), input,
-           t.rank());
-    c.guardEqual(t.shape[0], ctx.constant(n), "ends, axes and steps hold one value per start");
-  }
+  const char *perStart[] = {"ends", "axes", "steps"}; // one value per start each
+  for (size_t input = 2; input <= 4; ++input)
+    if (c.has(input)) requireShape(c, c.in(input), {starts.shape[0]}, perStart[input - 2]);
   auto I = [](int64_t v) { return loop::constantInt(DType::Int64, v); };
   auto bin = [](BinaryOp op, VRef a, VRef b) { return loop::binary(op, a, b); };
   auto elem = [&](size_t input, int64_t k, int64_t dflt) {
@@ -278,9 +273,7 @@ void lowerRange(OpCtx &c) {
       fail("{}: input {} must be a scalar", c.node.describe(), i);
   DType t = st.dtype;
   for (size_t i = 1; i < 3; ++i)
-    if (c.in(i).dtype != t)
-      fail("{}: start, limit and delta must have one element type ({} and {})", c.node.describe(),
-           dtypeName(t), dtypeName(c.in(i).dtype));
+    requireSameDtype(c, st, c.in(i), "start, limit and delta");
   if (s && l && d && (*d)[0].isConst() && (*d)[0]->value != 0) {
     int64_t delta = (*d)[0]->value;
     sym::Expr n =

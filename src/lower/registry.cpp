@@ -1,5 +1,7 @@
 #include "lower/ops_common.h"
 
+#include <fmt/ranges.h>
+
 #include <map>
 
 namespace kiln::lower {
@@ -57,9 +59,7 @@ const OpInfo *findOp(const std::string &op) {
 }
 
 LTensor broadcastBinary(OpCtx &c, const LTensor &a, const LTensor &b, BinaryOp op) {
-  if (a.dtype != b.dtype)
-    fail("{}: operands have different element types ({} and {})", c.node.describe(),
-         dtypeName(a.dtype), dtypeName(b.dtype));
+  requireSameDtype(c, a, b, "operands");
   if (a.dtype == DType::String && op != BinaryOp::Eq)
     fail("{}: {} on string tensors is not supported (of the binary ops, kiln compares strings "
          "only with Equal)",
@@ -82,6 +82,26 @@ void requireFloat(OpCtx &c, const LTensor &t, const char *what) {
   if (!isFloat(t.dtype))
     fail("{}: {} of type {} is not supported (float types only)", c.node.describe(), what,
          dtypeName(t.dtype));
+}
+
+void requireSameDtype(OpCtx &c, const LTensor &a, const LTensor &b, const char *what) {
+  if (a.dtype != b.dtype)
+    fail("{}: {} have different element types ({} and {})", c.node.describe(), what,
+         dtypeName(a.dtype), dtypeName(b.dtype));
+}
+
+void requirePositive(OpCtx &c, const std::vector<int64_t> &v, const char *what) {
+  for (int64_t x : v)
+    if (x < 1) fail("{}: {} must be positive, got {}", c.node.describe(), what, fmt::join(v, ", "));
+}
+
+void requireShape(OpCtx &c, const LTensor &t, const ir::Shape &want, const char *name) {
+  const std::string shape = ir::shapeToString(want);
+  if (t.rank() != static_cast<int>(want.size()))
+    fail("{}: {} must have shape {}, got {}", c.node.describe(), name, shape,
+         ir::shapeToString(t.shape));
+  for (size_t d = 0; d < want.size(); ++d)
+    c.guardEqual(t.shape[d], want[d], fmt::format("{} dim {} must be {}", name, d, shape));
 }
 
 std::optional<VRef> scalarInput(OpCtx &c, size_t i, DType t) {

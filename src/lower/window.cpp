@@ -1,5 +1,7 @@
 #include "lower/window.h"
 
+#include "lower/ops_common.h"
+
 #include "support/error.h"
 
 namespace kiln::lower {
@@ -19,10 +21,8 @@ Window windowGeometry(OpCtx &c, const ir::Shape &in, const std::vector<sym::Expr
   std::vector<int64_t> pads = c.node.attrInts("pads", std::vector<int64_t>(2 * n, 0));
   if (w.strides.size() != n || w.dilations.size() != n || pads.size() != 2 * n)
     fail("{}: strides/dilations/pads do not match {} spatial dims", c.node.describe(), n);
-  for (size_t d = 0; d < n; ++d)
-    if (w.strides[d] < 1 || w.dilations[d] < 1)
-      fail("{}: strides and dilations must be positive (dim {}: stride {}, dilation {})",
-           c.node.describe(), d, w.strides[d], w.dilations[d]);
+  requirePositive(c, w.strides, "strides");
+  requirePositive(c, w.dilations, "dilations");
   std::string autoPad = c.node.attrString("auto_pad", "NOTSET");
   sym::Context &ctx = c.ctx();
   for (size_t d = 0; d < n; ++d) {
