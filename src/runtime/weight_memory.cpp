@@ -3,9 +3,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
 
 namespace kiln::rt {
@@ -18,8 +20,14 @@ size_t roundUp(size_t n, size_t to) {
   return (n + to - 1) / to * to;
 }
 
-// An anonymous mapping of `bytes` (page-rounded) starting on a 2 MiB boundary: map 2 MiB
-// more than needed, then unmap the slack before and after the aligned range.
+constexpr size_t kRegionBytes = size_t(64) << 20;
+size_t smallPage() {
+  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return page;
+}
+
+// An anonymous mapping of `bytes` (a multiple of 2 MiB) starting on a 2 MiB boundary: map
+// 2 MiB more than needed, then unmap the slack before and after the aligned range.
 void *mapAligned(size_t bytes) {
   void *raw = mmap(nullptr, bytes + kHugePage, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -35,6 +43,39 @@ void *mapAligned(size_t bytes) {
   return p;
 }
 
+// One mapping that buffers are carved from in order (never reused: fresh pages read as
+// zeros); unmapped when the allocator and every buffer carved from it have let it go.
+struct Region {
+  char *base = nullptr;
+  size_t size = 0, used = 0;
+  ~Region() {
+    if (base) munmap(base, size);
+  }
+};
+
+std::mutex regionMu;
+std::shared_ptr<Region> openRegion; // the region new buffers are carved from
+
+// `size` bytes (a multiple of the page size) from the open region, or from a new one when it has no
+// room; nullptr when the mapping fails.
+std::shared_ptr<void> carve(size_t size) {
+  std::lock_guard<std::mutex> lock(regionMu);
+  if (!openRegion || openRegion->size - openRegion->used < size) {
+    auto fresh = std::make_shared<Region>();
+    fresh->size = std::max(kRegionBytes, roundUp(size, kHugePage));
+    fresh->base = static_cast<char *>(mapAligned(fresh->size));
+    if (!fresh->base) return nullptr;
+    openRegion = std::move(fresh);
+  }
+  char *p = openRegion->base + openRegion->used;
+  openRegion->used += size;
+  // The deleter holds the region; a freed buffer gives its pages back now (splitting a huge
+  // page it shares with a neighbour), not when the whole region goes.
+  return std::shared_ptr<void>(p, [region = openRegion, size](void *q) {
+    madvise(q, size, MADV_DONTNEED);
+  });
+}
+
 } // namespace
 
 bool hugeWeightPagesEnabled() {
@@ -46,12 +87,8 @@ bool hugeWeightPagesEnabled() {
 }
 
 std::shared_ptr<void> allocateWeightBuffer(size_t bytes) {
-  if (bytes >= kHugePage && hugeWeightPagesEnabled()) {
-    static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-    const size_t size = roundUp(bytes, page);
-    if (void *p = mapAligned(size)) // fresh anonymous pages read as zeros
-      return std::shared_ptr<void>(p, [size](void *q) { munmap(q, size); });
-  }
+  if (bytes >= kHugePage && hugeWeightPagesEnabled())
+    if (std::shared_ptr<void> p = carve(roundUp(bytes, smallPage()))) return p;
   void *p = std::aligned_alloc(64, roundUp(bytes ? bytes : 1, 64));
   if (!p) throw std::bad_alloc();
   std::memset(p, 0, bytes);

@@ -1,5 +1,6 @@
-// Weight buffers (weight_memory.h): large ones 2 MiB-aligned on transparent huge pages where
-// the kernel allows them, small ones ordinary; both zero-filled and usable by oneDNN.
+// Weight buffers (weight_memory.h): large ones carved back to back from 2 MiB-aligned regions
+// on transparent huge pages where the kernel allows them, small ones ordinary; both
+// zero-filled and usable by oneDNN; a freed large buffer gives its pages back at once.
 #include "weight_memory.h"
 
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace kiln::rt {
@@ -49,12 +51,34 @@ bool thpAllowsMadvise() {
   return s.str().find("[never]") == std::string::npos && !s.str().empty();
 }
 
-TEST(WeightMemory, LargeBuffersAreHugePageAlignedAndZero) {
+// A field ("Rss", "AnonHugePages") in kB of the mapping of /proc/self/smaps that contains p,
+// or -1 when no mapping contains p (or the field is not reported).
+long smapsKbAt(const void *p, const char *field) {
+  std::ifstream smaps("/proc/self/smaps");
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  const std::string prefix = std::string(field) + ":";
+  std::string line;
+  bool inside = false;
+  while (std::getline(smaps, line)) {
+    unsigned long lo, hi;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2) { // a mapping's header line
+      inside = lo <= a && a < hi;
+      continue;
+    }
+    long kb;
+    if (inside && line.rfind(prefix, 0) == 0 &&
+        std::sscanf(line.c_str() + prefix.size(), " %ld kB", &kb) == 1)
+      return kb;
+  }
+  return -1;
+}
+
+TEST(WeightMemory, LargeBuffersArePageAlignedZeroAndOnHugePages) {
   if (!hugeWeightPagesEnabled()) GTEST_SKIP() << "KILN_HUGE_PAGES=0";
   const size_t bytes = 5 * kMiB + 100; // a partial last huge page and a partial small page
   auto buf = allocateWeightBuffer(bytes);
   ASSERT_NE(buf, nullptr);
-  EXPECT_EQ(reinterpret_cast<uintptr_t>(buf.get()) % (2 * kMiB), 0u);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(buf.get()) % 4096, 0u);
   EXPECT_TRUE(allZero(buf.get(), bytes));
   std::memset(buf.get(), 0x5a, bytes); // every byte writable
   if (!thpAllowsMadvise()) GTEST_SKIP() << "transparent huge pages are off on this kernel";
@@ -62,7 +86,40 @@ TEST(WeightMemory, LargeBuffersAreHugePageAlignedAndZero) {
   if (kb < 0) GTEST_SKIP() << "/proc/self/smaps does not report AnonHugePages here";
   // The kernel may still fall back to small pages when it finds no free 2 MiB block.
   if (kb == 0) GTEST_SKIP() << "the kernel found no huge page for the buffer";
-  EXPECT_GE(kb, 2048) << "the 2 MiB-aligned part should sit on huge pages";
+  EXPECT_GE(kb, 4096) << "the buffer's whole huge pages should sit on huge pages";
+}
+
+TEST(WeightMemory, LargeBuffersAreBackToBackAndGiveTheirPagesBack) {
+  if (!hugeWeightPagesEnabled()) GTEST_SKIP() << "KILN_HUGE_PAGES=0";
+  // BERT-like weights (768 x 768 floats: 2.25 MiB, not a multiple of 2 MiB): each starts at
+  // the page-rounded end of the one before, so no last huge page is left half empty.
+  const size_t bytes = 768 * 768 * sizeof(float);
+  auto zeroth = allocateWeightBuffer(bytes);
+  auto first = allocateWeightBuffer(bytes);
+  auto second = allocateWeightBuffer(bytes);
+  ASSERT_TRUE(zeroth && first && second);
+  const char *z = static_cast<const char *>(zeroth.get());
+  const char *a = static_cast<const char *>(first.get());
+  const char *b = static_cast<const char *>(second.get());
+  // A region (64 MiB) ends at most once among the two gaps.
+  EXPECT_TRUE(a == z + bytes || b == a + bytes) << "large buffers are not carved back to back";
+  if (b != a + bytes) { // the first ended its region: test the pair before it instead
+    std::swap(zeroth, second);
+    std::swap(first, second);
+    a = static_cast<const char *>(first.get());
+    b = static_cast<const char *>(second.get());
+    ASSERT_EQ(b, a + bytes);
+  }
+  std::memset(first.get(), 1, bytes);
+  std::memset(second.get(), 2, bytes);
+  const long before = smapsKbAt(b, "Rss");
+  if (before < 0) GTEST_SKIP() << "/proc/self/smaps does not report Rss here";
+  // Freeing the second returns its pages while the first keeps the region mapped.
+  second.reset();
+  const long after = smapsKbAt(a, "Rss");
+  ASSERT_GE(after, 0) << "the region went while a buffer in it lives";
+  EXPECT_LE(after, before - 1024) << "freed pages stayed resident";
+  EXPECT_EQ(static_cast<const unsigned char *>(first.get())[bytes - 1], 1u);
 }
 
 TEST(WeightMemory, SmallBuffersAreOrdinaryAndZero) {
