@@ -21,6 +21,7 @@ size_t roundUp(size_t n, size_t to) {
 }
 
 constexpr size_t kRegionBytes = size_t(64) << 20;
+
 size_t smallPage() {
   static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   return page;
@@ -56,8 +57,8 @@ struct Region {
 std::mutex regionMu;
 std::shared_ptr<Region> openRegion; // the region new buffers are carved from
 
-// `size` bytes (a multiple of the page size) from the open region, or from a new one when it has no
-// room; nullptr when the mapping fails.
+// `size` bytes (a multiple of the page size) from the open region, or from a new one when it
+// has no room; nullptr when the mapping fails.
 std::shared_ptr<void> carve(size_t size) {
   std::lock_guard<std::mutex> lock(regionMu);
   if (!openRegion || openRegion->size - openRegion->used < size) {
@@ -69,11 +70,10 @@ std::shared_ptr<void> carve(size_t size) {
   }
   char *p = openRegion->base + openRegion->used;
   openRegion->used += size;
-  // The deleter holds the region; a freed buffer gives its pages back now (splitting a huge
-  // page it shares with a neighbour), not when the whole region goes.
-  return std::shared_ptr<void>(p, [region = openRegion, size](void *q) {
-    madvise(q, size, MADV_DONTNEED);
-  });
+  // The deleter's copy of `region` keeps the mapping alive; a freed buffer gives its pages
+  // back now (splitting a huge page it shares with a neighbour), not when the region goes.
+  return std::shared_ptr<void>(
+      p, [region = openRegion, size](void *q) { madvise(q, size, MADV_DONTNEED); });
 }
 
 } // namespace

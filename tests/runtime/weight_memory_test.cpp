@@ -26,31 +26,6 @@ bool allZero(const void *p, size_t bytes) {
   return true;
 }
 
-// AnonHugePages (kB) of the mapping of /proc/self/smaps that contains p.
-long hugeKbAt(const void *p) {
-  std::ifstream smaps("/proc/self/smaps");
-  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  std::string line;
-  bool inside = false;
-  while (std::getline(smaps, line)) {
-    unsigned long lo, hi;
-    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2) { // a mapping's header line
-      inside = lo <= a && a < hi;
-      continue;
-    }
-    long kb;
-    if (inside && std::sscanf(line.c_str(), "AnonHugePages: %ld kB", &kb) == 1) return kb;
-  }
-  return -1;
-}
-
-bool thpAllowsMadvise() {
-  std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str().find("[never]") == std::string::npos && !s.str().empty();
-}
-
 // A field ("Rss", "AnonHugePages") in kB of the mapping of /proc/self/smaps that contains p,
 // or -1 when no mapping contains p (or the field is not reported).
 long smapsKbAt(const void *p, const char *field) {
@@ -73,6 +48,13 @@ long smapsKbAt(const void *p, const char *field) {
   return -1;
 }
 
+bool thpAllowsMadvise() {
+  std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str().find("[never]") == std::string::npos && !s.str().empty();
+}
+
 TEST(WeightMemory, LargeBuffersArePageAlignedZeroAndOnHugePages) {
   if (!hugeWeightPagesEnabled()) GTEST_SKIP() << "KILN_HUGE_PAGES=0";
   const size_t bytes = 5 * kMiB + 100; // a partial last huge page and a partial small page
@@ -82,7 +64,7 @@ TEST(WeightMemory, LargeBuffersArePageAlignedZeroAndOnHugePages) {
   EXPECT_TRUE(allZero(buf.get(), bytes));
   std::memset(buf.get(), 0x5a, bytes); // every byte writable
   if (!thpAllowsMadvise()) GTEST_SKIP() << "transparent huge pages are off on this kernel";
-  long kb = hugeKbAt(buf.get());
+  long kb = smapsKbAt(buf.get(), "AnonHugePages");
   if (kb < 0) GTEST_SKIP() << "/proc/self/smaps does not report AnonHugePages here";
   // The kernel may still fall back to small pages when it finds no free 2 MiB block.
   if (kb == 0) GTEST_SKIP() << "the kernel found no huge page for the buffer";
