@@ -16,6 +16,8 @@
 //          buffers as `huge`
 //   rt     the runtime's AVX2 GEMM (src/runtime/gemm.h), which the matmul shims run where
 //          oneDNN is AVX2 (any CPU with AVX2; B packed into 16-column panels)
+//   rt512  the runtime's AVX-512 GEMM on the same panels, which the matmul shims run where
+//          AVX-512 is allowed (CPUs with AVX-512F)
 //
 //   build/release/bench/gemm/kiln_gemm_bench [--shapes M,N,K;...] [--split 768] [--gelu]
 //       [--threads 1,2] [--reps 40] [--copies 8] [--peak GFLOPS_PER_CORE] [--rewrite-a]
@@ -28,6 +30,7 @@
 // threads x that per-core peak (CPU time at 1 thread, wall time otherwise).
 #include "gemm.h"
 #include "gemv.h"
+#include "isa_cap.h"
 #include "own_gemm.h"
 #include "weight_memory.h"
 
@@ -304,8 +307,9 @@ void runShape(const Options &o, const Shape &sh, int threads) {
                                 static_cast<float *>(rtCopies.back().get()));
     }
 
-  Timings tw, th, ts, tx, tk, tc, trw, trt;
-  double hugeErr = 0, splitErr = 0, xnnErr = 0, kilnErr = 0, colsErr = 0, rowsErr = 0, rtErr = 0;
+  Timings tw, th, ts, tx, tk, tc, trw, trt, tr5;
+  double hugeErr = 0, splitErr = 0, xnnErr = 0, kilnErr = 0, colsErr = 0, rowsErr = 0, rtErr = 0,
+         rt512Err = 0;
   // --rewrite-a: before each call the threads rewrite A by rows, as the kernel before a
   // GEMM in a model does, so A starts in the writers' caches rather than shared by all.
   auto rewriteA = [&] {
@@ -374,6 +378,13 @@ void runShape(const Options &o, const Shape &sh, int threads) {
       });
       if (r == o.reps - 1) rtErr = relL2(C, ref);
     }
+    if (!rtCopies.empty() && kiln::rt::cpuIsaBits() >= 512) {
+      timeOne(r < 0 ? sink : tr5, [&] {
+        kiln::rt::gemmAvx512(rtParams, A.data(), static_cast<const float *>(rtCopies[copy].get()),
+                             C.data());
+      });
+      if (r == o.reps - 1) rt512Err = relL2(C, ref);
+    }
 #ifdef KILN_GEMM_BENCH_XNNPACK
     if (fc) {
       timeOne(r < 0 ? sink : tx, [&] { xnn_run_operator(fc, nullptr); });
@@ -410,6 +421,10 @@ void runShape(const Options &o, const Shape &sh, int threads) {
   if (!trt.wall.empty()) {
     report("rt", trt, gflop, threads, o.peak);
     std::printf("         (the runtime's AVX2 GEMM; rel. L2 to whole %.1e)\n", rtErr);
+  }
+  if (!tr5.wall.empty()) {
+    report("rt512", tr5, gflop, threads, o.peak);
+    std::printf("         (the runtime's AVX-512 GEMM; rel. L2 to whole %.1e)\n", rt512Err);
   }
   if (!tx.wall.empty()) {
     report("xnn", tx, gflop, threads, o.peak);

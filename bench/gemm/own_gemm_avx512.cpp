@@ -3,7 +3,7 @@
 // epilogue applied while the tile is still in registers.
 #include "own_gemm_driver.h"
 
-#include "exp_avx512.h"
+#include "gelu_avx512.h"
 
 #include <immintrin.h>
 
@@ -20,40 +20,8 @@ namespace {
 
 constexpr int NV = static_cast<int>(kPanelCols / 16); // zmm per tile row
 
-using kiln::rt::expNonPositive512;
-
-/// 0.5 x (1 + erf(x / sqrt 2)). With z = |x| / sqrt 2, 1 - erf(z) = q = t P(t) e^(-z^2),
-/// t = 1 / (1 + 0.3275911 z) (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7); for x < 0 the
-/// factor is q itself, so large negative inputs lose no precision to cancellation.
-__m512 geluErf(__m512 x) {
-  const __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(0.70710678f));
-  const __m512 t = _mm512_div_ps(
-      _mm512_set1_ps(1.f), _mm512_fmadd_ps(z, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.f)));
-  __m512 p = _mm512_set1_ps(1.061405429f);
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
-  const __m512 q =
-      _mm512_mul_ps(_mm512_mul_ps(p, t),
-                    expNonPositive512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(z, z))));
-  const __mmask16 positive = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ);
-  const __m512 factor = _mm512_mask_sub_ps(q, positive, _mm512_set1_ps(2.f), q);
-  return _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5f)), factor);
-}
-
-/// 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3): with e = e^(-2|u|), 1 + tanh(u) is
-/// 2 / (1 + e) for u >= 0 and 2e / (1 + e) below.
-__m512 geluTanh(__m512 x) {
-  const __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
-  const __m512 u =
-      _mm512_mul_ps(_mm512_fmadd_ps(x3, _mm512_set1_ps(0.044715f), x), _mm512_set1_ps(0.79788456f));
-  const __m512 e = expNonPositive512(_mm512_mul_ps(_mm512_abs_ps(u), _mm512_set1_ps(-2.f)));
-  const __m512 inv = _mm512_div_ps(_mm512_set1_ps(2.f), _mm512_add_ps(_mm512_set1_ps(1.f), e));
-  const __mmask16 negative = _mm512_cmp_ps_mask(u, _mm512_setzero_ps(), _CMP_LT_OQ);
-  const __m512 factor = _mm512_mask_mul_ps(inv, negative, inv, e);
-  return _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5f)), factor);
-}
+using kiln::rt::geluErf512;
+using kiln::rt::geluTanh512;
 
 __m512 finish(__m512 v, const Epilogue &ep, const float *bias, const float *res, __mmask16 m) {
   if (ep.alpha != 1.f) v = _mm512_mul_ps(v, _mm512_set1_ps(ep.alpha));
@@ -67,9 +35,9 @@ __m512 finish(__m512 v, const Epilogue &ep, const float *bias, const float *res,
   case Post::Clip:
     return _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(ep.clipMin)), _mm512_set1_ps(ep.clipMax));
   case Post::GeluErf:
-    return geluErf(v);
+    return geluErf512(v);
   case Post::GeluTanh:
-    return geluTanh(v);
+    return geluTanh512(v);
   }
   return v;
 }

@@ -1,10 +1,11 @@
-// kiln's own GEMM for weight MatMuls on AVX2 CPUs: C = post(alpha * A * B + beta * bias +
-// residual), B constant and packed once into the GEMV's 16-column panels (gemv.h).
+// kiln's own GEMM for weight MatMuls: C = post(alpha * A * B + beta * bias + residual), B
+// constant and packed once into the GEMV's 16-column panels (gemv.h); AVX2 tiles (6 x 16) and
+// AVX-512 tiles (8 x 48), the shims picking the widest the CPU and ONEDNN_MAX_CPU_ISA allow.
 //
-// Why not oneDNN there: oneDNN 2.6's AVX2 matmul ran BERT-base's GEMMs at 76-79% of the FMA
-// peak in the model on Zen 4 (44% at 128 x 3072 x 768 without column blocks), where a 6 x 16
-// register tile over packed panels runs them at 85-87% (docs/perf.md, session 15). With
-// AVX-512, oneDNN's brgemm kernels are at 87% and stay.
+// Why not oneDNN: oneDNN 2.6's AVX2 matmul ran BERT-base's GEMMs at 76-79% of the FMA peak in
+// the model on Zen 4 (44% at 128 x 3072 x 768 without column blocks), where the 6 x 16 tile
+// runs them at 85-87% (docs/perf.md, session 15). With AVX-512 its kernels ran them at
+// 80-86% on Zen 5, the 8 x 48 tile over long K blocks at 88-95% (session 18).
 #pragma once
 
 #include "gemv.h"
@@ -23,8 +24,9 @@ struct GemmParams : GemvParams {
   GemmPost post = GemmPost::Clamp;
 };
 
-/// Rows of A per register tile.
+/// Rows of A per register tile (gemmAvx2, gemmAvx512).
 constexpr int64_t kGemmTileRows = 6;
+constexpr int64_t kGemmTileRowsAvx512 = 8;
 
 /// Whether this CPU runs gemmAvx2 (AVX2 and FMA).
 bool gemmAvx2Supported();
@@ -32,5 +34,8 @@ bool gemmAvx2Supported();
 /// C = post(alpha * A * packed B + beta * bias + residual) on the run's OpenMP threads.
 /// packedB: packGemvWeights(B) (16-column panels).
 void gemmAvx2(const GemmParams &g, const float *a, const float *packedB, float *c);
+
+/// The same with AVX-512 tiles (gemm_avx512.cpp); the same packed B.
+void gemmAvx512(const GemmParams &g, const float *a, const float *packedB, float *c);
 
 } // namespace kiln::rt

@@ -1,5 +1,5 @@
-// The matmul shims' route to kiln's AVX2 GEMM (gemm.h): weight GEMMs where oneDNN would run
-// its AVX2 kernels (no AVX-512 on the CPU, or ONEDNN_MAX_CPU_ISA capping the run there). B is
+// The matmul shims' route to kiln's GEMM (gemm.h): weight GEMMs on any CPU with AVX2, through
+// the AVX-512 tiles where the CPU and ONEDNN_MAX_CPU_ISA allow them, else the AVX2 tiles. B is
 // packed once into 16-column panels and kept with the derived weights (shared by the
 // container's runners, dropped and rebuilt when the constants change).
 #include "error.h"
@@ -36,15 +36,31 @@ GemmPost postOf(int32_t post) {
   return GemmPost::Clamp;
 }
 
-/// Shapes the 6 x 16 tile runs well: at most 1/8 of its last strip of rows and of its last
-/// panel padding (N = 24 computes 32 columns: 336 x 24 x 144 ran at 0.77x oneDNN's speed;
-/// a conv chain's band of 7 pixels would compute 12 rows) and K of 32 or more (K = 24 spends
-/// as long in each tile's epilogue as in its FMAs: 336 x 144 x 24 at 0.96x). MobileNetV2's
-/// narrow projections, expansions and 7 x 7 bands keep oneDNN.
+bool avx512Tiles() {
+  static const bool wide = usableIsaBits() == 512;
+  return wide;
+}
+
+/// Shapes the tiles run well: at most 1/8 of the last strip of rows and of the last panel
+/// padding (N = 24 computes 32 columns: 336 x 24 x 144 ran at 0.77x oneDNN's speed on the 6 x
+/// 16 tile; a conv chain's band of 7 pixels would compute 12 rows) and enough K: 32 for the
+/// AVX2 tile (K = 24 spends as long in each tile's epilogue as in its FMAs: 336 x 144 x 24 at
+/// 0.96x); 256 for the AVX-512 one, whose 24 accumulators cost more to start and store, and
+/// which oneDNN's AVX-512 kernels match or beat below that (Zen 5: 3136 x 64 x 64 at 0.90x,
+/// 784 x 512 x 128 at 0.98-1.0x; 196 x 1024 x 256 at 1.03-1.07x). MobileNetV2's narrow
+/// projections, expansions and 7 x 7 bands keep oneDNN.
 bool tileFits(int64_t m, int64_t n, int64_t k) {
-  const int64_t rows = (m + kGemmTileRows - 1) / kGemmTileRows * kGemmTileRows;
+  const int64_t tileRows = avx512Tiles() ? kGemmTileRowsAvx512 : kGemmTileRows;
+  const int64_t rows = (m + tileRows - 1) / tileRows * tileRows;
   const int64_t cols = (n + kGemvPanel - 1) / kGemvPanel * kGemvPanel;
-  return k >= 32 && 8 * (rows - m) <= rows && 8 * (cols - n) <= cols;
+  return k >= (avx512Tiles() ? 256 : 32) && 8 * (rows - m) <= rows && 8 * (cols - n) <= cols;
+}
+
+void runGemm(const GemmParams &g, const float *a, const float *packedB, float *c) {
+  if (avx512Tiles())
+    gemmAvx512(g, a, packedB, c);
+  else
+    gemmAvx2(g, a, packedB, c);
 }
 
 } // namespace
@@ -53,7 +69,7 @@ bool ownGemmRouteOn() {
   static const bool on = [] {
     const char *v = std::getenv("KILN_MATMUL_OWN_GEMM");
     if (v && std::strcmp(v, "0") == 0) return false;
-    return usableIsaBits() == 256;
+    return usableIsaBits() >= 256;
   }();
   return on;
 }
@@ -76,7 +92,7 @@ int ownGemmForward(Runner &r, int64_t site, const float *a, const float *b, cons
     GemmParams g;
     static_cast<GemvParams &>(g) = weightGemmParams(p, addend, residual);
     g.post = postOf(p.post_op);
-    gemmAvx2(g, a, packed, c);
+    runGemm(g, a, packed, c);
     return KILN_OK;
   } catch (const std::bad_alloc &) {
     return fail(KILN_ERR_OUT_OF_MEMORY, "matmul site %lld: out of memory",
@@ -122,7 +138,7 @@ int ownGemmMultiForward(Runner &r, int64_t site, const float *a, const float *co
     }
     g.lo = -std::numeric_limits<float>::infinity();
     g.hi = std::numeric_limits<float>::infinity();
-    gemmAvx2(g, a, static_cast<const float *>(e->buffer.get()), c);
+    runGemm(g, a, static_cast<const float *>(e->buffer.get()), c);
     return KILN_OK;
   } catch (const std::bad_alloc &) {
     return fail(KILN_ERR_OUT_OF_MEMORY, "matmul_multi site %lld: out of memory",

@@ -1,10 +1,11 @@
-// kiln's AVX2 GEMM (gemm.h) against float64: the kernel itself on any AVX2 CPU (row counts
-// around the 6-row tiles, columns around the 16-column panels, K around the 256 blocks,
-// alpha, bias with beta, residual beside C and in place, clamp and both GELUs, 1 and 2
-// threads), and the matmul shims' route to it (shim_gemm.cpp), which runs where oneDNN is
-// AVX2: the rule, single and multi (Q/K/V) GEMMs, and the packed panels following constant
-// updates. ctest runs the route's tests again under ONEDNN_MAX_CPU_ISA=AVX2
-// (runtime.own_gemm_avx2), so an AVX-512 machine checks them too.
+// kiln's GEMM (gemm.h) against float64: each kernel this CPU runs (the AVX2 one on any AVX2
+// CPU, the AVX-512 one where there is AVX-512F) on row counts around the 6- and 8-row tiles,
+// columns around the 16-column panels and the 1-3 panel tiles, K around the blocks (256 for
+// AVX2; K over 768 split evenly for AVX-512), alpha, bias with beta, residual beside C and in
+// place, clamp and both GELUs, 1 and 2 threads; and the matmul shims' route to it
+// (shim_gemm.cpp): the rule, single and multi (Q/K/V) GEMMs, and the packed panels following
+// constant updates. ctest runs the route's tests again under ONEDNN_MAX_CPU_ISA=AVX2
+// (runtime.own_gemm_avx2), so an AVX-512 machine checks the AVX2 route too.
 #include "gemm.h"
 #include "gemv.h"
 #include "isa_cap.h"
@@ -30,9 +31,9 @@ std::vector<Gemm> kernelCases() {
   std::mt19937 rng(21);
   const int32_t posts[] = {KILN_POST_NONE, KILN_POST_RELU, KILN_POST_CLIP, KILN_POST_GELU_ERF,
                            KILN_POST_GELU_TANH};
-  for (int64_t m : {5, 6, 7, 13, 50, 197})
+  for (int64_t m : {5, 6, 7, 8, 13, 50, 197})
     for (int64_t n : {1, 16, 17, 40, 100})
-      for (int64_t k : {1, 9, 256, 257, 600}) {
+      for (int64_t k : {1, 9, 256, 257, 600, 1600}) {
         Gemm t{m, n, k, rng() % 2 == 0, rng() % 2 == 0, rng() % 2 == 0, posts[rng() % 5]};
         v.push_back(t);
       }
@@ -51,23 +52,40 @@ kiln::rt::GemmParams kernelParams(const Gemm &t, const kiln_matmul_params_v1 &p,
   return g;
 }
 
+using Kernel = void (*)(const kiln::rt::GemmParams &, const float *, const float *, float *);
+
+struct NamedKernel {
+  const char *name;
+  Kernel run;
+};
+
+/// The kernels this CPU runs (not capped: the kernels are called directly).
+std::vector<NamedKernel> kernels() {
+  std::vector<NamedKernel> v;
+  if (kiln::rt::gemmAvx2Supported()) v.push_back({"avx2", kiln::rt::gemmAvx2});
+  if (kiln::rt::cpuIsaBits() >= 512) v.push_back({"avx512", kiln::rt::gemmAvx512});
+  return v;
+}
+
 TEST(OwnGemm, KernelMatchesFloat64) {
   if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
   const int saved = omp_get_max_threads();
   std::mt19937 rng(5);
-  for (int threads : {1, 2}) {
-    omp_set_num_threads(threads);
-    for (const Gemm &t : kernelCases()) {
-      const kiln_matmul_params_v1 p = params(t);
-      Data d = makeData(t, p, rng);
-      std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
-      kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, t.transB, packed.data());
-      std::vector<float> c(t.m * p.ldc, -7.f);
-      kiln::rt::gemmAvx2(kernelParams(t, p, d), d.a.data(), packed.data(), c.data());
-      expectClose(c, reference(t, p, d), t, p.ldc,
-                  t.describe() + " threads " + std::to_string(threads));
+  for (const NamedKernel &kernel : kernels())
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      for (const Gemm &t : kernelCases()) {
+        const kiln_matmul_params_v1 p = params(t);
+        Data d = makeData(t, p, rng);
+        std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
+        kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, t.transB, packed.data());
+        std::vector<float> c(t.m * p.ldc, -7.f);
+        kernel.run(kernelParams(t, p, d), d.a.data(), packed.data(), c.data());
+        expectClose(c, reference(t, p, d), t, p.ldc,
+                    std::string(kernel.name) + " " + t.describe() + " threads " +
+                        std::to_string(threads));
+      }
     }
-  }
   omp_set_num_threads(saved);
 }
 
@@ -75,51 +93,60 @@ TEST(OwnGemm, KernelMatchesFloat64) {
 TEST(OwnGemm, KernelResidualInPlace) {
   if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
   std::mt19937 rng(8);
-  for (int64_t k : {5, 256, 700}) {
-    Gemm t{20, 33, k, false, true, true, KILN_POST_RELU};
-    kiln_matmul_params_v1 p = params(t);
-    p.alpha = 1.f;
-    Data d = makeData(t, p, rng);
-    std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
-    kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, false, packed.data());
-    std::vector<float> c(t.m * p.ldc, -7.f);
-    for (int64_t i = 0; i < t.m; ++i)
-      for (int64_t j = 0; j < t.n; ++j)
-        c[i * p.ldc + j] = d.residual[i * p.ldc + j];
-    kiln::rt::GemmParams g = kernelParams(t, p, d);
-    g.residual = c.data();
-    kiln::rt::gemmAvx2(g, d.a.data(), packed.data(), c.data());
-    expectClose(c, reference(t, p, d), t, p.ldc, "in place, k " + std::to_string(k));
-  }
+  for (const NamedKernel &kernel : kernels())
+    for (int64_t k : {5, 256, 700, 1600}) {
+      Gemm t{20, 33, k, false, true, true, KILN_POST_RELU};
+      kiln_matmul_params_v1 p = params(t);
+      p.alpha = 1.f;
+      Data d = makeData(t, p, rng);
+      std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
+      kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, false, packed.data());
+      std::vector<float> c(t.m * p.ldc, -7.f);
+      for (int64_t i = 0; i < t.m; ++i)
+        for (int64_t j = 0; j < t.n; ++j)
+          c[i * p.ldc + j] = d.residual[i * p.ldc + j];
+      kiln::rt::GemmParams g = kernelParams(t, p, d);
+      g.residual = c.data();
+      kernel.run(g, d.a.data(), packed.data(), c.data());
+      expectClose(c, reference(t, p, d), t, p.ldc,
+                  std::string(kernel.name) + " in place, k " + std::to_string(k));
+    }
 }
 
 // A NaN in A stays NaN through the ReLU's clamp and the GELU (max/min order, blends).
 TEST(OwnGemm, NaNStaysNaN) {
   if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
   std::mt19937 rng(12);
-  for (int32_t post : {KILN_POST_RELU, KILN_POST_CLIP, KILN_POST_GELU_ERF}) {
-    Gemm t{7, 20, 40, false, true, false, post};
-    const kiln_matmul_params_v1 p = params(t);
-    Data d = makeData(t, p, rng);
-    d.a[2 * p.lda + 5] = std::nanf("");
-    std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
-    kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, false, packed.data());
-    std::vector<float> c(t.m * p.ldc, -7.f);
-    kiln::rt::gemmAvx2(kernelParams(t, p, d), d.a.data(), packed.data(), c.data());
-    for (int64_t j = 0; j < t.n; ++j) {
-      EXPECT_TRUE(std::isnan(c[2 * p.ldc + j])) << "post " << post << " column " << j;
-      EXPECT_FALSE(std::isnan(c[1 * p.ldc + j])) << "post " << post << " column " << j;
+  for (const NamedKernel &kernel : kernels())
+    for (int32_t post : {KILN_POST_RELU, KILN_POST_CLIP, KILN_POST_GELU_ERF}) {
+      Gemm t{7, 20, 40, false, true, false, post};
+      const kiln_matmul_params_v1 p = params(t);
+      Data d = makeData(t, p, rng);
+      d.a[2 * p.lda + 5] = std::nanf("");
+      std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
+      kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, false, packed.data());
+      std::vector<float> c(t.m * p.ldc, -7.f);
+      kernel.run(kernelParams(t, p, d), d.a.data(), packed.data(), c.data());
+      for (int64_t j = 0; j < t.n; ++j) {
+        EXPECT_TRUE(std::isnan(c[2 * p.ldc + j]))
+            << kernel.name << " post " << post << " column " << j;
+        EXPECT_FALSE(std::isnan(c[1 * p.ldc + j]))
+            << kernel.name << " post " << post << " column " << j;
+      }
     }
-  }
 }
 
 bool routeOn() {
-  return kiln::rt::usableIsaBits() == 256;
+  return kiln::rt::usableIsaBits() >= 256;
 }
 
+constexpr const char *kNoRoute = "no AVX2 on this CPU";
+
 TEST(OwnGemmRoute, TakesOnlyWhatItComputes) {
-  if (!routeOn()) GTEST_SKIP() << "oneDNN runs AVX-512 here (runtime.own_gemm_avx2 caps it)";
-  Gemm t{128, 100, 64, true, true, false, KILN_POST_GELU_ERF};
+  if (!routeOn()) GTEST_SKIP() << kNoRoute;
+  const bool wide = kiln::rt::usableIsaBits() == 512;
+  const int64_t minK = wide ? 256 : 32; // the AVX-512 tile leaves small K to oneDNN
+  Gemm t{128, 100, 300, true, true, false, KILN_POST_GELU_ERF};
   kiln_matmul_params_v1 p = params(t);
   float c = 0, other = 0;
   EXPECT_TRUE(kiln::rt::ownGemmFits(p, true, nullptr, &c));
@@ -140,29 +167,30 @@ TEST(OwnGemmRoute, TakesOnlyWhatItComputes) {
   q.b_batch_stride = 7;
   EXPECT_FALSE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
   // Shapes the tile runs badly stay with oneDNN: N = 24 (a third of the last panel padding)
-  // and K = 24; N = 63 and K = 32 fit.
+  // and K below the minimum; N = 63 and K at the minimum fit.
   q = p;
   q.n = 24;
   EXPECT_FALSE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
   q.n = 63;
   EXPECT_TRUE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
-  q.k = 24;
+  q.k = minK - 8;
   EXPECT_FALSE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
-  q.k = 32;
+  q.k = minK;
   EXPECT_TRUE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
-  q.m = 7; // 12 rows computed for 7
+  q.m = 9; // 12 (AVX2) or 16 (AVX-512) rows computed for 9
   EXPECT_FALSE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
   q.m = 197;
   EXPECT_TRUE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
 }
 
 TEST(OwnGemmRoute, ShimMatchesFloat64) {
-  if (!routeOn()) GTEST_SKIP() << "oneDNN runs AVX-512 here (runtime.own_gemm_avx2 caps it)";
+  if (!routeOn()) GTEST_SKIP() << kNoRoute;
   const int saved = omp_get_max_threads();
   std::mt19937 rng(13);
-  const Gemm cases[] = {{6, 16, 40, false, true, false, KILN_POST_NONE},
+  // K of 256 and more: both tiles take them.
+  const Gemm cases[] = {{24, 16, 300, false, true, false, KILN_POST_NONE},
                         {128, 100, 300, true, true, true, KILN_POST_GELU_ERF},
-                        {197, 48, 64, false, false, true, KILN_POST_GELU_TANH},
+                        {197, 48, 800, false, false, true, KILN_POST_GELU_TANH},
                         {64, 63, 257, true, true, false, KILN_POST_CLIP}};
   for (int threads : {1, 2}) {
     omp_set_num_threads(threads);
@@ -182,18 +210,18 @@ TEST(OwnGemmRoute, ShimMatchesFloat64) {
 
 // The panels follow constant updates (weight_gemm_cases.h).
 TEST(OwnGemmRoute, PackedPanelsFollowConstantUpdates) {
-  if (!routeOn()) GTEST_SKIP() << "oneDNN runs AVX-512 here (runtime.own_gemm_avx2 caps it)";
-  expectPanelsFollowConstantUpdates(Gemm{30, 47, 48, true, true, true, KILN_POST_RELU}, 9);
+  if (!routeOn()) GTEST_SKIP() << kNoRoute;
+  expectPanelsFollowConstantUpdates(Gemm{48, 47, 256, true, true, true, KILN_POST_RELU}, 9);
 }
 
 // Q/K/V as one GEMM over [B_0 | B_1 | B_2] with biases (one absent), against float64.
 TEST(OwnGemmRoute, MultiShimMatchesFloat64) {
-  if (!routeOn()) GTEST_SKIP() << "oneDNN runs AVX-512 here (runtime.own_gemm_avx2 caps it)";
+  if (!routeOn()) GTEST_SKIP() << kNoRoute;
   std::mt19937 rng(17);
   kiln_matmul_multi_params_v1 p{};
-  p.m = 36;
-  p.k = 70;
-  p.lda = 75;
+  p.m = 48;
+  p.k = 300;
+  p.lda = 305;
   p.count = 3;
   const int64_t ns[3] = {40, 24, 30};
   int64_t total = 0;

@@ -1,0 +1,260 @@
+// kiln's AVX-512 GEMM (gemm.h; compiled with -mavx512f -mavx2 -mfma).
+//
+// The same shape as the AVX2 GEMM (gemm_avx2.cpp): B packed once into the GEMV's 16-column
+// panels, A read in place (8 row streams), work items of (a group of strips, a group of three
+// panels) walking K in blocks with the group's strips under each block. The register tile is
+// 8 rows x 3 panels (24 zmm accumulators; 3 loads of B and 8 broadcasts of A per 24 FMAs);
+// a tile reads one stream of B per panel. K blocks are long (up to 768): the block of B
+// (up to 144 KiB) then streams from L2 for each strip rather than staying in L1, and
+// measured faster that way on Zen 5 than L1-sized blocks of 128-256 (bench/gemm, rt512 row:
+// 128 x 768 x 768 at 95-98% of the FMA peak with blocks of 768, 80-84% with 64-128), where
+// every block restarts the row streams of A and reloads C.
+#include "gemm.h"
+
+#include "gelu_avx512.h"
+#include "gemv.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their own _mm512_undefined_ps()
+// temporaries once inlined (GCC bug 105593); nothing here reads uninitialised data.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <algorithm>
+#include <limits>
+
+namespace kiln::rt {
+namespace {
+
+constexpr int MR = static_cast<int>(kGemmTileRowsAvx512); // 8
+constexpr int NV = 3;                // panels per tile: 8 x 48 of C in 24 zmm accumulators
+constexpr int64_t NR = kGemvPanel;   // 16: one zmm
+constexpr int64_t kMaxBlockK = 768;  // K per block at most
+constexpr int64_t kGroupStrips = 27; // strips per work item at most (216 rows)
+
+struct Tile {
+  const float *b;        // the first panel at this K block: kc x NR, panels panelStride apart
+  int64_t panelStride;   // floats from one panel to the next (k x NR)
+  int64_t kc;            // k-steps in the block
+  const float *prefetch; // lines of the next B block this tile brings to L2 (one panel's)
+  int64_t prefetchLines;
+  float *c;          // C at the tile's top-left
+  const float *r;    // the residual at the tile's top-left (last block), or null
+  const float *bias; // bias at the tile's first column (last block), or null
+  int rows, cols;    // valid rows (<= MR) and columns (<= NV x NR)
+  bool loadC;        // add C's contents (a later K block, or an in-place residual)
+  bool last;         // the last K block: apply the epilogue
+};
+
+template <int NV> struct Acc { __m512 v[MR][NV]; };
+
+template <int NV, class F> [[gnu::always_inline]] inline void forAll(Acc<NV> &acc, F f) {
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j)
+      acc.v[i][j] = f(acc.v[i][j]);
+}
+
+template <int NV>
+[[gnu::always_inline]] inline void epilogue(Acc<NV> &acc, const GemmParams &g, const Tile &t,
+                                            const __mmask16 *mask) {
+  if (g.alpha != 1.f) {
+    const __m512 alpha = _mm512_set1_ps(g.alpha);
+    forAll(acc, [alpha](__m512 v) { return _mm512_mul_ps(v, alpha); });
+  }
+  if (t.bias) {
+    const __m512 beta = _mm512_set1_ps(g.beta);
+    __m512 b[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j)
+      b[j] = _mm512_mul_ps(beta, _mm512_maskz_loadu_ps(mask[j], t.bias + NR * j));
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j)
+        acc.v[i][j] = _mm512_add_ps(acc.v[i][j], b[j]);
+  }
+  if (t.r) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      if (i >= t.rows) break;
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j)
+        acc.v[i][j] =
+            _mm512_add_ps(acc.v[i][j], _mm512_maskz_loadu_ps(mask[j], t.r + i * g.ldr + NR * j));
+    }
+  }
+  switch (g.post) {
+  case GemmPost::Clamp:
+    if (g.lo > -std::numeric_limits<float>::infinity() ||
+        g.hi < std::numeric_limits<float>::infinity()) {
+      // NaN is the second operand of max and min, so it passes through.
+      const __m512 lo = _mm512_set1_ps(g.lo), hi = _mm512_set1_ps(g.hi);
+      forAll(acc, [lo, hi](__m512 v) { return _mm512_min_ps(hi, _mm512_max_ps(lo, v)); });
+    }
+    break;
+  case GemmPost::GeluErf:
+    forAll(acc, [](__m512 v) { return geluErf512(v); });
+    break;
+  case GemmPost::GeluTanh:
+    forAll(acc, [](__m512 v) { return geluTanh512(v); });
+    break;
+  }
+}
+
+/// One MR x (NV x 16) tile over one K block; `a` holds its MR row pointers at the block.
+template <int NV> void tile(const GemmParams &g, const Tile &t, const float *const *a) {
+  Acc<NV> acc;
+  forAll(acc, [](__m512) { return _mm512_setzero_ps(); });
+  const float *row[MR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+    row[i] = a[i];
+  const float *b[NV];
+#pragma GCC unroll 4
+  for (int j = 0; j < NV; ++j)
+    b[j] = t.b + j * t.panelStride;
+  for (int64_t kk = 0; kk < t.kc; ++kk) {
+    if (kk < t.prefetchLines)
+      _mm_prefetch(reinterpret_cast<const char *>(t.prefetch + NR * kk), _MM_HINT_T1);
+    __m512 bv[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j)
+      bv[j] = _mm512_loadu_ps(b[j] + kk * NR);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const __m512 av = _mm512_set1_ps(row[i][kk]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j)
+        acc.v[i][j] = _mm512_fmadd_ps(av, bv[j], acc.v[i][j]);
+    }
+  }
+
+  __mmask16 mask[NV];
+#pragma GCC unroll 4
+  for (int j = 0; j < NV; ++j) {
+    const int valid = std::clamp(t.cols - static_cast<int>(NR) * j, 0, 16);
+    mask[j] = static_cast<__mmask16>((1u << valid) - 1u);
+  }
+  if (t.loadC) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      if (i >= t.rows) break;
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j)
+        acc.v[i][j] =
+            _mm512_add_ps(acc.v[i][j], _mm512_maskz_loadu_ps(mask[j], t.c + i * g.ldc + NR * j));
+    }
+  }
+  if (t.last) epilogue(acc, g, t, mask);
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    if (i >= t.rows) break;
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j)
+      _mm512_mask_storeu_ps(t.c + i * g.ldc + NR * j, mask[j], acc.v[i][j]);
+  }
+}
+
+struct Plan {
+  int64_t strips, panels, groupPanels, panelGroups, perGroup, groups, kc;
+  const float *residual; // a residual beside C (an in-place one is already in C), or null
+  bool inPlace;
+};
+
+/// Item `item` of the plan: its panels' K blocks, under each its group's strips.
+void runItem(const GemmParams &g, const Plan &plan, const float *a, const float *packedB, float *c,
+             int64_t item) {
+  const int64_t grp = item / plan.panelGroups, pg = item % plan.panelGroups;
+  const int64_t s0 = grp * plan.perGroup, s1 = std::min(plan.strips, s0 + plan.perGroup);
+  const int64_t p0 = pg * NV, nv = std::min<int64_t>(NV, plan.panels - p0);
+  const int64_t col0 = p0 * NR, kc = plan.kc;
+  Tile t;
+  t.panelStride = g.k * NR;
+  t.cols = static_cast<int>(std::min(NV * NR, g.n - col0));
+  for (int64_t pc = 0; pc < g.k; pc += kc) {
+    t.kc = std::min(kc, g.k - pc);
+    t.b = packedB + (p0 * g.k + pc) * NR;
+    t.loadC = pc > 0 || plan.inPlace;
+    t.last = pc + t.kc >= g.k;
+    t.bias = t.last && g.bias ? g.bias + col0 : nullptr;
+    // The block the next tiles read (these panels' next K block, else the next panel
+    // group's first) goes to L2 while this block's strips run, a share per strip.
+    const float *next = nullptr;
+    int64_t nextKc = 0, nextPanels = 0;
+    if (!t.last) {
+      next = t.b + t.kc * NR;
+      nextKc = std::min(kc, g.k - pc - t.kc);
+      nextPanels = nv;
+    } else if (p0 + NV < plan.panels) {
+      next = packedB + (p0 + NV) * g.k * NR;
+      nextKc = std::min(kc, g.k);
+      nextPanels = std::min<int64_t>(NV, plan.panels - p0 - NV);
+    }
+    const int64_t lines = nextKc * nextPanels; // lines of 16 floats
+    const int64_t share = (lines + (s1 - s0) - 1) / (s1 - s0);
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t from = (s - s0) * share;
+      const int64_t left = std::clamp<int64_t>(lines - from, 0, std::min(share, t.kc));
+      t.prefetchLines = 0;
+      if (left > 0) { // one panel's run of lines (the share may end a panel early)
+        const int64_t panel = from / nextKc, off = from % nextKc;
+        t.prefetch = next + panel * t.panelStride + off * NR;
+        t.prefetchLines = std::min(left, nextKc - off);
+      }
+      const int64_t row0 = s * MR;
+      t.c = c + row0 * g.ldc + col0;
+      t.r = t.last && plan.residual ? plan.residual + row0 * g.ldr + col0 : nullptr;
+      t.rows = static_cast<int>(std::min<int64_t>(MR, g.m - row0));
+      // Rows past the last valid one repeat it: computed, never stored.
+      const float *rows[MR];
+      for (int i = 0; i < MR; ++i)
+        rows[i] = a + (row0 + std::min(i, t.rows - 1)) * g.lda + pc;
+      if (nv == NV)
+        tile<NV>(g, t, rows);
+      else if (nv == 2)
+        tile<2>(g, t, rows);
+      else
+        tile<1>(g, t, rows);
+    }
+  }
+}
+
+} // namespace
+
+void gemmAvx512(const GemmParams &g, const float *a, const float *packedB, float *c) {
+  if (g.m <= 0 || g.n <= 0 || g.k <= 0) return;
+  Plan plan;
+  plan.strips = (g.m + MR - 1) / MR;
+  plan.panels = (g.n + NR - 1) / NR;
+  plan.panelGroups = (plan.panels + NV - 1) / NV;
+  // Called inside a parallel region (a conv chain's lanes), the GEMM is that thread's alone.
+  const int threads = omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads());
+  // Groups of strips small enough that every thread gets several items.
+  int64_t perGroup = std::min(plan.strips, kGroupStrips);
+  while (perGroup > 1 && ((plan.strips + perGroup - 1) / perGroup) * plan.panelGroups < 4 * threads)
+    perGroup = (perGroup + 1) / 2;
+  plan.groups = (plan.strips + perGroup - 1) / perGroup;
+  plan.perGroup = (plan.strips + plan.groups - 1) / plan.groups; // no thread left with a stub
+  // K in as few blocks as kMaxBlockK allows, of even length.
+  const int64_t blocks = (g.k + kMaxBlockK - 1) / kMaxBlockK;
+  plan.kc = (g.k + blocks - 1) / blocks;
+  // An in-place residual is already in C: the first block adds to it (alpha is 1 then, which
+  // the shim checks), and the epilogue does not add it again.
+  plan.inPlace = g.residual == c;
+  plan.residual = plan.inPlace ? nullptr : g.residual;
+  const int64_t items = plan.groups * plan.panelGroups;
+  const int team = static_cast<int>(std::min<int64_t>(threads, items));
+  if (team <= 1) {
+    for (int64_t item = 0; item < items; ++item)
+      runItem(g, plan, a, packedB, c, item);
+    return;
+  }
+#pragma omp parallel for schedule(static) num_threads(team)
+  for (int64_t item = 0; item < items; ++item)
+    runItem(g, plan, a, packedB, c, item);
+}
+
+} // namespace kiln::rt
