@@ -45,15 +45,17 @@ bool avx512Tiles() {
 /// padding (N = 24 computes 32 columns: 336 x 24 x 144 ran at 0.77x oneDNN's speed on the 6 x
 /// 16 tile; a conv chain's band of 7 pixels would compute 12 rows) and enough K: 32 for the
 /// AVX2 tile (K = 24 spends as long in each tile's epilogue as in its FMAs: 336 x 144 x 24 at
-/// 0.96x); 256 for the AVX-512 one, whose 24 accumulators cost more to start and store, and
-/// which oneDNN's AVX-512 kernels match or beat below that (Zen 5: 3136 x 64 x 64 at 0.90x,
-/// 784 x 512 x 128 at 0.98-1.0x; 196 x 1024 x 256 at 1.03-1.07x). MobileNetV2's narrow
-/// projections, expansions and 7 x 7 bands keep oneDNN.
+/// 0.96x). The AVX-512 tile takes K >= 256 and N >= 512, the transformer GEMMs where it beat
+/// oneDNN's AVX-512 kernels (Zen 5: 1.05-1.15x at 1 and 2 threads; Sapphire Rapids: 1.05-1.10x
+/// at 1 thread at M = 128, level at 2); below that oneDNN matched or beat it (a 1x1 conv's
+/// 3136 x 64 x 256: 0.73-0.90x; 784 x 256 x 1024 on Sapphire Rapids: 0.85x). MobileNetV2's
+/// narrow projections, expansions and 7 x 7 bands keep oneDNN.
 bool tileFits(int64_t m, int64_t n, int64_t k) {
   const int64_t tileRows = avx512Tiles() ? kGemmTileRowsAvx512 : kGemmTileRows;
   const int64_t rows = (m + tileRows - 1) / tileRows * tileRows;
   const int64_t cols = (n + kGemvPanel - 1) / kGemvPanel * kGemvPanel;
-  return k >= (avx512Tiles() ? 256 : 32) && 8 * (rows - m) <= rows && 8 * (cols - n) <= cols;
+  const bool enough = avx512Tiles() ? k >= 256 && n >= 512 : k >= 32;
+  return enough && 8 * (rows - m) <= rows && 8 * (cols - n) <= cols;
 }
 
 void runGemm(const GemmParams &g, const float *a, const float *packedB, float *c) {

@@ -145,8 +145,9 @@ constexpr const char *kNoRoute = "no AVX2 on this CPU";
 TEST(OwnGemmRoute, TakesOnlyWhatItComputes) {
   if (!routeOn()) GTEST_SKIP() << kNoRoute;
   const bool wide = kiln::rt::usableIsaBits() == 512;
-  const int64_t minK = wide ? 256 : 32; // the AVX-512 tile leaves small K to oneDNN
-  Gemm t{128, 100, 300, true, true, false, KILN_POST_GELU_ERF};
+  // The AVX-512 tile leaves K below 256 and N below 512 to oneDNN.
+  const int64_t minK = wide ? 256 : 32, fitN = wide ? 520 : 63;
+  Gemm t{128, wide ? 600 : 100, 300, true, true, false, KILN_POST_GELU_ERF};
   kiln_matmul_params_v1 p = params(t);
   float c = 0, other = 0;
   EXPECT_TRUE(kiln::rt::ownGemmFits(p, true, nullptr, &c));
@@ -166,12 +167,17 @@ TEST(OwnGemmRoute, TakesOnlyWhatItComputes) {
   q.batch = 2;
   q.b_batch_stride = 7;
   EXPECT_FALSE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
-  // Shapes the tile runs badly stay with oneDNN: N = 24 (a third of the last panel padding)
-  // and K below the minimum; N = 63 and K at the minimum fit.
+  // Shapes the tile runs badly stay with oneDNN: N = 24 (a third of the last panel padding),
+  // N below 512 on AVX-512, and K below the minimum; N = 63 (AVX2) or 520 and K at the
+  // minimum fit.
   q = p;
   q.n = 24;
   EXPECT_FALSE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
-  q.n = 63;
+  if (wide) {
+    q.n = 496;
+    EXPECT_FALSE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
+  }
+  q.n = fitN;
   EXPECT_TRUE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
   q.k = minK - 8;
   EXPECT_FALSE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
@@ -187,11 +193,11 @@ TEST(OwnGemmRoute, ShimMatchesFloat64) {
   if (!routeOn()) GTEST_SKIP() << kNoRoute;
   const int saved = omp_get_max_threads();
   std::mt19937 rng(13);
-  // K of 256 and more: both tiles take them.
-  const Gemm cases[] = {{24, 16, 300, false, true, false, KILN_POST_NONE},
-                        {128, 100, 300, true, true, true, KILN_POST_GELU_ERF},
-                        {197, 48, 800, false, false, true, KILN_POST_GELU_TANH},
-                        {64, 63, 257, true, true, false, KILN_POST_CLIP}};
+  // K of 256 and more, N of 512 and more: both tiles take them.
+  const Gemm cases[] = {{24, 512, 300, false, true, false, KILN_POST_NONE},
+                        {128, 600, 300, true, true, true, KILN_POST_GELU_ERF},
+                        {197, 528, 800, false, false, true, KILN_POST_GELU_TANH},
+                        {64, 520, 257, true, true, false, KILN_POST_CLIP}};
   for (int threads : {1, 2}) {
     omp_set_num_threads(threads);
     for (const Gemm &t : cases) {
@@ -211,7 +217,7 @@ TEST(OwnGemmRoute, ShimMatchesFloat64) {
 // The panels follow constant updates (weight_gemm_cases.h).
 TEST(OwnGemmRoute, PackedPanelsFollowConstantUpdates) {
   if (!routeOn()) GTEST_SKIP() << kNoRoute;
-  expectPanelsFollowConstantUpdates(Gemm{48, 47, 256, true, true, true, KILN_POST_RELU}, 9);
+  expectPanelsFollowConstantUpdates(Gemm{48, 520, 256, true, true, true, KILN_POST_RELU}, 9);
 }
 
 // Q/K/V as one GEMM over [B_0 | B_1 | B_2] with biases (one absent), against float64.
@@ -223,7 +229,7 @@ TEST(OwnGemmRoute, MultiShimMatchesFloat64) {
   p.k = 300;
   p.lda = 305;
   p.count = 3;
-  const int64_t ns[3] = {40, 24, 30};
+  const int64_t ns[3] = {200, 160, 170};
   int64_t total = 0;
   for (int g = 0; g < 3; ++g)
     total += p.n[g] = ns[g];
