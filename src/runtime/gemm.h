@@ -28,6 +28,30 @@ struct GemmParams : GemvParams {
 constexpr int64_t kGemmTileRows = 6;
 constexpr int64_t kGemmTileRowsAvx512 = 8;
 
+/// How both tiles' drivers share out a GEMM: the rows in strips of tileRows, the strips in
+/// groups of at most maxStrips, each (group, column unit) one work item, groups made smaller
+/// until every thread gets several items, and even (no thread left with a stub). Threads: 1
+/// inside a parallel region (a conv chain's lanes, whose GEMM is that thread's alone), else
+/// the run's. Computed at the baseline ISA (shim_gemm.cpp).
+struct GemmRowGroups {
+  int64_t strips, perGroup, groups;
+  int threads;
+};
+GemmRowGroups gemmRowGroups(int64_t m, int64_t tileRows, int64_t maxStrips, int64_t columnUnits);
+
+/// run(item) for items [0, count) on up to `threads` OpenMP threads, statically split.
+template <class F> void gemmForEachItem(int64_t count, int threads, const F &run) {
+  const int team = static_cast<int>(count < threads ? count : threads);
+  if (team <= 1) {
+    for (int64_t item = 0; item < count; ++item)
+      run(item);
+    return;
+  }
+#pragma omp parallel for schedule(static) num_threads(team)
+  for (int64_t item = 0; item < count; ++item)
+    run(item);
+}
+
 /// Whether this CPU runs gemmAvx2 (AVX2 and FMA).
 bool gemmAvx2Supported();
 

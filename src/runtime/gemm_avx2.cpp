@@ -210,31 +210,18 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
 void gemmAvx2(const GemmParams &g, const float *a, const float *packedB, float *c) {
   if (g.m <= 0 || g.n <= 0 || g.k <= 0) return;
   Plan plan;
-  plan.strips = (g.m + MR - 1) / MR;
   plan.panels = (g.n + NR - 1) / NR;
-  // Called inside a parallel region (a conv chain's lanes), the GEMM is that thread's alone.
-  const int threads = omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads());
-  // Groups of strips small enough that every thread gets several items.
-  int64_t perGroup = std::min(plan.strips, kGroupStrips);
-  while (perGroup > 1 && ((plan.strips + perGroup - 1) / perGroup) * plan.panels < 4 * threads)
-    perGroup = (perGroup + 1) / 2;
-  plan.groups = (plan.strips + perGroup - 1) / perGroup;
-  plan.perGroup = (plan.strips + plan.groups - 1) / plan.groups; // no thread left with a stub
+  const GemmRowGroups rows = gemmRowGroups(g.m, MR, kGroupStrips, plan.panels);
+  plan.strips = rows.strips;
+  plan.perGroup = rows.perGroup;
+  plan.groups = rows.groups;
   plan.kc = std::min(kBlockK, g.k);
   // An in-place residual is already in C: the first block adds to it (alpha is 1 then, which
   // the shim checks), and the epilogue does not add it again.
   plan.inPlace = g.residual == c;
   plan.residual = plan.inPlace ? nullptr : g.residual;
-  const int64_t items = plan.groups * plan.panels;
-  const int team = static_cast<int>(std::min<int64_t>(threads, items));
-  if (team <= 1) {
-    for (int64_t item = 0; item < items; ++item)
-      runItem(g, plan, a, packedB, c, item);
-    return;
-  }
-#pragma omp parallel for schedule(static) num_threads(team)
-  for (int64_t item = 0; item < items; ++item)
-    runItem(g, plan, a, packedB, c, item);
+  gemmForEachItem(plan.groups * plan.panels, rows.threads,
+                  [&](int64_t item) { runItem(g, plan, a, packedB, c, item); });
 }
 
 } // namespace kiln::rt

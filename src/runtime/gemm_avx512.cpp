@@ -57,6 +57,20 @@ template <int NV, class F> [[gnu::always_inline]] inline void forAll(Acc<NV> &ac
       acc.v[i][j] = f(acc.v[i][j]);
 }
 
+/// Adds `rows` rows of src (row stride ld; masked columns) to the tile.
+template <int NV>
+[[gnu::always_inline]] inline void addRows(Acc<NV> &acc, int rows, const float *src, int64_t ld,
+                                           const __mmask16 *mask) {
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    if (i >= rows) break;
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j)
+      acc.v[i][j] =
+          _mm512_add_ps(acc.v[i][j], _mm512_maskz_loadu_ps(mask[j], src + i * ld + NR * j));
+  }
+}
+
 template <int NV>
 [[gnu::always_inline]] inline void epilogue(Acc<NV> &acc, const GemmParams &g, const Tile &t,
                                             const __mmask16 *mask) {
@@ -76,16 +90,7 @@ template <int NV>
       for (int j = 0; j < NV; ++j)
         acc.v[i][j] = _mm512_add_ps(acc.v[i][j], b[j]);
   }
-  if (t.r) {
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      if (i >= t.rows) break;
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j)
-        acc.v[i][j] =
-            _mm512_add_ps(acc.v[i][j], _mm512_maskz_loadu_ps(mask[j], t.r + i * g.ldr + NR * j));
-    }
-  }
+  if (t.r) addRows(acc, t.rows, t.r, g.ldr, mask);
   switch (g.post) {
   case GemmPost::Clamp:
     if (g.lo > -std::numeric_limits<float>::infinity() ||
@@ -138,16 +143,7 @@ template <int NV> void tile(const GemmParams &g, const Tile &t, const float *con
     const int valid = std::clamp(t.cols - static_cast<int>(NR) * j, 0, 16);
     mask[j] = static_cast<__mmask16>((1u << valid) - 1u);
   }
-  if (t.loadC) {
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      if (i >= t.rows) break;
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j)
-        acc.v[i][j] =
-            _mm512_add_ps(acc.v[i][j], _mm512_maskz_loadu_ps(mask[j], t.c + i * g.ldc + NR * j));
-    }
-  }
+  if (t.loadC) addRows(acc, t.rows, t.c, g.ldc, mask);
   if (t.last) epilogue(acc, g, t, mask);
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {
@@ -227,17 +223,12 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
 void gemmAvx512(const GemmParams &g, const float *a, const float *packedB, float *c) {
   if (g.m <= 0 || g.n <= 0 || g.k <= 0) return;
   Plan plan;
-  plan.strips = (g.m + MR - 1) / MR;
   plan.panels = (g.n + NR - 1) / NR;
   plan.panelGroups = (plan.panels + NV - 1) / NV;
-  // Called inside a parallel region (a conv chain's lanes), the GEMM is that thread's alone.
-  const int threads = omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads());
-  // Groups of strips small enough that every thread gets several items.
-  int64_t perGroup = std::min(plan.strips, kGroupStrips);
-  while (perGroup > 1 && ((plan.strips + perGroup - 1) / perGroup) * plan.panelGroups < 4 * threads)
-    perGroup = (perGroup + 1) / 2;
-  plan.groups = (plan.strips + perGroup - 1) / perGroup;
-  plan.perGroup = (plan.strips + plan.groups - 1) / plan.groups; // no thread left with a stub
+  const GemmRowGroups rows = gemmRowGroups(g.m, MR, kGroupStrips, plan.panelGroups);
+  plan.strips = rows.strips;
+  plan.perGroup = rows.perGroup;
+  plan.groups = rows.groups;
   // K in as few blocks as kMaxBlockK allows, of even length.
   const int64_t blocks = (g.k + kMaxBlockK - 1) / kMaxBlockK;
   plan.kc = (g.k + blocks - 1) / blocks;
@@ -245,16 +236,8 @@ void gemmAvx512(const GemmParams &g, const float *a, const float *packedB, float
   // the shim checks), and the epilogue does not add it again.
   plan.inPlace = g.residual == c;
   plan.residual = plan.inPlace ? nullptr : g.residual;
-  const int64_t items = plan.groups * plan.panelGroups;
-  const int team = static_cast<int>(std::min<int64_t>(threads, items));
-  if (team <= 1) {
-    for (int64_t item = 0; item < items; ++item)
-      runItem(g, plan, a, packedB, c, item);
-    return;
-  }
-#pragma omp parallel for schedule(static) num_threads(team)
-  for (int64_t item = 0; item < items; ++item)
-    runItem(g, plan, a, packedB, c, item);
+  gemmForEachItem(plan.groups * plan.panelGroups, rows.threads,
+                  [&](int64_t item) { runItem(g, plan, a, packedB, c, item); });
 }
 
 } // namespace kiln::rt
