@@ -113,10 +113,6 @@ template <int NV>
 template <int NV> void tile(const GemmParams &g, const Tile &t, const float *const *a) {
   Acc<NV> acc;
   forAll(acc, [](__m512) { return _mm512_setzero_ps(); });
-  const float *row[MR];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-    row[i] = a[i];
   const float *b[NV];
 #pragma GCC unroll 4
   for (int j = 0; j < NV; ++j)
@@ -130,7 +126,7 @@ template <int NV> void tile(const GemmParams &g, const Tile &t, const float *con
       bv[j] = _mm512_loadu_ps(b[j] + kk * NR);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const __m512 av = _mm512_set1_ps(row[i][kk]);
+      const __m512 av = _mm512_set1_ps(a[i][kk]);
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j)
         acc.v[i][j] = _mm512_fmadd_ps(av, bv[j], acc.v[i][j]);
@@ -155,7 +151,7 @@ template <int NV> void tile(const GemmParams &g, const Tile &t, const float *con
 }
 
 struct Plan {
-  int64_t strips, panels, groupPanels, panelGroups, perGroup, groups, kc;
+  int64_t strips, panels, panelGroups, perGroup, groups, kc;
   const float *residual; // a residual beside C (an in-place one is already in C), or null
   bool inPlace;
 };
