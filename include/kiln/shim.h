@@ -30,8 +30,9 @@ extern "C" {
  *   level 6: string_concat_v1, string_split_v1, regex_full_match_v1 (RE2), image_decode_v1
  *   level 7: matmul_v2, cuda_matmul_v2 (a residual addend; GELU post-ops)
  *   level 8: matmul_multi_v1 (sibling matmuls sharing A as one GEMM)
- *   level 9: conv_chain_v1 (an inverted-residual block's convs, band by band) */
-#define KILN_SHIM_VERSION 9
+ *   level 9: conv_chain_v1 (an inverted-residual block's convs, band by band)
+ *   level 10: sdpa_v3 (attention reading Q/K/V and writing out through strides) */
+#define KILN_SHIM_VERSION 10
 
 /* X(function, level): every released shim function and the level that introduced it. One
  * list for the compiler (the level to record), the runtime and tests/abi/. Append only. */
@@ -59,7 +60,8 @@ extern "C" {
   X(kiln_shim_matmul_v2, 7)                                                                        \
   X(kiln_shim_cuda_matmul_v2, 7)                                                                   \
   X(kiln_shim_matmul_multi_v1, 8)                                                                  \
-  X(kiln_shim_conv_chain_v1, 9)
+  X(kiln_shim_conv_chain_v1, 9)                                                                    \
+  X(kiln_shim_sdpa_v3, 10)
 
 /* Weak references to shims newer than level 3. model.so links with -z now, so a strong
  * reference to a function an older libkiln_rt lacks fails inside dlopen ("undefined symbol")
@@ -103,6 +105,11 @@ extern "C" {
 #define KILN_SHIM_SINCE_9 __attribute__((weak))
 #else
 #define KILN_SHIM_SINCE_9
+#endif
+#if defined(KILN_SHIM_WEAK_FROM_LEVEL) && KILN_SHIM_WEAK_FROM_LEVEL <= 10
+#define KILN_SHIM_SINCE_10 __attribute__((weak))
+#else
+#define KILN_SHIM_SINCE_10
 #endif
 
 /* Per-runner state (primitive caches); obtained from kiln_run_ctx.runner. */
@@ -450,6 +457,21 @@ KILN_SHIM_SINCE_9 int kiln_shim_conv_chain_v1(kiln_shim_ctx *ctx, int64_t site, 
                                               const float *residual, float *y,
                                               const int64_t *y_dims,
                                               const kiln_conv_chain_params_v1 *params);
+
+/* ---- level 10 ----------------------------------------------------------------------- */
+
+/* As kiln_shim_sdpa_v2, with q, k, v and out addressed through strides. layout (NULL: the
+ * contiguous [B, H, S, D] of _v2) holds 16 int64, four per tensor in the order q, k, v, out:
+ * the offset in elements of element [0, 0, 0, 0] from the pointer, then the strides in
+ * elements of dims b, h and s; the last dim (D or Dv) is contiguous. Q, K and V can so be
+ * the column slices of one fused [B, S, 3 H D] projection and out the [B, S, H Dv] input of
+ * the output projection, with no head transposes around the call. Every entry must be >= 0
+ * and each row stride at least its row's length; out must not overlap q, k or v. */
+KILN_SHIM_SINCE_10 int kiln_shim_sdpa_v3(kiln_shim_ctx *ctx, int64_t site, const float *q,
+                                         const float *k, const float *v, const float *mask,
+                                         const int64_t *mask_strides, float *out,
+                                         const int64_t *dims, const float *scale,
+                                         const int64_t *layout);
 
 #ifdef __cplusplus
 }

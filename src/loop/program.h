@@ -148,6 +148,10 @@ struct AttentionCall {
   std::vector<sym::Expr> maskStrides; // elements per step of b, h, i, j (0: broadcast)
   std::vector<sym::Expr> dims;        // B, H, Sq, Skv, D, Dv
   std::optional<double> scale;        // absent: 1/sqrt(D)
+  // Empty: q, k, v and out are contiguous [B, H, S, D]. Else 16 exprs, four per tensor (q, k,
+  // v, out): the offset of element [0, 0, 0, 0] in its buffer and the strides of b, h and s
+  // (kiln_shim_sdpa_v3's layout; the last dim is contiguous).
+  std::vector<sym::Expr> layout;
 };
 
 struct Kernel {

@@ -1,13 +1,62 @@
 // `_KilnSDPA` (made by passes/fuse_attention.cpp): one Attention kernel, which per-device
-// legalisation maps to kiln_shim_sdpa_v2 (cpu) or a generated fused kernel (cuda). Q, K and
-// V (rank 4, or rank 3 as one batch) are realized contiguous as [B, H, S, D]; K arrives
-// transposed ([B, H, D, S]) from the matched MatMul and is read back through a view. An
-// optional fourth input is the mask (additive, or a Where condition; see mask_kind).
+// legalisation maps to kiln_shim_sdpa_v2/_v3 (cpu) or a generated fused kernel (cuda). Q, K
+// and V (rank 4, or rank 3 as one batch) are [B, H, S, D]; K arrives transposed ([B, H, D,
+// S]) from the matched MatMul and is read back through a view. On the CPU a Q, K or V that is
+// a strided view of a realized tensor (the head split of a projection: Reshape, Transpose,
+// a column slice of the fused Q/K/V GEMM) is read in place through the call's layout;
+// anything else, and every input on CUDA, is realized contiguous. An optional fourth input
+// is the mask (additive, or a Where condition; see mask_kind).
 #include "lower/ops_common.h"
+
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <optional>
 
 namespace kiln::lower {
 
 namespace {
+
+/// A [B, H, S, D] tensor whose element [b, h, s, d] is buf[offset + b sb + h sh + s ss + d].
+struct StridedView {
+  loop::Buffer *buf;
+  std::array<sym::Expr, 4> layout; // offset, sb, sh, ss
+};
+
+/// t as a strided view of one float buffer, when every element is a plain load at an offset
+/// affine in the index with the last dim contiguous; else nothing (it is computed, gathered
+/// or broadcast, and gets realized).
+std::optional<StridedView> stridedView(Lowerer &l, const LTensor &t) {
+  if (t.dtype != DType::Float32 || t.rank() != 4) return std::nullopt;
+  sym::Context &ctx = l.graph.ctx();
+  Index idx;
+  for (const sym::Expr &d : t.shape)
+    idx.push_back(l.newVar("v", d));
+  const loop::VRef v = t.load(idx);
+  if (!v || v->kind != loop::VKind::Load || !v->indirect.empty() || !v->buf ||
+      v->buf->dtype != DType::Float32)
+    return std::nullopt;
+  std::map<const sym::Node *, sym::Expr> at;
+  for (const sym::Expr &i : idx)
+    at[i.node()] = ctx.constant(0);
+  const sym::Expr offset = sym::substitute(v->sym, at);
+  std::array<sym::Expr, 4> step;
+  sym::Expr affine = offset;
+  for (int d = 0; d < 4; ++d) {
+    at[idx[d].node()] = ctx.constant(1);
+    step[d] = sym::substitute(v->sym, at) - offset;
+    at[idx[d].node()] = ctx.constant(0);
+    affine = affine + step[d] * idx[d];
+  }
+  if (!sym::provablyEqual(affine, v->sym) || !step[3].isConst(1)) return std::nullopt;
+  return StridedView{v->buf, {offset, step[0], step[1], step[2]}};
+}
+
+bool stridedAttentionOn(const Lowerer &l) {
+  const char *env = std::getenv("KILN_STRIDED_ATTENTION");
+  return l.target.stridedAttention && !(env && std::strcmp(env, "0") == 0);
+}
 
 void lowerSDPA(OpCtx &c) {
   sym::Context &ctx = c.ctx();
@@ -32,7 +81,36 @@ void lowerSDPA(OpCtx &c) {
   for (int d = 0; d < 2; ++d)
     if (!sym::provablyEqual(q.shape[d], k.shape[d]) || !sym::provablyEqual(q.shape[d], v.shape[d]))
       c.unsupported("attention with broadcast batch/head dims");
-  loop::Buffer *qb = c.realize(q).buffer, *kb = c.realize(k).buffer, *vb = c.realize(v).buffer;
+  // Each input in place where it is a strided view (CPU), else realized contiguous.
+  std::vector<sym::Expr> layout;
+  auto place = [&](const LTensor &t, const std::optional<StridedView> &view) {
+    if (view) {
+      layout.insert(layout.end(), view->layout.begin(), view->layout.end());
+      return view->buf;
+    }
+    layout.insert(layout.end(), {ctx.constant(0), t.shape[1] * t.shape[2] * t.shape[3],
+                                 t.shape[2] * t.shape[3], t.shape[3]});
+    return c.realize(t).buffer;
+  };
+  const bool strided = stridedAttentionOn(c.lowerer());
+  std::optional<StridedView> qv, kv, vv;
+  if (strided) {
+    qv = stridedView(c.lowerer(), q);
+    kv = stridedView(c.lowerer(), k);
+    vv = stridedView(c.lowerer(), v);
+  }
+  loop::Buffer *qb = place(q, qv), *kb = place(k, kv), *vb = place(v, vv);
+  // Every input a whole contiguous buffer (or realized): the _v2 call, which older runtimes
+  // have too.
+  bool packed = true;
+  for (size_t t = 0; t < 3; ++t) {
+    const ir::Shape &shape = (t == 0 ? q : t == 1 ? k : v).shape;
+    const std::array<sym::Expr, 4> dense{ctx.constant(0), shape[1] * shape[2] * shape[3],
+                                         shape[2] * shape[3], shape[3]};
+    for (size_t i = 0; i < 4; ++i)
+      packed = packed && sym::provablyEqual(layout[4 * t + i], dense[i]);
+  }
+  if (packed) layout.clear();
   // The mask the fusion matched (rank 4 only; mask_kind 1: added to the scores; 2: Where's
   // condition, made additive as cond ? 0 : fill), realized in its own shape and read
   // through strides that are 0 where it broadcasts.
@@ -74,6 +152,11 @@ void lowerSDPA(OpCtx &c) {
   kn->attn.dims = {q.shape[0], q.shape[1], q.shape[2], k.shape[2], q.shape[3], v.shape[3]};
   // The model gives the scale explicitly (the matched Mul/Div, or 1 without one).
   kn->attn.scale = c.node.attrFloat("scale", 1.0f);
+  if (!layout.empty()) { // out stays a contiguous [B, H, Sq, Dv]
+    layout.insert(layout.end(), {ctx.constant(0), outShape[1] * outShape[2] * outShape[3],
+                                 outShape[2] * outShape[3], outShape[3]});
+    kn->attn.layout = layout;
+  }
   LTensor result = fromBuffer(ctx, out);
   if (rank == 3) result = reshapeView(ctx, result, {outShape[1], outShape[2], outShape[3]});
   c.out(0, result);

@@ -11,15 +11,17 @@
 
 namespace kiln::rt::sdpa {
 
-/// One (batch, head) of attention: row-major Q [Sq, D], K [Skv, D], V [Skv, Dv], out
-/// [Sq, Dv]; the mask (nullptr: none) is added to the scaled scores at
-/// mask[i * maskRowStride + j * maskColStride].
+/// One (batch, head) of attention: Q [Sq, D], K [Skv, D], V [Skv, Dv], out [Sq, Dv], each
+/// row contiguous and rows ldq, ldk, ldv, ldo floats apart (D or Dv when packed; the row
+/// stride of a fused [S, 3 H D] projection when read in place); the mask (nullptr: none) is
+/// added to the scaled scores at mask[i * maskRowStride + j * maskColStride].
 struct Head {
   const float *q, *k, *v, *mask;
   int64_t maskRowStride, maskColStride;
   float *out;
   int64_t Sq, Skv, D, Dv;
   float scale;
+  int64_t ldq, ldk, ldv, ldo;
 };
 
 /// The kernels of one ISA level. Scratch sizes are in floats, each block 64-byte aligned.

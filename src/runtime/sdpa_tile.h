@@ -58,18 +58,19 @@ template <class V, int MR> struct Tile {
     for (int64_t p = 0; p < panels; ++p) {
       float *dst = packed + p * PW * D;
       const int64_t n = minOf(PW, h.Skv - p * PW);
-      const float *src = h.k + p * PW * D;
+      const int64_t ldk = h.ldk;
+      const float *src = h.k + p * PW * ldk;
       int64_t j = 0;
       for (; j + 8 <= n; j += 8) { // 8 keys x 8 dims at a time through registers
         for (int64_t d = 0; d < D8; d += 8)
-          V::transpose8(src + j * D + d, D, dst + d * PW + j, PW);
+          V::transpose8(src + j * ldk + d, ldk, dst + d * PW + j, PW);
         for (int64_t d = D8; d < D; ++d)
           for (int64_t jj = j; jj < j + 8; ++jj)
-            dst[d * PW + jj] = src[jj * D + d];
+            dst[d * PW + jj] = src[jj * ldk + d];
       }
       for (; j < n; ++j)
         for (int64_t d = 0; d < D; ++d)
-          dst[d * PW + j] = src[j * D + d];
+          dst[d * PW + j] = src[j * ldk + d];
       for (; j < PW; ++j)
         for (int64_t d = 0; d < D; ++d)
           dst[d * PW + j] = 0.f;
@@ -79,7 +80,7 @@ template <class V, int MR> struct Tile {
     const int64_t ld = dvPad(h.Dv);
     for (int64_t j = 0; j < h.Skv; ++j) {
       for (int64_t d = 0; d < h.Dv; ++d)
-        vp[j * ld + d] = h.v[j * h.Dv + d];
+        vp[j * ld + d] = h.v[j * h.ldv + d];
       for (int64_t d = h.Dv; d < ld; ++d)
         vp[j * ld + d] = 0.f;
     }
@@ -224,12 +225,12 @@ template <class V, int MR> struct Tile {
     float *o = s + aligned(MR * KB);
     float *rowMax = o + aligned(MR * ldO), *rowSum = rowMax + MR;
     const float *v = padsV(h.Dv) ? packed + packedKFloats(h.Skv, D) : h.v;
-    const int64_t ldV = padsV(h.Dv) ? ldO : h.Dv;
+    const int64_t ldV = padsV(h.Dv) ? ldO : h.ldv;
     for (int64_t blk = firstBlock; blk < endBlock; ++blk) {
       const int64_t r0 = blk * MR, nr = minOf(MR, h.Sq - r0);
       const float *q[MR]; // a padding row of the last block repeats the last real row
       for (int i = 0; i < MR; ++i)
-        q[i] = h.q + (r0 + minOf(i, nr - 1)) * D;
+        q[i] = h.q + (r0 + minOf(i, nr - 1)) * h.ldq;
       for (int64_t x = 0; x < MR * ldO; ++x)
         o[x] = 0.f;
       for (int i = 0; i < MR; ++i) {
@@ -262,7 +263,7 @@ template <class V, int MR> struct Tile {
       }
       for (int64_t i = 0; i < nr; ++i) {
         const float inv = rowSum[i] > 0.f ? 1.0f / rowSum[i] : 0.f; // 0: all keys masked
-        float *dst = h.out + (r0 + i) * h.Dv;
+        float *dst = h.out + (r0 + i) * h.ldo;
         const float *src = o + i * ldO;
         int64_t d = 0;
         const Reg vi = V::bcast(inv);

@@ -1,4 +1,5 @@
-// kiln_shim_sdpa_v1 / _v2: scaled dot-product attention, float32, [B, H, S, D] layouts.
+// kiln_shim_sdpa_v1 / _v2 / _v3: scaled dot-product attention, float32, [B, H, S, D] layouts
+// (_v3: any row strides, so Q/K/V are read where a fused projection wrote them).
 //
 // Checks the arguments, picks the kernel set of this CPU's ISA (sdpa_kernels.h), and splits
 // the query blocks of all (batch, head) pairs evenly over the run's OpenMP threads in
@@ -70,9 +71,15 @@ int64_t alignedFloats(int64_t n) {
   return (n + 15) / 16 * 16;
 }
 
+/// Where each tensor's rows are: the offset of [0, 0, 0, 0] and the strides of b, h and s
+/// (kiln_shim_sdpa_v3's layout; the last dim is contiguous).
+struct Layout {
+  int64_t offset, b, h, s;
+};
+
 int runAttention(const char *fn, kiln_shim_ctx *ctx, const float *q, const float *k, const float *v,
                  const float *mask, const int64_t *maskStrides, float *out, const int64_t *dims,
-                 const float *scaleOrNull) {
+                 const float *scaleOrNull, const int64_t *layout) {
   if (!ctx || !dims)
     return fail(KILN_ERR_INVALID_ARGUMENT, "%s: NULL %s", fn, !ctx ? "ctx" : "dims");
   const int64_t B = dims[0], H = dims[1], Sq = dims[2], Skv = dims[3], D = dims[4], Dv = dims[5];
@@ -85,6 +92,22 @@ int runAttention(const char *fn, kiln_shim_ctx *ctx, const float *q, const float
   const float scale = scaleOrNull ? *scaleOrNull : (D > 0 ? 1.0f / std::sqrt((float)D) : 1.0f);
   int64_t ms[4] = {H * Sq * Skv, Sq * Skv, Skv, 1};
   if (maskStrides) std::memcpy(ms, maskStrides, sizeof ms);
+  Layout lq{0, H * Sq * D, Sq * D, D}, lk{0, H * Skv * D, Skv * D, D},
+      lv{0, H * Skv * Dv, Skv * Dv, Dv}, lo{0, H * Sq * Dv, Sq * Dv, Dv};
+  if (layout) {
+    Layout *all[4] = {&lq, &lk, &lv, &lo};
+    for (int t = 0; t < 4; ++t) {
+      const int64_t *l = layout + 4 * t;
+      for (int i = 0; i < 4; ++i)
+        if (l[i] < 0)
+          return fail(KILN_ERR_INVALID_ARGUMENT, "%s: layout[%d] is negative (%lld)", fn, 4 * t + i,
+                      (long long)l[i]);
+      *all[t] = Layout{l[0], l[1], l[2], l[3]};
+    }
+    // Rows of one head must not overlap (a row stride below the row's length).
+    if (lq.s < D || lk.s < D || lv.s < Dv || lo.s < Dv)
+      return fail(KILN_ERR_INVALID_ARGUMENT, "%s: a row stride of the layout is below D or Dv", fn);
+  }
 
   const sdpa::Kernels &kern = *sdpa::activeKernels().load(std::memory_order_relaxed);
   const int64_t heads = B * H, blocksPerHead = (Sq + kern.rowsPerBlock - 1) / kern.rowsPerBlock;
@@ -104,18 +127,22 @@ int runAttention(const char *fn, kiln_shim_ctx *ctx, const float *q, const float
     for (int64_t blk = first; blk < end;) {
       const int64_t bh = blk / blocksPerHead, b = bh / H, h = bh % H;
       const int64_t headEnd = std::min(end, (bh + 1) * blocksPerHead);
-      sdpa::Head head{q + bh * Sq * D,
-                      k + bh * Skv * D,
-                      v + bh * Skv * Dv,
+      sdpa::Head head{q + lq.offset + b * lq.b + h * lq.h,
+                      k + lk.offset + b * lk.b + h * lk.h,
+                      v + lv.offset + b * lv.b + h * lv.h,
                       mask ? mask + b * ms[0] + h * ms[1] : nullptr,
                       ms[2],
                       ms[3],
-                      out + bh * Sq * Dv,
+                      out + lo.offset + b * lo.b + h * lo.h,
                       Sq,
                       Skv,
                       D,
                       Dv,
-                      scale};
+                      scale,
+                      lq.s,
+                      lk.s,
+                      lv.s,
+                      lo.s};
       kern.packHead(head, mine);
       kern.rows(head, mine, mine + packed, blk - bh * blocksPerHead, headEnd - bh * blocksPerHead);
       blk = headEnd;
@@ -133,14 +160,22 @@ KILN_RT_API int kiln_shim_sdpa_v1(kiln_shim_ctx *ctx, int64_t site, const float 
                                   const float *v, const float *mask, const int64_t *mask_strides,
                                   float *out, const int64_t *dims, float scale) {
   return kiln::rt::runAttention("kiln_shim_sdpa_v1", ctx, q, k, v, mask, mask_strides, out, dims,
-                                &scale);
+                                &scale, nullptr);
 }
 
 KILN_RT_API int kiln_shim_sdpa_v2(kiln_shim_ctx *ctx, int64_t site, const float *q, const float *k,
                                   const float *v, const float *mask, const int64_t *mask_strides,
                                   float *out, const int64_t *dims, const float *scale) {
   return kiln::rt::runAttention("kiln_shim_sdpa_v2", ctx, q, k, v, mask, mask_strides, out, dims,
-                                scale);
+                                scale, nullptr);
+}
+
+KILN_RT_API int kiln_shim_sdpa_v3(kiln_shim_ctx *ctx, int64_t site, const float *q, const float *k,
+                                  const float *v, const float *mask, const int64_t *mask_strides,
+                                  float *out, const int64_t *dims, const float *scale,
+                                  const int64_t *layout) {
+  return kiln::rt::runAttention("kiln_shim_sdpa_v3", ctx, q, k, v, mask, mask_strides, out, dims,
+                                scale, layout);
 }
 
 } // extern "C"

@@ -22,6 +22,10 @@ struct CpuShim {
   const char *paramsType;
 };
 
+/// Argument index of an attention call's layout (kiln_shim_sdpa_v3: site, q, k, v, mask,
+/// mask_strides, out, dims, scale, layout).
+constexpr size_t kSdpaLayoutArg = 9;
+
 /// Argument index of a matmul's residual (lower/ops_nn.cpp: site, a, b, addend, residual, c).
 constexpr size_t kMatmulResidualArg = 4;
 
@@ -53,8 +57,8 @@ CpuShim cpuShim(const loop::ExternCall &e) {
   case loop::ExternKind::MatMul:
     return {matmulNeedsV2(e) ? "kiln_shim_matmul_v2" : "kiln_shim_matmul_v1",
             "kiln_matmul_params_v1"};
-  case loop::ExternKind::Attention:
-    return {"kiln_shim_sdpa_v2", ""};
+  case loop::ExternKind::Attention: // _v3 where the call carries a layout (its last argument)
+    return {e.args.size() > kSdpaLayoutArg ? "kiln_shim_sdpa_v3" : "kiln_shim_sdpa_v2", ""};
   case loop::ExternKind::ScatterElements:
     return {"kiln_shim_scatter_elements_v1", ""};
   case loop::ExternKind::ScatterND:
@@ -141,7 +145,8 @@ void toCudaMatmul(loop::ExternCall &e, const Target &t) {
   e.params.push_back(loop::ExternParam::integer("flags", cudaMathFlags(t)));
 }
 
-/// The CPU runs attention through kiln_shim_sdpa_v2 (runtime/shim_sdpa.cpp).
+/// The CPU runs attention through kiln_shim_sdpa_v2, or _v3 for strided Q/K/V
+/// (runtime/shim_sdpa.cpp).
 void attentionToExtern(loop::Kernel &k) {
   const loop::AttentionCall &a = k.attn;
   loop::ExternCall &e = k.ext;
@@ -168,6 +173,12 @@ void attentionToExtern(loop::Kernel &k) {
             loop::ExternArg::bufferOrNull(k.out),
             dims,
             scale};
+  if (!a.layout.empty()) {
+    loop::ExternArg layout;
+    layout.kind = loop::ExternArg::Kind::Dims;
+    layout.dims = a.layout;
+    e.args.push_back(layout);
+  }
   k.kind = loop::KernelKind::Extern;
 }
 

@@ -35,6 +35,10 @@ struct Target {
   // MobileNet inverted-residual blocks as one band-by-band conv chain
   // (kiln_shim_conv_chain_v1; KILN_FUSE_CONV_CHAIN=0 turns it off). Needs channels-last convs.
   bool fuseConvChain = true;
+  // Attention reads Q/K/V where they lie (strided views of the projections' outputs) through
+  // kiln_shim_sdpa_v3 instead of copying each into [B, H, S, D] first (KILN_STRIDED_ATTENTION=0
+  // at compile time keeps the copies). CPU only: the CUDA kernel indexes packed heads.
+  bool stridedAttention = true;
   int fuseAttentionMaxHeadDim = 0; // larger (or dynamic) head dims stay unfused; 0: any
   bool scatterShim = true;         // Scatter* through the host shim; else generated kernels
   // Lowering choices measured on the CPU only (CUDA keeps its earlier, GPU-checked lowering):
@@ -78,6 +82,7 @@ struct Target {
     t.fuseAttentionMaxHeadDim = kMaxCudaHeadDim;
     t.fuseSiblingMatMul = false;
     t.fuseConvChain = false;
+    t.stridedAttention = false;
     t.scatterShim = false;
     t.realizeLayerNormOutput = false;
     t.cubeAsProduct = false;

@@ -1,7 +1,8 @@
 // passes::fuseSiblingMatMuls on a BERT-like attention block: the Q/K/V projections become one
 // `_KilnMatMulMulti` node on the CPU (not on CUDA, not with KILN_FUSE_SIBLING_MATMUL=0), only
 // over constant 2-D weights without other epilogues, and lower to one
-// kiln_shim_matmul_multi_v1 call whose outputs are views of one buffer.
+// kiln_shim_matmul_multi_v1 call whose outputs are views of one buffer, which the attention
+// then reads in place (kiln_shim_sdpa_v3; KILN_STRIDED_ATTENTION=0 keeps the head copies).
 #include "codegen/wrapper/extern_call.h"
 #include "lower/lowerer.h"
 #include "onnx_builder.h"
@@ -196,4 +197,76 @@ TEST(SiblingMatMul, LoneMatMulIsLeftAlone) {
   auto g = optimized(b, ctx);
   EXPECT_EQ(countOp(*g, "_KilnMatMulMulti"), 0);
   EXPECT_EQ(countOp(*g, "MatMul"), 1);
+}
+
+namespace {
+
+/// The block lowered and scheduled for the CPU: its attention call, and how many kernels
+/// read the fused projection's buffer.
+struct LoweredAttention {
+  const loop::Kernel *attention = nullptr;
+  int projectionReaders = 0;
+};
+
+LoweredAttention lowerBlock(loop::Program &prog, sym::Context &ctx, OnnxBuilder &b) {
+  auto g = optimized(b, ctx);
+  lower::Lowerer lw(*g, prog);
+  lw.lowerGraph();
+  sched::scheduleProgram(prog, ctx, sched::Target::cpu());
+  LoweredAttention r;
+  const loop::Buffer *projection = nullptr;
+  for (auto &k : prog.kernels)
+    if (k->kind == loop::KernelKind::Extern && k->ext.kind == loop::ExternKind::MatMulMulti)
+      projection = k->ext.outputs.at(0);
+  for (auto &k : prog.kernels) {
+    if (k->kind == loop::KernelKind::Extern && k->ext.kind == loop::ExternKind::Attention)
+      r.attention = k.get();
+    for (const loop::Buffer *read : k->reads())
+      r.projectionReaders += read == projection;
+  }
+  return r;
+}
+
+} // namespace
+
+TEST(SiblingMatMul, AttentionReadsTheFusedProjectionInPlace) {
+  OnnxBuilder b;
+  bertBlock(b);
+  sym::Context ctx;
+  loop::Program prog;
+  LoweredAttention l = lowerBlock(prog, ctx, b);
+  ASSERT_NE(l.attention, nullptr) << loop::dump(prog);
+  EXPECT_EQ(l.attention->ext.function, "kiln_shim_sdpa_v3");
+  EXPECT_EQ(l.projectionReaders, 1) << "no head copies between the GEMM and the attention\n"
+                                    << loop::dump(prog);
+  ASSERT_EQ(l.attention->ext.args.size(), 10u);
+  const std::vector<sym::Expr> &layout = l.attention->ext.args[9].dims;
+  ASSERT_EQ(layout.size(), 16u);
+  const sym::Expr seq = *ctx.findSymbol("seq");
+  // Q, K, V: columns 0, 32 and 64 of [batch, seq, 96]; a head is 8 columns on; rows are 96.
+  for (int t = 0; t < 3; ++t) {
+    EXPECT_TRUE(layout[4 * t].isConst(t * kModel)) << sym::toString(layout[4 * t]);
+    EXPECT_TRUE(sym::provablyEqual(layout[4 * t + 1], seq * (3 * kModel)));
+    EXPECT_TRUE(layout[4 * t + 2].isConst(kHead));
+    EXPECT_TRUE(layout[4 * t + 3].isConst(3 * kModel));
+  }
+  // out: a packed [batch, heads, seq, 8].
+  EXPECT_TRUE(layout[12].isConst(0));
+  EXPECT_TRUE(sym::provablyEqual(layout[13], seq * (kHeads * kHead)));
+  EXPECT_TRUE(sym::provablyEqual(layout[14], seq * kHead));
+  EXPECT_TRUE(layout[15].isConst(kHead));
+}
+
+TEST(SiblingMatMul, StridedAttentionOffKeepsHeadCopies) {
+  OnnxBuilder b;
+  bertBlock(b);
+  sym::Context ctx;
+  loop::Program prog;
+  ASSERT_EQ(setenv("KILN_STRIDED_ATTENTION", "0", 1), 0);
+  LoweredAttention l = lowerBlock(prog, ctx, b);
+  unsetenv("KILN_STRIDED_ATTENTION");
+  ASSERT_NE(l.attention, nullptr) << loop::dump(prog);
+  EXPECT_EQ(l.attention->ext.function, "kiln_shim_sdpa_v2");
+  EXPECT_EQ(l.attention->ext.args.size(), 9u);
+  EXPECT_EQ(l.projectionReaders, 3) << "one copy per head split (Q, K, V)";
 }

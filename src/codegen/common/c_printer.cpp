@@ -296,6 +296,8 @@ KernelSignature signatureOf(const loop::KernelGroup &g,
       collectSyms(d, syms);
     for (const sym::Expr &d : k->attn.maskStrides)
       collectSyms(d, syms);
+    for (const sym::Expr &d : k->attn.layout)
+      collectSyms(d, syms);
   }
   std::map<uint64_t, sym::Expr> ordered;
   for (const sym::Node *n : syms)
