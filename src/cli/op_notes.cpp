@@ -87,7 +87,8 @@ OpNote opNote(const std::string &op) {
         "3x3, 1x1) band by band of output rows",
         "not made for cuda (one cuDNN conv each)"}},
       {"_KilnSDPA",
-       {"float32", "kiln_shim_sdpa_v2 (one pass per query row)",
+       {"float32", "kiln_shim_sdpa_v2/_v3 (one pass per query row; _v3 reads Q/K/V in place "
+                    "from the fused projection)",
         "one fused generated kernel (online softmax, key tiles in shared memory); head "
         "dims static and <= 128, else left unfused"}},
       {"RotaryEmbedding", {"float", "head size must be static", kNotRunOnGpu}},
