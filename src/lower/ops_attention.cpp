@@ -24,33 +24,21 @@ struct StridedView {
   std::array<sym::Expr, 4> layout; // offset, sb, sh, ss
 };
 
-/// t as a strided view of one float buffer, when every element is a plain load at an offset
-/// affine in the index with the last dim contiguous; else nothing (it is computed, gathered
-/// or broadcast, and gets realized).
-std::optional<StridedView> stridedView(Lowerer &l, const LTensor &t) {
+/// t as a strided view of one float buffer with the last dim contiguous (tensor.h's
+/// affineLoad); else nothing (it is computed, gathered or broadcast, and gets realized).
+std::optional<StridedView> stridedView(sym::Context &ctx, const LTensor &t) {
   if (t.dtype != DType::Float32 || t.rank() != 4) return std::nullopt;
-  sym::Context &ctx = l.graph.ctx();
-  Index idx;
-  for (const sym::Expr &d : t.shape)
-    idx.push_back(l.newVar("v", d));
-  const loop::VRef v = t.load(idx);
-  if (!v || v->kind != loop::VKind::Load || !v->indirect.empty() || !v->buf ||
-      v->buf->dtype != DType::Float32)
-    return std::nullopt;
-  std::map<const sym::Node *, sym::Expr> at;
-  for (const sym::Expr &i : idx)
-    at[i.node()] = ctx.constant(0);
-  const sym::Expr offset = sym::substitute(v->sym, at);
-  std::array<sym::Expr, 4> step;
-  sym::Expr affine = offset;
-  for (int d = 0; d < 4; ++d) {
-    at[idx[d].node()] = ctx.constant(1);
-    step[d] = sym::substitute(v->sym, at) - offset;
-    at[idx[d].node()] = ctx.constant(0);
-    affine = affine + step[d] * idx[d];
-  }
-  if (!sym::provablyEqual(affine, v->sym) || !step[3].isConst(1)) return std::nullopt;
-  return StridedView{v->buf, {offset, step[0], step[1], step[2]}};
+  const std::optional<AffineLoad> a = affineLoad(ctx, t);
+  if (!a || !a->strides[3].isConst(1)) return std::nullopt;
+  return StridedView{a->buf, {a->offset, a->strides[0], a->strides[1], a->strides[2]}};
+}
+
+/// Whether the attention's only reader is the head merge (Transpose 0, 2, 1, 3), which then
+/// reads a [B, S, H, Dv] result as the contiguous [B, S, H Dv] the output projection takes.
+bool mergedByTranspose(const ir::Node &n) {
+  const ir::Value *out = n.outputs.empty() ? nullptr : n.outputs[0];
+  if (!out || out->users.size() != 1 || out->users[0]->op != "Transpose") return false;
+  return out->users[0]->attrInts("perm") == std::vector<int64_t>{0, 2, 1, 3};
 }
 
 bool stridedAttentionOn(const Lowerer &l) {
@@ -95,9 +83,9 @@ void lowerSDPA(OpCtx &c) {
   const bool strided = stridedAttentionOn(c.lowerer());
   std::optional<StridedView> qv, kv, vv;
   if (strided) {
-    qv = stridedView(c.lowerer(), q);
-    kv = stridedView(c.lowerer(), k);
-    vv = stridedView(c.lowerer(), v);
+    qv = stridedView(ctx, q);
+    kv = stridedView(ctx, k);
+    vv = stridedView(ctx, v);
   }
   loop::Buffer *qb = place(q, qv), *kb = place(k, kv), *vb = place(v, vv);
   // Every input a whole contiguous buffer (or realized): the _v2 call, which older runtimes
@@ -138,8 +126,17 @@ void lowerSDPA(OpCtx &c) {
     }
   }
   ir::Shape outShape{q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
+  // Heads written side by side ([B, S, H, Dv]) where the head merge reads them next, so the
+  // merge is a plain reshape the output projection takes without a copy.
+  const bool headsLast = strided && rank == 4 && mergedByTranspose(c.node);
+  const ir::Shape outPhysical =
+      headsLast ? ir::Shape{outShape[0], outShape[2], outShape[1], outShape[3]} : outShape;
   loop::Buffer *out =
-      c.prog().newBuffer(DType::Float32, outShape, loop::BufferKind::Intermediate, "");
+      c.prog().newBuffer(DType::Float32, outPhysical, loop::BufferKind::Intermediate, "");
+  if (headsLast && layout.empty()) // Q/K/V packed: _v3 for the output alone
+    for (const LTensor *t : {&q, &k, &v})
+      layout.insert(layout.end(), {ctx.constant(0), t->shape[1] * t->shape[2] * t->shape[3],
+                                   t->shape[2] * t->shape[3], t->shape[3]});
   loop::Kernel *kn = c.prog().newKernel(loop::KernelKind::Attention);
   kn->origin = c.node.name;
   kn->ext.site = c.prog().nextSite++; // the CPU shim's call site (its arena scratch)
@@ -152,12 +149,21 @@ void lowerSDPA(OpCtx &c) {
   kn->attn.dims = {q.shape[0], q.shape[1], q.shape[2], k.shape[2], q.shape[3], v.shape[3]};
   // The model gives the scale explicitly (the matched Mul/Div, or 1 without one).
   kn->attn.scale = c.node.attrFloat("scale", 1.0f);
-  if (!layout.empty()) { // out stays a contiguous [B, H, Sq, Dv]
-    layout.insert(layout.end(), {ctx.constant(0), outShape[1] * outShape[2] * outShape[3],
-                                 outShape[2] * outShape[3], outShape[3]});
+  if (!layout.empty()) { // out: [B, Sq, H, Dv] when headsLast, else [B, H, Sq, Dv]
+    const sym::Expr &H = outShape[1], &Sq = outShape[2], &Dv = outShape[3];
+    if (headsLast)
+      layout.insert(layout.end(), {ctx.constant(0), Sq * H * Dv, Dv, H * Dv});
+    else
+      layout.insert(layout.end(), {ctx.constant(0), H * Sq * Dv, Sq * Dv, Dv});
     kn->attn.layout = layout;
   }
   LTensor result = fromBuffer(ctx, out);
+  if (headsLast) { // the logical [B, H, Sq, Dv] over the physical [B, Sq, H, Dv]
+    const LTensor physical = result;
+    result.shape = outShape;
+    result.buffer = nullptr;
+    result.load = [physical](const Index &i) { return physical.load({i[0], i[2], i[1], i[3]}); };
+  }
   if (rank == 3) result = reshapeView(ctx, result, {outShape[1], outShape[2], outShape[3]});
   c.out(0, result);
 }

@@ -262,9 +262,16 @@ LTensor matmul(OpCtx &c, LTensor a, LTensor b, std::optional<LTensor> bias, bool
   auto prepare = [&](LTensor t, const ir::Shape &own) -> std::pair<LTensor, sym::Expr> {
     sym::Expr ownBatch = product(ctx, own, 0, own.size());
     sym::Expr mat = t.shape[t.rank() - 1] * t.shape[t.rank() - 2];
-    if (ownBatch.isConst(1)) return {c.realize(t), ctx.constant(0)};
+    // A view that reads one buffer in order (the attention's heads merged by a transpose and
+    // a reshape) is that buffer: no copy.
+    auto contiguous = [&](const LTensor &v) {
+      LTensor r = v;
+      r.buffer = contiguousBuffer(ctx, v);
+      return r.buffer ? r : c.realize(v);
+    };
+    if (ownBatch.isConst(1)) return {contiguous(t), ctx.constant(0)};
     if (sym::provablyEqual(ownBatch, nbatch) && own.size() == batch.size())
-      return {c.realize(t), mat};
+      return {contiguous(t), mat};
     ir::Shape full = batch;
     full.push_back(t.shape[t.rank() - 2]);
     full.push_back(t.shape[t.rank() - 1]);

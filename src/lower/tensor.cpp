@@ -2,6 +2,8 @@
 
 #include "support/error.h"
 
+#include <map>
+
 namespace kiln::lower {
 
 Index unravel(sym::Context &ctx, sym::Expr flat, const ir::Shape &shape) {
@@ -161,6 +163,56 @@ ir::Shape broadcastShapes(const ir::Shape &a, const ir::Shape &b, const std::str
       r[i] = sym::max(x, y); // either may be 1 at run time
   }
   return r;
+}
+
+std::optional<AffineLoad> affineLoad(sym::Context &ctx, const LTensor &t) {
+  if (t.buffer) {
+    AffineLoad r{t.buffer, ctx.constant(0), std::vector<sym::Expr>(t.shape.size())};
+    sym::Expr step = ctx.constant(1);
+    for (size_t d = t.shape.size(); d-- > 0;) {
+      r.strides[d] = step;
+      step = step * t.shape[d];
+    }
+    return r;
+  }
+  // Loads at fresh index symbols (ranged like loop variables, so unravelled reshapes fold);
+  // the offset at 0 and the step of each dim give the affine form, which must rebuild the
+  // load's index exactly.
+  Index idx;
+  for (const sym::Expr &d : t.shape) {
+    const sym::Range r = sym::rangeOf(d);
+    idx.push_back(ctx.freshSymbol("_av", 0, r.hi == INT64_MAX ? INT64_MAX : r.hi - 1));
+  }
+  const loop::VRef v = t.load(idx);
+  if (!v || v->kind != loop::VKind::Load || !v->indirect.empty() || !v->buf ||
+      v->buf->dtype != t.dtype)
+    return std::nullopt;
+  std::map<const sym::Node *, sym::Expr> at;
+  for (const sym::Expr &i : idx)
+    at[i.node()] = ctx.constant(0);
+  AffineLoad r{v->buf, sym::substitute(v->sym, at), {}};
+  sym::Expr affine = r.offset;
+  for (const sym::Expr &i : idx) {
+    at[i.node()] = ctx.constant(1);
+    r.strides.push_back(sym::substitute(v->sym, at) - r.offset);
+    at[i.node()] = ctx.constant(0);
+    affine = affine + r.strides.back() * i;
+  }
+  if (!sym::provablyEqual(affine, v->sym)) return std::nullopt;
+  return r;
+}
+
+loop::Buffer *contiguousBuffer(sym::Context &ctx, const LTensor &t) {
+  if (t.buffer) return t.buffer;
+  const std::optional<AffineLoad> view = affineLoad(ctx, t);
+  if (!view || !view->offset.isConst(0)) return nullptr;
+  sym::Expr step = ctx.constant(1);
+  for (size_t d = t.shape.size(); d-- > 0;) {
+    // A dim of extent 1 is never stepped: its stride does not matter.
+    if (!t.shape[d].isConst(1) && !sym::provablyEqual(view->strides[d], step)) return nullptr;
+    step = step * t.shape[d];
+  }
+  return view->buf;
 }
 
 } // namespace kiln::lower

@@ -6,6 +6,7 @@
 #include "loop/program.h"
 
 #include <functional>
+#include <optional>
 
 namespace kiln::lower {
 
@@ -53,5 +54,19 @@ loop::VRef loadBroadcast(sym::Context &ctx, const LTensor &t, const ir::Shape &s
                          const Index &idx);
 /// Numpy broadcast of two shapes; throws UserError describing `what` on mismatch.
 ir::Shape broadcastShapes(const ir::Shape &a, const ir::Shape &b, const std::string &what);
+
+/// Where each element of a view lies: t[i] is buf[offset + sum_d strides[d] * i[d]].
+struct AffineLoad {
+  loop::Buffer *buf;
+  sym::Expr offset;
+  std::vector<sym::Expr> strides;
+};
+/// t as an affine view of one buffer of its element type, when every element is a plain load
+/// at an offset affine in the index (a reshape, transpose or slice of a realized tensor, or a
+/// chain of them); nothing when an element is computed, gathered or clamped.
+std::optional<AffineLoad> affineLoad(sym::Context &ctx, const LTensor &t);
+/// t's buffer when t reads it row-major from its start (a reshape, or transposes that cancel):
+/// a caller that wants t contiguous can use the buffer instead of realizing a copy.
+loop::Buffer *contiguousBuffer(sym::Context &ctx, const LTensor &t);
 
 } // namespace kiln::lower

@@ -2,7 +2,8 @@
 // `_KilnMatMulMulti` node on the CPU (not on CUDA, not with KILN_FUSE_SIBLING_MATMUL=0), only
 // over constant 2-D weights without other epilogues, and lower to one
 // kiln_shim_matmul_multi_v1 call whose outputs are views of one buffer, which the attention
-// then reads in place (kiln_shim_sdpa_v3; KILN_STRIDED_ATTENTION=0 keeps the head copies).
+// then reads in place, writing heads where the output projection reads them
+// (kiln_shim_sdpa_v3; KILN_STRIDED_ATTENTION=0 keeps the head copies).
 #include "codegen/wrapper/extern_call.h"
 #include "lower/lowerer.h"
 #include "onnx_builder.h"
@@ -250,11 +251,21 @@ TEST(SiblingMatMul, AttentionReadsTheFusedProjectionInPlace) {
     EXPECT_TRUE(layout[4 * t + 2].isConst(kHead));
     EXPECT_TRUE(layout[4 * t + 3].isConst(3 * kModel));
   }
-  // out: a packed [batch, heads, seq, 8].
+  // out: heads side by side, [batch, seq, heads, 8], so the merge is a reshape...
   EXPECT_TRUE(layout[12].isConst(0));
   EXPECT_TRUE(sym::provablyEqual(layout[13], seq * (kHeads * kHead)));
-  EXPECT_TRUE(sym::provablyEqual(layout[14], seq * kHead));
-  EXPECT_TRUE(layout[15].isConst(kHead));
+  EXPECT_TRUE(layout[14].isConst(kHead));
+  EXPECT_TRUE(layout[15].isConst(kHeads * kHead));
+  // ...and the output projection reads the attention's buffer itself.
+  const loop::Buffer *attended = l.attention->ext.outputs.at(0);
+  int readers = 0;
+  for (auto &k : prog.kernels)
+    for (const loop::Buffer *read : k->reads())
+      readers += read == attended;
+  EXPECT_EQ(readers, 1) << loop::dump(prog);
+  for (auto &k : prog.kernels)
+    if (k->kind == loop::KernelKind::Extern && k->ext.kind == loop::ExternKind::MatMul)
+      EXPECT_EQ(k->ext.inputs.at(0), attended) << "no merge copy before the output projection";
 }
 
 TEST(SiblingMatMul, StridedAttentionOffKeepsHeadCopies) {
@@ -269,4 +280,5 @@ TEST(SiblingMatMul, StridedAttentionOffKeepsHeadCopies) {
   EXPECT_EQ(l.attention->ext.function, "kiln_shim_sdpa_v2");
   EXPECT_EQ(l.attention->ext.args.size(), 9u);
   EXPECT_EQ(l.projectionReaders, 3) << "one copy per head split (Q, K, V)";
+  EXPECT_EQ(l.attention->ext.outputs.at(0)->shape.size(), 4u);
 }
