@@ -8,30 +8,13 @@
 // is the mask (additive, or a Where condition; see mask_kind).
 #include "lower/ops_common.h"
 
-#include <array>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <optional>
 
 namespace kiln::lower {
 
 namespace {
-
-/// A [B, H, S, D] tensor whose element [b, h, s, d] is buf[offset + b sb + h sh + s ss + d].
-struct StridedView {
-  loop::Buffer *buf;
-  std::array<sym::Expr, 4> layout; // offset, sb, sh, ss
-};
-
-/// t as a strided view of one float buffer with the last dim contiguous (tensor.h's
-/// affineLoad); else nothing (it is computed, gathered or broadcast, and gets realized).
-std::optional<StridedView> stridedView(sym::Context &ctx, const LTensor &t) {
-  if (t.dtype != DType::Float32 || t.rank() != 4) return std::nullopt;
-  const std::optional<AffineLoad> a = affineLoad(ctx, t);
-  if (!a || !a->strides[3].isConst(1)) return std::nullopt;
-  return StridedView{a->buf, {a->offset, a->strides[0], a->strides[1], a->strides[2]}};
-}
 
 /// Whether the attention's only reader is the head merge (Transpose 0, 2, 1, 3), which then
 /// reads a [B, S, H, Dv] result as the contiguous [B, S, H Dv] the output projection takes.
@@ -69,36 +52,29 @@ void lowerSDPA(OpCtx &c) {
   for (int d = 0; d < 2; ++d)
     if (!sym::provablyEqual(q.shape[d], k.shape[d]) || !sym::provablyEqual(q.shape[d], v.shape[d]))
       c.unsupported("attention with broadcast batch/head dims");
-  // Each input in place where it is a strided view (CPU), else realized contiguous.
-  std::vector<sym::Expr> layout;
-  auto place = [&](const LTensor &t, const std::optional<StridedView> &view) {
-    if (view) {
-      layout.insert(layout.end(), view->layout.begin(), view->layout.end());
-      return view->buf;
-    }
-    layout.insert(layout.end(), {ctx.constant(0), t.shape[1] * t.shape[2] * t.shape[3],
-                                 t.shape[2] * t.shape[3], t.shape[3]});
-    return c.realize(t).buffer;
-  };
+  // Each input in place where it is a strided view of a buffer with its last dim contiguous
+  // (CPU; tensor.h's affineLoad), else realized contiguous. layout: offset and b, h, s
+  // strides per tensor, as kiln_shim_sdpa_v3 takes them.
   const bool strided = stridedAttentionOn(c.lowerer());
-  std::optional<StridedView> qv, kv, vv;
-  if (strided) {
-    qv = stridedView(ctx, q);
-    kv = stridedView(ctx, k);
-    vv = stridedView(ctx, v);
-  }
-  loop::Buffer *qb = place(q, qv), *kb = place(k, kv), *vb = place(v, vv);
-  // Every input a whole contiguous buffer (or realized): the _v2 call, which older runtimes
-  // have too.
-  bool packed = true;
-  for (size_t t = 0; t < 3; ++t) {
-    const ir::Shape &shape = (t == 0 ? q : t == 1 ? k : v).shape;
-    const std::array<sym::Expr, 4> dense{ctx.constant(0), shape[1] * shape[2] * shape[3],
-                                         shape[2] * shape[3], shape[3]};
-    for (size_t i = 0; i < 4; ++i)
-      packed = packed && sym::provablyEqual(layout[4 * t + i], dense[i]);
-  }
-  if (packed) layout.clear();
+  // Heads written side by side ([B, S, H, Dv]) where the head merge reads them next, so the
+  // merge is a plain reshape the output projection takes without a copy.
+  const bool headsLast = strided && rank == 4 && mergedByTranspose(c.node);
+  std::vector<sym::Expr> layout;
+  bool inPlace = headsLast; // some tensor not a packed [B, H, S, D]: the _v3 call
+  auto place = [&](const LTensor &t) {
+    const std::vector<sym::Expr> dense = rowMajorStrides(ctx, t.shape);
+    std::optional<AffineLoad> view;
+    if (strided) view = affineLoad(ctx, t);
+    if (view && !view->strides[3].isConst(1)) view.reset();
+    const std::vector<sym::Expr> &steps = view ? view->strides : dense;
+    const sym::Expr offset = view ? view->offset : ctx.constant(0);
+    layout.insert(layout.end(), {offset, steps[0], steps[1], steps[2]});
+    inPlace = inPlace || !offset.isConst(0);
+    for (int d = 0; d < 3; ++d)
+      inPlace = inPlace || !sym::provablyEqual(steps[d], dense[d]);
+    return view ? view->buf : c.realize(t).buffer;
+  };
+  loop::Buffer *qb = place(q), *kb = place(k), *vb = place(v);
   // The mask the fusion matched (rank 4 only; mask_kind 1: added to the scores; 2: Where's
   // condition, made additive as cond ? 0 : fill), realized in its own shape and read
   // through strides that are 0 where it broadcasts.
@@ -126,17 +102,10 @@ void lowerSDPA(OpCtx &c) {
     }
   }
   ir::Shape outShape{q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
-  // Heads written side by side ([B, S, H, Dv]) where the head merge reads them next, so the
-  // merge is a plain reshape the output projection takes without a copy.
-  const bool headsLast = strided && rank == 4 && mergedByTranspose(c.node);
   const ir::Shape outPhysical =
       headsLast ? ir::Shape{outShape[0], outShape[2], outShape[1], outShape[3]} : outShape;
   loop::Buffer *out =
       c.prog().newBuffer(DType::Float32, outPhysical, loop::BufferKind::Intermediate, "");
-  if (headsLast && layout.empty()) // Q/K/V packed: _v3 for the output alone
-    for (const LTensor *t : {&q, &k, &v})
-      layout.insert(layout.end(), {ctx.constant(0), t->shape[1] * t->shape[2] * t->shape[3],
-                                   t->shape[2] * t->shape[3], t->shape[3]});
   loop::Kernel *kn = c.prog().newKernel(loop::KernelKind::Attention);
   kn->origin = c.node.name;
   kn->ext.site = c.prog().nextSite++; // the CPU shim's call site (its arena scratch)
@@ -149,12 +118,10 @@ void lowerSDPA(OpCtx &c) {
   kn->attn.dims = {q.shape[0], q.shape[1], q.shape[2], k.shape[2], q.shape[3], v.shape[3]};
   // The model gives the scale explicitly (the matched Mul/Div, or 1 without one).
   kn->attn.scale = c.node.attrFloat("scale", 1.0f);
-  if (!layout.empty()) { // out: [B, Sq, H, Dv] when headsLast, else [B, H, Sq, Dv]
-    const sym::Expr &H = outShape[1], &Sq = outShape[2], &Dv = outShape[3];
-    if (headsLast)
-      layout.insert(layout.end(), {ctx.constant(0), Sq * H * Dv, Dv, H * Dv});
-    else
-      layout.insert(layout.end(), {ctx.constant(0), H * Sq * Dv, Sq * Dv, Dv});
+  if (inPlace) { // out: [B, Sq, H, Dv] when headsLast, else [B, H, Sq, Dv]
+    const std::vector<sym::Expr> p = rowMajorStrides(ctx, outPhysical);
+    layout.insert(layout.end(),
+                  {ctx.constant(0), p[0], headsLast ? p[2] : p[1], headsLast ? p[1] : p[2]});
     kn->attn.layout = layout;
   }
   LTensor result = fromBuffer(ctx, out);

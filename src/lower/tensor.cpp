@@ -165,16 +165,18 @@ ir::Shape broadcastShapes(const ir::Shape &a, const ir::Shape &b, const std::str
   return r;
 }
 
-std::optional<AffineLoad> affineLoad(sym::Context &ctx, const LTensor &t) {
-  if (t.buffer) {
-    AffineLoad r{t.buffer, ctx.constant(0), std::vector<sym::Expr>(t.shape.size())};
-    sym::Expr step = ctx.constant(1);
-    for (size_t d = t.shape.size(); d-- > 0;) {
-      r.strides[d] = step;
-      step = step * t.shape[d];
-    }
-    return r;
+std::vector<sym::Expr> rowMajorStrides(sym::Context &ctx, const ir::Shape &shape) {
+  std::vector<sym::Expr> strides(shape.size());
+  sym::Expr step = ctx.constant(1);
+  for (size_t d = shape.size(); d-- > 0;) {
+    strides[d] = step;
+    step = step * shape[d];
   }
+  return strides;
+}
+
+std::optional<AffineLoad> affineLoad(sym::Context &ctx, const LTensor &t) {
+  if (t.buffer) return AffineLoad{t.buffer, ctx.constant(0), rowMajorStrides(ctx, t.shape)};
   // Loads at fresh index symbols (ranged like loop variables, so unravelled reshapes fold);
   // the offset at 0 and the step of each dim give the affine form, which must rebuild the
   // load's index exactly.
@@ -206,12 +208,10 @@ loop::Buffer *contiguousBuffer(sym::Context &ctx, const LTensor &t) {
   if (t.buffer) return t.buffer;
   const std::optional<AffineLoad> view = affineLoad(ctx, t);
   if (!view || !view->offset.isConst(0)) return nullptr;
-  sym::Expr step = ctx.constant(1);
-  for (size_t d = t.shape.size(); d-- > 0;) {
+  const std::vector<sym::Expr> dense = rowMajorStrides(ctx, t.shape);
+  for (size_t d = 0; d < dense.size(); ++d)
     // A dim of extent 1 is never stepped: its stride does not matter.
-    if (!t.shape[d].isConst(1) && !sym::provablyEqual(view->strides[d], step)) return nullptr;
-    step = step * t.shape[d];
-  }
+    if (!t.shape[d].isConst(1) && !sym::provablyEqual(view->strides[d], dense[d])) return nullptr;
   return view->buf;
 }
 

@@ -55,6 +55,8 @@ loop::VRef loadBroadcast(sym::Context &ctx, const LTensor &t, const ir::Shape &s
 /// Numpy broadcast of two shapes; throws UserError describing `what` on mismatch.
 ir::Shape broadcastShapes(const ir::Shape &a, const ir::Shape &b, const std::string &what);
 
+/// Row-major strides of shape, in elements (the last dim's is 1).
+std::vector<sym::Expr> rowMajorStrides(sym::Context &ctx, const ir::Shape &shape);
 /// Where each element of a view lies: t[i] is buf[offset + sum_d strides[d] * i[d]].
 struct AffineLoad {
   loop::Buffer *buf;
