@@ -74,12 +74,12 @@ bool ownGemmRouteOn() {
   static const bool on = [] {
     const char *v = std::getenv("KILN_MATMUL_OWN_GEMM");
     if (v && std::strcmp(v, "0") == 0) return false;
+    // AVX2 or AVX-512: the tiles beat oneDNN 2.6's kernels on the transformer shapes that
+    // tileFits admits (Zen 5: BERT-base's GEMMs 5-10% faster in the model; an Intel Xeon
+    // with AMX, session 20: bench/gemm 1.08-1.18x, BERT-base and GPT-2 3-5% faster in the
+    // model). On Sapphire Rapids, before the tile's L1 prefetches, it was level at 1 thread.
     const int bits = usableIsaBits();
-    if (bits != 512) return bits == 256;
-    // With AVX-512 the tile beat oneDNN's kernels on AMD (Zen 5: BERT-base's GEMMs 5-10%
-    // faster in the model) but not on Intel, whose cores oneDNN is tuned for (Sapphire
-    // Rapids: level at 1 thread, up to 5% slower at 2); =1 takes it there too.
-    return (v && std::strcmp(v, "1") == 0) || __builtin_cpu_is("amd");
+    return bits == 512 || bits == 256;
   }();
   return on;
 }

@@ -44,9 +44,8 @@ CacheKey multiPackedKey(int64_t site, int64_t tag, const float *const *b,
 GemvParams weightGemmParams(const kiln_matmul_params_v1 &p, const float *addend,
                             const float *residual);
 
-/// Whether weight GEMMs may take kiln's GEMM: the run is capped at AVX2 or the CPU has AVX2 and
-/// FMA but no AVX-512; or AVX-512 is allowed and the CPU is AMD's (or KILN_MATMUL_OWN_GEMM=1);
-/// and KILN_MATMUL_OWN_GEMM is not 0. Read once per process.
+/// Whether weight GEMMs may take kiln's GEMM: the CPU has AVX2 and FMA (the AVX-512 tile
+/// where AVX-512 is allowed) and KILN_MATMUL_OWN_GEMM is not 0. Read once per process.
 bool ownGemmRouteOn();
 
 /// Whether kiln's GEMM (gemm.h, shim_gemm.cpp) takes this GEMM (after batch folding): the

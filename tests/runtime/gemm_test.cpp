@@ -136,14 +136,13 @@ TEST(OwnGemm, NaNStaysNaN) {
     }
 }
 
-// The route's rule (shim_matmul.h): AVX2 without AVX-512 (or capped there), or AVX-512 on
-// an AMD CPU.
+// The route's rule (shim_matmul.h): AVX2 and FMA, or AVX-512, usable under the cap.
 bool routeOn() {
   const int bits = kiln::rt::usableIsaBits();
-  return bits == 256 || (bits == 512 && __builtin_cpu_is("amd"));
+  return bits == 256 || bits == 512;
 }
 
-constexpr const char *kNoRoute = "no AVX2, or AVX-512 on a non-AMD CPU (oneDNN's route)";
+constexpr const char *kNoRoute = "no AVX2 (oneDNN's route)";
 
 TEST(OwnGemmRoute, TakesOnlyWhatItComputes) {
   if (!routeOn()) GTEST_SKIP() << kNoRoute;
