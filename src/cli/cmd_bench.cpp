@@ -1,6 +1,7 @@
 // `kiln bench`: latency statistics of a compiled model on given or synthetic inputs.
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/openmp_spin.h"
 #include "cli/profile_report.h"
 #include "cli/run_session.h"
 #include "support/error.h"
@@ -88,6 +89,7 @@ void benchCommand(const BenchOptions &o) {
                         {"device", device},
                         {"cpu_isa", lib.cpuIsa() ? lib.cpuIsa() : ""},
                         {"threads", threads},
+                        {"openmp_spin", boundOpenMpSpin().setting},
                         {"inputs", inputsJson},
                         {"synthetic_inputs", files.empty()},
                         {"warmup", o.warmup},
@@ -110,6 +112,11 @@ void benchCommand(const BenchOptions &o) {
   std::cout << fmt::format("threads:    {}; {} warm-up runs, {} timed runs (first run {:.3f} "
                            "ms)\n",
                            threads, o.warmup, times.size(), first);
+  const OpenMpSpin &spin = boundOpenMpSpin();
+  std::cout << fmt::format("openmp:     {} ({})\n", spin.setting,
+                           spin.fromEnvironment
+                               ? std::string("from the environment")
+                               : fmt::format("a ~50 us spin at {:.1f} ns per PAUSE", spin.pauseNs));
   std::cout << fmt::format("latency ms: p50 {:.3f}  p90 {:.3f}  p99 {:.3f}  mean {:.3f}  min "
                            "{:.3f}  max {:.3f}\n",
                            quantile(times, 0.5), quantile(times, 0.9), quantile(times, 0.99), mean,

@@ -2,6 +2,7 @@
 
 #include "aot/install_paths.h"
 #include "cli/npy.h"
+#include "cli/openmp_spin.h"
 #include "support/error.h"
 
 #include <cstdlib>
@@ -41,25 +42,11 @@ void requireModelLibrary(const std::string &path) {
 
 namespace {
 
-/// libgomp (the OpenMP runtime of kiln's kernels and of oneDNN) spins 300,000 PAUSE
-/// iterations at every barrier before it sleeps: ~16 ms on a CPU whose PAUSE takes ~50 ns
-/// (measured on Zen 5). On a machine other processes keep busy, the thread a spinner waits
-/// for may not get a CPU during that spin, and each parallel region of a run then costs up
-/// to the whole spin (docs/perf.md: BERT-base at 2 threads 1.3-2.2 s instead of ~0.16 s).
-/// libgomp reads its settings once, when it is loaded, so kiln's commands bound the spin
-/// here, before the first model pulls libgomp in: 1000 iterations (~50 us), what libgomp
-/// itself uses when it knows threads outnumber CPUs. A user's own setting wins. Programs
-/// that load model.so themselves choose for themselves (docs/runtime-api.md, Threads).
-void boundOpenMpSpin() {
-  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
-  setenv("GOMP_SPINCOUNT", "1000", 0);
-}
-
 /// kiln's own libkiln_rt, loaded first so a model.so whose RUNPATH ($ORIGIN) and the normal
 /// library path lack one still loads (the model's NEEDED entry matches it by SONAME).
 void preloadRuntime() {
   static const bool once = [] {
-    boundOpenMpSpin();
+    boundOpenMpSpin(); // before the first model pulls libgomp in
     fs::path dir = aot::kilnPaths().runtimeLibDir;
     for (const char *name : {"libkiln_rt.so.1", "libkiln_rt.so"})
       if (dlopen((dir / name).c_str(), RTLD_NOW | RTLD_GLOBAL)) return true;

@@ -34,6 +34,10 @@ def kiln(*args, rc=0, env=None):
     return p
 
 
+def env_without(*names):
+    return {k: v for k, v in ENV.items() if k not in names}
+
+
 def expect(p, stream, *patterns):
     text = p.stdout if stream == "out" else p.stderr
     for pat in patterns:
@@ -212,6 +216,18 @@ def case_bench():
         assert isinstance(j[k], (int, float)) and j[k] > 0, (k, j)
     assert j["min_ms"] <= j["p50_ms"] <= j["p90_ms"] <= j["p99_ms"] <= j["max_ms"], j
     assert j["inputs"] == {"x": [3, 4]} and j["runs"] == 7 and j["synthetic_inputs"], j
+    # libgomp's barrier spin, set by time from the measured PAUSE unless the user set one.
+    p = kiln("bench", path("add.so"), "--runs", "2",
+             env=env_without("GOMP_SPINCOUNT", "OMP_WAIT_POLICY"))
+    m = re.search(r"openmp: +GOMP_SPINCOUNT=(\d+) \(a ~50 us spin at ([\d.]+) ns per PAUSE\)",
+                  p.stdout)
+    assert m, p.stdout
+    count, pause_ns = int(m.group(1)), float(m.group(2))
+    assert pause_ns > 0 and 100 <= count <= 300000, m.group(0)
+    assert count in (100, 300000) or 25e3 <= count * pause_ns <= 100e3, m.group(0)
+    p = kiln("bench", path("add.so"), "--runs", "2", "--json",
+             env={**env_without("OMP_WAIT_POLICY"), "GOMP_SPINCOUNT": "777"})
+    assert json.loads(p.stdout)["openmp_spin"] == "GOMP_SPINCOUNT=777", p.stdout
     j = json.loads(kiln("bench", path("add.so"), "--runs", "2", "--json").stdout)
     assert j["inputs"] == {"x": [1, 4]}, j  # batch at its smallest
     p = kiln("bench", path("add.so"), "--runs", "3", "--input", f"x={path('x.npy')}")
