@@ -35,12 +35,17 @@ struct GatherScratch : CacheEntry {
   std::vector<float> rows;
 };
 
-bool enabled() {
-  static const bool on = [] {
+/// KILN_CONV_POINTWISE_GEMM: 0 off, `all` at any thread count, else the measured rule.
+enum class Route { Off, Measured, All };
+
+Route route() {
+  static const Route r = [] {
     const char *v = std::getenv("KILN_CONV_POINTWISE_GEMM");
-    return !v || std::strcmp(v, "0") != 0;
+    if (v && std::strcmp(v, "0") == 0) return Route::Off;
+    if (v && std::strcmp(v, "all") == 0) return Route::All;
+    return Route::Measured;
   }();
-  return on;
+  return r;
 }
 
 /// Copies the pixels a strided 1x1 conv reads (every stride-th row and column of each image)
@@ -89,7 +94,7 @@ bool pointwiseConv(const int64_t *wDims, const kiln_conv_params_v1 &p) {
 
 bool pointwiseAsGemm(const int64_t *xDims, const int64_t *wDims, const int64_t *yDims,
                      const kiln_conv_params_v1 &p) {
-  if (!enabled() || !pointwiseConv(wDims, p)) return false;
+  if (route() == Route::Off || !pointwiseConv(wDims, p)) return false;
   // The output must be exactly the pixels the strides pick (pads are zero, so it is unless
   // the dims are inconsistent, which the oneDNN path then reports).
   for (int i = 0; i < 2; ++i)
@@ -105,7 +110,7 @@ bool pointwiseAsGemm(const int64_t *xDims, const int64_t *wDims, const int64_t *
   }
   // With AVX-512, brgconv_1x1 held its own at 1 thread (ResNet-50: 1.00-1.01x on Zen 4,
   // 1.04-1.07x slower as GEMMs on Sapphire Rapids) while the GEMMs won at 2 (0.89-0.91x).
-  return !omp_in_parallel() && omp_get_max_threads() > 1;
+  return route() == Route::All || (!omp_in_parallel() && omp_get_max_threads() > 1);
 }
 
 int pointwiseConvForward(Runner &r, int64_t site, const float *x, const int64_t *xDims,

@@ -111,7 +111,7 @@ for step in "${steps[@]}"; do
     python3 bench/compare.py --kiln "$W/bin/kiln" --ort python --cpus "$cpus" \
       --models-dir "$W/bench-models" --work-dir "$W/bench" "${base[@]}" \
       --models "${KILN_BENCH_MODELS:-resnet50,resnet18,mobilenet_v2,encoder,bert_base,bert_base_b8,vit_b16,gpt2}" \
-      --threads 1,2 --runs "${KILN_BENCH_RUNS:-10}" --warmup 3 --rounds "${KILN_BENCH_ROUNDS:-3}" \
+      --threads "${KILN_BENCH_THREADS:-1,2}" --runs "${KILN_BENCH_RUNS:-10}" --warmup 3 --rounds "${KILN_BENCH_ROUNDS:-3}" \
       --json-out "$OUT/cpubench.json" >"$OUT/cpubench.md" 2>>"$OUT/cpubench.log"
     echo "cpubench rc=$?"; tail -n 30 "$OUT/cpubench.md"; tail -n 5 "$OUT/cpubench.log"
     ;;
