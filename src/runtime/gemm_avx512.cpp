@@ -31,10 +31,10 @@ namespace kiln::rt {
 namespace {
 
 constexpr int MR = static_cast<int>(kGemmTileRowsAvx512); // 8
-constexpr int NV = 3;                // panels per tile: 8 x 48 of C in 24 zmm accumulators
-constexpr int64_t NR = kGemvPanel;   // 16: one zmm
-constexpr int64_t kMaxBlockK = 768;  // K per block at most
-constexpr int64_t kGroupStrips = 27; // strips per work item at most (216 rows)
+constexpr int NV = 3;                 // panels per tile: 8 x 48 of C in 24 zmm accumulators
+constexpr int64_t NR = kGemvPanel;    // 16: one zmm
+constexpr int64_t kMaxBlockK = 768;   // K per block at most
+constexpr int64_t kGroupStrips = 27;  // strips per work item at most (216 rows)
 constexpr int64_t kPrefetchSteps = 8; // k-steps ahead each B stream is prefetched into L1
 
 struct Tile {
@@ -124,7 +124,7 @@ template <int NV> void tile(const GemmParams &g, const Tile &t, const float *con
   for (int64_t kk = 0; kk < t.kc; ++kk) {
     if (kk < t.prefetchLines)
       _mm_prefetch(reinterpret_cast<const char *>(t.prefetch + NR * kk), _MM_HINT_T1);
-    // Past the block's end these touch the next block or panel (prefetches do not fault).
+      // Past the block's end these touch the next block or panel (prefetches do not fault).
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j)
       _mm_prefetch(reinterpret_cast<const char *>(b[j] + (kk + kPrefetchSteps) * NR), _MM_HINT_T0);
@@ -164,9 +164,10 @@ struct Plan {
   bool inPlace;
 };
 
-/// Item `item` of the plan: its panels' K blocks, under each its group's strips.
+/// Item `item` of the plan over K [pcBegin, pcEnd): its panels' K blocks there, under each
+/// its group's strips.
 void runItem(const GemmParams &g, const Plan &plan, const float *a, const float *packedB, float *c,
-             int64_t item) {
+             int64_t item, int64_t pcBegin, int64_t pcEnd) {
   const int64_t grp = item / plan.panelGroups, pg = item % plan.panelGroups;
   const int64_t s0 = grp * plan.perGroup, s1 = std::min(plan.strips, s0 + plan.perGroup);
   const int64_t p0 = pg * NV, nv = std::min<int64_t>(NV, plan.panels - p0);
@@ -174,23 +175,23 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
   Tile t;
   t.panelStride = g.k * NR;
   t.cols = static_cast<int>(std::min(NV * NR, g.n - col0));
-  for (int64_t pc = 0; pc < g.k; pc += kc) {
+  for (int64_t pc = pcBegin; pc < pcEnd; pc += kc) {
     t.kc = std::min(kc, g.k - pc);
     t.b = packedB + (p0 * g.k + pc) * NR;
     t.loadC = pc > 0 || plan.inPlace;
     t.last = pc + t.kc >= g.k;
     t.bias = t.last && g.bias ? g.bias + col0 : nullptr;
-    // The block the next tiles read (these panels' next K block, else the next panel
-    // group's first) goes to L2 while this block's strips run, a share per strip.
+    // The block the next tiles read (these panels' next K block of the range, else the next
+    // panel group's first) goes to L2 while this block's strips run, a share per strip.
     const float *next = nullptr;
     int64_t nextKc = 0, nextPanels = 0;
-    if (!t.last) {
+    if (pc + t.kc < pcEnd) {
       next = t.b + t.kc * NR;
-      nextKc = std::min(kc, g.k - pc - t.kc);
+      nextKc = std::min(kc, pcEnd - pc - t.kc);
       nextPanels = nv;
     } else if (p0 + NV < plan.panels) {
-      next = packedB + (p0 + NV) * g.k * NR;
-      nextKc = std::min(kc, g.k);
+      next = packedB + ((p0 + NV) * g.k + pcBegin) * NR;
+      nextKc = std::min(kc, pcEnd - pcBegin);
       nextPanels = std::min<int64_t>(NV, plan.panels - p0 - NV);
     }
     const int64_t lines = nextKc * nextPanels; // lines of 16 floats
@@ -240,8 +241,21 @@ void gemmAvx512(const GemmParams &g, const float *a, const float *packedB, float
   // the shim checks), and the epilogue does not add it again.
   plan.inPlace = g.residual == c;
   plan.residual = plan.inPlace ? nullptr : g.residual;
-  gemmForEachItem(plan.groups * plan.panelGroups, rows.threads,
-                  [&](int64_t item) { runItem(g, plan, a, packedB, c, item); });
+  const int64_t items = plan.groups * plan.panelGroups;
+  // With several K blocks, one pass over all items per block: the block of A every item of a
+  // strip group reads stays in L2 across the panel groups, where walking all of K per item
+  // re-read A whole from L3 once K x M outgrew L2 (128 x 768 x 3072: 1.5 MiB of A per panel
+  // group; 3-5% faster phased at 1 thread, level to 3% at 2; docs/perf.md, session 20).
+  if (plan.kc < g.k) {
+    for (int64_t pc = 0; pc < g.k; pc += plan.kc) {
+      const int64_t pcEnd = std::min(g.k, pc + plan.kc);
+      gemmForEachItem(items, rows.threads,
+                      [&](int64_t item) { runItem(g, plan, a, packedB, c, item, pc, pcEnd); });
+    }
+    return;
+  }
+  gemmForEachItem(items, rows.threads,
+                  [&](int64_t item) { runItem(g, plan, a, packedB, c, item, 0, g.k); });
 }
 
 } // namespace kiln::rt
