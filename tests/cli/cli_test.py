@@ -297,7 +297,7 @@ def case_profile():
 
 
 def case_compile_timings_and_progress():
-    p = kiln("compile", path("add.onnx"), "-o", path("t.so"), "--timings")
+    p = kiln("compile", path("add.onnx"), "-o", path("timings.so"), "--timings")
     for stage in ("import", "optimize", "lower", "schedule", "generate", "build", "total"):
         expect(p, "err", rf"^{stage} +\d+\.\d+$")
     # On a terminal (script gives one) the stages are shown as they start.
