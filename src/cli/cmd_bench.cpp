@@ -113,10 +113,11 @@ void benchCommand(const BenchOptions &o) {
                            "ms)\n",
                            threads, o.warmup, times.size(), first);
   const OpenMpSpin &spin = boundOpenMpSpin();
-  std::cout << fmt::format("openmp:     {} ({})\n", spin.setting,
-                           spin.fromEnvironment
-                               ? std::string("from the environment")
-                               : fmt::format("a ~50 us spin at {:.1f} ns per PAUSE", spin.pauseNs));
+  std::cout << fmt::format(
+      "openmp:     {} ({})\n", spin.setting,
+      spin.fromEnvironment
+          ? std::string("from the environment")
+          : fmt::format("a ~{:.0f} us spin at {:.1f} ns per PAUSE", spin.targetUs, spin.pauseNs));
   std::cout << fmt::format("latency ms: p50 {:.3f}  p90 {:.3f}  p99 {:.3f}  mean {:.3f}  min "
                            "{:.3f}  max {:.3f}\n",
                            quantile(times, 0.5), quantile(times, 0.9), quantile(times, 0.99), mean,

@@ -62,7 +62,8 @@ const OpenMpSpin &boundOpenMpSpin() {
         return s;
       }
     s.pauseNs = measurePauseNs();
-    const std::string count = std::to_string(spinIterations(s.pauseNs, kSpinTargetUs));
+    s.targetUs = kSpinTargetUs;
+    const std::string count = std::to_string(spinIterations(s.pauseNs, s.targetUs));
     setenv("GOMP_SPINCOUNT", count.c_str(), 0);
     s.setting = "GOMP_SPINCOUNT=" + count;
     return s;

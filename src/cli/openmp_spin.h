@@ -10,7 +10,8 @@ namespace kiln::cli {
 struct OpenMpSpin {
   std::string setting; // "GOMP_SPINCOUNT=5150", "OMP_WAIT_POLICY=active", ...
   bool fromEnvironment = false;
-  double pauseNs = 0; // one PAUSE on this CPU, measured (0: not measured or not x86)
+  double pauseNs = 0;  // one PAUSE on this CPU, measured (0: not measured or not x86)
+  double targetUs = 0; // how long the set spin lasts (0: the environment's setting)
 };
 
 /// Spin iterations lasting about targetUs at pauseNs per iteration, within [100, 300000]

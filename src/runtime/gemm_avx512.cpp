@@ -122,9 +122,10 @@ template <int NV> void tile(const GemmParams &g, const Tile &t, const float *con
   for (int j = 0; j < NV; ++j)
     b[j] = t.b + j * t.panelStride;
   for (int64_t kk = 0; kk < t.kc; ++kk) {
-    if (kk < t.prefetchLines)
+    if (kk < t.prefetchLines) {
       _mm_prefetch(reinterpret_cast<const char *>(t.prefetch + NR * kk), _MM_HINT_T1);
-      // Past the block's end these touch the next block or panel (prefetches do not fault).
+    }
+    // Past the block's end these touch the next block or panel (prefetches do not fault).
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j)
       _mm_prefetch(reinterpret_cast<const char *>(b[j] + (kk + kPrefetchSteps) * NR), _MM_HINT_T0);
@@ -242,20 +243,16 @@ void gemmAvx512(const GemmParams &g, const float *a, const float *packedB, float
   plan.inPlace = g.residual == c;
   plan.residual = plan.inPlace ? nullptr : g.residual;
   const int64_t items = plan.groups * plan.panelGroups;
-  // With several K blocks, one pass over all items per block: the block of A every item of a
-  // strip group reads stays in L2 across the panel groups, where walking all of K per item
-  // re-read A whole from L3 once K x M outgrew L2 (128 x 768 x 3072: 1.5 MiB of A per panel
-  // group; 3-5% faster phased at 1 thread, level to 3% at 2; docs/perf.md, session 20).
-  if (plan.kc < g.k) {
-    for (int64_t pc = 0; pc < g.k; pc += plan.kc) {
-      const int64_t pcEnd = std::min(g.k, pc + plan.kc);
-      gemmForEachItem(items, rows.threads,
-                      [&](int64_t item) { runItem(g, plan, a, packedB, c, item, pc, pcEnd); });
-    }
-    return;
+  // One pass over all items per K block (one pass when K fits a block): the block of A every
+  // item of a strip group reads stays in L2 across the panel groups, where walking all of K
+  // per item re-read A whole from L3 once K x M outgrew L2 (128 x 768 x 3072: 1.5 MiB of A
+  // per panel group; 3-5% faster phased at 1 thread, level to 3% at 2; docs/perf.md,
+  // session 20).
+  for (int64_t pc = 0; pc < g.k; pc += plan.kc) {
+    const int64_t pcEnd = std::min(g.k, pc + plan.kc);
+    gemmForEachItem(items, rows.threads,
+                    [&](int64_t item) { runItem(g, plan, a, packedB, c, item, pc, pcEnd); });
   }
-  gemmForEachItem(items, rows.threads,
-                  [&](int64_t item) { runItem(g, plan, a, packedB, c, item, 0, g.k); });
 }
 
 } // namespace kiln::rt

@@ -136,13 +136,12 @@ TEST(OwnGemm, NaNStaysNaN) {
     }
 }
 
-// The route's rule (shim_matmul.h): AVX2 and FMA, or AVX-512, usable under the cap.
+// The route's own rule (shim_matmul.h), so a run with KILN_MATMUL_OWN_GEMM=0 skips too.
 bool routeOn() {
-  const int bits = kiln::rt::usableIsaBits();
-  return bits == 256 || bits == 512;
+  return kiln::rt::ownGemmRouteOn();
 }
 
-constexpr const char *kNoRoute = "no AVX2 (oneDNN's route)";
+constexpr const char *kNoRoute = "no AVX2, or KILN_MATMUL_OWN_GEMM=0 (oneDNN's route)";
 
 TEST(OwnGemmRoute, TakesOnlyWhatItComputes) {
   if (!routeOn()) GTEST_SKIP() << kNoRoute;
