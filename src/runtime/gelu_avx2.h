@@ -24,9 +24,11 @@ namespace kiln::rt {
   p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
   p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
   // q = 1 - erf(z); GELU's factor (1 + erf(x / sqrt 2)) is 2 - q for x > 0, q otherwise.
+  // ... and 0 past z^2 = 80 (< 1e-35 there), where the product would be denormal (slow).
+  const __m256 negZ2 = _mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(z, z));
+  const __m256 live = _mm256_cmp_ps(negZ2, _mm256_set1_ps(-80.f), _CMP_GE_OQ);
   const __m256 q =
-      _mm256_mul_ps(_mm256_mul_ps(p, t),
-                    expNonPositive256(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(z, z))));
+      _mm256_and_ps(live, _mm256_mul_ps(_mm256_mul_ps(p, t), expNonPositive256(negZ2)));
   const __m256 positive = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ);
   const __m256 factor = _mm256_blendv_ps(q, _mm256_sub_ps(_mm256_set1_ps(2.f), q), positive);
   return _mm256_mul_ps(_mm256_mul_ps(x, _mm256_set1_ps(0.5f)), factor);

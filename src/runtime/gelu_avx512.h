@@ -20,9 +20,11 @@ namespace kiln::rt {
   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
-  const __m512 q =
-      _mm512_mul_ps(_mm512_mul_ps(p, t),
-                    expNonPositive512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(z, z))));
+  // q is 0 past z^2 = 80 (it is < 1e-35 there): t P(t) times e^(-z^2) near the float minimum
+  // would be denormal, which Intel cores compute ~3.5x slower (|x| in 12.6-13.2).
+  const __m512 negZ2 = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(z, z));
+  const __mmask16 live = _mm512_cmp_ps_mask(negZ2, _mm512_set1_ps(-80.f), _CMP_GE_OQ);
+  const __m512 q = _mm512_maskz_mul_ps(live, _mm512_mul_ps(p, t), expNonPositive512(negZ2));
   const __mmask16 positive = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ);
   const __m512 factor = _mm512_mask_sub_ps(q, positive, _mm512_set1_ps(2.f), q);
   return _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5f)), factor);

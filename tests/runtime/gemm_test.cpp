@@ -20,6 +20,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <limits>
 #include <string>
 
 namespace {
@@ -134,6 +135,56 @@ TEST(OwnGemm, NaNStaysNaN) {
             << kernel.name << " post " << post << " column " << j;
       }
     }
+}
+
+// The erf GELU epilogue over its whole range against float64 (C = A x 1 with K = 1, so C's
+// pre-activation is A exactly): |x| up to 20, through 12.6-13.2 where the tail factor
+// e^(-x^2/2) meets the float minimum (flushed to 0 there rather than computed denormal), and
+// +-inf. Tolerance: Abramowitz-Stegun's 1.5e-7 on erf, times 0.5 |x|, plus float rounding.
+TEST(OwnGemm, GeluErfOverItsRange) {
+  if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::vector<float> xs;
+  for (int i = -400; i <= 400; ++i)
+    xs.push_back(0.05f * static_cast<float>(i));
+  for (float x = -13.3f; x < -12.5f; x += 0.01f)
+    xs.push_back(x);
+  xs.push_back(std::numeric_limits<float>::infinity());
+  xs.push_back(-std::numeric_limits<float>::infinity());
+  const int64_t m = static_cast<int64_t>(xs.size()), n = 16;
+  std::vector<float> ones(n, 1.f), packed(kiln::rt::gemvPackedFloats(n, 1));
+  kiln::rt::packGemvWeights(ones.data(), n, 1, n, false, packed.data());
+  kiln::rt::GemmParams g;
+  g.m = m;
+  g.n = n;
+  g.k = 1;
+  g.lda = 1;
+  g.ldc = g.ldr = n;
+  g.alpha = g.beta = 1.f;
+  g.bias = g.residual = nullptr;
+  g.lo = -std::numeric_limits<float>::infinity();
+  g.hi = std::numeric_limits<float>::infinity();
+  g.post = kiln::rt::GemmPost::GeluErf;
+  for (const NamedKernel &kernel : kernels()) {
+    std::vector<float> c(m * n, -7.f);
+    kernel.run(g, xs.data(), packed.data(), c.data());
+    for (int64_t i = 0; i < m; ++i) {
+      const double x = xs[i];
+      const float got = c[i * n + 3];
+      if (std::isinf(x)) { // +inf stays inf; -inf * 0 is NaN, as in the ONNX reference
+        if (x > 0) {
+          EXPECT_EQ(got, std::numeric_limits<float>::infinity()) << kernel.name;
+        } else {
+          EXPECT_TRUE(std::isnan(got)) << kernel.name;
+        }
+        continue;
+      }
+      const double want = 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
+      EXPECT_NEAR(got, want, 1e-7 * std::fabs(x) + 1e-6 * std::fabs(want) + 1e-30)
+          << kernel.name << " x " << x;
+      EXPECT_FALSE(got != 0.f && std::fabs(got) < std::numeric_limits<float>::min())
+          << kernel.name << " x " << x << ": a denormal result";
+    }
+  }
 }
 
 // The route's own rule (shim_matmul.h), so a run with KILN_MATMUL_OWN_GEMM=0 skips too.
