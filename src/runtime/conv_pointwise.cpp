@@ -93,7 +93,7 @@ bool pointwiseConv(const int64_t *wDims, const kiln_conv_params_v1 &p) {
 }
 
 bool pointwiseAsGemm(const int64_t *xDims, const int64_t *wDims, const int64_t *yDims,
-                     const kiln_conv_params_v1 &p) {
+                     const kiln_conv_params_v1 &p, bool hasResidual) {
   if (route() == Route::Off || !pointwiseConv(wDims, p)) return false;
   // The output must be exactly the pixels the strides pick (pads are zero, so it is unless
   // the dims are inconsistent, which the oneDNN path then reports).
@@ -110,7 +110,11 @@ bool pointwiseAsGemm(const int64_t *xDims, const int64_t *wDims, const int64_t *
   }
   // With AVX-512, brgconv_1x1 held its own at 1 thread (ResNet-50: 1.00-1.01x on Zen 4,
   // 1.04-1.07x slower as GEMMs on Sapphire Rapids) while the GEMMs won at 2 (0.89-0.91x).
-  return route() == Route::All || (!omp_in_parallel() && omp_get_max_threads() > 1);
+  // Except with a residual: brgconv then leaves the add to a second pass over the output
+  // (shim_conv.cpp), which the GEMM's epilogue saves (ResNet-50's last conv of each block at 1
+  // thread, Intel Xeon: 0.73 against 0.87 ms at 56 x 56, 0.81 against 0.89 at 7 x 7; the
+  // model 0.97x).
+  return route() == Route::All || hasResidual || (!omp_in_parallel() && omp_get_max_threads() > 1);
 }
 
 int pointwiseConvForward(Runner &r, int64_t site, const float *x, const int64_t *xDims,

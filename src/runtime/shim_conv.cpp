@@ -217,7 +217,8 @@ int convForward(Runner &r, int64_t site, const float *x, const int64_t *xDims, c
   // than oneDNN 2.6 (shim_dwconv.h, conv_winograd.h); 1x1 convs as GEMMs (conv_pointwise.cpp).
   if (layout == ConvLayout::ChannelsLast && useKilnDepthwise(xDims, wDims, yDims, residual, p))
     return dwConvForward(r, site, x, xDims, w, bias, y, yDims, p);
-  if (layout == ConvLayout::ChannelsLast && pointwiseAsGemm(xDims, wDims, yDims, p))
+  if (layout == ConvLayout::ChannelsLast &&
+      pointwiseAsGemm(xDims, wDims, yDims, p, residual != nullptr))
     return pointwiseConvForward(r, site, x, xDims, w, bias, residual, y, yDims, p);
   if (layout == ConvLayout::ChannelsLast && winograd::wanted(xDims, wDims, yDims, p))
     return winograd::forward(r, site, x, xDims, w, wDims, bias, residual, y, yDims, p);

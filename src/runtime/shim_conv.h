@@ -37,11 +37,11 @@ kiln_matmul_params_v1 pointwiseGemm(int64_t rows, int64_t cin, int64_t cout, boo
 bool pointwiseConv(const int64_t *wDims, const kiln_conv_params_v1 &p);
 
 /// Whether a channels-last conv runs as a GEMM (conv_pointwise.cpp): a pointwise conv whose
-/// output dims match its strides, with AVX-512 when the run has 2+ threads, below it when
-/// kiln's AVX2 GEMM takes it (ownGemmFits) or from 512 output pixels;
-/// KILN_CONV_POINTWISE_GEMM=0 turns it off.
+/// output dims match its strides, with AVX-512 when it adds a residual or the run has 2+
+/// threads, below it when kiln's AVX2 GEMM takes it (ownGemmFits) or from 512 output pixels;
+/// KILN_CONV_POINTWISE_GEMM=0 turns it off, =all takes every one.
 bool pointwiseAsGemm(const int64_t *xDims, const int64_t *wDims, const int64_t *yDims,
-                     const kiln_conv_params_v1 &p);
+                     const kiln_conv_params_v1 &p, bool hasResidual = false);
 
 /// A channels-last pointwise conv through the matmul shim (bias, residual and the post-op in
 /// the GEMM's epilogue); strided ones gather their pixels first.

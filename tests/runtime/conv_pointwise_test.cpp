@@ -152,9 +152,11 @@ TEST(ConvPointwiseRoute, TakesOnlyUnpaddedUngrouped1x1Convs) {
   const int64_t xLarge[] = {1, 64, 64, 64}; // 1024 output pixels: the route on every ISA
   EXPECT_TRUE(kiln::rt::pointwiseAsGemm(xLarge, w1, yDims, strided));
   EXPECT_FALSE(kiln::rt::pointwiseAsGemm(xLarge, w1, ySmall, strided));
-  // One thread: brgconv with AVX-512, the GEMM below it (1024 pixels).
+  // One thread: brgconv with AVX-512, the GEMM below it (1024 pixels); with a residual the
+  // GEMM on every ISA (its epilogue adds it, brgconv would need a second pass).
   omp_set_num_threads(1);
   EXPECT_EQ(kiln::rt::pointwiseAsGemm(xDims, w1, yDims, p), kiln::rt::usableIsaBits() < 512);
+  EXPECT_TRUE(kiln::rt::pointwiseAsGemm(xDims, w1, yDims, p, /*hasResidual=*/true));
   // Below AVX-512 fewer than 512 pixels take it only through kiln's AVX2 GEMM (which packs its
   // weight once); oneDNN's sgemm would pack it per call.
   const int64_t x7[] = {1, 64, 7, 7}, y7[] = {1, 64, 7, 7};
