@@ -12,6 +12,8 @@
 // kPrefetchSteps ahead into L1: the core's own prefetchers trail three streams from L2 (an
 // 8 x 48 tile over a 768-deep block of B in L2, Intel Xeon with AVX-512: 85-93% of the FMA
 // peak without, 96-97% with; bench/gemm's rt512 row +3-5% on BERT-base's shapes there).
+// The next block's lines go to L2 (prefetcht1) from the first strips of each block, one per
+// two k-steps, so they are in before the next work item starts.
 #include "gemm.h"
 
 #include "gelu_avx512.h"
@@ -38,11 +40,14 @@ constexpr int64_t kGroupStrips = 27;  // strips per work item at most (216 rows)
 constexpr int64_t kPrefetchSteps = 8; // k-steps ahead each B stream is prefetched into L1
 
 struct Tile {
-  const float *b;        // the first panel at this K block: kc x NR, panels panelStride apart
-  int64_t panelStride;   // floats from one panel to the next (k x NR)
-  int64_t kc;            // k-steps in the block
-  const float *prefetch; // lines of the next B block this tile brings to L2 (one panel's)
-  int64_t prefetchLines;
+  const float *b;      // the first panel at this K block: kc x NR, panels panelStride apart
+  int64_t panelStride; // floats from one panel to the next (k x NR)
+  int64_t kc;          // k-steps in the block
+  // Lines of the next B block this tile brings to L2: prefetchLines of them from `prefetch`,
+  // one per prefetchEvery k-steps, prefetchRun to the end of its panel's run, then
+  // prefetchJump floats on to the next panel's run of nextRunLines.
+  const float *prefetch;
+  int64_t prefetchLines, prefetchEvery, prefetchRun, nextRunLines, prefetchJump;
   float *c;          // C at the tile's top-left
   const float *r;    // the residual at the tile's top-left (last block), or null
   const float *bias; // bias at the tile's first column (last block), or null
@@ -121,9 +126,18 @@ template <int NV> void tile(const GemmParams &g, const Tile &t, const float *con
 #pragma GCC unroll 4
   for (int j = 0; j < NV; ++j)
     b[j] = t.b + j * t.panelStride;
+  const float *pf = t.prefetch;
+  int64_t pfLeft = t.prefetchLines, pfRun = t.prefetchRun, pfStep = 0;
   for (int64_t kk = 0; kk < t.kc; ++kk) {
-    if (kk < t.prefetchLines) {
-      _mm_prefetch(reinterpret_cast<const char *>(t.prefetch + NR * kk), _MM_HINT_T1);
+    if (kk == pfStep && pfLeft > 0) {
+      _mm_prefetch(reinterpret_cast<const char *>(pf), _MM_HINT_T1);
+      pf += NR;
+      if (--pfRun == 0) {
+        pf += t.prefetchJump;
+        pfRun = t.nextRunLines;
+      }
+      --pfLeft;
+      pfStep += t.prefetchEvery;
     }
     // Past the block's end these touch the next block or panel (prefetches do not fault).
 #pragma GCC unroll 4
@@ -174,6 +188,8 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
   const int64_t p0 = pg * NV, nv = std::min<int64_t>(NV, plan.panels - p0);
   const int64_t col0 = p0 * NR, kc = plan.kc;
   Tile t;
+  t.prefetch = nullptr; // set per strip where it has lines to bring
+  t.prefetchRun = 0;
   t.panelStride = g.k * NR;
   t.cols = static_cast<int>(std::min(NV * NR, g.n - col0));
   for (int64_t pc = pcBegin; pc < pcEnd; pc += kc) {
@@ -195,16 +211,26 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
       nextKc = std::min(kc, pcEnd - pcBegin);
       nextPanels = std::min<int64_t>(NV, plan.panels - p0 - NV);
     }
-    const int64_t lines = nextKc * nextPanels; // lines of 16 floats
-    const int64_t share = (lines + (s1 - s0) - 1) / (s1 - s0);
+    // Lines of 16 floats, shared among the first strips at one per two k-steps (or all strips
+    // evenly where that is more): same-run A/Bs (bench/gemm, docs/perf.md session 21) against
+    // an even share issued at one per k-step from each tile's start gave 49 x 2048 x 512 +6%,
+    // 128 x 3072 x 768 +4.5%, 128 x 768 x 3072 +3.7%, M = 196 and 1024 +-1%; one per k-step
+    // for the whole tile was 0-3% slower, and an even share spread over each tile 4% slower
+    // at M = 196 (its last lines arrive as the next item starts).
+    const int64_t lines = nextKc * nextPanels;
+    const int64_t evenShare = (lines + (s1 - s0) - 1) / (s1 - s0);
+    const int64_t share =
+        std::min(t.kc, std::max(evenShare, std::min(lines, std::max<int64_t>(1, t.kc / 2))));
+    t.prefetchEvery = std::max<int64_t>(1, t.kc / std::max<int64_t>(1, share));
+    t.nextRunLines = nextKc;
+    t.prefetchJump = t.panelStride - nextKc * NR;
     for (int64_t s = s0; s < s1; ++s) {
       const int64_t from = (s - s0) * share;
-      const int64_t left = std::clamp<int64_t>(lines - from, 0, std::min(share, t.kc));
-      t.prefetchLines = 0;
-      if (left > 0) { // one panel's run of lines (the share may end a panel early)
+      t.prefetchLines = std::clamp<int64_t>(lines - from, 0, share);
+      if (t.prefetchLines > 0) { // a share may cross into the next panel's run
         const int64_t panel = from / nextKc, off = from % nextKc;
         t.prefetch = next + panel * t.panelStride + off * NR;
-        t.prefetchLines = std::min(left, nextKc - off);
+        t.prefetchRun = nextKc - off;
       }
       const int64_t row0 = s * MR;
       t.c = c + row0 * g.ldc + col0;
