@@ -44,10 +44,10 @@ struct Tile {
   int64_t panelStride; // floats from one panel to the next (k x NR)
   int64_t kc;          // k-steps in the block
   // Lines of the next B block this tile brings to L2: prefetchLines of them from `prefetch`,
-  // one per prefetchEvery k-steps, prefetchRun to the end of its panel's run, then
-  // prefetchJump floats on to the next panel's run of nextRunLines.
+  // one per prefetchEvery k-steps, prefetchRun to the end of its panel's run, then on at the
+  // next panel (panelStride on from the run's start) for runs of nextRunLines.
   const float *prefetch;
-  int64_t prefetchLines, prefetchEvery, prefetchRun, nextRunLines, prefetchJump;
+  int64_t prefetchLines, prefetchEvery, prefetchRun, nextRunLines;
   float *c;          // C at the tile's top-left
   const float *r;    // the residual at the tile's top-left (last block), or null
   const float *bias; // bias at the tile's first column (last block), or null
@@ -133,7 +133,7 @@ template <int NV> void tile(const GemmParams &g, const Tile &t, const float *con
       _mm_prefetch(reinterpret_cast<const char *>(pf), _MM_HINT_T1);
       pf += NR;
       if (--pfRun == 0) {
-        pf += t.prefetchJump;
+        pf += t.panelStride - t.nextRunLines * NR;
         pfRun = t.nextRunLines;
       }
       --pfLeft;
@@ -219,11 +219,10 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
     // at M = 196 (its last lines arrive as the next item starts).
     const int64_t lines = nextKc * nextPanels;
     const int64_t evenShare = (lines + (s1 - s0) - 1) / (s1 - s0);
-    const int64_t share =
-        std::min(t.kc, std::max(evenShare, std::min(lines, std::max<int64_t>(1, t.kc / 2))));
+    const int64_t atHalfRate = std::min(lines, std::max<int64_t>(1, t.kc / 2));
+    const int64_t share = std::min(t.kc, std::max(evenShare, atHalfRate));
     t.prefetchEvery = std::max<int64_t>(1, t.kc / std::max<int64_t>(1, share));
     t.nextRunLines = nextKc;
-    t.prefetchJump = t.panelStride - nextKc * NR;
     for (int64_t s = s0; s < s1; ++s) {
       const int64_t from = (s - s0) * share;
       t.prefetchLines = std::clamp<int64_t>(lines - from, 0, share);
