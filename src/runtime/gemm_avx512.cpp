@@ -17,6 +17,7 @@
 #include "gemm.h"
 
 #include "gelu_avx512.h"
+#include "gemm_avx512_tile.h"
 #include "gemv.h"
 
 #include <immintrin.h>
@@ -27,6 +28,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
 
 namespace kiln::rt {
@@ -118,6 +120,26 @@ template <int NV>
   }
 }
 
+/// The tile's accumulators into C: C's contents added where t.loadC, the epilogue after the
+/// last K block, the valid rows and columns stored.
+template <int NV> void finish(const GemmParams &g, const Tile &t, Acc<NV> &acc) {
+  __mmask16 mask[NV];
+#pragma GCC unroll 4
+  for (int j = 0; j < NV; ++j) {
+    const int valid = std::clamp(t.cols - static_cast<int>(NR) * j, 0, 16);
+    mask[j] = static_cast<__mmask16>((1u << valid) - 1u);
+  }
+  if (t.loadC) addRows(acc, t.rows, t.c, g.ldc, mask);
+  if (t.last) epilogue(acc, g, t, mask);
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    if (i >= t.rows) break;
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j)
+      _mm512_mask_storeu_ps(t.c + i * g.ldc + NR * j, mask[j], acc.v[i][j]);
+  }
+}
+
 /// One MR x (NV x 16) tile over one K block; `a` holds its MR row pointers at the block.
 template <int NV> void tile(const GemmParams &g, const Tile &t, const float *const *a) {
   Acc<NV> acc;
@@ -156,22 +178,40 @@ template <int NV> void tile(const GemmParams &g, const Tile &t, const float *con
     }
   }
 
-  __mmask16 mask[NV];
-#pragma GCC unroll 4
-  for (int j = 0; j < NV; ++j) {
-    const int valid = std::clamp(t.cols - static_cast<int>(NR) * j, 0, 16);
-    mask[j] = static_cast<__mmask16>((1u << valid) - 1u);
-  }
-  if (t.loadC) addRows(acc, t.rows, t.c, g.ldc, mask);
-  if (t.last) epilogue(acc, g, t, mask);
+  finish(g, t, acc);
+}
+
+/// The full 8 x 48 tile through the asm loop (gemm_avx512_tile.h); `a` is its first row at
+/// the block, the rows lda apart.
+void fullTile(const GemmParams &g, const Tile &t, const float *a) {
+  alignas(64) float sums[MR * NV * NR];
+  avx512tile::FullTileArgs f;
+  f.a = a;
+  f.lda = g.lda;
+  f.b = t.b;
+  f.panelStride = t.panelStride;
+  f.kc = t.kc;
+  f.prefetch = reinterpret_cast<const char *>(t.prefetch);
+  f.prefetchLines = t.prefetchLines;
+  f.perPass = t.prefetchEvery == 1 ? 2 : 1;
+  f.run = t.prefetchRun;
+  f.jumpBytes = (t.panelStride - t.nextRunLines * NR) * static_cast<int64_t>(sizeof(float));
+  f.nextRun = t.nextRunLines;
+  f.out = sums;
+  avx512tile::fullTile(f);
+  Acc<NV> acc;
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) {
-    if (i >= t.rows) break;
+  for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j)
-      _mm512_mask_storeu_ps(t.c + i * g.ldc + NR * j, mask[j], acc.v[i][j]);
-  }
+      acc.v[i][j] = _mm512_load_ps(sums + (i * NV + j) * NR);
+  finish(g, t, acc);
 }
+
+const bool fullTileAsm = [] {
+  const char *v = std::getenv("KILN_GEMM_ASM_TILE");
+  return !(v && v[0] == '0');
+}();
 
 struct Plan {
   int64_t strips, panels, panelGroups, perGroup, groups, kc;
@@ -239,7 +279,9 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
       const float *rows[MR];
       for (int i = 0; i < MR; ++i)
         rows[i] = a + (row0 + std::min(i, t.rows - 1)) * g.lda + pc;
-      if (nv == NV)
+      if (nv == NV && t.rows == MR && fullTileAsm)
+        fullTile(g, t, a + row0 * g.lda + pc);
+      else if (nv == NV)
         tile<NV>(g, t, rows);
       else if (nv == 2)
         tile<2>(g, t, rows);
