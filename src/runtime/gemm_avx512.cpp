@@ -1,19 +1,22 @@
 // kiln's AVX-512 GEMM (gemm.h; compiled with -mavx512f -mavx2 -mfma).
 //
 // The same shape as the AVX2 GEMM (gemm_avx2.cpp): B packed once into the GEMV's 16-column
-// panels, A read in place (8 row streams), work items of (a group of strips, a group of three
-// panels) walking K in blocks with the group's strips under each block. The register tile is
-// 8 rows x 3 panels (24 zmm accumulators; 3 loads of B and 8 broadcasts of A per 24 FMAs);
-// a tile reads one stream of B per panel. K blocks are long (up to 768): the block of B
-// (up to 144 KiB) then streams from L2 for each strip rather than staying in L1, and
-// measured faster that way on Zen 5 than L1-sized blocks of 128-256 (bench/gemm, rt512 row:
-// 128 x 768 x 768 at 95-98% of the FMA peak with blocks of 768, 80-84% with 64-128), where
-// every block restarts the row streams of A and reloads C. Each k-step prefetches the B lines
-// kPrefetchSteps ahead into L1: the core's own prefetchers trail three streams from L2 (an
-// 8 x 48 tile over a 768-deep block of B in L2, Intel Xeon with AVX-512: 85-93% of the FMA
-// peak without, 96-97% with; bench/gemm's rt512 row +3-5% on BERT-base's shapes there).
-// The next block's lines go to L2 (prefetcht1) from the first strips of each block, one per
-// two k-steps, so they are in before the next work item starts.
+// panels, A read in place (one stream per row), work items of (a group of strips, a group of
+// three panels) walking K in blocks with the group's strips under each block. The register
+// tile is 9 or 8 rows x 3 panels (27 or 24 zmm accumulators; 3 loads of B and a broadcast of
+// A per row per k-step), an asm loop (gemm_avx512_tile.h); partial tiles run through
+// intrinsics. On the Intel Xeon of sessions 20-22 every load issued beside the FMAs costs
+// FMA throughput (an 8 x 48 tile in L1 reaches 87% of the FMA peak, 9 x 48 91%, one with no
+// loads 100%), so the taller tile pays: bench/gemm +1-3% at M >= 128, +7-14% at M = 49.
+// K blocks are long (up to 768): the block of B (up to 144 KiB) then streams from L2 for
+// each strip rather than staying in L1, and measured faster that way on Zen 5 than L1-sized
+// blocks of 128-256 (bench/gemm, rt512 row: 128 x 768 x 768 at 95-98% of the FMA peak with
+// blocks of 768, 80-84% with 64-128), where every block restarts the row streams of A and
+// reloads C; on the Xeon too, 160-deep blocks left in L1 for all strips but the first were
+// 0.97-0.98x in ViT-B/16 (session 22). Each k-step prefetches the B lines kPrefetchSteps
+// ahead into L1: the core's own prefetchers trail three streams from L2 (bench/gemm 1-5%
+// slower without). The next block's lines go to L2 (prefetcht1) from the first strips of
+// each block, one per two k-steps, so they are in before the next work item starts.
 #include "gemm.h"
 
 #include "gelu_avx512.h"
@@ -40,6 +43,7 @@ constexpr int64_t NR = kGemvPanel;    // 16: one zmm
 constexpr int64_t kMaxBlockK = 768;   // K per block at most
 constexpr int64_t kGroupStrips = 27;  // strips per work item at most (216 rows)
 constexpr int64_t kPrefetchSteps = 8; // k-steps ahead each B stream is prefetched into L1
+// (the asm tile has it as byte offsets: 512 = 8 x 64)
 
 struct Tile {
   const float *b;      // the first panel at this K block: kc x NR, panels panelStride apart
@@ -58,22 +62,22 @@ struct Tile {
   bool last;         // the last K block: apply the epilogue
 };
 
-template <int NV> struct Acc { __m512 v[MR][NV]; };
+template <int R, int NV> struct Acc { __m512 v[R][NV]; };
 
-template <int NV, class F> [[gnu::always_inline]] inline void forAll(Acc<NV> &acc, F f) {
+template <int R, int NV, class F> [[gnu::always_inline]] inline void forAll(Acc<R, NV> &acc, F f) {
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
+  for (int i = 0; i < R; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j)
       acc.v[i][j] = f(acc.v[i][j]);
 }
 
 /// Adds `rows` rows of src (row stride ld; masked columns) to the tile.
-template <int NV>
-[[gnu::always_inline]] inline void addRows(Acc<NV> &acc, int rows, const float *src, int64_t ld,
+template <int R, int NV>
+[[gnu::always_inline]] inline void addRows(Acc<R, NV> &acc, int rows, const float *src, int64_t ld,
                                            const __mmask16 *mask) {
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) {
+  for (int i = 0; i < R; ++i) {
     if (i >= rows) break;
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j)
@@ -82,8 +86,8 @@ template <int NV>
   }
 }
 
-template <int NV>
-[[gnu::always_inline]] inline void epilogue(Acc<NV> &acc, const GemmParams &g, const Tile &t,
+template <int R, int NV>
+[[gnu::always_inline]] inline void epilogue(Acc<R, NV> &acc, const GemmParams &g, const Tile &t,
                                             const __mmask16 *mask) {
   if (g.alpha != 1.f) {
     const __m512 alpha = _mm512_set1_ps(g.alpha);
@@ -96,7 +100,7 @@ template <int NV>
     for (int j = 0; j < NV; ++j)
       b[j] = _mm512_mul_ps(beta, _mm512_maskz_loadu_ps(mask[j], t.bias + NR * j));
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i)
+    for (int i = 0; i < R; ++i)
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j)
         acc.v[i][j] = _mm512_add_ps(acc.v[i][j], b[j]);
@@ -122,7 +126,7 @@ template <int NV>
 
 /// The tile's accumulators into C: C's contents added where t.loadC, the epilogue after the
 /// last K block, the valid rows and columns stored.
-template <int NV> void finish(const GemmParams &g, const Tile &t, Acc<NV> &acc) {
+template <int R, int NV> void finish(const GemmParams &g, const Tile &t, Acc<R, NV> &acc) {
   __mmask16 mask[NV];
 #pragma GCC unroll 4
   for (int j = 0; j < NV; ++j) {
@@ -132,7 +136,7 @@ template <int NV> void finish(const GemmParams &g, const Tile &t, Acc<NV> &acc) 
   if (t.loadC) addRows(acc, t.rows, t.c, g.ldc, mask);
   if (t.last) epilogue(acc, g, t, mask);
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) {
+  for (int i = 0; i < R; ++i) {
     if (i >= t.rows) break;
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j)
@@ -140,9 +144,9 @@ template <int NV> void finish(const GemmParams &g, const Tile &t, Acc<NV> &acc) 
   }
 }
 
-/// One MR x (NV x 16) tile over one K block; `a` holds its MR row pointers at the block.
-template <int NV> void tile(const GemmParams &g, const Tile &t, const float *const *a) {
-  Acc<NV> acc;
+/// One R x (NV x 16) tile over one K block; `a` holds its R row pointers at the block.
+template <int R, int NV> void tile(const GemmParams &g, const Tile &t, const float *const *a) {
+  Acc<R, NV> acc;
   forAll(acc, [](__m512) { return _mm512_setzero_ps(); });
   const float *b[NV];
 #pragma GCC unroll 4
@@ -170,7 +174,7 @@ template <int NV> void tile(const GemmParams &g, const Tile &t, const float *con
     for (int j = 0; j < NV; ++j)
       bv[j] = _mm512_loadu_ps(b[j] + kk * NR);
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
+    for (int i = 0; i < R; ++i) {
       const __m512 av = _mm512_set1_ps(a[i][kk]);
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j)
@@ -181,10 +185,10 @@ template <int NV> void tile(const GemmParams &g, const Tile &t, const float *con
   finish(g, t, acc);
 }
 
-/// The full 8 x 48 tile through the asm loop (gemm_avx512_tile.h); `a` is its first row at
-/// the block, the rows lda apart.
-void fullTile(const GemmParams &g, const Tile &t, const float *a) {
-  alignas(64) float sums[MR * NV * NR];
+/// A full R x 48 tile (R = 8 or 9) through the asm loop (gemm_avx512_tile.h); `a` is its
+/// first row at the block, the rows lda apart.
+template <int R> void fullTile(const GemmParams &g, const Tile &t, const float *a) {
+  alignas(64) float sums[R * NV * NR];
   avx512tile::FullTileArgs f;
   f.a = a;
   f.lda = g.lda;
@@ -198,25 +202,46 @@ void fullTile(const GemmParams &g, const Tile &t, const float *a) {
   f.jumpBytes = (t.panelStride - t.nextRunLines * NR) * static_cast<int64_t>(sizeof(float));
   f.nextRun = t.nextRunLines;
   f.out = sums;
-  avx512tile::fullTile(f);
-  Acc<NV> acc;
+  avx512tile::fullTile<R>(f);
+  Acc<R, NV> acc;
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
+  for (int i = 0; i < R; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j)
       acc.v[i][j] = _mm512_load_ps(sums + (i * NV + j) * NR);
   finish(g, t, acc);
 }
 
-const bool fullTileAsm = [] {
-  const char *v = std::getenv("KILN_GEMM_ASM_TILE");
-  return !(v && v[0] == '0');
-}();
+/// A tile through the intrinsics (fewer than three panels, or a partial strip of at most 8
+/// rows); `a` is A at the strip's first row and the block's first column.
+template <int R> void smallTile(const GemmParams &g, const Tile &t, int64_t nv, const float *a) {
+  // Rows past the last valid one repeat it: computed, never stored.
+  const float *rows[R];
+  for (int i = 0; i < R; ++i)
+    rows[i] = a + std::min(i, t.rows - 1) * g.lda;
+  if (nv == NV)
+    tile<R, NV>(g, t, rows);
+  else if (nv == 2)
+    tile<R, 2>(g, t, rows);
+  else
+    tile<R, 1>(g, t, rows);
+}
+
+int64_t envInt(const char *name, int64_t fallback) {
+  const char *v = std::getenv(name);
+  return v && *v ? std::atoll(v) : fallback;
+}
+const bool fullTileAsm = envInt("KILN_GEMM_ASM_TILE", 1) != 0;
+const bool nineRows = envInt("KILN_GEMM_NINE", 1) != 0;
 
 struct Plan {
-  int64_t strips, panels, panelGroups, perGroup, groups, kc;
+  int64_t strips, nines, panels, panelGroups, perGroup, groups, kc;
   const float *residual; // a residual beside C (an in-place one is already in C), or null
   bool inPlace;
+  int64_t row0(int64_t s) const { return s < nines ? 9 * s : 9 * nines + MR * (s - nines); }
+  int64_t rows(int64_t s, int64_t m) const {
+    return std::min<int64_t>(s < nines ? 9 : MR, m - row0(s));
+  }
 };
 
 /// Item `item` of the plan over K [pcBegin, pcEnd): its panels' K blocks there, under each
@@ -233,7 +258,7 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
   t.panelStride = g.k * NR;
   t.cols = static_cast<int>(std::min(NV * NR, g.n - col0));
   for (int64_t pc = pcBegin; pc < pcEnd; pc += kc) {
-    t.kc = std::min(kc, g.k - pc);
+    t.kc = std::min(kc, pcEnd - pc);
     t.b = packedB + (p0 * g.k + pc) * NR;
     t.loadC = pc > 0 || plan.inPlace;
     t.last = pc + t.kc >= g.k;
@@ -271,22 +296,22 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
         t.prefetch = next + panel * t.panelStride + off * NR;
         t.prefetchRun = nextKc - off;
       }
-      const int64_t row0 = s * MR;
+      const int64_t row0 = plan.row0(s);
       t.c = c + row0 * g.ldc + col0;
       t.r = t.last && plan.residual ? plan.residual + row0 * g.ldr + col0 : nullptr;
-      t.rows = static_cast<int>(std::min<int64_t>(MR, g.m - row0));
-      // Rows past the last valid one repeat it: computed, never stored.
-      const float *rows[MR];
-      for (int i = 0; i < MR; ++i)
-        rows[i] = a + (row0 + std::min(i, t.rows - 1)) * g.lda + pc;
-      if (nv == NV && t.rows == MR && fullTileAsm)
-        fullTile(g, t, a + row0 * g.lda + pc);
-      else if (nv == NV)
-        tile<NV>(g, t, rows);
-      else if (nv == 2)
-        tile<2>(g, t, rows);
+      t.rows = static_cast<int>(plan.rows(s, g.m));
+      if (nv == NV && t.rows == 9) {
+        fullTile<9>(g, t, a + row0 * g.lda + pc);
+        continue;
+      }
+      if (nv == NV && t.rows == MR && fullTileAsm) {
+        fullTile<MR>(g, t, a + row0 * g.lda + pc);
+        continue;
+      }
+      if (t.rows == 9)
+        smallTile<9>(g, t, nv, a + row0 * g.lda + pc);
       else
-        tile<1>(g, t, rows);
+        smallTile<MR>(g, t, nv, a + row0 * g.lda + pc);
     }
   }
 }
@@ -298,7 +323,16 @@ void gemmAvx512(const GemmParams &g, const float *a, const float *packedB, float
   Plan plan;
   plan.panels = (g.n + NR - 1) / NR;
   plan.panelGroups = (plan.panels + NV - 1) / NV;
-  const GemmRowGroups rows = gemmRowGroups(g.m, MR, kGroupStrips, plan.panelGroups);
+  // Strips of 9 rows, then of 8, where M splits that way (27 accumulators do more FMAs per
+  // load than 24) and few panel groups are partial (their 9-row tiles run through the
+  // intrinsics: 784 x 128 x 512, a third of them partial, 0.85x); else strips of 8, the last
+  // one partial.
+  const int64_t eights = (9 - g.m % 9) % 9;
+  const bool fewPartial = plan.panels % NV == 0 || plan.panelGroups >= 8;
+  plan.nines =
+      nineRows && fullTileAsm && fewPartial && MR * eights <= g.m ? (g.m - MR * eights) / 9 : 0;
+  const int64_t strips = plan.nines > 0 ? plan.nines + eights : (g.m + MR - 1) / MR;
+  const GemmRowGroups rows = gemmRowGroups(strips, 1, kGroupStrips, plan.panelGroups);
   plan.strips = rows.strips;
   plan.perGroup = rows.perGroup;
   plan.groups = rows.groups;

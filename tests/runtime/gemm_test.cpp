@@ -1,5 +1,5 @@
 // kiln's GEMM (gemm.h) against float64: each kernel this CPU runs (the AVX2 one on any AVX2
-// CPU, the AVX-512 one where there is AVX-512F) on row counts around the 6- and 8-row tiles,
+// CPU, the AVX-512 one where there is AVX-512F) on row counts around the 6-, 8- and 9-row tiles,
 // columns around the 16-column panels and the 1-3 panel tiles, K around the blocks (256 for
 // AVX2; K over 768 split evenly for AVX-512), alpha, bias with beta, residual beside C and in
 // place, clamp and both GELUs, 1 and 2 threads; and the matmul shims' route to it
@@ -38,6 +38,13 @@ std::vector<Gemm> kernelCases() {
         Gemm t{m, n, k, rng() % 2 == 0, rng() % 2 == 0, rng() % 2 == 0, posts[rng() % 5]};
         v.push_back(t);
       }
+  // AVX-512 strips of 9 rows then 8: 9 + 9 + 8 over whole panel groups and an odd K in three
+  // blocks; seven of 9 and one of 8 with a last group of one panel; 128 rows as eight of 9
+  // and seven of 8.
+  for (Gemm t : {Gemm{26, 480, 1601, false, true, true, KILN_POST_GELU_ERF},
+                 Gemm{71, 400, 257, true, true, true, KILN_POST_RELU},
+                 Gemm{128, 144, 769, false, true, false, KILN_POST_GELU_TANH}})
+    v.push_back(t);
   return v;
 }
 
@@ -96,7 +103,7 @@ TEST(OwnGemm, KernelResidualInPlace) {
   std::mt19937 rng(8);
   for (const NamedKernel &kernel : kernels())
     for (int64_t k : {5, 256, 700, 1600}) {
-      Gemm t{20, 33, k, false, true, true, KILN_POST_RELU};
+      Gemm t{k == 700 ? 26 : 20, 33, k, false, true, true, KILN_POST_RELU};
       kiln_matmul_params_v1 p = params(t);
       p.alpha = 1.f;
       Data d = makeData(t, p, rng);
