@@ -2,7 +2,7 @@
 //
 // The same shape as the AVX2 GEMM (gemm_avx2.cpp): B packed once into the GEMV's 16-column
 // panels, A read in place (one stream per row), work items of (a group of strips, a group of
-// three panels) walking K in blocks with the group's strips under each block. The register
+// three panels, one K block) with the group's strips under the block. The register
 // tile is 9 or 8 rows x 3 panels (27 or 24 zmm accumulators; 3 loads of B and a broadcast of
 // A per row per k-step), an asm loop (gemm_avx512_tile.h); partial tiles run through
 // intrinsics. On the Intel Xeon of sessions 20-22 every load issued beside the FMAs costs
@@ -235,7 +235,7 @@ const bool fullTileAsm = envInt("KILN_GEMM_ASM_TILE", 1) != 0;
 const bool nineRows = envInt("KILN_GEMM_NINE", 1) != 0;
 
 struct Plan {
-  int64_t strips, nines, panels, panelGroups, perGroup, groups, kc;
+  int64_t strips, nines, panels, panelGroups, perGroup, groups;
   const float *residual; // a residual beside C (an in-place one is already in C), or null
   bool inPlace;
   int64_t row0(int64_t s) const { return s < nines ? 9 * s : 9 * nines + MR * (s - nines); }
@@ -244,75 +244,62 @@ struct Plan {
   }
 };
 
-/// Item `item` of the plan over K [pcBegin, pcEnd): its panels' K blocks there, under each
-/// its group's strips.
+/// Item `item` of the plan over the K block [pc, pcEnd): its panels' block, under it its
+/// group's strips.
 void runItem(const GemmParams &g, const Plan &plan, const float *a, const float *packedB, float *c,
-             int64_t item, int64_t pcBegin, int64_t pcEnd) {
+             int64_t item, int64_t pc, int64_t pcEnd) {
   const int64_t grp = item / plan.panelGroups, pg = item % plan.panelGroups;
   const int64_t s0 = grp * plan.perGroup, s1 = std::min(plan.strips, s0 + plan.perGroup);
   const int64_t p0 = pg * NV, nv = std::min<int64_t>(NV, plan.panels - p0);
-  const int64_t col0 = p0 * NR, kc = plan.kc;
+  const int64_t col0 = p0 * NR;
   Tile t;
   t.prefetch = nullptr; // set per strip where it has lines to bring
   t.prefetchRun = 0;
   t.panelStride = g.k * NR;
   t.cols = static_cast<int>(std::min(NV * NR, g.n - col0));
-  for (int64_t pc = pcBegin; pc < pcEnd; pc += kc) {
-    t.kc = std::min(kc, pcEnd - pc);
-    t.b = packedB + (p0 * g.k + pc) * NR;
-    t.loadC = pc > 0 || plan.inPlace;
-    t.last = pc + t.kc >= g.k;
-    t.bias = t.last && g.bias ? g.bias + col0 : nullptr;
-    // The block the next tiles read (these panels' next K block of the range, else the next
-    // panel group's first) goes to L2 while this block's strips run, a share per strip.
-    const float *next = nullptr;
-    int64_t nextKc = 0, nextPanels = 0;
-    if (pc + t.kc < pcEnd) {
-      next = t.b + t.kc * NR;
-      nextKc = std::min(kc, pcEnd - pc - t.kc);
-      nextPanels = nv;
-    } else if (p0 + NV < plan.panels) {
-      next = packedB + ((p0 + NV) * g.k + pcBegin) * NR;
-      nextKc = std::min(kc, pcEnd - pcBegin);
-      nextPanels = std::min<int64_t>(NV, plan.panels - p0 - NV);
+  t.kc = pcEnd - pc;
+  t.b = packedB + (p0 * g.k + pc) * NR;
+  t.loadC = pc > 0 || plan.inPlace;
+  t.last = pcEnd >= g.k;
+  t.bias = t.last && g.bias ? g.bias + col0 : nullptr;
+  // The block the next item reads (the next panel group's at this K block) goes to L2 while
+  // this block's strips run, a share per strip.
+  const bool hasNext = p0 + NV < plan.panels;
+  const float *next = hasNext ? packedB + ((p0 + NV) * g.k + pc) * NR : nullptr;
+  const int64_t nextPanels = hasNext ? std::min<int64_t>(NV, plan.panels - p0 - NV) : 0;
+  // Lines of 16 floats, shared among the first strips at one per two k-steps (or all strips
+  // evenly where that is more): same-run A/Bs (bench/gemm, docs/perf.md session 21) against
+  // an even share issued at one per k-step from each tile's start gave 49 x 2048 x 512 +6%,
+  // 128 x 3072 x 768 +4.5%, 128 x 768 x 3072 +3.7%, M = 196 and 1024 +-1%; one per k-step
+  // for the whole tile was 0-3% slower, and an even share spread over each tile 4% slower
+  // at M = 196 (its last lines arrive as the next item starts).
+  const int64_t lines = t.kc * nextPanels;
+  const int64_t evenShare = (lines + (s1 - s0) - 1) / (s1 - s0);
+  const int64_t atHalfRate = std::min(lines, std::max<int64_t>(1, t.kc / 2));
+  const int64_t share = std::min(t.kc, std::max(evenShare, atHalfRate));
+  t.prefetchEvery = std::max<int64_t>(1, t.kc / std::max<int64_t>(1, share));
+  t.nextRunLines = t.kc;
+  for (int64_t s = s0; s < s1; ++s) {
+    const int64_t from = (s - s0) * share;
+    t.prefetchLines = std::clamp<int64_t>(lines - from, 0, share);
+    if (t.prefetchLines > 0) { // a share may cross into the next panel's run
+      const int64_t panel = from / t.kc, off = from % t.kc;
+      t.prefetch = next + panel * t.panelStride + off * NR;
+      t.prefetchRun = t.kc - off;
     }
-    // Lines of 16 floats, shared among the first strips at one per two k-steps (or all strips
-    // evenly where that is more): same-run A/Bs (bench/gemm, docs/perf.md session 21) against
-    // an even share issued at one per k-step from each tile's start gave 49 x 2048 x 512 +6%,
-    // 128 x 3072 x 768 +4.5%, 128 x 768 x 3072 +3.7%, M = 196 and 1024 +-1%; one per k-step
-    // for the whole tile was 0-3% slower, and an even share spread over each tile 4% slower
-    // at M = 196 (its last lines arrive as the next item starts).
-    const int64_t lines = nextKc * nextPanels;
-    const int64_t evenShare = (lines + (s1 - s0) - 1) / (s1 - s0);
-    const int64_t atHalfRate = std::min(lines, std::max<int64_t>(1, t.kc / 2));
-    const int64_t share = std::min(t.kc, std::max(evenShare, atHalfRate));
-    t.prefetchEvery = std::max<int64_t>(1, t.kc / std::max<int64_t>(1, share));
-    t.nextRunLines = nextKc;
-    for (int64_t s = s0; s < s1; ++s) {
-      const int64_t from = (s - s0) * share;
-      t.prefetchLines = std::clamp<int64_t>(lines - from, 0, share);
-      if (t.prefetchLines > 0) { // a share may cross into the next panel's run
-        const int64_t panel = from / nextKc, off = from % nextKc;
-        t.prefetch = next + panel * t.panelStride + off * NR;
-        t.prefetchRun = nextKc - off;
-      }
-      const int64_t row0 = plan.row0(s);
-      t.c = c + row0 * g.ldc + col0;
-      t.r = t.last && plan.residual ? plan.residual + row0 * g.ldr + col0 : nullptr;
-      t.rows = static_cast<int>(plan.rows(s, g.m));
-      if (nv == NV && t.rows == 9) {
-        fullTile<9>(g, t, a + row0 * g.lda + pc);
-        continue;
-      }
-      if (nv == NV && t.rows == MR && fullTileAsm) {
-        fullTile<MR>(g, t, a + row0 * g.lda + pc);
-        continue;
-      }
-      if (t.rows == 9)
-        smallTile<9>(g, t, nv, a + row0 * g.lda + pc);
-      else
-        smallTile<MR>(g, t, nv, a + row0 * g.lda + pc);
-    }
+    const int64_t row0 = plan.row0(s);
+    t.c = c + row0 * g.ldc + col0;
+    t.r = t.last && plan.residual ? plan.residual + row0 * g.ldr + col0 : nullptr;
+    t.rows = static_cast<int>(plan.rows(s, g.m));
+    const float *strip = a + row0 * g.lda + pc;
+    if (nv == NV && t.rows == 9)
+      fullTile<9>(g, t, strip);
+    else if (nv == NV && t.rows == MR && fullTileAsm)
+      fullTile<MR>(g, t, strip);
+    else if (t.rows == 9)
+      smallTile<9>(g, t, nv, strip);
+    else
+      smallTile<MR>(g, t, nv, strip);
   }
 }
 
@@ -338,7 +325,7 @@ void gemmAvx512(const GemmParams &g, const float *a, const float *packedB, float
   plan.groups = rows.groups;
   // K in as few blocks as kMaxBlockK allows, of even length.
   const int64_t blocks = (g.k + kMaxBlockK - 1) / kMaxBlockK;
-  plan.kc = (g.k + blocks - 1) / blocks;
+  const int64_t kc = (g.k + blocks - 1) / blocks;
   // An in-place residual is already in C: the first block adds to it (alpha is 1 then, which
   // the shim checks), and the epilogue does not add it again.
   plan.inPlace = g.residual == c;
@@ -349,8 +336,8 @@ void gemmAvx512(const GemmParams &g, const float *a, const float *packedB, float
   // per item re-read A whole from L3 once K x M outgrew L2 (128 x 768 x 3072: 1.5 MiB of A
   // per panel group; 3-5% faster phased at 1 thread, level to 3% at 2; docs/perf.md,
   // session 20).
-  for (int64_t pc = 0; pc < g.k; pc += plan.kc) {
-    const int64_t pcEnd = std::min(g.k, pc + plan.kc);
+  for (int64_t pc = 0; pc < g.k; pc += kc) {
+    const int64_t pcEnd = std::min(g.k, pc + kc);
     gemmForEachItem(items, rows.threads,
                     [&](int64_t item) { runItem(g, plan, a, packedB, c, item, pc, pcEnd); });
   }
