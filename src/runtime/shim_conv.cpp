@@ -214,12 +214,16 @@ int convForward(Runner &r, int64_t site, const float *x, const int64_t *xDims, c
                 const int64_t *yDims, const kiln_conv_params_v1 &p, ConvLayout layout) {
   if (int st = checkArgs(site, x, xDims, w, wDims, y, yDims, p)) return st;
   // Depthwise 3x3 and 3x3 stride-1 dense convs where kiln's own kernels were measured faster
-  // than oneDNN 2.6 (shim_dwconv.h, conv_winograd.h); 1x1 convs as GEMMs (conv_pointwise.cpp).
+  // than oneDNN 2.6 (shim_dwconv.h, conv_winograd.h); 1x1 convs and KxK convs on few pixels as
+  // GEMMs (conv_pointwise.cpp, conv_patch_gemm.cpp).
   if (layout == ConvLayout::ChannelsLast && useKilnDepthwise(xDims, wDims, yDims, residual, p))
     return dwConvForward(r, site, x, xDims, w, bias, y, yDims, p);
   if (layout == ConvLayout::ChannelsLast &&
       pointwiseAsGemm(xDims, wDims, yDims, p, residual != nullptr))
     return pointwiseConvForward(r, site, x, xDims, w, bias, residual, y, yDims, p);
+  if (layout == ConvLayout::ChannelsLast && r.isConstant(w) &&
+      patchGemmWanted(wDims, yDims, p, residual, y))
+    return patchGemmForward(r, site, x, xDims, w, wDims, bias, residual, y, yDims, p);
   if (layout == ConvLayout::ChannelsLast && winograd::wanted(xDims, wDims, yDims, p))
     return winograd::forward(r, site, x, xDims, w, wDims, bias, residual, y, yDims, p);
   try {

@@ -38,7 +38,8 @@ bool pointwiseConv(const int64_t *wDims, const kiln_conv_params_v1 &p);
 
 /// Whether a channels-last conv runs as a GEMM (conv_pointwise.cpp): a pointwise conv whose
 /// output dims match its strides, with AVX-512 when it adds a residual or the run has 2+
-/// threads, below it when kiln's AVX2 GEMM takes it (ownGemmFits) or from 512 output pixels;
+/// threads or at most 196 pixels into 512+ outputs, below it when kiln's AVX2 GEMM takes it
+/// (ownGemmFits) or from 512 output pixels;
 /// KILN_CONV_POINTWISE_GEMM=0 turns it off, =all takes every one.
 bool pointwiseAsGemm(const int64_t *xDims, const int64_t *wDims, const int64_t *yDims,
                      const kiln_conv_params_v1 &p, bool hasResidual = false);
@@ -48,6 +49,18 @@ bool pointwiseAsGemm(const int64_t *xDims, const int64_t *wDims, const int64_t *
 int pointwiseConvForward(Runner &r, int64_t site, const float *x, const int64_t *xDims,
                          const float *w, const float *bias, const float *residual, float *y,
                          const int64_t *yDims, const kiln_conv_params_v1 &p);
+
+/// Whether a channels-last KxK conv (K > 1) runs as one GEMM over its patches
+/// (conv_patch_gemm.cpp): AVX-512, one group, at most 64 output pixels, a shape kiln's GEMM
+/// takes (ownGemmFits: O >= 512, kh kw C >= 256); KILN_CONV_PATCH_GEMM=0 turns it off. The
+/// weights must be a constant (the caller checks).
+bool patchGemmWanted(const int64_t *wDims, const int64_t *yDims, const kiln_conv_params_v1 &p,
+                     const float *residual, const float *y);
+
+/// That conv: patches gathered per call, the permuted weights packed once per constant set.
+int patchGemmForward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const float *w,
+                     const int64_t *wDims, const float *bias, const float *residual, float *y,
+                     const int64_t *yDims, const kiln_conv_params_v1 &p);
 
 int convForward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const float *w,
                 const int64_t *wDims, const float *bias, const float *residual, float *y,

@@ -107,14 +107,18 @@ bool ownGemmFits(const kiln_matmul_params_v1 &p, bool constantB, const float *re
          (!residual || residual != c || p.alpha == 1.f);
 }
 
+void packedGemm(const float *a, const float *packedB, const float *addend, const float *residual,
+                float *c, const kiln_matmul_params_v1 &p) {
+  GemmParams g;
+  static_cast<GemvParams &>(g) = weightGemmParams(p, addend, residual);
+  g.post = postOf(p.post_op);
+  runGemm(g, a, packedB, c);
+}
+
 int ownGemmForward(Runner &r, int64_t site, const float *a, const float *b, const float *addend,
                    const float *residual, float *c, const kiln_matmul_params_v1 &p) {
   try {
-    const float *packed = packedWeightPanels(r, site, b, p);
-    GemmParams g;
-    static_cast<GemvParams &>(g) = weightGemmParams(p, addend, residual);
-    g.post = postOf(p.post_op);
-    runGemm(g, a, packed, c);
+    packedGemm(a, packedWeightPanels(r, site, b, p), addend, residual, c, p);
     return KILN_OK;
   } catch (const std::bad_alloc &) {
     return fail(KILN_ERR_OUT_OF_MEMORY, "matmul site %lld: out of memory",

@@ -58,6 +58,11 @@ bool ownGemmFits(const kiln_matmul_params_v1 &p, bool constantB, const float *re
 int ownGemmForward(Runner &r, int64_t site, const float *a, const float *b, const float *addend,
                    const float *residual, float *c, const kiln_matmul_params_v1 &p);
 
+/// The same GEMM on a B already packed into 16-column panels (packGemvWeights), for shims
+/// that pack a weight of their own layout (conv_patch_gemm.cpp); p must satisfy ownGemmFits.
+void packedGemm(const float *a, const float *packedB, const float *addend, const float *residual,
+                float *c, const kiln_matmul_params_v1 &p);
+
 /// Whether kiln_shim_matmul_multi_v1 runs through the AVX2 GEMM: the same rule, every B a
 /// constant.
 bool ownGemmMultiFits(Runner &r, const float *const *b, const kiln_matmul_multi_params_v1 &p);

@@ -157,6 +157,14 @@ TEST(ConvPointwiseRoute, TakesOnlyUnpaddedUngrouped1x1Convs) {
   omp_set_num_threads(1);
   EXPECT_EQ(kiln::rt::pointwiseAsGemm(xDims, w1, yDims, p), kiln::rt::usableIsaBits() < 512);
   EXPECT_TRUE(kiln::rt::pointwiseAsGemm(xDims, w1, yDims, p, /*hasResidual=*/true));
+  // With AVX-512 at 1 thread, few pixels into 512+ outputs too (the weights stream from
+  // memory for a handful of rows); into 256 outputs not.
+  const int64_t x7wide[] = {1, 1024, 7, 7}, y7wide[] = {1, 512, 7, 7}, w7wide[] = {512, 1024, 1, 1};
+  const int64_t y7narrow[] = {1, 256, 7, 7}, w7narrow[] = {256, 1024, 1, 1};
+  if (kiln::rt::usableIsaBits() == 512 && kiln::rt::ownGemmRouteOn()) {
+    EXPECT_TRUE(kiln::rt::pointwiseAsGemm(x7wide, w7wide, y7wide, p));
+    EXPECT_FALSE(kiln::rt::pointwiseAsGemm(x7wide, w7narrow, y7narrow, p));
+  }
   // Below AVX-512 fewer than 512 pixels take it only through kiln's AVX2 GEMM (which packs its
   // weight once); oneDNN's sgemm would pack it per call.
   const int64_t x7[] = {1, 64, 7, 7}, y7[] = {1, 64, 7, 7};

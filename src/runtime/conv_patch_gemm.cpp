@@ -1,0 +1,139 @@
+// Channels-last KxK convs on few pixels as one GEMM over their patches (im2col): A holds, per
+// output pixel, the kh x kw x C input values its window reads (zeros where it hangs over the
+// pads), B the weights permuted to [kh][kw][C] x O and packed once into the GEMM's 16-column
+// panels, kept with the derived weights like the Winograd transform. Bias, residual and the
+// activation run in the GEMM's epilogue.
+//
+// Why: ResNet-50's layer4 3x3 convs (7 x 7 pixels, 512 -> 512) stream 9.4 MB of weights for
+// 49 pixels each; oneDNN 2.6's direct conv ran them at 53-59% of the FMA peak on the Intel
+// Xeon of session 23, kiln's AVX-512 GEMM runs 49 x 512 x 4608 at ~70% with B from memory.
+// Copying the patches costs 0.9 MB per conv. At 14 x 14 (196 pixels, 256 channels) the GEMM
+// was level with oneDNN, so the route stops at 64 pixels (docs/perf.md, session 23).
+#include "error.h"
+#include "isa_cap.h"
+#include "shim_conv.h"
+#include "shim_matmul.h"
+#include "weight_memory.h"
+
+#include <omp.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <vector>
+
+namespace kiln::rt {
+namespace {
+
+constexpr int64_t kPatchTag = 0x70617463686d; // "patchm": the patch buffer's scratch tag
+constexpr int64_t kPackTag = 0x70636b70746d;  // "pckptm": the permuted, packed weights
+constexpr int64_t kMaxPixels = 64;            // see the header comment
+
+struct PatchScratch : CacheEntry {
+  std::vector<float> rows;
+};
+
+struct PackedPatchWeights : CacheEntry {
+  std::shared_ptr<void> buffer;
+};
+
+bool routeOn() {
+  static const bool on = [] {
+    const char *v = std::getenv("KILN_CONV_PATCH_GEMM");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return on;
+}
+
+/// The GEMM of a conv: [pixels, kh kw C] x [kh kw C, O], C and the residual laid out NHWC.
+kiln_matmul_params_v1 patchGemm(const int64_t *wDims, const int64_t *yDims, bool bias,
+                                const kiln_conv_params_v1 &p) {
+  const int64_t pixels = yDims[0] * yDims[2] * yDims[3];
+  const int64_t depth = wDims[1] * wDims[2] * wDims[3];
+  kiln_matmul_params_v1 g = pointwiseGemm(pixels, depth, wDims[0], bias, p);
+  g.trans_b = 0; // the packed copy is built from the permuted [depth, O] layout
+  g.ldb = wDims[0];
+  return g;
+}
+
+/// Weights OIHW -> [kh][kw][C] x O, row-major (the GEMM's B), then packed into panels.
+std::unique_ptr<PackedPatchWeights> packWeights(const float *w, const int64_t *wDims) {
+  const int64_t o = wDims[0], c = wDims[1], kh = wDims[2], kw = wDims[3];
+  const int64_t depth = c * kh * kw;
+  std::vector<float> plain(static_cast<size_t>(depth * o));
+  for (int64_t oc = 0; oc < o; ++oc)
+    for (int64_t ic = 0; ic < c; ++ic)
+      for (int64_t i = 0; i < kh; ++i)
+        for (int64_t j = 0; j < kw; ++j)
+          plain[((i * kw + j) * c + ic) * o + oc] = w[((oc * c + ic) * kh + i) * kw + j];
+  auto e = std::make_unique<PackedPatchWeights>();
+  e->buffer = allocateWeightBuffer(sizeof(float) * gemvPackedFloats(o, depth));
+  packGemvWeights(plain.data(), o, depth, o, false, static_cast<float *>(e->buffer.get()));
+  return e;
+}
+
+/// out[pixel][(i, j, c)] = x at the pixel's window position (i, j), channel c, or 0 in the pads.
+void gatherPatches(const float *x, const int64_t *xDims, const int64_t *wDims, const int64_t *yDims,
+                   const kiln_conv_params_v1 &p, float *out) {
+  const int64_t n = xDims[0], c = xDims[1], h = xDims[2], w = xDims[3];
+  const int64_t kh = wDims[2], kw = wDims[3], oh = yDims[2], ow = yDims[3];
+  const size_t rowBytes = sizeof(float) * c;
+  const int64_t pixels = n * oh * ow, depth = kh * kw * c;
+  const bool team = !omp_in_parallel() && omp_get_max_threads() > 1;
+#pragma omp parallel for schedule(static) if (team)
+  for (int64_t px = 0; px < pixels; ++px) {
+    const int64_t img = px / (oh * ow), y = px / ow % oh, xo = px % ow;
+    float *dst = out + px * depth;
+    for (int64_t i = 0; i < kh; ++i) {
+      const int64_t ih = y * p.strides[0] - p.pads_begin[0] + i * p.dilations[0];
+      for (int64_t j = 0; j < kw; ++j, dst += c) {
+        const int64_t iw = xo * p.strides[1] - p.pads_begin[1] + j * p.dilations[1];
+        if (ih < 0 || ih >= h || iw < 0 || iw >= w)
+          std::memset(dst, 0, rowBytes);
+        else
+          std::memcpy(dst, x + ((img * h + ih) * w + iw) * c, rowBytes);
+      }
+    }
+  }
+}
+
+} // namespace
+
+bool patchGemmWanted(const int64_t *wDims, const int64_t *yDims, const kiln_conv_params_v1 &p,
+                     const float *residual, const float *y) {
+  if (!routeOn() || usableIsaBits() < 512 || p.spatial_rank != 2 || p.groups != 1) return false;
+  if (wDims[2] * wDims[3] <= 1) return false; // pointwise convs: conv_pointwise.cpp
+  const int64_t pixels = yDims[0] * yDims[2] * yDims[3];
+  if (pixels > kMaxPixels) return false;
+  return ownGemmFits(patchGemm(wDims, yDims, false, p), true, residual, y);
+}
+
+int patchGemmForward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const float *w,
+                     const int64_t *wDims, const float *bias, const float *residual, float *y,
+                     const int64_t *yDims, const kiln_conv_params_v1 &p) {
+  try {
+    CacheKey key;
+    for (int64_t v : {kPackTag, site, static_cast<int64_t>(reinterpret_cast<uintptr_t>(w)),
+                      wDims[0], wDims[1], wDims[2], wDims[3]})
+      key.push(v);
+    auto *packed = static_cast<PackedPatchWeights *>(r.dnnl.findDerived(key));
+    if (!packed)
+      packed = static_cast<PackedPatchWeights *>(
+          r.dnnl.insertDerived(key, packWeights(w, wDims), w,
+                               sizeof(float) * wDims[0] * wDims[1] * wDims[2] * wDims[3]));
+    const kiln_matmul_params_v1 g = patchGemm(wDims, yDims, bias != nullptr, p);
+    std::vector<float> &patches = r.dnnl.scratch<PatchScratch>(kPatchTag).rows;
+    if (patches.size() < static_cast<size_t>(g.m * g.k))
+      patches.resize(static_cast<size_t>(g.m * g.k));
+    gatherPatches(x, xDims, wDims, yDims, p, patches.data());
+    packedGemm(patches.data(), static_cast<const float *>(packed->buffer.get()), bias, residual, y,
+               g);
+    return KILN_OK;
+  } catch (const std::bad_alloc &) {
+    return fail(KILN_ERR_OUT_OF_MEMORY, "conv site %lld: out of memory",
+                static_cast<long long>(site));
+  }
+}
+
+} // namespace kiln::rt

@@ -1,0 +1,167 @@
+// Channels-last KxK convs on few pixels through the conv shim, which with AVX-512 runs them
+// as one GEMM over their patches (conv_patch_gemm.cpp), against a float64 reference: pads
+// (symmetric and not), strides, dilation, batches, bias, ReLU/clip, a residual beside the
+// output and one in place, weights a constant (the route) or not (oneDNN); and which convs
+// the route takes. Each case runs at 1 and 2 threads.
+#include "isa_cap.h"
+#include "shim_conv.h"
+#include "shim_matmul.h"
+#include "test_util.h"
+
+#include <kiln/model.h>
+#include <kiln/runtime.h>
+
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <tuple>
+
+namespace {
+
+using kiln::test::randomVector;
+
+struct PatchCase {
+  int64_t n, cin, h, w, cout, kh, kw, stride, dilation, padT, padL, padB, padR;
+  bool bias;
+  int residual; // 0 none, 1 a tensor of its own, 2 in place (the output holds it)
+  int32_t post;
+  bool constantWeights;
+  int64_t oh() const { return (h + padT + padB - dilation * (kh - 1) - 1) / stride + 1; }
+  int64_t ow() const { return (w + padL + padR - dilation * (kw - 1) - 1) / stride + 1; }
+  std::string describe() const {
+    return "n" + std::to_string(n) + " " + std::to_string(cin) + "->" + std::to_string(cout) + " " +
+           std::to_string(h) + "x" + std::to_string(w) + " k" + std::to_string(kh) + "x" +
+           std::to_string(kw) + " s" + std::to_string(stride) + " d" + std::to_string(dilation) +
+           " residual " + std::to_string(residual) + " post " + std::to_string(post);
+  }
+};
+
+kiln_conv_params_v1 params(const PatchCase &t) {
+  kiln_conv_params_v1 p{};
+  p.spatial_rank = 2;
+  p.groups = 1;
+  p.strides[0] = p.strides[1] = t.stride;
+  p.dilations[0] = p.dilations[1] = t.dilation;
+  p.pads_begin[0] = t.padT;
+  p.pads_begin[1] = t.padL;
+  p.pads_end[0] = t.padB;
+  p.pads_end[1] = t.padR;
+  p.post_op = t.post;
+  p.clip_min = -0.5f;
+  p.clip_max = 0.75f;
+  return p;
+}
+
+double post(double v, const kiln_conv_params_v1 &p) {
+  if (p.post_op == KILN_POST_RELU) return std::max(v, 0.0);
+  if (p.post_op == KILN_POST_CLIP)
+    return std::min(std::max(v, double(p.clip_min)), double(p.clip_max));
+  return v;
+}
+
+struct ThreadCount {
+  int saved = omp_get_max_threads();
+  explicit ThreadCount(int n) { omp_set_num_threads(n); }
+  ~ThreadCount() { omp_set_num_threads(saved); }
+};
+
+class ConvPatchGemm : public ::testing::TestWithParam<std::tuple<PatchCase, int>> {
+protected:
+  kiln::rt::Runner r_;
+};
+
+TEST_P(ConvPatchGemm, MatchesFloat64Reference) {
+  const PatchCase t = std::get<0>(GetParam());
+  ThreadCount threads(std::get<1>(GetParam()));
+  SCOPED_TRACE(t.describe() + " threads " + std::to_string(std::get<1>(GetParam())));
+  std::mt19937 rng(static_cast<unsigned>(t.cin * 131 + t.cout * 7 + t.h * 3 + t.kh));
+  std::vector<float> x = randomVector(rng, t.n * t.h * t.w * t.cin);
+  std::vector<float> w = randomVector(rng, t.cout * t.cin * t.kh * t.kw);
+  for (float &v : w)
+    v /= std::sqrt(float(t.cin * t.kh * t.kw)); // outputs O(1): one tolerance fits all
+  std::vector<float> bias = randomVector(rng, t.cout);
+  const int64_t outCount = t.n * t.oh() * t.ow() * t.cout;
+  std::vector<float> residual = randomVector(rng, outCount);
+  std::vector<float> y(outCount, 0.f);
+  if (t.constantWeights)
+    r_.constantRanges.emplace_back(reinterpret_cast<const char *>(w.data()), w.size() * 4);
+
+  const kiln_conv_params_v1 p = params(t);
+  const int64_t xDims[] = {t.n, t.cin, t.h, t.w}, wDims[] = {t.cout, t.cin, t.kh, t.kw},
+                yDims[] = {t.n, t.cout, t.oh(), t.ow()};
+  const float *res = t.residual == 1 ? residual.data() : t.residual == 2 ? y.data() : nullptr;
+  // The route must be what this test exercises: with AVX-512 and constant weights every case
+  // here is a GEMM over patches.
+  EXPECT_EQ(t.constantWeights && kiln::rt::patchGemmWanted(wDims, yDims, p, res, y.data()),
+            t.constantWeights && kiln::rt::usableIsaBits() == 512 && kiln::rt::ownGemmRouteOn());
+  // Twice: the second call runs on the cached, packed weights.
+  for (int call = 0; call < 2; ++call) {
+    std::fill(y.begin(), y.end(), 0.f);
+    if (t.residual == 2) y = residual;
+    ASSERT_EQ(kiln_shim_conv_v2(&r_, 1, x.data(), xDims, w.data(), wDims,
+                                t.bias ? bias.data() : nullptr, res, y.data(), yDims, &p,
+                                KILN_LAYOUT_CHANNELS_LAST),
+              KILN_OK)
+        << kiln_rt_last_error();
+  }
+
+  double worst = 0;
+  for (int64_t img = 0; img < t.n; ++img)
+    for (int64_t i = 0; i < t.oh(); ++i)
+      for (int64_t j = 0; j < t.ow(); ++j)
+        for (int64_t o = 0; o < t.cout; ++o) {
+          double acc = t.bias ? bias[o] : 0.0;
+          for (int64_t a = 0; a < t.kh; ++a)
+            for (int64_t b = 0; b < t.kw; ++b) {
+              const int64_t ih = i * t.stride - t.padT + a * t.dilation;
+              const int64_t iw = j * t.stride - t.padL + b * t.dilation;
+              if (ih < 0 || ih >= t.h || iw < 0 || iw >= t.w) continue;
+              const float *px = &x[((img * t.h + ih) * t.w + iw) * t.cin];
+              for (int64_t c = 0; c < t.cin; ++c)
+                acc += double(px[c]) * w[((o * t.cin + c) * t.kh + a) * t.kw + b];
+            }
+          const int64_t at = ((img * t.oh() + i) * t.ow() + j) * t.cout + o;
+          if (t.residual) acc += residual[at];
+          worst = std::max(worst, std::abs(post(acc, p) - y[at]));
+        }
+  // Float32 sums of at most 9 x 64 O(1 / sqrt(depth)) products: errors of a few 1e-7.
+  EXPECT_LT(worst, 2e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, ConvPatchGemm,
+    ::testing::Combine(
+        ::testing::Values(
+            // ResNet-50's layer4 3x3 conv, scaled down in channels; stride 2 as its first.
+            PatchCase{1, 32, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, true, 0, KILN_POST_RELU, true},
+            PatchCase{1, 32, 14, 14, 520, 3, 3, 2, 1, 1, 1, 1, 1, true, 1, KILN_POST_RELU, true},
+            // Asymmetric pads, a 5x5 window, in-place residual, clip; two images.
+            PatchCase{2, 16, 5, 6, 512, 5, 5, 1, 1, 2, 1, 1, 3, false, 2, KILN_POST_CLIP, true},
+            // Dilation 2 and no pads; 3 x 5 window.
+            PatchCase{1, 24, 9, 11, 528, 3, 5, 1, 2, 0, 0, 0, 0, true, 1, KILN_POST_NONE, true},
+            // Weights not a constant: oneDNN's conv, the same answer.
+            PatchCase{1, 32, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, true, 1, KILN_POST_RELU, false}),
+        ::testing::Values(1, 2)));
+
+TEST(ConvPatchGemmRoute, TakesOnlyFewPixelsOfWideUngroupedConvs) {
+  PatchCase t{1, 64, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, true, 0, KILN_POST_NONE, true};
+  const kiln_conv_params_v1 p = params(t);
+  const int64_t w3[] = {512, 64, 3, 3}, y7[] = {1, 512, 7, 7};
+  const bool wide = kiln::rt::usableIsaBits() == 512 && kiln::rt::ownGemmRouteOn();
+  EXPECT_EQ(kiln::rt::patchGemmWanted(w3, y7, p, nullptr, nullptr), wide);
+  const int64_t y9[] = {1, 512, 9, 9}; // 81 pixels: oneDNN's direct conv measured as fast
+  EXPECT_FALSE(kiln::rt::patchGemmWanted(w3, y9, p, nullptr, nullptr));
+  const int64_t w1[] = {512, 64, 1, 1}; // pointwise: conv_pointwise.cpp's route
+  EXPECT_FALSE(kiln::rt::patchGemmWanted(w1, y7, p, nullptr, nullptr));
+  const int64_t narrow[] = {256, 64, 3, 3}, y7n[] = {1, 256, 7, 7}; // O < 512
+  EXPECT_FALSE(kiln::rt::patchGemmWanted(narrow, y7n, p, nullptr, nullptr));
+  kiln_conv_params_v1 grouped = p;
+  grouped.groups = 2;
+  const int64_t wg[] = {512, 32, 3, 3};
+  EXPECT_FALSE(kiln::rt::patchGemmWanted(wg, y7, grouped, nullptr, nullptr));
+}
+
+} // namespace
