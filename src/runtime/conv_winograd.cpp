@@ -1,5 +1,6 @@
-// Winograd F(4x4, 3x3) convolution: which convs take it, the weight transform and its cache,
-// scratch, and the call into the ISA's kernels (conv_winograd_impl.h).
+// Winograd F(4x4, 3x3) and F(2x2, 3x3) convolutions: which convs take them with which tile,
+// the weight transforms and their cache, scratch, and the call into the ISA's kernels
+// (conv_winograd_impl.h).
 #include "conv_winograd.h"
 
 #include "cpu_features.h"
@@ -63,7 +64,11 @@ const Kernels *kernelsFor(Isa isa) {
 struct Settings {
   std::atomic<bool> enabled{true};
   std::atomic<const Kernels *> kernels{nullptr};
+  std::atomic<Tile> tile{Tile::Auto};
   Settings() {
+    const char *forced = std::getenv("KILN_CONV_WINOGRAD_TILE");
+    if (forced && std::strcmp(forced, "2") == 0) tile = Tile::F2;
+    if (forced && std::strcmp(forced, "4") == 0) tile = Tile::F4;
     const char *env = std::getenv("KILN_CONV_WINOGRAD");
     Isa isa = Isa::Auto;
     if (env && std::strcmp(env, "0") == 0) enabled = false;
@@ -81,6 +86,7 @@ Settings &settings() {
 }
 
 constexpr int64_t kMinTiles = 16;
+constexpr int64_t kMaxTilesF2 = 36;
 
 int64_t ceilDiv(int64_t a, int64_t b) {
   return (a + b - 1) / b;
@@ -88,9 +94,9 @@ int64_t ceilDiv(int64_t a, int64_t b) {
 
 // Tiles per pass: V and M of a chunk stay within about 2 MiB (the L2 caches of two cores),
 // but a chunk keeps enough GEMM rows for the micro-kernel to stream each weight panel well.
-int64_t chunkTiles(int64_t T, int64_t C, int64_t K) {
+int64_t chunkTiles(int64_t T, int64_t C, int64_t K, int64_t points) {
   constexpr int64_t kBudgetBytes = 2 << 20;
-  const int64_t perTile = 36 * (C + K) * int64_t(sizeof(float));
+  const int64_t perTile = points * (C + K) * int64_t(sizeof(float));
   return std::min(std::max<int64_t>(kBudgetBytes / perTile / 6 * 6, 24), std::max<int64_t>(T, 1));
 }
 
@@ -105,6 +111,18 @@ bool forceIsa(Isa isa) {
 
 void setEnabled(bool on) {
   settings().enabled = on;
+}
+
+void forceTile(Tile tile) {
+  settings().tile = tile;
+}
+
+int outputTile(const int64_t *yDims) {
+  const Tile forced = settings().tile;
+  if (forced != Tile::Auto) return forced == Tile::F2 ? 2 : 4;
+  // F(4x4)'s weights (4x the direct ones) are reused once per 4x4 tile of each image: below
+  // kMaxTilesF2 such tiles per image they stream from memory for too few rows of the GEMMs.
+  return ceilDiv(yDims[2], 4) * ceilDiv(yDims[3], 4) < kMaxTilesF2 ? 2 : 4;
 }
 
 bool wanted(const int64_t *xDims, const int64_t *wDims, const int64_t *yDims,
@@ -128,29 +146,32 @@ bool wanted(const int64_t *xDims, const int64_t *wDims, const int64_t *yDims,
   return true;
 }
 
-void transformWeights(const float *w, int64_t K, int64_t C, int panel, float *U) {
-  // G (6 x 3) of F(4, 3) for points 0, ±1, ±2, ∞.
-  static const double G[6][3] = {{1 / 4., 0, 0},
-                                 {-1 / 6., -1 / 6., -1 / 6.},
-                                 {-1 / 6., 1 / 6., -1 / 6.},
-                                 {1 / 24., 1 / 12., 1 / 6.},
-                                 {1 / 24., -1 / 12., 1 / 6.},
-                                 {0, 0, 1}};
+void transformWeights(const float *w, int64_t K, int64_t C, int panel, int tm, float *U) {
+  // G (A x 3) of F(4, 3) for points 0, ±1, ±2, ∞, and of F(2, 3) for 0, ±1, ∞.
+  static const double G4[6][3] = {{1 / 4., 0, 0},
+                                  {-1 / 6., -1 / 6., -1 / 6.},
+                                  {-1 / 6., 1 / 6., -1 / 6.},
+                                  {1 / 24., 1 / 12., 1 / 6.},
+                                  {1 / 24., -1 / 12., 1 / 6.},
+                                  {0, 0, 1}};
+  static const double G2[4][3] = {{1, 0, 0}, {.5, .5, .5}, {.5, -.5, .5}, {0, 0, 1}};
+  const double(*G)[3] = tm == 2 ? G2 : G4;
+  const int a = tm + 2;
   const int64_t panels = K / panel;
 #pragma omp parallel for schedule(static)
   for (int64_t k = 0; k < K; ++k)
     for (int64_t c = 0; c < C; ++c) {
       const float *g = w + (k * C + c) * 9;
       double t[6][3], u[6][6];
-      for (int i = 0; i < 6; ++i)
+      for (int i = 0; i < a; ++i)
         for (int j = 0; j < 3; ++j)
           t[i][j] = G[i][0] * g[j] + G[i][1] * g[3 + j] + G[i][2] * g[6 + j];
-      for (int i = 0; i < 6; ++i)
-        for (int j = 0; j < 6; ++j)
+      for (int i = 0; i < a; ++i)
+        for (int j = 0; j < a; ++j)
           u[i][j] = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
       const int64_t pi = k / panel, col = k % panel;
-      for (int xi = 0; xi < 36; ++xi)
-        U[((xi * panels + pi) * C + c) * panel + col] = static_cast<float>(u[xi / 6][xi % 6]);
+      for (int xi = 0; xi < a * a; ++xi)
+        U[((xi * panels + pi) * C + c) * panel + col] = static_cast<float>(u[xi / a][xi % a]);
     }
 }
 
@@ -172,10 +193,12 @@ int forward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const
     pr.OW = yDims[3];
     pr.padT = p.pads_begin[0];
     pr.padL = p.pads_begin[1];
-    pr.tilesH = ceilDiv(pr.OH, 4);
-    pr.tilesW = ceilDiv(pr.OW, 4);
+    const int tm = outputTile(yDims);
+    const int64_t points = (tm + 2) * (tm + 2);
+    pr.tilesH = ceilDiv(pr.OH, tm);
+    pr.tilesW = ceilDiv(pr.OW, tm);
     const int64_t T = pr.N * pr.tilesH * pr.tilesW;
-    pr.chunk = chunkTiles(T, pr.C, pr.K);
+    pr.chunk = chunkTiles(T, pr.C, pr.K, points);
     pr.x = x;
     pr.bias = bias;
     pr.residual = residual;
@@ -187,11 +210,11 @@ int forward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const
 
     DnnlCache &cache = r.dnnl;
     const bool constantWeights = r.isConstant(w);
-    const int64_t uFloats = 36 * pr.K * pr.C;
+    const int64_t uFloats = points * pr.K * pr.C;
     // Per-runner scratch shared by every Winograd call: V and M of one chunk (and the
     // transformed weights when w is not a constant). It only grows, to the largest call.
     auto *scratch = &cache.scratch<FloatBuffer>(0x57494e4f); // "WINO"
-    const int64_t vFloats = 36 * pr.chunk * pr.C, mFloats = 36 * pr.chunk * pr.K;
+    const int64_t vFloats = points * pr.chunk * pr.C, mFloats = points * pr.chunk * pr.K;
     scratch->reserve(vFloats + mFloats + (constantWeights ? 0 : uFloats));
     pr.V = scratch->data;
     pr.M = scratch->data + vFloats;
@@ -203,21 +226,22 @@ int forward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const
       key.push(kern->panel);
       key.push(pr.K);
       key.push(pr.C);
+      key.push(tm);
       auto *u = static_cast<FloatBuffer *>(cache.findDerived(key));
       if (!u) {
         auto fresh = std::make_unique<FloatBuffer>();
         fresh->reserve(uFloats);
-        transformWeights(w, pr.K, pr.C, kern->panel, fresh->data);
+        transformWeights(w, pr.K, pr.C, kern->panel, tm, fresh->data);
         u = static_cast<FloatBuffer *>(
             cache.insertDerived(key, std::move(fresh), w, sizeof(float) * 9 * pr.K * pr.C));
       }
       pr.U = u->data;
     } else {
       float *u = scratch->data + vFloats + mFloats;
-      transformWeights(w, pr.K, pr.C, kern->panel, u);
+      transformWeights(w, pr.K, pr.C, kern->panel, tm, u);
       pr.U = u;
     }
-    kern->run(pr);
+    (tm == 2 ? kern->run2 : kern->run4)(pr);
     return KILN_OK;
   } catch (const std::bad_alloc &) {
     return fail(KILN_ERR_OUT_OF_MEMORY, "conv site %lld: out of memory for Winograd buffers",

@@ -28,7 +28,7 @@ struct Avx2 {
 } // namespace
 
 const Kernels &avx2Kernels() {
-  static const Kernels k{"avx2", Impl<Avx2>::KB, &Impl<Avx2>::run};
+  static const Kernels k{"avx2", Impl<Avx2, 4>::KB, &Impl<Avx2, 4>::run, &Impl<Avx2, 2>::run};
   return k;
 }
 

@@ -29,7 +29,8 @@ struct Avx512 {
 } // namespace
 
 const Kernels &avx512Kernels() {
-  static const Kernels k{"avx512", Impl<Avx512>::KB, &Impl<Avx512>::run};
+  static const Kernels k{"avx512", Impl<Avx512, 4>::KB, &Impl<Avx512, 4>::run,
+                         &Impl<Avx512, 2>::run};
   return k;
 }
 

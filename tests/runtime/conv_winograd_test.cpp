@@ -1,11 +1,13 @@
-// kiln's Winograd F(4x4, 3x3) conv (src/runtime/conv_winograd*) against a float64 direct
-// convolution, on every kernel set this CPU runs; which convs take it; weight hot-swap.
+// kiln's Winograd F(4x4, 3x3) and F(2x2, 3x3) convs (src/runtime/conv_winograd*) against a
+// float64 direct convolution, on every kernel set this CPU runs and both tiles; which convs
+// take it with which tile; weight hot-swap.
 //
 // Tolerance: Winograd's transforms scale rounding errors by their largest coefficients
 // (Bᵀ up to 5, Aᵀ up to 8, G's 1/24 .. 1/4), so F(4,3) in float32 is ~10x less exact than a
 // direct float32 sum: measured rel L2 1e-6 .. 2e-6 at C = 64 .. 512 (bench/conv), against
 // ~1e-7 for a direct conv. 1e-5 leaves 5x headroom and still fails on any wrong coefficient,
-// tile edge or channel offset (those give errors of order 1).
+// tile edge or channel offset (those give errors of order 1). F(2,3)'s coefficients are at
+// most 1, so it is at least as exact.
 #include "conv_winograd.h"
 #include "shim_conv.h"
 #include "test_util.h"
@@ -123,13 +125,20 @@ protected:
   void SetUp() override {
     if (!wg::forceIsa(GetParam())) GTEST_SKIP() << "this CPU lacks the kernel set";
   }
-  void TearDown() override { wg::forceIsa(wg::Isa::Auto); }
+  void TearDown() override {
+    wg::forceIsa(wg::Isa::Auto);
+    wg::forceTile(wg::Tile::Auto);
+  }
 };
 
 TEST_P(WinogradIsa, MatchesFloat64DirectConv) {
-  std::mt19937 rng(11);
-  for (const Case &t : kCases)
-    checkCase(t, rng);
+  for (wg::Tile tile : {wg::Tile::F4, wg::Tile::F2}) {
+    SCOPED_TRACE(tile == wg::Tile::F4 ? "F(4x4, 3x3)" : "F(2x2, 3x3)");
+    wg::forceTile(tile);
+    std::mt19937 rng(11);
+    for (const Case &t : kCases)
+      checkCase(t, rng);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Kernels, WinogradIsa, ::testing::Values(wg::Isa::Avx512, wg::Isa::Avx2),
@@ -163,6 +172,17 @@ TEST(Winograd, TakesOnly3x3Stride1UngroupedConvsWithEnoughTiles) {
   wg::setEnabled(false);
   EXPECT_FALSE(wg::wanted(xd, wd, yd, p)) << "switched off";
   wg::setEnabled(true);
+}
+
+TEST(Winograd, SmallImagesTakeTheSmallerTile) {
+  wg::forceTile(wg::Tile::Auto);
+  const int64_t y14[4] = {1, 256, 14, 14}, y20[4] = {1, 64, 20, 20}, y24[4] = {1, 64, 24, 24},
+                y28[4] = {1, 128, 28, 28}, y56[4] = {4, 64, 56, 56};
+  EXPECT_EQ(wg::outputTile(y14), 2); // 16 tiles of 4x4 per image
+  EXPECT_EQ(wg::outputTile(y20), 2); // 25
+  EXPECT_EQ(wg::outputTile(y24), 4); // 36
+  EXPECT_EQ(wg::outputTile(y28), 4);
+  EXPECT_EQ(wg::outputTile(y56), 4);
 }
 
 // A constant updated in place must not leave a stale transformed copy behind: the runner
