@@ -59,7 +59,13 @@ bool gemmAvx2Supported();
 /// packedB: packGemvWeights(B) (16-column panels).
 void gemmAvx2(const GemmParams &g, const float *a, const float *packedB, float *c);
 
-/// The same with AVX-512 tiles (gemm_avx512.cpp); the same packed B.
+/// The same with AVX-512 tiles (gemm_avx512.cpp); the same packed B. At 2+ threads, GEMMs
+/// of a few uneven work items (small M, narrow N) and deep K share K out among the threads
+/// instead, each summing into a partial C, then finishing a share of C's rows from them.
 void gemmAvx512(const GemmParams &g, const float *a, const float *packedB, float *c);
+
+/// Whether gemmAvx512 would share K out among the threads for this GEMM at the current
+/// thread count (KILN_GEMM_SPLIT_K=0 turns that off). For tests.
+bool gemmAvx512SplitsK(const GemmParams &g, const float *c);
 
 } // namespace kiln::rt

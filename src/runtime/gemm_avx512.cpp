@@ -33,6 +33,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <limits>
+#include <vector>
 
 namespace kiln::rt {
 namespace {
@@ -233,11 +234,15 @@ int64_t envInt(const char *name, int64_t fallback) {
 }
 const bool fullTileAsm = envInt("KILN_GEMM_ASM_TILE", 1) != 0;
 const bool nineRows = envInt("KILN_GEMM_NINE", 1) != 0;
+const bool splitKOn = envInt("KILN_GEMM_SPLIT_K", 1) != 0;
+constexpr int64_t kMinSplitK = 512;             // K per thread at least, to split K
+constexpr int64_t kSplitKMaxItemsPerThread = 8; // more items than this per thread balance
 
 struct Plan {
   int64_t strips, nines, panels, panelGroups, perGroup, groups;
   const float *residual; // a residual beside C (an in-place one is already in C), or null
   bool inPlace;
+  int64_t kStart, kEnd; // the K range summed (all of K, or one thread's share: gemmSplitK)
   int64_t row0(int64_t s) const { return s < nines ? 9 * s : 9 * nines + MR * (s - nines); }
   int64_t rows(int64_t s, int64_t m) const {
     return std::min<int64_t>(s < nines ? 9 : MR, m - row0(s));
@@ -259,8 +264,8 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
   t.cols = static_cast<int>(std::min(NV * NR, g.n - col0));
   t.kc = pcEnd - pc;
   t.b = packedB + (p0 * g.k + pc) * NR;
-  t.loadC = pc > 0 || plan.inPlace;
-  t.last = pcEnd >= g.k;
+  t.loadC = pc > plan.kStart || plan.inPlace;
+  t.last = pcEnd >= plan.kEnd;
   t.bias = t.last && g.bias ? g.bias + col0 : nullptr;
   // The block the next item reads (the next panel group's at this K block) goes to L2 while
   // this block's strips run, a share per strip.
@@ -303,10 +308,106 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
   }
 }
 
+/// Whether K shared out among the threads balances their work better than the items do: a
+/// few items of uneven size (ResNet-50's layer4 3x3 convs as 49 x 512 x 4608 GEMMs: 11 items
+/// of 3 panels but the last of 2, so 18 panels against 14 at 2 threads), K deep enough that
+/// each thread keeps whole blocks, and no thread left idle by more than 5%.
+bool splitKPays(const GemmParams &g, const Plan &plan, int threads) {
+  const int64_t items = plan.groups * plan.panelGroups;
+  if (threads < 2 || !splitKOn || g.k < kMinSplitK * threads) return false;
+  if (items >= kSplitKMaxItemsPerThread * threads) return false;
+  // Work per thread under the static schedule (contiguous chunks, the first items % team
+  // threads one item more), in rows x panels.
+  const int team = static_cast<int>(std::min<int64_t>(items, threads));
+  int64_t total = 0, worst = 0, item = 0;
+  for (int th = 0; th < team; ++th) {
+    const int64_t count = items / team + (th < items % team ? 1 : 0);
+    int64_t work = 0;
+    for (int64_t e = item + count; item < e; ++item) {
+      const int64_t grp = item / plan.panelGroups, pg = item % plan.panelGroups;
+      const int64_t s0 = grp * plan.perGroup, s1 = std::min(plan.strips, s0 + plan.perGroup);
+      const int64_t rows =
+          std::min(g.m, plan.row0(s1 - 1) + plan.rows(s1 - 1, g.m)) - plan.row0(s0);
+      work += rows * std::min<int64_t>(NV, plan.panels - pg * NV);
+    }
+    total += work;
+    worst = std::max(worst, work);
+  }
+  return 100 * worst * threads > 105 * total;
+}
+
+/// The activation of the GEMM's epilogue on one vector.
+[[gnu::always_inline]] inline __m512 postOne(const GemmParams &g, __m512 v) {
+  switch (g.post) {
+  case GemmPost::GeluErf:
+    return geluErf512(v);
+  case GemmPost::GeluTanh:
+    return geluTanh512(v);
+  case GemmPost::Clamp:
+    break;
+  }
+  // NaN is the second operand of max and min, so it passes through.
+  return _mm512_min_ps(_mm512_set1_ps(g.hi), _mm512_max_ps(_mm512_set1_ps(g.lo), v));
+}
+
+/// C = post(alpha * A * B + beta * bias + residual) with K shared out among `threads`: each
+/// sums its share of K over all items into a partial C of its own, then each finishes a
+/// share of C's rows from the partials (the epilogue there).
+void gemmSplitK(const GemmParams &g, const Plan &plan, int threads, const float *a,
+                const float *packedB, float *c) {
+  const int64_t mn = g.m * g.n;
+  thread_local std::vector<float> partials; // grows to the largest call, then stays
+  if (partials.size() < static_cast<size_t>(mn * threads))
+    partials.resize(static_cast<size_t>(mn * threads));
+  float *const sums = partials.data();
+  GemmParams gp = g; // the partial sums: no epilogue
+  gp.ldc = gp.ldr = g.n;
+  gp.alpha = gp.beta = 1.f;
+  gp.bias = gp.residual = nullptr;
+  gp.post = GemmPost::Clamp;
+  gp.lo = -std::numeric_limits<float>::infinity();
+  gp.hi = std::numeric_limits<float>::infinity();
+  const int64_t items = plan.groups * plan.panelGroups;
+#pragma omp parallel num_threads(threads)
+  {
+    const int th = omp_get_thread_num(), team = omp_get_num_threads();
+    Plan share = plan;
+    share.inPlace = false;
+    share.residual = nullptr;
+    share.kStart = g.k * th / team;
+    share.kEnd = g.k * (th + 1) / team;
+    float *mine = sums + th * mn;
+    const int64_t depth = share.kEnd - share.kStart;
+    const int64_t blocks = (depth + kMaxBlockK - 1) / kMaxBlockK;
+    const int64_t kc = (depth + blocks - 1) / blocks;
+    for (int64_t pc = share.kStart; pc < share.kEnd; pc += kc)
+      for (int64_t item = 0; item < items; ++item)
+        runItem(gp, share, a, packedB, mine, item, pc, std::min(share.kEnd, pc + kc));
+#pragma omp barrier
+    const bool inPlace = g.residual == c;
+    const __m512 alpha = _mm512_set1_ps(g.alpha), beta = _mm512_set1_ps(g.beta);
+    for (int64_t i = g.m * th / team; i < g.m * (th + 1) / team; ++i)
+      for (int64_t j = 0; j < g.n; j += NR) {
+        const __mmask16 m = static_cast<__mmask16>((1u << std::min<int64_t>(NR, g.n - j)) - 1u);
+        __m512 v = _mm512_setzero_ps();
+        for (int t = 0; t < team; ++t)
+          v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, sums + t * mn + i * g.n + j));
+        v = _mm512_mul_ps(v, alpha);
+        if (g.bias) v = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m, g.bias + j), v);
+        if (g.residual) // in place: C holds it (alpha is 1 then)
+          v = _mm512_add_ps(
+              v, _mm512_maskz_loadu_ps(m, g.residual + i * (inPlace ? g.ldc : g.ldr) + j));
+        _mm512_mask_storeu_ps(c + i * g.ldc + j, m, postOne(g, v));
+      }
+  }
+}
+
 } // namespace
 
-void gemmAvx512(const GemmParams &g, const float *a, const float *packedB, float *c) {
-  if (g.m <= 0 || g.n <= 0 || g.k <= 0) return;
+namespace {
+
+/// How gemmAvx512 cuts this GEMM up: strips, groups, panels, the K range, the threads.
+Plan makePlan(const GemmParams &g, const float *c, int &threads) {
   Plan plan;
   plan.panels = (g.n + NR - 1) / NR;
   plan.panelGroups = (plan.panels + NV - 1) / NV;
@@ -323,13 +424,32 @@ void gemmAvx512(const GemmParams &g, const float *a, const float *packedB, float
   plan.strips = rows.strips;
   plan.perGroup = rows.perGroup;
   plan.groups = rows.groups;
-  // K in as few blocks as kMaxBlockK allows, of even length.
-  const int64_t blocks = (g.k + kMaxBlockK - 1) / kMaxBlockK;
-  const int64_t kc = (g.k + blocks - 1) / blocks;
+  threads = rows.threads;
   // An in-place residual is already in C: the first block adds to it (alpha is 1 then, which
   // the shim checks), and the epilogue does not add it again.
   plan.inPlace = g.residual == c;
   plan.residual = plan.inPlace ? nullptr : g.residual;
+  plan.kStart = 0;
+  plan.kEnd = g.k;
+  return plan;
+}
+
+} // namespace
+
+bool gemmAvx512SplitsK(const GemmParams &g, const float *c) {
+  int threads = 1;
+  const Plan plan = makePlan(g, c, threads);
+  return g.m > 0 && g.n > 0 && splitKPays(g, plan, threads);
+}
+
+void gemmAvx512(const GemmParams &g, const float *a, const float *packedB, float *c) {
+  if (g.m <= 0 || g.n <= 0 || g.k <= 0) return;
+  int threads = 1;
+  const Plan plan = makePlan(g, c, threads);
+  if (splitKPays(g, plan, threads)) return gemmSplitK(g, plan, threads, a, packedB, c);
+  // K in as few blocks as kMaxBlockK allows, of even length.
+  const int64_t blocks = (g.k + kMaxBlockK - 1) / kMaxBlockK;
+  const int64_t kc = (g.k + blocks - 1) / blocks;
   const int64_t items = plan.groups * plan.panelGroups;
   // One pass over all items per K block (one pass when K fits a block): the block of A every
   // item of a strip group reads stays in L2 across the panel groups, where walking all of K
@@ -338,7 +458,7 @@ void gemmAvx512(const GemmParams &g, const float *a, const float *packedB, float
   // session 20).
   for (int64_t pc = 0; pc < g.k; pc += kc) {
     const int64_t pcEnd = std::min(g.k, pc + kc);
-    gemmForEachItem(items, rows.threads,
+    gemmForEachItem(items, threads,
                     [&](int64_t item) { runItem(g, plan, a, packedB, c, item, pc, pcEnd); });
   }
 }

@@ -121,6 +121,46 @@ TEST(OwnGemm, KernelResidualInPlace) {
     }
 }
 
+// At 2 threads a few uneven items over a deep K share K out among the threads (each sums a
+// partial C, then finishes a share of C's rows): ResNet-50's layer4 3x3 conv as a GEMM, an
+// odd M and N, every epilogue, a residual beside C and one in place.
+TEST(OwnGemm, SplitKMatchesFloat64) {
+  if (kiln::rt::cpuIsaBits() < 512) GTEST_SKIP() << "the AVX-512 kernel splits K";
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(2);
+  std::mt19937 rng(13);
+  const Gemm cases[] = {{49, 512, 4608, true, true, false, KILN_POST_RELU},
+                        {23, 200, 1501, false, true, true, KILN_POST_GELU_ERF},
+                        {49, 520, 2048, true, false, true, KILN_POST_GELU_TANH},
+                        {10, 100, 1100, false, false, false, KILN_POST_CLIP}};
+  for (const Gemm &t : cases)
+    for (bool inPlace : {false, true}) {
+      kiln_matmul_params_v1 p = params(t);
+      if (inPlace) p.alpha = 1.f;
+      Data d = makeData(t, p, rng);
+      std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
+      kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, t.transB, packed.data());
+      std::vector<float> c(t.m * p.ldc, -7.f);
+      kiln::rt::GemmParams g = kernelParams(t, p, d);
+      if (inPlace) {
+        for (int64_t i = 0; i < t.m; ++i)
+          for (int64_t j = 0; j < t.n; ++j)
+            c[i * p.ldc + j] = t.residual ? d.residual[i * p.ldc + j] : 0.f;
+        g.residual = c.data();
+      }
+      const std::string what = t.describe() + (inPlace ? " in place" : "");
+      EXPECT_TRUE(kiln::rt::gemmAvx512SplitsK(g, c.data())) << what;
+      kiln::rt::gemmAvx512(g, d.a.data(), packed.data(), c.data());
+      expectClose(c, reference(t, p, d), t, p.ldc, "split K " + what);
+    }
+  omp_set_num_threads(1); // one thread: nothing to share K with
+  Gemm t = cases[0];
+  kiln_matmul_params_v1 p = params(t);
+  Data d = makeData(t, p, rng);
+  EXPECT_FALSE(kiln::rt::gemmAvx512SplitsK(kernelParams(t, p, d), nullptr));
+  omp_set_num_threads(saved);
+}
+
 // A NaN in A stays NaN through the ReLU's clamp and the GELU (max/min order, blends).
 TEST(OwnGemm, NaNStaysNaN) {
   if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
