@@ -8,7 +8,10 @@
 // 49 pixels each; oneDNN 2.6's direct conv ran them at 53-59% of the FMA peak on the Intel
 // Xeon of session 23, kiln's AVX-512 GEMM runs 49 x 512 x 4608 at ~70% with B from memory.
 // Copying the patches costs 0.9 MB per conv. At 14 x 14 (196 pixels, 256 channels) the GEMM
-// was level with oneDNN, so the route stops at 64 pixels (docs/perf.md, session 23).
+// was level with oneDNN, so the route stops at 64 pixels (docs/perf.md, session 23) -- except
+// for non-overlapping patches (stride = kernel: ViT's 16 x 16 patch embedding), which the
+// gather copies row by row and oneDNN ran at 55% of the FMA peak (1.92 ms against 1.49-1.53
+// through the GEMM for ViT-B/16's 196 x 768 x 768).
 #include "error.h"
 #include "isa_cap.h"
 #include "shim_conv.h"
@@ -87,6 +90,13 @@ void gatherPatches(const float *x, const int64_t *xDims, const int64_t *wDims, c
     float *dst = out + px * depth;
     for (int64_t i = 0; i < kh; ++i) {
       const int64_t ih = y * p.strides[0] - p.pads_begin[0] + i * p.dilations[0];
+      const int64_t iw0 = xo * p.strides[1] - p.pads_begin[1];
+      if (p.dilations[1] == 1 && ih >= 0 && ih < h && iw0 >= 0 && iw0 + kw <= w) {
+        // The window's row is kw x c contiguous floats of the NHWC input.
+        std::memcpy(dst, x + ((img * h + ih) * w + iw0) * c, rowBytes * kw);
+        dst += kw * c;
+        continue;
+      }
       for (int64_t j = 0; j < kw; ++j, dst += c) {
         const int64_t iw = xo * p.strides[1] - p.pads_begin[1] + j * p.dilations[1];
         if (ih < 0 || ih >= h || iw < 0 || iw >= w)
@@ -105,7 +115,9 @@ bool patchGemmWanted(const int64_t *wDims, const int64_t *yDims, const kiln_conv
   if (!routeOn() || usableIsaBits() < 512 || p.spatial_rank != 2 || p.groups != 1) return false;
   if (wDims[2] * wDims[3] <= 1) return false; // pointwise convs: conv_pointwise.cpp
   const int64_t pixels = yDims[0] * yDims[2] * yDims[3];
-  if (pixels > kMaxPixels) return false;
+  const bool patchify = p.strides[0] == wDims[2] && p.strides[1] == wDims[3] &&
+                        p.dilations[0] == 1 && p.dilations[1] == 1;
+  if (pixels > kMaxPixels && !patchify) return false;
   return ownGemmFits(patchGemm(wDims, yDims, false, p), true, residual, y);
 }
 

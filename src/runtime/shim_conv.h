@@ -51,8 +51,9 @@ int pointwiseConvForward(Runner &r, int64_t site, const float *x, const int64_t 
                          const int64_t *yDims, const kiln_conv_params_v1 &p);
 
 /// Whether a channels-last KxK conv (K > 1) runs as one GEMM over its patches
-/// (conv_patch_gemm.cpp): AVX-512, one group, at most 64 output pixels, a shape kiln's GEMM
-/// takes (ownGemmFits: O >= 512, kh kw C >= 256); KILN_CONV_PATCH_GEMM=0 turns it off. The
+/// (conv_patch_gemm.cpp): AVX-512, one group, at most 64 output pixels or non-overlapping
+/// patches (strides = kernel), a shape kiln's GEMM takes (ownGemmFits: O >= 512,
+/// kh kw C >= 256); KILN_CONV_PATCH_GEMM=0 turns it off. The
 /// weights must be a constant (the caller checks).
 bool patchGemmWanted(const int64_t *wDims, const int64_t *yDims, const kiln_conv_params_v1 &p,
                      const float *residual, const float *y);

@@ -142,6 +142,9 @@ INSTANTIATE_TEST_SUITE_P(
             PatchCase{2, 16, 5, 6, 512, 5, 5, 1, 1, 2, 1, 1, 3, false, 2, KILN_POST_CLIP, true},
             // Dilation 2 and no pads; 3 x 5 window.
             PatchCase{1, 24, 9, 11, 528, 3, 5, 1, 2, 0, 0, 0, 0, true, 1, KILN_POST_NONE, true},
+            // Non-overlapping 8x8 patches (ViT's patch embedding, scaled down): 120 pixels,
+            // past the 64-pixel limit of overlapping windows.
+            PatchCase{1, 4, 80, 96, 512, 8, 8, 8, 1, 0, 0, 0, 0, true, 0, KILN_POST_NONE, true},
             // Weights not a constant: oneDNN's conv, the same answer.
             PatchCase{1, 32, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, true, 1, KILN_POST_RELU, false}),
         ::testing::Values(1, 2)));
@@ -154,6 +157,12 @@ TEST(ConvPatchGemmRoute, TakesOnlyFewPixelsOfWideUngroupedConvs) {
   EXPECT_EQ(kiln::rt::patchGemmWanted(w3, y7, p, nullptr, nullptr), wide);
   const int64_t y9[] = {1, 512, 9, 9}; // 81 pixels: oneDNN's direct conv measured as fast
   EXPECT_FALSE(kiln::rt::patchGemmWanted(w3, y9, p, nullptr, nullptr));
+  // ViT-B/16's patch embedding: 16 x 16 windows 16 apart, 196 pixels.
+  kiln_conv_params_v1 patches = p;
+  patches.strides[0] = patches.strides[1] = 16;
+  patches.pads_begin[0] = patches.pads_begin[1] = patches.pads_end[0] = patches.pads_end[1] = 0;
+  const int64_t w16[] = {768, 3, 16, 16}, y14[] = {1, 768, 14, 14};
+  EXPECT_EQ(kiln::rt::patchGemmWanted(w16, y14, patches, nullptr, nullptr), wide);
   const int64_t w1[] = {512, 64, 1, 1}; // pointwise: conv_pointwise.cpp's route
   EXPECT_FALSE(kiln::rt::patchGemmWanted(w1, y7, p, nullptr, nullptr));
   const int64_t narrow[] = {256, 64, 3, 3}, y7n[] = {1, 256, 7, 7}; // O < 512
