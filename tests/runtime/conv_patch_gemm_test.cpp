@@ -149,6 +149,46 @@ INSTANTIATE_TEST_SUITE_P(
             PatchCase{1, 32, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, true, 1, KILN_POST_RELU, false}),
         ::testing::Values(1, 2)));
 
+// A constant updated in place must not leave a stale packed copy behind: the runner drops
+// derived weights when the container's constants token changes (Runner::useConstants).
+TEST(ConvPatchGemm, PackedWeightsFollowAConstantUpdate) {
+  const PatchCase t{1, 32, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, false, 0, KILN_POST_NONE, true};
+  const kiln_conv_params_v1 p = params(t);
+  const int64_t xDims[] = {1, 32, 7, 7}, wDims[] = {512, 32, 3, 3}, yDims[] = {1, 512, 7, 7};
+  if (!kiln::rt::patchGemmWanted(wDims, yDims, p, nullptr, nullptr))
+    GTEST_SKIP() << "the patch GEMM route needs AVX-512";
+  std::mt19937 rng(3);
+  std::vector<float> x = randomVector(rng, 7 * 7 * 32), w = randomVector(rng, 512 * 32 * 9),
+                     y(7 * 7 * 512);
+  kiln::rt::Runner r;
+  const char *base = reinterpret_cast<const char *>(w.data());
+  r.useConstants(base, w.size() * 4, 1);
+  // y at (pixel 24, output channel o), the window wholly inside: a float64 dot product.
+  auto centre = [&](int64_t o) {
+    double acc = 0;
+    for (int64_t a = 0; a < 3; ++a)
+      for (int64_t b = 0; b < 3; ++b)
+        for (int64_t c = 0; c < 32; ++c)
+          acc += double(x[((2 + a) * 7 + 2 + b) * 32 + c]) * w[((o * 32 + c) * 3 + a) * 3 + b];
+    return acc;
+  };
+  auto run = [&] {
+    ASSERT_EQ(kiln::rt::convForward(r, 4, x.data(), xDims, w.data(), wDims, nullptr, nullptr,
+                                    y.data(), yDims, p, kiln::rt::ConvLayout::ChannelsLast),
+              KILN_OK)
+        << kiln_rt_last_error();
+    for (int64_t o : {0, 17, 511})
+      EXPECT_NEAR(y[24 * 512 + o], centre(o), 1e-4) << "channel " << o;
+  };
+  run();
+  EXPECT_EQ(r.dnnl.numWeights(), 1u); // the packed copy, cached
+  for (float &v : w)
+    v = -2.f * v;
+  r.useConstants(base, w.size() * 4, 2); // what a container run does after an update
+  EXPECT_EQ(r.dnnl.numWeights(), 0u);
+  run();
+}
+
 TEST(ConvPatchGemmRoute, TakesOnlyFewPixelsOfWideUngroupedConvs) {
   PatchCase t{1, 64, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, true, 0, KILN_POST_NONE, true};
   const kiln_conv_params_v1 p = params(t);
