@@ -150,6 +150,11 @@ template <class V, int TM> struct Impl {
         V::store(c + r * ldc + j * L, acc[r][j]);
   }
 
+  using Micro = void (*)(const float *, int64_t, const float *, float *, int64_t, const float *,
+                         int64_t);
+  static constexpr Micro kMicro[MR + 1] = {nullptr,   &micro<1>, &micro<2>, &micro<3>,
+                                           &micro<4>, &micro<5>, &micro<6>};
+
   static void gemmPanel(const Problem &p, int64_t xi, int64_t panel, int64_t tc) {
     const float *a = p.V + xi * tc * p.C;
     const float *b = p.U + (xi * (p.K / KB) + panel) * p.C * KB;
@@ -166,26 +171,7 @@ template <class V, int TM> struct Impl {
       const float *at = a + t * p.C, *next = b + p.C * KB + s * share * kLine;
       const int64_t nextLines = std::clamp<int64_t>(lines - s * share, 0, share);
       float *ct = c + t * p.K;
-      switch (rows) {
-      case MR:
-        micro<MR>(at, p.C, b, ct, p.K, next, nextLines);
-        break;
-      case 5:
-        micro<5>(at, p.C, b, ct, p.K, next, nextLines);
-        break;
-      case 4:
-        micro<4>(at, p.C, b, ct, p.K, next, nextLines);
-        break;
-      case 3:
-        micro<3>(at, p.C, b, ct, p.K, next, nextLines);
-        break;
-      case 2:
-        micro<2>(at, p.C, b, ct, p.K, next, nextLines);
-        break;
-      default:
-        micro<1>(at, p.C, b, ct, p.K, next, nextLines);
-        break;
-      }
+      kMicro[rows](at, p.C, b, ct, p.K, next, nextLines);
       t += rows;
     }
   }

@@ -22,6 +22,7 @@
 namespace {
 
 using kiln::test::randomVector;
+using kiln::test::ThreadCount;
 
 struct PatchCase {
   int64_t n, cin, h, w, cout, kh, kw, stride, dilation, padT, padL, padB, padR;
@@ -54,19 +55,6 @@ kiln_conv_params_v1 params(const PatchCase &t) {
   p.clip_max = 0.75f;
   return p;
 }
-
-double post(double v, const kiln_conv_params_v1 &p) {
-  if (p.post_op == KILN_POST_RELU) return std::max(v, 0.0);
-  if (p.post_op == KILN_POST_CLIP)
-    return std::min(std::max(v, double(p.clip_min)), double(p.clip_max));
-  return v;
-}
-
-struct ThreadCount {
-  int saved = omp_get_max_threads();
-  explicit ThreadCount(int n) { omp_set_num_threads(n); }
-  ~ThreadCount() { omp_set_num_threads(saved); }
-};
 
 class ConvPatchGemm : public ::testing::TestWithParam<std::tuple<PatchCase, int>> {
 protected:
@@ -125,7 +113,7 @@ TEST_P(ConvPatchGemm, MatchesFloat64Reference) {
             }
           const int64_t at = ((img * t.oh() + i) * t.ow() + j) * t.cout + o;
           if (t.residual) acc += residual[at];
-          worst = std::max(worst, std::abs(post(acc, p) - y[at]));
+          worst = std::max(worst, std::abs(kiln::test::applyPost(acc, p) - y[at]));
         }
   // Float32 sums of at most 9 x 64 O(1 / sqrt(depth)) products: errors of a few 1e-7.
   EXPECT_LT(worst, 2e-5);

@@ -23,6 +23,7 @@
 namespace {
 
 using kiln::test::randomVector;
+using kiln::test::ThreadCount;
 
 struct PointwiseCase {
   int64_t n, cin, h, w, cout, strideH, strideW;
@@ -52,20 +53,6 @@ kiln_conv_params_v1 params(const PointwiseCase &t) {
   p.clip_max = 0.75f;
   return p;
 }
-
-double post(double v, const kiln_conv_params_v1 &p) {
-  if (p.post_op == KILN_POST_RELU) return std::max(v, 0.0);
-  if (p.post_op == KILN_POST_CLIP)
-    return std::min(std::max(v, double(p.clip_min)), double(p.clip_max));
-  return v;
-}
-
-// Runs the test at a thread count and restores the previous one.
-struct ThreadCount {
-  int saved = omp_get_max_threads();
-  explicit ThreadCount(int n) { omp_set_num_threads(n); }
-  ~ThreadCount() { omp_set_num_threads(saved); }
-};
 
 class ConvPointwise : public ::testing::TestWithParam<std::tuple<PointwiseCase, int>> {
 protected:
@@ -114,7 +101,7 @@ TEST_P(ConvPointwise, MatchesFloat64Reference) {
             acc += double(px[k]) * w[o * t.cin + k];
           const int64_t at = ((img * t.oh() + i) * t.ow() + j) * t.cout + o;
           if (t.residual) acc += residual[at];
-          worst = std::max(worst, std::abs(post(acc, p) - y[at]));
+          worst = std::max(worst, std::abs(kiln::test::applyPost(acc, p) - y[at]));
         }
   // Float32 sums of at most 64 O(1/sqrt(cin)) products: errors of a few 1e-7.
   EXPECT_LT(worst, 2e-5);

@@ -1,6 +1,12 @@
-// Helpers shared by the shim tests: random data and relative L2 error.
+// Helpers shared by the shim tests: random data, relative L2 error, a fused activation in
+// float64, a scoped OpenMP thread count.
 #pragma once
 
+#include <kiln/shim.h>
+
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -26,5 +32,20 @@ inline double relL2(const float *got, const std::vector<double> &want) {
   if (den == 0) return std::sqrt(num);
   return std::sqrt(num / den);
 }
+
+// The float64 reference of a conv's or GEMM's fused activation (post_op, clip bounds).
+template <class Params> double applyPost(double v, const Params &p) {
+  if (p.post_op == KILN_POST_RELU) return std::max(v, 0.0);
+  if (p.post_op == KILN_POST_CLIP)
+    return std::min(std::max(v, double(p.clip_min)), double(p.clip_max));
+  return v;
+}
+
+// Runs a test at a thread count and restores the previous one.
+struct ThreadCount {
+  int saved = omp_get_max_threads();
+  explicit ThreadCount(int n) { omp_set_num_threads(n); }
+  ~ThreadCount() { omp_set_num_threads(saved); }
+};
 
 } // namespace kiln::test
