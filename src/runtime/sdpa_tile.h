@@ -86,28 +86,37 @@ template <class V, int MR> struct Tile {
     }
   }
 
-  /// s[i][0, PW) = scale * (query row q[i] . the PW keys of one K panel), for the MR rows.
+  /// s[i][0, NK * W) = scale * (query row q[i] . the first NK * W keys of one K panel), for
+  /// the MR rows: NK = 2 the whole panel, 1 its first half (a block's last W keys or fewer:
+  /// ViT's 197 keys are 6 panels and 5 keys, a causal block's live keys end anywhere).
+  template <int NK>
   static inline void scorePanel(const float *const *q, const float *kp, int64_t D, float scale,
                                 float *s) {
-    Reg acc[MR][2];
+    Reg acc[MR][NK];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
-      acc[i][0] = acc[i][1] = V::zero();
+#pragma GCC unroll 2
+      for (int c = 0; c < NK; ++c)
+        acc[i][c] = V::zero();
     for (int64_t d = 0; d < D; ++d) {
-      const Reg k0 = V::load(kp + d * PW), k1 = V::load(kp + d * PW + W);
+      Reg k[NK];
+#pragma GCC unroll 2
+      for (int c = 0; c < NK; ++c)
+        k[c] = V::load(kp + d * PW + c * W);
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) {
         const Reg b = V::bcast(q[i][d]);
-        acc[i][0] = V::fma(b, k0, acc[i][0]);
-        acc[i][1] = V::fma(b, k1, acc[i][1]);
+#pragma GCC unroll 2
+        for (int c = 0; c < NK; ++c)
+          acc[i][c] = V::fma(b, k[c], acc[i][c]);
       }
     }
     const Reg sc = V::bcast(scale);
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      V::store(s + i * KB, V::mul(acc[i][0], sc));
-      V::store(s + i * KB + W, V::mul(acc[i][1], sc));
-    }
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 2
+      for (int c = 0; c < NK; ++c)
+        V::store(s + i * KB + c * W, V::mul(acc[i][c], sc));
   }
 
   /// o[i][0, NV*W) += sum over j < nk of p[i][j] * v[j][0, NV*W), for the MR rows.
@@ -244,8 +253,13 @@ template <class V, int MR> struct Tile {
         const int64_t nk = h.mask ? liveKeys(h, r0, nr, kb0, minOf(KB, h.Skv - kb0), dead)
                                   : minOf(KB, h.Skv - kb0);
         if (nk == 0) continue; // every key of this block masked out in every row
-        for (int64_t p = 0; p * PW < nk; ++p)
-          scorePanel(q, packed + (kb0 / PW + p) * PW * D, D, h.scale, s + p * PW);
+        for (int64_t p = 0; p * PW < nk; ++p) {
+          const float *kp = packed + (kb0 / PW + p) * PW * D;
+          if (nk - p * PW > W)
+            scorePanel<2>(q, kp, D, h.scale, s + p * PW);
+          else
+            scorePanel<1>(q, kp, D, h.scale, s + p * PW);
+        }
         for (int i = 0; i < MR; ++i) {
           float *si = s + i * KB;
           if (i >= nr) { // a padding row of the last block: weight 0
