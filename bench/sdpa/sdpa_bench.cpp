@@ -4,7 +4,12 @@
 //
 //   build/release/bench/sdpa/kiln_sdpa_bench [--threads 1,2] [--mask none|pad|causal]
 //       [--shapes B,H,S,D;B,H,S,D...] [--seconds S] [--peak GFLOPS_PER_CORE]
-//       [--isa avx512|avx2|generic]
+//       [--isa avx512|avx2|generic] [--layout plain|fused] [--cold]
+//
+// --layout fused reads Q, K and V in place from one [B, S, 3 H D] projection and writes
+// [B, S, H D] (kiln_shim_sdpa_v3's layout, as a model with a fused Q/K/V GEMM calls it);
+// plain is [B, H, S, D] each. --cold writes 64 MiB of other memory before each timed call, so
+// Q/K/V come from memory or L3 as after a GEMM in a model, not from the caches.
 //
 // --isa forces one of the runtime's kernel sets (default: the best this CPU runs), which is
 // why this bench links the runtime's objects rather than libkiln_rt.so.
@@ -78,14 +83,19 @@ double processCpuSeconds() {
 }
 
 Timing timeCase(kiln_shim_ctx *ctx, const Shape &sh, const std::string &maskKind, int threads,
-                double seconds) {
+                double seconds, bool fused, bool cold) {
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
   const int64_t n = sh.B * sh.H * sh.S * sh.D;
-  std::vector<float> q(n), k(n), v(n), out(n);
-  for (auto *t : {&q, &k, &v})
+  std::vector<float> q(n), k(n), v(n), out(n), qkv(fused ? 3 * n : 0);
+  for (auto *t : {&q, &k, &v, &qkv})
     for (float &x : *t)
       x = u(rng);
+  // kiln_shim_sdpa_v3's layout: {offset, batch, head, row} strides of Q, K, V and out.
+  const int64_t hd = sh.H * sh.D;
+  const int64_t layout[16] = {0,      sh.S * 3 * hd, sh.D, 3 * hd, hd, sh.S * 3 * hd, sh.D, 3 * hd,
+                              2 * hd, sh.S * 3 * hd, sh.D, 3 * hd, 0,  sh.S * hd,     sh.D, hd};
+  std::vector<char> other(cold ? size_t(64) << 20 : 0);
   std::vector<float> mask;
   int64_t ms[4] = {0, 0, 0, 1};
   if (maskKind == "pad") { // HF padding mask [B,1,1,S]: the last eighth of the keys masked
@@ -104,9 +114,12 @@ Timing timeCase(kiln_shim_ctx *ctx, const Shape &sh, const std::string &maskKind
   const int64_t dims[6] = {sh.B, sh.H, sh.S, sh.S, sh.D, sh.D};
   omp_set_num_threads(threads);
   auto call = [&] {
-    int st = kiln_shim_sdpa_v2(ctx, 0, q.data(), k.data(), v.data(),
-                               mask.empty() ? nullptr : mask.data(), mask.empty() ? nullptr : ms,
-                               out.data(), dims, nullptr);
+    const float *m = mask.empty() ? nullptr : mask.data();
+    const int64_t *mst = mask.empty() ? nullptr : ms;
+    int st = fused ? kiln_shim_sdpa_v3(ctx, 0, qkv.data(), qkv.data(), qkv.data(), m, mst,
+                                       out.data(), dims, nullptr, layout)
+                   : kiln_shim_sdpa_v2(ctx, 0, q.data(), k.data(), v.data(), m, mst, out.data(),
+                                       dims, nullptr);
     kiln_rt_runner_reset(ctx);
     if (st != KILN_OK) {
       std::fprintf(stderr, "kiln_shim_sdpa_v2 failed: %s\n", kiln_rt_last_error());
@@ -120,6 +133,7 @@ Timing timeCase(kiln_shim_ctx *ctx, const Shape &sh, const std::string &maskKind
   while (ms_.size() < 5 ||
          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() <
              seconds) {
+    if (cold) std::memset(other.data(), static_cast<int>(ms_.size() & 0xff), other.size());
     auto t0 = std::chrono::steady_clock::now();
     call();
     ms_.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -135,7 +149,8 @@ int main(int argc, char **argv) {
   std::string threadList = "1,2", maskKind = "none",
               shapes = "1,12,128,64;1,12,384,64;8,12,128,64;1,12,128,128;1,16,197,80";
   double seconds = 1.0, peak = 0.0;
-  std::string isa = "auto";
+  std::string isa = "auto", layoutKind = "plain";
+  bool cold = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -157,6 +172,10 @@ int main(int argc, char **argv) {
       peak = std::atof(next().c_str());
     else if (a == "--isa")
       isa = next();
+    else if (a == "--layout")
+      layoutKind = next();
+    else if (a == "--cold")
+      cold = true;
     else {
       std::fprintf(stderr, "unknown argument '%s' (see the comment at the top of sdpa_bench.cpp)\n",
                    a.c_str());
@@ -165,6 +184,10 @@ int main(int argc, char **argv) {
   }
   if (maskKind != "none" && maskKind != "pad" && maskKind != "causal") {
     std::fprintf(stderr, "--mask must be none, pad or causal, not '%s'\n", maskKind.c_str());
+    return 2;
+  }
+  if (layoutKind != "plain" && layoutKind != "fused") {
+    std::fprintf(stderr, "--layout must be plain or fused, not '%s'\n", layoutKind.c_str());
     return 2;
   }
   using kiln::rt::sdpa::Isa;
@@ -192,7 +215,7 @@ int main(int argc, char **argv) {
               peak > 0 ? " ---: |" : "");
   for (const Shape &sh : parseShapes(shapes))
     for (int t : parseInts(threadList, ',')) {
-      Timing tm = timeCase(ctx, sh, maskKind, t, seconds);
+      Timing tm = timeCase(ctx, sh, maskKind, t, seconds, layoutKind == "fused", cold);
       double gflops = 4.0 * sh.B * sh.H * sh.S * sh.S * sh.D / tm.best * 1e-9;
       std::printf("| %lld | %lld | %lld | %lld | %s | %d | %.3f | %.3f | %.3f | %.1f |",
                   (long long)sh.B, (long long)sh.H, (long long)sh.S, (long long)sh.D,
