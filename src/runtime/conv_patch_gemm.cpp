@@ -98,7 +98,7 @@ void gatherPatches(const float *x, const int64_t *xDims, const int64_t *wDims, c
         continue;
       }
       for (int64_t j = 0; j < kw; ++j, dst += c) {
-        const int64_t iw = xo * p.strides[1] - p.pads_begin[1] + j * p.dilations[1];
+        const int64_t iw = iw0 + j * p.dilations[1];
         if (ih < 0 || ih >= h || iw < 0 || iw >= w)
           std::memset(dst, 0, rowBytes);
         else

@@ -106,8 +106,8 @@ bool pointwiseAsGemm(const int64_t *xDims, const int64_t *wDims, const int64_t *
   // pixels per weight that packing costs more than the GEMM saves (ResNet-50 under the AVX2
   // cap: 3136 and 784 pixels 0.66-0.91x the conv's time, 196 and 49 pixels 1.3-1.8x).
   // kiln's AVX2 GEMM (gemm.h) packs its weight once, so every size it takes goes.
+  const int64_t pixels = yDims[0] * yDims[2] * yDims[3];
   if (usableIsaBits() < 512) {
-    const int64_t pixels = yDims[0] * yDims[2] * yDims[3];
     const kiln_matmul_params_v1 g = pointwiseGemm(pixels, wDims[1], wDims[0], false, p);
     return ownGemmFits(g, true, nullptr, nullptr) || pixels >= kMinSgemmPixels;
   }
@@ -120,7 +120,6 @@ bool pointwiseAsGemm(const int64_t *xDims, const int64_t *wDims, const int64_t *
   // weights stream from memory for a handful of rows: ResNet-50's layer4 1x1 convs (49
   // pixels) 0.77-0.84x brgconv's time, layer3's strided downsample and layer4's first 1x1
   // (196 pixels) 0.90-0.92x; with 256 outputs (oneDNN's matmul then) 1.04x, so those stay.
-  const int64_t pixels = yDims[0] * yDims[2] * yDims[3];
   const bool fewPixelsWide =
       pixels <= kMaxFewPixels &&
       ownGemmFits(pointwiseGemm(pixels, wDims[1], wDims[0], false, p), true, nullptr, nullptr);

@@ -152,6 +152,7 @@ template <class V, int TM> struct Impl {
 
   using Micro = void (*)(const float *, int64_t, const float *, float *, int64_t, const float *,
                          int64_t);
+  static_assert(MR == 6, "kMicro lists micro<1> .. micro<MR>");
   static constexpr Micro kMicro[MR + 1] = {nullptr,   &micro<1>, &micro<2>, &micro<3>,
                                            &micro<4>, &micro<5>, &micro<6>};
 

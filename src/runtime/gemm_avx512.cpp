@@ -308,6 +308,12 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
   }
 }
 
+/// The K block for `depth` k-steps: as few blocks as kMaxBlockK allows, of even length.
+int64_t blockDepth(int64_t depth) {
+  const int64_t blocks = (depth + kMaxBlockK - 1) / kMaxBlockK;
+  return (depth + blocks - 1) / blocks;
+}
+
 /// Whether K shared out among the threads balances their work better than the items do: a
 /// few items of uneven size (ResNet-50's layer4 3x3 convs as 49 x 512 x 4608 GEMMs: 11 items
 /// of 3 panels but the last of 2, so 18 panels against 14 at 2 threads), K deep enough that
@@ -377,14 +383,11 @@ void gemmSplitK(const GemmParams &g, const Plan &plan, int threads, const float 
     share.kStart = g.k * th / team;
     share.kEnd = g.k * (th + 1) / team;
     float *mine = sums + th * mn;
-    const int64_t depth = share.kEnd - share.kStart;
-    const int64_t blocks = (depth + kMaxBlockK - 1) / kMaxBlockK;
-    const int64_t kc = (depth + blocks - 1) / blocks;
+    const int64_t kc = blockDepth(share.kEnd - share.kStart);
     for (int64_t pc = share.kStart; pc < share.kEnd; pc += kc)
       for (int64_t item = 0; item < items; ++item)
         runItem(gp, share, a, packedB, mine, item, pc, std::min(share.kEnd, pc + kc));
 #pragma omp barrier
-    const bool inPlace = g.residual == c;
     const __m512 alpha = _mm512_set1_ps(g.alpha), beta = _mm512_set1_ps(g.beta);
     for (int64_t i = g.m * th / team; i < g.m * (th + 1) / team; ++i)
       for (int64_t j = 0; j < g.n; j += NR) {
@@ -396,15 +399,11 @@ void gemmSplitK(const GemmParams &g, const Plan &plan, int threads, const float 
         if (g.bias) v = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m, g.bias + j), v);
         if (g.residual) // in place: C holds it (alpha is 1 then)
           v = _mm512_add_ps(
-              v, _mm512_maskz_loadu_ps(m, g.residual + i * (inPlace ? g.ldc : g.ldr) + j));
+              v, _mm512_maskz_loadu_ps(m, g.residual + i * (plan.inPlace ? g.ldc : g.ldr) + j));
         _mm512_mask_storeu_ps(c + i * g.ldc + j, m, postOne(g, v));
       }
   }
 }
-
-} // namespace
-
-namespace {
 
 /// How gemmAvx512 cuts this GEMM up: strips, groups, panels, the K range, the threads.
 Plan makePlan(const GemmParams &g, const float *c, int &threads) {
@@ -447,9 +446,7 @@ void gemmAvx512(const GemmParams &g, const float *a, const float *packedB, float
   int threads = 1;
   const Plan plan = makePlan(g, c, threads);
   if (splitKPays(g, plan, threads)) return gemmSplitK(g, plan, threads, a, packedB, c);
-  // K in as few blocks as kMaxBlockK allows, of even length.
-  const int64_t blocks = (g.k + kMaxBlockK - 1) / kMaxBlockK;
-  const int64_t kc = (g.k + blocks - 1) / blocks;
+  const int64_t kc = blockDepth(g.k);
   const int64_t items = plan.groups * plan.panelGroups;
   // One pass over all items per K block (one pass when K fits a block): the block of A every
   // item of a strip group reads stays in L2 across the panel groups, where walking all of K
