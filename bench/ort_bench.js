@@ -4,6 +4,7 @@
 //   node bench/ort_bench.js --model M.onnx --input name=file.npy [...]
 //        [--threads T] [--warmup W] [--runs R] [--json]
 //        [--expect name=file.npy ...]   also print rel. L2 error of outputs
+//        [--profile-out F]   ORT's per-node profile of all runs: mean us per run per node
 //   node bench/ort_bench.js --overhead --model bench/models/add16.onnx
 //        --input a=... --input b=... [--runs 100000]
 //
@@ -117,11 +118,38 @@ function relL2(got, want) {
   return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
 }
 
+// --- profile ----------------------------------------------------------------
+// ORT writes its trace to <prefix>_<date>.json in the working directory when profiling ends;
+// the summary (the format bench/ort_bench.py writes, for bench/profile_compare.py) sums each
+// node's "<node>_kernel_time" events and divides by the runs.
+
+function profileTraces(out) {
+  const dir = path.dirname(path.resolve(out)), base = path.basename(out) + '.trace_';
+  return fs.readdirSync(dir).filter((f) => f.startsWith(base));
+}
+
+function writeProfileSummary(session, out, runs, before) {
+  const dir = path.dirname(path.resolve(out)), base = path.basename(out) + '.trace_';
+  session.endProfiling();
+  const made = profileTraces(out).filter((f) => !before.has(f));
+  if (made.length !== 1) die(`profiling ended but no new trace ${base}*.json appeared in ${dir}`);
+  const tracePath = path.join(dir, made[0]);
+  const nodes = {};
+  for (const e of JSON.parse(fs.readFileSync(tracePath, 'utf8'))) {
+    if (e.cat !== 'Node' || !e.name || !e.name.endsWith('_kernel_time')) continue;
+    const name = e.name.slice(0, -'_kernel_time'.length);
+    const entry = nodes[name] || (nodes[name] = {op: (e.args && e.args.op_name) || '?', us: 0});
+    entry.us += Number(e.dur || 0);
+  }
+  for (const entry of Object.values(nodes)) entry.us /= runs;
+  fs.writeFileSync(out, JSON.stringify({runs, trace: tracePath, nodes}, null, 1) + '\n');
+}
+
 // --- command line -----------------------------------------------------------
 
 function parseArgs(argv) {
   const opts = {model: null, inputs: [], expects: [], threads: 1, warmup: 10, runs: 50,
-                json: false, overhead: false};
+                json: false, overhead: false, profileOut: null};
   const need = (i) => {
     if (i + 1 >= argv.length) die(`${argv[i]} needs a value`);
     return argv[i + 1];
@@ -147,10 +175,11 @@ function parseArgs(argv) {
       case '--warmup': opts.warmup = count(need(i), a, 0); ++i; break;
       case '--runs': opts.runs = count(need(i), a, 1); runsGiven = true; ++i; break;
       case '--json': opts.json = true; break;
+      case '--profile-out': opts.profileOut = need(i); ++i; break;
       case '--overhead': opts.overhead = true; break;
       case '-h':
       case '--help':
-        process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(1, 9)
+        process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(1, 10)
                                  .map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
         process.exit(0);
       default: die(`unknown argument '${a}' (see --help)`);
@@ -166,11 +195,15 @@ async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const ort = loadOrt();
 
+  // ORT creates its trace file with the session: the ones there before are not this run's.
+  const tracesBefore = new Set(opts.profileOut !== null ? profileTraces(opts.profileOut) : []);
   const session = await ort.InferenceSession.create(opts.model, {
     intraOpNumThreads: opts.threads,
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
+    enableProfiling: opts.profileOut !== null,
+    profileFilePrefix: opts.profileOut !== null ? path.resolve(`${opts.profileOut}.trace`) : undefined,
   });
 
   const feeds = {};
@@ -197,6 +230,9 @@ async function main() {
     outputs = await session.run(feeds);
     ms[i] = Number(process.hrtime.bigint() - t0) / 1e6;
   }
+
+  if (opts.profileOut !== null)
+    writeProfileSummary(session, opts.profileOut, opts.warmup + opts.runs, tracesBefore);
 
   const result = {
     runtime: `onnxruntime-node ${ort.env.versions.node}`,

@@ -51,13 +51,18 @@ bool avx512Tiles() {
 /// 0.96x). The AVX-512 tile takes K >= 256 and N >= 512, the transformer GEMMs where it beat
 /// oneDNN's AVX-512 kernels (Zen 5: 1.05-1.15x at 1 and 2 threads; Sapphire Rapids: 1.05-1.10x
 /// at 1 thread at M = 128, level at 2); below that oneDNN matched or beat it (a 1x1 conv's
-/// 3136 x 64 x 256: 0.73-0.90x; 784 x 256 x 1024 on Sapphire Rapids: 0.85x). MobileNetV2's
-/// narrow projections, expansions and 7 x 7 bands keep oneDNN.
+/// 3136 x 64 x 256: 0.73-0.90x; 784 x 256 x 1024 on Sapphire Rapids: 0.85x). With few rows
+/// (a 7 x 7 image, or 14 x 14 with K >= 256) it also takes narrower GEMMs, where oneDNN's
+/// matmul runs at 50-70% of the FMA peak (Intel Xeon, bench/gemm: MobileNetV2's 7 x 7
+/// expansions and projections, 49 x 960 x 160 and 49 x 160 x 960, 1.19-1.21x; 98 rows
+/// 1.15-1.18x; 196 x 96 x 576 1.08x, 196 x 256 x 1024 1.07x; but 196 x 576 x 96 0.97x and
+/// K or N = 64 0.89-0.95x, so those keep oneDNN).
 bool tileFits(int64_t m, int64_t n, int64_t k) {
   const int64_t tileRows = avx512Tiles() ? kGemmTileRowsAvx512 : kGemmTileRows;
   const int64_t rows = (m + tileRows - 1) / tileRows * tileRows;
   const int64_t cols = (n + kGemvPanel - 1) / kGemvPanel * kGemvPanel;
-  const bool enough = avx512Tiles() ? k >= 256 && n >= 512 : k >= 32;
+  const bool fewRows = k >= 96 && n >= 96 && (m <= 128 || (m <= 256 && k >= 256));
+  const bool enough = avx512Tiles() ? (k >= 256 && n >= 512) || fewRows : k >= 32;
   return enough && 8 * (rows - m) <= rows && 8 * (cols - n) <= cols;
 }
 

@@ -267,14 +267,32 @@ TEST(OwnGemmRoute, TakesOnlyWhatItComputes) {
   q.b_batch_stride = 7;
   EXPECT_FALSE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
   // Shapes the tile runs badly stay with oneDNN: N = 24 (a third of the last panel padding),
-  // N below 512 on AVX-512, and K below the minimum; N = 63 (AVX2) or 520 and K at the
-  // minimum fit.
+  // N below 512 on AVX-512 above 256 rows, and K below the minimum; N = 63 (AVX2) or 520 and
+  // K at the minimum fit.
   q = p;
   q.n = 24;
   EXPECT_FALSE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
   if (wide) {
+    q.m = 300;
     q.n = 496;
     EXPECT_FALSE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
+    // With few rows the AVX-512 tile takes K and N from 96 (MobileNetV2's 7 x 7 blocks), and
+    // up to 256 rows with K >= 256 too; not K or N of 64, nor 196 rows with K = 96.
+    const struct {
+      int64_t m, n, k;
+      bool fits;
+    } fewRows[] = {{49, 960, 160, true},  {49, 160, 960, true},   {128, 96, 96, true},
+                   {128, 64, 384, false}, {128, 384, 64, false},  {196, 96, 576, true},
+                   {196, 576, 96, false}, {196, 256, 1024, true}, {257, 256, 1024, false}};
+    for (const auto &f : fewRows) {
+      q.m = f.m;
+      q.n = f.n;
+      q.k = f.k;
+      EXPECT_EQ(kiln::rt::ownGemmFits(q, true, nullptr, &c), f.fits)
+          << f.m << " x " << f.n << " x " << f.k;
+    }
+    q = p;
+    q.m = 300; // past the few-rows rule, for the K minimum below
   }
   q.n = fitN;
   EXPECT_TRUE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
@@ -292,8 +310,10 @@ TEST(OwnGemmRoute, ShimMatchesFloat64) {
   if (!routeOn()) GTEST_SKIP() << kNoRoute;
   const int saved = omp_get_max_threads();
   std::mt19937 rng(13);
-  // K of 256 and more, N of 512 and more: both tiles take them.
+  // K of 256 and more, N of 512 and more, or few rows (a 7 x 7 image's 49 x 160 x 96): both
+  // tiles take them.
   const Gemm cases[] = {{24, 512, 300, false, true, false, KILN_POST_NONE},
+                        {49, 160, 96, true, false, true, KILN_POST_CLIP},
                         {128, 600, 300, true, true, true, KILN_POST_GELU_ERF},
                         {197, 528, 800, false, false, true, KILN_POST_GELU_TANH},
                         {64, 520, 257, true, true, false, KILN_POST_CLIP}};
