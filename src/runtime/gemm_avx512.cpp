@@ -19,6 +19,7 @@
 // each block, one per two k-steps, so they are in before the next work item starts.
 #include "gemm.h"
 
+#include "aligned_vector.h"
 #include "gelu_avx512.h"
 #include "gemm_avx512_tile.h"
 #include "gemv.h"
@@ -362,7 +363,7 @@ bool splitKPays(const GemmParams &g, const Plan &plan, int threads) {
 void gemmSplitK(const GemmParams &g, const Plan &plan, int threads, const float *a,
                 const float *packedB, float *c) {
   const int64_t mn = g.m * g.n;
-  thread_local std::vector<float> partials; // grows to the largest call, then stays
+  thread_local AlignedVector<float> partials; // grows to the largest call, then stays
   if (partials.size() < static_cast<size_t>(mn * threads))
     partials.resize(static_cast<size_t>(mn * threads));
   float *const sums = partials.data();

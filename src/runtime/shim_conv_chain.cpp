@@ -10,6 +10,7 @@
 // GEMMs through the matmul shim (oneDNN, packed weights), the depthwise conv is kiln's kernel.
 #include "conv_chain.h"
 
+#include "aligned_vector.h"
 #include "dwconv.h"
 #include "error.h"
 #include "shim_conv.h"
@@ -34,9 +35,10 @@ namespace {
 // Tags this shim's scratch entry apart from every site's cache keys.
 constexpr int64_t kChainTag = 0x636861696e; // "chain"
 
-// One band's expanded and filtered rows.
+// One band's expanded and filtered rows, on cache lines: the depthwise kernel and the GEMMs
+// move them in whole vectors.
 struct BandBuffers {
-  std::vector<float> expanded, filtered;
+  AlignedVector<float> expanded, filtered;
 };
 
 // One thread's share of a chain run in lanes: a runner of its own whose oneDNN cache (GEMM
