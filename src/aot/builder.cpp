@@ -1,5 +1,6 @@
 #include "aot/builder.h"
 
+#include "aot/link_cache.h"
 #include "aot/linking.h"
 
 #include "aot/install_paths.h"
@@ -20,7 +21,6 @@
 #include <functional>
 #include <mutex>
 #include <sstream>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
@@ -179,97 +179,6 @@ private:
   std::mutex mu_;
   std::vector<fs::path> files_;
 };
-
-/// Copies `in` to `out` inside the kernel (no user-space buffer; a reflink where the file
-/// system can); falls back to read/write where the kernel cannot. 0, or the errno of the failure.
-int copyFileContents(int in, int out) {
-  bool first = true;
-  for (;;) {
-    ssize_t n = ::copy_file_range(in, nullptr, out, nullptr, size_t{1} << 30, 0);
-    if (n == 0) return 0;
-    if (n > 0) {
-      first = false;
-      continue;
-    }
-    if (errno == EINTR) continue;
-    if (!first || (errno != EXDEV && errno != ENOSYS && errno != EOPNOTSUPP && errno != EINVAL))
-      return errno;
-    break; // not supported between these files: copy through a buffer
-  }
-  std::vector<char> buf(1 << 20);
-  for (;;) {
-    ssize_t n = ::read(in, buf.data(), buf.size());
-    if (n == 0) return 0;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    for (ssize_t at = 0; at < n;) {
-      ssize_t w = ::write(out, buf.data() + at, static_cast<size_t>(n - at));
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) return w < 0 ? errno : EIO;
-      at += w;
-    }
-  }
-}
-
-/// Copies (never links: a later write into model.so must not reach the cache) a cached
-/// library to the temporary output; a failed write names its reason (a full disk or a file
-/// size limit is the user's to fix), and nothing is left behind.
-void copyFromCache(const fs::path &linked, const fs::path &tmpOut, const fs::path &out) {
-  int in = ::open(linked.c_str(), O_RDONLY | O_CLOEXEC);
-  int dst = in >= 0 ? ::open(tmpOut.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666) : -1;
-  int err = in < 0 || dst < 0 ? errno : copyFileContents(in, dst);
-  if (dst >= 0 && ::close(dst) != 0 && !err) err = errno;
-  if (in >= 0) ::close(in);
-  if (err) {
-    std::error_code ec;
-    fs::remove(tmpOut, ec);
-    std::string why = std::strerror(err);
-    failIfOutOfSpace(why, "cannot write '" + out.string() + "'");
-    fail("cannot write '{}': {}", out.string(), why);
-  }
-}
-
-/// Whether `out` already holds exactly the cached library (a warm compile to the same path):
-/// then nothing needs writing. Compared byte for byte through read-only mappings: on the
-/// development VM reading both copies of BERT-base (438 MB) from the page cache took ~0.1 s,
-/// writing a fresh copy 1.2 s (ext4 has no reflinks for copy_file_range to use).
-bool alreadyThere(const fs::path &linked, const fs::path &out) {
-  int a = ::open(linked.c_str(), O_RDONLY | O_CLOEXEC);
-  int b = a >= 0 ? ::open(out.c_str(), O_RDONLY | O_CLOEXEC) : -1;
-  struct stat sa = {}, sb = {};
-  bool same = b >= 0 && ::fstat(a, &sa) == 0 && ::fstat(b, &sb) == 0 && S_ISREG(sb.st_mode) &&
-              sa.st_size == sb.st_size && sa.st_size > 0 &&
-              !(sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino);
-  // Windows of 64 MiB, each unmapped before the next: the compile's peak RSS stays near the
-  // model's size (whole mappings of both took BERT-base's warm compile to 3x its weights).
-  constexpr size_t kWindow = size_t{64} << 20;
-  const size_t n = same ? static_cast<size_t>(sa.st_size) : 0;
-  for (size_t at = 0; same && at < n; at += kWindow) {
-    const size_t len = std::min(kWindow, n - at);
-    const off_t off = static_cast<off_t>(at);
-    void *pa = ::mmap(nullptr, len, PROT_READ, MAP_PRIVATE, a, off);
-    void *pb = pa != MAP_FAILED ? ::mmap(nullptr, len, PROT_READ, MAP_PRIVATE, b, off) : MAP_FAILED;
-    same = pb != MAP_FAILED && std::memcmp(pa, pb, len) == 0;
-    if (pb != MAP_FAILED) ::munmap(pb, len);
-    if (pa != MAP_FAILED) ::munmap(pa, len);
-  }
-  if (b >= 0) ::close(b);
-  if (a >= 0) ::close(a);
-  // Touched, as a rewrite would have: build tools compare its time with the model's.
-  return same && ::utimensat(AT_FDCWD, out.c_str(), nullptr, 0) == 0;
-}
-
-/// Keeps a copy of a fresh link in the cache; a failure only costs the next compile a link.
-void storeInCache(const fs::path &tmpOut, const fs::path &linked, TempFiles &temps) {
-  fs::path tmp = linked;
-  tmp += ".tmp" + std::to_string(getpid());
-  temps.add(tmp);
-  std::error_code ec;
-  if (fs::copy_file(tmpOut, tmp, fs::copy_options::overwrite_existing, ec) && !ec)
-    temps.commit(tmp, linked);
-}
 
 } // namespace
 
@@ -452,7 +361,7 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
   // flags, the output's name, which is its SONAME, and the runtime library it links to).
   fs::path linked = cache / (linkKey(link, tmpOut, out) + ".so");
   bool upToDate = false;
-  if (fs::exists(linked)) {
+  if (cachedLibraryUsable(linked)) {
     upToDate = alreadyThere(linked, out);
     if (!upToDate) copyFromCache(linked, tmpOut, out);
     result.linkCached = true;
@@ -465,7 +374,7 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
       throw InternalError("kiln internal error: linking model.so failed:\n" +
                           readFile(work / "link.log").substr(0, 4000));
     }
-    storeInCache(tmpOut, linked, temps);
+    storeInCache(tmpOut, linked);
   }
   checkInterrupt();
   std::error_code renameError;

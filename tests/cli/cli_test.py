@@ -336,18 +336,34 @@ def case_link_cache():
     assert "link cached" not in first.stderr, first.stderr
     data = open(path("l1.so"), "rb").read()
     stamp = os.stat(path("l1.so")).st_mtime_ns
+    # The cache keeps the fresh library as a hard link to it (no second copy of the weights)
+    # beside a sidecar with the hash of its bytes.
+    objects = os.path.join(cache, "objects")
+    entries = [os.path.join(objects, f) for f in os.listdir(objects) if f.endswith(".so")]
+    assert len(entries) == 1, entries
+    assert os.path.samefile(entries[0], path("l1.so")), entries
+    assert re.fullmatch(r"[0-9a-f]{16}\n", open(entries[0] + ".xxh3").read())
     second = kiln("compile", path("add.onnx"), "-o", path("l1.so"), "--cache-dir", cache)
     # Already holding that library byte for byte, l1.so is only touched, not rewritten.
     expect(second, "err", r"link cached, output unchanged")
     assert open(path("l1.so"), "rb").read() == data
     assert os.stat(path("l1.so")).st_mtime_ns > stamp
-    # A changed l1.so (one byte, same size) is written again from the cache.
+    # l1.so changed in place (one byte, same size) changes the cache entry it shares an inode
+    # with: its hash no longer matches, so the entry is dropped and the library linked again.
     with open(path("l1.so"), "r+b") as f:
         f.seek(len(data) // 2)
         f.write(bytes([data[len(data) // 2] ^ 0xFF]))
     third = kiln("compile", path("add.onnx"), "-o", path("l1.so"), "--cache-dir", cache)
-    expect(third, "err", r"link cached")
-    assert "output unchanged" not in third.stderr, third.stderr
+    assert "link cached" not in third.stderr, third.stderr
+    assert open(path("l1.so"), "rb").read() == data
+    # Replaced by a fresh file, l1.so is written again from the cache.
+    os.remove(path("l1.so"))
+    with open(path("l1.so"), "wb") as f:
+        f.write(data[: len(data) // 2] + bytes([data[len(data) // 2] ^ 0xFF]) +
+                data[len(data) // 2 + 1:])
+    fourth = kiln("compile", path("add.onnx"), "-o", path("l1.so"), "--cache-dir", cache)
+    expect(fourth, "err", r"link cached")
+    assert "output unchanged" not in fourth.stderr, fourth.stderr
     assert open(path("l1.so"), "rb").read() == data
     other = kiln("compile", path("add.onnx"), "-o", path("l2.so"), "--cache-dir", cache)
     assert "link cached" not in other.stderr, other.stderr
