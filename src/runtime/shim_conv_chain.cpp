@@ -13,6 +13,7 @@
 #include "aligned_vector.h"
 #include "dwconv.h"
 #include "error.h"
+#include "isa_cap.h"
 #include "shim_conv.h"
 #include "shim_dwconv.h"
 #include "shim_matmul.h"
@@ -35,11 +36,20 @@ namespace {
 // Tags this shim's scratch entry apart from every site's cache keys.
 constexpr int64_t kChainTag = 0x636861696e; // "chain"
 
-// One band's expanded and filtered rows, on cache lines: the depthwise kernel and the GEMMs
-// move them in whole vectors.
+// One band's expanded and filtered rows, on cache lines where the AVX-512 kernels run: the
+// depthwise kernel and the GEMMs move them in whole vectors, and malloc's 16-byte alignment
+// made each 64-byte vector straddle two lines (MobileNetV2 1.07-1.09x aligned). Below AVX-512
+// the rows start 16 bytes past a line, as malloc placed them: aligned, MobileNetV2 under the
+// AVX2 cap ran level at 1 thread and 3-5% slower at 2 (four runs of 5-8 alternating pairs;
+// docs/perf.md, session 24).
 struct BandBuffers {
   AlignedVector<float> expanded, filtered;
 };
+
+int64_t bandSkewFloats() {
+  static const int64_t skew = usableIsaBits() >= 512 ? 0 : 4;
+  return skew;
+}
 
 // One thread's share of a chain run in lanes: a runner of its own whose oneDNN cache (GEMM
 // primitives created single-threaded, stream, weights memo) no other thread touches, on the
@@ -103,15 +113,17 @@ int runRows(Runner &r, const ChainCall &c, BandBuffers &b, int64_t img, int64_t 
   const int dw = p.count - 2;
   try {
     const int64_t maxIn = std::min(g.h, (band - 1) * g.stride + 3);
-    if (g.expand && b.expanded.size() < static_cast<size_t>(maxIn * g.w * g.ce))
-      b.expanded.resize(maxIn * g.w * g.ce);
-    if (b.filtered.size() < static_cast<size_t>(band * g.ow * g.ce))
-      b.filtered.resize(band * g.ow * g.ce);
+    const int64_t skew = bandSkewFloats();
+    if (g.expand && b.expanded.size() < static_cast<size_t>(maxIn * g.w * g.ce + skew))
+      b.expanded.resize(maxIn * g.w * g.ce + skew);
+    if (b.filtered.size() < static_cast<size_t>(band * g.ow * g.ce + skew))
+      b.filtered.resize(band * g.ow * g.ce + skew);
   } catch (const std::bad_alloc &) {
     return fail(KILN_ERR_OUT_OF_MEMORY, "conv_chain site %lld: out of memory",
                 static_cast<long long>(c.site));
   }
-  float *expanded = b.expanded.data(), *filtered = b.filtered.data();
+  float *expanded = b.expanded.data() + bandSkewFloats(),
+        *filtered = b.filtered.data() + bandSkewFloats();
   const int64_t rowIn = g.w * g.cin, rowE = g.w * g.ce, rowOut = g.ow * g.cout;
   const float *xi = c.x + img * g.h * rowIn;
   int64_t have0 = 0, have1 = 0; // input rows whose expansion `expanded` holds
