@@ -111,9 +111,9 @@ int runRows(Runner &r, const ChainCall &c, BandBuffers &b, int64_t img, int64_t 
   const ChainGeometry &g = c.g;
   const kiln_conv_chain_params_v1 &p = *c.p;
   const int dw = p.count - 2;
+  const int64_t skew = bandSkewFloats();
   try {
     const int64_t maxIn = std::min(g.h, (band - 1) * g.stride + 3);
-    const int64_t skew = bandSkewFloats();
     if (g.expand && b.expanded.size() < static_cast<size_t>(maxIn * g.w * g.ce + skew))
       b.expanded.resize(maxIn * g.w * g.ce + skew);
     if (b.filtered.size() < static_cast<size_t>(band * g.ow * g.ce + skew))
@@ -122,8 +122,7 @@ int runRows(Runner &r, const ChainCall &c, BandBuffers &b, int64_t img, int64_t 
     return fail(KILN_ERR_OUT_OF_MEMORY, "conv_chain site %lld: out of memory",
                 static_cast<long long>(c.site));
   }
-  float *expanded = b.expanded.data() + bandSkewFloats(),
-        *filtered = b.filtered.data() + bandSkewFloats();
+  float *expanded = b.expanded.data() + skew, *filtered = b.filtered.data() + skew;
   const int64_t rowIn = g.w * g.cin, rowE = g.w * g.ce, rowOut = g.ow * g.cout;
   const float *xi = c.x + img * g.h * rowIn;
   int64_t have0 = 0, have1 = 0; // input rows whose expansion `expanded` holds
