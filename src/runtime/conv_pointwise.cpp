@@ -121,7 +121,7 @@ bool pointwiseAsGemm(const int64_t *xDims, const int64_t *wDims, const int64_t *
   // pixels) 0.77-0.84x brgconv's time, layer3's strided downsample and layer4's first 1x1
   // (196 pixels) 0.90-0.92x; with 256 outputs (oneDNN's matmul then) 1.04x, so those stay.
   const bool fewPixelsWide =
-      pixels <= kMaxFewPixels &&
+      pixels <= kMaxFewPixels && wDims[0] >= 512 &&
       ownGemmFits(pointwiseGemm(pixels, wDims[1], wDims[0], false, p), true, nullptr, nullptr);
   return route() == Route::All || hasResidual || fewPixelsWide ||
          (!omp_in_parallel() && omp_get_max_threads() > 1);
