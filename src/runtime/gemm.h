@@ -61,11 +61,18 @@ void gemmAvx2(const GemmParams &g, const float *a, const float *packedB, float *
 
 /// The same with AVX-512 tiles (gemm_avx512.cpp); the same packed B. At 2+ threads, GEMMs
 /// of a few uneven work items (small M, narrow N) and deep K share K out among the threads
-/// instead, each summing into a partial C, then finishing a share of C's rows from them.
+/// instead, each summing into a partial C, then finishing a share of C's rows from them;
+/// GEMMs of 128+ rows in one strip group give each thread a share of the rows.
 void gemmAvx512(const GemmParams &g, const float *a, const float *packedB, float *c);
 
 /// Whether gemmAvx512 would share K out among the threads for this GEMM at the current
 /// thread count (KILN_GEMM_SPLIT_K=0 turns that off). For tests.
 bool gemmAvx512SplitsK(const GemmParams &g, const float *c);
+
+/// Whether gemmAvx512 would give each thread a share of M's rows (all columns) for this GEMM
+/// at the current thread count, rather than a share of its column groups (128+ rows that too
+/// few strip groups would leave to the column split and that cut evenly;
+/// KILN_GEMM_ROW_SPLIT=0 turns that off). For tests.
+bool gemmAvx512SplitsRows(const GemmParams &g, const float *c);
 
 } // namespace kiln::rt

@@ -239,8 +239,18 @@ const bool splitKOn = envInt("KILN_GEMM_SPLIT_K", 1) != 0;
 constexpr int64_t kMinSplitK = 512;             // K per thread at least, to split K
 constexpr int64_t kSplitKMaxItemsPerThread = 8; // more items than this per thread balance
 
+constexpr int kMaxRowGroups = 8;          // threads a GEMM's rows are split among at most
+constexpr int64_t kMinRowSplitRows = 128; // rows a GEMM needs to be split by rows (rowSplit)
+
 struct Plan {
   int64_t strips, nines, panels, panelGroups, perGroup, groups;
+  // Strip groups of perGroup strips, or, where rowSplit cut M by rows, [bounds[g], bounds[g+1]).
+  bool byBounds = false;
+  int64_t bounds[kMaxRowGroups + 1];
+  int64_t groupBegin(int64_t grp) const { return byBounds ? bounds[grp] : grp * perGroup; }
+  int64_t groupEnd(int64_t grp) const {
+    return byBounds ? bounds[grp + 1] : std::min(strips, (grp + 1) * perGroup);
+  }
   const float *residual; // a residual beside C (an in-place one is already in C), or null
   bool inPlace;
   int64_t kStart, kEnd; // the K range summed (all of K, or one thread's share: gemmSplitK)
@@ -255,7 +265,7 @@ struct Plan {
 void runItem(const GemmParams &g, const Plan &plan, const float *a, const float *packedB, float *c,
              int64_t item, int64_t pc, int64_t pcEnd) {
   const int64_t grp = item / plan.panelGroups, pg = item % plan.panelGroups;
-  const int64_t s0 = grp * plan.perGroup, s1 = std::min(plan.strips, s0 + plan.perGroup);
+  const int64_t s0 = plan.groupBegin(grp), s1 = plan.groupEnd(grp);
   const int64_t p0 = pg * NV, nv = std::min<int64_t>(NV, plan.panels - p0);
   const int64_t col0 = p0 * NR;
   Tile t;
@@ -434,6 +444,44 @@ Plan makePlan(const GemmParams &g, const float *c, int &threads) {
   return plan;
 }
 
+/// The plan with M cut into one group of strips per thread, each running every column group
+/// of its rows, where the plan has fewer strip groups than threads, M is at least 128 and the
+/// cut leaves no thread 5% over its share of rows (else the plan as it is). Each thread then
+/// reads only its rows of A and writes only its rows of C, the rows the row-parallel kernels
+/// around the GEMM (LayerNorm, the next GEMM in a transformer) handle on that thread, where
+/// column groups made every thread read all of A and leave half of C in the other core's
+/// cache; it streams all of B instead, which with fewer rows per B byte cost more than it
+/// saved (ResNet-50's 49-row GEMMs: the model 0.97x at 2 threads). Same-run A/Bs at 2 threads
+/// (docs/perf.md, session 24): BERT-base 1.05-1.06x, GPT-2 1.02-1.05x, ViT-B/16 1.02-1.04x,
+/// ResNet-50 and MobileNetV2 level.
+Plan rowSplit(const Plan &plan, const GemmParams &g, int threads) {
+  static const bool on = envInt("KILN_GEMM_ROW_SPLIT", 1) != 0;
+  if (!on || threads < 2 || threads > kMaxRowGroups || plan.groups >= threads ||
+      plan.strips < threads || g.m < kMinRowSplitRows)
+    return plan;
+  Plan split = plan;
+  split.byBounds = true;
+  split.groups = threads;
+  split.bounds[0] = 0;
+  split.bounds[threads] = plan.strips;
+  for (int t = 1; t < threads; ++t) { // the strip boundary nearest to t / threads of the rows
+    const int64_t target = g.m * t / threads;
+    int64_t s = split.bounds[t - 1] + 1;
+    while (s < plan.strips - (threads - t) && plan.row0(s + 1) <= target)
+      ++s;
+    if (s + 1 < plan.strips - (threads - t) + 1 &&
+        target - plan.row0(s) > plan.row0(s + 1) - target)
+      ++s;
+    split.bounds[t] = s;
+  }
+  for (int t = 0; t < threads; ++t) {
+    const int64_t rows =
+        (t + 1 < threads ? plan.row0(split.bounds[t + 1]) : g.m) - plan.row0(split.bounds[t]);
+    if (split.bounds[t + 1] <= split.bounds[t] || 100 * rows * threads > 105 * g.m) return plan;
+  }
+  return split;
+}
+
 } // namespace
 
 bool gemmAvx512SplitsK(const GemmParams &g, const float *c) {
@@ -442,11 +490,18 @@ bool gemmAvx512SplitsK(const GemmParams &g, const float *c) {
   return g.m > 0 && g.n > 0 && splitKPays(g, plan, threads);
 }
 
+bool gemmAvx512SplitsRows(const GemmParams &g, const float *c) {
+  int threads = 1;
+  const Plan plan = makePlan(g, c, threads);
+  return g.m > 0 && g.n > 0 && !splitKPays(g, plan, threads) && rowSplit(plan, g, threads).byBounds;
+}
+
 void gemmAvx512(const GemmParams &g, const float *a, const float *packedB, float *c) {
   if (g.m <= 0 || g.n <= 0 || g.k <= 0) return;
   int threads = 1;
-  const Plan plan = makePlan(g, c, threads);
-  if (splitKPays(g, plan, threads)) return gemmSplitK(g, plan, threads, a, packedB, c);
+  const Plan columns = makePlan(g, c, threads);
+  if (splitKPays(g, columns, threads)) return gemmSplitK(g, columns, threads, a, packedB, c);
+  const Plan plan = rowSplit(columns, g, threads);
   const int64_t kc = blockDepth(g.k);
   const int64_t items = plan.groups * plan.panelGroups;
   // One pass over all items per K block (one pass when K fits a block): the block of A every

@@ -161,6 +161,49 @@ TEST(OwnGemm, SplitKMatchesFloat64) {
   omp_set_num_threads(saved);
 }
 
+// At 2 threads a GEMM of 128+ rows in one strip group gives each thread a share of the rows
+// (cut at the strip nearest half of M: 63 + 65 rows at M = 128), every epilogue, a residual
+// beside C and one in place; at 49 rows or 1 thread it does not.
+TEST(OwnGemm, RowSplitMatchesFloat64) {
+  if (kiln::rt::cpuIsaBits() < 512) GTEST_SKIP() << "the AVX-512 kernel splits rows";
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(2);
+  std::mt19937 rng(17);
+  const Gemm cases[] = {{128, 768, 300, true, true, false, KILN_POST_GELU_ERF},
+                        {197, 530, 257, false, true, true, KILN_POST_RELU},
+                        {131, 600, 96, true, false, true, KILN_POST_GELU_TANH}};
+  for (const Gemm &t : cases)
+    for (bool inPlace : {false, true}) {
+      kiln_matmul_params_v1 p = params(t);
+      if (inPlace) p.alpha = 1.f;
+      Data d = makeData(t, p, rng);
+      std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
+      kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, t.transB, packed.data());
+      std::vector<float> c(t.m * p.ldc, -7.f);
+      kiln::rt::GemmParams g = kernelParams(t, p, d);
+      if (inPlace) {
+        for (int64_t i = 0; i < t.m; ++i)
+          for (int64_t j = 0; j < t.n; ++j)
+            c[i * p.ldc + j] = t.residual ? d.residual[i * p.ldc + j] : 0.f;
+        g.residual = c.data();
+      }
+      const std::string what = t.describe() + (inPlace ? " in place" : "");
+      EXPECT_TRUE(kiln::rt::gemmAvx512SplitsRows(g, c.data())) << what;
+      kiln::rt::gemmAvx512(g, d.a.data(), packed.data(), c.data());
+      expectClose(c, reference(t, p, d), t, p.ldc, "row split " + what);
+    }
+  Gemm few{49, 768, 300, true, true, false, KILN_POST_NONE};
+  kiln_matmul_params_v1 p = params(few);
+  Data d = makeData(few, p, rng);
+  EXPECT_FALSE(kiln::rt::gemmAvx512SplitsRows(kernelParams(few, p, d), nullptr));
+  omp_set_num_threads(1);
+  Gemm t = cases[0];
+  p = params(t);
+  d = makeData(t, p, rng);
+  EXPECT_FALSE(kiln::rt::gemmAvx512SplitsRows(kernelParams(t, p, d), nullptr));
+  omp_set_num_threads(saved);
+}
+
 // A NaN in A stays NaN through the ReLU's clamp and the GELU (max/min order, blends).
 TEST(OwnGemm, NaNStaysNaN) {
   if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
