@@ -20,6 +20,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <string>
 
@@ -166,6 +167,8 @@ TEST(OwnGemm, SplitKMatchesFloat64) {
 // beside C and one in place; at 49 rows or 1 thread it does not.
 TEST(OwnGemm, RowSplitMatchesFloat64) {
   if (kiln::rt::cpuIsaBits() < 512) GTEST_SKIP() << "the AVX-512 kernel splits rows";
+  if (const char *off = std::getenv("KILN_GEMM_ROW_SPLIT"); off && std::string(off) == "0")
+    GTEST_SKIP() << "KILN_GEMM_ROW_SPLIT=0";
   const int saved = omp_get_max_threads();
   omp_set_num_threads(2);
   std::mt19937 rng(17);
