@@ -122,6 +122,30 @@ TEST(OwnGemm, KernelResidualInPlace) {
     }
 }
 
+// Runs the AVX-512 GEMM on case t (C holding the residual when inPlace) and checks both that
+// `taken` says the parallel plan under test is used and the result against float64.
+void checkParallelPlan(const Gemm &t, bool inPlace, std::mt19937 &rng,
+                       bool (*taken)(const kiln::rt::GemmParams &, const float *),
+                       const std::string &plan) {
+  kiln_matmul_params_v1 p = params(t);
+  if (inPlace) p.alpha = 1.f;
+  Data d = makeData(t, p, rng);
+  std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
+  kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, t.transB, packed.data());
+  std::vector<float> c(t.m * p.ldc, -7.f);
+  kiln::rt::GemmParams g = kernelParams(t, p, d);
+  if (inPlace) {
+    for (int64_t i = 0; i < t.m; ++i)
+      for (int64_t j = 0; j < t.n; ++j)
+        c[i * p.ldc + j] = t.residual ? d.residual[i * p.ldc + j] : 0.f;
+    g.residual = c.data();
+  }
+  const std::string what = t.describe() + (inPlace ? " in place" : "");
+  EXPECT_TRUE(taken(g, c.data())) << plan << " " << what;
+  kiln::rt::gemmAvx512(g, d.a.data(), packed.data(), c.data());
+  expectClose(c, reference(t, p, d), t, p.ldc, plan + " " + what);
+}
+
 // At 2 threads a few uneven items over a deep K share K out among the threads (each sums a
 // partial C, then finishes a share of C's rows): ResNet-50's layer4 3x3 conv as a GEMM, an
 // odd M and N, every epilogue, a residual beside C and one in place.
@@ -135,25 +159,8 @@ TEST(OwnGemm, SplitKMatchesFloat64) {
                         {49, 520, 2048, true, false, true, KILN_POST_GELU_TANH},
                         {10, 100, 1100, false, false, false, KILN_POST_CLIP}};
   for (const Gemm &t : cases)
-    for (bool inPlace : {false, true}) {
-      kiln_matmul_params_v1 p = params(t);
-      if (inPlace) p.alpha = 1.f;
-      Data d = makeData(t, p, rng);
-      std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
-      kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, t.transB, packed.data());
-      std::vector<float> c(t.m * p.ldc, -7.f);
-      kiln::rt::GemmParams g = kernelParams(t, p, d);
-      if (inPlace) {
-        for (int64_t i = 0; i < t.m; ++i)
-          for (int64_t j = 0; j < t.n; ++j)
-            c[i * p.ldc + j] = t.residual ? d.residual[i * p.ldc + j] : 0.f;
-        g.residual = c.data();
-      }
-      const std::string what = t.describe() + (inPlace ? " in place" : "");
-      EXPECT_TRUE(kiln::rt::gemmAvx512SplitsK(g, c.data())) << what;
-      kiln::rt::gemmAvx512(g, d.a.data(), packed.data(), c.data());
-      expectClose(c, reference(t, p, d), t, p.ldc, "split K " + what);
-    }
+    for (bool inPlace : {false, true})
+      checkParallelPlan(t, inPlace, rng, kiln::rt::gemmAvx512SplitsK, "split K");
   omp_set_num_threads(1); // one thread: nothing to share K with
   Gemm t = cases[0];
   kiln_matmul_params_v1 p = params(t);
@@ -176,25 +183,8 @@ TEST(OwnGemm, RowSplitMatchesFloat64) {
                         {197, 530, 257, false, true, true, KILN_POST_RELU},
                         {131, 600, 96, true, false, true, KILN_POST_GELU_TANH}};
   for (const Gemm &t : cases)
-    for (bool inPlace : {false, true}) {
-      kiln_matmul_params_v1 p = params(t);
-      if (inPlace) p.alpha = 1.f;
-      Data d = makeData(t, p, rng);
-      std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
-      kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, t.transB, packed.data());
-      std::vector<float> c(t.m * p.ldc, -7.f);
-      kiln::rt::GemmParams g = kernelParams(t, p, d);
-      if (inPlace) {
-        for (int64_t i = 0; i < t.m; ++i)
-          for (int64_t j = 0; j < t.n; ++j)
-            c[i * p.ldc + j] = t.residual ? d.residual[i * p.ldc + j] : 0.f;
-        g.residual = c.data();
-      }
-      const std::string what = t.describe() + (inPlace ? " in place" : "");
-      EXPECT_TRUE(kiln::rt::gemmAvx512SplitsRows(g, c.data())) << what;
-      kiln::rt::gemmAvx512(g, d.a.data(), packed.data(), c.data());
-      expectClose(c, reference(t, p, d), t, p.ldc, "row split " + what);
-    }
+    for (bool inPlace : {false, true})
+      checkParallelPlan(t, inPlace, rng, kiln::rt::gemmAvx512SplitsRows, "row split");
   Gemm few{49, 768, 300, true, true, false, KILN_POST_NONE};
   kiln_matmul_params_v1 p = params(few);
   Data d = makeData(few, p, rng);
