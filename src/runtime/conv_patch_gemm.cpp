@@ -118,9 +118,8 @@ bool patchGemmWanted(const int64_t *wDims, const int64_t *yDims, const kiln_conv
   const bool patchify = p.strides[0] == wDims[2] && p.strides[1] == wDims[3] &&
                         p.dilations[0] == 1 && p.dilations[1] == 1;
   if (pixels > kMaxPixels && !patchify) return false;
-  // Into 512+ channels, as measured (the tile's wider rule for few rows came from
-  // MobileNetV2's 1x1 GEMMs, not from these convs).
-  return wDims[0] >= 512 && ownGemmFits(patchGemm(wDims, yDims, false, p), true, residual, y);
+  return wDims[0] >= kConvGemmMinOutputs &&
+         ownGemmFits(patchGemm(wDims, yDims, false, p), true, residual, y);
 }
 
 int patchGemmForward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const float *w,

@@ -30,7 +30,8 @@ constexpr int64_t kGatherTag = 0x707767617468; // "pwgath"
 // Fewest output pixels for which the sgemm route (below AVX-512) pays off.
 constexpr int64_t kMinSgemmPixels = 512;
 
-// Most output pixels for which kiln's GEMM takes a wide (O >= 512) 1x1 conv at 1 thread too.
+// Most output pixels for which kiln's GEMM takes a wide (kConvGemmMinOutputs+) 1x1 conv at
+// 1 thread too.
 constexpr int64_t kMaxFewPixels = 196;
 
 // Per runner, shared by every strided pointwise conv.
@@ -116,12 +117,12 @@ bool pointwiseAsGemm(const int64_t *xDims, const int64_t *wDims, const int64_t *
   // Except with a residual: brgconv then leaves the add to a second pass over the output
   // (shim_conv.cpp), which the GEMM's epilogue saves (ResNet-50's last conv of each block at 1
   // thread, Intel Xeon: 0.73 against 0.87 ms at 56 x 56, 0.81 against 0.89 at 7 x 7; the
-  // model 0.97x). And with few pixels and wide weights (ownGemmFits: O >= 512), where the
+  // model 0.97x). And with few pixels and wide weights (512+ outputs), where the
   // weights stream from memory for a handful of rows: ResNet-50's layer4 1x1 convs (49
   // pixels) 0.77-0.84x brgconv's time, layer3's strided downsample and layer4's first 1x1
   // (196 pixels) 0.90-0.92x; with 256 outputs (oneDNN's matmul then) 1.04x, so those stay.
   const bool fewPixelsWide =
-      pixels <= kMaxFewPixels && wDims[0] >= 512 &&
+      pixels <= kMaxFewPixels && wDims[0] >= kConvGemmMinOutputs &&
       ownGemmFits(pointwiseGemm(pixels, wDims[1], wDims[0], false, p), true, nullptr, nullptr);
   return route() == Route::All || hasResidual || fewPixelsWide ||
          (!omp_in_parallel() && omp_get_max_threads() > 1);

@@ -350,23 +350,19 @@ void gemmSplitK(const GemmParams &g, const Plan &plan, int threads, const float 
 } // namespace
 
 bool gemmAvx512SplitsK(const GemmParams &g, const float *c) {
-  int threads = 1;
-  const Plan plan = makePlan(g, c, threads);
-  return g.m > 0 && g.n > 0 && splitKPays(g, plan, threads);
+  return g.m > 0 && g.n > 0 && choosePlan(g, c).splitK;
 }
 
 bool gemmAvx512SplitsRows(const GemmParams &g, const float *c) {
-  int threads = 1;
-  const Plan plan = makePlan(g, c, threads);
-  return g.m > 0 && g.n > 0 && !splitKPays(g, plan, threads) && rowSplit(plan, g, threads).byBounds;
+  return g.m > 0 && g.n > 0 && choosePlan(g, c).plan.byBounds;
 }
 
 void gemmAvx512(const GemmParams &g, const float *a, const float *packedB, float *c) {
   if (g.m <= 0 || g.n <= 0 || g.k <= 0) return;
-  int threads = 1;
-  const Plan columns = makePlan(g, c, threads);
-  if (splitKPays(g, columns, threads)) return gemmSplitK(g, columns, threads, a, packedB, c);
-  const Plan plan = rowSplit(columns, g, threads);
+  const Choice choice = choosePlan(g, c);
+  const Plan &plan = choice.plan;
+  const int threads = choice.threads;
+  if (choice.splitK) return gemmSplitK(g, plan, threads, a, packedB, c);
   const int64_t kc = blockDepth(g.k);
   const int64_t items = plan.groups * plan.panelGroups;
   // One pass over all items per K block (one pass when K fits a block): the block of A every

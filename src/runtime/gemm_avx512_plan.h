@@ -133,12 +133,11 @@ inline Plan rowSplit(const Plan &plan, const GemmParams &g, int threads) {
   split.bounds[threads] = plan.strips;
   for (int t = 1; t < threads; ++t) { // the strip boundary nearest to t / threads of the rows
     const int64_t target = g.m * t / threads;
+    const int64_t last = plan.strips - (threads - t); // leaves a strip for each later group
     int64_t s = split.bounds[t - 1] + 1;
-    while (s < plan.strips - (threads - t) && plan.row0(s + 1) <= target)
+    while (s < last && plan.row0(s + 1) <= target)
       ++s;
-    if (s + 1 < plan.strips - (threads - t) + 1 &&
-        target - plan.row0(s) > plan.row0(s + 1) - target)
-      ++s;
+    if (s < last && target - plan.row0(s) > plan.row0(s + 1) - target) ++s;
     split.bounds[t] = s;
   }
   for (int t = 0; t < threads; ++t) {
@@ -147,6 +146,21 @@ inline Plan rowSplit(const Plan &plan, const GemmParams &g, int threads) {
     if (split.bounds[t + 1] <= split.bounds[t] || 100 * rows * threads > 105 * g.m) return plan;
   }
   return split;
+}
+
+/// What gemmAvx512 runs: K shared out among the threads where splitKPays, else the column
+/// plan, or rows per thread where rowSplit takes it.
+struct Choice {
+  Plan plan;
+  int threads = 1;
+  bool splitK = false;
+};
+inline Choice choosePlan(const GemmParams &g, const float *c) {
+  Choice ch;
+  ch.plan = makePlan(g, c, ch.threads);
+  ch.splitK = splitKPays(g, ch.plan, ch.threads);
+  if (!ch.splitK) ch.plan = rowSplit(ch.plan, g, ch.threads);
+  return ch;
 }
 
 } // namespace kiln::rt::avx512plan

@@ -33,6 +33,12 @@ template <class Params> ClampBounds clampBounds(const Params &p) {
 kiln_matmul_params_v1 pointwiseGemm(int64_t rows, int64_t cin, int64_t cout, bool bias,
                                     const kiln_conv_params_v1 &p);
 
+/// Fewest output channels for which a conv on few pixels runs as kiln's GEMM with AVX-512
+/// (pointwiseAsGemm at 1 thread, patchGemmWanted): both routes were measured with 512+
+/// outputs, where the weights stream from memory for a handful of rows; the tile's wider
+/// few-row rule (ownGemmFits) came from MobileNetV2's 1x1 GEMMs, not from these convs.
+constexpr int64_t kConvGemmMinOutputs = 512;
+
 /// A 2-D 1x1 conv of one group without pads (any strides).
 bool pointwiseConv(const int64_t *wDims, const kiln_conv_params_v1 &p);
 
@@ -52,8 +58,8 @@ int pointwiseConvForward(Runner &r, int64_t site, const float *x, const int64_t 
 
 /// Whether a channels-last KxK conv (K > 1) runs as one GEMM over its patches
 /// (conv_patch_gemm.cpp): AVX-512, one group, at most 64 output pixels or non-overlapping
-/// patches (strides = kernel), a shape kiln's GEMM takes (ownGemmFits: O >= 512,
-/// kh kw C >= 256); KILN_CONV_PATCH_GEMM=0 turns it off. The
+/// patches (strides = kernel), kConvGemmMinOutputs+ outputs, a shape kiln's GEMM takes
+/// (ownGemmFits: kh kw C >= 256); KILN_CONV_PATCH_GEMM=0 turns it off. The
 /// weights must be a constant (the caller checks).
 bool patchGemmWanted(const int64_t *wDims, const int64_t *yDims, const kiln_conv_params_v1 &p,
                      const float *residual, const float *y);
