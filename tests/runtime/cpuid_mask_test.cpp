@@ -1,0 +1,87 @@
+// bench/cpuid_mask's LD_PRELOAD library (ctest preloads it): on an AVX-512 machine the process
+// must see an AVX2-only x86-64-v3 CPU — in kiln's own probe, in raw CPUID, and in what the
+// runtime does with a real v4 model — while faults that are not CPUID still kill it.
+#include "cpu_features.h"
+
+#include "kiln/model.h"
+
+#include <gtest/gtest.h>
+
+#include <cpuid.h>
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace {
+
+// The kernel's flags, which CPUID faulting does not touch: what the hardware really has.
+bool kernelReports(const std::string &flag) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream words(line.substr(line.find(':') + 1));
+    for (std::string w; words >> w;)
+      if (w == flag) return true;
+    return false;
+  }
+  return false;
+}
+
+class Avx2OnlyShim : public ::testing::Test {
+protected:
+  void SetUp() override {
+    if (!std::getenv("LD_PRELOAD")) GTEST_SKIP() << "run through ctest (it preloads the shim)";
+    if (!kernelReports("avx512f")) GTEST_SKIP() << "this CPU has no AVX-512 to hide";
+  }
+};
+
+TEST_F(Avx2OnlyShim, KilnSeesAnAvx2OnlyCpu) {
+  kiln::cpu::FeatureMask have = kiln::cpu::probeThisCpu();
+  EXPECT_EQ(kiln::cpu::missingFeatures("avx,avx2,fma,bmi2,f16c,movbe", have), "");
+  EXPECT_EQ(kiln::cpu::missingFeatures("avx512f,avx512bw,avx512cd,avx512dq,avx512vl", have),
+            "avx512f,avx512dq,avx512cd,avx512bw,avx512vl");
+  EXPECT_STREQ(kiln::cpu::levelName(have), "x86-64-v3");
+}
+
+TEST_F(Avx2OnlyShim, RawCpuidHidesAvx512AndAmx) {
+  unsigned a, b, c, d;
+  ASSERT_TRUE(__get_cpuid_count(7, 0, &a, &b, &c, &d));
+  EXPECT_EQ(b & (1u << 16), 0u) << "AVX512F";
+  EXPECT_NE(b & (1u << 5), 0u) << "AVX2 must stay";
+  EXPECT_EQ(d & ((1u << 22) | (1u << 24) | (1u << 25)), 0u) << "AMX";
+  ASSERT_TRUE(__get_cpuid(1, &a, &b, &c, &d));
+  EXPECT_NE(c & (1u << 12), 0u) << "FMA must stay";
+}
+
+TEST_F(Avx2OnlyShim, RuntimeRefusesAV4ModelAndRunsAV3One) {
+  for (const char *env : {"KILN_TEST_MODEL_V4", "KILN_TEST_MODEL_V3"}) {
+    const char *path = std::getenv(env);
+    ASSERT_NE(path, nullptr) << env << " is not set";
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    ASSERT_NE(lib, nullptr) << dlerror();
+    auto create = reinterpret_cast<int (*)(const kiln_container_options *, kiln_container **)>(
+        dlsym(lib, "kiln_container_create"));
+    auto destroy =
+        reinterpret_cast<int (*)(kiln_container *)>(dlsym(lib, "kiln_container_destroy"));
+    ASSERT_TRUE(create && destroy);
+    kiln_container *container = nullptr;
+    int rc = create(nullptr, &container);
+    EXPECT_EQ(rc, std::string(env) == "KILN_TEST_MODEL_V4" ? KILN_ERR_DEVICE : KILN_OK) << env;
+    if (container) destroy(container);
+  }
+}
+
+TEST_F(Avx2OnlyShim, OtherSegfaultsStillKill) {
+  EXPECT_DEATH(
+      {
+        volatile int *nowhere = nullptr;
+        *nowhere = 1;
+      },
+      "");
+}
+
+} // namespace
