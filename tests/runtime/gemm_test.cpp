@@ -33,7 +33,7 @@ std::vector<Gemm> kernelCases() {
   std::mt19937 rng(21);
   const int32_t posts[] = {KILN_POST_NONE, KILN_POST_RELU, KILN_POST_CLIP, KILN_POST_GELU_ERF,
                            KILN_POST_GELU_TANH};
-  for (int64_t m : {5, 6, 7, 8, 13, 50, 197})
+  for (int64_t m : {3, 5, 6, 7, 8, 10, 13, 50, 197}) // every remainder of 6
     for (int64_t n : {1, 16, 17, 40, 100})
       for (int64_t k : {1, 9, 256, 257, 600, 1600}) {
         Gemm t{m, n, k, rng() % 2 == 0, rng() % 2 == 0, rng() % 2 == 0, posts[rng() % 5]};
