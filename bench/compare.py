@@ -6,7 +6,7 @@
         [--threads 1,2] [--runs 30] [--warmup 5] [--rounds 3]
         [--peer-only] [--json-out results.json] [--ort node|python] [--cpus 0,1]
         [--baseline-kiln OLD/kiln [--baseline-label "before"]]
-        [--write-docs docs/perf.md] [--plot docs/perf_ratios.png]
+        [--write-docs docs/perf.md] [--plot docs/perf_ratios.png] [--hide-avx512]
 
 Models come from scripts/export_models.py. For each model, kiln compiles it twice
 with the compile flags its samples.json asks for: once "cold", against an empty
@@ -36,6 +36,11 @@ a build of an older commit) to the alternation: each row then also has its laten
 kiln/baseline, a same-run before/after. --baseline-env VAR=VALUE makes the baseline this
 same kiln with those environment switches (compiled and run with them), e.g. a new kernel
 turned off.
+--hide-avx512 times both on their AVX2 kernels on an AVX-512 machine: every child process
+(compiles, runs, the peak probe) gets bench/cpuid_mask's LD_PRELOAD library, which hides
+AVX-512 and AMX from CPUID (ORT has no ISA switch of its own), and ONEDNN_MAX_CPU_ISA=AVX2
+(oneDNN inside kiln's runtime). The peak is then the AVX2 peak; the JSON and the tables say
+AVX-512 was hidden.
 """
 
 import argparse
@@ -285,6 +290,10 @@ def main():
                     "without --baseline-kiln the baseline is this kiln with these switches "
                     "(e.g. KILN_CONV_WINOGRAD=0): a same-run on/off A/B")
     ap.add_argument("--baseline-label", default="baseline", help="its name in the tables")
+    ap.add_argument("--hide-avx512", action="store_true",
+                    help="time kiln and ORT on their AVX2 kernels (bench/cpuid_mask)")
+    ap.add_argument("--avx2-only-lib", help="the library --hide-avx512 preloads (default: "
+                    "bench/cpuid_mask/libkiln_avx2_only.so in kiln's build tree)")
     ap.add_argument("--json-out", help="also write all results to this JSON file")
     ap.add_argument("--write-docs", help="replace the generated tables of this file "
                     "(docs/perf.md)")
@@ -319,11 +328,23 @@ def main():
         ap.error("onnxruntime-node is not installed; run "
                  "`cd bench && npm install onnxruntime-node@1.30.0 --ignore-scripts`")
 
+    if args.hide_avx512:
+        lib = args.avx2_only_lib or os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(args.kiln))), "bench", "cpuid_mask",
+            "libkiln_avx2_only.so")
+        if not os.path.isfile(lib):
+            ap.error(f"--hide-avx512: '{lib}' not found; build kiln's tests (it is built with "
+                     "them) or pass --avx2-only-lib")
+        os.environ["LD_PRELOAD"] = os.path.abspath(lib)
+        os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+
     args.compiled = {}
     if args.peak_gflops:
         args.peak, args.peak_isa = args.peak_gflops, "given with --peak-gflops"
     else:
         args.peak, args.peak_isa = measure_peak(args.work_dir, max(args.threads))
+    if args.hide_avx512:
+        args.peak_isa += ", AVX-512 hidden by bench/cpuid_mask"
     print(f"fp32 FMA peak: {args.peak:.1f} GFLOP/s per core ({args.peak_isa})", file=sys.stderr)
     results = []
     for name in args.models:
@@ -346,6 +367,7 @@ def render_saved(args):
         setattr(args, key, saved[key])
     args.peak, args.peak_isa = saved["peak_gflops_per_core"], saved["peak_isa"]
     args.baseline_label = saved.get("baseline_label")
+    args.hide_avx512 = saved.get("avx512_hidden", False)
     if args.peak_gflops:
         args.peak, args.peak_isa = args.peak_gflops, "given with --peak-gflops"
     results = saved["results"]
@@ -368,6 +390,7 @@ def write_json(args, results):
                    "cpus": getattr(args, "cpus", None), "ort": getattr(args, "ort", "node"),
                    "baseline_label": getattr(args, "baseline_label", None),
                    "peak_gflops_per_core": args.peak, "peak_isa": args.peak_isa,
+                   "avx512_hidden": bool(getattr(args, "hide_avx512", False)),
                    "machine": report.machine(), "results": results}, f, indent=2)
         f.write("\n")
     os.replace(tmp, args.json_out)

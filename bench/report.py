@@ -89,7 +89,8 @@ def write_docs(path, text, args):
     tail = rest.split(DOC_END, 1)[1]
     stamp = (f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}: "
              f"`bench/compare.py --threads {','.join(map(str, args.threads))} --runs "
-             f"{args.runs} --warmup {args.warmup} --rounds {args.rounds}`.\n\n")
+             f"{args.runs} --warmup {args.warmup} --rounds {args.rounds}"
+             f"{' --hide-avx512' if getattr(args, 'hide_avx512', False) else ''}`.\n\n")
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write(head + DOC_BEGIN + "\n" + stamp + text + DOC_END + tail)
