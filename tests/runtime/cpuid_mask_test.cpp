@@ -10,6 +10,8 @@
 #include <cpuid.h>
 #include <dlfcn.h>
 
+#include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -73,6 +75,39 @@ TEST_F(Avx2OnlyShim, RuntimeRefusesAV4ModelAndRunsAV3One) {
     EXPECT_EQ(rc, std::string(env) == "KILN_TEST_MODEL_V4" ? KILN_ERR_DEVICE : KILN_OK) << env;
     if (container) destroy(container);
   }
+}
+
+bool cpuidShowsAvx512() {
+  unsigned a, b, c, d;
+  return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 16));
+}
+
+void programHandler(int) {
+  std::fputs("the program's own handler ran\n", stderr);
+  std::_Exit(3);
+}
+
+// Node resets every signal disposition at start and V8 installs its own SIGSEGV handler:
+// CPUID must stay hidden after both, and the program's handler must still get its faults.
+TEST_F(Avx2OnlyShim, SurvivesTheProgramsOwnSigsegvHandling) {
+  std::signal(SIGSEGV, SIG_DFL);
+  EXPECT_FALSE(cpuidShowsAvx512());
+  struct sigaction action = {}, previous = {};
+  action.sa_handler = programHandler;
+  sigemptyset(&action.sa_mask);
+  ASSERT_EQ(sigaction(SIGSEGV, &action, &previous), 0);
+  EXPECT_EQ(previous.sa_handler, SIG_DFL); // the program sees what it set, not the shim's
+  EXPECT_FALSE(cpuidShowsAvx512());
+  struct sigaction now = {};
+  ASSERT_EQ(sigaction(SIGSEGV, nullptr, &now), 0);
+  EXPECT_EQ(now.sa_handler, programHandler);
+  EXPECT_EXIT(
+      {
+        volatile int *nowhere = nullptr;
+        *nowhere = 1;
+      },
+      ::testing::ExitedWithCode(3), "the program's own handler ran");
+  ASSERT_EQ(sigaction(SIGSEGV, &previous, nullptr), 0);
 }
 
 TEST_F(Avx2OnlyShim, OtherSegfaultsStillKill) {
