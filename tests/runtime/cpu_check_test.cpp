@@ -7,6 +7,7 @@
 #include "cpu_features.h"
 #include "error.h"
 #include "isa_cap.h"
+#include "model_container_probe.h"
 
 #include <gtest/gtest.h>
 
@@ -76,17 +77,7 @@ TEST(CpuCheck, V3ModelLoadsOnAnAvx2CpuAndIsRefusedOnV2) {
   EXPECT_EQ(kiln::rt::checkCpuFeatures(desc, kV3), KILN_OK) << kiln::rt::lastError();
   // And through the model's own C API on this (v3 or better) CPU: the container is created.
   if ((kiln::cpu::probeThisCpu() & kV3) == kV3) {
-    void *lib = dlopen(std::getenv("KILN_TEST_MODEL_V3"), RTLD_NOW | RTLD_LOCAL);
-    ASSERT_NE(lib, nullptr) << dlerror();
-    auto create = reinterpret_cast<int (*)(const kiln_container_options *, kiln_container **)>(
-        dlsym(lib, "kiln_container_create"));
-    auto destroy =
-        reinterpret_cast<int (*)(kiln_container *)>(dlsym(lib, "kiln_container_destroy"));
-    ASSERT_TRUE(create && destroy);
-    kiln_container *c = nullptr;
-    EXPECT_EQ(create(nullptr, &c), KILN_OK);
-    EXPECT_NE(c, nullptr);
-    if (c) destroy(c);
+    EXPECT_EQ(kiln::test::containerCreateStatus(std::getenv("KILN_TEST_MODEL_V3")), KILN_OK);
   }
   EXPECT_EQ(kiln::rt::checkCpuFeatures(desc, kV2), KILN_ERR_DEVICE);
   std::string msg = kiln::rt::lastError();
