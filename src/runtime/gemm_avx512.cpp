@@ -210,19 +210,43 @@ template <int R> void fullTile(const GemmParams &g, const Tile &t, const float *
   finish(g, t, acc);
 }
 
-/// A tile through the intrinsics (fewer than three panels, or a partial strip of at most 8
-/// rows); `a` is A at the strip's first row and the block's first column.
+/// A tile of R = t.rows rows through the intrinsics (fewer than three panels, or a last strip
+/// of fewer than 8 rows); `a` is A at the strip's first row and the block's first column.
 template <int R> void smallTile(const GemmParams &g, const Tile &t, int64_t nv, const float *a) {
-  // Rows past the last valid one repeat it: computed, never stored.
   const float *rows[R];
   for (int i = 0; i < R; ++i)
-    rows[i] = a + std::min(i, t.rows - 1) * g.lda;
+    rows[i] = a + i * g.lda;
   if (nv == NV)
     tile<R, NV>(g, t, rows);
   else if (nv == 2)
     tile<R, 2>(g, t, rows);
   else
     tile<R, 1>(g, t, rows);
+}
+
+/// smallTile for t.rows: a last strip of fewer than 8 rows computes only those (a 10-row GEMM
+/// ran 8 + 8 rows; bench/gemm in docs/perf.md, session 25).
+void smallTileOfRows(const GemmParams &g, const Tile &t, int64_t nv, const float *a) {
+  switch (t.rows) {
+  case 1:
+    return smallTile<1>(g, t, nv, a);
+  case 2:
+    return smallTile<2>(g, t, nv, a);
+  case 3:
+    return smallTile<3>(g, t, nv, a);
+  case 4:
+    return smallTile<4>(g, t, nv, a);
+  case 5:
+    return smallTile<5>(g, t, nv, a);
+  case 6:
+    return smallTile<6>(g, t, nv, a);
+  case 7:
+    return smallTile<7>(g, t, nv, a);
+  case 9:
+    return smallTile<9>(g, t, nv, a);
+  default:
+    return smallTile<MR>(g, t, nv, a);
+  }
 }
 
 /// Item `item` of the plan over the K block [pc, pcEnd): its panels' block, under it its
@@ -277,10 +301,8 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
       fullTile<9>(g, t, strip);
     else if (nv == NV && t.rows == MR && fullTileAsm)
       fullTile<MR>(g, t, strip);
-    else if (t.rows == 9)
-      smallTile<9>(g, t, nv, strip);
     else
-      smallTile<MR>(g, t, nv, strip);
+      smallTileOfRows(g, t, nv, strip);
   }
 }
 

@@ -33,7 +33,7 @@ std::vector<Gemm> kernelCases() {
   std::mt19937 rng(21);
   const int32_t posts[] = {KILN_POST_NONE, KILN_POST_RELU, KILN_POST_CLIP, KILN_POST_GELU_ERF,
                            KILN_POST_GELU_TANH};
-  for (int64_t m : {3, 5, 6, 7, 8, 10, 13, 50, 197}) // every remainder of 6
+  for (int64_t m : {3, 5, 6, 7, 8, 10, 12, 13, 25, 50, 197}) // every remainder of 6 and 8
     for (int64_t n : {1, 16, 17, 40, 100})
       for (int64_t k : {1, 9, 256, 257, 600, 1600}) {
         Gemm t{m, n, k, rng() % 2 == 0, rng() % 2 == 0, rng() % 2 == 0, posts[rng() % 5]};
@@ -336,8 +336,11 @@ TEST(OwnGemmRoute, TakesOnlyWhatItComputes) {
   EXPECT_FALSE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
   q.k = minK;
   EXPECT_TRUE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
-  q.m = 9; // 12 (AVX2) or 16 (AVX-512) rows computed for 9
-  EXPECT_FALSE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
+  // Any M from 5 on: a last strip of fewer rows runs a tile of only its rows.
+  for (int64_t m : {5, 7, 9, 10, 13, 197}) {
+    q.m = m;
+    EXPECT_TRUE(kiln::rt::ownGemmFits(q, true, nullptr, &c)) << m << " rows";
+  }
   q.m = 197;
   EXPECT_TRUE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
 }
