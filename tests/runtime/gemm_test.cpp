@@ -350,8 +350,10 @@ TEST(OwnGemmRoute, ShimMatchesFloat64) {
   const int saved = omp_get_max_threads();
   std::mt19937 rng(13);
   // K of 256 and more, N of 512 and more, or few rows (a 7 x 7 image's 49 x 160 x 96): both
-  // tiles take them.
+  // tiles take them; 10 and 13 rows (a short sequence) end in a strip of their own rows.
   const Gemm cases[] = {{24, 512, 300, false, true, false, KILN_POST_NONE},
+                        {10, 528, 300, true, true, true, KILN_POST_GELU_ERF},
+                        {13, 200, 256, false, true, false, KILN_POST_RELU},
                         {49, 160, 96, true, false, true, KILN_POST_CLIP},
                         {128, 600, 300, true, true, true, KILN_POST_GELU_ERF},
                         {197, 528, 800, false, false, true, KILN_POST_GELU_TANH},
