@@ -227,26 +227,12 @@ template <int R> void smallTile(const GemmParams &g, const Tile &t, int64_t nv, 
 /// smallTile for t.rows: a last strip of fewer than 8 rows computes only those (a 10-row GEMM
 /// ran 8 + 8 rows; bench/gemm in docs/perf.md, session 25).
 void smallTileOfRows(const GemmParams &g, const Tile &t, int64_t nv, const float *a) {
-  switch (t.rows) {
-  case 1:
-    return smallTile<1>(g, t, nv, a);
-  case 2:
-    return smallTile<2>(g, t, nv, a);
-  case 3:
-    return smallTile<3>(g, t, nv, a);
-  case 4:
-    return smallTile<4>(g, t, nv, a);
-  case 5:
-    return smallTile<5>(g, t, nv, a);
-  case 6:
-    return smallTile<6>(g, t, nv, a);
-  case 7:
-    return smallTile<7>(g, t, nv, a);
-  case 9:
-    return smallTile<9>(g, t, nv, a);
-  default:
-    return smallTile<MR>(g, t, nv, a);
-  }
+  using Fn = void (*)(const GemmParams &, const Tile &, int64_t, const float *);
+  static constexpr Fn byRows[] = {nullptr,       smallTile<1>, smallTile<2>, smallTile<3>,
+                                  smallTile<4>,  smallTile<5>, smallTile<6>, smallTile<7>,
+                                  smallTile<MR>, smallTile<9>};
+  static_assert(MR == 8, "byRows[8] is the full strip");
+  byRows[t.rows](g, t, nv, a);
 }
 
 /// Item `item` of the plan over the K block [pc, pcEnd): its panels' block, under it its
