@@ -54,7 +54,7 @@ struct Tile {
 /// The accumulators of a tile of R rows (R = MR but in a last strip of fewer rows).
 template <int R> using Acc = __m256[R][2];
 
-/// The tile's six rows of A at its K block, read in place.
+/// The tile's rows of A (up to six) at its K block, read in place.
 struct Rows {
   const float *row[MR];
 };

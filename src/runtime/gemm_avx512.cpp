@@ -70,13 +70,12 @@ template <int R, int NV, class F> [[gnu::always_inline]] inline void forAll(Acc<
       acc.v[i][j] = f(acc.v[i][j]);
 }
 
-/// Adds `rows` rows of src (row stride ld; masked columns) to the tile.
+/// Adds R rows of src (row stride ld; masked columns) to the tile.
 template <int R, int NV>
-[[gnu::always_inline]] inline void addRows(Acc<R, NV> &acc, int rows, const float *src, int64_t ld,
+[[gnu::always_inline]] inline void addRows(Acc<R, NV> &acc, const float *src, int64_t ld,
                                            const __mmask16 *mask) {
 #pragma GCC unroll 16
   for (int i = 0; i < R; ++i) {
-    if (i >= rows) break;
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j)
       acc.v[i][j] =
@@ -103,7 +102,7 @@ template <int R, int NV>
       for (int j = 0; j < NV; ++j)
         acc.v[i][j] = _mm512_add_ps(acc.v[i][j], b[j]);
   }
-  if (t.r) addRows(acc, t.rows, t.r, g.ldr, mask);
+  if (t.r) addRows(acc, t.r, g.ldr, mask);
   switch (g.post) {
   case GemmPost::Clamp:
     if (g.lo > -std::numeric_limits<float>::infinity() ||
@@ -123,7 +122,7 @@ template <int R, int NV>
 }
 
 /// The tile's accumulators into C: C's contents added where t.loadC, the epilogue after the
-/// last K block, the valid rows and columns stored.
+/// last K block, the valid columns stored. Every tile is as tall as its strip (R = t.rows).
 template <int R, int NV> void finish(const GemmParams &g, const Tile &t, Acc<R, NV> &acc) {
   __mmask16 mask[NV];
 #pragma GCC unroll 4
@@ -131,11 +130,10 @@ template <int R, int NV> void finish(const GemmParams &g, const Tile &t, Acc<R, 
     const int valid = std::clamp(t.cols - static_cast<int>(NR) * j, 0, 16);
     mask[j] = static_cast<__mmask16>((1u << valid) - 1u);
   }
-  if (t.loadC) addRows(acc, t.rows, t.c, g.ldc, mask);
+  if (t.loadC) addRows(acc, t.c, g.ldc, mask);
   if (t.last) epilogue(acc, g, t, mask);
 #pragma GCC unroll 16
   for (int i = 0; i < R; ++i) {
-    if (i >= t.rows) break;
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j)
       _mm512_mask_storeu_ps(t.c + i * g.ldc + NR * j, mask[j], acc.v[i][j]);
