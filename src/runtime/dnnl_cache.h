@@ -48,6 +48,12 @@ public:
   CacheEntry *findDerived(const CacheKey &key);
   CacheEntry *insertDerived(const CacheKey &key, std::unique_ptr<CacheEntry> entry,
                             const void *src = nullptr, size_t srcBytes = 0);
+  // After insertDerived of an entry built from several constants: drops the file-backed
+  // pages of each (WeightStore::releaseSource).
+  void releaseSources(const float *const *srcs, const int64_t *floats, int32_t count) {
+    for (int32_t i = 0; i < count; ++i)
+      if (floats[i] > 0) ensureStore().releaseSource(srcs[i], sizeof(float) * floats[i]);
+  }
 
   // Weights from now on go to `store` (a container run: the pinned constant set's) or, when
   // null, to a fresh store of this runner's own; the memo of the old one is dropped.

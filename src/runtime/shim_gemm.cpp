@@ -150,6 +150,7 @@ int ownGemmMultiForward(Runner &r, int64_t site, const float *a, const float *co
       fresh->buffer = allocateWeightBuffer(sizeof(float) * gemvPackedFloats(n, p.k));
       packGemvWeights(plain.data(), n, p.k, n, false, static_cast<float *>(fresh->buffer.get()));
       e = static_cast<PackedConcat *>(r.dnnl.insertDerived(key, std::move(fresh)));
+      releaseMultiB(r.dnnl, b, p);
     }
     GemmParams g;
     g.m = p.m;

@@ -38,6 +38,9 @@ void concatMultiBias(const float *const *bias, const kiln_matmul_multi_params_v1
 void concatMultiB(const float *const *b, const kiln_matmul_multi_params_v1 &p, float *out);
 CacheKey multiPackedKey(int64_t site, int64_t tag, const float *const *b,
                         const kiln_matmul_multi_params_v1 &p);
+/// Once a packed copy of every B is stored: drops their file-backed pages (each B is k x n[g],
+/// contiguous), as the single-B packings do for theirs (weight_store.h).
+void releaseMultiB(DnnlCache &cache, const float *const *b, const kiln_matmul_multi_params_v1 &p);
 
 /// The GEMV's parameters for a weight GEMM (also the AVX2 GEMM's, gemm.h): strides, alpha,
 /// beta with a row addend as bias, the residual laid out like C, ReLU/clip as clamp bounds.

@@ -54,6 +54,13 @@ void concatMultiB(const float *const *b, const kiln_matmul_multi_params_v1 &p, f
 
 // Keyed by every original pointer: a swap to the other constant set misses, and an update of
 // the active set clears the whole derived cache (Runner::useConstants).
+void releaseMultiB(DnnlCache &cache, const float *const *b, const kiln_matmul_multi_params_v1 &p) {
+  int64_t floats[KILN_MATMUL_MULTI_MAX];
+  for (int32_t g = 0; g < p.count; ++g)
+    floats[g] = p.k * p.n[g];
+  cache.releaseSources(b, floats, p.count);
+}
+
 CacheKey multiPackedKey(int64_t site, int64_t tag, const float *const *b,
                         const kiln_matmul_multi_params_v1 &p) {
   CacheKey k;
@@ -205,6 +212,7 @@ memory packedB(Runner &r, int64_t site, const float *const *b, const kiln_matmul
       std::vector<float> staging;
       packInto(cache, b, p, e, staging, fresh->mem);
       packed = static_cast<PackedConcat *>(cache.insertDerived(key, std::move(fresh)));
+      releaseMultiB(cache, b, p);
     }
     if (packed->desc == e.bWant) return packed->mem;
   }

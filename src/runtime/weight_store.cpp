@@ -1,5 +1,6 @@
 #include "weight_store.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <sys/mman.h>
@@ -13,6 +14,17 @@ bool releaseWeightPagesEnabled() {
     return !(v && std::strcmp(v, "0") == 0);
   }();
   return on;
+}
+
+void WeightStore::setFileBackedSource(const char *base, size_t size) {
+  fileBase_ = base;
+  fileSize_ = size;
+  if (!base || !size || !releaseWeightPagesEnabled()) return;
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(base) + page - 1) & ~(page - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(base) + size) & ~(page - 1);
+  // Advice only: where the kernel refuses it, released pages may come back, which is correct.
+  if (end > begin) madvise(reinterpret_cast<void *>(begin), end - begin, MADV_NOHUGEPAGE);
 }
 
 CacheEntry *WeightStore::find(const CacheKey &key) const {

@@ -65,10 +65,10 @@ public:
   // file mapping (the model.so's embedded blob or a mapped weights file): once a derived
   // copy of a constant exists, its source pages are dropped from the process (they fault
   // back in from the file if anything reads them again). Anonymous memory is never dropped.
-  void setFileBackedSource(const char *base, size_t size) {
-    fileBase_ = base;
-    fileSize_ = size;
-  }
+  // The mapping is also advised off huge pages: a read of a small constant read in place (a
+  // bias, a LayerNorm scale) beside released ones would otherwise map its whole 2 MiB folio
+  // back (BERT-base: 37 MB of released weights resident again).
+  void setFileBackedSource(const char *base, size_t size);
 
   // Drops every page of the file-backed source (after its contents were copied into an
   // owned set, which reads them all back in). No-op when the source is not file-backed.
@@ -91,6 +91,10 @@ public:
                                const dnnl::memory &mem, std::shared_ptr<void> owner,
                                const void *src, size_t srcBytes);
 
+  // Drops the file-backed pages of a constant a stored entry was derived from, for entries
+  // built from several constants (insert names one). No-op outside the mapping.
+  void releaseSource(const void *src, size_t bytes);
+
   // Diagnostics for tests: entries held (derived + reordered) and how many were built
   // (inserts attempted: more than size() only when runners raced on the same weight).
   size_t size() const;
@@ -104,7 +108,6 @@ private:
     dnnl::memory mem;
     std::shared_ptr<void> owner; // mem's buffer (weight_memory.h)
   };
-  void releaseSource(const void *src, size_t bytes);
 
   mutable std::mutex mu_;
   std::unordered_map<CacheKey, std::unique_ptr<CacheEntry>, CacheKeyHash> derived_;

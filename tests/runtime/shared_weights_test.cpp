@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <mutex>
 #include <random>
@@ -329,6 +330,91 @@ TEST(SharedWeights, DropsPackedSourcePagesOfAWeightsFile) {
     ASSERT_EQ(kiln_rt_swap_constants(k.c), KILN_OK);
     ASSERT_EQ(runOnce(k.c, x, y1), KILN_OK);
     EXPECT_LT(relErr(y1, reference(x, b2)), kTol);
+  }
+  unlink(path);
+}
+
+// The same product through kiln_shim_matmul_multi_v1 with B as two constants of N/2 columns
+// ("b0", "b1"), as a transformer's Q/K/V projections are.
+const int64_t halfDims[] = {kK, kN / 2};
+const kiln_constant_desc_v1 halves[] = {
+    {"b0", {kDLFloat, 32, 1}, 2, halfDims, sizeof(float) * kK *kN / 2, 0},
+    {"b1", {kDLFloat, 32, 1}, 2, halfDims, sizeof(float) * kK *kN / 2, sizeof(float) * kK *kN / 2}};
+int runMulti(kiln_run_ctx *ctx, void *const *in, void *const *out, const int64_t *,
+             void *const *consts) {
+  kiln_matmul_multi_params_v1 p{};
+  p.m = kM;
+  p.k = p.lda = kK;
+  p.ldc = kN;
+  p.count = 2;
+  p.n[0] = p.n[1] = kN / 2;
+  const float *b[] = {static_cast<const float *>(consts[0]), static_cast<const float *>(consts[1])};
+  return kiln_shim_matmul_multi_v1(static_cast<kiln_shim_ctx *>(ctx->runner), 3,
+                                   static_cast<const float *>(in[0]), b, nullptr,
+                                   static_cast<float *>(out[0]), &p);
+}
+
+// b's two halves side by side are b: [k][0, N/2) then [k][N/2, N), each contiguous.
+std::vector<float> halvesOf(const std::vector<float> &b) {
+  std::vector<float> out(b.size());
+  for (int64_t q = 0; q < kK; ++q)
+    for (int64_t j = 0; j < kN; ++j)
+      out[(j < kN / 2 ? 0 : kK * kN / 2) + q * (kN / 2) + j % (kN / 2)] = b[q * kN + j];
+  return out;
+}
+
+// Whether the mapping holding p is advised off huge pages ("nh" in its VmFlags).
+bool mappingAdvisedNoHuge(const void *p) {
+  FILE *f = std::fopen("/proc/self/smaps", "re");
+  if (!f) return false;
+  char line[512];
+  bool inside = false, nh = false;
+  const uintptr_t at = reinterpret_cast<uintptr_t>(p);
+  while (std::fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    if (std::sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && std::strchr(line, '-') < line + 20)
+      inside = at >= lo && at < hi;
+    else if (inside && std::strncmp(line, "VmFlags:", 8) == 0)
+      nh = std::strstr(line, " nh") != nullptr;
+  }
+  std::fclose(f);
+  return nh;
+}
+
+// A GEMM of several constant B's (kiln_shim_matmul_multi_v1) drops every B's file-backed
+// pages once its packed copy is stored, and the mapping is kept off huge pages (a read of a
+// small constant beside dropped ones would fault its whole 2 MiB folio back in).
+TEST(SharedWeights, MultiMatmulDropsEverySourcesPages) {
+  std::vector<float> b = randomFloats(21, kK * kN), x = randomFloats(22, kM * kK);
+  char path[] = "/tmp/kiln_shared_multi_XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  std::vector<float> blob = halvesOf(b);
+  ASSERT_EQ(write(fd, blob.data(), blob.size() * sizeof(float)),
+            static_cast<ssize_t>(blob.size() * sizeof(float)));
+  close(fd);
+  {
+    kiln_model_desc_v1 desc = makeDesc(nullptr, 0);
+    desc.constants = halves;
+    desc.run = runMulti;
+    desc.shim_version = 8;
+    kiln_container_options o;
+    kiln_rt_container_options_init(&o);
+    o.num_runners = 1;
+    o.threads_per_run = 1;
+    o.weights_path = path;
+    kiln_container *c = nullptr;
+    ASSERT_EQ(kiln_rt_container_create_v1(&desc, &o, &c), KILN_OK) << kiln_rt_last_error();
+    std::vector<float> y(kM * kN);
+    ASSERT_EQ(runOnce(c, x, y), KILN_OK) << kiln_rt_last_error();
+    EXPECT_LT(relErr(y, reference(x, b)), kTol);
+    if (kiln::rt::releaseWeightPagesEnabled()) {
+      EXPECT_EQ(activeStore(c).releasedBytes(), b.size() * sizeof(float)) << "both halves go";
+      EXPECT_TRUE(mappingAdvisedNoHuge(c->slots[0]->base));
+    }
+    ASSERT_EQ(runOnce(c, x, y), KILN_OK); // from the packed copy; the file is untouched
+    EXPECT_LT(relErr(y, reference(x, b)), kTol);
+    kiln_rt_container_destroy(c);
   }
   unlink(path);
 }
