@@ -132,6 +132,18 @@ double relErr(const std::vector<float> &got, const std::vector<double> &want) {
   return std::sqrt(num / den);
 }
 
+// A temporary weights file holding blob; its path, or "" when it could not be written.
+std::string writeWeightsFile(const std::vector<float> &blob) {
+  char path[] = "/tmp/kiln_shared_weights_XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) return "";
+  const ssize_t bytes = static_cast<ssize_t>(blob.size() * sizeof(float));
+  const bool whole = write(fd, blob.data(), blob.size() * sizeof(float)) == bytes;
+  close(fd);
+  if (!whole) unlink(path);
+  return whole ? path : "";
+}
+
 // fp32 sums of 256 products of values in [-1, 1]: ~1e-7 relative; a wrong B is ~1.
 constexpr double kTol = 1e-5;
 
@@ -285,13 +297,9 @@ TEST(SharedWeights, UpdatesReachBothRunners) {
 // and fault back in unchanged when read.
 TEST(SharedWeights, DropsPackedSourcePagesOfAWeightsFile) {
   std::vector<float> b = randomFloats(8, kK * kN), x = randomFloats(9, kM * kK);
-  char path[] = "/tmp/kiln_shared_weights_XXXXXX";
-  int fd = mkstemp(path);
-  ASSERT_GE(fd, 0);
-  std::vector<float> blob = blobOf(b);
-  ASSERT_EQ(write(fd, blob.data(), blob.size() * sizeof(float)),
-            static_cast<ssize_t>(blob.size() * sizeof(float)));
-  close(fd);
+  const std::string file = writeWeightsFile(blobOf(b));
+  ASSERT_FALSE(file.empty());
+  const char *path = file.c_str();
   {
     Container k(nullptr, 0, path);
     ASSERT_NE(k.c, nullptr);
@@ -386,13 +394,9 @@ bool mappingAdvisedNoHuge(const void *p) {
 // small constant beside dropped ones would fault its whole 2 MiB folio back in).
 TEST(SharedWeights, MultiMatmulDropsEverySourcesPages) {
   std::vector<float> b = randomFloats(21, kK * kN), x = randomFloats(22, kM * kK);
-  char path[] = "/tmp/kiln_shared_multi_XXXXXX";
-  int fd = mkstemp(path);
-  ASSERT_GE(fd, 0);
-  std::vector<float> blob = halvesOf(b);
-  ASSERT_EQ(write(fd, blob.data(), blob.size() * sizeof(float)),
-            static_cast<ssize_t>(blob.size() * sizeof(float)));
-  close(fd);
+  const std::string file = writeWeightsFile(halvesOf(b));
+  ASSERT_FALSE(file.empty());
+  const char *path = file.c_str();
   {
     kiln_model_desc_v1 desc = makeDesc(nullptr, 0);
     desc.constants = halves;
