@@ -168,8 +168,9 @@ template <int R> void tile(const GemmParams &g, const Tile &t, const Rows &a) {
 /// The tile for t.rows: a last strip of fewer than MR rows computes only those (at M = 128,
 /// a 6-row tile on its last 2 rows would be 3% of the GEMM's FMAs spent on nothing).
 void tileOfRows(const GemmParams &g, const Tile &t, const Rows &a) {
-  // A switch, not a table of function pointers as in gemm_avx512.cpp: with the table GPT-2
-  // ran ~2% slower on AVX2 (same-run A/Bs, session 26), a direct call of the full strip too.
+  // A switch, not a table of function pointers as in gemm_avx512.cpp: through the table
+  // GPT-2 and BERT-base ran 2.5-3.8% slower (same-run A/Bs, docs/perf.md session 26), and
+  // also with the full strip called directly before it.
   switch (t.rows) {
   case 1:
     return tile<1>(g, t, a);

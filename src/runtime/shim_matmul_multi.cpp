@@ -52,8 +52,6 @@ void concatMultiB(const float *const *b, const kiln_matmul_multi_params_v1 &p, f
   }
 }
 
-// Keyed by every original pointer: a swap to the other constant set misses, and an update of
-// the active set clears the whole derived cache (Runner::useConstants).
 void releaseMultiB(DnnlCache &cache, const float *const *b, const kiln_matmul_multi_params_v1 &p) {
   int64_t floats[KILN_MATMUL_MULTI_MAX];
   for (int32_t g = 0; g < p.count; ++g)
@@ -61,6 +59,8 @@ void releaseMultiB(DnnlCache &cache, const float *const *b, const kiln_matmul_mu
   cache.releaseSources(b, floats, p.count);
 }
 
+// Keyed by every original pointer: a swap to the other constant set misses, and an update of
+// the active set clears the whole derived cache (Runner::useConstants).
 CacheKey multiPackedKey(int64_t site, int64_t tag, const float *const *b,
                         const kiln_matmul_multi_params_v1 &p) {
   CacheKey k;
