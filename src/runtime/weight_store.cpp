@@ -8,6 +8,23 @@
 
 namespace kiln::rt {
 
+namespace {
+
+/// The whole pages inside [p, p + bytes): where madvise may act without touching a
+/// neighbour's bytes. Empty (bytes 0) when no whole page fits.
+struct PageSpan {
+  void *begin;
+  size_t bytes;
+};
+PageSpan wholePagesIn(const void *p, size_t bytes) {
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t at = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t begin = (at + page - 1) & ~(page - 1), end = (at + bytes) & ~(page - 1);
+  return {reinterpret_cast<void *>(begin), end > begin ? end - begin : 0};
+}
+
+} // namespace
+
 bool releaseWeightPagesEnabled() {
   static const bool on = [] {
     const char *v = std::getenv("KILN_RELEASE_WEIGHT_PAGES");
@@ -20,11 +37,9 @@ void WeightStore::setFileBackedSource(const char *base, size_t size) {
   fileBase_ = base;
   fileSize_ = size;
   if (!base || !size || !releaseWeightPagesEnabled()) return;
-  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(base) + page - 1) & ~(page - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(base) + size) & ~(page - 1);
+  const PageSpan pages = wholePagesIn(base, size);
   // Advice only: where the kernel refuses it, released pages may come back, which is correct.
-  if (end > begin) madvise(reinterpret_cast<void *>(begin), end - begin, MADV_NOHUGEPAGE);
+  if (pages.bytes) madvise(pages.begin, pages.bytes, MADV_NOHUGEPAGE);
 }
 
 CacheEntry *WeightStore::find(const CacheKey &key) const {
@@ -90,14 +105,12 @@ void WeightStore::releaseSource(const void *src, size_t bytes) {
   if (p < fileBase_ || p + bytes > fileBase_ + fileSize_) return; // not from the mapping
   // Only whole pages inside the constant: a neighbour's bytes on a shared page stay mapped
   // (dropping them would be correct too, but would cost it a fault for nothing).
-  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
-  uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(page - 1);
-  if (end <= begin) return;
+  const PageSpan pages = wholePagesIn(p, bytes);
+  if (!pages.bytes) return;
   // A private read-only file mapping: the pages fault back in from the file if read again,
   // so this loses nothing but residency. A failure leaves them resident, which is harmless.
-  if (madvise(reinterpret_cast<void *>(begin), end - begin, MADV_DONTNEED) == 0)
-    released_.fetch_add(end - begin, std::memory_order_relaxed);
+  if (madvise(pages.begin, pages.bytes, MADV_DONTNEED) == 0)
+    released_.fetch_add(pages.bytes, std::memory_order_relaxed);
 }
 
 } // namespace kiln::rt

@@ -380,7 +380,7 @@ bool mappingAdvisedNoHuge(const void *p) {
   const uintptr_t at = reinterpret_cast<uintptr_t>(p);
   while (std::fgets(line, sizeof line, f)) {
     unsigned long lo, hi;
-    if (std::sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && std::strchr(line, '-') < line + 20)
+    if (std::sscanf(line, "%lx-%lx ", &lo, &hi) == 2) // a mapping's first line
       inside = at >= lo && at < hi;
     else if (inside && std::strncmp(line, "VmFlags:", 8) == 0)
       nh = std::strstr(line, " nh") != nullptr;
