@@ -5,6 +5,7 @@
 
 #include "aot/install_paths.h"
 #include "aot/subprocess.h"
+#include "aot/weights_section.h"
 
 #include "support/error.h"
 #include "support/hash.h"
@@ -37,7 +38,7 @@ namespace {
 }
 
 /// Creates `p` and writes it through `emit`: 0, or the errno of the failure (open, emit or
-/// close). Throws nothing, so build workers use it too.
+/// close).
 int emitFile(const fs::path &p, const std::function<bool(std::FILE *)> &emit) {
   std::FILE *f = std::fopen(p.c_str(), "wb");
   if (!f) return errno;
@@ -90,8 +91,6 @@ struct Job {
   fs::path object;
   codegen::SourceTool tool = codegen::SourceTool::HostCxx;
   size_t cost = 0; // bytes the tool reads: the longest jobs start first
-  // Writes the object itself instead of running a tool (the weights); false on an error.
-  std::function<bool(std::FILE *)> produce;
 };
 
 const char *compilerFor(const fs::path &src) {
@@ -140,7 +139,7 @@ std::string compileCommand(const Job &j, const fs::path &tmpObj) {
 }
 
 /// An object defining `symbol` (64-byte aligned, hidden) with the bytes of file `bin`, and
-/// `<symbol>_size` holding their count (the CUDA fatbin; the weights use writeBlobObject).
+/// `<symbol>_size` holding their count (the CUDA fatbin).
 std::string incbinAsm(const std::string &symbol, const fs::path &bin) {
   return "  .section .rodata\n  .balign 64\n  .globl " + symbol + "\n  .hidden " + symbol + "\n" +
          symbol + ":\n  .incbin \"" + bin.string() + "\"\n" + symbol + "_end:\n  .byte 0\n" +
@@ -239,15 +238,17 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
     entry.object = cache / (entry.key + ".o");
     all.push_back(entry);
   }
+  // Embedded weights: model.so reserves their pages and names them (kiln_weights_id); the
+  // bytes are appended after the link (include/kiln/weights_section.h).
+  kiln_weights_id_v1 weightsId{KILN_WEIGHTS_MAGIC, 0, gm.weights.size};
   if (embedWeights) {
+    weightsId.hash = gm.weights.hash(fnv1a("weights"));
     Job w;
-    w.source = work / "weights.o";
-    w.object = cache / (hexHash(gm.weights.hash(fnv1a("weights"))) + "-w.o");
-    w.cost = gm.weights.size;
-    w.produce = [&gm](std::FILE *f) {
-      return writeBlobObject(f, "kiln_weights_blob", gm.weights.size,
-                             [&gm](std::FILE *g) { return gm.weights.write(g); });
-    };
+    w.source = work / "weights_reserve.S";
+    const std::string text = weightsReserveAsm(weightsId.size, weightsId.hash);
+    writeFile(w.source, text);
+    w.key = hexHash(fnv1a(text, fnv1a(toolId + "weights")));
+    w.object = cache / (w.key + ".o");
     all.push_back(w);
   }
   std::vector<Job *> pending;
@@ -281,13 +282,7 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
       fs::path log = work / (j.source.filename().string() + ".log");
       int rc = 0;
       try {
-        if (j.produce) {
-          int err = emitFile(tmpObj, j.produce);
-          if (err) writeFile(log, std::string("writing it failed: ") + std::strerror(err) + "\n");
-          rc = err ? 1 : 0;
-        } else {
-          rc = runShell(compileCommand(j, tmpObj) + " 2> " + shellQuote(log.string()));
-        }
+        rc = runShell(compileCommand(j, tmpObj) + " 2> " + shellQuote(log.string()));
       } catch (const Interrupted &) {
         std::lock_guard<std::mutex> lk(errMu);
         interrupted = true;
@@ -372,6 +367,9 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
       throw InternalError("kiln internal error: linking model.so failed:\n" +
                           readFile(work / "link.log").substr(0, 4000));
     }
+    if (embedWeights && !appendWeightsSection(tmpOut, weightsId,
+                                              [&gm](std::FILE *f) { return gm.weights.write(f); }))
+      writeFailed(out, errno ? errno : EIO);
     storeInCache(tmpOut, linked);
   }
   checkInterrupt();

@@ -1,5 +1,6 @@
 // Builds model.so from generated sources: parallel compiler processes with a
-// content-hash object cache, weights embedded via .incbin, atomic rename at the end.
+// content-hash object cache, the weights appended after the link (weights_section.h),
+// atomic rename at the end.
 #pragma once
 
 #include "codegen/wrapper/wrapper.h"

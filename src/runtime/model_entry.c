@@ -3,13 +3,112 @@
  * Each function forwards to its kiln_rt_* twin in libkiln_rt; create passes this
  * library's descriptor. The generated code defines `kiln_model_desc` (from C++ it must be
  * `extern "C"`). The descriptor is bound inside this library (hidden), so two model.so
- * files loaded into one process never see each other's descriptor.
+ * files loaded into one process never see each other's descriptor. Its constructor maps the
+ * model's embedded weights from the library's own file (include/kiln/weights_section.h); where
+ * that failed, kiln_container_create fails with the reason (kiln_last_error).
  */
+#define _GNU_SOURCE /* dladdr, pread */
 #include <kiln/model.h>
 #include <kiln/model_desc.h>
 #include <kiln/runtime.h>
+#include <kiln/weights_section.h>
+
+#include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 extern const kiln_model_desc_v1 kiln_model_desc __attribute__((visibility("hidden")));
+
+/* ---- the weights section (include/kiln/weights_section.h) ----
+ * Both symbols are weak: a model built with external weights (or a test's hand-written
+ * model) defines neither and maps nothing. */
+extern unsigned char kiln_weights_blob[] __attribute__((weak, visibility("hidden")));
+extern const kiln_weights_id_v1 kiln_weights_id __attribute__((weak, visibility("hidden")));
+
+static char weights_error[640]; /* set once, by the constructor, when the weights are missing */
+static __thread int weights_error_is_last; /* this thread's last create failed for it */
+
+static int read_at(int fd, uint64_t at, void *p, size_t n) {
+  char *c = (char *)p;
+  while (n > 0) {
+    ssize_t got = pread(fd, c, n, (off_t)at);
+    if (got <= 0) return 0;
+    c += got, at += (uint64_t)got, n -= (size_t)got;
+  }
+  return 1;
+}
+
+/* The section's file offset in the ELF file fd, or 0 (with weights_error set) when it has
+ * none of the expected size and id. */
+static uint64_t find_weights_section(int fd, const char *path) {
+  Elf64_Ehdr eh;
+  Elf64_Shdr sh, names;
+  char name[sizeof KILN_WEIGHTS_SECTION];
+  kiln_weights_id_v1 found;
+  if (!read_at(fd, 0, &eh, sizeof eh) || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
+      eh.e_shentsize != sizeof sh || eh.e_shstrndx >= eh.e_shnum ||
+      !read_at(fd, eh.e_shoff + (uint64_t)eh.e_shstrndx * sizeof sh, &names, sizeof names)) {
+    snprintf(weights_error, sizeof weights_error,
+             "%s: cannot read its ELF section headers (is the file truncated?)", path);
+    return 0;
+  }
+  for (unsigned i = 0; i < eh.e_shnum; ++i) {
+    if (!read_at(fd, eh.e_shoff + (uint64_t)i * sizeof sh, &sh, sizeof sh) ||
+        sh.sh_name >= names.sh_size ||
+        !read_at(fd, names.sh_offset + sh.sh_name, name, sizeof name) ||
+        memcmp(name, KILN_WEIGHTS_SECTION, sizeof name) != 0)
+      continue;
+    if (sh.sh_size != kiln_weights_id.size + sizeof found ||
+        !read_at(fd, sh.sh_offset + kiln_weights_id.size, &found, sizeof found) ||
+        memcmp(&found, &kiln_weights_id, sizeof found) != 0) {
+      snprintf(weights_error, sizeof weights_error,
+               "%s: its weights section holds other weights than this model's code was built "
+               "with (was the file replaced or edited after it was loaded?)",
+               path);
+      return 0;
+    }
+    return sh.sh_offset;
+  }
+  snprintf(weights_error, sizeof weights_error,
+           "%s has no " KILN_WEIGHTS_SECTION " section (was it stripped of it, or truncated?)",
+           path);
+  return 0;
+}
+
+/* Maps the weights over their reservation when the library is loaded (read only, from the
+ * page cache, as the dynamic loader maps the rest); copies them where the section's offset
+ * is not page aligned (a tool rewrote the file). */
+__attribute__((constructor)) static void kiln_map_weights(void) {
+  Dl_info info;
+  if (!kiln_weights_blob || !&kiln_weights_id || kiln_weights_id.size == 0) return;
+  if (!dladdr((const void *)&kiln_weights_id, &info) || !info.dli_fname) {
+    snprintf(weights_error, sizeof weights_error, "cannot find the model library's own file");
+    return;
+  }
+  int fd = open(info.dli_fname, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(weights_error, sizeof weights_error, "cannot open %s to map its weights: %s",
+             info.dli_fname, strerror(errno));
+    return;
+  }
+  uint64_t at = find_weights_section(fd, info.dli_fname);
+  long page = sysconf(_SC_PAGESIZE);
+  if (at != 0 && at % (uint64_t)page == 0) {
+    size_t bytes = (size_t)kiln_weights_id.size;
+    if (mmap(kiln_weights_blob, bytes, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, (off_t)at) ==
+        MAP_FAILED)
+      snprintf(weights_error, sizeof weights_error, "cannot map the weights of %s: %s",
+               info.dli_fname, strerror(errno));
+  } else if (at != 0 && !read_at(fd, at, kiln_weights_blob, (size_t)kiln_weights_id.size)) {
+    snprintf(weights_error, sizeof weights_error, "cannot read the weights of %s", info.dli_fname);
+  }
+  close(fd);
+}
 
 /* ABI-4 functions are weak references: model.so links with -z now, and a strong reference to
  * a symbol an older libkiln_rt lacks would fail inside dlopen. With a weak one the library
@@ -33,7 +132,7 @@ KILN_API void kiln_container_options_init(kiln_container_options *options) {
 }
 
 KILN_API const char *kiln_last_error(void) {
-  return kiln_rt_last_error();
+  return weights_error_is_last ? weights_error : kiln_rt_last_error();
 }
 
 KILN_API uint32_t kiln_abi_version(void) {
@@ -41,6 +140,12 @@ KILN_API uint32_t kiln_abi_version(void) {
 }
 
 KILN_API int kiln_container_create(const kiln_container_options *options, kiln_container **out) {
+  /* Weights given as a file (weights_path) replace the missing section. */
+  weights_error_is_last = weights_error[0] && !(options && options->weights_path);
+  if (weights_error_is_last) {
+    if (out) *out = NULL;
+    return KILN_ERR_NOT_FOUND;
+  }
   return kiln_rt_container_create_v1(&kiln_model_desc, options, out);
 }
 

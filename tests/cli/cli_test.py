@@ -374,6 +374,67 @@ def case_link_cache():
     assert len([f for f in objects if f.endswith(".so")]) == 2, objects
 
 
+def weights_section(so):
+    """(offset, size) of model.so's .kiln.weights section as readelf reads it, or None."""
+    out = subprocess.run(["readelf", "-SW", so], capture_output=True, text=True).stdout
+    m = re.search(r"\.kiln\.weights\s+PROGBITS\s+[0-9a-f]+\s+([0-9a-f]+)\s+([0-9a-f]+)", out)
+    return (int(m.group(1), 16), int(m.group(2), 16)) if m else None
+
+
+def case_weights_section():
+    # The embedded weights are a section appended to model.so after the link: the constant's
+    # bytes first, page aligned. External weights leave the library without one.
+    at = weights_section(path("add.so"))
+    assert at and at[0] % 4096 == 0, at
+    with open(path("add.so"), "rb") as f:
+        f.seek(at[0])
+        assert np.array_equal(np.frombuffer(f.read(16), np.float32), C)
+    assert weights_section(path("add_ext.so")) is None
+    want = np.arange(8, dtype=np.float32).reshape(2, 4) + C
+
+    def run(so, rc=0):
+        out = path("wsec_out")
+        shutil.rmtree(out, ignore_errors=True)
+        p = kiln("run", so, "--input", f"x={path('x.npy')}", "--output-dir", out, rc=rc)
+        if rc == 0:
+            assert np.array_equal(np.load(os.path.join(out, "y.npy")), want)
+        return p
+
+    # Tools that rewrite the library keep the section: strip, and a copy elsewhere.
+    stripped = path("wsec_stripped.so")
+    shutil.copy(path("add.so"), stripped)
+    subprocess.run(["strip", stripped], check=True)
+    run(stripped)
+    # Without the section, or with another model's weights in it, the library still loads but
+    # no container is created, and the error says why.
+    removed = path("wsec_removed.so")
+    subprocess.run(["objcopy", "--remove-section", ".kiln.weights", path("add.so"), removed],
+                   check=True)
+    expect(run(removed, rc=1), "err", r"has no \.kiln\.weights section")
+    other = helper.make_graph(
+        [helper.make_node("Add", ["x", "c"], ["y"])], "add",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor("c", TensorProto.FLOAT, [4], (C + 1).tolist())])
+    onnx.save(helper.make_model(other, opset_imports=[helper.make_opsetid("", 13)]),
+              path("add_other.onnx"))
+    kiln("compile", path("add_other.onnx"), "-o", path("add_other.so"), "--dynamic",
+         "batch=1:16")
+    theirs = path("wsec_theirs.bin")
+    subprocess.run(["objcopy", "--dump-section", f".kiln.weights={theirs}",
+                    path("add_other.so"), path("wsec_dump.so")], check=True)
+    assert os.path.getsize(theirs) == 16 + 24  # the same size: only the id tells them apart
+    swapped = path("wsec_swapped.so")
+    subprocess.run(["objcopy", "--update-section", f".kiln.weights={theirs}", path("add.so"),
+                    swapped], check=True)
+    expect(run(swapped, rc=1), "err", r"holds other weights than this model's code was built")
+    # A weights file given at run time stands in for the section.
+    ext = path("wsec_removed.weights")
+    shutil.copy(path("add_ext.so.weights"), ext)
+    p = kiln("run", removed, "--weights", ext, "--input", f"x={path('x.npy')}")
+    expect(p, "out", r"^y: float32 \[2, 4\]")
+
+
 def case_exit_codes():
     expect(kiln("compile", path("add.onnx"), "-o", path("e.so"), "--no-such-flag", rc=2), "err",
            r"no-such-flag")

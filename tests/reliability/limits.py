@@ -3,8 +3,9 @@
 writer) while kiln writes model.so, its .weights file or its object cache must give exit 1, a
 message that names the file and says why, and leave no output and no temp file anywhere.
 
-Cases: embedded (the 4 MB weights blob cannot reach the cache), external (the .weights file
-cannot be written), link (objects and blob already cached: the model.so link itself fails).
+Cases: embedded (the 4 MB weights cannot be appended to the linked model.so), external (the
+.weights file cannot be written), link (the linked library already cached: its copy to
+model.so fails).
 Usage: limits.py <kiln> <workdir> <case>
 """
 import os
@@ -63,7 +64,7 @@ def main():
         errors.append(f"expected exit 1, got {p.returncode}")
     if "file size limit" not in msg:
         errors.append("message does not say 'file size limit'")
-    want = {"embedded": "cache", "external": "model.so.weights", "link": "model.so"}[CASE]
+    want = {"embedded": "model.so", "external": "model.so.weights", "link": "model.so"}[CASE]
     if want not in msg:
         errors.append(f"message does not name {want!r}")
     if os.listdir(out_dir):

@@ -1,8 +1,8 @@
-// What the build writes besides compiler output: the weights' ELF object (linked by GNU ld,
-// lld and gold into a shared library whose symbol holds the bytes), and the CPU backend's
-// source files, where kernels that differ only in their buffers are compiled once and the
-// others forward to them (compiled and called here).
-#include "aot/linking.h"
+// What the build writes besides compiler output: the weights' reservation (linked by GNU ld,
+// lld and gold into a shared library) and their section appended after the link, and the CPU
+// backend's source files, where kernels that differ only in their buffers are compiled once and
+// the others forward to them (compiled and called here).
+#include "aot/weights_section.h"
 #include "codegen/backend.h"
 
 #include <gtest/gtest.h>
@@ -10,8 +10,10 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -31,53 +33,95 @@ void writeText(const fs::path &p, const std::string &text) {
   std::ofstream(p) << text;
 }
 
-// The blob's bytes through the linked library: every byte, the symbol's size and alignment.
-void expectLinkedBlob(const fs::path &dir, const std::string &linkerFlag,
-                      const std::vector<unsigned char> &bytes) {
-  fs::path so = dir / ("blob" + std::to_string(linkerFlag.size()) + ".so");
-  std::string cmd = "gcc -shared " + linkerFlag + " -o " + so.string() + " " +
-                    (dir / "reader.c").string() + " " + (dir / "blob.o").string();
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  void *lib = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
-  ASSERT_NE(lib, nullptr) << dlerror();
-  auto at = reinterpret_cast<const unsigned char *(*)()>(dlsym(lib, "blob_at"));
-  ASSERT_NE(at, nullptr);
-  const unsigned char *p = at();
-  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u) << "64-byte aligned";
-  for (size_t i = 0; i < bytes.size(); ++i)
-    ASSERT_EQ(p[i], bytes[i]) << "byte " << i << " with '" << linkerFlag << "'";
-  dlclose(lib);
+// A shared library like model.so: `reader.c` reads the reserved weights' address, linked
+// with the reservation's assembly (weightsReserveAsm) by `linkerFlag`.
+fs::path linkReserved(const fs::path &dir, const std::string &linkerFlag, uint64_t size,
+                      uint64_t hash) {
+  writeText(dir / "reserve.S", kiln::aot::weightsReserveAsm(size, hash));
+  writeText(dir / "reader.c",
+            "extern unsigned char kiln_weights_blob[];\n"
+            "extern const unsigned long long kiln_weights_id[3];\n"
+            "const unsigned char *blob_at(void) { return kiln_weights_blob; }\n"
+            "const unsigned long long *id_at(void) { return kiln_weights_id; }\n");
+  fs::path so = dir / ("reserved" + std::to_string(linkerFlag.size()) + ".so");
+  std::string cmd = "gcc -shared -fPIC " + linkerFlag + " -o " + so.string() + " " +
+                    (dir / "reader.c").string() + " " + (dir / "reserve.S").string();
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  return so;
 }
 
-TEST(WeightsObject, LinksIntoASharedLibraryWithEachLinker) {
-  fs::path dir = scratchDir("blob");
+// The .kiln.weights section's file offset and size as readelf reads them (0, 0 if none).
+std::pair<uint64_t, uint64_t> sectionByReadelf(const fs::path &so) {
+  std::string cmd = "readelf -SW " + so.string() +
+                    " | sed -n 's/.*\\.kiln\\.weights *PROGBITS "
+                    "*[0-9a-f]* \\([0-9a-f]*\\) \\([0-9a-f]*\\).*/\\1 \\2/p'";
+  std::FILE *p = popen(cmd.c_str(), "r");
+  unsigned long long offset = 0, size = 0;
+  if (p) {
+    if (std::fscanf(p, "%llx %llx", &offset, &size) != 2) offset = size = 0;
+    pclose(p);
+  }
+  return {offset, size};
+}
+
+TEST(WeightsSection, AppendsTheBytesAndTheIdAfterALinkWithEachLinker) {
+  fs::path dir = scratchDir("wsec");
   std::vector<unsigned char> bytes(100003);
   for (size_t i = 0; i < bytes.size(); ++i)
     bytes[i] = static_cast<unsigned char>(i * 131 + 7);
-  std::FILE *f = std::fopen((dir / "blob.o").c_str(), "wb");
-  ASSERT_NE(f, nullptr);
-  ASSERT_TRUE(kiln::aot::writeBlobObject(f, "kiln_weights_blob", bytes.size(), [&](std::FILE *g) {
-    return std::fwrite(bytes.data(), 1, bytes.size(), g) == bytes.size();
-  }));
-  ASSERT_EQ(std::fclose(f), 0);
-  // A hidden symbol: model.so's own code reaches it, nothing outside does.
-  writeText(dir / "reader.c", "extern const unsigned char kiln_weights_blob[];\n"
-                              "const unsigned char *blob_at(void) { return kiln_weights_blob; }\n");
-  expectLinkedBlob(dir, "", bytes);
+  const kiln_weights_id_v1 id{KILN_WEIGHTS_MAGIC, 0x0123456789abcdefull, bytes.size()};
+  std::vector<std::string> linkers = {""};
   for (std::string ld : {"lld", "gold"}) // the linkers kiln prefers, where installed
     if (std::system(("g++ -fuse-ld=" + ld + " -Wl,--version >/dev/null 2>&1").c_str()) == 0)
-      expectLinkedBlob(dir, "-fuse-ld=" + ld, bytes);
-  std::string nm = "nm -D " + (dir / "blob0.so").string() + " | grep -q kiln_weights_blob";
-  EXPECT_NE(std::system(nm.c_str()), 0) << "the blob's symbol must not be exported";
+      linkers.push_back("-fuse-ld=" + ld);
+  for (const std::string &ld : linkers) {
+    SCOPED_TRACE("linker '" + ld + "'");
+    fs::path so = linkReserved(dir, ld, id.size, id.hash);
+    ASSERT_TRUE(kiln::aot::appendWeightsSection(so, id, [&](std::FILE *f) {
+      return std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+    }));
+    // readelf finds the section: page aligned, the bytes then the id.
+    auto [offset, size] = sectionByReadelf(so);
+    ASSERT_NE(offset, 0u) << "no .kiln.weights section";
+    EXPECT_EQ(offset % KILN_WEIGHTS_ALIGN, 0u);
+    ASSERT_EQ(size, bytes.size() + sizeof id);
+    std::ifstream in(so, std::ios::binary);
+    std::vector<unsigned char> got(size);
+    in.seekg(static_cast<std::streamoff>(offset));
+    in.read(reinterpret_cast<char *>(got.data()), static_cast<std::streamsize>(size));
+    ASSERT_TRUE(std::equal(bytes.begin(), bytes.end(), got.begin()));
+    EXPECT_EQ(std::memcmp(got.data() + bytes.size(), &id, sizeof id), 0);
+    // The library still loads; the reservation is page aligned, whole pages, zero until
+    // model.so's constructor maps the section there; the id names the bytes.
+    void *lib = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
+    ASSERT_NE(lib, nullptr) << dlerror();
+    auto blobAt = reinterpret_cast<const unsigned char *(*)()>(dlsym(lib, "blob_at"));
+    auto idAt = reinterpret_cast<const unsigned long long *(*)()>(dlsym(lib, "id_at"));
+    ASSERT_TRUE(blobAt && idAt);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(blobAt()) % KILN_WEIGHTS_ALIGN, 0u);
+    EXPECT_EQ(blobAt()[0], 0u);
+    EXPECT_EQ(std::memcmp(idAt(), &id, sizeof id), 0);
+    dlclose(lib);
+    std::string nm = "nm -D " + so.string() + " | grep -q kiln_weights";
+    EXPECT_NE(std::system(nm.c_str()), 0) << "the weights' symbols must not be exported";
+  }
   fs::remove_all(dir);
 }
 
-TEST(WeightsObject, ABlobWriterThatWritesAnotherCountFails) {
-  std::FILE *f = std::tmpfile();
-  ASSERT_NE(f, nullptr);
-  EXPECT_FALSE(kiln::aot::writeBlobObject(
-      f, "b", 10, [](std::FILE *g) { return std::fwrite("abc", 1, 3, g) == 3; }));
-  std::fclose(f);
+TEST(WeightsSection, AWriterOfAnotherCountOrAFileNotElfFails) {
+  fs::path dir = scratchDir("wsec-bad");
+  const kiln_weights_id_v1 id{KILN_WEIGHTS_MAGIC, 1, 10};
+  fs::path so = linkReserved(dir, "", id.size, id.hash);
+  errno = 0;
+  EXPECT_FALSE(kiln::aot::appendWeightsSection(
+      so, id, [](std::FILE *g) { return std::fwrite("abc", 1, 3, g) == 3; }));
+  EXPECT_EQ(errno, EINVAL);
+  writeText(dir / "text.so", "not an ELF file, but long enough to hold an ELF header's 64 bytes");
+  errno = 0;
+  EXPECT_FALSE(
+      kiln::aot::appendWeightsSection(dir / "text.so", id, [](std::FILE *) { return true; }));
+  EXPECT_EQ(errno, EINVAL);
+  fs::remove_all(dir);
 }
 
 // Kernel texts as the CPU printer writes them: kernel 2 is kernel 0 on other buffers (other
