@@ -1,14 +1,16 @@
 /* How a model.so carries its weights (kiln compile's default, "embedded").
  *
  * The linker never sees the bytes: model.so reserves page-aligned zero-initialised memory for
- * them (`kiln_weights_blob`, in .bss, so the dynamic loader maps nothing from the file for
+ * them (`kiln_weights_blob`, after .bss, so the dynamic loader maps nothing from the file for
  * it) and, after the link, kiln appends a non-allocated ELF section KILN_WEIGHTS_SECTION
- * holding the bytes, then a kiln_weights_trailer. When model.so is loaded, its constructor
+ * holding the bytes, then a kiln_weights_id_v1. When model.so is loaded, its constructor
  * (model_entry.c) finds the section in its own file and maps it over the reservation, read
  * only. The library is written once instead of twice (the linker copied the weights from an
- * object into model.so), which halved a cold compile of BERT-base (docs/perf.md), and the
- * descriptor's `weights` pointer is the reservation, so every libkiln_rt reads the weights as
- * before. `kiln_weights_id` (hidden, in model.so) names the bytes the section must hold.
+ * object into model.so), which halved a cold compile of BERT-base (docs/perf.md); nothing in
+ * the image follows the reservation, so its size is not capped by x86-64's 32-bit offsets;
+ * and the descriptor's `weights` pointer is the reservation, so every libkiln_rt reads the
+ * weights as before. `kiln_weights_id` (hidden, in model.so) names the bytes the section must
+ * hold.
  */
 #ifndef KILN_WEIGHTS_SECTION_H
 #define KILN_WEIGHTS_SECTION_H

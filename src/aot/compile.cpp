@@ -105,13 +105,6 @@ CompileStats compileModel(const CompileOptions &opts) {
   codegen::GeneratedModel gm =
       codegen::generateModel(*graph, prog, *ops, opts.kernelsPerFile, embed, stamp);
   gm.cacheSalt = isa.features; // -march=native differs between machines sharing a cache
-  // x86-64 code reaches data by 32-bit PC-relative offsets: a shared library's sections must
-  // stay within 2 GiB, so large weights have to live in a separate file.
-  constexpr size_t kMaxEmbeddedWeights = (size_t{2} << 30) - (size_t{256} << 20);
-  if (embed && gm.weights.size > kMaxEmbeddedWeights)
-    fail("the model's weights are {} bytes; model.so cannot embed more than {} (x86-64 "
-         "PC-relative addressing); compile with --weights external",
-         gm.weights.size, kMaxEmbeddedWeights);
   std::string cacheDir = opts.cacheDir.empty() ? defaultCacheDir() : opts.cacheDir;
   clock.start("build");
   BuildResult br;

@@ -93,8 +93,12 @@ bool append(std::FILE *f, const kiln_weights_id_v1 &id,
 
 std::string weightsReserveAsm(uint64_t size, uint64_t hash) {
   const uint64_t reserved = alignUp(std::max<uint64_t>(size, 1), KILN_WEIGHTS_ALIGN);
-  return "  .section .bss.kiln_weights,\"aw\",@nobits\n  .balign " +
-         std::to_string(KILN_WEIGHTS_ALIGN) +
+#if defined(__x86_64__)
+  const std::string section = ".lbss.kiln_weights,\"awl\"";
+#else
+  const std::string section = ".bss.kiln_weights,\"aw\"";
+#endif
+  return "  .section " + section + ",@nobits\n  .balign " + std::to_string(KILN_WEIGHTS_ALIGN) +
          "\n  .globl kiln_weights_blob\n  .hidden kiln_weights_blob\n"
          "  .type kiln_weights_blob, @object\n  .size kiln_weights_blob, " +
          std::to_string(reserved) + "\nkiln_weights_blob:\n  .skip " + std::to_string(reserved) +

@@ -14,7 +14,11 @@
 namespace kiln::aot {
 
 /// Assembly defining the hidden `kiln_weights_blob` (`size` bytes rounded up to whole pages
-/// of .bss, page aligned) and `kiln_weights_id` (magic, `hash`, `size`).
+/// of zero-initialised memory, page aligned) and `kiln_weights_id` (magic, `hash`, `size`).
+/// The reservation is an x86-64 large-data section (.lbss, flag SHF_X86_64_LARGE), which
+/// GNU ld, gold and lld all place after .bss: nothing follows it in the image, so code keeps
+/// reaching every other symbol by 32-bit offsets however large the weights are (the old
+/// .rodata blob capped embedded weights at 1.75 GiB).
 std::string weightsReserveAsm(uint64_t size, uint64_t hash);
 
 /// Appends to the linked ELF shared library `so` the section KILN_WEIGHTS_SECTION: its file

@@ -43,9 +43,12 @@ fs::path linkReserved(const fs::path &dir, const std::string &linkerFlag, uint64
             "extern const unsigned long long kiln_weights_id[3];\n"
             "const unsigned char *blob_at(void) { return kiln_weights_blob; }\n"
             "const unsigned long long *id_at(void) { return kiln_weights_id; }\n");
+  // Zero-initialised data of an object linked after the reservation.
+  writeText(dir / "after.c", "int bss_after[16];\nint *after_at(void) { return bss_after; }\n");
   fs::path so = dir / ("reserved" + std::to_string(linkerFlag.size()) + ".so");
   std::string cmd = "gcc -shared -fPIC " + linkerFlag + " -o " + so.string() + " " +
-                    (dir / "reader.c").string() + " " + (dir / "reserve.S").string();
+                    (dir / "reader.c").string() + " " + (dir / "reserve.S").string() + " " +
+                    (dir / "after.c").string();
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
   return so;
 }
@@ -99,6 +102,11 @@ TEST(WeightsSection, AppendsTheBytesAndTheIdAfterALinkWithEachLinker) {
     auto idAt = reinterpret_cast<const unsigned long long *(*)()>(dlsym(lib, "id_at"));
     ASSERT_TRUE(blobAt && idAt);
     EXPECT_EQ(reinterpret_cast<uintptr_t>(blobAt()) % KILN_WEIGHTS_ALIGN, 0u);
+    // Nothing follows the reservation, so its size never pushes other data out of reach of
+    // 32-bit offsets (models with more than 2 GiB of weights embed them).
+    auto afterAt = reinterpret_cast<const int *(*)()>(dlsym(lib, "after_at"));
+    ASSERT_NE(afterAt, nullptr);
+    EXPECT_LT(reinterpret_cast<uintptr_t>(afterAt()), reinterpret_cast<uintptr_t>(blobAt()));
     EXPECT_EQ(blobAt()[0], 0u);
     EXPECT_EQ(std::memcmp(idAt(), &id, sizeof id), 0);
     dlclose(lib);
