@@ -23,6 +23,7 @@ step "cmake --install into $prefix"
 "$cmake" --install "$build" --prefix "$prefix" >/dev/null
 libdir=$(dirname "$(find "$prefix" -name 'libkiln_rt.so.1' | head -1)")
 for f in bin/kiln include/kiln/model.h include/kiln/model_desc.h include/kiln/kiln.hpp \
+         include/kiln/weights_section.h \
          share/kiln/model_entry.c; do
   [ -e "$prefix/$f" ] || die "$f is not installed"
 done
