@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -428,6 +429,28 @@ def case_weights_section():
     subprocess.run(["objcopy", "--update-section", f".kiln.weights={theirs}", path("add.so"),
                     swapped], check=True)
     expect(run(swapped, rc=1), "err", r"holds other weights than this model's code was built")
+    # A section a tool left at an offset that is not page aligned is read, not mapped: its
+    # bytes moved to a 64-byte aligned offset at the end, the old ones zeroed.
+    data = bytearray(open(path("add.so"), "rb").read())
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    moved = (len(data) + 63) // 64 * 64 + 64
+    moved += 64 if moved % 4096 == 0 else 0
+    patched = 0
+    for i in range(shnum):  # Elf64_Shdr: sh_offset at 0x18, sh_size at 0x20
+        h = shoff + i * shentsize
+        if struct.unpack_from("<QQ", data, h + 0x18) == at:
+            struct.pack_into("<Q", data, h + 0x18, moved)
+            patched += 1
+    assert patched == 1, patched
+    section = bytes(data[at[0]:at[0] + at[1]])
+    data[at[0]:at[0] + at[1]] = bytes(at[1])
+    data += bytes(moved - len(data)) + section
+    unaligned = path("wsec_unaligned.so")
+    with open(unaligned, "wb") as f:
+        f.write(data)
+    assert weights_section(unaligned) == (moved, at[1])
+    run(unaligned)
     # A weights file given at run time stands in for the section.
     ext = path("wsec_removed.weights")
     shutil.copy(path("add_ext.so.weights"), ext)
