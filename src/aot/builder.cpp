@@ -234,18 +234,22 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
     entry.source = kilnPaths().entrySource;
     entry.flags = {"-O2", "-std=c99"};
     entry.flags.insert(entry.flags.end(), common.begin(), common.end());
-    entry.key = hexHash(fnv1a(readFile(entry.source), fnv1a(toolId + "entry")));
+    // The entry's key covers the kiln headers it includes (the weights section's layout).
+    std::string entryText = readFile(entry.source);
+    for (const char *h : {"model.h", "model_desc.h", "runtime.h", "weights_section.h"})
+      entryText += readFile(fs::path(includeDir()) / "kiln" / h);
+    entry.key = hexHash(fnv1a(entryText, fnv1a(toolId + "entry")));
     entry.object = cache / (entry.key + ".o");
     all.push_back(entry);
   }
-  // Embedded weights: model.so reserves their pages and names them (kiln_weights_id); the
-  // bytes are appended after the link (include/kiln/weights_section.h).
+  // Embedded weights: model.so names them (kiln_weights_id, so the link's cache key covers
+  // them); the bytes are appended after the link (include/kiln/weights_section.h).
   kiln_weights_id_v1 weightsId{KILN_WEIGHTS_MAGIC, 0, gm.weights.size};
   if (embedWeights) {
     weightsId.hash = gm.weights.hash(fnv1a("weights"));
     Job w;
-    w.source = work / "weights_reserve.S";
-    const std::string text = weightsReserveAsm(weightsId.size, weightsId.hash);
+    w.source = work / "weights_id.S";
+    const std::string text = weightsIdAsm(weightsId.size, weightsId.hash);
     writeFile(w.source, text);
     w.key = hexHash(fnv1a(text, fnv1a(toolId + "weights")));
     w.object = cache / (w.key + ".o");
@@ -264,7 +268,7 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
     else
       pending.push_back(&j);
   }
-  // Longest first (the weights' object, the wrapper), so no long job starts last.
+  // Longest first (the wrapper), so no long job starts last.
   std::stable_sort(pending.begin(), pending.end(),
                    [](const Job *a, const Job *b) { return a->cost > b->cost; });
   std::atomic<size_t> next{0}, done{0};
@@ -367,9 +371,13 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
       throw InternalError("kiln internal error: linking model.so failed:\n" +
                           readFile(work / "link.log").substr(0, 4000));
     }
-    if (embedWeights && !appendWeightsSection(tmpOut, weightsId,
-                                              [&gm](std::FILE *f) { return gm.weights.write(f); }))
+    if (embedWeights && !appendWeightsSection(tmpOut, weightsId, [&gm](std::FILE *f) {
+          return gm.weights.write(f);
+        })) {
+      if (errno == EINVAL)
+        throw InternalError("kiln internal error: appending the weights to model.so failed");
       writeFailed(out, errno ? errno : EIO);
+    }
     storeInCache(tmpOut, linked);
   }
   checkInterrupt();

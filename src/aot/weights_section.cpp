@@ -1,4 +1,4 @@
-// model.so's weights outside the link (weights_section.h): the reservation's assembly and the
+// model.so's weights outside the link (weights_section.h): the id's assembly and the
 // section appended after the link. The append leaves the linker's section names and headers
 // where they were (dead bytes, a few KiB) and writes extended copies after the weights, so
 // nothing already written moves and the weights are written exactly once.
@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,8 +19,12 @@ uint64_t alignUp(uint64_t x, uint64_t a) {
   return (x + a - 1) / a * a;
 }
 
+/// False on a read error, or with errno EINVAL where the file ends first.
 bool readAt(std::FILE *f, uint64_t at, void *p, size_t n) {
-  return std::fseek(f, static_cast<long>(at), SEEK_SET) == 0 && std::fread(p, 1, n, f) == n;
+  if (std::fseek(f, static_cast<long>(at), SEEK_SET) != 0) return false;
+  if (std::fread(p, 1, n, f) == n) return true;
+  if (!std::ferror(f)) errno = EINVAL;
+  return false;
 }
 
 bool writeAll(std::FILE *f, const void *p, size_t n) {
@@ -91,18 +94,8 @@ bool append(std::FILE *f, const kiln_weights_id_v1 &id,
 
 } // namespace
 
-std::string weightsReserveAsm(uint64_t size, uint64_t hash) {
-  const uint64_t reserved = alignUp(std::max<uint64_t>(size, 1), KILN_WEIGHTS_ALIGN);
-#if defined(__x86_64__)
-  const std::string section = ".lbss.kiln_weights,\"awl\"";
-#else
-  const std::string section = ".bss.kiln_weights,\"aw\"";
-#endif
-  return "  .section " + section + ",@nobits\n  .balign " + std::to_string(KILN_WEIGHTS_ALIGN) +
-         "\n  .globl kiln_weights_blob\n  .hidden kiln_weights_blob\n"
-         "  .type kiln_weights_blob, @object\n  .size kiln_weights_blob, " +
-         std::to_string(reserved) + "\nkiln_weights_blob:\n  .skip " + std::to_string(reserved) +
-         "\n  .section .rodata.kiln_weights_id,\"a\"\n  .balign 8\n"
+std::string weightsIdAsm(uint64_t size, uint64_t hash) {
+  return "  .section .rodata.kiln_weights_id,\"a\"\n  .balign 8\n"
          "  .globl kiln_weights_id\n  .hidden kiln_weights_id\n"
          "  .type kiln_weights_id, @object\n  .size kiln_weights_id, 24\nkiln_weights_id:\n"
          "  .quad " +
@@ -112,16 +105,14 @@ std::string weightsReserveAsm(uint64_t size, uint64_t hash) {
 
 bool appendWeightsSection(const std::filesystem::path &so, const kiln_weights_id_v1 &id,
                           const std::function<bool(std::FILE *)> &writeBytes) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE *)> f(std::fopen(so.c_str(), "r+b"), std::fclose);
+  errno = 0;
+  std::FILE *f = std::fopen(so.c_str(), "r+b");
   if (!f) return false;
-  if (!append(f.get(), id, writeBytes)) {
-    const int err = errno ? errno : EIO;
-    f.reset();
-    errno = err;
-    return false;
-  }
-  if (std::fflush(f.get()) != 0) return false;
-  return std::fclose(f.release()) == 0;
+  bool ok = append(f, id, writeBytes) && std::fflush(f) == 0;
+  const int err = ok ? 0 : (errno ? errno : EIO);
+  if (std::fclose(f) != 0 && ok) return false;
+  errno = err;
+  return ok;
 }
 
 } // namespace kiln::aot

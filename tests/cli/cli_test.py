@@ -429,28 +429,76 @@ def case_weights_section():
     subprocess.run(["objcopy", "--update-section", f".kiln.weights={theirs}", path("add.so"),
                     swapped], check=True)
     expect(run(swapped, rc=1), "err", r"holds other weights than this model's code was built")
-    # A section a tool left at an offset that is not page aligned is read, not mapped: its
-    # bytes moved to a 64-byte aligned offset at the end, the old ones zeroed.
-    data = bytearray(open(path("add.so"), "rb").read())
-    shoff = struct.unpack_from("<Q", data, 0x28)[0]
-    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
-    moved = (len(data) + 63) // 64 * 64 + 64
-    moved += 64 if moved % 4096 == 0 else 0
-    patched = 0
-    for i in range(shnum):  # Elf64_Shdr: sh_offset at 0x18, sh_size at 0x20
-        h = shoff + i * shentsize
-        if struct.unpack_from("<QQ", data, h + 0x18) == at:
-            struct.pack_into("<Q", data, h + 0x18, moved)
-            patched += 1
-    assert patched == 1, patched
-    section = bytes(data[at[0]:at[0] + at[1]])
-    data[at[0]:at[0] + at[1]] = bytes(at[1])
-    data += bytes(moved - len(data)) + section
-    unaligned = path("wsec_unaligned.so")
-    with open(unaligned, "wb") as f:
-        f.write(data)
-    assert weights_section(unaligned) == (moved, at[1])
-    run(unaligned)
+    # llvm-strip drops non-allocated sections outside segments, this one too (GNU strip keeps
+    # it): the error says so.
+    if shutil.which("llvm-strip"):
+        llvm_stripped = path("wsec_llvm_stripped.so")
+        subprocess.run(["llvm-strip", "-o", llvm_stripped, path("add.so")], check=True)
+        expect(run(llvm_stripped, rc=1), "err", r"llvm-strip")
+    # Through the C API in one process: the failed create's message, then, after any other
+    # call, that call's own; two models with embedded weights side by side; one unloaded and
+    # loaded again.
+    import ctypes
+    import _ctypes
+
+    def load(so):
+        lib = ctypes.CDLL(so, mode=os.RTLD_NOW | os.RTLD_LOCAL)
+        lib.kiln_last_error.restype = ctypes.c_char_p
+        return lib
+
+    def create(lib):
+        c = ctypes.c_void_p()
+        return lib.kiln_container_create(None, ctypes.byref(c)), c
+
+    bad = load(removed)
+    st, _ = create(bad)
+    assert st != 0 and b"has no .kiln.weights section" in bad.kiln_last_error(), st
+    n = ctypes.c_int32()
+    assert bad.kiln_num_inputs(None, ctypes.byref(n)) != 0
+    assert b".kiln.weights" not in (bad.kiln_last_error() or b""), bad.kiln_last_error()
+    # The weights are mapped one page off their file offset modulo 2 MiB (so the kernel never
+    # maps a whole 2 MiB page-cache folio back over released weights).
+    lib = load(path("add.so"))
+    real = os.path.realpath(path("add.so"))
+    maps = [line.split() for line in open("/proc/self/maps") if line.rstrip().endswith(real)]
+    weights = [m for m in maps if int(m[2], 16) == at[0] // 4096 * 4096]
+    assert len(weights) == 1, maps
+    start = int(weights[0][0].split("-")[0], 16)
+    assert (start - int(weights[0][2], 16)) % (2 << 20) == 4096, weights
+    _ctypes.dlclose(lib._handle)
+    for _ in range(2):
+        libs = [load(path("add.so")), load(path("add_other.so"))]
+        for lib in libs:
+            st, c = create(lib)
+            assert st == 0, lib.kiln_last_error()
+            assert lib.kiln_num_inputs(c, ctypes.byref(n)) == 0 and n.value == 1
+            assert lib.kiln_container_destroy(c) == 0
+        for lib in libs:
+            _ctypes.dlclose(lib._handle)
+    # A section a tool left off a page boundary: mapped from the page that holds it (offset
+    # 64-byte aligned), or copied (not even that). Its bytes move to the end, the old zeroed.
+    original = bytes(open(path("add.so"), "rb").read())
+    shoff = struct.unpack_from("<Q", original, 0x28)[0]
+    shentsize, shnum = struct.unpack_from("<HH", original, 0x3A)
+    for skew in (64, 68):
+        data = bytearray(original)
+        moved = (len(data) + 63) // 64 * 64 + skew
+        moved += 128 if moved % 4096 < 128 else 0
+        patched = 0
+        for i in range(shnum):  # Elf64_Shdr: sh_offset at 0x18, sh_size at 0x20
+            h = shoff + i * shentsize
+            if struct.unpack_from("<QQ", data, h + 0x18) == at:
+                struct.pack_into("<Q", data, h + 0x18, moved)
+                patched += 1
+        assert patched == 1, patched
+        section = bytes(data[at[0]:at[0] + at[1]])
+        data[at[0]:at[0] + at[1]] = bytes(at[1])
+        data += bytes(moved - len(data)) + section
+        unaligned = path(f"wsec_unaligned{skew}.so")
+        with open(unaligned, "wb") as f:
+            f.write(data)
+        assert weights_section(unaligned) == (moved, at[1])
+        run(unaligned)
     # A weights file given at run time stands in for the section.
     ext = path("wsec_removed.weights")
     shutil.copy(path("add_ext.so.weights"), ext)

@@ -1,5 +1,5 @@
-// What the build writes besides compiler output: the weights' reservation (linked by GNU ld,
-// lld and gold into a shared library) and their section appended after the link, and the CPU
+// What the build writes besides compiler output: the weights' id (linked by GNU ld, lld and
+// gold into a shared library) and their section appended after the link, and the CPU
 // backend's source files, where kernels that differ only in their buffers are compiled once and
 // the others forward to them (compiled and called here).
 #include "aot/weights_section.h"
@@ -33,22 +33,17 @@ void writeText(const fs::path &p, const std::string &text) {
   std::ofstream(p) << text;
 }
 
-// A shared library like model.so: `reader.c` reads the reserved weights' address, linked
-// with the reservation's assembly (weightsReserveAsm) by `linkerFlag`.
-fs::path linkReserved(const fs::path &dir, const std::string &linkerFlag, uint64_t size,
-                      uint64_t hash) {
-  writeText(dir / "reserve.S", kiln::aot::weightsReserveAsm(size, hash));
+// A shared library like model.so: `reader.c` reads the weights' id (weightsIdAsm), linked by
+// `linkerFlag`.
+fs::path linkWithId(const fs::path &dir, const std::string &linkerFlag, uint64_t size,
+                    uint64_t hash) {
+  writeText(dir / "id.S", kiln::aot::weightsIdAsm(size, hash));
   writeText(dir / "reader.c",
-            "extern unsigned char kiln_weights_blob[];\n"
             "extern const unsigned long long kiln_weights_id[3];\n"
-            "const unsigned char *blob_at(void) { return kiln_weights_blob; }\n"
             "const unsigned long long *id_at(void) { return kiln_weights_id; }\n");
-  // Zero-initialised data of an object linked after the reservation.
-  writeText(dir / "after.c", "int bss_after[16];\nint *after_at(void) { return bss_after; }\n");
-  fs::path so = dir / ("reserved" + std::to_string(linkerFlag.size()) + ".so");
+  fs::path so = dir / ("with_id" + std::to_string(linkerFlag.size()) + ".so");
   std::string cmd = "gcc -shared -fPIC " + linkerFlag + " -o " + so.string() + " " +
-                    (dir / "reader.c").string() + " " + (dir / "reserve.S").string() + " " +
-                    (dir / "after.c").string();
+                    (dir / "reader.c").string() + " " + (dir / "id.S").string();
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
   return so;
 }
@@ -79,7 +74,7 @@ TEST(WeightsSection, AppendsTheBytesAndTheIdAfterALinkWithEachLinker) {
       linkers.push_back("-fuse-ld=" + ld);
   for (const std::string &ld : linkers) {
     SCOPED_TRACE("linker '" + ld + "'");
-    fs::path so = linkReserved(dir, ld, id.size, id.hash);
+    fs::path so = linkWithId(dir, ld, id.size, id.hash);
     ASSERT_TRUE(kiln::aot::appendWeightsSection(so, id, [&](std::FILE *f) {
       return std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
     }));
@@ -94,20 +89,11 @@ TEST(WeightsSection, AppendsTheBytesAndTheIdAfterALinkWithEachLinker) {
     in.read(reinterpret_cast<char *>(got.data()), static_cast<std::streamsize>(size));
     ASSERT_TRUE(std::equal(bytes.begin(), bytes.end(), got.begin()));
     EXPECT_EQ(std::memcmp(got.data() + bytes.size(), &id, sizeof id), 0);
-    // The library still loads; the reservation is page aligned, whole pages, zero until
-    // model.so's constructor maps the section there; the id names the bytes.
+    // The library still loads and its code reads the id it was built with.
     void *lib = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
     ASSERT_NE(lib, nullptr) << dlerror();
-    auto blobAt = reinterpret_cast<const unsigned char *(*)()>(dlsym(lib, "blob_at"));
     auto idAt = reinterpret_cast<const unsigned long long *(*)()>(dlsym(lib, "id_at"));
-    ASSERT_TRUE(blobAt && idAt);
-    EXPECT_EQ(reinterpret_cast<uintptr_t>(blobAt()) % KILN_WEIGHTS_ALIGN, 0u);
-    // Nothing follows the reservation, so its size never pushes other data out of reach of
-    // 32-bit offsets (models with more than 2 GiB of weights embed them).
-    auto afterAt = reinterpret_cast<const int *(*)()>(dlsym(lib, "after_at"));
-    ASSERT_NE(afterAt, nullptr);
-    EXPECT_LT(reinterpret_cast<uintptr_t>(afterAt()), reinterpret_cast<uintptr_t>(blobAt()));
-    EXPECT_EQ(blobAt()[0], 0u);
+    ASSERT_NE(idAt, nullptr);
     EXPECT_EQ(std::memcmp(idAt(), &id, sizeof id), 0);
     dlclose(lib);
     std::string nm = "nm -D " + so.string() + " | grep -q kiln_weights";
@@ -119,11 +105,17 @@ TEST(WeightsSection, AppendsTheBytesAndTheIdAfterALinkWithEachLinker) {
 TEST(WeightsSection, AWriterOfAnotherCountOrAFileNotElfFails) {
   fs::path dir = scratchDir("wsec-bad");
   const kiln_weights_id_v1 id{KILN_WEIGHTS_MAGIC, 1, 10};
-  fs::path so = linkReserved(dir, "", id.size, id.hash);
+  fs::path so = linkWithId(dir, "", id.size, id.hash);
   errno = 0;
   EXPECT_FALSE(kiln::aot::appendWeightsSection(
       so, id, [](std::FILE *g) { return std::fwrite("abc", 1, 3, g) == 3; }));
   EXPECT_EQ(errno, EINVAL);
+  writeText(dir / "short.so", "\x7f"
+                              "ELF");
+  errno = 0;
+  EXPECT_FALSE(
+      kiln::aot::appendWeightsSection(dir / "short.so", id, [](std::FILE *) { return true; }));
+  EXPECT_EQ(errno, EINVAL) << "a file that ends before its ELF header";
   writeText(dir / "text.so", "not an ELF file, but long enough to hold an ELF header's 64 bytes");
   errno = 0;
   EXPECT_FALSE(

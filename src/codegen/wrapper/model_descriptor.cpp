@@ -123,11 +123,11 @@ std::string WrapperGen::wrapperSource(const std::vector<KernelSignature> &sigs, 
           "has data-dependent output dims; it needs libkiln_rt with ABI 3 or newer\");\n  "
           "return KILN_ERR_VERSION_MISMATCH;\n}\n\n";
   os << deviceTables();
-  if (embed) {
-    os << "extern \"C\" const uint8_t kiln_weights_blob[];\n";
-  }
-  os << "extern \"C\" __attribute__((visibility(\"hidden\"))) const kiln_model_desc_v1 "
-        "kiln_model_desc = {\n";
+  // Embedded weights: model.so's constructor (model_entry.c) maps them from the library's
+  // own file and sets `weights` (include/kiln/weights_section.h), so the descriptor is
+  // writable.
+  os << "extern \"C\" __attribute__((visibility(\"hidden\"))) " << (embed ? "" : "const ")
+     << "kiln_model_desc_v1 kiln_model_desc = {\n";
   // The lowest ABI that has what the model uses, so older runtimes keep loading it.
   int abi = std::max(ops_.minAbi(), late ? 3 : 2);
   os << "  sizeof(kiln_model_desc_v1), " << abi << ", " << shimVersion() << ", "
@@ -135,8 +135,7 @@ std::string WrapperGen::wrapperSource(const std::vector<KernelSignature> &sigs, 
   os << fmt::format("  {}, {}, {}, {},\n", syms_.symbols.size(), p_.inputs.size(),
                     p_.outputs.size(), p_.constants.size());
   os << "  symbols_desc, in_desc, out_desc, constants_desc,\n";
-  os << (embed ? "  kiln_weights_blob, " : "  nullptr, ")
-     << fmt::format("UINT64_C({}),\n", weightsSize_());
+  os << fmt::format("  nullptr, UINT64_C({}),\n", weightsSize_());
   os << (late ? "  bind_shapes, output_dims, run_needs_abi3,\n"
               : "  bind_shapes, output_dims, run_impl,\n");
   os << (readsInputData() ? "  bind_impl,\n" : "  nullptr,\n");
