@@ -103,7 +103,7 @@ CompileStats compileModel(const CompileOptions &opts) {
   std::unique_ptr<codegen::DeviceOps> ops = codegen::makeDeviceOps(opts.target);
   codegen::BuildStamp stamp{isa.name, isa.features, kilnVersion()};
   codegen::GeneratedModel gm =
-      codegen::generateModel(*graph, prog, *ops, opts.kernelsPerFile, embed, stamp);
+      codegen::generateModel(*graph, prog, *ops, opts.kernelsPerFile, stamp);
   gm.cacheSalt = isa.features; // -march=native differs between machines sharing a cache
   std::string cacheDir = opts.cacheDir.empty() ? defaultCacheDir() : opts.cacheDir;
   clock.start("build");

@@ -104,7 +104,13 @@ void inspectLibrary(const std::string &path, bool asJson) {
     j["runs_on_this_cpu"] = missing.empty();
     if (!missing.empty()) j["missing_cpu_features"] = missing;
   }
-  j["weights"] = d->weights ? "embedded" : d->num_constants ? "external" : "none";
+  const char *weightsError =
+      lib.kiln_model_weights_error ? lib.kiln_model_weights_error() : nullptr;
+  j["weights"] = d->weights         ? "embedded"
+                 : weightsError     ? "embedded, not loaded"
+                 : d->num_constants ? "external"
+                                    : "none";
+  if (weightsError) j["weights_error"] = weightsError;
   j["constants"] = d->num_constants;
   for (int32_t i = 0; i < d->num_inputs; ++i)
     j["inputs"].push_back(ioJson(*d, d->inputs[i]));
@@ -135,8 +141,8 @@ void inspectLibrary(const std::string &path, bool asJson) {
     std::cout << "built for:    unknown (compiled before kiln recorded the CPU)\n";
   }
   std::cout << fmt::format("ABI:          {} (shim level {})\n", d->abi_version, d->shim_version);
-  std::cout << fmt::format("weights:      {} ({} constants)\n", j["weights"].get<std::string>(),
-                           d->num_constants);
+  std::cout << fmt::format("weights:      {} ({} constants){}\n", j["weights"].get<std::string>(),
+                           d->num_constants, weightsError ? std::string(": ") + weightsError : "");
   for (const char *kind : {"inputs", "outputs"})
     for (const json &io : j[kind])
       std::cout << fmt::format(

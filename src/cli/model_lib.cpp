@@ -71,6 +71,7 @@ ModelLib::ModelLib(const std::string &p) : path(p) {
 #define KILN_FN(name) name = reinterpret_cast<decltype(name)>(dlsym(handle, #name));
   KILN_CLI_OPTIONAL_FUNCTIONS(KILN_FN)
   KILN_FN(kiln_model_descriptor)
+  KILN_FN(kiln_model_weights_error)
 #undef KILN_FN
 }
 

@@ -43,6 +43,8 @@ struct ModelLib {
   KILN_CLI_OPTIONAL_FUNCTIONS(KILN_FN)
 #undef KILN_FN
   const kiln_model_desc_v1 *(*kiln_model_descriptor)() = nullptr;
+  // Why the embedded weights did not load, or NULL (model.so files since session 27).
+  const char *(*kiln_model_weights_error)() = nullptr;
 
   explicit ModelLib(const std::string &path);
   ModelLib(const ModelLib &) = delete;

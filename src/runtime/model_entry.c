@@ -25,9 +25,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* Writable: the constructor below sets `weights` (the runtime reads the descriptor only
- * later, in kiln_container_create). */
-extern kiln_model_desc_v1 kiln_model_desc __attribute__((visibility("hidden")));
+extern const kiln_model_desc_v1 kiln_model_desc __attribute__((visibility("hidden")));
 
 /* ---- the weights section (include/kiln/weights_section.h) ----
  * Weak: a model built with external weights (or a test's hand-written model) has no id and
@@ -40,8 +38,13 @@ typedef char kiln_off_t_is_64_bit[sizeof(off_t) == 8 ? 1 : -1];
 
 static char weights_error[640]; /* set once, by the constructor, when the weights are missing */
 static __thread int weights_error_is_last; /* this thread's last kiln call failed for it */
-static void *weights_mapping;              /* what the destructor releases */
-static size_t weights_mapping_size;        /* 0: weights_mapping is malloc'd */
+/* What libkiln_rt gets: kiln_model_desc, or with embedded weights a read-only copy of it
+ * pointing at them (the generated descriptor stays const, in RELRO). */
+static const kiln_model_desc_v1 *model_desc = &kiln_model_desc;
+static void *desc_copy;             /* that copy's page */
+static void *weights_mapping;       /* what the destructor releases */
+static size_t weights_mapping_size; /* 0: weights_mapping is malloc'd */
+static int live_containers;         /* created here and not yet destroyed */
 
 static int read_at(int fd, uint64_t at, void *p, size_t n) {
   char *c = (char *)p;
@@ -107,11 +110,9 @@ static void *map_off_huge_alignment(int fd, uint64_t from, size_t bytes, uint64_
   const uintptr_t base = ((uintptr_t)area + huge - 1) / huge * huge;
   char *at = (char *)(base + (uintptr_t)((from + page) % huge));
   void *p = mmap(at, bytes, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, (off_t)from);
-  if (p == MAP_FAILED) {
-    munmap(area, span);
-    return p;
-  }
-  /* The rest of the reservation goes back: before the mapping, and after its last page. */
+  /* The rest of the reservation goes back: before the mapping, and after its last page. A
+   * failed MAP_FIXED may already have dropped its range, which another thread's mapping may
+   * now hold, so that range is left alone then (at worst reserved address space stays). */
   const size_t mapped = (size_t)((bytes + page - 1) / page * page);
   if (at > area) munmap(area, (size_t)(at - area));
   if (at + mapped < area + span) munmap(at + mapped, (size_t)(area + span - (at + mapped)));
@@ -146,6 +147,22 @@ static const void *load_weights(int fd, uint64_t at, uint64_t size, const char *
   return copy;
 }
 
+/* A read-only copy of the descriptor with `weights` set, or NULL (weights_error set). */
+static const kiln_model_desc_v1 *describe(const void *weights) {
+  void *page = mmap(NULL, sizeof kiln_model_desc, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (page == MAP_FAILED) {
+    snprintf(weights_error, sizeof weights_error, "out of memory loading the model");
+    return NULL;
+  }
+  kiln_model_desc_v1 *d = (kiln_model_desc_v1 *)page;
+  memcpy(d, &kiln_model_desc, sizeof kiln_model_desc);
+  d->weights = (const uint8_t *)weights;
+  mprotect(page, sizeof kiln_model_desc, PROT_READ);
+  desc_copy = page;
+  return d;
+}
+
 /* When the library is loaded: the descriptor's weights from its own file. */
 __attribute__((constructor)) static void kiln_map_weights(void) {
   Dl_info info;
@@ -161,22 +178,35 @@ __attribute__((constructor)) static void kiln_map_weights(void) {
     return;
   }
   uint64_t at = find_weights_section(fd, info.dli_fname);
-  if (at != 0)
-    kiln_model_desc.weights =
-        (const uint8_t *)load_weights(fd, at, kiln_weights_id.size, info.dli_fname);
+  const void *weights = at != 0 ? load_weights(fd, at, kiln_weights_id.size, info.dli_fname) : 0;
+  const kiln_model_desc_v1 *d = weights ? describe(weights) : NULL;
+  if (d) model_desc = d;
   close(fd);
 }
 
-/* When it is unloaded (dlclose): its containers are gone by then. */
+/* When the library is unloaded (dlclose) or the process exits. At exit other threads may
+ * still be running this model's containers, so with any container alive the weights stay
+ * mapped (the process is ending anyway). */
 __attribute__((destructor)) static void kiln_unmap_weights(void) {
+  if (__atomic_load_n(&live_containers, __ATOMIC_ACQUIRE) != 0) return;
+  if (desc_copy) munmap(desc_copy, sizeof kiln_model_desc);
   if (weights_mapping_size)
     munmap(weights_mapping, weights_mapping_size);
   else
     free(weights_mapping);
 }
 
-/* Every forwarder starts here: the thread's last error is then the runtime's again. */
-#define KILN_ENTER() (weights_error_is_last = 0)
+/* Every forwarder starts here: the thread's last error is then the runtime's again (the
+ * thread-local flag is touched only where the weights failed to load). */
+#define KILN_ENTER()                                                                               \
+  do {                                                                                             \
+    if (weights_error[0]) weights_error_is_last = 0;                                               \
+  } while (0)
+
+/* For tools (kiln inspect): why this model.so's embedded weights did not load, or NULL. */
+KILN_API const char *kiln_model_weights_error(void) {
+  return weights_error[0] ? weights_error : NULL;
+}
 
 /* ABI-4 functions are weak references: model.so links with -z now, and a strong reference to
  * a symbol an older libkiln_rt lacks would fail inside dlopen. With a weak one the library
@@ -192,7 +222,7 @@ __attribute__((destructor)) static void kiln_unmap_weights(void) {
 #pragma weak kiln_rt_set_profiler
 
 KILN_API const kiln_model_desc_v1 *kiln_model_descriptor(void) {
-  return &kiln_model_desc;
+  return model_desc;
 }
 
 KILN_API void kiln_container_options_init(kiln_container_options *options) {
@@ -216,12 +246,16 @@ KILN_API int kiln_container_create(const kiln_container_options *options, kiln_c
     if (out) *out = NULL;
     return KILN_ERR_NOT_FOUND;
   }
-  return kiln_rt_container_create_v1(&kiln_model_desc, options, out);
+  int status = kiln_rt_container_create_v1(model_desc, options, out);
+  if (status == KILN_OK) __atomic_add_fetch(&live_containers, 1, __ATOMIC_RELEASE);
+  return status;
 }
 
 KILN_API int kiln_container_destroy(kiln_container *container) {
   KILN_ENTER();
-  return kiln_rt_container_destroy(container);
+  int status = kiln_rt_container_destroy(container);
+  if (status == KILN_OK && container) __atomic_sub_fetch(&live_containers, 1, __ATOMIC_RELEASE);
+  return status;
 }
 
 KILN_API int kiln_num_inputs(const kiln_container *c, int32_t *out) {

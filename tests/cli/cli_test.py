@@ -8,6 +8,7 @@ into WORKDIR; every other case uses them. Each case fails with an assertion nami
 command printed.
 """
 import json
+import mmap
 import os
 import re
 import shutil
@@ -386,7 +387,7 @@ def case_weights_section():
     # The embedded weights are a section appended to model.so after the link: the constant's
     # bytes first, page aligned. External weights leave the library without one.
     at = weights_section(path("add.so"))
-    assert at and at[0] % 4096 == 0, at
+    assert at and at[0] % 4096 == 0, at  # KILN_WEIGHTS_ALIGN
     with open(path("add.so"), "rb") as f:
         f.seek(at[0])
         assert np.array_equal(np.frombuffer(f.read(16), np.float32), C)
@@ -412,6 +413,9 @@ def case_weights_section():
     subprocess.run(["objcopy", "--remove-section", ".kiln.weights", path("add.so"), removed],
                    check=True)
     expect(run(removed, rc=1), "err", r"has no \.kiln\.weights section")
+    expect(kiln("inspect", removed), "out",
+           r"^weights: +embedded, not loaded \(1 constants\): .*has no \.kiln\.weights")
+    expect(kiln("inspect", path("add.so")), "out", r"^weights: +embedded \(1 constants\)$")
     other = helper.make_graph(
         [helper.make_node("Add", ["x", "c"], ["y"])], "add",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
@@ -458,23 +462,91 @@ def case_weights_section():
     assert b".kiln.weights" not in (bad.kiln_last_error() or b""), bad.kiln_last_error()
     # The weights are mapped one page off their file offset modulo 2 MiB (so the kernel never
     # maps a whole 2 MiB page-cache folio back over released weights).
+    page = mmap.PAGESIZE
     lib = load(path("add.so"))
     real = os.path.realpath(path("add.so"))
     maps = [line.split() for line in open("/proc/self/maps") if line.rstrip().endswith(real)]
-    weights = [m for m in maps if int(m[2], 16) == at[0] // 4096 * 4096]
+    weights = [m for m in maps if int(m[2], 16) == at[0] // page * page]
     assert len(weights) == 1, maps
     start = int(weights[0][0].split("-")[0], 16)
-    assert (start - int(weights[0][2], 16)) % (2 << 20) == 4096, weights
+    assert (start - int(weights[0][2], 16)) % (2 << 20) == page, weights
     _ctypes.dlclose(lib._handle)
+    # Two static models with embedded weights in one process, run side by side, unloaded (their
+    # weights unmapped) and loaded again.
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    sos = []
+    for k, c in enumerate((C, C + 1)):
+        static_add = helper.make_graph(
+            [helper.make_node("Add", ["x", "c"], ["y"])], "add",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+            [helper.make_tensor("c", TensorProto.FLOAT, [4], c.tolist())])
+        onnx.save(helper.make_model(static_add, opset_imports=[helper.make_opsetid("", 13)]),
+                  path(f"wsec_static{k}.onnx"))
+        kiln("compile", path(f"wsec_static{k}.onnx"), "-o", path(f"wsec_static{k}.so"))
+        sos.append(os.path.realpath(path(f"wsec_static{k}.so")))
     for _ in range(2):
-        libs = [load(path("add.so")), load(path("add_other.so"))]
-        for lib in libs:
-            st, c = create(lib)
+        libs = [load(so) for so in sos]
+        for lib, c in zip(libs, (C, C + 1)):
+            st, cont = create(lib)
             assert st == 0, lib.kiln_last_error()
-            assert lib.kiln_num_inputs(c, ctypes.byref(n)) == 0 and n.value == 1
-            assert lib.kiln_container_destroy(c) == 0
+            y = np.zeros((2, 4), np.float32)
+            io = (ctypes.c_void_p * 1)
+            assert lib.kiln_run_minimal(cont, io(x.ctypes.data), io(y.ctypes.data)) == 0
+            assert np.array_equal(y, x + c), (y, x + c)
+            assert lib.kiln_container_destroy(cont) == 0
         for lib in libs:
             _ctypes.dlclose(lib._handle)
+        left = [line for line in open("/proc/self/maps") if any(so in line for so in sos)]
+        assert not left, left
+    # A process that returns from main while four threads still run the model: the weights
+    # stay mapped to the end (unmapping them at exit crashed those threads with SIGSEGV).
+    n = 4096
+    big = helper.make_graph(
+        [helper.make_node("Add", ["x", "c"], ["y"])], "add",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n])],
+        [helper.make_tensor("c", TensorProto.FLOAT, [n], np.ones(n, np.float32).tolist())])
+    onnx.save(helper.make_model(big, opset_imports=[helper.make_opsetid("", 13)]),
+              path("wsec_exit.onnx"))
+    kiln("compile", path("wsec_exit.onnx"), "-o", path("wsec_exit.so"))
+    with open(path("exit_host.c"), "w") as f:
+        f.write(r"""#include <kiln/model.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <unistd.h>
+static int (*run)(kiln_container *, void *const *, void *const *);
+static kiln_container *c;
+static void *loop(void *arg) {
+  static __thread float x[4096], y[4096];
+  void *in[1] = {x}, *out[1] = {y};
+  while (run(c, in, out) == 0) {}
+  return arg;
+}
+int main(int argc, char **argv) {
+  void *h = dlopen(argv[1], RTLD_NOW);
+  if (!h) return 2;
+  void (*init)(kiln_container_options *) = dlsym(h, "kiln_container_options_init");
+  int (*create)(const kiln_container_options *, kiln_container **) =
+      dlsym(h, "kiln_container_create");
+  run = dlsym(h, "kiln_run_minimal");
+  kiln_container_options o;
+  init(&o);
+  o.num_runners = 4;
+  o.threads_per_run = 1;
+  if (create(&o, &c)) return 3;
+  pthread_t t[4];
+  for (int i = 0; i < 4; ++i) pthread_create(&t[i], 0, loop, 0);
+  usleep(100000);
+  return 0; /* exit() with the four threads inside kiln_run_minimal */
+}
+""")
+    subprocess.run(["gcc", "-O1", f"-I{SRC}/include", path("exit_host.c"), "-o",
+                    path("exit_host"), "-ldl", "-lpthread"], check=True)
+    for _ in range(5):
+        p = subprocess.run([path("exit_host"), path("wsec_exit.so")], capture_output=True,
+                           timeout=120)
+        assert p.returncode == 0, (p.returncode, p.stderr[-2000:])
     # A section a tool left off a page boundary: mapped from the page that holds it (offset
     # 64-byte aligned), or copied (not even that). Its bytes move to the end, the old zeroed.
     original = bytes(open(path("add.so"), "rb").read())

@@ -34,7 +34,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sched::formGroups(prog, ctx, target);
     sched::legalizeExterns(prog, target);
     auto ops = codegen::makeDeviceOps(target);
-    codegen::GeneratedModel gm = codegen::generateModel(*graph, prog, *ops, 64, true);
+    codegen::GeneratedModel gm = codegen::generateModel(*graph, prog, *ops, 64);
     size_t chars = 0;
     for (const auto &s : gm.sources)
       chars += s.text.size();

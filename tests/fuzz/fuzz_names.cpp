@@ -33,9 +33,9 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <set>
 #include <spawn.h>
-#include <regex>
 #include <string>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -219,7 +219,7 @@ codegen::GeneratedModel generate(const Case &c, const Names &n) {
   sched::scheduleProgram(prog, ctx, target);
   auto ops = codegen::makeDeviceOps(target);
   codegen::BuildStamp stamp{target.hostArch, "sse3,ssse3", "fuzz"};
-  return codegen::generateModel(*graph, prog, *ops, 64, true, stamp);
+  return codegen::generateModel(*graph, prog, *ops, 64, stamp);
 }
 
 /// `s` with each placeholder replaced by its name (one pass: a name may look like a

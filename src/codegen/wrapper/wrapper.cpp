@@ -37,7 +37,7 @@ ModelSymbols collectModelSymbols(const ir::Graph &g, const loop::Program &p) {
   return ms;
 }
 
-GeneratedModel WrapperGen::generate(size_t perFile, bool embed) {
+GeneratedModel WrapperGen::generate(size_t perFile) {
   GeneratedModel gm;
   packWeights(gm.weights);
   const KernelBackend &device = ops_.kernelBackend(), &host = ops_.hostBackend();
@@ -79,7 +79,7 @@ GeneratedModel WrapperGen::generate(size_t perFile, bool embed) {
       gm.sources.push_back(std::move(f));
   SourceFile w;
   w.name = "wrapper.cpp";
-  w.text = wrapperSource(sigs, embed);
+  w.text = wrapperSource(sigs);
   w.flags = ops_.wrapperFlags();
   gm.sources.push_back(std::move(w));
   gm.linkFlags = ops_.linkFlags();
@@ -297,9 +297,9 @@ std::string WrapperGen::groupOrigin(const loop::KernelGroup &g) {
 }
 
 GeneratedModel generateModel(const ir::Graph &g, loop::Program &p, const DeviceOps &ops,
-                             size_t kernelsPerFile, bool embedWeights, const BuildStamp &stamp) {
+                             size_t kernelsPerFile, const BuildStamp &stamp) {
   WrapperGen gen(g, p, ops, stamp);
-  return gen.generate(std::max<size_t>(kernelsPerFile, 1), embedWeights);
+  return gen.generate(std::max<size_t>(kernelsPerFile, 1));
 }
 
 uint64_t WeightsLayout::hash(uint64_t seed) const {

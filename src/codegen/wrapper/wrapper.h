@@ -54,8 +54,9 @@ struct ModelSymbols {
 ModelSymbols collectModelSymbols(const ir::Graph &g, const loop::Program &p);
 
 /// Generates every source of model.so. `kernelsPerFile` splits kernels across units.
+/// The weights are the same either way: embedded (appended to model.so, weights_section.h) or
+/// external (a file beside it) is the build's choice.
 GeneratedModel generateModel(const ir::Graph &g, loop::Program &p, const DeviceOps &ops,
-                             size_t kernelsPerFile, bool embedWeights,
-                             const BuildStamp &stamp = {});
+                             size_t kernelsPerFile, const BuildStamp &stamp = {});
 
 } // namespace kiln::codegen

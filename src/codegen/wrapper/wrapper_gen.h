@@ -46,7 +46,7 @@ public:
   }
   bool isModelSymbol(sym::Expr s) const { return symbolIndex(s) >= 0; }
 
-  GeneratedModel generate(size_t perFile, bool embed);
+  GeneratedModel generate(size_t perFile);
 
 private:
   void packWeights(WeightsLayout &blob);
@@ -85,7 +85,7 @@ private:
   std::string runBody(const loop::Program &p, const std::vector<KernelSignature> &sigs,
                       const loop::SubProgram *sub);
 
-  std::string wrapperSource(const std::vector<KernelSignature> &sigs, bool embed);
+  std::string wrapperSource(const std::vector<KernelSignature> &sigs);
 
   /// The ABI-4 tables: kernel names by launch index, the run's scratch size, and which
   /// inputs bind_shapes reads the data of.
