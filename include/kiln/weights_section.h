@@ -19,9 +19,9 @@
 
 #define KILN_WEIGHTS_SECTION ".kiln.weights"
 #define KILN_WEIGHTS_MAGIC UINT64_C(0x31737468676b6c6b) /* "klkghts1" read as little-endian */
-#define KILN_WEIGHTS_ALIGN                                                                         \
-  4096 /* the section's file offset (any alignment maps; 64 B is needed)                           \
-        */
+/* The section's file offset: a page (the loader maps from the page holding any offset; the
+ * bytes must start 64-byte aligned to be mapped rather than copied). */
+#define KILN_WEIGHTS_ALIGN 4096
 
 /* What model.so expects (a hidden constant in the library) and what the section's trailer
  * says it holds: the bytes' XXH3 content hash and their count. */

@@ -41,7 +41,6 @@ static __thread int weights_error_is_last; /* this thread's last kiln call faile
 /* What libkiln_rt gets: kiln_model_desc, or with embedded weights a read-only copy of it
  * pointing at them (the generated descriptor stays const, in RELRO). */
 static const kiln_model_desc_v1 *model_desc = &kiln_model_desc;
-static void *desc_copy;             /* that copy's page */
 static void *weights_mapping;       /* what the destructor releases */
 static size_t weights_mapping_size; /* 0: weights_mapping is malloc'd */
 static int live_containers;         /* created here and not yet destroyed */
@@ -159,7 +158,6 @@ static const kiln_model_desc_v1 *describe(const void *weights) {
   memcpy(d, &kiln_model_desc, sizeof kiln_model_desc);
   d->weights = (const uint8_t *)weights;
   mprotect(page, sizeof kiln_model_desc, PROT_READ);
-  desc_copy = page;
   return d;
 }
 
@@ -189,7 +187,7 @@ __attribute__((constructor)) static void kiln_map_weights(void) {
  * mapped (the process is ending anyway). */
 __attribute__((destructor)) static void kiln_unmap_weights(void) {
   if (__atomic_load_n(&live_containers, __ATOMIC_ACQUIRE) != 0) return;
-  if (desc_copy) munmap(desc_copy, sizeof kiln_model_desc);
+  if (model_desc != &kiln_model_desc) munmap((void *)model_desc, sizeof kiln_model_desc);
   if (weights_mapping_size)
     munmap(weights_mapping, weights_mapping_size);
   else
