@@ -11,6 +11,8 @@
 
 #include <kiln/model.h>
 
+#include <omp.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -65,7 +67,11 @@ struct Settings {
   std::atomic<bool> enabled{true};
   std::atomic<const Kernels *> kernels{nullptr};
   std::atomic<Tile> tile{Tile::Auto};
+  std::atomic<Split> split{Split::Auto};
   Settings() {
+    const char *splitBy = std::getenv("KILN_WINOGRAD_SPLIT");
+    if (splitBy && std::strcmp(splitBy, "tiles") == 0) split = Split::Tiles;
+    if (splitBy && std::strcmp(splitBy, "phases") == 0) split = Split::Phases;
     const char *forced = std::getenv("KILN_CONV_WINOGRAD_TILE");
     if (forced && std::strcmp(forced, "2") == 0) tile = Tile::F2;
     if (forced && std::strcmp(forced, "4") == 0) tile = Tile::F4;
@@ -100,6 +106,21 @@ int64_t chunkTiles(int64_t T, int64_t C, int64_t K, int64_t points) {
   return std::min(std::max<int64_t>(kBudgetBytes / perTile / 6 * 6, 24), std::max<int64_t>(T, 1));
 }
 
+// Whether each thread should take its own tiles through all three phases (Impl::runByTiles)
+// rather than a share of each phase: where every thread gets at least kMinTilesPerThread
+// tiles, so that each thread's streaming all of U stays cheap against its GEMM rows. Zen 5, 2
+// threads (docs/perf.md, session 28): in ResNet-50 its three 56x56x64 convs (196 tiles each)
+// took 0.79-0.87 ms a run against 1.26-1.50; the 28x28x128 ones (49 tiles, U from memory in
+// the model) level, the 14x14x256 ones 2-10% slower, hence 48 and not bench/conv's 24 (where
+// warm U made 28x28 3-6% faster).
+bool splitByTiles(int64_t T) {
+  constexpr int64_t kMinTilesPerThread = 48;
+  if (omp_in_parallel() || omp_get_max_threads() < 2) return false;
+  const Split forced = settings().split;
+  if (forced != Split::Auto) return forced == Split::Tiles;
+  return T >= kMinTilesPerThread * omp_get_max_threads();
+}
+
 } // namespace
 
 bool forceIsa(Isa isa) {
@@ -115,6 +136,10 @@ void setEnabled(bool on) {
 
 void forceTile(Tile tile) {
   settings().tile = tile;
+}
+
+void forceSplit(Split split) {
+  settings().split = split;
 }
 
 int outputTile(const int64_t *yDims) {
@@ -199,6 +224,7 @@ int forward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const
     pr.tilesW = ceilDiv(pr.OW, tm);
     const int64_t T = pr.N * pr.tilesH * pr.tilesW;
     pr.chunk = chunkTiles(T, pr.C, pr.K, points);
+    pr.splitTiles = splitByTiles(T);
     pr.x = x;
     pr.bias = bias;
     pr.residual = residual;

@@ -34,7 +34,8 @@ struct Problem {
   float *y;
   bool activate; // clamp to [lo, hi] after bias and residual (ReLU: lo 0, hi +inf)
   float lo, hi;
-  float *V, *M; // scratch: A^2 x chunk x C and A^2 x chunk x K floats (A = TM + 2)
+  float *V, *M;    // scratch: A^2 x chunk x C and A^2 x chunk x K floats (A = TM + 2)
+  bool splitTiles; // each thread its own tiles through every phase (Split::Tiles)
 };
 
 /// The kernels of one ISA level.
@@ -61,6 +62,13 @@ void setEnabled(bool on);
 enum class Tile { Auto, F2, F4 };
 void forceTile(Tile tile);
 int outputTile(const int64_t *yDims);
+
+/// How a call shares its work among the run's threads: each thread its own output tiles
+/// through every phase, or a share of each phase (input transform, GEMMs, output transform)
+/// between barriers; Auto picks by tiles per thread. KILN_WINOGRAD_SPLIT=tiles or =phases
+/// forces one (A/Bs); tests force one with forceSplit.
+enum class Split { Auto, Tiles, Phases };
+void forceSplit(Split split);
 
 /// True when this conv (dims as the shim gets them: N,C,H,W / K,C,3,3 / N,K,OH,OW) should
 /// take the Winograd path: the shape is one it computes and one where it was measured faster.

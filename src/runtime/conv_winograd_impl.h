@@ -15,6 +15,8 @@
 
 #include "conv_winograd.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstdint>
 
@@ -207,7 +209,38 @@ template <class V, int TM> struct Impl {
     }
   }
 
+  // Tiles [t0, t0 + tc) through all three phases on the calling thread (V and M of p hold
+  // tc tiles).
+  static void runTiles(const Problem &p, int64_t t0, int64_t tc) {
+    const int64_t cv = p.C / L, kv = p.K / L, panels = p.K / KB;
+    for (int64_t i = 0; i < tc * cv; ++i)
+      inputTile(p, t0 + i / cv, i / cv, tc, i % cv * L);
+    for (int64_t i = 0; i < XI * panels; ++i)
+      gemmPanel(p, i / panels, i % panels, tc);
+    for (int64_t i = 0; i < tc * kv; ++i)
+      outputTile(p, t0 + i / kv, i / kv, tc, i % kv * L);
+  }
+
+  // Each thread its own share of the tiles, in chunks of its own share of V and M: no barriers,
+  // and V and M stay in the core that wrote them, where the phase split below hands half of
+  // each to the other core between phases. Every thread streams all of U instead.
+  static void runByTiles(const Problem &p) {
+    const int64_t T = p.N * p.tilesH * p.tilesW;
+#pragma omp parallel
+    {
+      const int th = omp_get_thread_num(), team = omp_get_num_threads();
+      const int64_t sub = std::max<int64_t>(1, p.chunk / team);
+      Problem mine = p;
+      mine.V = p.V + th * XI * sub * p.C;
+      mine.M = p.M + th * XI * sub * p.K;
+      const int64_t end = T * (th + 1) / team;
+      for (int64_t t0 = T * th / team; t0 < end; t0 += sub)
+        runTiles(mine, t0, std::min(sub, end - t0));
+    }
+  }
+
   static void run(const Problem &p) {
+    if (p.splitTiles) return runByTiles(p);
     const int64_t T = p.N * p.tilesH * p.tilesW;
     const int64_t cv = p.C / L, kv = p.K / L, panels = p.K / KB;
 #pragma omp parallel

@@ -16,6 +16,7 @@
 #include <kiln/runtime.h>
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <string>
 
@@ -139,6 +140,24 @@ TEST_P(WinogradIsa, MatchesFloat64DirectConv) {
     for (const Case &t : kCases)
       checkCase(t, rng);
   }
+}
+
+// Both ways of sharing a call among threads, with thread counts that split the tiles and the
+// chunks unevenly (3 threads: shares of 1/3 of a chunk each).
+TEST_P(WinogradIsa, EveryThreadSplitMatchesFloat64DirectConv) {
+  const int before = omp_get_max_threads();
+  for (wg::Split split : {wg::Split::Tiles, wg::Split::Phases})
+    for (int threads : {2, 3}) {
+      SCOPED_TRACE((split == wg::Split::Tiles ? "tiles, " : "phases, ") + std::to_string(threads) +
+                   " threads");
+      wg::forceSplit(split);
+      omp_set_num_threads(threads);
+      std::mt19937 rng(12);
+      for (const Case &t : kCases)
+        checkCase(t, rng);
+    }
+  omp_set_num_threads(before);
+  wg::forceSplit(wg::Split::Auto);
 }
 
 INSTANTIATE_TEST_SUITE_P(Kernels, WinogradIsa, ::testing::Values(wg::Isa::Avx512, wg::Isa::Avx2),
