@@ -145,6 +145,15 @@ def input_flags(model_dir, inputs):
     return flags
 
 
+def cpu_has_flag(flag):
+    """Whether /proc/cpuinfo lists `flag` for this CPU (False where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and flag in line.split() for line in f)
+    except OSError:
+        return False
+
+
 def measure_peak(work_dir, threads):
     """Per-core fp32 FMA peak in GFLOP/s and its ISA (bench/peak/fma_peak.cpp)."""
     os.makedirs(work_dir, exist_ok=True)
@@ -335,6 +344,11 @@ def main():
         if not os.path.isfile(lib):
             ap.error(f"--hide-avx512: '{lib}' not found; build kiln's tests (it is built with "
                      "them) or pass --avx2-only-lib")
+        if not cpu_has_flag("cpuid_fault"):
+            ap.error("--hide-avx512 needs CPUID faulting (the `cpuid_fault` flag in /proc/cpuinfo), "
+                     "which this CPU or VM lacks (AMD CPUs and VMs on them); without it ORT would "
+                     "still see AVX-512. Compare on an AVX2 machine instead, or cap kiln alone "
+                     "(ONEDNN_MAX_CPU_ISA=AVX2, --compile-arg=--cpu=x86-64-v3; bench/README.md)")
         os.environ["LD_PRELOAD"] = os.path.abspath(lib)
         os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
 
