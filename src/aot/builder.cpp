@@ -31,12 +31,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// The user's error when an output cannot be written (disk full, RLIMIT_FSIZE, permissions).
-[[noreturn]] void writeFailed(const fs::path &p, int err) {
-  fail("cannot write '{}': {}{}", p.string(), std::strerror(err),
-       err == ENOSPC || err == EFBIG || err == EDQUOT ? " (disk full or file size limit)" : "");
-}
-
 /// Creates `p` and writes it through `emit`: 0, or the errno of the failure (open, emit or
 /// close).
 int emitFile(const fs::path &p, const std::function<bool(std::FILE *)> &emit) {

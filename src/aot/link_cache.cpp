@@ -173,10 +173,13 @@ bool alreadyThere(const fs::path &linked, const fs::path &out) {
   return same && ::utimensat(AT_FDCWD, out.c_str(), nullptr, 0) == 0;
 }
 
+void writeFailed(const fs::path &p, int err) {
+  fail("cannot write '{}': {}{}", p.string(), std::strerror(err),
+       err == ENOSPC || err == EFBIG || err == EDQUOT ? " (disk full or file size limit)" : "");
+}
+
 void copyFromCache(const fs::path &linked, const fs::path &tmpOut, const fs::path &out) {
-  if (int err = copyFile(linked, tmpOut))
-    fail("cannot write '{}': {}{}", out.string(), std::strerror(err),
-         err == ENOSPC || err == EFBIG || err == EDQUOT ? " (disk full or file size limit)" : "");
+  if (int err = copyFile(linked, tmpOut)) writeFailed(out, err);
 }
 
 void storeInCache(const fs::path &tmpOut, const fs::path &linked) {

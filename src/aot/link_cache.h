@@ -22,6 +22,10 @@ bool cachedLibraryUsable(const std::filesystem::path &linked);
 /// needs writing, and `out` is touched as a rewrite would have (build tools compare times).
 bool alreadyThere(const std::filesystem::path &linked, const std::filesystem::path &out);
 
+/// Throws the user's error for an output that cannot be written: the file and errno's
+/// reason, flagged as a full disk or file size limit where it is one (shared by the builder).
+[[noreturn]] void writeFailed(const std::filesystem::path &p, int err);
+
 /// Copies (never links: `out` is a path of the user's, where a later build may write in
 /// place) the cached library to the temporary output tmpOut; a failed write names `out` and
 /// its reason, and leaves nothing behind.
