@@ -223,13 +223,16 @@ template <class V, int TM> struct Impl {
 
   // Each thread its own share of the tiles, in chunks of its own share of V and M: no barriers,
   // and V and M stay in the core that wrote them, where the phase split below hands half of
-  // each to the other core between phases. Every thread streams all of U instead.
+  // each to the other core between phases. Every thread streams all of U instead. At most one
+  // thread per tile of a chunk, so that every thread's share (chunk / team tiles) fits the
+  // scratch (a forced split of a small conv on many threads would otherwise run past it).
   static void runByTiles(const Problem &p) {
     const int64_t T = p.N * p.tilesH * p.tilesW;
-#pragma omp parallel
+    const int threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), p.chunk));
+#pragma omp parallel num_threads(threads)
     {
       const int th = omp_get_thread_num(), team = omp_get_num_threads();
-      const int64_t sub = std::max<int64_t>(1, p.chunk / team);
+      const int64_t sub = p.chunk / team;
       Problem mine = p;
       mine.V = p.V + th * XI * sub * p.C;
       mine.M = p.M + th * XI * sub * p.K;

@@ -143,11 +143,14 @@ TEST_P(WinogradIsa, MatchesFloat64DirectConv) {
 }
 
 // Both ways of sharing a call among threads, with thread counts that split the tiles and the
-// chunks unevenly (3 threads: shares of 1/3 of a chunk each).
+// chunks unevenly (3 threads: shares of 1/3 of a chunk each), and more threads than the
+// smallest case's chunk has tiles (20 x 16 at F(4x4): 20 tiles), where the tile split runs on
+// fewer threads. (An overrun of a thread's share would land inside the same scratch buffer,
+// which a wrong result shows only when threads race on it.)
 TEST_P(WinogradIsa, EveryThreadSplitMatchesFloat64DirectConv) {
   const int before = omp_get_max_threads();
   for (wg::Split split : {wg::Split::Tiles, wg::Split::Phases})
-    for (int threads : {2, 3}) {
+    for (int threads : {2, 3, 24}) {
       SCOPED_TRACE((split == wg::Split::Tiles ? "tiles, " : "phases, ") + std::to_string(threads) +
                    " threads");
       wg::forceSplit(split);
