@@ -263,6 +263,10 @@ def bench_model(args, name):
                                       (threads * args.peak * 1e9)
                                       if ms and result["flops"] else None)
         row["kiln_over_ort"] = row["kiln_median_ms"] / row["ort_median_ms"] if so_path else None
+        # Each round's kiln/ORT (kiln's round and the ORT round after it): their spread shows
+        # how far the machine moved between rounds, which the ratio of medians hides.
+        row["round_ratios"] = ([k["median_ms"] / o["median_ms"]
+                                for k, o in zip(kiln_rounds, ort_rounds)] if so_path else [])
         # Peak RSS of each runtime's process (the largest over its rounds: a fresh process each).
         for who, rounds in (("kiln", kiln_rounds), ("ort", ort_rounds)):
             rss = [r["peak_rss_mb"] for r in rounds if r.get("peak_rss_mb")]

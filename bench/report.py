@@ -24,6 +24,14 @@ def fmt_pct(x):
     return "—" if x is None else f"{x:.0f}%"
 
 
+def fmt_range(ratios):
+    """The lowest and highest of per-round ratios ("0.83-0.91"), one figure for one round."""
+    if not ratios:
+        return "—"
+    lo, hi = f"{min(ratios):.2f}", f"{max(ratios):.2f}"
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
 def tables(results, args):
     """Markdown: latency with FLOPs and % of peak, then compile times."""
     out = [f"Latency: median over {args.rounds} round(s) of each round's median of {args.runs} "
@@ -31,10 +39,12 @@ def tables(results, args):
            f"is faster. % of peak = direct-method FLOPs / latency / (threads x "
            f"{args.peak:.1f} GFLOP/s, the fp32 FMA peak of one core measured by "
            f"bench/peak/fma_peak.cpp, {args.peak_isa}). RSS: peak resident set of each "
-           f"runtime's own process (MB = MiB, the largest over the rounds).", "",
-           "| model | threads | GFLOP | kiln ms | ORT ms | kiln/ORT | kiln % peak | ORT % peak "
-           "| kiln RSS MB / ORT RSS MB |",
-           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+           f"runtime's own process (MB = MiB, the largest over the rounds). Rounds: the lowest "
+           f"and highest kiln/ORT of single rounds (kiln's round against the ORT round after "
+           f"it), how far the machine moved between rounds.", "",
+           "| model | threads | GFLOP | kiln ms | ORT ms | kiln/ORT | rounds | kiln % peak "
+           "| ORT % peak | kiln RSS MB / ORT RSS MB |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     base = any("base_median_ms" in t for r in results for t in r.get("timings", []))
     if base:  # a same-run before/after: the baseline kiln's latency and kiln/baseline
         label = getattr(args, "baseline_label", None) or "baseline"
@@ -43,13 +53,14 @@ def tables(results, args):
         out[3] += " ---: | ---: |"
     for r in results:
         if "error" in r:
-            out.append(f"| {r['model']} | | | error | error | | | | |" + (" | |" if base else ""))
+            out.append(f"| {r['model']} | | | error | error | | | | | |" + (" | |" if base else ""))
             continue
         gflop = "—" if not r["flops"] else f"{r['flops'] / 1e9:.2f}"
         for t in r["timings"]:
             ratio = "—" if t["kiln_over_ort"] is None else f"{t['kiln_over_ort']:.2f}"
             line = (f"| {r['label']} | {t['threads']} | {gflop} | "
                     f"{fmt_ms(t['kiln_median_ms'])} | {fmt_ms(t['ort_median_ms'])} | {ratio} | "
+                    f"{fmt_range(t.get('round_ratios'))} | "
                     f"{fmt_pct(t['kiln_peak_pct'])} | {fmt_pct(t['ort_peak_pct'])} | "
                     f"{fmt_mb(t.get('kiln_rss_mb'))} / {fmt_mb(t.get('ort_rss_mb'))} |")
             if base:
