@@ -32,6 +32,7 @@
 #include "gemv.h"
 #include "isa_cap.h"
 #include "own_gemm.h"
+#include "rt_gemm_params.h"
 #include "weight_memory.h"
 
 #include <dnnl.hpp>
@@ -290,15 +291,9 @@ void runShape(const Options &o, const Shape &sh, int threads) {
     }
 
   std::vector<std::shared_ptr<void>> rtCopies;
-  kiln::rt::GemmParams rtParams{};
-  rtParams.m = sh.m;
-  rtParams.n = rtParams.ldc = sh.n;
-  rtParams.k = rtParams.lda = sh.k;
-  rtParams.alpha = rtParams.beta = 1.f;
-  rtParams.bias = bias.data();
-  rtParams.post = o.gelu ? kiln::rt::GemmPost::GeluErf : kiln::rt::GemmPost::Clamp;
-  rtParams.lo = -std::numeric_limits<float>::infinity();
-  rtParams.hi = std::numeric_limits<float>::infinity();
+  const kiln::rt::GemmParams rtParams = kiln::bench::plainGemmParams(
+      sh.m, sh.n, sh.k, bias.data(),
+      o.gelu ? kiln::rt::GemmPost::GeluErf : kiln::rt::GemmPost::Clamp);
   if (kiln::rt::gemmAvx2Supported())
     for (int i = 0; i < o.copies; ++i) {
       rtCopies.push_back(

@@ -18,6 +18,7 @@
 #include "gemm.h"
 #include "gemm_avx512_tile.h"
 #include "gemv.h"
+#include "rt_gemm_params.h"
 #include "weight_memory.h"
 
 #include <omp.h>
@@ -27,7 +28,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <limits>
 #include <string>
 #include <vector>
 
@@ -164,15 +164,8 @@ int main(int argc, char **argv) {
       kiln::rt::allocateWeightBuffer(sizeof(float) * kiln::rt::gemvPackedFloats(o.n, o.k));
   float *pb = static_cast<float *>(packed.get());
   kiln::rt::packGemvWeights(b.data(), o.n, o.k, o.n, false, pb);
-  kiln::rt::GemmParams p{};
-  p.m = o.m;
-  p.n = p.ldc = o.n;
-  p.k = p.lda = o.k;
-  p.alpha = p.beta = 1.f;
-  p.bias = bias.data();
-  p.post = kiln::rt::GemmPost::Clamp;
-  p.lo = -std::numeric_limits<float>::infinity();
-  p.hi = std::numeric_limits<float>::infinity();
+  const kiln::rt::GemmParams p =
+      kiln::bench::plainGemmParams(o.m, o.n, o.k, bias.data(), kiln::rt::GemmPost::Clamp);
   alignas(64) float out[9 * 48];
   auto bareTiles = [&] {
     for (long pg = 0; pg < groups; ++pg)
