@@ -52,14 +52,12 @@ using Clock = std::chrono::steady_clock;
   ROW(a "24(%[a])", 18, 19, 20) ROW(a "28(%[a])", 21, 22, 23) ROW(a "32(%[a])", 24, 25, 26)
 #define KT_STEP_TILE KT_LOAD_B KT_ROWS(KT_BROADCAST_ROW, "")
 #define KT_STEP_EMBEDDED KT_LOAD_B KT_ROWS(KT_EMBEDDED_ROW, "")
-#define KT_STEP_ONE_BROADCAST                                                                      \
-  KT_LOAD_B KT_BROADCAST_ROW("(%[a])", 0, 1, 2) KT_REG_ROW(3, 4, 5) KT_REG_ROW(6, 7, 8)            \
-  KT_REG_ROW(9, 10, 11) KT_REG_ROW(12, 13, 14) KT_REG_ROW(15, 16, 17) KT_REG_ROW(18, 19, 20)      \
-  KT_REG_ROW(21, 22, 23) KT_REG_ROW(24, 25, 26)
-#define KT_STEP_FMAS                                                                               \
-  KT_REG_ROW(0, 1, 2) KT_REG_ROW(3, 4, 5) KT_REG_ROW(6, 7, 8) KT_REG_ROW(9, 10, 11)                \
-  KT_REG_ROW(12, 13, 14) KT_REG_ROW(15, 16, 17) KT_REG_ROW(18, 19, 20) KT_REG_ROW(21, 22, 23)     \
-  KT_REG_ROW(24, 25, 26)
+// Rows 1-8 of a k-step from the broadcast register (the rows after the first).
+#define KT_REG_ROWS_1_TO_8                                                                         \
+  KT_REG_ROW(3, 4, 5) KT_REG_ROW(6, 7, 8) KT_REG_ROW(9, 10, 11) KT_REG_ROW(12, 13, 14)            \
+  KT_REG_ROW(15, 16, 17) KT_REG_ROW(18, 19, 20) KT_REG_ROW(21, 22, 23) KT_REG_ROW(24, 25, 26)
+#define KT_STEP_ONE_BROADCAST KT_LOAD_B KT_BROADCAST_ROW("(%[a])", 0, 1, 2) KT_REG_ROWS_1_TO_8
+#define KT_STEP_FMAS KT_REG_ROW(0, 1, 2) KT_REG_ROWS_1_TO_8
 #define KT_LOOP(STEP)                                                                              \
   asm volatile("1:\n\t" STEP STEP STEP STEP "dec %[n]\n\t jnz 1b"                                  \
                : [n] "+r"(n) : [a] "r"(a), [b] "r"(b)                                              \
@@ -170,18 +168,19 @@ int main(int argc, char **argv) {
   auto bareTiles = [&] {
     for (long pg = 0; pg < groups; ++pg)
       for (long s = 0; s < strips; ++s) {
-        kiln::rt::avx512tile::FullTileArgs t{a.data() + s * 9 * o.k,
-                                             o.k,
-                                             pb + pg * 48 * o.k,
-                                             16 * o.k,
-                                             o.k,
-                                             nullptr,
-                                             0,
-                                             1,
-                                             1,
-                                             0,
-                                             1,
-                                             out};
+        // One block of all of K; no prefetch of the next block (prefetchLines 0).
+        kiln::rt::avx512tile::FullTileArgs t{.a = a.data() + s * 9 * o.k,
+                                             .lda = o.k,
+                                             .b = pb + pg * 48 * o.k,
+                                             .panelStride = 16 * o.k,
+                                             .kc = o.k,
+                                             .prefetch = nullptr,
+                                             .prefetchLines = 0,
+                                             .perPass = 1,
+                                             .run = 1,
+                                             .jumpBytes = 0,
+                                             .nextRun = 1,
+                                             .out = out};
         kiln::rt::avx512tile::fullTile<9>(t);
         for (int i = 0; i < 9; ++i)
           std::memcpy(&c[(s * 9 + i) * o.n + pg * 48], out + i * 48, 48 * sizeof(float));
