@@ -40,6 +40,11 @@ namespace {
 
 using namespace avx512plan;
 
+// Each full tile first asks for its C (and residual) lines into L2, so that its epilogue's
+// loads, and the stores' reads for ownership, do not wait on L3 or memory after the k-loop:
+// at M = 1024 C outgrows L2 and the epilogue was 6.3% of BERT-base b8's time, 3.2% with
+// these (the model 2% faster, docs/perf.md session 30). KILN_GEMM_PREFETCH_C=0 for A/Bs.
+const bool prefetchC = envInt("KILN_GEMM_PREFETCH_C", 1) != 0;
 constexpr int64_t kPrefetchSteps = 8; // k-steps ahead each B stream is prefetched into L1
 // (the asm tile has it as byte offsets: 512 = 8 x 64)
 
@@ -185,6 +190,14 @@ template <int R, int NV> void tile(const GemmParams &g, const Tile &t, const flo
 /// first row at the block, the rows lda apart.
 template <int R> void fullTile(const GemmParams &g, const Tile &t, const float *a) {
   alignas(64) float sums[R * NV * NR];
+  if (prefetchC) {
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < NV; ++j) {
+        _mm_prefetch(reinterpret_cast<const char *>(t.c + i * g.ldc + NR * j), _MM_HINT_T1);
+        if (t.r)
+          _mm_prefetch(reinterpret_cast<const char *>(t.r + i * g.ldr + NR * j), _MM_HINT_T1);
+      }
+  }
   avx512tile::FullTileArgs f;
   f.a = a;
   f.lda = g.lda;

@@ -197,3 +197,17 @@ save("nchw_to_nhwc",
      [h.make_node("Transpose", ["x"], ["y"], name="to_nhwc", perm=[0, 2, 3, 1])],
      [h.make_tensor_value_info("x", T.FLOAT, [2, 3, 64, 48])],
      [h.make_tensor_value_info("y", T.FLOAT, [2, 64, 48, 3])])
+
+# 15. Two embedding lookups summed and reduced over the row (BERT's embedding LayerNorm): the
+# gathered rows' indices are read once before the simd reduction, so its loads are contiguous
+# (read inside, GCC gathered every element).
+save("embedding_reduce",
+     [h.make_node("Gather", ["W", "ids"], ["e"], name="word", axis=0),
+      h.make_node("Gather", ["P", "types"], ["f"], name="type", axis=0),
+      h.make_node("Add", ["e", "f"], ["s"], name="add"),
+      h.make_node("ReduceMean", ["s"], ["y"], name="mean", axes=[-1], keepdims=0)],
+     [h.make_tensor_value_info("ids", T.INT64, [4, 16]),
+      h.make_tensor_value_info("types", T.INT64, [4, 16])],
+     [h.make_tensor_value_info("y", T.FLOAT, [4, 16])],
+     [nh.from_array(rng.standard_normal((1000, 96)).astype(np.float32), "W"),
+      nh.from_array(rng.standard_normal((2, 96)).astype(np.float32), "P")])

@@ -68,6 +68,12 @@ std::string substitute2(const std::string &tpl, const std::string &a, const std:
 
 } // namespace
 
+std::set<const sym::Node *> valueSymbols(const loop::VRef &v) {
+  std::set<const sym::Node *> out;
+  collectVSyms(v, out);
+  return out;
+}
+
 std::string literal(DType t, const loop::VRef &v) {
   if (t == DType::Bool) return v->ival ? "true" : "false";
   if (isFloat(t)) {

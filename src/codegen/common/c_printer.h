@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -54,6 +55,9 @@ std::string commentText(const std::string &s);
 
 /// C literal of a constant value node of type t.
 std::string literal(DType t, const loop::VRef &v);
+
+/// The symbols v reads: in its indices, symbol values and gather bindings, nested ones too.
+std::set<const sym::Node *> valueSymbols(const loop::VRef &v);
 
 /// Expression storing compute-type value v into buffer b's element type.
 std::string storeExpr(const loop::Buffer *b, const std::string &v);
