@@ -114,13 +114,13 @@ private:
                         std::set<const loop::VNode *> &seen,
                         std::vector<std::pair<sym::Expr, loop::VRef>> &out) {
     if (!seen.insert(v.get()).second) return;
+    auto bound = [&](const sym::Node *s) {
+      if (locals_.count(s)) return true;
+      for (auto &[o, val] : out)
+        if (o.node() == s) return true;
+      return false;
+    };
     for (auto &[sym, value] : v->indirect) {
-      auto bound = [&](const sym::Node *s) {
-        if (locals_.count(s)) return true;
-        for (auto &[o, val] : out)
-          if (o.node() == s) return true;
-        return false;
-      };
       if (bound(sym.node())) continue;
       // Bound by the value's own loads when printed.
       const std::set<const sym::Node *> own = gatherSymbols(value);
@@ -134,9 +134,10 @@ private:
   }
 
   /// Prints the loads of the body that do not depend on the simd loop's variable once, before
-  /// the loop, and binds them in `bp`. GCC 12 left a simd loop scalar ("latch block not
-  /// empty") when it reloaded such a value that an earlier group member stored in the same
-  /// function (softmax's row max and sum). Returns the text closing the zero-extent guard.
+  /// the loop, and binds them in `bound` (and invariant gather indices in locals_). GCC 12 left a
+  /// simd loop scalar ("latch block not empty") when it reloaded such a value that an earlier group
+  /// member stored in the same function (softmax's row max and sum). Returns the text closing the
+  /// zero-extent guard.
   std::string hoistInvariantLoads(std::string &indent, const sym::Node *var, sym::Expr extent,
                                   std::vector<std::pair<const loop::VNode *, std::string>> &bound) {
     std::set<const loop::VNode *> seen;
