@@ -9,6 +9,9 @@
 #pragma once
 
 #include "gemv.h"
+#include "work_claim.h"
+
+#include <omp.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -39,7 +42,12 @@ struct GemmRowGroups {
 };
 GemmRowGroups gemmRowGroups(int64_t m, int64_t tileRows, int64_t maxStrips, int64_t columnUnits);
 
-/// run(item) for items [0, count) on up to `threads` OpenMP threads, statically split.
+/// Whether GEMM items are claimed (work_claim.h) rather than statically split:
+/// KILN_GEMM_STEAL=0 turns claiming off (for A/Bs).
+bool gemmClaimsItems();
+
+/// run(item) for items [0, count) on up to `threads` OpenMP threads: each thread its static
+/// share in order, then what a late thread has not started (work_claim.h).
 template <class F> void gemmForEachItem(int64_t count, int threads, const F &run) {
   const int team = static_cast<int>(count < threads ? count : threads);
   if (team <= 1) {
@@ -47,9 +55,15 @@ template <class F> void gemmForEachItem(int64_t count, int threads, const F &run
       run(item);
     return;
   }
+  if (!gemmClaimsItems() || count >= (int64_t{1} << 31)) {
 #pragma omp parallel for schedule(static) num_threads(team)
-  for (int64_t item = 0; item < count; ++item)
-    run(item);
+    for (int64_t item = 0; item < count; ++item)
+      run(item);
+    return;
+  }
+  WorkClaims claims(count, team);
+#pragma omp parallel num_threads(team)
+  claims.drain(omp_get_thread_num(), run);
 }
 
 /// Whether this CPU runs gemmAvx2 (AVX2 and FMA).

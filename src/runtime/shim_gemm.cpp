@@ -100,6 +100,14 @@ GemmRowGroups gemmRowGroups(int64_t m, int64_t tileRows, int64_t maxStrips, int6
   return r;
 }
 
+bool gemmClaimsItems() {
+  static const bool on = [] {
+    const char *v = std::getenv("KILN_GEMM_STEAL");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return on;
+}
+
 bool gemmAvx2Supported() {
   return cpuIsaBits() >= 256;
 }
