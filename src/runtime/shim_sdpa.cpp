@@ -1,15 +1,18 @@
 // kiln_shim_sdpa_v1 / _v2 / _v3: scaled dot-product attention, float32, [B, H, S, D] layouts
 // (_v3: any row strides, so Q/K/V are read where a fused projection wrote them).
 //
-// Checks the arguments, picks the kernel set of this CPU's ISA (sdpa_kernels.h), and splits
-// the query blocks of all (batch, head) pairs evenly over the run's OpenMP threads in
-// contiguous ranges, so each thread packs K/V of a head once and usually works on one or two
-// heads. Each thread's packed K/V and working tiles come from the runner's arena.
+// Checks the arguments, picks the kernel set of this CPU's ISA (sdpa_kernels.h), and shares
+// the (batch, head) pairs out over the run's OpenMP threads: where there are two or more a
+// thread, whole heads are claimed (work_claim.h: each thread its static share, then what a
+// late thread has not started); else the query blocks of all heads are split evenly in
+// contiguous ranges, so each thread packs K/V of a head once and works on one or two heads.
+// Each thread's packed K/V and working tiles come from the runner's arena.
 #include "cpu_features.h"
 #include "error.h"
 #include "isa_cap.h"
 #include "runner.h"
 #include "sdpa_kernels.h"
+#include "work_claim.h"
 
 #include <kiln/model.h>
 #include <kiln/prelude.h>
@@ -22,6 +25,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 namespace kiln::rt::sdpa {
@@ -66,6 +70,15 @@ bool forceIsa(Isa isa) {
 
 namespace kiln::rt {
 namespace {
+
+/// Whether heads are claimed rather than statically split (KILN_SDPA_STEAL=0: static, for A/Bs).
+bool claimsHeads() {
+  static const bool on = [] {
+    const char *v = std::getenv("KILN_SDPA_STEAL");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return on;
+}
 
 int64_t alignedFloats(int64_t n) {
   return (n + 15) / 16 * 16;
@@ -119,15 +132,9 @@ int runAttention(const char *fn, kiln_shim_ctx *ctx, const float *q, const float
   auto *scratch = static_cast<float *>(r->arena.alloc(sizeof(float) * threads * perThread));
   if (!scratch) return fail(KILN_ERR_OUT_OF_MEMORY, "%s: cannot allocate attention tiles", fn);
 
-#pragma omp parallel num_threads(threads)
-  {
-    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    float *mine = scratch + t * perThread;
-    const int64_t first = blocks * t / nt, end = blocks * (t + 1) / nt;
-    for (int64_t blk = first; blk < end;) {
-      const int64_t bh = blk / blocksPerHead, b = bh / H, h = bh % H;
-      const int64_t headEnd = std::min(end, (bh + 1) * blocksPerHead);
-      sdpa::Head head{q + lq.offset + b * lq.b + h * lq.h,
+  auto headAt = [&](int64_t bh) {
+    const int64_t b = bh / H, h = bh % H;
+    return sdpa::Head{q + lq.offset + b * lq.b + h * lq.h,
                       k + lk.offset + b * lk.b + h * lk.h,
                       v + lv.offset + b * lv.b + h * lv.h,
                       mask ? mask + b * ms[0] + h * ms[1] : nullptr,
@@ -143,6 +150,31 @@ int runAttention(const char *fn, kiln_shim_ctx *ctx, const float *q, const float
                       lk.s,
                       lv.s,
                       lo.s};
+  };
+  // Two or more heads a thread: whole heads are claimed (work_claim.h), each packed once, so a
+  // late thread's heads are run by the others; fewer: each thread its share of the blocks.
+  if (heads >= 2 * threads && threads > 1 && claimsHeads()) {
+    WorkClaims claims(heads, threads);
+#pragma omp parallel num_threads(threads)
+    {
+      float *mine = scratch + omp_get_thread_num() * perThread;
+      claims.drain(omp_get_thread_num(), [&](int64_t bh) {
+        const sdpa::Head head = headAt(bh);
+        kern.packHead(head, mine);
+        kern.rows(head, mine, mine + packed, 0, blocksPerHead);
+      });
+    }
+    return KILN_OK;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    float *mine = scratch + t * perThread;
+    const int64_t first = blocks * t / nt, end = blocks * (t + 1) / nt;
+    for (int64_t blk = first; blk < end;) {
+      const int64_t bh = blk / blocksPerHead;
+      const int64_t headEnd = std::min(end, (bh + 1) * blocksPerHead);
+      const sdpa::Head head = headAt(bh);
       kern.packHead(head, mine);
       kern.rows(head, mine, mine + packed, blk - bh * blocksPerHead, headEnd - bh * blocksPerHead);
       blk = headEnd;
