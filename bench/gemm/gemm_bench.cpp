@@ -17,7 +17,8 @@
 //   rt     the runtime's AVX2 GEMM (src/runtime/gemm.h), which the matmul shims run where
 //          oneDNN is AVX2 (any CPU with AVX2; B packed into 16-column panels)
 //   rt512  the runtime's AVX-512 GEMM on the same panels, which the matmul shims run where
-//          AVX-512 is allowed (CPUs with AVX-512F)
+//          AVX-512 is allowed (CPUs with AVX-512F); its work items claimed (work_claim.h)
+//   rt512s at T > 1 threads: the same with its items statically split (KILN_GEMM_STEAL=0)
 //
 //   build/release/bench/gemm/kiln_gemm_bench [--shapes M,N,K;...] [--split 768] [--gelu]
 //       [--threads 1,2] [--reps 40] [--copies 8] [--peak GFLOPS_PER_CORE] [--rewrite-a]
@@ -302,9 +303,9 @@ void runShape(const Options &o, const Shape &sh, int threads) {
                                 static_cast<float *>(rtCopies.back().get()));
     }
 
-  Timings tw, th, ts, tx, tk, tc, trw, trt, tr5;
+  Timings tw, th, ts, tx, tk, tc, trw, trt, tr5, tr5s;
   double hugeErr = 0, splitErr = 0, xnnErr = 0, kilnErr = 0, colsErr = 0, rowsErr = 0, rtErr = 0,
-         rt512Err = 0;
+         rt512Err = 0, rt512sErr = 0;
   // --rewrite-a: before each call the threads rewrite A by rows, as the kernel before a
   // GEMM in a model does, so A starts in the writers' caches rather than shared by all.
   auto rewriteA = [&] {
@@ -379,6 +380,15 @@ void runShape(const Options &o, const Shape &sh, int threads) {
                              C.data());
       });
       if (r == o.reps - 1) rt512Err = relL2(C, ref);
+      if (threads > 1) { // the same with its items statically split, not claimed
+        kiln::rt::setGemmClaimsItems(false);
+        timeOne(r < 0 ? sink : tr5s, [&] {
+          kiln::rt::gemmAvx512(rtParams, A.data(), static_cast<const float *>(rtCopies[copy].get()),
+                               C.data());
+        });
+        kiln::rt::setGemmClaimsItems(true);
+        if (r == o.reps - 1) rt512sErr = relL2(C, ref);
+      }
     }
 #ifdef KILN_GEMM_BENCH_XNNPACK
     if (fc) {
@@ -420,6 +430,11 @@ void runShape(const Options &o, const Shape &sh, int threads) {
   if (!tr5.wall.empty()) {
     report("rt512", tr5, gflop, threads, o.peak);
     std::printf("         (the runtime's AVX-512 GEMM; rel. L2 to whole %.1e)\n", rt512Err);
+  }
+  if (!tr5s.wall.empty()) {
+    report("rt512s", tr5s, gflop, threads, o.peak);
+    std::printf("         (rt512 with its items statically split; rel. L2 to whole %.1e)\n",
+                rt512sErr);
   }
   if (!tx.wall.empty()) {
     report("xnn", tx, gflop, threads, o.peak);

@@ -45,6 +45,8 @@ GemmRowGroups gemmRowGroups(int64_t m, int64_t tileRows, int64_t maxStrips, int6
 /// Whether GEMM items are claimed (work_claim.h) rather than statically split:
 /// KILN_GEMM_STEAL=0 turns claiming off (for A/Bs).
 bool gemmClaimsItems();
+/// Turns claiming on or off for the whole process (bench/gemm's same-process A/B).
+void setGemmClaimsItems(bool on);
 
 /// run(item) for items [0, count) on up to `threads` OpenMP threads: each thread its static
 /// share in order, then what a late thread has not started (work_claim.h).

@@ -13,6 +13,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -100,12 +101,22 @@ GemmRowGroups gemmRowGroups(int64_t m, int64_t tileRows, int64_t maxStrips, int6
   return r;
 }
 
-bool gemmClaimsItems() {
-  static const bool on = [] {
+namespace {
+std::atomic<bool> &claimsItems() {
+  static std::atomic<bool> on = [] {
     const char *v = std::getenv("KILN_GEMM_STEAL");
     return !(v && std::strcmp(v, "0") == 0);
   }();
   return on;
+}
+} // namespace
+
+bool gemmClaimsItems() {
+  return claimsItems().load(std::memory_order_relaxed);
+}
+
+void setGemmClaimsItems(bool on) {
+  claimsItems().store(on, std::memory_order_relaxed);
 }
 
 bool gemmAvx2Supported() {
