@@ -1,6 +1,6 @@
-// WorkClaims (work_claim.h), the item claiming of the runtime's GEMMs: the static split it
-// starts from, stealing from the back of the fullest range, every item run exactly once under
-// contention, and a late thread's share taken over by the others.
+// WorkClaims (work_claim.h), how the runtime's GEMMs claim work items and attention claims
+// heads: the static split it starts from, stealing from the back of the fullest range, every
+// item run exactly once under contention, and a late thread's share taken over by the others.
 #include "work_claim.h"
 
 #include <gtest/gtest.h>
