@@ -5,6 +5,7 @@
 
 #include "aot/install_paths.h"
 #include "aot/subprocess.h"
+#include "aot/tool_probes.h"
 #include "aot/weights_section.h"
 
 #include "support/error.h"
@@ -84,7 +85,8 @@ struct Job {
   std::vector<std::string> flags;
   fs::path object;
   codegen::SourceTool tool = codegen::SourceTool::HostCxx;
-  size_t cost = 0; // bytes the tool reads: the longest jobs start first
+  size_t cost = 0;     // bytes the tool reads: the longest jobs start first
+  bool header = false; // a precompiled header for later builds (object: the .gch)
 };
 
 const char *compilerFor(const fs::path &src) {
@@ -127,9 +129,25 @@ std::string compileCommand(const Job &j, const fs::path &tmpObj) {
   if (j.source.extension() == ".S") cmd = "gcc";
   for (auto &f : j.flags)
     cmd += " " + shellQuote(f);
-  cmd +=
-      (cuda ? " " : " -c ") + shellQuote(j.source.string()) + " -o " + shellQuote(tmpObj.string());
+  cmd += (cuda ? " " : j.header ? " -x c++-header " : " -c ") + shellQuote(j.source.string()) +
+         " -o " + shellQuote(tmpObj.string());
   return cmd;
+}
+
+/// The kiln headers a precompiled header may contain (include/kiln, include/dlpack): part of
+/// its key, with the compiler's identity (tool_probes.h) and the flags.
+std::string headersFingerprint() {
+  std::vector<fs::path> headers;
+  for (const char *sub : {"kiln", "dlpack"}) {
+    std::error_code ec;
+    for (const auto &e : fs::directory_iterator(fs::path(includeDir()) / sub, ec))
+      headers.push_back(e.path());
+  }
+  std::sort(headers.begin(), headers.end());
+  uint64_t h = fnv1a(toolIdentity("g++"));
+  for (const fs::path &p : headers)
+    h = fnv1a(readFile(p), fnv1a(p.filename().string(), h));
+  return hexHash(h);
 }
 
 /// An object defining `symbol` (64-byte aligned, hidden) with the bytes of file `bin`, and
@@ -198,6 +216,32 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
                        gm.cacheSalt;
   std::vector<Job> all;
   std::vector<Job> fatbins;
+  // A source that includes a kiln header first compiles against its precompiled form when an
+  // earlier build left one (<cacheDir>/pch/<key>/kiln/<header>.gch, found before the header
+  // by g++'s search of -I directories); otherwise this build precompiles it, last, for the
+  // next. The object's key does not change: the header's text is the same either way.
+  std::vector<Job> headerJobs;
+  std::string fingerprint;
+  auto usePrecompiledHeader = [&](Job &j, const std::string &header, const std::string &flags) {
+    if (fingerprint.empty()) fingerprint = headersFingerprint();
+    fs::path root = fs::path(cacheDir) / "pch" /
+                    hexHash(fnv1a(header + "\n" + flags + toolId + "\n" + fingerprint));
+    fs::path gch = root / (header + ".gch");
+    if (fs::exists(gch)) {
+      j.flags.insert(j.flags.end() - static_cast<std::ptrdiff_t>(common.size()),
+                     "-I" + root.string());
+      return;
+    }
+    for (const Job &h : headerJobs)
+      if (h.object == gch) return;
+    Job h;
+    h.source = fs::path(includeDir()) / header;
+    h.flags = j.flags;
+    h.object = gch;
+    h.header = true;
+    fs::create_directories(gch.parent_path());
+    headerJobs.push_back(h);
+  };
   for (const auto &src : gm.sources) {
     Job j;
     j.source = work / src.name;
@@ -221,6 +265,7 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
       flagStr += f + " ";
     j.key = hexHash(fnv1a(src.text, fnv1a(flagStr + toolId)));
     j.object = cache / (j.key + ".o");
+    if (!src.precompiledHeader.empty()) usePrecompiledHeader(j, src.precompiledHeader, flagStr);
     all.push_back(j);
   }
   {
@@ -262,9 +307,11 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
     else
       pending.push_back(&j);
   }
-  // Longest first (the wrapper), so no long job starts last.
+  // Longest first (the wrapper), so no long job starts last; headers for later builds last.
   std::stable_sort(pending.begin(), pending.end(),
                    [](const Job *a, const Job *b) { return a->cost > b->cost; });
+  for (Job &h : headerJobs)
+    pending.push_back(&h);
   std::atomic<size_t> next{0}, done{0};
   std::mutex errMu;
   std::string firstError;
@@ -289,6 +336,7 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
       if (rc != 0) {
         std::error_code ec;
         fs::remove(tmpObj, ec);
+        if (j.header) continue; // only a later build's speed-up: the sources compiled without
         std::lock_guard<std::mutex> lk(errMu);
         if (firstError.empty())
           firstError =
@@ -307,7 +355,7 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
     threads.emplace_back(worker);
   for (auto &t : threads)
     t.join();
-  result.compiled = pending.size();
+  result.compiled = pending.size() - headerJobs.size(); // objects, not headers
   if (interrupted) throw Interrupted();
   if (!firstError.empty()) failIfOutOfSpace(firstError, "writing an object to the cache failed");
   if (!firstError.empty())
@@ -337,7 +385,7 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
   fs::path tmpOut = out;
   tmpOut += ".tmp" + std::to_string(getpid());
   temps.add(tmpOut);
-  std::string link = "g++ -shared" + linkerFlag();
+  std::string link = "g++ -shared" + linkerFlag(cacheDir);
   for (const std::string &f : gm.linkFlags)
     link += " " + shellQuote(f);
   // SONAME = the file name, so a host linked against model.so finds it by name (RUNPATH,

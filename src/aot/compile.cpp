@@ -69,7 +69,8 @@ CompileStats compileModel(const CompileOptions &opts) {
   StageClock clock(opts, st);
   // Before any work: a bad --cpu is reported at once.
   clock.start("target");
-  CpuIsa isa = resolveCpuIsa(opts.target.hostArch);
+  std::string cacheDir = opts.cacheDir.empty() ? defaultCacheDir() : opts.cacheDir;
+  CpuIsa isa = resolveCpuIsa(opts.target.hostArch, cacheDir);
   st.cpuIsa = isa.name;
   clock.start("import");
   sym::Context ctx;
@@ -105,7 +106,6 @@ CompileStats compileModel(const CompileOptions &opts) {
   codegen::GeneratedModel gm =
       codegen::generateModel(*graph, prog, *ops, opts.kernelsPerFile, stamp);
   gm.cacheSalt = isa.features; // -march=native differs between machines sharing a cache
-  std::string cacheDir = opts.cacheDir.empty() ? defaultCacheDir() : opts.cacheDir;
   clock.start("build");
   BuildResult br;
   if (!embed) {

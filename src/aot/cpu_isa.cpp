@@ -1,5 +1,6 @@
 #include "aot/cpu_isa.h"
 
+#include "aot/tool_probes.h"
 #include "runtime/cpu_features.h"
 #include "support/error.h"
 
@@ -39,14 +40,8 @@ private:
   FILE *p_;
 };
 
-} // namespace
-
-CpuIsa resolveCpuIsa(const std::string &cpu) {
-  // The name goes into a shell command: letters, digits, '-', '_', '.' only.
-  if (!std::regex_match(cpu, std::regex("[A-Za-z0-9][A-Za-z0-9_.-]*")))
-    fail("--cpu '{}': expected native, x86-64-v2, x86-64-v3, x86-64-v4 or a g++ -march name "
-         "(e.g. skylake-avx512)",
-         cpu);
+/// What g++ says of -march=`cpu`: its name and features (resolveCpuIsa's answer).
+CpuIsa queryCompiler(const std::string &cpu) {
   // Both g++ queries run at once: each costs a compiler start, a good part of a warm compile.
   Captured macroQuery("g++ -march=" + cpu + " -dM -E -x c++ /dev/null");
   std::optional<Captured> nameQuery;
@@ -74,6 +69,26 @@ CpuIsa resolveCpuIsa(const std::string &cpu) {
       isa.name = "native (" + m[1].str() + ")";
   }
   return isa;
+}
+
+} // namespace
+
+CpuIsa resolveCpuIsa(const std::string &cpu, const std::string &cacheDir) {
+  // The name goes into a shell command: letters, digits, '-', '_', '.' only.
+  if (!std::regex_match(cpu, std::regex("[A-Za-z0-9][A-Za-z0-9_.-]*")))
+    fail("--cpu '{}': expected native, x86-64-v2, x86-64-v3, x86-64-v4 or a g++ -march name "
+         "(e.g. skylake-avx512)",
+         cpu);
+  // A failed query throws, so only answers g++ gave are stored.
+  std::string key = "cpu-isa v1\n" + cpu + "\n" + toolIdentity("g++") + "\n" +
+                    (cpu == "native" ? cpuIdentity() : std::string());
+  std::string record = cachedProbe(cacheDir, key, [&] {
+    CpuIsa isa = queryCompiler(cpu);
+    return isa.name + "\n" + isa.features;
+  });
+  size_t nl = record.find('\n');
+  if (nl == std::string::npos) return queryCompiler(cpu);
+  return CpuIsa{cpu, record.substr(0, nl), record.substr(nl + 1)};
 }
 
 } // namespace kiln::aot

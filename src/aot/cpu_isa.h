@@ -12,8 +12,9 @@ struct CpuIsa {
   std::string features; // comma-separated names from runtime/cpu_features.h
 };
 
-/// Asks g++ which feature macros -march=`cpu` enables. Throws UserError naming --cpu when g++
-/// does not know the name.
-CpuIsa resolveCpuIsa(const std::string &cpu);
+/// Asks g++ which feature macros -march=`cpu` enables, or reads its earlier answer from
+/// `<cacheDir>/probes` (tool_probes.h; empty: always ask). Throws UserError naming --cpu when
+/// g++ does not know the name.
+CpuIsa resolveCpuIsa(const std::string &cpu, const std::string &cacheDir);
 
 } // namespace kiln::aot

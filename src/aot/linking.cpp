@@ -3,6 +3,7 @@
 
 #include "aot/install_paths.h"
 #include "aot/subprocess.h"
+#include "aot/tool_probes.h"
 #include "support/hash.h"
 
 #include <cstdlib>
@@ -24,19 +25,21 @@ std::string runpathFlags() {
 /// (binutils), else GNU ld. GNU ld took 4.5 s of BERT-base's cold compile to copy its 438 MB
 /// of weights into model.so, gold 0.98 s, lld 0.35 s (docs/perf.md). KILN_LINKER=bfd, gold
 /// or lld picks one (bfd: g++'s default).
-std::string linkerFlag() {
-  static const std::string flag = [] {
+std::string linkerFlag(const std::string &cacheDir) {
+  const char *env = std::getenv("KILN_LINKER");
+  const std::string want = env ? env : "";
+  if (want == "bfd") return std::string();
+  // g++ -fuse-ld=X starts collect2 and the linker: 0.2-0.7 s, asked once per cache.
+  std::string key = "linker v1\n" + want + "\n" + toolIdentity("g++") + "\n" +
+                    toolIdentity("ld.lld") + "\n" + toolIdentity("ld.gold");
+  return cachedProbe(cacheDir, key, [&] {
     auto works = [](const char *ld) {
       return runShell(std::string("g++ -fuse-ld=") + ld + " -Wl,--version >/dev/null 2>&1") == 0;
     };
-    const char *env = std::getenv("KILN_LINKER");
-    const std::string want = env ? env : "";
-    if (want == "bfd") return std::string();
     for (const char *ld : {"lld", "gold"})
       if ((want.empty() || want == ld) && works(ld)) return " -fuse-ld=" + std::string(ld);
     return std::string();
-  }();
-  return flag;
+  });
 }
 
 /// The cache key of a link: its command with the temporary output path taken out (the

@@ -8,8 +8,9 @@
 
 namespace kiln::aot {
 
-/// " -fuse-ld=lld", " -fuse-ld=gold" or "" (GNU ld), chosen once per process.
-std::string linkerFlag();
+/// " -fuse-ld=lld", " -fuse-ld=gold" or "" (GNU ld); the answer is kept in
+/// `<cacheDir>/probes` (tool_probes.h).
+std::string linkerFlag(const std::string &cacheDir);
 
 /// " -Wl,-rpath,..." flags: $ORIGIN, then kiln's runtime directory when not installed.
 std::string runpathFlags();

@@ -2,6 +2,8 @@
 
 #include "support/error.h"
 
+#include <CLI/CLI.hpp>
+
 #include <charconv>
 
 namespace kiln::cli {

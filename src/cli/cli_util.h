@@ -2,11 +2,15 @@
 // flag and shows an example of what was expected.
 #pragma once
 
-#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
+
+// CLI11 is declared here, not included: it costs 10-20 s in every file that includes it.
+namespace CLI {
+class Validator;
+}
 
 namespace kiln::cli {
 

@@ -37,6 +37,11 @@ CacheUsage usage(const fs::path &dir) {
       (temp ? u.tempFiles : u.objects)++;
       u.bytes += e.file_size(ec);
     }
+  // Precompiled headers and toolchain answers (aot/builder.cpp, aot/tool_probes.h): bytes only.
+  for (const char *sub : {"pch", "probes"})
+    if (fs::is_directory(dir / sub, ec))
+      for (const auto &e : fs::recursive_directory_iterator(dir / sub, ec))
+        if (e.is_regular_file(ec)) u.bytes += e.file_size(ec);
   if (fs::is_directory(dir, ec))
     for (const auto &e : fs::directory_iterator(dir, ec))
       u.staleBuilds += e.is_directory(ec) && isStaleBuild(e.path());
@@ -76,9 +81,12 @@ void addClean(CLI::App &cache, std::shared_ptr<std::string> dir) {
     fs::path d = dir->empty() ? aot::defaultCacheDir() : *dir;
     CacheUsage before = usage(d);
     std::error_code ec;
-    // Only what kiln writes there: objects/ and build dirs of compiles no longer running.
-    fs::remove_all(d / "objects", ec);
-    if (ec) fail("cannot remove '{}': {}", (d / "objects").string(), ec.message());
+    // Only what kiln writes there: objects/, pch/, probes/ and build dirs of compiles no
+    // longer running.
+    for (const char *sub : {"objects", "pch", "probes"}) {
+      fs::remove_all(d / sub, ec);
+      if (ec) fail("cannot remove '{}': {}", (d / sub).string(), ec.message());
+    }
     if (fs::is_directory(d, ec))
       for (const auto &e : fs::directory_iterator(d, ec))
         if (e.is_directory(ec) && isStaleBuild(e.path())) fs::remove_all(e.path(), ec);

@@ -27,6 +27,9 @@ struct SourceFile {
   std::string text;
   std::vector<std::string> flags;
   SourceTool tool = SourceTool::HostCxx;
+  /// A kiln header (under include/) that `text` includes first and nothing before, which
+  /// the builder may precompile once per flag set (HostCxx only; empty: none).
+  std::string precompiledHeader;
 };
 
 /// One launch the wrapper may pick at run time (a tuned variant, sched/tuning.h): used while

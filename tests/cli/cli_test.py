@@ -322,9 +322,11 @@ def case_cache_info_clean():
     open(os.path.join(cache, "objects", "x.o.tmp999999999_0"), "w").close()
     p = kiln("cache", "--cache-dir", cache, "info")
     expect(p, "out", r"objects: \d+ ", r"1 temp file\(s\), 1 build dir\(s\)")
+    assert os.listdir(os.path.join(cache, "pch")) and os.listdir(os.path.join(cache, "probes"))
     kiln("cache", "--cache-dir", cache, "clean")
     j = json.loads(kiln("cache", "--cache-dir", cache, "info", "--json").stdout)
     assert j["objects"] == 0 and j["temp_files"] == 0 and j["stale_builds"] == 0, j
+    assert j["bytes"] == 0, j  # precompiled headers and probe answers went too
     expect(kiln("cache", rc=2), "err", r"subcommand")
 
 
@@ -374,6 +376,48 @@ def case_link_cache():
     objects = os.listdir(os.path.join(cache, "objects"))
     assert not [f for f in objects if f.endswith(".bin")], objects
     assert len([f for f in objects if f.endswith(".so")]) == 2, objects
+
+
+def case_precompiled_headers():
+    # A cold cache compiles the model without precompiled headers and precompiles the two
+    # kiln headers its sources include first (kernels: kiln/prelude.h, wrapper:
+    # kiln/wrapper_includes.h); the next compile of another model compiles against them. The
+    # objects must be byte for byte those of a compile without them, and the model must run.
+    warm, cold = path("pch_warm"), path("pch_cold")
+    for d in (warm, cold):
+        shutil.rmtree(d, ignore_errors=True)
+    kiln("compile", path("add.onnx"), "-o", path("pch_first.so"), "--cache-dir", warm)
+    gch = sorted(os.path.relpath(os.path.join(r, f), os.path.join(warm, "pch")).split(os.sep, 1)[1]
+                 for r, _, fs in os.walk(os.path.join(warm, "pch")) for f in fs)
+    assert gch == ["kiln/prelude.h.gch", "kiln/wrapper_includes.h.gch"], gch
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])
+    c = helper.make_tensor("c", TensorProto.FLOAT, [4], C.tolist())
+    g = helper.make_graph([helper.make_node("Tanh", ["x"], ["t"]),
+                           helper.make_node("Mul", ["t", "c"], ["y"])], "tanh_mul", [x], [y], [c])
+    model = path("tanh_mul.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), model)
+    second = kiln("compile", model, "-o", path("pch_warm.so"), "--cache-dir", warm,
+                  "--keep-sources")
+    expect(second, "err", r"[1-9]\d* compiled")
+    kiln("compile", model, "-o", path("pch_cold.so"), "--cache-dir", cold)
+    objs = lambda d: {f: open(os.path.join(d, "objects", f), "rb").read()
+                      for f in os.listdir(os.path.join(d, "objects")) if f.endswith(".o")}
+    w, c = objs(warm), objs(cold)
+    shared = set(w) & set(c)
+    assert len(shared) >= 3, (sorted(w), sorted(c))  # kernels, wrapper, entry
+    for f in shared:
+        assert w[f] == c[f], f
+    src = path("pch_warm.so.src")
+    for name in os.listdir(src):
+        if name.endswith(".cpp"):
+            first = open(os.path.join(src, name)).readline()
+            assert first.startswith('#include "kiln/'), (name, first)
+    want = np.tanh(np.arange(8, dtype=np.float64).reshape(2, 4)) * C
+    for so in ("pch_warm.so", "pch_cold.so"):
+        out = path("pch_out_" + so[:-3])
+        kiln("run", path(so), "--input", f"x={path('x.npy')}", "--output-dir", out)
+        assert np.allclose(np.load(os.path.join(out, "y.npy")), want, rtol=1e-6, atol=1e-7)
 
 
 def weights_section(so):

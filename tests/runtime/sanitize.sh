@@ -34,4 +34,4 @@ else
   export ASAN_OPTIONS="allocator_may_return_null=1 detect_leaks=1"
   tests='^(runtime\.(api|version|constants|concurrency|concurrency_static|churn|soak|soak_leak_canary)|aot\..*|reliability\.(hostile\..*|limits\..*|not_onnx|empty_file|truncated|unknown_op|unsupported_dtype|undefined_input|external_data_.*|bad_broadcast|opset_too_new|missing_file|dynamic_.*|output_.*))$'
 fi
-ctest --test-dir "$build" -R "$tests" --output-on-failure
+ctest --test-dir "$build" -R "$tests" --output-on-failure -j"$(nproc)"

@@ -451,6 +451,7 @@ public:
       for (size_t j = i; j < std::min(unique.size(), i + perFile); ++j)
         f.text += unique[j] + forwarders[j];
       f.flags = {"-O3", "-march=" + arch_, "-fopenmp", "-fno-math-errno", "-fno-trapping-math"};
+      f.precompiledHeader = "kiln/prelude.h";
       files.push_back(std::move(f));
     }
     return files;
