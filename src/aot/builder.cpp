@@ -134,6 +134,12 @@ std::string compileCommand(const Job &j, const fs::path &tmpObj) {
   return cmd;
 }
 
+/// KILN_PRECOMPILED_HEADERS=0 compiles every source from its headers and precompiles none.
+bool precompiledHeadersOn() {
+  const char *v = std::getenv("KILN_PRECOMPILED_HEADERS");
+  return !v || std::strcmp(v, "0") != 0;
+}
+
 /// The kiln headers a precompiled header may contain (include/kiln, include/dlpack): part of
 /// its key, with the compiler's identity (tool_probes.h) and the flags.
 std::string headersFingerprint() {
@@ -265,7 +271,8 @@ BuildResult buildSharedLibrary(const codegen::GeneratedModel &gm, const std::str
       flagStr += f + " ";
     j.key = hexHash(fnv1a(src.text, fnv1a(flagStr + toolId)));
     j.object = cache / (j.key + ".o");
-    if (!src.precompiledHeader.empty()) usePrecompiledHeader(j, src.precompiledHeader, flagStr);
+    if (!src.precompiledHeader.empty() && precompiledHeadersOn())
+      usePrecompiledHeader(j, src.precompiledHeader, flagStr);
     all.push_back(j);
   }
   {

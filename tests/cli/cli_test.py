@@ -413,8 +413,15 @@ def case_precompiled_headers():
         if name.endswith(".cpp"):
             first = open(os.path.join(src, name)).readline()
             assert first.startswith('#include "kiln/'), (name, first)
+    # KILN_PRECOMPILED_HEADERS=0: nothing precompiled, the same objects.
+    off = path("pch_off")
+    shutil.rmtree(off, ignore_errors=True)
+    kiln("compile", model, "-o", path("pch_off.so"), "--cache-dir", off,
+         env=dict(ENV, KILN_PRECOMPILED_HEADERS="0"))
+    assert not os.path.exists(os.path.join(off, "pch")), os.listdir(off)
+    assert objs(off) == c
     want = np.tanh(np.arange(8, dtype=np.float64).reshape(2, 4)) * C
-    for so in ("pch_warm.so", "pch_cold.so"):
+    for so in ("pch_warm.so", "pch_cold.so", "pch_off.so"):
         out = path("pch_out_" + so[:-3])
         kiln("run", path(so), "--input", f"x={path('x.npy')}", "--output-dir", out)
         assert np.allclose(np.load(os.path.join(out, "y.npy")), want, rtol=1e-6, atol=1e-7)

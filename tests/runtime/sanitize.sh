@@ -7,8 +7,10 @@
 #   asan: AddressSanitizer + UBSan (+ LeakSanitizer) on runtime.api, runtime.constants,
 #         runtime.concurrency*, runtime.churn, runtime.soak (20,000 runs; LeakSanitizer at
 #         exit, and runtime.soak_leak_canary checks that it reports a leak),
-#         the aot tests (kiln itself, the generated model.so and the C host program) and the
-#         malformed/hostile-model and file-size-limit cases of tests/reliability
+#         the aot tests (kiln's CLI, the generated model.so and the C host program) and the
+#         malformed/hostile-model and file-size-limit cases of tests/reliability. The compiler
+#         library is not instrumented here (src/CMakeLists.txt: build time); it runs under
+#         ASan + UBSan in the fuzz tree (tests/fuzz/smoke.sh).
 set -eu
 preset=$1 src=$2 build=$3
 cmake -S "$src" -B "$build" --preset "$preset" -DKILN_SANITIZER_TREE=ON >/dev/null
