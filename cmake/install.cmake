@@ -10,7 +10,9 @@ string(REGEX REPLACE ".* ([0-9]+)$" "\\1" KILN_ABI_VERSION "${kiln_abi_line}")
 set(KILN_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/kiln CACHE STRING
     "where kilnConfig.cmake is installed (relative to the prefix)")
 
-install(TARGETS kiln RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+if(NOT KILN_PREBUILT_CLI) # a tree that imports its kiln (src/CMakeLists.txt) installs none
+  install(TARGETS kiln RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endif()
 install(TARGETS kiln_rt LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 if(TARGET kiln_rt_cuda)
   install(TARGETS kiln_rt_cuda LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})

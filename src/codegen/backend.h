@@ -22,6 +22,11 @@ enum class SourceTool {
   CudaFatbin // nvcc -fatbin → one blob embedded in model.so (kiln_cuda_fatbin)
 };
 
+/// The kiln headers generated sources include first, which the builder precompiles
+/// (SourceFile::precompiledHeader): one name for the include line and for the field.
+inline constexpr const char *kKernelFirstHeader = "kiln/prelude.h";
+inline constexpr const char *kWrapperFirstHeader = "kiln/wrapper_includes.h";
+
 struct SourceFile {
   std::string name; // e.g. "kernels_0.cpp"
   std::string text;

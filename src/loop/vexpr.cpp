@@ -354,4 +354,11 @@ std::string toString(const VRef &v) {
   return "?";
 }
 
+bool hasIndirect(const VRef &v) {
+  if (!v->indirect.empty()) return true;
+  for (const VRef &a : v->args)
+    if (hasIndirect(a)) return true;
+  return false;
+}
+
 } // namespace kiln::loop

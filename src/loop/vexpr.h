@@ -65,6 +65,11 @@ std::optional<sym::Expr> asSym(const VRef &v, sym::Context &ctx);
 /// bound to a loaded value at run time).
 VRef bindIndirect(const VRef &v, sym::Expr var, const VRef &value);
 
+/// Whether some load in v binds index symbols to loaded values (bindIndirect). Such symbols
+/// are bound once per element in generated code, so the body cannot be replicated per tap
+/// or per partial sum.
+bool hasIndirect(const VRef &v);
+
 /// Replaces symbols in every index and sym value of v (e.g. reduction variables by
 /// constants when a small reduction is unrolled).
 VRef substituteSyms(const VRef &v, const std::map<const sym::Node *, sym::Expr> &repl);

@@ -10,10 +10,6 @@ namespace kiln::lower {
 
 namespace {
 
-VRef cval(DType t, double v) {
-  return isFloat(t) ? loop::constant(t, v) : loop::constantInt(t, static_cast<int64_t>(v));
-}
-
 // ---------------------------------------------------------------- CenterCropPad
 
 /// CenterCropPad-18: each listed axis cropped (start (dim - target) / 2) or zero-padded

@@ -10,10 +10,6 @@ namespace {
 
 using loop::ReduceOp;
 
-VRef cval(DType t, double v) {
-  return isFloat(t) ? loop::constant(t, v) : loop::constantInt(t, static_cast<int64_t>(v));
-}
-
 /// A tensor whose loads may take indirect (data-dependent) indices: a buffer.
 LTensor asBuffer(OpCtx &c, const LTensor &t) {
   return t.buffer ? t : c.realize(t);

@@ -9,10 +9,6 @@ namespace {
 
 using loop::ReduceOp;
 
-VRef cval(DType t, double v) {
-  return isFloat(t) ? loop::constant(t, v) : loop::constantInt(t, static_cast<int64_t>(v));
-}
-
 // ---------------------------------------------------------------- Dropout
 
 void lowerDropout(OpCtx &c) {

@@ -1,14 +1,12 @@
 #include "lower/runtime_shape.h"
 
+#include "lower/ops_common.h"
 #include "support/error.h"
 
 namespace kiln::lower {
 
 namespace {
 
-loop::VRef i64(int64_t v) {
-  return loop::constantInt(DType::Int64, v);
-}
 loop::VRef eq(loop::VRef a, loop::VRef b) {
   return loop::binary(loop::BinaryOp::Eq, a, b);
 }

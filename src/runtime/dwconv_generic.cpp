@@ -16,7 +16,7 @@ namespace kiln::rt {
 using simd::Scalar;
 namespace {
 
-const DwRowKernel &bestKernel() {
+const DwRowKernel &bestDwKernel() {
 #if defined(__x86_64__)
   const int bits = usableIsaBits();
   if (bits >= 512) return dwAvx512Kernel();
@@ -25,7 +25,7 @@ const DwRowKernel &bestKernel() {
   return dwGenericKernel();
 }
 
-std::atomic<const DwRowKernel *> forced{nullptr};
+std::atomic<const DwRowKernel *> forcedDw{nullptr};
 
 } // namespace
 
@@ -37,12 +37,12 @@ const DwRowKernel &dwGenericKernel() {
 bool forceDwIsa(DwIsa isa) {
   switch (isa) {
   case DwIsa::Auto:
-    forced = nullptr;
+    forcedDw = nullptr;
     return true;
   case DwIsa::Avx512:
 #if defined(__x86_64__)
     if (cpuIsaBits() < 512) return false;
-    forced = &dwAvx512Kernel();
+    forcedDw = &dwAvx512Kernel();
     return true;
 #else
     return false;
@@ -50,13 +50,13 @@ bool forceDwIsa(DwIsa isa) {
   case DwIsa::Avx2:
 #if defined(__x86_64__)
     if (cpuIsaBits() < 256) return false;
-    forced = &dwAvx2Kernel();
+    forcedDw = &dwAvx2Kernel();
     return true;
 #else
     return false;
 #endif
   case DwIsa::Generic:
-    forced = &dwGenericKernel();
+    forcedDw = &dwGenericKernel();
     return true;
   }
   return false;
@@ -69,8 +69,8 @@ void packDwWeights(const float *w, int64_t c, float *packed) {
 }
 
 const DwRowKernel &activeDwKernel() {
-  static const DwRowKernel &best = bestKernel();
-  const DwRowKernel *f = forced.load(std::memory_order_relaxed);
+  static const DwRowKernel &best = bestDwKernel();
+  const DwRowKernel *f = forcedDw.load(std::memory_order_relaxed);
   return f ? *f : best;
 }
 

@@ -13,7 +13,7 @@
 namespace kiln::rt {
 namespace {
 
-const GemvKernel &bestKernel() {
+const GemvKernel &bestGemvKernel() {
 #if defined(__x86_64__)
   const int bits = usableIsaBits();
   if (bits >= 512) return gemvAvx512Kernel();
@@ -22,7 +22,7 @@ const GemvKernel &bestKernel() {
   return gemvGenericKernel();
 }
 
-std::atomic<const GemvKernel *> forced{nullptr};
+std::atomic<const GemvKernel *> forcedGemv{nullptr};
 
 } // namespace
 
@@ -32,13 +32,13 @@ const GemvKernel &gemvGenericKernel() {
 }
 
 const GemvKernel &activeGemvKernel() {
-  static const GemvKernel &best = bestKernel();
-  const GemvKernel *f = forced.load(std::memory_order_relaxed);
+  static const GemvKernel &best = bestGemvKernel();
+  const GemvKernel *f = forcedGemv.load(std::memory_order_relaxed);
   return f ? *f : best;
 }
 
 void forceGemvKernel(const GemvKernel *k) {
-  forced = k;
+  forcedGemv = k;
 }
 
 size_t gemvPackedFloats(int64_t n, int64_t k) {

@@ -91,7 +91,7 @@ struct MultiEntry : CacheEntry {
 };
 
 // The concatenated B in the primitive's layout, derived from constant B's.
-struct PackedConcat : CacheEntry {
+struct PackedConcatB : CacheEntry {
   memory::desc desc;
   memory mem;
   std::shared_ptr<void> owner; // mem's buffer (weight_memory.h)
@@ -204,14 +204,14 @@ memory packedB(Runner &r, int64_t site, const float *const *b, const kiln_matmul
     // The stored copy is shared by the container's runners and never replaced: when this
     // call's primitive wants another layout (another M), it packs a copy of its own below.
     CacheKey key = multiPackedKey(site, kMultiTag, b, p);
-    auto *packed = static_cast<PackedConcat *>(cache.findDerived(key));
+    auto *packed = static_cast<PackedConcatB *>(cache.findDerived(key));
     if (!packed) {
-      auto fresh = std::make_unique<PackedConcat>();
+      auto fresh = std::make_unique<PackedConcatB>();
       fresh->desc = e.bWant;
       fresh->mem = weightMemory(e.bWant, cache.engine(), fresh->owner);
       std::vector<float> staging;
       packInto(cache, b, p, e, staging, fresh->mem);
-      packed = static_cast<PackedConcat *>(cache.insertDerived(key, std::move(fresh)));
+      packed = static_cast<PackedConcatB *>(cache.insertDerived(key, std::move(fresh)));
       releaseMultiB(cache, b, p);
     }
     if (packed->desc == e.bWant) return packed->mem;

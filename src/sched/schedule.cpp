@@ -8,19 +8,6 @@
 
 namespace kiln::sched {
 
-namespace {
-
-/// Indirect index symbols are bound once per element in generated code, so a body that
-/// uses them cannot be replicated per tap.
-bool hasIndirect(const loop::VRef &v) {
-  if (!v->indirect.empty()) return true;
-  for (const loop::VRef &a : v->args)
-    if (hasIndirect(a)) return true;
-  return false;
-}
-
-} // namespace
-
 void unrollSmallReductions(loop::Program &p, sym::Context &ctx, int64_t maxTaps) {
   for (auto &kp : p.kernels) {
     loop::Kernel &k = *kp;
@@ -48,7 +35,7 @@ void unrollSmallReductions(loop::Program &p, sym::Context &ctx, int64_t maxTaps)
       isStatic &= r.isConst();
       taps *= r.isConst() ? r->value : 0;
     }
-    if (!isStatic || taps < 1 || taps > maxTaps || hasIndirect(k.body)) continue;
+    if (!isStatic || taps < 1 || taps > maxTaps || loop::hasIndirect(k.body)) continue;
     // Row-major walk over the taps, combining left to right as the loop would.
     loop::VRef acc;
     std::vector<int64_t> idx(k.rvars.size(), 0);

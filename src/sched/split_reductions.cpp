@@ -24,13 +24,6 @@ bool splittable(const loop::Kernel &k) {
   }
 }
 
-bool hasIndirect(const loop::VRef &v) {
-  if (!v->indirect.empty()) return true;
-  for (const loop::VRef &a : v->args)
-    if (hasIndirect(a)) return true;
-  return false;
-}
-
 /// The chunk count: the largest divisor of `extent` that keeps about `targetBlocks` blocks
 /// busy over all outputs and leaves each chunk at least `minChunk` long. 1: do not split.
 int64_t chunkCount(int64_t outputs, int64_t extent, const Target &t) {
@@ -54,7 +47,7 @@ void splitFewOutputReductions(loop::Program &p, sym::Context &ctx, const Target 
       sym::Expr outputs = loop::product(ctx, k.out->shape);
       extent = loop::product(ctx, k.rsizes);
       if (outputs.isConst() && extent.isConst() && outputs->value < t.splitBelowOutputs &&
-          !hasIndirect(k.body))
+          !loop::hasIndirect(k.body))
         chunks = chunkCount(outputs->value, extent->value, t);
     }
     if (chunks < 2) {

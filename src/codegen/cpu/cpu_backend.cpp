@@ -447,11 +447,11 @@ public:
     for (size_t i = 0; i < unique.size(); i += perFile) {
       SourceFile f;
       f.name = fmt::format("kernels_{}.cpp", i / perFile);
-      f.text = "#include \"kiln/prelude.h\"\n#include <limits>\n\n";
+      f.text = fmt::format("#include \"{}\"\n#include <limits>\n\n", kKernelFirstHeader);
       for (size_t j = i; j < std::min(unique.size(), i + perFile); ++j)
         f.text += unique[j] + forwarders[j];
       f.flags = {"-O3", "-march=" + arch_, "-fopenmp", "-fno-math-errno", "-fno-trapping-math"};
-      f.precompiledHeader = "kiln/prelude.h";
+      f.precompiledHeader = kKernelFirstHeader;
       files.push_back(std::move(f));
     }
     return files;

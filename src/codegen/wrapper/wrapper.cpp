@@ -81,7 +81,7 @@ GeneratedModel WrapperGen::generate(size_t perFile) {
   w.name = "wrapper.cpp";
   w.text = wrapperSource(sigs);
   w.flags = ops_.wrapperFlags();
-  w.precompiledHeader = "kiln/wrapper_includes.h";
+  w.precompiledHeader = kWrapperFirstHeader;
   gm.sources.push_back(std::move(w));
   gm.linkFlags = ops_.linkFlags();
   return gm;
