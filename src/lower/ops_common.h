@@ -14,10 +14,6 @@ using loop::VRef;
 inline VRef i64(int64_t v) {
   return loop::constantInt(DType::Int64, v);
 }
-/// The constant v in dtype t (truncated toward zero for integer types).
-inline VRef cval(DType t, double v) {
-  return isFloat(t) ? loop::constant(t, v) : loop::constantInt(t, static_cast<int64_t>(v));
-}
 inline VRef sv(sym::Expr e) {
   return loop::symInt(e);
 }

@@ -50,7 +50,7 @@ void lowerCenterCropPad(OpCtx &c) {
       // Clamped so that the (discarded) load outside stays in bounds.
       src[d] = sym::max(sym::min(src[d], x.shape[d] - 1), src[d].ctx().constant(0));
     }
-    return loop::select(inside, x.load(src), cval(dt, 0));
+    return loop::select(inside, x.load(src), loop::constant(dt, 0));
   }));
 }
 
@@ -121,7 +121,7 @@ void lowerCol2Im(OpCtx &c) {
       l = l * grid[d] + sym::max(sym::min(b, grid[d] - 1), zero);
     }
     VRef v = loop::cast(x.load({i[0], i[1] * kprod + i[kAxis], l}), acc);
-    return loop::select(ok, v, cval(acc, 0));
+    return loop::select(ok, v, loop::constant(acc, 0));
   });
   LTensor sum = c.reduce(all, {kAxis}, false, loop::ReduceOp::Sum, acc);
   c.out(0, c.pointwise(t, shape, [=](const Index &i) { return loop::cast(sum.load(i), t); }));

@@ -148,19 +148,19 @@ void lowerPad(OpCtx &c) {
     std::vector<int64_t> p =
         c.node.hasAttr("pads") ? c.node.attrInts("pads") : c.node.attrInts("paddings");
     pads = constants(ctx, p);
-    value = cval(t, c.node.attrFloat("value", 0.0f));
+    value = loop::constant(t, c.node.attrFloat("value", 0.0f));
   } else {
     pads = c.requireSymIn(1, "pads", -INT32_MAX);
     if (c.has(2)) {
       if (const ir::TensorData *v = c.constIn(2); v && v->numel() >= 1)
-        value = isFloat(t) ? cval(t, v->getDouble(0))
+        value = isFloat(t) ? loop::constant(t, v->getDouble(0))
                            : (t == DType::Bool ? loop::constantInt(t, v->getInt(0) != 0)
                                                : loop::constantInt(t, v->getInt(0)));
       else
         value = scalarInput(c, 2, t);
     }
   }
-  if (!value) value = t == DType::Bool ? loop::constantInt(t, 0) : cval(t, 0);
+  if (!value) value = t == DType::Bool ? loop::constantInt(t, 0) : loop::constant(t, 0);
   std::vector<int> axes;
   std::vector<sym::Expr> pb(rank, ctx.constant(0)), pe(rank, ctx.constant(0));
   auto knownAxes = c.node.opset >= 18 && c.has(3) ? c.symIn(3) : std::nullopt;

@@ -48,7 +48,7 @@ void lowerDropout(OpCtx &c) {
   if (training && ratio != 0.0) c.unsupported("Dropout in training mode");
   bool wantMask = c.node.outputs.size() > 1 && c.node.outputs[1];
   DType mt = c.node.opset >= 10 ? DType::Bool : x.dtype;
-  VRef one = mt == DType::Bool ? loop::constantInt(DType::Bool, 1) : cval(mt, 1);
+  VRef one = mt == DType::Bool ? loop::constantInt(DType::Bool, 1) : loop::constant(mt, 1);
   c.out(0, x);
   if (wantMask)
     c.out(1, c.pointwise(
@@ -74,7 +74,7 @@ void lowerTrilu(OpCtx &c) {
   c.out(0, c.pointwise(t, x.shape, [=](const Index &i) {
     VRef diff = sv(i[rank - 1] - i[rank - 2]);
     VRef keep = bin(upper ? BinaryOp::Ge : BinaryOp::Le, diff, k);
-    VRef zero = t == DType::Bool ? loop::constantInt(t, 0) : cval(t, 0);
+    VRef zero = t == DType::Bool ? loop::constantInt(t, 0) : loop::constant(t, 0);
     return loop::select(keep, inner(i), zero);
   }));
 }
@@ -97,7 +97,8 @@ void lowerHardmax(OpCtx &c) {
   LTensor r = c.pointwise(t, x.shape, [=](const Index &i) {
     Index j = i;
     j[ax] = i[ax].ctx().constant(0);
-    return loop::select(bin(BinaryOp::Eq, am.load(j), sv(i[ax])), cval(t, 1), cval(t, 0));
+    return loop::select(bin(BinaryOp::Eq, am.load(j), sv(i[ax])), loop::constant(t, 1),
+                        loop::constant(t, 0));
   });
   if (legacy) r = reshapeView(c.ctx(), r, orig);
   c.out(0, r);
@@ -121,7 +122,7 @@ LTensor cumSumAlong(OpCtx &c, const LTensor &x, int axis, bool exclusive, bool r
     sym::Expr r = i[rank];
     src[axis] = r;
     return loop::select(bin(cmp, sv(r), sv(i[axis])), loop::cast(inner(src), acc),
-                        cval(acc, op == ReduceOp::Prod ? 1 : 0));
+                        loop::constant(acc, op == ReduceOp::Prod ? 1 : 0));
   });
   return c.reduce(w, {rank}, false, op, acc);
 }
@@ -201,8 +202,8 @@ void lowerEyeLike(OpCtx &c) {
   c.out(0, c.pointwise(
                t, x.shape,
                [=](const Index &i) {
-                 VRef one = t == DType::Bool ? loop::constantInt(t, 1) : cval(t, 1);
-                 VRef zero = t == DType::Bool ? loop::constantInt(t, 0) : cval(t, 0);
+                 VRef one = t == DType::Bool ? loop::constantInt(t, 1) : loop::constant(t, 1);
+                 VRef zero = t == DType::Bool ? loop::constantInt(t, 0) : loop::constant(t, 0);
                  return loop::select(bin(BinaryOp::Eq, sv(i[1] - i[0]), i64(k)), one, zero);
                },
                true));
