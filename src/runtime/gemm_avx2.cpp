@@ -30,7 +30,11 @@ namespace {
 constexpr int MR = static_cast<int>(kGemmTileRows);
 constexpr int64_t NR = kGemvPanel;   // 16: two ymm
 constexpr int64_t kBlockK = 256;     // K per block: 16 KiB of a panel
-constexpr int64_t kGroupStrips = 36; // strips per work item at most (216 rows)
+// Strips per work item at most (72 rows): each panel re-reads its group's rows of A, which
+// must stay in L2 between panels; AVX2-only cores have 256-512 KiB of it. On Zen 3 (512 KiB)
+// groups of 36 strips (216 rows) ran M = 197 and 1024 GEMMs 4-5% slower, M = 128 ones 2%
+// (bench/gemm, B from memory; docs/perf.md, session 34).
+constexpr int64_t kGroupStrips = 12;
 
 static_assert(NR == 16, "the tile holds two ymm per row");
 

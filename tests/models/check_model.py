@@ -15,7 +15,9 @@ shape, runs through that one model.so:
 
 kiln run writes one <output>.npy per output (characters outside [A-Za-z0-9._-]
 replaced with _). Each output must match the reference in shape and have a
-relative L2 error ||got - ref|| / ||ref|| below --rtol-l2. Exit status 0 on pass.
+relative L2 error ||got - ref|| / ||ref|| below --rtol-l2. With --ties-by scores
+(detectors), detections whose reference scores differ by less than that tolerance
+may come in either order. Exit status 0 on pass.
 """
 
 import argparse
@@ -55,6 +57,37 @@ def rel_l2(got, ref):
     return float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
 
 
+def tie_groups(scores, rtol):
+    """[begin, end) runs of a descending score vector whose neighbours differ by at most
+    rtol x its largest magnitude: detections whose order float rounding may swap."""
+    tol = rtol * max(float(np.max(np.abs(scores))), 1e-30) if scores.size else 0.0
+    groups, begin = [], 0
+    for i in range(1, scores.size + 1):
+        if i == scores.size or abs(float(scores[i - 1]) - float(scores[i])) > tol:
+            groups.append((begin, i))
+            begin = i
+    return groups
+
+
+def match_ties(got, ref, tie_output, rtol):
+    """got's per-detection outputs (first dim = the detections of ref[tie_output]) reordered
+    so that, inside each run of tied reference scores, each reference detection is paired with
+    the nearest of kiln's (all outputs compared). Outside the runs nothing moves, so a wrong
+    label or box still fails."""
+    count = ref[tie_output].shape[0]
+    per_det = [n for n in ref if ref[n].ndim >= 1 and ref[n].shape[0] == count and
+               n in got and got[n].shape == ref[n].shape]
+    order = np.arange(count)
+    for begin, end in tie_groups(ref[tie_output].astype(np.float64), rtol):
+        free = list(range(begin, end))
+        for i in range(begin, end):
+            cost = [sum(float(np.sum((got[n][j].astype(np.float64) -
+                                      ref[n][i].astype(np.float64)) ** 2)) for n in per_det)
+                    for j in free]
+            order[i] = free.pop(int(np.argmin(cost)))
+    return {n: (got[n][order] if n in per_det else got[n]) for n in got}
+
+
 def check_sample(args, so_path, model_dir, index, sample, work_dir):
     out_dir = os.path.join(work_dir, f"sample{index}")
     shutil.rmtree(out_dir, ignore_errors=True)  # never read a stale output
@@ -69,15 +102,21 @@ def check_sample(args, so_path, model_dir, index, sample, work_dir):
     ok = True
     shapes = ", ".join(f"{n}{list(np.load(os.path.join(model_dir, f)).shape)}"
                        for n, f in sample["inputs"].items())
-    for name, file in sample["outputs"].items():
-        ref = np.load(os.path.join(model_dir, file))
+    refs = {n: np.load(os.path.join(model_dir, f)) for n, f in sample["outputs"].items()}
+    gots = {}
+    for name in refs:
         got_path = os.path.join(out_dir, output_file_name(name))
-        if not os.path.exists(got_path):
-            print(f"FAIL sample{index} ({shapes}): no {got_path}; kiln wrote: "
+        if os.path.exists(got_path):
+            gots[name] = np.load(got_path)
+    if args.ties_by and args.ties_by in refs and args.ties_by in gots:
+        gots = match_ties(gots, refs, args.ties_by, args.rtol_l2)
+    for name, ref in refs.items():
+        if name not in gots:
+            print(f"FAIL sample{index} ({shapes}): no {output_file_name(name)}; kiln wrote: "
                   f"{sorted(os.listdir(out_dir))}")
             ok = False
             continue
-        got = np.load(got_path)
+        got = gots[name]
         if got.shape != ref.shape:
             print(f"FAIL sample{index} ({shapes}): output {name} has shape {list(got.shape)}, "
                   f"expected {list(ref.shape)}")
@@ -112,6 +151,10 @@ def main():
     ap.add_argument("--work-dir", help="where model.so and outputs go (default: a temp dir)")
     ap.add_argument("--compile-arg", action="append", default=[],
                     help="extra `kiln compile` argument (repeatable)")
+    ap.add_argument("--ties-by", metavar="OUTPUT",
+                    help="a descending score output: detections whose reference scores tie "
+                         "within --rtol-l2 are matched in any order (float rounding may swap "
+                         "them)")
     ap.add_argument("--dim-range", action="append", default=[], metavar="NAME=LO:HI",
                     help="replace the manifest's --dynamic range of NAME (repeatable)")
     args = ap.parse_args()
