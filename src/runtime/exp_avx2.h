@@ -1,7 +1,7 @@
-// e^x for x <= 0 on 8 floats, shared by the AVX2 attention kernels (softmax of shifted
-// scores) and the GEMM benchmark's AVX2 GELU. Include only from files compiled with -mavx2
-// -mfma. The same algorithm as exp_avx512.h; AVX2 has no scalef, so 2^n is built in the
-// exponent bits (n >= -126 after the clamp, so it stays a normal number).
+// e^x for x <= 0 on 8 floats for the AVX2 attention kernels (softmax of shifted scores).
+// Include only from files compiled with -mavx2 -mfma. The same algorithm as exp_avx512.h;
+// AVX2 has no scalef, so 2^n is built in the exponent bits (n >= -126 after the clamp, so it
+// stays a normal number).
 #pragma once
 
 #include <immintrin.h>

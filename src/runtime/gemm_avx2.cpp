@@ -28,8 +28,8 @@ namespace kiln::rt {
 namespace {
 
 constexpr int MR = static_cast<int>(kGemmTileRows);
-constexpr int64_t NR = kGemvPanel;   // 16: two ymm
-constexpr int64_t kBlockK = 256;     // K per block: 16 KiB of a panel
+constexpr int64_t NR = kGemvPanel; // 16: two ymm
+constexpr int64_t kBlockK = 256;   // K per block: 16 KiB of a panel
 // Strips per work item at most (72 rows): each panel re-reads its group's rows of A, which
 // must stay in L2 between panels; AVX2-only cores have 256-512 KiB of it. On Zen 3 (512 KiB)
 // groups of 36 strips (216 rows) ran M = 197 and 1024 GEMMs 4-5% slower, M = 128 ones 2%
@@ -196,7 +196,27 @@ struct Plan {
   int64_t strips, panels, perGroup, groups, kc;
   const float *residual; // a residual beside C (an in-place one is already in C), or null
   bool inPlace;
+  int nextToLastRows; // rows of strip strips - 2 (MR, or fewer when the last two share rows)
 };
+
+/// Rows of the next-to-last strip. A tile of R rows has 2R independent FMA chains; with the
+/// FMA's 4-cycle latency and two FMA pipes it needs 8 to keep both busy, so a last strip of 1-3
+/// rows runs at 25-75% of the FMA rate. The last two strips then share their rows (8 = 4 + 4,
+/// 7 = 4 + 3, 9 = 5 + 4): at M = 128 (21 strips of 6 and one of 2) that is 1.5% of the GEMM.
+int nextToLastStripRows(int64_t m) {
+  const int64_t tail = m % MR;
+  if (m < 2 * MR || tail == 0 || tail >= 4) return MR;
+  return static_cast<int>((MR + tail + 1) / 2);
+}
+
+/// The first row and the row count of strip s.
+[[gnu::always_inline]] inline void stripSpan(const Plan &plan, int64_t m, int64_t s, int64_t &row0,
+                                             int &rows) {
+  row0 = s * MR;
+  if (s == plan.strips - 1 && plan.nextToLastRows != MR) row0 = (s - 1) * MR + plan.nextToLastRows;
+  rows = s == plan.strips - 2 ? plan.nextToLastRows
+                              : static_cast<int>(std::min<int64_t>(MR, m - row0));
+}
 
 /// Item `item` of the plan: its panel's K blocks, under each its group's strips.
 void runItem(const GemmParams &g, const Plan &plan, const float *a, const float *packedB, float *c,
@@ -218,10 +238,10 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
       const int64_t from = (s - s0) * share;
       t.prefetch = next + from * NR;
       t.prefetchLines = std::clamp<int64_t>(kc - from, 0, std::min(share, t.kc));
-      const int64_t row0 = s * MR;
+      int64_t row0;
+      stripSpan(plan, g.m, s, row0, t.rows);
       t.c = c + row0 * g.ldc + col0;
       t.r = t.last && plan.residual ? plan.residual + row0 * g.ldr + col0 : nullptr;
-      t.rows = static_cast<int>(std::min<int64_t>(MR, g.m - row0));
       Rows rows;
       for (int i = 0; i < t.rows; ++i)
         rows.row[i] = a + (row0 + i) * g.lda + pc;
@@ -241,6 +261,7 @@ void gemmAvx2(const GemmParams &g, const float *a, const float *packedB, float *
   plan.perGroup = rows.perGroup;
   plan.groups = rows.groups;
   plan.kc = std::min(kBlockK, g.k);
+  plan.nextToLastRows = nextToLastStripRows(g.m);
   // An in-place residual is already in C: the first block adds to it (alpha is 1 then, which
   // the shim checks), and the epilogue does not add it again.
   plan.inPlace = g.residual == c;
