@@ -1,5 +1,5 @@
-// e^x for x <= 0 on 16 floats, shared by the AVX-512 attention kernels (softmax of shifted
-// scores) and the GEMM benchmark's GELU. Include only from files compiled with -mavx512f.
+// e^x for x <= 0 on 16 floats for the AVX-512 attention kernels (softmax of shifted scores).
+// Include only from files compiled with -mavx512f.
 #pragma once
 
 #include <immintrin.h>

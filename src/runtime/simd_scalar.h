@@ -17,6 +17,7 @@ struct Scalar {
   static Reg fma(Reg a, Reg b, Reg c) { return a * b + c; }
   static Reg mul(Reg a, Reg b) { return a * b; }
   static Reg add(Reg a, Reg b) { return a + b; }
+  static Reg div(Reg a, Reg b) { return a / b; }
   static Reg min(Reg a, Reg b) { return a < b ? a : b; }
   static Reg max(Reg a, Reg b) { return a > b ? a : b; }
 };
