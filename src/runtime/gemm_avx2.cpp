@@ -205,7 +205,7 @@ struct Plan {
 /// 7 = 4 + 3, 9 = 5 + 4): at M = 128 (21 strips of 6 and one of 2) that is 1.5% of the GEMM.
 int nextToLastStripRows(int64_t m) {
   const int64_t tail = m % MR;
-  if (m < 2 * MR || tail == 0 || tail >= 4) return MR;
+  if (m <= MR || tail == 0 || tail >= 4) return MR;
   return static_cast<int>((MR + tail + 1) / 2);
 }
 
