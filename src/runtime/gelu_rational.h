@@ -11,6 +11,8 @@
 // fits of XLA's and Eigen's float erf and tanh.
 #pragma once
 
+#include <initializer_list>
+
 namespace kiln::rt {
 
 /// 0.5 x (1 + erf(x / sqrt 2)), erf's argument clamped to [-4, 4] (erf(4) = 1 - 1.5e-8).
