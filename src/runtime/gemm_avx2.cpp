@@ -7,12 +7,21 @@
 // of 64 channels: each float of A then feeds only 4 panels, and the copy costs as much).
 //
 // Blocking: a work item is (a group of 6-row strips, one 16-column panel); it walks K in
-// blocks of kBlockK, and under each block every strip of the group, so the block of the panel
-// (16 KiB) stays in L1 while the strips pass and the item's C (rows x 16) stays in L1/L2
-// between the blocks. While the strips run, each prefetches a share of the next block of B
-// into L2 (the panels are one contiguous stream, so the next block is the next kBlockK x 16
-// floats). Items are split among the run's threads; inside a parallel region (a conv chain's
-// lanes) the calling thread runs them all.
+// blocks, and under each block every strip of the group; the item's C (rows x 16) stays in
+// L1/L2 between the blocks. K up to kWholeK is one block: the panel (up to 48 KiB) then
+// streams from L2 for each strip, with fewer C reloads and tile restarts than blocks of 256
+// kept in L1. Deeper K goes in blocks of kBlockK (16 KiB of a panel, kept in L1 while the
+// strips pass). While the strips run, each prefetches a share of the next block of B into L2
+// (the panels are one contiguous stream, so the next block is the next kc x 16 floats),
+// spread over a whole-K block's k-steps. Both together: 128-197 x 768-3072 x 768 1-2% faster
+// on Zen 3 with B from memory (bench/gemm, docs/perf.md session 35). Items are split among
+// the run's threads; inside a parallel region (a conv chain's lanes) the calling thread runs
+// them all.
+//
+// Where A's rows lie a multiple of 4 KiB apart (K = 1024, 2048, 3072: BERT's fc2), a tile's
+// six rows share one L1 set. A padded copy of A measured 2-6% faster in the GEMM alone on
+// Zen 3, but copying it cost more than that on the H200 host's Xeon (session 35); padding
+// would have to come from the compiler's layout of A, for free.
 #include "gemm.h"
 
 #include "gelu_avx2.h"
@@ -29,7 +38,8 @@ namespace {
 
 constexpr int MR = static_cast<int>(kGemmTileRows);
 constexpr int64_t NR = kGemvPanel; // 16: two ymm
-constexpr int64_t kBlockK = 256;   // K per block: 16 KiB of a panel
+constexpr int64_t kBlockK = 256;   // K per block where K is deeper than kWholeK
+constexpr int64_t kWholeK = 768;   // K up to this is one block (bench/gemm, session 35)
 // Strips per work item at most (72 rows): each panel re-reads its group's rows of A, which
 // must stay in L2 between panels; AVX2-only cores have 256-512 KiB of it. On Zen 3 (512 KiB)
 // groups of 36 strips (216 rows) ran M = 197 and 1024 GEMMs 4-5% slower, M = 128 ones 2%
@@ -47,12 +57,13 @@ struct Tile {
   int64_t kc;            // k-steps in the block
   const float *prefetch; // lines of the next B block this tile brings to L2
   int64_t prefetchLines;
-  float *c;          // C at the tile's top-left
-  const float *r;    // the residual at the tile's top-left (last block), or null
-  const float *bias; // bias at the tile's first column (last block), or null
-  int rows, cols;    // valid rows (<= MR) and columns (<= NR)
-  bool loadC;        // add C's contents (a later K block, or an in-place residual)
-  bool last;         // the last K block: apply the epilogue
+  int64_t prefetchEvery; // k-steps per prefetched line
+  float *c;              // C at the tile's top-left
+  const float *r;        // the residual at the tile's top-left (last block), or null
+  const float *bias;     // bias at the tile's first column (last block), or null
+  int rows, cols;        // valid rows (<= MR) and columns (<= NR)
+  bool loadC;            // add C's contents (a later K block, or an in-place residual)
+  bool last;             // the last K block: apply the epilogue
 };
 
 /// The accumulators of a tile of R rows (R = MR but in a last strip of fewer rows).
@@ -134,9 +145,17 @@ template <int R> void tile(const GemmParams &g, const Tile &t, const Rows &a) {
   for (int i = 0; i < R; ++i)
     acc[i][0] = acc[i][1] = _mm256_setzero_ps();
   int64_t kk = 0;
-  for (; kk < t.prefetchLines; ++kk) {
-    _mm_prefetch(reinterpret_cast<const char *>(t.prefetch + NR * kk), _MM_HINT_T1);
-    step<R>(acc, a, kk, t.b);
+  if (t.prefetchEvery == 1) {
+    for (; kk < t.prefetchLines; ++kk) {
+      _mm_prefetch(reinterpret_cast<const char *>(t.prefetch + NR * kk), _MM_HINT_T1);
+      step<R>(acc, a, kk, t.b);
+    }
+  } else {
+    for (int64_t line = 0; line < t.prefetchLines; ++line) {
+      _mm_prefetch(reinterpret_cast<const char *>(t.prefetch + NR * line), _MM_HINT_T1);
+      for (const int64_t end = kk + t.prefetchEvery; kk < end; ++kk)
+        step<R>(acc, a, kk, t.b);
+    }
   }
 #pragma GCC unroll 4
   for (; kk < t.kc; ++kk)
@@ -238,6 +257,12 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
       const int64_t from = (s - s0) * share;
       t.prefetch = next + from * NR;
       t.prefetchLines = std::clamp<int64_t>(kc - from, 0, std::min(share, t.kc));
+      // A whole-K block spreads its lines over the first half of its k-steps: all in its
+      // first k-steps, they slowed 128 x 2304-3072 x 768 by 1-2% on Zen 3 (B from memory),
+      // where blocks of 256 were slower spread.
+      t.prefetchEvery = t.kc > kBlockK && t.prefetchLines > 0
+                            ? std::max<int64_t>(1, t.kc / (2 * t.prefetchLines))
+                            : 1;
       int64_t row0;
       stripSpan(plan, g.m, s, row0, t.rows);
       t.c = c + row0 * g.ldc + col0;
@@ -260,7 +285,7 @@ void gemmAvx2(const GemmParams &g, const float *a, const float *packedB, float *
   plan.strips = rows.strips;
   plan.perGroup = rows.perGroup;
   plan.groups = rows.groups;
-  plan.kc = std::min(kBlockK, g.k);
+  plan.kc = g.k <= kWholeK ? g.k : kBlockK;
   plan.nextToLastRows = nextToLastStripRows(g.m);
   // An in-place residual is already in C: the first block adds to it (alpha is 1 then, which
   // the shim checks), and the epilogue does not add it again.

@@ -1,11 +1,12 @@
 // kiln's GEMM (gemm.h) against float64: each kernel this CPU runs (the AVX2 one on any AVX2
 // CPU, the AVX-512 one where there is AVX-512F) on row counts around the 6-, 8- and 9-row tiles,
-// columns around the 16-column panels and the 1-3 panel tiles, K around the blocks (256 for
-// AVX2; K over 768 split evenly for AVX-512), alpha, bias with beta, residual beside C and in
-// place, clamp and both GELUs, 1 and 2 threads; and the matmul shims' route to it
-// (shim_gemm.cpp): the rule, single and multi (Q/K/V) GEMMs, and the packed panels following
-// constant updates. ctest runs the route's tests again under ONEDNN_MAX_CPU_ISA=AVX2
-// (runtime.own_gemm_avx2), so an AVX-512 machine checks the AVX2 route too.
+// columns around the 16-column panels and the 1-3 panel tiles, K around the blocks (one
+// block up to 768, then blocks of 256 for AVX2; K over 768 split evenly for AVX-512), A rows
+// 4 KiB apart, alpha, bias with beta, residual beside C and in place, clamp and both GELUs, 1
+// and 2 threads; and the matmul shims' route to it (shim_gemm.cpp): the rule, single and multi
+// (Q/K/V) GEMMs, and the packed panels following constant updates. ctest runs the route's
+// tests again under ONEDNN_MAX_CPU_ISA=AVX2 (runtime.own_gemm_avx2), so an AVX-512 machine
+// checks the AVX2 route too.
 #include "gemm.h"
 #include "gemv.h"
 #include "isa_cap.h"
@@ -35,7 +36,7 @@ std::vector<Gemm> kernelCases() {
                            KILN_POST_GELU_TANH};
   for (int64_t m : {3, 5, 6, 7, 8, 10, 12, 13, 25, 50, 197}) // every remainder of 6 and 8
     for (int64_t n : {1, 16, 17, 40, 100})
-      for (int64_t k : {1, 9, 256, 257, 600, 1600}) {
+      for (int64_t k : {1, 9, 256, 257, 600, 768, 769, 1600}) {
         Gemm t{m, n, k, rng() % 2 == 0, rng() % 2 == 0, rng() % 2 == 0, posts[rng() % 5]};
         v.push_back(t);
       }
@@ -120,6 +121,37 @@ TEST(OwnGemm, KernelResidualInPlace) {
       expectClose(c, reference(t, p, d), t, p.ldc,
                   std::string(kernel.name) + " in place, k " + std::to_string(k));
     }
+}
+
+// A whose rows are a multiple of 4 KiB apart (rows that share L1 sets; a layout the kernels
+// may copy or pad), at K equal to the stride and short of it, 1 and 2 threads: A unchanged.
+TEST(OwnGemm, KernelRowsFourKiBApart) {
+  if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
+  const int saved = omp_get_max_threads();
+  std::mt19937 rng(13);
+  struct Case {
+    int64_t m, n, k, lda;
+  };
+  for (const NamedKernel &kernel : kernels())
+    for (int threads : {1, 2})
+      for (const Case &c : {Case{37, 144, 1024, 1024}, Case{128, 200, 700, 1024},
+                            Case{13, 768, 3072, 3072}, Case{7, 128, 2048, 4096}}) {
+        omp_set_num_threads(threads);
+        Gemm t{c.m, c.n, c.k, false, true, true, KILN_POST_GELU_ERF};
+        kiln_matmul_params_v1 p = params(t);
+        p.lda = c.lda;
+        Data d = makeData(t, p, rng);
+        std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
+        kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, false, packed.data());
+        std::vector<float> out(t.m * p.ldc, -7.f);
+        const std::vector<float> a = d.a;
+        kernel.run(kernelParams(t, p, d), d.a.data(), packed.data(), out.data());
+        EXPECT_EQ(d.a, a) << "A changed";
+        expectClose(out, reference(t, p, d), t, p.ldc,
+                    std::string(kernel.name) + " " + t.describe() + " lda " +
+                        std::to_string(c.lda) + " threads " + std::to_string(threads));
+      }
+  omp_set_num_threads(saved);
 }
 
 // Runs the AVX-512 GEMM on case t (C holding the residual when inPlace) and checks both that
