@@ -13,15 +13,16 @@
 // kept in L1. Deeper K goes in blocks of kBlockK (16 KiB of a panel, kept in L1 while the
 // strips pass). While the strips run, each prefetches a share of the next block of B into L2
 // (the panels are one contiguous stream, so the next block is the next kc x 16 floats),
-// spread over a whole-K block's k-steps. Both together: 128-197 x 768-3072 x 768 1-2% faster
-// on Zen 3 with B from memory (bench/gemm, docs/perf.md session 35). Items are split among
+// spread over a whole-K block's k-steps. Both together: 128-197 x 768-3072 x 768 1-3% faster
+// on Zen 3 with B from memory (the two drivers alternating in one process; docs/perf.md,
+// session 35). Items are split among
 // the run's threads; inside a parallel region (a conv chain's lanes) the calling thread runs
 // them all.
 //
 // Where A's rows lie a multiple of 4 KiB apart (K = 1024, 2048, 3072: BERT's fc2), a tile's
-// six rows share one L1 set. A padded copy of A measured 2-6% faster in the GEMM alone on
-// Zen 3, but copying it cost more than that on the H200 host's Xeon (session 35); padding
-// would have to come from the compiler's layout of A, for free.
+// six rows share one L1 set. A padded A was under 2% faster in the GEMM alone (Zen 3 and the
+// H200 host's Xeon, quiet) and copying it into one cost 1-3% (session 35): padding would have
+// to come from the compiler's layout of A, for free.
 #include "gemm.h"
 
 #include "gelu_avx2.h"
@@ -39,7 +40,7 @@ namespace {
 constexpr int MR = static_cast<int>(kGemmTileRows);
 constexpr int64_t NR = kGemvPanel; // 16: two ymm
 constexpr int64_t kBlockK = 256;   // K per block where K is deeper than kWholeK
-constexpr int64_t kWholeK = 768;   // K up to this is one block (bench/gemm, session 35)
+constexpr int64_t kWholeK = 768;   // K up to this is one block (docs/perf.md, session 35)
 // Strips per work item at most (72 rows): each panel re-reads its group's rows of A, which
 // must stay in L2 between panels; AVX2-only cores have 256-512 KiB of it. On Zen 3 (512 KiB)
 // groups of 36 strips (216 rows) ran M = 197 and 1024 GEMMs 4-5% slower, M = 128 ones 2%
