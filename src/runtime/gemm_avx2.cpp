@@ -15,9 +15,8 @@
 // (the panels are one contiguous stream, so the next block is the next kc x 16 floats),
 // spread over a whole-K block's k-steps. Both together: 128-197 x 768-3072 x 768 1-3% faster
 // on Zen 3 with B from memory (the two drivers alternating in one process; docs/perf.md,
-// session 35). Items are split among
-// the run's threads; inside a parallel region (a conv chain's lanes) the calling thread runs
-// them all.
+// session 35). Items are split among the run's threads; inside a parallel region (a conv
+// chain's lanes) the calling thread runs them all.
 //
 // Where A's rows lie a multiple of 4 KiB apart (K = 1024, 2048, 3072: BERT's fc2), a tile's
 // six rows share one L1 set. A padded A was under 2% faster in the GEMM alone (Zen 3 and the
