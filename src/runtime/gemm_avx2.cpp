@@ -13,10 +13,10 @@
 // kept in L1. Deeper K goes in blocks of kBlockK (16 KiB of a panel, kept in L1 while the
 // strips pass). While the strips run, each prefetches a share of the next block of B into L2
 // (the panels are one contiguous stream, so the next block is the next kc x 16 floats),
-// spread over a whole-K block's k-steps. Both together: 128-197 x 768-3072 x 768 1-3% faster
-// on Zen 3 with B from memory (the two drivers alternating in one process; docs/perf.md,
-// session 35). Items are split among the run's threads; inside a parallel region (a conv
-// chain's lanes) the calling thread runs them all.
+// spread over the k-steps of a block longer than kBlockK. Both together: 128-197 x 768-3072 x 768
+// 1-3% faster on Zen 3 with B from memory (the two drivers alternating in one process;
+// docs/perf.md, session 35). Items are split among the run's threads; inside a parallel region (a
+// conv chain's lanes) the calling thread runs them all.
 //
 // Where A's rows lie a multiple of 4 KiB apart (K = 1024, 2048, 3072: BERT's fc2), a tile's
 // six rows share one L1 set. A padded A was under 2% faster in the GEMM alone (Zen 3 and the
@@ -257,9 +257,9 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
       const int64_t from = (s - s0) * share;
       t.prefetch = next + from * NR;
       t.prefetchLines = std::clamp<int64_t>(kc - from, 0, std::min(share, t.kc));
-      // A whole-K block spreads its lines over the first half of its k-steps: all in its
-      // first k-steps, they slowed 128 x 2304-3072 x 768 by 1-2% on Zen 3 (B from memory),
-      // where blocks of 256 were slower spread.
+      // A block longer than kBlockK (K of 257-768 in one) spreads its lines over the first
+      // half of its k-steps: all in its first k-steps, they slowed 128 x 2304-3072 x 768 by
+      // 1-2% on Zen 3 (B from memory), where blocks of 256 were slower spread.
       t.prefetchEvery = t.kc > kBlockK && t.prefetchLines > 0
                             ? std::max<int64_t>(1, t.kc / (2 * t.prefetchLines))
                             : 1;
