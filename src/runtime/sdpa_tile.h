@@ -8,10 +8,11 @@
 // Per block of MR query rows: scores for KB keys at a time by a register-blocked micro-kernel
 // (MR query rows read in place x 2 vectors of keys, K packed as [D][2W] panels);
 // online softmax (a running max and sum per row, one exp per score, the output rescaled when
-// the max grows); P*V accumulated into an MR x Dv tile by a second micro-kernel that reads V
-// rows in place. The output is divided by the row sum once at the end. Keys past the last one
-// some row of the block may attend (masked with -inf or finfo.min: causal, padding) are not
-// computed at all.
+// the max grows); P*V accumulated into an MR x Dv tile by a second micro-kernel over V packed
+// as [Skv][2W] panels. In place, V's rows lie a fused projection's row apart (BERT: 9 KiB), so
+// one column block of 128 rows falls into 4 L1 sets and every P*V pass missed L1 on each row. The
+// output is divided by the row sum once at the end. Keys past the last one some row of the block
+// may attend (masked with -inf or finfo.min: causal, padding) are not computed at all.
 #pragma once
 
 #include "sdpa_kernels.h"
@@ -41,18 +42,37 @@ template <class V, int MR> struct Tile {
   static_assert(KB % PW == 0, "a key block holds whole K panels");
 
   static int64_t dvPad(int64_t Dv) { return roundUp(Dv, W); }
-  static bool padsV(int64_t Dv) { return Dv % W != 0; }
+  static int64_t vPanels(int64_t Dv) { return (Dv + PW - 1) / PW; }
   static int64_t packedKFloats(int64_t Skv, int64_t D) { return aligned(roundUp(Skv, PW) * D); }
 
   static int64_t packedFloats(int64_t Skv, int64_t D, int64_t Dv) {
-    return packedKFloats(Skv, D) + (padsV(Dv) ? aligned(Skv * dvPad(Dv)) : 0);
+    return packedKFloats(Skv, D) + aligned(vPanels(Dv) * Skv * PW);
   }
   static int64_t workFloats(int64_t D, int64_t Dv) {
     return aligned(MR * KB) + aligned(MR * dvPad(Dv)) + aligned(2 * MR);
   }
 
-  /// K as panels of PW keys, each [D][PW] (keys past Skv are zero); V copied to rows of
-  /// dvPad(Dv) floats only when Dv is not a whole number of vectors.
+  /// V as panels of PW columns, each [Skv][PW] (columns past Dv are zero).
+  static void packV(const Head &h, float *vp) {
+    for (int64_t p = 0; p < vPanels(h.Dv); ++p) {
+      const int64_t c0 = p * PW, n = minOf(PW, h.Dv - c0);
+      float *dst = vp + p * h.Skv * PW;
+      for (int64_t j = 0; j < h.Skv; ++j, dst += PW) {
+        const float *src = h.v + j * h.ldv + c0;
+        if (n == PW) {
+          V::store(dst, V::load(src));
+          V::store(dst + W, V::load(src + W));
+          continue;
+        }
+        for (int64_t d = 0; d < n; ++d)
+          dst[d] = src[d];
+        for (int64_t d = n; d < PW; ++d)
+          dst[d] = 0.f;
+      }
+    }
+  }
+
+  /// K as panels of PW keys, each [D][PW] (keys past Skv are zero), then V (packV).
   static void packHead(const Head &h, float *packed) {
     const int64_t panels = (h.Skv + PW - 1) / PW, D = h.D, D8 = D / 8 * 8;
     for (int64_t p = 0; p < panels; ++p) {
@@ -75,15 +95,7 @@ template <class V, int MR> struct Tile {
         for (int64_t d = 0; d < D; ++d)
           dst[d * PW + j] = 0.f;
     }
-    if (!padsV(h.Dv)) return;
-    float *vp = packed + packedKFloats(h.Skv, h.D);
-    const int64_t ld = dvPad(h.Dv);
-    for (int64_t j = 0; j < h.Skv; ++j) {
-      for (int64_t d = 0; d < h.Dv; ++d)
-        vp[j * ld + d] = h.v[j * h.ldv + d];
-      for (int64_t d = h.Dv; d < ld; ++d)
-        vp[j * ld + d] = 0.f;
-    }
+    packV(h, packed + packedKFloats(h.Skv, h.D));
   }
 
   /// s[i][0, NK * W) = scale * (query row q[i] . the first NK * W keys of one K panel), for
@@ -233,8 +245,7 @@ template <class V, int MR> struct Tile {
     float *s = work;
     float *o = s + aligned(MR * KB);
     float *rowMax = o + aligned(MR * ldO), *rowSum = rowMax + MR;
-    const float *v = padsV(h.Dv) ? packed + packedKFloats(h.Skv, D) : h.v;
-    const int64_t ldV = padsV(h.Dv) ? ldO : h.ldv;
+    const float *v = packed + packedKFloats(h.Skv, D);
     for (int64_t blk = firstBlock; blk < endBlock; ++blk) {
       const int64_t r0 = blk * MR, nr = minOf(MR, h.Sq - r0);
       const float *q[MR]; // a padding row of the last block repeats the last real row
@@ -271,9 +282,9 @@ template <class V, int MR> struct Tile {
           softmaxStep(si, nk, rowMax[i], rowSum[i], o + i * ldO, ldO);
         }
         int64_t c = 0;
-        for (; c + 2 * W <= ldO; c += 2 * W)
-          accumulatePV<2>(s, v + kb0 * ldV + c, ldV, nk, o + c, ldO);
-        if (c < ldO) accumulatePV<1>(s, v + kb0 * ldV + c, ldV, nk, o + c, ldO);
+        for (; c + PW <= ldO; c += PW)
+          accumulatePV<2>(s, v + (c / PW * h.Skv + kb0) * PW, PW, nk, o + c, ldO);
+        if (c < ldO) accumulatePV<1>(s, v + (c / PW * h.Skv + kb0) * PW, PW, nk, o + c, ldO);
       }
       for (int64_t i = 0; i < nr; ++i) {
         const float inv = rowSum[i] > 0.f ? 1.0f / rowSum[i] : 0.f; // 0: all keys masked
