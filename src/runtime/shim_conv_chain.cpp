@@ -13,7 +13,6 @@
 #include "aligned_vector.h"
 #include "dwconv.h"
 #include "error.h"
-#include "isa_cap.h"
 #include "shim_conv.h"
 #include "shim_dwconv.h"
 #include "shim_matmul.h"
@@ -36,20 +35,16 @@ namespace {
 // Tags this shim's scratch entry apart from every site's cache keys.
 constexpr int64_t kChainTag = 0x636861696e; // "chain"
 
-// One band's expanded and filtered rows, on cache lines where the AVX-512 kernels run: the
-// depthwise kernel and the GEMMs move them in whole vectors, and malloc's 16-byte alignment
-// made each 64-byte vector straddle two lines (MobileNetV2 1.07-1.09x aligned). Below AVX-512
-// the rows start 16 bytes past a line, as malloc placed them: aligned, MobileNetV2 under the
-// AVX2 cap ran level at 1 thread and 3-5% slower at 2 (four runs of 5-8 alternating pairs;
-// docs/perf.md, session 24).
+// One band's expanded and filtered rows, on cache lines: the depthwise kernel and the GEMMs
+// move them in whole vectors, and malloc's 16-byte alignment made each vector straddle two
+// lines (MobileNetV2 1.07-1.09x aligned with AVX-512). Below AVX-512 the rows kept that
+// 16-byte skew from session 24 to 35 (an Intel Xeon under the AVX2 cap ran aligned rows 3-5%
+// slower at 2 threads, unexplained); on Zen 3, a true AVX2 CPU, the depthwise kernel runs
+// 1.13-1.65x slower on skewed rows and the chains 4-6% slower at 1 and 2 threads (the two
+// alternating in one process; docs/perf.md, session 36).
 struct BandBuffers {
   AlignedVector<float> expanded, filtered;
 };
-
-int64_t bandSkewFloats() {
-  static const int64_t skew = usableIsaBits() >= 512 ? 0 : 4;
-  return skew;
-}
 
 // One thread's share of a chain run in lanes: a runner of its own whose oneDNN cache (GEMM
 // primitives created single-threaded, stream, weights memo) no other thread touches, on the
@@ -111,18 +106,17 @@ int runRows(Runner &r, const ChainCall &c, BandBuffers &b, int64_t img, int64_t 
   const ChainGeometry &g = c.g;
   const kiln_conv_chain_params_v1 &p = *c.p;
   const int dw = p.count - 2;
-  const int64_t skew = bandSkewFloats();
   try {
     const int64_t maxIn = std::min(g.h, (band - 1) * g.stride + 3);
-    if (g.expand && b.expanded.size() < static_cast<size_t>(maxIn * g.w * g.ce + skew))
-      b.expanded.resize(maxIn * g.w * g.ce + skew);
-    if (b.filtered.size() < static_cast<size_t>(band * g.ow * g.ce + skew))
-      b.filtered.resize(band * g.ow * g.ce + skew);
+    if (g.expand && b.expanded.size() < static_cast<size_t>(maxIn * g.w * g.ce))
+      b.expanded.resize(maxIn * g.w * g.ce);
+    if (b.filtered.size() < static_cast<size_t>(band * g.ow * g.ce))
+      b.filtered.resize(band * g.ow * g.ce);
   } catch (const std::bad_alloc &) {
     return fail(KILN_ERR_OUT_OF_MEMORY, "conv_chain site %lld: out of memory",
                 static_cast<long long>(c.site));
   }
-  float *expanded = b.expanded.data() + skew, *filtered = b.filtered.data() + skew;
+  float *expanded = b.expanded.data(), *filtered = b.filtered.data();
   const int64_t rowIn = g.w * g.cin, rowE = g.w * g.ce, rowOut = g.ow * g.cout;
   const float *xi = c.x + img * g.h * rowIn;
   int64_t have0 = 0, have1 = 0; // input rows whose expansion `expanded` holds
