@@ -43,10 +43,58 @@ template <class V, int R0, int R1, int C0, int C1>
   return s;
 }
 
+// Two neighbouring output pixels (ox, ox + 1) with all three tap columns inside the row:
+// the columns they share (one at stride 2, two at stride 1) are loaded once, 6 or 7.5 loads a
+// pixel instead of 9, and each pixel is one chain of FMAs from the bias (no adds).
+template <class V, int R0, int R1, int S>
+[[gnu::always_inline]] inline void pixelPair(const Ctx<V> &k, int64_t ix0, typename V::Reg &outA,
+                                             typename V::Reg &outB) {
+  using Reg = typename V::Reg;
+  Reg a = k.b, b = k.b;
+#pragma GCC unroll 3
+  for (int kh = R0; kh < R1; ++kh) {
+    const float *r = k.rows[kh] + ix0 * k.C;
+#pragma GCC unroll 5
+    for (int col = 0; col < 3 + S; ++col) {
+      const Reg x = V::load(r + col * k.C);
+      if (col < 3) a = V::fma(x, k.wk[kh * 3 + col], a);
+      if (col >= S) b = V::fma(x, k.wk[kh * 3 + col - S], b);
+    }
+  }
+  outA = a;
+  outB = b;
+}
+
+// fullRow at stride S (1 or 2), the inner pixels in pairs. Inlined, as is fullRow: called,
+// each row paid for copying the Ctx (MobileNetV2's 7- and 14-wide maps ran 1.1-1.7x slower).
+// Zen 3, the band shapes of MobileNetV2 (4 output rows, data in cache): stride 1 0.82-0.98x
+// of the time of single pixels, stride 2 0.94-1.03x (docs/perf.md, session 36).
+template <class V, int R0, int R1, int S>
+[[gnu::always_inline]] inline void fullRowS(const Ctx<V> k, const DwConvParams &p, float *yRow,
+                                            int64_t oxIn0, int64_t oxIn1) {
+  const int64_t padLeft = p.padLeft, ow = p.ow, C = k.C;
+  int64_t ox = 0;
+  for (; ox < oxIn0; ++ox) // left border: tap column 0 is padding
+    V::store(yRow + ox * C, k.clamp(pixel<V, R0, R1, 1, 3>(k, ox * S - padLeft)));
+  for (; ox + 2 <= oxIn1; ox += 2) {
+    typename V::Reg a, b;
+    pixelPair<V, R0, R1, S>(k, ox * S - padLeft, a, b);
+    V::store(yRow + ox * C, k.clamp(a));
+    V::store(yRow + (ox + 1) * C, k.clamp(b));
+  }
+  for (; ox < oxIn1; ++ox)
+    V::store(yRow + ox * C, k.clamp(pixel<V, R0, R1, 0, 3>(k, ox * S - padLeft)));
+  for (; ox < ow; ++ox) // right border: tap column 2 is padding
+    V::store(yRow + ox * C, k.clamp(pixel<V, R0, R1, 0, 2>(k, ox * S - padLeft)));
+}
+
 // A full-vector row whose tap rows [R0, R1) are present, on a map at least 3 wide. `k` is
 // a copy: the stores to y could alias a referenced Ctx and force reloading its weights.
 template <class V, int R0, int R1>
-void fullRow(const Ctx<V> k, const DwConvParams &p, float *yRow, int64_t oxIn0, int64_t oxIn1) {
+[[gnu::always_inline]] inline void fullRow(const Ctx<V> k, const DwConvParams &p, float *yRow,
+                                           int64_t oxIn0, int64_t oxIn1) {
+  if (p.stride == 1) return fullRowS<V, R0, R1, 1>(k, p, yRow, oxIn0, oxIn1);
+  if (p.stride == 2) return fullRowS<V, R0, R1, 2>(k, p, yRow, oxIn0, oxIn1);
   const int64_t s = p.stride;
   for (int64_t ox = 0; ox < oxIn0; ++ox) // left border: tap column 0 is padding
     V::store(yRow + ox * k.C, k.clamp(pixel<V, R0, R1, 1, 3>(k, ox * s - p.padLeft)));
