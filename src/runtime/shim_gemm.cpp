@@ -47,13 +47,15 @@ bool avx512Tiles() {
 
 /// Shapes the tiles run well: at most 1/8 of the last panel padding (N = 24 computes 32
 /// columns: 336 x 24 x 144 ran at 0.77x oneDNN's speed on the 6 x 16 tile) and enough K: 32 for
-/// the AVX2 tile (K = 24 spends as long in each tile's epilogue as in its FMAs: 336 x 144 x 24 at
-/// 0.96x). The AVX-512 tile takes K >= 256 and N >= 512, the transformer GEMMs where it beat
-/// oneDNN's AVX-512 kernels (Zen 5: 1.05-1.15x at 1 and 2 threads; Sapphire Rapids: 1.05-1.10x
-/// at 1 thread at M = 128, level at 2); below that oneDNN matched or beat it (a 1x1 conv's
-/// 3136 x 64 x 256: 0.73-0.90x; 784 x 256 x 1024 on Sapphire Rapids: 0.85x). With few rows
-/// (a 7 x 7 image, or 14 x 14 with K >= 256) it also takes narrower GEMMs, where oneDNN's
-/// matmul runs at 50-70% of the FMA peak (Intel Xeon, bench/gemm: MobileNetV2's 7 x 7
+/// the AVX2 tile, or exactly 16 or 24, which its lean small-K tile runs (gemm_avx2.cpp; the
+/// general tile spent as long in each tile's epilogue as in its FMAs there, 336 x 144 x 24 at
+/// 0.96x oneDNN; the lean one, Zen 3, B in cache: 896 x 96 x 16 1.40x, 672 x 144 x 24 1.28x,
+/// 448 x 144 x 24 1.29x oneDNN's median speed). The AVX-512 tile takes K >= 256 and N >= 512, the
+/// transformer GEMMs where it beat oneDNN's AVX-512 kernels (Zen 5: 1.05-1.15x at 1 and 2 threads;
+/// Sapphire Rapids: 1.05-1.10x at 1 thread at M = 128, level at 2); below that oneDNN matched or
+/// beat it (a 1x1 conv's 3136 x 64 x 256: 0.73-0.90x; 784 x 256 x 1024 on Sapphire Rapids: 0.85x).
+/// With few rows (a 7 x 7 image, or 14 x 14 with K >= 256) it also takes narrower GEMMs, where
+/// oneDNN's matmul runs at 50-70% of the FMA peak (Intel Xeon, bench/gemm: MobileNetV2's 7 x 7
 /// expansions and projections, 49 x 960 x 160 and 49 x 160 x 960, 1.19-1.21x; 98 rows
 /// 1.15-1.18x; 196 x 96 x 576 1.08x, 196 x 256 x 1024 1.07x; but 196 x 576 x 96 0.97x and
 /// K or N = 64 0.89-0.95x, so those keep oneDNN). Any M: a last strip of fewer rows runs a
@@ -62,7 +64,8 @@ bool avx512Tiles() {
 bool tileFits(int64_t m, int64_t n, int64_t k) {
   const int64_t cols = (n + kGemvPanel - 1) / kGemvPanel * kGemvPanel;
   const bool fewRows = k >= 96 && n >= 96 && (m <= 128 || (m <= 256 && k >= 256));
-  const bool enough = avx512Tiles() ? (k >= 256 && n >= 512) || fewRows : k >= 32;
+  const bool enough =
+      avx512Tiles() ? (k >= 256 && n >= 512) || fewRows : k >= 32 || k == 16 || k == 24;
   return enough && 8 * (cols - n) <= cols;
 }
 

@@ -36,7 +36,7 @@ std::vector<Gemm> kernelCases() {
                            KILN_POST_GELU_TANH};
   for (int64_t m : {3, 5, 6, 7, 8, 10, 12, 13, 25, 50, 197}) // every remainder of 6 and 8
     for (int64_t n : {1, 16, 17, 40, 100})
-      for (int64_t k : {1, 9, 256, 257, 600, 768, 769, 1600}) {
+      for (int64_t k : {1, 9, 16, 24, 32, 256, 257, 600, 768, 769, 1600}) {
         Gemm t{m, n, k, rng() % 2 == 0, rng() % 2 == 0, rng() % 2 == 0, posts[rng() % 5]};
         v.push_back(t);
       }
@@ -95,6 +95,36 @@ TEST(OwnGemm, KernelMatchesFloat64) {
                     std::string(kernel.name) + " " + t.describe() + " threads " +
                         std::to_string(threads));
       }
+    }
+  omp_set_num_threads(saved);
+}
+
+// K of 16, 24 and 32 with alpha 1, at most a bias and a clamp: the AVX2 kernel's lean
+// small-K tile takes the whole strips and panels, the general tile the rest (a partial panel,
+// last strips that share rows).
+TEST(OwnGemm, SmallKMatchesFloat64) {
+  if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
+  const int saved = omp_get_max_threads();
+  std::mt19937 rng(17);
+  const int32_t posts[] = {KILN_POST_NONE, KILN_POST_RELU, KILN_POST_CLIP};
+  for (const NamedKernel &kernel : kernels())
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      for (int64_t m : {5, 6, 13, 128, 200})
+        for (int64_t n : {16, 40, 96})
+          for (int64_t k : {16, 24, 32}) {
+            Gemm t{m, n, k, rng() % 2 == 0, rng() % 2 == 0, false, posts[rng() % 3]};
+            kiln_matmul_params_v1 p = params(t);
+            p.alpha = 1.f;
+            Data d = makeData(t, p, rng);
+            std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
+            kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, t.transB, packed.data());
+            std::vector<float> c(t.m * p.ldc, -7.f);
+            kernel.run(kernelParams(t, p, d), d.a.data(), packed.data(), c.data());
+            expectClose(c, reference(t, p, d), t, p.ldc,
+                        std::string(kernel.name) + " " + t.describe() + " threads " +
+                            std::to_string(threads));
+          }
     }
   omp_set_num_threads(saved);
 }
@@ -372,10 +402,16 @@ TEST(OwnGemmRoute, TakesOnlyWhatItComputes) {
   }
   q.n = fitN;
   EXPECT_TRUE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
-  q.k = minK - 8;
+  q.k = minK - 4;
   EXPECT_FALSE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
   q.k = minK;
   EXPECT_TRUE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
+  if (!wide) // below 32, the AVX2 kernel's lean tile takes K = 16 and 24 only
+    for (int64_t k : {8, 16, 20, 24}) {
+      q.k = k;
+      EXPECT_EQ(kiln::rt::ownGemmFits(q, true, nullptr, &c), k == 16 || k == 24) << "K " << k;
+    }
+  q.k = minK;
   // Any M from 5 on: a last strip of fewer rows runs a tile of only its rows.
   for (int64_t m : {5, 7, 9, 10, 13, 197}) {
     q.m = m;
