@@ -75,6 +75,12 @@ bool gemmAvx2Supported();
 /// packedB: packGemvWeights(B) (16-column panels).
 void gemmAvx2(const GemmParams &g, const float *a, const float *packedB, float *c);
 
+/// Columns [n - 24, n) of rows [row0, row1) of a GEMM whose n is 8 past a whole panel, on a
+/// 4 x 24 AVX2 tile (gemm_avx2_tail.cpp); gemmAvx2 runs its other columns on the 6 x 16 tile.
+void gemmAvx2Tail24(const GemmParams &g, const float *a, const float *packedB, float *c,
+                    int64_t row0, int64_t row1);
+constexpr int64_t kGemmTailRows = 4;
+
 /// The same with AVX-512 tiles (gemm_avx512.cpp); the same packed B. At 2+ threads, GEMMs
 /// of a few uneven work items (small M, narrow N) and deep K share K out among the threads
 /// instead, each summing into a partial C, then finishing a share of C's rows from them;

@@ -365,9 +365,14 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
 
 void gemmAvx2(const GemmParams &g, const float *a, const float *packedB, float *c) {
   if (g.m <= 0 || g.n <= 0 || g.k <= 0) return;
+  // N 8 past a whole panel: the last 24 columns on the 4 x 24 tile (gemm_avx2_tail.cpp), in
+  // items of 12 of its strips after the 6 x 16 tiles' items.
+  const bool tail = g.n % NR == 8 && g.n >= 24;
+  GemmParams head = g;
+  if (tail) head.n = g.n - 24;
   Plan plan;
-  plan.panels = (g.n + NR - 1) / NR;
-  const GemmRowGroups rows = gemmRowGroups(g.m, MR, kGroupStrips, plan.panels);
+  plan.panels = (head.n + NR - 1) / NR;
+  const GemmRowGroups rows = gemmRowGroups(g.m, MR, kGroupStrips, plan.panels + (tail ? 2 : 0));
   plan.strips = rows.strips;
   plan.perGroup = rows.perGroup;
   plan.groups = rows.groups;
@@ -377,8 +382,13 @@ void gemmAvx2(const GemmParams &g, const float *a, const float *packedB, float *
   // the shim checks), and the epilogue does not add it again.
   plan.inPlace = g.residual == c;
   plan.residual = plan.inPlace ? nullptr : g.residual;
-  gemmForEachItem(plan.groups * plan.panels, rows.threads,
-                  [&](int64_t item) { runItem(g, plan, a, packedB, c, item); });
+  const int64_t headItems = plan.groups * plan.panels, tailRows = 12 * kGemmTailRows;
+  const int64_t tailItems = tail ? (g.m + tailRows - 1) / tailRows : 0;
+  gemmForEachItem(headItems + tailItems, rows.threads, [&](int64_t item) {
+    if (item < headItems) return runItem(head, plan, a, packedB, c, item);
+    const int64_t row0 = (item - headItems) * tailRows;
+    gemmAvx2Tail24(g, a, packedB, c, row0, std::min(g.m, row0 + tailRows));
+  });
 }
 
 } // namespace kiln::rt

@@ -46,7 +46,9 @@ bool avx512Tiles() {
 }
 
 /// Shapes the tiles run well: at most 1/8 of the last panel padding (N = 24 computes 32
-/// columns: 336 x 24 x 144 ran at 0.77x oneDNN's speed on the 6 x 16 tile) and enough K: 32 for
+/// columns: 336 x 24 x 144 ran at 0.77x oneDNN's speed on the 6 x 16 tile), except that the
+/// AVX2 driver runs the last 24 columns of an N 8 past a whole panel on a 4 x 24 tile of their
+/// own (gemm_avx2_tail.cpp: 224 x 24 x 96 and 224 x 24 x 144 ~2x oneDNN), and enough K: 32 for
 /// the AVX2 tile, or exactly 16 or 24, which its lean small-K tile runs (gemm_avx2.cpp; the
 /// general tile spent as long in each tile's epilogue as in its FMAs there, 336 x 144 x 24 at
 /// 0.96x oneDNN; the lean one, Zen 3, B in cache: 896 x 96 x 16 1.40x, 672 x 144 x 24 1.28x,
@@ -66,7 +68,8 @@ bool tileFits(int64_t m, int64_t n, int64_t k) {
   const bool fewRows = k >= 96 && n >= 96 && (m <= 128 || (m <= 256 && k >= 256));
   const bool enough =
       avx512Tiles() ? (k >= 256 && n >= 512) || fewRows : k >= 32 || k == 16 || k == 24;
-  return enough && 8 * (cols - n) <= cols;
+  const bool avx2Tail = !avx512Tiles() && n % kGemvPanel == 8 && n >= 24;
+  return enough && (avx2Tail || 8 * (cols - n) <= cols);
 }
 
 void runGemm(const GemmParams &g, const float *a, const float *packedB, float *c) {

@@ -35,7 +35,7 @@ std::vector<Gemm> kernelCases() {
   const int32_t posts[] = {KILN_POST_NONE, KILN_POST_RELU, KILN_POST_CLIP, KILN_POST_GELU_ERF,
                            KILN_POST_GELU_TANH};
   for (int64_t m : {3, 5, 6, 7, 8, 10, 12, 13, 25, 50, 197}) // every remainder of 6 and 8
-    for (int64_t n : {1, 16, 17, 40, 100})
+    for (int64_t n : {1, 16, 17, 24, 40, 100}) // 24, 40: the AVX2 4 x 24 tail tile
       for (int64_t k : {1, 9, 16, 24, 32, 256, 257, 600, 768, 769, 1600}) {
         Gemm t{m, n, k, rng() % 2 == 0, rng() % 2 == 0, rng() % 2 == 0, posts[rng() % 5]};
         v.push_back(t);
@@ -134,8 +134,8 @@ TEST(OwnGemm, KernelResidualInPlace) {
   if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
   std::mt19937 rng(8);
   for (const NamedKernel &kernel : kernels())
-    for (int64_t k : {5, 256, 700, 1600}) {
-      Gemm t{k == 700 ? 26 : 20, 33, k, false, true, true, KILN_POST_RELU};
+    for (int64_t k : {5, 24, 256, 700, 1600}) {
+      Gemm t{k == 700 ? 26 : 20, k == 24 ? 40 : 33, k, false, true, true, KILN_POST_RELU};
       kiln_matmul_params_v1 p = params(t);
       p.alpha = 1.f;
       Data d = makeData(t, p, rng);
@@ -372,11 +372,13 @@ TEST(OwnGemmRoute, TakesOnlyWhatItComputes) {
   q.batch = 2;
   q.b_batch_stride = 7;
   EXPECT_FALSE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
-  // Shapes the tile runs badly stay with oneDNN: N = 24 (a third of the last panel padding),
-  // N below 512 on AVX-512 above 256 rows, and K below the minimum; N = 63 (AVX2) or 520 and
-  // K at the minimum fit.
+  // Shapes the tile runs badly stay with oneDNN: N = 20 (most of the last panel padding; N = 24,
+  // 8 past a panel, only on AVX-512), N below 512 on AVX-512 above 256 rows, and K below the
+  // minimum; N = 63 (AVX2) or 520 and K at the minimum fit.
   q = p;
-  q.n = 24;
+  q.n = 24; // AVX2: its last 24 columns on the 4 x 24 tile
+  EXPECT_EQ(kiln::rt::ownGemmFits(q, true, nullptr, &c), !wide);
+  q.n = 20;
   EXPECT_FALSE(kiln::rt::ownGemmFits(q, true, nullptr, &c));
   if (wide) {
     q.m = 300;
