@@ -53,7 +53,7 @@ struct Avx2 {
 namespace kiln::rt::sdpa {
 
 const Kernels &avx2Kernels() {
-  static constexpr Kernels k = Tile<Avx2, 6>::kernels("avx2");
+  static constexpr Kernels k = Tile<Avx2, 6, true>::kernels("avx2");
   return k;
 }
 

@@ -48,7 +48,7 @@ struct Avx512 {
 namespace kiln::rt::sdpa {
 
 const Kernels &avx512Kernels() {
-  static constexpr Kernels k = Tile<Avx512, 8>::kernels("avx512");
+  static constexpr Kernels k = Tile<Avx512, 8, false>::kernels("avx512");
   return k;
 }
 

@@ -74,7 +74,7 @@ struct Generic {
 namespace kiln::rt::sdpa {
 
 const Kernels &genericKernels() {
-  static constexpr Kernels k = Tile<Generic, 4>::kernels("generic");
+  static constexpr Kernels k = Tile<Generic, 4, false>::kernels("generic");
   return k;
 }
 

@@ -8,10 +8,9 @@
 // Per block of MR query rows: scores for KB keys at a time by a register-blocked micro-kernel
 // (MR query rows read in place x 2 vectors of keys, K packed as [D][2W] panels);
 // online softmax (a running max and sum per row, one exp per score, the output rescaled when
-// the max grows); P*V accumulated into an MR x Dv tile by a second micro-kernel over V packed
-// as [Skv][2W] panels. In place, V's rows lie a fused projection's row apart (BERT: 9 KiB), so
-// one column block of 128 rows falls into 4 L1 sets and every P*V pass missed L1 on each row. The
-// output is divided by the row sum once at the end. Keys past the last one some row of the block
+// the max grows); P*V accumulated into an MR x Dv tile by a second micro-kernel over V read in
+// place or packed as [Skv][2W] panels (Tile's PackV). The output is divided by the row sum
+// once at the end. Keys past the last one some row of the block
 // may attend (masked with -inf or finfo.min: causal, padding) are not computed at all.
 #pragma once
 
@@ -34,7 +33,12 @@ inline int64_t aligned(int64_t floats) { // keeps every scratch block 64-byte al
   return roundUp(floats, 16);
 }
 
-template <class V, int MR> struct Tile {
+/// PackV: V copied into [Skv][2W] panels per head (AVX2: in place, a fused projection's V rows
+/// 9 KiB apart fell into 4 sets of its 8-way 32 KiB L1, and every P*V pass missed L1 on each
+/// row; packed, kiln_sdpa_bench 1-5% faster on Zen 3). Without it V is read in place and
+/// copied only where Dv is not a whole number of vectors (on an AVX-512 Xeon, packing V rows
+/// made BERT-base b8's attention 8% slower, session 24).
+template <class V, int MR, bool PackV> struct Tile {
   using Reg = typename V::Reg;
   static constexpr int W = V::W;
   static constexpr int PW = 2 * W; // keys per packed K panel
@@ -45,8 +49,10 @@ template <class V, int MR> struct Tile {
   static int64_t vPanels(int64_t Dv) { return (Dv + PW - 1) / PW; }
   static int64_t packedKFloats(int64_t Skv, int64_t D) { return aligned(roundUp(Skv, PW) * D); }
 
+  static bool packsV(int64_t Dv) { return PackV || Dv % W != 0; }
+
   static int64_t packedFloats(int64_t Skv, int64_t D, int64_t Dv) {
-    return packedKFloats(Skv, D) + aligned(vPanels(Dv) * Skv * PW);
+    return packedKFloats(Skv, D) + (packsV(Dv) ? aligned(vPanels(Dv) * Skv * PW) : 0);
   }
   static int64_t workFloats(int64_t D, int64_t Dv) {
     return aligned(MR * KB) + aligned(MR * dvPad(Dv)) + aligned(2 * MR);
@@ -95,7 +101,7 @@ template <class V, int MR> struct Tile {
         for (int64_t d = 0; d < D; ++d)
           dst[d * PW + j] = 0.f;
     }
-    packV(h, packed + packedKFloats(h.Skv, h.D));
+    if (packsV(h.Dv)) packV(h, packed + packedKFloats(h.Skv, h.D));
   }
 
   /// s[i][0, NK * W) = scale * (query row q[i] . the first NK * W keys of one K panel), for
@@ -245,7 +251,8 @@ template <class V, int MR> struct Tile {
     float *s = work;
     float *o = s + aligned(MR * KB);
     float *rowMax = o + aligned(MR * ldO), *rowSum = rowMax + MR;
-    const float *v = packed + packedKFloats(h.Skv, D);
+    const bool vPacked = packsV(h.Dv);
+    const float *v = vPacked ? packed + packedKFloats(h.Skv, D) : h.v;
     for (int64_t blk = firstBlock; blk < endBlock; ++blk) {
       const int64_t r0 = blk * MR, nr = minOf(MR, h.Sq - r0);
       const float *q[MR]; // a padding row of the last block repeats the last real row
@@ -282,9 +289,14 @@ template <class V, int MR> struct Tile {
           softmaxStep(si, nk, rowMax[i], rowSum[i], o + i * ldO, ldO);
         }
         int64_t c = 0;
+        // V's columns [c, c + PW) from key kb0 on: a packed panel, or V in place.
+        auto vAt = [&](int64_t c) {
+          return vPacked ? v + (c / PW * h.Skv + kb0) * PW : v + kb0 * h.ldv + c;
+        };
+        const int64_t ldV = vPacked ? PW : h.ldv;
         for (; c + PW <= ldO; c += PW)
-          accumulatePV<2>(s, v + (c / PW * h.Skv + kb0) * PW, PW, nk, o + c, ldO);
-        if (c < ldO) accumulatePV<1>(s, v + (c / PW * h.Skv + kb0) * PW, PW, nk, o + c, ldO);
+          accumulatePV<2>(s, vAt(c), ldV, nk, o + c, ldO);
+        if (c < ldO) accumulatePV<1>(s, vAt(c), ldV, nk, o + c, ldO);
       }
       for (int64_t i = 0; i < nr; ++i) {
         const float inv = rowSum[i] > 0.f ? 1.0f / rowSum[i] : 0.f; // 0: all keys masked
