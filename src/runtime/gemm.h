@@ -75,6 +75,14 @@ bool gemmAvx2Supported();
 /// packedB: packGemvWeights(B) (16-column panels).
 void gemmAvx2(const GemmParams &g, const float *a, const float *packedB, float *c);
 
+/// Whether the AVX2 driver runs g's whole strips and panels on its lean tile: K a multiple of 8
+/// up to 256, alpha 1, at most a bias and a clamp (gemm_avx2_lean.cpp).
+bool gemmAvx2LeanFits(const GemmParams &g);
+/// Rows [row0, row1) (whole 6-row strips) of one 16-column panel of C (columns col0 on), B
+/// the panel (k x 16 floats), on the lean tile.
+void gemmAvx2LeanStrips(const GemmParams &g, const float *a, const float *panel, float *c,
+                        int64_t row0, int64_t row1, int64_t col0);
+
 /// Columns [n - 24, n) of rows [row0, row1) of a GEMM whose n is 8 past a whole panel, on a
 /// 4 x 24 AVX2 tile (gemm_avx2_tail.cpp); gemmAvx2 runs its other columns on the 6 x 16 tile.
 void gemmAvx2Tail24(const GemmParams &g, const float *a, const float *packedB, float *c,

@@ -210,84 +210,14 @@ void tileOfRows(const GemmParams &g, const Tile &t, const Rows &a) {
   }
 }
 
-/// Small K (16, 24 or 32, one block): a strip's tile with the k-steps unrolled, C started
-/// from the bias (already times beta: 16 floats at `bias`, or null), clamped and stored whole
-/// (16 valid columns, no residual or GELU). Nothing but the tile is held in registers across
-/// the k-steps: with the bias or the bounds kept there too, GCC spilled accumulators.
-template <int K>
-[[gnu::always_inline]] inline void smallKTile(const float *a, int64_t lda, const float *b,
-                                              const float *bias, const float *bounds, float *c,
-                                              int64_t ldc) {
-  __m256 acc[MR][2];
-  const float *row[MR];
-#pragma GCC unroll 6
-  for (int i = 0; i < MR; ++i)
-    row[i] = a + i * lda;
-  const __m256 bias0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
-  const __m256 bias1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
-#pragma GCC unroll 6
-  for (int i = 0; i < MR; ++i) {
-    acc[i][0] = bias0;
-    acc[i][1] = bias1;
-  }
-#pragma GCC unroll 32
-  for (int kk = 0; kk < K; ++kk) {
-    const __m256 b0 = _mm256_loadu_ps(b + kk * NR), b1 = _mm256_loadu_ps(b + kk * NR + 8);
-#pragma GCC unroll 6
-    for (int i = 0; i < MR; ++i) {
-      const __m256 av = _mm256_broadcast_ss(row[i] + kk);
-      acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
-      acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
-    }
-  }
-  if (bounds) {
-    const __m256 lo = _mm256_broadcast_ss(bounds), hi = _mm256_broadcast_ss(bounds + 1);
-#pragma GCC unroll 6
-    for (int i = 0; i < MR; ++i) {
-      acc[i][0] = _mm256_min_ps(hi, _mm256_max_ps(lo, acc[i][0]));
-      acc[i][1] = _mm256_min_ps(hi, _mm256_max_ps(lo, acc[i][1]));
-    }
-  }
-#pragma GCC unroll 6
-  for (int i = 0; i < MR; ++i) {
-    _mm256_storeu_ps(c + i * ldc, acc[i][0]);
-    _mm256_storeu_ps(c + i * ldc + 8, acc[i][1]);
-  }
-}
-
-template <int K>
-void smallKStrips(const GemmParams &g, const float *a, const float *b, float *c, int64_t strip0,
-                  int64_t strip1, int64_t col0) {
-  alignas(32) float bias[NR];
-  if (g.bias)
-    for (int j = 0; j < NR; ++j)
-      bias[j] = g.beta * g.bias[col0 + j];
-  const float bounds[2] = {g.lo, g.hi};
-  const bool clamp = g.lo > -std::numeric_limits<float>::infinity() ||
-                     g.hi < std::numeric_limits<float>::infinity();
-  const int64_t lda = g.lda, ldc = g.ldc;
-  for (int64_t s = strip0; s < strip1; ++s)
-    smallKTile<K>(a + s * MR * lda, lda, b, g.bias ? bias : nullptr, clamp ? bounds : nullptr,
-                  c + s * MR * ldc + col0, ldc);
-}
-
 /// The blocking of one call: work items of (a group of strips, one panel).
 struct Plan {
   int64_t strips, panels, perGroup, groups, kc;
   const float *residual; // a residual beside C (an in-place one is already in C), or null
   bool inPlace;
+  bool lean;          // whole strips and panels on the lean tile (gemmAvx2LeanFits)
   int nextToLastRows; // rows of strip strips - 2 (MR, or fewer when the last two share rows)
 };
-
-/// Whether the lean small-K tile takes this call's whole strips and panels: K of 16, 24 or 32
-/// (one block) with at most a bias and a clamp. The general tile's per-tile work (prefetch
-/// shares, masks, the Tile record, accumulators spilled around them) cost these shapes a
-/// third of their time: 896 x 96 x 16 1.50-1.54x, 672 x 144 x 24 1.32x, 1344 x 32 x 32 1.34x
-/// faster (Zen 3, B in cache; docs/perf.md, session 36).
-bool smallK(const GemmParams &g, const Plan &plan) {
-  return (g.k == 16 || g.k == 24 || g.k == 32) && !plan.inPlace && !plan.residual &&
-         g.alpha == 1.f && g.post == GemmPost::Clamp;
-}
 
 /// Rows of the next-to-last strip. A tile of R rows has 2R independent FMA chains; with the
 /// FMA's 4-cycle latency and two FMA pipes it needs 8 to keep both busy, so a last strip of 1-3
@@ -314,18 +244,13 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
   const int64_t grp = item / plan.panels, p = item % plan.panels;
   const int64_t s0 = grp * plan.perGroup, s1 = std::min(plan.strips, s0 + plan.perGroup);
   const int64_t col0 = p * NR, kc = plan.kc;
-  // K of 16, 24 or 32 (MobileNetV2's expand convs): whole strips and a whole panel on the lean
-  // tile; the rest (a partial panel, the last strips when they share rows) below.
+  // A plain GEMM of K <= 256 (a bias and a clamp at most): whole strips and a whole panel on
+  // the lean tile (gemm_avx2_lean.cpp); the rest (a partial panel, the last strips when they
+  // share rows) below.
   const int64_t fullStrips = std::min(s1, plan.nextToLastRows != MR ? plan.strips - 2 : g.m / MR);
   int64_t sFirst = s0;
-  if (smallK(g, plan) && g.n - col0 >= NR && fullStrips > s0) {
-    const float *b = packedB + p * g.k * NR;
-    if (g.k == 16)
-      smallKStrips<16>(g, a, b, c, s0, fullStrips, col0);
-    else if (g.k == 24)
-      smallKStrips<24>(g, a, b, c, s0, fullStrips, col0);
-    else
-      smallKStrips<32>(g, a, b, c, s0, fullStrips, col0);
+  if (plan.lean && g.n - col0 >= NR && fullStrips > s0) {
+    gemmAvx2LeanStrips(g, a, packedB + p * g.k * NR, c, s0 * MR, fullStrips * MR, col0);
     if (fullStrips == s1) return;
     sFirst = fullStrips;
   }
@@ -382,6 +307,7 @@ void gemmAvx2(const GemmParams &g, const float *a, const float *packedB, float *
   // the shim checks), and the epilogue does not add it again.
   plan.inPlace = g.residual == c;
   plan.residual = plan.inPlace ? nullptr : g.residual;
+  plan.lean = gemmAvx2LeanFits(g);
   const int64_t headItems = plan.groups * plan.panels, tailRows = 12 * kGemmTailRows;
   const int64_t tailItems = tail ? (g.m + tailRows - 1) / tailRows : 0;
   gemmForEachItem(headItems + tailItems, rows.threads, [&](int64_t item) {

@@ -49,7 +49,7 @@ bool avx512Tiles() {
 /// columns: 336 x 24 x 144 ran at 0.77x oneDNN's speed on the 6 x 16 tile), except that the
 /// AVX2 driver runs the last 24 columns of an N 8 past a whole panel on a 4 x 24 tile of their
 /// own (gemm_avx2_tail.cpp: 224 x 24 x 96 and 224 x 24 x 144 ~2x oneDNN), and enough K: 32 for
-/// the AVX2 tile, or exactly 16 or 24, which its lean small-K tile runs (gemm_avx2.cpp; the
+/// the AVX2 tile, or exactly 16 or 24, which its lean tile runs (gemm_avx2_lean.cpp; the
 /// general tile spent as long in each tile's epilogue as in its FMAs there, 336 x 144 x 24 at
 /// 0.96x oneDNN; the lean one, Zen 3, B in cache: 896 x 96 x 16 1.40x, 672 x 144 x 24 1.28x,
 /// 448 x 144 x 24 1.29x oneDNN's median speed). The AVX-512 tile takes K >= 256 and N >= 512, the

@@ -99,10 +99,10 @@ TEST(OwnGemm, KernelMatchesFloat64) {
   omp_set_num_threads(saved);
 }
 
-// K of 16, 24 and 32 with alpha 1, at most a bias and a clamp: the AVX2 kernel's lean
-// small-K tile takes the whole strips and panels, the general tile the rest (a partial panel,
-// last strips that share rows).
-TEST(OwnGemm, SmallKMatchesFloat64) {
+// K a multiple of 8 up to 256 with alpha 1, at most a bias and a clamp: the AVX2 kernel's lean
+// tile (k-steps fully unrolled at 16, 24 and 32, eight at a time otherwise) takes the whole
+// strips and panels, the general tile the rest (a partial panel, last strips that share rows).
+TEST(OwnGemm, LeanTileMatchesFloat64) {
   if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
   const int saved = omp_get_max_threads();
   std::mt19937 rng(17);
@@ -112,7 +112,7 @@ TEST(OwnGemm, SmallKMatchesFloat64) {
       omp_set_num_threads(threads);
       for (int64_t m : {5, 6, 13, 128, 200})
         for (int64_t n : {16, 40, 96})
-          for (int64_t k : {16, 24, 32}) {
+          for (int64_t k : {16, 24, 32, 40, 136, 256}) {
             Gemm t{m, n, k, rng() % 2 == 0, rng() % 2 == 0, false, posts[rng() % 3]};
             kiln_matmul_params_v1 p = params(t);
             p.alpha = 1.f;

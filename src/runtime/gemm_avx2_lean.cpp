@@ -1,0 +1,120 @@
+// The AVX2 GEMM's lean tile: 6 rows x 16 columns like gemm_avx2.cpp's, for the plain GEMMs of
+// short K that CNNs are made of (1x1 convs: a bias and a ReLU or ReLU6 at most, K = 16-256).
+//
+// Why a second tile: the general one carries what transformer GEMMs need (K blocks, C loaded
+// back, spread L2 prefetches, masked columns, residual and GELU epilogues) in a Tile record
+// and masks around the k-steps, and GCC spilled accumulators around them; over a short K that
+// work is a large share of each tile (MobileNetV2's 896 x 96 x 16 ran at 37-45 GFLOP/s on Zen
+// 3). Here only the tile lives across the k-steps: the row pointers are locals, C starts from
+// beta * bias, the bounds are read after the last k-step, and the k-steps are fully unrolled
+// for K = 16, 24 and 32, eight at a time otherwise. Zen 3, bench against the general tile
+// (same process, alternating; docs/perf.md, session 36): K = 16-32 1.26-1.54x, K = 64
+// 1.06-1.09x, K = 96-256 1.02-1.08x; K = 512 level, so longer K stays on the general tile.
+// Compiled with -mavx2 -mfma, like gemm_avx2.cpp.
+#include "gemm.h"
+
+#include <immintrin.h>
+
+#include <limits>
+
+namespace kiln::rt {
+namespace {
+
+constexpr int MR = static_cast<int>(kGemmTileRows);
+constexpr int64_t NR = kGemvPanel;
+constexpr int64_t kLeanMaxK = 256;
+
+/// One k-step of the tile: two vectors of the panel, six broadcasts of A, twelve FMAs.
+[[gnu::always_inline]] inline void step(__m256 (&acc)[MR][2], const float *const (&row)[MR],
+                                        int64_t kk, const float *b) {
+  const __m256 b0 = _mm256_loadu_ps(b + kk * NR), b1 = _mm256_loadu_ps(b + kk * NR + 8);
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) {
+    const __m256 av = _mm256_broadcast_ss(row[i] + kk);
+    acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+    acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+  }
+}
+
+/// One strip's tile: C = clamp(beta * bias + A B). K > 0: the k-steps fully unrolled; K = 0:
+/// k (a multiple of 8) eight at a time. bias: 16 floats already times beta, or null; bounds:
+/// {lo, hi}, or null for no clamp.
+template <int K>
+[[gnu::always_inline]] inline void leanTile(const float *a, int64_t lda, const float *b, int64_t k,
+                                            const float *bias, const float *bounds, float *c,
+                                            int64_t ldc) {
+  __m256 acc[MR][2];
+  const float *row[MR];
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i)
+    row[i] = a + i * lda;
+  const __m256 bias0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+  const __m256 bias1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) {
+    acc[i][0] = bias0;
+    acc[i][1] = bias1;
+  }
+  if constexpr (K > 0) {
+#pragma GCC unroll 32
+    for (int kk = 0; kk < K; ++kk)
+      step(acc, row, kk, b);
+  } else {
+    for (int64_t k8 = 0; k8 < k; k8 += 8) {
+#pragma GCC unroll 8
+      for (int kk = 0; kk < 8; ++kk)
+        step(acc, row, k8 + kk, b);
+    }
+  }
+  if (bounds) {
+    const __m256 lo = _mm256_broadcast_ss(bounds), hi = _mm256_broadcast_ss(bounds + 1);
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) { // NaN passes: it is max's and min's second operand
+      acc[i][0] = _mm256_min_ps(hi, _mm256_max_ps(lo, acc[i][0]));
+      acc[i][1] = _mm256_min_ps(hi, _mm256_max_ps(lo, acc[i][1]));
+    }
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) {
+    _mm256_storeu_ps(c + i * ldc, acc[i][0]);
+    _mm256_storeu_ps(c + i * ldc + 8, acc[i][1]);
+  }
+}
+
+template <int K>
+void leanStrips(const GemmParams &g, const float *a, const float *panel, float *c, int64_t row0,
+                int64_t row1, int64_t col0) {
+  alignas(32) float bias[NR];
+  if (g.bias)
+    for (int j = 0; j < NR; ++j)
+      bias[j] = g.beta * g.bias[col0 + j];
+  const float bounds[2] = {g.lo, g.hi};
+  const bool clamp = g.lo > -std::numeric_limits<float>::infinity() ||
+                     g.hi < std::numeric_limits<float>::infinity();
+  for (int64_t r = row0; r < row1; r += MR)
+    leanTile<K>(a + r * g.lda, g.lda, panel, g.k, g.bias ? bias : nullptr, clamp ? bounds : nullptr,
+                c + r * g.ldc + col0, g.ldc);
+}
+
+} // namespace
+
+bool gemmAvx2LeanFits(const GemmParams &g) {
+  return g.k % 8 == 0 && g.k <= kLeanMaxK && !g.residual && g.alpha == 1.f &&
+         g.post == GemmPost::Clamp;
+}
+
+void gemmAvx2LeanStrips(const GemmParams &g, const float *a, const float *panel, float *c,
+                        int64_t row0, int64_t row1, int64_t col0) {
+  switch (g.k) {
+  case 16:
+    return leanStrips<16>(g, a, panel, c, row0, row1, col0);
+  case 24:
+    return leanStrips<24>(g, a, panel, c, row0, row1, col0);
+  case 32:
+    return leanStrips<32>(g, a, panel, c, row0, row1, col0);
+  default:
+    return leanStrips<0>(g, a, panel, c, row0, row1, col0);
+  }
+}
+
+} // namespace kiln::rt
