@@ -76,8 +76,8 @@ bool gemmAvx2Supported();
 void gemmAvx2(const GemmParams &g, const float *a, const float *packedB, float *c);
 
 /// Whether the AVX2 driver runs g's whole strips and panels on its lean tile: K a multiple of 8
-/// up to 256, alpha 1, at most a bias and a clamp (gemm_avx2_lean.cpp).
-bool gemmAvx2LeanFits(const GemmParams &g);
+/// up to 256, alpha 1, at most a bias, a residual other than C and a clamp (gemm_avx2_lean.cpp).
+bool gemmAvx2LeanFits(const GemmParams &g, const float *c);
 /// Rows [row0, row1) (whole 6-row strips) of one 16-column panel of C (columns col0 on), B
 /// the panel (k x 16 floats), on the lean tile.
 void gemmAvx2LeanStrips(const GemmParams &g, const float *a, const float *panel, float *c,

@@ -307,7 +307,7 @@ void gemmAvx2(const GemmParams &g, const float *a, const float *packedB, float *
   // the shim checks), and the epilogue does not add it again.
   plan.inPlace = g.residual == c;
   plan.residual = plan.inPlace ? nullptr : g.residual;
-  plan.lean = gemmAvx2LeanFits(g);
+  plan.lean = gemmAvx2LeanFits(g, c);
   const int64_t headItems = plan.groups * plan.panels, tailRows = 12 * kGemmTailRows;
   const int64_t tailItems = tail ? (g.m + tailRows - 1) / tailRows : 0;
   gemmForEachItem(headItems + tailItems, rows.threads, [&](int64_t item) {

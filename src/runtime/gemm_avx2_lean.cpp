@@ -1,5 +1,6 @@
 // The AVX2 GEMM's lean tile: 6 rows x 16 columns like gemm_avx2.cpp's, for the plain GEMMs of
-// short K that CNNs are made of (1x1 convs: a bias and a ReLU or ReLU6 at most, K = 16-256).
+// short K that CNNs are made of (1x1 convs: a bias, a residual beside C and a ReLU or ReLU6 at
+// most, K = 16-256).
 //
 // Why a second tile: the general one carries what transformer GEMMs need (K blocks, C loaded
 // back, spread L2 prefetches, masked columns, residual and GELU epilogues) in a Tile record
@@ -36,13 +37,14 @@ constexpr int64_t kLeanMaxK = 256;
   }
 }
 
-/// One strip's tile: C = clamp(beta * bias + A B). K > 0: the k-steps fully unrolled; K = 0:
-/// k (a multiple of 8) eight at a time. bias: 16 floats already times beta, or null; bounds:
-/// {lo, hi}, or null for no clamp.
+/// One strip's tile: C = clamp(beta * bias + A B + residual). K > 0: the k-steps fully
+/// unrolled; K = 0: k (a multiple of 8) eight at a time. bias: 16 floats already times beta, or
+/// null; res: the residual at the tile's corner (rows ldr apart), or null; bounds: {lo, hi},
+/// or null for no clamp.
 template <int K>
 [[gnu::always_inline]] inline void leanTile(const float *a, int64_t lda, const float *b, int64_t k,
-                                            const float *bias, const float *bounds, float *c,
-                                            int64_t ldc) {
+                                            const float *bias, const float *res, int64_t ldr,
+                                            const float *bounds, float *c, int64_t ldc) {
   __m256 acc[MR][2];
   const float *row[MR];
 #pragma GCC unroll 6
@@ -64,6 +66,13 @@ template <int K>
 #pragma GCC unroll 8
       for (int kk = 0; kk < 8; ++kk)
         step(acc, row, k8 + kk, b);
+    }
+  }
+  if (res) {
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      acc[i][0] = _mm256_add_ps(acc[i][0], _mm256_loadu_ps(res + i * ldr));
+      acc[i][1] = _mm256_add_ps(acc[i][1], _mm256_loadu_ps(res + i * ldr + 8));
     }
   }
   if (bounds) {
@@ -92,14 +101,15 @@ void leanStrips(const GemmParams &g, const float *a, const float *panel, float *
   const bool clamp = g.lo > -std::numeric_limits<float>::infinity() ||
                      g.hi < std::numeric_limits<float>::infinity();
   for (int64_t r = row0; r < row1; r += MR)
-    leanTile<K>(a + r * g.lda, g.lda, panel, g.k, g.bias ? bias : nullptr, clamp ? bounds : nullptr,
-                c + r * g.ldc + col0, g.ldc);
+    leanTile<K>(a + r * g.lda, g.lda, panel, g.k, g.bias ? bias : nullptr,
+                g.residual ? g.residual + r * g.ldr + col0 : nullptr, g.ldr,
+                clamp ? bounds : nullptr, c + r * g.ldc + col0, g.ldc);
 }
 
 } // namespace
 
-bool gemmAvx2LeanFits(const GemmParams &g) {
-  return g.k % 8 == 0 && g.k <= kLeanMaxK && !g.residual && g.alpha == 1.f &&
+bool gemmAvx2LeanFits(const GemmParams &g, const float *c) {
+  return g.k % 8 == 0 && g.k <= kLeanMaxK && g.residual != c && g.alpha == 1.f &&
          g.post == GemmPost::Clamp;
 }
 

@@ -35,7 +35,7 @@ std::vector<Gemm> kernelCases() {
   const int32_t posts[] = {KILN_POST_NONE, KILN_POST_RELU, KILN_POST_CLIP, KILN_POST_GELU_ERF,
                            KILN_POST_GELU_TANH};
   for (int64_t m : {3, 5, 6, 7, 8, 10, 12, 13, 25, 50, 197}) // every remainder of 6 and 8
-    for (int64_t n : {1, 16, 17, 24, 40, 100}) // 24, 40: the AVX2 4 x 24 tail tile
+    for (int64_t n : {1, 16, 17, 24, 40, 100})               // 24, 40: the AVX2 4 x 24 tail tile
       for (int64_t k : {1, 9, 16, 24, 32, 256, 257, 600, 768, 769, 1600}) {
         Gemm t{m, n, k, rng() % 2 == 0, rng() % 2 == 0, rng() % 2 == 0, posts[rng() % 5]};
         v.push_back(t);
@@ -99,9 +99,10 @@ TEST(OwnGemm, KernelMatchesFloat64) {
   omp_set_num_threads(saved);
 }
 
-// K a multiple of 8 up to 256 with alpha 1, at most a bias and a clamp: the AVX2 kernel's lean
-// tile (k-steps fully unrolled at 16, 24 and 32, eight at a time otherwise) takes the whole
-// strips and panels, the general tile the rest (a partial panel, last strips that share rows).
+// K a multiple of 8 up to 256 with alpha 1, at most a bias, a residual and a clamp: the lean
+// AVX2 tile (k-steps fully unrolled at 16, 24 and 32, eight at a time otherwise) takes the
+// whole strips and panels, the general tile the rest (a partial panel, last strips that share
+// rows).
 TEST(OwnGemm, LeanTileMatchesFloat64) {
   if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
   const int saved = omp_get_max_threads();
@@ -113,7 +114,7 @@ TEST(OwnGemm, LeanTileMatchesFloat64) {
       for (int64_t m : {5, 6, 13, 128, 200})
         for (int64_t n : {16, 40, 96})
           for (int64_t k : {16, 24, 32, 40, 136, 256}) {
-            Gemm t{m, n, k, rng() % 2 == 0, rng() % 2 == 0, false, posts[rng() % 3]};
+            Gemm t{m, n, k, rng() % 2 == 0, rng() % 2 == 0, rng() % 2 == 0, posts[rng() % 3]};
             kiln_matmul_params_v1 p = params(t);
             p.alpha = 1.f;
             Data d = makeData(t, p, rng);
