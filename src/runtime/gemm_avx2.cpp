@@ -22,6 +22,11 @@
 // six rows share one L1 set. A padded A was under 2% faster in the GEMM alone (Zen 3 and the
 // H200 host's Xeon, quiet) and copying it into one cost 1-3% (session 35): padding would have
 // to come from the compiler's layout of A, for free.
+//
+// Two other tiles take part of some calls (session 36): the lean tile of gemm_avx2_lean.cpp
+// runs the whole strips and panels of plain GEMMs of K up to 256 (1x1 convs), where this
+// tile's per-tile work was a large share of each tile, and the 4 x 24 tile of
+// gemm_avx2_tail.cpp the last 24 columns of an N 8 past a whole panel.
 #include "gemm.h"
 
 #include "gelu_avx2.h"
@@ -244,9 +249,9 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
   const int64_t grp = item / plan.panels, p = item % plan.panels;
   const int64_t s0 = grp * plan.perGroup, s1 = std::min(plan.strips, s0 + plan.perGroup);
   const int64_t col0 = p * NR, kc = plan.kc;
-  // A plain GEMM of K <= 256 (a bias and a clamp at most): whole strips and a whole panel on
-  // the lean tile (gemm_avx2_lean.cpp); the rest (a partial panel, the last strips when they
-  // share rows) below.
+  // A plain GEMM of K <= 256 (a bias, a residual beside C and a clamp at most): whole strips
+  // and a whole panel on the lean tile (gemm_avx2_lean.cpp); the rest (a partial panel, the
+  // last strips when they share rows) below.
   const int64_t fullStrips = std::min(s1, plan.nextToLastRows != MR ? plan.strips - 2 : g.m / MR);
   int64_t sFirst = s0;
   if (plan.lean && g.n - col0 >= NR && fullStrips > s0) {
