@@ -77,6 +77,19 @@ std::vector<NamedKernel> kernels() {
   return v;
 }
 
+/// One kernel call on fresh data against the float64 reference (padding columns must stay).
+void checkKernel(const NamedKernel &kernel, const Gemm &t, const kiln_matmul_params_v1 &p,
+                 std::mt19937 &rng, int threads) {
+  Data d = makeData(t, p, rng);
+  std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
+  kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, t.transB, packed.data());
+  std::vector<float> c(t.m * p.ldc, -7.f);
+  kernel.run(kernelParams(t, p, d), d.a.data(), packed.data(), c.data());
+  expectClose(c, reference(t, p, d), t, p.ldc,
+              std::string(kernel.name) + " " + t.describe() + " threads " +
+                  std::to_string(threads));
+}
+
 TEST(OwnGemm, KernelMatchesFloat64) {
   if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
   const int saved = omp_get_max_threads();
@@ -84,17 +97,8 @@ TEST(OwnGemm, KernelMatchesFloat64) {
   for (const NamedKernel &kernel : kernels())
     for (int threads : {1, 2}) {
       omp_set_num_threads(threads);
-      for (const Gemm &t : kernelCases()) {
-        const kiln_matmul_params_v1 p = params(t);
-        Data d = makeData(t, p, rng);
-        std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
-        kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, t.transB, packed.data());
-        std::vector<float> c(t.m * p.ldc, -7.f);
-        kernel.run(kernelParams(t, p, d), d.a.data(), packed.data(), c.data());
-        expectClose(c, reference(t, p, d), t, p.ldc,
-                    std::string(kernel.name) + " " + t.describe() + " threads " +
-                        std::to_string(threads));
-      }
+      for (const Gemm &t : kernelCases())
+        checkKernel(kernel, t, params(t), rng, threads);
     }
   omp_set_num_threads(saved);
 }
@@ -117,14 +121,7 @@ TEST(OwnGemm, LeanTileMatchesFloat64) {
             Gemm t{m, n, k, rng() % 2 == 0, rng() % 2 == 0, rng() % 2 == 0, posts[rng() % 3]};
             kiln_matmul_params_v1 p = params(t);
             p.alpha = 1.f;
-            Data d = makeData(t, p, rng);
-            std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
-            kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, t.transB, packed.data());
-            std::vector<float> c(t.m * p.ldc, -7.f);
-            kernel.run(kernelParams(t, p, d), d.a.data(), packed.data(), c.data());
-            expectClose(c, reference(t, p, d), t, p.ldc,
-                        std::string(kernel.name) + " " + t.describe() + " threads " +
-                            std::to_string(threads));
+            checkKernel(kernel, t, p, rng, threads);
           }
     }
   omp_set_num_threads(saved);
