@@ -8,9 +8,10 @@
 // work is a large share of each tile (MobileNetV2's 896 x 96 x 16 ran at 37-45 GFLOP/s on Zen
 // 3). Here only the tile lives across the k-steps: the row pointers are locals, C starts from
 // beta * bias, the bounds are read after the last k-step, and the k-steps are fully unrolled
-// for K = 16, 24 and 32, eight at a time otherwise. Zen 3, bench against the general tile
-// (same process, alternating; docs/perf.md, session 36): K = 16-32 1.26-1.54x, K = 64
-// 1.06-1.09x, K = 96-256 1.02-1.08x; K = 512 level, so longer K stays on the general tile.
+// for K = 16, 24 and 32, eight at a time otherwise. Zen 3, against the general tile (same
+// process, alternating, the geometric mean of both orders; docs/perf.md, session 36): K = 16
+// 1.43x, K = 24 1.36x, K = 64 1.10x, K = 96-128 1.04x, K = 160-256 1.02-1.03x; K = 512 level
+// and K = 768 0.96x (no prefetch here), so longer K stays on the general tile.
 // Compiled with -mavx2 -mfma, like gemm_avx2.cpp.
 #include "gemm.h"
 
