@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 
 namespace kiln::rt {
 
@@ -30,6 +31,14 @@ struct GemmParams : GemvParams {
 /// Rows of A per register tile (gemmAvx2, gemmAvx512).
 constexpr int64_t kGemmTileRows = 6;
 constexpr int64_t kGemmTileRowsAvx512 = 8;
+
+/// Whether a Clamp post-op bounds the output (ReLU, Clip), not (-inf, inf). always_inline:
+/// the tiles that call it are compiled for different ISAs, and one shared out-of-line copy
+/// could come from the widest.
+[[gnu::always_inline]] inline bool clampBounds(const GemvParams &g) {
+  return g.lo > -std::numeric_limits<float>::infinity() ||
+         g.hi < std::numeric_limits<float>::infinity();
+}
 
 /// How both tiles' drivers share out a GEMM: the rows in strips of tileRows, the strips in
 /// groups of at most maxStrips, each (group, column unit) one work item, groups made smaller

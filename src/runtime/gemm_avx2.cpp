@@ -36,7 +36,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <limits>
 
 namespace kiln::rt {
 namespace {
@@ -127,8 +126,7 @@ template <int R>
   }
   switch (g.post) {
   case GemmPost::Clamp:
-    if (g.lo > -std::numeric_limits<float>::infinity() ||
-        g.hi < std::numeric_limits<float>::infinity()) {
+    if (clampBounds(g)) {
       // NaN is the second operand of max and min, so it passes through.
       const __m256 lo = _mm256_set1_ps(g.lo), hi = _mm256_set1_ps(g.hi);
       forAll(acc, [lo, hi](__m256 v) { return _mm256_min_ps(hi, _mm256_max_ps(lo, v)); });

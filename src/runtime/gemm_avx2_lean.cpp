@@ -17,8 +17,6 @@
 
 #include <immintrin.h>
 
-#include <limits>
-
 namespace kiln::rt {
 namespace {
 
@@ -99,8 +97,7 @@ void leanStrips(const GemmParams &g, const float *a, const float *panel, float *
     for (int j = 0; j < NR; ++j)
       bias[j] = g.beta * g.bias[col0 + j];
   const float bounds[2] = {g.lo, g.hi};
-  const bool clamp = g.lo > -std::numeric_limits<float>::infinity() ||
-                     g.hi < std::numeric_limits<float>::infinity();
+  const bool clamp = clampBounds(g);
   for (int64_t r = row0; r < row1; r += MR)
     leanTile<K>(a + r * g.lda, g.lda, panel, g.k, g.bias ? bias : nullptr,
                 g.residual ? g.residual + r * g.ldr + col0 : nullptr, g.ldr,

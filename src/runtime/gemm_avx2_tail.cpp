@@ -14,7 +14,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <limits>
 
 namespace kiln::rt {
 namespace {
@@ -47,8 +46,7 @@ void tile24(const GemmParams &g, const float *a, const float *p0, const float *p
   }
   const __m256 alpha = _mm256_set1_ps(g.alpha), beta = _mm256_set1_ps(g.beta);
   const __m256 lo = _mm256_set1_ps(g.lo), hi = _mm256_set1_ps(g.hi);
-  const bool clamp = g.post == GemmPost::Clamp && (g.lo > -std::numeric_limits<float>::infinity() ||
-                                                   g.hi < std::numeric_limits<float>::infinity());
+  const bool clamp = g.post == GemmPost::Clamp && clampBounds(g);
 #pragma GCC unroll 4
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 3

@@ -110,8 +110,7 @@ template <int R, int NV>
   if (t.r) addRows(acc, t.r, g.ldr, mask);
   switch (g.post) {
   case GemmPost::Clamp:
-    if (g.lo > -std::numeric_limits<float>::infinity() ||
-        g.hi < std::numeric_limits<float>::infinity()) {
+    if (clampBounds(g)) {
       // NaN is the second operand of max and min, so it passes through.
       const __m512 lo = _mm512_set1_ps(g.lo), hi = _mm512_set1_ps(g.hi);
       forAll(acc, [lo, hi](__m512 v) { return _mm512_min_ps(hi, _mm512_max_ps(lo, v)); });

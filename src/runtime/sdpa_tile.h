@@ -10,8 +10,8 @@
 // online softmax (a running max and sum per row, one exp per score, the output rescaled when
 // the max grows); P*V accumulated into an MR x Dv tile by a second micro-kernel over V read in
 // place or packed as [Skv][2W] panels (Tile's PackV). The output is divided by the row sum
-// once at the end. Keys past the last one some row of the block
-// may attend (masked with -inf or finfo.min: causal, padding) are not computed at all.
+// once at the end. Keys past the last one some row of the block may attend (masked with -inf
+// or finfo.min: causal, padding) are not computed at all.
 #pragma once
 
 #include "sdpa_kernels.h"
@@ -290,8 +290,8 @@ template <class V, int MR, bool PackV> struct Tile {
         }
         int64_t c = 0;
         // V's columns [c, c + PW) from key kb0 on: a packed panel, or V in place.
-        auto vAt = [&](int64_t c) {
-          return vPacked ? v + (c / PW * h.Skv + kb0) * PW : v + kb0 * h.ldv + c;
+        auto vAt = [&](int64_t col) {
+          return vPacked ? v + (col / PW * h.Skv + kb0) * PW : v + kb0 * h.ldv + col;
         };
         const int64_t ldV = vPacked ? PW : h.ldv;
         for (; c + PW <= ldO; c += PW)

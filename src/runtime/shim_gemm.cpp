@@ -48,18 +48,18 @@ bool avx512Tiles() {
 /// Shapes the tiles run well: at most 1/8 of the last panel padding (N = 24 computes 32
 /// columns: 336 x 24 x 144 ran at 0.77x oneDNN's speed on the 6 x 16 tile), except that the
 /// AVX2 driver runs the last 24 columns of an N 8 past a whole panel on a 4 x 24 tile of their
-/// own (gemm_avx2_tail.cpp: 224 x 24 x 96 and 224 x 24 x 144 ~2x oneDNN), and enough K: 32 for
-/// the AVX2 tile, or exactly 16 or 24, which its lean tile runs (gemm_avx2_lean.cpp; the
-/// general tile spent as long in each tile's epilogue as in its FMAs there, 336 x 144 x 24 at
-/// 0.96x oneDNN; the lean one, Zen 3, B in cache: 896 x 96 x 16 1.40x, 672 x 144 x 24 1.28x,
-/// 448 x 144 x 24 1.29x oneDNN's median speed). The AVX-512 tile takes K >= 256 and N >= 512, the
-/// transformer GEMMs where it beat oneDNN's AVX-512 kernels (Zen 5: 1.05-1.15x at 1 and 2 threads;
-/// Sapphire Rapids: 1.05-1.10x at 1 thread at M = 128, level at 2); below that oneDNN matched or
-/// beat it (a 1x1 conv's 3136 x 64 x 256: 0.73-0.90x; 784 x 256 x 1024 on Sapphire Rapids: 0.85x).
-/// With few rows (a 7 x 7 image, or 14 x 14 with K >= 256) it also takes narrower GEMMs, where
-/// oneDNN's matmul runs at 50-70% of the FMA peak (Intel Xeon, bench/gemm: MobileNetV2's 7 x 7
-/// expansions and projections, 49 x 960 x 160 and 49 x 160 x 960, 1.19-1.21x; 98 rows
-/// 1.15-1.18x; 196 x 96 x 576 1.08x, 196 x 256 x 1024 1.07x; but 196 x 576 x 96 0.97x and
+/// own (gemm_avx2_tail.cpp: 224 x 24 x 96 and 224 x 24 x 144 at 1.19x and 1.16x oneDNN's median),
+/// and enough K: 32 for the AVX2 tile, or exactly 16 or 24, which its lean tile runs
+/// (gemm_avx2_lean.cpp; the general tile spent as long in each tile's epilogue as in its FMAs
+/// there, 336 x 144 x 24 at 0.96x oneDNN; the lean one, Zen 3, B in cache: 896 x 96 x 16 1.40x, 672
+/// x 144 x 24 1.28x, 448 x 144 x 24 1.29x oneDNN's median speed). The AVX-512 tile takes K >= 256
+/// and N >= 512, the transformer GEMMs where it beat oneDNN's AVX-512 kernels (Zen 5: 1.05-1.15x at
+/// 1 and 2 threads; Sapphire Rapids: 1.05-1.10x at 1 thread at M = 128, level at 2); below that
+/// oneDNN matched or beat it (a 1x1 conv's 3136 x 64 x 256: 0.73-0.90x; 784 x 256 x 1024 on
+/// Sapphire Rapids: 0.85x). With few rows (a 7 x 7 image, or 14 x 14 with K >= 256) it also takes
+/// narrower GEMMs, where oneDNN's matmul runs at 50-70% of the FMA peak (Intel Xeon, bench/gemm:
+/// MobileNetV2's 7 x 7 expansions and projections, 49 x 960 x 160 and 49 x 160 x 960, 1.19-1.21x;
+/// 98 rows 1.15-1.18x; 196 x 96 x 576 1.08x, 196 x 256 x 1024 1.07x; but 196 x 576 x 96 0.97x and
 /// K or N = 64 0.89-0.95x, so those keep oneDNN). Any M: a last strip of fewer rows runs a
 /// tile of its own rows (session 25: 7-26 rows 1.6-2.7x oneDNN's speed, which these had kept
 /// while the tiles computed whole strips).
