@@ -12,6 +12,13 @@
 // for non-overlapping patches (stride = kernel: ViT's 16 x 16 patch embedding), which the
 // gather copies row by row and oneDNN ran at 55% of the FMA peak (1.92 ms against 1.49-1.53
 // through the GEMM for ViT-B/16's 196 x 768 x 768).
+//
+// With AVX2 only (session 37, Zen 3): oneDNN's jit:avx2 direct conv ran ResNet-18's 7 x 7 x
+// 512 3x3 convs at ~75 GFLOP/s (1 thread; 2 threads scaled to only 1.6x), the patch GEMM at
+// 1.15x (1 thread) and 1.4x (2 threads) its speed. Strided 3x3 convs, which Winograd does not
+// take, also gained at 196 and 784 pixels from 128 outputs (ResNet-18's layer2/3 first convs:
+// 1.10-1.13x), so on AVX2 those go up to kMaxStridedPixels; stride-1 maps that large stay
+// with Winograd (conv_winograd.h), which beats the GEMM there.
 #include "error.h"
 #include "isa_cap.h"
 #include "shim_conv.h"
@@ -20,6 +27,7 @@
 
 #include <omp.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -32,6 +40,8 @@ namespace {
 constexpr int64_t kPatchTag = 0x70617463686d; // "patchm": the patch buffer's scratch tag
 constexpr int64_t kPackTag = 0x70636b70746d;  // "pckptm": the permuted, packed weights
 constexpr int64_t kMaxPixels = 64;            // see the header comment
+constexpr int64_t kMaxStridedPixels = 1024;   // AVX2 only: strided convs (header comment)
+constexpr int64_t kStridedMinOutputs = 128;   // their fewest output channels
 
 struct PatchScratch : CacheEntry {
   std::vector<float> rows;
@@ -41,12 +51,15 @@ struct PackedPatchWeights : CacheEntry {
   std::shared_ptr<void> buffer;
 };
 
+std::atomic<int> forcedPatchGemm{-1};
+
 bool routeOn() {
   static const bool on = [] {
     const char *v = std::getenv("KILN_CONV_PATCH_GEMM");
     return !(v && std::strcmp(v, "0") == 0);
   }();
-  return on;
+  const int forced = forcedPatchGemm.load(std::memory_order_relaxed);
+  return forced < 0 ? on : forced == 1;
 }
 
 /// The GEMM of a conv: [pixels, kh kw C] x [kh kw C, O], C and the residual laid out NHWC.
@@ -110,16 +123,25 @@ void gatherPatches(const float *x, const int64_t *xDims, const int64_t *wDims, c
 
 } // namespace
 
+void forcePatchGemmRoute(int on) {
+  forcedPatchGemm.store(on);
+}
+
 bool patchGemmWanted(const int64_t *wDims, const int64_t *yDims, const kiln_conv_params_v1 &p,
                      const float *residual, const float *y) {
-  if (!routeOn() || usableIsaBits() < 512 || p.spatial_rank != 2 || p.groups != 1) return false;
+  const int isa = usableIsaBits();
+  if (!routeOn() || isa < 256 || p.spatial_rank != 2 || p.groups != 1) return false;
   if (wDims[2] * wDims[3] <= 1) return false; // pointwise convs: conv_pointwise.cpp
   const int64_t pixels = yDims[0] * yDims[2] * yDims[3];
   const bool patchify = p.strides[0] == wDims[2] && p.strides[1] == wDims[3] &&
                         p.dilations[0] == 1 && p.dilations[1] == 1;
-  if (pixels > kMaxPixels && !patchify) return false;
-  return wDims[0] >= kConvGemmMinOutputs &&
-         ownGemmFits(patchGemm(wDims, yDims, false, p), true, residual, y);
+  const bool strided = p.strides[0] > 1 || p.strides[1] > 1;
+  const bool fewPixels = pixels <= kMaxPixels && wDims[0] >= kConvGemmMinOutputs;
+  const bool avx2Strided =
+      isa == 256 && strided && pixels <= kMaxStridedPixels && wDims[0] >= kStridedMinOutputs;
+  const bool avx512Patchify = isa >= 512 && patchify && wDims[0] >= kConvGemmMinOutputs;
+  if (!fewPixels && !avx2Strided && !avx512Patchify) return false;
+  return ownGemmFits(patchGemm(wDims, yDims, false, p), true, residual, y);
 }
 
 int patchGemmForward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const float *w,

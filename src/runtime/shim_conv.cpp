@@ -14,6 +14,7 @@
 // the pointer lies in the container's constants.
 #include "shim_conv.h"
 
+#include "conv_direct.h"
 #include "conv_winograd.h"
 #include "error.h"
 #include "shim_dwconv.h"
@@ -215,9 +216,12 @@ int convForward(Runner &r, int64_t site, const float *x, const int64_t *xDims, c
   if (int st = checkArgs(site, x, xDims, w, wDims, y, yDims, p)) return st;
   // Depthwise 3x3 and 3x3 stride-1 dense convs where kiln's own kernels were measured faster
   // than oneDNN 2.6 (shim_dwconv.h, conv_winograd.h); 1x1 convs and KxK convs on few pixels as
-  // GEMMs (conv_pointwise.cpp, conv_patch_gemm.cpp).
+  // GEMMs (conv_pointwise.cpp, conv_patch_gemm.cpp); convs of few input channels (a stem) as
+  // direct ones (conv_direct.h).
   if (layout == ConvLayout::ChannelsLast && useKilnDepthwise(xDims, wDims, yDims, residual, p))
     return dwConvForward(r, site, x, xDims, w, bias, y, yDims, p);
+  if (layout == ConvLayout::ChannelsLast && directConvWanted(xDims, wDims, yDims, residual, p))
+    return directConvForward(r, site, x, xDims, w, wDims, bias, y, yDims, p);
   if (layout == ConvLayout::ChannelsLast &&
       pointwiseAsGemm(xDims, wDims, yDims, p, residual != nullptr))
     return pointwiseConvForward(r, site, x, xDims, w, bias, residual, y, yDims, p);

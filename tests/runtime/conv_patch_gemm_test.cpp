@@ -1,5 +1,5 @@
-// Channels-last KxK convs on few pixels through the conv shim, which with AVX-512 runs them
-// as one GEMM over their patches (conv_patch_gemm.cpp), against a float64 reference: pads
+// Channels-last KxK convs on few pixels through the conv shim, which with AVX2 or AVX-512 runs
+// them as one GEMM over their patches (conv_patch_gemm.cpp), against a float64 reference: pads
 // (symmetric and not), strides, dilation, batches, bias, ReLU/clip, a residual beside the
 // output and one in place, weights a constant (the route) or not (oneDNN); and which convs
 // the route takes. Each case runs at 1 and 2 threads.
@@ -30,6 +30,7 @@ struct PatchCase {
   int residual; // 0 none, 1 a tensor of its own, 2 in place (the output holds it)
   int32_t post;
   bool constantWeights;
+  bool avx2Only = false; // a strided conv of many pixels: the route only where AVX2 is widest
   int64_t oh() const { return (h + padT + padB - dilation * (kh - 1) - 1) / stride + 1; }
   int64_t ow() const { return (w + padL + padR - dilation * (kw - 1) - 1) / stride + 1; }
   std::string describe() const {
@@ -81,10 +82,12 @@ TEST_P(ConvPatchGemm, MatchesFloat64Reference) {
   const int64_t xDims[] = {t.n, t.cin, t.h, t.w}, wDims[] = {t.cout, t.cin, t.kh, t.kw},
                 yDims[] = {t.n, t.cout, t.oh(), t.ow()};
   const float *res = t.residual == 1 ? residual.data() : t.residual == 2 ? y.data() : nullptr;
-  // The route must be what this test exercises: with AVX-512 and constant weights every case
-  // here is a GEMM over patches.
+  // The route must be what this test exercises: with AVX2 or AVX-512 and constant weights
+  // every case here is a GEMM over patches (the AVX2-only one where AVX2 is the widest ISA).
+  const int isa = kiln::rt::usableIsaBits();
   EXPECT_EQ(t.constantWeights && kiln::rt::patchGemmWanted(wDims, yDims, p, res, y.data()),
-            t.constantWeights && kiln::rt::usableIsaBits() == 512 && kiln::rt::ownGemmRouteOn());
+            t.constantWeights && kiln::rt::ownGemmRouteOn() &&
+                (isa == 256 || (isa == 512 && !t.avx2Only)));
   // Twice: the second call runs on the cached, packed weights.
   for (int call = 0; call < 2; ++call) {
     std::fill(y.begin(), y.end(), 0.f);
@@ -133,6 +136,10 @@ INSTANTIATE_TEST_SUITE_P(
             // Non-overlapping 8x8 patches (ViT's patch embedding, scaled down): 120 pixels,
             // past the 64-pixel limit of overlapping windows.
             PatchCase{1, 4, 80, 96, 512, 8, 8, 8, 1, 0, 0, 0, 0, true, 0, KILN_POST_NONE, true},
+            // A strided 3x3 conv of 400 pixels into 128 outputs, asymmetric pads, in-place
+            // residual (ResNet's first conv of a stage, scaled down).
+            PatchCase{1, 16, 40, 39, 128, 3, 3, 2, 1, 1, 0, 0, 1, true, 2, KILN_POST_RELU, true,
+                      true},
             // Weights not a constant: oneDNN's conv, the same answer.
             PatchCase{1, 32, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, true, 1, KILN_POST_RELU, false}),
         ::testing::Values(1, 2)));
@@ -144,7 +151,7 @@ TEST(ConvPatchGemm, PackedWeightsFollowAConstantUpdate) {
   const kiln_conv_params_v1 p = params(t);
   const int64_t xDims[] = {1, 32, 7, 7}, wDims[] = {512, 32, 3, 3}, yDims[] = {1, 512, 7, 7};
   if (!kiln::rt::patchGemmWanted(wDims, yDims, p, nullptr, nullptr))
-    GTEST_SKIP() << "the patch GEMM route needs AVX-512";
+    GTEST_SKIP() << "the patch GEMM route needs AVX2 or AVX-512";
   std::mt19937 rng(3);
   std::vector<float> x = randomVector(rng, 7 * 7 * 32), w = randomVector(rng, 512 * 32 * 9),
                      y(7 * 7 * 512);
@@ -181,7 +188,8 @@ TEST(ConvPatchGemmRoute, TakesOnlyFewPixelsOfWideUngroupedConvs) {
   PatchCase t{1, 64, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, true, 0, KILN_POST_NONE, true};
   const kiln_conv_params_v1 p = params(t);
   const int64_t w3[] = {512, 64, 3, 3}, y7[] = {1, 512, 7, 7};
-  const bool wide = kiln::rt::usableIsaBits() == 512 && kiln::rt::ownGemmRouteOn();
+  const int isa = kiln::rt::ownGemmRouteOn() ? kiln::rt::usableIsaBits() : 0;
+  const bool wide = isa >= 256;
   EXPECT_EQ(kiln::rt::patchGemmWanted(w3, y7, p, nullptr, nullptr), wide);
   const int64_t y9[] = {1, 512, 9, 9}; // 81 pixels: oneDNN's direct conv measured as fast
   EXPECT_FALSE(kiln::rt::patchGemmWanted(w3, y9, p, nullptr, nullptr));
@@ -199,6 +207,17 @@ TEST(ConvPatchGemmRoute, TakesOnlyFewPixelsOfWideUngroupedConvs) {
   grouped.groups = 2;
   const int64_t wg[] = {512, 32, 3, 3};
   EXPECT_FALSE(kiln::rt::patchGemmWanted(wg, y7, grouped, nullptr, nullptr));
+
+  // With AVX2 the widest ISA, strided convs up to 1024 pixels from 128 outputs (ResNet's first
+  // 3x3 conv of a stage); stride-1 maps that large stay with Winograd or oneDNN.
+  kiln_conv_params_v1 strided = p;
+  strided.strides[0] = strided.strides[1] = 2;
+  const int64_t w128[] = {128, 64, 3, 3}, y28[] = {1, 128, 28, 28}, y33[] = {1, 128, 33, 33};
+  EXPECT_EQ(kiln::rt::patchGemmWanted(w128, y28, strided, nullptr, nullptr), isa == 256);
+  EXPECT_FALSE(kiln::rt::patchGemmWanted(w128, y33, strided, nullptr, nullptr)); // 1089 pixels
+  EXPECT_FALSE(kiln::rt::patchGemmWanted(w128, y28, p, nullptr, nullptr));       // stride 1
+  const int64_t w64[] = {64, 64, 3, 3}, y28n[] = {1, 64, 28, 28};                // 64 outputs
+  EXPECT_FALSE(kiln::rt::patchGemmWanted(w64, y28n, strided, nullptr, nullptr));
 }
 
 } // namespace
