@@ -5,8 +5,10 @@
 // medians (route / without).
 //
 //   build/release/bench/conv/kiln_conv_route_bench --route direct|patch [--threads 1,2]
-//       [--reps 40] [--shapes NAME,...]
+//       [--reps 40] [--shapes NAME,...] [--force 1]
 //
+// --force 1 runs the route on every shape its kernel can take, past the rule (which is what
+// it measures on a CPU the rule does not cover yet, such as AVX-512 ones).
 // direct: conv_direct.h (stems of few input channels) against oneDNN 2.6's conv.
 // patch:  conv_patch_gemm.cpp (KxK convs as one GEMM over their patches) against oneDNN's
 //         direct conv or, where the shape takes it, kiln's Winograd.
@@ -56,11 +58,13 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+bool forceRoute = false;
+
 void setRoute(const std::string &route, int on) {
   if (route == "direct")
-    kiln::rt::forceKilnDirectConv(on ? -1 : 0);
+    kiln::rt::forceKilnDirectConv(on ? (forceRoute ? 1 : -1) : 0);
   else
-    kiln::rt::forcePatchGemmRoute(on);
+    kiln::rt::forcePatchGemmRoute(on ? (forceRoute ? 2 : 1) : 0);
 }
 
 void run(const Shape &s, const std::string &route, int threads, int reps) {
@@ -136,6 +140,8 @@ int main(int argc, char **argv) {
       reps = std::max(1, std::stoi(v));
     else if (a == "--shapes")
       shapes = "," + v + ",";
+    else if (a == "--force")
+      forceRoute = v == "1";
     else if (a == "--threads") {
       threads.clear();
       std::stringstream ss(v);

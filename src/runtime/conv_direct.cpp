@@ -58,23 +58,23 @@ DirectConvParams directParamsOf(const int64_t *xDims, const int64_t *wDims, cons
 }
 
 const float *directPackedWeights(Runner &r, int64_t site, const float *w, const DirectConvParams &d,
-                                 std::vector<float> &fromData) {
+                                 int64_t block, std::vector<float> &fromData) {
   const size_t floats = static_cast<size_t>(d.o * d.c * d.kh * d.kw);
   if (!r.isConstant(w)) { // weights that are data are packed on every call
     fromData.resize(floats);
-    packDirectConvWeights(w, d, fromData.data());
+    packDirectConvWeights(w, d, block, fromData.data());
     return fromData.data();
   }
   CacheKey key;
   key.push(site);
   key.push(static_cast<int64_t>(reinterpret_cast<uintptr_t>(w)));
-  for (int64_t v : {d.o, d.c, d.kh, d.kw})
+  for (int64_t v : {d.o, d.c, d.kh, d.kw, block})
     key.push(v);
   auto *e = static_cast<PackedDirectWeights *>(r.dnnl.findDerived(key));
   if (!e) {
     auto fresh = std::make_unique<PackedDirectWeights>();
     fresh->packed.resize(floats);
-    packDirectConvWeights(w, d, fresh->packed.data());
+    packDirectConvWeights(w, d, block, fresh->packed.data());
     e = static_cast<PackedDirectWeights *>(
         r.dnnl.insertDerived(key, std::move(fresh), w, sizeof(float) * floats));
   }
@@ -83,18 +83,25 @@ const float *directPackedWeights(Runner &r, int64_t site, const float *w, const 
 
 } // namespace
 
-int64_t directConvScratchFloats(const DirectConvParams &p) {
-  return p.kh * ((kDirectConvPixels - 1) * p.strideW + p.kw) * p.c;
+const DirectConvKernel *activeDirectConvKernel() {
+#if defined(__x86_64__)
+  if (usableIsaBits() >= 256) return &directConvAvx2Kernel();
+#endif
+  return nullptr;
 }
 
-void packDirectConvWeights(const float *w, const DirectConvParams &p, float *packed) {
+int64_t directConvScratchFloats(const DirectConvParams &p, int64_t pixels) {
+  return p.kh * ((pixels - 1) * p.strideW + p.kw) * p.c;
+}
+
+void packDirectConvWeights(const float *w, const DirectConvParams &p, int64_t block,
+                           float *packed) {
   const int64_t window = p.kh * p.kw * p.c;
   for (int64_t o = 0; o < p.o; ++o)
     for (int64_t c = 0; c < p.c; ++c)
       for (int64_t ky = 0; ky < p.kh; ++ky)
         for (int64_t kx = 0; kx < p.kw; ++kx)
-          packed[(o / kDirectConvBlock) * window * kDirectConvBlock +
-                 ((ky * p.kw + kx) * p.c + c) * kDirectConvBlock + o % kDirectConvBlock] =
+          packed[(o / block) * window * block + ((ky * p.kw + kx) * p.c + c) * block + o % block] =
               w[((o * p.c + c) * p.kh + ky) * p.kw + kx];
 }
 
@@ -106,13 +113,10 @@ bool directConvWanted(const int64_t *xDims, const int64_t *wDims, const int64_t 
                       const float *residual, const kiln_conv_params_v1 &p) {
   const int mode = forcedDirect.load(std::memory_order_relaxed);
   if (mode == 0 || (mode < 0 && (!directEnvAllows() || usableIsaBits() != 256))) return false;
-#if !defined(__x86_64__)
-  return false; // the kernel is AVX2 + FMA
-#endif
-  if (cpuIsaBits() < 256 || isaCapBits() < 256) return false;
-  if (residual || p.spatial_rank != 2 || p.groups != 1) return false;
+  const DirectConvKernel *kernel = activeDirectConvKernel();
+  if (!kernel || residual || p.spatial_rank != 2 || p.groups != 1) return false;
   const int64_t c = xDims[1], o = wDims[0];
-  if (c < 1 || c > 4 || o % kDirectConvBlock != 0 || wDims[1] != c || xDims[0] < 1) return false;
+  if (c < 1 || c > 4 || o % kernel->block != 0 || wDims[1] != c || xDims[0] < 1) return false;
   for (int i = 0; i < 2; ++i) {
     const int64_t k = wDims[2 + i];
     if (k < 1 || k > 11 || p.dilations[i] != 1 || p.strides[i] < 1 || p.strides[i] > 4)
@@ -122,8 +126,7 @@ bool directConvWanted(const int64_t *xDims, const int64_t *wDims, const int64_t 
     if (yDims[2 + i] != (xDims[2 + i] + p.pads_begin[i] + p.pads_end[i] - k) / p.strides[i] + 1)
       return false;
   }
-  if (yDims[3] < kDirectConvPixels || yDims[2] < 1) return false;
-  return true;
+  return yDims[3] >= kernel->pixels && yDims[2] >= 1;
 }
 
 int directConvForward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const float *w,
@@ -131,11 +134,12 @@ int directConvForward(Runner &r, int64_t site, const float *x, const int64_t *xD
                       const kiln_conv_params_v1 &p) {
   try {
     const DirectConvParams d = directParamsOf(xDims, wDims, yDims, p);
-    if (directConvScratchFloats(d) > kDirectConvScratchFloats)
-      return fail(KILN_ERR_INTERNAL, "conv site %lld: window too large for the direct conv",
+    const DirectConvKernel *kernel = activeDirectConvKernel();
+    if (!kernel || directConvScratchFloats(d, kernel->pixels) > kDirectConvScratchFloats)
+      return fail(KILN_ERR_INTERNAL, "conv site %lld: no direct conv kernel for this shape",
                   static_cast<long long>(site));
     std::vector<float> fromData, zeros;
-    const float *packed = directPackedWeights(r, site, w, d, fromData);
+    const float *packed = directPackedWeights(r, site, w, d, kernel->block, fromData);
     if (!bias) {
       zeros.assign(static_cast<size_t>(d.o), 0.f);
       bias = zeros.data();
@@ -149,9 +153,7 @@ int directConvForward(Runner &r, int64_t site, const float *x, const int64_t *xD
       for (int64_t row = first; row < last;) {
         const int64_t n = row / d.oh, oy0 = row % d.oh;
         const int64_t oy1 = std::min(d.oh, oy0 + (last - row));
-#if defined(__x86_64__)
-        directConvRowsAvx2(d, x, packed, bias, y, n, oy0, oy1, scratch);
-#endif
+        kernel->rows(d, x, packed, bias, y, n, oy0, oy1, scratch);
         row += oy1 - oy0;
       }
     };
@@ -159,7 +161,8 @@ int directConvForward(Runner &r, int64_t site, const float *x, const int64_t *xD
       run(0, rows);
       return KILN_OK;
     }
-#pragma omp parallel num_threads(static_cast <int>(std::min <int64_t>(threads, rows)))
+    const int team = static_cast<int>(std::min<int64_t>(threads, rows));
+#pragma omp parallel num_threads(team)
     {
       const int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
       run(rows * t / count, rows * (t + 1) / count);

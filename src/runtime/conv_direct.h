@@ -4,13 +4,13 @@
 //
 // Why not oneDNN: with 3 input channels a conv is a GEMM of depth kh x kw x 3 (27 for a 3x3),
 // which oneDNN 2.6's jit:avx2 direct conv ran at 45-63 GFLOP/s on Zen 3 for MobileNetV2's
-// stem. This kernel computes 6 output pixels x 16 output channels in registers, the pixels'
-// input values broadcast straight from the NHWC rows (the 6 pixels of a tile lie stride x C
-// floats apart in the same rows), the weights packed once per constant set into 16-channel
-// blocks. Tiles that overhang the image's left or right edge read a zero-padded copy of
-// their few input columns, so every pixel runs on the full tile; the last tile of a row
-// overlaps its neighbour instead of running narrower. Measured per shape with bench/conv
-// (docs/perf.md, session 37).
+// stem. This kernel computes a tile of output pixels x two vectors of output channels in
+// registers (6 x 16 with AVX2), the pixels' input values broadcast
+// straight from the NHWC rows (a tile's pixels lie stride x C floats apart in the same rows),
+// the weights packed once per constant set into blocks of the tile's channels. Tiles that overhang
+// the image's left or right edge read a zero-padded copy of their few input columns, so every pixel
+// runs on the full tile; the last tile of a row overlaps its neighbour instead of running narrower.
+// Measured per shape with bench/conv (docs/perf.md, session 37).
 #pragma once
 
 #include "runner.h"
@@ -29,34 +29,39 @@ struct DirectConvParams {
   float lo, hi;                     // fused activation bounds
 };
 
-/// Output channels per weight block: two AVX2 vectors.
-constexpr int64_t kDirectConvBlock = 16;
-/// Output pixels per tile (a row of the map needs at least this many).
-constexpr int64_t kDirectConvPixels = 6;
 /// Floats of the per-thread scratch a tile over an edge reads (the route checks the bound).
-constexpr int64_t kDirectConvScratchFloats = 2048;
+constexpr int64_t kDirectConvScratchFloats = 4096;
 
-/// Floats of scratch one tile over an edge needs: kh rows of its input columns.
-int64_t directConvScratchFloats(const DirectConvParams &p);
+/// The rows of one ISA level (conv_direct_kernel.h): a tile of `pixels` output pixels x `block`
+/// output channels (two vectors); weights packed in blocks of `block` channels.
+struct DirectConvKernel {
+  const char *name;
+  int64_t block, pixels;
+  /// Output rows [oy0, oy1) of image n, all channels; bias has p.o floats (zeros for none),
+  /// scratch directConvScratchFloats(p, pixels).
+  void (*rows)(const DirectConvParams &p, const float *x, const float *packed, const float *bias,
+               float *y, int64_t n, int64_t oy0, int64_t oy1, float *scratch);
+};
+const DirectConvKernel &directConvAvx2Kernel();
+/// The AVX2 kernel where this CPU runs it and ONEDNN_MAX_CPU_ISA allows it; null otherwise.
+const DirectConvKernel *activeDirectConvKernel();
 
-/// ONNX weights [O, C, kh, kw] -> [O / 16][kh][kw][C][16].
-void packDirectConvWeights(const float *w, const DirectConvParams &p, float *packed);
+/// Floats of scratch one tile of `pixels` over an edge needs: kh rows of its input columns.
+int64_t directConvScratchFloats(const DirectConvParams &p, int64_t pixels);
 
-/// Output rows [oy0, oy1) of image n, all channels (AVX2 + FMA; conv_direct_avx2.cpp).
-/// bias has p.o floats (zeros for none); scratch holds directConvScratchFloats(p).
-void directConvRowsAvx2(const DirectConvParams &p, const float *x, const float *packed,
-                        const float *bias, float *y, int64_t n, int64_t oy0, int64_t oy1,
-                        float *scratch);
+/// ONNX weights [O, C, kh, kw] -> [O / block][kh][kw][C][block].
+void packDirectConvWeights(const float *w, const DirectConvParams &p, int64_t block, float *packed);
 
 /// Whether the conv shim runs a channels-last conv here: AVX2 the widest ISA allowed (oneDNN's
 /// AVX-512 kernels were not measured against it), a 2-D conv of one group, 1-4 input
-/// channels, a multiple of 16 outputs, windows up to 11 x 11, no dilation and no residual, and
-/// at least 6 output columns. KILN_CONV_DIRECT=0 turns it off.
+/// channels, whole weight blocks of outputs (16), windows up to
+/// 11 x 11, strides up to 4, no dilation and no residual, and at least a tile's pixels of
+/// output columns. KILN_CONV_DIRECT=0 turns it off.
 bool directConvWanted(const int64_t *xDims, const int64_t *wDims, const int64_t *yDims,
                       const float *residual, const kiln_conv_params_v1 &p);
 
-/// Forces the route for tests: 1 on every conv the kernel can run (even on AVX-512 CPUs), 0 off,
-/// -1 back to directConvWanted's rule.
+/// Forces the route for tests and benchmarks: 1 on every conv the kernel can run (also on
+/// AVX-512 CPUs), 0 off, -1 back to directConvWanted's rule.
 void forceKilnDirectConv(int on);
 
 /// That conv: weights packed once per constant set (every call when they are data), rows

@@ -13,12 +13,15 @@
 // gather copies row by row and oneDNN ran at 55% of the FMA peak (1.92 ms against 1.49-1.53
 // through the GEMM for ViT-B/16's 196 x 768 x 768).
 //
-// With AVX2 only (session 37, Zen 3): oneDNN's jit:avx2 direct conv ran ResNet-18's 7 x 7 x
-// 512 3x3 convs at ~75 GFLOP/s (1 thread; 2 threads scaled to only 1.6x), the patch GEMM at
-// 1.15x (1 thread) and 1.4x (2 threads) its speed. Strided 3x3 convs, which Winograd does not
-// take, also gained at 196 and 784 pixels from 128 outputs (ResNet-18's layer2/3 first convs:
-// 1.10-1.13x), so on AVX2 those go up to kMaxStridedPixels; stride-1 maps that large stay
-// with Winograd (conv_winograd.h), which beats the GEMM there.
+// With AVX2 only (session 37; bench/conv's kiln_conv_route_bench on Zen 3, and on an Intel
+// Xeon capped at AVX2): oneDNN's jit:avx2 direct conv ran ResNet's 7 x 7 x 512 3x3 convs at
+// ~75-80 GFLOP/s, the patch GEMM 0.87-1.01x its time at 1 thread and 0.73-0.96x at 2. Strided
+// 3x3 convs, which Winograd does not take, gained too at 196 pixels (0.93-1.00x, 0.89-0.93x)
+// and at 784 with a window of 1152 floats (ResNet-50's layer2.0.conv2: 0.96-1.01x, 0.92-0.98x),
+// but not at 784 with 576 (ResNet-18's layer2.0.conv1, 64 channels: 0.99-1.09x at 1 thread).
+// So on AVX2 strided convs from 128 outputs go up to kMaxStridedPixels, beyond kMaxPixels only
+// with windows of kDeepWindow floats or more; stride-1 maps that large stay with Winograd
+// (conv_winograd.h), which beats the GEMM there.
 #include "error.h"
 #include "isa_cap.h"
 #include "shim_conv.h"
@@ -42,6 +45,8 @@ constexpr int64_t kPackTag = 0x70636b70746d;  // "pckptm": the permuted, packed 
 constexpr int64_t kMaxPixels = 64;            // see the header comment
 constexpr int64_t kMaxStridedPixels = 1024;   // AVX2 only: strided convs (header comment)
 constexpr int64_t kStridedMinOutputs = 128;   // their fewest output channels
+constexpr int64_t kStridedFewPixels = 256;    // up to here any window; beyond, kDeepWindow+
+constexpr int64_t kDeepWindow = 1024;
 
 struct PatchScratch : CacheEntry {
   std::vector<float> rows;
@@ -59,7 +64,7 @@ bool routeOn() {
     return !(v && std::strcmp(v, "0") == 0);
   }();
   const int forced = forcedPatchGemm.load(std::memory_order_relaxed);
-  return forced < 0 ? on : forced == 1;
+  return forced < 0 ? on : forced >= 1;
 }
 
 /// The GEMM of a conv: [pixels, kh kw C] x [kh kw C, O], C and the residual laid out NHWC.
@@ -137,10 +142,13 @@ bool patchGemmWanted(const int64_t *wDims, const int64_t *yDims, const kiln_conv
                         p.dilations[0] == 1 && p.dilations[1] == 1;
   const bool strided = p.strides[0] > 1 || p.strides[1] > 1;
   const bool fewPixels = pixels <= kMaxPixels && wDims[0] >= kConvGemmMinOutputs;
-  const bool avx2Strided =
-      isa == 256 && strided && pixels <= kMaxStridedPixels && wDims[0] >= kStridedMinOutputs;
+  const int64_t window = wDims[1] * wDims[2] * wDims[3];
+  const bool avx2Strided = isa == 256 && strided && pixels <= kMaxStridedPixels &&
+                           wDims[0] >= kStridedMinOutputs &&
+                           (pixels <= kStridedFewPixels || window >= kDeepWindow);
   const bool avx512Patchify = isa >= 512 && patchify && wDims[0] >= kConvGemmMinOutputs;
-  if (!fewPixels && !avx2Strided && !avx512Patchify) return false;
+  const bool anyShape = forcedPatchGemm.load(std::memory_order_relaxed) == 2;
+  if (!fewPixels && !avx2Strided && !avx512Patchify && !anyShape) return false;
   return ownGemmFits(patchGemm(wDims, yDims, false, p), true, residual, y);
 }
 

@@ -59,14 +59,15 @@ int pointwiseConvForward(Runner &r, int64_t site, const float *x, const int64_t 
 /// Whether a channels-last KxK conv (K > 1) runs as one GEMM over its patches
 /// (conv_patch_gemm.cpp): one group, a shape kiln's GEMM takes (ownGemmFits), and at most 64
 /// output pixels into kConvGemmMinOutputs+ outputs (AVX2 or AVX-512), non-overlapping patches
-/// (strides = kernel) into as many (AVX-512), or, with AVX2 the widest ISA, any strided conv
-/// of at most 1024 pixels into 128+ outputs; KILN_CONV_PATCH_GEMM=0 turns it off. The weights
-/// must be a constant (the caller checks).
+/// (strides = kernel) into as many (AVX-512), or, with AVX2 the widest ISA, a strided conv
+/// into 128+ outputs of at most 256 pixels, or up to 1024 with windows of 1024+ floats;
+/// KILN_CONV_PATCH_GEMM=0 turns it off. The weights must be a constant (the caller checks).
 bool patchGemmWanted(const int64_t *wDims, const int64_t *yDims, const kiln_conv_params_v1 &p,
                      const float *residual, const float *y);
 
-/// Turns the patch GEMM route on (1: its rule, whatever KILN_CONV_PATCH_GEMM says) or off (0)
-/// for benchmarks and tests; -1 goes back to the environment.
+/// Turns the patch GEMM route on (1: its rule, whatever KILN_CONV_PATCH_GEMM says; 2: every
+/// shape the GEMM takes, whatever its pixels and outputs) or off (0) for benchmarks and tests;
+/// -1 goes back to the environment.
 void forcePatchGemmRoute(int on);
 /// That conv: patches gathered per call, the permuted weights packed once per constant set.
 int patchGemmForward(Runner &r, int64_t site, const float *x, const int64_t *xDims, const float *w,

@@ -136,9 +136,9 @@ INSTANTIATE_TEST_SUITE_P(
             // Non-overlapping 8x8 patches (ViT's patch embedding, scaled down): 120 pixels,
             // past the 64-pixel limit of overlapping windows.
             PatchCase{1, 4, 80, 96, 512, 8, 8, 8, 1, 0, 0, 0, 0, true, 0, KILN_POST_NONE, true},
-            // A strided 3x3 conv of 400 pixels into 128 outputs, asymmetric pads, in-place
-            // residual (ResNet's first conv of a stage, scaled down).
-            PatchCase{1, 16, 40, 39, 128, 3, 3, 2, 1, 1, 0, 0, 1, true, 2, KILN_POST_RELU, true,
+            // A strided 3x3 conv of 380 pixels and 1152-float windows into 128 outputs,
+            // asymmetric pads, in-place residual (ResNet's first conv of a stage).
+            PatchCase{1, 128, 40, 39, 128, 3, 3, 2, 1, 1, 0, 0, 1, true, 2, KILN_POST_RELU, true,
                       true},
             // Weights not a constant: oneDNN's conv, the same answer.
             PatchCase{1, 32, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, true, 1, KILN_POST_RELU, false}),
@@ -208,15 +208,19 @@ TEST(ConvPatchGemmRoute, TakesOnlyFewPixelsOfWideUngroupedConvs) {
   const int64_t wg[] = {512, 32, 3, 3};
   EXPECT_FALSE(kiln::rt::patchGemmWanted(wg, y7, grouped, nullptr, nullptr));
 
-  // With AVX2 the widest ISA, strided convs up to 1024 pixels from 128 outputs (ResNet's first
-  // 3x3 conv of a stage); stride-1 maps that large stay with Winograd or oneDNN.
+  // With AVX2 the widest ISA, strided convs from 128 outputs (ResNet's first 3x3 conv of a
+  // stage): up to 256 pixels, and up to 1024 with windows of 1024+ floats; stride-1 maps that
+  // large stay with Winograd or oneDNN.
   kiln_conv_params_v1 strided = p;
   strided.strides[0] = strided.strides[1] = 2;
-  const int64_t w128[] = {128, 64, 3, 3}, y28[] = {1, 128, 28, 28}, y33[] = {1, 128, 33, 33};
+  const int64_t w128[] = {128, 128, 3, 3}, y28[] = {1, 128, 28, 28}, y33[] = {1, 128, 33, 33};
   EXPECT_EQ(kiln::rt::patchGemmWanted(w128, y28, strided, nullptr, nullptr), isa == 256);
   EXPECT_FALSE(kiln::rt::patchGemmWanted(w128, y33, strided, nullptr, nullptr)); // 1089 pixels
   EXPECT_FALSE(kiln::rt::patchGemmWanted(w128, y28, p, nullptr, nullptr));       // stride 1
-  const int64_t w64[] = {64, 64, 3, 3}, y28n[] = {1, 64, 28, 28};                // 64 outputs
+  const int64_t shallow[] = {128, 64, 3, 3}, y16[] = {1, 128, 16, 16};           // a window of 576
+  EXPECT_FALSE(kiln::rt::patchGemmWanted(shallow, y28, strided, nullptr, nullptr));
+  EXPECT_EQ(kiln::rt::patchGemmWanted(shallow, y16, strided, nullptr, nullptr), isa == 256);
+  const int64_t w64[] = {64, 128, 3, 3}, y28n[] = {1, 64, 28, 28}; // 64 outputs
   EXPECT_FALSE(kiln::rt::patchGemmWanted(w64, y28n, strided, nullptr, nullptr));
 }
 
