@@ -194,6 +194,11 @@ struct CpuSchedule {
   // Per member: the extent of a tiny innermost output dim that is unrolled inside a simd
   // loop over the dim above it (0: the innermost dim is the simd loop, as usual).
   std::vector<int> memberUnrollInner;
+  // Fused group whose members all read and write contiguously along the last shared loop,
+  // with a reduction that walks a strided dim (a spatial mean of channels-last data): that
+  // loop is cut into blocks of this many iterations, each a simd loop around the members
+  // (0: the members' own innermost loops are the simd loops, as usual).
+  int64_t simdSharedBlock = 0;
   int64_t minParallelWork = 16384; // run-time work below which a region stays serial
 };
 

@@ -211,3 +211,12 @@ save("embedding_reduce",
      [h.make_tensor_value_info("y", T.FLOAT, [4, 16])],
      [nh.from_array(rng.standard_normal((1000, 96)).astype(np.float32), "W"),
       nh.from_array(rng.standard_normal((2, 96)).astype(np.float32), "P")])
+
+# 16. A spatial mean of channels-last data [2, 7, 7, 96] (a global average pool after kiln's
+# convs) and a ReLU: the reduction steps across rows, so the channel loop is the simd loop,
+# cut into blocks that the threads share, and the reduction loops inside it are plain.
+save("channels_last_mean",
+     [h.make_node("ReduceMean", ["x"], ["m"], name="mean", axes=[1, 2], keepdims=0),
+      h.make_node("Relu", ["m"], ["y"], name="relu")],
+     [h.make_tensor_value_info("x", T.FLOAT, [2, 7, 7, 96])],
+     [h.make_tensor_value_info("y", T.FLOAT, [2, 96])])

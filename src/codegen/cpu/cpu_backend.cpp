@@ -23,9 +23,10 @@ namespace {
 class MemberPrinter {
 public:
   MemberPrinter(std::ostringstream &os, const loop::Kernel &k, size_t shared, bool parallel,
-                int unrollInner, int64_t minWork, const SymbolNamer &model, sym::Context &ctx)
+                int unrollInner, int64_t minWork, bool insideSimd, const SymbolNamer &model,
+                sym::Context &ctx)
       : os_(os), k_(k), shared_(shared), model_(model), ctx_(ctx), serial_(!parallel),
-        unroll_(unrollInner), minWork_(minWork) {}
+        unroll_(unrollInner), minWork_(minWork), insideSimd_(insideSimd) {}
 
   void print(std::string indent) {
     for (size_t d = 0; d < k_.vars.size(); ++d)
@@ -183,7 +184,7 @@ private:
     if (inner) {
       if (outerEnd == 0 && shared_ == 0 && !serial_)
         os_ << indent << "#pragma omp parallel for simd " << parallelIf_ << "\n";
-      else
+      else if (!insideSimd_) // simd loops do not nest
         os_ << indent << "#pragma omp simd\n";
       os_ << indent
           << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0}) {{\n", simdDim,
@@ -245,7 +246,7 @@ private:
           << "\n";
     for (size_t d = 0; d < nr; ++d) {
       if (d + 1 == nr && nr > 1) hoist();
-      if (d + 1 == nr && (simple || floatMinMax) &&
+      if (d + 1 == nr && (simple || floatMinMax) && !insideSimd_ &&
           !(simple && rank == 0 && shared_ == 0 && nr == 1 && !serial_))
         os_ << indent << "#pragma omp simd reduction(" << clause << ":acc)\n";
       os_ << indent
@@ -284,6 +285,7 @@ private:
   bool serial_;
   int unroll_;
   int64_t minWork_;
+  bool insideSimd_; // within the group's simd loop over its last shared dim
   int hoistedGathers_ = 0;
 };
 
@@ -322,10 +324,24 @@ std::string printGroupText(const loop::KernelGroup &g, const KernelSignature &si
          << (shared > 1 ? fmt::format(" collapse({})", shared) : "")
          << fmt::format(" if({} >= {})", sym::toCpp(work, modelSymbol), g.cpu.minParallelWork)
          << "\n";
+    const int64_t block = g.cpu.simdSharedBlock;
     for (size_t d = 0; d < shared; ++d) {
-      os << indent
-         << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0}) {{\n", d,
-                        sym::toCpp(first.out->shape[d], modelSymbol));
+      const std::string extent = sym::toCpp(first.out->shape[d], modelSymbol);
+      if (d + 1 == shared && block > 0) {
+        // The last shared loop in blocks (collapsed with the loops above), each a simd loop
+        // around the members (sched/: simdSharedBlock).
+        os << indent
+           << fmt::format("for (int64_t i{0}b = 0; i{0}b < {1}; i{0}b += {2}) {{\n", d, extent,
+                          block);
+        indent += "  ";
+        os << indent << "#pragma omp simd\n"
+           << indent
+           << fmt::format("for (int64_t i{0} = i{0}b; i{0} < (i{0}b + {2} < {1} ? i{0}b + {2} : "
+                          "{1}); ++i{0}) {{\n",
+                          d, extent, block);
+      } else {
+        os << indent << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0}) {{\n", d, extent);
+      }
       indent += "  ";
     }
   }
@@ -334,11 +350,13 @@ std::string printGroupText(const loop::KernelGroup &g, const KernelSignature &si
     os << indent << "{ // " << commentText(k->origin) << "\n";
     bool parallel = m < g.cpu.memberParallel.size() && g.cpu.memberParallel[m];
     int unroll = m < g.cpu.memberUnrollInner.size() ? g.cpu.memberUnrollInner[m] : 0;
-    MemberPrinter(os, *k, shared, parallel, unroll, g.cpu.minParallelWork, modelSymbol, ctx)
+    const bool insideSimd = shared > 0 && g.cpu.simdSharedBlock > 0;
+    MemberPrinter(os, *k, shared, parallel, unroll, g.cpu.minParallelWork, insideSimd, modelSymbol,
+                  ctx)
         .print(indent + "  ");
     os << indent << "}\n";
   }
-  for (size_t d = 0; d < shared; ++d) {
+  for (size_t d = 0; d < shared + (shared > 0 && g.cpu.simdSharedBlock > 0 ? 1 : 0); ++d) {
     indent.resize(indent.size() - 2);
     os << indent << "}\n";
   }
