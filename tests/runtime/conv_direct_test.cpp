@@ -78,10 +78,22 @@ std::vector<double> reference(const StemCase &t, const std::vector<float> &x,
   return y;
 }
 
+// Whether the conv shim runs t on the direct conv (forced onto it by the fixtures below).
+bool runsDirect(const StemCase &t) {
+  const int64_t xd[] = {t.n, t.c, t.h, t.w}, wd[] = {t.o, t.c, t.kh, t.kw},
+                yd[] = {t.n, t.o, t.oh(), t.ow()};
+  return kiln::rt::directConvWanted(xd, wd, yd, nullptr, params(t));
+}
+
+// Every conv the kernel can run goes to it, whatever the CPU's widest ISA.
+class ForcedDirect {
+public:
+  ForcedDirect() { kiln::rt::forceKilnDirectConv(1); }
+  ~ForcedDirect() { kiln::rt::forceKilnDirectConv(-1); }
+};
+
 class DirectConv : public ::testing::TestWithParam<std::tuple<StemCase, int>> {
-protected:
-  void SetUp() override { kiln::rt::forceKilnDirectConv(1); }
-  void TearDown() override { kiln::rt::forceKilnDirectConv(-1); }
+  ForcedDirect forced_;
 };
 
 int conv(kiln::rt::Runner &r, const StemCase &t, const std::vector<float> &x, const float *w,
@@ -107,10 +119,7 @@ TEST_P(DirectConv, MatchesFloat64Reference) {
   const StemCase t = std::get<0>(GetParam());
   ThreadCount threads(std::get<1>(GetParam()));
   const kiln_conv_params_v1 p = params(t);
-  const int64_t xd[] = {t.n, t.c, t.h, t.w}, wd[] = {t.o, t.c, t.kh, t.kw},
-                yd[] = {t.n, t.o, t.oh(), t.ow()};
-  if (!kiln::rt::directConvWanted(xd, wd, yd, nullptr, p))
-    GTEST_SKIP() << "the direct conv needs AVX2 + FMA";
+  if (!runsDirect(t)) GTEST_SKIP() << "the direct conv needs AVX2 + FMA";
   std::mt19937 rng(static_cast<unsigned>(t.c * 31 + t.o * 7 + t.kh * 3 + t.h));
   auto x = randomVector(rng, t.n * t.h * t.w * t.c), w = randomVector(rng, t.o * t.c * t.kh * t.kw),
        b = randomVector(rng, t.o);
@@ -141,15 +150,13 @@ INSTANTIATE_TEST_SUITE_P(
             StemCase{3, 3, 8, 11, 32, 3, 3, 2, 2, 2, 2, 2, 2, true, KILN_POST_NONE}),
         ::testing::Values(1, 2)));
 
-TEST(DirectConvKernel, NaNPropagatesThroughTheClamp) {
-  kiln::rt::forceKilnDirectConv(1);
+class DirectConvKernel : public ::testing::Test {
+  ForcedDirect forced_;
+};
+
+TEST_F(DirectConvKernel, NaNPropagatesThroughTheClamp) {
   StemCase t{1, 3, 12, 12, 16, 3, 3, 1, 1, 1, 1, 1, 1, true, KILN_POST_CLIP};
-  const kiln_conv_params_v1 p = params(t);
-  const int64_t xd[] = {1, 3, 12, 12}, wd[] = {16, 3, 3, 3}, yd[] = {1, 16, 12, 12};
-  if (!kiln::rt::directConvWanted(xd, wd, yd, nullptr, p)) {
-    kiln::rt::forceKilnDirectConv(-1);
-    GTEST_SKIP() << "the direct conv needs AVX2 + FMA";
-  }
+  if (!runsDirect(t)) GTEST_SKIP() << "the direct conv needs AVX2 + FMA";
   std::mt19937 rng(4);
   auto x = randomVector(rng, 12 * 12 * 3), w = randomVector(rng, 16 * 27),
        b = randomVector(rng, 16);
@@ -157,7 +164,6 @@ TEST(DirectConvKernel, NaNPropagatesThroughTheClamp) {
   kiln::rt::Runner r;
   std::vector<float> y;
   ASSERT_EQ(conv(r, t, x, w.data(), b, y), KILN_OK) << kiln_rt_last_error();
-  kiln::rt::forceKilnDirectConv(-1);
   for (int64_t oy = 0; oy < 12; ++oy)
     for (int64_t ox = 0; ox < 12; ++ox) {
       const bool sees = std::abs(oy - 5) <= 1 && std::abs(ox - 5) <= 1;
@@ -167,15 +173,10 @@ TEST(DirectConvKernel, NaNPropagatesThroughTheClamp) {
 
 // Packed weights are reused while the constant set stays (an in-place edit without a new
 // token is not seen: proof the cache is used) and dropped when the token changes.
-TEST(DirectConvKernel, PackedWeightsFollowConstantSwaps) {
-  kiln::rt::forceKilnDirectConv(1);
+TEST_F(DirectConvKernel, PackedWeightsFollowConstantSwaps) {
   StemCase t{1, 3, 16, 16, 32, 3, 3, 2, 2, 1, 1, 1, 1, true, KILN_POST_NONE};
   const kiln_conv_params_v1 p = params(t);
-  const int64_t xd[] = {1, 3, 16, 16}, wd[] = {32, 3, 3, 3}, yd[] = {1, 32, 8, 8};
-  if (!kiln::rt::directConvWanted(xd, wd, yd, nullptr, p)) {
-    kiln::rt::forceKilnDirectConv(-1);
-    GTEST_SKIP() << "the direct conv needs AVX2 + FMA";
-  }
+  if (!runsDirect(t)) GTEST_SKIP() << "the direct conv needs AVX2 + FMA";
   std::mt19937 rng(8);
   auto x = randomVector(rng, 16 * 16 * 3), w = randomVector(rng, 32 * 27),
        b = randomVector(rng, 32);
@@ -192,7 +193,6 @@ TEST(DirectConvKernel, PackedWeightsFollowConstantSwaps) {
   r.useConstants(reinterpret_cast<const char *>(w.data()), w.size() * 4, 2);
   ASSERT_EQ(conv(r, t, x, w.data(), b, y), KILN_OK);
   expectClose(y, reference(t, x, w, b, p), "new token");
-  kiln::rt::forceKilnDirectConv(-1);
 }
 
 TEST(DirectConvRoute, TakesStemsWhereAvx2IsTheWidestIsa) {
