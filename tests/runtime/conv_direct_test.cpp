@@ -39,20 +39,8 @@ struct StemCase {
 };
 
 kiln_conv_params_v1 params(const StemCase &t) {
-  kiln_conv_params_v1 p{};
-  p.spatial_rank = 2;
-  p.groups = 1;
-  p.strides[0] = t.strideH;
-  p.strides[1] = t.strideW;
-  p.dilations[0] = p.dilations[1] = 1;
-  p.pads_begin[0] = t.padT;
-  p.pads_begin[1] = t.padL;
-  p.pads_end[0] = t.padB;
-  p.pads_end[1] = t.padR;
-  p.post_op = t.post;
-  p.clip_min = -0.25f;
-  p.clip_max = 0.5f;
-  return p;
+  return kiln::test::conv2dParams(t.strideH, t.strideW, {t.padT, t.padL, t.padB, t.padR}, t.post,
+                                  -0.25f, 0.5f);
 }
 
 // y NHWC in float64 from x NHWC and ONNX weights [O, C, kh, kw].

@@ -42,16 +42,7 @@ struct PointwiseCase {
 };
 
 kiln_conv_params_v1 params(const PointwiseCase &t) {
-  kiln_conv_params_v1 p{};
-  p.spatial_rank = 2;
-  p.groups = 1;
-  p.strides[0] = t.strideH;
-  p.strides[1] = t.strideW;
-  p.dilations[0] = p.dilations[1] = 1;
-  p.post_op = t.post;
-  p.clip_min = -0.5f;
-  p.clip_max = 0.75f;
-  return p;
+  return kiln::test::conv2dParams(t.strideH, t.strideW, {0, 0, 0, 0}, t.post, -0.5f, 0.75f);
 }
 
 class ConvPointwise : public ::testing::TestWithParam<std::tuple<PointwiseCase, int>> {

@@ -41,6 +41,26 @@ template <class Params> double applyPost(double v, const Params &p) {
   return v;
 }
 
+// The params of a 2-D conv of one group, no dilation: strides, pads {top, left, bottom,
+// right}, the fused activation with clip bounds [lo, hi].
+inline kiln_conv_params_v1 conv2dParams(int64_t strideH, int64_t strideW, const int64_t (&pads)[4],
+                                        int32_t post, float lo, float hi) {
+  kiln_conv_params_v1 p{};
+  p.spatial_rank = 2;
+  p.groups = 1;
+  p.strides[0] = strideH;
+  p.strides[1] = strideW;
+  p.dilations[0] = p.dilations[1] = 1;
+  p.pads_begin[0] = pads[0];
+  p.pads_begin[1] = pads[1];
+  p.pads_end[0] = pads[2];
+  p.pads_end[1] = pads[3];
+  p.post_op = post;
+  p.clip_min = lo;
+  p.clip_max = hi;
+  return p;
+}
+
 // Runs a test at a thread count and restores the previous one.
 struct ThreadCount {
   int saved = omp_get_max_threads();
