@@ -28,7 +28,8 @@ struct ChainSchedule {
   size_t bandBytesPerThread;
   /// At T > 1 threads, each thread runs its own share of the output rows (a lane) when every
   /// share has at least this many rows; otherwise the threads split each band's GEMMs and
-  /// depthwise conv. 0: never lanes.
+  /// depthwise conv. 0: never lanes. (KILN_CONV_CHAIN_LANE_ROWS; default 3 with AVX-512, 4
+  /// below it.)
   int64_t minLaneRows;
 };
 
