@@ -29,13 +29,13 @@ struct DirectConvParams {
   float lo, hi;                     // fused activation bounds
 };
 
-/// Floats of the per-thread scratch a tile over an edge reads (the route checks the bound).
+/// Floats of the per-thread scratch a tile over an edge reads: the route's bounds (C <= 4,
+/// windows <= 11 x 11, strides <= 4) keep a 6-pixel tile under it; directConvForward checks.
 constexpr int64_t kDirectConvScratchFloats = 4096;
 
 /// The rows of one ISA level (conv_direct_kernel.h): a tile of `pixels` output pixels x `block`
 /// output channels (two vectors); weights packed in blocks of `block` channels.
 struct DirectConvKernel {
-  const char *name;
   int64_t block, pixels;
   /// Output rows [oy0, oy1) of image n, all channels; bias has p.o floats (zeros for none),
   /// scratch directConvScratchFloats(p, pixels).

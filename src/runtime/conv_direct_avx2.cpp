@@ -8,7 +8,7 @@
 namespace kiln::rt {
 
 const DirectConvKernel &directConvAvx2Kernel() {
-  static const DirectConvKernel k{"avx2", 2 * simd::Avx2::W, 6, &direct::rows<simd::Avx2, 6>};
+  static const DirectConvKernel k{2 * simd::Avx2::W, 6, &direct::rows<simd::Avx2, 6>};
   return k;
 }
 

@@ -56,10 +56,15 @@ void collectLoads(const loop::VRef &v, std::set<const loop::VNode *> &seen,
     collectLoads(a, seen, out);
 }
 
-/// How a load's index changes when `var` grows by one (an expression; constant when affine).
-sym::Expr stepAlong(const loop::VNode *load, const sym::Expr &var, sym::Context &ctx) {
+/// How an index changes when `var` grows by one (an expression; constant when affine).
+sym::Expr stepOf(const sym::Expr &index, const sym::Expr &var, sym::Context &ctx) {
   std::map<const sym::Node *, sym::Expr> next{{var.node(), var + ctx.constant(1)}};
-  return sym::substitute(load->sym, next) - load->sym;
+  return sym::substitute(index, next) - index;
+}
+
+/// How a load's index changes when `var` grows by one.
+sym::Expr stepAlong(const loop::VNode *load, const sym::Expr &var, sym::Context &ctx) {
+  return stepOf(load->sym, var, ctx);
 }
 
 bool stepsByOne(const loop::VNode *load, const sym::Expr &var, sym::Context &ctx) {
@@ -76,33 +81,29 @@ constexpr int64_t kSimdSharedBlock = 64;
 /// inner dim. There the members' own simd loops would step across rows: MobileNetV2's global
 /// average pool (7 x 7 x 1280 channels-last) ran 70 us that way on Zen 3, GCC keeping one
 /// scalar sum per channel; vectorized across channels, a standalone copy ran 8x faster.
-bool simdAlongLastShared(const loop::KernelGroup &g, size_t shared, sym::Context &ctx) {
+bool simdAlongLastShared(const loop::KernelGroup &g, size_t shared,
+                         const std::vector<int> &memberUnrollInner, sym::Context &ctx) {
   if (shared == 0) return false;
   const sym::Expr &extent = g.kernels.front()->out->shape[shared - 1];
   if (extent.isConst() && extent->value < 16) return false;
+  if (std::any_of(memberUnrollInner.begin(), memberUnrollInner.end(), [](int u) { return u != 0; }))
+    return false;
+  auto contiguousOrFixed = [](const sym::Expr &step) { return step.isConst(1) || step.isConst(0); };
   bool stridedReduction = false;
-  for (size_t m = 0; m < g.kernels.size(); ++m) {
-    const loop::Kernel &k = *g.kernels[m];
-    if (k.scatterIndex || k.vars.size() < shared || unrollInnerExtent(k, shared) != 0) return false;
-    if (k.kind != loop::KernelKind::Pointwise && k.kind != loop::KernelKind::Reduction)
+  for (const loop::Kernel *k : g.kernels) {
+    if (k->scatterIndex || k->vars.size() < shared) return false;
+    if (k->kind != loop::KernelKind::Pointwise && k->kind != loop::KernelKind::Reduction)
       return false;
-    const sym::Expr &var = k.vars[shared - 1];
-    std::map<const sym::Node *, sym::Expr> next{{var.node(), var + ctx.constant(1)}};
-    const sym::Expr out = loop::linearIndex(ctx, k.vars, k.out->shape);
-    if (!(sym::substitute(out, next) - out).isConst(1)) return false;
+    const sym::Expr &var = k->vars[shared - 1];
+    if (!stepOf(loop::linearIndex(ctx, k->vars, k->out->shape), var, ctx).isConst(1)) return false;
+    const bool reduces = k->kind == loop::KernelKind::Reduction && !k->rvars.empty();
     std::set<const loop::VNode *> seen;
     std::vector<const loop::VNode *> loads;
-    collectLoads(k.body, seen, loads);
+    collectLoads(k->body, seen, loads);
     for (const loop::VNode *l : loads) {
-      if (!l->indirect.empty()) return false;
-      const sym::Expr step = stepAlong(l, var, ctx);
-      if (!step.isConst(1) && !step.isConst(0)) return false;
+      if (!l->indirect.empty() || !contiguousOrFixed(stepAlong(l, var, ctx))) return false;
+      stridedReduction |= reduces && !contiguousOrFixed(stepAlong(l, k->rvars.back(), ctx));
     }
-    if (k.kind == loop::KernelKind::Reduction && !k.rvars.empty())
-      for (const loop::VNode *l : loads) {
-        const sym::Expr step = stepAlong(l, k.rvars.back(), ctx);
-        stridedReduction |= !step.isConst(1) && !step.isConst(0);
-      }
   }
   return stridedReduction;
 }
@@ -123,7 +124,8 @@ void scheduleCpu(loop::KernelGroup &g, sym::Context &ctx, const Target &t) {
   for (const loop::Kernel *k : g.kernels)
     total = total + workOf(ctx, *k);
   s.groupParallel = shared > 0 && !smallConst(total, s.minParallelWork);
-  s.simdSharedBlock = simdAlongLastShared(g, shared, ctx) ? kSimdSharedBlock : 0;
+  s.simdSharedBlock =
+      simdAlongLastShared(g, shared, s.memberUnrollInner, ctx) ? kSimdSharedBlock : 0;
 }
 
 /// Four elements per thread with 16-byte loads and stores, when the output has 4-byte

@@ -307,6 +307,9 @@ std::string printGroupText(const loop::KernelGroup &g, const KernelSignature &si
   os << ") {\n";
   std::string indent = "  ";
   size_t shared = g.kernels.size() > 1 ? g.outerRank : 0;
+  // The last shared loop in blocks, each a simd loop around the members (sched/:
+  // simdSharedBlock): one loop more to close, and no simd loops of the members' own.
+  const int64_t simdBlock = shared > 0 ? g.cpu.simdSharedBlock : 0;
   if (shared > 0) {
     // Fused group: one parallel region over the shared outer loops; each member runs
     // its inner loops per outer point, so intermediates stay hot in cache.
@@ -324,21 +327,19 @@ std::string printGroupText(const loop::KernelGroup &g, const KernelSignature &si
          << (shared > 1 ? fmt::format(" collapse({})", shared) : "")
          << fmt::format(" if({} >= {})", sym::toCpp(work, modelSymbol), g.cpu.minParallelWork)
          << "\n";
-    const int64_t block = g.cpu.simdSharedBlock;
     for (size_t d = 0; d < shared; ++d) {
       const std::string extent = sym::toCpp(first.out->shape[d], modelSymbol);
-      if (d + 1 == shared && block > 0) {
-        // The last shared loop in blocks (collapsed with the loops above), each a simd loop
-        // around the members (sched/: simdSharedBlock).
+      if (d + 1 == shared && simdBlock > 0) {
+        // The block loop is collapsed with the loops above.
         os << indent
            << fmt::format("for (int64_t i{0}b = 0; i{0}b < {1}; i{0}b += {2}) {{\n", d, extent,
-                          block);
+                          simdBlock);
         indent += "  ";
         os << indent << "#pragma omp simd\n"
            << indent
            << fmt::format("for (int64_t i{0} = i{0}b; i{0} < (i{0}b + {2} < {1} ? i{0}b + {2} : "
                           "{1}); ++i{0}) {{\n",
-                          d, extent, block);
+                          d, extent, simdBlock);
       } else {
         os << indent << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0}) {{\n", d, extent);
       }
@@ -350,13 +351,12 @@ std::string printGroupText(const loop::KernelGroup &g, const KernelSignature &si
     os << indent << "{ // " << commentText(k->origin) << "\n";
     bool parallel = m < g.cpu.memberParallel.size() && g.cpu.memberParallel[m];
     int unroll = m < g.cpu.memberUnrollInner.size() ? g.cpu.memberUnrollInner[m] : 0;
-    const bool insideSimd = shared > 0 && g.cpu.simdSharedBlock > 0;
-    MemberPrinter(os, *k, shared, parallel, unroll, g.cpu.minParallelWork, insideSimd, modelSymbol,
-                  ctx)
+    MemberPrinter(os, *k, shared, parallel, unroll, g.cpu.minParallelWork, simdBlock > 0,
+                  modelSymbol, ctx)
         .print(indent + "  ");
     os << indent << "}\n";
   }
-  for (size_t d = 0; d < shared + (shared > 0 && g.cpu.simdSharedBlock > 0 ? 1 : 0); ++d) {
+  for (size_t d = 0; d < shared + (simdBlock > 0 ? 1 : 0); ++d) {
     indent.resize(indent.size() - 2);
     os << indent << "}\n";
   }
