@@ -303,6 +303,9 @@ def yolo_spec():
 BERT_TINY = dict(vocab=1000, hidden=64, layers=2, heads=4, ff=256, max_pos=128)
 VIT_TINY = dict(image=32, patch=8, hidden=64, layers=2, heads=4, ff=256, classes=10)
 GPT2_TINY = dict(vocab=1000, hidden=64, layers=2, heads=4, max_pos=128)
+# One layer of BERT-base's width: its GEMMs take kiln's Strassen route on AVX2 (M >= 96 rows,
+# N and K >= 768; src/runtime/gemm_strassen.h), which the tiny configs are too small for.
+BERT_WIDE = dict(vocab=1000, hidden=768, layers=1, heads=12, ff=3072, max_pos=256)
 
 SPECS = {
     "resnet50": lambda: cnn_spec("resnet50"),
@@ -313,6 +316,9 @@ SPECS = {
                                                ("_b1s5", 1, 5, False)]),
     "vit_tiny": lambda: vit_spec(VIT_TINY, [("", 1), ("2", 3)]),
     "gpt2_tiny": lambda: gpt2_spec(GPT2_TINY, [("", 1, 7), ("2", 2, 19)]),
+    # 128 rows, 97 (odd: the bottom half a row short) and 2 x 100 with padding.
+    "bert_wide": lambda: bert_spec(BERT_WIDE, [("", 1, 128, False), ("2", 1, 97, False),
+                                               ("3", 2, 100, True)]),
     # torchvision detectors (random weights; data-dependent output dims), for tests/models.
     "ssdlite": lambda: detection_spec("ssdlite"),
     "fasterrcnn": lambda: detection_spec("fasterrcnn"),
@@ -327,4 +333,5 @@ SPECS = {
 }
 
 # What tests/models exports (the full-size bench models are left out: they are large).
-TEST_MODELS = ["resnet50", "mobilenet_v2", "encoder", "bert_tiny", "vit_tiny", "gpt2_tiny"]
+TEST_MODELS = ["resnet50", "mobilenet_v2", "encoder", "bert_tiny", "vit_tiny", "gpt2_tiny",
+               "bert_wide"]

@@ -19,6 +19,8 @@
 //   rt512  the runtime's AVX-512 GEMM on the same panels, which the matmul shims run where
 //          AVX-512 is allowed (CPUs with AVX-512F); its work items claimed (work_claim.h)
 //   rt512s at T > 1 threads: the same with its items statically split (KILN_GEMM_STEAL=0)
+//   str    the runtime's Strassen route (gemm_strassen.h) where it takes the shape, its
+//          GFLOP/s from the direct method's FLOPs (so above the peak where it pays)
 //
 //   build/release/bench/gemm/kiln_gemm_bench [--shapes M,N,K;...] [--split 768] [--gelu]
 //       [--threads 1,2] [--reps 40] [--copies 8] [--peak GFLOPS_PER_CORE] [--rewrite-a]
@@ -30,6 +32,7 @@
 // processes on a shared machine does not inflate); --peak adds the fastest call's share of
 // threads x that per-core peak (CPU time at 1 thread, wall time otherwise).
 #include "gemm.h"
+#include "gemm_strassen.h"
 #include "gemv.h"
 #include "isa_cap.h"
 #include "own_gemm.h"
@@ -303,9 +306,20 @@ void runShape(const Options &o, const Shape &sh, int threads) {
                                 static_cast<float *>(rtCopies.back().get()));
     }
 
-  Timings tw, th, ts, tx, tk, tc, trw, trt, tr5, tr5s;
+  // The runtime's Strassen route (gemm_strassen.h), where it takes this shape.
+  std::vector<std::shared_ptr<void>> strCopies;
+  if (kiln::rt::gemmAvx2Supported() && sh.n % 2 == 0 && sh.k % 2 == 0)
+    for (int i = 0; i < o.copies; ++i) {
+      strCopies.push_back(kiln::rt::allocateWeightBuffer(
+          sizeof(float) * kiln::rt::strassenPackedFloats(sh.n, sh.k)));
+      kiln::rt::packStrassenWeights(B.data(), sh.n, sh.k, sh.n, false,
+                                    static_cast<float *>(strCopies.back().get()));
+    }
+  const bool strassen = !strCopies.empty() && kiln::rt::strassenFits(sh.m, sh.n, sh.k);
+
+  Timings tw, th, ts, tx, tk, tc, trw, trt, tr5, tr5s, tst;
   double hugeErr = 0, splitErr = 0, xnnErr = 0, kilnErr = 0, colsErr = 0, rowsErr = 0, rtErr = 0,
-         rt512Err = 0, rt512sErr = 0;
+         rt512Err = 0, rt512sErr = 0, strErr = 0;
   // --rewrite-a: before each call the threads rewrite A by rows, as the kernel before a
   // GEMM in a model does, so A starts in the writers' caches rather than shared by all.
   auto rewriteA = [&] {
@@ -374,6 +388,13 @@ void runShape(const Options &o, const Shape &sh, int threads) {
       });
       if (r == o.reps - 1) rtErr = relL2(C, ref);
     }
+    if (strassen) {
+      timeOne(r < 0 ? sink : tst, [&] {
+        kiln::rt::gemmStrassen(rtParams, A.data(),
+                               static_cast<const float *>(strCopies[copy].get()), C.data());
+      });
+      if (r == o.reps - 1) strErr = relL2(C, ref);
+    }
     if (!rtCopies.empty() && kiln::rt::cpuIsaBits() >= 512) {
       timeOne(r < 0 ? sink : tr5, [&] {
         kiln::rt::gemmAvx512(rtParams, A.data(), static_cast<const float *>(rtCopies[copy].get()),
@@ -426,6 +447,12 @@ void runShape(const Options &o, const Shape &sh, int threads) {
   if (!trt.wall.empty()) {
     report("rt", trt, gflop, threads, o.peak);
     std::printf("         (the runtime's AVX2 GEMM; rel. L2 to whole %.1e)\n", rtErr);
+  }
+  if (!tst.wall.empty()) {
+    report("str", tst, gflop, threads, o.peak);
+    std::printf("         (the runtime's Strassen route, direct-method FLOPs; rel. L2 to whole "
+                "%.1e)\n",
+                strErr);
   }
   if (!tr5.wall.empty()) {
     report("rt512", tr5, gflop, threads, o.peak);

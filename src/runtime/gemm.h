@@ -84,6 +84,25 @@ bool gemmAvx2Supported();
 /// packedB: packGemvWeights(B) (16-column panels).
 void gemmAvx2(const GemmParams &g, const float *a, const float *packedB, float *c);
 
+/// Strassen's seven products of one GEMM (gemm_strassen.cpp forms their operands): product j
+/// is a[j] (h x k2, row stride lda[j]) times B's packed combination b[j] (k2 x n2), and adds
+/// itself into `count[j]` of C's quarters (0: C11, 1: C12, 2: C21, 3: C22), negated where
+/// negate says; the top quarters have h rows, the bottom ones `bottom` (h or h - 1).
+struct StrassenProducts {
+  int64_t h, bottom, n2, k2;
+  const float *a[7];
+  int64_t lda[7];
+  const float *b[7];
+  int quarter[7][2];
+  bool negate[7][2];
+  int count[7];
+};
+
+/// C = post(alpha * A * B + beta * bias + residual) as Strassen's products on AVX2 tiles
+/// (gemm_avx2_strassen.cpp; n2 a multiple of 16), g the whole GEMM's parameters; the residual
+/// may be C itself.
+void gemmAvx2Strassen(const GemmParams &g, const StrassenProducts &s, float *c);
+
 /// Whether the AVX2 driver runs g's whole strips and panels on its lean tile: K a multiple of 8
 /// up to 256, alpha 1, at most a bias, a residual other than C and a clamp (gemm_avx2_lean.cpp).
 bool gemmAvx2LeanFits(const GemmParams &g, const float *c);

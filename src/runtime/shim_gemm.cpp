@@ -4,6 +4,7 @@
 // container's runners, dropped and rebuilt when the constants change).
 #include "error.h"
 #include "gemm.h"
+#include "gemm_strassen.h"
 #include "gemv.h"
 #include "isa_cap.h"
 #include "shim_conv.h"
@@ -23,8 +24,10 @@
 namespace kiln::rt {
 namespace {
 
-constexpr int64_t kBiasTag = 0x6f776e676d6d;      // "owngmm": the multi shim's biases
-constexpr int64_t kMultiPackTag = 0x6f776e6d6c74; // "ownmlt": a concatenated, packed B
+constexpr int64_t kBiasTag = 0x6f776e676d6d;          // "owngmm": the multi shim's biases
+constexpr int64_t kMultiPackTag = 0x6f776e6d6c74;     // "ownmlt": a concatenated, packed B
+constexpr int64_t kStrassenTag = 0x737472736e;        // "strsn": B's Strassen combinations
+constexpr int64_t kMultiStrassenTag = 0x6d7374727373; // "mstrss": the same, concatenated
 
 struct BiasScratch : CacheEntry {
   std::vector<float> bias; // the multi shim's concatenated biases
@@ -33,6 +36,33 @@ struct BiasScratch : CacheEntry {
 struct PackedConcat : CacheEntry {
   std::shared_ptr<void> buffer;
 };
+
+/// B (k x n plain, or as the params say) as Strassen's packed combinations.
+std::unique_ptr<PackedConcat> strassenPacking(const float *b, int64_t n, int64_t k, int64_t ldb,
+                                              bool transB) {
+  auto fresh = std::make_unique<PackedConcat>();
+  fresh->buffer = allocateWeightBuffer(sizeof(float) * strassenPackedFloats(n, k));
+  packStrassenWeights(b, n, k, ldb, transB, static_cast<float *>(fresh->buffer.get()));
+  return fresh;
+}
+
+/// A constant B's Strassen combinations, once per (site, pointer, shape) and constant set;
+/// its file-backed pages are dropped as for the plain panels.
+const float *strassenWeights(Runner &r, int64_t site, const float *b,
+                             const kiln_matmul_params_v1 &p) {
+  CacheKey key;
+  for (int64_t v : {kStrassenTag, site, static_cast<int64_t>(reinterpret_cast<uintptr_t>(b)), p.n,
+                    p.k, p.ldb, static_cast<int64_t>(p.trans_b)})
+    key.push(v);
+  auto *e = static_cast<PackedConcat *>(r.dnnl.findDerived(key));
+  if (!e) {
+    const size_t bBytes = sizeof(float) * ((p.trans_b ? p.n : p.k) - 1) * p.ldb +
+                          sizeof(float) * (p.trans_b ? p.k : p.n);
+    e = static_cast<PackedConcat *>(
+        r.dnnl.insertDerived(key, strassenPacking(b, p.n, p.k, p.ldb, p.trans_b), b, bBytes));
+  }
+  return static_cast<const float *>(e->buffer.get());
+}
 
 GemmPost postOf(int32_t post) {
   if (post == KILN_POST_GELU_ERF) return GemmPost::GeluErf;
@@ -147,6 +177,13 @@ void packedGemm(const float *a, const float *packedB, const float *addend, const
 int ownGemmForward(Runner &r, int64_t site, const float *a, const float *b, const float *addend,
                    const float *residual, float *c, const kiln_matmul_params_v1 &p) {
   try {
+    if (strassenFits(p.m, p.n, p.k)) {
+      GemmParams g;
+      static_cast<GemvParams &>(g) = weightGemmParams(p, addend, residual);
+      g.post = postOf(p.post_op);
+      gemmStrassen(g, a, strassenWeights(r, site, b, p), c);
+      return KILN_OK;
+    }
     packedGemm(a, packedWeightPanels(r, site, b, p), addend, residual, c, p);
     return KILN_OK;
   } catch (const std::bad_alloc &) {
@@ -166,14 +203,20 @@ int ownGemmMultiForward(Runner &r, int64_t site, const float *a, const float *co
                         const float *const *bias, float *c, const kiln_matmul_multi_params_v1 &p) {
   try {
     const int64_t n = multiTotalN(p);
-    const CacheKey key = multiPackedKey(site, kMultiPackTag, b, p);
+    const bool strassen = strassenFits(p.m, n, p.k);
+    const CacheKey key = multiPackedKey(site, strassen ? kMultiStrassenTag : kMultiPackTag, b, p);
     auto *e = static_cast<PackedConcat *>(r.dnnl.findDerived(key));
     if (!e) {
       std::vector<float> plain(static_cast<size_t>(p.k * n));
       concatMultiB(b, p, plain.data());
-      auto fresh = std::make_unique<PackedConcat>();
-      fresh->buffer = allocateWeightBuffer(sizeof(float) * gemvPackedFloats(n, p.k));
-      packGemvWeights(plain.data(), n, p.k, n, false, static_cast<float *>(fresh->buffer.get()));
+      std::unique_ptr<PackedConcat> fresh;
+      if (strassen) {
+        fresh = strassenPacking(plain.data(), n, p.k, n, false);
+      } else {
+        fresh = std::make_unique<PackedConcat>();
+        fresh->buffer = allocateWeightBuffer(sizeof(float) * gemvPackedFloats(n, p.k));
+        packGemvWeights(plain.data(), n, p.k, n, false, static_cast<float *>(fresh->buffer.get()));
+      }
       e = static_cast<PackedConcat *>(r.dnnl.insertDerived(key, std::move(fresh)));
       releaseMultiB(r.dnnl, b, p);
     }
@@ -194,7 +237,11 @@ int ownGemmMultiForward(Runner &r, int64_t site, const float *a, const float *co
     }
     g.lo = -std::numeric_limits<float>::infinity();
     g.hi = std::numeric_limits<float>::infinity();
-    runGemm(g, a, static_cast<const float *>(e->buffer.get()), c);
+    const auto *packed = static_cast<const float *>(e->buffer.get());
+    if (strassen)
+      gemmStrassen(g, a, packed, c);
+    else
+      runGemm(g, a, packed, c);
     return KILN_OK;
   } catch (const std::bad_alloc &) {
     return fail(KILN_ERR_OUT_OF_MEMORY, "matmul_multi site %lld: out of memory",

@@ -1,0 +1,213 @@
+// One level of Strassen's algorithm for weight GEMMs (gemm_strassen.h).
+//
+// With A's rows split at h = ceil(m / 2) (an odd m's bottom half is one row short and reads as
+// a zero row) and B's and C's columns and A's and B's K split in half, the seven products are
+//   M1 = (A11 + A22)(B11 + B22)   -> C11, C22
+//   M2 = (A21 + A22) B11          -> C21, -C22
+//   M3 = A11 (B12 - B22)          -> C12, C22
+//   M4 = A22 (B21 - B11)          -> C11, C21
+//   M5 = (A11 + A12) B22          -> -C11, C12
+//   M6 = (A21 - A11)(B11 + B12)   -> C22
+//   M7 = (A12 - A22)(B21 + B22)   -> C11
+// each h x n/2 x k/2; gemmAvx2Strassen runs all seven on each block of the quarters.
+#include "gemm_strassen.h"
+
+#include "gemv.h"
+#include "isa_cap.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+namespace kiln::rt {
+namespace {
+
+std::atomic<int> &forcedMode() {
+  static std::atomic<int> mode{-1};
+  return mode;
+}
+
+bool strassenOn() {
+  const int forced = forcedMode().load(std::memory_order_relaxed);
+  if (forced >= 0) return forced == 1;
+  static const bool on = [] {
+    const char *v = std::getenv("KILN_GEMM_STRASSEN");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return on;
+}
+
+size_t quarterFloats(int64_t n, int64_t k) {
+  return gemvPackedFloats(n / 2, k / 2);
+}
+
+/// Row kk of B's quarter combination `which` (1-7, as the products are numbered) from row kk
+/// of B's top half (top) and of its bottom half (bottom), each n2 + n2 floats.
+void combinationRow(int which, const float *top, const float *bottom, int64_t n2, float *out) {
+  const float *b11 = top, *b12 = top + n2, *b21 = bottom, *b22 = bottom + n2;
+  auto sum = [&](const float *x, const float *y) {
+    for (int64_t j = 0; j < n2; ++j)
+      out[j] = x[j] + y[j];
+  };
+  auto difference = [&](const float *x, const float *y) {
+    for (int64_t j = 0; j < n2; ++j)
+      out[j] = x[j] - y[j];
+  };
+  switch (which) {
+  case 1:
+    return sum(b11, b22);
+  case 2:
+    return static_cast<void>(std::memcpy(out, b11, sizeof(float) * n2));
+  case 3:
+    return difference(b12, b22);
+  case 4:
+    return difference(b21, b11);
+  case 5:
+    return static_cast<void>(std::memcpy(out, b22, sizeof(float) * n2));
+  case 6:
+    return sum(b11, b12);
+  default:
+    return sum(b21, b22);
+  }
+}
+
+/// The packing's working memory, kept per thread: fresh pages for every weight cost more to
+/// fault in and clear than the packing itself.
+std::vector<float> &packScratch(int which, size_t floats) {
+  thread_local std::vector<float> buffers[2];
+  if (buffers[which].size() < floats) buffers[which].resize(floats);
+  return buffers[which];
+}
+
+/// A's combinations, h rows of k2 each: T1 = A11 + A22, T2 = A21 + A22, T5 = A11 + A12,
+/// T6 = A21 - A11, T7 = A12 - A22 and, for an odd m, A22 with its missing last row as zeros.
+struct ASums {
+  float *t1, *t2, *t5, *t6, *t7, *a22;
+};
+
+void formASums(const GemmParams &g, const float *a, int64_t h, const ASums &s, int threads) {
+  const int64_t k2 = g.k / 2, bottom = g.m - h;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int64_t r = 0; r < h; ++r) {
+    const float *a11 = a + r * g.lda, *a12 = a11 + k2;
+    const float *a21 = r < bottom ? a + (h + r) * g.lda : nullptr;
+    float *t1 = s.t1 + r * k2, *t2 = s.t2 + r * k2, *t5 = s.t5 + r * k2, *t6 = s.t6 + r * k2,
+          *t7 = s.t7 + r * k2;
+    for (int64_t q = 0; q < k2; ++q)
+      t5[q] = a11[q] + a12[q];
+    if (a21) {
+      const float *a22 = a21 + k2;
+      for (int64_t q = 0; q < k2; ++q) {
+        t1[q] = a11[q] + a22[q];
+        t2[q] = a21[q] + a22[q];
+        t6[q] = a21[q] - a11[q];
+        t7[q] = a12[q] - a22[q];
+      }
+      if (s.a22) std::memcpy(s.a22 + r * k2, a22, sizeof(float) * k2);
+    } else { // the zero row under an odd m's bottom half
+      std::memcpy(t1, a11, sizeof(float) * k2);
+      std::memset(t2, 0, sizeof(float) * k2);
+      for (int64_t q = 0; q < k2; ++q)
+        t6[q] = -a11[q];
+      std::memcpy(t7, a12, sizeof(float) * k2);
+      std::memset(s.a22 + r * k2, 0, sizeof(float) * k2);
+    }
+  }
+}
+
+std::vector<float> &scratch() {
+  thread_local std::vector<float> buffer; // the calling thread's: runners may run in parallel
+  return buffer;
+}
+
+} // namespace
+
+bool strassenFits(int64_t m, int64_t n, int64_t k) {
+  // The AVX-512 tiles have no product mode (yet): the route is AVX2-only.
+  if (!strassenOn() || usableIsaBits() != 256) return false;
+  // Half GEMMs of 48+ rows and 384+ columns and K: at 128 x 512 x 512 (halves of 256) the
+  // products ran 0.92-0.96x the plain GEMM's speed on Zen 3, at 128 x 768 x 768 1.01-1.02x,
+  // at BERT's and ViT's GEMMs 1.03-1.07x (bench/gemm, B from memory).
+  return m >= 96 && n >= 768 && n % 32 == 0 && k >= 768 && k % 2 == 0;
+}
+
+size_t strassenPackedFloats(int64_t n, int64_t k) {
+  return 7 * quarterFloats(n, k);
+}
+
+void packStrassenWeights(const float *b, int64_t n, int64_t k, int64_t ldb, bool transB,
+                         float *packed) {
+  const int64_t n2 = n / 2, k2 = k / 2;
+  // B row-major (k x n): a stored transpose is turned around once, in 32 x 32 blocks.
+  if (transB) {
+    std::vector<float> &rowMajor = packScratch(0, static_cast<size_t>(k * n));
+    for (int64_t j0 = 0; j0 < n; j0 += 32)
+      for (int64_t q0 = 0; q0 < k; q0 += 32)
+        for (int64_t j = j0; j < std::min(n, j0 + 32); ++j)
+          for (int64_t q = q0; q < std::min(k, q0 + 32); ++q)
+            rowMajor[q * n + j] = b[j * ldb + q];
+    b = rowMajor.data();
+    ldb = n;
+  }
+  std::vector<float> &plain = packScratch(1, static_cast<size_t>(k2 * n2));
+  for (int which = 1; which <= 7; ++which) {
+    for (int64_t kk = 0; kk < k2; ++kk)
+      combinationRow(which, b + kk * ldb, b + (kk + k2) * ldb, n2, plain.data() + kk * n2);
+    packGemvWeights(plain.data(), n2, k2, n2, false, packed + (which - 1) * quarterFloats(n, k));
+  }
+}
+
+void gemmStrassen(const GemmParams &g, const float *a, const float *packed, float *c) {
+  const int64_t h = (g.m + 1) / 2, bottom = g.m - h, n2 = g.n / 2, k2 = g.k / 2;
+  const bool odd = bottom < h;
+  std::vector<float> &buf = scratch();
+  buf.resize(static_cast<size_t>((odd ? 6 : 5) * h * k2));
+  const ASums s{buf.data(),
+                buf.data() + h * k2,
+                buf.data() + 2 * h * k2,
+                buf.data() + 3 * h * k2,
+                buf.data() + 4 * h * k2,
+                odd ? buf.data() + 5 * h * k2 : nullptr};
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  formASums(g, a, h, s, threads);
+
+  StrassenProducts sp;
+  sp.h = h;
+  sp.bottom = bottom;
+  sp.n2 = n2;
+  sp.k2 = k2;
+  const float *a22 = odd ? s.a22 : a + h * g.lda + k2;
+  const int64_t ld22 = odd ? k2 : g.lda;
+  // Product j: its A operand, B's combination j + 1, its quarters (0 C11, 1 C12, 2 C21, 3 C22).
+  struct Row {
+    const float *a;
+    int64_t lda;
+    int q0, q1; // q1 < 0: one quarter
+    bool neg0, neg1;
+  };
+  const Row rows[7] = {{s.t1, k2, 0, 3, false, false}, {s.t2, k2, 2, 3, false, true},
+                       {a, g.lda, 1, 3, false, false}, {a22, ld22, 0, 2, false, false},
+                       {s.t5, k2, 1, 0, false, true},  {s.t6, k2, 3, -1, false, false},
+                       {s.t7, k2, 0, -1, false, false}};
+  for (int j = 0; j < 7; ++j) {
+    sp.a[j] = rows[j].a;
+    sp.lda[j] = rows[j].lda;
+    sp.b[j] = packed + j * quarterFloats(g.n, g.k);
+    sp.quarter[j][0] = rows[j].q0;
+    sp.quarter[j][1] = rows[j].q1;
+    sp.negate[j][0] = rows[j].neg0;
+    sp.negate[j][1] = rows[j].neg1;
+    sp.count[j] = rows[j].q1 < 0 ? 1 : 2;
+  }
+  gemmAvx2Strassen(g, sp, c);
+}
+
+void forceStrassen(int mode) {
+  forcedMode().store(mode, std::memory_order_relaxed);
+}
+
+} // namespace kiln::rt

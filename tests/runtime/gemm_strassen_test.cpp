@@ -1,0 +1,211 @@
+// One level of Strassen's algorithm for weight GEMMs (gemm_strassen.h) against float64: the
+// kernel on even and odd M (an odd M's bottom quarters end a row early), N and K around the
+// 16-column panels and the AVX2 K blocks (K / 2 up to 768 in one block, deeper in blocks of
+// 256), B stored transposed or not, alpha, bias with beta, a residual beside C and in C, every
+// activation, 1 and 2 threads; the matmul shims' route to it (single and Q/K/V GEMMs, the rule,
+// the packed combinations following constant updates). ctest runs these again under
+// ONEDNN_MAX_CPU_ISA=AVX2 (runtime.own_gemm_avx2), where AVX-512 CPUs take the route too.
+//
+// Tolerance: each of the seven products multiplies operands formed by one addition (|x| <= 2
+// for the tests' values in [-1, 1]) and each output sums up to four products, so float32's
+// rounding can grow up to 4 x 4 times a plain GEMM's; kScale = 4 is what the sums of random
+// signs here need (a plain GEMM's bound of weight_gemm_cases.h times 4), and a wrong sign,
+// quarter or row is off by O(1).
+#include "gemm.h"
+#include "gemm_strassen.h"
+#include "gemv.h"
+#include "isa_cap.h"
+#include "shim_matmul.h"
+#include "test_util.h"
+#include "weight_gemm_cases.h"
+
+#include <kiln/model.h>
+#include <kiln/runtime.h>
+
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <string>
+
+namespace {
+
+using namespace kiln::test::weight_gemm;
+
+constexpr double kScale = 4.0;
+
+kiln::rt::GemmParams kernelParams(const Gemm &t, const kiln_matmul_params_v1 &p, const Data &d) {
+  kiln::rt::GemmParams g;
+  static_cast<kiln::rt::GemvParams &>(g) = kiln::rt::weightGemmParams(
+      p, t.bias ? d.bias.data() : nullptr, t.residual ? d.residual.data() : nullptr);
+  g.post = t.post == KILN_POST_GELU_ERF    ? kiln::rt::GemmPost::GeluErf
+           : t.post == KILN_POST_GELU_TANH ? kiln::rt::GemmPost::GeluTanh
+                                           : kiln::rt::GemmPost::Clamp;
+  return g;
+}
+
+/// gemmStrassen on fresh data (C holding the residual when inPlace) against float64.
+void checkKernel(const Gemm &t, bool inPlace, std::mt19937 &rng, const std::string &what) {
+  kiln_matmul_params_v1 p = params(t);
+  if (inPlace) p.alpha = 1.f;
+  Data d = makeData(t, p, rng);
+  std::vector<float> packed(kiln::rt::strassenPackedFloats(t.n, t.k));
+  kiln::rt::packStrassenWeights(d.b.data(), t.n, t.k, p.ldb, t.transB, packed.data());
+  std::vector<float> c(t.m * p.ldc, -7.f);
+  kiln::rt::GemmParams g = kernelParams(t, p, d);
+  if (inPlace) {
+    for (int64_t i = 0; i < t.m; ++i)
+      for (int64_t j = 0; j < t.n; ++j)
+        c[i * p.ldc + j] = t.residual ? d.residual[i * p.ldc + j] : 0.f;
+    g.residual = c.data();
+  }
+  const std::vector<float> a = d.a;
+  kiln::rt::gemmStrassen(g, d.a.data(), packed.data(), c.data());
+  EXPECT_EQ(d.a, a) << what << ": A changed";
+  expectClose(c, reference(t, p, d), t, p.ldc, what + " " + t.describe(), kScale);
+}
+
+TEST(OwnGemmStrassen, KernelMatchesFloat64) {
+  if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
+  const int saved = omp_get_max_threads();
+  std::mt19937 rng(38);
+  const int32_t posts[] = {KILN_POST_NONE, KILN_POST_RELU, KILN_POST_CLIP, KILN_POST_GELU_ERF,
+                           KILN_POST_GELU_TANH};
+  struct Shape {
+    int64_t n, k;
+  };
+  // K / 2 of 1, 17, 384, 385 (one block) and 800 (blocks of 256 and a rest); N / 2 of one
+  // panel and of three.
+  const Shape shapes[] = {{32, 2}, {96, 34}, {32, 768}, {96, 770}, {32, 1600}};
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    for (int64_t m : {2, 3, 12, 13, 25, 97, 130})
+      for (const Shape &s : shapes) {
+        Gemm t{m, s.n, s.k, rng() % 2 == 0, rng() % 2 == 0, rng() % 2 == 0, posts[rng() % 5]};
+        checkKernel(t, false, rng, "threads " + std::to_string(threads));
+      }
+  }
+  omp_set_num_threads(saved);
+}
+
+// BERT-base's fc2 (K = 3072: K / 2 in six blocks) and a ViT-like odd M, with GELU.
+TEST(OwnGemmStrassen, KernelAtTransformerShapes) {
+  if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(39);
+  checkKernel(Gemm{128, 128, 3072, false, true, true, KILN_POST_NONE}, false, rng, "fc2-like");
+  checkKernel(Gemm{197, 768, 256, true, true, false, KILN_POST_GELU_ERF}, false, rng, "odd M");
+}
+
+TEST(OwnGemmStrassen, KernelResidualInPlace) {
+  if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(40);
+  for (int64_t m : {14, 15})
+    for (int64_t k : {64, 1600})
+      checkKernel(Gemm{m, 64, k, m == 15, true, true, KILN_POST_RELU}, true, rng, "in place");
+}
+
+// The route's rule: transformer GEMMs on AVX2 tiles, not small ones, not odd N halves; off
+// with forceStrassen(0) (KILN_GEMM_STRASSEN=0) and on AVX-512 tiles (no product mode there).
+TEST(OwnGemmStrassen, RouteRule) {
+  if (!kiln::rt::ownGemmRouteOn()) GTEST_SKIP() << "no AVX2, or KILN_MATMUL_OWN_GEMM=0";
+  const bool avx2Tiles = kiln::rt::usableIsaBits() == 256;
+  kiln::rt::forceStrassen(-1);
+  const char *env = std::getenv("KILN_GEMM_STRASSEN");
+  if (env && std::string(env) == "0") GTEST_SKIP() << "KILN_GEMM_STRASSEN=0";
+  EXPECT_EQ(kiln::rt::strassenFits(128, 3072, 768), avx2Tiles);
+  EXPECT_EQ(kiln::rt::strassenFits(128, 768, 3072), avx2Tiles);
+  EXPECT_EQ(kiln::rt::strassenFits(197, 2304, 768), avx2Tiles);
+  EXPECT_EQ(kiln::rt::strassenFits(1024, 768, 768), avx2Tiles);
+  EXPECT_FALSE(kiln::rt::strassenFits(64, 3072, 768)); // too few rows
+  EXPECT_FALSE(kiln::rt::strassenFits(128, 512, 512)); // halves too small
+  EXPECT_FALSE(kiln::rt::strassenFits(128, 784, 768)); // N / 2 not whole panels
+  EXPECT_FALSE(kiln::rt::strassenFits(128, 768, 769)); // odd K
+  kiln::rt::forceStrassen(0);
+  EXPECT_FALSE(kiln::rt::strassenFits(128, 3072, 768));
+  kiln::rt::forceStrassen(-1);
+}
+
+/// The shim's C for t with the route forced on or off.
+std::vector<float> shimRun(const Gemm &t, const kiln_matmul_params_v1 &p, const Data &d,
+                           int strassen) {
+  kiln::rt::forceStrassen(strassen);
+  kiln::rt::Runner r;
+  r.constantRanges.emplace_back(reinterpret_cast<const char *>(d.b.data()), d.b.size() * 4);
+  std::vector<float> c;
+  EXPECT_EQ(runShim(r, t, p, d, c), KILN_OK) << kiln_rt_last_error();
+  kiln::rt::forceStrassen(-1);
+  return c;
+}
+
+TEST(OwnGemmStrassen, ShimMatchesFloat64) {
+  if (!kiln::rt::ownGemmRouteOn() || kiln::rt::usableIsaBits() != 256)
+    GTEST_SKIP() << "the route runs on AVX2 tiles only";
+  std::mt19937 rng(41);
+  for (const Gemm &t : {Gemm{96, 768, 768, true, true, false, KILN_POST_GELU_ERF},
+                        Gemm{101, 800, 1538, false, true, true, KILN_POST_NONE}}) {
+    const kiln_matmul_params_v1 p = params(t);
+    const Data d = makeData(t, p, rng);
+    kiln::rt::forceStrassen(-1);
+    ASSERT_TRUE(kiln::rt::strassenFits(t.m, t.n, t.k)) << t.describe();
+    const std::vector<float> strassen = shimRun(t, p, d, 1), plain = shimRun(t, p, d, 0);
+    expectClose(strassen, reference(t, p, d), t, p.ldc, "strassen " + t.describe(), kScale);
+    expectClose(plain, reference(t, p, d), t, p.ldc, "plain " + t.describe());
+    EXPECT_NE(strassen, plain) << "the route did not run (bit-identical to the plain GEMM)";
+  }
+}
+
+TEST(OwnGemmStrassen, PackedCombinationsFollowConstantUpdates) {
+  if (!kiln::rt::ownGemmRouteOn() || kiln::rt::usableIsaBits() != 256)
+    GTEST_SKIP() << "the route runs on AVX2 tiles only";
+  kiln::rt::forceStrassen(1);
+  expectPanelsFollowConstantUpdates(Gemm{96, 768, 768, true, true, true, KILN_POST_RELU}, 42,
+                                    kScale);
+  kiln::rt::forceStrassen(-1);
+}
+
+// Q/K/V as one GEMM over [B_0 | B_1 | B_2] (N = 768 in all) through the route, with biases.
+TEST(OwnGemmStrassen, MultiShimMatchesFloat64) {
+  if (!kiln::rt::ownGemmRouteOn() || kiln::rt::usableIsaBits() != 256)
+    GTEST_SKIP() << "the route runs on AVX2 tiles only";
+  std::mt19937 rng(43);
+  kiln_matmul_multi_params_v1 p{};
+  p.m = 97;
+  p.k = 768;
+  p.lda = 770;
+  p.count = 3;
+  const int64_t ns[3] = {256, 256, 256};
+  int64_t total = 0;
+  for (int g = 0; g < 3; ++g)
+    total += p.n[g] = ns[g];
+  p.ldc = total + 3;
+  std::vector<float> a = kiln::test::randomVector(rng, p.m * p.lda);
+  std::vector<float> weights = kiln::test::randomVector(rng, p.k * total);
+  std::vector<float> bias0 = kiln::test::randomVector(rng, ns[0]);
+  const float *b[3] = {weights.data(), weights.data() + p.k * ns[0],
+                       weights.data() + p.k * (ns[0] + ns[1])};
+  const float *bias[3] = {bias0.data(), nullptr, nullptr};
+  kiln::rt::forceStrassen(1);
+  ASSERT_TRUE(kiln::rt::strassenFits(p.m, total, p.k));
+  kiln::rt::Runner r;
+  r.constantRanges.emplace_back(reinterpret_cast<const char *>(weights.data()), weights.size() * 4);
+  std::vector<float> c(p.m * p.ldc, -7.f);
+  ASSERT_EQ(kiln_shim_matmul_multi_v1(&r, 3, a.data(), b, bias, c.data(), &p), KILN_OK)
+      << kiln_rt_last_error();
+  kiln::rt::forceStrassen(-1);
+  int64_t col = 0;
+  for (int g = 0; g < 3; ++g) {
+    for (int64_t i = 0; i < p.m; ++i)
+      for (int64_t j = 0; j < ns[g]; ++j) {
+        double want = bias[g] ? bias[g][j] : 0.0;
+        for (int64_t q = 0; q < p.k; ++q)
+          want += double(a[i * p.lda + q]) * b[g][q * ns[g] + j];
+        ASSERT_NEAR(c[i * p.ldc + col + j], want, kScale * (2e-6 * p.k + 1e-5))
+            << g << ": " << i << "," << j;
+      }
+    col += ns[g];
+  }
+  for (int64_t i = 0; i < p.m; ++i)
+    for (int64_t j = total; j < p.ldc; ++j)
+      ASSERT_EQ(c[i * p.ldc + j], -7.f) << "padding written at " << i << "," << j;
+}
+
+} // namespace
