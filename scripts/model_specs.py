@@ -316,7 +316,8 @@ SPECS = {
                                                ("_b1s5", 1, 5, False)]),
     "vit_tiny": lambda: vit_spec(VIT_TINY, [("", 1), ("2", 3)]),
     "gpt2_tiny": lambda: gpt2_spec(GPT2_TINY, [("", 1, 7), ("2", 2, 19)]),
-    # 128 rows, 97 (odd: the bottom half a row short) and 2 x 100 with padding.
+    # 128 rows, 97 (odd: the bottom half a row short; fc1 and Q/K/V take the route) and
+    # 2 x 100 with padding.
     "bert_wide": lambda: bert_spec(BERT_WIDE, [("", 1, 128, False), ("2", 1, 97, False),
                                                ("3", 2, 100, True)]),
     # torchvision detectors (random weights; data-dependent output dims), for tests/models.

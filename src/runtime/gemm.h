@@ -102,6 +102,8 @@ struct StrassenProducts {
 /// (gemm_avx2_strassen.cpp; n2 a multiple of 16), g the whole GEMM's parameters; the residual
 /// may be C itself.
 void gemmAvx2Strassen(const GemmParams &g, const StrassenProducts &s, float *c);
+/// The same on AVX-512 tiles (gemm_avx512_strassen.cpp).
+void gemmAvx512Strassen(const GemmParams &g, const StrassenProducts &s, float *c);
 
 /// Whether the AVX2 driver runs g's whole strips and panels on its lean tile: K a multiple of 8
 /// up to 256, alpha 1, at most a bias, a residual other than C and a clamp (gemm_avx2_lean.cpp).

@@ -31,14 +31,18 @@ std::atomic<int> &forcedMode() {
   return mode;
 }
 
-bool strassenOn() {
+/// KILN_GEMM_STRASSEN: 0 off, 1 on with either tile; unset: on where the AVX2 tiles run (the
+/// AVX-512 tiles' products are measured, docs/perf.md session 38, but not the default yet).
+int strassenMode() {
   const int forced = forcedMode().load(std::memory_order_relaxed);
-  if (forced >= 0) return forced == 1;
-  static const bool on = [] {
+  if (forced >= 0) return forced;
+  static const int mode = [] {
     const char *v = std::getenv("KILN_GEMM_STRASSEN");
-    return !(v && std::strcmp(v, "0") == 0);
+    if (v && std::strcmp(v, "0") == 0) return 0;
+    if (v && std::strcmp(v, "1") == 0) return 1;
+    return 2;
   }();
-  return on;
+  return mode;
 }
 
 size_t quarterFloats(int64_t n, int64_t k) {
@@ -127,12 +131,17 @@ std::vector<float> &scratch() {
 } // namespace
 
 bool strassenFits(int64_t m, int64_t n, int64_t k) {
-  // The AVX-512 tiles have no product mode (yet): the route is AVX2-only.
-  if (!strassenOn() || usableIsaBits() != 256) return false;
-  // Half GEMMs of 48+ rows and 384+ columns and K: at 128 x 512 x 512 (halves of 256) the
-  // products ran 0.92-0.96x the plain GEMM's speed on Zen 3, at 128 x 768 x 768 1.01-1.02x,
-  // at BERT's and ViT's GEMMs 1.03-1.07x (bench/gemm, B from memory).
-  return m >= 96 && n >= 768 && n % 32 == 0 && k >= 768 && k % 2 == 0;
+  const int mode = strassenMode(), bits = usableIsaBits();
+  if (mode == 0 || bits < 256 || (mode == 2 && bits != 256)) return false;
+  // Half GEMMs of 48+ rows and 384+ columns and K, one of N and K 1536+: on Zen 3 (bench/gemm,
+  // B from memory, 1 / 2 threads) BERT's, GPT-2's and ViT's fc1, fc2 and Q/K/V 1.02-1.06x /
+  // 1.02-1.07x the plain GEMM's speed, 128 x 768 x 768 level (its packed weights 1.75x as
+  // large for nothing), 128 x 512 x 512 0.92-0.96x. An odd M copies A's bottom right quarter
+  // with a zero row under it, which costs most where K is deep and N narrow: ViT's fc2
+  // (197 x 768 x 3072) ran 0.96-0.98x on Zen 3 and the Xeon capped at AVX2, its fc1 1.02-1.04x
+  // (docs/perf.md, session 38).
+  const bool shapeFits = m >= 96 && n >= 768 && k >= 768 && n + k >= 2304;
+  return shapeFits && n % 32 == 0 && k % 2 == 0 && (m % 2 == 0 || n >= k);
 }
 
 size_t strassenPackedFloats(int64_t n, int64_t k) {
@@ -153,15 +162,19 @@ void packStrassenWeights(const float *b, int64_t n, int64_t k, int64_t ldb, bool
     b = rowMajor.data();
     ldb = n;
   }
-  std::vector<float> &plain = packScratch(1, static_cast<size_t>(k2 * n2));
+  // The seven combinations on the run's threads (a model's first run packs every weight).
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+#pragma omp parallel for schedule(dynamic) num_threads(threads) if (threads > 1)
   for (int which = 1; which <= 7; ++which) {
+    std::vector<float> &plain = packScratch(1, static_cast<size_t>(k2 * n2));
     for (int64_t kk = 0; kk < k2; ++kk)
       combinationRow(which, b + kk * ldb, b + (kk + k2) * ldb, n2, plain.data() + kk * n2);
     packGemvWeights(plain.data(), n2, k2, n2, false, packed + (which - 1) * quarterFloats(n, k));
   }
 }
 
-void gemmStrassen(const GemmParams &g, const float *a, const float *packed, float *c) {
+void gemmStrassen(const GemmParams &g, const float *a, const float *packed, float *c,
+                  StrassenTiles tiles) {
   const int64_t h = (g.m + 1) / 2, bottom = g.m - h, n2 = g.n / 2, k2 = g.k / 2;
   const bool odd = bottom < h;
   std::vector<float> &buf = scratch();
@@ -203,7 +216,10 @@ void gemmStrassen(const GemmParams &g, const float *a, const float *packed, floa
     sp.negate[j][1] = rows[j].neg1;
     sp.count[j] = rows[j].q1 < 0 ? 1 : 2;
   }
-  gemmAvx2Strassen(g, sp, c);
+  if (tiles == StrassenTiles::Avx512 || (tiles == StrassenTiles::Auto && usableIsaBits() == 512))
+    gemmAvx512Strassen(g, sp, c);
+  else
+    gemmAvx2Strassen(g, sp, c);
 }
 
 void forceStrassen(int mode) {

@@ -33,12 +33,17 @@ size_t strassenPackedFloats(int64_t n, int64_t k);
 void packStrassenWeights(const float *b, int64_t n, int64_t k, int64_t ldb, bool transB,
                          float *packed);
 
+/// Which tiles run the products: the widest the CPU and ONEDNN_MAX_CPU_ISA allow, or one
+/// named (tests compare them; the CPU must run it).
+enum class StrassenTiles { Auto, Avx2, Avx512 };
+
 /// C = post(alpha * A * B + beta * bias + residual) from B's packed combinations, on the run's
 /// OpenMP threads; the residual may be C itself (alpha 1).
-void gemmStrassen(const GemmParams &g, const float *a, const float *packed, float *c);
+void gemmStrassen(const GemmParams &g, const float *a, const float *packed, float *c,
+                  StrassenTiles tiles = StrassenTiles::Auto);
 
-/// Turns the route on (1), off (0) or back to its default and KILN_GEMM_STRASSEN (-1), for
-/// tests and the same-process benchmarks.
+/// Turns the route on (1: with either tile), off (0) or back to its default and
+/// KILN_GEMM_STRASSEN (-1), for tests and the same-process benchmarks.
 void forceStrassen(int mode);
 
 } // namespace kiln::rt

@@ -43,8 +43,21 @@ kiln::rt::GemmParams kernelParams(const Gemm &t, const kiln_matmul_params_v1 &p,
   return g;
 }
 
-/// gemmStrassen on fresh data (C holding the residual when inPlace) against float64.
-void checkKernel(const Gemm &t, bool inPlace, std::mt19937 &rng, const std::string &what) {
+struct NamedTiles {
+  const char *name;
+  kiln::rt::StrassenTiles tiles;
+};
+
+/// The tiles this CPU runs (not capped: named directly).
+std::vector<NamedTiles> tileSets() {
+  std::vector<NamedTiles> v;
+  if (kiln::rt::gemmAvx2Supported()) v.push_back({"avx2", kiln::rt::StrassenTiles::Avx2});
+  if (kiln::rt::cpuIsaBits() >= 512) v.push_back({"avx512", kiln::rt::StrassenTiles::Avx512});
+  return v;
+}
+
+void checkKernelOn(const NamedTiles &tiles, const Gemm &t, bool inPlace, std::mt19937 &rng,
+                   const std::string &what) {
   kiln_matmul_params_v1 p = params(t);
   if (inPlace) p.alpha = 1.f;
   Data d = makeData(t, p, rng);
@@ -59,9 +72,17 @@ void checkKernel(const Gemm &t, bool inPlace, std::mt19937 &rng, const std::stri
     g.residual = c.data();
   }
   const std::vector<float> a = d.a;
-  kiln::rt::gemmStrassen(g, d.a.data(), packed.data(), c.data());
+  kiln::rt::gemmStrassen(g, d.a.data(), packed.data(), c.data(), tiles.tiles);
   EXPECT_EQ(d.a, a) << what << ": A changed";
-  expectClose(c, reference(t, p, d), t, p.ldc, what + " " + t.describe(), kScale);
+  expectClose(c, reference(t, p, d), t, p.ldc,
+              std::string(tiles.name) + " " + what + " " + t.describe(), kScale);
+}
+
+/// gemmStrassen on fresh data (C holding the residual when inPlace) against float64, on each
+/// tile set.
+void checkKernel(const Gemm &t, bool inPlace, std::mt19937 &rng, const std::string &what) {
+  for (const NamedTiles &tiles : tileSets())
+    checkKernelOn(tiles, t, inPlace, rng, what);
 }
 
 TEST(OwnGemmStrassen, KernelMatchesFloat64) {
@@ -103,22 +124,27 @@ TEST(OwnGemmStrassen, KernelResidualInPlace) {
       checkKernel(Gemm{m, 64, k, m == 15, true, true, KILN_POST_RELU}, true, rng, "in place");
 }
 
-// The route's rule: transformer GEMMs on AVX2 tiles, not small ones, not odd N halves; off
-// with forceStrassen(0) (KILN_GEMM_STRASSEN=0) and on AVX-512 tiles (no product mode there).
+// The route's rule: transformer GEMMs, not small ones, not odd N halves; by default on AVX2
+// tiles only, with either when forced on (KILN_GEMM_STRASSEN=1); off when forced off (=0).
 TEST(OwnGemmStrassen, RouteRule) {
   if (!kiln::rt::ownGemmRouteOn()) GTEST_SKIP() << "no AVX2, or KILN_MATMUL_OWN_GEMM=0";
   const bool avx2Tiles = kiln::rt::usableIsaBits() == 256;
   kiln::rt::forceStrassen(-1);
-  const char *env = std::getenv("KILN_GEMM_STRASSEN");
-  if (env && std::string(env) == "0") GTEST_SKIP() << "KILN_GEMM_STRASSEN=0";
+  if (std::getenv("KILN_GEMM_STRASSEN")) GTEST_SKIP() << "KILN_GEMM_STRASSEN set";
   EXPECT_EQ(kiln::rt::strassenFits(128, 3072, 768), avx2Tiles);
   EXPECT_EQ(kiln::rt::strassenFits(128, 768, 3072), avx2Tiles);
   EXPECT_EQ(kiln::rt::strassenFits(197, 2304, 768), avx2Tiles);
-  EXPECT_EQ(kiln::rt::strassenFits(1024, 768, 768), avx2Tiles);
-  EXPECT_FALSE(kiln::rt::strassenFits(64, 3072, 768)); // too few rows
-  EXPECT_FALSE(kiln::rt::strassenFits(128, 512, 512)); // halves too small
-  EXPECT_FALSE(kiln::rt::strassenFits(128, 784, 768)); // N / 2 not whole panels
-  EXPECT_FALSE(kiln::rt::strassenFits(128, 768, 769)); // odd K
+  EXPECT_EQ(kiln::rt::strassenFits(1024, 2304, 768), avx2Tiles);
+  EXPECT_FALSE(kiln::rt::strassenFits(1024, 768, 768));         // level with the plain GEMM
+  EXPECT_FALSE(kiln::rt::strassenFits(64, 3072, 768));          // too few rows
+  EXPECT_FALSE(kiln::rt::strassenFits(128, 512, 512));          // halves too small
+  EXPECT_FALSE(kiln::rt::strassenFits(128, 784, 768));          // N / 2 not whole panels
+  EXPECT_FALSE(kiln::rt::strassenFits(128, 768, 769));          // odd K
+  EXPECT_EQ(kiln::rt::strassenFits(197, 3072, 768), avx2Tiles); // odd M, N >= K
+  EXPECT_FALSE(kiln::rt::strassenFits(197, 768, 3072));         // odd M, K deeper than N
+  kiln::rt::forceStrassen(1);
+  EXPECT_TRUE(kiln::rt::strassenFits(128, 3072, 768));
+  EXPECT_FALSE(kiln::rt::strassenFits(128, 512, 512));
   kiln::rt::forceStrassen(0);
   EXPECT_FALSE(kiln::rt::strassenFits(128, 3072, 768));
   kiln::rt::forceStrassen(-1);
@@ -137,14 +163,13 @@ std::vector<float> shimRun(const Gemm &t, const kiln_matmul_params_v1 &p, const 
 }
 
 TEST(OwnGemmStrassen, ShimMatchesFloat64) {
-  if (!kiln::rt::ownGemmRouteOn() || kiln::rt::usableIsaBits() != 256)
-    GTEST_SKIP() << "the route runs on AVX2 tiles only";
+  if (!kiln::rt::ownGemmRouteOn()) GTEST_SKIP() << "no AVX2, or KILN_MATMUL_OWN_GEMM=0";
   std::mt19937 rng(41);
-  for (const Gemm &t : {Gemm{96, 768, 768, true, true, false, KILN_POST_GELU_ERF},
-                        Gemm{101, 800, 1538, false, true, true, KILN_POST_NONE}}) {
+  for (const Gemm &t : {Gemm{96, 1536, 768, true, true, false, KILN_POST_GELU_ERF},
+                        Gemm{100, 800, 1538, false, true, true, KILN_POST_NONE}}) {
     const kiln_matmul_params_v1 p = params(t);
     const Data d = makeData(t, p, rng);
-    kiln::rt::forceStrassen(-1);
+    kiln::rt::forceStrassen(1); // AVX-512 tiles too
     ASSERT_TRUE(kiln::rt::strassenFits(t.m, t.n, t.k)) << t.describe();
     const std::vector<float> strassen = shimRun(t, p, d, 1), plain = shimRun(t, p, d, 0);
     expectClose(strassen, reference(t, p, d), t, p.ldc, "strassen " + t.describe(), kScale);
@@ -154,25 +179,23 @@ TEST(OwnGemmStrassen, ShimMatchesFloat64) {
 }
 
 TEST(OwnGemmStrassen, PackedCombinationsFollowConstantUpdates) {
-  if (!kiln::rt::ownGemmRouteOn() || kiln::rt::usableIsaBits() != 256)
-    GTEST_SKIP() << "the route runs on AVX2 tiles only";
+  if (!kiln::rt::ownGemmRouteOn()) GTEST_SKIP() << "no AVX2, or KILN_MATMUL_OWN_GEMM=0";
   kiln::rt::forceStrassen(1);
-  expectPanelsFollowConstantUpdates(Gemm{96, 768, 768, true, true, true, KILN_POST_RELU}, 42,
+  expectPanelsFollowConstantUpdates(Gemm{96, 1536, 768, true, true, true, KILN_POST_RELU}, 42,
                                     kScale);
   kiln::rt::forceStrassen(-1);
 }
 
-// Q/K/V as one GEMM over [B_0 | B_1 | B_2] (N = 768 in all) through the route, with biases.
+// Q/K/V as one GEMM over [B_0 | B_1 | B_2] (N = 1536 in all) through the route, with biases.
 TEST(OwnGemmStrassen, MultiShimMatchesFloat64) {
-  if (!kiln::rt::ownGemmRouteOn() || kiln::rt::usableIsaBits() != 256)
-    GTEST_SKIP() << "the route runs on AVX2 tiles only";
+  if (!kiln::rt::ownGemmRouteOn()) GTEST_SKIP() << "no AVX2, or KILN_MATMUL_OWN_GEMM=0";
   std::mt19937 rng(43);
   kiln_matmul_multi_params_v1 p{};
   p.m = 97;
   p.k = 768;
   p.lda = 770;
   p.count = 3;
-  const int64_t ns[3] = {256, 256, 256};
+  const int64_t ns[3] = {512, 512, 512};
   int64_t total = 0;
   for (int g = 0; g < 3; ++g)
     total += p.n[g] = ns[g];

@@ -1,0 +1,216 @@
+// Strassen's seven products on the AVX-512 tiles (gemm.h, gemmAvx512Strassen; the algorithm
+// and its operands are in gemm_strassen.cpp), the same scheme as the AVX2 driver
+// (gemm_avx2_strassen.cpp): a work item is (a group of strips, a few groups of three panels)
+// of the half-size products and runs all seven there, each product's tile sums added into the
+// item's four quarter blocks (kept in L2), each quarter's last product writing C with the
+// epilogue, so C is written once. The tiles are the plain GEMM's (gemm_avx512_kernels.h),
+// summing into a block of their own that is then spread to the quarters.
+#include "gemm_avx512_kernels.h"
+
+#include "aligned_vector.h"
+
+#include <omp.h>
+
+#include <cstdint>
+#include <limits>
+
+namespace kiln::rt {
+namespace {
+
+constexpr int64_t kStrips = 8;               // strips per work item at most (72 rows)
+constexpr int64_t kItemGroups = 2;           // panel groups per work item (96 columns)
+constexpr int64_t kTileFloats = 9 * NV * NR; // one tile's block: 9 rows x 48 floats
+constexpr int64_t kTileStride = NV * NR;     // its row stride
+
+/// The calling thread's blocks: the four quarters' of an item, then the tiles' sums.
+float *itemBuffer(int64_t floats) {
+  thread_local AlignedVector<float> buffer;
+  if (buffer.size() < static_cast<size_t>(floats)) buffer.resize(static_cast<size_t>(floats));
+  return buffer.data();
+}
+
+/// alpha * a tile's sums (rows x nv panels) written into or added to a quarter block,
+/// negated or not.
+void spread(const float *sums, float *block, int rows, int64_t nv, bool add, bool negate,
+            __m512 alpha) {
+  for (int i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < nv; ++j) {
+      const int64_t at = i * kTileStride + j * NR;
+      __m512 v = _mm512_mul_ps(alpha, _mm512_load_ps(sums + at));
+      if (negate) v = _mm512_sub_ps(_mm512_setzero_ps(), v);
+      if (add) v = _mm512_add_ps(_mm512_load_ps(block + at), v);
+      _mm512_store_ps(block + at, v);
+    }
+}
+
+/// A quarter's last product: C = post(block +- alpha * sums + beta * bias + residual (+ C's
+/// own contents for an in-place residual)) on `rows` rows and nv panels.
+void finishC(const GemmParams &g, const float *sums, const float *block, int rows, int64_t nv,
+             bool negate, float *c, const float *bias, const float *residual, bool inPlace) {
+  const __m512 alpha = _mm512_set1_ps(g.alpha), beta = _mm512_set1_ps(g.beta);
+  const bool bounds = clampBounds(g);
+  const __m512 lo = _mm512_set1_ps(g.lo), hi = _mm512_set1_ps(g.hi);
+  for (int i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < nv; ++j) {
+      const int64_t at = i * kTileStride + j * NR;
+      const __m512 product = _mm512_mul_ps(alpha, _mm512_load_ps(sums + at));
+      __m512 v = negate ? _mm512_sub_ps(_mm512_load_ps(block + at), product)
+                        : _mm512_add_ps(_mm512_load_ps(block + at), product);
+      float *out = c + i * g.ldc + j * NR;
+      if (bias) v = _mm512_fmadd_ps(beta, _mm512_loadu_ps(bias + j * NR), v);
+      if (inPlace) v = _mm512_add_ps(v, _mm512_loadu_ps(out));
+      if (residual) v = _mm512_add_ps(v, _mm512_loadu_ps(residual + i * g.ldr + j * NR));
+      if (g.post == GemmPost::GeluErf)
+        v = geluErf512(v);
+      else if (g.post == GemmPost::GeluTanh)
+        v = geluTanh512(v);
+      else if (bounds) // NaN is the second operand of max and min, so it passes through
+        v = _mm512_min_ps(hi, _mm512_max_ps(lo, v));
+      _mm512_storeu_ps(out, v);
+    }
+}
+
+struct Work {
+  const GemmParams &g;
+  const StrassenProducts &sp;
+  const Plan &plan;
+  int64_t kc, blocks; // K per block; work items per strip group
+  int lastProduct[4]; // the product that finishes each quarter
+  float *c;
+};
+
+/// Where the tile for (product j, panel group pg, K block pc) prefetches the block after it
+/// (the same group's next K block, the next group's first, the next product's first group at
+/// pg0), as the plain driver does: the lines shared among the strips, at one per two k-steps.
+void setPrefetch(const Work &w, Tile &t, int j, int64_t pg, int64_t pg0, int64_t pg1, int64_t pc,
+                 int64_t s, int64_t s0, int64_t s1) {
+  const StrassenProducts &sp = w.sp;
+  const float *next = nullptr;
+  int64_t nextPg = pg, nextPc = pc + w.kc;
+  int nextJ = j;
+  if (nextPc >= sp.k2) {
+    nextPc = 0;
+    if (++nextPg >= pg1) {
+      nextPg = pg0;
+      ++nextJ;
+    }
+  }
+  t.prefetchLines = 0;
+  if (nextJ > 6) return;
+  const int64_t nextKc = std::min(w.kc, sp.k2 - nextPc);
+  const int64_t nextPanels = std::min<int64_t>(NV, w.plan.panels - nextPg * NV);
+  next = sp.b[nextJ] + (nextPg * NV * sp.k2 + nextPc) * NR;
+  const int64_t lines = nextKc * nextPanels;
+  const int64_t evenShare = (lines + (s1 - s0) - 1) / (s1 - s0);
+  const int64_t atHalfRate = std::min(lines, std::max<int64_t>(1, t.kc / 2));
+  const int64_t share = std::min(t.kc, std::max(evenShare, atHalfRate));
+  t.prefetchEvery = std::max<int64_t>(1, t.kc / std::max<int64_t>(1, share));
+  t.nextRunLines = nextKc;
+  const int64_t from = (s - s0) * share;
+  t.prefetchLines = std::clamp<int64_t>(lines - from, 0, share);
+  if (t.prefetchLines == 0) return;
+  const int64_t panel = from / nextKc, off = from % nextKc;
+  t.prefetch = next + panel * t.panelStride + off * NR;
+  t.prefetchRun = nextKc - off;
+}
+
+void runItem(const Work &w, int64_t item) {
+  const StrassenProducts &sp = w.sp;
+  const Plan &plan = w.plan;
+  const int64_t grp = item / w.blocks, pg0 = item % w.blocks * kItemGroups;
+  const int64_t pg1 = std::min(plan.panelGroups, pg0 + kItemGroups);
+  const int64_t s0 = plan.groupBegin(grp), s1 = plan.groupEnd(grp);
+  float *quarters = itemBuffer((4 * kItemGroups + 1) * kStrips * kTileFloats);
+  float *partial = quarters + 4 * kItemGroups * kStrips * kTileFloats;
+  auto block = [&](int q, int64_t pg, int64_t s) {
+    return quarters + ((q * kItemGroups + (pg - pg0)) * kStrips + (s - s0)) * kTileFloats;
+  };
+  bool written[4] = {false, false, false, false};
+  const bool inPlace = w.g.residual == w.c;
+  const __m512 alpha = _mm512_set1_ps(w.g.alpha);
+  GemmParams pp = w.g; // the tiles' sums: no epilogue, into blocks of their own
+  pp.m = sp.h;
+  pp.n = sp.n2;
+  pp.k = sp.k2;
+  pp.ldc = kTileStride;
+  pp.alpha = pp.beta = 1.f;
+  pp.bias = pp.residual = nullptr;
+  pp.post = GemmPost::Clamp;
+  pp.lo = -std::numeric_limits<float>::infinity();
+  pp.hi = std::numeric_limits<float>::infinity();
+  Tile t;
+  t.panelStride = sp.k2 * NR;
+  t.r = nullptr;
+  t.bias = nullptr;
+  t.prefetch = nullptr;
+  t.prefetchRun = 0;
+  for (int j = 0; j < 7; ++j) {
+    pp.lda = sp.lda[j];
+    for (int64_t pg = pg0; pg < pg1; ++pg) {
+      const int64_t nv = std::min<int64_t>(NV, plan.panels - pg * NV);
+      t.cols = static_cast<int>(nv * NR);
+      for (int64_t pc = 0; pc < sp.k2; pc += w.kc) {
+        t.kc = std::min(w.kc, sp.k2 - pc);
+        t.b = sp.b[j] + (pg * NV * sp.k2 + pc) * NR;
+        t.loadC = pc > 0;
+        t.last = pc + t.kc >= sp.k2;
+        for (int64_t s = s0; s < s1; ++s) {
+          setPrefetch(w, t, j, pg, pg0, pg1, pc, s, s0, s1);
+          const int64_t row0 = plan.row0(s);
+          t.rows = static_cast<int>(plan.rows(s, sp.h));
+          t.c = partial + (s - s0) * kTileFloats;
+          const float *strip = sp.a[j] + row0 * sp.lda[j] + pc;
+          if (nv == NV && t.rows == 9)
+            fullTile<9>(pp, t, strip);
+          else if (nv == NV && t.rows == MR && fullTileAsm)
+            fullTile<MR>(pp, t, strip);
+          else
+            smallTileOfRows(pp, t, nv, strip);
+          if (!t.last) continue;
+          for (int d = 0; d < sp.count[j]; ++d) {
+            const int q = sp.quarter[j][d];
+            if (j != w.lastProduct[q]) {
+              spread(t.c, block(q, pg, s), t.rows, nv, written[q], sp.negate[j][d], alpha);
+              continue;
+            }
+            // C's rows from the quarter's top, columns from its left; an odd M's bottom
+            // quarters end a row early.
+            const int64_t r = (q < 2 ? 0 : sp.h) + row0;
+            const int64_t col = ((q & 1) ? sp.n2 : 0) + pg * NV * NR;
+            const int rows =
+                static_cast<int>(std::clamp<int64_t>((q < 2 ? sp.h : sp.bottom) - row0, 0, t.rows));
+            finishC(w.g, t.c, block(q, pg, s), rows, nv, sp.negate[j][d], w.c + r * w.g.ldc + col,
+                    w.g.bias ? w.g.bias + col : nullptr,
+                    w.g.residual && !inPlace ? w.g.residual + r * w.g.ldr + col : nullptr, inPlace);
+          }
+        }
+      }
+    }
+    for (int d = 0; d < sp.count[j]; ++d)
+      written[sp.quarter[j][d]] = true;
+  }
+}
+
+} // namespace
+
+void gemmAvx512Strassen(const GemmParams &g, const StrassenProducts &sp, float *c) {
+  if (sp.h <= 0 || sp.n2 <= 0 || sp.k2 <= 0) return;
+  GemmParams half = g;
+  half.m = sp.h;
+  half.n = sp.n2;
+  half.k = sp.k2;
+  half.residual = nullptr;
+  int threads = 1;
+  Plan plan = makePlan(half, nullptr, threads); // strips of 9 and 8 rows, panel groups
+  const int64_t blocks = (plan.panelGroups + kItemGroups - 1) / kItemGroups;
+  const GemmRowGroups rows = gemmRowGroups(plan.strips, 1, kStrips, blocks);
+  plan.perGroup = rows.perGroup;
+  plan.groups = rows.groups;
+  Work w{g, sp, plan, blockDepth(sp.k2), blocks, {0, 0, 0, 0}, c};
+  for (int j = 0; j < 7; ++j)
+    for (int d = 0; d < sp.count[j]; ++d)
+      w.lastProduct[sp.quarter[j][d]] = j;
+  gemmForEachItem(plan.groups * blocks, rows.threads, [&](int64_t item) { runItem(w, item); });
+}
+
+} // namespace kiln::rt
