@@ -78,12 +78,7 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
     t.r = t.last && plan.residual ? plan.residual + row0 * g.ldr + col0 : nullptr;
     t.rows = static_cast<int>(plan.rows(s, g.m));
     const float *strip = a + row0 * g.lda + pc;
-    if (nv == NV && t.rows == 9)
-      fullTile<9>(g, t, strip);
-    else if (nv == NV && t.rows == MR && fullTileAsm)
-      fullTile<MR>(g, t, strip);
-    else
-      smallTileOfRows(g, t, nv, strip);
+    stripTile(g, t, nv, strip);
   }
 }
 

@@ -229,5 +229,17 @@ void smallTileOfRows(const GemmParams &g, const Tile &t, int64_t nv, const float
   static_assert(MR == 8, "byRows[8] is the full strip");
   byRows[t.rows](g, t, nv, a);
 }
+/// One strip's tile of nv panels (t.rows rows from `strip`, A at the strip's first row and
+/// the block's first column): the asm loop for a full 9- or 8-row x 3-panel tile, else the
+/// intrinsics.
+inline void stripTile(const GemmParams &g, const Tile &t, int64_t nv, const float *strip) {
+  if (nv == NV && t.rows == 9)
+    fullTile<9>(g, t, strip);
+  else if (nv == NV && t.rows == MR && fullTileAsm)
+    fullTile<MR>(g, t, strip);
+  else
+    smallTileOfRows(g, t, nv, strip);
+}
+
 } // namespace
 } // namespace kiln::rt

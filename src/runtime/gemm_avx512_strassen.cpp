@@ -160,12 +160,7 @@ void runItem(const Work &w, int64_t item) {
           t.rows = static_cast<int>(plan.rows(s, sp.h));
           t.c = partial + (s - s0) * kTileFloats;
           const float *strip = sp.a[j] + row0 * sp.lda[j] + pc;
-          if (nv == NV && t.rows == 9)
-            fullTile<9>(pp, t, strip);
-          else if (nv == NV && t.rows == MR && fullTileAsm)
-            fullTile<MR>(pp, t, strip);
-          else
-            smallTileOfRows(pp, t, nv, strip);
+          stripTile(pp, t, nv, strip);
           if (!t.last) continue;
           for (int d = 0; d < sp.count[j]; ++d) {
             const int q = sp.quarter[j][d];

@@ -33,16 +33,6 @@ using namespace kiln::test::weight_gemm;
 
 constexpr double kScale = 4.0;
 
-kiln::rt::GemmParams kernelParams(const Gemm &t, const kiln_matmul_params_v1 &p, const Data &d) {
-  kiln::rt::GemmParams g;
-  static_cast<kiln::rt::GemvParams &>(g) = kiln::rt::weightGemmParams(
-      p, t.bias ? d.bias.data() : nullptr, t.residual ? d.residual.data() : nullptr);
-  g.post = t.post == KILN_POST_GELU_ERF    ? kiln::rt::GemmPost::GeluErf
-           : t.post == KILN_POST_GELU_TANH ? kiln::rt::GemmPost::GeluTanh
-                                           : kiln::rt::GemmPost::Clamp;
-  return g;
-}
-
 struct NamedTiles {
   const char *name;
   kiln::rt::StrassenTiles tiles;
@@ -65,12 +55,7 @@ void checkKernelOn(const NamedTiles &tiles, const Gemm &t, bool inPlace, std::mt
   kiln::rt::packStrassenWeights(d.b.data(), t.n, t.k, p.ldb, t.transB, packed.data());
   std::vector<float> c(t.m * p.ldc, -7.f);
   kiln::rt::GemmParams g = kernelParams(t, p, d);
-  if (inPlace) {
-    for (int64_t i = 0; i < t.m; ++i)
-      for (int64_t j = 0; j < t.n; ++j)
-        c[i * p.ldc + j] = t.residual ? d.residual[i * p.ldc + j] : 0.f;
-    g.residual = c.data();
-  }
+  if (inPlace) residualInC(t, p, d, c, g);
   const std::vector<float> a = d.a;
   kiln::rt::gemmStrassen(g, d.a.data(), packed.data(), c.data(), tiles.tiles);
   EXPECT_EQ(d.a, a) << what << ": A changed";
@@ -186,49 +171,16 @@ TEST(OwnGemmStrassen, PackedCombinationsFollowConstantUpdates) {
   kiln::rt::forceStrassen(-1);
 }
 
-// Q/K/V as one GEMM over [B_0 | B_1 | B_2] (N = 1536 in all) through the route, with biases.
+// Q/K/V as one GEMM over [B_0 | B_1 | B_2] (N = 1536 in all) through the route, a bias on one.
 TEST(OwnGemmStrassen, MultiShimMatchesFloat64) {
   if (!kiln::rt::ownGemmRouteOn()) GTEST_SKIP() << "no AVX2, or KILN_MATMUL_OWN_GEMM=0";
-  std::mt19937 rng(43);
-  kiln_matmul_multi_params_v1 p{};
-  p.m = 97;
-  p.k = 768;
-  p.lda = 770;
-  p.count = 3;
-  const int64_t ns[3] = {512, 512, 512};
-  int64_t total = 0;
-  for (int g = 0; g < 3; ++g)
-    total += p.n[g] = ns[g];
-  p.ldc = total + 3;
-  std::vector<float> a = kiln::test::randomVector(rng, p.m * p.lda);
-  std::vector<float> weights = kiln::test::randomVector(rng, p.k * total);
-  std::vector<float> bias0 = kiln::test::randomVector(rng, ns[0]);
-  const float *b[3] = {weights.data(), weights.data() + p.k * ns[0],
-                       weights.data() + p.k * (ns[0] + ns[1])};
-  const float *bias[3] = {bias0.data(), nullptr, nullptr};
   kiln::rt::forceStrassen(1);
-  ASSERT_TRUE(kiln::rt::strassenFits(p.m, total, p.k));
-  kiln::rt::Runner r;
-  r.constantRanges.emplace_back(reinterpret_cast<const char *>(weights.data()), weights.size() * 4);
-  std::vector<float> c(p.m * p.ldc, -7.f);
-  ASSERT_EQ(kiln_shim_matmul_multi_v1(&r, 3, a.data(), b, bias, c.data(), &p), KILN_OK)
-      << kiln_rt_last_error();
+  expectMultiShimMatches(
+      MultiCase{97, 768, 770, {512, 512, 512}, {true, false, false}}, 43, kScale,
+      [](kiln::rt::Runner &, const float *const *, const kiln_matmul_multi_params_v1 &p) {
+        return kiln::rt::strassenFits(p.m, p.n[0] + p.n[1] + p.n[2], p.k);
+      });
   kiln::rt::forceStrassen(-1);
-  int64_t col = 0;
-  for (int g = 0; g < 3; ++g) {
-    for (int64_t i = 0; i < p.m; ++i)
-      for (int64_t j = 0; j < ns[g]; ++j) {
-        double want = bias[g] ? bias[g][j] : 0.0;
-        for (int64_t q = 0; q < p.k; ++q)
-          want += double(a[i * p.lda + q]) * b[g][q * ns[g] + j];
-        ASSERT_NEAR(c[i * p.ldc + col + j], want, kScale * (2e-6 * p.k + 1e-5))
-            << g << ": " << i << "," << j;
-      }
-    col += ns[g];
-  }
-  for (int64_t i = 0; i < p.m; ++i)
-    for (int64_t j = total; j < p.ldc; ++j)
-      ASSERT_EQ(c[i * p.ldc + j], -7.f) << "padding written at " << i << "," << j;
 }
 
 } // namespace

@@ -50,18 +50,6 @@ std::vector<Gemm> kernelCases() {
   return v;
 }
 
-// The kernel's parameters as the shim makes them (weightGemmParams, shim_gemm.cpp); the
-// kernel is called directly here.
-kiln::rt::GemmParams kernelParams(const Gemm &t, const kiln_matmul_params_v1 &p, const Data &d) {
-  kiln::rt::GemmParams g;
-  static_cast<kiln::rt::GemvParams &>(g) = kiln::rt::weightGemmParams(
-      p, t.bias ? d.bias.data() : nullptr, t.residual ? d.residual.data() : nullptr);
-  g.post = t.post == KILN_POST_GELU_ERF    ? kiln::rt::GemmPost::GeluErf
-           : t.post == KILN_POST_GELU_TANH ? kiln::rt::GemmPost::GeluTanh
-                                           : kiln::rt::GemmPost::Clamp;
-  return g;
-}
-
 using Kernel = void (*)(const kiln::rt::GemmParams &, const float *, const float *, float *);
 
 struct NamedKernel {
@@ -139,12 +127,9 @@ TEST(OwnGemm, KernelResidualInPlace) {
       Data d = makeData(t, p, rng);
       std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
       kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, false, packed.data());
-      std::vector<float> c(t.m * p.ldc, -7.f);
-      for (int64_t i = 0; i < t.m; ++i)
-        for (int64_t j = 0; j < t.n; ++j)
-          c[i * p.ldc + j] = d.residual[i * p.ldc + j];
+      std::vector<float> c;
       kiln::rt::GemmParams g = kernelParams(t, p, d);
-      g.residual = c.data();
+      residualInC(t, p, d, c, g);
       kernel.run(g, d.a.data(), packed.data(), c.data());
       expectClose(c, reference(t, p, d), t, p.ldc,
                   std::string(kernel.name) + " in place, k " + std::to_string(k));
@@ -194,12 +179,7 @@ void checkParallelPlan(const Gemm &t, bool inPlace, std::mt19937 &rng,
   kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, t.transB, packed.data());
   std::vector<float> c(t.m * p.ldc, -7.f);
   kiln::rt::GemmParams g = kernelParams(t, p, d);
-  if (inPlace) {
-    for (int64_t i = 0; i < t.m; ++i)
-      for (int64_t j = 0; j < t.n; ++j)
-        c[i * p.ldc + j] = t.residual ? d.residual[i * p.ldc + j] : 0.f;
-    g.residual = c.data();
-  }
+  if (inPlace) residualInC(t, p, d, c, g);
   const std::string what = t.describe() + (inPlace ? " in place" : "");
   EXPECT_TRUE(taken(g, c.data())) << plan << " " << what;
   kiln::rt::gemmAvx512(g, d.a.data(), packed.data(), c.data());
@@ -459,44 +439,8 @@ TEST(OwnGemmRoute, PackedPanelsFollowConstantUpdates) {
 // Q/K/V as one GEMM over [B_0 | B_1 | B_2] with biases (one absent), against float64.
 TEST(OwnGemmRoute, MultiShimMatchesFloat64) {
   if (!routeOn()) GTEST_SKIP() << kNoRoute;
-  std::mt19937 rng(17);
-  kiln_matmul_multi_params_v1 p{};
-  p.m = 48;
-  p.k = 300;
-  p.lda = 305;
-  p.count = 3;
-  const int64_t ns[3] = {200, 160, 170};
-  int64_t total = 0;
-  for (int g = 0; g < 3; ++g)
-    total += p.n[g] = ns[g];
-  p.ldc = total + 3;
-  std::vector<float> a = kiln::test::randomVector(rng, p.m * p.lda);
-  std::vector<float> weights = kiln::test::randomVector(rng, p.k * total);
-  std::vector<float> bias0 = kiln::test::randomVector(rng, ns[0]),
-                     bias2 = kiln::test::randomVector(rng, ns[2]);
-  const float *b[3] = {weights.data(), weights.data() + p.k * ns[0],
-                       weights.data() + p.k * (ns[0] + ns[1])};
-  const float *bias[3] = {bias0.data(), nullptr, bias2.data()};
-  kiln::rt::Runner r;
-  r.constantRanges.emplace_back(reinterpret_cast<const char *>(weights.data()), weights.size() * 4);
-  ASSERT_TRUE(kiln::rt::ownGemmMultiFits(r, b, p));
-  std::vector<float> c(p.m * p.ldc, -7.f);
-  ASSERT_EQ(kiln_shim_matmul_multi_v1(&r, 3, a.data(), b, bias, c.data(), &p), KILN_OK)
-      << kiln_rt_last_error();
-  int64_t col = 0;
-  for (int g = 0; g < 3; ++g) {
-    for (int64_t i = 0; i < p.m; ++i)
-      for (int64_t j = 0; j < ns[g]; ++j) {
-        double want = bias[g] ? bias[g][j] : 0.0;
-        for (int64_t q = 0; q < p.k; ++q)
-          want += double(a[i * p.lda + q]) * b[g][q * ns[g] + j];
-        ASSERT_NEAR(c[i * p.ldc + col + j], want, 2e-6 * p.k + 1e-5) << g << ": " << i << "," << j;
-      }
-    col += ns[g];
-  }
-  for (int64_t i = 0; i < p.m; ++i)
-    for (int64_t j = total; j < p.ldc; ++j)
-      ASSERT_EQ(c[i * p.ldc + j], -7.f) << "padding written at " << i << "," << j;
+  expectMultiShimMatches(MultiCase{48, 300, 305, {200, 160, 170}, {true, false, true}}, 17, 1.0,
+                         kiln::rt::ownGemmMultiFits);
 }
 
 } // namespace

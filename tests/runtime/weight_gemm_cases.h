@@ -3,10 +3,12 @@
 // a float64 reference with every post-op, and the shim call with C's padding guarded.
 #pragma once
 
+#include "gemm.h"
 #include "runner.h"
 #include "shim_matmul.h"
 #include "test_util.h"
 
+#include <kiln/runtime.h>
 #include <kiln/shim.h>
 
 #include <gtest/gtest.h>
@@ -83,6 +85,30 @@ inline std::vector<double> reference(const Gemm &t, const kiln_matmul_params_v1 
   return c;
 }
 
+// The GEMM kernels' parameters as the shim makes them (weightGemmParams, shim_gemm.cpp), for
+// tests that call a kernel directly.
+inline kiln::rt::GemmParams kernelParams(const Gemm &t, const kiln_matmul_params_v1 &p,
+                                         const Data &d) {
+  kiln::rt::GemmParams g;
+  static_cast<kiln::rt::GemvParams &>(g) = kiln::rt::weightGemmParams(
+      p, t.bias ? d.bias.data() : nullptr, t.residual ? d.residual.data() : nullptr);
+  g.post = t.post == KILN_POST_GELU_ERF    ? kiln::rt::GemmPost::GeluErf
+           : t.post == KILN_POST_GELU_TANH ? kiln::rt::GemmPost::GeluTanh
+                                           : kiln::rt::GemmPost::Clamp;
+  return g;
+}
+
+// An in-place residual: C (its padding -7) preset to the case's residual, or zeros where it
+// has none, and the kernel's residual pointed at C.
+inline void residualInC(const Gemm &t, const kiln_matmul_params_v1 &p, const Data &d,
+                        std::vector<float> &c, kiln::rt::GemmParams &g) {
+  c.assign(t.m * p.ldc, -7.f);
+  for (int64_t i = 0; i < t.m; ++i)
+    for (int64_t j = 0; j < t.n; ++j)
+      c[i * p.ldc + j] = t.residual ? d.residual[i * p.ldc + j] : 0.f;
+  g.residual = c.data();
+}
+
 // Sums of k products of values in [-1, 1], scaled by 1.5: float32 accumulation in another
 // order than float64 stays below ~1e-4 absolute for k <= 1280; a wrong column, row or panel
 // is off by O(1).
@@ -129,6 +155,59 @@ inline void expectPanelsFollowConstantUpdates(const Gemm &t, uint32_t seed, doub
   r.useConstants(nullptr, 0, r.weightsToken + 1);
   ASSERT_EQ(runShim(r, t, p, d, c), KILN_OK);
   expectClose(c, reference(t, p, d), t, p.ldc, "new token", scale);
+}
+
+/// Q/K/V as one GEMM over [B_0 | B_1 | B_2] through kiln_shim_matmul_multi_v1, with the biases
+/// hasBias names, against float64 within `scale` times expectClose's bound; `fits` asserts
+/// that the route under test takes it, before the call.
+struct MultiCase {
+  int64_t m, k, lda;
+  int64_t n[3];
+  bool hasBias[3];
+};
+inline void expectMultiShimMatches(const MultiCase &mc, uint32_t seed, double scale,
+                                   bool (*fits)(kiln::rt::Runner &, const float *const *,
+                                                const kiln_matmul_multi_params_v1 &)) {
+  std::mt19937 rng(seed);
+  kiln_matmul_multi_params_v1 p{};
+  p.m = mc.m;
+  p.k = mc.k;
+  p.lda = mc.lda;
+  p.count = 3;
+  int64_t total = 0;
+  for (int g = 0; g < 3; ++g)
+    total += p.n[g] = mc.n[g];
+  p.ldc = total + 3;
+  std::vector<float> a = kiln::test::randomVector(rng, p.m * p.lda);
+  std::vector<float> weights = kiln::test::randomVector(rng, p.k * total);
+  std::vector<float> biases[3];
+  const float *b[3], *bias[3];
+  for (int g = 0, col = 0; g < 3; col += mc.n[g], ++g) {
+    b[g] = weights.data() + p.k * col;
+    if (mc.hasBias[g]) biases[g] = kiln::test::randomVector(rng, mc.n[g]);
+    bias[g] = mc.hasBias[g] ? biases[g].data() : nullptr;
+  }
+  kiln::rt::Runner r;
+  r.constantRanges.emplace_back(reinterpret_cast<const char *>(weights.data()), weights.size() * 4);
+  ASSERT_TRUE(fits(r, b, p));
+  std::vector<float> c(p.m * p.ldc, -7.f);
+  ASSERT_EQ(kiln_shim_matmul_multi_v1(&r, 3, a.data(), b, bias, c.data(), &p), KILN_OK)
+      << kiln_rt_last_error();
+  int64_t col = 0;
+  for (int g = 0; g < 3; ++g) {
+    for (int64_t i = 0; i < p.m; ++i)
+      for (int64_t j = 0; j < mc.n[g]; ++j) {
+        double want = bias[g] ? bias[g][j] : 0.0;
+        for (int64_t q = 0; q < p.k; ++q)
+          want += double(a[i * p.lda + q]) * b[g][q * mc.n[g] + j];
+        ASSERT_NEAR(c[i * p.ldc + col + j], want, scale * (2e-6 * p.k + 1e-5))
+            << g << ": " << i << "," << j;
+      }
+    col += mc.n[g];
+  }
+  for (int64_t i = 0; i < p.m; ++i)
+    for (int64_t j = total; j < p.ldc; ++j)
+      ASSERT_EQ(c[i * p.ldc + j], -7.f) << "padding written at " << i << "," << j;
 }
 
 } // namespace kiln::test::weight_gemm
