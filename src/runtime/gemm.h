@@ -98,6 +98,15 @@ struct StrassenProducts {
   int count[7];
 };
 
+/// Working memory for a GEMM driver's items: `perThread` floats for each of `threads` slots,
+/// each 64-byte aligned; grown by the calling thread (so a failed allocation throws there, not
+/// inside a parallel region) and kept for its next calls.
+float *gemmThreadScratch(int threads, int64_t perThread);
+/// The calling thread's slot in that memory while gemmForEachItem(count, threads, ...) runs.
+inline int gemmItemSlot(int threads) {
+  return threads > 1 && omp_in_parallel() ? omp_get_thread_num() : 0;
+}
+
 /// C = post(alpha * A * B + beta * bias + residual) as Strassen's products on AVX2 tiles
 /// (gemm_avx2_strassen.cpp; n2 a multiple of 16), g the whole GEMM's parameters; the residual
 /// may be C itself.

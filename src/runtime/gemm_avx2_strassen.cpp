@@ -26,24 +26,14 @@ constexpr int64_t kItemPanels = 4;
 
 constexpr int64_t kQuarterBlock = kGroupStrips * MR * NR; // one panel of a group's strips
 
-/// The calling thread's quarter blocks: 4 x panels x kQuarterBlock floats, 64-byte aligned.
-float *quarterBuffer(int64_t panels) {
-  thread_local std::vector<float> buffer;
-  const size_t want = static_cast<size_t>(4 * panels * kQuarterBlock + 16);
-  if (buffer.size() < want) buffer.resize(want);
-  const auto addr = reinterpret_cast<uintptr_t>(buffer.data());
-  return buffer.data() + ((64 - addr % 64) % 64) / sizeof(float);
-}
-
 /// Item `item`: a group of strips over a block of panels, every product on each, then C.
 void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, int64_t perItem,
-             float *c, int64_t item) {
+             float *quarters, float *c, int64_t item) {
   const int64_t blocks = (plan.panels + perItem - 1) / perItem;
   const int64_t grp = item / blocks, p0 = item % blocks * perItem;
   const int64_t p1 = std::min(plan.panels, p0 + perItem);
   const int64_t s0 = grp * plan.perGroup, s1 = std::min(plan.strips, s0 + plan.perGroup);
   const int64_t kc = plan.kc;
-  float *quarters = quarterBuffer(perItem);
   // Quarter q's block for panel p (of this item) and strip s (of this group).
   auto block = [&](int q, int64_t p, int64_t s) {
     return quarters + ((q * perItem + (p - p0)) * kGroupStrips + (s - s0)) * MR * NR;
@@ -132,9 +122,13 @@ void gemmAvx2Strassen(const GemmParams &g, const StrassenProducts &sp, float *c)
   plan.inPlace = false;
   plan.lean = false;
   const int64_t perItem = std::max<int64_t>(1, std::min(kItemPanels, plan.panels));
+  // Each thread's quarter blocks: 4 quarters x the item's panels x a strip group's tiles.
+  const int64_t slotFloats = (4 * perItem * kQuarterBlock + 15) / 16 * 16;
+  float *scratch = gemmThreadScratch(rows.threads, slotFloats);
   const int64_t items = plan.groups * ((plan.panels + perItem - 1) / perItem);
-  gemmForEachItem(items, rows.threads,
-                  [&](int64_t item) { runItem(g, sp, plan, perItem, c, item); });
+  gemmForEachItem(items, rows.threads, [&](int64_t item) {
+    runItem(g, sp, plan, perItem, scratch + gemmItemSlot(rows.threads) * slotFloats, c, item);
+  });
 }
 
 } // namespace kiln::rt

@@ -12,6 +12,7 @@
 // each h x n/2 x k/2; gemmAvx2Strassen runs all seven on each block of the quarters.
 #include "gemm_strassen.h"
 
+#include "aligned_vector.h"
 #include "gemv.h"
 #include "isa_cap.h"
 
@@ -220,6 +221,14 @@ void gemmStrassen(const GemmParams &g, const float *a, const float *packed, floa
     gemmAvx512Strassen(g, sp, c);
   else
     gemmAvx2Strassen(g, sp, c);
+}
+
+float *gemmThreadScratch(int threads, int64_t perThread) {
+  thread_local AlignedVector<float> buffer;
+  const int64_t slot = (perThread + 15) / 16 * 16; // whole cache lines per slot
+  if (buffer.size() < static_cast<size_t>(threads * slot))
+    buffer.resize(static_cast<size_t>(threads * slot));
+  return buffer.data();
 }
 
 void forceStrassen(int mode) {
