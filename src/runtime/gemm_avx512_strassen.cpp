@@ -7,8 +7,6 @@
 // summing into a block of their own that is then spread to the quarters.
 #include "gemm_avx512_kernels.h"
 
-#include "aligned_vector.h"
-
 #include <omp.h>
 
 #include <cstdint>
@@ -21,13 +19,6 @@ constexpr int64_t kStrips = 8;               // strips per work item at most (72
 constexpr int64_t kItemGroups = 2;           // panel groups per work item (96 columns)
 constexpr int64_t kTileFloats = 9 * NV * NR; // one tile's block: 9 rows x 48 floats
 constexpr int64_t kTileStride = NV * NR;     // its row stride
-
-/// The calling thread's blocks: the four quarters' of an item, then the tiles' sums.
-float *itemBuffer(int64_t floats) {
-  thread_local AlignedVector<float> buffer;
-  if (buffer.size() < static_cast<size_t>(floats)) buffer.resize(static_cast<size_t>(floats));
-  return buffer.data();
-}
 
 /// alpha * a tile's sums (rows x nv panels) written into or added to a quarter block,
 /// negated or not.
@@ -114,13 +105,12 @@ void setPrefetch(const Work &w, Tile &t, int j, int64_t pg, int64_t pg0, int64_t
   t.prefetchRun = nextKc - off;
 }
 
-void runItem(const Work &w, int64_t item) {
+void runItem(const Work &w, float *quarters, int64_t item) {
   const StrassenProducts &sp = w.sp;
   const Plan &plan = w.plan;
   const int64_t grp = item / w.blocks, pg0 = item % w.blocks * kItemGroups;
   const int64_t pg1 = std::min(plan.panelGroups, pg0 + kItemGroups);
   const int64_t s0 = plan.groupBegin(grp), s1 = plan.groupEnd(grp);
-  float *quarters = itemBuffer((4 * kItemGroups + 1) * kStrips * kTileFloats);
   float *partial = quarters + 4 * kItemGroups * kStrips * kTileFloats;
   auto block = [&](int q, int64_t pg, int64_t s) {
     return quarters + ((q * kItemGroups + (pg - pg0)) * kStrips + (s - s0)) * kTileFloats;
@@ -205,7 +195,12 @@ void gemmAvx512Strassen(const GemmParams &g, const StrassenProducts &sp, float *
   for (int j = 0; j < 7; ++j)
     for (int d = 0; d < sp.count[j]; ++d)
       w.lastProduct[sp.quarter[j][d]] = j;
-  gemmForEachItem(plan.groups * blocks, rows.threads, [&](int64_t item) { runItem(w, item); });
+  // Each thread's blocks: the four quarters' of an item, then its tiles' sums.
+  constexpr int64_t slotFloats = (4 * kItemGroups + 1) * kStrips * kTileFloats;
+  float *scratch = gemmThreadScratch(rows.threads, slotFloats);
+  gemmForEachItem(plan.groups * blocks, rows.threads, [&](int64_t item) {
+    runItem(w, scratch + gemmItemSlot(rows.threads) * slotFloats, item);
+  });
 }
 
 } // namespace kiln::rt
