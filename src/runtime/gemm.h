@@ -107,6 +107,13 @@ inline int gemmItemSlot(int threads) {
   return threads > 1 && omp_in_parallel() ? omp_get_thread_num() : 0;
 }
 
+/// Row r of A's Strassen combinations (gemm_strassen.cpp) from row r of A's top half (A11 |
+/// A12, k2 floats each) and of its bottom half (A21 | A22; null for an odd M's missing row,
+/// read as zeros): t1 = A11 + A22, t2 = A21 + A22, t5 = A11 + A12, t6 = A21 - A11, t7 = A12 -
+/// A22, and A22 itself into a22 where it is not null (gemm_avx2_strassen.cpp, AVX2).
+void strassenASumsRowAvx2(const float *top, const float *bottom, int64_t k2, float *t1, float *t2,
+                          float *t5, float *t6, float *t7, float *a22);
+
 /// C = post(alpha * A * B + beta * bias + residual) as Strassen's products on AVX2 tiles
 /// (gemm_avx2_strassen.cpp; n2 a multiple of 16), g the whole GEMM's parameters; the residual
 /// may be C itself.

@@ -108,6 +108,34 @@ void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, 
 
 } // namespace
 
+void strassenASumsRowAvx2(const float *top, const float *bottom, int64_t k2, float *t1, float *t2,
+                          float *t5, float *t6, float *t7, float *a22) {
+  const float *__restrict a11 = top, *__restrict a12 = top + k2;
+  float *__restrict o1 = t1, *__restrict o2 = t2, *__restrict o5 = t5, *__restrict o6 = t6,
+                    *__restrict o7 = t7;
+  if (!bottom) { // the zero row under an odd M's bottom half
+    for (int64_t q = 0; q < k2; ++q) {
+      o1[q] = a11[q];
+      o2[q] = 0.f;
+      o5[q] = a11[q] + a12[q];
+      o6[q] = -a11[q];
+      o7[q] = a12[q];
+    }
+    if (a22) std::fill(a22, a22 + k2, 0.f);
+    return;
+  }
+  // One pass over the row's four quarters, all five combinations at once.
+  const float *__restrict a21 = bottom, *__restrict b22 = bottom + k2;
+  for (int64_t q = 0; q < k2; ++q) {
+    o1[q] = a11[q] + b22[q];
+    o2[q] = a21[q] + b22[q];
+    o5[q] = a11[q] + a12[q];
+    o6[q] = a21[q] - a11[q];
+    o7[q] = a12[q] - b22[q];
+  }
+  if (a22) std::copy(b22, b22 + k2, a22);
+}
+
 void gemmAvx2Strassen(const GemmParams &g, const StrassenProducts &sp, float *c) {
   if (sp.h <= 0 || sp.n2 <= 0 || sp.k2 <= 0) return;
   Plan plan;

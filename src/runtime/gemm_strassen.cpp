@@ -97,31 +97,10 @@ struct ASums {
 void formASums(const GemmParams &g, const float *a, int64_t h, const ASums &s, int threads) {
   const int64_t k2 = g.k / 2, bottom = g.m - h;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int64_t r = 0; r < h; ++r) {
-    const float *a11 = a + r * g.lda, *a12 = a11 + k2;
-    const float *a21 = r < bottom ? a + (h + r) * g.lda : nullptr;
-    float *t1 = s.t1 + r * k2, *t2 = s.t2 + r * k2, *t5 = s.t5 + r * k2, *t6 = s.t6 + r * k2,
-          *t7 = s.t7 + r * k2;
-    for (int64_t q = 0; q < k2; ++q)
-      t5[q] = a11[q] + a12[q];
-    if (a21) {
-      const float *a22 = a21 + k2;
-      for (int64_t q = 0; q < k2; ++q) {
-        t1[q] = a11[q] + a22[q];
-        t2[q] = a21[q] + a22[q];
-        t6[q] = a21[q] - a11[q];
-        t7[q] = a12[q] - a22[q];
-      }
-      if (s.a22) std::memcpy(s.a22 + r * k2, a22, sizeof(float) * k2);
-    } else { // the zero row under an odd m's bottom half
-      std::memcpy(t1, a11, sizeof(float) * k2);
-      std::memset(t2, 0, sizeof(float) * k2);
-      for (int64_t q = 0; q < k2; ++q)
-        t6[q] = -a11[q];
-      std::memcpy(t7, a12, sizeof(float) * k2);
-      std::memset(s.a22 + r * k2, 0, sizeof(float) * k2);
-    }
-  }
+  for (int64_t r = 0; r < h; ++r)
+    strassenASumsRowAvx2(a + r * g.lda, r < bottom ? a + (h + r) * g.lda : nullptr, k2,
+                         s.t1 + r * k2, s.t2 + r * k2, s.t5 + r * k2, s.t6 + r * k2, s.t7 + r * k2,
+                         s.a22 ? s.a22 + r * k2 : nullptr);
 }
 
 std::vector<float> &scratch() {
