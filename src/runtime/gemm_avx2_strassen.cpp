@@ -13,7 +13,6 @@
 #include <omp.h>
 
 #include <cstdint>
-#include <vector>
 
 namespace kiln::rt {
 namespace {
@@ -69,11 +68,12 @@ void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, 
                                 ? (j < 6 ? sp.b[j + 1] + p0 * sp.k2 * NR : nullptr)
                                 : t.b + t.kc * NR;
         for (int64_t s = s0; s < s1; ++s) {
-          if (next)
+          if (next) {
             sharePrefetch(t, next, kc, s - s0, s1 - s0);
-          else
+          } else {
             t.prefetchLines = 0;
-          t.prefetchEvery = next ? t.prefetchEvery : 1;
+            t.prefetchEvery = 1;
+          }
           int64_t row0;
           stripSpan(plan, sp.h, s, row0, t.rows);
           t.c = partial + (s - s0) * MR * NR;

@@ -80,12 +80,13 @@ void combinationRow(int which, const float *top, const float *bottom, int64_t n2
   }
 }
 
-/// The packing's working memory, kept per thread: fresh pages for every weight cost more to
-/// fault in and clear than the packing itself.
-std::vector<float> &packScratch(int which, size_t floats) {
-  thread_local std::vector<float> buffers[2];
-  if (buffers[which].size() < floats) buffers[which].resize(floats);
-  return buffers[which];
+/// Working memory kept per thread (runners may run in parallel) and grown to the largest call:
+/// slot 0 a transposed B, 1 one of its combinations while packing (fresh pages for every
+/// weight cost more to fault in and clear than the packing itself), 2 A's combinations.
+std::vector<float> &threadBuffer(int slot, size_t floats) {
+  thread_local std::vector<float> buffers[3];
+  if (buffers[slot].size() < floats) buffers[slot].resize(floats);
+  return buffers[slot];
 }
 
 /// A's combinations, h rows of k2 each: T1 = A11 + A22, T2 = A21 + A22, T5 = A11 + A12,
@@ -101,11 +102,6 @@ void formASums(const GemmParams &g, const float *a, int64_t h, const ASums &s, i
     strassenASumsRowAvx2(a + r * g.lda, r < bottom ? a + (h + r) * g.lda : nullptr, k2,
                          s.t1 + r * k2, s.t2 + r * k2, s.t5 + r * k2, s.t6 + r * k2, s.t7 + r * k2,
                          s.a22 ? s.a22 + r * k2 : nullptr);
-}
-
-std::vector<float> &scratch() {
-  thread_local std::vector<float> buffer; // the calling thread's: runners may run in parallel
-  return buffer;
 }
 
 } // namespace
@@ -133,7 +129,7 @@ void packStrassenWeights(const float *b, int64_t n, int64_t k, int64_t ldb, bool
   const int64_t n2 = n / 2, k2 = k / 2;
   // B row-major (k x n): a stored transpose is turned around once, in 32 x 32 blocks.
   if (transB) {
-    std::vector<float> &rowMajor = packScratch(0, static_cast<size_t>(k * n));
+    std::vector<float> &rowMajor = threadBuffer(0, static_cast<size_t>(k * n));
     for (int64_t j0 = 0; j0 < n; j0 += 32)
       for (int64_t q0 = 0; q0 < k; q0 += 32)
         for (int64_t j = j0; j < std::min(n, j0 + 32); ++j)
@@ -146,7 +142,7 @@ void packStrassenWeights(const float *b, int64_t n, int64_t k, int64_t ldb, bool
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
 #pragma omp parallel for schedule(dynamic) num_threads(threads) if (threads > 1)
   for (int which = 1; which <= 7; ++which) {
-    std::vector<float> &plain = packScratch(1, static_cast<size_t>(k2 * n2));
+    std::vector<float> &plain = threadBuffer(1, static_cast<size_t>(k2 * n2));
     for (int64_t kk = 0; kk < k2; ++kk)
       combinationRow(which, b + kk * ldb, b + (kk + k2) * ldb, n2, plain.data() + kk * n2);
     packGemvWeights(plain.data(), n2, k2, n2, false, packed + (which - 1) * quarterFloats(n, k));
@@ -157,8 +153,7 @@ void gemmStrassen(const GemmParams &g, const float *a, const float *packed, floa
                   StrassenTiles tiles) {
   const int64_t h = (g.m + 1) / 2, bottom = g.m - h, n2 = g.n / 2, k2 = g.k / 2;
   const bool odd = bottom < h;
-  std::vector<float> &buf = scratch();
-  buf.resize(static_cast<size_t>((odd ? 6 : 5) * h * k2));
+  std::vector<float> &buf = threadBuffer(2, static_cast<size_t>((odd ? 6 : 5) * h * k2));
   const ASums s{buf.data(),
                 buf.data() + h * k2,
                 buf.data() + 2 * h * k2,

@@ -22,11 +22,14 @@
 #include <vector>
 
 namespace kiln::rt {
+
+// The tag tells B's Strassen combinations apart from its panels ("strsn").
+const WeightPacking kStrassenPacking{0x737472736e, strassenPackedFloats, packStrassenWeights};
+
 namespace {
 
 constexpr int64_t kBiasTag = 0x6f776e676d6d;          // "owngmm": the multi shim's biases
 constexpr int64_t kMultiPackTag = 0x6f776e6d6c74;     // "ownmlt": a concatenated, packed B
-constexpr int64_t kStrassenTag = 0x737472736e;        // "strsn": B's Strassen combinations
 constexpr int64_t kMultiStrassenTag = 0x6d7374727373; // "mstrss": the same, concatenated
 
 struct BiasScratch : CacheEntry {
@@ -36,33 +39,6 @@ struct BiasScratch : CacheEntry {
 struct PackedConcat : CacheEntry {
   std::shared_ptr<void> buffer;
 };
-
-/// B (k x n plain, or as the params say) as Strassen's packed combinations.
-std::unique_ptr<PackedConcat> strassenPacking(const float *b, int64_t n, int64_t k, int64_t ldb,
-                                              bool transB) {
-  auto fresh = std::make_unique<PackedConcat>();
-  fresh->buffer = allocateWeightBuffer(sizeof(float) * strassenPackedFloats(n, k));
-  packStrassenWeights(b, n, k, ldb, transB, static_cast<float *>(fresh->buffer.get()));
-  return fresh;
-}
-
-/// A constant B's Strassen combinations, once per (site, pointer, shape) and constant set;
-/// its file-backed pages are dropped as for the plain panels.
-const float *strassenWeights(Runner &r, int64_t site, const float *b,
-                             const kiln_matmul_params_v1 &p) {
-  CacheKey key;
-  for (int64_t v : {kStrassenTag, site, static_cast<int64_t>(reinterpret_cast<uintptr_t>(b)), p.n,
-                    p.k, p.ldb, static_cast<int64_t>(p.trans_b)})
-    key.push(v);
-  auto *e = static_cast<PackedConcat *>(r.dnnl.findDerived(key));
-  if (!e) {
-    const size_t bBytes = sizeof(float) * ((p.trans_b ? p.n : p.k) - 1) * p.ldb +
-                          sizeof(float) * (p.trans_b ? p.k : p.n);
-    e = static_cast<PackedConcat *>(
-        r.dnnl.insertDerived(key, strassenPacking(b, p.n, p.k, p.ldb, p.trans_b), b, bBytes));
-  }
-  return static_cast<const float *>(e->buffer.get());
-}
 
 GemmPost postOf(int32_t post) {
   if (post == KILN_POST_GELU_ERF) return GemmPost::GeluErf;
@@ -181,10 +157,10 @@ int ownGemmForward(Runner &r, int64_t site, const float *a, const float *b, cons
       GemmParams g;
       static_cast<GemvParams &>(g) = weightGemmParams(p, addend, residual);
       g.post = postOf(p.post_op);
-      gemmStrassen(g, a, strassenWeights(r, site, b, p), c);
+      gemmStrassen(g, a, packedWeights(r, site, b, p, kStrassenPacking), c);
       return KILN_OK;
     }
-    packedGemm(a, packedWeightPanels(r, site, b, p), addend, residual, c, p);
+    packedGemm(a, packedWeights(r, site, b, p), addend, residual, c, p);
     return KILN_OK;
   } catch (const std::bad_alloc &) {
     return fail(KILN_ERR_OUT_OF_MEMORY, "matmul site %lld: out of memory",
@@ -209,14 +185,9 @@ int ownGemmMultiForward(Runner &r, int64_t site, const float *a, const float *co
     if (!e) {
       std::vector<float> plain(static_cast<size_t>(p.k * n));
       concatMultiB(b, p, plain.data());
-      std::unique_ptr<PackedConcat> fresh;
-      if (strassen) {
-        fresh = strassenPacking(plain.data(), n, p.k, n, false);
-      } else {
-        fresh = std::make_unique<PackedConcat>();
-        fresh->buffer = allocateWeightBuffer(sizeof(float) * gemvPackedFloats(n, p.k));
-        packGemvWeights(plain.data(), n, p.k, n, false, static_cast<float *>(fresh->buffer.get()));
-      }
+      auto fresh = std::make_unique<PackedConcat>();
+      fresh->buffer =
+          packWeights(strassen ? kStrassenPacking : kPanelPacking, plain.data(), n, p.k, n, false);
       e = static_cast<PackedConcat *>(r.dnnl.insertDerived(key, std::move(fresh)));
       releaseMultiB(r.dnnl, b, p);
     }

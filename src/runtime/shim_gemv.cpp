@@ -14,10 +14,7 @@
 namespace kiln::rt {
 namespace {
 
-// Tags the packed panels apart from other derived weights of the same site and pointer.
-constexpr int64_t kGemvTag = 0x67656d76; // "gemv"
-
-struct GemvEntry : CacheEntry {
+struct PackedEntry : CacheEntry {
   std::shared_ptr<void> buffer;
   const float *packed() const { return static_cast<const float *>(buffer.get()); }
 };
@@ -39,20 +36,30 @@ bool gemvFits(const kiln_matmul_params_v1 &p, bool constantB) {
           p.post_op == KILN_POST_CLIP);
 }
 
-const float *packedWeightPanels(Runner &r, int64_t site, const float *b,
-                                const kiln_matmul_params_v1 &p) {
+// The tag tells the packed panels apart from other derived weights of the same site and
+// pointer ("gemv").
+const WeightPacking kPanelPacking{0x67656d76, gemvPackedFloats, packGemvWeights};
+
+std::shared_ptr<void> packWeights(const WeightPacking &how, const float *b, int64_t n, int64_t k,
+                                  int64_t ldb, bool transB) {
+  std::shared_ptr<void> buffer = allocateWeightBuffer(sizeof(float) * how.floats(n, k));
+  how.pack(b, n, k, ldb, transB, static_cast<float *>(buffer.get()));
+  return buffer;
+}
+
+const float *packedWeights(Runner &r, int64_t site, const float *b, const kiln_matmul_params_v1 &p,
+                           const WeightPacking &how) {
   CacheKey key;
-  for (int64_t v : {kGemvTag, site, static_cast<int64_t>(reinterpret_cast<uintptr_t>(b)), p.n, p.k,
+  for (int64_t v : {how.tag, site, static_cast<int64_t>(reinterpret_cast<uintptr_t>(b)), p.n, p.k,
                     p.ldb, static_cast<int64_t>(p.trans_b)})
     key.push(v);
-  auto *e = static_cast<GemvEntry *>(r.dnnl.findDerived(key));
+  auto *e = static_cast<PackedEntry *>(r.dnnl.findDerived(key));
   if (!e) {
-    auto fresh = std::make_unique<GemvEntry>();
-    fresh->buffer = allocateWeightBuffer(sizeof(float) * gemvPackedFloats(p.n, p.k));
-    packGemvWeights(b, p.n, p.k, p.ldb, p.trans_b, static_cast<float *>(fresh->buffer.get()));
+    auto fresh = std::make_unique<PackedEntry>();
+    fresh->buffer = packWeights(how, b, p.n, p.k, p.ldb, p.trans_b);
     const size_t bBytes = sizeof(float) * ((p.trans_b ? p.n : p.k) - 1) * p.ldb +
                           sizeof(float) * (p.trans_b ? p.k : p.n);
-    e = static_cast<GemvEntry *>(r.dnnl.insertDerived(key, std::move(fresh), b, bBytes));
+    e = static_cast<PackedEntry *>(r.dnnl.insertDerived(key, std::move(fresh), b, bBytes));
   }
   return e->packed();
 }
@@ -79,7 +86,7 @@ GemvParams weightGemmParams(const kiln_matmul_params_v1 &p, const float *addend,
 int gemvForward(Runner &r, int64_t site, const float *a, const float *b, const float *addend,
                 const float *residual, float *c, const kiln_matmul_params_v1 &p) {
   try {
-    const float *packed = packedWeightPanels(r, site, b, p);
+    const float *packed = packedWeights(r, site, b, p);
     gemv(weightGemmParams(p, addend, residual), a, packed, c);
     return KILN_OK;
   } catch (const std::bad_alloc &) {

@@ -6,6 +6,8 @@
 
 #include <kiln/shim.h>
 
+#include <memory>
+
 namespace kiln::rt {
 
 /// C = post_op(alpha * op(A) * op(B) + beta * addend + residual), as kiln_shim_matmul_v1/v2;
@@ -23,10 +25,27 @@ bool gemvFits(const kiln_matmul_params_v1 &p, bool constantB);
 int gemvForward(Runner &r, int64_t site, const float *a, const float *b, const float *addend,
                 const float *residual, float *c, const kiln_matmul_params_v1 &p);
 
-/// A constant B (k x n; trans_b: stored n x k) packed into the GEMV's 16-column panels, once
-/// per (site, pointer, shape) and constant set; the GEMV and the AVX2 GEMM share it.
-const float *packedWeightPanels(Runner &r, int64_t site, const float *b,
-                                const kiln_matmul_params_v1 &p);
+/// How a constant B is packed for kiln's own kernels: into the GEMV's 16-column panels, which
+/// the GEMMs share (kPanelPacking, shim_gemv.cpp), or as Strassen's seven combinations of
+/// them (kStrassenPacking, shim_gemm.cpp; gemm_strassen.h); `tag` tells their derived
+/// weights apart.
+struct WeightPacking {
+  int64_t tag;
+  size_t (*floats)(int64_t n, int64_t k);
+  void (*pack)(const float *b, int64_t n, int64_t k, int64_t ldb, bool transB, float *packed);
+};
+extern const WeightPacking kPanelPacking;
+extern const WeightPacking kStrassenPacking;
+
+/// B (k x n; transB: stored n x k, row stride ldb) packed as `how` says into a fresh weight
+/// buffer (weight_memory.h).
+std::shared_ptr<void> packWeights(const WeightPacking &how, const float *b, int64_t n, int64_t k,
+                                  int64_t ldb, bool transB);
+
+/// A constant B (k x n; trans_b: stored n x k) packed as `how` says, once per (site, pointer,
+/// shape) and constant set, its file-backed pages then released (weight_store.h).
+const float *packedWeights(Runner &r, int64_t site, const float *b, const kiln_matmul_params_v1 &p,
+                           const WeightPacking &how = kPanelPacking);
 
 /// The kiln_matmul_multi_v1 helpers its AVX2 GEMM route shares (shim_matmul_multi.cpp):
 /// n[0] + ... + n[count - 1]; [bias_0 | bias_1 | ...] with zeros for absent ones; plain
