@@ -307,15 +307,14 @@ void runShape(const Options &o, const Shape &sh, int threads) {
     }
 
   // The runtime's Strassen route (gemm_strassen.h), where it takes this shape.
+  const bool strassen = kiln::rt::strassenFits(sh.m, sh.n, sh.k);
   std::vector<std::shared_ptr<void>> strCopies;
-  if (kiln::rt::gemmAvx2Supported() && sh.n % 2 == 0 && sh.k % 2 == 0)
-    for (int i = 0; i < o.copies; ++i) {
-      strCopies.push_back(kiln::rt::allocateWeightBuffer(
-          sizeof(float) * kiln::rt::strassenPackedFloats(sh.n, sh.k)));
-      kiln::rt::packStrassenWeights(B.data(), sh.n, sh.k, sh.n, false,
-                                    static_cast<float *>(strCopies.back().get()));
-    }
-  const bool strassen = !strCopies.empty() && kiln::rt::strassenFits(sh.m, sh.n, sh.k);
+  for (int i = 0; strassen && i < o.copies; ++i) {
+    strCopies.push_back(
+        kiln::rt::allocateWeightBuffer(sizeof(float) * kiln::rt::strassenPackedFloats(sh.n, sh.k)));
+    kiln::rt::packStrassenWeights(B.data(), sh.n, sh.k, sh.n, false,
+                                  static_cast<float *>(strCopies.back().get()));
+  }
 
   Timings tw, th, ts, tx, tk, tc, trw, trt, tr5, tr5s, tst;
   double hugeErr = 0, splitErr = 0, xnnErr = 0, kilnErr = 0, colsErr = 0, rowsErr = 0, rtErr = 0,
