@@ -38,7 +38,6 @@ void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, 
     return quarters + ((q * perItem + (p - p0)) * kGroupStrips + (s - s0)) * MR * NR;
   };
   alignas(64) float partial[kQuarterBlock];
-  bool written[4] = {false, false, false, false};
   GemmParams pg = g;
   pg.m = sp.h;
   pg.n = sp.n2;
@@ -49,10 +48,6 @@ void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, 
   t.r = nullptr;
   t.bias = nullptr;
   const bool inPlace = g.residual == c;
-  int lastProduct[4] = {0, 0, 0, 0}; // the product that finishes each quarter
-  for (int j = 0; j < 7; ++j)
-    for (int d = 0; d < sp.count[j]; ++d)
-      lastProduct[sp.quarter[j][d]] = j;
   for (int j = 0; j < 7; ++j) {
     TileDest dest[2];
     t.destCount = sp.count[j];
@@ -80,9 +75,9 @@ void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, 
           for (int d = 0; d < t.destCount; ++d) {
             const int q = sp.quarter[j][d];
             TileDest &dst = dest[d];
-            dst = TileDest{block(q, p, s), written[q], sp.negate[j][d], false, nullptr, 0,
-                           false,          nullptr,    nullptr};
-            if (j != lastProduct[q]) continue;
+            dst = TileDest{block(q, p, s), sp.add[j][d], sp.negate[j][d], false, nullptr, 0,
+                           false,          nullptr,      nullptr};
+            if (!sp.finish[j][d]) continue;
             // The quarter's last product: C (rows from the quarter's top, columns from its left).
             const int64_t r = (q < 2 ? 0 : sp.h) + row0, col = ((q & 1) ? sp.n2 : 0) + p * NR;
             dst.finish = true;
@@ -101,8 +96,6 @@ void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, 
           tileOfRows(pg, t, rows);
         }
       }
-    for (int d = 0; d < sp.count[j]; ++d)
-      written[sp.quarter[j][d]] = true;
   }
 }
 
