@@ -3,11 +3,11 @@
 //
 // A work item is (a group of 6-row strips, a few 16-column panels) of the half-size products,
 // and runs all seven products there, one after another over the item's panels: each
-// product's tiles add themselves into the item's four quarter blocks, and each quarter's last
-// product writes C from its registers with the bias, residual and activation, so C is written
-// once. Products run one after another over all of C instead read and wrote C's quarters 12
-// times per call, which took back most of what the eighth product saves (128 x 3072 x 768 on
-// Zen 3: level with the plain GEMM).
+// product's tiles add themselves into the item's four quarter blocks, and after the last one
+// C is written from the blocks with the bias, residual and activation, so C is written once.
+// Products run one after another over all of C instead read and wrote C's quarters 12 times per
+// call, which took back most of what the eighth product saves (128 x 3072 x 768 on Zen 3: level
+// with the plain GEMM).
 #include "gemm_avx2_tile.h"
 
 #include <omp.h>
@@ -24,6 +24,32 @@ namespace {
 constexpr int64_t kItemPanels = 4;
 
 constexpr int64_t kQuarterBlock = kGroupStrips * MR * NR; // one panel of a group's strips
+
+/// `rows` rows of 16 columns of C at `c` from a quarter's block (alpha already applied):
+/// post(block + beta * bias + residual (+ C's own contents for an in-place residual)).
+void finishRows(const GemmParams &g, const float *block, int rows, float *c, const float *bias,
+                const float *residual, bool inPlace) {
+  const __m256 beta = _mm256_set1_ps(g.beta);
+  const __m256 b0 = bias ? _mm256_mul_ps(beta, _mm256_loadu_ps(bias)) : _mm256_setzero_ps();
+  const __m256 b1 = bias ? _mm256_mul_ps(beta, _mm256_loadu_ps(bias + 8)) : _mm256_setzero_ps();
+  const bool bounds = clampBounds(g);
+  const __m256 lo = _mm256_set1_ps(g.lo), hi = _mm256_set1_ps(g.hi);
+  for (int i = 0; i < rows; ++i) {
+    float *out = c + i * g.ldc;
+    for (int h = 0; h < 2; ++h) {
+      __m256 v = _mm256_add_ps(_mm256_load_ps(block + i * NR + 8 * h), h == 0 ? b0 : b1);
+      if (inPlace) v = _mm256_add_ps(v, _mm256_loadu_ps(out + 8 * h));
+      if (residual) v = _mm256_add_ps(v, _mm256_loadu_ps(residual + i * g.ldr + 8 * h));
+      if (g.post == GemmPost::GeluErf)
+        v = geluErf256(v);
+      else if (g.post == GemmPost::GeluTanh)
+        v = geluTanh256(v);
+      else if (bounds) // NaN is the second operand of max and min, so it passes through
+        v = _mm256_min_ps(hi, _mm256_max_ps(lo, v));
+      _mm256_storeu_ps(out + 8 * h, v);
+    }
+  }
+}
 
 /// Item `item`: a group of strips over a block of panels, every product on each, then C.
 void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, int64_t perItem,
@@ -47,7 +73,6 @@ void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, 
   t.ldc = NR;
   t.r = nullptr;
   t.bias = nullptr;
-  const bool inPlace = g.residual == c;
   for (int j = 0; j < 7; ++j) {
     TileDest dest[2];
     t.destCount = sp.count[j];
@@ -72,23 +97,8 @@ void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, 
           int64_t row0;
           stripSpan(plan, sp.h, s, row0, t.rows);
           t.c = partial + (s - s0) * MR * NR;
-          for (int d = 0; d < t.destCount; ++d) {
-            const int q = sp.quarter[j][d];
-            TileDest &dst = dest[d];
-            dst = TileDest{block(q, p, s), sp.add[j][d], sp.negate[j][d], false, nullptr, 0,
-                           false,          nullptr,      nullptr};
-            if (!sp.finish[j][d]) continue;
-            // The quarter's last product: C (rows from the quarter's top, columns from its left).
-            const int64_t r = (q < 2 ? 0 : sp.h) + row0, col = ((q & 1) ? sp.n2 : 0) + p * NR;
-            dst.finish = true;
-            dst.sum = dst.c;
-            dst.c = c + r * g.ldc + col;
-            dst.rows =
-                static_cast<int>(std::clamp<int64_t>((q < 2 ? sp.h : sp.bottom) - row0, 0, t.rows));
-            dst.inPlace = inPlace;
-            dst.bias = g.bias ? g.bias + col : nullptr;
-            dst.residual = g.residual && !inPlace ? g.residual + r * g.ldr + col : nullptr;
-          }
+          for (int d = 0; d < t.destCount; ++d)
+            dest[d] = TileDest{block(sp.quarter[j][d], p, s), sp.add[j][d], sp.negate[j][d]};
           t.dest = t.last ? dest : nullptr;
           Rows rows;
           for (int i = 0; i < t.rows; ++i)
@@ -96,6 +106,27 @@ void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, 
           tileOfRows(pg, t, rows);
         }
       }
+  }
+  // C from the item's quarter blocks, with the epilogue. Written by each quarter's last
+  // product from its tiles' registers instead, 128 x 3072 x 768 ran about 4% slower on Zen 3
+  // (bench/gemm, B from memory; docs/perf.md, session 39): the stores into C's lines, which
+  // are in no cache, held up the next tile.
+  const bool inPlace = g.residual == c;
+  for (int64_t s = s0; s < s1; ++s) {
+    int64_t row0;
+    int rows;
+    stripSpan(plan, sp.h, s, row0, rows);
+    for (int q = 0; q < 4; ++q) {
+      // C's rows from the quarter's top; an odd M's bottom quarters end a row early.
+      const int64_t r = (q < 2 ? 0 : sp.h) + row0;
+      const int n =
+          static_cast<int>(std::clamp<int64_t>((q < 2 ? sp.h : sp.bottom) - row0, 0, rows));
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t col = ((q & 1) ? sp.n2 : 0) + p * NR;
+        finishRows(g, block(q, p, s), n, c + r * g.ldc + col, g.bias ? g.bias + col : nullptr,
+                   g.residual && !inPlace ? g.residual + r * g.ldr + col : nullptr, inPlace);
+      }
+    }
   }
 }
 

@@ -38,18 +38,11 @@ __m256i laneMask(int valid) {
 }
 
 /// Where a Strassen product's tile goes (gemm_avx2_strassen.cpp): a 6 x 16 block of floats
-/// (row stride NR) that it is written into or added to, negated or not; or, from the quarter's
-/// last product, C itself (row stride ldc), as the block's sum plus the tile with the
-/// epilogue: an in-place residual already in C, beta * bias, a residual beside C, the
-/// activation, on `rows` rows (an odd M's bottom quarters end a row early).
+/// (row stride NR) of one of C's quarters, which it is written into or added to, negated or
+/// not. C itself is written from the blocks after the last product.
 struct TileDest {
-  float *c;
+  float *block;
   bool add, negate;
-  bool finish;
-  const float *sum; // finishing: the earlier products' block
-  int rows;
-  bool inPlace;
-  const float *bias, *residual;
 };
 
 struct Tile {
@@ -150,42 +143,9 @@ template <int R>
   }
   for (int d = 0; d < t.destCount; ++d) {
     const TileDest &dst = t.dest[d];
-    if (dst.finish) {
-      const __m256 beta = _mm256_set1_ps(g.beta);
-      const __m256 b0 =
-          dst.bias ? _mm256_mul_ps(beta, _mm256_loadu_ps(dst.bias)) : _mm256_setzero_ps();
-      const __m256 b1 =
-          dst.bias ? _mm256_mul_ps(beta, _mm256_loadu_ps(dst.bias + 8)) : _mm256_setzero_ps();
-      const bool bounds = clampBounds(g);
-      const __m256 lo = _mm256_set1_ps(g.lo), hi = _mm256_set1_ps(g.hi);
-#pragma GCC unroll 6
-      for (int i = 0; i < R; ++i) {
-        if (i >= dst.rows) break;
-        float *out = dst.c + i * g.ldc;
-        __m256 v[2];
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; ++h) {
-          const __m256 sum = _mm256_load_ps(dst.sum + i * NR + 8 * h);
-          v[h] = dst.negate ? _mm256_sub_ps(sum, acc[i][h]) : _mm256_add_ps(sum, acc[i][h]);
-          v[h] = _mm256_add_ps(v[h], h == 0 ? b0 : b1);
-          if (dst.inPlace) v[h] = _mm256_add_ps(v[h], _mm256_loadu_ps(out + 8 * h));
-          if (dst.residual)
-            v[h] = _mm256_add_ps(v[h], _mm256_loadu_ps(dst.residual + i * g.ldr + 8 * h));
-          if (g.post == GemmPost::GeluErf)
-            v[h] = geluErf256(v[h]);
-          else if (g.post == GemmPost::GeluTanh)
-            v[h] = geluTanh256(v[h]);
-          else if (bounds) // NaN is the second operand of max and min, so it passes through
-            v[h] = _mm256_min_ps(hi, _mm256_max_ps(lo, v[h]));
-        }
-        _mm256_storeu_ps(out, v[0]);
-        _mm256_storeu_ps(out + 8, v[1]);
-      }
-      continue;
-    }
 #pragma GCC unroll 6
     for (int i = 0; i < R; ++i) {
-      float *out = dst.c + i * NR;
+      float *out = dst.block + i * NR;
       __m256 v0 = acc[i][0], v1 = acc[i][1];
       if (dst.add) {
         const __m256 c0 = _mm256_load_ps(out), c1 = _mm256_load_ps(out + 8);
@@ -202,25 +162,7 @@ template <int R>
 }
 
 /// The tile of R = t.rows rows.
-/// C's lines that a finishing destination will write (and, where there is one, the residual's),
-/// asked for while the tile's k-steps run: no prefetcher follows rows ldc apart.
-template <int R>
-[[gnu::always_inline]] inline void prefetchFinish(const GemmParams &g, const Tile &t) {
-  for (int d = 0; d < t.destCount; ++d) {
-    const TileDest &dst = t.dest[d];
-    if (!dst.finish) continue;
-    for (int i = 0; i < dst.rows && i < R; ++i) {
-      _mm_prefetch(reinterpret_cast<const char *>(dst.c + i * g.ldc), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char *>(dst.c + i * g.ldc + NR - 1), _MM_HINT_T0);
-      if (!dst.residual) continue;
-      _mm_prefetch(reinterpret_cast<const char *>(dst.residual + i * g.ldr), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char *>(dst.residual + i * g.ldr + NR - 1), _MM_HINT_T0);
-    }
-  }
-}
-
 template <int R> void tile(const GemmParams &g, const Tile &t, const Rows &a) {
-  if (t.dest && t.last) prefetchFinish<R>(g, t);
   Acc<R> acc;
 #pragma GCC unroll 6
   for (int i = 0; i < R; ++i)

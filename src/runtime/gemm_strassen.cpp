@@ -191,18 +191,12 @@ void gemmStrassen(const GemmParams &g, const float *a, const float *packed, floa
     sp.negate[j][1] = rows[j].neg1;
     sp.count[j] = rows[j].q1 < 0 ? 1 : 2;
   }
-  // Each quarter's first product writes it, its last one finishes it into C.
-  int last[4] = {0, 0, 0, 0};
-  for (int j = 0; j < 7; ++j)
-    for (int d = 0; d < sp.count[j]; ++d)
-      last[sp.quarter[j][d]] = j;
+  // Each quarter's first product writes it, the later ones add to it.
   bool written[4] = {false, false, false, false};
   for (int j = 0; j < 7; ++j)
     for (int d = 0; d < sp.count[j]; ++d) {
-      const int q = sp.quarter[j][d];
-      sp.add[j][d] = written[q];
-      sp.finish[j][d] = last[q] == j;
-      written[q] = true;
+      sp.add[j][d] = written[sp.quarter[j][d]];
+      written[sp.quarter[j][d]] = true;
     }
   if (tiles == StrassenTiles::Avx512 || (tiles == StrassenTiles::Auto && usableIsaBits() == 512))
     gemmAvx512Strassen(g, sp, c);
