@@ -110,14 +110,13 @@ bool strassenFits(int64_t m, int64_t n, int64_t k) {
   const int mode = strassenMode(), bits = usableIsaBits();
   if (mode == 0 || bits < 256 || (mode == 2 && bits != 256)) return false;
   // Half GEMMs of 48+ rows and 384+ columns and K, one of N and K 1536+: on Zen 3 (bench/gemm,
-  // B from memory, 1 / 2 threads) BERT's, GPT-2's and ViT's fc1, fc2 and Q/K/V 1.02-1.06x /
-  // 1.02-1.07x the plain GEMM's speed, 128 x 768 x 768 level (its packed weights 1.75x as
-  // large for nothing), 128 x 512 x 512 0.92-0.96x. An odd M copies A's bottom right quarter
-  // with a zero row under it, which costs most where K is deep and N narrow: ViT's fc2
-  // (197 x 768 x 3072) ran 0.96-0.98x on Zen 3 and the Xeon capped at AVX2, its fc1 1.02-1.04x
-  // (docs/perf.md, session 38).
+  // B from memory, 1 / 2 threads) BERT's, GPT-2's and ViT's fc1, fc2 and Q/K/V 1.05-1.10x /
+  // 1.01-1.07x the plain GEMM's speed; 128-1024 x 768 x 768 level or slower (its packed
+  // weights 1.75x as large for nothing), 128 x 512 x 512 0.92-0.96x (docs/perf.md, sessions
+  // 38-39). An odd M copies A's bottom right quarter with a zero row under it: ViT's fc2 (197 x
+  // 768 x 3072) 1.05-1.07x since C is written after the last product (0.96-0.98x before).
   const bool shapeFits = m >= 96 && n >= 768 && k >= 768 && n + k >= 2304;
-  return shapeFits && n % 32 == 0 && k % 2 == 0 && (m % 2 == 0 || n >= k);
+  return shapeFits && n % 32 == 0 && k % 2 == 0;
 }
 
 size_t strassenPackedFloats(int64_t n, int64_t k) {

@@ -125,8 +125,8 @@ TEST(OwnGemmStrassen, RouteRule) {
   EXPECT_FALSE(kiln::rt::strassenFits(128, 512, 512));          // halves too small
   EXPECT_FALSE(kiln::rt::strassenFits(128, 784, 768));          // N / 2 not whole panels
   EXPECT_FALSE(kiln::rt::strassenFits(128, 768, 769));          // odd K
-  EXPECT_EQ(kiln::rt::strassenFits(197, 3072, 768), avx2Tiles); // odd M, N >= K
-  EXPECT_FALSE(kiln::rt::strassenFits(197, 768, 3072));         // odd M, K deeper than N
+  EXPECT_EQ(kiln::rt::strassenFits(197, 3072, 768), avx2Tiles); // odd M (ViT's fc1)
+  EXPECT_EQ(kiln::rt::strassenFits(197, 768, 3072), avx2Tiles); // odd M, K deeper than N (fc2)
   kiln::rt::forceStrassen(1);
   EXPECT_TRUE(kiln::rt::strassenFits(128, 3072, 768));
   EXPECT_FALSE(kiln::rt::strassenFits(128, 512, 512));
