@@ -41,8 +41,8 @@ struct FloatBuffer : CacheEntry {
 
 bool cpuRuns(Isa isa) {
 #if defined(__x86_64__)
-  if (isa == Isa::Avx512) return cpu::missingFeatures("avx512f,avx2,fma").empty();
-  return cpu::missingFeatures("avx2,fma").empty();
+  if (isa == Isa::Avx512) return cpuIsaBits() >= 512;
+  return cpuIsaBits() >= 256;
 #else
   (void)isa;
   return false;

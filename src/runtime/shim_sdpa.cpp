@@ -33,8 +33,8 @@ namespace {
 
 bool cpuRuns(Isa isa) {
 #if defined(__x86_64__)
-  if (isa == Isa::Avx512) return cpu::missingFeatures("avx512f,avx2,fma").empty();
-  if (isa == Isa::Avx2) return cpu::missingFeatures("avx2,fma").empty();
+  if (isa == Isa::Avx512) return cpuIsaBits() >= 512;
+  if (isa == Isa::Avx2) return cpuIsaBits() >= 256;
   return true;
 #else // only the generic kernels are built here (src/runtime/CMakeLists.txt)
   return isa == Isa::Generic || isa == Isa::Auto;
