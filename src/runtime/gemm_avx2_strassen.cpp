@@ -18,12 +18,22 @@ namespace kiln::rt {
 namespace {
 
 // Panels per work item: each product's A strips are re-read from L2 for every panel of the
-// item, and the item's quarter blocks (18 KiB a panel) stay in L2 across the seven products.
+// item, and the item's quarter blocks (up to 36 KiB a panel) stay in L2 across the seven products.
 // 128 x 3072 x 768 on Zen 3 (bench/gemm, B from memory, best of 20): 96.8 GFLOP/s at 1 panel,
 // 99.7 at 2, 101.6 at 4, 100.7 at 8.
 constexpr int64_t kItemPanels = 4;
 
-constexpr int64_t kQuarterBlock = kGroupStrips * MR * NR; // one panel of a group's strips
+// Strips per group (work item) at most. B's combinations are read from memory once per group,
+// so where all of the half GEMM's rows fit kOneGroupStrips one group takes them: ViT-B/16's
+// 197 rows (17 strips) ran 1.06x faster at fc2 and 1.01-1.03x at fc1 and Q/K/V at 2 threads on
+// Zen 3, against groups of 12 (bench/gemm, B from memory). Past that, groups of kGroupStrips
+// keep each product's A strips and the quarter blocks in L2: BERT-base b8's 1024 rows at 24
+// strips a group ran its fc2 0.97-0.98x.
+constexpr int64_t kOneGroupStrips = 24;
+
+int64_t maxGroupStrips(int64_t h) {
+  return (h + MR - 1) / MR <= kOneGroupStrips ? kOneGroupStrips : kGroupStrips;
+}
 
 /// `rows` rows of 16 columns of C at `c` from a quarter's block (alpha already applied):
 /// post(block + beta * bias + residual (+ C's own contents for an in-place residual)).
@@ -61,9 +71,9 @@ void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, 
   const int64_t kc = plan.kc;
   // Quarter q's block for panel p (of this item) and strip s (of this group).
   auto block = [&](int q, int64_t p, int64_t s) {
-    return quarters + ((q * perItem + (p - p0)) * kGroupStrips + (s - s0)) * MR * NR;
+    return quarters + ((q * perItem + (p - p0)) * plan.perGroup + (s - s0)) * MR * NR;
   };
-  alignas(64) float partial[kQuarterBlock];
+  alignas(64) float partial[kOneGroupStrips * MR * NR];
   GemmParams pg = g;
   pg.m = sp.h;
   pg.n = sp.n2;
@@ -164,7 +174,7 @@ void gemmAvx2Strassen(const GemmParams &g, const StrassenProducts &sp, float *c)
   if (sp.h <= 0 || sp.n2 <= 0 || sp.k2 <= 0) return;
   Plan plan;
   plan.panels = sp.n2 / NR;
-  const GemmRowGroups rows = gemmRowGroups(sp.h, MR, kGroupStrips, plan.panels);
+  const GemmRowGroups rows = gemmRowGroups(sp.h, MR, maxGroupStrips(sp.h), plan.panels);
   plan.strips = rows.strips;
   plan.perGroup = rows.perGroup;
   plan.groups = rows.groups;
@@ -175,7 +185,7 @@ void gemmAvx2Strassen(const GemmParams &g, const StrassenProducts &sp, float *c)
   plan.lean = false;
   const int64_t perItem = std::max<int64_t>(1, std::min(kItemPanels, plan.panels));
   // Each thread's quarter blocks: 4 quarters x the item's panels x a strip group's tiles.
-  const int64_t slotFloats = (4 * perItem * kQuarterBlock + 15) / 16 * 16;
+  const int64_t slotFloats = (4 * perItem * plan.perGroup * MR * NR + 15) / 16 * 16;
   float *scratch = gemmThreadScratch(rows.threads, slotFloats);
   const int64_t items = plan.groups * ((plan.panels + perItem - 1) / perItem);
   gemmForEachItem(items, rows.threads, [&](int64_t item) {

@@ -93,12 +93,14 @@ TEST(OwnGemmStrassen, KernelMatchesFloat64) {
   omp_set_num_threads(saved);
 }
 
-// BERT-base's fc2 (K = 3072: K / 2 in six blocks) and a ViT-like odd M, with GELU.
+// BERT-base's fc2 (K = 3072: K / 2 in six blocks), a ViT-like odd M with GELU (its 17 strips
+// of half rows in one group on AVX2) and 26 strips of half rows (groups of 12 there).
 TEST(OwnGemmStrassen, KernelAtTransformerShapes) {
   if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
   std::mt19937 rng(39);
   checkKernel(Gemm{128, 128, 3072, false, true, true, KILN_POST_NONE}, false, rng, "fc2-like");
   checkKernel(Gemm{197, 768, 256, true, true, false, KILN_POST_GELU_ERF}, false, rng, "odd M");
+  checkKernel(Gemm{301, 96, 770, false, false, true, KILN_POST_RELU}, false, rng, "26 strips");
 }
 
 TEST(OwnGemmStrassen, KernelResidualInPlace) {
