@@ -88,10 +88,9 @@ void gemmAvx2(const GemmParams &g, const float *a, const float *packedB, float *
 /// this order: product j is a[j] (h x k2, row stride lda[j]) times B's packed combination b[j]
 /// (k2 x n2), and goes into `count[j]` of C's quarters (0: C11, 1: C12, 2: C21, 3: C22),
 /// negated where negate says, added to what earlier products put there where add says (else
-/// written); the AVX2 driver sums the quarters in blocks of its own and writes C from them with
-/// the epilogue after the last product (the AVX-512 one derives which product writes, adds to
-/// and finishes each quarter itself, and writes C from each quarter's last product). The top
-/// quarters have h rows, the bottom ones `bottom` (h or h - 1).
+/// written); both drivers sum the quarters in blocks of their own and write C from them with
+/// the epilogue after the last product. The top quarters have h rows, the bottom ones `bottom`
+/// (h or h - 1).
 struct StrassenProducts {
   int64_t h, bottom, n2, k2;
   const float *a[7];

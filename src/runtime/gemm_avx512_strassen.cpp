@@ -2,9 +2,9 @@
 // and its operands are in gemm_strassen.cpp), the same scheme as the AVX2 driver
 // (gemm_avx2_strassen.cpp): a work item is (a group of strips, a few groups of three panels)
 // of the half-size products and runs all seven there, each product's tile sums added into the
-// item's four quarter blocks (kept in L2), each quarter's last product writing C with the
-// epilogue, so C is written once. The tiles are the plain GEMM's (gemm_avx512_kernels.h),
-// summing into a block of their own that is then spread to the quarters.
+// item's four quarter blocks (kept in L2), and after the seventh product C written from the
+// blocks with the epilogue, so C is written once. The tiles are the plain GEMM's
+// (gemm_avx512_kernels.h), summing into a block of their own that is then spread to the quarters.
 #include "gemm_avx512_kernels.h"
 
 #include <omp.h>
@@ -15,7 +15,13 @@
 namespace kiln::rt {
 namespace {
 
-constexpr int64_t kStrips = 8;               // strips per work item at most (72 rows)
+// Strips per work item at most (72 rows), but where all of the half GEMM's strips fit
+// kOneGroupStrips one group takes them, so B's combinations are read from memory once (as the
+// AVX2 driver does): on the H200 host's Xeon ViT's 197 rows ran 0.85-0.89x -> 0.89-0.93x the
+// plain AVX-512 GEMM (bench/gemm, 1 and 2 threads; still below it, so the route stays off by
+// default with AVX-512; docs/perf.md, session 40).
+constexpr int64_t kStrips = 8;
+constexpr int64_t kOneGroupStrips = 16;
 constexpr int64_t kItemGroups = 2;           // panel groups per work item (96 columns)
 constexpr int64_t kTileFloats = 9 * NV * NR; // one tile's block: 9 rows x 48 floats
 constexpr int64_t kTileStride = NV * NR;     // its row stride
@@ -34,19 +40,16 @@ void spread(const float *sums, float *block, int rows, int64_t nv, bool add, boo
     }
 }
 
-/// A quarter's last product: C = post(block +- alpha * sums + beta * bias + residual (+ C's
-/// own contents for an in-place residual)) on `rows` rows and nv panels.
-void finishC(const GemmParams &g, const float *sums, const float *block, int rows, int64_t nv,
-             bool negate, float *c, const float *bias, const float *residual, bool inPlace) {
-  const __m512 alpha = _mm512_set1_ps(g.alpha), beta = _mm512_set1_ps(g.beta);
+/// `rows` rows and nv panels of C at `c` from a quarter's block (alpha already applied):
+/// post(block + beta * bias + residual (+ C's own contents for an in-place residual)).
+void finishC(const GemmParams &g, const float *block, int rows, int64_t nv, float *c,
+             const float *bias, const float *residual, bool inPlace) {
+  const __m512 beta = _mm512_set1_ps(g.beta);
   const bool bounds = clampBounds(g);
   const __m512 lo = _mm512_set1_ps(g.lo), hi = _mm512_set1_ps(g.hi);
   for (int i = 0; i < rows; ++i)
     for (int64_t j = 0; j < nv; ++j) {
-      const int64_t at = i * kTileStride + j * NR;
-      const __m512 product = _mm512_mul_ps(alpha, _mm512_load_ps(sums + at));
-      __m512 v = negate ? _mm512_sub_ps(_mm512_load_ps(block + at), product)
-                        : _mm512_add_ps(_mm512_load_ps(block + at), product);
+      __m512 v = _mm512_load_ps(block + i * kTileStride + j * NR);
       float *out = c + i * g.ldc + j * NR;
       if (bias) v = _mm512_fmadd_ps(beta, _mm512_loadu_ps(bias + j * NR), v);
       if (inPlace) v = _mm512_add_ps(v, _mm512_loadu_ps(out));
@@ -66,7 +69,6 @@ struct Work {
   const StrassenProducts &sp;
   const Plan &plan;
   int64_t kc, blocks; // K per block; work items per strip group
-  int lastProduct[4]; // the product that finishes each quarter
   float *c;
 };
 
@@ -111,12 +113,10 @@ void runItem(const Work &w, float *quarters, int64_t item) {
   const int64_t grp = item / w.blocks, pg0 = item % w.blocks * kItemGroups;
   const int64_t pg1 = std::min(plan.panelGroups, pg0 + kItemGroups);
   const int64_t s0 = plan.groupBegin(grp), s1 = plan.groupEnd(grp);
-  float *partial = quarters + 4 * kItemGroups * kStrips * kTileFloats;
+  float *partial = quarters + 4 * kItemGroups * plan.perGroup * kTileFloats;
   auto block = [&](int q, int64_t pg, int64_t s) {
-    return quarters + ((q * kItemGroups + (pg - pg0)) * kStrips + (s - s0)) * kTileFloats;
+    return quarters + ((q * kItemGroups + (pg - pg0)) * plan.perGroup + (s - s0)) * kTileFloats;
   };
-  bool written[4] = {false, false, false, false};
-  const bool inPlace = w.g.residual == w.c;
   const __m512 alpha = _mm512_set1_ps(w.g.alpha);
   GemmParams pp = w.g; // the tiles' sums: no epilogue, into blocks of their own
   pp.m = sp.h;
@@ -152,27 +152,33 @@ void runItem(const Work &w, float *quarters, int64_t item) {
           const float *strip = sp.a[j] + row0 * sp.lda[j] + pc;
           stripTile(pp, t, nv, strip);
           if (!t.last) continue;
-          for (int d = 0; d < sp.count[j]; ++d) {
-            const int q = sp.quarter[j][d];
-            if (j != w.lastProduct[q]) {
-              spread(t.c, block(q, pg, s), t.rows, nv, written[q], sp.negate[j][d], alpha);
-              continue;
-            }
-            // C's rows from the quarter's top, columns from its left; an odd M's bottom
-            // quarters end a row early.
-            const int64_t r = (q < 2 ? 0 : sp.h) + row0;
-            const int64_t col = ((q & 1) ? sp.n2 : 0) + pg * NV * NR;
-            const int rows =
-                static_cast<int>(std::clamp<int64_t>((q < 2 ? sp.h : sp.bottom) - row0, 0, t.rows));
-            finishC(w.g, t.c, block(q, pg, s), rows, nv, sp.negate[j][d], w.c + r * w.g.ldc + col,
-                    w.g.bias ? w.g.bias + col : nullptr,
-                    w.g.residual && !inPlace ? w.g.residual + r * w.g.ldr + col : nullptr, inPlace);
-          }
+          for (int d = 0; d < sp.count[j]; ++d)
+            spread(t.c, block(sp.quarter[j][d], pg, s), t.rows, nv, sp.add[j][d], sp.negate[j][d],
+                   alpha);
         }
       }
     }
-    for (int d = 0; d < sp.count[j]; ++d)
-      written[sp.quarter[j][d]] = true;
+  }
+  // C from the item's quarter blocks, with the epilogue, after the seventh product: the AVX2
+  // driver's measurement (gemm_avx2_strassen.cpp) showed C's stores from each quarter's last
+  // product, into lines in no cache, holding up the next tile.
+  const bool inPlace = w.g.residual == w.c;
+  for (int64_t s = s0; s < s1; ++s) {
+    const int64_t row0 = plan.row0(s);
+    const int64_t tileRows = plan.rows(s, sp.h);
+    for (int q = 0; q < 4; ++q) {
+      // C's rows from the quarter's top; an odd M's bottom quarters end a row early.
+      const int64_t r = (q < 2 ? 0 : sp.h) + row0;
+      const int rows =
+          static_cast<int>(std::clamp<int64_t>((q < 2 ? sp.h : sp.bottom) - row0, 0, tileRows));
+      for (int64_t pg = pg0; pg < pg1; ++pg) {
+        const int64_t nv = std::min<int64_t>(NV, plan.panels - pg * NV);
+        const int64_t col = ((q & 1) ? sp.n2 : 0) + pg * NV * NR;
+        finishC(w.g, block(q, pg, s), rows, nv, w.c + r * w.g.ldc + col,
+                w.g.bias ? w.g.bias + col : nullptr,
+                w.g.residual && !inPlace ? w.g.residual + r * w.g.ldr + col : nullptr, inPlace);
+      }
+    }
   }
 }
 
@@ -188,15 +194,13 @@ void gemmAvx512Strassen(const GemmParams &g, const StrassenProducts &sp, float *
   int threads = 1;
   Plan plan = makePlan(half, nullptr, threads); // strips of 9 and 8 rows, panel groups
   const int64_t blocks = (plan.panelGroups + kItemGroups - 1) / kItemGroups;
-  const GemmRowGroups rows = gemmRowGroups(plan.strips, 1, kStrips, blocks);
+  const int64_t maxStrips = plan.strips <= kOneGroupStrips ? kOneGroupStrips : kStrips;
+  const GemmRowGroups rows = gemmRowGroups(plan.strips, 1, maxStrips, blocks);
   plan.perGroup = rows.perGroup;
   plan.groups = rows.groups;
-  Work w{g, sp, plan, blockDepth(sp.k2), blocks, {0, 0, 0, 0}, c};
-  for (int j = 0; j < 7; ++j)
-    for (int d = 0; d < sp.count[j]; ++d)
-      w.lastProduct[sp.quarter[j][d]] = j;
+  Work w{g, sp, plan, blockDepth(sp.k2), blocks, c};
   // Each thread's blocks: the four quarters' of an item, then its tiles' sums.
-  constexpr int64_t slotFloats = (4 * kItemGroups + 1) * kStrips * kTileFloats;
+  const int64_t slotFloats = (4 * kItemGroups + 1) * plan.perGroup * kTileFloats;
   float *scratch = gemmThreadScratch(rows.threads, slotFloats);
   gemmForEachItem(plan.groups * blocks, rows.threads, [&](int64_t item) {
     runItem(w, scratch + gemmItemSlot(rows.threads) * slotFloats, item);
