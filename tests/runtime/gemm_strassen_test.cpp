@@ -79,9 +79,9 @@ TEST(OwnGemmStrassen, KernelMatchesFloat64) {
   struct Shape {
     int64_t n, k;
   };
-  // K / 2 of 1, 17, 384, 385 (one block) and 800 (blocks of 256 and a rest); N / 2 of one
-  // panel and of three.
-  const Shape shapes[] = {{32, 2}, {96, 34}, {32, 768}, {96, 770}, {32, 1600}};
+  // K / 2 of 1, 17, 384, 385 (one block) and 801 (AVX2: blocks of 401 and 400; AVX-512:
+  // blocks of its own depth and a rest); N / 2 of one panel and of three.
+  const Shape shapes[] = {{32, 2}, {96, 34}, {32, 768}, {96, 770}, {32, 1602}};
   for (int threads : {1, 2}) {
     omp_set_num_threads(threads);
     for (int64_t m : {2, 3, 12, 13, 25, 97, 130})
@@ -93,8 +93,8 @@ TEST(OwnGemmStrassen, KernelMatchesFloat64) {
   omp_set_num_threads(saved);
 }
 
-// BERT-base's fc2 (K = 3072: K / 2 in six blocks), a ViT-like odd M with GELU (its 17 strips
-// of half rows in one group on AVX2) and 26 strips of half rows (groups of 12 there).
+// BERT-base's fc2 (K = 3072: K / 2 in two blocks on AVX2), a ViT-like odd M with GELU (its 17
+// strips of half rows in one group on AVX2) and 26 strips of half rows (groups of 12 there).
 TEST(OwnGemmStrassen, KernelAtTransformerShapes) {
   if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
   std::mt19937 rng(39);
