@@ -179,8 +179,8 @@ void gemmAvx2Strassen(const GemmParams &g, const StrassenProducts &sp, float *c)
   plan.perGroup = rows.perGroup;
   plan.groups = rows.groups;
   // K / 2 past kWholeK in even blocks of at most kWholeK (fc2's 1536: two of 768), not in the
-  // plain GEMM's blocks of kBlockK: on Zen 3 fc2 at 128, 197 and 1024 rows ran 1.02-1.03x at 1
-  // thread and 1.01-1.04x at 2 (bench/gemm, B from memory), and BERT-base's fc2 took 71.5-72.0
+  // plain GEMM's blocks of kBlockK: on Zen 3 fc2 at 128, 197 and 1024 rows ran 1.01-1.04x at 1
+  // and 2 threads (bench/gemm, B from memory), and BERT-base's fc2 took 71.5-72.0
   // against 73.0-73.6 ms a run at 1 thread (docs/perf.md, session 40).
   const int64_t kBlocks = (sp.k2 + kWholeK - 1) / kWholeK;
   plan.kc = (sp.k2 + kBlocks - 1) / kBlocks;
