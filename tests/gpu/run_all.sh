@@ -4,7 +4,7 @@
 # plugin), the Debian libraries they need, dlpack.h and the ONNX node test data. Models are
 # compiled there (its 16 cores and nvcc), run on the H200 and checked; reports go to $OUT.
 #   tests/gpu/run_all.sh [libs] [stress] [kernels] [conformance] [models] [autotune] [python]
-#   [cpuhost] [cpuconf] [cpubench] [cpuprofile] [sanitizer]
+#   [cpuhost] [cpuconf] [cpubench] [cpuprofile] [cpuspread] [sanitizer]
 #   (default: all; KILN_GPU_AUTOTUNE=1 makes models also autotune ResNet-50 and BERT)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -127,6 +127,19 @@ for step in "${steps[@]}"; do
     echo "cpuprofile rc=$?"; tail -n 10 "$OUT/cpuprofile.log"
     # One archive: the device tool brings back only a few files per call.
     tar czf "$OUT/profile.tgz" -C "$W/profile-out" $(cd "$W/profile-out" && ls *.md *.ort.json)
+    ;;
+  cpuspread)
+    # Each runtime's latency process after process (bench/latency_spread.py): kiln's model.so
+    # for this CPU, kiln's AVX2 paths, ORT's Python package, pinned like cpubench.
+    python3 bench/skeleton.py restore "$W/bench-skel" "$W/bench-models" 2>"$OUT/cpuspread.log"
+    cpus=${KILN_BENCH_CPUS:-$(lscpu -p=CPU,CORE | grep -v '^#' | sort -t, -k2,2n -u |
+      sed -n '2,3p' | cut -d, -f1 | paste -sd,)}
+    python3 bench/latency_spread.py --kiln "$W/bin/kiln" --ort python --cpus "$cpus" \
+      --models-dir "$W/bench-models" --work-dir "$W/spread" \
+      --models "${KILN_BENCH_MODELS:-mobilenet_v2,resnet18}" --threads "${KILN_BENCH_THREADS:-1,2}" \
+      --reps "${KILN_BENCH_ROUNDS:-4}" --json-out "$OUT/cpuspread.json" >"$OUT/cpuspread.md" \
+      2>>"$OUT/cpuspread.log"
+    echo "cpuspread rc=$?"; cat "$OUT/cpuspread.md"; tail -n 5 "$OUT/cpuspread.log"
     ;;
   microbench)
     # oneDNN's GEMMs at transformer shapes and the 3x3 convs, with its ISA as found and capped
