@@ -7,17 +7,17 @@
 
 bench/compare.py gives one median per round; a round that lands on a slow process moves the
 ratio. This starts a fresh process per measurement, --reps times for each model, thread count
-and runtime, and prints each process's p10 / p50 / p90, so a runtime whose processes are
-bimodal (some fast, some slow) shows as such. kiln runs twice: its model.so for this CPU
-(`native`), and one compiled for x86-64-v3 run with ONEDNN_MAX_CPU_ISA=AVX2 (kiln's AVX2
-paths), which on an AVX-512 machine tells the wider paths' share of any spread apart.
+and runtime, and prints each process's median (the JSON keeps its p10 / p90 too), so a runtime
+whose processes are bimodal (some fast, some slow) shows as such. kiln runs twice: its model.so
+for this CPU (`native`), and one compiled for x86-64-v3 run with ONEDNN_MAX_CPU_ISA=AVX2
+(kiln's AVX2 paths), which on an AVX-512 machine tells the wider paths' share of any spread
+apart.
 """
 
 import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -20,6 +20,12 @@ fi
 cuda=/usr/local/cuda-13.0
 export LD_LIBRARY_PATH=$W/lib:$cuda/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu
 export KILN_RT_LIB_DIR=$W/lib KILN_NVCC=$cuda/bin/nvcc CPATH=$W/include KILN_CACHE_DIR=$W/cache
+# The CPU benchmarks' CPUs: KILN_BENCH_CPUS, else two CPUs of distinct physical cores (not
+# core 0, which takes most interrupts).
+benchCpus() {
+  echo "${KILN_BENCH_CPUS:-$(lscpu -p=CPU,CORE | grep -v '^#' | sort -t, -k2,2n -u |
+    sed -n '2,3p' | cut -d, -f1 | paste -sd,)}"
+}
 steps=("$@")
 ((${#steps[@]})) || steps=(libs stress kernels conformance models autotune python sanitizer)
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
@@ -104,9 +110,7 @@ for step in "${steps[@]}"; do
     # Extra `kiln compile` arguments (space-separated), e.g. --cpu=x86-64-v3 with
     # ONEDNN_MAX_CPU_ISA=AVX2 in the environment: kiln's AVX2 paths on this host.
     for arg in ${KILN_BENCH_COMPILE_ARGS:-}; do base+=(--compile-arg="$arg"); done
-    # Two CPUs of distinct physical cores (not core 0, which takes most interrupts).
-    cpus=${KILN_BENCH_CPUS:-$(lscpu -p=CPU,CORE | grep -v '^#' | sort -t, -k2,2n -u |
-      sed -n '2,3p' | cut -d, -f1 | paste -sd,)}
+    cpus=$(benchCpus)
     lscpu -e >>"$OUT/cpubench.log"; echo "pinned to CPUs $cpus" | tee -a "$OUT/cpubench.log"
     python3 bench/compare.py --kiln "$W/bin/kiln" --ort python --cpus "$cpus" \
       --models-dir "$W/bench-models" --work-dir "$W/bench" "${base[@]}" \
@@ -118,8 +122,7 @@ for step in "${steps[@]}"; do
   cpuprofile)
     # kiln's and ORT's profilers side by side on the same pinned CPUs (bench/profile_models.py).
     python3 bench/skeleton.py restore "$W/bench-skel" "$W/bench-models" 2>"$OUT/cpuprofile.log"
-    cpus=${KILN_BENCH_CPUS:-$(lscpu -p=CPU,CORE | grep -v '^#' | sort -t, -k2,2n -u |
-      sed -n '2,3p' | cut -d, -f1 | paste -sd,)}
+    cpus=$(benchCpus)
     python3 bench/profile_models.py --kiln "$W/bin/kiln" --models-dir "$W/bench-models" \
       --work-dir "$W/profile" --out "$W/profile-out" --cpus "$cpus" \
       --models "${KILN_BENCH_MODELS:-resnet50,mobilenet_v2,bert_base,gpt2}" \
@@ -132,8 +135,7 @@ for step in "${steps[@]}"; do
     # Each runtime's latency process after process (bench/latency_spread.py): kiln's model.so
     # for this CPU, kiln's AVX2 paths, ORT's Python package, pinned like cpubench.
     python3 bench/skeleton.py restore "$W/bench-skel" "$W/bench-models" 2>"$OUT/cpuspread.log"
-    cpus=${KILN_BENCH_CPUS:-$(lscpu -p=CPU,CORE | grep -v '^#' | sort -t, -k2,2n -u |
-      sed -n '2,3p' | cut -d, -f1 | paste -sd,)}
+    cpus=$(benchCpus)
     python3 bench/latency_spread.py --kiln "$W/bin/kiln" --ort python --cpus "$cpus" \
       --models-dir "$W/bench-models" --work-dir "$W/spread" \
       --models "${KILN_BENCH_MODELS:-mobilenet_v2,resnet18}" --threads "${KILN_BENCH_THREADS:-1,2}" \
@@ -144,8 +146,7 @@ for step in "${steps[@]}"; do
   microbench)
     # oneDNN's GEMMs at transformer shapes and the 3x3 convs, with its ISA as found and capped
     # at AVX2 (a lower AVX-512 frequency licence can cost more than the wider vectors give).
-    cpu1=${KILN_BENCH_CPUS:-$(lscpu -p=CPU,CORE | grep -v '^#' | sort -t, -k2,2n -u |
-      sed -n '2,3p' | cut -d, -f1 | paste -sd,)}
+    cpu1=$(benchCpus)
     for isa in default AVX2; do
       envs=(); [[ $isa == AVX2 ]] && envs=(ONEDNN_MAX_CPU_ISA=AVX2)
       echo "-- oneDNN ISA $isa" >>"$OUT/microbench.txt"
