@@ -138,9 +138,9 @@ for step in "${steps[@]}"; do
     cpus=$(benchCpus)
     python3 bench/latency_spread.py --kiln "$W/bin/kiln" --ort python --cpus "$cpus" \
       --models-dir "$W/bench-models" --work-dir "$W/spread" \
-      --models "${KILN_BENCH_MODELS:-mobilenet_v2,resnet18}" --threads "${KILN_BENCH_THREADS:-1,2}" \
-      --reps "${KILN_BENCH_ROUNDS:-4}" --json-out "$OUT/cpuspread.json" >"$OUT/cpuspread.md" \
-      2>>"$OUT/cpuspread.log"
+      --models "${KILN_BENCH_MODELS:-mobilenet_v2,resnet18}" \
+      --threads "${KILN_BENCH_THREADS:-1,2}" --reps "${KILN_BENCH_ROUNDS:-4}" \
+      --json-out "$OUT/cpuspread.json" >"$OUT/cpuspread.md" 2>>"$OUT/cpuspread.log"
     echo "cpuspread rc=$?"; cat "$OUT/cpuspread.md"; tail -n 5 "$OUT/cpuspread.log"
     ;;
   microbench)
