@@ -84,21 +84,37 @@ bool gemmAvx2Supported();
 /// packedB: packGemvWeights(B) (16-column panels).
 void gemmAvx2(const GemmParams &g, const float *a, const float *packedB, float *c);
 
-/// Strassen's seven products of one GEMM (gemm_strassen.cpp forms their operands), run in
-/// this order: product j is a[j] (h x k2, row stride lda[j]) times B's packed combination b[j]
-/// (k2 x n2), and goes into `count[j]` of C's quarters (0: C11, 1: C12, 2: C21, 3: C22),
-/// negated where negate says, added to what earlier products put there where add says (else
-/// written); both drivers sum the quarters in blocks of their own and write C from them with
-/// the epilogue after the last product. The top quarters have h rows, the bottom ones `bottom`
-/// (h or h - 1).
+/// The products of one fast-GEMM scheme (gemm_strassen.cpp forms their operands): A's rows in
+/// two halves and C's columns in `cols` parts, so C is 2 x cols blocks (block q: row half
+/// q / cols, column part q % cols). Run in this order, product j is a[j] (h x kp, row stride
+/// lda[j]) times B's packed combination b[j] (kp x np), and goes into `count[j]` of C's
+/// blocks (cBlock), negated where negate says, added to what earlier products put there where
+/// add says (else written); both drivers sum the blocks in scratch of their own and write C
+/// from them with the epilogue after the last product. The top blocks have h rows, the bottom
+/// ones `bottom` (h or h - 1).
+constexpr int kMaxFastProducts = 15;
+constexpr int kMaxFastDests = 4;
 struct StrassenProducts {
-  int64_t h, bottom, n2, k2;
-  const float *a[7];
-  int64_t lda[7];
-  const float *b[7];
-  int quarter[7][2];
-  bool negate[7][2], add[7][2];
-  int count[7];
+  int64_t h, bottom, np, kp;
+  int cols, products;
+  const float *a[kMaxFastProducts];
+  int64_t lda[kMaxFastProducts];
+  const float *b[kMaxFastProducts];
+  int cBlock[kMaxFastProducts][kMaxFastDests];
+  bool negate[kMaxFastProducts][kMaxFastDests], add[kMaxFastProducts][kMaxFastDests];
+  int count[kMaxFastProducts];
+
+  int blocks() const { return 2 * cols; }
+  /// C's row of block q's row row0 (of a strip starting there).
+  int64_t blockRow(int q, int64_t row0) const { return (q < cols ? 0 : h) + row0; }
+  /// Rows of a strip of tileRows rows at row0 that block q has (an odd M's bottom blocks end a
+  /// row early).
+  int blockRows(int q, int64_t row0, int64_t tileRows) const {
+    const int64_t rows = q < cols ? h : bottom;
+    return static_cast<int>(rows - row0 < 0 ? 0 : rows - row0 < tileRows ? rows - row0 : tileRows);
+  }
+  /// C's column of block q's first column.
+  int64_t blockCol(int q) const { return q % cols * np; }
 };
 
 /// Working memory for a GEMM driver's items: `perThread` floats for each of `threads` slots,
@@ -110,12 +126,15 @@ inline int gemmItemSlot(int threads) {
   return threads > 1 && omp_in_parallel() ? omp_get_thread_num() : 0;
 }
 
-/// Row r of A's Strassen combinations (gemm_strassen.cpp) from row r of A's top half (A11 |
-/// A12, k2 floats each) and of its bottom half (A21 | A22; null for an odd M's missing row,
-/// read as zeros): t1 = A11 + A22, t2 = A21 + A22, t5 = A11 + A12, t6 = A21 - A11, t7 = A12 -
-/// A22, and A22 itself into a22 where it is not null (gemm_avx2_strassen.cpp, AVX2).
-void strassenASumsRowAvx2(const float *top, const float *bottom, int64_t k2, float *t1, float *t2,
-                          float *t5, float *t6, float *t7, float *a22);
+/// One term of a combination of A's blocks: the block's row (null: an odd M's missing row, read
+/// as zeros) and its sign.
+struct FastTerm {
+  const float *row;
+  float sign;
+};
+/// Row r of one of A's combinations (gemm_strassen.cpp): out = the sum of its `count` terms'
+/// rows (kp floats each), on AVX2 (gemm_avx2_strassen.cpp).
+void fastASumRowAvx2(const FastTerm *terms, int count, int64_t kp, float *out);
 
 /// C = post(alpha * A * B + beta * bias + residual) as Strassen's products on AVX2 tiles
 /// (gemm_avx2_strassen.cpp; n2 a multiple of 16), g the whole GEMM's parameters; the residual

@@ -1,13 +1,14 @@
-// Strassen's seven products on the AVX2 tile (gemm.h, gemmAvx2Strassen; the algorithm and its
-// operands are in gemm_strassen.cpp).
+// A fast GEMM scheme's products on the AVX2 tile (gemm.h, gemmAvx2Strassen; the schemes and
+// their operands are in gemm_strassen.cpp).
 //
-// A work item is (a group of 6-row strips, a few 16-column panels) of the half-size products,
-// and runs all seven products there, one after another over the item's panels: each
-// product's tiles add themselves into the item's four quarter blocks, and after the last one
-// C is written from the blocks with the bias, residual and activation, so C is written once.
-// Products run one after another over all of C instead read and wrote C's quarters 12 times per
-// call, which took back most of what the eighth product saves (128 x 3072 x 768 on Zen 3: level
-// with the plain GEMM).
+// A work item is (a group of 6-row strips, a few 16-column panels) of the part-size products,
+// and runs all the products there, one after another over the item's panels: each product's
+// tiles add themselves into the item's blocks of C (four for Strassen, six for the rank-15
+// scheme), and after the last one C is written from the blocks with the bias, residual and
+// activation, so C is written once.
+// Strassen's products run one after another over all of C instead read and wrote C's quarters
+// 12 times per call, which took back most of what the eighth product saves (128 x 3072 x 768 on
+// Zen 3: level with the plain GEMM).
 #include "gemm_avx2_tile.h"
 
 #include <omp.h>
@@ -18,16 +19,16 @@ namespace kiln::rt {
 namespace {
 
 // Panels per work item: each product's A strips are re-read from L2 for every panel of the
-// item, and the item's quarter blocks (up to 36 KiB a panel) stay in L2 across the seven products.
-// 128 x 3072 x 768 on Zen 3 (bench/gemm, B from memory, best of 20): 96.8 GFLOP/s at 1 panel,
-// 99.7 at 2, 101.6 at 4, 100.7 at 8.
+// item, and the item's blocks of C (up to 54 KiB a panel) stay in L2 across the products.
+// 128 x 3072 x 768 on Zen 3 (bench/gemm, B from memory, best of 20, Strassen's): 96.8 GFLOP/s at
+// 1 panel, 99.7 at 2, 101.6 at 4, 100.7 at 8; with rank 15, 3 to 8 level in BERT-base.
 constexpr int64_t kItemPanels = 4;
 
 // Strips per group (work item) at most. B's combinations are read from memory once per group,
 // so where all of the half GEMM's rows fit kOneGroupStrips one group takes them: ViT-B/16's
 // 197 rows (17 strips) ran 1.06x faster at fc2 and 1.01-1.03x at fc1 and Q/K/V at 2 threads on
 // Zen 3, against groups of 12 (bench/gemm, B from memory). Past that, groups of kGroupStrips
-// keep each product's A strips and the quarter blocks in L2: BERT-base b8's 1024 rows at 24
+// keep each product's A strips and the blocks of C in L2: BERT-base b8's 1024 rows at 24
 // strips a group ran its fc2 0.97-0.98x.
 constexpr int64_t kOneGroupStrips = 24;
 
@@ -35,7 +36,7 @@ int64_t maxGroupStrips(int64_t h) {
   return (h + MR - 1) / MR <= kOneGroupStrips ? kOneGroupStrips : kGroupStrips;
 }
 
-/// `rows` rows of 16 columns of C at `c` from a quarter's block (alpha already applied):
+/// `rows` rows of 16 columns of C at `c` from one of its blocks (alpha already applied):
 /// post(block + beta * bias + residual (+ C's own contents for an in-place residual)).
 void finishRows(const GemmParams &g, const float *block, int rows, float *c, const float *bias,
                 const float *residual, bool inPlace) {
@@ -63,39 +64,39 @@ void finishRows(const GemmParams &g, const float *block, int rows, float *c, con
 
 /// Item `item`: a group of strips over a block of panels, every product on each, then C.
 void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, int64_t perItem,
-             float *quarters, float *c, int64_t item) {
+             float *cBlocks, float *c, int64_t item) {
   const int64_t blocks = (plan.panels + perItem - 1) / perItem;
   const int64_t grp = item / blocks, p0 = item % blocks * perItem;
   const int64_t p1 = std::min(plan.panels, p0 + perItem);
   const int64_t s0 = grp * plan.perGroup, s1 = std::min(plan.strips, s0 + plan.perGroup);
   const int64_t kc = plan.kc;
-  // Quarter q's block for panel p (of this item) and strip s (of this group).
+  // C block q's tile for panel p (of this item) and strip s (of this group).
   auto block = [&](int q, int64_t p, int64_t s) {
-    return quarters + ((q * perItem + (p - p0)) * plan.perGroup + (s - s0)) * MR * NR;
+    return cBlocks + ((q * perItem + (p - p0)) * plan.perGroup + (s - s0)) * MR * NR;
   };
   alignas(64) float partial[kOneGroupStrips * MR * NR];
   GemmParams pg = g;
   pg.m = sp.h;
-  pg.n = sp.n2;
-  pg.k = sp.k2;
+  pg.n = sp.np;
+  pg.k = sp.kp;
   Tile t;
   t.cols = NR;
   t.ldc = NR;
   t.r = nullptr;
   t.bias = nullptr;
-  for (int j = 0; j < 7; ++j) {
-    TileDest dest[2];
+  for (int j = 0; j < sp.products; ++j) {
+    TileDest dest[kMaxFastDests];
     t.destCount = sp.count[j];
     for (int64_t p = p0; p < p1; ++p)
-      for (int64_t pc = 0; pc < sp.k2; pc += kc) {
-        t.kc = std::min(kc, sp.k2 - pc);
-        t.b = sp.b[j] + (p * sp.k2 + pc) * NR;
+      for (int64_t pc = 0; pc < sp.kp; pc += kc) {
+        t.kc = std::min(kc, sp.kp - pc);
+        t.b = sp.b[j] + (p * sp.kp + pc) * NR;
         t.loadC = pc > 0;
-        t.last = pc + t.kc >= sp.k2;
+        t.last = pc + t.kc >= sp.kp;
         // The next block of B: this product's next K block or panel (one stream), or after
         // the item's last panel the next product's first.
         const float *next = t.last && p == p1 - 1
-                                ? (j < 6 ? sp.b[j + 1] + p0 * sp.k2 * NR : nullptr)
+                                ? (j + 1 < sp.products ? sp.b[j + 1] + p0 * sp.kp * NR : nullptr)
                                 : t.b + t.kc * NR;
         for (int64_t s = s0; s < s1; ++s) {
           if (next) {
@@ -108,7 +109,7 @@ void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, 
           stripSpan(plan, sp.h, s, row0, t.rows);
           t.c = partial + (s - s0) * MR * NR;
           for (int d = 0; d < t.destCount; ++d)
-            dest[d] = TileDest{block(sp.quarter[j][d], p, s), sp.add[j][d], sp.negate[j][d]};
+            dest[d] = TileDest{block(sp.cBlock[j][d], p, s), sp.add[j][d], sp.negate[j][d]};
           t.dest = t.last ? dest : nullptr;
           Rows rows;
           for (int i = 0; i < t.rows; ++i)
@@ -117,8 +118,8 @@ void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, 
         }
       }
   }
-  // C from the item's quarter blocks, with the epilogue. Written by each quarter's last
-  // product from its tiles' registers instead, 128 x 3072 x 768 ran about 4% slower on Zen 3
+  // C from the item's blocks, with the epilogue. Written by each block's last product from its
+  // tiles' registers instead (Strassen's), 128 x 3072 x 768 ran about 4% slower on Zen 3
   // (bench/gemm, B from memory; docs/perf.md, session 39): the stores into C's lines, which
   // are in no cache, held up the next tile.
   const bool inPlace = g.residual == c;
@@ -126,13 +127,11 @@ void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, 
     int64_t row0;
     int rows;
     stripSpan(plan, sp.h, s, row0, rows);
-    for (int q = 0; q < 4; ++q) {
-      // C's rows from the quarter's top; an odd M's bottom quarters end a row early.
-      const int64_t r = (q < 2 ? 0 : sp.h) + row0;
-      const int n =
-          static_cast<int>(std::clamp<int64_t>((q < 2 ? sp.h : sp.bottom) - row0, 0, rows));
+    for (int q = 0; q < sp.blocks(); ++q) {
+      const int64_t r = sp.blockRow(q, row0);
+      const int n = sp.blockRows(q, row0, rows);
       for (int64_t p = p0; p < p1; ++p) {
-        const int64_t col = ((q & 1) ? sp.n2 : 0) + p * NR;
+        const int64_t col = sp.blockCol(q) + p * NR;
         finishRows(g, block(q, p, s), n, c + r * g.ldc + col, g.bias ? g.bias + col : nullptr,
                    g.residual && !inPlace ? g.residual + r * g.ldr + col : nullptr, inPlace);
       }
@@ -142,38 +141,31 @@ void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, 
 
 } // namespace
 
-void strassenASumsRowAvx2(const float *top, const float *bottom, int64_t k2, float *t1, float *t2,
-                          float *t5, float *t6, float *t7, float *a22) {
-  const float *__restrict a11 = top, *__restrict a12 = top + k2;
-  float *__restrict o1 = t1, *__restrict o2 = t2, *__restrict o5 = t5, *__restrict o6 = t6,
-                    *__restrict o7 = t7;
-  if (!bottom) { // the zero row under an odd M's bottom half
-    for (int64_t q = 0; q < k2; ++q) {
-      o1[q] = a11[q];
-      o2[q] = 0.f;
-      o5[q] = a11[q] + a12[q];
-      o6[q] = -a11[q];
-      o7[q] = a12[q];
+void fastASumRowAvx2(const FastTerm *terms, int count, int64_t kp, float *out) {
+  // kp is a multiple of 8 where the route runs (K a multiple of 16 or 24); the scalar tail
+  // keeps any other correct.
+  int64_t q = 0;
+  for (; q + 8 <= kp; q += 8) {
+    __m256 v = _mm256_setzero_ps();
+    for (int t = 0; t < count; ++t) {
+      if (!terms[t].row) continue;
+      const __m256 x = _mm256_loadu_ps(terms[t].row + q);
+      v = terms[t].sign > 0.f ? _mm256_add_ps(v, x) : _mm256_sub_ps(v, x);
     }
-    if (a22) std::fill(a22, a22 + k2, 0.f);
-    return;
+    _mm256_storeu_ps(out + q, v);
   }
-  // One pass over the row's four quarters, all five combinations at once.
-  const float *__restrict a21 = bottom, *__restrict b22 = bottom + k2;
-  for (int64_t q = 0; q < k2; ++q) {
-    o1[q] = a11[q] + b22[q];
-    o2[q] = a21[q] + b22[q];
-    o5[q] = a11[q] + a12[q];
-    o6[q] = a21[q] - a11[q];
-    o7[q] = a12[q] - b22[q];
+  for (; q < kp; ++q) {
+    float v = 0.f;
+    for (int t = 0; t < count; ++t)
+      if (terms[t].row) v += terms[t].sign * terms[t].row[q];
+    out[q] = v;
   }
-  if (a22) std::copy(b22, b22 + k2, a22);
 }
 
 void gemmAvx2Strassen(const GemmParams &g, const StrassenProducts &sp, float *c) {
-  if (sp.h <= 0 || sp.n2 <= 0 || sp.k2 <= 0) return;
+  if (sp.h <= 0 || sp.np <= 0 || sp.kp <= 0) return;
   Plan plan;
-  plan.panels = sp.n2 / NR;
+  plan.panels = sp.np / NR;
   const GemmRowGroups rows = gemmRowGroups(sp.h, MR, maxGroupStrips(sp.h), plan.panels);
   plan.strips = rows.strips;
   plan.perGroup = rows.perGroup;
@@ -182,15 +174,15 @@ void gemmAvx2Strassen(const GemmParams &g, const StrassenProducts &sp, float *c)
   // plain GEMM's blocks of kBlockK: on Zen 3 fc2 at 128, 197 and 1024 rows ran 1.01-1.04x at 1
   // and 2 threads (bench/gemm, B from memory), and BERT-base's fc2 took 71.5-72.0
   // against 73.0-73.6 ms a run at 1 thread (docs/perf.md, session 40).
-  const int64_t kBlocks = (sp.k2 + kWholeK - 1) / kWholeK;
-  plan.kc = (sp.k2 + kBlocks - 1) / kBlocks;
+  const int64_t kBlocks = (sp.kp + kWholeK - 1) / kWholeK;
+  plan.kc = (sp.kp + kBlocks - 1) / kBlocks;
   plan.nextToLastRows = nextToLastStripRows(sp.h);
   plan.residual = nullptr;
   plan.inPlace = false;
   plan.lean = false;
   const int64_t perItem = std::max<int64_t>(1, std::min(kItemPanels, plan.panels));
-  // Each thread's quarter blocks: 4 quarters x the item's panels x a strip group's tiles.
-  const int64_t slotFloats = (4 * perItem * plan.perGroup * MR * NR + 15) / 16 * 16;
+  // Each thread's blocks of C: its blocks x the item's panels x a strip group's tiles.
+  const int64_t slotFloats = (sp.blocks() * perItem * plan.perGroup * MR * NR + 15) / 16 * 16;
   float *scratch = gemmThreadScratch(rows.threads, slotFloats);
   const int64_t items = plan.groups * ((plan.panels + perItem - 1) / perItem);
   gemmForEachItem(items, rows.threads, [&](int64_t item) {

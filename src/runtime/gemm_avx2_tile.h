@@ -38,7 +38,7 @@ __m256i laneMask(int valid) {
 }
 
 /// Where a Strassen product's tile goes (gemm_avx2_strassen.cpp): a 6 x 16 block of floats
-/// (row stride NR) of one of C's quarters, which it is written into or added to, negated or
+/// (row stride NR) of one of C's blocks, which it is written into or added to, negated or
 /// not. C itself is written from the blocks after the last product.
 struct TileDest {
   float *block;

@@ -1,10 +1,10 @@
-// Strassen's seven products on the AVX-512 tiles (gemm.h, gemmAvx512Strassen; the algorithm
-// and its operands are in gemm_strassen.cpp), the same scheme as the AVX2 driver
+// A fast GEMM scheme's products on the AVX-512 tiles (gemm.h, gemmAvx512Strassen; the schemes
+// and their operands are in gemm_strassen.cpp), the same way as the AVX2 driver
 // (gemm_avx2_strassen.cpp): a work item is (a group of strips, a few groups of three panels)
-// of the half-size products and runs all seven there, each product's tile sums added into the
-// item's four quarter blocks (kept in L2), and after the seventh product C written from the
-// blocks with the epilogue, so C is written once. The tiles are the plain GEMM's
-// (gemm_avx512_kernels.h), summing into a block of their own that is then spread to the quarters.
+// of the part-size products and runs all of them there, each product's tile sums added into the
+// item's blocks of C (kept in L2), and after the last product C written from the blocks with
+// the epilogue, so C is written once. The tiles are the plain GEMM's (gemm_avx512_kernels.h),
+// summing into a block of their own that is then spread to C's blocks.
 #include "gemm_avx512_kernels.h"
 
 #include <omp.h>
@@ -26,7 +26,7 @@ constexpr int64_t kItemGroups = 2;           // panel groups per work item (96 c
 constexpr int64_t kTileFloats = 9 * NV * NR; // one tile's block: 9 rows x 48 floats
 constexpr int64_t kTileStride = NV * NR;     // its row stride
 
-/// alpha * a tile's sums (rows x nv panels) written into or added to a quarter block,
+/// alpha * a tile's sums (rows x nv panels) written into or added to a block of C,
 /// negated or not.
 void spread(const float *sums, float *block, int rows, int64_t nv, bool add, bool negate,
             __m512 alpha) {
@@ -40,7 +40,7 @@ void spread(const float *sums, float *block, int rows, int64_t nv, bool add, boo
     }
 }
 
-/// `rows` rows and nv panels of C at `c` from a quarter's block (alpha already applied):
+/// `rows` rows and nv panels of C at `c` from one of its blocks (alpha already applied):
 /// post(block + beta * bias + residual (+ C's own contents for an in-place residual)).
 void finishC(const GemmParams &g, const float *block, int rows, int64_t nv, float *c,
              const float *bias, const float *residual, bool inPlace) {
@@ -81,7 +81,7 @@ void setPrefetch(const Work &w, Tile &t, int j, int64_t pg, int64_t pg0, int64_t
   const float *next = nullptr;
   int64_t nextPg = pg, nextPc = pc + w.kc;
   int nextJ = j;
-  if (nextPc >= sp.k2) {
+  if (nextPc >= sp.kp) {
     nextPc = 0;
     if (++nextPg >= pg1) {
       nextPg = pg0;
@@ -89,10 +89,10 @@ void setPrefetch(const Work &w, Tile &t, int j, int64_t pg, int64_t pg0, int64_t
     }
   }
   t.prefetchLines = 0;
-  if (nextJ > 6) return;
-  const int64_t nextKc = std::min(w.kc, sp.k2 - nextPc);
+  if (nextJ >= sp.products) return;
+  const int64_t nextKc = std::min(w.kc, sp.kp - nextPc);
   const int64_t nextPanels = std::min<int64_t>(NV, w.plan.panels - nextPg * NV);
-  next = sp.b[nextJ] + (nextPg * NV * sp.k2 + nextPc) * NR;
+  next = sp.b[nextJ] + (nextPg * NV * sp.kp + nextPc) * NR;
   const int64_t lines = nextKc * nextPanels;
   const int64_t evenShare = (lines + (s1 - s0) - 1) / (s1 - s0);
   const int64_t atHalfRate = std::min(lines, std::max<int64_t>(1, t.kc / 2));
@@ -107,21 +107,21 @@ void setPrefetch(const Work &w, Tile &t, int j, int64_t pg, int64_t pg0, int64_t
   t.prefetchRun = nextKc - off;
 }
 
-void runItem(const Work &w, float *quarters, int64_t item) {
+void runItem(const Work &w, float *cBlocks, int64_t item) {
   const StrassenProducts &sp = w.sp;
   const Plan &plan = w.plan;
   const int64_t grp = item / w.blocks, pg0 = item % w.blocks * kItemGroups;
   const int64_t pg1 = std::min(plan.panelGroups, pg0 + kItemGroups);
   const int64_t s0 = plan.groupBegin(grp), s1 = plan.groupEnd(grp);
-  float *partial = quarters + 4 * kItemGroups * plan.perGroup * kTileFloats;
+  float *partial = cBlocks + sp.blocks() * kItemGroups * plan.perGroup * kTileFloats;
   auto block = [&](int q, int64_t pg, int64_t s) {
-    return quarters + ((q * kItemGroups + (pg - pg0)) * plan.perGroup + (s - s0)) * kTileFloats;
+    return cBlocks + ((q * kItemGroups + (pg - pg0)) * plan.perGroup + (s - s0)) * kTileFloats;
   };
   const __m512 alpha = _mm512_set1_ps(w.g.alpha);
   GemmParams pp = w.g; // the tiles' sums: no epilogue, into blocks of their own
   pp.m = sp.h;
-  pp.n = sp.n2;
-  pp.k = sp.k2;
+  pp.n = sp.np;
+  pp.k = sp.kp;
   pp.ldc = kTileStride;
   pp.alpha = pp.beta = 1.f;
   pp.bias = pp.residual = nullptr;
@@ -129,21 +129,21 @@ void runItem(const Work &w, float *quarters, int64_t item) {
   pp.lo = -std::numeric_limits<float>::infinity();
   pp.hi = std::numeric_limits<float>::infinity();
   Tile t;
-  t.panelStride = sp.k2 * NR;
+  t.panelStride = sp.kp * NR;
   t.r = nullptr;
   t.bias = nullptr;
   t.prefetch = nullptr;
   t.prefetchRun = 0;
-  for (int j = 0; j < 7; ++j) {
+  for (int j = 0; j < sp.products; ++j) {
     pp.lda = sp.lda[j];
     for (int64_t pg = pg0; pg < pg1; ++pg) {
       const int64_t nv = std::min<int64_t>(NV, plan.panels - pg * NV);
       t.cols = static_cast<int>(nv * NR);
-      for (int64_t pc = 0; pc < sp.k2; pc += w.kc) {
-        t.kc = std::min(w.kc, sp.k2 - pc);
-        t.b = sp.b[j] + (pg * NV * sp.k2 + pc) * NR;
+      for (int64_t pc = 0; pc < sp.kp; pc += w.kc) {
+        t.kc = std::min(w.kc, sp.kp - pc);
+        t.b = sp.b[j] + (pg * NV * sp.kp + pc) * NR;
         t.loadC = pc > 0;
-        t.last = pc + t.kc >= sp.k2;
+        t.last = pc + t.kc >= sp.kp;
         for (int64_t s = s0; s < s1; ++s) {
           setPrefetch(w, t, j, pg, pg0, pg1, pc, s, s0, s1);
           const int64_t row0 = plan.row0(s);
@@ -153,27 +153,25 @@ void runItem(const Work &w, float *quarters, int64_t item) {
           stripTile(pp, t, nv, strip);
           if (!t.last) continue;
           for (int d = 0; d < sp.count[j]; ++d)
-            spread(t.c, block(sp.quarter[j][d], pg, s), t.rows, nv, sp.add[j][d], sp.negate[j][d],
+            spread(t.c, block(sp.cBlock[j][d], pg, s), t.rows, nv, sp.add[j][d], sp.negate[j][d],
                    alpha);
         }
       }
     }
   }
-  // C from the item's quarter blocks, with the epilogue, after the seventh product: the AVX2
-  // driver's measurement (gemm_avx2_strassen.cpp) showed C's stores from each quarter's last
+  // C from the item's blocks, with the epilogue, after the last product: the AVX2 driver's
+  // measurement (gemm_avx2_strassen.cpp) showed C's stores from each block's last
   // product, into lines in no cache, holding up the next tile.
   const bool inPlace = w.g.residual == w.c;
   for (int64_t s = s0; s < s1; ++s) {
     const int64_t row0 = plan.row0(s);
     const int64_t tileRows = plan.rows(s, sp.h);
-    for (int q = 0; q < 4; ++q) {
-      // C's rows from the quarter's top; an odd M's bottom quarters end a row early.
-      const int64_t r = (q < 2 ? 0 : sp.h) + row0;
-      const int rows =
-          static_cast<int>(std::clamp<int64_t>((q < 2 ? sp.h : sp.bottom) - row0, 0, tileRows));
+    for (int q = 0; q < sp.blocks(); ++q) {
+      const int64_t r = sp.blockRow(q, row0);
+      const int rows = sp.blockRows(q, row0, tileRows);
       for (int64_t pg = pg0; pg < pg1; ++pg) {
         const int64_t nv = std::min<int64_t>(NV, plan.panels - pg * NV);
-        const int64_t col = ((q & 1) ? sp.n2 : 0) + pg * NV * NR;
+        const int64_t col = sp.blockCol(q) + pg * NV * NR;
         finishC(w.g, block(q, pg, s), rows, nv, w.c + r * w.g.ldc + col,
                 w.g.bias ? w.g.bias + col : nullptr,
                 w.g.residual && !inPlace ? w.g.residual + r * w.g.ldr + col : nullptr, inPlace);
@@ -185,11 +183,11 @@ void runItem(const Work &w, float *quarters, int64_t item) {
 } // namespace
 
 void gemmAvx512Strassen(const GemmParams &g, const StrassenProducts &sp, float *c) {
-  if (sp.h <= 0 || sp.n2 <= 0 || sp.k2 <= 0) return;
+  if (sp.h <= 0 || sp.np <= 0 || sp.kp <= 0) return;
   GemmParams half = g;
   half.m = sp.h;
-  half.n = sp.n2;
-  half.k = sp.k2;
+  half.n = sp.np;
+  half.k = sp.kp;
   half.residual = nullptr;
   int threads = 1;
   Plan plan = makePlan(half, nullptr, threads); // strips of 9 and 8 rows, panel groups
@@ -198,9 +196,9 @@ void gemmAvx512Strassen(const GemmParams &g, const StrassenProducts &sp, float *
   const GemmRowGroups rows = gemmRowGroups(plan.strips, 1, maxStrips, blocks);
   plan.perGroup = rows.perGroup;
   plan.groups = rows.groups;
-  Work w{g, sp, plan, blockDepth(sp.k2), blocks, c};
-  // Each thread's blocks: the four quarters' of an item, then its tiles' sums.
-  const int64_t slotFloats = (4 * kItemGroups + 1) * plan.perGroup * kTileFloats;
+  Work w{g, sp, plan, blockDepth(sp.kp), blocks, c};
+  // Each thread's blocks: an item's blocks of C, then its tiles' sums.
+  const int64_t slotFloats = (sp.blocks() * kItemGroups + 1) * plan.perGroup * kTileFloats;
   float *scratch = gemmThreadScratch(rows.threads, slotFloats);
   gemmForEachItem(plan.groups * blocks, rows.threads, [&](int64_t item) {
     runItem(w, scratch + gemmItemSlot(rows.threads) * slotFloats, item);

@@ -1,7 +1,7 @@
-// One level of Strassen's algorithm for weight GEMMs (gemm_strassen.h).
-//
-// With A's rows split at h = ceil(m / 2) (an odd m's bottom half is one row short and reads as
-// a zero row) and B's and C's columns and A's and B's K split in half, the seven products are
+// Fast GEMM schemes for weight GEMMs (gemm_strassen.h): one level of Strassen's <2,2,2> (seven
+// products of half the size) or of a <2,3,3> scheme (fifteen products of A's halves split in
+// three along K times B's thirds: 15 of 18 multiplications). Both are tables here: each
+// product's combination of A's blocks, of B's blocks and the C blocks it goes into. Strassen's:
 //   M1 = (A11 + A22)(B11 + B22)   -> C11, C22
 //   M2 = (A21 + A22) B11          -> C21, -C22
 //   M3 = A11 (B12 - B22)          -> C12, C22
@@ -9,7 +9,10 @@
 //   M5 = (A11 + A12) B22          -> -C11, C12
 //   M6 = (A21 - A11)(B11 + B12)   -> C22
 //   M7 = (A12 - A22)(B21 + B22)   -> C11
-// each h x n/2 x k/2; gemmAvx2Strassen runs all seven on each block of the quarters.
+// The <2,3,3> one is AlphaTensor's rank-15 decomposition with coefficients in {-1, 0, 1}
+// (Fawzi et al., Nature 2022). A's rows split at h = ceil(m / 2); an odd m's bottom blocks are
+// one row short and read as a zero row. gemmAvx2Strassen / gemmAvx512Strassen run all the
+// products on each block of C.
 #include "gemm_strassen.h"
 
 #include "aligned_vector.h"
@@ -46,38 +49,114 @@ int strassenMode() {
   return mode;
 }
 
-size_t quarterFloats(int64_t n, int64_t k) {
-  return gemvPackedFloats(n / 2, k / 2);
+/// A scheme: A is 2 x kParts blocks, B kParts x cols, C 2 x cols (row-major block numbers);
+/// product j multiplies sum_i a[j][i] A_i by sum_i b[j][i] B_i and adds c[j][q] times it to C_q.
+struct FastScheme {
+  int kParts, cols, products;
+  signed char a[kMaxFastProducts][6], b[kMaxFastProducts][9], c[kMaxFastProducts][6];
+};
+
+// Strassen's <2,2,2>: blocks 0 = 11, 1 = 12, 2 = 21, 3 = 22.
+constexpr FastScheme kStrassen{2,
+                               2,
+                               7,
+                               {{1, 0, 0, 1},
+                                {0, 0, 1, 1},
+                                {1, 0, 0, 0},
+                                {0, 0, 0, 1},
+                                {1, 1, 0, 0},
+                                {-1, 0, 1, 0},
+                                {0, 1, 0, -1}},
+                               {{1, 0, 0, 1},
+                                {1, 0, 0, 0},
+                                {0, 1, 0, -1},
+                                {-1, 0, 1, 0},
+                                {0, 0, 0, 1},
+                                {1, 1, 0, 0},
+                                {0, 0, 1, 1}},
+                               {{1, 0, 0, 1},
+                                {0, 0, 1, -1},
+                                {0, 1, 0, 1},
+                                {1, 0, 1, 0},
+                                {-1, 1, 0, 0},
+                                {0, 0, 0, 1},
+                                {1, 0, 0, 0}}};
+
+// <2,3,3> in 15 products: A blocks 11 12 13 21 22 23, B 11 12 13 21 22 23 31 32 33, C as A.
+constexpr FastScheme kRank15{3,
+                             3,
+                             15,
+                             {{0, 0, 0, 0, 0, 1},
+                              {1, 0, 0, 0, 0, -1},
+                              {1, 0, 0, 0, 0, 0},
+                              {1, 0, -1, 0, 0, 0},
+                              {0, 0, 1, 0, 0, -1},
+                              {0, 1, 0, 0, 0, 0},
+                              {0, 1, -1, 0, 0, 1},
+                              {1, 0, 0, -1, 1, 0},
+                              {0, 0, 0, 1, -1, 0},
+                              {0, 1, -1, 0, -1, 1},
+                              {0, 1, -1, 0, 0, 0},
+                              {0, 0, 0, 0, 1, 0},
+                              {1, -1, 0, -1, 1, 0},
+                              {0, 0, 0, 1, 0, -1},
+                              {1, 0, 0, -1, 0, 0}},
+                             {{1, 0, 0, 0, 0, 0, 1, 1, 0},
+                              {1, 0, 0, 0, 0, 0, 0, 0, 1},
+                              {0, 1, -1, 0, 0, 0, 0, 0, -1},
+                              {0, 0, 0, 0, 0, 0, 0, 0, 1},
+                              {0, 0, 0, 1, 0, 0, 1, 0, -1},
+                              {0, 0, 0, 0, 1, -1, 0, 1, 0},
+                              {0, 0, 0, 1, 0, 0, 0, -1, 0},
+                              {0, 1, 0, 0, 0, 1, 0, 0, 0},
+                              {0, 1, 0, 0, 0, 0, 0, 0, 0},
+                              {0, 0, 0, 1, 0, 0, 0, 0, 0},
+                              {0, 0, 0, 0, 0, 0, 0, 1, 0},
+                              {0, 1, 0, 1, 1, 0, 0, 0, 0},
+                              {0, 0, 0, 0, 0, 1, 0, 0, 0},
+                              {1, 0, 0, 0, 0, 0, 0, 0, 0},
+                              {1, 0, -1, 0, 0, -1, 0, 0, 0}},
+                             {{1, 0, 0, 1, 0, 0},
+                              {1, 0, 0, 0, 0, -1},
+                              {0, 0, -1, 0, 0, -1},
+                              {-1, 0, -1, 0, 0, 0},
+                              {1, 0, 0, 0, 0, 0},
+                              {0, 1, 0, 0, 0, 0},
+                              {1, 0, 0, 1, -1, 0},
+                              {0, 1, 1, 0, 0, 1},
+                              {0, 1, 1, 0, 1, 1},
+                              {0, 0, 0, -1, 1, 0},
+                              {1, -1, 0, 1, -1, 0},
+                              {0, 0, 0, 0, 1, 0},
+                              {0, -1, -1, 0, 0, 0},
+                              {0, 0, 0, 1, 0, 1},
+                              {0, 0, 0, 0, 0, 1}}};
+
+std::atomic<int> &forcedScheme() {
+  static std::atomic<int> scheme{0};
+  return scheme;
 }
 
-/// Row kk of B's quarter combination `which` (1-7, as the products are numbered) from row kk
-/// of B's top half (top) and of its bottom half (bottom), each n2 + n2 floats.
-void combinationRow(int which, const float *top, const float *bottom, int64_t n2, float *out) {
-  const float *b11 = top, *b12 = top + n2, *b21 = bottom, *b22 = bottom + n2;
-  auto sum = [&](const float *x, const float *y) {
-    for (int64_t j = 0; j < n2; ++j)
-      out[j] = x[j] + y[j];
-  };
-  auto difference = [&](const float *x, const float *y) {
-    for (int64_t j = 0; j < n2; ++j)
-      out[j] = x[j] - y[j];
-  };
-  switch (which) {
-  case 1:
-    return sum(b11, b22);
-  case 2:
-    return static_cast<void>(std::memcpy(out, b11, sizeof(float) * n2));
-  case 3:
-    return difference(b12, b22);
-  case 4:
-    return difference(b21, b11);
-  case 5:
-    return static_cast<void>(std::memcpy(out, b22, sizeof(float) * n2));
-  case 6:
-    return sum(b11, b12);
-  default:
-    return sum(b21, b22);
-  }
+/// Whether shapes that divide into thirds take the rank-15 scheme: yes unless KILN_GEMM_FAST is
+/// "222" (Strassen's everywhere, for A/Bs) or a test forced one.
+bool rank15Allowed() {
+  const int forced = forcedScheme().load(std::memory_order_relaxed);
+  if (forced != 0) return forced == 233;
+  static const bool on = [] {
+    const char *v = std::getenv("KILN_GEMM_FAST");
+    return !(v && std::strcmp(v, "222") == 0);
+  }();
+  return on;
+}
+
+// Rank 15 where N's thirds are whole 16-column panels and K divides by three: on Zen 3 BERT-base
+// b1's fc1, fc2 and Q/K/V took 2-3% less time than with Strassen's (docs/perf.md, session 42).
+const FastScheme &schemeFor(int64_t n, int64_t k) {
+  return rank15Allowed() && n % 48 == 0 && k % 3 == 0 ? kRank15 : kStrassen;
+}
+
+size_t partFloats(const FastScheme &s, int64_t n, int64_t k) {
+  return gemvPackedFloats(n / s.cols, k / s.kParts);
 }
 
 /// Working memory kept per thread (runners may run in parallel) and grown to the largest call:
@@ -89,19 +168,39 @@ std::vector<float> &threadBuffer(int slot, size_t floats) {
   return buffers[slot];
 }
 
-/// A's combinations, h rows of k2 each: T1 = A11 + A22, T2 = A21 + A22, T5 = A11 + A12,
-/// T6 = A21 - A11, T7 = A12 - A22 and, for an odd m, A22 with its missing last row as zeros.
-struct ASums {
-  float *t1, *t2, *t5, *t6, *t7, *a22;
-};
+/// Whether product j's A operand is one of A's blocks as it stands (read in place): a single
+/// block with sign +1, and not a bottom block an odd m leaves a row short.
+bool aInPlace(const FastScheme &s, int j, bool odd, int &blockIndex) {
+  int terms = 0;
+  for (int i = 0; i < 2 * s.kParts; ++i)
+    if (s.a[j][i] != 0) {
+      ++terms;
+      blockIndex = i;
+    }
+  return terms == 1 && s.a[j][blockIndex] == 1 && !(odd && blockIndex >= s.kParts);
+}
 
-void formASums(const GemmParams &g, const float *a, int64_t h, const ASums &s, int threads) {
-  const int64_t k2 = g.k / 2, bottom = g.m - h;
+/// The A operands that are combinations (or an odd m's short bottom blocks), h rows of kp each,
+/// into `out` (one after another, in product order), on `threads` threads.
+void formASums(const FastScheme &s, const GemmParams &g, const float *a, int64_t h,
+               const int *formed, int count, float *out, int threads) {
+  const int64_t kp = g.k / s.kParts, bottom = g.m - h;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t r = 0; r < h; ++r)
-    strassenASumsRowAvx2(a + r * g.lda, r < bottom ? a + (h + r) * g.lda : nullptr, k2,
-                         s.t1 + r * k2, s.t2 + r * k2, s.t5 + r * k2, s.t6 + r * k2, s.t7 + r * k2,
-                         s.a22 ? s.a22 + r * k2 : nullptr);
+    for (int f = 0; f < count; ++f) {
+      const int j = formed[f];
+      FastTerm terms[6];
+      int n = 0;
+      for (int i = 0; i < 2 * s.kParts; ++i) {
+        if (s.a[j][i] == 0) continue;
+        const bool top = i < s.kParts;
+        const int64_t col = (top ? i : i - s.kParts) * kp;
+        const float *row =
+            top ? a + r * g.lda + col : (r < bottom ? a + (h + r) * g.lda + col : nullptr);
+        terms[n++] = FastTerm{row, static_cast<float>(s.a[j][i])};
+      }
+      fastASumRowAvx2(terms, n, kp, out + (f * h + r) * kp);
+    }
 }
 
 } // namespace
@@ -113,19 +212,21 @@ bool strassenFits(int64_t m, int64_t n, int64_t k) {
   // B from memory, 1 / 2 threads) BERT's, GPT-2's and ViT's fc1, fc2 and Q/K/V 1.05-1.10x /
   // 1.01-1.07x the plain GEMM's speed; 128-1024 x 768 x 768 level or slower (its packed
   // weights 1.75x as large for nothing), 128 x 512 x 512 0.92-0.96x (docs/perf.md, sessions
-  // 38-39). An odd M copies A's bottom right quarter with a zero row under it: ViT's fc2 (197 x
+  // 38-39). An odd M copies A's bottom blocks with a zero row under them: ViT's fc2 (197 x
   // 768 x 3072) 1.05-1.07x since C is written after the last product (0.96-0.98x before).
   const bool shapeFits = m >= 96 && n >= 768 && k >= 768 && n + k >= 2304;
   return shapeFits && n % 32 == 0 && k % 2 == 0;
 }
 
 size_t strassenPackedFloats(int64_t n, int64_t k) {
-  return 7 * quarterFloats(n, k);
+  const FastScheme &s = schemeFor(n, k);
+  return s.products * partFloats(s, n, k);
 }
 
 void packStrassenWeights(const float *b, int64_t n, int64_t k, int64_t ldb, bool transB,
                          float *packed) {
-  const int64_t n2 = n / 2, k2 = k / 2;
+  const FastScheme &s = schemeFor(n, k);
+  const int64_t np = n / s.cols, kp = k / s.kParts;
   // B row-major (k x n): a stored transpose is turned around once, in 32 x 32 blocks.
   if (transB) {
     std::vector<float> &rowMajor = threadBuffer(0, static_cast<size_t>(k * n));
@@ -137,66 +238,67 @@ void packStrassenWeights(const float *b, int64_t n, int64_t k, int64_t ldb, bool
     b = rowMajor.data();
     ldb = n;
   }
-  // The seven combinations on the run's threads (a model's first run packs every weight).
+  // The combinations on the run's threads (a model's first run packs every weight).
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
 #pragma omp parallel for schedule(dynamic) num_threads(threads) if (threads > 1)
-  for (int which = 1; which <= 7; ++which) {
-    std::vector<float> &plain = threadBuffer(1, static_cast<size_t>(k2 * n2));
-    for (int64_t kk = 0; kk < k2; ++kk)
-      combinationRow(which, b + kk * ldb, b + (kk + k2) * ldb, n2, plain.data() + kk * n2);
-    packGemvWeights(plain.data(), n2, k2, n2, false, packed + (which - 1) * quarterFloats(n, k));
+  for (int j = 0; j < s.products; ++j) {
+    std::vector<float> &plain = threadBuffer(1, static_cast<size_t>(kp * np));
+    std::fill(plain.begin(), plain.begin() + kp * np, 0.f);
+    for (int i = 0; i < s.kParts * s.cols; ++i) {
+      const float sign = s.b[j][i];
+      if (sign == 0.f) continue;
+      const float *block = b + i / s.cols * kp * ldb + i % s.cols * np;
+      for (int64_t kk = 0; kk < kp; ++kk)
+        for (int64_t jj = 0; jj < np; ++jj)
+          plain[kk * np + jj] += sign * block[kk * ldb + jj];
+    }
+    packGemvWeights(plain.data(), np, kp, np, false, packed + j * partFloats(s, n, k));
   }
 }
 
 void gemmStrassen(const GemmParams &g, const float *a, const float *packed, float *c,
                   StrassenTiles tiles) {
-  const int64_t h = (g.m + 1) / 2, bottom = g.m - h, n2 = g.n / 2, k2 = g.k / 2;
-  const bool odd = bottom < h;
-  std::vector<float> &buf = threadBuffer(2, static_cast<size_t>((odd ? 6 : 5) * h * k2));
-  const ASums s{buf.data(),
-                buf.data() + h * k2,
-                buf.data() + 2 * h * k2,
-                buf.data() + 3 * h * k2,
-                buf.data() + 4 * h * k2,
-                odd ? buf.data() + 5 * h * k2 : nullptr};
-  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-  formASums(g, a, h, s, threads);
-
+  const FastScheme &s = schemeFor(g.n, g.k);
+  const int64_t h = (g.m + 1) / 2, kp = g.k / s.kParts;
+  const bool odd = g.m - h < h;
   StrassenProducts sp;
   sp.h = h;
-  sp.bottom = bottom;
-  sp.n2 = n2;
-  sp.k2 = k2;
-  const float *a22 = odd ? s.a22 : a + h * g.lda + k2;
-  const int64_t ld22 = odd ? k2 : g.lda;
-  // Product j: its A operand, B's combination j + 1, its quarters (0 C11, 1 C12, 2 C21, 3 C22).
-  struct Row {
-    const float *a;
-    int64_t lda;
-    int q0, q1; // q1 < 0: one quarter
-    bool neg0, neg1;
-  };
-  const Row rows[7] = {{s.t1, k2, 0, 3, false, false}, {s.t2, k2, 2, 3, false, true},
-                       {a, g.lda, 1, 3, false, false}, {a22, ld22, 0, 2, false, false},
-                       {s.t5, k2, 1, 0, false, true},  {s.t6, k2, 3, -1, false, false},
-                       {s.t7, k2, 0, -1, false, false}};
-  for (int j = 0; j < 7; ++j) {
-    sp.a[j] = rows[j].a;
-    sp.lda[j] = rows[j].lda;
-    sp.b[j] = packed + j * quarterFloats(g.n, g.k);
-    sp.quarter[j][0] = rows[j].q0;
-    sp.quarter[j][1] = rows[j].q1;
-    sp.negate[j][0] = rows[j].neg0;
-    sp.negate[j][1] = rows[j].neg1;
-    sp.count[j] = rows[j].q1 < 0 ? 1 : 2;
-  }
-  // Each quarter's first product writes it, the later ones add to it.
-  bool written[4] = {false, false, false, false};
-  for (int j = 0; j < 7; ++j)
-    for (int d = 0; d < sp.count[j]; ++d) {
-      sp.add[j][d] = written[sp.quarter[j][d]];
-      written[sp.quarter[j][d]] = true;
+  sp.bottom = g.m - h;
+  sp.np = g.n / s.cols;
+  sp.kp = kp;
+  sp.cols = s.cols;
+  sp.products = s.products;
+  // A's operands: blocks read in place, the rest formed once per call.
+  int formed[kMaxFastProducts], count = 0;
+  for (int j = 0; j < s.products; ++j) {
+    int i = 0;
+    if (aInPlace(s, j, odd, i)) {
+      sp.a[j] = a + (i < s.kParts ? 0 : h * g.lda) + i % s.kParts * kp;
+      sp.lda[j] = g.lda;
+    } else {
+      formed[count++] = j;
     }
+  }
+  std::vector<float> &buf = threadBuffer(2, static_cast<size_t>(count * h * kp));
+  for (int f = 0; f < count; ++f) {
+    sp.a[formed[f]] = buf.data() + f * h * kp;
+    sp.lda[formed[f]] = kp;
+  }
+  formASums(s, g, a, h, formed, count, buf.data(), omp_in_parallel() ? 1 : omp_get_max_threads());
+  // Each block's first product writes it, the later ones add to it.
+  bool written[6] = {false, false, false, false, false, false};
+  for (int j = 0; j < s.products; ++j) {
+    sp.b[j] = packed + j * partFloats(s, g.n, g.k);
+    sp.count[j] = 0;
+    for (int q = 0; q < 2 * s.cols; ++q) {
+      if (s.c[j][q] == 0) continue;
+      const int d = sp.count[j]++;
+      sp.cBlock[j][d] = q;
+      sp.negate[j][d] = s.c[j][q] < 0;
+      sp.add[j][d] = written[q];
+      written[q] = true;
+    }
+  }
   if (tiles == StrassenTiles::Avx512 || (tiles == StrassenTiles::Auto && usableIsaBits() == 512))
     gemmAvx512Strassen(g, sp, c);
   else
@@ -213,6 +315,14 @@ float *gemmThreadScratch(int threads, int64_t perThread) {
 
 void forceStrassen(int mode) {
   forcedMode().store(mode, std::memory_order_relaxed);
+}
+
+void forceFastScheme(int scheme) {
+  forcedScheme().store(scheme, std::memory_order_relaxed);
+}
+
+int fastSchemeFor(int64_t n, int64_t k) {
+  return &schemeFor(n, k) == &kRank15 ? 233 : 222;
 }
 
 } // namespace kiln::rt

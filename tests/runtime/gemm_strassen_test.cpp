@@ -1,16 +1,18 @@
-// One level of Strassen's algorithm for weight GEMMs (gemm_strassen.h) against float64: the
-// kernel on even and odd M (an odd M's bottom quarters end a row early), N and K around the
-// 16-column panels and the AVX2 K blocks (K / 2 up to 768 in one block, deeper in blocks of
-// 256), B stored transposed or not, alpha, bias with beta, a residual beside C and in C, every
-// activation, 1 and 2 threads; the matmul shims' route to it (single and Q/K/V GEMMs, the rule,
-// the packed combinations following constant updates). ctest runs these again under
-// ONEDNN_MAX_CPU_ISA=AVX2 (runtime.own_gemm_avx2), where AVX-512 CPUs take the route too.
+// The fast GEMM schemes for weight GEMMs (gemm_strassen.h: Strassen's <2,2,2> and the rank-15
+// <2,3,3>) against float64: the kernel on even and odd M (an odd M's bottom blocks end a row
+// early), N and K around the 16-column panels and the AVX2 K blocks (K / 2 or K / 3 up to 768
+// in one block, deeper in even blocks), B stored transposed or not, alpha, bias with beta, a
+// residual beside C and in C, every activation, 1 and 2 threads; the matmul shims' route to it
+// (single and Q/K/V GEMMs, the rule, the scheme each shape takes, the packed combinations
+// following constant updates). ctest runs these again under ONEDNN_MAX_CPU_ISA=AVX2
+// (runtime.own_gemm_avx2), where AVX-512 CPUs take the route too.
 //
-// Tolerance: each of the seven products multiplies operands formed by one addition (|x| <= 2
-// for the tests' values in [-1, 1]) and each output sums up to four products, so float32's
-// rounding can grow up to 4 x 4 times a plain GEMM's; kScale = 4 is what the sums of random
-// signs here need (a plain GEMM's bound of weight_gemm_cases.h times 4), and a wrong sign,
-// quarter or row is off by O(1).
+// Tolerance: each product multiplies operands formed by a few additions (Strassen: |x| <= 2
+// for the tests' values in [-1, 1], rank 15: A's up to 4 and B's up to 3) and each output sums
+// up to four (six) products, so float32's rounding can grow past a plain GEMM's in the worst
+// case. The sums of random signs here stayed within the plain GEMM's own bound of
+// weight_gemm_cases.h for both schemes (kScale = 1 passed when rank 15 was added); kScale = 4
+// leaves room for other data, and a wrong sign, block or row is off by O(1).
 #include "gemm.h"
 #include "gemm_strassen.h"
 #include "gemv.h"
@@ -63,11 +65,22 @@ void checkKernelOn(const NamedTiles &tiles, const Gemm &t, bool inPlace, std::mt
               std::string(tiles.name) + " " + what + " " + t.describe(), kScale);
 }
 
+bool rank15Divides(const Gemm &t) {
+  return t.n % 48 == 0 && t.k % 3 == 0;
+}
+
 /// gemmStrassen on fresh data (C holding the residual when inPlace) against float64, on each
-/// tile set.
+/// tile set, with each scheme that divides t.
 void checkKernel(const Gemm &t, bool inPlace, std::mt19937 &rng, const std::string &what) {
-  for (const NamedTiles &tiles : tileSets())
-    checkKernelOn(tiles, t, inPlace, rng, what);
+  for (int scheme : {222, 233}) {
+    if (scheme == 233 && !rank15Divides(t)) continue;
+    if (scheme == 222 && (t.n % 32 != 0 || t.k % 2 != 0)) continue;
+    kiln::rt::forceFastScheme(scheme);
+    EXPECT_EQ(kiln::rt::fastSchemeFor(t.n, t.k), scheme);
+    for (const NamedTiles &tiles : tileSets())
+      checkKernelOn(tiles, t, inPlace, rng, what + " scheme " + std::to_string(scheme));
+  }
+  kiln::rt::forceFastScheme(0);
 }
 
 TEST(OwnGemmStrassen, KernelMatchesFloat64) {
@@ -79,9 +92,11 @@ TEST(OwnGemmStrassen, KernelMatchesFloat64) {
   struct Shape {
     int64_t n, k;
   };
-  // K / 2 of 1, 17, 384, 385 (one block) and 801 (AVX2: blocks of 401 and 400; AVX-512:
-  // blocks of its own depth and a rest); N / 2 of one panel and of three.
-  const Shape shapes[] = {{32, 2}, {96, 34}, {32, 768}, {96, 770}, {32, 1602}};
+  // Strassen's: K / 2 of 1, 17, 384, 385 (one block) and 801 (AVX2: blocks of 401 and 400;
+  // AVX-512: blocks of its own depth and a rest); N / 2 of one panel and of three. Rank 15: K /
+  // 3 of 1, 12, 257 (one block) and 802 (blocks of 401), N / 3 of one panel and of two.
+  const Shape shapes[] = {{32, 2}, {96, 34}, {32, 768}, {96, 770}, {32, 1602},
+                          {48, 3}, {96, 36}, {48, 771}, {96, 2406}};
   for (int threads : {1, 2}) {
     omp_set_num_threads(threads);
     for (int64_t m : {2, 3, 12, 13, 25, 97, 130})
@@ -93,26 +108,30 @@ TEST(OwnGemmStrassen, KernelMatchesFloat64) {
   omp_set_num_threads(saved);
 }
 
-// BERT-base's fc2 (K = 3072: K / 2 in two blocks on AVX2), a ViT-like odd M with GELU (its 17
-// strips of half rows in one group on AVX2) and 26 strips of half rows (groups of 12 there).
+// BERT-base's fc2 (K = 3072: K / 2 in two blocks on AVX2, K / 3 in two), a ViT-like odd M with
+// GELU (its 17 strips of half rows in one group on AVX2) and 26 strips of half rows (groups of
+// 12 there).
 TEST(OwnGemmStrassen, KernelAtTransformerShapes) {
   if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
   std::mt19937 rng(39);
-  checkKernel(Gemm{128, 128, 3072, false, true, true, KILN_POST_NONE}, false, rng, "fc2-like");
-  checkKernel(Gemm{197, 768, 256, true, true, false, KILN_POST_GELU_ERF}, false, rng, "odd M");
-  checkKernel(Gemm{301, 96, 770, false, false, true, KILN_POST_RELU}, false, rng, "26 strips");
+  checkKernel(Gemm{128, 96, 3072, false, true, true, KILN_POST_NONE}, false, rng, "fc2-like");
+  checkKernel(Gemm{197, 768, 258, true, true, false, KILN_POST_GELU_ERF}, false, rng, "odd M");
+  for (int64_t k : {770, 771}) // Strassen's, rank 15's
+    checkKernel(Gemm{301, 96, k, false, false, true, KILN_POST_RELU}, false, rng, "26 strips");
 }
 
 TEST(OwnGemmStrassen, KernelResidualInPlace) {
   if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
   std::mt19937 rng(40);
   for (int64_t m : {14, 15})
-    for (int64_t k : {64, 1600})
-      checkKernel(Gemm{m, 64, k, m == 15, true, true, KILN_POST_RELU}, true, rng, "in place");
+    for (int64_t k : {64, 1600, 96, 1602})
+      checkKernel(Gemm{m, k % 3 == 0 ? 96 : 64, k, m == 15, true, true, KILN_POST_RELU}, true, rng,
+                  "in place");
 }
 
 // The route's rule: transformer GEMMs, not small ones, not odd N halves; by default on AVX2
-// tiles only, with either when forced on (KILN_GEMM_STRASSEN=1); off when forced off (=0).
+// tiles only, with either when forced on (KILN_GEMM_STRASSEN=1); off when forced off (=0); which
+// scheme each shape takes.
 TEST(OwnGemmStrassen, RouteRule) {
   if (!kiln::rt::ownGemmRouteOn()) GTEST_SKIP() << "no AVX2, or KILN_MATMUL_OWN_GEMM=0";
   const bool avx2Tiles = kiln::rt::usableIsaBits() == 256;
@@ -129,6 +148,14 @@ TEST(OwnGemmStrassen, RouteRule) {
   EXPECT_FALSE(kiln::rt::strassenFits(128, 768, 769));          // odd K
   EXPECT_EQ(kiln::rt::strassenFits(197, 3072, 768), avx2Tiles); // odd M (ViT's fc1)
   EXPECT_EQ(kiln::rt::strassenFits(197, 768, 3072), avx2Tiles); // odd M, K deeper than N (fc2)
+  // Rank 15 by default where N / 3 is whole panels and K divides by 3 (the transformers').
+  if (!std::getenv("KILN_GEMM_FAST")) {
+    EXPECT_EQ(kiln::rt::fastSchemeFor(3072, 768), 233);
+    EXPECT_EQ(kiln::rt::fastSchemeFor(2304, 768), 233);
+    EXPECT_EQ(kiln::rt::fastSchemeFor(768, 3072), 233);
+    EXPECT_EQ(kiln::rt::fastSchemeFor(800, 1538), 222); // N / 3 not whole panels
+    EXPECT_EQ(kiln::rt::fastSchemeFor(1536, 770), 222); // K not a multiple of 3
+  }
   kiln::rt::forceStrassen(1);
   EXPECT_TRUE(kiln::rt::strassenFits(128, 3072, 768));
   EXPECT_FALSE(kiln::rt::strassenFits(128, 512, 512));
