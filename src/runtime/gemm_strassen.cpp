@@ -137,11 +137,8 @@ std::atomic<int> &forcedScheme() {
   return scheme;
 }
 
-/// Whether shapes that divide into thirds take the rank-15 scheme: yes unless KILN_GEMM_FAST is
-/// "222" (Strassen's everywhere, for A/Bs) or a test forced one.
+/// Whether rank 15 is on: unless KILN_GEMM_FAST is "222" (Strassen's everywhere, for A/Bs).
 bool rank15Allowed() {
-  const int forced = forcedScheme().load(std::memory_order_relaxed);
-  if (forced != 0) return forced == 233;
   static const bool on = [] {
     const char *v = std::getenv("KILN_GEMM_FAST");
     return !(v && std::strcmp(v, "222") == 0);
@@ -149,10 +146,20 @@ bool rank15Allowed() {
   return on;
 }
 
-// Rank 15 where N's thirds are whole 16-column panels and K divides by three: on Zen 3 BERT-base
-// b1's fc1, fc2 and Q/K/V took 2-3% less time than with Strassen's (docs/perf.md, session 42).
+// Rank 15 where N's thirds are whole 16-column panels, K divides by three and one of them is
+// 1536+: on Zen 3 BERT-base b1's fc1, fc2 and Q/K/V took 2-3% less time than with Strassen's;
+// 768 x 768 weights (a third 256 both ways) ran 0.93-0.98x Strassen's speed (bench/gemm;
+// docs/perf.md, session 42). A test's forced 233 takes it wherever it divides.
 const FastScheme &schemeFor(int64_t n, int64_t k) {
-  return rank15Allowed() && n % 48 == 0 && k % 3 == 0 ? kRank15 : kStrassen;
+  const bool divides = n % 48 == 0 && k % 3 == 0;
+  switch (forcedScheme().load(std::memory_order_relaxed)) {
+  case 222:
+    return kStrassen;
+  case 233:
+    return divides ? kRank15 : kStrassen;
+  default:
+    return rank15Allowed() && divides && n + k >= 2304 ? kRank15 : kStrassen;
+  }
 }
 
 size_t partFloats(const FastScheme &s, int64_t n, int64_t k) {
@@ -208,13 +215,14 @@ void formASums(const FastScheme &s, const GemmParams &g, const float *a, int64_t
 bool strassenFits(int64_t m, int64_t n, int64_t k) {
   const int mode = strassenMode(), bits = usableIsaBits();
   if (mode == 0 || bits < 256 || (mode == 2 && bits != 256)) return false;
-  // Half GEMMs of 48+ rows and 384+ columns and K, one of N and K 1536+: on Zen 3 (bench/gemm,
-  // B from memory, 1 / 2 threads) BERT's, GPT-2's and ViT's fc1, fc2 and Q/K/V 1.05-1.10x /
-  // 1.01-1.07x the plain GEMM's speed; 128-1024 x 768 x 768 level or slower (its packed
-  // weights 1.75x as large for nothing), 128 x 512 x 512 0.92-0.96x (docs/perf.md, sessions
-  // 38-39). An odd M copies A's bottom blocks with a zero row under them: ViT's fc2 (197 x
-  // 768 x 3072) 1.05-1.07x since C is written after the last product (0.96-0.98x before).
-  const bool shapeFits = m >= 96 && n >= 768 && k >= 768 && n + k >= 2304;
+  // Half GEMMs of 48+ rows and 384+ columns and K: on Zen 3 (bench/gemm, B from memory, 1 / 2
+  // threads) BERT's, GPT-2's and ViT's fc1, fc2 and Q/K/V 1.05-1.10x / 1.01-1.07x the plain
+  // GEMM's speed (docs/perf.md, sessions 38-39), their attention output (128, 197 and 1024 x 768
+  // x 768) 1.03-1.05x / 1.03-1.04x best (session 42; level before C was written after the last
+  // product), 128 x 512 x 512 0.92-0.96x. An odd M copies A's bottom blocks with a zero row
+  // under them: ViT's fc2 (197 x 768 x 3072) 1.05-1.07x since C is written after the last
+  // product (0.96-0.98x before).
+  const bool shapeFits = m >= 96 && n >= 768 && k >= 768;
   return shapeFits && n % 32 == 0 && k % 2 == 0;
 }
 

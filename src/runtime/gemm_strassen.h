@@ -21,9 +21,9 @@
 
 namespace kiln::rt {
 
-/// Whether an m x n x k weight GEMM runs as Strassen's products on this CPU: the route on,
-/// n a multiple of 32 (each half whole panels) and k even, both large enough that the half
-/// GEMMs run as fast per FMA as the whole one (measured, docs/perf.md session 38), and
+/// Whether an m x n x k weight GEMM runs as a fast scheme's products on this CPU: the route on,
+/// n a multiple of 32 (each half whole panels) and k even, both large enough that the part
+/// GEMMs run as fast per FMA as the whole one (measured, docs/perf.md sessions 38 and 42), and
 /// enough rows.
 bool strassenFits(int64_t m, int64_t n, int64_t k);
 
@@ -49,10 +49,11 @@ void gemmStrassen(const GemmParams &g, const float *a, const float *packed, floa
 void forceStrassen(int mode);
 
 /// The scheme an n x k weight takes: 233 (rank 15: N in thirds of whole 16-column panels, K
-/// in thirds) or 222 (Strassen's: N in halves of whole panels, K in halves).
+/// in thirds, n + k 2304+) or 222 (Strassen's: N in halves of whole panels, K in halves).
 int fastSchemeFor(int64_t n, int64_t k);
-/// 222: Strassen's for every shape; 233: rank 15 where it divides; 0: the default (rank 15
-/// where it divides unless KILN_GEMM_FAST=222). For tests: set it before packing.
+/// 222: Strassen's for every shape; 233: rank 15 wherever it divides (small shapes too); 0:
+/// the default (rank 15 where it divides and n + k is 2304+, unless KILN_GEMM_FAST=222). For
+/// tests: set it before packing.
 void forceFastScheme(int scheme);
 
 } // namespace kiln::rt

@@ -141,7 +141,8 @@ TEST(OwnGemmStrassen, RouteRule) {
   EXPECT_EQ(kiln::rt::strassenFits(128, 768, 3072), avx2Tiles);
   EXPECT_EQ(kiln::rt::strassenFits(197, 2304, 768), avx2Tiles);
   EXPECT_EQ(kiln::rt::strassenFits(1024, 2304, 768), avx2Tiles);
-  EXPECT_FALSE(kiln::rt::strassenFits(1024, 768, 768));         // level with the plain GEMM
+  EXPECT_EQ(kiln::rt::strassenFits(1024, 768, 768), avx2Tiles); // attention output
+  EXPECT_FALSE(kiln::rt::strassenFits(1024, 768, 512));         // K / 2 too small
   EXPECT_FALSE(kiln::rt::strassenFits(64, 3072, 768));          // too few rows
   EXPECT_FALSE(kiln::rt::strassenFits(128, 512, 512));          // halves too small
   EXPECT_FALSE(kiln::rt::strassenFits(128, 784, 768));          // N / 2 not whole panels
@@ -155,6 +156,7 @@ TEST(OwnGemmStrassen, RouteRule) {
     EXPECT_EQ(kiln::rt::fastSchemeFor(768, 3072), 233);
     EXPECT_EQ(kiln::rt::fastSchemeFor(800, 1538), 222); // N / 3 not whole panels
     EXPECT_EQ(kiln::rt::fastSchemeFor(1536, 770), 222); // K not a multiple of 3
+    EXPECT_EQ(kiln::rt::fastSchemeFor(768, 768), 222);  // thirds too small
   }
   kiln::rt::forceStrassen(1);
   EXPECT_TRUE(kiln::rt::strassenFits(128, 3072, 768));
