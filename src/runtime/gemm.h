@@ -136,8 +136,8 @@ struct FastTerm {
 /// rows (kp floats each), on AVX2 (gemm_avx2_strassen.cpp).
 void fastASumRowAvx2(const FastTerm *terms, int count, int64_t kp, float *out);
 
-/// C = post(alpha * A * B + beta * bias + residual) as Strassen's products on AVX2 tiles
-/// (gemm_avx2_strassen.cpp; n2 a multiple of 16), g the whole GEMM's parameters; the residual
+/// C = post(alpha * A * B + beta * bias + residual) as a fast scheme's products on AVX2 tiles
+/// (gemm_avx2_strassen.cpp; np a multiple of 16), g the whole GEMM's parameters; the residual
 /// may be C itself.
 void gemmAvx2Strassen(const GemmParams &g, const StrassenProducts &s, float *c);
 /// The same on AVX-512 tiles (gemm_avx512_strassen.cpp).
