@@ -139,22 +139,49 @@ void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, 
   }
 }
 
-} // namespace
-
-void fastASumRowAvx2(const FastTerm *terms, int count, int64_t kp, float *out) {
-  // kp is a multiple of 8 where the route runs (K a multiple of 16 or 24); the scalar tail
-  // keeps any other correct.
+/// out = the sum of N term rows times their signs, kp floats, the terms unrolled (a loop over
+/// them per vector, with a branch on each sign, took 2.5% of BERT-base's GEMM time on Zen 3).
+template <int N> void sumTermRows(const FastTerm *terms, int64_t kp, float *out) {
+  const float *row[N];
+  __m256 sign[N];
+  for (int t = 0; t < N; ++t) {
+    row[t] = terms[t].row;
+    sign[t] = _mm256_set1_ps(terms[t].sign);
+  }
   int64_t q = 0;
   for (; q + 8 <= kp; q += 8) {
-    __m256 v = _mm256_setzero_ps();
-    for (int t = 0; t < count; ++t) {
-      if (!terms[t].row) continue;
-      const __m256 x = _mm256_loadu_ps(terms[t].row + q);
-      v = terms[t].sign > 0.f ? _mm256_add_ps(v, x) : _mm256_sub_ps(v, x);
-    }
+    __m256 v = _mm256_mul_ps(_mm256_loadu_ps(row[0] + q), sign[0]);
+    for (int t = 1; t < N; ++t) // v + sign * x: the sum or difference, rounded once
+      v = _mm256_fmadd_ps(_mm256_loadu_ps(row[t] + q), sign[t], v);
     _mm256_storeu_ps(out + q, v);
   }
   for (; q < kp; ++q) {
+    float v = terms[0].sign * row[0][q];
+    for (int t = 1; t < N; ++t)
+      v += terms[t].sign * row[t][q];
+    out[q] = v;
+  }
+}
+
+} // namespace
+
+void fastASumRowAvx2(const FastTerm *terms, int count, int64_t kp, float *out) {
+  bool present = true; // no odd M's missing row among the terms
+  for (int t = 0; t < count; ++t)
+    present = present && terms[t].row;
+  switch (present ? count : 0) {
+  case 1:
+    return sumTermRows<1>(terms, kp, out);
+  case 2:
+    return sumTermRows<2>(terms, kp, out);
+  case 3:
+    return sumTermRows<3>(terms, kp, out);
+  case 4:
+    return sumTermRows<4>(terms, kp, out);
+  default:
+    break;
+  }
+  for (int64_t q = 0; q < kp; ++q) {
     float v = 0.f;
     for (int t = 0; t < count; ++t)
       if (terms[t].row) v += terms[t].sign * terms[t].row[q];
