@@ -132,8 +132,10 @@ struct FastTerm {
   const float *row;
   float sign;
 };
+/// A combination's terms at most (both schemes' tables; gemm_strassen.cpp checks).
+constexpr int kMaxFastTerms = 4;
 /// Row r of one of A's combinations (gemm_strassen.cpp): out = the sum of its `count` terms'
-/// rows (kp floats each), on AVX2 (gemm_avx2_strassen.cpp).
+/// rows (kp floats each; count <= kMaxFastTerms), on AVX2 (gemm_avx2_strassen.cpp).
 void fastASumRowAvx2(const FastTerm *terms, int count, int64_t kp, float *out);
 
 /// C = post(alpha * A * B + beta * bias + residual) as a fast scheme's products on AVX2 tiles

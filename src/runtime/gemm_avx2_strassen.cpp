@@ -13,6 +13,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdint>
 
 namespace kiln::rt {
@@ -166,26 +167,21 @@ template <int N> void sumTermRows(const FastTerm *terms, int64_t kp, float *out)
 } // namespace
 
 void fastASumRowAvx2(const FastTerm *terms, int count, int64_t kp, float *out) {
-  bool present = true; // no odd M's missing row among the terms
+  FastTerm present[kMaxFastTerms]; // an odd M's missing row adds nothing
+  int n = 0;
   for (int t = 0; t < count; ++t)
-    present = present && terms[t].row;
-  switch (present ? count : 0) {
+    if (terms[t].row) present[n++] = terms[t];
+  switch (n) {
+  case 0:
+    return static_cast<void>(std::fill(out, out + kp, 0.f));
   case 1:
-    return sumTermRows<1>(terms, kp, out);
+    return sumTermRows<1>(present, kp, out);
   case 2:
-    return sumTermRows<2>(terms, kp, out);
+    return sumTermRows<2>(present, kp, out);
   case 3:
-    return sumTermRows<3>(terms, kp, out);
-  case 4:
-    return sumTermRows<4>(terms, kp, out);
+    return sumTermRows<3>(present, kp, out);
   default:
-    break;
-  }
-  for (int64_t q = 0; q < kp; ++q) {
-    float v = 0.f;
-    for (int t = 0; t < count; ++t)
-      if (terms[t].row) v += terms[t].sign * terms[t].row[q];
-    out[q] = v;
+    return sumTermRows<4>(present, kp, out);
   }
 }
 

@@ -132,6 +132,17 @@ constexpr FastScheme kRank15{3,
                               {0, 0, 0, 1, 0, 1},
                               {0, 0, 0, 0, 0, 1}}};
 
+constexpr bool termsFit(const FastScheme &s) {
+  for (int j = 0; j < s.products; ++j) {
+    int terms = 0;
+    for (int i = 0; i < 2 * s.kParts; ++i)
+      terms += s.a[j][i] != 0;
+    if (terms > kMaxFastTerms) return false;
+  }
+  return true;
+}
+static_assert(termsFit(kStrassen) && termsFit(kRank15), "an A combination past kMaxFastTerms");
+
 std::atomic<int> &forcedScheme() {
   static std::atomic<int> scheme{0};
   return scheme;
@@ -196,7 +207,7 @@ void formASums(const FastScheme &s, const GemmParams &g, const float *a, int64_t
   for (int64_t r = 0; r < h; ++r)
     for (int f = 0; f < count; ++f) {
       const int j = formed[f];
-      FastTerm terms[6];
+      FastTerm terms[kMaxFastTerms];
       int n = 0;
       for (int i = 0; i < 2 * s.kParts; ++i) {
         if (s.a[j][i] == 0) continue;
