@@ -39,7 +39,7 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
   // A plain GEMM of K <= 256 (a bias, a residual beside C and a clamp at most): whole strips
   // and a whole panel on the lean tile (gemm_avx2_lean.cpp); the rest (a partial panel, the
   // last strips when they share rows) below.
-  const int64_t fullStrips = std::min(s1, plan.nextToLastRows != MR ? plan.strips - 2 : g.m / MR);
+  const int64_t fullStrips = std::min(s1, plan.fullStrips);
   int64_t sFirst = s0;
   if (plan.lean && g.n - col0 >= NR && fullStrips > s0) {
     gemmAvx2LeanStrips(g, a, packedB + p * g.k * NR, c, s0 * MR, fullStrips * MR, col0);
@@ -88,12 +88,12 @@ void gemmAvx2(const GemmParams &g, const float *a, const float *packedB, float *
   plan.perGroup = rows.perGroup;
   plan.groups = rows.groups;
   plan.kc = g.k <= kWholeK ? g.k : kBlockK;
-  plan.nextToLastRows = nextToLastStripRows(g.m);
   // An in-place residual is already in C: the first block adds to it (alpha is 1 then, which
   // the shim checks), and the epilogue does not add it again.
   plan.inPlace = g.residual == c;
   plan.residual = plan.inPlace ? nullptr : g.residual;
   plan.lean = gemmAvx2LeanFits(g, c);
+  planStrips(plan, g.m, !plan.lean);
   const int64_t headItems = plan.groups * plan.panels, tailRows = 12 * kGemmTailRows;
   const int64_t tailItems = tail ? (g.m + tailRows - 1) / tailRows : 0;
   gemmForEachItem(headItems + tailItems, rows.threads, [&](int64_t item) {

@@ -199,7 +199,7 @@ void gemmAvx2Strassen(const GemmParams &g, const StrassenProducts &sp, float *c)
   // against 73.0-73.6 ms a run at 1 thread (docs/perf.md, session 40).
   const int64_t kBlocks = (sp.kp + kWholeK - 1) / kWholeK;
   plan.kc = (sp.kp + kBlocks - 1) / kBlocks;
-  plan.nextToLastRows = nextToLastStripRows(sp.h);
+  planStrips(plan, sp.h, true);
   plan.residual = nullptr;
   plan.inPlace = false;
   plan.lean = false;

@@ -255,17 +255,33 @@ struct Plan {
   const float *residual; // a residual beside C (an in-place one is already in C), or null
   bool inPlace;
   bool lean;          // whole strips and panels on the lean tile (gemmAvx2LeanFits)
-  int nextToLastRows; // rows of strip strips - 2 (MR, or fewer when the last two share rows)
+  int64_t fullStrips; // the first strips, of MR rows each
+  int shortRows;      // rows of each strip after them; the last strip has what is left
 };
 
-/// Rows of the next-to-last strip. A tile of R rows has 2R independent FMA chains; with the
-/// FMA's 4-cycle latency and two FMA pipes it needs 8 to keep both busy, so a last strip of 1-3
-/// rows runs at 25-75% of the FMA rate. The last two strips then share their rows (8 = 4 + 4,
-/// 7 = 4 + 3, 9 = 5 + 4): at M = 128 (21 strips of 6 and one of 2) that is 1.5% of the GEMM.
-int nextToLastStripRows(int64_t m) {
-  const int64_t tail = m % MR;
-  if (m <= MR || tail == 0 || tail >= 4) return MR;
-  return static_cast<int>((MR + tail + 1) / 2);
+/// How m rows fall into strips (ceil(m / MR) of them in every case). A tile of R rows has 2R
+/// independent FMA chains, and two FMA pipes need 2 x the FMA's latency of them: 8 on Zen 3 and
+/// Intel cores (4 cycles), 10 on Zen 2 (5 cycles). So strips of 5 or 6 rows wherever m allows
+/// (any m of 20 or more: 128 = 18 x 6 + 4 x 5, 64 = 9 x 6 + 2 x 5), where a last strip of 4
+/// ran at 80% of the FMA rate on Zen 2 (docs/perf.md, session 43). Smaller m: the last two
+/// strips share their rows (8 = 4 + 4, 7 = 4 + 3, 9 = 5 + 4) rather than leave 1-3 to the last.
+/// `fiveRowStrips` false keeps MR-row strips but the last two (the lean tile of 1x1 convs runs
+/// whole strips only).
+void planStrips(Plan &plan, int64_t m, bool fiveRowStrips) {
+  const int64_t strips = (m + MR - 1) / MR, tail = m % MR, fives = strips * MR - m;
+  plan.fullStrips = strips;
+  plan.shortRows = MR;
+  if (tail == 0) return;
+  if (fiveRowStrips && fives <= strips && MR == 6) {
+    plan.fullStrips = strips - fives;
+    plan.shortRows = 5;
+  } else if (m > MR && tail < 4) {
+    plan.fullStrips = strips - 2;
+    plan.shortRows = static_cast<int>((MR + tail + 1) / 2);
+  } else {
+    plan.fullStrips = strips - 1;
+    plan.shortRows = static_cast<int>(tail);
+  }
 }
 
 /// Strip `index` of the `count` under one K block of an item brings its share of the next
@@ -283,13 +299,12 @@ int nextToLastStripRows(int64_t m) {
                         : 1;
 }
 
-/// The first row and the row count of strip s.
+/// The first row and the row count of strip s (planStrips).
 [[gnu::always_inline]] inline void stripSpan(const Plan &plan, int64_t m, int64_t s, int64_t &row0,
                                              int &rows) {
-  row0 = s * MR;
-  if (s == plan.strips - 1 && plan.nextToLastRows != MR) row0 = (s - 1) * MR + plan.nextToLastRows;
-  rows = s == plan.strips - 2 ? plan.nextToLastRows
-                              : static_cast<int>(std::min<int64_t>(MR, m - row0));
+  const bool full = s < plan.fullStrips;
+  row0 = full ? s * MR : plan.fullStrips * MR + (s - plan.fullStrips) * plan.shortRows;
+  rows = s == plan.strips - 1 ? static_cast<int>(m - row0) : full ? MR : plan.shortRows;
 }
 
 } // namespace

@@ -34,8 +34,10 @@ std::vector<Gemm> kernelCases() {
   std::mt19937 rng(21);
   const int32_t posts[] = {KILN_POST_NONE, KILN_POST_RELU, KILN_POST_CLIP, KILN_POST_GELU_ERF,
                            KILN_POST_GELU_TANH};
-  for (int64_t m : {3, 5, 6, 7, 8, 10, 12, 13, 25, 50, 197}) // every remainder of 6 and 8
-    for (int64_t n : {1, 16, 17, 24, 40, 100})               // 24, 40: the AVX2 4 x 24 tail tile
+  // Every remainder of 6 and 8; AVX2's strips of 5 and 6 rows from 20 rows on (20 = 4 x 5,
+  // 50 = 5 x 6 + 4 x 5, 64 = 9 x 6 + 2 x 5) and the shared last two below (13, 19).
+  for (int64_t m : {3, 5, 6, 7, 8, 10, 12, 13, 19, 20, 25, 50, 64, 197})
+    for (int64_t n : {1, 16, 17, 24, 40, 100}) // 24, 40: the AVX2 4 x 24 tail tile
       for (int64_t k : {1, 9, 16, 24, 32, 256, 257, 600, 768, 769, 1600}) {
         Gemm t{m, n, k, rng() % 2 == 0, rng() % 2 == 0, rng() % 2 == 0, posts[rng() % 5]};
         v.push_back(t);
