@@ -11,7 +11,7 @@ include_dir=${KILN_INCLUDE_DIR:-$(cd "$(dirname "$0")/../../include" && pwd)}
 rm -rf "$work" && mkdir -p "$work"
 "$kiln" compile "$model" -o "$work/model.so" --keep-sources >/dev/null 2>&1
 asm="$work/kernels.s"
-g++ -O3 -march=native -fopenmp -fno-math-errno -fno-trapping-math -I"$include_dir" -S \
+g++ -O3 -march=native -mtune-ctrl=use_gather -fopenmp -fno-math-errno -fno-trapping-math -I"$include_dir" -S \
   -o "$asm" "$work/model.so.src/kernels_0.cpp"
 packed=$(grep -cE '\b(v(add|mul|max|min|fmadd[0-9]*|sub)ps)\b.*%(x|y|z)mm' "$asm" || true)
 vector_math=$(grep -cE 'call\s+_ZGV[a-zA-Z]+[0-9]+v_(tanhf|expf)' "$asm" || true)

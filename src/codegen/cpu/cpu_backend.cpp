@@ -468,7 +468,12 @@ public:
       f.text = fmt::format("#include \"{}\"\n#include <limits>\n\n", kKernelFirstHeader);
       for (size_t j = i; j < std::min(unique.size(), i + perFile); ++j)
         f.text += unique[j] + forwarders[j];
-      f.flags = {"-O3", "-march=" + arch_, "-fopenmp", "-fno-math-errno", "-fno-trapping-math"};
+      // use_gather: GCC's tuning for Zen 1-2 (and -mtune=generic) turns AVX2 gathers off, and
+      // an omp simd loop that needs one (a padded window's clamped index: MaxPool) then stays
+      // scalar; the ResNet stem's MaxPool ran 1.6x faster with them on Zen 2 (docs/perf.md,
+      // session 43). A no-op where the tuning has them on already.
+      f.flags = {"-O3",      "-march=" + arch_, "-mtune-ctrl=use_gather",
+                 "-fopenmp", "-fno-math-errno", "-fno-trapping-math"};
       f.precompiledHeader = kKernelFirstHeader;
       files.push_back(std::move(f));
     }
