@@ -101,7 +101,9 @@ CompileStats compileModel(const CompileOptions &opts) {
 
   clock.start("generate");
   bool embed = !opts.externalWeights;
-  std::unique_ptr<codegen::DeviceOps> ops = codegen::makeDeviceOps(opts.target);
+  sched::Target buildTarget = opts.target;
+  buildTarget.hostGatherFlag = isa.gatherFlag;
+  std::unique_ptr<codegen::DeviceOps> ops = codegen::makeDeviceOps(buildTarget);
   codegen::BuildStamp stamp{isa.name, isa.features, kilnVersion()};
   codegen::GeneratedModel gm =
       codegen::generateModel(*graph, prog, *ops, opts.kernelsPerFile, stamp);

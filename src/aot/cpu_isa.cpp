@@ -5,6 +5,7 @@
 #include "support/error.h"
 
 #include <cstdio>
+#include <iterator>
 #include <optional>
 #include <regex>
 #include <set>
@@ -40,12 +41,19 @@ private:
   FILE *p_;
 };
 
+// GCC's tuning name for "use 8-lane gathers" (x86-tune.def; newer releases may spell it with
+// its lane count). An unknown name is an error, so the one g++ accepts is asked once.
+constexpr const char *kGatherFlags[] = {"-mtune-ctrl=use_gather", "-mtune-ctrl=use_gather_8parts"};
+
 /// What g++ says of -march=`cpu`: its name and features (resolveCpuIsa's answer).
 CpuIsa queryCompiler(const std::string &cpu) {
-  // Both g++ queries run at once: each costs a compiler start, a good part of a warm compile.
+  // The g++ queries run at once: each costs a compiler start, a good part of a warm compile.
   Captured macroQuery("g++ -march=" + cpu + " -dM -E -x c++ /dev/null");
   std::optional<Captured> nameQuery;
   if (cpu == "native") nameQuery.emplace("g++ -march=native -Q --help=target");
+  std::optional<Captured> gatherQuery[std::size(kGatherFlags)];
+  for (size_t i = 0; i < std::size(kGatherFlags); ++i)
+    gatherQuery[i].emplace("g++ -march=" + cpu + " " + kGatherFlags[i] + " -E -x c++ /dev/null");
   auto [macros, ok] = macroQuery.finish();
   if (!ok) {
     std::string first = macros.substr(0, macros.find('\n'));
@@ -53,7 +61,9 @@ CpuIsa queryCompiler(const std::string &cpu) {
          "x86-64-v4 or a -march name g++ knows",
          cpu, cpu, first);
   }
-  CpuIsa isa{cpu, cpu, ""};
+  CpuIsa isa{cpu, cpu, "", ""};
+  for (size_t i = 0; i < std::size(kGatherFlags); ++i)
+    if (gatherQuery[i]->finish().second && isa.gatherFlag.empty()) isa.gatherFlag = kGatherFlags[i];
   std::set<std::string> defined;
   std::regex define("#define (\\w+) ");
   for (auto it = std::sregex_iterator(macros.begin(), macros.end(), define);
@@ -80,15 +90,16 @@ CpuIsa resolveCpuIsa(const std::string &cpu, const std::string &cacheDir) {
          "(e.g. skylake-avx512)",
          cpu);
   // A failed query throws, so only answers g++ gave are stored.
-  std::string key = "cpu-isa v1\n" + cpu + "\n" + toolIdentity("g++") + "\n" +
+  std::string key = "cpu-isa v2\n" + cpu + "\n" + toolIdentity("g++") + "\n" +
                     (cpu == "native" ? cpuIdentity() : std::string());
   std::string record = cachedProbe(cacheDir, key, [&] {
     CpuIsa isa = queryCompiler(cpu);
-    return isa.name + "\n" + isa.features;
+    return isa.name + "\n" + isa.features + "\n" + isa.gatherFlag;
   });
-  size_t nl = record.find('\n');
-  if (nl == std::string::npos) return queryCompiler(cpu);
-  return CpuIsa{cpu, record.substr(0, nl), record.substr(nl + 1)};
+  const size_t nl = record.find('\n'), nl2 = record.find('\n', nl + 1);
+  if (nl == std::string::npos || nl2 == std::string::npos) return queryCompiler(cpu);
+  return CpuIsa{cpu, record.substr(0, nl), record.substr(nl + 1, nl2 - nl - 1),
+                record.substr(nl2 + 1)};
 }
 
 } // namespace kiln::aot

@@ -70,7 +70,9 @@ public:
 };
 
 /// C++ with OpenMP over outer loops and `omp simd` inner loops, built for `hostArch`.
-std::unique_ptr<KernelBackend> makeCpuBackend(const std::string &hostArch);
+/// `gatherFlag`: an extra g++ option for the kernels (CpuIsa::gatherFlag), or empty.
+std::unique_ptr<KernelBackend> makeCpuBackend(const std::string &hostArch,
+                                              const std::string &gatherFlag);
 /// CUDA C++ kernels launched with cuLaunchKernel, built into one fatbin for `target`'s archs.
 std::unique_ptr<KernelBackend> makeCudaBackend(const sched::Target &target);
 

@@ -69,8 +69,10 @@ struct Target {
   // or, while autotuning, the index of the candidate every kernel takes (-1: none).
   std::shared_ptr<const TuningTable> tuning;
   int tuneVariant = -1;
-  // Host code of the model (wrapper, shape kernels): the -march to build it for.
+  // Host code of the model (wrapper, shape kernels): the -march to build it for, and the g++
+  // option letting its kernels use gathers (aot/cpu_isa.h; empty: none).
   std::string hostArch = "native";
+  std::string hostGatherFlag;
 
   static Target cpu() { return Target{}; }
   static Target cuda(std::vector<std::string> archs) {

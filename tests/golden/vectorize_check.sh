@@ -11,7 +11,12 @@ include_dir=${KILN_INCLUDE_DIR:-$(cd "$(dirname "$0")/../../include" && pwd)}
 rm -rf "$work" && mkdir -p "$work"
 "$kiln" compile "$model" -o "$work/model.so" --keep-sources >/dev/null 2>&1
 asm="$work/kernels.s"
-g++ -O3 -march=native -mtune-ctrl=use_gather -fopenmp -fno-math-errno -fno-trapping-math -I"$include_dir" -S \
+# kiln's kernel flags, with the gather tuning option this g++ accepts (aot/cpu_isa.cpp).
+gather=
+for flag in -mtune-ctrl=use_gather -mtune-ctrl=use_gather_8parts; do
+  if g++ -march=native "$flag" -E -x c++ /dev/null >/dev/null 2>&1; then gather=$flag && break; fi
+done
+g++ -O3 -march=native $gather -fopenmp -fno-math-errno -fno-trapping-math -I"$include_dir" -S \
   -o "$asm" "$work/model.so.src/kernels_0.cpp"
 packed=$(grep -cE '\b(v(add|mul|max|min|fmadd[0-9]*|sub)ps)\b.*%(x|y|z)mm' "$asm" || true)
 vector_math=$(grep -cE 'call\s+_ZGV[a-zA-Z]+[0-9]+v_(tanhf|expf)' "$asm" || true)
@@ -22,6 +27,14 @@ if [[ "$packed" -lt 4 ]]; then
 fi
 if [[ "$mode" != no-math && "$vector_math" -lt 1 ]]; then
   echo "FAIL: tanh/exp in the loop is not a libmvec vector call (see $asm)"
+  exit 1
+fi
+# And the library kiln built (its own flags): the same packed arithmetic in its code.
+shipped=$(objdump -d --no-show-raw-insn "$work/model.so" |
+  grep -cE '\b(v(add|mul|max|min|fmadd[0-9]*|sub)ps)\b.*%(x|y|z)mm' || true)
+echo "packed float instructions in model.so: $shipped"
+if [[ "$shipped" -lt 4 ]]; then
+  echo "FAIL: kiln's own build of the kernels did not vectorize (objdump -d $work/model.so)"
   exit 1
 fi
 echo "PASS"

@@ -136,7 +136,7 @@ std::string kernel(int id, int in, int out, const char *scale, const char *origi
 }
 
 TEST(KernelSources, DuplicateKernelsAreCompiledOnceAndForwarded) {
-  auto backend = kiln::codegen::makeCpuBackend("x86-64");
+  auto backend = kiln::codegen::makeCpuBackend("x86-64", "");
   std::vector<std::string> kernels = {kernel(0, 3, 4, "2.0f", "/l0/Mul"),
                                       kernel(1, 4, 5, "3.0f", "/l0/Mul2"),
                                       kernel(2, 8, 9, "2.0f", "/l1/Mul")};

@@ -434,7 +434,8 @@ std::string kernelName(const std::string &text) {
 
 class CpuBackend final : public KernelBackend {
 public:
-  explicit CpuBackend(std::string arch) : arch_(std::move(arch)) {}
+  CpuBackend(std::string arch, std::string gatherFlag)
+      : arch_(std::move(arch)), gatherFlag_(std::move(gatherFlag)) {}
   const char *name() const override { return "cpu"; }
   KernelSource printGroup(const loop::KernelGroup &g, const KernelSignature &sig,
                           const SymbolNamer &modelSymbol, sym::Context &ctx) const override {
@@ -468,12 +469,12 @@ public:
       f.text = fmt::format("#include \"{}\"\n#include <limits>\n\n", kKernelFirstHeader);
       for (size_t j = i; j < std::min(unique.size(), i + perFile); ++j)
         f.text += unique[j] + forwarders[j];
-      // use_gather: GCC's tuning for Zen 1-2 (and -mtune=generic) turns AVX2 gathers off, and
-      // an omp simd loop that needs one (a padded window's clamped index: MaxPool) then stays
-      // scalar; the ResNet stem's MaxPool ran 1.6x faster with them on Zen 2 (docs/perf.md,
-      // session 43). A no-op where the tuning has them on already.
-      f.flags = {"-O3",      "-march=" + arch_, "-mtune-ctrl=use_gather",
-                 "-fopenmp", "-fno-math-errno", "-fno-trapping-math"};
+      f.flags = {"-O3", "-march=" + arch_, "-fopenmp", "-fno-math-errno", "-fno-trapping-math"};
+      // GCC's tuning for Zen 1-2 (and -mtune=generic) turns AVX2 gathers off, and an omp simd
+      // loop that needs one (a padded window's clamped index: MaxPool) then stays scalar; such
+      // a MaxPool ran 1.6x faster with them on Zen 2 (docs/perf.md, session 43). A no-op
+      // where the tuning has them on already.
+      if (!gatherFlag_.empty()) f.flags.push_back(gatherFlag_);
       f.precompiledHeader = kKernelFirstHeader;
       files.push_back(std::move(f));
     }
@@ -481,13 +482,14 @@ public:
   }
 
 private:
-  std::string arch_;
+  std::string arch_, gatherFlag_;
 };
 
 } // namespace
 
-std::unique_ptr<KernelBackend> makeCpuBackend(const std::string &hostArch) {
-  return std::make_unique<CpuBackend>(hostArch);
+std::unique_ptr<KernelBackend> makeCpuBackend(const std::string &hostArch,
+                                              const std::string &gatherFlag) {
+  return std::make_unique<CpuBackend>(hostArch, gatherFlag);
 }
 
 } // namespace kiln::codegen

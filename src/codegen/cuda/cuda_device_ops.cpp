@@ -21,7 +21,7 @@ std::string checked(const std::string &call, const std::string &what) {
 class CudaDeviceOps final : public DeviceOps {
 public:
   explicit CudaDeviceOps(const sched::Target &t)
-      : kernels_(makeCudaBackend(t)), host_(makeCpuBackend(t.hostArch)),
+      : kernels_(makeCudaBackend(t)), host_(makeCpuBackend(t.hostArch, t.hostGatherFlag)),
         arch_(fmt::format("\"{}\"", fmt::join(t.cudaArchs, ","))) {}
   const char *deviceName() const override { return "cuda"; }
   std::string includes() const override {

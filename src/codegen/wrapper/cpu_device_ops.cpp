@@ -8,7 +8,8 @@ namespace {
 
 class CpuDeviceOps final : public DeviceOps {
 public:
-  explicit CpuDeviceOps(const sched::Target &t) : backend_(makeCpuBackend(t.hostArch)) {}
+  explicit CpuDeviceOps(const sched::Target &t)
+      : backend_(makeCpuBackend(t.hostArch, t.hostGatherFlag)) {}
   const char *deviceName() const override { return "cpu"; }
   std::string includes() const override { return "#include <omp.h>\n"; }
   std::string runPrologue() const override { return ""; }
