@@ -268,13 +268,13 @@ struct Plan {
 /// `fiveRowStrips` false keeps MR-row strips but the last two (the lean tile of 1x1 convs runs
 /// whole strips only).
 void planStrips(Plan &plan, int64_t m, bool fiveRowStrips) {
-  const int64_t strips = (m + MR - 1) / MR, tail = m % MR, fives = strips * MR - m;
+  const int64_t strips = (m + MR - 1) / MR, tail = m % MR, short1 = strips * MR - m;
   plan.fullStrips = strips;
   plan.shortRows = MR;
   if (tail == 0) return;
-  if (fiveRowStrips && fives <= strips && MR == 6) {
-    plan.fullStrips = strips - fives;
-    plan.shortRows = 5;
+  if (fiveRowStrips && short1 <= strips) { // strips of MR and MR - 1 rows add up to m
+    plan.fullStrips = strips - short1;
+    plan.shortRows = MR - 1;
   } else if (m > MR && tail < 4) {
     plan.fullStrips = strips - 2;
     plan.shortRows = static_cast<int>((MR + tail + 1) / 2);
