@@ -31,6 +31,10 @@ struct ChainSchedule {
   /// depthwise conv. 0: never lanes. (KILN_CONV_CHAIN_LANE_ROWS; default 3 with AVX-512, 4
   /// below it.)
   int64_t minLaneRows;
+  /// The expansion writes its rows in 16-channel blocks for the depthwise conv where kiln's
+  /// AVX2 GEMM runs it (ownGemmBlocksFit) and the channels are whole blocks; else NHWC rows.
+  /// (KILN_CONV_CHAIN_BLOCKS=0: always NHWC.)
+  bool expandInBlocks;
 };
 
 /// The schedule of shim calls (environment read once).

@@ -15,7 +15,8 @@ namespace kiln::rt::dw {
 template <class V> struct Ctx {
   using Reg = typename V::Reg;
   const float *rows[3]; // tap rows at the current channel offset (nullptr: padding)
-  int64_t C;            // channel stride of a pixel
+  int64_t C;            // stride of an output pixel
+  int64_t inC;          // stride of an input pixel (C, or the channel block's width)
   Reg wk[9], b, lo, hi;
 
   // max/min return their second operand when one is NaN: a NaN sum stays NaN.
@@ -29,11 +30,11 @@ template <class V, int R0, int R1, int C0, int C1>
   Reg acc[3];
 #pragma GCC unroll 3
   for (int kh = R0; kh < R1; ++kh) {
-    const float *r = k.rows[kh] + ix0 * k.C;
-    Reg a = kh == R0 ? k.b : V::mul(V::load(r + C0 * k.C), k.wk[kh * 3 + C0]);
+    const float *r = k.rows[kh] + ix0 * k.inC;
+    Reg a = kh == R0 ? k.b : V::mul(V::load(r + C0 * k.inC), k.wk[kh * 3 + C0]);
 #pragma GCC unroll 3
     for (int kw = kh == R0 ? C0 : C0 + 1; kw < C1; ++kw)
-      a = V::fma(V::load(r + kw * k.C), k.wk[kh * 3 + kw], a);
+      a = V::fma(V::load(r + kw * k.inC), k.wk[kh * 3 + kw], a);
     acc[kh] = a;
   }
   Reg s = acc[R0];
@@ -43,32 +44,36 @@ template <class V, int R0, int R1, int C0, int C1>
   return s;
 }
 
-// Two neighbouring output pixels (ox, ox + 1) with all three tap columns inside the row:
-// the columns they share (one at stride 2, two at stride 1) are loaded once, 6 or 7.5 loads a
-// pixel instead of 9, and each pixel is one chain of FMAs from the bias (no adds).
-template <class V, int R0, int R1, int S>
-[[gnu::always_inline]] inline void pixelPair(const Ctx<V> &k, int64_t ix0, typename V::Reg &outA,
-                                             typename V::Reg &outB) {
+// P neighbouring output pixels (ox .. ox + P - 1) with all three tap columns inside the row:
+// each input column is loaded once for the pixels that share it, and each pixel is one chain
+// of FMAs from the bias (no adds). P chains in flight hide the FMA latency.
+template <class V, int R0, int R1, int S, int P>
+[[gnu::always_inline]] inline void pixelGroup(const Ctx<V> &k, int64_t ix0, typename V::Reg *out) {
   using Reg = typename V::Reg;
-  Reg a = k.b, b = k.b;
+  Reg acc[P];
+#pragma GCC unroll 8
+  for (int q = 0; q < P; ++q)
+    acc[q] = k.b;
 #pragma GCC unroll 3
   for (int kh = R0; kh < R1; ++kh) {
-    const float *r = k.rows[kh] + ix0 * k.C;
-#pragma GCC unroll 5
-    for (int col = 0; col < 3 + S; ++col) {
-      const Reg x = V::load(r + col * k.C);
-      if (col < 3) a = V::fma(x, k.wk[kh * 3 + col], a);
-      if (col >= S) b = V::fma(x, k.wk[kh * 3 + col - S], b);
+    const float *r = k.rows[kh] + ix0 * k.inC;
+#pragma GCC unroll 16
+    for (int col = 0; col < (P - 1) * S + 3; ++col) {
+      const Reg x = V::load(r + col * k.inC);
+#pragma GCC unroll 8
+      for (int q = 0; q < P; ++q)
+        if (col >= q * S && col < q * S + 3) acc[q] = V::fma(x, k.wk[kh * 3 + col - q * S], acc[q]);
     }
   }
-  outA = a;
-  outB = b;
+#pragma GCC unroll 8
+  for (int q = 0; q < P; ++q)
+    out[q] = acc[q];
 }
 
-// fullRow at stride S (1 or 2), the inner pixels in pairs. Inlined, as is fullRow: called,
-// each row paid for copying the Ctx (MobileNetV2's 7- and 14-wide maps ran 1.1-1.7x slower).
-// Zen 3, the band shapes of MobileNetV2 (4 output rows, data in cache): stride 1 0.82-0.98x
-// of the time of single pixels, stride 2 0.94-1.03x (docs/perf.md, session 36).
+// fullRow at stride S (1 or 2), the inner pixels in groups (pixelGroup). Inlined, as is fullRow:
+// called, each row paid for copying the Ctx (MobileNetV2's 7- and 14-wide maps ran 1.1-1.7x
+// slower). Zen 3, the band shapes of MobileNetV2 (4 output rows, data in cache): stride 1
+// 0.82-0.98x of the time of single pixels, stride 2 0.94-1.03x (docs/perf.md, session 36).
 template <class V, int R0, int R1, int S>
 [[gnu::always_inline]] inline void fullRowS(const Ctx<V> k, const DwConvParams &p, float *yRow,
                                             int64_t oxIn0, int64_t oxIn1) {
@@ -76,11 +81,22 @@ template <class V, int R0, int R1, int S>
   int64_t ox = 0;
   for (; ox < oxIn0; ++ox) // left border: tap column 0 is padding
     V::store(yRow + ox * C, k.clamp(pixel<V, R0, R1, 1, 3>(k, ox * S - padLeft)));
+  // Four pixels at stride 1, two at stride 2 (whose groups read more columns): MobileNetV2
+  // 1% faster at 1 thread on Zen 2 than pairs everywhere; four at stride 2 was 1.2-1.3x
+  // slower on its maps (docs/perf.md, session 44).
+  constexpr int P = S == 1 ? 4 : 2;
+  for (; ox + P <= oxIn1; ox += P) {
+    typename V::Reg o[P];
+    pixelGroup<V, R0, R1, S, P>(k, ox * S - padLeft, o);
+#pragma GCC unroll 8
+    for (int q = 0; q < P; ++q)
+      V::store(yRow + (ox + q) * C, k.clamp(o[q]));
+  }
   for (; ox + 2 <= oxIn1; ox += 2) {
-    typename V::Reg a, b;
-    pixelPair<V, R0, R1, S>(k, ox * S - padLeft, a, b);
-    V::store(yRow + ox * C, k.clamp(a));
-    V::store(yRow + (ox + 1) * C, k.clamp(b));
+    typename V::Reg o[2];
+    pixelGroup<V, R0, R1, S, 2>(k, ox * S - padLeft, o);
+    V::store(yRow + ox * C, k.clamp(o[0]));
+    V::store(yRow + (ox + 1) * C, k.clamp(o[1]));
   }
   for (; ox < oxIn1; ++ox)
     V::store(yRow + ox * C, k.clamp(pixel<V, R0, R1, 0, 3>(k, ox * S - padLeft)));
@@ -104,6 +120,12 @@ template <class V, int R0, int R1>
     V::store(yRow + ox * k.C, k.clamp(pixel<V, R0, R1, 0, 2>(k, ox * s - p.padLeft)));
 }
 
+// Where input row iy of image n starts for channel c (NHWC, or channel blocks: dwconv.h).
+inline int64_t inputOffset(const DwConvParams &p, int64_t n, int64_t iy, int64_t c) {
+  if (!p.inBlock) return (n * p.h + iy) * p.w * p.c + c;
+  return c / p.inBlock * p.inBlockStride + c % p.inBlock + (n * p.h + iy) * p.w * p.inBlock;
+}
+
 template <class V>
 void rows(const DwConvParams &p, const float *x, const float *packed, const float *bias, float *y,
           int64_t n, int64_t oy0, int64_t oy1, int64_t c0, int64_t c1) {
@@ -117,6 +139,7 @@ void rows(const DwConvParams &p, const float *x, const float *packed, const floa
   const bool wideEnough = W >= 3 && oxIn0 <= oxIn1 && oxIn0 <= 1 && p.ow - oxIn1 <= 1;
   Ctx<V> k;
   k.C = C;
+  k.inC = p.inBlock ? p.inBlock : C;
   k.lo = V::bcast(p.clipMin);
   k.hi = V::bcast(p.clipMax);
   // Channel blocks outside, rows inside: the weights stay in registers and the 3 input rows
@@ -130,7 +153,7 @@ void rows(const DwConvParams &p, const float *x, const float *packed, const floa
       const int64_t iy0 = oy * s - p.padTop;
       for (int kh = 0; kh < 3; ++kh) {
         int64_t iy = iy0 + kh;
-        k.rows[kh] = iy >= 0 && iy < p.h ? x + ((n * p.h + iy) * W) * C + c : nullptr;
+        k.rows[kh] = iy >= 0 && iy < p.h ? x + inputOffset(p, n, iy, c) : nullptr;
       }
       float *yRow = y + ((n * p.oh + oy) * p.ow) * C + c;
       const bool r0 = k.rows[0], r1 = k.rows[1], r2 = k.rows[2];
@@ -152,7 +175,7 @@ void rows(const DwConvParams &p, const float *x, const float *packed, const floa
           for (int kw = 0; kw < 3; ++kw) {
             int64_t ix = ix0 + kw;
             if (ix < 0 || ix >= W) continue;
-            acc = V::fma(V::loadN(k.rows[kh] + ix * C, lanes), k.wk[kh * 3 + kw], acc);
+            acc = V::fma(V::loadN(k.rows[kh] + ix * k.inC, lanes), k.wk[kh * 3 + kw], acc);
           }
         }
         V::storeN(yRow + ox * C, k.clamp(acc), lanes);

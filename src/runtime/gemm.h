@@ -26,7 +26,24 @@ enum class GemmPost : int { Clamp, GeluErf, GeluTanh };
 /// and the activation; the residual may be C itself.
 struct GemmParams : GemvParams {
   GemmPost post = GemmPost::Clamp;
+  /// 0: C is row-major (rows ldc apart). Else C is in blocks of one 16-column panel each:
+  /// columns [16 j, 16 j + 16) at c + j * cBlockStride, rows ldc (16) apart, as a conv chain's
+  /// depthwise conv reads its input (dwconv.h). gemmAvx2 only, N a multiple of 16, no residual,
+  /// no fast scheme (gemmAvx2WritesBlocks).
+  int64_t cBlockStride = 0;
 };
+
+/// Row `row` of C's panel that starts at column col0 (a multiple of 16), in either layout.
+[[gnu::always_inline]] inline float *cPanelRow(const GemmParams &g, float *c, int64_t row,
+                                               int64_t col0) {
+  if (g.cBlockStride) return c + col0 / kGemvPanel * g.cBlockStride + row * g.ldc;
+  return c + row * g.ldc + col0;
+}
+
+/// Whether gemmAvx2 can write g's C in panel blocks (GemmParams::cBlockStride).
+inline bool gemmAvx2WritesBlocks(const GemmParams &g) {
+  return g.n % kGemvPanel == 0 && g.residual == nullptr && g.ldc == kGemvPanel;
+}
 
 /// Rows of A per register tile (gemmAvx2, gemmAvx512).
 constexpr int64_t kGemmTileRows = 6;

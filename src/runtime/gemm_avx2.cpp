@@ -62,7 +62,7 @@ void runItem(const GemmParams &g, const Plan &plan, const float *a, const float 
       sharePrefetch(t, next, kc, s - s0, s1 - s0);
       int64_t row0;
       stripSpan(plan, g.m, s, row0, t.rows);
-      t.c = c + row0 * g.ldc + col0;
+      t.c = cPanelRow(g, c, row0, col0);
       t.r = t.last && plan.residual ? plan.residual + row0 * g.ldr + col0 : nullptr;
       Rows rows;
       for (int i = 0; i < t.rows; ++i)
@@ -78,7 +78,7 @@ void gemmAvx2(const GemmParams &g, const float *a, const float *packedB, float *
   if (g.m <= 0 || g.n <= 0 || g.k <= 0) return;
   // N 8 past a whole panel: the last 24 columns on the 4 x 24 tile (gemm_avx2_tail.cpp), in
   // items of 12 of its strips after the 6 x 16 tiles' items.
-  const bool tail = g.n % NR == 8 && g.n >= 24;
+  const bool tail = g.n % NR == 8 && g.n >= 24 && !g.cBlockStride;
   GemmParams head = g;
   if (tail) head.n = g.n - 24;
   Plan plan;

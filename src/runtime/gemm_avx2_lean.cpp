@@ -107,11 +107,11 @@ void leanStrips(const GemmParams &g, const float *a, const float *panel, float *
       for (int i = 0; i < MR; ++i) {
         const int64_t next = r + MR + i;
         _mm_prefetch(reinterpret_cast<const char *>(g.residual + next * g.ldr + col0), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char *>(c + next * g.ldc + col0), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char *>(cPanelRow(g, c, next, col0)), _MM_HINT_T0);
       }
     leanTile<K>(a + r * g.lda, g.lda, panel, g.k, g.bias ? bias : nullptr,
                 g.residual ? g.residual + r * g.ldr + col0 : nullptr, g.ldr,
-                clamp ? bounds : nullptr, c + r * g.ldc + col0, g.ldc);
+                clamp ? bounds : nullptr, cPanelRow(g, c, r, col0), g.ldc);
   }
 }
 

@@ -98,7 +98,27 @@ struct ChainCall {
   float *y;
   ClampBounds dwClamp;
   int64_t site, expandSite, projectSite;
+  bool blocks; // expanded rows in 16-channel blocks (ChainSchedule::expandInBlocks)
 };
+
+constexpr int64_t kBlock = kGemvPanel; // channels per block of expanded rows
+
+/// Keeps expanded rows [need0, have1) of the band, which start `drop` rows into the buffer:
+/// moved to its front, in each channel block when the rows are in blocks.
+void keepHalo(const ChainCall &c, float *expanded, int64_t drop, int64_t keep,
+              int64_t blockStride) {
+  const ChainGeometry &g = c.g;
+  if (!c.blocks) {
+    const int64_t rowE = g.w * g.ce;
+    std::memmove(expanded, expanded + drop * rowE, sizeof(float) * keep * rowE);
+    return;
+  }
+  const int64_t row = g.w * kBlock;
+  for (int64_t j = 0; j < g.ce / kBlock; ++j) {
+    float *block = expanded + j * blockStride;
+    std::memmove(block, block + drop * row, sizeof(float) * keep * row);
+  }
+}
 
 /// Output rows [oy0, oy1) of image img, in bands of `band` rows, through r's GEMMs and the
 /// buffers b. The expanded rows one band shares with the next (the depthwise halo) are kept.
@@ -107,8 +127,8 @@ int runRows(Runner &r, const ChainCall &c, BandBuffers &b, int64_t img, int64_t 
   const ChainGeometry &g = c.g;
   const kiln_conv_chain_params_v1 &p = *c.p;
   const int dw = p.count - 2;
+  const int64_t maxIn = std::min(g.h, (band - 1) * g.stride + 3);
   try {
-    const int64_t maxIn = std::min(g.h, (band - 1) * g.stride + 3);
     if (g.expand && b.expanded.size() < static_cast<size_t>(maxIn * g.w * g.ce))
       b.expanded.resize(maxIn * g.w * g.ce);
     if (b.filtered.size() < static_cast<size_t>(band * g.ow * g.ce))
@@ -118,7 +138,10 @@ int runRows(Runner &r, const ChainCall &c, BandBuffers &b, int64_t img, int64_t 
                 static_cast<long long>(c.site));
   }
   float *expanded = b.expanded.data(), *filtered = b.filtered.data();
-  const int64_t rowIn = g.w * g.cin, rowE = g.w * g.ce, rowOut = g.ow * g.cout;
+  const int64_t rowIn = g.w * g.cin, rowOut = g.ow * g.cout;
+  // Expanded row i of the band at expanded + i * rowE (NHWC), or, in blocks, channel block j
+  // of it at expanded + j * blockStride + i * rowE.
+  const int64_t rowE = c.blocks ? g.w * kBlock : g.w * g.ce, blockStride = maxIn * g.w * kBlock;
   const float *xi = c.x + img * g.h * rowIn;
   int64_t have0 = 0, have1 = 0; // input rows whose expansion `expanded` holds
   for (int64_t b0 = oy0; b0 < oy1; b0 += band) {
@@ -129,15 +152,18 @@ int runRows(Runner &r, const ChainCall &c, BandBuffers &b, int64_t img, int64_t 
     if (g.expand) {
       int64_t from = need0;
       if (need0 >= have0 && need0 < have1) {
-        std::memmove(expanded, expanded + (need0 - have0) * rowE,
-                     sizeof(float) * (have1 - need0) * rowE);
+        keepHalo(c, expanded, need0 - have0, have1 - need0, blockStride);
         from = have1;
       }
       if (from < need1) {
         kiln_matmul_params_v1 e =
             pointwiseGemm((need1 - from) * g.w, g.cin, g.ce, c.bias[0], p.conv[0]);
-        if (int st = matmulForward(r, c.expandSite, xi + from * rowIn, c.w[0], c.bias[0], nullptr,
-                                   expanded + (from - need0) * rowE, e, 1))
+        const float *a = xi + from * rowIn;
+        float *out = expanded + (from - need0) * rowE;
+        if (int st = c.blocks
+                         ? ownGemmForwardBlocks(r, c.expandSite, a, c.w[0], c.bias[0], out, e,
+                                                blockStride)
+                         : matmulForward(r, c.expandSite, a, c.w[0], c.bias[0], nullptr, out, e, 1))
           return st;
       }
       have0 = need0;
@@ -156,6 +182,10 @@ int runRows(Runner &r, const ChainCall &c, BandBuffers &b, int64_t img, int64_t 
     d.padLeft = g.padLeft;
     d.clipMin = c.dwClamp.lo;
     d.clipMax = c.dwClamp.hi;
+    if (c.blocks) {
+      d.inBlock = kBlock;
+      d.inBlockStride = blockStride;
+    }
     dwConv3x3Nhwc(d, rows, c.packedDw, c.bias[dw], filtered);
 
     const int64_t out = img * g.oh * rowOut + b0 * rowOut;
@@ -232,7 +262,9 @@ ChainSchedule defaultChainSchedule() {
     const char *lanes = std::getenv("KILN_CONV_CHAIN_LANE_ROWS");
     long kb = band ? std::atol(band) : 0, rows = lanes ? std::atol(lanes) : -1;
     const int64_t byIsa = usableIsaBits() >= 512 ? 3 : 4;
-    return ChainSchedule{static_cast<size_t>(kb > 0 ? kb : 384) * 1024, rows >= 0 ? rows : byIsa};
+    const char *blocks = std::getenv("KILN_CONV_CHAIN_BLOCKS");
+    return ChainSchedule{static_cast<size_t>(kb > 0 ? kb : 384) * 1024, rows >= 0 ? rows : byIsa,
+                         !(blocks && std::strcmp(blocks, "0") == 0)};
   }();
   return schedule;
 }
@@ -299,6 +331,9 @@ int convChainForward(Runner &r, int64_t site, const float *x, const int64_t *xDi
   c.y = y;
   c.dwClamp = clampBounds(p.conv[dw]);
   c.site = site;
+  c.blocks = schedule.expandInBlocks && c.g.expand && c.g.ce % kBlock == 0 &&
+             ownGemmBlocksFit(pointwiseGemm(c.g.w, c.g.cin, c.g.ce, bias[0], p.conv[0]),
+                              r.isConstant(w[0]));
   // The GEMMs' cache sites: negative, so they never meet a matmul call site's entries.
   c.expandSite = -(site * 4 + 1);
   c.projectSite = -(site * 4 + 2);

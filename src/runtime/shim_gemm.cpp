@@ -168,6 +168,28 @@ int ownGemmForward(Runner &r, int64_t site, const float *a, const float *b, cons
   }
 }
 
+bool ownGemmBlocksFit(const kiln_matmul_params_v1 &p, bool constantB) {
+  return !avx512Tiles() && ownGemmFits(p, constantB, nullptr, nullptr) && p.n % kGemvPanel == 0 &&
+         !strassenFits(p.m, p.n, p.k);
+}
+
+int ownGemmForwardBlocks(Runner &r, int64_t site, const float *a, const float *b,
+                         const float *addend, float *c, const kiln_matmul_params_v1 &p,
+                         int64_t blockStride) {
+  try {
+    GemmParams g;
+    static_cast<GemvParams &>(g) = weightGemmParams(p, addend, nullptr);
+    g.post = postOf(p.post_op);
+    g.ldc = kGemvPanel;
+    g.cBlockStride = blockStride;
+    gemmAvx2(g, a, packedWeights(r, site, b, p), c);
+    return KILN_OK;
+  } catch (const std::bad_alloc &) {
+    return fail(KILN_ERR_OUT_OF_MEMORY, "matmul site %lld: out of memory",
+                static_cast<long long>(site));
+  }
+}
+
 bool ownGemmMultiFits(Runner &r, const float *const *b, const kiln_matmul_multi_params_v1 &p) {
   if (!ownGemmRouteOn() || p.m <= 0 || !tileFits(p.m, multiTotalN(p), p.k)) return false;
   for (int32_t g = 0; g < p.count; ++g)

@@ -80,6 +80,17 @@ bool ownGemmFits(const kiln_matmul_params_v1 &p, bool constantB, const float *re
 int ownGemmForward(Runner &r, int64_t site, const float *a, const float *b, const float *addend,
                    const float *residual, float *c, const kiln_matmul_params_v1 &p);
 
+/// Whether ownGemmForwardBlocks takes this GEMM: it fits ownGemmFits (no residual) on the
+/// AVX2 tiles, takes no fast scheme and N is whole 16-column panels.
+bool ownGemmBlocksFit(const kiln_matmul_params_v1 &p, bool constantB);
+
+/// The GEMM through kiln's AVX2 GEMM, C written in blocks of one 16-column panel each,
+/// `blockStride` floats apart (GemmParams::cBlockStride; p.ldc is ignored): the conv chain's
+/// expansion for its depthwise conv (dwconv.h, DwConvParams::inBlock).
+int ownGemmForwardBlocks(Runner &r, int64_t site, const float *a, const float *b,
+                         const float *addend, float *c, const kiln_matmul_params_v1 &p,
+                         int64_t blockStride);
+
 /// The same GEMM on a B already packed into 16-column panels (packGemvWeights), for shims
 /// that pack a weight of their own layout (conv_patch_gemm.cpp); p must satisfy ownGemmFits.
 void packedGemm(const float *a, const float *packedB, const float *addend, const float *residual,

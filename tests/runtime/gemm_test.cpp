@@ -117,6 +117,47 @@ TEST(OwnGemm, LeanTileMatchesFloat64) {
   omp_set_num_threads(saved);
 }
 
+// C in blocks of one 16-column panel (GemmParams::cBlockStride), as a conv chain's expansion
+// writes it for the depthwise conv: the lean tile's whole strips, the general tile's last
+// strips and K over 256, 1 and 2 threads. The floats between blocks must stay.
+TEST(OwnGemm, Avx2WritesPanelBlocks) {
+  if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
+  const int saved = omp_get_max_threads();
+  std::mt19937 rng(19);
+  const int32_t posts[] = {KILN_POST_NONE, KILN_POST_RELU, KILN_POST_CLIP};
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    for (int64_t m : {5, 13, 64, 200})
+      for (int64_t n : {16, 48, 96})
+        for (int64_t k : {16, 24, 40, 136, 288}) {
+          Gemm t{m, n, k, rng() % 2 == 0, rng() % 2 == 0, false, posts[rng() % 3]};
+          kiln_matmul_params_v1 p = params(t);
+          p.alpha = k == 288 ? 1.5f : 1.f; // the lean tile takes alpha 1 only
+          Data d = makeData(t, p, rng);
+          std::vector<float> packed(kiln::rt::gemvPackedFloats(t.n, t.k));
+          kiln::rt::packGemvWeights(d.b.data(), t.n, t.k, p.ldb, t.transB, packed.data());
+          kiln::rt::GemmParams g = kernelParams(t, p, d);
+          g.ldc = 16;
+          g.cBlockStride = m * 16 + 24; // a gap after each block
+          ASSERT_TRUE(kiln::rt::gemmAvx2WritesBlocks(g)) << t.describe();
+          std::vector<float> c(n / 16 * g.cBlockStride, -7.f);
+          kiln::rt::gemmAvx2(g, d.a.data(), packed.data(), c.data());
+          const std::vector<double> want = reference(t, p, d);
+          const std::string what = t.describe() + " threads " + std::to_string(threads);
+          for (int64_t j = 0; j < n / 16; ++j) {
+            const float *block = c.data() + j * g.cBlockStride;
+            for (int64_t i = 0; i < m; ++i)
+              for (int64_t col = 0; col < 16; ++col)
+                ASSERT_NEAR(block[i * 16 + col], want[i * n + j * 16 + col], 2e-6 * k + 1e-5)
+                    << what << " at " << i << "," << j * 16 + col;
+            for (int64_t gap = m * 16; gap < g.cBlockStride; ++gap)
+              ASSERT_EQ(block[gap], -7.f) << what << ": gap after block " << j << " written";
+          }
+        }
+  }
+  omp_set_num_threads(saved);
+}
+
 // A residual that is C itself: C holds it on entry and every K block adds to it (alpha 1).
 TEST(OwnGemm, KernelResidualInPlace) {
   if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";

@@ -3,6 +3,8 @@
 // sizes from one output row to the whole map, packed (constant) and plain weights, and the
 // errors a bad call gets.
 #include "conv_chain.h"
+#include "shim_conv.h"
+#include "shim_matmul.h"
 #include "test_util.h"
 
 #include <kiln/model.h>
@@ -188,9 +190,10 @@ protected:
     y.assign(t.n * t.oh() * t.ow() * t.cout, -123.f);
     return kiln::rt::convChainForward(r_, 3, d.x.data(), c.xd, c.w, c.wd, c.b,
                                       t.residual ? d.residual.data() : nullptr, y.data(), c.yd, c.p,
-                                      kiln::rt::ChainSchedule{budget, laneRows});
+                                      kiln::rt::ChainSchedule{budget, laneRows, blocks_});
   }
   kiln::rt::Runner r_;
+  bool blocks_ = true; // ChainSchedule::expandInBlocks
 };
 
 // Bands of one output row (the halo kept from band to band), of a few rows, and the whole
@@ -269,6 +272,51 @@ TEST_F(ConvChainShim, ConstantWeightsArePackedAndReused) {
     ASSERT_EQ(run(t, d, y, 8 * t.w * t.ce * 4), KILN_OK) << kiln_rt_last_error();
     expectClose(y, want, "constant weights, run " + std::to_string(i));
   }
+}
+
+// Constant weights, whole 16-channel blocks and K the AVX2 GEMM takes: the expansion writes
+// its rows in channel blocks for the depthwise conv (ChainSchedule::expandInBlocks). At every
+// band size, in lanes and not, both strides, with a residual: the float64 result, and bit for
+// bit what NHWC rows give (the same GEMM tiles and depthwise arithmetic, another layout).
+TEST_F(ConvChainShim, ExpansionInChannelBlocksMatchesFloat64) {
+  const int32_t none = KILN_POST_NONE, clip = KILN_POST_CLIP;
+  const ChainCase blockCases[] = {
+      {1, 16, 13, 11, 48, 16, 1, 1, 1, 1, 1, true, true, {clip, clip, none}},
+      {2, 24, 14, 9, 96, 24, 2, 1, 1, 1, 1, true, false, {clip, clip, none}},
+      {1, 32, 7, 7, 32, 32, 1, 1, 1, 1, 1, true, true, {none, clip, none}},
+      {1, 40, 10, 3, 64, 8, 2, 0, 0, 1, 1, true, false, {clip, none, clip}},
+  };
+  const int saved = omp_get_max_threads();
+  std::mt19937 rng(26);
+  for (const ChainCase &t : blockCases) {
+    ChainData d = makeData(t, rng);
+    for (const std::vector<float> *v : {&d.wE, &d.wD, &d.wP})
+      r_.constantRanges.emplace_back(reinterpret_cast<const char *>(v->data()), v->size() * 4);
+    const int64_t noPads[4] = {0, 0, 0, 0};
+    const kiln_matmul_params_v1 e =
+        kiln::rt::pointwiseGemm(t.w, t.cin, t.ce, true, convParams(1, 1, noPads, t.post[0]));
+    if (!kiln::rt::ownGemmBlocksFit(e, true))
+      GTEST_SKIP() << "the expansion does not run on kiln's AVX2 GEMM here (AVX-512 tiles)";
+    const auto want = reference(t, d);
+    for (int threads : {1, 2})
+      for (int64_t laneRows : {0, 1})
+        for (size_t budget : {size_t(1), size_t(4 * t.w * t.ce * 4), size_t(1) << 30}) {
+          omp_set_num_threads(threads);
+          const std::string what = t.describe() + " threads " + std::to_string(threads) +
+                                   " lanes " + std::to_string(laneRows) + " budget " +
+                                   std::to_string(budget);
+          std::vector<float> y, nhwc;
+          blocks_ = true;
+          ASSERT_EQ(run(t, d, y, budget, laneRows), KILN_OK) << what << kiln_rt_last_error();
+          expectClose(y, want, what);
+          blocks_ = false;
+          ASSERT_EQ(run(t, d, nhwc, budget, laneRows), KILN_OK) << what;
+          ASSERT_EQ(y, nhwc) << what << ": the two layouts differ";
+        }
+    r_.constantRanges.clear();
+  }
+  blocks_ = true;
+  omp_set_num_threads(saved);
 }
 
 TEST_F(ConvChainShim, NaNInTheInputReachesOnlyItsNeighbourhood) {

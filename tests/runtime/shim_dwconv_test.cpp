@@ -128,6 +128,36 @@ TEST_P(DwKernelIsa, MatchesFloat64Reference) {
   EXPECT_GT(n, 60);
 }
 
+// The input in 16-channel blocks (DwConvParams::inBlock, as a conv chain's expansion writes
+// it), the blocks further apart than the map; the output stays NHWC.
+TEST_P(DwKernelIsa, BlockedInputMatchesFloat64Reference) {
+  if (!kiln::rt::forceDwIsa(GetParam())) GTEST_SKIP() << "this CPU cannot run the kernel";
+  std::mt19937 rng(13);
+  int n = 0;
+  for (const DwCase &t : cases()) {
+    if (t.c % 16 != 0) continue;
+    auto x = randomVector(rng, t.n * t.h * t.w * t.c), w = randomVector(rng, t.c * 9),
+         b = randomVector(rng, t.c);
+    const int64_t pixels = t.n * t.h * t.w, stride = pixels * 16 + 40;
+    std::vector<float> blocked(t.c / 16 * stride, std::nanf(""));
+    for (int64_t p = 0; p < pixels; ++p)
+      for (int64_t c = 0; c < t.c; ++c)
+        blocked[c / 16 * stride + p * 16 + c % 16] = x[p * t.c + c];
+    std::vector<float> packed(9 * t.c);
+    kiln::rt::packDwWeights(w.data(), t.c, packed.data());
+    DwConvParams p{t.n, t.h, t.w, t.c, t.oh(), t.ow(), t.stride, t.padTop, t.padLeft, t.lo, t.hi};
+    p.inBlock = 16;
+    p.inBlockStride = stride;
+    std::vector<float> y(t.n * t.oh() * t.ow() * t.c, -123.f);
+    kiln::rt::dwConv3x3Nhwc(p, blocked.data(), packed.data(), t.bias ? b.data() : nullptr,
+                            y.data());
+    expectClose(y, reference(t, x, w, b),
+                std::string(kiln::rt::activeDwKernel().name) + " blocked " + t.describe());
+    ++n;
+  }
+  EXPECT_GE(n, 20);
+}
+
 TEST_P(DwKernelIsa, NaNPropagatesThroughTheClamp) {
   if (!kiln::rt::forceDwIsa(GetParam())) GTEST_SKIP() << "this CPU cannot run the kernel";
   DwCase t{1, 16, 5, 5, 1, 1, 1, 1, 1, 0.f, 6.f, true};
