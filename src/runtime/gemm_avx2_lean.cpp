@@ -11,11 +11,13 @@
 // for K = 16, 24 and 32, eight at a time otherwise. Zen 3, against the general tile (same
 // process, alternating, the geometric mean of both orders; docs/perf.md, session 36): K = 16
 // 1.43x, K = 24 1.36x, K = 64 1.10x, K = 96-128 1.04x, K = 160-256 1.02-1.03x; K = 512 level
-// and K = 768 0.96x (no prefetch here), so longer K stays on the general tile.
+// and K = 768 0.96x (its prefetch is the next panel only), so longer K stays on the general tile.
 // Compiled with -mavx2 -mfma, like gemm_avx2.cpp.
 #include "gemm.h"
 
 #include <immintrin.h>
+
+#include <algorithm>
 
 namespace kiln::rt {
 namespace {
@@ -39,11 +41,12 @@ constexpr int64_t kLeanMaxK = 256;
 /// One strip's tile: C = clamp(beta * bias + A B + residual). K > 0: the k-steps fully
 /// unrolled; K = 0: k (a multiple of 8) eight at a time. bias: 16 floats already times beta, or
 /// null; res: the residual at the tile's corner (rows ldr apart), or null; bounds: {lo, hi},
-/// or null for no clamp.
+/// or null for no clamp; pf: pfLines lines (k-steps) of B's next panel to bring to L2.
 template <int K>
 [[gnu::always_inline]] inline void leanTile(const float *a, int64_t lda, const float *b, int64_t k,
                                             const float *bias, const float *res, int64_t ldr,
-                                            const float *bounds, float *c, int64_t ldc) {
+                                            const float *bounds, float *c, int64_t ldc,
+                                            const float *pf, int64_t pfLines) {
   __m256 acc[MR][2];
   const float *row[MR];
 #pragma GCC unroll 6
@@ -57,11 +60,18 @@ template <int K>
     acc[i][1] = bias1;
   }
   if constexpr (K > 0) {
+    for (int64_t line = 0; line < pfLines; ++line)
+      _mm_prefetch(reinterpret_cast<const char *>(pf + line * NR), _MM_HINT_T1);
 #pragma GCC unroll 32
     for (int kk = 0; kk < K; ++kk)
       step(acc, row, kk, b);
   } else {
+    // The prefetched lines spread over the k-steps: a few per eight.
+    const int64_t per = (pfLines * 8 + k - 1) / k;
+    int64_t line = 0;
     for (int64_t k8 = 0; k8 < k; k8 += 8) {
+      for (int64_t end = std::min(pfLines, line + per); line < end; ++line)
+        _mm_prefetch(reinterpret_cast<const char *>(pf + line * NR), _MM_HINT_T1);
 #pragma GCC unroll 8
       for (int kk = 0; kk < 8; ++kk)
         step(acc, row, k8 + kk, b);
@@ -98,7 +108,17 @@ void leanStrips(const GemmParams &g, const float *a, const float *panel, float *
       bias[j] = g.beta * g.bias[col0 + j];
   const float bounds[2] = {g.lo, g.hi};
   const bool clamp = clampBounds(g);
+  // The next panel (the next work item's; past B's end the prefetches touch nothing they need,
+  // and prefetches do not fault) comes to L2 a share per strip: where B streams from memory
+  // (weights used once, a few strips a panel) the first strip of each panel otherwise waited
+  // for all of it. Zen 2, bench/gemm, B from memory: 64 x 1024 x 256 85.8 -> 93.7 GFLOP/s, 49 x
+  // 960 x 160 79.7 -> 88.9, B in cache 0.99-1.01x; MobileNetV2 0.4% faster at 1 thread, ResNet-50
+  // level (docs/perf.md, session 44).
+  const float *nextPanel = panel + g.k * NR;
+  const int64_t strips = (row1 - row0) / MR, share = strips > 0 ? (g.k + strips - 1) / strips : 0;
   for (int64_t r = row0; r < row1; r += MR) {
+    const int64_t from = (r - row0) / MR * share;
+    const int64_t pfLines = std::clamp<int64_t>(g.k - from, 0, share);
     // The next strip's residual and C lines, asked for while this tile runs: rows ldr apart,
     // which no prefetcher follows. ResNet-50's 1x1 expansions adding the shortcut took 5% less
     // time at 1 thread on Zen 2 (the model 1.3-1.6% faster; docs/perf.md, session 43); without
@@ -111,7 +131,8 @@ void leanStrips(const GemmParams &g, const float *a, const float *panel, float *
       }
     leanTile<K>(a + r * g.lda, g.lda, panel, g.k, g.bias ? bias : nullptr,
                 g.residual ? g.residual + r * g.ldr + col0 : nullptr, g.ldr,
-                clamp ? bounds : nullptr, cPanelRow(g, c, r, col0), g.ldc);
+                clamp ? bounds : nullptr, cPanelRow(g, c, r, col0), g.ldc, nextPanel + from * NR,
+                pfLines);
   }
 }
 
