@@ -11,8 +11,8 @@
 // for K = 16, 24 and 32, eight at a time otherwise. Zen 3, against the general tile (same
 // process, alternating, the geometric mean of both orders; docs/perf.md, session 36): K = 16
 // 1.43x, K = 24 1.36x, K = 64 1.10x, K = 96-128 1.04x, K = 160-256 1.02-1.03x; K = 512 level
-// and K = 768 0.96x (its prefetch is the next panel only), so longer K stays on the general tile.
-// Compiled with -mavx2 -mfma, like gemm_avx2.cpp.
+// and K = 768 0.96x (measured before it prefetched the next panel), so longer K stays on the
+// general tile. Compiled with -mavx2 -mfma, like gemm_avx2.cpp.
 #include "gemm.h"
 
 #include <immintrin.h>
