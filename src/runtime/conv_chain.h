@@ -23,8 +23,8 @@ int checkConvChain(int64_t site, const int64_t *xDims, const int64_t *wDims, con
 
 /// How a chain call is cut up.
 struct ChainSchedule {
-  /// Bytes of expanded rows a band may hold per thread (KILN_CONV_CHAIN_BAND_KB, default 384
-  /// KiB).
+  /// Bytes of expanded rows a band may hold per thread (KILN_CONV_CHAIN_BAND_KB; default 384
+  /// KiB, or half the L2 where that is less, down to 128).
   size_t bandBytesPerThread;
   /// At T > 1 threads, each thread runs its own share of the output rows (a lane) when every
   /// share has at least this many rows; otherwise the threads split each band's GEMMs and

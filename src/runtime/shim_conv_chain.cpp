@@ -30,6 +30,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 namespace kiln::rt {
 namespace {
 
@@ -263,7 +265,12 @@ ChainSchedule defaultChainSchedule() {
     long kb = band ? std::atol(band) : 0, rows = lanes ? std::atol(lanes) : -1;
     const int64_t byIsa = usableIsaBits() >= 512 ? 3 : 4;
     const char *blocks = std::getenv("KILN_CONV_CHAIN_BLOCKS");
-    return ChainSchedule{static_cast<size_t>(kb > 0 ? kb : 384) * 1024, rows >= 0 ? rows : byIsa,
+    // Half the L2, at most 384 KiB (256 on Zen 2 and 3): with the expanded rows in channel blocks,
+    // 256 KiB bands ran MobileNetV2 0.4-0.5% faster than 384 at 1 and 2 threads on Zen 2
+    // (192: 2% slower; docs/perf.md, session 44). Larger L2s keep 384.
+    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    const long byL2 = l2 > 0 ? std::clamp<long>(l2 / 2 / 1024, 128, 384) : 384;
+    return ChainSchedule{static_cast<size_t>(kb > 0 ? kb : byL2) * 1024, rows >= 0 ? rows : byIsa,
                          !(blocks && std::strcmp(blocks, "0") == 0)};
   }();
   return schedule;
