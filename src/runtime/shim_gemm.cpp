@@ -46,6 +46,23 @@ GemmPost postOf(int32_t post) {
   return GemmPost::Clamp;
 }
 
+/// The GEMM tiles' parameters for a weight GEMM: the GEMV's (weightGemmParams) and the post-op.
+GemmParams weightGemm(const kiln_matmul_params_v1 &p, const float *addend, const float *residual) {
+  GemmParams g;
+  static_cast<GemvParams &>(g) = weightGemmParams(p, addend, residual);
+  g.post = postOf(p.post_op);
+  return g;
+}
+
+/// The same with C in blocks of one 16-column panel, blockStride floats apart.
+GemmParams blockedWeightGemm(const kiln_matmul_params_v1 &p, const float *addend,
+                             int64_t blockStride) {
+  GemmParams g = weightGemm(p, addend, nullptr);
+  g.ldc = kGemvPanel;
+  g.cBlockStride = blockStride;
+  return g;
+}
+
 bool avx512Tiles() {
   static const bool wide = usableIsaBits() == 512;
   return wide;
@@ -144,20 +161,15 @@ bool ownGemmFits(const kiln_matmul_params_v1 &p, bool constantB, const float *re
 
 void packedGemm(const float *a, const float *packedB, const float *addend, const float *residual,
                 float *c, const kiln_matmul_params_v1 &p) {
-  GemmParams g;
-  static_cast<GemvParams &>(g) = weightGemmParams(p, addend, residual);
-  g.post = postOf(p.post_op);
-  runGemm(g, a, packedB, c);
+  runGemm(weightGemm(p, addend, residual), a, packedB, c);
 }
 
 int ownGemmForward(Runner &r, int64_t site, const float *a, const float *b, const float *addend,
                    const float *residual, float *c, const kiln_matmul_params_v1 &p) {
   try {
     if (strassenFits(p.m, p.n, p.k)) {
-      GemmParams g;
-      static_cast<GemvParams &>(g) = weightGemmParams(p, addend, residual);
-      g.post = postOf(p.post_op);
-      gemmStrassen(g, a, packedWeights(r, site, b, p, kStrassenPacking), c);
+      gemmStrassen(weightGemm(p, addend, residual), a,
+                   packedWeights(r, site, b, p, kStrassenPacking), c);
       return KILN_OK;
     }
     packedGemm(a, packedWeights(r, site, b, p), addend, residual, c, p);
@@ -169,20 +181,15 @@ int ownGemmForward(Runner &r, int64_t site, const float *a, const float *b, cons
 }
 
 bool ownGemmBlocksFit(const kiln_matmul_params_v1 &p, bool constantB) {
-  return !avx512Tiles() && ownGemmFits(p, constantB, nullptr, nullptr) && p.n % kGemvPanel == 0 &&
-         !strassenFits(p.m, p.n, p.k);
+  return !avx512Tiles() && ownGemmFits(p, constantB, nullptr, nullptr) &&
+         !strassenFits(p.m, p.n, p.k) && gemmAvx2WritesBlocks(blockedWeightGemm(p, nullptr, 1));
 }
 
 int ownGemmForwardBlocks(Runner &r, int64_t site, const float *a, const float *b,
                          const float *addend, float *c, const kiln_matmul_params_v1 &p,
                          int64_t blockStride) {
   try {
-    GemmParams g;
-    static_cast<GemvParams &>(g) = weightGemmParams(p, addend, nullptr);
-    g.post = postOf(p.post_op);
-    g.ldc = kGemvPanel;
-    g.cBlockStride = blockStride;
-    gemmAvx2(g, a, packedWeights(r, site, b, p), c);
+    gemmAvx2(blockedWeightGemm(p, addend, blockStride), a, packedWeights(r, site, b, p), c);
     return KILN_OK;
   } catch (const std::bad_alloc &) {
     return fail(KILN_ERR_OUT_OF_MEMORY, "matmul site %lld: out of memory",
