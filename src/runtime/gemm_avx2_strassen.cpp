@@ -193,11 +193,14 @@ void gemmAvx2Strassen(const GemmParams &g, const StrassenProducts &sp, float *c)
   plan.strips = rows.strips;
   plan.perGroup = rows.perGroup;
   plan.groups = rows.groups;
-  // K / 2 past kWholeK in even blocks of at most kWholeK (fc2's 1536: two of 768), not in the
-  // plain GEMM's blocks of kBlockK: on Zen 3 fc2 at 128, 197 and 1024 rows ran 1.01-1.04x at 1
-  // and 2 threads (bench/gemm, B from memory), and BERT-base's fc2 took 71.5-72.0
-  // against 73.0-73.6 ms a run at 1 thread (docs/perf.md, session 40).
-  const int64_t kBlocks = (sp.kp + kWholeK - 1) / kWholeK;
+  // A product's K (fc2's 1024 with rank 15, 1536 with Strassen's) in one block up to
+  // kProductWholeK, past it in even blocks, not in the plain GEMM's blocks of kBlockK: on Zen 3
+  // blocks of at most 768 ran fc2 1.01-1.04x faster than blocks of 256 (session 40); on Zen 2
+  // one block of 1024 / 1536 ran it 1.01-1.03x faster again at 128, 197 and 1024 rows, 1 and
+  // 2 threads, both schemes (bench/gemm, B from memory), and ViT-B/16 at 2 threads 1.4%, GPT-2
+  // at 1 thread 0.6% (docs/perf.md, session 45). The C blocks are then summed once per product,
+  // not once per K block.
+  const int64_t kBlocks = (sp.kp + kProductWholeK - 1) / kProductWholeK;
   plan.kc = (sp.kp + kBlocks - 1) / kBlocks;
   planStrips(plan, sp.h, true);
   plan.residual = nullptr;

@@ -22,9 +22,10 @@ namespace kiln::rt {
 namespace {
 
 constexpr int MR = static_cast<int>(kGemmTileRows);
-constexpr int64_t NR = kGemvPanel; // 16: two ymm
-constexpr int64_t kBlockK = 256;   // K per block where K is deeper than kWholeK
-constexpr int64_t kWholeK = 768;   // K up to this is one block (docs/perf.md, session 35)
+constexpr int64_t NR = kGemvPanel;       // 16: two ymm
+constexpr int64_t kBlockK = 256;         // K per block where K is deeper than kWholeK
+constexpr int64_t kWholeK = 768;         // K up to this is one block (docs/perf.md, session 35)
+constexpr int64_t kProductWholeK = 1536; // the same for a fast scheme's products (session 45)
 // Strips per work item at most (72 rows): each panel re-reads its group's rows of A, which
 // must stay in L2 between panels; AVX2-only cores have 256-512 KiB of it. On Zen 3 (512 KiB)
 // groups of 36 strips (216 rows) ran M = 197 and 1024 GEMMs 4-5% slower, M = 128 ones 2%

@@ -92,11 +92,12 @@ TEST(OwnGemmStrassen, KernelMatchesFloat64) {
   struct Shape {
     int64_t n, k;
   };
-  // Strassen's: K / 2 of 1, 17, 384, 385 (one block) and 801 (AVX2: blocks of 401 and 400;
-  // AVX-512: blocks of its own depth and a rest); N / 2 of one panel and of three. Rank 15: K /
-  // 3 of 1, 12, 257 (one block) and 802 (blocks of 401), N / 3 of one panel and of two.
-  const Shape shapes[] = {{32, 2}, {96, 34}, {32, 768}, {96, 770}, {32, 1602},
-                          {48, 3}, {96, 36}, {48, 771}, {96, 2406}};
+  // Strassen's: K / 2 of 1, 17, 384, 385, 801 (one block on AVX2; AVX-512: blocks of its own
+  // depth and a rest) and 1601 (AVX2: blocks of 801 and 800); N / 2 of one panel and of three.
+  // Rank 15: K / 3 of 1, 12, 257, 802 (one block) and 1538 (blocks of 769), N / 3 of one panel
+  // and of two.
+  const Shape shapes[] = {{32, 2}, {96, 34}, {32, 768}, {96, 770},  {32, 1602}, {32, 3202},
+                          {48, 3}, {96, 36}, {48, 771}, {96, 2406}, {48, 4614}};
   for (int threads : {1, 2}) {
     omp_set_num_threads(threads);
     for (int64_t m : {2, 3, 12, 13, 25, 97, 130})
@@ -108,7 +109,7 @@ TEST(OwnGemmStrassen, KernelMatchesFloat64) {
   omp_set_num_threads(saved);
 }
 
-// BERT-base's fc2 (K = 3072: K / 2 in two blocks on AVX2, K / 3 in two), a ViT-like odd M with
+// BERT-base's fc2 (K = 3072: K / 3 in one block on AVX2), a ViT-like odd M with
 // GELU (its 17 strips of half rows in one group on AVX2) and 26 strips of half rows (groups of
 // 12 there).
 TEST(OwnGemmStrassen, KernelAtTransformerShapes) {
