@@ -22,20 +22,21 @@ namespace {
 // Panels per work item: each product's A strips are re-read from L2 for every panel of the
 // item, and the item's blocks of C (up to 54 KiB a panel) stay in L2 across the products.
 // 128 x 3072 x 768 on Zen 3 (bench/gemm, B from memory, best of 20, Strassen's): 96.8 GFLOP/s at
-// 1 panel, 99.7 at 2, 101.6 at 4, 100.7 at 8; with rank 15, 3 to 8 level in BERT-base.
+// 1 panel, 99.7 at 2, 101.6 at 4, 100.7 at 8; with rank 15, 3 to 8 level in BERT-base. Where
+// the rows take several groups, kManyGroupsItemPanels (below).
 constexpr int64_t kItemPanels = 4;
 
 // Strips per group (work item) at most. B's combinations are read from memory once per group,
 // so where all of the half GEMM's rows fit kOneGroupStrips one group takes them: ViT-B/16's
 // 197 rows (17 strips) ran 1.06x faster at fc2 and 1.01-1.03x at fc1 and Q/K/V at 2 threads on
-// Zen 3, against groups of 12 (bench/gemm, B from memory). Past that, groups of kGroupStrips
-// keep each product's A strips and the blocks of C in L2: BERT-base b8's 1024 rows at 24
-// strips a group ran its fc2 0.97-0.98x.
+// Zen 3, against groups of 12 (bench/gemm, B from memory). Past that, groups of as many strips
+// and 8 panels an item: on Zen 2, M = 512, 1024 and 2048 (BERT-base b8's 1024) ran fc1, fc2 and
+// Q/K/V 1.02-1.03x faster at 1 and 2 threads than groups of 12 strips with 4 panels (24 and 4:
+// 1.01x; 12 and 8: 1.01x; bench/gemm, B from memory, A rewritten; docs/perf.md, session 45).
+// (On Zen 3, with fc2's K in blocks of 512, b8's fc2 had run 0.97-0.98x at 24 strips and 4
+// panels, session 40.)
 constexpr int64_t kOneGroupStrips = 24;
-
-int64_t maxGroupStrips(int64_t h) {
-  return (h + MR - 1) / MR <= kOneGroupStrips ? kOneGroupStrips : kGroupStrips;
-}
+constexpr int64_t kManyGroupsItemPanels = 8;
 
 /// `rows` rows of 16 columns of C at `c` from one of its blocks (alpha already applied):
 /// post(block + beta * bias + residual (+ C's own contents for an in-place residual)).
@@ -189,7 +190,7 @@ void gemmAvx2Strassen(const GemmParams &g, const StrassenProducts &sp, float *c)
   if (sp.h <= 0 || sp.np <= 0 || sp.kp <= 0) return;
   Plan plan;
   plan.panels = sp.np / NR;
-  const GemmRowGroups rows = gemmRowGroups(sp.h, MR, maxGroupStrips(sp.h), plan.panels);
+  const GemmRowGroups rows = gemmRowGroups(sp.h, MR, kOneGroupStrips, plan.panels);
   plan.strips = rows.strips;
   plan.perGroup = rows.perGroup;
   plan.groups = rows.groups;
@@ -206,7 +207,8 @@ void gemmAvx2Strassen(const GemmParams &g, const StrassenProducts &sp, float *c)
   plan.residual = nullptr;
   plan.inPlace = false;
   plan.lean = false;
-  const int64_t perItem = std::max<int64_t>(1, std::min(kItemPanels, plan.panels));
+  const int64_t itemPanels = plan.strips > kOneGroupStrips ? kManyGroupsItemPanels : kItemPanels;
+  const int64_t perItem = std::max<int64_t>(1, std::min(itemPanels, plan.panels));
   // Each thread's blocks of C: its blocks x the item's panels x a strip group's tiles.
   const int64_t slotFloats = (sp.blocks() * perItem * plan.perGroup * MR * NR + 15) / 16 * 16;
   float *scratch = gemmThreadScratch(rows.threads, slotFloats);

@@ -110,8 +110,8 @@ TEST(OwnGemmStrassen, KernelMatchesFloat64) {
 }
 
 // BERT-base's fc2 (K = 3072: K / 3 in one block on AVX2), a ViT-like odd M with
-// GELU (its 17 strips of half rows in one group on AVX2) and 26 strips of half rows (groups of
-// 12 there).
+// GELU (its 17 strips of half rows in one group on AVX2) and 26 strips of half rows (two groups
+// of 13 there, 8 panels an item).
 TEST(OwnGemmStrassen, KernelAtTransformerShapes) {
   if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
   std::mt19937 rng(39);
