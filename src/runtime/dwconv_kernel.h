@@ -23,18 +23,20 @@ template <class V> struct Ctx {
   Reg clamp(Reg v) const { return V::min(hi, V::max(lo, v)); }
 };
 
-// One output pixel from taps [R0, R1) x [C0, C1), input column of tap 0 at `ix0`.
-template <class V, int R0, int R1, int C0, int C1>
+// One output pixel from taps [R0, R1) x [C0, C1), input column of tap 0 at `ix0`. IC, here and
+// below: the input pixel stride when it is a compile-time constant (rows), 0 to read k.inC.
+template <class V, int R0, int R1, int C0, int C1, int IC>
 [[gnu::always_inline]] inline typename V::Reg pixel(const Ctx<V> &k, int64_t ix0) {
+  const int64_t inC = IC ? IC : k.inC;
   using Reg = typename V::Reg;
   Reg acc[3];
 #pragma GCC unroll 3
   for (int kh = R0; kh < R1; ++kh) {
-    const float *r = k.rows[kh] + ix0 * k.inC;
-    Reg a = kh == R0 ? k.b : V::mul(V::load(r + C0 * k.inC), k.wk[kh * 3 + C0]);
+    const float *r = k.rows[kh] + ix0 * inC;
+    Reg a = kh == R0 ? k.b : V::mul(V::load(r + C0 * inC), k.wk[kh * 3 + C0]);
 #pragma GCC unroll 3
     for (int kw = kh == R0 ? C0 : C0 + 1; kw < C1; ++kw)
-      a = V::fma(V::load(r + kw * k.inC), k.wk[kh * 3 + kw], a);
+      a = V::fma(V::load(r + kw * inC), k.wk[kh * 3 + kw], a);
     acc[kh] = a;
   }
   Reg s = acc[R0];
@@ -47,8 +49,9 @@ template <class V, int R0, int R1, int C0, int C1>
 // P neighbouring output pixels (ox .. ox + P - 1) with all three tap columns inside the row:
 // each input column is loaded once for the pixels that share it, and each pixel is one chain
 // of FMAs from the bias (no adds). P chains in flight hide the FMA latency.
-template <class V, int R0, int R1, int S, int P>
+template <class V, int R0, int R1, int S, int P, int IC>
 [[gnu::always_inline]] inline void pixelGroup(const Ctx<V> &k, int64_t ix0, typename V::Reg *out) {
+  const int64_t inC = IC ? IC : k.inC;
   using Reg = typename V::Reg;
   Reg acc[P];
 #pragma GCC unroll 8
@@ -56,10 +59,10 @@ template <class V, int R0, int R1, int S, int P>
     acc[q] = k.b;
 #pragma GCC unroll 3
   for (int kh = R0; kh < R1; ++kh) {
-    const float *r = k.rows[kh] + ix0 * k.inC;
+    const float *r = k.rows[kh] + ix0 * inC;
 #pragma GCC unroll 16
     for (int col = 0; col < (P - 1) * S + 3; ++col) {
-      const Reg x = V::load(r + col * k.inC);
+      const Reg x = V::load(r + col * inC);
 #pragma GCC unroll 8
       for (int q = 0; q < P; ++q)
         if (col >= q * S && col < q * S + 3) acc[q] = V::fma(x, k.wk[kh * 3 + col - q * S], acc[q]);
@@ -74,50 +77,51 @@ template <class V, int R0, int R1, int S, int P>
 // called, each row paid for copying the Ctx (MobileNetV2's 7- and 14-wide maps ran 1.1-1.7x
 // slower). Zen 3, the band shapes of MobileNetV2 (4 output rows, data in cache): stride 1
 // 0.82-0.98x of the time of single pixels, stride 2 0.94-1.03x (docs/perf.md, session 36).
-template <class V, int R0, int R1, int S>
+template <class V, int R0, int R1, int S, int IC>
 [[gnu::always_inline]] inline void fullRowS(const Ctx<V> k, const DwConvParams &p, float *yRow,
                                             int64_t oxIn0, int64_t oxIn1) {
   const int64_t padLeft = p.padLeft, ow = p.ow, C = k.C;
   int64_t ox = 0;
   for (; ox < oxIn0; ++ox) // left border: tap column 0 is padding
-    V::store(yRow + ox * C, k.clamp(pixel<V, R0, R1, 1, 3>(k, ox * S - padLeft)));
-  // Four pixels at stride 1, two at stride 2 (whose groups read more columns): MobileNetV2
-  // 1% faster at 1 thread on Zen 2 than pairs everywhere; four at stride 2 was 1.2-1.3x
-  // slower on its maps (docs/perf.md, session 44).
-  constexpr int P = S == 1 ? 4 : 2;
+    V::store(yRow + ox * C, k.clamp(pixel<V, R0, R1, 1, 3, IC>(k, ox * S - padLeft)));
+  // Pixels per group. AVX2: six at stride 1, three at stride 2 (whose groups read more
+  // columns); with the blocked input's constant pixel stride, MobileNetV2 1.0-1.4% faster at 1
+  // thread and 1% at 2 on Zen 2 than four and two (docs/perf.md, session 45), which had been 1%
+  // faster than pairs everywhere (session 44). Wider vectors keep four and two (not measured).
+  constexpr int P = V::W == 8 ? (S == 1 ? 6 : 3) : (S == 1 ? 4 : 2);
   for (; ox + P <= oxIn1; ox += P) {
     typename V::Reg o[P];
-    pixelGroup<V, R0, R1, S, P>(k, ox * S - padLeft, o);
+    pixelGroup<V, R0, R1, S, P, IC>(k, ox * S - padLeft, o);
 #pragma GCC unroll 8
     for (int q = 0; q < P; ++q)
       V::store(yRow + (ox + q) * C, k.clamp(o[q]));
   }
   for (; ox + 2 <= oxIn1; ox += 2) {
     typename V::Reg o[2];
-    pixelGroup<V, R0, R1, S, 2>(k, ox * S - padLeft, o);
+    pixelGroup<V, R0, R1, S, 2, IC>(k, ox * S - padLeft, o);
     V::store(yRow + ox * C, k.clamp(o[0]));
     V::store(yRow + (ox + 1) * C, k.clamp(o[1]));
   }
   for (; ox < oxIn1; ++ox)
-    V::store(yRow + ox * C, k.clamp(pixel<V, R0, R1, 0, 3>(k, ox * S - padLeft)));
+    V::store(yRow + ox * C, k.clamp(pixel<V, R0, R1, 0, 3, IC>(k, ox * S - padLeft)));
   for (; ox < ow; ++ox) // right border: tap column 2 is padding
-    V::store(yRow + ox * C, k.clamp(pixel<V, R0, R1, 0, 2>(k, ox * S - padLeft)));
+    V::store(yRow + ox * C, k.clamp(pixel<V, R0, R1, 0, 2, IC>(k, ox * S - padLeft)));
 }
 
 // A full-vector row whose tap rows [R0, R1) are present, on a map at least 3 wide. `k` is
 // a copy: the stores to y could alias a referenced Ctx and force reloading its weights.
-template <class V, int R0, int R1>
+template <class V, int R0, int R1, int IC>
 [[gnu::always_inline]] inline void fullRow(const Ctx<V> k, const DwConvParams &p, float *yRow,
                                            int64_t oxIn0, int64_t oxIn1) {
-  if (p.stride == 1) return fullRowS<V, R0, R1, 1>(k, p, yRow, oxIn0, oxIn1);
-  if (p.stride == 2) return fullRowS<V, R0, R1, 2>(k, p, yRow, oxIn0, oxIn1);
+  if (p.stride == 1) return fullRowS<V, R0, R1, 1, IC>(k, p, yRow, oxIn0, oxIn1);
+  if (p.stride == 2) return fullRowS<V, R0, R1, 2, IC>(k, p, yRow, oxIn0, oxIn1);
   const int64_t s = p.stride;
   for (int64_t ox = 0; ox < oxIn0; ++ox) // left border: tap column 0 is padding
-    V::store(yRow + ox * k.C, k.clamp(pixel<V, R0, R1, 1, 3>(k, ox * s - p.padLeft)));
+    V::store(yRow + ox * k.C, k.clamp(pixel<V, R0, R1, 1, 3, IC>(k, ox * s - p.padLeft)));
   for (int64_t ox = oxIn0; ox < oxIn1; ++ox)
-    V::store(yRow + ox * k.C, k.clamp(pixel<V, R0, R1, 0, 3>(k, ox * s - p.padLeft)));
+    V::store(yRow + ox * k.C, k.clamp(pixel<V, R0, R1, 0, 3, IC>(k, ox * s - p.padLeft)));
   for (int64_t ox = oxIn1; ox < p.ow; ++ox) // right border: tap column 2 is padding
-    V::store(yRow + ox * k.C, k.clamp(pixel<V, R0, R1, 0, 2>(k, ox * s - p.padLeft)));
+    V::store(yRow + ox * k.C, k.clamp(pixel<V, R0, R1, 0, 2, IC>(k, ox * s - p.padLeft)));
 }
 
 // Where input row iy of image n starts for channel c (NHWC, or channel blocks: dwconv.h).
@@ -126,9 +130,9 @@ inline int64_t inputOffset(const DwConvParams &p, int64_t n, int64_t iy, int64_t
   return c / p.inBlock * p.inBlockStride + c % p.inBlock + (n * p.h + iy) * p.w * p.inBlock;
 }
 
-template <class V>
-void rows(const DwConvParams &p, const float *x, const float *packed, const float *bias, float *y,
-          int64_t n, int64_t oy0, int64_t oy1, int64_t c0, int64_t c1) {
+template <class V, int IC>
+void rowsOf(const DwConvParams &p, const float *x, const float *packed, const float *bias, float *y,
+            int64_t n, int64_t oy0, int64_t oy1, int64_t c0, int64_t c1) {
   using Reg = typename V::Reg;
   const int64_t C = p.c, W = p.w, s = p.stride;
   // Output columns [oxIn0, oxIn1) have all 3 tap columns inside the row.
@@ -159,11 +163,11 @@ void rows(const DwConvParams &p, const float *x, const float *packed, const floa
       const bool r0 = k.rows[0], r1 = k.rows[1], r2 = k.rows[2];
       if (lanes == V::W && wideEnough && r1 && (r0 || r2)) {
         if (r0 && r2)
-          fullRow<V, 0, 3>(k, p, yRow, oxIn0, oxIn1);
+          fullRow<V, 0, 3, IC>(k, p, yRow, oxIn0, oxIn1);
         else if (r2)
-          fullRow<V, 1, 3>(k, p, yRow, oxIn0, oxIn1);
+          fullRow<V, 1, 3, IC>(k, p, yRow, oxIn0, oxIn1);
         else
-          fullRow<V, 0, 2>(k, p, yRow, oxIn0, oxIn1);
+          fullRow<V, 0, 2, IC>(k, p, yRow, oxIn0, oxIn1);
         continue;
       }
       // General path: every tap checked.
@@ -182,6 +186,18 @@ void rows(const DwConvParams &p, const float *x, const float *packed, const floa
       }
     }
   }
+}
+
+// The input pixel stride as a constant where it is 16 floats (a conv chain's channel blocks,
+// dwconv.h): the taps' addresses are then fixed offsets from one pointer, where a stride read
+// from p costs an address computation per tap (the AVX2 kernel 1.04-1.15x faster on
+// MobileNetV2's blocked bands on Zen 2; docs/perf.md, session 45).
+template <class V>
+void rows(const DwConvParams &p, const float *x, const float *packed, const float *bias, float *y,
+          int64_t n, int64_t oy0, int64_t oy1, int64_t c0, int64_t c1) {
+  if ((p.inBlock ? p.inBlock : p.c) == 16)
+    return rowsOf<V, 16>(p, x, packed, bias, y, n, oy0, oy1, c0, c1);
+  rowsOf<V, 0>(p, x, packed, bias, y, n, oy0, oy1, c0, c1);
 }
 
 } // namespace kiln::rt::dw
