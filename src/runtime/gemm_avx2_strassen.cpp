@@ -38,6 +38,16 @@ constexpr int64_t kItemPanels = 4;
 constexpr int64_t kOneGroupStrips = 24;
 constexpr int64_t kManyGroupsItemPanels = 8;
 
+// At one thread (no items to share out), 16 panels an item where one product's A rows of the
+// group take at most kWideItemABytes: each product's A is then brought from L3 once per 16
+// panels, and its blocks of C (up to 400 KiB for rank 15) still fit a 512 KiB L2 beside it. On
+// Zen 2 (bench/gemm, B from memory, A rewritten) fc1 and Q/K/V at 128 and 197 rows ran 1.02x
+// faster than with 4, the attention output (Strassen's) 1.015x; fc2, whose A rows take 256
+// KiB, ran 0.99x, so it keeps 4 (docs/perf.md, session 45). At 2 threads 16 panels left too
+// few items to share evenly (fc2 at 128 rows 0.53x, Q/K/V 0.78x) and 8 was within 1% of 4.
+constexpr int64_t kWideItemPanels = 16;
+constexpr int64_t kWideItemABytes = 128 * 1024;
+
 /// `rows` rows of 16 columns of C at `c` from one of its blocks (alpha already applied):
 /// post(block + beta * bias + residual (+ C's own contents for an in-place residual)).
 void finishRows(const GemmParams &g, const float *block, int rows, float *c, const float *bias,
@@ -207,7 +217,11 @@ void gemmAvx2Strassen(const GemmParams &g, const StrassenProducts &sp, float *c)
   plan.residual = nullptr;
   plan.inPlace = false;
   plan.lean = false;
-  const int64_t itemPanels = plan.strips > kOneGroupStrips ? kManyGroupsItemPanels : kItemPanels;
+  const bool wide =
+      rows.threads == 1 && plan.perGroup * MR * sp.kp * int64_t{sizeof(float)} <= kWideItemABytes;
+  const int64_t itemPanels = wide                            ? kWideItemPanels
+                             : plan.strips > kOneGroupStrips ? kManyGroupsItemPanels
+                                                             : kItemPanels;
   const int64_t perItem = std::max<int64_t>(1, std::min(itemPanels, plan.panels));
   // Each thread's blocks of C: its blocks x the item's panels x a strip group's tiles.
   const int64_t slotFloats = (sp.blocks() * perItem * plan.perGroup * MR * NR + 15) / 16 * 16;
