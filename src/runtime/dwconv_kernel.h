@@ -124,6 +124,12 @@ template <class V, int R0, int R1, int IC>
     V::store(yRow + ox * k.C, k.clamp(pixel<V, R0, R1, 0, 2, IC>(k, ox * s - p.padLeft)));
 }
 
+// Floats between neighbouring input pixels of one channel: C in NHWC, the block's width in
+// channel blocks (dwconv.h).
+inline int64_t inputPixelStride(const DwConvParams &p) {
+  return p.inBlock ? p.inBlock : p.c;
+}
+
 // Where input row iy of image n starts for channel c (NHWC, or channel blocks: dwconv.h).
 inline int64_t inputOffset(const DwConvParams &p, int64_t n, int64_t iy, int64_t c) {
   if (!p.inBlock) return (n * p.h + iy) * p.w * p.c + c;
@@ -143,7 +149,7 @@ void rowsOf(const DwConvParams &p, const float *x, const float *packed, const fl
   const bool wideEnough = W >= 3 && oxIn0 <= oxIn1 && oxIn0 <= 1 && p.ow - oxIn1 <= 1;
   Ctx<V> k;
   k.C = C;
-  k.inC = p.inBlock ? p.inBlock : C;
+  k.inC = inputPixelStride(p);
   k.lo = V::bcast(p.clipMin);
   k.hi = V::bcast(p.clipMax);
   // Channel blocks outside, rows inside: the weights stay in registers and the 3 input rows
@@ -195,8 +201,7 @@ void rowsOf(const DwConvParams &p, const float *x, const float *packed, const fl
 template <class V>
 void rows(const DwConvParams &p, const float *x, const float *packed, const float *bias, float *y,
           int64_t n, int64_t oy0, int64_t oy1, int64_t c0, int64_t c1) {
-  if ((p.inBlock ? p.inBlock : p.c) == 16)
-    return rowsOf<V, 16>(p, x, packed, bias, y, n, oy0, oy1, c0, c1);
+  if (inputPixelStride(p) == 16) return rowsOf<V, 16>(p, x, packed, bias, y, n, oy0, oy1, c0, c1);
   rowsOf<V, 0>(p, x, packed, bias, y, n, oy0, oy1, c0, c1);
 }
 

@@ -23,7 +23,8 @@ namespace {
 // item, and the item's blocks of C (up to 54 KiB a panel) stay in L2 across the products.
 // 128 x 3072 x 768 on Zen 3 (bench/gemm, B from memory, best of 20, Strassen's): 96.8 GFLOP/s at
 // 1 panel, 99.7 at 2, 101.6 at 4, 100.7 at 8; with rank 15, 3 to 8 level in BERT-base. Where
-// the rows take several groups, kManyGroupsItemPanels (below).
+// the rows take several groups kManyGroupsItemPanels, and at one thread kWideItemPanels
+// (below).
 constexpr int64_t kItemPanels = 4;
 
 // Strips per group (work item) at most. B's combinations are read from memory once per group,
