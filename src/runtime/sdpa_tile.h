@@ -167,21 +167,6 @@ template <class V, int MR, bool PackV> struct Tile {
         V::store(o + i * ldO + c * W, acc[i][c]);
   }
 
-  /// Adds the mask to the first nk scores of one row (keys kb0 onwards of query `row`).
-  static void addMask(const Head &h, int64_t row, int64_t kb0, int64_t nk, float *s) {
-    const float *m = h.mask + row * h.maskRowStride + kb0 * h.maskColStride;
-    if (h.maskColStride == 1) {
-      int64_t j = 0;
-      for (; j + W <= nk; j += W)
-        V::store(s + j, V::add(V::load(s + j), V::load(m + j)));
-      for (; j < nk; ++j)
-        s[j] += m[j];
-    } else {
-      for (int64_t j = 0; j < nk; ++j)
-        s[j] += m[j * h.maskColStride];
-    }
-  }
-
   /// Whether query `row` has a key whose mask is above -FLT_MAX (-inf and finfo.min are the
   /// fills masks use; a row masked only with finfo.min averages over all its keys).
   static bool hasLiveKey(const Head &h, int64_t row) {
@@ -212,14 +197,27 @@ template <class V, int MR, bool PackV> struct Tile {
     return live;
   }
 
-  /// One online-softmax step of one row: scores s[0, nk) become exp(s - max so far) in place,
-  /// the row's max m and sum l move on, and its output row o is rescaled if the max grew.
-  static void softmaxStep(float *s, int64_t nk, float &m, float &l, float *o, int64_t dvPad) {
+  /// One online-softmax step of one row: the mask row (keys kb0 onwards of the row, or null)
+  /// is added to the scores s[0, nk), which become exp(s - max so far) in place; the row's max
+  /// m and sum l move on, and its output row o is rescaled if the max grew. The mask is added
+  /// in the pass that finds the max: a pass of its own made BERT-base's attention (1 x 12 x 128
+  /// x 64, padding mask) 2.7% slower on Zen 2 (kiln_sdpa_bench, 0.668 against 0.650 ms).
+  static void softmaxStep(float *s, int64_t nk, const float *mask, int64_t maskColStride, float &m,
+                          float &l, float *o, int64_t dvPad) {
     const int64_t nkPad = roundUp(nk, W);
-    for (int64_t j = nk; j < nkPad; ++j)
-      s[j] = -__builtin_inff(); // the rest of the last vector: weight 0
     Reg mx = V::bcast(m);
-    for (int64_t j = 0; j < nkPad; j += W)
+    int64_t j = 0;
+    if (mask && maskColStride == 1)
+      for (; j + W <= nk; j += W) {
+        const Reg v = V::add(V::load(s + j), V::load(mask + j));
+        V::store(s + j, v);
+        mx = V::max(mx, v);
+      }
+    for (int64_t t = j; mask && t < nk; ++t) // a strided mask, or the last partial vector
+      s[t] += mask[t * maskColStride];
+    for (int64_t t = nk; t < nkPad; ++t)
+      s[t] = -__builtin_inff(); // the rest of the last vector: weight 0
+    for (; j < nkPad; j += W)
       mx = V::max(mx, V::load(s + j));
     const float mNew = V::hmax(mx);
     if (mNew == -__builtin_inff()) { // every key so far masked out: nothing to add
@@ -285,8 +283,9 @@ template <class V, int MR, bool PackV> struct Tile {
               si[j] = 0.f;
             continue;
           }
-          if (h.mask) addMask(h, r0 + i, kb0, nk, si);
-          softmaxStep(si, nk, rowMax[i], rowSum[i], o + i * ldO, ldO);
+          const float *mask =
+              h.mask ? h.mask + (r0 + i) * h.maskRowStride + kb0 * h.maskColStride : nullptr;
+          softmaxStep(si, nk, mask, h.maskColStride, rowMax[i], rowSum[i], o + i * ldO, ldO);
         }
         int64_t c = 0;
         // V's columns [c, c + PW) from key kb0 on: a packed panel, or V in place.
