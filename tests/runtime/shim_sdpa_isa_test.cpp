@@ -239,3 +239,34 @@ TEST_F(SdpaIsa, FullyMaskedRows) {
 }
 
 } // namespace
+
+// The softmax's exp over its whole range on every kernel set: query i's scores are 0 and x_i
+// (keys [0] and [1], D = 1, scale 1) and V is [0] and [1], so its output is
+// e^x / (1 + e^x), against float64 (the kernels' exp: relative 2.5e-7 where it matters, 1.8e-7
+// absolute at most, plus the division). No output of the vector sets may be denormal (slow);
+// far below the max they are exactly 0 (the generic set's libm expf may give denormals).
+TEST_F(SdpaIsa, SoftmaxExpOverItsRange) {
+  std::vector<float> q;
+  for (int i = 0; i <= 2000; ++i)
+    q.push_back(-0.05f * static_cast<float>(i)); // 0 down to -100
+  for (float x = -88.5f; x < -86.5f; x += 0.004f)
+    q.push_back(x); // where e^x passes the float minimum
+  const int64_t Sq = static_cast<int64_t>(q.size());
+  const int64_t dims[6] = {1, 1, Sq, 2, 1, 1};
+  const float k[2] = {0.f, 1.f}, v[2] = {0.f, 1.f};
+  const float one = 1.f;
+  for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Generic}) {
+    if (!kiln::rt::sdpa::forceIsa(isa)) continue;
+    std::vector<float> out(Sq, 123.f);
+    ASSERT_EQ(kiln_shim_sdpa_v2(ctx_, 0, q.data(), k, v, nullptr, nullptr, out.data(), dims, &one),
+              KILN_OK)
+        << kiln_rt_last_error();
+    for (int64_t i = 0; i < Sq; ++i) {
+      const double e = std::exp(static_cast<double>(q[i])), want = e / (1 + e);
+      EXPECT_NEAR(out[i], want, 3e-7 * want + 2.5e-38) << isaName(isa) << " x " << q[i];
+      EXPECT_FALSE(isa != Isa::Generic && out[i] != 0.f && std::fabs(out[i]) < FLT_MIN)
+          << isaName(isa) << " x " << q[i] << ": a denormal result";
+    }
+    kiln_rt_runner_reset(ctx_);
+  }
+}
