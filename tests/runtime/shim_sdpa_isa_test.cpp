@@ -238,8 +238,6 @@ TEST_F(SdpaIsa, FullyMaskedRows) {
   }
 }
 
-} // namespace
-
 // The softmax's exp over its whole range on every kernel set: query i's scores are 0 and x_i
 // (keys [0] and [1], D = 1, scale 1) and V is [0] and [1], so its output is
 // e^x / (1 + e^x), against float64 (the kernels' exp: relative 2.5e-7 where it matters, 1.8e-7
@@ -270,3 +268,5 @@ TEST_F(SdpaIsa, SoftmaxExpOverItsRange) {
     kiln_rt_runner_reset(ctx_);
   }
 }
+
+} // namespace
