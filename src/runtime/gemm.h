@@ -120,6 +120,11 @@ struct StrassenProducts {
   int cBlock[kMaxFastProducts][kMaxFastDests];
   bool negate[kMaxFastProducts][kMaxFastDests], add[kMaxFastProducts][kMaxFastDests];
   int count[kMaxFastProducts];
+  // Forms rows [r0, r1) of the formed operands among a[] (gemm_strassen.cpp) on `threads`
+  // threads, or null (formed before the call): the AVX2 driver then forms each strip group's
+  // rows just before the group's first item, so they are read while still in cache.
+  void (*formRows)(const void *context, int64_t r0, int64_t r1, int threads) = nullptr;
+  const void *formContext = nullptr;
 
   int blocks() const { return 2 * cols; }
   /// C's row of block q's row row0 (of a strip starting there).

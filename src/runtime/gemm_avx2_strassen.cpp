@@ -14,7 +14,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <memory>
 
 namespace kiln::rt {
 namespace {
@@ -152,6 +154,28 @@ void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, 
   }
 }
 
+/// Group grp's rows of A's formed operands, formed once: by the first thread to reach one of
+/// its items, while any other that reaches one waits. With the items' static split each
+/// thread then mostly forms the rows it reads, just before reading them.
+void formGroupOnce(const StrassenProducts &sp, const Plan &plan, std::atomic<int> &state,
+                   int64_t grp) {
+  enum { kIdle, kForming, kFormed };
+  if (state.load(std::memory_order_acquire) == kFormed) return;
+  int idle = kIdle;
+  if (state.compare_exchange_strong(idle, kForming, std::memory_order_acq_rel)) {
+    const int64_t s0 = grp * plan.perGroup, s1 = std::min(plan.strips, s0 + plan.perGroup);
+    int64_t r0, last;
+    int rows;
+    stripSpan(plan, sp.h, s0, r0, rows);
+    stripSpan(plan, sp.h, s1 - 1, last, rows);
+    sp.formRows(sp.formContext, r0, last + rows, 1);
+    state.store(kFormed, std::memory_order_release);
+    return;
+  }
+  while (state.load(std::memory_order_acquire) != kFormed)
+    _mm_pause();
+}
+
 /// out = the sum of N term rows times their signs, kp floats, the terms unrolled (a loop over
 /// them per vector, with a branch on each sign, took 2.5% of BERT-base's GEMM time on Zen 3).
 template <int N> void sumTermRows(const FastTerm *terms, int64_t kp, float *out) {
@@ -227,8 +251,22 @@ void gemmAvx2Strassen(const GemmParams &g, const StrassenProducts &sp, float *c)
   // Each thread's blocks of C: its blocks x the item's panels x a strip group's tiles.
   const int64_t slotFloats = (sp.blocks() * perItem * plan.perGroup * MR * NR + 15) / 16 * 16;
   float *scratch = gemmThreadScratch(rows.threads, slotFloats);
-  const int64_t items = plan.groups * ((plan.panels + perItem - 1) / perItem);
+  const int64_t groupItems = (plan.panels + perItem - 1) / perItem,
+                items = plan.groups * groupItems;
+  // A's formed operands: where several strip groups take the rows (BERT-base b8's 1024), each
+  // group's rows as its first item starts, else all of them first, on the call's threads. On
+  // Zen 2, BERT-base b8 ran 1.00-1.02x / 1.01-1.03x faster at 1 / 2 threads (4 alternating
+  // pairs) than with every row formed first, when the operands (23 MB for fc2) had left the
+  // caches before their group read them; with all rows formed at no cost (a wrong-result
+  // ablation) it ran 1.03x / 1.05x faster (docs/perf.md, session 47).
+  const bool perGroup = sp.formRows && plan.groups > 1;
+  std::unique_ptr<std::atomic<int>[]> formed;
+  if (perGroup)
+    formed.reset(new std::atomic<int>[static_cast<size_t>(plan.groups)]());
+  else if (sp.formRows)
+    sp.formRows(sp.formContext, 0, sp.h, rows.threads);
   gemmForEachItem(items, rows.threads, [&](int64_t item) {
+    if (perGroup) formGroupOnce(sp, plan, formed[item / groupItems], item / groupItems);
     runItem(g, sp, plan, perItem, scratch + gemmItemSlot(rows.threads) * slotFloats, c, item);
   });
 }

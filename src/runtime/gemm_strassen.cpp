@@ -198,13 +198,13 @@ bool aInPlace(const FastScheme &s, int j, bool odd, int &blockIndex) {
   return terms == 1 && s.a[j][blockIndex] == 1 && !(odd && blockIndex >= s.kParts);
 }
 
-/// The A operands that are combinations (or an odd m's short bottom blocks), h rows of kp each,
-/// into `out` (one after another, in product order), on `threads` threads.
+/// The A operands that are combinations (or an odd m's short bottom blocks): rows [r0, r1) of
+/// h rows of kp each, into `out` (one after another, in product order), on `threads` threads.
 void formASums(const FastScheme &s, const GemmParams &g, const float *a, int64_t h,
-               const int *formed, int count, float *out, int threads) {
+               const int *formed, int count, float *out, int64_t r0, int64_t r1, int threads) {
   const int64_t kp = g.k / s.kParts, bottom = g.m - h;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int64_t r = 0; r < h; ++r)
+  for (int64_t r = r0; r < r1; ++r)
     for (int f = 0; f < count; ++f) {
       const int j = formed[f];
       FastTerm terms[kMaxFastTerms];
@@ -219,6 +219,22 @@ void formASums(const FastScheme &s, const GemmParams &g, const float *a, int64_t
       }
       fastASumRowAvx2(terms, n, kp, out + (f * h + r) * kp);
     }
+}
+
+/// What formASums needs, for StrassenProducts::formRows.
+struct FormSource {
+  const FastScheme *scheme;
+  const GemmParams *g;
+  const float *a;
+  int64_t h;
+  const int *formed;
+  int count;
+  float *out;
+};
+
+void formSourceRows(const void *context, int64_t r0, int64_t r1, int threads) {
+  const auto &f = *static_cast<const FormSource *>(context);
+  formASums(*f.scheme, *f.g, f.a, f.h, f.formed, f.count, f.out, r0, r1, threads);
 }
 
 } // namespace
@@ -303,7 +319,7 @@ void gemmStrassen(const GemmParams &g, const float *a, const float *packed, floa
     sp.a[formed[f]] = buf.data() + f * h * kp;
     sp.lda[formed[f]] = kp;
   }
-  formASums(s, g, a, h, formed, count, buf.data(), omp_in_parallel() ? 1 : omp_get_max_threads());
+  const FormSource source{&s, &g, a, h, formed, count, buf.data()};
   // Each block's first product writes it, the later ones add to it.
   bool written[6] = {false, false, false, false, false, false};
   for (int j = 0; j < s.products; ++j) {
@@ -318,10 +334,13 @@ void gemmStrassen(const GemmParams &g, const float *a, const float *packed, floa
       written[q] = true;
     }
   }
-  if (tiles == StrassenTiles::Avx512 || (tiles == StrassenTiles::Auto && usableIsaBits() == 512))
-    gemmAvx512Strassen(g, sp, c);
-  else
-    gemmAvx2Strassen(g, sp, c);
+  if (tiles == StrassenTiles::Avx512 || (tiles == StrassenTiles::Auto && usableIsaBits() == 512)) {
+    formSourceRows(&source, 0, h, omp_in_parallel() ? 1 : omp_get_max_threads());
+    return gemmAvx512Strassen(g, sp, c);
+  }
+  sp.formRows = formSourceRows;
+  sp.formContext = &source;
+  gemmAvx2Strassen(g, sp, c);
 }
 
 float *gemmThreadScratch(int threads, int64_t perThread) {

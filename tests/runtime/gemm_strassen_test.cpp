@@ -121,6 +121,22 @@ TEST(OwnGemmStrassen, KernelAtTransformerShapes) {
     checkKernel(Gemm{301, 96, k, false, false, true, KILN_POST_RELU}, false, rng, "26 strips");
 }
 
+// Where the rows take several strip groups, each group's rows of A's operands are formed as
+// its first item starts, by whichever thread gets there (gemm_avx2_strassen.cpp): 1001 rows
+// (four groups of the 501-row halves, the bottom half a row short) at 1, 2 and 3 threads.
+TEST(OwnGemmStrassen, KernelFormsEachStripGroupsRows) {
+  if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(47);
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    for (int64_t k : {770, 771}) // Strassen's, rank 15's
+      checkKernel(Gemm{1001, 96, k, true, false, true, KILN_POST_GELU_TANH}, false, rng,
+                  "threads " + std::to_string(threads));
+  }
+  omp_set_num_threads(saved);
+}
+
 TEST(OwnGemmStrassen, KernelResidualInPlace) {
   if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
   std::mt19937 rng(40);
