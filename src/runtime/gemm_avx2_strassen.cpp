@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <thread>
 
 namespace kiln::rt {
 namespace {
@@ -172,8 +173,13 @@ void formGroupOnce(const StrassenProducts &sp, const Plan &plan, std::atomic<int
     state.store(kFormed, std::memory_order_release);
     return;
   }
-  while (state.load(std::memory_order_acquire) != kFormed)
-    _mm_pause();
+  // A group takes tens of microseconds to form; past that, the former has likely lost its
+  // core (more threads than cores), so give it back instead of spinning through its slice.
+  for (int spins = 0; state.load(std::memory_order_acquire) != kFormed; ++spins)
+    if (spins < 4096)
+      _mm_pause();
+    else
+      std::this_thread::yield();
 }
 
 /// out = the sum of N term rows times their signs, kp floats, the terms unrolled (a loop over
