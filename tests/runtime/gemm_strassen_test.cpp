@@ -123,7 +123,8 @@ TEST(OwnGemmStrassen, KernelAtTransformerShapes) {
 
 // Where the rows take several strip groups, each group's rows of A's operands are formed as
 // its first item starts, by whichever thread gets there (gemm_avx2_strassen.cpp): 1001 rows
-// (four groups of the 501-row halves, the bottom half a row short) at 1, 2 and 3 threads.
+// (4-7 strip groups of the 501-row halves, by thread count and scheme; the bottom half a row
+// short) at 1, 2 and 3 threads.
 TEST(OwnGemmStrassen, KernelFormsEachStripGroupsRows) {
   if (!kiln::rt::gemmAvx2Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
   std::mt19937 rng(47);
