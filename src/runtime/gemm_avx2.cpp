@@ -34,7 +34,8 @@ namespace {
 void runItem(const GemmParams &g, const Plan &plan, const float *a, const float *packedB, float *c,
              int64_t item) {
   const int64_t grp = item / plan.panels, p = item % plan.panels;
-  const int64_t s0 = grp * plan.perGroup, s1 = std::min(plan.strips, s0 + plan.perGroup);
+  int64_t s0, s1;
+  groupStrips(plan, grp, s0, s1);
   const int64_t col0 = p * NR, kc = plan.kc;
   // A plain GEMM of K <= 256 (a bias, a residual beside C and a clamp at most): whole strips
   // and a whole panel on the lean tile (gemm_avx2_lean.cpp); the rest (a partial panel, the

@@ -84,7 +84,8 @@ void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, 
   const int64_t blocks = (plan.panels + perItem - 1) / perItem;
   const int64_t grp = item / blocks, p0 = item % blocks * perItem;
   const int64_t p1 = std::min(plan.panels, p0 + perItem);
-  const int64_t s0 = grp * plan.perGroup, s1 = std::min(plan.strips, s0 + plan.perGroup);
+  int64_t s0, s1;
+  groupStrips(plan, grp, s0, s1);
   const int64_t kc = plan.kc;
   // C block q's tile for panel p (of this item) and strip s (of this group).
   auto block = [&](int q, int64_t p, int64_t s) {
@@ -164,8 +165,8 @@ void formGroupOnce(const StrassenProducts &sp, const Plan &plan, std::atomic<int
   if (state.load(std::memory_order_acquire) == kFormed) return;
   int idle = kIdle;
   if (state.compare_exchange_strong(idle, kForming, std::memory_order_acq_rel)) {
-    const int64_t s0 = grp * plan.perGroup, s1 = std::min(plan.strips, s0 + plan.perGroup);
-    int64_t r0, last;
+    int64_t s0, s1, r0, last;
+    groupStrips(plan, grp, s0, s1);
     int rows;
     stripSpan(plan, sp.h, s0, r0, rows);
     stripSpan(plan, sp.h, s1 - 1, last, rows);

@@ -300,6 +300,13 @@ void planStrips(Plan &plan, int64_t m, bool fiveRowStrips) {
                         : 1;
 }
 
+/// Strips [s0, s1) of strip group grp.
+[[gnu::always_inline]] inline void groupStrips(const Plan &plan, int64_t grp, int64_t &s0,
+                                               int64_t &s1) {
+  s0 = grp * plan.perGroup;
+  s1 = std::min(plan.strips, s0 + plan.perGroup);
+}
+
 /// The first row and the row count of strip s (planStrips).
 [[gnu::always_inline]] inline void stripSpan(const Plan &plan, int64_t m, int64_t s, int64_t &row0,
                                              int &rows) {
