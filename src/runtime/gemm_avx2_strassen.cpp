@@ -52,30 +52,47 @@ constexpr int64_t kManyGroupsItemPanels = 8;
 constexpr int64_t kWideItemPanels = 16;
 constexpr int64_t kWideItemABytes = 128 * 1024;
 
+/// What C's rows get after the sum of the blocks: the activation (Post; Clamp with bounds or
+/// none) and a residual or not, fixed per call so the row loop has no branch per vector.
+enum class Finish { None, Clamp, GeluErf, GeluTanh };
+
 /// `rows` rows of 16 columns of C at `c` from one of its blocks (alpha already applied):
-/// post(block + beta * bias + residual (+ C's own contents for an in-place residual)).
+/// post(block + beta * bias + residual), the residual rows ldr apart (C's own contents for an
+/// in-place one).
+template <Finish F, bool Residual>
 void finishRows(const GemmParams &g, const float *block, int rows, float *c, const float *bias,
-                const float *residual, bool inPlace) {
+                const float *residual, int64_t ldr) {
   const __m256 beta = _mm256_set1_ps(g.beta);
   const __m256 b0 = bias ? _mm256_mul_ps(beta, _mm256_loadu_ps(bias)) : _mm256_setzero_ps();
   const __m256 b1 = bias ? _mm256_mul_ps(beta, _mm256_loadu_ps(bias + 8)) : _mm256_setzero_ps();
-  const bool bounds = clampBounds(g);
   const __m256 lo = _mm256_set1_ps(g.lo), hi = _mm256_set1_ps(g.hi);
   for (int i = 0; i < rows; ++i) {
     float *out = c + i * g.ldc;
     for (int h = 0; h < 2; ++h) {
       __m256 v = _mm256_add_ps(_mm256_load_ps(block + i * NR + 8 * h), h == 0 ? b0 : b1);
-      if (inPlace) v = _mm256_add_ps(v, _mm256_loadu_ps(out + 8 * h));
-      if (residual) v = _mm256_add_ps(v, _mm256_loadu_ps(residual + i * g.ldr + 8 * h));
-      if (g.post == GemmPost::GeluErf)
-        v = geluErf256(v);
-      else if (g.post == GemmPost::GeluTanh)
-        v = geluTanh256(v);
-      else if (bounds) // NaN is the second operand of max and min, so it passes through
-        v = _mm256_min_ps(hi, _mm256_max_ps(lo, v));
+      if constexpr (Residual) v = _mm256_add_ps(v, _mm256_loadu_ps(residual + i * ldr + 8 * h));
+      if constexpr (F == Finish::GeluErf) v = geluErf256(v);
+      if constexpr (F == Finish::GeluTanh) v = geluTanh256(v);
+      // NaN is the second operand of max and min, so it passes through.
+      if constexpr (F == Finish::Clamp) v = _mm256_min_ps(hi, _mm256_max_ps(lo, v));
       _mm256_storeu_ps(out + 8 * h, v);
     }
   }
+}
+
+using FinishRows = void (*)(const GemmParams &, const float *, int, float *, const float *,
+                            const float *, int64_t);
+
+template <bool Residual> FinishRows finishOf(const GemmParams &g) {
+  switch (g.post) {
+  case GemmPost::GeluErf:
+    return finishRows<Finish::GeluErf, Residual>;
+  case GemmPost::GeluTanh:
+    return finishRows<Finish::GeluTanh, Residual>;
+  case GemmPost::Clamp:
+    break;
+  }
+  return clampBounds(g) ? finishRows<Finish::Clamp, Residual> : finishRows<Finish::None, Residual>;
 }
 
 /// Item `item`: a group of strips over a block of panels, every product on each, then C.
@@ -139,7 +156,10 @@ void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, 
   // tiles' registers instead (Strassen's), 128 x 3072 x 768 ran about 4% slower on Zen 3
   // (bench/gemm, B from memory; docs/perf.md, session 39): the stores into C's lines, which
   // are in no cache, held up the next tile.
-  const bool inPlace = g.residual == c;
+  // An in-place residual is C's own contents: the residual's rows are then C's.
+  const float *residual = g.residual;
+  const int64_t ldr = g.residual == c ? g.ldc : g.ldr;
+  const FinishRows finish = residual ? finishOf<true>(g) : finishOf<false>(g);
   for (int64_t s = s0; s < s1; ++s) {
     int64_t row0;
     int rows;
@@ -149,8 +169,8 @@ void runItem(const GemmParams &g, const StrassenProducts &sp, const Plan &plan, 
       const int n = sp.blockRows(q, row0, rows);
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t col = sp.blockCol(q) + p * NR;
-        finishRows(g, block(q, p, s), n, c + r * g.ldc + col, g.bias ? g.bias + col : nullptr,
-                   g.residual && !inPlace ? g.residual + r * g.ldr + col : nullptr, inPlace);
+        finish(g, block(q, p, s), n, c + r * g.ldc + col, g.bias ? g.bias + col : nullptr,
+               residual ? residual + r * ldr + col : nullptr, ldr);
       }
     }
   }

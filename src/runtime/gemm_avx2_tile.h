@@ -142,23 +142,26 @@ template <int R>
     const __m256 alpha = _mm256_set1_ps(g.alpha);
     forAll(acc, [alpha](__m256 v) { return _mm256_mul_ps(v, alpha); });
   }
-  for (int d = 0; d < t.destCount; ++d) {
-    const TileDest &dst = t.dest[d];
+  // One loop per kind of destination, so the rows run without a branch each.
+  auto rows = [&acc](float *block, auto combine) {
 #pragma GCC unroll 6
     for (int i = 0; i < R; ++i) {
-      float *out = dst.block + i * NR;
-      __m256 v0 = acc[i][0], v1 = acc[i][1];
-      if (dst.add) {
-        const __m256 c0 = _mm256_load_ps(out), c1 = _mm256_load_ps(out + 8);
-        v0 = dst.negate ? _mm256_sub_ps(c0, v0) : _mm256_add_ps(c0, v0);
-        v1 = dst.negate ? _mm256_sub_ps(c1, v1) : _mm256_add_ps(c1, v1);
-      } else if (dst.negate) {
-        v0 = _mm256_sub_ps(_mm256_setzero_ps(), v0);
-        v1 = _mm256_sub_ps(_mm256_setzero_ps(), v1);
-      }
-      _mm256_store_ps(out, v0);
-      _mm256_store_ps(out + 8, v1);
+      float *out = block + i * NR;
+      _mm256_store_ps(out, combine(out, acc[i][0]));
+      _mm256_store_ps(out + 8, combine(out + 8, acc[i][1]));
     }
+  };
+  for (int d = 0; d < t.destCount; ++d) {
+    const TileDest &dst = t.dest[d];
+    if (dst.add && dst.negate)
+      rows(dst.block, [](const float *c, __m256 v) { return _mm256_sub_ps(_mm256_load_ps(c), v); });
+    else if (dst.add)
+      rows(dst.block, [](const float *c, __m256 v) { return _mm256_add_ps(_mm256_load_ps(c), v); });
+    else if (dst.negate)
+      rows(dst.block,
+           [](const float *, __m256 v) { return _mm256_sub_ps(_mm256_setzero_ps(), v); });
+    else
+      rows(dst.block, [](const float *, __m256 v) { return v; });
   }
 }
 
