@@ -40,28 +40,46 @@ void spread(const float *sums, float *block, int rows, int64_t nv, bool add, boo
     }
 }
 
+/// What C's rows get after the sum of the blocks: the activation (Post; Clamp with bounds or
+/// none), fixed per call so the row loop has no branch per vector (as the AVX2 driver's).
+enum class Finish { None, Clamp, GeluErf, GeluTanh };
+
 /// `rows` rows and nv panels of C at `c` from one of its blocks (alpha already applied):
-/// post(block + beta * bias + residual (+ C's own contents for an in-place residual)).
+/// post(block + beta * bias + residual), the residual rows ldr apart (C's own contents for an
+/// in-place one).
+template <Finish F, bool Residual>
 void finishC(const GemmParams &g, const float *block, int rows, int64_t nv, float *c,
-             const float *bias, const float *residual, bool inPlace) {
-  const __m512 beta = _mm512_set1_ps(g.beta);
-  const bool bounds = clampBounds(g);
+             const float *bias, const float *residual, int64_t ldr) {
+  __m512 b[NV];
+  for (int64_t j = 0; j < nv; ++j)
+    b[j] = bias ? _mm512_mul_ps(_mm512_set1_ps(g.beta), _mm512_loadu_ps(bias + j * NR))
+                : _mm512_setzero_ps();
   const __m512 lo = _mm512_set1_ps(g.lo), hi = _mm512_set1_ps(g.hi);
   for (int i = 0; i < rows; ++i)
     for (int64_t j = 0; j < nv; ++j) {
-      __m512 v = _mm512_load_ps(block + i * kTileStride + j * NR);
-      float *out = c + i * g.ldc + j * NR;
-      if (bias) v = _mm512_fmadd_ps(beta, _mm512_loadu_ps(bias + j * NR), v);
-      if (inPlace) v = _mm512_add_ps(v, _mm512_loadu_ps(out));
-      if (residual) v = _mm512_add_ps(v, _mm512_loadu_ps(residual + i * g.ldr + j * NR));
-      if (g.post == GemmPost::GeluErf)
-        v = geluErf512(v);
-      else if (g.post == GemmPost::GeluTanh)
-        v = geluTanh512(v);
-      else if (bounds) // NaN is the second operand of max and min, so it passes through
-        v = _mm512_min_ps(hi, _mm512_max_ps(lo, v));
-      _mm512_storeu_ps(out, v);
+      __m512 v = _mm512_add_ps(_mm512_load_ps(block + i * kTileStride + j * NR), b[j]);
+      if constexpr (Residual) v = _mm512_add_ps(v, _mm512_loadu_ps(residual + i * ldr + j * NR));
+      if constexpr (F == Finish::GeluErf) v = geluErf512(v);
+      if constexpr (F == Finish::GeluTanh) v = geluTanh512(v);
+      // NaN is the second operand of max and min, so it passes through.
+      if constexpr (F == Finish::Clamp) v = _mm512_min_ps(hi, _mm512_max_ps(lo, v));
+      _mm512_storeu_ps(c + i * g.ldc + j * NR, v);
     }
+}
+
+using FinishC = void (*)(const GemmParams &, const float *, int, int64_t, float *, const float *,
+                         const float *, int64_t);
+
+template <bool Residual> FinishC finishOf(const GemmParams &g) {
+  switch (g.post) {
+  case GemmPost::GeluErf:
+    return finishC<Finish::GeluErf, Residual>;
+  case GemmPost::GeluTanh:
+    return finishC<Finish::GeluTanh, Residual>;
+  case GemmPost::Clamp:
+    break;
+  }
+  return clampBounds(g) ? finishC<Finish::Clamp, Residual> : finishC<Finish::None, Residual>;
 }
 
 struct Work {
@@ -162,7 +180,10 @@ void runItem(const Work &w, float *cBlocks, int64_t item) {
   // C from the item's blocks, with the epilogue, after the last product: the AVX2 driver's
   // measurement (gemm_avx2_strassen.cpp) showed C's stores from each block's last
   // product, into lines in no cache, holding up the next tile.
-  const bool inPlace = w.g.residual == w.c;
+  // An in-place residual is C's own contents: the residual's rows are then C's.
+  const float *residual = w.g.residual;
+  const int64_t ldr = residual == w.c ? w.g.ldc : w.g.ldr;
+  const FinishC finish = residual ? finishOf<true>(w.g) : finishOf<false>(w.g);
   for (int64_t s = s0; s < s1; ++s) {
     const int64_t row0 = plan.row0(s);
     const int64_t tileRows = plan.rows(s, sp.h);
@@ -172,9 +193,9 @@ void runItem(const Work &w, float *cBlocks, int64_t item) {
       for (int64_t pg = pg0; pg < pg1; ++pg) {
         const int64_t nv = std::min<int64_t>(NV, plan.panels - pg * NV);
         const int64_t col = sp.blockCol(q) + pg * NV * NR;
-        finishC(w.g, block(q, pg, s), rows, nv, w.c + r * w.g.ldc + col,
-                w.g.bias ? w.g.bias + col : nullptr,
-                w.g.residual && !inPlace ? w.g.residual + r * w.g.ldr + col : nullptr, inPlace);
+        finish(w.g, block(q, pg, s), rows, nv, w.c + r * w.g.ldc + col,
+               w.g.bias ? w.g.bias + col : nullptr, residual ? residual + r * ldr + col : nullptr,
+               ldr);
       }
     }
   }
