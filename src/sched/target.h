@@ -48,10 +48,12 @@ struct Target {
   bool realizeLayerNormOutput = true;
   bool cubeAsProduct = true;
   // Group fusion reads a reader's extent-1 loop variables as 0 (keepdims reductions such as
-  // LayerNorm's join one group). Off: on the quiet Sapphire Rapids host GPT-2 ran 1.20x and
-  // the encoder 1.07x slower with it at 1 thread (docs/perf.md); KILN_GROUP_UNIT_VARS=1 turns
-  // it on for CPU compiles (never for CUDA: no GPU run yet).
-  bool groupUnitVars = false;
+  // LayerNorm's join one group: one loop nest and one OpenMP region instead of five kernels).
+  // On for the CPU since session 51: generated-kernel time 25-45% lower in BERT-base, GPT-2
+  // and ViT-B/16 at 2 threads and the small encoder 4-9% faster on Zen 5, 2-thread generated
+  // time 20-25% lower and 1 thread level on Zen 2 (docs/perf.md, sessions 48 and 51).
+  // KILN_GROUP_UNIT_VARS=0 at compile time turns it off. Off for CUDA (no GPU run yet).
+  bool groupUnitVars = true;
   // CPU: kernels whose statically known work is below this run without an OpenMP region,
   // and others open one only when their run-time work reaches it.
   int64_t cpuParallelMinWork = 16384;
@@ -88,6 +90,7 @@ struct Target {
     t.scatterShim = false;
     t.realizeLayerNormOutput = false;
     t.cubeAsProduct = false;
+    t.groupUnitVars = false;
     t.splitBelowOutputs = 128;
     t.cudaArchs = std::move(archs);
     t.hostArch = "x86-64-v3"; // the GPU host may be another CPU than the build machine

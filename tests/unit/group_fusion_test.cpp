@@ -1,7 +1,7 @@
-// sched::formGroups: with KILN_GROUP_UNIT_VARS=1, a kernel that reads a keepdims reduction's
-// [.., 1] result through a loop variable of extent 1 (as LayerNorm lowers with dynamic dims)
-// joins the reduction's group on the CPU; by default (measured slower) and for the CUDA
-// target they stay apart.
+// sched::formGroups: a kernel that reads a keepdims reduction's [.., 1] result through a loop
+// variable of extent 1 (as LayerNorm lowers with dynamic dims) joins the reduction's group on
+// the CPU (by default, or with KILN_GROUP_UNIT_VARS=1); with KILN_GROUP_UNIT_VARS=0 and for the
+// CUDA target they stay apart.
 #include "sched/schedule.h"
 
 #include <gtest/gtest.h>
@@ -55,10 +55,26 @@ TEST(GroupFusion, ExtentOneVariableReadsTheOuterPoint) {
   EXPECT_EQ(m.p.groups[0].outerRank, 2u);
 }
 
-TEST(GroupFusion, DefaultKeepsSeparateKernels) {
+TEST(GroupFusion, CpuDefaultJoinsTheReader) {
   ::unsetenv("KILN_GROUP_UNIT_VARS");
   KeepdimsMean m;
   sched::formGroups(m.p, m.ctx);
+  ASSERT_EQ(m.p.groups.size(), 1u);
+  EXPECT_EQ(m.p.groups[0].kernels.size(), 2u);
+}
+
+TEST(GroupFusion, SwitchedOffKeepsSeparateKernels) {
+  ::setenv("KILN_GROUP_UNIT_VARS", "0", 1);
+  KeepdimsMean m;
+  sched::formGroups(m.p, m.ctx);
+  ::unsetenv("KILN_GROUP_UNIT_VARS");
+  EXPECT_EQ(m.p.groups.size(), 2u);
+}
+
+TEST(GroupFusion, CudaDefaultKeepsSeparateKernels) {
+  ::unsetenv("KILN_GROUP_UNIT_VARS");
+  KeepdimsMean m;
+  sched::formGroups(m.p, m.ctx, sched::Target::cuda({"sm_90"}));
   EXPECT_EQ(m.p.groups.size(), 2u);
 }
 
