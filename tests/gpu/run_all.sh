@@ -156,6 +156,9 @@ for step in "${steps[@]}"; do
       env "${envs[@]}" taskset -c "$cpu1" "$W/bin/kiln_conv_bench" --threads 1 --reps 10 \
         >>"$OUT/microbench.txt" 2>&1
     done
+    # The GEMV's panels a step (gemv_avx512.cpp takes the count that wins on Zen 5: two).
+    [[ -x $W/bin/kiln_gemv_streams ]] && taskset -c "$cpu1" "$W/bin/kiln_gemv_streams" \
+      >>"$OUT/microbench.txt" 2>&1
     echo "microbench rc=$?"; tail -n 60 "$OUT/microbench.txt"
     ;;
   cpuhost)
