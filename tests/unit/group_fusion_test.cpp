@@ -45,45 +45,41 @@ struct KeepdimsMean {
   }
 };
 
-TEST(GroupFusion, ExtentOneVariableReadsTheOuterPoint) {
-  ::setenv("KILN_GROUP_UNIT_VARS", "1", 1);
+/// The example's groups after formGroups for `target`, with KILN_GROUP_UNIT_VARS set to `env`
+/// (unset where null) during the call.
+std::vector<loop::KernelGroup> groupsWith(const char *env,
+                                          const sched::Target &target = sched::Target::cpu()) {
+  if (env)
+    ::setenv("KILN_GROUP_UNIT_VARS", env, 1);
+  else
+    ::unsetenv("KILN_GROUP_UNIT_VARS");
   KeepdimsMean m;
-  sched::formGroups(m.p, m.ctx);
+  sched::formGroups(m.p, m.ctx, target);
   ::unsetenv("KILN_GROUP_UNIT_VARS");
-  ASSERT_EQ(m.p.groups.size(), 1u);
-  EXPECT_EQ(m.p.groups[0].kernels.size(), 2u);
-  EXPECT_EQ(m.p.groups[0].outerRank, 2u);
+  return m.p.groups;
+}
+
+TEST(GroupFusion, ExtentOneVariableReadsTheOuterPoint) {
+  const auto groups = groupsWith("1");
+  ASSERT_EQ(groups.size(), 1u);
+  EXPECT_EQ(groups[0].kernels.size(), 2u);
+  EXPECT_EQ(groups[0].outerRank, 2u);
 }
 
 TEST(GroupFusion, CpuDefaultJoinsTheReader) {
-  ::unsetenv("KILN_GROUP_UNIT_VARS");
-  KeepdimsMean m;
-  sched::formGroups(m.p, m.ctx);
-  ASSERT_EQ(m.p.groups.size(), 1u);
-  EXPECT_EQ(m.p.groups[0].kernels.size(), 2u);
+  const auto groups = groupsWith(nullptr);
+  ASSERT_EQ(groups.size(), 1u);
+  EXPECT_EQ(groups[0].kernels.size(), 2u);
 }
 
 TEST(GroupFusion, SwitchedOffKeepsSeparateKernels) {
-  ::setenv("KILN_GROUP_UNIT_VARS", "0", 1);
-  KeepdimsMean m;
-  sched::formGroups(m.p, m.ctx);
-  ::unsetenv("KILN_GROUP_UNIT_VARS");
-  EXPECT_EQ(m.p.groups.size(), 2u);
-}
-
-TEST(GroupFusion, CudaDefaultKeepsSeparateKernels) {
-  ::unsetenv("KILN_GROUP_UNIT_VARS");
-  KeepdimsMean m;
-  sched::formGroups(m.p, m.ctx, sched::Target::cuda({"sm_90"}));
-  EXPECT_EQ(m.p.groups.size(), 2u);
+  EXPECT_EQ(groupsWith("0").size(), 2u);
 }
 
 TEST(GroupFusion, CudaKeepsSeparateKernels) {
-  ::setenv("KILN_GROUP_UNIT_VARS", "1", 1);
-  KeepdimsMean m;
-  sched::formGroups(m.p, m.ctx, sched::Target::cuda({"sm_90"}));
-  ::unsetenv("KILN_GROUP_UNIT_VARS");
-  EXPECT_EQ(m.p.groups.size(), 2u);
+  const sched::Target cuda = sched::Target::cuda({"sm_90"});
+  EXPECT_EQ(groupsWith(nullptr, cuda).size(), 2u);
+  EXPECT_EQ(groupsWith("1", cuda).size(), 2u);
 }
 
 } // namespace
