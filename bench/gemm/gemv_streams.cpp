@@ -7,9 +7,10 @@
 //
 // For each shape, row count m (1, 2, 4) and thread count it times the AVX-512 kernel with 1, 2,
 // 3 and 4 panels a step (`rowsOf<Avx512, m, P>`, the template the runtime instantiates in
-// gemv_avx512.cpp), each thread on its share of the panels as gemv() splits them, and prints
-// the median GB/s of B read. B rotates through 16 packed copies on 2 MiB pages (the runtime's
-// weight buffers), so each call streams it from memory. The variants alternate call by call.
+// gemv_avx512.cpp) through the runtime's gemvWith, which shares the panels among the threads
+// as gemv() does (at most one thread per 8 panels), and prints the median GB/s of B read. B
+// rotates through 16 packed copies on 2 MiB pages (the runtime's weight buffers), so each call
+// streams it from memory. The variants alternate call by call.
 #include "gemv_kernel.h"
 #include "simd_avx512.h"
 #include "weight_memory.h"
@@ -45,26 +46,8 @@ struct Options {
   int reps = 48;
 };
 
-using Kernel = void (*)(const GemvParams &, const float *, const float *, float *, int64_t,
-                        int64_t);
-
-template <int MR, int P> Kernel kernelOf() {
-  return &kiln::rt::gemv_kernel::rowsOf<kiln::rt::simd::Avx512, MR, P>;
-}
-
-/// One call over all panels on `threads` threads, split as gemv() splits them (whole 4-panel
-/// steps per thread).
-void callSplit(Kernel k, const GemvParams &g, const float *a, const float *b, float *c,
-               int threads) {
-  const int64_t panels = (g.n + kGemvPanel - 1) / kGemvPanel;
-  const int64_t steps = (panels + 3) / 4;
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num(), team = omp_get_num_threads();
-    const int64_t p0 = std::min(panels, steps * t / team * 4);
-    const int64_t p1 = std::min(panels, steps * (t + 1) / team * 4);
-    if (p0 < p1) k(g, a, b, c, p0, p1);
-  }
+template <int MR, int P> kiln::rt::GemvKernel kernelOf() {
+  return {"probe", &kiln::rt::gemv_kernel::rowsOf<kiln::rt::simd::Avx512, MR, P>};
 }
 
 void runShape(const Shape &sh, const Options &o) {
@@ -82,11 +65,12 @@ void runShape(const Shape &sh, const Options &o) {
   std::printf("K %lld, N %lld: %.1f MB of B per call, %d copies\n", static_cast<long long>(sh.k),
               static_cast<long long>(sh.n), floats * 4 / 1e6, kCopies);
   const int rows[] = {1, 2, 4};
-  const Kernel byRows[3][4] = {
+  const kiln::rt::GemvKernel byRows[3][4] = {
       {kernelOf<1, 1>(), kernelOf<1, 2>(), kernelOf<1, 3>(), kernelOf<1, 4>()},
       {kernelOf<2, 1>(), kernelOf<2, 2>(), kernelOf<2, 3>(), kernelOf<2, 4>()},
       {kernelOf<4, 1>(), kernelOf<4, 2>(), kernelOf<4, 3>(), kernelOf<4, 4>()}};
-  for (int threads : o.threads)
+  for (int threads : o.threads) {
+    omp_set_num_threads(threads);
     for (int r = 0; r < 3; ++r) {
       GemvParams g{rows[r], sh.n, sh.k,    sh.k,    sh.n,   sh.n,
                    1.f,     1.f,  nullptr, nullptr, -1e30f, 1e30f};
@@ -95,7 +79,7 @@ void runShape(const Shape &sh, const Options &o) {
         for (int p = 0; p < 4; ++p) {
           const float *b = static_cast<const float *>(copies[(rep + 1 + p) % kCopies].get());
           const double t0 = seconds();
-          callSplit(byRows[r][p], g, a.data(), b, c.data(), threads);
+          kiln::rt::gemvWith(byRows[r][p], g, a.data(), b, c.data());
           if (rep >= 0) times[p].push_back(seconds() - t0);
         }
       std::printf("  m %d, %d thread(s): median GB/s with 1 / 2 / 3 / 4 panels a step:", rows[r],
@@ -106,6 +90,7 @@ void runShape(const Shape &sh, const Options &o) {
       }
       std::printf("\n");
     }
+  }
 }
 
 std::vector<int64_t> parseInts(const std::string &s) {

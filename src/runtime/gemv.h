@@ -45,6 +45,11 @@ const GemvKernel &gemvAvx512Kernel();
 const GemvKernel &gemvAvx2Kernel();
 const GemvKernel &gemvGenericKernel();
 
+/// gemv with `kernel` instead of the active one, its panels shared among the threads the same
+/// way (bench/gemm/gemv_streams.cpp times kernel variants through it).
+void gemvWith(const GemvKernel &kernel, const GemvParams &g, const float *a, const float *packed,
+              float *c);
+
 /// The kernel gemv uses (the widest this CPU runs under the cap), or `forced` when non-null
 /// (tests compare them).
 const GemvKernel &activeGemvKernel();

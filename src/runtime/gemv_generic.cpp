@@ -59,7 +59,11 @@ void packGemvWeights(const float *b, int64_t n, int64_t k, int64_t ldb, bool tra
 }
 
 void gemv(const GemvParams &g, const float *a, const float *packed, float *c) {
-  const GemvKernel &kernel = activeGemvKernel();
+  gemvWith(activeGemvKernel(), g, a, packed, c);
+}
+
+void gemvWith(const GemvKernel &kernel, const GemvParams &g, const float *a, const float *packed,
+              float *c) {
   const int64_t panels = (g.n + kGemvPanel - 1) / kGemvPanel;
   // Shares of whole 4-panel steps; a thread gets at least 8 panels (128 columns), below that
   // the fork costs more than the stream it saves.
