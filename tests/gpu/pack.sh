@@ -24,7 +24,8 @@ cp -r /usr/include/dlpack /usr/include/pybind11 "$out/stage/include/" # pybind11
 for h in "$b"/tests/gpu/*_host "$b"/tests/runtime/kiln_gpu_*; do
   [[ -x $h ]] && strip -o "$out/stage/bin/$(basename "$h")" "$h"
 done
-# The GEMM, GEMV and conv micro-benchmarks (bench/gemm, bench/conv) and XNNPACK's libraries they link.
+# The GEMM, GEMV and conv micro-benchmarks (bench/gemm, bench/conv) and XNNPACK's libraries
+# they link.
 for h in "$b"/bench/gemm/kiln_gemm_bench "$b"/bench/gemm/kiln_gemv_streams \
   "$b"/bench/conv/kiln_conv_bench; do
   [[ -x $h ]] && strip -o "$out/stage/bin/$(basename "$h")" "$h"

@@ -45,41 +45,46 @@ struct KeepdimsMean {
   }
 };
 
-/// The example's groups after formGroups for `target`, with KILN_GROUP_UNIT_VARS set to `env`
-/// (unset where null) during the call.
-std::vector<loop::KernelGroup> groupsWith(const char *env,
-                                          const sched::Target &target = sched::Target::cpu()) {
+/// formGroups on `m` for `target`, with KILN_GROUP_UNIT_VARS set to `env` (unset where null)
+/// during the call; the groups stay in m.p (they point at its kernels).
+void formWith(KeepdimsMean &m, const char *env,
+              const sched::Target &target = sched::Target::cpu()) {
   if (env)
     ::setenv("KILN_GROUP_UNIT_VARS", env, 1);
   else
     ::unsetenv("KILN_GROUP_UNIT_VARS");
-  KeepdimsMean m;
   sched::formGroups(m.p, m.ctx, target);
   ::unsetenv("KILN_GROUP_UNIT_VARS");
-  return m.p.groups;
 }
 
 TEST(GroupFusion, ExtentOneVariableReadsTheOuterPoint) {
-  const auto groups = groupsWith("1");
-  ASSERT_EQ(groups.size(), 1u);
-  EXPECT_EQ(groups[0].kernels.size(), 2u);
-  EXPECT_EQ(groups[0].outerRank, 2u);
+  KeepdimsMean m;
+  formWith(m, "1");
+  ASSERT_EQ(m.p.groups.size(), 1u);
+  EXPECT_EQ(m.p.groups[0].kernels.size(), 2u);
+  EXPECT_EQ(m.p.groups[0].outerRank, 2u);
 }
 
 TEST(GroupFusion, CpuDefaultJoinsTheReader) {
-  const auto groups = groupsWith(nullptr);
-  ASSERT_EQ(groups.size(), 1u);
-  EXPECT_EQ(groups[0].kernels.size(), 2u);
+  KeepdimsMean m;
+  formWith(m, nullptr);
+  ASSERT_EQ(m.p.groups.size(), 1u);
+  EXPECT_EQ(m.p.groups[0].kernels.size(), 2u);
 }
 
 TEST(GroupFusion, SwitchedOffKeepsSeparateKernels) {
-  EXPECT_EQ(groupsWith("0").size(), 2u);
+  KeepdimsMean m;
+  formWith(m, "0");
+  EXPECT_EQ(m.p.groups.size(), 2u);
 }
 
 TEST(GroupFusion, CudaKeepsSeparateKernels) {
   const sched::Target cuda = sched::Target::cuda({"sm_90"});
-  EXPECT_EQ(groupsWith(nullptr, cuda).size(), 2u);
-  EXPECT_EQ(groupsWith("1", cuda).size(), 2u);
+  KeepdimsMean byDefault, switchedOn;
+  formWith(byDefault, nullptr, cuda);
+  formWith(switchedOn, "1", cuda);
+  EXPECT_EQ(byDefault.p.groups.size(), 2u);
+  EXPECT_EQ(switchedOn.p.groups.size(), 2u);
 }
 
 } // namespace
