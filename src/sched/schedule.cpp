@@ -184,14 +184,19 @@ void formGroups(loop::Program &p, sym::Context &ctx, const Target &t) {
 }
 
 MemoryPlan planMemory(const loop::Program &p, sym::Context &ctx) {
-  std::map<const loop::Buffer *, size_t> lastUse, firstDef;
+  // Buffers are visited in the order the program first writes them, never in pointer order:
+  // the heap's addresses differ with what ran before (a warm object cache reads its files),
+  // and slots picked in their order made a warm compile's wrapper differ from a cold one's,
+  // which then missed the cache.
+  std::map<const loop::Buffer *, size_t> lastUse, firstDefOf;
+  std::vector<std::pair<const loop::Buffer *, size_t>> firstDef;
   for (size_t i = 0; i < p.groups.size(); ++i) {
     for (const loop::Kernel *kp : p.groups[i].kernels) {
       const loop::Kernel &k = *kp;
       for (loop::Buffer *b : k.reads())
         lastUse[b] = i;
       for (loop::Buffer *b : k.writes())
-        if (!firstDef.count(b)) firstDef[b] = i;
+        if (firstDefOf.emplace(b, i).second) firstDef.emplace_back(b, i);
     }
   }
   MemoryPlan plan;
