@@ -272,11 +272,8 @@ VRef castToE8M0(VRef v, bool saturate, int mode) {
   return loop::cast(value, DType::Float8E8M0);
 }
 
-void lowerCast(OpCtx &c) {
-  DType to;
-  if (!dtypeFromOnnx(static_cast<int>(c.node.attrInt("to", 0)), to))
-    fail("{}: Cast to ONNX type {} is not supported", c.node.describe(),
-         onnxTypeName(static_cast<int>(c.node.attrInt("to", 0))));
+/// Cast and CastLike: input 0 to `to`, with the node's `saturate` (and, to E8M0, `round_mode`).
+void castInputTo(OpCtx &c, DType to) {
   LTensor x = c.in(0);
   if (x.dtype == DType::String || to == DType::String) {
     c.out(0, castString(c, x, to));
@@ -291,20 +288,16 @@ void lowerCast(OpCtx &c) {
   c.out(0, mapUnary(c, x, [to, sat](VRef v) { return castSaturating(v, to, sat); }));
 }
 
+void lowerCast(OpCtx &c) {
+  DType to;
+  if (!dtypeFromOnnx(static_cast<int>(c.node.attrInt("to", 0)), to))
+    fail("{}: Cast to ONNX type {} is not supported", c.node.describe(),
+         onnxTypeName(static_cast<int>(c.node.attrInt("to", 0))));
+  castInputTo(c, to);
+}
+
 void lowerCastLike(OpCtx &c) {
-  DType to = c.in(1).dtype;
-  LTensor x = c.in(0);
-  if (x.dtype == DType::String || to == DType::String) {
-    c.out(0, castString(c, x, to));
-    return;
-  }
-  bool sat = c.node.attrInt("saturate", 1) != 0;
-  if (to == DType::Float8E8M0) {
-    int mode = e8m0RoundMode(c);
-    c.out(0, mapUnary(c, x, [sat, mode](VRef v) { return castToE8M0(v, sat, mode); }));
-    return;
-  }
-  c.out(0, mapUnary(c, x, [to, sat](VRef v) { return castSaturating(v, to, sat); }));
+  castInputTo(c, c.in(1).dtype);
 }
 
 void lowerWhere(OpCtx &c) {
