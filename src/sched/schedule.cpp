@@ -184,26 +184,27 @@ void formGroups(loop::Program &p, sym::Context &ctx, const Target &t) {
 }
 
 MemoryPlan planMemory(const loop::Program &p, sym::Context &ctx) {
-  // Buffers are visited in the order the program first writes them, never in pointer order:
-  // the heap's addresses differ with what ran before (a warm object cache reads its files),
-  // and slots picked in their order made a warm compile's wrapper differ from a cold one's,
-  // which then missed the cache.
-  std::map<const loop::Buffer *, size_t> lastUse, firstDefOf;
-  std::vector<std::pair<const loop::Buffer *, size_t>> firstDef;
+  // The buffers each group writes first, in the order the program writes them, never in
+  // pointer order: the heap's addresses differ with what ran before (a warm object cache reads
+  // its files), and slots picked in their order made a warm compile's wrapper differ from a
+  // cold one's, which then missed the cache.
+  std::map<const loop::Buffer *, size_t> lastUse;
+  std::set<const loop::Buffer *> written;
+  std::vector<std::vector<const loop::Buffer *>> definedIn(p.groups.size());
   for (size_t i = 0; i < p.groups.size(); ++i) {
     for (const loop::Kernel *kp : p.groups[i].kernels) {
       const loop::Kernel &k = *kp;
       for (loop::Buffer *b : k.reads())
         lastUse[b] = i;
       for (loop::Buffer *b : k.writes())
-        if (firstDefOf.emplace(b, i).second) firstDef.emplace_back(b, i);
+        if (written.insert(b).second) definedIn[i].push_back(b);
     }
   }
   MemoryPlan plan;
   std::vector<bool> slotFree;
   for (size_t i = 0; i < p.groups.size(); ++i) {
-    for (auto &[b, def] : firstDef) {
-      if (def != i || b->kind != loop::BufferKind::Intermediate) continue;
+    for (const loop::Buffer *b : definedIn[i]) {
+      if (b->kind != loop::BufferKind::Intermediate) continue;
       sym::Expr bytes = b->numel(ctx) * dtypeSize(b->dtype);
       int pick = -1;
       for (size_t s = 0; s < plan.slots.size() && pick < 0; ++s)
@@ -224,9 +225,9 @@ MemoryPlan planMemory(const loop::Program &p, sym::Context &ctx) {
       if (last == i && it != plan.slotOf.end()) slotFree[it->second] = true;
     }
     // A buffer written but never read frees right after its kernel.
-    for (auto &[b, def] : firstDef) {
+    for (const loop::Buffer *b : definedIn[i]) {
       auto it = plan.slotOf.find(b);
-      if (def == i && !lastUse.count(b) && it != plan.slotOf.end()) slotFree[it->second] = true;
+      if (!lastUse.count(b) && it != plan.slotOf.end()) slotFree[it->second] = true;
     }
   }
   return plan;
