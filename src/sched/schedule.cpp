@@ -200,6 +200,9 @@ MemoryPlan planMemory(const loop::Program &p, sym::Context &ctx) {
         if (written.insert(b).second) definedIn[i].push_back(b);
     }
   }
+  std::vector<std::vector<const loop::Buffer *>> lastReadIn(p.groups.size());
+  for (auto &[b, last] : lastUse)
+    lastReadIn[last].push_back(b);
   MemoryPlan plan;
   std::vector<bool> slotFree;
   for (size_t i = 0; i < p.groups.size(); ++i) {
@@ -220,9 +223,9 @@ MemoryPlan planMemory(const loop::Program &p, sym::Context &ctx) {
       slotFree[pick] = false;
       plan.slotOf[b] = pick;
     }
-    for (auto &[b, last] : lastUse) {
+    for (const loop::Buffer *b : lastReadIn[i]) {
       auto it = plan.slotOf.find(b);
-      if (last == i && it != plan.slotOf.end()) slotFree[it->second] = true;
+      if (it != plan.slotOf.end()) slotFree[it->second] = true;
     }
     // A buffer written but never read frees right after its kernel.
     for (const loop::Buffer *b : definedIn[i]) {
